@@ -1,0 +1,181 @@
+"""dlbench's command line: argv -> subcommand (train is the default) -> Hydra."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import hydra
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from rich.table import Table
+
+from dlbench import preflight, summary
+from dlbench.engine.logging import console
+from dlbench.errors import DlbenchError, unknown_name
+from dlbench.registry import REGISTRIES
+
+err_console = console.__class__(stderr=True)
+
+EXAMPLES = """\
+[bold]Usage[/bold]
+  dlbench [OVERRIDES...]                 train (the default command)
+  dlbench -m KEY=A,B [KEY2=C,D ...]      a sweep: one job per combination, then a summary
+  dlbench list [KIND] [PATTERN]          registered components and experiments
+  dlbench --help | --hydra-help | --cfg job [OVERRIDES...]
+
+[bold]Examples[/bold]
+  dlbench                                          the default: an MLP on scikit-learn's digits, CPU
+  dlbench model=linear optimizer=sgd optimizer.lr=0.1
+  dlbench experiment=lenet5_mnist trainer.epochs=15
+  dlbench -m optimizer.lr=0.1,0.01 model=mlp,linear
+  dlbench resume=outputs/digits_mlp/2026-01-01_12-00-00_ab12cd trainer.epochs=20
+  dlbench list models
+  dlbench --cfg job model=linear                   print the composed config, train nothing
+  tensorboard --logdir outputs
+
+[bold]Common overrides[/bold]
+  device=cpu|cuda|mps|auto   trainer.epochs=N  trainer.max_steps=N  trainer.seed=N
+  trainer.precision=32|bf16|16  trainer.grad_clip=X  trainer.patience=N  trainer.monitor=val/acc
+  dataset.batch_size=N  dataset.num_workers=N  dataset.val_fraction=F  optimizer.lr=X
+"""
+
+
+def print_help() -> None:
+    console.print("[bold]dlbench[/bold]: config-driven deep-learning training\n")
+    console.print(EXAMPLES)
+    console.print("[bold]Config groups[/bold] (choose one option with GROUP=OPTION)")
+    for group, options in preflight.groups().items():
+        console.print(f"  {group:<12} {', '.join(options)}")
+
+
+def list_command(args: list[str]) -> int:
+    """dlbench list [models|datasets|tasks|optimizers|schedulers|losses|experiments] [PATTERN]"""
+    kinds = [*REGISTRIES, "experiments"]
+    wanted = args[:1] or kinds
+    pattern = args[1] if len(args) > 1 else "*"
+    for kind in wanted:
+        if kind not in kinds:
+            raise unknown_name("list kind", kind, kinds)
+        table = Table(title=kind, title_justify="left")
+        table.add_column("name")
+        table.add_column("description")
+        if kind == "experiments":
+            for name, description in experiments().items():
+                table.add_row(name, description)
+        else:
+            registry = REGISTRIES[kind]
+            for name in registry.names(pattern):
+                table.add_row(name, registry.description(name))
+        console.print(table)
+    return 0
+
+
+def experiments() -> dict[str, str]:
+    """Experiment presets and the first line of each file's header comment."""
+    out = {}
+    for path in sorted((preflight.CONFIG_DIR / "experiment").glob("*.yaml")):
+        lines = [ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("# ")]
+        lines = [ln for ln in lines if not ln.startswith("@package")]
+        out[path.stem] = lines[0] if lines else ""
+    return out
+
+
+def resume_overrides(overrides: list[str]) -> list[str]:
+    """`resume=RUN` re-uses the run's own overrides (the command line's win) and its directory."""
+    target = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+    if not target or target in ("null", "None"):
+        return overrides
+    from dlbench.engine import checkpoint
+
+    ckpt = checkpoint.find(target)
+    run_dir = ckpt.parent.parent
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    saved = yaml.safe_load(saved_file.read_text()) if saved_file.is_file() else checkpoint.load(ckpt)["overrides"]
+    keys = {o.split("=", 1)[0].lstrip("+") for o in overrides}
+    kept = [
+        o
+        for o in saved or []
+        if o.split("=", 1)[0].lstrip("+") not in keys and not o.startswith(("resume=", "hydra.run.dir="))
+    ]
+    out = [*kept, *[o for o in overrides if not o.startswith("resume=")], f"resume={ckpt}"]
+    if not any(o.startswith("hydra.run.dir=") for o in overrides):
+        out.append(f"hydra.run.dir={run_dir}")
+    return out
+
+
+def train_command(argv: list[str]) -> int:
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv)
+    overrides = resume_overrides(list(args.overrides))
+    if not (args.config_dir or args.config_name or args.hydra_help or args.info or args.shell_completion):
+        preflight.check(overrides)
+    flags = [a for a in argv if a not in args.overrides]
+    sys.argv = ["dlbench", *flags, *overrides]
+    summary.FAILED_JOBS.clear()
+    hydra_entry()
+    if summary.FAILED_JOBS:
+        err_console.print(f"[red]{len(summary.FAILED_JOBS)} job(s) failed[/red]: {', '.join(summary.FAILED_JOBS)}")
+        return 1
+    return 0
+
+
+@hydra.main(config_path="configs", config_name="config", version_base="1.3")
+def hydra_entry(cfg: DictConfig) -> float | None:
+    """One job: train, and turn any failure into a message (and error.txt in the run dir)."""
+    from dlbench.train import train
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        metrics = train(cfg, run_dir, list(hydra_cfg.overrides.task))
+    except Exception as err:
+        known = isinstance(err, DlbenchError)
+        if not known and os.environ.get("DLBENCH_DEBUG"):
+            raise
+        message = str(err) if known else f"{type(err).__name__}: {err}"
+        (run_dir / "error.txt").write_text(message + "\n")
+        print_error(message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {message}")
+        if not multirun:
+            raise SystemExit(2 if known else 1) from None
+        return None
+    return metrics.get(cfg.trainer.monitor)
+
+
+def print_error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True)
+
+
+COMMANDS = {"list": list_command, "train": train_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] in (["-h"], ["--help"]):
+            print_help()
+            return 0
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
+        return train_command(argv)
+    except DlbenchError as err:
+        print_error(str(err))
+        return 2
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return 130
+    except Exception as err:  # a bug, not a user error: say so, keep the traceback for DLBENCH_DEBUG
+        if os.environ.get("DLBENCH_DEBUG"):
+            traceback.print_exc()
+        print_error(f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {type(err).__name__}: {err}")
+        return 1
+
+
+def entrypoint() -> None:
+    sys.exit(main())

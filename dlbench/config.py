@@ -1,0 +1,176 @@
+"""Typed schemas of a run's config, and the check of a composed config before any work.
+
+The fixed parts of a run (trainer, device, logger, the dataset keys every data set shares) are
+dataclasses. `trainer`, `device` and `logger` are Hydra structured configs, so Hydra itself
+refuses an unknown key or a value of the wrong type. A component's own keys (`model.hidden`,
+`optimizer.momentum`, ...) are checked against the constructor registered under its name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from dlbench.errors import DlbenchError
+from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    max_steps: Optional[int] = None  # stop after this many optimizer steps, even mid-epoch
+    seed: int = 0
+    precision: str = "32"  # 32 | bf16 | 16 (16 uses a gradient scaler)
+    grad_clip: Optional[float] = None  # clip the gradients' global L2 norm to this value
+    log_every_n_steps: int = 10
+    val_every_n_epochs: int = 1
+    monitor: str = "val/loss"  # metric that decides best.pt and early stopping
+    monitor_mode: str = "min"  # min | max
+    patience: Optional[int] = None  # early stopping: epochs without improvement
+    deterministic: bool = False  # torch.use_deterministic_algorithms
+    compile: bool = False  # torch.compile the model(s)
+    channels_last: bool = False
+    progress: str = "auto"  # auto (rich on a terminal, plain lines otherwise) | rich | plain | none
+    checkpoint: bool = True  # write checkpoints/last.pt and best.pt
+
+
+@dataclass
+class DeviceConfig:
+    type: str = "cpu"  # auto | cpu | cuda | cuda:N | mps
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = True  # write TensorBoard events under <run dir>/tb
+
+
+@dataclass
+class DataConfig:
+    """Keys every dataset node has; the rest go to the dataset's registered constructor."""
+
+    name: str = "digits"
+    task: str = "classification"  # the task this data is for; task=auto follows it
+    batch_size: Optional[int] = 64  # null: the whole split in one batch
+    eval_batch_size: Optional[int] = None  # null: same as batch_size
+    num_workers: int = 0
+    val_fraction: float = 0.1  # carved from train where the set has no val split
+    test_fraction: float = 0.2  # carved from the data where the set has no test split
+    split_seed: int = 0
+    # Filled in from the data when it is built, so models can be sized by interpolation:
+    input_shape: Optional[List[int]] = None
+    num_classes: Optional[int] = None
+    num_outputs: Optional[int] = None
+
+
+@dataclass
+class SchedulerConfig:
+    """Keys of the scheduler node that dlbench consumes itself."""
+
+    name: str = "none"
+    interval: str = "epoch"  # step the scheduler every epoch | step
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    resume: Optional[str] = None  # a run directory or a checkpoint to continue from
+    task: Dict[str, Any] = field(default_factory=dict)
+    model: Dict[str, Any] = field(default_factory=dict)
+    dataset: Dict[str, Any] = field(default_factory=dict)
+    loss: Dict[str, Any] = field(default_factory=dict)
+    optimizer: Dict[str, Any] = field(default_factory=dict)
+    scheduler: Dict[str, Any] = field(default_factory=dict)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+ConfigStore.instance().store(name="dlbench_schema", node=RunConfig)
+
+# `${run_id:}` in a run directory's name keeps two runs started in the same second apart.
+# Cached per config, so a sweep's directory resolves to the same name everywhere it is used.
+OmegaConf.register_new_resolver(
+    "run_id", lambda: os.environ.get("DLBENCH_RUN_ID") or secrets.token_hex(3), use_cache=True, replace=True
+)
+
+CHOICES = {
+    "trainer.precision": ("32", "bf16", "16"),
+    "trainer.monitor_mode": ("min", "max"),
+    "trainer.progress": ("auto", "rich", "plain", "none"),
+    "scheduler.interval": ("epoch", "step"),
+}
+
+
+def schema_hints(schema: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(schema)
+    return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+
+
+def data_config(node: DictConfig | dict) -> DataConfig:
+    """The common dataset keys of a dataset node, with defaults for the ones it leaves out."""
+    names = {f.name for f in dataclasses.fields(DataConfig)}
+    return DataConfig(**{k: v for k, v in _plain(node).items() if k in names})
+
+
+def _plain(node: Any) -> dict:
+    """A node as a dict, resolved where it can be: a value that still points at metadata the
+    data fills in later (e.g. `${dataset.num_classes}`) stays as its interpolation string."""
+    if not isinstance(node, DictConfig):
+        return dict(node)
+    raw = OmegaConf.to_container(node, resolve=False)
+    out = {}
+    for key in raw:
+        try:
+            value = node[key]
+            out[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        except OmegaConfBaseException:
+            out[key] = raw[key]
+    return out
+
+
+def validate(cfg: DictConfig) -> None:
+    """Refuse a composed config that cannot run, before any data is read."""
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and str(value) not in allowed:
+            raise DlbenchError(f"{key}={value} is not allowed; choose one of: {'|'.join(allowed)}")
+    device = str(cfg.device.type)
+    if device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+        raise DlbenchError(f"device.type={device} is not allowed; choose one of: auto|cpu|cuda|mps")
+    t = cfg.trainer
+    for key, value, low in [
+        ("epochs", t.epochs, 0),
+        ("max_steps", t.max_steps, 1),
+        ("log_every_n_steps", t.log_every_n_steps, 1),
+        ("val_every_n_epochs", t.val_every_n_epochs, 1),
+        ("patience", t.patience, 1),
+    ]:
+        if value is not None and value < low:
+            raise DlbenchError(f"trainer.{key}={value}: must be at least {low}")
+    if t.grad_clip is not None and t.grad_clip <= 0:
+        raise DlbenchError(f"trainer.grad_clip={t.grad_clip}: must be positive (or null for none)")
+
+    dataset = _plain(cfg.dataset)
+    DATASETS.check(dataset, "dataset", reserved=schema_hints(DataConfig))
+    data = data_config(dataset)
+    for key in ("val_fraction", "test_fraction"):
+        if not 0 <= getattr(data, key) < 1:
+            raise DlbenchError(f"dataset.{key}={getattr(data, key)}: must be in [0, 1)")
+    for key in ("batch_size", "eval_batch_size"):
+        if getattr(data, key) is not None and getattr(data, key) < 1:
+            raise DlbenchError(f"dataset.{key}={getattr(data, key)}: must be at least 1 (or null)")
+    MODELS.check(_plain(cfg.model), "model")
+    TASKS.check(_plain(cfg.task), "task")
+    OPTIMIZERS.check(_plain(cfg.optimizer), "optimizer")
+    if cfg.loss.get("name") != "auto":
+        LOSSES.check(_plain(cfg.loss), "loss")
+    if cfg.scheduler.get("name") != "none":
+        SCHEDULERS.check(_plain(cfg.scheduler), "scheduler", reserved=schema_hints(SchedulerConfig))

@@ -1,0 +1,1 @@
+"""What every task shares: the loop, devices, precision, checkpoints, logging."""

@@ -1,0 +1,60 @@
+"""Checkpoints: written atomically, loaded with weights_only=True (no code runs on load)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlbench.errors import DlbenchError
+
+
+def save(state: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file beside `path`, fsync it, then rename it over `path`.
+
+    A crash or a full disk during the write leaves the previous checkpoint as it was.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise DlbenchError(f"Could not write checkpoint {path}: {err.strerror or err}") from err
+        raise
+
+
+def find(path: str | Path) -> Path:
+    """A checkpoint file from a run directory (its checkpoints/last.pt) or a file path."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise DlbenchError(f"No checkpoint at {path} (give a run directory or a .pt file)")
+    return path
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint of tensors and plain values; refuse anything that would run code."""
+    path = find(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise DlbenchError(
+            f"Refused to load {path}: it holds objects other than tensors and plain values, "
+            "which could run code. dlbench only loads checkpoints with weights_only=True."
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise DlbenchError(f"Could not read checkpoint {path}: {err}") from err
+    if not isinstance(state, dict) or "task" not in state or "config" not in state:
+        raise DlbenchError(f"{path} is not a dlbench checkpoint (no task weights or config in it)")
+    return state

@@ -1,0 +1,239 @@
+"""The trainer: the epoch/step loop and everything that is the same for every task.
+
+Device placement, precision, gradient clipping, validation, early stopping, checkpoints,
+resume and logging live here; what a step *means* lives in the task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlbench.config import TrainerConfig
+from dlbench.engine import checkpoint
+from dlbench.engine.device import rng_state, set_rng_state, to_device
+from dlbench.engine.logging import RunLogger, format_metrics
+from dlbench.engine.optim import Optimization
+from dlbench.errors import DlbenchError
+from dlbench.tasks.base import Task
+
+log = logging.getLogger("dlbench")
+
+DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # training steps (batches) completed
+    best: float | None = None  # best value of the monitored metric so far
+    bad_epochs: int = 0  # epochs since it last improved (early stopping)
+    metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's metrics
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        device: torch.device,
+        run_dir: Path,
+        logger: RunLogger,
+        checkpoint_extra: dict[str, Any] | None = None,
+    ):
+        self.cfg = cfg
+        self.device = device
+        self.run_dir = run_dir
+        self.log = logger
+        self.extra = checkpoint_extra or {}  # config and overrides, saved in each checkpoint
+        self.state = TrainState()
+        self.dtype = DTYPES[str(cfg.precision)]
+        if self.dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise DlbenchError("trainer.precision=bf16: this GPU does not support bfloat16 (use 16)")
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
+
+    # ---- set-up -------------------------------------------------------------------------
+    def setup(self, task: Task) -> None:
+        """Move the task to the device; channels_last and torch.compile where configured."""
+        task.to(self.device)
+        for net in task.networks().values():
+            if self.cfg.channels_last:
+                net.to(memory_format=torch.channels_last)
+            if self.cfg.compile:
+                net.compile()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def scaler(self, name: str) -> torch.amp.GradScaler:
+        """fp16 needs a gradient scaler (one per optimizer); bf16 and fp32 do not."""
+        if name not in self.scalers:
+            self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=self.dtype is torch.float16)
+        return self.scalers[name]
+
+    # ---- one step -------------------------------------------------------------------------
+    def optimize(self, optimizations: dict[str, Optimization], name: str, loss: torch.Tensor) -> None:
+        """zero_grad, backward, (clip), step: the update of one optimizer, called by the task."""
+        if name not in optimizations:
+            raise DlbenchError(f"the task asked to step optimizer '{name}', which it did not configure")
+        optimizer = optimizations[name].optimizer
+        scaler = self.scaler(name)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            scaler.scale(loss).backward()
+        if self.cfg.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+
+    # ---- loops ----------------------------------------------------------------------------
+    def total_steps(self, steps_per_epoch: int) -> int:
+        total = self.cfg.epochs * steps_per_epoch
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    def fit(self, task: Task, data: Any, optimizations: dict[str, Optimization]) -> dict[str, float]:
+        """Train until `epochs` (or `max_steps`, or early stopping); validate each epoch."""
+        cfg = self.cfg
+        monitor = cfg.monitor if data.size("val") or not cfg.monitor.startswith("val/") else "train/loss"
+        if monitor != cfg.monitor:
+            log.info(f"no validation split: monitoring {monitor} instead of {cfg.monitor}")
+        while self.state.epoch < cfg.epochs and not self._done():
+            epoch = self.state.epoch
+            start = time.perf_counter()
+            metrics = self.train_epoch(task, data, optimizations, epoch)
+            if data.size("val") and (epoch + 1) % cfg.val_every_n_epochs == 0:
+                metrics.update(self.evaluate(task, data, "val"))
+            metrics["time/epoch_s"] = time.perf_counter() - start
+            for opt in optimizations.values():
+                opt.step_scheduler("epoch", metrics.get(monitor))
+            self.state.epoch = epoch + 1
+            self.state.metrics = metrics
+            improved = self._track_best(metrics.get(monitor))
+            self.log.scalars(metrics, self.state.step)
+            log.info(f"epoch {epoch + 1}/{cfg.epochs}  step {self.state.step}  {format_metrics(metrics)}")
+            self.save(task, optimizations, "last.pt")
+            if improved:
+                self.save(task, optimizations, "best.pt")
+            if cfg.patience is not None and self.state.bad_epochs >= cfg.patience:
+                log.info(f"early stopping: {monitor} has not improved for {cfg.patience} epochs")
+                break
+        return dict(self.state.metrics)
+
+    def _done(self) -> bool:
+        return self.cfg.max_steps is not None and self.state.step >= self.cfg.max_steps
+
+    def _track_best(self, value: float | None) -> bool:
+        if value is None or math.isnan(value):
+            return False
+        best = self.state.best
+        better = best is None or (value < best if self.cfg.monitor_mode == "min" else value > best)
+        if better:
+            self.state.best, self.state.bad_epochs = value, 0
+        else:
+            self.state.bad_epochs += 1
+        return better
+
+    def train_epoch(self, task: Task, data: Any, optimizations: dict[str, Optimization], epoch: int):
+        task.train()
+        loader = data.loader("train", epoch=epoch, seed=self.cfg.seed)
+        sums: dict[str, torch.Tensor] = {}
+        seen = 0
+        optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
+        with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}") as advance:
+            for batch in loader:
+                batch = to_device(batch, self.device, self.cfg.channels_last)
+                n = _batch_size(batch)
+                with self.autocast():
+                    out = task.training_step(batch, optimize)
+                for key, value in out.items():  # summed on the device: no sync per step
+                    sums[key] = sums.get(key, 0) + value.detach().float() * n
+                seen += n
+                for opt in optimizations.values():
+                    opt.step_scheduler("step")
+                self.state.step += 1
+                if self.state.step % self.cfg.log_every_n_steps == 0:
+                    step_values = {f"train/{k}_step": float(v) for k, v in out.items()}
+                    step_values.update(_learning_rates(optimizations))
+                    self.log.scalars(step_values, self.state.step)
+                    advance(loss=step_values.get("train/loss_step", 0.0))
+                else:
+                    advance()
+                if self._done():
+                    break
+        metrics = {f"train/{k}": float(v) / max(seen, 1) for k, v in sums.items()}
+        metrics.update({f"train/{k}": v for k, v in task.compute_metrics("train").items()})
+        metrics.update(_learning_rates(optimizations))
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, task: Task, data: Any, split: str) -> dict[str, float]:
+        """Average the task's evaluation step over a split, plus the split's metrics."""
+        task.eval()
+        sums: dict[str, torch.Tensor] = {}
+        seen = 0
+        for batch in data.loader(split):
+            batch = to_device(batch, self.device, self.cfg.channels_last)
+            n = _batch_size(batch)
+            with self.autocast():
+                out = task.evaluation_step(batch, split)
+            for key, value in out.items():
+                sums[key] = sums.get(key, 0) + value.detach().float() * n
+            seen += n
+        metrics = {f"{split}/{k}": float(v) / max(seen, 1) for k, v in sums.items()}
+        metrics.update({f"{split}/{k}": v for k, v in task.compute_metrics(split).items()})
+        for tag, figure in task.figures(split).items():
+            self.log.figure(tag, figure, self.state.step)
+        return metrics
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def save(self, task: Task, optimizations: dict[str, Optimization], name: str) -> None:
+        if not self.cfg.checkpoint:
+            return
+        state = {
+            "task": task.state_dict(),
+            "optimizers": {k: o.optimizer.state_dict() for k, o in optimizations.items()},
+            "schedulers": {k: o.scheduler.state_dict() for k, o in optimizations.items() if o.scheduler},
+            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+            "trainer": asdict(self.state),
+            "rng": rng_state(),
+            **self.extra,
+        }
+        checkpoint.save(state, self.run_dir / "checkpoints" / name)
+
+    def restore(self, state: dict[str, Any], task: Task, optimizations: dict[str, Optimization]) -> None:
+        """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG."""
+        try:
+            task.load_state_dict(state["task"])
+            for name, opt in optimizations.items():
+                opt.optimizer.load_state_dict(state["optimizers"][name])
+                if opt.scheduler is not None and name in state["schedulers"]:
+                    opt.scheduler.load_state_dict(state["schedulers"][name])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise DlbenchError(f"The checkpoint does not fit this run's model or optimizer: {err}") from err
+        for name, scaler_state in state.get("scalers", {}).items():
+            self.scaler(name).load_state_dict(scaler_state)
+        self.state = TrainState(**state["trainer"])
+        set_rng_state(state["rng"])
+
+
+def _batch_size(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, (list, tuple)) else next(iter(batch.values()))
+    return len(first)
+
+
+def _learning_rates(optimizations: dict[str, Optimization]) -> dict[str, float]:
+    if list(optimizations) == ["model"]:
+        return {"train/lr": optimizations["model"].lr}
+    return {f"train/lr_{name}": opt.lr for name, opt in optimizations.items()}

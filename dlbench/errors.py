@@ -1,0 +1,28 @@
+"""The one error type a user can cause, and how to suggest the name they meant."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class DlbenchError(Exception):
+    """A problem with the user's config, data, files or device.
+
+    The CLI prints its message (no traceback) and exits with status 2.
+    """
+
+
+def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """Return ' Did you mean: a, b?' for the closest choices, or '' when none is close."""
+    close = difflib.get_close_matches(str(name), sorted(set(choices)), n=n, cutoff=0.5)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str]) -> DlbenchError:
+    """An error for a name that is not one of `choices`, with suggestions and the full list."""
+    choices = sorted(set(choices))
+    return DlbenchError(
+        f"Unknown {kind} '{name}'.{did_you_mean(name, choices)}\n"
+        f"Available: {', '.join(choices) if choices else '(none)'}"
+    )

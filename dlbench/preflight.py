@@ -1,0 +1,136 @@
+"""Check the command line's overrides against the config tree before Hydra starts any job.
+
+Every combination a sweep would run is composed and validated here, so a typo stops the whole
+command at once, with the closest valid names, instead of failing in job 7 of 12.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from dlbench.config import validate
+from dlbench.errors import DlbenchError, did_you_mean, unknown_name
+from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+COMPONENTS = {
+    "model": MODELS,
+    "dataset": DATASETS,
+    "task": TASKS,
+    "loss": LOSSES,
+    "optimizer": OPTIMIZERS,
+    "scheduler": SCHEDULERS,
+}
+MAX_COMBINATIONS = 64
+
+
+def groups() -> dict[str, list[str]]:
+    """Config groups and their options, read from the shipped config tree."""
+    return {
+        d.name: sorted(p.stem for p in d.glob("*.yaml"))
+        for d in sorted(CONFIG_DIR.iterdir())
+        if d.is_dir() and not d.name.startswith(("_", "."))
+    }
+
+
+def parse(overrides: list[str]) -> list[Override]:
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise DlbenchError(f"Cannot read the command line: {err}") from err
+    for o in parsed:
+        if "_target_" in o.key_or_group:
+            raise DlbenchError(
+                f"'{o.input_line}': _target_ cannot be set. dlbench builds only registered "
+                "components, chosen by name (see `dlbench list`)."
+            )
+    return parsed
+
+
+def combinations(parsed: list[Override]) -> list[list[str]]:
+    """The override lists the sweep would run (each Hydra override, sweeps expanded)."""
+    choices = []
+    for o in parsed:
+        if o.is_hydra_override():
+            continue
+        if o.is_sweep_override() and o.is_discrete_sweep() and o.value_type.name != "GLOB_CHOICE_SWEEP":
+            key = o.get_key_element()
+            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        elif not o.is_sweep_override():
+            choices.append([o.input_line])
+    return [list(c) for c in itertools.islice(itertools.product(*choices), MAX_COMBINATIONS)]
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    options = groups()
+    for o in parse(overrides):
+        group = o.key_or_group.lstrip("+~")
+        if group in options and not o.is_delete():
+            value = o.value()
+            if value is not None and str(value) not in options[group]:
+                raise unknown_name(f"{group} option", str(value), options[group])
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """Compose the run's config from the shipped tree; errors become one readable message."""
+    check_group_choices(overrides)
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise _explain(err, overrides) from err
+
+
+def _explain(err: Exception, overrides: list[str]) -> DlbenchError:
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, OmegaConfBaseException):
+        cause = cause.__cause__
+    if isinstance(cause, ConfigKeyError) and getattr(cause, "full_key", None):
+        return _unknown_key(str(cause.full_key), overrides)
+    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
+        detail = str(cause.msg).splitlines()[0]
+        return DlbenchError(f"{cause.full_key}: {detail}")
+    match = re.search(r"Could not override '([^']+)'", str(err))
+    if match:
+        return _unknown_key(match.group(1), overrides)
+    return DlbenchError(str(err).strip())
+
+
+def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
+    """'Unknown key model.depht' with the closest keys that node (or its constructor) takes."""
+    parent, _, key = full_key.rpartition(".")
+    choices_only = [o for o in overrides if "." not in o.split("=")[0]]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        base = compose("config", overrides=choices_only)
+    node = OmegaConf.select(base, parent) if parent else base
+    valid = set(node.keys()) if isinstance(node, DictConfig) else set()
+    hint = ""
+    if parent in COMPONENTS and isinstance(node, DictConfig) and node.get("name") in COMPONENTS[parent]:
+        from dlbench.typecheck import parameter_hints
+
+        params = set(parameter_hints(COMPONENTS[parent].get(node["name"]))) - COMPONENTS[parent].supplied
+        if key in params:
+            return DlbenchError(
+                f"'{full_key}' is a valid key of {parent} '{node['name']}' but its config file does "
+                f"not list it: add it with +{full_key}=..."
+            )
+        valid |= params
+    valid.discard("name")
+    where = f"under {parent}" if parent else "at the top level"
+    hint = f"\nValid keys {where}: {', '.join(sorted(valid))}" if valid else ""
+    return DlbenchError(f"Unknown key '{full_key}'.{did_you_mean(key, valid)}{hint}")
+
+
+def check(overrides: list[str]) -> None:
+    """Compose and validate every combination the command line asks for."""
+    for combination in combinations(parse(overrides)):
+        validate(compose_config(combination))

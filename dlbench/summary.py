@@ -1,0 +1,88 @@
+"""One table of finished jobs: printed at the end of a multirun and written beside it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.table import Table
+
+from dlbench.engine.logging import console
+
+FAILED_JOBS: list[str] = []  # filled by the callback; the CLI exits non-zero when not empty
+
+
+def job_row(job_dir: Path) -> dict[str, Any]:
+    """A job's overrides, status and final metrics, read from its run directory."""
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
+    row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(overrides or [])}
+    metrics_file, error_file = job_dir / "metrics.json", job_dir / "error.txt"
+    if metrics_file.exists():
+        row["status"] = "ok"
+        row.update(json.loads(metrics_file.read_text()))
+    elif error_file.exists():
+        row["status"] = "failed: " + error_file.read_text().strip().splitlines()[0]
+    else:
+        row["status"] = "incomplete"
+    return row
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
+    return sorted(dirs, key=lambda p: (len(p.name), p.name))
+
+
+def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
+    keys = {k for row in rows for k in row if "/" in k and not k.startswith(("time/", "train/lr"))}
+    order = {"test": 0, "val": 1, "train": 2}
+    return sorted(keys, key=lambda k: (order.get(k.split("/")[0], 3), k))
+
+
+def table(rows: list[dict[str, Any]], title: str) -> Table:
+    columns = metric_columns(rows)
+    out = Table(title=title)
+    for name in ("job", "overrides", "status", *columns):
+        out.add_column(name, justify="right" if "/" in name else "left")
+    for row in rows:
+        cells = [_fmt(row.get(c, "")) for c in ("job", "overrides", "status", *columns)]
+        out.add_row(*cells)
+    return out
+
+
+def write(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write the rows as CSV (`.csv`) or a Markdown table (`.md`)."""
+    columns = ["job", "overrides", "status", *metric_columns(rows)]
+    if path.suffix == ".csv":
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        return
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class SweepSummary(Callback):
+    """Hydra callback: after a multirun, print the summary and write summary.csv/.md."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = [job_row(d) for d in job_dirs(sweep_dir)]
+        write(rows, sweep_dir / "summary.csv")
+        write(rows, sweep_dir / "summary.md")
+        console.print(table(rows, f"Sweep summary ({len(rows)} jobs)"))
+        console.print(f"Sweep directory: {sweep_dir}  (summary.csv, summary.md)")
+        FAILED_JOBS.extend(r["job"] for r in rows if r["status"] != "ok")

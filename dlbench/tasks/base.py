@@ -1,0 +1,75 @@
+"""The task interface: what one training step and one evaluation step mean.
+
+A task owns its networks, loss(es) and metrics; the trainer owns the loop. The trainer calls
+`training_step(batch, optimize)` under autocast, and the task calls `optimize(name, loss)` once
+per optimizer it has (one for a classifier, two for a GAN). `optimize` is where the trainer does
+zero_grad, backward, gradient clipping and the optimizer step, so no task writes a loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlbench.engine.optim import Optimization, build_optimization
+
+Optimize = Callable[[str, torch.Tensor], None]
+SPLITS = ("train", "val", "test")
+
+
+class Task(nn.Module):
+    default_loss = "mse"  # the loss a `loss=auto` config gets
+
+    def __init__(self, model: nn.Module, loss: nn.Module):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    @staticmethod
+    def output_size(data: Any) -> int:
+        """How many outputs the model needs for this data (sizes the model's last layer)."""
+        return data.num_outputs
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The trainable networks, by name (compiled and moved by the trainer)."""
+        return {"model": self.model}
+
+    def configure_optimizers(
+        self, optimizer_cfg: Mapping, scheduler_cfg: Mapping, total_steps: int, steps_per_epoch: int
+    ) -> dict[str, Optimization]:
+        """One optimizer over every parameter, named 'model'. A GAN returns one per network."""
+        return {
+            "model": build_optimization(
+                self.model.parameters(), optimizer_cfg, scheduler_cfg, total_steps, steps_per_epoch
+            )
+        }
+
+    def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
+        """Forward, loss, `optimize(name, loss)`; return the values to average over the epoch."""
+        raise NotImplementedError
+
+    def evaluation_step(self, batch: Any, split: str) -> dict[str, torch.Tensor]:
+        """Forward and loss on a val/test batch (no gradients); update the split's metrics."""
+        raise NotImplementedError
+
+    def metrics(self, split: str) -> Any:
+        """The torchmetrics collection of a split (kept on the task's device)."""
+        return getattr(self, f"{split}_metrics")
+
+    def compute_metrics(self, split: str) -> dict[str, float]:
+        """The split's metrics over everything seen since the last reset, then reset them."""
+        collection = self.metrics(split)
+        values = {k: float(v) for k, v in collection.compute().items() if v.numel() == 1}
+        collection.reset()
+        return values
+
+    def figures(self, split: str) -> dict[str, Any]:
+        """Matplotlib figures to log after evaluating a split (e.g. a confusion matrix)."""
+        return {}
+
+    def report(self) -> str | None:
+        """Text to print at the end of a run, beside the metrics table."""
+        return None

@@ -1,0 +1,120 @@
+"""Classification: multi-class (logits, cross-entropy) and binary (one logit, BCE)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+)
+
+from dlbench.errors import DlbenchError
+from dlbench.registry import TASKS
+from dlbench.tasks.base import SPLITS, Optimize, Task
+
+
+def classification_metrics(num_classes: int) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "balanced_acc": MulticlassRecall(num_classes, average="macro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        }
+    )
+
+
+@TASKS.register("classification")
+class Classification(Task):
+    """Multi-class classification: the model gives one logit per class."""
+
+    default_loss = "cross_entropy"
+
+    def __init__(self, model: nn.Module, loss: nn.Module, data: Any, confusion_matrix: bool = True):
+        super().__init__(model, loss)
+        if data.num_classes is None:
+            raise DlbenchError(f"dataset '{data.cfg.name}' has no classes: use task=regression")
+        self.num_classes = data.num_classes
+        self.class_names = data.class_names or [str(i) for i in range(self.num_classes)]
+        for split in SPLITS:
+            setattr(self, f"{split}_metrics", classification_metrics(self.num_classes))
+        self.confusion = MulticlassConfusionMatrix(self.num_classes) if confusion_matrix else None
+
+    @staticmethod
+    def output_size(data: Any) -> int:
+        return data.num_classes
+
+    # The three methods a variant (binary) changes: loss on the model's output, and predictions.
+    def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss(output, y)
+
+    def predict(self, output: torch.Tensor) -> torch.Tensor:
+        """Class indices from the model's output."""
+        return output.argmax(dim=1)
+
+    def probabilities(self, output: torch.Tensor) -> torch.Tensor:
+        return output.float().softmax(dim=1)
+
+    def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
+        x, y = batch
+        output = self.model(x)
+        loss = self.compute_loss(output, y)
+        optimize("model", loss)
+        self.train_metrics.update(self.predict(output.detach()), y)
+        return {"loss": loss.detach()}
+
+    def evaluation_step(self, batch: Any, split: str) -> dict[str, torch.Tensor]:
+        x, y = batch
+        output = self.model(x)
+        preds = self.predict(output)
+        self.metrics(split).update(preds, y)
+        if split == "test" and self.confusion is not None:
+            self.confusion.update(preds, y)
+        return {"loss": self.compute_loss(output, y)}
+
+    def figures(self, split: str) -> dict[str, Any]:
+        if split != "test" or self.confusion is None:
+            return {}
+        fig, _ = self.confusion.plot(labels=self.class_names)
+        fig.set_size_inches(max(4, 0.5 * self.num_classes + 2), max(4, 0.5 * self.num_classes + 2))
+        self.confusion.reset()
+        return {"test/confusion_matrix": fig}
+
+
+@TASKS.register("binary_classification")
+class BinaryClassification(Classification):
+    """Two classes, one logit per sample: BCE with logits, or BCE on a sigmoid (`loss=bce`)."""
+
+    default_loss = "bce_with_logits"
+
+    def __init__(self, model: nn.Module, loss: nn.Module, data: Any, confusion_matrix: bool = True):
+        super().__init__(model, loss, data, confusion_matrix)
+        if self.num_classes != 2:
+            raise DlbenchError(
+                f"task=binary_classification needs 2 classes; dataset '{data.cfg.name}' has "
+                f"{self.num_classes} (use task=classification)"
+            )
+        if not isinstance(loss, (nn.BCEWithLogitsLoss, nn.BCELoss)):
+            raise DlbenchError("task=binary_classification takes loss=bce_with_logits or loss=bce")
+
+    @staticmethod
+    def output_size(data: Any) -> int:
+        return 1
+
+    def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logit, target = output.reshape(-1), y.to(output.dtype).reshape(-1)
+        if isinstance(self.loss, nn.BCELoss):  # seed 001's variant: sigmoid, then BCE
+            return self.loss(torch.sigmoid(logit), target)
+        return self.loss(logit, target)
+
+    def predict(self, output: torch.Tensor) -> torch.Tensor:
+        return (output.reshape(-1) > 0).long()
+
+    def probabilities(self, output: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(output.float().reshape(-1, 1))
+        return torch.cat([1 - p, p], dim=1)

@@ -1,0 +1,45 @@
+"""Regression: real-valued targets, MSE by default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
+
+from dlbench.registry import TASKS
+from dlbench.tasks.base import SPLITS, Optimize, Task
+
+
+def regression_metrics() -> MetricCollection:
+    return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()})
+
+
+@TASKS.register("regression")
+class Regression(Task):
+    """Predict real-valued targets; metrics MSE, MAE and R²."""
+
+    default_loss = "mse"
+
+    def __init__(self, model: nn.Module, loss: nn.Module, data: Any):
+        super().__init__(model, loss)
+        for split in SPLITS:
+            setattr(self, f"{split}_metrics", regression_metrics())
+
+    def _update(self, split: str, output: torch.Tensor, y: torch.Tensor) -> None:
+        self.metrics(split).update(output.detach().float().reshape(-1), y.float().reshape(-1))
+
+    def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
+        x, y = batch
+        output = self.model(x)
+        loss = self.loss(output, y)
+        optimize("model", loss)
+        self._update("train", output, y)
+        return {"loss": loss.detach()}
+
+    def evaluation_step(self, batch: Any, split: str) -> dict[str, torch.Tensor]:
+        x, y = batch
+        output = self.model(x)
+        self._update(split, output, y)
+        return {"loss": self.loss(output, y)}
