@@ -95,7 +95,9 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     ckpt = checkpoint.find(target)
     run_dir = ckpt.parent.parent
     saved_file = run_dir / ".hydra" / "overrides.yaml"
-    saved = yaml.safe_load(saved_file.read_text()) if saved_file.is_file() else checkpoint.load(ckpt)["overrides"]
+    saved = (
+        yaml.safe_load(saved_file.read_text()) if saved_file.is_file() else checkpoint.load(ckpt)["overrides"]
+    )
     keys = {o.split("=", 1)[0].lstrip("+") for o in overrides}
     kept = [
         o
@@ -120,7 +122,9 @@ def train_command(argv: list[str]) -> int:
     summary.FAILED_JOBS.clear()
     hydra_entry()
     if summary.FAILED_JOBS:
-        err_console.print(f"[red]{len(summary.FAILED_JOBS)} job(s) failed[/red]: {', '.join(summary.FAILED_JOBS)}")
+        err_console.print(
+            f"[red]{len(summary.FAILED_JOBS)} job(s) failed[/red]: {', '.join(summary.FAILED_JOBS)}"
+        )
         return 1
     return 0
 
@@ -141,7 +145,9 @@ def hydra_entry(cfg: DictConfig) -> float | None:
             raise
         message = str(err) if known else f"{type(err).__name__}: {err}"
         (run_dir / "error.txt").write_text(message + "\n")
-        print_error(message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {message}")
+        print_error(
+            message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {message}"
+        )
         if not multirun:
             raise SystemExit(2 if known else 1) from None
         return None

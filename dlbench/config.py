@@ -13,7 +13,7 @@ import os
 import secrets
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -26,15 +26,15 @@ from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, T
 @dataclass
 class TrainerConfig:
     epochs: int = 10
-    max_steps: Optional[int] = None  # stop after this many optimizer steps, even mid-epoch
+    max_steps: int | None = None  # stop after this many optimizer steps, even mid-epoch
     seed: int = 0
     precision: str = "32"  # 32 | bf16 | 16 (16 uses a gradient scaler)
-    grad_clip: Optional[float] = None  # clip the gradients' global L2 norm to this value
+    grad_clip: float | None = None  # clip the gradients' global L2 norm to this value
     log_every_n_steps: int = 10
     val_every_n_epochs: int = 1
     monitor: str = "val/loss"  # metric that decides best.pt and early stopping
     monitor_mode: str = "min"  # min | max
-    patience: Optional[int] = None  # early stopping: epochs without improvement
+    patience: int | None = None  # early stopping: epochs without improvement
     deterministic: bool = False  # torch.use_deterministic_algorithms
     compile: bool = False  # torch.compile the model(s)
     channels_last: bool = False
@@ -58,16 +58,16 @@ class DataConfig:
 
     name: str = "digits"
     task: str = "classification"  # the task this data is for; task=auto follows it
-    batch_size: Optional[int] = 64  # null: the whole split in one batch
-    eval_batch_size: Optional[int] = None  # null: same as batch_size
+    batch_size: int | None = 64  # null: the whole split in one batch
+    eval_batch_size: int | None = None  # null: same as batch_size
     num_workers: int = 0
     val_fraction: float = 0.1  # carved from train where the set has no val split
     test_fraction: float = 0.2  # carved from the data where the set has no test split
     split_seed: int = 0
     # Filled in from the data when it is built, so models can be sized by interpolation:
-    input_shape: Optional[List[int]] = None
-    num_classes: Optional[int] = None
-    num_outputs: Optional[int] = None
+    input_shape: list[int] | None = None
+    num_classes: int | None = None
+    num_outputs: int | None = None
 
 
 @dataclass
@@ -81,13 +81,13 @@ class SchedulerConfig:
 @dataclass
 class RunConfig:
     name: str = "run"
-    resume: Optional[str] = None  # a run directory or a checkpoint to continue from
-    task: Dict[str, Any] = field(default_factory=dict)
-    model: Dict[str, Any] = field(default_factory=dict)
-    dataset: Dict[str, Any] = field(default_factory=dict)
-    loss: Dict[str, Any] = field(default_factory=dict)
-    optimizer: Dict[str, Any] = field(default_factory=dict)
-    scheduler: Dict[str, Any] = field(default_factory=dict)
+    resume: str | None = None  # a run directory or a checkpoint to continue from
+    task: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    loss: dict[str, Any] = field(default_factory=dict)
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    scheduler: dict[str, Any] = field(default_factory=dict)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)

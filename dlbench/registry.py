@@ -76,9 +76,7 @@ class Registry:
         doc = inspect.getdoc(self.get(name)) or ""
         return doc.strip().splitlines()[0] if doc.strip() else ""
 
-    def check(
-        self, node: Mapping[str, Any], where: str, reserved: Mapping[str, Any] | None = None
-    ) -> None:
+    def check(self, node: Mapping[str, Any], where: str, reserved: Mapping[str, Any] | None = None) -> None:
         """Check a config node before anything is built.
 
         Every key must be a keyword of the registered constructor (or one of `reserved`, keys
@@ -105,9 +103,7 @@ class Registry:
             if _is_interpolation(value):
                 continue
             if not matches(value, hints[key]):
-                raise DlbenchError(
-                    f"{where}.{key}: expected {describe(hints[key])}, got {value!r}"
-                )
+                raise DlbenchError(f"{where}.{key}: expected {describe(hints[key])}, got {value!r}")
 
     def build(self, node: Mapping[str, Any], where: str, skip: Iterable[str] = (), **supplied: Any):
         """Check `node`, then call the registered constructor with its keys and `supplied`."""

@@ -81,7 +81,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
             metrics.update(trainer.evaluate(task, data, "test"))
         metrics["time/total_s"] = time.perf_counter() - started
         logger.scalars({k: v for k, v in metrics.items() if k.startswith("test/")}, trainer.state.step)
-        logger.hparams(hparams(cfg), {k: v for k, v in metrics.items() if "/" in k and not k.startswith("time/")})
+        logger.hparams(
+            hparams(cfg), {k: v for k, v in metrics.items() if "/" in k and not k.startswith("time/")}
+        )
     finally:
         logger.close()
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -53,7 +53,7 @@ def matches(value: Any, hint: Any) -> bool:
             return False
         inner = [a for a in args if a is not Ellipsis]
         if origin is tuple and len(inner) > 1:
-            return len(inner) == len(value) and all(matches(v, a) for v, a in zip(value, inner))
+            return len(inner) == len(value) and all(matches(v, a) for v, a in zip(value, inner, strict=True))
         return not inner or all(matches(v, inner[0]) for v in value)
     if origin in (dict, collections.abc.Mapping):
         return isinstance(value, dict)
@@ -61,8 +61,8 @@ def matches(value: Any, hint: Any) -> bool:
         hint = origin
     if not isinstance(hint, type):
         return True  # a hint we cannot interpret (a TypeVar, a callable type): accept
-    if value is None:
-        return hint is type(None)
+    if value is None or hint is type(None):
+        return value is None and hint is type(None)
     if hint is bool:
         return isinstance(value, bool)
     if hint is float:

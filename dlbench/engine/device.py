@@ -25,7 +25,9 @@ def resolve_device(name: str) -> torch.device:
     if kind == "cuda" and ":" in name and int(name.split(":")[1]) >= torch.cuda.device_count():
         raise DlbenchError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if kind == "mps" and not torch.backends.mps.is_available():
-        raise DlbenchError(f"device={name}: Apple MPS is not available on this machine (use device=cpu or auto)")
+        raise DlbenchError(
+            f"device={name}: Apple MPS is not available on this machine (use device=cpu or auto)"
+        )
     return torch.device(name)
 
 

@@ -54,6 +54,8 @@ def build_optimization(
     interval = scheduler_cfg.get("interval", "epoch")
     length = total_steps if interval == "step" else max(1, total_steps // max(1, steps_per_epoch))
     accepted = inspect.signature(SCHEDULERS.get(name)).parameters
-    filled = {k: length for k in ("total_steps", "T_max", "total_iters") if k in accepted and k not in scheduler_cfg}
+    filled = {
+        k: length for k in ("total_steps", "T_max", "total_iters") if k in accepted and k not in scheduler_cfg
+    }
     scheduler = SCHEDULERS.build(scheduler_cfg, "scheduler", skip=["interval"], optimizer=optimizer, **filled)
     return Optimization(optimizer, scheduler, interval)

@@ -193,8 +193,9 @@ class Trainer:
             seen += n
         metrics = {f"{split}/{k}": float(v) / max(seen, 1) for k, v in sums.items()}
         metrics.update({f"{split}/{k}": v for k, v in task.compute_metrics(split).items()})
-        for tag, figure in task.figures(split).items():
-            self.log.figure(tag, figure, self.state.step)
+        if self.log.writer is not None:
+            for tag, figure in task.figures(split).items():
+                self.log.figure(tag, figure, self.state.step)
         return metrics
 
     # ---- checkpoints ----------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""Helpers shared by the tests: run the real CLI as a subprocess, compose configs in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """Run `dlbench ARGS...` in a fresh directory, as a user would; returns the finished process."""
+
+    def run(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k not in ("DLBENCH_DEBUG", "HYDRA_FULL_ERROR")}
+        env["COLUMNS"] = "200"
+        return subprocess.run(
+            [sys.executable, "-m", "dlbench", *args],
+            cwd=cwd or tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def only_run_dir(root: Path) -> Path:
+    """The single run directory under outputs/<name>/."""
+    runs = [p for p in root.glob("outputs/*/*") if (p / ".hydra").is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]

@@ -1,0 +1,139 @@
+"""The CLI as a user runs it: a subprocess in a fresh directory."""
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+import yaml
+from conftest import only_run_dir, read_metrics
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dlbench.engine import checkpoint
+
+
+def test_default_run(cli, tmp_path):
+    result = cli()
+    assert result.returncode == 0, result.stderr
+    run_dir = only_run_dir(tmp_path)
+    assert run_dir.parent.name == "digits_mlp"
+    assert "Final metrics" in result.stdout and f"Run directory: {run_dir}" in result.stdout
+    assert "epoch 10/10" in result.stdout  # plain progress lines when not on a terminal
+
+    metrics = read_metrics(run_dir)
+    for key in ("train/loss", "val/loss", "val/acc", "test/acc", "test/loss", "test/f1_macro"):
+        assert key in metrics
+    assert metrics["test/acc"] > 0.85  # real digits, 10 epochs
+
+    state = checkpoint.load(run_dir)  # weights_only=True
+    assert state["trainer"]["epoch"] == 10
+    assert yaml.safe_load(state["config"])["model"]["name"] == "mlp"
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "images": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in ("train/loss_step", "train/lr", "train/loss", "val/loss", "val/acc", "test/acc", "test/loss"):
+        assert tag in scalars, tag
+    assert "test/confusion_matrix" in events.Tags()["images"]
+    assert len(events.Scalars("val/acc")) == 10
+    assert events.Scalars("test/acc")[-1].value == metrics["test/acc"]
+
+
+def test_override_and_relative_run_dir(cli, tmp_path):
+    result = cli(
+        "model=linear", "optimizer=sgd", "optimizer.lr=0.1", "trainer.epochs=2", "hydra.run.dir=runs/a"
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "runs" / "a"  # relative to where the user ran it
+    config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    assert config["model"]["name"] == "linear" and config["optimizer"]["lr"] == 0.1
+    assert checkpoint.load(run_dir)["trainer"]["epoch"] == 2
+
+
+def test_two_job_multirun_with_summary(cli, tmp_path):
+    result = cli("-m", "model=mlp,linear", "trainer.epochs=1", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr
+    sweep = tmp_path / "sweep"
+    assert read_metrics(sweep / "0")["test/acc"] > 0 and read_metrics(sweep / "1")["test/acc"] > 0
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["overrides"] for r in rows] == ["model=mlp trainer.epochs=1", "model=linear trainer.epochs=1"]
+    assert all(r["status"] == "ok" for r in rows)
+    assert float(rows[1]["test/acc"]) == read_metrics(sweep / "1")["test/acc"]
+    assert "Sweep summary (2 jobs)" in result.stdout and (sweep / "summary.md").is_file()
+
+
+def test_resume_equals_the_uninterrupted_run(cli, tmp_path):
+    common = ["model.dropout=0.2", "trainer.seed=3"]  # dropout: the RNG state must resume too
+    full = cli(*common, "trainer.epochs=4", "hydra.run.dir=full")
+    assert full.returncode == 0, full.stderr
+    part = cli(*common, "trainer.epochs=2", "hydra.run.dir=part")
+    assert part.returncode == 0, part.stderr
+    resumed = cli("resume=part", "trainer.epochs=4")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed at epoch 2" in resumed.stdout
+
+    def final(name):
+        return {k: v for k, v in read_metrics(tmp_path / name).items() if not k.startswith("time/")}
+
+    assert final("part") == final("full")
+    a, b = checkpoint.load(tmp_path / "full"), checkpoint.load(tmp_path / "part")
+    for key, tensor in a["task"].items():
+        assert torch.equal(tensor, b["task"][key]), key
+    # the resumed run kept its own settings and continued in its own directory
+    assert yaml.safe_load(b["config"])["model"]["dropout"] == 0.2
+    events = EventAccumulator(str(tmp_path / "part" / "tb")).Reload()
+    steps = [e.step for e in events.Scalars("val/loss")]
+    assert steps == sorted(set(steps)) and len(steps) == 4
+
+
+def test_list(cli):
+    result = cli("list", "models")
+    assert result.returncode == 0 and "mlp" in result.stdout and "linear" in result.stdout
+    everything = cli("list").stdout
+    for word in ("sgd", "step_lr", "cross_entropy", "digits", "classification", "digits_mlp"):
+        assert word in everything
+    bad = cli("list", "modles")
+    assert bad.returncode == 2 and "Did you mean: models" in bad.stderr
+
+
+def test_help_lists_groups_subcommands_and_examples(cli):
+    out = cli("--help").stdout
+    for word in ("model", "dataset", "optimizer", "scheduler", "loss", "device", "trainer", "logger"):
+        assert word in out
+    assert "dlbench list" in out and "dlbench -m" in out and "resume=" in out
+
+
+def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
+    cases = {
+        ("model=mlpp",): "Unknown model option 'mlpp'. Did you mean: mlp?",
+        ("trainer.epocs=3",): "Unknown key 'trainer.epocs'. Did you mean: epochs?",
+        ("model.hiden=[3]",): "Did you mean: hidden?",
+        ("optimizer.lr=fast",): "optimizer.lr: expected float",
+        ("trainer.epochs=many",): "trainer.epochs",
+        ("resume=nowhere",): "No checkpoint at nowhere",
+    }
+    for args, message in cases.items():
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "outputs").exists()  # nothing started
+
+
+def test_two_runs_started_together_get_their_own_directories(cli, tmp_path):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "dlbench", "trainer.epochs=1", "logger=none"]
+    procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    runs = list((tmp_path / "outputs" / "digits_mlp").iterdir())
+    assert len(runs) == 2
+    assert all((r / "metrics.json").is_file() for r in runs)
+
+
+def test_json_metrics_are_flat_floats(tmp_path, cli):
+    assert cli("trainer.epochs=1", "hydra.run.dir=r").returncode == 0
+    metrics = json.loads(Path(tmp_path / "r" / "metrics.json").read_text())
+    assert all(isinstance(v, float) for v in metrics.values())

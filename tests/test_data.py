@@ -1,0 +1,39 @@
+import torch
+
+from dlbench.config import DataConfig
+from dlbench.data import DataModule
+from dlbench.data.base import TensorLoader, labels_of
+from dlbench.data.tabular import digits, iris
+
+
+def test_digits_splits_are_stratified_disjoint_and_fixed_by_seed():
+    data = DataModule(digits(), DataConfig(val_fraction=0.1, test_fraction=0.2, split_seed=0))
+    sizes = {s: data.size(s) for s in ("train", "val", "test")}
+    assert sum(sizes.values()) == 1797 and sizes["test"] == 359 and sizes["val"] == 144
+    assert data.input_shape == [1, 8, 8] and data.num_classes == 10 and data.num_outputs == 10
+    counts = torch.bincount(labels_of(data.splits["test"]), minlength=10)
+    assert counts.min() >= 34 and counts.max() <= 38  # stratified: ~36 of each digit
+    again = DataModule(digits(), DataConfig(val_fraction=0.1, test_fraction=0.2, split_seed=0))
+    assert torch.equal(again.splits["test"].tensors[0], data.splits["test"].tensors[0])
+    other = DataModule(digits(), DataConfig(val_fraction=0.1, test_fraction=0.2, split_seed=1))
+    assert not torch.equal(other.splits["test"].tensors[0], data.splits["test"].tensors[0])
+
+
+def test_iris_feature_and_class_subsets():
+    source = iris(features=[0, 1], classes=[0, 1])
+    x, y = source.train.tensors
+    assert x.shape == (100, 2) and set(y.tolist()) == {0, 1}
+    assert source.class_names == ["setosa", "versicolor"]
+
+
+def test_tensor_loader_shuffles_by_seed_and_epoch():
+    data = torch.utils.data.TensorDataset(torch.arange(10).float(), torch.arange(10))
+    loader = TensorLoader(data, batch_size=4, shuffle=True, seed=3)
+    assert len(loader) == 3
+    order0 = torch.cat([b[1] for b in loader])
+    assert sorted(order0.tolist()) == list(range(10))
+    loader.sampler.set_epoch(1)
+    order1 = torch.cat([b[1] for b in loader])
+    assert not torch.equal(order0, order1)
+    loader.sampler.set_epoch(0)
+    assert torch.equal(torch.cat([b[1] for b in loader]), order0)

@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from dlbench.errors import DlbenchError
+from dlbench.registry import LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, Registry, snake_case
+
+
+def test_torch_components_are_registered_from_torch():
+    assert OPTIMIZERS.get("sgd") is torch.optim.SGD
+    assert OPTIMIZERS.get("adamw") is torch.optim.AdamW
+    assert SCHEDULERS.get("step_lr") is torch.optim.lr_scheduler.StepLR
+    assert SCHEDULERS.get("one_cycle_lr") is torch.optim.lr_scheduler.OneCycleLR
+    assert LOSSES.get("cross_entropy") is torch.nn.CrossEntropyLoss
+    assert LOSSES.get("bce_with_logits") is torch.nn.BCEWithLogitsLoss
+    # schedulers that need Python callables cannot come from a config file
+    assert "lambda_lr" not in SCHEDULERS
+
+
+def test_snake_case():
+    assert snake_case("CrossEntropy") == "cross_entropy"
+    assert snake_case("BCEWithLogits") == "bce_with_logits"
+    assert snake_case("ReduceLROnPlateau") == "reduce_lr_on_plateau"
+
+
+def test_unknown_name_suggests_the_closest():
+    with pytest.raises(DlbenchError) as err:
+        OPTIMIZERS.get("adamm")
+    assert "Did you mean: adam" in str(err.value)
+    assert "sgd" in str(err.value)  # the full list follows
+
+
+def test_import_paths_are_not_names():
+    with pytest.raises(DlbenchError, match="Unknown optimizer 'torch.optim.SGD'"):
+        OPTIMIZERS.build({"name": "torch.optim.SGD", "lr": 0.1}, "optimizer", params=[])
+    with pytest.raises(DlbenchError, match="Unknown model 'os.system'"):
+        MODELS.get("os.system")
+
+
+def test_build_checks_keys_and_types():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    opt = OPTIMIZERS.build({"name": "sgd", "lr": 0.5, "momentum": 0.9}, "optimizer", params=params)
+    assert opt.defaults["lr"] == 0.5 and opt.defaults["momentum"] == 0.9
+    with pytest.raises(DlbenchError, match=r"Did you mean: momentum\?"):
+        OPTIMIZERS.build({"name": "sgd", "lr": 0.5, "momentun": 0.9}, "optimizer", params=params)
+    with pytest.raises(DlbenchError, match=r"optimizer.lr: expected float"):
+        OPTIMIZERS.build({"name": "sgd", "lr": "fast"}, "optimizer", params=params)
+    with pytest.raises(DlbenchError, match="model.hidden: expected list of int"):
+        MODELS.check({"name": "mlp", "hidden": "wide"}, "model")
+
+
+def test_a_registry_registers_by_decorator_and_lists_by_pattern():
+    reg = Registry("widget")
+
+    @reg.register("small_widget")
+    def small(size: int = 1):
+        """A small widget."""
+        return size
+
+    reg.add("big_widget", lambda size=2: size)
+    assert reg.names("*small*") == ["small_widget"]
+    assert reg.description("small_widget") == "A small widget."
+    assert reg.build({"name": "small_widget", "size": 3}, "widget") == 3
+    with pytest.raises(ValueError):
+        reg.add("small_widget", lambda: None)

@@ -1,0 +1,115 @@
+"""The trainer in-process on tiny real data: precision, clipping, max steps, early stopping."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlbench import preflight
+from dlbench.engine import checkpoint
+from dlbench.errors import DlbenchError
+from dlbench.train import train
+
+FAST = ["trainer.progress=none", "logger=none"]
+
+
+def run(tmp_path: Path, *overrides: str) -> dict:
+    cfg = preflight.compose_config([*FAST, *overrides])
+    return train(cfg, tmp_path)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "16"])
+def test_mixed_precision_on_cpu(tmp_path, precision):
+    metrics = run(tmp_path, f"trainer.precision={precision}", "trainer.epochs=3", "optimizer.lr=0.01")
+    assert metrics["test/acc"] > 0.8
+
+
+def test_max_steps_stops_mid_epoch(tmp_path):
+    run(tmp_path, "trainer.max_steps=5", "trainer.epochs=10")
+    state = checkpoint.load(tmp_path)
+    assert state["trainer"]["step"] == 5 and state["trainer"]["epoch"] == 1
+
+
+def test_grad_clip_and_scheduler(tmp_path):
+    metrics = run(
+        tmp_path, "trainer.grad_clip=0.5", "scheduler=step_lr", "scheduler.step_size=1", "trainer.epochs=2"
+    )
+    assert metrics["train/lr"] == pytest.approx(0.001 * 0.5)  # the LR used in epoch 2
+
+
+def test_one_cycle_gets_its_length_from_the_trainer(tmp_path):
+    metrics = run(tmp_path, "scheduler=one_cycle_lr", "trainer.epochs=2")
+    assert metrics["train/lr"] < 0.001  # annealed to the end of the cycle
+
+
+def test_early_stopping(tmp_path):
+    run(tmp_path, "trainer.patience=1", "trainer.epochs=50", "optimizer.lr=5.0", "optimizer=sgd")
+    state = checkpoint.load(tmp_path)
+    assert state["trainer"]["epoch"] < 50
+
+
+def test_linear_regression_recovers_weights(tmp_path):
+    metrics = run(
+        tmp_path,
+        "dataset=synthetic_linear",
+        "model=linear",
+        "optimizer=sgd",
+        "optimizer.lr=0.1",
+        "trainer.epochs=200",
+    )
+    state = checkpoint.load(tmp_path)
+    weight, bias = state["task"]["model.1.weight"], state["task"]["model.1.bias"]
+    assert torch.allclose(weight, torch.tensor([[1.0, 2.0, 3.0]]), atol=1e-3)
+    assert torch.allclose(bias, torch.tensor([5.0]), atol=1e-3)
+    assert metrics["train/loss"] < 1e-5
+
+
+def test_binary_classification_on_iris(tmp_path):
+    metrics = run(
+        tmp_path,
+        "dataset=iris",
+        "dataset.classes=[0,1]",
+        "task=binary_classification",
+        "model=linear",
+        "optimizer=sgd",
+        "optimizer.lr=0.1",
+        "trainer.epochs=30",
+    )
+    assert metrics["test/acc"] == 1.0
+    bce = run(
+        tmp_path / "bce",
+        "dataset=iris",
+        "dataset.classes=[0,1]",
+        "task=binary_classification",
+        "loss=bce",
+        "model=linear",
+        "optimizer=sgd",
+        "optimizer.lr=0.1",
+        "trainer.epochs=30",
+    )
+    assert bce["test/acc"] == 1.0
+
+
+def test_binary_task_refuses_three_classes(tmp_path):
+    with pytest.raises(DlbenchError, match="needs 2 classes"):
+        run(tmp_path, "dataset=iris", "task=binary_classification")
+
+
+def test_unavailable_device_is_an_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")  # the message is only for machines without it
+    with pytest.raises(DlbenchError, match="CUDA is not available"):
+        run(tmp_path, "device=cuda")
+
+
+def test_hostile_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"task": {}, "config": "", "x": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(DlbenchError, match="Refused to load"):
+        checkpoint.load(tmp_path / "evil.pt")
+    assert not marker.exists()
