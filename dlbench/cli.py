@@ -47,10 +47,10 @@ EXAMPLES = """\
 
 def print_help() -> None:
     console.print("[bold]dlbench[/bold]: config-driven deep-learning training\n")
-    console.print(EXAMPLES)
+    console.print(EXAMPLES, soft_wrap=True)
     console.print("[bold]Config groups[/bold] (choose one option with GROUP=OPTION)")
     for group, options in preflight.groups().items():
-        console.print(f"  {group:<12} {', '.join(options)}")
+        console.print(f"  {group:<12} {', '.join(options)}", soft_wrap=True)
 
 
 def list_command(args: list[str]) -> int:

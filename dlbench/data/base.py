@@ -1,0 +1,163 @@
+"""What a dataset constructor returns, how splits are carved, and the loaders over them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
+
+from dlbench.config import DataConfig
+from dlbench.errors import DlbenchError
+
+
+@dataclass
+class DataSource:
+    """The data a registered dataset constructor returns, with the splits it ships with.
+
+    Splits left as None are carved from `train` (test first, then val) by `DataModule`.
+    `num_classes` is None for regression data.
+    """
+
+    train: Dataset
+    val: Dataset | None = None
+    test: Dataset | None = None
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+
+
+def labels_of(dataset: Dataset) -> torch.Tensor | None:
+    """The integer class labels of a dataset, where they can be read without loading samples."""
+    if isinstance(dataset, Subset):
+        labels = labels_of(dataset.dataset)
+        return None if labels is None else labels[torch.as_tensor(dataset.indices)]
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) > 1:
+        labels = dataset.tensors[1]
+    else:
+        labels = getattr(dataset, "targets", None)
+    if labels is None:
+        return None
+    labels = torch.as_tensor(labels)
+    return labels if not labels.is_floating_point() and labels.dim() == 1 else None
+
+
+def subset(dataset: Dataset, indices: list[int]) -> Dataset:
+    """Select samples; a TensorDataset stays a TensorDataset so it can be batched by slicing."""
+    if isinstance(dataset, TensorDataset):
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return TensorDataset(*(t[idx] for t in dataset.tensors))
+    return Subset(dataset, indices)
+
+
+def carve(dataset: Dataset, fraction: float, seed: int, classification: bool):
+    """Split off `fraction` of a dataset (stratified by class where it can be): (rest, part)."""
+    n = len(dataset)
+    if fraction <= 0:
+        return dataset, None
+    n_part = max(1, round(n * fraction))
+    if n_part >= n:
+        raise DlbenchError(f"Cannot carve {fraction:.0%} of a split of {n} samples and keep any")
+    labels = labels_of(dataset) if classification else None
+    indices = list(range(n))
+    try:
+        rest, part = train_test_split(indices, test_size=n_part, random_state=seed, stratify=labels)
+    except ValueError:  # a class too small to stratify: fall back to a plain random split
+        rest, part = train_test_split(indices, test_size=n_part, random_state=seed)
+    return subset(dataset, sorted(rest)), subset(dataset, sorted(part))
+
+
+class EpochSampler(Sampler[int]):
+    """A shuffling sampler whose order depends only on (seed, epoch), so a resumed run sees
+    exactly the batches the uninterrupted run would have seen."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def permutation(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n, generator=g)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.permutation().tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class TensorLoader:
+    """Batches sliced from tensors already in memory: no per-sample indexing, no collate.
+
+    Shuffles with the same (seed, epoch) rule as `EpochSampler`.
+    """
+
+    def __init__(self, dataset: TensorDataset, batch_size: int, shuffle: bool, seed: int):
+        self.tensors = dataset.tensors
+        self.n = len(dataset)
+        self.batch_size, self.shuffle, self.sampler = batch_size, shuffle, EpochSampler(self.n, seed)
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        order = self.sampler.permutation() if self.shuffle else None
+        for start in range(0, self.n, self.batch_size):
+            if order is None:
+                yield [t[start : start + self.batch_size] for t in self.tensors]
+            else:
+                idx = order[start : start + self.batch_size]
+                yield [t[idx] for t in self.tensors]
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+
+class DataModule:
+    """The train/val/test splits of one dataset, their metadata and their loaders."""
+
+    def __init__(self, source: DataSource, cfg: DataConfig):
+        self.cfg = cfg
+        self.num_classes = source.num_classes
+        self.class_names = source.class_names
+        classification = source.num_classes is not None
+        train, val, test = source.train, source.val, source.test
+        if test is None:
+            train, test = carve(train, cfg.test_fraction, cfg.split_seed, classification)
+        if val is None:
+            train, val = carve(train, cfg.val_fraction, cfg.split_seed + 1, classification)
+        self.splits: dict[str, Dataset | None] = {"train": train, "val": val, "test": test}
+        if len(train) == 0:
+            raise DlbenchError(f"dataset '{cfg.name}' has no training samples")
+        x, y = train[0][:2]
+        self.input_shape = list(torch.as_tensor(x).shape)
+        self.num_outputs = source.num_classes if classification else int(torch.as_tensor(y).numel())
+
+    def loader(self, split: str, epoch: int = 0, seed: int = 0):
+        """A loader over one split; the train split is shuffled by (seed, epoch)."""
+        dataset = self.splits[split]
+        if dataset is None:
+            return None
+        train = split == "train"
+        batch_size = self.cfg.batch_size if train else self.cfg.eval_batch_size or self.cfg.batch_size
+        batch_size = batch_size or len(dataset)
+        if isinstance(dataset, TensorDataset) and self.cfg.num_workers == 0:
+            loader = TensorLoader(dataset, batch_size, shuffle=train, seed=seed)
+        else:
+            sampler = EpochSampler(len(dataset), seed) if train else None
+            loader = DataLoader(
+                dataset,
+                batch_size=batch_size,
+                sampler=sampler,
+                num_workers=self.cfg.num_workers,
+                pin_memory=torch.cuda.is_available(),
+                persistent_workers=False,
+            )
+        if train:
+            loader.sampler.set_epoch(epoch)
+        return loader
+
+    def size(self, split: str) -> int:
+        dataset = self.splits[split]
+        return 0 if dataset is None else len(dataset)
