@@ -26,6 +26,8 @@ EXAMPLES = """\
   dlbench [OVERRIDES...]                 train (the default command)
   dlbench -m KEY=A,B [KEY2=C,D ...]      a sweep: one job per combination, then a summary
   dlbench list [KIND] [PATTERN]          registered components and experiments
+  dlbench eval RUN [OVERRIDES...]        a saved model's metrics on the test split
+  dlbench predict RUN FILE... [--top-k K]  classify image files with a saved model
   dlbench --help | --hydra-help | --cfg job [OVERRIDES...]
 
 [bold]Examples[/bold]
@@ -35,6 +37,8 @@ EXAMPLES = """\
   dlbench -m optimizer.lr=0.1,0.01 model=mlp,linear
   dlbench resume=outputs/digits_mlp/2026-01-01_12-00-00_ab12cd trainer.epochs=20
   dlbench list models
+  dlbench eval outputs/cnn_mnist/<run> dataset=fashion_mnist
+  dlbench predict outputs/cnn_mnist/<run> my_digit.png --top-k 3
   dlbench --cfg job model=linear                   print the composed config, train nothing
   tensorboard --logdir outputs
 
@@ -85,11 +89,8 @@ def experiments() -> dict[str, str]:
     return out
 
 
-def resume_overrides(overrides: list[str]) -> list[str]:
-    """`resume=RUN` re-uses the run's own overrides (the command line's win) and its directory."""
-    target = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
-    if not target or target in ("null", "None"):
-        return overrides
+def saved_overrides(target: str) -> tuple[Path, Path, list[str]]:
+    """A run's checkpoint, its directory and the overrides it was started with."""
     from dlbench.engine import checkpoint
 
     ckpt = checkpoint.find(target)
@@ -98,16 +99,88 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     saved = (
         yaml.safe_load(saved_file.read_text()) if saved_file.is_file() else checkpoint.load(ckpt)["overrides"]
     )
+    return ckpt, run_dir, list(saved or [])
+
+
+def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:
+    """The saved overrides, less those the new ones replace (and resume/run-dir ones), then the new."""
     keys = {o.split("=", 1)[0].lstrip("+") for o in overrides}
     kept = [
         o
-        for o in saved or []
+        for o in saved
         if o.split("=", 1)[0].lstrip("+") not in keys and not o.startswith(("resume=", "hydra.run.dir="))
     ]
-    out = [*kept, *[o for o in overrides if not o.startswith("resume=")], f"resume={ckpt}"]
+    return [*kept, *overrides]
+
+
+def resume_overrides(overrides: list[str]) -> list[str]:
+    """`resume=RUN` re-uses the run's own overrides (the command line's win) and its directory."""
+    target = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+    if not target or target in ("null", "None"):
+        return overrides
+    ckpt, run_dir, saved = saved_overrides(target)
+    out = merge_overrides(saved, [o for o in overrides if not o.startswith("resume=")]) + [f"resume={ckpt}"]
     if not any(o.startswith("hydra.run.dir=") for o in overrides):
         out.append(f"hydra.run.dir={run_dir}")
     return out
+
+
+def eval_command(args: list[str]) -> int:
+    """dlbench eval RUN [OVERRIDES...]: the saved model's metrics on the test split."""
+    if not args or args[0].startswith("-"):
+        raise DlbenchError(
+            "usage: dlbench eval <run dir or checkpoint> [overrides, e.g. dataset=fashion_mnist]"
+        )
+    from dlbench.engine import checkpoint
+    from dlbench.engine.device import resolve_device
+    from dlbench.engine.logging import RunLogger, metrics_table, setup_console
+    from dlbench.engine.trainer import Trainer
+    from dlbench.train import build_data, build_task
+
+    ckpt, run_dir, saved = saved_overrides(args[0])
+    overrides = merge_overrides(saved, args[1:])
+    preflight.check(overrides)
+    cfg = preflight.compose_config(overrides)
+    setup_console("plain")
+    data = build_data(cfg)
+    if not data.size("test"):
+        raise DlbenchError(f"dataset '{cfg.dataset.name}' has no test split here (dataset.test_fraction=0?)")
+    task = build_task(cfg, data)
+    try:
+        task.load_state_dict(checkpoint.load(ckpt)["task"])
+    except RuntimeError as err:
+        raise DlbenchError(f"{ckpt} does not fit the model this config builds: {err}") from err
+    trainer = Trainer(
+        cfg.trainer, resolve_device(str(cfg.device.type)), run_dir, RunLogger(run_dir, False, "none")
+    )
+    trainer.setup(task)
+    metrics = trainer.evaluate(task, data, "test")
+    console.print(metrics_table(metrics, title=f"Test metrics of {ckpt}"))
+    return 0
+
+
+def predict_command(args: list[str]) -> int:
+    """dlbench predict RUN FILE... [--top-k K]: classify image files with a trained run."""
+    import argparse
+
+    from dlbench.inference import predict_images
+
+    parser = argparse.ArgumentParser(prog="dlbench predict", add_help=False)
+    parser.add_argument("run")
+    parser.add_argument("files", nargs="+")
+    parser.add_argument("--top-k", type=int, default=3)
+    try:
+        parsed = parser.parse_args(args)
+    except SystemExit:
+        raise DlbenchError("usage: dlbench predict <run dir or checkpoint> FILE... [--top-k K]") from None
+    table = Table(title="Predictions")
+    table.add_column("file")
+    for i in range(parsed.top_k):
+        table.add_column(f"#{i + 1}")
+    for file, top in predict_images(parsed.run, parsed.files, parsed.top_k):
+        table.add_row(file, *[f"{name} ({p:.1%})" for name, p in top])
+    console.print(table)
+    return 0
 
 
 def train_command(argv: list[str]) -> int:
@@ -158,7 +231,7 @@ def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True)
 
 
-COMMANDS = {"list": list_command, "train": train_command}
+COMMANDS = {"list": list_command, "train": train_command, "eval": eval_command, "predict": predict_command}
 
 
 def main(argv: list[str] | None = None) -> int:

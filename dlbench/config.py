@@ -19,8 +19,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, did_you_mean
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
+from dlbench.typecheck import describe, matches
 
 
 @dataclass
@@ -31,7 +32,7 @@ class TrainerConfig:
     precision: str = "32"  # 32 | bf16 | 16 (16 uses a gradient scaler)
     grad_clip: float | None = None  # clip the gradients' global L2 norm to this value
     log_every_n_steps: int = 10
-    val_every_n_epochs: int = 1
+    val_every_n_epochs: int = 1  # validate, log and checkpoint every N epochs (and at the end)
     monitor: str = "val/loss"  # metric that decides best.pt and early stopping
     monitor_mode: str = "min"  # min | max
     patience: int | None = None  # early stopping: epochs without improvement
@@ -64,6 +65,7 @@ class DataConfig:
     val_fraction: float = 0.1  # carved from train where the set has no val split
     test_fraction: float = 0.2  # carved from the data where the set has no test split
     split_seed: int = 0
+    augment: dict[str, Any] | None = None  # image augmentations of the train split (data/transforms.py)
     # Filled in from the data when it is built, so models can be sized by interpolation:
     input_shape: list[int] | None = None
     num_classes: int | None = None
@@ -167,6 +169,18 @@ def validate(cfg: DictConfig) -> None:
     for key in ("batch_size", "eval_batch_size"):
         if getattr(data, key) is not None and getattr(data, key) < 1:
             raise DlbenchError(f"dataset.{key}={getattr(data, key)}: must be at least 1 (or null)")
+    if data.augment:
+        from dlbench.data.transforms import Augment
+
+        fields = schema_hints(Augment)
+        for key, value in data.augment.items():
+            if key not in fields:
+                raise DlbenchError(
+                    f"Unknown key 'dataset.augment.{key}'.{did_you_mean(key, fields)}\n"
+                    f"Valid keys: {', '.join(fields)}"
+                )
+            if not matches(value, fields[key]):
+                raise DlbenchError(f"dataset.augment.{key}: expected {describe(fields[key])}, got {value!r}")
     MODELS.check(_plain(cfg.model), "model")
     TASKS.check(_plain(cfg.task), "task")
     OPTIMIZERS.check(_plain(cfg.optimizer), "optimizer")

@@ -32,6 +32,8 @@ def build_data(cfg: DictConfig) -> DataModule:
         cfg.dataset.input_shape = data.input_shape
         cfg.dataset.num_classes = data.num_classes
         cfg.dataset.num_outputs = task_cls.output_size(data)
+        cfg.dataset.class_names = [str(c) for c in data.class_names] if data.class_names else None
+        cfg.dataset.normalization = [list(s) for s in data.normalization] if data.normalization else None
     return data
 
 

@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
 from dlbench.config import DataConfig
+from dlbench.data.transforms import Augment, Augmented
 from dlbench.errors import DlbenchError
 
 
@@ -27,6 +28,8 @@ class DataSource:
     test: Dataset | None = None
     num_classes: int | None = None
     class_names: list[str] | None = None
+    normalization: tuple[list[float], list[float]] | None = None  # (mean, std) of image inputs
+    truth: dict[str, list[float]] | None = None  # the parameters synthetic data was made with
 
 
 def labels_of(dataset: Dataset) -> torch.Tensor | None:
@@ -127,11 +130,16 @@ class DataModule:
             train, test = carve(train, cfg.test_fraction, cfg.split_seed, classification)
         if val is None:
             train, val = carve(train, cfg.val_fraction, cfg.split_seed + 1, classification)
-        self.splits: dict[str, Dataset | None] = {"train": train, "val": val, "test": test}
         if len(train) == 0:
             raise DlbenchError(f"dataset '{cfg.name}' has no training samples")
         x, y = train[0][:2]
         self.input_shape = list(torch.as_tensor(x).shape)
+        self.normalization = source.normalization
+        self.truth = source.truth
+        augment = Augment(**(cfg.augment or {})).build(self.input_shape[-2:])
+        if augment is not None:
+            train = Augmented(train, augment)
+        self.splits: dict[str, Dataset | None] = {"train": train, "val": val, "test": test}
         self.num_outputs = source.num_classes if classification else int(torch.as_tensor(y).numel())
 
     def loader(self, split: str, epoch: int = 0, seed: int = 0):

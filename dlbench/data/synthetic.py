@@ -29,7 +29,7 @@ def synthetic_linear(
     x = x * x_scale
     y = x @ torch.tensor(list(weights)).unsqueeze(1) + bias
     y = y + noise * torch.randn(y.shape, generator=g)
-    return DataSource(TensorDataset(x, y))
+    return DataSource(TensorDataset(x, y), truth={"weight": list(weights), "bias": [bias]})
 
 
 @DATASETS.register("synthetic_quadratic")
@@ -41,3 +41,9 @@ def synthetic_quadratic(
     x = torch.randn(n_samples, 1, generator=g)
     y = a * x**2 + b * x + c + noise * torch.randn(n_samples, 1, generator=g)
     return DataSource(TensorDataset(x, y))
+
+
+@DATASETS.register("none")
+def none() -> DataSource:
+    """No data: one empty sample, so each epoch is one step (function minimisation)."""
+    return DataSource(TensorDataset(torch.zeros(1, 1), torch.zeros(1, 1)))

@@ -34,7 +34,7 @@ def iris(
     bunch = load_iris()
     x = torch.tensor(bunch.data, dtype=torch.float32)
     y = torch.tensor(bunch.target, dtype=torch.long)
-    names = list(bunch.target_names)
+    names = [str(n) for n in bunch.target_names]
     if features is not None:
         if not features or not all(0 <= f < x.shape[1] for f in features):
             raise DlbenchError(f"dataset.features={features}: iris has features 0..{x.shape[1] - 1}")

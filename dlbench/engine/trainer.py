@@ -113,21 +113,30 @@ class Trainer:
             epoch = self.state.epoch
             start = time.perf_counter()
             metrics = self.train_epoch(task, data, optimizations, epoch)
-            if data.size("val") and (epoch + 1) % cfg.val_every_n_epochs == 0:
+            # Epoch-end work (validation, logging, checkpoints, early stopping) runs every
+            # val_every_n_epochs and at the end, so 10,000 full-batch epochs stay cheap.
+            last = epoch + 1 == cfg.epochs or self._done() or task.should_stop()
+            report = last or (epoch + 1) % cfg.val_every_n_epochs == 0
+            if report and data.size("val"):
                 metrics.update(self.evaluate(task, data, "val"))
             metrics["time/epoch_s"] = time.perf_counter() - start
             for opt in optimizations.values():
                 opt.step_scheduler("epoch", metrics.get(monitor))
             self.state.epoch = epoch + 1
             self.state.metrics = metrics
+            if not report:
+                continue
             improved = self._track_best(metrics.get(monitor))
             self.log.scalars(metrics, self.state.step)
             log.info(f"epoch {epoch + 1}/{cfg.epochs}  step {self.state.step}  {format_metrics(metrics)}")
             self.save(task, optimizations, "last.pt")
             if improved:
                 self.save(task, optimizations, "best.pt")
+            if task.should_stop():
+                log.info(f"the task converged after epoch {epoch + 1}")
+                break
             if cfg.patience is not None and self.state.bad_epochs >= cfg.patience:
-                log.info(f"early stopping: {monitor} has not improved for {cfg.patience} epochs")
+                log.info(f"early stopping: {monitor} has not improved for {cfg.patience} evaluations")
                 break
         return dict(self.state.metrics)
 

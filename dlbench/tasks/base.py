@@ -70,6 +70,10 @@ class Task(nn.Module):
         """Matplotlib figures to log after evaluating a split (e.g. a confusion matrix)."""
         return {}
 
+    def should_stop(self) -> bool:
+        """True when the task has converged (checked after each epoch)."""
+        return False
+
     def report(self) -> str | None:
         """Text to print at the end of a run, beside the metrics table."""
         return None

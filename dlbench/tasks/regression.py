@@ -24,6 +24,7 @@ class Regression(Task):
 
     def __init__(self, model: nn.Module, loss: nn.Module, data: Any):
         super().__init__(model, loss)
+        self.truth = getattr(data, "truth", None)
         for split in SPLITS:
             setattr(self, f"{split}_metrics", regression_metrics())
 
@@ -43,3 +44,20 @@ class Regression(Task):
         output = self.model(x)
         self._update(split, output, y)
         return {"loss": self.loss(output, y)}
+
+    def report(self) -> str | None:
+        """For a single linear layer: the learned weight and bias, beside the true ones."""
+        linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
+        if len(linears) != 1:
+            return None
+        weight, bias = linears[0].weight.detach().flatten(), linears[0].bias
+        lines = [f"learned weight {_fmt(weight)}  bias {_fmt(None if bias is None else bias.detach())}"]
+        if self.truth:
+            lines.append(f"true    weight {_fmt(self.truth['weight'])}  bias {_fmt(self.truth['bias'])}")
+        return "\n".join(lines)
+
+
+def _fmt(values) -> str:
+    if values is None:
+        return "none"
+    return "[" + ", ".join(f"{float(v):.4f}" for v in values) + "]"

@@ -1,0 +1,109 @@
+"""Image transforms from config: preprocessing applied once, augmentations applied per sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision.transforms import v2
+
+from dlbench.errors import DlbenchError
+
+# Per-dataset channel statistics (torchvision's references and common practice).
+STATS = {
+    "mnist": ([0.1307], [0.3081]),
+    "fashion_mnist": ([0.2860], [0.3530]),
+    "cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+    "cifar100": ([0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]),
+}
+
+
+def normalization(dataset: str, normalize: str | list[list[float]] | None, channels: int):
+    """(mean, std) for `normalize`: 'dataset' (its statistics), 'half' (0.5: to [-1, 1]),
+    'none', or [[means...], [stds...]]."""
+    if normalize in (None, "none"):
+        return None
+    if normalize == "dataset":
+        if dataset not in STATS:
+            raise DlbenchError(
+                f"dataset.normalize=dataset: no statistics for '{dataset}' (give [[mean], [std]])"
+            )
+        return STATS[dataset]
+    if normalize == "half":
+        return [0.5] * channels, [0.5] * channels
+    if isinstance(normalize, (list, tuple)) and len(normalize) == 2:
+        return list(normalize[0]), list(normalize[1])
+    raise DlbenchError(f"dataset.normalize={normalize}: use dataset, half, none or [[means], [stds]]")
+
+
+def preprocess(images: torch.Tensor, size: list[int] | None, stats) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float in [0, 1], resized, normalised: done once for the whole set."""
+    x = images.float().div_(255)
+    if size is not None and list(x.shape[-2:]) != list(size):
+        x = v2.functional.resize(x, list(size), antialias=True)
+    if stats is not None:
+        x = v2.functional.normalize(x, *stats)
+    return x
+
+
+class AddNoise(torch.nn.Module):
+    """Additive Gaussian noise (seed 004's noise augmentation)."""
+
+    def __init__(self, std: float):
+        super().__init__()
+        self.std = std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.std * torch.randn_like(x)
+
+
+@dataclass
+class Augment:
+    """The augmentations of seed 004, each off at its default (0)."""
+
+    hflip: float = 0.0  # probability of a horizontal flip
+    vflip: float = 0.0  # probability of a vertical flip
+    rotation: float = 0.0  # degrees: a random rotation in [-rotation, rotation]
+    crop_padding: int = 0  # random crop back to size after padding by this many pixels
+    resize_pad: float = 0.0  # shrink by up to this fraction and pad back (resize-and-pad)
+    color_jitter: float = 0.0  # brightness, contrast and saturation strength
+    blur_sigma: float = 0.0  # Gaussian blur with sigma up to this value
+    noise_std: float = 0.0  # additive Gaussian noise
+
+    def build(self, size: list[int]) -> v2.Compose | None:
+        steps: list[torch.nn.Module] = []
+        if self.hflip:
+            steps.append(v2.RandomHorizontalFlip(self.hflip))
+        if self.vflip:
+            steps.append(v2.RandomVerticalFlip(self.vflip))
+        if self.rotation:
+            steps.append(v2.RandomRotation(self.rotation))
+        if self.crop_padding:
+            steps.append(v2.RandomCrop(size, padding=self.crop_padding))
+        if self.resize_pad:
+            steps += [
+                v2.RandomZoomOut(side_range=(1.0, 1.0 + self.resize_pad)),
+                v2.Resize(size, antialias=True),
+            ]
+        if self.color_jitter:
+            s = self.color_jitter
+            steps.append(v2.ColorJitter(brightness=s, contrast=s, saturation=s))
+        if self.blur_sigma:
+            steps.append(v2.GaussianBlur(kernel_size=5, sigma=(0.1, self.blur_sigma)))
+        if self.noise_std:
+            steps.append(AddNoise(self.noise_std))
+        return v2.Compose(steps) if steps else None
+
+
+class Augmented(torch.utils.data.Dataset):
+    """A dataset whose samples pass through random augmentations each time they are read."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, transform: v2.Compose):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        x, y = self.dataset[index]
+        return self.transform(x), y

@@ -1,0 +1,225 @@
+"""Image data sets: MNIST, Fashion-MNIST, CIFAR-10/100 in their official formats, and any
+ImageFolder tree.
+
+The MNIST family and CIFAR are decoded once into tensors (they fit in memory), preprocessed
+once (resize, normalise) and batched by slicing. `download=true` fetches the official files
+into `root` on first use (torchvision's addresses and checksums); `download=false` reads the
+files already there, which is what an offline machine or a cluster without internet does.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+from torchvision import datasets as tv
+from torchvision.datasets.mnist import read_image_file, read_label_file
+from torchvision.datasets.utils import download_and_extract_archive
+
+from dlbench.data.base import DataSource
+from dlbench.data.transforms import normalization, preprocess
+from dlbench.errors import DlbenchError
+from dlbench.registry import DATASETS
+
+MNIST_FILES = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
+
+
+def _missing(name: str, folder: Path, files: list[str]) -> DlbenchError:
+    return DlbenchError(
+        f"{name}: data not found in {folder}. Expected the official files "
+        f"{', '.join(files)} there. Use dataset.download=true to fetch them, or point "
+        "dataset.root at the folder that holds them."
+    )
+
+
+def _fetch(url: str, folder: Path, md5: str | None, official: bool) -> None:
+    try:
+        download_and_extract_archive(url, str(folder), md5=md5 if official else None)
+    except Exception as err:  # network errors come in many types; say which file and where
+        raise DlbenchError(f"Could not download {url} into {folder}: {err}") from err
+
+
+def _mnist_family(name: str, cls: type, root: str, download: bool, url: str | None):
+    folder = Path(root).expanduser() / cls.__name__ / "raw"
+    if download and not all((folder / f).is_file() for f in MNIST_FILES):
+        for file, md5 in cls.resources:
+            if not (folder / file.removesuffix(".gz")).is_file():
+                base = url or cls.mirrors[0]
+                _fetch(base.rstrip("/") + "/" + file, folder, md5, official=url is None)
+    if not all((folder / f).is_file() for f in MNIST_FILES):
+        raise _missing(name, folder, MNIST_FILES)
+    try:
+        splits = [
+            (
+                read_image_file(str(folder / f"{p}-images-idx3-ubyte")),
+                read_label_file(str(folder / f"{p}-labels-idx1-ubyte")),
+            )
+            for p in ("train", "t10k")
+        ]
+    except Exception as err:
+        raise DlbenchError(f"{name}: the files in {folder} are not valid idx files ({err})") from err
+    for images, labels in splits:
+        if len(images) != len(labels):
+            raise DlbenchError(f"{name}: {folder} has {len(images)} images but {len(labels)} labels")
+    return [(images.unsqueeze(1), labels.long()) for images, labels in splits], list(cls.classes)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles; allow only what they hold (numpy arrays, lists, dicts)."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("_codecs", "encode"),  # how protocol-2 pickles store bytes
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_batch(path: Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            batch = _CifarUnpickler(f, encoding="latin1").load()
+    except Exception as err:
+        raise DlbenchError(f"{path} is not a valid CIFAR batch file ({err})") from err
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+
+
+def _cifar(name: str, hundred: bool, root: str, download: bool, url: str | None):
+    cls = tv.CIFAR100 if hundred else tv.CIFAR10
+    folder = Path(root).expanduser() / cls.base_folder
+    train_files = ["train"] if hundred else [f"data_batch_{i}" for i in range(1, 6)]
+    meta_file = "meta" if hundred else "batches.meta"
+    files = [*train_files, "test", meta_file] if hundred else [*train_files, "test_batch", meta_file]
+    if download and not all((folder / f).is_file() for f in files):
+        _fetch(url or cls.url, Path(root).expanduser(), cls.tgz_md5, official=url is None)
+    if not all((folder / f).is_file() for f in files):
+        raise _missing(name, folder, files)
+    label_key = "fine_labels" if hundred else "labels"
+
+    def load(paths: list[str]):
+        batches = [_read_batch(folder / p) for p in paths]
+        x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
+        y = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
+        return torch.from_numpy(x.reshape(-1, 3, 32, 32)), torch.from_numpy(y)
+
+    meta = _read_batch(folder / meta_file)
+    names = meta["fine_label_names" if hundred else "label_names"]
+    return [load(train_files), load(["test" if hundred else "test_batch"])], [str(n) for n in names]
+
+
+def _vision_source(name, splits, class_names, image_size, normalize) -> DataSource:
+    (x_train, y_train), (x_test, y_test) = splits
+    stats = normalization(name, normalize, x_train.shape[1])
+    for labels in (y_train, y_test):
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
+            raise DlbenchError(f"{name}: labels outside 0..{len(class_names) - 1} in the files")
+    return DataSource(
+        train=TensorDataset(preprocess(x_train, image_size, stats), y_train),
+        test=TensorDataset(preprocess(x_test, image_size, stats), y_test),
+        num_classes=len(class_names),
+        class_names=class_names,
+        normalization=stats,
+    )
+
+
+def _register_mnist(name: str, cls: type, description: str) -> None:
+    def build(
+        root: str = "data",
+        download: bool = True,
+        url: str | None = None,
+        image_size: list[int] | None = None,
+        normalize: str | list[list[float]] | None = "dataset",
+    ) -> DataSource:
+        splits, classes = _mnist_family(name, cls, root, download, url)
+        return _vision_source(name, splits, classes, image_size, normalize)
+
+    build.__doc__ = description
+    DATASETS.add(name, build)
+
+
+_register_mnist("mnist", tv.MNIST, "MNIST handwritten digits: 60k/10k grayscale 28x28, 10 classes.")
+_register_mnist(
+    "fashion_mnist", tv.FashionMNIST, "Fashion-MNIST: 60k/10k grayscale 28x28 clothes, 10 classes."
+)
+
+
+def _register_cifar(name: str, hundred: bool, description: str) -> None:
+    def build(
+        root: str = "data",
+        download: bool = True,
+        url: str | None = None,
+        image_size: list[int] | None = None,
+        normalize: str | list[list[float]] | None = "dataset",
+    ) -> DataSource:
+        splits, classes = _cifar(name, hundred, root, download, url)
+        return _vision_source(name, splits, classes, image_size, normalize)
+
+    build.__doc__ = description
+    DATASETS.add(name, build)
+
+
+_register_cifar("cifar10", False, "CIFAR-10: 50k/10k colour 32x32 images, 10 classes.")
+_register_cifar("cifar100", True, "CIFAR-100: 50k/10k colour 32x32 images, 100 classes.")
+
+
+@DATASETS.register("image_folder")
+def image_folder(
+    root: str = "data/images",
+    image_size: list[int] = (64, 64),
+    grayscale: bool = False,
+    normalize: str | list[list[float]] | None = "half",
+) -> DataSource:
+    """Any root/<split>/<class>/*.jpg|png tree (torchvision ImageFolder); train/ is required,
+    val/ and test/ are used when present and carved from train/ otherwise."""
+    from torchvision.transforms import v2
+
+    base = Path(root).expanduser()
+    if not (base / "train").is_dir():
+        raise DlbenchError(
+            f"image_folder: no {base / 'train'} folder (expected {base}/train/<class>/<images>)"
+        )
+    channels = 1 if grayscale else 3
+    stats = normalization("image_folder", normalize, channels)
+    steps = [v2.Grayscale(1)] if grayscale else [v2.RGB()]
+    steps += [
+        v2.ToImage(),
+        v2.Resize(list(image_size), antialias=True),
+        v2.ToDtype(torch.float32, scale=True),
+    ]
+    if stats is not None:
+        steps.append(v2.Normalize(*stats))
+    transform = v2.Compose(steps)
+
+    def load(split: str):
+        if not (base / split).is_dir():
+            return None
+        try:
+            return tv.ImageFolder(str(base / split), transform=transform)
+        except (FileNotFoundError, RuntimeError) as err:
+            raise DlbenchError(f"image_folder: {base / split}: {err}") from err
+
+    train, val, test = load("train"), load("val"), load("test")
+    for split in (val, test):
+        if split is not None and split.classes != train.classes:
+            raise DlbenchError(
+                f"image_folder: {split.root} has classes {split.classes}, train/ has {train.classes}"
+            )
+    return DataSource(
+        train, val, test, num_classes=len(train.classes), class_names=list(train.classes), normalization=stats
+    )

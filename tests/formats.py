@@ -1,0 +1,113 @@
+"""Tiny data sets written in the official formats, for the loaders to read for real."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+MNIST_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _idx_images(images: np.ndarray) -> bytes:
+    n, h, w = images.shape
+    return struct.pack(">IIII", 2051, n, h, w) + images.astype(np.uint8).tobytes()
+
+
+def _idx_labels(labels: np.ndarray) -> bytes:
+    return struct.pack(">II", 2049, len(labels)) + labels.astype(np.uint8).tobytes()
+
+
+def mnist_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is readable (a bright bar whose row is the label), so a model can learn."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    images = rng.integers(0, 30, size=(n, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 255
+    return images, labels
+
+
+def write_mnist(
+    root: Path, folder: str = "MNIST", n_train: int = 60, n_test: int = 20, gz: bool = False
+) -> Path:
+    """root/<folder>/raw/ with the four idx files (or their .gz, as the download serves them)."""
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        images, labels = mnist_arrays(n, seed)
+        for name, payload in zip(MNIST_NAMES[split], (_idx_images(images), _idx_labels(labels)), strict=True):
+            if gz:
+                (raw / f"{name}.gz").write_bytes(gzip.compress(payload))
+            else:
+                (raw / name).write_bytes(payload)
+    return raw
+
+
+def write_cifar(root: Path, hundred: bool = False, per_batch: int = 20) -> Path:
+    """root/cifar-10-batches-py (or cifar-100-python) with pickled batches, as the archive has."""
+    classes = 100 if hundred else 10
+    folder = root / ("cifar-100-python" if hundred else "cifar-10-batches-py")
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+
+    def batch(n: int) -> dict:
+        labels = [int(i % classes) for i in range(n)]
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        key = "fine_labels" if hundred else "labels"
+        return {"data": data, key: labels, "batch_label": "tiny", "filenames": [f"{i}.png" for i in range(n)]}
+
+    if hundred:
+        files = {"train": batch(per_batch * 5), "test": batch(per_batch)}
+        meta = {"fine_label_names": [f"class{i}" for i in range(100)], "coarse_label_names": ["c"] * 20}
+        files["meta"] = meta
+    else:
+        files = {f"data_batch_{i}": batch(per_batch) for i in range(1, 6)}
+        files["test_batch"] = batch(per_batch)
+        files["batches.meta"] = {
+            "label_names": [f"class{i}" for i in range(10)],
+            "num_cases_per_batch": per_batch,
+        }
+    for name, content in files.items():
+        with (folder / name).open("wb") as f:
+            pickle.dump(content, f, protocol=2)
+    return folder
+
+
+def tar_gz(folder: Path, archive: Path) -> Path:
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return archive
+
+
+def write_image_folder(
+    root: Path, splits=("train", "test"), classes=("cat", "dog"), per_class: int = 6
+) -> Path:
+    """root/<split>/<class>/*.png: dark images for the first class, bright for the second."""
+    for split in splits:
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                value = 40 + 160 * c + i
+                Image.new("RGB", (20, 16), (value, value, value)).save(folder / f"{i}.png")
+    return root
+
+
+def draw_digit_png(path: Path, size: int = 90) -> Path:
+    """A black bar on white paper, the way a user draws a digit for seed 002's predict()."""
+    image = Image.new("L", (size, size), 255)
+    pixels = image.load()
+    for y in range(int(size * 0.4), int(size * 0.5)):
+        for x in range(int(size * 0.15), int(size * 0.85)):
+            pixels[x, y] = 0
+    image.save(path)
+    return path

@@ -1,0 +1,105 @@
+"""Every lecture preset runs on tiny files; the fast ones reach what their seed reported."""
+
+import pytest
+import torch
+from conftest import read_metrics
+from formats import draw_digit_png, write_cifar, write_mnist
+
+from dlbench import preflight
+from dlbench.cli import experiments
+from dlbench.engine import checkpoint
+from dlbench.train import train
+
+QUIET = ["trainer.progress=none", "device=cpu"]
+IMAGE_PRESETS = {"mlp_mnist": "mnist", "cnn_mnist": "mnist", "lenet5_mnist": "mnist", "cifar10_net": "cifar"}
+
+
+def run(tmp_path, *overrides):
+    return train(preflight.compose_config([*QUIET, *overrides]), tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_mnist(root)
+    write_cifar(root)
+    return root
+
+
+def test_every_preset_of_the_catalog_exists():
+    names = set(experiments())
+    assert {
+        "linear_regression",
+        "linear_regression_noisy",
+        "mlp_regression",
+        "logistic_regression_iris",
+        "gd_polynomial",
+        "iris_mlp",
+        "mlp_mnist",
+        "cnn_mnist",
+        "lenet5_mnist",
+        "cifar10_net",
+    } <= names
+
+
+@pytest.mark.parametrize("name", sorted(experiments()))
+def test_preset_runs_a_few_steps(tmp_path, data_root, name):
+    overrides = [f"experiment={name}", "trainer.max_steps=3", "trainer.epochs=2"]
+    if name in IMAGE_PRESETS:
+        overrides += [f"dataset.root={data_root}", "dataset.download=false", "dataset.batch_size=8"]
+    metrics = run(tmp_path, *overrides)
+    assert any(k.startswith("train/") for k in metrics)
+    assert all(v == v for v in metrics.values())  # numbers, no NaN
+    assert checkpoint.load(tmp_path / "run")["trainer"]["step"] >= 1
+
+
+def test_linear_regression_recovers_w_and_b_to_four_decimals(tmp_path, capsys):
+    run(tmp_path, "experiment=linear_regression")
+    weights = checkpoint.load(tmp_path / "run")["task"]
+    assert torch.allclose(weights["model.1.weight"], torch.tensor([[1.0, 2.0, 3.0]]), atol=5e-5)
+    assert torch.allclose(weights["model.1.bias"], torch.tensor([5.0]), atol=5e-5)
+    out = capsys.readouterr().out
+    assert "learned weight [1.0000, 2.0000, 3.0000]  bias [5.0000]" in out
+    assert "true    weight [1.0000, 2.0000, 3.0000]  bias [5.0000]" in out
+
+
+def test_gd_polynomial_converges_to_the_local_minimum(tmp_path):
+    metrics = run(tmp_path, "experiment=gd_polynomial", "logger=none")
+    x = checkpoint.load(tmp_path / "run")["task"]["model.x"]
+    assert abs(float(x) - 6.147) < 1e-3
+    assert checkpoint.load(tmp_path / "run")["trainer"]["step"] < 100  # stopped at the tolerance
+    assert abs(metrics["train/grad"]) < 1e-4
+
+
+@pytest.mark.parametrize("loss", ["bce_with_logits", "bce"])
+def test_logistic_regression_separates_setosa_from_versicolor(tmp_path, loss):
+    metrics = run(tmp_path, "experiment=logistic_regression_iris", f"loss={loss}", "logger=none")
+    assert metrics["test/acc"] == 1.0 and metrics["val/acc"] == 1.0
+
+
+def test_lenet5_then_eval_and_predict_from_the_command_line(cli, tmp_path, data_root):
+    args = ["experiment=lenet5_mnist", f"dataset.root={data_root}", "dataset.download=false", "device=cpu"]
+    trained = cli(*args, "trainer.epochs=2", "hydra.run.dir=lenet")
+    assert trained.returncode == 0, trained.stderr
+    run_dir = tmp_path / "lenet"
+    assert read_metrics(run_dir)["test/acc"] >= 0
+
+    evaluated = cli("eval", "lenet")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "test/acc" in evaluated.stdout
+    assert f"{read_metrics(run_dir)['test/acc']:.6g}" in evaluated.stdout  # the same figure
+
+    png = draw_digit_png(tmp_path / "digit.png")
+    predicted = cli("predict", "lenet", str(png), "--top-k", "2")
+    assert predicted.returncode == 0, predicted.stderr
+    assert "digit.png" in predicted.stdout and "%" in predicted.stdout and "#2" in predicted.stdout
+
+    missing = cli("predict", "lenet", "nothere.png")
+    assert missing.returncode == 2 and "No such file: nothere.png" in missing.stderr
+
+
+def test_missing_data_root_from_the_command_line(cli, tmp_path):
+    result = cli("experiment=mlp_mnist", "dataset.root=empty", "dataset.download=false", "device=cpu")
+    assert result.returncode == 2
+    assert "empty/MNIST/raw" in result.stderr and "train-images-idx3-ubyte" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,134 @@
+"""The image data sets on tiny files in their official formats; download from 127.0.0.1."""
+
+import functools
+import http.server
+import threading
+
+import pytest
+import torch
+from formats import draw_digit_png, tar_gz, write_cifar, write_image_folder, write_mnist
+
+from dlbench.config import DataConfig
+from dlbench.data import DataModule
+from dlbench.errors import DlbenchError
+from dlbench.registry import DATASETS
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """Serve a folder on 127.0.0.1; yields (folder, base url)."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_mnist_reads_idx_files(tmp_path):
+    write_mnist(tmp_path)
+    source = DATASETS.get("mnist")(root=str(tmp_path), download=False, image_size=[32, 32])
+    x, y = source.train.tensors
+    assert x.shape == (60, 1, 32, 32) and y.tolist()[:3] == [0, 1, 2]
+    assert len(source.test) == 20 and source.class_names[0].startswith("0")
+    assert abs(float(x.mean())) < 3  # normalised with MNIST's statistics
+
+
+def test_fashion_mnist_has_its_own_folder(tmp_path):
+    write_mnist(tmp_path, folder="FashionMNIST")
+    source = DATASETS.get("fashion_mnist")(root=str(tmp_path), download=False)
+    assert source.class_names[0] == "T-shirt/top"
+
+
+@pytest.mark.parametrize("hundred", [False, True])
+def test_cifar_reads_pickled_batches(tmp_path, hundred):
+    write_cifar(tmp_path, hundred=hundred)
+    source = DATASETS.get("cifar100" if hundred else "cifar10")(root=str(tmp_path), download=False)
+    x, y = source.train.tensors
+    assert x.shape == (100, 3, 32, 32) and x.dtype == torch.float32
+    assert source.num_classes == (100 if hundred else 10)
+    data = DataModule(source, DataConfig(val_fraction=0.2))
+    assert data.size("train") == 80 and data.size("val") == 20 and data.size("test") == 20
+
+
+def test_missing_root_names_the_path_and_the_files(tmp_path):
+    with pytest.raises(DlbenchError) as err:
+        DATASETS.get("mnist")(root=str(tmp_path / "nowhere"), download=False)
+    message = str(err.value)
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message and "train-images-idx3-ubyte" in message
+    write_mnist(tmp_path)
+    (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()  # an incomplete copy
+    with pytest.raises(DlbenchError, match="t10k-labels-idx1-ubyte"):
+        DATASETS.get("mnist")(root=str(tmp_path), download=False)
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path):
+    import pickle
+
+    folder = write_cifar(tmp_path)
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (folder / "test_batch").write_bytes(pickle.dumps({"data": Payload()}))
+    with pytest.raises(DlbenchError, match="not a valid CIFAR batch"):
+        DATASETS.get("cifar10")(root=str(tmp_path), download=False)
+
+
+def test_mnist_download_from_a_local_server(tmp_path, http_server):
+    served, url = http_server
+    write_mnist(served, folder=".", gz=True)  # served/./raw/*.gz
+    root = tmp_path / "data"
+    source = DATASETS.get("mnist")(root=str(root), download=True, url=f"{url}/raw/")
+    assert len(source.train) == 60
+    assert (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_cifar_download_and_extract_from_a_local_server(tmp_path, http_server):
+    served, url = http_server
+    tar_gz(write_cifar(tmp_path / "src"), served / "cifar-10-python.tar.gz")
+    root = tmp_path / "data"
+    source = DATASETS.get("cifar10")(root=str(root), download=True, url=f"{url}/cifar-10-python.tar.gz")
+    assert len(source.train) == 100 and (root / "cifar-10-batches-py" / "data_batch_1").is_file()
+
+
+def test_download_failure_is_one_message(tmp_path, http_server):
+    _, url = http_server
+    with pytest.raises(DlbenchError, match="Could not download"):
+        DATASETS.get("cifar10")(root=str(tmp_path), download=True, url=f"{url}/missing.tar.gz")
+
+
+def test_image_folder_with_and_without_val(tmp_path):
+    write_image_folder(tmp_path / "imgs")
+    source = DATASETS.get("image_folder")(root=str(tmp_path / "imgs"), image_size=[8, 8])
+    assert source.class_names == ["cat", "dog"] and source.val is None and len(source.test) == 12
+    data = DataModule(source, DataConfig(val_fraction=0.25))
+    assert data.input_shape == [3, 8, 8] and data.size("val") == 3 and data.size("train") == 9
+    gray = DATASETS.get("image_folder")(root=str(tmp_path / "imgs"), image_size=[8, 8], grayscale=True)
+    assert gray.train[0][0].shape == (1, 8, 8)
+    with pytest.raises(DlbenchError, match="no .*train folder"):
+        DATASETS.get("image_folder")(root=str(tmp_path / "none"))
+
+
+def test_augmentations_are_applied_to_the_train_split_only(tmp_path):
+    write_cifar(tmp_path)
+    source = DATASETS.get("cifar10")(root=str(tmp_path), download=False)
+    augment = {"hflip": 1.0, "noise_std": 0.1, "crop_padding": 2, "rotation": 5.0, "color_jitter": 0.2}
+    data = DataModule(source, DataConfig(val_fraction=0.2, augment=augment))
+    x1, _ = data.splits["train"][0]
+    x2, _ = data.splits["train"][0]
+    assert x1.shape == (3, 32, 32) and not torch.equal(x1, x2)  # random each read
+    v1, v2 = data.splits["val"][0][0], data.splits["val"][0][0]
+    assert torch.equal(v1, v2)
+
+
+def test_predict_prepares_a_user_png_like_the_seed(tmp_path):
+    from dlbench.inference import load_image
+
+    png = draw_digit_png(tmp_path / "digit.png")
+    x = load_image(png, [1, 28, 28], None)
+    assert x.shape == (1, 28, 28)
+    assert float(x[0, 0, 0]) < 0.1 and float(x.max()) > 0.9  # white paper became a black background
