@@ -113,3 +113,12 @@ def test_hostile_checkpoint_is_refused_and_runs_nothing(tmp_path):
     with pytest.raises(DlbenchError, match="Refused to load"):
         checkpoint.load(tmp_path / "evil.pt")
     assert not marker.exists()
+
+
+def test_dataloader_workers_see_the_same_batches_as_the_in_memory_loader(tmp_path):
+    in_memory = run(tmp_path / "a", "trainer.epochs=2", "dataset.num_workers=0")
+    workers = run(tmp_path / "b", "trainer.epochs=2", "dataset.num_workers=2")
+    drop = ("time/",)
+    assert {k: v for k, v in in_memory.items() if not k.startswith(drop)} == {
+        k: v for k, v in workers.items() if not k.startswith(drop)
+    }
