@@ -156,6 +156,8 @@ def eval_command(args: list[str]) -> int:
     trainer.setup(task)
     metrics = trainer.evaluate(task, data, "test")
     console.print(metrics_table(metrics, title=f"Test metrics of {ckpt}"))
+    if (report := task.report()) is not None:
+        console.print(report)
     return 0
 
 

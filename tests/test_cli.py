@@ -19,6 +19,7 @@ def test_default_run(cli, tmp_path):
     assert run_dir.parent.name == "digits_mlp"
     assert "Final metrics" in result.stdout and f"Run directory: {run_dir}" in result.stdout
     assert "epoch 10/10" in result.stdout  # plain progress lines when not on a terminal
+    assert "Test split, per class" in result.stdout and "precision" in result.stdout
 
     metrics = read_metrics(run_dir)
     for key in ("train/loss", "val/loss", "val/acc", "test/acc", "test/loss", "test/f1_macro"):

@@ -88,6 +88,7 @@ def test_lenet5_then_eval_and_predict_from_the_command_line(cli, tmp_path, data_
     assert evaluated.returncode == 0, evaluated.stderr
     assert "test/acc" in evaluated.stdout
     assert f"{read_metrics(run_dir)['test/acc']:.6g}" in evaluated.stdout  # the same figure
+    assert "Test split, per class" in evaluated.stdout
 
     png = draw_digit_png(tmp_path / "digit.png")
     predicted = cli("predict", "lenet", str(png), "--top-k", "2")

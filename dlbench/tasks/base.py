@@ -74,6 +74,6 @@ class Task(nn.Module):
         """True when the task has converged (checked after each epoch)."""
         return False
 
-    def report(self) -> str | None:
-        """Text to print at the end of a run, beside the metrics table."""
+    def report(self) -> Any:
+        """Text or a rich renderable to print at the end of a run, beside the metrics table."""
         return None

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from rich.table import Table
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
+    MulticlassPrecision,
     MulticlassRecall,
 )
 
@@ -44,6 +46,14 @@ class Classification(Task):
         for split in SPLITS:
             setattr(self, f"{split}_metrics", classification_metrics(self.num_classes))
         self.confusion = MulticlassConfusionMatrix(self.num_classes) if confusion_matrix else None
+        self.per_class = MetricCollection(
+            {
+                "precision": MulticlassPrecision(self.num_classes, average=None),
+                "recall": MulticlassRecall(self.num_classes, average=None),
+                "f1": MulticlassF1Score(self.num_classes, average=None),
+            }
+        )
+        self.per_class_result: dict[str, torch.Tensor] | None = None
 
     @staticmethod
     def output_size(data: Any) -> int:
@@ -73,9 +83,30 @@ class Classification(Task):
         output = self.model(x)
         preds = self.predict(output)
         self.metrics(split).update(preds, y)
-        if split == "test" and self.confusion is not None:
-            self.confusion.update(preds, y)
+        if split == "test":
+            self.per_class.update(preds, y)
+            if self.confusion is not None:
+                self.confusion.update(preds, y)
         return {"loss": self.compute_loss(output, y)}
+
+    def compute_metrics(self, split: str) -> dict[str, float]:
+        if split == "test":
+            self.per_class_result = {k: v.cpu() for k, v in self.per_class.compute().items()}
+            self.per_class.reset()
+        return super().compute_metrics(split)
+
+    def report(self) -> Table | None:
+        """Per-class precision, recall and F1 on the test split (seed 004: look past accuracy)."""
+        if self.per_class_result is None:
+            return None
+        table = Table(title="Test split, per class")
+        for column in ("class", "precision", "recall", "f1"):
+            table.add_column(column, justify="left" if column == "class" else "right")
+        result = self.per_class_result
+        rows = zip(self.class_names, result["precision"], result["recall"], result["f1"], strict=True)
+        for name, precision, recall, f1 in rows:
+            table.add_row(str(name), f"{precision:.3f}", f"{recall:.3f}", f"{f1:.3f}")
+        return table
 
     def figures(self, split: str) -> dict[str, Any]:
         if split != "test" or self.confusion is None:
