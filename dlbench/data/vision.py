@@ -9,6 +9,7 @@ files already there, which is what an offline machine or a cluster without inter
 
 from __future__ import annotations
 
+import functools
 import pickle
 from pathlib import Path
 
@@ -138,7 +139,9 @@ def _vision_source(name, splits, class_names, image_size, normalize) -> DataSour
     )
 
 
-def _register_mnist(name: str, cls: type, description: str) -> None:
+def _register(name: str, read, description: str) -> None:
+    """Register a data set whose `read(root, download, url)` gives (train, test) and class names."""
+
     def build(
         root: str = "data",
         download: bool = True,
@@ -146,36 +149,33 @@ def _register_mnist(name: str, cls: type, description: str) -> None:
         image_size: list[int] | None = None,
         normalize: str | list[list[float]] | None = "dataset",
     ) -> DataSource:
-        splits, classes = _mnist_family(name, cls, root, download, url)
+        splits, classes = read(root, download, url)
         return _vision_source(name, splits, classes, image_size, normalize)
 
     build.__doc__ = description
     DATASETS.add(name, build)
 
 
-_register_mnist("mnist", tv.MNIST, "MNIST handwritten digits: 60k/10k grayscale 28x28, 10 classes.")
-_register_mnist(
-    "fashion_mnist", tv.FashionMNIST, "Fashion-MNIST: 60k/10k grayscale 28x28 clothes, 10 classes."
+_register(
+    "mnist",
+    functools.partial(_mnist_family, "mnist", tv.MNIST),
+    "MNIST handwritten digits: 60k/10k grayscale 28x28, 10 classes.",
 )
-
-
-def _register_cifar(name: str, hundred: bool, description: str) -> None:
-    def build(
-        root: str = "data",
-        download: bool = True,
-        url: str | None = None,
-        image_size: list[int] | None = None,
-        normalize: str | list[list[float]] | None = "dataset",
-    ) -> DataSource:
-        splits, classes = _cifar(name, hundred, root, download, url)
-        return _vision_source(name, splits, classes, image_size, normalize)
-
-    build.__doc__ = description
-    DATASETS.add(name, build)
-
-
-_register_cifar("cifar10", False, "CIFAR-10: 50k/10k colour 32x32 images, 10 classes.")
-_register_cifar("cifar100", True, "CIFAR-100: 50k/10k colour 32x32 images, 100 classes.")
+_register(
+    "fashion_mnist",
+    functools.partial(_mnist_family, "fashion_mnist", tv.FashionMNIST),
+    "Fashion-MNIST: 60k/10k grayscale 28x28 clothes, 10 classes.",
+)
+_register(
+    "cifar10",
+    functools.partial(_cifar, "cifar10", False),
+    "CIFAR-10: 50k/10k colour 32x32 images, 10 classes.",
+)
+_register(
+    "cifar100",
+    functools.partial(_cifar, "cifar100", True),
+    "CIFAR-100: 50k/10k colour 32x32 images, 100 classes.",
+)
 
 
 @DATASETS.register("image_folder")
