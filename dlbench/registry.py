@@ -72,9 +72,9 @@ class Registry:
         return name in self._entries
 
     def description(self, name: str) -> str:
-        """The first line of the constructor's docstring."""
-        doc = inspect.getdoc(self.get(name)) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        """The first paragraph of the constructor's docstring, on one line."""
+        doc = (inspect.getdoc(self.get(name)) or "").strip()
+        return " ".join(doc.split("\n\n")[0].split())
 
     def check(self, node: Mapping[str, Any], where: str, reserved: Mapping[str, Any] | None = None) -> None:
         """Check a config node before anything is built.
