@@ -49,6 +49,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     """Train and test one run in `run_dir`; return the final metrics (also in metrics.json)."""
     started = time.perf_counter()
     validate(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
     progress = setup_console(cfg.trainer.progress)
     device = resolve_device(str(cfg.device.type))
     resume_state = checkpoint.load(cfg.resume) if cfg.resume else None
@@ -63,7 +64,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         purge_step=resume_state["trainer"]["step"] + 1 if resume_state else None,
     )
     extra = {"config": OmegaConf.to_yaml(cfg, resolve=True), "overrides": list(overrides or [])}
-    trainer = Trainer(cfg.trainer, device, run_dir, logger, checkpoint_extra=extra)
+    trainer = Trainer(OmegaConf.to_object(cfg.trainer), device, run_dir, logger, checkpoint_extra=extra)
     trainer.setup(task)
     steps_per_epoch = len(data.loader("train"))
     optimizations = task.configure_optimizers(
