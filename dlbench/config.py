@@ -19,9 +19,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dlbench.errors import DlbenchError, did_you_mean
-from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
-from dlbench.typecheck import describe, matches
+from dlbench.errors import DlbenchError
+from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_values
 
 
 @dataclass
@@ -172,15 +171,7 @@ def validate(cfg: DictConfig) -> None:
     if data.augment:
         from dlbench.data.transforms import Augment
 
-        fields = schema_hints(Augment)
-        for key, value in data.augment.items():
-            if key not in fields:
-                raise DlbenchError(
-                    f"Unknown key 'dataset.augment.{key}'.{did_you_mean(key, fields)}\n"
-                    f"Valid keys: {', '.join(fields)}"
-                )
-            if not matches(value, fields[key]):
-                raise DlbenchError(f"dataset.augment.{key}: expected {describe(fields[key])}, got {value!r}")
+        check_values(data.augment, schema_hints(Augment), "dataset.augment")
     MODELS.check(_plain(cfg.model), "model")
     TASKS.check(_plain(cfg.task), "task")
     OPTIMIZERS.check(_plain(cfg.optimizer), "optimizer")

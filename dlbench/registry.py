@@ -89,21 +89,8 @@ class Registry:
         fn = self.get(str(node["name"]))
         hints = {k: v for k, v in parameter_hints(fn).items() if k not in self.supplied}
         hints.update(reserved or {})
-        open_ended = accepts_var_kwargs(fn)
-        for key, value in node.items():
-            if key == "name":
-                continue
-            if key not in hints:
-                if open_ended:
-                    continue
-                raise DlbenchError(
-                    f"Unknown key '{where}.{key}' for {self.kind} '{node['name']}'."
-                    f"{did_you_mean(key, hints)}\nValid keys: {', '.join(sorted(hints))}"
-                )
-            if _is_interpolation(value):
-                continue
-            if not matches(value, hints[key]):
-                raise DlbenchError(f"{where}.{key}: expected {describe(hints[key])}, got {value!r}")
+        known = {k: v for k, v in node.items() if k != "name" and (k in hints or not accepts_var_kwargs(fn))}
+        check_values(known, hints, where, f" for {self.kind} '{node['name']}'")
 
     def build(self, node: Mapping[str, Any], where: str, skip: Iterable[str] = (), **supplied: Any):
         """Check `node`, then call the registered constructor with its keys and `supplied`."""
@@ -117,6 +104,19 @@ class Registry:
             raise
         except (TypeError, ValueError) as err:
             raise DlbenchError(f"{where} ({self.kind} '{node['name']}'): {err}") from err
+
+
+def check_values(node: Mapping[str, Any], hints: Mapping[str, Any], where: str, owner: str = "") -> None:
+    """Every key of `node` must be one of `hints` (else: the closest ones) and every value must
+    fit its hint. Interpolations (`${dataset.num_classes}`) are left for when they resolve."""
+    for key, value in node.items():
+        if key not in hints:
+            raise DlbenchError(
+                f"Unknown key '{where}.{key}'{owner}.{did_you_mean(key, hints)}\n"
+                f"Valid keys: {', '.join(sorted(hints))}"
+            )
+        if not _is_interpolation(value) and not matches(value, hints[key]):
+            raise DlbenchError(f"{where}.{key}: expected {describe(hints[key])}, got {value!r}")
 
 
 def _is_interpolation(value: Any) -> bool:

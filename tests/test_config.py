@@ -70,3 +70,10 @@ def test_every_sweep_combination_is_checked():
 def test_target_is_refused():
     with pytest.raises(DlbenchError, match="_target_ cannot be set"):
         check("+model._target_=os.system")
+
+
+def test_augmentation_keys_are_checked():
+    with pytest.raises(DlbenchError, match=r"Unknown key 'dataset.augment.hflp'\. Did you mean: hflip"):
+        check("dataset=image_folder", "dataset.augment={hflp: 0.5}")
+    with pytest.raises(DlbenchError, match="dataset.augment.rotation: expected float"):
+        check("dataset=image_folder", "dataset.augment.rotation=lots")
