@@ -44,14 +44,20 @@ def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
     return sorted(keys, key=lambda k: (order.get(k.split("/")[0], 3), k))
 
 
-def table(rows: list[dict[str, Any]], title: str) -> Table:
-    columns = metric_columns(rows)
+HEADLINE = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "test/mse", "val/mse")
+
+
+def table(rows: list[dict[str, Any]], title: str, max_metrics: int = 4) -> Table:
+    """The printed summary: the headline metrics only (summary.csv has them all)."""
+    available = metric_columns(rows)
+    columns = [c for c in HEADLINE if c in available] or available
     out = Table(title=title)
+    columns = columns[:max_metrics]
     for name in ("job", "overrides", "status", *columns):
         out.add_column(name, justify="right" if "/" in name else "left")
     for row in rows:
-        cells = [_fmt(row.get(c, "")) for c in ("job", "overrides", "status", *columns)]
-        out.add_row(*cells)
+        status = "failed" if row["status"].startswith("failed") else row["status"]
+        out.add_row(row["job"], row["overrides"], status, *[_fmt(row.get(c, "")) for c in columns])
     return out
 
 
@@ -84,5 +90,8 @@ class SweepSummary(Callback):
         write(rows, sweep_dir / "summary.csv")
         write(rows, sweep_dir / "summary.md")
         console.print(table(rows, f"Sweep summary ({len(rows)} jobs)"))
-        console.print(f"Sweep directory: {sweep_dir}  (summary.csv, summary.md)")
+        console.print(f"Sweep directory: {sweep_dir}  (summary.csv, summary.md: every metric)")
+        for row in rows:
+            if row["status"].startswith("failed"):
+                console.print(f"job {row['job']} {row['status']}", highlight=False)
         FAILED_JOBS.extend(r["job"] for r in rows if r["status"] != "ok")

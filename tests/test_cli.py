@@ -138,3 +138,19 @@ def test_json_metrics_are_flat_floats(tmp_path, cli):
     assert cli("trainer.epochs=1", "hydra.run.dir=r").returncode == 0
     metrics = json.loads(Path(tmp_path / "r" / "metrics.json").read_text())
     assert all(isinstance(v, float) for v in metrics.values())
+
+
+def test_a_failing_sweep_job_is_recorded_and_the_sweep_goes_on(cli, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("needs a machine without CUDA to make the second job fail")
+    result = cli("-m", "device=cuda,cpu", "trainer.epochs=1", "logger=none", "hydra.sweep.dir=sweep")
+    assert result.returncode == 1
+    rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))
+    assert rows[0]["status"].startswith("failed: device=cuda: CUDA is not available")
+    assert rows[1]["status"] == "ok" and float(rows[1]["test/acc"]) > 0
+    assert (tmp_path / "sweep" / "0" / "error.txt").is_file()
+    assert "Traceback" not in result.stdout + result.stderr
