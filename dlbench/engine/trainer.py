@@ -157,18 +157,14 @@ class Trainer:
     def train_epoch(self, task: Task, data: Any, optimizations: dict[str, Optimization], epoch: int):
         task.train()
         loader = data.loader("train", epoch=epoch, seed=self.cfg.seed)
-        sums: dict[str, torch.Tensor] = {}
-        seen = 0
+        means = BatchMeans()
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
         with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}") as advance:
             for batch in loader:
                 batch = to_device(batch, self.device, self.cfg.channels_last)
-                n = _batch_size(batch)
                 with self.autocast():
                     out = task.training_step(batch, optimize)
-                for key, value in out.items():  # summed on the device: no sync per step
-                    sums[key] = sums.get(key, 0) + value.detach().float() * n
-                seen += n
+                means.add(out, _batch_size(batch))
                 for opt in optimizations.values():
                     opt.step_scheduler("step")
                 self.state.step += 1
@@ -181,8 +177,7 @@ class Trainer:
                     advance()
                 if self._done():
                     break
-        metrics = {f"train/{k}": float(v) / max(seen, 1) for k, v in sums.items()}
-        metrics.update({f"train/{k}": v for k, v in task.compute_metrics("train").items()})
+        metrics = {**means.result("train"), **_prefixed("train", task.compute_metrics("train"))}
         metrics.update(_learning_rates(optimizations))
         return metrics
 
@@ -190,18 +185,12 @@ class Trainer:
     def evaluate(self, task: Task, data: Any, split: str) -> dict[str, float]:
         """Average the task's evaluation step over a split, plus the split's metrics."""
         task.eval()
-        sums: dict[str, torch.Tensor] = {}
-        seen = 0
+        means = BatchMeans()
         for batch in data.loader(split):
             batch = to_device(batch, self.device, self.cfg.channels_last)
-            n = _batch_size(batch)
             with self.autocast():
-                out = task.evaluation_step(batch, split)
-            for key, value in out.items():
-                sums[key] = sums.get(key, 0) + value.detach().float() * n
-            seen += n
-        metrics = {f"{split}/{k}": float(v) / max(seen, 1) for k, v in sums.items()}
-        metrics.update({f"{split}/{k}": v for k, v in task.compute_metrics(split).items()})
+                means.add(task.evaluation_step(batch, split), _batch_size(batch))
+        metrics = {**means.result(split), **_prefixed(split, task.compute_metrics(split))}
         if self.log.writer is not None:
             for tag, figure in task.figures(split).items():
                 self.log.figure(tag, figure, self.state.step)
@@ -236,6 +225,27 @@ class Trainer:
             self.scaler(name).load_state_dict(scaler_state)
         self.state = TrainState(**state["trainer"])
         set_rng_state(state["rng"])
+
+
+class BatchMeans:
+    """Sample-weighted means of a step's outputs over an epoch, summed on the device so the
+    loop never waits for it; read (one sync) at the end."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, values: dict[str, torch.Tensor], n: int) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0) + value.detach().float() * n
+        self.count += n
+
+    def result(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}/{k}": float(v) / max(self.count, 1) for k, v in self.sums.items()}
+
+
+def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}/{k}": v for k, v in values.items()}
 
 
 def _batch_size(batch: Any) -> int:
