@@ -131,6 +131,7 @@ def eval_command(args: list[str]) -> int:
         raise DlbenchError(
             "usage: dlbench eval <run dir or checkpoint> [overrides, e.g. dataset=fashion_mnist]"
         )
+    from dlbench.config import validate
     from dlbench.engine import checkpoint
     from dlbench.engine.device import resolve_device
     from dlbench.engine.logging import RunLogger, metrics_table, setup_console
@@ -139,8 +140,8 @@ def eval_command(args: list[str]) -> int:
 
     ckpt, run_dir, saved = saved_overrides(args[0])
     overrides = merge_overrides(saved, args[1:])
-    preflight.check(overrides)
     cfg = preflight.compose_config(overrides)
+    validate(cfg)
     setup_console("plain")
     data = build_data(cfg)
     if not data.size("test"):

@@ -12,8 +12,8 @@ from torchvision.transforms import v2
 
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
-from dlbench.registry import LOSSES, MODELS, TASKS
 from dlbench.tasks.base import Task
+from dlbench.train import build_task
 
 
 def task_from_checkpoint(state: dict) -> tuple[Task, DictConfig]:
@@ -26,10 +26,7 @@ def task_from_checkpoint(state: dict) -> tuple[Task, DictConfig]:
         truth=None,
         cfg=SimpleNamespace(name=cfg.dataset.name),
     )
-    task_cls = TASKS.get(cfg.task.name)
-    model = MODELS.build(cfg.model, "model")
-    loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
-    task = TASKS.build(cfg.task, "task", model=model, loss=loss, data=data)
+    task = build_task(cfg, data)
     try:
         task.load_state_dict(state["task"])
     except RuntimeError as err:
