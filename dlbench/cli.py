@@ -26,6 +26,7 @@ EXAMPLES = """\
   dlbench [OVERRIDES...]                 train (the default command)
   dlbench -m KEY=A,B [KEY2=C,D ...]      a sweep: one job per combination, then a summary
   dlbench list [KIND] [PATTERN]          registered components and experiments
+  dlbench show [OVERRIDES...] [--depth N]  the model: layers, output shapes, params, MACs, memory
   dlbench eval RUN [OVERRIDES...]        a saved model's metrics on the test split
   dlbench predict RUN FILE... [--top-k K]  classify image files with a saved model
   dlbench --help | --hydra-help | --cfg job [OVERRIDES...]
@@ -37,6 +38,8 @@ EXAMPLES = """\
   dlbench -m optimizer.lr=0.1,0.01 model=mlp,linear
   dlbench resume=outputs/digits_mlp/2026-01-01_12-00-00_ab12cd trainer.epochs=20
   dlbench list models
+  dlbench show experiment=resnet_cifar10
+  dlbench show model=resnet model.depth=50 model.stem=imagenet model.num_classes=1000
   dlbench eval outputs/cnn_mnist/<run> dataset=fashion_mnist
   dlbench predict outputs/cnn_mnist/<run> my_digit.png --top-k 3
   dlbench --cfg job model=linear                   print the composed config, train nothing
@@ -44,7 +47,8 @@ EXAMPLES = """\
 
 [bold]Common overrides[/bold]
   device=cpu|cuda|mps|auto   trainer.epochs=N  trainer.max_steps=N  trainer.seed=N
-  trainer.precision=32|bf16|16  trainer.grad_clip=X  trainer.patience=N  trainer.monitor=val/acc
+  trainer.precision=32|bf16|16  trainer.channels_last=true  trainer.compile=true
+  trainer.grad_clip=X  trainer.patience=N  trainer.monitor=val/acc
   dataset.batch_size=N  dataset.num_workers=N  dataset.val_fraction=F  optimizer.lr=X
 """
 
@@ -82,10 +86,11 @@ def list_command(args: list[str]) -> int:
 def experiments() -> dict[str, str]:
     """Experiment presets and the first line of each file's header comment."""
     out = {}
-    for path in sorted((preflight.CONFIG_DIR / "experiment").glob("*.yaml")):
+    for name in preflight.groups()["experiment"]:
+        path = preflight.CONFIG_DIR / "experiment" / f"{name}.yaml"
         lines = [ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("# ")]
         lines = [ln for ln in lines if not ln.startswith("@package")]
-        out[path.stem] = lines[0] if lines else ""
+        out[name] = lines[0] if lines else ""
     return out
 
 
@@ -234,7 +239,20 @@ def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True)
 
 
-COMMANDS = {"list": list_command, "train": train_command, "eval": eval_command, "predict": predict_command}
+def show_command(args: list[str]) -> int:
+    """dlbench show [OVERRIDES...] [--depth N]: the composed config's model, layer by layer."""
+    from dlbench.show import show_command as show
+
+    return show(args)
+
+
+COMMANDS = {
+    "list": list_command,
+    "show": show_command,
+    "train": train_command,
+    "eval": eval_command,
+    "predict": predict_command,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

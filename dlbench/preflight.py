@@ -34,9 +34,10 @@ MAX_COMBINATIONS = 64
 
 
 def groups() -> dict[str, list[str]]:
-    """Config groups and their options, read from the shipped config tree."""
+    """Config groups and their options, read from the shipped config tree (files named _*
+    are shared parts that options include, not options)."""
     return {
-        d.name: sorted(p.stem for p in d.glob("*.yaml"))
+        d.name: sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_"))
         for d in sorted(CONFIG_DIR.iterdir())
         if d.is_dir() and not d.name.startswith(("_", "."))
     }

@@ -9,6 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# pytest-xdist runs one worker per core: give each worker its share of the cores, so the
+# workers' torch threads do not fight over them (the CLI subprocesses get the same share).
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+torch.set_num_threads(THREADS)
 
 
 @pytest.fixture
@@ -18,6 +25,7 @@ def cli(tmp_path: Path):
     def run(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if k not in ("DLBENCH_DEBUG", "HYDRA_FULL_ERROR")}
         env["COLUMNS"] = "200"
+        env["OMP_NUM_THREADS"] = str(THREADS)
         return subprocess.run(
             [sys.executable, "-m", "dlbench", *args],
             cwd=cwd or tmp_path,

@@ -11,7 +11,17 @@ from dlbench.engine import checkpoint
 from dlbench.train import train
 
 QUIET = ["trainer.progress=none", "device=cpu"]
-IMAGE_PRESETS = {"mlp_mnist": "mnist", "cnn_mnist": "mnist", "lenet5_mnist": "mnist", "cifar10_net": "cifar"}
+IMAGE_DATA = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+ZOO = [
+    "alexnet_cifar10",
+    "vgg16_cifar10",
+    "googlenet_cifar10",
+    "resnet_cifar10",
+    "densenet_cifar10",
+    "senet_cifar10",
+    "gather_excite_cifar10",
+    "cbam_cifar10",
+]
 
 
 def run(tmp_path, *overrides):
@@ -39,13 +49,14 @@ def test_every_preset_of_the_catalog_exists():
         "cnn_mnist",
         "lenet5_mnist",
         "cifar10_net",
+        *ZOO,
     } <= names
 
 
 @pytest.mark.parametrize("name", sorted(experiments()))
 def test_preset_runs_a_few_steps(tmp_path, data_root, name):
     overrides = [f"experiment={name}", "trainer.max_steps=3", "trainer.epochs=2"]
-    if name in IMAGE_PRESETS:
+    if preflight.compose_config([f"experiment={name}"]).dataset.name in IMAGE_DATA:
         overrides += [f"dataset.root={data_root}", "dataset.download=false", "dataset.batch_size=8"]
     metrics = run(tmp_path, *overrides)
     assert any(k.startswith("train/") for k in metrics)

@@ -223,3 +223,17 @@ def image_folder(
     return DataSource(
         train, val, test, num_classes=len(train.classes), class_names=list(train.classes), normalization=stats
     )
+
+
+# Input shape and classes of the built-in image sets, known without reading them (`dlbench show`).
+SHAPES = {"mnist": (1, 28, 28, 10), "fashion_mnist": (1, 28, 28, 10), "cifar10": (3, 32, 32, 10)}
+SHAPES["cifar100"] = (3, 32, 32, 100)
+
+
+def known_shape(node: dict) -> tuple[list[int], int] | None:
+    """(input shape, classes) of a built-in image set's config node, or None if not one."""
+    if node.get("name") not in SHAPES:
+        return None
+    channels, height, width, classes = SHAPES[node["name"]]
+    size = node.get("image_size") or [height, width]
+    return [channels, *size], classes

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
-from dlbench.errors import unknown_name
+from dlbench.errors import DlbenchError, unknown_name
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -63,3 +64,53 @@ def init_weights(module: nn.Module, name: str) -> None:
 
 def flat_size(shape: list[int]) -> int:
     return math.prod(shape)
+
+
+def image_shape(in_shape: list[int], model: str) -> tuple[int, int, int]:
+    """(channels, height, width) of an image input; a clear error for any other data."""
+    if len(in_shape) != 3:
+        raise DlbenchError(
+            f"model={model} needs images (channels, height, width); this dataset's inputs have shape "
+            f"{list(in_shape)}. Choose an image dataset (mnist, cifar10, image_folder, ...)."
+        )
+    return in_shape[0], in_shape[1], in_shape[2]
+
+
+def choose_stem(stem: str, in_shape: list[int]) -> str:
+    """The input scale of a CNN: 'imagenet' (a strided first layer for ~224px images) or
+    'cifar' (a small stride-1 first layer for ~32px images). 'auto' picks imagenet from 128px."""
+    if stem not in STEMS:
+        raise unknown_name("stem", stem, STEMS)
+    if stem == "auto":
+        return "imagenet" if min(in_shape[1:]) >= 128 else "cifar"
+    return stem
+
+
+STEMS = ("auto", "cifar", "imagenet")
+
+
+def init_cnn(model: nn.Module) -> None:
+    """He (fan-out) init for convolutions, unit BatchNorm, zero biases: torchvision's CNN init."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def check_fits(model: nn.Module, in_shape: list[int], name: str) -> nn.Module:
+    """Run one zero image through the model, so a too-small input fails here, with a clear
+    message, rather than deep inside the first training step."""
+    training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *in_shape))
+    except RuntimeError as err:
+        raise DlbenchError(
+            f"model={name} cannot take inputs of shape {list(in_shape)} ({err}). Use a larger image "
+            "(dataset.image_size=[32, 32]) or model.stem=cifar."
+        ) from err
+    return model.train(training)

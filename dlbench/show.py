@@ -1,0 +1,223 @@
+"""`dlbench show`: a model's layers, output shapes, parameters, MACs and training memory.
+
+Everything is measured on the model the config builds, not looked up: output shapes with
+forward hooks, multiply-accumulates with torch's FlopCounterMode (convolutions and matrix
+products; elementwise work is not counted), and memory by running one training step on a
+batch of two inputs on the CPU: the tensors autograd saves for backward (scaled to the
+configured batch size), the weights, their gradients and the optimizer's state.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+import torch
+from omegaconf import DictConfig, open_dict
+from rich.table import Table
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from dlbench import preflight
+from dlbench.config import data_config, validate
+from dlbench.engine.logging import console
+from dlbench.errors import DlbenchError
+from dlbench.registry import MODELS, OPTIMIZERS
+
+DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+
+
+@dataclass
+class Layer:
+    name: str
+    kind: str
+    output: str = ""
+    params: int = 0
+    macs: int = 0
+
+
+@dataclass
+class Summary:
+    layers: list[Layer] = field(default_factory=list)
+    params: int = 0
+    trainable: int = 0
+    macs: int = 0  # per input
+    memory: dict[str, int] = field(default_factory=dict)  # bytes, at the configured batch size
+
+
+def input_spec(cfg: DictConfig, overrides: list[str]) -> tuple[list[int], int, str]:
+    """The input shape and outputs the model is sized for, and where they come from.
+
+    `dataset.input_shape=[C,H,W]` on the command line wins. A model with a `stem` and no
+    dataset named (no dataset= or experiment=) gets the size its stem is for: 3x224x224 and
+    1000 classes for stem=imagenet, 3x32x32 and 10 classes otherwise. Otherwise the dataset
+    says: the built-in image sets without reading them, any other set by loading it.
+    """
+    from dlbench.data.vision import known_shape
+
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    node = dict(cfg.dataset)
+    if "dataset.input_shape" in keys:
+        return list(cfg.dataset.input_shape), int(cfg.dataset.get("num_classes") or 10), "given"
+    if "stem" in cfg.model and not keys & {"dataset", "dataset.name", "experiment"}:
+        if cfg.model.stem == "imagenet":
+            return [3, 224, 224], 1000, "ImageNet size (no dataset given)"
+        return [3, 32, 32], 10, "CIFAR size (no dataset given; model.stem=imagenet for 224px)"
+    if (known := known_shape(node)) is not None:
+        return known[0], known[1], f"dataset {node['name']}"
+    from dlbench.train import build_data
+
+    try:
+        data = build_data(cfg)
+    except DlbenchError as err:
+        raise DlbenchError(
+            f"{err}\n(or give the input: dataset.input_shape=[C,H,W] dataset.num_classes=N)"
+        ) from err
+    return list(data.input_shape), int(cfg.dataset.num_outputs), f"dataset {node['name']}"
+
+
+def summarize(
+    model: nn.Module,
+    input_shape: list[int],
+    batch_size: int,
+    optimizer: DictConfig,
+    precision: str,
+    depth: int,
+) -> Summary:
+    out = Summary()
+    out.params = sum(p.numel() for p in model.parameters())
+    out.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    modules = {name: m for name, m in model.named_modules() if name.count(".") < depth}
+    shapes: dict[str, str] = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o, name=name: shapes.__setitem__(name, describe(o)))
+        for name, m in modules.items()
+    ]
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False, depth=None) as counter:
+        model(torch.zeros(1, *input_shape))
+    for hook in hooks:
+        hook.remove()
+    flops = counter.get_flop_counts()
+    root = type(model).__name__
+    for name, m in modules.items():
+        key = f"{root}.{name}" if name else root
+        out.layers.append(
+            Layer(
+                name=name or "(model)",
+                kind=type(m).__name__,
+                output=shapes.get(name, ""),
+                params=sum(p.numel() for p in m.parameters()),
+                macs=sum(flops.get(key, {}).values()) // 2,
+            )
+        )
+    out.macs = counter.get_total_flops() // 2
+    out.memory = training_memory(model, input_shape, batch_size, optimizer, precision)
+    return out
+
+
+def describe(output) -> str:
+    if isinstance(output, torch.Tensor):
+        return "x".join(str(s) for s in output.shape[1:]) or "scalar"
+    if isinstance(output, (list, tuple)):
+        return ", ".join(describe(o) for o in output)
+    return type(output).__name__
+
+
+def training_memory(
+    model: nn.Module, input_shape: list[int], batch_size: int, optimizer: DictConfig, precision: str
+) -> dict[str, int]:
+    """Bytes of one training step at `batch_size`, from a real step on a batch of two."""
+    saved: dict[int, int] = {}  # storage address -> bytes; a tensor saved twice counts once
+    weights = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in weights:  # weights are counted once, below
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = OPTIMIZERS.build(optimizer, "optimizer", params=params)
+    dtype = DTYPES[str(precision)]
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            output = model(torch.zeros(2, *input_shape))
+    output.float().sum().backward()
+    opt.step()
+    nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
+    state = [v for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
+    memory = {
+        "weights and buffers": nbytes(model.parameters()) + nbytes(model.buffers()),
+        "gradients": nbytes(params),
+        f"optimizer state ({optimizer['name']})": nbytes(state),
+        f"activations saved for backward (batch {batch_size})": sum(saved.values()) * batch_size // 2,
+    }
+    memory["total"] = sum(memory.values())
+    return memory
+
+
+def human(n: float, unit: str = "") -> str:
+    for suffix in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000 or suffix == "T":
+            return f"{n:.3g}{suffix}{unit}" if suffix else f"{n:.0f}{unit}"
+        n /= 1000
+    return str(n)
+
+
+def size_text(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def show_command(args: list[str]) -> int:
+    """dlbench show [OVERRIDES...] [--depth N]: the model the config builds, layer by layer."""
+    parser = argparse.ArgumentParser(prog="dlbench show", add_help=False)
+    parser.add_argument("--depth", type=int, default=2)
+    try:
+        parsed, overrides = parser.parse_known_args(args)
+    except SystemExit:
+        raise DlbenchError("usage: dlbench show [OVERRIDES...] [--depth N]") from None
+    if bad := [o for o in overrides if "=" not in o]:
+        raise DlbenchError(f"dlbench show takes overrides KEY=VALUE, not {' '.join(bad)}")
+    preflight.check(overrides)
+    cfg = preflight.compose_config(overrides)
+    validate(cfg)
+    input_shape, outputs, source = input_spec(cfg, overrides)
+    with open_dict(cfg):
+        cfg.dataset.input_shape = input_shape
+        cfg.dataset.num_classes = cfg.dataset.num_outputs = outputs
+    model = MODELS.build(cfg.model, "model")
+    batch = data_config(cfg.dataset).batch_size or 1
+    summary = summarize(model, input_shape, batch, cfg.optimizer, cfg.trainer.precision, parsed.depth)
+    print_summary(cfg, summary, input_shape, source, batch)
+    return 0
+
+
+def print_summary(cfg: DictConfig, s: Summary, input_shape: list[int], source: str, batch: int) -> None:
+    shape = "x".join(map(str, input_shape))
+    table = Table(title=f"model={cfg.model.name}: input {shape} ({source})", title_justify="left")
+    for column in ("layer", "type", "output", "params", "MACs"):
+        table.add_column(column, justify="left" if column in ("layer", "type") else "right")
+    for layer in s.layers:
+        indent = "  " * layer.name.count(".") if layer.name != "(model)" else ""
+        table.add_row(
+            indent + layer.name.rsplit(".", 1)[-1],
+            layer.kind,
+            layer.output,
+            f"{layer.params:,}",
+            human(layer.macs),
+        )
+    console.print(table)
+    console.print(f"parameters: {s.params:,} total, {s.trainable:,} trainable")
+    console.print(f"multiply-accumulates: {human(s.macs)} per input of {shape}")
+    precision = {"32": "float32", "bf16": "bfloat16 autocast", "16": "float16 autocast"}[
+        str(cfg.trainer.precision)
+    ]
+    console.print(f"training memory at batch {batch} ({precision}, estimated from a step on 2 inputs):")
+    for key, value in s.memory.items():
+        console.print(f"  {key:<48} {size_text(value):>14}")
