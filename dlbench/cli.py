@@ -28,7 +28,7 @@ EXAMPLES = """\
   dlbench list [KIND] [PATTERN]          registered components and experiments
   dlbench show [OVERRIDES...] [--depth N]  the model: layers, output shapes, params, MACs, memory
   dlbench eval RUN [OVERRIDES...]        a saved model's metrics on the test split
-  dlbench predict RUN FILE... [--top-k K]  classify image files with a saved model
+  dlbench predict RUN INPUT... [--top-k K]  classify images or names, or translate, with a saved model
   dlbench --help | --hydra-help | --cfg job [OVERRIDES...]
 
 [bold]Examples[/bold]
@@ -42,6 +42,7 @@ EXAMPLES = """\
   dlbench show model=resnet model.depth=50 model.stem=imagenet model.num_classes=1000
   dlbench eval outputs/cnn_mnist/<run> dataset=fashion_mnist
   dlbench predict outputs/cnn_mnist/<run> my_digit.png --top-k 3
+  dlbench predict outputs/name2lang_rnn/<run> Choi Jane Daniel Chow Tanaka --top-k 5
   dlbench --cfg job model=linear                   print the composed config, train nothing
   tensorboard --logdir outputs
 
@@ -168,25 +169,28 @@ def eval_command(args: list[str]) -> int:
 
 
 def predict_command(args: list[str]) -> int:
-    """dlbench predict RUN FILE... [--top-k K]: classify image files with a trained run."""
+    """dlbench predict RUN INPUT... [--top-k K]: image files, names or sentences, by the run."""
     import argparse
 
-    from dlbench.inference import predict_images
+    from dlbench.inference import predict
 
     parser = argparse.ArgumentParser(prog="dlbench predict", add_help=False)
     parser.add_argument("run")
-    parser.add_argument("files", nargs="+")
+    parser.add_argument("inputs", nargs="+")
     parser.add_argument("--top-k", type=int, default=3)
     try:
         parsed = parser.parse_args(args)
     except SystemExit:
-        raise DlbenchError("usage: dlbench predict <run dir or checkpoint> FILE... [--top-k K]") from None
+        raise DlbenchError(
+            "usage: dlbench predict <run dir or checkpoint> INPUT... [--top-k K] "
+            "(image files, names, or sentences, as the run was trained on)"
+        ) from None
+    header, rows = predict(parsed.run, parsed.inputs, parsed.top_k)
     table = Table(title="Predictions")
-    table.add_column("file")
-    for i in range(parsed.top_k):
-        table.add_column(f"#{i + 1}")
-    for file, top in predict_images(parsed.run, parsed.files, parsed.top_k):
-        table.add_row(file, *[f"{name} ({p:.1%})" for name, p in top])
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     return 0
 

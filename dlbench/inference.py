@@ -1,4 +1,4 @@
-"""Using a trained run: evaluate it on a test split, or classify files with it."""
+"""Using a trained run: rebuild it from its checkpoint and predict on images, names or sentences."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2
 
+from dlbench.data.text import encode_names, encode_source, pad
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.tasks.base import Task
 from dlbench.train import build_task
+
+META_KEYS = ("vocab", "tokens", "vocab_size", "target_vocab_size", "scale")  # what data.meta can hold
 
 
 def task_from_checkpoint(state: dict) -> tuple[Task, DictConfig]:
@@ -25,6 +28,7 @@ def task_from_checkpoint(state: dict) -> tuple[Task, DictConfig]:
         num_outputs=cfg.dataset.get("num_outputs"),
         truth=None,
         cfg=SimpleNamespace(name=cfg.dataset.name),
+        meta={k: v for k, v in OmegaConf.to_container(cfg.dataset).items() if k in META_KEYS},
     )
     task = build_task(cfg, data)
     try:
@@ -57,21 +61,41 @@ def load_image(path: str | Path, shape: list[int], normalization: list | None) -
     return x
 
 
-def predict_images(run: str, files: list[str], top_k: int = 3) -> list[tuple[str, list[tuple[str, float]]]]:
-    """The top-k classes, with probabilities, for each image file."""
+def predict(run: str, inputs: list[str], top_k: int = 3) -> tuple[list[str], list[list[str]]]:
+    """What a trained run says about each input, as a table (header, rows):
+    image files or names -> the top-k classes with probabilities; sentences (seq2seq) -> output."""
     state = checkpoint.load(run)
     task, cfg = task_from_checkpoint(state)
-    shape = list(cfg.dataset.input_shape)
-    if not hasattr(task, "probabilities") or len(shape) != 3:
-        raise DlbenchError(f"predict on files needs an image classifier; this run is task={cfg.task.name}")
-    normalization = cfg.dataset.get("normalization")
-    batch = torch.stack([load_image(f, shape, normalization) for f in files])
+    vocab = cfg.dataset.get("vocab") or {}
+    if "target" in vocab:
+        return ["input", "output"], translate(task, cfg, inputs)
+    if not hasattr(task, "probabilities"):
+        raise DlbenchError(f"predict needs a classifier or a seq2seq run; this run is task={cfg.task.name}")
+    if "input" in vocab:  # names: letters -> ids
+        batch = encode_names(inputs)
+    elif len(cfg.dataset.input_shape) == 3:
+        normalization = cfg.dataset.get("normalization")
+        batch = torch.stack([load_image(f, list(cfg.dataset.input_shape), normalization) for f in inputs])
+    else:
+        raise DlbenchError(f"predict takes image files or names; this run's data is {cfg.dataset.name}")
     with torch.no_grad():
         probs = task.probabilities(task.model(batch))
     names = list(cfg.dataset.get("class_names") or range(probs.shape[1]))
     k = min(top_k, probs.shape[1])
-    out = []
-    for file, p in zip(files, probs, strict=True):
+    rows = []
+    for text, p in zip(inputs, probs, strict=True):
         values, indices = p.topk(k)
-        out.append((file, [(str(names[i]), float(v)) for v, i in zip(values, indices, strict=True)]))
-    return out
+        rows.append([text, *[f"{names[i]} ({float(v):.1%})" for v, i in zip(values, indices, strict=True)]])
+    return ["input", *[f"#{i + 1}" for i in range(k)]], rows
+
+
+def translate(task: Task, cfg: DictConfig, sentences: list[str]) -> list[list[str]]:
+    """Greedy decoding of each sentence, prepared like the run's source side."""
+    dataset = OmegaConf.to_container(cfg.dataset)
+    ids = [encode_source(s, dataset) for s in sentences]
+    if not all(ids):
+        raise DlbenchError("predict: an input has no tokens this run knows")
+    joiner = "" if dataset.get("tokens") == "char" else " "
+    return [
+        [s, joiner.join(tokens)] for s, (tokens, _) in zip(sentences, task.translate(pad(ids)), strict=True)
+    ]

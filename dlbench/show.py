@@ -76,6 +76,13 @@ def input_spec(cfg: DictConfig, overrides: list[str]) -> tuple[list[int], int, s
     return list(data.input_shape), int(cfg.dataset.num_outputs), f"dataset {node['name']}"
 
 
+def example(n: int, input_shape: list[int], tokens: bool) -> torch.Tensor:
+    """n inputs of the data's shape: zeros, or token id 1 everywhere for token data (0 pads)."""
+    if tokens:
+        return torch.ones(n, *input_shape, dtype=torch.long)
+    return torch.zeros(n, *input_shape)
+
+
 def summarize(
     model: nn.Module,
     input_shape: list[int],
@@ -83,6 +90,7 @@ def summarize(
     optimizer: DictConfig,
     precision: str,
     depth: int,
+    tokens: bool = False,
 ) -> Summary:
     out = Summary()
     out.params = sum(p.numel() for p in model.parameters())
@@ -95,7 +103,7 @@ def summarize(
     ]
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False, depth=None) as counter:
-        model(torch.zeros(1, *input_shape))
+        model(example(1, input_shape, tokens))
     for hook in hooks:
         hook.remove()
     flops = counter.get_flop_counts()
@@ -112,7 +120,7 @@ def summarize(
             )
         )
     out.macs = counter.get_total_flops() // 2
-    out.memory = training_memory(model, input_shape, batch_size, optimizer, precision)
+    out.memory = training_memory(model, input_shape, batch_size, optimizer, precision, tokens)
     return out
 
 
@@ -125,7 +133,12 @@ def describe(output) -> str:
 
 
 def training_memory(
-    model: nn.Module, input_shape: list[int], batch_size: int, optimizer: DictConfig, precision: str
+    model: nn.Module,
+    input_shape: list[int],
+    batch_size: int,
+    optimizer: DictConfig,
+    precision: str,
+    tokens: bool = False,
 ) -> dict[str, int]:
     """Bytes of one training step at `batch_size`, from a real step on a batch of two."""
     saved: dict[int, int] = {}  # storage address -> bytes; a tensor saved twice counts once
@@ -143,7 +156,8 @@ def training_memory(
     dtype = DTYPES[str(precision)]
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            output = model(torch.zeros(2, *input_shape))
+            output = model(example(2, input_shape, tokens))
+    output = output[0] if isinstance(output, tuple) else output  # seq2seq: (logits, attention)
     output.float().sum().backward()
     opt.step()
     nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
@@ -193,7 +207,8 @@ def show_command(args: list[str]) -> int:
         cfg.dataset.num_classes = cfg.dataset.num_outputs = outputs
     model = MODELS.build(cfg.model, "model")
     batch = data_config(cfg.dataset).batch_size or 1
-    summary = summarize(model, input_shape, batch, cfg.optimizer, cfg.trainer.precision, parsed.depth)
+    tokens = cfg.dataset.get("vocab_size") is not None
+    summary = summarize(model, input_shape, batch, cfg.optimizer, cfg.trainer.precision, parsed.depth, tokens)
     print_summary(cfg, summary, input_shape, source, batch)
     return 0
 

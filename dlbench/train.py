@@ -34,6 +34,9 @@ def build_data(cfg: DictConfig) -> DataModule:
         cfg.dataset.num_outputs = task_cls.output_size(data)
         cfg.dataset.class_names = [str(c) for c in data.class_names] if data.class_names else None
         cfg.dataset.normalization = [list(s) for s in data.normalization] if data.normalization else None
+        cfg.dataset.vocab_size = None  # token data sets say how many tokens (models size from it)
+        for key, value in data.meta.items():  # a vocabulary, a scale: saved with the checkpoint
+            cfg.dataset[key] = value
     return data
 
 
@@ -107,7 +110,7 @@ def hparams(cfg: DictConfig) -> dict[str, Any]:
                 walk(value, f"{prefix}{key}.")
             elif isinstance(value, (int, float, str, bool)):
                 flat[f"{prefix}{key}"] = value
-            elif isinstance(value, list):
+            elif isinstance(value, list) and len(value) <= 20:  # not a vocabulary
                 flat[f"{prefix}{key}"] = str(value)
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -47,3 +50,16 @@ def only_run_dir(root: Path) -> Path:
     runs = [p for p in root.glob("outputs/*/*") if (p / ".hydra").is_dir()]
     assert len(runs) == 1, runs
     return runs[0]
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """Serve a folder on 127.0.0.1; yields (folder, base url)."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()

@@ -111,3 +111,69 @@ def draw_digit_png(path: Path, size: int = 90) -> Path:
             pixels[x, y] = 0
     image.save(path)
     return path
+
+
+NAMES = {  # a few real surnames per language, as in the char-RNN tutorial's files
+    "English": [
+        "Smith",
+        "Jones",
+        "Taylor",
+        "Brown",
+        "Williams",
+        "Wilson",
+        "Johnson",
+        "Davies",
+        "Jane",
+        "Daniel",
+    ],
+    "Korean": ["Choi", "Kim", "Park", "Lee", "Chung", "Kang", "Cho", "Yoon", "Jang", "Chow"],
+    "Polish": [
+        "Ślusàrski",
+        "Kowalski",
+        "Nowak",
+        "Wójcik",
+        "Lewandowski",
+        "Zieliński",
+        "Szymański",
+        "Woźniak",
+    ],
+}
+
+
+def write_names(root: Path, names: dict[str, list[str]] = NAMES) -> Path:
+    """root/names/<Language>.txt, UTF-8, one name per line (the tutorial's layout)."""
+    folder = root / "names"
+    folder.mkdir(parents=True, exist_ok=True)
+    for language, items in names.items():
+        (folder / f"{language}.txt").write_text("\n".join(items) + "\n", encoding="utf-8")
+    return folder
+
+
+def zip_folder(folder: Path, archive: Path, arcroot: str) -> Path:
+    """A zip holding folder's files under arcroot/ (the tutorial's data.zip has data/names/)."""
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as z:
+        for file in sorted(folder.rglob("*")):
+            z.write(file, f"{arcroot}/{file.relative_to(folder.parent)}")
+    return archive
+
+
+PAIRS = [
+    ("I am cold.", "J'ai froid."),
+    ("I am tired.", "Je suis fatigué."),
+    ("He is tall.", "Il est grand."),
+    ("She is happy.", "Elle est heureuse."),
+    ("You are late.", "Vous êtes en retard."),
+    ("We are here.", "Nous sommes ici."),
+    ("They are old.", "Ils sont vieux."),
+    ("Go!", "Va !"),  # no English prefix: filtered out
+    ("I am very very very very very very tired.", "Je suis très très très très très très fatigué."),
+]
+
+
+def write_pairs(path: Path, pairs=PAIRS) -> Path:
+    """English<TAB>French lines, the translation tutorial's eng-fra.txt format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{a}\t{b}\n" for a, b in pairs), encoding="utf-8")
+    return path

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from conftest import read_metrics
-from formats import draw_digit_png, write_cifar, write_mnist
+from formats import draw_digit_png, write_cifar, write_mnist, write_names
 
 from dlbench import preflight
 from dlbench.cli import experiments
@@ -33,6 +33,7 @@ def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     write_mnist(root)
     write_cifar(root)
+    write_names(root)
     return root
 
 
@@ -50,14 +51,24 @@ def test_every_preset_of_the_catalog_exists():
         "lenet5_mnist",
         "cifar10_net",
         *ZOO,
+        "name2lang_rnn",
+        "name2lang_lstm",
+        "name2lang_gru",
+        "seq2seq",
+        "seq2seq_attention",
+        "rnn_timeseries",
+        "lstm_timeseries",
     } <= names
 
 
 @pytest.mark.parametrize("name", sorted(experiments()))
 def test_preset_runs_a_few_steps(tmp_path, data_root, name):
     overrides = [f"experiment={name}", "trainer.max_steps=3", "trainer.epochs=2"]
-    if preflight.compose_config([f"experiment={name}"]).dataset.name in IMAGE_DATA:
+    dataset = preflight.compose_config([f"experiment={name}"]).dataset.name
+    if dataset in IMAGE_DATA or dataset == "names":
         overrides += [f"dataset.root={data_root}", "dataset.download=false", "dataset.batch_size=8"]
+    if dataset == "reverse_sequences":
+        overrides.append("dataset.n_pairs=200")
     metrics = run(tmp_path, *overrides)
     assert any(k.startswith("train/") for k in metrics)
     assert all(v == v for v in metrics.values())  # numbers, no NaN

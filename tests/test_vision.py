@@ -1,9 +1,5 @@
 """The image data sets on tiny files in their official formats; download from 127.0.0.1."""
 
-import functools
-import http.server
-import threading
-
 import pytest
 import torch
 from formats import draw_digit_png, tar_gz, write_cifar, write_image_folder, write_mnist
@@ -12,19 +8,6 @@ from dlbench.config import DataConfig
 from dlbench.data import DataModule
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
-
-
-@pytest.fixture
-def http_server(tmp_path):
-    """Serve a folder on 127.0.0.1; yields (folder, base url)."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 def test_mnist_reads_idx_files(tmp_path):

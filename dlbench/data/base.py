@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from sklearn.model_selection import train_test_split
@@ -30,6 +31,11 @@ class DataSource:
     class_names: list[str] | None = None
     normalization: tuple[list[float], list[float]] | None = None  # (mean, std) of image inputs
     truth: dict[str, list[float]] | None = None  # the parameters synthetic data was made with
+    ordered: bool = False  # a time series: val and test are carved from the end, not at random
+    # Data whose preprocessing is learned (a vocabulary, a scale) from the train split only:
+    # encode(train, val, test) -> ((train, val, test), metadata), called after the carving.
+    encode: Callable[..., tuple[tuple[Dataset, Dataset | None, Dataset | None], dict]] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # written into cfg.dataset (e.g. a vocabulary)
 
 
 def labels_of(dataset: Dataset) -> torch.Tensor | None:
@@ -55,14 +61,17 @@ def subset(dataset: Dataset, indices: list[int]) -> Dataset:
     return Subset(dataset, indices)
 
 
-def carve(dataset: Dataset, fraction: float, seed: int, classification: bool):
-    """Split off `fraction` of a dataset (stratified by class where it can be): (rest, part)."""
+def carve(dataset: Dataset, fraction: float, seed: int, classification: bool, ordered: bool = False):
+    """Split off `fraction` of a dataset (stratified by class where it can be; the last
+    samples when the data is ordered in time): (rest, part)."""
     n = len(dataset)
     if fraction <= 0:
         return dataset, None
     n_part = max(1, round(n * fraction))
     if n_part >= n:
         raise DlbenchError(f"Cannot carve {fraction:.0%} of a split of {n} samples and keep any")
+    if ordered:
+        return subset(dataset, list(range(n - n_part))), subset(dataset, list(range(n - n_part, n)))
     labels = labels_of(dataset) if classification else None
     indices = list(range(n))
     try:
@@ -127,11 +136,15 @@ class DataModule:
         classification = source.num_classes is not None
         train, val, test = source.train, source.val, source.test
         if test is None:
-            train, test = carve(train, cfg.test_fraction, cfg.split_seed, classification)
+            train, test = carve(train, cfg.test_fraction, cfg.split_seed, classification, source.ordered)
         if val is None:
-            train, val = carve(train, cfg.val_fraction, cfg.split_seed + 1, classification)
+            train, val = carve(train, cfg.val_fraction, cfg.split_seed + 1, classification, source.ordered)
         if len(train) == 0:
             raise DlbenchError(f"dataset '{cfg.name}' has no training samples")
+        self.meta = dict(source.meta)
+        if source.encode is not None:
+            (train, val, test), learned = source.encode(train, val, test)
+            self.meta.update(learned)
         x, y = train[0][:2]
         self.input_shape = list(torch.as_tensor(x).shape)
         self.normalization = source.normalization

@@ -1,3 +1,13 @@
 """Models, one module per family; importing this package registers them all."""
 
-from dlbench.models import alexnet, cnn, densenet, googlenet, mlp, resnet, vgg  # noqa: F401  (register into MODELS)
+from dlbench.models import (  # noqa: F401  (register into MODELS)
+    alexnet,
+    cnn,
+    densenet,
+    googlenet,
+    mlp,
+    resnet,
+    rnn,
+    seq2seq,
+    vgg,
+)

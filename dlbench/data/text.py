@@ -1,0 +1,233 @@
+"""Text data: names by language (char-RNN) and sentence pairs (seq2seq), as padded token ids.
+
+Token id 0 is padding in every text set, so a model finds each sequence's length from its
+ids alone. The names and eng-fra files come from the PyTorch tutorials' archive, downloaded
+into `root` on first use or read there (`download=false`).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from dlbench.data.base import DataSource
+from dlbench.errors import DlbenchError
+from dlbench.registry import DATASETS
+
+TUTORIAL_DATA = "https://download.pytorch.org/tutorial/data.zip"  # data/names/*.txt, data/eng-fra.txt
+LETTERS = string.ascii_letters + " .,;'"  # the seed's 57 characters
+PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
+SPECIALS = [PAD, SOS, EOS, UNK]
+# The translation tutorial's filter: English sides that start like this.
+ENGLISH_PREFIXES = [
+    "i am ", "i m ", "he is", "he s ", "she is", "she s ",
+    "you are", "you re ", "we are", "we re ", "they are", "they re ",
+]  # fmt: skip
+
+
+def to_ascii(text: str, letters: str = LETTERS) -> str:
+    """Fold accents away and keep only `letters` (seed 002: 'Ślusàrski' -> 'Slusarski')."""
+    return "".join(
+        c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn" and c in letters
+    )
+
+
+def pad(sequences: list[list[int]], length: int | None = None) -> torch.Tensor:
+    """Token id lists -> one (N, length) tensor, padded with 0."""
+    length = length or max((len(s) for s in sequences), default=1)
+    out = torch.zeros(len(sequences), max(length, 1), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        out[i, : len(seq)] = torch.tensor(seq[:length], dtype=torch.long)
+    return out
+
+
+def encode_names(names: list[str], length: int | None = None) -> torch.Tensor:
+    """Names -> letter ids (1..57; 0 pads)."""
+    return pad([[LETTERS.index(c) + 1 for c in to_ascii(n)] for n in names], length)
+
+
+def _download(url: str, root: Path, wanted: str) -> None:
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    try:
+        download_and_extract_archive(url, str(root))
+    except Exception as err:
+        raise DlbenchError(f"Could not download {url} into {root} (for {wanted}): {err}") from err
+
+
+def find(root: str, name: str, download: bool, url: str) -> Path:
+    """root/name, or root/data/name (where the tutorial archive puts it); downloaded if asked."""
+    base = Path(root).expanduser()
+    for candidate in (base / name, base / "data" / name):
+        if candidate.exists():
+            return candidate
+    if download:
+        _download(url, base, name)
+        for candidate in (base / name, base / "data" / name):
+            if candidate.exists():
+                return candidate
+    raise DlbenchError(
+        f"{name} not found in {base} (nor in {base / 'data'}). Use dataset.download=true to fetch "
+        f"{url}, or point dataset.root at the folder that holds {name}."
+    )
+
+
+@DATASETS.register("names")
+def names(root: str = "data", download: bool = True, url: str = TUTORIAL_DATA) -> DataSource:
+    """Surnames in 18 languages (the char-RNN tutorial's names/<Language>.txt), folded to ASCII
+    over the seed's 57 letters; the class is the file name."""
+    folder = find(root, "names", download, url)
+    files = sorted(folder.glob("*.txt"))
+    if not files:
+        raise DlbenchError(f"names: no <Language>.txt files in {folder}")
+    texts, labels = [], []
+    for label, file in enumerate(files):
+        try:
+            lines = file.read_text(encoding="utf-8").split("\n")
+        except UnicodeDecodeError as err:
+            raise DlbenchError(f"names: {file} is not UTF-8 text ({err})") from err
+        for line in lines:
+            if to_ascii(line.strip()):
+                texts.append(line.strip())
+                labels.append(label)
+    if len(set(labels)) < 2:
+        raise DlbenchError(f"names: {folder} needs names in at least two languages")
+    return DataSource(
+        train=TensorDataset(encode_names(texts), torch.tensor(labels)),
+        num_classes=len(files),
+        class_names=[f.stem for f in files],
+        meta={"vocab_size": len(LETTERS) + 1, "vocab": {"input": [PAD, *LETTERS]}},
+    )
+
+
+# ---- sentence pairs (seq2seq) --------------------------------------------------------------
+def normalize_sentence(text: str) -> str:
+    """The translation tutorial's normalisation: ASCII, lower case, punctuation split off,
+    everything but letters and .!? removed."""
+    text = to_ascii(text.lower().strip(), string.ascii_letters + string.punctuation + " ")
+    text = re.sub(r"([.!?])", r" \1", text)
+    return re.sub(r"[^a-zA-Z.!?]+", " ", text).strip()
+
+
+def tokenize(text: str, tokens: str) -> list[str]:
+    return list(text) if tokens == "char" else text.split()
+
+
+class Pairs(Dataset):
+    """(source text, target text) pairs, before a vocabulary turns them into ids."""
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> tuple[str, str]:
+        return self.pairs[i]
+
+
+def pairs_encoder(tokens: str, min_count: int):
+    """encode(train, val, test): vocabularies from the train split only, then every split as
+    (source ids, target ids + <eos>) tensors. Unknown tokens become <unk>."""
+
+    def vocabulary(texts) -> list[str]:
+        counts = Counter(t for text in texts for t in tokenize(text, tokens))
+        return SPECIALS + sorted(t for t, c in counts.items() if c >= min_count)
+
+    def encode(train, val, test):
+        rows = [train[i] for i in range(len(train))]
+        source, target = vocabulary(r[0] for r in rows), vocabulary(r[1] for r in rows)
+        index = [{t: i for i, t in enumerate(v)} for v in (source, target)]
+
+        def ids(text: str, side: int) -> list[int]:
+            return [index[side].get(t, 3) for t in tokenize(text, tokens)]
+
+        def tensors(split):
+            if split is None:
+                return None
+            rows = [split[i] for i in range(len(split))]
+            return TensorDataset(pad([ids(s, 0) for s, _ in rows]), pad([[*ids(t, 1), 2] for _, t in rows]))
+
+        meta = {
+            "tokens": tokens,
+            "vocab_size": len(source),
+            "target_vocab_size": len(target),
+            "vocab": {"source": source, "target": target},
+        }
+        return (tensors(train), tensors(val), tensors(test)), meta
+
+    return encode
+
+
+def _pairs_source(pairs: list[tuple[str, str]], tokens: str, min_count: int, where: str) -> DataSource:
+    if len(pairs) < 3:
+        raise DlbenchError(f"{where}: only {len(pairs)} sentence pairs left after filtering")
+    return DataSource(train=Pairs(pairs), encode=pairs_encoder(tokens, min_count))
+
+
+@DATASETS.register("translation_pairs")
+def translation_pairs(
+    root: str = "data",
+    file: str = "eng-fra.txt",
+    download: bool = True,
+    url: str = TUTORIAL_DATA,
+    reverse: bool = True,
+    max_length: int = 10,
+    prefixes: list[str] | None = tuple(ENGLISH_PREFIXES),
+    min_count: int = 1,
+) -> DataSource:
+    """Tab-separated sentence pairs (the translation tutorial's eng-fra.txt), normalised and
+    filtered as the tutorial does: fewer than max_length words, English side starting with one
+    of `prefixes` (null: keep all); reverse=true translates the second column into the first."""
+    path = find(root, file, download, url)
+    try:
+        lines = path.read_text(encoding="utf-8").strip().split("\n")
+    except UnicodeDecodeError as err:
+        raise DlbenchError(f"translation_pairs: {path} is not UTF-8 text ({err})") from err
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        columns = line.split("\t")
+        if len(columns) < 2:
+            raise DlbenchError(f"translation_pairs: {path} line {number} has no tab: {line[:60]!r}")
+        english, other = normalize_sentence(columns[0]), normalize_sentence(columns[1])
+        if prefixes is not None and not english.startswith(tuple(prefixes)):
+            continue
+        if len(english.split()) < max_length and len(other.split()) < max_length:
+            pairs.append((other, english) if reverse else (english, other))
+    return _pairs_source(pairs, "word", min_count, "translation_pairs")
+
+
+@DATASETS.register("reverse_sequences")
+def reverse_sequences(
+    n_pairs: int = 6000,
+    min_length: int = 4,
+    max_length: int = 24,
+    alphabet: str = "abcdefghijklmnopqrstuvwxyz",
+    seed: int = 0,
+) -> DataSource:
+    """Generated: random letter strings and their reversal, a task a seq2seq model without
+    attention solves on short inputs and fails on long ones (the first output depends on the
+    last input). Character tokens."""
+    if not 1 <= min_length <= max_length:
+        raise DlbenchError(f"dataset.min_length={min_length}, max_length={max_length}: need 1 <= min <= max")
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n_pairs):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(min_length, max_length)))
+        pairs.append((text, text[::-1]))
+    return _pairs_source(pairs, "char", 1, "reverse_sequences")
+
+
+def encode_source(text: str, dataset: dict) -> list[int]:
+    """A sentence typed by a user, prepared like the run's source side (for `dlbench predict`)."""
+    vocab = {t: i for i, t in enumerate(dataset["vocab"]["source"])}
+    if dataset["name"] == "translation_pairs":
+        return [vocab.get(t, 3) for t in normalize_sentence(text).split()]
+    return [vocab.get(t, 3) for t in text]

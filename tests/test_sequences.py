@@ -1,0 +1,258 @@
+"""Sequences: names (char-RNN), sentence pairs (seq2seq) and time series, on tiny real files."""
+
+import csv
+
+import pytest
+import torch
+from conftest import read_metrics
+from formats import NAMES, write_names, write_pairs, zip_folder
+from omegaconf import OmegaConf
+
+from dlbench import preflight
+from dlbench.data.text import LETTERS, encode_names, normalize_sentence, to_ascii
+from dlbench.engine import checkpoint
+from dlbench.errors import DlbenchError
+from dlbench.train import build_data, build_task, train
+
+QUIET = ["trainer.progress=none", "device=cpu", "logger=none"]
+
+
+def compose(*overrides):
+    return preflight.compose_config([*QUIET, *overrides])
+
+
+# ---- names ---------------------------------------------------------------------------------
+def test_names_fold_to_the_seeds_57_letters(tmp_path):
+    assert len(LETTERS) == 57
+    assert to_ascii("Ślusàrski") == "Slusarski"
+    ids = encode_names(["Choi", "Al-Amin"])
+    assert ids[0, :4].tolist() == [LETTERS.index(c) + 1 for c in "Choi"] and ids[0, 4:].eq(0).all()
+    assert ids[1].gt(0).sum() == 6  # the hyphen is not one of the 57 letters
+
+
+def test_names_dataset_classes_splits_and_vocabulary(tmp_path):
+    write_names(tmp_path)
+    cfg = compose("dataset=names", f"dataset.root={tmp_path}", "dataset.download=false", "model=rnn")
+    data = build_data(cfg)
+    assert cfg.dataset.class_names == sorted(NAMES)  # the file names
+    assert cfg.dataset.vocab_size == 58  # 57 letters and padding
+    sizes = {s: data.size(s) for s in ("train", "val", "test")}
+    assert sum(sizes.values()) == sum(len(v) for v in NAMES.values()) and min(sizes.values()) >= 2
+    labels = torch.cat([b[1] for b in data.loader("test")])
+    assert len(set(labels.tolist())) == 3  # stratified: every language in the test split
+
+
+def test_names_download_from_a_local_server(tmp_path, http_server):
+    served, url = http_server
+    write_names(tmp_path / "src")
+    zip_folder(tmp_path / "src" / "names", served / "data.zip", "data")
+    root = tmp_path / "root"
+    cfg = compose("dataset=names", f"dataset.root={root}", f"dataset.url={url}/data.zip", "model=rnn")
+    build_data(cfg)
+    assert (root / "data" / "names" / "Korean.txt").is_file()
+
+
+def test_missing_names_folder_is_one_message(tmp_path):
+    cfg = compose("dataset=names", f"dataset.root={tmp_path}", "dataset.download=false", "model=rnn")
+    with pytest.raises(DlbenchError, match="names not found in"):
+        build_data(cfg)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_rnn_cells_bidirectional_and_embedding(tmp_path, cell):
+    write_names(tmp_path)
+    extra = ["model.bidirectional=true", "model.input=embedding"] if cell == "gru" else []
+    cfg = compose("dataset=names", f"dataset.root={tmp_path}", "dataset.download=false", "model=rnn",
+                  f"model.cell={cell}", "model.num_layers=2", "model.dropout=0.1", *extra)  # fmt: skip
+    data = build_data(cfg)
+    task = build_task(cfg, data)
+    x, y = next(iter(data.loader("train")))
+    out = task.model(x)
+    assert out.shape == (len(x), 3)
+    # padding changes nothing: the same names padded to twice the width give the same logits
+    wide = torch.cat([x, torch.zeros_like(x)], dim=1)
+    task.eval()
+    torch.testing.assert_close(task.model(wide), task.model(x))
+
+
+def test_name2lang_trains_and_predicts_from_the_command_line(cli, tmp_path):
+    write_names(tmp_path / "data")
+    common = ["dataset.root=data", "dataset.download=false", "trainer.epochs=30", "trainer.progress=none"]
+    result = cli("experiment=name2lang_gru", *common, "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_metrics(tmp_path / "run")["train/acc"] > 0.9  # 26 names: it learns them
+    result = cli("predict", "run", "Choi", "Smith", "--top-k", "2")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "Choi" in line or "Smith" in line]
+    assert "Korean" in rows[0].split("│")[2] and "English" in rows[1].split("│")[2]
+    assert "%" in rows[0]
+
+
+# ---- sentence pairs --------------------------------------------------------------------------
+def test_translation_pairs_normalise_filter_and_reverse(tmp_path):
+    write_pairs(tmp_path / "eng-fra.txt")
+    assert normalize_sentence("Je suis fatigué!") == "je suis fatigue !"
+    cfg = compose("dataset=translation_pairs", f"dataset.root={tmp_path}", "dataset.download=false",
+                  "model=seq2seq", "dataset.val_fraction=0", "dataset.test_fraction=0.3")  # fmt: skip
+    data = build_data(cfg)
+    assert data.size("train") + data.size("test") == 7  # "Go!" (no prefix) and the long one dropped
+    vocab = cfg.dataset.vocab
+    assert vocab.source[:4] == ["<pad>", "<sos>", "<eos>", "<unk>"]
+    source, target = next(iter(data.loader("train")))
+    assert target[0][target[0] != 0][-1] == 2  # every target ends with <eos>
+    # vocabularies come from the train split only: a test-only word is <unk> (id 3)
+    train_words = {vocab.source[i] for x in data.loader("train") for i in x[0].flatten().tolist()}
+    test_ids = torch.cat([b[0].flatten() for b in data.loader("test")])
+    assert set(vocab.source) == train_words | {"<sos>", "<eos>", "<unk>", "<pad>"}
+    assert (test_ids == 3).any()
+    assert "froid" in vocab.source or "froid" not in train_words  # French is the source (reverse)
+
+
+def test_bad_pairs_file_is_one_message(tmp_path):
+    (tmp_path / "eng-fra.txt").write_text("no tab on this line\n")
+    cfg = compose(
+        "dataset=translation_pairs", f"dataset.root={tmp_path}", "dataset.download=false", "model=seq2seq"
+    )
+    with pytest.raises(DlbenchError, match="line 1 has no tab"):
+        build_data(cfg)
+
+
+def _seq2seq_task(*overrides):
+    cfg = compose("experiment=seq2seq", "dataset.n_pairs=200", "dataset.min_length=2", "dataset.max_length=4",
+                  "dataset.alphabet=abcd", *overrides)  # fmt: skip
+    data = build_data(cfg)
+    return cfg, data, build_task(cfg, data)
+
+
+class Spell(torch.nn.Module):
+    """A stand-in model that outputs given token ids as one-hot logits."""
+
+    def __init__(self, ids: torch.Tensor, vocab: int):
+        super().__init__()
+        self.logits = torch.nn.functional.one_hot(ids, vocab).float() * 10
+
+    def forward(self, source, target=None, teacher_forcing=0.0):
+        return self.logits[:, : target.shape[1]], None
+
+
+def test_seq2seq_metrics_token_accuracy_exact_match_and_bleu():
+    cfg, data, task = _seq2seq_task()
+    source, target = next(iter(data.loader("test")))
+    width = int((target != 0).sum(1).max())
+    target = target[:, :width]
+    vocab = cfg.dataset.target_vocab_size
+    task.model = Spell(target, vocab)
+    task.evaluation_step((source, target), "test")
+    metrics = task.compute_metrics("test")
+    assert metrics == {"token_acc": 1.0, "exact_match": 1.0, "bleu": pytest.approx(1.0)}
+    wrong = target.clone()
+    wrong[0, 0] = 4 if target[0, 0] != 4 else 5  # one token of one sequence wrong
+    task.model = Spell(wrong, vocab)
+    task.evaluation_step((source, target), "test")
+    metrics = task.compute_metrics("test")
+    real = int((target != 0).sum())
+    assert metrics["token_acc"] == pytest.approx(1 - 1 / real)
+    assert metrics["exact_match"] == pytest.approx(1 - 1 / len(target))
+    assert metrics["bleu"] < 1
+
+
+@pytest.mark.parametrize("attention", ["none", "additive", "multiplicative", "dot"])
+def test_seq2seq_learns_a_small_batch(attention):
+    torch.manual_seed(0)
+    cfg, data, task = _seq2seq_task(f"model.attention={attention}", "model.dropout=0", "model.cell=lstm")
+    source, target = next(iter(data.loader("train")))
+    source, target = source[:8], target[:8]
+    task.teacher_forcing = 1.0
+    optimizer = torch.optim.Adam(task.parameters(), lr=0.01)
+
+    def optimize(name, loss):
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(150):
+        task.training_step((source, target), optimize)
+    task.eval()
+    with torch.no_grad():
+        task.evaluation_step((source, target), "val")
+    assert task.compute_metrics("val")["exact_match"] == 1.0  # greedy decoding, no teacher
+    figures = task.figures("val")
+    assert ("val/attention" in figures) == (attention != "none")
+
+
+def test_seq2seq_attention_trains_and_translates_from_the_command_line(cli, tmp_path):
+    args = [
+        "experiment=seq2seq_attention",
+        "dataset.n_pairs=300",
+        "trainer.epochs=1",
+        "trainer.progress=none",
+    ]
+    result = cli(*args, "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {"test/bleu", "test/exact_match", "test/token_acc"} <= set(read_metrics(tmp_path / "run"))
+    assert "Test examples (greedy decoding)" in result.stdout
+    assert list((tmp_path / "run" / "tb").glob("events.*"))
+    state = checkpoint.load(tmp_path / "run")
+    assert "vocab" in OmegaConf.create(state["config"]).dataset  # the vocabulary travels with the weights
+    result = cli("predict", "run", "abcdef", "xyz")
+    assert result.returncode == 0, result.stderr
+    assert "abcdef" in result.stdout and "output" in result.stdout
+
+
+# ---- time series -----------------------------------------------------------------------------
+def test_sine_windows_and_a_held_out_tail():
+    cfg = compose("experiment=rnn_timeseries", "dataset.length=200", "dataset.window=10", "dataset.noise=0")
+    data = build_data(cfg)
+    assert cfg.dataset.input_shape == [10, 1]
+    test_y = torch.cat([b[1] for b in data.loader("test")]).flatten()
+    t = torch.arange(200 - len(test_y), 200, dtype=torch.float64)
+    torch.testing.assert_close(test_y, torch.sin(2 * torch.pi * t / 50).float())  # the end of the series
+    x, y = next(iter(data.loader("test")))
+    torch.testing.assert_close(x[1:, -1, 0], y[:-1, 0])  # each window's last value is the previous target
+
+
+def write_series(path, values, header=("day", "price")):
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for i, v in enumerate(values):
+            writer.writerow([i, v])
+    return path
+
+
+def test_csv_series_scales_with_the_train_part_and_reports_in_its_units(tmp_path):
+    values = [1000.0 + 10 * ((i * 7) % 13) + i for i in range(120)]
+    path = write_series(tmp_path / "prices.csv", values)
+    cfg = compose("experiment=lstm_timeseries", "dataset=csv_series", f"dataset.path={path}",
+                  "dataset.column=price", "dataset.window=5", "trainer.epochs=2")  # fmt: skip
+    metrics = train(cfg, tmp_path / "run")
+    # 115 windows: the last 23 are test, the 9 before them val, so train sees values[:83 + 5]
+    train_part = torch.tensor(values[:88])
+    assert cfg.dataset.scale == pytest.approx([float(train_part.mean()), float(train_part.std())], rel=1e-5)
+    assert metrics["test/mae"] > 1  # in prices, not in standardised units
+
+
+def test_csv_series_errors_are_one_message(tmp_path):
+    path = write_series(tmp_path / "s.csv", ["1", "2", "x", "4"] * 10)
+    cfg = compose(
+        "experiment=rnn_timeseries", "dataset=csv_series", f"dataset.path={path}", "dataset.column=price"
+    )
+    with pytest.raises(DlbenchError, match="line 4, column price: not a number"):
+        build_data(cfg)
+    cfg = compose(
+        "experiment=rnn_timeseries", "dataset=csv_series", f"dataset.path={path}", "dataset.column=cost"
+    )
+    with pytest.raises(DlbenchError, match="no column 'cost'"):
+        build_data(cfg)
+
+
+def test_forecast_resume_equals_the_uninterrupted_run(cli, tmp_path):
+    common = ["experiment=lstm_timeseries", "dataset.length=300", "trainer.progress=none"]
+    assert cli(*common, "trainer.epochs=4", "hydra.run.dir=full").returncode == 0
+    assert cli(*common, "trainer.epochs=2", "hydra.run.dir=part").returncode == 0
+    resumed = cli("resume=part", "trainer.epochs=4")
+    assert resumed.returncode == 0, resumed.stderr
+    full, part = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "part")
+    for key, value in full.items():
+        if not key.startswith("time/"):
+            assert part[key] == pytest.approx(value, rel=1e-6), key
