@@ -29,6 +29,7 @@ EXAMPLES = """\
   dlbench show [OVERRIDES...] [--depth N]  the model: layers, output shapes, params, MACs, memory
   dlbench eval RUN [OVERRIDES...]        a saved model's metrics on the test split
   dlbench predict RUN INPUT... [--top-k K]  classify images or names, or translate, with a saved model
+  dlbench predict RUN [IMAGE...] [--num N] [--out PATH]  GAN samples, or translated images
   dlbench --help | --hydra-help | --cfg job [OVERRIDES...]
 
 [bold]Examples[/bold]
@@ -176,16 +177,18 @@ def predict_command(args: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="dlbench predict", add_help=False)
     parser.add_argument("run")
-    parser.add_argument("inputs", nargs="+")
+    parser.add_argument("inputs", nargs="*")
     parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--num", type=int, default=64)  # GAN samples
+    parser.add_argument("--out")  # where generated images go
     try:
         parsed = parser.parse_args(args)
     except SystemExit:
         raise DlbenchError(
-            "usage: dlbench predict <run dir or checkpoint> INPUT... [--top-k K] "
-            "(image files, names, or sentences, as the run was trained on)"
+            "usage: dlbench predict <run dir or checkpoint> [INPUT...] [--top-k K] [--num N] [--out PATH] "
+            "(image files, names or sentences, as the run was trained on; nothing for a GAN)"
         ) from None
-    header, rows = predict(parsed.run, parsed.inputs, parsed.top_k)
+    header, rows = predict(parsed.run, parsed.inputs, parsed.top_k, parsed.num, parsed.out)
     table = Table(title="Predictions")
     for column in header:
         table.add_column(column)

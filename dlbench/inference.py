@@ -61,11 +61,25 @@ def load_image(path: str | Path, shape: list[int], normalization: list | None) -
     return x
 
 
-def predict(run: str, inputs: list[str], top_k: int = 3) -> tuple[list[str], list[list[str]]]:
-    """What a trained run says about each input, as a table (header, rows):
-    image files or names -> the top-k classes with probabilities; sentences (seq2seq) -> output."""
+def predict(
+    run: str, inputs: list[str], top_k: int = 3, num: int = 64, out: str | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """What a trained run says about each input, as a table (header, rows): image files or
+    names -> the top-k classes with probabilities; sentences (seq2seq) -> output; nothing
+    (a GAN) -> a grid of `num` samples written to `out`; image files (pix2pix, CycleGAN) ->
+    translated image files written into `out`."""
+    from dlbench.tasks.gan import GANTask, ImageToImage
+
     state = checkpoint.load(run)
     task, cfg = task_from_checkpoint(state)
+    if isinstance(task, GANTask):
+        if inputs:
+            raise DlbenchError("a GAN run takes no inputs: dlbench predict RUN --num 64 [--out samples.png]")
+        return ["file", "what"], [[sample_grid(task, num, Path(out or "samples.png")), f"{num} samples"]]
+    if isinstance(task, ImageToImage):
+        return ["input", "output"], translate_images(task, cfg, inputs, Path(out or "translated"))
+    if not inputs:
+        raise DlbenchError("usage: dlbench predict RUN INPUT... (image files, names or sentences)")
     vocab = cfg.dataset.get("vocab") or {}
     if "target" in vocab:
         return ["input", "output"], translate(task, cfg, inputs)
@@ -99,3 +113,40 @@ def translate(task: Task, cfg: DictConfig, sentences: list[str]) -> list[list[st
     return [
         [s, joiner.join(tokens)] for s, (tokens, _) in zip(sentences, task.translate(pad(ids)), strict=True)
     ]
+
+
+def sample_grid(task, num: int, path: Path) -> str:
+    """A PNG grid of `num` samples from fresh noise (conditional: classes in turn)."""
+    from torchvision.utils import save_image
+
+    if num < 1:
+        raise DlbenchError(f"--num {num}: must be at least 1")
+    labels = torch.arange(num) % max(1, task.num_classes)
+    with torch.no_grad():
+        images = task.generate(num, labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image((images.clamp(-1, 1) + 1) / 2, path, nrow=task.num_classes or int(num**0.5))
+    return str(path)
+
+
+def translate_images(task, cfg: DictConfig, files: list[str], folder: Path) -> list[list[str]]:
+    """Each image file through the run's generator (A -> B), written as <folder>/<name>.png."""
+    from torchvision.utils import save_image
+
+    from dlbench.data.translation_images import read_image
+
+    if not files:
+        raise DlbenchError("usage: dlbench predict RUN IMAGE... [--out folder]")
+    channels, height, width = cfg.dataset.input_shape
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for file in files:
+        if not Path(file).is_file():
+            raise DlbenchError(f"No such file: {file}")
+        x = v2.functional.resize(read_image(Path(file)), [height, width], antialias=True) * 2 - 1
+        with torch.no_grad():
+            y = task.translate(x[None])
+        target = folder / f"{Path(file).stem}.png"
+        save_image((y.clamp(-1, 1) + 1) / 2, target)
+        rows.append([file, str(target)])
+    return rows

@@ -208,6 +208,8 @@ def show_command(args: list[str]) -> int:
     model = MODELS.build(cfg.model, "model")
     batch = data_config(cfg.dataset).batch_size or 1
     tokens = cfg.dataset.get("vocab_size") is not None
+    if getattr(model, "latent_dim", 0):  # a GAN: its generator, from noise
+        input_shape, source = [model.latent_dim], f"noise for the generator; images {source}"
     summary = summarize(model, input_shape, batch, cfg.optimizer, cfg.trainer.precision, parsed.depth, tokens)
     print_summary(cfg, summary, input_shape, source, batch)
     return 0

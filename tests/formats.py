@@ -177,3 +177,30 @@ def write_pairs(path: Path, pairs=PAIRS) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{a}\t{b}\n" for a, b in pairs), encoding="utf-8")
     return path
+
+
+def write_paired(root: Path, archive: str = "facades", size: int = 32, per_split: int = 4) -> Path:
+    """root/<archive>/{train,val,test}/*.jpg: A (left) and B (right) side by side, as pix2pix's."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        folder = root / archive / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_split):
+            a = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            b = 255 - a  # B is the negative of A: a mapping a generator can learn
+            Image.fromarray(np.concatenate([a, b], axis=1)).save(folder / f"{i}.png")
+    return root / archive
+
+
+def write_unpaired(root: Path, archive: str = "horse2zebra", size: int = 32, per_split: int = 4) -> Path:
+    """root/<archive>/{trainA,trainB,testA,testB}/*.png: dark images in A, bright ones in B."""
+    rng = np.random.default_rng(1)
+    for split in ("trainA", "trainB", "testA", "testB"):
+        folder = root / archive / split
+        folder.mkdir(parents=True, exist_ok=True)
+        low, high = (0, 120) if split.endswith("A") else (130, 255)
+        for i in range(per_split):
+            Image.fromarray(rng.integers(low, high, (size, size, 3), dtype=np.uint8)).save(
+                folder / f"{i}.png"
+            )
+    return root / archive

@@ -27,7 +27,7 @@ def test_overrides_and_group_swaps():
 
 
 def test_unknown_group_option_suggests_the_closest():
-    with pytest.raises(DlbenchError, match=r"Unknown model option 'mlpp'\. Did you mean: mlp\?"):
+    with pytest.raises(DlbenchError, match=r"Unknown model option 'mlpp'\. Did you mean: mlp, gan_mlp\?"):
         check("model=mlpp")
 
 

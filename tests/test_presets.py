@@ -3,7 +3,7 @@
 import pytest
 import torch
 from conftest import read_metrics
-from formats import draw_digit_png, write_cifar, write_mnist, write_names
+from formats import draw_digit_png, write_cifar, write_mnist, write_names, write_paired, write_unpaired
 
 from dlbench import preflight
 from dlbench.cli import experiments
@@ -34,6 +34,8 @@ def data_root(tmp_path_factory):
     write_mnist(root)
     write_cifar(root)
     write_names(root)
+    write_paired(root)
+    write_unpaired(root)
     return root
 
 
@@ -58,6 +60,11 @@ def test_every_preset_of_the_catalog_exists():
         "seq2seq_attention",
         "rnn_timeseries",
         "lstm_timeseries",
+        "gan_mnist",
+        "dcgan_cifar10",
+        "cgan_mnist",
+        "pix2pix_facades",
+        "cyclegan_horse2zebra",
     } <= names
 
 
@@ -65,10 +72,12 @@ def test_every_preset_of_the_catalog_exists():
 def test_preset_runs_a_few_steps(tmp_path, data_root, name):
     overrides = [f"experiment={name}", "trainer.max_steps=3", "trainer.epochs=2"]
     dataset = preflight.compose_config([f"experiment={name}"]).dataset.name
-    if dataset in IMAGE_DATA or dataset == "names":
+    if dataset in (*IMAGE_DATA, "names", "paired_images", "unpaired_images"):
         overrides += [f"dataset.root={data_root}", "dataset.download=false", "dataset.batch_size=8"]
     if dataset == "reverse_sequences":
         overrides.append("dataset.n_pairs=200")
+    if dataset in ("paired_images", "unpaired_images"):
+        overrides += ["dataset.image_size=[32,32]", "model.width=8", "dataset.batch_size=2"]
     metrics = run(tmp_path, *overrides)
     assert any(k.startswith("train/") for k in metrics)
     assert all(v == v for v in metrics.values())  # numbers, no NaN

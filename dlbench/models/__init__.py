@@ -4,6 +4,7 @@ from dlbench.models import (  # noqa: F401  (register into MODELS)
     alexnet,
     cnn,
     densenet,
+    gan,
     googlenet,
     mlp,
     resnet,

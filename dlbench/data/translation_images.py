@@ -1,0 +1,151 @@
+"""Image-to-image data: paired (pix2pix: A and B side by side in one file) and unpaired
+(CycleGAN: trainA/ trainB/ testA/ testB/). Images are scaled to [-1, 1] (a tanh generator's range).
+
+Both download their archive by name (`dataset.archive=facades`, `horse2zebra`, ...) from the authors' servers
+into `root` on first use, or read the folder already there (`download=false`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from dlbench.data.base import DataSource
+from dlbench.errors import DlbenchError
+from dlbench.registry import DATASETS
+
+PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/"  # + <archive>.tar.gz
+CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/"  # + <archive>.zip
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS) if folder.is_dir() else []
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """An RGB file as a float tensor in [0, 1], or one clear error naming the file."""
+    try:
+        with Image.open(path) as image:
+            return v2.functional.to_dtype(
+                v2.functional.to_image(image.convert("RGB")), torch.float32, scale=True
+            )
+    except (UnidentifiedImageError, OSError) as err:
+        raise DlbenchError(f"{path} is not an image that can be read ({err})") from err
+
+
+def locate(root: str, name: str, download: bool, url: str, marker: str) -> Path:
+    """root/name holding `marker` (a split folder); else url + name + suffix downloaded and
+    extracted, if asked."""
+    folder = Path(root).expanduser() / name
+    if not (folder / marker).is_dir() and download:
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        suffix = ".zip" if marker == "trainA" else ".tar.gz"  # how each project packs its sets
+        address = url.rstrip("/") + "/" + name + suffix
+        try:
+            download_and_extract_archive(address, str(Path(root).expanduser()))
+        except Exception as err:
+            raise DlbenchError(f"Could not download {address} into {root}: {err}") from err
+    if not (folder / marker).is_dir():
+        raise DlbenchError(
+            f"{name}: no {folder / marker} folder. Use dataset.download=true, or point dataset.root "
+            f"at the folder that holds {name}/{marker}/"
+        )
+    return folder
+
+
+def jitter(size: list[int]) -> v2.Compose:
+    """pix2pix's random jitter: resize to 286/256 of the size, random crop back, random flip
+    (the same crop and flip for every image passed in one call)."""
+    big = [round(s * 286 / 256) for s in size]
+    return v2.Compose([v2.Resize(big, antialias=True), v2.RandomCrop(size), v2.RandomHorizontalFlip()])
+
+
+class PairedImages(Dataset):
+    """Files holding A | B side by side -> (A, B) in [-1, 1], jittered alike when training."""
+
+    def __init__(self, files: list[Path], size: list[int], direction: str, train: bool):
+        self.files, self.size, self.direction = files, list(size), direction
+        self.jitter = jitter(self.size) if train else None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = read_image(self.files[i])
+        half = image.shape[-1] // 2
+        a, b = (
+            v2.functional.resize(x, self.size, antialias=True) for x in (image[..., :half], image[..., half:])
+        )
+        if self.jitter is not None:
+            a, b = self.jitter(v2.functional.to_image(a), v2.functional.to_image(b))
+        a, b = a.as_subclass(torch.Tensor) * 2 - 1, b.as_subclass(torch.Tensor) * 2 - 1
+        return (a, b) if self.direction == "AtoB" else (b, a)
+
+
+class UnpairedImages(Dataset):
+    """Images of domain A and of domain B, no correspondence: item i is the i-th A image
+    (cycling) and a random B image; random crop and flip when training (CycleGAN)."""
+
+    def __init__(self, a: list[Path], b: list[Path], size: list[int], train: bool):
+        self.a, self.b, self.size = a, b, list(size)
+        self.jitter = jitter(self.size) if train else None
+
+    def __len__(self) -> int:
+        return max(len(self.a), len(self.b))
+
+    def load(self, path: Path) -> torch.Tensor:
+        x = v2.functional.resize(read_image(path), self.size, antialias=True)
+        if self.jitter is not None:
+            x = self.jitter(v2.functional.to_image(x)).as_subclass(torch.Tensor)
+        return x * 2 - 1
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        j = int(torch.randint(len(self.b), ())) if self.jitter is not None else i % len(self.b)
+        return self.load(self.a[i % len(self.a)]), self.load(self.b[j])
+
+
+@DATASETS.register("paired_images")
+def paired_images(
+    archive: str = "facades",
+    root: str = "data",
+    download: bool = True,
+    url: str = PIX2PIX_URL,
+    image_size: list[int] = (256, 256),
+    direction: str = "BtoA",
+) -> DataSource:
+    """pix2pix data: root/<archive>/{train,val,test}/*.jpg, each file A and B side by side;
+    direction AtoB or BtoA (facades: BtoA turns label maps into photos)."""
+    if direction not in ("AtoB", "BtoA"):
+        raise DlbenchError(f"dataset.direction={direction}: choose AtoB or BtoA")
+    folder = locate(root, archive, download, url, "train")
+    splits = {s: image_files(folder / s) for s in ("train", "val", "test")}
+    if not splits["train"]:
+        raise DlbenchError(f"{archive}: no images in {folder / 'train'}")
+    made = {s: PairedImages(f, image_size, direction, s == "train") if f else None for s, f in splits.items()}
+    return DataSource(made["train"], made["val"], made["test"])
+
+
+@DATASETS.register("unpaired_images")
+def unpaired_images(
+    archive: str = "horse2zebra",
+    root: str = "data",
+    download: bool = True,
+    url: str = CYCLEGAN_URL,
+    image_size: list[int] = (256, 256),
+) -> DataSource:
+    """CycleGAN data: root/<archive>/{trainA,trainB,testA,testB}/ images of two domains."""
+    folder = locate(root, archive, download, url, "trainA")
+    files = {s: image_files(folder / s) for s in ("trainA", "trainB", "testA", "testB")}
+    for split in ("trainA", "trainB"):
+        if not files[split]:
+            raise DlbenchError(f"{archive}: no images in {folder / split}")
+    test = None
+    if files["testA"] and files["testB"]:
+        test = UnpairedImages(files["testA"], files["testB"], image_size, train=False)
+    return DataSource(UnpairedImages(files["trainA"], files["trainB"], image_size, train=True), test=test)

@@ -1,0 +1,341 @@
+"""Generators and discriminators (seed 000, part III). Each registered model is a `GAN`
+container holding its networks by name; the GAN tasks train them with one optimizer each.
+
+- gan_mlp: MLP generator and discriminator (LeakyReLU 0.2, tanh output).
+- dcgan: G = FC -> 5x5 stride-2 transposed convs + BN + ReLU -> tanh; D = 5x5 stride-2 convs +
+  BN + LeakyReLU -> FC. The number of layers follows the image size.
+- cgan: the conditional GAN of the seed: label one-hot joined to the noise and to the image,
+  dropout 0.5, a maxout discriminator (k=5, last k=4).
+- pix2pix: U-Net generator and 70x70 PatchGAN discriminator.
+- cyclegan: two ResNet generators and two PatchGAN discriminators with instance norm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlbench.errors import DlbenchError
+from dlbench.models.layers import image_shape
+from dlbench.registry import MODELS
+
+
+class GAN(nn.Module):
+    """The networks of a GAN by name; `latent_dim` and `num_classes` say what G takes."""
+
+    def __init__(self, latent_dim: int = 0, num_classes: int = 0, **networks: nn.Module):
+        super().__init__()
+        self.latent_dim, self.num_classes = latent_dim, num_classes
+        self.nets = nn.ModuleDict(networks)
+
+    def __getattr__(self, name: str):
+        """gan.generator is gan.nets["generator"]."""
+        nets = self.__dict__.get("_modules", {}).get("nets")
+        if nets is not None and name in nets:
+            return nets[name]
+        return super().__getattr__(name)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The (first) generator: noise (or an image, for image-to-image models) -> images."""
+        first = next(iter(self.nets.values()))
+        if not self.num_classes:
+            return first(x)
+        if labels is None:  # `dlbench show`: class 0
+            labels = torch.zeros(len(x), dtype=torch.long, device=x.device)
+        return first(x, labels)
+
+
+def _init_normal(model: nn.Module) -> nn.Module:
+    """DCGAN / pix2pix init: conv weights N(0, 0.02), norm scales N(1, 0.02), biases 0."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return model
+
+
+# ---- gan_mlp ---------------------------------------------------------------------------------
+class MLPGenerator(nn.Module):
+    def __init__(self, latent_dim: int, shape: list[int], hidden: list[int]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = latent_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+            width = h
+        self.net = nn.Sequential(*layers, nn.Linear(width, math.prod(shape)), nn.Tanh())
+        self.shape = list(shape)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(len(z), *self.shape)
+
+
+def mlp_discriminator(shape: list[int], hidden: list[int], dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = math.prod(shape)
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+        width = h
+    return nn.Sequential(*layers, nn.Linear(width, 1))
+
+
+@MODELS.register("gan_mlp")
+def gan_mlp(
+    in_shape: list[int],
+    latent_dim: int = 100,
+    g_hidden: list[int] = (256, 512, 1024),
+    d_hidden: list[int] = (512, 256),
+    dropout: float = 0.3,
+) -> GAN:
+    """MLP generator (noise -> hidden LeakyReLU layers -> tanh image) and MLP discriminator."""
+    return GAN(
+        latent_dim,
+        generator=MLPGenerator(latent_dim, in_shape, list(g_hidden)),
+        discriminator=mlp_discriminator(in_shape, list(d_hidden), dropout),
+    )
+
+
+# ---- dcgan -----------------------------------------------------------------------------------
+def upsamplings(size: int) -> tuple[int, int]:
+    """(start size, number of 2x steps) with start = size / 2**steps and 4 <= start < 8."""
+    start, steps = size, 0
+    while start % 2 == 0 and start // 2 >= 4:
+        start //= 2
+        steps += 1
+    if steps == 0 or start >= 8:
+        raise DlbenchError(
+            f"model=dcgan: image size {size} must be 4..7 times a power of two (28, 32, 64...)"
+        )
+    return start, steps
+
+
+class DCGenerator(nn.Module):
+    def __init__(self, latent_dim: int, shape: list[int], width: int):
+        super().__init__()
+        channels, height, _ = shape
+        self.start, steps = upsamplings(height)
+        self.top = width * 2 ** (steps - 1)
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, self.top * self.start * self.start, bias=False),
+            nn.BatchNorm1d(self.top * self.start * self.start),
+            nn.ReLU(True),
+        )
+        layers: list[nn.Module] = []
+        c = self.top
+        for i in range(steps):
+            last = i == steps - 1
+            out = channels if last else c // 2
+            layers.append(nn.ConvTranspose2d(c, out, 5, 2, padding=2, output_padding=1, bias=last))
+            layers += [nn.Tanh()] if last else [nn.BatchNorm2d(out), nn.ReLU(True)]
+            c = out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.fc(z).view(len(z), self.top, self.start, self.start))
+
+
+def dc_discriminator(shape: list[int], width: int) -> nn.Sequential:
+    channels, height, width_px = shape
+    start, steps = upsamplings(height)
+    layers: list[nn.Module] = []
+    c = channels
+    for i in range(steps):
+        out = width * 2**i
+        layers.append(nn.Conv2d(c, out, 5, 2, padding=2, bias=i == 0))
+        if i > 0:
+            layers.append(nn.BatchNorm2d(out))
+        layers.append(nn.LeakyReLU(0.2, True))
+        c = out
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * start * (width_px // 2**steps), 1))
+
+
+@MODELS.register("dcgan")
+def dcgan(in_shape: list[int], latent_dim: int = 100, width: int = 64) -> GAN:
+    """DCGAN: G = FC -> 5x5 stride-2 transposed convs (BN, ReLU) -> tanh; D = 5x5 stride-2
+    convs (BN, LeakyReLU 0.2) -> FC. As many 2x steps as the image size allows (28: 2, 32: 3)."""
+    channels, height, width_px = image_shape(in_shape, "dcgan")
+    if height != width_px:
+        raise DlbenchError(
+            f"model=dcgan needs square images; got {height}x{width_px} (set dataset.image_size)"
+        )
+    return GAN(
+        latent_dim,
+        generator=_init_normal(DCGenerator(latent_dim, list(in_shape), width)),
+        discriminator=_init_normal(dc_discriminator(list(in_shape), width)),
+    )
+
+
+# ---- cgan (seed 000) -------------------------------------------------------------------------
+class Maxout(nn.Module):
+    """A linear layer with k pieces per unit, keeping the largest (Goodfellow et al., 2013)."""
+
+    def __init__(self, in_features: int, units: int, pieces: int):
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(in_features, units * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(len(x), self.units, self.pieces).amax(dim=-1)
+
+
+class CGenerator(nn.Module):
+    def __init__(self, latent_dim: int, num_classes: int, shape: list[int], dropout: float):
+        super().__init__()
+        self.num_classes, self.shape = num_classes, list(shape)
+        self.noise = nn.Sequential(nn.Linear(latent_dim, 200), nn.ReLU(), nn.Dropout(dropout))
+        self.label = nn.Sequential(nn.Linear(num_classes, 1000), nn.ReLU(), nn.Dropout(dropout))
+        self.out = nn.Sequential(nn.Linear(1200, math.prod(shape)), nn.Tanh())
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        y = F.one_hot(labels, self.num_classes).float()
+        return self.out(torch.cat([self.noise(z), self.label(y)], dim=1)).view(len(z), *self.shape)
+
+
+class CDiscriminator(nn.Module):
+    def __init__(self, num_classes: int, shape: list[int], dropout: float):
+        super().__init__()
+        self.num_classes = num_classes
+        self.image = nn.Sequential(nn.Flatten(), Maxout(math.prod(shape), 240, 5), nn.Dropout(dropout))
+        self.label = nn.Sequential(Maxout(num_classes, 50, 5), nn.Dropout(dropout))
+        self.joint = nn.Sequential(Maxout(290, 240, 4), nn.Dropout(dropout), nn.Linear(240, 1))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        y = F.one_hot(labels, self.num_classes).float()
+        return self.joint(torch.cat([self.image(x), self.label(y)], dim=1))
+
+
+@MODELS.register("cgan")
+def cgan(in_shape: list[int], num_classes: int, latent_dim: int = 100, dropout: float = 0.5) -> GAN:
+    """Conditional GAN (seed 000): G joins noise (FC 200) and one-hot label (FC 1000) into an
+    image; D joins a maxout of the image (240 units, k=5) and of the label (50, k=5) into a
+    maxout (240, k=4) and one logit. Dropout 0.5; tanh output for images in [-1, 1]."""
+    return GAN(
+        latent_dim,
+        num_classes,
+        generator=CGenerator(latent_dim, num_classes, list(in_shape), dropout),
+        discriminator=CDiscriminator(num_classes, list(in_shape), dropout),
+    )
+
+
+# ---- pix2pix and CycleGAN --------------------------------------------------------------------
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels) if kind == "batch" else nn.InstanceNorm2d(channels)
+
+
+class UNet(nn.Module):
+    """pix2pix's U-Net: 4x4 stride-2 convs down to 1x1 (BN, LeakyReLU 0.2), transposed convs
+    back up (BN, ReLU; dropout 0.5 where the output is 2, 4 or 8 px), each decoder step
+    concatenated with the encoder step of the same size; tanh output."""
+
+    def __init__(self, channels: int, out_channels: int, size: int, width: int = 64, dropout: float = 0.5):
+        super().__init__()
+        downs = int(math.log2(size))
+        if 2**downs != size or downs < 2:
+            raise DlbenchError(f"model=pix2pix: the U-Net needs a power-of-two image size; got {size}")
+        widths = [min(width * 2**i, width * 8) for i in range(downs)]
+        self.down = nn.ModuleList()
+        c = channels
+        for i, w in enumerate(widths):
+            layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2, True)]
+            layers.append(nn.Conv2d(c, w, 4, 2, 1, bias=False))
+            if 0 < i < downs - 1:
+                layers.append(nn.BatchNorm2d(w))
+            self.down.append(nn.Sequential(*layers))
+            c = w
+        self.up = nn.ModuleList()
+        for i in reversed(range(downs)):
+            out = out_channels if i == 0 else widths[i - 1]
+            inputs = widths[i] if i == downs - 1 else widths[i] * 2
+            layers = [nn.ReLU(True), nn.ConvTranspose2d(inputs, out, 4, 2, 1, bias=i == 0)]
+            if i == 0:
+                layers.append(nn.Tanh())
+            else:
+                layers.append(nn.BatchNorm2d(out))
+                if size >> i in (2, 4, 8):  # this step's output is 2, 4 or 8 px
+                    layers.append(nn.Dropout(dropout))
+            self.up.append(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        x = self.up[0](skips.pop())
+        for layer in self.up[1:]:
+            x = layer(torch.cat([x, skips.pop()], dim=1))
+        return x
+
+
+def patch_discriminator(channels: int, norm: str, width: int = 64, layers: int = 3) -> nn.Sequential:
+    """PatchGAN: C64-C128-C256-C512 (4x4 convs, LeakyReLU 0.2; the last stride 1) and a 4x4
+    conv to one logit per patch; with 3 layers each logit sees 70x70 pixels."""
+    out: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+    c = width
+    for i in range(1, layers + 1):
+        w = width * min(2**i, 8)
+        out += [
+            nn.Conv2d(c, w, 4, 2 if i < layers else 1, 1, bias=False),
+            norm_layer(norm, w),
+            nn.LeakyReLU(0.2, True),
+        ]
+        c = w
+    return nn.Sequential(*out, nn.Conv2d(c, 1, 4, 1, 1))
+
+
+@MODELS.register("pix2pix")
+def pix2pix(in_shape: list[int], out_channels: int = 3, width: int = 64, dropout: float = 0.5) -> GAN:
+    """pix2pix: U-Net generator A -> B and a 70x70 PatchGAN that judges (A, B) pairs."""
+    channels, height, _ = image_shape(in_shape, "pix2pix")
+    return GAN(
+        generator=_init_normal(UNet(channels, out_channels, height, width, dropout)),
+        discriminator=_init_normal(patch_discriminator(channels + out_channels, "batch", width)),
+    )
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+def resnet_generator(channels: int, width: int, blocks: int) -> nn.Sequential:
+    """c7s1-64, d128, d256, R256 x blocks, u128, u64, c7s1-C (instance norm, tanh)."""
+    w = width
+    return nn.Sequential(
+        nn.ReflectionPad2d(3), nn.Conv2d(channels, w, 7), nn.InstanceNorm2d(w), nn.ReLU(True),
+        nn.Conv2d(w, 2 * w, 3, 2, 1), nn.InstanceNorm2d(2 * w), nn.ReLU(True),
+        nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.InstanceNorm2d(4 * w), nn.ReLU(True),
+        *[ResidualBlock(4 * w) for _ in range(blocks)],
+        nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(2 * w), nn.ReLU(True),
+        nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(w), nn.ReLU(True),
+        nn.ReflectionPad2d(3), nn.Conv2d(w, channels, 7), nn.Tanh(),
+    )  # fmt: skip
+
+
+@MODELS.register("cyclegan")
+def cyclegan(in_shape: list[int], width: int = 64, blocks: int | None = None) -> GAN:
+    """CycleGAN: ResNet generators A -> B and B -> A (9 residual blocks from 256 px, else 6),
+    PatchGAN discriminators with instance norm, no sigmoid (LSGAN)."""
+    channels, height, _ = image_shape(in_shape, "cyclegan")
+    if height % 4:
+        raise DlbenchError(f"model=cyclegan: the image size must be a multiple of 4; got {height}")
+    n = blocks if blocks is not None else (9 if height >= 256 else 6)
+    return GAN(
+        generator_ab=_init_normal(resnet_generator(channels, width, n)),
+        generator_ba=_init_normal(resnet_generator(channels, width, n)),
+        discriminator_a=_init_normal(patch_discriminator(channels, "instance", width)),
+        discriminator_b=_init_normal(patch_discriminator(channels, "instance", width)),
+    )

@@ -1,0 +1,445 @@
+"""Adversarial tasks: GAN (and DCGAN, conditional GAN), pix2pix and CycleGAN.
+
+Each network has its own optimizer, named after it; a training step updates the
+discriminator(s) and then the generator(s) by calling `optimize(name, loss)`, so the trainer
+does zero_grad, backward, clipping and the step exactly as for a classifier.
+
+Adversarial losses (`task.gan_loss`): vanilla (BCE with logits), lsgan (MSE) and hinge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchvision.utils import make_grid
+
+from dlbench.engine.optim import Optimization, build_optimization
+from dlbench.errors import DlbenchError
+from dlbench.registry import TASKS
+from dlbench.tasks.base import SPLITS, Optimize, Task
+
+LOSSES = ("vanilla", "lsgan", "hinge")
+
+
+def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss on its logits for real and generated samples."""
+    real, fake = real.float(), fake.float()
+    if kind == "vanilla":
+        return (
+            F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        ) / 2
+    if kind == "lsgan":
+        return (F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))) / 2
+    return (F.relu(1 - real).mean() + F.relu(1 + fake).mean()) / 2
+
+
+def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    """The generator's loss: make the discriminator call its samples real."""
+    fake = fake.float()
+    if kind == "vanilla":
+        return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+    if kind == "lsgan":
+        return F.mse_loss(fake, torch.ones_like(fake))
+    return -fake.mean()
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1] for display."""
+    return (images.detach().float().cpu().clamp(-1, 1) + 1) / 2
+
+
+def grid_figure(images: torch.Tensor, rows: int, title: str = "") -> plt.Figure:
+    grid = make_grid(to_unit(images), nrow=max(1, len(images) // rows), padding=2)
+    fig, ax = plt.subplots(figsize=(6, 6 * rows / max(1, len(images) // rows)))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if grid.shape[0] == 1 else None)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+class AdversarialTask(Task):
+    """What the GAN tasks share: one optimizer per network, per-split loss means."""
+
+    default_loss = "mse"  # unused: the adversarial losses come from task.gan_loss
+    networks_names: tuple[str, ...] = ()
+    optimizer_groups: dict[str, tuple[str, ...]] = {}
+
+    def __init__(self, model: nn.Module, loss: nn.Module, gan_loss: str):
+        super().__init__(model, loss)
+        if not all(hasattr(model, "nets") and n in model.nets for n in self.networks_names):
+            raise DlbenchError(
+                f"{type(self).__name__} needs a model with the networks {', '.join(self.networks_names)}"
+            )
+        if gan_loss not in LOSSES:
+            raise DlbenchError(f"task.gan_loss={gan_loss}: choose one of {', '.join(LOSSES)}")
+        self.gan_loss = gan_loss
+        for split in SPLITS:
+            setattr(self, f"{split}_metrics", MetricCollection({}))
+
+    @staticmethod
+    def output_size(data: Any) -> int:
+        return 1
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {name: self.model.nets[name] for name in self.networks_names}
+
+    def configure_optimizers(
+        self, optimizer_cfg: Mapping, scheduler_cfg: Mapping, total_steps: int, steps_per_epoch: int
+    ) -> dict[str, Optimization]:
+        """One optimizer (the configured kind and settings) per group of networks."""
+        return {
+            group: build_optimization(
+                [p for n in nets for p in self.model.nets[n].parameters()],
+                optimizer_cfg,
+                scheduler_cfg,
+                total_steps,
+                steps_per_epoch,
+            )
+            for group, nets in self.optimizer_groups.items()
+        }
+
+    def compute_metrics(self, split: str) -> dict[str, float]:
+        return {}
+
+
+@TASKS.register("gan")
+class GANTask(AdversarialTask):
+    """GAN, DCGAN and the conditional GAN: noise (and a label) -> image; D tells real from fake.
+
+    Logged: train/loss_d, train/loss_g, train/d_real and train/d_fake (D's mean output, as a
+    probability for the vanilla loss) per step; a grid of samples from a fixed noise batch
+    each epoch (one row per class when conditional). With a judge (the run directory of a
+    dlbench classifier trained on the same data), each evaluation also logs how confidently
+    the judge recognises samples (judge_score: an inception score over its classes) and, when
+    conditional, how often it sees the class that was asked for (judge_acc).
+    """
+
+    networks_names = ("generator", "discriminator")
+    optimizer_groups = {"discriminator": ("discriminator",), "generator": ("generator",)}
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        data: Any,
+        gan_loss: str = "vanilla",
+        samples: int = 64,
+        judge: str | None = None,
+        judge_samples: int = 1000,
+        fid: bool = False,
+    ):
+        super().__init__(model, loss, gan_loss)
+        self.fid = frechet_inception_distance() if fid else None
+        self.conditional = model.num_classes > 0
+        self.num_classes = model.num_classes
+        rows = self.num_classes if self.conditional else 8
+        per_row = max(1, samples // rows)
+        self.register_buffer("fixed_noise", torch.randn(rows * per_row, model.latent_dim))
+        self.register_buffer(
+            "fixed_labels", torch.arange(rows).repeat_interleave(per_row) % max(1, self.num_classes)
+        )
+        self.rows, self.judge_samples = rows, judge_samples
+        self.judge = load_judge(judge, data) if judge else None
+        self.last_samples: torch.Tensor | None = None
+        self.judge_metrics: dict[str, float] = {}
+
+    def generate(self, n: int | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Samples from fresh noise (n of them), or from the fixed noise batch (n=None)."""
+        if n is None:
+            z, labels = self.fixed_noise, self.fixed_labels
+        else:
+            z = torch.randn(n, self.model.latent_dim, device=self.fixed_noise.device)
+            if labels is None:
+                labels = torch.randint(max(1, self.num_classes), (n,), device=z.device)
+        return self.model.generator(z, labels) if self.conditional else self.model.generator(z)
+
+    def judge_d(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (
+            self.model.discriminator(images, labels) if self.conditional else self.model.discriminator(images)
+        )
+
+    def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
+        real, labels = batch[0], batch[1] if self.conditional else None
+        n = len(real)
+        z = torch.randn(n, self.model.latent_dim, device=real.device)
+        fake = self.model.generator(z, labels) if self.conditional else self.model.generator(z)
+        d_real, d_fake = self.judge_d(real, labels), self.judge_d(fake.detach(), labels)
+        loss_d = d_loss(self.gan_loss, d_real, d_fake)
+        optimize("discriminator", loss_d)
+        loss_g = g_loss(self.gan_loss, self.judge_d(fake, labels))
+        optimize("generator", loss_g)
+        as_p = torch.sigmoid if self.gan_loss == "vanilla" else (lambda t: t)
+        return {
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
+            "d_real": as_p(d_real.detach().float()).mean(),
+            "d_fake": as_p(d_fake.detach().float()).mean(),
+        }
+
+    def evaluation_step(self, batch: Any, split: str) -> dict[str, torch.Tensor]:
+        real, labels = batch[0], batch[1] if self.conditional else None
+        fake = self.generate(len(real), labels)
+        if self.fid is not None:
+            for images, is_real in ((real, True), (fake, False)):
+                rgb = to_unit(images).expand(-1, 3, -1, -1) if images.shape[1] == 1 else to_unit(images)
+                self.fid.update(rgb.to(real.device), real=is_real)
+        d_real, d_fake = self.judge_d(real, labels), self.judge_d(fake, labels)
+        return {"loss_d": d_loss(self.gan_loss, d_real, d_fake), "loss_g": g_loss(self.gan_loss, d_fake)}
+
+    def compute_metrics(self, split: str) -> dict[str, float]:
+        if split == "train":
+            return {}
+        with torch.no_grad():
+            self.last_samples = self.generate()
+            scores = self.judge_scores() if self.judge is not None else {}
+        if self.fid is not None:
+            scores["fid"] = float(self.fid.compute())
+            self.fid.reset()
+        return scores
+
+    def judge_scores(self) -> dict[str, float]:
+        labels = torch.arange(self.judge_samples, device=self.fixed_noise.device) % max(1, self.num_classes)
+        images = self.generate(self.judge_samples, labels if self.conditional else None)
+        probs = self.judge(images)
+        marginal = probs.mean(dim=0, keepdim=True)
+        kl = (probs * (probs.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(dim=1)
+        scores = {
+            "judge_score": float(kl.mean().exp()),
+            "judge_confidence": float(probs.max(dim=1).values.mean()),
+        }
+        if self.conditional:
+            scores["judge_acc"] = float((probs.argmax(dim=1) == labels).float().mean())
+        return scores
+
+    def figures(self, split: str) -> dict[str, Any]:
+        if self.last_samples is None or split == "test":
+            return {}
+        samples, self.last_samples = self.last_samples, None
+        title = "one row per class" if self.conditional else "fixed noise"
+        return {f"{split}/samples": grid_figure(samples, self.rows, title)}
+
+
+def frechet_inception_distance() -> nn.Module:
+    """torchmetrics' FID, which needs torch-fidelity and the FID Inception weights on disk."""
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        return FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=True)
+    except Exception as err:  # a missing package, or weights it could not download
+        raise DlbenchError(
+            "task.fid=true needs torchmetrics' FID: pip install 'dlbench[fid]' (torch-fidelity), and the "
+            "FID Inception weights (weights-inception-2015-12-05-6726825d.pth) in torch's hub cache, "
+            f"which is fetched on first use where there is a network ({type(err).__name__}: {err})"
+        ) from err
+
+
+def load_judge(run: str, data: Any):
+    """A trained dlbench classifier as a function: images in [-1, 1] -> class probabilities."""
+    from dlbench.engine import checkpoint
+    from dlbench.inference import task_from_checkpoint
+
+    try:
+        task, cfg = task_from_checkpoint(checkpoint.load(run))
+    except DlbenchError as err:
+        raise DlbenchError(f"task.judge={run}: {err}") from err
+    if not hasattr(task, "probabilities"):
+        raise DlbenchError(f"task.judge={run} is not a classifier (task={cfg.task.name})")
+    shape = list(cfg.dataset.input_shape)
+    normalization = cfg.dataset.get("normalization")
+
+    def judge(images: torch.Tensor) -> torch.Tensor:
+        x = to_unit(images).to(images.device)
+        if list(x.shape[1:]) != shape:
+            if x.shape[1] != shape[0]:
+                raise DlbenchError(
+                    f"task.judge takes {shape} images; the generator makes {list(x.shape[1:])}"
+                )
+            x = F.interpolate(x, size=shape[1:], mode="bilinear", antialias=True)
+        if normalization:
+            mean, std = (torch.tensor(v, device=x.device).view(1, -1, 1, 1) for v in normalization)
+            x = (x - mean) / std
+        task.to(x.device)
+        with torch.no_grad():
+            return task.probabilities(task.model(x))
+
+    return judge
+
+
+class ImagePool(nn.Module):
+    """The last `size` generated images; half the time D sees one of them instead of the newest
+    (Shrivastava et al.), as in CycleGAN. Saved in the checkpoint (extra state) for resume."""
+
+    def __init__(self, size: int = 50):
+        super().__init__()
+        self.size, self.images = size, []
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif float(torch.rand(())) < 0.5:
+                i = int(torch.randint(self.size, ()))
+                out.append(self.images[i].clone())
+                self.images[i] = image.clone()
+            else:
+                out.append(image)
+        return torch.stack(out)
+
+    def get_extra_state(self) -> dict:
+        return {"images": [t.cpu() for t in self.images]}
+
+    def set_extra_state(self, state: dict) -> None:
+        device = self.images[0].device if self.images else None
+        self.images = [t.to(device) if device else t for t in state["images"]]
+
+
+class ImageToImage(AdversarialTask):
+    """Shared by pix2pix and CycleGAN: L1 metrics on held-out pairs, example figures."""
+
+    def __init__(self, model: nn.Module, loss: nn.Module, gan_loss: str, examples: int):
+        super().__init__(model, loss, gan_loss)
+        self.examples = examples
+        self.l1 = {split: MeanMetric() for split in ("val", "test")}
+        self.val_l1, self.test_l1 = self.l1["val"], self.l1["test"]
+        self.shown: dict[str, list[torch.Tensor]] = {}
+
+    def compute_metrics(self, split: str) -> dict[str, float]:
+        if split == "train":
+            return {}
+        value = float(self.l1[split].compute())
+        self.l1[split].reset()
+        return {"l1": value}
+
+    def translate(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def figures(self, split: str) -> dict[str, Any]:
+        rows = self.shown.pop(split, None)
+        if not rows:
+            return {}
+        images = torch.cat([torch.stack(r) for r in zip(*rows, strict=True)])  # one row per kind
+        return {f"{split}/examples": grid_figure(images, len(rows), self.caption)}
+
+
+@TASKS.register("pix2pix")
+class Pix2PixTask(ImageToImage):
+    """pix2pix: G(A) should fool a PatchGAN that sees (A, B) pairs and be close to B in L1
+    (λ = task.l1_weight, 100 in the paper). Figures: input | output | target."""
+
+    networks_names = ("generator", "discriminator")
+    optimizer_groups = {"discriminator": ("discriminator",), "generator": ("generator",)}
+    caption = "rows: input, output, target"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        data: Any,
+        gan_loss: str = "vanilla",
+        l1_weight: float = 100.0,
+        examples: int = 4,
+    ):
+        super().__init__(model, loss, gan_loss, examples)
+        self.l1_weight = l1_weight
+
+    def translate(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.generator(images)
+
+    def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
+        a, b = batch
+        fake = self.model.generator(a)
+        d = self.model.discriminator
+        loss_d = d_loss(self.gan_loss, d(torch.cat([a, b], 1)), d(torch.cat([a, fake.detach()], 1)))
+        optimize("discriminator", loss_d)
+        adversarial = g_loss(self.gan_loss, d(torch.cat([a, fake], 1)))
+        l1 = F.l1_loss(fake.float(), b.float())
+        optimize("generator", adversarial + self.l1_weight * l1)
+        return {"loss_d": loss_d.detach(), "loss_g": adversarial.detach(), "l1": l1.detach()}
+
+    def evaluation_step(self, batch: Any, split: str) -> dict[str, torch.Tensor]:
+        a, b = batch
+        fake = self.model.generator(a)
+        self.l1[split].update(F.l1_loss(fake.float(), b.float()), len(a))
+        if split not in self.shown:
+            n = self.examples
+            self.shown[split] = [list(a[:n]), list(fake[:n]), list(b[:n])]
+        return {"loss_g": g_loss(self.gan_loss, self.model.discriminator(torch.cat([a, fake], 1)))}
+
+
+@TASKS.register("cyclegan")
+class CycleGANTask(ImageToImage):
+    """CycleGAN: G_AB and G_BA fool D_B and D_A (LSGAN), with the cycle loss
+    |G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b| (λ = task.cycle_weight, 10) and the identity loss
+    (λ_id = task.identity_weight x λ, 0.5); D sees past fakes from a pool of 50. Figures: A, A->B, A->B->A."""
+
+    networks_names = ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b")
+    optimizer_groups = {
+        "discriminator": ("discriminator_a", "discriminator_b"),
+        "generator": ("generator_ab", "generator_ba"),
+    }
+    caption = "rows: A, A->B, A->B->A"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        data: Any,
+        gan_loss: str = "lsgan",
+        cycle_weight: float = 10.0,
+        identity_weight: float = 0.5,
+        pool_size: int = 50,
+        examples: int = 4,
+    ):
+        super().__init__(model, loss, gan_loss, examples)
+        self.cycle_weight, self.identity_weight = cycle_weight, identity_weight
+        self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
+
+    def translate(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.generator_ab(images)
+
+    def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
+        a, b = batch
+        m = self.model
+        fake_b, fake_a = m.generator_ab(a), m.generator_ba(b)
+        loss_d = d_loss(self.gan_loss, m.discriminator_b(b), m.discriminator_b(self.pool_b.query(fake_b)))
+        loss_d = loss_d + d_loss(
+            self.gan_loss, m.discriminator_a(a), m.discriminator_a(self.pool_a.query(fake_a))
+        )
+        optimize("discriminator", loss_d)
+        adversarial = g_loss(self.gan_loss, m.discriminator_b(fake_b)) + g_loss(
+            self.gan_loss, m.discriminator_a(fake_a)
+        )
+        cycle = F.l1_loss(m.generator_ba(fake_b).float(), a.float()) + F.l1_loss(
+            m.generator_ab(fake_a).float(), b.float()
+        )
+        loss_g = adversarial + self.cycle_weight * cycle
+        if self.identity_weight > 0:
+            identity = F.l1_loss(m.generator_ab(b).float(), b.float()) + F.l1_loss(
+                m.generator_ba(a).float(), a.float()
+            )
+            loss_g = loss_g + self.identity_weight * self.cycle_weight * identity
+        optimize("generator", loss_g)
+        return {"loss_d": loss_d.detach(), "loss_g": adversarial.detach(), "cycle": cycle.detach()}
+
+    def evaluation_step(self, batch: Any, split: str) -> dict[str, torch.Tensor]:
+        a, b = batch
+        fake_b = self.model.generator_ab(a)
+        back = self.model.generator_ba(fake_b)
+        self.l1[split].update(F.l1_loss(back.float(), a.float()), len(a))  # cycle consistency
+        if split not in self.shown:
+            n = self.examples
+            self.shown[split] = [list(a[:n]), list(fake_b[:n]), list(back[:n])]
+        return {"loss_g": g_loss(self.gan_loss, self.model.discriminator_b(fake_b))}
