@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -11,7 +12,7 @@ import hydra
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from rich.table import Table
 
 from dlbench import preflight, summary
@@ -27,6 +28,7 @@ EXAMPLES = """\
   dlbench -m KEY=A,B [KEY2=C,D ...]      a sweep: one job per combination, then a summary
   dlbench list [KIND] [PATTERN]          registered components and experiments
   dlbench show [OVERRIDES...] [--depth N]  the model: layers, output shapes, params, MACs, memory
+  dlbench compare DIR... [--sort METRIC] [--csv F] [--md F]  jobs of sweeps / runs side by side
   dlbench eval RUN [OVERRIDES...]        a saved model's metrics on the test split
   dlbench predict RUN INPUT... [--top-k K]  classify images or names, or translate, with a saved model
   dlbench predict RUN [IMAGE...] [--num N] [--out PATH]  GAN samples, or translated images
@@ -37,6 +39,8 @@ EXAMPLES = """\
   dlbench model=linear optimizer=sgd optimizer.lr=0.1
   dlbench experiment=lenet5_mnist trainer.epochs=15
   dlbench -m optimizer.lr=0.1,0.01 model=mlp,linear
+  dlbench -m experiment=optimizers                 a lesson sweep (also lr_schedulers, norms, ...)
+  dlbench compare outputs/multirun/<sweep> --sort test/acc
   dlbench resume=outputs/digits_mlp/2026-01-01_12-00-00_ab12cd trainer.epochs=20
   dlbench list models
   dlbench show experiment=resnet_cifar10
@@ -198,11 +202,22 @@ def predict_command(args: list[str]) -> int:
     return 0
 
 
+def sweep_resume_overrides(overrides: list[str]) -> list[str]:
+    """`sweep.resume=DIR` runs the sweep again in DIR (the jobs keep their directories)."""
+    target = next((o.split("=", 1)[1] for o in overrides if o.startswith("sweep.resume=")), None)
+    if not target or target in ("null", "None") or any(o.startswith("hydra.sweep.dir=") for o in overrides):
+        return overrides
+    if not Path(target).is_dir():
+        raise DlbenchError(f"sweep.resume={target}: no such sweep directory")
+    (Path(target) / ".stop").unlink(missing_ok=True)  # a fail-fast stop of the last attempt
+    return [*overrides, f"hydra.sweep.dir={target}"]
+
+
 def train_command(argv: list[str]) -> int:
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(argv)
-    overrides = resume_overrides(list(args.overrides))
+    overrides = sweep_resume_overrides(resume_overrides(list(args.overrides)))
     if not (args.config_dir or args.config_name or args.hydra_help or args.info or args.shell_completion):
         preflight.check(overrides)
     flags = [a for a in argv if a not in args.overrides]
@@ -225,6 +240,20 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    stop_file = Path(hydra_cfg.sweep.dir) / ".stop" if multirun else None
+    if stop_file is not None and stop_file.exists():  # sweep.fail_fast: an earlier job failed
+        (run_dir / "error.txt").write_text(f"skipped: {stop_file.read_text().strip()}\n")
+        return None
+    if multirun and cfg.sweep.resume:
+        if (run_dir / "metrics.json").is_file():  # finished before: keep it
+            print(f"job {run_dir.name}: finished before, skipped (sweep.resume)")
+            return json.loads((run_dir / "metrics.json").read_text()).get(cfg.trainer.monitor)
+        (run_dir / "error.txt").unlink(missing_ok=True)
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            with open_dict(cfg):
+                cfg.resume = str(run_dir / "checkpoints" / "last.pt")
+    if multirun:
+        share_machine(cfg, hydra_cfg)
     try:
         metrics = train(cfg, run_dir, list(hydra_cfg.overrides.task))
     except Exception as err:
@@ -238,12 +267,68 @@ def hydra_entry(cfg: DictConfig) -> float | None:
         )
         if not multirun:
             raise SystemExit(2 if known else 1) from None
+        if cfg.sweep.fail_fast:
+            stop_file.write_text(f"job {run_dir.name} failed and sweep.fail_fast is set\n")
         return None
     return metrics.get(cfg.trainer.monitor)
 
 
+def share_machine(cfg: DictConfig, hydra_cfg) -> None:
+    """Jobs running side by side (Hydra's joblib launcher): each takes its share of the CPU
+    cores, and with several GPUs each job its own (job number modulo the GPU count)."""
+    import torch
+
+    n_jobs = (
+        int(hydra_cfg.launcher.get("n_jobs") or 1)
+        if "Joblib" in str(hydra_cfg.launcher.get("_target_"))
+        else 1
+    )
+    if n_jobs == -1:
+        n_jobs = os.cpu_count() or 1
+    if n_jobs > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
+        if str(cfg.device.type) == "cuda" and torch.cuda.device_count() > 1:
+            with open_dict(cfg):
+                cfg.device.type = f"cuda:{hydra_cfg.job.num % torch.cuda.device_count()}"
+
+
 def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True)
+
+
+def compare_command(args: list[str]) -> int:
+    """dlbench compare DIR... [--sort METRIC] [--ascending] [--metrics A,B] [--csv F] [--md F]"""
+    import argparse
+
+    from dlbench import summary
+
+    parser = argparse.ArgumentParser(prog="dlbench compare", add_help=False)
+    parser.add_argument("paths", nargs="+", type=Path)
+    parser.add_argument("--sort")
+    parser.add_argument("--ascending", action="store_true", default=None)
+    parser.add_argument("--metrics")
+    parser.add_argument("--csv", type=Path)
+    parser.add_argument("--md", type=Path)
+    try:
+        parsed = parser.parse_args(args)
+    except SystemExit:
+        raise DlbenchError(
+            "usage: dlbench compare <sweep dir or run dirs...> [--sort METRIC] [--ascending] "
+            "[--metrics A,B] [--csv FILE] [--md FILE]"
+        ) from None
+    rows = summary.collect(parsed.paths)
+    if parsed.sort:
+        rows = summary.sort_rows(rows, parsed.sort, parsed.ascending)
+    metrics = parsed.metrics.split(",") if parsed.metrics else None
+    if metrics is None and parsed.sort:
+        metrics = [parsed.sort, *[m for m in summary.HEADLINE if m != parsed.sort]][:4]
+        metrics = [m for m in metrics if any(m in r for r in rows)]
+    console.print(summary.table(rows, f"{len(rows)} runs", metrics=metrics))
+    for path in (parsed.csv, parsed.md):
+        if path is not None:
+            summary.write(rows, path)
+            console.print(f"wrote {path}")
+    return 0
 
 
 def show_command(args: list[str]) -> int:
@@ -256,6 +341,7 @@ def show_command(args: list[str]) -> int:
 COMMANDS = {
     "list": list_command,
     "show": show_command,
+    "compare": compare_command,
     "train": train_command,
     "eval": eval_command,
     "predict": predict_command,

@@ -40,6 +40,7 @@ class TrainerConfig:
     channels_last: bool = False
     progress: str = "auto"  # auto (rich on a terminal, plain lines otherwise) | rich | plain | none
     checkpoint: bool = True  # write checkpoints/last.pt and best.pt
+    log_grad_norms: bool = False  # log each weight's gradient L2 norm (grad_norm/<name>) when logging
 
 
 @dataclass
@@ -80,6 +81,12 @@ class SchedulerConfig:
 
 
 @dataclass
+class SweepConfig:
+    fail_fast: bool = False  # a multirun stops starting jobs after the first failure
+    resume: str | None = None  # a sweep directory to finish: done jobs skipped, others resumed
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     resume: str | None = None  # a run directory or a checkpoint to continue from
@@ -92,6 +99,7 @@ class RunConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
 ConfigStore.instance().store(name="dlbench_schema", node=RunConfig)

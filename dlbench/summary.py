@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from rich.table import Table
 
 from dlbench.engine.logging import console
+from dlbench.errors import DlbenchError, did_you_mean
 
 FAILED_JOBS: list[str] = []  # filled by the callback; the CLI exits non-zero when not empty
 
@@ -47,18 +48,53 @@ def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
 HEADLINE = ("test/acc", "test/loss", "val/acc", "val/loss", "train/loss", "test/mse", "val/mse")
 
 
-def table(rows: list[dict[str, Any]], title: str, max_metrics: int = 4) -> Table:
-    """The printed summary: the headline metrics only (summary.csv has them all)."""
+def table(
+    rows: list[dict[str, Any]], title: str, max_metrics: int = 4, metrics: list[str] | None = None
+) -> Table:
+    """The printed summary: the headline metrics (or `metrics`); summary.csv has them all.
+    The overrides column shows what differs between the jobs (what every job shares is in
+    the title)."""
     available = metric_columns(rows)
-    columns = [c for c in HEADLINE if c in available] or available
-    out = Table(title=title)
-    columns = columns[:max_metrics]
+    columns = metrics or ([c for c in HEADLINE if c in available] or available)[:max_metrics]
+    split = [r["overrides"].split() for r in rows]
+    shared = set.intersection(*map(set, split)) if len(rows) > 1 else set()
+    out = Table(title=title + (f"\nshared: {' '.join(sorted(shared))}" if shared else ""))
     for name in ("job", "overrides", "status", *columns):
-        out.add_column(name, justify="right" if "/" in name else "left")
-    for row in rows:
+        out.add_column(name, justify="right" if "/" in name else "left", overflow="fold")
+    for row, overrides in zip(rows, split, strict=True):
         status = "failed" if row["status"].startswith("failed") else row["status"]
-        out.add_row(row["job"], row["overrides"], status, *[_fmt(row.get(c, "")) for c in columns])
+        varying = " ".join(o for o in overrides if o not in shared)
+        out.add_row(row["job"], varying, status, *[_fmt(row.get(c, "")) for c in columns])
     return out
+
+
+def collect(paths: list[Path]) -> list[dict[str, Any]]:
+    """Rows for run directories, and for every job of each sweep directory given."""
+    rows = []
+    for path in paths:
+        if (path / ".hydra").is_dir():
+            rows.append({**job_row(path), "job": str(path)})
+        elif path.is_dir() and (jobs := job_dirs(path)):
+            rows += [
+                {**job_row(d), "job": f"{path.name}/{d.name}" if len(paths) > 1 else d.name} for d in jobs
+            ]
+        else:
+            raise DlbenchError(f"{path} is neither a run directory nor a sweep directory (no .hydra/ in it)")
+    return rows
+
+
+HIGHER_IS_BETTER = ("acc", "f1", "r2", "bleu", "exact", "score", "confidence")
+
+
+def sort_rows(rows: list[dict[str, Any]], metric: str, ascending: bool | None = None) -> list[dict[str, Any]]:
+    """Jobs by a metric, best first (highest for accuracy-like names, else lowest); jobs
+    without it last."""
+    if not any(metric in r for r in rows):
+        raise DlbenchError(f"no job has the metric '{metric}'.{did_you_mean(metric, metric_columns(rows))}")
+    if ascending is None:
+        ascending = not any(word in metric for word in HIGHER_IS_BETTER)
+    have = sorted((r for r in rows if metric in r), key=lambda r: r[metric], reverse=not ascending)
+    return have + [r for r in rows if metric not in r]
 
 
 def write(rows: list[dict[str, Any]], path: Path) -> None:
@@ -95,3 +131,8 @@ class SweepSummary(Callback):
             if row["status"].startswith("failed"):
                 console.print(f"job {row['job']} {row['status']}", highlight=False)
         FAILED_JOBS.extend(r["job"] for r in rows if r["status"] != "ok")
+        best = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper
+        if best.is_file():
+            result = yaml.safe_load(best.read_text())
+            params = " ".join(f"{k}={v}" for k, v in (result.get("best_params") or {}).items())
+            console.print(f"[bold]Best trial[/bold]: {result.get('best_value')}  {params}", highlight=False)

@@ -64,6 +64,7 @@ class Trainer:
     def setup(self, task: Task) -> None:
         """Move the task to the device; channels_last and torch.compile where configured."""
         task.to(self.device)
+        self.param_names = {p: name for name, p in task.named_parameters()}
         for net in task.networks().values():
             if self.cfg.channels_last:
                 net.to(memory_format=torch.channels_last)
@@ -91,12 +92,24 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=self.device.type, enabled=False):
             scaler.scale(loss).backward()
+        if self.cfg.log_grad_norms and (self.state.step + 1) % self.cfg.log_every_n_steps == 0:
+            self.log_grad_norms(optimizer, scaler.get_scale() if scaler.is_enabled() else 1.0)
         if self.cfg.grad_clip is not None:
             scaler.unscale_(optimizer)
             params = [p for group in optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
+
+    def log_grad_norms(self, optimizer: torch.optim.Optimizer, scale: float) -> None:
+        """The L2 norm of each weight's gradient (before clipping), one curve per layer."""
+        norms = {
+            f"grad_norm/{self.param_names.get(p, 'param')}": float(p.grad.detach().norm()) / scale
+            for group in optimizer.param_groups
+            for p in group["params"]
+            if p.grad is not None and p.dim() > 1
+        }
+        self.log.scalars(norms, self.state.step + 1)
 
     # ---- loops ----------------------------------------------------------------------------
     def total_steps(self, steps_per_epoch: int) -> int:

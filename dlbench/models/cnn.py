@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from dlbench.errors import DlbenchError
+from dlbench.models import layers
 from dlbench.registry import MODELS
 
 
@@ -19,17 +20,23 @@ def _flat_features(features: nn.Module, in_shape: list[int], model: str) -> int:
 
 
 @MODELS.register("cnn_mnist")
-def cnn_mnist(in_shape: list[int], num_classes: int, dropout: float = 0.2, hidden: int = 512) -> nn.Module:
+def cnn_mnist(
+    in_shape: list[int], num_classes: int, dropout: float = 0.2, hidden: int = 512, norm: str = "none"
+) -> nn.Module:
     """Seed 002's MyCNN: conv32-pool-conv64-pool-drop-fc512-drop-fc (3x3 convs, padding 1).
+
+    norm=batch|layer|instance|group puts that normalisation after each conv (seed 003's lesson).
 
     The seed ends with log_softmax and then uses cross_entropy; log_softmax is idempotent, so
     returning logits to cross-entropy trains the same model.
     """
     features = nn.Sequential(
         nn.Conv2d(in_shape[0], 32, kernel_size=3, padding=1),
+        layers.norm_2d(norm, 32),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Conv2d(32, 64, kernel_size=3, padding=1),
+        layers.norm_2d(norm, 64),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Dropout(dropout),

@@ -49,6 +49,22 @@ def norm_1d(name: str | None, features: int) -> nn.Module | None:
     return None if NORMS_1D[name] is None else NORMS_1D[name](features)
 
 
+NORMS_2D = {
+    "none": None,
+    "batch": nn.BatchNorm2d,
+    "layer": lambda c: nn.GroupNorm(1, c),  # LayerNorm over (C, H, W)
+    "instance": lambda c: nn.GroupNorm(c, c),  # each channel on its own (InstanceNorm with affine)
+    "group": lambda c: nn.GroupNorm(8 if c % 8 == 0 else 1, c),
+}
+
+
+def norm_2d(name: str, channels: int) -> nn.Module:
+    """A normalisation layer for conv feature maps by name (seed 003's norms lesson)."""
+    if name not in NORMS_2D:
+        raise unknown_name("norm", name, NORMS_2D)
+    return nn.Identity() if NORMS_2D[name] is None else NORMS_2D[name](channels)
+
+
 def init_weights(module: nn.Module, name: str) -> None:
     """Apply a named init to the weights of every Linear/Conv layer; biases start at zero."""
     if name not in INITS:

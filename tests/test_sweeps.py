@@ -1,0 +1,92 @@
+"""Sweeps: the lesson presets, compare, fail-fast and resumed sweeps, joblib and Optuna."""
+
+import csv
+
+from formats import write_mnist
+
+from dlbench import preflight
+from dlbench.train import train
+
+
+def test_lesson_sweep_names_jobs_by_overrides_and_compare_sorts_them(cli, tmp_path):
+    result = cli("-m", "experiment=optimizers", "trainer.epochs=1", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if (p / ".hydra").is_dir())
+    assert jobs == [
+        f"optimizer={o},trainer.epochs=1" for o in ("adam", "adamw", "rmsprop", "sgd", "sgd_momentum")
+    ]
+    assert all(list((tmp_path / "sweep" / j / "tb").glob("events.*")) for j in jobs)  # one TB run per job
+    result = cli("compare", "sweep", "--sort", "test/acc", "--csv", "table.csv")
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "table.csv") as f:
+        rows = list(csv.DictReader(f))
+    accs = [float(r["test/acc"]) for r in rows]
+    assert accs == sorted(accs, reverse=True) and len(rows) == 5  # best first
+    assert "shared: experiment=optimizers trainer.epochs=1" in result.stdout
+    result = cli("compare", "sweep", "--sort", "test/acc", "--ascending", "--md", "table.md")
+    assert (tmp_path / "table.md").read_text().startswith("| job | overrides | status |")
+    result = cli("compare", "sweep", "--sort", "test/acuracy")
+    assert result.returncode == 2 and "Did you mean: test/acc" in result.stderr
+
+
+def test_every_lesson_sweep_composes(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    for name in ("lr_schedulers", "activations", "optimizers", "norms", "augmentations", "cpu_vs_gpu"):
+        with initialize_config_dir(config_dir=str(preflight.CONFIG_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=[f"experiment={name}"], return_hydra_config=True)
+        params = cfg.hydra.sweeper.params
+        assert len(params) == 1 and len(str(next(iter(params.values()))).split(",")) >= 2, name
+
+
+def test_grad_norms_are_logged_per_layer(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    overrides = [
+        "experiment=activations",
+        "model.activation=sigmoid",
+        "trainer.epochs=1",
+        "trainer.progress=none",
+    ]
+    train(preflight.compose_config(overrides), tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    norms = [t for t in events.Tags()["scalars"] if t.startswith("grad_norm/")]
+    assert len(norms) == 5  # four hidden layers and the output layer, weights only
+
+
+def test_fail_fast_then_resume_the_sweep(cli, tmp_path):
+    args = ["-m", "dataset=mnist", "dataset.download=false", "model=linear", "trainer.epochs=1"]
+    args.append("dataset.root=a,b")
+    write_mnist(tmp_path / "b")
+    result = cli(*args, "sweep.fail_fast=true", "hydra.sweep.dir=sweep")
+    assert result.returncode == 1
+    assert (tmp_path / "sweep" / "1" / "error.txt").read_text().startswith("skipped: job 0 failed")
+    assert not (tmp_path / "sweep" / "1" / "metrics.json").exists()  # b was never trained
+    write_mnist(tmp_path / "a")  # fix the cause, then finish the same sweep
+    result = cli(*args, "sweep.resume=sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert all((tmp_path / "sweep" / j / "metrics.json").is_file() for j in ("0", "1"))
+    (tmp_path / "sweep" / "1" / "metrics.json").unlink()  # as if job 1 had been killed after a checkpoint
+    result = cli(*args, "sweep.resume=sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "job 0: finished before, skipped" in result.stdout
+    assert "resumed at epoch 1" in (tmp_path / "sweep" / "1" / "train.log").read_text()
+
+
+def test_joblib_runs_jobs_side_by_side(cli, tmp_path):
+    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    result = cli("-m", *launcher, "model=mlp,linear", "trainer.epochs=1", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert all((tmp_path / "sweep" / j / "metrics.json").is_file() for j in ("0", "1"))
+
+
+def test_optuna_search_of_three_trials(cli, tmp_path):
+    write_mnist(tmp_path / "data")
+    search = ["experiment=mlp_mnist", "hparams_search=mlp_mnist", "hydra.sweeper.n_trials=3"]
+    data = ["dataset.root=data", "dataset.download=false", "trainer.epochs=1"]
+    result = cli("-m", *search, *data, "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1", "2"]
+    assert "Best trial" in result.stdout
+    assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
