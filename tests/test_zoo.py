@@ -38,8 +38,9 @@ REFERENCES = [
 
 @pytest.mark.parametrize("ours, reference, published", REFERENCES, ids=[r[1].__name__ for r in REFERENCES])
 def test_imagenet_variant_matches_torchvision_parameter_count(ours, reference, published):
-    model = build(IMAGENET, 1000, stem="imagenet", **ours)
-    assert count(model) == count(reference()) == published
+    with torch.device("meta"):  # shapes only: no memory, no compute
+        model, theirs = build(IMAGENET, 1000, stem="imagenet", **ours), reference()
+    assert count(model) == count(theirs) == published
 
 
 def test_se_resnet50_has_the_published_parameter_count():
@@ -115,8 +116,17 @@ SMALL = [
 small_ids = ["-".join(str(v) for v in f.values()) for f in SMALL]
 
 
-@pytest.mark.parametrize("shape", [CIFAR, IMAGENET], ids=["cifar", "imagenet"])
-@pytest.mark.parametrize("family", FAMILIES, ids=ids)
+# Every family at both sizes; VGG-16 only at 32 px (at 224 px it costs 10 s on CI's CPU, and
+# VGG-11-BN runs the same code at that size).
+SCALES = [
+    pytest.param(family, shape, id=f"{name}-{scale}")
+    for family, name in zip(FAMILIES, ids, strict=True)
+    for shape, scale in ((CIFAR, "cifar"), (IMAGENET, "imagenet"))
+    if not (shape == IMAGENET and family == {"name": "vgg", "depth": 16})
+]
+
+
+@pytest.mark.parametrize("family, shape", SCALES)
 def test_forward_and_backward_at_both_scales(family, shape):
     model = build(shape, 7, **family)
     x = torch.randn(2, *shape)
