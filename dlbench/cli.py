@@ -63,8 +63,10 @@ def print_help() -> None:
     console.print("[bold]dlbench[/bold]: config-driven deep-learning training\n")
     console.print(EXAMPLES, soft_wrap=True)
     console.print("[bold]Config groups[/bold] (choose one option with GROUP=OPTION)")
-    for group, options in preflight.groups().items():
-        console.print(f"  {group:<12} {', '.join(options)}", soft_wrap=True)
+    groups = preflight.groups()
+    width = max(map(len, groups)) + 1
+    for group, options in groups.items():
+        console.print(f"  {group:<{width}} {', '.join(options)}", soft_wrap=True)
 
 
 def list_command(args: list[str]) -> int:

@@ -122,3 +122,12 @@ def test_dataloader_workers_see_the_same_batches_as_the_in_memory_loader(tmp_pat
     assert {k: v for k, v in in_memory.items() if not k.startswith(drop)} == {
         k: v for k, v in workers.items() if not k.startswith(drop)
     }
+
+
+def test_throughput_is_reported_per_split(tmp_path):
+    metrics = run(tmp_path, "trainer.epochs=1")
+    train_samples = round(1797 * 0.8 * 0.9)  # digits less the test and val splits
+    rate = metrics["time/train_samples_per_s"]
+    # training is part of the epoch, so its rate is at least samples / epoch time
+    assert rate >= train_samples / metrics["time/epoch_s"] * 0.99
+    assert metrics["time/val_samples_per_s"] > 0 and metrics["time/test_samples_per_s"] > 0

@@ -171,6 +171,7 @@ class Trainer:
         task.train()
         loader = data.loader("train", epoch=epoch, seed=self.cfg.seed)
         means = BatchMeans()
+        started = time.perf_counter()
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
         with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}") as advance:
             for batch in loader:
@@ -190,7 +191,9 @@ class Trainer:
                     advance()
                 if self._done():
                     break
-        metrics = {**means.result("train"), **_prefixed("train", task.compute_metrics("train"))}
+        metrics = means.result("train")  # reading the sums waits for the device: the time is real
+        metrics["time/train_samples_per_s"] = means.count / (time.perf_counter() - started)
+        metrics.update(_prefixed("train", task.compute_metrics("train")))
         metrics.update(_learning_rates(optimizations))
         return metrics
 
@@ -199,11 +202,13 @@ class Trainer:
         """Average the task's evaluation step over a split, plus the split's metrics."""
         task.eval()
         means = BatchMeans()
+        started = time.perf_counter()
         for batch in data.loader(split):
             batch = to_device(batch, self.device, self.cfg.channels_last)
             with self.autocast():
                 means.add(task.evaluation_step(batch, split), _batch_size(batch))
         metrics = {**means.result(split), **_prefixed(split, task.compute_metrics(split))}
+        metrics[f"time/{split}_samples_per_s"] = means.count / (time.perf_counter() - started)
         if self.log.writer is not None:
             for tag, figure in task.figures(split).items():
                 self.log.figure(tag, figure, self.state.step)
