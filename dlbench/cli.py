@@ -215,6 +215,16 @@ def sweep_resume_overrides(overrides: list[str]) -> list[str]:
     return [*overrides, f"hydra.sweep.dir={target}"]
 
 
+def sweep_preset(overrides: list[str]) -> str | None:
+    """The experiment named on the command line, if it is a sweep (it sets hydra.sweeper.params)."""
+    name = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), None)
+    path = preflight.CONFIG_DIR / "experiment" / f"{name}.yaml"
+    if name is None or not path.is_file():
+        return None
+    node = yaml.safe_load(path.read_text()) or {}
+    return name if (node.get("hydra") or {}).get("sweeper", {}).get("params") else None
+
+
 def train_command(argv: list[str]) -> int:
     from hydra._internal.utils import get_args_parser
 
@@ -222,6 +232,10 @@ def train_command(argv: list[str]) -> int:
     overrides = sweep_resume_overrides(resume_overrides(list(args.overrides)))
     if not (args.config_dir or args.config_name or args.hydra_help or args.info or args.shell_completion):
         preflight.check(overrides)
+    if not args.multirun and (sweep := sweep_preset(overrides)):
+        err_console.print(
+            f"note: experiment={sweep} is a sweep; this runs one job. Run all of them: dlbench -m ..."
+        )
     flags = [a for a in argv if a not in args.overrides]
     sys.argv = ["dlbench", *flags, *overrides]
     summary.FAILED_JOBS.clear()

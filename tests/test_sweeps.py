@@ -99,3 +99,10 @@ def test_optuna_search_of_three_trials(cli, tmp_path):
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1", "2"]
     assert "Best trial" in result.stdout
     assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
+
+
+def test_a_sweep_preset_without_dash_m_says_so(cli):
+    result = cli("experiment=optimizers", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    assert "experiment=optimizers is a sweep; this runs one job" in result.stderr
+    assert "is a sweep" not in cli("experiment=digits_mlp", "--cfg", "job").stderr
