@@ -126,10 +126,16 @@ def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:
     return [*kept, *overrides]
 
 
+def override_value(overrides: list[str], key: str) -> str | None:
+    """The value `key=VALUE` sets on the command line; None when absent or null."""
+    value = next((o.split("=", 1)[1] for o in overrides if o.startswith(f"{key}=")), None)
+    return None if value in ("null", "None", "") else value
+
+
 def resume_overrides(overrides: list[str]) -> list[str]:
     """`resume=RUN` re-uses the run's own overrides (the command line's win) and its directory."""
-    target = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
-    if not target or target in ("null", "None"):
+    target = override_value(overrides, "resume")
+    if target is None:
         return overrides
     ckpt, run_dir, saved = saved_overrides(target)
     out = merge_overrides(saved, [o for o in overrides if not o.startswith("resume=")]) + [f"resume={ckpt}"]
@@ -206,8 +212,8 @@ def predict_command(args: list[str]) -> int:
 
 def sweep_resume_overrides(overrides: list[str]) -> list[str]:
     """`sweep.resume=DIR` runs the sweep again in DIR (the jobs keep their directories)."""
-    target = next((o.split("=", 1)[1] for o in overrides if o.startswith("sweep.resume=")), None)
-    if not target or target in ("null", "None") or any(o.startswith("hydra.sweep.dir=") for o in overrides):
+    target = override_value(overrides, "sweep.resume")
+    if target is None or override_value(overrides, "hydra.sweep.dir") is not None:
         return overrides
     if not Path(target).is_dir():
         raise DlbenchError(f"sweep.resume={target}: no such sweep directory")
@@ -217,7 +223,7 @@ def sweep_resume_overrides(overrides: list[str]) -> list[str]:
 
 def sweep_preset(overrides: list[str]) -> str | None:
     """The experiment named on the command line, if it is a sweep (it sets hydra.sweeper.params)."""
-    name = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), None)
+    name = override_value(overrides, "experiment")
     path = preflight.CONFIG_DIR / "experiment" / f"{name}.yaml"
     if name is None or not path.is_file():
         return None
@@ -315,8 +321,6 @@ def print_error(message: str) -> None:
 def compare_command(args: list[str]) -> int:
     """dlbench compare DIR... [--sort METRIC] [--ascending] [--metrics A,B] [--csv F] [--md F]"""
     import argparse
-
-    from dlbench import summary
 
     parser = argparse.ArgumentParser(prog="dlbench compare", add_help=False)
     parser.add_argument("paths", nargs="+", type=Path)

@@ -14,6 +14,7 @@ from dlbench.data.text import encode_names, encode_source, pad
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.tasks.base import Task
+from dlbench.tasks.gan import GANTask, ImageToImage, to_unit
 from dlbench.train import build_task
 
 META_KEYS = ("vocab", "tokens", "vocab_size", "target_vocab_size", "scale")  # what data.meta can hold
@@ -68,8 +69,6 @@ def predict(
     names -> the top-k classes with probabilities; sentences (seq2seq) -> output; nothing
     (a GAN) -> a grid of `num` samples written to `out`; image files (pix2pix, CycleGAN) ->
     translated image files written into `out`."""
-    from dlbench.tasks.gan import GANTask, ImageToImage
-
     state = checkpoint.load(run)
     task, cfg = task_from_checkpoint(state)
     if isinstance(task, GANTask):
@@ -125,7 +124,7 @@ def sample_grid(task, num: int, path: Path) -> str:
     with torch.no_grad():
         images = task.generate(num, labels)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image((images.clamp(-1, 1) + 1) / 2, path, nrow=task.num_classes or int(num**0.5))
+    save_image(to_unit(images), path, nrow=task.num_classes or int(num**0.5))
     return str(path)
 
 
@@ -147,6 +146,6 @@ def translate_images(task, cfg: DictConfig, files: list[str], folder: Path) -> l
         with torch.no_grad():
             y = task.translate(x[None])
         target = folder / f"{Path(file).stem}.png"
-        save_image((y.clamp(-1, 1) + 1) / 2, target)
+        save_image(to_unit(y), target)
         rows.append([file, str(target)])
     return rows

@@ -21,10 +21,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from dlbench import preflight
 from dlbench.config import data_config, validate
 from dlbench.engine.logging import console
+from dlbench.engine.trainer import DTYPES
 from dlbench.errors import DlbenchError
 from dlbench.registry import MODELS, OPTIMIZERS
-
-DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 
 @dataclass

@@ -63,3 +63,14 @@ def http_server(tmp_path):
     thread.start()
     yield folder, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory):
+    """One folder of tiny data sets in their official formats, written once per test process."""
+    from formats import write_cifar, write_mnist, write_names, write_paired, write_unpaired
+
+    root = tmp_path_factory.mktemp("data")
+    for write in (write_mnist, write_cifar, write_names, write_paired, write_unpaired):
+        write(root)
+    return root

@@ -4,7 +4,7 @@ resume of every network and optimizer, images in TensorBoard, the judge, predict
 import pytest
 import torch
 from conftest import read_metrics
-from formats import write_cifar, write_mnist, write_paired, write_unpaired, zip_folder
+from formats import write_unpaired, zip_folder
 from PIL import Image
 
 from dlbench import preflight
@@ -29,14 +29,9 @@ SMALL = {  # tiny versions of each preset, for the tests
 }
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_mnist(root)
-    write_cifar(root)
-    write_paired(root)
-    write_unpaired(root)
-    return root
+@pytest.fixture
+def root(data_root):
+    return data_root
 
 
 def preset(name, root, *extra):

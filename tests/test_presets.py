@@ -3,7 +3,7 @@
 import pytest
 import torch
 from conftest import read_metrics
-from formats import draw_digit_png, write_cifar, write_mnist, write_names, write_paired, write_unpaired
+from formats import draw_digit_png
 
 from dlbench import preflight
 from dlbench.cli import experiments
@@ -26,17 +26,6 @@ ZOO = [
 
 def run(tmp_path, *overrides):
     return train(preflight.compose_config([*QUIET, *overrides]), tmp_path / "run")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_mnist(root)
-    write_cifar(root)
-    write_names(root)
-    write_paired(root)
-    write_unpaired(root)
-    return root
 
 
 def test_every_preset_of_the_catalog_exists():

@@ -18,13 +18,15 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from dlbench.data.base import DataSource
+from dlbench.data.download import fetch
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 
 TUTORIAL_DATA = "https://download.pytorch.org/tutorial/data.zip"  # data/names/*.txt, data/eng-fra.txt
 LETTERS = string.ascii_letters + " .,;'"  # the seed's 57 characters
 PAD, SOS, EOS, UNK = "<pad>", "<sos>", "<eos>", "<unk>"
-SPECIALS = [PAD, SOS, EOS, UNK]
+SPECIALS = [PAD, SOS, EOS, UNK]  # the first ids of every sentence-pair vocabulary
+PAD_ID, SOS_ID, EOS_ID, UNK_ID = range(len(SPECIALS))
 # The translation tutorial's filter: English sides that start like this.
 ENGLISH_PREFIXES = [
     "i am ", "i m ", "he is", "he s ", "she is", "she s ",
@@ -53,15 +55,6 @@ def encode_names(names: list[str], length: int | None = None) -> torch.Tensor:
     return pad([[LETTERS.index(c) + 1 for c in to_ascii(n)] for n in names], length)
 
 
-def _download(url: str, root: Path, wanted: str) -> None:
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    try:
-        download_and_extract_archive(url, str(root))
-    except Exception as err:
-        raise DlbenchError(f"Could not download {url} into {root} (for {wanted}): {err}") from err
-
-
 def find(root: str, name: str, download: bool, url: str) -> Path:
     """root/name, or root/data/name (where the tutorial archive puts it); downloaded if asked."""
     base = Path(root).expanduser()
@@ -69,7 +62,7 @@ def find(root: str, name: str, download: bool, url: str) -> Path:
         if candidate.exists():
             return candidate
     if download:
-        _download(url, base, name)
+        fetch(url, base)
         for candidate in (base / name, base / "data" / name):
             if candidate.exists():
                 return candidate
@@ -147,13 +140,15 @@ def pairs_encoder(tokens: str, min_count: int):
         index = [{t: i for i, t in enumerate(v)} for v in (source, target)]
 
         def ids(text: str, side: int) -> list[int]:
-            return [index[side].get(t, 3) for t in tokenize(text, tokens)]
+            return [index[side].get(t, UNK_ID) for t in tokenize(text, tokens)]
 
         def tensors(split):
             if split is None:
                 return None
             rows = [split[i] for i in range(len(split))]
-            return TensorDataset(pad([ids(s, 0) for s, _ in rows]), pad([[*ids(t, 1), 2] for _, t in rows]))
+            return TensorDataset(
+                pad([ids(s, 0) for s, _ in rows]), pad([[*ids(t, 1), EOS_ID] for _, t in rows])
+            )
 
         meta = {
             "tokens": tokens,
@@ -229,5 +224,5 @@ def encode_source(text: str, dataset: dict) -> list[int]:
     """A sentence typed by a user, prepared like the run's source side (for `dlbench predict`)."""
     vocab = {t: i for i, t in enumerate(dataset["vocab"]["source"])}
     if dataset["name"] == "translation_pairs":
-        return [vocab.get(t, 3) for t in normalize_sentence(text).split()]
-    return [vocab.get(t, 3) for t in text]
+        return [vocab.get(t, UNK_ID) for t in normalize_sentence(text).split()]
+    return [vocab.get(t, UNK_ID) for t in text]

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from dlbench.data.base import DataSource
+from dlbench.data.download import fetch
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 
@@ -43,14 +44,8 @@ def locate(root: str, name: str, download: bool, url: str, marker: str) -> Path:
     extracted, if asked."""
     folder = Path(root).expanduser() / name
     if not (folder / marker).is_dir() and download:
-        from torchvision.datasets.utils import download_and_extract_archive
-
         suffix = ".zip" if marker == "trainA" else ".tar.gz"  # how each project packs its sets
-        address = url.rstrip("/") + "/" + name + suffix
-        try:
-            download_and_extract_archive(address, str(Path(root).expanduser()))
-        except Exception as err:
-            raise DlbenchError(f"Could not download {address} into {root}: {err}") from err
+        fetch(url.rstrip("/") + "/" + name + suffix, Path(root).expanduser())
     if not (folder / marker).is_dir():
         raise DlbenchError(
             f"{name}: no {folder / marker} folder. Use dataset.download=true, or point dataset.root "

@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import TensorDataset
 from torchvision import datasets as tv
 from torchvision.datasets.mnist import read_image_file, read_label_file
-from torchvision.datasets.utils import download_and_extract_archive
 
 from dlbench.data.base import DataSource
+from dlbench.data.download import fetch
 from dlbench.data.transforms import normalization, preprocess
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
@@ -41,20 +41,13 @@ def _missing(name: str, folder: Path, files: list[str]) -> DlbenchError:
     )
 
 
-def _fetch(url: str, folder: Path, md5: str | None, official: bool) -> None:
-    try:
-        download_and_extract_archive(url, str(folder), md5=md5 if official else None)
-    except Exception as err:  # network errors come in many types; say which file and where
-        raise DlbenchError(f"Could not download {url} into {folder}: {err}") from err
-
-
 def _mnist_family(name: str, cls: type, root: str, download: bool, url: str | None):
     folder = Path(root).expanduser() / cls.__name__ / "raw"
     if download and not all((folder / f).is_file() for f in MNIST_FILES):
         for file, md5 in cls.resources:
             if not (folder / file.removesuffix(".gz")).is_file():
                 base = url or cls.mirrors[0]
-                _fetch(base.rstrip("/") + "/" + file, folder, md5, official=url is None)
+                fetch(base.rstrip("/") + "/" + file, folder, md5 if url is None else None)
     if not all((folder / f).is_file() for f in MNIST_FILES):
         raise _missing(name, folder, MNIST_FILES)
     try:
@@ -108,7 +101,7 @@ def _cifar(name: str, hundred: bool, root: str, download: bool, url: str | None)
     meta_file = "meta" if hundred else "batches.meta"
     files = [*train_files, "test", meta_file] if hundred else [*train_files, "test_batch", meta_file]
     if download and not all((folder / f).is_file() for f in files):
-        _fetch(url or cls.url, Path(root).expanduser(), cls.tgz_md5, official=url is None)
+        fetch(url or cls.url, Path(root).expanduser(), cls.tgz_md5 if url is None else None)
     if not all((folder / f).is_file() for f in files):
         raise _missing(name, folder, files)
     label_key = "fine_labels" if hundred else "labels"

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from dlbench.data.text import PAD_ID, SOS_ID
 from dlbench.registry import MODELS
 
-PAD, SOS, EOS = 0, 1, 2  # ids of the special tokens (data/text.py)
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
@@ -61,8 +61,8 @@ class Seq2Seq(nn.Module):
         rnn = CELLS[cell]
         layer_dropout = dropout if num_layers > 1 else 0.0
         self.max_length = max_length
-        self.source_embedding = nn.Embedding(source_vocab, embedding_dim, padding_idx=PAD)
-        self.target_embedding = nn.Embedding(target_vocab, embedding_dim, padding_idx=PAD)
+        self.source_embedding = nn.Embedding(source_vocab, embedding_dim, padding_idx=PAD_ID)
+        self.target_embedding = nn.Embedding(target_vocab, embedding_dim, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
         self.encoder = rnn(embedding_dim, hidden_size, num_layers, batch_first=True, dropout=layer_dropout)
         self.attention = Attention(attention, hidden_size) if attention != "none" else None
@@ -73,7 +73,7 @@ class Seq2Seq(nn.Module):
         self.out = nn.Linear(hidden_size + context, target_vocab)
 
     def encode(self, source: torch.Tensor):
-        lengths = (source != PAD).sum(dim=1).clamp(min=1).cpu()
+        lengths = (source != PAD_ID).sum(dim=1).clamp(min=1).cpu()
         packed = pack_padded_sequence(
             self.dropout(self.source_embedding(source)), lengths, batch_first=True, enforce_sorted=False
         )
@@ -87,9 +87,9 @@ class Seq2Seq(nn.Module):
         """Logits (B, T, target vocab) and attention weights (B, T, S) or None. T is the
         target's length when a target is given, else max_length (greedy decoding)."""
         keys, state = self.encode(source)
-        mask = source != PAD
+        mask = source != PAD_ID
         steps = target.shape[1] if target is not None else self.max_length
-        token = torch.full((source.shape[0],), SOS, dtype=torch.long, device=source.device)
+        token = torch.full((source.shape[0],), SOS_ID, dtype=torch.long, device=source.device)
         logits, maps = [], []
         for t in range(steps):
             inputs = self.dropout(self.target_embedding(token))[:, None]

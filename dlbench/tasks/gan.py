@@ -16,13 +16,13 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric
 from torchvision.utils import make_grid
 
 from dlbench.engine.optim import Optimization, build_optimization
 from dlbench.errors import DlbenchError
 from dlbench.registry import TASKS
-from dlbench.tasks.base import SPLITS, Optimize, Task
+from dlbench.tasks.base import Optimize, Task
 
 LOSSES = ("vanilla", "lsgan", "hinge")
 
@@ -51,12 +51,12 @@ def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1] for display."""
-    return (images.detach().float().cpu().clamp(-1, 1) + 1) / 2
+    """[-1, 1] -> [0, 1] (for display, the judge, FID), on the images' device."""
+    return (images.detach().float().clamp(-1, 1) + 1) / 2
 
 
 def grid_figure(images: torch.Tensor, rows: int, title: str = "") -> plt.Figure:
-    grid = make_grid(to_unit(images), nrow=max(1, len(images) // rows), padding=2)
+    grid = make_grid(to_unit(images).cpu(), nrow=max(1, len(images) // rows), padding=2)
     fig, ax = plt.subplots(figsize=(6, 6 * rows / max(1, len(images) // rows)))
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if grid.shape[0] == 1 else None)
     ax.set_axis_off()
@@ -70,27 +70,23 @@ class AdversarialTask(Task):
     """What the GAN tasks share: one optimizer per network, per-split loss means."""
 
     default_loss = "mse"  # unused: the adversarial losses come from task.gan_loss
-    networks_names: tuple[str, ...] = ()
-    optimizer_groups: dict[str, tuple[str, ...]] = {}
+    optimizer_groups: dict[str, tuple[str, ...]] = {}  # optimizer name -> the networks it updates
 
     def __init__(self, model: nn.Module, loss: nn.Module, gan_loss: str):
         super().__init__(model, loss)
-        if not all(hasattr(model, "nets") and n in model.nets for n in self.networks_names):
-            raise DlbenchError(
-                f"{type(self).__name__} needs a model with the networks {', '.join(self.networks_names)}"
-            )
+        names = [n for nets in self.optimizer_groups.values() for n in nets]
+        if not all(hasattr(model, "nets") and n in model.nets for n in names):
+            raise DlbenchError(f"{type(self).__name__} needs a model with the networks {', '.join(names)}")
         if gan_loss not in LOSSES:
             raise DlbenchError(f"task.gan_loss={gan_loss}: choose one of {', '.join(LOSSES)}")
         self.gan_loss = gan_loss
-        for split in SPLITS:
-            setattr(self, f"{split}_metrics", MetricCollection({}))
 
     @staticmethod
     def output_size(data: Any) -> int:
         return 1
 
     def networks(self) -> dict[str, nn.Module]:
-        return {name: self.model.nets[name] for name in self.networks_names}
+        return {n: self.model.nets[n] for nets in self.optimizer_groups.values() for n in nets}
 
     def configure_optimizers(
         self, optimizer_cfg: Mapping, scheduler_cfg: Mapping, total_steps: int, steps_per_epoch: int
@@ -123,7 +119,6 @@ class GANTask(AdversarialTask):
     conditional, how often it sees the class that was asked for (judge_acc).
     """
 
-    networks_names = ("generator", "discriminator")
     optimizer_groups = {"discriminator": ("discriminator",), "generator": ("generator",)}
 
     def __init__(
@@ -150,7 +145,6 @@ class GANTask(AdversarialTask):
         self.rows, self.judge_samples = rows, judge_samples
         self.judge = load_judge(judge, data) if judge else None
         self.last_samples: torch.Tensor | None = None
-        self.judge_metrics: dict[str, float] = {}
 
     def generate(self, n: int | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Samples from fresh noise (n of them), or from the fixed noise batch (n=None)."""
@@ -160,6 +154,9 @@ class GANTask(AdversarialTask):
             z = torch.randn(n, self.model.latent_dim, device=self.fixed_noise.device)
             if labels is None:
                 labels = torch.randint(max(1, self.num_classes), (n,), device=z.device)
+        return self.g(z, labels)
+
+    def g(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return self.model.generator(z, labels) if self.conditional else self.model.generator(z)
 
     def judge_d(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -171,7 +168,7 @@ class GANTask(AdversarialTask):
         real, labels = batch[0], batch[1] if self.conditional else None
         n = len(real)
         z = torch.randn(n, self.model.latent_dim, device=real.device)
-        fake = self.model.generator(z, labels) if self.conditional else self.model.generator(z)
+        fake = self.g(z, labels)
         d_real, d_fake = self.judge_d(real, labels), self.judge_d(fake.detach(), labels)
         loss_d = d_loss(self.gan_loss, d_real, d_fake)
         optimize("discriminator", loss_d)
@@ -190,8 +187,7 @@ class GANTask(AdversarialTask):
         fake = self.generate(len(real), labels)
         if self.fid is not None:
             for images, is_real in ((real, True), (fake, False)):
-                rgb = to_unit(images).expand(-1, 3, -1, -1) if images.shape[1] == 1 else to_unit(images)
-                self.fid.update(rgb.to(real.device), real=is_real)
+                self.fid.update(to_unit(images).expand(-1, 3, -1, -1), real=is_real)  # gray -> RGB
         d_real, d_fake = self.judge_d(real, labels), self.judge_d(fake, labels)
         return {"loss_d": d_loss(self.gan_loss, d_real, d_fake), "loss_g": g_loss(self.gan_loss, d_fake)}
 
@@ -257,7 +253,7 @@ def load_judge(run: str, data: Any):
     normalization = cfg.dataset.get("normalization")
 
     def judge(images: torch.Tensor) -> torch.Tensor:
-        x = to_unit(images).to(images.device)
+        x = to_unit(images)
         if list(x.shape[1:]) != shape:
             if x.shape[1] != shape[0]:
                 raise DlbenchError(
@@ -312,9 +308,13 @@ class ImageToImage(AdversarialTask):
     def __init__(self, model: nn.Module, loss: nn.Module, gan_loss: str, examples: int):
         super().__init__(model, loss, gan_loss)
         self.examples = examples
-        self.l1 = {split: MeanMetric() for split in ("val", "test")}
-        self.val_l1, self.test_l1 = self.l1["val"], self.l1["test"]
-        self.shown: dict[str, list[torch.Tensor]] = {}
+        self.l1 = nn.ModuleDict({split: MeanMetric() for split in ("val", "test")})
+        self.shown: dict[str, list[list[torch.Tensor]]] = {}
+
+    def keep_examples(self, split: str, *kinds: torch.Tensor) -> None:
+        """The first few examples of an evaluation, one row per kind, for `figures`."""
+        if split not in self.shown:
+            self.shown[split] = [list(images[: self.examples]) for images in kinds]
 
     def compute_metrics(self, split: str) -> dict[str, float]:
         if split == "train":
@@ -339,7 +339,6 @@ class Pix2PixTask(ImageToImage):
     """pix2pix: G(A) should fool a PatchGAN that sees (A, B) pairs and be close to B in L1
     (λ = task.l1_weight, 100 in the paper). Figures: input | output | target."""
 
-    networks_names = ("generator", "discriminator")
     optimizer_groups = {"discriminator": ("discriminator",), "generator": ("generator",)}
     caption = "rows: input, output, target"
 
@@ -373,9 +372,7 @@ class Pix2PixTask(ImageToImage):
         a, b = batch
         fake = self.model.generator(a)
         self.l1[split].update(F.l1_loss(fake.float(), b.float()), len(a))
-        if split not in self.shown:
-            n = self.examples
-            self.shown[split] = [list(a[:n]), list(fake[:n]), list(b[:n])]
+        self.keep_examples(split, a, fake, b)
         return {"loss_g": g_loss(self.gan_loss, self.model.discriminator(torch.cat([a, fake], 1)))}
 
 
@@ -385,7 +382,6 @@ class CycleGANTask(ImageToImage):
     |G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b| (λ = task.cycle_weight, 10) and the identity loss
     (λ_id = task.identity_weight x λ, 0.5); D sees past fakes from a pool of 50. Figures: A, A->B, A->B->A."""
 
-    networks_names = ("generator_ab", "generator_ba", "discriminator_a", "discriminator_b")
     optimizer_groups = {
         "discriminator": ("discriminator_a", "discriminator_b"),
         "generator": ("generator_ab", "generator_ba"),
@@ -439,7 +435,5 @@ class CycleGANTask(ImageToImage):
         fake_b = self.model.generator_ab(a)
         back = self.model.generator_ba(fake_b)
         self.l1[split].update(F.l1_loss(back.float(), a.float()), len(a))  # cycle consistency
-        if split not in self.shown:
-            n = self.examples
-            self.shown[split] = [list(a[:n]), list(fake_b[:n]), list(back[:n])]
+        self.keep_examples(split, a, fake_b, back)
         return {"loss_g": g_loss(self.gan_loss, self.model.discriminator_b(fake_b))}

@@ -16,16 +16,15 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.text import BLEUScore
 
+from dlbench.data.text import EOS_ID, PAD_ID
 from dlbench.errors import DlbenchError
 from dlbench.registry import TASKS
 from dlbench.tasks.base import SPLITS, Optimize, Task
 
-PAD, EOS = 0, 2
-
 
 def trim(ids: torch.Tensor) -> torch.Tensor:
     """Drop the padding columns every row of a batch has."""
-    return ids[:, : max(int((ids != PAD).sum(dim=1).max()), 1)]
+    return ids[:, : max(int((ids != PAD_ID).sum(dim=1).max()), 1)]
 
 
 @TASKS.register("seq2seq")
@@ -63,7 +62,7 @@ class Seq2SeqTask(Task):
         return data.meta["target_vocab_size"]
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        real = target != PAD
+        real = target != PAD_ID
         return self.loss(logits[real].float(), target[real])
 
     def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
@@ -75,7 +74,7 @@ class Seq2SeqTask(Task):
         return {"loss": loss.detach()}
 
     def update_token_acc(self, split: str, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        real = target != PAD
+        real = target != PAD_ID
         correct = (predicted == target) & real
         self.metrics(split)["token_acc"].update(correct.sum() / real.sum(), real.sum())
         return correct.sum(dim=1) == real.sum(dim=1)  # whole sequence right
@@ -102,9 +101,9 @@ class Seq2SeqTask(Task):
         """Ids up to (not including) <eos>, padding dropped, as tokens."""
         out = []
         for i in ids.tolist():
-            if i == EOS:
+            if i == EOS_ID:
                 break
-            if i != PAD:
+            if i != PAD_ID:
                 out.append(vocab[i])
         return out
 
