@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -16,8 +17,9 @@ from omegaconf import DictConfig, open_dict
 from rich.table import Table
 
 from dlbench import preflight, summary
+from dlbench.engine import distributed
 from dlbench.engine.logging import console
-from dlbench.errors import DlbenchError, unknown_name
+from dlbench.errors import DlbenchError, Preempted, unknown_name
 from dlbench.registry import REGISTRIES
 
 err_console = console.__class__(stderr=True)
@@ -221,6 +223,19 @@ def sweep_resume_overrides(overrides: list[str]) -> list[str]:
     return [*overrides, f"hydra.sweep.dir={target}"]
 
 
+def join_process_group(overrides: list[str]) -> list[str]:
+    """Under torchrun: join the group and agree on the run directory; only rank 0 writes
+    Hydra's files and the log file there."""
+    from dlbench.engine.device import resolve_device
+
+    cfg = preflight.compose_config(overrides)
+    distributed.init(use_cuda=resolve_device(str(cfg.device.type)).type == "cuda")
+    os.environ["DLBENCH_RUN_ID"] = distributed.agree_run_id()
+    if distributed.is_main():
+        return overrides
+    return [*overrides, "hydra.output_subdir=null", "hydra.job_logging.root.handlers=[]"]
+
+
 def sweep_preset(overrides: list[str]) -> str | None:
     """The experiment named on the command line, if it is a sweep (it sets hydra.sweeper.params)."""
     name = override_value(overrides, "experiment")
@@ -235,9 +250,18 @@ def train_command(argv: list[str]) -> int:
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(argv)
+    if args.multirun and args.cfg:
+        raise DlbenchError("--cfg prints the config of one run: leave out -m")
     overrides = sweep_resume_overrides(resume_overrides(list(args.overrides)))
     if not (args.config_dir or args.config_name or args.hydra_help or args.info or args.shell_completion):
         preflight.check(overrides)
+    one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
+    if distributed.launched():  # a process of a torchrun group
+        if args.multirun:
+            raise DlbenchError("a sweep (-m) does not run under torchrun; give its jobs trainer.devices=N")
+        overrides = join_process_group(overrides)
+    elif one_run and (devices := preflight.compose_config(overrides).trainer.devices) > 1:
+        return distributed.launch(devices, argv)
     if not args.multirun and (sweep := sweep_preset(overrides)):
         err_console.print(
             f"note: experiment={sweep} is a sweep; this runs one job. Run all of them: dlbench -m ..."
@@ -245,7 +269,10 @@ def train_command(argv: list[str]) -> int:
     flags = [a for a in argv if a not in args.overrides]
     sys.argv = ["dlbench", *flags, *overrides]
     summary.FAILED_JOBS.clear()
-    hydra_entry()
+    try:
+        hydra_entry()
+    finally:
+        distributed.close()
     if summary.FAILED_JOBS:
         err_console.print(
             f"[red]{len(summary.FAILED_JOBS)} job(s) failed[/red]: {', '.join(summary.FAILED_JOBS)}"
@@ -266,7 +293,10 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     if stop_file is not None and stop_file.exists():  # sweep.fail_fast: an earlier job failed
         (run_dir / "error.txt").write_text(f"skipped: {stop_file.read_text().strip()}\n")
         return None
-    if multirun and cfg.sweep.resume:
+    # A job Slurm requeued (through submitit, after a preemption or its time limit) continues
+    # from the checkpoint it wrote when it was stopped, as does every job of `sweep.resume`.
+    requeued = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
+    if multirun and (cfg.sweep.resume or requeued):
         if (run_dir / "metrics.json").is_file():  # finished before: keep it
             print(f"job {run_dir.name}: finished before, skipped (sweep.resume)")
             return json.loads((run_dir / "metrics.json").read_text()).get(cfg.trainer.monitor)
@@ -277,12 +307,18 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     if multirun:
         share_machine(cfg, hydra_cfg)
     try:
+        if multirun and cfg.trainer.devices > 1:
+            raise DlbenchError("trainer.devices > 1 starts torchrun for one run: run it without -m")
         metrics = train(cfg, run_dir, list(hydra_cfg.overrides.task))
+    except Preempted as stop:
+        stopped(stop, run_dir)
     except Exception as err:
         known = isinstance(err, DlbenchError)
         if not known and os.environ.get("DLBENCH_DEBUG"):
             raise
         message = str(err) if known else f"{type(err).__name__}: {err}"
+        if known and not distributed.is_main():  # every process meets the same bad input: rank 0 says it
+            raise SystemExit(2) from None
         (run_dir / "error.txt").write_text(message + "\n")
         print_error(
             message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {message}"
@@ -293,6 +329,21 @@ def hydra_entry(cfg: DictConfig) -> float | None:
             stop_file.write_text(f"job {run_dir.name} failed and sweep.fail_fast is set\n")
         return None
     return metrics.get(cfg.trainer.monitor)
+
+
+def stopped(stop: Preempted, run_dir: Path) -> None:
+    """After a stop signal and its checkpoint: say how to continue, hand the signal on to the
+    handler that was there before (submitit's: requeue the Slurm job), else exit with 75."""
+    name = signal.Signals(stop.signum).name
+    if distributed.is_main():
+        print_error(
+            f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. "
+            f"Continue with: dlbench resume={run_dir}"
+        )
+    handler = signal.getsignal(stop.signum)
+    if callable(handler):
+        handler(stop.signum, None)
+    raise SystemExit(Preempted.EXIT_STATUS)
 
 
 def share_machine(cfg: DictConfig, hydra_cfg) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import time
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,10 @@ class TrainerConfig:
     channels_last: bool = False
     progress: str = "auto"  # auto (rich on a terminal, plain lines otherwise) | rich | plain | none
     checkpoint: bool = True  # write checkpoints/last.pt and best.pt
+    checkpoint_every_n_steps: int | None = None  # also write last.pt every N steps (mid-epoch)
+    keep_last_k: int = 0  # with checkpoint_every_n_steps: keep the newest K step-N.pt as well
     log_grad_norms: bool = False  # log each weight's gradient L2 norm (grad_norm/<name>) when logging
+    devices: int = 1  # N > 1: data-parallel over N processes on this machine (torchrun, DDP)
 
 
 @dataclass
@@ -104,11 +108,16 @@ class RunConfig:
 
 ConfigStore.instance().store(name="dlbench_schema", node=RunConfig)
 
-# `${run_id:}` in a run directory's name keeps two runs started in the same second apart.
+
+def run_id() -> str:
+    """A run directory's name: the time it started and a random tag, so two runs started in
+    the same second stay apart. The processes of one distributed run agree on it through
+    DLBENCH_RUN_ID (engine/distributed.py)."""
+    return os.environ.get("DLBENCH_RUN_ID") or time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3)
+
+
 # Cached per config, so a sweep's directory resolves to the same name everywhere it is used.
-OmegaConf.register_new_resolver(
-    "run_id", lambda: os.environ.get("DLBENCH_RUN_ID") or secrets.token_hex(3), use_cache=True, replace=True
-)
+OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
 
 CHOICES = {
     "trainer.precision": ("32", "bf16", "16"),
@@ -161,6 +170,9 @@ def validate(cfg: DictConfig) -> None:
         ("log_every_n_steps", t.log_every_n_steps, 1),
         ("val_every_n_epochs", t.val_every_n_epochs, 1),
         ("patience", t.patience, 1),
+        ("devices", t.devices, 1),
+        ("checkpoint_every_n_steps", t.checkpoint_every_n_steps, 1),
+        ("keep_last_k", t.keep_last_k, 0),
     ]:
         if value is not None and value < low:
             raise DlbenchError(f"trainer.{key}={value}: must be at least {low}")
@@ -174,8 +186,14 @@ def validate(cfg: DictConfig) -> None:
         if not 0 <= getattr(data, key) < 1:
             raise DlbenchError(f"dataset.{key}={getattr(data, key)}: must be in [0, 1)")
     for key in ("batch_size", "eval_batch_size"):
-        if getattr(data, key) is not None and getattr(data, key) < 1:
-            raise DlbenchError(f"dataset.{key}={getattr(data, key)}: must be at least 1 (or null)")
+        value = getattr(data, key)
+        if value is not None and value < 1:
+            raise DlbenchError(f"dataset.{key}={value}: must be at least 1 (or null)")
+        if value is not None and value % t.devices:
+            raise DlbenchError(
+                f"dataset.{key}={value} is the global batch, split over trainer.devices={t.devices} "
+                f"processes: it must be a multiple of {t.devices}"
+            )
     if data.augment:
         from dlbench.data.transforms import Augment
 

@@ -13,6 +13,20 @@ class DlbenchError(Exception):
     """
 
 
+class Preempted(Exception):
+    """The run was asked to stop (SIGTERM, SIGUSR1, SIGUSR2) and saved a checkpoint to resume from.
+
+    The CLI exits with status 75 (EX_TEMPFAIL: try again), or hands the signal on to the
+    handler that was there before (Slurm's requeue through submitit).
+    """
+
+    EXIT_STATUS = 75
+
+    def __init__(self, signum: int, step: int):
+        self.signum, self.step = signum, step
+        super().__init__(f"stopped by signal {signum} after step {step}")
+
+
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ' Did you mean: a, b?' for the closest choices, or '' when none is close."""
     close = difflib.get_close_matches(str(name), sorted(set(choices)), n=n, cutoff=0.5)

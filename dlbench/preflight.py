@@ -131,7 +131,34 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
     return DlbenchError(f"Unknown key '{full_key}'.{did_you_mean(key, valid)}{hint}")
 
 
+# Hydra plugins a choice needs: (the plugin's module, the pip extra that installs it).
+PLUGINS = {
+    "hydra/launcher=joblib": ("hydra_plugins.hydra_joblib_launcher", "sweep"),
+    "hydra/launcher=slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "hydra/launcher=submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "hydra/launcher=submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "hydra/sweeper=optuna": ("hydra_plugins.hydra_optuna_sweeper", "sweep"),
+    "hparams_search": ("hydra_plugins.hydra_optuna_sweeper", "sweep"),
+}
+
+
+def check_plugins(overrides: list[str]) -> None:
+    """A launcher or sweeper whose plugin is not installed: name the extra that installs it."""
+    import importlib.util
+
+    for override in overrides:
+        choice = override.lstrip("+~")
+        if choice.endswith("=null"):
+            continue
+        needs = PLUGINS.get(choice) or PLUGINS.get(choice.split("=", 1)[0])
+        if needs and importlib.util.find_spec(needs[0]) is None:
+            raise DlbenchError(
+                f"{choice} needs a Hydra plugin that is not installed: pip install 'dlbench[{needs[1]}]'"
+            )
+
+
 def check(overrides: list[str]) -> None:
     """Compose and validate every combination the command line asks for."""
+    check_plugins(overrides)
     for combination in combinations(parse(overrides)):
         validate(compose_config(combination))

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlbench.config import data_config, validate
 from dlbench.data import DataModule
-from dlbench.engine import checkpoint
+from dlbench.engine import checkpoint, distributed
 from dlbench.engine.device import resolve_device, seed_everything
 from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
 from dlbench.engine.trainer import Trainer
@@ -52,17 +53,23 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     """Train and test one run in `run_dir`; return the final metrics (also in metrics.json)."""
     started = time.perf_counter()
     validate(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    progress = setup_console(cfg.trainer.progress)
+    main = distributed.is_main()  # the process that writes (the only one, unless under torchrun)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    progress = setup_console(cfg.trainer.progress if main else "none")
     device = resolve_device(str(cfg.device.type))
+    if device.type == "cuda" and distributed.world_size() > 1:
+        device = torch.device("cuda", distributed.local_rank())
     resume_state = checkpoint.load(cfg.resume) if cfg.resume else None
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
 
     data = build_data(cfg)
-    task = build_task(cfg, data)
+    task = build_task(cfg, data)  # the same initial weights in every process
+    if distributed.rank() > 0:  # ... but each process its own dropout masks and augmentations
+        seed_everything(cfg.trainer.seed + distributed.rank(), cfg.trainer.deterministic)
     logger = RunLogger(
         run_dir,
-        tensorboard=cfg.logger.tensorboard,
+        tensorboard=cfg.logger.tensorboard and main,
         progress=progress,
         purge_step=resume_state["trainer"]["step"] + 1 if resume_state else None,
     )
@@ -77,9 +84,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         trainer.restore(resume_state, task, optimizations)
         log.info(f"resumed at epoch {trainer.state.epoch}, step {trainer.state.step} from {cfg.resume}")
 
+    processes = f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
     log.info(
         f"{cfg.name}: {cfg.model.name} on {cfg.dataset.name} ({data.size('train')} train, "
-        f"{data.size('val')} val, {data.size('test')} test), {device}, run dir {run_dir}"
+        f"{data.size('val')} val, {data.size('test')} test), {device}{processes}, run dir {run_dir}"
     )
     try:
         metrics = trainer.fit(task, data, optimizations)
@@ -92,6 +100,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         )
     finally:
         logger.close()
+    if not main:
+        return metrics
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     console.print(metrics_table(metrics))
     if (text := task.report()) is not None:

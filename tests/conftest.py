@@ -25,8 +25,12 @@ torch.set_num_threads(THREADS)
 def cli(tmp_path: Path):
     """Run `dlbench ARGS...` in a fresh directory, as a user would; returns the finished process."""
 
-    def run(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if k not in ("DLBENCH_DEBUG", "HYDRA_FULL_ERROR")}
+        env.update(extra)
         env["COLUMNS"] = "200"
         env["OMP_NUM_THREADS"] = str(THREADS)
         return subprocess.run(

@@ -108,7 +108,7 @@ def test_help_lists_groups_subcommands_and_examples(cli):
 def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
     cases = {
         ("model=mlpp",): "Unknown model option 'mlpp'. Did you mean: mlp, gan_mlp?",
-        ("trainer.epocs=3",): "Unknown key 'trainer.epocs'. Did you mean: epochs?",
+        ("trainer.epocs=3",): "Unknown key 'trainer.epocs'. Did you mean: epochs",
         ("model.hiden=[3]",): "Did you mean: hidden?",
         ("optimizer.lr=fast",): "optimizer.lr: expected float",
         ("trainer.epochs=many",): "trainer.epochs",

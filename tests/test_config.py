@@ -32,7 +32,7 @@ def test_unknown_group_option_suggests_the_closest():
 
 
 def test_unknown_trainer_key_suggests_the_closest():
-    with pytest.raises(DlbenchError, match=r"Unknown key 'trainer.epocs'\. Did you mean: epochs\?"):
+    with pytest.raises(DlbenchError, match=r"Unknown key 'trainer.epocs'\. Did you mean: epochs\b"):
         check("trainer.epocs=5")
 
 

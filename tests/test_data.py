@@ -2,7 +2,7 @@ import torch
 
 from dlbench.config import DataConfig
 from dlbench.data import DataModule
-from dlbench.data.base import TensorLoader, labels_of
+from dlbench.data.base import EpochSampler, TensorLoader, labels_of
 from dlbench.data.tabular import digits, iris
 
 
@@ -28,7 +28,7 @@ def test_iris_feature_and_class_subsets():
 
 def test_tensor_loader_shuffles_by_seed_and_epoch():
     data = torch.utils.data.TensorDataset(torch.arange(10).float(), torch.arange(10))
-    loader = TensorLoader(data, batch_size=4, shuffle=True, seed=3)
+    loader = TensorLoader(data, batch_size=4, sampler=EpochSampler(data, seed=3, epoch=0))
     assert len(loader) == 3
     order0 = torch.cat([b[1] for b in loader])
     assert sorted(order0.tolist()) == list(range(10))
@@ -37,3 +37,6 @@ def test_tensor_loader_shuffles_by_seed_and_epoch():
     assert not torch.equal(order0, order1)
     loader.sampler.set_epoch(0)
     assert torch.equal(torch.cat([b[1] for b in loader]), order0)
+    # resuming after one batch of the epoch: the remaining batches, in the same order
+    resumed = TensorLoader(data, batch_size=4, sampler=EpochSampler(data, seed=3, epoch=0, skip=4))
+    assert len(resumed) == 2 and torch.equal(torch.cat([b[1] for b in resumed]), order0[4:])

@@ -81,6 +81,11 @@ def test_fail_fast_then_resume_the_sweep(cli, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "job 0: finished before, skipped" in result.stdout
     assert "resumed at epoch 1" in (tmp_path / "sweep" / "1" / "train.log").read_text()
+    # Slurm requeues a preempted job (submitit runs the same sweep again): it resumes too
+    (tmp_path / "sweep" / "1" / "metrics.json").unlink()
+    result = cli(*args, "hydra.sweep.dir=sweep", env={"SUBMITIT_EXECUTOR": "slurm"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "sweep" / "1" / "train.log").read_text().count("resumed at epoch 1") == 2
 
 
 def test_joblib_runs_jobs_side_by_side(cli, tmp_path):

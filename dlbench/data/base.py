@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -9,10 +10,11 @@ from typing import Any
 
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
 from dlbench.config import DataConfig
 from dlbench.data.transforms import Augment, Augmented
+from dlbench.engine import distributed
 from dlbench.errors import DlbenchError
 
 
@@ -81,40 +83,37 @@ def carve(dataset: Dataset, fraction: float, seed: int, classification: bool, or
     return subset(dataset, sorted(rest)), subset(dataset, sorted(part))
 
 
-class EpochSampler(Sampler[int]):
-    """A shuffling sampler whose order depends only on (seed, epoch), so a resumed run sees
-    exactly the batches the uninterrupted run would have seen."""
+class EpochSampler(DistributedSampler):
+    """torch's DistributedSampler: this process's share of a permutation drawn from (seed, epoch),
+    so a resumed run sees exactly the batches the uninterrupted run would have seen, and N
+    processes together see the batches one process would. `skip` starts part-way through the
+    epoch (a checkpoint written mid-epoch)."""
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def permutation(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.n, generator=g)
+    def __init__(self, dataset: Dataset, seed: int, epoch: int = 0, skip: int = 0):
+        super().__init__(dataset, num_replicas=distributed.world_size(), rank=distributed.rank(), seed=seed)
+        self.set_epoch(epoch)
+        self.skip = skip
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.permutation().tolist())
+        return itertools.islice(super().__iter__(), self.skip, None)
 
     def __len__(self) -> int:
-        return self.n
+        return max(0, self.num_samples - self.skip)
 
 
 class TensorLoader:
     """Batches sliced from tensors already in memory: no per-sample indexing, no collate.
 
-    Shuffles with the same (seed, epoch) rule as `EpochSampler`.
+    `sampler` (an iterable of indices) picks and orders the samples; None takes them all in order.
     """
 
-    def __init__(self, dataset: TensorDataset, batch_size: int, shuffle: bool, seed: int):
+    def __init__(self, dataset: TensorDataset, batch_size: int, sampler: Any = None):
         self.tensors = dataset.tensors
-        self.n = len(dataset)
-        self.batch_size, self.shuffle, self.sampler = batch_size, shuffle, EpochSampler(self.n, seed)
+        self.batch_size, self.sampler = batch_size, sampler
+        self.n = len(dataset) if sampler is None else len(sampler)
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
-        order = self.sampler.permutation() if self.shuffle else None
+        order = None if self.sampler is None else torch.as_tensor(list(self.sampler), dtype=torch.long)
         for start in range(0, self.n, self.batch_size):
             if order is None:
                 yield [t[start : start + self.batch_size] for t in self.tensors]
@@ -155,29 +154,38 @@ class DataModule:
         self.splits: dict[str, Dataset | None] = {"train": train, "val": val, "test": test}
         self.num_outputs = source.num_classes if classification else int(torch.as_tensor(y).numel())
 
-    def loader(self, split: str, epoch: int = 0, seed: int = 0):
-        """A loader over one split; the train split is shuffled by (seed, epoch)."""
+    def loader(self, split: str, epoch: int = 0, seed: int = 0, skip: int = 0):
+        """A loader over this process's share of a split; the train split is shuffled by
+        (seed, epoch), and its first `skip` batches are left out (resuming mid-epoch)."""
         dataset = self.splits[split]
         if dataset is None:
             return None
-        train = split == "train"
-        batch_size = self.cfg.batch_size if train else self.cfg.eval_batch_size or self.cfg.batch_size
-        batch_size = batch_size or len(dataset)
-        if isinstance(dataset, TensorDataset) and self.cfg.num_workers == 0:
-            loader = TensorLoader(dataset, batch_size, shuffle=train, seed=seed)
+        batch_size = self.batch_size(split)
+        if split == "train":
+            sampler = EpochSampler(dataset, seed, epoch, skip * batch_size)
+        elif distributed.world_size() > 1:  # evaluation: every sample once, over all processes
+            sampler = range(distributed.rank(), len(dataset), distributed.world_size())
         else:
-            sampler = EpochSampler(len(dataset), seed) if train else None
-            loader = DataLoader(
-                dataset,
-                batch_size=batch_size,
-                sampler=sampler,
-                num_workers=self.cfg.num_workers,
-                pin_memory=torch.cuda.is_available(),
-                persistent_workers=False,
-            )
-        if train:
-            loader.sampler.set_epoch(epoch)
-        return loader
+            sampler = None
+        if isinstance(dataset, TensorDataset) and self.cfg.num_workers == 0:
+            return TensorLoader(dataset, batch_size, sampler)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.cfg.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def batch_size(self, split: str) -> int:
+        """This process's batch size: the configured (global) batch over the processes."""
+        size = self.cfg.batch_size if split == "train" else self.cfg.eval_batch_size or self.cfg.batch_size
+        key = (
+            "dataset.batch_size"
+            if split == "train" or not self.cfg.eval_batch_size
+            else "dataset.eval_batch_size"
+        )
+        return distributed.per_process(size, key) or len(self.splits[split])
 
     def size(self, split: str) -> int:
         dataset = self.splits[split]

@@ -81,6 +81,10 @@ class RunLogger:
     def figure(self, tag: str, figure: Any, step: int) -> None:
         if self.writer is not None:
             self.writer.add_figure(tag, figure, step, close=True)
+        else:
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
         """Record the run's settings beside its final metrics (TensorBoard's HParams tab)."""

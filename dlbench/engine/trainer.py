@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,16 +19,17 @@ from typing import Any
 import torch
 
 from dlbench.config import TrainerConfig
-from dlbench.engine import checkpoint
+from dlbench.engine import checkpoint, distributed
 from dlbench.engine.device import rng_state, set_rng_state, to_device
 from dlbench.engine.logging import RunLogger, format_metrics
 from dlbench.engine.optim import Optimization
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, Preempted
 from dlbench.tasks.base import Task
 
 log = logging.getLogger("dlbench")
 
 DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)  # preemption, time limits
 
 
 @dataclass
@@ -38,6 +41,7 @@ class TrainState:
     best: float | None = None  # best value of the monitored metric so far
     bad_epochs: int = 0  # epochs since it last improved (early stopping)
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's metrics
+    epoch_step: int = 0  # batches done in the current epoch (a checkpoint written mid-epoch)
 
 
 class Trainer:
@@ -59,6 +63,8 @@ class Trainer:
         if self.dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise DlbenchError("trainer.precision=bf16: this GPU does not support bfloat16 (use 16)")
         self.scalers: dict[str, torch.amp.GradScaler] = {}
+        self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
+        self.stop_signal: int | None = None  # set by a SIGTERM/SIGUSR1/SIGUSR2 (preemption)
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, task: Task) -> None:
@@ -70,6 +76,26 @@ class Trainer:
                 net.to(memory_format=torch.channels_last)
             if self.cfg.compile:
                 net.compile()
+        if distributed.world_size() > 1:
+            if task.networks() != {"model": task.model}:
+                raise DlbenchError(
+                    f"trainer.devices > 1 trains tasks with one network; {type(task).__name__} "
+                    "has several (run it on one device)"
+                )
+            self.ddp = distributed.wrap(task.model, self.device)
+
+    @contextlib.contextmanager
+    def data_parallel(self, task: Task):
+        """During a training step the task's model is the DDP wrapper, which averages the
+        gradients across processes; outside it (evaluation, checkpoints) it is the model itself."""
+        if self.ddp is None:
+            yield
+            return
+        task._modules["model"] = self.ddp
+        try:
+            yield
+        finally:
+            task._modules["model"] = self.ddp.module
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
@@ -122,6 +148,44 @@ class Trainer:
         monitor = cfg.monitor if data.size("val") or not cfg.monitor.startswith("val/") else "train/loss"
         if monitor != cfg.monitor:
             log.info(f"no validation split: monitoring {monitor} instead of {cfg.monitor}")
+        with self.catch_stop_signals():
+            return self._fit(task, data, optimizations, monitor)
+
+    @contextlib.contextmanager
+    def catch_stop_signals(self):
+        """SIGTERM, SIGUSR1 and SIGUSR2 (a cluster's preemption or time-limit warning) let the
+        current step finish; the loop then writes last.pt and raises Preempted. The handlers
+        that were there before are put back afterwards."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self.stop_signal = signum
+
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, request_stop)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop_requested(self) -> bool:
+        """A stop signal arrived (in any process: they stop at the same step)."""
+        if distributed.world_size() == 1:
+            return self.stop_signal is not None
+        if self.state.step % self.cfg.log_every_n_steps:  # agreeing costs a collective: not every step
+            return False
+        flag = torch.tensor(float(self.stop_signal or 0), device=self.device)
+        (total,) = distributed.sum_across([flag])
+        if total > 0 and self.stop_signal is None:
+            self.stop_signal = int(signal.SIGTERM)
+        return bool(total > 0)
+
+    def _fit(self, task: Task, data: Any, optimizations: dict[str, Optimization], monitor: str):
+        cfg = self.cfg
         while self.state.epoch < cfg.epochs and not self._done():
             epoch = self.state.epoch
             start = time.perf_counter()
@@ -136,6 +200,7 @@ class Trainer:
             for opt in optimizations.values():
                 opt.step_scheduler("epoch", metrics.get(monitor))
             self.state.epoch = epoch + 1
+            self.state.epoch_step = 0
             self.state.metrics = metrics
             if not report:
                 continue
@@ -169,19 +234,20 @@ class Trainer:
 
     def train_epoch(self, task: Task, data: Any, optimizations: dict[str, Optimization], epoch: int):
         task.train()
-        loader = data.loader("train", epoch=epoch, seed=self.cfg.seed)
+        loader = data.loader("train", epoch=epoch, seed=self.cfg.seed, skip=self.state.epoch_step)
         means = BatchMeans()
         started = time.perf_counter()
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
         with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}") as advance:
             for batch in loader:
                 batch = to_device(batch, self.device, self.cfg.channels_last)
-                with self.autocast():
+                with self.autocast(), self.data_parallel(task):
                     out = task.training_step(batch, optimize)
                 means.add(out, _batch_size(batch))
                 for opt in optimizations.values():
                     opt.step_scheduler("step")
                 self.state.step += 1
+                self.state.epoch_step += 1
                 if self.state.step % self.cfg.log_every_n_steps == 0:
                     step_values = {f"train/{k}_step": float(v) for k, v in out.items()}
                     step_values.update(_learning_rates(optimizations))
@@ -189,6 +255,12 @@ class Trainer:
                     advance(loss=step_values.get("train/loss_step", 0.0))
                 else:
                     advance()
+                every = self.cfg.checkpoint_every_n_steps
+                if every and self.state.step % every == 0:
+                    self.save_periodic(task, optimizations)
+                if self._stop_requested():
+                    self.save(task, optimizations, "last.pt")
+                    raise Preempted(self.stop_signal, self.state.step)
                 if self._done():
                     break
         metrics = means.result("train")  # reading the sums waits for the device: the time is real
@@ -209,14 +281,15 @@ class Trainer:
                 means.add(task.evaluation_step(batch, split), _batch_size(batch))
         metrics = {**means.result(split), **_prefixed(split, task.compute_metrics(split))}
         metrics[f"time/{split}_samples_per_s"] = means.count / (time.perf_counter() - started)
-        if self.log.writer is not None:
+        if self.log.writer is not None or distributed.world_size() > 1:  # every process computes
             for tag, figure in task.figures(split).items():
                 self.log.figure(tag, figure, self.state.step)
         return metrics
 
     # ---- checkpoints ----------------------------------------------------------------------
     def save(self, task: Task, optimizations: dict[str, Optimization], name: str) -> None:
-        if not self.cfg.checkpoint:
+        """Write checkpoints/<name> (only rank 0 writes)."""
+        if not self.cfg.checkpoint or not distributed.is_main():
             return
         state = {
             "task": task.state_dict(),
@@ -228,6 +301,15 @@ class Trainer:
             **self.extra,
         }
         checkpoint.save(state, self.run_dir / "checkpoints" / name)
+
+    def save_periodic(self, task: Task, optimizations: dict[str, Optimization]) -> None:
+        """Every checkpoint_every_n_steps: last.pt, and step-N.pt of which the newest keep_last_k stay."""
+        self.save(task, optimizations, "last.pt")
+        if not self.cfg.keep_last_k or not self.cfg.checkpoint or not distributed.is_main():
+            return
+        self.save(task, optimizations, f"step-{self.state.step:09d}.pt")
+        for old in sorted((self.run_dir / "checkpoints").glob("step-*.pt"))[: -self.cfg.keep_last_k]:
+            old.unlink()
 
     def restore(self, state: dict[str, Any], task: Task, optimizations: dict[str, Optimization]) -> None:
         """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG."""
@@ -259,7 +341,12 @@ class BatchMeans:
         self.count += n
 
     def result(self, prefix: str) -> dict[str, float]:
-        return {f"{prefix}/{k}": float(v) / max(self.count, 1) for k, v in self.sums.items()}
+        """The means over every process (sums and counts added up across them)."""
+        keys = list(self.sums)
+        *sums, count = distributed.sum_across(
+            [*(self.sums[k] for k in keys), torch.tensor(float(self.count))]
+        )
+        return {f"{prefix}/{k}": float(v) / max(float(count), 1.0) for k, v in zip(keys, sums, strict=True)}
 
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,119 @@
+"""Data-parallel training over N processes (torchrun), through torch.distributed.
+
+One run, N processes: every process holds the model, trains on its share of each global batch
+(DistributedSampler) and DistributedDataParallel averages the gradients. Metrics are reduced
+across processes (torchmetrics does it for its metrics; `all_reduce` for the loop's sums).
+Only rank 0 writes: logs, TensorBoard, checkpoints, metrics.json.
+
+`torchrun --nproc_per_node=N -m dlbench ...` sets the environment this module reads;
+`dlbench trainer.devices=N ...` starts torchrun for you (cli.py).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from dlbench.errors import DlbenchError
+
+
+def launched() -> bool:
+    """True in a process started by torchrun (it sets WORLD_SIZE) for more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def init(use_cuda: bool) -> None:
+    """Join the process group torchrun set up: nccl between GPUs, gloo on the CPU."""
+    if dist.is_initialized():
+        return
+    if use_cuda:
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
+
+
+def agree_run_id() -> str:
+    """Rank 0 names the run (time stamp and a random tag); every rank gets the same name,
+    so all of them resolve the same run directory."""
+    name = [time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3) if is_main() else None]
+    dist.broadcast_object_list(name, src=0)
+    return name[0]
+
+
+def sum_across(values: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Sum tensors over every process (one collective for all of them)."""
+    if world_size() == 1 or not values:
+        return values
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    flat = torch.stack([v.to(device).float().reshape(()) for v in values])
+    dist.all_reduce(flat)
+    return list(flat.unbind())
+
+
+def per_process(batch_size: int | None, name: str) -> int | None:
+    """`dataset.batch_size` is the global batch: each of the N processes takes batch_size / N."""
+    n = world_size()
+    if batch_size is None or n == 1:
+        return batch_size
+    if batch_size % n:
+        raise DlbenchError(
+            f"{name}={batch_size} is the global batch, split over {n} processes: it must be a multiple of {n}"
+        )
+    return batch_size // n
+
+
+def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model inside DistributedDataParallel (a no-op with one process)."""
+    if world_size() == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def launch(devices: int, argv: list[str]) -> int:
+    """Run this same command under torchrun with `devices` processes on this machine; the exit
+    status is the processes' (their own messages say what went wrong)."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads(devices)))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the processes speak
+    args = parse_args(["--standalone", f"--nproc_per_node={devices}", "-m", "dlbench", *argv])
+    try:
+        run(args)
+    except ChildFailedError as err:
+        return max((failure.exitcode for failure in err.failures.values()), default=1) or 1
+    return 0
+
+
+def threads(devices: int) -> int:
+    """CPU threads per process, so N processes share the cores rather than fight over them."""
+    return max(1, (os.cpu_count() or 1) // devices)
+
+
+def close() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,128 @@
+"""Data-parallel runs (torchrun, gloo on the CPU), stop signals, and the Slurm launcher preset."""
+
+import signal
+
+import pytest
+import torch
+from conftest import only_run_dir, read_metrics
+from hydra import compose, initialize_config_dir
+
+from dlbench import cli, preflight
+from dlbench.engine import checkpoint
+from dlbench.engine.trainer import Trainer
+from dlbench.errors import DlbenchError, Preempted
+from dlbench.train import train
+
+
+def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(cli, tmp_path):
+    """dataset.batch_size is the global batch: 2 processes x 32 see the batches 1 x 64 sees, and
+    DDP's averaged gradients are the one-process gradients up to float summation order."""
+    overrides = ["trainer.epochs=2", "trainer.progress=plain", "dataset.batch_size=64"]
+    result = cli(*overrides, "trainer.devices=2", timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "x 2 processes" in result.stdout
+    run_dir = only_run_dir(tmp_path)  # every process agreed on one directory
+    assert len(list((run_dir / "tb").glob("events.*"))) == 1  # rank 0 alone logs
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+    reference = train(preflight.compose_config(overrides), tmp_path / "one")
+    two = read_metrics(run_dir)
+    for key in ("train/loss", "val/loss", "test/loss"):
+        assert two[key] == pytest.approx(reference[key], abs=1e-4), key
+    for key in ("train/acc", "val/acc", "test/acc"):  # an argmax may flip on a 1e-6 difference
+        assert two[key] == pytest.approx(reference[key], abs=0.006), key
+    weights = checkpoint.load(run_dir)["task"]
+    ref_weights = checkpoint.load(tmp_path / "one")["task"]
+    for name, value in ref_weights.items():
+        torch.testing.assert_close(weights[name], value, atol=1e-4, rtol=0)
+
+
+def test_a_sweep_job_cannot_ask_for_several_devices(cli, tmp_path):
+    result = cli("-m", "trainer.devices=2", "trainer.epochs=1", "hydra.sweep.dir=sweep")
+    assert result.returncode == 1
+    assert "run it without -m" in (tmp_path / "sweep" / "0" / "error.txt").read_text()
+
+
+def stop_at_step(monkeypatch, step: int, signum: int) -> None:
+    """Send the process `signum` during training step `step` (as a cluster would)."""
+    optimize = Trainer.optimize
+
+    def optimize_and_signal(self, optimizations, name, loss):
+        optimize(self, optimizations, name, loss)
+        if self.state.step + 1 == step:
+            signal.raise_signal(signum)
+
+    monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR2])
+def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
+    monkeypatch, tmp_path, signum
+):
+    overrides = ["trainer.epochs=2", "trainer.progress=none"]
+    reference = train(preflight.compose_config(overrides), tmp_path / "whole")
+
+    calls = []
+    previous = signal.signal(signum, lambda s, f: calls.append(s))  # stands in for submitit's handler
+    try:
+        stop_at_step(monkeypatch, 7, signum)  # an epoch of the digits has 21 steps
+        with pytest.raises(Preempted) as stop:
+            train(preflight.compose_config(overrides), tmp_path / "cut")
+        assert stop.value.step == 7 and calls == []  # the trainer's handler took the signal...
+        assert signal.getsignal(signum) is not None and signal.getsignal(signum).__name__ == "<lambda>"
+        with pytest.raises(SystemExit) as exit_:
+            cli.stopped(stop.value, tmp_path / "cut")  # ... and hands it on afterwards
+        assert exit_.value.code == Preempted.EXIT_STATUS and calls == [signum]
+    finally:
+        signal.signal(signum, previous)
+    saved = checkpoint.load(tmp_path / "cut")
+    assert (saved["trainer"]["step"], saved["trainer"]["epoch"], saved["trainer"]["epoch_step"]) == (7, 0, 7)
+
+    monkeypatch.undo()
+    resumed = train(preflight.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
+    whole, cut = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "cut")
+    assert cut["trainer"]["step"] == whole["trainer"]["step"] == 42
+    for name, value in whole["task"].items():
+        assert torch.equal(cut["task"][name], value), name
+    assert resumed["test/loss"] == reference["test/loss"]
+
+
+def test_periodic_checkpoints_keep_the_newest_k(tmp_path):
+    overrides = ["trainer.epochs=1", "trainer.progress=none", "trainer.checkpoint_every_n_steps=5"]
+    train(preflight.compose_config([*overrides, "trainer.keep_last_k=2"]), tmp_path / "run")
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["best.pt", "last.pt", "step-000000015.pt", "step-000000020.pt"]
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "step-000000015.pt")["trainer"]["step"] == 15
+
+
+def test_the_slurm_preset_is_hydras_submitit_launcher_with_our_defaults():
+    with initialize_config_dir(config_dir=str(preflight.CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.timeout_min=9",
+            ],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node) == ("gpu", 9, 1)
+    assert launcher.max_num_timeout > 0  # a job that reaches its time limit is requeued
+
+
+def test_a_launcher_whose_plugin_is_missing_names_the_extra(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name: None if name.startswith("hydra_plugins") else find_spec(name),
+    )
+    with pytest.raises(DlbenchError, match=r"pip install 'dlbench\[slurm\]'"):
+        preflight.check(["hydra/launcher=slurm"])
+    with pytest.raises(DlbenchError, match=r"pip install 'dlbench\[sweep\]'"):
+        preflight.check(["hparams_search=mlp_mnist"])
+    preflight.check_plugins(["hparams_search=null"])  # no search: no plugin needed
