@@ -29,7 +29,7 @@ class TrainerConfig:
     epochs: int = 10
     max_steps: int | None = None  # stop after this many optimizer steps, even mid-epoch
     seed: int = 0
-    precision: str = "32"  # 32 | bf16 | 16 (16 uses a gradient scaler)
+    precision: str = "32"  # 32 | bf16 | 16 (16 uses a gradient scaler) | auto (bf16 on a GPU, else 32)
     grad_clip: float | None = None  # clip the gradients' global L2 norm to this value
     log_every_n_steps: int = 10
     val_every_n_epochs: int = 1  # validate, log and checkpoint every N epochs (and at the end)
@@ -37,7 +37,8 @@ class TrainerConfig:
     monitor_mode: str = "min"  # min | max
     patience: int | None = None  # early stopping: epochs without improvement
     deterministic: bool = False  # torch.use_deterministic_algorithms
-    compile: bool = False  # torch.compile the model(s)
+    compile: bool = False  # torch.compile the model(s) (off by default: slower on the CPU, warm-up)
+    cudnn_benchmark: bool = True  # let cuDNN time its algorithms for each input shape (CUDA)
     channels_last: bool = False
     progress: str = "auto"  # auto (rich on a terminal, plain lines otherwise) | rich | plain | none
     checkpoint: bool = True  # write checkpoints/last.pt and best.pt
@@ -65,7 +66,8 @@ class DataConfig:
     task: str = "classification"  # the task this data is for; task=auto follows it
     batch_size: int | None = 64  # null: the whole split in one batch
     eval_batch_size: int | None = None  # null: same as batch_size
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader workers (data read sample by sample: folders, in_memory=false)
+    in_memory: Any = "auto"  # auto | true | false: batches sliced from tensors on the training device
     val_fraction: float = 0.1  # carved from train where the set has no val split
     test_fraction: float = 0.2  # carved from the data where the set has no test split
     split_seed: int = 0
@@ -120,7 +122,7 @@ def run_id() -> str:
 OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
 
 CHOICES = {
-    "trainer.precision": ("32", "bf16", "16"),
+    "trainer.precision": ("32", "bf16", "16", "auto"),
     "trainer.monitor_mode": ("min", "max"),
     "trainer.progress": ("auto", "rich", "plain", "none"),
     "scheduler.interval": ("epoch", "step"),
@@ -182,6 +184,10 @@ def validate(cfg: DictConfig) -> None:
     dataset = _plain(cfg.dataset)
     DATASETS.check(dataset, "dataset", reserved=schema_hints(DataConfig))
     data = data_config(dataset)
+    if str(data.in_memory).lower() not in ("auto", "true", "false"):
+        raise DlbenchError(
+            f"dataset.in_memory={data.in_memory} is not allowed; choose one of: auto|true|false"
+        )
     for key in ("val_fraction", "test_fraction"):
         if not 0 <= getattr(data, key) < 1:
             raise DlbenchError(f"dataset.{key}={getattr(data, key)}: must be in [0, 1)")

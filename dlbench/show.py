@@ -152,7 +152,7 @@ def training_memory(
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = OPTIMIZERS.build(optimizer, "optimizer", params=params)
-    dtype = DTYPES[str(precision)]
+    dtype = DTYPES.get(str(precision))  # auto: estimated as float32
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             output = model(example(2, input_shape, tokens))
@@ -231,7 +231,7 @@ def print_summary(cfg: DictConfig, s: Summary, input_shape: list[int], source: s
     console.print(table)
     console.print(f"parameters: {s.params:,} total, {s.trainable:,} trainable")
     console.print(f"multiply-accumulates: {human(s.macs)} per input of {shape}")
-    precision = {"32": "float32", "bf16": "bfloat16 autocast", "16": "float16 autocast"}[
+    precision = {"32": "float32", "bf16": "bfloat16 autocast", "16": "float16 autocast", "auto": "float32"}[
         str(cfg.trainer.precision)
     ]
     console.print(f"training memory at batch {batch} ({precision}, estimated from a step on 2 inputs):")

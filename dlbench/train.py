@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from dlbench.config import data_config, validate
 from dlbench.data import DataModule
 from dlbench.engine import checkpoint, distributed
-from dlbench.engine.device import resolve_device, seed_everything
+from dlbench.engine.device import resolve_device, seed_everything, set_threads
 from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
 from dlbench.engine.trainer import Trainer
 from dlbench.registry import DATASETS, LOSSES, MODELS, TASKS
@@ -62,8 +62,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         device = torch.device("cuda", distributed.local_rank())
     resume_state = checkpoint.load(cfg.resume) if cfg.resume else None
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    torch.backends.cudnn.benchmark = cfg.trainer.cudnn_benchmark and not cfg.trainer.deterministic
+    if device.type == "cpu":
+        set_threads(distributed.world_size())
 
     data = build_data(cfg)
+    data.place(device)
     task = build_task(cfg, data)  # the same initial weights in every process
     if distributed.rank() > 0:  # ... but each process its own dropout masks and augmentations
         seed_everything(cfg.trainer.seed + distributed.rank(), cfg.trainer.deterministic)

@@ -116,8 +116,8 @@ def test_hostile_checkpoint_is_refused_and_runs_nothing(tmp_path):
 
 
 def test_dataloader_workers_see_the_same_batches_as_the_in_memory_loader(tmp_path):
-    in_memory = run(tmp_path / "a", "trainer.epochs=2", "dataset.num_workers=0")
-    workers = run(tmp_path / "b", "trainer.epochs=2", "dataset.num_workers=2")
+    in_memory = run(tmp_path / "a", "trainer.epochs=2", "dataset.in_memory=auto")
+    workers = run(tmp_path / "b", "trainer.epochs=2", "dataset.in_memory=false", "dataset.num_workers=2")
     drop = ("time/",)
     assert {k: v for k, v in in_memory.items() if not k.startswith(drop)} == {
         k: v for k, v in workers.items() if not k.startswith(drop)
@@ -131,3 +131,22 @@ def test_throughput_is_reported_per_split(tmp_path):
     # training is part of the epoch, so its rate is at least samples / epoch time
     assert rate >= train_samples / metrics["time/epoch_s"] * 0.99
     assert metrics["time/val_samples_per_s"] > 0 and metrics["time/test_samples_per_s"] > 0
+
+
+def test_batch_augmentations_draw_per_image_randomness():
+    from dlbench.data.transforms import BatchAugment, cutout, random_crop
+
+    torch.manual_seed(0)
+    x = torch.arange(2 * 5 * 5, dtype=torch.float32).reshape(1, 2, 5, 5).repeat(64, 1, 1, 1)
+    flipped = BatchAugment(hflip=0.5, vflip=0, crop_padding=0, cutout=0, noise_std=0)(x)
+    is_flipped = [torch.equal(f, x[0].flip(2)) for f in flipped]
+    assert all(torch.equal(f, x[0]) or is_flipped[i] for i, f in enumerate(flipped))
+    assert 16 < sum(is_flipped) < 48  # each image its own coin
+    padded = torch.nn.functional.pad(x[0], (2,) * 4)
+    windows = {(dy, dx): padded[:, dy : dy + 5, dx : dx + 5] for dy in range(5) for dx in range(5)}
+    crops = random_crop(x, 2)
+    offsets = [next(k for k, w in windows.items() if torch.equal(c, w)) for c in crops]  # each is a window
+    assert len(set(offsets)) > 10
+    cut = cutout(x + 1, 3)
+    zeros = (cut == 0).all(dim=1).flatten(1).sum(1)  # pixels zeroed in every channel, per image
+    assert zeros.max() == 9 and zeros.min() >= 2  # a 3x3 square, clipped at the border

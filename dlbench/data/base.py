@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from dlbench.config import DataConfig
 from dlbench.data.transforms import Augment, Augmented
 from dlbench.engine import distributed
 from dlbench.errors import DlbenchError
+
+log = logging.getLogger("dlbench")
 
 
 @dataclass
@@ -107,19 +110,24 @@ class TensorLoader:
     `sampler` (an iterable of indices) picks and orders the samples; None takes them all in order.
     """
 
-    def __init__(self, dataset: TensorDataset, batch_size: int, sampler: Any = None):
+    def __init__(self, dataset: TensorDataset, batch_size: int, sampler: Any = None, augment=None):
         self.tensors = dataset.tensors
-        self.batch_size, self.sampler = batch_size, sampler
+        self.batch_size, self.sampler, self.augment = batch_size, sampler, augment
         self.n = len(dataset) if sampler is None else len(sampler)
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
-        order = None if self.sampler is None else torch.as_tensor(list(self.sampler), dtype=torch.long)
+        order = None
+        if self.sampler is not None:
+            order = torch.as_tensor(list(self.sampler), dtype=torch.long).to(self.tensors[0].device)
         for start in range(0, self.n, self.batch_size):
             if order is None:
-                yield [t[start : start + self.batch_size] for t in self.tensors]
+                batch = [t[start : start + self.batch_size] for t in self.tensors]
             else:
                 idx = order[start : start + self.batch_size]
-                yield [t[idx] for t in self.tensors]
+                batch = [t[idx] for t in self.tensors]
+            if self.augment is not None:
+                batch[0] = self.augment(batch[0])
+            yield batch
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
@@ -148,9 +156,20 @@ class DataModule:
         self.input_shape = list(torch.as_tensor(x).shape)
         self.normalization = source.normalization
         self.truth = source.truth
-        augment = Augment(**(cfg.augment or {})).build(self.input_shape[-2:])
-        if augment is not None:
-            train = Augmented(train, augment)
+        # Data in memory is batched by slicing and augmented a whole batch at a time; other
+        # data (image folders), or augmentations with no batch version, go sample by sample.
+        augment = Augment(**(cfg.augment or {}))
+        self.in_memory = str(cfg.in_memory).lower()
+        if self.in_memory == "true" and not isinstance(train, TensorDataset):
+            raise DlbenchError(
+                f"dataset.in_memory=true: '{cfg.name}' is read from files sample by sample "
+                "(use in_memory=auto or false)"
+            )
+        self.batch_augment = None
+        if self.in_memory != "false" and isinstance(train, TensorDataset) and augment.batchable():
+            self.batch_augment = augment.batch()
+        elif (per_sample := augment.build(self.input_shape[-2:])) is not None:
+            train = Augmented(train, per_sample)
         self.splits: dict[str, Dataset | None] = {"train": train, "val": val, "test": test}
         self.num_outputs = source.num_classes if classification else int(torch.as_tensor(y).numel())
 
@@ -167,8 +186,9 @@ class DataModule:
             sampler = range(distributed.rank(), len(dataset), distributed.world_size())
         else:
             sampler = None
-        if isinstance(dataset, TensorDataset) and self.cfg.num_workers == 0:
-            return TensorLoader(dataset, batch_size, sampler)
+        if isinstance(dataset, TensorDataset) and self.in_memory != "false":
+            augment = self.batch_augment if split == "train" else None
+            return TensorLoader(dataset, batch_size, sampler, augment)
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -186,6 +206,21 @@ class DataModule:
             else "dataset.eval_batch_size"
         )
         return distributed.per_process(size, key) or len(self.splits[split])
+
+    def place(self, device: torch.device) -> None:
+        """Keep in-memory splits on the training device, so a batch is a slice of device memory
+        (`in_memory=auto`: when they take less than a quarter of the device's free memory)."""
+        if self.in_memory == "false" or device.type == "cpu":
+            return
+        tensors = [t for d in self.splits.values() if isinstance(d, TensorDataset) for t in d.tensors]
+        size = sum(t.numel() * t.element_size() for t in tensors)
+        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+        if self.in_memory == "auto" and free is not None and size > free / 4:
+            log.info(f"the data ({size / 2**30:.1f} GiB) stays in host memory (in_memory=auto)")
+            return
+        for split, dataset in self.splits.items():
+            if isinstance(dataset, TensorDataset):
+                self.splits[split] = TensorDataset(*(t.to(device) for t in dataset.tensors))
 
     def size(self, split: str) -> int:
         dataset = self.splits[split]

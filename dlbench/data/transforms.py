@@ -69,6 +69,17 @@ class Augment:
     color_jitter: float = 0.0  # brightness, contrast and saturation strength
     blur_sigma: float = 0.0  # Gaussian blur with sigma up to this value
     noise_std: float = 0.0  # additive Gaussian noise
+    cutout: int = 0  # zero a square of this many pixels at a random place (DeVries & Taylor, 2017)
+
+    def batchable(self) -> bool:
+        """Whether every augmentation asked for has a whole-batch version (BatchAugment)."""
+        return not (self.rotation or self.resize_pad or self.color_jitter or self.blur_sigma)
+
+    def batch(self) -> BatchAugment | None:
+        """The augmentations as one function of a batch, or None when there are none."""
+        if not (self.hflip or self.vflip or self.crop_padding or self.cutout or self.noise_std):
+            return None
+        return BatchAugment(self.hflip, self.vflip, self.crop_padding, self.cutout, self.noise_std)
 
     def build(self, size: list[int]) -> v2.Compose | None:
         steps: list[torch.nn.Module] = []
@@ -92,7 +103,66 @@ class Augment:
             steps.append(v2.GaussianBlur(kernel_size=5, sigma=(0.1, self.blur_sigma)))
         if self.noise_std:
             steps.append(AddNoise(self.noise_std))
+        if self.cutout:
+            steps.append(Cutout(self.cutout))
         return v2.Compose(steps) if steps else None
+
+
+def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
+    """Pad a batch by `padding` zeros and crop each image back to its size at its own offset."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    dy, dx = (torch.randint(0, 2 * padding + 1, (n, 1), device=x.device) for _ in range(2))
+    rows = dy + torch.arange(h, device=x.device)  # (n, h): the rows each image keeps
+    cols = dx + torch.arange(w, device=x.device)
+    picked = padded.permute(0, 2, 3, 1)[
+        torch.arange(n, device=x.device)[:, None, None], rows[:, :, None], cols[:, None, :]
+    ]
+    return picked.permute(0, 3, 1, 2).contiguous()
+
+
+def cutout(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero a size x size square (clipped at the border) centred at a random pixel of each image."""
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n, 1, 1), device=x.device)
+    cx = torch.randint(0, w, (n, 1, 1), device=x.device)
+    rows = torch.arange(h, device=x.device)[None, :, None] - cy + size // 2
+    cols = torch.arange(w, device=x.device)[None, None, :] - cx + size // 2
+    inside = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
+    return x * ~inside[:, None]
+
+
+class Cutout(torch.nn.Module):
+    """cutout() for one image (the per-sample path)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return cutout(x[None], self.size)[0]
+
+
+class BatchAugment:
+    """Flips, random crops, cutout and noise applied to a whole batch on its device, each
+    image drawing its own randomness (so no per-sample Python and no DataLoader)."""
+
+    def __init__(self, hflip: float, vflip: float, crop_padding: int, cutout: int, noise_std: float):
+        self.hflip, self.vflip, self.crop_padding = hflip, vflip, crop_padding
+        self.cutout, self.noise_std = cutout, noise_std
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        for p, dim in ((self.hflip, 3), (self.vflip, 2)):
+            if p:
+                flip = torch.rand(len(x), 1, 1, 1, device=x.device) < p
+                x = torch.where(flip, x.flip(dim), x)
+        if self.crop_padding:
+            x = random_crop(x, self.crop_padding)
+        if self.cutout:
+            x = cutout(x, self.cutout)
+        if self.noise_std:
+            x = x + self.noise_std * torch.randn_like(x)
+        return x
 
 
 class Augmented(torch.utils.data.Dataset):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -31,13 +32,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def set_threads(processes: int = 1) -> None:
+    """At most one CPU thread per core this process may use (a container or a job may get fewer
+    cores than the machine has, and torch counts the machine's), shared among `processes`."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), cores // processes)))
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
 
 
 def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:

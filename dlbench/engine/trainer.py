@@ -59,7 +59,7 @@ class Trainer:
         self.log = logger
         self.extra = checkpoint_extra or {}  # config and overrides, saved in each checkpoint
         self.state = TrainState()
-        self.dtype = DTYPES[str(cfg.precision)]
+        self.dtype = resolve_precision(str(cfg.precision), device)
         if self.dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise DlbenchError("trainer.precision=bf16: this GPU does not support bfloat16 (use 16)")
         self.scalers: dict[str, torch.amp.GradScaler] = {}
@@ -325,6 +325,15 @@ class Trainer:
             self.scaler(name).load_state_dict(scaler_state)
         self.state = TrainState(**state["trainer"])
         set_rng_state(state["rng"])
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None: float32). `auto` is bf16 on a GPU that has it, else float32
+    (bf16 autocast on a CPU is slower than float32 for these models)."""
+    if precision == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else None
+    return DTYPES[precision]
 
 
 class BatchMeans:
