@@ -87,6 +87,16 @@ class SchedulerConfig:
 
 
 @dataclass
+class OptimizerConfig:
+    """Keys of the optimizer node that dlbench consumes itself (engine/optim.py)."""
+
+    name: str = "adam"
+    norm_lr_scale: float = 1.0  # lr x this (weight decay / this) for normalisation layers' parameters
+    lookahead_every: int = 0  # > 0: lookahead (an average of the weights) every N steps
+    lookahead_decay: float = 0.77  # its largest decay (airbench: 0.95^5), reached at the last step
+
+
+@dataclass
 class SweepConfig:
     fail_fast: bool = False  # a multirun stops starting jobs after the first failure
     resume: str | None = None  # a sweep directory to finish: done jobs skipped, others resumed
@@ -206,7 +216,7 @@ def validate(cfg: DictConfig) -> None:
         check_values(data.augment, schema_hints(Augment), "dataset.augment")
     MODELS.check(_plain(cfg.model), "model")
     TASKS.check(_plain(cfg.task), "task")
-    OPTIMIZERS.check(_plain(cfg.optimizer), "optimizer")
+    OPTIMIZERS.check(_plain(cfg.optimizer), "optimizer", reserved=schema_hints(OptimizerConfig))
     if cfg.loss.get("name") != "auto":
         LOSSES.check(_plain(cfg.loss), "loss")
     if cfg.scheduler.get("name") != "none":

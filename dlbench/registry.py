@@ -143,7 +143,7 @@ DATASETS = Registry("dataset", modules=["dlbench.data"])
 TASKS = Registry("task", modules=["dlbench.tasks"], supplied=["model", "loss", "data"])
 LOSSES = Registry("loss")
 OPTIMIZERS = Registry("optimizer", supplied=["params"])
-SCHEDULERS = Registry("scheduler", supplied=["optimizer"])
+SCHEDULERS = Registry("scheduler", modules=["dlbench.engine.optim"], supplied=["optimizer"])
 
 # torch's own optimizers (sgd, adam, adamw, rmsprop, ...), schedulers (step_lr, one_cycle_lr, ...)
 # and losses (cross_entropy, mse, bce_with_logits, ...), registered from torch itself.

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.utils.data import TensorDataset
 
 from dlbench.config import data_config, validate
 from dlbench.data import DataModule
@@ -45,8 +46,18 @@ def build_task(cfg: DictConfig, data: DataModule) -> Task:
     """Model (sized from the data by interpolation), loss, then the task that owns them."""
     task_cls = TASKS.get(cfg.task.name)
     model = MODELS.build(cfg.model, "model")
+    if callable(getattr(model, "init_from_data", None)):  # data-dependent init (airbench's whitening)
+        model.init_from_data(first_images(data, 5000))
     loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
     return TASKS.build(cfg.task, "task", model=model, loss=loss, data=data)
+
+
+def first_images(data: DataModule, n: int) -> torch.Tensor:
+    """The first n training inputs, stacked (for a model that initialises itself from data)."""
+    train = data.splits["train"]
+    if isinstance(train, TensorDataset):
+        return train.tensors[0][:n]
+    return torch.stack([torch.as_tensor(train[i][0]) for i in range(min(n, len(train)))])
 
 
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, float]:

@@ -54,6 +54,8 @@ def test_every_preset_of_the_catalog_exists():
         "cgan_mnist",
         "pix2pix_facades",
         "cyclegan_horse2zebra",
+        "mnist_fast",
+        "airbench_cifar10",
     } <= names
 
 

@@ -126,7 +126,8 @@ class TensorLoader:
                 idx = order[start : start + self.batch_size]
                 batch = [t[idx] for t in self.tensors]
             if self.augment is not None:
-                batch[0] = self.augment(batch[0])
+                index = None if order is None else idx
+                batch[0] = self.augment(batch[0], index, getattr(self.sampler, "epoch", 0))
             yield batch
 
     def __len__(self) -> int:

@@ -70,6 +70,8 @@ class Augment:
     blur_sigma: float = 0.0  # Gaussian blur with sigma up to this value
     noise_std: float = 0.0  # additive Gaussian noise
     cutout: int = 0  # zero a square of this many pixels at a random place (DeVries & Taylor, 2017)
+    hflip_alternate: bool = False  # airbench: each image flipped on every other epoch (a fixed half first)
+    crop_reflect: bool = False  # crop_padding pads by reflection instead of zeros
 
     def batchable(self) -> bool:
         """Whether every augmentation asked for has a whole-batch version (BatchAugment)."""
@@ -78,10 +80,24 @@ class Augment:
     def batch(self) -> BatchAugment | None:
         """The augmentations as one function of a batch, or None when there are none."""
         if not (self.hflip or self.vflip or self.crop_padding or self.cutout or self.noise_std):
-            return None
-        return BatchAugment(self.hflip, self.vflip, self.crop_padding, self.cutout, self.noise_std)
+            if not self.hflip_alternate:
+                return None
+        return BatchAugment(
+            self.hflip,
+            self.vflip,
+            self.crop_padding,
+            self.cutout,
+            self.noise_std,
+            self.hflip_alternate,
+            "reflect" if self.crop_reflect else "constant",
+        )
 
     def build(self, size: list[int]) -> v2.Compose | None:
+        if self.hflip_alternate or self.crop_reflect:
+            raise DlbenchError(
+                "dataset.augment.hflip_alternate and crop_reflect exist only as whole-batch augmentations: "
+                "they need in-memory data and no rotation, resize_pad, color_jitter or blur_sigma"
+            )
         steps: list[torch.nn.Module] = []
         if self.hflip:
             steps.append(v2.RandomHorizontalFlip(self.hflip))
@@ -108,10 +124,11 @@ class Augment:
         return v2.Compose(steps) if steps else None
 
 
-def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
-    """Pad a batch by `padding` zeros and crop each image back to its size at its own offset."""
+def random_crop(x: torch.Tensor, padding: int, mode: str = "constant") -> torch.Tensor:
+    """Pad a batch by `padding` (zeros, or by reflection) and crop each image back to its size
+    at its own offset."""
     n, _, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    padded = torch.nn.functional.pad(x, (padding,) * 4, mode=mode)
     dy, dx = (torch.randint(0, 2 * padding + 1, (n, 1), device=x.device) for _ in range(2))
     rows = dy + torch.arange(h, device=x.device)  # (n, h): the rows each image keeps
     cols = dx + torch.arange(w, device=x.device)
@@ -147,17 +164,34 @@ class BatchAugment:
     """Flips, random crops, cutout and noise applied to a whole batch on its device, each
     image drawing its own randomness (so no per-sample Python and no DataLoader)."""
 
-    def __init__(self, hflip: float, vflip: float, crop_padding: int, cutout: int, noise_std: float):
+    def __init__(
+        self,
+        hflip: float,
+        vflip: float,
+        crop_padding: int,
+        cutout: int,
+        noise_std: float,
+        hflip_alternate: bool = False,
+        crop_mode: str = "constant",
+    ):
         self.hflip, self.vflip, self.crop_padding = hflip, vflip, crop_padding
         self.cutout, self.noise_std = cutout, noise_std
+        self.hflip_alternate, self.crop_mode = hflip_alternate, crop_mode
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, index: torch.Tensor | None = None, epoch: int = 0) -> torch.Tensor:
+        """Augment a batch; `index` (the samples' positions in the split) and `epoch` serve the
+        alternating flip, which flips a fixed half of the images on even epochs and the other
+        half on odd ones, so every image is seen both ways within two epochs."""
         for p, dim in ((self.hflip, 3), (self.vflip, 2)):
             if p:
                 flip = torch.rand(len(x), 1, 1, 1, device=x.device) < p
                 x = torch.where(flip, x.flip(dim), x)
+        if self.hflip_alternate and index is not None:
+            half = (index.to(x.device) * 2654435761 % 2**32) >> 31  # a fixed pseudo-random bit per image
+            flip = (half ^ (epoch % 2)).bool().view(-1, 1, 1, 1)
+            x = torch.where(flip, x.flip(3), x)
         if self.crop_padding:
-            x = random_crop(x, self.crop_padding)
+            x = random_crop(x, self.crop_padding, self.crop_mode)
         if self.cutout:
             x = cutout(x, self.cutout)
         if self.noise_std:

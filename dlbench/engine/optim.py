@@ -9,7 +9,44 @@ from typing import Any
 
 import torch
 
+from dlbench.errors import DlbenchError
 from dlbench.registry import OPTIMIZERS, SCHEDULERS
+
+# Keys of the optimizer node that dlbench consumes (the rest go to the torch optimizer).
+EXTRA_KEYS = ("norm_lr_scale", "lookahead_every", "lookahead_decay")
+
+
+class Lookahead:
+    """hlb-cifar10's and airbench's lookahead: every `every` steps the weights and BatchNorm
+    statistics move towards an exponential average of themselves, which is copied back into
+    the model. The decay grows as decay * (step / total)^3; after the last step the model takes
+    the average."""
+
+    def __init__(self, module: torch.nn.Module, every: int, decay: float, total_steps: int):
+        self.module, self.every, self.decay, self.total = module, every, decay, max(1, total_steps)
+        self.average = [t.detach().clone() for t in self._tensors()]
+
+    def _tensors(self) -> list[torch.Tensor]:
+        return [t for t in self.module.state_dict().values() if t.is_floating_point()]
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        if step >= self.total:
+            decay = 1.0  # the end: the model becomes the average
+        elif step % self.every == 0:
+            decay = self.decay * (step / self.total) ** 3
+        else:
+            return
+        for average, tensor in zip(self.average, self._tensors(), strict=True):
+            average.lerp_(tensor, 1 - decay)
+            tensor.copy_(average)
+
+    def state_dict(self) -> list[torch.Tensor]:
+        return self.average
+
+    def load_state_dict(self, state: list[torch.Tensor]) -> None:
+        for average, saved in zip(self.average, state, strict=True):
+            average.copy_(saved)
 
 
 @dataclass
@@ -19,6 +56,13 @@ class Optimization:
     optimizer: torch.optim.Optimizer
     scheduler: Any = None
     interval: str = "epoch"  # epoch | step
+    lookahead: Lookahead | None = None
+
+    def after_step(self, step: int) -> None:
+        """After each training step: a step-interval scheduler, then the lookahead."""
+        self.step_scheduler("step")
+        if self.lookahead is not None:
+            self.lookahead.after_step(step)
 
     @property
     def lr(self) -> float:
@@ -34,23 +78,74 @@ class Optimization:
             self.scheduler.step()
 
 
+def triangle(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    start: float = 0.2,
+    peak: float = 0.23,
+    end: float = 0.07,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """airbench's triangular schedule: the lr factor rises linearly from `start` to 1 over the
+    first `peak` fraction of the steps, then falls linearly to `end` at the last step."""
+    up = int(total_steps * peak)
+
+    def factor(step: int) -> float:
+        if step < up:
+            return start + (1 - start) * step / up
+        return 1 + (end - 1) * (step - up) / max(1, total_steps - up)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+SCHEDULERS.add("triangle", triangle)
+
+
+def param_groups(module: torch.nn.Module, norm_lr_scale: float, lr: float, weight_decay: float) -> list[dict]:
+    """Trainable parameters in two groups: those of normalisation layers get `norm_lr_scale`
+    times the learning rate and 1/norm_lr_scale of the weight decay (so the decay per step is
+    unchanged), as airbench does for its BatchNorm biases."""
+    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    in_norm = {id(p) for m in module.modules() if isinstance(m, norms) for p in m.parameters()}
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    norm_params = [p for p in trainable if id(p) in in_norm]
+    scaled = {"lr": lr * norm_lr_scale, "weight_decay": weight_decay / norm_lr_scale}
+    return [{"params": [p for p in trainable if id(p) not in in_norm]}, {"params": norm_params, **scaled}]
+
+
 def build_optimization(
-    params: Iterable[torch.nn.Parameter],
+    params: Iterable[torch.nn.Parameter] | torch.nn.Module,
     optimizer_cfg: Mapping[str, Any],
     scheduler_cfg: Mapping[str, Any],
     total_steps: int,
     steps_per_epoch: int,
 ) -> Optimization:
-    """Build an optimizer over `params` and its scheduler.
+    """Build an optimizer over `params` (a module's, or a list) and its scheduler.
 
     Schedulers that need the length of training (`total_steps` of OneCycleLR, `T_max`,
     `total_iters`) get it from the trainer when the config leaves it out, counted in the
     scheduler's interval (epochs or steps).
     """
-    optimizer = OPTIMIZERS.build(optimizer_cfg, "optimizer", params=params)
+    module = params if isinstance(params, torch.nn.Module) else None
+    if module is not None:
+        scale = float(optimizer_cfg.get("norm_lr_scale", 1.0))
+        if scale != 1.0:
+            lr, decay = float(optimizer_cfg["lr"]), float(optimizer_cfg.get("weight_decay", 0.0))
+            params = param_groups(module, scale, lr, decay)
+        else:
+            params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS.build(optimizer_cfg, "optimizer", skip=list(EXTRA_KEYS), params=params)
+    lookahead = None
+    if optimizer_cfg.get("lookahead_every"):
+        if module is None:
+            raise DlbenchError("optimizer.lookahead_every: this task's optimizers do not own one model")
+        every, decay = (
+            int(optimizer_cfg["lookahead_every"]),
+            float(optimizer_cfg.get("lookahead_decay", 0.77)),
+        )
+        lookahead = Lookahead(module, every, decay, total_steps)
     name = scheduler_cfg.get("name", "none")
     if name in (None, "none"):
-        return Optimization(optimizer)
+        return Optimization(optimizer, lookahead=lookahead)
     interval = scheduler_cfg.get("interval", "epoch")
     length = total_steps if interval == "step" else max(1, total_steps // max(1, steps_per_epoch))
     accepted = inspect.signature(SCHEDULERS.get(name)).parameters
@@ -58,4 +153,4 @@ def build_optimization(
         k: length for k in ("total_steps", "T_max", "total_iters") if k in accepted and k not in scheduler_cfg
     }
     scheduler = SCHEDULERS.build(scheduler_cfg, "scheduler", skip=["interval"], optimizer=optimizer, **filled)
-    return Optimization(optimizer, scheduler, interval)
+    return Optimization(optimizer, scheduler, interval, lookahead)

@@ -244,10 +244,10 @@ class Trainer:
                 with self.autocast(), self.data_parallel(task):
                     out = task.training_step(batch, optimize)
                 means.add(out, _batch_size(batch))
-                for opt in optimizations.values():
-                    opt.step_scheduler("step")
                 self.state.step += 1
                 self.state.epoch_step += 1
+                for opt in optimizations.values():
+                    opt.after_step(self.state.step)
                 if self.state.step % self.cfg.log_every_n_steps == 0:
                     step_values = {f"train/{k}_step": float(v) for k, v in out.items()}
                     step_values.update(_learning_rates(optimizations))
@@ -296,6 +296,7 @@ class Trainer:
             "optimizers": {k: o.optimizer.state_dict() for k, o in optimizations.items()},
             "schedulers": {k: o.scheduler.state_dict() for k, o in optimizations.items() if o.scheduler},
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+            "lookahead": {k: o.lookahead.state_dict() for k, o in optimizations.items() if o.lookahead},
             "trainer": asdict(self.state),
             "rng": rng_state(),
             **self.extra,
@@ -319,6 +320,8 @@ class Trainer:
                 opt.optimizer.load_state_dict(state["optimizers"][name])
                 if opt.scheduler is not None and name in state["schedulers"]:
                     opt.scheduler.load_state_dict(state["schedulers"][name])
+                if opt.lookahead is not None and name in state.get("lookahead", {}):
+                    opt.lookahead.load_state_dict(state["lookahead"][name])
         except (KeyError, RuntimeError, ValueError) as err:
             raise DlbenchError(f"The checkpoint does not fit this run's model or optimizer: {err}") from err
         for name, scaler_state in state.get("scalers", {}).items():

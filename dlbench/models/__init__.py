@@ -1,6 +1,7 @@
 """Models, one module per family; importing this package registers them all."""
 
 from dlbench.models import (  # noqa: F401  (register into MODELS)
+    airbench,
     alexnet,
     cnn,
     densenet,

@@ -43,7 +43,7 @@ class Task(nn.Module):
         """One optimizer over every parameter, named 'model'. A GAN returns one per network."""
         return {
             "model": build_optimization(
-                self.model.parameters(), optimizer_cfg, scheduler_cfg, total_steps, steps_per_epoch
+                self.model, optimizer_cfg, scheduler_cfg, total_steps, steps_per_epoch
             )
         }
 

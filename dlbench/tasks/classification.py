@@ -20,6 +20,8 @@ from dlbench.errors import DlbenchError
 from dlbench.registry import TASKS
 from dlbench.tasks.base import SPLITS, Optimize, Task
 
+TTA = ("none", "flip", "flip_translate")
+
 
 def classification_metrics(num_classes: int, split: str) -> MetricCollection:
     """Accuracy everywhere; balanced accuracy and macro F1 on val and test (on the train split
@@ -39,8 +41,13 @@ class Classification(Task):
 
     default_loss = "cross_entropy"
 
-    def __init__(self, model: nn.Module, loss: nn.Module, data: Any, confusion_matrix: bool = True):
+    def __init__(
+        self, model: nn.Module, loss: nn.Module, data: Any, confusion_matrix: bool = True, tta: str = "none"
+    ):
         super().__init__(model, loss)
+        if tta not in TTA:
+            raise DlbenchError(f"task.tta={tta}: choose one of {'|'.join(TTA)}")
+        self.tta = tta
         if data.num_classes is None:
             raise DlbenchError(f"dataset '{data.cfg.name}' has no classes: use task=regression")
         self.num_classes = data.num_classes
@@ -80,9 +87,24 @@ class Classification(Task):
         self.train_metrics.update(self.predict(output.detach()), y)
         return {"loss": loss.detach()}
 
+    def evaluate_images(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output, averaged over test-time augmentations of the images (task.tta):
+        flip, the mirror image; flip_translate, also two copies shifted by one pixel diagonally
+        (reflection-padded), each with its mirror (airbench's multi-crop TTA)."""
+        if self.tta == "none" or x.dim() != 4:
+            return self.model(x)
+        output = 0.5 * (self.model(x) + self.model(x.flip(-1)))
+        if self.tta == "flip":
+            return output
+        h, w = x.shape[-2:]
+        padded = nn.functional.pad(x, (1,) * 4, mode="reflect")
+        shifted = [padded[..., :h, :w], padded[..., 2 : 2 + h, 2 : 2 + w]]
+        translated = sum(0.5 * (self.model(s) + self.model(s.flip(-1))) for s in shifted) / 2
+        return 0.5 * output + 0.5 * translated
+
     def evaluation_step(self, batch: Any, split: str) -> dict[str, torch.Tensor]:
         x, y = batch
-        output = self.model(x)
+        output = self.evaluate_images(x)
         preds = self.predict(output)
         self.metrics(split).update(preds, y)
         if split == "test":
@@ -125,8 +147,10 @@ class BinaryClassification(Classification):
 
     default_loss = "bce_with_logits"
 
-    def __init__(self, model: nn.Module, loss: nn.Module, data: Any, confusion_matrix: bool = True):
-        super().__init__(model, loss, data, confusion_matrix)
+    def __init__(
+        self, model: nn.Module, loss: nn.Module, data: Any, confusion_matrix: bool = True, tta: str = "none"
+    ):
+        super().__init__(model, loss, data, confusion_matrix, tta)
         if self.num_classes != 2:
             raise DlbenchError(
                 f"task=binary_classification needs 2 classes; dataset '{data.cfg.name}' has "
