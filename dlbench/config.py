@@ -45,6 +45,7 @@ class TrainerConfig:
     checkpoint_every_n_steps: int | None = None  # also write last.pt every N steps (mid-epoch)
     keep_last_k: int = 0  # with checkpoint_every_n_steps: keep the newest K step-N.pt as well
     log_grad_norms: bool = False  # log each weight's gradient L2 norm (grad_norm/<name>) when logging
+    nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (an error) | skip (the step) | off
     devices: int = 1  # N > 1: data-parallel over N processes on this machine (torchrun, DDP)
 
 
@@ -134,6 +135,7 @@ OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
 CHOICES = {
     "trainer.precision": ("32", "bf16", "16", "auto"),
     "trainer.monitor_mode": ("min", "max"),
+    "trainer.nonfinite": ("stop", "skip", "off"),
     "trainer.progress": ("auto", "rich", "plain", "none"),
     "scheduler.interval": ("epoch", "step"),
 }

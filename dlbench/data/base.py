@@ -58,6 +58,16 @@ def labels_of(dataset: Dataset) -> torch.Tensor | None:
     return labels if not labels.is_floating_point() and labels.dim() == 1 else None
 
 
+def check_labels(dataset: Dataset | None, num_classes: int | None, where: str) -> None:
+    """Refuse class labels outside 0..num_classes-1 now, before any step (or CUDA kernel) meets them."""
+    labels = labels_of(dataset) if dataset is not None and num_classes else None
+    if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DlbenchError(
+            f"{where} split has labels outside 0..{num_classes - 1} "
+            f"(found {int(labels.min())}..{int(labels.max())})"
+        )
+
+
 def subset(dataset: Dataset, indices: list[int]) -> Dataset:
     """Select samples; a TensorDataset stays a TensorDataset so it can be batched by slicing."""
     if isinstance(dataset, TensorDataset):
@@ -149,6 +159,10 @@ class DataModule:
             train, val = carve(train, cfg.val_fraction, cfg.split_seed + 1, classification, source.ordered)
         if len(train) == 0:
             raise DlbenchError(f"dataset '{cfg.name}' has no training samples")
+        for split, part in (("train", train), ("val", val), ("test", test)):
+            check_labels(
+                part if classification else None, source.num_classes, f"dataset '{cfg.name}': {split}"
+            )
         self.meta = dict(source.meta)
         if source.encode is not None:
             (train, val, test), learned = source.encode(train, val, test)
@@ -190,12 +204,17 @@ class DataModule:
         if isinstance(dataset, TensorDataset) and self.in_memory != "false":
             augment = self.batch_augment if split == "train" else None
             return TensorLoader(dataset, batch_size, sampler, augment)
+        if isinstance(dataset, Augmented):
+            dataset.seed, dataset.epoch = seed, epoch
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
             num_workers=self.cfg.num_workers,
             pin_memory=torch.cuda.is_available(),
+            # its own generator: the loader draws its workers' seeds without touching the
+            # global one, so a run resumed mid-epoch continues the same random sequence
+            generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
         )
 
     def batch_size(self, split: str) -> int:

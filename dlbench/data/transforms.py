@@ -200,14 +200,21 @@ class BatchAugment:
 
 
 class Augmented(torch.utils.data.Dataset):
-    """A dataset whose samples pass through random augmentations each time they are read."""
+    """A dataset whose samples pass through random augmentations each time they are read.
 
-    def __init__(self, dataset: torch.utils.data.Dataset, transform: v2.Compose):
+    Each sample's randomness is drawn from (seed, epoch, index) alone, so it is the same in any
+    worker process and after a resume part-way through an epoch (DataModule sets the epoch).
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset, transform: v2.Compose, seed: int = 0):
         self.dataset, self.transform = dataset, transform
+        self.seed, self.epoch = seed, 0
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int):
         x, y = self.dataset[index]
-        return self.transform(x), y
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, self.epoch, index)) % 2**63)
+            return self.transform(x), y

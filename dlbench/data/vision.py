@@ -10,6 +10,7 @@ files already there, which is what an offline machine or a cluster without inter
 from __future__ import annotations
 
 import functools
+import logging
 import pickle
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from dlbench.data.download import fetch
 from dlbench.data.transforms import normalization, preprocess
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
+
+log = logging.getLogger("dlbench")
 
 MNIST_FILES = [
     "train-images-idx3-ubyte",
@@ -177,9 +180,15 @@ def image_folder(
     image_size: list[int] = (64, 64),
     grayscale: bool = False,
     normalize: str | list[list[float]] | None = "half",
+    bad_images: str = "fail",
+    max_bad_fraction: float = 0.01,
 ) -> DataSource:
     """Any root/<split>/<class>/*.jpg|png tree (torchvision ImageFolder); train/ is required,
-    val/ and test/ are used when present and carved from train/ otherwise."""
+    val/ and test/ are used when present and carved from train/ otherwise.
+
+    Every file is checked when the run starts (PIL opens and verifies it). A file that is not a
+    readable image stops the run with its name (`bad_images=fail`), or is left out
+    (`bad_images=skip`, counted; more than `max_bad_fraction` of a split is still an error)."""
     from torchvision.transforms import v2
 
     base = Path(root).expanduser()
@@ -199,13 +208,17 @@ def image_folder(
         steps.append(v2.Normalize(*stats))
     transform = v2.Compose(steps)
 
+    if bad_images not in ("fail", "skip"):
+        raise DlbenchError(f"dataset.bad_images={bad_images}: choose fail or skip")
+
     def load(split: str):
         if not (base / split).is_dir():
             return None
         try:
-            return tv.ImageFolder(str(base / split), transform=transform)
+            folder = tv.ImageFolder(str(base / split), transform=transform)
         except (FileNotFoundError, RuntimeError) as err:
             raise DlbenchError(f"image_folder: {base / split}: {err}") from err
+        return drop_bad_images(folder, bad_images, max_bad_fraction)
 
     train, val, test = load("train"), load("val"), load("test")
     for split in (val, test):
@@ -216,6 +229,35 @@ def image_folder(
     return DataSource(
         train, val, test, num_classes=len(train.classes), class_names=list(train.classes), normalization=stats
     )
+
+
+def drop_bad_images(folder, policy: str, max_fraction: float):
+    """Check every image file of an ImageFolder; fail on the first bad one, or leave them out."""
+    from PIL import Image
+
+    good, bad = [], []
+    for path, label in folder.samples:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+            good.append((path, label))
+        except Exception as err:  # PIL raises many types for a broken file
+            if policy == "fail":
+                raise DlbenchError(
+                    f"image_folder: {path} is not a readable image ({type(err).__name__}: {err}). "
+                    "Remove it, or leave such files out with dataset.bad_images=skip"
+                ) from err
+            bad.append(path)
+    if bad:
+        if len(bad) > max_fraction * len(folder.samples):
+            raise DlbenchError(
+                f"image_folder: {len(bad)} of {len(folder.samples)} files in {folder.root} are not readable "
+                f"images (more than dataset.max_bad_fraction={max_fraction}); the first: {bad[0]}"
+            )
+        log.warning(f"image_folder: left out {len(bad)} unreadable file(s) in {folder.root}, e.g. {bad[0]}")
+        folder.samples = folder.imgs = good
+        folder.targets = [label for _, label in good]
+    return folder
 
 
 # Input shape and classes of the built-in image sets, known without reading them (`dlbench show`).

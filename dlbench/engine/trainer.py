@@ -65,6 +65,7 @@ class Trainer:
         self.scalers: dict[str, torch.amp.GradScaler] = {}
         self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
         self.stop_signal: int | None = None  # set by a SIGTERM/SIGUSR1/SIGUSR2 (preemption)
+        self.skipped_steps = 0  # steps left out for a NaN/Inf (trainer.nonfinite=skip)
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, task: Task) -> None:
@@ -118,6 +119,10 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=self.device.type, enabled=False):
             scaler.scale(loss).backward()
+        if self.cfg.nonfinite != "off" and not scaler.is_enabled() and self._nonfinite(optimizer, loss):
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            return  # skip: the weights and the optimizer's state stay as they were
         if self.cfg.log_grad_norms and (self.state.step + 1) % self.cfg.log_every_n_steps == 0:
             self.log_grad_norms(optimizer, scaler.get_scale() if scaler.is_enabled() else 1.0)
         if self.cfg.grad_clip is not None:
@@ -126,6 +131,32 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
+
+    def _nonfinite(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
+        """Whether this step's loss or a gradient is NaN or Inf (one scalar read per step). With
+        trainer.nonfinite=stop that is an error naming the step and the value; with skip, the
+        step is left out. fp16's gradient scaler does its own skipping of overflowed steps."""
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        loss = loss.detach().float().sum()
+        # one norm per gradient (a fused kernel), then one read for the loss and all of them
+        norms = torch._foreach_norm([p.grad for p in params]) if params else []
+        if bool(torch.isfinite(torch.stack([loss, *norms])).all()):
+            return False
+        step = self.state.step + 1
+        if not torch.isfinite(loss):
+            what = f"the loss is {float(loss)}"
+        else:
+            bad = next(p for p, norm in zip(params, norms, strict=True) if not torch.isfinite(norm))
+            value = float(bad.grad[~torch.isfinite(bad.grad)][0])
+            what = f"the gradient of {self.param_names.get(bad, 'a parameter')} holds {value}"
+        if self.cfg.nonfinite == "skip":
+            log.warning(f"step {step}: {what}; step skipped (trainer.nonfinite=skip)")
+            return True
+        raise DlbenchError(
+            f"step {step} (epoch {self.state.epoch + 1}): {what}. Stopped before the update, so no "
+            "checkpoint holds it; checkpoints/last.pt and best.pt are from the last good epoch. "
+            "Lower optimizer.lr, set trainer.grad_clip, or skip such steps with trainer.nonfinite=skip"
+        )
 
     def log_grad_norms(self, optimizer: torch.optim.Optimizer, scale: float) -> None:
         """The L2 norm of each weight's gradient (before clipping), one curve per layer."""
@@ -264,6 +295,8 @@ class Trainer:
                 if self._done():
                     break
         metrics = means.result("train")  # reading the sums waits for the device: the time is real
+        if self.skipped_steps:
+            metrics["train/skipped_steps"] = float(self.skipped_steps)
         metrics["time/train_samples_per_s"] = means.count / (time.perf_counter() - started)
         metrics.update(_prefixed("train", task.compute_metrics("train")))
         metrics.update(_learning_rates(optimizations))

@@ -1,0 +1,225 @@
+"""Issue 9: exact resume, stop signals, atomic checkpoints, NaN/Inf, bad data, concurrency."""
+
+import errno
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from formats import write_image_folder, write_mnist
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dlbench import preflight
+from dlbench.engine import checkpoint
+from dlbench.engine.trainer import Trainer
+from dlbench.errors import DlbenchError, Preempted
+from dlbench.tasks.classification import Classification
+from dlbench.train import train
+
+QUIET = ["trainer.progress=none", "trainer.deterministic=true"]
+TRAINER_OPTIMIZE = Trainer.optimize
+
+
+def same(a, b, where="state"):
+    """Every tensor equal bit for bit, every other value equal (nested dicts and lists)."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def record_losses(monkeypatch, stop_at=None, signum=signal.SIGTERM):
+    """Record each step's loss (per optimizer); raise `signum` during step `stop_at`."""
+    losses = []
+    optimize = TRAINER_OPTIMIZE
+
+    def recording(self, optimizations, name, loss):
+        losses.append((self.state.step + 1, name, float(loss.detach())))
+        optimize(self, optimizations, name, loss)
+        if stop_at is not None and self.state.step + 1 == stop_at:
+            signal.raise_signal(signum)
+
+    monkeypatch.setattr(Trainer, "optimize", recording)
+    return losses
+
+
+CASES = {
+    # name: (overrides, step to stop at)
+    "mid_epoch": (["trainer.epochs=2"], 7),
+    "epoch_boundary": (["trainer.epochs=2"], 21),
+    "workers_augmented": (
+        [
+            "trainer.epochs=2",
+            "dataset.in_memory=false",
+            "dataset.num_workers=2",
+            "+dataset.augment={rotation:10}",
+        ],
+        9,
+    ),
+    "gan": (
+        ["experiment=gan_mnist", "dataset.download=false", "dataset.val_fraction=0.1", "trainer.epochs=2"],
+        5,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_killed_and_resumed_runs_end_bitwise_equal_with_the_same_losses(
+    monkeypatch, tmp_path, data_root, case
+):
+    overrides, stop_at = CASES[case]
+    overrides = [*QUIET, *overrides]
+    if "experiment=gan_mnist" in overrides:
+        overrides += [f"dataset.root={data_root}", "dataset.batch_size=8"]
+    whole_losses = record_losses(monkeypatch)
+    train(preflight.compose_config(overrides), tmp_path / "whole")
+
+    signum = signal.SIGUSR1 if case == "gan" else signal.SIGTERM
+    cut_losses = record_losses(monkeypatch, stop_at, signum)
+    with pytest.raises(Preempted):
+        train(preflight.compose_config(overrides), tmp_path / "cut")
+    assert checkpoint.load(tmp_path / "cut")["trainer"]["step"] == stop_at
+    resumed_losses = record_losses(monkeypatch)
+    train(preflight.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
+
+    assert cut_losses + resumed_losses == whole_losses  # every step's loss, in order
+    whole, cut = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "cut")
+    for part in ("task", "optimizers", "schedulers", "scalers", "rng"):
+        same(whole[part], cut[part], part)
+    assert whole["trainer"]["step"] == cut["trainer"]["step"]
+
+
+def test_sigterm_from_outside_exits_75_with_a_checkpoint_to_resume(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "dlbench",
+        "trainer.epochs=500",
+        "trainer.progress=plain",
+        "hydra.run.dir=run",
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    err = err.replace("\n", "")  # the console wraps long lines
+    assert process.returncode == Preempted.EXIT_STATUS, err[-2000:]
+    assert "stopped by SIGTERM after step" in err and "dlbench resume=" in err
+    assert checkpoint.load(tmp_path / "run")["trainer"]["step"] >= 1
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(monkeypatch, tmp_path):
+    path = tmp_path / "checkpoints" / "last.pt"
+    checkpoint.save({"task": {"w": torch.ones(3)}, "config": "a"}, path)
+
+    def disk_full(state, f):
+        f.write(b"partial bytes")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    with pytest.raises(DlbenchError, match="Could not write checkpoint .*No space left on device"):
+        checkpoint.save({"task": {"w": torch.zeros(3)}, "config": "b"}, path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]  # no stray temporary file
+    assert torch.equal(checkpoint.load(path)["task"]["w"], torch.ones(3))
+
+
+def poison(monkeypatch, step: int, where: str, value: float):
+    """Make step `step`'s loss (or the gradient of the first layer) NaN or Inf."""
+    compute_loss = Classification.compute_loss
+    steps = {"n": 0}
+
+    def poisoned(self, output, y):
+        loss = compute_loss(self, output, y)
+        if self.training:
+            steps["n"] += 1
+            if steps["n"] == step:
+                if where == "loss":
+                    return loss * value
+                first = next(self.model.parameters())
+                first.register_hook(lambda g: torch.full_like(g, value) if steps["n"] == step else g)
+        return loss
+
+    monkeypatch.setattr(Classification, "compute_loss", poisoned)
+
+
+@pytest.mark.parametrize(("where", "value"), [("loss", float("nan")), ("grad", float("inf"))])
+def test_a_non_finite_step_stops_the_run_and_saves_nothing_poisoned(monkeypatch, tmp_path, where, value):
+    overrides = ["trainer.progress=none", "trainer.epochs=3"]
+    poison(monkeypatch, 25, where, value)  # epoch 2 (21 steps an epoch)
+    with pytest.raises(
+        DlbenchError, match=r"step 25 \(epoch 2\): the (loss is nan|gradient of model\.\S+ holds inf)"
+    ):
+        train(preflight.compose_config(overrides), tmp_path / "run")
+    for name in ("last.pt", "best.pt"):
+        state = checkpoint.load(tmp_path / "run" / "checkpoints" / name)
+        assert state["trainer"]["step"] == 21  # the last good epoch
+        assert all(torch.isfinite(t).all() for t in state["task"].values() if t.is_floating_point())
+
+
+def test_skip_leaves_the_non_finite_step_out(monkeypatch, tmp_path):
+    poison(monkeypatch, 5, "loss", float("inf"))
+    metrics = train(
+        preflight.compose_config(["trainer.progress=none", "trainer.epochs=1", "trainer.nonfinite=skip"]),
+        tmp_path / "run",
+    )
+    assert metrics["train/skipped_steps"] == 1.0
+    assert all(torch.isfinite(t).all() for t in checkpoint.load(tmp_path / "run")["task"].values())
+
+
+def test_bad_data_gets_one_message_naming_the_file(cli, tmp_path):
+    # a corrupt image: fail names it; skip leaves it out (over the threshold it is an error)
+    write_image_folder(tmp_path / "images", per_class=10)
+    (tmp_path / "images" / "train" / "cat" / "3.png").write_bytes(b"\x89PNG not really")
+    data = ["dataset=image_folder", "dataset.root=images", "dataset.num_workers=0", "trainer.epochs=1"]
+    result = cli(*data)
+    assert result.returncode == 2
+    assert "image_folder: images/train/cat/3.png is not a readable image" in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr
+    assert cli(*data, "dataset.bad_images=skip", "dataset.max_bad_fraction=0.1").returncode == 0
+    result = cli(*data, "dataset.bad_images=skip", "dataset.max_bad_fraction=0.01")
+    assert result.returncode == 2 and "1 of 20 files" in result.stderr
+
+
+def test_labels_outside_the_classes_are_refused_at_set_up(tmp_path):
+    write_mnist(tmp_path)
+    labels = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    raw = bytearray(labels.read_bytes())
+    raw[8 + 5] = 12  # the sixth label: class 12 of 10
+    labels.write_bytes(bytes(raw))
+    overrides = ["dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false"]
+    with pytest.raises(DlbenchError, match=r"mnist: labels outside 0\.\.9"):
+        train(preflight.compose_config(overrides), tmp_path / "run")
+
+
+def test_runs_started_together_get_their_own_directories_and_resume_keeps_steps_increasing(cli, tmp_path):
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dlbench", "trainer.epochs=1"], cwd=tmp_path, stdout=subprocess.DEVNULL
+        )
+        for _ in range(2)
+    ]
+    assert [p.wait(timeout=120) for p in runs] == [0, 0]
+    dirs = sorted(p for p in tmp_path.glob("outputs/*/*") if p.is_dir())
+    assert len(dirs) == 2  # <date>_<time>_<random tag>: apart even when started in the same second
+
+    run_dir = dirs[0]
+    assert cli(f"resume={run_dir}", "trainer.epochs=2").returncode == 0
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("train/loss_step")]
+    assert steps == sorted(set(steps))  # strictly increasing, no step twice
