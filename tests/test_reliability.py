@@ -223,3 +223,48 @@ def test_runs_started_together_get_their_own_directories_and_resume_keeps_steps_
     events.Reload()
     steps = [e.step for e in events.Scalars("train/loss_step")]
     assert steps == sorted(set(steps))  # strictly increasing, no step twice
+
+
+def test_sigkill_after_a_periodic_checkpoint_then_resume_ends_as_if_never_killed(cli, tmp_path):
+    args = ["trainer.epochs=4", "dataset.batch_size=16", "trainer.deterministic=true"]
+    args += ["trainer.checkpoint_every_n_steps=30", "trainer.log_every_n_steps=1", "trainer.progress=none"]
+    assert cli(*args, "hydra.run.dir=whole").returncode == 0
+    command = [sys.executable, "-m", "dlbench", *args, "hydra.run.dir=killed"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    while not last.exists() and process.poll() is None:
+        time.sleep(0.05)
+    process.kill()  # SIGKILL: no handler runs, nothing is flushed
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    killed_at = checkpoint.load(last)["trainer"]["step"]
+    assert killed_at % 30 == 0 and killed_at < 4 * 81  # a periodic checkpoint, mid-run
+    result = cli("resume=killed")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    whole, resumed = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "killed")
+    for part in ("task", "optimizers", "schedulers", "scalers", "rng"):
+        same(whole[part], resumed[part], part)
+
+    def losses(run):
+        events = EventAccumulator(str(tmp_path / run / "tb"))
+        events.Reload()
+        return [(e.step, e.value) for e in events.Scalars("train/loss_step")]
+
+    assert losses("killed") == losses("whole")  # every step once, the same values
+
+
+def test_an_empty_class_folder_and_a_names_file_in_another_encoding(tmp_path):
+    from formats import write_names
+
+    write_image_folder(tmp_path / "images")
+    (tmp_path / "images" / "train" / "bird").mkdir()
+    folder = ["dataset=image_folder", f"dataset.root={tmp_path / 'images'}", "dataset.num_workers=0"]
+    with pytest.raises(DlbenchError, match=r"image_folder: .*train: .*no valid file for the classes bird"):
+        train(preflight.compose_config(folder), tmp_path / "a")
+
+    names = write_names(tmp_path / "data")
+    (names / "Czech.txt").write_bytes("Dvořák\n".encode("cp1250"))
+    overrides = ["dataset=names", f"dataset.root={tmp_path / 'data'}", "dataset.download=false"]
+    with pytest.raises(DlbenchError, match=r"names: .*Czech\.txt is not UTF-8 text"):
+        train(preflight.compose_config(overrides), tmp_path / "b")
