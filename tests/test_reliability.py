@@ -1,6 +1,7 @@
 """Issue 9: exact resume, stop signals, atomic checkpoints, NaN/Inf, bad data, concurrency."""
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import time
 
 import pytest
 import torch
+from conftest import THREADS
 from formats import write_image_folder, write_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -230,7 +232,10 @@ def test_sigkill_after_a_periodic_checkpoint_then_resume_ends_as_if_never_killed
     args += ["trainer.checkpoint_every_n_steps=30", "trainer.log_every_n_steps=1", "trainer.progress=none"]
     assert cli(*args, "hydra.run.dir=whole").returncode == 0
     command = [sys.executable, "-m", "dlbench", *args, "hydra.run.dir=killed"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}  # as the `cli` runs: the same float sums
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     last = tmp_path / "killed" / "checkpoints" / "last.pt"
     while not last.exists() and process.poll() is None:
         time.sleep(0.05)

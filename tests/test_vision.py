@@ -101,9 +101,12 @@ def test_augmentations_are_applied_to_the_train_split_only(tmp_path):
     source = DATASETS.get("cifar10")(root=str(tmp_path), download=False)
     augment = {"hflip": 1.0, "noise_std": 0.1, "crop_padding": 2, "rotation": 5.0, "color_jitter": 0.2}
     data = DataModule(source, DataConfig(val_fraction=0.2, augment=augment))
-    x1, _ = data.splits["train"][0]
-    x2, _ = data.splits["train"][0]
-    assert x1.shape == (3, 32, 32) and not torch.equal(x1, x2)  # random each read
+    train = data.splits["train"]
+    x1, _ = train[0]
+    assert torch.equal(x1, train[0][0])  # drawn from (seed, epoch, sample): the same within an epoch
+    train.epoch = 1
+    x2, _ = train[0]
+    assert x1.shape == (3, 32, 32) and not torch.equal(x1, x2)  # and new each epoch
     v1, v2 = data.splits["val"][0][0], data.splits["val"][0][0]
     assert torch.equal(v1, v2)
 
