@@ -105,9 +105,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         f"{data.size('val')} val, {data.size('test')} test), {device}{processes}, run dir {run_dir}"
     )
     try:
+        fit_started = time.perf_counter()
         metrics = trainer.fit(task, data, optimizations)
         if data.size("test"):
             metrics.update(trainer.evaluate(task, data, "test"))
+        # training and testing alone (the data already loaded and placed, the model built)
+        metrics["time/fit_and_test_s"] = time.perf_counter() - fit_started
         metrics["time/total_s"] = time.perf_counter() - started
         logger.scalars({k: v for k, v in metrics.items() if k.startswith("test/")}, trainer.state.step)
         logger.hparams(
