@@ -55,9 +55,11 @@ EXAMPLES = """\
 
 [bold]Common overrides[/bold]
   device=cpu|cuda|mps|auto   trainer.epochs=N  trainer.max_steps=N  trainer.seed=N
-  trainer.precision=32|bf16|16  trainer.channels_last=true  trainer.compile=true
+  trainer.precision=32|bf16|16|auto  trainer.channels_last=true  trainer.compile=true
   trainer.grad_clip=X  trainer.patience=N  trainer.monitor=val/acc
   dataset.batch_size=N  dataset.num_workers=N  dataset.val_fraction=F  optimizer.lr=X
+  trainer.devices=N (DDP)  trainer.checkpoint_every_n_steps=N  trainer.nonfinite=stop|skip|off
+  dataset.in_memory=auto|true|false  -m hydra/launcher=slurm|joblib
 """
 
 

@@ -39,7 +39,9 @@ def groups() -> dict[str, list[str]]:
     return {
         d.name: sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_"))
         for d in sorted(CONFIG_DIR.iterdir())
-        if d.is_dir() and not d.name.startswith(("_", "."))
+        if d.is_dir()
+        and not d.name.startswith(("_", "."))
+        and d.name != "hydra"  # hydra/: Hydra's own groups
     }
 
 
