@@ -119,6 +119,11 @@ class RunLogger:
 
             yield advance
 
+    def flush(self) -> None:
+        """Put the events written so far on disk (with each checkpoint: a killed run keeps them)."""
+        if self.writer is not None:
+            self.writer.flush()
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()

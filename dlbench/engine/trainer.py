@@ -324,6 +324,7 @@ class Trainer:
         """Write checkpoints/<name> (only rank 0 writes)."""
         if not self.cfg.checkpoint or not distributed.is_main():
             return
+        self.log.flush()  # the TensorBoard events up to this checkpoint survive a SIGKILL
         state = {
             "task": task.state_dict(),
             "optimizers": {k: o.optimizer.state_dict() for k, o in optimizations.items()},
