@@ -225,12 +225,11 @@ def sweep_resume_overrides(overrides: list[str]) -> list[str]:
     return [*overrides, f"hydra.sweep.dir={target}"]
 
 
-def join_process_group(overrides: list[str]) -> list[str]:
+def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
     """Under torchrun: join the group and agree on the run directory; only rank 0 writes
     Hydra's files and the log file there."""
     from dlbench.engine.device import resolve_device
 
-    cfg = preflight.compose_config(overrides)
     distributed.init(use_cuda=resolve_device(str(cfg.device.type)).type == "cuda")
     os.environ["DLBENCH_RUN_ID"] = distributed.agree_run_id()
     if distributed.is_main():
@@ -255,14 +254,17 @@ def train_command(argv: list[str]) -> int:
     if args.multirun and args.cfg:
         raise DlbenchError("--cfg prints the config of one run: leave out -m")
     overrides = sweep_resume_overrides(resume_overrides(list(args.overrides)))
+    checked = []  # the composed config(s), when dlbench's own config tree is used
     if not (args.config_dir or args.config_name or args.hydra_help or args.info or args.shell_completion):
-        preflight.check(overrides)
+        checked = preflight.check(overrides)
     one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
     if distributed.launched():  # a process of a torchrun group
         if args.multirun:
             raise DlbenchError("a sweep (-m) does not run under torchrun; give its jobs trainer.devices=N")
-        overrides = join_process_group(overrides)
-    elif one_run and (devices := preflight.compose_config(overrides).trainer.devices) > 1:
+        overrides = join_process_group(
+            overrides, checked[0] if checked else preflight.compose_config(overrides)
+        )
+    elif one_run and checked and (devices := checked[0].trainer.devices) > 1:
         return distributed.launch(devices, argv)
     if not args.multirun and (sweep := sweep_preset(overrides)):
         err_console.print(

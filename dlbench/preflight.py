@@ -159,8 +159,10 @@ def check_plugins(overrides: list[str]) -> None:
             )
 
 
-def check(overrides: list[str]) -> None:
-    """Compose and validate every combination the command line asks for."""
+def check(overrides: list[str]) -> list[DictConfig]:
+    """Compose and validate every combination the command line asks for; return the configs."""
     check_plugins(overrides)
-    for combination in combinations(parse(overrides)):
-        validate(compose_config(combination))
+    configs = [compose_config(combination) for combination in combinations(parse(overrides))]
+    for cfg in configs:
+        validate(cfg)
+    return configs
