@@ -14,6 +14,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
+from rich.markup import escape
 from rich.table import Table
 
 from dlbench import preflight, summary
@@ -370,7 +371,8 @@ def share_machine(cfg: DictConfig, hydra_cfg) -> None:
 
 
 def print_error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True)
+    # the message is text, not markup: "dlbench[slurm]" or "[[mean], [std]]" must print as written
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, markup=True)
 
 
 def compare_command(args: list[str]) -> int:

@@ -144,16 +144,25 @@ PLUGINS = {
 }
 
 
+def installed(module: str) -> bool:
+    """Whether a module can be imported (find_spec raises when its parent package is absent)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def check_plugins(overrides: list[str]) -> None:
     """A launcher or sweeper whose plugin is not installed: name the extra that installs it."""
-    import importlib.util
 
     for override in overrides:
         choice = override.lstrip("+~")
         if choice.endswith("=null"):
             continue
         needs = PLUGINS.get(choice) or PLUGINS.get(choice.split("=", 1)[0])
-        if needs and importlib.util.find_spec(needs[0]) is None:
+        if needs and not installed(needs[0]):
             raise DlbenchError(
                 f"{choice} needs a Hydra plugin that is not installed: pip install 'dlbench[{needs[1]}]'"
             )

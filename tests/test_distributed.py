@@ -126,3 +126,12 @@ def test_a_launcher_whose_plugin_is_missing_names_the_extra(monkeypatch):
     with pytest.raises(DlbenchError, match=r"pip install 'dlbench\[sweep\]'"):
         preflight.check(["hparams_search=mlp_mnist"])
     preflight.check_plugins(["hparams_search=null"])  # no search: no plugin needed
+
+    def no_hydra_plugins_package(name):  # no plugin at all: find_spec fails on the parent package
+        if name.startswith("hydra_plugins"):
+            raise ModuleNotFoundError(f"No module named '{name.split('.')[0]}'")
+        return find_spec(name)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_hydra_plugins_package)
+    with pytest.raises(DlbenchError, match=r"pip install 'dlbench\[slurm\]'"):
+        preflight.check(["hydra/launcher=slurm"])
