@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import signal
 import sys
@@ -17,11 +17,12 @@ from omegaconf import DictConfig, open_dict
 from rich.markup import escape
 from rich.table import Table
 
-from dlbench import preflight, summary
+from dlbench import errors, preflight, rundir, safety, summary
 from dlbench.engine import distributed
 from dlbench.engine.logging import console
-from dlbench.errors import DlbenchError, Preempted, unknown_name
+from dlbench.errors import DlbenchError, FolderInUse, Preempted, unknown_name
 from dlbench.registry import REGISTRIES
+from dlbench.searchpath import add_config_dir
 
 err_console = console.__class__(stderr=True)
 
@@ -114,10 +115,14 @@ def saved_overrides(target: str) -> tuple[Path, Path, list[str]]:
     ckpt = checkpoint.find(target)
     run_dir = ckpt.parent.parent
     saved_file = run_dir / ".hydra" / "overrides.yaml"
-    saved = (
-        yaml.safe_load(saved_file.read_text()) if saved_file.is_file() else checkpoint.load(ckpt)["overrides"]
-    )
-    return ckpt, run_dir, list(saved or [])
+    if saved_file.is_file():
+        try:
+            saved = yaml.safe_load(saved_file.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise DlbenchError(f"{saved_file} is not readable YAML ({err})") from err
+        return ckpt, run_dir, safety.check_saved_overrides(saved, str(saved_file))
+    saved = checkpoint.load(ckpt).get("overrides")
+    return ckpt, run_dir, safety.check_saved_overrides(saved, str(ckpt))
 
 
 def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:
@@ -175,9 +180,7 @@ def eval_command(args: list[str]) -> int:
         task.load_state_dict(checkpoint.load(ckpt)["task"])
     except RuntimeError as err:
         raise DlbenchError(f"{ckpt} does not fit the model this config builds: {err}") from err
-    trainer = Trainer(
-        cfg.trainer, resolve_device(str(cfg.device.type)), run_dir, RunLogger(run_dir, False, "none")
-    )
+    trainer = Trainer(cfg.trainer, resolve_device(str(cfg.device.type)), run_dir, RunLogger(run_dir, "none"))
     trainer.setup(task)
     metrics = trainer.evaluate(task, data, "test")
     console.print(metrics_table(metrics, title=f"Test metrics of {ckpt}"))
@@ -222,6 +225,11 @@ def sweep_resume_overrides(overrides: list[str]) -> list[str]:
         return overrides
     if not Path(target).is_dir():
         raise DlbenchError(f"sweep.resume={target}: no such sweep directory")
+    for saved_file in sorted(Path(target).glob("*/.hydra/overrides.yaml")):  # data, not trusted
+        try:
+            safety.check_saved_overrides(yaml.safe_load(saved_file.read_text()), str(saved_file))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise DlbenchError(f"{saved_file} is not readable YAML ({err})") from err
     (Path(target) / ".stop").unlink(missing_ok=True)  # a fail-fast stop of the last attempt
     return [*overrides, f"hydra.sweep.dir={target}"]
 
@@ -254,11 +262,19 @@ def train_command(argv: list[str]) -> int:
     args = get_args_parser().parse_args(argv)
     if args.multirun and args.cfg:
         raise DlbenchError("--cfg prints the config of one run: leave out -m")
+    if args.config_path:
+        raise DlbenchError(
+            "--config-path replaces dlbench's own configs: add yours with --config-dir DIR "
+            "(or a configs/ folder in the current directory)"
+        )
+    if args.config_dir:
+        add_config_dir(args.config_dir)  # searched before the shipped tree, here and in every job
     overrides = sweep_resume_overrides(resume_overrides(list(args.overrides)))
-    checked = []  # the composed config(s), when dlbench's own config tree is used
-    if not (args.config_dir or args.config_name or args.hydra_help or args.info or args.shell_completion):
-        checked = preflight.check(overrides)
     one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
+    checked = []  # the composed config(s)
+    if not args.shell_completion:
+        mode = "multirun" if args.multirun else "run" if one_run else "show"
+        checked = preflight.check(overrides, config_name=args.config_name or "config", mode=mode)
     if distributed.launched():  # a process of a torchrun group
         if args.multirun:
             raise DlbenchError("a sweep (-m) does not run under torchrun; give its jobs trainer.devices=N")
@@ -271,8 +287,9 @@ def train_command(argv: list[str]) -> int:
         err_console.print(
             f"note: experiment={sweep} is a sweep; this runs one job. Run all of them: dlbench -m ..."
         )
-    flags = [a for a in argv if a not in args.overrides]
-    sys.argv = ["dlbench", *flags, *overrides]
+    # dlbench writes a run's .hydra/ itself, once the run is built (train.record_run)
+    overrides = [*overrides, "hydra.output_subdir=null"]
+    sys.argv = ["dlbench", *hydra_flags(argv, args.overrides), *overrides]
     summary.FAILED_JOBS.clear()
     try:
         hydra_entry()
@@ -286,6 +303,20 @@ def train_command(argv: list[str]) -> int:
     return 0
 
 
+def hydra_flags(argv: list[str], overrides: list[str]) -> list[str]:
+    """The command line's flags for Hydra, less --config-dir (dlbench puts those folders on its
+    own search path, before the shipped tree)."""
+    flags, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--config-dir", "-cd"):
+            skip = True
+        elif not arg.startswith("--config-dir=") and arg not in overrides:
+            flags.append(arg)
+    return flags
+
+
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def hydra_entry(cfg: DictConfig) -> float | None:
     """One job: train, and turn any failure into a message (and error.txt in the run dir)."""
@@ -294,46 +325,75 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    overrides = list(hydra_cfg.overrides.task)
     stop_file = Path(hydra_cfg.sweep.dir) / ".stop" if multirun else None
-    if stop_file is not None and stop_file.exists():  # sweep.fail_fast: an earlier job failed
-        (run_dir / "error.txt").write_text(f"skipped: {stop_file.read_text().strip()}\n")
-        return None
-    # A job Slurm requeued (through submitit, after a preemption or its time limit) continues
-    # from the checkpoint it wrote when it was stopped, as does every job of `sweep.resume`.
-    requeued = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
-    if multirun and (cfg.sweep.resume or requeued):
-        if (run_dir / "metrics.json").is_file():  # finished before: keep it
-            print(f"job {run_dir.name}: finished before, skipped (sweep.resume)")
-            return json.loads((run_dir / "metrics.json").read_text()).get(cfg.trainer.monitor)
-        (run_dir / "error.txt").unlink(missing_ok=True)
-        if (run_dir / "checkpoints" / "last.pt").is_file():
-            with open_dict(cfg):
-                cfg.resume = str(run_dir / "checkpoints" / "last.pt")
-    if multirun:
-        share_machine(cfg, hydra_cfg)
     try:
+        if multirun:
+            record_job(run_dir, overrides)
+        if stop_file is not None and stop_file.exists():  # sweep.fail_fast: an earlier job failed
+            rundir.write_text(run_dir / "error.txt", f"skipped: {stop_file.read_text().strip()}\n")
+            return None
+        # A job Slurm requeued (through submitit, after a preemption or its time limit) continues
+        # from the checkpoint it wrote when it was stopped, as does every job of `sweep.resume`.
+        requeued = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
+        if multirun and (cfg.sweep.resume or requeued):
+            if (metrics := summary.read_metrics(run_dir)) is not None:  # finished before: keep it
+                print(f"job {run_dir.name}: finished before, skipped (sweep.resume)")
+                return metrics.get(cfg.trainer.monitor)
+            (run_dir / "error.txt").unlink(missing_ok=True)
+            if (run_dir / "checkpoints" / "last.pt").is_file():
+                with open_dict(cfg):
+                    cfg.resume = str(run_dir / "checkpoints" / "last.pt")
+        if multirun:
+            share_machine(cfg, hydra_cfg)
         if multirun and cfg.trainer.devices > 1:
             raise DlbenchError("trainer.devices > 1 starts torchrun for one run: run it without -m")
-        metrics = train(cfg, run_dir, list(hydra_cfg.overrides.task))
+        metrics = train(cfg, run_dir, overrides, hydra_cfg)
     except Preempted as stop:
         stopped(stop, run_dir)
     except Exception as err:
-        known = isinstance(err, DlbenchError)
-        if not known and os.environ.get("DLBENCH_DEBUG"):
-            raise
-        message = str(err) if known else f"{type(err).__name__}: {err}"
-        if known and not distributed.is_main():  # every process meets the same bad input: rank 0 says it
-            raise SystemExit(2) from None
-        (run_dir / "error.txt").write_text(message + "\n")
-        print_error(
-            message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {message}"
-        )
-        if not multirun:
-            raise SystemExit(2 if known else 1) from None
-        if cfg.sweep.fail_fast:
-            stop_file.write_text(f"job {run_dir.name} failed and sweep.fail_fast is set\n")
+        failed(err, run_dir, multirun, record=multirun or not cfg.resume)
+        if stop_file is not None and cfg.sweep.fail_fast:
+            rundir.write_text(stop_file, f"job {run_dir.name} failed and sweep.fail_fast is set\n")
         return None
     return metrics.get(cfg.trainer.monitor)
+
+
+def record_job(run_dir: Path, overrides: list[str]) -> None:
+    """A sweep job's overrides in its folder (so the summary lists it even if it fails early).
+    `sweep.resume` must run each job with the overrides it was started with (`sweep.*` aside)."""
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    if not saved_file.is_file():
+        rundir.write_text(saved_file, yaml.safe_dump(overrides))
+        return
+    saved = yaml.safe_load(saved_file.read_text()) or []
+    job = [o for o in saved if not o.startswith("sweep.")]  # sweep.resume, sweep.fail_fast: not the job's
+    if job != [o for o in overrides if not o.startswith("sweep.")]:
+        raise DlbenchError(
+            f"job {run_dir.name} of this sweep ran with {' '.join(saved) or 'no overrides'}, not "
+            f"{' '.join(overrides)}: sweep.resume finishes a sweep with the command that started it"
+        )
+
+
+def failed(err: Exception, run_dir: Path, multirun: bool, record: bool) -> None:
+    """Report a job's failure: one message, and with `record`, error.txt in the run folder
+    (never in a folder of another run, nor in the folder of a run that failed to resume). A
+    single run exits with 2 (a user error) or 1 (a bug)."""
+    err = errors.as_user_error(err)
+    known = isinstance(err, DlbenchError)
+    if not known and os.environ.get("DLBENCH_DEBUG"):
+        raise err
+    message = str(err) if known else f"{type(err).__name__}: {err}"
+    if known and not distributed.is_main():  # every process meets the same bad input: rank 0 says it
+        raise SystemExit(2) from None
+    if record and not isinstance(err, FolderInUse):
+        try:
+            rundir.write_text(run_dir / "error.txt", message + "\n")
+        except DlbenchError:
+            pass  # the folder cannot be written (a full disk): the message below says why
+    print_error(message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {message}")
+    if not multirun:
+        raise SystemExit(2 if known else 1) from None
 
 
 def stopped(stop: Preempted, run_dir: Path) -> None:
@@ -372,7 +432,10 @@ def share_machine(cfg: DictConfig, hydra_cfg) -> None:
 
 def print_error(message: str) -> None:
     # the message is text, not markup: "dlbench[slurm]" or "[[mean], [std]]" must print as written
-    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, markup=True)
+    # soft_wrap: no line breaks of its own, so a path or a value is never split (the terminal wraps)
+    err_console.print(
+        f"[bold red]error:[/bold red] {escape(message)}", highlight=False, markup=True, soft_wrap=True
+    )
 
 
 def compare_command(args: list[str]) -> int:
@@ -393,6 +456,9 @@ def compare_command(args: list[str]) -> int:
             "usage: dlbench compare <sweep dir or run dirs...> [--sort METRIC] [--ascending] "
             "[--metrics A,B] [--csv FILE] [--md FILE]"
         ) from None
+    for path in (parsed.csv, parsed.md):
+        if path is not None and not path.parent.is_dir():
+            raise DlbenchError(f"{path}: no such folder {path.parent} (make it first, or write elsewhere)")
     rows = summary.collect(parsed.paths)
     if parsed.sort:
         rows = summary.sort_rows(rows, parsed.sort, parsed.ascending)
@@ -427,6 +493,9 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # a log line that cannot be written (a full disk) is dropped without a traceback; the
+    # run's next checkpoint or TensorBoard write stops it with one message
+    logging.raiseExceptions = False
     try:
         if argv[:1] in (["-h"], ["--help"]):
             print_help()
@@ -434,13 +503,15 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in COMMANDS:
             return COMMANDS[argv[0]](argv[1:])
         return train_command(argv)
-    except DlbenchError as err:
-        print_error(str(err))
-        return 2
     except KeyboardInterrupt:
         print_error("interrupted")
         return 130
-    except Exception as err:  # a bug, not a user error: say so, keep the traceback for DLBENCH_DEBUG
+    except Exception as err:
+        user_error = errors.as_user_error(err)
+        if isinstance(user_error, DlbenchError):
+            print_error(str(user_error))
+            return 2
+        # a bug, not a user error: say so, keep the traceback for DLBENCH_DEBUG
         if os.environ.get("DLBENCH_DEBUG"):
             traceback.print_exc()
         print_error(f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {type(err).__name__}: {err}")

@@ -9,6 +9,7 @@ refuses an unknown key or a value of the wrong type. A component's own keys (`mo
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
 import time
@@ -33,8 +34,8 @@ class TrainerConfig:
     grad_clip: float | None = None  # clip the gradients' global L2 norm to this value
     log_every_n_steps: int = 10
     val_every_n_epochs: int = 1  # validate, log and checkpoint every N epochs (and at the end)
-    monitor: str = "val/loss"  # metric that decides best.pt and early stopping
-    monitor_mode: str = "min"  # min | max
+    monitor: str | None = None  # metric that decides best.pt and early stopping (null: the task's)
+    monitor_mode: str | None = None  # min | max (null: max for accuracy-like names, else min)
     patience: int | None = None  # early stopping: epochs without improvement
     deterministic: bool = False  # torch.use_deterministic_algorithms
     compile: bool = False  # torch.compile the model(s) (off by default: slower on the CPU, warm-up)
@@ -46,6 +47,7 @@ class TrainerConfig:
     keep_last_k: int = 0  # with checkpoint_every_n_steps: keep the newest K step-N.pt as well
     log_grad_norms: bool = False  # log each weight's gradient L2 norm (grad_norm/<name>) when logging
     nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (an error) | skip (the step) | off
+    max_skipped_fraction: float = 0.1  # nonfinite=skip: stop when more of an epoch's steps were skipped
     devices: int = 1  # N > 1: data-parallel over N processes on this machine (torchrun, DDP)
 
 
@@ -141,6 +143,29 @@ CHOICES = {
 }
 
 
+STRUCTURED = {"trainer": TrainerConfig, "device": DeviceConfig, "logger": LoggerConfig, "sweep": SweepConfig}
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Refuse keys that no part of dlbench reads, added with `+` (`+trainer.epocs=5`, `+foo=1`):
+    they would be ignored without a word."""
+    from dlbench.errors import did_you_mean
+
+    for where, schema, node in [("", RunConfig, cfg), *((k, s, cfg.get(k)) for k, s in STRUCTURED.items())]:
+        if not isinstance(node, DictConfig):
+            continue
+        known = {f.name for f in dataclasses.fields(schema)}
+        for key in node.keys():
+            if key not in known:
+                full, place = (
+                    (f"{where}.{key}", f"under {where}") if where else (str(key), "at the top level")
+                )
+                raise DlbenchError(
+                    f"Unknown key '{full}': nothing reads it.{did_you_mean(str(key), known)}\n"
+                    f"Valid keys {place}: {', '.join(sorted(known))}"
+                )
+
+
 def schema_hints(schema: type) -> dict[str, Any]:
     hints = typing.get_type_hints(schema)
     return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
@@ -165,11 +190,14 @@ def _plain(node: Any) -> dict:
             out[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         except OmegaConfBaseException:
             out[key] = raw[key]
+        if out[key] is None and isinstance(raw[key], str):  # points at a value the run fills in
+            out[key] = raw[key]  # (e.g. trainer.monitor_mode=null: the task's), checked when built
     return out
 
 
 def validate(cfg: DictConfig) -> None:
     """Refuse a composed config that cannot run, before any data is read."""
+    check_known_keys(cfg)
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and str(value) not in allowed:
@@ -187,11 +215,18 @@ def validate(cfg: DictConfig) -> None:
         ("devices", t.devices, 1),
         ("checkpoint_every_n_steps", t.checkpoint_every_n_steps, 1),
         ("keep_last_k", t.keep_last_k, 0),
+        ("seed", t.seed, 0),
     ]:
         if value is not None and value < low:
             raise DlbenchError(f"trainer.{key}={value}: must be at least {low}")
-    if t.grad_clip is not None and t.grad_clip <= 0:
-        raise DlbenchError(f"trainer.grad_clip={t.grad_clip}: must be positive (or null for none)")
+    if not t.seed < 2**32:
+        raise DlbenchError(
+            f"trainer.seed={t.seed}: must be below 2**32 (numpy's generators take no larger seed)"
+        )
+    if t.grad_clip is not None and not 0 < t.grad_clip < math.inf:
+        raise DlbenchError(f"trainer.grad_clip={t.grad_clip}: must be a positive number (or null for none)")
+    if not 0 <= t.max_skipped_fraction <= 1:
+        raise DlbenchError(f"trainer.max_skipped_fraction={t.max_skipped_fraction}: must be in [0, 1]")
 
     dataset = _plain(cfg.dataset)
     DATASETS.check(dataset, "dataset", reserved=schema_hints(DataConfig))
@@ -199,6 +234,10 @@ def validate(cfg: DictConfig) -> None:
     if str(data.in_memory).lower() not in ("auto", "true", "false"):
         raise DlbenchError(
             f"dataset.in_memory={data.in_memory} is not allowed; choose one of: auto|true|false"
+        )
+    if data.num_workers < 0:
+        raise DlbenchError(
+            f"dataset.num_workers={data.num_workers}: must be 0 (load in this process) or more"
         )
     for key in ("val_fraction", "test_fraction"):
         if not 0 <= getattr(data, key) < 1:

@@ -13,6 +13,11 @@ class DlbenchError(Exception):
     """
 
 
+class FolderInUse(DlbenchError):
+    """The run folder holds another run, or another process is running in it: dlbench writes
+    nothing there (not even error.txt)."""
+
+
 class Preempted(Exception):
     """The run was asked to stop (SIGTERM, SIGUSR1, SIGUSR2) and saved a checkpoint to resume from.
 
@@ -40,3 +45,27 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> DlbenchError:
         f"Unknown {kind} '{name}'.{did_you_mean(name, choices)}\n"
         f"Available: {', '.join(choices) if choices else '(none)'}"
     )
+
+
+OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "not enough memory", "DefaultCPUAllocator")
+
+
+def as_user_error(err: BaseException) -> BaseException:
+    """The user error behind an exception, where there is one (else `err` itself): a file
+    that cannot be read or written, memory that runs out, or a DlbenchError raised in a
+    DataLoader worker (which torch re-raises with the worker's traceback in its message)."""
+    if isinstance(err, DlbenchError):
+        text = str(err)
+        if "DataLoader worker" in text and "DlbenchError: " in text:
+            return type(err)(text.rsplit("DlbenchError: ", 1)[1].strip())
+        return err
+    if isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and any(s in str(err) for s in OUT_OF_MEMORY)
+    ):
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return DlbenchError(
+            f"Out of memory: {first[:300]}. Make the model smaller, or lower dataset.batch_size"
+        )
+    if isinstance(err, OSError) and err.filename is not None:
+        return DlbenchError(f"{err.filename}: {err.strerror or err}")
+    return err

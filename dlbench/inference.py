@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2
 
+from dlbench.data.images import open_image
 from dlbench.data.text import encode_names, encode_source, pad
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
@@ -44,14 +44,8 @@ def load_image(path: str | Path, shape: list[int], normalization: list | None) -
     the model takes one channel, inverted when the background is white (MNIST digits are white
     on black), resized to the model's input size, normalised like the training data."""
     channels, height, width = shape
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            x = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
-    except FileNotFoundError as err:
-        raise DlbenchError(f"No such file: {path}") from err
-    except (UnidentifiedImageError, OSError) as err:
-        raise DlbenchError(f"{path} is not an image that can be read ({err})") from err
+    image = open_image(path, "L" if channels == 1 else "RGB")
+    x = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
     if channels == 1:
         border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)
         if border.mean() > 0.5:

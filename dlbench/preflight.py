@@ -7,6 +7,7 @@ command at once, with the closest valid names, instead of failing in job 7 of 12
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from pathlib import Path
 
@@ -14,14 +15,16 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from dlbench import rundir, safety
 from dlbench.config import validate
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
+from dlbench.searchpath import SHIPPED as CONFIG_DIR
+from dlbench.searchpath import config_dirs
 
-CONFIG_DIR = Path(__file__).parent / "configs"
 COMPONENTS = {
     "model": MODELS,
     "dataset": DATASETS,
@@ -34,15 +37,16 @@ MAX_COMBINATIONS = 64
 
 
 def groups() -> dict[str, list[str]]:
-    """Config groups and their options, read from the shipped config tree (files named _*
-    are shared parts that options include, not options)."""
-    return {
-        d.name: sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_"))
-        for d in sorted(CONFIG_DIR.iterdir())
-        if d.is_dir()
-        and not d.name.startswith(("_", "."))
-        and d.name != "hydra"  # hydra/: Hydra's own groups
-    }
+    """Config groups and their options, read from the user's config folders and the shipped
+    tree (files named _* are shared parts that options include, not options)."""
+    found: dict[str, set[str]] = {}
+    for root in config_dirs():
+        for d in root.iterdir():
+            if d.is_dir() and not d.name.startswith(("_", ".")) and d.name != "hydra":  # Hydra's own
+                found.setdefault(d.name, set()).update(
+                    p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_")
+                )
+    return {name: sorted(found[name]) for name in sorted(found)}
 
 
 def parse(overrides: list[str]) -> list[Override]:
@@ -63,8 +67,6 @@ def combinations(parsed: list[Override]) -> list[list[str]]:
     """The override lists the sweep would run (each Hydra override, sweeps expanded)."""
     choices = []
     for o in parsed:
-        if o.is_hydra_override():
-            continue
         if o.is_sweep_override() and o.is_discrete_sweep() and o.value_type.name != "GLOB_CHOICE_SWEEP":
             key = o.get_key_element()
             choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
@@ -83,14 +85,27 @@ def check_group_choices(overrides: list[str]) -> None:
                 raise unknown_name(f"{group} option", str(value), options[group])
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    """Compose the run's config from the shipped tree; errors become one readable message."""
+def compose_config(
+    overrides: list[str], source: str = "the command line", config_name: str = "config"
+) -> DictConfig:
+    """Compose the run's config as Hydra will (the user's config folders, then the shipped
+    tree), refuse anything in it that would call an object (safety.py), and return it without
+    its `hydra` node. Errors become one readable message."""
+    cfg = compose_with_hydra(overrides, source, config_name)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def compose_with_hydra(overrides: list[str], source: str, config_name: str = "config") -> DictConfig:
     check_group_choices(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose("config", overrides=overrides)
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise _explain(err, overrides) from err
+    safety.check_config(cfg, source)
+    return cfg
 
 
 def _explain(err: Exception, overrides: list[str]) -> DlbenchError:
@@ -111,7 +126,8 @@ def _explain(err: Exception, overrides: list[str]) -> DlbenchError:
 def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
     """'Unknown key model.depht' with the closest keys that node (or its constructor) takes."""
     parent, _, key = full_key.rpartition(".")
-    choices_only = [o for o in overrides if "." not in o.split("=")[0]]
+    options = groups()
+    choices_only = [o for o in overrides if o.split("=")[0].lstrip("+~") in options]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         base = compose("config", overrides=choices_only)
     node = OmegaConf.select(base, parent) if parent else base
@@ -168,10 +184,46 @@ def check_plugins(overrides: list[str]) -> None:
             )
 
 
-def check(overrides: list[str]) -> list[DictConfig]:
-    """Compose and validate every combination the command line asks for; return the configs."""
+def check(
+    overrides: list[str], source: str = "the command line", config_name: str = "config", mode: str = "run"
+) -> list[DictConfig]:
+    """Compose and validate every combination the command line asks for; return the configs.
+
+    `mode` is what the command will do: `run` (one run: its folder must be one dlbench can
+    write), `multirun` (a sweep: its folder must not hold another sweep) or `show` (nothing
+    is written)."""
     check_plugins(overrides)
-    configs = [compose_config(combination) for combination in combinations(parse(overrides))]
-    for cfg in configs:
+    configs = []
+    for combination in combinations(parse(overrides)):
+        cfg = compose_with_hydra(combination, source, config_name)
+        if not configs:
+            check_output_folder(cfg, mode)
+        with open_dict(cfg):
+            del cfg["hydra"]
         validate(cfg)
+        configs.append(cfg)
     return configs
+
+
+def check_output_folder(cfg: DictConfig, mode: str) -> None:
+    """The folder a run or a sweep will write: one that can be made here, and for a new sweep,
+    not one that holds another sweep."""
+    key = {"run": "hydra.run.dir", "multirun": "hydra.sweep.dir"}.get(mode)
+    if key is None:
+        return
+    try:
+        folder = Path(OmegaConf.select(cfg, key))
+    except OmegaConfBaseException:
+        return  # it names what only the job knows (hydra.job.*): Hydra's own checks apply
+    rundir.check_writable(folder, key)
+    if mode == "run":
+        rundir.check_new_run(folder, cfg.resume)
+    requeued = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"  # Slurm runs the same sweep again
+    if mode == "multirun" and not cfg.sweep.resume and not requeued and folder.is_dir():
+        jobs = [d for d in folder.iterdir() if d.is_dir() and rundir.holds_run(d)]
+        if jobs:
+            raise DlbenchError(
+                f"{folder} already holds a sweep ({len(jobs)} jobs with results), and dlbench never "
+                f"writes over one. Finish it with: dlbench -m ... sweep.resume={folder}  "
+                "(or leave out hydra.sweep.dir for a new folder)"
+            )

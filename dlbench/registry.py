@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import inspect
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -117,6 +118,16 @@ def check_values(node: Mapping[str, Any], hints: Mapping[str, Any], where: str, 
             )
         if not _is_interpolation(value) and not matches(value, hints[key]):
             raise DlbenchError(f"{where}.{key}: expected {describe(hints[key])}, got {value!r}")
+        if _has_nonfinite(value):
+            raise DlbenchError(f"{where}.{key}={value}: must be a finite number (not nan or inf)")
+
+
+def _has_nonfinite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_has_nonfinite(v) for v in value)
+    return False
 
 
 def _is_interpolation(value: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -12,23 +13,40 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.table import Table
 
+from dlbench import rundir
 from dlbench.engine.logging import console
 from dlbench.errors import DlbenchError, did_you_mean
 
 FAILED_JOBS: list[str] = []  # filled by the callback; the CLI exits non-zero when not empty
 
 
+def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """A run's final metrics, or None when it has none (unfinished, or a torn metrics.json,
+    which dlbench's atomic writes never leave but another tool or a full disk might)."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
 def job_row(job_dir: Path) -> dict[str, Any]:
     """A job's overrides, status and final metrics, read from its run directory."""
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
-    row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(overrides or [])}
-    metrics_file, error_file = job_dir / "metrics.json", job_dir / "error.txt"
-    if metrics_file.exists():
+    try:
+        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
+    except (OSError, ValueError, yaml.YAMLError):
+        overrides = ["(unreadable overrides.yaml)"]
+    if not isinstance(overrides, list):
+        overrides = ["(unreadable overrides.yaml)"]
+    row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(map(str, overrides))}
+    error_file = job_dir / "error.txt"
+    if (metrics := read_metrics(job_dir)) is not None:
         row["status"] = "ok"
-        row.update(json.loads(metrics_file.read_text()))
+        row.update(metrics)
     elif error_file.exists():
-        row["status"] = "failed: " + error_file.read_text().strip().splitlines()[0]
+        lines = error_file.read_text(errors="replace").strip().splitlines()
+        row["status"] = "failed: " + (lines[0] if lines else "")
     else:
         row["status"] = "incomplete"
     return row
@@ -101,14 +119,15 @@ def write(rows: list[dict[str, Any]], path: Path) -> None:
     """Write the rows as CSV (`.csv`) or a Markdown table (`.md`)."""
     columns = ["job", "overrides", "status", *metric_columns(rows)]
     if path.suffix == ".csv":
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        rundir.write_text(path, text.getvalue())
         return
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
-    path.write_text("\n".join(lines) + "\n")
+    rundir.write_text(path, "\n".join(lines) + "\n")
 
 
 def _fmt(value: Any) -> str:

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import TensorDataset
 
+from dlbench import rundir
 from dlbench.config import data_config, validate
 from dlbench.data import DataModule
 from dlbench.engine import checkpoint, distributed
@@ -19,6 +21,7 @@ from dlbench.engine.device import resolve_device, seed_everything, set_threads
 from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
 from dlbench.engine.trainer import Trainer
 from dlbench.registry import DATASETS, LOSSES, MODELS, TASKS
+from dlbench.summary import HIGHER_IS_BETTER
 from dlbench.tasks.base import Task
 
 log = logging.getLogger("dlbench")
@@ -60,13 +63,32 @@ def first_images(data: DataModule, n: int) -> torch.Tensor:
     return torch.stack([torch.as_tensor(train[i][0]) for i in range(min(n, len(train)))])
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, float]:
-    """Train and test one run in `run_dir`; return the final metrics (also in metrics.json)."""
-    started = time.perf_counter()
+def train(
+    cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, hydra_cfg: DictConfig | None = None
+) -> dict[str, float]:
+    """Train and test one run in `run_dir`; return the final metrics (also in metrics.json).
+
+    The run holds `run_dir`'s lock for its life, never starts in a folder that holds another
+    run, and writes nothing there until every part is built (a resume that fails leaves the
+    folder as it was)."""
     validate(cfg)
-    main = distributed.is_main()  # the process that writes (the only one, unless under torchrun)
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    lock = None
+    if distributed.is_main():  # the process that writes (the only one, unless under torchrun)
+        lock = rundir.RunLock(run_dir).acquire()
+    try:
+        if lock is not None:
+            rundir.check_new_run(run_dir, cfg.resume)
+            rundir.remove_stale_temporaries(run_dir)
+        return _train(cfg, run_dir, list(overrides or []), hydra_cfg)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: DictConfig | None):
+    started = time.perf_counter()
+    main = distributed.is_main()
+    composed = OmegaConf.to_yaml(cfg)  # as composed, before the data fills in what it knows
     progress = setup_console(cfg.trainer.progress if main else "none")
     device = resolve_device(str(cfg.device.type))
     if device.type == "cuda" and distributed.world_size() > 1:
@@ -80,15 +102,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     data = build_data(cfg)
     data.place(device)
     task = build_task(cfg, data)  # the same initial weights in every process
+    with open_dict(cfg):  # trainer.monitor=null: the task's own metric
+        cfg.trainer.monitor, cfg.trainer.monitor_mode = monitor_of(cfg.trainer, task)
     if distributed.rank() > 0:  # ... but each process its own dropout masks and augmentations
         seed_everything(cfg.trainer.seed + distributed.rank(), cfg.trainer.deterministic)
-    logger = RunLogger(
-        run_dir,
-        tensorboard=cfg.logger.tensorboard and main,
-        progress=progress,
-        purge_step=resume_state["trainer"]["step"] + 1 if resume_state else None,
-    )
-    extra = {"config": OmegaConf.to_yaml(cfg, resolve=True), "overrides": list(overrides or [])}
+    logger = RunLogger(run_dir, progress)  # its TensorBoard writer opens once every part is built
+    extra = {"config": OmegaConf.to_yaml(cfg, resolve=True), "overrides": overrides}
     trainer = Trainer(OmegaConf.to_object(cfg.trainer), device, run_dir, logger, checkpoint_extra=extra)
     trainer.setup(task)
     steps_per_epoch = len(data.loader("train"))
@@ -98,6 +117,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     if resume_state is not None:
         trainer.restore(resume_state, task, optimizations)
         log.info(f"resumed at epoch {trainer.state.epoch}, step {trainer.state.step} from {cfg.resume}")
+    if main:  # every part is built: only now does the run write in its folder
+        record_run(run_dir, composed, overrides, hydra_cfg)
+        if cfg.logger.tensorboard:
+            logger.open_tensorboard(purge_step=resume_state["trainer"]["step"] + 1 if resume_state else None)
 
     processes = f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
     log.info(
@@ -120,12 +143,30 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
         logger.close()
     if not main:
         return metrics
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    rundir.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     console.print(metrics_table(metrics))
     if (text := task.report()) is not None:
         console.print(text)
     console.print(f"Run directory: {run_dir}")
     return metrics
+
+
+def monitor_of(trainer: DictConfig, task: Task) -> tuple[str, str]:
+    """The metric that decides best.pt and early stopping, and whether higher is better."""
+    if trainer.monitor is None:
+        monitor, mode = task.monitor
+        return monitor, trainer.monitor_mode or mode
+    higher = any(word in trainer.monitor.split("/")[-1] for word in HIGHER_IS_BETTER)
+    return trainer.monitor, trainer.monitor_mode or ("max" if higher else "min")
+
+
+def record_run(run_dir: Path, composed: str, overrides: list[str], hydra_cfg: DictConfig | None) -> None:
+    """What the run is, in its folder's .hydra/ (as Hydra writes it): the composed config, the
+    overrides it was started with, and Hydra's own settings when Hydra started it."""
+    rundir.write_text(run_dir / ".hydra" / "config.yaml", composed)
+    rundir.write_text(run_dir / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))
+    if hydra_cfg is not None:
+        rundir.write_text(run_dir / ".hydra" / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra_cfg}))
 
 
 def hparams(cfg: DictConfig) -> dict[str, Any]:

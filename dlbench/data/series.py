@@ -86,7 +86,10 @@ def csv_series(
     for number, row in enumerate(rows[1:] if has_header else rows, 2 if has_header else 1):
         if index >= len(row) or not _is_number(row[index]):
             raise DlbenchError(f"csv_series: {file} line {number}, column {column}: not a number")
-        values.append(float(row[index]))
+        if not math.isfinite(value := float(row[index])):
+            where = f"csv_series: {file} line {number}, column {column}"
+            raise DlbenchError(f"{where}: {row[index]} is not a finite number")
+        values.append(value)
     return _source(torch.tensor(values, dtype=torch.float64), window, normalize, "csv_series")
 
 

@@ -90,8 +90,14 @@ def names(root: str = "data", download: bool = True, url: str = TUTORIAL_DATA) -
             if to_ascii(line.strip()):
                 texts.append(line.strip())
                 labels.append(label)
-    if len(set(labels)) < 2:
-        raise DlbenchError(f"names: {folder} needs names in at least two languages")
+    for label, file in enumerate(files):
+        if label not in labels:
+            raise DlbenchError(
+                f"names: {file} has no name left after keeping the seed's 57 letters (empty, or written "
+                "in another alphabet): remove it, or add names to it"
+            )
+    if len(files) < 2:
+        raise DlbenchError(f"names: {folder} needs names in at least two languages (only {files[0].name})")
     return DataSource(
         train=TensorDataset(encode_names(texts), torch.tensor(labels)),
         num_classes=len(files),

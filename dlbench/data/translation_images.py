@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from dlbench.data.base import DataSource
 from dlbench.data.download import fetch
+from dlbench.data.images import open_image
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 
@@ -30,13 +30,7 @@ def image_files(folder: Path) -> list[Path]:
 
 def read_image(path: Path) -> torch.Tensor:
     """An RGB file as a float tensor in [0, 1], or one clear error naming the file."""
-    try:
-        with Image.open(path) as image:
-            return v2.functional.to_dtype(
-                v2.functional.to_image(image.convert("RGB")), torch.float32, scale=True
-            )
-    except (UnidentifiedImageError, OSError) as err:
-        raise DlbenchError(f"{path} is not an image that can be read ({err})") from err
+    return v2.functional.to_dtype(v2.functional.to_image(open_image(path)), torch.float32, scale=True)
 
 
 def locate(root: str, name: str, download: bool, url: str, marker: str) -> Path:

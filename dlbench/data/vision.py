@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import pickle
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from dlbench.data.base import DataSource
 from dlbench.data.download import fetch
+from dlbench.data.images import bad_images, open_image
 from dlbench.data.transforms import normalization, preprocess
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
@@ -53,20 +55,40 @@ def _mnist_family(name: str, cls: type, root: str, download: bool, url: str | No
                 fetch(base.rstrip("/") + "/" + file, folder, md5 if url is None else None)
     if not all((folder / f).is_file() for f in MNIST_FILES):
         raise _missing(name, folder, MNIST_FILES)
-    try:
-        splits = [
-            (
-                read_image_file(str(folder / f"{p}-images-idx3-ubyte")),
-                read_label_file(str(folder / f"{p}-labels-idx1-ubyte")),
-            )
-            for p in ("train", "t10k")
-        ]
-    except Exception as err:
-        raise DlbenchError(f"{name}: the files in {folder} are not valid idx files ({err})") from err
+    splits = []
+    for p in ("train", "t10k"):
+        images, labels = folder / f"{p}-images-idx3-ubyte", folder / f"{p}-labels-idx1-ubyte"
+        check_idx(name, images, dims=3)
+        check_idx(name, labels, dims=1)
+        try:
+            splits.append((read_image_file(str(images)), read_label_file(str(labels))))
+        except Exception as err:
+            raise DlbenchError(f"{name}: the files in {folder} are not valid idx files ({err})") from err
     for images, labels in splits:
         if len(images) != len(labels):
             raise DlbenchError(f"{name}: {folder} has {len(images)} images but {len(labels)} labels")
     return [(images.unsqueeze(1), labels.long()) for images, labels in splits], list(cls.classes)
+
+
+def check_idx(name: str, path: Path, dims: int) -> None:
+    """An idx file (MNIST's format: 0, 0, type 8 = unsigned bytes, the number of dimensions,
+    each dimension as a big-endian int32, then the bytes) must hold what its header says."""
+    with path.open("rb") as f:
+        header = f.read(4 + 4 * dims)
+    size = path.stat().st_size
+    if len(header) < 4 + 4 * dims or header[:4] != bytes([0, 0, 8, dims]):
+        raise DlbenchError(
+            f"{name}: {path} is not an idx file of unsigned bytes with {dims} dimension(s) "
+            f"(its first bytes are {header[:4].hex(' ') or 'missing'}, expected 00 00 08 {dims:02x}); "
+            "a download cut short, or another file under this name"
+        )
+    shape = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    expected = 4 + 4 * dims + math.prod(shape)
+    if size != expected:
+        raise DlbenchError(
+            f"{name}: {path} is {size} bytes, but its header ({' x '.join(map(str, shape))}) "
+            f"says {expected}: the file is {'cut short' if size < expected else 'longer than it should be'}"
+        )
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -182,13 +204,15 @@ def image_folder(
     normalize: str | list[list[float]] | None = "half",
     bad_images: str = "fail",
     max_bad_fraction: float = 0.01,
+    check_images: bool = True,
 ) -> DataSource:
     """Any root/<split>/<class>/*.jpg|png tree (torchvision ImageFolder); train/ is required,
     val/ and test/ are used when present and carved from train/ otherwise.
 
-    Every file is checked when the run starts (PIL opens and verifies it). A file that is not a
-    readable image stops the run with its name (`bad_images=fail`), or is left out
-    (`bad_images=skip`, counted; more than `max_bad_fraction` of a split is still an error)."""
+    Every file is decoded when the run starts (`check_images`). A file that does not decode (cut
+    short, not an image) stops the run with its name (`bad_images=fail`), or is left out
+    (`bad_images=skip`, counted; more than `max_bad_fraction` of a split is still an error).
+    With check_images=false a bad file stops the run, named, when a batch meets it."""
     from torchvision.transforms import v2
 
     base = Path(root).expanduser()
@@ -214,11 +238,12 @@ def image_folder(
     def load(split: str):
         if not (base / split).is_dir():
             return None
+        loader = functools.partial(open_image, mode="L" if grayscale else "RGB")
         try:
-            folder = tv.ImageFolder(str(base / split), transform=transform)
+            folder = tv.ImageFolder(str(base / split), transform=transform, loader=loader)
         except (FileNotFoundError, RuntimeError) as err:
             raise DlbenchError(f"image_folder: {base / split}: {err}") from err
-        return drop_bad_images(folder, bad_images, max_bad_fraction)
+        return drop_bad_images(folder, bad_images, max_bad_fraction) if check_images else folder
 
     train, val, test = load("train"), load("val"), load("test")
     for split in (val, test):
@@ -232,31 +257,31 @@ def image_folder(
 
 
 def drop_bad_images(folder, policy: str, max_fraction: float):
-    """Check every image file of an ImageFolder; fail on the first bad one, or leave them out."""
-    from PIL import Image
-
-    good, bad = [], []
-    for path, label in folder.samples:
-        try:
-            with Image.open(path) as image:
-                image.verify()
-            good.append((path, label))
-        except Exception as err:  # PIL raises many types for a broken file
-            if policy == "fail":
-                raise DlbenchError(
-                    f"image_folder: {path} is not a readable image ({type(err).__name__}: {err}). "
-                    "Remove it, or leave such files out with dataset.bad_images=skip"
-                ) from err
-            bad.append(path)
-    if bad:
-        if len(bad) > max_fraction * len(folder.samples):
+    """Decode every image file of an ImageFolder; fail on a bad one, or leave them out (and
+    then every class must still have a file)."""
+    bad = bad_images(path for path, _ in folder.samples)
+    if not bad:
+        return folder
+    first = min(bad)
+    if policy == "fail":
+        raise DlbenchError(
+            f"image_folder: {first} is not a readable image ({bad[first]}). "
+            "Remove it, or leave such files out with dataset.bad_images=skip"
+        )
+    if len(bad) > max_fraction * len(folder.samples):
+        raise DlbenchError(
+            f"image_folder: {len(bad)} of {len(folder.samples)} files in {folder.root} are not readable "
+            f"images (more than dataset.max_bad_fraction={max_fraction}); the first: {first}"
+        )
+    log.warning(f"image_folder: left out {len(bad)} unreadable file(s) in {folder.root}, e.g. {first}")
+    folder.samples = folder.imgs = [(p, label) for p, label in folder.samples if p not in bad]
+    folder.targets = [label for _, label in folder.samples]
+    for label, name in enumerate(folder.classes):
+        if label not in folder.targets:
             raise DlbenchError(
-                f"image_folder: {len(bad)} of {len(folder.samples)} files in {folder.root} are not readable "
-                f"images (more than dataset.max_bad_fraction={max_fraction}); the first: {bad[0]}"
+                f"image_folder: {Path(folder.root) / name} has no readable image left "
+                "(every file in it was left out as unreadable)"
             )
-        log.warning(f"image_folder: left out {len(bad)} unreadable file(s) in {folder.root}, e.g. {bad[0]}")
-        folder.samples = folder.imgs = good
-        folder.targets = [label for _, label in good]
     return folder
 
 

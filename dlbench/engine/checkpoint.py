@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dlbench import rundir
 from dlbench.errors import DlbenchError
 
 
@@ -18,19 +18,7 @@ def save(state: dict[str, Any], path: Path) -> None:
 
     A crash or a full disk during the write leaves the previous checkpoint as it was.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise DlbenchError(f"Could not write checkpoint {path}: {err.strerror or err}") from err
-        raise
+    rundir.write_bytes(path, lambda f: torch.save(state, f))
 
 
 def find(path: str | Path) -> Path:
@@ -46,6 +34,10 @@ def find(path: str | Path) -> Path:
 def load(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint of tensors and plain values; refuse anything that would run code."""
     path = find(path)
+    if not zipfile.is_zipfile(path):
+        raise DlbenchError(
+            f"{path} is not a checkpoint (not a PyTorch file: give a run directory or a .pt file)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,29 +60,60 @@ def metrics_table(metrics: dict[str, float], title: str = "Final metrics") -> Ta
     return table
 
 
+def _quiet_writer_thread_errors(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's writer thread prints the traceback of a failed write (a full disk) and
+    keeps the error for the next write, where RunLogger reports it as one message."""
+    if type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(args.exc_type, OSError):
+        return
+    _default_thread_hook(args)
+
+
+_default_thread_hook = threading.excepthook
+threading.excepthook = _quiet_writer_thread_errors
+
+
 class RunLogger:
     """Console progress and TensorBoard writes for one run.
 
     `purge_step` (the step a resumed run starts from) drops events a killed run wrote after
-    its last checkpoint, so a run's TensorBoard steps stay strictly increasing.
+    its last checkpoint, so a run's TensorBoard steps stay strictly increasing. A write that
+    fails (a full disk) stops the run with one message naming the folder.
     """
 
-    def __init__(self, run_dir: Path, tensorboard: bool, progress: str, purge_step: int | None = None):
+    def __init__(self, run_dir: Path, progress: str):
         self.progress_mode = progress
         self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        self.folder = run_dir / "tb"
 
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge_step)
+    def open_tensorboard(self, purge_step: int | None = None) -> None:
+        """Start writing TensorBoard events under <run dir>/tb."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        if purge_step is not None:
+            _after_existing_event_files(self.folder)
+        with self.writing():
+            self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=purge_step)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Turn a failed TensorBoard write into one message naming the folder."""
+        from dlbench.rundir import file_error
+
+        try:
+            yield
+        except OSError as err:
+            raise file_error(err, self.folder) from err
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self.writer is not None:
-            for tag, value in values.items():
-                self.writer.add_scalar(tag, value, step)
+            with self.writing():
+                for tag, value in values.items():
+                    self.writer.add_scalar(tag, value, step)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
         if self.writer is not None:
-            self.writer.add_figure(tag, figure, step, close=True)
+            with self.writing():
+                self.writer.add_figure(tag, figure, step, close=True)
         else:
             import matplotlib.pyplot as plt
 
@@ -93,9 +126,10 @@ class RunLogger:
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
         exp, ssi, sei = hparams_summary(hparams, metrics)
-        file_writer = self.writer._get_file_writer()
-        for summary in (exp, ssi, sei):
-            file_writer.add_summary(summary)
+        with self.writing():
+            file_writer = self.writer._get_file_writer()
+            for summary in (exp, ssi, sei):
+                file_writer.add_summary(summary)
 
     @contextmanager
     def progress(self, total: int, description: str) -> Iterator[Any]:
@@ -122,8 +156,24 @@ class RunLogger:
     def flush(self) -> None:
         """Put the events written so far on disk (with each checkpoint: a killed run keeps them)."""
         if self.writer is not None:
-            self.writer.flush()
+            with self.writing():
+                self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            writer, self.writer = self.writer, None
+            with self.writing():
+                writer.close()
+
+
+def _after_existing_event_files(folder: Path) -> None:
+    """TensorBoard reads a run's event files in the order of their names, which start with the
+    second they were created: a resumed run's file must not share its second with the killed
+    run's, or the two may be read in the wrong order. Wait for the next second if it would."""
+    stamps = [
+        int(p.name.split(".")[3])
+        for p in folder.glob("events.out.tfevents.*")
+        if p.name.split(".")[3].isdigit()
+    ]
+    while stamps and int(time.time()) <= max(stamps):
+        time.sleep(0.05)

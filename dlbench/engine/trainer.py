@@ -23,7 +23,7 @@ from dlbench.engine import checkpoint, distributed
 from dlbench.engine.device import rng_state, set_rng_state, to_device
 from dlbench.engine.logging import RunLogger, format_metrics
 from dlbench.engine.optim import Optimization
-from dlbench.errors import DlbenchError, Preempted
+from dlbench.errors import DlbenchError, Preempted, did_you_mean
 from dlbench.tasks.base import Task
 
 log = logging.getLogger("dlbench")
@@ -152,9 +152,17 @@ class Trainer:
         if self.cfg.nonfinite == "skip":
             log.warning(f"step {step}: {what}; step skipped (trainer.nonfinite=skip)")
             return True
+        saved = [
+            f"checkpoints/{n}" for n in ("last.pt", "best.pt") if (self.run_dir / "checkpoints" / n).is_file()
+        ]
+        kept = (
+            f"{' and '.join(saved)} {'are' if len(saved) > 1 else 'is'} from the last good evaluation"
+            if saved
+            else "no checkpoint had been written yet"
+        )
         raise DlbenchError(
             f"step {step} (epoch {self.state.epoch + 1}): {what}. Stopped before the update, so no "
-            "checkpoint holds it; checkpoints/last.pt and best.pt are from the last good epoch. "
+            f"checkpoint holds it; {kept}. "
             "Lower optimizer.lr, set trainer.grad_clip, or skip such steps with trainer.nonfinite=skip"
         )
 
@@ -176,8 +184,9 @@ class Trainer:
     def fit(self, task: Task, data: Any, optimizations: dict[str, Optimization]) -> dict[str, float]:
         """Train until `epochs` (or `max_steps`, or early stopping); validate each epoch."""
         cfg = self.cfg
-        monitor = cfg.monitor if data.size("val") or not cfg.monitor.startswith("val/") else "train/loss"
-        if monitor != cfg.monitor:
+        monitor, self.monitor_mode = cfg.monitor, cfg.monitor_mode
+        if not data.size("val") and monitor.startswith("val/"):
+            monitor, self.monitor_mode = "train/loss", "min"
             log.info(f"no validation split: monitoring {monitor} instead of {cfg.monitor}")
         with self.catch_stop_signals():
             return self._fit(task, data, optimizations, monitor)
@@ -235,6 +244,12 @@ class Trainer:
             self.state.metrics = metrics
             if not report:
                 continue
+            if monitor not in metrics:
+                raise DlbenchError(
+                    f"trainer.monitor={monitor}: this run reports no such metric, so it cannot choose "
+                    f"best.pt or stop early.{did_you_mean(monitor, metrics)}\n"
+                    f"Its metrics: {', '.join(k for k in metrics if not k.startswith('time/'))}"
+                )
             improved = self._track_best(metrics.get(monitor))
             self.log.scalars(metrics, self.state.step)
             log.info(f"epoch {epoch + 1}/{cfg.epochs}  step {self.state.step}  {format_metrics(metrics)}")
@@ -256,7 +271,7 @@ class Trainer:
         if value is None or math.isnan(value):
             return False
         best = self.state.best
-        better = best is None or (value < best if self.cfg.monitor_mode == "min" else value > best)
+        better = best is None or (value < best if self.monitor_mode == "min" else value > best)
         if better:
             self.state.best, self.state.bad_epochs = value, 0
         else:
@@ -265,6 +280,7 @@ class Trainer:
 
     def train_epoch(self, task: Task, data: Any, optimizations: dict[str, Optimization], epoch: int):
         task.train()
+        skipped_before, step_before = self.skipped_steps, self.state.step
         loader = data.loader("train", epoch=epoch, seed=self.cfg.seed, skip=self.state.epoch_step)
         means = BatchMeans()
         started = time.perf_counter()
@@ -297,6 +313,13 @@ class Trainer:
         metrics = means.result("train")  # reading the sums waits for the device: the time is real
         if self.skipped_steps:
             metrics["train/skipped_steps"] = float(self.skipped_steps)
+            skipped, steps = self.skipped_steps - skipped_before, self.state.step - step_before
+            if steps and skipped > self.cfg.max_skipped_fraction * steps:
+                raise DlbenchError(
+                    f"epoch {epoch + 1}: {skipped} of its {steps} steps had a NaN/Inf loss or gradient and "
+                    f"were skipped, more than trainer.max_skipped_fraction={self.cfg.max_skipped_fraction}. "
+                    "The run is not learning: lower optimizer.lr or set trainer.grad_clip"
+                )
         metrics["time/train_samples_per_s"] = means.count / (time.perf_counter() - started)
         metrics.update(_prefixed("train", task.compute_metrics("train")))
         metrics.update(_learning_rates(optimizations))

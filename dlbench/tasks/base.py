@@ -22,6 +22,7 @@ SPLITS = ("train", "val", "test")
 
 class Task(nn.Module):
     default_loss = "mse"  # the loss a `loss=auto` config gets
+    monitor = ("val/loss", "min")  # the metric (and its better direction) trainer.monitor=null means
 
     def __init__(self, model: nn.Module, loss: nn.Module):
         super().__init__()

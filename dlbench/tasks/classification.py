@@ -50,6 +50,12 @@ class Classification(Task):
         self.tta = tta
         if data.num_classes is None:
             raise DlbenchError(f"dataset '{data.cfg.name}' has no classes: use task=regression")
+        if data.num_classes < 2:
+            names = f" ({', '.join(map(str, data.class_names))})" if data.class_names else ""
+            raise DlbenchError(
+                f"dataset '{data.cfg.name}' has {data.num_classes} class{names}: "
+                "a classifier needs at least two"
+            )
         self.num_classes = data.num_classes
         self.class_names = data.class_names or [str(i) for i in range(self.num_classes)]
         for split in SPLITS:

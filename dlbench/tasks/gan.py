@@ -144,6 +144,8 @@ class GANTask(AdversarialTask):
         )
         self.rows, self.judge_samples = rows, judge_samples
         self.judge = load_judge(judge, data) if judge else None
+        # best.pt: the samples the judge recognises best; without a judge, the generator's loss
+        self.monitor = ("val/judge_score", "max") if self.judge is not None else ("val/loss_g", "min")
         self.last_samples: torch.Tensor | None = None
 
     def generate(self, n: int | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -304,6 +306,8 @@ class ImagePool(nn.Module):
 
 class ImageToImage(AdversarialTask):
     """Shared by pix2pix and CycleGAN: L1 metrics on held-out pairs, example figures."""
+
+    monitor = ("val/l1", "min")
 
     def __init__(self, model: nn.Module, loss: nn.Module, gan_loss: str, examples: int):
         super().__init__(model, loss, gan_loss)

@@ -13,6 +13,7 @@ from dlbench.tasks.base import Optimize, Task
 
 @TASKS.register("minimize")
 class Minimize(Task):
+    monitor = ("train/f", "min")
     """Minimise a polynomial f(x) over the model's scalar x; stop when |Δx| < tolerance.
 
     Each step logs x, f(x) and f'(x) (train/x_step, train/f_step, train/grad_step). The

@@ -1,0 +1,163 @@
+"""A run folder: who may write in it, whether it already holds a run, and writing its files.
+
+- One live run per folder: `RunLock` holds an exclusive `flock` on `<run>/.lock` for the run's
+  life. The kernel drops it when the process dies, however it dies, so a stale lock file left
+  by a killed run never blocks the next one.
+- A new run never replaces another: `check_new_run` refuses a folder that holds checkpoints,
+  metrics or TensorBoard events, unless the run resumes from that same folder.
+- Every file dlbench writes in it is written whole or not at all (`write_text`: a temporary
+  file, fsync, rename), and temporary files of writes that were killed are removed at start.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+
+from dlbench.errors import DlbenchError, FolderInUse
+
+LOCK = ".lock"
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether a folder holds a run's results: checkpoints, final metrics or TensorBoard events."""
+    return (
+        (folder / "metrics.json").is_file()
+        or any((folder / "checkpoints").glob("*.pt"))
+        or any((folder / "tb").glob("events.*"))
+    )
+
+
+def check_new_run(folder: Path, resume: str | None) -> None:
+    """Refuse to start in a folder that holds another run (resuming that same run is fine)."""
+    if not holds_run(folder):
+        return
+    if resume is not None:
+        resumed = Path(resume).expanduser().resolve()  # a run folder, or a checkpoint in one
+        if folder.resolve() in (resumed, resumed.parent.parent):
+            return
+    raise FolderInUse(
+        f"{folder} already holds a run (checkpoints, metrics or TensorBoard events), and dlbench "
+        f"never writes over one. Continue it with: dlbench resume={folder}  "
+        "(or start a new run elsewhere: leave out hydra.run.dir, or give it a new folder)"
+    )
+
+
+def check_writable(folder: Path, setting: str) -> None:
+    """Refuse a folder that cannot be made or written: a path through a file, a read-only place."""
+    existing = folder.expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DlbenchError(f"{setting}={folder}: {existing} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".dlbench-probe-", dir=existing))
+    except OSError as err:
+        raise DlbenchError(f"{setting}={folder}: cannot write in {existing} ({err.strerror})") from err
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held from `acquire()` to `release()`."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        path = self.folder / LOCK
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise file_error(err, self.folder) from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise FolderInUse(
+                f"{self.folder} is in use by another dlbench run (process {owner}); wait for it to "
+                "end, or start this run in another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        (self.folder / LOCK).unlink(missing_ok=True)
+        os.close(self.fd)
+        self.fd = None
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete the temporary files of writes that were killed half way (`.<name>.*.tmp`);
+    call it while holding the folder's lock, when no other process writes there."""
+    removed = 0
+    for tmp in [*folder.glob(".*.tmp"), *folder.glob("*/.*.tmp")]:
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def write_bytes(path: Path, write) -> None:
+    """Write a file whole or not at all: `write(f)` fills a temporary file beside `path`, which
+    is fsynced and renamed over it. On any failure the old file stays and the temporary goes."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise file_error(err, path) from err
+    try:
+        with os.fdopen(fd, "wb") as f:
+            recorder = _WriteErrors(f)
+            try:
+                write(recorder)
+            except RuntimeError:  # torch.save turns the OSError of a failed write into this
+                if recorder.error is None:
+                    raise
+                raise recorder.error from None
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise file_error(err, path) from err
+        raise
+
+
+class _WriteErrors:
+    """A binary file that remembers the OSError of a failed write (torch.save reports it only as
+    'unexpected pos ...'), so a full disk is named as one."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, lambda f: f.write(text.encode()))
+
+
+def file_error(err: OSError, path: Path) -> DlbenchError:
+    """One message for a file that cannot be written: the file and the reason."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DlbenchError(f"No space left on device writing {path}")
+    if err.errno == errno.EFBIG:
+        return DlbenchError(f"File too large (the file-size limit) writing {path}")
+    return DlbenchError(f"Cannot write {err.filename or path}: {err.strerror or err}")

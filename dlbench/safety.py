@@ -1,0 +1,157 @@
+"""What a config may not hold: anything that makes Hydra (or Python's logging) import and call
+an object of the config's choosing.
+
+dlbench builds models, data and optimizers from registered names, so its own config tree needs
+no `_target_` except for the Hydra plugins it chooses (launcher, sweeper, callbacks). A config
+composed from the command line, a user's config folder, a checkpoint or a run folder is checked
+as a whole, `hydra.*` included, before Hydra starts:
+
+- `_target_`, `_args_`, `_partial_`, `_call_` keys are allowed only with the values that come
+  with dlbench's shipped configs and the installed Hydra plugins' own configs;
+- no string may build such a key through a resolver (`${oc.create:...}`, `${oc.decode:...}`);
+- logging configs (`hydra.job_logging`, `hydra.hydra_logging`) may name only standard handler
+  and formatter classes, never a `()` factory;
+- `hydra.job.env_set` may not set variables that make a process load code (LD_PRELOAD, PYTHON*);
+- the Optuna sweeper's `custom_search_space` (a function it would import) must stay unset.
+
+Overrides read back from a checkpoint or a run folder are data: they are checked like a command
+line, and may not touch `hydra.*` or `plugins` at all (dlbench never saves such overrides).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dlbench.errors import DlbenchError
+
+CALL_KEYS = ("_target_", "_args_", "_partial_", "_call_")
+RESOLVERS_THAT_BUILD_NODES = ("oc.create", "oc.decode")
+LOGGING_NODES = ("hydra.job_logging", "hydra.hydra_logging")
+LOGGING_CLASSES = {
+    "logging.StreamHandler",
+    "logging.FileHandler",
+    "logging.NullHandler",
+    "logging.Formatter",
+    "logging.handlers.RotatingFileHandler",
+    "logging.handlers.TimedRotatingFileHandler",
+    "logging.handlers.WatchedFileHandler",
+}
+CODE_LOADING_ENV = re.compile(r"^(LD_|DYLD_|PYTHON|BASH_ENV$|ENV$|PATH$|PERL5|NODE_OPTIONS$|RUBYOPT$)")
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
+@functools.cache
+def trusted_calls() -> frozenset[tuple[str, Any]]:
+    """(key, value) pairs of every `_target_`-like key in dlbench's shipped config files and
+    in the configs the installed Hydra plugins registered (launchers, sweepers, samplers)."""
+    from hydra.core.config_store import ConfigStore
+
+    pairs: set[tuple[str, Any]] = set()
+    for path in SHIPPED_CONFIGS.rglob("*.yaml"):
+        pairs.update(_call_pairs(yaml.safe_load(path.read_text())))
+
+    def walk(repo: dict) -> None:
+        for entry in repo.values():
+            if isinstance(entry, dict):
+                walk(entry)
+            else:
+                pairs.update(_call_pairs(OmegaConf.to_container(OmegaConf.create(entry.node))))
+
+    walk(ConfigStore.instance().repo.get("hydra", {}))
+    return frozenset(pairs)
+
+
+def _call_pairs(node: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in CALL_KEYS and isinstance(value, (str, bool)):
+                yield key, value
+            yield from _call_pairs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _call_pairs(value)
+
+
+def check_config(cfg: DictConfig, source: str = "the config") -> None:
+    """Refuse a composed config (the `hydra` node included) that would import or call an
+    object that did not come with dlbench or an installed Hydra plugin."""
+    trusted = trusted_calls()
+    for path, key, value in _items(cfg, ""):
+        where = f"{path}.{key}" if path else str(key)
+        if key in CALL_KEYS and (key, value) not in trusted:
+            raise refused(where, value, source)
+        if isinstance(value, str) and (
+            any(k in value for k in CALL_KEYS) or any(r in value for r in RESOLVERS_THAT_BUILD_NODES)
+        ):
+            raise refused(where, value, source)
+        if path.startswith(LOGGING_NODES):
+            if key == "()" or (key == "class" and value not in LOGGING_CLASSES):
+                raise DlbenchError(
+                    f"{source}: '{where}: {value}' is refused: a logging config may name only the "
+                    f"standard handlers and formatters ({', '.join(sorted(LOGGING_CLASSES))})"
+                )
+        if path in ("hydra.job.env_set", "hydra.job.env_copy") and CODE_LOADING_ENV.match(
+            str(value if path.endswith("env_copy") else key)
+        ):
+            raise DlbenchError(
+                f"{source}: '{where}' is refused: it would set a variable that makes programs load code"
+            )
+    search_space = OmegaConf.select(cfg, "hydra.sweeper.custom_search_space", default=None)
+    if search_space is not None:
+        raise refused("hydra.sweeper.custom_search_space", search_space, source)
+
+
+def refused(where: str, value: Any, source: str) -> DlbenchError:
+    return DlbenchError(
+        f"{source}: '{where}: {value}' is refused: a config cannot make dlbench import or call an "
+        "object. dlbench builds only registered components, chosen by name (see `dlbench list`); "
+        "your own code comes in as a plugin (docs/extending.md)."
+    )
+
+
+def _items(node: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
+    """(path of the parent, key, value) for every entry of a config, without resolving
+    interpolations (a value is checked as it is written, so no resolver runs here)."""
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            child = node._get_node(key)
+            value = child if isinstance(child, (DictConfig, ListConfig)) else child._value()
+            yield path, key, value if not isinstance(value, (DictConfig, ListConfig)) else None
+            yield from _items(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, ListConfig):
+        for index in range(len(node)):
+            child = node._get_node(index)
+            value = child if isinstance(child, (DictConfig, ListConfig)) else child._value()
+            yield path, index, value if not isinstance(value, (DictConfig, ListConfig)) else None
+            yield from _items(value, f"{path}[{index}]")
+
+
+def check_saved_overrides(overrides: Any, source: str) -> list[str]:
+    """Overrides read back from a checkpoint or a run folder: a list of `key=value` strings
+    that do not touch Hydra's own settings or the plugins (dlbench never saves such overrides)."""
+    if overrides is None:
+        return []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise DlbenchError(f"{source}: the saved overrides are not a list of key=value strings")
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        calls = any(word in override for word in (*CALL_KEYS, *RESOLVERS_THAT_BUILD_NODES))
+        if (
+            calls
+            or key.startswith(("hydra.", "hydra/"))
+            or key in ("hydra", "plugins")
+            or key.startswith("-")
+        ):
+            raise DlbenchError(
+                f"{source}: the saved override '{override}' is refused: dlbench never saves one that "
+                "names an object, Hydra's own settings or plugins, so something else wrote this file. "
+                "A saved run is data: it cannot add code to a run."
+            )
+    return list(overrides)

@@ -1,0 +1,483 @@
+"""Issue 14: no code from configs, checkpoints or run folders; no run overwritten; every user
+error one clear message with exit status 2. Each test tries a promise the way a hostile or
+careless user would break it."""
+
+import hashlib
+import io
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import THREADS
+from formats import write_image_folder, write_mnist, write_names
+from PIL import Image
+
+from dlbench import cli as dlbench_cli
+from dlbench import preflight
+from dlbench.data.images import open_image
+from dlbench.engine import checkpoint
+from dlbench.errors import DlbenchError
+from dlbench.train import train
+
+QUIET = ["trainer.progress=none", "trainer.epochs=1"]
+
+
+def run_main(capsys, *args: str) -> tuple[int, str]:
+    """dlbench's own entry point, in this process: (exit status, what it printed on stderr)."""
+    code = dlbench_cli.main(list(args))
+    return code, capsys.readouterr().err
+
+
+def payload(marker: Path) -> str:
+    """The issue's payload: a Hydra callback that writes a file when Hydra instantiates it."""
+    return (
+        "+hydra.callbacks={x:{_target_:pathlib.Path.write_text,"
+        f"_args_:[{{_target_:pathlib.Path,_args_:['{marker}']}},'x']}}}}"
+    )
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """Every file of a folder (but its log) and a hash of its bytes."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "train.log"
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One finished run of the default experiment (copied by each test that changes it)."""
+    folder = tmp_path_factory.mktemp("trained") / "run"
+    overrides = [*QUIET]
+    train(preflight.compose_config(overrides), folder, overrides)
+    return folder
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+# ---- 1. nothing in a config can import and call an object -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [
+        "payload",
+        "+model.extra={_target_:os.system,_args_:['touch MARKER']}",
+        "hydra.job_logging.handlers.file.class=subprocess.Popen",
+        "+hydra.job.env_set.LD_PRELOAD=/tmp/evil.so",
+        "+model.extra='${oc.decode:${oc.env:EVIL}}'",
+    ],
+)
+def test_the_command_line_cannot_make_dlbench_call_an_object(capsys, tmp_path, vector):
+    marker = tmp_path / "PWNED"
+    override = payload(marker) if vector == "payload" else vector.replace("MARKER", str(marker))
+    code, err = run_main(capsys, override, *QUIET, f"hydra.run.dir={tmp_path / 'out'}")
+    assert code == 2, err
+    assert "is refused" in err and "Traceback" not in err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_run_folders_saved_overrides_are_data(capsys, run, tmp_path):
+    marker = tmp_path / "PWNED"
+    saved = run / ".hydra" / "overrides.yaml"
+    saved.write_text(yaml.safe_dump([*QUIET, payload(marker)]))
+    before = digest(run)
+    for command in (["resume=" + str(run)], ["eval", str(run)]):
+        code, err = run_main(capsys, *command)
+        assert code == 2, err
+        assert f"{saved}: the saved override" in err and "is refused" in err
+    saved.write_text(yaml.safe_dump([*QUIET, "+model.x={_target_:os.system}"]))  # no hydra.* at all
+    code, err = run_main(capsys, "resume=" + str(run))
+    assert code == 2 and "is refused" in err
+    assert not marker.exists()
+    assert {k: v for k, v in digest(run).items() if k != ".hydra/overrides.yaml"} == {
+        k: v for k, v in before.items() if k != ".hydra/overrides.yaml"
+    }
+
+
+def test_a_checkpoints_saved_overrides_are_data(capsys, run, tmp_path):
+    marker = tmp_path / "PWNED"
+    (run / ".hydra" / "overrides.yaml").unlink()  # the checkpoint's own list is used then
+    state = checkpoint.load(run)
+    state["overrides"] = [*QUIET, payload(marker)]
+    torch.save(state, run / "checkpoints" / "last.pt")  # still loads with weights_only=True
+    code, err = run_main(capsys, "resume=" + str(run))
+    assert code == 2, err
+    assert "last.pt: the saved override" in err and "is refused" in err and not marker.exists()
+
+
+def test_a_sweep_folders_jobs_are_data(capsys, run, tmp_path):
+    marker = tmp_path / "PWNED"
+    sweep = tmp_path / "sweep"
+    job = Path(shutil.copytree(run, sweep / "0"))
+    (job / "metrics.json").unlink()
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([payload(marker)]))
+    code, err = run_main(capsys, "-m", *QUIET, f"sweep.resume={sweep}")
+    assert code == 2, err
+    assert "0/.hydra/overrides.yaml: the saved override" in err and not marker.exists()
+
+
+def test_a_user_config_folder_cannot_name_an_object_either(capsys, tmp_path):
+    marker = tmp_path / "PWNED"
+    folder = tmp_path / "myconfigs" / "experiment"
+    folder.mkdir(parents=True)
+    (folder / "evil.yaml").write_text(
+        "# @package _global_\n"
+        f"hydra:\n  callbacks:\n    x:\n      _target_: pathlib.Path.touch\n      self: {marker}\n"
+    )
+    (folder / "logs.yaml").write_text(
+        "# @package _global_\nhydra:\n  job_logging:\n    formatters:\n      simple:\n        (): os.system\n"
+    )
+    code, err = run_main(capsys, "--config-dir", str(tmp_path / "myconfigs"), "experiment=evil", *QUIET)
+    assert code == 2, err
+    assert "hydra.callbacks.x._target_: pathlib.Path.touch' is refused" in err and not marker.exists()
+    code, err = run_main(capsys, "--config-dir", str(tmp_path / "myconfigs"), "experiment=logs", *QUIET)
+    assert code == 2 and "hydra.job_logging.formatters.simple.(): os.system' is refused" in err, err
+
+
+class WritesAFile:
+    """A pickled object whose unpickling would call Path.touch(marker)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_other_files_are_not_checkpoints(
+    capsys, run, tmp_path
+):
+    marker = tmp_path / "PWNED"
+    torch.save({"task": WritesAFile(marker), "config": ""}, run / "checkpoints" / "last.pt")
+    code, err = run_main(capsys, "eval", str(run))
+    assert code == 2 and "could run code" in err and not marker.exists()
+
+    (tmp_path / "random.pt").write_bytes(os.urandom(4096))
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    (tmp_path / "table.csv").write_text("a,b\n1,2\n")
+    for name in ("random.pt", "notes.txt", "table.csv"):
+        code, err = run_main(capsys, "eval", str(tmp_path / name))
+        assert code == 2, err
+        assert f"{tmp_path / name} is not a checkpoint" in err
+
+
+# ---- 2. a run folder is never overwritten; one live run per folder -----------------------------
+
+
+def test_a_new_run_never_writes_over_a_finished_one(capsys, run):
+    before = digest(run)
+    code, err = run_main(capsys, *QUIET, f"hydra.run.dir={run}")
+    assert code == 2, err
+    assert "already holds a run" in err and f"dlbench resume={run}" in err
+    assert digest(run) == before
+    with pytest.raises(DlbenchError, match="already holds a run"):  # the Python entry point too
+        train(preflight.compose_config(QUIET), run)
+    assert digest(run) == before
+
+
+def test_two_live_runs_cannot_share_a_folder_and_a_dead_runs_lock_is_no_obstacle(cli, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dlbench",
+            "trainer.epochs=100000",
+            "trainer.progress=none",
+            "hydra.run.dir=shared",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not (tmp_path / "shared" / ".lock").exists() and first.poll() is None:
+            time.sleep(0.05)
+        second = cli(*QUIET, "hydra.run.dir=shared")
+        assert second.returncode == 2, second.stderr
+        err = " ".join(second.stderr.split())
+        assert "is in use by another dlbench run" in err or "already holds a run" in err
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    assert first.returncode == 75  # the first run went on until it was stopped
+
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / ".lock").write_text("999999")  # left by a killed run: no process holds it
+    train(preflight.compose_config(QUIET), stale)
+    assert (stale / "metrics.json").is_file() and not (stale / ".lock").exists()
+
+
+# ---- 3. a failed resume changes nothing ----------------------------------------------------------
+
+
+def test_a_failed_resume_leaves_the_run_as_it_was(cli, run):
+    before = digest(run)
+    failed = cli(f"resume={run}", "model=linear")
+    assert failed.returncode == 2 and "does not fit" in failed.stderr, failed.stderr[-2000:]
+    assert digest(run) == before  # .hydra/overrides.yaml included
+    resumed = dlbench_cli.resume_overrides([f"resume={run}", "trainer.epochs=2"])
+    metrics = train(preflight.compose_config(resumed), run, resumed)
+    assert metrics["train/loss"] > 0 and checkpoint.load(run)["trainer"]["epoch"] == 2
+
+
+# ---- 4. corrupt and 16-bit images ----------------------------------------------------------------
+
+
+def test_a_jpeg_cut_short_is_found_by_decoding_and_named(cli, tmp_path):
+    write_image_folder(tmp_path / "images", per_class=10)
+    noise = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG")
+    cut = tmp_path / "images" / "train" / "dog" / "cut.jpg"
+    cut.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    data = ["dataset=image_folder", f"dataset.root={tmp_path / 'images'}", "dataset.num_workers=2", *QUIET]
+    result = cli(*data)
+    err = " ".join(result.stderr.split())
+    assert result.returncode == 2, err
+    assert f"image_folder: {cut} is not a readable image (OSError: image file is truncated" in err
+
+    skip = [*data, "dataset.bad_images=skip", "dataset.max_bad_fraction=0.1"]
+    metrics = train(preflight.compose_config(skip), tmp_path / "b")
+    assert metrics["test/acc"] >= 0  # trained on the 20 good train images
+    # without the check at start, the batch that meets the file stops the run, naming it
+    late = [*data, "dataset.check_images=false"]
+    with pytest.raises(DlbenchError) as raised:
+        try:
+            train(preflight.compose_config(late), tmp_path / "c")
+        except Exception as err:  # a DataLoader worker's error, as the CLI reports it
+            from dlbench.errors import as_user_error
+
+            raise as_user_error(err) from err
+    assert str(raised.value).startswith(f"{cut} is not a readable image")
+
+    # every file of a class left out: the class folder is named
+    for path in (tmp_path / "images" / "train" / "cat").iterdir():
+        path.write_bytes(b"broken")
+    with pytest.raises(DlbenchError, match=r"images/train/cat has no readable image left"):
+        train(preflight.compose_config([*skip, "dataset.max_bad_fraction=1"]), tmp_path / "d")
+
+
+def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
+    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    assert np.asarray(open_image(tmp_path / "deep.png", "L")).tolist() == [[0, 1, 128, 255]]
+
+
+def test_a_decompression_bomb_is_refused_by_predict(capsys, tmp_path, data_root):
+    overrides = ["experiment=lenet5_mnist", f"dataset.root={data_root}", "dataset.download=false", *QUIET]
+    train(preflight.compose_config(overrides), tmp_path / "lenet")
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # 400 megapixels in a few kilobytes
+    code, err = run_main(capsys, "predict", str(tmp_path / "lenet"), str(bomb))
+    assert code == 2, err
+    assert f"{bomb} is refused" in err and "decompression bomb" in err
+
+
+# ---- 5. a full disk ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs: a real file system that fills up."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(disk: Path, leave: int) -> None:
+    """Fill the disk but `leave` bytes."""
+    free = shutil.disk_usage(disk).free
+    with open(disk / "filler", "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+
+
+@pytest.mark.parametrize("writer", ["checkpoint", "tensorboard"])
+def test_a_full_disk_stops_the_run_with_one_message_and_keeps_the_last_checkpoint(cli, small_disk, writer):
+    run = small_disk / "run"
+    first = ["trainer.progress=none", "trainer.epochs=1", "model.hidden=[32]"]
+    train(preflight.compose_config(first), run, first)
+    assert (run / "checkpoints" / "last.pt").stat().st_size > 16384
+    fill(small_disk, leave=16384)  # room for the run's small files, not for a checkpoint
+    more = ["trainer.epochs=30", "trainer.log_every_n_steps=1"]
+    more.append("logger.tensorboard=false" if writer == "checkpoint" else "trainer.checkpoint=false")
+    result = cli(f"resume={run}", *more)
+    err = " ".join(result.stderr.split())
+    assert result.returncode == 2, err
+    where = run / ("checkpoints" if writer == "checkpoint" else "tb")
+    assert f"No space left on device writing {where}" in err
+    assert "Traceback" not in err and "Exception in thread" not in err
+    assert checkpoint.load(run)["trainer"]["epoch"] == 1  # the previous checkpoint, whole
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+
+
+# ---- 6. leftovers and torn files -----------------------------------------------------------------
+
+
+def test_temporary_files_of_killed_writes_are_removed_at_start(run):
+    leftover = run / "checkpoints" / ".last.pt.x1y2z3.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    resumed = dlbench_cli.resume_overrides([f"resume={run}", "trainer.epochs=2", "trainer.progress=none"])
+    train(preflight.compose_config(resumed), run, resumed)
+    assert not leftover.exists()
+
+
+def test_a_torn_metrics_file_is_an_unfinished_job(cli, capsys, run, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(run, sweep / "0")
+    (sweep / "0" / "metrics.json").write_text('{"test/acc": 0.9')  # cut short by another tool
+    code, out = cli_main_stdout(capsys, "compare", str(sweep))
+    assert code == 0 and "incomplete" in out
+    finished = cli("-m", *QUIET, f"sweep.resume={sweep}", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "test/acc" in yaml.safe_load((sweep / "0" / "metrics.json").read_text())
+
+
+def cli_main_stdout(capsys, *args: str) -> tuple[int, str]:
+    code = dlbench_cli.main(list(args))
+    return code, capsys.readouterr().out
+
+
+# ---- 7. silent misconfiguration ------------------------------------------------------------------
+
+
+def test_an_unknown_monitor_and_unknown_added_keys_are_refused(capsys, tmp_path):
+    with pytest.raises(DlbenchError, match=r"trainer.monitor=val/accuracy: .*Did you mean: .*val/acc"):
+        train(preflight.compose_config([*QUIET, "trainer.monitor=val/accuracy"]), tmp_path / "a")
+    assert not (tmp_path / "a" / "checkpoints" / "best.pt").exists()
+    for override, expected in [
+        ("+trainer.epocs=5", "Unknown key 'trainer.epocs': nothing reads it. Did you mean: epochs"),
+        ("+foo=bar", "Unknown key 'foo': nothing reads it."),
+        ("foo=bar", "Unknown key 'foo'."),
+    ]:
+        code, err = run_main(capsys, override, *QUIET, f"hydra.run.dir={tmp_path / 'b'}")
+        assert code == 2 and expected in err, err
+
+
+def test_a_gan_monitors_its_own_metric_and_writes_best_pt(tmp_path, data_root):
+    overrides = ["experiment=gan_mnist", f"dataset.root={data_root}", "dataset.download=false", *QUIET]
+    cfg = preflight.compose_config(overrides)
+    metrics = train(cfg, tmp_path / "gan")
+    assert cfg.trainer.monitor == "val/loss_g" and cfg.trainer.monitor in metrics
+    assert (tmp_path / "gan" / "checkpoints" / "best.pt").is_file()
+
+
+# ---- 8. every user error: exit status 2 and a message naming the problem -------------------------
+
+
+def test_user_errors_exit_2_with_a_message_naming_the_problem(capsys, run, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        ([f"hydra.run.dir={tmp_path / 'afile' / 'run'}"], f"{tmp_path / 'afile'} is a file, not a folder"),
+        (["dataset.num_workers=-1"], "dataset.num_workers=-1: must be 0"),
+        (["trainer.seed=18446744073709551617"], "trainer.seed=18446744073709551617: must be below 2**32"),
+        (["optimizer.lr=inf"], "optimizer.lr=inf: must be a finite number"),
+        (["compare", str(run), "--csv", str(tmp_path / "missing" / "s.csv")], "no such folder"),
+    ]
+    for args, expected in cases:
+        if args[0] != "compare":
+            args = [*args, *QUIET]
+        code, err = run_main(capsys, *args)
+        assert code == 2 and expected in err, (args, err)
+
+
+def test_a_read_only_run_folder_is_one_message(capsys, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i (a folder even root cannot write) is not available on this file system")
+    try:
+        code, err = run_main(capsys, *QUIET, f"hydra.run.dir={locked / 'run'}")
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    assert code == 2 and f"cannot write in {locked} (Operation not permitted)" in err, err
+
+
+def test_a_model_too_large_for_memory_is_a_user_error(cli, tmp_path):
+    result = cli(*QUIET, "model.hidden=[200000000000]")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Out of memory" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "magic"])
+def test_a_broken_idx_file_is_named_with_what_was_expected(tmp_path, damage):
+    write_mnist(tmp_path)
+    images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    raw = images.read_bytes()
+    images.write_bytes(raw[: len(raw) - 100] if damage == "truncated" else b"\x1f\x8b" + raw[2:])
+    expected = (
+        rf"{images} is {len(raw) - 100} bytes, but its header .* says {len(raw)}: the file is cut short"
+        if damage == "truncated"
+        else rf"{images} is not an idx file .* first bytes are 1f 8b 08 03, expected 00 00 08 03"
+    )
+    overrides = ["dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false", *QUIET]
+    with pytest.raises(DlbenchError, match=expected):
+        train(preflight.compose_config(overrides), tmp_path / "run")
+
+
+# ---- 9. numerics -----------------------------------------------------------------------------------
+
+
+def test_inf_in_a_csv_series_is_refused_with_its_line(tmp_path):
+    from dlbench.data.series import csv_series
+
+    series = tmp_path / "series.csv"
+    series.write_text("value\n" + "".join(f"{i}\n" for i in range(40)) + "inf\n")
+    with pytest.raises(DlbenchError, match=r"series.csv line 42, column 0: inf is not a finite number"):
+        csv_series(path=str(series))
+
+
+def test_the_non_finite_message_names_only_checkpoints_that_exist_and_skipping_has_a_limit(
+    monkeypatch, tmp_path
+):
+    from test_reliability import poison
+
+    poison(monkeypatch, 5, "loss", float("nan"))  # in the first epoch: nothing saved yet
+    with pytest.raises(DlbenchError, match="no checkpoint had been written yet") as raised:
+        train(preflight.compose_config(QUIET), tmp_path / "a")
+    assert "last.pt" not in str(raised.value)
+    monkeypatch.undo()
+    poison(monkeypatch, 5, "loss", float("nan"))
+    skip = [*QUIET, "trainer.nonfinite=skip", "trainer.max_skipped_fraction=0.01"]
+    with pytest.raises(DlbenchError, match=r"epoch 1: 1 of its 21 steps .* were skipped"):
+        train(preflight.compose_config(skip), tmp_path / "b")
+
+
+# ---- 10. data that cannot train ------------------------------------------------------------------
+
+
+def test_data_that_cannot_train_is_named(tmp_path):
+    write_image_folder(tmp_path / "one", classes=("cat",))
+    one = ["dataset=image_folder", f"dataset.root={tmp_path / 'one'}", *QUIET]
+    with pytest.raises(DlbenchError, match=r"dataset 'image_folder' has 1 class \(cat\): a classifier needs"):
+        train(preflight.compose_config(one), tmp_path / "a")
+
+    names = write_names(tmp_path / "data")
+    (names / "Greek.txt").write_text("Αλέξανδρος\nΝίκος\n")  # nothing left of the seed's 57 letters
+    overrides = ["dataset=names", f"dataset.root={tmp_path / 'data'}", "dataset.download=false", *QUIET]
+    with pytest.raises(DlbenchError, match=r"Greek.txt has no name left after keeping the seed's 57 letters"):
+        train(preflight.compose_config(overrides), tmp_path / "b")
