@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from dlbench import preflight
-from dlbench.train import train
+from dlbench.training import train
 
 
 def run(overrides: list[str], out: Path) -> dict:

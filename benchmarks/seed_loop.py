@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the id
 from formats import write_mnist  # noqa: E402
 
 from dlbench import preflight  # noqa: E402
-from dlbench.train import train as dlbench_train  # noqa: E402
+from dlbench.training import train as dlbench_train  # noqa: E402
 
 
 class LeNet5(nn.Module):  # the notes' class

@@ -1,30 +1,16 @@
-"""dlbench's command line: argv -> subcommand (train is the default) -> Hydra."""
+"""dlbench's command line: argv -> subcommand (train is the default), each in dlbench/commands/."""
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import traceback
-from pathlib import Path
+from collections.abc import Callable
 
-import hydra
-import yaml
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict
-from rich.markup import escape
-from rich.table import Table
-
-from dlbench import errors, preflight, rundir, safety, summary
-from dlbench.engine import distributed
-from dlbench.engine.logging import console
-from dlbench.errors import DlbenchError, FolderInUse, Preempted, unknown_name
-from dlbench.registry import REGISTRIES
-from dlbench.searchpath import add_config_dir
-
-err_console = console.__class__(stderr=True)
+from dlbench import errors
+from dlbench.engine.logging import console, print_error
+from dlbench.errors import DlbenchError
 
 EXAMPLES = """\
 [bold]Usage[/bold]
@@ -36,6 +22,8 @@ EXAMPLES = """\
   dlbench eval RUN [OVERRIDES...]        a saved model's metrics on the test split
   dlbench predict RUN INPUT... [--top-k K]  classify images or names, or translate, with a saved model
   dlbench predict RUN [IMAGE...] [--num N] [--out PATH]  GAN samples, or translated images
+  dlbench export RUN --out model.pt      the model as a plain state_dict (+ model.yaml to rebuild it)
+  dlbench new experiment NAME [--from PRESET] | new model NAME   start your own (./configs, a plugin)
   dlbench --help | --hydra-help | --cfg job [OVERRIDES...]
 
 [bold]Examples[/bold]
@@ -47,8 +35,10 @@ EXAMPLES = """\
   dlbench compare outputs/multirun/<sweep> --sort test/acc
   dlbench resume=outputs/digits_mlp/2026-01-01_12-00-00_ab12cd trainer.epochs=20
   dlbench list models
+  dlbench list models resnet                       its keys: defaults, types, meaning
+  dlbench plugins=[my_models] model=tiny_net       your own model (docs/extending.md)
   dlbench show experiment=resnet_cifar10
-  dlbench show model=resnet model.depth=50 model.stem=imagenet model.num_classes=1000
+  dlbench show model=resnet model.depth=50 model.stem=imagenet model.num_outputs=1000
   dlbench eval outputs/cnn_mnist/<run> dataset=fashion_mnist
   dlbench predict outputs/cnn_mnist/<run> my_digit.png --top-k 3
   dlbench predict outputs/name2lang_rnn/<run> Choi Jane Daniel Chow Tanaka --top-k 5
@@ -66,6 +56,8 @@ EXAMPLES = """\
 
 
 def print_help() -> None:
+    from dlbench import preflight
+
     console.print("[bold]dlbench[/bold]: config-driven deep-learning training\n")
     console.print(EXAMPLES, soft_wrap=True)
     console.print("[bold]Config groups[/bold] (choose one option with GROUP=OPTION)")
@@ -75,419 +67,23 @@ def print_help() -> None:
         console.print(f"  {group:<{width}} {', '.join(options)}", soft_wrap=True)
 
 
-def list_command(args: list[str]) -> int:
-    """dlbench list [models|datasets|tasks|optimizers|schedulers|losses|experiments] [PATTERN]"""
-    kinds = [*REGISTRIES, "experiments"]
-    wanted = args[:1] or kinds
-    pattern = args[1] if len(args) > 1 else "*"
-    for kind in wanted:
-        if kind not in kinds:
-            raise unknown_name("list kind", kind, kinds)
-        table = Table(title=kind, title_justify="left")
-        table.add_column("name")
-        table.add_column("description")
-        if kind == "experiments":
-            for name, description in experiments().items():
-                table.add_row(name, description)
-        else:
-            registry = REGISTRIES[kind]
-            for name in registry.names(pattern):
-                table.add_row(name, registry.description(name))
-        console.print(table)
-    return 0
+def command(name: str) -> Callable[[list[str]], int]:
+    """A subcommand's function, imported when it is used."""
+    import importlib
 
-
-def experiments() -> dict[str, str]:
-    """Experiment presets and the first line of each file's header comment."""
-    out = {}
-    for name in preflight.groups()["experiment"]:
-        path = preflight.CONFIG_DIR / "experiment" / f"{name}.yaml"
-        lines = [ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("# ")]
-        lines = [ln for ln in lines if not ln.startswith("@package")]
-        out[name] = lines[0] if lines else ""
-    return out
-
-
-def saved_overrides(target: str) -> tuple[Path, Path, list[str]]:
-    """A run's checkpoint, its directory and the overrides it was started with."""
-    from dlbench.engine import checkpoint
-
-    ckpt = checkpoint.find(target)
-    run_dir = ckpt.parent.parent
-    saved_file = run_dir / ".hydra" / "overrides.yaml"
-    if saved_file.is_file():
-        try:
-            saved = yaml.safe_load(saved_file.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise DlbenchError(f"{saved_file} is not readable YAML ({err})") from err
-        return ckpt, run_dir, safety.check_saved_overrides(saved, str(saved_file))
-    saved = checkpoint.load(ckpt).get("overrides")
-    return ckpt, run_dir, safety.check_saved_overrides(saved, str(ckpt))
-
-
-def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:
-    """The saved overrides, less those the new ones replace (and resume/run-dir ones), then the new."""
-    keys = {o.split("=", 1)[0].lstrip("+") for o in overrides}
-    kept = [
-        o
-        for o in saved
-        if o.split("=", 1)[0].lstrip("+") not in keys and not o.startswith(("resume=", "hydra.run.dir="))
-    ]
-    return [*kept, *overrides]
-
-
-def override_value(overrides: list[str], key: str) -> str | None:
-    """The value `key=VALUE` sets on the command line; None when absent or null."""
-    value = next((o.split("=", 1)[1] for o in overrides if o.startswith(f"{key}=")), None)
-    return None if value in ("null", "None", "") else value
-
-
-def resume_overrides(overrides: list[str]) -> list[str]:
-    """`resume=RUN` re-uses the run's own overrides (the command line's win) and its directory."""
-    target = override_value(overrides, "resume")
-    if target is None:
-        return overrides
-    ckpt, run_dir, saved = saved_overrides(target)
-    out = merge_overrides(saved, [o for o in overrides if not o.startswith("resume=")]) + [f"resume={ckpt}"]
-    if not any(o.startswith("hydra.run.dir=") for o in overrides):
-        out.append(f"hydra.run.dir={run_dir}")
-    return out
-
-
-def eval_command(args: list[str]) -> int:
-    """dlbench eval RUN [OVERRIDES...]: the saved model's metrics on the test split."""
-    if not args or args[0].startswith("-"):
-        raise DlbenchError(
-            "usage: dlbench eval <run dir or checkpoint> [overrides, e.g. dataset=fashion_mnist]"
-        )
-    from dlbench.config import validate
-    from dlbench.engine import checkpoint
-    from dlbench.engine.device import resolve_device
-    from dlbench.engine.logging import RunLogger, metrics_table, setup_console
-    from dlbench.engine.trainer import Trainer
-    from dlbench.train import build_data, build_task
-
-    ckpt, run_dir, saved = saved_overrides(args[0])
-    overrides = merge_overrides(saved, args[1:])
-    cfg = preflight.compose_config(overrides)
-    validate(cfg)
-    setup_console("plain")
-    data = build_data(cfg)
-    if not data.size("test"):
-        raise DlbenchError(f"dataset '{cfg.dataset.name}' has no test split here (dataset.test_fraction=0?)")
-    task = build_task(cfg, data)
-    try:
-        task.load_state_dict(checkpoint.load(ckpt)["task"])
-    except RuntimeError as err:
-        raise DlbenchError(f"{ckpt} does not fit the model this config builds: {err}") from err
-    trainer = Trainer(cfg.trainer, resolve_device(str(cfg.device.type)), run_dir, RunLogger(run_dir, "none"))
-    trainer.setup(task)
-    metrics = trainer.evaluate(task, data, "test")
-    console.print(metrics_table(metrics, title=f"Test metrics of {ckpt}"))
-    if (report := task.report()) is not None:
-        console.print(report)
-    return 0
-
-
-def predict_command(args: list[str]) -> int:
-    """dlbench predict RUN INPUT... [--top-k K]: image files, names or sentences, by the run."""
-    import argparse
-
-    from dlbench.inference import predict
-
-    parser = argparse.ArgumentParser(prog="dlbench predict", add_help=False)
-    parser.add_argument("run")
-    parser.add_argument("inputs", nargs="*")
-    parser.add_argument("--top-k", type=int, default=3)
-    parser.add_argument("--num", type=int, default=64)  # GAN samples
-    parser.add_argument("--out")  # where generated images go
-    try:
-        parsed = parser.parse_args(args)
-    except SystemExit:
-        raise DlbenchError(
-            "usage: dlbench predict <run dir or checkpoint> [INPUT...] [--top-k K] [--num N] [--out PATH] "
-            "(image files, names or sentences, as the run was trained on; nothing for a GAN)"
-        ) from None
-    header, rows = predict(parsed.run, parsed.inputs, parsed.top_k, parsed.num, parsed.out)
-    table = Table(title="Predictions")
-    for column in header:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    return 0
-
-
-def sweep_resume_overrides(overrides: list[str]) -> list[str]:
-    """`sweep.resume=DIR` runs the sweep again in DIR (the jobs keep their directories)."""
-    target = override_value(overrides, "sweep.resume")
-    if target is None or override_value(overrides, "hydra.sweep.dir") is not None:
-        return overrides
-    if not Path(target).is_dir():
-        raise DlbenchError(f"sweep.resume={target}: no such sweep directory")
-    for saved_file in sorted(Path(target).glob("*/.hydra/overrides.yaml")):  # data, not trusted
-        try:
-            safety.check_saved_overrides(yaml.safe_load(saved_file.read_text()), str(saved_file))
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise DlbenchError(f"{saved_file} is not readable YAML ({err})") from err
-    (Path(target) / ".stop").unlink(missing_ok=True)  # a fail-fast stop of the last attempt
-    return [*overrides, f"hydra.sweep.dir={target}"]
-
-
-def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
-    """Under torchrun: join the group and agree on the run directory; only rank 0 writes
-    Hydra's files and the log file there."""
-    from dlbench.engine.device import resolve_device
-
-    distributed.init(use_cuda=resolve_device(str(cfg.device.type)).type == "cuda")
-    os.environ["DLBENCH_RUN_ID"] = distributed.agree_run_id()
-    if distributed.is_main():
-        return overrides
-    return [*overrides, "hydra.output_subdir=null", "hydra.job_logging.root.handlers=[]"]
-
-
-def sweep_preset(overrides: list[str]) -> str | None:
-    """The experiment named on the command line, if it is a sweep (it sets hydra.sweeper.params)."""
-    name = override_value(overrides, "experiment")
-    path = preflight.CONFIG_DIR / "experiment" / f"{name}.yaml"
-    if name is None or not path.is_file():
-        return None
-    node = yaml.safe_load(path.read_text()) or {}
-    return name if (node.get("hydra") or {}).get("sweeper", {}).get("params") else None
-
-
-def train_command(argv: list[str]) -> int:
-    from hydra._internal.utils import get_args_parser
-
-    args = get_args_parser().parse_args(argv)
-    if args.multirun and args.cfg:
-        raise DlbenchError("--cfg prints the config of one run: leave out -m")
-    if args.config_path:
-        raise DlbenchError(
-            "--config-path replaces dlbench's own configs: add yours with --config-dir DIR "
-            "(or a configs/ folder in the current directory)"
-        )
-    if args.config_dir:
-        add_config_dir(args.config_dir)  # searched before the shipped tree, here and in every job
-    overrides = sweep_resume_overrides(resume_overrides(list(args.overrides)))
-    one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
-    checked = []  # the composed config(s)
-    if not args.shell_completion:
-        mode = "multirun" if args.multirun else "run" if one_run else "show"
-        checked = preflight.check(overrides, config_name=args.config_name or "config", mode=mode)
-    if distributed.launched():  # a process of a torchrun group
-        if args.multirun:
-            raise DlbenchError("a sweep (-m) does not run under torchrun; give its jobs trainer.devices=N")
-        overrides = join_process_group(
-            overrides, checked[0] if checked else preflight.compose_config(overrides)
-        )
-    elif one_run and checked and (devices := checked[0].trainer.devices) > 1:
-        return distributed.launch(devices, argv)
-    if not args.multirun and (sweep := sweep_preset(overrides)):
-        err_console.print(
-            f"note: experiment={sweep} is a sweep; this runs one job. Run all of them: dlbench -m ..."
-        )
-    # dlbench writes a run's .hydra/ itself, once the run is built (train.record_run)
-    overrides = [*overrides, "hydra.output_subdir=null"]
-    sys.argv = ["dlbench", *hydra_flags(argv, args.overrides), *overrides]
-    summary.FAILED_JOBS.clear()
-    try:
-        hydra_entry()
-    finally:
-        distributed.close()
-    if summary.FAILED_JOBS:
-        err_console.print(
-            f"[red]{len(summary.FAILED_JOBS)} job(s) failed[/red]: {', '.join(summary.FAILED_JOBS)}"
-        )
-        return 1
-    return 0
-
-
-def hydra_flags(argv: list[str], overrides: list[str]) -> list[str]:
-    """The command line's flags for Hydra, less --config-dir (dlbench puts those folders on its
-    own search path, before the shipped tree)."""
-    flags, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in ("--config-dir", "-cd"):
-            skip = True
-        elif not arg.startswith("--config-dir=") and arg not in overrides:
-            flags.append(arg)
-    return flags
-
-
-@hydra.main(config_path="configs", config_name="config", version_base="1.3")
-def hydra_entry(cfg: DictConfig) -> float | None:
-    """One job: train, and turn any failure into a message (and error.txt in the run dir)."""
-    from dlbench.train import train
-
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    overrides = list(hydra_cfg.overrides.task)
-    stop_file = Path(hydra_cfg.sweep.dir) / ".stop" if multirun else None
-    try:
-        if multirun:
-            record_job(run_dir, overrides)
-        if stop_file is not None and stop_file.exists():  # sweep.fail_fast: an earlier job failed
-            rundir.write_text(run_dir / "error.txt", f"skipped: {stop_file.read_text().strip()}\n")
-            return None
-        # A job Slurm requeued (through submitit, after a preemption or its time limit) continues
-        # from the checkpoint it wrote when it was stopped, as does every job of `sweep.resume`.
-        requeued = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
-        if multirun and (cfg.sweep.resume or requeued):
-            if (metrics := summary.read_metrics(run_dir)) is not None:  # finished before: keep it
-                print(f"job {run_dir.name}: finished before, skipped (sweep.resume)")
-                return metrics.get(cfg.trainer.monitor)
-            (run_dir / "error.txt").unlink(missing_ok=True)
-            if (run_dir / "checkpoints" / "last.pt").is_file():
-                with open_dict(cfg):
-                    cfg.resume = str(run_dir / "checkpoints" / "last.pt")
-        if multirun:
-            share_machine(cfg, hydra_cfg)
-        if multirun and cfg.trainer.devices > 1:
-            raise DlbenchError("trainer.devices > 1 starts torchrun for one run: run it without -m")
-        metrics = train(cfg, run_dir, overrides, hydra_cfg)
-    except Preempted as stop:
-        stopped(stop, run_dir)
-    except Exception as err:
-        failed(err, run_dir, multirun, record=multirun or not cfg.resume)
-        if stop_file is not None and cfg.sweep.fail_fast:
-            rundir.write_text(stop_file, f"job {run_dir.name} failed and sweep.fail_fast is set\n")
-        return None
-    return metrics.get(cfg.trainer.monitor)
-
-
-def record_job(run_dir: Path, overrides: list[str]) -> None:
-    """A sweep job's overrides in its folder (so the summary lists it even if it fails early).
-    `sweep.resume` must run each job with the overrides it was started with (`sweep.*` aside)."""
-    saved_file = run_dir / ".hydra" / "overrides.yaml"
-    if not saved_file.is_file():
-        rundir.write_text(saved_file, yaml.safe_dump(overrides))
-        return
-    saved = yaml.safe_load(saved_file.read_text()) or []
-    job = [o for o in saved if not o.startswith("sweep.")]  # sweep.resume, sweep.fail_fast: not the job's
-    if job != [o for o in overrides if not o.startswith("sweep.")]:
-        raise DlbenchError(
-            f"job {run_dir.name} of this sweep ran with {' '.join(saved) or 'no overrides'}, not "
-            f"{' '.join(overrides)}: sweep.resume finishes a sweep with the command that started it"
-        )
-
-
-def failed(err: Exception, run_dir: Path, multirun: bool, record: bool) -> None:
-    """Report a job's failure: one message, and with `record`, error.txt in the run folder
-    (never in a folder of another run, nor in the folder of a run that failed to resume). A
-    single run exits with 2 (a user error) or 1 (a bug)."""
-    err = errors.as_user_error(err)
-    known = isinstance(err, DlbenchError)
-    if not known and os.environ.get("DLBENCH_DEBUG"):
-        raise err
-    message = str(err) if known else f"{type(err).__name__}: {err}"
-    if known and not distributed.is_main():  # every process meets the same bad input: rank 0 says it
-        raise SystemExit(2) from None
-    if record and not isinstance(err, FolderInUse):
-        try:
-            rundir.write_text(run_dir / "error.txt", message + "\n")
-        except DlbenchError:
-            pass  # the folder cannot be written (a full disk): the message below says why
-    print_error(message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {message}")
-    if not multirun:
-        raise SystemExit(2 if known else 1) from None
-
-
-def stopped(stop: Preempted, run_dir: Path) -> None:
-    """After a stop signal and its checkpoint: say how to continue, hand the signal on to the
-    handler that was there before (submitit's: requeue the Slurm job), else exit with 75."""
-    name = signal.Signals(stop.signum).name
-    if distributed.is_main():
-        print_error(
-            f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. "
-            f"Continue with: dlbench resume={run_dir}"
-        )
-    handler = signal.getsignal(stop.signum)
-    if callable(handler):
-        handler(stop.signum, None)
-    raise SystemExit(Preempted.EXIT_STATUS)
-
-
-def share_machine(cfg: DictConfig, hydra_cfg) -> None:
-    """Jobs running side by side (Hydra's joblib launcher): each takes its share of the CPU
-    cores, and with several GPUs each job its own (job number modulo the GPU count)."""
-    import torch
-
-    n_jobs = (
-        int(hydra_cfg.launcher.get("n_jobs") or 1)
-        if "Joblib" in str(hydra_cfg.launcher.get("_target_"))
-        else 1
-    )
-    if n_jobs == -1:
-        n_jobs = os.cpu_count() or 1
-    if n_jobs > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
-        if str(cfg.device.type) == "cuda" and torch.cuda.device_count() > 1:
-            with open_dict(cfg):
-                cfg.device.type = f"cuda:{hydra_cfg.job.num % torch.cuda.device_count()}"
-
-
-def print_error(message: str) -> None:
-    # the message is text, not markup: "dlbench[slurm]" or "[[mean], [std]]" must print as written
-    # soft_wrap: no line breaks of its own, so a path or a value is never split (the terminal wraps)
-    err_console.print(
-        f"[bold red]error:[/bold red] {escape(message)}", highlight=False, markup=True, soft_wrap=True
-    )
-
-
-def compare_command(args: list[str]) -> int:
-    """dlbench compare DIR... [--sort METRIC] [--ascending] [--metrics A,B] [--csv F] [--md F]"""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="dlbench compare", add_help=False)
-    parser.add_argument("paths", nargs="+", type=Path)
-    parser.add_argument("--sort")
-    parser.add_argument("--ascending", action="store_true", default=None)
-    parser.add_argument("--metrics")
-    parser.add_argument("--csv", type=Path)
-    parser.add_argument("--md", type=Path)
-    try:
-        parsed = parser.parse_args(args)
-    except SystemExit:
-        raise DlbenchError(
-            "usage: dlbench compare <sweep dir or run dirs...> [--sort METRIC] [--ascending] "
-            "[--metrics A,B] [--csv FILE] [--md FILE]"
-        ) from None
-    for path in (parsed.csv, parsed.md):
-        if path is not None and not path.parent.is_dir():
-            raise DlbenchError(f"{path}: no such folder {path.parent} (make it first, or write elsewhere)")
-    rows = summary.collect(parsed.paths)
-    if parsed.sort:
-        rows = summary.sort_rows(rows, parsed.sort, parsed.ascending)
-    metrics = parsed.metrics.split(",") if parsed.metrics else None
-    if metrics is None and parsed.sort:
-        metrics = [parsed.sort, *[m for m in summary.HEADLINE if m != parsed.sort]][:4]
-        metrics = [m for m in metrics if any(m in r for r in rows)]
-    console.print(summary.table(rows, f"{len(rows)} runs", metrics=metrics))
-    for path in (parsed.csv, parsed.md):
-        if path is not None:
-            summary.write(rows, path)
-            console.print(f"wrote {path}")
-    return 0
-
-
-def show_command(args: list[str]) -> int:
-    """dlbench show [OVERRIDES...] [--depth N]: the composed config's model, layer by layer."""
-    from dlbench.show import show_command as show
-
-    return show(args)
+    module, function = COMMANDS[name]
+    return getattr(importlib.import_module(module), function)
 
 
 COMMANDS = {
-    "list": list_command,
-    "show": show_command,
-    "compare": compare_command,
-    "train": train_command,
-    "eval": eval_command,
-    "predict": predict_command,
+    "train": ("dlbench.commands.train", "train_command"),
+    "eval": ("dlbench.commands.evaluate", "eval_command"),
+    "predict": ("dlbench.commands.predict", "predict_command"),
+    "list": ("dlbench.commands.listing", "list_command"),
+    "show": ("dlbench.show", "show_command"),
+    "compare": ("dlbench.commands.compare", "compare_command"),
+    "export": ("dlbench.commands.export", "export_command"),
+    "new": ("dlbench.commands.new", "new_command"),
 }
 
 
@@ -501,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             print_help()
             return 0
         if argv and argv[0] in COMMANDS:
-            return COMMANDS[argv[0]](argv[1:])
-        return train_command(argv)
+            return command(argv[0])(argv[1:])
+        return command("train")(argv)
     except KeyboardInterrupt:
         print_error("interrupted")
         return 130

@@ -66,7 +66,7 @@ class DataConfig:
     """Keys every dataset node has; the rest go to the dataset's registered constructor."""
 
     name: str = "digits"
-    task: str = "classification"  # the task this data is for; task=auto follows it
+    task: str = "auto"  # the task this data is for (task=auto follows it); auto: by the data's labels
     batch_size: int | None = 64  # null: the whole split in one batch
     eval_batch_size: int | None = None  # null: same as batch_size
     num_workers: int = 0  # DataLoader workers (data read sample by sample: folders, in_memory=false)
@@ -75,10 +75,6 @@ class DataConfig:
     test_fraction: float = 0.2  # carved from the data where the set has no test split
     split_seed: int = 0
     augment: dict[str, Any] | None = None  # image augmentations of the train split (data/transforms.py)
-    # Filled in from the data when it is built, so models can be sized by interpolation:
-    input_shape: list[int] | None = None
-    num_classes: int | None = None
-    num_outputs: int | None = None
 
 
 @dataclass
@@ -109,6 +105,9 @@ class SweepConfig:
 class RunConfig:
     name: str = "run"
     resume: str | None = None  # a run directory or a checkpoint to continue from
+    plugins: list[str] = field(
+        default_factory=list
+    )  # the user's modules or .py files that register components
     task: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
@@ -126,9 +125,13 @@ ConfigStore.instance().store(name="dlbench_schema", node=RunConfig)
 
 def run_id() -> str:
     """A run directory's name: the time it started and a random tag, so two runs started in
-    the same second stay apart. The processes of one distributed run agree on it through
-    DLBENCH_RUN_ID (engine/distributed.py)."""
-    return os.environ.get("DLBENCH_RUN_ID") or time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3)
+    the same second stay apart. One command's checks and Hydra's job agree on it through
+    DLBENCH_RUN_ID, as do the processes of one distributed run (engine/distributed.py)."""
+    return os.environ.get("DLBENCH_RUN_ID") or new_run_id()
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3)
 
 
 # Cached per config, so a sweep's directory resolves to the same name everywhere it is used.
@@ -256,7 +259,8 @@ def validate(cfg: DictConfig) -> None:
 
         check_values(data.augment, schema_hints(Augment), "dataset.augment")
     MODELS.check(_plain(cfg.model), "model")
-    TASKS.check(_plain(cfg.task), "task")
+    if cfg.task.get("name") != "auto":  # auto: chosen when the data is built (training.task_name)
+        TASKS.check(_plain(cfg.task), "task")
     OPTIMIZERS.check(_plain(cfg.optimizer), "optimizer", reserved=schema_hints(OptimizerConfig))
     if cfg.loss.get("name") != "auto":
         LOSSES.check(_plain(cfg.loss), "loss")

@@ -6,6 +6,7 @@ command at once, with the closest valid names, instead of failing in job 7 of 12
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import os
 import re
@@ -18,10 +19,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from dlbench import rundir, safety
+from dlbench import plugins, rundir, safety
 from dlbench.config import validate
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
-from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
+from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, store_config_nodes
 from dlbench.searchpath import SHIPPED as CONFIG_DIR
 from dlbench.searchpath import config_dirs
 
@@ -37,16 +38,27 @@ MAX_COMBINATIONS = 64
 
 
 def groups() -> dict[str, list[str]]:
-    """Config groups and their options, read from the user's config folders and the shipped
-    tree (files named _* are shared parts that options include, not options)."""
+    """Config groups and their options: the files in the user's config folders and the shipped
+    tree, and every registered component (its node comes from its signature)."""
+    from dlbench.registry import REGISTRIES
+
+    found: dict[str, set[str]] = {r.group: set(r.names()) for r in REGISTRIES.values()}
+    for group, options in file_options().items():
+        found.setdefault(group, set()).update(options)
+    return {name: sorted(found[name]) for name in sorted(found)}
+
+
+def file_options() -> dict[str, set[str]]:
+    """The options each config group has as files (files named _* are shared parts that
+    options include, not options; hydra/ holds Hydra's own groups)."""
     found: dict[str, set[str]] = {}
     for root in config_dirs():
         for d in root.iterdir():
-            if d.is_dir() and not d.name.startswith(("_", ".")) and d.name != "hydra":  # Hydra's own
+            if d.is_dir() and not d.name.startswith(("_", ".")) and d.name != "hydra":
                 found.setdefault(d.name, set()).update(
                     p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_")
                 )
-    return {name: sorted(found[name]) for name in sorted(found)}
+    return found
 
 
 def parse(overrides: list[str]) -> list[Override]:
@@ -64,15 +76,39 @@ def parse(overrides: list[str]) -> list[Override]:
 
 
 def combinations(parsed: list[Override]) -> list[list[str]]:
-    """The override lists the sweep would run (each Hydra override, sweeps expanded)."""
+    """The override lists to compose and check before a sweep starts: the first
+    MAX_COMBINATIONS jobs (a typo stops the sweep before job 1), and every value of every swept
+    key at least once (so nothing any job composes escapes the safety checks, however many
+    jobs there are). Globs over a group's options are expanded; Hydra's own settings are not
+    swept."""
     choices = []
     for o in parsed:
-        if o.is_sweep_override() and o.is_discrete_sweep() and o.value_type.name != "GLOB_CHOICE_SWEEP":
-            key = o.get_key_element()
-            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        if o.is_sweep_override() and o.is_hydra_override():
+            raise DlbenchError(f"'{o.input_line}': dlbench does not sweep Hydra's own settings (hydra.*)")
+        if o.is_sweep_override() and o.value_type.name == "GLOB_CHOICE_SWEEP":
+            choices.append([f"{o.get_key_element()}={v}" for v in glob_options(o)])
+        elif o.is_sweep_override() and o.is_discrete_sweep():
+            choices.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
         elif not o.is_sweep_override():
             choices.append([o.input_line])
-    return [list(c) for c in itertools.islice(itertools.product(*choices), MAX_COMBINATIONS)]
+    jobs = [list(c) for c in itertools.islice(itertools.product(*choices), MAX_COMBINATIONS)]
+    for i, values in enumerate(choices):
+        for value in values[1:]:
+            if re.fullmatch(r"[^=]+=(-?[\d.e+-]+|true|false|null)", value, re.IGNORECASE):
+                continue  # a number cannot name an object: no need to compose it for the checks
+            job = [c[0] for c in choices]
+            job[i] = value
+            if job not in jobs:
+                jobs.append(job)
+    return jobs
+
+
+def glob_options(override: Override) -> list[str]:
+    """The options of a config group a `glob(...)` sweep chooses, as Hydra expands it."""
+    glob = override.value()
+    options = groups().get(override.get_key_element().lstrip("+~"), [])
+    chosen = [o for o in options if any(fnmatch.fnmatch(o, p) for p in glob.include)]
+    return [o for o in chosen if not any(fnmatch.fnmatch(o, p) for p in glob.exclude)]
 
 
 def check_group_choices(overrides: list[str]) -> None:
@@ -98,12 +134,30 @@ def compose_config(
 
 
 def compose_with_hydra(overrides: list[str], source: str, config_name: str = "config") -> DictConfig:
+    """The composed config with its `hydra` node, checked (safety.py). The plugins the command
+    line names (or the user's experiment presets it chooses) are imported first, so their
+    components are options like any other."""
+    plugins.load_entry_points()
+    plugins.load(plugins.named_in(overrides), "the command line")
+    cfg = _compose(overrides, source, config_name)
+    if unloaded := [p for p in cfg.plugins if p not in plugins.imported()]:  # named in the user's configs
+        plugins.load(unloaded, "your config files")
+        cfg = _compose(overrides, source, config_name)
+    return cfg
+
+
+def _compose(overrides: list[str], source: str, config_name: str) -> DictConfig:
+    store_config_nodes(file_options())  # every registered component is an option: model=tiny_net
     check_group_choices(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise _explain(err, overrides) from err
+    except KeyError as err:  # Hydra copies hydra.job.env_copy from the environment
+        raise DlbenchError(
+            f"{source}: hydra.job.env_copy names {err.args[0]}, which is not set in this environment"
+        ) from err
     safety.check_config(cfg, source)
     return cfg
 
@@ -128,8 +182,11 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
     parent, _, key = full_key.rpartition(".")
     options = groups()
     choices_only = [o for o in overrides if o.split("=")[0].lstrip("+~") in options]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        base = compose("config", overrides=choices_only)
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            base = compose("config", overrides=choices_only)
+    except (HydraException, OmegaConfBaseException) as err:  # a config file of the choices is wrong
+        return DlbenchError(str(err).strip())
     node = OmegaConf.select(base, parent) if parent else base
     valid = set(node.keys()) if isinstance(node, DictConfig) else set()
     hint = ""
@@ -190,34 +247,69 @@ def check(
     """Compose and validate every combination the command line asks for; return the configs.
 
     `mode` is what the command will do: `run` (one run: its folder must be one dlbench can
-    write), `multirun` (a sweep: its folder must not hold another sweep) or `show` (nothing
-    is written)."""
+    write), `multirun` (a sweep: its folder must not hold another sweep or a run) or `show`
+    (nothing is written)."""
+    return check_command(overrides, source, config_name, mode)[0]
+
+
+def check_command(
+    overrides: list[str], source: str = "the command line", config_name: str = "config", mode: str = "run"
+) -> tuple[list[DictConfig], Path | None]:
+    """`check`, and the folder the command will write (its run or sweep folder)."""
     check_plugins(overrides)
-    configs = []
+    configs, folder = [], None
     for combination in combinations(parse(overrides)):
         cfg = compose_with_hydra(combination, source, config_name)
         if not configs:
-            check_output_folder(cfg, mode)
+            folder = check_output_folder(cfg, mode)
         with open_dict(cfg):
             del cfg["hydra"]
+        check_resolves(cfg, source)
         validate(cfg)
         configs.append(cfg)
-    return configs
+    return configs, folder
 
 
-def check_output_folder(cfg: DictConfig, mode: str) -> None:
-    """The folder a run or a sweep will write: one that can be made here, and for a new sweep,
-    not one that holds another sweep."""
+def check_resolves(cfg: DictConfig, source: str) -> None:
+    """Every interpolation of the run's config resolves (`${oc.env:NAME}` of an unset variable
+    is one message now, not a traceback in the job); Hydra's own (`${hydra:...}`) resolve later."""
+    for key in cfg:
+        try:
+            OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+        except OmegaConfBaseException as err:
+            if "hydra" in str(err).lower():
+                continue
+            raise DlbenchError(f"{source}: {key}: {str(err).splitlines()[0]}") from err
+
+
+def check_output_folder(cfg: DictConfig, mode: str) -> Path | None:
+    """The folder a run or a sweep will write: one that can be made here, not one that holds
+    another run, and for a new sweep, not one that holds another sweep."""
     key = {"run": "hydra.run.dir", "multirun": "hydra.sweep.dir"}.get(mode)
     if key is None:
-        return
+        return None
     try:
-        folder = Path(OmegaConf.select(cfg, key))
+        value = str(OmegaConf.select(cfg, key))
     except OmegaConfBaseException:
-        return  # it names what only the job knows (hydra.job.*): Hydra's own checks apply
+        return None  # it names what only the job knows (hydra.job.*): Hydra's own checks apply
+    if not value.strip():
+        raise DlbenchError(f"{key} is empty: give a folder, or leave it out for a new one under outputs/")
+    folder = Path(value)
     rundir.check_writable(folder, key)
     if mode == "run":
         rundir.check_new_run(folder, cfg.resume)
+    if mode == "multirun":
+        subdir = str(cfg.hydra.sweep._get_node("subdir")._value())  # as written: ${hydra.job.num} is fine
+        if "${" not in subdir and (
+            subdir.strip() in ("", ".") or ".." in Path(subdir).parts or Path(subdir).is_absolute()
+        ):
+            raise DlbenchError(
+                f"hydra.sweep.subdir={subdir}: each job needs its own folder inside the sweep's"
+            )
+        if rundir.holds_run(folder):
+            raise DlbenchError(
+                f"hydra.sweep.dir={folder} holds a run, not a sweep: give the sweep its own folder"
+            )
     requeued = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"  # Slurm runs the same sweep again
     if mode == "multirun" and not cfg.sweep.resume and not requeued and folder.is_dir():
         jobs = [d for d in folder.iterdir() if d.is_dir() and rundir.holds_run(d)]
@@ -227,3 +319,4 @@ def check_output_folder(cfg: DictConfig, mode: str) -> None:
                 f"writes over one. Finish it with: dlbench -m ... sweep.resume={folder}  "
                 "(or leave out hydra.sweep.dir for a new folder)"
             )
+    return folder

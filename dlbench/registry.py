@@ -30,12 +30,22 @@ class Registry:
     """Named constructors of one kind (models, datasets, ...).
 
     `supplied` names the constructor arguments that dlbench passes itself (the parameters of an
-    optimizer, the model of a task); they cannot be set from a config.
+    optimizer, the model of a task); they cannot be set from a config. `facts` names the
+    arguments filled from the data (a model's `input_shape`, `num_outputs`, ...) unless the
+    config sets them. `group` is the config group whose options these are (`model=resnet`).
     """
 
-    def __init__(self, kind: str, modules: Iterable[str] = (), supplied: Iterable[str] = ()):
-        self.kind = kind
+    def __init__(
+        self,
+        kind: str,
+        group: str | None = None,
+        modules: Iterable[str] = (),
+        supplied: Iterable[str] = (),
+        facts: Iterable[str] = (),
+    ):
+        self.kind, self.group = kind, group or kind
         self.supplied = frozenset(supplied)
+        self.facts = frozenset(facts)
         self._modules = list(modules)
         self._entries: dict[str, Callable[..., Any]] = {}
 
@@ -50,7 +60,10 @@ class Registry:
 
     def add(self, name: str, fn: Callable[..., Any]) -> None:
         if name in self._entries and self._entries[name] is not fn:
-            raise ValueError(f"{self.kind} '{name}' is registered twice")
+            raise DlbenchError(
+                f"{self.kind} '{name}' is registered twice: by {origin_of(self._entries[name])} and "
+                f"by {origin_of(fn)}; register yours under another name"
+            )
         self._entries[name] = fn
 
     def _load(self) -> None:
@@ -77,34 +90,107 @@ class Registry:
         doc = (inspect.getdoc(self.get(name)) or "").strip()
         return " ".join(doc.split("\n\n")[0].split())
 
+    def origin(self, name: str) -> str:
+        """Where a component comes from: "dlbench", "torch", or the user's module."""
+        return origin_of(self.get(name))
+
+    def config_node(self, name: str) -> dict[str, Any]:
+        """The config node a registered constructor implies: its name and every keyword it takes,
+        with the default written in its signature. A parameter without a default is `???`
+        (Hydra's "must be set"); one the data fills in is null."""
+        node: dict[str, Any] = {"name": name}
+        for key, parameter in inspect.signature(self.get(name)).parameters.items():
+            if key in self.supplied or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if key in self.facts:
+                node[key] = None
+            elif parameter.default is inspect.Parameter.empty:
+                node[key] = "???"
+            elif (value := _plain_default(parameter.default)) is not _NOT_PLAIN:
+                node[key] = value
+        return node
+
     def check(self, node: Mapping[str, Any], where: str, reserved: Mapping[str, Any] | None = None) -> None:
         """Check a config node before anything is built.
 
         Every key must be a keyword of the registered constructor (or one of `reserved`, keys
         dlbench consumes itself, with their hints) and every value must fit its type hint.
-        Values that are still interpolations (e.g. `${dataset.num_classes}`) are checked later,
-        when they are built.
+        Values that are still interpolations (e.g. `${optimizer.lr}`) are checked later,
+        when they are built; a fact left null comes from the data.
         """
         if "name" not in node or node["name"] is None:
             raise DlbenchError(f"{where}: no 'name' given; choose one of: {', '.join(self.names())}")
         fn = self.get(str(node["name"]))
         hints = {k: v for k, v in parameter_hints(fn).items() if k not in self.supplied}
         hints.update(reserved or {})
-        known = {k: v for k, v in node.items() if k != "name" and (k in hints or not accepts_var_kwargs(fn))}
+        for key, value in node.items():
+            if value == "???":
+                raise DlbenchError(f"{where}.{key} has no default: set it ({where}.{key}=...)")
+        known = {
+            k: v
+            for k, v in node.items()
+            if k != "name"
+            and (k in hints or not accepts_var_kwargs(fn))
+            and not (k in self.facts and v is None)
+        }
         check_values(known, hints, where, f" for {self.kind} '{node['name']}'")
 
-    def build(self, node: Mapping[str, Any], where: str, skip: Iterable[str] = (), **supplied: Any):
-        """Check `node`, then call the registered constructor with its keys and `supplied`."""
+    def build(
+        self,
+        node: Mapping[str, Any],
+        where: str,
+        skip: Iterable[str] = (),
+        facts: Any = None,
+        **supplied: Any,
+    ):
+        """Check `node`, then call the registered constructor with its keys, the data's `facts`
+        it asks for (an object with those attributes), and `supplied`.
+
+        The arguments are bound to the signature first: a mismatch there is the config's fault
+        (a user error); an error the constructor raises is its own, a user error only when it is
+        a DlbenchError or one of torch's own checks of a value (a bug otherwise)."""
         if OmegaConf.is_config(node):
             node = OmegaConf.to_container(node, resolve=True)
         self.check(node, where, reserved={k: Any for k in skip})
+        fn = self.get(node["name"])
         kwargs = {k: v for k, v in node.items() if k != "name" and k not in set(skip)}
+        for key in self.facts & set(inspect.signature(fn).parameters):
+            if kwargs.get(key) is None and facts is not None:
+                kwargs[key] = getattr(facts, key)
         try:
-            return self.get(node["name"])(**kwargs, **supplied)
+            inspect.signature(fn).bind(**kwargs, **supplied)
+        except TypeError as err:
+            raise DlbenchError(f"{where} ({self.kind} '{node['name']}'): {err}") from err
+        try:
+            return fn(**kwargs, **supplied)
         except DlbenchError:
             raise
         except (TypeError, ValueError) as err:
+            if origin_of(fn) != "torch":
+                raise
             raise DlbenchError(f"{where} ({self.kind} '{node['name']}'): {err}") from err
+
+
+def origin_of(fn: Callable) -> str:
+    module = getattr(fn, "__module__", "") or ""
+    top = module.split(".")[0]
+    return top if top in ("dlbench", "torch") else module
+
+
+_NOT_PLAIN = object()
+
+
+def _plain_default(value: Any) -> Any:
+    """A default as a config value (tuples become lists), or _NOT_PLAIN for an object."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_plain_default(v) for v in value]
+        return _NOT_PLAIN if any(v is _NOT_PLAIN for v in items) else items
+    if isinstance(value, dict):
+        items = {k: _plain_default(v) for k, v in value.items()}
+        return _NOT_PLAIN if any(v is _NOT_PLAIN for v in items.values()) else items
+    return _NOT_PLAIN
 
 
 def check_values(node: Mapping[str, Any], hints: Mapping[str, Any], where: str, owner: str = "") -> None:
@@ -149,12 +235,13 @@ def _register_torch(
                 registry.add(naming(attr), obj)
 
 
-MODELS = Registry("model", modules=["dlbench.models"])
-DATASETS = Registry("dataset", modules=["dlbench.data"])
-TASKS = Registry("task", modules=["dlbench.tasks"], supplied=["model", "loss", "data"])
-LOSSES = Registry("loss")
-OPTIMIZERS = Registry("optimizer", supplied=["params"])
-SCHEDULERS = Registry("scheduler", modules=["dlbench.engine.optim"], supplied=["optimizer"])
+MODEL_FACTS = ("input_shape", "num_outputs", "num_classes", "vocab_size", "target_vocab_size")
+MODELS = Registry("model", "model", modules=["dlbench.models"], facts=MODEL_FACTS)
+DATASETS = Registry("dataset", "dataset", modules=["dlbench.data"])
+TASKS = Registry("task", "task", modules=["dlbench.tasks"], supplied=["model", "loss", "data"])
+LOSSES = Registry("loss", "loss")
+OPTIMIZERS = Registry("optimizer", "optimizer", supplied=["params"])
+SCHEDULERS = Registry("scheduler", "scheduler", modules=["dlbench.engine.optim"], supplied=["optimizer"])
 
 # torch's own optimizers (sgd, adam, adamw, rmsprop, ...), schedulers (step_lr, one_cycle_lr, ...)
 # and losses (cross_entropy, mse, bce_with_logits, ...), registered from torch itself.
@@ -183,3 +270,31 @@ REGISTRIES: dict[str, Registry] = {
     "optimizers": OPTIMIZERS,
     "schedulers": SCHEDULERS,
 }
+
+
+def store_config_nodes(files: Mapping[str, Iterable[str]]) -> None:
+    """Put every registered component's config node in Hydra's ConfigStore: as `<group>/_<name>`,
+    the code's defaults a YAML file extends (`defaults: [_resnet, _self_]`) so it holds only what
+    differs, and, unless a config file of that name exists (`files`: the options of each group
+    found in the config folders), as the option `<group>/<name>` itself, so `model=tiny_net`
+    needs no YAML file."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for registry in REGISTRIES.values():
+        with_files = set(files.get(registry.group, ()))
+        for name in registry.names():
+            node = registry.config_node(name)
+            if registry is DATASETS:
+                node = {**node, **_dataset_common(), "name": name}
+            store.store(group=registry.group, name=f"_{name}", node=node, provider="dlbench")
+            if name not in with_files:
+                store.store(group=registry.group, name=name, node=node, provider="dlbench")
+            else:  # a file of this name is the option (a node of the same name would be its schema)
+                store.repo.get(registry.group, {}).pop(f"{name}.yaml", None)
+
+
+def _dataset_common() -> dict[str, Any]:
+    from dlbench.config import DataConfig
+
+    return {k: v for k, v in vars(DataConfig()).items()}

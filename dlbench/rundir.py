@@ -37,7 +37,8 @@ def check_new_run(folder: Path, resume: str | None) -> None:
         return
     if resume is not None:
         resumed = Path(resume).expanduser().resolve()  # a run folder, or a checkpoint in one
-        if folder.resolve() in (resumed, resumed.parent.parent):
+        in_run = resumed.parent.parent if resumed.parent.name == "checkpoints" else resumed
+        if folder.resolve() == in_run:
             return
     raise FolderInUse(
         f"{folder} already holds a run (checkpoints, metrics or TensorBoard events), and dlbench "
@@ -82,6 +83,13 @@ class RunLock:
                 f"{self.folder} is in use by another dlbench run (process {owner}); wait for it to "
                 "end, or start this run in another folder"
             ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # the holder released (and removed) it between our open and our lock: again
+            os.close(fd)
+            return self.acquire()
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
@@ -95,13 +103,23 @@ class RunLock:
         self.fd = None
 
 
+OWN_FILES = {
+    ".": ("metrics.json", "error.txt"),
+    ".hydra": ("config.yaml", "overrides.yaml", "hydra.yaml"),
+    "checkpoints": ("*.pt",),
+}
+
+
 def remove_stale_temporaries(folder: Path) -> int:
-    """Delete the temporary files of writes that were killed half way (`.<name>.*.tmp`);
-    call it while holding the folder's lock, when no other process writes there."""
+    """Delete the temporary files of dlbench's own writes that were killed half way
+    (`.<file>.<random>.tmp` beside a file dlbench writes); call it while holding the folder's
+    lock, when no other process writes there. Other programs' files are never touched."""
     removed = 0
-    for tmp in [*folder.glob(".*.tmp"), *folder.glob("*/.*.tmp")]:
-        tmp.unlink(missing_ok=True)
-        removed += 1
+    for sub, names in OWN_FILES.items():
+        for name in names:
+            for tmp in (folder / sub).glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+                removed += 1
     return removed
 
 

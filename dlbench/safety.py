@@ -15,12 +15,14 @@ as a whole, `hydra.*` included, before Hydra starts:
 - the Optuna sweeper's `custom_search_space` (a function it would import) must stay unset.
 
 Overrides read back from a checkpoint or a run folder are data: they are checked like a command
-line, and may not touch `hydra.*` or `plugins` at all (dlbench never saves such overrides).
+line, may not touch `hydra.*` at all (dlbench never saves such overrides), and never choose the
+plugins a run imports (commands/runs.py drops them; plugins.py).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +45,7 @@ LOGGING_CLASSES = {
     "logging.handlers.TimedRotatingFileHandler",
     "logging.handlers.WatchedFileHandler",
 }
+LOGGING_TEXT_KEYS = ("filename", "format", "datefmt", "level")
 CODE_LOADING_ENV = re.compile(r"^(LD_|DYLD_|PYTHON|BASH_ENV$|ENV$|PATH$|PERL5|NODE_OPTIONS$|RUBYOPT$)")
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"
 
@@ -97,11 +100,22 @@ def check_config(cfg: DictConfig, source: str = "the config") -> None:
                     f"{source}: '{where}: {value}' is refused: a logging config may name only the "
                     f"standard handlers and formatters ({', '.join(sorted(LOGGING_CLASSES))})"
                 )
+            if isinstance(value, str) and "${" in value and key not in LOGGING_TEXT_KEYS:
+                raise DlbenchError(
+                    f"{source}: '{where}: {value}' is refused: in a logging config, only "
+                    f"{', '.join(LOGGING_TEXT_KEYS)} may be interpolated (a node built elsewhere "
+                    "escapes these checks)"
+                )
         if path in ("hydra.job.env_set", "hydra.job.env_copy") and CODE_LOADING_ENV.match(
             str(value if path.endswith("env_copy") else key)
         ):
             raise DlbenchError(
                 f"{source}: '{where}' is refused: it would set a variable that makes programs load code"
+            )
+    for name in OmegaConf.select(cfg, "hydra.job.env_copy", default=None) or []:
+        if name not in os.environ:
+            raise DlbenchError(
+                f"{source}: hydra.job.env_copy names {name}, which is not set in this environment"
             )
     search_space = OmegaConf.select(cfg, "hydra.sweeper.custom_search_space", default=None)
     if search_space is not None:
@@ -135,7 +149,7 @@ def _items(node: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
 
 def check_saved_overrides(overrides: Any, source: str) -> list[str]:
     """Overrides read back from a checkpoint or a run folder: a list of `key=value` strings
-    that do not touch Hydra's own settings or the plugins (dlbench never saves such overrides)."""
+    that name no object and do not touch Hydra's own settings (dlbench never saves such ones)."""
     if overrides is None:
         return []
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
@@ -143,15 +157,10 @@ def check_saved_overrides(overrides: Any, source: str) -> list[str]:
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         calls = any(word in override for word in (*CALL_KEYS, *RESOLVERS_THAT_BUILD_NODES))
-        if (
-            calls
-            or key.startswith(("hydra.", "hydra/"))
-            or key in ("hydra", "plugins")
-            or key.startswith("-")
-        ):
+        if calls or key.startswith(("hydra.", "hydra/")) or key == "hydra" or key.startswith("-"):
             raise DlbenchError(
                 f"{source}: the saved override '{override}' is refused: dlbench never saves one that "
-                "names an object, Hydra's own settings or plugins, so something else wrote this file. "
+                "names an object or Hydra's own settings, so something else wrote this file. "
                 "A saved run is data: it cannot add code to a run."
             )
     return list(overrides)

@@ -13,13 +13,14 @@ import argparse
 from dataclasses import dataclass, field
 
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from dlbench import preflight
 from dlbench.config import data_config, validate
+from dlbench.data.info import DataInfo
 from dlbench.engine.logging import console
 from dlbench.engine.trainer import DTYPES
 from dlbench.errors import DlbenchError
@@ -44,35 +45,40 @@ class Summary:
     memory: dict[str, int] = field(default_factory=dict)  # bytes, at the configured batch size
 
 
-def input_spec(cfg: DictConfig, overrides: list[str]) -> tuple[list[int], int, str]:
-    """The input shape and outputs the model is sized for, and where they come from.
+def input_spec(cfg: DictConfig, overrides: list[str]) -> tuple[DataInfo, str]:
+    """The data facts the model is sized for, and where they come from.
 
-    `dataset.input_shape=[C,H,W]` on the command line wins. A model with a `stem` and no
-    dataset named (no dataset= or experiment=) gets the size its stem is for: 3x224x224 and
-    1000 classes for stem=imagenet, 3x32x32 and 10 classes otherwise. Otherwise the dataset
-    says: the built-in image sets without reading them, any other set by loading it.
+    `model.input_shape=[C,H,W]` (and `model.num_outputs=N`) on the command line win. A model
+    with a `stem` and no dataset named (no dataset= or experiment=) gets the size its stem is
+    for: 3x224x224 and 1000 classes for stem=imagenet, 3x32x32 and 10 classes otherwise.
+    Otherwise the dataset says: the built-in image sets without reading them, any other set by
+    loading it.
     """
     from dlbench.data.vision import known_shape
 
     keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    node = dict(cfg.dataset)
-    if "dataset.input_shape" in keys:
-        return list(cfg.dataset.input_shape), int(cfg.dataset.get("num_classes") or 10), "given"
+    outputs = cfg.model.get("num_outputs")
+
+    def info(shape: list[int], classes: int) -> DataInfo:
+        return DataInfo(cfg.dataset.name, list(shape), outputs or classes, num_classes=outputs or classes)
+
+    if cfg.model.get("input_shape") is not None:
+        return info(cfg.model.input_shape, 10), "given"
     if "stem" in cfg.model and not keys & {"dataset", "dataset.name", "experiment"}:
         if cfg.model.stem == "imagenet":
-            return [3, 224, 224], 1000, "ImageNet size (no dataset given)"
-        return [3, 32, 32], 10, "CIFAR size (no dataset given; model.stem=imagenet for 224px)"
-    if (known := known_shape(node)) is not None:
-        return known[0], known[1], f"dataset {node['name']}"
-    from dlbench.train import build_data
+            return info([3, 224, 224], 1000), "ImageNet size (no dataset given)"
+        return info([3, 32, 32], 10), "CIFAR size (no dataset given; model.stem=imagenet for 224px)"
+    if (known := known_shape(dict(cfg.dataset))) is not None:
+        return info(*known), f"dataset {cfg.dataset.name}"
+    from dlbench.training import build_data
 
     try:
         data = build_data(cfg)
     except DlbenchError as err:
         raise DlbenchError(
-            f"{err}\n(or give the input: dataset.input_shape=[C,H,W] dataset.num_classes=N)"
+            f"{err}\n(or give the input: model.input_shape=[C,H,W] model.num_outputs=N)"
         ) from err
-    return list(data.input_shape), int(cfg.dataset.num_outputs), f"dataset {node['name']}"
+    return data.info, f"dataset {cfg.dataset.name}"
 
 
 def example(n: int, input_shape: list[int], tokens: bool) -> torch.Tensor:
@@ -200,13 +206,11 @@ def show_command(args: list[str]) -> int:
     preflight.check(overrides)
     cfg = preflight.compose_config(overrides)
     validate(cfg)
-    input_shape, outputs, source = input_spec(cfg, overrides)
-    with open_dict(cfg):
-        cfg.dataset.input_shape = input_shape
-        cfg.dataset.num_classes = cfg.dataset.num_outputs = outputs
-    model = MODELS.build(cfg.model, "model")
+    facts, source = input_spec(cfg, overrides)
+    model = MODELS.build(cfg.model, "model", facts=facts)
     batch = data_config(cfg.dataset).batch_size or 1
-    tokens = cfg.dataset.get("vocab_size") is not None
+    tokens = facts.vocab_size is not None
+    input_shape = facts.input_shape
     if getattr(model, "latent_dim", 0):  # a GAN: its generator, from noise
         input_shape, source = [model.latent_dim], f"noise for the generator; images {source}"
     summary = summarize(model, input_shape, batch, cfg.optimizer, cfg.trainer.precision, parsed.depth, tokens)

@@ -77,3 +77,50 @@ def test_augmentation_keys_are_checked():
         check("dataset=image_folder", "dataset.augment={hflp: 0.5}")
     with pytest.raises(DlbenchError, match="dataset.augment.rotation: expected float"):
         check("dataset=image_folder", "dataset.augment.rotation=lots")
+
+
+def test_shipped_component_files_hold_only_what_differs_from_the_code():
+    """Each default is written once, in code: a shipped model/dataset/task YAML extends the
+    code's node (`defaults: [_name]`) and sets only values that differ from it."""
+    import yaml
+
+    from dlbench.config import DataConfig
+    from dlbench.registry import DATASETS, MODELS, TASKS
+
+    registries = {"model": MODELS, "dataset": DATASETS, "task": TASKS}
+    checked = 0
+    for group, registry in registries.items():
+        for path in sorted((preflight.CONFIG_DIR / group).glob("*.yaml")):
+            node = yaml.safe_load(path.read_text()) or {}
+            if "${" in str(node.get("name")):
+                continue  # task: auto follows the dataset
+            code = registry.config_node(node["name"])
+            if group == "dataset":
+                code = {**code, **vars(DataConfig()), "name": node["name"]}
+            assert node.get("defaults") == [f"_{node['name']}", "_self_"], path
+            same = [
+                k for k, v in node.items() if k not in ("name", "defaults") and k in code and code[k] == v
+            ]
+            assert not same, f"{path} repeats the code's defaults for {same}"
+            assert "${dataset." not in path.read_text(), (
+                f"{path}: sizes come from the data, not interpolations"
+            )
+            checked += 1
+    assert checked >= 40
+
+
+def test_a_registered_component_needs_no_yaml_and_its_keys_are_checked():
+    from torch import nn
+
+    from dlbench.registry import MODELS
+
+    @MODELS.register("test_only_tiny")
+    def test_only_tiny(input_shape: list[int], num_outputs: int, width: int = 4) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(width), nn.Linear(width, num_outputs))
+
+    cfg = preflight.compose_config(["model=test_only_tiny", "model.width=8"])
+    assert cfg.model.width == 8 and cfg.model.input_shape is None
+    with pytest.raises(DlbenchError, match=r"Unknown key 'model.widht'.*Did you mean: width"):
+        check("model=test_only_tiny", "+model.widht=8")
+    with pytest.raises(DlbenchError, match=r"model.width: expected int, got 'wide'"):
+        check("model=test_only_tiny", "model.width=wide")

@@ -7,11 +7,12 @@ import torch
 from conftest import only_run_dir, read_metrics
 from hydra import compose, initialize_config_dir
 
-from dlbench import cli, preflight
+from dlbench import preflight
+from dlbench.commands import train as train_command
 from dlbench.engine import checkpoint
 from dlbench.engine.trainer import Trainer
 from dlbench.errors import DlbenchError, Preempted
-from dlbench.train import train
+from dlbench.training import train
 
 
 def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(cli, tmp_path):
@@ -71,7 +72,7 @@ def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
         assert stop.value.step == 7 and calls == []  # the trainer's handler took the signal...
         assert signal.getsignal(signum) is not None and signal.getsignal(signum).__name__ == "<lambda>"
         with pytest.raises(SystemExit) as exit_:
-            cli.stopped(stop.value, tmp_path / "cut")  # ... and hands it on afterwards
+            train_command.stopped(stop.value, tmp_path / "cut")  # ... and hands it on afterwards
         assert exit_.value.code == Preempted.EXIT_STATUS and calls == [signum]
     finally:
         signal.signal(signum, previous)

@@ -12,7 +12,7 @@ from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.registry import MODELS
 from dlbench.tasks.gan import ImagePool, d_loss, g_loss
-from dlbench.train import build_data, train
+from dlbench.training import build_data, train
 
 QUIET = ["trainer.progress=none", "device=cpu"]
 SMALL = {  # tiny versions of each preset, for the tests
@@ -51,7 +51,7 @@ def test_adversarial_losses_on_known_logits():
 
 @pytest.mark.parametrize("shape, steps", [([1, 28, 28], 2), ([3, 32, 32], 3), ([3, 64, 64], 4)])
 def test_dcgan_depth_follows_the_image_size(shape, steps):
-    gan = MODELS.build({"name": "dcgan", "in_shape": shape, "width": 8}, "model")
+    gan = MODELS.build({"name": "dcgan", "input_shape": shape, "width": 8}, "model")
     ups = [m for m in gan.generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     downs = [m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(ups) == len(downs) == steps
@@ -60,11 +60,11 @@ def test_dcgan_depth_follows_the_image_size(shape, steps):
     assert list(images.shape) == [2, *shape] and images.abs().max() <= 1
     assert gan.discriminator(images).shape == (2, 1)
     with pytest.raises(DlbenchError, match="4..7 times a power of two"):
-        MODELS.build({"name": "dcgan", "in_shape": [3, 30, 30]}, "model")
+        MODELS.build({"name": "dcgan", "input_shape": [3, 30, 30]}, "model")
 
 
 def test_pix2pix_unet_and_patchgan_shapes():
-    gan = MODELS.build({"name": "pix2pix", "in_shape": [3, 256, 256], "width": 8}, "model")
+    gan = MODELS.build({"name": "pix2pix", "input_shape": [3, 256, 256], "width": 8}, "model")
     downs = [m for m in gan.generator.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(downs) == 8  # 256 px down to 1
     drops = [m for m in gan.generator.modules() if isinstance(m, torch.nn.Dropout)]

@@ -6,9 +6,9 @@ from conftest import read_metrics
 from formats import draw_digit_png
 
 from dlbench import preflight
-from dlbench.cli import experiments
+from dlbench.commands.listing import experiments
 from dlbench.engine import checkpoint
-from dlbench.train import train
+from dlbench.training import train
 
 QUIET = ["trainer.progress=none", "device=cpu"]
 IMAGE_DATA = ("mnist", "fashion_mnist", "cifar10", "cifar100")

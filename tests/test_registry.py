@@ -60,5 +60,5 @@ def test_a_registry_registers_by_decorator_and_lists_by_pattern():
     assert reg.names("*small*") == ["small_widget"]
     assert reg.description("small_widget") == "A small widget."
     assert reg.build({"name": "small_widget", "size": 3}, "widget") == 3
-    with pytest.raises(ValueError):
+    with pytest.raises(DlbenchError, match="registered twice"):  # a plugin taking a shipped name
         reg.add("small_widget", lambda: None)

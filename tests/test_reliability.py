@@ -18,7 +18,7 @@ from dlbench.engine import checkpoint
 from dlbench.engine.trainer import Trainer
 from dlbench.errors import DlbenchError, Preempted
 from dlbench.tasks.classification import Classification
-from dlbench.train import train
+from dlbench.training import train
 
 QUIET = ["trainer.progress=none", "trainer.deterministic=true"]
 TRAINER_OPTIMIZE = Trainer.optimize
@@ -127,7 +127,7 @@ def test_sigterm_from_outside_exits_75_with_a_checkpoint_to_resume(tmp_path):
 
 def test_a_failed_checkpoint_write_keeps_the_previous_one(monkeypatch, tmp_path):
     path = tmp_path / "checkpoints" / "last.pt"
-    checkpoint.save({"task": {"w": torch.ones(3)}, "config": "a"}, path)
+    checkpoint.save({"task": {"w": torch.ones(3)}, "config": "name: a"}, path)
 
     def disk_full(state, f):
         f.write(b"partial bytes")
@@ -135,7 +135,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(monkeypatch, tmp_path)
 
     monkeypatch.setattr(checkpoint.torch, "save", disk_full)
     with pytest.raises(DlbenchError, match="No space left on device writing .*last.pt"):
-        checkpoint.save({"task": {"w": torch.zeros(3)}, "config": "b"}, path)
+        checkpoint.save({"task": {"w": torch.zeros(3)}, "config": "name: b"}, path)
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]  # no stray temporary file
     assert torch.equal(checkpoint.load(path)["task"]["w"], torch.ones(3))
 

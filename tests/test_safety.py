@@ -22,11 +22,12 @@ from formats import write_image_folder, write_mnist, write_names
 from PIL import Image
 
 from dlbench import cli as dlbench_cli
-from dlbench import preflight
+from dlbench import preflight, rundir
+from dlbench.commands.runs import resume_overrides
 from dlbench.data.images import open_image
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
-from dlbench.train import train
+from dlbench.training import train
 
 QUIET = ["trainer.progress=none", "trainer.epochs=1"]
 
@@ -233,7 +234,7 @@ def test_a_failed_resume_leaves_the_run_as_it_was(cli, run):
     failed = cli(f"resume={run}", "model=linear")
     assert failed.returncode == 2 and "does not fit" in failed.stderr, failed.stderr[-2000:]
     assert digest(run) == before  # .hydra/overrides.yaml included
-    resumed = dlbench_cli.resume_overrides([f"resume={run}", "trainer.epochs=2"])
+    resumed = resume_overrides([f"resume={run}", "trainer.epochs=2"])
     metrics = train(preflight.compose_config(resumed), run, resumed)
     assert metrics["train/loss"] > 0 and checkpoint.load(run)["trainer"]["epoch"] == 2
 
@@ -341,7 +342,7 @@ def test_a_full_disk_stops_the_run_with_one_message_and_keeps_the_last_checkpoin
 def test_temporary_files_of_killed_writes_are_removed_at_start(run):
     leftover = run / "checkpoints" / ".last.pt.x1y2z3.tmp"
     leftover.write_bytes(b"half a checkpoint")
-    resumed = dlbench_cli.resume_overrides([f"resume={run}", "trainer.epochs=2", "trainer.progress=none"])
+    resumed = resume_overrides([f"resume={run}", "trainer.epochs=2", "trainer.progress=none"])
     train(preflight.compose_config(resumed), run, resumed)
     assert not leftover.exists()
 
@@ -481,3 +482,136 @@ def test_data_that_cannot_train_is_named(tmp_path):
     overrides = ["dataset=names", f"dataset.root={tmp_path / 'data'}", "dataset.download=false", *QUIET]
     with pytest.raises(DlbenchError, match=r"Greek.txt has no name left after keeping the seed's 57 letters"):
         train(preflight.compose_config(overrides), tmp_path / "b")
+
+
+# ---- found by a red-team review of the first version ---------------------------------------------
+
+
+def test_hydra_flags_and_sweeps_cannot_smuggle_code_past_the_checks(capsys, tmp_path, monkeypatch):
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "PWNED"
+    (tmp_path / "evil.pickle").write_bytes(pickle.dumps(WritesAFile(marker)))
+    code, err = run_main(capsys, "--experimental-rerun", "evil.pickle")
+    assert code == 2 and "--experimental-rerun is not supported" in err and not marker.exists()
+
+    # a logging handler built by interpolation from a node the logging checks do not see
+    env = ["+hydra.job.env_set.class=zipfile.ZipFile", f"+hydra.job.env_set.file={tmp_path / 'x.zip'}"]
+    code, err = run_main(capsys, *env, "+hydra.job_logging.handlers.pwn=${hydra.job.env_set}", *QUIET)
+    assert code == 2 and "only filename, format, datefmt, level may be interpolated" in err
+    assert not (tmp_path / "x.zip").exists()
+
+    # every value of a sweep is checked, however many jobs: a glob, and a 65th combination
+    evil = tmp_path / "configs" / "experiment"
+    evil.mkdir(parents=True)
+    (evil / "evil.yaml").write_text(
+        "# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: os.system\n"
+    )
+    (evil / "safe.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 1\n")
+    for sweep in (["experiment=glob(ev*)"], ["experiment=safe,evil", "trainer.seed=range(0,64)"]):
+        code, err = run_main(capsys, "-m", *sweep, "hydra.sweep.dir=sweep", *QUIET)
+        assert code == 2 and "_target_: os.system' is refused" in err, err
+        assert not (tmp_path / "sweep").exists()  # refused before any job
+    code, err = run_main(capsys, "-m", "hydra.job.chdir=true,false", *QUIET)
+    assert code == 2 and "does not sweep Hydra's own settings" in err
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    for args, expected in [
+        (["name=${oc.env:NOPE_NOT_SET}"], "Environment variable 'NOPE_NOT_SET' not found"),
+        (["hydra.job.env_copy=[NOPE_NOT_SET]"], "env_copy names NOPE_NOT_SET, which is not set"),
+    ]:
+        code, err = run_main(capsys, *args, *QUIET)
+        assert code == 2 and expected in err, err
+
+
+def test_an_archive_cannot_write_outside_the_data_folder_and_a_saved_run_cannot_choose_a_url(
+    capsys, http_server, run, tmp_path
+):
+    import tarfile
+
+    from dlbench.data.download import fetch
+
+    folder, url = http_server
+    payload = tmp_path / "payload.txt"
+    payload.write_text("x")
+    with tarfile.open(folder / "evil.tar.gz", "w:gz") as tar:
+        tar.add(payload, arcname="../escaped.txt")
+    data = tmp_path / "data" / "inner"
+    data.mkdir(parents=True)
+    with pytest.raises(DlbenchError, match="refused to extract"):
+        fetch(f"{url}/evil.tar.gz", data)
+    assert not (tmp_path / "data" / "escaped.txt").exists()
+
+    saved = run / ".hydra" / "overrides.yaml"
+    saved.write_text(yaml.safe_dump(["dataset=cifar10", f"dataset.url={url}/cifar.tar.gz", *QUIET]))
+    code, err = run_main(capsys, "eval", str(run))
+    assert code == 2 and "downloads nothing from an address a saved run names" in err
+
+
+def test_a_loose_checkpoint_resumes_into_a_new_folder_and_other_programs_files_stay(cli, run, tmp_path):
+    home = tmp_path / "home"
+    (home / "Downloads").mkdir(parents=True)
+    shutil.copy(run / "checkpoints" / "last.pt", home / "Downloads" / "model.pt")
+    (home / "metrics.json").write_text("my own notes\n")
+    (home / ".notes.txt.tmp").write_text("an editor's file")
+    result = cli("resume=home/Downloads/model.pt", "trainer.epochs=2", *QUIET)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (home / "metrics.json").read_text() == "my own notes\n" and (home / ".notes.txt.tmp").exists()
+    assert not (home / ".hydra").exists() and list((tmp_path / "outputs").glob("*/*/metrics.json"))
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / ".important.tmp").write_text("keep me")
+    assert cli(*QUIET, "hydra.run.dir=.", cwd=here).returncode == 0
+    assert (here / ".important.tmp").read_text() == "keep me"
+    assert cli(*QUIET, "hydra.run.dir=").returncode == 2
+
+
+def test_outputs_never_land_on_a_run_or_an_existing_file(capsys, run, tmp_path):
+    before = digest(run)
+    code, err = run_main(capsys, "compare", str(run), "--csv", str(run / "metrics.json"))
+    assert code == 2 and "name a .csv file" in err
+    code, err = run_main(capsys, "-m", "trainer.epochs=1,2", f"hydra.sweep.dir={run}", "hydra.sweep.subdir=.")
+    assert code == 2, err
+    code, err = run_main(capsys, "-m", "trainer.epochs=1,2", f"hydra.sweep.dir={run}")
+    assert code == 2 and "holds a run, not a sweep" in err
+    assert digest(run) == before
+
+    busy = tmp_path / "busy"
+    lock = rundir.RunLock(busy).acquire()  # another sweep is running in it
+    try:
+        code, err = run_main(capsys, "-m", "trainer.epochs=1,2", f"hydra.sweep.dir={busy}", *QUIET)
+    finally:
+        lock.release()
+    assert code == 2 and "is in use by another dlbench run" in err
+
+
+def test_predict_never_writes_over_a_file(capsys, tmp_path, data_root):
+    overrides = ["experiment=gan_mnist", f"dataset.root={data_root}", "dataset.download=false", *QUIET]
+    train(preflight.compose_config(overrides), tmp_path / "gan")
+    Image.new("RGB", (30, 20)).save(tmp_path / "holiday.png")
+    code, err = run_main(
+        capsys, "predict", str(tmp_path / "gan"), "--num", "4", "--out", str(tmp_path / "holiday.png")
+    )
+    assert code == 2 and "exists; predict never writes over a file" in err
+    assert Image.open(tmp_path / "holiday.png").size == (30, 20)
+    code, err = run_main(
+        capsys, "predict", str(tmp_path / "gan"), "--num", "4", "--out", str(tmp_path / "x.tex")
+    )
+    assert code == 2 and "name an image file" in err
+
+
+@pytest.mark.parametrize("damage", ["no trainer", "trainer.epoch is text", "config is a number"])
+def test_a_damaged_checkpoint_is_one_message_and_changes_nothing(cli, run, damage):
+    state = checkpoint.load(run)
+    if damage == "no trainer":
+        del state["trainer"]
+    elif damage == "trainer.epoch is text":
+        state["trainer"]["epoch"] = "x"
+    else:
+        state["config"] = "3"
+    torch.save(state, run / "checkpoints" / "last.pt")
+    before = digest(run)
+    result = cli(f"resume={run}", "trainer.epochs=2")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert digest(run) == before and not (run / "train.log").exists()

@@ -12,7 +12,7 @@ from dlbench import preflight
 from dlbench.data.text import LETTERS, encode_names, normalize_sentence, to_ascii
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
-from dlbench.train import build_data, build_task, train
+from dlbench.training import build_data, build_task, train
 
 QUIET = ["trainer.progress=none", "device=cpu", "logger=none"]
 
@@ -34,8 +34,8 @@ def test_names_dataset_classes_splits_and_vocabulary(tmp_path):
     write_names(tmp_path)
     cfg = compose("dataset=names", f"dataset.root={tmp_path}", "dataset.download=false", "model=rnn")
     data = build_data(cfg)
-    assert cfg.dataset.class_names == sorted(NAMES)  # the file names
-    assert cfg.dataset.vocab_size == 58  # 57 letters and padding
+    assert data.info.class_names == sorted(NAMES)  # the file names
+    assert data.info.vocab_size == 58  # 57 letters and padding
     sizes = {s: data.size(s) for s in ("train", "val", "test")}
     assert sum(sizes.values()) == sum(len(v) for v in NAMES.values()) and min(sizes.values()) >= 2
     labels = torch.cat([b[1] for b in data.loader("test")])
@@ -65,7 +65,7 @@ def test_rnn_cells_bidirectional_and_embedding(tmp_path, cell):
     cfg = compose("dataset=names", f"dataset.root={tmp_path}", "dataset.download=false", "model=rnn",
                   f"model.cell={cell}", "model.num_layers=2", "model.dropout=0.1", *extra)  # fmt: skip
     data = build_data(cfg)
-    task = build_task(cfg, data)
+    task = build_task(cfg, data.info)
     x, y = next(iter(data.loader("train")))
     out = task.model(x)
     assert out.shape == (len(x), 3)
@@ -96,7 +96,7 @@ def test_translation_pairs_normalise_filter_and_reverse(tmp_path):
                   "model=seq2seq", "dataset.val_fraction=0", "dataset.test_fraction=0.3")  # fmt: skip
     data = build_data(cfg)
     assert data.size("train") + data.size("test") == 7  # "Go!" (no prefix) and the long one dropped
-    vocab = cfg.dataset.vocab
+    vocab = OmegaConf.create(data.info.vocab)
     assert vocab.source[:4] == ["<pad>", "<sos>", "<eos>", "<unk>"]
     source, target = next(iter(data.loader("train")))
     assert target[0][target[0] != 0][-1] == 2  # every target ends with <eos>
@@ -121,7 +121,7 @@ def _seq2seq_task(*overrides):
     cfg = compose("experiment=seq2seq", "dataset.n_pairs=200", "dataset.min_length=2", "dataset.max_length=4",
                   "dataset.alphabet=abcd", *overrides)  # fmt: skip
     data = build_data(cfg)
-    return cfg, data, build_task(cfg, data)
+    return cfg, data, build_task(cfg, data.info)
 
 
 class Spell(torch.nn.Module):
@@ -140,7 +140,7 @@ def test_seq2seq_metrics_token_accuracy_exact_match_and_bleu():
     source, target = next(iter(data.loader("test")))
     width = int((target != 0).sum(1).max())
     target = target[:, :width]
-    vocab = cfg.dataset.target_vocab_size
+    vocab = data.info.target_vocab_size
     task.model = Spell(target, vocab)
     task.evaluation_step((source, target), "test")
     metrics = task.compute_metrics("test")
@@ -193,7 +193,7 @@ def test_seq2seq_attention_trains_and_translates_from_the_command_line(cli, tmp_
     assert "Test examples (greedy decoding)" in result.stdout
     assert list((tmp_path / "run" / "tb").glob("events.*"))
     state = checkpoint.load(tmp_path / "run")
-    assert "vocab" in OmegaConf.create(state["config"]).dataset  # the vocabulary travels with the weights
+    assert "source" in state["data"]["vocab"]  # the vocabulary travels with the weights
     result = cli("predict", "run", "abcdef", "xyz")
     assert result.returncode == 0, result.stderr
     assert "abcdef" in result.stdout and "output" in result.stdout
@@ -203,7 +203,7 @@ def test_seq2seq_attention_trains_and_translates_from_the_command_line(cli, tmp_
 def test_sine_windows_and_a_held_out_tail():
     cfg = compose("experiment=rnn_timeseries", "dataset.length=200", "dataset.window=10", "dataset.noise=0")
     data = build_data(cfg)
-    assert cfg.dataset.input_shape == [10, 1]
+    assert data.info.input_shape == [10, 1]
     test_y = torch.cat([b[1] for b in data.loader("test")]).flatten()
     t = torch.arange(200 - len(test_y), 200, dtype=torch.float64)
     torch.testing.assert_close(test_y, torch.sin(2 * torch.pi * t / 50).float())  # the end of the series
@@ -228,7 +228,9 @@ def test_csv_series_scales_with_the_train_part_and_reports_in_its_units(tmp_path
     metrics = train(cfg, tmp_path / "run")
     # 115 windows: the last 23 are test, the 9 before them val, so train sees values[:83 + 5]
     train_part = torch.tensor(values[:88])
-    assert cfg.dataset.scale == pytest.approx([float(train_part.mean()), float(train_part.std())], rel=1e-5)
+    assert checkpoint.load(tmp_path / "run")["data"]["scale"] == pytest.approx(
+        [float(train_part.mean()), float(train_part.std())], rel=1e-5
+    )
     assert metrics["test/mae"] > 1  # in prices, not in standardised units
 
 

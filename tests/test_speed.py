@@ -10,7 +10,7 @@ from dlbench.engine import checkpoint
 from dlbench.engine.optim import Lookahead, build_optimization, triangle
 from dlbench.errors import DlbenchError
 from dlbench.models.airbench import airbench
-from dlbench.train import train
+from dlbench.training import train
 
 
 def test_whitening_init_decorrelates_the_image_patches():

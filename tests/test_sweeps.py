@@ -5,7 +5,7 @@ import csv
 from formats import write_mnist
 
 from dlbench import preflight
-from dlbench.train import train
+from dlbench.training import train
 
 
 def test_lesson_sweep_names_jobs_by_overrides_and_compare_sorts_them(cli, tmp_path):

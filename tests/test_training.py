@@ -8,7 +8,7 @@ import torch
 from dlbench import preflight
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
-from dlbench.train import train
+from dlbench.training import train
 
 FAST = ["trainer.progress=none", "logger=none"]
 

@@ -12,8 +12,8 @@ from dlbench.show import summarize, training_memory
 CIFAR, IMAGENET = [3, 32, 32], [3, 224, 224]
 
 
-def build(in_shape, num_classes=10, **model):
-    return MODELS.build({**model, "in_shape": in_shape, "num_classes": num_classes}, "model")
+def build(input_shape, num_outputs=10, **model):
+    return MODELS.build({**model, "input_shape": input_shape, "num_outputs": num_outputs}, "model")
 
 
 def count(model: nn.Module) -> int:
@@ -195,7 +195,7 @@ def test_training_memory_counts_saved_activations_and_optimizer_state():
 
 
 def test_show_reports_the_resnet50_parameter_count(cli):
-    args = ["model=resnet", "model.depth=50", "model.stem=imagenet", "model.num_classes=1000"]
+    args = ["model=resnet", "model.depth=50", "model.stem=imagenet", "model.num_outputs=1000"]
     result = cli("show", *args)
     assert result.returncode == 0, result.stderr
     assert "25,557,032 total, 25,557,032 trainable" in result.stdout

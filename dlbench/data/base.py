@@ -9,9 +9,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import PIL.Image
 import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
+from torchvision.transforms import v2
 
 from dlbench.config import DataConfig
 from dlbench.data.transforms import Augment, Augmented
@@ -41,6 +44,78 @@ class DataSource:
     # encode(train, val, test) -> ((train, val, test), metadata), called after the carving.
     encode: Callable[..., tuple[tuple[Dataset, Dataset | None, Dataset | None], dict]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # written into cfg.dataset (e.g. a vocabulary)
+
+
+def as_source(built: Any, name: str) -> DataSource:
+    """What a registered dataset constructor returned, as a DataSource.
+
+    A user's constructor may return a torch `Dataset` (one split: val and test are carved from
+    it), a tuple or list `(train, val, test)` or a dict with those keys (val and test may be
+    None), or a DataSource. Samples are `(input, target)` pairs; PIL images and numpy arrays
+    become tensors. An integer target means classes: their number comes from a `classes`
+    attribute (its names too), else from a `targets` attribute, else from reading every label
+    once. Any other target (a float, a vector) means regression.
+    """
+    if isinstance(built, DataSource):
+        return built
+    if isinstance(built, Dataset):
+        splits = [built, None, None]
+    elif isinstance(built, (tuple, list)) and 1 <= len(built) <= 3:
+        splits = [*built, None, None][:3]
+    elif isinstance(built, dict) and "train" in built and set(built) <= {"train", "val", "test"}:
+        splits = [built.get("train"), built.get("val"), built.get("test")]
+    else:
+        splits = [None]
+    if splits[0] is None or not all(s is None or isinstance(s, Dataset) for s in splits):
+        raise DlbenchError(
+            f"dataset '{name}': its constructor returned {type(built).__name__}; return a torch Dataset, "
+            "a (train, val, test) tuple of Datasets, or a DataSource"
+        )
+    train, val, test = (None if s is None else AsTensors(s) for s in splits)
+    if len(train) == 0:
+        raise DlbenchError(f"dataset '{name}' has no samples")
+    sample = train[0]
+    if not isinstance(sample, (tuple, list)) or len(sample) < 2:
+        raise DlbenchError(
+            f"dataset '{name}': a sample must be an (input, target) pair, got {type(sample).__name__}"
+        )
+    target = torch.as_tensor(sample[1])
+    if target.is_floating_point() or target.dim() > 0:
+        return DataSource(train, val, test)  # regression
+    classes = getattr(splits[0], "classes", None)
+    if classes is not None:
+        return DataSource(train, val, test, num_classes=len(classes), class_names=[str(c) for c in classes])
+    labels = labels_of(train)
+    if labels is None:
+        labels = torch.tensor([int(train[i][1]) for i in range(len(train))])
+    return DataSource(train, val, test, num_classes=int(labels.max()) + 1)
+
+
+class AsTensors(Dataset):
+    """A user's Dataset whose inputs may be PIL images or numpy arrays: each becomes a tensor
+    (images as float in [0, 1], channels first), so batches stack."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        if (targets := getattr(dataset, "targets", None)) is not None:
+            self.targets = targets  # read by labels_of: stratified splits without loading samples
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        x, y, *rest = self.dataset[index]
+        if isinstance(x, PIL.Image.Image):
+            x = v2.functional.to_dtype(v2.functional.to_image(x), torch.float32, scale=True)
+        elif not isinstance(x, torch.Tensor):
+            x = _as_float32(torch.as_tensor(np.asarray(x)))
+        if not isinstance(y, (int, torch.Tensor)):  # a float or an array: a regression target
+            y = _as_float32(torch.as_tensor(np.asarray(y)))
+        return (x, y, *rest)
+
+
+def _as_float32(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.is_floating_point() else t
 
 
 def labels_of(dataset: Dataset) -> torch.Tensor | None:

@@ -1,17 +1,60 @@
-"""Fetching a data set's archive: one place that turns any download failure into one message."""
+"""Fetching a data set's archive: one place that turns any download failure into one message,
+and extracts archives safely (no member lands outside the data folder: no absolute paths, no
+`..`, no links out of it)."""
 
 from __future__ import annotations
 
+import gzip
+import shutil
+import tarfile
+import zipfile
 from pathlib import Path
-
-from torchvision.datasets.utils import download_and_extract_archive
 
 from dlbench.errors import DlbenchError
 
 
 def fetch(url: str, folder: Path, md5: str | None = None) -> None:
     """Download `url` into `folder` and extract it there (md5 checked when given)."""
+    from torchvision.datasets.utils import download_url
+
+    name = url.rstrip("/").rsplit("/", 1)[-1]
     try:
-        download_and_extract_archive(url, str(folder), md5=md5)
+        download_url(url, str(folder), filename=name, md5=md5)
     except Exception as err:  # network errors come in many types; say which file and where
         raise DlbenchError(f"Could not download {url} into {folder}: {err}") from err
+    extract(folder / name, folder)
+
+
+def extract(archive: Path, folder: Path) -> None:
+    """Unpack a .tar(.gz|.bz2|.xz)/.tgz, .zip or single .gz file into `folder`."""
+    try:
+        if tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tar:
+                safe_extract(tar, folder)
+        elif zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(folder)  # zipfile drops absolute paths and ".." itself
+        elif archive.suffix == ".gz":
+            with gzip.open(archive) as src, open(folder / archive.stem, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
+        raise DlbenchError(f"{archive} is not an archive that can be extracted ({err})") from err
+
+
+def safe_extract(tar: tarfile.TarFile, folder: Path) -> None:
+    """tarfile's "data" filter where Python has it (3.10.12+, 3.11.4+); else the same checks."""
+    if hasattr(tarfile, "data_filter"):
+        try:
+            tar.extractall(folder, filter="data")
+        except tarfile.FilterError as err:
+            raise DlbenchError(f"refused to extract {tar.name}: {err}") from err
+        return
+    root = folder.resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        link = (target.parent / member.linkname).resolve() if member.issym() or member.islnk() else target
+        if not (target.is_relative_to(root) and link.is_relative_to(root)) or member.isdev():
+            raise DlbenchError(
+                f"refused to extract {tar.name}: member {member.name} would land outside {folder}"
+            )
+    tar.extractall(folder)

@@ -16,7 +16,7 @@ def synthetic_linear(
     weights: list[float] = (1.0, 2.0, 3.0),
     bias: float = 5.0,
     noise: float = 0.0,
-    x_dist: str = "normal",
+    x_dist: str = "normal",  # normal | uniform
     x_scale: float = 1.0,
     seed: int = 0,
 ) -> DataSource:

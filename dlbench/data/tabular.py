@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import math
+from pathlib import Path
+
 import torch
 from sklearn.datasets import load_digits, load_iris
 from torch.utils.data import TensorDataset
 
 from dlbench.data.base import DataSource
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, did_you_mean
 from dlbench.registry import DATASETS
 
 
@@ -22,8 +26,8 @@ def digits() -> DataSource:
 
 @DATASETS.register("iris")
 def iris(
-    features: list[int] | None = None,
-    classes: list[int] | None = None,
+    features: list[int] | None = None,  # e.g. [0, 1]: the first two measurements
+    classes: list[int] | None = None,  # e.g. [0, 1]: setosa vs versicolor
     standardize: bool = False,
 ) -> DataSource:
     """Fisher's iris: 150 flowers, 4 measurements, 3 species.
@@ -48,3 +52,93 @@ def iris(
     if standardize:
         x = (x - x.mean(0)) / x.std(0)
     return DataSource(TensorDataset(x, y), num_classes=len(names), class_names=names)
+
+
+@DATASETS.register("csv")
+def csv_table(
+    path: str = "data.csv",
+    target: str | int = -1,
+    features: list[str | int] | None = None,
+    header: bool | None = None,
+    target_type: str = "auto",
+) -> DataSource:
+    """A table in a CSV file: one row per sample, predict the `target` column from the others.
+
+    `target` and `features` name columns by header name or by index (negative counts from the
+    end); features are every other column by default. `header`: null finds out (a first row
+    with a word in it is a header). `target_type`: auto (text or whole numbers are classes:
+    classification; other numbers are values: regression) | class | value. Seed 001's "define
+    your own dataset", as a file."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DlbenchError(f"csv: no such file {file} (set dataset.path)")
+    try:
+        with file.open(newline="", encoding="utf-8") as f:
+            rows = [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError as err:
+        raise DlbenchError(f"csv: {file} is not UTF-8 text ({err})") from err
+    if target_type not in ("auto", "class", "value"):
+        raise DlbenchError(f"dataset.target_type={target_type}: choose auto, class or value")
+    if header is None:
+        header = bool(rows) and any(not _number(cell) for cell in rows[0])
+    names = [c.strip() for c in rows[0]] if header else [str(i) for i in range(len(rows[0]) if rows else 0)]
+    body = rows[1:] if header else rows
+    if len(body) < 2:
+        raise DlbenchError(f"csv: {file} has {len(body)} data row(s); a data set needs more")
+
+    def column(key: str | int) -> int:
+        if isinstance(key, int) or key.lstrip("-").isdigit():
+            index = int(key)
+            if not -len(names) <= index < len(names):
+                raise DlbenchError(f"csv: {file} has columns 0..{len(names) - 1}, not {key}")
+            return index % len(names)
+        if key not in names:
+            raise DlbenchError(
+                f"csv: {file} has no column '{key}'.{did_you_mean(key, names)} Columns: {', '.join(names)}"
+            )
+        return names.index(key)
+
+    y_col = column(target)
+    x_cols = (
+        [column(k) for k in features]
+        if features is not None
+        else [i for i in range(len(names)) if i != y_col]
+    )
+    if y_col in x_cols or not x_cols:
+        raise DlbenchError(f"csv: the features must be columns other than the target ({names[y_col]})")
+    x_rows, targets = [], []
+    for number, row in enumerate(body, 2 if header else 1):
+        if len(row) != len(names):
+            raise DlbenchError(
+                f"csv: {file} line {number} has {len(row)} columns, the first row {len(names)}"
+            )
+        values = []
+        for i in x_cols:
+            if not _number(row[i]) or not math.isfinite(value := float(row[i])):
+                raise DlbenchError(
+                    f"csv: {file} line {number}, column {names[i]}: {row[i]!r} is not a finite number"
+                )
+            values.append(value)
+        x_rows.append(values)
+        targets.append(row[y_col].strip())
+    x = torch.tensor(x_rows, dtype=torch.float32)
+    numeric = all(_number(t) and math.isfinite(float(t)) for t in targets)
+    whole = numeric and all(float(t).is_integer() for t in targets)
+    if target_type == "value" or (target_type == "auto" and numeric and not whole):
+        if not numeric:
+            raise DlbenchError(
+                f"csv: target column {names[y_col]} holds text; it cannot be a value to regress"
+            )
+        return DataSource(TensorDataset(x, torch.tensor([[float(t)] for t in targets])))
+    keys = sorted(set(targets), key=lambda t: (float(t), t) if numeric else (0, t))
+    index = {k: i for i, k in enumerate(keys)}
+    y = torch.tensor([index[t] for t in targets], dtype=torch.long)
+    return DataSource(TensorDataset(x, y), num_classes=len(keys), class_names=keys)
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -176,13 +176,13 @@ def _pairs_source(pairs: list[tuple[str, str]], tokens: str, min_count: int, whe
 @DATASETS.register("translation_pairs")
 def translation_pairs(
     root: str = "data",
-    file: str = "eng-fra.txt",
+    file: str = "eng-fra.txt",  # root/<file> or root/data/<file>
     download: bool = True,
     url: str = TUTORIAL_DATA,
-    reverse: bool = True,
-    max_length: int = 10,
+    reverse: bool = True,  # translate the second column (French) into the first (English)
+    max_length: int = 10,  # keep pairs with fewer words than this on both sides
     prefixes: list[str] | None = tuple(ENGLISH_PREFIXES),
-    min_count: int = 1,
+    min_count: int = 1,  # rarer words become <unk>
 ) -> DataSource:
     """Tab-separated sentence pairs (the translation tutorial's eng-fra.txt), normalised and
     filtered as the tutorial does: fewer than max_length words, English side starting with one
@@ -226,9 +226,10 @@ def reverse_sequences(
     return _pairs_source(pairs, "char", 1, "reverse_sequences")
 
 
-def encode_source(text: str, dataset: dict) -> list[int]:
-    """A sentence typed by a user, prepared like the run's source side (for `dlbench predict`)."""
-    vocab = {t: i for i, t in enumerate(dataset["vocab"]["source"])}
-    if dataset["name"] == "translation_pairs":
+def encode_source(text: str, info) -> list[int]:
+    """A sentence typed by a user, prepared like the run's source side (for `dlbench predict`);
+    `info` is the run's DataInfo."""
+    vocab = {t: i for i, t in enumerate(info.vocab["source"])}
+    if info.name == "translation_pairs":
         return [vocab.get(t, UNK_ID) for t in normalize_sentence(text).split()]
     return [vocab.get(t, UNK_ID) for t in text]

@@ -104,9 +104,9 @@ def paired_images(
     archive: str = "facades",
     root: str = "data",
     download: bool = True,
-    url: str = PIX2PIX_URL,
+    url: str = PIX2PIX_URL,  # + <archive>.tar.gz
     image_size: list[int] = (256, 256),
-    direction: str = "BtoA",
+    direction: str = "BtoA",  # facades: label map (B) -> photo (A)
 ) -> DataSource:
     """pix2pix data: root/<archive>/{train,val,test}/*.jpg, each file A and B side by side;
     direction AtoB or BtoA (facades: BtoA turns label maps into photos)."""
@@ -125,7 +125,7 @@ def unpaired_images(
     archive: str = "horse2zebra",
     root: str = "data",
     download: bool = True,
-    url: str = CYCLEGAN_URL,
+    url: str = CYCLEGAN_URL,  # + <archive>.zip
     image_size: list[int] = (256, 256),
 ) -> DataSource:
     """CycleGAN data: root/<archive>/{trainA,trainB,testA,testB}/ images of two domains."""

@@ -163,8 +163,10 @@ def _register(name: str, read, description: str) -> None:
     def build(
         root: str = "data",
         download: bool = True,
+        # a mirror of the official files (checksums are checked only for the official address)
         url: str | None = None,
-        image_size: list[int] | None = None,
+        image_size: list[int] | None = None,  # e.g. [32, 32]: resize once when loading
+        # dataset (its mean/std) | half (to [-1, 1]) | none | [[means], [stds]]
         normalize: str | list[list[float]] | None = "dataset",
     ) -> DataSource:
         splits, classes = read(root, download, url)
@@ -202,8 +204,11 @@ def image_folder(
     image_size: list[int] = (64, 64),
     grayscale: bool = False,
     normalize: str | list[list[float]] | None = "half",
+    # a file that is not a readable image: fail (stop, naming it) | skip (leave it out)
     bad_images: str = "fail",
+    # with skip: more unreadable files than this share of a split is still an error
     max_bad_fraction: float = 0.01,
+    # decode every file at start (false: a bad file stops the run when a batch meets it)
     check_images: bool = True,
 ) -> DataSource:
     """Any root/<split>/<class>/*.jpg|png tree (torchvision ImageFolder); train/ is required,

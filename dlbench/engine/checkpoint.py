@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from dlbench import rundir
 from dlbench.errors import DlbenchError
@@ -49,4 +50,29 @@ def load(path: str | Path) -> dict[str, Any]:
         raise DlbenchError(f"Could not read checkpoint {path}: {err}") from err
     if not isinstance(state, dict) or "task" not in state or "config" not in state:
         raise DlbenchError(f"{path} is not a dlbench checkpoint (no task weights or config in it)")
+    problem = shape_problem(state)
+    if problem:
+        raise DlbenchError(f"{path} is not a dlbench checkpoint that can be used: {problem}")
     return state
+
+
+def shape_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's layout (a file made or edited by something else)."""
+    if not isinstance(state["task"], dict) or not all(isinstance(k, str) for k in state["task"]):
+        return "'task' is not a set of named weights"
+    try:
+        config = yaml.safe_load(state["config"]) if isinstance(state["config"], str) else None
+    except yaml.YAMLError:
+        config = None
+    if not isinstance(config, dict):
+        return "its 'config' is not the YAML text of a config"
+    trainer = state.get("trainer")
+    if trainer is not None:
+        counters = ("epoch", "step", "epoch_step", "bad_epochs")
+        if not isinstance(trainer, dict) or not all(isinstance(trainer.get(k, 0), int) for k in counters):
+            return "its 'trainer' state does not hold whole-number counters"
+        if not isinstance(trainer.get("best"), (int, float, type(None))) or not isinstance(
+            trainer.get("metrics", {}), dict
+        ):
+            return "its 'trainer' state has a best value or metrics of the wrong type"
+    return None

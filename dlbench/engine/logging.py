@@ -22,6 +22,17 @@ from rich.table import Table  # noqa: E402
 
 log = logging.getLogger("dlbench")
 console = Console()
+err_console = Console(stderr=True)
+
+
+def print_error(message: str) -> None:
+    """One error line on stderr. The message is text, not markup ("dlbench[slurm]" prints as
+    written), and soft-wrapped: no line break of its own, so a path or value is never split."""
+    from rich.markup import escape
+
+    err_console.print(
+        f"[bold red]error:[/bold red] {escape(message)}", highlight=False, markup=True, soft_wrap=True
+    )
 
 
 def setup_console(mode: str = "auto") -> str:

@@ -371,6 +371,11 @@ class Trainer:
 
     def restore(self, state: dict[str, Any], task: Task, optimizations: dict[str, Optimization]) -> None:
         """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG."""
+        missing = [k for k in ("trainer", "optimizers", "rng") if k not in state]
+        if missing:
+            raise DlbenchError(
+                f"The checkpoint holds no {', '.join(missing)} state: it can be evaluated, not resumed"
+            )
         try:
             task.load_state_dict(state["task"])
             for name, opt in optimizations.items():
@@ -379,12 +384,15 @@ class Trainer:
                     opt.scheduler.load_state_dict(state["schedulers"][name])
                 if opt.lookahead is not None and name in state.get("lookahead", {}):
                     opt.lookahead.load_state_dict(state["lookahead"][name])
-        except (KeyError, RuntimeError, ValueError) as err:
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as err:
             raise DlbenchError(f"The checkpoint does not fit this run's model or optimizer: {err}") from err
         for name, scaler_state in state.get("scalers", {}).items():
             self.scaler(name).load_state_dict(scaler_state)
-        self.state = TrainState(**state["trainer"])
-        set_rng_state(state["rng"])
+        try:
+            self.state = TrainState(**state["trainer"])
+            set_rng_state(state["rng"])
+        except (TypeError, KeyError, ValueError, RuntimeError) as err:
+            raise DlbenchError(f"The checkpoint's training state cannot be restored: {err}") from err
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

@@ -67,14 +67,14 @@ class AirbenchNet(nn.Sequential):
 
 @MODELS.register("airbench")
 def airbench(
-    in_shape: list[int],
-    num_classes: int,
+    input_shape: list[int],
+    num_outputs: int,
     widths: list[int] = (64, 256, 256),
-    batchnorm_momentum: float = 0.4,
-    scale: float = 1 / 9,
+    batchnorm_momentum: float = 0.4,  # PyTorch's momentum (airbench writes 0.6 = 1 - 0.4)
+    scale: float = 1 / 9,  # 1/9
 ) -> nn.Module:
     """airbench94's net: 2x2 whitening conv, three conv groups, max-pool, linear x 1/9."""
-    channels = in_shape[0]
+    channels = input_shape[0]
     whiten_width = 2 * channels * 2 * 2
     net = AirbenchNet()
     net.add_module("whiten", nn.Conv2d(channels, whiten_width, kernel_size=2, bias=True))
@@ -85,7 +85,7 @@ def airbench(
         width = out
     net.add_module("pool", nn.MaxPool2d(3))
     net.add_module("flatten", nn.Flatten())
-    net.add_module("fc", nn.Linear(width, num_classes, bias=False))
+    net.add_module("fc", nn.Linear(width, num_outputs, bias=False))
     net.add_module("scale", Scale(scale))
     nn.init.zeros_(net.whiten.bias)
     net.whiten.weight.requires_grad_(False)  # fixed by init_from_data

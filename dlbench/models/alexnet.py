@@ -13,12 +13,13 @@ from dlbench.registry import MODELS
 
 @MODELS.register("alexnet")
 def alexnet(
-    in_shape: list[int],
-    num_classes: int,
+    input_shape: list[int],
+    num_outputs: int,
+    # auto | cifar (3x3 stride-1 first conv) | imagenet (11x11 stride 4); auto: imagenet from 128px
     stem: Literal["auto", "cifar", "imagenet"] = "auto",
     dropout: float = 0.5,
-    hidden: int = 4096,
-    pool_size: int = 6,
+    hidden: int = 4096,  # width of the two hidden FC layers
+    pool_size: int = 6,  # the adaptive average pool before the classifier (6x6 in the paper)
 ) -> nn.Module:
     """AlexNet: five ReLU convs with max-pooling, adaptive average pool, dropout-FC-FC-FC.
 
@@ -26,8 +27,8 @@ def alexnet(
     stem=cifar: a 3x3 stride-1 first conv, so 32px images keep enough resolution; everything
     after it is the same, and the adaptive pool makes any input size fit the classifier.
     """
-    channels, _, _ = image_shape(in_shape, "alexnet")
-    if choose_stem(stem, in_shape) == "imagenet":
+    channels, _, _ = image_shape(input_shape, "alexnet")
+    if choose_stem(stem, input_shape) == "imagenet":
         first = nn.Conv2d(channels, 64, kernel_size=11, stride=4, padding=2)
     else:
         first = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1)
@@ -53,7 +54,7 @@ def alexnet(
         nn.Dropout(dropout),
         nn.Linear(hidden, hidden),
         nn.ReLU(inplace=True),
-        nn.Linear(hidden, num_classes),
+        nn.Linear(hidden, num_outputs),
     )
     model = nn.Sequential(
         OrderedDict(
@@ -63,4 +64,4 @@ def alexnet(
             classifier=classifier,
         )
     )
-    return check_fits(model, in_shape, "alexnet")
+    return check_fits(model, input_shape, "alexnet")

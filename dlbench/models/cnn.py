@@ -10,18 +10,22 @@ from dlbench.models import layers
 from dlbench.registry import MODELS
 
 
-def _flat_features(features: nn.Module, in_shape: list[int], model: str) -> int:
-    """The size of `features`' output for one input of in_shape (a dry run, no gradients)."""
+def _flat_features(features: nn.Module, input_shape: list[int], model: str) -> int:
+    """The size of `features`' output for one input of input_shape (a dry run, no gradients)."""
     try:
         with torch.no_grad():
-            return features(torch.zeros(1, *in_shape)).flatten(1).shape[1]
+            return features(torch.zeros(1, *input_shape)).flatten(1).shape[1]
     except RuntimeError as err:
-        raise DlbenchError(f"model={model} cannot take inputs of shape {in_shape}: {err}") from err
+        raise DlbenchError(f"model={model} cannot take inputs of shape {input_shape}: {err}") from err
 
 
 @MODELS.register("cnn_mnist")
 def cnn_mnist(
-    in_shape: list[int], num_classes: int, dropout: float = 0.2, hidden: int = 512, norm: str = "none"
+    input_shape: list[int],
+    num_outputs: int,
+    dropout: float = 0.2,
+    hidden: int = 512,
+    norm: str = "none",  # none | batch | layer | instance | group, after each conv
 ) -> nn.Module:
     """Seed 002's MyCNN: conv32-pool-conv64-pool-drop-fc512-drop-fc (3x3 convs, padding 1).
 
@@ -31,7 +35,7 @@ def cnn_mnist(
     returning logits to cross-entropy trains the same model.
     """
     features = nn.Sequential(
-        nn.Conv2d(in_shape[0], 32, kernel_size=3, padding=1),
+        nn.Conv2d(input_shape[0], 32, kernel_size=3, padding=1),
         layers.norm_2d(norm, 32),
         nn.ReLU(),
         nn.MaxPool2d(2),
@@ -44,21 +48,21 @@ def cnn_mnist(
     )
     return nn.Sequential(
         features,
-        nn.Linear(_flat_features(features, in_shape, "cnn_mnist"), hidden),
+        nn.Linear(_flat_features(features, input_shape, "cnn_mnist"), hidden),
         nn.ReLU(),
         nn.Dropout(dropout),
-        nn.Linear(hidden, num_classes),
+        nn.Linear(hidden, num_outputs),
     )
 
 
 @MODELS.register("lenet5")
-def lenet5(in_shape: list[int], num_classes: int, activation: str = "tanh") -> nn.Module:
+def lenet5(input_shape: list[int], num_outputs: int, activation: str = "tanh") -> nn.Module:
     """LeNet-5 (seed 001): conv6-avgpool-conv16-avgpool-conv120, fc84, tanh; 32x32 inputs."""
     act = {"tanh": nn.Tanh, "relu": nn.ReLU}.get(activation)
     if act is None:
         raise DlbenchError(f"model.activation={activation}: choose tanh or relu")
     features = nn.Sequential(
-        nn.Conv2d(in_shape[0], 6, kernel_size=5),
+        nn.Conv2d(input_shape[0], 6, kernel_size=5),
         act(),
         nn.AvgPool2d(2),
         nn.Conv2d(6, 16, kernel_size=5),
@@ -70,17 +74,17 @@ def lenet5(in_shape: list[int], num_classes: int, activation: str = "tanh") -> n
     )
     return nn.Sequential(
         features,
-        nn.Linear(_flat_features(features, in_shape, "lenet5"), 84),
+        nn.Linear(_flat_features(features, input_shape, "lenet5"), 84),
         act(),
-        nn.Linear(84, num_classes),
+        nn.Linear(84, num_outputs),
     )
 
 
 @MODELS.register("cifar10_net")
-def cifar10_net(in_shape: list[int], num_classes: int, channels: list[int] = (7, 16)) -> nn.Module:
+def cifar10_net(input_shape: list[int], num_outputs: int, channels: list[int] = (7, 16)) -> nn.Module:
     """Seed 003's Net: conv(3,7,5)-pool-conv(7,16,5)-pool-fc400-120-84-classes, ReLU."""
     features = nn.Sequential(
-        nn.Conv2d(in_shape[0], channels[0], 5),
+        nn.Conv2d(input_shape[0], channels[0], 5),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Conv2d(channels[0], channels[1], 5),
@@ -90,11 +94,11 @@ def cifar10_net(in_shape: list[int], num_classes: int, channels: list[int] = (7,
     )
     return nn.Sequential(
         features,
-        nn.Linear(_flat_features(features, in_shape, "cifar10_net"), 120),
+        nn.Linear(_flat_features(features, input_shape, "cifar10_net"), 120),
         nn.ReLU(),
         nn.Linear(120, 84),
         nn.ReLU(),
-        nn.Linear(84, num_classes),
+        nn.Linear(84, num_outputs),
     )
 
 

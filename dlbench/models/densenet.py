@@ -58,15 +58,17 @@ def blocks_for(depth: int) -> list[int]:
 
 @MODELS.register("densenet")
 def densenet(
-    in_shape: list[int],
-    num_classes: int,
+    input_shape: list[int],
+    num_outputs: int,
+    # 121 | 169 | 201 | 264 (ImageNet layouts), or 6n+4 for the CIFAR DenseNet-BC (e.g. 100)
     depth: int = 121,
-    blocks: list[int] | None = None,
-    growth_rate: int = 32,
-    compression: float = 0.5,
-    bn_size: int = 4,
-    init_features: int | None = None,
+    blocks: list[int] | None = None,  # layers per dense block, overrides depth, e.g. [6, 12, 24, 16]
+    growth_rate: int = 32,  # k: channels each layer adds
+    compression: float = 0.5,  # fraction of channels a transition keeps (BC: 0.5)
+    bn_size: int = 4,  # bottleneck width: 1x1 conv to bn_size * k channels
+    init_features: int | None = None,  # channels of the first conv; null: 2 * growth_rate
     dropout: float = 0.0,
+    # auto | cifar (one 3x3 conv) | imagenet (7x7/2 conv, BN, ReLU, 3x3/2 max-pool)
     stem: Literal["auto", "cifar", "imagenet"] = "auto",
 ) -> nn.Module:
     """DenseNet-121/169/201 and the CIFAR DenseNet-BC (depth 6n+4): growth rate, compression.
@@ -74,12 +76,12 @@ def densenet(
     `blocks` (layers per dense block) overrides depth. init_features defaults to twice the
     growth rate. stem=imagenet: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool; stem=cifar: one 3x3 conv.
     """
-    channels, _, _ = image_shape(in_shape, "densenet")
+    channels, _, _ = image_shape(input_shape, "densenet")
     blocks = list(blocks) if blocks is not None else blocks_for(depth)
     if not 0 < compression <= 1:
         raise DlbenchError(f"model.compression={compression}: must be in (0, 1]")
     features = init_features or 2 * growth_rate
-    if choose_stem(stem, in_shape) == "imagenet":
+    if choose_stem(stem, input_shape) == "imagenet":
         layers: list[nn.Module] = [
             nn.Conv2d(channels, features, 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(features),
@@ -103,8 +105,8 @@ def densenet(
             relu=nn.ReLU(inplace=True),
             pool=nn.AdaptiveAvgPool2d(1),
             flatten=nn.Flatten(),
-            fc=nn.Linear(features, num_classes),
+            fc=nn.Linear(features, num_outputs),
         )
     )
     init_cnn(model)
-    return check_fits(model, in_shape, "densenet")
+    return check_fits(model, input_shape, "densenet")

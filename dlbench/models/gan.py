@@ -88,17 +88,17 @@ def mlp_discriminator(shape: list[int], hidden: list[int], dropout: float) -> nn
 
 @MODELS.register("gan_mlp")
 def gan_mlp(
-    in_shape: list[int],
+    input_shape: list[int],
     latent_dim: int = 100,
     g_hidden: list[int] = (256, 512, 1024),
     d_hidden: list[int] = (512, 256),
-    dropout: float = 0.3,
+    dropout: float = 0.3,  # in the discriminator
 ) -> GAN:
     """MLP generator (noise -> hidden LeakyReLU layers -> tanh image) and MLP discriminator."""
     return GAN(
         latent_dim,
-        generator=MLPGenerator(latent_dim, in_shape, list(g_hidden)),
-        discriminator=mlp_discriminator(in_shape, list(d_hidden), dropout),
+        generator=MLPGenerator(latent_dim, input_shape, list(g_hidden)),
+        discriminator=mlp_discriminator(input_shape, list(d_hidden), dropout),
     )
 
 
@@ -157,18 +157,22 @@ def dc_discriminator(shape: list[int], width: int) -> nn.Sequential:
 
 
 @MODELS.register("dcgan")
-def dcgan(in_shape: list[int], latent_dim: int = 100, width: int = 64) -> GAN:
+def dcgan(
+    input_shape: list[int],
+    latent_dim: int = 100,
+    width: int = 64,  # channels of D's first conv and G's last hidden layer (doubled per layer)
+) -> GAN:
     """DCGAN: G = FC -> 5x5 stride-2 transposed convs (BN, ReLU) -> tanh; D = 5x5 stride-2
     convs (BN, LeakyReLU 0.2) -> FC. As many 2x steps as the image size allows (28: 2, 32: 3)."""
-    channels, height, width_px = image_shape(in_shape, "dcgan")
+    channels, height, width_px = image_shape(input_shape, "dcgan")
     if height != width_px:
         raise DlbenchError(
             f"model=dcgan needs square images; got {height}x{width_px} (set dataset.image_size)"
         )
     return GAN(
         latent_dim,
-        generator=_init_normal(DCGenerator(latent_dim, list(in_shape), width)),
-        discriminator=_init_normal(dc_discriminator(list(in_shape), width)),
+        generator=_init_normal(DCGenerator(latent_dim, list(input_shape), width)),
+        discriminator=_init_normal(dc_discriminator(list(input_shape), width)),
     )
 
 
@@ -212,15 +216,15 @@ class CDiscriminator(nn.Module):
 
 
 @MODELS.register("cgan")
-def cgan(in_shape: list[int], num_classes: int, latent_dim: int = 100, dropout: float = 0.5) -> GAN:
+def cgan(input_shape: list[int], num_classes: int, latent_dim: int = 100, dropout: float = 0.5) -> GAN:
     """Conditional GAN (seed 000): G joins noise (FC 200) and one-hot label (FC 1000) into an
     image; D joins a maxout of the image (240 units, k=5) and of the label (50, k=5) into a
     maxout (240, k=4) and one logit. Dropout 0.5; tanh output for images in [-1, 1]."""
     return GAN(
         latent_dim,
         num_classes,
-        generator=CGenerator(latent_dim, num_classes, list(in_shape), dropout),
-        discriminator=CDiscriminator(num_classes, list(in_shape), dropout),
+        generator=CGenerator(latent_dim, num_classes, list(input_shape), dropout),
+        discriminator=CDiscriminator(num_classes, list(input_shape), dropout),
     )
 
 
@@ -290,9 +294,9 @@ def patch_discriminator(channels: int, norm: str, width: int = 64, layers: int =
 
 
 @MODELS.register("pix2pix")
-def pix2pix(in_shape: list[int], out_channels: int = 3, width: int = 64, dropout: float = 0.5) -> GAN:
+def pix2pix(input_shape: list[int], out_channels: int = 3, width: int = 64, dropout: float = 0.5) -> GAN:
     """pix2pix: U-Net generator A -> B and a 70x70 PatchGAN that judges (A, B) pairs."""
-    channels, height, _ = image_shape(in_shape, "pix2pix")
+    channels, height, _ = image_shape(input_shape, "pix2pix")
     return GAN(
         generator=_init_normal(UNet(channels, out_channels, height, width, dropout)),
         discriminator=_init_normal(patch_discriminator(channels + out_channels, "batch", width)),
@@ -326,10 +330,14 @@ def resnet_generator(channels: int, width: int, blocks: int) -> nn.Sequential:
 
 
 @MODELS.register("cyclegan")
-def cyclegan(in_shape: list[int], width: int = 64, blocks: int | None = None) -> GAN:
+def cyclegan(
+    input_shape: list[int],
+    width: int = 64,
+    blocks: int | None = None,  # residual blocks: null = 9 from 256 px, else 6
+) -> GAN:
     """CycleGAN: ResNet generators A -> B and B -> A (9 residual blocks from 256 px, else 6),
     PatchGAN discriminators with instance norm, no sigmoid (LSGAN)."""
-    channels, height, _ = image_shape(in_shape, "cyclegan")
+    channels, height, _ = image_shape(input_shape, "cyclegan")
     if height % 4:
         raise DlbenchError(f"model=cyclegan: the image size must be a multiple of 4; got {height}")
     n = blocks if blocks is not None else (9 if height >= 256 else 6)

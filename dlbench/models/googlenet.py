@@ -53,10 +53,11 @@ class Inception(nn.Module):
 
 @MODELS.register("googlenet")
 def googlenet(
-    in_shape: list[int],
-    num_classes: int,
-    width: float = 1.0,
-    batch_norm: bool = False,
+    input_shape: list[int],
+    num_outputs: int,
+    width: float = 1.0,  # multiplies every channel count of the table
+    batch_norm: bool = False,  # true: BatchNorm after every conv (trains much more easily)
+    # cifar: one 3x3 conv to 192 | imagenet: 7x7/2, max-pool, 3x3, max-pool
     stem: Literal["auto", "cifar", "imagenet"] = "auto",
     dropout: float = 0.4,
 ) -> nn.Module:
@@ -66,12 +67,12 @@ def googlenet(
     (with the ReLUs the paper has). stem=cifar is one 3x3 conv to 192 at full resolution.
     width scales every channel count; batch_norm adds BatchNorm after each conv.
     """
-    channels, _, _ = image_shape(in_shape, "googlenet")
+    channels, _, _ = image_shape(input_shape, "googlenet")
 
     def w(c: int) -> int:
         return max(1, round(c * width))
 
-    if choose_stem(stem, in_shape) == "imagenet":
+    if choose_stem(stem, input_shape) == "imagenet":
         stem_layers = nn.Sequential(
             conv(channels, w(64), 7, batch_norm, stride=2),
             nn.MaxPool2d(3, stride=2, padding=1),
@@ -96,8 +97,8 @@ def googlenet(
             pool=nn.AdaptiveAvgPool2d(1),
             flatten=nn.Flatten(),
             dropout=nn.Dropout(dropout),
-            fc=nn.Linear(in_ch, num_classes),
+            fc=nn.Linear(in_ch, num_outputs),
         )
     )
     init_cnn(model)
-    return check_fits(model, in_shape, "googlenet")
+    return check_fits(model, input_shape, "googlenet")

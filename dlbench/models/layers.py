@@ -82,23 +82,23 @@ def flat_size(shape: list[int]) -> int:
     return math.prod(shape)
 
 
-def image_shape(in_shape: list[int], model: str) -> tuple[int, int, int]:
+def image_shape(input_shape: list[int], model: str) -> tuple[int, int, int]:
     """(channels, height, width) of an image input; a clear error for any other data."""
-    if len(in_shape) != 3:
+    if len(input_shape) != 3:
         raise DlbenchError(
             f"model={model} needs images (channels, height, width); this dataset's inputs have shape "
-            f"{list(in_shape)}. Choose an image dataset (mnist, cifar10, image_folder, ...)."
+            f"{list(input_shape)}. Choose an image dataset (mnist, cifar10, image_folder, ...)."
         )
-    return in_shape[0], in_shape[1], in_shape[2]
+    return input_shape[0], input_shape[1], input_shape[2]
 
 
-def choose_stem(stem: str, in_shape: list[int]) -> str:
+def choose_stem(stem: str, input_shape: list[int]) -> str:
     """The input scale of a CNN: 'imagenet' (a strided first layer for ~224px images) or
     'cifar' (a small stride-1 first layer for ~32px images). 'auto' picks imagenet from 128px."""
     if stem not in STEMS:
         raise unknown_name("stem", stem, STEMS)
     if stem == "auto":
-        return "imagenet" if min(in_shape[1:]) >= 128 else "cifar"
+        return "imagenet" if min(input_shape[1:]) >= 128 else "cifar"
     return stem
 
 
@@ -117,16 +117,16 @@ def init_cnn(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def check_fits(model: nn.Module, in_shape: list[int], name: str) -> nn.Module:
+def check_fits(model: nn.Module, input_shape: list[int], name: str) -> nn.Module:
     """Run one zero image through the model, so a too-small input fails here, with a clear
     message, rather than deep inside the first training step."""
     training = model.training
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, *in_shape))
+            model.eval()(torch.zeros(1, *input_shape))
     except RuntimeError as err:
         raise DlbenchError(
-            f"model={name} cannot take inputs of shape {list(in_shape)} ({err}). Use a larger image "
+            f"model={name} cannot take inputs of shape {list(input_shape)} ({err}). Use a larger image "
             "(dataset.image_size=[32, 32]) or model.stem=cifar."
         ) from err
     return model.train(training)

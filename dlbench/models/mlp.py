@@ -9,26 +9,27 @@ from dlbench.registry import MODELS
 
 
 @MODELS.register("linear")
-def linear(in_shape: list[int], out_features: int, bias: bool = True, init: str = "default") -> nn.Module:
+def linear(input_shape: list[int], num_outputs: int, bias: bool = True, init: str = "default") -> nn.Module:
     """One linear layer on the flattened input: linear and logistic regression."""
-    model = nn.Sequential(nn.Flatten(), nn.Linear(layers.flat_size(in_shape), out_features, bias=bias))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(layers.flat_size(input_shape), num_outputs, bias=bias))
     layers.init_weights(model, init)
     return model
 
 
 @MODELS.register("mlp")
 def mlp(
-    in_shape: list[int],
-    out_features: int,
+    input_shape: list[int],
+    num_outputs: int,
     hidden: list[int] = (128,),
-    activation: str = "relu",
-    norm: str = "none",
+    activation: str = "relu",  # relu | tanh | sigmoid | leaky_relu | elu | gelu | silu
+    norm: str = "none",  # none | batch | layer
     dropout: float = 0.0,
+    # default | xavier_uniform | xavier_normal | kaiming_uniform | kaiming_normal | normal
     init: str = "default",
 ) -> nn.Module:
     """Multi-layer perceptron: [Linear, norm, activation, dropout] per hidden size, then Linear."""
     modules: list[nn.Module] = [nn.Flatten()]
-    width = layers.flat_size(in_shape)
+    width = layers.flat_size(input_shape)
     for size in hidden:
         modules.append(nn.Linear(width, size))
         if (n := layers.norm_1d(norm, size)) is not None:
@@ -37,7 +38,7 @@ def mlp(
         if dropout > 0:
             modules.append(nn.Dropout(dropout))
         width = size
-    modules.append(nn.Linear(width, out_features))
+    modules.append(nn.Linear(width, num_outputs))
     model = nn.Sequential(*modules)
     layers.init_weights(model, init)
     return model

@@ -90,20 +90,22 @@ def make_stages(
 
 @MODELS.register("resnet")
 def resnet(
-    in_shape: list[int],
-    num_classes: int,
-    depth: int = 18,
+    input_shape: list[int],
+    num_outputs: int,
+    depth: int = 18,  # 18 | 34 (basic blocks) | 50 | 101 | 152 (bottleneck blocks)
+    # blocks per stage, overrides depth: e.g. [3, 3, 3] with width 16 is ResNet-20
     layers: list[int] | None = None,
-    block: Literal["auto", "basic", "bottleneck"] = "auto",
-    width: int = 64,
+    block: Literal["auto", "basic", "bottleneck"] = "auto",  # auto (from depth) | basic | bottleneck
+    width: int = 64,  # planes of the first stage, doubled at every stage
+    # auto | cifar (3x3 conv, no pooling) | imagenet (7x7/2 conv, 3x3/2 max-pool)
     stem: Literal["auto", "cifar", "imagenet"] = "auto",
-    attention: Literal["none", "se", "ge", "cbam"] = "none",
-    reduction: int = 16,
-    ge_extent: int = 0,
-    ge_parametric: bool = False,
-    ge_mlp: bool = False,
-    cbam_kernel: int = 7,
-    zero_init_residual: bool = False,
+    attention: Literal["none", "se", "ge", "cbam"] = "none",  # none | se | ge | cbam
+    reduction: int = 16,  # the attention MLP's channel reduction ratio (se, cbam, ge with ge_mlp)
+    ge_extent: int = 0,  # gather-excite extent: 0 = global, else 2, 4, 8, ...
+    ge_parametric: bool = False,  # false: average-pool gather (GE-θ-) | true: depthwise-conv gather (GE-θ)
+    ge_mlp: bool = False,  # true: an SE-style MLP on the gathered context (GE-θ+)
+    cbam_kernel: int = 7,  # CBAM's spatial-attention conv size
+    zero_init_residual: bool = False,  # start each block as the identity (zero the last BatchNorm's scale)
 ) -> nn.Module:
     """ResNet-18/34/50/101/152 (basic or bottleneck blocks), with SE, GE or CBAM attention.
 
@@ -114,7 +116,7 @@ def resnet(
     that block in every residual branch (reduction: its MLP's ratio; ge_extent: 0 = global,
     else 2, 4, 8...; ge_parametric: learned depthwise gather; ge_mlp: SE-style excite).
     """
-    channels, height, width_px = image_shape(in_shape, "resnet")
+    channels, height, width_px = image_shape(input_shape, "resnet")
     if layers is None:
         if depth not in DEPTHS:
             raise DlbenchError(
@@ -129,7 +131,7 @@ def resnet(
         raise DlbenchError(f"model.layers={layers}: give at least one stage of at least one block")
     make_attention = attn.factory(attention, reduction, ge_extent, ge_parametric, ge_mlp, cbam_kernel)
     size = min(height, width_px)
-    if choose_stem(stem, in_shape) == "imagenet":
+    if choose_stem(stem, input_shape) == "imagenet":
         stem_layers = nn.Sequential(
             *conv_bn(channels, width, 7, stride=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, padding=1)
         )
@@ -143,7 +145,7 @@ def resnet(
             stages=stages,
             pool=nn.AdaptiveAvgPool2d(1),
             flatten=nn.Flatten(),
-            fc=nn.Linear(out_ch, num_classes),
+            fc=nn.Linear(out_ch, num_outputs),
         )
     )
     init_cnn(model)
@@ -151,4 +153,4 @@ def resnet(
         for m in model.modules():
             if isinstance(m, Block):
                 nn.init.zeros_(m.residual[-1].weight)
-    return check_fits(model, in_shape, "resnet")
+    return check_fits(model, input_shape, "resnet")

@@ -73,15 +73,15 @@ class SequenceRNN(nn.Module):
 
 @MODELS.register("rnn")
 def rnn(
-    in_shape: list[int],
+    input_shape: list[int],
     num_outputs: int,
     vocab_size: int | None = None,
-    cell: Literal["rnn", "lstm", "gru"] = "rnn",
+    cell: Literal["rnn", "lstm", "gru"] = "rnn",  # rnn | lstm | gru
     hidden_size: int = 128,
     num_layers: int = 1,
-    dropout: float = 0.0,
+    dropout: float = 0.0,  # between stacked layers
     bidirectional: bool = False,
-    input: Literal["onehot", "embedding"] = "onehot",
+    input: Literal["onehot", "embedding"] = "onehot",  # onehot (the seed's) | embedding
     embedding_dim: int = 32,
 ) -> nn.Module:
     """RNN, LSTM or GRU over a sequence; a Linear layer on the last hidden state (seed 002's MyRNN).
@@ -91,12 +91,12 @@ def rnn(
     """
     if cell not in CELLS:
         raise DlbenchError(f"model.cell={cell}: choose one of {', '.join(CELLS)}")
-    if vocab_size is None and len(in_shape) != 2:
+    if vocab_size is None and len(input_shape) != 2:
         raise DlbenchError(
             f"model=rnn takes token sequences or (time, features) windows; this dataset's inputs "
-            f"have shape {list(in_shape)}"
+            f"have shape {list(input_shape)}"
         )
-    features = in_shape[-1] if vocab_size is None else 0
+    features = input_shape[-1] if vocab_size is None else 0
     return SequenceRNN(
         features,
         num_outputs,

@@ -113,13 +113,14 @@ class Seq2Seq(nn.Module):
 def seq2seq(
     vocab_size: int,
     target_vocab_size: int,
-    cell: Literal["gru", "lstm"] = "gru",
+    cell: Literal["gru", "lstm"] = "gru",  # gru | lstm
     embedding_dim: int = 64,
     hidden_size: int = 128,
     num_layers: int = 1,
     dropout: float = 0.1,
+    # none | additive (Bahdanau) | multiplicative (Luong) | dot
     attention: Literal["none", "additive", "multiplicative", "dot"] = "none",
-    max_length: int = 30,
+    max_length: int = 30,  # longest output greedy decoding writes (dlbench predict)
 ) -> nn.Module:
     """GRU/LSTM encoder-decoder, greedy decoding; attention none|additive|multiplicative|dot.
 

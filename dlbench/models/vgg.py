@@ -44,14 +44,15 @@ LAYOUTS = {
 
 @MODELS.register("vgg")
 def vgg(
-    in_shape: list[int],
-    num_classes: int,
-    depth: int = 16,
-    batch_norm: bool = False,
-    width: float = 1.0,
+    input_shape: list[int],
+    num_outputs: int,
+    depth: int = 16,  # 11 | 13 | 16 | 19
+    batch_norm: bool = False,  # true: vgg16_bn
+    width: float = 1.0,  # multiplies every conv's channels
+    # cifar: 512-4096-4096-n classifier on 1x1 maps | imagenet: 7x7 maps (25088 inputs)
     stem: Literal["auto", "cifar", "imagenet"] = "auto",
     hidden: int = 4096,
-    dropout: float = 0.5,
+    dropout: float = 0.5,  # the seed's CIFAR VGG-16 uses 0.65 (see experiment=vgg16_cifar10)
 ) -> nn.Module:
     """VGG-11/13/16/19: 3x3 convs (+BatchNorm if batch_norm) in five pooled blocks, FC-FC-FC.
 
@@ -61,7 +62,7 @@ def vgg(
     """
     if depth not in LAYOUTS:
         raise DlbenchError(f"model.depth={depth}: VGG comes in depths {', '.join(map(str, LAYOUTS))}")
-    channels, _, _ = image_shape(in_shape, "vgg")
+    channels, _, _ = image_shape(input_shape, "vgg")
     layers: list[nn.Module] = []
     for item in LAYOUTS[depth]:
         if item == "M":
@@ -73,7 +74,7 @@ def vgg(
             layers.append(nn.BatchNorm2d(out))
         layers.append(nn.ReLU(inplace=True))
         channels = out
-    pool = 7 if choose_stem(stem, in_shape) == "imagenet" else 1
+    pool = 7 if choose_stem(stem, input_shape) == "imagenet" else 1
     classifier = nn.Sequential(
         nn.Linear(channels * pool * pool, hidden),
         nn.ReLU(inplace=True),
@@ -81,7 +82,7 @@ def vgg(
         nn.Linear(hidden, hidden),
         nn.ReLU(inplace=True),
         nn.Dropout(dropout),
-        nn.Linear(hidden, num_classes),
+        nn.Linear(hidden, num_outputs),
     )
     model = nn.Sequential(
         OrderedDict(
@@ -96,4 +97,4 @@ def vgg(
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
-    return check_fits(model, in_shape, "vgg")
+    return check_fits(model, input_shape, "vgg")

@@ -42,19 +42,23 @@ class Classification(Task):
     default_loss = "cross_entropy"
 
     def __init__(
-        self, model: nn.Module, loss: nn.Module, data: Any, confusion_matrix: bool = True, tta: str = "none"
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        data: Any,
+        confusion_matrix: bool = True,
+        tta: str = "none",  # test-time augmentation in val/test: none | flip | flip_translate (airbench's)
     ):
         super().__init__(model, loss)
         if tta not in TTA:
             raise DlbenchError(f"task.tta={tta}: choose one of {'|'.join(TTA)}")
         self.tta = tta
         if data.num_classes is None:
-            raise DlbenchError(f"dataset '{data.cfg.name}' has no classes: use task=regression")
+            raise DlbenchError(f"dataset '{data.name}' has no classes: use task=regression")
         if data.num_classes < 2:
             names = f" ({', '.join(map(str, data.class_names))})" if data.class_names else ""
             raise DlbenchError(
-                f"dataset '{data.cfg.name}' has {data.num_classes} class{names}: "
-                "a classifier needs at least two"
+                f"dataset '{data.name}' has {data.num_classes} class{names}: a classifier needs at least two"
             )
         self.num_classes = data.num_classes
         self.class_names = data.class_names or [str(i) for i in range(self.num_classes)]
@@ -159,7 +163,7 @@ class BinaryClassification(Classification):
         super().__init__(model, loss, data, confusion_matrix, tta)
         if self.num_classes != 2:
             raise DlbenchError(
-                f"task=binary_classification needs 2 classes; dataset '{data.cfg.name}' has "
+                f"task=binary_classification needs 2 classes; dataset '{data.name}' has "
                 f"{self.num_classes} (use task=classification)"
             )
         if not isinstance(loss, (nn.BCEWithLogitsLoss, nn.BCELoss)):

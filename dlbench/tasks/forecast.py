@@ -19,7 +19,7 @@ class Forecast(Regression):
 
     def __init__(self, model: nn.Module, loss: nn.Module, data: Any):
         super().__init__(model, loss, data)
-        self.mean, self.std = (getattr(data, "meta", None) or {}).get("scale", [0.0, 1.0])
+        self.mean, self.std = data.scale or [0.0, 1.0]
         self.test_points: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _update(self, split: str, output: torch.Tensor, y: torch.Tensor) -> None:

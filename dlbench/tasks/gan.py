@@ -9,7 +9,7 @@ Adversarial losses (`task.gan_loss`): vanilla (BCE with logits), lsgan (MSE) and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -126,10 +126,12 @@ class GANTask(AdversarialTask):
         model: nn.Module,
         loss: nn.Module,
         data: Any,
-        gan_loss: str = "vanilla",
-        samples: int = 64,
-        judge: str | None = None,
+        gan_loss: str = "vanilla",  # vanilla (BCE with logits) | lsgan (MSE) | hinge
+        samples: int = 64,  # the fixed-noise grid logged each epoch (one row per class when conditional)
+        # run dir of a dlbench classifier on the same data: logs judge_score (and judge_acc)
+        judge: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
         judge_samples: int = 1000,
+        # FID against the val split (needs the [fid] extra and the Inception weights on disk)
         fid: bool = False,
     ):
         super().__init__(model, loss, gan_loss)
@@ -143,7 +145,11 @@ class GANTask(AdversarialTask):
             "fixed_labels", torch.arange(rows).repeat_interleave(per_row) % max(1, self.num_classes)
         )
         self.rows, self.judge_samples = rows, judge_samples
-        self.judge = load_judge(judge, data) if judge else None
+        if isinstance(judge, str):
+            raise DlbenchError(
+                "task.judge: build the task with training.build_task, which loads the judge run"
+            )
+        self.judge = judge  # loaded by training.build_task from the run directory the config names
         # best.pt: the samples the judge recognises best; without a judge, the generator's loss
         self.monitor = ("val/judge_score", "max") if self.judge is not None else ("val/loss_g", "min")
         self.last_samples: torch.Tensor | None = None
@@ -240,38 +246,6 @@ def frechet_inception_distance() -> nn.Module:
         ) from err
 
 
-def load_judge(run: str, data: Any):
-    """A trained dlbench classifier as a function: images in [-1, 1] -> class probabilities."""
-    from dlbench.engine import checkpoint
-    from dlbench.inference import task_from_checkpoint
-
-    try:
-        task, cfg = task_from_checkpoint(checkpoint.load(run))
-    except DlbenchError as err:
-        raise DlbenchError(f"task.judge={run}: {err}") from err
-    if not hasattr(task, "probabilities"):
-        raise DlbenchError(f"task.judge={run} is not a classifier (task={cfg.task.name})")
-    shape = list(cfg.dataset.input_shape)
-    normalization = cfg.dataset.get("normalization")
-
-    def judge(images: torch.Tensor) -> torch.Tensor:
-        x = to_unit(images)
-        if list(x.shape[1:]) != shape:
-            if x.shape[1] != shape[0]:
-                raise DlbenchError(
-                    f"task.judge takes {shape} images; the generator makes {list(x.shape[1:])}"
-                )
-            x = F.interpolate(x, size=shape[1:], mode="bilinear", antialias=True)
-        if normalization:
-            mean, std = (torch.tensor(v, device=x.device).view(1, -1, 1, 1) for v in normalization)
-            x = (x - mean) / std
-        task.to(x.device)
-        with torch.no_grad():
-            return task.probabilities(task.model(x))
-
-    return judge
-
-
 class ImagePool(nn.Module):
     """The last `size` generated images; half the time D sees one of them instead of the newest
     (Shrivastava et al.), as in CycleGAN. Saved in the checkpoint (extra state) for resume."""
@@ -351,9 +325,9 @@ class Pix2PixTask(ImageToImage):
         model: nn.Module,
         loss: nn.Module,
         data: Any,
-        gan_loss: str = "vanilla",
+        gan_loss: str = "vanilla",  # vanilla | lsgan | hinge
         l1_weight: float = 100.0,
-        examples: int = 4,
+        examples: int = 4,  # input | output | target triplets logged each evaluation
     ):
         super().__init__(model, loss, gan_loss, examples)
         self.l1_weight = l1_weight
@@ -397,11 +371,11 @@ class CycleGANTask(ImageToImage):
         model: nn.Module,
         loss: nn.Module,
         data: Any,
-        gan_loss: str = "lsgan",
+        gan_loss: str = "lsgan",  # vanilla | lsgan | hinge
         cycle_weight: float = 10.0,
         identity_weight: float = 0.5,
         pool_size: int = 50,
-        examples: int = 4,
+        examples: int = 4,  # A, A->B, A->B->A rows logged each evaluation
     ):
         super().__init__(model, loss, gan_loss, examples)
         self.cycle_weight, self.identity_weight = cycle_weight, identity_weight

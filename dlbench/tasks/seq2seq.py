@@ -34,10 +34,15 @@ class Seq2SeqTask(Task):
     default_loss = "cross_entropy"
 
     def __init__(
-        self, model: nn.Module, loss: nn.Module, data: Any, teacher_forcing: float = 0.5, examples: int = 4
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        data: Any,
+        teacher_forcing: float = 0.5,  # chance a step feeds the true previous token, not the prediction
+        examples: int = 4,  # examples shown at the end and drawn as attention maps
     ):
         super().__init__(model, loss)
-        vocab = (getattr(data, "meta", None) or {}).get("vocab") or {}
+        vocab = data.vocab or {}
         if "target" not in vocab:
             raise DlbenchError(
                 "task=seq2seq needs sentence pairs (dataset=translation_pairs or reverse_sequences)"
@@ -45,7 +50,7 @@ class Seq2SeqTask(Task):
         if not 0 <= teacher_forcing <= 1:
             raise DlbenchError(f"task.teacher_forcing={teacher_forcing}: must be in [0, 1]")
         self.source_vocab, self.target_vocab = list(vocab["source"]), list(vocab["target"])
-        self.joiner = "" if data.meta.get("tokens") == "char" else " "  # how tokens print
+        self.joiner = "" if data.tokens == "char" else " "  # how tokens print
         self.teacher_forcing, self.examples = teacher_forcing, examples
         for split in SPLITS:
             metrics = {"token_acc": MeanMetric()}

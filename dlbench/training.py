@@ -16,6 +16,8 @@ from torch.utils.data import TensorDataset
 from dlbench import rundir
 from dlbench.config import data_config, validate
 from dlbench.data import DataModule
+from dlbench.data.base import as_source
+from dlbench.data.info import DataInfo
 from dlbench.engine import checkpoint, distributed
 from dlbench.engine.device import resolve_device, seed_everything, set_threads
 from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
@@ -28,31 +30,48 @@ log = logging.getLogger("dlbench")
 
 
 def build_data(cfg: DictConfig) -> DataModule:
-    """Build the dataset and write what it knows (shape, classes) into cfg.dataset."""
+    """Build the dataset: its splits, loaders, and what it knows about itself (`data.info`)."""
     common = data_config(cfg.dataset)
-    source = DATASETS.build(cfg.dataset, "dataset", skip=list(common.__dataclass_fields__))
-    data = DataModule(source, common)
-    task_cls = TASKS.get(cfg.task.name)
-    with open_dict(cfg):
-        cfg.dataset.input_shape = data.input_shape
-        cfg.dataset.num_classes = data.num_classes
-        cfg.dataset.num_outputs = task_cls.output_size(data)
-        cfg.dataset.class_names = [str(c) for c in data.class_names] if data.class_names else None
-        cfg.dataset.normalization = [list(s) for s in data.normalization] if data.normalization else None
-        cfg.dataset.vocab_size = None  # token data sets say how many tokens (models size from it)
-        for key, value in data.meta.items():  # a vocabulary, a scale: saved with the checkpoint
-            cfg.dataset[key] = value
+    built = DATASETS.build(cfg.dataset, "dataset", skip=list(common.__dataclass_fields__))
+    data = DataModule(as_source(built, common.name), common)
+    task_cls = TASKS.get(task_name(cfg, data.num_classes))
+    data.info = DataInfo(
+        name=common.name,
+        input_shape=list(data.input_shape),
+        num_outputs=task_cls.output_size(data),
+        num_classes=data.num_classes,
+        class_names=[str(c) for c in data.class_names] if data.class_names else None,
+        normalization=[list(map(float, s)) for s in data.normalization] if data.normalization else None,
+        truth=data.truth,
+        **data.meta,  # a vocabulary, a scale: learned from the train split
+    )
     return data
 
 
-def build_task(cfg: DictConfig, data: DataModule) -> Task:
-    """Model (sized from the data by interpolation), loss, then the task that owns them."""
-    task_cls = TASKS.get(cfg.task.name)
-    model = MODELS.build(cfg.model, "model")
-    if callable(getattr(model, "init_from_data", None)):  # data-dependent init (airbench's whitening)
+def task_name(cfg: DictConfig, num_classes: int | None) -> str:
+    """The task to run: `task=auto` (with a data set that names none) is classification for
+    data with classes, regression otherwise."""
+    name = str(cfg.task.name)
+    if name == "auto":
+        return "classification" if num_classes else "regression"
+    return name
+
+
+def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None) -> Task:
+    """Model (sized from the data's facts), loss, then the task that owns them. With `data`,
+    a model that initialises itself from data (airbench's whitening) sees the first inputs."""
+    name = task_name(cfg, info.num_classes)
+    task_cls = TASKS.get(name)
+    model = MODELS.build(cfg.model, "model", facts=info)
+    if data is not None and callable(getattr(model, "init_from_data", None)):
         model.init_from_data(first_images(data, 5000))
     loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
-    return TASKS.build(cfg.task, "task", model=model, loss=loss, data=data)
+    node = {**OmegaConf.to_container(cfg.task, resolve=True), "name": name}
+    if isinstance(node.get("judge"), str):  # a GAN's judge: a classifier run, loaded here
+        from dlbench.inference import load_judge
+
+        node["judge"] = load_judge(node["judge"], info)
+    return TASKS.build(node, "task", model=model, loss=loss, data=info)
 
 
 def first_images(data: DataModule, n: int) -> torch.Tensor:
@@ -101,13 +120,18 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Dict
 
     data = build_data(cfg)
     data.place(device)
-    task = build_task(cfg, data)  # the same initial weights in every process
+    task = build_task(cfg, data.info, data)  # the same initial weights in every process
     with open_dict(cfg):  # trainer.monitor=null: the task's own metric
         cfg.trainer.monitor, cfg.trainer.monitor_mode = monitor_of(cfg.trainer, task)
     if distributed.rank() > 0:  # ... but each process its own dropout masks and augmentations
         seed_everything(cfg.trainer.seed + distributed.rank(), cfg.trainer.deterministic)
     logger = RunLogger(run_dir, progress)  # its TensorBoard writer opens once every part is built
-    extra = {"config": OmegaConf.to_yaml(cfg, resolve=True), "overrides": overrides}
+    extra = {
+        "config": OmegaConf.to_yaml(cfg, resolve=True),
+        "overrides": overrides,
+        "data": data.info.to_dict(),  # what the data knew: predict, eval and export need no data set
+        "plugins": list(cfg.plugins),
+    }
     trainer = Trainer(OmegaConf.to_object(cfg.trainer), device, run_dir, logger, checkpoint_extra=extra)
     trainer.setup(task)
     steps_per_epoch = len(data.loader("train"))

@@ -1,0 +1,45 @@
+"""dlbench eval RUN [OVERRIDES...]: a saved model's metrics on the test split.
+
+The run's own overrides are composed again (the command line's win, e.g. dataset=fashion_mnist)
+and the data and task are built with training.py's builders, so eval measures what training did.
+"""
+
+from __future__ import annotations
+
+from dlbench import preflight
+from dlbench.commands.runs import merge_overrides, require_plugins, saved_overrides
+from dlbench.engine import checkpoint
+from dlbench.errors import DlbenchError
+
+
+def eval_command(args: list[str]) -> int:
+    if not args or args[0].startswith("-"):
+        raise DlbenchError(
+            "usage: dlbench eval <run dir or checkpoint> [overrides, e.g. dataset=fashion_mnist]"
+        )
+    from dlbench.engine.device import resolve_device
+    from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
+    from dlbench.engine.trainer import Trainer
+    from dlbench.training import build_data, build_task
+
+    ckpt, run_dir, saved = saved_overrides(args[0])
+    run_dir = run_dir or ckpt.parent  # a checkpoint file on its own
+    overrides = merge_overrides(saved, args[1:])
+    require_plugins(args[0], overrides, f"dlbench eval {args[0]}")
+    cfg = preflight.check(overrides, source=f"the run {run_dir}", mode="show")[0]
+    setup_console("plain")
+    data = build_data(cfg)
+    if not data.size("test"):
+        raise DlbenchError(f"dataset '{cfg.dataset.name}' has no test split here (dataset.test_fraction=0?)")
+    task = build_task(cfg, data.info)
+    try:
+        task.load_state_dict(checkpoint.load(ckpt)["task"])
+    except RuntimeError as err:
+        raise DlbenchError(f"{ckpt} does not fit the model this config builds: {err}") from err
+    trainer = Trainer(cfg.trainer, resolve_device(str(cfg.device.type)), run_dir, RunLogger(run_dir, "none"))
+    trainer.setup(task)
+    metrics = trainer.evaluate(task, data, "test")
+    console.print(metrics_table(metrics, title=f"Test metrics of {ckpt}"))
+    if (report := task.report()) is not None:
+        console.print(report)
+    return 0

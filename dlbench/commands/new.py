@@ -1,0 +1,126 @@
+"""dlbench new experiment NAME [--from PRESET] | dlbench new model NAME: start your own.
+
+`new experiment` copies a preset (shipped or yours) into ./configs/experiment/NAME.yaml with the
+command that runs it in its header (torchtune's `tune cp`); `new model` writes a plugin file
+that registers a model, commented, to start from. Nothing is ever written over.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dlbench import rundir
+from dlbench.engine.logging import console
+from dlbench.errors import DlbenchError, unknown_name
+
+USAGE = "usage: dlbench new experiment NAME [--from PRESET] | dlbench new model NAME"
+
+MODEL_TEMPLATE = '''"""{name}: my own model for dlbench. Train it with:
+
+    dlbench plugins=[{name}] model={name}
+    dlbench plugins=[{name}] model={name} model.width=64 dataset=cifar10
+
+dlbench imports this file (a plugin) when a command names it, so the decorator below registers
+the model. Its config node comes from the signature: every keyword with a default is a key
+you can set (`model.width=64`); `input_shape` and `num_outputs` come from the data set.
+"""
+
+from torch import nn
+
+from dlbench import MODELS
+
+
+@MODELS.register("{name}")
+def {name}(
+    input_shape: list[int],  # one input's shape, e.g. [3, 32, 32] (from the data)
+    num_outputs: int,  # classes for a classifier, values for regression (from the data)
+    width: int = 32,  # channels of the first layer
+    dropout: float = 0.0,  # before the last layer
+) -> nn.Module:
+    """A small CNN for images (an MLP for flat inputs): replace it with yours."""
+    if len(input_shape) != 3:  # flat inputs (tables, digits as vectors)
+        flat = 1
+        for size in input_shape:
+            flat *= size
+        layers = [nn.Flatten(), nn.Linear(flat, width), nn.ReLU(), nn.Dropout(dropout)]
+        return nn.Sequential(*layers, nn.Linear(width, num_outputs))
+    channels = input_shape[0]
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(2 * width, num_outputs),
+    )
+'''
+
+
+def new_command(args: list[str]) -> int:
+    if len(args) < 2 or args[0] not in ("experiment", "model"):
+        raise DlbenchError(USAGE)
+    kind, name, rest = args[0], args[1], args[2:]
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise DlbenchError(f"'{name}' cannot be a name: use letters, digits and _ (a Python identifier)")
+    if kind == "model":
+        if rest:
+            raise DlbenchError(USAGE)
+        target = Path(f"{name}.py")
+        refuse_existing(target)
+        rundir.write_text(target, MODEL_TEMPLATE.format(name=name))
+        console.print(f"wrote {target}: train it with  dlbench plugins=[{name}] model={name}", soft_wrap=True)
+        return 0
+    source = None
+    if rest[:1] == ["--from"] and len(rest) == 2:
+        source = rest[1]
+    elif rest:
+        raise DlbenchError(USAGE)
+    target = Path("configs") / "experiment" / f"{name}.yaml"
+    refuse_existing(target)
+    rundir.write_text(target, experiment_text(name, source))
+    console.print(f"wrote {target}: run it with  dlbench experiment={name}", soft_wrap=True)
+    return 0
+
+
+def refuse_existing(path: Path) -> None:
+    if path.exists():
+        raise DlbenchError(f"{path} exists; dlbench new never writes over a file (choose another name)")
+
+
+def experiment_text(name: str, source: str | None) -> str:
+    """A preset's text under a new name, its header saying how to run it."""
+    from dlbench.commands.listing import experiments
+
+    header = [
+        "# @package _global_",
+        f"# dlbench experiment={name}",
+        f"#   dlbench -m experiment={name} optimizer.lr=0.1,0.01",
+    ]
+    if source is None:
+        return "\n".join(
+            [
+                *header,
+                "defaults:",
+                "  - override /model: mlp",
+                "  - override /dataset: digits",
+                "  - _self_",
+                "",
+                "name: " + name,
+                "trainer:",
+                "  epochs: 10",
+                "optimizer:",
+                "  lr: 0.001",
+                "",
+            ]
+        )
+    presets = experiments()
+    if source not in presets:
+        raise unknown_name("experiment", source, presets)
+    path, _ = presets[source]
+    lines = [ln for ln in path.read_text().splitlines() if not ln.startswith("# @package")]
+    text = "\n".join([*header, f"# copied from experiment={source} ({path})", *lines]) + "\n"
+    return re.sub(r"(?m)^name: .*$", f"name: {name}", text, count=1)

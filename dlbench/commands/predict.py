@@ -1,0 +1,44 @@
+"""dlbench predict RUN [INPUT...]: what a trained run says about image files, names or
+sentences; GAN samples; translated images. The run is rebuilt from its checkpoint alone."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from dlbench.commands.runs import require_plugins, saved_overrides
+from dlbench.engine.logging import console
+from dlbench.errors import DlbenchError
+
+USAGE = (
+    "usage: dlbench predict <run dir or checkpoint> [INPUT...] [--top-k K] [--num N] [--out PATH] "
+    "[plugins=[a,b]] (image files, names or sentences, as the run was trained on; nothing for a GAN)"
+)
+
+
+def predict_command(args: list[str]) -> int:
+    from dlbench.inference import predict
+
+    parser = argparse.ArgumentParser(prog="dlbench predict", add_help=False)
+    parser.add_argument("run")
+    parser.add_argument("inputs", nargs="*")
+    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--num", type=int, default=64)  # GAN samples
+    parser.add_argument("--out")  # where generated images go
+    try:
+        parsed = parser.parse_args(args)
+    except SystemExit:
+        raise DlbenchError(USAGE) from None
+    named = [i for i in parsed.inputs if i.startswith(("plugins=", "+plugins="))]
+    _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
+    require_plugins(parsed.run, [*saved, *named], f"dlbench predict {parsed.run}")
+    inputs = [i for i in parsed.inputs if i not in named]
+    header, rows = predict(parsed.run, inputs, parsed.top_k, parsed.num, parsed.out)
+    table = Table(title="Predictions")
+    for column in header:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    return 0

@@ -1,0 +1,276 @@
+"""dlbench [OVERRIDES...] and dlbench -m ...: train one run, or a sweep of them, through Hydra.
+
+Before Hydra starts, every combination the command line asks for is composed and checked
+(preflight.py), plugins are imported, and `resume=` / `sweep.resume=` read their saved runs
+(runs.py). Each job then trains (training.py) and turns any failure into one message, plus
+error.txt in its folder; a stop signal ends in a checkpoint and exit status 75.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+import hydra
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict
+
+from dlbench import errors, plugins, preflight, rundir, safety, summary
+from dlbench.commands.runs import override_value, resume_overrides
+from dlbench.config import new_run_id
+from dlbench.engine import distributed
+from dlbench.engine.logging import err_console, print_error
+from dlbench.errors import DlbenchError, FolderInUse, Preempted
+from dlbench.searchpath import ENV as CONFIG_PATH_ENV
+from dlbench.searchpath import add_config_dir
+
+
+def train_command(argv: list[str]) -> int:
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv)
+    if args.multirun and args.cfg:
+        raise DlbenchError("--cfg prints the config of one run: leave out -m")
+    if args.experimental_rerun:
+        raise DlbenchError(
+            "--experimental-rerun is not supported: it unpickles a file (which can run code). "
+            "To run a job again, use resume=<run dir> or sweep.resume=<sweep dir>"
+        )
+    if args.config_path:
+        raise DlbenchError(
+            "--config-path replaces dlbench's own configs: add yours with --config-dir DIR "
+            "(or a configs/ folder in the current directory)"
+        )
+    saved_env = {key: os.environ.get(key) for key in (CONFIG_PATH_ENV, "DLBENCH_RUN_ID")}
+    if args.config_dir:
+        add_config_dir(args.config_dir)  # searched before the shipped tree, here and in every job
+    if not saved_env["DLBENCH_RUN_ID"]:  # the checks and Hydra name the same folder
+        os.environ["DLBENCH_RUN_ID"] = new_run_id()
+    lock = None
+    try:
+        overrides = sweep_resume_overrides(resume_overrides(list(args.overrides)))
+        one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
+        checked, folder = [], None  # the composed config(s), the folder the command writes
+        if not args.shell_completion:
+            mode = "multirun" if args.multirun else "run" if one_run else "show"
+            checked, folder = preflight.check_command(
+                overrides, config_name=args.config_name or "config", mode=mode
+            )
+        if args.multirun and folder is not None:  # one sweep at a time in a sweep folder
+            lock = rundir.RunLock(folder).acquire()
+        return run_checked(argv, args, overrides, checked, one_run)
+    finally:
+        if lock is not None:
+            lock.release()
+        for key, value in saved_env.items():  # as they were: the next command in this process starts clean
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_checked(argv: list[str], args, overrides: list[str], checked: list[DictConfig], one_run: bool) -> int:
+    """Start what the checked command line asks for: torchrun, or Hydra (a run or a sweep)."""
+    if distributed.launched():  # a process of a torchrun group
+        if args.multirun:
+            raise DlbenchError("a sweep (-m) does not run under torchrun; give its jobs trainer.devices=N")
+        overrides = join_process_group(
+            overrides, checked[0] if checked else preflight.compose_config(overrides)
+        )
+    elif one_run and checked and (devices := checked[0].trainer.devices) > 1:
+        return distributed.launch(devices, argv)
+    if not args.multirun and (sweep := sweep_preset(overrides)):
+        err_console.print(
+            f"note: experiment={sweep} is a sweep; this runs one job. Run all of them: dlbench -m ..."
+        )
+    # dlbench writes a run's .hydra/ itself, once the run is built (training.record_run)
+    overrides = [*overrides, "hydra.output_subdir=null"]
+    sys.argv = ["dlbench", *hydra_flags(argv, args.overrides), *overrides]
+    summary.FAILED_JOBS.clear()
+    try:
+        hydra_entry()
+    finally:
+        distributed.close()
+    if summary.FAILED_JOBS:
+        err_console.print(
+            f"[red]{len(summary.FAILED_JOBS)} job(s) failed[/red]: {', '.join(summary.FAILED_JOBS)}"
+        )
+        return 1
+    return 0
+
+
+def hydra_flags(argv: list[str], overrides: list[str]) -> list[str]:
+    """The command line's flags for Hydra, less --config-dir (dlbench puts those folders on its
+    own search path, before the shipped tree)."""
+    flags, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--config-dir", "-cd"):
+            skip = True
+        elif not arg.startswith("--config-dir=") and arg not in overrides:
+            flags.append(arg)
+    return flags
+
+
+def sweep_resume_overrides(overrides: list[str]) -> list[str]:
+    """`sweep.resume=DIR` runs the sweep again in DIR (the jobs keep their directories)."""
+    target = override_value(overrides, "sweep.resume")
+    if target is None or override_value(overrides, "hydra.sweep.dir") is not None:
+        return overrides
+    if not Path(target).is_dir():
+        raise DlbenchError(f"sweep.resume={target}: no such sweep directory")
+    for saved_file in sorted(Path(target).glob("*/.hydra/overrides.yaml")):  # data, not trusted
+        try:
+            safety.check_saved_overrides(yaml.safe_load(saved_file.read_text()), str(saved_file))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise DlbenchError(f"{saved_file} is not readable YAML ({err})") from err
+    (Path(target) / ".stop").unlink(missing_ok=True)  # a fail-fast stop of the last attempt
+    return [*overrides, f"hydra.sweep.dir={target}"]
+
+
+def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
+    """Under torchrun: join the group and agree on the run directory; only rank 0 writes
+    Hydra's files and the log file there."""
+    from dlbench.engine.device import resolve_device
+
+    distributed.init(use_cuda=resolve_device(str(cfg.device.type)).type == "cuda")
+    os.environ["DLBENCH_RUN_ID"] = distributed.agree_run_id()
+    if distributed.is_main():
+        return overrides
+    return [*overrides, "hydra.output_subdir=null", "hydra.job_logging.root.handlers=[]"]
+
+
+def sweep_preset(overrides: list[str]) -> str | None:
+    """The experiment named on the command line, if it is a sweep (it sets hydra.sweeper.params)."""
+    name = override_value(overrides, "experiment")
+    path = preflight.CONFIG_DIR / "experiment" / f"{name}.yaml"
+    if name is None or not path.is_file():
+        return None
+    node = yaml.safe_load(path.read_text()) or {}
+    return name if (node.get("hydra") or {}).get("sweeper", {}).get("params") else None
+
+
+@hydra.main(config_path="../configs", config_name="config", version_base="1.3")
+def hydra_entry(cfg: DictConfig) -> float | None:
+    """One job: train, and turn any failure into a message (and error.txt in the run dir)."""
+    from dlbench.training import train
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    overrides = list(hydra_cfg.overrides.task)
+    stop_file = Path(hydra_cfg.sweep.dir) / ".stop" if multirun else None
+    try:
+        if multirun:
+            record_job(run_dir, overrides)
+        if stop_file is not None and stop_file.exists():  # sweep.fail_fast: an earlier job failed
+            rundir.write_text(run_dir / "error.txt", f"skipped: {stop_file.read_text().strip()}\n")
+            return None
+        # A job Slurm requeued (through submitit, after a preemption or its time limit) continues
+        # from the checkpoint it wrote when it was stopped, as does every job of `sweep.resume`.
+        requeued = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
+        if multirun and (cfg.sweep.resume or requeued):
+            if (metrics := summary.read_metrics(run_dir)) is not None:  # finished before: keep it
+                print(f"job {run_dir.name}: finished before, skipped (sweep.resume)")
+                return metrics.get(cfg.trainer.monitor)
+            (run_dir / "error.txt").unlink(missing_ok=True)
+            if (run_dir / "checkpoints" / "last.pt").is_file():
+                with open_dict(cfg):
+                    cfg.resume = str(run_dir / "checkpoints" / "last.pt")
+        plugins.load_entry_points()  # in a sweep's worker process too (joblib, Slurm)
+        plugins.load(list(cfg.plugins), "the run's config")
+        if multirun:
+            share_machine(cfg, hydra_cfg)
+        if multirun and cfg.trainer.devices > 1:
+            raise DlbenchError("trainer.devices > 1 starts torchrun for one run: run it without -m")
+        metrics = train(cfg, run_dir, overrides, hydra_cfg)
+    except Preempted as stop:
+        stopped(stop, run_dir)
+    except Exception as err:
+        failed(err, run_dir, multirun, record=multirun or not cfg.resume)
+        if stop_file is not None and cfg.sweep.fail_fast:
+            rundir.write_text(stop_file, f"job {run_dir.name} failed and sweep.fail_fast is set\n")
+        return None
+    return metrics.get(cfg.trainer.monitor)
+
+
+def record_job(run_dir: Path, overrides: list[str]) -> None:
+    """A sweep job's overrides in its folder (so the summary lists it even if it fails early).
+    `sweep.resume` must run each job with the overrides it was started with (`sweep.*` aside)."""
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    if not saved_file.is_file():
+        rundir.write_text(saved_file, yaml.safe_dump(overrides))
+        return
+    saved = yaml.safe_load(saved_file.read_text()) or []
+    job = [o for o in saved if not o.startswith("sweep.")]  # sweep.resume, sweep.fail_fast: not the job's
+    if job != [o for o in overrides if not o.startswith("sweep.")]:
+        raise DlbenchError(
+            f"job {run_dir.name} of this sweep ran with {' '.join(saved) or 'no overrides'}, not "
+            f"{' '.join(overrides)}: sweep.resume finishes a sweep with the command that started it"
+        )
+
+
+def failed(err: Exception, run_dir: Path, multirun: bool, record: bool) -> None:
+    """Report a job's failure: one message, and with `record`, error.txt in the run folder
+    (never in a folder of another run, nor in the folder of a run that failed to resume). A bug
+    (not a user error) keeps its traceback in error.txt and train.log. A single run exits with
+    2 (a user error) or 1 (a bug)."""
+    err = errors.as_user_error(err)
+    known = isinstance(err, DlbenchError)
+    if not known and os.environ.get("DLBENCH_DEBUG"):
+        raise err
+    message = str(err) if known else f"{type(err).__name__}: {err}"
+    if known and not distributed.is_main():  # every process meets the same bad input: rank 0 says it
+        raise SystemExit(2) from None
+    details = "" if known else "\n" + "".join(traceback.format_exception(err))
+    if not known:
+        logging.getLogger("dlbench").error(f"unexpected error: {message}{details}")
+    if record and not isinstance(err, FolderInUse):
+        try:
+            rundir.write_text(run_dir / "error.txt", message + "\n" + details)
+        except DlbenchError:
+            pass  # the folder cannot be written (a full disk): the message below says why
+    print_error(message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {message}")
+    if not multirun:
+        raise SystemExit(2 if known else 1) from None
+
+
+def stopped(stop: Preempted, run_dir: Path) -> None:
+    """After a stop signal and its checkpoint: say how to continue, hand the signal on to the
+    handler that was there before (submitit's: requeue the Slurm job), else exit with 75."""
+    name = signal.Signals(stop.signum).name
+    if distributed.is_main():
+        print_error(
+            f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. "
+            f"Continue with: dlbench resume={run_dir}"
+        )
+    handler = signal.getsignal(stop.signum)
+    if callable(handler):
+        handler(stop.signum, None)
+    raise SystemExit(Preempted.EXIT_STATUS)
+
+
+def share_machine(cfg: DictConfig, hydra_cfg) -> None:
+    """Jobs running side by side (Hydra's joblib launcher): each takes its share of the CPU
+    cores, and with several GPUs each job its own (job number modulo the GPU count)."""
+    import torch
+
+    n_jobs = (
+        int(hydra_cfg.launcher.get("n_jobs") or 1)
+        if "Joblib" in str(hydra_cfg.launcher.get("_target_"))
+        else 1
+    )
+    if n_jobs == -1:
+        n_jobs = os.cpu_count() or 1
+    if n_jobs > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
+        if str(cfg.device.type) == "cuda" and torch.cuda.device_count() > 1:
+            with open_dict(cfg):
+                cfg.device.type = f"cuda:{hydra_cfg.job.num % torch.cuda.device_count()}"

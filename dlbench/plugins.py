@@ -1,0 +1,146 @@
+"""The user's own code: modules that register models, data sets, tasks or losses.
+
+A plugin is a module the user names, imported before anything is built:
+
+- `plugins=[my_models,my_data]` on the command line, or `plugins: [...]` in one of the user's
+  own config files (`./configs/experiment/flowers.yaml`): module names importable from the
+  current directory, or paths to `.py` files;
+- the modules installed packages declare under the entry-point group `dlbench.plugins`.
+
+Trust stays with the user: a checkpoint or a run folder records the plugins its run needed, but
+dlbench never imports a module because a saved run names it. `eval`, `predict` and `resume`
+check that the run's plugins are among those the user named, and say which are missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
+from pathlib import Path
+
+import yaml
+
+from dlbench.errors import DlbenchError
+
+ENTRY_POINT_GROUP = "dlbench.plugins"
+_imported: dict[str, str] = {}  # plugin as named -> where it was named
+_entry_points_loaded = False
+
+
+def load(names: list[str], where: str) -> None:
+    """Import each plugin (once); a module that cannot be imported is one message naming it."""
+    for name in names:
+        if name in _imported:
+            continue
+        try:
+            _import(name)
+        except DlbenchError:
+            raise
+        except ModuleNotFoundError as err:
+            itself = not name.endswith(".py") and err.name is not None and name.startswith(err.name)
+            if not itself:
+                raise DlbenchError(
+                    f"plugin '{name}' ({where}) imports '{err.name}', which is not installed"
+                ) from err
+            raise DlbenchError(
+                f"plugin '{name}' ({where}) cannot be found: run dlbench from the folder that holds "
+                f"{name.replace('.', '/')}.py, or name the file by its path (plugins=[path/to/{name}.py])"
+            ) from err
+        except Exception as err:  # the user's module failed while it was imported
+            raise DlbenchError(
+                f"plugin '{name}' ({where}) failed when imported: {type(err).__name__}: {err}"
+            ) from err
+        _imported[name] = where
+
+
+def _import(name: str) -> None:
+    if name.endswith(".py"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise DlbenchError(f"plugin '{name}': no such file")
+        module_name = f"dlbench_plugin_{path.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        return
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # module names are found in the current directory
+    importlib.import_module(name)
+
+
+def load_entry_points() -> None:
+    """Import the plugins installed packages declare (entry-point group `dlbench.plugins`):
+    installing a package is trusting it."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except Exception as err:
+            package = entry.dist.name if entry.dist else "an installed package"
+            raise DlbenchError(
+                f"the plugin '{entry.name}' ({entry.value}) that {package} installs failed when "
+                f"imported: {type(err).__name__}: {err}"
+            ) from err
+        _imported[entry.value] = f"installed by the entry point {entry.name}"
+    _entry_points_loaded = True
+
+
+def imported() -> set[str]:
+    return set(_imported)
+
+
+def named_in(overrides: list[str]) -> list[str]:
+    """The plugins a command line names: `plugins=[a,b]`, and the `plugins` of the experiment
+    presets it chooses from the user's own config folders."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from dlbench.searchpath import user_config_dirs
+
+    names: list[str] = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group.lstrip("+~")
+        if key == "plugins" and not override.is_delete():
+            value = override.value()
+            names += [str(v) for v in (value if isinstance(value, list) else [value])]
+        elif key == "experiment" and isinstance(override.value(), str):
+            for folder in user_config_dirs():
+                path = folder / "experiment" / f"{override.value()}.yaml"
+                if path.is_file():
+                    node = yaml.safe_load(path.read_text()) or {}
+                    names += [str(v) for v in node.get("plugins") or []]
+                    break
+    return names
+
+
+def named_in_user_configs() -> list[str]:
+    """Every plugin the user's own experiment presets name (what `dlbench list` shows)."""
+    from dlbench.searchpath import user_config_dirs
+
+    names: list[str] = []
+    for folder in user_config_dirs():
+        for path in sorted((folder / "experiment").glob("*.yaml")):
+            node = yaml.safe_load(path.read_text()) or {}
+            names += [str(v) for v in node.get("plugins") or [] if str(v) not in names]
+    return names
+
+
+def check_saved(needed: list[str] | None, run: str, command: str) -> None:
+    """A saved run's plugins must be among those the user named (imported now): dlbench does
+    not import code because a checkpoint or a run folder names it. `command` is how the user
+    names them: a command line (plugins=[...] is added) or a Python call ending in `plugins=`."""
+    missing = [name for name in needed or [] if name not in _imported]
+    if missing:
+        how = (
+            f"{command}[{', '.join(map(repr, missing))}])"
+            if command.endswith("plugins=")
+            else (f"{command} plugins=[{','.join(missing)}]")
+        )
+        raise DlbenchError(
+            f"{run} was trained with the plugins {', '.join(missing)}, and dlbench imports no code a "
+            f"saved run names. If you trust them, name them yourself: {how}"
+        )

@@ -1,0 +1,271 @@
+"""Issue 15: a user's own project (a model plugin, a Dataset plugin, a CSV file, an experiment
+preset in ./configs) trained, swept, resumed, evaluated, predicted and exported with dlbench, as
+subprocesses from that folder; the plugins a saved run names are never imported on its say-so."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import THREADS
+from PIL import Image
+
+QUIET = ["trainer.progress=none"]
+
+MODELS_PY = '''
+from pathlib import Path
+
+from torch import nn
+
+from dlbench import MODELS
+
+Path("imported_my_models.txt").write_text("my_models was imported\\n")  # a visible side effect
+
+
+@MODELS.register("tiny_net")
+def tiny_net(
+    input_shape: list[int],  # from the data
+    num_outputs: int,  # from the data
+    width: int = 16,  # hidden units
+) -> nn.Module:
+    """A tiny MLP of my own."""
+    flat = 1
+    for size in input_shape:
+        flat *= size
+    return nn.Sequential(nn.Flatten(), nn.Linear(flat, width), nn.ReLU(), nn.Linear(width, num_outputs))
+'''
+
+DATA_PY = '''
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from dlbench import DATASETS
+
+
+@DATASETS.register("my_flowers")
+class Flowers(Dataset):
+    """Dark and bright 12x12 'flowers', as PIL images: my own Dataset."""
+
+    classes = ["dark", "bright"]
+
+    def __init__(self, n: int = 80, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.labels = (torch.rand(n, generator=g) > 0.5).long().tolist()
+        self.noise = torch.rand(n, generator=g).tolist()
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        value = int(60 + 130 * self.labels[i] + 20 * self.noise[i])
+        return Image.new("RGB", (12, 12), (value, value, value)), self.labels[i]
+'''
+
+FLOWERS_YAML = """\
+# @package _global_
+# My flowers, my tiny net.
+#   dlbench experiment=flowers
+defaults:
+  - override /model: tiny_net
+  - override /dataset: my_flowers
+  - _self_
+
+plugins: [my_models, my_data]
+name: flowers
+model:
+  width: 8
+dataset:
+  batch_size: 16
+optimizer:
+  lr: 0.01
+trainer:
+  epochs: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("myproject")
+    (folder / "my_models.py").write_text(MODELS_PY)
+    (folder / "my_data.py").write_text(DATA_PY)
+    (folder / "configs" / "experiment").mkdir(parents=True)
+    (folder / "configs" / "experiment" / "flowers.yaml").write_text(FLOWERS_YAML)
+    rows = ["length,width,kind"] + [
+        f"{i % 7 + 1}.{i % 3},{(i * 3) % 5 + 1}.5,{'big' if i % 2 else 'small'}" for i in range(60)
+    ]
+    (folder / "table.csv").write_text("\n".join(rows) + "\n")
+    Image.new("RGB", (12, 12), (220, 220, 220)).save(folder / "bright.png")
+    return folder
+
+
+def dlbench(project: Path, *args: str, python: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DLBENCH_DEBUG", "DLBENCH_CONFIG_PATH")}
+    env.update(COLUMNS="200", OMP_NUM_THREADS=str(THREADS))
+    command = [sys.executable, "-c", python] if python else [sys.executable, "-m", "dlbench", *args]
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def runs(project: Path, name: str) -> list[Path]:
+    return sorted(p for p in (project / "outputs" / name).iterdir() if (p / "metrics.json").is_file())
+
+
+def test_a_users_project_trains_sweeps_resumes_evaluates_predicts_and_exports(project):
+    # plugins named on the command line; a model with no YAML, a key from its signature
+    out = ok(
+        dlbench(
+            project,
+            "plugins=[my_models,my_data]",
+            "model=tiny_net",
+            "model.width=32",
+            "dataset=my_flowers",
+            "trainer.epochs=1",
+            *QUIET,
+        )
+    )
+    assert "outputs/my_flowers_tiny_net/" in out
+    first = runs(project, "my_flowers_tiny_net")[0]
+    saved = torch.load(first / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["plugins"] == ["my_models", "my_data"]
+    assert saved["data"]["input_shape"] == [3, 12, 12] and saved["data"]["class_names"] == ["dark", "bright"]
+    assert saved["task"]["model.1.weight"].shape == (32, 3 * 12 * 12)  # model.width=32 reached it
+
+    # the preset in ./configs names its plugins itself
+    ok(dlbench(project, "experiment=flowers", *QUIET))
+    run = runs(project, "flowers")[0]
+    assert json.loads((run / "metrics.json").read_text())["test/acc"] >= 0.5
+
+    listing = ok(dlbench(project, "list", "models", "tiny*"))
+    assert "tiny_net" in listing and "my_models" in listing and "A tiny MLP of my own." in listing
+    assert str(project / "configs" / "experiment" / "flowers.yaml") in ok(
+        dlbench(project, "list", "experiments", "flow*")
+    )
+    assert "model.width" in ok(dlbench(project, "list", "models", "tiny_net", "plugins=[my_models]"))
+
+    sweep = dlbench(
+        project,
+        "-m",
+        "experiment=flowers",
+        "optimizer.lr=0.1,0.01",
+        "trainer.epochs=1",
+        *QUIET,
+        "hydra.sweep.dir=sweep",
+    )
+    assert "Sweep summary (2 jobs)" in ok(sweep)
+
+    ok(dlbench(project, f"resume={run}", "trainer.epochs=3", *QUIET))
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["trainer"]["epoch"] == 3
+    assert "test/acc" in ok(dlbench(project, "eval", str(run)))  # finds the plugins in ./configs
+    predicted = ok(dlbench(project, "predict", str(run), "bright.png", "--top-k", "1"))
+    assert "bright" in predicted.split("bright.png", 1)[1]
+
+    ok(dlbench(project, "export", str(run), "--out", "model.pt"))
+    assert set(torch.load(project / "model.pt", weights_only=True)) == {
+        "1.weight",
+        "1.bias",
+        "3.weight",
+        "3.bias",
+    }
+    check = textwrap.dedent(f"""
+        import dlbench, torch
+        a = dlbench.load_model("model.pt", plugins=["my_models"])
+        b = dlbench.load_model("{run}", plugins=["my_models", "my_data"])
+        x = torch.rand(2, 3, 12, 12)
+        assert not a.training and torch.equal(a(x), b(x)), "the exported model is the run's best"
+        print("same outputs", a(x).shape)
+    """)
+    assert "same outputs torch.Size([2, 2])" in ok(dlbench(project, python=check))
+
+
+def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
+    ok(
+        dlbench(
+            project,
+            "plugins=[my_models,my_data]",
+            "model=tiny_net",
+            "dataset=my_flowers",
+            "trainer.epochs=1",
+            *QUIET,
+            f"hydra.run.dir={tmp_path / 'run'}",
+        )
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("my_models.py", "my_data.py"):
+        (elsewhere / name).write_text((project / name).read_text())
+    for command in (
+        ["eval", str(tmp_path / "run")],
+        ["predict", str(tmp_path / "run"), "x.png"],
+        [f"resume={tmp_path / 'run'}", "trainer.epochs=2"],
+    ):
+        result = dlbench(elsewhere, *command)
+        assert result.returncode == 2, result.stderr
+        assert "was trained with the plugins my_models, my_data" in result.stderr
+        assert "plugins=[my_models,my_data]" in result.stderr
+        assert not (elsewhere / "imported_my_models.txt").exists()  # nothing was imported
+    named = dlbench(elsewhere, "eval", str(tmp_path / "run"), "plugins=[my_models,my_data]")
+    assert "test/acc" in ok(named)
+
+    missing = dlbench(project, "plugins=[my_modelz]", "trainer.epochs=1")
+    assert missing.returncode == 2
+    assert "plugin 'my_modelz' (the command line) cannot be found" in missing.stderr
+
+
+def test_the_csv_data_set_and_the_python_api(project, monkeypatch):
+    import dlbench as api
+
+    out = ok(dlbench(project, "dataset=csv", "dataset.path=table.csv", "trainer.epochs=3", *QUIET))
+    assert "outputs/csv_mlp/" in out
+    monkeypatch.chdir(project)
+    metrics = api.train(
+        "dataset=csv",
+        "dataset.path=table.csv",
+        "dataset.target=kind",
+        "trainer.epochs=2",
+        *QUIET,
+        "hydra.run.dir=api_run",
+    )
+    assert metrics["test/acc"] >= 0 and (project / "api_run" / "metrics.json").is_file()
+    model = api.load_model(project / "api_run")
+    assert not model.training and model(torch.zeros(1, 2)).shape == (1, 2)  # 2 features -> big, small
+    config = yaml.safe_load((project / "api_run" / ".hydra" / "config.yaml").read_text())
+    assert config["dataset"]["name"] == "csv"
+
+
+def test_new_writes_a_preset_and_a_plugin_that_run(tmp_path):
+    ok(dlbench(tmp_path, "new", "experiment", "mine", "--from", "iris_mlp"))
+    text = (tmp_path / "configs" / "experiment" / "mine.yaml").read_text()
+    assert text.startswith("# @package _global_\n# dlbench experiment=mine") and "name: mine" in text
+    ok(dlbench(tmp_path, "new", "model", "my_net"))
+    ok(dlbench(tmp_path, "experiment=mine", "trainer.epochs=2", *QUIET))
+    assert runs(tmp_path, "mine")
+    ok(dlbench(tmp_path, "plugins=[my_net]", "model=my_net", "model.width=8", "trainer.epochs=1", *QUIET))
+    assert runs(tmp_path, "digits_my_net")
+    again = dlbench(tmp_path, "new", "model", "my_net")
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_a_bug_in_a_constructor_is_a_bug_with_its_traceback_not_a_user_error(tmp_path):
+    (tmp_path / "buggy.py").write_text(
+        "from torch import nn\nfrom dlbench import MODELS\n\n\n"
+        "@MODELS.register('buggy')\n"
+        "def buggy(input_shape: list[int], num_outputs: int, width: int = 4) -> nn.Module:\n"
+        "    return nn.Linear(width, int('not a number'))  # a bug: ValueError inside the constructor\n"
+    )
+    result = dlbench(tmp_path, "plugins=[buggy]", "model=buggy", *QUIET, "hydra.run.dir=run")
+    assert result.returncode == 1, result.stderr  # a bug, not the user's config
+    assert "unexpected error" in result.stderr and "ValueError" in result.stderr
+    error = (tmp_path / "run" / "error.txt").read_text()
+    assert "Traceback" in error and "buggy.py" in error and "int('not a number')" in error
+    wrong = dlbench(tmp_path, "plugins=[buggy]", "model=buggy", "+model.depth=3", *QUIET)
+    assert wrong.returncode == 2 and "Unknown key 'model.depth'" in wrong.stderr  # the config's fault
