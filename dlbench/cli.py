@@ -24,6 +24,8 @@ EXAMPLES = """\
   dlbench predict RUN [IMAGE...] [--num N] [--out PATH]  GAN samples, or translated images
   dlbench export RUN --out model.pt      the model as a plain state_dict (+ model.yaml to rebuild it)
   dlbench new experiment NAME [--from PRESET] | new model NAME   start your own (./configs, a plugin)
+  dlbench board [DIR] [--port N]         TensorBoard on the runs under DIR (outputs), named by overrides
+  dlbench completion bash                shell completion: eval "$(dlbench completion bash)"
   dlbench --help | --hydra-help | --cfg job [OVERRIDES...]
 
 [bold]Examples[/bold]
@@ -43,7 +45,7 @@ EXAMPLES = """\
   dlbench predict outputs/cnn_mnist/<run> my_digit.png --top-k 3
   dlbench predict outputs/name2lang_rnn/<run> Choi Jane Daniel Chow Tanaka --top-k 5
   dlbench --cfg job model=linear                   print the composed config, train nothing
-  tensorboard --logdir outputs
+  dlbench board                                    TensorBoard on ./outputs, runs named by their overrides
 
 [bold]Common overrides[/bold]
   device=cpu|cuda|mps|auto   trainer.epochs=N  trainer.max_steps=N  trainer.seed=N
@@ -84,6 +86,8 @@ COMMANDS = {
     "compare": ("dlbench.commands.compare", "compare_command"),
     "export": ("dlbench.commands.export", "export_command"),
     "new": ("dlbench.commands.new", "new_command"),
+    "board": ("dlbench.commands.board", "board_command"),
+    "completion": ("dlbench.commands.completion", "completion_command"),
 }
 
 

@@ -49,6 +49,7 @@ class TrainerConfig:
     nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (an error) | skip (the step) | off
     max_skipped_fraction: float = 0.1  # nonfinite=skip: stop when more of an epoch's steps were skipped
     devices: int = 1  # N > 1: data-parallel over N processes on this machine (torchrun, DDP)
+    threads: Any = "auto"  # CPU threads: auto (time a few steps at 1 and at N, keep the faster) | N
 
 
 @dataclass
@@ -198,8 +199,9 @@ def _plain(node: Any) -> dict:
     return out
 
 
-def validate(cfg: DictConfig) -> None:
-    """Refuse a composed config that cannot run, before any data is read."""
+def validate(cfg: DictConfig, components: bool = True) -> None:
+    """Refuse a composed config that cannot run, before any data is read. With `components`,
+    each component's keys are checked against its constructor (which imports its module)."""
     check_known_keys(cfg)
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
@@ -228,11 +230,14 @@ def validate(cfg: DictConfig) -> None:
         )
     if t.grad_clip is not None and not 0 < t.grad_clip < math.inf:
         raise DlbenchError(f"trainer.grad_clip={t.grad_clip}: must be a positive number (or null for none)")
+    if str(t.threads) != "auto" and not (isinstance(t.threads, int) and t.threads >= 1):
+        raise DlbenchError(f"trainer.threads={t.threads}: auto, or a number of threads (1 or more)")
     if not 0 <= t.max_skipped_fraction <= 1:
         raise DlbenchError(f"trainer.max_skipped_fraction={t.max_skipped_fraction}: must be in [0, 1]")
 
     dataset = _plain(cfg.dataset)
-    DATASETS.check(dataset, "dataset", reserved=schema_hints(DataConfig))
+    common = schema_hints(DataConfig)
+    check_values({k: v for k, v in dataset.items() if k in common}, common, "dataset")
     data = data_config(dataset)
     if str(data.in_memory).lower() not in ("auto", "true", "false"):
         raise DlbenchError(
@@ -254,6 +259,9 @@ def validate(cfg: DictConfig) -> None:
                 f"dataset.{key}={value} is the global batch, split over trainer.devices={t.devices} "
                 f"processes: it must be a multiple of {t.devices}"
             )
+    if not components:
+        return
+    DATASETS.check(dataset, "dataset", reserved=schema_hints(DataConfig))
     if data.augment:
         from dlbench.data.transforms import Augment
 

@@ -189,17 +189,8 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
         return DlbenchError(str(err).strip())
     node = OmegaConf.select(base, parent) if parent else base
     valid = set(node.keys()) if isinstance(node, DictConfig) else set()
-    hint = ""
     if parent in COMPONENTS and isinstance(node, DictConfig) and node.get("name") in COMPONENTS[parent]:
-        from dlbench.typecheck import parameter_hints
-
-        params = set(parameter_hints(COMPONENTS[parent].get(node["name"]))) - COMPONENTS[parent].supplied
-        if key in params:
-            return DlbenchError(
-                f"'{full_key}' is a valid key of {parent} '{node['name']}' but its config file does "
-                f"not list it: add it with +{full_key}=..."
-            )
-        valid |= params
+        valid |= set(COMPONENTS[parent].config_node(node["name"]))  # what its constructor takes
     valid.discard("name")
     where = f"under {parent}" if parent else "at the top level"
     hint = f"\nValid keys {where}: {', '.join(sorted(valid))}" if valid else ""
@@ -247,27 +238,30 @@ def check(
     """Compose and validate every combination the command line asks for; return the configs.
 
     `mode` is what the command will do: `run` (one run: its folder must be one dlbench can
-    write), `multirun` (a sweep: its folder must not hold another sweep or a run) or `show`
-    (nothing is written)."""
+    write), `multirun` (a sweep: its folder must not hold another sweep or a run), `show`
+    (nothing is written) or `print` (`--cfg`, `--help`: components' keys are not type-checked,
+    which would import them and torch)."""
     return check_command(overrides, source, config_name, mode)[0]
 
 
 def check_command(
     overrides: list[str], source: str = "the command line", config_name: str = "config", mode: str = "run"
-) -> tuple[list[DictConfig], Path | None]:
-    """`check`, and the folder the command will write (its run or sweep folder)."""
+) -> tuple[list[DictConfig], Path | None, DictConfig | None]:
+    """`check`, the folder the command will write (its run or sweep folder), and the first
+    config as composed, `hydra` node included (a run is started from it)."""
     check_plugins(overrides)
-    configs, folder = [], None
+    configs, folder, hydra_node = [], None, None
     for combination in combinations(parse(overrides)):
         cfg = compose_with_hydra(combination, source, config_name)
         if not configs:
             folder = check_output_folder(cfg, mode)
+            hydra_node = cfg.copy()  # the whole config: hydra.run.dir names ${name}
         with open_dict(cfg):
             del cfg["hydra"]
         check_resolves(cfg, source)
-        validate(cfg)
+        validate(cfg, components=mode != "print")
         configs.append(cfg)
-    return configs, folder
+    return configs, folder, hydra_node
 
 
 def check_resolves(cfg: DictConfig, source: str) -> None:

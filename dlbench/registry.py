@@ -5,8 +5,13 @@ A config node names its component with `name:` and passes the rest as keyword ar
     optimizer: {name: sgd, lr: 0.1, momentum: 0.9}   ->   torch.optim.SGD(params, lr=0.1, momentum=0.9)
 
 Only names registered here can be built, so a config file or a command line can never import
-and call an arbitrary object. Each registry imports the modules that fill it the first time it
-is used, so a component is never "registered but not imported".
+and call an arbitrary object.
+
+dlbench's own components are listed in `registry_index.json` (name, module, description, config
+node), so `dlbench --help`, `list` and `--cfg` need no torch and no model family: `get(name)`
+imports just the module that registers that name (MMEngine's rule: never "registered but not
+imported"). `python -m dlbench.registry` rewrites the index; a test checks it against the real
+registrations.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import inspect
+import json
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import OmegaConf
 
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
@@ -42,12 +50,17 @@ class Registry:
         modules: Iterable[str] = (),
         supplied: Iterable[str] = (),
         facts: Iterable[str] = (),
+        from_torch: Callable[[Registry], None] | None = None,
     ):
         self.kind, self.group = kind, group or kind
         self.supplied = frozenset(supplied)
         self.facts = frozenset(facts)
-        self._modules = list(modules)
+        self.modules = list(modules)  # every module that registers into it (for the index)
+        self._from_torch = from_torch  # registers torch's own classes, when first needed
         self._entries: dict[str, Callable[..., Any]] = {}
+
+    def _indexed(self) -> dict[str, dict[str, Any]]:
+        return read_index().get(self.kind, {})
 
     def register(self, name: str | None = None) -> Callable[[Callable], Callable]:
         """Decorator: `@MODELS.register("mlp")` (the function's name when none is given)."""
@@ -59,45 +72,65 @@ class Registry:
         return decorate
 
     def add(self, name: str, fn: Callable[..., Any]) -> None:
-        if name in self._entries and self._entries[name] is not fn:
+        shipped = self._indexed().get(name)
+        taken = self._entries.get(name)
+        if (taken is not None and taken is not fn) or (
+            taken is None and shipped is not None and shipped["module"] != getattr(fn, "__module__", None)
+        ):
+            first = origin_of(taken) if taken is not None else shipped["module"]
             raise DlbenchError(
-                f"{self.kind} '{name}' is registered twice: by {origin_of(self._entries[name])} and "
-                f"by {origin_of(fn)}; register yours under another name"
+                f"{self.kind} '{name}' is registered twice: by {first} and by {origin_of(fn)}; "
+                "register yours under another name"
             )
         self._entries[name] = fn
 
-    def _load(self) -> None:
-        while self._modules:
-            importlib.import_module(self._modules.pop(0))
+    def load_all(self) -> None:
+        """Import every module that registers into this registry (torch's classes included)."""
+        for module in self.modules:
+            importlib.import_module(module)
+        if self._from_torch is not None:
+            self._from_torch(self)
+            self._from_torch = None
 
     def names(self, pattern: str = "*") -> list[str]:
-        """Registered names, sorted, filtered by a wildcard pattern such as '*resnet*'."""
-        self._load()
-        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+        """Registered names (dlbench's from the index, and any registered since), sorted,
+        filtered by a wildcard pattern such as '*resnet*'."""
+        return sorted(n for n in {*self._indexed(), *self._entries} if fnmatch.fnmatch(n, pattern))
 
     def get(self, name: str) -> Callable[..., Any]:
-        self._load()
+        """The constructor registered under `name`, importing the module that registers it."""
+        if name not in self._entries and (shipped := self._indexed().get(name)) is not None:
+            if shipped["origin"] == "torch" and self._from_torch is not None:
+                self._from_torch(self)
+                self._from_torch = None
+            else:
+                importlib.import_module(shipped["module"])
         if name not in self._entries:
-            raise unknown_name(self.kind, name, self._entries)
+            raise unknown_name(self.kind, name, self.names())
         return self._entries[name]
 
     def __contains__(self, name: str) -> bool:
-        self._load()
-        return name in self._entries
+        return name in self._entries or name in self._indexed()
 
     def description(self, name: str) -> str:
         """The first paragraph of the constructor's docstring, on one line."""
+        if name not in self._entries and name in self._indexed():
+            return self._indexed()[name]["doc"]
         doc = (inspect.getdoc(self.get(name)) or "").strip()
         return " ".join(doc.split("\n\n")[0].split())
 
     def origin(self, name: str) -> str:
         """Where a component comes from: "dlbench", "torch", or the user's module."""
+        if name not in self._entries and name in self._indexed():
+            return self._indexed()[name]["origin"]
         return origin_of(self.get(name))
 
     def config_node(self, name: str) -> dict[str, Any]:
         """The config node a registered constructor implies: its name and every keyword it takes,
         with the default written in its signature. A parameter without a default is `???`
         (Hydra's "must be set"); one the data fills in is null."""
+        if name not in self._entries and name in self._indexed():
+            return dict(self._indexed()[name]["node"])
         node: dict[str, Any] = {"name": name}
         for key, parameter in inspect.signature(self.get(name)).parameters.items():
             if key in self.supplied or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
@@ -235,31 +268,44 @@ def _register_torch(
                 registry.add(naming(attr), obj)
 
 
-MODEL_FACTS = ("input_shape", "num_outputs", "num_classes", "vocab_size", "target_vocab_size")
-MODELS = Registry("model", "model", modules=["dlbench.models"], facts=MODEL_FACTS)
-DATASETS = Registry("dataset", "dataset", modules=["dlbench.data"])
-TASKS = Registry("task", "task", modules=["dlbench.tasks"], supplied=["model", "loss", "data"])
-LOSSES = Registry("loss", "loss")
-OPTIMIZERS = Registry("optimizer", "optimizer", supplied=["params"])
-SCHEDULERS = Registry("scheduler", "scheduler", modules=["dlbench.engine.optim"], supplied=["optimizer"])
-
 # torch's own optimizers (sgd, adam, adamw, rmsprop, ...), schedulers (step_lr, one_cycle_lr, ...)
 # and losses (cross_entropy, mse, bce_with_logits, ...), registered from torch itself.
-_register_torch(OPTIMIZERS, torch.optim, torch.optim.Optimizer, str.lower)
-# Schedulers that take Python callables or other schedulers cannot come from a config file.
-_register_torch(
-    SCHEDULERS,
-    torch.optim.lr_scheduler,
-    torch.optim.lr_scheduler.LRScheduler,
-    snake_case,
-    skip=("LambdaLR", "MultiplicativeLR", "ChainedScheduler", "SequentialLR"),
+def _torch_optimizers(registry: Registry) -> None:
+    import torch
+
+    _register_torch(registry, torch.optim, torch.optim.Optimizer, str.lower)
+
+
+def _torch_schedulers(registry: Registry) -> None:
+    import torch
+
+    # Schedulers that take Python callables or other schedulers cannot come from a config file.
+    skip = ("LambdaLR", "MultiplicativeLR", "ChainedScheduler", "SequentialLR")
+    schedulers = torch.optim.lr_scheduler
+    _register_torch(registry, schedulers, schedulers.LRScheduler, snake_case, skip)
+
+
+def _torch_losses(registry: Registry) -> None:
+    import torch
+
+    naming = lambda n: snake_case(n.removesuffix("Loss"))  # noqa: E731
+    _register_torch(registry, torch.nn.modules.loss, torch.nn.modules.loss._Loss, naming, skip=("NLLLoss2d",))
+
+
+MODEL_FACTS = ("input_shape", "num_outputs", "num_classes", "vocab_size", "target_vocab_size")
+MODEL_MODULES = ["airbench", "alexnet", "cnn", "densenet", "gan", "googlenet", "mlp"]
+MODEL_MODULES += ["resnet", "rnn", "seq2seq", "vgg"]
+DATA_MODULES = ["series", "synthetic", "tabular", "text", "translation_images", "vision"]
+TASK_MODULES = ["classification", "forecast", "gan", "minimize", "regression", "seq2seq"]
+MODELS = Registry("model", modules=[f"dlbench.models.{m}" for m in MODEL_MODULES], facts=MODEL_FACTS)
+DATASETS = Registry("dataset", modules=[f"dlbench.data.{m}" for m in DATA_MODULES])
+TASKS = Registry(
+    "task", modules=[f"dlbench.tasks.{m}" for m in TASK_MODULES], supplied=["model", "loss", "data"]
 )
-_register_torch(
-    LOSSES,
-    torch.nn.modules.loss,
-    torch.nn.modules.loss._Loss,
-    lambda n: snake_case(n.removesuffix("Loss")),
-    skip=("NLLLoss2d",),
+LOSSES = Registry("loss", from_torch=_torch_losses)
+OPTIMIZERS = Registry("optimizer", supplied=["params"], from_torch=_torch_optimizers)
+SCHEDULERS = Registry(
+    "scheduler", modules=["dlbench.engine.optim"], supplied=["optimizer"], from_torch=_torch_schedulers
 )
 
 REGISTRIES: dict[str, Registry] = {
@@ -298,3 +344,43 @@ def _dataset_common() -> dict[str, Any]:
     from dlbench.config import DataConfig
 
     return {k: v for k, v in vars(DataConfig()).items()}
+
+
+INDEX_FILE = Path(__file__).parent / "registry_index.json"
+
+
+@cache
+def read_index() -> dict[str, dict[str, dict[str, Any]]]:
+    """dlbench's own components by kind: {name: {module, origin, doc, node}}."""
+    if not INDEX_FILE.is_file():
+        return {}
+    return json.loads(INDEX_FILE.read_text())
+
+
+def build_index() -> dict[str, dict[str, dict[str, Any]]]:
+    """The index, from the real registrations (every module imported)."""
+    index: dict[str, dict[str, dict[str, Any]]] = {}
+    for registry in REGISTRIES.values():
+        registry.load_all()
+        index[registry.kind] = {
+            name: {
+                "module": fn.__module__,
+                "origin": origin_of(fn),
+                "doc": registry.description(name),
+                "node": registry.config_node(name),
+            }
+            for name, fn in sorted(registry._entries.items())
+            if origin_of(fn) in ("dlbench", "torch")
+        }
+    return index
+
+
+def write_index() -> None:
+    INDEX_FILE.write_text(json.dumps(build_index(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {INDEX_FILE}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # python -m dlbench.registry: rewrite the index after adding a component
+    from dlbench import registry  # the module the components register into (this file runs as __main__)
+
+    registry.write_index()

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 
 import torch
 from omegaconf import DictConfig
-from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from dlbench import preflight
 from dlbench.config import data_config, validate
 from dlbench.data.info import DataInfo
-from dlbench.engine.logging import console
+from dlbench.engine.logging import console, new_table
 from dlbench.engine.trainer import DTYPES
 from dlbench.errors import DlbenchError
 from dlbench.registry import MODELS, OPTIMIZERS
@@ -220,9 +219,9 @@ def show_command(args: list[str]) -> int:
 
 def print_summary(cfg: DictConfig, s: Summary, input_shape: list[int], source: str, batch: int) -> None:
     shape = "x".join(map(str, input_shape))
-    table = Table(title=f"model={cfg.model.name}: input {shape} ({source})", title_justify="left")
-    for column in ("layer", "type", "output", "params", "MACs"):
-        table.add_column(column, justify="left" if column in ("layer", "type") else "right")
+    title = f"model={cfg.model.name}: input {shape} ({source})"
+    table = new_table(title, "layer", "type", "output", "params", "MACs", right=("output", "params", "MACs"))
+    table.title_justify = "left"
     for layer in s.layers:
         indent = "  " * layer.name.count(".") if layer.name != "(model)" else ""
         table.add_row(

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from rich.table import Table
 
 from dlbench import rundir
-from dlbench.engine.logging import console
+from dlbench.engine.logging import console, new_table
 from dlbench.errors import DlbenchError, did_you_mean
 
 FAILED_JOBS: list[str] = []  # filled by the callback; the CLI exits non-zero when not empty
@@ -76,9 +76,10 @@ def table(
     columns = metrics or ([c for c in HEADLINE if c in available] or available)[:max_metrics]
     split = [r["overrides"].split() for r in rows]
     shared = set.intersection(*map(set, split)) if len(rows) > 1 else set()
-    out = Table(title=title + (f"\nshared: {' '.join(sorted(shared))}" if shared else ""))
-    for name in ("job", "overrides", "status", *columns):
-        out.add_column(name, justify="right" if "/" in name else "left", overflow="fold")
+    names = ("job", "overrides", "status", *columns)
+    out = new_table(
+        title + (f"\nshared: {' '.join(sorted(shared))}" if shared else ""), *names, right=tuple(columns)
+    )
     for row, overrides in zip(rows, split, strict=True):
         status = "failed" if row["status"].startswith("failed") else row["status"]
         varying = " ".join(o for o in overrides if o not in shared)

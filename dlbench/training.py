@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -15,8 +16,7 @@ from torch.utils.data import TensorDataset
 
 from dlbench import rundir
 from dlbench.config import data_config, validate
-from dlbench.data import DataModule
-from dlbench.data.base import as_source
+from dlbench.data.base import DataModule, as_source
 from dlbench.data.info import DataInfo
 from dlbench.engine import checkpoint, distributed
 from dlbench.engine.device import resolve_device, seed_everything, set_threads
@@ -141,10 +141,15 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Dict
     if resume_state is not None:
         trainer.restore(resume_state, task, optimizations)
         log.info(f"resumed at epoch {trainer.state.epoch}, step {trainer.state.step} from {cfg.resume}")
+    if device.type == "cpu":  # after the restore: a resume that fails has logged nothing
+        choose_threads(cfg.trainer, task, data, device)
     if main:  # every part is built: only now does the run write in its folder
         record_run(run_dir, composed, overrides, hydra_cfg)
         if cfg.logger.tensorboard:
-            logger.open_tensorboard(purge_step=resume_state["trainer"]["step"] + 1 if resume_state else None)
+            logger.open_tensorboard(
+                purge_step=resume_state["trainer"]["step"] + 1 if resume_state else None,
+                texts={"config": composed, "overrides": "\n".join(overrides) or "(none)"},
+            )
 
     processes = f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
     log.info(
@@ -182,6 +187,45 @@ def monitor_of(trainer: DictConfig, task: Task) -> tuple[str, str]:
         return monitor, trainer.monitor_mode or mode
     higher = any(word in trainer.monitor.split("/")[-1] for word in HIGHER_IS_BETTER)
     return trainer.monitor, trainer.monitor_mode or ("max" if higher else "min")
+
+
+def choose_threads(trainer: DictConfig, task: Task, data: DataModule, device: torch.device) -> None:
+    """The CPU thread count: trainer.threads=N, or auto: time a few training steps of a copy
+    of the task at one thread and at one per core, and keep the faster. (Skipped, keeping one
+    per core, for a deterministic run, several processes, data read from files, or a step that
+    takes over half a second: there the measurement would cost more than it could save.)"""
+    from dlbench.data.base import TensorLoader
+    from dlbench.engine.device import fastest_threads, to_device
+
+    if trainer.threads != "auto":
+        torch.set_num_threads(int(trainer.threads))
+        return
+    most = torch.get_num_threads()
+    loader = data.loader("train")
+    if (
+        most == 1
+        or trainer.deterministic
+        or distributed.world_size() > 1
+        or not isinstance(loader, TensorLoader)
+    ):
+        log.info(f"threads: {most}")
+        return
+    batch = to_device(next(iter(loader)), device)
+    probe, rng = copy.deepcopy(task).train(), torch.get_rng_state()
+
+    def step() -> None:
+        probe.training_step(batch, lambda name, loss: loss.backward())
+
+    started = time.perf_counter()
+    step()
+    if time.perf_counter() - started > 0.5:
+        torch.set_rng_state(rng)
+        log.info(f"threads: {most}")
+        return
+    best, seconds = fastest_threads(step, most)
+    torch.set_rng_state(rng)
+    timings = ", ".join(f"{n} thread{'s' * (n > 1)} {s * 1000:.1f} ms" for n, s in seconds.items())
+    log.info(f"threads: {best} (measured, a training step: {timings})")
 
 
 def record_run(run_dir: Path, composed: str, overrides: list[str], hydra_cfg: DictConfig | None) -> None:

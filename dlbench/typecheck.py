@@ -9,8 +9,6 @@ import types
 import typing
 from typing import Any
 
-import torch
-
 _ANY = object()
 
 
@@ -34,7 +32,7 @@ def describe(hint: Any) -> str:
     if isinstance(hint, type):
         if issubclass(hint, enum.Enum):
             return "one of " + "|".join(m.name for m in hint)
-        return {torch.Tensor: "tensor", type(None): "null"}.get(hint, hint.__name__)
+        return "tensor" if _is_tensor(hint) else "null" if hint is type(None) else hint.__name__
     return str(hint)
 
 
@@ -69,7 +67,7 @@ def matches(value: Any, hint: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if hint is torch.Tensor:
+    if _is_tensor(hint):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if issubclass(hint, enum.Enum):
         return value in hint.__members__ or value in [m.value for m in hint]
@@ -101,3 +99,8 @@ def parameter_hints(fn: Any) -> dict[str, Any]:
 
 def accepts_var_kwargs(fn: Any) -> bool:
     return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+
+
+def _is_tensor(hint: Any) -> bool:
+    """torch.Tensor, recognised without importing torch (a config check needs no torch)."""
+    return getattr(hint, "__module__", "") == "torch" and getattr(hint, "__name__", "") == "Tensor"

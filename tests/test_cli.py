@@ -154,3 +154,39 @@ def test_a_failing_sweep_job_is_recorded_and_the_sweep_goes_on(cli, tmp_path):
     assert rows[1]["status"] == "ok" and float(rows[1]["test/acc"]) > 0
     assert (tmp_path / "sweep" / "0" / "error.txt").is_file()
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_bash_completion_completes_commands_groups_options_and_keys(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = subprocess.run(
+        [sys.executable, "-m", "dlbench", "completion", "bash"], capture_output=True, text=True
+    )
+    assert script.returncode == 0
+    (tmp_path / "completion.bash").write_text(script.stdout)
+    (tmp_path / "dlbench").write_text(f'#!/bin/sh\nexec {sys.executable} -m dlbench "$@"\n')
+    (tmp_path / "dlbench").chmod(0o755)
+    probe = """
+source completion.bash
+for line in "dlbench li" "dlbench list mo" "dlbench model=res" "dlbench model=resnet model.dep" \
+        "dlbench trainer.epo"; do
+    COMP_LINE="$line"; read -ra COMP_WORDS <<< "$line"
+    COMP_CWORD=$((${#COMP_WORDS[@]}-1)); COMP_POINT=${#line}
+    _dlbench; echo "$line -> ${COMPREPLY[*]}"
+done
+"""
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True).stdout
+    expected = {
+        "dlbench li": "list",
+        "dlbench list mo": "models",
+        "dlbench model=res": "model=resnet",
+        "dlbench model=resnet model.dep": "model.depth=",
+        "dlbench trainer.epo": "trainer.epochs=",
+    }
+    for line, completion in expected.items():
+        assert f"{line} -> {completion}" in out, out
+    assert Path(tmp_path / "completion.bash").read_text().startswith("# dlbench's bash completion")

@@ -1,8 +1,7 @@
 import torch
 
 from dlbench.config import DataConfig
-from dlbench.data import DataModule
-from dlbench.data.base import EpochSampler, TensorLoader, labels_of
+from dlbench.data.base import DataModule, EpochSampler, TensorLoader, labels_of
 from dlbench.data.tabular import digits, iris
 
 

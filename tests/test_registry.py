@@ -62,3 +62,26 @@ def test_a_registry_registers_by_decorator_and_lists_by_pattern():
     assert reg.build({"name": "small_widget", "size": 3}, "widget") == 3
     with pytest.raises(DlbenchError, match="registered twice"):  # a plugin taking a shipped name
         reg.add("small_widget", lambda: None)
+
+
+def test_the_name_index_matches_the_registrations():
+    """registry_index.json lets --help, list and --cfg answer without importing torch or a model
+    family; it must list exactly what the modules register (python -m dlbench.registry rewrites it)."""
+    from dlbench.registry import build_index, read_index
+
+    assert build_index() == read_index(), "run: python -m dlbench.registry"
+
+
+def test_help_a_typo_and_list_import_neither_torch_nor_a_model_family():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from dlbench import cli; cli.main(sys.argv[1:]); "
+        "names = ('torch', 'torchvision', 'torchmetrics', 'dlbench.models.resnet'); "
+        "heavy = [m for m in names if m in sys.modules]; "
+        "print('HEAVY', heavy)"
+    )
+    for args in (["--help"], ["model=mlpp"], ["list"], ["--cfg", "job", "experiment=lenet5_mnist"]):
+        out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True).stdout
+        assert "HEAVY []" in out, (args, out[-500:])

@@ -5,7 +5,7 @@ import torch
 from formats import draw_digit_png, tar_gz, write_cifar, write_image_folder, write_mnist
 
 from dlbench.config import DataConfig
-from dlbench.data import DataModule
+from dlbench.data.base import DataModule
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 

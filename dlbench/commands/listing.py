@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.table import Table
 
 from dlbench import plugins, preflight
-from dlbench.engine.logging import console
+from dlbench.engine.logging import console, new_table
 from dlbench.errors import unknown_name
 from dlbench.searchpath import SHIPPED, config_dirs
 
@@ -40,9 +40,7 @@ def list_command(args: list[str]) -> int:
         if len(names) == 1 and names[0] == pattern:
             console.print(component_table(registry, pattern))
             continue
-        table = Table(title=kind, title_justify="left")
-        for column in ("name", "from", "description"):
-            table.add_column(column, overflow="fold")
+        table = new_table(kind, "name", "from", "description", title_justify="left")
         for name in names:
             table.add_row(name, registry.origin(name), registry.description(name))
         console.print(table)
@@ -57,9 +55,7 @@ def component_table(registry, name: str) -> Table:
     fn = registry.get(name)
     hints, docs = parameter_hints(fn), parameter_docs(fn)
     title = f"{registry.kind} {name} ({registry.origin(name)}): {registry.description(name)}"
-    table = Table(title=title, title_justify="left")
-    for column in ("key", "default", "type", "meaning"):
-        table.add_column(column, overflow="fold")
+    table = new_table(title, "key", "default", "type", "meaning", title_justify="left")
     for key, default in registry.config_node(name).items():
         if key == "name":
             continue
@@ -72,9 +68,7 @@ def component_table(registry, name: str) -> Table:
 def experiments_table(pattern: str = "*") -> Table:
     import fnmatch
 
-    table = Table(title="experiments", title_justify="left")
-    for column in ("name", "from", "description"):
-        table.add_column(column, overflow="fold")
+    table = new_table("experiments", "name", "from", "description", title_justify="left")
     for name, (path, description) in experiments().items():
         if fnmatch.fnmatch(name, pattern):
             table.add_row(name, "dlbench" if path.is_relative_to(SHIPPED) else str(path), description)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
 from dlbench.commands.runs import require_plugins, saved_overrides
-from dlbench.engine.logging import console
+from dlbench.engine.logging import console, new_table
 from dlbench.errors import DlbenchError
 
 USAGE = (
@@ -35,9 +33,7 @@ def predict_command(args: list[str]) -> int:
     require_plugins(parsed.run, [*saved, *named], f"dlbench predict {parsed.run}")
     inputs = [i for i in parsed.inputs if i not in named]
     header, rows = predict(parsed.run, inputs, parsed.top_k, parsed.num, parsed.out)
-    table = Table(title="Predictions")
-    for column in header:
-        table.add_column(column, overflow="fold")
+    table = new_table("Predictions", *header)
     for row in rows:
         table.add_row(*row)
     console.print(table)

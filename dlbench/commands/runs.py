@@ -11,13 +11,14 @@ from pathlib import Path
 import yaml
 
 from dlbench import plugins, safety
-from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 
 
 def saved_overrides(target: str) -> tuple[Path, Path, list[str]]:
     """A run's checkpoint, its directory and the overrides it was started with (less any
     `plugins=`: the user names plugins, a saved run does not)."""
+    from dlbench.engine import checkpoint
+
     ckpt = checkpoint.find(target)
     run_dir = run_folder_of(ckpt)
     saved_file = run_dir / ".hydra" / "overrides.yaml" if run_dir else None
@@ -39,6 +40,8 @@ def saved_plugins(ckpt: Path, run_dir: Path | None) -> list[str]:
     config_file = run_dir / ".hydra" / "config.yaml" if run_dir else None
     node = read_yaml(config_file) if config_file is not None and config_file.is_file() else None
     if not isinstance(node, dict):
+        from dlbench.engine import checkpoint
+
         node = yaml.safe_load(checkpoint.load(ckpt).get("config") or "") or {}
     found = node.get("plugins") or []
     return [str(p) for p in found] if isinstance(found, list) else []
@@ -46,6 +49,8 @@ def saved_plugins(ckpt: Path, run_dir: Path | None) -> list[str]:
 
 def require_plugins(target: str, overrides: list[str], command: str) -> None:
     """Import the plugins the user names for a saved run, and check they are all it needs."""
+    from dlbench.engine import checkpoint
+
     ckpt = checkpoint.find(target)
     plugins.load_entry_points()
     plugins.load(plugins.named_in(overrides), "the command line")

@@ -19,12 +19,12 @@ import hydra
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from dlbench import errors, plugins, preflight, rundir, safety, summary
 from dlbench.commands.runs import override_value, resume_overrides
 from dlbench.config import new_run_id
-from dlbench.engine import distributed
 from dlbench.engine.logging import err_console, print_error
 from dlbench.errors import DlbenchError, FolderInUse, Preempted
 from dlbench.searchpath import ENV as CONFIG_PATH_ENV
@@ -56,14 +56,25 @@ def train_command(argv: list[str]) -> int:
     try:
         overrides = sweep_resume_overrides(resume_overrides(list(args.overrides)))
         one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
-        checked, folder = [], None  # the composed config(s), the folder the command writes
-        if not args.shell_completion:
-            mode = "multirun" if args.multirun else "run" if one_run else "show"
-            checked, folder = preflight.check_command(
+        checked, folder, hydra_node = [], None, None  # the composed configs, the folder written, hydra
+        if not args.multirun and (sweep := sweep_preset(overrides)):
+            err_console.print(
+                f"note: experiment={sweep} is a sweep; this runs one job. Run all of them: dlbench -m ..."
+            )
+        if args.cfg:  # print the config composed for the checks (Hydra would compose it again)
+            return print_config(overrides, args)
+        if args.shell_completion:  # Hydra completes groups, options and keys: it needs the code's nodes
+            preflight.store_config_nodes(preflight.file_options())
+        else:
+            mode = "multirun" if args.multirun else "run" if one_run else "print"
+            checked, folder, hydra_node = preflight.check_command(
                 overrides, config_name=args.config_name or "config", mode=mode
             )
         if args.multirun and folder is not None:  # one sweep at a time in a sweep folder
             lock = rundir.RunLock(folder).acquire()
+        if one_run and checked and hydra_node is not None and not distributed_run(checked[0]):
+            run_once(checked[0], hydra_node, list(hydra_node.hydra.overrides.task))
+            return 0
         return run_checked(argv, args, overrides, checked, one_run)
     finally:
         if lock is not None:
@@ -75,20 +86,25 @@ def train_command(argv: list[str]) -> int:
                 os.environ[key] = value
 
 
+def distributed_run(cfg: DictConfig) -> bool:
+    """A process of a torchrun group, or a run that starts one: Hydra starts those."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or cfg.trainer.devices > 1
+
+
 def run_checked(argv: list[str], args, overrides: list[str], checked: list[DictConfig], one_run: bool) -> int:
     """Start what the checked command line asks for: torchrun, or Hydra (a run or a sweep)."""
-    if distributed.launched():  # a process of a torchrun group
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a process of a torchrun group
+        from dlbench.engine import distributed
+
         if args.multirun:
             raise DlbenchError("a sweep (-m) does not run under torchrun; give its jobs trainer.devices=N")
         overrides = join_process_group(
             overrides, checked[0] if checked else preflight.compose_config(overrides)
         )
     elif one_run and checked and (devices := checked[0].trainer.devices) > 1:
+        from dlbench.engine import distributed
+
         return distributed.launch(devices, argv)
-    if not args.multirun and (sweep := sweep_preset(overrides)):
-        err_console.print(
-            f"note: experiment={sweep} is a sweep; this runs one job. Run all of them: dlbench -m ..."
-        )
     # dlbench writes a run's .hydra/ itself, once the run is built (training.record_run)
     overrides = [*overrides, "hydra.output_subdir=null"]
     sys.argv = ["dlbench", *hydra_flags(argv, args.overrides), *overrides]
@@ -96,12 +112,32 @@ def run_checked(argv: list[str], args, overrides: list[str], checked: list[DictC
     try:
         hydra_entry()
     finally:
-        distributed.close()
+        if "dlbench.engine.distributed" in sys.modules:  # a run imported it (and torch)
+            sys.modules["dlbench.engine.distributed"].close()
     if summary.FAILED_JOBS:
         err_console.print(
             f"[red]{len(summary.FAILED_JOBS)} job(s) failed[/red]: {', '.join(summary.FAILED_JOBS)}"
         )
         return 1
+    return 0
+
+
+def print_config(overrides: list[str], args) -> int:
+    """--cfg job|hydra|all [--package P] [--resolve], as Hydra prints it."""
+    cfg = preflight.compose_with_hydra(overrides, "the command line", args.config_name or "config")
+    if args.cfg == "job":
+        with open_dict(cfg):
+            del cfg["hydra"]
+    elif args.cfg == "hydra":
+        cfg = OmegaConf.create({"hydra": cfg.hydra})
+    node = OmegaConf.select(cfg, args.package) if args.package else cfg
+    if node is None:
+        raise DlbenchError(f"--package {args.package}: no such key in the config")
+    try:
+        text = OmegaConf.to_yaml(node, resolve=args.resolve) if OmegaConf.is_config(node) else str(node)
+    except OmegaConfBaseException as err:
+        raise DlbenchError(f"--resolve: {str(err).splitlines()[0]}") from err
+    print(text, end="")
     return 0
 
 
@@ -138,6 +174,7 @@ def sweep_resume_overrides(overrides: list[str]) -> list[str]:
 def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
     """Under torchrun: join the group and agree on the run directory; only rank 0 writes
     Hydra's files and the log file there."""
+    from dlbench.engine import distributed
     from dlbench.engine.device import resolve_device
 
     distributed.init(use_cuda=resolve_device(str(cfg.device.type)).type == "cuda")
@@ -159,13 +196,43 @@ def sweep_preset(overrides: list[str]) -> str | None:
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")
 def hydra_entry(cfg: DictConfig) -> float | None:
-    """One job: train, and turn any failure into a message (and error.txt in the run dir)."""
+    """One job of a sweep (or one process of a torchrun group), as Hydra starts it."""
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    return job(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), hydra_cfg, multirun)
+
+
+def run_once(cfg: DictConfig, hydra_node: DictConfig, overrides: list[str]) -> None:
+    """One run, started here rather than by Hydra: its config is the one the checks composed
+    (composing it again in Hydra cost half a second of every run's start-up). What Hydra's
+    run would set up is set up the same way: the run folder, the job's environment
+    (hydra.job.env_set) and its log file (hydra.job_logging)."""
+    import logging.config
+
+    run_dir = Path(str(OmegaConf.select(hydra_node, "hydra.run.dir"))).absolute()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(hydra_node):
+        hydra_node.hydra.runtime.output_dir = str(run_dir.absolute())
+        hydra_node.hydra.runtime.cwd = os.getcwd()
+    os.environ.update({str(k): str(v) for k, v in (hydra_node.hydra.job.env_set or {}).items()})
+    root = logging.getLogger()
+    before = list(root.handlers)
+    logging.config.dictConfig(OmegaConf.to_container(hydra_node.hydra.job_logging, resolve=True))
+    try:
+        job(cfg, run_dir, overrides, hydra_node.hydra, multirun=False)
+    finally:
+        for handler in [h for h in root.handlers if h not in before]:  # the run's log file
+            root.removeHandler(handler)
+            handler.close()
+
+
+def job(
+    cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: DictConfig, multirun: bool
+) -> float | None:
+    """One run or one job of a sweep: train, and turn any failure into a message (and
+    error.txt in the run dir). Returns the monitored metric (what an Optuna search optimises)."""
     from dlbench.training import train
 
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    overrides = list(hydra_cfg.overrides.task)
     stop_file = Path(hydra_cfg.sweep.dir) / ".stop" if multirun else None
     try:
         if multirun:
@@ -227,6 +294,8 @@ def failed(err: Exception, run_dir: Path, multirun: bool, record: bool) -> None:
     if not known and os.environ.get("DLBENCH_DEBUG"):
         raise err
     message = str(err) if known else f"{type(err).__name__}: {err}"
+    from dlbench.engine import distributed
+
     if known and not distributed.is_main():  # every process meets the same bad input: rank 0 says it
         raise SystemExit(2) from None
     details = "" if known else "\n" + "".join(traceback.format_exception(err))
@@ -245,6 +314,8 @@ def failed(err: Exception, run_dir: Path, multirun: bool, record: bool) -> None:
 def stopped(stop: Preempted, run_dir: Path) -> None:
     """After a stop signal and its checkpoint: say how to continue, hand the signal on to the
     handler that was there before (submitit's: requeue the Slurm job), else exit with 75."""
+    from dlbench.engine import distributed
+
     name = signal.Signals(stop.signum).name
     if distributed.is_main():
         print_error(

@@ -1,13 +1,2 @@
-"""Datasets, one module per family; importing this package registers them all."""
-
-from dlbench.data import (  # noqa: F401  (they register into DATASETS)
-    series,
-    synthetic,
-    tabular,
-    text,
-    translation_images,
-    vision,
-)
-from dlbench.data.base import DataModule, DataSource
-
-__all__ = ["DataModule", "DataSource"]
+"""Datasets, one module per family (vision, tabular, synthetic, series, text, translation_images),
+each registering into DATASETS when imported; `base.py` has DataSource and DataModule."""

@@ -12,9 +12,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
-from torchvision.transforms import v2
 
 from dlbench.config import DataConfig
 from dlbench.data.transforms import Augment, Augmented
@@ -106,6 +104,8 @@ class AsTensors(Dataset):
     def __getitem__(self, index: int):
         x, y, *rest = self.dataset[index]
         if isinstance(x, PIL.Image.Image):
+            from torchvision.transforms import v2
+
             x = v2.functional.to_dtype(v2.functional.to_image(x), torch.float32, scale=True)
         elif not isinstance(x, torch.Tensor):
             x = _as_float32(torch.as_tensor(np.asarray(x)))
@@ -163,12 +163,29 @@ def carve(dataset: Dataset, fraction: float, seed: int, classification: bool, or
     if ordered:
         return subset(dataset, list(range(n - n_part))), subset(dataset, list(range(n - n_part, n)))
     labels = labels_of(dataset) if classification else None
-    indices = list(range(n))
-    try:
-        rest, part = train_test_split(indices, test_size=n_part, random_state=seed, stratify=labels)
-    except ValueError:  # a class too small to stratify: fall back to a plain random split
-        rest, part = train_test_split(indices, test_size=n_part, random_state=seed)
-    return subset(dataset, sorted(rest)), subset(dataset, sorted(part))
+    part = stratified_sample(labels, n_part, seed) if labels is not None else None
+    if part is None:  # no labels, or a class too small to stratify: a plain random split
+        part = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_part].tolist()
+    chosen = set(part)
+    return subset(dataset, [i for i in range(n) if i not in chosen]), subset(dataset, sorted(part))
+
+
+def stratified_sample(labels: torch.Tensor, n_part: int, seed: int) -> list[int] | None:
+    """`n_part` indices with each class in its share of the data (largest remainders get the
+    extra ones), each class shuffled by `seed`; None when some class has fewer than 2 samples."""
+    classes, counts = torch.unique(labels, return_counts=True)
+    if (counts < 2).any():
+        return None
+    exact = counts.double() * n_part / len(labels)
+    take = exact.floor().long()
+    extra = n_part - int(take.sum())
+    take[torch.argsort(exact - take, descending=True)[:extra]] += 1
+    generator = torch.Generator().manual_seed(seed)
+    part = []
+    for label, k in zip(classes.tolist(), take.tolist(), strict=True):
+        members = torch.nonzero(labels == label).flatten()
+        part += members[torch.randperm(len(members), generator=generator)[:k]].tolist()
+    return part
 
 
 class EpochSampler(DistributedSampler):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from torchvision.transforms import v2
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 from dlbench.errors import DlbenchError
 
@@ -39,10 +42,13 @@ def normalization(dataset: str, normalize: str | list[list[float]] | None, chann
 def preprocess(images: torch.Tensor, size: list[int] | None, stats) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float in [0, 1], resized, normalised: done once for the whole set."""
     x = images.float().div_(255)
-    if size is not None and list(x.shape[-2:]) != list(size):
-        x = v2.functional.resize(x, list(size), antialias=True)
+    if size is not None and list(x.shape[-2:]) != list(size):  # as torchvision's resize does it
+        x = torch.nn.functional.interpolate(
+            x, size=list(size), mode="bilinear", antialias=True, align_corners=False
+        )
     if stats is not None:
-        x = v2.functional.normalize(x, *stats)
+        mean, std = (torch.tensor(v, dtype=x.dtype).view(1, -1, 1, 1) for v in stats)
+        x = (x - mean) / std
     return x
 
 
@@ -93,6 +99,8 @@ class Augment:
         )
 
     def build(self, size: list[int]) -> v2.Compose | None:
+        from torchvision.transforms import v2  # torchvision is imported when it is used
+
         if self.hflip_alternate or self.crop_reflect:
             raise DlbenchError(
                 "dataset.augment.hflip_alternate and crop_reflect exist only as whole-batch augmentations: "

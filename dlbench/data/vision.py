@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
-from torchvision import datasets as tv
-from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from dlbench.data.base import DataSource
 from dlbench.data.download import fetch
@@ -46,9 +44,32 @@ def _missing(name: str, folder: Path, files: list[str]) -> DlbenchError:
     )
 
 
-def _mnist_family(name: str, cls: type, root: str, download: bool, url: str | None):
-    folder = Path(root).expanduser() / cls.__name__ / "raw"
+# torchvision's folder (its class's name) and class names; torchvision itself is imported only
+# to download (its addresses and checksums), not to read the files: it costs seconds to import.
+MNIST_CLASSES = {
+    "MNIST": [
+        f"{i} - {w}" for i, w in enumerate("zero one two three four five six seven eight nine".split())
+    ],
+    "FashionMNIST": "T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag".split()
+    + ["Ankle boot"],
+}
+CIFAR_FOLDERS = {"CIFAR10": "cifar-10-batches-py", "CIFAR100": "cifar-100-python"}
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An idx file (already checked by check_idx) as a uint8 tensor of its shape."""
+    raw = path.read_bytes()
+    dims = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape).copy())
+
+
+def _mnist_family(name: str, source: str, root: str, download: bool, url: str | None):
+    folder = Path(root).expanduser() / source / "raw"
     if download and not all((folder / f).is_file() for f in MNIST_FILES):
+        from torchvision import datasets as tv
+
+        cls = getattr(tv, source)
         for file, md5 in cls.resources:
             if not (folder / file.removesuffix(".gz")).is_file():
                 base = url or cls.mirrors[0]
@@ -61,13 +82,13 @@ def _mnist_family(name: str, cls: type, root: str, download: bool, url: str | No
         check_idx(name, images, dims=3)
         check_idx(name, labels, dims=1)
         try:
-            splits.append((read_image_file(str(images)), read_label_file(str(labels))))
+            splits.append((read_idx(images), read_idx(labels)))
         except Exception as err:
             raise DlbenchError(f"{name}: the files in {folder} are not valid idx files ({err})") from err
     for images, labels in splits:
         if len(images) != len(labels):
             raise DlbenchError(f"{name}: {folder} has {len(images)} images but {len(labels)} labels")
-    return [(images.unsqueeze(1), labels.long()) for images, labels in splits], list(cls.classes)
+    return [(images.unsqueeze(1), labels.long()) for images, labels in splits], list(MNIST_CLASSES[source])
 
 
 def check_idx(name: str, path: Path, dims: int) -> None:
@@ -120,12 +141,15 @@ def _read_batch(path: Path) -> dict:
 
 
 def _cifar(name: str, hundred: bool, root: str, download: bool, url: str | None):
-    cls = tv.CIFAR100 if hundred else tv.CIFAR10
-    folder = Path(root).expanduser() / cls.base_folder
+    source = "CIFAR100" if hundred else "CIFAR10"
+    folder = Path(root).expanduser() / CIFAR_FOLDERS[source]
     train_files = ["train"] if hundred else [f"data_batch_{i}" for i in range(1, 6)]
     meta_file = "meta" if hundred else "batches.meta"
     files = [*train_files, "test", meta_file] if hundred else [*train_files, "test_batch", meta_file]
     if download and not all((folder / f).is_file() for f in files):
+        from torchvision import datasets as tv
+
+        cls = getattr(tv, source)
         fetch(url or cls.url, Path(root).expanduser(), cls.tgz_md5 if url is None else None)
     if not all((folder / f).is_file() for f in files):
         raise _missing(name, folder, files)
@@ -178,12 +202,12 @@ def _register(name: str, read, description: str) -> None:
 
 _register(
     "mnist",
-    functools.partial(_mnist_family, "mnist", tv.MNIST),
+    functools.partial(_mnist_family, "mnist", "MNIST"),
     "MNIST handwritten digits: 60k/10k grayscale 28x28, 10 classes.",
 )
 _register(
     "fashion_mnist",
-    functools.partial(_mnist_family, "fashion_mnist", tv.FashionMNIST),
+    functools.partial(_mnist_family, "fashion_mnist", "FashionMNIST"),
     "Fashion-MNIST: 60k/10k grayscale 28x28 clothes, 10 classes.",
 )
 _register(
@@ -245,6 +269,8 @@ def image_folder(
             return None
         loader = functools.partial(open_image, mode="L" if grayscale else "RGB")
         try:
+            from torchvision import datasets as tv
+
             folder = tv.ImageFolder(str(base / split), transform=transform, loader=loader)
         except (FileNotFoundError, RuntimeError) as err:
             raise DlbenchError(f"image_folder: {base / split}: {err}") from err

@@ -39,6 +39,25 @@ def set_threads(processes: int = 1) -> None:
     torch.set_num_threads(max(1, min(torch.get_num_threads(), cores // processes)))
 
 
+def fastest_threads(step, most: int, trials: int = 3) -> tuple[int, dict[int, float]]:
+    """Time `step()` at one thread and at `most` (after a warm-up each), keep the faster:
+    on a small model, one thread is often several times faster than two on a busy 2-core
+    machine (the threads wait for each other), and never much slower."""
+    import time
+
+    seconds: dict[int, float] = {}
+    for threads in sorted({1, most}):
+        torch.set_num_threads(threads)
+        step()
+        start = time.perf_counter()
+        for _ in range(trials):
+            step()
+        seconds[threads] = (time.perf_counter() - start) / trials
+    best = min(seconds, key=seconds.get)
+    torch.set_num_threads(best)
+    return best, seconds
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

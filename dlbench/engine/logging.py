@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -11,18 +12,35 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from rich.console import Console
+from rich.table import Table
 
-matplotlib.use("Agg")  # figures are rendered to images for TensorBoard; no display needed
-
-from rich.console import Console  # noqa: E402
-from rich.logging import RichHandler  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
-from rich.table import Table  # noqa: E402
+# figures are rendered to images for TensorBoard: no display needed (set before pyplot is imported)
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 log = logging.getLogger("dlbench")
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """On a terminal, rich's own width; anywhere else (a pipe, a file, CI) no width at all, so a
+    table cell, a path or a value is never broken across lines."""
+    terminal = Console(stderr=stderr)
+    return terminal if terminal.is_terminal else Console(stderr=stderr, width=100_000)
+
+
+console = _console()
+err_console = _console(stderr=True)
+
+
+def new_table(title: str, *columns: str, right: tuple[str, ...] = (), **options: Any) -> Table:
+    """A table whose cells are never split over lines: a cell too wide for a narrow terminal is
+    cut with an ellipsis (and printed whole off a terminal)."""
+    table = Table(title=title, **options)
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column in right else "left", no_wrap=True, overflow="ellipsis"
+        )
+    return table
 
 
 def print_error(message: str) -> None:
@@ -47,6 +65,8 @@ def setup_console(mode: str = "auto") -> str:
         if getattr(handler, "_dlbench_console", False):
             root.removeHandler(handler)
     if mode == "rich":
+        from rich.logging import RichHandler
+
         handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False)
     else:
         handler = logging.StreamHandler(sys.stdout)
@@ -63,9 +83,7 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 
 def metrics_table(metrics: dict[str, float], title: str = "Final metrics") -> Table:
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    table = new_table(title, "metric", "value", right=("value",))
     for key, value in metrics.items():
         table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
     return table
@@ -96,14 +114,18 @@ class RunLogger:
         self.writer = None
         self.folder = run_dir / "tb"
 
-    def open_tensorboard(self, purge_step: int | None = None) -> None:
-        """Start writing TensorBoard events under <run dir>/tb."""
+    def open_tensorboard(self, purge_step: int | None = None, texts: dict[str, str] | None = None) -> None:
+        """Start writing TensorBoard events under <run dir>/tb; `texts` (the run's config) go to
+        TensorBoard's Text tab, as Markdown code blocks."""
         from torch.utils.tensorboard import SummaryWriter
 
         if purge_step is not None:
             _after_existing_event_files(self.folder)
         with self.writing():
             self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=purge_step)
+            for tag, text in (texts or {}).items():
+                block = "\n".join("    " + line for line in text.splitlines())  # Markdown: verbatim
+                self.writer.add_text(tag, block, purge_step or 0)
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -143,25 +165,46 @@ class RunLogger:
                 file_writer.add_summary(summary)
 
     @contextmanager
-    def progress(self, total: int, description: str) -> Iterator[Any]:
-        """A context giving `advance(**fields)`: a rich bar on a terminal, nothing otherwise."""
-        if self.progress_mode != "rich":
-            yield lambda **_: None
+    def progress(self, total: int, description: str, run_steps_left: int) -> Iterator[Any]:
+        """A context giving `advance(samples, loss=None)`, called once per training step (with the
+        loss on the steps that log it). On a terminal: a rich bar with the epoch, its steps,
+        samples/s, the loss and the epoch's time left. In plain mode (a pipe, a log file): one
+        line per logged step with the same figures and the whole run's time left."""
+        started, seen, step = time.perf_counter(), 0, 0
+        bar = None
+        if self.progress_mode == "rich":
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            columns = [
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[info]}"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+            ]
+            bar = Progress(*columns, console=console, transient=True)
+            bar_task = bar.add_task(description, total=total, info="", rate="")
+
+        def advance(samples: int, loss: float | None = None) -> None:
+            nonlocal seen, step
+            seen, step = seen + samples, step + 1
+            if loss is None and bar is None:
+                return
+            elapsed = time.perf_counter() - started
+            rate = f"{seen / elapsed:,.0f} samples/s" if elapsed > 0 else ""
+            if bar is not None:
+                info = {"info": f"loss {loss:.4g}"} if loss is not None else {}
+                bar.update(bar_task, advance=1, rate=rate, **info)
+            elif self.progress_mode == "plain":
+                left = elapsed / step * max(0, run_steps_left - step)
+                log.info(f"{description}  step {step}/{total}  loss {loss:.4g}  {rate}  ETA {_clock(left)}")
+
+        if bar is None:
+            yield advance
             return
-        columns = [
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"),
-        ]
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task(description, total=total, info="")
-
-            def advance(**fields: Any) -> None:
-                info = format_metrics(fields) if fields else None
-                bar.update(task, advance=1, **({"info": info} if info else {}))
-
+        with bar:
             yield advance
 
     def flush(self) -> None:
@@ -188,3 +231,9 @@ def _after_existing_event_files(folder: Path) -> None:
     ]
     while stamps and int(time.time()) <= max(stamps):
         time.sleep(0.05)
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"

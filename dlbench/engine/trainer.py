@@ -285,7 +285,8 @@ class Trainer:
         means = BatchMeans()
         started = time.perf_counter()
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
-        with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}") as advance:
+        steps_left = self.total_steps(len(loader) + self.state.epoch_step) - self.state.step
+        with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}", steps_left) as advance:
             for batch in loader:
                 batch = to_device(batch, self.device, self.cfg.channels_last)
                 with self.autocast(), self.data_parallel(task):
@@ -299,9 +300,9 @@ class Trainer:
                     step_values = {f"train/{k}_step": float(v) for k, v in out.items()}
                     step_values.update(_learning_rates(optimizations))
                     self.log.scalars(step_values, self.state.step)
-                    advance(loss=step_values.get("train/loss_step", 0.0))
+                    advance(_batch_size(batch), loss=step_values.get("train/loss_step", 0.0))
                 else:
-                    advance()
+                    advance(_batch_size(batch))
                 every = self.cfg.checkpoint_every_n_steps
                 if every and self.state.step % every == 0:
                     self.save_periodic(task, optimizations)

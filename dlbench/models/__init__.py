@@ -1,15 +1,2 @@
-"""Models, one module per family; importing this package registers them all."""
-
-from dlbench.models import (  # noqa: F401  (register into MODELS)
-    airbench,
-    alexnet,
-    cnn,
-    densenet,
-    gan,
-    googlenet,
-    mlp,
-    resnet,
-    rnn,
-    seq2seq,
-    vgg,
-)
+"""Models, one module per family. Each registers its constructors into MODELS when imported;
+`MODELS.get(name)` imports just the family that registers `name` (registry_index.json)."""

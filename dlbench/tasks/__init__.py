@@ -1,6 +1,2 @@
-"""Tasks: what one step means; importing this package registers them all."""
-
-from dlbench.tasks import classification, forecast, gan, minimize, regression, seq2seq  # noqa: F401  (register into TASKS)
-from dlbench.tasks.base import Task
-
-__all__ = ["Task"]
+"""Tasks: what one step means, one module each, registering into TASKS when imported;
+`base.py` has the Task interface."""

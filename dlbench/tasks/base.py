@@ -57,13 +57,15 @@ class Task(nn.Module):
         raise NotImplementedError
 
     def metrics(self, split: str) -> Any:
-        """The torchmetrics collection of a split (kept on the task's device)."""
+        """The metrics of a split: `update`, `compute`, `reset` (tasks/metrics.py, or torchmetrics)."""
         return getattr(self, f"{split}_metrics")
 
     def compute_metrics(self, split: str) -> dict[str, float]:
         """The split's metrics over everything seen since the last reset, then reset them."""
         collection = self.metrics(split)
-        values = {k: float(v) for k, v in collection.compute().items() if v.numel() == 1}
+        values = {
+            k: float(v) for k, v in collection.compute().items() if not torch.is_tensor(v) or v.numel() == 1
+        }
         collection.reset()
         return values
 

@@ -7,32 +7,14 @@ from typing import Any
 import torch
 from rich.table import Table
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
 
+from dlbench.engine.logging import new_table
 from dlbench.errors import DlbenchError
 from dlbench.registry import TASKS
 from dlbench.tasks.base import SPLITS, Optimize, Task
+from dlbench.tasks.metrics import ConfusionMatrix
 
 TTA = ("none", "flip", "flip_translate")
-
-
-def classification_metrics(num_classes: int, split: str) -> MetricCollection:
-    """Accuracy everywhere; balanced accuracy and macro F1 on val and test (on the train split
-    their per-step updates would cost more than a small model's step)."""
-    # The train split's predictions come from our own argmax: skip torchmetrics' per-step
-    # input checks (a sort of the batch each step), which cost more than LeNet-5's forward.
-    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro", validate_args=split != "train")}
-    if split != "train":
-        metrics["balanced_acc"] = MulticlassRecall(num_classes, average="macro")
-        metrics["f1_macro"] = MulticlassF1Score(num_classes, average="macro")
-    return MetricCollection(metrics)
 
 
 @TASKS.register("classification")
@@ -62,17 +44,11 @@ class Classification(Task):
             )
         self.num_classes = data.num_classes
         self.class_names = data.class_names or [str(i) for i in range(self.num_classes)]
-        for split in SPLITS:
-            setattr(self, f"{split}_metrics", classification_metrics(self.num_classes, split))
-        self.confusion = MulticlassConfusionMatrix(self.num_classes) if confusion_matrix else None
-        self.per_class = MetricCollection(
-            {
-                "precision": MulticlassPrecision(self.num_classes, average=None),
-                "recall": MulticlassRecall(self.num_classes, average=None),
-                "f1": MulticlassF1Score(self.num_classes, average=None),
-            }
-        )
+        for split in SPLITS:  # accuracy; on val and test also balanced accuracy and macro F1
+            setattr(self, f"{split}_metrics", ConfusionMatrix(self.num_classes))
+        self.confusion_matrix = confusion_matrix
         self.per_class_result: dict[str, torch.Tensor] | None = None
+        self.test_matrix: torch.Tensor | None = None
 
     @staticmethod
     def output_size(data: Any) -> int:
@@ -94,7 +70,7 @@ class Classification(Task):
         output = self.model(x)
         loss = self.compute_loss(output, y)
         optimize("model", loss)
-        self.train_metrics.update(self.predict(output.detach()), y)
+        self.metrics("train").update(self.predict(output.detach()), y)
         return {"loss": loss.detach()}
 
     def evaluate_images(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,27 +91,25 @@ class Classification(Task):
     def evaluation_step(self, batch: Any, split: str) -> dict[str, torch.Tensor]:
         x, y = batch
         output = self.evaluate_images(x)
-        preds = self.predict(output)
-        self.metrics(split).update(preds, y)
-        if split == "test":
-            self.per_class.update(preds, y)
-            if self.confusion is not None:
-                self.confusion.update(preds, y)
+        self.metrics(split).update(self.predict(output), y)
         return {"loss": self.compute_loss(output, y)}
 
     def compute_metrics(self, split: str) -> dict[str, float]:
-        if split == "test":
-            self.per_class_result = {k: v.cpu() for k, v in self.per_class.compute().items()}
-            self.per_class.reset()
-        return super().compute_metrics(split)
+        matrix = self.metrics(split)
+        values = matrix.compute(averages=split != "train")
+        if split == "test":  # for the report and the figure
+            self.per_class_result = {k: v.cpu() for k, v in matrix.per_class().items()}
+            self.test_matrix = matrix.matrix().cpu()
+        matrix.reset()
+        return values
 
     def report(self) -> Table | None:
         """Per-class precision, recall and F1 on the test split (seed 004: look past accuracy)."""
         if self.per_class_result is None:
             return None
-        table = Table(title="Test split, per class")
-        for column in ("class", "precision", "recall", "f1"):
-            table.add_column(column, justify="left" if column == "class" else "right")
+        table = new_table(
+            "Test split, per class", "class", "precision", "recall", "f1", right=("precision", "recall", "f1")
+        )
         result = self.per_class_result
         rows = zip(self.class_names, result["precision"], result["recall"], result["f1"], strict=True)
         for name, precision, recall, f1 in rows:
@@ -143,12 +117,32 @@ class Classification(Task):
         return table
 
     def figures(self, split: str) -> dict[str, Any]:
-        if split != "test" or self.confusion is None:
+        if split != "test" or not self.confusion_matrix or self.test_matrix is None:
             return {}
-        fig, _ = self.confusion.plot(labels=self.class_names)
-        fig.set_size_inches(max(4, 0.5 * self.num_classes + 2), max(4, 0.5 * self.num_classes + 2))
-        self.confusion.reset()
-        return {"test/confusion_matrix": fig}
+        matrix, self.test_matrix = self.test_matrix, None
+        return {"test/confusion_matrix": confusion_figure(matrix, self.class_names)}
+
+
+def confusion_figure(matrix: torch.Tensor, names: list[str]) -> Any:
+    """The test split's confusion matrix: true classes down, predicted across, counts in the cells."""
+    import matplotlib.pyplot as plt
+
+    n = len(names)
+    size = max(4.0, 0.5 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix.numpy(), cmap="Blues")
+    ax.set_xticks(range(n), names, rotation=90 if n > 10 else 0)
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        top = float(matrix.max()) or 1.0
+        for (i, j), count in zip(
+            ((i, j) for i in range(n) for j in range(n)), matrix.flatten().tolist(), strict=True
+        ):
+            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > top / 2 else "black")
+    fig.tight_layout()
+    return fig
 
 
 @TASKS.register("binary_classification")

@@ -6,14 +6,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
 from dlbench.registry import TASKS
 from dlbench.tasks.base import SPLITS, Optimize, Task
-
-
-def regression_metrics() -> MetricCollection:
-    return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError(), "r2": R2Score()})
+from dlbench.tasks.metrics import RegressionSums
 
 
 @TASKS.register("regression")
@@ -26,10 +22,10 @@ class Regression(Task):
         super().__init__(model, loss)
         self.truth = getattr(data, "truth", None)
         for split in SPLITS:
-            setattr(self, f"{split}_metrics", regression_metrics())
+            setattr(self, f"{split}_metrics", RegressionSums())
 
     def _update(self, split: str, output: torch.Tensor, y: torch.Tensor) -> None:
-        self.metrics(split).update(output.detach().float().reshape(-1), y.float().reshape(-1))
+        self.metrics(split).update(output, y)
 
     def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
         x, y = batch

@@ -150,7 +150,7 @@ class Seq2SeqTask(Task):
         if "test" not in self.finished:
             return None
         source, predicted, target, _ = self.finished["test"]
-        table = Table(title="Test examples (greedy decoding)")
+        table = Table(title="Test examples (greedy decoding)")  # text: wraps on a narrow terminal
         for column in ("source", "target", "predicted"):
             table.add_column(column)
         for s, t, p in zip(source, target, predicted, strict=True):

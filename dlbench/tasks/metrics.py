@@ -1,0 +1,113 @@
+"""Classification and regression metrics as sums over the samples seen, on the device, added up
+over every process (DDP) when they are read.
+
+Why not torchmetrics here: importing torchmetrics imports torchvision, torch._dynamo,
+scipy.signal and matplotlib, 2 to 4 seconds that were the largest part of a small run's
+start-up; and these metrics are a confusion matrix and five sums. They follow torchmetrics'
+definitions (macro averages leave out a class that is neither in the targets nor predicted;
+x/0 is 0), and the tests check every value against torchmetrics. The GAN and seq2seq tasks,
+which need FID and BLEU, still use torchmetrics.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _summed(t: torch.Tensor) -> torch.Tensor:
+    """A tensor summed over every process of a distributed run (itself with one process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = t.clone()
+        dist.all_reduce(t)
+    return t
+
+
+def _divide(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(b == 0, torch.zeros_like(a), a / b.clamp_min(1e-30))
+
+
+def _value(t: torch.Tensor) -> float:
+    """A metric as it is logged: a float32 value (TensorBoard's precision, torchmetrics')."""
+    return float(t.float())
+
+
+class ConfusionMatrix:
+    """Counts of (target, prediction) pairs: accuracy, balanced accuracy, macro F1, and each
+    class's precision, recall and F1."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.counts: torch.Tensor | None = None
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        n = self.num_classes
+        pairs = target.reshape(-1).long() * n + preds.reshape(-1).long()
+        counts = torch.bincount(pairs, minlength=n * n).reshape(n, n)
+        self.counts = counts if self.counts is None else self.counts + counts
+
+    def matrix(self) -> torch.Tensor:
+        """Rows are the true classes, columns the predicted ones (every process's samples)."""
+        if self.counts is None:
+            return torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
+        return _summed(self.counts)
+
+    def per_class(self) -> dict[str, torch.Tensor]:
+        m = self.matrix().double()
+        tp = m.diag()
+        fp, fn = m.sum(0) - tp, m.sum(1) - tp
+        precision, recall = _divide(tp, tp + fp), _divide(tp, tp + fn)
+        return {"precision": precision, "recall": recall, "f1": _divide(2 * tp, 2 * tp + fp + fn)}
+
+    def compute(self, averages: bool = True) -> dict[str, float]:
+        """acc (micro), and with `averages` balanced_acc (macro recall) and f1_macro."""
+        m = self.matrix().double()
+        total = m.sum()
+        values = {"acc": _value(_divide(m.diag().sum(), total))}
+        if averages:
+            seen = (m.sum(0) + m.sum(1)) > 0  # in the targets or predicted
+            scores = self.per_class()
+            for name, key in (("balanced_acc", "recall"), ("f1_macro", "f1")):
+                values[name] = _value(scores[key][seen].mean()) if seen.any() else 0.0
+        return values
+
+    def reset(self) -> None:
+        self.counts = None
+
+
+class RegressionSums:
+    """MSE and MAE over every value, R² per output averaged over the outputs."""
+
+    def __init__(self):
+        self.sums: torch.Tensor | None = (
+            None  # rows: n, sum of squared errors, sum of |errors|, sum y, sum y²
+        )
+
+    def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        output = output.detach().double().reshape(len(target), -1)
+        target = target.detach().double().reshape(len(target), -1)
+        error = output - target
+        rows = torch.stack(
+            [
+                torch.full_like(target[0], float(len(target))),
+                (error**2).sum(0),
+                error.abs().sum(0),
+                target.sum(0),
+                (target**2).sum(0),
+            ]
+        )
+        self.sums = rows if self.sums is None else self.sums + rows
+
+    def compute(self) -> dict[str, float]:
+        if self.sums is None:
+            return {}
+        n, squared, absolute, total, total_squared = _summed(self.sums)
+        values = {"mse": _value(squared.sum() / n.sum()), "mae": _value(absolute.sum() / n.sum())}
+        if float(n[0]) >= 2:
+            spread = total_squared - total**2 / n
+            values["r2"] = _value((1 - _divide(squared, spread)).mean())
+        return values
+
+    def reset(self) -> None:
+        self.sums = None

@@ -1,0 +1,66 @@
+"""The classification and regression metrics (tasks/metrics.py) against torchmetrics, their
+reference: the same values on the same predictions, absent classes and several outputs included."""
+
+import pytest
+import torch
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
+
+from dlbench.tasks.metrics import ConfusionMatrix, RegressionSums
+
+
+@pytest.mark.parametrize("classes", [2, 5, 12])
+def test_classification_metrics_equal_torchmetrics(classes):
+    g = torch.Generator().manual_seed(classes)
+    ours = ConfusionMatrix(classes)
+    theirs = {
+        "acc": MulticlassAccuracy(classes, average="micro"),
+        "balanced_acc": MulticlassRecall(classes, average="macro"),
+        "f1_macro": MulticlassF1Score(classes, average="macro"),
+    }
+    per_class = {
+        "precision": MulticlassPrecision(classes, average=None),
+        "recall": MulticlassRecall(classes, average=None),
+        "f1": MulticlassF1Score(classes, average=None),
+    }
+    matrix = MulticlassConfusionMatrix(classes)
+    for _ in range(3):  # several batches; the last class never appears in targets or predictions
+        target = torch.randint(classes - 1, (50,), generator=g)
+        preds = torch.where(
+            torch.rand(50, generator=g) < 0.6, target, torch.randint(classes - 1, (50,), generator=g)
+        )
+        ours.update(preds, target)
+        for metric in [*theirs.values(), *per_class.values(), matrix]:
+            metric.update(preds, target)
+    values = ours.compute()
+    for name, metric in theirs.items():
+        assert values[name] == pytest.approx(float(metric.compute()), abs=1e-6), name
+    for name, metric in per_class.items():
+        torch.testing.assert_close(
+            ours.per_class()[name].float(), metric.compute().float(), atol=1e-6, rtol=0
+        )
+    assert torch.equal(ours.matrix(), matrix.compute())
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_regression_metrics_equal_torchmetrics(outputs):
+    g = torch.Generator().manual_seed(outputs)
+    ours = RegressionSums()
+    mse, mae, r2 = MeanSquaredError(), MeanAbsoluteError(), R2Score(multioutput="uniform_average")
+    for _ in range(4):
+        target = torch.randn(40, outputs, generator=g)
+        output = target + 0.3 * torch.randn(40, outputs, generator=g)
+        ours.update(output, target)
+        mse.update(output, target)
+        mae.update(output, target)
+        r2.update(output.squeeze(-1), target.squeeze(-1))
+    values = ours.compute()
+    assert values["mse"] == pytest.approx(float(mse.compute()), rel=1e-5)
+    assert values["mae"] == pytest.approx(float(mae.compute()), rel=1e-5)
+    assert values["r2"] == pytest.approx(float(r2.compute()), rel=1e-5)

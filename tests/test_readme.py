@@ -1,0 +1,101 @@
+"""The README's tour runs as written, in a fresh folder, on the data that ships with dlbench; its
+quickstart is what CI runs; it fits on a screen; and piped output never splits a value."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import THREADS
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def tour() -> list[str]:
+    block = README.split("## A tour in ten commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.strip().splitlines()]
+
+
+def shell(command: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DLBENCH_DEBUG", "DLBENCH_CONFIG_PATH")}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", OMP_NUM_THREADS=str(THREADS)
+    )
+    return subprocess.run(
+        ["bash", "-c", f"set -e; {command}"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_the_readme_fits_on_a_screen_and_its_quickstart_is_what_ci_runs():
+    assert len(README.splitlines()) <= 150
+    quickstart = (
+        README.split("## Quickstart", 1)[1].split("```bash", 1)[1].split("```", 1)[0].strip().splitlines()
+    )
+    assert quickstart == ["pip install . && dlbench", "pip install '.[dev]' && pytest"]
+    assert "pip install '.[dev]' && pytest" in (ROOT / ".ci" / "run").read_text()
+    assert len(tour()) == 10
+
+
+def test_every_command_of_the_tour_runs(tmp_path):
+    for command in tour():
+        if command == "dlbench board":
+            board_shows_runs_by_name(tmp_path)
+            continue
+        if "<run>" in command:
+            runs = sorted((tmp_path / "outputs" / "digits_linear").iterdir())
+            command = command.replace("<run>", runs[0].name)
+        result = shell(command, tmp_path)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    assert (tmp_path / "configs" / "experiment" / "mine.yaml").is_file() and (
+        tmp_path / "my_net.py"
+    ).is_file()
+
+
+def board_shows_runs_by_name(folder: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    process = subprocess.Popen(
+        ["dlbench", "board", "--port", str(port)], cwd=folder, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://\S+", line).group(0)
+        for _ in range(100):  # TensorBoard reads the event files in the background
+            runs = json.loads(urllib.request.urlopen(url.rstrip("/") + "/data/runs", timeout=10).read())
+            if len(runs) >= 5:
+                break
+            time.sleep(0.3)
+        assert any("optimizer=sgd optimizer.lr=0.1" in r for r in runs), runs
+        assert not any(r.endswith("/tb") or r == "tb" for r in runs), runs
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_piped_output_never_splits_a_value_or_a_path(cli, tmp_path):
+    """Off a terminal (a pipe, a log file) nothing is wrapped at 80 columns, however narrow
+    COLUMNS says the terminal is."""
+    long_dir = tmp_path / ("a_folder_name_long_enough_to_be_wrapped_" * 2)
+    result = cli("-m", "optimizer.lr=0.001,0.0001", "trainer.epochs=1", "trainer.progress=none",
+                 f"hydra.sweep.dir={long_dir}", env={"COLUMNS": "40"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "optimizer.lr=0.001" in result.stdout and "optimizer.lr=0.0001" in result.stdout
+    assert f"Sweep directory: {long_dir}" in result.stdout
+    compared = cli("compare", str(long_dir), "--sort", "test/acc", env={"COLUMNS": "40"})
+    assert "optimizer.lr=0.001" in compared.stdout and "test/acc" in compared.stdout
+    error = cli(f"hydra.run.dir={long_dir / 'x' / 'y'}", "model=mlpp", env={"COLUMNS": "40"})
+    assert "Unknown model option 'mlpp'" in error.stderr
