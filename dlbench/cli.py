@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dlbench import preflight, summary
-from dlbench.engine import distributed
+from dlbench.engine import cluster, distributed
 from dlbench.engine.logging import console
 from dlbench.errors import DlbenchError, Preempted, unknown_name
 from dlbench.registry import REGISTRIES
@@ -231,7 +231,7 @@ def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
     Hydra's files and the log file there."""
     from dlbench.engine.device import resolve_device
 
-    distributed.init(use_cuda=resolve_device(str(cfg.device.type)).type == "cuda")
+    distributed.init(resolve_device(str(cfg.device.type)).type == "cuda", cfg.trainer.dist_timeout_s)
     os.environ["DLBENCH_RUN_ID"] = distributed.agree_run_id()
     if distributed.is_main():
         return overrides
@@ -258,6 +258,7 @@ def train_command(argv: list[str]) -> int:
     checked = []  # the composed config(s), when dlbench's own config tree is used
     if not (args.config_dir or args.config_name or args.hydra_help or args.info or args.shell_completion):
         checked = preflight.check(overrides)
+        cluster.check(overrides)
     one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
     if distributed.launched():  # a process of a torchrun group
         if args.multirun:
@@ -265,8 +266,8 @@ def train_command(argv: list[str]) -> int:
         overrides = join_process_group(
             overrides, checked[0] if checked else preflight.compose_config(overrides)
         )
-    elif one_run and checked and (devices := checked[0].trainer.devices) > 1:
-        return distributed.launch(devices, argv)
+    elif one_run and checked and ((trainer := checked[0].trainer).devices > 1 or trainer.nodes > 1):
+        return distributed.launch(trainer.devices, argv, trainer.nodes, trainer.dist_timeout_s)
     if not args.multirun and (sweep := sweep_preset(overrides)):
         err_console.print(
             f"note: experiment={sweep} is a sweep; this runs one job. Run all of them: dlbench -m ..."
@@ -300,7 +301,7 @@ def hydra_entry(cfg: DictConfig) -> float | None:
         return None
     # A job Slurm requeued (through submitit, after a preemption or its time limit) continues
     # from the checkpoint it wrote when it was stopped, as does every job of `sweep.resume`.
-    requeued = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
+    requeued = cluster.in_job()
     if multirun and (cfg.sweep.resume or requeued):
         if (run_dir / "metrics.json").is_file():  # finished before: keep it
             print(f"job {run_dir.name}: finished before, skipped (sweep.resume)")
@@ -312,11 +313,15 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     if multirun:
         share_machine(cfg, hydra_cfg)
     try:
-        if multirun and cfg.trainer.devices > 1:
-            raise DlbenchError("trainer.devices > 1 starts torchrun for one run: run it without -m")
-        metrics = train(cfg, run_dir, list(hydra_cfg.overrides.task))
+        if multirun and (cfg.trainer.devices > 1 or cfg.trainer.nodes > 1):
+            if not cluster.in_job():
+                raise DlbenchError("trainer.devices > 1 starts torchrun for one run: run it without -m")
+            metrics = cluster.torchrun_job(cfg, run_dir, list(hydra_cfg.overrides.task)) or {}
+        else:
+            metrics = train(cfg, run_dir, list(hydra_cfg.overrides.task))
     except Preempted as stop:
         stopped(stop, run_dir)
+        return None  # submitit did not requeue the job: error.txt says why
     except Exception as err:
         known = isinstance(err, DlbenchError)
         if not known and os.environ.get("DLBENCH_DEBUG"):
@@ -338,16 +343,18 @@ def hydra_entry(cfg: DictConfig) -> float | None:
 
 def stopped(stop: Preempted, run_dir: Path) -> None:
     """After a stop signal and its checkpoint: say how to continue, hand the signal on to the
-    handler that was there before (submitit's: requeue the Slurm job), else exit with 75."""
+    handler that was there before (submitit's: requeue the Slurm job), else exit with 75.
+    Returns only when submitit would not requeue the job (recorded in error.txt)."""
     name = signal.Signals(stop.signum).name
     if distributed.is_main():
         print_error(
             f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. "
             f"Continue with: dlbench resume={run_dir}"
         )
-    handler = signal.getsignal(stop.signum)
-    if callable(handler):
-        handler(stop.signum, None)
+    try:
+        cluster.hand_on(stop.signum, signal.getsignal(stop.signum), run_dir)
+    except cluster.NotRequeued:
+        return
     raise SystemExit(Preempted.EXIT_STATUS)
 
 
@@ -363,6 +370,8 @@ def share_machine(cfg: DictConfig, hydra_cfg) -> None:
     )
     if n_jobs == -1:
         n_jobs = os.cpu_count() or 1
+    if cluster.cpus():  # a Slurm job: the CPUs it was given, not the node's
+        torch.set_num_threads(cluster.cpus())
     if n_jobs > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
         if str(cfg.device.type) == "cuda" and torch.cuda.device_count() > 1:

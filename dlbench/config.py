@@ -47,6 +47,8 @@ class TrainerConfig:
     log_grad_norms: bool = False  # log each weight's gradient L2 norm (grad_norm/<name>) when logging
     nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (an error) | skip (the step) | off
     devices: int = 1  # N > 1: data-parallel over N processes on this machine (torchrun, DDP)
+    nodes: int = 1  # N > 1: one run over N machines, `devices` processes on each (torchrun's c10d rendezvous)
+    dist_timeout_s: float = 600  # how long a process waits for the others (rendezvous, collectives)
 
 
 @dataclass
@@ -185,6 +187,8 @@ def validate(cfg: DictConfig) -> None:
         ("val_every_n_epochs", t.val_every_n_epochs, 1),
         ("patience", t.patience, 1),
         ("devices", t.devices, 1),
+        ("nodes", t.nodes, 1),
+        ("dist_timeout_s", t.dist_timeout_s, 1),
         ("checkpoint_every_n_steps", t.checkpoint_every_n_steps, 1),
         ("keep_last_k", t.keep_last_k, 0),
     ]:
@@ -207,10 +211,10 @@ def validate(cfg: DictConfig) -> None:
         value = getattr(data, key)
         if value is not None and value < 1:
             raise DlbenchError(f"dataset.{key}={value}: must be at least 1 (or null)")
-        if value is not None and value % t.devices:
+        if value is not None and value % (t.devices * t.nodes):
             raise DlbenchError(
-                f"dataset.{key}={value} is the global batch, split over trainer.devices={t.devices} "
-                f"processes: it must be a multiple of {t.devices}"
+                f"dataset.{key}={value} is the global batch, split over trainer.devices={t.devices} x "
+                f"trainer.nodes={t.nodes} processes: it must be a multiple of {t.devices * t.nodes}"
             )
     if data.augment:
         from dlbench.data.transforms import Augment

@@ -14,7 +14,7 @@ from torch.utils.data import TensorDataset
 
 from dlbench.config import data_config, validate
 from dlbench.data import DataModule
-from dlbench.engine import checkpoint, distributed
+from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import resolve_device, seed_everything, set_threads
 from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
 from dlbench.engine.trainer import Trainer
@@ -98,6 +98,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     if resume_state is not None:
         trainer.restore(resume_state, task, optimizations)
         log.info(f"resumed at epoch {trainer.state.epoch}, step {trainer.state.step} from {cfg.resume}")
+        if cluster.requeue_count():  # a Slurm job requeued after a preemption or its time limit
+            log.info(cluster.requeue_message(trainer.state.step))
 
     processes = f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
     log.info(

@@ -6,7 +6,8 @@ across processes (torchmetrics does it for its metrics; `all_reduce` for the loo
 Only rank 0 writes: logs, TensorBoard, checkpoints, metrics.json.
 
 `torchrun --nproc_per_node=N -m dlbench ...` sets the environment this module reads;
-`dlbench trainer.devices=N ...` starts torchrun for you (cli.py).
+`dlbench trainer.devices=N ...` starts torchrun for you (cli.py), and `trainer.nodes=M` makes
+this machine one of M that meet through torchrun's c10d rendezvous (engine/rendezvous.py).
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def init(use_cuda: bool) -> None:
-    """Join the process group torchrun set up: nccl between GPUs, gloo on the CPU."""
+def init(use_cuda: bool, timeout_s: float = 600) -> None:
+    """Join the process group torchrun set up: nccl between GPUs, gloo on the CPU. A process
+    that waits longer than `timeout_s` for the others (a node died) fails instead of hanging."""
     if dist.is_initialized():
         return
     if use_cuda:
         torch.cuda.set_device(local_rank())
-    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
+    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=timeout_s))
 
 
 def agree_run_id() -> str:
@@ -91,21 +93,32 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def launch(devices: int, argv: list[str]) -> int:
-    """Run this same command under torchrun with `devices` processes on this machine; the exit
-    status is the processes' (their own messages say what went wrong)."""
+def launch(devices: int, argv: list[str], nodes: int = 1, timeout_s: float = 600) -> int:
+    """Run this same command under torchrun with `devices` processes on this machine, which is
+    one of `nodes` machines (each runs this command; engine/rendezvous.py says where they meet).
+    The exit status is the processes' (their own messages say what went wrong)."""
     import logging
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
+
+    from dlbench.engine import rendezvous
 
     os.environ.setdefault("OMP_NUM_THREADS", str(threads(devices)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the processes speak
-    args = parse_args(["--standalone", f"--nproc_per_node={devices}", "-m", "dlbench", *argv])
+    where = ["--standalone"] if nodes == 1 else rendezvous.torchrun_args(nodes, timeout_s)
+    args = parse_args([*where, f"--nproc_per_node={devices}", "--max-restarts=0", "-m", "dlbench", *argv])
     try:
         run(args)
     except ChildFailedError as err:
         return max((failure.exitcode for failure in err.failures.values()), default=1) or 1
+    except RendezvousError as err:
+        raise DlbenchError(
+            f"trainer.nodes={nodes}: the machines did not all meet at {args.rdzv_endpoint} within "
+            f"trainer.dist_timeout_s={timeout_s:g} s ({type(err).__name__}: {err}). Start the same "
+            "command on every machine, with the same rendezvous endpoint"
+        ) from None
     return 0
 
 
