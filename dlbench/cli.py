@@ -347,10 +347,12 @@ def stopped(stop: Preempted, run_dir: Path) -> None:
     Returns only when submitit would not requeue the job (recorded in error.txt)."""
     name = signal.Signals(stop.signum).name
     if distributed.is_main():
-        print_error(
-            f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. "
-            f"Continue with: dlbench resume={run_dir}"
+        then = (
+            "submitit requeues the job (up to hydra.launcher.max_num_timeout times for time limits)"
+            if cluster.in_job()
+            else f"Continue with: dlbench resume={run_dir}"
         )
+        print_error(f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. {then}")
     try:
         cluster.hand_on(stop.signum, signal.getsignal(stop.signum), run_dir)
     except cluster.NotRequeued:

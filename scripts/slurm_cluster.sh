@@ -13,6 +13,10 @@
 # The node has this machine's CPUs (nproc) and 95% of its memory (free); one partition,
 # `debug`, is the default. No accounting storage: sacct has nothing to say, and job states come
 # from squeue. Ports 16817/16818 (DLBENCH_SLURM_PORT and the next one) keep clear of a system Slurm.
+# A requeued job may start again 11 s after it was requeued (cred_expire=10; Slurm's default
+# is 120 s), and the scheduler looks at pending jobs every 2 s: quick enough for tests.
+# `start` on a running cluster whose config is unchanged does nothing; parallel starts wait
+# for each other.
 set -euo pipefail
 
 DIR=${DLBENCH_SLURM_DIR:-/tmp/dlbench-slurm}
@@ -31,14 +35,17 @@ alive() { # alive NAME: the daemon whose pid file is $DIR/NAME.pid is running
     [[ -f $DIR/$1.pid ]] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null
 }
 
+daemon() { # start a daemon that keeps neither the caller's output nor the start lock
+    "$@" </dev/null >>"$DIR/daemons.out" 2>&1 9>&-
+}
+
 node_state() { sinfo --noheader --nodes="$NODE" --format=%T 2>/dev/null | head -n1; }
 
-write_config() {
+config() { # the slurm.conf this machine gets
     local cpus mem_mb
     cpus=$(nproc)
     mem_mb=$(free -m | awk '/^Mem:/ { print int($2 * 0.95) }')
-    mkdir -p "$DIR"/{state,spool,munge}
-    cat >"$CONF" <<EOF
+    cat <<EOF
 # written by scripts/slurm_cluster.sh: a one-node cluster for dlbench's tests
 ClusterName=dlbench
 SlurmctldHost=$NODE(127.0.0.1)
@@ -82,19 +89,23 @@ start() {
         command -v "$tool" >/dev/null ||
             die "$tool is missing: apt-get install -y slurmctld slurmd slurm-client munge"
     done
-    if alive munged && alive slurmctld && alive slurmd && [[ $(node_state) == idle* ]]; then
+    mkdir -p "$DIR"/{state,spool,munge}
+    exec 9>"$DIR/lock" # one start at a time (parallel test workers)
+    flock 9
+    if alive munged && alive slurmctld && alive slurmd && [[ $(node_state) == idle* || $(node_state) == mix* ]] &&
+        [[ "$(config)" == "$(cat "$CONF")" ]]; then
         say "already running ($CONF)"
         return 0
     fi
     stop_daemons
-    write_config
+    config >"$CONF"
     [[ -f $DIR/munge.key ]] || mungekey --create --keyfile="$DIR/munge.key" --bits=1024
     chmod 0400 "$DIR/munge.key"
     chmod 0700 "$DIR/munge"
-    munged --force --key-file="$DIR/munge.key" --socket="$DIR/munge/munge.socket" \
+    daemon munged --force --key-file="$DIR/munge.key" --socket="$DIR/munge/munge.socket" \
         --pid-file="$DIR/munged.pid" --log-file="$DIR/munged.log" --seed-file="$DIR/munge/seed"
-    slurmctld -c -i # a clean start: no jobs left over from an earlier cluster
-    slurmd -c
+    daemon slurmctld -c -i # a clean start: no jobs left over from an earlier cluster
+    daemon slurmd -c
     for _ in $(seq 60); do
         case $(node_state) in
         idle*)

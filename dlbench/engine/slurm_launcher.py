@@ -5,7 +5,8 @@
   result. Job states come from squeue instead, and the user reads one line saying so.
 - A job that ends without a result (cancelled, killed, out of memory) is recorded as failed
   in its directory, so the summary shows it and the other jobs finish.
-- Ctrl-C cancels the sweep's Slurm jobs; `sweep.resume=DIR` finishes the sweep later.
+- Ctrl-C cancels the sweep's Slurm jobs; `sweep.resume=DIR` finishes the sweep later,
+  submitting only the jobs that have not finished.
 - A sweep with `trainer.nodes=N` asks Slurm for N nodes per job (one task on each).
 
 `hydra/launcher=slurm` (configs/hydra/launcher/slurm.yaml) names the Hydra plugin
@@ -14,6 +15,7 @@ hydra_plugins/dlbench_submitit_launcher.py, whose `launch` is the one here.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import time
@@ -25,7 +27,7 @@ import yaml
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from submitit.core.utils import UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
@@ -35,31 +37,25 @@ log = logging.getLogger(__name__)
 
 
 def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:
-    """Submit every job of the sweep as one Slurm array job and wait for their results.
-    `launcher` is the Hydra plugin (hydra_plugins/dlbench_submitit_launcher.py): the function
-    each Slurm job runs, with its parameters."""
+    """Submit the sweep's jobs as one Slurm array job and wait for their results. `launcher` is
+    the Hydra plugin (hydra_plugins/dlbench_submitit_launcher.py): the function each Slurm job
+    runs, with its parameters. With sweep.resume, jobs that finished before are not submitted."""
     quiet_submitit()
-    params = dict(launcher.params)
-    nodes = int(OmegaConf.select(launcher.config, "trainer.nodes", default=1) or 1)
-    if nodes > 1:
-        params["nodes"] = nodes  # one task per node; each starts torchrun (cluster.torchrun_job)
-    executor = submitit.AutoExecutor(
-        cluster="slurm",
-        folder=params.pop("submitit_folder"),
-        slurm_max_num_timeout=params.pop("max_num_timeout"),
-    )
-    base_keys = set(OmegaConf.structured(BaseQueueConf).keys())
-    executor.update_parameters(**{k if k in base_keys else f"slurm_{k}": v for k, v in params.items()})
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     log.info(f"Slurm: {len(job_overrides)} job(s), sweep directory {sweep_dir}")
-    calls = []
+    returns, calls = {}, []
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+        if (done := finished_before(launcher, list(overrides), idx)) is not None:
+            log.info(f"\t#{idx} : finished before, skipped (sweep.resume)")
+            returns[idx] = done
+            continue
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
         calls.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-    jobs = executor.map_array(launcher, *zip(*calls, strict=True))
+    jobs = executor(launcher).map_array(launcher, *zip(*calls, strict=True)) if calls else []
     try:
-        return [result(launcher, job, call[0], call[2]) for job, call in zip(jobs, calls, strict=True)]
+        for job, call in zip(jobs, calls, strict=True):
+            returns[call[2]] = result(launcher, job, call[0], call[2])
     except KeyboardInterrupt:
         for job in jobs:
             job.cancel(check=False)
@@ -68,6 +64,48 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[JobR
             f"with the same command and sweep.resume={sweep_dir}"
         )
         raise
+    return [returns[idx] for idx in sorted(returns)]
+
+
+def executor(launcher: Any) -> submitit.AutoExecutor:
+    """submitit's executor with the launcher's parameters (as the plugin sets them up); a run
+    with trainer.nodes=N asks for N nodes, one task on each (cluster.torchrun_job)."""
+    params = dict(launcher.params)
+    nodes = int(OmegaConf.select(launcher.config, "trainer.nodes", default=1) or 1)
+    if nodes > 1:
+        params["nodes"] = nodes
+    out = submitit.AutoExecutor(
+        cluster="slurm",
+        folder=params.pop("submitit_folder"),
+        slurm_max_num_timeout=params.pop("max_num_timeout"),
+    )
+    base_keys = set(OmegaConf.structured(BaseQueueConf).keys())
+    out.update_parameters(**{k if k in base_keys else f"slurm_{k}": v for k, v in params.items()})
+    return out
+
+
+def job_config(launcher: Any, overrides: list[str], idx: int) -> DictConfig:
+    """Job number idx's config, as its Slurm job will compose it."""
+    cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
+    with open_dict(cfg):
+        cfg.hydra.job.num = idx
+    return cfg
+
+
+def job_dir(cfg: DictConfig) -> Path:
+    return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+
+
+def finished_before(launcher: Any, overrides: list[str], idx: int) -> JobReturn | None:
+    """With sweep.resume: the result of a job that finished in an earlier attempt, else None."""
+    if not OmegaConf.select(launcher.config, "sweep.resume"):
+        return None
+    cfg = job_config(launcher, overrides, idx)
+    metrics = job_dir(cfg) / "metrics.json"
+    if not metrics.is_file():
+        return None
+    value = json.loads(metrics.read_text()).get(cfg.trainer.monitor)
+    return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)
 
 
 def result(launcher: Any, job: SlurmJob, overrides: list[str], idx: int) -> JobReturn:
@@ -77,15 +115,12 @@ def result(launcher: Any, job: SlurmJob, overrides: list[str], idx: int) -> JobR
         return job.results()[0]
     except UncompletedJobError:
         state = job.state
-    cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
-    with open_dict(cfg):
-        cfg.hydra.job.num = idx
-    job_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-    (job_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    if not (job_dir / ".hydra" / "overrides.yaml").is_file():  # it never started
-        (job_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    if not (job_dir / "error.txt").is_file():
-        (job_dir / "error.txt").write_text(
+    where = job_dir(job_config(launcher, overrides, idx))
+    (where / ".hydra").mkdir(parents=True, exist_ok=True)
+    if not (where / ".hydra" / "overrides.yaml").is_file():  # it never started
+        (where / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if not (where / "error.txt").is_file():
+        (where / "error.txt").write_text(
             f"Slurm job {job.job_id} ended without a result ({state}); its log: {job.paths.stderr}\n"
         )
     return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=None)

@@ -1,0 +1,272 @@
+"""Sweeps on a real Slurm: a one-node cluster on this machine (scripts/slurm_cluster.sh: munged,
+slurmctld, slurmd), jobs submitted by Hydra's submitit launcher through dlbench's preset.
+
+Preemption and time limits end to end: a job signalled mid-run writes last.pt, submitit
+requeues it, the requeued job resumes from it and ends bitwise equal to an uninterrupted run.
+Every job runs the real `dlbench -m hydra/launcher=slurm ...` command a user would type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from clusters import REPO, epochs_logged, unavailable, wait_for
+from conftest import THREADS
+
+from dlbench import preflight
+from dlbench.engine import checkpoint
+from dlbench.train import train
+
+SLURM = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+]
+TRAIN = ["trainer.deterministic=true", "trainer.progress=plain"]
+
+
+@pytest.fixture(scope="session")
+def slurm() -> dict[str, str]:
+    """A running one-node Slurm cluster (started once; parallel workers share it); returns the
+    environment its commands need."""
+    if os.geteuid() != 0:
+        unavailable("starting Slurm needs root")
+    if shutil.which("slurmctld") is None:
+        unavailable("Slurm is not installed (apt-get install slurmctld slurmd slurm-client munge)")
+    started = subprocess.run(
+        [REPO / "scripts" / "slurm_cluster.sh", "start"], capture_output=True, text=True, timeout=120
+    )
+    if started.returncode:
+        unavailable(f"the Slurm cluster did not start: {started.stderr.strip()}")
+    return {"SLURM_CONF": os.environ.get("DLBENCH_SLURM_DIR", "/tmp/dlbench-slurm") + "/slurm.conf"}
+
+
+def dlbench(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`dlbench ARGS...` started in the background, as a user would type it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dlbench", *args],
+        cwd=cwd,
+        env={**os.environ, **env, "COLUMNS": "200", "OMP_NUM_THREADS": str(THREADS)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> str:
+    out, _ = process.communicate(timeout=timeout)
+    return out
+
+
+def slurm_job_id(sweep: Path) -> str:
+    """The Slurm job id of a one-job sweep (the name of its .submitit folder)."""
+    wait_for(
+        lambda: any(p.name.isdigit() for p in (sweep / ".submitit").glob("*")), 60, "the job's submission"
+    )
+    return next(p.name for p in (sweep / ".submitit").iterdir() if p.name.isdigit())
+
+
+def signal_job(job_id: str, env: dict[str, str], name: str = "USR2") -> None:
+    """What Slurm sends before a preemption: `scancel --signal=USR2 JOB`."""
+    subprocess.run(["scancel", f"--signal={name}", job_id], env={**os.environ, **env}, check=True)
+
+
+def one_thread_reference(overrides: list[str], run_dir: Path) -> dict[str, float]:
+    """The uninterrupted run, in this process, with the one CPU thread each job gets
+    (cpus_per_task=1): the same float arithmetic, so the results can match bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(preflight.compose_config([*overrides, "trainer.progress=none"]), run_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def assert_same_run(run_dir: Path, reference_dir: Path) -> None:
+    """Every weight bitwise equal, the same step, the same final metrics."""
+    run, reference = checkpoint.load(run_dir), checkpoint.load(reference_dir)
+    assert run["trainer"]["step"] == reference["trainer"]["step"]
+    for name, value in reference["task"].items():
+        assert torch.equal(run["task"][name], value), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    expected = json.loads((reference_dir / "metrics.json").read_text())
+    for key in ("train/loss", "val/loss", "test/loss", "test/acc"):
+        assert metrics[key] == expected[key], key
+
+
+def job_logs(sweep: Path) -> str:
+    """Everything the sweep's Slurm jobs printed (submitit's per-job logs)."""
+    return "".join(p.read_text() for p in sorted(sweep.glob(".submitit/*/*_log.*")))
+
+
+def test_a_sweep_runs_each_job_as_a_slurm_job_and_records_a_failing_one(slurm, tmp_path):
+    """Three Slurm jobs, one of which fails (a learning rate that makes the loss NaN): the
+    others finish, the summary records it, and the user sees one line about job states."""
+    args = ["-m", *SLURM, "optimizer.lr=0.1,0.01,1e30", "trainer.epochs=2", "hydra.sweep.dir=sweep"]
+    out = finish(dlbench(*args, cwd=tmp_path, env=slurm))
+    assert "Sweep summary (3 jobs)" in out, out[-3000:]
+    assert out.count("job states come from squeue (this cluster has no accounting storage)") == 1
+    assert "sacct" not in out
+    sweep = tmp_path / "sweep"
+    with open(sweep / "summary.csv") as f:
+        status = [row["status"] for row in csv.DictReader(f)]
+    assert status[:2] == ["ok", "ok"] and status[2].startswith("failed: step"), status
+    assert "the loss is nan" in (sweep / "2" / "error.txt").read_text()
+    assert "1 job(s) failed: 2" in out
+    # one array job of three tasks, each with the CPUs the preset asked for
+    assert len(list(sweep.glob(".submitit/*_*/*_0_log.out"))) == 3
+    script = next(sweep.glob(".submitit/*/*_submission.sh")).read_text()
+    assert "#SBATCH --array=0-2" in script and "#SBATCH --cpus-per-task=1" in script
+
+
+def test_a_cancelled_sweep_is_finished_by_sweep_resume(slurm, tmp_path):
+    """Ctrl-C cancels the sweep's Slurm jobs (the running one writes last.pt on Slurm's SIGTERM);
+    the same command with sweep.resume= finishes it: the done job is skipped, the cut one resumes."""
+    args = ["-m", *SLURM, *TRAIN, "trainer.seed=0,1,2", "trainer.epochs=60"]
+    sweep = tmp_path / "sweep"
+    process = dlbench(
+        *args, "hydra.launcher.array_parallelism=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=slurm
+    )
+    wait_for(
+        lambda: (sweep / "0" / "metrics.json").is_file() and epochs_logged(sweep / "1") >= 5,
+        120,
+        "job 1 to train",
+    )
+    process.send_signal(signal.SIGINT)
+    out = finish(process, timeout=60)
+    assert process.returncode == 130, out[-3000:]
+    assert f"finish the sweep with the same command and sweep.resume={sweep}" in out
+    wait_for(lambda: (sweep / "1" / "checkpoints" / "last.pt").is_file(), 30, "job 1's checkpoint")
+    assert not (sweep / "1" / "metrics.json").exists() and not (sweep / "2" / "metrics.json").exists()
+
+    out = finish(dlbench(*args, f"sweep.resume={sweep}", cwd=tmp_path, env=slurm))
+    assert "Sweep summary (3 jobs)" in out and "failed" not in out, out[-3000:]
+    assert "#0 : finished before, skipped (sweep.resume)" in out  # not submitted again
+    assert "resumed at epoch" in (sweep / "1" / "train.log").read_text()
+    assert all((sweep / j / "metrics.json").is_file() for j in ("0", "1", "2"))
+
+
+def test_a_preempted_job_is_requeued_resumes_and_max_num_timeout_ends_it(slurm, tmp_path):
+    """`scancel --signal=USR2` (what Slurm sends before a preemption) mid-run: the job writes
+    last.pt and submitit requeues it; the requeued job says "resumed at step N (requeue 1)".
+    A second signal exceeds max_num_timeout=1 (submitit counts a signal in a short job as a
+    time-out): the job is not requeued, the summary records why, and sweep.resume finishes
+    it. The result is bitwise the uninterrupted run's."""
+    overrides = [*TRAIN, "trainer.epochs=150"]
+    args = ["-m", *SLURM, "hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=1", *overrides]
+    sweep, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
+    process = dlbench(*args, f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=slurm)
+    job = slurm_job_id(sweep)
+    wait_for(lambda: epochs_logged(run_dir) >= 5, 120, "the job to train")
+    signal_job(job, slurm)
+    one_thread_reference(overrides, tmp_path / "reference")  # while Slurm requeues the job
+    wait_for(lambda: "(requeue 1)" in (run_dir / "train.log").read_text(), 120, "the requeued job to resume")
+    resumed_at = epochs_logged(run_dir)
+    wait_for(lambda: epochs_logged(run_dir) >= resumed_at + 3, 60, "the requeued job to train")
+    signal_job(job, slurm)
+    out = finish(process)
+    assert process.returncode == 1, out[-3000:]
+    log = (run_dir / "train.log").read_text()
+    assert "resumed at step " in log and "(requeue 1), " in log  # and how long it took to start
+    error = (run_dir / "error.txt").read_text()
+    assert error.startswith("stopped by SIGUSR2 and not requeued: timed-out too many times"), error
+    assert "job 0 failed: stopped by SIGUSR2 and not requeued" in out
+    assert "stopped by SIGUSR2 after step" in job_logs(sweep)
+    assert not (run_dir / "metrics.json").exists()
+
+    out = finish(dlbench(*args, f"sweep.resume={sweep}", cwd=tmp_path, env=slurm))
+    assert "Sweep summary (1 jobs)" in out and "failed" not in out, out[-3000:]
+    assert_same_run(run_dir, tmp_path / "reference")
+
+
+class CpuQuota:
+    """A cgroup that holds its processes to a fraction of one CPU (cgroup v2's cpu.max, or v1's
+    cpu.cfs_quota_us). `create` returns None where the machine offers neither."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def create(cls, name: str, fraction: float) -> CpuQuota | None:
+        period = 100_000
+        quota = int(period * fraction)
+        root = Path("/sys/fs/cgroup")
+        try:
+            v2 = (root / "cgroup.controllers").is_file()
+            if v2 and "cpu" in (root / "cgroup.controllers").read_text().split():
+                (root / "cgroup.subtree_control").write_text("+cpu")
+                (root / name).mkdir()
+                (root / name / "cpu.max").write_text(f"{quota} {period}")
+                return cls(root / name)
+            if (root / "cpu" / "cpu.cfs_quota_us").is_file():  # v1
+                (root / "cpu" / name).mkdir()
+                (root / "cpu" / name / "cpu.cfs_period_us").write_text(str(period))
+                (root / "cpu" / name / "cpu.cfs_quota_us").write_text(str(quota))
+                return cls(root / "cpu" / name)
+        except OSError:
+            return None
+        return None
+
+    def hold(self, pids: list[int]) -> None:
+        for pid in pids:
+            (self.path / "cgroup.procs").write_text(str(pid))
+
+    def release(self) -> None:
+        """Hand its processes back to the root cgroup, and remove it."""
+        for pid in (self.path / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):  # it has ended
+                (self.path.parent / "cgroup.procs").write_text(pid)
+        self.path.rmdir()
+
+
+def job_processes(sweep: Path) -> list[int]:
+    """The Python processes of the sweep's running Slurm jobs."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"submitit.core._submit" in args and any(str(sweep).encode() in a for a in args):
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+def test_a_job_at_its_time_limit_is_requeued_and_ends_as_if_uninterrupted(slurm, tmp_path):
+    """A real time limit: timeout_min=1, and the preset's lead time for it (15 s), so Slurm
+    sends SIGUSR2 15 to 45 s after the job starts. The job writes last.pt, is requeued, resumes
+    and ends bitwise equal to an uninterrupted run. To be still training when the warning
+    comes, the job's first run is held to 10% of a CPU once it trains (a cgroup quota: as if its
+    model were ten times larger); the requeued run is not held. Where the machine has no CPU
+    quota, the run is long enough by itself (about 60 s)."""
+    quota = CpuQuota.create(f"dlbench-test-{os.getpid()}", 0.1)
+    overrides = [*TRAIN, f"trainer.epochs={150 if quota else 1200}"]
+    args = ["-m", *SLURM, "hydra.launcher.timeout_min=1", "hydra.launcher.max_num_timeout=6", *overrides]
+    sweep, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
+    process = dlbench(*args, f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=slurm)
+    wait_for(lambda: epochs_logged(run_dir) >= 2, 120, "the job to train")
+    if quota:
+        quota.hold(job_processes(sweep))
+    one_thread_reference(overrides, tmp_path / "reference")  # meanwhile
+    if quota:  # once warned, the job checkpoints and exits at full speed
+        wait_for(lambda: "Caught signal SIGUSR2" in (run_dir / "train.log").read_text(), 120, "the warning")
+        quota.release()
+    out = finish(process, timeout=600)
+    assert process.returncode == 0, out[-3000:]
+    script = next(sweep.glob(".submitit/*/*_submission.sh")).read_text()
+    assert "#SBATCH --time=1\n" in script and "#SBATCH --signal=USR2@15\n" in script
+    log = (run_dir / "train.log").read_text()
+    assert "Caught signal SIGUSR2" in log and "this job is timed-out" in log
+    assert "resumed at step " in log and "(requeue 1), " in log
+    assert_same_run(run_dir, tmp_path / "reference")
