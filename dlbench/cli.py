@@ -323,13 +323,16 @@ def hydra_entry(cfg: DictConfig) -> float | None:
         stopped(stop, run_dir)
         return None  # submitit did not requeue the job: error.txt says why
     except Exception as err:
+        lost = distributed.lost_peer(err, cfg.trainer.dist_timeout_s)  # each survivor says it
+        err = lost or err
         known = isinstance(err, DlbenchError)
         if not known and os.environ.get("DLBENCH_DEBUG"):
             raise
         message = str(err) if known else f"{type(err).__name__}: {err}"
-        if known and not distributed.is_main():  # every process meets the same bad input: rank 0 says it
+        if known and not lost and not distributed.is_main():  # the same bad input everywhere: rank 0 says it
             raise SystemExit(2) from None
-        (run_dir / "error.txt").write_text(message + "\n")
+        if run_dir.is_dir():  # (another machine's rank may see no run directory)
+            (run_dir / "error.txt").write_text(message + "\n")
         print_error(
             message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {message}"
         )

@@ -12,7 +12,9 @@ this machine one of M that meet through torchrun's c10d rendezvous (engine/rende
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import secrets
 import time
 from datetime import timedelta
@@ -62,6 +64,22 @@ def agree_run_id() -> str:
     return name[0]
 
 
+def lost_peer(err: Exception, timeout_s: float) -> DlbenchError | None:
+    """A collective that failed because another process of the run died or stopped answering
+    (a machine went down), as one message; None for any other error."""
+    if world_size() == 1 or not isinstance(err, RuntimeError):  # torch's DistError is one too
+        return None
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(err).strip())  # gloo's "[.../pair.cc:545] "
+    if not re.search(r"connection (reset|closed|refused)|broken pipe|timed out|timeout", text, re.I):
+        return None
+    return DlbenchError(
+        f"lost contact with the other processes of this run (this is rank {rank()} of {world_size()}): "
+        f"{text.split('. ')[0].strip()}. A process or machine stopped, or did not answer within "
+        f"trainer.dist_timeout_s={timeout_s:g} s. checkpoints/last.pt holds the last checkpoint: continue "
+        "with the same command and resume=<run dir> on every machine"
+    )
+
+
 def sum_across(values: list[torch.Tensor]) -> list[torch.Tensor]:
     """Sum tensors over every process (one collective for all of them)."""
     if world_size() == 1 or not values:
@@ -97,8 +115,6 @@ def launch(devices: int, argv: list[str], nodes: int = 1, timeout_s: float = 600
     """Run this same command under torchrun with `devices` processes on this machine, which is
     one of `nodes` machines (each runs this command; engine/rendezvous.py says where they meet).
     The exit status is the processes' (their own messages say what went wrong)."""
-    import logging
-
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
@@ -106,20 +122,54 @@ def launch(devices: int, argv: list[str], nodes: int = 1, timeout_s: float = 600
     from dlbench.engine import rendezvous
 
     os.environ.setdefault("OMP_NUM_THREADS", str(threads(devices)))
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the processes speak
+    # The processes speak, in dlbench's messages: not torchrun's agent, nor c10d's C++ warnings
+    # (a peer's address without a DNS name; a store gone with a lost machine).
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     where = ["--standalone"] if nodes == 1 else rendezvous.torchrun_args(nodes, timeout_s)
     args = parse_args([*where, f"--nproc_per_node={devices}", "--max-restarts=0", "-m", "dlbench", *argv])
-    try:
-        run(args)
-    except ChildFailedError as err:
-        return max((failure.exitcode for failure in err.failures.values()), default=1) or 1
-    except RendezvousError as err:
-        raise DlbenchError(
-            f"trainer.nodes={nodes}: the machines did not all meet at {args.rdzv_endpoint} within "
-            f"trainer.dist_timeout_s={timeout_s:g} s ({type(err).__name__}: {err}). Start the same "
-            "command on every machine, with the same rendezvous endpoint"
-        ) from None
+    with MeetingWatch() as meeting:
+        try:
+            run(args)
+        except ChildFailedError as err:
+            return max((failure.exitcode for failure in err.failures.values()), default=1) or 1
+        except RendezvousError as err:
+            if meeting.met:  # the store went away mid-run: the processes have said what happened
+                return 2
+            raise DlbenchError(
+                f"trainer.nodes={nodes}: the machines did not all meet at {args.rdzv_endpoint} within "
+                f"trainer.dist_timeout_s={timeout_s:g} s ({type(err).__name__}: {err}). Start the same "
+                "command on every machine, with the same rendezvous endpoint"
+            ) from None
     return 0
+
+
+class MeetingWatch(logging.Handler):
+    """Notes, printing nothing, when torchrun's agent has met the other machines (it logs
+    "Rendezvous complete"): a rendezvous error after that is a machine lost mid-run."""
+
+    LOGGER = "torch.distributed.elastic.agent.server.api"
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.met = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.met = self.met or "Rendezvous complete" in record.getMessage()
+
+    def __enter__(self) -> MeetingWatch:
+        agent_log = logging.getLogger(self.LOGGER)
+        self.saved = agent_log.level, agent_log.propagate
+        agent_log.setLevel(logging.INFO)
+        agent_log.propagate = False  # its messages go to this handler alone
+        agent_log.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        agent_log = logging.getLogger(self.LOGGER)
+        agent_log.removeHandler(self)
+        agent_log.setLevel(self.saved[0])
+        agent_log.propagate = self.saved[1]
 
 
 def threads(devices: int) -> int:
