@@ -315,7 +315,10 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     try:
         if multirun and (cfg.trainer.devices > 1 or cfg.trainer.nodes > 1):
             if not cluster.in_job():
-                raise DlbenchError("trainer.devices > 1 starts torchrun for one run: run it without -m")
+                raise DlbenchError(
+                    "trainer.devices > 1 or trainer.nodes > 1 starts torchrun for one run: run it without "
+                    "-m, or give each job its own torchrun on Slurm (hydra/launcher=slurm)"
+                )
             metrics = cluster.torchrun_job(cfg, run_dir, list(hydra_cfg.overrides.task)) or {}
         else:
             metrics = train(cfg, run_dir, list(hydra_cfg.overrides.task))

@@ -24,7 +24,8 @@ from clusters import REPO, epochs_logged, unavailable, wait_for
 from conftest import THREADS
 
 from dlbench import preflight
-from dlbench.engine import checkpoint
+from dlbench.engine import checkpoint, cluster, rendezvous
+from dlbench.errors import DlbenchError
 from dlbench.train import train
 
 SLURM = [
@@ -270,3 +271,64 @@ def test_a_job_at_its_time_limit_is_requeued_and_ends_as_if_uninterrupted(slurm,
     assert "Caught signal SIGUSR2" in log and "this job is timed-out" in log
     assert "resumed at step " in log and "(requeue 1), " in log
     assert_same_run(run_dir, tmp_path / "reference")
+
+
+def test_settings_that_cannot_work_stop_the_command_before_anything_is_submitted(cli, monkeypatch):
+    """No cluster needed: these are refused while the command line is checked."""
+    result = cli("-m", *SLURM, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=120")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "signal_delay_s=120 leaves a job of timeout_min=1 no time to train" in result.stderr
+    assert "Use signal_delay_s <= 20" in result.stderr.replace("\n", " ")
+    with pytest.raises(DlbenchError, match="trainer.nodes=2 but hydra.launcher.nodes=3"):
+        cluster.check([*SLURM, "trainer.nodes=2", "hydra.launcher.nodes=3"])
+    with pytest.raises(DlbenchError, match="tasks_per_node=2: dlbench starts trainer.devices processes"):
+        cluster.check([*SLURM, "trainer.devices=2", "hydra.launcher.tasks_per_node=2"])
+    for name in ("DLBENCH_RDZV_ENDPOINT", "MASTER_ADDR", "SLURM_JOB_NODELIST"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(DlbenchError, match="Set DLBENCH_RDZV_ENDPOINT=HOST:PORT on every machine"):
+        rendezvous.endpoint()
+
+
+def test_the_preset_warns_a_short_job_early_enough_to_train_first():
+    """Slurm may send the warning up to 30 s before signal_delay_s: the preset's lead time is
+    15 s per minute of the limit (a 1-minute job is warned 15 to 45 s after it starts), at
+    most 120 s."""
+    from hydra import compose, initialize_config_dir
+
+    delays = {}
+    for minutes in (1, 4, 240):
+        with initialize_config_dir(config_dir=str(preflight.CONFIG_DIR), version_base="1.3"):
+            cfg = compose(
+                "config", [*SLURM, f"hydra.launcher.timeout_min={minutes}"], return_hydra_config=True
+            )
+        delays[minutes] = cfg.hydra.launcher.signal_delay_s
+    assert delays == {1: 15, 4: 60, 240: 120}
+
+
+def test_a_job_with_two_processes_runs_torchrun_in_its_slurm_job_and_survives_a_preemption(slurm, tmp_path):
+    """trainer.devices=2 in a sweep job: the job's Slurm task starts torchrun, as each node of a
+    trainer.nodes=N job does. SIGUSR2 reaches both processes from Slurm; they stop at the same
+    step and rank 0 writes last.pt; then the task hands the signal to submitit, which requeues
+    the job, and the requeued torchrun resumes. The result is within 1e-4 of one process with
+    the same global batch."""
+    overrides = ["trainer.epochs=40", "trainer.progress=plain", "dataset.batch_size=64"]
+    launcher = [*SLURM, "hydra.launcher.cpus_per_task=2", "hydra.launcher.timeout_min=5"]
+    sweep, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
+    process = dlbench(
+        "-m", *launcher, "trainer.devices=2", *overrides, f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=slurm
+    )
+    job = slurm_job_id(sweep)
+    wait_for(lambda: epochs_logged(run_dir) >= 3, 180, "the job to train")
+    signal_job(job, slurm)
+    reference = train(preflight.compose_config([*overrides, "trainer.progress=none"]), tmp_path / "one")
+    out = finish(process)
+    assert process.returncode == 0, out[-3000:]
+    log = (run_dir / "train.log").read_text()
+    assert "cpu x 2 processes" in log and "(requeue 1), " in log
+    assert "stopped by SIGUSR2 after step" in job_logs(sweep)
+    two = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("train/loss", "val/loss", "test/loss"):
+        assert two[key] == pytest.approx(reference[key], abs=1e-4), key
+    weights, ref_weights = checkpoint.load(run_dir)["task"], checkpoint.load(tmp_path / "one")["task"]
+    for name, value in ref_weights.items():
+        torch.testing.assert_close(weights[name], value, atol=1e-4, rtol=0)
