@@ -53,6 +53,29 @@ def slurm() -> dict[str, str]:
     return {"SLURM_CONF": os.environ.get("DLBENCH_SLURM_DIR", "/tmp/dlbench-slurm") + "/slurm.conf"}
 
 
+@pytest.fixture(scope="session")
+def slurm_two_nodes() -> dict[str, str]:
+    """A second cluster with two nodes, each in a network namespace of its own (so each has its
+    own address, as separate machines would); stopped at the end, namespaces and all."""
+    if os.geteuid() != 0:
+        unavailable("starting Slurm needs root")
+    if shutil.which("slurmctld") is None or shutil.which("nsenter") is None:
+        unavailable("Slurm or nsenter is not installed (apt-get install slurmctld slurmd slurm-client munge)")
+    where = {
+        "DLBENCH_SLURM_DIR": "/tmp/dlbench-slurm-2n",
+        "DLBENCH_SLURM_PORT": "16827",
+        "DLBENCH_SLURM_NODES": "2",
+    }
+    script = [REPO / "scripts" / "slurm_cluster.sh"]
+    started = subprocess.run(
+        [*script, "start"], capture_output=True, text=True, timeout=120, env={**os.environ, **where}
+    )
+    if started.returncode:
+        unavailable(f"the two-node Slurm cluster did not start: {started.stderr.strip()}")
+    yield {"SLURM_CONF": where["DLBENCH_SLURM_DIR"] + "/slurm.conf"}
+    subprocess.run([*script, "stop"], capture_output=True, env={**os.environ, **where})
+
+
 def dlbench(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
     """`dlbench ARGS...` started in the background, as a user would type it."""
     return subprocess.Popen(
@@ -332,3 +355,24 @@ def test_a_job_with_two_processes_runs_torchrun_in_its_slurm_job_and_survives_a_
     weights, ref_weights = checkpoint.load(run_dir)["task"], checkpoint.load(tmp_path / "one")["task"]
     for name, value in ref_weights.items():
         torch.testing.assert_close(weights[name], value, atol=1e-4, rtol=0)
+
+
+def test_a_two_node_job_runs_one_torchrun_per_node_and_matches_one_process(slurm_two_nodes, tmp_path):
+    """trainer.nodes=2 on a Slurm launcher: the job asks for 2 nodes and one task on each (srun);
+    each task starts torchrun, and they meet at the allocation's first node. The nodes are two
+    network namespaces, each with its own address. The run ends within 1e-4 of one process with
+    the same global batch."""
+    overrides = ["trainer.epochs=2", "trainer.progress=plain", "dataset.batch_size=64"]
+    args = ["-m", *SLURM, "trainer.nodes=2", *overrides, "hydra.sweep.dir=sweep"]
+    out = finish(dlbench(*args, cwd=tmp_path, env=slurm_two_nodes))
+    assert "Sweep summary (1 jobs)" in out and "failed" not in out, out[-3000:]
+    sweep, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
+    script = next(sweep.glob(".submitit/*/*_submission.sh")).read_text()
+    assert "#SBATCH --nodes=2\n" in script and "#SBATCH --ntasks-per-node=1\n" in script
+    tasks = job_logs(sweep)
+    assert "node=0(2), global_rank=0(2)" in tasks and "node=1(2), global_rank=1(2)" in tasks
+    assert "cpu x 2 processes" in (run_dir / "train.log").read_text()
+    reference = train(preflight.compose_config([*overrides, "trainer.progress=none"]), tmp_path / "one")
+    two = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("train/loss", "val/loss", "test/loss"):
+        assert two[key] == pytest.approx(reference[key], abs=1e-4), key

@@ -7,7 +7,8 @@ key-value store (the c10d store). The endpoint comes from, in this order:
 - `DLBENCH_RDZV_ENDPOINT=HOST:PORT` (the same on every machine);
 - `MASTER_ADDR` and `MASTER_PORT`, as set by many cluster scripts;
 - inside a Slurm allocation: the allocation's first node (`scontrol show hostnames
-  $SLURM_JOB_NODELIST`), port 29400 + the job id modulo 1000 (or `DLBENCH_RDZV_PORT`).
+  $SLURM_JOB_NODELIST`, then its NodeAddr), port 29400 + the job id modulo 1000 (or
+  `DLBENCH_RDZV_PORT`); the rendezvous id is the job id.
 
 Each machine also finds the address it reaches the endpoint from (the interface its route
 to HOST leaves by). Its processes announce that address to the others, and gloo binds to
@@ -19,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -53,14 +55,18 @@ def run_id() -> str:
 
 
 def first_slurm_host(nodelist: str) -> str:
-    """The first host name of a Slurm node list such as `gpu[03-05],cpu1`."""
+    """The address of the first node of a Slurm node list such as `gpu[03-05],cpu1`: its
+    NodeAddr, which is its host name unless the cluster says otherwise."""
+    first = scontrol("show", "hostnames", nodelist).split()[0]
+    match = re.search(r"\bNodeAddr=(\S+)", scontrol("--oneliner", "show", "node", first))
+    return match.group(1) if match else first
+
+
+def scontrol(*args: str) -> str:
     try:
-        out = subprocess.run(
-            ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True
-        ).stdout
+        return subprocess.run(["scontrol", *args], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as err:
-        raise DlbenchError(f"cannot expand SLURM_JOB_NODELIST={nodelist} with scontrol: {err}") from err
-    return out.split()[0]
+        raise DlbenchError(f"scontrol {' '.join(args)} failed: {getattr(err, 'stderr', '') or err}") from err
 
 
 def local_address(host: str, port: int) -> str:
