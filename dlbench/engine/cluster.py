@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,17 +153,18 @@ def torchrun_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[s
     argv = [*overrides, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
     if cfg.resume:
         argv.append(f"resume={cfg.resume}")
-    received: list[int] = []
+    received: list[tuple[int, float]] = []  # (signal, when)
     previous = {
-        sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in STOP_SIGNALS
+        sig: signal.signal(sig, lambda signum, frame: received.append((signum, time.time())))
+        for sig in STOP_SIGNALS
     }
     try:
         status = distributed.launch(cfg.trainer.devices, argv, cfg.trainer.nodes, cfg.trainer.dist_timeout_s)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if status == Preempted.EXIT_STATUS and received:
-        hand_on(received[0], previous[received[0]], run_dir)
+    if status and received and stopped_with_checkpoint(status, run_dir, received[0][1]):
+        hand_on(received[0][0], previous[received[0][0]], run_dir)
         raise SystemExit(Preempted.EXIT_STATUS)
     if status:
         raise DlbenchError(
@@ -170,3 +172,13 @@ def torchrun_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[s
         )
     metrics = run_dir / "metrics.json"
     return json.loads(metrics.read_text()) if metrics.is_file() else None
+
+
+def stopped_with_checkpoint(status: int, run_dir: Path, signalled_at: float) -> bool:
+    """Whether torchrun's processes stopped for a stop signal, having saved last.pt: they exit
+    with 75, but a process that another one's exit takes down may report a signal or an abort
+    instead; last.pt written after the signal says the stop was orderly."""
+    from dlbench.errors import Preempted
+
+    last = run_dir / "checkpoints" / "last.pt"
+    return status == Preempted.EXIT_STATUS or (last.is_file() and last.stat().st_mtime >= signalled_at)
