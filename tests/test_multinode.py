@@ -131,7 +131,7 @@ def test_a_machine_lost_mid_run_ends_the_other_with_one_message(machines, tmp_pa
     """Every process of machine b is killed (SIGKILL), or frozen (SIGSTOP: it holds its
     connections but never answers, as a machine that hangs). Machine a stops with one message
     naming what happened: at once when killed, after trainer.dist_timeout_s when frozen."""
-    args = [*RUN, "trainer.epochs=1000", "trainer.dist_timeout_s=10"]
+    args = [*RUN, "trainer.epochs=1000", "trainer.dist_timeout_s=5"]
     nodes = start_both(machines, args, tmp_path, port=29512 if how == "killed" else 29513)
     wait_for(
         lambda: any("] epoch 3/" in p.read_text() for p in tmp_path.glob("outputs/*/*/train.log")),
@@ -146,5 +146,6 @@ def test_a_machine_lost_mid_run_ends_the_other_with_one_message(machines, tmp_pa
     assert nodes[0].returncode == 2, out[-3000:]
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "lost contact with the other processes of this run" in errors[0], out[-3000:]
-    assert ("Connection reset by peer" if how == "killed" else "Timed out") in out.replace("\n", " ")
+    # a killed process closes its connections (at once); a frozen one is waited for (the timeout)
+    assert ("Timed out" in out) == (how == "frozen"), out[-3000:]
     assert "Traceback" not in out
