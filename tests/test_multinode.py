@@ -131,7 +131,7 @@ def test_a_machine_lost_mid_run_ends_the_other_with_one_message(machines, tmp_pa
     """Every process of machine b is killed (SIGKILL), or frozen (SIGSTOP: it holds its
     connections but never answers, as a machine that hangs). Machine a stops with one message
     naming what happened: at once when killed, after trainer.dist_timeout_s when frozen."""
-    args = [*RUN, "trainer.epochs=1000", "trainer.dist_timeout_s=5"]
+    args = [*RUN, "trainer.epochs=1000", "trainer.dist_timeout_s=10"]
     nodes = start_both(machines, args, tmp_path, port=29512 if how == "killed" else 29513)
     wait_for(
         lambda: any("] epoch 3/" in p.read_text() for p in tmp_path.glob("outputs/*/*/train.log")),
