@@ -10,7 +10,7 @@
 #   scripts/slurm_cluster.sh status         # exit 0 when the cluster answers and its nodes are up
 #   sudo scripts/slurm_cluster.sh stop      # stops the daemons (the folder stays, for the logs)
 #
-# One node by default: this machine, with its CPUs (nproc) and 95% of its memory (free), in one
+# One node by default: this machine, with its CPUs (nproc) and 95% of its memory, in one
 # partition, `debug`, the default. DLBENCH_SLURM_NODES=N (N > 1) makes N nodes instead, each in
 # a network namespace of its own (dlbslurm0, dlbslurm1, ...: 10.78.0.1, .2, ... on a bridge,
 # dlbslurm-br, where slurmctld listens on 10.78.0.254), each with all the CPUs and 1/N of the
@@ -68,7 +68,7 @@ all_idle() { # every node is up and idle (or running jobs)
 config() { # the slurm.conf this machine gets
     local cpus mem_mb controller
     cpus=$(nproc)
-    mem_mb=$(free -m | awk -v n="$NODES" '/^Mem:/ { print int($2 * 0.95 / n) }')
+    mem_mb=$(awk -v n="$NODES" '/^MemTotal:/ { print int($2 / 1024 * 0.95 / n) }' /proc/meminfo) # as free -m
     controller=$( ((NODES == 1)) && echo 127.0.0.1 || echo 10.78.0.254)
     cat <<EOF
 # written by scripts/slurm_cluster.sh: a test cluster for dlbench
