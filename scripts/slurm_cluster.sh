@@ -19,7 +19,7 @@
 #
 # No accounting storage: sacct has nothing to say, and job states come from squeue. Ports 16817
 # and 16818 (DLBENCH_SLURM_PORT and the next one) keep clear of a system Slurm. A requeued job
-# may start again 11 s after it was requeued (cred_expire=10; Slurm's default is 120 s), and the
+# may start again 6 s after it was requeued (cred_expire=5; Slurm's default is 120 s), and the
 # scheduler looks at pending jobs every 2 s: quick enough for tests. `start` on a running
 # cluster whose config is unchanged does nothing; parallel starts wait for each other.
 set -euo pipefail
@@ -80,7 +80,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=10
+AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=5
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool/%n
 SlurmctldPidFile=$DIR/slurmctld.pid

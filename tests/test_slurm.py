@@ -171,34 +171,6 @@ def test_a_sweep_runs_its_jobs_on_slurm_records_a_failing_one_and_sweep_resume_f
     assert "1 job(s) failed: 2" in out
 
 
-def test_a_preempted_job_past_max_num_timeout_is_recorded_and_sweep_resume_finishes_it(slurm, tmp_path):
-    """`scancel --signal=USR2` (what Slurm sends before a preemption) mid-run, with
-    max_num_timeout=0: the job writes last.pt, submitit (which counts a signal in a short job as
-    a time-out) does not requeue it, and the summary records why. sweep.resume finishes it,
-    bitwise equal to the uninterrupted run. (The requeue itself: the time-limit and torchrun
-    tests.)"""
-    overrides = [*TRAIN, "trainer.epochs=100"]
-    args = ["-m", *SLURM, "hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=0", *overrides]
-    sweep, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
-    process = dlbench(*args, f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=slurm)
-    job = slurm_job_id(sweep)
-    wait_for(lambda: epochs_logged(run_dir) >= 5, 120, "the job to train")
-    signal_job(job, slurm)
-    one_thread_reference(overrides, tmp_path / "reference")  # meanwhile
-    out = finish(process)
-    assert process.returncode == 1, out[-3000:]
-    error = (run_dir / "error.txt").read_text()
-    assert error.startswith("stopped by SIGUSR2 and not requeued: timed-out too many times"), error
-    assert "job 0 failed: stopped by SIGUSR2 and not requeued" in out
-    assert "stopped by SIGUSR2 after step" in job_logs(sweep)
-    assert not (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "last.pt").is_file()
-
-    out = finish(dlbench(*args, f"sweep.resume={sweep}", cwd=tmp_path, env=slurm))
-    assert "Sweep summary (1 jobs)" in out and "failed" not in out, out[-3000:]
-    assert "resumed at epoch" in (run_dir / "train.log").read_text()
-    assert_same_run(run_dir, tmp_path / "reference")
-
-
 class CpuQuota:
     """A cgroup that holds its processes to a fraction of one CPU (cgroup v2's cpu.max, or v1's
     cpu.cfs_quota_us). `create` returns None where the machine offers neither."""
@@ -252,41 +224,68 @@ def job_processes(sweep: Path) -> list[int]:
     return pids
 
 
-def test_a_job_at_its_time_limit_is_requeued_and_ends_as_if_uninterrupted(slurm, tmp_path):
-    """A real time limit: timeout_min=1, and the preset's lead time for it (15 s), so Slurm
-    sends SIGUSR2 15 to 45 s after the job starts. The job writes last.pt, is requeued, resumes
-    and ends bitwise equal to an uninterrupted run. To be still training when the warning
-    comes, the job's first run is held to 10% of a CPU once it trains (a cgroup quota: as if its
-    model were ten times larger); the requeued run is not held. Where the machine has no CPU
-    quota, the run is long enough by itself (about 60 s)."""
+def test_a_job_at_its_time_limit_is_requeued_then_a_preemption_past_max_num_timeout_is_recorded(
+    slurm, tmp_path
+):
+    """A job's life on a cluster, bitwise equal in the end to an uninterrupted run.
+
+    1. A real time limit: timeout_min=1 and the preset's lead time for it (15 s), so Slurm sends
+       SIGUSR2 15 to 45 s after the job starts. The job writes last.pt, submitit requeues it,
+       and the requeued job says "resumed at step N (requeue 1)". To be still training when
+       the warning comes, the job's first run is held to 10% of a CPU once it trains (a cgroup
+       quota: as if its model were ten times larger), until the warning comes. Where the
+       machine has no CPU quota, the run is long enough by itself (about 50 s).
+    2. `scancel --signal=USR2` (what Slurm sends before a preemption) while the requeued job
+       trains: max_num_timeout=1 is used up (submitit counts a signal in a short job as a
+       time-out), so the job is not requeued; the summary says why.
+    3. The same command with sweep.resume= (and a longer limit) finishes it from last.pt.
+    """
     quota = CpuQuota.create(f"dlbench-test-{os.getpid()}", 0.1)
     overrides = [*TRAIN, f"trainer.epochs={150 if quota else 1200}"]
-    args = ["-m", *SLURM, "hydra.launcher.timeout_min=1", "hydra.launcher.max_num_timeout=6", *overrides]
+    args = ["-m", *SLURM, "hydra.launcher.max_num_timeout=1", *overrides]
     sweep, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
-    process = dlbench(*args, f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=slurm)
+    process = dlbench(
+        *args, "hydra.launcher.timeout_min=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=slurm
+    )
+    job = slurm_job_id(sweep)
     wait_for(lambda: epochs_logged(run_dir) >= 2, 120, "the job to train")
     if quota:
         quota.hold(job_processes(sweep))
     one_thread_reference(overrides, tmp_path / "reference")  # meanwhile
+    log = lambda: (run_dir / "train.log").read_text()  # noqa: E731
+    wait_for(lambda: "Caught signal SIGUSR2" in log(), 120, "Slurm's warning")
     if quota:  # once warned, the job checkpoints and exits at full speed
-        wait_for(lambda: "Caught signal SIGUSR2" in (run_dir / "train.log").read_text(), 120, "the warning")
         quota.release()
-    out = finish(process, timeout=600)
-    assert process.returncode == 0, out[-3000:]
+    wait_for(lambda: "(requeue 1)" in log(), 120, "the requeued job to resume")
+    resumed_at = epochs_logged(run_dir)
+    wait_for(lambda: epochs_logged(run_dir) >= resumed_at + 3, 60, "the requeued job to train")
+    signal_job(job, slurm)
+    out = finish(process)
+    assert process.returncode == 1, out[-3000:]
     script = next(sweep.glob(".submitit/*/*_submission.sh")).read_text()
     assert "#SBATCH --time=1\n" in script and "#SBATCH --signal=USR2@15\n" in script
-    log = (run_dir / "train.log").read_text()
-    assert "Caught signal SIGUSR2" in log and "this job is timed-out" in log
-    assert "resumed at step " in log and "(requeue 1), " in log
+    assert "this job is timed-out" in log() and "resumed at step " in log() and "(requeue 1), " in log()
+    assert "stopped by SIGUSR2 after step" in job_logs(sweep)
+    error = (run_dir / "error.txt").read_text()
+    assert error.startswith("stopped by SIGUSR2 and not requeued: timed-out too many times"), error
+    assert "job 0 failed: stopped by SIGUSR2 and not requeued" in out
+    assert not (run_dir / "metrics.json").exists()
+
+    out = finish(
+        dlbench(*args, "hydra.launcher.timeout_min=5", f"sweep.resume={sweep}", cwd=tmp_path, env=slurm)
+    )
+    assert "Sweep summary (1 jobs)" in out and "failed" not in out, out[-3000:]
     assert_same_run(run_dir, tmp_path / "reference")
 
 
-def test_settings_that_cannot_work_stop_the_command_before_anything_is_submitted(cli, monkeypatch):
+def test_settings_that_cannot_work_stop_the_command_before_anything_is_submitted(capsys, monkeypatch):
     """No cluster needed: these are refused while the command line is checked."""
-    result = cli("-m", *SLURM, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=120")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "signal_delay_s=120 leaves a job of timeout_min=1 no time to train" in result.stderr
-    assert "Use signal_delay_s <= 20" in result.stderr.replace("\n", " ")
+    from dlbench.cli import main
+
+    assert main(["-m", *SLURM, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=120"]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # as one line (rich wraps it)
+    assert "signal_delay_s=120 leaves a job of timeout_min=1 no time to train" in err
+    assert "Use signal_delay_s <= 20" in err and "Traceback" not in err
     with pytest.raises(DlbenchError, match="trainer.nodes=2 but hydra.launcher.nodes=3"):
         cluster.check([*SLURM, "trainer.nodes=2", "hydra.launcher.nodes=3"])
     with pytest.raises(DlbenchError, match="tasks_per_node=2: dlbench starts trainer.devices processes"):
