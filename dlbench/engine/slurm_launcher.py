@@ -28,7 +28,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf, open_dict
-from submitit.core.utils import UncompletedJobError
+from submitit.core.utils import FailedJobError, UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
 from dlbench.engine import cluster  # noqa: F401  (registers the preset's signal-delay resolver)
@@ -109,20 +109,22 @@ def finished_before(launcher: Any, overrides: list[str], idx: int) -> JobReturn 
 
 
 def result(launcher: Any, job: SlurmJob, overrides: list[str], idx: int) -> JobReturn:
-    """The job's own JobReturn. A job that ended without one is recorded as failed in its
-    directory (the summary shows it; sweep.resume runs it again)."""
+    """The job's own JobReturn. A job that ended without one, or failed outside dlbench's own
+    error handling, is recorded as failed in its directory (the summary shows it;
+    sweep.resume runs it again)."""
     try:
         return job.results()[0]
-    except UncompletedJobError:
-        state = job.state
+    except UncompletedJobError:  # no result at all: killed, cancelled, its node lost
+        reason = f"ended without a result ({job.state})"
+    except FailedJobError as err:  # an error outside dlbench's own handling (submitit, Hydra)
+        lines = [line for line in str(err).splitlines() if line.strip() and not line.startswith("-")]
+        reason = f"failed: {lines[-1].strip() if lines else err}"
     where = job_dir(job_config(launcher, overrides, idx))
     (where / ".hydra").mkdir(parents=True, exist_ok=True)
     if not (where / ".hydra" / "overrides.yaml").is_file():  # it never started
         (where / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if not (where / "error.txt").is_file():
-        (where / "error.txt").write_text(
-            f"Slurm job {job.job_id} ended without a result ({state}); its log: {job.paths.stderr}\n"
-        )
+        (where / "error.txt").write_text(f"Slurm job {job.job_id} {reason}; its log: {job.paths.stderr}\n")
     return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=None)
 
 
