@@ -171,6 +171,20 @@ def test_a_sweep_runs_its_jobs_on_slurm_records_a_failing_one_and_sweep_resume_f
     assert "1 job(s) failed: 2" in out
 
 
+def test_a_job_cancelled_by_hand_is_recorded_as_failed(slurm, tmp_path):
+    """`scancel JOB` while the job waits to start (--begin=now+60): it ends without a result,
+    which squeue shows; the sweep records it as failed instead of waiting or crashing."""
+    args = ["-m", *SLURM, "+hydra.launcher.additional_parameters.begin=now+60", "trainer.epochs=1"]
+    sweep = tmp_path / "sweep"
+    process = dlbench(*args, f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=slurm)
+    subprocess.run(["scancel", slurm_job_id(sweep)], env={**os.environ, **slurm}, check=True)
+    out = finish(process, timeout=120)
+    assert process.returncode == 1 and "Sweep summary (1 jobs)" in out, out[-3000:]
+    error = (sweep / "0" / "error.txt").read_text()
+    assert error.startswith(f"Slurm job {slurm_job_id(sweep)} ended without a result (CANCELLED)"), error
+    assert "trainer.epochs=1" in (sweep / "0" / ".hydra" / "overrides.yaml").read_text()
+
+
 class CpuQuota:
     """A cgroup that holds its processes to a fraction of one CPU (cgroup v2's cpu.max, or v1's
     cpu.cfs_quota_us). `create` returns None where the machine offers neither."""
@@ -290,6 +304,8 @@ def test_settings_that_cannot_work_stop_the_command_before_anything_is_submitted
         cluster.check([*SLURM, "trainer.nodes=2", "hydra.launcher.nodes=3"])
     with pytest.raises(DlbenchError, match="tasks_per_node=2: dlbench starts trainer.devices processes"):
         cluster.check([*SLURM, "trainer.devices=2", "hydra.launcher.tasks_per_node=2"])
+    with pytest.raises(DlbenchError, match="Could not override 'hydra.launcher.timeout_mins'"):
+        cluster.check([*SLURM, "hydra.launcher.timeout_mins=5"])
     for name in ("DLBENCH_RDZV_ENDPOINT", "MASTER_ADDR", "SLURM_JOB_NODELIST"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(DlbenchError, match="Set DLBENCH_RDZV_ENDPOINT=HOST:PORT on every machine"):

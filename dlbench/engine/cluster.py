@@ -45,14 +45,19 @@ def check(overrides: list[str]) -> None:
     if not any(o.lstrip("+").startswith("hydra/launcher=slurm") for o in overrides):
         return
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from dlbench import preflight
 
     parsed = preflight.parse(overrides)
     hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
     first_job = preflight.combinations(parsed)[0]
-    with initialize_config_dir(config_dir=str(preflight.CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[*hydra_overrides, *first_job], return_hydra_config=True)
+    try:
+        with initialize_config_dir(config_dir=str(preflight.CONFIG_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=[*hydra_overrides, *first_job], return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:  # e.g. a misspelt hydra.launcher key
+        raise DlbenchError(" ".join(str(err).split())) from None
     launcher, trainer = cfg.hydra.launcher, cfg.trainer
     limit_s = int(launcher.timeout_min) * 60
     delay = int(launcher.signal_delay_s)
