@@ -135,7 +135,7 @@ def quiet_submitit() -> None:
     if not any(isinstance(f, OneSacctWarning) for f in submitit_log.filters):
         submitit_log.addFilter(OneSacctWarning())
     if not isinstance(SlurmJob.watcher, SqueueWatcher) and not accounting_enabled():
-        SlurmJob.watcher = SqueueWatcher(delay_s=30)
+        SlurmJob.watcher = SqueueWatcher(delay_s=10)  # squeue is cheap: at least every 10 s
         log.info("job states come from squeue (this cluster has no accounting storage)")
 
 
