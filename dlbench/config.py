@@ -49,6 +49,8 @@ class TrainerConfig:
     nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (an error) | skip (the step) | off
     max_skipped_fraction: float = 0.1  # nonfinite=skip: stop when more of an epoch's steps were skipped
     devices: int = 1  # N > 1: data-parallel over N processes on this machine (torchrun, DDP)
+    nodes: int = 1  # N > 1: one run over N machines, `devices` processes on each (torchrun's c10d rendezvous)
+    dist_timeout_s: float = 600  # how long a process waits for the others (rendezvous, collectives)
     threads: Any = "auto"  # CPU threads: auto (time a few steps at 1 and at N, keep the faster) | N
 
 
@@ -218,6 +220,8 @@ def validate(cfg: DictConfig, components: bool = True) -> None:
         ("val_every_n_epochs", t.val_every_n_epochs, 1),
         ("patience", t.patience, 1),
         ("devices", t.devices, 1),
+        ("nodes", t.nodes, 1),
+        ("dist_timeout_s", t.dist_timeout_s, 1),
         ("checkpoint_every_n_steps", t.checkpoint_every_n_steps, 1),
         ("keep_last_k", t.keep_last_k, 0),
         ("seed", t.seed, 0),
@@ -254,10 +258,10 @@ def validate(cfg: DictConfig, components: bool = True) -> None:
         value = getattr(data, key)
         if value is not None and value < 1:
             raise DlbenchError(f"dataset.{key}={value}: must be at least 1 (or null)")
-        if value is not None and value % t.devices:
+        if value is not None and value % (t.devices * t.nodes):
             raise DlbenchError(
-                f"dataset.{key}={value} is the global batch, split over trainer.devices={t.devices} "
-                f"processes: it must be a multiple of {t.devices}"
+                f"dataset.{key}={value} is the global batch, split over trainer.devices={t.devices} x "
+                f"trainer.nodes={t.nodes} processes: it must be a multiple of {t.devices * t.nodes}"
             )
     if not components:
         return

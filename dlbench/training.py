@@ -18,7 +18,7 @@ from dlbench import rundir
 from dlbench.config import data_config, validate
 from dlbench.data.base import DataModule, as_source
 from dlbench.data.info import DataInfo
-from dlbench.engine import checkpoint, distributed
+from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import resolve_device, seed_everything, set_threads
 from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
 from dlbench.engine.trainer import Trainer
@@ -141,6 +141,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Dict
     if resume_state is not None:
         trainer.restore(resume_state, task, optimizations)
         log.info(f"resumed at epoch {trainer.state.epoch}, step {trainer.state.step} from {cfg.resume}")
+        if cluster.requeue_count():  # a Slurm job requeued after a preemption or its time limit
+            log.info(cluster.requeue_message(trainer.state.step))
     if device.type == "cpu":  # after the restore: a resume that fails has logged nothing
         choose_threads(cfg.trainer, task, data, device)
     if main:  # every part is built: only now does the run write in its folder

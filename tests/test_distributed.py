@@ -5,7 +5,6 @@ import signal
 import pytest
 import torch
 from conftest import only_run_dir, read_metrics
-from hydra import compose, initialize_config_dir
 
 from dlbench import preflight
 from dlbench.commands import train as train_command
@@ -97,16 +96,8 @@ def test_periodic_checkpoints_keep_the_newest_k(tmp_path):
 
 
 def test_the_slurm_preset_is_hydras_submitit_launcher_with_our_defaults():
-    with initialize_config_dir(config_dir=str(preflight.CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "hydra/launcher=slurm",
-                "hydra.launcher.partition=gpu",
-                "hydra.launcher.timeout_min=9",
-            ],
-            return_hydra_config=True,
-        )
+    overrides = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=9"]
+    cfg = preflight.compose_with_hydra(overrides, "the test")
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node) == ("gpu", 9, 1)

@@ -31,14 +31,12 @@ def test_lesson_sweep_names_jobs_by_overrides_and_compare_sorts_them(cli, tmp_pa
 
 def test_every_job_of_every_lesson_sweep_is_valid(tmp_path):
     """Each value the lesson sweeps set composes and passes the same checks as a typed override."""
-    from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from dlbench.config import validate
 
     for name in ("lr_schedulers", "activations", "optimizers", "norms", "augmentations", "cpu_vs_gpu"):
-        with initialize_config_dir(config_dir=str(preflight.CONFIG_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[f"experiment={name}"], return_hydra_config=True)
+        cfg = preflight.compose_with_hydra([f"experiment={name}"], "the test")
         (key, values), *rest = cfg.hydra.sweeper.params.items()
         assert not rest, name
         jobs = OverridesParser.create().parse_overrides([f"{key}={values}"])[0].sweep_string_iterator()

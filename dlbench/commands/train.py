@@ -25,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from dlbench import errors, plugins, preflight, rundir, safety, summary
 from dlbench.commands.runs import override_value, resume_overrides
 from dlbench.config import new_run_id
+from dlbench.engine import cluster
 from dlbench.engine.logging import err_console, print_error
 from dlbench.errors import DlbenchError, FolderInUse, Preempted
 from dlbench.searchpath import ENV as CONFIG_PATH_ENV
@@ -70,6 +71,7 @@ def train_command(argv: list[str]) -> int:
             checked, folder, hydra_node = preflight.check_command(
                 overrides, config_name=args.config_name or "config", mode=mode
             )
+            cluster.check(overrides)  # Slurm launcher settings that cannot work
         if args.multirun and folder is not None:  # one sweep at a time in a sweep folder
             lock = rundir.RunLock(folder).acquire()
         if one_run and checked and hydra_node is not None and not distributed_run(checked[0]):
@@ -88,7 +90,7 @@ def train_command(argv: list[str]) -> int:
 
 def distributed_run(cfg: DictConfig) -> bool:
     """A process of a torchrun group, or a run that starts one: Hydra starts those."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or cfg.trainer.devices > 1
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or cfg.trainer.devices > 1 or cfg.trainer.nodes > 1
 
 
 def run_checked(argv: list[str], args, overrides: list[str], checked: list[DictConfig], one_run: bool) -> int:
@@ -101,10 +103,10 @@ def run_checked(argv: list[str], args, overrides: list[str], checked: list[DictC
         overrides = join_process_group(
             overrides, checked[0] if checked else preflight.compose_config(overrides)
         )
-    elif one_run and checked and (devices := checked[0].trainer.devices) > 1:
+    elif one_run and checked and ((trainer := checked[0].trainer).devices > 1 or trainer.nodes > 1):
         from dlbench.engine import distributed
 
-        return distributed.launch(devices, argv)
+        return distributed.launch(trainer.devices, argv, trainer.nodes, trainer.dist_timeout_s)
     # dlbench writes a run's .hydra/ itself, once the run is built (training.record_run)
     overrides = [*overrides, "hydra.output_subdir=null"]
     sys.argv = ["dlbench", *hydra_flags(argv, args.overrides), *overrides]
@@ -177,7 +179,7 @@ def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
     from dlbench.engine import distributed
     from dlbench.engine.device import resolve_device
 
-    distributed.init(use_cuda=resolve_device(str(cfg.device.type)).type == "cuda")
+    distributed.init(resolve_device(str(cfg.device.type)).type == "cuda", cfg.trainer.dist_timeout_s)
     os.environ["DLBENCH_RUN_ID"] = distributed.agree_run_id()
     if distributed.is_main():
         return overrides
@@ -242,7 +244,7 @@ def job(
             return None
         # A job Slurm requeued (through submitit, after a preemption or its time limit) continues
         # from the checkpoint it wrote when it was stopped, as does every job of `sweep.resume`.
-        requeued = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
+        requeued = cluster.in_job()
         if multirun and (cfg.sweep.resume or requeued):
             if (metrics := summary.read_metrics(run_dir)) is not None:  # finished before: keep it
                 print(f"job {run_dir.name}: finished before, skipped (sweep.resume)")
@@ -255,13 +257,22 @@ def job(
         plugins.load(list(cfg.plugins), "the run's config")
         if multirun:
             share_machine(cfg, hydra_cfg)
-        if multirun and cfg.trainer.devices > 1:
-            raise DlbenchError("trainer.devices > 1 starts torchrun for one run: run it without -m")
-        metrics = train(cfg, run_dir, overrides, hydra_cfg)
+        if multirun and (cfg.trainer.devices > 1 or cfg.trainer.nodes > 1):
+            if not cluster.in_job():
+                raise DlbenchError(
+                    "trainer.devices > 1 or trainer.nodes > 1 starts torchrun for one run: run it without "
+                    "-m, or give each job its own torchrun on Slurm (hydra/launcher=slurm)"
+                )
+            metrics = cluster.torchrun_job(cfg, run_dir, overrides) or {}
+        else:
+            metrics = train(cfg, run_dir, overrides, hydra_cfg)
     except Preempted as stop:
         stopped(stop, run_dir)
+        return None  # submitit did not requeue the job: error.txt says why
     except Exception as err:
-        failed(err, run_dir, multirun, record=multirun or not cfg.resume)
+        failed(
+            err, run_dir, multirun, record=multirun or not cfg.resume, timeout_s=cfg.trainer.dist_timeout_s
+        )
         if stop_file is not None and cfg.sweep.fail_fast:
             rundir.write_text(stop_file, f"job {run_dir.name} failed and sweep.fail_fast is set\n")
         return None
@@ -284,24 +295,27 @@ def record_job(run_dir: Path, overrides: list[str]) -> None:
         )
 
 
-def failed(err: Exception, run_dir: Path, multirun: bool, record: bool) -> None:
+def failed(err: Exception, run_dir: Path, multirun: bool, record: bool, timeout_s: float = 600) -> None:
     """Report a job's failure: one message, and with `record`, error.txt in the run folder
     (never in a folder of another run, nor in the folder of a run that failed to resume). A bug
     (not a user error) keeps its traceback in error.txt and train.log. A single run exits with
     2 (a user error) or 1 (a bug)."""
-    err = errors.as_user_error(err)
+    lost = None
+    if "dlbench.engine.distributed" in sys.modules:  # a peer of a distributed run died: each survivor says it
+        lost = sys.modules["dlbench.engine.distributed"].lost_peer(err, timeout_s)
+    err = errors.as_user_error(lost or err)
     known = isinstance(err, DlbenchError)
     if not known and os.environ.get("DLBENCH_DEBUG"):
         raise err
     message = str(err) if known else f"{type(err).__name__}: {err}"
     from dlbench.engine import distributed
 
-    if known and not distributed.is_main():  # every process meets the same bad input: rank 0 says it
+    if known and not lost and not distributed.is_main():  # the same bad input everywhere: rank 0 says it
         raise SystemExit(2) from None
     details = "" if known else "\n" + "".join(traceback.format_exception(err))
     if not known:
         logging.getLogger("dlbench").error(f"unexpected error: {message}{details}")
-    if record and not isinstance(err, FolderInUse):
+    if record and not isinstance(err, FolderInUse) and run_dir.is_dir():  # (another machine's rank: none)
         try:
             rundir.write_text(run_dir / "error.txt", message + "\n" + details)
         except DlbenchError:
@@ -313,18 +327,22 @@ def failed(err: Exception, run_dir: Path, multirun: bool, record: bool) -> None:
 
 def stopped(stop: Preempted, run_dir: Path) -> None:
     """After a stop signal and its checkpoint: say how to continue, hand the signal on to the
-    handler that was there before (submitit's: requeue the Slurm job), else exit with 75."""
+    handler that was there before (submitit's: requeue the Slurm job), else exit with 75.
+    Returns only when submitit would not requeue the job (recorded in error.txt)."""
     from dlbench.engine import distributed
 
     name = signal.Signals(stop.signum).name
     if distributed.is_main():
-        print_error(
-            f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. "
-            f"Continue with: dlbench resume={run_dir}"
+        then = (
+            "submitit requeues the job (up to hydra.launcher.max_num_timeout times for time limits)"
+            if cluster.in_job()
+            else f"Continue with: dlbench resume={run_dir}"
         )
-    handler = signal.getsignal(stop.signum)
-    if callable(handler):
-        handler(stop.signum, None)
+        print_error(f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. {then}")
+    try:
+        cluster.hand_on(stop.signum, signal.getsignal(stop.signum), run_dir)
+    except cluster.NotRequeued:
+        return
     raise SystemExit(Preempted.EXIT_STATUS)
 
 
@@ -340,6 +358,8 @@ def share_machine(cfg: DictConfig, hydra_cfg) -> None:
     )
     if n_jobs == -1:
         n_jobs = os.cpu_count() or 1
+    if cluster.cpus():  # a Slurm job: the CPUs it was given, not the node's
+        torch.set_num_threads(cluster.cpus())
     if n_jobs > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
         if str(cfg.device.type) == "cuda" and torch.cuda.device_count() > 1:

@@ -6,12 +6,15 @@ across processes (torchmetrics does it for its metrics; `all_reduce` for the loo
 Only rank 0 writes: logs, TensorBoard, checkpoints, metrics.json.
 
 `torchrun --nproc_per_node=N -m dlbench ...` sets the environment this module reads;
-`dlbench trainer.devices=N ...` starts torchrun for you (cli.py).
+`dlbench trainer.devices=N ...` starts torchrun for you (cli.py), and `trainer.nodes=M` makes
+this machine one of M that meet through torchrun's c10d rendezvous (engine/rendezvous.py).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import secrets
 import time
 from datetime import timedelta
@@ -43,13 +46,14 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def init(use_cuda: bool) -> None:
-    """Join the process group torchrun set up: nccl between GPUs, gloo on the CPU."""
+def init(use_cuda: bool, timeout_s: float = 600) -> None:
+    """Join the process group torchrun set up: nccl between GPUs, gloo on the CPU. A process
+    that waits longer than `timeout_s` for the others (a node died) fails instead of hanging."""
     if dist.is_initialized():
         return
     if use_cuda:
         torch.cuda.set_device(local_rank())
-    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(minutes=30))
+    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=timeout_s))
 
 
 def agree_run_id() -> str:
@@ -58,6 +62,22 @@ def agree_run_id() -> str:
     name = [time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3) if is_main() else None]
     dist.broadcast_object_list(name, src=0)
     return name[0]
+
+
+def lost_peer(err: Exception, timeout_s: float) -> DlbenchError | None:
+    """A collective that failed because another process of the run died or stopped answering
+    (a machine went down), as one message; None for any other error."""
+    if world_size() == 1 or not isinstance(err, RuntimeError):  # torch's DistError is one too
+        return None
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(err).strip())  # gloo's "[.../pair.cc:545] "
+    if not re.search(r"connection (reset|closed|refused)|broken pipe|timed out|timeout", text, re.I):
+        return None
+    return DlbenchError(
+        f"lost contact with the other processes of this run (this is rank {rank()} of {world_size()}): "
+        f"{text.split('. ')[0].strip()}. A process or machine stopped, or did not answer within "
+        f"trainer.dist_timeout_s={timeout_s:g} s. checkpoints/last.pt holds the last checkpoint: continue "
+        "with the same command and resume=<run dir> on every machine"
+    )
 
 
 def sum_across(values: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -91,22 +111,65 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def launch(devices: int, argv: list[str]) -> int:
-    """Run this same command under torchrun with `devices` processes on this machine; the exit
-    status is the processes' (their own messages say what went wrong)."""
-    import logging
-
+def launch(devices: int, argv: list[str], nodes: int = 1, timeout_s: float = 600) -> int:
+    """Run this same command under torchrun with `devices` processes on this machine, which is
+    one of `nodes` machines (each runs this command; engine/rendezvous.py says where they meet).
+    The exit status is the processes' (their own messages say what went wrong)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
 
+    from dlbench.engine import rendezvous
+
     os.environ.setdefault("OMP_NUM_THREADS", str(threads(devices)))
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the processes speak
-    args = parse_args(["--standalone", f"--nproc_per_node={devices}", "-m", "dlbench", *argv])
-    try:
-        run(args)
-    except ChildFailedError as err:
-        return max((failure.exitcode for failure in err.failures.values()), default=1) or 1
+    # The processes speak, in dlbench's messages: not torchrun's agent, nor c10d's C++ warnings
+    # (a peer's address without a DNS name; a store gone with a lost machine).
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    where = ["--standalone"] if nodes == 1 else rendezvous.torchrun_args(nodes, timeout_s)
+    args = parse_args([*where, f"--nproc_per_node={devices}", "--max-restarts=0", "-m", "dlbench", *argv])
+    with MeetingWatch() as meeting:
+        try:
+            run(args)
+        except ChildFailedError as err:
+            return max((failure.exitcode for failure in err.failures.values()), default=1) or 1
+        except RendezvousError as err:
+            if meeting.met:  # the store went away mid-run: the processes have said what happened
+                return 2
+            raise DlbenchError(
+                f"trainer.nodes={nodes}: the machines did not all meet at {args.rdzv_endpoint} within "
+                f"trainer.dist_timeout_s={timeout_s:g} s ({type(err).__name__}: {err}). Start the same "
+                "command on every machine, with the same rendezvous endpoint"
+            ) from None
     return 0
+
+
+class MeetingWatch(logging.Handler):
+    """Notes, printing nothing, when torchrun's agent has met the other machines (it logs
+    "Rendezvous complete"): a rendezvous error after that is a machine lost mid-run."""
+
+    LOGGER = "torch.distributed.elastic.agent.server.api"
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.met = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.met = self.met or "Rendezvous complete" in record.getMessage()
+
+    def __enter__(self) -> MeetingWatch:
+        agent_log = logging.getLogger(self.LOGGER)
+        self.saved = agent_log.level, agent_log.propagate
+        agent_log.setLevel(logging.INFO)
+        agent_log.propagate = False  # its messages go to this handler alone
+        agent_log.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        agent_log = logging.getLogger(self.LOGGER)
+        agent_log.removeHandler(self)
+        agent_log.setLevel(self.saved[0])
+        agent_log.propagate = self.saved[1]
 
 
 def threads(devices: int) -> int:
