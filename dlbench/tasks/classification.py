@@ -17,10 +17,13 @@ from torchmetrics.classification import (
 )
 
 from dlbench.errors import DlbenchError
+from dlbench.figures import confusion_figure, decision_regions_figure
 from dlbench.registry import TASKS
 from dlbench.tasks.base import SPLITS, Optimize, Task
 
 TTA = ("none", "flip", "flip_translate")
+# Losses that compare vectors: a class label becomes a one-hot vector for them (seed 001's MSELoss).
+REGRESSION_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss)
 
 
 def classification_metrics(num_classes: int, split: str) -> MetricCollection:
@@ -46,8 +49,13 @@ class Classification(Task):
         model: nn.Module,
         loss: nn.Module,
         data: Any,
-        confusion_matrix: bool = True,
+        confusion_matrix: bool = True,  # logged after each evaluation of val and test
+        # rows sum to 1: each true class's share of predictions (seed 002's name2lang plot)
+        confusion_normalize: bool = False,
         tta: str = "none",  # test-time augmentation in val/test: none | flip | flip_translate (airbench's)
+        # inputs of 2 (or more) features: draw the class regions over the first two after each
+        # evaluation (seed 002's iris picture); other features at their mean
+        decision_regions: bool = False,
     ):
         super().__init__(model, loss)
         if tta not in TTA:
@@ -64,7 +72,15 @@ class Classification(Task):
         self.class_names = data.class_names or [str(i) for i in range(self.num_classes)]
         for split in SPLITS:
             setattr(self, f"{split}_metrics", classification_metrics(self.num_classes, split))
-        self.confusion = MulticlassConfusionMatrix(self.num_classes) if confusion_matrix else None
+        self.confusion = (
+            nn.ModuleDict({split: MulticlassConfusionMatrix(self.num_classes) for split in ("val", "test")})
+            if confusion_matrix
+            else None
+        )
+        self.confusion_normalize = confusion_normalize
+        self.decision_regions = decision_regions
+        self.seen: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # inputs for the regions
+        self.evaluated: dict[str, Any] = {}  # the last evaluation's matrix and samples, for figures()
         self.per_class = MetricCollection(
             {
                 "precision": MulticlassPrecision(self.num_classes, average=None),
@@ -80,6 +96,8 @@ class Classification(Task):
 
     # The three methods a variant (binary) changes: loss on the model's output, and predictions.
     def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.loss, REGRESSION_LOSSES):  # seed 001's MSELoss: the target as a one-hot vector
+            y = nn.functional.one_hot(y, self.num_classes).to(output.dtype)
         return self.loss(output, y)
 
     def predict(self, output: torch.Tensor) -> torch.Tensor:
@@ -119,14 +137,22 @@ class Classification(Task):
         self.metrics(split).update(preds, y)
         if split == "test":
             self.per_class.update(preds, y)
-            if self.confusion is not None:
-                self.confusion.update(preds, y)
+        if self.confusion is not None and split in self.confusion:
+            self.confusion[split].update(preds, y)
+        if self.decision_regions and x.dim() == 2:
+            self.seen.setdefault(split, []).append((x.detach(), y.detach()))
         return {"loss": self.compute_loss(output, y)}
 
     def compute_metrics(self, split: str) -> dict[str, float]:
         if split == "test":
             self.per_class_result = {k: v.cpu() for k, v in self.per_class.compute().items()}
             self.per_class.reset()
+        if self.confusion is not None and split in self.confusion:  # for figures(split)
+            self.evaluated[f"{split}/confusion"] = self.confusion[split].compute().cpu()
+            self.confusion[split].reset()
+        if self.seen.get(split):
+            inputs, labels = zip(*self.seen.pop(split), strict=True)
+            self.evaluated[f"{split}/samples"] = [torch.cat(inputs).cpu(), torch.cat(labels).cpu()]
         return super().compute_metrics(split)
 
     def report(self) -> Table | None:
@@ -143,12 +169,25 @@ class Classification(Task):
         return table
 
     def figures(self, split: str) -> dict[str, Any]:
-        if split != "test" or self.confusion is None:
-            return {}
-        fig, _ = self.confusion.plot(labels=self.class_names)
-        fig.set_size_inches(max(4, 0.5 * self.num_classes + 2), max(4, 0.5 * self.num_classes + 2))
-        self.confusion.reset()
-        return {"test/confusion_matrix": fig}
+        """The confusion matrix of the split (val or test) and, with decision_regions, the class
+        regions over its samples."""
+        figures = {}
+        if (matrix := self.evaluated.pop(f"{split}/confusion", None)) is not None:
+            title = f"{split} split" + (", each row normalised" if self.confusion_normalize else "")
+            figures[f"{split}/confusion_matrix"] = confusion_figure(
+                matrix, self.class_names, self.confusion_normalize, title
+            )
+        if (samples := self.evaluated.pop(f"{split}/samples", None)) is not None:
+            figures[f"{split}/decision_regions"] = decision_regions_figure(
+                self.predict_inputs, *samples, self.class_names, f"{split} split: decision regions"
+            )
+        return figures
+
+    @torch.no_grad()
+    def predict_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Classes for inputs on the CPU (a grid of points), through the model on its device."""
+        device = next(self.model.parameters()).device
+        return self.predict(self.model(x.to(device)))
 
 
 @TASKS.register("binary_classification")
@@ -158,9 +197,16 @@ class BinaryClassification(Classification):
     default_loss = "bce_with_logits"
 
     def __init__(
-        self, model: nn.Module, loss: nn.Module, data: Any, confusion_matrix: bool = True, tta: str = "none"
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        data: Any,
+        confusion_matrix: bool = True,  # logged after each evaluation of val and test
+        confusion_normalize: bool = False,  # rows sum to 1: each true class's share of predictions
+        tta: str = "none",  # test-time augmentation in val/test: none | flip | flip_translate
+        decision_regions: bool = False,  # 2 (or more) features: draw the class regions over the first two
     ):
-        super().__init__(model, loss, data, confusion_matrix, tta)
+        super().__init__(model, loss, data, confusion_matrix, confusion_normalize, tta, decision_regions)
         if self.num_classes != 2:
             raise DlbenchError(
                 f"task=binary_classification needs 2 classes; dataset '{data.name}' has "
