@@ -54,7 +54,7 @@ def test_names_download_from_a_local_server(tmp_path, http_server):
 
 def test_missing_names_folder_is_one_message(tmp_path):
     cfg = compose("dataset=names", f"dataset.root={tmp_path}", "dataset.download=false", "model=rnn")
-    with pytest.raises(DlbenchError, match="names not found in"):
+    with pytest.raises(DlbenchError, match="names not found: .* is empty; expected <Language>.txt files"):
         build_data(cfg)
 
 

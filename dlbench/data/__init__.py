@@ -1,6 +1,7 @@
 """Datasets, one module per family; importing this package registers them all."""
 
 from dlbench.data import (  # noqa: F401  (they register into DATASETS)
+    imagenet,
     series,
     synthetic,
     tabular,
