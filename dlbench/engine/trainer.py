@@ -66,6 +66,7 @@ class Trainer:
         self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
         self.stop_signal: int | None = None  # set by a SIGTERM/SIGUSR1/SIGUSR2 (preemption)
         self.skipped_steps = 0  # steps left out for a NaN/Inf (trainer.nonfinite=skip)
+        self.running = RunningMeans(cfg.running_loss_every)  # seed 003's running loss, across epochs
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, task: Task) -> None:
@@ -283,7 +284,6 @@ class Trainer:
         skipped_before, step_before = self.skipped_steps, self.state.step
         loader = data.loader("train", epoch=epoch, seed=self.cfg.seed, skip=self.state.epoch_step)
         means = BatchMeans()
-        running = RunningMeans(self.cfg.running_loss_every)
         started = time.perf_counter()
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
         with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}") as advance:
@@ -294,7 +294,7 @@ class Trainer:
                 means.add(out, _batch_size(batch))
                 self.state.step += 1
                 self.state.epoch_step += 1
-                if (window := running.add(out, self.state.step)) is not None:
+                if (window := self.running.add(out, self.state.step)) is not None:
                     self.log_running_means(window, epoch)
                 for opt in optimizations.values():
                     opt.after_step(self.state.step)

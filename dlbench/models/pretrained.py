@@ -64,7 +64,8 @@ def read_weights(arch: str) -> dict[str, torch.Tensor]:
         state = torch.load(found[0], map_location="cpu", weights_only=True)
     except Exception as err:  # a torn download, or not a state dict
         raise DlbenchError(
-            f"model.pretrained=true: {found[0]} is not a readable weights file: {err}"
+            f"model.pretrained=true: {found[0]} is not a weights file torch can read ({type(err).__name__}): "
+            "a download cut short, or another file under this name"
         ) from err
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DlbenchError(f"model.pretrained=true: {found[0]} does not hold a state dict of tensors")
@@ -79,7 +80,8 @@ def load_torchvision_weights(model: nn.Module, arch: str, layout: str) -> None:
     with torch.device("meta"):  # names and shapes only: no memory, no compute
         reference = tvm.get_model(arch).state_dict()
     state = read_weights(arch)
-    missing = [k for k in reference if k not in state]
+    # files saved before torch counted BatchNorm's batches lack num_batches_tracked: keep ours
+    missing = [k for k in reference if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
         raise DlbenchError(f"model.pretrained=true: the {arch} weights file lacks {missing[0]}")
     ours = model.state_dict()
@@ -90,7 +92,7 @@ def load_torchvision_weights(model: nn.Module, arch: str, layout: str) -> None:
         )
     loaded, head = {}, list(ours)[-2:]  # the last layer's weight and bias
     for (name, mine), key in zip(ours.items(), reference, strict=True):
-        theirs = state[key]
+        theirs = state.get(key, mine)
         if theirs.shape != mine.shape:
             if name in head:
                 continue  # another number of classes: the head stays new

@@ -172,8 +172,8 @@ def resnet(
             fc=nn.Linear(out_ch, num_outputs),
         )
     )
-    if norm == "batch":  # without BatchNorm, He init makes the sum of the residual branches explode
-        init_cnn(model)
+    if norm == "batch":  # without BatchNorm, He init lets every residual branch add its full scale:
+        init_cnn(model)  # ResNet-50's outputs come out ~300x those of PyTorch's default init
     if zero_init_residual:  # each block starts as the identity (Goyal et al., 2017)
         for m in model.modules():
             if isinstance(m, Block):
