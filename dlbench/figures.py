@@ -28,17 +28,18 @@ def confusion_figure(matrix: torch.Tensor, names: list[str], normalize: bool, ti
     """Rows are the true classes, columns the predicted ones. normalize: each row divided by its
     count, so a cell is the share of a class predicted as another (sklearn's normalize='true').
     The figure grows with the number of classes, so each label stays readable; cells are
-    written in up to 30 classes."""
+    written in up to 30 classes, labels in up to 120 (beyond, the classes are numbered)."""
     plt = _pyplot()
     counts = matrix.detach().cpu().double()
     values = counts / counts.sum(dim=1, keepdim=True).clamp(min=1) if normalize else counts
     n = len(names)
-    inches = min(max(5.0, 0.45 * n + 2.5), 30.0)
+    inches = min(max(5.0, (0.45 if n <= 40 else 0.2) * n + 2.5), 24.0)  # room for each label
     fig, ax = plt.subplots(figsize=(inches, inches), dpi=100)
     image = ax.imshow(values.numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None)
     font = 9 if n <= 40 else 6
-    ax.set_xticks(range(n), [str(x) for x in names], rotation=90, fontsize=font)
-    ax.set_yticks(range(n), [str(x) for x in names], fontsize=font)
+    if n <= 120:
+        ax.set_xticks(range(n), [str(x) for x in names], rotation=90, fontsize=font)
+        ax.set_yticks(range(n), [str(x) for x in names], fontsize=font)
     ax.set_xlabel("Predicted label")
     ax.set_ylabel("True label")
     ax.set_title(title)

@@ -60,6 +60,9 @@ def test_pix2pix_and_cyclegan_from_the_data_folder_or_its_parent(tmp_path):
     zebras = write_unpaired(tmp_path)
     for root in (zebras, tmp_path):
         assert len(build("unpaired_images", root=str(root), download=False, image_size=[16, 16]).train) == 4
+    (tmp_path / "offline").mkdir()
+    tar_gz(facades, tmp_path / "offline" / "facades.tar.gz")  # the archive as downloaded
+    assert build("paired_images", root=str(tmp_path / "offline"), download=False).test is not None
     shutil.rmtree(facades / "train")
     with pytest.raises(
         DlbenchError, match=r"facades: no train/ folder: .*facades holds test/, val/\. Expected"

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from dlbench.data.base import DataSource
-from dlbench.data.download import fetch
+from dlbench.data.download import extract, fetch
 from dlbench.data.folders import describe, first_fit
 from dlbench.data.images import open_image
 from dlbench.errors import DlbenchError
@@ -36,12 +36,16 @@ def read_image(path: Path) -> torch.Tensor:
 
 def locate(root: str, name: str, download: bool, url: str, marker: str) -> Path:
     """The folder holding `marker` (a split folder): root/name (root is the parent) or root itself
-    (root is the data set's folder); else url + name + suffix downloaded and extracted, if asked."""
+    (root is the data set's folder); else root/<name>.tar.gz or .zip unpacked if it is there, or
+    url + name + suffix downloaded and unpacked, if asked."""
     base = Path(root).expanduser()
     fits = lambda folder: (folder / marker).is_dir()  # noqa: E731
+    suffix = ".zip" if marker == "trainA" else ".tar.gz"  # how each project packs its sets
     folder = first_fit(base, [name, ""], fits)
+    if folder is None and (base / (name + suffix)).is_file():  # the archive, kept offline
+        extract(base / (name + suffix), base)
+        folder = first_fit(base, [name, ""], fits)
     if folder is None and download:
-        suffix = ".zip" if marker == "trainA" else ".tar.gz"  # how each project packs its sets
         fetch(url.rstrip("/") + "/" + name + suffix, base)
         folder = first_fit(base, [name, ""], fits)
     if folder is None:
