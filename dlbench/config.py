@@ -46,6 +46,9 @@ class TrainerConfig:
     checkpoint_every_n_steps: int | None = None  # also write last.pt every N steps (mid-epoch)
     keep_last_k: int = 0  # with checkpoint_every_n_steps: keep the newest K step-N.pt as well
     log_grad_norms: bool = False  # log each weight's gradient L2 norm (grad_norm/<name>) when logging
+    # print and log the mean training loss of every N mini-batches (seed 003 prints every 2000)
+    running_loss_every: int | None = None
+    log_activations: bool = False  # draw the model's activation functions and their derivatives once
     nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (an error) | skip (the step) | off
     max_skipped_fraction: float = 0.1  # nonfinite=skip: stop when more of an epoch's steps were skipped
     devices: int = 1  # N > 1: data-parallel over N processes on this machine (torchrun, DDP)
@@ -77,6 +80,9 @@ class DataConfig:
     val_fraction: float = 0.1  # carved from train where the set has no val split
     test_fraction: float = 0.2  # carved from the data where the set has no test split
     split_seed: int = 0
+    # the split evaluated every epoch: val (shipped or carved) | test (nothing carved: the MNIST
+    # notes' protocol) | train (the training data itself: seed 002's iris)
+    validate_on: str = "val"
     augment: dict[str, Any] | None = None  # image augmentations of the train split (data/transforms.py)
 
 
@@ -146,6 +152,7 @@ CHOICES = {
     "trainer.nonfinite": ("stop", "skip", "off"),
     "trainer.progress": ("auto", "rich", "plain", "none"),
     "scheduler.interval": ("epoch", "step"),
+    "dataset.validate_on": ("val", "test", "train"),
 }
 
 
@@ -224,6 +231,7 @@ def validate(cfg: DictConfig, components: bool = True) -> None:
         ("dist_timeout_s", t.dist_timeout_s, 1),
         ("checkpoint_every_n_steps", t.checkpoint_every_n_steps, 1),
         ("keep_last_k", t.keep_last_k, 0),
+        ("running_loss_every", t.running_loss_every, 1),
         ("seed", t.seed, 0),
     ]:
         if value is not None and value < low:

@@ -295,7 +295,7 @@ def _torch_losses(registry: Registry) -> None:
 MODEL_FACTS = ("input_shape", "num_outputs", "num_classes", "vocab_size", "target_vocab_size")
 MODEL_MODULES = ["airbench", "alexnet", "cnn", "densenet", "gan", "googlenet", "mlp"]
 MODEL_MODULES += ["resnet", "rnn", "seq2seq", "vgg"]
-DATA_MODULES = ["series", "synthetic", "tabular", "text", "translation_images", "vision"]
+DATA_MODULES = ["imagenet", "series", "synthetic", "tabular", "text", "translation_images", "vision"]
 TASK_MODULES = ["classification", "forecast", "gan", "minimize", "regression", "seq2seq"]
 MODELS = Registry("model", modules=[f"dlbench.models.{m}" for m in MODEL_MODULES], facts=MODEL_FACTS)
 DATASETS = Registry("dataset", modules=[f"dlbench.data.{m}" for m in DATA_MODULES])

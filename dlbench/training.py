@@ -22,6 +22,7 @@ from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import resolve_device, seed_everything, set_threads
 from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
 from dlbench.engine.trainer import Trainer
+from dlbench.figures import activation_figure, activations_of
 from dlbench.registry import DATASETS, LOSSES, MODELS, TASKS
 from dlbench.summary import HIGHER_IS_BETTER
 from dlbench.tasks.base import Task
@@ -152,11 +153,15 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Dict
                 purge_step=resume_state["trainer"]["step"] + 1 if resume_state else None,
                 texts={"config": composed, "overrides": "\n".join(overrides) or "(none)"},
             )
+        if cfg.trainer.log_activations and resume_state is None:
+            for name, module in activations_of(task.model).items():
+                logger.figure(f"activations/{name}", activation_figure(module, name), 0)
 
     processes = f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+    val = f"{data.size('val')} val" if data.validate_on == "val" else f"validated on {data.validate_on}"
     log.info(
-        f"{cfg.name}: {cfg.model.name} on {cfg.dataset.name} ({data.size('train')} train, "
-        f"{data.size('val')} val, {data.size('test')} test), {device}{processes}, run dir {run_dir}"
+        f"{cfg.name}: {cfg.model.name} on {cfg.dataset.name} ({data.size('train')} train, {val}, "
+        f"{data.size('test')} test), {device}{processes}, run dir {run_dir}"
     )
     try:
         fit_started = time.perf_counter()

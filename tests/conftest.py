@@ -72,9 +72,25 @@ def http_server(tmp_path):
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):
     """One folder of tiny data sets in their official formats, written once per test process."""
-    from formats import write_cifar, write_mnist, write_names, write_paired, write_unpaired
+    from formats import (
+        write_caltech,
+        write_cifar,
+        write_imagenet,
+        write_mnist,
+        write_names,
+        write_paired,
+        write_unpaired,
+    )
 
     root = tmp_path_factory.mktemp("data")
-    for write in (write_mnist, write_cifar, write_names, write_paired, write_unpaired):
+    for write in (
+        write_mnist,
+        write_cifar,
+        write_names,
+        write_paired,
+        write_unpaired,
+        write_caltech,
+        write_imagenet,
+    ):
         write(root)
     return root

@@ -204,3 +204,75 @@ def write_unpaired(root: Path, archive: str = "horse2zebra", size: int = 32, per
                 folder / f"{i}.png"
             )
     return root / archive
+
+
+def _jpegs(folder: Path, n: int, shade: int, size=(40, 30), start: int = 0, prefix: str = "image_") -> None:
+    """n small JPEG photos of one shade (a class a model can tell apart), named as the sets name them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(shade)
+    for i in range(start, start + n):
+        pixels = np.clip(rng.normal(shade, 20, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{prefix}{i + 1:04d}.jpg")
+
+
+CALTECH_CLASSES = ("Faces_easy", "accordion", "airplanes")
+
+
+def write_caltech(root: Path, per_class: int = 10) -> Path:
+    """root/caltech101/101_ObjectCategories/<class>/image_NNNN.jpg (torchvision's layout), with
+    the BACKGROUND_Google clutter folder that is not a class."""
+    folder = root / "caltech101" / "101_ObjectCategories"
+    for c, name in enumerate((*CALTECH_CLASSES, "BACKGROUND_Google")):
+        _jpegs(folder / name, per_class, 40 + 60 * c)
+    return folder
+
+
+IMAGENET_WNIDS = ("n01440764", "n01443537", "n01484850")  # tench, goldfish, great white shark
+IMAGENET_WORDS = ("tench, Tinca tinca", "goldfish, Carassius auratus", "great white shark, white shark")
+
+
+def write_imagenet(root: Path, per_class: int = 6, val_per_class: int = 2, flat_val: bool = False) -> Path:
+    """root/imagenet/train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (the standard layout); with
+    flat_val, val/ is one folder of ILSVRC2012_val_NNNNNNNN.JPEG files as the archive unpacks,
+    labelled by a tiny devkit (ILSVRC2012_devkit_t12.tar.gz: data/meta.mat and the val ground
+    truth) beside train/."""
+    base = root / "imagenet"
+    for c, wnid in enumerate(IMAGENET_WNIDS):
+        _jpegs(base / "train" / wnid, per_class, 40 + 80 * c, prefix=f"{wnid}_")
+    if not flat_val:
+        for c, wnid in enumerate(IMAGENET_WNIDS):
+            _jpegs(base / "val" / wnid, val_per_class, 40 + 80 * c, prefix="ILSVRC2012_val_")
+        return base
+    labels = [c for c in range(len(IMAGENET_WNIDS)) for _ in range(val_per_class)]
+    for i, c in enumerate(labels):
+        _jpegs(base / "val", 1, 40 + 80 * c, start=i, prefix="ILSVRC2012_val_0000")
+    write_devkit(base, [c + 1 for c in labels])
+    return base
+
+
+def write_devkit(folder: Path, val_ids: list[int]) -> Path:
+    """ILSVRC2012_devkit_t12.tar.gz: meta.mat (synsets: the leaf classes, and one parent with
+    children that is not a class) and the val images' 1-based class ids."""
+    import io
+
+    from scipy.io import savemat
+
+    fields = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("gloss", "O"), ("num_children", "O")]
+    rows = [
+        (i + 1, w, words, "", 0)
+        for i, (w, words) in enumerate(zip(IMAGENET_WNIDS, IMAGENET_WORDS, strict=True))
+    ]
+    rows.append((1001, "n00000001", "fish", "", 3))  # an inner node of the hierarchy
+    synsets = np.array(rows, dtype=fields)
+    meta, truth = io.BytesIO(), "\n".join(map(str, val_ids)).encode() + b"\n"
+    savemat(meta, {"synsets": synsets})
+    archive = folder / "ILSVRC2012_devkit_t12.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, payload in (
+            ("meta.mat", meta.getvalue()),
+            ("ILSVRC2012_validation_ground_truth.txt", truth),
+        ):
+            info = tarfile.TarInfo(f"ILSVRC2012_devkit_t12/data/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return archive

@@ -101,7 +101,7 @@ def test_missing_archive_folder_is_one_message(tmp_path):
     cfg = preflight.compose_config(
         ["experiment=pix2pix_facades", f"dataset.root={tmp_path}", "dataset.download=false"]
     )
-    with pytest.raises(DlbenchError, match="no .*facades/train folder"):
+    with pytest.raises(DlbenchError, match="no train/ folder: .* is empty. Expected .*facades/train/"):
         build_data(cfg)
 
 

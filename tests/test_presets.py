@@ -56,6 +56,10 @@ def test_every_preset_of_the_catalog_exists():
         "cyclegan_horse2zebra",
         "mnist_fast",
         "airbench_cifar10",
+        "cnn_mnist_mse",
+        "resnet_caltech101",
+        "resnet_imagenet",
+        "vanishing_gradients",
     } <= names
 
 
@@ -69,6 +73,12 @@ def test_preset_runs_a_few_steps(tmp_path, data_root, name):
         overrides.append("dataset.n_pairs=200")
     if dataset in ("paired_images", "unpaired_images"):
         overrides += ["dataset.image_size=[32,32]", "model.width=8", "dataset.batch_size=2"]
+    if dataset in ("caltech101", "imagenet"):  # 224 px photos, scaled down to keep the test fast
+        overrides += [f"dataset.root={data_root}", "dataset.image_size=[64,64]", "dataset.batch_size=4"]
+        overrides += ["dataset.num_workers=0", "dataset.eval_batch_size=8"]
+    if dataset == "imagenet":
+        # ResNet-50's bottlenecks at 1/16 of the channels; channels_last is slow on a CPU
+        overrides += ["model.width=16", "trainer.channels_last=false"]
     metrics = run(tmp_path, *overrides)
     assert any(k.startswith("train/") for k in metrics)
     assert all(v == v for v in metrics.values())  # numbers, no NaN
@@ -96,7 +106,8 @@ def test_gd_polynomial_converges_to_the_local_minimum(tmp_path):
 @pytest.mark.parametrize("loss", ["bce_with_logits", "bce"])
 def test_logistic_regression_separates_setosa_from_versicolor(tmp_path, loss):
     metrics = run(tmp_path, "experiment=logistic_regression_iris", f"loss={loss}", "logger=none")
-    assert metrics["test/acc"] == 1.0 and metrics["val/acc"] == 1.0
+    assert metrics["val/acc"] == 1.0  # on the 100 training rows, the notes' protocol
+    assert "test/acc" not in metrics  # nothing held out
 
 
 def test_lenet5_then_eval_and_predict_from_the_command_line(cli, tmp_path, data_root):

@@ -54,7 +54,7 @@ def test_names_download_from_a_local_server(tmp_path, http_server):
 
 def test_missing_names_folder_is_one_message(tmp_path):
     cfg = compose("dataset=names", f"dataset.root={tmp_path}", "dataset.download=false", "model=rnn")
-    with pytest.raises(DlbenchError, match="names not found in"):
+    with pytest.raises(DlbenchError, match="names not found: .* is empty; expected <Language>.txt files"):
         build_data(cfg)
 
 
@@ -78,9 +78,10 @@ def test_rnn_cells_bidirectional_and_embedding(tmp_path, cell):
 def test_name2lang_trains_and_predicts_from_the_command_line(cli, tmp_path):
     write_names(tmp_path / "data")
     common = ["dataset.root=data", "dataset.download=false", "trainer.epochs=30", "trainer.progress=none"]
-    result = cli("experiment=name2lang_gru", *common, "hydra.run.dir=run")
+    # one name per step as the notes train, a larger step: 26 names learnt in 30 epochs
+    result = cli("experiment=name2lang_gru", *common, "optimizer.lr=0.1", "hydra.run.dir=run")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert read_metrics(tmp_path / "run")["train/acc"] > 0.9  # 26 names: it learns them
+    assert read_metrics(tmp_path / "run")["val/acc"] > 0.9  # validated on the training names
     result = cli("predict", "run", "Choi", "Smith", "--top-k", "2")
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if "Choi" in line or "Smith" in line]

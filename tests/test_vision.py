@@ -92,7 +92,7 @@ def test_image_folder_with_and_without_val(tmp_path):
     assert data.input_shape == [3, 8, 8] and data.size("val") == 3 and data.size("train") == 9
     gray = DATASETS.get("image_folder")(root=str(tmp_path / "imgs"), image_size=[8, 8], grayscale=True)
     assert gray.train[0][0].shape == (1, 8, 8)
-    with pytest.raises(DlbenchError, match="no .*train folder"):
+    with pytest.raises(DlbenchError, match="none does not exist; expected .*train/<class>"):
         DATASETS.get("image_folder")(root=str(tmp_path / "none"))
 
 

@@ -1,2 +1,3 @@
-"""Datasets, one module per family (vision, tabular, synthetic, series, text, translation_images),
-each registering into DATASETS when imported; `base.py` has DataSource and DataModule."""
+"""Datasets, one module per family (vision, imagenet, tabular, synthetic, series, text,
+translation_images), each registering into DATASETS when imported; `base.py` has DataSource and
+DataModule."""

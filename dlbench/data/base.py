@@ -245,9 +245,12 @@ class DataModule:
         self.class_names = source.class_names
         classification = source.num_classes is not None
         train, val, test = source.train, source.val, source.test
+        self.validate_on = cfg.validate_on
+        if self.validate_on != "val":  # validating on another split: no val split, nothing carved for it
+            val = None
         if test is None:
             train, test = carve(train, cfg.test_fraction, cfg.split_seed, classification, source.ordered)
-        if val is None:
+        if val is None and self.validate_on == "val":
             train, val = carve(train, cfg.val_fraction, cfg.split_seed + 1, classification, source.ordered)
         if len(train) == 0:
             raise DlbenchError(f"dataset '{cfg.name}' has no training samples")
@@ -259,6 +262,15 @@ class DataModule:
         if source.encode is not None:
             (train, val, test), learned = source.encode(train, val, test)
             self.meta.update(learned)
+        if self.validate_on == "test":
+            if test is None:
+                raise DlbenchError(
+                    f"dataset.validate_on=test: '{cfg.name}' has no test split here "
+                    "(dataset.test_fraction=0 and none shipped)"
+                )
+            val = test
+        elif self.validate_on == "train":
+            val = train  # before augmentation: the training samples as they are
         x, y = train[0][:2]
         self.input_shape = list(torch.as_tensor(x).shape)
         self.normalization = source.normalization
@@ -296,8 +308,10 @@ class DataModule:
         if isinstance(dataset, TensorDataset) and self.in_memory != "false":
             augment = self.batch_augment if split == "train" else None
             return TensorLoader(dataset, batch_size, sampler, augment)
-        if isinstance(dataset, Augmented):
-            dataset.seed, dataset.epoch = seed, epoch
+        inner = dataset
+        while isinstance(inner, Augmented):  # an ImageNet crop inside a configured augmentation
+            inner.seed, inner.epoch = seed, epoch
+            inner = inner.dataset
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -324,15 +338,19 @@ class DataModule:
         (`in_memory=auto`: when they take less than a quarter of the device's free memory)."""
         if self.in_memory == "false" or device.type == "cpu":
             return
-        tensors = [t for d in self.splits.values() if isinstance(d, TensorDataset) for t in d.tensors]
+        shared = {id(d): d for d in self.splits.values() if isinstance(d, TensorDataset)}
+        tensors = [t for d in shared.values() for t in d.tensors]
         size = sum(t.numel() * t.element_size() for t in tensors)
         free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
         if self.in_memory == "auto" and free is not None and size > free / 4:
             log.info(f"the data ({size / 2**30:.1f} GiB) stays in host memory (in_memory=auto)")
             return
+        moved: dict[int, TensorDataset] = {}  # a split validated on itself is moved once
         for split, dataset in self.splits.items():
             if isinstance(dataset, TensorDataset):
-                self.splits[split] = TensorDataset(*(t.to(device) for t in dataset.tensors))
+                if id(dataset) not in moved:
+                    moved[id(dataset)] = TensorDataset(*(t.to(device) for t in dataset.tensors))
+                self.splits[split] = moved[id(dataset)]
 
     def size(self, split: str) -> int:
         dataset = self.splits[split]

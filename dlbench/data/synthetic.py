@@ -34,13 +34,26 @@ def synthetic_linear(
 
 @DATASETS.register("synthetic_quadratic")
 def synthetic_quadratic(
-    n_samples: int = 1000, a: float = 1.0, b: float = 0.0, c: float = 3.0, noise: float = 0.0, seed: int = 0
+    n_samples: int = 1000,
+    a: float = 1.0,
+    b: float = 0.0,
+    c: float = 3.0,
+    noise: float = 0.0,
+    seed: int = 0,
+    test_samples: int = 0,  # > 0: a test split of this many fresh points (seed 001 tries 5 new x)
 ) -> DataSource:
-    """y = a·x² + b·x + c + noise·N(0, 1), with x ~ N(0, 1)."""
+    """y = a·x² + b·x + c + noise·N(0, 1), with x ~ N(0, 1). With test_samples, the test split is
+    drawn afresh after the training points (which stay the same), instead of carved from them."""
+    if test_samples < 0:
+        raise DlbenchError(f"dataset.test_samples={test_samples}: must be 0 (carve) or more")
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n_samples, 1, generator=g)
-    y = a * x**2 + b * x + c + noise * torch.randn(n_samples, 1, generator=g)
-    return DataSource(TensorDataset(x, y))
+
+    def draw(n: int) -> TensorDataset:
+        x = torch.randn(n, 1, generator=g)
+        return TensorDataset(x, a * x**2 + b * x + c + noise * torch.randn(n, 1, generator=g))
+
+    train = draw(n_samples)
+    return DataSource(train, test=draw(test_samples) if test_samples else None)
 
 
 @DATASETS.register("none")

@@ -12,6 +12,7 @@ import re
 import string
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from dlbench.data.base import DataSource
 from dlbench.data.download import fetch
+from dlbench.data.folders import describe
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 
@@ -55,31 +57,42 @@ def encode_names(names: list[str], length: int | None = None) -> torch.Tensor:
     return pad([[LETTERS.index(c) + 1 for c in to_ascii(n)] for n in names], length)
 
 
-def find(root: str, name: str, download: bool, url: str) -> Path:
-    """root/name, or root/data/name (where the tutorial archive puts it); downloaded if asked."""
+def find(root: str, name: str, download: bool, url: str, fits: Callable[[Path], bool], expected: str) -> Path:
+    """The tutorial data `name` (a file or folder) where `fits` says it is: root/name,
+    root/data/name (the archive's top folder is data/) or root itself; downloaded if asked."""
     base = Path(root).expanduser()
-    for candidate in (base / name, base / "data" / name):
-        if candidate.exists():
-            return candidate
-    if download:
-        fetch(url, base)
-        for candidate in (base / name, base / "data" / name):
-            if candidate.exists():
+    below = [name, f"data/{name}", ""]
+
+    def look() -> Path | None:
+        for candidate in (base / b if b else base for b in below):
+            if candidate.exists() and fits(candidate):
                 return candidate
-    raise DlbenchError(
-        f"{name} not found in {base} (nor in {base / 'data'}). Use dataset.download=true to fetch "
-        f"{url}, or point dataset.root at the folder that holds {name}."
-    )
+        return None
+
+    found = look()
+    if found is None and download:
+        fetch(url, base)
+        found = look()
+    if found is None:
+        raise DlbenchError(
+            f"{name} not found: {describe(base)}; expected {expected} in {base}, {base / name} or "
+            f"{base / 'data' / name}. Use dataset.download=true to fetch {url}, or point dataset.root "
+            f"at the folder that holds {name}."
+        )
+    return found
+
+
+def _language_files(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.txt"))
 
 
 @DATASETS.register("names")
 def names(root: str = "data", download: bool = True, url: str = TUTORIAL_DATA) -> DataSource:
     """Surnames in 18 languages (the char-RNN tutorial's names/<Language>.txt), folded to ASCII
-    over the seed's 57 letters; the class is the file name."""
-    folder = find(root, "names", download, url)
+    over the seed's 57 letters; the class is the file name. root is the folder of the .txt
+    files, or a folder above it (names/, data/names/)."""
+    folder = find(root, "names", download, url, _language_files, "<Language>.txt files")
     files = sorted(folder.glob("*.txt"))
-    if not files:
-        raise DlbenchError(f"names: no <Language>.txt files in {folder}")
     texts, labels = [], []
     for label, file in enumerate(files):
         try:
@@ -176,7 +189,7 @@ def _pairs_source(pairs: list[tuple[str, str]], tokens: str, min_count: int, whe
 @DATASETS.register("translation_pairs")
 def translation_pairs(
     root: str = "data",
-    file: str = "eng-fra.txt",  # root/<file> or root/data/<file>
+    file: str = "eng-fra.txt",  # root/<file> or root/data/<file> (or give the file itself as root)
     download: bool = True,
     url: str = TUTORIAL_DATA,
     reverse: bool = True,  # translate the second column (French) into the first (English)
@@ -187,7 +200,7 @@ def translation_pairs(
     """Tab-separated sentence pairs (the translation tutorial's eng-fra.txt), normalised and
     filtered as the tutorial does: fewer than max_length words, English side starting with one
     of `prefixes` (null: keep all); reverse=true translates the second column into the first."""
-    path = find(root, file, download, url)
+    path = find(root, file, download, url, Path.is_file, f"the file {file}")
     try:
         lines = path.read_text(encoding="utf-8").strip().split("\n")
     except UnicodeDecodeError as err:

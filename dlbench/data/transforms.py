@@ -18,6 +18,9 @@ STATS = {
     "fashion_mnist": ([0.2860], [0.3530]),
     "cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
     "cifar100": ([0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]),
+    "imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+    # ImageNet's statistics: what torchvision's pretrained weights expect
+    "caltech101": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
 }
 
 
@@ -217,6 +220,8 @@ class Augmented(torch.utils.data.Dataset):
     def __init__(self, dataset: torch.utils.data.Dataset, transform: v2.Compose, seed: int = 0):
         self.dataset, self.transform = dataset, transform
         self.seed, self.epoch = seed, 0
+        if (targets := getattr(dataset, "targets", None)) is not None:
+            self.targets = targets  # the labels, for stratified splits
 
     def __len__(self) -> int:
         return len(self.dataset)

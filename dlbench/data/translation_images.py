@@ -14,7 +14,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from dlbench.data.base import DataSource
-from dlbench.data.download import fetch
+from dlbench.data.download import extract, fetch
+from dlbench.data.folders import describe, first_fit
 from dlbench.data.images import open_image
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
@@ -34,16 +35,24 @@ def read_image(path: Path) -> torch.Tensor:
 
 
 def locate(root: str, name: str, download: bool, url: str, marker: str) -> Path:
-    """root/name holding `marker` (a split folder); else url + name + suffix downloaded and
-    extracted, if asked."""
-    folder = Path(root).expanduser() / name
-    if not (folder / marker).is_dir() and download:
-        suffix = ".zip" if marker == "trainA" else ".tar.gz"  # how each project packs its sets
-        fetch(url.rstrip("/") + "/" + name + suffix, Path(root).expanduser())
-    if not (folder / marker).is_dir():
+    """The folder holding `marker` (a split folder): root/name (root is the parent) or root itself
+    (root is the data set's folder); else root/<name>.tar.gz or .zip unpacked if it is there, or
+    url + name + suffix downloaded and unpacked, if asked."""
+    base = Path(root).expanduser()
+    fits = lambda folder: (folder / marker).is_dir()  # noqa: E731
+    suffix = ".zip" if marker == "trainA" else ".tar.gz"  # how each project packs its sets
+    folder = first_fit(base, [name, ""], fits)
+    if folder is None and (base / (name + suffix)).is_file():  # the archive, kept offline
+        extract(base / (name + suffix), base)
+        folder = first_fit(base, [name, ""], fits)
+    if folder is None and download:
+        fetch(url.rstrip("/") + "/" + name + suffix, base)
+        folder = first_fit(base, [name, ""], fits)
+    if folder is None:
         raise DlbenchError(
-            f"{name}: no {folder / marker} folder. Use dataset.download=true, or point dataset.root "
-            f"at the folder that holds {name}/{marker}/"
+            f"{name}: no {marker}/ folder: {describe(base)}. Expected {base / name / marker}/ or "
+            f"{base / marker}/. Use dataset.download=true, or point dataset.root at the folder that "
+            f"holds {marker}/"
         )
     return folder
 
@@ -108,14 +117,18 @@ def paired_images(
     image_size: list[int] = (256, 256),
     direction: str = "BtoA",  # facades: label map (B) -> photo (A)
 ) -> DataSource:
-    """pix2pix data: root/<archive>/{train,val,test}/*.jpg, each file A and B side by side;
-    direction AtoB or BtoA (facades: BtoA turns label maps into photos)."""
+    """pix2pix data: root/<archive>/{train,val,test}/*.jpg (or root/{train,val,test}/ when root is
+    the archive's folder), each file A and B side by side; direction AtoB or BtoA (facades: BtoA
+    turns label maps into photos)."""
     if direction not in ("AtoB", "BtoA"):
         raise DlbenchError(f"dataset.direction={direction}: choose AtoB or BtoA")
     folder = locate(root, archive, download, url, "train")
     splits = {s: image_files(folder / s) for s in ("train", "val", "test")}
     if not splits["train"]:
-        raise DlbenchError(f"{archive}: no images in {folder / 'train'}")
+        raise DlbenchError(
+            f"{archive}: no images in {folder / 'train'}: {describe(folder / 'train')}; expected "
+            "image files (.jpg, .png), each A and B side by side"
+        )
     made = {s: PairedImages(f, image_size, direction, s == "train") if f else None for s, f in splits.items()}
     return DataSource(made["train"], made["val"], made["test"])
 
@@ -128,12 +141,16 @@ def unpaired_images(
     url: str = CYCLEGAN_URL,  # + <archive>.zip
     image_size: list[int] = (256, 256),
 ) -> DataSource:
-    """CycleGAN data: root/<archive>/{trainA,trainB,testA,testB}/ images of two domains."""
+    """CycleGAN data: root/<archive>/{trainA,trainB,testA,testB}/ images of two domains (or
+    root/trainA/ ... when root is the archive's folder)."""
     folder = locate(root, archive, download, url, "trainA")
     files = {s: image_files(folder / s) for s in ("trainA", "trainB", "testA", "testB")}
     for split in ("trainA", "trainB"):
         if not files[split]:
-            raise DlbenchError(f"{archive}: no images in {folder / split}")
+            raise DlbenchError(
+                f"{archive}: no images in {folder / split}: {describe(folder / split)}; expected image "
+                "files (.jpg, .png)"
+            )
     test = None
     if files["testA"] and files["testB"]:
         test = UnpairedImages(files["testA"], files["testB"], image_size, train=False)

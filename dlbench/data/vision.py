@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from dlbench.data.base import DataSource
-from dlbench.data.download import fetch
+from dlbench.data.download import extract, fetch
+from dlbench.data.folders import describe, first_fit, has_class_folders, only_subfolder
 from dlbench.data.images import bad_images, open_image
 from dlbench.data.transforms import normalization, preprocess
 from dlbench.errors import DlbenchError
@@ -36,10 +38,11 @@ MNIST_FILES = [
 ]
 
 
-def _missing(name: str, folder: Path, files: list[str]) -> DlbenchError:
+def _missing(name: str, base: Path, below: list[str], files: list[str]) -> DlbenchError:
+    places = ", ".join(str(base / b) if b else str(base) for b in below)
     return DlbenchError(
-        f"{name}: data not found in {folder}. Expected the official files "
-        f"{', '.join(files)} there. Use dataset.download=true to fetch them, or point "
+        f"{name}: data not found in {places}. Expected the official files {', '.join(files)} "
+        f"in one of them; {describe(base)}. Use dataset.download=true to fetch them, or point "
         "dataset.root at the folder that holds them."
     )
 
@@ -53,7 +56,9 @@ MNIST_CLASSES = {
     "FashionMNIST": "T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag".split()
     + ["Ankle boot"],
 }
+# torchvision's CIFAR folder and archive names (the archive, kept offline, is unpacked in place)
 CIFAR_FOLDERS = {"CIFAR10": "cifar-10-batches-py", "CIFAR100": "cifar-100-python"}
+CIFAR_ARCHIVES = {"CIFAR10": "cifar-10-python.tar.gz", "CIFAR100": "cifar-100-python.tar.gz"}
 
 
 def read_idx(path: Path) -> torch.Tensor:
@@ -64,18 +69,29 @@ def read_idx(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape).copy())
 
 
+def _has_files(files: list[str]) -> Callable[[Path], bool]:
+    return lambda folder: all((folder / f).is_file() for f in files)
+
+
 def _mnist_family(name: str, source: str, root: str, download: bool, url: str | None):
-    folder = Path(root).expanduser() / source / "raw"
-    if download and not all((folder / f).is_file() for f in MNIST_FILES):
+    base = Path(root).expanduser()
+    below = ["", "raw", f"{source}/raw"]  # the files, or torchvision's <root>/MNIST/raw/
+    gzipped = [f + ".gz" for f in MNIST_FILES]  # the files as served, not yet unpacked
+    if (packed := first_fit(base, below, _has_files(gzipped))) and not _has_files(MNIST_FILES)(packed):
+        for file in gzipped:
+            extract(packed / file, packed)
+    folder = first_fit(base, below, _has_files(MNIST_FILES))
+    if folder is None and download:
         from torchvision import datasets as tv
 
         cls = getattr(tv, source)
+        folder = base / source / "raw"
         for file, md5 in cls.resources:
             if not (folder / file.removesuffix(".gz")).is_file():
-                base = url or cls.mirrors[0]
-                fetch(base.rstrip("/") + "/" + file, folder, md5 if url is None else None)
-    if not all((folder / f).is_file() for f in MNIST_FILES):
-        raise _missing(name, folder, MNIST_FILES)
+                mirror = url or cls.mirrors[0]
+                fetch(mirror.rstrip("/") + "/" + file, folder, md5 if url is None else None)
+    if folder is None or not _has_files(MNIST_FILES)(folder):
+        raise _missing(name, base, below, MNIST_FILES)
     splits = []
     for p in ("train", "t10k"):
         images, labels = folder / f"{p}-images-idx3-ubyte", folder / f"{p}-labels-idx1-ubyte"
@@ -142,17 +158,22 @@ def _read_batch(path: Path) -> dict:
 
 def _cifar(name: str, hundred: bool, root: str, download: bool, url: str | None):
     source = "CIFAR100" if hundred else "CIFAR10"
-    folder = Path(root).expanduser() / CIFAR_FOLDERS[source]
+    base = Path(root).expanduser()
     train_files = ["train"] if hundred else [f"data_batch_{i}" for i in range(1, 6)]
     meta_file = "meta" if hundred else "batches.meta"
     files = [*train_files, "test", meta_file] if hundred else [*train_files, "test_batch", meta_file]
-    if download and not all((folder / f).is_file() for f in files):
+    below = ["", CIFAR_FOLDERS[source]]  # the batches, or the archive's top folder
+    archive = base / CIFAR_ARCHIVES[source]
+    if first_fit(base, below, _has_files(files)) is None and archive.is_file():
+        extract(archive, base)
+    if first_fit(base, below, _has_files(files)) is None and download:
         from torchvision import datasets as tv
 
         cls = getattr(tv, source)
-        fetch(url or cls.url, Path(root).expanduser(), cls.tgz_md5 if url is None else None)
-    if not all((folder / f).is_file() for f in files):
-        raise _missing(name, folder, files)
+        fetch(url or cls.url, base, cls.tgz_md5 if url is None else None)
+    folder = first_fit(base, below, _has_files(files))
+    if folder is None:
+        raise _missing(name, base, below, files)
     label_key = "fine_labels" if hundred else "labels"
 
     def load(paths: list[str]):
@@ -235,8 +256,10 @@ def image_folder(
     # decode every file at start (false: a bad file stops the run when a batch meets it)
     check_images: bool = True,
 ) -> DataSource:
-    """Any root/<split>/<class>/*.jpg|png tree (torchvision ImageFolder); train/ is required,
-    val/ and test/ are used when present and carved from train/ otherwise.
+    """Any root/<split>/<class>/*.jpg|png tree (torchvision ImageFolder): train/, and val/ and
+    test/ when present (carved from train/ otherwise); or root/<class>/*.jpg, one folder per
+    class, from which train, val and test are carved (stratified). root may also be the folder
+    that holds either of these (an archive's single top folder).
 
     Every file is decoded when the run starts (`check_images`). A file that does not decode (cut
     short, not an image) stops the run with its name (`bad_images=fail`), or is left out
@@ -244,11 +267,7 @@ def image_folder(
     With check_images=false a bad file stops the run, named, when a batch meets it."""
     from torchvision.transforms import v2
 
-    base = Path(root).expanduser()
-    if not (base / "train").is_dir():
-        raise DlbenchError(
-            f"image_folder: no {base / 'train'} folder (expected {base}/train/<class>/<images>)"
-        )
+    base, split_folders = image_root(Path(root).expanduser(), "image_folder")
     channels = 1 if grayscale else 3
     stats = normalization("image_folder", normalize, channels)
     steps = [v2.Grayscale(1)] if grayscale else [v2.RGB()]
@@ -265,18 +284,20 @@ def image_folder(
         raise DlbenchError(f"dataset.bad_images={bad_images}: choose fail or skip")
 
     def load(split: str):
-        if not (base / split).is_dir():
+        folder = base / split if split_folders else base
+        if not folder.is_dir():
             return None
         loader = functools.partial(open_image, mode="L" if grayscale else "RGB")
         try:
             from torchvision import datasets as tv
 
-            folder = tv.ImageFolder(str(base / split), transform=transform, loader=loader)
+            images = tv.ImageFolder(str(folder), transform=transform, loader=loader)
         except (FileNotFoundError, RuntimeError) as err:
-            raise DlbenchError(f"image_folder: {base / split}: {err}") from err
-        return drop_bad_images(folder, bad_images, max_bad_fraction) if check_images else folder
+            raise DlbenchError(f"image_folder: {folder}: {err}") from err
+        return drop_bad_images(images, bad_images, max_bad_fraction) if check_images else images
 
-    train, val, test = load("train"), load("val"), load("test")
+    train = load("train")
+    val, test = (load("val"), load("test")) if split_folders else (None, None)
     for split in (val, test):
         if split is not None and split.classes != train.classes:
             raise DlbenchError(
@@ -284,6 +305,21 @@ def image_folder(
             )
     return DataSource(
         train, val, test, num_classes=len(train.classes), class_names=list(train.classes), normalization=stats
+    )
+
+
+def image_root(base: Path, name: str) -> tuple[Path, bool]:
+    """Where an image tree is, and whether it has split folders: base/train/<class>/ (True) or
+    base/<class>/ (False), in base or in its single subfolder (an archive's top folder)."""
+    inner = only_subfolder(base)
+    for folder in (base, *([base / inner] if inner else [])):
+        if (folder / "train").is_dir():
+            return folder, True
+        if has_class_folders(folder):
+            return folder, False
+    raise DlbenchError(
+        f"{name}: {describe(base)}; expected {base}/train/<class>/<images> (with val/ and test/ "
+        f"if you have them) or one folder of images per class, {base}/<class>/<images>"
     )
 
 
@@ -319,6 +355,7 @@ def drop_bad_images(folder, policy: str, max_fraction: float):
 # Input shape and classes of the built-in image sets, known without reading them (`dlbench show`).
 SHAPES = {"mnist": (1, 28, 28, 10), "fashion_mnist": (1, 28, 28, 10), "cifar10": (3, 32, 32, 10)}
 SHAPES["cifar100"] = (3, 32, 32, 100)
+SHAPES["caltech101"], SHAPES["imagenet"] = (3, 224, 224, 101), (3, 224, 224, 1000)
 
 
 def known_shape(node: dict) -> tuple[list[int], int] | None:

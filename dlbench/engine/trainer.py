@@ -66,6 +66,7 @@ class Trainer:
         self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
         self.stop_signal: int | None = None  # set by a SIGTERM/SIGUSR1/SIGUSR2 (preemption)
         self.skipped_steps = 0  # steps left out for a NaN/Inf (trainer.nonfinite=skip)
+        self.running = RunningMeans(cfg.running_loss_every)  # seed 003's running loss, across epochs
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, task: Task) -> None:
@@ -294,6 +295,8 @@ class Trainer:
                 means.add(out, _batch_size(batch))
                 self.state.step += 1
                 self.state.epoch_step += 1
+                if (window := self.running.add(out, self.state.step)) is not None:
+                    self.log_running_means(window, epoch)
                 for opt in optimizations.values():
                     opt.after_step(self.state.step)
                 if self.state.step % self.cfg.log_every_n_steps == 0:
@@ -325,6 +328,13 @@ class Trainer:
         metrics.update(_prefixed("train", task.compute_metrics("train")))
         metrics.update(_learning_rates(optimizations))
         return metrics
+
+    def log_running_means(self, window: dict[str, float], epoch: int) -> None:
+        """Seed 003's print, `[epoch, mini-batch] loss: mean of the last N mini-batches`, also
+        in TensorBoard as train/running_<name>."""
+        for name, value in window.items():
+            log.info(f"[{epoch + 1}, {self.state.epoch_step:5d}] {name}: {value:.3f}")
+        self.log.scalars({f"train/running_{k}": v for k, v in window.items()}, self.state.step)
 
     @torch.no_grad()
     def evaluate(self, task: Task, data: Any, split: str) -> dict[str, float]:
@@ -425,6 +435,30 @@ class BatchMeans:
             [*(self.sums[k] for k in keys), torch.tensor(float(self.count))]
         )
         return {f"{prefix}/{k}": float(v) / max(float(count), 1.0) for k, v in zip(keys, sums, strict=True)}
+
+
+class RunningMeans:
+    """The mean of each step value over windows of `every` steps (seed 003's running loss). The
+    windows count the run's steps, not each epoch's, so they also close when an epoch has fewer
+    than `every` mini-batches. Summed on the device; read once per window."""
+
+    def __init__(self, every: int | None) -> None:
+        self.every = every
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, values: dict[str, torch.Tensor], step: int) -> dict[str, float] | None:
+        """Add one step's values; at the end of a window, return their means (and start anew)."""
+        if not self.every:
+            return None
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0) + value.detach().float()
+        self.count += 1
+        if step % self.every:
+            return None
+        window = {key: float(total) / self.count for key, total in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return window
 
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:

@@ -8,6 +8,7 @@ from typing import Literal
 from torch import nn
 
 from dlbench.models.layers import check_fits, choose_stem, image_shape
+from dlbench.models.pretrained import freeze_backbone, load_torchvision_weights
 from dlbench.registry import MODELS
 
 
@@ -20,12 +21,16 @@ def alexnet(
     dropout: float = 0.5,
     hidden: int = 4096,  # width of the two hidden FC layers
     pool_size: int = 6,  # the adaptive average pool before the classifier (6x6 in the paper)
+    pretrained: bool = False,  # torchvision's ImageNet weights from torch's hub cache (never downloaded)
+    freeze: Literal["none", "backbone"] = "none",  # backbone: train only the last layer
 ) -> nn.Module:
     """AlexNet: five ReLU convs with max-pooling, adaptive average pool, dropout-FC-FC-FC.
 
     stem=imagenet: the 11x11 stride-4 first conv of the paper (224px inputs).
     stem=cifar: a 3x3 stride-1 first conv, so 32px images keep enough resolution; everything
     after it is the same, and the adaptive pool makes any input size fit the classifier.
+    pretrained=true loads torchvision's ImageNet weights (stem=imagenet); freeze=backbone trains
+    only the last layer.
     """
     channels, _, _ = image_shape(input_shape, "alexnet")
     if choose_stem(stem, input_shape) == "imagenet":
@@ -64,4 +69,7 @@ def alexnet(
             classifier=classifier,
         )
     )
+    if pretrained:
+        load_torchvision_weights(model, "alexnet", "model.stem=imagenet, hidden=4096, pool_size=6")
+    freeze_backbone(model, freeze)
     return check_fits(model, input_shape, "alexnet")

@@ -55,6 +55,31 @@ def cnn_mnist(
     )
 
 
+@MODELS.register("cnn_seed001")
+def cnn_seed001(input_shape: list[int], num_outputs: int, hidden: int = 100) -> nn.Module:
+    """Seed 001's MyCNN: conv16-ReLU-conv32-pool-conv64-ReLU-pool (5x5 kernels), fc 100-ReLU-fc.
+
+    As the slide draws it, the second conv has no ReLU before its pool. The slide's first FC
+    is `Linear(64*3*3, 10)` followed by `Linear(100, 10)`, a typo: built as 64*3*3 -> 100 -> 10,
+    the 3x3 being what 28x28 inputs leave (28 -> 24 -> 20 -> 10 -> 6 -> 3)."""
+    features = nn.Sequential(
+        nn.Conv2d(input_shape[0], 16, 5),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 5),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(32, 64, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Flatten(),
+    )
+    return nn.Sequential(
+        features,
+        nn.Linear(_flat_features(features, input_shape, "cnn_seed001"), hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, num_outputs),
+    )
+
+
 @MODELS.register("lenet5")
 def lenet5(input_shape: list[int], num_outputs: int, activation: str = "tanh") -> nn.Module:
     """LeNet-5 (seed 001): conv6-avgpool-conv16-avgpool-conv120, fc84, tanh; 32x32 inputs."""

@@ -16,6 +16,7 @@ from torch import nn
 
 from dlbench.errors import DlbenchError
 from dlbench.models.layers import check_fits, choose_stem, image_shape, init_cnn
+from dlbench.models.pretrained import freeze_backbone, load_torchvision_weights
 from dlbench.registry import MODELS
 
 # The ImageNet DenseNets: depth -> layers per dense block.
@@ -70,11 +71,14 @@ def densenet(
     dropout: float = 0.0,
     # auto | cifar (one 3x3 conv) | imagenet (7x7/2 conv, BN, ReLU, 3x3/2 max-pool)
     stem: Literal["auto", "cifar", "imagenet"] = "auto",
+    pretrained: bool = False,  # torchvision's ImageNet weights from torch's hub cache (never downloaded)
+    freeze: Literal["none", "backbone"] = "none",  # backbone: train only the last layer (fc)
 ) -> nn.Module:
     """DenseNet-121/169/201 and the CIFAR DenseNet-BC (depth 6n+4): growth rate, compression.
 
     `blocks` (layers per dense block) overrides depth. init_features defaults to twice the
     growth rate. stem=imagenet: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool; stem=cifar: one 3x3 conv.
+    pretrained=true loads torchvision's ImageNet weights; freeze=backbone trains only the fc.
     """
     channels, _, _ = image_shape(input_shape, "densenet")
     blocks = list(blocks) if blocks is not None else blocks_for(depth)
@@ -109,4 +113,8 @@ def densenet(
         )
     )
     init_cnn(model)
+    if pretrained:
+        layout = "depth 121, 169 or 201, growth_rate=32, bn_size=4, stem=imagenet, no blocks"
+        load_torchvision_weights(model, f"densenet{depth}", layout)
+    freeze_backbone(model, freeze)
     return check_fits(model, input_shape, "densenet")

@@ -13,6 +13,7 @@ container holding its networks by name; the GAN tasks train them with one optimi
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -141,7 +142,7 @@ class DCGenerator(nn.Module):
         return self.net(self.fc(z).view(len(z), self.top, self.start, self.start))
 
 
-def dc_discriminator(shape: list[int], width: int) -> nn.Sequential:
+def dc_discriminator(shape: list[int], width: int, activation: str = "leaky_relu") -> nn.Sequential:
     channels, height, width_px = shape
     start, steps = upsamplings(height)
     layers: list[nn.Module] = []
@@ -151,7 +152,7 @@ def dc_discriminator(shape: list[int], width: int) -> nn.Sequential:
         layers.append(nn.Conv2d(c, out, 5, 2, padding=2, bias=i == 0))
         if i > 0:
             layers.append(nn.BatchNorm2d(out))
-        layers.append(nn.LeakyReLU(0.2, True))
+        layers.append(nn.LeakyReLU(0.2, True) if activation == "leaky_relu" else nn.ReLU(True))
         c = out
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * start * (width_px // 2**steps), 1))
 
@@ -161,9 +162,12 @@ def dcgan(
     input_shape: list[int],
     latent_dim: int = 100,
     width: int = 64,  # channels of D's first conv and G's last hidden layer (doubled per layer)
+    # D's activation: leaky_relu (0.2, the DCGAN paper) | relu (what seed 000's figure labels)
+    d_activation: Literal["leaky_relu", "relu"] = "leaky_relu",
 ) -> GAN:
     """DCGAN: G = FC -> 5x5 stride-2 transposed convs (BN, ReLU) -> tanh; D = 5x5 stride-2
-    convs (BN, LeakyReLU 0.2) -> FC. As many 2x steps as the image size allows (28: 2, 32: 3)."""
+    convs (BN, LeakyReLU 0.2, or ReLU with d_activation=relu as seed 000's figure labels it)
+    -> FC. As many 2x steps as the image size allows (28: 2, 32: 3)."""
     channels, height, width_px = image_shape(input_shape, "dcgan")
     if height != width_px:
         raise DlbenchError(
@@ -172,7 +176,7 @@ def dcgan(
     return GAN(
         latent_dim,
         generator=_init_normal(DCGenerator(latent_dim, list(input_shape), width)),
-        discriminator=_init_normal(dc_discriminator(list(input_shape), width)),
+        discriminator=_init_normal(dc_discriminator(list(input_shape), width, d_activation)),
     )
 
 

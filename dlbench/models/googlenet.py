@@ -57,22 +57,31 @@ def googlenet(
     num_outputs: int,
     width: float = 1.0,  # multiplies every channel count of the table
     batch_norm: bool = False,  # true: BatchNorm after every conv (trains much more easily)
-    # cifar: one 3x3 conv to 192 | imagenet: 7x7/2, max-pool, 3x3, max-pool
-    stem: Literal["auto", "cifar", "imagenet"] = "auto",
+    # cifar: one 3x3 conv to 192 | imagenet: 7x7/2, max-pool, 3x3, max-pool (with ReLUs) |
+    # seed: seed 001's layer_1, the same convs and pools with no activation between them
+    stem: Literal["auto", "cifar", "imagenet", "seed"] = "auto",
     dropout: float = 0.4,
 ) -> nn.Module:
     """GoogLeNet: a conv stem, nine inception modules (seed 001's table), global pool, dropout, FC.
 
-    stem=imagenet is the seed's: 7x7/2 conv, 3x3/2 max-pool, 3x3 conv to 192, 3x3/2 max-pool
-    (with the ReLUs the paper has). stem=cifar is one 3x3 conv to 192 at full resolution.
-    width scales every channel count; batch_norm adds BatchNorm after each conv.
+    stem=imagenet: 7x7/2 conv, 3x3/2 max-pool, 3x3 conv to 192, 3x3/2 max-pool, with the ReLUs
+    the paper has; stem=seed is the same as seed 001 draws it, with no activation between the
+    layers. stem=cifar is one 3x3 conv to 192 at full resolution. width scales every channel
+    count; batch_norm adds BatchNorm after each conv.
     """
     channels, _, _ = image_shape(input_shape, "googlenet")
 
     def w(c: int) -> int:
         return max(1, round(c * width))
 
-    if choose_stem(stem, input_shape) == "imagenet":
+    if stem == "seed":  # seed 001: nn.Conv2d(3, 64, 7, 2, 3), MaxPool, nn.Conv2d(64, 192, 3, 1, 1), MaxPool
+        stem_layers = nn.Sequential(
+            nn.Conv2d(channels, w(64), 7, stride=2, padding=3),
+            nn.MaxPool2d(3, stride=2, padding=1),
+            nn.Conv2d(w(64), w(192), 3, padding=1),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+    elif choose_stem(stem, input_shape) == "imagenet":
         stem_layers = nn.Sequential(
             conv(channels, w(64), 7, batch_norm, stride=2),
             nn.MaxPool2d(3, stride=2, padding=1),

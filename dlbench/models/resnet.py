@@ -19,6 +19,7 @@ from torch import nn
 from dlbench.errors import DlbenchError
 from dlbench.models import attention as attn
 from dlbench.models.layers import check_fits, choose_stem, image_shape, init_cnn
+from dlbench.models.pretrained import freeze_backbone, load_torchvision_weights
 from dlbench.registry import MODELS
 
 # depth -> (block, blocks per stage)
@@ -31,7 +32,10 @@ DEPTHS = {
 }
 
 
-def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> list[nn.Module]:
+def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, norm: str = "batch") -> list[nn.Module]:
+    """A conv and its BatchNorm; with norm=none the conv alone, with a bias (seed 001's blocks)."""
+    if norm == "none":
+        return [nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2)]
     return [nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, bias=False), nn.BatchNorm2d(out_ch)]
 
 
@@ -39,24 +43,30 @@ class Block(nn.Module):
     """A residual block: basic (3x3, 3x3) or bottleneck (1x1 reduce, 3x3, 1x1 expand x4),
     then the attention block (if any) on the residual branch, before the addition."""
 
-    def __init__(self, kind: str, in_ch: int, planes: int, stride: int, attention: nn.Module | None):
+    def __init__(
+        self, kind: str, in_ch: int, planes: int, stride: int, attention: nn.Module | None, norm: str
+    ):
         super().__init__()
         self.out_channels = planes * (4 if kind == "bottleneck" else 1)
         if kind == "basic":
-            layers = [*conv_bn(in_ch, planes, 3, stride), nn.ReLU(inplace=True), *conv_bn(planes, planes, 3)]
+            layers = [
+                *conv_bn(in_ch, planes, 3, stride, norm),
+                nn.ReLU(inplace=True),
+                *conv_bn(planes, planes, 3, norm=norm),
+            ]
         else:
             layers = [
-                *conv_bn(in_ch, planes, 1),
+                *conv_bn(in_ch, planes, 1, norm=norm),
                 nn.ReLU(inplace=True),
-                *conv_bn(planes, planes, 3, stride),
+                *conv_bn(planes, planes, 3, stride, norm),
                 nn.ReLU(inplace=True),
-                *conv_bn(planes, self.out_channels, 1),
+                *conv_bn(planes, self.out_channels, 1, norm=norm),
             ]
         self.residual = nn.Sequential(*layers)
         self.attention = attention or nn.Identity()
         self.shortcut = nn.Identity()
         if stride != 1 or in_ch != self.out_channels:
-            self.shortcut = nn.Sequential(*conv_bn(in_ch, self.out_channels, 1, stride))
+            self.shortcut = nn.Sequential(*conv_bn(in_ch, self.out_channels, 1, stride, norm))
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,6 +80,7 @@ def make_stages(
     width: int,
     size: int,
     make_attention: Callable[[int, int], nn.Module | None],
+    norm: str = "batch",
 ) -> tuple[nn.Sequential, int]:
     """Stage i has blocks[i] blocks of width * 2**i planes; every stage after the first
     halves the feature map in its first block. Returns the stages and their output channels."""
@@ -81,7 +92,7 @@ def make_stages(
             stride = 2 if i > 0 and j == 0 else 1
             size = math.ceil(size / stride)
             expanded = planes * (4 if kind == "bottleneck" else 1)
-            block = Block(kind, in_ch, planes, stride, make_attention(expanded, size))
+            block = Block(kind, in_ch, planes, stride, make_attention(expanded, size), norm)
             stage.append(block)
             in_ch = block.out_channels
         stages.append((f"stage{i + 1}", nn.Sequential(*stage)))
@@ -106,6 +117,10 @@ def resnet(
     ge_mlp: bool = False,  # true: an SE-style MLP on the gathered context (GE-θ+)
     cbam_kernel: int = 7,  # CBAM's spatial-attention conv size
     zero_init_residual: bool = False,  # start each block as the identity (zero the last BatchNorm's scale)
+    # batch | none: no BatchNorm, convs with biases and PyTorch's default init (seed 001's ResNet)
+    norm: Literal["batch", "none"] = "batch",
+    pretrained: bool = False,  # torchvision's ImageNet weights from torch's hub cache (never downloaded)
+    freeze: Literal["none", "backbone"] = "none",  # backbone: train only the last layer (fc)
 ) -> nn.Module:
     """ResNet-18/34/50/101/152 (basic or bottleneck blocks), with SE, GE or CBAM attention.
 
@@ -115,8 +130,17 @@ def resnet(
     3x3/2 max-pool; stem=cifar: one 3x3 conv at full resolution. attention=se|ge|cbam puts
     that block in every residual branch (reduction: its MLP's ratio; ge_extent: 0 = global,
     else 2, 4, 8...; ge_parametric: learned depthwise gather; ge_mlp: SE-style excite).
+    norm=none drops every BatchNorm, as seed 001's bottleneck ResNet draws it (its convs get
+    biases and PyTorch's default init). pretrained=true loads torchvision's ImageNet weights
+    from torch's hub cache (the last layer stays new for another number of classes);
+    freeze=backbone then trains only that last layer.
     """
     channels, height, width_px = image_shape(input_shape, "resnet")
+    if pretrained and (layers is not None or block != "auto"):
+        raise DlbenchError(
+            "model.pretrained=true: torchvision's weights are for its depths (18, 34, 50, 101, 152); "
+            "leave model.layers and model.block unset"
+        )
     if layers is None:
         if depth not in DEPTHS:
             raise DlbenchError(
@@ -133,12 +157,12 @@ def resnet(
     size = min(height, width_px)
     if choose_stem(stem, input_shape) == "imagenet":
         stem_layers = nn.Sequential(
-            *conv_bn(channels, width, 7, stride=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, padding=1)
+            *conv_bn(channels, width, 7, 2, norm), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, padding=1)
         )
         size = math.ceil(size / 4)
     else:
-        stem_layers = nn.Sequential(*conv_bn(channels, width, 3), nn.ReLU(inplace=True))
-    stages, out_ch = make_stages(kind, list(layers), width, width, size, make_attention)
+        stem_layers = nn.Sequential(*conv_bn(channels, width, 3, norm=norm), nn.ReLU(inplace=True))
+    stages, out_ch = make_stages(kind, list(layers), width, width, size, make_attention, norm)
     model = nn.Sequential(
         OrderedDict(
             stem=stem_layers,
@@ -148,9 +172,14 @@ def resnet(
             fc=nn.Linear(out_ch, num_outputs),
         )
     )
-    init_cnn(model)
+    if norm == "batch":  # without BatchNorm, He init lets every residual branch add its full scale:
+        init_cnn(model)  # ResNet-50's outputs come out ~300x those of PyTorch's default init
     if zero_init_residual:  # each block starts as the identity (Goyal et al., 2017)
         for m in model.modules():
             if isinstance(m, Block):
                 nn.init.zeros_(m.residual[-1].weight)
+    if pretrained:
+        layout = "model.stem=imagenet, width=64, norm=batch, attention=none, no model.layers"
+        load_torchvision_weights(model, f"resnet{depth}", layout)
+    freeze_backbone(model, freeze)
     return check_fits(model, input_shape, "resnet")

@@ -9,6 +9,7 @@ from torch import nn
 
 from dlbench.errors import DlbenchError
 from dlbench.models.layers import check_fits, choose_stem, image_shape, init_cnn
+from dlbench.models.pretrained import freeze_backbone, load_torchvision_weights
 from dlbench.registry import MODELS
 
 # Output channels of each 3x3 conv, "M" a 2x2 max-pool: configurations A, B, D, E of the paper.
@@ -53,12 +54,15 @@ def vgg(
     stem: Literal["auto", "cifar", "imagenet"] = "auto",
     hidden: int = 4096,
     dropout: float = 0.5,  # the seed's CIFAR VGG-16 uses 0.65 (see experiment=vgg16_cifar10)
+    pretrained: bool = False,  # torchvision's ImageNet weights from torch's hub cache (never downloaded)
+    freeze: Literal["none", "backbone"] = "none",  # backbone: train only the last layer
 ) -> nn.Module:
     """VGG-11/13/16/19: 3x3 convs (+BatchNorm if batch_norm) in five pooled blocks, FC-FC-FC.
 
     stem=imagenet pools the last feature map to 7x7 before the classifier (torchvision's
     VGG, 25088 inputs to the first FC); stem=cifar pools it to 1x1, the seed's 512-4096-4096-n
-    classifier for 32px images. width scales every conv's channels.
+    classifier for 32px images. width scales every conv's channels. pretrained=true loads
+    torchvision's ImageNet weights (stem=imagenet); freeze=backbone trains only the last layer.
     """
     if depth not in LAYOUTS:
         raise DlbenchError(f"model.depth={depth}: VGG comes in depths {', '.join(map(str, LAYOUTS))}")
@@ -97,4 +101,8 @@ def vgg(
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
+    if pretrained:
+        arch = f"vgg{depth}{'_bn' if batch_norm else ''}"
+        load_torchvision_weights(model, arch, "model.stem=imagenet, width=1, hidden=4096")
+    freeze_backbone(model, freeze)
     return check_fits(model, input_shape, "vgg")

@@ -10,11 +10,14 @@ from torch import nn
 
 from dlbench.engine.logging import new_table
 from dlbench.errors import DlbenchError
+from dlbench.figures import confusion_figure, decision_regions_figure
 from dlbench.registry import TASKS
 from dlbench.tasks.base import SPLITS, Optimize, Task
 from dlbench.tasks.metrics import ConfusionMatrix
 
 TTA = ("none", "flip", "flip_translate")
+# Losses that compare vectors: a class label becomes a one-hot vector for them (seed 001's MSELoss).
+REGRESSION_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss)
 
 
 @TASKS.register("classification")
@@ -28,8 +31,13 @@ class Classification(Task):
         model: nn.Module,
         loss: nn.Module,
         data: Any,
-        confusion_matrix: bool = True,
+        confusion_matrix: bool = True,  # logged after each evaluation of val and test
+        # rows sum to 1: each true class's share of predictions (seed 002's name2lang plot)
+        confusion_normalize: bool = False,
         tta: str = "none",  # test-time augmentation in val/test: none | flip | flip_translate (airbench's)
+        # inputs of 2 (or more) features: draw the class regions over the first two after each
+        # evaluation (seed 002's iris picture); other features at their mean
+        decision_regions: bool = False,
     ):
         super().__init__(model, loss)
         if tta not in TTA:
@@ -47,8 +55,11 @@ class Classification(Task):
         for split in SPLITS:  # accuracy; on val and test also balanced accuracy and macro F1
             setattr(self, f"{split}_metrics", ConfusionMatrix(self.num_classes))
         self.confusion_matrix = confusion_matrix
+        self.confusion_normalize = confusion_normalize
+        self.decision_regions = decision_regions
+        self.seen: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # inputs for the regions
+        self.evaluated: dict[str, Any] = {}  # the last evaluation's matrix and samples, for figures()
         self.per_class_result: dict[str, torch.Tensor] | None = None
-        self.test_matrix: torch.Tensor | None = None
 
     @staticmethod
     def output_size(data: Any) -> int:
@@ -56,6 +67,8 @@ class Classification(Task):
 
     # The three methods a variant (binary) changes: loss on the model's output, and predictions.
     def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.loss, REGRESSION_LOSSES):  # seed 001's MSELoss: the target as a one-hot vector
+            y = nn.functional.one_hot(y, self.num_classes).to(output.dtype)
         return self.loss(output, y)
 
     def predict(self, output: torch.Tensor) -> torch.Tensor:
@@ -92,14 +105,20 @@ class Classification(Task):
         x, y = batch
         output = self.evaluate_images(x)
         self.metrics(split).update(self.predict(output), y)
+        if self.decision_regions and x.dim() == 2:
+            self.seen.setdefault(split, []).append((x.detach(), y.detach()))
         return {"loss": self.compute_loss(output, y)}
 
     def compute_metrics(self, split: str) -> dict[str, float]:
         matrix = self.metrics(split)
         values = matrix.compute(averages=split != "train")
-        if split == "test":  # for the report and the figure
+        if split == "test":  # for the report
             self.per_class_result = {k: v.cpu() for k, v in matrix.per_class().items()}
-            self.test_matrix = matrix.matrix().cpu()
+        if self.confusion_matrix and split in ("val", "test"):  # for figures(split)
+            self.evaluated[f"{split}/confusion"] = matrix.matrix().cpu()
+        if self.seen.get(split):
+            inputs, labels = zip(*self.seen.pop(split), strict=True)
+            self.evaluated[f"{split}/samples"] = [torch.cat(inputs).cpu(), torch.cat(labels).cpu()]
         matrix.reset()
         return values
 
@@ -117,32 +136,25 @@ class Classification(Task):
         return table
 
     def figures(self, split: str) -> dict[str, Any]:
-        if split != "test" or not self.confusion_matrix or self.test_matrix is None:
-            return {}
-        matrix, self.test_matrix = self.test_matrix, None
-        return {"test/confusion_matrix": confusion_figure(matrix, self.class_names)}
+        """The confusion matrix of the split (val or test) and, with decision_regions, the class
+        regions over its samples."""
+        figures = {}
+        if (matrix := self.evaluated.pop(f"{split}/confusion", None)) is not None:
+            title = f"{split} split" + (", each row normalised" if self.confusion_normalize else "")
+            figures[f"{split}/confusion_matrix"] = confusion_figure(
+                matrix, self.class_names, self.confusion_normalize, title
+            )
+        if (samples := self.evaluated.pop(f"{split}/samples", None)) is not None:
+            figures[f"{split}/decision_regions"] = decision_regions_figure(
+                self.predict_inputs, *samples, self.class_names, f"{split} split: decision regions"
+            )
+        return figures
 
-
-def confusion_figure(matrix: torch.Tensor, names: list[str]) -> Any:
-    """The test split's confusion matrix: true classes down, predicted across, counts in the cells."""
-    import matplotlib.pyplot as plt
-
-    n = len(names)
-    size = max(4.0, 0.5 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(matrix.numpy(), cmap="Blues")
-    ax.set_xticks(range(n), names, rotation=90 if n > 10 else 0)
-    ax.set_yticks(range(n), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if n <= 30:
-        top = float(matrix.max()) or 1.0
-        for (i, j), count in zip(
-            ((i, j) for i in range(n) for j in range(n)), matrix.flatten().tolist(), strict=True
-        ):
-            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > top / 2 else "black")
-    fig.tight_layout()
-    return fig
+    @torch.no_grad()
+    def predict_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Classes for inputs on the CPU (a grid of points), through the model on its device."""
+        device = next(self.model.parameters()).device
+        return self.predict(self.model(x.to(device)))
 
 
 @TASKS.register("binary_classification")
@@ -152,9 +164,16 @@ class BinaryClassification(Classification):
     default_loss = "bce_with_logits"
 
     def __init__(
-        self, model: nn.Module, loss: nn.Module, data: Any, confusion_matrix: bool = True, tta: str = "none"
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        data: Any,
+        confusion_matrix: bool = True,  # logged after each evaluation of val and test
+        confusion_normalize: bool = False,  # rows sum to 1: each true class's share of predictions
+        tta: str = "none",  # test-time augmentation in val/test: none | flip | flip_translate
+        decision_regions: bool = False,  # 2 (or more) features: draw the class regions over the first two
     ):
-        super().__init__(model, loss, data, confusion_matrix, tta)
+        super().__init__(model, loss, data, confusion_matrix, confusion_normalize, tta, decision_regions)
         if self.num_classes != 2:
             raise DlbenchError(
                 f"task=binary_classification needs 2 classes; dataset '{data.name}' has "

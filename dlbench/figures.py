@@ -1,0 +1,141 @@
+"""The pictures the lecture notes draw, as matplotlib figures for TensorBoard: a confusion
+matrix (seed 002's name2lang plot), the decision regions of a 2-feature classifier (seed 002's
+iris), and activation functions with their derivatives (seed 002's vanishing-gradient lesson)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+# Activation modules the activation picture knows, by class (each drawn once per model).
+ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # rendered to images; no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_figure(matrix: torch.Tensor, names: list[str], normalize: bool, title: str) -> Any:
+    """Rows are the true classes, columns the predicted ones. normalize: each row divided by its
+    count, so a cell is the share of a class predicted as another (sklearn's normalize='true').
+    The figure grows with the number of classes, so each label stays readable; cells are
+    written in up to 30 classes, labels in up to 120 (beyond, the classes are numbered)."""
+    plt = _pyplot()
+    counts = matrix.detach().cpu().double()
+    values = counts / counts.sum(dim=1, keepdim=True).clamp(min=1) if normalize else counts
+    n = len(names)
+    inches = min(max(5.0, (0.45 if n <= 40 else 0.2) * n + 2.5), 24.0)  # room for each label
+    fig, ax = plt.subplots(figsize=(inches, inches), dpi=100)
+    image = ax.imshow(values.numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    font = 9 if n <= 40 else 6
+    if n <= 120:
+        ax.set_xticks(range(n), [str(x) for x in names], rotation=90, fontsize=font)
+        ax.set_yticks(range(n), [str(x) for x in names], fontsize=font)
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    ax.set_title(title)
+    if n <= 30:
+        high = float(values.max()) or 1.0
+        for i in range(n):
+            for j in range(n):
+                value = float(values[i, j])
+                text = f"{value:.2f}" if normalize else f"{int(value)}"
+                color = "white" if value > 0.6 * high else "black"
+                ax.text(j, i, text, ha="center", va="center", fontsize=max(5, font - 2), color=color)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def decision_regions_figure(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    names: list[str],
+    title: str,
+    steps: int = 300,
+) -> Any:
+    """Seed 002's iris picture: the class `predict` gives each point of a grid over the first two
+    features (1 beyond the data on each side), and the samples coloured by their true class with
+    an edge of the predicted one. Other features, if any, are held at their mean."""
+    plt = _pyplot()
+    from matplotlib.colors import ListedColormap
+
+    x, y = x.detach().float().cpu(), y.detach().cpu()
+    low, high = x[:, :2].min(dim=0).values - 1, x[:, :2].max(dim=0).values + 1
+    gx, gy = (torch.linspace(float(low[i]), float(high[i]), steps) for i in range(2))
+    xx, yy = torch.meshgrid(gx, gy, indexing="xy")
+    grid = x.mean(dim=0).repeat(steps * steps, 1)
+    grid[:, 0], grid[:, 1] = xx.flatten(), yy.flatten()
+    regions = predict(grid).cpu().reshape(steps, steps)
+    predicted = predict(x).cpu()
+
+    colors = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors[: len(names)]
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+    levels = torch.arange(len(names) + 1) - 0.5  # one colour band per class
+    ax.contourf(xx, yy, regions, levels=levels, cmap=ListedColormap(colors), alpha=0.2)
+    ax.scatter(
+        x[:, 0],
+        x[:, 1],
+        c=[colors[int(i)] for i in y],
+        edgecolors=[colors[int(i)] for i in predicted],
+        linewidths=1.5,
+    )
+    for i, name in enumerate(names):
+        ax.scatter([], [], color=colors[i], label=str(name))
+    ax.legend(loc="upper right", fontsize=8)
+    extra = " (other features at their mean)" if x.shape[1] > 2 else ""
+    ax.set_xlabel("feature 0")
+    ax.set_ylabel("feature 1" + extra)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def activation_figure(module: nn.Module, name: str) -> Any:
+    """Seed 002's two pictures of an activation function φ: φ(x) and φ'(x) on [-10, 10] (by
+    autograd), and the gradient through 1 to 4 layers of it, d/dx φ(φ(...φ(x))), which is the
+    vanishing-gradient lesson (for sigmoid it shrinks with every layer, for ReLU it does not)."""
+    plt = _pyplot()
+    module = copy.copy(module)
+    if hasattr(module, "inplace"):
+        module.inplace = False  # autograd needs its input kept
+    x = torch.linspace(-10, 10, 400, requires_grad=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    with torch.enable_grad():
+        y = module(x)
+        (grad,) = torch.autograd.grad(y.sum(), x)
+        left.plot(x.detach(), y.detach(), label="φ(x)")
+        left.plot(x.detach(), grad, label="∂φ(x)/∂x")
+        out = x
+        for layers in range(1, 5):
+            out = module(out)
+            (grad,) = torch.autograd.grad(out.sum(), x, retain_graph=True)
+            right.plot(x.detach(), grad, label=f"{layers}-layer")
+    left.set_title(name)
+    right.set_title(f"{name}: gradient through 1 to 4 layers")
+    right.set_ylim(bottom=0)
+    for ax in (left, right):
+        ax.grid()
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def activations_of(model: nn.Module) -> dict[str, nn.Module]:
+    """The model's activation modules, one per kind (LeakyReLU(0.1) and (0.2) are two kinds)."""
+    found: dict[str, nn.Module] = {}
+    for module in model.modules():
+        if isinstance(module, ACTIVATIONS):
+            extra = module.extra_repr().replace("inplace=True", "").strip(", ")
+            found.setdefault(f"{type(module).__name__}({extra})" if extra else type(module).__name__, module)
+    return found
