@@ -24,6 +24,16 @@ ZOO = [
 ]
 
 
+# Narrower networks for the few-steps runs (the full sizes are checked in test_zoo.py).
+SLIM = {
+    "alexnet": ["model.hidden=256"],
+    "vgg": ["model.width=0.25", "model.hidden=256"],
+    "googlenet": ["model.width=0.25"],
+    "resnet": ["model.width=16"],
+    "densenet": ["model.growth_rate=4"],
+}
+
+
 def run(tmp_path, *overrides):
     return train(preflight.compose_config([*QUIET, *overrides]), tmp_path / "run")
 
@@ -76,6 +86,8 @@ def test_preset_runs_a_few_steps(tmp_path, data_root, name):
     if dataset in ("caltech101", "imagenet"):  # 224 px photos, scaled down to keep the test fast
         overrides += [f"dataset.root={data_root}", "dataset.image_size=[64,64]", "dataset.batch_size=4"]
         overrides += ["dataset.num_workers=0", "dataset.eval_batch_size=8"]
+    if name in ZOO or name == "resnet_caltech101":  # the preset's wiring at a fraction of its width
+        overrides += SLIM[preflight.compose_config([f"experiment={name}"]).model.name]
     if dataset == "imagenet":
         # ResNet-50's bottlenecks at 1/16 of the channels; channels_last is slow on a CPU
         overrides += ["model.width=16", "trainer.channels_last=false"]
