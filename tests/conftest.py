@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
+import io
 import json
 import os
 import subprocess
@@ -21,13 +23,46 @@ THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
 torch.set_num_threads(THREADS)
 
 
+# What only a process of its own can do: sweeps (Hydra's launchers, joblib), torchrun, plugins
+# (imported modules and registrations would outlive the test), a user's config folders (they
+# may name plugins), TensorBoard's server, and anything that sets the environment.
+NEEDS_A_PROCESS = (
+    "-m",
+    "--multirun",
+    "plugins",
+    "trainer.devices=",
+    "trainer.nodes=",
+    "board",
+    "--config-dir",
+)
+
+
+def in_process(args: tuple[str, ...], cwd: Path, env: dict | None) -> bool:
+    if env or (cwd / "configs").exists() or os.environ.get("DLBENCH_CLI_SUBPROCESS") == "1":
+        return False
+    return not any(a == flag or a.startswith(flag) for a in args for flag in NEEDS_A_PROCESS)
+
+
 @pytest.fixture
-def cli(tmp_path: Path):
-    """Run `dlbench ARGS...` in a fresh directory, as a user would; returns the finished process."""
+def cli(tmp_path: Path, monkeypatch):
+    """Run `dlbench ARGS...` in a directory, as a user would; returns the finished process.
+
+    A command runs as `dlbench.cli.main(ARGS)` in this process (what `python -m dlbench` calls,
+    with the same stdout, stderr and exit status) unless it needs a process of its own (above),
+    or `process=True` asks for one because the process boundary is what the test checks (a
+    real exit, output on the file descriptors). Starting Python and torch for each command
+    cost most of the suite's time. DLBENCH_CLI_SUBPROCESS=1 runs every command in a process."""
 
     def run(
-        *args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None
+        *args: str,
+        cwd: Path | None = None,
+        timeout: int = 300,
+        env: dict | None = None,
+        process: bool = False,
     ) -> subprocess.CompletedProcess:
+        where = cwd or tmp_path
+        if not process and in_process(args, Path(where), env):
+            return run_here(args, Path(where), monkeypatch)
         extra = env or {}
         env = {k: v for k, v in os.environ.items() if k not in ("DLBENCH_DEBUG", "HYDRA_FULL_ERROR")}
         env.update(extra)
@@ -35,7 +70,7 @@ def cli(tmp_path: Path):
         env["OMP_NUM_THREADS"] = str(THREADS)
         return subprocess.run(
             [sys.executable, "-m", "dlbench", *args],
-            cwd=cwd or tmp_path,
+            cwd=where,
             env=env,
             capture_output=True,
             text=True,
@@ -43,6 +78,24 @@ def cli(tmp_path: Path):
         )
 
     return run
+
+
+def run_here(args: tuple[str, ...], cwd: Path, monkeypatch) -> subprocess.CompletedProcess:
+    from dlbench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with monkeypatch.context() as patch:
+        patch.chdir(cwd)
+        patch.delenv("DLBENCH_DEBUG", raising=False)
+        patch.delenv("HYDRA_FULL_ERROR", raising=False)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit:  # argparse's usage errors
+                code = exit.code if isinstance(exit.code, int) else 1
+    torch.set_num_threads(THREADS)  # as the next test expects, whatever the run chose
+    torch.use_deterministic_algorithms(False)
+    return subprocess.CompletedProcess(["dlbench", *args], code, out.getvalue(), err.getvalue())
 
 
 def read_metrics(run_dir: Path) -> dict:

@@ -215,6 +215,11 @@ def test_two_live_runs_cannot_share_a_folder_and_a_dead_runs_lock_is_no_obstacle
         err = " ".join(second.stderr.split())
         assert "is in use by another dlbench run" in err or "already holds a run" in err
     finally:
+        log, deadline = tmp_path / "shared" / "train.log", time.monotonic() + 60
+        while first.poll() is None and time.monotonic() < deadline:  # training, so it stops cleanly
+            if log.is_file() and "] epoch " in log.read_text():
+                break
+            time.sleep(0.05)
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=60)
     assert first.returncode == 75  # the first run went on until it was stopped

@@ -265,7 +265,6 @@ def test_a_job_at_its_time_limit_is_requeued_then_a_preemption_past_max_num_time
     wait_for(lambda: epochs_logged(run_dir) >= 2, 120, "the job to train")
     if quota:
         quota.hold(job_processes(sweep))
-    one_thread_reference(overrides, tmp_path / "reference")  # meanwhile
     log = lambda: (run_dir / "train.log").read_text()  # noqa: E731
     wait_for(lambda: "Caught signal SIGUSR2" in log(), 120, "Slurm's warning")
     if quota:  # once warned, the job checkpoints and exits at full speed
@@ -284,6 +283,8 @@ def test_a_job_at_its_time_limit_is_requeued_then_a_preemption_past_max_num_time
     assert error.startswith("stopped by SIGUSR2 and not requeued: timed-out too many times"), error
     assert "job 0 failed: stopped by SIGUSR2 and not requeued" in out
     assert not (run_dir / "metrics.json").exists()
+    # not while the job runs: the requeued job could finish before it is signalled
+    one_thread_reference(overrides, tmp_path / "reference")
 
     out = finish(
         dlbench(*args, "hydra.launcher.timeout_min=5", f"sweep.resume={sweep}", cwd=tmp_path, env=slurm)
