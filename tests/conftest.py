@@ -40,7 +40,7 @@ NEEDS_A_PROCESS = (
 def in_process(args: tuple[str, ...], cwd: Path, env: dict | None) -> bool:
     if env or (cwd / "configs").exists() or os.environ.get("DLBENCH_CLI_SUBPROCESS") == "1":
         return False
-    return not any(a == flag or a.startswith(flag) for a in args for flag in NEEDS_A_PROCESS)
+    return not any(a.lstrip("+~").startswith(flag) for a in args for flag in NEEDS_A_PROCESS)
 
 
 @pytest.fixture
