@@ -76,7 +76,8 @@ def test_every_preset_of_the_catalog_exists():
 @pytest.mark.parametrize("name", sorted(experiments()))
 def test_preset_runs_a_few_steps(tmp_path, data_root, name):
     overrides = [f"experiment={name}", "trainer.max_steps=3", "trainer.epochs=2"]
-    dataset = preflight.compose_config([f"experiment={name}"]).dataset.name
+    preset = preflight.compose_config([f"experiment={name}"])
+    dataset = preset.dataset.name
     if dataset in (*IMAGE_DATA, "names", "paired_images", "unpaired_images"):
         overrides += [f"dataset.root={data_root}", "dataset.download=false", "dataset.batch_size=8"]
     if dataset == "reverse_sequences":
@@ -87,7 +88,7 @@ def test_preset_runs_a_few_steps(tmp_path, data_root, name):
         overrides += [f"dataset.root={data_root}", "dataset.image_size=[64,64]", "dataset.batch_size=4"]
         overrides += ["dataset.num_workers=0", "dataset.eval_batch_size=8"]
     if name in ZOO or name == "resnet_caltech101":  # the preset's wiring at a fraction of its width
-        overrides += SLIM[preflight.compose_config([f"experiment={name}"]).model.name]
+        overrides += SLIM[preset.model.name]
     if dataset == "imagenet":
         # ResNet-50's bottlenecks at 1/16 of the channels; channels_last is slow on a CPU
         overrides += ["model.width=16", "trainer.channels_last=false"]

@@ -301,12 +301,17 @@ def test_settings_that_cannot_work_stop_the_command_before_anything_is_submitted
     err = " ".join(capsys.readouterr().err.split())  # as one line (rich wraps it)
     assert "signal_delay_s=120 leaves a job of timeout_min=1 no time to train" in err
     assert "Use signal_delay_s <= 20" in err and "Traceback" not in err
-    with pytest.raises(DlbenchError, match="trainer.nodes=2 but hydra.launcher.nodes=3"):
-        cluster.check([*SLURM, "trainer.nodes=2", "hydra.launcher.nodes=3"])
-    with pytest.raises(DlbenchError, match="tasks_per_node=2: dlbench starts trainer.devices processes"):
-        cluster.check([*SLURM, "trainer.devices=2", "hydra.launcher.tasks_per_node=2"])
-    with pytest.raises(DlbenchError, match="Could not override 'hydra.launcher.timeout_mins'"):
-        cluster.check([*SLURM, "hydra.launcher.timeout_mins=5"])
+    for overrides, message in [
+        ([*SLURM, "trainer.nodes=2", "hydra.launcher.nodes=3"], "trainer.nodes=2 but hydra.launcher.nodes=3"),
+        (
+            [*SLURM, "trainer.devices=2", "hydra.launcher.tasks_per_node=2"],
+            "tasks_per_node=2: dlbench starts trainer.devices processes",
+        ),
+    ]:
+        with pytest.raises(DlbenchError, match=message):
+            cluster.check(overrides, preflight.compose_with_hydra(overrides, "the test"))
+    assert main(["-m", *SLURM, "hydra.launcher.timeout_mins=5"]) == 2  # a misspelt launcher key
+    assert "Unknown key 'hydra.launcher.timeout_mins'" in capsys.readouterr().err
     for name in ("DLBENCH_RDZV_ENDPOINT", "MASTER_ADDR", "SLURM_JOB_NODELIST"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(DlbenchError, match="Set DLBENCH_RDZV_ENDPOINT=HOST:PORT on every machine"):

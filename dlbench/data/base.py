@@ -173,7 +173,7 @@ def carve(dataset: Dataset, fraction: float, seed: int, classification: bool, or
 def stratified_sample(labels: torch.Tensor, n_part: int, seed: int) -> list[int] | None:
     """`n_part` indices with each class in its share of the data (largest remainders get the
     extra ones), each class shuffled by `seed`; None when some class has fewer than 2 samples."""
-    classes, counts = torch.unique(labels, return_counts=True)
+    counts = torch.unique(labels, return_counts=True)[1]  # per class, classes in ascending order
     if (counts < 2).any():
         return None
     exact = counts.double() * n_part / len(labels)
@@ -182,8 +182,8 @@ def stratified_sample(labels: torch.Tensor, n_part: int, seed: int) -> list[int]
     take[torch.argsort(exact - take, descending=True)[:extra]] += 1
     generator = torch.Generator().manual_seed(seed)
     part = []
-    for label, k in zip(classes.tolist(), take.tolist(), strict=True):
-        members = torch.nonzero(labels == label).flatten()
+    by_class = torch.argsort(labels, stable=True).split(counts.tolist())  # each class's indices, in order
+    for members, k in zip(by_class, take.tolist(), strict=True):
         part += members[torch.randperm(len(members), generator=generator)[:k]].tolist()
     return part
 

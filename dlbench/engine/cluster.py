@@ -40,22 +40,11 @@ def auto_signal_delay(timeout_min: int) -> int:
 OmegaConf.register_new_resolver("dlbench_signal_delay", auto_signal_delay, replace=True)
 
 
-def check(overrides: list[str]) -> None:
-    """Refuse Slurm launcher settings that cannot work, before anything is submitted."""
+def check(overrides: list[str], cfg: DictConfig) -> None:
+    """Refuse Slurm launcher settings that cannot work, before anything is submitted. `cfg` is
+    the first job's config as the checks composed it, `hydra` node included."""
     if not any(o.lstrip("+").startswith("hydra/launcher=slurm") for o in overrides):
         return
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from dlbench import preflight
-
-    first_job = preflight.combinations(preflight.parse(overrides))[0]  # its hydra.* overrides too
-    try:
-        with initialize_config_dir(config_dir=str(preflight.CONFIG_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=first_job, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as err:  # e.g. a misspelt hydra.launcher key
-        raise DlbenchError(" ".join(str(err).split())) from None
     launcher, trainer = cfg.hydra.launcher, cfg.trainer
     limit_s = int(launcher.timeout_min) * 60
     delay = int(launcher.signal_delay_s)

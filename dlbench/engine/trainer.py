@@ -292,7 +292,8 @@ class Trainer:
                 batch = to_device(batch, self.device, self.cfg.channels_last)
                 with self.autocast(), self.data_parallel(task):
                     out = task.training_step(batch, optimize)
-                means.add(out, _batch_size(batch))
+                samples = _batch_size(batch)
+                means.add(out, samples)
                 self.state.step += 1
                 self.state.epoch_step += 1
                 if (window := self.running.add(out, self.state.step)) is not None:
@@ -303,9 +304,9 @@ class Trainer:
                     step_values = {f"train/{k}_step": float(v) for k, v in out.items()}
                     step_values.update(_learning_rates(optimizations))
                     self.log.scalars(step_values, self.state.step)
-                    advance(_batch_size(batch), loss=step_values.get("train/loss_step", 0.0))
+                    advance(samples, loss=step_values.get("train/loss_step", 0.0))
                 else:
-                    advance(_batch_size(batch))
+                    advance(samples)
                 every = self.cfg.checkpoint_every_n_steps
                 if every and self.state.step % every == 0:
                     self.save_periodic(task, optimizations)

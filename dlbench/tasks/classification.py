@@ -13,7 +13,7 @@ from dlbench.errors import DlbenchError
 from dlbench.figures import confusion_figure, decision_regions_figure
 from dlbench.registry import TASKS
 from dlbench.tasks.base import SPLITS, Optimize, Task
-from dlbench.tasks.metrics import ConfusionMatrix
+from dlbench.tasks.metrics import ConfusionMatrix, per_class, scores
 
 TTA = ("none", "flip", "flip_translate")
 # Losses that compare vectors: a class label becomes a one-hot vector for them (seed 001's MSELoss).
@@ -110,16 +110,17 @@ class Classification(Task):
         return {"loss": self.compute_loss(output, y)}
 
     def compute_metrics(self, split: str) -> dict[str, float]:
-        matrix = self.metrics(split)
-        values = matrix.compute(averages=split != "train")
+        counts = self.metrics(split)
+        matrix = counts.matrix()  # summed over the processes once, for every figure below
+        values = scores(matrix, averages=split != "train")
         if split == "test":  # for the report
-            self.per_class_result = {k: v.cpu() for k, v in matrix.per_class().items()}
+            self.per_class_result = {k: v.cpu() for k, v in per_class(matrix).items()}
         if self.confusion_matrix and split in ("val", "test"):  # for figures(split)
-            self.evaluated[f"{split}/confusion"] = matrix.matrix().cpu()
+            self.evaluated[f"{split}/confusion"] = matrix.cpu()
         if self.seen.get(split):
             inputs, labels = zip(*self.seen.pop(split), strict=True)
             self.evaluated[f"{split}/samples"] = [torch.cat(inputs).cpu(), torch.cat(labels).cpu()]
-        matrix.reset()
+        counts.reset()
         return values
 
     def report(self) -> Table | None:

@@ -54,26 +54,34 @@ class ConfusionMatrix:
         return _summed(self.counts)
 
     def per_class(self) -> dict[str, torch.Tensor]:
-        m = self.matrix().double()
-        tp = m.diag()
-        fp, fn = m.sum(0) - tp, m.sum(1) - tp
-        precision, recall = _divide(tp, tp + fp), _divide(tp, tp + fn)
-        return {"precision": precision, "recall": recall, "f1": _divide(2 * tp, 2 * tp + fp + fn)}
+        return per_class(self.matrix())
 
     def compute(self, averages: bool = True) -> dict[str, float]:
-        """acc (micro), and with `averages` balanced_acc (macro recall) and f1_macro."""
-        m = self.matrix().double()
-        total = m.sum()
-        values = {"acc": _value(_divide(m.diag().sum(), total))}
-        if averages:
-            seen = (m.sum(0) + m.sum(1)) > 0  # in the targets or predicted
-            scores = self.per_class()
-            for name, key in (("balanced_acc", "recall"), ("f1_macro", "f1")):
-                values[name] = _value(scores[key][seen].mean()) if seen.any() else 0.0
-        return values
+        return scores(self.matrix(), averages)
 
     def reset(self) -> None:
         self.counts = None
+
+
+def per_class(matrix: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each class's precision, recall and F1 from a confusion matrix (ConfusionMatrix.matrix)."""
+    m = matrix.double()
+    tp = m.diag()
+    fp, fn = m.sum(0) - tp, m.sum(1) - tp
+    precision, recall = _divide(tp, tp + fp), _divide(tp, tp + fn)
+    return {"precision": precision, "recall": recall, "f1": _divide(2 * tp, 2 * tp + fp + fn)}
+
+
+def scores(matrix: torch.Tensor, averages: bool = True) -> dict[str, float]:
+    """acc (micro), and with `averages` balanced_acc (macro recall) and f1_macro."""
+    m = matrix.double()
+    values = {"acc": _value(_divide(m.diag().sum(), m.sum()))}
+    if averages:
+        seen = (m.sum(0) + m.sum(1)) > 0  # in the targets or predicted
+        classes = per_class(m)
+        for name, key in (("balanced_acc", "recall"), ("f1_macro", "f1")):
+            values[name] = _value(classes[key][seen].mean()) if seen.any() else 0.0
+    return values
 
 
 class RegressionSums:
