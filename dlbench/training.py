@@ -117,7 +117,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Dict
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     torch.backends.cudnn.benchmark = cfg.trainer.cudnn_benchmark and not cfg.trainer.deterministic
     if device.type == "cpu":
-        set_threads(distributed.world_size())
+        set_threads(distributed.local_world_size())  # this machine's cores, among its processes
 
     data = build_data(cfg)
     data.place(device)

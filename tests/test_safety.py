@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from clusters import epochs_logged, wait_for
 from conftest import THREADS
 from formats import write_image_folder, write_mnist, write_names
 from PIL import Image
@@ -215,11 +216,8 @@ def test_two_live_runs_cannot_share_a_folder_and_a_dead_runs_lock_is_no_obstacle
         err = " ".join(second.stderr.split())
         assert "is in use by another dlbench run" in err or "already holds a run" in err
     finally:
-        log, deadline = tmp_path / "shared" / "train.log", time.monotonic() + 60
-        while first.poll() is None and time.monotonic() < deadline:  # training, so it stops cleanly
-            if log.is_file() and "] epoch " in log.read_text():
-                break
-            time.sleep(0.05)
+        # a stop signal is caught once training runs (before, it ends the process as usual)
+        wait_for(lambda: first.poll() is not None or epochs_logged(tmp_path / "shared") >= 1, 60, "training")
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=60)
     assert first.returncode == 75  # the first run went on until it was stopped
@@ -331,7 +329,7 @@ def test_a_full_disk_stops_the_run_with_one_message_and_keeps_the_last_checkpoin
     fill(small_disk, leave=16384)  # room for the run's small files, not for a checkpoint
     more = ["trainer.epochs=30", "trainer.log_every_n_steps=1"]
     more.append("logger.tensorboard=false" if writer == "checkpoint" else "trainer.checkpoint=false")
-    result = cli(f"resume={run}", *more)
+    result = cli(f"resume={run}", *more, process=True)  # the writer thread's stderr is the process's
     err = " ".join(result.stderr.split())
     assert result.returncode == 2, err
     where = run / ("checkpoints" if writer == "checkpoint" else "tb")
@@ -424,7 +422,7 @@ def test_a_read_only_run_folder_is_one_message(capsys, tmp_path):
 
 
 def test_a_model_too_large_for_memory_is_a_user_error(cli, tmp_path):
-    result = cli(*QUIET, "model.hidden=[200000000000]")
+    result = cli(*QUIET, "model.hidden=[200000000000]", process=True)  # never in pytest's own memory
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Out of memory" in result.stderr and "Traceback" not in result.stderr
 

@@ -71,7 +71,7 @@ def train_command(argv: list[str]) -> int:
             checked, folder, hydra_node = preflight.check_command(
                 overrides, config_name=args.config_name or "config", mode=mode
             )
-            cluster.check(overrides)  # Slurm launcher settings that cannot work
+            cluster.check(overrides, hydra_node)  # Slurm launcher settings that cannot work
         if args.multirun and folder is not None:  # one sweep at a time in a sweep folder
             lock = rundir.RunLock(folder).acquire()
         if one_run and checked and hydra_node is not None and not distributed_run(checked[0]):
@@ -269,6 +269,8 @@ def job(
     except Preempted as stop:
         stopped(stop, run_dir)
         return None  # submitit did not requeue the job: error.txt says why
+    except cluster.NotRequeued:  # the job's torchrun processes stopped; error.txt says why
+        return None
     except Exception as err:
         failed(
             err, run_dir, multirun, record=multirun or not cfg.resume, timeout_s=cfg.trainer.dist_timeout_s

@@ -42,6 +42,11 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def local_world_size() -> int:
+    """The processes of this run on this machine (torchrun's LOCAL_WORLD_SIZE)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+
+
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
