@@ -326,18 +326,22 @@ def store_config_nodes(files: Mapping[str, Iterable[str]]) -> None:
     needs no YAML file."""
     from hydra.core.config_store import ConfigStore
 
-    store = ConfigStore.instance()
+    from dlbench.config import LazyNode
+
+    repo = ConfigStore.instance().repo
     for registry in REGISTRIES.values():
+        folder = repo.setdefault(registry.group, {})
         with_files = set(files.get(registry.group, ()))
         for name in registry.names():
             node = registry.config_node(name)
             if registry is DATASETS:
                 node = {**node, **_dataset_common(), "name": name}
-            store.store(group=registry.group, name=f"_{name}", node=node, provider="dlbench")
-            if name not in with_files:
-                store.store(group=registry.group, name=name, node=node, provider="dlbench")
-            else:  # a file of this name is the option (a node of the same name would be its schema)
-                store.repo.get(registry.group, {}).pop(f"{name}.yaml", None)
+            # a file of this name is the option (a node of the same name would be its schema)
+            names = [f"_{name}"] if name in with_files else [f"_{name}", name]
+            for option in names:
+                folder[f"{option}.yaml"] = LazyNode(f"{option}.yaml", node, registry.group, None, "dlbench")
+            if name in with_files:
+                folder.pop(f"{name}.yaml", None)
 
 
 def _dataset_common() -> dict[str, Any]:

@@ -21,7 +21,7 @@ from dlbench.data.info import DataInfo
 from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import resolve_device, seed_everything, set_threads
 from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
-from dlbench.engine.trainer import Trainer
+from dlbench.engine.trainer import StopSignals, Trainer
 from dlbench.figures import activation_figure, activations_of
 from dlbench.registry import DATASETS, LOSSES, MODELS, TASKS
 from dlbench.summary import HIGHER_IS_BETTER
@@ -92,20 +92,23 @@ def train(
     run, and writes nothing there until every part is built (a resume that fails leaves the
     folder as it was)."""
     validate(cfg)
-    lock = None
-    if distributed.is_main():  # the process that writes (the only one, unless under torchrun)
-        lock = rundir.RunLock(run_dir).acquire()
-    try:
-        if lock is not None:
-            rundir.check_new_run(run_dir, cfg.resume)
-            rundir.remove_stale_temporaries(run_dir)
-        return _train(cfg, run_dir, list(overrides or []), hydra_cfg)
-    finally:
-        if lock is not None:
-            lock.release()
+    with StopSignals().caught() as stop:  # a preemption while the run is built stops it too
+        lock = None
+        if distributed.is_main():  # the process that writes (the only one, unless under torchrun)
+            lock = rundir.RunLock(run_dir).acquire()
+        try:
+            if lock is not None:
+                rundir.check_new_run(run_dir, cfg.resume)
+                rundir.remove_stale_temporaries(run_dir)
+            return _train(cfg, run_dir, list(overrides or []), hydra_cfg, stop)
+        finally:
+            if lock is not None:
+                lock.release()
 
 
-def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: DictConfig | None):
+def _train(
+    cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: DictConfig | None, stop: StopSignals
+):
     started = time.perf_counter()
     main = distributed.is_main()
     composed = OmegaConf.to_yaml(cfg)  # as composed, before the data fills in what it knows
@@ -133,7 +136,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: Dict
         "data": data.info.to_dict(),  # what the data knew: predict, eval and export need no data set
         "plugins": list(cfg.plugins),
     }
-    trainer = Trainer(OmegaConf.to_object(cfg.trainer), device, run_dir, logger, checkpoint_extra=extra)
+    trainer = Trainer(OmegaConf.to_object(cfg.trainer), device, run_dir, logger, extra, stop)
     trainer.setup(task)
     steps_per_epoch = len(data.loader("train"))
     optimizations = task.configure_optimizers(

@@ -13,7 +13,7 @@ from conftest import THREADS
 from formats import write_image_folder, write_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dlbench import preflight
+from dlbench import preflight, training
 from dlbench.engine import checkpoint
 from dlbench.engine.trainer import Trainer
 from dlbench.errors import DlbenchError, Preempted
@@ -99,6 +99,35 @@ def test_killed_and_resumed_runs_end_bitwise_equal_with_the_same_losses(
     for part in ("task", "optimizers", "schedulers", "scalers", "rng"):
         same(whole[part], cut[part], part)
     assert whole["trainer"]["step"] == cut["trainer"]["step"]
+
+
+def test_a_stop_signal_while_the_run_is_built_stops_it_before_its_first_step(monkeypatch, tmp_path):
+    """A preemption that comes while the data are loaded (before the trainer exists) is caught,
+    not fatal: last.pt at step 0, Preempted (exit 75), and the resumed run is the whole run."""
+    overrides = [*QUIET, "trainer.epochs=2"]
+    handler = signal.getsignal(signal.SIGTERM)
+    whole_losses = record_losses(monkeypatch)
+    train(preflight.compose_config(overrides), tmp_path / "whole")
+
+    build_data = training.build_data
+
+    def build_data_and_get_preempted(cfg):
+        signal.raise_signal(signal.SIGTERM)  # without a handler, this would end pytest's process
+        return build_data(cfg)
+
+    monkeypatch.setattr(training, "build_data", build_data_and_get_preempted)
+    cut_losses = record_losses(monkeypatch)
+    with pytest.raises(Preempted) as stop:
+        train(preflight.compose_config(overrides), tmp_path / "cut")
+    assert (stop.value.signum, stop.value.step) == (signal.SIGTERM, 0) and cut_losses == []
+    assert signal.getsignal(signal.SIGTERM) == handler  # the one before the run is put back
+    assert checkpoint.load(tmp_path / "cut")["trainer"]["step"] == 0
+
+    monkeypatch.setattr(training, "build_data", build_data)
+    resumed_losses = record_losses(monkeypatch)
+    train(preflight.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
+    assert resumed_losses == whole_losses
+    same(checkpoint.load(tmp_path / "whole")["task"], checkpoint.load(tmp_path / "cut")["task"])
 
 
 def test_sigterm_from_outside_exits_75_with_a_checkpoint_to_resume(tmp_path):

@@ -32,6 +32,35 @@ DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)  # preemption, time limits
 
 
+class StopSignals:
+    """SIGTERM, SIGUSR1 and SIGUSR2 (a cluster's preemption or time-limit warning), latched: a
+    handler notes the first one, and the training loop stops at the end of the current step,
+    writes last.pt and raises Preempted. `training.train` catches them for the whole run, so one
+    that arrives while the data and the model are built stops the run before its first step."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    @contextlib.contextmanager
+    def caught(self):
+        """Catch them while inside; the handlers that were there before are put back after."""
+        if threading.current_thread() is not threading.main_thread():  # only it can set handlers
+            yield self
+            return
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+        def note(signum: int, frame: Any) -> None:
+            self.received = self.received or signum
+
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, note)
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 @dataclass
 class TrainState:
     """Where training stands; saved in every checkpoint."""
@@ -52,6 +81,7 @@ class Trainer:
         run_dir: Path,
         logger: RunLogger,
         checkpoint_extra: dict[str, Any] | None = None,
+        stop: StopSignals | None = None,
     ):
         self.cfg = cfg
         self.device = device
@@ -64,7 +94,7 @@ class Trainer:
             raise DlbenchError("trainer.precision=bf16: this GPU does not support bfloat16 (use 16)")
         self.scalers: dict[str, torch.amp.GradScaler] = {}
         self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
-        self.stop_signal: int | None = None  # set by a SIGTERM/SIGUSR1/SIGUSR2 (preemption)
+        self.stop = stop or StopSignals()  # a SIGTERM/SIGUSR1/SIGUSR2 (preemption) received
         self.skipped_steps = 0  # steps left out for a NaN/Inf (trainer.nonfinite=skip)
         self.running = RunningMeans(cfg.running_loss_every)  # seed 003's running loss, across epochs
 
@@ -189,44 +219,29 @@ class Trainer:
         if not data.size("val") and monitor.startswith("val/"):
             monitor, self.monitor_mode = "train/loss", "min"
             log.info(f"no validation split: monitoring {monitor} instead of {cfg.monitor}")
-        with self.catch_stop_signals():
+        with self.stop.caught():
             return self._fit(task, data, optimizations, monitor)
-
-    @contextlib.contextmanager
-    def catch_stop_signals(self):
-        """SIGTERM, SIGUSR1 and SIGUSR2 (a cluster's preemption or time-limit warning) let the
-        current step finish; the loop then writes last.pt and raises Preempted. The handlers
-        that were there before are put back afterwards."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-
-        def request_stop(signum: int, frame: Any) -> None:
-            self.stop_signal = signum
-
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, request_stop)
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     def _stop_requested(self) -> bool:
         """A stop signal arrived (in any process: they stop at the same step)."""
         if distributed.world_size() == 1:
-            return self.stop_signal is not None
+            return self.stop.received is not None
         if self.state.step % self.cfg.log_every_n_steps:  # agreeing costs a collective: not every step
             return False
-        flag = torch.tensor(float(self.stop_signal or 0), device=self.device)
+        flag = torch.tensor(float(self.stop.received or 0), device=self.device)
         (total,) = distributed.sum_across([flag])
-        if total > 0 and self.stop_signal is None:
-            self.stop_signal = int(signal.SIGTERM)
+        if total > 0 and self.stop.received is None:
+            self.stop.received = int(signal.SIGTERM)
         return bool(total > 0)
+
+    def _stop_if_requested(self, task: Task, optimizations: dict[str, Optimization]) -> None:
+        if self._stop_requested():
+            self.save(task, optimizations, "last.pt")
+            raise Preempted(self.stop.received, self.state.step)
 
     def _fit(self, task: Task, data: Any, optimizations: dict[str, Optimization], monitor: str):
         cfg = self.cfg
+        self._stop_if_requested(task, optimizations)  # a signal while the run was built
         while self.state.epoch < cfg.epochs and not self._done():
             epoch = self.state.epoch
             start = time.perf_counter()
@@ -310,9 +325,7 @@ class Trainer:
                 every = self.cfg.checkpoint_every_n_steps
                 if every and self.state.step % every == 0:
                     self.save_periodic(task, optimizations)
-                if self._stop_requested():
-                    self.save(task, optimizations, "last.pt")
-                    raise Preempted(self.stop_signal, self.state.step)
+                self._stop_if_requested(task, optimizations)
                 if self._done():
                     break
         metrics = means.result("train")  # reading the sums waits for the device: the time is real
