@@ -65,6 +65,11 @@ class DeviceConfig:
 @dataclass
 class LoggerConfig:
     tensorboard: bool = True  # write TensorBoard events under <run dir>/tb
+    # The share of a run's time that drawing its figures may take (confusion matrix, decision
+    # regions, samples: 0.1-0.3 s each with matplotlib). An evaluation's are drawn while the
+    # figures so far took at most this share; the last epoch's and the test split's always.
+    # Long epochs get every evaluation's; 1: every evaluation's, whatever it costs.
+    figures_budget: float = 0.1
 
 
 @dataclass
@@ -263,6 +268,8 @@ def validate(cfg: DictConfig, components: bool = True) -> None:
         raise DlbenchError(f"trainer.threads={t.threads}: auto, or a number of threads (1 or more)")
     if not 0 <= t.max_skipped_fraction <= 1:
         raise DlbenchError(f"trainer.max_skipped_fraction={t.max_skipped_fraction}: must be in [0, 1]")
+    if not 0 <= cfg.logger.figures_budget <= 1:
+        raise DlbenchError(f"logger.figures_budget={cfg.logger.figures_budget}: must be in [0, 1]")
 
     dataset = _plain(cfg.dataset)
     common = schema_hints(DataConfig)

@@ -184,14 +184,26 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
     choices_only = [o for o in overrides if o.split("=")[0].lstrip("+~") in options]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            base = compose("config", overrides=choices_only)
+            base = compose("config", overrides=choices_only, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:  # a config file of the choices is wrong
         return DlbenchError(str(err).strip())
+    choices = base.hydra.runtime.choices
+    with open_dict(base):
+        del base["hydra"]
     node = OmegaConf.select(base, parent) if parent else base
     valid = set(node.keys()) if isinstance(node, DictConfig) else set()
     if parent in COMPONENTS and isinstance(node, DictConfig) and node.get("name") in COMPONENTS[parent]:
         valid |= set(COMPONENTS[parent].config_node(node["name"]))  # what its constructor takes
     valid.discard("name")
+    chosen_by_data = (
+        isinstance(node, DictConfig) and "name" in node and OmegaConf.is_interpolation(node, "name")
+    )
+    if key in valid and chosen_by_data:
+        name = node.get("name")
+        return DlbenchError(
+            f"Cannot set '{full_key}' with {parent}={choices.get(parent)} ({parent} {name}, chosen by "
+            f"the data). Name it to set its keys: {parent}={name} {full_key}=..."
+        )
     where = f"under {parent}" if parent else "at the top level"
     hint = f"\nValid keys {where}: {', '.join(sorted(valid))}" if valid else ""
     return DlbenchError(f"Unknown key '{full_key}'.{did_you_mean(key, valid)}{hint}")

@@ -122,14 +122,18 @@ def _train(
     if device.type == "cpu":
         set_threads(distributed.local_world_size())  # this machine's cores, among its processes
 
+    built = time.perf_counter()
     data = build_data(cfg)
     data.place(device)
+    log.debug(f"data built and placed in {time.perf_counter() - built:.2f} s")  # hydra.verbose=dlbench
+    built = time.perf_counter()
     task = build_task(cfg, data.info, data)  # the same initial weights in every process
+    log.debug(f"task and model built in {time.perf_counter() - built:.2f} s")
     with open_dict(cfg):  # trainer.monitor=null: the task's own metric
         cfg.trainer.monitor, cfg.trainer.monitor_mode = monitor_of(cfg.trainer, task)
     if distributed.rank() > 0:  # ... but each process its own dropout masks and augmentations
         seed_everything(cfg.trainer.seed + distributed.rank(), cfg.trainer.deterministic)
-    logger = RunLogger(run_dir, progress)  # its TensorBoard writer opens once every part is built
+    logger = RunLogger(run_dir, progress, cfg.logger.figures_budget)  # TensorBoard opens once all is built
     extra = {
         "config": OmegaConf.to_yaml(cfg, resolve=True),
         "overrides": overrides,

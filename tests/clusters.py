@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -27,6 +28,26 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, every: fl
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)
+
+
+def assert_like_one_process(run_dir: Path, overrides: list[str], reference_dir: Path) -> dict[str, float]:
+    """A run of several processes ends within 1e-4 of one process with the same global batch
+    (trained here, in `reference_dir`): its losses and every weight. Returns the reference's
+    metrics."""
+    import torch
+
+    from dlbench import preflight
+    from dlbench.engine import checkpoint
+    from dlbench.training import train
+
+    reference = train(preflight.compose_config([*overrides, "trainer.progress=none"]), reference_dir)
+    several = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("train/loss", "val/loss", "test/loss"):
+        assert several[key] == pytest.approx(reference[key], abs=1e-4), key
+    weights, ref_weights = checkpoint.load(run_dir)["task"], checkpoint.load(reference_dir)["task"]
+    for name, value in ref_weights.items():
+        torch.testing.assert_close(weights[name], value, atol=1e-4, rtol=0)
+    return reference
 
 
 def epochs_logged(run_dir: Path) -> int:

@@ -23,6 +23,15 @@ THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
 torch.set_num_threads(THREADS)
 
 
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment of a dlbench process a test starts: this one's, less the developer's
+    switches (DLBENCH_DEBUG turns messages into tracebacks, a config path adds configs), with
+    this worker's share of the cores; `extra` on top."""
+    drop = ("DLBENCH_DEBUG", "HYDRA_FULL_ERROR", "DLBENCH_CONFIG_PATH")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    return {**env, "OMP_NUM_THREADS": str(THREADS), **extra}
+
+
 # What only a process of its own can do: sweeps (Hydra's launchers, joblib), torchrun, plugins
 # (imported modules and registrations would outlive the test), a user's config folders (they
 # may name plugins), TensorBoard's server, and anything that sets the environment.
@@ -63,15 +72,10 @@ def cli(tmp_path: Path, monkeypatch):
         where = cwd or tmp_path
         if not process and in_process(args, Path(where), env):
             return run_here(args, Path(where), monkeypatch)
-        extra = env or {}
-        env = {k: v for k, v in os.environ.items() if k not in ("DLBENCH_DEBUG", "HYDRA_FULL_ERROR")}
-        env.update(extra)
-        env["COLUMNS"] = "200"
-        env["OMP_NUM_THREADS"] = str(THREADS)
         return subprocess.run(
             [sys.executable, "-m", "dlbench", *args],
             cwd=where,
-            env=env,
+            env=user_env(**(env or {}), COLUMNS="200"),
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -42,14 +42,16 @@ def test_default_run(cli, tmp_path):
 
 
 def test_override_and_relative_run_dir(cli, tmp_path):
-    result = cli(
-        "model=linear", "optimizer=sgd", "optimizer.lr=0.1", "trainer.epochs=2", "hydra.run.dir=runs/a"
-    )
+    args = ["model=linear", "optimizer=sgd", "optimizer.lr=0.1", "trainer.epochs=2"]
+    result = cli(*args, "hydra.run.dir=runs/a", "hydra.verbose=[dlbench]")
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "runs" / "a"  # relative to where the user ran it
     config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     assert config["model"]["name"] == "linear" and config["optimizer"]["lr"] == 0.1
     assert checkpoint.load(run_dir)["trainer"]["epoch"] == 2
+    assert "data built and placed in" in (run_dir / "train.log").read_text()  # Hydra's verbose logging
+    assert cli(*args, "hydra.run.dir=runs/b").returncode == 0  # and only where it is asked for
+    assert "data built" not in (tmp_path / "runs" / "b" / "train.log").read_text()
 
 
 def test_two_job_multirun_with_summary(cli, tmp_path):
@@ -113,6 +115,10 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("optimizer.lr=fast",): "optimizer.lr: expected float",
         ("trainer.epochs=many",): "trainer.epochs",
         ("resume=nowhere",): "No checkpoint at nowhere",
+        (
+            "task.tta=flip",
+        ): "with task=auto (task classification, chosen by the data). Name it to set its keys: "
+        "task=classification task.tta=",
     }
     for args, message in cases.items():
         result = cli(*args)

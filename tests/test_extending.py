@@ -3,7 +3,6 @@ preset in ./configs) trained, swept, resumed, evaluated, predicted and exported 
 subprocesses from that folder; the plugins a saved run names are never imported on its say-so."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import THREADS
+from conftest import user_env
 from PIL import Image
 
 QUIET = ["trainer.progress=none"]
@@ -105,9 +104,8 @@ def project(tmp_path_factory) -> Path:
 
 
 def dlbench(project: Path, *args: str, python: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DLBENCH_DEBUG", "DLBENCH_CONFIG_PATH")}
-    env.update(COLUMNS="200", OMP_NUM_THREADS=str(THREADS))
     command = [sys.executable, "-c", python] if python else [sys.executable, "-m", "dlbench", *args]
+    env = user_env(COLUMNS="200")
     return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -13,13 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from clusters import unavailable, wait_for
-from conftest import read_metrics
-
-from dlbench import preflight
-from dlbench.engine import checkpoint
-from dlbench.training import train
+from clusters import assert_like_one_process, unavailable, wait_for
+from conftest import user_env
 
 RUN = ["trainer.nodes=2", "trainer.devices=1", "trainer.progress=plain"]
 
@@ -32,7 +27,7 @@ class Machine:
 
     def dlbench(self, *args: str, cwd: Path, endpoint: str) -> subprocess.Popen:
         """`dlbench ARGS...` on this machine, in a session of its own (to kill it whole)."""
-        env = {**os.environ, "DLBENCH_RDZV_ENDPOINT": endpoint, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+        env = user_env(DLBENCH_RDZV_ENDPOINT=endpoint, COLUMNS="200", OMP_NUM_THREADS="1")
         return subprocess.Popen(
             ["ip", "netns", "exec", self.name, sys.executable, "-m", "dlbench", *args],
             cwd=cwd,
@@ -117,13 +112,7 @@ def test_two_machines_train_the_same_model_as_one_process_with_the_same_global_b
     assert len(list((run_dir / "tb").glob("events.*"))) == 1
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
-    reference = train(preflight.compose_config([*overrides, "trainer.progress=none"]), tmp_path / "one")
-    two = read_metrics(run_dir)
-    for key in ("train/loss", "val/loss", "test/loss"):
-        assert two[key] == pytest.approx(reference[key], abs=1e-4), key
-    weights, ref_weights = checkpoint.load(run_dir)["task"], checkpoint.load(tmp_path / "one")["task"]
-    for name, value in ref_weights.items():
-        torch.testing.assert_close(weights[name], value, atol=1e-4, rtol=0)
+    assert_like_one_process(run_dir, overrides, tmp_path / "one")
 
 
 @pytest.mark.parametrize("how", ["killed", "frozen"])

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import THREADS
+from conftest import user_env
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
@@ -22,10 +22,7 @@ def tour() -> list[str]:
 
 
 def shell(command: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DLBENCH_DEBUG", "DLBENCH_CONFIG_PATH")}
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", OMP_NUM_THREADS=str(THREADS)
-    )
+    env = user_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     return subprocess.run(
         ["bash", "-c", f"set -e; {command}"],
         cwd=cwd,

@@ -1,7 +1,6 @@
 """Issue 9: exact resume, stop signals, atomic checkpoints, NaN/Inf, bad data, concurrency."""
 
 import errno
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import THREADS
+from conftest import user_env
 from formats import write_image_folder, write_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -257,7 +256,7 @@ def test_sigkill_after_a_periodic_checkpoint_then_resume_ends_as_if_never_killed
     args += ["trainer.checkpoint_every_n_steps=30", "trainer.log_every_n_steps=1", "trainer.progress=none"]
     train(preflight.compose_config(args), tmp_path / "whole")  # the same thread count as the CLI's
     command = [sys.executable, "-m", "dlbench", *args, "hydra.run.dir=killed"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}  # as the `cli` runs: the same float sums
+    env = user_env()  # the `cli`'s thread count: the same float sums
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

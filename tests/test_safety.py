@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import THREADS
+from conftest import user_env
 from formats import write_image_folder, write_mnist, write_names
 from PIL import Image
 
@@ -191,7 +191,7 @@ def test_a_new_run_never_writes_over_a_finished_one(capsys, run):
 
 
 def test_two_live_runs_cannot_share_a_folder_and_a_dead_runs_lock_is_no_obstacle(cli, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    env = user_env()
     first = subprocess.Popen(
         [
             sys.executable,

@@ -14,14 +14,15 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from clusters import REPO, epochs_logged, unavailable, wait_for
-from conftest import THREADS
+from clusters import REPO, assert_like_one_process, epochs_logged, unavailable, wait_for
+from conftest import user_env
 
 from dlbench import preflight
 from dlbench.engine import checkpoint, cluster, rendezvous
@@ -81,7 +82,7 @@ def dlbench(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "dlbench", *args],
         cwd=cwd,
-        env={**os.environ, "OMP_NUM_THREADS": str(THREADS), **env, "COLUMNS": "200"},
+        env=user_env(**env, COLUMNS="200"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -173,16 +174,18 @@ def test_a_sweep_runs_its_jobs_on_slurm_records_a_failing_one_and_sweep_resume_f
 
 def test_a_job_cancelled_by_hand_is_recorded_as_failed(slurm, tmp_path):
     """`scancel JOB` while the job waits to start (--begin=now+60): it ends without a result,
-    which squeue shows; the sweep records it as failed instead of waiting or crashing."""
+    which squeue shows; the sweep records it as failed instead of waiting or crashing. The
+    sweep folder gets hydra.sweep.mode, as with Hydra's own launchers."""
     args = ["-m", *SLURM, "+hydra.launcher.additional_parameters.begin=now+60", "trainer.epochs=1"]
     sweep = tmp_path / "sweep"
-    process = dlbench(*args, f"hydra.sweep.dir={sweep}", cwd=tmp_path, env=slurm)
+    process = dlbench(*args, f"hydra.sweep.dir={sweep}", "+hydra.sweep.mode=750", cwd=tmp_path, env=slurm)
     subprocess.run(["scancel", slurm_job_id(sweep)], env={**os.environ, **slurm}, check=True)
     out = finish(process, timeout=120)
     assert process.returncode == 1 and "Sweep summary (1 jobs)" in out, out[-3000:]
     error = (sweep / "0" / "error.txt").read_text()
     assert error.startswith(f"Slurm job {slurm_job_id(sweep)} ended without a result (CANCELLED)"), error
     assert "trainer.epochs=1" in (sweep / "0" / ".hydra" / "overrides.yaml").read_text()
+    assert stat.S_IMODE(sweep.stat().st_mode) == 0o750
 
 
 class CpuQuota:
@@ -370,7 +373,4 @@ def test_a_two_node_job_runs_one_torchrun_per_node_and_matches_one_process(slurm
     tasks = job_logs(sweep)
     assert "node=0(2), global_rank=0(2)" in tasks and "node=1(2), global_rank=1(2)" in tasks
     assert "cpu x 2 processes" in (run_dir / "train.log").read_text()
-    reference = train(preflight.compose_config([*overrides, "trainer.progress=none"]), tmp_path / "one")
-    two = json.loads((run_dir / "metrics.json").read_text())
-    for key in ("train/loss", "val/loss", "test/loss"):
-        assert two[key] == pytest.approx(reference[key], abs=1e-4), key
+    assert_like_one_process(run_dir, overrides, tmp_path / "one")

@@ -1,5 +1,7 @@
 """The trainer in-process on tiny real data: precision, clipping, max steps, early stopping."""
 
+import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,50 @@ def test_batch_augmentations_draw_per_image_randomness():
     cut = cutout(x + 1, 3)
     zeros = (cut == 0).all(dim=1).flatten(1).sum(1)  # pixels zeroed in every channel, per image
     assert zeros.max() == 9 and zeros.min() >= 2  # a 3x3 square, clipped at the border
+
+
+def test_cpu_threads_are_measured_set_or_bounded_by_a_slurm_jobs_cpus(tmp_path, monkeypatch, caplog):
+    """trainer.threads=auto times a training step at one thread and at one per core and keeps
+    the faster; trainer.threads=N sets N; a Slurm job uses no more threads than its CPUs."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("this machine has one core: there is no choice to measure")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with caplog.at_level(logging.INFO, logger="dlbench"):
+            run(tmp_path / "auto", "trainer.epochs=1", "trainer.threads=auto")
+        line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("threads: "))
+        assert "1 thread " in line and "2 threads " in line, line
+        assert torch.get_num_threads() == int(line.split()[1])  # the one it chose
+
+        torch.set_num_threads(2)
+        run(tmp_path / "one", "trainer.epochs=1", "trainer.threads=1")
+        assert torch.get_num_threads() == 1
+
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")  # a job given one CPU on a larger node
+        torch.set_num_threads(2)
+        run(tmp_path / "slurm", "trainer.epochs=1", "trainer.threads=auto")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_figures_take_at_most_their_budget_of_the_run_but_the_last_are_always_drawn(tmp_path):
+    """A confusion matrix costs ~0.2 s to draw, an epoch of digits ~0.02 s: logger.figures_budget
+    decides which evaluations get figures. 1: each; 0: only the last epoch's and the test's."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def confusion_steps(budget: str) -> tuple[list[int], list[int]]:
+        cfg = preflight.compose_config(
+            ["trainer.progress=none", "trainer.epochs=4", f"logger.figures_budget={budget}"]
+        )
+        train(cfg, tmp_path / budget)
+        events = EventAccumulator(str(tmp_path / budget / "tb"))
+        events.Reload()
+        steps = lambda tag: [image.step for image in events.Images(tag)]  # noqa: E731
+        return steps("val/confusion_matrix"), steps("test/confusion_matrix")
+
+    assert confusion_steps("1") == ([21, 42, 63, 84], [84])
+    assert confusion_steps("0") == ([84], [84])
+    with pytest.raises(DlbenchError, match=r"logger.figures_budget=2.0: must be in \[0, 1\]"):
+        run(tmp_path / "bad", "logger.figures_budget=2")

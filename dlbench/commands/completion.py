@@ -16,11 +16,11 @@ _dlbench() {
     local cur="${COMP_WORDS[COMP_CWORD]}" first="${COMP_WORDS[1]}"
     COMPREPLY=()
     if [[ $COMP_CWORD -eq 1 && "$cur" != *=* && "$cur" != -* ]]; then
-        COMPREPLY=($(compgen -W "train eval predict list show compare export new board completion" -- "$cur"))
+        COMPREPLY=($(compgen -W "@COMMANDS@" -- "$cur"))
     fi
     case "$first" in
         list)
-            local kinds="models datasets tasks losses optimizers schedulers experiments"
+            local kinds="@KINDS@"
             [[ $COMP_CWORD -eq 2 ]] && COMPREPLY=($(compgen -W "$kinds" -- "$cur"))
             return ;;
         new)
@@ -49,5 +49,8 @@ complete -o nospace -o default -F _dlbench dlbench
 def completion_command(args: list[str]) -> int:
     if args != ["bash"]:
         raise DlbenchError('usage: dlbench completion bash   (then: eval "$(dlbench completion bash)")')
-    print(BASH, end="")
+    from dlbench.cli import COMMANDS
+    from dlbench.commands.listing import KINDS
+
+    print(BASH.replace("@COMMANDS@", " ".join(COMMANDS)).replace("@KINDS@", " ".join(KINDS)), end="")
     return 0

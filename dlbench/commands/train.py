@@ -88,16 +88,19 @@ def train_command(argv: list[str]) -> int:
                 os.environ[key] = value
 
 
+def in_torchrun_group() -> bool:
+    """A process torchrun started for a run of several (read without importing torch)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def distributed_run(cfg: DictConfig) -> bool:
     """A process of a torchrun group, or a run that starts one: Hydra starts those."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or cfg.trainer.devices > 1 or cfg.trainer.nodes > 1
+    return in_torchrun_group() or cfg.trainer.devices > 1 or cfg.trainer.nodes > 1
 
 
 def run_checked(argv: list[str], args, overrides: list[str], checked: list[DictConfig], one_run: bool) -> int:
     """Start what the checked command line asks for: torchrun, or Hydra (a run or a sweep)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a process of a torchrun group
-        from dlbench.engine import distributed
-
+    if in_torchrun_group():
         if args.multirun:
             raise DlbenchError("a sweep (-m) does not run under torchrun; give its jobs trainer.devices=N")
         overrides = join_process_group(
@@ -208,8 +211,10 @@ def run_once(cfg: DictConfig, hydra_node: DictConfig, overrides: list[str]) -> N
     """One run, started here rather than by Hydra: its config is the one the checks composed
     (composing it again in Hydra cost half a second of every run's start-up). What Hydra's
     run would set up is set up the same way: the run folder, the job's environment
-    (hydra.job.env_set) and its log file (hydra.job_logging)."""
-    import logging.config
+    (hydra.job.env_set) and its log file (hydra.job_logging, hydra.verbose)."""
+    import logging
+
+    from hydra.core.utils import configure_log
 
     run_dir = Path(str(OmegaConf.select(hydra_node, "hydra.run.dir"))).absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -217,15 +222,19 @@ def run_once(cfg: DictConfig, hydra_node: DictConfig, overrides: list[str]) -> N
         hydra_node.hydra.runtime.output_dir = str(run_dir.absolute())
         hydra_node.hydra.runtime.cwd = os.getcwd()
     os.environ.update({str(k): str(v) for k, v in (hydra_node.hydra.job.env_set or {}).items()})
-    root = logging.getLogger()
-    before = list(root.handlers)
-    logging.config.dictConfig(OmegaConf.to_container(hydra_node.hydra.job_logging, resolve=True))
+    root, verbose = logging.getLogger(), hydra_node.hydra.verbose  # true, a logger, or loggers
+    names = [] if isinstance(verbose, bool) else [verbose] if isinstance(verbose, str) else list(verbose)
+    loggers = [root, *map(logging.getLogger, names)]
+    before, levels = list(root.handlers), [logger.level for logger in loggers]
+    configure_log(hydra_node.hydra.job_logging, verbose)
     try:
         job(cfg, run_dir, overrides, hydra_node.hydra, multirun=False)
-    finally:
+    finally:  # as before the run (the next command in this process starts clean)
         for handler in [h for h in root.handlers if h not in before]:  # the run's log file
             root.removeHandler(handler)
             handler.close()
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def job(
@@ -360,8 +369,6 @@ def share_machine(cfg: DictConfig, hydra_cfg) -> None:
     )
     if n_jobs == -1:
         n_jobs = os.cpu_count() or 1
-    if cluster.cpus():  # a Slurm job: the CPUs it was given, not the node's
-        torch.set_num_threads(cluster.cpus())
     if n_jobs > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
         if str(cfg.device.type) == "cuda" and torch.cuda.device_count() > 1:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlbench import rundir
 from dlbench.errors import DlbenchError
 
 SLURM_CHECK_S = 30  # slurmctld checks time limits every 30 s: the warning may come this much early
@@ -121,9 +122,10 @@ def hand_on(signum: int, handler: Callable | int | None, run_dir: Path) -> None:
         handler(signum, None)  # requeues, then exits (SystemExit)
     except Exception as err:  # submitit's "Job not requeued because: ..."
         reason = str(err).strip().rstrip(".").removeprefix("Job not requeued because: ")
-        (run_dir / "error.txt").write_text(
+        rundir.write_text(
+            run_dir / "error.txt",
             f"stopped by {signal.Signals(signum).name} and not requeued: {reason} "
-            "(hydra.launcher.max_num_timeout); checkpoints/last.pt is saved, finish it with sweep.resume\n"
+            "(hydra.launcher.max_num_timeout); checkpoints/last.pt is saved, finish it with sweep.resume\n",
         )
         raise NotRequeued(reason) from None
 

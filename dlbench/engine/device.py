@@ -34,8 +34,12 @@ def resolve_device(name: str) -> torch.device:
 
 def set_threads(processes: int = 1) -> None:
     """At most one CPU thread per core this process may use (a container or a job may get fewer
-    cores than the machine has, and torch counts the machine's), shared among `processes`."""
+    cores than the machine has, and torch counts the machine's; a Slurm job the CPUs it was
+    given), shared among `processes`."""
+    from dlbench.engine import cluster
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = min(cores, cluster.cpus() or cores)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), cores // processes)))
 
 

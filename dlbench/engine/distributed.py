@@ -25,11 +25,6 @@ import torch.distributed as dist
 from dlbench.errors import DlbenchError
 
 
-def launched() -> bool:
-    """True in a process started by torchrun (it sets WORLD_SIZE) for more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 

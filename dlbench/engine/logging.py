@@ -109,10 +109,18 @@ class RunLogger:
     fails (a full disk) stops the run with one message naming the folder.
     """
 
-    def __init__(self, run_dir: Path, progress: str):
+    def __init__(self, run_dir: Path, progress: str, figures_budget: float = 1.0):
         self.progress_mode = progress
         self.writer = None
         self.folder = run_dir / "tb"
+        self.figures_budget = figures_budget  # logger.figures_budget
+        self.figure_seconds = 0.0  # spent drawing figures
+        self.started = time.perf_counter()
+
+    def figures_due(self) -> bool:
+        """Whether an evaluation's figures fit logger.figures_budget: the figures drawn so far
+        took at most that share of the time since the run started."""
+        return self.figure_seconds < self.figures_budget * (time.perf_counter() - self.started)
 
     def open_tensorboard(self, purge_step: int | None = None, texts: dict[str, str] | None = None) -> None:
         """Start writing TensorBoard events under <run dir>/tb; `texts` (the run's config) go to

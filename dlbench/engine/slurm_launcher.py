@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from submitit.core.utils import FailedJobError, UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
+from dlbench import rundir
 from dlbench.engine import cluster  # noqa: F401  (registers the preset's signal-delay resolver)
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[JobR
     quiet_submitit()
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    if "mode" in launcher.config.hydra.sweep:  # as Hydra's submitit launcher: hydra.sweep.mode=750
+        os.chmod(sweep_dir, mode=int(str(launcher.config.hydra.sweep.mode), 8))
     log.info(f"Slurm: {len(job_overrides)} job(s), sweep directory {sweep_dir}")
     returns, calls = {}, []
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
@@ -122,9 +126,11 @@ def result(launcher: Any, job: SlurmJob, overrides: list[str], idx: int) -> JobR
     where = job_dir(job_config(launcher, overrides, idx))
     (where / ".hydra").mkdir(parents=True, exist_ok=True)
     if not (where / ".hydra" / "overrides.yaml").is_file():  # it never started
-        (where / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        rundir.write_text(where / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))
     if not (where / "error.txt").is_file():
-        (where / "error.txt").write_text(f"Slurm job {job.job_id} {reason}; its log: {job.paths.stderr}\n")
+        rundir.write_text(
+            where / "error.txt", f"Slurm job {job.job_id} {reason}; its log: {job.paths.stderr}\n"
+        )
     return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=None)
 
 

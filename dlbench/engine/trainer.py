@@ -251,7 +251,7 @@ class Trainer:
             last = epoch + 1 == cfg.epochs or self._done() or task.should_stop()
             report = last or (epoch + 1) % cfg.val_every_n_epochs == 0
             if report and data.size("val"):
-                metrics.update(self.evaluate(task, data, "val"))
+                metrics.update(self.evaluate(task, data, "val", figures=last or self.log.figures_due()))
             metrics["time/epoch_s"] = time.perf_counter() - start
             for opt in optimizations.values():
                 opt.step_scheduler("epoch", metrics.get(monitor))
@@ -351,8 +351,9 @@ class Trainer:
         self.log.scalars({f"train/running_{k}": v for k, v in window.items()}, self.state.step)
 
     @torch.no_grad()
-    def evaluate(self, task: Task, data: Any, split: str) -> dict[str, float]:
-        """Average the task's evaluation step over a split, plus the split's metrics."""
+    def evaluate(self, task: Task, data: Any, split: str, figures: bool = True) -> dict[str, float]:
+        """Average the task's evaluation step over a split, plus the split's metrics; and with
+        `figures`, its figures in TensorBoard."""
         task.eval()
         means = BatchMeans()
         started = time.perf_counter()
@@ -362,9 +363,12 @@ class Trainer:
                 means.add(task.evaluation_step(batch, split), _batch_size(batch))
         metrics = {**means.result(split), **_prefixed(split, task.compute_metrics(split))}
         metrics[f"time/{split}_samples_per_s"] = means.count / (time.perf_counter() - started)
-        if self.log.writer is not None or distributed.world_size() > 1:  # every process computes
+        drawn = self.log.writer is not None or distributed.world_size() > 1  # (by every process)
+        if figures and drawn:
+            started = time.perf_counter()
             for tag, figure in task.figures(split).items():
                 self.log.figure(tag, figure, self.state.step)
+            self.log.figure_seconds += time.perf_counter() - started
         return metrics
 
     # ---- checkpoints ----------------------------------------------------------------------
