@@ -130,7 +130,7 @@ def _train(
     task = build_task(cfg, data.info, data)  # the same initial weights in every process
     log.debug(f"task and model built in {time.perf_counter() - built:.2f} s")
     with open_dict(cfg):  # trainer.monitor=null: the task's own metric
-        cfg.trainer.monitor, cfg.trainer.monitor_mode = monitor_of(cfg.trainer, task)
+        cfg.trainer.monitor, cfg.trainer.monitor_mode = monitor_of(cfg.trainer, task, data.validate_on)
     if distributed.rank() > 0:  # ... but each process its own dropout masks and augmentations
         seed_everything(cfg.trainer.seed + distributed.rank(), cfg.trainer.deterministic)
     logger = RunLogger(run_dir, progress, cfg.logger.figures_budget)  # TensorBoard opens once all is built
@@ -194,10 +194,15 @@ def _train(
     return metrics
 
 
-def monitor_of(trainer: DictConfig, task: Task) -> tuple[str, str]:
-    """The metric that decides best.pt and early stopping, and whether higher is better."""
+def monitor_of(trainer: DictConfig, task: Task, validate_on: str = "val") -> tuple[str, str]:
+    """The metric that decides best.pt and early stopping, and whether higher is better. When
+    val/ is the test split (dataset.validate_on=test), the task's own val/ metric would choose
+    best.pt by the test set: the training loss decides, unless trainer.monitor is set."""
     if trainer.monitor is None:
         monitor, mode = task.monitor
+        if validate_on == "test" and monitor.startswith("val/"):
+            log.info(f"val/ is the test split: best.pt follows train/loss, not {monitor} (trainer.monitor)")
+            return "train/loss", trainer.monitor_mode or "min"
         return monitor, trainer.monitor_mode or mode
     higher = any(word in trainer.monitor.split("/")[-1] for word in HIGHER_IS_BETTER)
     return trainer.monitor, trainer.monitor_mode or ("max" if higher else "min")

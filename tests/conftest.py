@@ -75,7 +75,7 @@ def cli(tmp_path: Path, monkeypatch):
         return subprocess.run(
             [sys.executable, "-m", "dlbench", *args],
             cwd=where,
-            env=user_env(**(env or {}), COLUMNS="200"),
+            env=user_env(**{"COLUMNS": "200", **(env or {})}),  # the test's own env wins
             capture_output=True,
             text=True,
             timeout=timeout,

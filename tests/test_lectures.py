@@ -55,6 +55,16 @@ def test_presets_train_on_what_the_notes_trained_on(data_root):
     assert not any(torch.isclose(fresh, v).any() for v in x)  # fresh points
 
 
+def test_validating_on_the_test_split_never_chooses_best_pt_by_it(tmp_path):
+    """dataset.validate_on=test (imagenet's default) without trainer.monitor: best.pt follows
+    train/loss, not the task's val/acc, which would be the test set's."""
+    run = ["dataset.validate_on=test", "trainer.epochs=1", "logger=none"]
+    train(compose(*run), tmp_path / "a")
+    assert "monitor: train/loss" in checkpoint.load(tmp_path / "a")["config"]
+    train(compose(*run, "trainer.monitor=val/acc"), tmp_path / "b")  # asked for: as asked
+    assert "monitor: val/acc" in checkpoint.load(tmp_path / "b")["config"]
+
+
 def test_validate_on_a_split_that_is_not_there_is_one_message():
     with pytest.raises(DlbenchError, match="validate_on=test: 'iris' has no test split here"):
         build_data(compose("dataset=iris", "dataset.validate_on=test", "dataset.test_fraction=0"))
