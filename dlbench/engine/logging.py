@@ -119,7 +119,7 @@ class RunLogger:
 
     def figures_due(self) -> bool:
         """Whether an evaluation's figures fit logger.figures_budget: the figures drawn so far
-        took at most that share of the time since the run started."""
+        took less than that share of the time since the run started."""
         return self.figure_seconds < self.figures_budget * (time.perf_counter() - self.started)
 
     def open_tensorboard(self, purge_step: int | None = None, texts: dict[str, str] | None = None) -> None:
