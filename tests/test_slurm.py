@@ -362,14 +362,16 @@ def test_a_two_node_job_runs_one_torchrun_per_node_and_matches_one_process(slurm
     """trainer.nodes=2 on a Slurm launcher: the job asks for 2 nodes and one task on each (srun);
     each task starts torchrun, and they meet at the allocation's first node. The nodes are two
     network namespaces, each with its own address. The run ends within 1e-4 of one process with
-    the same global batch."""
+    the same global batch. A sweep over trainer.nodes=2,1 submits one array job per node count."""
     overrides = ["trainer.epochs=2", "trainer.progress=plain", "dataset.batch_size=64"]
-    args = ["-m", *SLURM, "trainer.nodes=2", *overrides, "hydra.sweep.dir=sweep"]
+    args = ["-m", *SLURM, "trainer.nodes=2,1", *overrides, "hydra.sweep.dir=sweep"]
     out = finish(dlbench(*args, cwd=tmp_path, env=slurm_two_nodes))
-    assert "Sweep summary (1 jobs)" in out and "failed" not in out, out[-3000:]
+    assert "Sweep summary (2 jobs)" in out and "failed" not in out, out[-3000:]
     sweep, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
-    script = next(sweep.glob(".submitit/*/*_submission.sh")).read_text()
-    assert "#SBATCH --nodes=2\n" in script and "#SBATCH --ntasks-per-node=1\n" in script
+    scripts = sorted(p.read_text() for p in sweep.glob(".submitit/*/*_submission.sh"))
+    assert len(scripts) == 2 and sum("#SBATCH --nodes=2\n" in script for script in scripts) == 1
+    assert all("#SBATCH --ntasks-per-node=1\n" in script for script in scripts)
+    assert "x 2 processes" not in (sweep / "1" / "train.log").read_text()  # one node, one process
     tasks = job_logs(sweep)
     assert "node=0(2), global_rank=0(2)" in tasks and "node=1(2), global_rank=1(2)" in tasks
     assert "cpu x 2 processes" in (run_dir / "train.log").read_text()

@@ -7,7 +7,8 @@
   in its directory, so the summary shows it and the other jobs finish.
 - Ctrl-C cancels the sweep's Slurm jobs; `sweep.resume=DIR` finishes the sweep later,
   submitting only the jobs that have not finished.
-- A sweep with `trainer.nodes=N` asks Slurm for N nodes per job (one task on each).
+- A sweep with `trainer.nodes=N` asks Slurm for N nodes per job (one task on each); a sweep
+  over `trainer.nodes=1,2` submits one array job per node count.
 
 `hydra/launcher=slurm` (configs/hydra/launcher/slurm.yaml) names the Hydra plugin
 hydra_plugins/dlbench_submitit_launcher.py, whose `launch` is the one here.
@@ -48,34 +49,39 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[JobR
     if "mode" in launcher.config.hydra.sweep:  # as Hydra's submitit launcher: hydra.sweep.mode=750
         os.chmod(sweep_dir, mode=int(str(launcher.config.hydra.sweep.mode), 8))
     log.info(f"Slurm: {len(job_overrides)} job(s), sweep directory {sweep_dir}")
-    returns, calls = {}, []
+    returns, by_nodes = {}, {}  # the calls of each node count: one array job each
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-        if (done := finished_before(launcher, list(overrides), idx)) is not None:
+        cfg = job_config(launcher, list(overrides), idx)
+        if (done := finished_before(cfg, list(overrides))) is not None:
             log.info(f"\t#{idx} : finished before, skipped (sweep.resume)")
             returns[idx] = done
             continue
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-        calls.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-    jobs = executor(launcher).map_array(launcher, *zip(*calls, strict=True)) if calls else []
+        call = (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
+        by_nodes.setdefault(int(cfg.trainer.nodes), []).append(call)
+    jobs, calls = [], []
+    for nodes, group in by_nodes.items():
+        jobs += executor(launcher, nodes).map_array(launcher, *zip(*group, strict=True))
+        calls += group
     try:
         for job, call in zip(jobs, calls, strict=True):
             returns[call[2]] = result(launcher, job, call[0], call[2])
     except KeyboardInterrupt:
         for job in jobs:
             job.cancel(check=False)
+        arrays = sorted({job.job_id.split("_")[0] for job in jobs})
         log.warning(
-            f"cancelled Slurm job {jobs[0].job_id.split('_')[0]} (the sweep's jobs); finish the sweep "
+            f"cancelled Slurm job {', '.join(arrays)} (the sweep's jobs); finish the sweep "
             f"with the same command and sweep.resume={sweep_dir}"
         )
         raise
     return [returns[idx] for idx in sorted(returns)]
 
 
-def executor(launcher: Any) -> submitit.AutoExecutor:
+def executor(launcher: Any, nodes: int) -> submitit.AutoExecutor:
     """submitit's executor with the launcher's parameters (as the plugin sets them up); a run
     with trainer.nodes=N asks for N nodes, one task on each (cluster.torchrun_job)."""
     params = dict(launcher.params)
-    nodes = int(OmegaConf.select(launcher.config, "trainer.nodes", default=1) or 1)
     if nodes > 1:
         params["nodes"] = nodes
     out = submitit.AutoExecutor(
@@ -100,11 +106,10 @@ def job_dir(cfg: DictConfig) -> Path:
     return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
 
 
-def finished_before(launcher: Any, overrides: list[str], idx: int) -> JobReturn | None:
-    """With sweep.resume: the result of a job that finished in an earlier attempt, else None."""
-    if not OmegaConf.select(launcher.config, "sweep.resume"):
+def finished_before(cfg: DictConfig, overrides: list[str]) -> JobReturn | None:
+    """With sweep.resume: the result of a job (its config) that finished in an earlier attempt."""
+    if not cfg.sweep.resume:
         return None
-    cfg = job_config(launcher, overrides, idx)
     metrics = job_dir(cfg) / "metrics.json"
     if not metrics.is_file():
         return None
