@@ -119,8 +119,7 @@ def _train(
     resume_state = checkpoint.load(cfg.resume) if cfg.resume else None
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     torch.backends.cudnn.benchmark = cfg.trainer.cudnn_benchmark and not cfg.trainer.deterministic
-    if device.type == "cpu":
-        set_threads(distributed.local_world_size())  # this machine's cores, among its processes
+    set_threads(distributed.local_world_size())  # this machine's (or Slurm job's) cores, among its processes
 
     built = time.perf_counter()
     data = build_data(cfg)
