@@ -115,6 +115,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("optimizer.lr=fast",): "optimizer.lr: expected float",
         ("trainer.epochs=many",): "trainer.epochs",
         ("resume=nowhere",): "No checkpoint at nowhere",
+        ("hydra.verbose=3",): "hydra.verbose=3: true, false, a logger's name, or a list of names",
         (
             "task.tta=flip",
         ): "with task=auto (task classification, chosen by the data). Name it to set its keys: "

@@ -315,6 +315,8 @@ def test_settings_that_cannot_work_stop_the_command_before_anything_is_submitted
     ]:
         with pytest.raises(DlbenchError, match=message):
             cluster.check(overrides, preflight.compose_with_hydra(overrides, "the test"))
+    assert main(["-m", *SLURM, "+hydra.sweep.mode=abc"]) == 2
+    assert "hydra.sweep.mode=abc: an octal file mode, such as 750" in capsys.readouterr().err
     assert main(["-m", *SLURM, "hydra.launcher.timeout_mins=5"]) == 2  # a misspelt launcher key
     assert "Unknown key 'hydra.launcher.timeout_mins'" in capsys.readouterr().err
     for name in ("DLBENCH_RDZV_ENDPOINT", "MASTER_ADDR", "SLURM_JOB_NODELIST"):

@@ -14,6 +14,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import hydra
 import yaml
@@ -72,6 +73,8 @@ def train_command(argv: list[str]) -> int:
                 overrides, config_name=args.config_name or "config", mode=mode
             )
             cluster.check(overrides, hydra_node)  # Slurm launcher settings that cannot work
+            if hydra_node is not None:
+                verbose_loggers(hydra_node.hydra.verbose)
         if args.multirun and folder is not None:  # one sweep at a time in a sweep folder
             lock = rundir.RunLock(folder).acquire()
         if one_run and checked and hydra_node is not None and not distributed_run(checked[0]):
@@ -222,11 +225,10 @@ def run_once(cfg: DictConfig, hydra_node: DictConfig, overrides: list[str]) -> N
         hydra_node.hydra.runtime.output_dir = str(run_dir.absolute())
         hydra_node.hydra.runtime.cwd = os.getcwd()
     os.environ.update({str(k): str(v) for k, v in (hydra_node.hydra.job.env_set or {}).items()})
-    root, verbose = logging.getLogger(), hydra_node.hydra.verbose  # true, a logger, or loggers
-    names = [] if isinstance(verbose, bool) else [verbose] if isinstance(verbose, str) else list(verbose)
-    loggers = [root, *map(logging.getLogger, names)]
+    root = logging.getLogger()
+    loggers = [root, *map(logging.getLogger, verbose_loggers(hydra_node.hydra.verbose))]
     before, levels = list(root.handlers), [logger.level for logger in loggers]
-    configure_log(hydra_node.hydra.job_logging, verbose)
+    configure_log(hydra_node.hydra.job_logging, hydra_node.hydra.verbose)
     try:
         job(cfg, run_dir, overrides, hydra_node.hydra, multirun=False)
     finally:  # as before the run (the next command in this process starts clean)
@@ -235,6 +237,16 @@ def run_once(cfg: DictConfig, hydra_node: DictConfig, overrides: list[str]) -> N
             handler.close()
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def verbose_loggers(verbose: Any) -> list[str]:
+    """The loggers hydra.verbose names (true: the root's level, no name); anything else is refused."""
+    if isinstance(verbose, bool):
+        return []
+    names = [verbose] if isinstance(verbose, str) else list(verbose) if OmegaConf.is_list(verbose) else None
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise DlbenchError(f"hydra.verbose={verbose}: true, false, a logger's name, or a list of names")
+    return names
 
 
 def job(

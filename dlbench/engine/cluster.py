@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -47,6 +48,9 @@ def check(overrides: list[str], cfg: DictConfig) -> None:
     if not any(o.lstrip("+").startswith("hydra/launcher=slurm") for o in overrides):
         return
     launcher, trainer = cfg.hydra.launcher, cfg.trainer
+    mode = OmegaConf.select(cfg, "hydra.sweep.mode")
+    if mode is not None and not re.fullmatch(r"[0-7]{3,4}", str(mode)):
+        raise DlbenchError(f"hydra.sweep.mode={mode}: an octal file mode, such as 750")
     limit_s = int(launcher.timeout_min) * 60
     delay = int(launcher.signal_delay_s)
     if limit_s - delay - SLURM_CHECK_S < MIN_WORK_S:

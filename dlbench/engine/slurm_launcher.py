@@ -49,9 +49,10 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[JobR
     if "mode" in launcher.config.hydra.sweep:  # as Hydra's submitit launcher: hydra.sweep.mode=750
         os.chmod(sweep_dir, mode=int(str(launcher.config.hydra.sweep.mode), 8))
     log.info(f"Slurm: {len(job_overrides)} job(s), sweep directory {sweep_dir}")
-    returns, by_nodes = {}, {}  # the calls of each node count: one array job each
+    returns, by_nodes, folders = {}, {}, {}  # the calls of each node count: one array job each
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
         cfg = job_config(launcher, list(overrides), idx)
+        folders[idx] = job_dir(cfg)
         if (done := finished_before(cfg, list(overrides))) is not None:
             log.info(f"\t#{idx} : finished before, skipped (sweep.resume)")
             returns[idx] = done
@@ -65,7 +66,7 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[JobR
         calls += group
     try:
         for job, call in zip(jobs, calls, strict=True):
-            returns[call[2]] = result(launcher, job, call[0], call[2])
+            returns[call[2]] = result(job, call[0], folders[call[2]])
     except KeyboardInterrupt:
         for job in jobs:
             job.cancel(check=False)
@@ -117,7 +118,7 @@ def finished_before(cfg: DictConfig, overrides: list[str]) -> JobReturn | None:
     return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=value)
 
 
-def result(launcher: Any, job: SlurmJob, overrides: list[str], idx: int) -> JobReturn:
+def result(job: SlurmJob, overrides: list[str], where: Path) -> JobReturn:
     """The job's own JobReturn. A job that ended without one, or failed outside dlbench's own
     error handling, is recorded as failed in its directory (the summary shows it;
     sweep.resume runs it again)."""
@@ -128,7 +129,6 @@ def result(launcher: Any, job: SlurmJob, overrides: list[str], idx: int) -> JobR
     except FailedJobError as err:  # an error outside dlbench's own handling (submitit, Hydra)
         lines = [line for line in str(err).splitlines() if line.strip() and not line.startswith("-")]
         reason = f"failed: {lines[-1].strip() if lines else err}"
-    where = job_dir(job_config(launcher, overrides, idx))
     (where / ".hydra").mkdir(parents=True, exist_ok=True)
     if not (where / ".hydra" / "overrides.yaml").is_file():  # it never started
         rundir.write_text(where / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))
