@@ -38,7 +38,7 @@ def train(*overrides: str) -> dict[str, float]:
     log_file.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
     logging.getLogger().addHandler(log_file)
     try:
-        return train_run(cfg, run_dir, overrides)
+        return train_run(cfg, run_dir, [o for o in overrides if not o.startswith("hydra.")])  # as Hydra
     finally:
         logging.getLogger().removeHandler(log_file)
         log_file.close()
@@ -80,18 +80,20 @@ def _is_checkpoint(path: Path) -> bool:
 
 def load_exported(path: Path) -> torch.nn.Module:
     """A model `dlbench export` wrote: model.pt (a plain state_dict) beside model.yaml."""
-    import yaml
-
     from dlbench.data.info import DataInfo
     from dlbench.registry import MODELS
+    from dlbench.rundir import read_yaml
 
-    spec = yaml.safe_load(path.with_suffix(".yaml").read_text()) or {}
+    spec = read_yaml(path.with_suffix(".yaml")) or {}
     if not isinstance(spec, dict) or "model" not in spec or "data" not in spec:
         raise DlbenchError(
             f"{path.with_suffix('.yaml')} is not a file dlbench export wrote (no model or data)"
         )
     plugin_loader.check_saved(spec.get("plugins"), str(path), f"dlbench.load_model({str(path)!r}, plugins=")
     model = MODELS.build(spec["model"], "model", facts=DataInfo.from_dict(spec["data"]))
+    from dlbench.engine.checkpoint import check_declared_sizes
+
+    check_declared_sizes(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -11,10 +12,9 @@ from collections.abc import Callable
 
 from dlbench import errors
 from dlbench.engine.logging import console, print_error
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, StopRequested
 
-EXAMPLES = """\
-[bold]Usage[/bold]
+USAGE = """\
   dlbench [OVERRIDES...]                 train (the default command)
   dlbench -m KEY=A,B [KEY2=C,D ...]      a sweep: one job per combination, then a summary
   dlbench list [KIND] [PATTERN]          registered components and experiments
@@ -28,8 +28,9 @@ EXAMPLES = """\
   dlbench board [DIR] [--port N]         TensorBoard on the runs under DIR (outputs), named by overrides
   dlbench completion bash                shell completion: eval "$(dlbench completion bash)"
   dlbench --help | --hydra-help | --cfg job [OVERRIDES...]
+"""
 
-[bold]Examples[/bold]
+EXAMPLES = """\
   dlbench                                          the default: an MLP on scikit-learn's digits, CPU
   dlbench model=linear optimizer=sgd optimizer.lr=0.1
   dlbench experiment=lenet5_mnist trainer.epochs=15
@@ -47,8 +48,9 @@ EXAMPLES = """\
   dlbench predict outputs/name2lang_rnn/<run> Choi Jane Daniel Chow Tanaka --top-k 5
   dlbench --cfg job model=linear                   print the composed config, train nothing
   dlbench board                                    TensorBoard on ./outputs, runs named by their overrides
+"""
 
-[bold]Common overrides[/bold]
+COMMON = """\
   device=cpu|cuda|mps|auto   trainer.epochs=N  trainer.max_steps=N  trainer.seed=N
   trainer.precision=32|bf16|16|auto  trainer.channels_last=true  trainer.compile=true
   trainer.grad_clip=X  trainer.patience=N  trainer.monitor=val/acc
@@ -59,11 +61,17 @@ EXAMPLES = """\
 
 
 def print_help() -> None:
+    """dlbench --help: the usage, examples, common overrides and every config group's options.
+    The text is printed as written (its brackets are part of the commands), headings styled."""
+    from rich.text import Text
+
     from dlbench import preflight
 
-    console.print("[bold]dlbench[/bold]: config-driven deep-learning training\n")
-    console.print(EXAMPLES, soft_wrap=True)
-    console.print("[bold]Config groups[/bold] (choose one option with GROUP=OPTION)")
+    console.print(Text.assemble(("dlbench", "bold"), ": config-driven deep-learning training\n"))
+    for heading, body in (("Usage", USAGE), ("Examples", EXAMPLES), ("Common overrides", COMMON)):
+        console.print(Text(heading, style="bold"))
+        console.print(body, soft_wrap=True)
+    console.print(Text.assemble(("Config groups", "bold"), " (choose one option with GROUP=OPTION)"))
     groups = preflight.groups()
     width = max(map(len, groups)) + 1
     for group, options in groups.items():
@@ -107,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print_error("interrupted")
         return 130
+    except StopRequested as stop:
+        name = signal.Signals(stop.signum).name
+        print_error(f"stopped by {name} while no run was in progress: nothing was left half written")
+        return 128 + stop.signum
     except Exception as err:
         user_error = errors.as_user_error(err)
         if isinstance(user_error, DlbenchError):
@@ -119,7 +131,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def stop_outside_a_run(signum: int, frame) -> None:
+    """SIGTERM, SIGUSR1, SIGUSR2 from the command's start: a clean exit, not the default
+    death by signal (a run, once it is being built, catches them itself: trainer.StopSignals,
+    which puts this handler back afterwards, and never hands a signal on to it)."""
+    raise StopRequested(signum)
+
+
+stop_outside_a_run.dlbench_own = True  # cluster.hand_on: not a handler to hand a signal on to
+
+
 def entrypoint() -> None:
+    for stop_signal in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(stop_signal, stop_outside_a_run)
     try:
         status = main()
     except SystemExit as stop:  # a run's exit status (75: stopped by a signal, with last.pt)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import secrets
 import time
 import typing
@@ -230,10 +231,32 @@ def _plain(node: Any) -> dict:
     return out
 
 
+# a run's name is the name of its folder under outputs/: one folder name, known before it starts
+RUN_NAME = re.compile(r"[\w.+=,@-]{1,200}")
+
+
+def check_name(cfg: DictConfig) -> None:
+    """`name` (outputs/<name>/...) must resolve, without Hydra's runtime, to one folder name:
+    letters, digits and . _ - + = , @ (not . or ..), so no run lands outside outputs/."""
+    raw = cfg._get_node("name")._value() if "name" in cfg else None
+    try:
+        name = cfg.name
+    except OmegaConfBaseException as err:
+        raise DlbenchError(
+            f"name={raw}: {str(err).splitlines()[0]}. A run's name is its folder's: it must be known "
+            "before the run starts (use ${model.name}-like keys of the config, not Hydra's runtime)"
+        ) from None
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or set(name) == {"."}:
+        raise DlbenchError(
+            f"name={name!r}: a run's name is one folder name under outputs/: letters, digits, . _ - + = , @"
+        )
+
+
 def validate(cfg: DictConfig, components: bool = True) -> None:
     """Refuse a composed config that cannot run, before any data is read. With `components`,
     each component's keys are checked against its constructor (which imports its module)."""
     check_known_keys(cfg)
+    check_name(cfg)
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and str(value) not in allowed:

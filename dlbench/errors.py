@@ -32,6 +32,17 @@ class Preempted(Exception):
         super().__init__(f"stopped by signal {signum} after step {step}")
 
 
+class StopRequested(BaseException):
+    """A stop signal (SIGTERM, SIGUSR1, SIGUSR2) that came while no run was being built or
+    trained (those stop at a step's end, with a checkpoint: Preempted). A BaseException, like
+    KeyboardInterrupt, so no `except Exception` takes it for an error of its own. The CLI exits
+    with 128 + the signal's number, as a shell reports a process the signal stopped."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"stopped by signal {signum}")
+
+
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ' Did you mean: a, b?' for the closest choices, or '' when none is close."""
     close = difflib.get_close_matches(str(name), sorted(set(choices)), n=n, cutoff=0.5)

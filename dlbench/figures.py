@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dlbench.terminal import inert
+
 # Activation modules the activation picture knows, by class (each drawn once per model).
 ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus)
 
@@ -22,6 +24,12 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def as_label(name: Any) -> str:
+    """A class name as a figure's text: control characters shown (terminal.inert), and no `$`
+    read as the start of matplotlib's mathtext (a name like `$\\` would stop the drawing)."""
+    return inert(str(name)).replace("$", r"\$")
 
 
 def confusion_figure(matrix: torch.Tensor, names: list[str], normalize: bool, title: str) -> Any:
@@ -38,8 +46,9 @@ def confusion_figure(matrix: torch.Tensor, names: list[str], normalize: bool, ti
     image = ax.imshow(values.numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None)
     font = 9 if n <= 40 else 6
     if n <= 120:
-        ax.set_xticks(range(n), [str(x) for x in names], rotation=90, fontsize=font)
-        ax.set_yticks(range(n), [str(x) for x in names], fontsize=font)
+        labels = [as_label(x) for x in names]
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=font)
+        ax.set_yticks(range(n), labels, fontsize=font)
     ax.set_xlabel("Predicted label")
     ax.set_ylabel("True label")
     ax.set_title(title)

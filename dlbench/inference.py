@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 from torchvision.transforms import v2
 
 from dlbench import plugins, safety
@@ -26,9 +27,14 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
     been named by the user (plugins.py)."""
     plugins.check_saved(state.get("plugins"), run, f"dlbench predict {run}")
     cfg = OmegaConf.create(state["config"])
-    safety.check_config(cfg, "the checkpoint's config")
-    info = saved_info(state, cfg)
-    task = build_task(cfg, info)
+    safety.check_saved_config(cfg, f"{run}: the checkpoint's config")
+    try:  # what a checkpoint holds is data: one that cannot rebuild a model is the file's fault
+        info = saved_info(state, cfg)
+        task = build_task(cfg, info)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OmegaConfBaseException) as err:
+        raise DlbenchError(
+            f"{run}: the checkpoint's config and data facts rebuild no model ({type(err).__name__}: {err})"
+        ) from err
     try:
         task.load_state_dict(state["task"])
     except RuntimeError as err:

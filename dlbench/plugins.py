@@ -98,11 +98,16 @@ def named_in(overrides: list[str]) -> list[str]:
     """The plugins a command line names: `plugins=[a,b]`, and the `plugins` of the experiment
     presets it chooses from the user's own config folders."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
     from dlbench.searchpath import user_config_dirs
 
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise DlbenchError(f"Cannot read the command line: {err}") from err
     names: list[str] = []
-    for override in OverridesParser.create().parse_overrides(overrides):
+    for override in parsed:
         key = override.key_or_group.lstrip("+~")
         if key == "plugins" and not override.is_delete():
             value = override.value()

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from dlbench import plugins, rundir, safety
-from dlbench.config import validate
+from dlbench.config import check_name, validate
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, store_config_nodes
 from dlbench.searchpath import SHIPPED as CONFIG_DIR
@@ -154,6 +154,8 @@ def _compose(overrides: list[str], source: str, config_name: str) -> DictConfig:
             cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise _explain(err, overrides) from err
+    except ValueError as err:  # Hydra's own check of an override's value (`~trainer=[x]`)
+        raise DlbenchError(f"{source}: {str(err).split(' : Override(')[0].splitlines()[0][:300]}") from err
     except KeyError as err:  # Hydra copies hydra.job.env_copy from the environment
         raise DlbenchError(
             f"{source}: hydra.job.env_copy names {err.args[0]}, which is not set in this environment"
@@ -265,6 +267,7 @@ def check_command(
     configs, folder, hydra_node = [], None, None
     for combination in combinations(parse(overrides)):
         cfg = compose_with_hydra(combination, source, config_name)
+        check_name(cfg)  # (it names the run's folder)
         if not configs:
             folder = check_output_folder(cfg, mode)
             hydra_node = cfg.copy()  # the whole config: hydra.run.dir names ${name}
@@ -303,7 +306,8 @@ def check_output_folder(cfg: DictConfig, mode: str) -> Path | None:
     folder = Path(value)
     rundir.check_writable(folder, key)
     if mode == "run":
-        rundir.check_new_run(folder, cfg.resume)
+        launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # a torchrun process: its launcher checked
+        rundir.check_new_run(folder, cfg.resume, records=() if launched else rundir.RECORDS)
     if mode == "multirun":
         subdir = str(cfg.hydra.sweep._get_node("subdir")._value())  # as written: ${hydra.job.num} is fine
         if "${" not in subdir and (

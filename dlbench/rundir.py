@@ -7,6 +7,9 @@
   metrics or TensorBoard events, unless the run resumes from that same folder.
 - Every file dlbench writes in it is written whole or not at all (`write_text`: a temporary
   file, fsync, rename), and temporary files of writes that were killed are removed at start.
+- Its YAML files (and a checkpoint's config) are read as data someone else may have written:
+  `load_yaml` refuses aliases, which dlbench never writes and which let a few hundred bytes
+  expand into billions of nodes once OmegaConf or a printer walks them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from dlbench.errors import DlbenchError, FolderInUse
 
@@ -31,20 +37,30 @@ def holds_run(folder: Path) -> bool:
     )
 
 
-def check_new_run(folder: Path, resume: str | None) -> None:
-    """Refuse to start in a folder that holds another run (resuming that same run is fine)."""
-    if not holds_run(folder):
-        return
+RECORDS = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")  # what a run records
+
+
+def check_new_run(folder: Path, resume: str | None, records: tuple[str, ...] = RECORDS) -> None:
+    """Refuse to start in a folder that holds another run, or files named as those a run
+    records (`records`) that dlbench did not write there; resuming that same run is fine. (A
+    sweep's job folder is Hydra's, checked with its sweep: there only results count.)"""
     if resume is not None:
         resumed = Path(resume).expanduser().resolve()  # a run folder, or a checkpoint in one
         in_run = resumed.parent.parent if resumed.parent.name == "checkpoints" else resumed
         if folder.resolve() == in_run:
             return
-    raise FolderInUse(
-        f"{folder} already holds a run (checkpoints, metrics or TensorBoard events), and dlbench "
-        f"never writes over one. Continue it with: dlbench resume={folder}  "
-        "(or start a new run elsewhere: leave out hydra.run.dir, or give it a new folder)"
-    )
+    if holds_run(folder):
+        raise FolderInUse(
+            f"{folder} already holds a run (checkpoints, metrics or TensorBoard events), and dlbench "
+            f"never writes over one. Continue it with: dlbench resume={folder}  "
+            "(or start a new run elsewhere: leave out hydra.run.dir, or give it a new folder)"
+        )
+    if found := [name for name in records if (folder / name).exists()]:
+        raise FolderInUse(
+            f"{folder} holds {', '.join(found)} (no checkpoint or metrics: not a run dlbench can "
+            "continue), and dlbench never writes over a file it did not make there. Start this run in "
+            "another folder (leave out hydra.run.dir, or give it a new one)"
+        )
 
 
 def check_writable(folder: Path, setting: str) -> None:
@@ -179,3 +195,28 @@ def file_error(err: OSError, path: Path) -> DlbenchError:
     if err.errno == errno.EFBIG:
         return DlbenchError(f"File too large (the file-size limit) writing {path}")
     return DlbenchError(f"Cannot write {err.filename or path}: {err.strerror or err}")
+
+
+class _NoAliases(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases (`*name`)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(
+                f"an alias at line {mark.line + 1}, column {mark.column + 1}: dlbench writes none"
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML that someone else may have written: plain data, no aliases (yaml.YAMLError)."""
+    return yaml.load(text, Loader=_NoAliases)  # noqa: S506 (a safe loader)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file of a run folder (load_yaml); one that cannot be read is one DlbenchError."""
+    try:
+        return load_yaml(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
+        raise DlbenchError(f"{path} is not readable YAML ({err})") from err

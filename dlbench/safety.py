@@ -14,9 +14,8 @@ as a whole, `hydra.*` included, before Hydra starts:
 - `hydra.job.env_set` may not set variables that make a process load code (LD_PRELOAD, PYTHON*);
 - the Optuna sweeper's `custom_search_space` (a function it would import) must stay unset.
 
-Overrides read back from a checkpoint or a run folder are data: they are checked like a command
-line, may not touch `hydra.*` at all (dlbench never saves such overrides), and never choose the
-plugins a run imports (commands/runs.py drops them; plugins.py).
+Overrides read back from a checkpoint or a run folder pass an allow-list first
+(commands/runs.py): they never touch `hydra.*`, name a file or choose the plugins a run imports.
 """
 
 from __future__ import annotations
@@ -124,6 +123,20 @@ def check_config(cfg: DictConfig, source: str = "the config") -> None:
         raise refused("hydra.sweeper.custom_search_space", search_space, source)
 
 
+def check_saved_config(cfg: DictConfig, source: str) -> None:
+    """A config read back from a checkpoint: dlbench saves it resolved, so it holds no
+    interpolation at all (one would run a resolver when the config is read), and nothing
+    check_config refuses."""
+    for path, key, value in _items(cfg, ""):
+        if isinstance(value, str) and "${" in value:
+            where = f"{path}.{key}" if path else str(key)
+            raise DlbenchError(
+                f"{source}: '{where}: {value}' is refused: dlbench saves a run's config resolved, so "
+                "something else wrote this interpolation"
+            )
+    check_config(cfg, source)
+
+
 def refused(where: str, value: Any, source: str) -> DlbenchError:
     return DlbenchError(
         f"{source}: '{where}: {value}' is refused: a config cannot make dlbench import or call an "
@@ -147,22 +160,3 @@ def _items(node: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
             value = child if isinstance(child, (DictConfig, ListConfig)) else child._value()
             yield path, index, value if not isinstance(value, (DictConfig, ListConfig)) else None
             yield from _items(value, f"{path}[{index}]")
-
-
-def check_saved_overrides(overrides: Any, source: str) -> list[str]:
-    """Overrides read back from a checkpoint or a run folder: a list of `key=value` strings
-    that name no object and do not touch Hydra's own settings (dlbench never saves such ones)."""
-    if overrides is None:
-        return []
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise DlbenchError(f"{source}: the saved overrides are not a list of key=value strings")
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        calls = any(word in override for word in (*CALL_KEYS, *RESOLVERS_THAT_BUILD_NODES))
-        if calls or key.startswith(("hydra.", "hydra/")) or key == "hydra" or key.startswith("-"):
-            raise DlbenchError(
-                f"{source}: the saved override '{override}' is refused: dlbench never saves one that "
-                "names an object or Hydra's own settings, so something else wrote this file. "
-                "A saved run is data: it cannot add code to a run."
-            )
-    return list(overrides)

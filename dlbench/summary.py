@@ -12,6 +12,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.table import Table
+from rich.text import Text
 
 from dlbench import rundir
 from dlbench.engine.logging import console, new_table
@@ -34,16 +35,16 @@ def job_row(job_dir: Path) -> dict[str, Any]:
     """A job's overrides, status and final metrics, read from its run directory."""
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     try:
-        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
-    except (OSError, ValueError, yaml.YAMLError):
+        overrides = rundir.read_yaml(overrides_file) if overrides_file.exists() else []
+    except DlbenchError:
         overrides = ["(unreadable overrides.yaml)"]
-    if not isinstance(overrides, list):
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         overrides = ["(unreadable overrides.yaml)"]
     row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(map(str, overrides))}
     error_file = job_dir / "error.txt"
     if (metrics := read_metrics(job_dir)) is not None:
         row["status"] = "ok"
-        row.update(metrics)
+        row.update({k: v for k, v in metrics.items() if "/" in k})  # metric names: never job, status
     elif error_file.exists():
         lines = error_file.read_text(errors="replace").strip().splitlines()
         row["status"] = "failed: " + (lines[0] if lines else "")
@@ -74,7 +75,7 @@ def table(
     the title)."""
     available = metric_columns(rows)
     columns = metrics or ([c for c in HEADLINE if c in available] or available)[:max_metrics]
-    split = [r["overrides"].split() for r in rows]
+    split = [r["overrides"].split(" ") for r in rows]  # (joined with spaces: job_row)
     shared = set.intersection(*map(set, split)) if len(rows) > 1 else set()
     names = ("job", "overrides", "status", *columns)
     out = new_table(
@@ -107,13 +108,20 @@ HIGHER_IS_BETTER = ("acc", "f1", "r2", "bleu", "exact", "score", "confidence")
 
 def sort_rows(rows: list[dict[str, Any]], metric: str, ascending: bool | None = None) -> list[dict[str, Any]]:
     """Jobs by a metric, best first (highest for accuracy-like names, else lowest); jobs
-    without it last."""
+    without it (or whose value is not a number) last."""
     if not any(metric in r for r in rows):
         raise DlbenchError(f"no job has the metric '{metric}'.{did_you_mean(metric, metric_columns(rows))}")
     if ascending is None:
         ascending = not any(word in metric for word in HIGHER_IS_BETTER)
-    have = sorted((r for r in rows if metric in r), key=lambda r: r[metric], reverse=not ascending)
-    return have + [r for r in rows if metric not in r]
+    have = sorted(
+        (r for r in rows if is_number(r.get(metric))), key=lambda r: r[metric], reverse=not ascending
+    )
+    return have + [r for r in rows if not is_number(r.get(metric))]
+
+
+def is_number(value: Any) -> bool:
+    """A value a job can be ranked by (a metrics.json may hold text, null or a list, or NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 def write(rows: list[dict[str, Any]], path: Path) -> None:
@@ -149,10 +157,10 @@ class SweepSummary(Callback):
         console.print(f"Sweep directory: {sweep_dir}  (summary.csv, summary.md: every metric)")
         for row in rows:
             if row["status"].startswith("failed"):
-                console.print(f"job {row['job']} {row['status']}", highlight=False)
+                console.print(f"job {row['job']} {row['status']}")
         FAILED_JOBS.extend(r["job"] for r in rows if r["status"] != "ok")
         best = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper
         if best.is_file():
             result = yaml.safe_load(best.read_text())
             params = " ".join(f"{k}={v}" for k, v in (result.get("best_params") or {}).items())
-            console.print(f"[bold]Best trial[/bold]: {result.get('best_value')}  {params}", highlight=False)
+            console.print(Text.assemble(("Best trial", "bold"), f": {result.get('best_value')}  {params}"))

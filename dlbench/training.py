@@ -6,21 +6,23 @@ import copy
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import TensorDataset
 
-from dlbench import rundir
+from dlbench import resume, rundir
 from dlbench.config import data_config, validate
 from dlbench.data.base import DataModule, as_source
 from dlbench.data.info import DataInfo
 from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import resolve_device, seed_everything, set_threads
-from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
+from dlbench.engine.logging import RunLogger, console, held_file_logs, metrics_table, setup_console
 from dlbench.engine.trainer import StopSignals, Trainer
 from dlbench.figures import activation_figure, activations_of
 from dlbench.registry import DATASETS, LOSSES, MODELS, TASKS
@@ -98,16 +100,27 @@ def train(
             lock = rundir.RunLock(run_dir).acquire()
         try:
             if lock is not None:
-                rundir.check_new_run(run_dir, cfg.resume)
+                # a sweep's job folder, or a torchrun process's, was checked by the command that made
+                # it (its sweep; the launching process): there the job's own records may be
+                checked = distributed.world_size() > 1 or (
+                    hydra_cfg is not None and hydra_cfg.get("mode") == RunMode.MULTIRUN
+                )
+                rundir.check_new_run(run_dir, cfg.resume, records=() if checked else rundir.RECORDS)
                 rundir.remove_stale_temporaries(run_dir)
-            return _train(cfg, run_dir, list(overrides or []), hydra_cfg, stop)
+            with held_file_logs(run_dir, keep_on_failure=not cfg.resume) as release:
+                return _train(cfg, run_dir, list(overrides or []), hydra_cfg, stop, release)
         finally:
             if lock is not None:
                 lock.release()
 
 
 def _train(
-    cfg: DictConfig, run_dir: Path, overrides: list[str], hydra_cfg: DictConfig | None, stop: StopSignals
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str],
+    hydra_cfg: DictConfig | None,
+    stop: StopSignals,
+    release_logs: Callable[[], None],
 ):
     started = time.perf_counter()
     main = distributed.is_main()
@@ -116,7 +129,11 @@ def _train(
     device = resolve_device(str(cfg.device.type))
     if device.type == "cuda" and distributed.world_size() > 1:
         device = torch.device("cuda", distributed.local_rank())
-    resume_state = checkpoint.load(cfg.resume) if cfg.resume else None
+    resume_state, resumed_settings = None, []
+    if cfg.resume:  # what this command changes is applied or refused before any work (resume.py)
+        resume_state = checkpoint.load(cfg.resume)
+        saved = rundir.load_yaml(resume_state["config"])  # (checked when loaded)
+        resumed_settings = resume.check(saved, OmegaConf.to_container(cfg, resolve=True))
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     torch.backends.cudnn.benchmark = cfg.trainer.cudnn_benchmark and not cfg.trainer.deterministic
     set_threads(distributed.local_world_size())  # this machine's (or Slurm job's) cores, among its processes
@@ -146,14 +163,17 @@ def _train(
         cfg.optimizer, cfg.scheduler, trainer.total_steps(steps_per_epoch), steps_per_epoch
     )
     if resume_state is not None:
+        built_groups = resume.fresh_groups(optimizations)
         trainer.restore(resume_state, task, optimizations)
+        resume.apply(optimizations, built_groups, resumed_settings)
         log.info(f"resumed at epoch {trainer.state.epoch}, step {trainer.state.step} from {cfg.resume}")
         if cluster.requeue_count():  # a Slurm job requeued after a preemption or its time limit
             log.info(cluster.requeue_message(trainer.state.step))
-    if device.type == "cpu":  # after the restore: a resume that fails has logged nothing
+    if device.type == "cpu":
         choose_threads(cfg.trainer, task, data, device)
     if main:  # every part is built: only now does the run write in its folder
         record_run(run_dir, composed, overrides, hydra_cfg)
+        release_logs()  # the log lines so far reach train.log now
         if cfg.logger.tensorboard:
             logger.open_tensorboard(
                 purge_step=resume_state["trainer"]["step"] + 1 if resume_state else None,

@@ -151,3 +151,19 @@ def data_root(tmp_path_factory):
     ):
         write(root)
     return root
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many cases each generated (Hypothesis) test tried: tests/test_fuzz.py records them."""
+    lines = [
+        f"{value[0]}: {value[1]} cases ({report.nodeid.split('::')[-1]})"
+        for kind in ("passed", "failed")
+        for report in terminalreporter.stats.get(kind, [])
+        if report.when == "call"
+        for name, value in report.user_properties
+        if name == "hypothesis_cases"
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "generated cases per surface")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -8,10 +8,10 @@ import argparse
 import time
 from pathlib import Path
 
-import yaml
-
 from dlbench.engine.logging import console
 from dlbench.errors import DlbenchError
+from dlbench.rundir import read_yaml
+from dlbench.terminal import inert
 
 USAGE = "usage: dlbench board [DIR] [--port N] [--host HOST]  (DIR: a folder of runs; default outputs)"
 
@@ -56,7 +56,7 @@ def named_runs(folder: Path) -> dict[str, Path]:
             continue
         name = f"{experiment_of(run)} {overrides_of(run)}".strip()
         name = f"{name} [{run.name[-6:] if len(run.name) > 12 else run.name}]"  # its tag or job number
-        names[name.replace(",", ";").replace(":", "=")] = run / "tb"  # the spec's separators
+        names[inert(name).replace(",", ";").replace(":", "=")] = run / "tb"  # the spec's separators
     return names
 
 
@@ -67,11 +67,11 @@ def experiment_of(run: Path) -> str:
 
 def overrides_of(run: Path) -> str:
     overrides = _read(run / ".hydra" / "overrides.yaml")
-    return " ".join(str(o) for o in overrides) if isinstance(overrides, list) else ""
+    return " ".join(o for o in overrides if isinstance(o, str)) if isinstance(overrides, list) else ""
 
 
 def _read(path: Path):
     try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return read_yaml(path)
+    except DlbenchError:
         return None

@@ -9,6 +9,7 @@ including the components registered from code."""
 
 from __future__ import annotations
 
+from dlbench import terminal
 from dlbench.errors import DlbenchError
 
 BASH = r"""# dlbench's bash completion: eval "$(dlbench completion bash)"
@@ -52,5 +53,5 @@ def completion_command(args: list[str]) -> int:
     from dlbench.cli import COMMANDS
     from dlbench.commands.listing import KINDS
 
-    print(BASH.replace("@COMMANDS@", " ".join(COMMANDS)).replace("@KINDS@", " ".join(KINDS)), end="")
+    terminal.write(BASH.replace("@COMMANDS@", " ".join(COMMANDS)).replace("@KINDS@", " ".join(KINDS)))
     return 0

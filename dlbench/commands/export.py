@@ -35,6 +35,8 @@ def export_command(args: list[str]) -> int:
     _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
     require_plugins(parsed.run, [*saved, *parsed.named], f"dlbench export {parsed.run} --out {parsed.out}")
     out, spec_file = parsed.out, parsed.out.with_suffix(".yaml")
+    if out.suffix not in (".pt", ".pth"):
+        raise DlbenchError(f"--out {out}: name a .pt file (the model's spec is written beside it, as .yaml)")
     for path in (out, spec_file):
         if path.exists():
             raise DlbenchError(f"{path} exists; dlbench export never writes over a file")

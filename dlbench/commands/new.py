@@ -65,12 +65,13 @@ def new_command(args: list[str]) -> int:
         raise DlbenchError(USAGE)
     kind, name, rest = args[0], args[1], args[2:]
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise DlbenchError(f"'{name}' cannot be a name: use letters, digits and _ (a Python identifier)")
+        raise DlbenchError(f"{name!r} cannot be a name: use letters, digits and _ (a Python identifier)")
     if kind == "model":
         if rest:
             raise DlbenchError(USAGE)
         target = Path(f"{name}.py")
         refuse_existing(target)
+        check_model_name(name)
         rundir.write_text(target, MODEL_TEMPLATE.format(name=name))
         console.print(f"wrote {target}: train it with  dlbench plugins=[{name}] model={name}", soft_wrap=True)
         return 0
@@ -84,6 +85,28 @@ def new_command(args: list[str]) -> int:
     rundir.write_text(target, experiment_text(name, source))
     console.print(f"wrote {target}: run it with  dlbench experiment={name}", soft_wrap=True)
     return 0
+
+
+def check_model_name(name: str) -> None:
+    """A new model's name is its plugin module's and its registry name: it must be a name
+    Python can import as a module of its own (not a keyword, not a module that already exists:
+    `torch.py` here would hide torch from every program run in this folder) and one no model
+    has yet."""
+    import importlib.util
+    import keyword
+    import sys
+
+    from dlbench.registry import MODELS
+
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise DlbenchError(f"'{name}' is a Python keyword: a plugin module cannot be named so")
+    if name in sys.builtin_module_names or name in sys.stdlib_module_names or importlib.util.find_spec(name):
+        raise DlbenchError(
+            f"'{name}' is the name of a Python module that exists ({name}): {name}.py here would hide it "
+            f"from every program started in this folder. Choose another name (e.g. my_{name})"
+        )
+    if name in MODELS:
+        raise DlbenchError(f"model '{name}' exists already (dlbench list models): choose another name")
 
 
 def refuse_existing(path: Path) -> None:

@@ -1,32 +1,134 @@
-"""Saved runs as the input of a new command: `resume=RUN`, `dlbench eval RUN`, `dlbench export RUN`.
+"""Saved runs as the input of a new command: `resume=RUN`, `dlbench eval RUN`, `predict`,
+`export`, `sweep.resume=DIR`.
 
-A run's saved overrides are data: they are checked like a command line (safety.py), the new
-command line's overrides win, and they never choose plugins (plugins.py).
+A run's saved overrides (`.hydra/overrides.yaml`, or a checkpoint's own list) are data that
+someone else may have written. They pass an allow-list before anything else happens (before
+any plugin is imported, any config composed): each is parsed with Hydra's own parser, and only
+these shapes are kept:
+
+- `GROUP=OPTION` for a config group, with an option that is a name (a shipped file's, one of
+  your config folders' files', a registered component's): never a path;
+- `KEY=VALUE` (or `+KEY=VALUE`) under the parts of a run a saved run may set (`model.*`,
+  `dataset.*`, `trainer.*`, ... and `name`), with keys made of plain names and values that are
+  numbers, text, lists or dicts; an interpolation may only point at another key (`${model.name}`);
+- `plugins=[...]`, `resume=...` and `sweep.*` are recorded by every run and accepted, but never
+  used: the user names the plugins and the run to continue, not a saved file.
+
+Anything else (a package `@`, a deletion `~`, `++`, a sweep, `hydra.*`, an unknown part, a
+resolver) refuses the whole file, naming it and the override. The new command line's overrides
+win over the saved ones (`merge_overrides`).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
-import yaml
-
-from dlbench import plugins, safety
+from dlbench import plugins
 from dlbench.errors import DlbenchError
+from dlbench.rundir import load_yaml, read_yaml
+
+# The parts of a run a saved KEY=VALUE may set (the run's config schema, less what chooses code
+# or places: plugins, resume, sweep, hydra)
+SAVED_ROOTS = (
+    "name",
+    "model",
+    "dataset",
+    "task",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "device",
+    "trainer",
+    "logger",
+)
+IGNORED_ROOTS = ("plugins", "resume", "sweep")  # recorded by every run, decided by the new command
+KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
+OPTION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")  # a config file's or a registered component's name
+REFERENCE = re.compile(r"\$\{[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\}")
 
 
-def saved_overrides(target: str) -> tuple[Path, Path, list[str]]:
-    """A run's checkpoint, its directory and the overrides it was started with (less any
-    `plugins=`: the user names plugins, a saved run does not)."""
+def saved_overrides(target: str) -> tuple[Path, Path | None, list[str]]:
+    """A run's checkpoint, its directory and the overrides it was started with, as the
+    allow-list keeps them (less plugins, resume and sweep settings)."""
     from dlbench.engine import checkpoint
 
     ckpt = checkpoint.find(target)
     run_dir = run_folder_of(ckpt)
     saved_file = run_dir / ".hydra" / "overrides.yaml" if run_dir else None
     if saved_file is not None and saved_file.is_file():
-        saved = safety.check_saved_overrides(read_yaml(saved_file), str(saved_file))
+        saved = check_saved_overrides(read_yaml(saved_file), str(saved_file))
     else:
-        saved = safety.check_saved_overrides(checkpoint.load(ckpt).get("overrides"), str(ckpt))
-    return ckpt, run_dir, [o for o in saved if key_of(o) != "plugins"]
+        saved = check_saved_overrides(checkpoint.load(ckpt).get("overrides"), str(ckpt))
+    return ckpt, run_dir, [o for o in saved if root_of(o) not in IGNORED_ROOTS]
+
+
+def check_saved_overrides(overrides: Any, source: str) -> list[str]:
+    """The overrides a saved run records, if every one of them passes the allow-list (above);
+    else one DlbenchError naming `source` and the first override refused."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+
+    from dlbench.preflight import groups
+
+    if overrides is None:
+        return []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise DlbenchError(f"{source}: the saved overrides are not a list of key=value strings")
+    options = groups()
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parsed = parser.parse_override(override)
+        except HydraException:
+            raise refused(source, override, "it is not an override Hydra can read") from None
+        key, value = parsed.key_or_group, parsed.value()
+        if parsed.package is not None:
+            raise refused(source, override, "it names a config package (@)")
+        if parsed.type not in (OverrideType.CHANGE, OverrideType.ADD) or parsed.is_sweep_override():
+            raise refused(source, override, "a run records single values (no ~, ++ or sweep)")
+        if key in options:  # (a registered name may come from a plugin the user has yet to name)
+            named = isinstance(value, str) and OPTION.fullmatch(value) and ".." not in value
+            if value is not None and not named:
+                raise refused(source, override, f"the {key} is chosen by its name, never by a path")
+            continue
+        if not KEY.fullmatch(key) or key.split(".")[0] not in (*SAVED_ROOTS, *IGNORED_ROOTS):
+            raise refused(
+                source, override, f"a saved run may set only {', '.join(SAVED_ROOTS)} and the config groups"
+            )
+        if (problem := value_problem(value)) is not None:
+            raise refused(source, override, problem)
+    return list(overrides)
+
+
+def value_problem(value: Any) -> str | None:
+    """What a saved value may not hold: a key that is not a plain name, an interpolation that
+    runs a resolver (anything but a reference to another key)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not (isinstance(key, str) and KEY.fullmatch(key)):
+                return f"its key {key!r} is not a plain name"
+            if (problem := value_problem(item)) is not None:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            if (problem := value_problem(item)) is not None:
+                return problem
+    elif isinstance(value, str) and "${" in REFERENCE.sub("", value):
+        return "an interpolation in a saved run may only name another key (no resolvers)"
+    elif not isinstance(value, (str, int, float, bool, type(None))):
+        return "its value is not a number, text, list or dict"
+    return None
+
+
+def refused(source: str, override: str, why: str) -> DlbenchError:
+    return DlbenchError(
+        f"{source}: the saved override {override!r} is refused: {why}. A saved run is data: dlbench "
+        "never saves such an override, so something else wrote this file, and it cannot add code or "
+        "choose files for a run."
+    )
 
 
 def run_folder_of(ckpt: Path) -> Path | None:
@@ -42,9 +144,9 @@ def saved_plugins(ckpt: Path, run_dir: Path | None) -> list[str]:
     if not isinstance(node, dict):
         from dlbench.engine import checkpoint
 
-        node = yaml.safe_load(checkpoint.load(ckpt).get("config") or "") or {}
+        node = load_yaml(checkpoint.load(ckpt).get("config") or "") or {}
     found = node.get("plugins") or []
-    return [str(p) for p in found] if isinstance(found, list) else []
+    return [p for p in found if isinstance(p, str)] if isinstance(found, list) else []
 
 
 def require_plugins(target: str, overrides: list[str], command: str) -> None:
@@ -57,15 +159,12 @@ def require_plugins(target: str, overrides: list[str], command: str) -> None:
     plugins.check_saved(saved_plugins(ckpt, run_folder_of(ckpt)), target, command)
 
 
-def read_yaml(path: Path):
-    try:
-        return yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise DlbenchError(f"{path} is not readable YAML ({err})") from err
-
-
 def key_of(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
+
+
+def root_of(override: str) -> str:
+    return key_of(override).split(".")[0].split("@")[0]
 
 
 def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:

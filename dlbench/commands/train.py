@@ -22,12 +22,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+from rich.text import Text
 
-from dlbench import errors, plugins, preflight, rundir, safety, summary
-from dlbench.commands.runs import override_value, resume_overrides
+from dlbench import errors, plugins, preflight, rundir, summary, terminal
+from dlbench.commands.runs import check_saved_overrides, override_value, resume_overrides
 from dlbench.config import new_run_id
 from dlbench.engine import cluster
-from dlbench.engine.logging import err_console, print_error
+from dlbench.engine.logging import console, err_console, print_error
 from dlbench.errors import DlbenchError, FolderInUse, Preempted
 from dlbench.searchpath import ENV as CONFIG_PATH_ENV
 from dlbench.searchpath import add_config_dir
@@ -123,9 +124,8 @@ def run_checked(argv: list[str], args, overrides: list[str], checked: list[DictC
         if "dlbench.engine.distributed" in sys.modules:  # a run imported it (and torch)
             sys.modules["dlbench.engine.distributed"].close()
     if summary.FAILED_JOBS:
-        err_console.print(
-            f"[red]{len(summary.FAILED_JOBS)} job(s) failed[/red]: {', '.join(summary.FAILED_JOBS)}"
-        )
+        failed_jobs = Text(f"{len(summary.FAILED_JOBS)} job(s) failed", style="red")
+        err_console.print(Text.assemble(failed_jobs, ": ", ", ".join(summary.FAILED_JOBS)))
         return 1
     return 0
 
@@ -145,7 +145,7 @@ def print_config(overrides: list[str], args) -> int:
         text = OmegaConf.to_yaml(node, resolve=args.resolve) if OmegaConf.is_config(node) else str(node)
     except OmegaConfBaseException as err:
         raise DlbenchError(f"--resolve: {str(err).splitlines()[0]}") from err
-    print(text, end="")
+    terminal.write(text)
     return 0
 
 
@@ -171,10 +171,7 @@ def sweep_resume_overrides(overrides: list[str]) -> list[str]:
     if not Path(target).is_dir():
         raise DlbenchError(f"sweep.resume={target}: no such sweep directory")
     for saved_file in sorted(Path(target).glob("*/.hydra/overrides.yaml")):  # data, not trusted
-        try:
-            safety.check_saved_overrides(yaml.safe_load(saved_file.read_text()), str(saved_file))
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise DlbenchError(f"{saved_file} is not readable YAML ({err})") from err
+        check_saved_overrides(rundir.read_yaml(saved_file), str(saved_file))
     (Path(target) / ".stop").unlink(missing_ok=True)  # a fail-fast stop of the last attempt
     return [*overrides, f"hydra.sweep.dir={target}"]
 
@@ -268,7 +265,7 @@ def job(
         requeued = cluster.in_job()
         if multirun and (cfg.sweep.resume or requeued):
             if (metrics := summary.read_metrics(run_dir)) is not None:  # finished before: keep it
-                print(f"job {run_dir.name}: finished before, skipped (sweep.resume)")
+                console.print(f"job {run_dir.name}: finished before, skipped (sweep.resume)")
                 return metrics.get(cfg.trainer.monitor)
             (run_dir / "error.txt").unlink(missing_ok=True)
             if (run_dir / "checkpoints" / "last.pt").is_file():
@@ -309,7 +306,7 @@ def record_job(run_dir: Path, overrides: list[str]) -> None:
     if not saved_file.is_file():
         rundir.write_text(saved_file, yaml.safe_dump(overrides))
         return
-    saved = yaml.safe_load(saved_file.read_text()) or []
+    saved = rundir.read_yaml(saved_file) or []
     job = [o for o in saved if not o.startswith("sweep.")]  # sweep.resume, sweep.fail_fast: not the job's
     if job != [o for o in overrides if not o.startswith("sweep.")]:
         raise DlbenchError(

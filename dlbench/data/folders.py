@@ -4,12 +4,19 @@
 archive unpacks to; each data set lists the places its files can be below the root and takes
 the first that has them. When none has, the message says what the root holds and what was
 expected there.
+
+Folders are walked following symbolic links (users link their photos in), each real folder and
+file once: a link that leads back into the folder being walked (a loop) or a file reached by two
+paths stops the run, naming both, instead of counting the same images many times.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from dlbench.errors import DlbenchError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -63,3 +70,47 @@ def only_subfolder(folder: Path) -> str | None:
         return None
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
     return entries[0].name if len(entries) == 1 and entries[0].is_dir() else None
+
+
+def walk_files(folder: Path, what: str, seen_files: dict[str, Path] | None = None) -> list[Path]:
+    """Every file below `folder`, sorted, following links to folders: each real folder and
+    each real file once (a loop, or a file reached twice, is one DlbenchError naming both).
+    `seen_files` (real path -> path) carries on across several walks (the classes of a split)."""
+    files: list[Path] = []
+    seen_files = {} if seen_files is None else seen_files
+
+    def walk(current: Path, ancestors: dict[str, Path]) -> None:
+        for entry in sorted(os.scandir(current), key=lambda e: e.name):
+            path = Path(entry.path)
+            real = os.path.realpath(path)
+            if entry.is_dir():  # (follows a link)
+                if real in ancestors:
+                    raise DlbenchError(
+                        f"{what}: {path} leads back to {ancestors[real]} (a loop of symbolic links): "
+                        "each image is read once; remove the link"
+                    )
+                walk(path, {**ancestors, real: path})
+            elif entry.is_file():
+                if real in seen_files:
+                    raise DlbenchError(
+                        f"{what}: {seen_files[real]} and {path} are the same file ({real}): each image "
+                        "is read once, under one class; remove one of them"
+                    )
+                seen_files[real] = path
+                files.append(path)
+
+    walk(folder, {os.path.realpath(folder): folder})
+    return files
+
+
+def check_distinct(files: list[Path], what: str) -> list[Path]:
+    """A flat list of files (one folder's), each a different real file."""
+    seen: dict[str, Path] = {}
+    for path in files:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise DlbenchError(
+                f"{what}: {seen[real]} and {path} are the same file ({real}): each is read once; remove one"
+            )
+        seen[real] = path
+    return files

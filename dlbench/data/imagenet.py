@@ -25,6 +25,7 @@ from torchvision.transforms import v2
 from dlbench.data.base import DataSource
 from dlbench.data.download import extract, fetch
 from dlbench.data.folders import describe, first_fit, has_class_folders, has_images, is_image
+from dlbench.data.image_folders import ClassFolders
 from dlbench.data.images import open_image
 from dlbench.data.transforms import Augmented, normalization
 from dlbench.data.vision import drop_bad_images
@@ -53,24 +54,12 @@ def photo_transform(size: list[int], stats, train: bool) -> v2.Compose:
     return v2.Compose(steps)
 
 
-class ClassFolders(tv.ImageFolder):
-    """torchvision's ImageFolder without some folders (Caltech's background clutter)."""
-
-    def __init__(self, root: Path, leave_out: tuple[str, ...] = (), **kwargs):
-        self.leave_out = leave_out
-        super().__init__(str(root), loader=open_image, **kwargs)
-
-    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-        classes = [c for c in super().find_classes(directory)[0] if c not in self.leave_out]
-        return classes, {c: i for i, c in enumerate(classes)}
-
-
 def read_folder(folder: Path, name: str, check_images: bool, bad_images: str, max_bad: float, **kwargs):
     """An ImageFolder over `folder`, every file decoded first with check_images."""
     if bad_images not in ("fail", "skip"):
         raise DlbenchError(f"dataset.bad_images={bad_images}: choose fail or skip")
     try:
-        images = ClassFolders(folder, **kwargs)
+        images = ClassFolders(folder, what=name, loader=open_image, **kwargs)
     except (FileNotFoundError, RuntimeError) as err:
         raise DlbenchError(f"{name}: {folder}: {err}") from err
     return drop_bad_images(images, bad_images, max_bad) if check_images else images
@@ -160,6 +149,9 @@ def read_devkit(folder: Path) -> tuple[dict[str, str], list[str]] | None:
     """ImageNet's class names by wnid and the wnids of the val images in file order, from
     torchvision's meta.bin or from the devkit archive itself; None when neither is there."""
     if (folder / "meta.bin").is_file():  # what torchvision.datasets.ImageNet writes
+        from dlbench.engine.checkpoint import check_declared_sizes
+
+        check_declared_sizes(folder / "meta.bin")
         try:
             wnid_to_classes, val_wnids = torch.load(folder / "meta.bin", weights_only=True)
         except Exception as err:

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from dlbench.data.base import DataSource
 from dlbench.data.download import fetch
-from dlbench.data.folders import describe
+from dlbench.data.folders import check_distinct, describe
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 
@@ -92,7 +92,7 @@ def names(root: str = "data", download: bool = True, url: str = TUTORIAL_DATA) -
     over the seed's 57 letters; the class is the file name. root is the folder of the .txt
     files, or a folder above it (names/, data/names/)."""
     folder = find(root, "names", download, url, _language_files, "<Language>.txt files")
-    files = sorted(folder.glob("*.txt"))
+    files = check_distinct(sorted(folder.glob("*.txt")), "names")
     texts, labels = [], []
     for label, file in enumerate(files):
         try:

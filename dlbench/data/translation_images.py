@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 
 from dlbench.data.base import DataSource
 from dlbench.data.download import extract, fetch
-from dlbench.data.folders import describe, first_fit
+from dlbench.data.folders import check_distinct, describe, first_fit
 from dlbench.data.images import open_image
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
@@ -26,7 +26,10 @@ EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS) if folder.is_dir() else []
+    """A folder's image files, each a different real file."""
+    if not folder.is_dir():
+        return []
+    return check_distinct(sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS), str(folder))
 
 
 def read_image(path: Path) -> torch.Tensor:

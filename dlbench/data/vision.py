@@ -289,9 +289,9 @@ def image_folder(
             return None
         loader = functools.partial(open_image, mode="L" if grayscale else "RGB")
         try:
-            from torchvision import datasets as tv
+            from dlbench.data.image_folders import ClassFolders
 
-            images = tv.ImageFolder(str(folder), transform=transform, loader=loader)
+            images = ClassFolders(folder, transform=transform, loader=loader)
         except (FileNotFoundError, RuntimeError) as err:
             raise DlbenchError(f"image_folder: {folder}: {err}") from err
         return drop_bad_images(images, bad_images, max_bad_fraction) if check_images else images

@@ -39,6 +39,7 @@ def load(path: str | Path) -> dict[str, Any]:
         raise DlbenchError(
             f"{path} is not a checkpoint (not a PyTorch file: give a run directory or a .pt file)"
         )
+    check_declared_sizes(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -56,12 +57,34 @@ def load(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def check_declared_sizes(path: Path) -> None:
+    """Refuse, before reading a byte of it, an archive whose members declare more contents
+    than the file holds: torch.save stores its members uncompressed, so a checkpoint's
+    contents fit in its file; a compressed member could inflate a few megabytes into
+    gigabytes of memory (a zip bomb). (A file in torch's legacy format is not an archive.)"""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise DlbenchError(f"Could not read checkpoint {path}: {err}") from err
+    declared, size = sum(m.file_size for m in members), path.stat().st_size
+    compressed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED]
+    if declared > size or compressed:
+        raise DlbenchError(
+            f"Refused to load {path}: its members declare {declared:,} bytes in a file of {size:,}"
+            + (f" ({compressed[0]} is compressed)" if compressed else "")
+            + ". torch.save writes checkpoints uncompressed: this file was made by something else."
+        )
+
+
 def shape_problem(state: dict[str, Any]) -> str | None:
     """What is wrong with a checkpoint's layout (a file made or edited by something else)."""
     if not isinstance(state["task"], dict) or not all(isinstance(k, str) for k in state["task"]):
         return "'task' is not a set of named weights"
     try:
-        config = yaml.safe_load(state["config"]) if isinstance(state["config"], str) else None
+        config = rundir.load_yaml(state["config"]) if isinstance(state["config"], str) else None
     except yaml.YAMLError:
         config = None
     if not isinstance(config, dict):

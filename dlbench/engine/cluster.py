@@ -117,7 +117,7 @@ def hand_on(signum: int, handler: Callable | int | None, run_dir: Path) -> None:
     submitit's, which requeues the job and exits; when it will not requeue (the job reached
     its time limit more than hydra.launcher.max_num_timeout times), the job is recorded as
     failed in error.txt, to be finished with sweep.resume."""
-    if not callable(handler):
+    if not callable(handler) or getattr(handler, "dlbench_own", False):  # (the CLI's own: nothing to do)
         return
     if not type(getattr(handler, "__self__", None)).__module__.startswith("submitit"):
         handler(signum, None)

@@ -12,24 +12,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from dlbench import terminal
 
 # figures are rendered to images for TensorBoard: no display needed (set before pyplot is imported)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 log = logging.getLogger("dlbench")
+terminal.protect(log)  # every log line inert: no control character from the data reaches a terminal
 
-
-def _console(stderr: bool = False) -> Console:
-    """On a terminal, rich's own width; anywhere else (a pipe, a file, CI) no width at all, so a
-    table cell, a path or a value is never broken across lines."""
-    terminal = Console(stderr=stderr)
-    return terminal if terminal.is_terminal else Console(stderr=stderr, width=100_000)
-
-
-console = _console()
-err_console = _console(stderr=True)
+# dlbench's consoles: text is data, never markup (terminal.py)
+console = terminal.console()
+err_console = terminal.console(stderr=True)
 
 
 def new_table(title: str, *columns: str, right: tuple[str, ...] = (), **options: Any) -> Table:
@@ -44,12 +40,10 @@ def new_table(title: str, *columns: str, right: tuple[str, ...] = (), **options:
 
 
 def print_error(message: str) -> None:
-    """One error line on stderr. The message is text, not markup ("dlbench[slurm]" prints as
-    written), and soft-wrapped: no line break of its own, so a path or value is never split."""
-    from rich.markup import escape
-
+    """One error line on stderr, soft-wrapped: no line break of its own, so a path or value is
+    never split. The message is text ("dlbench[slurm]" prints as written)."""
     err_console.print(
-        f"[bold red]error:[/bold red] {escape(message)}", highlight=False, markup=True, soft_wrap=True
+        Text.assemble(("error:", "bold red"), " ", terminal.inert(message, keep="\n")), soft_wrap=True
     )
 
 
@@ -65,9 +59,12 @@ def setup_console(mode: str = "auto") -> str:
         if getattr(handler, "_dlbench_console", False):
             root.removeHandler(handler)
     if mode == "rich":
+        from rich.highlighter import NullHighlighter
         from rich.logging import RichHandler
 
-        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False)
+        handler: logging.Handler = RichHandler(
+            console=console, show_path=False, markup=False, highlighter=NullHighlighter(), keywords=[]
+        )
     else:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -76,6 +73,46 @@ def setup_console(mode: str = "auto") -> str:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     return mode
+
+
+class _Held(logging.Filter):
+    """Keeps the records a handler is given instead of letting it write them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+@contextmanager
+def held_file_logs(folder: Path, keep_on_failure: bool = True) -> Iterator[Any]:
+    """Hold the log lines bound for files in `folder` (its train.log) until the run calls the
+    `release()` this yields: a run writes nothing in its folder, its log included, before every
+    part of it is built. On leaving without a release (a failure), the held lines are written
+    with `keep_on_failure` (a new run's log says what happened) or dropped (a resume that
+    failed leaves the run's log as it was; the console showed them)."""
+    held: list[tuple[logging.Handler, _Held]] = []
+    for handler in logging.getLogger().handlers:
+        filename = getattr(handler, "baseFilename", None)
+        if filename and Path(filename).parent.resolve() == folder.resolve():
+            hold = _Held()
+            handler.addFilter(hold)
+            held.append((handler, hold))
+
+    def release(write: bool = True) -> None:
+        for handler, hold in held:
+            handler.removeFilter(hold)
+            for record in hold.records if write else []:
+                handler.handle(record)
+        held.clear()
+
+    try:
+        yield release
+    finally:
+        release(write=keep_on_failure)
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

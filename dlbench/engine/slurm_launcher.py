@@ -36,7 +36,7 @@ from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 from dlbench import rundir
 from dlbench.engine import cluster  # noqa: F401  (registers the preset's signal-delay resolver)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dlbench")
 
 
 def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[JobReturn]:

@@ -60,6 +60,9 @@ def read_weights(arch: str) -> dict[str, torch.Tensor]:
             f"(python -c \"import torchvision; torchvision.models.{arch}(weights='DEFAULT')\"), or set "
             "TORCH_HOME to the folder that holds hub/checkpoints/"
         )
+    from dlbench.engine.checkpoint import check_declared_sizes
+
+    check_declared_sizes(found[0])
     try:
         state = torch.load(found[0], map_location="cpu", weights_only=True)
     except Exception as err:  # a torn download, or not a state dict

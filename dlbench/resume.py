@@ -1,0 +1,176 @@
+"""What `resume=RUN` may change: the new command's config against the one the checkpoint saved.
+
+A run folder records what ran, so each setting the new command changes is either applied or
+refused before anything is written (the whole list of refused keys in one message):
+
+- applied as they are: how long the run goes on (`trainer.epochs`, `max_steps`, `patience`),
+  how it is shown, logged and checkpointed, where it runs (`device`, threads, data workers, the
+  data's folder), and `name`;
+- applied to the restored optimizer (`torch.optim` would otherwise bring back the saved values
+  with its state): `lr`, `weight_decay`, `betas`, `eps`, and SGD's `momentum`, `dampening`,
+  `nesterov` (settings that leave the optimizer's per-weight state as it is);
+- refused: everything else. The model, the data and its order (batch size, splits, seed,
+  augmentation), the loss, the task, the optimizer's kind, the scheduler, precision, the metric
+  that chose best.pt: the steps taken so far were taken with the saved values, and a run that
+  changed them would be two runs under one name. A scheduler (or lookahead) that was built for
+  the run's length refuses a new length too, and a schedule refuses a new `lr`: it goes on from
+  the one it started with.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+from dlbench.errors import DlbenchError
+
+# settings that change nothing the steps so far were taken with (patterns of flattened keys)
+RESUMABLE = (
+    "name",
+    "resume",
+    "plugins",
+    "sweep.*",
+    "logger.*",
+    "device.*",
+    "trainer.epochs",
+    "trainer.max_steps",
+    "trainer.patience",
+    "trainer.grad_clip",
+    "trainer.log_every_n_steps",
+    "trainer.val_every_n_epochs",
+    "trainer.progress",
+    "trainer.checkpoint",
+    "trainer.checkpoint_every_n_steps",
+    "trainer.keep_last_k",
+    "trainer.log_grad_norms",
+    "trainer.running_loss_every",
+    "trainer.log_activations",
+    "trainer.nonfinite",
+    "trainer.max_skipped_fraction",
+    "trainer.dist_timeout_s",
+    "trainer.threads",
+    "trainer.compile",
+    "trainer.cudnn_benchmark",
+    "trainer.channels_last",
+    "trainer.deterministic",
+    "dataset.root",
+    "dataset.download",
+    "dataset.num_workers",
+    "dataset.in_memory",
+    "dataset.eval_batch_size",
+)
+OPTIMIZER_SETTINGS = ("lr", "weight_decay", "betas", "eps")  # no per-weight state depends on them
+SGD_SETTINGS = ("momentum", "dampening", "nesterov")  # SGD makes its momentum buffer when it needs one
+LENGTH_KEYS = ("total_steps", "T_max", "total_iters")  # a scheduler's length, filled from the run's
+RUN_LENGTH = ("trainer.epochs", "trainer.max_steps")
+
+
+def flatten(node: dict, prefix: str = "") -> dict[str, Any]:
+    """A config as {dotted key: value}; lists are values."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def changes(saved: dict, new: dict) -> dict[str, tuple[Any, Any]]:
+    """The keys both configs have whose values differ: {key: (saved, new)}. An unset monitor
+    in the new config means the task's own, which the saved one names."""
+    old, now = flatten(saved), flatten(new)
+    out = {}
+    for key in old.keys() & now.keys():
+        if key in ("trainer.monitor", "trainer.monitor_mode") and now[key] is None:
+            continue
+        if old[key] != now[key]:
+            out[key] = (old[key], now[key])
+    return dict(sorted(out.items()))
+
+
+def check(saved: dict, new: dict) -> list[str]:
+    """Refuse what a resume cannot change (one DlbenchError naming every such key, its saved
+    and its new value, and why); return the optimizer settings to apply to the restored
+    optimizers (`apply`)."""
+    found = changes(saved, new)
+    optimizer = str(flatten(saved).get("optimizer.name"))
+    scheduled = str(flatten(saved).get("scheduler.name", "none")) != "none"
+    applied, refused = [], {}
+    for key, values in found.items():
+        root, _, setting = key.partition(".")
+        if any(fnmatch.fnmatchcase(key, pattern) for pattern in RESUMABLE):
+            if key in RUN_LENGTH and (why := length_bound(saved)):
+                refused[key] = (*values, why)
+            continue
+        allowed = OPTIMIZER_SETTINGS + (SGD_SETTINGS if optimizer == "sgd" else ())
+        if root == "optimizer" and setting in allowed and "optimizer.name" not in found:
+            if setting == "lr" and scheduled:
+                refused[key] = (*values, "the schedule goes on from the lr it started with")
+            else:
+                applied.append(setting)
+            continue
+        refused[key] = (*values, reason(key))
+    if refused:
+        lines = [f"  {key}: {short(old)} -> {short(now)} ({why})" for key, (old, now, why) in refused.items()]
+        raise DlbenchError(
+            "resume cannot change these settings of the run it continues (the checkpoint's value -> "
+            "this command's):\n" + "\n".join(lines) + "\nResume without them, or start a new run with them."
+        )
+    return applied
+
+
+def length_bound(saved: dict) -> str | None:
+    """Why the run's length cannot change: a scheduler or the lookahead was built for it."""
+    from dlbench.registry import SCHEDULERS
+
+    scheduler = saved.get("scheduler") or {}
+    name = scheduler.get("name", "none")
+    if name not in (None, "none") and name in SCHEDULERS:
+        import inspect
+
+        accepted = inspect.signature(SCHEDULERS.get(name)).parameters
+        if any(key in accepted and key not in scheduler for key in LENGTH_KEYS):
+            return f"scheduler={name} was built for the run's length"
+    if (saved.get("optimizer") or {}).get("lookahead_every"):
+        return "the lookahead's decay was built for the run's length"
+    return None
+
+
+def reason(key: str) -> str:
+    root, _, setting = key.partition(".")
+    if key in ("trainer.monitor", "trainer.monitor_mode"):
+        return "best.pt was chosen by the saved metric"
+    if key in ("trainer.seed", "trainer.precision", "trainer.devices", "trainer.nodes"):
+        return "the data's order and the steps so far depend on it"
+    return {
+        "model": "the weights were made for it",
+        "dataset": "the steps so far were taken on that data",
+        "optimizer": "the optimizer's state was made by it",
+        "scheduler": "the schedule's state was made by it",
+        "loss": "the steps so far minimised it",
+        "task": "the steps so far were taken by it",
+    }.get(root, "the steps so far were taken with it")
+
+
+def short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def fresh_groups(optimizations: dict) -> dict[str, list[dict]]:
+    """Each optimizer's param-group settings as this command built them (before the restore
+    brings back the saved ones)."""
+    return {
+        name: [{k: v for k, v in group.items() if k != "params"} for group in opt.optimizer.param_groups]
+        for name, opt in optimizations.items()
+    }
+
+
+def apply(optimizations: dict, fresh: dict[str, list[dict]], settings: list[str]) -> None:
+    """Put this command's optimizer settings (`check`'s list) into the restored optimizers,
+    group by group (a normalisation layer's group keeps its own scaled lr)."""
+    for name, opt in optimizations.items():
+        for group, built in zip(opt.optimizer.param_groups, fresh[name], strict=True):
+            for setting in settings:
+                group[setting] = built[setting]

@@ -1,0 +1,94 @@
+"""Everything dlbench prints is inert: no text is read as rich markup, and no control character
+reaches the terminal.
+
+Most of what dlbench prints was not written by dlbench: class names, metric values, folder
+names, overrides, a model's inputs, error messages that quote them. Rather than escaping each
+string where it is printed (and missing the next one), the rule is kept in two places:
+
+- `InertConsole`: a rich Console that never parses markup, emoji codes or highlights, and
+  that shows every control character (ESC, BEL, CR, backspace, DEL, C1 codes, bidirectional
+  overrides) as a visible escape such as `\\x1b`, whatever renderable carries it (a string, a
+  Text, a table cell, a log record). dlbench's own styles are given as styles
+  (`Text.assemble(("error:", "bold red"), ...)`, `style=`), never as markup in a string.
+- `SafeLogRecords`: a filter on dlbench's logger that makes each log line inert the same way,
+  for the plain console lines and `train.log`.
+
+`write(text)` prints text that is not a rich renderable (YAML, a shell script) the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import unicodedata
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.segment import Segment
+
+# bidirectional controls reorder what is shown (a "Trojan source" name); Unicode calls them
+# format characters (Cf), not controls (Cc), so they are listed
+BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _visible(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def inert(text: str, keep: str = "") -> str:
+    """`text` with every control character (but those in `keep`) shown as an escape: `\\x1b`."""
+    if text.isprintable() and not BIDI.intersection(text):
+        return text
+    return "".join(
+        _visible(c) if c not in keep and (unicodedata.category(c) == "Cc" or c in BIDI) else c for c in text
+    )
+
+
+class InertConsole(Console):
+    """A rich Console for text that is data: no markup, no emoji codes, no highlighting, and
+    control characters shown, not sent (a line break stays a line break)."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(markup=False, emoji=False, highlight=False, **options)
+
+    def render_str(self, text: str, **options):
+        # before rich makes a Text of it: rich drops some controls (BEL, CR) silently; shown here
+        return super().render_str(inert(text, keep="\n"), **options)
+
+    def render(self, renderable, options=None) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control is None and not segment.text.isprintable() and segment.text != "\n":
+                yield Segment(inert(segment.text, keep="\n"), segment.style)
+            else:
+                yield segment
+
+
+def console(stderr: bool = False) -> InertConsole:
+    """On a terminal, rich's own width; anywhere else (a pipe, a file, CI) no width at all, so a
+    table cell, a path or a value is never broken across lines."""
+    terminal = InertConsole(stderr=stderr)
+    return terminal if terminal.is_terminal else InertConsole(stderr=stderr, width=100_000)
+
+
+def write(text: str, stderr: bool = False) -> None:
+    """Print plain text (not a rich renderable) as it is, its control characters shown."""
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(inert(text, keep="\n"))
+    stream.flush()
+
+
+class SafeLogRecords(logging.Filter):
+    """Makes each record's message inert before any handler writes it (line breaks and tabs
+    kept: a traceback stays readable)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.isprintable():
+            record.msg, record.args = inert(message, keep="\n\t"), None
+        return True
+
+
+def protect(logger: logging.Logger) -> None:
+    if not any(isinstance(f, SafeLogRecords) for f in logger.filters):
+        logger.addFilter(SafeLogRecords())

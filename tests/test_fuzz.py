@@ -1,0 +1,298 @@
+"""Issue 23, by construction: generated hostile values (Hypothesis) fed into every surface that
+reads outside data. The properties hold for every value, not for a list of known attacks:
+
+- the exit status is 0 or 2 (never 1: a user's file is never a crash), with no traceback;
+- the canary never appears: no code was imported or called (planted.py, a hydra callback);
+- nothing a surface only reads is changed (the run folder's files hash the same);
+- no control character reaches the output (escapes are shown, not sent), line breaks aside.
+
+Each test records how many cases it tried (`pytest -rA` lists them; the suite's summary prints
+them: conftest.py). DLBENCH_FUZZ_SCALE=N runs N times as many."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from formats import write_names
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_trust import QUIET, controls, digest, dlbench
+
+from dlbench import cli as dlbench_cli
+from dlbench.commands import board
+from dlbench.engine import checkpoint
+from dlbench.errors import DlbenchError
+
+SCALE = int(os.environ.get("DLBENCH_FUZZ_SCALE", "1"))  # more cases: DLBENCH_FUZZ_SCALE=50 pytest ...
+FUZZ = {
+    "deadline": None,
+    "database": None,  # nothing written into the repository
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
+
+# pieces hostile text is made of: markup, terminal escapes, interpolations, calls, paths, Hydra syntax
+PIECES = [
+    "[", "]", "[/x]", "[bold]", "[link=https://example.com]", ":smile:",
+    "\x1b", "\x1b]0;title\x07", "\x1b[2J", "\x1b[1A", "\r", "\b", "\x07", "\x00", "\x9b", "\u202e",
+    "\t", "\n",
+    "${", "}", "${oc.env:HOME}", "${oc.create:{_target_:os.system}}", "${oc.decode:x}", "${hydra:job.name}",
+    "_target_", "_args_", "planted", "planted.py", "plugins", "experiment", "hydra.", "hydra/launcher",
+    "@", "@_global_", "=", ",", "..", "/", "~", "+", "++", "'", '"', " ", ":", "\\",
+    "$", "$x^{",
+    "model.", "trainer.epochs", "optimizer.lr", "name", "mlp", "sgd", "1", "0.5", "null", "[1,2]", "{a:1}",
+]  # fmt: skip
+pieced = st.lists(st.sampled_from(PIECES), min_size=1, max_size=6).map("".join)
+hostile_text = st.one_of(pieced, st.text(max_size=24), st.sampled_from(PIECES))
+keys = st.one_of(
+    st.sampled_from(
+        [
+            "model",
+            "optimizer",
+            "experiment",
+            "plugins",
+            "name",
+            "resume",
+            "sweep.resume",
+            "trainer.epochs",
+            "optimizer.lr",
+            "model.hidden",
+            "dataset.root",
+            "hydra.run.dir",
+            "hydra.callbacks.x._target_",
+            "hydra.job.env_set.PYTHONPATH",
+            "model._target_",
+            "+model.x",
+            "++trainer.epochs",
+            "~trainer",
+        ]
+    ),  # fmt: skip
+    pieced,
+)
+values = st.one_of(
+    st.sampled_from(
+        [
+            "planted",
+            "[planted]",
+            "[planted.py]",
+            "../../planted",
+            "/tmp/planted",
+            "mlp",
+            "sgd",
+            "2",
+            "0.1",
+            "[64,32]",
+            "{a:1}",
+            "null",
+            "${model.name}",
+            "${oc.env:HOME}",
+            "${oc.create:{_target_:planted.x}}",
+        ]
+    ),  # fmt: skip
+    hostile_text,
+)
+overrides = st.one_of(
+    st.builds(lambda k, p, v: f"{k}{p}={v}", keys, st.sampled_from(["", "", "@x", "@_global_"]), values),
+    hostile_text,
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | hostile_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_text, inner, max_size=3),
+    max_leaves=6,
+)
+folder_names = st.text(
+    st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)), min_size=1, max_size=30
+).filter(lambda name: name not in (".", "..") and len(name.encode()) < 200)
+
+
+def count(request, surface: str) -> None:
+    """Count a generated test's cases in its report (conftest.py prints them at the end)."""
+    properties = request.node.user_properties
+    for i, (name, value) in enumerate(properties):
+        if name == "hypothesis_cases":
+            properties[i] = (name, [surface, value[1] + 1])
+            return
+    properties.append(("hypothesis_cases", [surface, 1]))
+
+
+def assert_inert(code: int, out: str, err: str, allowed=(0, 2)) -> None:
+    assert code in allowed, (code, err[-3000:])
+    assert "Traceback" not in out + err and "unexpected error" not in err, err[-3000:]
+    assert not controls(out + err), repr((out + err)[-2000:])
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory):
+    """A folder with a trained run and the canary module planted.py, as the current folder."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    marker = folder / "PWNED"
+    (folder / "planted.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nx = print\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        assert dlbench_cli.main([*QUIET, f"hydra.run.dir={folder / 'run'}"]) == 0
+        yield folder, folder / "run", marker
+
+
+def no_canary(marker: Path) -> None:
+    assert not marker.exists(), "a saved run made dlbench run code"
+    assert not {"planted", "dlbench_plugin_planted"} & set(sys.modules)
+
+
+# ---- saved overrides: a run folder's and a loose checkpoint's ------------------------------------
+
+
+@settings(max_examples=60 * SCALE, **FUZZ)
+@given(saved=st.lists(overrides, min_size=1, max_size=4))
+def test_saved_overrides_run_no_code_and_change_nothing(capsys, request, place, saved):
+    folder, run, marker = place
+    count(request, "saved overrides (run folder, checkpoint)")
+    saved_file = run / ".hydra" / "overrides.yaml"
+    original = saved_file.read_text()
+    loose = folder / "loose.pt"
+    state = checkpoint.load(run)
+    state["overrides"] = saved
+    torch.save(state, loose)
+    saved_file.write_text(yaml.safe_dump(saved))
+    try:
+        before = digest(run)
+        for command in (
+            ["--cfg", "job", f"resume={run}"],
+            ["predict", str(run)],
+            ["--cfg", "job", f"resume={loose}"],
+        ):
+            assert_inert(*dlbench(capsys, *command))
+            no_canary(marker)
+            assert digest(run) == before
+    finally:
+        saved_file.write_text(original)
+
+
+# ---- what compare, summary and board read: metrics, names, overrides, errors ----------------------
+
+
+@settings(max_examples=40 * SCALE, **FUZZ)
+@given(
+    jobs=st.lists(
+        st.tuples(
+            folder_names, st.dictionaries(hostile_text, json_values, max_size=4), json_values, hostile_text
+        ),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda job: job[0],
+    )
+)
+def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request, tmp_path_factory, jobs):
+    from dlbench import summary
+
+    count(request, "metrics, names, overrides, errors (compare, summary, board)")
+
+    sweep = tmp_path_factory.mktemp("sweep")
+    for name, metrics, acc, error in jobs:
+        job = sweep / name
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model.note={error}", name]))
+        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"name": error}))
+        (job / "tb").mkdir()
+        (job / "tb" / "events.out.tfevents.1.x").write_bytes(b"")
+        if isinstance(acc, list):  # some jobs failed: the first line of error.txt is shown
+            (job / "error.txt").write_text(error)
+        else:
+            (job / "metrics.json").write_text(json.dumps({**metrics, "test/acc": acc}))
+    for args in (
+        ["--sort", "test/acc"],
+        ["--metrics", "test/acc,test/loss"],
+        ["--ascending", "--sort", "x/y"],
+    ):
+        code, out, err = dlbench(capsys, "compare", str(sweep), *args)
+        assert_inert(code, out, err)
+    summary.SweepSummary().on_multirun_end(yaml_config(sweep))
+    assert_inert(0, *capsys.readouterr())
+    for name in board.named_runs(sweep):
+        assert not controls(name) and "," not in name and ":" not in name
+    shutil.rmtree(sweep)
+
+
+def yaml_config(sweep: Path):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
+
+
+# ---- labels, class names and the inputs of predict ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def names_run(tmp_path_factory):
+    """A names classifier whose class names (its files' names) are hostile."""
+    root = tmp_path_factory.mktemp("names")
+    write_names(
+        root,
+        {
+            "[bold]x": ["Smith", "Jones"] * 4,
+            "\x1b]0;t\x07": ["Kim", "Park"] * 4,
+            "\u202eA": ["Ng"] * 8,
+            "$x^{": ["Li"] * 8,
+        },
+    )
+    folder = root / "run"
+    args = ["dataset=names", f"dataset.root={root}", "dataset.download=false", "model=rnn", *QUIET]
+    assert dlbench_cli.main([*args, f"hydra.run.dir={folder}"]) == 0
+    return folder
+
+
+@settings(max_examples=60 * SCALE, **FUZZ)
+@given(inputs=st.lists(hostile_text.filter(lambda t: not t.lstrip("+").startswith("plugins=")), max_size=3))
+def test_predict_prints_any_input_and_class_name_as_text(capsys, request, names_run, inputs):
+    count(request, "labels, class names, predict inputs")
+    assert_inert(*dlbench(capsys, "predict", str(names_run), *inputs))
+
+
+# ---- the command line -----------------------------------------------------------------------------
+
+
+@settings(max_examples=60 * SCALE, **FUZZ)
+@given(given_overrides=st.lists(overrides.filter(lambda o: "plugins" not in o), min_size=1, max_size=3))
+def test_command_line_overrides_call_nothing_and_print_text(capsys, request, place, given_overrides):
+    folder, run, marker = place
+    count(request, "command-line overrides")
+    payload = f"+hydra.callbacks.x={{_target_:pathlib.Path.touch,self:{marker}}}"
+    for args in (["--cfg", "job", *given_overrides], ["--cfg", "job", *given_overrides, payload]):
+        assert_inert(*dlbench(capsys, *args))
+        no_canary(marker)
+
+
+# ---- a checkpoint's contents ---------------------------------------------------------------------
+
+
+@settings(max_examples=40 * SCALE, **FUZZ)
+@given(
+    key=st.sampled_from(["config", "overrides", "plugins", "data", "trainer", "task", "rng", "name"]),
+    value=st.one_of(
+        json_values,
+        st.builds(lambda v: f"name: {v}\nmodel: {{name: mlp}}\nplugins: [planted]\n", hostile_text),
+        st.builds(lambda k, v: {"model.1.weight": v, k: torch.zeros(2)}, hostile_text, json_values),
+    ),
+)
+def test_a_checkpoints_contents_are_data(capsys, request, place, key, value):
+    import dlbench as api
+
+    folder, run, marker = place
+    count(request, "checkpoint contents (load_model, predict, resume)")
+    state = checkpoint.load(run)
+    state[key] = value
+    edited = folder / "edited.pt"
+    torch.save(state, edited)
+    try:
+        api.load_model(edited)
+    except DlbenchError:
+        pass
+    no_canary(marker)
+    assert_inert(*dlbench(capsys, "predict", str(edited), "x.png"))
+    assert_inert(*dlbench(capsys, "--cfg", "job", f"resume={edited}"))
+    no_canary(marker)

@@ -1,0 +1,407 @@
+"""Issue 23: saved runs are data, printed text is inert, a failed resume changes nothing.
+
+Each hole the issue found has an example test here, written as a hostile user would break the
+promise; tests/test_fuzz.py feeds generated values into the same surfaces."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import user_env
+from formats import write_image_folder, write_names
+
+from dlbench import cli as dlbench_cli
+from dlbench import preflight
+from dlbench.engine import checkpoint
+from dlbench.errors import DlbenchError
+from dlbench.terminal import inert
+from dlbench.training import train
+
+QUIET = ["trainer.progress=none", "trainer.epochs=1"]
+HOSTILE = [
+    "[link=https://example.com]click[/link]",  # rich markup: a live hyperlink
+    "[/x]",  # a closing tag: rich's MarkupError
+    "\x1b]0;pwned\x07",  # OSC: sets the terminal's title
+    "\x1b[2J\x1b[H",  # clears the screen
+    "evil\r\x1b[1Aok",  # rewrites the line above
+    "\u202eexe.txt",  # a right-to-left override
+]
+
+
+def dlbench(capsys, *args: str) -> tuple[int, str, str]:
+    """dlbench's own entry point in this process: (exit status, stdout, stderr)."""
+    try:
+        code = dlbench_cli.main(list(args))
+    except SystemExit as stop:  # a run's exit status
+        code = stop.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """Every file of a folder, its log included, and a hash of its bytes."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def controls(text: str) -> set[str]:
+    """The control characters in printed text, but line breaks (terminal.inert's rule)."""
+    return {c for c in text if c != "\n" and (c in "\x7f" or ord(c) < 32 or 0x80 <= ord(c) < 0xA0)}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One finished run of the default experiment, started from the command line (so it has
+    its train.log); each test copies it."""
+    folder = tmp_path_factory.mktemp("trusted") / "run"
+    code = dlbench_cli.main([*QUIET, f"hydra.run.dir={folder}"])
+    assert code == 0 and (folder / "train.log").is_file()
+    return folder
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch) -> Path:
+    """A module `planted` (and the file planted.py) in the current folder whose import writes a
+    file: the canary of code a saved run would make dlbench run."""
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "PWNED"
+    (tmp_path / "planted.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    yield marker
+    sys.modules.pop("planted", None)
+    sys.modules.pop("dlbench_plugin_planted", None)
+
+
+# ---- 1, 2. a saved run names no code and no file -------------------------------------------------
+
+
+def test_a_saved_run_cannot_make_dlbench_import_code(capsys, run, planted, tmp_path):
+    saved = run / ".hydra" / "overrides.yaml"
+    loose = tmp_path / "loose.pt"
+    for override in [
+        f"plugins@x=[{tmp_path / 'planted.py'}]",  # a package override of plugins (the issue's)
+        "plugins@x=[planted]",
+        "+plugins@y=[planted]",
+        "experiment=../../planted",  # a path, not an option
+        "hydra.job.env_set.PYTHONSTARTUP=planted.py",
+        "~trainer",
+        "model.extra=${oc.env:HOME}",  # a resolver
+    ]:
+        saved.write_text(yaml.safe_dump([*QUIET, override]))
+        before = digest(run)
+        for command in (
+            [f"resume={run}"],
+            ["eval", str(run)],
+            ["predict", str(run), "digit.png"],
+            ["export", str(run), "--out", str(tmp_path / "model.pt")],
+        ):
+            code, out, err = dlbench(capsys, *command)
+            assert code == 2, (override, command, err)
+            assert f"{saved}: the saved override {override!r} is refused" in " ".join(err.split())
+        assert digest(run) == before and not planted.exists() and not (tmp_path / "model.pt").exists()
+
+        state = checkpoint.load(run)  # a checkpoint on its own: its own list of overrides
+        state["overrides"] = [override]
+        torch.save(state, loose)
+        code, out, err = dlbench(capsys, f"resume={loose}")
+        assert code == 2 and f"{loose}: the saved override" in err, err
+        assert not planted.exists() and not (tmp_path / "outputs").exists()
+
+
+def test_a_saved_experiment_is_one_of_the_users_presets_never_a_path(capsys, run, planted, tmp_path):
+    code, out, err = dlbench(capsys, "new", "experiment", "mine")  # ./configs exists now
+    assert code == 0, err
+    (run / ".hydra" / "x.yaml").write_text("# @package _global_\nplugins: [planted]\n")
+    saved = run / ".hydra" / "overrides.yaml"
+    saved.write_text(yaml.safe_dump(["experiment=../../run/.hydra/x", *QUIET]))
+    for command in ([f"resume={run}"], ["eval", str(run)]):
+        code, out, err = dlbench(capsys, *command)
+        assert code == 2 and "the experiment is chosen by its name, never by a path" in err, err
+    assert not planted.exists()
+    saved.write_text(yaml.safe_dump(["experiment=mine", *QUIET]))  # the user's own preset: fine
+    code, out, err = dlbench(capsys, "--cfg", "job", f"resume={run}")
+    assert code == 0 and "name: mine" in out, err
+
+
+def test_a_checkpoints_config_is_data_for_load_model(run, planted, tmp_path):
+    import dlbench
+
+    state = checkpoint.load(run)
+    state["config"] = state["config"].replace("name: digits_mlp", "name: ${oc.env:HOME}")
+    torch.save(state, tmp_path / "edited.pt")
+    with pytest.raises(DlbenchError, match="dlbench saves a run's config resolved"):
+        dlbench.load_model(tmp_path / "edited.pt")
+    state = checkpoint.load(run)
+    state["plugins"] = ["planted"]
+    torch.save(state, tmp_path / "planted.pt")
+    with pytest.raises(DlbenchError, match="was trained with the plugins planted, and dlbench imports no"):
+        dlbench.load_model(tmp_path / "planted.pt")
+    assert not planted.exists()
+
+
+# ---- 3, 4. a resume is checked whole before it writes; what it is given is applied or refused ---
+
+
+def test_a_failed_resume_leaves_every_file_as_it_was(capsys, run):
+    before = digest(run)  # train.log included
+    for args, expected in [
+        (["optimizer=sgd"], "optimizer.name: 'adam' -> 'sgd' (the optimizer's state was made by it)"),
+        (["trainer.monitor=val/nope"], "trainer.monitor: 'val/loss' -> 'val/nope' (best.pt was chosen"),
+        (["model=linear"], "model.name: 'mlp' -> 'linear' (the weights were made for it)"),
+        (["dataset.batch_size=7", "trainer.seed=3"], "dataset.batch_size: 64 -> 7"),
+    ]:
+        code, out, err = dlbench(capsys, f"resume={run}", *args)
+        assert code == 2 and "resume cannot change these settings" in err and expected in err, err
+        assert digest(run) == before, args
+    code, out, err = dlbench(capsys, f"resume={run}", "trainer.epochs=2")  # as it was: it resumes
+    assert code == 0, err
+    assert checkpoint.load(run)["trainer"]["epoch"] == 2
+
+
+def test_a_resume_applies_the_optimizer_settings_it_is_given(capsys, run):
+    args = ["trainer.epochs=2", "optimizer.lr=0.5", "optimizer.weight_decay=0.3"]
+    code, out, err = dlbench(capsys, f"resume={run}", *args)
+    assert code == 0, err
+    state = checkpoint.load(run)
+    groups = state["optimizers"]["model"]["param_groups"]
+    assert [(g["lr"], g["weight_decay"]) for g in groups] == [(0.5, 0.3)] * len(groups)
+    assert state["trainer"]["metrics"]["train/lr"] == 0.5  # what the second epoch trained with
+    recorded = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    assert recorded["optimizer"]["lr"] == 0.5 and recorded["optimizer"]["weight_decay"] == 0.3
+    assert "optimizer.lr=0.5" in yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+
+    code, out, err = dlbench(capsys, f"resume={run}", "optimizer=adamw", "optimizer.weight_decay=0.3")
+    assert code == 2 and "optimizer.name: 'adam' -> 'adamw'" in err, err
+
+
+def test_a_schedule_refuses_a_new_length_or_lr_on_resume(capsys, tmp_path):
+    folder = tmp_path / "cosine"
+    assert dlbench_cli.main([*QUIET, "scheduler=cosine_annealing_lr", f"hydra.run.dir={folder}"]) == 0
+    capsys.readouterr()
+    before = digest(folder)
+    for override, why in [
+        ("trainer.epochs=3", "trainer.epochs: 1 -> 3 (scheduler=cosine_annealing_lr was built for the run's"),
+        ("optimizer.lr=0.1", "optimizer.lr: 0.001 -> 0.1 (the schedule goes on from the lr it started with)"),
+    ]:
+        code, out, err = dlbench(capsys, f"resume={folder}", override)
+        assert code == 2 and why in err, err
+    assert digest(folder) == before
+
+
+def test_held_log_lines_reach_the_file_only_when_the_run_is_built(tmp_path):
+    import logging
+
+    from dlbench.engine.logging import held_file_logs
+
+    handler = logging.FileHandler(tmp_path / "train.log", delay=True)
+    logging.getLogger().addHandler(handler)
+    log = logging.getLogger("dlbench")
+    try:
+        with pytest.raises(RuntimeError), held_file_logs(tmp_path, keep_on_failure=False):
+            log.warning("built half")
+            raise RuntimeError("the resume failed")
+        assert not (tmp_path / "train.log").exists()
+        with held_file_logs(tmp_path) as release:
+            log.warning("built")
+            assert not (tmp_path / "train.log").exists()
+            release()
+            log.warning("training")
+        handler.flush()
+        assert (tmp_path / "train.log").read_text() == "built\ntraining\n"
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+# ---- 5. printed text is inert ---------------------------------------------------------------------
+
+
+def test_compare_prints_values_names_and_overrides_as_text(capsys, run, tmp_path):
+    sweep = tmp_path / "sweep"
+    for i, value in enumerate([*HOSTILE, "text", None, [1, 2]]):
+        job = sweep / f"{i}{HOSTILE[i % len(HOSTILE)][:12]}".replace("/", "|")  # a folder's name
+        shutil.copytree(run / ".hydra", job / ".hydra")
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model.note={value}"]))
+        metrics = {"test/acc": value if i % 2 else 0.1 * i, "test/loss": 0.5, f"test/{value}": 1.0}
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    code, out, err = dlbench(capsys, "compare", str(sweep), "--sort", "test/acc", "--metrics", "test/acc")
+    assert code == 0, err
+    assert not controls(out + err)
+    for value in HOSTILE:
+        assert inert(value) in out  # as text: the markup and the escapes readable
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    numbers = [
+        float(cell) for line in rows if (cell := line.split("│")[-2].strip()).replace(".", "").isdigit()
+    ]
+    assert numbers == sorted(numbers, reverse=True) and len(numbers) >= 5  # numbers first, best first
+
+
+def test_class_names_labels_and_inputs_are_printed_as_text(capsys, tmp_path):
+    languages = {"[bold]x": ["Smith", "Jones", "Brown"], "\x1b]0;t\x07": ["Kim", "Park", "Lee"]}
+    write_names(tmp_path, {name: names * 4 for name, names in languages.items()})
+    folder = tmp_path / "names_run"
+    args = ["dataset=names", f"dataset.root={tmp_path}", "dataset.download=false", "model=rnn", *QUIET]
+    code, out, err = dlbench(capsys, *args, f"hydra.run.dir={folder}")
+    assert code == 0 and not (folder / "error.txt").exists(), err
+    assert inert("\x1b]0;t\x07") in out and "[bold]x" in out and not controls(out + err)
+    code, out, err = dlbench(capsys, "predict", str(folder), "[/x]", "Kim\x1b[2J", "--top-k", "2")
+    assert code == 0, err
+    assert "[/x]" in out and inert("Kim\x1b[2J") in out and not controls(out + err)
+
+    rows = ["x,y,label", *[f"{i % 3}.{i},{i % 2},{HOSTILE[i % 3]}" for i in range(60)]]
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+    csv_run = tmp_path / "csv_run"
+    code, out, err = dlbench(
+        capsys, "dataset=csv", f"dataset.path={tmp_path / 'table.csv'}", *QUIET, f"hydra.run.dir={csv_run}"
+    )
+    assert code == 0 and not (csv_run / "error.txt").exists(), err
+    assert all(inert(label) in out for label in HOSTILE[:3]) and not controls(out + err)
+
+
+def test_dlbenchs_own_text_is_printed_as_written(capsys, tmp_path, monkeypatch):
+    code, out, err = dlbench(capsys, "--help")
+    assert code == 0 and "dlbench plugins=[my_models] model=tiny_net" in out
+    monkeypatch.chdir(tmp_path)
+    code, out, err = dlbench(capsys, "new", "model", "my_net")
+    assert code == 0 and "dlbench plugins=[my_net] model=my_net" in out, err
+
+
+# ---- 6, 7. resource bombs and data that lies -----------------------------------------------------
+
+
+def test_a_checkpoint_that_would_inflate_is_refused_before_it_is_read(capsys, tmp_path):
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb/data.pkl", b"\0" * (64 << 20))  # 64 MiB in about 64 KiB
+        archive.writestr("bomb/version", "3\n")
+    assert bomb.stat().st_size < 1 << 20
+    code, out, err = dlbench(capsys, "eval", str(bomb))
+    assert code == 2 and f"Refused to load {bomb}: its members declare 67,108,8" in err, err
+    assert "bomb/data.pkl is compressed" in err
+
+
+def test_yaml_whose_aliases_would_expand_is_refused(capsys, run, tmp_path):
+    levels = [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    laughs = "\n".join(["a0: &a0 [x, x, x, x, x, x, x, x, x, x]", *levels]) + "\n"  # 10**9 nodes
+    state = checkpoint.load(run)
+    state["config"] = laughs
+    torch.save(state, tmp_path / "laughs.pt")
+    code, out, err = dlbench(capsys, "eval", str(tmp_path / "laughs.pt"))
+    assert code == 2 and "its 'config' is not the YAML text of a config" in err, err
+    (run / ".hydra" / "overrides.yaml").write_text(laughs)
+    for command in (["eval", str(run)], [f"resume={run}"]):
+        code, out, err = dlbench(capsys, *command)
+        assert code == 2 and "overrides.yaml is not readable YAML (an alias at line 2" in err, err
+    code, out, err = dlbench(capsys, "compare", str(run))
+    assert code == 0 and "(unreadable overrides.yaml)" in out, err
+
+
+def test_an_image_folder_reads_each_real_file_once(tmp_path):
+    images = tmp_path / "images"
+    write_image_folder(images, per_class=4)
+    args = ["dataset=image_folder", f"dataset.root={images}", *QUIET]
+    dog = images / "train" / "dog"
+    (dog / "loop").symlink_to(".", target_is_directory=True)  # dog/loop/loop/... forever
+    with pytest.raises(DlbenchError, match=r"train/dog/loop leads back to .*train/dog \(a loop of symbolic"):
+        train(preflight.compose_config(args), tmp_path / "a")
+    (dog / "loop").unlink()
+    cat_image = sorted((images / "train" / "cat").iterdir())[0]
+    (dog / "also_a_dog.png").symlink_to(cat_image)  # a cat's image, labelled dog too
+    with pytest.raises(DlbenchError, match=r"cat/.*\.png and .*dog/also_a_dog.png are the same file"):
+        train(preflight.compose_config(args), tmp_path / "b")
+    (dog / "also_a_dog.png").unlink()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.move(sorted(dog.iterdir())[0], outside / "linked.png")
+    (dog / "linked").symlink_to(outside, target_is_directory=True)  # a linked folder, read once: fine
+    metrics = train(preflight.compose_config(args), tmp_path / "c")
+    assert metrics["test/acc"] >= 0
+
+
+# ---- 8. files dlbench did not make -----------------------------------------------------------------
+
+
+def test_no_command_writes_over_a_file_dlbench_did_not_make(capsys, run, tmp_path):
+    notes = tmp_path / "notes"
+    (notes / ".hydra").mkdir(parents=True)
+    (notes / ".hydra" / "config.yaml").write_text("my: notes\n")
+    code, out, err = dlbench(capsys, *QUIET, f"hydra.run.dir={notes}")
+    assert code == 2 and "dlbench never writes over a file it did not make there" in err, err
+    assert (notes / ".hydra" / "config.yaml").read_text() == "my: notes\n"
+    code, out, err = dlbench(capsys, "export", str(run), "--out", str(tmp_path / "same.yaml"))
+    assert code == 2 and "name a .pt file" in err and not (tmp_path / "same.yaml").exists()
+
+
+# ---- 9. user mistakes exit 2, signals exit cleanly ---------------------------------------------------
+
+
+def test_these_user_mistakes_exit_2_with_one_message(capsys, run, tmp_path, monkeypatch):
+    out_dir = f"hydra.run.dir={tmp_path / 'out'}"
+    for override, expected in [
+        ("name=${hydra:job.name}", "run's name is its folder's: it must be known before the run starts"),
+        ("name=${oc.select:hydra.runtime.cwd}", "run's name is"),
+        ("name=../../..", "a run's name is one folder name under outputs/"),
+    ]:
+        code, out, err = dlbench(capsys, override, *QUIET, out_dir)
+        assert code == 2 and expected in " ".join(err.split()) and "Traceback" not in err, err
+    monkeypatch.chdir(tmp_path)
+    for name, expected in [
+        ("torch", "'torch' is the name of a Python module that exists"),
+        ("dlbench", "'dlbench' is the name of a Python module that exists"),
+        ("class", "'class' is a Python keyword"),
+        ("mlp", "model 'mlp' exists already"),
+    ]:
+        code, out, err = dlbench(capsys, "new", "model", name)
+        assert code == 2 and expected in err and not (tmp_path / f"{name}.py").exists(), err
+    state = checkpoint.load(run)
+    state["overrides"] = ["name=../../..", *QUIET]
+    torch.save(state, tmp_path / "model.pt")
+    code, out, err = dlbench(capsys, "resume=model.pt", "trainer.epochs=2")
+    assert code == 2 and "name='../../..'" in err and not (tmp_path / "outputs").exists(), err
+
+
+def caught_sigterm(pid: int) -> bool:
+    """Whether a process has its own SIGTERM handler installed (/proc: SigCgt)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+def test_sigterm_before_the_run_is_built_is_a_clean_exit(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlbench", *QUIET, "hydra.run.dir=run"],
+        cwd=tmp_path,
+        env=user_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not caught_sigterm(process.pid) and time.monotonic() < deadline:  # dlbench's handler is in
+        time.sleep(0.002)
+    process.send_signal(signal.SIGTERM)  # while torch and the config are still being loaded
+    out, err = process.communicate(timeout=120)
+    assert process.returncode in (128 + signal.SIGTERM, 75), err  # 75: it had begun the run
+    assert "Traceback" not in err and "stopped by SIGTERM" in err
+    if process.returncode == 128 + signal.SIGTERM:
+        assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
