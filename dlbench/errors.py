@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import difflib
 from collections.abc import Iterable
 
@@ -41,6 +42,18 @@ class StopRequested(BaseException):
     def __init__(self, signum: int):
         self.signum = signum
         super().__init__(f"stopped by signal {signum}")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for dlbench's commands: a usage error is a DlbenchError (one message, printed
+    as text by the CLI, exit status 2), not argparse's own print of the raw arguments."""
+
+    def __init__(self, *args, usage_line: str = "", **kwargs):
+        super().__init__(*args, add_help=False, **kwargs)
+        self.usage_line = usage_line
+
+    def error(self, message: str):
+        raise DlbenchError(f"{message}\n{self.usage_line}" if self.usage_line else message)
 
 
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:

@@ -138,6 +138,8 @@ def check_saved(needed: list[str] | None, run: str, command: str) -> None:
     """A saved run's plugins must be among those the user named (imported now): dlbench does
     not import code because a checkpoint or a run folder names it. `command` is how the user
     names them: a command line (plugins=[...] is added) or a Python call ending in `plugins=`."""
+    if needed is not None and not (isinstance(needed, list) and all(isinstance(n, str) for n in needed)):
+        raise DlbenchError(f"{run}: its list of plugins is not a list of module names")
     missing = [name for name in needed or [] if name not in _imported]
     if missing:
         how = (

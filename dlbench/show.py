@@ -9,7 +9,6 @@ configured batch size), the weights, their gradients and the optimizer's state.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 
 import torch
@@ -22,7 +21,7 @@ from dlbench.config import data_config, validate
 from dlbench.data.info import DataInfo
 from dlbench.engine.logging import console, new_table
 from dlbench.engine.trainer import DTYPES
-from dlbench.errors import DlbenchError
+from dlbench.errors import ArgumentParser, DlbenchError
 from dlbench.registry import MODELS, OPTIMIZERS
 
 
@@ -194,12 +193,9 @@ def size_text(n: float) -> str:
 
 def show_command(args: list[str]) -> int:
     """dlbench show [OVERRIDES...] [--depth N]: the model the config builds, layer by layer."""
-    parser = argparse.ArgumentParser(prog="dlbench show", add_help=False)
+    parser = ArgumentParser(prog="dlbench show", usage_line="usage: dlbench show [OVERRIDES...] [--depth N]")
     parser.add_argument("--depth", type=int, default=2)
-    try:
-        parsed, overrides = parser.parse_known_args(args)
-    except SystemExit:
-        raise DlbenchError("usage: dlbench show [OVERRIDES...] [--depth N]") from None
+    parsed, overrides = parser.parse_known_args(args)
     if bad := [o for o in overrides if "=" not in o]:
         raise DlbenchError(f"dlbench show takes overrides KEY=VALUE, not {' '.join(bad)}")
     preflight.check(overrides)

@@ -4,12 +4,11 @@ its folder (".../2026-11-24_08-30-12_ab12cd/tb"). Ctrl-C stops it."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 from dlbench.engine.logging import console
-from dlbench.errors import DlbenchError
+from dlbench.errors import ArgumentParser, DlbenchError
 from dlbench.rundir import read_yaml
 from dlbench.terminal import inert
 
@@ -17,14 +16,11 @@ USAGE = "usage: dlbench board [DIR] [--port N] [--host HOST]  (DIR: a folder of 
 
 
 def board_command(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dlbench board", add_help=False)
+    parser = ArgumentParser(prog="dlbench board", usage_line=USAGE)
     parser.add_argument("folder", nargs="?", default="outputs", type=Path)
     parser.add_argument("--port", type=int, default=6006)
     parser.add_argument("--host", default="localhost")
-    try:
-        parsed = parser.parse_args(args)
-    except SystemExit:
-        raise DlbenchError(USAGE) from None
+    parsed = parser.parse_args(args)
     runs = named_runs(parsed.folder)
     if not runs:
         raise DlbenchError(f"no runs with TensorBoard events under {parsed.folder} (train one: dlbench)")

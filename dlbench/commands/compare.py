@@ -7,27 +7,23 @@ from pathlib import Path
 
 from dlbench import summary
 from dlbench.engine.logging import console
-from dlbench.errors import DlbenchError
+from dlbench.errors import ArgumentParser, DlbenchError
 
 
 def compare_command(args: list[str]) -> int:
     """dlbench compare DIR... [--sort METRIC] [--ascending] [--metrics A,B] [--csv F] [--md F]"""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="dlbench compare", add_help=False)
+    usage = (
+        "usage: dlbench compare <sweep dir or run dirs...> [--sort METRIC] [--ascending] "
+        "[--metrics A,B] [--csv FILE] [--md FILE]"
+    )
+    parser = ArgumentParser(prog="dlbench compare", usage_line=usage)
     parser.add_argument("paths", nargs="+", type=Path)
     parser.add_argument("--sort")
     parser.add_argument("--ascending", action="store_true", default=None)
     parser.add_argument("--metrics")
     parser.add_argument("--csv", type=Path)
     parser.add_argument("--md", type=Path)
-    try:
-        parsed = parser.parse_args(args)
-    except SystemExit:
-        raise DlbenchError(
-            "usage: dlbench compare <sweep dir or run dirs...> [--sort METRIC] [--ascending] "
-            "[--metrics A,B] [--csv FILE] [--md FILE]"
-        ) from None
+    parsed = parser.parse_args(args)
     for path, suffix in ((parsed.csv, ".csv"), (parsed.md, ".md")):
         if path is None:
             continue

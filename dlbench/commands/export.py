@@ -5,7 +5,6 @@ model.yaml: the model's config node and the data facts that size it, so
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -16,7 +15,7 @@ from dlbench import rundir
 from dlbench.commands.runs import require_plugins, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.engine.logging import console
-from dlbench.errors import DlbenchError
+from dlbench.errors import ArgumentParser, DlbenchError
 
 USAGE = "usage: dlbench export <run dir or checkpoint> --out model.pt [plugins=[a,b]]"
 
@@ -24,14 +23,11 @@ USAGE = "usage: dlbench export <run dir or checkpoint> --out model.pt [plugins=[
 def export_command(args: list[str]) -> int:
     from dlbench.inference import task_from_checkpoint
 
-    parser = argparse.ArgumentParser(prog="dlbench export", add_help=False)
+    parser = ArgumentParser(prog="dlbench export", usage_line=USAGE)
     parser.add_argument("run")
     parser.add_argument("named", nargs="*")
     parser.add_argument("--out", type=Path, required=True)
-    try:
-        parsed = parser.parse_args(args)
-    except SystemExit:
-        raise DlbenchError(USAGE) from None
+    parsed = parser.parse_args(args)
     _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
     require_plugins(parsed.run, [*saved, *parsed.named], f"dlbench export {parsed.run} --out {parsed.out}")
     out, spec_file = parsed.out, parsed.out.with_suffix(".yaml")

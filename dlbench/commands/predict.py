@@ -3,11 +3,9 @@ sentences; GAN samples; translated images. The run is rebuilt from its checkpoin
 
 from __future__ import annotations
 
-import argparse
-
 from dlbench.commands.runs import require_plugins, saved_overrides
 from dlbench.engine.logging import console, new_table
-from dlbench.errors import DlbenchError
+from dlbench.errors import ArgumentParser
 
 USAGE = (
     "usage: dlbench predict <run dir or checkpoint> [INPUT...] [--top-k K] [--num N] [--out PATH] "
@@ -18,16 +16,13 @@ USAGE = (
 def predict_command(args: list[str]) -> int:
     from dlbench.inference import predict
 
-    parser = argparse.ArgumentParser(prog="dlbench predict", add_help=False)
+    parser = ArgumentParser(prog="dlbench predict", usage_line=USAGE)
     parser.add_argument("run")
     parser.add_argument("inputs", nargs="*")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--num", type=int, default=64)  # GAN samples
     parser.add_argument("--out")  # where generated images go
-    try:
-        parsed = parser.parse_args(args)
-    except SystemExit:
-        raise DlbenchError(USAGE) from None
+    parsed = parser.parse_args(args)
     named = [i for i in parsed.inputs if i.startswith(("plugins=", "+plugins="))]
     _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
     require_plugins(parsed.run, [*saved, *named], f"dlbench predict {parsed.run}")

@@ -37,7 +37,9 @@ from dlbench.searchpath import add_config_dir
 def train_command(argv: list[str]) -> int:
     from hydra._internal.utils import get_args_parser
 
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    parser.error = usage_error  # one message, printed as text (not argparse's raw print)
+    args = parser.parse_args(argv)
     if args.multirun and args.cfg:
         raise DlbenchError("--cfg prints the config of one run: leave out -m")
     if args.experimental_rerun:
@@ -90,6 +92,10 @@ def train_command(argv: list[str]) -> int:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def usage_error(message: str):
+    raise DlbenchError(f"{message} (dlbench --help lists the commands and flags)")
 
 
 def in_torchrun_group() -> bool:
