@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Callable
 
 from dlbench import errors
@@ -141,7 +142,15 @@ def stop_outside_a_run(signum: int, frame) -> None:
 stop_outside_a_run.dlbench_own = True  # cluster.hand_on: not a handler to hand a signal on to
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python's warnings (a library's, quoting a file it read), printed as text."""
+    from dlbench import terminal
+
+    terminal.write(warnings.formatwarning(message, category, filename, lineno, line), stderr=True)
+
+
 def entrypoint() -> None:
+    warnings.showwarning = show_warning
     for stop_signal in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(stop_signal, stop_outside_a_run)
     try:

@@ -254,7 +254,17 @@ def check_name(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig, components: bool = True) -> None:
     """Refuse a composed config that cannot run, before any data is read. With `components`,
-    each component's keys are checked against its constructor (which imports its module)."""
+    each component's keys are checked against its constructor (which imports its module). A
+    value that does not resolve (`trainer.epochs=${hydra.job.num}` outside a sweep) is one
+    message too."""
+    try:
+        _validate(cfg, components)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        raise DlbenchError(f"{key + ': ' if key else ''}{str(err).splitlines()[0]}") from err
+
+
+def _validate(cfg: DictConfig, components: bool) -> None:
     check_known_keys(cfg)
     check_name(cfg)
     for key, allowed in CHOICES.items():

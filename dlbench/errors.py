@@ -90,6 +90,8 @@ def as_user_error(err: BaseException) -> BaseException:
         return DlbenchError(
             f"Out of memory: {first[:300]}. Make the model smaller, or lower dataset.batch_size"
         )
+    if isinstance(err, RecursionError):  # a file or a value nested thousands deep
+        return DlbenchError(f"The input is nested too deeply to be read ({err})")
     if isinstance(err, OSError) and err.filename is not None:
         return DlbenchError(f"{err.filename}: {err.strerror or err}")
     return err

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from torchvision.transforms import v2
 
-from dlbench import plugins, safety
+from dlbench import plugins, rundir, safety
 from dlbench.data.images import open_image
 from dlbench.data.info import DataInfo
 from dlbench.data.text import encode_names, encode_source, pad
@@ -58,7 +58,11 @@ def load_judge(run: str, info: DataInfo):
     """A trained dlbench classifier as a function: images in [-1, 1] -> class probabilities
     (a GAN task's judge, `task.judge=<run dir>`)."""
     try:
-        task, cfg, judge_info = task_from_checkpoint(checkpoint.load(run), run)
+        state = checkpoint.load(run)
+        task_node = (rundir.load_yaml(state["config"]) or {}).get("task")
+        if isinstance(task_node, dict) and task_node.get("judge"):  # (a judge of itself: no end)
+            raise DlbenchError("it is not a classifier run: its config names a judge of its own")
+        task, cfg, judge_info = task_from_checkpoint(state, run)
     except DlbenchError as err:
         raise DlbenchError(f"task.judge={run}: {err}") from err
     if not hasattr(task, "probabilities"):

@@ -21,6 +21,7 @@ import importlib
 import inspect
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +31,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from dlbench.errors import DlbenchError, did_you_mean, unknown_name
+from dlbench.errors import DlbenchError, as_user_error, did_you_mean, unknown_name
 from dlbench.typecheck import accepts_var_kwargs, describe, matches, parameter_hints
 
 
@@ -198,10 +199,21 @@ class Registry:
             return fn(**kwargs, **supplied)
         except DlbenchError:
             raise
-        except (TypeError, ValueError) as err:
-            if origin_of(fn) != "torch":
+        except (TypeError, ValueError, RuntimeError) as err:
+            if isinstance(known := as_user_error(err), DlbenchError):  # out of memory
+                raise known from err
+            if origin_of(fn) != "torch" and not raised_in_torch(err):
                 raise
             raise DlbenchError(f"{where} ({self.kind} '{node['name']}'): {err}") from err
+
+
+def raised_in_torch(err: BaseException) -> bool:
+    """Whether torch's own code raised `err` (its check of a value: a layer of -1 features),
+    not dlbench's or a plugin's."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}torch{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
 def origin_of(fn: Callable) -> str:

@@ -76,16 +76,21 @@ def flatten(node: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+ABSENT = "(not set)"
+
+
 def changes(saved: dict, new: dict) -> dict[str, tuple[Any, Any]]:
-    """The keys both configs have whose values differ: {key: (saved, new)}. An unset monitor
-    in the new config means the task's own, which the saved one names."""
+    """Every key whose value differs, one config having it and the other not included (a key
+    added with `+`, a null that became a dict): {key: (saved, new)}. An unset monitor in the
+    new config means the task's own, which the saved one names."""
     old, now = flatten(saved), flatten(new)
     out = {}
-    for key in old.keys() & now.keys():
-        if key in ("trainer.monitor", "trainer.monitor_mode") and now[key] is None:
+    for key in old.keys() | now.keys():
+        before, after = old.get(key, ABSENT), now.get(key, ABSENT)
+        if key in ("trainer.monitor", "trainer.monitor_mode") and after is None:
             continue
-        if old[key] != now[key]:
-            out[key] = (old[key], now[key])
+        if before != after:
+            out[key] = (before, after)
     return dict(sorted(out.items()))
 
 

@@ -76,18 +76,66 @@ def check_writable(folder: Path, setting: str) -> None:
         raise DlbenchError(f"{setting}={folder}: cannot write in {existing} ({err.strerror})") from err
 
 
-class RunLock:
-    """An exclusive lock on a run folder, held from `acquire()` to `release()`."""
+# What dlbench (and Hydra) write in a run's folder and in a sweep's, as files (False) or folders
+RUN_ENTRIES = {LOCK: False, "train.log": False, "metrics.json": False, "error.txt": False}
+RUN_ENTRIES |= {".hydra": True, "checkpoints": True, "tb": True}
+SWEEP_FILES = (LOCK, ".stop", "multirun.yaml", "summary.csv", "summary.md", "optimization_results.yaml")
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+
+def check_own_entries(folder: Path, sweep: bool = False) -> None:
+    """Refuse a run folder (or a sweep folder and its jobs) where a file or folder dlbench writes
+    is a symbolic link, a FIFO or a device, or a file where a folder belongs: a folder someone
+    else made could send dlbench's writes elsewhere (a `.lock` linked to your notes) or hang it.
+    Other entries of the folder are not dlbench's and stay as they are."""
+
+    def refuse(path: Path, what: str) -> DlbenchError:
+        return DlbenchError(
+            f"{path} is {what}: dlbench writes a run's files only into real files and folders of its "
+            "own, never through what someone left there. Remove it, or use another folder"
+        )
+
+    def check(path: Path, folder_expected: bool) -> None:
+        if path.is_symlink():
+            raise refuse(path, f"a symbolic link (to {os.readlink(path)})")
+        if not path.exists():
+            return
+        if not (path.is_dir() or path.is_file()):
+            raise refuse(path, "not a regular file (a FIFO, a socket or a device)")
+        if folder_expected != path.is_dir():
+            raise refuse(path, "a file where dlbench keeps a folder" if folder_expected else "a folder")
+        if folder_expected:
+            for child in path.iterdir():
+                check(child, child.is_dir() and not child.is_symlink())
+
+    if not folder.is_dir():
+        return
+    if sweep:
+        for entry in folder.iterdir():
+            if entry.is_symlink():
+                raise refuse(entry, f"a symbolic link (to {os.readlink(entry)})")
+            if entry.name in SWEEP_FILES:
+                check(entry, False)
+            elif entry.is_dir():
+                check_own_entries(entry)
+        return
+    for name, folder_expected in RUN_ENTRIES.items():
+        check(folder / name, folder_expected)
+
+
+class RunLock:
+    """An exclusive lock on a run folder (or a sweep's), held from `acquire()` to `release()`.
+    The folder's own entries are checked first (check_own_entries)."""
+
+    def __init__(self, folder: Path, sweep: bool = False):
+        self.folder, self.sweep = folder, sweep
         self.fd: int | None = None
 
     def acquire(self) -> RunLock:
         path = self.folder / LOCK
+        check_own_entries(self.folder, self.sweep)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as err:
             raise file_error(err, self.folder) from err
         try:
@@ -216,6 +264,8 @@ def load_yaml(text: str) -> Any:
 
 def read_yaml(path: Path) -> Any:
     """A YAML file of a run folder (load_yaml); one that cannot be read is one DlbenchError."""
+    if not path.is_file():  # (a FIFO would never end)
+        raise DlbenchError(f"{path} is not a regular file")
     try:
         return load_yaml(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:

@@ -1,7 +1,8 @@
 """Where configs come from: the user's config folders first, then dlbench's shipped tree.
 
-A `configs/` folder in the current directory, the folders in DLBENCH_CONFIG_PATH (separated
-like PATH) and `--config-dir DIR` are searched before the shipped tree, so a user's
+A `configs/` folder in the current directory (unless that directory is a run's folder, which may
+have come from someone else), the folders in DLBENCH_CONFIG_PATH (separated like PATH) and
+`--config-dir DIR` are searched before the shipped tree, so a user's
 `configs/experiment/flowers.yaml` is `experiment=flowers`, and a user's file with the name of a
 shipped one replaces it. Hydra learns the order from a search-path plugin
 (hydra_plugins/dlbench_searchpath), so Hydra's own composition and dlbench's checks see the
@@ -20,9 +21,12 @@ SHIPPED = Path(__file__).parent / "configs"
 def user_config_dirs() -> list[Path]:
     """The user's config folders, first found first: DLBENCH_CONFIG_PATH (where --config-dir
     goes too), then ./configs."""
+    from dlbench.rundir import holds_run
+
     dirs = [Path(p).expanduser() for p in os.environ.get(ENV, "").split(os.pathsep) if p]
-    if Path("configs").is_dir():
-        dirs.append(Path("configs"))
+    here = Path(".")
+    if Path("configs").is_dir() and not ((here / ".hydra").is_dir() or holds_run(here)):
+        dirs.append(Path("configs"))  # (a run folder is someone's results, not your project)
     out: list[Path] = []
     for folder in dirs:
         folder = folder.resolve()

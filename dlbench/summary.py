@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.table import Table
@@ -24,9 +23,11 @@ FAILED_JOBS: list[str] = []  # filled by the callback; the CLI exits non-zero wh
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
     """A run's final metrics, or None when it has none (unfinished, or a torn metrics.json,
     which dlbench's atomic writes never leave but another tool or a full disk might)."""
+    path = run_dir / "metrics.json"
     try:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
+        readable = path.is_file() and path.stat().st_size < 2**24  # (not a FIFO, not gigabytes)
+        metrics = json.loads(path.read_text()) if readable else None
+    except (OSError, ValueError, RecursionError):
         return None
     return metrics if isinstance(metrics, dict) else None
 
@@ -45,8 +46,9 @@ def job_row(job_dir: Path) -> dict[str, Any]:
     if (metrics := read_metrics(job_dir)) is not None:
         row["status"] = "ok"
         row.update({k: v for k, v in metrics.items() if "/" in k})  # metric names: never job, status
-    elif error_file.exists():
-        lines = error_file.read_text(errors="replace").strip().splitlines()
+    elif error_file.is_file():
+        with error_file.open(errors="replace") as f:
+            lines = f.read(4096).strip().splitlines()  # its first line is shown
         row["status"] = "failed: " + (lines[0] if lines else "")
     else:
         row["status"] = "incomplete"
@@ -160,7 +162,10 @@ class SweepSummary(Callback):
                 console.print(f"job {row['job']} {row['status']}")
         FAILED_JOBS.extend(r["job"] for r in rows if r["status"] != "ok")
         best = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper
-        if best.is_file():
-            result = yaml.safe_load(best.read_text())
+        try:
+            result = rundir.read_yaml(best) if best.is_file() else None
+        except DlbenchError:
+            result = None
+        if isinstance(result, dict) and isinstance(result.get("best_params") or {}, dict):
             params = " ".join(f"{k}={v}" for k, v in (result.get("best_params") or {}).items())
             console.print(Text.assemble(("Best trial", "bold"), f": {result.get('best_value')}  {params}"))

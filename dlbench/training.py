@@ -106,7 +106,6 @@ def train(
                     hydra_cfg is not None and hydra_cfg.get("mode") == RunMode.MULTIRUN
                 )
                 rundir.check_new_run(run_dir, cfg.resume, records=() if checked else rundir.RECORDS)
-                rundir.remove_stale_temporaries(run_dir)
             with held_file_logs(run_dir, keep_on_failure=not cfg.resume) as release:
                 return _train(cfg, run_dir, list(overrides or []), hydra_cfg, stop, release)
         finally:
@@ -172,6 +171,7 @@ def _train(
     if device.type == "cpu":
         choose_threads(cfg.trainer, task, data, device)
     if main:  # every part is built: only now does the run write in its folder
+        rundir.remove_stale_temporaries(run_dir)  # (of its own killed writes)
         record_run(run_dir, composed, overrides, hydra_cfg)
         release_logs()  # the log lines so far reach train.log now
         if cfg.logger.tensorboard:

@@ -130,7 +130,9 @@ def test_lenet5_then_eval_and_predict_from_the_command_line(cli, tmp_path, data_
     run_dir = tmp_path / "lenet"
     assert read_metrics(run_dir)["test/acc"] >= 0
 
-    evaluated = cli("eval", "lenet")
+    refused = cli("eval", "lenet")  # a saved run names no data folder outside this one: given again
+    assert refused.returncode == 2 and f"give it again: dataset.root={data_root}" in refused.stderr
+    evaluated = cli("eval", "lenet", f"dataset.root={data_root}")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "test/acc" in evaluated.stdout
     assert f"{read_metrics(run_dir)['test/acc']:.6g}" in evaluated.stdout  # the same figure

@@ -405,3 +405,141 @@ def test_sigterm_before_the_run_is_built_is_a_clean_exit(tmp_path):
     assert "Traceback" not in err and "stopped by SIGTERM" in err
     if process.returncode == 128 + signal.SIGTERM:
         assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
+
+
+# ---- found by a red-team review of this change -----------------------------------------------------
+
+
+def entries(folder: Path) -> dict[str, str]:
+    """Every entry of a folder, without following links: a link's target, a file's hash."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            out[name] = "-> " + os.readlink(path)
+        elif path.is_file():
+            out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            out[name] = "folder" if path.is_dir() else "other"
+    return out
+
+
+def test_links_fifos_and_odd_entries_in_a_shared_folder_are_refused(capsys, trained, tmp_path):
+    victim = tmp_path / "notes.txt"
+    victim.write_text("precious\n")
+    elsewhere = tmp_path / "elsewhere"
+
+    def replace(path: Path, make) -> None:
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        make(path)
+
+    for name, make in {
+        ".lock": lambda p: p.symlink_to(victim),  # would be emptied and given a PID
+        "train.log": lambda p: p.symlink_to(victim),  # would be appended to
+        ".hydra": lambda p: (elsewhere.mkdir(), p.symlink_to(elsewhere)),  # rewritten there
+        "tb": lambda p: p.write_text("not a folder"),
+        "metrics.json": lambda p: os.mkfifo(p),  # a read would never end
+    }.items():
+        run = Path(shutil.copytree(trained, tmp_path / name.strip(".")))
+        replace(run / name, make)
+        before = entries(run)
+        code, out, err = dlbench(capsys, f"resume={run}", "trainer.epochs=2")
+        assert code == 2 and f"{run / name} is " in err and "never through what someone left" in err, err
+        assert entries(run) == before and victim.read_text() == "precious\n"
+        assert not elsewhere.exists() or not any(elsewhere.iterdir())
+        assert dlbench(capsys, "compare", str(run))[0] == 0  # no file read through a FIFO (or a hang)
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(trained, sweep / "0")
+    (sweep / "0" / "metrics.json").unlink()
+    (sweep / "multirun.yaml").symlink_to(victim)
+    code, out, err = dlbench(capsys, "-m", *QUIET, f"sweep.resume={sweep}")
+    assert code == 2 and f"{sweep / 'multirun.yaml'} is a symbolic link" in err, err
+    (sweep / "multirun.yaml").unlink()
+    shutil.move(sweep / "0", tmp_path / "outside_job")
+    (sweep / "0").symlink_to(tmp_path / "outside_job")
+    code, out, err = dlbench(capsys, "-m", *QUIET, f"sweep.resume={sweep}")
+    assert code == 2 and f"{sweep / '0'} is a symbolic link" in err, err
+    assert victim.read_text() == "precious\n" and not (tmp_path / "outside_job" / "metrics.json").exists()
+
+
+def test_a_saved_run_chooses_no_data_folder_outside_and_unpacking_follows_no_link(capsys, run, tmp_path):
+    import gzip
+
+    from dlbench.data.download import extract
+
+    saved = run / ".hydra" / "overrides.yaml"
+    for root in ("/tmp/elsewhere", "../up", "'~/data'", "'/quoted'"):
+        saved.write_text(yaml.safe_dump(["dataset=mnist", f"dataset.root={root}"]))
+        code, out, err = dlbench(capsys, "eval", str(run))
+        assert code == 2 and "outside this folder; dlbench takes no such folder from a saved run" in err, err
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "labels.gz").write_bytes(gzip.compress(b"attacker's text\n"))
+    (data / "labels").symlink_to(victim)
+    with pytest.raises(DlbenchError, match="labels is a symbolic link"):
+        extract(data / "labels.gz", data)
+    assert victim.read_text() == "precious\n" and not list(data.glob(".unpacking-*"))
+
+
+def test_a_resume_that_fails_late_or_on_odd_state_still_changes_nothing(capsys, run, tmp_path):
+    leftover = (
+        run / "checkpoints" / ".last.pt.x1y2z3.tmp"
+    )  # a killed write's: removed by a run, not a refusal
+    leftover.write_bytes(b"half")
+    state = checkpoint.load(run)
+    for damage in ("step", "scalers"):
+        edited = {**state, "trainer": {**state["trainer"], "step": 2**70}} if damage == "step" else state
+        edited = {**edited, "scalers": [1, 2]} if damage == "scalers" else edited
+        torch.save(edited, run / "checkpoints" / "last.pt")
+        before = digest(run)
+        code, out, err = dlbench(capsys, f"resume={run}", "trainer.epochs=2")
+        assert code == 2 and "Traceback" not in err, err
+        assert digest(run) == before
+    for change, expected in [
+        (["+optimizer.amsgrad=true"], "optimizer.amsgrad: '(not set)' -> True"),
+        (["dataset.augment={noise_std:0.5}"], "dataset.augment.noise_std: '(not set)' -> 0.5"),
+    ]:
+        code, out, err = dlbench(capsys, f"resume={run}", *change)
+        assert code == 2 and expected in err, err
+    torch.save(state, run / "checkpoints" / "last.pt")
+    code, out, err = dlbench(capsys, f"resume={run}", "trainer.epochs=2", "+optimizer.eps=0.1")
+    assert code == 0, err
+    assert checkpoint.load(run)["optimizers"]["model"]["param_groups"][0]["eps"] == 0.1
+    assert not leftover.exists()
+
+
+def test_more_odd_inputs_exit_2(capsys, run, tmp_path, monkeypatch):
+    saved = run / ".hydra" / "overrides.yaml"
+    saved.write_text("- " + "[" * 3000 + "]" * 3000 + "\n")  # nested 3,000 deep
+    for command in (["eval", str(run)], ["compare", str(run)]):
+        code, out, err = dlbench(capsys, *command)
+        assert code in (0, 2) and "Traceback" not in err and "unexpected" not in err, err
+    saved.write_text(yaml.safe_dump(QUIET))
+    state = checkpoint.load(run)
+    for key, value, expected in [
+        ("data", {**state["data"], "input_shape": [-3]}, "the saved data facts are not a data set's"),
+        ("config", state["config"].replace("task:\n", f"task:\n  judge: {tmp_path / 'self.pt'}\n", 1), None),
+    ]:
+        torch.save({**state, key: value}, tmp_path / "self.pt")
+        code, out, err = dlbench(capsys, "predict", str(tmp_path / "self.pt"), "x.png")
+        assert code == 2 and "unexpected" not in err and (expected is None or expected in err), err
+    for override in ("model.hidden=[-1]", "trainer.epochs=${hydra.job.num}"):
+        code, out, err = dlbench(capsys, override, *QUIET[:1], f"hydra.run.dir={tmp_path / 'new'}")
+        assert code == 2 and "unexpected" not in err, err
+    saved.write_text(yaml.safe_dump(["trainer.monitor='\x1b]0;t\x07\u202eevil'"]))
+    for flags in (["--help"], ["--info", "config"]):  # Hydra prints these itself
+        code, out, err = dlbench(capsys, f"resume={run}", *flags)
+        assert code == 0 and "\u202e" not in out + err and not controls(out + err), err
+    shutil.copytree(run, tmp_path / "shared")
+    evil = tmp_path / "shared" / "configs" / "experiment"  # a shared run folder with a preset in it
+    evil.mkdir(parents=True)
+    (evil / "evil.yaml").write_text("# @package _global_\nplugins: [planted]\n")
+    (tmp_path / "shared" / "planted.py").write_text(f"open({str(tmp_path / 'PWNED')!r}, 'w')\n")
+    (tmp_path / "shared" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["experiment=evil"]))
+    monkeypatch.chdir(tmp_path / "shared")
+    code, out, err = dlbench(capsys, "eval", ".")
+    assert code == 2 and not (tmp_path / "PWNED").exists(), err
+    sys.modules.pop("planted", None)

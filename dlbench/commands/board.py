@@ -48,8 +48,8 @@ def named_runs(folder: Path) -> dict[str, Path]:
     names: dict[str, Path] = {}
     for tb in sorted(folder.expanduser().glob("**/tb")):
         run = tb.parent
-        if not any(tb.glob("events.*")):
-            continue
+        if not any(tb.glob("events.*")) or not utf8(str(run)):
+            continue  # (TensorBoard cannot name a folder whose name is not UTF-8)
         name = f"{experiment_of(run)} {overrides_of(run)}".strip()
         name = f"{name} [{run.name[-6:] if len(run.name) > 12 else run.name}]"  # its tag or job number
         names[inert(name).replace(",", ";").replace(":", "=")] = run / "tb"  # the spec's separators
@@ -71,3 +71,11 @@ def _read(path: Path):
         return read_yaml(path)
     except DlbenchError:
         return None
+
+
+def utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of a file name (surrogate escapes)
+        return False
+    return True

@@ -169,17 +169,40 @@ def root_of(override: str) -> str:
 
 def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:
     """The saved overrides, less those the new ones replace (and resume/run-dir ones), then the new.
-    A saved run cannot choose where data is downloaded from: a `dataset.url` it names must be
-    given again on the command line."""
+    A saved run cannot choose where data is downloaded from (`dataset.url`), nor a data folder
+    outside the one dlbench runs in (`dataset.root` absolute, with `~` or `..`: data is
+    downloaded and unpacked there): those must be given again on the command line."""
     keys = {key_of(o) for o in overrides}
     kept = [o for o in saved if key_of(o) not in keys and not o.startswith(("resume=", "hydra.run.dir="))]
     for o in kept:
-        if key_of(o) == "dataset.url" and override_value([o.lstrip("+~")], "dataset.url") is not None:
+        value = parsed_value(o) if key_of(o) in ("dataset.url", "dataset.root") else None
+        if key_of(o) == "dataset.url" and value is not None:
             raise DlbenchError(
-                f"the saved run downloads its data from {o.split('=', 1)[1]}; dlbench downloads nothing "
-                "from an address a saved run names. If you trust it, give it again: dataset.url=..."
+                f"the saved run downloads its data from {value}; dlbench downloads nothing from an "
+                "address a saved run names. If you trust it, give it again: dataset.url=..."
+            )
+        if key_of(o) == "dataset.root" and value is not None and not inside_here(value):
+            raise DlbenchError(
+                f"the saved run reads its data from {value}, outside this folder; dlbench takes no such "
+                f"folder from a saved run (data is downloaded and unpacked there). If you trust it, give "
+                f"it again: dataset.root={value}"
             )
     return [*kept, *overrides]
+
+
+def parsed_value(override: str):
+    """An override's value as Hydra reads it (quotes removed)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_override(override).value()
+
+
+def inside_here(path) -> bool:
+    """Whether a path stays below the current folder (relative, no `..`, no `~`, no
+    interpolation that could name another place)."""
+    if not isinstance(path, str) or "${" in path:
+        return False
+    return not Path(path).is_absolute() and ".." not in Path(path).parts and not path.startswith("~")
 
 
 def override_value(overrides: list[str], key: str) -> str | None:

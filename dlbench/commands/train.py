@@ -8,6 +8,8 @@ error.txt in its folder; a stop signal ends in a checkpoint and exit status 75.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import signal
@@ -79,7 +81,7 @@ def train_command(argv: list[str]) -> int:
             if hydra_node is not None:
                 verbose_loggers(hydra_node.hydra.verbose)
         if args.multirun and folder is not None:  # one sweep at a time in a sweep folder
-            lock = rundir.RunLock(folder).acquire()
+            lock = rundir.RunLock(folder, sweep=True).acquire()
         if one_run and checked and hydra_node is not None and not distributed_run(checked[0]):
             run_once(checked[0], hydra_node, list(hydra_node.hydra.overrides.task))
             return 0
@@ -125,7 +127,12 @@ def run_checked(argv: list[str], args, overrides: list[str], checked: list[DictC
     sys.argv = ["dlbench", *hydra_flags(argv, args.overrides), *overrides]
     summary.FAILED_JOBS.clear()
     try:
-        hydra_entry()
+        if args.help or args.hydra_help or args.info:  # Hydra prints these itself: as text, here too
+            with contextlib.redirect_stdout(io.StringIO()) as printed:
+                hydra_entry()
+            terminal.write(printed.getvalue())
+        else:
+            hydra_entry()
     finally:
         if "dlbench.engine.distributed" in sys.modules:  # a run imported it (and torch)
             sys.modules["dlbench.engine.distributed"].close()
@@ -339,7 +346,7 @@ def failed(err: Exception, run_dir: Path, multirun: bool, record: bool, timeout_
     if known and not lost and not distributed.is_main():  # the same bad input everywhere: rank 0 says it
         raise SystemExit(2) from None
     details = "" if known else "\n" + "".join(traceback.format_exception(err))
-    if not known:
+    if not known and record:  # (a run that failed to resume keeps its log as it was)
         logging.getLogger("dlbench").error(f"unexpected error: {message}{details}")
     if record and not isinstance(err, FolderInUse) and run_dir.is_dir():  # (another machine's rank: none)
         try:

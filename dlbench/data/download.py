@@ -1,12 +1,15 @@
 """Fetching a data set's archive: one place that turns any download failure into one message,
-and extracts archives safely (no member lands outside the data folder: no absolute paths, no
-`..`, no links out of it)."""
+and extracts archives safely: no member lands outside the data folder (no absolute paths, no
+`..`, no links out of it), and nothing is written through a link already in that folder (an
+archive is unpacked into a new folder, whose entries are then moved into place)."""
 
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -18,6 +21,8 @@ def fetch(url: str, folder: Path, md5: str | None = None) -> None:
     from torchvision.datasets.utils import download_url
 
     name = url.rstrip("/").rsplit("/", 1)[-1]
+    if (folder / name).is_symlink():
+        raise DlbenchError(f"{folder / name} is a symbolic link: dlbench downloads only into real files")
     try:
         download_url(url, str(folder), filename=name, md5=md5)
     except Exception as err:  # network errors come in many types; say which file and where
@@ -27,18 +32,34 @@ def fetch(url: str, folder: Path, md5: str | None = None) -> None:
 
 def extract(archive: Path, folder: Path) -> None:
     """Unpack a .tar(.gz|.bz2|.xz)/.tgz, .zip or single .gz file into `folder`."""
+    unpacked = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=folder))
     try:
         if tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tar:
-                safe_extract(tar, folder)
+                safe_extract(tar, unpacked)
         elif zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zipped:
-                zipped.extractall(folder)  # zipfile drops absolute paths and ".." itself
+                zipped.extractall(unpacked)  # zipfile drops absolute paths and ".." itself
         elif archive.suffix == ".gz":
-            with gzip.open(archive) as src, open(folder / archive.stem, "wb") as dst:
+            with gzip.open(archive) as src, open(unpacked / archive.stem, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+        move_into(unpacked, folder)
     except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
         raise DlbenchError(f"{archive} is not an archive that can be extracted ({err})") from err
+    finally:
+        shutil.rmtree(unpacked, ignore_errors=True)
+
+
+def move_into(source: Path, folder: Path) -> None:
+    """Move what `source` holds into `folder`, merging folders, never through a link there."""
+    for entry in source.iterdir():
+        target = folder / entry.name
+        if target.is_symlink():
+            raise DlbenchError(f"{target} is a symbolic link: dlbench unpacks data only into real folders")
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir():
+            move_into(entry, target)
+        else:
+            os.replace(entry, target)
 
 
 def safe_extract(tar: tarfile.TarFile, folder: Path) -> None:

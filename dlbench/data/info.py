@@ -34,5 +34,46 @@ class DataInfo:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DataInfo:
+        """The facts a checkpoint (or an exported model's spec) saved: data someone else may
+        have written, so each is checked to be what a data set could know."""
+        from dlbench.errors import DlbenchError
+
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        info = cls(**{k: v for k, v in values.items() if k in known})
+        if problem := info.problem():
+            raise DlbenchError(f"the saved data facts are not a data set's: {problem}")
+        return info
+
+    def problem(self) -> str | None:
+        def sizes(value, low: int, most: int = 2**24) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and low <= value <= most
+
+        def texts(value) -> bool:
+            return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+        def numbers(value) -> bool:
+            return isinstance(value, list) and all(
+                isinstance(v, (int, float)) or numbers(v) for v in value if not isinstance(v, bool)
+            )
+
+        checks = {
+            "name": isinstance(self.name, str),
+            "input_shape": isinstance(self.input_shape, list)
+            and len(self.input_shape) <= 4
+            and all(sizes(s, 1) for s in self.input_shape),
+            "num_outputs": sizes(self.num_outputs, 0),
+            "num_classes": self.num_classes is None or sizes(self.num_classes, 0),
+            "class_names": self.class_names is None or texts(self.class_names),
+            "normalization": self.normalization is None or numbers(self.normalization),
+            "vocab_size": self.vocab_size is None or sizes(self.vocab_size, 0),
+            "target_vocab_size": self.target_vocab_size is None or sizes(self.target_vocab_size, 0),
+            "vocab": self.vocab is None
+            or (isinstance(self.vocab, dict) and all(texts(v) for v in self.vocab.values())),
+            "tokens": self.tokens in (None, "word", "char"),
+            "scale": self.scale is None or numbers(self.scale),
+            "truth": self.truth is None or isinstance(self.truth, dict),
+        }
+        wrong = [key for key, fine in checks.items() if not fine]
+        return (
+            f"{', '.join(wrong)} ({', '.join(repr(getattr(self, k))[:60] for k in wrong)})" if wrong else None
+        )

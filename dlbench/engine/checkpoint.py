@@ -92,8 +92,10 @@ def shape_problem(state: dict[str, Any]) -> str | None:
     trainer = state.get("trainer")
     if trainer is not None:
         counters = ("epoch", "step", "epoch_step", "bad_epochs")
-        if not isinstance(trainer, dict) or not all(isinstance(trainer.get(k, 0), int) for k in counters):
-            return "its 'trainer' state does not hold whole-number counters"
+        if not isinstance(trainer, dict) or not all(
+            isinstance(trainer.get(k, 0), int) and 0 <= trainer.get(k, 0) < 2**53 for k in counters
+        ):
+            return "its 'trainer' state does not hold whole-number counters (0 to 2**53)"
         if not isinstance(trainer.get("best"), (int, float, type(None))) or not isinstance(
             trainer.get("metrics", {}), dict
         ):

@@ -413,14 +413,14 @@ class Trainer:
                     opt.scheduler.load_state_dict(state["schedulers"][name])
                 if opt.lookahead is not None and name in state.get("lookahead", {}):
                     opt.lookahead.load_state_dict(state["lookahead"][name])
-        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as err:
+        except Exception as err:  # a checkpoint is data: one that does not fit is the file's fault
             raise DlbenchError(f"The checkpoint does not fit this run's model or optimizer: {err}") from err
-        for name, scaler_state in state.get("scalers", {}).items():
-            self.scaler(name).load_state_dict(scaler_state)
         try:
+            for name, scaler_state in state.get("scalers", {}).items():
+                self.scaler(name).load_state_dict(scaler_state)
             self.state = TrainState(**state["trainer"])
             set_rng_state(state["rng"])
-        except (TypeError, KeyError, ValueError, RuntimeError) as err:
+        except Exception as err:
             raise DlbenchError(f"The checkpoint's training state cannot be restored: {err}") from err
 
 
