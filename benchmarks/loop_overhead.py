@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the id
 from formats import write_mnist  # noqa: E402
 
 from dlbench import preflight  # noqa: E402
-from dlbench.training import build_data, build_task, train  # noqa: E402
+from dlbench.build import build_data, build_task  # noqa: E402
+from dlbench.training import train  # noqa: E402
 
 
 def hand_loop(model, x, y, batch_size: int, epochs: int, lr: float) -> float:

@@ -53,8 +53,8 @@ def load_model(run: str | Path, plugins: list[str] | None = None) -> torch.nn.Mo
     """The trained model of a run folder (its best.pt if there is one, else last.pt), a
     checkpoint file, or a file `dlbench export` wrote, rebuilt and in eval mode. `plugins`:
     the modules the run needs (dlbench imports none because a saved run names it)."""
+    from dlbench.build import task_from_checkpoint
     from dlbench.engine import checkpoint
-    from dlbench.inference import task_from_checkpoint
 
     plugin_loader.load_entry_points()
     plugin_loader.load(list(plugins or []), "load_model(plugins=...)")

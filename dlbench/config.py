@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
-import secrets
-import time
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigNode, ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -93,6 +89,24 @@ class DataConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """`dataset.augment`: the augmentations of the lecture on data augmentation (seed 004), each
+    off at its default (0). data/transforms.Augment applies them."""
+
+    hflip: float = 0.0  # probability of a horizontal flip
+    vflip: float = 0.0  # probability of a vertical flip
+    rotation: float = 0.0  # degrees: a random rotation in [-rotation, rotation]
+    crop_padding: int = 0  # random crop back to size after padding by this many pixels
+    resize_pad: float = 0.0  # shrink by up to this fraction and pad back (resize-and-pad)
+    color_jitter: float = 0.0  # brightness, contrast and saturation strength
+    blur_sigma: float = 0.0  # Gaussian blur with sigma up to this value
+    noise_std: float = 0.0  # additive Gaussian noise
+    cutout: int = 0  # zero a square of this many pixels at a random place (DeVries & Taylor, 2017)
+    hflip_alternate: bool = False  # airbench: each image flipped on every other epoch (a fixed half first)
+    crop_reflect: bool = False  # crop_padding pads by reflection instead of zeros
+
+
+@dataclass
 class SchedulerConfig:
     """Keys of the scheduler node that dlbench consumes itself."""
 
@@ -134,40 +148,6 @@ class RunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
-
-ConfigStore.instance().store(name="dlbench_schema", node=RunConfig)
-
-
-class LazyNode(ConfigNode):
-    """A ConfigStore entry that keeps its plain dict until Hydra loads it (registry.py stores
-    every component's node this way). `ConfigStore.store` makes a DictConfig of each node at
-    once, and each compose deep-copies the whole store: for ~150 component nodes that cost
-    about 0.1 s of every `--cfg` and run start, for the few nodes a run chooses."""
-
-    @property
-    def node(self) -> DictConfig:
-        if not isinstance(self._node, DictConfig):
-            self._node = OmegaConf.create(self._node)
-        return self._node
-
-    @node.setter
-    def node(self, value: Any) -> None:
-        self._node = value
-
-
-def run_id() -> str:
-    """A run directory's name: the time it started and a random tag, so two runs started in
-    the same second stay apart. One command's checks and Hydra's job agree on it through
-    DLBENCH_RUN_ID, as do the processes of one distributed run (engine/distributed.py)."""
-    return os.environ.get("DLBENCH_RUN_ID") or new_run_id()
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3)
-
-
-# Cached per config, so a sweep's directory resolves to the same name everywhere it is used.
-OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
 
 CHOICES = {
     "trainer.precision": ("32", "bf16", "16", "auto"),
@@ -332,11 +312,9 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         return
     DATASETS.check(dataset, "dataset", reserved=schema_hints(DataConfig))
     if data.augment:
-        from dlbench.data.transforms import Augment
-
-        check_values(data.augment, schema_hints(Augment), "dataset.augment")
+        check_values(data.augment, schema_hints(AugmentConfig), "dataset.augment")
     MODELS.check(_plain(cfg.model), "model")
-    if cfg.task.get("name") != "auto":  # auto: chosen when the data is built (training.task_name)
+    if cfg.task.get("name") != "auto":  # auto: chosen when the data is built (build.task_name)
         TASKS.check(_plain(cfg.task), "task")
     OPTIMIZERS.check(_plain(cfg.optimizer), "optimizer", reserved=schema_hints(OptimizerConfig))
     if cfg.loss.get("name") != "auto":

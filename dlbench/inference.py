@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
 from torchvision.transforms import v2
 
-from dlbench import plugins, rundir, safety
+from dlbench.build import task_from_checkpoint
 from dlbench.data.images import open_image
 from dlbench.data.info import DataInfo
 from dlbench.data.text import encode_names, encode_source, pad
@@ -18,73 +15,6 @@ from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.tasks.base import Task
 from dlbench.tasks.gan import GANTask, ImageToImage, to_unit
-from dlbench.training import build_task
-
-
-def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictConfig, DataInfo]:
-    """Rebuild a run's task from its checkpoint alone: its config, and the facts its data set
-    knew (saved as `data`), so no data set is read. The plugins it was trained with must have
-    been named by the user (plugins.py)."""
-    plugins.check_saved(state.get("plugins"), run, f"dlbench predict {run}")
-    cfg = OmegaConf.create(state["config"])
-    safety.check_saved_config(cfg, f"{run}: the checkpoint's config")
-    try:  # what a checkpoint holds is data: one that cannot rebuild a model is the file's fault
-        info = saved_info(state, cfg)
-        task = build_task(cfg, info)
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OmegaConfBaseException) as err:
-        raise DlbenchError(
-            f"{run}: the checkpoint's config and data facts rebuild no model ({type(err).__name__}: {err})"
-        ) from err
-    try:
-        task.load_state_dict(state["task"])
-    except RuntimeError as err:
-        raise DlbenchError(f"The checkpoint's weights do not fit its own model: {err}") from err
-    return task.eval(), cfg, info
-
-
-def saved_info(state: dict, cfg: DictConfig) -> DataInfo:
-    """The data facts a checkpoint saved; a checkpoint of dlbench 0.1 kept them in its config."""
-    if isinstance(state.get("data"), dict):
-        return DataInfo.from_dict(state["data"])
-    old = OmegaConf.to_container(cfg.dataset)
-    with open_dict(cfg):  # its model node named the facts in_shape and num_classes/out_features
-        for old_key in ("in_shape", "out_features", "num_classes"):
-            if old_key in cfg.model and not (old_key == "num_classes" and cfg.model.name == "cgan"):
-                del cfg.model[old_key]
-    return DataInfo.from_dict({**old, "name": old["name"], "num_outputs": old.get("num_outputs") or 0})
-
-
-def load_judge(run: str, info: DataInfo):
-    """A trained dlbench classifier as a function: images in [-1, 1] -> class probabilities
-    (a GAN task's judge, `task.judge=<run dir>`)."""
-    try:
-        state = checkpoint.load(run)
-        task_node = (rundir.load_yaml(state["config"]) or {}).get("task")
-        if isinstance(task_node, dict) and task_node.get("judge"):  # (a judge of itself: no end)
-            raise DlbenchError("it is not a classifier run: its config names a judge of its own")
-        task, cfg, judge_info = task_from_checkpoint(state, run)
-    except DlbenchError as err:
-        raise DlbenchError(f"task.judge={run}: {err}") from err
-    if not hasattr(task, "probabilities"):
-        raise DlbenchError(f"task.judge={run} is not a classifier (task={cfg.task.name})")
-    shape, normalization = list(judge_info.input_shape), judge_info.normalization
-
-    def judge(images: torch.Tensor) -> torch.Tensor:
-        x = to_unit(images)
-        if list(x.shape[1:]) != shape:
-            if x.shape[1] != shape[0]:
-                raise DlbenchError(
-                    f"task.judge takes {shape} images; the generator makes {list(x.shape[1:])}"
-                )
-            x = F.interpolate(x, size=shape[1:], mode="bilinear", antialias=True)
-        if normalization:
-            mean, std = (torch.tensor(v, device=x.device).view(1, -1, 1, 1) for v in normalization)
-            x = (x - mean) / std
-        task.to(x.device)
-        with torch.no_grad():
-            return task.probabilities(task.model(x))
-
-    return judge
 
 
 def load_image(path: str | Path, shape: list[int], normalization: list | None) -> torch.Tensor:

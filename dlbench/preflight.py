@@ -21,8 +21,9 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from dlbench import plugins, rundir, safety
 from dlbench.config import check_name, validate
+from dlbench.config_store import store_config_nodes
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
-from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, store_config_nodes
+from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 from dlbench.searchpath import SHIPPED as CONFIG_DIR
 from dlbench.searchpath import config_dirs
 

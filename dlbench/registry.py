@@ -330,38 +330,6 @@ REGISTRIES: dict[str, Registry] = {
 }
 
 
-def store_config_nodes(files: Mapping[str, Iterable[str]]) -> None:
-    """Put every registered component's config node in Hydra's ConfigStore: as `<group>/_<name>`,
-    the code's defaults a YAML file extends (`defaults: [_resnet, _self_]`) so it holds only what
-    differs, and, unless a config file of that name exists (`files`: the options of each group
-    found in the config folders), as the option `<group>/<name>` itself, so `model=tiny_net`
-    needs no YAML file."""
-    from hydra.core.config_store import ConfigStore
-
-    from dlbench.config import LazyNode
-
-    repo = ConfigStore.instance().repo
-    for registry in REGISTRIES.values():
-        folder = repo.setdefault(registry.group, {})
-        with_files = set(files.get(registry.group, ()))
-        for name in registry.names():
-            node = registry.config_node(name)
-            if registry is DATASETS:
-                node = {**node, **_dataset_common(), "name": name}
-            # a file of this name is the option (a node of the same name would be its schema)
-            names = [f"_{name}"] if name in with_files else [f"_{name}", name]
-            for option in names:
-                folder[f"{option}.yaml"] = LazyNode(f"{option}.yaml", node, registry.group, None, "dlbench")
-            if name in with_files:
-                folder.pop(f"{name}.yaml", None)
-
-
-def _dataset_common() -> dict[str, Any]:
-    from dlbench.config import DataConfig
-
-    return {k: v for k, v in vars(DataConfig()).items()}
-
-
 INDEX_FILE = Path(__file__).parent / "registry_index.json"
 
 

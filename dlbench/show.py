@@ -68,7 +68,7 @@ def input_spec(cfg: DictConfig, overrides: list[str]) -> tuple[DataInfo, str]:
         return info([3, 32, 32], 10), "CIFAR size (no dataset given; model.stem=imagenet for 224px)"
     if (known := known_shape(dict(cfg.dataset))) is not None:
         return info(*known), f"dataset {cfg.dataset.name}"
-    from dlbench.training import build_data
+    from dlbench.build import build_data
 
     try:
         data = build_data(cfg)

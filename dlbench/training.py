@@ -14,75 +14,20 @@ import torch
 import yaml
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch.utils.data import TensorDataset
 
 from dlbench import resume, rundir
-from dlbench.config import data_config, validate
-from dlbench.data.base import DataModule, as_source
-from dlbench.data.info import DataInfo
+from dlbench.build import build_data, build_task
+from dlbench.config import validate
+from dlbench.data.base import DataModule
 from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import resolve_device, seed_everything, set_threads
 from dlbench.engine.logging import RunLogger, console, held_file_logs, metrics_table, setup_console
 from dlbench.engine.trainer import StopSignals, Trainer
 from dlbench.figures import activation_figure, activations_of
-from dlbench.registry import DATASETS, LOSSES, MODELS, TASKS
 from dlbench.summary import HIGHER_IS_BETTER
 from dlbench.tasks.base import Task
 
 log = logging.getLogger("dlbench")
-
-
-def build_data(cfg: DictConfig) -> DataModule:
-    """Build the dataset: its splits, loaders, and what it knows about itself (`data.info`)."""
-    common = data_config(cfg.dataset)
-    built = DATASETS.build(cfg.dataset, "dataset", skip=list(common.__dataclass_fields__))
-    data = DataModule(as_source(built, common.name), common)
-    task_cls = TASKS.get(task_name(cfg, data.num_classes))
-    data.info = DataInfo(
-        name=common.name,
-        input_shape=list(data.input_shape),
-        num_outputs=task_cls.output_size(data),
-        num_classes=data.num_classes,
-        class_names=[str(c) for c in data.class_names] if data.class_names else None,
-        normalization=[list(map(float, s)) for s in data.normalization] if data.normalization else None,
-        truth=data.truth,
-        **data.meta,  # a vocabulary, a scale: learned from the train split
-    )
-    return data
-
-
-def task_name(cfg: DictConfig, num_classes: int | None) -> str:
-    """The task to run: `task=auto` (with a data set that names none) is classification for
-    data with classes, regression otherwise."""
-    name = str(cfg.task.name)
-    if name == "auto":
-        return "classification" if num_classes else "regression"
-    return name
-
-
-def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None) -> Task:
-    """Model (sized from the data's facts), loss, then the task that owns them. With `data`,
-    a model that initialises itself from data (airbench's whitening) sees the first inputs."""
-    name = task_name(cfg, info.num_classes)
-    task_cls = TASKS.get(name)
-    model = MODELS.build(cfg.model, "model", facts=info)
-    if data is not None and callable(getattr(model, "init_from_data", None)):
-        model.init_from_data(first_images(data, 5000))
-    loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
-    node = {**OmegaConf.to_container(cfg.task, resolve=True), "name": name}
-    if isinstance(node.get("judge"), str):  # a GAN's judge: a classifier run, loaded here
-        from dlbench.inference import load_judge
-
-        node["judge"] = load_judge(node["judge"], info)
-    return TASKS.build(node, "task", model=model, loss=loss, data=info)
-
-
-def first_images(data: DataModule, n: int) -> torch.Tensor:
-    """The first n training inputs, stacked (for a model that initialises itself from data)."""
-    train = data.splits["train"]
-    if isinstance(train, TensorDataset):
-        return train.tensors[0][:n]
-    return torch.stack([torch.as_tensor(train[i][0]) for i in range(min(n, len(train)))])
 
 
 def train(

@@ -8,11 +8,12 @@ from formats import write_unpaired, zip_folder
 from PIL import Image
 
 from dlbench import preflight
+from dlbench.build import build_data
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.registry import MODELS
 from dlbench.tasks.gan import ImagePool, d_loss, g_loss
-from dlbench.training import build_data, train
+from dlbench.training import train
 
 QUIET = ["trainer.progress=none", "device=cpu"]
 SMALL = {  # tiny versions of each preset, for the tests

@@ -10,13 +10,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from dlbench import preflight
+from dlbench.build import build_data, build_task
 from dlbench.config import validate
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.figures import confusion_figure
 from dlbench.models.pretrained import checkpoints_folder, weight_files
 from dlbench.registry import MODELS
-from dlbench.training import build_data, build_task, train
+from dlbench.training import train
 
 QUIET = ["trainer.progress=none", "device=cpu"]
 

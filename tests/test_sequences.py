@@ -9,10 +9,11 @@ from formats import NAMES, write_names, write_pairs, zip_folder
 from omegaconf import OmegaConf
 
 from dlbench import preflight
+from dlbench.build import build_data, build_task
 from dlbench.data.text import LETTERS, encode_names, normalize_sentence, to_ascii
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
-from dlbench.training import build_data, build_task, train
+from dlbench.training import train
 
 QUIET = ["trainer.progress=none", "device=cpu", "logger=none"]
 

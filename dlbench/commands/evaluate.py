@@ -17,10 +17,10 @@ def eval_command(args: list[str]) -> int:
         raise DlbenchError(
             "usage: dlbench eval <run dir or checkpoint> [overrides, e.g. dataset=fashion_mnist]"
         )
+    from dlbench.build import build_data, build_task
     from dlbench.engine.device import resolve_device
     from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
     from dlbench.engine.trainer import Trainer
-    from dlbench.training import build_data, build_task
 
     ckpt, run_dir, saved = saved_overrides(args[0])
     run_dir = run_dir or ckpt.parent  # a checkpoint file on its own

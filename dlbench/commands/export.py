@@ -21,7 +21,7 @@ USAGE = "usage: dlbench export <run dir or checkpoint> --out model.pt [plugins=[
 
 
 def export_command(args: list[str]) -> int:
-    from dlbench.inference import task_from_checkpoint
+    from dlbench.build import task_from_checkpoint
 
     parser = ArgumentParser(prog="dlbench export", usage_line=USAGE)
     parser.add_argument("run")

@@ -28,7 +28,7 @@ from rich.text import Text
 
 from dlbench import errors, plugins, preflight, rundir, summary, terminal
 from dlbench.commands.runs import check_saved_overrides, override_value, resume_overrides
-from dlbench.config import new_run_id
+from dlbench.config_store import new_run_id
 from dlbench.engine import cluster
 from dlbench.engine.logging import console, err_console, print_error
 from dlbench.errors import DlbenchError, FolderInUse, Preempted

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -10,6 +9,7 @@ import torch
 if TYPE_CHECKING:
     from torchvision.transforms import v2
 
+from dlbench.config import AugmentConfig
 from dlbench.errors import DlbenchError
 
 # Per-dataset channel statistics (torchvision's references and common practice).
@@ -66,21 +66,9 @@ class AddNoise(torch.nn.Module):
         return x + self.std * torch.randn_like(x)
 
 
-@dataclass
-class Augment:
-    """The augmentations of seed 004, each off at its default (0)."""
-
-    hflip: float = 0.0  # probability of a horizontal flip
-    vflip: float = 0.0  # probability of a vertical flip
-    rotation: float = 0.0  # degrees: a random rotation in [-rotation, rotation]
-    crop_padding: int = 0  # random crop back to size after padding by this many pixels
-    resize_pad: float = 0.0  # shrink by up to this fraction and pad back (resize-and-pad)
-    color_jitter: float = 0.0  # brightness, contrast and saturation strength
-    blur_sigma: float = 0.0  # Gaussian blur with sigma up to this value
-    noise_std: float = 0.0  # additive Gaussian noise
-    cutout: int = 0  # zero a square of this many pixels at a random place (DeVries & Taylor, 2017)
-    hflip_alternate: bool = False  # airbench: each image flipped on every other epoch (a fixed half first)
-    crop_reflect: bool = False  # crop_padding pads by reflection instead of zeros
+class Augment(AugmentConfig):
+    """`dataset.augment` (config.AugmentConfig, its keys), applied: to a whole batch where every
+    augmentation asked for has a batch version, else to each sample."""
 
     def batchable(self) -> bool:
         """Whether every augmentation asked for has a whole-batch version (BatchAugment)."""

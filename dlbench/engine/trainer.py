@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,7 +24,9 @@ from dlbench.engine.device import rng_state, set_rng_state, to_device
 from dlbench.engine.logging import RunLogger, format_metrics
 from dlbench.engine.optim import Optimization
 from dlbench.errors import DlbenchError, Preempted, did_you_mean
-from dlbench.tasks.base import Task
+
+if TYPE_CHECKING:  # (a type only: the engine sits below the tasks)
+    from dlbench.tasks.base import Task
 
 log = logging.getLogger("dlbench")
 

@@ -1,0 +1,131 @@
+"""Building a run's parts, the same way for training and for using a trained run: the data
+(its splits and the facts it knows), then the task (model sized from those facts, loss, and
+the task that owns them), from a config or from a checkpoint alone.
+
+    data = build_data(cfg)                 # DataModule: splits, loaders, data.info
+    task = build_task(cfg, data.info)      # Task: model + loss (+ metrics)
+    task, cfg, info = task_from_checkpoint(checkpoint.load(run), run)   # no data set read
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from torch.utils.data import TensorDataset
+
+from dlbench import plugins, rundir, safety
+from dlbench.config import data_config
+from dlbench.data.base import DataModule, as_source
+from dlbench.data.info import DataInfo
+from dlbench.engine import checkpoint
+from dlbench.errors import DlbenchError
+from dlbench.registry import DATASETS, LOSSES, MODELS, TASKS
+from dlbench.tasks.base import Task
+from dlbench.tasks.gan import to_unit
+
+
+def build_data(cfg: DictConfig) -> DataModule:
+    """Build the dataset: its splits, loaders, and what it knows about itself (`data.info`)."""
+    common = data_config(cfg.dataset)
+    built = DATASETS.build(cfg.dataset, "dataset", skip=list(common.__dataclass_fields__))
+    data = DataModule(as_source(built, common.name), common)
+    task_cls = TASKS.get(task_name(cfg, data.num_classes))
+    data.info = DataInfo(
+        name=common.name,
+        input_shape=list(data.input_shape),
+        num_outputs=task_cls.output_size(data),
+        num_classes=data.num_classes,
+        class_names=[str(c) for c in data.class_names] if data.class_names else None,
+        normalization=[list(map(float, s)) for s in data.normalization] if data.normalization else None,
+        truth=data.truth,
+        **data.meta,  # a vocabulary, a scale: learned from the train split
+    )
+    return data
+
+
+def task_name(cfg: DictConfig, num_classes: int | None) -> str:
+    """The task to run: `task=auto` (with a data set that names none) is classification for
+    data with classes, regression otherwise."""
+    name = str(cfg.task.name)
+    if name == "auto":
+        return "classification" if num_classes else "regression"
+    return name
+
+
+def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None) -> Task:
+    """Model (sized from the data's facts), loss, then the task that owns them. With `data`,
+    a model that initialises itself from data (airbench's whitening) sees the first inputs."""
+    name = task_name(cfg, info.num_classes)
+    task_cls = TASKS.get(name)
+    model = MODELS.build(cfg.model, "model", facts=info)
+    if data is not None and callable(getattr(model, "init_from_data", None)):
+        model.init_from_data(first_images(data, 5000))
+    loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
+    node = {**OmegaConf.to_container(cfg.task, resolve=True), "name": name}
+    if isinstance(node.get("judge"), str):  # a GAN's judge: a classifier run, loaded here
+        node["judge"] = load_judge(node["judge"], info)
+    return TASKS.build(node, "task", model=model, loss=loss, data=info)
+
+
+def first_images(data: DataModule, n: int) -> torch.Tensor:
+    """The first n training inputs, stacked (for a model that initialises itself from data)."""
+    train = data.splits["train"]
+    if isinstance(train, TensorDataset):
+        return train.tensors[0][:n]
+    return torch.stack([torch.as_tensor(train[i][0]) for i in range(min(n, len(train)))])
+
+
+def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictConfig, DataInfo]:
+    """Rebuild a run's task from its checkpoint alone: its config, and the facts its data set
+    knew (saved as `data`), so no data set is read. The plugins it was trained with must have
+    been named by the user (plugins.py)."""
+    plugins.check_saved(state.get("plugins"), run, f"dlbench predict {run}")
+    cfg = OmegaConf.create(state["config"])
+    safety.check_saved_config(cfg, f"{run}: the checkpoint's config")
+    try:  # what a checkpoint holds is data: one that cannot rebuild a model is the file's fault
+        info = DataInfo.from_dict(state.get("data"))
+        task = build_task(cfg, info)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OmegaConfBaseException) as err:
+        raise DlbenchError(
+            f"{run}: the checkpoint's config and data facts rebuild no model ({type(err).__name__}: {err})"
+        ) from err
+    try:
+        task.load_state_dict(state["task"])
+    except RuntimeError as err:
+        raise DlbenchError(f"The checkpoint's weights do not fit its own model: {err}") from err
+    return task.eval(), cfg, info
+
+
+def load_judge(run: str, info: DataInfo):
+    """A trained dlbench classifier as a function: images in [-1, 1] -> class probabilities
+    (a GAN task's judge, `task.judge=<run dir>`)."""
+    try:
+        state = checkpoint.load(run)
+        task_node = (rundir.load_yaml(state["config"]) or {}).get("task")
+        if isinstance(task_node, dict) and task_node.get("judge"):  # (a judge of itself: no end)
+            raise DlbenchError("it is not a classifier run: its config names a judge of its own")
+        task, cfg, judge_info = task_from_checkpoint(state, run)
+    except DlbenchError as err:
+        raise DlbenchError(f"task.judge={run}: {err}") from err
+    if not hasattr(task, "probabilities"):
+        raise DlbenchError(f"task.judge={run} is not a classifier (task={cfg.task.name})")
+    shape, normalization = list(judge_info.input_shape), judge_info.normalization
+
+    def judge(images: torch.Tensor) -> torch.Tensor:
+        x = to_unit(images)
+        if list(x.shape[1:]) != shape:
+            if x.shape[1] != shape[0]:
+                raise DlbenchError(
+                    f"task.judge takes {shape} images; the generator makes {list(x.shape[1:])}"
+                )
+            x = F.interpolate(x, size=shape[1:], mode="bilinear", antialias=True)
+        if normalization:
+            mean, std = (torch.tensor(v, device=x.device).view(1, -1, 1, 1) for v in normalization)
+            x = (x - mean) / std
+        task.to(x.device)
+        with torch.no_grad():
+            return task.probabilities(task.model(x))
+
+    return judge
