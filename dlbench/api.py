@@ -50,7 +50,7 @@ def rundir_log(run_dir: Path) -> Path:
 
 
 def load_model(run: str | Path, plugins: list[str] | None = None) -> torch.nn.Module:
-    """The trained model of a run folder (its best.pt if there is one, else last.pt), a
+    """The trained model of a run folder (its checkpoints/last.pt: checkpoint.find), a
     checkpoint file, or a file `dlbench export` wrote, rebuilt and in eval mode. `plugins`:
     the modules the run needs (dlbench imports none because a saved run names it)."""
     from dlbench.build import task_from_checkpoint
@@ -61,8 +61,6 @@ def load_model(run: str | Path, plugins: list[str] | None = None) -> torch.nn.Mo
     path = Path(run).expanduser()
     if path.is_file() and path.with_suffix(".yaml").is_file() and not _is_checkpoint(path):
         return load_exported(path)
-    if path.is_dir() and (path / "checkpoints" / "best.pt").is_file():
-        path = path / "checkpoints" / "best.pt"
     state = checkpoint.load(path)
     plugin_loader.check_saved(state.get("plugins"), str(run), f"dlbench.load_model({str(run)!r}, plugins=")
     task, _, _ = task_from_checkpoint(state, str(run))

@@ -62,7 +62,11 @@ def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None) 
     model = MODELS.build(cfg.model, "model", facts=info)
     if data is not None and callable(getattr(model, "init_from_data", None)):
         model.init_from_data(first_images(data, 5000))
-    loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
+    loss = None
+    if task_cls.default_loss is None and cfg.loss.name != "auto":
+        raise DlbenchError(f"task={name} minimises its own objective: leave out loss={cfg.loss.name}")
+    if task_cls.default_loss is not None:
+        loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
     node = {**OmegaConf.to_container(cfg.task, resolve=True), "name": name}
     if isinstance(node.get("judge"), str):  # a GAN's judge: a classifier run, loaded here
         node["judge"] = load_judge(node["judge"], info)

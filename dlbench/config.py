@@ -21,6 +21,9 @@ from omegaconf.errors import OmegaConfBaseException
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_values
 
+# trainer.precision: float32 | bfloat16 autocast | float16 autocast (+ gradient scaler) | auto
+PRECISIONS = ("32", "bf16", "16", "auto")
+
 
 @dataclass
 class TrainerConfig:
@@ -150,7 +153,7 @@ class RunConfig:
 
 
 CHOICES = {
-    "trainer.precision": ("32", "bf16", "16", "auto"),
+    "trainer.precision": PRECISIONS,
     "trainer.monitor_mode": ("min", "max"),
     "trainer.nonfinite": ("stop", "skip", "off"),
     "trainer.progress": ("auto", "rich", "plain", "none"),

@@ -59,8 +59,17 @@ class Registry:
         self.modules = list(modules)  # every module that registers into it (for the index)
         self._from_torch = from_torch  # registers torch's own classes, when first needed
         self._entries: dict[str, Callable[..., Any]] = {}
+        self._new_modules_loaded = False
 
     def _indexed(self) -> dict[str, dict[str, Any]]:
+        """dlbench's own names from the index, after importing any module the index does not
+        know yet (a file just added: its names count before `python -m dlbench.registry`)."""
+        if not self._new_modules_loaded:
+            self._new_modules_loaded = True
+            known = set(read_index().get("modules", {}).get(self.kind, []))
+            for module in self.modules:
+                if module not in known:
+                    importlib.import_module(module)
         return read_index().get(self.kind, {})
 
     def register(self, name: str | None = None) -> Callable[[Callable], Callable]:
@@ -117,7 +126,9 @@ class Registry:
         """The first paragraph of the constructor's docstring, on one line."""
         if name not in self._entries and name in self._indexed():
             return self._indexed()[name]["doc"]
-        doc = (inspect.getdoc(self.get(name)) or "").strip()
+        fn = self.get(name)
+        own = fn.__dict__.get("__doc__") if isinstance(fn, type) else fn.__doc__  # (not a base class's)
+        doc = inspect.cleandoc(own or "")
         return " ".join(doc.split("\n\n")[0].split())
 
     def origin(self, name: str) -> str:
@@ -305,15 +316,18 @@ def _torch_losses(registry: Registry) -> None:
 
 
 MODEL_FACTS = ("input_shape", "num_outputs", "num_classes", "vocab_size", "target_vocab_size")
-MODEL_MODULES = ["airbench", "alexnet", "cnn", "densenet", "gan", "googlenet", "mlp"]
-MODEL_MODULES += ["resnet", "rnn", "seq2seq", "vgg"]
-DATA_MODULES = ["imagenet", "series", "synthetic", "tabular", "text", "translation_images", "vision"]
-TASK_MODULES = ["classification", "forecast", "gan", "minimize", "regression", "seq2seq"]
-MODELS = Registry("model", modules=[f"dlbench.models.{m}" for m in MODEL_MODULES], facts=MODEL_FACTS)
-DATASETS = Registry("dataset", modules=[f"dlbench.data.{m}" for m in DATA_MODULES])
-TASKS = Registry(
-    "task", modules=[f"dlbench.tasks.{m}" for m in TASK_MODULES], supplied=["model", "loss", "data"]
-)
+
+
+def family(package: str) -> list[str]:
+    """Every module of one of dlbench's packages (`dlbench.models`: the model families), found on
+    disk: a new file is a new family, with no list to update."""
+    folder = Path(__file__).parent.joinpath(*package.split(".")[1:])
+    return [f"{package}.{p.stem}" for p in sorted(folder.glob("*.py")) if not p.stem.startswith("_")]
+
+
+MODELS = Registry("model", modules=family("dlbench.models"), facts=MODEL_FACTS)
+DATASETS = Registry("dataset", modules=family("dlbench.data"))
+TASKS = Registry("task", modules=family("dlbench.tasks"), supplied=["model", "loss", "data"])
 LOSSES = Registry("loss", from_torch=_torch_losses)
 OPTIMIZERS = Registry("optimizer", supplied=["params"], from_torch=_torch_optimizers)
 SCHEDULERS = Registry(
@@ -356,6 +370,7 @@ def build_index() -> dict[str, dict[str, dict[str, Any]]]:
             for name, fn in sorted(registry._entries.items())
             if origin_of(fn) in ("dlbench", "torch")
         }
+    index["modules"] = {registry.kind: registry.modules for registry in REGISTRIES.values()}
     return index
 
 

@@ -43,6 +43,10 @@ class Summary:
     memory: dict[str, int] = field(default_factory=dict)  # bytes, at the configured batch size
 
 
+# what `dlbench show` calls each trainer.precision (config.PRECISIONS) when it estimates memory
+PRECISION_NAMES = {"32": "float32", "bf16": "bfloat16 autocast", "16": "float16 autocast", "auto": "float32"}
+
+
 def input_spec(cfg: DictConfig, overrides: list[str]) -> tuple[DataInfo, str]:
     """The data facts the model is sized for, and where they come from.
 
@@ -64,8 +68,9 @@ def input_spec(cfg: DictConfig, overrides: list[str]) -> tuple[DataInfo, str]:
         return info(cfg.model.input_shape, 10), "given"
     if "stem" in cfg.model and not keys & {"dataset", "dataset.name", "experiment"}:
         if cfg.model.stem == "imagenet":
-            return info([3, 224, 224], 1000), "ImageNet size (no dataset given)"
-        return info([3, 32, 32], 10), "CIFAR size (no dataset given; model.stem=imagenet for 224px)"
+            return info(*known_shape({"name": "imagenet"})), "ImageNet size (no dataset given)"
+        cifar = known_shape({"name": "cifar10"})
+        return info(*cifar), "CIFAR size (no dataset given; model.stem=imagenet for 224px)"
     if (known := known_shape(dict(cfg.dataset))) is not None:
         return info(*known), f"dataset {cfg.dataset.name}"
     from dlbench.build import build_data
@@ -230,9 +235,7 @@ def print_summary(cfg: DictConfig, s: Summary, input_shape: list[int], source: s
     console.print(table)
     console.print(f"parameters: {s.params:,} total, {s.trainable:,} trainable")
     console.print(f"multiply-accumulates: {human(s.macs)} per input of {shape}")
-    precision = {"32": "float32", "bf16": "bfloat16 autocast", "16": "float16 autocast", "auto": "float32"}[
-        str(cfg.trainer.precision)
-    ]
+    precision = PRECISION_NAMES[str(cfg.trainer.precision)]
     console.print(f"training memory at batch {batch} ({precision}, estimated from a step on 2 inputs):")
     for key, value in s.memory.items():
         console.print(f"  {key:<48} {size_text(value):>14}")

@@ -17,8 +17,6 @@ from dlbench import rundir
 from dlbench.engine.logging import console, new_table
 from dlbench.errors import DlbenchError, did_you_mean
 
-FAILED_JOBS: list[str] = []  # filled by the callback; the CLI exits non-zero when not empty
-
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
     """A run's final metrics, or None when it has none (unfinished, or a torn metrics.json,
@@ -53,6 +51,11 @@ def job_row(job_dir: Path) -> dict[str, Any]:
     else:
         row["status"] = "incomplete"
     return row
+
+
+def failed_jobs(sweep_dir: Path) -> list[str]:
+    """The jobs of a sweep that did not finish (failed, skipped or incomplete)."""
+    return [d.name for d in job_dirs(sweep_dir) if job_row(d)["status"] != "ok"]
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -160,7 +163,6 @@ class SweepSummary(Callback):
         for row in rows:
             if row["status"].startswith("failed"):
                 console.print(f"job {row['job']} {row['status']}")
-        FAILED_JOBS.extend(r["job"] for r in rows if r["status"] != "ok")
         best = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper
         try:
             result = rundir.read_yaml(best) if best.is_file() else None

@@ -124,3 +124,36 @@ def test_a_registered_component_needs_no_yaml_and_its_keys_are_checked():
         check("model=test_only_tiny", "+model.widht=8")
     with pytest.raises(DlbenchError, match=r"model.width: expected int, got 'wide'"):
         check("model=test_only_tiny", "model.width=wide")
+
+
+def test_each_default_and_choice_is_written_once():
+    """Issue 24: a setting's default lives in its dataclass (config.py), a choice list in one
+    tuple; the code that reads them takes them from there, and the shipped YAML of the fixed
+    groups repeats none of them."""
+    import dataclasses
+    import inspect
+
+    import yaml
+
+    from dlbench import show
+    from dlbench.config import PRECISIONS, STRUCTURED, OptimizerConfig
+    from dlbench.engine import distributed, optim, trainer
+    from dlbench.engine.logging import RunLogger
+    from dlbench.searchpath import SHIPPED
+
+    assert set(trainer.DTYPES) | {"auto"} == set(PRECISIONS) == set(show.PRECISION_NAMES)
+    assert optim.EXTRA_KEYS == tuple(f.name for f in dataclasses.fields(OptimizerConfig) if f.name != "name")
+    for fn, setting in [
+        (distributed.init, "timeout_s"),
+        (distributed.launch, "timeout_s"),
+        (RunLogger.__init__, "figures_budget"),
+    ]:
+        assert inspect.signature(fn).parameters[setting].default is inspect.Parameter.empty, fn
+    for group, schema in STRUCTURED.items():  # (device/cpu.yaml names its type: it is the option)
+        if group == "device":
+            continue
+        defaults = {f.name: f.default for f in dataclasses.fields(schema)}
+        for path in (SHIPPED / group).glob("*.yaml"):
+            node = yaml.safe_load(path.read_text()) or {}
+            repeated = [k for k, v in node.items() if k in defaults and defaults[k] == v]
+            assert not repeated, f"{path} repeats the defaults of {schema.__name__}: {repeated}"

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 
@@ -85,3 +87,23 @@ def test_help_a_typo_and_list_import_neither_torch_nor_a_model_family():
     for args in (["--help"], ["model=mlpp"], ["list"], ["--cfg", "job", "experiment=lenet5_mnist"]):
         out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True).stdout
         assert "HEAVY []" in out, (args, out[-500:])
+
+
+def test_a_new_module_of_a_family_is_found_without_a_list_or_the_index(tmp_path, monkeypatch):
+    """A built-in model is one new file in dlbench/models/: the registry finds the package's
+    modules on disk (`family`), and imports one the index does not know yet."""
+    import dlbench.registry as registry
+
+    assert "dlbench.models.resnet" in registry.family("dlbench.models")
+    assert "dlbench.models.resnet" in registry.read_index()["modules"]["model"]
+    (tmp_path / "fresh_family.py").write_text(
+        "import dlbench.registry as r\n\n\n@r.FRESH.register('fresh_net')\ndef fresh_net(width: int = 3):\n"
+        '    """A model in a file the index has never seen."""\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(
+        registry, "FRESH", registry.Registry("model", modules=["fresh_family"]), raising=False
+    )
+    assert "fresh_net" in registry.FRESH.names()
+    assert registry.FRESH.description("fresh_net") == "A model in a file the index has never seen."
+    monkeypatch.delitem(sys.modules, "fresh_family")

@@ -6,6 +6,8 @@ and the data and task are built with training.py's builders, so eval measures wh
 
 from __future__ import annotations
 
+from omegaconf import OmegaConf
+
 from dlbench import preflight
 from dlbench.commands.runs import merge_overrides, require_plugins, saved_overrides
 from dlbench.engine import checkpoint
@@ -36,7 +38,12 @@ def eval_command(args: list[str]) -> int:
         task.load_state_dict(checkpoint.load(ckpt)["task"])
     except RuntimeError as err:
         raise DlbenchError(f"{ckpt} does not fit the model this config builds: {err}") from err
-    trainer = Trainer(cfg.trainer, resolve_device(str(cfg.device.type)), run_dir, RunLogger(run_dir, "none"))
+    trainer = Trainer(
+        OmegaConf.to_object(cfg.trainer),  # a TrainerConfig, as training.py gives it
+        resolve_device(str(cfg.device.type)),
+        run_dir,
+        RunLogger(run_dir, "none", cfg.logger.figures_budget),
+    )
     trainer.setup(task)
     metrics = trainer.evaluate(task, data, "test")
     console.print(metrics_table(metrics, title=f"Test metrics of {ckpt}"))

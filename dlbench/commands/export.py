@@ -37,8 +37,6 @@ def export_command(args: list[str]) -> int:
         if path.exists():
             raise DlbenchError(f"{path} exists; dlbench export never writes over a file")
     source = Path(parsed.run)
-    if source.is_dir() and (source / "checkpoints" / "best.pt").is_file():
-        source = source / "checkpoints" / "best.pt"
     state = checkpoint.load(source)
     task, cfg, info = task_from_checkpoint(state, parsed.run)
     spec = {

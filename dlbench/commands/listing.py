@@ -44,6 +44,7 @@ def list_command(args: list[str]) -> int:
         for name in names:
             table.add_row(name, registry.origin(name), registry.description(name))
         console.print(table)
+    console.print("(seed 000-004: the lecture notes a setting comes from; docs/presets.md names each course)")
     return 0
 
 

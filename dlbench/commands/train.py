@@ -85,7 +85,7 @@ def train_command(argv: list[str]) -> int:
         if one_run and checked and hydra_node is not None and not distributed_run(checked[0]):
             run_once(checked[0], hydra_node, list(hydra_node.hydra.overrides.task))
             return 0
-        return run_checked(argv, args, overrides, checked, one_run)
+        return run_checked(argv, args, overrides, checked, one_run, folder if args.multirun else None)
     finally:
         if lock is not None:
             lock.release()
@@ -110,8 +110,16 @@ def distributed_run(cfg: DictConfig) -> bool:
     return in_torchrun_group() or cfg.trainer.devices > 1 or cfg.trainer.nodes > 1
 
 
-def run_checked(argv: list[str], args, overrides: list[str], checked: list[DictConfig], one_run: bool) -> int:
-    """Start what the checked command line asks for: torchrun, or Hydra (a run or a sweep)."""
+def run_checked(
+    argv: list[str],
+    args,
+    overrides: list[str],
+    checked: list[DictConfig],
+    one_run: bool,
+    sweep_dir: Path | None,
+) -> int:
+    """Start what the checked command line asks for: torchrun, or Hydra (a run or a sweep, whose
+    folder says which jobs failed: exit status 1)."""
     if in_torchrun_group():
         if args.multirun:
             raise DlbenchError("a sweep (-m) does not run under torchrun; give its jobs trainer.devices=N")
@@ -125,7 +133,6 @@ def run_checked(argv: list[str], args, overrides: list[str], checked: list[DictC
     # dlbench writes a run's .hydra/ itself, once the run is built (training.record_run)
     overrides = [*overrides, "hydra.output_subdir=null"]
     sys.argv = ["dlbench", *hydra_flags(argv, args.overrides), *overrides]
-    summary.FAILED_JOBS.clear()
     try:
         if args.help or args.hydra_help or args.info:  # Hydra prints these itself: as text, here too
             with contextlib.redirect_stdout(io.StringIO()) as printed:
@@ -136,9 +143,9 @@ def run_checked(argv: list[str], args, overrides: list[str], checked: list[DictC
     finally:
         if "dlbench.engine.distributed" in sys.modules:  # a run imported it (and torch)
             sys.modules["dlbench.engine.distributed"].close()
-    if summary.FAILED_JOBS:
-        failed_jobs = Text(f"{len(summary.FAILED_JOBS)} job(s) failed", style="red")
-        err_console.print(Text.assemble(failed_jobs, ": ", ", ".join(summary.FAILED_JOBS)))
+    failed = summary.failed_jobs(sweep_dir) if sweep_dir is not None and sweep_dir.is_dir() else []
+    if failed:
+        err_console.print(Text.assemble((f"{len(failed)} job(s) failed", "red"), ": ", ", ".join(failed)))
         return 1
     return 0
 
@@ -328,7 +335,7 @@ def record_job(run_dir: Path, overrides: list[str]) -> None:
         )
 
 
-def failed(err: Exception, run_dir: Path, multirun: bool, record: bool, timeout_s: float = 600) -> None:
+def failed(err: Exception, run_dir: Path, multirun: bool, record: bool, timeout_s: float) -> None:
     """Report a job's failure: one message, and with `record`, error.txt in the run folder
     (never in a folder of another run, nor in the folder of a run that failed to resume). A bug
     (not a user error) keeps its traceback in error.txt and train.log. A single run exits with

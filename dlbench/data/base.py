@@ -355,3 +355,12 @@ class DataModule:
     def size(self, split: str) -> int:
         dataset = self.splits[split]
         return 0 if dataset is None else len(dataset)
+
+
+def is_number(text: str) -> bool:
+    """Whether a CSV cell is a number (CSV tables and series)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

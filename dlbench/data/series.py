@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
-from dlbench.data.base import DataSource
+from dlbench.data.base import DataSource, is_number
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 
@@ -75,7 +75,7 @@ def csv_series(
     if not rows:
         raise DlbenchError(f"csv_series: {file} is empty")
     header = rows[0]
-    has_header = any(not _is_number(cell) for cell in header if cell.strip())
+    has_header = any(not is_number(cell) for cell in header if cell.strip())
     if isinstance(column, str) and not column.isdigit():
         if not has_header or column not in header:
             raise DlbenchError(f"csv_series: {file} has no column '{column}' (columns: {', '.join(header)})")
@@ -84,18 +84,10 @@ def csv_series(
         index = int(column)
     values = []
     for number, row in enumerate(rows[1:] if has_header else rows, 2 if has_header else 1):
-        if index >= len(row) or not _is_number(row[index]):
+        if index >= len(row) or not is_number(row[index]):
             raise DlbenchError(f"csv_series: {file} line {number}, column {column}: not a number")
         if not math.isfinite(value := float(row[index])):
             where = f"csv_series: {file} line {number}, column {column}"
             raise DlbenchError(f"{where}: {row[index]} is not a finite number")
         values.append(value)
     return _source(torch.tensor(values, dtype=torch.float64), window, normalize, "csv_series")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from dlbench.data.base import DataSource
+from dlbench.data.base import DataSource, is_number
 from dlbench.errors import DlbenchError, did_you_mean
 from dlbench.registry import DATASETS
 
@@ -96,7 +96,7 @@ def csv_table(
     if target_type not in ("auto", "class", "value"):
         raise DlbenchError(f"dataset.target_type={target_type}: choose auto, class or value")
     if header is None:
-        header = bool(rows) and any(not _number(cell) for cell in rows[0])
+        header = bool(rows) and any(not is_number(cell) for cell in rows[0])
     names = [c.strip() for c in rows[0]] if header else [str(i) for i in range(len(rows[0]) if rows else 0)]
     body = rows[1:] if header else rows
     if len(body) < 2:
@@ -130,7 +130,7 @@ def csv_table(
             )
         values = []
         for i in x_cols:
-            if not _number(row[i]) or not math.isfinite(value := float(row[i])):
+            if not is_number(row[i]) or not math.isfinite(value := float(row[i])):
                 raise DlbenchError(
                     f"csv: {file} line {number}, column {names[i]}: {row[i]!r} is not a finite number"
                 )
@@ -138,7 +138,7 @@ def csv_table(
         x_rows.append(values)
         targets.append(row[y_col].strip())
     x = torch.tensor(x_rows, dtype=torch.float32)
-    numeric = all(_number(t) and math.isfinite(float(t)) for t in targets)
+    numeric = all(is_number(t) and math.isfinite(float(t)) for t in targets)
     whole = numeric and all(float(t).is_integer() for t in targets)
     if target_type == "value" or (target_type == "auto" and numeric and not whole):
         if not numeric:
@@ -150,11 +150,3 @@ def csv_table(
     index = {k: i for i, k in enumerate(keys)}
     y = torch.tensor([index[t] for t in targets], dtype=torch.long)
     return DataSource(TensorDataset(x, y), num_classes=len(keys), class_names=keys)
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

@@ -23,7 +23,10 @@ def save(state: dict[str, Any], path: Path) -> None:
 
 
 def find(path: str | Path) -> Path:
-    """A checkpoint file from a run directory (its checkpoints/last.pt) or a file path."""
+    """The checkpoint a path means, one rule for every command (resume, eval, predict, export,
+    `dlbench.load_model`, a GAN's judge): a run folder means its checkpoints/last.pt, the
+    weights its metrics.json's test figures were measured with and a resume continues from; a
+    file means itself (name RUN/checkpoints/best.pt to use the best epoch's weights)."""
     path = Path(path).expanduser()
     if path.is_dir():
         path = path / "checkpoints" / "last.pt"

@@ -46,7 +46,7 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def init(use_cuda: bool, timeout_s: float = 600) -> None:
+def init(use_cuda: bool, timeout_s: float) -> None:
     """Join the process group torchrun set up: nccl between GPUs, gloo on the CPU. A process
     that waits longer than `timeout_s` for the others (a node died) fails instead of hanging."""
     if dist.is_initialized():
@@ -111,7 +111,7 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def launch(devices: int, argv: list[str], nodes: int = 1, timeout_s: float = 600) -> int:
+def launch(devices: int, argv: list[str], nodes: int, timeout_s: float) -> int:
     """Run this same command under torchrun with `devices` processes on this machine, which is
     one of `nodes` machines (each runs this command; engine/rendezvous.py says where they meet).
     The exit status is the processes' (their own messages say what went wrong)."""

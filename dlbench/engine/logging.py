@@ -146,7 +146,7 @@ class RunLogger:
     fails (a full disk) stops the run with one message naming the folder.
     """
 
-    def __init__(self, run_dir: Path, progress: str, figures_budget: float = 1.0):
+    def __init__(self, run_dir: Path, progress: str, figures_budget: float):
         self.progress_mode = progress
         self.writer = None
         self.folder = run_dir / "tb"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -9,11 +10,14 @@ from typing import Any
 
 import torch
 
+from dlbench.config import OptimizerConfig
 from dlbench.errors import DlbenchError
 from dlbench.registry import OPTIMIZERS, SCHEDULERS
 
-# Keys of the optimizer node that dlbench consumes (the rest go to the torch optimizer).
-EXTRA_KEYS = ("norm_lr_scale", "lookahead_every", "lookahead_decay")
+# Keys of the optimizer node that dlbench consumes (the rest go to the torch optimizer), and
+# their defaults: config.OptimizerConfig
+EXTRA_KEYS = tuple(f.name for f in dataclasses.fields(OptimizerConfig) if f.name != "name")
+DEFAULTS = OptimizerConfig()
 
 
 class Lookahead:
@@ -127,7 +131,7 @@ def build_optimization(
     """
     module = params if isinstance(params, torch.nn.Module) else None
     if module is not None:
-        scale = float(optimizer_cfg.get("norm_lr_scale", 1.0))
+        scale = float(optimizer_cfg.get("norm_lr_scale", DEFAULTS.norm_lr_scale))
         if scale != 1.0:
             lr, decay = float(optimizer_cfg["lr"]), float(optimizer_cfg.get("weight_decay", 0.0))
             params = param_groups(module, scale, lr, decay)
@@ -140,7 +144,7 @@ def build_optimization(
             raise DlbenchError("optimizer.lookahead_every: this task's optimizers do not own one model")
         every, decay = (
             int(optimizer_cfg["lookahead_every"]),
-            float(optimizer_cfg.get("lookahead_decay", 0.77)),
+            float(optimizer_cfg.get("lookahead_decay", DEFAULTS.lookahead_decay)),
         )
         lookahead = Lookahead(module, every, decay, total_steps)
     name = scheduler_cfg.get("name", "none")

@@ -21,10 +21,10 @@ SPLITS = ("train", "val", "test")
 
 
 class Task(nn.Module):
-    default_loss = "mse"  # the loss a `loss=auto` config gets
+    default_loss: str | None = "mse"  # the loss a `loss=auto` config gets (None: the task's own)
     monitor = ("val/loss", "min")  # the metric (and its better direction) trainer.monitor=null means
 
-    def __init__(self, model: nn.Module, loss: nn.Module):
+    def __init__(self, model: nn.Module, loss: nn.Module | None):
         super().__init__()
         self.model = model
         self.loss = loss

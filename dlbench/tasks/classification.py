@@ -60,6 +60,10 @@ class Classification(Task):
         self.seen: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # inputs for the regions
         self.evaluated: dict[str, Any] = {}  # the last evaluation's matrix and samples, for figures()
         self.per_class_result: dict[str, torch.Tensor] | None = None
+        self.check(data, loss)
+
+    def check(self, data: Any, loss: nn.Module) -> None:
+        """What this task needs of its data and loss beyond a classifier's (a variant's checks)."""
 
     @staticmethod
     def output_size(data: Any) -> int:
@@ -164,17 +168,7 @@ class BinaryClassification(Classification):
 
     default_loss = "bce_with_logits"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        loss: nn.Module,
-        data: Any,
-        confusion_matrix: bool = True,  # logged after each evaluation of val and test
-        confusion_normalize: bool = False,  # rows sum to 1: each true class's share of predictions
-        tta: str = "none",  # test-time augmentation in val/test: none | flip | flip_translate
-        decision_regions: bool = False,  # 2 (or more) features: draw the class regions over the first two
-    ):
-        super().__init__(model, loss, data, confusion_matrix, confusion_normalize, tta, decision_regions)
+    def check(self, data: Any, loss: nn.Module) -> None:
         if self.num_classes != 2:
             raise DlbenchError(
                 f"task=binary_classification needs 2 classes; dataset '{data.name}' has "

@@ -69,10 +69,10 @@ def grid_figure(images: torch.Tensor, rows: int, title: str = "") -> plt.Figure:
 class AdversarialTask(Task):
     """What the GAN tasks share: one optimizer per network, per-split loss means."""
 
-    default_loss = "mse"  # unused: the adversarial losses come from task.gan_loss
+    default_loss = None  # the adversarial losses come from task.gan_loss
     optimizer_groups: dict[str, tuple[str, ...]] = {}  # optimizer name -> the networks it updates
 
-    def __init__(self, model: nn.Module, loss: nn.Module, gan_loss: str):
+    def __init__(self, model: nn.Module, loss: nn.Module | None, gan_loss: str):
         super().__init__(model, loss)
         names = [n for nets in self.optimizer_groups.values() for n in nets]
         if not all(hasattr(model, "nets") and n in model.nets for n in names):
@@ -124,7 +124,7 @@ class GANTask(AdversarialTask):
     def __init__(
         self,
         model: nn.Module,
-        loss: nn.Module,
+        loss: nn.Module | None,
         data: Any,
         gan_loss: str = "vanilla",  # vanilla (BCE with logits) | lsgan (MSE) | hinge
         samples: int = 64,  # the fixed-noise grid logged each epoch (one row per class when conditional)
@@ -283,7 +283,7 @@ class ImageToImage(AdversarialTask):
 
     monitor = ("val/l1", "min")
 
-    def __init__(self, model: nn.Module, loss: nn.Module, gan_loss: str, examples: int):
+    def __init__(self, model: nn.Module, loss: nn.Module | None, gan_loss: str, examples: int):
         super().__init__(model, loss, gan_loss)
         self.examples = examples
         self.l1 = nn.ModuleDict({split: MeanMetric() for split in ("val", "test")})
@@ -323,7 +323,7 @@ class Pix2PixTask(ImageToImage):
     def __init__(
         self,
         model: nn.Module,
-        loss: nn.Module,
+        loss: nn.Module | None,
         data: Any,
         gan_loss: str = "vanilla",  # vanilla | lsgan | hinge
         l1_weight: float = 100.0,
@@ -369,7 +369,7 @@ class CycleGANTask(ImageToImage):
     def __init__(
         self,
         model: nn.Module,
-        loss: nn.Module,
+        loss: nn.Module | None,
         data: Any,
         gan_loss: str = "lsgan",  # vanilla | lsgan | hinge
         cycle_weight: float = 10.0,

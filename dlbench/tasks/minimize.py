@@ -13,19 +13,19 @@ from dlbench.tasks.base import Optimize, Task
 
 @TASKS.register("minimize")
 class Minimize(Task):
-    monitor = ("train/f", "min")
     """Minimise a polynomial f(x) over the model's scalar x; stop when |Δx| < tolerance.
 
-    Each step logs x, f(x) and f'(x) (train/x_step, train/f_step, train/grad_step). The
-    configured loss is not used: f itself is what is minimised.
+    Each step logs x, f(x) and f'(x) (train/x_step, train/f_step, train/grad_step). f itself is
+    what is minimised: the task takes no loss.
     """
 
-    default_loss = "mse"
+    monitor = ("train/f", "min")
+    default_loss = None  # f itself is minimised
 
     def __init__(
         self,
         model: nn.Module,
-        loss: nn.Module,
+        loss: nn.Module | None,
         data: Any,
         coefficients: list[float] = (0.1, -0.8, -1.5, 5.4),
         tolerance: float = 1e-6,
