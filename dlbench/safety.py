@@ -31,6 +31,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlbench.errors import DlbenchError
+from dlbench.searchpath import SHIPPED
 
 CALL_KEYS = ("_target_", "_args_", "_partial_", "_call_")
 RESOLVERS_THAT_BUILD_NODES = ("oc.create", "oc.decode")
@@ -46,7 +47,7 @@ LOGGING_CLASSES = {
 }
 LOGGING_TEXT_KEYS = ("filename", "format", "datefmt", "level")
 CODE_LOADING_ENV = re.compile(r"^(LD_|DYLD_|PYTHON|BASH_ENV$|ENV$|PATH$|PERL5|NODE_OPTIONS$|RUBYOPT$)")
-SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+SHIPPED_CONFIGS = SHIPPED
 
 
 @functools.cache

@@ -15,7 +15,21 @@ import os
 from pathlib import Path
 
 ENV = "DLBENCH_CONFIG_PATH"
-SHIPPED = Path(__file__).parent / "configs"
+
+
+def shipped_tree() -> Path:
+    """dlbench's own config tree: `configs/` at the top of the repository, installed inside the
+    package as `dlbench.configs` (pyproject.toml maps it); in a source checkout that is not
+    installed, the folder beside the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("dlbench.configs")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+SHIPPED = shipped_tree()
 
 
 def user_config_dirs() -> list[Path]:

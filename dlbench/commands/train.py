@@ -33,7 +33,7 @@ from dlbench.engine import cluster
 from dlbench.engine.logging import console, err_console, print_error
 from dlbench.errors import DlbenchError, FolderInUse, Preempted
 from dlbench.searchpath import ENV as CONFIG_PATH_ENV
-from dlbench.searchpath import add_config_dir
+from dlbench.searchpath import SHIPPED, add_config_dir
 
 
 def train_command(argv: list[str]) -> int:
@@ -219,7 +219,7 @@ def sweep_preset(overrides: list[str]) -> str | None:
     return name if (node.get("hydra") or {}).get("sweeper", {}).get("params") else None
 
 
-@hydra.main(config_path="../configs", config_name="config", version_base="1.3")
+@hydra.main(config_path=str(SHIPPED), config_name="config", version_base="1.3")
 def hydra_entry(cfg: DictConfig) -> float | None:
     """One job of a sweep (or one process of a torchrun group), as Hydra starts it."""
     hydra_cfg = HydraConfig.get()
