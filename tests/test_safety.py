@@ -213,7 +213,9 @@ def test_two_live_runs_cannot_share_a_folder_and_a_dead_runs_lock_is_no_obstacle
         second = cli(*QUIET, "hydra.run.dir=shared")
         assert second.returncode == 2, second.stderr
         err = " ".join(second.stderr.split())
-        assert any(m in err for m in ("is in use by another dlbench run", "already holds a run", "never writes over"))
+        assert any(
+            m in err for m in ("is in use by another dlbench run", "already holds a run", "never writes over")
+        )
     finally:
         first.send_signal(signal.SIGTERM)  # caught from before .lock exists, even before training
         first.wait(timeout=60)
