@@ -54,9 +54,10 @@ def task_name(cfg: DictConfig, num_classes: int | None) -> str:
     return name
 
 
-def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None) -> Task:
+def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None, judge: bool = True) -> Task:
     """Model (sized from the data's facts), loss, then the task that owns them. With `data`,
-    a model that initialises itself from data (airbench's whitening) sees the first inputs."""
+    a model that initialises itself from data (airbench's whitening) sees the first inputs.
+    Without `judge`, a GAN's judge (another run) is not loaded: using a trained run needs none."""
     name = task_name(cfg, info.num_classes)
     task_cls = TASKS.get(name)
     model = MODELS.build(cfg.model, "model", facts=info)
@@ -69,7 +70,7 @@ def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None) 
         loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
     node = {**OmegaConf.to_container(cfg.task, resolve=True), "name": name}
     if isinstance(node.get("judge"), str):  # a GAN's judge: a classifier run, loaded here
-        node["judge"] = load_judge(node["judge"], info)
+        node["judge"] = load_judge(node["judge"], info) if judge else None
     return TASKS.build(node, "task", model=model, loss=loss, data=info)
 
 
@@ -90,7 +91,7 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
     safety.check_saved_config(cfg, f"{run}: the checkpoint's config")
     try:  # what a checkpoint holds is data: one that cannot rebuild a model is the file's fault
         info = DataInfo.from_dict(state.get("data"))
-        task = build_task(cfg, info)
+        task = build_task(cfg, info, judge=False)  # (a file a checkpoint names is never read)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError, OmegaConfBaseException) as err:
         raise DlbenchError(
             f"{run}: the checkpoint's config and data facts rebuild no model ({type(err).__name__}: {err})"

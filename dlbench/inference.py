@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -77,7 +78,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def refuse_existing(path: Path) -> None:
-    if path.exists():
+    if os.path.lexists(path):  # (a link, even one to nothing, is not followed)
         raise DlbenchError(f"{path} exists; predict never writes over a file (choose another --out)")
 
 

@@ -103,19 +103,27 @@ def check_own_entries(folder: Path, sweep: bool = False) -> None:
             raise refuse(path, "not a regular file (a FIFO, a socket or a device)")
         if folder_expected != path.is_dir():
             raise refuse(path, "a file where dlbench keeps a folder" if folder_expected else "a folder")
+        if path.is_file() and path.stat().st_nlink > 1:
+            raise refuse(path, "a hard link (its contents are another file's too)")
         if folder_expected:
             for child in path.iterdir():
                 check(child, child.is_dir() and not child.is_symlink())
 
+    if folder.is_symlink():
+        raise refuse(folder, f"a symbolic link (to {os.readlink(folder)})")
     if not folder.is_dir():
         return
-    if sweep:
+    if sweep:  # the folder is dlbench's: its files, and a folder for each job
         for entry in folder.iterdir():
-            if entry.is_symlink():
-                raise refuse(entry, f"a symbolic link (to {os.readlink(entry)})")
             if entry.name in SWEEP_FILES:
                 check(entry, False)
-            elif entry.is_dir():
+            elif entry.name.startswith(".") and entry.is_dir() and not entry.is_symlink():
+                continue  # another tool's (submitit's .submitit/): dlbench writes nothing there
+            elif entry.is_symlink():
+                raise refuse(entry, f"a symbolic link (to {os.readlink(entry)})")
+            elif not entry.is_dir():
+                raise refuse(entry, "a file where a job's folder goes")
+            else:
                 check_own_entries(entry)
         return
     for name, folder_expected in RUN_ENTRIES.items():
@@ -129,10 +137,12 @@ class RunLock:
     def __init__(self, folder: Path, sweep: bool = False):
         self.folder, self.sweep = folder, sweep
         self.fd: int | None = None
+        self.created = False  # the lock file is this lock's (a killed run's stays where it was)
 
     def acquire(self) -> RunLock:
         path = self.folder / LOCK
         check_own_entries(self.folder, self.sweep)
+        self.created = self.created or not path.exists()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -159,10 +169,13 @@ class RunLock:
         self.fd = fd
         return self
 
-    def release(self) -> None:
+    def release(self, wrote: bool = True) -> None:
+        """Unlock; the lock file goes if this lock made it, or if the command `wrote` in the
+        folder (a killed run's lock file stays after a command that was refused)."""
         if self.fd is None:
             return
-        (self.folder / LOCK).unlink(missing_ok=True)
+        if self.created or wrote:
+            (self.folder / LOCK).unlink(missing_ok=True)
         os.close(self.fd)
         self.fd = None
 
@@ -233,7 +246,8 @@ class _WriteErrors:
 
 
 def write_text(path: Path, text: str) -> None:
-    write_bytes(path, lambda f: f.write(text.encode()))
+    """(Text that is not UTF-8, a folder name's undecodable bytes, is written escaped.)"""
+    write_bytes(path, lambda f: f.write(text.encode(errors="backslashreplace")))
 
 
 def file_error(err: OSError, path: Path) -> DlbenchError:
@@ -257,8 +271,14 @@ class _NoAliases(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+MAX_YAML = 1 << 20  # a run's YAML files are a few kilobytes; parsing 1 MB of YAML takes seconds
+
+
 def load_yaml(text: str) -> Any:
-    """YAML that someone else may have written: plain data, no aliases (yaml.YAMLError)."""
+    """YAML that someone else may have written: plain data, no aliases, at most 1 MiB
+    (yaml.YAMLError)."""
+    if len(text) > MAX_YAML:
+        raise yaml.YAMLError(f"{len(text):,} characters: more than a run's YAML ({MAX_YAML:,})")
     return yaml.load(text, Loader=_NoAliases)  # noqa: S506 (a safe loader)
 
 
@@ -266,6 +286,8 @@ def read_yaml(path: Path) -> Any:
     """A YAML file of a run folder (load_yaml); one that cannot be read is one DlbenchError."""
     if not path.is_file():  # (a FIFO would never end)
         raise DlbenchError(f"{path} is not a regular file")
+    if path.stat().st_size > MAX_YAML:
+        raise DlbenchError(f"{path} is {path.stat().st_size:,} bytes: more than a run's YAML ({MAX_YAML:,})")
     try:
         return load_yaml(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:

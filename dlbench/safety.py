@@ -24,7 +24,6 @@ import functools
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import yaml

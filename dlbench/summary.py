@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlbench import rundir
-from dlbench.engine.logging import console, new_table
+from dlbench.engine.logging import console, new_table, print_error
 from dlbench.errors import DlbenchError, did_you_mean
 
 
@@ -156,8 +156,11 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         rows = [job_row(d) for d in job_dirs(sweep_dir)]
-        write(rows, sweep_dir / "summary.csv")
-        write(rows, sweep_dir / "summary.md")
+        try:
+            write(rows, sweep_dir / "summary.csv")
+            write(rows, sweep_dir / "summary.md")
+        except DlbenchError as err:  # (the table is printed all the same)
+            print_error(str(err))
         console.print(table(rows, f"Sweep summary ({len(rows)} jobs)"))
         console.print(f"Sweep directory: {sweep_dir}  (summary.csv, summary.md: every metric)")
         for row in rows:

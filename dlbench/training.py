@@ -40,7 +40,7 @@ def train(
     folder as it was)."""
     validate(cfg)
     with StopSignals().caught() as stop:  # a preemption while the run is built stops it too
-        lock = None
+        lock, committed = None, []
         if distributed.is_main():  # the process that writes (the only one, unless under torchrun)
             lock = rundir.RunLock(run_dir).acquire()
         try:
@@ -52,10 +52,15 @@ def train(
                 )
                 rundir.check_new_run(run_dir, cfg.resume, records=() if checked else rundir.RECORDS)
             with held_file_logs(run_dir, keep_on_failure=not cfg.resume) as release:
-                return _train(cfg, run_dir, list(overrides or []), hydra_cfg, stop, release)
+
+                def commit() -> None:  # every part is built: the run writes in its folder from now
+                    committed.append(True)
+                    release()
+
+                return _train(cfg, run_dir, list(overrides or []), hydra_cfg, stop, commit)
         finally:
             if lock is not None:
-                lock.release()
+                lock.release(wrote=bool(committed))
 
 
 def _train(
@@ -64,7 +69,7 @@ def _train(
     overrides: list[str],
     hydra_cfg: DictConfig | None,
     stop: StopSignals,
-    release_logs: Callable[[], None],
+    commit: Callable[[], None],
 ):
     started = time.perf_counter()
     main = distributed.is_main()
@@ -116,9 +121,9 @@ def _train(
     if device.type == "cpu":
         choose_threads(cfg.trainer, task, data, device)
     if main:  # every part is built: only now does the run write in its folder
+        commit()  # the log lines so far reach train.log now
         rundir.remove_stale_temporaries(run_dir)  # (of its own killed writes)
         record_run(run_dir, composed, overrides, hydra_cfg)
-        release_logs()  # the log lines so far reach train.log now
         if cfg.logger.tensorboard:
             logger.open_tensorboard(
                 purge_step=resume_state["trainer"]["step"] + 1 if resume_state else None,

@@ -547,7 +547,7 @@ def test_an_archive_cannot_write_outside_the_data_folder_and_a_saved_run_cannot_
     saved = run / ".hydra" / "overrides.yaml"
     saved.write_text(yaml.safe_dump(["dataset=cifar10", f"dataset.url={url}/cifar.tar.gz", *QUIET]))
     code, err = run_main(capsys, "eval", str(run))
-    assert code == 2 and "downloads nothing from an address a saved run names" in err
+    assert code == 2 and "dlbench takes no file, folder or address from a saved run" in err
 
 
 def test_a_loose_checkpoint_resumes_into_a_new_folder_and_other_programs_files_stay(cli, run, tmp_path):

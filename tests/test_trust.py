@@ -469,10 +469,18 @@ def test_a_saved_run_chooses_no_data_folder_outside_and_unpacking_follows_no_lin
     from dlbench.data.download import extract
 
     saved = run / ".hydra" / "overrides.yaml"
-    for root in ("/tmp/elsewhere", "../up", "'~/data'", "'/quoted'"):
-        saved.write_text(yaml.safe_dump(["dataset=mnist", f"dataset.root={root}"]))
+    for place in (
+        "dataset.root=/tmp/elsewhere",
+        "dataset.root=data",  # relative, but a link in a shared folder can lead anywhere
+        "dataset.root='/quoted'",
+        "+dataset.archive=/tmp/evil",  # unpacked into the data folder
+        "+dataset.path=/home/you/secrets.csv",  # read, and its columns printed
+        "+task.judge=/tmp/other.pt",
+    ):
+        saved.write_text(yaml.safe_dump(["dataset=mnist", place]))
         code, out, err = dlbench(capsys, "eval", str(run))
-        assert code == 2 and "outside this folder; dlbench takes no such folder from a saved run" in err, err
+        assert code == 2 and "dlbench takes no file, folder or address from a saved run" in err, err
+        assert f"give it again: {place.lstrip('+').replace(chr(39), '')}" in err, err
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     data = tmp_path / "data"
@@ -543,3 +551,79 @@ def test_more_odd_inputs_exit_2(capsys, run, tmp_path, monkeypatch):
     code, out, err = dlbench(capsys, "eval", ".")
     assert code == 2 and not (tmp_path / "PWNED").exists(), err
     sys.modules.pop("planted", None)
+
+
+def test_more_of_a_shared_folder_is_refused_before_anything_is_written(capsys, trained, tmp_path):
+    """The second red-team review: hard links, a linked run folder, a file where a sweep's job
+    folder goes, a refusal that would remove files, TensorBoard file names that lie, an archive
+    over your files, an --out that is a dangling link, YAML of megabytes, text that is not UTF-8."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious\n")
+    run = Path(shutil.copytree(trained, tmp_path / "hard"))
+    os.link(notes, run / ".lock")  # its contents are the notes'
+    code, out, err = dlbench(capsys, f"resume={run}", "trainer.epochs=2")
+    assert code == 2 and "is a hard link" in err and notes.read_text() == "precious\n", err
+    (run / ".lock").unlink()
+    (run / ".lock").write_text("999999")  # a killed run's lock file: a refused resume leaves it there
+    code, out, err = dlbench(capsys, f"resume={run}", "optimizer=sgd")
+    assert code == 2 and (run / ".lock").is_file()
+    (tmp_path / "link").symlink_to(run, target_is_directory=True)
+    code, out, err = dlbench(capsys, f"resume={tmp_path / 'link'}", "trainer.epochs=2")
+    assert code == 2 and "is a symbolic link" in err, err
+
+    (run / "tb" / "events.out.tfevents.99999999999.host.1.0").write_bytes(b"")  # far in the future
+    (run / "tb" / "events.out.tfevents.\u00b2.host").write_bytes(b"")  # a digit int() refuses
+    code, out, err = dlbench(capsys, f"resume={run}", "trainer.epochs=2")  # neither waits nor fails
+    assert code == 0, err
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(trained, sweep / "0")
+    (sweep / "0" / "metrics.json").unlink()
+    (sweep / "1").write_text("a file where a job's folder goes")
+    (sweep / ".stop").write_text("job 0 failed")
+    code, out, err = dlbench(capsys, "-m", *QUIET, f"sweep.resume={sweep}")
+    assert code == 2 and f"{sweep / '1'} is a file where a job's folder goes" in err, err
+    assert (sweep / ".stop").is_file()  # a refused sweep.resume removes nothing
+
+    big = Path(shutil.copytree(trained, tmp_path / "big"))
+    (big / ".hydra" / "overrides.yaml").write_text("- trainer.epochs=1\n" * 70_000)  # 1.3 MB
+    code, out, err = dlbench(capsys, "eval", str(big))
+    assert code == 2 and "more than a run's YAML" in err, err
+
+    from dlbench.summary import collect, write
+
+    odd = Path(shutil.copytree(trained, tmp_path / "odd"))
+    (odd / "metrics.json").write_text(json.dumps({"test/acc": "\udcff", "test/loss": 0.5}))
+    write(collect([odd]), tmp_path / "table.csv")  # a lone surrogate (bytes that are not UTF-8)
+    assert "\\udcff" in (tmp_path / "table.csv").read_text()
+
+
+def test_no_output_file_is_written_through_a_link_and_no_archive_replaces_a_file(tmp_path):
+    import tarfile
+
+    from dlbench.data.download import extract
+    from dlbench.inference import refuse_existing
+
+    (tmp_path / "out.png").symlink_to(tmp_path / "nowhere" / "autostart.png")  # dangling
+    with pytest.raises(DlbenchError, match="out.png exists; predict never writes over a file"):
+        refuse_existing(tmp_path / "out.png")
+    data = tmp_path / "data"
+    (data / "src").mkdir(parents=True)
+    (data / "src" / "my_models.py").write_text("print('theirs')\n")
+    with tarfile.open(data / "evil.tar.gz", "w:gz") as tar:
+        tar.add(data / "src" / "my_models.py", arcname="my_models.py")
+    (data / "my_models.py").write_text("print('mine')\n")
+    with pytest.raises(DlbenchError, match="my_models.py exists: dlbench unpacks an archive only into new"):
+        extract(data / "evil.tar.gz", data)
+    assert (data / "my_models.py").read_text() == "print('mine')\n"
+
+
+def test_board_names_only_runs_it_can_name(tmp_path, trained):
+    from dlbench.commands.board import named_runs
+
+    shutil.copytree(trained, tmp_path / "runs" / "ok")
+    shutil.copytree(trained, tmp_path / "runs" / "x,leak:elsewhere")  # read as a second spec entry
+    (tmp_path / "runs" / "linked").mkdir()
+    (tmp_path / "runs" / "linked" / "tb").symlink_to(trained / "tb", target_is_directory=True)
+    paths = list(named_runs(tmp_path / "runs").values())
+    assert paths == [tmp_path / "runs" / "ok" / "tb"]

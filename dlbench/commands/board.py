@@ -48,8 +48,9 @@ def named_runs(folder: Path) -> dict[str, Path]:
     names: dict[str, Path] = {}
     for tb in sorted(folder.expanduser().glob("**/tb")):
         run = tb.parent
-        if not any(tb.glob("events.*")) or not utf8(str(run)):
-            continue  # (TensorBoard cannot name a folder whose name is not UTF-8)
+        if tb.is_symlink() or not any(tb.glob("events.*")) or not utf8(str(run)) or set(",:") & set(str(tb)):
+            continue  # (a link leads elsewhere; a path with , or : would be read as two in TensorBoard's
+            # spec, and one that is not UTF-8 cannot be named to it)
         name = f"{experiment_of(run)} {overrides_of(run)}".strip()
         name = f"{name} [{run.name[-6:] if len(run.name) > 12 else run.name}]"  # its tag or job number
         names[inert(name).replace(",", ";").replace(":", "=")] = run / "tb"  # the spec's separators

@@ -5,6 +5,7 @@ model.yaml: the model's config node and the data facts that size it, so
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -34,7 +35,7 @@ def export_command(args: list[str]) -> int:
     if out.suffix not in (".pt", ".pth"):
         raise DlbenchError(f"--out {out}: name a .pt file (the model's spec is written beside it, as .yaml)")
     for path in (out, spec_file):
-        if path.exists():
+        if os.path.lexists(path):  # (a link, even one to nothing, is not followed)
             raise DlbenchError(f"{path} exists; dlbench export never writes over a file")
     source = Path(parsed.run)
     state = checkpoint.load(source)

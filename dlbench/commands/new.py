@@ -7,6 +7,7 @@ that registers a model, commented, to start from. Nothing is ever written over.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def check_model_name(name: str) -> None:
 
 
 def refuse_existing(path: Path) -> None:
-    if path.exists():
+    if os.path.lexists(path):  # (a link, even one to nothing, is not followed)
         raise DlbenchError(f"{path} exists; dlbench new never writes over a file (choose another name)")
 
 

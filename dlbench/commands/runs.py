@@ -167,25 +167,27 @@ def root_of(override: str) -> str:
     return key_of(override).split(".")[0].split("@")[0]
 
 
+# settings that name a file, a folder or an address (dataset.root, dataset.path, dataset.file,
+# dataset.archive, dataset.url, task.judge, ...): dlbench reads, downloads or unpacks there
+PLACE_KEYS = ("root", "path", "file", "archive", "judge", "url", "dir", "folder", "weights")
+PLACE_SUFFIXES = tuple(f"_{key}" for key in PLACE_KEYS)
+
+
 def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:
-    """The saved overrides, less those the new ones replace (and resume/run-dir ones), then the new.
-    A saved run cannot choose where data is downloaded from (`dataset.url`), nor a data folder
-    outside the one dlbench runs in (`dataset.root` absolute, with `~` or `..`: data is
-    downloaded and unpacked there): those must be given again on the command line."""
+    """The saved overrides, less those the new ones replace (and resume/run-dir ones), then the
+    new. A saved run chooses no place: a setting that names a file, a folder or an address
+    (PLACE_KEYS) must be given again on the command line, or it is refused."""
     keys = {key_of(o) for o in overrides}
     kept = [o for o in saved if key_of(o) not in keys and not o.startswith(("resume=", "hydra.run.dir="))]
     for o in kept:
-        value = parsed_value(o) if key_of(o) in ("dataset.url", "dataset.root") else None
-        if key_of(o) == "dataset.url" and value is not None:
+        setting = key_of(o).rsplit(".", 1)[-1]
+        if (setting in PLACE_KEYS or setting.endswith(PLACE_SUFFIXES)) and (
+            value := parsed_value(o)
+        ) is not None:
             raise DlbenchError(
-                f"the saved run downloads its data from {value}; dlbench downloads nothing from an "
-                "address a saved run names. If you trust it, give it again: dataset.url=..."
-            )
-        if key_of(o) == "dataset.root" and value is not None and not inside_here(value):
-            raise DlbenchError(
-                f"the saved run reads its data from {value}, outside this folder; dlbench takes no such "
-                f"folder from a saved run (data is downloaded and unpacked there). If you trust it, give "
-                f"it again: dataset.root={value}"
+                f"the saved run names {key_of(o)}={value}: dlbench takes no file, folder or address from "
+                "a saved run (it would read, download or unpack there; a link in a shared folder can lead "
+                f"anywhere). If you trust it, give it again: {key_of(o)}={value}"
             )
     return [*kept, *overrides]
 
@@ -195,14 +197,6 @@ def parsed_value(override: str):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     return OverridesParser.create().parse_override(override).value()
-
-
-def inside_here(path) -> bool:
-    """Whether a path stays below the current folder (relative, no `..`, no `~`, no
-    interpolation that could name another place)."""
-    if not isinstance(path, str) or "${" in path:
-        return False
-    return not Path(path).is_absolute() and ".." not in Path(path).parts and not path.startswith("~")
 
 
 def override_value(overrides: list[str], key: str) -> str | None:

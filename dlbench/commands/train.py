@@ -59,7 +59,7 @@ def train_command(argv: list[str]) -> int:
         add_config_dir(args.config_dir)  # searched before the shipped tree, here and in every job
     if not saved_env["DLBENCH_RUN_ID"]:  # the checks and Hydra name the same folder
         os.environ["DLBENCH_RUN_ID"] = new_run_id()
-    lock = None
+    lock, started = None, False
     try:
         overrides = sweep_resume_overrides(resume_overrides(list(args.overrides)))
         one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
@@ -82,13 +82,16 @@ def train_command(argv: list[str]) -> int:
                 verbose_loggers(hydra_node.hydra.verbose)
         if args.multirun and folder is not None:  # one sweep at a time in a sweep folder
             lock = rundir.RunLock(folder, sweep=True).acquire()
+            if override_value(overrides, "sweep.resume") is not None:  # a fail-fast stop of the last attempt
+                (folder / ".stop").unlink(missing_ok=True)
         if one_run and checked and hydra_node is not None and not distributed_run(checked[0]):
             run_once(checked[0], hydra_node, list(hydra_node.hydra.overrides.task))
             return 0
+        started = True
         return run_checked(argv, args, overrides, checked, one_run, folder if args.multirun else None)
     finally:
         if lock is not None:
-            lock.release()
+            lock.release(wrote=started)
         for key, value in saved_env.items():  # as they were: the next command in this process starts clean
             if value is None:
                 os.environ.pop(key, None)
@@ -192,7 +195,6 @@ def sweep_resume_overrides(overrides: list[str]) -> list[str]:
         raise DlbenchError(f"sweep.resume={target}: no such sweep directory")
     for saved_file in sorted(Path(target).glob("*/.hydra/overrides.yaml")):  # data, not trusted
         check_saved_overrides(rundir.read_yaml(saved_file), str(saved_file))
-    (Path(target) / ".stop").unlink(missing_ok=True)  # a fail-fast stop of the last attempt
     return [*overrides, f"hydra.sweep.dir={target}"]
 
 

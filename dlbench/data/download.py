@@ -51,15 +51,18 @@ def extract(archive: Path, folder: Path) -> None:
 
 
 def move_into(source: Path, folder: Path) -> None:
-    """Move what `source` holds into `folder`, merging folders, never through a link there."""
+    """Move what `source` holds into `folder`, merging folders; never through a link there, and
+    never over a file that is there (an archive does not replace your files)."""
     for entry in source.iterdir():
         target = folder / entry.name
         if target.is_symlink():
             raise DlbenchError(f"{target} is a symbolic link: dlbench unpacks data only into real folders")
         if entry.is_dir() and not entry.is_symlink() and target.is_dir():
             move_into(entry, target)
+        elif os.path.lexists(target):
+            raise DlbenchError(f"{target} exists: dlbench unpacks an archive only into new files")
         else:
-            os.replace(entry, target)
+            os.rename(entry, target)
 
 
 def safe_extract(tar: tarfile.TarFile, folder: Path) -> None:
