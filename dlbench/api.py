@@ -7,11 +7,10 @@ model = dlbench.load_model("outputs/lenet5_mnist/<run>")     # an nn.Module, in 
 
 from __future__ import annotations
 
-import logging
+import os
 from pathlib import Path
 
 import torch
-from omegaconf import open_dict
 
 from dlbench import plugins as plugin_loader
 from dlbench import preflight
@@ -19,34 +18,31 @@ from dlbench.errors import DlbenchError
 
 
 def train(*overrides: str) -> dict[str, float]:
-    """Train one run, as `dlbench OVERRIDES...` does (the same checks, run folder, files),
-    and return its final metrics. Errors are raised as DlbenchError."""
+    """Train one run, as `dlbench OVERRIDES...` does: the same checks, the same run setup
+    (launch.run_once: folder, log file, environment), the same files. Returns its final
+    metrics; errors are raised as DlbenchError."""
+    from dlbench import launch
     from dlbench.commands.runs import resume_overrides
-    from dlbench.config import validate
-    from dlbench.training import train as train_run
+    from dlbench.config_store import new_run_id
 
-    overrides = resume_overrides(list(overrides))
-    cfg = preflight.compose_with_hydra(overrides, "dlbench.train()")
-    preflight.check_output_folder(cfg, "run")
-    run_dir = Path(cfg.hydra.run.dir)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    validate(cfg)
-    if cfg.trainer.devices > 1:
-        raise DlbenchError("trainer.devices > 1 runs several processes: start it from the command line")
-    log_file = logging.FileHandler(rundir_log(run_dir))
-    log_file.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
-    logging.getLogger().addHandler(log_file)
+    before = os.environ.get("DLBENCH_RUN_ID")
+    os.environ["DLBENCH_RUN_ID"] = new_run_id()  # the checks and the run name the same folder
     try:
-        return train_run(cfg, run_dir, [o for o in overrides if not o.startswith("hydra.")])  # as Hydra
+        overrides = resume_overrides(list(overrides))
+        checked, _, hydra_node = preflight.check_command(overrides, "dlbench.train()", mode="run")
+        if len(checked) > 1:
+            raise DlbenchError(
+                "dlbench.train() trains one run; a sweep is the command line's: dlbench -m ..."
+            )
+        if checked[0].trainer.devices > 1 or checked[0].trainer.nodes > 1:
+            raise DlbenchError("trainer.devices > 1 runs several processes: start it from the command line")
+        task_overrides = list(hydra_node.hydra.overrides.task)
+        return launch.run_once(checked[0], hydra_node, task_overrides, raise_errors=True) or {}
     finally:
-        logging.getLogger().removeHandler(log_file)
-        log_file.close()
-
-
-def rundir_log(run_dir: Path) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir / "train.log"
+        if before is None:
+            os.environ.pop("DLBENCH_RUN_ID", None)
+        else:
+            os.environ["DLBENCH_RUN_ID"] = before
 
 
 def load_model(run: str | Path, plugins: list[str] | None = None) -> torch.nn.Module:

@@ -245,6 +245,15 @@ class _WriteErrors:
         self.f.flush()
 
 
+def record_run(folder: Path, config: str, overrides: str, hydra: str | None) -> None:
+    """What a run is, in its folder's .hydra/ (as Hydra writes it): the composed config, the
+    overrides it was started with, and Hydra's own settings when Hydra started it."""
+    write_text(folder / ".hydra" / "config.yaml", config)
+    write_text(folder / ".hydra" / "overrides.yaml", overrides)
+    if hydra is not None:
+        write_text(folder / ".hydra" / "hydra.yaml", hydra)
+
+
 def write_text(path: Path, text: str) -> None:
     """(Text that is not UTF-8, a folder name's undecodable bytes, is written escaped.)"""
     write_bytes(path, lambda f: f.write(text.encode(errors="backslashreplace")))

@@ -1,4 +1,11 @@
-"""The single train entrypoint: config -> build every part -> fit -> test -> metrics."""
+"""The train entrypoint, read top to bottom as the lecture notes train a model:
+
+    data -> model, loss, task -> trainer -> optimizers -> fit -> test -> metrics
+
+`train()` holds the run's folder while it runs (its lock, its held log, stop signals);
+launch.py starts it for the command line, a sweep's job, a torchrun process and
+`dlbench.train()`. One training step is `Task.training_step` calling `Trainer.optimize`
+(engine/trainer.py): zero_grad, forward, loss, backward, step."""
 
 from __future__ import annotations
 
@@ -8,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
@@ -21,7 +27,14 @@ from dlbench.config import validate
 from dlbench.data.base import DataModule
 from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import resolve_device, seed_everything, set_threads
-from dlbench.engine.logging import RunLogger, console, held_file_logs, metrics_table, setup_console
+from dlbench.engine.logging import (
+    RunLogger,
+    console,
+    flat_settings,
+    held_file_logs,
+    metrics_table,
+    setup_console,
+)
 from dlbench.engine.trainer import StopSignals, Trainer
 from dlbench.figures import activation_figure, activations_of
 from dlbench.summary import HIGHER_IS_BETTER
@@ -70,9 +83,9 @@ def _train(
     hydra_cfg: DictConfig | None,
     stop: StopSignals,
     commit: Callable[[], None],
-):
+) -> dict[str, float]:
     started = time.perf_counter()
-    main = distributed.is_main()
+    main = distributed.is_main()  # the process that writes and prints (the only one but under torchrun)
     composed = OmegaConf.to_yaml(cfg)  # as composed, before the data fills in what it knows
     progress = setup_console(cfg.trainer.progress if main else "none")
     device = resolve_device(str(cfg.device.type))
@@ -87,31 +100,34 @@ def _train(
     torch.backends.cudnn.benchmark = cfg.trainer.cudnn_benchmark and not cfg.trainer.deterministic
     set_threads(distributed.local_world_size())  # this machine's (or Slurm job's) cores, among its processes
 
+    # 1. data: the splits, their loaders, and the facts the model is sized from (data.info)
     built = time.perf_counter()
     data = build_data(cfg)
     data.place(device)
     log.debug(f"data built and placed in {time.perf_counter() - built:.2f} s")  # hydra.verbose=dlbench
-    built = time.perf_counter()
+    # 2. model, loss and the task that owns them (what one training and one evaluation step mean)
     task = build_task(cfg, data.info, data)  # the same initial weights in every process
-    log.debug(f"task and model built in {time.perf_counter() - built:.2f} s")
     with open_dict(cfg):  # trainer.monitor=null: the task's own metric
         cfg.trainer.monitor, cfg.trainer.monitor_mode = monitor_of(cfg.trainer, task, data.validate_on)
     if distributed.rank() > 0:  # ... but each process its own dropout masks and augmentations
         seed_everything(cfg.trainer.seed + distributed.rank(), cfg.trainer.deterministic)
+    # 3. the trainer: device, precision, the loop, logs and checkpoints (engine/trainer.py). One
+    #    step is Task.training_step calling Trainer.optimize: zero_grad, forward, loss, backward, step
     logger = RunLogger(run_dir, progress, cfg.logger.figures_budget)  # TensorBoard opens once all is built
-    extra = {
+    saved_with = {
         "config": OmegaConf.to_yaml(cfg, resolve=True),
         "overrides": overrides,
         "data": data.info.to_dict(),  # what the data knew: predict, eval and export need no data set
         "plugins": list(cfg.plugins),
     }
-    trainer = Trainer(OmegaConf.to_object(cfg.trainer), device, run_dir, logger, extra, stop)
+    trainer = Trainer(OmegaConf.to_object(cfg.trainer), device, run_dir, logger, saved_with, stop)
     trainer.setup(task)
+    # 4. optimizers and their schedulers (a GAN has one per network)
     steps_per_epoch = len(data.loader("train"))
     optimizations = task.configure_optimizers(
         cfg.optimizer, cfg.scheduler, trainer.total_steps(steps_per_epoch), steps_per_epoch
     )
-    if resume_state is not None:
+    if resume_state is not None:  # weights, optimizers, counters, RNG; then this command's settings
         built_groups = resume.fresh_groups(optimizations)
         trainer.restore(resume_state, task, optimizations)
         resume.apply(optimizations, built_groups, resumed_settings)
@@ -123,7 +139,8 @@ def _train(
     if main:  # every part is built: only now does the run write in its folder
         commit()  # the log lines so far reach train.log now
         rundir.remove_stale_temporaries(run_dir)  # (of its own killed writes)
-        record_run(run_dir, composed, overrides, hydra_cfg)
+        hydra_text = OmegaConf.to_yaml({"hydra": hydra_cfg}) if hydra_cfg is not None else None
+        rundir.record_run(run_dir, composed, yaml.safe_dump(overrides), hydra_text)
         if cfg.logger.tensorboard:
             logger.open_tensorboard(
                 purge_step=resume_state["trainer"]["step"] + 1 if resume_state else None,
@@ -132,25 +149,21 @@ def _train(
         if cfg.trainer.log_activations and resume_state is None:
             for name, module in activations_of(task.model).items():
                 logger.figure(f"activations/{name}", activation_figure(module, name), 0)
+    log.info(describe_run(cfg, data, device, run_dir))
 
-    processes = f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
-    val = f"{data.size('val')} val" if data.validate_on == "val" else f"validated on {data.validate_on}"
-    log.info(
-        f"{cfg.name}: {cfg.model.name} on {cfg.dataset.name} ({data.size('train')} train, {val}, "
-        f"{data.size('test')} test), {device}{processes}, run dir {run_dir}"
-    )
     try:
         fit_started = time.perf_counter()
+        # 5. fit: epochs of training steps, each evaluation logged and checkpointed
         metrics = trainer.fit(task, data, optimizations)
+        # 6. test, once, with the final weights
         if data.size("test"):
             metrics.update(trainer.evaluate(task, data, "test"))
-        # training and testing alone (the data already loaded and placed, the model built)
+        # 7. the final metrics: training and testing alone (the data loaded, the model built)
         metrics["time/fit_and_test_s"] = time.perf_counter() - fit_started
         metrics["time/total_s"] = time.perf_counter() - started
         logger.scalars({k: v for k, v in metrics.items() if k.startswith("test/")}, trainer.state.step)
-        logger.hparams(
-            hparams(cfg), {k: v for k, v in metrics.items() if "/" in k and not k.startswith("time/")}
-        )
+        figures = {k: v for k, v in metrics.items() if "/" in k and not k.startswith("time/")}
+        logger.hparams(flat_settings(OmegaConf.to_container(cfg, resolve=True)), figures)
     finally:
         logger.close()
     if not main:
@@ -161,6 +174,16 @@ def _train(
         console.print(text)
     console.print(f"Run directory: {run_dir}")
     return metrics
+
+
+def describe_run(cfg: DictConfig, data: DataModule, device: torch.device, run_dir: Path) -> str:
+    """The run's first log line: what trains on what, where."""
+    processes = f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+    val = f"{data.size('val')} val" if data.validate_on == "val" else f"validated on {data.validate_on}"
+    return (
+        f"{cfg.name}: {cfg.model.name} on {cfg.dataset.name} ({data.size('train')} train, {val}, "
+        f"{data.size('test')} test), {device}{processes}, run dir {run_dir}"
+    )
 
 
 def monitor_of(trainer: DictConfig, task: Task, validate_on: str = "val") -> tuple[str, str]:
@@ -178,65 +201,19 @@ def monitor_of(trainer: DictConfig, task: Task, validate_on: str = "val") -> tup
 
 
 def choose_threads(trainer: DictConfig, task: Task, data: DataModule, device: torch.device) -> None:
-    """The CPU thread count: trainer.threads=N, or auto: time a few training steps of a copy
-    of the task at one thread and at one per core, and keep the faster. (Skipped, keeping one
-    per core, for a deterministic run, several processes, data read from files, or a step that
-    takes over half a second: there the measurement would cost more than it could save.)"""
+    """trainer.threads=N, or auto: a few timed training steps of a copy of the task decide
+    (engine/device.choose_threads; skipped where timing would cost more than it saves)."""
     from dlbench.data.base import TensorLoader
-    from dlbench.engine.device import fastest_threads, to_device
+    from dlbench.engine.device import choose_threads as measure
+    from dlbench.engine.device import to_device
 
-    if trainer.threads != "auto":
-        torch.set_num_threads(int(trainer.threads))
-        return
-    most = torch.get_num_threads()
     loader = data.loader("train")
-    if (
-        most == 1
-        or trainer.deterministic
-        or distributed.world_size() > 1
-        or not isinstance(loader, TensorLoader)
-    ):
-        log.info(f"threads: {most}")
-        return
-    batch = to_device(next(iter(loader)), device)
-    probe, rng = copy.deepcopy(task).train(), torch.get_rng_state()
+    timed = not (
+        trainer.deterministic or distributed.world_size() > 1 or not isinstance(loader, TensorLoader)
+    )
 
-    def step() -> None:
-        probe.training_step(batch, lambda name, loss: loss.backward())
+    def make_step() -> Callable[[], None]:
+        batch, probe = to_device(next(iter(loader)), device), copy.deepcopy(task).train()
+        return lambda: probe.training_step(batch, lambda name, loss: loss.backward())
 
-    started = time.perf_counter()
-    step()
-    if time.perf_counter() - started > 0.5:
-        torch.set_rng_state(rng)
-        log.info(f"threads: {most}")
-        return
-    best, seconds = fastest_threads(step, most)
-    torch.set_rng_state(rng)
-    timings = ", ".join(f"{n} thread{'s' * (n > 1)} {s * 1000:.1f} ms" for n, s in seconds.items())
-    log.info(f"threads: {best} (measured, a training step: {timings})")
-
-
-def record_run(run_dir: Path, composed: str, overrides: list[str], hydra_cfg: DictConfig | None) -> None:
-    """What the run is, in its folder's .hydra/ (as Hydra writes it): the composed config, the
-    overrides it was started with, and Hydra's own settings when Hydra started it."""
-    rundir.write_text(run_dir / ".hydra" / "config.yaml", composed)
-    rundir.write_text(run_dir / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))
-    if hydra_cfg is not None:
-        rundir.write_text(run_dir / ".hydra" / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra_cfg}))
-
-
-def hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The run's settings as flat scalars for TensorBoard's HParams tab."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.")
-            elif isinstance(value, (int, float, str, bool)):
-                flat[f"{prefix}{key}"] = value
-            elif isinstance(value, list) and len(value) <= 20:  # not a vocabulary
-                flat[f"{prefix}{key}"] = str(value)
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return flat
+    measure(trainer.threads, make_step if timed else None)

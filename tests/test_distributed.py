@@ -7,8 +7,7 @@ import torch
 from clusters import assert_like_one_process
 from conftest import only_run_dir, read_metrics
 
-from dlbench import preflight
-from dlbench.commands import train as train_command
+from dlbench import launch, preflight
 from dlbench.engine import checkpoint
 from dlbench.engine.trainer import Trainer
 from dlbench.errors import DlbenchError, Preempted
@@ -66,7 +65,7 @@ def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
         assert stop.value.step == 7 and calls == []  # the trainer's handler took the signal...
         assert signal.getsignal(signum) is not None and signal.getsignal(signum).__name__ == "<lambda>"
         with pytest.raises(SystemExit) as exit_:
-            train_command.stopped(stop.value, tmp_path / "cut")  # ... and hands it on afterwards
+            launch.stopped(stop.value, tmp_path / "cut")  # ... and hands it on afterwards
         assert exit_.value.code == Preempted.EXIT_STATUS and calls == [signum]
     finally:
         signal.signal(signum, previous)

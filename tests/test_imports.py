@@ -15,7 +15,7 @@ LAYERS = [
     ["engine.*", "figures"],
     ["data.*", "models.*", "tasks.*"],
     ["build", "inference", "preflight"],
-    ["training", "summary"],
+    ["training", "summary", "launch"],
     ["api", "show", "cli", "__main__", "commands.*"],
 ]
 

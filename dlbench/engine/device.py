@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,36 @@ def fastest_threads(step, most: int, trials: int = 3) -> tuple[int, dict[int, fl
     best = min(seconds, key=seconds.get)
     torch.set_num_threads(best)
     return best, seconds
+
+
+def choose_threads(setting: Any, make_step: Callable[[], Callable[[], None]] | None) -> None:
+    """The CPU thread count: trainer.threads=N, or auto: time a training step (`make_step()`
+    gives one) at one thread and at one per core, and keep the faster. Without `make_step`
+    (a deterministic run, several processes, data read from files), or when a step takes over
+    half a second, the measurement would cost more than it could save: one per core stays."""
+    import logging
+    import time
+
+    log = logging.getLogger("dlbench")
+    if setting != "auto":
+        torch.set_num_threads(int(setting))
+        return
+    most = torch.get_num_threads()
+    if most == 1 or make_step is None:
+        log.info(f"threads: {most}")
+        return
+    rng = torch.get_rng_state()
+    step = make_step()
+    started = time.perf_counter()
+    step()
+    if time.perf_counter() - started > 0.5:
+        torch.set_rng_state(rng)
+        log.info(f"threads: {most}")
+        return
+    best, seconds = fastest_threads(step, most)
+    torch.set_rng_state(rng)
+    timings = ", ".join(f"{n} thread{'s' * (n > 1)} {s * 1000:.1f} ms" for n, s in seconds.items())
+    log.info(f"threads: {best} (measured, a training step: {timings})")
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -115,6 +115,23 @@ def held_file_logs(folder: Path, keep_on_failure: bool = True) -> Iterator[Any]:
         release(write=keep_on_failure)
 
 
+def flat_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings as flat scalars for TensorBoard's HParams tab (`model.hidden`: "[128]")."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            elif isinstance(value, (int, float, str, bool)):
+                flat[f"{prefix}{key}"] = value
+            elif isinstance(value, list) and len(value) <= 20:  # not a vocabulary
+                flat[f"{prefix}{key}"] = str(value)
+
+    walk(config, "")
+    return flat
+
+
 def format_metrics(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
 

@@ -1,0 +1,217 @@
+"""Setting one run up and seeing it through, the same for the command line, a sweep's job, a
+torchrun process and `dlbench.train()`:
+
+- `run_once`: a run that Hydra does not start (the command line's single run, the Python API):
+  its folder, the job's environment (`hydra.job.env_set`) and its log file, as Hydra would;
+- `job`: one run or one job of a sweep: the sweep's bookkeeping (fail-fast, `sweep.resume`,
+  requeued Slurm jobs, machine sharing), then training.train, and any failure turned into one
+  message (and error.txt in the run's folder) or, under the Python API, one DlbenchError; a
+  stop signal ends in a checkpoint and exit status 75 (or submitit's requeue).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from dlbench import errors, plugins, rundir, summary
+from dlbench.engine import cluster
+from dlbench.engine.logging import console, print_error
+from dlbench.errors import DlbenchError, FolderInUse, Preempted
+
+
+def run_once(
+    cfg: DictConfig, hydra_node: DictConfig, overrides: list[str], raise_errors: bool = False
+) -> dict[str, float] | None:
+    """One run, started here rather than by Hydra: its config is the one the checks composed
+    (composing it again in Hydra cost half a second of every run's start-up). What Hydra's
+    run would set up is set up the same way: the run folder, the job's environment
+    (hydra.job.env_set) and its log file (hydra.job_logging, hydra.verbose)."""
+    import logging
+
+    from hydra.core.utils import configure_log
+
+    run_dir = Path(str(OmegaConf.select(hydra_node, "hydra.run.dir"))).absolute()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(hydra_node):
+        hydra_node.hydra.runtime.output_dir = str(run_dir.absolute())
+        hydra_node.hydra.runtime.cwd = os.getcwd()
+    os.environ.update({str(k): str(v) for k, v in (hydra_node.hydra.job.env_set or {}).items()})
+    root = logging.getLogger()
+    loggers = [root, *map(logging.getLogger, verbose_loggers(hydra_node.hydra.verbose))]
+    before, levels = list(root.handlers), [logger.level for logger in loggers]
+    configure_log(hydra_node.hydra.job_logging, hydra_node.hydra.verbose)
+    try:
+        return job(cfg, run_dir, overrides, hydra_node.hydra, multirun=False, raise_errors=raise_errors)
+    finally:  # as before the run (the next command in this process starts clean)
+        for handler in [h for h in root.handlers if h not in before]:  # the run's log file
+            root.removeHandler(handler)
+            handler.close()
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def verbose_loggers(verbose: Any) -> list[str]:
+    """The loggers hydra.verbose names (true: the root's level, no name); anything else is refused."""
+    if isinstance(verbose, bool):
+        return []
+    names = [verbose] if isinstance(verbose, str) else list(verbose) if OmegaConf.is_list(verbose) else None
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise DlbenchError(f"hydra.verbose={verbose}: true, false, a logger's name, or a list of names")
+    return names
+
+
+def job(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str],
+    hydra_cfg: DictConfig,
+    multirun: bool,
+    raise_errors: bool = False,
+) -> dict[str, float] | None:
+    """One run or one job of a sweep: train, and turn any failure into a message (and
+    error.txt in the run dir), or with `raise_errors` (the Python API) into a DlbenchError.
+    Returns the final metrics (None: skipped or failed)."""
+    from dlbench.training import train
+
+    stop_file = Path(hydra_cfg.sweep.dir) / ".stop" if multirun else None
+    try:
+        if multirun:
+            record_job(run_dir, overrides)
+        if stop_file is not None and stop_file.exists():  # sweep.fail_fast: an earlier job failed
+            rundir.write_text(run_dir / "error.txt", f"skipped: {stop_file.read_text().strip()}\n")
+            return None
+        # A job Slurm requeued (through submitit, after a preemption or its time limit) continues
+        # from the checkpoint it wrote when it was stopped, as does every job of `sweep.resume`.
+        requeued = cluster.in_job()
+        if multirun and (cfg.sweep.resume or requeued):
+            if (metrics := summary.read_metrics(run_dir)) is not None:  # finished before: keep it
+                console.print(f"job {run_dir.name}: finished before, skipped (sweep.resume)")
+                return metrics
+            (run_dir / "error.txt").unlink(missing_ok=True)
+            if (run_dir / "checkpoints" / "last.pt").is_file():
+                with open_dict(cfg):
+                    cfg.resume = str(run_dir / "checkpoints" / "last.pt")
+        plugins.load_entry_points()  # in a sweep's worker process too (joblib, Slurm)
+        plugins.load(list(cfg.plugins), "the run's config")
+        if multirun:
+            share_machine(cfg, hydra_cfg)
+        if multirun and (cfg.trainer.devices > 1 or cfg.trainer.nodes > 1):
+            if not cluster.in_job():
+                raise DlbenchError(
+                    "trainer.devices > 1 or trainer.nodes > 1 starts torchrun for one run: run it without "
+                    "-m, or give each job its own torchrun on Slurm (hydra/launcher=slurm)"
+                )
+            metrics = cluster.torchrun_job(cfg, run_dir, overrides) or {}
+        else:
+            metrics = train(cfg, run_dir, overrides, hydra_cfg)
+    except Preempted as stop:
+        stopped(stop, run_dir)
+        return None  # submitit did not requeue the job: error.txt says why
+    except cluster.NotRequeued:  # the job's torchrun processes stopped; error.txt says why
+        return None
+    except Exception as err:
+        record = multirun or not cfg.resume
+        failed(err, run_dir, multirun, record, cfg.trainer.dist_timeout_s, raise_errors)
+        if stop_file is not None and cfg.sweep.fail_fast:
+            rundir.write_text(stop_file, f"job {run_dir.name} failed and sweep.fail_fast is set\n")
+        return None
+    return metrics
+
+
+def record_job(run_dir: Path, overrides: list[str]) -> None:
+    """A sweep job's overrides in its folder (so the summary lists it even if it fails early).
+    `sweep.resume` must run each job with the overrides it was started with (`sweep.*` aside)."""
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    if not saved_file.is_file():
+        rundir.write_text(saved_file, yaml.safe_dump(overrides))
+        return
+    saved = rundir.read_yaml(saved_file) or []
+    job = [o for o in saved if not o.startswith("sweep.")]  # sweep.resume, sweep.fail_fast: not the job's
+    if job != [o for o in overrides if not o.startswith("sweep.")]:
+        raise DlbenchError(
+            f"job {run_dir.name} of this sweep ran with {' '.join(saved) or 'no overrides'}, not "
+            f"{' '.join(overrides)}: sweep.resume finishes a sweep with the command that started it"
+        )
+
+
+def failed(
+    err: Exception, run_dir: Path, multirun: bool, record: bool, timeout_s: float, raise_errors: bool = False
+) -> None:
+    """Report a job's failure: one message, and with `record`, error.txt in the run folder
+    (never in a folder of another run, nor in the folder of a run that failed to resume). A bug
+    (not a user error) keeps its traceback in error.txt and train.log. A single run exits with
+    2 (a user error) or 1 (a bug); with `raise_errors` the error is raised instead."""
+    lost = None
+    if "dlbench.engine.distributed" in sys.modules:  # a peer of a distributed run died: each survivor says it
+        lost = sys.modules["dlbench.engine.distributed"].lost_peer(err, timeout_s)
+    err = errors.as_user_error(lost or err)
+    known = isinstance(err, DlbenchError)
+    if not known and os.environ.get("DLBENCH_DEBUG"):
+        raise err
+    message = str(err) if known else f"{type(err).__name__}: {err}"
+    from dlbench.engine import distributed
+
+    if known and not lost and not distributed.is_main():  # the same bad input everywhere: rank 0 says it
+        raise SystemExit(2) from None
+    details = "" if known else "\n" + "".join(traceback.format_exception(err))
+    if not known and record:  # (a run that failed to resume keeps its log as it was)
+        logging.getLogger("dlbench").error(f"unexpected error: {message}{details}")
+    if record and not isinstance(err, FolderInUse) and run_dir.is_dir():  # (another machine's rank: none)
+        try:
+            rundir.write_text(run_dir / "error.txt", message + "\n" + details)
+        except DlbenchError:
+            pass  # the folder cannot be written (a full disk): the message below says why
+    if raise_errors:
+        raise err
+    print_error(message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {message}")
+    if not multirun:
+        raise SystemExit(2 if known else 1) from None
+
+
+def stopped(stop: Preempted, run_dir: Path) -> None:
+    """After a stop signal and its checkpoint: say how to continue, hand the signal on to the
+    handler that was there before (submitit's: requeue the Slurm job), else exit with 75.
+    Returns only when submitit would not requeue the job (recorded in error.txt)."""
+    from dlbench.engine import distributed
+
+    name = signal.Signals(stop.signum).name
+    if distributed.is_main():
+        then = (
+            "submitit requeues the job (up to hydra.launcher.max_num_timeout times for time limits)"
+            if cluster.in_job()
+            else f"Continue with: dlbench resume={run_dir}"
+        )
+        print_error(f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. {then}")
+    try:
+        cluster.hand_on(stop.signum, signal.getsignal(stop.signum), run_dir)
+    except cluster.NotRequeued:
+        return
+    raise SystemExit(Preempted.EXIT_STATUS)
+
+
+def share_machine(cfg: DictConfig, hydra_cfg) -> None:
+    """Jobs running side by side (Hydra's joblib launcher): each takes its share of the CPU
+    cores, and with several GPUs each job its own (job number modulo the GPU count)."""
+    import torch
+
+    n_jobs = (
+        int(hydra_cfg.launcher.get("n_jobs") or 1)
+        if "Joblib" in str(hydra_cfg.launcher.get("_target_"))
+        else 1
+    )
+    if n_jobs == -1:
+        n_jobs = os.cpu_count() or 1
+    if n_jobs > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
+        if str(cfg.device.type) == "cuda" and torch.cuda.device_count() > 1:
+            with open_dict(cfg):
+                cfg.device.type = f"cuda:{hydra_cfg.job.num % torch.cuda.device_count()}"
