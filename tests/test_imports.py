@@ -14,7 +14,7 @@ LAYERS = [
     ["rundir", "safety", "registry", "config", "config_store", "searchpath", "plugins", "resume"],
     ["engine.*", "figures"],
     ["data.*", "models.*", "tasks.*"],
-    ["build", "inference", "preflight"],
+    ["build", "preflight"],
     ["training", "summary", "launch"],
     ["api", "show", "cli", "__main__", "commands.*"],
 ]

@@ -602,7 +602,7 @@ def test_no_output_file_is_written_through_a_link_and_no_archive_replaces_a_file
     import tarfile
 
     from dlbench.data.download import extract
-    from dlbench.inference import refuse_existing
+    from dlbench.tasks.gan import refuse_existing
 
     (tmp_path / "out.png").symlink_to(tmp_path / "nowhere" / "autostart.png")  # dangling
     with pytest.raises(DlbenchError, match="out.png exists; predict never writes over a file"):

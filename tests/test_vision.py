@@ -112,7 +112,7 @@ def test_augmentations_are_applied_to_the_train_split_only(tmp_path):
 
 
 def test_predict_prepares_a_user_png_like_the_seed(tmp_path):
-    from dlbench.inference import load_image
+    from dlbench.data.images import image_input as load_image
 
     png = draw_digit_png(tmp_path / "digit.png")
     x = load_image(png, [1, 28, 28], None)

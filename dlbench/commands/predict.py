@@ -14,7 +14,9 @@ USAGE = (
 
 
 def predict_command(args: list[str]) -> int:
-    from dlbench.inference import predict
+    from dlbench.build import task_from_checkpoint
+    from dlbench.engine import checkpoint
+    from dlbench.tasks.base import PredictOptions
 
     parser = ArgumentParser(prog="dlbench predict", usage_line=USAGE)
     parser.add_argument("run")
@@ -27,7 +29,8 @@ def predict_command(args: list[str]) -> int:
     _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
     require_plugins(parsed.run, [*saved, *named], f"dlbench predict {parsed.run}")
     inputs = [i for i in parsed.inputs if i not in named]
-    header, rows = predict(parsed.run, inputs, parsed.top_k, parsed.num, parsed.out)
+    task, _, info = task_from_checkpoint(checkpoint.load(parsed.run), parsed.run)
+    header, rows = task.predict_table(inputs, info, PredictOptions(parsed.top_k, parsed.num, parsed.out))
     table = new_table("Predictions", *header)
     for row in rows:
         table.add_row(*row)

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -63,3 +64,23 @@ def bad_images(paths: Iterable[str | Path]) -> dict[str, str]:
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         problems = pool.map(check_image, paths, chunksize=64)
         return {path: problem for path, problem in zip(paths, problems, strict=True) if problem}
+
+
+def image_input(path: str | Path, shape: list[int], normalization: list | None) -> Any:
+    """An image file as the model's input, as seed 002's predict() prepares it: grayscale when
+    the model takes one channel, inverted when the background is white (MNIST digits are white
+    on black), resized to the model's input size, normalised like the training data."""
+    import torch
+    from torchvision.transforms import v2
+
+    channels, height, width = shape
+    image = open_image(path, "L" if channels == 1 else "RGB")
+    x = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
+    if channels == 1:
+        border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)
+        if border.mean() > 0.5:
+            x = 1 - x
+    x = v2.functional.resize(x, [height, width], antialias=True)
+    if normalization:
+        x = v2.functional.normalize(x, *normalization)
+    return x

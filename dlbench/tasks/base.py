@@ -9,15 +9,30 @@ zero_grad, backward, gradient clipping and the optimizer step, so no task writes
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from dlbench.engine.optim import Optimization, build_optimization
+from dlbench.errors import DlbenchError
 
 Optimize = Callable[[str, torch.Tensor], None]
 SPLITS = ("train", "val", "test")
+
+
+Rows = tuple[list[str], list[list[str]]]  # a header and its rows (`dlbench predict` prints it)
+
+
+@dataclass
+class PredictOptions:
+    """`dlbench predict`'s options: the classes shown per input, the samples a GAN draws, and
+    where generated images go."""
+
+    top_k: int = 3
+    num: int = 64
+    out: str | None = None
 
 
 class Task(nn.Module):
@@ -76,6 +91,15 @@ class Task(nn.Module):
     def should_stop(self) -> bool:
         """True when the task has converged (checked after each epoch)."""
         return False
+
+    def predict_table(self, inputs: list[str], info: Any, options: PredictOptions) -> Rows:
+        """What the trained model says about `inputs` (`dlbench predict RUN INPUT...`), as a
+        table: a header and one row per input (or per file written). A task that can predict
+        says how; `info` is the DataInfo its checkpoint saved."""
+        raise DlbenchError(
+            "predict needs a classifier, a seq2seq, a GAN or an image-to-image run; "
+            f"this run's task ({type(self).__name__}) predicts nothing"
+        )
 
     def report(self) -> Any:
         """Text or a rich renderable to print at the end of a run, beside the metrics table."""

@@ -12,7 +12,7 @@ from dlbench.engine.logging import new_table
 from dlbench.errors import DlbenchError
 from dlbench.figures import confusion_figure, decision_regions_figure
 from dlbench.registry import TASKS
-from dlbench.tasks.base import SPLITS, Optimize, Task
+from dlbench.tasks.base import SPLITS, Optimize, PredictOptions, Rows, Task
 from dlbench.tasks.metrics import ConfusionMatrix, per_class, scores
 
 TTA = ("none", "flip", "flip_translate")
@@ -68,6 +68,32 @@ class Classification(Task):
     @staticmethod
     def output_size(data: Any) -> int:
         return data.num_classes
+
+    def predict_table(self, inputs: list[str], info: Any, options: PredictOptions) -> Rows:
+        """The top-k classes of each image file or name, with their probabilities (the
+        SEOULTECH tutorial's predict(): seed 002)."""
+        from dlbench.data.images import image_input
+        from dlbench.data.text import encode_names
+
+        if not inputs:
+            raise DlbenchError("usage: dlbench predict RUN INPUT... (image files or names)")
+        if "input" in (info.vocab or {}):  # names: letters -> ids
+            batch = encode_names(inputs)
+        elif len(info.input_shape) == 3:
+            batch = torch.stack([image_input(f, list(info.input_shape), info.normalization) for f in inputs])
+        else:
+            raise DlbenchError(f"predict takes image files or names; this run's data is {info.name}")
+        with torch.no_grad():
+            probs = self.probabilities(self.model(batch))
+        names = list(info.class_names or range(probs.shape[1]))
+        k = min(options.top_k, probs.shape[1])
+        rows = []
+        for text, p in zip(inputs, probs, strict=True):
+            values, indices = p.topk(k)
+            rows.append(
+                [text, *[f"{names[i]} ({float(v):.1%})" for v, i in zip(values, indices, strict=True)]]
+            )
+        return ["input", *[f"#{i + 1}" for i in range(k)]], rows
 
     # The three methods a variant (binary) changes: loss on the model's output, and predictions.
     def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

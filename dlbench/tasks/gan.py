@@ -9,7 +9,9 @@ Adversarial losses (`task.gan_loss`): vanilla (BCE with logits), lsgan (MSE) and
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -22,7 +24,7 @@ from torchvision.utils import make_grid
 from dlbench.engine.optim import Optimization, build_optimization
 from dlbench.errors import DlbenchError
 from dlbench.registry import TASKS
-from dlbench.tasks.base import Optimize, Task
+from dlbench.tasks.base import Optimize, PredictOptions, Rows, Task
 
 LOSSES = ("vanilla", "lsgan", "hinge")
 
@@ -64,6 +66,15 @@ def grid_figure(images: torch.Tensor, rows: int, title: str = "") -> plt.Figure:
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def refuse_existing(path: Path) -> None:
+    """predict writes no file over another (nor through a link, even one to nothing)."""
+    if os.path.lexists(path):
+        raise DlbenchError(f"{path} exists; predict never writes over a file (choose another --out)")
 
 
 class AdversarialTask(Task):
@@ -153,6 +164,25 @@ class GANTask(AdversarialTask):
         # best.pt: the samples the judge recognises best; without a judge, the generator's loss
         self.monitor = ("val/judge_score", "max") if self.judge is not None else ("val/loss_g", "min")
         self.last_samples: torch.Tensor | None = None
+
+    def predict_table(self, inputs: list[str], info: Any, options: PredictOptions) -> Rows:
+        """A PNG grid of `options.num` samples from fresh noise (conditional: classes in turn)."""
+        from torchvision.utils import save_image
+
+        if inputs:
+            raise DlbenchError("a GAN run takes no inputs: dlbench predict RUN --num 64 [--out samples.png]")
+        num, path = options.num, Path(options.out or "samples.png")
+        if num < 1:
+            raise DlbenchError(f"--num {num}: must be at least 1")
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DlbenchError(f"--out {path}: name an image file ({', '.join(IMAGE_SUFFIXES)})")
+        refuse_existing(path)
+        labels = torch.arange(num) % max(1, self.num_classes)
+        with torch.no_grad():
+            images = self.generate(num, labels)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(to_unit(images), path, nrow=self.num_classes or int(num**0.5))
+        return ["file", "what"], [[str(path), f"{num} samples"]]
 
     def generate(self, n: int | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Samples from fresh noise (n of them), or from the fixed noise batch (n=None)."""
@@ -300,6 +330,31 @@ class ImageToImage(AdversarialTask):
         value = float(self.l1[split].compute())
         self.l1[split].reset()
         return {"l1": value}
+
+    def predict_table(self, inputs: list[str], info: Any, options: PredictOptions) -> Rows:
+        """Each image file through the generator (A -> B), written as <out>/<name>.png."""
+        from torchvision.transforms import v2
+        from torchvision.utils import save_image
+
+        from dlbench.data.translation_images import read_image
+
+        if not inputs:
+            raise DlbenchError("usage: dlbench predict RUN IMAGE... [--out folder]")
+        folder = Path(options.out or "translated")
+        channels, height, width = info.input_shape
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for file in inputs:
+            if not Path(file).is_file():
+                raise DlbenchError(f"No such file: {file}")
+            x = v2.functional.resize(read_image(Path(file)), [height, width], antialias=True) * 2 - 1
+            with torch.no_grad():
+                y = self.translate(x[None])
+            target = folder / f"{Path(file).stem}.png"
+            refuse_existing(target)
+            save_image(to_unit(y), target)
+            rows.append([file, str(target)])
+        return ["input", "output"], rows
 
     def translate(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

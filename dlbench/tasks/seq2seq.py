@@ -19,7 +19,7 @@ from torchmetrics.text import BLEUScore
 from dlbench.data.text import EOS_ID, PAD_ID
 from dlbench.errors import DlbenchError
 from dlbench.registry import TASKS
-from dlbench.tasks.base import SPLITS, Optimize, Task
+from dlbench.tasks.base import SPLITS, Optimize, PredictOptions, Rows, Task
 
 
 def trim(ids: torch.Tensor) -> torch.Tensor:
@@ -115,6 +115,21 @@ class Seq2SeqTask(Task):
     def text(self, ids: torch.Tensor, vocab: list[str], joiner: str = " ") -> str:
         """Tokens joined by spaces (what BLEU reads), or by `joiner` for display."""
         return joiner.join(self.tokens(ids, vocab))
+
+    def predict_table(self, inputs: list[str], info: Any, options: PredictOptions) -> Rows:
+        """Each sentence, prepared like the run's source side, greedily decoded."""
+        from dlbench.data.text import encode_source, pad
+
+        if not inputs:
+            raise DlbenchError("usage: dlbench predict RUN SENTENCE...")
+        ids = [encode_source(s, info) for s in inputs]
+        if not all(ids):
+            raise DlbenchError("predict: an input has no tokens this run knows")
+        joiner = "" if info.tokens == "char" else " "
+        decoded = self.translate(pad(ids))
+        return ["input", "output"], [
+            [s, joiner.join(tokens)] for s, (tokens, _) in zip(inputs, decoded, strict=True)
+        ]
 
     def translate(self, source: torch.Tensor) -> list[tuple[list[str], torch.Tensor | None]]:
         """Greedy decoding of source ids (B, S): the output tokens and attention of each."""
