@@ -186,18 +186,18 @@ def describe_run(cfg: DictConfig, data: DataModule, device: torch.device, run_di
     )
 
 
-def monitor_of(trainer: DictConfig, task: Task, validate_on: str = "val") -> tuple[str, str]:
+def monitor_of(settings: DictConfig, task: Task, validate_on: str = "val") -> tuple[str, str]:
     """The metric that decides best.pt and early stopping, and whether higher is better. When
     val/ is the test split (dataset.validate_on=test), the task's own val/ metric would choose
     best.pt by the test set: the training loss decides, unless trainer.monitor is set."""
-    if trainer.monitor is None:
+    if settings.monitor is None:
         monitor, mode = task.monitor
         if validate_on == "test" and monitor.startswith("val/"):
             log.info(f"val/ is the test split: best.pt follows train/loss, not {monitor} (trainer.monitor)")
-            return "train/loss", trainer.monitor_mode or "min"
-        return monitor, trainer.monitor_mode or mode
-    higher = any(word in trainer.monitor.split("/")[-1] for word in HIGHER_IS_BETTER)
-    return trainer.monitor, trainer.monitor_mode or ("max" if higher else "min")
+            return "train/loss", settings.monitor_mode or "min"
+        return monitor, settings.monitor_mode or mode
+    higher = any(word in settings.monitor.split("/")[-1] for word in HIGHER_IS_BETTER)
+    return settings.monitor, settings.monitor_mode or ("max" if higher else "min")
 
 
 def choose_threads(trainer: DictConfig, task: Task, data: DataModule, device: torch.device) -> None:

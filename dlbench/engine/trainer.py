@@ -25,7 +25,8 @@ from dlbench.engine.logging import RunLogger, format_metrics
 from dlbench.engine.optim import Optimization
 from dlbench.errors import DlbenchError, Preempted, did_you_mean
 
-if TYPE_CHECKING:  # (a type only: the engine sits below the tasks)
+if TYPE_CHECKING:  # (types only: the engine sits below the data and the tasks)
+    from dlbench.data.base import DataModule
     from dlbench.tasks.base import Task
 
 log = logging.getLogger("dlbench")
@@ -214,7 +215,7 @@ class Trainer:
         total = self.cfg.epochs * steps_per_epoch
         return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
 
-    def fit(self, task: Task, data: Any, optimizations: dict[str, Optimization]) -> dict[str, float]:
+    def fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]) -> dict[str, float]:
         """Train until `epochs` (or `max_steps`, or early stopping); validate each epoch."""
         cfg = self.cfg
         monitor, self.monitor_mode = cfg.monitor, cfg.monitor_mode
@@ -241,7 +242,7 @@ class Trainer:
             self.save(task, optimizations, "last.pt")
             raise Preempted(self.stop.received, self.state.step)
 
-    def _fit(self, task: Task, data: Any, optimizations: dict[str, Optimization], monitor: str):
+    def _fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization], monitor: str):
         cfg = self.cfg
         self._stop_if_requested(task, optimizations)  # a signal while the run was built
         while self.state.epoch < cfg.epochs and not self._done():
@@ -296,7 +297,7 @@ class Trainer:
             self.state.bad_epochs += 1
         return better
 
-    def train_epoch(self, task: Task, data: Any, optimizations: dict[str, Optimization], epoch: int):
+    def train_epoch(self, task: Task, data: DataModule, optimizations: dict[str, Optimization], epoch: int):
         task.train()
         skipped_before, step_before = self.skipped_steps, self.state.step
         loader = data.loader("train", epoch=epoch, seed=self.cfg.seed, skip=self.state.epoch_step)
@@ -353,7 +354,7 @@ class Trainer:
         self.log.scalars({f"train/running_{k}": v for k, v in window.items()}, self.state.step)
 
     @torch.no_grad()
-    def evaluate(self, task: Task, data: Any, split: str, figures: bool = True) -> dict[str, float]:
+    def evaluate(self, task: Task, data: DataModule, split: str, figures: bool = True) -> dict[str, float]:
         """Average the task's evaluation step over a split, plus the split's metrics; and with
         `figures`, its figures in TensorBoard."""
         task.eval()

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from dlbench.data.info import DataInfo
 from dlbench.engine.optim import Optimization, build_optimization
 from dlbench.errors import DlbenchError
 
 Optimize = Callable[[str, torch.Tensor], None]
 SPLITS = ("train", "val", "test")
+
+if TYPE_CHECKING:  # (a type only)
+    from dlbench.data.base import DataModule
 
 
 Rows = tuple[list[str], list[list[str]]]  # a header and its rows (`dlbench predict` prints it)
@@ -45,7 +49,7 @@ class Task(nn.Module):
         self.loss = loss
 
     @staticmethod
-    def output_size(data: Any) -> int:
+    def output_size(data: DataModule) -> int:
         """How many outputs the model needs for this data (sizes the model's last layer)."""
         return data.num_outputs
 
@@ -92,7 +96,7 @@ class Task(nn.Module):
         """True when the task has converged (checked after each epoch)."""
         return False
 
-    def predict_table(self, inputs: list[str], info: Any, options: PredictOptions) -> Rows:
+    def predict_table(self, inputs: list[str], info: DataInfo, options: PredictOptions) -> Rows:
         """What the trained model says about `inputs` (`dlbench predict RUN INPUT...`), as a
         table: a header and one row per input (or per file written). A task that can predict
         says how; `info` is the DataInfo its checkpoint saved."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.table import Table
 from torch import nn
 
+from dlbench.data.info import DataInfo
 from dlbench.engine.logging import new_table
 from dlbench.errors import DlbenchError
 from dlbench.figures import confusion_figure, decision_regions_figure
@@ -18,6 +19,9 @@ from dlbench.tasks.metrics import ConfusionMatrix, per_class, scores
 TTA = ("none", "flip", "flip_translate")
 # Losses that compare vectors: a class label becomes a one-hot vector for them (seed 001's MSELoss).
 REGRESSION_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss)
+
+if TYPE_CHECKING:  # (a type only)
+    from dlbench.data.base import DataModule
 
 
 @TASKS.register("classification")
@@ -30,7 +34,7 @@ class Classification(Task):
         self,
         model: nn.Module,
         loss: nn.Module,
-        data: Any,
+        data: DataInfo,
         confusion_matrix: bool = True,  # logged after each evaluation of val and test
         # rows sum to 1: each true class's share of predictions (seed 002's name2lang plot)
         confusion_normalize: bool = False,
@@ -62,14 +66,14 @@ class Classification(Task):
         self.per_class_result: dict[str, torch.Tensor] | None = None
         self.check(data, loss)
 
-    def check(self, data: Any, loss: nn.Module) -> None:
+    def check(self, data: DataInfo, loss: nn.Module) -> None:
         """What this task needs of its data and loss beyond a classifier's (a variant's checks)."""
 
     @staticmethod
-    def output_size(data: Any) -> int:
+    def output_size(data: DataModule) -> int:
         return data.num_classes
 
-    def predict_table(self, inputs: list[str], info: Any, options: PredictOptions) -> Rows:
+    def predict_table(self, inputs: list[str], info: DataInfo, options: PredictOptions) -> Rows:
         """The top-k classes of each image file or name, with their probabilities (the
         SEOULTECH tutorial's predict(): seed 002)."""
         from dlbench.data.images import image_input
@@ -194,7 +198,7 @@ class BinaryClassification(Classification):
 
     default_loss = "bce_with_logits"
 
-    def check(self, data: Any, loss: nn.Module) -> None:
+    def check(self, data: DataInfo, loss: nn.Module) -> None:
         if self.num_classes != 2:
             raise DlbenchError(
                 f"task=binary_classification needs 2 classes; dataset '{data.name}' has "
@@ -204,7 +208,7 @@ class BinaryClassification(Classification):
             raise DlbenchError("task=binary_classification takes loss=bce_with_logits or loss=bce")
 
     @staticmethod
-    def output_size(data: Any) -> int:
+    def output_size(data: DataModule) -> int:
         return 1
 
     def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

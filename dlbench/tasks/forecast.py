@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
+from dlbench.data.info import DataInfo
 from dlbench.registry import TASKS
 from dlbench.tasks.regression import Regression
 
@@ -17,7 +18,7 @@ class Forecast(Regression):
     """Predict the next value of a series from a window of past values; MSE, MAE and R² in
     the series' units on the held-out tail, and a forecast-vs-truth figure of the test split."""
 
-    def __init__(self, model: nn.Module, loss: nn.Module, data: Any):
+    def __init__(self, model: nn.Module, loss: nn.Module, data: DataInfo):
         super().__init__(model, loss, data)
         self.mean, self.std = data.scale or [0.0, 1.0]
         self.test_points: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import torch
@@ -21,12 +21,16 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchvision.utils import make_grid
 
+from dlbench.data.info import DataInfo
 from dlbench.engine.optim import Optimization, build_optimization
 from dlbench.errors import DlbenchError
 from dlbench.registry import TASKS
 from dlbench.tasks.base import Optimize, PredictOptions, Rows, Task
 
 LOSSES = ("vanilla", "lsgan", "hinge")
+
+if TYPE_CHECKING:  # (a type only)
+    from dlbench.data.base import DataModule
 
 
 def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -93,7 +97,7 @@ class AdversarialTask(Task):
         self.gan_loss = gan_loss
 
     @staticmethod
-    def output_size(data: Any) -> int:
+    def output_size(data: DataModule) -> int:
         return 1
 
     def networks(self) -> dict[str, nn.Module]:
@@ -136,7 +140,7 @@ class GANTask(AdversarialTask):
         self,
         model: nn.Module,
         loss: nn.Module | None,
-        data: Any,
+        data: DataInfo,
         gan_loss: str = "vanilla",  # vanilla (BCE with logits) | lsgan (MSE) | hinge
         samples: int = 64,  # the fixed-noise grid logged each epoch (one row per class when conditional)
         # run dir of a dlbench classifier on the same data: logs judge_score (and judge_acc)
@@ -165,7 +169,7 @@ class GANTask(AdversarialTask):
         self.monitor = ("val/judge_score", "max") if self.judge is not None else ("val/loss_g", "min")
         self.last_samples: torch.Tensor | None = None
 
-    def predict_table(self, inputs: list[str], info: Any, options: PredictOptions) -> Rows:
+    def predict_table(self, inputs: list[str], info: DataInfo, options: PredictOptions) -> Rows:
         """A PNG grid of `options.num` samples from fresh noise (conditional: classes in turn)."""
         from torchvision.utils import save_image
 
@@ -331,7 +335,7 @@ class ImageToImage(AdversarialTask):
         self.l1[split].reset()
         return {"l1": value}
 
-    def predict_table(self, inputs: list[str], info: Any, options: PredictOptions) -> Rows:
+    def predict_table(self, inputs: list[str], info: DataInfo, options: PredictOptions) -> Rows:
         """Each image file through the generator (A -> B), written as <out>/<name>.png."""
         from torchvision.transforms import v2
         from torchvision.utils import save_image
@@ -379,7 +383,7 @@ class Pix2PixTask(ImageToImage):
         self,
         model: nn.Module,
         loss: nn.Module | None,
-        data: Any,
+        data: DataInfo,
         gan_loss: str = "vanilla",  # vanilla | lsgan | hinge
         l1_weight: float = 100.0,
         examples: int = 4,  # input | output | target triplets logged each evaluation
@@ -425,7 +429,7 @@ class CycleGANTask(ImageToImage):
         self,
         model: nn.Module,
         loss: nn.Module | None,
-        data: Any,
+        data: DataInfo,
         gan_loss: str = "lsgan",  # vanilla | lsgan | hinge
         cycle_weight: float = 10.0,
         identity_weight: float = 0.5,

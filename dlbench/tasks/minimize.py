@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dlbench.data.info import DataInfo
 from dlbench.registry import TASKS
 from dlbench.tasks.base import Optimize, Task
 
@@ -26,7 +27,7 @@ class Minimize(Task):
         self,
         model: nn.Module,
         loss: nn.Module | None,
-        data: Any,
+        data: DataInfo,
         coefficients: list[float] = (0.1, -0.8, -1.5, 5.4),
         tolerance: float = 1e-6,
     ):

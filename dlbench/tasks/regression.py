@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dlbench.data.info import DataInfo
 from dlbench.registry import TASKS
 from dlbench.tasks.base import SPLITS, Optimize, Task
 from dlbench.tasks.metrics import RegressionSums
@@ -18,7 +19,7 @@ class Regression(Task):
 
     default_loss = "mse"
 
-    def __init__(self, model: nn.Module, loss: nn.Module, data: Any):
+    def __init__(self, model: nn.Module, loss: nn.Module, data: DataInfo):
         super().__init__(model, loss)
         self.truth = getattr(data, "truth", None)
         for split in SPLITS:

@@ -7,7 +7,7 @@ few examples go to TensorBoard; a few decoded examples are printed at the end.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import torch
@@ -16,10 +16,14 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.text import BLEUScore
 
+from dlbench.data.info import DataInfo
 from dlbench.data.text import EOS_ID, PAD_ID
 from dlbench.errors import DlbenchError
 from dlbench.registry import TASKS
 from dlbench.tasks.base import SPLITS, Optimize, PredictOptions, Rows, Task
+
+if TYPE_CHECKING:  # (a type only)
+    from dlbench.data.base import DataModule
 
 
 def trim(ids: torch.Tensor) -> torch.Tensor:
@@ -37,7 +41,7 @@ class Seq2SeqTask(Task):
         self,
         model: nn.Module,
         loss: nn.Module,
-        data: Any,
+        data: DataInfo,
         teacher_forcing: float = 0.5,  # chance a step feeds the true previous token, not the prediction
         examples: int = 4,  # examples shown at the end and drawn as attention maps
     ):
@@ -63,7 +67,7 @@ class Seq2SeqTask(Task):
         self.finished: dict[str, tuple] = {}
 
     @staticmethod
-    def output_size(data: Any) -> int:
+    def output_size(data: DataModule) -> int:
         return data.meta["target_vocab_size"]
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -116,7 +120,7 @@ class Seq2SeqTask(Task):
         """Tokens joined by spaces (what BLEU reads), or by `joiner` for display."""
         return joiner.join(self.tokens(ids, vocab))
 
-    def predict_table(self, inputs: list[str], info: Any, options: PredictOptions) -> Rows:
+    def predict_table(self, inputs: list[str], info: DataInfo, options: PredictOptions) -> Rows:
         """Each sentence, prepared like the run's source side, greedily decoded."""
         from dlbench.data.text import encode_source, pad
 
