@@ -107,3 +107,18 @@ def test_a_new_module_of_a_family_is_found_without_a_list_or_the_index(tmp_path,
     assert "fresh_net" in registry.FRESH.names()
     assert registry.FRESH.description("fresh_net") == "A model in a file the index has never seen."
     monkeypatch.delitem(sys.modules, "fresh_family")
+
+
+def test_every_registered_name_has_its_own_one_line_description():
+    """`dlbench list` describes each of dlbench's names by its own docstring, never one it
+    inherits (`minimize` once read "Base class for all neural network modules.")."""
+    from dlbench.registry import REGISTRIES, origin_of
+
+    inherited = {"Base class for all neural network modules."}
+    for registry in REGISTRIES.values():
+        registry.load_all()
+        for name in registry.names():
+            if origin_of(registry.get(name)) != "dlbench":
+                continue
+            description = registry.description(name)
+            assert description and description not in inherited, (registry.kind, name, description)
