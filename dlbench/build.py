@@ -23,7 +23,6 @@ from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS, LOSSES, MODELS, TASKS
 from dlbench.tasks.base import Task
-from dlbench.tasks.gan import to_unit
 
 
 def build_data(cfg: DictConfig) -> DataModule:
@@ -117,6 +116,8 @@ def load_judge(run: str, info: DataInfo):
     if not hasattr(task, "probabilities"):
         raise DlbenchError(f"task.judge={run} is not a classifier (task={cfg.task.name})")
     shape, normalization = list(judge_info.input_shape), judge_info.normalization
+
+    from dlbench.tasks.gan import to_unit  # the GAN task's imports (torchmetrics) only for a GAN
 
     def judge(images: torch.Tensor) -> torch.Tensor:
         x = to_unit(images)

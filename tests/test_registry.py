@@ -122,3 +122,20 @@ def test_every_registered_name_has_its_own_one_line_description():
                 continue
             description = registry.description(name)
             assert description and description not in inherited, (registry.kind, name, description)
+
+
+def test_the_default_run_imports_neither_torchvision_nor_torchmetrics(tmp_path):
+    """Each costs seconds of start-up (torchmetrics imports torchvision, scipy.signal and
+    torch._dynamo): a run on tabular data needs neither; the GAN and seq2seq tasks import them."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from dlbench import cli\n"
+        "try: cli.main(sys.argv[1:])\n"
+        "finally: print('HEAVY', [m for m in ('torchvision', 'torchmetrics') if m in sys.modules])"
+    )
+    args = ["trainer.epochs=1", "trainer.progress=none", f"hydra.run.dir={tmp_path / 'run'}"]
+    out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert "HEAVY []" in out.stdout, out.stdout[-1000:] + out.stderr[-1000:]
+    assert (tmp_path / "run" / "metrics.json").is_file()
