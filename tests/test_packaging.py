@@ -30,7 +30,15 @@ def test_a_wheel_installed_in_a_fresh_venv_finds_its_configs_from_any_folder(tmp
     )
     # --ignore-installed: a dlbench already in this Python's site-packages (CI installs one) would
     # otherwise count as "already satisfied" and the venv would run that one, not the wheel
-    install = [str(venv / "bin" / "pip"), "install", "-q", "--ignore-installed", "--no-deps", "--no-index", str(wheel)]
+    install = [
+        str(venv / "bin" / "pip"),
+        "install",
+        "-q",
+        "--ignore-installed",
+        "--no-deps",
+        "--no-index",
+        str(wheel),
+    ]
     installed = subprocess.run(install, capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr[-3000:]
     elsewhere = tmp_path / "elsewhere"
