@@ -1,6 +1,7 @@
 """dlbench: config-driven deep-learning training for the classic lecture experiments.
 
-From Python: `dlbench.train(*overrides)`, `dlbench.load_model(run)`. For your own components,
+From Python: `dlbench.train(*overrides)` (a Run), `dlbench.load_model(run)`, `dlbench.Run.open(folder)`.
+For your own components,
 the registries: `from dlbench import MODELS, DATASETS, TASKS, LOSSES` (docs/extending.md).
 Importing dlbench imports nothing heavy; each name loads what it needs when first used.
 """
@@ -20,6 +21,7 @@ _EXPORTS = {
     "DlbenchError": "dlbench.errors",
     "train": "dlbench.api",
     "load_model": "dlbench.api",
+    "Run": "dlbench.api",
 }
 __all__ = sorted(_EXPORTS)
 

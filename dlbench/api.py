@@ -1,13 +1,19 @@
 """dlbench from Python (a notebook, a script): the same runs as the command line.
 
 import dlbench
-metrics = dlbench.train("experiment=lenet5_mnist", "trainer.epochs=2")
-model = dlbench.load_model("outputs/lenet5_mnist/<run>")     # an nn.Module, in eval mode
+run = dlbench.train("experiment=lenet5_mnist trainer.epochs=2")  # or several strings, or a list
+run.metrics["test/acc"], run.folder             # the final metrics; the run's folder
+steps, losses = run.curve("train/loss")         # any logged curve, as plain lists (to plot)
+model = run.load_model()                        # the trained nn.Module, in eval mode
+model = dlbench.load_model("outputs/lenet5_mnist/<run>")   # the same from a folder
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,10 +23,83 @@ from dlbench import preflight
 from dlbench.errors import DlbenchError
 
 
-def train(*overrides: str) -> dict[str, float]:
+@dataclass(frozen=True)
+class Run(Mapping):
+    """A finished run: its folder, its final metrics, its curves and its model. It reads like
+    its metrics too (`run["test/acc"]`, `dict(run)`), as train() returned them before."""
+
+    folder: Path
+    metrics: dict[str, float] = field(repr=False)
+
+    @classmethod
+    def open(cls, folder: str | Path) -> Run:
+        """A run folder trained before (its metrics.json)."""
+        from dlbench.summary import read_metrics
+
+        path = Path(folder).expanduser().absolute()
+        metrics = read_metrics(path)
+        if metrics is None:
+            raise DlbenchError(f"{folder} holds no finished run (no readable metrics.json)")
+        return cls(path, metrics)
+
+    def __getitem__(self, key: str) -> float:
+        return self.metrics[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.metrics)
+
+    def __len__(self) -> int:
+        return len(self.metrics)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items() if k.startswith("test/"))
+        return f"Run({str(self.folder)!r}{', ' + shown if shown else ''})"
+
+    def curves(self) -> dict[str, tuple[list[int], list[float]]]:
+        """Every scalar the run logged to TensorBoard: tag -> (steps, values), plain lists."""
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(self.folder / "tb"), size_guidance={"scalars": 0}).Reload()
+        return {
+            tag: ([e.step for e in events.Scalars(tag)], [e.value for e in events.Scalars(tag)])
+            for tag in events.Tags()["scalars"]
+        }
+
+    def curve(self, tag: str) -> tuple[list[int], list[float]]:
+        """One logged curve (e.g. "train/loss", "val/acc"): its steps and values."""
+        from dlbench.errors import unknown_name
+
+        curves = self.curves()
+        if tag not in curves:
+            raise unknown_name("curve", tag, sorted(curves))
+        return curves[tag]
+
+    def load_model(self, plugins: list[str] | None = None) -> torch.nn.Module:
+        """The trained model (checkpoints/last.pt), rebuilt and in eval mode."""
+        return load_model(self.folder, plugins)
+
+
+def words(overrides: tuple[str | list[str], ...]) -> list[str]:
+    """The overrides as the command line has them: a string is split as a shell splits it
+    ("experiment=iris_mlp trainer.epochs=20" is two), a list is taken as it is."""
+    out: list[str] = []
+    for item in overrides:
+        if isinstance(item, str):
+            try:
+                out += shlex.split(item)
+            except ValueError as err:
+                raise DlbenchError(f"cannot split {item!r} into overrides: {err}") from None
+        elif isinstance(item, (list, tuple)) and all(isinstance(word, str) for word in item):
+            out += list(item)
+        else:
+            raise DlbenchError(f"dlbench.train() takes strings or lists of strings, not {item!r}")
+    return out
+
+
+def train(*overrides: str | list[str]) -> Run:
     """Train one run, as `dlbench OVERRIDES...` does: the same checks, the same run setup
-    (launch.run_once: folder, log file, environment), the same files. Returns its final
-    metrics; errors are raised as DlbenchError."""
+    (launch.run_once: folder, log file, environment), the same files. Returns the Run; every
+    error is raised as one DlbenchError (its message is what the command line prints)."""
     from dlbench import launch
     from dlbench.commands.runs import resume_overrides
     from dlbench.config_store import new_run_id
@@ -28,7 +107,7 @@ def train(*overrides: str) -> dict[str, float]:
     before = os.environ.get("DLBENCH_RUN_ID")
     os.environ["DLBENCH_RUN_ID"] = new_run_id()  # the checks and the run name the same folder
     try:
-        overrides = resume_overrides(list(overrides))
+        overrides = resume_overrides(words(overrides))
         checked, _, hydra_node = preflight.check_command(overrides, "dlbench.train()", mode="run")
         if len(checked) > 1:
             raise DlbenchError(
@@ -37,7 +116,8 @@ def train(*overrides: str) -> dict[str, float]:
         if checked[0].trainer.devices > 1 or checked[0].trainer.nodes > 1:
             raise DlbenchError("trainer.devices > 1 runs several processes: start it from the command line")
         task_overrides = list(hydra_node.hydra.overrides.task)
-        return launch.run_once(checked[0], hydra_node, task_overrides, raise_errors=True) or {}
+        metrics = launch.run_once(checked[0], hydra_node, task_overrides, raise_errors=True) or {}
+        return Run(Path(str(hydra_node.hydra.run.dir)).absolute(), dict(metrics))
     finally:
         if before is None:
             os.environ.pop("DLBENCH_RUN_ID", None)

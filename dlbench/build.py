@@ -85,7 +85,7 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
     """Rebuild a run's task from its checkpoint alone: its config, and the facts its data set
     knew (saved as `data`), so no data set is read. The plugins it was trained with must have
     been named by the user (plugins.py)."""
-    plugins.check_saved(state.get("plugins"), run, f"dlbench predict {run}")
+    plugins.check_saved(state.get("plugins"), run, ["predict", run])
     cfg = OmegaConf.create(state["config"])
     safety.check_saved_config(cfg, f"{run}: the checkpoint's config")
     try:  # what a checkpoint holds is data: one that cannot rebuild a model is the file's fault

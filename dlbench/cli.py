@@ -41,7 +41,7 @@ EXAMPLES = """\
   dlbench resume=outputs/digits_mlp/2026-01-01_12-00-00_ab12cd trainer.epochs=20
   dlbench list models
   dlbench list models resnet                       its keys: defaults, types, meaning
-  dlbench plugins=[my_models] model=tiny_net       your own model (docs/extending.md)
+  dlbench 'plugins=[my_models]' model=tiny_net     your own model (docs/extending.md)
   dlbench show experiment=resnet_cifar10
   dlbench show model=resnet model.depth=50 model.stem=imagenet model.num_outputs=1000
   dlbench eval outputs/cnn_mnist/<run> dataset=fashion_mnist

@@ -17,13 +17,15 @@ from dlbench.terminal import inert
 ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus)
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(*grid: int, **options: Any) -> tuple[Any, Any]:
+    """A matplotlib Figure and its axes (`fig.subplots(*grid)`), made without pyplot: dlbench's
+    pictures go to TensorBoard, and choosing a backend (pyplot's "Agg") would stop a notebook
+    that trains with dlbench from showing its own plots."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # rendered to images; no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
+    squeeze = options.pop("squeeze", True)
+    figure = Figure(**options)
+    return figure, figure.subplots(*grid, squeeze=squeeze)
 
 
 def as_label(name: Any) -> str:
@@ -37,12 +39,11 @@ def confusion_figure(matrix: torch.Tensor, names: list[str], normalize: bool, ti
     count, so a cell is the share of a class predicted as another (sklearn's normalize='true').
     The figure grows with the number of classes, so each label stays readable; cells are
     written in up to 30 classes, labels in up to 120 (beyond, the classes are numbered)."""
-    plt = _pyplot()
     counts = matrix.detach().cpu().double()
     values = counts / counts.sum(dim=1, keepdim=True).clamp(min=1) if normalize else counts
     n = len(names)
     inches = min(max(5.0, (0.45 if n <= 40 else 0.2) * n + 2.5), 24.0)  # room for each label
-    fig, ax = plt.subplots(figsize=(inches, inches), dpi=100)
+    fig, ax = new_figure(figsize=(inches, inches), dpi=100)
     image = ax.imshow(values.numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None)
     font = 9 if n <= 40 else 6
     if n <= 120:
@@ -76,7 +77,7 @@ def decision_regions_figure(
     """Seed 002's iris picture: the class `predict` gives each point of a grid over the first two
     features (1 beyond the data on each side), and the samples coloured by their true class with
     an edge of the predicted one. Other features, if any, are held at their mean."""
-    plt = _pyplot()
+    import matplotlib
     from matplotlib.colors import ListedColormap
 
     x, y = x.detach().float().cpu(), y.detach().cpu()
@@ -88,8 +89,8 @@ def decision_regions_figure(
     regions = predict(grid).cpu().reshape(steps, steps)
     predicted = predict(x).cpu()
 
-    colors = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors[: len(names)]
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+    colors = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"].colors[: len(names)]
+    fig, ax = new_figure(figsize=(6, 5), dpi=100)
     levels = torch.arange(len(names) + 1) - 0.5  # one colour band per class
     ax.contourf(xx, yy, regions, levels=levels, cmap=ListedColormap(colors), alpha=0.2)
     ax.scatter(
@@ -114,12 +115,11 @@ def activation_figure(module: nn.Module, name: str) -> Any:
     """Seed 002's two pictures of an activation function φ: φ(x) and φ'(x) on [-10, 10] (by
     autograd), and the gradient through 1 to 4 layers of it, d/dx φ(φ(...φ(x))), which is the
     vanishing-gradient lesson (for sigmoid it shrinks with every layer, for ReLU it does not)."""
-    plt = _pyplot()
     module = copy.copy(module)
     if hasattr(module, "inplace"):
         module.inplace = False  # autograd needs its input kept
     x = torch.linspace(-10, 10, 400, requires_grad=True)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    fig, (left, right) = new_figure(1, 2, figsize=(10, 4), dpi=100)
     with torch.enable_grad():
         y = module(x)
         (grad,) = torch.autograd.grad(y.sum(), x)

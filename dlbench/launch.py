@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlbench import errors, plugins, rundir, summary
+from dlbench import errors, plugins, rundir, summary, terminal
 from dlbench.engine import cluster
 from dlbench.engine.logging import console, print_error
 from dlbench.errors import DlbenchError, FolderInUse, Preempted
@@ -188,7 +188,7 @@ def stopped(stop: Preempted, run_dir: Path) -> None:
         then = (
             "submitit requeues the job (up to hydra.launcher.max_num_timeout times for time limits)"
             if cluster.in_job()
-            else f"Continue with: dlbench resume={run_dir}"
+            else f"Continue with: {terminal.command(f'resume={run_dir}')}"
         )
         print_error(f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. {then}")
     try:

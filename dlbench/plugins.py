@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from dlbench import terminal
 from dlbench.errors import DlbenchError
 
 ENTRY_POINT_GROUP = "dlbench.plugins"
@@ -46,7 +47,8 @@ def load(names: list[str], where: str) -> None:
                 ) from err
             raise DlbenchError(
                 f"plugin '{name}' ({where}) cannot be found: run dlbench from the folder that holds "
-                f"{name.replace('.', '/')}.py, or name the file by its path (plugins=[path/to/{name}.py])"
+                f"{name.replace('.', '/')}.py, or name the file by its path: "
+                f"{terminal.command(f'plugins=[path/to/{name}.py]')}"
             ) from err
         except Exception as err:  # the user's module failed while it was imported
             raise DlbenchError(
@@ -134,18 +136,19 @@ def named_in_user_configs() -> list[str]:
     return names
 
 
-def check_saved(needed: list[str] | None, run: str, command: str) -> None:
+def check_saved(needed: list[str] | None, run: str, command: list[str] | str) -> None:
     """A saved run's plugins must be among those the user named (imported now): dlbench does
     not import code because a checkpoint or a run folder names it. `command` is how the user
-    names them: a command line (plugins=[...] is added) or a Python call ending in `plugins=`."""
+    names them: the words of a command line after `dlbench` (plugins=[...] is added) or a
+    Python call ending in `plugins=`."""
     if needed is not None and not (isinstance(needed, list) and all(isinstance(n, str) for n in needed)):
         raise DlbenchError(f"{run}: its list of plugins is not a list of module names")
     missing = [name for name in needed or [] if name not in _imported]
     if missing:
         how = (
             f"{command}[{', '.join(map(repr, missing))}])"
-            if command.endswith("plugins=")
-            else (f"{command} plugins=[{','.join(missing)}]")
+            if isinstance(command, str)
+            else terminal.command(*command, f"plugins=[{','.join(missing)}]")
         )
         raise DlbenchError(
             f"{run} was trained with the plugins {', '.join(missing)}, and dlbench imports no code a "

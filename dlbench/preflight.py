@@ -10,6 +10,7 @@ import fnmatch
 import itertools
 import os
 import re
+import shlex
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -327,7 +328,7 @@ def check_output_folder(cfg: DictConfig, mode: str) -> Path | None:
         if jobs:
             raise DlbenchError(
                 f"{folder} already holds a sweep ({len(jobs)} jobs with results), and dlbench never "
-                f"writes over one. Finish it with: dlbench -m ... sweep.resume={folder}  "
+                f"writes over one. Finish it with: dlbench -m ... {shlex.quote(f'sweep.resume={folder}')}  "
                 "(or leave out hydra.sweep.dir for a new folder)"
             )
     return folder

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from dlbench import terminal
 from dlbench.errors import DlbenchError, FolderInUse
 
 LOCK = ".lock"
@@ -52,7 +53,7 @@ def check_new_run(folder: Path, resume: str | None, records: tuple[str, ...] = R
     if holds_run(folder):
         raise FolderInUse(
             f"{folder} already holds a run (checkpoints, metrics or TensorBoard events), and dlbench "
-            f"never writes over one. Continue it with: dlbench resume={folder}  "
+            f"never writes over one. Continue it with: {terminal.command(f'resume={folder}')}  "
             "(or start a new run elsewhere: leave out hydra.run.dir, or give it a new folder)"
         )
     if found := [name for name in records if (folder / name).exists()]:

@@ -14,11 +14,16 @@ string where it is printed (and missing the next one), the rule is kept in two p
   for the plain console lines and `train.log`.
 
 `write(text)` prints text that is not a rich renderable (YAML, a shell script) the same way.
+
+A command dlbench prints for the user to paste is built by `command(...)`: each word quoted as
+a POSIX shell needs it (`'plugins=[my_net]'`: bash, and zsh, which stops at an unquoted `[`
+with "no matches found"), so what is printed is what runs.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 import unicodedata
 from collections.abc import Iterable
@@ -64,11 +69,24 @@ class InertConsole(Console):
                 yield segment
 
 
+def command(*words: object) -> str:
+    """`dlbench WORDS...` as it is pasted into a shell: each word quoted where bash or zsh would
+    read it otherwise (brackets, spaces, `*`, `$`, quotes)."""
+    return shlex.join(["dlbench", *map(str, words)])
+
+
 def console(stderr: bool = False) -> InertConsole:
     """On a terminal, rich's own width; anywhere else (a pipe, a file, CI) no width at all, so a
-    table cell, a path or a value is never broken across lines."""
-    terminal = InertConsole(stderr=stderr)
-    return terminal if terminal.is_terminal else InertConsole(stderr=stderr, width=100_000)
+    table cell, a path or a value is never broken across lines. In Jupyter too: rich would
+    show its tables there as HTML beside a copy full of colour codes (what a plain-text view,
+    nbconvert or a log shows); dlbench's output is plain text in the cell's stream instead
+    (ipykernel's stream may say it is a terminal: it is not one)."""
+    plain = {
+        "force_jupyter": False,
+        "force_terminal": False if type(sys.stdout).__module__.startswith("ipykernel") else None,
+    }
+    terminal = InertConsole(stderr=stderr, **plain)
+    return terminal if terminal.is_terminal else InertConsole(stderr=stderr, width=100_000, **plain)
 
 
 def write(text: str, stderr: bool = False) -> None:

@@ -32,6 +32,20 @@ def user_env(**extra: str) -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": str(THREADS), **extra}
 
 
+def shell(command: str, cwd: Path, timeout: int = 300, program: str = "bash") -> subprocess.CompletedProcess:
+    """A command line as a user pastes it into `program` (bash, or zsh), with this Python's
+    `dlbench` first on the PATH; stops at the first command that fails."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.run(
+        [program, "-c", f"set -e; {command}"],
+        cwd=cwd,
+        env=user_env(PATH=path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 # What only a process of its own can do: sweeps (Hydra's launchers, joblib), torchrun, plugins
 # (imported modules and registrations would outlive the test), a user's config folders (they
 # may name plugins), TensorBoard's server, and anything that sets the environment.

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import user_env
+from conftest import shell
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
@@ -19,18 +19,6 @@ README = (ROOT / "README.md").read_text()
 def tour() -> list[str]:
     block = README.split("## A tour in ten commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     return [line.split("  #", 1)[0].strip() for line in block.strip().splitlines()]
-
-
-def shell(command: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = user_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.run(
-        ["bash", "-c", f"set -e; {command}"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_the_readme_fits_on_a_screen_and_its_quickstart_is_what_ci_runs():

@@ -279,10 +279,10 @@ def test_class_names_labels_and_inputs_are_printed_as_text(capsys, tmp_path):
 
 def test_dlbenchs_own_text_is_printed_as_written(capsys, tmp_path, monkeypatch):
     code, out, err = dlbench(capsys, "--help")
-    assert code == 0 and "dlbench plugins=[my_models] model=tiny_net" in out
+    assert code == 0 and "dlbench 'plugins=[my_models]' model=tiny_net" in out
     monkeypatch.chdir(tmp_path)
     code, out, err = dlbench(capsys, "new", "model", "my_net")
-    assert code == 0 and "dlbench plugins=[my_net] model=my_net" in out, err
+    assert code == 0 and "dlbench 'plugins=[my_net]' model=my_net" in out, err
 
 
 # ---- 6, 7. resource bombs and data that lies -----------------------------------------------------

@@ -30,7 +30,7 @@ def export_command(args: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parsed = parser.parse_args(args)
     _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
-    require_plugins(parsed.run, [*saved, *parsed.named], f"dlbench export {parsed.run} --out {parsed.out}")
+    require_plugins(parsed.run, [*saved, *parsed.named], ["export", parsed.run, "--out", parsed.out])
     out, spec_file = parsed.out, parsed.out.with_suffix(".yaml")
     if out.suffix not in (".pt", ".pth"):
         raise DlbenchError(f"--out {out}: name a .pt file (the model's spec is written beside it, as .yaml)")

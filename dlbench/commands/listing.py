@@ -7,6 +7,7 @@ what each means (the comments in its signature, paramdocs.py).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.table import Table
@@ -40,9 +41,8 @@ def list_command(args: list[str]) -> int:
         if len(names) == 1 and names[0] == pattern:
             console.print(component_table(registry, pattern))
             continue
-        table = new_table(kind, "name", "from", "description", title_justify="left")
-        for name in names:
-            table.add_row(name, registry.origin(name), registry.description(name))
+        rows = [(name, registry.origin(name), registry.description(name)) for name in names]
+        table = listing_table(kind, rows)
         console.print(table)
     console.print("(seed 000-004: the lecture notes a setting comes from; docs/presets.md names each course)")
     return 0
@@ -56,24 +56,46 @@ def component_table(registry, name: str) -> Table:
     fn = registry.get(name)
     hints, docs = parameter_hints(fn), parameter_docs(fn)
     title = f"{registry.kind} {name} ({registry.origin(name)}): {registry.description(name)}"
-    table = new_table(title, "key", "default", "type", "meaning", title_justify="left")
+    rows = []
     for key, default in registry.config_node(name).items():
         if key == "name":
             continue
         meaning = "from the data" if key in registry.facts else docs.get(key, "")
         shown = "(required)" if default == "???" else "null" if default is None else str(default)
-        table.add_row(f"{registry.group}.{key}", shown, describe(hints.get(key)), meaning)
+        rows.append((f"{registry.group}.{key}", shown, describe(hints.get(key)), meaning))
+    whole = {"key": [r[0] for r in rows], "default": [r[1] for r in rows]}
+    table = new_table(title, "key", "default", "type", "meaning", whole=whole, title_justify="left")
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
 def experiments_table(pattern: str = "*") -> Table:
     import fnmatch
 
-    table = new_table("experiments", "name", "from", "description", title_justify="left")
-    for name, (path, description) in experiments().items():
-        if fnmatch.fnmatch(name, pattern):
-            table.add_row(name, "dlbench" if path.is_relative_to(SHIPPED) else str(path), description)
+    rows = [
+        (name, shown_folder(path), description)
+        for name, (path, description) in experiments().items()
+        if fnmatch.fnmatch(name, pattern)
+    ]
+    return listing_table("experiments", rows)
+
+
+def listing_table(title: str, rows: list[tuple[str, str, str]]) -> Table:
+    """Names and where they come from, whole at any width; the descriptions give way."""
+    whole = {"name": [r[0] for r in rows], "from": [r[1] for r in rows]}
+    table = new_table(title, "name", "from", "description", whole=whole, title_justify="left")
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def shown_folder(path: Path) -> str:
+    """Where a preset comes from: dlbench, or the user's config folder (relative to here)."""
+    if path.is_relative_to(SHIPPED):
+        return "dlbench"
+    folder = path.parent.parent.resolve()
+    return os.path.relpath(folder) if folder.is_relative_to(Path.cwd()) else str(folder)
 
 
 def experiments() -> dict[str, tuple[Path, str]]:

@@ -14,13 +14,14 @@ from pathlib import Path
 from dlbench import rundir
 from dlbench.engine.logging import console
 from dlbench.errors import DlbenchError, unknown_name
+from dlbench.terminal import command
 
 USAGE = "usage: dlbench new experiment NAME [--from PRESET] | dlbench new model NAME"
 
 MODEL_TEMPLATE = '''"""{name}: my own model for dlbench. Train it with:
 
-    dlbench plugins=[{name}] model={name}
-    dlbench plugins=[{name}] model={name} model.width=64 dataset=cifar10
+    dlbench 'plugins=[{name}]' model={name}
+    dlbench 'plugins=[{name}]' model={name} model.width=64 dataset=cifar10
 
 dlbench imports this file (a plugin) when a command names it, so the decorator below registers
 the model. Its config node comes from the signature: every keyword with a default is a key
@@ -74,7 +75,9 @@ def new_command(args: list[str]) -> int:
         refuse_existing(target)
         check_model_name(name)
         rundir.write_text(target, MODEL_TEMPLATE.format(name=name))
-        console.print(f"wrote {target}: train it with  dlbench plugins=[{name}] model={name}", soft_wrap=True)
+        console.print(
+            f"wrote {target}: train it with  {command(f'plugins=[{name}]', f'model={name}')}", soft_wrap=True
+        )
         return 0
     source = None
     if rest[:1] == ["--from"] and len(rest) == 2:
@@ -84,7 +87,7 @@ def new_command(args: list[str]) -> int:
     target = Path("configs") / "experiment" / f"{name}.yaml"
     refuse_existing(target)
     rundir.write_text(target, experiment_text(name, source))
-    console.print(f"wrote {target}: run it with  dlbench experiment={name}", soft_wrap=True)
+    console.print(f"wrote {target}: run it with  {command(f'experiment={name}')}", soft_wrap=True)
     return 0
 
 

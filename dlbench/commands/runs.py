@@ -149,7 +149,7 @@ def saved_plugins(ckpt: Path, run_dir: Path | None) -> list[str]:
     return [p for p in found if isinstance(p, str)] if isinstance(found, list) else []
 
 
-def require_plugins(target: str, overrides: list[str], command: str) -> None:
+def require_plugins(target: str, overrides: list[str], command: list[str]) -> None:
     """Import the plugins the user names for a saved run, and check they are all it needs."""
     from dlbench.engine import checkpoint
 
@@ -214,7 +214,7 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     ckpt, run_dir, saved = saved_overrides(target)
     new = [o for o in overrides if not o.startswith("resume=")]
     out = merge_overrides(saved, new) + [f"resume={ckpt}"]
-    require_plugins(target, out, f"dlbench resume={target}")
+    require_plugins(target, out, [f"resume={target}"])
     if run_dir is not None and not any(o.startswith("hydra.run.dir=") for o in overrides):
         out.append(f"hydra.run.dir={run_dir}")
     return out

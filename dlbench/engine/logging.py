@@ -28,13 +28,31 @@ console = terminal.console()
 err_console = terminal.console(stderr=True)
 
 
-def new_table(title: str, *columns: str, right: tuple[str, ...] = (), **options: Any) -> Table:
+def new_table(
+    title: str,
+    *columns: str,
+    right: tuple[str, ...] = (),
+    whole: dict[str, list[str]] | None = None,
+    **options: Any,
+) -> Table:
     """A table whose cells are never split over lines: a cell too wide for a narrow terminal is
-    cut with an ellipsis (and printed whole off a terminal)."""
+    cut with an ellipsis (and printed whole off a terminal). The columns in `whole` (header ->
+    the cells it will hold) are never cut: what the user types (a name) stays whole, and the
+    other columns share what is left of the terminal's width (at least 8 characters each)."""
     table = Table(title=title, **options)
+    widths = {column: max(map(len, [column, *cells])) for column, cells in (whole or {}).items()}
+    others = [column for column in columns if column not in widths]
+    if widths and others:
+        left = console.width - sum(widths.values()) - 3 * len(columns) - 1  # 3: padding, border
+        widths |= {column: max(8, left // len(others)) for column in others}
     for column in columns:
         table.add_column(
-            column, justify="right" if column in right else "left", no_wrap=True, overflow="ellipsis"
+            column,
+            justify="right" if column in right else "left",
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=widths.get(column) if column not in others else None,
+            max_width=widths.get(column) if column in others else None,
         )
     return table
 
@@ -208,11 +226,7 @@ class RunLogger:
     def figure(self, tag: str, figure: Any, step: int) -> None:
         if self.writer is not None:
             with self.writing():
-                self.writer.add_figure(tag, figure, step, close=True)
-        else:
-            import matplotlib.pyplot as plt
-
-            plt.close(figure)
+                self.writer.add_figure(tag, figure, step, close=False)  # (not pyplot's: figures.new_figure)
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
         """Record the run's settings beside its final metrics (TensorBoard's HParams tab)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -73,7 +74,7 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[JobR
         arrays = sorted({job.job_id.split("_")[0] for job in jobs})
         log.warning(
             f"cancelled Slurm job {', '.join(arrays)} (the sweep's jobs); finish the sweep "
-            f"with the same command and sweep.resume={sweep_dir}"
+            f"with the same command and {shlex.quote(f'sweep.resume={sweep_dir}')}"
         )
         raise
     return [returns[idx] for idx in sorted(returns)]

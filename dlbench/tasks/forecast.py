@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
 from dlbench.data.info import DataInfo
+from dlbench.figures import new_figure
 from dlbench.registry import TASKS
 from dlbench.tasks.regression import Regression
 
@@ -35,7 +35,7 @@ class Forecast(Regression):
         predicted = torch.cat([p for p, _ in self.test_points])
         truth = torch.cat([t for _, t in self.test_points])
         self.test_points = []
-        fig, ax = plt.subplots(figsize=(8, 3))
+        fig, ax = new_figure(figsize=(8, 3))
         ax.plot(truth.numpy(), label="truth")
         ax.plot(predicted.numpy(), label="forecast")
         ax.set_xlabel("step of the held-out tail")

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,12 +23,15 @@ from torchvision.utils import make_grid
 from dlbench.data.info import DataInfo
 from dlbench.engine.optim import Optimization, build_optimization
 from dlbench.errors import DlbenchError
+from dlbench.figures import new_figure
 from dlbench.registry import TASKS
 from dlbench.tasks.base import Optimize, PredictOptions, Rows, Task
 
 LOSSES = ("vanilla", "lsgan", "hinge")
 
 if TYPE_CHECKING:  # (a type only)
+    from matplotlib.figure import Figure
+
     from dlbench.data.base import DataModule
 
 
@@ -61,9 +63,9 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return (images.detach().float().clamp(-1, 1) + 1) / 2
 
 
-def grid_figure(images: torch.Tensor, rows: int, title: str = "") -> plt.Figure:
+def grid_figure(images: torch.Tensor, rows: int, title: str = "") -> Figure:
     grid = make_grid(to_unit(images).cpu(), nrow=max(1, len(images) // rows), padding=2)
-    fig, ax = plt.subplots(figsize=(6, 6 * rows / max(1, len(images) // rows)))
+    fig, ax = new_figure(figsize=(6, 6 * rows / max(1, len(images) // rows)))
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if grid.shape[0] == 1 else None)
     ax.set_axis_off()
     if title:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
 import torch
 from rich.table import Table
 from torch import nn
@@ -19,6 +18,7 @@ from torchmetrics.text import BLEUScore
 from dlbench.data.info import DataInfo
 from dlbench.data.text import EOS_ID, PAD_ID
 from dlbench.errors import DlbenchError
+from dlbench.figures import new_figure
 from dlbench.registry import TASKS
 from dlbench.tasks.base import SPLITS, Optimize, PredictOptions, Rows, Task
 
@@ -150,7 +150,7 @@ class Seq2SeqTask(Task):
         if sample is None or sample[3] is None:
             return {}
         source, predicted, _, maps = sample
-        fig, axes = plt.subplots(1, len(source), figsize=(4 * len(source), 4), squeeze=False)
+        fig, axes = new_figure(1, len(source), figsize=(4 * len(source), 4), squeeze=False)
         for ax, src, pred, weights in zip(axes[0], source, predicted, maps, strict=True):
             src_tokens, out_tokens = self.tokens(src, self.source_vocab), self.tokens(pred, self.target_vocab)
             rows = len(out_tokens) + 1  # and the step that emitted <eos>

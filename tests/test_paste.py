@@ -1,0 +1,175 @@
+"""Issue 25: what dlbench documents and prints works when it is pasted.
+
+- Every line of every ```bash block in the README and docs/ means the same in bash and in zsh
+  (macOS's shell stops at an unquoted `[...]` with "no matches found"): each is run in both
+  shells with every program replaced by a stub that records its arguments.
+- Every `dlbench` command among them is then checked as dlbench would run it: a training
+  command or a sweep is composed and validated (every key, every option), `list`, `show`,
+  `new` and `--help` run, `show`'s model config is checked; the plugins and the preset that docs/extending.md shows are written
+  from its own code blocks. A command on a finished run (`<run>`) is run for real by the
+  README's tour (tests/test_readme.py); here its options are checked.
+- Every `$ dlbench ...` followed by `error: ...` in the docs prints that error.
+- What dlbench prints for the user to paste (`new`, the plugins a saved run needs) runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import shell, user_env
+
+ROOT = Path(__file__).parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+RUN = "2026-01-01_12-00-00_ab12cd"  # what a user pastes for <run>, <sweep>
+PROGRAMS = ("dlbench", "pip", "pytest", "python", "torchrun", "tensorboard", "apt-get")
+STUB = '#!/bin/sh\n{ printf "%s" "${0##*/}"; for a in "$@"; do printf "\\037%s" "$a"; done; echo; } >>"$STUB_LOG"\n'
+
+
+def blocks(language: str) -> list[tuple[str, str]]:
+    """(doc name, text) of every fenced block in `language` ("" for an unmarked one)."""
+    return [
+        (doc.name, text)
+        for doc in DOCS
+        for marked, text in re.findall(r"^```(\w*)\n(.*?)^```$", doc.read_text(), re.S | re.M)
+        if marked == language
+    ]
+
+
+def documented_lines() -> list[tuple[str, str]]:
+    lines = []
+    for doc, text in blocks("bash"):
+        for line in text.replace("\\\n", " ").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                lines.append((doc, re.sub(r"<(run|sweep)>", RUN, line)))
+    return lines
+
+
+def stubbed_calls(line: str, program: str, folder: Path) -> tuple[int, list[list[str]], str]:
+    """The programs `line` calls in `program` (bash or zsh), each as its argument list."""
+    log = folder / f"{program}.log"
+    log.unlink(missing_ok=True)
+    env = {"PATH": str(folder / "bin"), "STUB_LOG": str(log), "HOME": str(folder)}
+    done = subprocess.run([shutil.which(program), "-c", line], cwd=folder, env=env, capture_output=True, text=True, timeout=30)
+    calls = [entry.split("\x1f") for entry in log.read_text().splitlines()] if log.exists() else []
+    return done.returncode, calls, done.stderr
+
+
+@pytest.fixture(scope="module")
+def stubs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("stubs")
+    for name in [*PROGRAMS, "scripts/slurm_cluster.sh"]:
+        path = folder / ("bin" if "/" not in name else "") / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(STUB)
+        path.chmod(0o755)
+    (folder / "outputs" / "multirun" / RUN).mkdir(parents=True)  # what `outputs/multirun/*` matches
+    return folder
+
+
+def test_every_documented_command_means_the_same_in_bash_and_zsh(stubs):
+    lines = documented_lines()
+    assert len(lines) > 60 and sum("'plugins=[" in line for _, line in lines) >= 2
+    for doc, line in lines:
+        code, calls, err = stubbed_calls(line, "bash", stubs)
+        assert code == 0 and calls, f"{doc}: {line}\n{err}"
+        code, zsh_calls, err = stubbed_calls(line, "zsh", stubs)
+        assert code == 0 and zsh_calls == calls, f"{doc}: zsh reads it otherwise: {line}\n{err}"
+
+
+SUBCOMMANDS_ON_RUNS = {"eval", "predict", "export", "compare", "board"}  # the tour runs them
+
+
+def documented_dlbench_calls(stubs: Path) -> list[list[str]]:
+    calls = []
+    for _, line in documented_lines():
+        calls += [args[1:] for args in stubbed_calls(line, "bash", stubs)[1] if args[0] == "dlbench"]
+    return [args for number, args in enumerate(calls) if args not in calls[:number]]
+
+
+def write_extending_examples(folder: Path) -> None:
+    """The plugin files and the preset docs/extending.md shows, from its own code blocks."""
+    for _, text in blocks("python") + blocks("yaml"):
+        named = re.search(r"^# ((configs/)?[\w/]+\.(py|yaml))", text, re.M)
+        if named:
+            (folder / named.group(1)).parent.mkdir(parents=True, exist_ok=True)
+            (folder / named.group(1)).write_text(text)
+    (folder / "table.csv").write_text("x,y,kind\n" + "".join(f"{i},{i % 3},{'ab'[i % 2]}\n" for i in range(40)))
+
+
+CHECK = """
+import json, os, shutil, sys, tempfile
+from dlbench import cli, preflight
+from dlbench.errors import DlbenchError
+here = os.getcwd()
+failed = []
+for args in json.loads(sys.argv[1]):
+    try:
+        if args[:1] == ["new"]:  # in a folder of its own (two docs make `mine`), kept where new here
+            os.chdir(tempfile.mkdtemp())
+            code = cli.main(args)
+            shutil.copytree(".", here, dirs_exist_ok=True, copy_function=lambda a, b: os.path.exists(b) or shutil.copy(a, b))
+            os.chdir(here)
+        elif args[:1] in (["list"], ["--help"]) or "--cfg" in args:
+            code = cli.main(args)
+        elif args[:1] in ({on_runs},):
+            code = 0
+        else:  # a run, a sweep (each of its jobs), the model `show` builds (it is tested on its own)
+            overrides = [a for a in args if a not in ("-m", "--multirun", "show")]
+            preflight.check_command(overrides, mode="print")
+            code = 0
+        if code:
+            failed.append((args, f"exit {{code}}"))
+    except (DlbenchError, SystemExit) as err:
+        failed.append((args, str(err)))
+print("FAILED", json.dumps(failed))
+"""
+
+
+def test_every_documented_dlbench_command_is_valid(stubs, tmp_path):
+    calls = documented_dlbench_calls(stubs)
+    assert len(calls) > 50
+    write_extending_examples(tmp_path)
+    script = CHECK.format(on_runs=", ".join(f"[{c!r}]" for c in sorted(SUBCOMMANDS_ON_RUNS)))
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(calls)],
+        cwd=tmp_path, env=user_env(COLUMNS="120"), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert "FAILED" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
+    failed = json.loads(done.stdout.rsplit("FAILED", 1)[1])
+    assert not failed, "\n".join(f"dlbench {shlex.join(a)}: {e}" for a, e in failed)
+
+
+def documented_errors() -> list[tuple[str, str]]:
+    """(command, first line of its error) of each `$ dlbench ...` a doc shows failing."""
+    found = []
+    for _, text in blocks(""):
+        for command, error in re.findall(r"^\$ (dlbench .*?)\n(?:\s+.*\n)*?error: (.*)$", text, re.M):
+            found.append((command, error))
+    return found
+
+
+def test_every_documented_error_is_what_dlbench_prints(tmp_path):
+    errors = documented_errors()
+    assert len(errors) >= 3
+    for command, error in errors:
+        result = shell(command, tmp_path)
+        assert result.returncode == 2, (command, result.stderr[-2000:])
+        assert f"error: {error}" in " ".join(result.stderr.split()), (command, error, result.stderr)
+
+
+def test_what_new_prints_runs_when_pasted(tmp_path):
+    made = shell("dlbench new model my_net && dlbench new experiment mine --from iris_mlp", tmp_path)
+    hints = re.findall(r"(?:train|run) it with\s+(dlbench .*)$", made.stdout, re.M)
+    assert hints == ["dlbench 'plugins=[my_net]' model=my_net", "dlbench experiment=mine"], made.stdout
+    quiet = "trainer.epochs=1 trainer.progress=none"
+    for number, hint in enumerate(hints):
+        result = shell(f"{hint} {quiet} hydra.run.dir=run{number}", tmp_path, program="zsh")
+        assert result.returncode == 0, (hint, result.stderr[-2000:])
+        assert (tmp_path / f"run{number}" / "metrics.json").is_file()
