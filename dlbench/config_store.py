@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hydra.core.config_store import ConfigNode, ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlbench.config import DataConfig, RunConfig
 from dlbench.registry import DATASETS, REGISTRIES
@@ -56,6 +56,28 @@ def store_config_nodes(files: Mapping[str, Iterable[str]]) -> None:
                 folder[f"{option}.yaml"] = LazyNode(f"{option}.yaml", node, registry.group, None, "dlbench")
             if name in with_files:
                 folder.pop(f"{name}.yaml", None)
+
+
+def with_code_defaults(config_path: str, config: Any) -> Any:
+    """A user's file for a registered component (`configs/dataset/blobs.yaml` holding `name:
+    blobs` and `n: 600`, the Hydra habit of one file per option) starts from the code's node:
+    `_blobs` goes first in its defaults list, as in dlbench's own files, unless it is there
+    already. The component is the file's `name:`, else the file's own name; anything else
+    (an experiment preset, a file of no registered component) is read as it is."""
+    group, _, file = config_path.partition("/")
+    if not OmegaConf.is_dict(config) or group not in {r.group for r in REGISTRIES.values()}:
+        return config
+    name = config.get("name") if isinstance(config.get("name"), str) else file.removesuffix(".yaml")
+    defaults = config.get("defaults")
+    if f"_{name}.yaml" not in ConfigStore.instance().repo.get(group, {}):
+        return config
+    if defaults is not None and not OmegaConf.is_list(defaults):
+        return config  # Hydra says what is wrong with it
+    listed = [str(d) for d in defaults or []]
+    if f"_{name}" not in listed:
+        with open_dict(config):
+            config.defaults = [f"_{name}", *(defaults or [])]
+    return config
 
 
 def run_id() -> str:

@@ -20,8 +20,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import yaml
-
 from dlbench import terminal
 from dlbench.errors import DlbenchError
 
@@ -102,7 +100,7 @@ def named_in(overrides: list[str]) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    from dlbench.searchpath import user_config_dirs
+    from dlbench.searchpath import read_user_yaml, user_config_dirs
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -118,21 +116,22 @@ def named_in(overrides: list[str]) -> list[str]:
             for folder in user_config_dirs():
                 path = folder / "experiment" / f"{override.value()}.yaml"
                 if path.is_file():
-                    node = yaml.safe_load(path.read_text()) or {}
-                    names += [str(v) for v in node.get("plugins") or []]
+                    node = read_user_yaml(path)
+                    names += [str(v) for v in (node.get("plugins") if isinstance(node, dict) else None) or []]
                     break
     return names
 
 
 def named_in_user_configs() -> list[str]:
     """Every plugin the user's own experiment presets name (what `dlbench list` shows)."""
-    from dlbench.searchpath import user_config_dirs
+    from dlbench.searchpath import read_user_yaml, user_config_dirs
 
     names: list[str] = []
     for folder in user_config_dirs():
         for path in sorted((folder / "experiment").glob("*.yaml")):
-            node = yaml.safe_load(path.read_text()) or {}
-            names += [str(v) for v in node.get("plugins") or [] if str(v) not in names]
+            node = read_user_yaml(path)
+            found = (node.get("plugins") if isinstance(node, dict) else None) or []
+            names += [str(v) for v in found if str(v) not in names]
     return names
 
 

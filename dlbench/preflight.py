@@ -13,6 +13,7 @@ import re
 import shlex
 from pathlib import Path
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
@@ -26,7 +27,7 @@ from dlbench.config_store import store_config_nodes
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 from dlbench.searchpath import SHIPPED as CONFIG_DIR
-from dlbench.searchpath import config_dirs
+from dlbench.searchpath import config_dirs, user_file_behind
 
 COMPONENTS = {
     "model": MODELS,
@@ -154,9 +155,12 @@ def _compose(overrides: list[str], source: str, config_name: str) -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise _explain(err, overrides) from err
-    except ValueError as err:  # Hydra's own check of an override's value (`~trainer=[x]`)
+    except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as err:
+        if problem := user_file_behind(err):  # a file of the user's that Hydra cannot read
+            raise DlbenchError(problem) from err
+        if not isinstance(err, ValueError):
+            raise _explain(err, overrides) from err
+        # Hydra's own check of an override's value (`~trainer=[x]`)
         raise DlbenchError(f"{source}: {str(err).split(' : Override(')[0].splitlines()[0][:300]}") from err
     except KeyError as err:  # Hydra copies hydra.job.env_copy from the environment
         raise DlbenchError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 ENV = "DLBENCH_CONFIG_PATH"
 
@@ -71,3 +72,56 @@ def is_dlbench_path(path: str) -> bool:
     return path in ("pkg://dlbench.configs", "pkg://dlbench/configs") or path.rstrip("/").endswith(
         str(SHIPPED.resolve())
     )
+
+
+def read_user_yaml(path: Path) -> Any:
+    """One of the user's config files, read as Hydra will read it; a file Hydra would reject is
+    one message that names the file and the line: a `# @package` header with more than a name
+    after it, or text that is not YAML."""
+    import re
+
+    import yaml
+
+    from dlbench.errors import DlbenchError
+
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DlbenchError(f"{path}: cannot be read: {err}") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.startswith("#"):
+            break
+        header = re.match(r"#\s*@package\b(.*)$", line)
+        if header and not re.fullmatch(r"\s*[\w.]+\s*", header.group(1)):
+            raise DlbenchError(
+                f"{path}, line {number}: '# @package' takes one name (_global_, _group_ or a key) and "
+                f"nothing else on its line, not {line!r}"
+            )
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark, start = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        if start is not None and getattr(err, "context", None):  # "while parsing a flow sequence"
+            what = f"{err.context} (from line {start.line + 1}): {what}"
+        raise DlbenchError(f"{path}{where}: not YAML that can be read: {what}") from None
+
+
+def user_file_behind(error: BaseException) -> str | None:
+    """When Hydra fails on a file of the user's: that file's own message (read_user_yaml), so
+    the user learns which file and which line; None when the error is not one of theirs."""
+    from dlbench.errors import DlbenchError
+
+    mark = getattr(error, "problem_mark", None)  # a YAML error: the file's name, or its text
+    name, buffer = getattr(mark, "name", None), str(getattr(mark, "buffer", "") or "").rstrip("\0")
+    for folder in user_config_dirs():
+        for path in sorted(folder.rglob("*.yaml")):
+            try:
+                read_user_yaml(path)
+            except DlbenchError as problem:
+                header = str(problem).rsplit(", not ", 1)[-1].strip("'").split("@package", 1)[-1].strip()
+                same_file = name == str(path) or (buffer and buffer == path.read_text(errors="replace"))
+                if same_file or (header and header in str(error)):
+                    return str(problem)
+    return None

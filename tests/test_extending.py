@@ -267,3 +267,24 @@ def test_a_bug_in_a_constructor_is_a_bug_with_its_traceback_not_a_user_error(tmp
     assert "Traceback" in error and "buggy.py" in error and "int('not a number')" in error
     wrong = dlbench(tmp_path, "plugins=[buggy]", "model=buggy", "+model.depth=3", *QUIET)
     assert wrong.returncode == 2 and "Unknown key 'model.depth'" in wrong.stderr  # the config's fault
+
+
+def test_a_users_yaml_for_their_component_starts_from_its_code_and_a_bad_one_is_named(tmp_path):
+    """Issue 25: `configs/dataset/my_flowers.yaml` holding only `name` and `n` (one YAML per
+    option, the Hydra habit) is merged over the code's node, as dlbench's own files are; a file
+    Hydra cannot read is a user error that names the file and the line."""
+    (tmp_path / "my_data.py").write_text(DATA_PY)
+    (tmp_path / "configs" / "dataset").mkdir(parents=True)
+    (tmp_path / "configs" / "dataset" / "my_flowers.yaml").write_text("name: my_flowers\nn: 30\n")
+    cfg = ok(dlbench(tmp_path, "plugins=[my_data]", "dataset=my_flowers", "--cfg", "job"))
+    dataset = yaml.safe_load(cfg)["dataset"]
+    assert dataset["n"] == 30 and dataset["seed"] == 0 and dataset["task"] == "auto"  # n: the file's
+
+    (tmp_path / "configs" / "experiment").mkdir()
+    bad = tmp_path / "configs" / "experiment" / "bad.yaml"
+    bad.write_text("# @package _global_            (first line: the file sets top-level keys)\nname: x\n")
+    result = dlbench(tmp_path, "experiment=bad")
+    assert result.returncode == 2 and f"{bad}, line 1: '# @package' takes one name" in result.stderr
+    bad.write_text("# @package _global_\nname: [unclosed\n")
+    result = dlbench(tmp_path, "experiment=bad")
+    assert result.returncode == 2 and f"{bad}, line 3: not YAML" in result.stderr and "from line 2" in result.stderr

@@ -15,10 +15,14 @@ ROOT = Path(__file__).parent.parent
 def test_the_tour_notebook_runs_in_a_jupyter_kernel(tmp_path, monkeypatch):
     notebook = nbformat.read(ROOT / "docs" / "tour.ipynb", as_version=4)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    text = json.dumps([o.get("text", "") for o in outputs] + [o.get("data", {}).get("text/plain", "") for o in outputs])
+    text = json.dumps(
+        [o.get("text", "") for o in outputs] + [o.get("data", {}).get("text/plain", "") for o in outputs]
+    )
     assert "\\u001b" not in text and "\\r" not in text, text[:3000]  # no escape sequence, no carriage return
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # the two figures
     assert "Run('" in text and "test/acc" in text

@@ -4,10 +4,11 @@
   (macOS's shell stops at an unquoted `[...]` with "no matches found"): each is run in both
   shells with every program replaced by a stub that records its arguments.
 - Every `dlbench` command among them is then checked as dlbench would run it: a training
-  command or a sweep is composed and validated (every key, every option), `list`, `show`,
-  `new` and `--help` run, `show`'s model config is checked; the plugins and the preset that docs/extending.md shows are written
-  from its own code blocks. A command on a finished run (`<run>`) is run for real by the
-  README's tour (tests/test_readme.py); here its options are checked.
+  command or a sweep is composed and validated (every key, every option), `list`, `new` and
+  `--help` run, `show`'s model config is checked; the plugins and the preset that
+  docs/extending.md shows are written from its own code blocks. A command on a finished run
+  (eval, predict, export, compare, board on `<run>`) is not run here: the README's tour runs
+  each of them on a real run (tests/test_readme.py).
 - Every `$ dlbench ...` followed by `error: ...` in the docs prints that error.
 - What dlbench prints for the user to paste (`new`, the plugins a saved run needs) runs.
 """
@@ -29,7 +30,10 @@ ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = "2026-01-01_12-00-00_ab12cd"  # what a user pastes for <run>, <sweep>
 PROGRAMS = ("dlbench", "pip", "pytest", "python", "torchrun", "tensorboard", "apt-get")
-STUB = '#!/bin/sh\n{ printf "%s" "${0##*/}"; for a in "$@"; do printf "\\037%s" "$a"; done; echo; } >>"$STUB_LOG"\n'
+STUB = (  # a program that records its name and arguments (separated by \x1f) in $STUB_LOG
+    '#!/bin/sh\n{ printf "%s" "${0##*/}"; for a in "$@"; do printf "\\037%s" "$a"; done; echo; }'
+    ' >>"$STUB_LOG"\n'
+)
 
 
 def blocks(language: str) -> list[tuple[str, str]]:
@@ -56,7 +60,9 @@ def stubbed_calls(line: str, program: str, folder: Path) -> tuple[int, list[list
     log = folder / f"{program}.log"
     log.unlink(missing_ok=True)
     env = {"PATH": str(folder / "bin"), "STUB_LOG": str(log), "HOME": str(folder)}
-    done = subprocess.run([shutil.which(program), "-c", line], cwd=folder, env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [shutil.which(program), "-c", line], cwd=folder, env=env, capture_output=True, text=True, timeout=30
+    )
     calls = [entry.split("\x1f") for entry in log.read_text().splitlines()] if log.exists() else []
     return done.returncode, calls, done.stderr
 
@@ -100,7 +106,9 @@ def write_extending_examples(folder: Path) -> None:
         if named:
             (folder / named.group(1)).parent.mkdir(parents=True, exist_ok=True)
             (folder / named.group(1)).write_text(text)
-    (folder / "table.csv").write_text("x,y,kind\n" + "".join(f"{i},{i % 3},{'ab'[i % 2]}\n" for i in range(40)))
+    (folder / "table.csv").write_text(
+        "x,y,kind\n" + "".join(f"{i},{i % 3},{'ab'[i % 2]}\n" for i in range(40))
+    )
 
 
 CHECK = """
@@ -114,7 +122,8 @@ for args in json.loads(sys.argv[1]):
         if args[:1] == ["new"]:  # in a folder of its own (two docs make `mine`), kept where new here
             os.chdir(tempfile.mkdtemp())
             code = cli.main(args)
-            shutil.copytree(".", here, dirs_exist_ok=True, copy_function=lambda a, b: os.path.exists(b) or shutil.copy(a, b))
+            keep = lambda a, b: os.path.exists(b) or shutil.copy(a, b)  # noqa: E731
+            shutil.copytree(".", here, dirs_exist_ok=True, copy_function=keep)
             os.chdir(here)
         elif args[:1] in (["list"], ["--help"]) or "--cfg" in args:
             code = cli.main(args)
