@@ -40,6 +40,7 @@ def run_once(
     from hydra.core.utils import configure_log
 
     run_dir = Path(str(OmegaConf.select(hydra_node, "hydra.run.dir"))).absolute()
+    made = [p for p in [run_dir, *run_dir.parents] if not p.exists()]  # (left as found on a refusal)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open_dict(hydra_node):
         hydra_node.hydra.runtime.output_dir = str(run_dir.absolute())
@@ -51,12 +52,29 @@ def run_once(
     configure_log(hydra_node.hydra.job_logging, hydra_node.hydra.verbose)
     try:
         return job(cfg, run_dir, overrides, hydra_node.hydra, multirun=False, raise_errors=raise_errors)
+    except (SystemExit, DlbenchError) as refused:
+        if getattr(refused, "code", 2) == 2:  # bad input: a run refused before it began leaves nothing
+            remove_if_untouched(made, run_dir)
+        raise
     finally:  # as before the run (the next command in this process starts clean)
         for handler in [h for h in root.handlers if h not in before]:  # the run's log file
             root.removeHandler(handler)
             handler.close()
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def remove_if_untouched(made: list[Path], run_dir: Path) -> None:
+    """Remove the folders this run made (`made`, deepest first) when the run wrote nothing but
+    the error.txt of its refusal (device=cuda without CUDA, data that cannot be fetched)."""
+    if run_dir not in made or not set(os.listdir(run_dir)) <= {"error.txt"}:
+        return
+    (run_dir / "error.txt").unlink(missing_ok=True)
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def verbose_loggers(verbose: Any) -> list[str]:

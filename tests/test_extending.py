@@ -287,4 +287,8 @@ def test_a_users_yaml_for_their_component_starts_from_its_code_and_a_bad_one_is_
     assert result.returncode == 2 and f"{bad}, line 1: '# @package' takes one name" in result.stderr
     bad.write_text("# @package _global_\nname: [unclosed\n")
     result = dlbench(tmp_path, "experiment=bad")
-    assert result.returncode == 2 and f"{bad}, line 3: not YAML" in result.stderr and "from line 2" in result.stderr
+    assert (
+        result.returncode == 2
+        and f"{bad}, line 3: not YAML" in result.stderr
+        and "from line 2" in result.stderr
+    )

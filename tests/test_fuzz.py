@@ -213,7 +213,7 @@ def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request,
         assert_inert(code, out, err)
     summary.SweepSummary().on_multirun_end(yaml_config(sweep))
     assert_inert(0, *capsys.readouterr())
-    for name in board.named_runs(sweep):
+    for name in board.named_runs(sweep)[0]:
         assert not controls(name) and "," not in name and ":" not in name
     shutil.rmtree(sweep)
 

@@ -182,3 +182,44 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
         result = shell(f"{hint} {quiet} hydra.run.dir=run{number}", tmp_path, program="zsh")
         assert result.returncode == 0, (hint, result.stderr[-2000:])
         assert (tmp_path / f"run{number}" / "metrics.json").is_file()
+
+
+def test_board_names_a_run_by_its_filled_name_and_overrides_and_says_what_it_skips(tmp_path):
+    from dlbench.commands.board import named_runs
+
+    for folder, overrides in (
+        ("2026-01-01_12-00-00_ab12cd", ["model=linear", "optimizer.lr=0.1"]),
+        ("2026-01-01_13-00-00_cd34ef", [f"resume={tmp_path}/x/checkpoints/last.pt", "trainer.epochs=9"]),
+        ("with,comma", []),
+    ):
+        run = tmp_path / "outputs" / "digits_linear" / folder
+        (run / ".hydra").mkdir(parents=True)
+        (run / "tb").mkdir()
+        (run / "tb" / "events.out.tfevents.1.host").write_bytes(b"")
+        config = {
+            "name": "${dataset.name}_${model.name}",
+            "dataset": {"name": "digits"},
+            "model": {"name": "linear"},
+        }
+        (run / ".hydra" / "config.yaml").write_text(json.dumps(config))
+        (run / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides))
+    named, skipped = named_runs(tmp_path / "outputs")
+    assert sorted(named) == [
+        "digits_linear model=linear optimizer.lr=0.1 [ab12cd]",
+        "digits_linear trainer.epochs=9 (resumed) [cd34ef]",
+    ]
+    assert skipped == [tmp_path / "outputs" / "digits_linear" / "with,comma"]
+
+
+def test_a_run_refused_before_it_begins_leaves_nothing_and_an_offline_download_says_what_next(cli, tmp_path):
+    result = cli("dataset=mnist", "model=linear", "dataset.url=http://127.0.0.1:9/", "trainer.epochs=1")
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert "Could not download http://127.0.0.1:9/train-images-idx3-ubyte.gz into data/MNIST/raw" in message
+    assert "put it in data/MNIST/raw as train-images-idx3-ubyte.gz" in message
+    assert "dataset.download=false" in message and "docs/data.md" in message
+    assert not (tmp_path / "data").exists() and not (tmp_path / "outputs").exists()
+    (tmp_path / "mine").mkdir()  # a folder the user named is kept, with what went wrong in it
+    result = cli("device=mps", "hydra.run.dir=mine")  # (no Apple GPU on Linux)
+    assert result.returncode == 2 and "not available" in result.stderr
+    assert (tmp_path / "mine" / "error.txt").is_file() and not (tmp_path / "outputs").exists()

@@ -65,7 +65,8 @@ def board_shows_runs_by_name(folder: Path) -> None:
                 break
             time.sleep(0.3)
         assert any("optimizer=sgd optimizer.lr=0.1" in r for r in runs), runs
-        assert not any(r.endswith("/tb") or r == "tb" for r in runs), runs
+        assert not any(r.endswith("/tb") or r == "tb" or "${" in r for r in runs), runs
+        assert any(r.startswith("digits_linear model=linear optimizer=sgd") for r in runs), runs
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -625,5 +625,6 @@ def test_board_names_only_runs_it_can_name(tmp_path, trained):
     shutil.copytree(trained, tmp_path / "runs" / "x,leak:elsewhere")  # read as a second spec entry
     (tmp_path / "runs" / "linked").mkdir()
     (tmp_path / "runs" / "linked" / "tb").symlink_to(trained / "tb", target_is_directory=True)
-    paths = list(named_runs(tmp_path / "runs").values())
-    assert paths == [tmp_path / "runs" / "ok" / "tb"]
+    named, skipped = named_runs(tmp_path / "runs")
+    assert list(named.values()) == [tmp_path / "runs" / "ok" / "tb"]
+    assert skipped == [tmp_path / "runs" / "x,leak:elsewhere"]  # and `board` says so

@@ -4,6 +4,7 @@ its folder (".../2026-11-24_08-30-12_ab12cd/tb"). Ctrl-C stops it."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -21,7 +22,11 @@ def board_command(args: list[str]) -> int:
     parser.add_argument("--port", type=int, default=6006)
     parser.add_argument("--host", default="localhost")
     parsed = parser.parse_args(args)
-    runs = named_runs(parsed.folder)
+    runs, skipped = named_runs(parsed.folder)
+    for run in skipped:
+        console.print(
+            f"skipped {run}: TensorBoard cannot take a folder whose path has a comma", soft_wrap=True
+        )
     if not runs:
         raise DlbenchError(f"no runs with TensorBoard events under {parsed.folder} (train one: dlbench)")
     from tensorboard import program
@@ -43,28 +48,50 @@ def board_command(args: list[str]) -> int:
         return 0
 
 
-def named_runs(folder: Path) -> dict[str, Path]:
-    """Every run folder under `folder` with TensorBoard events, by a readable name."""
+def named_runs(folder: Path) -> tuple[dict[str, Path], list[Path]]:
+    """Every run folder under `folder` with TensorBoard events, by a readable name; and the
+    runs TensorBoard cannot be given (a comma in the path splits its list of runs)."""
     names: dict[str, Path] = {}
+    skipped: list[Path] = []
     for tb in sorted(folder.expanduser().glob("**/tb")):
         run = tb.parent
-        if tb.is_symlink() or not any(tb.glob("events.*")) or not utf8(str(run)) or set(",:") & set(str(tb)):
-            continue  # (a link leads elsewhere; a path with , or : would be read as two in TensorBoard's
-            # spec, and one that is not UTF-8 cannot be named to it)
+        if tb.is_symlink() or not any(tb.glob("events.*")) or not utf8(str(run)):
+            continue  # (a link leads elsewhere; a path that is not UTF-8 cannot be named to it)
+        if "," in str(tb):
+            skipped.append(run)
+            continue
         name = f"{experiment_of(run)} {overrides_of(run)}".strip()
         name = f"{name} [{run.name[-6:] if len(run.name) > 12 else run.name}]"  # its tag or job number
         names[inert(name).replace(",", ";").replace(":", "=")] = run / "tb"  # the spec's separators
-    return names
+    return names, skipped
 
 
 def experiment_of(run: Path) -> str:
+    """The run's name (`name`, with the `${dataset.name}`-like keys it is made of filled in from
+    the same saved config: plain values only, no resolver runs), else its folder's parent."""
     config = _read(run / ".hydra" / "config.yaml")
-    return str(config.get("name")) if isinstance(config, dict) and config.get("name") else run.parent.name
+    name = config.get("name") if isinstance(config, dict) else None
+    if not isinstance(name, str) or not name:
+        return run.parent.name
+
+    def value(match: re.Match) -> str:
+        node: object = config
+        for key in match.group(1).split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        return str(node) if isinstance(node, (str, int, float)) and "${" not in str(node) else match.group(0)
+
+    filled = re.sub(r"\$\{([\w.]+)\}", value, name)
+    return filled if "${" not in filled else run.parent.name
 
 
 def overrides_of(run: Path) -> str:
+    """What the run was started with, less where it was (resume=, hydra.*: paths)."""
     overrides = _read(run / ".hydra" / "overrides.yaml")
-    return " ".join(o for o in overrides if isinstance(o, str)) if isinstance(overrides, list) else ""
+    if not isinstance(overrides, list):
+        return ""
+    shown = [o for o in overrides if isinstance(o, str) and not o.startswith(("resume=", "hydra."))]
+    resumed = any(isinstance(o, str) and o.startswith("resume=") for o in overrides)
+    return " ".join(shown) + (" (resumed)" if resumed else "")
 
 
 def _read(path: Path):

@@ -5,6 +5,7 @@ archive is unpacked into a new folder, whose entries are then moved into place).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -23,10 +24,22 @@ def fetch(url: str, folder: Path, md5: str | None = None) -> None:
     name = url.rstrip("/").rsplit("/", 1)[-1]
     if (folder / name).is_symlink():
         raise DlbenchError(f"{folder / name} is a symbolic link: dlbench downloads only into real files")
+    made = [p for p in [folder, *folder.parents] if not p.exists()]  # to leave no empty folders
+    had_file = (folder / name).exists()
     try:
         download_url(url, str(folder), filename=name, md5=md5)
-    except Exception as err:  # network errors come in many types; say which file and where
-        raise DlbenchError(f"Could not download {url} into {folder}: {err}") from err
+    except Exception as err:  # network errors come in many types; say which file, where, and what next
+        if not had_file:
+            (folder / name).unlink(missing_ok=True)  # a partial file
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise DlbenchError(
+            f"Could not download {url} into {folder}: {err}. Without a network: fetch that file on a "
+            f"machine that has one, put it in {folder} as {name} (dlbench unpacks it there), and run "
+            "again with dataset.download=false (and dataset.root=<the folder> if it is elsewhere). "
+            "docs/data.md lists the files and the layout each data set reads."
+        ) from err
     extract(folder / name, folder)
 
 
