@@ -52,10 +52,24 @@ def inert(text: str, keep: str = "") -> str:
 
 class InertConsole(Console):
     """A rich Console for text that is data: no markup, no emoji codes, no highlighting, and
-    control characters shown, not sent (a line break stays a line break)."""
+    control characters shown, not sent (a line break stays a line break). Tables are `fit`."""
 
     def __init__(self, **options) -> None:
         super().__init__(markup=False, emoji=False, highlight=False, **options)
+
+    def print(self, *objects, **options) -> None:
+        from rich.table import Table
+
+        if len(objects) == 1 and isinstance(objects[0], Table):
+            needed, detected = fit(objects[0], self.width), self._width
+            if needed > self.width:  # (rich prints no wider than the console: widened for this table)
+                self.width = needed
+            try:
+                super().print(*objects, **options)
+            finally:
+                self._width = detected
+            return
+        super().print(*objects, **options)
 
     def render_str(self, text: str, **options):
         # before rich makes a Text of it: rich drops some controls (BEL, CR) silently; shown here
@@ -67,6 +81,31 @@ class InertConsole(Console):
                 yield Segment(inert(segment.text, keep="\n"), segment.style)
             else:
                 yield segment
+
+
+def fit(table, width: int) -> int:
+    """The width to print `table` at: no name or value (a cell of a column that does not wrap)
+    is ever cut. Columns marked `gives_way` (a description) share what the terminal's width
+    leaves them (8 characters at least, cut with an ellipsis); where even that does not fit, the
+    table is printed wider than the terminal, which wraps its lines."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    def widest(column) -> int:  # as shown: control characters as their escapes
+        return max(
+            max(map(cell_len, inert(c.plain if isinstance(c, Text) else str(c)).splitlines() or [""]))
+            for c in [column.header, *column.cells]
+        )
+
+    whole = [c for c in table.columns if c.no_wrap and not getattr(c, "gives_way", False)]
+    for column in whole:
+        column.min_width = widest(column)
+    giving = [c for c in table.columns if getattr(c, "gives_way", False)]
+    left = width - sum(c.min_width for c in whole) - 3 * len(table.columns) - 1  # padding, borders
+    for column in giving:
+        column.max_width = min(widest(column), max(8, left // len(giving)))
+    needed = sum(c.min_width for c in whole) + sum(c.max_width for c in giving) + 3 * len(table.columns) + 1
+    return max(width, needed)
 
 
 def command(*words: object) -> str:

@@ -87,7 +87,14 @@ def _train(
     started = time.perf_counter()
     main = distributed.is_main()  # the process that writes and prints (the only one but under torchrun)
     composed = OmegaConf.to_yaml(cfg)  # as composed, before the data fills in what it knows
-    progress = setup_console(cfg.trainer.progress if main else "none")
+    # a sweep's job says one line when it ends (its log, tables and curves are in its folder),
+    # unless trainer.progress asks for more
+    quiet_job = (
+        hydra_cfg is not None
+        and hydra_cfg.get("mode") == RunMode.MULTIRUN
+        and cfg.trainer.progress in ("auto", "none")
+    )
+    progress = setup_console(cfg.trainer.progress if main and not quiet_job else "none")
     device = resolve_device(str(cfg.device.type))
     if device.type == "cuda" and distributed.world_size() > 1:
         device = torch.device("cuda", distributed.local_rank())
@@ -169,11 +176,50 @@ def _train(
     if not main:
         return metrics
     rundir.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    if quiet_job:
+        console.print(f"job {run_dir.name} done: {headline(metrics)}", soft_wrap=True)
+        return metrics
     console.print(metrics_table(metrics))
     if (text := task.report()) is not None:
         console.print(text)
+    if note := shortened_preset(overrides):
+        console.print(note, soft_wrap=True)
     console.print(f"Run directory: {run_dir}")
     return metrics
+
+
+def shortened_preset(overrides: list[str]) -> str | None:
+    """`experiment=X trainer.epochs=N` where preset X trains for more epochs: a note beside the
+    figures, which are not the ones the preset reports (docs/presets.md)."""
+    from dlbench.searchpath import config_dirs
+
+    given = dict(o.split("=", 1) for o in overrides if "=" in o)
+    name, epochs = given.get("experiment"), given.get("trainer.epochs")
+    found = [d / "experiment" / f"{name}.yaml" for d in config_dirs() if name]
+    path = next((p for p in found if p.is_file()), None)
+    if path is None or not str(epochs).isdigit():
+        return None
+    try:
+        node = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    full = ((node or {}).get("trainer") or {}).get("epochs") if isinstance(node, dict) else None
+    if not isinstance(full, int) or int(epochs) >= full:
+        return None
+    return (
+        f"note: {name} trained {epochs} of its {full:,} epochs (trainer.epochs={epochs}); the figures "
+        f"its preset reports (docs/presets.md) come from all {full:,}"
+    )
+
+
+def headline(metrics: dict[str, float]) -> str:
+    """A finished run in a few words: its test (else validation, else training) figures and
+    how long it took."""
+    for split in ("test/", "val/", "train/"):
+        keys = sorted((k for k in metrics if k.startswith(split)), key=lambda k: k.rsplit("/")[-1] != "acc")
+        if shown := [f"{k} {metrics[k]:.4g}" for k in keys][:3]:
+            break
+    return f"{'  '.join(shown)}  ({metrics.get('time/total_s', 0):.1f} s)"
 
 
 def describe_run(cfg: DictConfig, data: DataModule, device: torch.device, run_dir: Path) -> str:

@@ -223,3 +223,48 @@ def test_a_run_refused_before_it_begins_leaves_nothing_and_an_offline_download_s
     result = cli("device=mps", "hydra.run.dir=mine")  # (no Apple GPU on Linux)
     assert result.returncode == 2 and "not available" in result.stderr
     assert (tmp_path / "mine" / "error.txt").is_file() and not (tmp_path / "outputs").exists()
+
+
+def test_tables_keep_every_name_and_value_whole_at_40_80_and_200_columns_and_in_a_pipe():
+    """list (experiments, a component's keys), the final metrics and a sweep's summary (also
+    what compare prints): at any terminal width, and off a terminal, every cell of a column
+    that is not free text appears whole; a description gives way instead."""
+    import io
+
+    from dlbench import summary
+    from dlbench.commands.listing import component_table, experiments_table
+    from dlbench.engine.logging import metrics_table
+    from dlbench.registry import MODELS
+    from dlbench.terminal import InertConsole
+
+    rows = [
+        {"job": str(n), "overrides": f"optimizer={o} optimizer.lr={lr} model=mlp", "status": "ok",
+         "test/acc": 0.912345 + n, "test/loss": 0.25 * n, "val/acc": 0.9, "val/loss": 1e-5}
+        for n, (o, lr) in enumerate([("sgd", 0.1), ("adam", 0.001), ("rmsprop", 0.01)])
+    ]  # fmt: skip
+    metrics = {"train/loss": 0.123456, "time/train_samples_per_s": 31655.5, "test/balanced_acc": 0.7025}
+    builders = [
+        experiments_table,
+        lambda: component_table(MODELS, "resnet"),
+        lambda: metrics_table(metrics),
+        lambda: summary.table(rows, "Sweep summary (3 jobs)"),
+    ]
+    for width, terminal in ((40, True), (80, True), (200, True), (100_000, False)):
+        for build in builders:
+            table, out = build(), io.StringIO()
+            InertConsole(file=out, width=width, force_terminal=terminal, color_system=None).print(table)
+            text = out.getvalue()
+            for column in table.columns:
+                if getattr(column, "gives_way", False):
+                    continue
+                for cell in column.cells:
+                    assert str(getattr(cell, "plain", cell)) in text, (width, column.header, cell)
+            if width == 80 and build is experiments_table:  # a list reads at 80 columns
+                assert max(map(len, text.splitlines())) <= 80
+
+
+def test_a_preset_cut_short_says_so_beside_its_figures(cli):
+    result = cli("experiment=iris_mlp", "trainer.epochs=2", "trainer.progress=none")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "note: iris_mlp trained 2 of its 10,000 epochs" in " ".join(result.stdout.split())
+    assert "threads" not in result.stdout  # (how many CPU threads: a debug line, not the user's concern)

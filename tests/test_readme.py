@@ -80,6 +80,8 @@ def test_piped_output_never_splits_a_value_or_a_path(cli, tmp_path):
                  f"hydra.sweep.dir={long_dir}", env={"COLUMNS": "40"})  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "optimizer.lr=0.001" in result.stdout and "optimizer.lr=0.0001" in result.stdout
+    # each job says one line (its tables are in its folder), then the sweep's table
+    assert "job 0 done: test/acc " in result.stdout and "Final metrics" not in result.stdout
     assert f"Sweep directory: {long_dir}" in result.stdout
     compared = cli("compare", str(long_dir), "--sort", "test/acc", env={"COLUMNS": "40"})
     assert "optimizer.lr=0.001" in compared.stdout and "test/acc" in compared.stdout

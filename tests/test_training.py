@@ -162,11 +162,11 @@ def test_cpu_threads_are_measured_set_or_bounded_by_a_slurm_jobs_cpus(tmp_path, 
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        with caplog.at_level(logging.INFO, logger="dlbench"):
+        with caplog.at_level(logging.DEBUG, logger="dlbench"):
             run(tmp_path / "auto", "trainer.epochs=1", "trainer.threads=auto")
-        line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("threads: "))
-        assert "1 thread " in line and "2 threads " in line, line
-        assert torch.get_num_threads() == int(line.split()[1])  # the one it chose
+        line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("CPU threads: "))
+        assert " on 1 thread," in line and " on 2 threads" in line, line
+        assert torch.get_num_threads() == int(line.split()[2].rstrip(","))  # the one it chose
 
         torch.set_num_threads(2)
         run(tmp_path / "one", "trainer.epochs=1", "trainer.threads=1")

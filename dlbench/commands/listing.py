@@ -63,8 +63,9 @@ def component_table(registry, name: str) -> Table:
         meaning = "from the data" if key in registry.facts else docs.get(key, "")
         shown = "(required)" if default == "???" else "null" if default is None else str(default)
         rows.append((f"{registry.group}.{key}", shown, describe(hints.get(key)), meaning))
-    whole = {"key": [r[0] for r in rows], "default": [r[1] for r in rows]}
-    table = new_table(title, "key", "default", "type", "meaning", whole=whole, title_justify="left")
+    table = new_table(
+        title, "key", "default", "type", "meaning", gives_way=("meaning",), title_justify="left"
+    )
     for row in rows:
         table.add_row(*row)
     return table
@@ -83,8 +84,7 @@ def experiments_table(pattern: str = "*") -> Table:
 
 def listing_table(title: str, rows: list[tuple[str, str, str]]) -> Table:
     """Names and where they come from, whole at any width; the descriptions give way."""
-    whole = {"name": [r[0] for r in rows], "from": [r[1] for r in rows]}
-    table = new_table(title, "name", "from", "description", whole=whole, title_justify="left")
+    table = new_table(title, "name", "from", "description", gives_way=("description",), title_justify="left")
     for row in rows:
         table.add_row(*row)
     return table

@@ -77,7 +77,7 @@ def choose_threads(setting: Any, make_step: Callable[[], Callable[[], None]] | N
         return
     most = torch.get_num_threads()
     if most == 1 or make_step is None:
-        log.info(f"threads: {most}")
+        log.debug(f"CPU threads: {most}")
         return
     rng = torch.get_rng_state()
     step = make_step()
@@ -85,12 +85,12 @@ def choose_threads(setting: Any, make_step: Callable[[], Callable[[], None]] | N
     step()
     if time.perf_counter() - started > 0.5:
         torch.set_rng_state(rng)
-        log.info(f"threads: {most}")
+        log.debug(f"CPU threads: {most}")
         return
     best, seconds = fastest_threads(step, most)
     torch.set_rng_state(rng)
-    timings = ", ".join(f"{n} thread{'s' * (n > 1)} {s * 1000:.1f} ms" for n, s in seconds.items())
-    log.info(f"threads: {best} (measured, a training step: {timings})")
+    timings = ", ".join(f"{s * 1000:.1f} ms on {n} thread{'s' * (n > 1)}" for n, s in seconds.items())
+    log.debug(f"CPU threads: {best}, the faster: one training step took {timings}")
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

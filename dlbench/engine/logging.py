@@ -29,31 +29,17 @@ err_console = terminal.console(stderr=True)
 
 
 def new_table(
-    title: str,
-    *columns: str,
-    right: tuple[str, ...] = (),
-    whole: dict[str, list[str]] | None = None,
-    **options: Any,
+    title: str, *columns: str, right: tuple[str, ...] = (), gives_way: tuple[str, ...] = (), **options: Any
 ) -> Table:
-    """A table whose cells are never split over lines: a cell too wide for a narrow terminal is
-    cut with an ellipsis (and printed whole off a terminal). The columns in `whole` (header ->
-    the cells it will hold) are never cut: what the user types (a name) stays whole, and the
-    other columns share what is left of the terminal's width (at least 8 characters each)."""
+    """A table whose cells are never split over lines, and whose names and values are never cut
+    (terminal.fit, when it is printed): only the columns in `gives_way` (free text, such as a
+    description) are shortened, with an ellipsis, to fit the terminal."""
     table = Table(title=title, **options)
-    widths = {column: max(map(len, [column, *cells])) for column, cells in (whole or {}).items()}
-    others = [column for column in columns if column not in widths]
-    if widths and others:
-        left = console.width - sum(widths.values()) - 3 * len(columns) - 1  # 3: padding, border
-        widths |= {column: max(8, left // len(others)) for column in others}
     for column in columns:
         table.add_column(
-            column,
-            justify="right" if column in right else "left",
-            no_wrap=True,
-            overflow="ellipsis",
-            min_width=widths.get(column) if column not in others else None,
-            max_width=widths.get(column) if column in others else None,
+            column, justify="right" if column in right else "left", no_wrap=True, overflow="ellipsis"
         )
+        table.columns[-1].gives_way = column in gives_way  # type: ignore[attr-defined]
     return table
 
 
