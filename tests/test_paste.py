@@ -47,8 +47,12 @@ def blocks(language: str) -> list[tuple[str, str]]:
 
 
 def documented_lines() -> list[tuple[str, str]]:
+    """Every command line of the docs' bash blocks, and of `dlbench --help`'s examples."""
+    from dlbench.cli import EXAMPLES
+
+    examples = "\n".join(re.split(r"\s{2,}", line.strip())[0] for line in EXAMPLES.splitlines())
     lines = []
-    for doc, text in blocks("bash"):
+    for doc, text in [*blocks("bash"), ("--help", examples)]:
         for line in text.replace("\\\n", " ").splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
                 lines.append((doc, re.sub(r"<(run|sweep)>", RUN, line)))
@@ -81,7 +85,8 @@ def stubs(tmp_path_factory) -> Path:
 
 def test_every_documented_command_means_the_same_in_bash_and_zsh(stubs):
     lines = documented_lines()
-    assert len(lines) > 60 and sum("'plugins=[" in line for _, line in lines) >= 2
+    assert len(lines) > 60 and sum("'plugins=[" in line for _, line in lines) >= 3
+    assert sum(doc == "--help" for doc, _ in lines) >= 15
     for doc, line in lines:
         code, calls, err = stubbed_calls(line, "bash", stubs)
         assert code == 0 and calls, f"{doc}: {line}\n{err}"
@@ -179,9 +184,17 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
     assert hints == ["dlbench 'plugins=[my_net]' model=my_net", "dlbench experiment=mine"], made.stdout
     quiet = "trainer.epochs=1 trainer.progress=none"
     for number, hint in enumerate(hints):
-        result = shell(f"{hint} {quiet} hydra.run.dir=run{number}", tmp_path, program="zsh")
+        result = shell(f"{hint} {quiet} hydra.run.dir='run {number}'", tmp_path, program="zsh")
         assert result.returncode == 0, (hint, result.stderr[-2000:])
-        assert (tmp_path / f"run{number}" / "metrics.json").is_file()
+        assert (tmp_path / f"run {number}" / "metrics.json").is_file()
+    again = shell(f"dlbench {quiet} hydra.run.dir='run 0'", tmp_path)  # a folder that holds a run
+    hint = re.search(r"Continue it with: (dlbench .*?)  \(", again.stderr).group(1)
+    assert hint == "dlbench 'resume=run 0'"  # (a path with a space, quoted)
+    refused = shell(hint, tmp_path, program="zsh")  # run 0 needs my_net: the next hint names it
+    hint = refused.stderr.split("name them yourself: ", 1)[1].strip()
+    assert hint == "dlbench 'resume=run 0' 'plugins=[my_net]'", refused.stderr
+    resumed = shell(f"{hint} trainer.epochs=2", tmp_path, program="zsh")
+    assert resumed.returncode == 0 and "resumed at epoch 1" in (tmp_path / "run 0" / "train.log").read_text()
 
 
 def test_board_names_a_run_by_its_filled_name_and_overrides_and_says_what_it_skips(tmp_path):
