@@ -15,6 +15,7 @@ ROOT = Path(__file__).parent.parent
 def test_the_tour_notebook_runs_in_a_jupyter_kernel(tmp_path, monkeypatch):
     notebook = nbformat.read(ROOT / "docs" / "tour.ipynb", as_version=4)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own (inline) backend, as in Jupyter
     NotebookClient(
         notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()

@@ -29,7 +29,7 @@ from conftest import shell, user_env
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = "2026-01-01_12-00-00_ab12cd"  # what a user pastes for <run>, <sweep>
-PROGRAMS = ("dlbench", "pip", "pytest", "python", "torchrun", "tensorboard", "apt-get")
+PROGRAMS = ("dlbench", "pip", "pytest", "python", "torchrun", "tensorboard", "apt-get", "bash")
 STUB = (  # a program that records its name and arguments (separated by \x1f) in $STUB_LOG
     '#!/bin/sh\n{ printf "%s" "${0##*/}"; for a in "$@"; do printf "\\037%s" "$a"; done; echo; }'
     ' >>"$STUB_LOG"\n'

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -16,9 +15,6 @@ from rich.table import Table
 from rich.text import Text
 
 from dlbench import terminal
-
-# figures are rendered to images for TensorBoard: no display needed (set before pyplot is imported)
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 log = logging.getLogger("dlbench")
 terminal.protect(log)  # every log line inert: no control character from the data reaches a terminal
