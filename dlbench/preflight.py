@@ -70,6 +70,8 @@ def parse(overrides: list[str]) -> list[Override]:
     except HydraException as err:
         raise DlbenchError(f"Cannot read the command line: {err}") from err
     for o in parsed:
+        if not o.key_or_group.split("@")[0].strip():  # `+=x`: Hydra would fail on an assertion
+            raise DlbenchError(f"'{o.input_line}' names no key: write KEY=VALUE or GROUP=OPTION")
         if "_target_" in o.key_or_group:
             raise DlbenchError(
                 f"'{o.input_line}': _target_ cannot be set. dlbench builds only registered "

@@ -628,3 +628,10 @@ def test_board_names_only_runs_it_can_name(tmp_path, trained):
     named, skipped = named_runs(tmp_path / "runs")
     assert list(named.values()) == [tmp_path / "runs" / "ok" / "tb"]
     assert skipped == [tmp_path / "runs" / "x,leak:elsewhere"]  # and `board` says so
+
+
+def test_an_override_with_no_key_is_a_user_error(capsys):
+    """Found by the generated test: `+=x` reached an assertion inside Hydra (exit 1)."""
+    for odd in ("+=planted", "=x", "+@pkg=x"):
+        code, out, err = dlbench(capsys, odd)
+        assert code == 2 and f"'{odd}' names no key" in err, (odd, err)
