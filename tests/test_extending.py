@@ -240,19 +240,6 @@ def test_the_csv_data_set_and_the_python_api(project, monkeypatch):
     assert config["dataset"]["name"] == "csv"
 
 
-def test_new_writes_a_preset_and_a_plugin_that_run(tmp_path):
-    ok(dlbench(tmp_path, "new", "experiment", "mine", "--from", "iris_mlp"))
-    text = (tmp_path / "configs" / "experiment" / "mine.yaml").read_text()
-    assert text.startswith("# @package _global_\n# dlbench experiment=mine") and "name: mine" in text
-    ok(dlbench(tmp_path, "new", "model", "my_net"))
-    ok(dlbench(tmp_path, "experiment=mine", "trainer.epochs=2", *QUIET))
-    assert runs(tmp_path, "mine")
-    ok(dlbench(tmp_path, "plugins=[my_net]", "model=my_net", "model.width=8", "trainer.epochs=1", *QUIET))
-    assert runs(tmp_path, "digits_my_net")
-    again = dlbench(tmp_path, "new", "model", "my_net")
-    assert again.returncode == 2 and "exists" in again.stderr
-
-
 def test_a_bug_in_a_constructor_is_a_bug_with_its_traceback_not_a_user_error(tmp_path):
     (tmp_path / "buggy.py").write_text(
         "from torch import nn\nfrom dlbench import MODELS\n\n\n"

@@ -182,6 +182,10 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
     made = shell("dlbench new model my_net && dlbench new experiment mine --from iris_mlp", tmp_path)
     hints = re.findall(r"(?:train|run) it with\s+(dlbench .*)$", made.stdout, re.M)
     assert hints == ["dlbench 'plugins=[my_net]' model=my_net", "dlbench experiment=mine"], made.stdout
+    preset = (tmp_path / "configs" / "experiment" / "mine.yaml").read_text()
+    assert preset.startswith("# @package _global_\n# dlbench experiment=mine") and "name: mine" in preset
+    again = shell("dlbench new model my_net", tmp_path)
+    assert again.returncode == 2 and "exists" in again.stderr  # nothing is written over
     quiet = "trainer.epochs=1 trainer.progress=none"
     for number, hint in enumerate(hints):
         result = shell(f"{hint} {quiet} hydra.run.dir='run {number}'", tmp_path, program="zsh")
