@@ -58,6 +58,12 @@ def store_config_nodes(files: Mapping[str, Iterable[str]]) -> None:
                 folder.pop(f"{name}.yaml", None)
 
 
+# the groups whose files start from the code's node (dlbench's own do: `defaults: [_resnet]`); an
+# optimizer's or a scheduler's file names only what it sets, and dlbench fills in the rest
+# (a scheduler's total_steps) when it builds it
+WITH_CODE_DEFAULTS = ("dataset", "model", "task")
+
+
 def with_code_defaults(config_path: str, config: Any) -> Any:
     """A user's file for a registered component (`configs/dataset/blobs.yaml` holding `name:
     blobs` and `n: 600`, the Hydra habit of one file per option) starts from the code's node:
@@ -65,9 +71,11 @@ def with_code_defaults(config_path: str, config: Any) -> Any:
     already. The component is the file's `name:`, else the file's own name; anything else
     (an experiment preset, a file of no registered component) is read as it is."""
     group, _, file = config_path.partition("/")
-    if not OmegaConf.is_dict(config) or group not in {r.group for r in REGISTRIES.values()}:
+    if not OmegaConf.is_dict(config) or group not in WITH_CODE_DEFAULTS:
         return config
-    name = config.get("name") if isinstance(config.get("name"), str) else file.removesuffix(".yaml")
+    raw = OmegaConf.to_container(config, resolve=False)  # (`name: ${dataset.task}` stays as written)
+    named = raw.get("name") if isinstance(raw, dict) else None
+    name = named if isinstance(named, str) and "${" not in named else file.removesuffix(".yaml")
     defaults = config.get("defaults")
     if f"_{name}.yaml" not in ConfigStore.instance().repo.get(group, {}):
         return config
