@@ -197,8 +197,15 @@ def plain_loop(model, x, y, batch: int, epochs: int, precision: str, device) -> 
 
 def lightning_loop(model, x, y, batch: int, epochs: int, precision: str, device) -> list[float]:
     """Lightning as its users write it: a LightningModule, a DataLoader over the tensors."""
+    import logging
+    import warnings
+
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # its banners and tips
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
 
     per_epoch: list[float] = []
 
