@@ -247,15 +247,13 @@ def lightning_loop(model, x, y, batch: int, epochs: int, precision: str, device)
 
 def dlbench_loop(overrides: list[str], out: Path) -> list[float]:
     """dlbench's own run (its trainer, logging, checkpoints), images/s per epoch from its log."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     from dlbench import preflight
+    from dlbench.api import Run
     from dlbench.training import train
 
     with contextlib.redirect_stdout(io.StringIO()):
-        train(preflight.compose_config(overrides), out)
-    events = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0}).Reload()
-    return [e.value for e in events.Scalars("time/train_samples_per_s")]
+        metrics = train(preflight.compose_config(overrides), out)
+    return Run(out, metrics).curve("time/train_samples_per_s")[1]
 
 
 def speed(root: Path, device: torch.device, quick: bool, precision: str, report: Report) -> None:

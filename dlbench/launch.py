@@ -40,7 +40,7 @@ def run_once(
     from hydra.core.utils import configure_log
 
     run_dir = Path(str(OmegaConf.select(hydra_node, "hydra.run.dir"))).absolute()
-    made = [p for p in [run_dir, *run_dir.parents] if not p.exists()]  # (left as found on a refusal)
+    made = rundir.new_folders(run_dir)  # (left as found on a refusal)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open_dict(hydra_node):
         hydra_node.hydra.runtime.output_dir = str(run_dir.absolute())
@@ -70,11 +70,7 @@ def remove_if_untouched(made: list[Path], run_dir: Path) -> None:
     if run_dir not in made or not set(os.listdir(run_dir)) <= {"error.txt"}:
         return
     (run_dir / "error.txt").unlink(missing_ok=True)
-    for folder in made:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
+    rundir.remove_empty(made)
 
 
 def verbose_loggers(verbose: Any) -> list[str]:

@@ -188,6 +188,21 @@ OWN_FILES = {
 }
 
 
+def new_folders(folder: Path) -> list[Path]:
+    """The folders `folder.mkdir(parents=True)` would make, deepest first."""
+    return [p for p in [folder, *folder.parents] if not p.exists()]
+
+
+def remove_empty(made: list[Path]) -> None:
+    """Remove folders a step made (`new_folders`), deepest first, as long as they are empty:
+    a step that failed leaves no empty folder behind."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def remove_stale_temporaries(folder: Path) -> int:
     """Delete the temporary files of dlbench's own writes that were killed half way
     (`.<file>.<random>.tmp` beside a file dlbench writes); call it while holding the folder's

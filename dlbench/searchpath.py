@@ -74,12 +74,33 @@ def is_dlbench_path(path: str) -> bool:
     )
 
 
+def preset_file(name: str) -> Path | None:
+    """The file of experiment preset `name`: the first found (the user's folders come first)."""
+    found = (folder / "experiment" / f"{name}.yaml" for folder in config_dirs())
+    return next((path for path in found if path.is_file()), None)
+
+
+HEADER = r"#\s*@package\b(.*)$"
+
+
+def bad_header(text: str) -> tuple[int, str] | None:
+    """The `# @package` line of a config file's leading comments that Hydra would reject (more
+    than a name after it), with its number."""
+    import re
+
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.startswith("#"):
+            break
+        header = re.match(HEADER, line)
+        if header and not re.fullmatch(r"\s*[\w.]+\s*", header.group(1)):
+            return number, line
+    return None
+
+
 def read_user_yaml(path: Path) -> Any:
     """One of the user's config files, read as Hydra will read it; a file Hydra would reject is
     one message that names the file and the line: a `# @package` header with more than a name
     after it, or text that is not YAML."""
-    import re
-
     import yaml
 
     from dlbench.errors import DlbenchError
@@ -88,15 +109,11 @@ def read_user_yaml(path: Path) -> Any:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
         raise DlbenchError(f"{path}: cannot be read: {err}") from None
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.startswith("#"):
-            break
-        header = re.match(r"#\s*@package\b(.*)$", line)
-        if header and not re.fullmatch(r"\s*[\w.]+\s*", header.group(1)):
-            raise DlbenchError(
-                f"{path}, line {number}: '# @package' takes one name (_global_, _group_ or a key) and "
-                f"nothing else on its line, not {line!r}"
-            )
+    if bad := bad_header(text):
+        raise DlbenchError(
+            f"{path}, line {bad[0]}: '# @package' takes one name (_global_, _group_ or a key) and "
+            f"nothing else on its line, not {bad[1]!r}"
+        )
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -110,18 +127,26 @@ def read_user_yaml(path: Path) -> Any:
 
 def user_file_behind(error: BaseException) -> str | None:
     """When Hydra fails on a file of the user's: that file's own message (read_user_yaml), so
-    the user learns which file and which line; None when the error is not one of theirs."""
+    the user learns which file and which line; None when the error is not one of theirs. The
+    file is the one a YAML error names (or whose text it holds), or the one whose bad
+    `# @package` line Hydra quotes."""
+    import re
+
     from dlbench.errors import DlbenchError
 
-    mark = getattr(error, "problem_mark", None)  # a YAML error: the file's name, or its text
+    mark = getattr(error, "problem_mark", None)
     name, buffer = getattr(mark, "name", None), str(getattr(mark, "buffer", "") or "").rstrip("\0")
     for folder in user_config_dirs():
         for path in sorted(folder.rglob("*.yaml")):
             try:
-                read_user_yaml(path)
-            except DlbenchError as problem:
-                header = str(problem).rsplit(", not ", 1)[-1].strip("'").split("@package", 1)[-1].strip()
-                same_file = name == str(path) or (buffer and buffer == path.read_text(errors="replace"))
-                if same_file or (header and header in str(error)):
+                text = path.read_text(errors="replace")
+            except OSError:  # (read_user_yaml says why, if it is the file)
+                text = ""
+            bad = bad_header(text)
+            quoted = bad is not None and re.match(HEADER, bad[1]).group(1).strip() in str(error)
+            if name == str(path) or (buffer and buffer == text) or quoted:
+                try:
+                    read_user_yaml(path)
+                except DlbenchError as problem:
                     return str(problem)
     return None

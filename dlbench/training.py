@@ -191,12 +191,11 @@ def _train(
 def shortened_preset(overrides: list[str]) -> str | None:
     """`experiment=X trainer.epochs=N` where preset X trains for more epochs: a note beside the
     figures, which are not the ones the preset reports (docs/presets.md)."""
-    from dlbench.searchpath import config_dirs
+    from dlbench.searchpath import preset_file
 
     given = dict(o.split("=", 1) for o in overrides if "=" in o)
     name, epochs = given.get("experiment"), given.get("trainer.epochs")
-    found = [d / "experiment" / f"{name}.yaml" for d in config_dirs() if name]
-    path = next((p for p in found if p.is_file()), None)
+    path = preset_file(name) if name else None
     if path is None or not str(epochs).isdigit():
         return None
     try:

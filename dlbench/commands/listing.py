@@ -15,7 +15,7 @@ from rich.table import Table
 from dlbench import plugins, preflight
 from dlbench.engine.logging import console, new_table
 from dlbench.errors import unknown_name
-from dlbench.searchpath import SHIPPED, config_dirs
+from dlbench.searchpath import SHIPPED, preset_file
 
 KINDS = ("models", "datasets", "tasks", "losses", "optimizers", "schedulers", "experiments")
 
@@ -103,11 +103,7 @@ def experiments() -> dict[str, tuple[Path, str]]:
     file each comes from and the first line of its header comment."""
     out = {}
     for name in preflight.groups().get("experiment", []):
-        path = next(
-            d / "experiment" / f"{name}.yaml"
-            for d in config_dirs()
-            if (d / "experiment" / f"{name}.yaml").is_file()
-        )
+        path = preset_file(name)
         lines = [ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("# ")]
         lines = [ln for ln in lines if not ln.startswith("@package")]
         out[name] = (path, lines[0] if lines else "")

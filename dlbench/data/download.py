@@ -5,7 +5,6 @@ archive is unpacked into a new folder, whose entries are then moved into place).
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import shutil
@@ -14,6 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from dlbench import rundir
 from dlbench.errors import DlbenchError
 
 
@@ -24,16 +24,14 @@ def fetch(url: str, folder: Path, md5: str | None = None) -> None:
     name = url.rstrip("/").rsplit("/", 1)[-1]
     if (folder / name).is_symlink():
         raise DlbenchError(f"{folder / name} is a symbolic link: dlbench downloads only into real files")
-    made = [p for p in [folder, *folder.parents] if not p.exists()]  # to leave no empty folders
+    made = rundir.new_folders(folder)  # to leave no empty folders
     had_file = (folder / name).exists()
     try:
         download_url(url, str(folder), filename=name, md5=md5)
     except Exception as err:  # network errors come in many types; say which file, where, and what next
         if not had_file:
             (folder / name).unlink(missing_ok=True)  # a partial file
-        for path in made:
-            with contextlib.suppress(OSError):
-                path.rmdir()
+        rundir.remove_empty(made)
         raise DlbenchError(
             f"Could not download {url} into {folder}: {err}. Without a network: fetch that file on a "
             f"machine that has one, put it in {folder} as {name} (dlbench unpacks it there), and run "
