@@ -68,8 +68,9 @@ def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None, 
     if task_cls.default_loss is not None:
         loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
     node = {**OmegaConf.to_container(cfg.task, resolve=True), "name": name}
-    if isinstance(node.get("judge"), str):  # a GAN's judge: a classifier run, loaded here
-        node["judge"] = load_judge(node["judge"], info) if judge else None
+    for key in task_cls.trained_runs:  # a GAN's judge: a classifier run, loaded here
+        if isinstance(node.get(key), str):
+            node[key] = load_judge(node[key], info, key) if judge else None
     return TASKS.build(node, "task", model=model, loss=loss, data=info)
 
 
@@ -102,9 +103,9 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
     return task.eval(), cfg, info
 
 
-def load_judge(run: str, info: DataInfo):
+def load_judge(run: str, info: DataInfo, key: str = "judge"):
     """A trained dlbench classifier as a function: images in [-1, 1] -> class probabilities
-    (a GAN task's judge, `task.judge=<run dir>`)."""
+    (a GAN task's judge, `task.judge=<run dir>`: a parameter named in its `trained_runs`)."""
     try:
         state = checkpoint.load(run)
         task_node = (rundir.load_yaml(state["config"]) or {}).get("task")
@@ -112,9 +113,9 @@ def load_judge(run: str, info: DataInfo):
             raise DlbenchError("it is not a classifier run: its config names a judge of its own")
         task, cfg, judge_info = task_from_checkpoint(state, run)
     except DlbenchError as err:
-        raise DlbenchError(f"task.judge={run}: {err}") from err
+        raise DlbenchError(f"task.{key}={run}: {err}") from err
     if not hasattr(task, "probabilities"):
-        raise DlbenchError(f"task.judge={run} is not a classifier (task={cfg.task.name})")
+        raise DlbenchError(f"task.{key}={run} is not a classifier (task={cfg.task.name})")
     shape, normalization = list(judge_info.input_shape), judge_info.normalization
 
     from dlbench.tasks.gan import to_unit  # the GAN task's imports (torchmetrics) only for a GAN
@@ -124,7 +125,7 @@ def load_judge(run: str, info: DataInfo):
         if list(x.shape[1:]) != shape:
             if x.shape[1] != shape[0]:
                 raise DlbenchError(
-                    f"task.judge takes {shape} images; the generator makes {list(x.shape[1:])}"
+                    f"task.{key} takes {shape} images; the generator makes {list(x.shape[1:])}"
                 )
             x = F.interpolate(x, size=shape[1:], mode="bilinear", antialias=True)
         if normalization:

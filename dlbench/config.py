@@ -31,7 +31,11 @@ class TrainerConfig:
     max_steps: int | None = None  # stop after this many optimizer steps, even mid-epoch
     seed: int = 0
     precision: str = "32"  # 32 | bf16 | 16 (16 uses a gradient scaler) | auto (bf16 on a GPU, else 32)
-    grad_clip: float | None = None  # clip the gradients' global L2 norm to this value
+    grad_clip: float | None = None  # clip the gradients to this value (null: no clipping) ...
+    grad_clip_mode: str = "norm"  # ... by their global L2 norm (norm) or each element (value)
+    # micro-batches per optimizer step (gradient accumulation): K batches of B step as one batch of
+    # K*B would; an epoch's last, shorter group steps with the mean of its micro-batches
+    accumulate: int = 1
     log_every_n_steps: int = 10
     val_every_n_epochs: int = 1  # validate, log and checkpoint every N epochs (and at the end)
     monitor: str | None = None  # metric that decides best.pt and early stopping (null: the task's)
@@ -156,6 +160,7 @@ CHOICES = {
     "trainer.precision": PRECISIONS,
     "trainer.monitor_mode": ("min", "max"),
     "trainer.nonfinite": ("stop", "skip", "off"),
+    "trainer.grad_clip_mode": ("norm", "value"),
     "trainer.progress": ("auto", "rich", "plain", "none"),
     "scheduler.interval": ("epoch", "step"),
     "dataset.validate_on": ("val", "test", "train"),
@@ -261,6 +266,7 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     for key, value, low in [
         ("epochs", t.epochs, 0),
         ("max_steps", t.max_steps, 1),
+        ("accumulate", t.accumulate, 1),
         ("log_every_n_steps", t.log_every_n_steps, 1),
         ("val_every_n_epochs", t.val_every_n_epochs, 1),
         ("patience", t.patience, 1),

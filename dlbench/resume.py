@@ -19,9 +19,11 @@ refused before anything is written (the whole list of refused keys in one messag
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from typing import Any
 
+from dlbench.config import STRUCTURED
 from dlbench.errors import DlbenchError
 
 # settings that change nothing the steps so far were taken with (patterns of flattened keys)
@@ -36,6 +38,7 @@ RESUMABLE = (
     "trainer.max_steps",
     "trainer.patience",
     "trainer.grad_clip",
+    "trainer.grad_clip_mode",
     "trainer.log_every_n_steps",
     "trainer.val_every_n_epochs",
     "trainer.progress",
@@ -86,12 +89,23 @@ def changes(saved: dict, new: dict) -> dict[str, tuple[Any, Any]]:
     old, now = flatten(saved), flatten(new)
     out = {}
     for key in old.keys() | now.keys():
-        before, after = old.get(key, ABSENT), now.get(key, ABSENT)
+        before, after = old.get(key, default_of(key)), now.get(key, ABSENT)
         if key in ("trainer.monitor", "trainer.monitor_mode") and after is None:
             continue
         if before != after:
             out[key] = (before, after)
     return dict(sorted(out.items()))
+
+
+def default_of(key: str) -> Any:
+    """What a setting a checkpoint does not name was: its default, for a setting of a newer
+    dlbench (`trainer.accumulate` in a run saved before it existed ran with 1); else ABSENT."""
+    group, _, name = key.partition(".")
+    fields = {f.name: f for f in dataclasses.fields(STRUCTURED[group])} if group in STRUCTURED else {}
+    field = fields.get(name)
+    if field is None or field.default is dataclasses.MISSING:
+        return ABSENT
+    return field.default
 
 
 def check(saved: dict, new: dict) -> list[str]:

@@ -20,7 +20,7 @@ from dlbench import preflight
 from dlbench.config import data_config, validate
 from dlbench.data.info import DataInfo
 from dlbench.engine.logging import console, new_table
-from dlbench.engine.trainer import DTYPES
+from dlbench.engine.step import DTYPES
 from dlbench.errors import ArgumentParser, DlbenchError
 from dlbench.registry import MODELS, OPTIMIZERS
 

@@ -137,11 +137,11 @@ def test_each_default_and_choice_is_written_once():
 
     from dlbench import show
     from dlbench.config import PRECISIONS, STRUCTURED, OptimizerConfig
-    from dlbench.engine import distributed, optim, trainer
+    from dlbench.engine import distributed, optim, step
     from dlbench.engine.logging import RunLogger
     from dlbench.searchpath import SHIPPED
 
-    assert set(trainer.DTYPES) | {"auto"} == set(PRECISIONS) == set(show.PRECISION_NAMES)
+    assert set(step.DTYPES) | {"auto"} == set(PRECISIONS) == set(show.PRECISION_NAMES)
     assert optim.EXTRA_KEYS == tuple(f.name for f in dataclasses.fields(OptimizerConfig) if f.name != "name")
     for fn, setting in [
         (distributed.init, "timeout_s"),

@@ -15,7 +15,7 @@ LAYERS = [
     ["engine.*", "figures"],
     ["data.*", "models.*", "tasks.*"],
     ["build", "preflight"],
-    ["training", "summary", "launch"],
+    ["training", "summary", "launch", "announce"],
     ["api", "show", "cli", "__main__", "commands.*"],
 ]
 

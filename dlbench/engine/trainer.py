@@ -22,7 +22,9 @@ from dlbench.config import TrainerConfig
 from dlbench.engine import checkpoint, distributed
 from dlbench.engine.device import rng_state, set_rng_state, to_device
 from dlbench.engine.logging import RunLogger, format_metrics
+from dlbench.engine.means import BatchMeans, RunningMeans
 from dlbench.engine.optim import Optimization
+from dlbench.engine.step import Stepper, Update
 from dlbench.errors import DlbenchError, Preempted, did_you_mean
 
 if TYPE_CHECKING:  # (types only: the engine sits below the data and the tasks)
@@ -31,7 +33,6 @@ if TYPE_CHECKING:  # (types only: the engine sits below the data and the tasks)
 
 log = logging.getLogger("dlbench")
 
-DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)  # preemption, time limits
 
 
@@ -92,25 +93,27 @@ class Trainer:
         self.log = logger
         self.extra = checkpoint_extra or {}  # config and overrides, saved in each checkpoint
         self.state = TrainState()
-        self.dtype = resolve_precision(str(cfg.precision), device)
-        if self.dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise DlbenchError("trainer.precision=bf16: this GPU does not support bfloat16 (use 16)")
-        self.scalers: dict[str, torch.amp.GradScaler] = {}
+        self.steps = Stepper(cfg, device, run_dir, logger)  # one optimizer update (engine/step.py)
+        self.dtype = self.steps.dtype
         self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
         self.stop = stop or StopSignals()  # a SIGTERM/SIGUSR1/SIGUSR2 (preemption) received
-        self.skipped_steps = 0  # steps left out for a NaN/Inf (trainer.nonfinite=skip)
         self.running = RunningMeans(cfg.running_loss_every)  # seed 003's running loss, across epochs
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, task: Task) -> None:
         """Move the task to the device; channels_last and torch.compile where configured."""
         task.to(self.device)
-        self.param_names = {p: name for name, p in task.named_parameters()}
+        self.steps.param_names = {p: name for name, p in task.named_parameters()}
         for net in task.networks().values():
             if self.cfg.channels_last:
                 net.to(memory_format=torch.channels_last)
             if self.cfg.compile:
                 net.compile()
+        if self.cfg.accumulate > 1 and len(task.networks()) > 1:
+            raise DlbenchError(
+                f"trainer.accumulate={self.cfg.accumulate}: {type(task).__name__} steps one optimizer per "
+                "network on each batch, which accumulation does not split; use a larger dataset.batch_size"
+            )
         if distributed.world_size() > 1:
             if task.networks() != {"model": task.model}:
                 raise DlbenchError(
@@ -122,98 +125,44 @@ class Trainer:
     @contextlib.contextmanager
     def data_parallel(self, task: Task):
         """During a training step the task's model is the DDP wrapper, which averages the
-        gradients across processes; outside it (evaluation, checkpoints) it is the model itself."""
+        gradients across processes (once per optimizer step: not on the micro-batches that
+        only accumulate); outside it (evaluation, checkpoints) it is the model itself."""
         if self.ddp is None:
             yield
             return
-        task._modules["model"] = self.ddp
-        try:
+        synced = contextlib.nullcontext() if self.steps.update.last else self.ddp.no_sync()
+        with task.networks_replaced({"model": self.ddp}), synced:
             yield
-        finally:
-            task._modules["model"] = self.ddp.module
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def scaler(self, name: str) -> torch.amp.GradScaler:
-        """fp16 needs a gradient scaler (one per optimizer); bf16 and fp32 do not."""
-        if name not in self.scalers:
-            self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=self.dtype is torch.float16)
-        return self.scalers[name]
-
     # ---- one step -------------------------------------------------------------------------
     def optimize(self, optimizations: dict[str, Optimization], name: str, loss: torch.Tensor) -> None:
-        """zero_grad, backward, (clip), step: the update of one optimizer, called by the task."""
+        """The update of one optimizer, called by the task: (zero_grad), backward, and at the
+        end of an accumulation group (check), (clip), step (engine/step.py)."""
         if name not in optimizations:
             raise DlbenchError(f"the task asked to step optimizer '{name}', which it did not configure")
-        optimizer = optimizations[name].optimizer
-        scaler = self.scaler(name)
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            scaler.scale(loss).backward()
-        if self.cfg.nonfinite != "off" and not scaler.is_enabled() and self._nonfinite(optimizer, loss):
-            optimizer.zero_grad(set_to_none=True)
-            self.skipped_steps += 1
-            return  # skip: the weights and the optimizer's state stay as they were
-        if self.cfg.log_grad_norms and (self.state.step + 1) % self.cfg.log_every_n_steps == 0:
-            self.log_grad_norms(optimizer, scaler.get_scale() if scaler.is_enabled() else 1.0)
-        if self.cfg.grad_clip is not None:
-            scaler.unscale_(optimizer)
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-
-    def _nonfinite(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
-        """Whether this step's loss or a gradient is NaN or Inf (one scalar read per step). With
-        trainer.nonfinite=stop that is an error naming the step and the value; with skip, the
-        step is left out. fp16's gradient scaler does its own skipping of overflowed steps."""
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        loss = loss.detach().float().sum()
-        # one norm per gradient (a fused kernel), then one read for the loss and all of them
-        norms = torch._foreach_norm([p.grad for p in params]) if params else []
-        if bool(torch.isfinite(torch.stack([loss, *norms])).all()):
-            return False
-        step = self.state.step + 1
-        if not torch.isfinite(loss):
-            what = f"the loss is {float(loss)}"
-        else:
-            bad = next(p for p, norm in zip(params, norms, strict=True) if not torch.isfinite(norm))
-            value = float(bad.grad[~torch.isfinite(bad.grad)][0])
-            what = f"the gradient of {self.param_names.get(bad, 'a parameter')} holds {value}"
-        if self.cfg.nonfinite == "skip":
-            log.warning(f"step {step}: {what}; step skipped (trainer.nonfinite=skip)")
-            return True
-        saved = [
-            f"checkpoints/{n}" for n in ("last.pt", "best.pt") if (self.run_dir / "checkpoints" / n).is_file()
-        ]
-        kept = (
-            f"{' and '.join(saved)} {'are' if len(saved) > 1 else 'is'} from the last good evaluation"
-            if saved
-            else "no checkpoint had been written yet"
-        )
-        raise DlbenchError(
-            f"step {step} (epoch {self.state.epoch + 1}): {what}. Stopped before the update, so no "
-            f"checkpoint holds it; {kept}. "
-            "Lower optimizer.lr, set trainer.grad_clip, or skip such steps with trainer.nonfinite=skip"
-        )
-
-    def log_grad_norms(self, optimizer: torch.optim.Optimizer, scale: float) -> None:
-        """The L2 norm of each weight's gradient (before clipping), one curve per layer."""
-        norms = {
-            f"grad_norm/{self.param_names.get(p, 'param')}": float(p.grad.detach().norm()) / scale
-            for group in optimizer.param_groups
-            for p in group["params"]
-            if p.grad is not None and p.dim() > 1
-        }
-        self.log.scalars(norms, self.state.step + 1)
+        self.steps.optimize(optimizations[name], name, loss, self.state.step + 1, self.state.epoch + 1)
 
     # ---- loops ----------------------------------------------------------------------------
+    def optimizer_steps(self, batches: int) -> int:
+        """The optimizer steps an epoch of `batches` micro-batches makes (trainer.accumulate)."""
+        return -(-batches // self.cfg.accumulate)
+
     def total_steps(self, steps_per_epoch: int) -> int:
         total = self.cfg.epochs * steps_per_epoch
         return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    def group_of(self, index: int, batches: int) -> Update:
+        """Where micro-batch `index` (of the epoch's `batches`) stands in its accumulation group:
+        groups of trainer.accumulate, the last one of an epoch possibly shorter."""
+        k = self.cfg.accumulate
+        start = index - index % k
+        size = min(k, batches - start)
+        return Update(first=index == start, last=index == start + size - 1, size=size)
 
     def fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]) -> dict[str, float]:
         """Train until `epochs` (or `max_steps`, or early stopping); validate each epoch."""
@@ -299,21 +248,28 @@ class Trainer:
 
     def train_epoch(self, task: Task, data: DataModule, optimizations: dict[str, Optimization], epoch: int):
         task.train()
-        skipped_before, step_before = self.skipped_steps, self.state.step
+        skipped_before, step_before = self.steps.skipped_steps, self.state.step
         loader = data.loader("train", epoch=epoch, seed=self.cfg.seed, skip=self.state.epoch_step)
         means = BatchMeans()
         started = time.perf_counter()
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
-        steps_left = self.total_steps(len(loader) + self.state.epoch_step) - self.state.step
-        with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}", steps_left) as advance:
+        batches = len(loader) + self.state.epoch_step  # the epoch's, the skipped ones (a resume) too
+        steps_left = self.total_steps(self.optimizer_steps(batches)) - self.state.step
+        batches_left = steps_left * self.cfg.accumulate  # (for the plain progress's time left)
+        with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}", batches_left) as advance:
             for batch in loader:
+                self.steps.update = self.group_of(self.state.epoch_step, batches)
                 batch = to_device(batch, self.device, self.cfg.channels_last)
                 with self.autocast(), self.data_parallel(task):
                     out = task.training_step(batch, optimize)
                 samples = _batch_size(batch)
                 means.add(out, samples)
-                self.state.step += 1
                 self.state.epoch_step += 1
+                if not self.steps.update.last:  # a micro-batch that only accumulates its gradient
+                    self.running.add(out, None)
+                    advance(samples)
+                    continue
+                self.state.step += 1  # steps count optimizer steps (as do schedulers, logs, checkpoints)
                 if (window := self.running.add(out, self.state.step)) is not None:
                     self.log_running_means(window, epoch)
                 for opt in optimizations.values():
@@ -328,13 +284,13 @@ class Trainer:
                 every = self.cfg.checkpoint_every_n_steps
                 if every and self.state.step % every == 0:
                     self.save_periodic(task, optimizations)
-                self._stop_if_requested(task, optimizations)
+                self._stop_if_requested(task, optimizations)  # (only between optimizer steps)
                 if self._done():
                     break
         metrics = means.result("train")  # reading the sums waits for the device: the time is real
-        if self.skipped_steps:
-            metrics["train/skipped_steps"] = float(self.skipped_steps)
-            skipped, steps = self.skipped_steps - skipped_before, self.state.step - step_before
+        if self.steps.skipped_steps:
+            metrics["train/skipped_steps"] = float(self.steps.skipped_steps)
+            skipped, steps = self.steps.skipped_steps - skipped_before, self.state.step - step_before
             if steps and skipped > self.cfg.max_skipped_fraction * steps:
                 raise DlbenchError(
                     f"epoch {epoch + 1}: {skipped} of its {steps} steps had a NaN/Inf loss or gradient and "
@@ -384,7 +340,7 @@ class Trainer:
             "task": task.state_dict(),
             "optimizers": {k: o.optimizer.state_dict() for k, o in optimizations.items()},
             "schedulers": {k: o.scheduler.state_dict() for k, o in optimizations.items() if o.scheduler},
-            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+            "scalers": {k: s.state_dict() for k, s in self.steps.scalers.items()},
             "lookahead": {k: o.lookahead.state_dict() for k, o in optimizations.items() if o.lookahead},
             "trainer": asdict(self.state),
             "rng": rng_state(),
@@ -420,66 +376,11 @@ class Trainer:
             raise DlbenchError(f"The checkpoint does not fit this run's model or optimizer: {err}") from err
         try:
             for name, scaler_state in state.get("scalers", {}).items():
-                self.scaler(name).load_state_dict(scaler_state)
+                self.steps.scaler(name).load_state_dict(scaler_state)
             self.state = TrainState(**state["trainer"])
             set_rng_state(state["rng"])
         except Exception as err:
             raise DlbenchError(f"The checkpoint's training state cannot be restored: {err}") from err
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (None: float32). `auto` is bf16 on a GPU that has it, else float32
-    (bf16 autocast on a CPU is slower than float32 for these models)."""
-    if precision == "auto":
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else None
-    return DTYPES[precision]
-
-
-class BatchMeans:
-    """Sample-weighted means of a step's outputs over an epoch, summed on the device so the
-    loop never waits for it; read (one sync) at the end."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
-
-    def add(self, values: dict[str, torch.Tensor], n: int) -> None:
-        for key, value in values.items():
-            self.sums[key] = self.sums.get(key, 0) + value.detach().float() * n
-        self.count += n
-
-    def result(self, prefix: str) -> dict[str, float]:
-        """The means over every process (sums and counts added up across them)."""
-        keys = list(self.sums)
-        *sums, count = distributed.sum_across(
-            [*(self.sums[k] for k in keys), torch.tensor(float(self.count))]
-        )
-        return {f"{prefix}/{k}": float(v) / max(float(count), 1.0) for k, v in zip(keys, sums, strict=True)}
-
-
-class RunningMeans:
-    """The mean of each step value over windows of `every` steps (seed 003's running loss). The
-    windows count the run's steps, not each epoch's, so they also close when an epoch has fewer
-    than `every` mini-batches. Summed on the device; read once per window."""
-
-    def __init__(self, every: int | None) -> None:
-        self.every = every
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
-
-    def add(self, values: dict[str, torch.Tensor], step: int) -> dict[str, float] | None:
-        """Add one step's values; at the end of a window, return their means (and start anew)."""
-        if not self.every:
-            return None
-        for key, value in values.items():
-            self.sums[key] = self.sums.get(key, 0) + value.detach().float()
-        self.count += 1
-        if step % self.every:
-            return None
-        window = {key: float(total) / self.count for key, total in self.sums.items()}
-        self.sums, self.count = {}, 0
-        return window
 
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:

@@ -8,7 +8,8 @@ zero_grad, backward, gradient clipping and the optimizer step, so no task writes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,9 @@ class PredictOptions:
 
 class Task(nn.Module):
     default_loss: str | None = "mse"  # the loss a `loss=auto` config gets (None: the task's own)
+    # parameters that name another trained run (a GAN's judge): build.py loads each as a
+    # classifier function before the task is built
+    trained_runs: tuple[str, ...] = ()
     monitor = ("val/loss", "min")  # the metric (and its better direction) trainer.monitor=null means
 
     def __init__(self, model: nn.Module, loss: nn.Module | None):
@@ -56,6 +60,19 @@ class Task(nn.Module):
     def networks(self) -> dict[str, nn.Module]:
         """The trainable networks, by name (compiled and moved by the trainer)."""
         return {"model": self.model}
+
+    @contextlib.contextmanager
+    def networks_replaced(self, wrappers: dict[str, nn.Module]) -> Iterator[None]:
+        """Inside, the named networks are these wrappers of themselves (DDP's, during a training
+        step); outside, the networks again (evaluation and checkpoints see no wrapper)."""
+        originals = {name: getattr(self, name) for name in wrappers}
+        for name, wrapper in wrappers.items():
+            setattr(self, name, wrapper)
+        try:
+            yield
+        finally:
+            for name, network in originals.items():
+                setattr(self, name, network)
 
     def configure_optimizers(
         self, optimizer_cfg: Mapping, scheduler_cfg: Mapping, total_steps: int, steps_per_epoch: int

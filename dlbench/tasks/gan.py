@@ -126,6 +126,7 @@ class AdversarialTask(Task):
 
 @TASKS.register("gan")
 class GANTask(AdversarialTask):
+    trained_runs = ("judge",)
     """GAN, DCGAN and the conditional GAN: noise (and a label) -> image; D tells real from fake.
 
     Logged: train/loss_d, train/loss_g, train/d_real and train/d_fake (D's mean output, as a
@@ -163,10 +164,8 @@ class GANTask(AdversarialTask):
         )
         self.rows, self.judge_samples = rows, judge_samples
         if isinstance(judge, str):
-            raise DlbenchError(
-                "task.judge: build the task with training.build_task, which loads the judge run"
-            )
-        self.judge = judge  # loaded by training.build_task from the run directory the config names
+            raise DlbenchError("task.judge: build the task with build.build_task, which loads the judge run")
+        self.judge = judge  # loaded by build.build_task from the run directory the config names
         # best.pt: the samples the judge recognises best; without a judge, the generator's loss
         self.monitor = ("val/judge_score", "max") if self.judge is not None else ("val/loss_g", "min")
         self.last_samples: torch.Tensor | None = None

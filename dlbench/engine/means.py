@@ -1,0 +1,57 @@
+"""Means of a step's outputs, summed on the device so the training loop never waits for
+them: over an epoch (BatchMeans) and over windows of N steps (RunningMeans, seed 003's
+running loss)."""
+
+from __future__ import annotations
+
+import torch
+
+from dlbench.engine import distributed
+
+
+class BatchMeans:
+    """Sample-weighted means of a step's outputs over an epoch, summed on the device so the
+    loop never waits for it; read (one sync) at the end."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, values: dict[str, torch.Tensor], n: int) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0) + value.detach().float() * n
+        self.count += n
+
+    def result(self, prefix: str) -> dict[str, float]:
+        """The means over every process (sums and counts added up across them)."""
+        keys = list(self.sums)
+        *sums, count = distributed.sum_across(
+            [*(self.sums[k] for k in keys), torch.tensor(float(self.count))]
+        )
+        return {f"{prefix}/{k}": float(v) / max(float(count), 1.0) for k, v in zip(keys, sums, strict=True)}
+
+
+class RunningMeans:
+    """The mean of each step value over windows of `every` steps (seed 003's running loss). The
+    windows count the run's steps, not each epoch's, so they also close when an epoch has fewer
+    than `every` mini-batches. Summed on the device; read once per window."""
+
+    def __init__(self, every: int | None) -> None:
+        self.every = every
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, values: dict[str, torch.Tensor], step: int | None) -> dict[str, float] | None:
+        """Add one mini-batch's values; at the end of a window (its last optimizer `step`),
+        return their means (and start anew). `step` None: a micro-batch inside an accumulation
+        group, added only."""
+        if not self.every:
+            return None
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0) + value.detach().float()
+        self.count += 1
+        if step is None or step % self.every:
+            return None
+        window = {key: float(total) / self.count for key, total in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return window

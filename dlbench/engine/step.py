@@ -1,0 +1,154 @@
+"""One optimizer update, as a task asks for it with `optimize(name, loss)`:
+
+    zero_grad (on the first micro-batch of a group)
+    backward (scaled for fp16, divided by trainer.accumulate)
+    ... then, on the last micro-batch of a group:
+    check for NaN/Inf -> log gradient norms -> clip -> optimizer step
+
+With `trainer.accumulate=K` the gradients of K micro-batches add up before one step, so K
+batches of B train as one batch of K*B would (the loss of each is a mean over its B samples;
+divided by K, they sum to the mean over K*B). The trainer says which micro-batch is the
+last of its group (`Update.last`) and how many the group holds (a last, partial group at
+the end of an epoch holds fewer: its gradient is rescaled to their mean).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dlbench.config import TrainerConfig
+from dlbench.engine.logging import RunLogger
+from dlbench.engine.optim import Optimization
+from dlbench.errors import DlbenchError
+
+log = logging.getLogger("dlbench")
+
+DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+
+
+@dataclass
+class Update:
+    """Where the current micro-batch stands in its accumulation group."""
+
+    first: bool = True  # the gradients are zeroed before this micro-batch's backward
+    last: bool = True  # the optimizer steps after this micro-batch's backward
+    size: int = 1  # micro-batches in this group (trainer.accumulate, fewer at an epoch's end)
+
+
+class Stepper:
+    """The gradient scalers, the NaN/Inf check, clipping and the step of each optimizer."""
+
+    def __init__(self, cfg: TrainerConfig, device: torch.device, run_dir: Path, logger: RunLogger):
+        self.cfg, self.device, self.run_dir, self.log = cfg, device, run_dir, logger
+        self.dtype = resolve_precision(str(cfg.precision), device)
+        if self.dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise DlbenchError("trainer.precision=bf16: this GPU does not support bfloat16 (use 16)")
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
+        self.param_names: dict[torch.nn.Parameter, str] = {}  # for messages and grad_norm/<name>
+        self.skipped_steps = 0  # steps left out for a NaN/Inf (trainer.nonfinite=skip)
+        self.update = Update()
+        self.losses: list[torch.Tensor] = []  # the group's losses so far (for the NaN/Inf check)
+
+    def scaler(self, name: str) -> torch.amp.GradScaler:
+        """fp16 needs a gradient scaler (one per optimizer); bf16 and fp32 do not."""
+        if name not in self.scalers:
+            self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=self.dtype is torch.float16)
+        return self.scalers[name]
+
+    def optimize(
+        self, optimization: Optimization, name: str, loss: torch.Tensor, step: int, epoch: int
+    ) -> None:
+        """(zero_grad), backward; on a group's last micro-batch also (check), (clip), step.
+        `step` and `epoch` number the optimizer step this group makes (messages and logs)."""
+        optimizer, scaler = optimization.optimizer, self.scaler(name)
+        if self.update.first:  # (a GAN's generator loss also left gradients in the discriminator)
+            optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            scaler.scale(loss / self.cfg.accumulate).backward()
+        self.losses.append(loss.detach())
+        if not self.update.last:
+            return
+        losses, self.losses = self.losses, []
+        if self.update.size != self.cfg.accumulate:  # a partial group: the mean of its micro-batches
+            for p in params_of(optimizer):
+                if p.grad is not None:
+                    p.grad.mul_(self.cfg.accumulate / self.update.size)
+        if (
+            self.cfg.nonfinite != "off"
+            and not scaler.is_enabled()
+            and self.nonfinite(optimizer, losses, step, epoch)
+        ):
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            return  # skip: the weights and the optimizer's state stay as they were
+        if self.cfg.log_grad_norms and step % self.cfg.log_every_n_steps == 0:
+            self.log_grad_norms(optimizer, scaler.get_scale() if scaler.is_enabled() else 1.0, step)
+        if self.cfg.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            if self.cfg.grad_clip_mode == "value":
+                torch.nn.utils.clip_grad_value_(params_of(optimizer), self.cfg.grad_clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(params_of(optimizer), self.cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+
+    def nonfinite(
+        self, optimizer: torch.optim.Optimizer, losses: list[torch.Tensor], step: int, epoch: int
+    ) -> bool:
+        """Whether this step's loss or a gradient is NaN or Inf (one scalar read per step). With
+        trainer.nonfinite=stop that is an error naming the step and the value; with skip, the
+        step is left out. fp16's gradient scaler does its own skipping of overflowed steps."""
+        params = [p for p in params_of(optimizer) if p.grad is not None]
+        loss = torch.stack([v.float().sum() for v in losses]).sum()
+        # one norm per gradient (a fused kernel), then one read for the loss and all of them
+        norms = torch._foreach_norm([p.grad for p in params]) if params else []
+        if bool(torch.isfinite(torch.stack([loss, *norms])).all()):
+            return False
+        if not torch.isfinite(loss):
+            what = f"the loss is {float(loss)}"
+        else:
+            bad = next(p for p, norm in zip(params, norms, strict=True) if not torch.isfinite(norm))
+            value = float(bad.grad[~torch.isfinite(bad.grad)][0])
+            what = f"the gradient of {self.param_names.get(bad, 'a parameter')} holds {value}"
+        if self.cfg.nonfinite == "skip":
+            log.warning(f"step {step}: {what}; step skipped (trainer.nonfinite=skip)")
+            return True
+        saved = [
+            f"checkpoints/{n}" for n in ("last.pt", "best.pt") if (self.run_dir / "checkpoints" / n).is_file()
+        ]
+        kept = (
+            f"{' and '.join(saved)} {'are' if len(saved) > 1 else 'is'} from the last good evaluation"
+            if saved
+            else "no checkpoint had been written yet"
+        )
+        raise DlbenchError(
+            f"step {step} (epoch {epoch}): {what}. Stopped before the update, so no checkpoint "
+            f"holds it; {kept}. "
+            "Lower optimizer.lr, set trainer.grad_clip, or skip such steps with trainer.nonfinite=skip"
+        )
+
+    def log_grad_norms(self, optimizer: torch.optim.Optimizer, scale: float, step: int) -> None:
+        """The L2 norm of each weight's gradient (before clipping), one curve per layer."""
+        norms = {
+            f"grad_norm/{self.param_names.get(p, 'param')}": float(p.grad.detach().norm()) / scale
+            for p in params_of(optimizer)
+            if p.grad is not None and p.dim() > 1
+        }
+        self.log.scalars(norms, step)
+
+
+def params_of(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None: float32). `auto` is bf16 on a GPU that has it, else float32
+    (bf16 autocast on a CPU is slower than float32 for these models)."""
+    if precision == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else None
+    return DTYPES[precision]

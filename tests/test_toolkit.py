@@ -1,0 +1,98 @@
+"""Issue 27: the training toolkit as options of the one trainer: gradient accumulation,
+clipping by value, EMA and SWA of the weights, mixup/cutmix, the LR range test, the profiler."""
+
+import signal
+
+import pytest
+import torch
+
+from dlbench import preflight
+from dlbench.config import TrainerConfig
+from dlbench.engine import checkpoint
+from dlbench.engine.optim import Optimization
+from dlbench.engine.step import Stepper
+from dlbench.engine.trainer import Trainer
+from dlbench.errors import DlbenchError, Preempted
+from dlbench.training import train
+
+QUIET = ["trainer.progress=none", "trainer.threads=1", "logger.tensorboard=false"]
+LINEAR = ["model=linear", "trainer.epochs=2", *QUIET]  # no BatchNorm, no dropout
+
+
+def weights(run) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in checkpoint.load(run)["task"].items() if k.startswith("model.")}
+
+
+def test_k_batches_of_b_accumulated_train_as_one_batch_of_k_times_b(tmp_path):
+    # the digits' 1294 training images: 81 batches of 16 (the last of 14) in 21 groups of 4,
+    # the last group one batch of 14; and 21 batches of 64, the last of 14
+    one = train(preflight.compose_config([*LINEAR, "dataset.batch_size=64"]), tmp_path / "one")
+    acc = train(
+        preflight.compose_config([*LINEAR, "dataset.batch_size=16", "trainer.accumulate=4"]), tmp_path / "acc"
+    )
+    assert checkpoint.load(tmp_path / "acc")["trainer"]["step"] == 42  # optimizer steps, 21 an epoch
+    big, small = weights(tmp_path / "one"), weights(tmp_path / "acc")
+    for name, value in big.items():
+        assert (small[name] - value).abs().max() < 1e-6, name
+    assert acc["test/loss"] == pytest.approx(one["test/loss"], abs=1e-5)
+    # the same batches without accumulation train differently: the test can tell them apart
+    plain = train(preflight.compose_config([*LINEAR, "dataset.batch_size=16"]), tmp_path / "plain")
+    assert plain["test/loss"] != pytest.approx(one["test/loss"], abs=1e-3)
+
+
+def test_a_stop_signal_inside_a_group_stops_after_it_and_the_resume_is_exact(monkeypatch, tmp_path):
+    overrides = [*LINEAR, "dataset.batch_size=16", "trainer.accumulate=4", "trainer.deterministic=true"]
+    train(preflight.compose_config(overrides), tmp_path / "whole")
+    optimize, calls = Trainer.optimize, []
+
+    def optimize_and_signal(self, optimizations, name, loss):
+        optimize(self, optimizations, name, loss)
+        calls.append(1)
+        if len(calls) == 6:  # the second micro-batch of the second group
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
+    with pytest.raises(Preempted) as stop:
+        train(preflight.compose_config(overrides), tmp_path / "cut")
+    assert stop.value.step == 2  # the group ended first
+    saved = checkpoint.load(tmp_path / "cut")["trainer"]
+    assert (saved["step"], saved["epoch_step"]) == (2, 8)
+    monkeypatch.undo()
+    train(preflight.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
+    whole, cut = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "cut")
+    assert cut["trainer"]["step"] == whole["trainer"]["step"] == 42
+    for name, value in whole["task"].items():
+        assert torch.equal(cut["task"][name], value), name
+
+
+def test_accumulation_is_refused_for_a_task_with_several_optimizers(tmp_path):
+    from dlbench.tasks.base import Task
+
+    class TwoNetworks(Task):
+        def networks(self):
+            return {"generator": self.model, "discriminator": self.loss}
+
+    task = TwoNetworks(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    trainer = Trainer(TrainerConfig(accumulate=2), torch.device("cpu"), tmp_path, logger=None)
+    with pytest.raises(DlbenchError, match=r"trainer.accumulate=2: TwoNetworks steps one optimizer per"):
+        trainer.setup(task)
+
+
+@pytest.mark.parametrize("mode", ["norm", "value"])
+def test_gradients_are_clipped_by_their_norm_or_by_each_value(tmp_path, mode):
+    weight = torch.nn.Parameter(torch.zeros(4))
+    optimization = Optimization(torch.optim.SGD([weight], lr=1.0))
+    stepper = Stepper(TrainerConfig(grad_clip=0.5, grad_clip_mode=mode), torch.device("cpu"), tmp_path, None)
+    loss = (weight * torch.tensor([3.0, -4.0, 0.1, 0.0])).sum()  # its gradient: these numbers
+    stepper.optimize(optimization, "model", loss, step=1, epoch=1)
+    gradient = torch.tensor([3.0, -4.0, 0.1, 0.0])
+    clipped = gradient.clamp(-0.5, 0.5) if mode == "value" else gradient * 0.5 / gradient.norm()
+    assert weight.detach().tolist() == pytest.approx((-clipped).tolist(), rel=1e-5)
+    assert stepper.losses == []  # (the group's losses are let go after its step)
+
+
+def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
+    result = cli("trainer.accumulate=0")
+    assert result.returncode == 2 and "trainer.accumulate=0: must be at least 1" in result.stderr
+    result = cli("trainer.grad_clip_mode=elementwise")
+    assert result.returncode == 2 and "choose one of: norm|value" in result.stderr
