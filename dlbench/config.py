@@ -36,6 +36,13 @@ class TrainerConfig:
     # micro-batches per optimizer step (gradient accumulation): K batches of B step as one batch of
     # K*B would; an epoch's last, shorter group steps with the mean of its micro-batches
     accumulate: int = 1
+    # an exponential moving average of the weights (and buffers) with this decay (e.g. 0.999),
+    # updated every optimizer step: evaluation, best.pt, eval, predict, export take it
+    ema: float | None = None
+    # stochastic weight averaging: average the weights at the end of each epoch from this one
+    # (1-based) on; BatchNorm statistics recomputed at the end; the average is tested and saved
+    swa_start: int | None = None
+    swa_lr: float | None = None  # with swa_start: the constant lr SWA trains at (null: the schedule's)
     log_every_n_steps: int = 10
     val_every_n_epochs: int = 1  # validate, log and checkpoint every N epochs (and at the end)
     monitor: str | None = None  # metric that decides best.pt and early stopping (null: the task's)
@@ -286,6 +293,14 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         )
     if t.grad_clip is not None and not 0 < t.grad_clip < math.inf:
         raise DlbenchError(f"trainer.grad_clip={t.grad_clip}: must be a positive number (or null for none)")
+    if t.ema is not None and not 0 < t.ema < 1:
+        raise DlbenchError(f"trainer.ema={t.ema}: the decay must be in (0, 1), e.g. 0.999 (or null for none)")
+    if t.ema is not None and t.swa_start is not None:
+        raise DlbenchError("trainer.ema and trainer.swa_start average the weights two ways: choose one")
+    if t.swa_start is not None and not 1 <= t.swa_start <= max(1, t.epochs):
+        raise DlbenchError(f"trainer.swa_start={t.swa_start}: an epoch from 1 to trainer.epochs={t.epochs}")
+    if t.swa_lr is not None and (t.swa_start is None or not 0 < t.swa_lr < math.inf):
+        raise DlbenchError(f"trainer.swa_lr={t.swa_lr}: a positive lr, with trainer.swa_start set")
     if str(t.threads) != "auto" and not (isinstance(t.threads, int) and t.threads >= 1):
         raise DlbenchError(f"trainer.threads={t.threads}: auto, or a number of threads (1 or more)")
     if not 0 <= t.max_skipped_fraction <= 1:

@@ -181,6 +181,8 @@ def _train(
         console.print(f"job {run_dir.name} done: {headline(metrics)}", soft_wrap=True)
         return metrics
     console.print(metrics_table(metrics))
+    if trainer.average is not None and trainer.average.in_use():
+        console.print(f"val/ and test/ measured {trainer.average.describe()}", soft_wrap=True)
     if (text := task.report()) is not None:
         console.print(text)
     if note := shortened_preset(overrides):

@@ -65,16 +65,18 @@ def test_a_stop_signal_inside_a_group_stops_after_it_and_the_resume_is_exact(mon
         assert torch.equal(cut["task"][name], value), name
 
 
-def test_accumulation_is_refused_for_a_task_with_several_optimizers(tmp_path):
+@pytest.mark.parametrize("setting", [{"accumulate": 2}, {"ema": 0.9}, {"swa_start": 1}])
+def test_accumulation_and_averages_are_refused_for_a_task_with_several_networks(tmp_path, setting):
     from dlbench.tasks.base import Task
 
-    class TwoNetworks(Task):
+    class TwoNetworks(Task):  # a GAN's shape: one optimizer per network on every batch
         def networks(self):
             return {"generator": self.model, "discriminator": self.loss}
 
     task = TwoNetworks(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
-    trainer = Trainer(TrainerConfig(accumulate=2), torch.device("cpu"), tmp_path, logger=None)
-    with pytest.raises(DlbenchError, match=r"trainer.accumulate=2: TwoNetworks steps one optimizer per"):
+    trainer = Trainer(TrainerConfig(**setting), torch.device("cpu"), tmp_path, logger=None)
+    ((key, value),) = setting.items()
+    with pytest.raises(DlbenchError, match=rf"trainer.{key}={value}: TwoNetworks trains several networks"):
         trainer.setup(task)
 
 
@@ -96,3 +98,82 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     assert result.returncode == 2 and "trainer.accumulate=0: must be at least 1" in result.stderr
     result = cli("trainer.grad_clip_mode=elementwise")
     assert result.returncode == 2 and "choose one of: norm|value" in result.stderr
+
+
+def test_the_ema_is_what_evaluation_and_checkpoints_take_and_the_trained_weights_stay(tmp_path):
+    overrides = [*LINEAR, "trainer.ema=0.5", "optimizer=sgd", "trainer.max_steps=2"]
+    periodic = ["trainer.checkpoint_every_n_steps=1", "trainer.keep_last_k=2"]
+    metrics = train(preflight.compose_config([*overrides, *periodic]), tmp_path / "run")
+    saved = tmp_path / "run" / "checkpoints"
+    one, two = (checkpoint.load(saved / f"step-00000000{n}.pt") for n in (1, 2))
+    for name in weights(saved / "last.pt"):
+        w1, w2 = one["trained"][name], two["trained"][name]
+        assert torch.equal(one["task"][name], w1), name  # the first step: the average is the weights
+        assert torch.allclose(two["task"][name], 0.5 * w1 + 0.5 * w2, atol=1e-7), name  # then decays
+        assert not torch.equal(two["task"][name], w2), name
+    # what a user loads is the average, and the run's test figures are the average's
+    from dlbench.api import Run
+
+    loaded = Run.open(tmp_path / "run").load_model().state_dict()
+    last = checkpoint.load(saved / "last.pt")
+    assert all(torch.equal(value, last["task"][f"model.{name}"]) for name, value in loaded.items())
+    assert "test/loss" in metrics
+
+
+@pytest.mark.parametrize(
+    "setting, signal_at",
+    [
+        (["trainer.ema=0.9"], 6),
+        (["trainer.swa_start=2", "trainer.swa_lr=0.05", "model=mlp", "model.norm=batch"], 30),
+    ],
+)
+def test_a_resumed_run_with_an_average_ends_as_the_whole_run(monkeypatch, tmp_path, setting, signal_at):
+    overrides = [*LINEAR, "trainer.epochs=3", "trainer.deterministic=true", *setting]
+    train(preflight.compose_config(overrides), tmp_path / "whole")
+    optimize, calls = Trainer.optimize, []
+
+    def optimize_and_signal(self, optimizations, name, loss):
+        optimize(self, optimizations, name, loss)
+        calls.append(1)
+        if len(calls) == signal_at:
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
+    with pytest.raises(Preempted):
+        train(preflight.compose_config(overrides), tmp_path / "cut")
+    monkeypatch.undo()
+    train(preflight.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
+    whole, cut = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "cut")
+    for part in ("task", "trained"):
+        for name, value in whole[part].items():
+            assert torch.equal(cut[part][name], value), f"{part}.{name}"
+
+
+def test_swa_averages_the_epochs_from_its_start_and_recomputes_batchnorm(tmp_path):
+    overrides = [*LINEAR, "model=mlp", "model.norm=batch", "trainer.epochs=3", "trainer.swa_start=2"]
+    periodic = ["trainer.checkpoint_every_n_steps=21", "trainer.keep_last_k=3"]  # each epoch's end
+    train(preflight.compose_config([*overrides, *periodic]), tmp_path / "run")
+    saved = tmp_path / "run" / "checkpoints"
+    epoch_2, epoch_3 = (checkpoint.load(saved / f"step-0000000{n}.pt")["trained"] for n in (42, 63))
+    final = checkpoint.load(saved / "best.pt")
+    assert final["average"]["finished"] and checkpoint.load(saved / "last.pt")["average"]["finished"]
+    for name, value in final["task"].items():
+        if name.startswith("model.") and "running" not in name and "num_batches" not in name:
+            assert torch.allclose(value, (epoch_2[name] + epoch_3[name]) / 2, atol=1e-6), name
+    means = [k for k in final["task"] if k.endswith("running_mean")]
+    assert means and all(not torch.equal(final["task"][k], final["trained"][k]) for k in means)
+
+
+def test_averaging_settings_refuse_impossible_values(cli):
+    for args, message in [
+        (["trainer.ema=1.5"], "trainer.ema=1.5: the decay must be in (0, 1)"),
+        (["trainer.ema=0.9", "trainer.swa_start=1"], "average the weights two ways: choose one"),
+        (["trainer.swa_start=20", "trainer.epochs=5"], "trainer.swa_start=20: an epoch from 1 to"),
+        (["trainer.swa_lr=0.1"], "with trainer.swa_start set"),
+    ]:
+        result = cli(*args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+    result = cli("model=linear", "trainer.epochs=1", "trainer.ema=0.9", "trainer.progress=none")
+    assert result.returncode == 0 and "val/ and test/ measured the EMA of the weights (trainer.ema=0.9)" in (
+        result.stdout
+    )

@@ -20,6 +20,7 @@ import torch
 
 from dlbench.config import TrainerConfig
 from dlbench.engine import checkpoint, distributed
+from dlbench.engine.averaging import WeightAverage
 from dlbench.engine.device import rng_state, set_rng_state, to_device
 from dlbench.engine.logging import RunLogger, format_metrics
 from dlbench.engine.means import BatchMeans, RunningMeans
@@ -75,6 +76,7 @@ class TrainState:
     bad_epochs: int = 0  # epochs since it last improved (early stopping)
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's metrics
     epoch_step: int = 0  # batches done in the current epoch (a checkpoint written mid-epoch)
+    swa_lr: bool = False  # the schedule gave way to trainer.swa_lr (SWA's SWALR)
 
 
 class Trainer:
@@ -96,6 +98,7 @@ class Trainer:
         self.steps = Stepper(cfg, device, run_dir, logger)  # one optimizer update (engine/step.py)
         self.dtype = self.steps.dtype
         self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
+        self.average: WeightAverage | None = None  # trainer.ema or trainer.swa_start (engine/averaging.py)
         self.stop = stop or StopSignals()  # a SIGTERM/SIGUSR1/SIGUSR2 (preemption) received
         self.running = RunningMeans(cfg.running_loss_every)  # seed 003's running loss, across epochs
 
@@ -109,11 +112,20 @@ class Trainer:
                 net.to(memory_format=torch.channels_last)
             if self.cfg.compile:
                 net.compile()
-        if self.cfg.accumulate > 1 and len(task.networks()) > 1:
-            raise DlbenchError(
-                f"trainer.accumulate={self.cfg.accumulate}: {type(task).__name__} steps one optimizer per "
-                "network on each batch, which accumulation does not split; use a larger dataset.batch_size"
-            )
+        several = {
+            "accumulate": self.cfg.accumulate > 1,
+            "ema": self.cfg.ema,
+            "swa_start": self.cfg.swa_start,
+        }
+        for key, value in several.items():
+            if value and len(task.networks()) > 1:
+                raise DlbenchError(
+                    f"trainer.{key}={getattr(self.cfg, key)}: {type(task).__name__} trains several networks, "
+                    "each with its own optimizer on every batch; this setting is for a task with one model"
+                )
+        if self.cfg.ema is not None or self.cfg.swa_start is not None:
+            self.average = WeightAverage(task.model, self.cfg)
+            log.info(f"evaluation and checkpoints take {self.average.describe()}")
         if distributed.world_size() > 1:
             if task.networks() != {"model": task.model}:
                 raise DlbenchError(
@@ -132,6 +144,16 @@ class Trainer:
             return
         synced = contextlib.nullcontext() if self.steps.update.last else self.ddp.no_sync()
         with task.networks_replaced({"model": self.ddp}), synced:
+            yield
+
+    @contextlib.contextmanager
+    def evaluated_weights(self, task: Task):
+        """The weights evaluation and checkpoints take: the average (trainer.ema, or SWA's once
+        it is finished) in place of the model, else the model."""
+        if self.average is None or not self.average.in_use():
+            yield
+            return
+        with task.networks_replaced({"model": self.average.module}):
             yield
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -197,7 +219,11 @@ class Trainer:
         while self.state.epoch < cfg.epochs and not self._done():
             epoch = self.state.epoch
             start = time.perf_counter()
+            if self.average is not None and self.average.swa_scheduler(epoch) and not self.state.swa_lr:
+                self.start_swa_lr(optimizations)
             metrics = self.train_epoch(task, data, optimizations, epoch)
+            if self.average is not None:
+                self.average.after_epoch(task.model, epoch + 1)
             # Epoch-end work (validation, logging, checkpoints, early stopping) runs every
             # val_every_n_epochs and at the end, so 10,000 full-batch epochs stay cheap.
             last = epoch + 1 == cfg.epochs or self._done() or task.should_stop()
@@ -230,7 +256,32 @@ class Trainer:
             if cfg.patience is not None and self.state.bad_epochs >= cfg.patience:
                 log.info(f"early stopping: {monitor} has not improved for {cfg.patience} evaluations")
                 break
+        if self.average is not None and self.average.kind == "swa" and not self.average.finished:
+            self.finish_swa(task, data, optimizations)
         return dict(self.state.metrics)
+
+    def start_swa_lr(self, optimizations: dict[str, Optimization]) -> None:
+        """From trainer.swa_start on, the learning rate goes to trainer.swa_lr (SWALR) in place of
+        the schedule."""
+        model = optimizations["model"]
+        model.scheduler, model.interval = self.average.new_swa_lr(model.optimizer), "epoch"
+        self.state.swa_lr = True
+
+    def finish_swa(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]) -> None:
+        """The SWA average becomes the model: BatchNorm's statistics from one pass over the
+        training data, validated again, saved as last.pt and best.pt (what test, eval, predict,
+        export and load_model take)."""
+        if int(self.average.averaged.n_averaged) == 0:
+            log.warning(f"trainer.swa_start={self.cfg.swa_start}: training ended before it; nothing averaged")
+            return
+        batches = (to_device(b, self.device, self.cfg.channels_last) for b in data.loader("train"))
+        self.average.finish(batches, self.device)
+        log.info(f"validated and saved from now on: {self.average.describe()}")
+        if data.size("val"):
+            self.state.metrics.update(self.evaluate(task, data, "val"))
+            self.log.scalars(self.state.metrics, self.state.step)
+        self.save(task, optimizations, "last.pt")
+        self.save(task, optimizations, "best.pt")
 
     def _done(self) -> bool:
         return self.cfg.max_steps is not None and self.state.step >= self.cfg.max_steps
@@ -274,6 +325,8 @@ class Trainer:
                     self.log_running_means(window, epoch)
                 for opt in optimizations.values():
                     opt.after_step(self.state.step)
+                if self.average is not None:
+                    self.average.after_step(task.model)
                 if self.state.step % self.cfg.log_every_n_steps == 0:
                     step_values = {f"train/{k}_step": float(v) for k, v in out.items()}
                     step_values.update(_learning_rates(optimizations))
@@ -313,13 +366,14 @@ class Trainer:
     def evaluate(self, task: Task, data: DataModule, split: str, figures: bool = True) -> dict[str, float]:
         """Average the task's evaluation step over a split, plus the split's metrics; and with
         `figures`, its figures in TensorBoard."""
-        task.eval()
         means = BatchMeans()
         started = time.perf_counter()
-        for batch in data.loader(split):
-            batch = to_device(batch, self.device, self.cfg.channels_last)
-            with self.autocast():
-                means.add(task.evaluation_step(batch, split), _batch_size(batch))
+        with self.evaluated_weights(task):
+            task.eval()
+            for batch in data.loader(split):
+                batch = to_device(batch, self.device, self.cfg.channels_last)
+                with self.autocast():
+                    means.add(task.evaluation_step(batch, split), _batch_size(batch))
         metrics = {**means.result(split), **_prefixed(split, task.compute_metrics(split))}
         metrics[f"time/{split}_samples_per_s"] = means.count / (time.perf_counter() - started)
         drawn = self.log.writer is not None or distributed.world_size() > 1  # (by every process)
@@ -336,8 +390,14 @@ class Trainer:
         if not self.cfg.checkpoint or not distributed.is_main():
             return
         self.log.flush()  # the TensorBoard events up to this checkpoint survive a SIGKILL
+        with self.evaluated_weights(task):  # what eval, predict, export and load_model take
+            used = task.state_dict()
+        averaged = {}
+        if self.average is not None:  # the trained weights too, and the average's own state
+            averaged = {"trained": task.state_dict(), "average": self.average.state_dict()}
         state = {
-            "task": task.state_dict(),
+            "task": used,
+            **averaged,
             "optimizers": {k: o.optimizer.state_dict() for k, o in optimizations.items()},
             "schedulers": {k: o.scheduler.state_dict() for k, o in optimizations.items() if o.scheduler},
             "scalers": {k: s.state_dict() for k, s in self.steps.scalers.items()},
@@ -365,7 +425,11 @@ class Trainer:
                 f"The checkpoint holds no {', '.join(missing)} state: it can be evaluated, not resumed"
             )
         try:
-            task.load_state_dict(state["task"])
+            task.load_state_dict(state.get("trained", state["task"]))  # (the average's: see save)
+            if self.average is not None:
+                self.average.load_state_dict(state["average"])
+            if state["trainer"].get("swa_lr"):  # (before the optimizer's state, which SWALR changes)
+                self.start_swa_lr(optimizations)
             for name, opt in optimizations.items():
                 opt.optimizer.load_state_dict(state["optimizers"][name])
                 if opt.scheduler is not None and name in state["schedulers"]:
