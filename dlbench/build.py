@@ -67,6 +67,11 @@ def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None, 
         raise DlbenchError(f"task={name} minimises its own objective: leave out loss={cfg.loss.name}")
     if task_cls.default_loss is not None:
         loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
+    if data is not None and data.mix is not None and not task_cls.soft_targets:
+        raise DlbenchError(
+            f"dataset.mixup and dataset.cutmix give soft class labels, which task={name} does not take "
+            "(a classification task does)"
+        )
     node = {**OmegaConf.to_container(cfg.task, resolve=True), "name": name}
     for key in task_cls.trained_runs:  # a GAN's judge: a classifier run, loaded here
         if isinstance(node.get(key), str):

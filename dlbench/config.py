@@ -100,6 +100,9 @@ class DataConfig:
     # notes' protocol) | train (the training data itself: seed 002's iris)
     validate_on: str = "val"
     augment: dict[str, Any] | None = None  # image augmentations of the train split (data/transforms.py)
+    # whole training batches mixed on the device, with soft labels (classification of images):
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha): blend two images and their labels (0: off)
+    cutmix: float = 0.0  # cutmix's alpha: paste a box of another image, labels by area (0: off)
 
 
 @dataclass
@@ -337,6 +340,9 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     DATASETS.check(dataset, "dataset", reserved=schema_hints(DataConfig))
     if data.augment:
         check_values(data.augment, schema_hints(AugmentConfig), "dataset.augment")
+    for key in ("mixup", "cutmix"):
+        if not 0 <= getattr(data, key) < math.inf:
+            raise DlbenchError(f"dataset.{key}={getattr(data, key)}: an alpha of 0 (off) or more, e.g. 0.2")
     MODELS.check(_plain(cfg.model), "model")
     if cfg.task.get("name") != "auto":  # auto: chosen when the data is built (build.task_name)
         TASKS.check(_plain(cfg.task), "task")

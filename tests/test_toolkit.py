@@ -177,3 +177,40 @@ def test_averaging_settings_refuse_impossible_values(cli):
     assert result.returncode == 0 and "val/ and test/ measured the EMA of the weights (trainer.ema=0.9)" in (
         result.stdout
     )
+
+
+def test_mixup_and_cutmix_train_on_soft_labels_and_leave_evaluation_alone(tmp_path, monkeypatch):
+    from dlbench.build import build_data
+    from dlbench.tasks.classification import Classification
+
+    cfg = preflight.compose_config(["dataset.mixup=0.4", "dataset.cutmix=1.0", *QUIET])
+    data = build_data(cfg)
+    x, y = next(iter(data.loader("train")))
+    torch.manual_seed(0)
+    mixed_x, soft = data.mix((x, y))
+    assert soft.shape == (len(y), 10) and torch.allclose(soft.sum(1), torch.ones(len(y)))
+    assert not torch.equal(mixed_x, x) and (soft.max(1).values < 1).any()
+    seen = []  # the labels each training and evaluation step gets
+    training_step, evaluation_step = Classification.training_step, Classification.evaluation_step
+    monkeypatch.setattr(
+        Classification, "training_step", lambda s, b, o: seen.append(b[1].dtype) or training_step(s, b, o)
+    )
+    monkeypatch.setattr(
+        Classification,
+        "evaluation_step",
+        lambda s, b, sp: seen.append(b[1].dtype) or evaluation_step(s, b, sp),
+    )
+    metrics = train(
+        preflight.compose_config(["dataset.mixup=0.4", "trainer.epochs=1", *QUIET]), tmp_path / "r"
+    )
+    assert seen[0] == torch.float32 and seen[-1] == torch.int64 and 0 <= metrics["train/acc"] <= 1
+
+
+def test_mixing_is_refused_where_there_is_nothing_to_mix(cli):
+    result = cli("dataset=iris", "dataset.mixup=0.2")
+    assert (
+        result.returncode == 2
+        and "dataset.mixup mixes images; dataset 'iris' gives inputs of shape [4]" in (result.stderr)
+    )
+    result = cli("dataset.cutmix=-1")
+    assert result.returncode == 2 and "dataset.cutmix=-1: an alpha of 0 (off) or more" in result.stderr

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
 from dlbench.config import DataConfig
-from dlbench.data.transforms import Augment, Augmented
+from dlbench.data.transforms import Augment, Augmented, mixing
 from dlbench.engine import distributed
 from dlbench.errors import DlbenchError
 
@@ -290,6 +290,12 @@ class DataModule:
         elif (per_sample := augment.build(self.input_shape[-2:])) is not None:
             train = Augmented(train, per_sample)
         self.splits: dict[str, Dataset | None] = {"train": train, "val": val, "test": test}
+        # mixup/cutmix: applied by the trainer to each training batch once it is on the device
+        self.mix = mixing(cfg.mixup, cfg.cutmix, source.num_classes, self.input_shape, cfg.name)
+        if self.mix is not None:
+            log.info(
+                "training batches are mixed: train/acc counts the mixed labels' argmax; val/, test/ are not"
+            )
         self.num_outputs = source.num_classes if classification else int(torch.as_tensor(y).numel())
 
     def loader(self, split: str, epoch: int = 0, seed: int = 0, skip: int = 0):

@@ -219,3 +219,27 @@ class Augmented(torch.utils.data.Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash((self.seed, self.epoch, index)) % 2**63)
             return self.transform(x), y
+
+
+def mixing(mixup: float, cutmix: float, num_classes: int | None, input_shape: list[int], name: str):
+    """`dataset.mixup` / `dataset.cutmix`: a function that mixes a whole (images, labels) batch on
+    the device into (mixed images, soft labels): torchvision's MixUp and CutMix, one of the two
+    chosen at random for each batch when both are on (timm's switch). None when both are 0."""
+    if not (mixup or cutmix):
+        return None
+    what = "dataset.mixup/cutmix" if mixup and cutmix else f"dataset.{'mixup' if mixup else 'cutmix'}"
+    if not num_classes:
+        raise DlbenchError(f"{what} mixes class labels; dataset '{name}' has no classes")
+    if len(input_shape) != 3:
+        raise DlbenchError(f"{what} mixes images; dataset '{name}' gives inputs of shape {input_shape}")
+    from torchvision.transforms import v2  # (only for a run that mixes)
+
+    chosen = [v2.MixUp(alpha=mixup, num_classes=num_classes)] if mixup else []
+    chosen += [v2.CutMix(alpha=cutmix, num_classes=num_classes)] if cutmix else []
+    transform = chosen[0] if len(chosen) == 1 else v2.RandomChoice(chosen)
+
+    def mix(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        return tuple(transform(images, labels))
+
+    return mix

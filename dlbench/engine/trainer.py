@@ -311,6 +311,8 @@ class Trainer:
             for batch in loader:
                 self.steps.update = self.group_of(self.state.epoch_step, batches)
                 batch = to_device(batch, self.device, self.cfg.channels_last)
+                if data.mix is not None:  # mixup/cutmix, on the device (data/transforms.mixing)
+                    batch = data.mix(batch)
                 with self.autocast(), self.data_parallel(task):
                     out = task.training_step(batch, optimize)
                 samples = _batch_size(batch)

@@ -45,6 +45,7 @@ class Task(nn.Module):
     # parameters that name another trained run (a GAN's judge): build.py loads each as a
     # classifier function before the task is built
     trained_runs: tuple[str, ...] = ()
+    soft_targets = False  # whether training_step takes soft labels (dataset.mixup/cutmix batches)
     monitor = ("val/loss", "min")  # the metric (and its better direction) trainer.monitor=null means
 
     def __init__(self, model: nn.Module, loss: nn.Module | None):

@@ -29,6 +29,7 @@ class Classification(Task):
     """Multi-class classification: the model gives one logit per class."""
 
     default_loss = "cross_entropy"
+    soft_targets = True  # a mixed batch's labels: class probabilities (cross-entropy takes them)
 
     def __init__(
         self,
@@ -101,9 +102,10 @@ class Classification(Task):
 
     # The three methods a variant (binary) changes: loss on the model's output, and predictions.
     def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.loss, REGRESSION_LOSSES):  # seed 001's MSELoss: the target as a one-hot vector
+        soft = y.is_floating_point()  # a mixed batch's class probabilities
+        if isinstance(self.loss, REGRESSION_LOSSES) and not soft:  # seed 001's MSELoss: a one-hot target
             y = nn.functional.one_hot(y, self.num_classes).to(output.dtype)
-        return self.loss(output, y)
+        return self.loss(output, y.to(output.dtype) if soft else y)
 
     def predict(self, output: torch.Tensor) -> torch.Tensor:
         """Class indices from the model's output."""
@@ -117,7 +119,10 @@ class Classification(Task):
         output = self.model(x)
         loss = self.compute_loss(output, y)
         optimize("model", loss)
-        self.metrics("train").update(self.predict(output.detach()), y)
+        # mixed labels (dataset.mixup/cutmix): train/acc counts their argmax, the larger share
+        self.metrics("train").update(
+            self.predict(output.detach()), y.argmax(1) if y.is_floating_point() else y
+        )
         return {"loss": loss.detach()}
 
     def evaluate_images(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,6 +217,7 @@ class BinaryClassification(Classification):
         return 1
 
     def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        y = y[:, 1] if y.is_floating_point() and y.dim() == 2 else y  # mixed: the chance of class 1
         logit, target = output.reshape(-1), y.to(output.dtype).reshape(-1)
         if isinstance(self.loss, nn.BCELoss):  # seed 001's variant: sigmoid, then BCE
             return self.loss(torch.sigmoid(logit), target)
