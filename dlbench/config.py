@@ -42,6 +42,8 @@ class TrainerConfig:
     # stochastic weight averaging: average the weights at the end of each epoch from this one
     # (1-based) on; BatchNorm statistics recomputed at the end; the average is tested and saved
     swa_start: int | None = None
+    # profile N training batches after 3 (torch.profiler): <run>/profile/trace.json, ops.txt, phases.txt
+    profile: int = 0
     swa_lr: float | None = None  # with swa_start: the constant lr SWA trains at (null: the schedule's)
     log_every_n_steps: int = 10
     val_every_n_epochs: int = 1  # validate, log and checkpoint every N epochs (and at the end)
@@ -285,6 +287,7 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         ("dist_timeout_s", t.dist_timeout_s, 1),
         ("checkpoint_every_n_steps", t.checkpoint_every_n_steps, 1),
         ("keep_last_k", t.keep_last_k, 0),
+        ("profile", t.profile, 0),
         ("running_loss_every", t.running_loss_every, 1),
         ("seed", t.seed, 0),
     ]:

@@ -39,6 +39,7 @@ RESUMABLE = (
     "trainer.patience",
     "trainer.grad_clip",
     "trainer.grad_clip_mode",
+    "trainer.profile",
     "trainer.log_every_n_steps",
     "trainer.val_every_n_epochs",
     "trainer.progress",

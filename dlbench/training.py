@@ -185,6 +185,8 @@ def _train(
         console.print(f"val/ and test/ measured {trainer.average.describe()}", soft_wrap=True)
     if (text := task.report()) is not None:
         console.print(text)
+    if trainer.profiler is not None and trainer.profiler.report:
+        console.print(trainer.profiler.report, soft_wrap=True)
     if note := shortened_preset(overrides):
         console.print(note, soft_wrap=True)
     console.print(f"Run directory: {run_dir}")

@@ -214,3 +214,20 @@ def test_mixing_is_refused_where_there_is_nothing_to_mix(cli):
     )
     result = cli("dataset.cutmix=-1")
     assert result.returncode == 2 and "dataset.cutmix=-1: an alpha of 0 (off) or more" in result.stderr
+
+
+def test_the_profiler_writes_a_trace_the_top_operators_and_each_phase_share(cli, tmp_path):
+    import json
+
+    result = cli("trainer.epochs=1", "trainer.profile=4", "trainer.progress=none", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "run" / "profile"
+    trace = json.loads((folder / "trace.json").read_text())
+    steps = {e["name"] for e in trace["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")}
+    assert steps == {"ProfilerStep#3", "ProfilerStep#4", "ProfilerStep#5", "ProfilerStep#6"}  # after 3
+    assert "aten::addmm" in (folder / "ops.txt").read_text()
+    shares = dict(line.split("\t") for line in (folder / "phases.txt").read_text().splitlines())
+    assert list(shares) == ["data", "forward", "backward", "optimizer"]
+    assert sum(map(float, shares.values())) == pytest.approx(1.0, abs=1e-3)
+    assert all(float(v) > 0 for v in shares.values()), shares
+    assert "Profile of 4 training batches" in result.stdout and "a step's time: data" in result.stdout

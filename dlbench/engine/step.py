@@ -14,7 +14,9 @@ the end of an epoch holds fewer: its gradient is rescaled to their mean).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +54,8 @@ class Stepper:
         self.skipped_steps = 0  # steps left out for a NaN/Inf (trainer.nonfinite=skip)
         self.update = Update()
         self.losses: list[torch.Tensor] = []  # the group's losses so far (for the NaN/Inf check)
+        # a labelled range while trainer.profile records (engine/profiling.py), else nothing
+        self.phase: Callable[[str], contextlib.AbstractContextManager] = lambda name: contextlib.nullcontext()
 
     def scaler(self, name: str) -> torch.amp.GradScaler:
         """fp16 needs a gradient scaler (one per optimizer); bf16 and fp32 do not."""
@@ -67,7 +71,7 @@ class Stepper:
         optimizer, scaler = optimization.optimizer, self.scaler(name)
         if self.update.first:  # (a GAN's generator loss also left gradients in the discriminator)
             optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=self.device.type, enabled=False):
+        with torch.autocast(device_type=self.device.type, enabled=False), self.phase("backward"):
             scaler.scale(loss / self.cfg.accumulate).backward()
         self.losses.append(loss.detach())
         if not self.update.last:
@@ -87,14 +91,15 @@ class Stepper:
             return  # skip: the weights and the optimizer's state stay as they were
         if self.cfg.log_grad_norms and step % self.cfg.log_every_n_steps == 0:
             self.log_grad_norms(optimizer, scaler.get_scale() if scaler.is_enabled() else 1.0, step)
-        if self.cfg.grad_clip is not None:
-            scaler.unscale_(optimizer)
-            if self.cfg.grad_clip_mode == "value":
-                torch.nn.utils.clip_grad_value_(params_of(optimizer), self.cfg.grad_clip)
-            else:
-                torch.nn.utils.clip_grad_norm_(params_of(optimizer), self.cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        with self.phase("optimizer"):
+            if self.cfg.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                if self.cfg.grad_clip_mode == "value":
+                    torch.nn.utils.clip_grad_value_(params_of(optimizer), self.cfg.grad_clip)
+                else:
+                    torch.nn.utils.clip_grad_norm_(params_of(optimizer), self.cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
 
     def nonfinite(
         self, optimizer: torch.optim.Optimizer, losses: list[torch.Tensor], step: int, epoch: int

@@ -25,6 +25,7 @@ from dlbench.engine.device import rng_state, set_rng_state, to_device
 from dlbench.engine.logging import RunLogger, format_metrics
 from dlbench.engine.means import BatchMeans, RunningMeans
 from dlbench.engine.optim import Optimization
+from dlbench.engine.profiling import StepProfiler
 from dlbench.engine.step import Stepper, Update
 from dlbench.errors import DlbenchError, Preempted, did_you_mean
 
@@ -99,6 +100,7 @@ class Trainer:
         self.dtype = self.steps.dtype
         self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
         self.average: WeightAverage | None = None  # trainer.ema or trainer.swa_start (engine/averaging.py)
+        self.profiler: StepProfiler | None = None  # trainer.profile (engine/profiling.py)
         self.stop = stop or StopSignals()  # a SIGTERM/SIGUSR1/SIGUSR2 (preemption) received
         self.running = RunningMeans(cfg.running_loss_every)  # seed 003's running loss, across epochs
 
@@ -193,8 +195,19 @@ class Trainer:
         if not data.size("val") and monitor.startswith("val/"):
             monitor, self.monitor_mode = "train/loss", "min"
             log.info(f"no validation split: monitoring {monitor} instead of {cfg.monitor}")
-        with self.stop.caught():
-            return self._fit(task, data, optimizations, monitor)
+        if cfg.profile and distributed.is_main():
+            self.profiler = StepProfiler(cfg.profile, self.run_dir, self.device)
+            self.steps.phase = self.phase
+        try:
+            with self.stop.caught():
+                return self._fit(task, data, optimizations, monitor)
+        finally:
+            if self.profiler is not None:
+                self.profiler.stop()
+
+    def phase(self, name: str) -> contextlib.AbstractContextManager:
+        """A labelled range of a training step while trainer.profile records, else nothing."""
+        return self.profiler.phase(name) if self.profiler is not None else contextlib.nullcontext()
 
     def _stop_requested(self) -> bool:
         """A stop signal arrived (in any process: they stop at the same step)."""
@@ -308,13 +321,17 @@ class Trainer:
         steps_left = self.total_steps(self.optimizer_steps(batches)) - self.state.step
         batches_left = steps_left * self.cfg.accumulate  # (for the plain progress's time left)
         with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}", batches_left) as advance:
-            for batch in loader:
+            profiling = self.profiler is not None and self.profiler.active
+            for batch in self.profiler.batches_of(loader) if profiling else loader:
                 self.steps.update = self.group_of(self.state.epoch_step, batches)
-                batch = to_device(batch, self.device, self.cfg.channels_last)
-                if data.mix is not None:  # mixup/cutmix, on the device (data/transforms.mixing)
-                    batch = data.mix(batch)
-                with self.autocast(), self.data_parallel(task):
+                with self.phase("data"):
+                    batch = to_device(batch, self.device, self.cfg.channels_last)
+                    if data.mix is not None:  # mixup/cutmix, on the device (data/transforms.mixing)
+                        batch = data.mix(batch)
+                with self.autocast(), self.data_parallel(task), self.phase("step"):
                     out = task.training_step(batch, optimize)
+                if self.profiler is not None:
+                    self.profiler.step()
                 samples = _batch_size(batch)
                 means.add(out, samples)
                 self.state.epoch_step += 1

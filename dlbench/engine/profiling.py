@@ -1,0 +1,103 @@
+"""`trainer.profile=N`: torch.profiler over N training batches, after one skipped and two of
+warm-up, written to the run folder:
+
+    profile/trace.json   a Chrome trace (chrome://tracing, https://ui.perfetto.dev, or TensorBoard)
+    profile/ops.txt      the operators that took the most time of their own
+    profile/phases.txt   the share of a step spent in data, forward, backward and the optimizer
+
+The phases are labelled ranges (`phase(name)`) the trainer and the stepper open only while
+profiling: "data" (the next batch, onto the device, mixed), "step" (the task's training step,
+which holds "backward" and "optimizer"); forward is the step less those two. On a GPU the
+device's time of each range is used, on the CPU the processor's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function, schedule
+
+SKIPPED, WARMUP = 1, 2  # the first batch (lazy set-up, cold caches), then warm-up
+PHASES = ("data", "forward", "backward", "optimizer")
+
+
+class StepProfiler:
+    def __init__(self, batches: int, run_dir: Path, device: torch.device):
+        self.batches, self.folder, self.device = batches, run_dir / "profile", device
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        self.profiler: Any = profile(
+            activities=activities,
+            schedule=schedule(wait=SKIPPED, warmup=WARMUP, active=batches, repeat=1),
+            on_trace_ready=self.write,
+        )
+        self.report: str | None = None  # what is printed at the end of the run
+        self.profiler.start()
+
+    @property
+    def active(self) -> bool:
+        return self.profiler is not None
+
+    def phase(self, name: str) -> contextlib.AbstractContextManager:
+        return record_function(f"dlbench/{name}") if self.active else contextlib.nullcontext()
+
+    def batches_of(self, loader: Iterable) -> Iterator[Any]:
+        """The loader's batches, each fetch in the "data" range while profiling."""
+        batches = iter(loader)
+        while True:
+            with self.phase("data"):
+                batch = next(batches, StopIteration)
+            if batch is StopIteration:
+                return
+            yield batch
+
+    def step(self) -> None:
+        """After each training batch; the profiler stops once its batches are recorded."""
+        if self.active:
+            self.profiler.step()
+
+    def stop(self) -> None:
+        """At the end of training (also when it had fewer batches than asked for)."""
+        if self.active:
+            profiler, self.profiler = self.profiler, None
+            profiler.stop()
+
+    def write(self, profiler: Any) -> None:
+        self.profiler = None  # (recorded: the rest of the run goes unprofiled)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        profiler.export_chrome_trace(str(self.folder / "trace.json"))
+        averages = profiler.key_averages()
+        cuda = self.device.type == "cuda"
+        ops = averages.table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=15)
+        (self.folder / "ops.txt").write_text(ops + "\n")
+        shares = phase_shares(averages, cuda)
+        phases = "  ".join(f"{name} {share:.0%}" for name, share in shares.items())
+        (self.folder / "phases.txt").write_text(
+            "".join(f"{name}\t{share:.4f}\n" for name, share in shares.items())
+        )
+        self.report = (
+            f"Profile of {self.batches} training batches (trainer.profile), in {self.folder}:\n"
+            f"  a step's time: {phases}\n{ops}"
+        )
+
+
+def phase_shares(averages: Any, cuda: bool) -> dict[str, float]:
+    """The share of the profiled steps' time in each phase (forward: the step less backward and
+    the optimizer)."""
+    time = {}
+    for event in averages:
+        if event.key.startswith("dlbench/"):
+            device_time = getattr(event, "device_time_total", 0) if cuda else 0
+            time[event.key.removeprefix("dlbench/")] = device_time or event.cpu_time_total
+    step = time.get("step", 0.0)
+    spent = {
+        "data": time.get("data", 0.0),
+        "forward": max(0.0, step - time.get("backward", 0.0) - time.get("optimizer", 0.0)),
+        "backward": time.get("backward", 0.0),
+        "optimizer": time.get("optimizer", 0.0),
+    }
+    total = sum(spent.values()) or 1.0
+    return {name: spent[name] / total for name in PHASES}
