@@ -21,6 +21,7 @@ USAGE = """\
   dlbench list [KIND] [PATTERN]          registered components and experiments
   dlbench show [OVERRIDES...] [--depth N]  the model: layers, output shapes, params, MACs, memory
   dlbench compare DIR... [--sort METRIC] [--csv F] [--md F]  jobs of sweeps / runs side by side
+  dlbench lr-find [OVERRIDES...] [--steps N] [--min-lr X] [--max-lr X]  the learning-rate range test
   dlbench eval RUN [OVERRIDES...]        a saved model's metrics on the test split
   dlbench predict RUN INPUT... [--top-k K]  classify images or names, or translate, with a saved model
   dlbench predict RUN [IMAGE...] [--num N] [--out PATH]  GAN samples, or translated images
@@ -39,6 +40,7 @@ EXAMPLES = """\
   dlbench -m experiment=optimizers                 a lesson sweep (also lr_schedulers, norms, ...)
   dlbench compare outputs/multirun/<sweep> --sort test/acc
   dlbench resume=outputs/digits_mlp/2026-01-01_12-00-00_ab12cd trainer.epochs=20
+  dlbench lr-find experiment=digits_mlp            suggest an lr (a loss-against-lr plot too)
   dlbench list models
   dlbench list models resnet                       its keys: defaults, types, meaning
   dlbench 'plugins=[my_models]' model=tiny_net     your own model (docs/extending.md)
@@ -54,7 +56,9 @@ EXAMPLES = """\
 COMMON = """\
   device=cpu|cuda|mps|auto   trainer.epochs=N  trainer.max_steps=N  trainer.seed=N
   trainer.precision=32|bf16|16|auto  trainer.channels_last=true  trainer.compile=true
-  trainer.grad_clip=X  trainer.patience=N  trainer.monitor=val/acc
+  trainer.grad_clip=X  trainer.grad_clip_mode=norm|value  trainer.patience=N  trainer.monitor=val/acc
+  trainer.accumulate=K  trainer.ema=0.999  trainer.swa_start=EPOCH  trainer.profile=N
+  dataset.mixup=0.2  dataset.cutmix=1.0
   dataset.batch_size=N  dataset.num_workers=N  dataset.val_fraction=F  optimizer.lr=X
   trainer.devices=N (DDP)  trainer.checkpoint_every_n_steps=N  trainer.nonfinite=stop|skip|off
   dataset.in_memory=auto|true|false  -m hydra/launcher=slurm|joblib
@@ -98,6 +102,7 @@ COMMANDS = {
     "new": ("dlbench.commands.new", "new_command"),
     "board": ("dlbench.commands.board", "board_command"),
     "completion": ("dlbench.commands.completion", "completion_command"),
+    "lr-find": ("dlbench.commands.lr_find", "lr_find_command"),
 }
 
 

@@ -231,3 +231,42 @@ def test_the_profiler_writes_a_trace_the_top_operators_and_each_phase_share(cli,
     assert sum(map(float, shares.values())) == pytest.approx(1.0, abs=1e-3)
     assert all(float(v) > 0 for v in shares.values()), shares
     assert "Profile of 4 training batches" in result.stdout and "a step's time: data" in result.stdout
+
+
+def test_lr_find_suggests_an_lr_inside_the_known_good_range_and_its_command_trains(cli, tmp_path):
+    import shlex
+
+    # logistic regression on two iris classes, full batch, SGD: the notes train it at 0.1; a
+    # rate of 0.01-1 converges in 100 epochs, 1e-4 barely moves and 10 overshoots
+    result = cli("lr-find", "experiment=logistic_regression_iris", "trainer.progress=none")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.splitlines()[-1].strip()
+    words = shlex.split(line)
+    assert words[:2] == ["dlbench", "experiment=logistic_regression_iris"], line
+    suggested = float(words[-1].removeprefix("optimizer.lr="))
+    assert 0.01 <= suggested <= 1.0, suggested
+    (folder,) = (tmp_path / "outputs" / "lr_find").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["lr_find.csv", "lr_find.png", "tb"]
+    rows = (folder / "lr_find.csv").read_text().splitlines()
+    assert rows[0] == "lr,loss,smoothed_loss" and len(rows) == 201
+    assert float(rows[1].split(",")[0]) == pytest.approx(1e-7) and float(
+        rows[-1].split(",")[0]
+    ) == pytest.approx(10)
+    # the printed command, pasted, trains to a low loss (the first word is the program)
+    trained = cli(*words[1:], "trainer.progress=none", "hydra.run.dir=run")
+    assert trained.returncode == 0, trained.stderr
+    import json
+
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train/loss"] < 0.2
+
+
+def test_lr_find_refuses_bad_options_and_writes_nothing(cli, tmp_path):
+    for args, message in [
+        (["--steps", "5"], "--steps=5: the sweep needs at least 20 steps"),
+        (["--min-lr", "1", "--max-lr", "0.1"], "need 0 < min < max"),
+        (["--stpes", "50"], "lr-find: unknown option --stpes"),
+        (["model=mlpp"], "Unknown model option 'mlpp'"),
+    ]:
+        result = cli("lr-find", *args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+    assert not (tmp_path / "outputs").exists()

@@ -1,0 +1,194 @@
+"""dlbench lr-find [--steps N] [--min-lr X] [--max-lr X] [--out DIR] [OVERRIDES...]: the
+learning-rate range test (Smith, 2017; Lightning's and fastai's lr_find).
+
+The run the overrides describe (its model, data and optimizer) trains for N steps with the
+learning rate growing exponentially from --min-lr to --max-lr, through the one trainer (an
+exponential schedule, `trainer.max_steps=N`, every step's loss recorded). The loss, smoothed
+by an exponential moving average, falls, flattens and then blows up; the suggestion is the lr
+where it falls fastest, before its minimum (Lightning's "steepest" suggestion). Written to --out (default
+outputs/lr_find/<time>): lr_find.png (loss against lr), lr_find.csv, and tb/ (the curve and
+the picture in TensorBoard). No checkpoint, config or metrics.json: nothing there is a run
+that could be resumed or compared, and no run is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from dlbench import preflight
+from dlbench.engine.logging import RunLogger
+from dlbench.errors import DlbenchError
+from dlbench.terminal import command
+
+SMOOTHING = 0.9  # the loss's moving average (fastai and Lightning take 0.98 over 100 steps, which lags)
+DIVERGED = 4.0  # the curve ends where the smoothed loss passes this many times its minimum
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dlbench lr-find", description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=200, help="training steps of the sweep (default 200)")
+    p.add_argument("--min-lr", type=float, default=1e-7, help="the first step's lr (default 1e-7)")
+    p.add_argument("--max-lr", type=float, default=10.0, help="the last step's lr (default 10)")
+    p.add_argument(
+        "--out", default=None, help="folder for lr_find.png, .csv and tb/ (default outputs/lr_find/<time>)"
+    )
+    return p
+
+
+def lr_find_command(args: list[str]) -> int:
+    options, overrides = parser().parse_known_args(args)
+    if bad := [a for a in overrides if a.startswith("-")]:
+        raise DlbenchError(
+            f"dlbench lr-find: unknown option {bad[0]} (options: --steps --min-lr --max-lr --out)"
+        )
+    if options.steps < 20:
+        raise DlbenchError(f"--steps={options.steps}: the sweep needs at least 20 steps")
+    if not 0 < options.min_lr < options.max_lr < math.inf:
+        raise DlbenchError(f"--min-lr={options.min_lr} --max-lr={options.max_lr}: need 0 < min < max")
+    cfg = preflight.check(overrides, mode="show")[0]  # (a sweep's combinations: the first one)
+    from dlbench.config_store import new_run_id
+
+    out = Path(options.out) if options.out else Path("outputs") / "lr_find" / new_run_id()
+    lrs, losses = sweep(cfg, options.steps, options.min_lr, options.max_lr, out)
+    smoothed = smooth(losses)
+    suggested = suggest(lrs, smoothed)
+    write(out, lrs, losses, smoothed, suggested)
+
+    from dlbench.engine.logging import console
+
+    console.print(f"The loss against the lr over {len(losses)} steps: {out / 'lr_find.png'}", soft_wrap=True)
+    if suggested is None:
+        console.print("No lr to suggest: the loss did not fall over the range (widen --min-lr/--max-lr)")
+        return 1
+    console.print(
+        f"Suggested lr: {suggested:.3g} (where the smoothed loss falls fastest). Train with it:",
+        soft_wrap=True,
+    )
+    console.print("  " + command(*overrides, f"optimizer.lr={suggested:.3g}"), soft_wrap=True)
+    return 0
+
+
+def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[list[float], list[float]]:
+    """Train `steps` steps with the lr growing from min_lr to max_lr; every step's (lr, loss)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from dlbench.build import build_data, build_task
+    from dlbench.engine.device import resolve_device, seed_everything
+    from dlbench.engine.logging import setup_console
+    from dlbench.engine.trainer import Trainer
+
+    setup_console(cfg.trainer.progress)
+    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    data = build_data(cfg)
+    device = resolve_device(str(cfg.device.type))
+    data.place(device)
+    task = build_task(cfg, data.info, data)
+    settings = OmegaConf.to_object(cfg.trainer)  # the one trainer: every step's loss, nothing kept
+    steps_per_epoch = -(-len(data.loader("train")) // settings.accumulate)
+    settings.epochs, settings.max_steps = -(-steps // steps_per_epoch), steps
+    settings.val_every_n_epochs = settings.epochs  # (one evaluation, at the end)
+    settings.checkpoint, settings.log_every_n_steps, settings.nonfinite = False, 1, "off"
+    settings.monitor, settings.monitor_mode, settings.patience = "train/loss", "min", None
+    settings.ema = settings.swa_start = settings.swa_lr = None
+    settings.profile = 0
+    recorder = LossRecorder(out, settings.progress, cfg.logger.figures_budget)
+    trainer = Trainer(settings, device, out, recorder)
+    trainer.setup(task)
+    optimizations = task.configure_optimizers(cfg.optimizer, {"name": "none"}, steps, steps_per_epoch)
+    if list(optimizations) != ["model"]:
+        raise DlbenchError(f"lr-find sweeps one optimizer; task={cfg.task.name} has {len(optimizations)}")
+    optimization = optimizations["model"]
+    growth = (max_lr / min_lr) ** (1 / (steps - 1))
+    for group in optimization.optimizer.param_groups:
+        group["lr"] = min_lr
+    optimization.scheduler = torch.optim.lr_scheduler.ExponentialLR(optimization.optimizer, growth)
+    optimization.interval = "step"
+    trainer.fit(task, data, optimizations)
+    taken = sorted(recorder.losses)  # step s trained at min_lr * growth^(s - 1)
+    return [min_lr * growth ** (s - 1) for s in taken], [recorder.losses[s] for s in taken]
+
+
+def smooth(losses: list[float]) -> list[float]:
+    """The losses' moving average (bias-corrected), up to where the loss is no longer finite or
+    passes DIVERGED times its lowest so far."""
+    smoothed, average, lowest = [], 0.0, math.inf
+    for i, loss in enumerate(losses):
+        if not math.isfinite(loss):
+            break
+        average = SMOOTHING * average + (1 - SMOOTHING) * loss
+        value = average / (1 - SMOOTHING ** (i + 1))
+        if value > DIVERGED * lowest:
+            break
+        smoothed.append(value)
+        lowest = min(lowest, value)
+    return smoothed
+
+
+def suggest(lrs: list[float], smoothed: list[float]) -> float | None:
+    """The lr where the smoothed loss falls fastest against log(lr) before its minimum
+    (Lightning's "steepest" suggestion), each slope taken across a window of a twentieth of
+    the steps so a noisy loss does not decide it. None when the loss hardly fell."""
+    if not smoothed:
+        return None
+    lowest = min(range(len(smoothed)), key=smoothed.__getitem__)
+    fell = smoothed[0] - smoothed[lowest]
+    w = max(2, len(smoothed) // 20)
+    if lowest < 2 * w or fell < 0.05 * abs(smoothed[0]):
+        return None
+    x = [math.log(lr) for lr in lrs]
+
+    def slope(i: int) -> float:
+        a, b = i - w, min(i + w, lowest)
+        return (smoothed[b] - smoothed[a]) / (x[b] - x[a])
+
+    return float(lrs[min(range(w, lowest), key=slope)])
+
+
+def write(out: Path, lrs: list[float], losses: list[float], smoothed: list[float], suggested) -> None:
+    """lr_find.png, lr_find.csv, and tb/ (the curves and the picture, for TensorBoard)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from dlbench.figures import new_figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    kept = [*smoothed, *[None] * (len(losses) - len(smoothed))]  # (none past the divergence)
+    rows = [
+        f"{lr:.6g},{loss:.6g},{'' if s is None else f'{s:.6g}'}"
+        for lr, loss, s in zip(lrs, losses, kept, strict=True)
+    ]
+    (out / "lr_find.csv").write_text("lr,loss,smoothed_loss\n" + "\n".join(rows) + "\n")
+    figure, ax = new_figure(figsize=(6, 4), layout="constrained")
+    ax.plot(lrs, losses, color="0.8", linewidth=1, label="loss")
+    ax.plot(lrs[: len(smoothed)], smoothed, linewidth=2, label="smoothed")
+    if suggested is not None:
+        ax.axvline(suggested, color="tab:red", linestyle="--", label=f"suggested {suggested:.3g}")
+    shown = [*smoothed, *(v for v in losses[: len(smoothed)] if math.isfinite(v))]
+    if shown:  # from the lowest loss to a little above where it started (not the blow-up)
+        low, high = min(shown), max(smoothed[0], min(shown))
+        ax.set_ylim(low - 0.05 * (high - low), high + 0.3 * (high - low) + 1e-12)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="Learning-rate range test")
+    ax.legend()
+    figure.savefig(out / "lr_find.png", dpi=120)
+    writer = SummaryWriter(log_dir=str(out / "tb"))
+    for step, (lr, loss) in enumerate(zip(lrs, losses, strict=True), start=1):
+        writer.add_scalar("lr_find/lr", lr, step)
+        writer.add_scalar("lr_find/loss", loss, step)
+        if step <= len(smoothed):
+            writer.add_scalar("lr_find/smoothed_loss", smoothed[step - 1], step)
+    writer.add_figure("lr_find/loss_against_lr", figure, close=False)
+    writer.close()
+
+
+class LossRecorder(RunLogger):
+    """The trainer's logger for lr-find: each step's training loss, kept in memory."""
+
+    def __init__(self, folder: Path, progress: str, figures_budget: float):
+        super().__init__(folder, progress, figures_budget)
+        self.losses: dict[int, float] = {}
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        if "train/loss_step" in values:
+            self.losses[step] = values["train/loss_step"]
