@@ -35,15 +35,23 @@ def test_every_job_of_every_lesson_sweep_is_valid(tmp_path):
 
     from dlbench.config import validate
 
-    for name in ("lr_schedulers", "activations", "optimizers", "norms", "augmentations", "cpu_vs_gpu"):
+    sweeps = (
+        "lr_schedulers",
+        "activations",
+        "optimizers",
+        "norms",
+        "augmentations",
+        "cpu_vs_gpu",
+        "regularizers",
+    )
+    for name in sweeps:
         cfg = preflight.compose_with_hydra([f"experiment={name}"], "the test")
-        (key, values), *rest = cfg.hydra.sweeper.params.items()
-        assert not rest, name
-        jobs = OverridesParser.create().parse_overrides([f"{key}={values}"])[0].sweep_string_iterator()
-        jobs = list(jobs)
-        assert len(jobs) >= 2, name
-        for value in jobs:
-            validate(preflight.compose_config([f"experiment={name}", f"{key}={value}"]))
+        for key, values in cfg.hydra.sweeper.params.items():  # (each key's values with the others' default)
+            jobs = OverridesParser.create().parse_overrides([f"{key}={values}"])[0].sweep_string_iterator()
+            jobs = list(jobs)
+            assert len(jobs) >= 2, name
+            for value in jobs:
+                validate(preflight.compose_config([f"experiment={name}", f"{key}={value}"]))
 
 
 def test_grad_norms_are_logged_per_layer(tmp_path):
