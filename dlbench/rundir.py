@@ -199,7 +199,7 @@ def remove_empty(made: list[Path]) -> None:
     for folder in made:
         try:
             folder.rmdir()
-        except OSError:
+        except (OSError, ValueError):  # (not empty, or a name no folder can have)
             return
 
 

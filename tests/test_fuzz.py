@@ -267,6 +267,28 @@ def test_command_line_overrides_call_nothing_and_print_text(capsys, request, pla
         no_canary(marker)
 
 
+@settings(max_examples=25 * SCALE, **FUZZ)
+@given(
+    options=st.lists(
+        st.tuples(st.sampled_from(["--steps", "--min-lr", "--max-lr", "--out"]), hostile_text), max_size=2
+    ),
+    given_overrides=st.lists(overrides.filter(lambda o: "plugins" not in o), max_size=2),
+)
+def test_lr_find_takes_any_option_and_override_as_data(capsys, request, place, options, given_overrides):
+    folder, run, marker = place
+    count(request, "lr-find options and overrides")
+    found = folder / "outputs" / "lr_find"
+    before = set(found.iterdir()) if found.is_dir() else set()
+    args = [word for pair in options for word in pair]
+    code, out, err = dlbench(
+        capsys, "lr-find", "--steps", "20", *args, *given_overrides, "trainer.progress=none"
+    )
+    assert_inert(code, out, err, allowed=(0, 1, 2) if not given_overrides and not args else (0, 2))
+    no_canary(marker)
+    if code:  # refused: nothing written
+        assert (set(found.iterdir()) if found.is_dir() else set()) == before
+
+
 # ---- a checkpoint's contents ---------------------------------------------------------------------
 
 

@@ -270,3 +270,19 @@ def test_lr_find_refuses_bad_options_and_writes_nothing(cli, tmp_path):
         result = cli("lr-find", *args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
     assert not (tmp_path / "outputs").exists()
+
+
+def test_lr_find_refuses_an_out_folder_it_cannot_use_before_training(cli, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("x")
+    for out, message in [
+        ("afile", "--out afile: cannot write there"),
+        ("full", "--out full: the folder is not empty"),
+        ("a\x00b", "cannot write there"),
+    ]:
+        result = cli("lr-find", "--out", out)
+        assert result.returncode == 2 and message in result.stderr, (out, result.stderr)
+        assert "epoch" not in result.stderr + result.stdout  # (refused before it trained)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "full"]
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["mine.txt"]

@@ -17,7 +17,7 @@ import argparse
 import math
 from pathlib import Path
 
-from dlbench import preflight
+from dlbench import preflight, rundir
 from dlbench.engine.logging import RunLogger
 from dlbench.errors import DlbenchError
 from dlbench.terminal import command
@@ -51,7 +51,23 @@ def lr_find_command(args: list[str]) -> int:
     from dlbench.config_store import new_run_id
 
     out = Path(options.out) if options.out else Path("outputs") / "lr_find" / new_run_id()
-    lrs, losses = sweep(cfg, options.steps, options.min_lr, options.max_lr, out)
+    made: list[Path] = []  # (a folder it cannot write, or one with files in it: refused now)
+    try:
+        made = rundir.new_folders(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if any(out.iterdir()):
+            raise DlbenchError(f"--out {out}: the folder is not empty (lr-find writes into a new one)")
+    except (OSError, ValueError) as err:
+        rundir.remove_empty(made)
+        raise DlbenchError(f"--out {out}: cannot write there ({err})") from err
+    except DlbenchError:
+        rundir.remove_empty(made)
+        raise
+    try:
+        lrs, losses = sweep(cfg, options.steps, options.min_lr, options.max_lr, out)
+    except BaseException:
+        rundir.remove_empty(made)  # (a run refused as it is built leaves no folder)
+        raise
     smoothed = smooth(losses)
     suggested = suggest(lrs, smoothed)
     write(out, lrs, losses, smoothed, suggested)
