@@ -286,3 +286,32 @@ def test_lr_find_refuses_an_out_folder_it_cannot_use_before_training(cli, tmp_pa
         assert "epoch" not in result.stderr + result.stdout  # (refused before it trained)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "full"]
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["mine.txt"]
+
+
+def test_under_ddp_only_a_groups_last_micro_batch_synchronises_gradients(tmp_path):
+    import contextlib
+
+    from dlbench.engine.step import Update
+    from dlbench.tasks.base import Task
+
+    class Wrapper(torch.nn.Module):  # DistributedDataParallel's shape: .module and no_sync()
+        def __init__(self, module):
+            super().__init__()
+            self.module, self.unsynced = module, 0
+
+        @contextlib.contextmanager
+        def no_sync(self):
+            self.unsynced += 1
+            yield
+
+    model = torch.nn.Linear(2, 2)
+    task = Task(model, None)
+    trainer = Trainer(TrainerConfig(accumulate=3), torch.device("cpu"), tmp_path, logger=None)
+    trainer.ddp = Wrapper(model)
+    for index in range(7):  # an epoch of 7 batches: groups of 3, 3 and 1
+        trainer.steps.update = trainer.group_of(index, 7)
+        with trainer.data_parallel(task):
+            assert task.model is trainer.ddp
+        assert task.model is model
+    assert trainer.ddp.unsynced == 4  # batches 0, 1, 3, 4; 2, 5 and 6 end their groups
+    assert trainer.group_of(6, 7) == Update(first=True, last=True, size=1)
