@@ -345,12 +345,13 @@ REGISTRIES: dict[str, Registry] = {
 
 
 INDEX_FILE = Path(__file__).parent / "registry_index.json"
+REBUILDING = []  # non-empty while write_index rebuilds it: the old one (a name moved) is not read
 
 
 @cache
 def read_index() -> dict[str, dict[str, dict[str, Any]]]:
     """dlbench's own components by kind: {name: {module, origin, doc, node}}."""
-    if not INDEX_FILE.is_file():
+    if REBUILDING or not INDEX_FILE.is_file():
         return {}
     return json.loads(INDEX_FILE.read_text())
 
@@ -375,6 +376,8 @@ def build_index() -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def write_index() -> None:
+    REBUILDING.append(True)
+    read_index.cache_clear()
     INDEX_FILE.write_text(json.dumps(build_index(), indent=1, sort_keys=True) + "\n")
     print(f"wrote {INDEX_FILE}", file=sys.stderr)
 

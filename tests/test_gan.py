@@ -12,7 +12,8 @@ from dlbench.build import build_data
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.registry import MODELS
-from dlbench.tasks.gan import ImagePool, d_loss, g_loss
+from dlbench.tasks.gan import d_loss, g_loss
+from dlbench.tasks.image_to_image import ImagePool
 from dlbench.training import train
 
 QUIET = ["trainer.progress=none", "device=cpu"]
