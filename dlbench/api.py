@@ -153,7 +153,8 @@ def _is_checkpoint(path: Path) -> bool:
 
 
 def load_exported(path: Path) -> torch.nn.Module:
-    """A model `dlbench export` wrote: model.pt (a plain state_dict) beside model.yaml."""
+    """A model `dlbench export` wrote: model.pt (a plain state_dict) or model.safetensors,
+    beside model.yaml."""
     from dlbench.data.info import DataInfo
     from dlbench.registry import MODELS
     from dlbench.rundir import read_yaml
@@ -169,7 +170,12 @@ def load_exported(path: Path) -> torch.nn.Module:
 
     check_declared_sizes(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":  # (read without pickle)
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as err:
         raise DlbenchError(

@@ -25,7 +25,7 @@ USAGE = """\
   dlbench eval RUN [OVERRIDES...]        a saved model's metrics on the test split
   dlbench predict RUN INPUT... [--top-k K]  classify images or names, or translate, with a saved model
   dlbench predict RUN [IMAGE...] [--num N] [--out PATH]  GAN samples, or translated images
-  dlbench export RUN --out model.pt      the model as a plain state_dict (+ model.yaml to rebuild it)
+  dlbench export RUN --out model.pt|.safetensors|.onnx|.pt2  the model for other tools (+ its .yaml)
   dlbench new experiment NAME [--from PRESET] | new model NAME   start your own (./configs, a plugin)
   dlbench board [DIR] [--port N]         TensorBoard on the runs under DIR (outputs), named by overrides
   dlbench completion bash                shell completion: eval "$(dlbench completion bash)"

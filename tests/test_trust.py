@@ -348,7 +348,7 @@ def test_no_command_writes_over_a_file_dlbench_did_not_make(capsys, run, tmp_pat
     assert code == 2 and "dlbench never writes over a file it did not make there" in err, err
     assert (notes / ".hydra" / "config.yaml").read_text() == "my: notes\n"
     code, out, err = dlbench(capsys, "export", str(run), "--out", str(tmp_path / "same.yaml"))
-    assert code == 2 and "name a .pt file" in err and not (tmp_path / "same.yaml").exists()
+    assert code == 2 and "name a .pt or .pth or .safetensors" in err and not (tmp_path / "same.yaml").exists()
 
 
 # ---- 9. user mistakes exit 2, signals exit cleanly ---------------------------------------------------

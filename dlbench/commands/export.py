@@ -1,12 +1,26 @@
-"""dlbench export RUN --out model.pt: the trained model as a plain state_dict (loadable with
-torch.load(..., weights_only=True) into your own class, as seed 002 does) and, beside it,
-model.yaml: the model's config node and the data facts that size it, so
-`dlbench.load_model("model.pt")` rebuilds it."""
+"""dlbench export RUN --out FILE [--format F] [--opset N]: the trained model in a format that
+leaves dlbench, chosen by --format or by the file's suffix:
+
+    state_dict   model.pt           torch.save(model.state_dict()): torch.load(weights_only=True)
+                                    into your own class (as seed 002 does)
+    safetensors  model.safetensors  the weights only, readable without pickle (safetensors)
+    onnx         model.onnx         the graph and weights for onnxruntime and other runtimes; a
+                                    dynamic batch axis, opset --opset (18), checked by onnx.checker
+                                    and compared with PyTorch in onnxruntime before it is kept
+    pt2          model.pt2          torch.export's program (torch.export.load), dynamic batch axis
+
+Beside it, model.yaml: the model's config node and the data facts that size it (classes,
+normalisation), so `dlbench.load_model("model.pt")` (or `.safetensors`) rebuilds the model. A
+GAN's onnx and pt2 exports are its generator (noise, and a label when conditional, -> images).
+Models whose input is not a fixed-shape float tensor (token ids of any length, a seq2seq
+decoder's loop) are refused for onnx and pt2: their weights export as state_dict or safetensors.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -18,7 +32,20 @@ from dlbench.engine import checkpoint
 from dlbench.engine.logging import console
 from dlbench.errors import ArgumentParser, DlbenchError
 
-USAGE = "usage: dlbench export <run dir or checkpoint> --out model.pt [plugins=[a,b]]"
+USAGE = "usage: dlbench export <run dir or checkpoint> --out FILE [--format F] [--opset N] [plugins=[a,b]]"
+SUFFIXES = {
+    ".pt": "state_dict",
+    ".pth": "state_dict",
+    ".safetensors": "safetensors",
+    ".onnx": "onnx",
+    ".pt2": "pt2",
+}
+FORMATS = ("state_dict", "safetensors", "onnx", "pt2")
+EXTRAS = {
+    "safetensors": ["safetensors"],
+    "onnx": ["onnx", "onnxscript", "onnxruntime"],
+}  # pip install 'dlbench[export]'
+TOLERANCE = 1e-4  # onnxruntime against PyTorch, largest absolute difference
 
 
 def export_command(args: list[str]) -> int:
@@ -28,32 +55,153 @@ def export_command(args: list[str]) -> int:
     parser.add_argument("run")
     parser.add_argument("named", nargs="*")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--format", choices=FORMATS)
+    parser.add_argument("--opset", type=int, default=18)
     parsed = parser.parse_args(args)
     _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
     require_plugins(parsed.run, [*saved, *parsed.named], ["export", parsed.run, "--out", parsed.out])
     out, spec_file = parsed.out, parsed.out.with_suffix(".yaml")
-    if out.suffix not in (".pt", ".pth"):
-        raise DlbenchError(f"--out {out}: name a .pt file (the model's spec is written beside it, as .yaml)")
+    kind = parsed.format or SUFFIXES.get(out.suffix)
+    if kind is None or SUFFIXES.get(out.suffix) != kind:
+        wanted = [s for s, k in SUFFIXES.items() if k == kind] if kind else list(SUFFIXES)
+        raise DlbenchError(f"--out {out}: name a {' or '.join(wanted)} file (its .yaml is written beside it)")
     for path in (out, spec_file):
         if os.path.lexists(path):  # (a link, even one to nothing, is not followed)
             raise DlbenchError(f"{path} exists; dlbench export never writes over a file")
+    for package in EXTRAS.get(kind, []):
+        try:
+            __import__(package)
+        except ImportError:
+            raise DlbenchError(f"--format {kind} needs {package}: pip install 'dlbench[export]'") from None
     source = Path(parsed.run)
     state = checkpoint.load(source)
     task, cfg, info = task_from_checkpoint(state, parsed.run)
+    model = task.model.eval()
     spec = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "data": info.to_dict(),
         "plugins": model_plugins(cfg.model.name, state.get("plugins") or []),
         "from": str(checkpoint.find(source)),
+        "format": kind,
     }
-    rundir.write_bytes(out, lambda f: torch.save(task.model.state_dict(), f))
-    header = f"# dlbench export: load with dlbench.load_model({str(out)!r})\n"
+    note = WRITERS[kind](model, info, out, parsed.opset)
+    header = f"# dlbench export ({kind}): {LOADERS[kind].format(out=str(out))}\n"
     rundir.write_text(spec_file, header + yaml.safe_dump(spec))
     console.print(
-        f"wrote {out} (state_dict) and {spec_file}; load with dlbench.load_model({str(out)!r})",
+        f"wrote {out} ({kind}{note}) and {spec_file}; load with {LOADERS[kind].format(out=str(out))}",
         soft_wrap=True,
     )
     return 0
+
+
+LOADERS = {
+    "state_dict": "dlbench.load_model({out!r})",
+    "safetensors": "dlbench.load_model({out!r})",
+    "onnx": "onnxruntime.InferenceSession({out!r})",
+    "pt2": "torch.export.load({out!r}).module()",
+}
+
+
+def write_state_dict(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:
+    rundir.write_bytes(out, lambda f: torch.save(model.state_dict(), f))
+    return ""
+
+
+def write_safetensors(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:
+    from safetensors.torch import save_model
+
+    via_file(out, lambda path: save_model(model, path))
+    return ""
+
+
+def write_onnx(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:
+    import numpy as np
+    import onnx
+    import onnxruntime
+
+    inputs, names = example_inputs(model, info, "onnx")
+    dynamic = tuple({0: torch.export.Dim("batch")} for _ in inputs)
+    try:
+        program = torch.onnx.export(
+            model, inputs, dynamo=True, dynamic_shapes=dynamic, input_names=names,
+            output_names=["output"], opset_version=opset, verbose=False,
+        )  # fmt: skip
+    except Exception as err:
+        raise DlbenchError(f"ONNX cannot express this model: {first_line(err)}") from err
+    via_file(out, program.save)
+    try:
+        onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})[0]
+    except Exception as err:
+        out.unlink(missing_ok=True)
+        raise DlbenchError(f"the ONNX file did not check out, so it was not kept: {first_line(err)}") from err
+    with torch.no_grad():
+        want = model(*inputs).float().numpy()
+    gap = float(np.abs(got - want).max())
+    if gap > TOLERANCE:
+        out.unlink(missing_ok=True)
+        raise DlbenchError(
+            f"onnxruntime's output differs from PyTorch's by {gap:.2g} (> {TOLERANCE}); not kept"
+        )
+    return f", opset {opset}, onnxruntime within {gap:.1g} of PyTorch"
+
+
+def write_pt2(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:
+    inputs, _ = example_inputs(model, info, "pt2")
+    dynamic = tuple({0: torch.export.Dim("batch")} for _ in inputs)
+    try:
+        program = torch.export.export(model, inputs, dynamic_shapes=dynamic)
+    except Exception as err:
+        raise DlbenchError(f"torch.export cannot capture this model: {first_line(err)}") from err
+    via_file(out, lambda path: torch.export.save(program, path))
+    return ""
+
+
+WRITERS = {
+    "state_dict": write_state_dict,
+    "safetensors": write_safetensors,
+    "onnx": write_onnx,
+    "pt2": write_pt2,
+}
+
+
+def example_inputs(
+    model: torch.nn.Module, info: Any, kind: str
+) -> tuple[tuple[torch.Tensor, ...], list[str]]:
+    """A batch of two inputs of the shape the model takes (two: torch.export makes a batch of 1
+    a constant), and their names. A GAN: its generator's noise (and labels)."""
+    from dlbench.models.gan import GAN
+
+    torch.manual_seed(0)
+    if isinstance(model, GAN) and model.latent_dim:
+        noise = torch.randn(2, model.latent_dim)
+        if model.num_classes:
+            return (noise, torch.arange(2) % model.num_classes), ["noise", "label"]
+        return (noise,), ["noise"]
+    if info.vocab or len(info.input_shape) == 0 or getattr(model, "decodes", False):
+        raise DlbenchError(
+            f"--format {kind} takes a model whose input is a float tensor of a fixed shape; this one reads "
+            "sequences of token ids of any length (its loop over them is Python's). Export its weights "
+            "with --format state_dict or safetensors"
+        )
+    return (torch.randn(2, *info.input_shape),), ["input"]
+
+
+def via_file(out: Path, save) -> None:
+    """For a library that writes to a path: `save(path)` into a scratch folder, then the bytes
+    to `out` whole or not at all (rundir.write_bytes)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / out.name
+        save(str(path))
+        rundir.write_bytes(out, lambda f: f.write(path.read_bytes()))
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
 def model_plugins(model: str, run_plugins: list[str]) -> list[str]:

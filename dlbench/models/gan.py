@@ -75,7 +75,7 @@ class MLPGenerator(nn.Module):
         self.shape = list(shape)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(len(z), *self.shape)
+        return self.net(z).view(-1, *self.shape)
 
 
 def mlp_discriminator(shape: list[int], hidden: list[int], dropout: float) -> nn.Sequential:
@@ -139,7 +139,7 @@ class DCGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.fc(z).view(len(z), self.top, self.start, self.start))
+        return self.net(self.fc(z).view(-1, self.top, self.start, self.start))
 
 
 def dc_discriminator(shape: list[int], width: int, activation: str = "leaky_relu") -> nn.Sequential:
@@ -190,7 +190,7 @@ class Maxout(nn.Module):
         self.linear = nn.Linear(in_features, units * pieces)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x).view(len(x), self.units, self.pieces).amax(dim=-1)
+        return self.linear(x).view(-1, self.units, self.pieces).amax(dim=-1)
 
 
 class CGenerator(nn.Module):
@@ -203,7 +203,7 @@ class CGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         y = F.one_hot(labels, self.num_classes).float()
-        return self.out(torch.cat([self.noise(z), self.label(y)], dim=1)).view(len(z), *self.shape)
+        return self.out(torch.cat([self.noise(z), self.label(y)], dim=1)).view(-1, *self.shape)
 
 
 class CDiscriminator(nn.Module):

@@ -1,0 +1,96 @@
+"""Issue 28: a trained model leaves dlbench as a state_dict, safetensors, ONNX or torch.export
+program, each read back by its own library and compared with PyTorch on the test split."""
+
+import sys
+
+import pytest
+import torch
+
+from dlbench import preflight
+from dlbench.build import build_data
+
+QUIET = ["trainer.progress=none", "trainer.threads=1", "logger.tensorboard=false"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from dlbench.training import train
+
+    folder = tmp_path_factory.mktemp("export")
+    train(preflight.compose_config(["trainer.epochs=1", *QUIET]), folder / "run")
+    return folder / "run"
+
+
+def first_test_batch() -> torch.Tensor:
+    data = build_data(preflight.compose_config(QUIET))
+    return next(iter(data.loader("test")))[0]
+
+
+def test_each_format_reads_back_in_its_own_library_and_matches_pytorch(cli, trained, tmp_path):
+    import onnx
+    import onnxruntime
+    from safetensors.torch import load_file
+
+    import dlbench
+
+    model = dlbench.load_model(trained)
+    x = first_test_batch()
+    with torch.no_grad():
+        want = model(x)
+    for name in ("m.pt", "m2.safetensors", "m3.onnx", "m4.pt2"):
+        result = cli("export", str(trained), "--out", name)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / name).with_suffix(".yaml").is_file()
+    state = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert (tmp_path / "m2.safetensors").read_bytes()[:2] not in (b"PK", b"\x80\x02")  # no zip, no pickle
+    weights = load_file(tmp_path / "m2.safetensors")
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(dlbench.load_model(tmp_path / "m2.safetensors")(x), want)
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m3.onnx")), full_check=True)
+    session = onnxruntime.InferenceSession(str(tmp_path / "m3.onnx"), providers=["CPUExecutionProvider"])
+    ((batch_axis, *_),) = [i.shape for i in session.get_inputs()]
+    assert isinstance(batch_axis, str)  # a dynamic batch axis: the test batch is not the export's 2
+    (got,) = session.run(None, {"input": x.numpy()})
+    assert float((torch.from_numpy(got) - want).abs().max()) < 1e-4
+    program = torch.export.load(tmp_path / "m4.pt2")
+    assert float((program.module()(x) - want).abs().max()) < 1e-4
+
+
+def test_a_gans_export_is_its_generator(cli, tmp_path):
+    run = tmp_path / "gan"
+    result = cli("task=gan", "model=gan_mlp", "trainer.max_steps=2", *QUIET, f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr
+    assert cli("export", str(run), "--out", "g.pt2").returncode == 0
+    import dlbench
+
+    generator = dlbench.load_model(run)
+    noise = torch.randn(5, generator.latent_dim)
+    images = torch.export.load(tmp_path / "g.pt2").module()(noise)
+    assert images.shape == (5, 1, 8, 8) and torch.allclose(images, generator(noise), atol=1e-5)
+
+
+def test_what_cannot_be_exported_is_refused_with_the_reason(cli, tmp_path, trained, monkeypatch):
+    run = tmp_path / "s2s"
+    args = [
+        "experiment=seq2seq",
+        "dataset.n_pairs=200",
+        "trainer.max_steps=2",
+        *QUIET,
+        f"hydra.run.dir={run}",
+    ]
+    assert cli(*args).returncode == 0
+    for out, extra, message in [
+        ("s.onnx", [], "takes a model whose input is a float tensor of a fixed shape; this one reads"),
+        ("s.pt2", [], "Export its weights with --format state_dict or safetensors"),
+        ("s.onnx", ["--format", "pt2"], "--out s.onnx: name a .pt2 file"),
+        ("s.bin", [], "--out s.bin: name a .pt or .pth or .safetensors or .onnx or .pt2 file"),
+    ]:
+        result = cli("export", str(run), "--out", out, *extra)
+        assert result.returncode == 2 and message in result.stderr, (out, result.stderr)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # (as if not installed)
+    result = cli("export", str(trained), "--out", "m.onnx")
+    assert result.returncode == 2 and "--format onnx needs onnxruntime: pip install 'dlbench[export]'" in (
+        result.stderr
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s2s"]  # nothing written by a refusal
