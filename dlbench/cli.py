@@ -20,7 +20,7 @@ USAGE = """\
   dlbench -m KEY=A,B [KEY2=C,D ...]      a sweep: one job per combination, then a summary
   dlbench list [KIND] [PATTERN]          registered components and experiments
   dlbench show [OVERRIDES...] [--depth N]  the model: layers, output shapes, params, MACs, memory
-  dlbench compare DIR... [--sort METRIC] [--csv F] [--md F]  jobs of sweeps / runs side by side
+  dlbench compare DIR... [--sort METRIC] [--csv F] [--md F] [--plot METRIC]  runs side by side
   dlbench lr-find [OVERRIDES...] [--steps N] [--min-lr X] [--max-lr X]  the learning-rate range test
   dlbench eval RUN [OVERRIDES...]        a saved model's metrics on the test split
   dlbench predict RUN INPUT... [--top-k K]  classify images or names, or translate, with a saved model

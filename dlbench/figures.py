@@ -34,6 +34,19 @@ def as_label(name: Any) -> str:
     return inert(str(name)).replace("$", r"\$")
 
 
+def curves_figure(curves: list[tuple[str, list[float], list[float]]], metric: str, x_label: str, title: str):
+    """Several runs' curves of one metric on one axis, each labelled (the lecture's optimizers,
+    schedules and normalisations side by side)."""
+    figure, ax = new_figure(figsize=(7, 4.5), layout="constrained")
+    for label, xs, ys in curves:
+        ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=as_label(label) or "(run)")
+    ax.set(xlabel=x_label, ylabel=as_label(metric), title=as_label(title))
+    ax.grid(alpha=0.3)
+    if len(curves) > 1:
+        ax.legend(fontsize="small")
+    return figure
+
+
 def confusion_figure(matrix: torch.Tensor, names: list[str], normalize: bool, title: str) -> Any:
     """Rows are the true classes, columns the predicted ones. normalize: each row divided by its
     count, so a cell is the share of a class predicted as another (sklearn's normalize='true').

@@ -80,32 +80,38 @@ def table(
     the title)."""
     available = metric_columns(rows)
     columns = metrics or ([c for c in HEADLINE if c in available] or available)[:max_metrics]
-    split = [r["overrides"].split(" ") for r in rows]  # (joined with spaces: job_row)
-    shared = set.intersection(*map(set, split)) if len(rows) > 1 else set()
+    shared, own = varying_overrides(rows)
     names = ("job", "overrides", "status", *columns)
-    out = new_table(
-        title + (f"\nshared: {' '.join(sorted(shared))}" if shared else ""), *names, right=tuple(columns)
-    )
-    for row, overrides in zip(rows, split, strict=True):
+    out = new_table(title + (f"\nshared: {' '.join(shared)}" if shared else ""), *names, right=tuple(columns))
+    for row, varying in zip(rows, own, strict=True):
         status = "failed" if row["status"].startswith("failed") else row["status"]
-        varying = " ".join(o for o in overrides if o not in shared)
         out.add_row(row["job"], varying, status, *[_fmt(row.get(c, "")) for c in columns])
     return out
 
 
 def collect(paths: list[Path]) -> list[dict[str, Any]]:
     """Rows for run directories, and for every job of each sweep directory given."""
-    rows = []
+    return [{**job_row(folder), "job": name} for name, folder in run_folders(paths)]
+
+
+def run_folders(paths: list[Path]) -> list[tuple[str, Path]]:
+    """(name, folder) of each run directory given and of every job of each sweep directory."""
+    found = []
     for path in paths:
         if (path / ".hydra").is_dir():
-            rows.append({**job_row(path), "job": str(path)})
+            found.append((str(path), path))
         elif path.is_dir() and (jobs := job_dirs(path)):
-            rows += [
-                {**job_row(d), "job": f"{path.name}/{d.name}" if len(paths) > 1 else d.name} for d in jobs
-            ]
+            found += [(f"{path.name}/{d.name}" if len(paths) > 1 else d.name, d) for d in jobs]
         else:
             raise DlbenchError(f"{path} is neither a run directory nor a sweep directory (no .hydra/ in it)")
-    return rows
+    return found
+
+
+def varying_overrides(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """What every job shares, and each job's own overrides (what differs): a label for each."""
+    split = [r["overrides"].split(" ") for r in rows]  # (joined with spaces: job_row)
+    shared = set.intersection(*map(set, split)) if len(rows) > 1 else set()
+    return sorted(shared), [" ".join(o for o in own if o not in shared) for own in split]
 
 
 HIGHER_IS_BETTER = ("acc", "f1", "r2", "bleu", "exact", "score", "confidence")

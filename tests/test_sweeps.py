@@ -2,6 +2,7 @@
 
 import csv
 
+import pytest
 from formats import write_mnist
 
 from dlbench import preflight
@@ -27,6 +28,44 @@ def test_lesson_sweep_names_jobs_by_overrides_and_compare_sorts_them(cli, tmp_pa
     assert (tmp_path / "table.md").read_text().startswith("| job | overrides | status |")
     result = cli("compare", "sweep", "--sort", "test/acuracy")
     assert result.returncode == 2 and "Did you mean: test/acc" in result.stderr
+
+
+def test_compare_plots_each_jobs_curve_labelled_by_what_differs(cli, tmp_path, monkeypatch):
+    import json
+
+    import matplotlib.image
+
+    from dlbench import figures
+
+    result = cli("-m", "optimizer=sgd,adam", "trainer.epochs=3", "model=linear", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    drawn = []
+    curves_figure = figures.curves_figure
+    monkeypatch.setattr(figures, "curves_figure", lambda *a: drawn.append(a) or curves_figure(*a))
+    result = cli("compare", "sweep", "--plot", "val/acc", "--out", "acc.png")
+    assert result.returncode == 0 and "wrote acc.png" in result.stdout, result.stderr
+    ((curves, metric, x_label, title),) = drawn
+    assert (
+        (metric, x_label) == ("val/acc", "epoch") and "model=linear" in title and "trainer.epochs=3" in title
+    )
+    assert [label for label, _, _ in curves] == ["optimizer=sgd", "optimizer=adam"]
+    for number, (label, epochs, values) in enumerate(curves):
+        job = tmp_path / "sweep" / str(number)
+        assert epochs == [1.0, 2.0, 3.0]
+        assert values[-1] == pytest.approx(
+            json.loads((job / "metrics.json").read_text())["val/acc"], abs=1e-6
+        )
+    assert matplotlib.image.imread(tmp_path / "acc.png").shape[2] in (3, 4)  # a PNG that decodes
+    assert (
+        cli("compare", "sweep", "--plot", "train/loss_step", "--x", "step", "--out", "l.svg").returncode == 0
+    )
+    assert (tmp_path / "l.svg").read_text().startswith("<?xml")
+    result = cli("compare", "sweep", "--plot", "val/accc")
+    assert (
+        result.returncode == 2 and "Unknown metric to plot 'val/accc'. Did you mean: val/acc" in result.stderr
+    )
+    result = cli("compare", "sweep", "--plot", "val/acc", "--out", "acc.jpg")
+    assert result.returncode == 2 and "--out acc.jpg: name a .png or .svg file" in result.stderr
 
 
 def test_every_job_of_every_lesson_sweep_is_valid(tmp_path):

@@ -1,8 +1,10 @@
 """dlbench compare DIR...: runs and the jobs of sweeps side by side, sorted by a metric,
-written as CSV or Markdown."""
+written as CSV or Markdown, and with --plot METRIC each one's curve of that metric on one
+figure (PNG or SVG), labelled by the overrides that differ."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from dlbench import summary
@@ -11,10 +13,11 @@ from dlbench.errors import ArgumentParser, DlbenchError
 
 
 def compare_command(args: list[str]) -> int:
-    """dlbench compare DIR... [--sort METRIC] [--ascending] [--metrics A,B] [--csv F] [--md F]"""
+    """dlbench compare DIR... [--sort METRIC] [--ascending] [--metrics A,B] [--csv F] [--md F]
+    [--plot METRIC [--x epoch|step] [--out F.png|.svg]]"""
     usage = (
         "usage: dlbench compare <sweep dir or run dirs...> [--sort METRIC] [--ascending] "
-        "[--metrics A,B] [--csv FILE] [--md FILE]"
+        "[--metrics A,B] [--csv FILE] [--md FILE] [--plot METRIC [--x epoch|step] [--out FILE.png|.svg]]"
     )
     parser = ArgumentParser(prog="dlbench compare", usage_line=usage)
     parser.add_argument("paths", nargs="+", type=Path)
@@ -23,11 +26,19 @@ def compare_command(args: list[str]) -> int:
     parser.add_argument("--metrics")
     parser.add_argument("--csv", type=Path)
     parser.add_argument("--md", type=Path)
+    parser.add_argument("--plot")
+    parser.add_argument("--x", choices=("epoch", "step"), default="epoch")
+    parser.add_argument("--out", type=Path)
     parsed = parser.parse_args(args)
-    for path, suffix in ((parsed.csv, ".csv"), (parsed.md, ".md")):
-        if path is None:
+    if parsed.out is not None and parsed.plot is None:
+        raise DlbenchError("--out names the figure --plot METRIC draws: add --plot")
+    plot_file = parsed.out or Path(f"{str(parsed.plot).replace('/', '_')}.png")
+    if parsed.plot is not None and plot_file.suffix not in (".png", ".svg"):
+        raise DlbenchError(f"--out {plot_file}: name a .png or .svg file (it is written over if it exists)")
+    for path, suffix in ((parsed.csv, ".csv"), (parsed.md, ".md"), (parsed.plot and plot_file, None)):
+        if not path:
             continue
-        if path.suffix != suffix:
+        if suffix and path.suffix != suffix:
             raise DlbenchError(
                 f"--{suffix[1:]} {path}: name a {suffix} file (it is written over if it exists)"
             )
@@ -45,4 +56,51 @@ def compare_command(args: list[str]) -> int:
         if path is not None:
             summary.write(rows, path)
             console.print(f"wrote {path}")
+    if parsed.plot is not None:
+        plot(parsed.paths, parsed.plot, parsed.x, plot_file)
+        console.print(f"wrote {plot_file}")
     return 0
+
+
+def plot(paths: list[Path], metric: str, x: str, out: Path) -> None:
+    """Each run's logged curve of `metric` (TensorBoard's scalars) against epoch or step, on one
+    figure, labelled by the overrides that differ between the runs."""
+    from dlbench import rundir
+    from dlbench.api import Run
+    from dlbench.errors import unknown_name
+    from dlbench.figures import curves_figure
+
+    folders = summary.run_folders(paths)
+    rows = summary.collect(paths)
+    shared, labels = summary.varying_overrides(rows)
+    curves, seen = [], set()
+    for (name, folder), label in zip(folders, labels, strict=True):
+        logged = Run(folder, {}).curves() if (folder / "tb").is_dir() else {}  # (a failed job too)
+        seen |= set(logged)
+        if metric not in logged:
+            continue
+        steps, values = logged[metric]
+        if x == "epoch":
+            steps = as_epochs(folder, steps, logged.get("time/epoch_s", ([], []))[0])
+        curves.append((label or name, steps, values))
+    if not curves:
+        raise unknown_name("metric to plot", metric, sorted(seen))
+    title = f"{metric}" + (f"  ({' '.join(shared)})" if shared else "")
+    figure = curves_figure(curves, metric, x, title)
+    picture = io.BytesIO()
+    figure.savefig(picture, format=out.suffix[1:], dpi=120)
+    rundir.write_bytes(out, lambda f: f.write(picture.getvalue()))
+
+
+def as_epochs(folder: Path, steps: list[int], epoch_ends: list[int]) -> list[float]:
+    """Steps as (fractional) epochs: an epoch's steps are the step of the first evaluation's
+    record (time/epoch_s) over the epochs it closed (trainer.val_every_n_epochs)."""
+    from dlbench import rundir
+
+    config = rundir.read_yaml(folder / ".hydra" / "config.yaml") if (folder / ".hydra").is_dir() else None
+    trainer = (config.get("trainer") if isinstance(config, dict) else None) or {}
+    every = trainer.get("val_every_n_epochs", 1) if isinstance(trainer, dict) else 1
+    if not epoch_ends or not isinstance(every, int) or every < 1 or epoch_ends[0] < 1:
+        return steps
+    per_epoch = epoch_ends[0] / every
+    return [s / per_epoch for s in steps]
