@@ -1,0 +1,236 @@
+"""Where a run's values go besides the console: `logger.backends=[tensorboard,csv,mlflow,wandb]`,
+any combination. Each backend is one small class with the same methods, which RunLogger calls
+with the same values for every one of them:
+
+    start(run)                      once every part is built: the composed config, the settings
+    scalars(values, step)           every logging step and every evaluation
+    figure(tag, figure, step)       a matplotlib figure (confusion matrix, samples, ...)
+    finish(settings, metrics, checkpoint)   the final metrics, and the checkpoint as an artifact
+    flush(), close()
+
+tensorboard (default) writes <run>/tb; csv writes <run>/metrics.csv (step,metric,value), which
+costs nothing; mlflow and wandb are extras (`pip install 'dlbench[mlflow]'`, `[wandb]`),
+imported only by a run that names them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlbench.errors import DlbenchError
+
+BACKENDS = ("tensorboard", "csv", "mlflow", "wandb")
+EXTRAS = {"mlflow": "mlflow", "wandb": "wandb"}  # backend -> the package (and the extra) it needs
+
+
+@dataclass
+class RunInfo:
+    """What a backend is told when the run starts."""
+
+    folder: Path
+    config: str  # the composed config, as YAML
+    overrides: list[str]
+    experiment: str  # the run's name (the preset's): an MLflow experiment, a W&B project
+    group: str | None = None  # the sweep a job belongs to (its folder), or None
+    resumed_step: int | None = None  # the step a resumed run goes on from
+    settings: dict[str, Any] = field(default_factory=dict)  # flat hyper-parameters
+    options: dict[str, Any] = field(default_factory=dict)  # logger.<backend> settings
+
+
+def check_installed(backends: list[str]) -> None:
+    """A backend whose package is missing: one message naming the extra to install."""
+    import importlib.util
+
+    for name in backends:
+        package = EXTRAS.get(name)
+        if package and importlib.util.find_spec(package) is None:
+            raise DlbenchError(f"logger.backends names {name}, which needs: pip install 'dlbench[{name}]'")
+
+
+def create(name: str) -> Any:
+    return {"tensorboard": TensorBoard, "csv": Csv, "mlflow": MLflow, "wandb": WandB}[name]()
+
+
+class TensorBoard:
+    """<run>/tb: tensorboard --logdir outputs (dlbench board)."""
+
+    def start(self, run: RunInfo) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        from dlbench.engine.logging import after_existing_event_files
+
+        folder = run.folder / "tb"
+        if run.resumed_step is not None:
+            after_existing_event_files(folder)
+        purge = run.resumed_step + 1 if run.resumed_step is not None else None
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge)
+        texts = {"config": run.config, "overrides": "\n".join(run.overrides) or "(none)"}
+        for tag, text in texts.items():
+            block = "\n".join("    " + line for line in text.splitlines())  # Markdown: verbatim
+            self.writer.add_text(tag, block, purge or 0)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def figure(self, tag: str, figure: Any, step: int) -> None:
+        self.writer.add_figure(tag, figure, step, close=False)  # (not pyplot's: figures.new_figure)
+
+    def finish(self, settings: dict[str, Any], metrics: dict[str, float], checkpoint: Path | None) -> None:
+        """The settings beside the final metrics (TensorBoard's HParams tab)."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        exp, ssi, sei = hparams_summary(settings, metrics)
+        for summary in (exp, ssi, sei):
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Csv:
+    """<run>/metrics.csv: one row per value logged (step, metric, value), appended as it comes;
+    a resumed run drops the rows after the step it resumes from."""
+
+    def start(self, run: RunInfo) -> None:
+        self.path = run.folder / "metrics.csv"
+        kept = []
+        if run.resumed_step is not None and self.path.is_file():
+            with self.path.open(newline="") as f:
+                kept = [r for r in csv.reader(f) if r[:1] != ["step"] and int(r[0]) <= run.resumed_step]
+        self.file = self.path.open("w", newline="")
+        self.writer = csv.writer(self.file)
+        self.writer.writerows([["step", "metric", "value"], *kept])
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        self.writer.writerows([step, tag, repr(float(value))] for tag, value in values.items())
+
+    def figure(self, tag: str, figure: Any, step: int) -> None:
+        """(figures are TensorBoard's, MLflow's and W&B's)"""
+
+    def finish(self, settings: dict[str, Any], metrics: dict[str, float], checkpoint: Path | None) -> None:
+        """(the final metrics are metrics.json's)"""
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class MLflow:
+    """An MLflow run: by default in a SQLite store, outputs/mlflow.db (`mlflow ui
+    --backend-store-uri sqlite:///outputs/mlflow.db`), or `logger.mlflow.tracking_uri` (a lab's
+    server). The experiment is the run's name (the preset's), a sweep's jobs share it and carry
+    the sweep's folder as a tag; the MLflow run is named after the run folder and tagged with
+    its path. A resumed run continues its MLflow run (its id is kept in <run>/.mlflow_run_id)."""
+
+    ID_FILE = ".mlflow_run_id"
+
+    def start(self, run: RunInfo) -> None:
+        import mlflow
+
+        from dlbench import rundir
+
+        uri = run.options.get("tracking_uri") or f"sqlite:///{(Path('outputs') / 'mlflow.db').absolute()}"
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.client = mlflow.MlflowClient(tracking_uri=uri)
+        experiment = self.client.get_experiment_by_name(run.experiment)
+        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(run.experiment)
+        id_file = run.folder / self.ID_FILE
+        if run.resumed_step is not None and id_file.is_file():
+            self.run_id = id_file.read_text().strip()
+            return
+        tags = {"dlbench.run_dir": str(run.folder.absolute()), "dlbench.overrides": " ".join(run.overrides)}
+        if run.group:
+            tags["dlbench.sweep"] = run.group
+        created = self.client.create_run(experiment_id, run_name=run.folder.name, tags=tags)
+        self.run_id = created.info.run_id
+        rundir.write_text(id_file, self.run_id + "\n")
+        params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in run.settings.items()]
+        for i in range(0, len(params), 100):  # (MLflow takes at most 100 params a call)
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
+        self.client.log_text(self.run_id, run.config, "config.yaml")
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(tag, float(value), now, step) for tag, value in values.items()]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def figure(self, tag: str, figure: Any, step: int) -> None:
+        self.client.log_figure(self.run_id, figure, f"figures/{tag}/{step:09d}.png")
+
+    def finish(self, settings: dict[str, Any], metrics: dict[str, float], checkpoint: Path | None) -> None:
+        if checkpoint is not None and checkpoint.is_file():
+            self.client.log_artifact(self.run_id, str(checkpoint), "checkpoints")
+
+    def flush(self) -> None:
+        """(each call is written when it is made)"""
+
+    def close(self) -> None:
+        self.client.set_terminated(self.run_id)
+
+
+class WandB:
+    """A W&B run, offline by default (WANDB_MODE=offline: no key, no network; `wandb sync
+    <run>/wandb/offline-run-*` uploads it later); `logger.wandb.mode=online` and
+    `logger.wandb.project` for a course's project. The project is the run's name unless set,
+    a sweep's jobs share a group (the sweep's folder), and a resumed run continues its W&B run."""
+
+    ID_FILE = ".wandb_run_id"
+
+    def start(self, run: RunInfo) -> None:
+        import os
+
+        import wandb
+
+        from dlbench import rundir
+
+        id_file = run.folder / self.ID_FILE
+        resumed = run.resumed_step is not None and id_file.is_file()
+        run_id = id_file.read_text().strip() if resumed else wandb.util.generate_id()
+        mode = run.options.get("mode") or os.environ.get("WANDB_MODE") or "offline"
+        settings = wandb.Settings(silent=True, console="off", x_disable_stats=True)
+        self.run = wandb.init(
+            project=run.options.get("project") or run.experiment, group=run.group, name=run.folder.name,
+            id=run_id, resume="allow" if resumed else None, dir=str(run.folder), mode=mode,
+            config=run.settings, settings=settings,
+        )  # fmt: skip
+        if not resumed:
+            rundir.write_text(id_file, run_id + "\n")
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        self.run.log(dict(values), step=step)
+
+    def figure(self, tag: str, figure: Any, step: int) -> None:
+        import wandb
+
+        picture = io.BytesIO()
+        figure.savefig(picture, format="png")
+        from PIL import Image
+
+        picture.seek(0)
+        self.run.log({tag: wandb.Image(Image.open(picture))}, step=step)
+
+    def finish(self, settings: dict[str, Any], metrics: dict[str, float], checkpoint: Path | None) -> None:
+        self.run.summary.update(metrics)
+
+    def flush(self) -> None:
+        """(wandb writes in its own process)"""
+
+    def close(self) -> None:
+        self.run.finish(quiet=True)
