@@ -41,7 +41,7 @@ def main() -> None:
         f"device={args.device}",
         "trainer.progress=none",
         "trainer.checkpoint=false",
-        "logger.tensorboard=false",
+        "logger=none",
     ]
     run([*base, "trainer.max_steps=49", "trainer.epochs=1"], out / "warmup")
     accs, times = [], []

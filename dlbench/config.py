@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_values
 
 # trainer.precision: float32 | bfloat16 autocast | float16 autocast (+ gradient scaler) | auto
@@ -75,9 +75,29 @@ class DeviceConfig:
     type: str = "cpu"  # auto | cpu | cuda | cuda:N | mps
 
 
+LOGGER_BACKENDS = ("tensorboard", "csv", "mlflow", "wandb")  # engine/loggers.py
+LOGGER_EXTRAS = {"mlflow": "mlflow", "wandb": "wandb"}  # a backend -> the package its extra installs
+
+
+@dataclass
+class MLflowConfig:
+    tracking_uri: str | None = None  # null: sqlite:///outputs/mlflow.db; or a lab's server (http://...)
+    log_checkpoint: bool = True  # the final checkpoint as an artifact of the MLflow run
+
+
+@dataclass
+class WandbConfig:
+    project: str | None = None  # null: the run's name (the preset's)
+    mode: str = "offline"  # offline (no key, no network; `wandb sync` later) | online
+
+
 @dataclass
 class LoggerConfig:
-    tensorboard: bool = True  # write TensorBoard events under <run dir>/tb
+    # where the values go besides the console and metrics.json: tensorboard (<run>/tb), csv
+    # (<run>/metrics.csv), mlflow, wandb; any combination, [] for none
+    backends: list[str] = field(default_factory=lambda: ["tensorboard"])
+    mlflow: MLflowConfig = field(default_factory=MLflowConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
     # The share of a run's time that drawing its figures may take (confusion matrix, decision
     # regions, samples: 0.1-0.3 s each with matplotlib). An evaluation's are drawn while the
     # figures so far took at most this share; the last epoch's and the test split's always.
@@ -173,6 +193,7 @@ CHOICES = {
     "trainer.monitor_mode": ("min", "max"),
     "trainer.nonfinite": ("stop", "skip", "off"),
     "trainer.grad_clip_mode": ("norm", "value"),
+    "logger.wandb.mode": ("offline", "online"),
     "trainer.progress": ("auto", "rich", "plain", "none"),
     "scheduler.interval": ("epoch", "step"),
     "dataset.validate_on": ("val", "test", "train"),
@@ -252,6 +273,21 @@ def check_name(cfg: DictConfig) -> None:
         )
 
 
+def check_backends(backends: list[str]) -> None:
+    """logger.backends: known names, each once, and the package each needs installed (found,
+    not imported: the check costs nothing)."""
+    import importlib.util
+
+    for name in backends:
+        if name not in LOGGER_BACKENDS:
+            raise unknown_name("logger backend", name, LOGGER_BACKENDS)
+        if backends.count(name) > 1:
+            raise DlbenchError(f"logger.backends names {name} twice")
+        package = LOGGER_EXTRAS.get(name)
+        if package and importlib.util.find_spec(package) is None:
+            raise DlbenchError(f"logger.backends=[...,{name}] needs {package}: pip install 'dlbench[{name}]'")
+
+
 def validate(cfg: DictConfig, components: bool = True) -> None:
     """Refuse a composed config that cannot run, before any data is read. With `components`,
     each component's keys are checked against its constructor (which imports its module). A
@@ -311,6 +347,7 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         raise DlbenchError(f"trainer.threads={t.threads}: auto, or a number of threads (1 or more)")
     if not 0 <= t.max_skipped_fraction <= 1:
         raise DlbenchError(f"trainer.max_skipped_fraction={t.max_skipped_fraction}: must be in [0, 1]")
+    check_backends(list(cfg.logger.backends))
     if not 0 <= cfg.logger.figures_budget <= 1:
         raise DlbenchError(f"logger.figures_budget={cfg.logger.figures_budget}: must be in [0, 1]")
 

@@ -28,6 +28,7 @@ from dlbench.config import validate
 from dlbench.data.base import DataModule
 from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import resolve_device, seed_everything, set_threads
+from dlbench.engine.loggers import RunInfo
 from dlbench.engine.logging import (
     RunLogger,
     console,
@@ -149,11 +150,9 @@ def _train(
         rundir.remove_stale_temporaries(run_dir)  # (of its own killed writes)
         hydra_text = OmegaConf.to_yaml({"hydra": hydra_cfg}) if hydra_cfg is not None else None
         rundir.record_run(run_dir, composed, yaml.safe_dump(overrides), hydra_text)
-        if cfg.logger.tensorboard:
-            logger.open_tensorboard(
-                purge_step=resume_state["trainer"]["step"] + 1 if resume_state else None,
-                texts={"config": composed, "overrides": "\n".join(overrides) or "(none)"},
-            )
+        logger.open(
+            list(cfg.logger.backends), run_info(cfg, run_dir, composed, overrides, hydra_cfg, resume_state)
+        )
         if cfg.trainer.log_activations and resume_state is None:
             for name, module in activations_of(task.model).items():
                 logger.figure(f"activations/{name}", activation_figure(module, name), 0)
@@ -171,7 +170,8 @@ def _train(
         metrics["time/total_s"] = time.perf_counter() - started
         logger.scalars({k: v for k, v in metrics.items() if k.startswith("test/")}, trainer.state.step)
         figures = {k: v for k, v in metrics.items() if "/" in k and not k.startswith("time/")}
-        logger.hparams(flat_settings(OmegaConf.to_container(cfg, resolve=True)), figures)
+        saved = run_dir / "checkpoints" / "last.pt" if cfg.logger.mlflow.log_checkpoint else None
+        logger.finish(flat_settings(OmegaConf.to_container(cfg, resolve=True)), figures, saved)
     finally:
         logger.close()
     if not main:
@@ -191,6 +191,29 @@ def _train(
         console.print(note, soft_wrap=True)
     console.print(f"Run directory: {run_dir}")
     return metrics
+
+
+def run_info(
+    cfg: DictConfig,
+    run_dir: Path,
+    composed: str,
+    overrides: list[str],
+    hydra_cfg: DictConfig | None,
+    resume_state,
+) -> RunInfo:
+    """What the logger backends are told of the run (engine/loggers.py): its config, its name
+    (an MLflow experiment, a W&B project), the sweep it is a job of, where it resumes."""
+    sweep = hydra_cfg is not None and hydra_cfg.get("mode") == RunMode.MULTIRUN
+    return RunInfo(
+        folder=run_dir,
+        config=composed,
+        overrides=overrides,
+        experiment=str(cfg.name),
+        group=run_dir.parent.name if sweep else None,
+        resumed_step=resume_state["trainer"]["step"] if resume_state else None,
+        settings=flat_settings(OmegaConf.to_container(cfg, resolve=True)),
+        options={"mlflow": dict(cfg.logger.mlflow), "wandb": dict(cfg.logger.wandb)},
+    )
 
 
 def monitor_of(settings: DictConfig, task: Task, validate_on: str = "val") -> tuple[str, str]:

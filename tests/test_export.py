@@ -9,7 +9,7 @@ import torch
 from dlbench import preflight
 from dlbench.build import build_data
 
-QUIET = ["trainer.progress=none", "trainer.threads=1", "logger.tensorboard=false"]
+QUIET = ["trainer.progress=none", "trainer.threads=1", "logger=none"]
 
 
 @pytest.fixture(scope="module")

@@ -126,14 +126,16 @@ def test_every_registered_name_has_its_own_one_line_description():
 
 def test_the_default_run_imports_neither_torchvision_nor_torchmetrics(tmp_path):
     """Each costs seconds of start-up (torchmetrics imports torchvision, scipy.signal and
-    torch._dynamo): a run on tabular data needs neither; the GAN and seq2seq tasks import them."""
+    torch._dynamo): a run on tabular data needs neither; the GAN and seq2seq tasks import them.
+    Nor MLflow or W&B, which only a run that names them in logger.backends imports."""
     import subprocess
     import sys
 
     probe = (
         "import sys; from dlbench import cli\n"
         "try: cli.main(sys.argv[1:])\n"
-        "finally: print('HEAVY', [m for m in ('torchvision', 'torchmetrics') if m in sys.modules])"
+        "finally: print('HEAVY', [m for m in ('torchvision', 'torchmetrics', 'mlflow', 'wandb')"
+        " if m in sys.modules])"
     )
     args = ["trainer.epochs=1", "trainer.progress=none", f"hydra.run.dir={tmp_path / 'run'}"]
     out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path)

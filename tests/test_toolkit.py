@@ -15,7 +15,7 @@ from dlbench.engine.trainer import Trainer
 from dlbench.errors import DlbenchError, Preempted
 from dlbench.training import train
 
-QUIET = ["trainer.progress=none", "trainer.threads=1", "logger.tensorboard=false"]
+QUIET = ["trainer.progress=none", "trainer.threads=1", "logger=none"]
 LINEAR = ["model=linear", "trainer.epochs=2", *QUIET]  # no BatchNorm, no dropout
 
 

@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from dlbench.errors import DlbenchError
-
-BACKENDS = ("tensorboard", "csv", "mlflow", "wandb")
-EXTRAS = {"mlflow": "mlflow", "wandb": "wandb"}  # backend -> the package (and the extra) it needs
 
 
 @dataclass
@@ -38,20 +34,11 @@ class RunInfo:
     group: str | None = None  # the sweep a job belongs to (its folder), or None
     resumed_step: int | None = None  # the step a resumed run goes on from
     settings: dict[str, Any] = field(default_factory=dict)  # flat hyper-parameters
-    options: dict[str, Any] = field(default_factory=dict)  # logger.<backend> settings
-
-
-def check_installed(backends: list[str]) -> None:
-    """A backend whose package is missing: one message naming the extra to install."""
-    import importlib.util
-
-    for name in backends:
-        package = EXTRAS.get(name)
-        if package and importlib.util.find_spec(package) is None:
-            raise DlbenchError(f"logger.backends names {name}, which needs: pip install 'dlbench[{name}]'")
+    options: dict[str, Any] = field(default_factory=dict)  # {backend: logger.<backend>'s settings}
 
 
 def create(name: str) -> Any:
+    """The backend of that name (config.LOGGER_BACKENDS; the names were checked by config.validate)."""
     return {"tensorboard": TensorBoard, "csv": Csv, "mlflow": MLflow, "wandb": WandB}[name]()
 
 
@@ -63,7 +50,7 @@ class TensorBoard:
 
         from dlbench.engine.logging import after_existing_event_files
 
-        folder = run.folder / "tb"
+        folder = self.folder = run.folder / "tb"
         if run.resumed_step is not None:
             after_existing_event_files(folder)
         purge = run.resumed_step + 1 if run.resumed_step is not None else None
@@ -85,10 +72,9 @@ class TensorBoard:
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
         exp, ssi, sei = hparams_summary(settings, metrics)
+        file_writer = self.writer._get_file_writer()
         for summary in (exp, ssi, sei):
-            self.writer.file_writer.add_summary(summary)
-        for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value)
+            file_writer.add_summary(summary)
 
     def flush(self) -> None:
         self.writer.flush()
@@ -102,7 +88,7 @@ class Csv:
     a resumed run drops the rows after the step it resumes from."""
 
     def start(self, run: RunInfo) -> None:
-        self.path = run.folder / "metrics.csv"
+        self.folder, self.path = run.folder, run.folder / "metrics.csv"
         kept = []
         if run.resumed_step is not None and self.path.is_file():
             with self.path.open(newline="") as f:
@@ -141,12 +127,17 @@ class MLflow:
 
         from dlbench import rundir
 
-        uri = run.options.get("tracking_uri") or f"sqlite:///{(Path('outputs') / 'mlflow.db').absolute()}"
+        uri = (
+            run.options["mlflow"].get("tracking_uri")
+            or f"sqlite:///{(Path('outputs') / 'mlflow.db').absolute()}"
+        )
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.client = mlflow.MlflowClient(tracking_uri=uri)
         experiment = self.client.get_experiment_by_name(run.experiment)
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(run.experiment)
+        experiment_id = (
+            experiment.experiment_id if experiment else self.client.create_experiment(run.experiment)
+        )
         id_file = run.folder / self.ID_FILE
         if run.resumed_step is not None and id_file.is_file():
             self.run_id = id_file.read_text().strip()
@@ -202,11 +193,12 @@ class WandB:
 
         id_file = run.folder / self.ID_FILE
         resumed = run.resumed_step is not None and id_file.is_file()
-        run_id = id_file.read_text().strip() if resumed else wandb.util.generate_id()
-        mode = run.options.get("mode") or os.environ.get("WANDB_MODE") or "offline"
+        run_id = id_file.read_text().strip() if resumed else secrets.token_hex(4)
+        mode = run.options["wandb"].get("mode") or os.environ.get("WANDB_MODE") or "offline"
         settings = wandb.Settings(silent=True, console="off", x_disable_stats=True)
         self.run = wandb.init(
-            project=run.options.get("project") or run.experiment, group=run.group, name=run.folder.name,
+            project=run.options["wandb"].get("project") or run.experiment, group=run.group,
+            name=run.folder.name,
             id=run_id, resume="allow" if resumed else None, dir=str(run.folder), mode=mode,
             config=run.settings, settings=settings,
         )  # fmt: skip
@@ -233,4 +225,4 @@ class WandB:
         """(wandb writes in its own process)"""
 
     def close(self) -> None:
-        self.run.finish(quiet=True)
+        self.run.finish()

@@ -9,12 +9,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
 from dlbench import terminal
+
+if TYPE_CHECKING:  # (a type only: the backends are imported when a run opens them)
+    from dlbench.engine.loggers import RunInfo
 
 log = logging.getLogger("dlbench")
 terminal.protect(log)  # every log line inert: no control character from the data reaches a terminal
@@ -165,8 +168,8 @@ class RunLogger:
 
     def __init__(self, run_dir: Path, progress: str, figures_budget: float):
         self.progress_mode = progress
-        self.writer = None
-        self.folder = run_dir / "tb"
+        self.backends: list[Any] = []  # logger.backends, started by open()
+        self.folder = run_dir
         self.figures_budget = figures_budget  # logger.figures_budget
         self.figure_seconds = 0.0  # spent drawing figures
         self.started = time.perf_counter()
@@ -176,51 +179,47 @@ class RunLogger:
         took less than that share of the time since the run started."""
         return self.figure_seconds < self.figures_budget * (time.perf_counter() - self.started)
 
-    def open_tensorboard(self, purge_step: int | None = None, texts: dict[str, str] | None = None) -> None:
-        """Start writing TensorBoard events under <run dir>/tb; `texts` (the run's config) go to
-        TensorBoard's Text tab, as Markdown code blocks."""
-        from torch.utils.tensorboard import SummaryWriter
+    def open(self, backends: list[str], run: RunInfo) -> None:
+        """Start each of logger.backends (engine/loggers.py) once every part of the run is built."""
+        from dlbench.engine.loggers import create
 
-        if purge_step is not None:
-            _after_existing_event_files(self.folder)
-        with self.writing():
-            self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=purge_step)
-            for tag, text in (texts or {}).items():
-                block = "\n".join("    " + line for line in text.splitlines())  # Markdown: verbatim
-                self.writer.add_text(tag, block, purge_step or 0)
+        for name in backends:
+            backend = create(name)
+            with self.writing(backend):
+                backend.start(run)
+            self.backends.append(backend)
+
+    @property
+    def active(self) -> bool:
+        """Whether any backend takes the values (figures are drawn only then)."""
+        return bool(self.backends)
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Turn a failed TensorBoard write into one message naming the folder."""
+    def writing(self, backend: Any = None) -> Iterator[None]:
+        """Turn a failed write (TensorBoard's, metrics.csv's) into one message naming the folder."""
         from dlbench.rundir import file_error
 
         try:
             yield
         except OSError as err:
-            raise file_error(err, self.folder) from err
+            raise file_error(err, getattr(backend, "folder", self.folder)) from err
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        if self.writer is not None:
-            with self.writing():
-                for tag, value in values.items():
-                    self.writer.add_scalar(tag, value, step)
+        for backend in self.backends:
+            with self.writing(backend):
+                backend.scalars(values, step)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
-        if self.writer is not None:
-            with self.writing():
-                self.writer.add_figure(tag, figure, step, close=False)  # (not pyplot's: figures.new_figure)
+        for backend in self.backends:
+            with self.writing(backend):
+                backend.figure(tag, figure, step)
 
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Record the run's settings beside its final metrics (TensorBoard's HParams tab)."""
-        if self.writer is None:
-            return
-        from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-        exp, ssi, sei = hparams_summary(hparams, metrics)
-        with self.writing():
-            file_writer = self.writer._get_file_writer()
-            for summary in (exp, ssi, sei):
-                file_writer.add_summary(summary)
+    def finish(self, settings: dict[str, Any], metrics: dict[str, float], checkpoint: Path | None) -> None:
+        """The run's settings beside its final metrics (TensorBoard's HParams tab, W&B's summary),
+        and its checkpoint where the backend keeps artifacts (MLflow)."""
+        for backend in self.backends:
+            with self.writing(backend):
+                backend.finish(settings, metrics, checkpoint)
 
     @contextmanager
     def progress(self, total: int, description: str, run_steps_left: int) -> Iterator[Any]:
@@ -266,19 +265,19 @@ class RunLogger:
             yield advance
 
     def flush(self) -> None:
-        """Put the events written so far on disk (with each checkpoint: a killed run keeps them)."""
-        if self.writer is not None:
-            with self.writing():
-                self.writer.flush()
+        """Put what was written so far on disk (with each checkpoint: a killed run keeps it)."""
+        for backend in self.backends:
+            with self.writing(backend):
+                backend.flush()
 
     def close(self) -> None:
-        if self.writer is not None:
-            writer, self.writer = self.writer, None
-            with self.writing():
-                writer.close()
+        backends, self.backends = self.backends, []
+        for backend in backends:
+            with self.writing(backend):
+                backend.close()
 
 
-def _after_existing_event_files(folder: Path) -> None:
+def after_existing_event_files(folder: Path) -> None:
     """TensorBoard reads a run's event files in the order of their names, which start with the
     second they were created: a resumed run's file must not share its second with the killed
     run's, or the two may be read in the wrong order. Wait for the next second if it would."""

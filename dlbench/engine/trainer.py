@@ -395,7 +395,7 @@ class Trainer:
                     means.add(task.evaluation_step(batch, split), _batch_size(batch))
         metrics = {**means.result(split), **_prefixed(split, task.compute_metrics(split))}
         metrics[f"time/{split}_samples_per_s"] = means.count / (time.perf_counter() - started)
-        drawn = self.log.writer is not None or distributed.world_size() > 1  # (by every process)
+        drawn = self.log.active or distributed.world_size() > 1  # (by every process)
         if figures and drawn:
             started = time.perf_counter()
             for tag, figure in task.figures(split).items():

@@ -1,0 +1,189 @@
+"""Issue 28: the values a run logs reach every backend named in logger.backends (TensorBoard,
+metrics.csv, MLflow, W&B), each read back through the tool's own reader and compared with the
+TensorBoard scalars; nothing reaches a network (MLflow: SQLite and a server on 127.0.0.1, W&B:
+offline)."""
+
+import csv
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+
+import pytest
+
+from dlbench import preflight
+from dlbench.api import Run
+from dlbench.engine.trainer import Trainer
+from dlbench.errors import Preempted
+from dlbench.training import train
+
+QUIET = ["trainer.progress=none", "trainer.threads=1", "trainer.epochs=2"]
+ALL = "logger.backends=[tensorboard,csv,mlflow,wandb]"
+
+
+def tensorboard(folder) -> dict[str, dict[int, float]]:
+    return {tag: dict(zip(*curve, strict=True)) for tag, curve in Run(folder, {}).curves().items()}
+
+
+def same(got: dict[str, dict[int, float]], want: dict[str, dict[int, float]], where: str) -> None:
+    assert set(got) == set(want), (where, set(got) ^ set(want))
+    for tag, points in want.items():
+        assert set(got[tag]) == set(points), (where, tag)
+        for step, value in points.items():
+            assert got[tag][step] == pytest.approx(value, rel=1e-6, abs=1e-6), (where, tag, step)
+
+
+def wandb_history(folder) -> dict[str, dict[int, float]]:
+    """The offline run's history, read by wandb's own reader (`wandb leet inspect --json`),
+    from each offline folder it wrote (a resumed run writes a second)."""
+    wandb = shutil.which("wandb")
+    history = defaultdict(dict)
+    for offline in sorted((folder / "wandb").glob("offline-run-*")):
+        done = subprocess.run(
+            [wandb, "leet", "inspect", "--json", str(offline)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        for line in done.stdout.splitlines():
+            record = json.loads(line)
+            if record.get("type") == "history":
+                item = record["history"]["item"]
+                for tag, value in item.items():
+                    if not tag.startswith("_") and isinstance(value, (int, float)):
+                        history[tag][item["_step"]] = value
+    return dict(history)
+
+
+def test_every_backend_gets_the_values_tensorboard_gets(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(tracking_uri=uri).search_experiments()  # (the store's tables, before the server)
+    with socket.socket() as s:  # a real MLflow server on the same store, started now: it boots
+        s.bind(("127.0.0.1", 0))  # while the run trains, and serves its history over REST after
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        check_every_backend(tmp_path, uri, port)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def check_every_backend(tmp_path, uri: str, port: int) -> None:
+    import mlflow
+
+    folder = tmp_path / "run"
+    metrics = train(preflight.compose_config([*QUIET, ALL, f"logger.mlflow.tracking_uri={uri}"]), folder)
+    scalars = tensorboard(folder)
+    assert {"train/loss", "val/acc", "train/loss_step"} <= set(scalars)
+
+    rows = defaultdict(dict)
+    with open(folder / "metrics.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            rows[row["metric"]][int(row["step"])] = float(row["value"])
+    same(dict(rows), scalars, "metrics.csv")
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "digits_mlp"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "run" and run.data.tags["dlbench.run_dir"] == str(folder)
+    assert run.data.params["optimizer.lr"] == "0.001" and run.info.status == "FINISHED"
+    history = {
+        tag: {m.step: m.value for m in client.get_metric_history(run.info.run_id, tag)} for tag in scalars
+    }
+    same(history, scalars, "MLflow")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "checkpoints", "figures"} <= artifacts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/last.pt"]
+
+    logged = wandb_history(folder)
+    assert {"val/confusion_matrix.width", "test/confusion_matrix.width"} <= set(logged)  # the figures
+    same(
+        {tag: logged[tag] for tag in logged if tag in scalars}, scalars, "W&B"
+    )  # (test/ too: at the last step)
+    assert metrics["test/acc"] == pytest.approx(scalars["test/acc"][max(scalars["test/acc"])], rel=1e-6)
+
+    # the same history through the MLflow server's REST API, on 127.0.0.1
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(480):
+        try:
+            urllib.request.urlopen(f"{base}/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.25)
+    query = f"run_id={run.info.run_id}&metric_key=val/loss&max_results=1000"
+    with urllib.request.urlopen(f"{base}/api/2.0/mlflow/metrics/get-history?{query}", timeout=10) as answer:
+        served = {m["step"]: m["value"] for m in json.load(answer)["metrics"]}
+    same({"val/loss": served}, {"val/loss": scalars["val/loss"]}, "the MLflow server")
+
+
+def test_a_resumed_run_continues_its_mlflow_and_wandb_runs(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = [*QUIET, "logger.backends=[mlflow,wandb]", f"logger.mlflow.tracking_uri={uri}"]
+    optimize, calls = Trainer.optimize, []
+
+    def optimize_and_signal(self, optimizations, name, loss):
+        optimize(self, optimizations, name, loss)
+        calls.append(1)
+        if len(calls) == 30:  # in the second epoch
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
+    with pytest.raises(Preempted):
+        train(preflight.compose_config(overrides), tmp_path / "run")
+    monkeypatch.setattr(Trainer, "optimize", optimize)
+    train(preflight.compose_config([*overrides, f"resume={tmp_path / 'run'}"]), tmp_path / "run")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("digits_mlp").experiment_id])
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")]
+    assert steps == [10, 20, 30, 40], steps  # one run, each step once, before and after the stop
+    ids = {p.name.rsplit("-", 1)[1] for p in (tmp_path / "run" / "wandb").glob("offline-run-*")}
+    assert len(ids) == 1  # (two offline folders, one W&B run: `wandb sync` joins them)
+    assert set(wandb_history(tmp_path / "run")["train/loss_step"]) == {10, 20, 30, 40}
+
+
+def test_a_sweeps_jobs_share_an_experiment_and_a_group():
+    from omegaconf import OmegaConf
+
+    from dlbench.training import run_info
+
+    cfg = preflight.compose_config(["experiment=optimizers"])
+    hydra = OmegaConf.create({"mode": "MULTIRUN"})
+    from hydra.types import RunMode
+
+    hydra.mode = RunMode.MULTIRUN
+    from pathlib import Path
+
+    one, two = (run_info(cfg, Path(f"outputs/multirun/2026/{n}"), "", [], hydra, None) for n in (0, 1))
+    assert one.experiment == two.experiment == "optimizers" and one.group == two.group == "2026"
+    assert run_info(cfg, Path("outputs/x/y"), "", [], None, None).group is None
+
+
+def test_a_backend_that_is_not_installed_or_not_known_is_one_message(cli, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name, *a)
+    )
+    result = cli("logger=wandb")
+    assert result.returncode == 2 and "needs wandb: pip install 'dlbench[wandb]'" in result.stderr
+    result = cli("logger.backends=[tensorbord]")
+    assert result.returncode == 2 and "Unknown logger backend 'tensorbord'. Did you mean: tensorboard?" in (
+        result.stderr
+    )
+    result = cli("logger.backends=[csv,csv]")
+    assert result.returncode == 2 and "logger.backends names csv twice" in result.stderr
