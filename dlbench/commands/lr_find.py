@@ -13,31 +13,36 @@ that could be resumed or compared, and no run is touched.
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
 from dlbench import preflight, rundir
 from dlbench.engine.logging import RunLogger
-from dlbench.errors import DlbenchError
+from dlbench.errors import ArgumentParser, DlbenchError
 from dlbench.terminal import command
 
 SMOOTHING = 0.9  # the loss's moving average (fastai and Lightning take 0.98 over 100 steps, which lags)
 DIVERGED = 4.0  # the curve ends where the smoothed loss passes this many times its minimum
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dlbench lr-find", description=__doc__.split("\n\n")[0])
+USAGE = "usage: dlbench lr-find [OVERRIDES...] [--steps N] [--min-lr X] [--max-lr X] [--out DIR]"
+
+
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="dlbench lr-find", usage_line=USAGE)
     p.add_argument("--steps", type=int, default=200, help="training steps of the sweep (default 200)")
     p.add_argument("--min-lr", type=float, default=1e-7, help="the first step's lr (default 1e-7)")
     p.add_argument("--max-lr", type=float, default=10.0, help="the last step's lr (default 10)")
-    p.add_argument(
-        "--out", default=None, help="folder for lr_find.png, .csv and tb/ (default outputs/lr_find/<time>)"
-    )
+    p.add_argument("--out", help="folder for lr_find.png, .csv and tb/ (default outputs/lr_find/<time>)")
     return p
 
 
 def lr_find_command(args: list[str]) -> int:
+    if args[:1] in (["-h"], ["--help"]):
+        from dlbench.engine.logging import console
+
+        console.print(USAGE + "\n\n" + __doc__.split("\n\n", 1)[1], soft_wrap=True)
+        return 0
     options, overrides = parser().parse_known_args(args)
     if bad := [a for a in overrides if a.startswith("-")]:
         raise DlbenchError(
