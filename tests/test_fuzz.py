@@ -267,7 +267,7 @@ def test_command_line_overrides_call_nothing_and_print_text(capsys, request, pla
         no_canary(marker)
 
 
-@settings(max_examples=25 * SCALE, **FUZZ)
+@settings(max_examples=15 * SCALE, **FUZZ)
 @given(
     options=st.lists(
         st.tuples(st.sampled_from(["--steps", "--min-lr", "--max-lr", "--out"]), hostile_text), max_size=2

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,6 @@ class TensorBoard:
 
     def start(self, run: RunInfo) -> None:
         from torch.utils.tensorboard import SummaryWriter
-
-        from dlbench.engine.logging import after_existing_event_files
 
         folder = self.folder = run.folder / "tb"
         if run.resumed_step is not None:
@@ -154,8 +153,6 @@ class MLflow:
         self.client.log_text(self.run_id, run.config, "config.yaml")
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -226,3 +223,17 @@ class WandB:
 
     def close(self) -> None:
         self.run.finish()
+
+
+def after_existing_event_files(folder: Path) -> None:
+    """TensorBoard reads a run's event files in the order of their names, which start with the
+    second they were created: a resumed run's file must not share its second with the killed
+    run's, or the two may be read in the wrong order. Wait for the next second if it would."""
+    now = int(time.time())
+    stamps = []  # (a name someone else wrote may say anything: only the next seconds matter)
+    for path in folder.glob("events.out.tfevents.*"):
+        part = path.name.split(".")[3]
+        if part.isascii() and part.isdigit() and now <= int(part) <= now + 2:
+            stamps.append(int(part))
+    while stamps and int(time.time()) <= max(stamps):
+        time.sleep(0.05)

@@ -277,20 +277,6 @@ class RunLogger:
                 backend.close()
 
 
-def after_existing_event_files(folder: Path) -> None:
-    """TensorBoard reads a run's event files in the order of their names, which start with the
-    second they were created: a resumed run's file must not share its second with the killed
-    run's, or the two may be read in the wrong order. Wait for the next second if it would."""
-    now = int(time.time())
-    stamps = []  # (a name someone else wrote may say anything: only the next seconds matter)
-    for path in folder.glob("events.out.tfevents.*"):
-        part = path.name.split(".")[3]
-        if part.isascii() and part.isdigit() and now <= int(part) <= now + 2:
-            stamps.append(int(part))
-    while stamps and int(time.time()) <= max(stamps):
-        time.sleep(0.05)
-
-
 def _clock(seconds: float) -> str:
     minutes, seconds = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
