@@ -23,7 +23,7 @@ from dlbench.errors import Preempted
 from dlbench.training import train
 
 QUIET = ["trainer.progress=none", "trainer.threads=1", "trainer.epochs=2"]
-ALL = "logger.backends=[tensorboard,csv,mlflow]"  # (W&B: in the resume test, which compares it too)
+ALL = "logger.backends=[tensorboard,csv,mlflow,wandb]"
 
 
 def tensorboard(folder) -> dict[str, dict[int, float]]:
@@ -58,7 +58,7 @@ def wandb_history(folder) -> dict[str, dict[int, float]]:
     return dict(history)
 
 
-def test_every_backend_gets_the_values_tensorboard_gets(tmp_path, monkeypatch):
+def test_every_backend_gets_tensorboards_values_and_a_resumed_run_continues_its_runs(tmp_path, monkeypatch):
     import mlflow
 
     monkeypatch.chdir(tmp_path)
@@ -73,19 +73,35 @@ def test_every_backend_gets_the_values_tensorboard_gets(tmp_path, monkeypatch):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        check_every_backend(tmp_path, uri, port)
+        check_every_backend(tmp_path, uri, port, monkeypatch)
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def check_every_backend(tmp_path, uri: str, port: int) -> None:
+def check_every_backend(tmp_path, uri: str, port: int, monkeypatch) -> None:
+    """One run with every backend, stopped by SIGTERM in its second epoch and resumed: each
+    backend then holds exactly TensorBoard's values, one run each (MLflow, W&B)."""
     import mlflow
 
     folder = tmp_path / "run"
-    metrics = train(preflight.compose_config([*QUIET, ALL, f"logger.mlflow.tracking_uri={uri}"]), folder)
+    overrides = [*QUIET, ALL, f"logger.mlflow.tracking_uri={uri}"]
+    optimize, calls = Trainer.optimize, []
+
+    def optimize_and_signal(self, optimizations, name, loss):
+        optimize(self, optimizations, name, loss)
+        calls.append(1)
+        if len(calls) == 30:  # in the second epoch
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
+    with pytest.raises(Preempted):
+        train(preflight.compose_config(overrides), folder)
+    monkeypatch.setattr(Trainer, "optimize", optimize)
+    metrics = train(preflight.compose_config([*overrides, f"resume={folder}"]), folder)
     scalars = tensorboard(folder)
-    assert {"train/loss", "val/acc", "train/loss_step"} <= set(scalars)
+    assert {"train/loss", "val/acc", "test/acc"} <= set(scalars)
+    assert set(scalars["train/loss_step"]) == {10, 20, 30, 40}  # (each step once, across the stop)
 
     rows = defaultdict(dict)
     with open(folder / "metrics.csv", newline="") as f:
@@ -95,7 +111,7 @@ def check_every_backend(tmp_path, uri: str, port: int) -> None:
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     (experiment,) = [e for e in client.search_experiments() if e.name == "digits_mlp"]
-    (run,) = client.search_runs([experiment.experiment_id])
+    (run,) = client.search_runs([experiment.experiment_id])  # one run, continued by the resume
     assert run.info.run_name == "run" and run.data.tags["dlbench.run_dir"] == str(folder)
     assert run.data.params["optimizer.lr"] == "0.001" and run.info.status == "FINISHED"
     history = {
@@ -105,8 +121,13 @@ def check_every_backend(tmp_path, uri: str, port: int) -> None:
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "checkpoints", "figures"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/last.pt"]
-
     assert metrics["test/acc"] == pytest.approx(scalars["test/acc"][max(scalars["test/acc"])], rel=1e-6)
+
+    ids = {p.name.rsplit("-", 1)[1] for p in (folder / "wandb").glob("offline-run-*")}
+    assert len(ids) == 1  # (two offline folders, one W&B run: `wandb sync` joins them)
+    logged = wandb_history(folder)
+    assert {"val/confusion_matrix.width", "test/confusion_matrix.width"} <= set(logged)  # the figures
+    same({tag: logged[tag] for tag in logged if tag in scalars}, scalars, "W&B")
 
     # the same history through the MLflow server's REST API, on 127.0.0.1
     base = f"http://127.0.0.1:{port}"
@@ -120,41 +141,6 @@ def check_every_backend(tmp_path, uri: str, port: int) -> None:
     with urllib.request.urlopen(f"{base}/api/2.0/mlflow/metrics/get-history?{query}", timeout=10) as answer:
         served = {m["step"]: m["value"] for m in json.load(answer)["metrics"]}
     same({"val/loss": served}, {"val/loss": scalars["val/loss"]}, "the MLflow server")
-
-
-def test_a_resumed_run_continues_its_mlflow_and_wandb_runs_and_wandb_gets_tensorboards_values(
-    tmp_path, monkeypatch
-):
-    import mlflow
-
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    overrides = [*QUIET, "logger.backends=[tensorboard,mlflow,wandb]", f"logger.mlflow.tracking_uri={uri}"]
-    optimize, calls = Trainer.optimize, []
-
-    def optimize_and_signal(self, optimizations, name, loss):
-        optimize(self, optimizations, name, loss)
-        calls.append(1)
-        if len(calls) == 30:  # in the second epoch
-            signal.raise_signal(signal.SIGTERM)
-
-    monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
-    with pytest.raises(Preempted):
-        train(preflight.compose_config(overrides), tmp_path / "run")
-    monkeypatch.setattr(Trainer, "optimize", optimize)
-    train(preflight.compose_config([*overrides, f"resume={tmp_path / 'run'}"]), tmp_path / "run")
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("digits_mlp").experiment_id])
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")]
-    assert steps == [10, 20, 30, 40], steps  # one run, each step once, before and after the stop
-    ids = {p.name.rsplit("-", 1)[1] for p in (tmp_path / "run" / "wandb").glob("offline-run-*")}
-    assert len(ids) == 1  # (two offline folders, one W&B run: `wandb sync` joins them)
-    logged, scalars = wandb_history(tmp_path / "run"), tensorboard(tmp_path / "run")
-    assert set(logged["train/loss_step"]) == {10, 20, 30, 40}
-    assert {"val/confusion_matrix.width", "test/confusion_matrix.width"} <= set(logged)  # the figures
-    same(
-        {tag: logged[tag] for tag in logged if tag in scalars}, scalars, "W&B"
-    )  # (test/ too: at the last step)
 
 
 def test_a_sweeps_jobs_share_an_experiment_and_a_group():
