@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlbench import terminal
+from dlbench.errors import DlbenchError
 
 if TYPE_CHECKING:  # (a type only: the backends are imported when a run opens them)
     from dlbench.engine.loggers import RunInfo
@@ -185,8 +186,17 @@ class RunLogger:
 
         for name in backends:
             backend = create(name)
-            with self.writing(backend):
-                backend.start(run)
+            try:
+                with self.writing(backend):
+                    backend.start(run)
+            except DlbenchError:
+                raise
+            except Exception as err:  # a tracking server that does not answer, a bad URI: the setting's fault
+                text = str(err).strip().splitlines()
+                raise DlbenchError(
+                    f"logger {name} could not start ({type(err).__name__}: {text[0] if text else ''}); "
+                    f"check logger.{name}.* or leave {name} out of logger.backends"
+                ) from err
             self.backends.append(backend)
 
     @property
