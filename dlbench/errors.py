@@ -56,6 +56,12 @@ class ArgumentParser(argparse.ArgumentParser):
         raise DlbenchError(f"{message}\n{self.usage_line}" if self.usage_line else message)
 
 
+def first_line(err: BaseException) -> str:
+    """An error in one line for a message of ours: its type and the first line of its text."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ' Did you mean: a, b?' for the closest choices, or '' when none is close."""
     close = difflib.get_close_matches(str(name), sorted(set(choices)), n=n, cutoff=0.5)

@@ -91,7 +91,12 @@ def table(
 
 def collect(paths: list[Path]) -> list[dict[str, Any]]:
     """Rows for run directories, and for every job of each sweep directory given."""
-    return [{**job_row(folder), "job": name} for name, folder in run_folders(paths)]
+    return rows_of(run_folders(paths))
+
+
+def rows_of(folders: list[tuple[str, Path]]) -> list[dict[str, Any]]:
+    """A row (job_row) for each (name, folder) of run_folders."""
+    return [{**job_row(folder), "job": name} for name, folder in folders]
 
 
 def run_folders(paths: list[Path]) -> list[tuple[str, Path]]:

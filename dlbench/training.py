@@ -171,7 +171,7 @@ def _train(
         logger.scalars({k: v for k, v in metrics.items() if k.startswith("test/")}, trainer.state.step)
         figures = {k: v for k, v in metrics.items() if "/" in k and not k.startswith("time/")}
         saved = run_dir / "checkpoints" / "last.pt" if cfg.logger.mlflow.log_checkpoint else None
-        logger.finish(flat_settings(OmegaConf.to_container(cfg, resolve=True)), figures, saved)
+        logger.finish(figures, saved)
     finally:
         logger.close()
     if not main:

@@ -44,7 +44,10 @@ def compare_command(args: list[str]) -> int:
             )
         if not path.parent.is_dir():
             raise DlbenchError(f"{path}: no such folder {path.parent} (make it first, or write elsewhere)")
-    rows = summary.collect(parsed.paths)
+    folders = summary.run_folders(parsed.paths)
+    rows = summary.rows_of(folders)
+    if parsed.plot is not None:  # (labelled before the rows are sorted: they pair with the folders)
+        curves = curves_of(folders, rows, parsed.plot, parsed.x)
     if parsed.sort:
         rows = summary.sort_rows(rows, parsed.sort, parsed.ascending)
     metrics = parsed.metrics.split(",") if parsed.metrics else None
@@ -57,21 +60,17 @@ def compare_command(args: list[str]) -> int:
             summary.write(rows, path)
             console.print(f"wrote {path}")
     if parsed.plot is not None:
-        plot(parsed.paths, parsed.plot, parsed.x, plot_file)
+        plot(curves, parsed.plot, parsed.x, plot_file)
         console.print(f"wrote {plot_file}")
     return 0
 
 
-def plot(paths: list[Path], metric: str, x: str, out: Path) -> None:
-    """Each run's logged curve of `metric` (TensorBoard's scalars) against epoch or step, on one
-    figure, labelled by the overrides that differ between the runs."""
-    from dlbench import rundir
+def curves_of(folders: list[tuple[str, Path]], rows: list[dict], metric: str, x: str) -> tuple:
+    """Each run's logged curve of `metric` (TensorBoard's scalars) against epoch or step,
+    labelled by the overrides that differ between the runs; and what they all share."""
     from dlbench.api import Run
     from dlbench.errors import unknown_name
-    from dlbench.figures import curves_figure
 
-    folders = summary.run_folders(paths)
-    rows = summary.collect(paths)
     shared, labels = summary.varying_overrides(rows)
     curves, seen = [], set()
     for (name, folder), label in zip(folders, labels, strict=True):
@@ -85,6 +84,15 @@ def plot(paths: list[Path], metric: str, x: str, out: Path) -> None:
         curves.append((label or name, steps, values))
     if not curves:
         raise unknown_name("metric to plot", metric, sorted(seen))
+    return curves, shared
+
+
+def plot(curves_and_shared: tuple, metric: str, x: str, out: Path) -> None:
+    """The curves on one figure, written as a PNG or an SVG."""
+    from dlbench import rundir
+    from dlbench.figures import curves_figure
+
+    curves, shared = curves_and_shared
     title = f"{metric}" + (f"  ({' '.join(shared)})" if shared else "")
     figure = curves_figure(curves, metric, x, title)
     picture = io.BytesIO()

@@ -30,7 +30,7 @@ from dlbench import rundir
 from dlbench.commands.runs import require_plugins, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.engine.logging import console
-from dlbench.errors import ArgumentParser, DlbenchError
+from dlbench.errors import ArgumentParser, DlbenchError, first_line
 
 USAGE = "usage: dlbench export <run dir or checkpoint> --out FILE [--format F] [--opset N] [plugins=[a,b]]"
 SUFFIXES = {
@@ -197,11 +197,6 @@ def via_file(out: Path, save) -> None:
         path = Path(scratch) / out.name
         save(str(path))
         rundir.write_bytes(out, lambda f: f.write(path.read_bytes()))
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
 def model_plugins(model: str, run_plugins: list[str]) -> list[str]:

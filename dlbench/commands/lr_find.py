@@ -108,9 +108,6 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
     data.place(device)
     task = build_task(cfg, data.info, data)
     settings = OmegaConf.to_object(cfg.trainer)  # the one trainer: every step's loss, nothing kept
-    steps_per_epoch = -(-len(data.loader("train")) // settings.accumulate)
-    settings.epochs, settings.max_steps = -(-steps // steps_per_epoch), steps
-    settings.val_every_n_epochs = settings.epochs  # (one evaluation, at the end)
     settings.checkpoint, settings.log_every_n_steps, settings.nonfinite = False, 1, "off"
     settings.monitor, settings.monitor_mode, settings.patience = "train/loss", "min", None
     settings.ema = settings.swa_start = settings.swa_lr = None
@@ -118,6 +115,9 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
     recorder = LossRecorder(out, settings.progress, cfg.logger.figures_budget)
     trainer = Trainer(settings, device, out, recorder)
     trainer.setup(task)
+    steps_per_epoch = trainer.optimizer_steps(len(data.loader("train")))  # (trainer.accumulate)
+    settings.epochs, settings.max_steps = -(-steps // steps_per_epoch), steps  # (the trainer's own cfg)
+    settings.val_every_n_epochs = settings.epochs  # (one evaluation, at the end)
     optimizations = task.configure_optimizers(cfg.optimizer, {"name": "none"}, steps, steps_per_epoch)
     if list(optimizations) != ["model"]:
         raise DlbenchError(f"lr-find sweeps one optimizer; task={cfg.task.name} has {len(optimizations)}")

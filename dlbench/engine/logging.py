@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlbench import terminal
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, first_line
 
 if TYPE_CHECKING:  # (a type only: the backends are imported when a run opens them)
     from dlbench.engine.loggers import RunInfo
@@ -170,6 +170,7 @@ class RunLogger:
     def __init__(self, run_dir: Path, progress: str, figures_budget: float):
         self.progress_mode = progress
         self.backends: list[Any] = []  # logger.backends, started by open()
+        self.run: RunInfo | None = None  # what open() was told of the run
         self.folder = run_dir
         self.figures_budget = figures_budget  # logger.figures_budget
         self.figure_seconds = 0.0  # spent drawing figures
@@ -192,12 +193,12 @@ class RunLogger:
             except DlbenchError:
                 raise
             except Exception as err:  # a tracking server that does not answer, a bad URI: the setting's fault
-                text = str(err).strip().splitlines()
                 raise DlbenchError(
-                    f"logger {name} could not start ({type(err).__name__}: {text[0] if text else ''}); "
+                    f"logger {name} could not start ({first_line(err)}); "
                     f"check logger.{name}.* or leave {name} out of logger.backends"
                 ) from err
             self.backends.append(backend)
+        self.run = run
 
     @property
     def active(self) -> bool:
@@ -224,12 +225,12 @@ class RunLogger:
             with self.writing(backend):
                 backend.figure(tag, figure, step)
 
-    def finish(self, settings: dict[str, Any], metrics: dict[str, float], checkpoint: Path | None) -> None:
-        """The run's settings beside its final metrics (TensorBoard's HParams tab, W&B's summary),
-        and its checkpoint where the backend keeps artifacts (MLflow)."""
+    def finish(self, metrics: dict[str, float], checkpoint: Path | None) -> None:
+        """The run's settings (as open() was given them) beside its final metrics (TensorBoard's
+        HParams tab, W&B's summary), and its checkpoint where the backend keeps artifacts (MLflow)."""
         for backend in self.backends:
             with self.writing(backend):
-                backend.finish(settings, metrics, checkpoint)
+                backend.finish(self.run.settings, metrics, checkpoint)
 
     @contextmanager
     def progress(self, total: int, description: str, run_steps_left: int) -> Iterator[Any]:
