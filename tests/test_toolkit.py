@@ -219,7 +219,9 @@ def test_mixing_is_refused_where_there_is_nothing_to_mix(cli):
 def test_the_profiler_writes_a_trace_the_top_operators_and_each_phase_share(cli, tmp_path):
     import json
 
-    result = cli("trainer.epochs=1", "trainer.profile=4", "trainer.progress=none", "hydra.run.dir=run")
+    result = cli(
+        "trainer.epochs=1", "trainer.profile=4", "trainer.progress=none", "hydra.run.dir=run", process=True
+    )
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "run" / "profile"
     trace = json.loads((folder / "trace.json").read_text())
@@ -231,6 +233,7 @@ def test_the_profiler_writes_a_trace_the_top_operators_and_each_phase_share(cli,
     assert sum(map(float, shares.values())) == pytest.approx(1.0, abs=1e-3)
     assert all(float(v) > 0 for v in shares.values()), shares
     assert "Profile of 4 training batches" in result.stdout and "a step's time: data" in result.stdout
+    assert "gpuGetDeviceCount" not in result.stderr  # (kineto's false alarm on a machine with no GPU)
 
 
 def test_lr_find_suggests_an_lr_inside_the_known_good_range_and_its_command_trains(cli, tmp_path):

@@ -14,6 +14,7 @@ device's time of each range is used, on the CPU the processor's.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ PHASES = ("data", "forward", "backward", "optimizer")
 class StepProfiler:
     def __init__(self, batches: int, run_dir: Path, device: torch.device):
         self.batches, self.folder, self.device = batches, run_dir / "profile", device
+        # kineto's log: without this, a CUDA build of torch on a machine with no GPU prints
+        # "ERROR: gpuGetDeviceCount failed" for a CPU profile (its USDT start/stop lines remain)
+        os.environ.setdefault("KINETO_LOG_LEVEL", "5")
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         self.profiler: Any = profile(
             activities=activities,
