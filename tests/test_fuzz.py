@@ -188,9 +188,11 @@ def test_saved_overrides_run_no_code_and_change_nothing(capsys, request, place, 
     )
 )
 def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request, tmp_path_factory, jobs):
+    from torch.utils.tensorboard import SummaryWriter
+
     from dlbench import summary
 
-    count(request, "metrics, names, overrides, errors (compare, summary, board)")
+    count(request, "metrics, names, overrides, errors (compare, summary, board, --plot)")
 
     sweep = tmp_path_factory.mktemp("sweep")
     for name, metrics, acc, error in jobs:
@@ -204,10 +206,14 @@ def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request,
             (job / "error.txt").write_text(error)
         else:
             (job / "metrics.json").write_text(json.dumps({**metrics, "test/acc": acc}))
+            with SummaryWriter(str(job / "tb")) as writer:  # a curve for --plot, labelled by the overrides
+                writer.add_scalar("test/acc", acc if isinstance(acc, float) and acc == acc else 0.0, 1)
     for args in (
         ["--sort", "test/acc"],
         ["--metrics", "test/acc,test/loss"],
         ["--ascending", "--sort", "x/y"],
+        ["--plot", "test/acc", "--out", str(sweep / "acc.png")],
+        ["--plot", error, "--out", str(sweep / "e.svg")],
     ):
         code, out, err = dlbench(capsys, "compare", str(sweep), *args)
         assert_inert(code, out, err)
