@@ -57,13 +57,9 @@ class Run(Mapping):
 
     def curves(self) -> dict[str, tuple[list[int], list[float]]]:
         """Every scalar the run logged to TensorBoard: tag -> (steps, values), plain lists."""
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        from dlbench import logged
 
-        events = EventAccumulator(str(self.folder / "tb"), size_guidance={"scalars": 0}).Reload()
-        return {
-            tag: ([e.step for e in events.Scalars(tag)], [e.value for e in events.Scalars(tag)])
-            for tag in events.Tags()["scalars"]
-        }
+        return logged.curves(self.folder)
 
     def curve(self, tag: str) -> tuple[list[int], list[float]]:
         """One logged curve (e.g. "train/loss", "val/acc"): its steps and values."""

@@ -21,6 +21,7 @@ USAGE = """\
   dlbench list [KIND] [PATTERN]          registered components and experiments
   dlbench show [OVERRIDES...] [--depth N]  the model: layers, output shapes, params, MACs, memory
   dlbench compare DIR... [--sort METRIC] [--csv F] [--md F] [--plot METRIC]  runs side by side
+  dlbench report RUN|SWEEP [--out report.html]  one self-contained HTML page: metrics, curves, pictures
   dlbench lr-find [OVERRIDES...] [--steps N] [--min-lr X] [--max-lr X]  the learning-rate range test
   dlbench eval RUN [OVERRIDES...]        a saved model's metrics on the test split
   dlbench predict RUN INPUT... [--top-k K]  classify images or names, or translate, with a saved model
@@ -103,6 +104,7 @@ COMMANDS = {
     "board": ("dlbench.commands.board", "board_command"),
     "completion": ("dlbench.commands.completion", "completion_command"),
     "lr-find": ("dlbench.commands.lr_find", "lr_find_command"),
+    "report": ("dlbench.commands.report", "report_command"),
 }
 
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from dlbench.terminal import inert
 
-# Activation modules the activation picture knows, by class (each drawn once per model).
-ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus)
+if TYPE_CHECKING:  # (torch is imported where it is used: `dlbench compare --plot` and `report`
+    import torch  # draw curves without it)
+    from torch import nn
 
 
 def new_figure(*grid: int, **options: Any) -> tuple[Any, Any]:
@@ -91,6 +89,7 @@ def decision_regions_figure(
     features (1 beyond the data on each side), and the samples coloured by their true class with
     an edge of the predicted one. Other features, if any, are held at their mean."""
     import matplotlib
+    import torch
     from matplotlib.colors import ListedColormap
 
     x, y = x.detach().float().cpu(), y.detach().cpu()
@@ -128,6 +127,8 @@ def activation_figure(module: nn.Module, name: str) -> Any:
     """Seed 002's two pictures of an activation function φ: φ(x) and φ'(x) on [-10, 10] (by
     autograd), and the gradient through 1 to 4 layers of it, d/dx φ(φ(...φ(x))), which is the
     vanishing-gradient lesson (for sigmoid it shrinks with every layer, for ReLU it does not)."""
+    import torch
+
     module = copy.copy(module)
     if hasattr(module, "inplace"):
         module.inplace = False  # autograd needs its input kept
@@ -155,9 +156,12 @@ def activation_figure(module: nn.Module, name: str) -> Any:
 
 def activations_of(model: nn.Module) -> dict[str, nn.Module]:
     """The model's activation modules, one per kind (LeakyReLU(0.1) and (0.2) are two kinds)."""
+    from torch import nn
+
+    kinds = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus)
     found: dict[str, nn.Module] = {}
     for module in model.modules():
-        if isinstance(module, ACTIVATIONS):
+        if isinstance(module, kinds):
             extra = module.extra_repr().replace("inplace=True", "").strip(", ")
             found.setdefault(f"{type(module).__name__}({extra})" if extra else type(module).__name__, module)
     return found

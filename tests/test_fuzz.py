@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,8 @@ FUZZ = {
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 }
 
-# pieces hostile text is made of: markup, terminal escapes, interpolations, calls, paths, Hydra syntax
+# pieces hostile text is made of: markup (rich's, HTML's), terminal escapes, interpolations, calls,
+# paths, Hydra syntax
 PIECES = [
     "[", "]", "[/x]", "[bold]", "[link=https://example.com]", ":smile:",
     "\x1b", "\x1b]0;title\x07", "\x1b[2J", "\x1b[1A", "\r", "\b", "\x07", "\x00", "\x9b", "\u202e",
@@ -46,6 +48,7 @@ PIECES = [
     "_target_", "_args_", "planted", "planted.py", "plugins", "experiment", "hydra.", "hydra/launcher",
     "@", "@_global_", "=", ",", "..", "/", "~", "+", "++", "'", '"', " ", ":", "\\",
     "$", "$x^{",
+    "<", ">", "&amp;", "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '" onload="x', "</td>",
     "model.", "trainer.epochs", "optimizer.lr", "name", "mlp", "sgd", "1", "0.5", "null", "[1,2]", "{a:1}",
 ]  # fmt: skip
 pieced = st.lists(st.sampled_from(PIECES), min_size=1, max_size=6).map("".join)
@@ -188,11 +191,12 @@ def test_saved_overrides_run_no_code_and_change_nothing(capsys, request, place, 
     )
 )
 def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request, tmp_path_factory, jobs):
+    from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard import SummaryWriter
 
     from dlbench import summary
 
-    count(request, "metrics, names, overrides, errors (compare, summary, board, --plot)")
+    count(request, "metrics, names, overrides, errors, pictures (compare, summary, board, --plot, report)")
 
     sweep = tmp_path_factory.mktemp("sweep")
     for name, metrics, acc, error in jobs:
@@ -208,6 +212,11 @@ def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request,
             (job / "metrics.json").write_text(json.dumps({**metrics, "test/acc": acc}))
             with SummaryWriter(str(job / "tb")) as writer:  # a curve for --plot, labelled by the overrides
                 writer.add_scalar("test/acc", acc if isinstance(acc, float) and acc == acc else 0.0, 1)
+                picture = TINY_PNG if isinstance(acc, float) else str(error).encode()  # (and not a PNG)
+                image = Summary.Image(height=1, width=1, colorspace=3, encoded_image_string=picture)
+                writer._get_file_writer().add_summary(
+                    Summary(value=[Summary.Value(tag=error, image=image)]), 1
+                )
     for args in (
         ["--sort", "test/acc"],
         ["--metrics", "test/acc,test/loss"],
@@ -217,11 +226,62 @@ def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request,
     ):
         code, out, err = dlbench(capsys, "compare", str(sweep), *args)
         assert_inert(code, out, err)
+    for folder in (sweep, sweep / jobs[0][0]):  # the report: a page of text and PNGs only
+        code, out, err = dlbench(capsys, "report", str(folder), "--out", str(sweep / "r.html"))
+        assert_inert(code, out, err)
+        if code == 0:
+            assert_only_our_markup((sweep / "r.html").read_text())
     summary.SweepSummary().on_multirun_end(yaml_config(sweep))
     assert_inert(0, *capsys.readouterr())
     for name in board.named_runs(sweep)[0]:
         assert not controls(name) and "," not in name and ":" not in name
     shutil.rmtree(sweep)
+
+
+TINY_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a5d9a4a40000000049454e44ae426082"
+)
+
+
+class Markup(HTMLParser):
+    """The elements, attributes and style text of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict]] = []
+        self.styles: list[str] = []
+        self.in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+        self.in_style = tag == "style"
+
+    def handle_endtag(self, tag):
+        self.in_style = False
+
+    def handle_data(self, data):
+        if self.in_style:
+            self.styles.append(data)
+
+
+def assert_only_our_markup(page: str) -> None:
+    """A report holds dlbench's own elements and attributes only: whatever a run folder held is
+    text or an embedded PNG (an allow-list: any other element or attribute fails)."""
+    from dlbench import report
+
+    markup = Markup()
+    markup.feed(page)
+    tags = {"html", "head", "meta", "title", "style", "body", "main", "h1", "h2", "div", "p", "code",
+            "span", "table", "thead", "tbody", "tr", "th", "td", "figure", "img", "figcaption", "details",
+            "summary", "pre"}  # fmt: skip
+    attributes = {"lang", "charset", "http-equiv", "content", "name", "class", "alt", "src"}
+    for tag, attrs in markup.elements:
+        assert tag in tags and set(attrs) <= attributes, (tag, attrs)
+        assert tag == "img" or "src" not in attrs
+        assert "src" not in attrs or attrs["src"].startswith("data:image/png;base64,"), attrs
+    policy = [a["content"] for t, a in markup.elements if a.get("http-equiv") == "Content-Security-Policy"]
+    assert policy == [report.POLICY] and markup.styles == [report.STYLE]
 
 
 def yaml_config(sweep: Path):

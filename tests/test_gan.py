@@ -3,6 +3,7 @@ resume of every network and optimizer, images in TensorBoard, the judge, predict
 
 import pytest
 import torch
+from browser import open_page
 from conftest import read_metrics
 from formats import write_unpaired, zip_folder
 from PIL import Image
@@ -160,6 +161,10 @@ def test_cgan_logs_losses_and_a_grid_per_class_and_predicts_a_png(cli, tmp_path,
     assert result.returncode == 0, result.stderr
     with Image.open(tmp_path / "grid.png") as grid:  # 10 per row (one per class), 2 rows of 28 px
         assert grid.size == (10 * 28 + 11 * 2, 2 * 28 + 3 * 2)
+    assert cli("report", "run", "--out", "gan.html").returncode == 0  # the samples, in the report
+    shown, console = open_page(tmp_path / "gan.html")
+    pictures = {alt: width for alt, width, _ in shown["images"]}
+    assert console == [] and pictures.get("val/samples (step 2)", 0) > 0 and pictures["loss_d"] > 0
 
 
 def test_pix2pix_triplets_and_translation(cli, tmp_path, root):

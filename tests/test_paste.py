@@ -7,7 +7,7 @@
   command or a sweep is composed and validated (every key, every option), `list`, `new` and
   `--help` run, `show`'s model config is checked; the plugins and the preset that
   docs/extending.md shows are written from its own code blocks. A command on a finished run
-  (eval, predict, export, compare, board on `<run>`) is not run here: the README's tour runs
+  (eval, predict, export, compare, report, board on `<run>`) is not run here: the README's tour runs
   each of them on a real run (tests/test_readme.py).
 - Every `$ dlbench ...` followed by `error: ...` in the docs prints that error.
 - What dlbench prints for the user to paste (`new`, the plugins a saved run needs) runs.
@@ -94,7 +94,7 @@ def test_every_documented_command_means_the_same_in_bash_and_zsh(stubs):
         assert code == 0 and zsh_calls == calls, f"{doc}: zsh reads it otherwise: {line}\n{err}"
 
 
-SUBCOMMANDS_ON_RUNS = {"eval", "predict", "export", "compare", "board"}  # the tour runs them
+SUBCOMMANDS_ON_RUNS = {"eval", "predict", "export", "compare", "report", "board"}  # the tour runs them
 
 
 def documented_dlbench_calls(stubs: Path) -> list[list[str]]:

@@ -29,6 +29,7 @@ def test_lesson_sweep_names_jobs_by_overrides_and_compare_sorts_and_plots_them(c
     result = cli("compare", "sweep", "--sort", "test/acuracy")
     assert result.returncode == 2 and "Did you mean: test/acc" in result.stderr
     compare_plots_each_jobs_curve_labelled_by_what_differs(cli, tmp_path, monkeypatch)
+    reports_of_the_sweep_and_of_a_job_open_in_a_browser(cli, tmp_path, rows)
 
 
 def compare_plots_each_jobs_curve_labelled_by_what_differs(cli, tmp_path, monkeypatch):
@@ -65,6 +66,59 @@ def compare_plots_each_jobs_curve_labelled_by_what_differs(cli, tmp_path, monkey
     )
     result = cli("compare", "sweep", "--plot", "val/acc", "--out", "acc.jpg")
     assert result.returncode == 2 and "--out acc.jpg: name a .png or .svg file" in result.stderr
+
+
+def reports_of_the_sweep_and_of_a_job_open_in_a_browser(cli, tmp_path, rows):
+    """dlbench report: one page each, every picture decoding in Chromium, nothing blocked or
+    logged in its console, nothing fetched (the page's policy allows embedded PNGs only)."""
+    import json
+
+    from browser import open_page
+
+    from dlbench import report
+
+    result = cli("report", "sweep", "--out", "sweep.html")
+    assert result.returncode == 0 and "wrote sweep.html" in result.stdout, result.stderr
+    page = (tmp_path / "sweep.html").read_text()
+    shown, console = open_page(tmp_path / "sweep.html")
+    assert console == [] and shown["title"] == "dlbench report: sweep"
+    best = max(rows, key=lambda r: float(r["test/acc"]))["job"].split(",")[0]
+    assert shown["headings"][:3] == ["sweep: 5 jobs", "Jobs, best test/acc first", "Curves"]
+    assert shown["headings"][3] == f"Best job: {best},trainer.epochs=2 ({best})"
+    pictures = {alt.split(" (step")[0]: width for alt, width, _ in shown["images"]}
+    assert {
+        "train/loss",
+        "val/loss",
+        "val/acc",
+        "train/lr",
+        "val/confusion_matrix",
+        "test/confusion_matrix",
+    } <= set(pictures)
+    assert all(width > 0 for width in pictures.values()), pictures
+    positions = [page.index(f"<td>{r['job'].split(',')[0]}</td>") for r in rows]
+    accs = [acc for _, acc in sorted(zip(positions, (float(r["test/acc"]) for r in rows), strict=True))]
+    assert accs == sorted(accs, reverse=True)  # best first
+    assert f'content="{report.POLICY}"' in page and "<script" not in page and "://" not in page
+
+    job = tmp_path / "sweep" / "optimizer=sgd,trainer.epochs=2"
+    assert cli("report", str(job), "--out", "job.html").returncode == 0
+    shown, console = open_page(tmp_path / "job.html")
+    assert console == [] and shown["headings"] == [
+        "sweep/optimizer=sgd,trainer.epochs=2 finished",
+        "Final metrics",
+        "Timings",
+        "Curves",
+        "Pictures",
+        "Config",
+    ]
+    assert {alt.split(" (step")[0] for alt, _, _ in shown["images"]} == {
+        "loss", "acc", "balanced_acc", "f1_macro", "lr", "val/confusion_matrix", "test/confusion_matrix"
+    }  # fmt: skip
+    assert all(width > 0 for _, width, _ in shown["images"])
+    final = json.loads((job / "metrics.json").read_text())
+    assert f"<td class=num>{final['test/acc']:.4g}</td>" in (tmp_path / "job.html").read_text()
+    result = cli("report", "sweep", "--out", "r.pdf")
+    assert result.returncode == 2 and "--out r.pdf: name a .html file" in result.stderr
 
 
 def test_every_job_of_every_lesson_sweep_is_valid(tmp_path):

@@ -68,20 +68,16 @@ def compare_command(args: list[str]) -> int:
 def curves_of(folders: list[tuple[str, Path]], rows: list[dict], metric: str, x: str) -> tuple:
     """Each run's logged curve of `metric` (TensorBoard's scalars) against epoch or step,
     labelled by the overrides that differ between the runs; and what they all share."""
-    from dlbench.api import Run
+    from dlbench import logged
     from dlbench.errors import unknown_name
 
     shared, labels = summary.varying_overrides(rows)
     curves, seen = [], set()
     for (name, folder), label in zip(folders, labels, strict=True):
-        logged = Run(folder, {}).curves() if (folder / "tb").is_dir() else {}  # (a failed job too)
-        seen |= set(logged)
-        if metric not in logged:
-            continue
-        steps, values = logged[metric]
-        if x == "epoch":
-            steps = as_epochs(folder, steps, logged.get("time/epoch_s", ([], []))[0])
-        curves.append((label or name, steps, values))
+        scalars = logged.curves(folder)  # (none for a job that failed before its first log)
+        seen |= set(scalars)
+        if metric in scalars:
+            curves.append((label or name, *logged.against(folder, scalars, metric, x)))
     if not curves:
         raise unknown_name("metric to plot", metric, sorted(seen))
     return curves, shared
@@ -98,17 +94,3 @@ def plot(curves_and_shared: tuple, metric: str, x: str, out: Path) -> None:
     picture = io.BytesIO()
     figure.savefig(picture, format=out.suffix[1:], dpi=120)
     rundir.write_bytes(out, lambda f: f.write(picture.getvalue()))
-
-
-def as_epochs(folder: Path, steps: list[int], epoch_ends: list[int]) -> list[float]:
-    """Steps as (fractional) epochs: an epoch's steps are the step of the first evaluation's
-    record (time/epoch_s) over the epochs it closed (trainer.val_every_n_epochs)."""
-    from dlbench import rundir
-
-    config = rundir.read_yaml(folder / ".hydra" / "config.yaml") if (folder / ".hydra").is_dir() else None
-    trainer = (config.get("trainer") if isinstance(config, dict) else None) or {}
-    every = trainer.get("val_every_n_epochs", 1) if isinstance(trainer, dict) else 1
-    if not epoch_ends or not isinstance(every, int) or every < 1 or epoch_ends[0] < 1:
-        return steps
-    per_epoch = epoch_ends[0] / every
-    return [s / per_epoch for s in steps]

@@ -1,0 +1,36 @@
+"""dlbench report RUN|SWEEP... [--out FILE.html]: one self-contained HTML page about a run, or
+about a sweep's jobs (or several runs and sweeps, side by side as `compare` puts them), to open
+in a browser, mail, or put beside a lesson (dlbench/report.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dlbench import rundir, summary
+from dlbench.engine.logging import console
+from dlbench.errors import ArgumentParser, DlbenchError
+
+
+def report_command(args: list[str]) -> int:
+    usage = "usage: dlbench report <run dir | sweep dir...> [--out FILE.html]"
+    parser = ArgumentParser(prog="dlbench report", usage_line=usage)
+    parser.add_argument("paths", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("report.html"))
+    parsed = parser.parse_args(args)
+    out = parsed.out
+    if out.suffix != ".html":
+        raise DlbenchError(f"--out {out}: name a .html file (it is written over if it exists)")
+    if not out.parent.is_dir():
+        raise DlbenchError(f"{out}: no such folder {out.parent} (make it first, or write elsewhere)")
+    folders = summary.run_folders(parsed.paths)
+
+    from dlbench import report
+
+    if len(parsed.paths) == 1 and (parsed.paths[0] / ".hydra").is_dir():
+        page = report.run_report(parsed.paths[0])
+    else:
+        title = parsed.paths[0].name if len(parsed.paths) == 1 else f"{len(parsed.paths)} folders"
+        page = report.sweep_report(title, folders)
+    rundir.write_text(out, page)
+    console.print(f"wrote {out}  ({len(page) / 1e6:.1f} MB, self-contained: open it in a browser)")
+    return 0
