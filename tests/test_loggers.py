@@ -38,18 +38,23 @@ def same(got: dict[str, dict[int, float]], want: dict[str, dict[int, float]], wh
             assert got[tag][step] == pytest.approx(value, rel=1e-6, abs=1e-6), (where, tag, step)
 
 
+def wandb_records(offline) -> list[dict]:
+    """An offline W&B run folder's records, read by wandb's own reader (`wandb leet inspect`)."""
+    done = subprocess.run(
+        [shutil.which("wandb"), "leet", "inspect", "--json", str(offline)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
 def wandb_history(folder) -> dict[str, dict[int, float]]:
-    """The offline run's history, read by wandb's own reader (`wandb leet inspect --json`),
-    from each offline folder it wrote (a resumed run writes a second)."""
-    wandb = shutil.which("wandb")
+    """The offline run's history, from each offline folder it wrote (a resumed run writes a second)."""
     history = defaultdict(dict)
     for offline in sorted((folder / "wandb").glob("offline-run-*")):
-        done = subprocess.run(
-            [wandb, "leet", "inspect", "--json", str(offline)], capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr
-        for line in done.stdout.splitlines():
-            record = json.loads(line)
+        for record in wandb_records(offline):
             if record.get("type") == "history":
                 item = record["history"]["item"]
                 for tag, value in item.items():
@@ -143,21 +148,34 @@ def check_every_backend(tmp_path, uri: str, port: int, monkeypatch) -> None:
     same({"val/loss": served}, {"val/loss": scalars["val/loss"]}, "the MLflow server")
 
 
-def test_a_sweeps_jobs_share_an_experiment_and_a_group():
-    from omegaconf import OmegaConf
+def test_a_sweeps_jobs_share_an_experiment_and_its_resume_continues_their_runs(cli, tmp_path):
+    """A real sweep: one MLflow experiment and one W&B group for its jobs; finished in a second
+    go with sweep.resume, a job that had not finished continues its MLflow and W&B runs."""
+    import mlflow
 
-    from dlbench.training import run_info
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = ["-m", "optimizer.lr=0.01,0.001", *QUIET[:2], "trainer.epochs=1", "hydra.sweep.dir=sweep",
+             "logger.backends=[tensorboard,mlflow,wandb]", f"logger.mlflow.tracking_uri={uri}"]  # fmt: skip
+    assert cli(*sweep).returncode == 0
+    jobs = sorted(p.parent for p in (tmp_path / "sweep").glob("*/.hydra"))
+    (jobs[1] / "metrics.json").unlink()  # as if it had been stopped after its last checkpoint
+    result = cli(*sweep, f"sweep.resume={tmp_path / 'sweep'}")
+    assert result.returncode == 0 and "skipped (sweep.resume)" in result.stdout, result.stdout[-3000:]
+    assert (jobs[1] / "metrics.json").is_file()
 
-    cfg = preflight.compose_config(["experiment=optimizers"])
-    hydra = OmegaConf.create({"mode": "MULTIRUN"})
-    from hydra.types import RunMode
-
-    hydra.mode = RunMode.MULTIRUN
-    from pathlib import Path
-
-    one, two = (run_info(cfg, Path(f"outputs/multirun/2026/{n}"), "", [], hydra, None) for n in (0, 1))
-    assert one.experiment == two.experiment == "optimizers" and one.group == two.group == "2026"
-    assert run_info(cfg, Path("outputs/x/y"), "", [], None, None).group is None
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+    runs = client.search_runs([experiment.experiment_id])
+    assert experiment.name == "digits_mlp" and len(runs) == 2  # one per job, none duplicated
+    assert {r.data.tags["dlbench.run_dir"] for r in runs} == set(map(str, jobs))
+    assert {r.data.tags["dlbench.sweep"] for r in runs} == {"sweep"} and {r.info.status for r in runs} == {
+        "FINISHED"
+    }
+    for job, folders in zip(jobs, (1, 2), strict=True):  # (the resumed job: two offline folders, one run)
+        offline = sorted((job / "wandb").glob("offline-run-*"))
+        assert len(offline) == folders and len({p.name.rsplit("-", 1)[1] for p in offline}) == 1
+        (run,) = [r["run"] for r in wandb_records(offline[0]) if r.get("type") == "run"]
+        assert (run["project"], run["run_group"], run["display_name"]) == ("digits_mlp", "sweep", job.name)
 
 
 def test_a_backend_that_is_not_installed_or_not_known_is_one_message(cli, monkeypatch):
