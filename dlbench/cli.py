@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def stop_outside_a_run(signum: int, frame) -> None:
     """SIGTERM, SIGUSR1, SIGUSR2 from the command's start: a clean exit, not the default
-    death by signal (a run, once it is being built, catches them itself: trainer.StopSignals,
+    death by signal (a run, once it is being built, catches them itself: engine/signals.StopSignals,
     which puts this handler back afterwards, and never hands a signal on to it)."""
     raise StopRequested(signum)
 
@@ -158,7 +158,9 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
 
 def entrypoint() -> None:
     warnings.showwarning = show_warning
-    for stop_signal in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+    from dlbench.engine.signals import STOP_SIGNALS
+
+    for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, stop_outside_a_run)
     try:
         status = main()

@@ -37,7 +37,8 @@ from dlbench.engine.logging import (
     metrics_table,
     setup_console,
 )
-from dlbench.engine.trainer import StopSignals, Trainer
+from dlbench.engine.signals import StopSignals
+from dlbench.engine.trainer import Trainer
 from dlbench.figures import activation_figure, activations_of
 from dlbench.summary import HIGHER_IS_BETTER
 from dlbench.tasks.base import Task

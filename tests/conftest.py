@@ -181,3 +181,13 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "generated cases per surface")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+# The modules whose tests take 20 s to a minute each (a cluster, a fresh process per command):
+# run first, so the two workers end together on short tests instead of one waiting for the other
+# (with `--dist worksteal`, pyproject.toml: a worker that runs out takes from the other's queue).
+SLOW_FIRST = ("test_slurm", "test_readme", "test_extending", "test_gpu_check", "test_multinode", "test_loggers")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: getattr(item.module, "__name__", "") not in SLOW_FIRST)

@@ -12,10 +12,10 @@ PACKAGE = Path(__file__).parent.parent / "dlbench"
 LAYERS = [
     ["errors", "terminal", "typecheck", "paramdocs"],
     ["rundir", "safety", "registry", "config", "config_store", "searchpath", "plugins", "resume"],
-    ["engine.*", "figures"],
+    ["engine.*", "figures", "logged"],
     ["data.*", "models.*", "tasks.*"],
     ["build", "preflight"],
-    ["training", "summary", "launch", "announce"],
+    ["training", "summary", "launch", "announce", "report"],
     ["api", "show", "cli", "__main__", "commands.*"],
 ]
 

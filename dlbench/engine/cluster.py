@@ -22,11 +22,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlbench import rundir
+from dlbench.engine.signals import STOP_SIGNALS
 from dlbench.errors import DlbenchError
 
 SLURM_CHECK_S = 30  # slurmctld checks time limits every 30 s: the warning may come this much early
 MIN_WORK_S = 10  # a job must be able to start before the warning can come
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 # ---- the warning signal ----------------------------------------------------------------------

@@ -10,7 +10,6 @@ import contextlib
 import logging
 import math
 import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from dlbench.engine.logging import RunLogger, format_metrics
 from dlbench.engine.means import BatchMeans, RunningMeans
 from dlbench.engine.optim import Optimization
 from dlbench.engine.profiling import StepProfiler
+from dlbench.engine.signals import StopSignals
 from dlbench.engine.step import Stepper, Update
 from dlbench.errors import DlbenchError, Preempted, did_you_mean
 
@@ -34,37 +34,6 @@ if TYPE_CHECKING:  # (types only: the engine sits below the data and the tasks)
     from dlbench.tasks.base import Task
 
 log = logging.getLogger("dlbench")
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)  # preemption, time limits
-
-
-class StopSignals:
-    """SIGTERM, SIGUSR1 and SIGUSR2 (a cluster's preemption or time-limit warning), latched: a
-    handler notes the first one, and the training loop stops at the end of the current step,
-    writes last.pt and raises Preempted. `training.train` catches them for the whole run, so one
-    that arrives while the data and the model are built stops the run before its first step."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-
-    @contextlib.contextmanager
-    def caught(self):
-        """Catch them while inside; the handlers that were there before are put back after."""
-        if threading.current_thread() is not threading.main_thread():  # only it can set handlers
-            yield self
-            return
-        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-
-        def note(signum: int, frame: Any) -> None:
-            self.received = self.received or signum
-
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, note)
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 @dataclass

@@ -1,0 +1,42 @@
+"""The stop signals of a run: SIGTERM, SIGUSR1, SIGUSR2 (a cluster's preemption or time-limit
+warning). A run latches the first one (`StopSignals`) and stops at the end of the current
+optimizer step with checkpoints/last.pt (engine/trainer.py); on Slurm the signal is then handed
+on to submitit, which requeues the job (engine/cluster.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)  # preemption, time limits
+
+
+class StopSignals:
+    """SIGTERM, SIGUSR1 and SIGUSR2 (a cluster's preemption or time-limit warning), latched: a
+    handler notes the first one, and the training loop stops at the end of the current step,
+    writes last.pt and raises Preempted. `training.train` catches them for the whole run, so one
+    that arrives while the data and the model are built stops the run before its first step."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    @contextlib.contextmanager
+    def caught(self):
+        """Catch them while inside; the handlers that were there before are put back after."""
+        if threading.current_thread() is not threading.main_thread():  # only it can set handlers
+            yield self
+            return
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+        def note(signum: int, frame: Any) -> None:
+            self.received = self.received or signum
+
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, note)
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
