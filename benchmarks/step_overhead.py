@@ -10,6 +10,7 @@ and the epoch-end work the preset asks for: validation, logging, checkpoints), n
 start-up nor the test.
 
     python benchmarks/step_overhead.py [--rounds 2] [--only iris_mlp,digits_mlp] [--quick]
+    python benchmarks/step_overhead.py --sweeps    # time to a grid's first job; per-job cost
 
 Targets (issue 29): <= 1.10x on iris_mlp, mlp_regression, name2lang_gru; <= 1.05x on
 lenet5_mnist and digits_mlp.
@@ -21,6 +22,9 @@ import argparse
 import contextlib
 import io
 import json
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,17 +47,17 @@ QUIET = ["trainer.progress=none", "device=cpu", "trainer.threads=1"]
 def workloads(root: Path, quick: bool) -> dict[str, list[str]]:
     """Each workload's overrides (the preset and its data, written into `root`)."""
     write_mnist(root / "mnist", n_train=2000 if quick else 12000, n_test=100)
-    names = {f"lang{i}": [f"{a}{b}{c}" for a in "bdfgk" for b in "aeiou" for c in "lmnrst"][i::8] for i in range(8)}
-    write_names(root / "names", {k: [n.title() for n in v] * 3 for k, v in names.items()})
+    syllables = [f"{a}{b}{c}".title() for a in "bdfgk" for b in "aeiou" for c in "lmnrst"]  # 150 names
+    write_names(root / "names", {f"lang{i}": syllables[i::8] * 3 for i in range(8)})  # 450 in 8 languages
     many = 1000 if quick else 10000
     return {
         "iris_mlp": ["experiment=iris_mlp", f"trainer.epochs={many}"],
         "mlp_regression": ["experiment=mlp_regression", f"trainer.epochs={many}"],
         "linear_regression": ["experiment=linear_regression"],
-        "name2lang_gru": ["experiment=name2lang_gru", f"dataset.root={root / 'names'}", "dataset.download=false",
-                          "trainer.epochs=1"],
-        "lenet5_mnist": ["experiment=lenet5_mnist", f"dataset.root={root / 'mnist'}", "dataset.download=false",
-                         "dataset.val_fraction=0", "trainer.epochs=1"],
+        "name2lang_gru": ["experiment=name2lang_gru", f"dataset.root={root / 'names'}",
+                          "dataset.download=false", "trainer.epochs=1"],
+        "lenet5_mnist": ["experiment=lenet5_mnist", f"dataset.root={root / 'mnist'}",
+                         "dataset.download=false", "dataset.val_fraction=0", "trainer.epochs=1"],
         "digits_mlp": ["experiment=digits_mlp"],
     }  # fmt: skip
 
@@ -115,14 +119,81 @@ def dlbench_side(overrides: list[str], folder: Path) -> float:
     return took[0]
 
 
+LRS = "optimizer.lr=0.1,0.05,0.02,0.01,0.005,0.002,0.001,0.0005,0.0002,0.0001"  # 10 values
+
+
+def first_job_s(jobs: int, folder: Path) -> float:
+    """Seconds from `dlbench -m` to the start of its first job (Hydra's `#0 :` line) on a grid
+    of `jobs` one-step jobs (10 learning rates x jobs/10 seeds); the sweep is then stopped."""
+    command = [sys.executable, "-m", "dlbench", "-m", LRS, f"trainer.seed=range({jobs // 10})",
+               "trainer.max_steps=1", "trainer.epochs=1", *QUIET, f"hydra.sweep.dir={folder}"]  # fmt: skip
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in process.stdout:
+            if "#0 :" in line:
+                return time.perf_counter() - start
+        raise RuntimeError(f"the sweep of {jobs} jobs ended before its first job ({process.wait()})")
+    finally:
+        process.kill()
+        process.wait()
+
+
+BARE_APP = """
+import hydra, torch
+@hydra.main(version_base=None, config_path=None, config_name=None)
+def main(cfg):
+    torch.set_num_threads(1)
+    model = torch.nn.Linear(64, 10)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg.lr))
+    x, y = torch.randn(64, 64), torch.randint(0, 10, (64,))
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    optimizer.zero_grad(); loss.backward(); optimizer.step()
+main()
+"""
+
+
+def per_job_s(folder: Path) -> tuple[float, float]:
+    """Seconds per job of a 10-job one-step sweep: dlbench's, then a bare Hydra app's (the same
+    basic launcher, one optimizer step of a linear model), each measured as (10 jobs - 1 job)/9."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bare.py").write_text(BARE_APP)
+
+    def sweep(values: str, bare: bool) -> float:
+        if bare:
+            command = [sys.executable, str(folder / "bare.py"), "-m", f"+lr={values}",
+                       f"hydra.sweep.dir={folder / 'bare'}"]  # fmt: skip
+        else:
+            command = [sys.executable, "-m", "dlbench", "-m", f"optimizer.lr={values}", "trainer.max_steps=1",
+                       "trainer.epochs=1", *QUIET, f"hydra.sweep.dir={folder / 'dl'}"]  # fmt: skip
+        start = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        shutil.rmtree(folder / ("bare" if bare else "dl"), ignore_errors=True)
+        return time.perf_counter() - start
+
+    ten = ",".join(str(0.1 / (i + 1)) for i in range(10))
+    return tuple((sweep(ten, bare) - sweep("0.1", bare)) / 9 for bare in (False, True))
+
+
+def sweeps(root: Path) -> None:
+    for jobs in (10, 100, 1000):
+        seconds = first_job_s(jobs, root / f"grid{jobs}")
+        print(json.dumps({"grid_jobs": jobs, "first_job_s": round(seconds, 2)}))
+    dlbench_job, bare_job = per_job_s(root / "per_job")
+    print(json.dumps({"per_job_s": {"dlbench": round(dlbench_job, 2), "bare hydra app": round(bare_job, 2)}}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", help="comma-separated workload names")
     parser.add_argument("--quick", action="store_true", help="1,000 epochs, 2,000 images: a smoke run")
+    parser.add_argument("--sweeps", action="store_true", help="only the sweeps' start and per-job times")
     args = parser.parse_args()
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="dlbench-steps-"))
+    if args.sweeps:
+        return sweeps(root)
     chosen = workloads(root, args.quick)
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}

@@ -186,7 +186,9 @@ def pytest_terminal_summary(terminalreporter):
 # The modules whose tests take 20 s to a minute each (a cluster, a fresh process per command):
 # run first, so the two workers end together on short tests instead of one waiting for the other
 # (with `--dist worksteal`, pyproject.toml: a worker that runs out takes from the other's queue).
-SLOW_FIRST = ("test_slurm", "test_readme", "test_extending", "test_gpu_check", "test_multinode", "test_loggers")
+SLOW_FIRST = (
+    "test_slurm", "test_readme", "test_extending", "test_gpu_check", "test_multinode", "test_loggers"
+)  # fmt: skip
 
 
 def pytest_collection_modifyitems(items):
