@@ -82,6 +82,7 @@ def plain_side(cfg) -> float:
     model, dataset, size = task.model, data.splits["train"], cfg.dataset.batch_size
     if hasattr(dataset, "tensors"):  # in memory: a slice of the shuffled order per step
         x, y = dataset.tensors
+        size = size or len(x)  # (null: the full batch)
 
         def batches(epoch):
             order = torch.randperm(len(x))

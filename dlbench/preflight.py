@@ -6,6 +6,8 @@ command at once, with the closest valid names, instead of failing in job 7 of 12
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import fnmatch
 import itertools
 import os
@@ -82,11 +84,11 @@ def parse(overrides: list[str]) -> list[Override]:
 
 def combinations(parsed: list[Override]) -> list[list[str]]:
     """The override lists to compose and check before a sweep starts: the first
-    MAX_COMBINATIONS jobs (a typo stops the sweep before job 1), and every value of every swept
-    key at least once (so nothing any job composes escapes the safety checks, however many
-    jobs there are). Globs over a group's options are expanded; Hydra's own settings are not
-    swept."""
-    choices = []
+    MAX_COMBINATIONS jobs (a typo stops the sweep before job 1), and with each distinct choice
+    of config groups (up to MAX_COMBINATIONS of them) every value of every other swept key (so
+    nothing any job composes escapes the checks, however many jobs there are). Globs over a
+    group's options are expanded; Hydra's own settings are not swept."""
+    choices, of_groups = [], []
     for o in parsed:
         if o.is_sweep_override() and o.is_hydra_override():
             raise DlbenchError(f"'{o.input_line}': dlbench does not sweep Hydra's own settings (hydra.*)")
@@ -96,16 +98,27 @@ def combinations(parsed: list[Override]) -> list[list[str]]:
             choices.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
         elif not o.is_sweep_override():
             choices.append([o.input_line])
+        else:
+            continue
+        of_groups.append(is_group(o))
     jobs = [list(c) for c in itertools.islice(itertools.product(*choices), MAX_COMBINATIONS)]
-    for i, values in enumerate(choices):
-        for value in values[1:]:
-            if re.fullmatch(r"[^=]+=(-?[\d.e+-]+|true|false|null)", value, re.IGNORECASE):
-                continue  # a number cannot name an object: no need to compose it for the checks
-            job = [c[0] for c in choices]
-            job[i] = value
-            if job not in jobs:
-                jobs.append(job)
+    seen = {tuple(job) for job in jobs}
+    group_choices = [c if grouped else c[:1] for c, grouped in zip(choices, of_groups, strict=True)]
+    for base in itertools.islice(itertools.product(*group_choices), MAX_COMBINATIONS):
+        for i, values in enumerate(choices):
+            for value in values[1:] if not of_groups[i] else []:
+                job = list(base)
+                job[i] = value
+                if tuple(job) not in seen:
+                    seen.add(tuple(job))
+                    jobs.append(job)
     return jobs
+
+
+def is_group(override: Override) -> bool:
+    """A choice of a config group's option (`model=mlp`, `hydra/launcher=joblib`), not a value."""
+    group = override.key_or_group.split("@")[0]
+    return "/" in group or group in groups()
 
 
 def glob_options(override: Override) -> list[str]:
@@ -270,21 +283,55 @@ def check_command(
     overrides: list[str], source: str = "the command line", config_name: str = "config", mode: str = "run"
 ) -> tuple[list[DictConfig], Path | None, DictConfig | None]:
     """`check`, the folder the command will write (its run or sweep folder), and the first
-    config as composed, `hydra` node included (a run is started from it)."""
+    config as composed, `hydra` node included (a run is started from it).
+
+    A sweep's combinations that differ only in the values of swept keys are composed once:
+    the others are that config with their values set as Hydra sets an override's value
+    (`with_values`), which is what composing them would give, without reading the config tree
+    again (0.3 s a combination; a 1,000-job grid starts in seconds, not minutes)."""
     check_plugins(overrides)
-    configs, folder, hydra_node = [], None, None
-    for combination in combinations(parse(overrides)):
-        cfg = compose_with_hydra(combination, source, config_name)
+    parsed = parse(overrides)
+    swept = {o.get_key_element() for o in parsed if o.is_sweep_override() and not is_group(o)}
+    configs, folder, hydra_node, composed = [], None, None, {}
+    for combination in combinations(parsed):
+        values = [c for c in combination if c.split("=", 1)[0] in swept]
+        rest = tuple(c for c in combination if c.split("=", 1)[0] not in swept)
+        if rest in composed:
+            cfg = with_values(composed[rest], values, combination, source, config_name)
+        else:
+            cfg = compose_with_hydra(combination, source, config_name)
         check_name(cfg)  # (it names the run's folder)
         if not configs:
             folder = check_output_folder(cfg, mode)
             hydra_node = cfg.copy()  # the whole config: hydra.run.dir names ${name}
-        with open_dict(cfg):
-            del cfg["hydra"]
+        if "hydra" in cfg:
+            cfg = cfg.copy()
+            with open_dict(cfg):
+                del cfg["hydra"]
+        composed.setdefault(rest, cfg)
         check_resolves(cfg, source)
         validate(cfg, components=mode != "print")
         configs.append(cfg)
     return configs, folder, hydra_node
+
+
+def with_values(
+    composed: DictConfig, values: list[str], combination: list[str], source: str, config_name: str
+) -> DictConfig:
+    """`composed` (a combination composed with the same group choices and other overrides, its
+    `hydra` node left out) with the swept keys set to `values`, as Hydra's composition sets a
+    KEY=VALUE override; one that Hydra would refuse is composed instead, for Hydra's own message."""
+    cfg = copy.deepcopy(composed)
+    try:
+        for o in parse(values):
+            if o.is_delete() or o.package is not None:
+                raise ValueError(o.input_line)  # (not a plain value: Hydra composes it)
+            with open_dict(cfg) if o.is_add() or o.is_force_add() else contextlib.nullcontext():
+                OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+    except (OmegaConfBaseException, ValueError):
+        return compose_with_hydra(combination, source, config_name)
+    safety.check_config(cfg, source)
+    return cfg
 
 
 def check_resolves(cfg: DictConfig, source: str) -> None:

@@ -67,6 +67,30 @@ def test_every_sweep_combination_is_checked():
         check("model=mlp,linaer")
 
 
+def test_a_sweeps_values_are_set_as_composing_each_job_would_set_them():
+    """Jobs that differ only in swept values are composed once (preflight.check_command); the
+    others are that config with their values set, and equal what composing each one gives."""
+    from omegaconf import OmegaConf
+
+    overrides = ["optimizer=sgd,adam", "model.hidden=[8],[16,8]", "optimizer.lr=0.1,0.01", "trainer.epochs=2"]
+    jobs = preflight.combinations(preflight.parse(overrides))
+    checked = preflight.check(overrides)
+    assert len(jobs) == len(checked) == 8
+    for job, cfg in zip(jobs, checked, strict=True):
+        assert OmegaConf.to_container(cfg) == OmegaConf.to_container(preflight.compose_config(job)), job
+
+
+def test_every_value_is_checked_with_every_choice_of_groups_however_many_jobs():
+    """Past the first 64 jobs, each value of a swept key is checked with each choice of config
+    groups: here the 129th job (linear, which has no hidden layers) stops the sweep before it starts."""
+    jobs = preflight.combinations(
+        preflight.parse(["model=mlp,linear", "trainer.seed=range(64)", "model.hidden=[8],[16]"])
+    )
+    assert ["model=linear", "trainer.seed=0", "model.hidden=[16]"] in jobs[64:]
+    with pytest.raises(DlbenchError, match="Unknown key 'model.hidden'"):
+        check("model=mlp,linear", "trainer.seed=range(64)", "model.hidden=[8],[16]")
+
+
 def test_target_is_refused():
     with pytest.raises(DlbenchError, match="_target_ cannot be set"):
         check("+model._target_=os.system")
