@@ -39,3 +39,7 @@ def test_tensor_loader_shuffles_by_seed_and_epoch():
     # resuming after one batch of the epoch: the remaining batches, in the same order
     resumed = TensorLoader(data, batch_size=4, sampler=EpochSampler(data, seed=3, epoch=0, skip=4))
     assert len(resumed) == 2 and torch.equal(torch.cat([b[1] for b in resumed]), order0[4:])
+    # the loader takes the order as one tensor: the same permutation the sampler iterates
+    for seed, epoch, skip in ((3, 0, 0), (777, 5, 4), (1, 9, 9)):
+        sampler = EpochSampler(data, seed=seed, epoch=epoch, skip=skip)
+        assert sampler.order().tolist() == list(sampler)

@@ -202,6 +202,15 @@ class EpochSampler(DistributedSampler):
     def __iter__(self) -> Iterator[int]:
         return itertools.islice(super().__iter__(), self.skip, None)
 
+    def order(self) -> torch.Tensor:
+        """The epoch's indices as one tensor: in one process, the same permutation as iterating
+        (DistributedSampler's `randperm` of seed + epoch), without making a Python int of each."""
+        if self.num_replicas > 1 or not self.shuffle:
+            return torch.as_tensor(list(self), dtype=torch.long)
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        return torch.randperm(len(self.dataset), generator=generator)[self.skip :]
+
     def __len__(self) -> int:
         return max(0, self.num_samples - self.skip)
 
@@ -220,7 +229,8 @@ class TensorLoader:
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         order = None
         if self.sampler is not None:
-            order = torch.as_tensor(list(self.sampler), dtype=torch.long).to(self.tensors[0].device)
+            indices = self.sampler.order() if hasattr(self.sampler, "order") else list(self.sampler)
+            order = torch.as_tensor(indices, dtype=torch.long).to(self.tensors[0].device)
         for start in range(0, self.n, self.batch_size):
             if order is None:
                 batch = [t[start : start + self.batch_size] for t in self.tensors]

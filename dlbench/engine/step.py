@@ -71,8 +71,8 @@ class Stepper:
         optimizer, scaler = optimization.optimizer, self.scaler(name)
         if self.update.first:  # (a GAN's generator loss also left gradients in the discriminator)
             optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=self.device.type, enabled=False), self.phase("backward"):
-            scaler.scale(loss / self.cfg.accumulate).backward()
+        with self.outside_autocast(), self.phase("backward"):
+            scaler.scale(loss / self.cfg.accumulate if self.cfg.accumulate > 1 else loss).backward()
         self.losses.append(loss.detach())
         if not self.update.last:
             return
@@ -101,6 +101,12 @@ class Stepper:
             scaler.step(optimizer)
             scaler.update()
 
+    def outside_autocast(self) -> contextlib.AbstractContextManager:
+        """Backward runs outside the forward's autocast (there is none in float32: nothing to leave)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, enabled=False)
+
     def nonfinite(
         self, optimizer: torch.optim.Optimizer, losses: list[torch.Tensor], step: int, epoch: int
     ) -> bool:
@@ -108,7 +114,11 @@ class Stepper:
         trainer.nonfinite=stop that is an error naming the step and the value; with skip, the
         step is left out. fp16's gradient scaler does its own skipping of overflowed steps."""
         params = [p for p in params_of(optimizer) if p.grad is not None]
-        loss = torch.stack([v.float().sum() for v in losses]).sum()
+        loss = (
+            losses[0].float().sum()
+            if len(losses) == 1
+            else torch.stack([v.float().sum() for v in losses]).sum()
+        )
         # one norm per gradient (a fused kernel), then one read for the loss and all of them
         norms = torch._foreach_norm([p.grad for p in params]) if params else []
         if bool(torch.isfinite(torch.stack([loss, *norms])).all()):
