@@ -280,7 +280,8 @@ class Trainer:
         return better
 
     def train_epoch(self, task: Task, data: DataModule, optimizations: dict[str, Optimization], epoch: int):
-        task.train()
+        if not task.training:  # (after an evaluation; setting every module again costs 0.15 ms an epoch)
+            task.train()
         skipped_before, step_before = self.steps.skipped_steps, self.state.step
         loader = data.loader("train", epoch=epoch, seed=self.cfg.seed, skip=self.state.epoch_step)
         means = BatchMeans()
