@@ -54,7 +54,8 @@ def confusion_figure(matrix: torch.Tensor, names: list[str], normalize: bool, ti
     values = counts / counts.sum(dim=1, keepdim=True).clamp(min=1) if normalize else counts
     n = len(names)
     inches = min(max(5.0, (0.45 if n <= 40 else 0.2) * n + 2.5), 24.0)  # room for each label
-    fig, ax = new_figure(figsize=(inches, inches), dpi=100)
+    # (constrained layout is worked out while the figure is drawn: tight_layout drew it twice)
+    fig, ax = new_figure(figsize=(inches, inches), dpi=100, layout="constrained")
     image = ax.imshow(values.numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None)
     font = 9 if n <= 40 else 6
     if n <= 120:
@@ -73,7 +74,6 @@ def confusion_figure(matrix: torch.Tensor, names: list[str], normalize: bool, ti
                 color = "white" if value > 0.6 * high else "black"
                 ax.text(j, i, text, ha="center", va="center", fontsize=max(5, font - 2), color=color)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
     return fig
 
 

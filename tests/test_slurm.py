@@ -218,7 +218,8 @@ class CpuQuota:
 
     def hold(self, pids: list[int]) -> None:
         for pid in pids:
-            (self.path / "cgroup.procs").write_text(str(pid))
+            with contextlib.suppress(ProcessLookupError):  # it has ended
+                (self.path / "cgroup.procs").write_text(str(pid))
 
     def release(self) -> None:
         """Hand its processes back to the root cgroup, and remove it."""
@@ -275,9 +276,14 @@ def test_a_job_at_its_time_limit_is_requeued_then_a_preemption_past_max_num_time
     if quota:  # once warned, the job checkpoints and exits at full speed
         quota.release()
     wait_for(lambda: "(requeue 1)" in log(), 120, "the requeued job to resume")
+    if quota:  # held again, so that it is still training when it is signalled (not finished)
+        quota = CpuQuota.create(f"dlbench-test-{os.getpid()}-2", 0.1)
+        quota.hold(job_processes(sweep))
     resumed_at = epochs_logged(run_dir)
     wait_for(lambda: epochs_logged(run_dir) >= resumed_at + 3, 60, "the requeued job to train")
     signal_job(job, slurm)
+    if quota:
+        quota.release()
     out = finish(process)
     assert process.returncode == 1, out[-3000:]
     script = next(sweep.glob(".submitit/*/*_submission.sh")).read_text()

@@ -83,15 +83,9 @@ def train_command(argv: list[str]) -> int:
         if one_run and checked and hydra_node is not None and not distributed_run(checked[0]):
             launch.run_once(checked[0], hydra_node, list(hydra_node.hydra.overrides.task))
             return 0
-        if (
-            args.multirun
-            and hydra_node is not None
-            and hydra_node.hydra.runtime.choices["hydra/sweeper"] == "basic"
-        ):
-            overrides = [
-                *overrides,
-                "hydra/sweeper=checked",
-            ]  # the grid, not composed twice: dlbench_sweeper.py
+        sweeper = hydra_node.hydra.runtime.choices.get("hydra/sweeper") if hydra_node is not None else None
+        if args.multirun and sweeper == "basic":  # the same grid, its jobs composed once, not twice
+            overrides = [*overrides, "hydra/sweeper=checked"]  # (hydra_plugins/dlbench_sweeper.py)
         started = True
         return run_checked(argv, args, overrides, checked, one_run, folder if args.multirun else None)
     finally:
