@@ -278,12 +278,12 @@ def speed(root: Path, device: torch.device, quick: bool, precision: str, report:
             sides = {}
             torch.manual_seed(0)
             sides["plain loop"] = plain_loop(
-                build_task(cfg, data).model.to(device), x, y, batch, epochs, precision, device
+                build_task(cfg, data.info, data).model.to(device), x, y, batch, epochs, precision, device
             )
             sides["dlbench"] = dlbench_loop(overrides, Path(tempfile.mkdtemp(dir=report.out)))
             try:
                 torch.manual_seed(0)
-                model = build_task(cfg, data).model
+                model = build_task(cfg, data.info, data).model
                 sides["lightning"] = lightning_loop(model, x, y, batch, epochs, precision, device)
             except ImportError:
                 pass  # (not installed: no figure)
@@ -317,7 +317,7 @@ def memory(root: Path, device: torch.device, report: Report) -> None:
     x, y = (t.to(device) for t in data.splits["train"].tensors)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    plain_loop(build_task(cfg, data).model.to(device), x, y, 512, 1, "bf16", device)
+    plain_loop(build_task(cfg, data.info, data).model.to(device), x, y, 512, 1, "bf16", device)
     plain = torch.cuda.max_memory_allocated()
     del x, y
     torch.cuda.empty_cache()

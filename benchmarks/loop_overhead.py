@@ -77,7 +77,7 @@ def main() -> None:
     hand, ours = [], []
     for r in range(args.rounds):
         torch.manual_seed(0)
-        model = build_task(cfg, data).model.to(device)
+        model = build_task(cfg, data.info, data).model.to(device)
         hand.append(hand_loop(model, x, y, cfg.dataset.batch_size, args.epochs, cfg.optimizer.lr))
         with contextlib.redirect_stdout(io.StringIO()):  # dlbench's own tables
             metrics = train(preflight.compose_config(overrides), root / f"run{r}")
