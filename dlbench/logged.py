@@ -9,56 +9,54 @@ bytes, which is what TensorBoard's `add_figure` writes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_PICTURE = 1 << 23  # 8 MiB: a 700x700 confusion matrix is ~40 kB
 
+Curves = dict[str, tuple[list[float], list[float]]]
 
-def events(folder: Path, pictures: bool = False) -> Any:
-    """The run's TensorBoard events (every scalar kept; every picture too if `pictures`), or
-    None when it has none that can be read."""
+
+def read(folder: Path) -> tuple[Curves, dict[str, tuple[int, bytes]]]:
+    """The run's curves (tag -> (steps, values), plain lists) and the last picture logged under
+    each tag (tag -> (step, PNG bytes)), from one reading of its event files; nothing when it
+    has none that can be read."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tb = folder / "tb"
     if not tb.is_dir() or not all(p.is_file() for p in tb.iterdir() if "tfevents" in p.name):
-        return None
-    guidance = {"scalars": 0, "images": 0 if pictures else 1, "tensors": 1, "histograms": 1}
+        return {}, {}
+    # every scalar; one picture a tag, which TensorBoard's reservoir keeps as the last one logged
+    guidance = {"scalars": 0, "images": 1, "tensors": 1, "histograms": 1}
     try:
-        return EventAccumulator(str(tb), size_guidance=guidance).Reload()
+        events = EventAccumulator(str(tb), size_guidance=guidance).Reload()
     except Exception:  # (a truncated or foreign file: tensorboard's own DataLossError, ...)  # noqa: BLE001
-        return None
-
-
-def curves(folder: Path) -> dict[str, tuple[list[int], list[float]]]:
-    """Every scalar the run logged: tag -> (steps, values), plain lists."""
-    logged = events(folder)
-    if logged is None:
-        return {}
-    return {
-        tag: ([e.step for e in logged.Scalars(tag)], [e.value for e in logged.Scalars(tag)])
-        for tag in logged.Tags()["scalars"]
+        return {}, {}
+    tags = events.Tags()
+    curves = {
+        tag: ([e.step for e in events.Scalars(tag)], [e.value for e in events.Scalars(tag)])
+        for tag in tags["scalars"]
     }
+    pictures = {}
+    for tag in tags["images"]:
+        last = events.Images(tag)[-1]
+        if last.encoded_image_string.startswith(PNG) and len(last.encoded_image_string) <= MAX_PICTURE:
+            pictures[tag] = (last.step, last.encoded_image_string)
+    return curves, pictures
 
 
-def pictures(folder: Path) -> dict[str, tuple[int, bytes]]:
-    """The last picture logged under each tag: tag -> (step, PNG bytes)."""
-    logged = events(folder, pictures=True)
-    found = {}
-    for tag in logged.Tags()["images"] if logged is not None else []:
-        last = logged.Images(tag)[-1]
-        png = last.encoded_image_string
-        if png.startswith(PNG) and len(png) <= MAX_PICTURE:
-            found[tag] = (last.step, png)
-    return found
+def curves(folder: Path) -> Curves:
+    """Every scalar the run logged: tag -> (steps, values), plain lists."""
+    return read(folder)[0]
 
 
-def as_epochs(folder: Path, steps: list[int], epoch_ends: list[int]) -> list[float]:
-    """Steps as (fractional) epochs: an epoch's steps are the step of the first evaluation's
-    record (time/epoch_s) over the epochs it closed (trainer.val_every_n_epochs)."""
+def in_epochs(folder: Path, logged: Curves) -> Curves | None:
+    """The curves against the (fractional) epoch, or None where the run recorded no epoch's
+    length: an epoch's steps are the step of the first evaluation's record (time/epoch_s) over
+    the epochs it closed (the run's trainer.val_every_n_epochs)."""
     from dlbench import rundir
     from dlbench.errors import DlbenchError
 
+    epoch_ends = logged.get("time/epoch_s", ([], []))[0]
     try:
         config = rundir.read_yaml(folder / ".hydra" / "config.yaml")
     except DlbenchError:
@@ -66,14 +64,6 @@ def as_epochs(folder: Path, steps: list[int], epoch_ends: list[int]) -> list[flo
     trainer = (config.get("trainer") if isinstance(config, dict) else None) or {}
     every = trainer.get("val_every_n_epochs", 1) if isinstance(trainer, dict) else 1
     if not epoch_ends or not isinstance(every, int) or every < 1 or epoch_ends[0] < 1:
-        return steps
+        return None
     per_epoch = epoch_ends[0] / every
-    return [s / per_epoch for s in steps]
-
-
-def against(folder: Path, logged: dict, tag: str, x: str) -> tuple[list[float], list[float]]:
-    """One of `curves(folder)` against "epoch" or "step"."""
-    steps, values = logged[tag]
-    if x == "epoch":
-        steps = as_epochs(folder, steps, logged.get("time/epoch_s", ([], []))[0])
-    return steps, values
+    return {tag: ([s / per_epoch for s in steps], values) for tag, (steps, values) in logged.items()}

@@ -6,7 +6,7 @@ The page is a single file to mail or attach to a lesson: the pictures are embedd
 its Content-Security-Policy allows nothing else (no script, no request, no font or style from
 elsewhere). A run folder may come from someone else, so everything it holds is text on the
 page, never markup: each string goes through `text()` (HTML-escaped, control characters shown),
-and a picture is embedded only as the PNG it claims to be (logged.pictures).
+and a picture is embedded only as the PNG it claims to be (logged.read).
 """
 
 from __future__ import annotations
@@ -115,11 +115,12 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return out + ("<h2>Timings</h2>" + html_table(["timing", "value"], timings, 1) if timings else "")
 
 
-def run_curves(folder: Path, scalars: dict) -> list[str]:
+def run_curves(folder: Path, scalars: logged.Curves) -> list[str]:
     """A figure per measure (loss, acc, lr, ...) with each split's curve: what TensorBoard shows."""
     from dlbench.figures import curves_figure
 
-    x = "epoch" if "time/epoch_s" in scalars else "step"
+    epochs = logged.in_epochs(folder, scalars)
+    x, scalars = ("epoch", epochs) if epochs is not None else ("step", scalars)
     measures: dict[str, list[str]] = {}
     for tag in scalars:
         split, _, measure = tag.partition("/")
@@ -127,17 +128,17 @@ def run_curves(folder: Path, scalars: dict) -> list[str]:
             measures.setdefault(measure.removesuffix("_step"), []).append(tag)
     figures = []
     for measure, tags in sorted(measures.items(), key=lambda m: m[0] != "loss"):
-        curves = [(tag, *logged.against(folder, scalars, tag, x)) for tag in tags]
+        curves = [(tag, *scalars[tag]) for tag in tags]
         figures.append(image(png(curves_figure(curves, measure, x, measure)), measure, shown=False))
     return figures
 
 
-def pictures_section(folder: Path) -> list[str]:
-    found = logged.pictures(folder)
-    if not found:
+def pictures_grid(pictures: dict[str, tuple[int, bytes]]) -> list[str]:
+    """The last picture of each figure a run logged (logged.read), captioned with its step."""
+    if not pictures:
         return []
-    shown = [image(picture, f"{tag} (step {step})") for tag, (step, picture) in found.items()]
-    return ["<h2>Pictures</h2>", '<div class="grid">', *shown, "</div>"]
+    shown = [image(picture, f"{tag} (step {step})") for tag, (step, picture) in pictures.items()]
+    return ['<div class="grid">', *shown, "</div>"]
 
 
 def config_section(folder: Path) -> list[str]:
@@ -153,19 +154,20 @@ def config_section(folder: Path) -> list[str]:
 
 def run_report(folder: Path) -> str:
     """The page of one run folder."""
-    row = summary.job_row(folder)
-    scalars = logged.curves(folder)
+    row = summary.job_row(folder)  # (its metrics: metrics.json's, all named split/measure)
+    scalars, pictures = logged.read(folder)
     name = "/".join(folder.absolute().parts[-2:])  # (outputs/<preset>/<time>: the preset and time)
     body = [
         f"<h1>{text(name)} {status_badge(row['status'])}</h1>",
         f'<div class="path">{text(folder)}</div>',
         f"<p>Overrides: <code>{text(row['overrides'] or '(none)')}</code></p>",
         "<h2>Final metrics</h2>",
-        metrics_table(summary.read_metrics(folder) or {}),
+        metrics_table({k: v for k, v in row.items() if "/" in k}),
     ]
     if curves := run_curves(folder, scalars):
         body += ["<h2>Curves</h2>", '<div class="grid">', *curves, "</div>"]
-    body += pictures_section(folder)
+    if grid := pictures_grid(pictures):
+        body += ["<h2>Pictures</h2>", *grid]
     body += ["<h2>Config</h2>", *config_section(folder)]
     return page(f"dlbench report: {name}", body)
 
@@ -191,6 +193,9 @@ def sweep_report(title: str, folders: list[tuple[str, Path]]) -> str:
         3,
     )
     scalars = {name: logged.curves(folder) for name, folder in folders}
+    x = "epoch" if any("time/epoch_s" in s for s in scalars.values()) else "step"
+    if x == "epoch":
+        scalars = {name: logged.in_epochs(folder, scalars[name]) or scalars[name] for name, folder in folders}
     tags = sorted(
         {
             t
@@ -199,11 +204,10 @@ def sweep_report(title: str, folders: list[tuple[str, Path]]) -> str:
             if t.split("/")[0] in ("train", "val") and not t.endswith("_step")
         }
     )
-    x = "epoch" if any("time/epoch_s" in s for s in scalars.values()) else "step"
     figures = []
     for tag in sorted(tags, key=lambda t: ("loss" not in t, t)):
         curves = [
-            (label or name, *logged.against(folder, scalars[name], tag, x))
+            (label or name, *scalars[name][tag])
             for (name, folder), label in zip(folders, labels, strict=True)
             if tag in scalars[name]
         ]
@@ -220,5 +224,5 @@ def sweep_report(title: str, folders: list[tuple[str, Path]]) -> str:
     best = next((f for (n, f) in folders if order and n == order[0]["job"]), None)
     if best is not None and order[0]["status"] == "ok":
         heading = f"Best job: {order[0]['job']} ({label_of[id(order[0])] or 'no own overrides'})"
-        body += [f"<h2>{text(heading)}</h2>", *pictures_section(best)[1:], *config_section(best)]
+        body += [f"<h2>{text(heading)}</h2>", *pictures_grid(logged.read(best)[1]), *config_section(best)]
     return page(f"dlbench report: {title}", body)

@@ -76,8 +76,10 @@ def curves_of(folders: list[tuple[str, Path]], rows: list[dict], metric: str, x:
     for (name, folder), label in zip(folders, labels, strict=True):
         scalars = logged.curves(folder)  # (none for a job that failed before its first log)
         seen |= set(scalars)
+        if x == "epoch":
+            scalars = logged.in_epochs(folder, scalars) or scalars
         if metric in scalars:
-            curves.append((label or name, *logged.against(folder, scalars, metric, x)))
+            curves.append((label or name, *scalars[metric]))
     if not curves:
         raise unknown_name("metric to plot", metric, sorted(seen))
     return curves, shared

@@ -114,11 +114,8 @@ class Stepper:
         trainer.nonfinite=stop that is an error naming the step and the value; with skip, the
         step is left out. fp16's gradient scaler does its own skipping of overflowed steps."""
         params = [p for p in params_of(optimizer) if p.grad is not None]
-        loss = (
-            losses[0].float().sum()
-            if len(losses) == 1
-            else torch.stack([v.float().sum() for v in losses]).sum()
-        )
+        sums = [v.float().sum() for v in losses]
+        loss = sums[0] if len(sums) == 1 else torch.stack(sums).sum()
         # one norm per gradient (a fused kernel), then one read for the loss and all of them
         norms = torch._foreach_norm([p.grad for p in params]) if params else []
         if bool(torch.isfinite(torch.stack([loss, *norms])).all()):
