@@ -77,6 +77,17 @@ def check_writable(folder: Path, setting: str) -> None:
         raise DlbenchError(f"{setting}={folder}: cannot write in {existing} ({err.strerror})") from err
 
 
+def check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
+    """A file a command is told to write (`--out report.html`): one of `suffixes`, in a folder
+    that exists (it is written over if it exists)."""
+    if path.suffix not in suffixes:
+        raise DlbenchError(
+            f"{flag} {path}: name a {' or '.join(suffixes)} file (it is written over if it exists)"
+        )
+    if not path.parent.is_dir():
+        raise DlbenchError(f"{path}: no such folder {path.parent} (make it first, or write elsewhere)")
+
+
 # What dlbench (and Hydra) write in a run's folder and in a sweep's, as files (False) or folders
 RUN_ENTRIES = {LOCK: False, "train.log": False, "metrics.json": False, "error.txt": False}
 RUN_ENTRIES |= {".hydra": True, "checkpoints": True, "tb": True}

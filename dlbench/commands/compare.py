@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from dlbench import summary
+from dlbench import rundir, summary
 from dlbench.engine.logging import console
 from dlbench.errors import ArgumentParser, DlbenchError
 
@@ -33,17 +33,11 @@ def compare_command(args: list[str]) -> int:
     if parsed.out is not None and parsed.plot is None:
         raise DlbenchError("--out names the figure --plot METRIC draws: add --plot")
     plot_file = parsed.out or Path(f"{str(parsed.plot).replace('/', '_')}.png")
-    if parsed.plot is not None and plot_file.suffix not in (".png", ".svg"):
-        raise DlbenchError(f"--out {plot_file}: name a .png or .svg file (it is written over if it exists)")
-    for path, suffix in ((parsed.csv, ".csv"), (parsed.md, ".md"), (parsed.plot and plot_file, None)):
-        if not path:
-            continue
-        if suffix and path.suffix != suffix:
-            raise DlbenchError(
-                f"--{suffix[1:]} {path}: name a {suffix} file (it is written over if it exists)"
-            )
-        if not path.parent.is_dir():
-            raise DlbenchError(f"{path}: no such folder {path.parent} (make it first, or write elsewhere)")
+    if parsed.plot is not None:
+        rundir.check_output_file(plot_file, "--out", (".png", ".svg"))
+    for path, flag in ((parsed.csv, "--csv"), (parsed.md, "--md")):
+        if path is not None:
+            rundir.check_output_file(path, flag, (f".{flag[2:]}",))
     folders = summary.run_folders(parsed.paths)
     rows = summary.rows_of(folders)
     if parsed.plot is not None:  # (labelled before the rows are sorted: they pair with the folders)
@@ -87,7 +81,6 @@ def curves_of(folders: list[tuple[str, Path]], rows: list[dict], metric: str, x:
 
 def plot(curves_and_shared: tuple, metric: str, x: str, out: Path) -> None:
     """The curves on one figure, written as a PNG or an SVG."""
-    from dlbench import rundir
     from dlbench.figures import curves_figure
 
     curves, shared = curves_and_shared

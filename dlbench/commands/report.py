@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dlbench import rundir, summary
 from dlbench.engine.logging import console
-from dlbench.errors import ArgumentParser, DlbenchError
+from dlbench.errors import ArgumentParser
 
 
 def report_command(args: list[str]) -> int:
@@ -18,10 +18,7 @@ def report_command(args: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("report.html"))
     parsed = parser.parse_args(args)
     out = parsed.out
-    if out.suffix != ".html":
-        raise DlbenchError(f"--out {out}: name a .html file (it is written over if it exists)")
-    if not out.parent.is_dir():
-        raise DlbenchError(f"{out}: no such folder {out.parent} (make it first, or write elsewhere)")
+    rundir.check_output_file(out, "--out", (".html",))
     folders = summary.run_folders(parsed.paths)
 
     from dlbench import report
