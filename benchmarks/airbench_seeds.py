@@ -19,13 +19,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from dlbench import preflight
+from dlbench import compose
 from dlbench.training import train
 
 
 def run(overrides: list[str], out: Path) -> dict:
     with contextlib.redirect_stdout(io.StringIO()):
-        return train(preflight.compose_config(overrides), out)
+        return train(compose.compose_config(overrides), out)
 
 
 def main() -> None:

@@ -247,17 +247,17 @@ def lightning_loop(model, x, y, batch: int, epochs: int, precision: str, device)
 
 def dlbench_loop(overrides: list[str], out: Path) -> list[float]:
     """dlbench's own run (its trainer, logging, checkpoints), images/s per epoch from its log."""
-    from dlbench import preflight
+    from dlbench import compose
     from dlbench.api import Run
     from dlbench.training import train
 
     with contextlib.redirect_stdout(io.StringIO()):
-        metrics = train(preflight.compose_config(overrides), out)
+        metrics = train(compose.compose_config(overrides), out)
     return Run(out, metrics).curve("time/train_samples_per_s")[1]
 
 
 def speed(root: Path, device: torch.device, quick: bool, precision: str, report: Report) -> None:
-    from dlbench import preflight
+    from dlbench import compose
     from dlbench.build import build_data, build_task
 
     epochs = 2 if quick else 4
@@ -272,7 +272,7 @@ def speed(root: Path, device: torch.device, quick: bool, precision: str, report:
             f"trainer.epochs={epochs}",
         ]
         with report.step(f"speed: {name}"):
-            cfg = preflight.compose_config(overrides)
+            cfg = compose.compose_config(overrides)
             data = build_data(cfg)
             x, y = (t.to(device) for t in data.splits["train"].tensors)
             sides = {}
@@ -307,12 +307,12 @@ def memory(root: Path, device: torch.device, report: Report) -> None:
     if device.type != "cuda":
         report.figures["memory"] = "not measured: no GPU"
         return
-    from dlbench import preflight
+    from dlbench import compose
     from dlbench.build import build_data, build_task
 
     overrides = [*MODELS["resnet18"], *SAME, f"dataset.root={root}", "device=cuda", "trainer.precision=bf16"]
     overrides += ["dataset.batch_size=512", "trainer.epochs=1"]
-    cfg = preflight.compose_config(overrides)
+    cfg = compose.compose_config(overrides)
     data = build_data(cfg)
     x, y = (t.to(device) for t in data.splits["train"].tensors)
     torch.cuda.empty_cache()

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the idx writer of the tests
 from formats import write_mnist  # noqa: E402
 
-from dlbench import preflight  # noqa: E402
+from dlbench import compose  # noqa: E402
 from dlbench.build import build_data, build_task  # noqa: E402
 from dlbench.training import train  # noqa: E402
 
@@ -70,7 +70,7 @@ def main() -> None:
         "trainer.monitor=train/loss",
         f"device={args.device}",
     ]
-    cfg = preflight.compose_config(overrides)
+    cfg = compose.compose_config(overrides)
     data = build_data(cfg)
     device = torch.device(args.device)
     x, y = (t.to(device) for t in data.splits["train"].tensors)
@@ -80,7 +80,7 @@ def main() -> None:
         model = build_task(cfg, data.info, data).model.to(device)
         hand.append(hand_loop(model, x, y, cfg.dataset.batch_size, args.epochs, cfg.optimizer.lr))
         with contextlib.redirect_stdout(io.StringIO()):  # dlbench's own tables
-            metrics = train(preflight.compose_config(overrides), root / f"run{r}")
+            metrics = train(compose.compose_config(overrides), root / f"run{r}")
         ours.append(metrics["time/epoch_s"])
         print(json.dumps({"round": r, "hand_epoch_s": hand[-1], "dlbench_epoch_s": ours[-1]}))
     ratio = min(ours) / min(hand)

@@ -31,7 +31,7 @@ from torchvision import datasets, transforms
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the idx writer of the tests
 from formats import write_mnist  # noqa: E402
 
-from dlbench import preflight  # noqa: E402
+from dlbench import compose  # noqa: E402
 from dlbench.training import train as dlbench_train  # noqa: E402
 
 
@@ -126,7 +126,7 @@ def main() -> None:
         "device=cpu",
     ]
     with contextlib.redirect_stdout(io.StringIO()):  # dlbench's own tables
-        metrics = dlbench_train(preflight.compose_config(overrides), root / "run")
+        metrics = dlbench_train(compose.compose_config(overrides), root / "run")
     ours = metrics["time/epoch_s"]
     print(
         f"LeNet-5, {args.train} images, {args.epochs} epochs, {torch.get_num_threads()} threads, cpu: "

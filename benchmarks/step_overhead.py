@@ -36,7 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' file writers
 from formats import write_mnist, write_names  # noqa: E402
 
-from dlbench import preflight  # noqa: E402
+from dlbench import compose  # noqa: E402
 from dlbench.build import build_data, build_task  # noqa: E402
 from dlbench.engine.trainer import Trainer  # noqa: E402
 from dlbench.training import train  # noqa: E402
@@ -114,7 +114,7 @@ def dlbench_side(overrides: list[str], folder: Path) -> float:
     Trainer.fit = timed
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # dlbench's own tables
-            train(preflight.compose_config(overrides), folder)
+            train(compose.compose_config(overrides), folder)
     finally:
         Trainer.fit = fit
     return took[0]
@@ -201,7 +201,7 @@ def main() -> None:
     results = {}
     for name, overrides in chosen.items():
         overrides = [*overrides, *QUIET]
-        cfg = preflight.compose_config(overrides)
+        cfg = compose.compose_config(overrides)
         plain, ours = [], []
         for r in range(args.rounds):
             torch.manual_seed(cfg.trainer.seed)

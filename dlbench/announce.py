@@ -1,17 +1,23 @@
-"""What a run says about itself on the terminal, beside its metrics table: its first log line
-(what trains on what, where), the one line a sweep's job ends with, and a note when a preset
-was cut short."""
+"""What a run says about itself: its first log line (what trains on what, where), what the
+logger backends are told when it starts, and what it prints when it ends (its metrics table,
+or the one line a sweep's job ends with; a note when a preset was cut short)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from dlbench.data.base import DataModule
 from dlbench.engine import distributed
+from dlbench.engine.loggers import RunInfo
+from dlbench.engine.logging import console, flat_settings, metrics_table
+from dlbench.engine.trainer import Trainer
+from dlbench.tasks.base import Task
 
 
 def shortened_preset(overrides: list[str]) -> str | None:
@@ -55,3 +61,46 @@ def describe_run(cfg: DictConfig, data: DataModule, device: torch.device, run_di
         f"{cfg.name}: {cfg.model.name} on {cfg.dataset.name} ({data.size('train')} train, {val}, "
         f"{data.size('test')} test), {device}{processes}, run dir {run_dir}"
     )
+
+
+def run_info(
+    cfg: DictConfig,
+    run_dir: Path,
+    composed: str,
+    overrides: list[str],
+    hydra_cfg: DictConfig | None,
+    resume_state: dict[str, Any] | None,
+) -> RunInfo:
+    """What the logger backends are told of the run (engine/loggers.py): its config, its name
+    (an MLflow experiment, a W&B project), the sweep it is a job of, where it resumes."""
+    sweep = hydra_cfg is not None and hydra_cfg.get("mode") == RunMode.MULTIRUN
+    return RunInfo(
+        folder=run_dir,
+        config=composed,
+        overrides=overrides,
+        experiment=str(cfg.name),
+        group=run_dir.parent.name if sweep else None,
+        resumed_step=resume_state["trainer"]["step"] if resume_state else None,
+        settings=flat_settings(OmegaConf.to_container(cfg, resolve=True)),
+        options={"mlflow": dict(cfg.logger.mlflow), "wandb": dict(cfg.logger.wandb)},
+    )
+
+
+def print_results(
+    metrics: dict[str, float], run_dir: Path, overrides: list[str], trainer: Trainer, task: Task, quiet: bool
+) -> None:
+    """What a finished run prints: its metrics table, then what its averaging, task and
+    profiler have to say, and where it is; a sweep's quiet job, one line."""
+    if quiet:
+        console.print(f"job {run_dir.name} done: {headline(metrics)}", soft_wrap=True)
+        return
+    console.print(metrics_table(metrics))
+    if trainer.average is not None and trainer.average.in_use():
+        console.print(f"val/ and test/ measured {trainer.average.describe()}", soft_wrap=True)
+    if (text := task.report()) is not None:
+        console.print(text)
+    if trainer.profiler is not None and trainer.profiler.report:
+        console.print(trainer.profiler.report, soft_wrap=True)
+    if note := shortened_preset(overrides):
+        console.print(note, soft_wrap=True)
+    console.print(f"Run directory: {run_dir}")

@@ -152,8 +152,8 @@ def load_exported(path: Path) -> torch.nn.Module:
     """A model `dlbench export` wrote: model.pt (a plain state_dict) or model.safetensors,
     beside model.yaml."""
     from dlbench.data.info import DataInfo
+    from dlbench.files import read_yaml
     from dlbench.registry import MODELS
-    from dlbench.rundir import read_yaml
 
     spec = read_yaml(path.with_suffix(".yaml")) or {}
     if not isinstance(spec, dict) or "model" not in spec or "data" not in spec:

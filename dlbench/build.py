@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import TensorDataset
 
-from dlbench import plugins, rundir, safety
+from dlbench import files, plugins, safety
 from dlbench.config import data_config
 from dlbench.data.base import DataModule, as_source
 from dlbench.data.info import DataInfo
@@ -113,7 +113,7 @@ def load_judge(run: str, info: DataInfo, key: str = "judge"):
     (a GAN task's judge, `task.judge=<run dir>`: a parameter named in its `trained_runs`)."""
     try:
         state = checkpoint.load(run)
-        task_node = (rundir.load_yaml(state["config"]) or {}).get("task")
+        task_node = (files.load_yaml(state["config"]) or {}).get("task")
         if isinstance(task_node, dict) and task_node.get("judge"):  # (a judge of itself: no end)
             raise DlbenchError("it is not a classifier run: its config names a judge of its own")
         task, cfg, judge_info = task_from_checkpoint(state, run)

@@ -71,14 +71,14 @@ def print_help() -> None:
     The text is printed as written (its brackets are part of the commands), headings styled."""
     from rich.text import Text
 
-    from dlbench import preflight
+    from dlbench import compose
 
     console.print(Text.assemble(("dlbench", "bold"), ": config-driven deep-learning training\n"))
     for heading, body in (("Usage", USAGE), ("Examples", EXAMPLES), ("Common overrides", COMMON)):
         console.print(Text(heading, style="bold"))
         console.print(body, soft_wrap=True)
     console.print(Text.assemble(("Config groups", "bold"), " (choose one option with GROUP=OPTION)"))
-    groups = preflight.groups()
+    groups = compose.groups()
     width = max(map(len, groups)) + 1
     for group, options in groups.items():
         console.print(f"  {group:<{width}} {', '.join(options)}", soft_wrap=True)

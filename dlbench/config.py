@@ -1,25 +1,20 @@
-"""Typed schemas of a run's config, and the check of a composed config before any work.
+"""Typed schemas of a run's config: its fixed parts, and the values some of their keys may take.
 
 The fixed parts of a run (trainer, device, logger, the dataset keys every data set shares) are
 dataclasses. `trainer`, `device` and `logger` are Hydra structured configs, so Hydra itself
-refuses an unknown key or a value of the wrong type. A component's own keys (`model.hidden`,
-`optimizer.momentum`, ...) are checked against the constructor registered under its name.
+refuses an unknown key or a value of the wrong type. validation.py checks a composed config
+against them before any work.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-
-from dlbench.errors import DlbenchError, unknown_name
-from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_values
 
 # trainer.precision: float32 | bfloat16 autocast | float16 autocast (+ gradient scaler) | auto
 PRECISIONS = ("32", "bf16", "16", "auto")
@@ -203,26 +198,6 @@ CHOICES = {
 STRUCTURED = {"trainer": TrainerConfig, "device": DeviceConfig, "logger": LoggerConfig, "sweep": SweepConfig}
 
 
-def check_known_keys(cfg: DictConfig) -> None:
-    """Refuse keys that no part of dlbench reads, added with `+` (`+trainer.epocs=5`, `+foo=1`):
-    they would be ignored without a word."""
-    from dlbench.errors import did_you_mean
-
-    for where, schema, node in [("", RunConfig, cfg), *((k, s, cfg.get(k)) for k, s in STRUCTURED.items())]:
-        if not isinstance(node, DictConfig):
-            continue
-        known = {f.name for f in dataclasses.fields(schema)}
-        for key in node.keys():
-            if key not in known:
-                full, place = (
-                    (f"{where}.{key}", f"under {where}") if where else (str(key), "at the top level")
-                )
-                raise DlbenchError(
-                    f"Unknown key '{full}': nothing reads it.{did_you_mean(str(key), known)}\n"
-                    f"Valid keys {place}: {', '.join(sorted(known))}"
-                )
-
-
 def schema_hints(schema: type) -> dict[str, Any]:
     hints = typing.get_type_hints(schema)
     return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
@@ -250,144 +225,3 @@ def _plain(node: Any) -> dict:
         if out[key] is None and isinstance(raw[key], str):  # points at a value the run fills in
             out[key] = raw[key]  # (e.g. trainer.monitor_mode=null: the task's), checked when built
     return out
-
-
-# a run's name is the name of its folder under outputs/: one folder name, known before it starts
-RUN_NAME = re.compile(r"[\w.+=,@-]{1,200}")
-
-
-def check_name(cfg: DictConfig) -> None:
-    """`name` (outputs/<name>/...) must resolve, without Hydra's runtime, to one folder name:
-    letters, digits and . _ - + = , @ (not . or ..), so no run lands outside outputs/."""
-    raw = cfg._get_node("name")._value() if "name" in cfg else None
-    try:
-        name = cfg.name
-    except OmegaConfBaseException as err:
-        raise DlbenchError(
-            f"name={raw}: {str(err).splitlines()[0]}. A run's name is its folder's: it must be known "
-            "before the run starts (use ${model.name}-like keys of the config, not Hydra's runtime)"
-        ) from None
-    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or set(name) == {"."}:
-        raise DlbenchError(
-            f"name={name!r}: a run's name is one folder name under outputs/: letters, digits, . _ - + = , @"
-        )
-
-
-def check_backends(backends: list[str]) -> None:
-    """logger.backends: known names, each once, and the package each needs installed (found,
-    not imported: the check costs nothing)."""
-    import importlib.util
-
-    for name in backends:
-        if name not in LOGGER_BACKENDS:
-            raise unknown_name("logger backend", name, LOGGER_BACKENDS)
-        if backends.count(name) > 1:
-            raise DlbenchError(f"logger.backends names {name} twice")
-        package = LOGGER_EXTRAS.get(name)
-        if package and importlib.util.find_spec(package) is None:
-            raise DlbenchError(f"logger.backends=[...,{name}] needs {package}: pip install 'dlbench[{name}]'")
-
-
-def validate(cfg: DictConfig, components: bool = True) -> None:
-    """Refuse a composed config that cannot run, before any data is read. With `components`,
-    each component's keys are checked against its constructor (which imports its module). A
-    value that does not resolve (`trainer.epochs=${hydra.job.num}` outside a sweep) is one
-    message too."""
-    try:
-        _validate(cfg, components)
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None)
-        raise DlbenchError(f"{key + ': ' if key else ''}{str(err).splitlines()[0]}") from err
-
-
-def _validate(cfg: DictConfig, components: bool) -> None:
-    check_known_keys(cfg)
-    check_name(cfg)
-    for key, allowed in CHOICES.items():
-        value = OmegaConf.select(cfg, key)
-        if value is not None and str(value) not in allowed:
-            raise DlbenchError(f"{key}={value} is not allowed; choose one of: {'|'.join(allowed)}")
-    device = str(cfg.device.type)
-    if device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
-        raise DlbenchError(f"device.type={device} is not allowed; choose one of: auto|cpu|cuda|mps")
-    t = cfg.trainer
-    for key, value, low in [
-        ("epochs", t.epochs, 0),
-        ("max_steps", t.max_steps, 1),
-        ("accumulate", t.accumulate, 1),
-        ("log_every_n_steps", t.log_every_n_steps, 1),
-        ("val_every_n_epochs", t.val_every_n_epochs, 1),
-        ("patience", t.patience, 1),
-        ("devices", t.devices, 1),
-        ("nodes", t.nodes, 1),
-        ("dist_timeout_s", t.dist_timeout_s, 1),
-        ("checkpoint_every_n_steps", t.checkpoint_every_n_steps, 1),
-        ("keep_last_k", t.keep_last_k, 0),
-        ("profile", t.profile, 0),
-        ("running_loss_every", t.running_loss_every, 1),
-        ("seed", t.seed, 0),
-    ]:
-        if value is not None and value < low:
-            raise DlbenchError(f"trainer.{key}={value}: must be at least {low}")
-    if not t.seed < 2**32:
-        raise DlbenchError(
-            f"trainer.seed={t.seed}: must be below 2**32 (numpy's generators take no larger seed)"
-        )
-    if t.grad_clip is not None and not 0 < t.grad_clip < math.inf:
-        raise DlbenchError(f"trainer.grad_clip={t.grad_clip}: must be a positive number (or null for none)")
-    if t.ema is not None and not 0 < t.ema < 1:
-        raise DlbenchError(f"trainer.ema={t.ema}: the decay must be in (0, 1), e.g. 0.999 (or null for none)")
-    if t.ema is not None and t.swa_start is not None:
-        raise DlbenchError("trainer.ema and trainer.swa_start average the weights two ways: choose one")
-    if t.swa_start is not None and not 1 <= t.swa_start <= max(1, t.epochs):
-        raise DlbenchError(f"trainer.swa_start={t.swa_start}: an epoch from 1 to trainer.epochs={t.epochs}")
-    if t.swa_lr is not None and (t.swa_start is None or not 0 < t.swa_lr < math.inf):
-        raise DlbenchError(f"trainer.swa_lr={t.swa_lr}: a positive lr, with trainer.swa_start set")
-    if str(t.threads) != "auto" and not (isinstance(t.threads, int) and t.threads >= 1):
-        raise DlbenchError(f"trainer.threads={t.threads}: auto, or a number of threads (1 or more)")
-    if not 0 <= t.max_skipped_fraction <= 1:
-        raise DlbenchError(f"trainer.max_skipped_fraction={t.max_skipped_fraction}: must be in [0, 1]")
-    check_backends(list(cfg.logger.backends))
-    if not 0 <= cfg.logger.figures_budget <= 1:
-        raise DlbenchError(f"logger.figures_budget={cfg.logger.figures_budget}: must be in [0, 1]")
-
-    dataset = _plain(cfg.dataset)
-    common = schema_hints(DataConfig)
-    check_values({k: v for k, v in dataset.items() if k in common}, common, "dataset")
-    data = data_config(dataset)
-    if str(data.in_memory).lower() not in ("auto", "true", "false"):
-        raise DlbenchError(
-            f"dataset.in_memory={data.in_memory} is not allowed; choose one of: auto|true|false"
-        )
-    if data.num_workers < 0:
-        raise DlbenchError(
-            f"dataset.num_workers={data.num_workers}: must be 0 (load in this process) or more"
-        )
-    for key in ("val_fraction", "test_fraction"):
-        if not 0 <= getattr(data, key) < 1:
-            raise DlbenchError(f"dataset.{key}={getattr(data, key)}: must be in [0, 1)")
-    for key in ("batch_size", "eval_batch_size"):
-        value = getattr(data, key)
-        if value is not None and value < 1:
-            raise DlbenchError(f"dataset.{key}={value}: must be at least 1 (or null)")
-        if value is not None and value % (t.devices * t.nodes):
-            raise DlbenchError(
-                f"dataset.{key}={value} is the global batch, split over trainer.devices={t.devices} x "
-                f"trainer.nodes={t.nodes} processes: it must be a multiple of {t.devices * t.nodes}"
-            )
-    if not components:
-        return
-    DATASETS.check(dataset, "dataset", reserved=schema_hints(DataConfig))
-    if data.augment:
-        check_values(data.augment, schema_hints(AugmentConfig), "dataset.augment")
-    for key in ("mixup", "cutmix"):
-        if not 0 <= getattr(data, key) < math.inf:
-            raise DlbenchError(f"dataset.{key}={getattr(data, key)}: an alpha of 0 (off) or more, e.g. 0.2")
-    MODELS.check(_plain(cfg.model), "model")
-    if cfg.task.get("name") != "auto":  # auto: chosen when the data is built (build.task_name)
-        TASKS.check(_plain(cfg.task), "task")
-    OPTIMIZERS.check(_plain(cfg.optimizer), "optimizer", reserved=schema_hints(OptimizerConfig))
-    if cfg.loss.get("name") != "auto":
-        LOSSES.check(_plain(cfg.loss), "loss")
-    if cfg.scheduler.get("name") != "none":
-        SCHEDULERS.check(_plain(cfg.scheduler), "scheduler", reserved=schema_hints(SchedulerConfig))

@@ -1,5 +1,5 @@
 """What Hydra's ConfigStore holds for dlbench, registered when this module is imported (by
-preflight.py, before any compose): the run's schema (`dlbench_schema`, config.RunConfig), every
+compose.py, before any compose): the run's schema (`dlbench_schema`, config.RunConfig), every
 registered component's config node (`store_config_nodes`), and the `${run_id:}` resolver that
 names a run's folder."""
 

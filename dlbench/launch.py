@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlbench import errors, plugins, rundir, summary, terminal
+from dlbench import errors, files, plugins, rundir, summary, terminal
 from dlbench.engine import cluster
 from dlbench.engine.logging import console, print_error
 from dlbench.errors import DlbenchError, FolderInUse, Preempted
@@ -101,7 +101,7 @@ def job(
         if multirun:
             record_job(run_dir, overrides)
         if stop_file is not None and stop_file.exists():  # sweep.fail_fast: an earlier job failed
-            rundir.write_text(run_dir / "error.txt", f"skipped: {stop_file.read_text().strip()}\n")
+            files.write_text(run_dir / "error.txt", f"skipped: {stop_file.read_text().strip()}\n")
             return None
         # A job Slurm requeued (through submitit, after a preemption or its time limit) continues
         # from the checkpoint it wrote when it was stopped, as does every job of `sweep.resume`.
@@ -136,7 +136,7 @@ def job(
         record = multirun or not cfg.resume
         failed(err, run_dir, multirun, record, cfg.trainer.dist_timeout_s, raise_errors)
         if stop_file is not None and cfg.sweep.fail_fast:
-            rundir.write_text(stop_file, f"job {run_dir.name} failed and sweep.fail_fast is set\n")
+            files.write_text(stop_file, f"job {run_dir.name} failed and sweep.fail_fast is set\n")
         return None
     return metrics
 
@@ -146,9 +146,9 @@ def record_job(run_dir: Path, overrides: list[str]) -> None:
     `sweep.resume` must run each job with the overrides it was started with (`sweep.*` aside)."""
     saved_file = run_dir / ".hydra" / "overrides.yaml"
     if not saved_file.is_file():
-        rundir.write_text(saved_file, yaml.safe_dump(overrides))
+        files.write_text(saved_file, yaml.safe_dump(overrides))
         return
-    saved = rundir.read_yaml(saved_file) or []
+    saved = files.read_yaml(saved_file) or []
     job = [o for o in saved if not o.startswith("sweep.")]  # sweep.resume, sweep.fail_fast: not the job's
     if job != [o for o in overrides if not o.startswith("sweep.")]:
         raise DlbenchError(
@@ -181,7 +181,7 @@ def failed(
         logging.getLogger("dlbench").error(f"unexpected error: {message}{details}")
     if record and not isinstance(err, FolderInUse) and run_dir.is_dir():  # (another machine's rank: none)
         try:
-            rundir.write_text(run_dir / "error.txt", message + "\n" + details)
+            files.write_text(run_dir / "error.txt", message + "\n" + details)
         except DlbenchError:
             pass  # the folder cannot be written (a full disk): the message below says why
     if raise_errors:

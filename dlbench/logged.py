@@ -53,12 +53,12 @@ def in_epochs(folder: Path, logged: Curves) -> Curves | None:
     """The curves against the (fractional) epoch, or None where the run recorded no epoch's
     length: an epoch's steps are the step of the first evaluation's record (time/epoch_s) over
     the epochs it closed (the run's trainer.val_every_n_epochs)."""
-    from dlbench import rundir
+    from dlbench import files
     from dlbench.errors import DlbenchError
 
     epoch_ends = logged.get("time/epoch_s", ([], []))[0]
     try:
-        config = rundir.read_yaml(folder / ".hydra" / "config.yaml")
+        config = files.read_yaml(folder / ".hydra" / "config.yaml")
     except DlbenchError:
         config = None
     trainer = (config.get("trainer") if isinstance(config, dict) else None) or {}

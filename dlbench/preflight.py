@@ -11,75 +11,19 @@ import copy
 import fnmatch
 import itertools
 import os
-import re
 import shlex
 from pathlib import Path
 
-import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import OmegaConfBaseException
 
-from dlbench import plugins, rundir, safety
-from dlbench.config import check_name, validate
-from dlbench.config_store import store_config_nodes
-from dlbench.errors import DlbenchError, did_you_mean, unknown_name
-from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
-from dlbench.searchpath import SHIPPED as CONFIG_DIR
-from dlbench.searchpath import config_dirs, user_file_behind
+from dlbench import rundir, safety
+from dlbench.compose import compose_with_hydra, groups, parse
+from dlbench.errors import DlbenchError
+from dlbench.validation import check_name, validate
 
-COMPONENTS = {
-    "model": MODELS,
-    "dataset": DATASETS,
-    "task": TASKS,
-    "loss": LOSSES,
-    "optimizer": OPTIMIZERS,
-    "scheduler": SCHEDULERS,
-}
 MAX_COMBINATIONS = 64
-
-
-def groups() -> dict[str, list[str]]:
-    """Config groups and their options: the files in the user's config folders and the shipped
-    tree, and every registered component (its node comes from its signature)."""
-    from dlbench.registry import REGISTRIES
-
-    found: dict[str, set[str]] = {r.group: set(r.names()) for r in REGISTRIES.values()}
-    for group, options in file_options().items():
-        found.setdefault(group, set()).update(options)
-    return {name: sorted(found[name]) for name in sorted(found)}
-
-
-def file_options() -> dict[str, set[str]]:
-    """The options each config group has as files (files named _* are shared parts that
-    options include, not options; hydra/ holds Hydra's own groups)."""
-    found: dict[str, set[str]] = {}
-    for root in config_dirs():
-        for d in root.iterdir():
-            if d.is_dir() and not d.name.startswith(("_", ".")) and d.name != "hydra":
-                found.setdefault(d.name, set()).update(
-                    p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_")
-                )
-    return found
-
-
-def parse(overrides: list[str]) -> list[Override]:
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as err:
-        raise DlbenchError(f"Cannot read the command line: {err}") from err
-    for o in parsed:
-        if not o.key_or_group.split("@")[0].strip():  # `+=x`: Hydra would fail on an assertion
-            raise DlbenchError(f"'{o.input_line}' names no key: write KEY=VALUE or GROUP=OPTION")
-        if "_target_" in o.key_or_group:
-            raise DlbenchError(
-                f"'{o.input_line}': _target_ cannot be set. dlbench builds only registered "
-                "components, chosen by name (see `dlbench list`)."
-            )
-    return parsed
 
 
 def combinations(parsed: list[Override]) -> list[list[str]]:
@@ -127,109 +71,6 @@ def glob_options(override: Override) -> list[str]:
     options = groups().get(override.get_key_element().lstrip("+~"), [])
     chosen = [o for o in options if any(fnmatch.fnmatch(o, p) for p in glob.include)]
     return [o for o in chosen if not any(fnmatch.fnmatch(o, p) for p in glob.exclude)]
-
-
-def check_group_choices(overrides: list[str]) -> None:
-    options = groups()
-    for o in parse(overrides):
-        group = o.key_or_group.lstrip("+~")
-        if group in options and not o.is_delete():
-            value = o.value()
-            if value is not None and str(value) not in options[group]:
-                raise unknown_name(f"{group} option", str(value), options[group])
-
-
-def compose_config(
-    overrides: list[str], source: str = "the command line", config_name: str = "config"
-) -> DictConfig:
-    """Compose the run's config as Hydra will (the user's config folders, then the shipped
-    tree), refuse anything in it that would call an object (safety.py), and return it without
-    its `hydra` node. Errors become one readable message."""
-    cfg = compose_with_hydra(overrides, source, config_name)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
-
-
-def compose_with_hydra(overrides: list[str], source: str, config_name: str = "config") -> DictConfig:
-    """The composed config with its `hydra` node, checked (safety.py). The plugins the command
-    line names (or the user's experiment presets it chooses) are imported first, so their
-    components are options like any other."""
-    plugins.load_entry_points()
-    plugins.load(plugins.named_in(overrides), "the command line")
-    cfg = _compose(overrides, source, config_name)
-    if unloaded := [p for p in cfg.plugins if p not in plugins.imported()]:  # named in the user's configs
-        plugins.load(unloaded, "your config files")
-        cfg = _compose(overrides, source, config_name)
-    return cfg
-
-
-def _compose(overrides: list[str], source: str, config_name: str) -> DictConfig:
-    store_config_nodes(file_options())  # every registered component is an option: model=tiny_net
-    check_group_choices(overrides)
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as err:
-        if problem := user_file_behind(err):  # a file of the user's that Hydra cannot read
-            raise DlbenchError(problem) from err
-        if not isinstance(err, ValueError):
-            raise _explain(err, overrides) from err
-        # Hydra's own check of an override's value (`~trainer=[x]`)
-        raise DlbenchError(f"{source}: {str(err).split(' : Override(')[0].splitlines()[0][:300]}") from err
-    except KeyError as err:  # Hydra copies hydra.job.env_copy from the environment
-        raise DlbenchError(
-            f"{source}: hydra.job.env_copy names {err.args[0]}, which is not set in this environment"
-        ) from err
-    safety.check_config(cfg, source)
-    return cfg
-
-
-def _explain(err: Exception, overrides: list[str]) -> DlbenchError:
-    cause: BaseException | None = err
-    while cause is not None and not isinstance(cause, OmegaConfBaseException):
-        cause = cause.__cause__
-    if isinstance(cause, ConfigKeyError) and getattr(cause, "full_key", None):
-        return _unknown_key(str(cause.full_key), overrides)
-    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
-        detail = str(cause.msg).splitlines()[0]
-        return DlbenchError(f"{cause.full_key}: {detail}")
-    match = re.search(r"Could not override '([^']+)'", str(err))
-    if match:
-        return _unknown_key(match.group(1), overrides)
-    return DlbenchError(str(err).strip())
-
-
-def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
-    """'Unknown key model.depht' with the closest keys that node (or its constructor) takes."""
-    parent, _, key = full_key.rpartition(".")
-    options = groups()
-    choices_only = [o for o in overrides if o.split("=")[0].lstrip("+~") in options]
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            base = compose("config", overrides=choices_only, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as err:  # a config file of the choices is wrong
-        return DlbenchError(str(err).strip())
-    choices = base.hydra.runtime.choices
-    with open_dict(base):
-        del base["hydra"]
-    node = OmegaConf.select(base, parent) if parent else base
-    valid = set(node.keys()) if isinstance(node, DictConfig) else set()
-    if parent in COMPONENTS and isinstance(node, DictConfig) and node.get("name") in COMPONENTS[parent]:
-        valid |= set(COMPONENTS[parent].config_node(node["name"]))  # what its constructor takes
-    valid.discard("name")
-    chosen_by_data = (
-        isinstance(node, DictConfig) and "name" in node and OmegaConf.is_interpolation(node, "name")
-    )
-    if key in valid and chosen_by_data:
-        name = node.get("name")
-        return DlbenchError(
-            f"Cannot set '{full_key}' with {parent}={choices.get(parent)} ({parent} {name}, chosen by "
-            f"the data). Name it to set its keys: {parent}={name} {full_key}=..."
-        )
-    where = f"under {parent}" if parent else "at the top level"
-    hint = f"\nValid keys {where}: {', '.join(sorted(valid))}" if valid else ""
-    return DlbenchError(f"Unknown key '{full_key}'.{did_you_mean(key, valid)}{hint}")
 
 
 # Hydra plugins a choice needs: (the plugin's module, the pip extra that installs it).

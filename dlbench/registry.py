@@ -20,9 +20,7 @@ import fnmatch
 import importlib
 import inspect
 import json
-import math
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
@@ -31,8 +29,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from dlbench.errors import DlbenchError, as_user_error, did_you_mean, unknown_name
-from dlbench.typecheck import accepts_var_kwargs, describe, matches, parameter_hints
+from dlbench.errors import DlbenchError, as_user_error, unknown_name
+from dlbench.torch_components import _torch_losses, _torch_optimizers, _torch_schedulers
+from dlbench.typecheck import accepts_var_kwargs, parameter_hints
+from dlbench.values import check_values
 
 
 class Registry:
@@ -247,72 +247,6 @@ def _plain_default(value: Any) -> Any:
         items = {k: _plain_default(v) for k, v in value.items()}
         return _NOT_PLAIN if any(v is _NOT_PLAIN for v in items.values()) else items
     return _NOT_PLAIN
-
-
-def check_values(node: Mapping[str, Any], hints: Mapping[str, Any], where: str, owner: str = "") -> None:
-    """Every key of `node` must be one of `hints` (else: the closest ones) and every value must
-    fit its hint. Interpolations (`${dataset.num_classes}`) are left for when they resolve."""
-    for key, value in node.items():
-        if key not in hints:
-            raise DlbenchError(
-                f"Unknown key '{where}.{key}'{owner}.{did_you_mean(key, hints)}\n"
-                f"Valid keys: {', '.join(sorted(hints))}"
-            )
-        if not _is_interpolation(value) and not matches(value, hints[key]):
-            raise DlbenchError(f"{where}.{key}: expected {describe(hints[key])}, got {value!r}")
-        if _has_nonfinite(value):
-            raise DlbenchError(f"{where}.{key}={value}: must be a finite number (not nan or inf)")
-
-
-def _has_nonfinite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, (list, tuple)):
-        return any(_has_nonfinite(v) for v in value)
-    return False
-
-
-def _is_interpolation(value: Any) -> bool:
-    return isinstance(value, str) and "${" in value
-
-
-def snake_case(name: str) -> str:
-    """CrossEntropyLoss -> cross_entropy_loss, StepLR -> step_lr, BCEWithLogits -> bce_with_logits."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
-
-
-def _register_torch(
-    registry: Registry, module: Any, base: type, naming: Callable[[str], str], skip=()
-) -> None:
-    for attr in dir(module):
-        obj = getattr(module, attr)
-        if inspect.isclass(obj) and issubclass(obj, base) and obj is not base:
-            if not attr.startswith("_") and attr not in skip:
-                registry.add(naming(attr), obj)
-
-
-# torch's own optimizers (sgd, adam, adamw, rmsprop, ...), schedulers (step_lr, one_cycle_lr, ...)
-# and losses (cross_entropy, mse, bce_with_logits, ...), registered from torch itself.
-def _torch_optimizers(registry: Registry) -> None:
-    import torch
-
-    _register_torch(registry, torch.optim, torch.optim.Optimizer, str.lower)
-
-
-def _torch_schedulers(registry: Registry) -> None:
-    import torch
-
-    # Schedulers that take Python callables or other schedulers cannot come from a config file.
-    skip = ("LambdaLR", "MultiplicativeLR", "ChainedScheduler", "SequentialLR")
-    schedulers = torch.optim.lr_scheduler
-    _register_torch(registry, schedulers, schedulers.LRScheduler, snake_case, skip)
-
-
-def _torch_losses(registry: Registry) -> None:
-    import torch
-
-    naming = lambda n: snake_case(n.removesuffix("Loss"))  # noqa: E731
-    _register_torch(registry, torch.nn.modules.loss, torch.nn.modules.loss._Loss, naming, skip=("NLLLoss2d",))
 
 
 MODEL_FACTS = ("input_shape", "num_outputs", "num_classes", "vocab_size", "target_vocab_size")

@@ -1,30 +1,24 @@
-"""A run folder: who may write in it, whether it already holds a run, and writing its files.
+"""A run folder: who may write in it, whether it already holds a run, and what it records.
 
 - One live run per folder: `RunLock` holds an exclusive `flock` on `<run>/.lock` for the run's
   life. The kernel drops it when the process dies, however it dies, so a stale lock file left
   by a killed run never blocks the next one.
 - A new run never replaces another: `check_new_run` refuses a folder that holds checkpoints,
   metrics or TensorBoard events, unless the run resumes from that same folder.
-- Every file dlbench writes in it is written whole or not at all (`write_text`: a temporary
-  file, fsync, rename), and temporary files of writes that were killed are removed at start.
-- Its YAML files (and a checkpoint's config) are read as data someone else may have written:
-  `load_yaml` refuses aliases, which dlbench never writes and which let a few hundred bytes
-  expand into billions of nodes once OmegaConf or a printer walks them.
+- Every file dlbench writes in it is written whole or not at all (files.py), and temporary
+  files of writes that were killed are removed at start.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from dlbench import terminal
 from dlbench.errors import DlbenchError, FolderInUse
+from dlbench.files import file_error, write_text
 
 LOCK = ".lock"
 
@@ -227,51 +221,6 @@ def remove_stale_temporaries(folder: Path) -> int:
     return removed
 
 
-def write_bytes(path: Path, write) -> None:
-    """Write a file whole or not at all: `write(f)` fills a temporary file beside `path`, which
-    is fsynced and renamed over it. On any failure the old file stays and the temporary goes."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise file_error(err, path) from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            recorder = _WriteErrors(f)
-            try:
-                write(recorder)
-            except RuntimeError:  # torch.save turns the OSError of a failed write into this
-                if recorder.error is None:
-                    raise
-                raise recorder.error from None
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise file_error(err, path) from err
-        raise
-
-
-class _WriteErrors:
-    """A binary file that remembers the OSError of a failed write (torch.save reports it only as
-    'unexpected pos ...'), so a full disk is named as one."""
-
-    def __init__(self, f):
-        self.f, self.error = f, None
-
-    def write(self, data) -> int:
-        try:
-            return self.f.write(data)
-        except OSError as err:
-            self.error = err
-            raise
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
 def record_run(folder: Path, config: str, overrides: str, hydra: str | None) -> None:
     """What a run is, in its folder's .hydra/ (as Hydra writes it): the composed config, the
     overrides it was started with, and Hydra's own settings when Hydra started it."""
@@ -279,52 +228,3 @@ def record_run(folder: Path, config: str, overrides: str, hydra: str | None) -> 
     write_text(folder / ".hydra" / "overrides.yaml", overrides)
     if hydra is not None:
         write_text(folder / ".hydra" / "hydra.yaml", hydra)
-
-
-def write_text(path: Path, text: str) -> None:
-    """(Text that is not UTF-8, a folder name's undecodable bytes, is written escaped.)"""
-    write_bytes(path, lambda f: f.write(text.encode(errors="backslashreplace")))
-
-
-def file_error(err: OSError, path: Path) -> DlbenchError:
-    """One message for a file that cannot be written: the file and the reason."""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DlbenchError(f"No space left on device writing {path}")
-    if err.errno == errno.EFBIG:
-        return DlbenchError(f"File too large (the file-size limit) writing {path}")
-    return DlbenchError(f"Cannot write {err.filename or path}: {err.strerror or err}")
-
-
-class _NoAliases(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing aliases (`*name`)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.YAMLError(
-                f"an alias at line {mark.line + 1}, column {mark.column + 1}: dlbench writes none"
-            )
-        return super().compose_node(parent, index)
-
-
-MAX_YAML = 1 << 20  # a run's YAML files are a few kilobytes; parsing 1 MB of YAML takes seconds
-
-
-def load_yaml(text: str) -> Any:
-    """YAML that someone else may have written: plain data, no aliases, at most 1 MiB
-    (yaml.YAMLError)."""
-    if len(text) > MAX_YAML:
-        raise yaml.YAMLError(f"{len(text):,} characters: more than a run's YAML ({MAX_YAML:,})")
-    return yaml.load(text, Loader=_NoAliases)  # noqa: S506 (a safe loader)
-
-
-def read_yaml(path: Path) -> Any:
-    """A YAML file of a run folder (load_yaml); one that cannot be read is one DlbenchError."""
-    if not path.is_file():  # (a FIFO would never end)
-        raise DlbenchError(f"{path} is not a regular file")
-    if path.stat().st_size > MAX_YAML:
-        raise DlbenchError(f"{path} is {path.stat().st_size:,} bytes: more than a run's YAML ({MAX_YAML:,})")
-    try:
-        return load_yaml(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
-        raise DlbenchError(f"{path} is not readable YAML ({err})") from err

@@ -16,13 +16,14 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from dlbench import preflight
-from dlbench.config import data_config, validate
+from dlbench import compose, preflight
+from dlbench.config import data_config
 from dlbench.data.info import DataInfo
 from dlbench.engine.logging import console, new_table
 from dlbench.engine.step import DTYPES
 from dlbench.errors import ArgumentParser, DlbenchError
 from dlbench.registry import MODELS, OPTIMIZERS
+from dlbench.validation import validate
 
 
 @dataclass
@@ -204,7 +205,7 @@ def show_command(args: list[str]) -> int:
     if bad := [o for o in overrides if "=" not in o]:
         raise DlbenchError(f"dlbench show takes overrides KEY=VALUE, not {' '.join(bad)}")
     preflight.check(overrides)
-    cfg = preflight.compose_config(overrides)
+    cfg = compose.compose_config(overrides)
     validate(cfg)
     facts, source = input_spec(cfg, overrides)
     model = MODELS.build(cfg.model, "model", facts=facts)

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from rich.table import Table
 from rich.text import Text
 
-from dlbench import rundir
+from dlbench import files
 from dlbench.engine.logging import console, new_table, print_error
 from dlbench.errors import DlbenchError, did_you_mean
 
@@ -34,7 +34,7 @@ def job_row(job_dir: Path) -> dict[str, Any]:
     """A job's overrides, status and final metrics, read from its run directory."""
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
     try:
-        overrides = rundir.read_yaml(overrides_file) if overrides_file.exists() else []
+        overrides = files.read_yaml(overrides_file) if overrides_file.exists() else []
     except DlbenchError:
         overrides = ["(unreadable overrides.yaml)"]
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
@@ -148,11 +148,11 @@ def write(rows: list[dict[str, Any]], path: Path) -> None:
         writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-        rundir.write_text(path, text.getvalue())
+        files.write_text(path, text.getvalue())
         return
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
-    rundir.write_text(path, "\n".join(lines) + "\n")
+    files.write_text(path, "\n".join(lines) + "\n")
 
 
 def _fmt(value: Any) -> str:
@@ -179,7 +179,7 @@ class SweepSummary(Callback):
                 console.print(f"job {row['job']} {row['status']}")
         best = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper
         try:
-            result = rundir.read_yaml(best) if best.is_file() else None
+            result = files.read_yaml(best) if best.is_file() else None
         except DlbenchError:
             result = None
         if isinstance(result, dict) and isinstance(result.get("best_params") or {}, dict):

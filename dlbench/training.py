@@ -9,7 +9,6 @@ launch.py starts it for the command line, a sweep's job, a torchrun process and
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
@@ -21,27 +20,18 @@ import yaml
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlbench import resume, rundir
-from dlbench.announce import describe_run, headline, shortened_preset
+from dlbench import files, resume, rundir
+from dlbench.announce import describe_run, print_results, run_info
 from dlbench.build import build_data, build_task
-from dlbench.config import validate
-from dlbench.data.base import DataModule
 from dlbench.engine import checkpoint, cluster, distributed
-from dlbench.engine.device import resolve_device, seed_everything, set_threads
-from dlbench.engine.loggers import RunInfo
-from dlbench.engine.logging import (
-    RunLogger,
-    console,
-    flat_settings,
-    held_file_logs,
-    metrics_table,
-    setup_console,
-)
+from dlbench.engine.device import choose_threads, resolve_device, seed_everything, set_threads
+from dlbench.engine.logging import RunLogger, held_file_logs, setup_console
 from dlbench.engine.signals import StopSignals
 from dlbench.engine.trainer import Trainer
 from dlbench.figures import activation_figure, activations_of
 from dlbench.summary import HIGHER_IS_BETTER
 from dlbench.tasks.base import Task
+from dlbench.validation import validate
 
 log = logging.getLogger("dlbench")
 
@@ -104,7 +94,7 @@ def _train(
     resume_state, resumed_settings = None, []
     if cfg.resume:  # what this command changes is applied or refused before any work (resume.py)
         resume_state = checkpoint.load(cfg.resume)
-        saved = rundir.load_yaml(resume_state["config"])  # (checked when loaded)
+        saved = files.load_yaml(resume_state["config"])  # (checked when loaded)
         resumed_settings = resume.check(saved, OmegaConf.to_container(cfg, resolve=True))
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     torch.backends.cudnn.benchmark = cfg.trainer.cudnn_benchmark and not cfg.trainer.deterministic
@@ -144,8 +134,8 @@ def _train(
         log.info(f"resumed at epoch {trainer.state.epoch}, step {trainer.state.step} from {cfg.resume}")
         if cluster.requeue_count():  # a Slurm job requeued after a preemption or its time limit
             log.info(cluster.requeue_message(trainer.state.step))
-    if device.type == "cpu":
-        choose_threads(cfg.trainer, task, data, device)
+    if device.type == "cpu":  # trainer.threads=auto: a few timed steps of a copy of the task decide
+        choose_threads(cfg.trainer, task, data.loader("train"), device)
     if main:  # every part is built: only now does the run write in its folder
         commit()  # the log lines so far reach train.log now
         rundir.remove_stale_temporaries(run_dir)  # (of its own killed writes)
@@ -175,46 +165,10 @@ def _train(
         logger.finish(figures, saved)
     finally:
         logger.close()
-    if not main:
-        return metrics
-    rundir.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    if quiet_job:
-        console.print(f"job {run_dir.name} done: {headline(metrics)}", soft_wrap=True)
-        return metrics
-    console.print(metrics_table(metrics))
-    if trainer.average is not None and trainer.average.in_use():
-        console.print(f"val/ and test/ measured {trainer.average.describe()}", soft_wrap=True)
-    if (text := task.report()) is not None:
-        console.print(text)
-    if trainer.profiler is not None and trainer.profiler.report:
-        console.print(trainer.profiler.report, soft_wrap=True)
-    if note := shortened_preset(overrides):
-        console.print(note, soft_wrap=True)
-    console.print(f"Run directory: {run_dir}")
+    if main:
+        files.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        print_results(metrics, run_dir, overrides, trainer, task, quiet_job)
     return metrics
-
-
-def run_info(
-    cfg: DictConfig,
-    run_dir: Path,
-    composed: str,
-    overrides: list[str],
-    hydra_cfg: DictConfig | None,
-    resume_state,
-) -> RunInfo:
-    """What the logger backends are told of the run (engine/loggers.py): its config, its name
-    (an MLflow experiment, a W&B project), the sweep it is a job of, where it resumes."""
-    sweep = hydra_cfg is not None and hydra_cfg.get("mode") == RunMode.MULTIRUN
-    return RunInfo(
-        folder=run_dir,
-        config=composed,
-        overrides=overrides,
-        experiment=str(cfg.name),
-        group=run_dir.parent.name if sweep else None,
-        resumed_step=resume_state["trainer"]["step"] if resume_state else None,
-        settings=flat_settings(OmegaConf.to_container(cfg, resolve=True)),
-        options={"mlflow": dict(cfg.logger.mlflow), "wandb": dict(cfg.logger.wandb)},
-    )
 
 
 def monitor_of(settings: DictConfig, task: Task, validate_on: str = "val") -> tuple[str, str]:
@@ -229,22 +183,3 @@ def monitor_of(settings: DictConfig, task: Task, validate_on: str = "val") -> tu
         return monitor, settings.monitor_mode or mode
     higher = any(word in settings.monitor.split("/")[-1] for word in HIGHER_IS_BETTER)
     return settings.monitor, settings.monitor_mode or ("max" if higher else "min")
-
-
-def choose_threads(trainer: DictConfig, task: Task, data: DataModule, device: torch.device) -> None:
-    """trainer.threads=N, or auto: a few timed training steps of a copy of the task decide
-    (engine/device.choose_threads; skipped where timing would cost more than it saves)."""
-    from dlbench.data.base import TensorLoader
-    from dlbench.engine.device import choose_threads as measure
-    from dlbench.engine.device import to_device
-
-    loader = data.loader("train")
-    timed = not (
-        trainer.deterministic or distributed.world_size() > 1 or not isinstance(loader, TensorLoader)
-    )
-
-    def make_step() -> Callable[[], None]:
-        batch, probe = to_device(next(iter(loader)), device), copy.deepcopy(task).train()
-        return lambda: probe.training_step(batch, lambda name, loss: loss.backward())
-
-    measure(trainer.threads, make_step if timed else None)

@@ -36,11 +36,11 @@ def assert_like_one_process(run_dir: Path, overrides: list[str], reference_dir: 
     metrics."""
     import torch
 
-    from dlbench import preflight
+    from dlbench import compose
     from dlbench.engine import checkpoint
     from dlbench.training import train
 
-    reference = train(preflight.compose_config([*overrides, "trainer.progress=none"]), reference_dir)
+    reference = train(compose.compose_config([*overrides, "trainer.progress=none"]), reference_dir)
     several = json.loads((run_dir / "metrics.json").read_text())
     for key in ("train/loss", "val/loss", "test/loss"):
         assert several[key] == pytest.approx(reference[key], abs=1e-4), key

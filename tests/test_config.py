@@ -2,7 +2,7 @@
 
 import pytest
 
-from dlbench import preflight
+from dlbench import compose, preflight
 from dlbench.errors import DlbenchError
 
 
@@ -11,7 +11,7 @@ def check(*overrides):
 
 
 def test_default_config_composes_and_validates():
-    cfg = preflight.compose_config([])
+    cfg = compose.compose_config([])
     assert cfg.model.name == "mlp" and cfg.dataset.name == "digits"
     assert cfg.task.name == "classification"  # task=auto follows the dataset
     assert cfg.device.type == "cpu"
@@ -20,10 +20,10 @@ def test_default_config_composes_and_validates():
 
 
 def test_overrides_and_group_swaps():
-    cfg = preflight.compose_config(["model=linear", "optimizer=sgd", "optimizer.lr=0.1", "trainer.epochs=3"])
+    cfg = compose.compose_config(["model=linear", "optimizer=sgd", "optimizer.lr=0.1", "trainer.epochs=3"])
     assert cfg.model.name == "linear" and cfg.optimizer.lr == 0.1 and cfg.trainer.epochs == 3
     check("dataset=synthetic_linear", "model=linear")
-    assert preflight.compose_config(["dataset=synthetic_linear"]).task.name == "regression"
+    assert compose.compose_config(["dataset=synthetic_linear"]).task.name == "regression"
 
 
 def test_unknown_group_option_suggests_the_closest():
@@ -73,18 +73,18 @@ def test_a_sweeps_values_are_set_as_composing_each_job_would_set_them():
     from omegaconf import OmegaConf
 
     overrides = ["optimizer=sgd,adam", "model.hidden=[8],[16,8]", "optimizer.lr=0.1,0.01", "trainer.epochs=2"]
-    jobs = preflight.combinations(preflight.parse(overrides))
+    jobs = preflight.combinations(compose.parse(overrides))
     checked = preflight.check(overrides)
     assert len(jobs) == len(checked) == 8
     for job, cfg in zip(jobs, checked, strict=True):
-        assert OmegaConf.to_container(cfg) == OmegaConf.to_container(preflight.compose_config(job)), job
+        assert OmegaConf.to_container(cfg) == OmegaConf.to_container(compose.compose_config(job)), job
 
 
 def test_every_value_is_checked_with_every_choice_of_groups_however_many_jobs():
     """Past the first 64 jobs, each value of a swept key is checked with each choice of config
     groups: here the 129th job (linear, which has no hidden layers) stops the sweep before it starts."""
     jobs = preflight.combinations(
-        preflight.parse(["model=mlp,linear", "trainer.seed=range(64)", "model.hidden=[8],[16]"])
+        compose.parse(["model=mlp,linear", "trainer.seed=range(64)", "model.hidden=[8],[16]"])
     )
     assert ["model=linear", "trainer.seed=0", "model.hidden=[16]"] in jobs[64:]
     with pytest.raises(DlbenchError, match="Unknown key 'model.hidden'"):
@@ -114,7 +114,7 @@ def test_shipped_component_files_hold_only_what_differs_from_the_code():
     registries = {"model": MODELS, "dataset": DATASETS, "task": TASKS}
     checked = 0
     for group, registry in registries.items():
-        for path in sorted((preflight.CONFIG_DIR / group).glob("*.yaml")):
+        for path in sorted((compose.CONFIG_DIR / group).glob("*.yaml")):
             node = yaml.safe_load(path.read_text()) or {}
             if "${" in str(node.get("name")):
                 continue  # task: auto follows the dataset
@@ -142,7 +142,7 @@ def test_a_registered_component_needs_no_yaml_and_its_keys_are_checked():
     def test_only_tiny(input_shape: list[int], num_outputs: int, width: int = 4) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.LazyLinear(width), nn.Linear(width, num_outputs))
 
-    cfg = preflight.compose_config(["model=test_only_tiny", "model.width=8"])
+    cfg = compose.compose_config(["model=test_only_tiny", "model.width=8"])
     assert cfg.model.width == 8 and cfg.model.input_shape is None
     with pytest.raises(DlbenchError, match=r"Unknown key 'model.widht'.*Did you mean: width"):
         check("model=test_only_tiny", "+model.widht=8")

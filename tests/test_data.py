@@ -1,7 +1,9 @@
 import torch
 
 from dlbench.config import DataConfig
-from dlbench.data.base import DataModule, EpochSampler, TensorLoader, labels_of
+from dlbench.data.base import DataModule
+from dlbench.data.loaders import EpochSampler, TensorLoader
+from dlbench.data.splits import labels_of
 from dlbench.data.tabular import digits, iris
 
 

@@ -27,7 +27,7 @@ import torch
 from conftest import user_env
 from formats import write_mnist
 
-from dlbench import preflight
+from dlbench import compose
 from dlbench.engine import checkpoint
 from dlbench.training import train
 
@@ -63,7 +63,7 @@ def family(name: str, root: Path) -> list[str]:
 
 
 def run(folder: Path, *overrides: str) -> dict[str, float]:
-    return train(preflight.compose_config([*QUIET, *overrides]), folder)
+    return train(compose.compose_config([*QUIET, *overrides]), folder)
 
 
 @pytest.mark.parametrize("precision", ["32", "bf16", "16"])
@@ -89,7 +89,7 @@ def test_data_is_held_on_the_device_and_auto_chooses_it(data_root):
     from dlbench.build import build_data
     from dlbench.engine.device import resolve_device
 
-    data = build_data(preflight.compose_config([*QUIET, *family("cnn", data_root), "dataset.in_memory=true"]))
+    data = build_data(compose.compose_config([*QUIET, *family("cnn", data_root), "dataset.in_memory=true"]))
     data.place(torch.device(DEVICE))  # what the run does before its first step
     images, labels = next(iter(data.loader("train")))
     assert images.device.type == DEVICE and labels.device.type == DEVICE
@@ -100,7 +100,7 @@ def test_exact_resume_after_a_sigkill(tmp_path):
     args = [*QUIET, "trainer.epochs=3", "dataset.batch_size=32", "trainer.deterministic=true"]
     args += ["trainer.threads=1"]  # (on the CPU: both processes sum in the same order)
     args += ["trainer.checkpoint_every_n_steps=20"]
-    train(preflight.compose_config(args), tmp_path / "whole")
+    train(compose.compose_config(args), tmp_path / "whole")
     process = subprocess.Popen(
         [sys.executable, "-m", "dlbench", *args, "hydra.run.dir=killed"],
         cwd=tmp_path, env=user_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -111,7 +111,7 @@ def test_exact_resume_after_a_sigkill(tmp_path):
     process.kill()
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    train(preflight.compose_config([*args, f"resume={tmp_path / 'killed'}"]), tmp_path / "killed")
+    train(compose.compose_config([*args, f"resume={tmp_path / 'killed'}"]), tmp_path / "killed")
     whole, resumed = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "killed")
     for name, tensor in whole["task"].items():
         assert torch.equal(tensor, resumed["task"][name]), name

@@ -7,7 +7,7 @@ import torch
 from clusters import assert_like_one_process
 from conftest import only_run_dir, read_metrics
 
-from dlbench import launch, preflight
+from dlbench import compose, launch, preflight
 from dlbench.engine import checkpoint
 from dlbench.engine.trainer import Trainer
 from dlbench.errors import DlbenchError, Preempted
@@ -54,14 +54,14 @@ def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
     monkeypatch, tmp_path, signum
 ):
     overrides = ["trainer.epochs=2", "trainer.progress=none"]
-    reference = train(preflight.compose_config(overrides), tmp_path / "whole")
+    reference = train(compose.compose_config(overrides), tmp_path / "whole")
 
     calls = []
     previous = signal.signal(signum, lambda s, f: calls.append(s))  # stands in for submitit's handler
     try:
         stop_at_step(monkeypatch, 7, signum)  # an epoch of the digits has 21 steps
         with pytest.raises(Preempted) as stop:
-            train(preflight.compose_config(overrides), tmp_path / "cut")
+            train(compose.compose_config(overrides), tmp_path / "cut")
         assert stop.value.step == 7 and calls == []  # the trainer's handler took the signal...
         assert signal.getsignal(signum) is not None and signal.getsignal(signum).__name__ == "<lambda>"
         with pytest.raises(SystemExit) as exit_:
@@ -73,7 +73,7 @@ def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
     assert (saved["trainer"]["step"], saved["trainer"]["epoch"], saved["trainer"]["epoch_step"]) == (7, 0, 7)
 
     monkeypatch.undo()
-    resumed = train(preflight.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
+    resumed = train(compose.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
     whole, cut = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "cut")
     assert cut["trainer"]["step"] == whole["trainer"]["step"] == 42
     for name, value in whole["task"].items():
@@ -83,7 +83,7 @@ def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
 
 def test_periodic_checkpoints_keep_the_newest_k(tmp_path):
     overrides = ["trainer.epochs=1", "trainer.progress=none", "trainer.checkpoint_every_n_steps=5"]
-    train(preflight.compose_config([*overrides, "trainer.keep_last_k=2"]), tmp_path / "run")
+    train(compose.compose_config([*overrides, "trainer.keep_last_k=2"]), tmp_path / "run")
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert names == ["best.pt", "last.pt", "step-000000015.pt", "step-000000020.pt"]
     assert checkpoint.load(tmp_path / "run" / "checkpoints" / "step-000000015.pt")["trainer"]["step"] == 15
@@ -91,7 +91,7 @@ def test_periodic_checkpoints_keep_the_newest_k(tmp_path):
 
 def test_the_slurm_preset_is_hydras_submitit_launcher_with_our_defaults():
     overrides = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=9"]
-    cfg = preflight.compose_with_hydra(overrides, "the test")
+    cfg = compose.compose_with_hydra(overrides, "the test")
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node) == ("gpu", 9, 1)

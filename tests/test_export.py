@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from dlbench import preflight
+from dlbench import compose
 from dlbench.build import build_data
 
 QUIET = ["trainer.progress=none", "trainer.threads=1", "logger=none"]
@@ -17,12 +17,12 @@ def trained(tmp_path_factory):
     from dlbench.training import train
 
     folder = tmp_path_factory.mktemp("export")
-    train(preflight.compose_config(["trainer.epochs=1", *QUIET]), folder / "run")
+    train(compose.compose_config(["trainer.epochs=1", *QUIET]), folder / "run")
     return folder / "run"
 
 
 def first_test_batch() -> torch.Tensor:
-    data = build_data(preflight.compose_config(QUIET))
+    data = build_data(compose.compose_config(QUIET))
     return next(iter(data.loader("test")))[0]
 
 

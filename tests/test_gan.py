@@ -8,7 +8,7 @@ from conftest import read_metrics
 from formats import write_unpaired, zip_folder
 from PIL import Image
 
-from dlbench import preflight
+from dlbench import compose
 from dlbench.build import build_data
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
@@ -79,7 +79,7 @@ def test_pix2pix_unet_and_patchgan_shapes():
 
 def test_paired_images_split_direction_and_shared_jitter(root):
     data = [f"dataset.root={root}", "dataset.download=false", "dataset.image_size=[32,32]"]
-    cfg = preflight.compose_config(["experiment=pix2pix_facades", *data, "dataset.direction=AtoB"])
+    cfg = compose.compose_config(["experiment=pix2pix_facades", *data, "dataset.direction=AtoB"])
     data = build_data(cfg)
     assert (data.size("train"), data.size("val"), data.size("test")) == (4, 4, 4)
     a, b = data.splits["test"][0]
@@ -92,7 +92,7 @@ def test_paired_images_split_direction_and_shared_jitter(root):
 def test_unpaired_images_download_from_a_local_server(tmp_path, http_server):
     served, url = http_server
     zip_folder(write_unpaired(tmp_path / "src", "apple2orange"), served / "apple2orange.zip", ".")
-    cfg = preflight.compose_config(["experiment=cyclegan_horse2zebra", f"dataset.root={tmp_path / 'r'}",
+    cfg = compose.compose_config(["experiment=cyclegan_horse2zebra", f"dataset.root={tmp_path / 'r'}",
                                     "dataset.archive=apple2orange", f"dataset.url={url}",
                                     "dataset.image_size=[32,32]"])  # fmt: skip
     data = build_data(cfg)
@@ -101,7 +101,7 @@ def test_unpaired_images_download_from_a_local_server(tmp_path, http_server):
 
 
 def test_missing_archive_folder_is_one_message(tmp_path):
-    cfg = preflight.compose_config(
+    cfg = compose.compose_config(
         ["experiment=pix2pix_facades", f"dataset.root={tmp_path}", "dataset.download=false"]
     )
     with pytest.raises(DlbenchError, match="no train/ folder: .* is empty. Expected .*facades/train/"):
@@ -121,9 +121,9 @@ def test_image_pool_state_survives_a_checkpoint():
 @pytest.mark.parametrize("name", ["gan_mnist", "cyclegan_horse2zebra"])
 def test_resume_restores_every_network_optimizer_and_pool(tmp_path, root, name, caplog):
     common = [*QUIET, *preset(name, root), "trainer.seed=1", "logger=none"]
-    train(preflight.compose_config([*common, "trainer.epochs=2"]), tmp_path / "full")
-    train(preflight.compose_config([*common, "trainer.epochs=1"]), tmp_path / "part")
-    resume = preflight.compose_config([*common, "trainer.epochs=2", f"resume={tmp_path / 'part'}"])
+    train(compose.compose_config([*common, "trainer.epochs=2"]), tmp_path / "full")
+    train(compose.compose_config([*common, "trainer.epochs=1"]), tmp_path / "part")
+    resume = compose.compose_config([*common, "trainer.epochs=2", f"resume={tmp_path / 'part'}"])
     train(resume, tmp_path / "part")
     assert "resumed at epoch 1" in caplog.text  # it continued, rather than starting again
     full, part = checkpoint.load(tmp_path / "full"), checkpoint.load(tmp_path / "part")
@@ -153,7 +153,7 @@ def tensorboard_tags(run_dir):
 
 def test_cgan_logs_losses_and_a_grid_per_class_and_predicts_a_png(cli, tmp_path, root):
     cfg = [*QUIET, *preset("cgan_mnist", root), "trainer.epochs=2", "trainer.log_every_n_steps=1"]
-    train(preflight.compose_config(cfg), tmp_path / "run")
+    train(compose.compose_config(cfg), tmp_path / "run")
     images, scalars = tensorboard_tags(tmp_path / "run")
     assert "val/samples" in images
     assert {"train/loss_d_step", "train/loss_g_step", "train/d_real", "train/d_fake"} <= scalars
@@ -169,7 +169,7 @@ def test_cgan_logs_losses_and_a_grid_per_class_and_predicts_a_png(cli, tmp_path,
 
 def test_pix2pix_triplets_and_translation(cli, tmp_path, root):
     train(
-        preflight.compose_config([*QUIET, *preset("pix2pix_facades", root), "trainer.epochs=1"]),
+        compose.compose_config([*QUIET, *preset("pix2pix_facades", root), "trainer.epochs=1"]),
         tmp_path / "run",
     )
     assert "val/examples" in tensorboard_tags(tmp_path / "run")[0]
@@ -184,9 +184,9 @@ def test_pix2pix_triplets_and_translation(cli, tmp_path, root):
 def test_judge_scores_generated_digits(tmp_path, root):
     """A classifier trained on the same data judges the conditional GAN's samples."""
     data = [f"dataset.root={root}", "dataset.download=false", "dataset.normalize=half"]
-    judge_cfg = preflight.compose_config([*QUIET, "experiment=cnn_mnist", *data, "trainer.epochs=1"])
+    judge_cfg = compose.compose_config([*QUIET, "experiment=cnn_mnist", *data, "trainer.epochs=1"])
     train(judge_cfg, tmp_path / "judge")
-    cfg = preflight.compose_config([*QUIET, *preset("cgan_mnist", root), "trainer.epochs=1",
+    cfg = compose.compose_config([*QUIET, *preset("cgan_mnist", root), "trainer.epochs=1",
                                     f"task.judge={tmp_path / 'judge'}", "task.judge_samples=50"])  # fmt: skip
     metrics = train(cfg, tmp_path / "gan")
     assert 1 <= metrics["val/judge_score"] <= 10  # an inception score over 10 classes
@@ -194,6 +194,6 @@ def test_judge_scores_generated_digits(tmp_path, root):
 
 
 def test_fid_without_its_weights_is_one_message(tmp_path, root):
-    cfg = preflight.compose_config([*QUIET, *preset("gan_mnist", root), "task.fid=true"])
+    cfg = compose.compose_config([*QUIET, *preset("gan_mnist", root), "task.fid=true"])
     with pytest.raises(DlbenchError, match="task.fid=true needs"):
         train(cfg, tmp_path / "run")

@@ -11,10 +11,23 @@ PACKAGE = Path(__file__).parent.parent / "dlbench"
 # lowest first: a module may import its own layer and those below (docs/design.md draws them)
 LAYERS = [
     ["errors", "terminal", "typecheck", "paramdocs"],
-    ["rundir", "safety", "registry", "config", "config_store", "searchpath", "plugins", "resume"],
+    [
+        "rundir",
+        "files",
+        "safety",
+        "registry",
+        "values",
+        "torch_components",
+        "config",
+        "validation",
+        "config_store",
+        "searchpath",
+        "plugins",
+        "resume",
+    ],
     ["engine.*", "figures", "logged"],
     ["data.*", "models.*", "tasks.*"],
-    ["build", "preflight"],
+    ["build", "compose", "preflight"],
     ["training", "summary", "launch", "announce", "report"],
     ["api", "show", "cli", "__main__", "commands.*"],
 ]

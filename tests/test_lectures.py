@@ -9,21 +9,21 @@ import torchvision.models as tvm
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from dlbench import preflight
 from dlbench.build import build_data, build_task
-from dlbench.config import validate
+from dlbench.compose import compose_config, compose_with_hydra
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.figures import confusion_figure
 from dlbench.models.pretrained import checkpoints_folder, weight_files
 from dlbench.registry import MODELS
 from dlbench.training import train
+from dlbench.validation import validate
 
 QUIET = ["trainer.progress=none", "device=cpu"]
 
 
 def compose(*overrides):
-    return preflight.compose_config([*QUIET, *overrides])
+    return compose_config([*QUIET, *overrides])
 
 
 def events(run_dir):
@@ -162,7 +162,7 @@ HIDDEN = ("[32]", "[32,32]", "[32,32,32]", "[32,32,32,32]")
 def test_vanishing_gradients_sweep_composes_and_shows_the_lesson(tmp_path):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    cfg = preflight.compose_with_hydra(["experiment=vanishing_gradients"], "the test")
+    cfg = compose_with_hydra(["experiment=vanishing_gradients"], "the test")
     parser = OverridesParser.create()
     swept = [
         [f"{k}={v}" for v in parser.parse_overrides([f"{k}={values}"])[0].sweep_string_iterator()]
@@ -171,7 +171,7 @@ def test_vanishing_gradients_sweep_composes_and_shows_the_lesson(tmp_path):
     jobs = list(itertools.product(*swept))
     assert len(jobs) == 8 and {job[0] for job in jobs} == {f"model.hidden={h}" for h in HIDDEN}
     for job in (jobs[0], jobs[-1]):
-        validate(preflight.compose_config(["experiment=vanishing_gradients", *job]))
+        validate(compose_config(["experiment=vanishing_gradients", *job]))
 
     norms = {}
     for activation in ("sigmoid", "relu"):

@@ -16,7 +16,7 @@ from collections import defaultdict
 
 import pytest
 
-from dlbench import preflight
+from dlbench import compose
 from dlbench.api import Run
 from dlbench.engine.trainer import Trainer
 from dlbench.errors import Preempted
@@ -101,9 +101,9 @@ def check_every_backend(tmp_path, uri: str, port: int, monkeypatch) -> None:
 
     monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
     with pytest.raises(Preempted):
-        train(preflight.compose_config(overrides), folder)
+        train(compose.compose_config(overrides), folder)
     monkeypatch.setattr(Trainer, "optimize", optimize)
-    metrics = train(preflight.compose_config([*overrides, f"resume={folder}"]), folder)
+    metrics = train(compose.compose_config([*overrides, f"resume={folder}"]), folder)
     scalars = tensorboard(folder)
     assert {"train/loss", "val/acc", "test/acc"} <= set(scalars)
     assert set(scalars["train/loss_step"]) == {10, 20, 30, 40}  # (each step once, across the stop)

@@ -5,7 +5,7 @@ import torch
 from conftest import read_metrics
 from formats import draw_digit_png
 
-from dlbench import preflight
+from dlbench import compose
 from dlbench.commands.listing import experiments
 from dlbench.engine import checkpoint
 from dlbench.training import train
@@ -35,7 +35,7 @@ SLIM = {
 
 
 def run(tmp_path, *overrides):
-    return train(preflight.compose_config([*QUIET, *overrides]), tmp_path / "run")
+    return train(compose.compose_config([*QUIET, *overrides]), tmp_path / "run")
 
 
 def test_every_preset_of_the_catalog_exists():
@@ -76,7 +76,7 @@ def test_every_preset_of_the_catalog_exists():
 @pytest.mark.parametrize("name", sorted(experiments()))
 def test_preset_runs_a_few_steps(tmp_path, data_root, name):
     overrides = [f"experiment={name}", "trainer.max_steps=3", "trainer.epochs=2"]
-    preset = preflight.compose_config([f"experiment={name}"])
+    preset = compose.compose_config([f"experiment={name}"])
     dataset = preset.dataset.name
     if dataset in (*IMAGE_DATA, "names", "paired_images", "unpaired_images"):
         overrides += [f"dataset.root={data_root}", "dataset.download=false", "dataset.batch_size=8"]

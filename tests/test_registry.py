@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dlbench.errors import DlbenchError
-from dlbench.registry import LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, Registry, snake_case
+from dlbench.registry import LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, Registry
+from dlbench.torch_components import snake_case
 
 
 def test_torch_components_are_registered_from_torch():

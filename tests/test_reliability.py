@@ -12,7 +12,7 @@ from conftest import user_env
 from formats import write_image_folder, write_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dlbench import preflight, training
+from dlbench import compose, training
 from dlbench.engine import checkpoint
 from dlbench.engine.trainer import Trainer
 from dlbench.errors import DlbenchError, Preempted
@@ -83,15 +83,15 @@ def test_killed_and_resumed_runs_end_bitwise_equal_with_the_same_losses(
     if "experiment=gan_mnist" in overrides:
         overrides += [f"dataset.root={data_root}", "dataset.batch_size=8"]
     whole_losses = record_losses(monkeypatch)
-    train(preflight.compose_config(overrides), tmp_path / "whole")
+    train(compose.compose_config(overrides), tmp_path / "whole")
 
     signum = signal.SIGUSR1 if case == "gan" else signal.SIGTERM
     cut_losses = record_losses(monkeypatch, stop_at, signum)
     with pytest.raises(Preempted):
-        train(preflight.compose_config(overrides), tmp_path / "cut")
+        train(compose.compose_config(overrides), tmp_path / "cut")
     assert checkpoint.load(tmp_path / "cut")["trainer"]["step"] == stop_at
     resumed_losses = record_losses(monkeypatch)
-    train(preflight.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
+    train(compose.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
 
     assert cut_losses + resumed_losses == whole_losses  # every step's loss, in order
     whole, cut = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "cut")
@@ -106,7 +106,7 @@ def test_a_stop_signal_while_the_run_is_built_stops_it_before_its_first_step(mon
     overrides = [*QUIET, "trainer.epochs=2"]
     handler = signal.getsignal(signal.SIGTERM)
     whole_losses = record_losses(monkeypatch)
-    train(preflight.compose_config(overrides), tmp_path / "whole")
+    train(compose.compose_config(overrides), tmp_path / "whole")
 
     build_data = training.build_data
 
@@ -117,14 +117,14 @@ def test_a_stop_signal_while_the_run_is_built_stops_it_before_its_first_step(mon
     monkeypatch.setattr(training, "build_data", build_data_and_get_preempted)
     cut_losses = record_losses(monkeypatch)
     with pytest.raises(Preempted) as stop:
-        train(preflight.compose_config(overrides), tmp_path / "cut")
+        train(compose.compose_config(overrides), tmp_path / "cut")
     assert (stop.value.signum, stop.value.step) == (signal.SIGTERM, 0) and cut_losses == []
     assert signal.getsignal(signal.SIGTERM) == handler  # the one before the run is put back
     assert checkpoint.load(tmp_path / "cut")["trainer"]["step"] == 0
 
     monkeypatch.setattr(training, "build_data", build_data)
     resumed_losses = record_losses(monkeypatch)
-    train(preflight.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
+    train(compose.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
     assert resumed_losses == whole_losses
     same(checkpoint.load(tmp_path / "whole")["task"], checkpoint.load(tmp_path / "cut")["task"])
 
@@ -194,7 +194,7 @@ def test_a_non_finite_step_stops_the_run_and_saves_nothing_poisoned(monkeypatch,
     with pytest.raises(
         DlbenchError, match=r"step 25 \(epoch 2\): the (loss is nan|gradient of model\.\S+ holds inf)"
     ):
-        train(preflight.compose_config(overrides), tmp_path / "run")
+        train(compose.compose_config(overrides), tmp_path / "run")
     for name in ("last.pt", "best.pt"):
         state = checkpoint.load(tmp_path / "run" / "checkpoints" / name)
         assert state["trainer"]["step"] == 21  # the last good epoch
@@ -204,7 +204,7 @@ def test_a_non_finite_step_stops_the_run_and_saves_nothing_poisoned(monkeypatch,
 def test_skip_leaves_the_non_finite_step_out(monkeypatch, tmp_path):
     poison(monkeypatch, 5, "loss", float("inf"))
     metrics = train(
-        preflight.compose_config(["trainer.progress=none", "trainer.epochs=1", "trainer.nonfinite=skip"]),
+        compose.compose_config(["trainer.progress=none", "trainer.epochs=1", "trainer.nonfinite=skip"]),
         tmp_path / "run",
     )
     assert metrics["train/skipped_steps"] == 1.0
@@ -221,9 +221,9 @@ def test_a_corrupt_image_gets_one_message_naming_the_file(cli, tmp_path):
     assert "image_folder: images/train/cat/3.png is not a readable image" in result.stderr.replace("\n", "")
     assert "Traceback" not in result.stderr
     data = [*data, f"dataset.root={tmp_path / 'images'}", "trainer.progress=none", "dataset.bad_images=skip"]
-    train(preflight.compose_config([*data, "dataset.max_bad_fraction=0.1"]), tmp_path / "a")
+    train(compose.compose_config([*data, "dataset.max_bad_fraction=0.1"]), tmp_path / "a")
     with pytest.raises(DlbenchError, match="1 of 20 files"):
-        train(preflight.compose_config([*data, "dataset.max_bad_fraction=0.01"]), tmp_path / "b")
+        train(compose.compose_config([*data, "dataset.max_bad_fraction=0.01"]), tmp_path / "b")
 
 
 def test_labels_outside_the_classes_are_refused_at_set_up(tmp_path):
@@ -234,7 +234,7 @@ def test_labels_outside_the_classes_are_refused_at_set_up(tmp_path):
     labels.write_bytes(bytes(raw))
     overrides = ["dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false"]
     with pytest.raises(DlbenchError, match=r"mnist: labels outside 0\.\.9"):
-        train(preflight.compose_config(overrides), tmp_path / "run")
+        train(compose.compose_config(overrides), tmp_path / "run")
 
 
 def test_after_a_crash_and_a_resume_tensorboard_steps_stay_strictly_increasing(monkeypatch, tmp_path):
@@ -242,9 +242,9 @@ def test_after_a_crash_and_a_resume_tensorboard_steps_stay_strictly_increasing(m
     overrides = ["trainer.progress=none", "trainer.epochs=2", "trainer.log_every_n_steps=1"]
     poison(monkeypatch, 30, "loss", float("nan"))  # crashes at step 30; last.pt is from step 21
     with pytest.raises(DlbenchError):
-        train(preflight.compose_config(overrides), tmp_path / "run")
+        train(compose.compose_config(overrides), tmp_path / "run")
     monkeypatch.undo()
-    train(preflight.compose_config([*overrides, f"resume={tmp_path / 'run'}"]), tmp_path / "run")
+    train(compose.compose_config([*overrides, f"resume={tmp_path / 'run'}"]), tmp_path / "run")
     events = EventAccumulator(str(tmp_path / "run" / "tb"))
     events.Reload()
     steps = [e.step for e in events.Scalars("train/loss_step")]
@@ -254,7 +254,7 @@ def test_after_a_crash_and_a_resume_tensorboard_steps_stay_strictly_increasing(m
 def test_sigkill_after_a_periodic_checkpoint_then_resume_ends_as_if_never_killed(tmp_path):
     args = ["trainer.epochs=4", "dataset.batch_size=16", "trainer.deterministic=true"]
     args += ["trainer.checkpoint_every_n_steps=30", "trainer.log_every_n_steps=1", "trainer.progress=none"]
-    train(preflight.compose_config(args), tmp_path / "whole")  # the same thread count as the CLI's
+    train(compose.compose_config(args), tmp_path / "whole")  # the same thread count as the CLI's
     command = [sys.executable, "-m", "dlbench", *args, "hydra.run.dir=killed"]
     env = user_env()  # the `cli`'s thread count: the same float sums
     process = subprocess.Popen(
@@ -268,7 +268,7 @@ def test_sigkill_after_a_periodic_checkpoint_then_resume_ends_as_if_never_killed
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     killed_at = checkpoint.load(last)["trainer"]["step"]
     assert killed_at % 30 == 0 and killed_at < 4 * 81  # a periodic checkpoint, mid-run
-    train(preflight.compose_config([*args, f"resume={tmp_path / 'killed'}"]), tmp_path / "killed")
+    train(compose.compose_config([*args, f"resume={tmp_path / 'killed'}"]), tmp_path / "killed")
 
     whole, resumed = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "killed")
     for part in ("task", "optimizers", "schedulers", "scalers", "rng"):
@@ -289,10 +289,10 @@ def test_an_empty_class_folder_and_a_names_file_in_another_encoding(tmp_path):
     (tmp_path / "images" / "train" / "bird").mkdir()
     folder = ["dataset=image_folder", f"dataset.root={tmp_path / 'images'}", "dataset.num_workers=0"]
     with pytest.raises(DlbenchError, match=r"image_folder: .*train: .*no valid file for the classes bird"):
-        train(preflight.compose_config(folder), tmp_path / "a")
+        train(compose.compose_config(folder), tmp_path / "a")
 
     names = write_names(tmp_path / "data")
     (names / "Czech.txt").write_bytes("Dvořák\n".encode("cp1250"))
     overrides = ["dataset=names", f"dataset.root={tmp_path / 'data'}", "dataset.download=false"]
     with pytest.raises(DlbenchError, match=r"names: .*Czech\.txt is not UTF-8 text"):
-        train(preflight.compose_config(overrides), tmp_path / "b")
+        train(compose.compose_config(overrides), tmp_path / "b")

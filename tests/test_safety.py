@@ -22,7 +22,7 @@ from formats import write_image_folder, write_mnist, write_names
 from PIL import Image
 
 from dlbench import cli as dlbench_cli
-from dlbench import preflight, rundir
+from dlbench import compose, rundir
 from dlbench.commands.runs import resume_overrides
 from dlbench.data.images import open_image
 from dlbench.engine import checkpoint
@@ -60,7 +60,7 @@ def trained(tmp_path_factory) -> Path:
     """One finished run of the default experiment (copied by each test that changes it)."""
     folder = tmp_path_factory.mktemp("trained") / "run"
     overrides = [*QUIET]
-    train(preflight.compose_config(overrides), folder, overrides)
+    train(compose.compose_config(overrides), folder, overrides)
     return folder
 
 
@@ -186,7 +186,7 @@ def test_a_new_run_never_writes_over_a_finished_one(capsys, run):
     assert "already holds a run" in err and f"dlbench resume={run}" in err
     assert digest(run) == before
     with pytest.raises(DlbenchError, match="already holds a run"):  # the Python entry point too
-        train(preflight.compose_config(QUIET), run)
+        train(compose.compose_config(QUIET), run)
     assert digest(run) == before
 
 
@@ -224,7 +224,7 @@ def test_two_live_runs_cannot_share_a_folder_and_a_dead_runs_lock_is_no_obstacle
     stale = tmp_path / "stale"
     stale.mkdir()
     (stale / ".lock").write_text("999999")  # left by a killed run: no process holds it
-    train(preflight.compose_config(QUIET), stale)
+    train(compose.compose_config(QUIET), stale)
     assert (stale / "metrics.json").is_file() and not (stale / ".lock").exists()
 
 
@@ -237,7 +237,7 @@ def test_a_failed_resume_leaves_the_run_as_it_was(cli, run):
     assert failed.returncode == 2 and "model.name: 'mlp' -> 'linear'" in failed.stderr, failed.stderr[-2000:]
     assert digest(run) == before  # .hydra/overrides.yaml included
     resumed = resume_overrides([f"resume={run}", "trainer.epochs=2"])
-    metrics = train(preflight.compose_config(resumed), run, resumed)
+    metrics = train(compose.compose_config(resumed), run, resumed)
     assert metrics["train/loss"] > 0 and checkpoint.load(run)["trainer"]["epoch"] == 2
 
 
@@ -258,13 +258,13 @@ def test_a_jpeg_cut_short_is_found_by_decoding_and_named(cli, tmp_path):
     assert f"image_folder: {cut} is not a readable image (OSError: image file is truncated" in err
 
     skip = [*data, "dataset.bad_images=skip", "dataset.max_bad_fraction=0.1"]
-    metrics = train(preflight.compose_config(skip), tmp_path / "b")
+    metrics = train(compose.compose_config(skip), tmp_path / "b")
     assert metrics["test/acc"] >= 0  # trained on the 20 good train images
     # without the check at start, the batch that meets the file stops the run, naming it
     late = [*data, "dataset.check_images=false"]
     with pytest.raises(DlbenchError) as raised:
         try:
-            train(preflight.compose_config(late), tmp_path / "c")
+            train(compose.compose_config(late), tmp_path / "c")
         except Exception as err:  # a DataLoader worker's error, as the CLI reports it
             from dlbench.errors import as_user_error
 
@@ -275,7 +275,7 @@ def test_a_jpeg_cut_short_is_found_by_decoding_and_named(cli, tmp_path):
     for path in (tmp_path / "images" / "train" / "cat").iterdir():
         path.write_bytes(b"broken")
     with pytest.raises(DlbenchError, match=r"images/train/cat has no readable image left"):
-        train(preflight.compose_config([*skip, "dataset.max_bad_fraction=1"]), tmp_path / "d")
+        train(compose.compose_config([*skip, "dataset.max_bad_fraction=1"]), tmp_path / "d")
 
 
 def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
@@ -287,7 +287,7 @@ def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
 
 def test_a_decompression_bomb_is_refused_by_predict(capsys, tmp_path, data_root):
     overrides = ["experiment=lenet5_mnist", f"dataset.root={data_root}", "dataset.download=false", *QUIET]
-    train(preflight.compose_config(overrides), tmp_path / "lenet")
+    train(compose.compose_config(overrides), tmp_path / "lenet")
     bomb = tmp_path / "bomb.png"
     Image.new("1", (20000, 20000)).save(bomb)  # 400 megapixels in a few kilobytes
     code, err = run_main(capsys, "predict", str(tmp_path / "lenet"), str(bomb))
@@ -323,7 +323,7 @@ def fill(disk: Path, leave: int) -> None:
 def test_a_full_disk_stops_the_run_with_one_message_and_keeps_the_last_checkpoint(cli, small_disk, writer):
     run = small_disk / "run"
     first = ["trainer.progress=none", "trainer.epochs=1", "model.hidden=[32]"]
-    train(preflight.compose_config(first), run, first)
+    train(compose.compose_config(first), run, first)
     assert (run / "checkpoints" / "last.pt").stat().st_size > 16384
     fill(small_disk, leave=16384)  # room for the run's small files, not for a checkpoint
     more = ["trainer.epochs=30", "trainer.log_every_n_steps=1"]
@@ -345,7 +345,7 @@ def test_temporary_files_of_killed_writes_are_removed_at_start(run):
     leftover = run / "checkpoints" / ".last.pt.x1y2z3.tmp"
     leftover.write_bytes(b"half a checkpoint")
     resumed = resume_overrides([f"resume={run}", "trainer.epochs=2", "trainer.progress=none"])
-    train(preflight.compose_config(resumed), run, resumed)
+    train(compose.compose_config(resumed), run, resumed)
     assert not leftover.exists()
 
 
@@ -370,7 +370,7 @@ def cli_main_stdout(capsys, *args: str) -> tuple[int, str]:
 
 def test_an_unknown_monitor_and_unknown_added_keys_are_refused(capsys, tmp_path):
     with pytest.raises(DlbenchError, match=r"trainer.monitor=val/accuracy: .*Did you mean: .*val/acc"):
-        train(preflight.compose_config([*QUIET, "trainer.monitor=val/accuracy"]), tmp_path / "a")
+        train(compose.compose_config([*QUIET, "trainer.monitor=val/accuracy"]), tmp_path / "a")
     assert not (tmp_path / "a" / "checkpoints" / "best.pt").exists()
     for override, expected in [
         ("+trainer.epocs=5", "Unknown key 'trainer.epocs': nothing reads it. Did you mean: epochs"),
@@ -383,7 +383,7 @@ def test_an_unknown_monitor_and_unknown_added_keys_are_refused(capsys, tmp_path)
 
 def test_a_gan_monitors_its_own_metric_and_writes_best_pt(tmp_path, data_root):
     overrides = ["experiment=gan_mnist", f"dataset.root={data_root}", "dataset.download=false", *QUIET]
-    cfg = preflight.compose_config(overrides)
+    cfg = compose.compose_config(overrides)
     metrics = train(cfg, tmp_path / "gan")
     assert cfg.trainer.monitor == "val/loss_g" and cfg.trainer.monitor in metrics
     assert (tmp_path / "gan" / "checkpoints" / "best.pt").is_file()
@@ -439,7 +439,7 @@ def test_a_broken_idx_file_is_named_with_what_was_expected(tmp_path, damage):
     )
     overrides = ["dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false", *QUIET]
     with pytest.raises(DlbenchError, match=expected):
-        train(preflight.compose_config(overrides), tmp_path / "run")
+        train(compose.compose_config(overrides), tmp_path / "run")
 
 
 # ---- 9. numerics -----------------------------------------------------------------------------------
@@ -461,13 +461,13 @@ def test_the_non_finite_message_names_only_checkpoints_that_exist_and_skipping_h
 
     poison(monkeypatch, 5, "loss", float("nan"))  # in the first epoch: nothing saved yet
     with pytest.raises(DlbenchError, match="no checkpoint had been written yet") as raised:
-        train(preflight.compose_config(QUIET), tmp_path / "a")
+        train(compose.compose_config(QUIET), tmp_path / "a")
     assert "last.pt" not in str(raised.value)
     monkeypatch.undo()
     poison(monkeypatch, 5, "loss", float("nan"))
     skip = [*QUIET, "trainer.nonfinite=skip", "trainer.max_skipped_fraction=0.01"]
     with pytest.raises(DlbenchError, match=r"epoch 1: 1 of its 21 steps .* were skipped"):
-        train(preflight.compose_config(skip), tmp_path / "b")
+        train(compose.compose_config(skip), tmp_path / "b")
 
 
 # ---- 10. data that cannot train ------------------------------------------------------------------
@@ -477,13 +477,13 @@ def test_data_that_cannot_train_is_named(tmp_path):
     write_image_folder(tmp_path / "one", classes=("cat",))
     one = ["dataset=image_folder", f"dataset.root={tmp_path / 'one'}", *QUIET]
     with pytest.raises(DlbenchError, match=r"dataset 'image_folder' has 1 class \(cat\): a classifier needs"):
-        train(preflight.compose_config(one), tmp_path / "a")
+        train(compose.compose_config(one), tmp_path / "a")
 
     names = write_names(tmp_path / "data")
     (names / "Greek.txt").write_text("Αλέξανδρος\nΝίκος\n")  # nothing left of the seed's 57 letters
     overrides = ["dataset=names", f"dataset.root={tmp_path / 'data'}", "dataset.download=false", *QUIET]
     with pytest.raises(DlbenchError, match=r"Greek.txt has no name left after keeping the seed's 57 letters"):
-        train(preflight.compose_config(overrides), tmp_path / "b")
+        train(compose.compose_config(overrides), tmp_path / "b")
 
 
 # ---- found by a red-team review of the first version ---------------------------------------------
@@ -589,7 +589,7 @@ def test_outputs_never_land_on_a_run_or_an_existing_file(capsys, run, tmp_path):
 
 def test_predict_never_writes_over_a_file(capsys, tmp_path, data_root):
     overrides = ["experiment=gan_mnist", f"dataset.root={data_root}", "dataset.download=false", *QUIET]
-    train(preflight.compose_config(overrides), tmp_path / "gan")
+    train(compose.compose_config(overrides), tmp_path / "gan")
     Image.new("RGB", (30, 20)).save(tmp_path / "holiday.png")
     code, err = run_main(
         capsys, "predict", str(tmp_path / "gan"), "--num", "4", "--out", str(tmp_path / "holiday.png")

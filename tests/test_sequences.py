@@ -8,8 +8,8 @@ from conftest import read_metrics
 from formats import NAMES, write_names, write_pairs, zip_folder
 from omegaconf import OmegaConf
 
-from dlbench import preflight
 from dlbench.build import build_data, build_task
+from dlbench.compose import compose_config
 from dlbench.data.text import LETTERS, encode_names, normalize_sentence, to_ascii
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
@@ -19,7 +19,7 @@ QUIET = ["trainer.progress=none", "device=cpu", "logger=none"]
 
 
 def compose(*overrides):
-    return preflight.compose_config([*QUIET, *overrides])
+    return compose_config([*QUIET, *overrides])
 
 
 # ---- names ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import torch
 from clusters import REPO, assert_like_one_process, epochs_logged, unavailable, wait_for
 from conftest import user_env
 
-from dlbench import preflight
+from dlbench import compose
 from dlbench.engine import checkpoint, cluster, rendezvous
 from dlbench.errors import DlbenchError
 from dlbench.training import train
@@ -113,7 +113,7 @@ def one_thread_reference(overrides: list[str], run_dir: Path) -> dict[str, float
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return train(preflight.compose_config([*overrides, "trainer.progress=none"]), run_dir)
+        return train(compose.compose_config([*overrides, "trainer.progress=none"]), run_dir)
     finally:
         torch.set_num_threads(threads)
 
@@ -320,7 +320,7 @@ def test_settings_that_cannot_work_stop_the_command_before_anything_is_submitted
         ),
     ]:
         with pytest.raises(DlbenchError, match=message):
-            cluster.check(overrides, preflight.compose_with_hydra(overrides, "the test"))
+            cluster.check(overrides, compose.compose_with_hydra(overrides, "the test"))
     assert main(["-m", *SLURM, "+hydra.sweep.mode=abc"]) == 2
     assert "hydra.sweep.mode=abc: an octal file mode, such as 750" in capsys.readouterr().err
     assert main(["-m", *SLURM, "hydra.launcher.timeout_mins=5"]) == 2  # a misspelt launcher key
@@ -337,7 +337,7 @@ def test_the_preset_warns_a_short_job_early_enough_to_train_first():
     most 120 s."""
     delays = {}
     for minutes in (1, 4, 240):
-        cfg = preflight.compose_with_hydra([*SLURM, f"hydra.launcher.timeout_min={minutes}"], "the test")
+        cfg = compose.compose_with_hydra([*SLURM, f"hydra.launcher.timeout_min={minutes}"], "the test")
         delays[minutes] = cfg.hydra.launcher.signal_delay_s
     assert delays == {1: 15, 4: 60, 240: 120}
 

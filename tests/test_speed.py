@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from dlbench import preflight
+from dlbench import compose
 from dlbench.data.transforms import BatchAugment
 from dlbench.engine import checkpoint
 from dlbench.engine.optim import Lookahead, build_optimization, triangle
@@ -87,7 +87,7 @@ def test_airbench_preset_trains_on_a_small_cifar_subset(tmp_path, data_root):
         "trainer.progress=none",
         "device=cpu",
     ]
-    cfg = preflight.compose_config(overrides)
+    cfg = compose.compose_config(overrides)
     metrics = train(cfg, tmp_path / "run")
     assert 0 <= metrics["test/acc"] <= 1 and metrics["train/loss"] == metrics["train/loss"]
     state = checkpoint.load(tmp_path / "run")

@@ -5,7 +5,7 @@ import csv
 import pytest
 from formats import write_mnist
 
-from dlbench import preflight
+from dlbench import compose
 from dlbench.training import train
 
 
@@ -125,7 +125,7 @@ def test_every_job_of_every_lesson_sweep_is_valid(tmp_path):
     """Each value the lesson sweeps set composes and passes the same checks as a typed override."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from dlbench.config import validate
+    from dlbench.validation import validate
 
     sweeps = (
         "lr_schedulers",
@@ -137,13 +137,13 @@ def test_every_job_of_every_lesson_sweep_is_valid(tmp_path):
         "regularizers",
     )
     for name in sweeps:
-        cfg = preflight.compose_with_hydra([f"experiment={name}"], "the test")
+        cfg = compose.compose_with_hydra([f"experiment={name}"], "the test")
         for key, values in cfg.hydra.sweeper.params.items():  # (each key's values with the others' default)
             jobs = OverridesParser.create().parse_overrides([f"{key}={values}"])[0].sweep_string_iterator()
             jobs = list(jobs)
             assert len(jobs) >= 2, name
             for value in jobs:
-                validate(preflight.compose_config([f"experiment={name}", f"{key}={value}"]))
+                validate(compose.compose_config([f"experiment={name}", f"{key}={value}"]))
 
 
 def test_grad_norms_are_logged_per_layer(tmp_path):
@@ -155,7 +155,7 @@ def test_grad_norms_are_logged_per_layer(tmp_path):
         "trainer.epochs=1",
         "trainer.progress=none",
     ]
-    train(preflight.compose_config(overrides), tmp_path / "run")
+    train(compose.compose_config(overrides), tmp_path / "run")
     events = EventAccumulator(str(tmp_path / "run" / "tb"))
     events.Reload()
     norms = [t for t in events.Tags()["scalars"] if t.startswith("grad_norm/")]

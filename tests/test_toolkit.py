@@ -6,7 +6,7 @@ import signal
 import pytest
 import torch
 
-from dlbench import preflight
+from dlbench import compose
 from dlbench.config import TrainerConfig
 from dlbench.engine import checkpoint
 from dlbench.engine.optim import Optimization
@@ -26,9 +26,9 @@ def weights(run) -> dict[str, torch.Tensor]:
 def test_k_batches_of_b_accumulated_train_as_one_batch_of_k_times_b(tmp_path):
     # the digits' 1294 training images: 81 batches of 16 (the last of 14) in 21 groups of 4,
     # the last group one batch of 14; and 21 batches of 64, the last of 14
-    one = train(preflight.compose_config([*LINEAR, "dataset.batch_size=64"]), tmp_path / "one")
+    one = train(compose.compose_config([*LINEAR, "dataset.batch_size=64"]), tmp_path / "one")
     acc = train(
-        preflight.compose_config([*LINEAR, "dataset.batch_size=16", "trainer.accumulate=4"]), tmp_path / "acc"
+        compose.compose_config([*LINEAR, "dataset.batch_size=16", "trainer.accumulate=4"]), tmp_path / "acc"
     )
     assert checkpoint.load(tmp_path / "acc")["trainer"]["step"] == 42  # optimizer steps, 21 an epoch
     big, small = weights(tmp_path / "one"), weights(tmp_path / "acc")
@@ -36,13 +36,13 @@ def test_k_batches_of_b_accumulated_train_as_one_batch_of_k_times_b(tmp_path):
         assert (small[name] - value).abs().max() < 1e-6, name
     assert acc["test/loss"] == pytest.approx(one["test/loss"], abs=1e-5)
     # the same batches without accumulation train differently: the test can tell them apart
-    plain = train(preflight.compose_config([*LINEAR, "dataset.batch_size=16"]), tmp_path / "plain")
+    plain = train(compose.compose_config([*LINEAR, "dataset.batch_size=16"]), tmp_path / "plain")
     assert plain["test/loss"] != pytest.approx(one["test/loss"], abs=1e-3)
 
 
 def test_a_stop_signal_inside_a_group_stops_after_it_and_the_resume_is_exact(monkeypatch, tmp_path):
     overrides = [*LINEAR, "dataset.batch_size=16", "trainer.accumulate=4", "trainer.deterministic=true"]
-    train(preflight.compose_config(overrides), tmp_path / "whole")
+    train(compose.compose_config(overrides), tmp_path / "whole")
     optimize, calls = Trainer.optimize, []
 
     def optimize_and_signal(self, optimizations, name, loss):
@@ -53,12 +53,12 @@ def test_a_stop_signal_inside_a_group_stops_after_it_and_the_resume_is_exact(mon
 
     monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
     with pytest.raises(Preempted) as stop:
-        train(preflight.compose_config(overrides), tmp_path / "cut")
+        train(compose.compose_config(overrides), tmp_path / "cut")
     assert stop.value.step == 2  # the group ended first
     saved = checkpoint.load(tmp_path / "cut")["trainer"]
     assert (saved["step"], saved["epoch_step"]) == (2, 8)
     monkeypatch.undo()
-    train(preflight.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
+    train(compose.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
     whole, cut = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "cut")
     assert cut["trainer"]["step"] == whole["trainer"]["step"] == 42
     for name, value in whole["task"].items():
@@ -103,7 +103,7 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
 def test_the_ema_is_what_evaluation_and_checkpoints_take_and_the_trained_weights_stay(tmp_path):
     overrides = [*LINEAR, "trainer.ema=0.5", "optimizer=sgd", "trainer.max_steps=2"]
     periodic = ["trainer.checkpoint_every_n_steps=1", "trainer.keep_last_k=2"]
-    metrics = train(preflight.compose_config([*overrides, *periodic]), tmp_path / "run")
+    metrics = train(compose.compose_config([*overrides, *periodic]), tmp_path / "run")
     saved = tmp_path / "run" / "checkpoints"
     one, two = (checkpoint.load(saved / f"step-00000000{n}.pt") for n in (1, 2))
     for name in weights(saved / "last.pt"):
@@ -129,7 +129,7 @@ def test_the_ema_is_what_evaluation_and_checkpoints_take_and_the_trained_weights
 )
 def test_a_resumed_run_with_an_average_ends_as_the_whole_run(monkeypatch, tmp_path, setting, signal_at):
     overrides = [*LINEAR, "trainer.epochs=3", "trainer.deterministic=true", *setting]
-    train(preflight.compose_config(overrides), tmp_path / "whole")
+    train(compose.compose_config(overrides), tmp_path / "whole")
     optimize, calls = Trainer.optimize, []
 
     def optimize_and_signal(self, optimizations, name, loss):
@@ -140,9 +140,9 @@ def test_a_resumed_run_with_an_average_ends_as_the_whole_run(monkeypatch, tmp_pa
 
     monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
     with pytest.raises(Preempted):
-        train(preflight.compose_config(overrides), tmp_path / "cut")
+        train(compose.compose_config(overrides), tmp_path / "cut")
     monkeypatch.undo()
-    train(preflight.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
+    train(compose.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
     whole, cut = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "cut")
     for part in ("task", "trained"):
         for name, value in whole[part].items():
@@ -152,7 +152,7 @@ def test_a_resumed_run_with_an_average_ends_as_the_whole_run(monkeypatch, tmp_pa
 def test_swa_averages_the_epochs_from_its_start_and_recomputes_batchnorm(tmp_path):
     overrides = [*LINEAR, "model=mlp", "model.norm=batch", "trainer.epochs=3", "trainer.swa_start=2"]
     periodic = ["trainer.checkpoint_every_n_steps=21", "trainer.keep_last_k=3"]  # each epoch's end
-    train(preflight.compose_config([*overrides, *periodic]), tmp_path / "run")
+    train(compose.compose_config([*overrides, *periodic]), tmp_path / "run")
     saved = tmp_path / "run" / "checkpoints"
     epoch_2, epoch_3 = (checkpoint.load(saved / f"step-0000000{n}.pt")["trained"] for n in (42, 63))
     final = checkpoint.load(saved / "best.pt")
@@ -183,7 +183,7 @@ def test_mixup_and_cutmix_train_on_soft_labels_and_leave_evaluation_alone(tmp_pa
     from dlbench.build import build_data
     from dlbench.tasks.classification import Classification
 
-    cfg = preflight.compose_config(["dataset.mixup=0.4", "dataset.cutmix=1.0", *QUIET])
+    cfg = compose.compose_config(["dataset.mixup=0.4", "dataset.cutmix=1.0", *QUIET])
     data = build_data(cfg)
     x, y = next(iter(data.loader("train")))
     torch.manual_seed(0)
@@ -200,9 +200,7 @@ def test_mixup_and_cutmix_train_on_soft_labels_and_leave_evaluation_alone(tmp_pa
         "evaluation_step",
         lambda s, b, sp: seen.append(b[1].dtype) or evaluation_step(s, b, sp),
     )
-    metrics = train(
-        preflight.compose_config(["dataset.mixup=0.4", "trainer.epochs=1", *QUIET]), tmp_path / "r"
-    )
+    metrics = train(compose.compose_config(["dataset.mixup=0.4", "trainer.epochs=1", *QUIET]), tmp_path / "r")
     assert seen[0] == torch.float32 and seen[-1] == torch.int64 and 0 <= metrics["train/acc"] <= 1
 
 
@@ -312,9 +310,9 @@ def test_under_ddp_only_a_groups_last_micro_batch_synchronises_gradients(tmp_pat
     trainer = Trainer(TrainerConfig(accumulate=3), torch.device("cpu"), tmp_path, logger=None)
     trainer.ddp = Wrapper(model)
     for index in range(7):  # an epoch of 7 batches: groups of 3, 3 and 1
-        trainer.steps.update = trainer.group_of(index, 7)
+        trainer.steps.update = Update.of(index, 7, trainer.cfg.accumulate)
         with trainer.data_parallel(task):
             assert task.model is trainer.ddp
         assert task.model is model
     assert trainer.ddp.unsynced == 4  # batches 0, 1, 3, 4; 2, 5 and 6 end their groups
-    assert trainer.group_of(6, 7) == Update(first=True, last=True, size=1)
+    assert Update.of(6, 7, trainer.cfg.accumulate) == Update(first=True, last=True, size=1)

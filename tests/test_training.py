@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlbench import preflight
+from dlbench import compose
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.training import train
@@ -16,7 +16,7 @@ FAST = ["trainer.progress=none", "logger=none"]
 
 
 def run(tmp_path: Path, *overrides: str) -> dict:
-    cfg = preflight.compose_config([*FAST, *overrides])
+    cfg = compose.compose_config([*FAST, *overrides])
     return train(cfg, tmp_path)
 
 
@@ -186,7 +186,7 @@ def test_figures_take_at_most_their_budget_of_the_run_but_the_last_are_always_dr
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     def confusion_steps(budget: str) -> tuple[list[int], list[int]]:
-        cfg = preflight.compose_config(
+        cfg = compose.compose_config(
             ["trainer.progress=none", "trainer.epochs=4", f"logger.figures_budget={budget}"]
         )
         train(cfg, tmp_path / budget)

@@ -23,7 +23,7 @@ from conftest import user_env
 from formats import write_image_folder, write_names
 
 from dlbench import cli as dlbench_cli
-from dlbench import preflight
+from dlbench import compose
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.terminal import inert
@@ -322,18 +322,18 @@ def test_an_image_folder_reads_each_real_file_once(tmp_path):
     dog = images / "train" / "dog"
     (dog / "loop").symlink_to(".", target_is_directory=True)  # dog/loop/loop/... forever
     with pytest.raises(DlbenchError, match=r"train/dog/loop leads back to .*train/dog \(a loop of symbolic"):
-        train(preflight.compose_config(args), tmp_path / "a")
+        train(compose.compose_config(args), tmp_path / "a")
     (dog / "loop").unlink()
     cat_image = sorted((images / "train" / "cat").iterdir())[0]
     (dog / "also_a_dog.png").symlink_to(cat_image)  # a cat's image, labelled dog too
     with pytest.raises(DlbenchError, match=r"cat/.*\.png and .*dog/also_a_dog.png are the same file"):
-        train(preflight.compose_config(args), tmp_path / "b")
+        train(compose.compose_config(args), tmp_path / "b")
     (dog / "also_a_dog.png").unlink()
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     shutil.move(sorted(dog.iterdir())[0], outside / "linked.png")
     (dog / "linked").symlink_to(outside, target_is_directory=True)  # a linked folder, read once: fine
-    metrics = train(preflight.compose_config(args), tmp_path / "c")
+    metrics = train(compose.compose_config(args), tmp_path / "c")
     assert metrics["test/acc"] >= 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dlbench.engine.logging import console
 from dlbench.errors import ArgumentParser, DlbenchError
-from dlbench.rundir import read_yaml
+from dlbench.files import read_yaml
 from dlbench.terminal import inert
 
 USAGE = "usage: dlbench board [DIR] [--port N] [--host HOST]  (DIR: a folder of runs; default outputs)"

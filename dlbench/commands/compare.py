@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from dlbench import rundir, summary
+from dlbench import files, rundir, summary
 from dlbench.engine.logging import console
 from dlbench.errors import ArgumentParser, DlbenchError
 
@@ -88,4 +88,4 @@ def plot(curves_and_shared: tuple, metric: str, x: str, out: Path) -> None:
     figure = curves_figure(curves, metric, x, title)
     picture = io.BytesIO()
     figure.savefig(picture, format=out.suffix[1:], dpi=120)
-    rundir.write_bytes(out, lambda f: f.write(picture.getvalue()))
+    files.write_bytes(out, lambda f: f.write(picture.getvalue()))

@@ -26,7 +26,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from dlbench import rundir
+from dlbench import files
 from dlbench.commands.runs import require_plugins, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.engine.logging import console
@@ -86,7 +86,7 @@ def export_command(args: list[str]) -> int:
     }
     note = WRITERS[kind](model, info, out, parsed.opset)
     header = f"# dlbench export ({kind}): {LOADERS[kind].format(out=str(out))}\n"
-    rundir.write_text(spec_file, header + yaml.safe_dump(spec))
+    files.write_text(spec_file, header + yaml.safe_dump(spec))
     console.print(
         f"wrote {out} ({kind}{note}) and {spec_file}; load with {LOADERS[kind].format(out=str(out))}",
         soft_wrap=True,
@@ -103,7 +103,7 @@ LOADERS = {
 
 
 def write_state_dict(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:
-    rundir.write_bytes(out, lambda f: torch.save(model.state_dict(), f))
+    files.write_bytes(out, lambda f: torch.save(model.state_dict(), f))
     return ""
 
 
@@ -190,13 +190,13 @@ def example_inputs(
 
 def via_file(out: Path, save) -> None:
     """For a library that writes to a path: `save(path)` into a scratch folder, then the bytes
-    to `out` whole or not at all (rundir.write_bytes)."""
+    to `out` whole or not at all (files.write_bytes)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / out.name
         save(str(path))
-        rundir.write_bytes(out, lambda f: f.write(path.read_bytes()))
+        files.write_bytes(out, lambda f: f.write(path.read_bytes()))
 
 
 def model_plugins(model: str, run_plugins: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from dlbench import plugins, preflight
+from dlbench import compose, plugins
 from dlbench.engine.logging import console, new_table
 from dlbench.errors import unknown_name
 from dlbench.searchpath import SHIPPED, preset_file
@@ -102,7 +102,7 @@ def experiments() -> dict[str, tuple[Path, str]]:
     """Experiment presets (the first found of each name: the user's folders come first), the
     file each comes from and the first line of its header comment."""
     out = {}
-    for name in preflight.groups().get("experiment", []):
+    for name in compose.groups().get("experiment", []):
         path = preset_file(name)
         lines = [ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("# ")]
         lines = [ln for ln in lines if not ln.startswith("@package")]

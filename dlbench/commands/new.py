@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from dlbench import rundir
+from dlbench import files
 from dlbench.engine.logging import console
 from dlbench.errors import DlbenchError, unknown_name
 from dlbench.terminal import command
@@ -74,7 +74,7 @@ def new_command(args: list[str]) -> int:
         target = Path(f"{name}.py")
         refuse_existing(target)
         check_model_name(name)
-        rundir.write_text(target, MODEL_TEMPLATE.format(name=name))
+        files.write_text(target, MODEL_TEMPLATE.format(name=name))
         console.print(
             f"wrote {target}: train it with  {command(f'plugins=[{name}]', f'model={name}')}", soft_wrap=True
         )
@@ -86,7 +86,7 @@ def new_command(args: list[str]) -> int:
         raise DlbenchError(USAGE)
     target = Path("configs") / "experiment" / f"{name}.yaml"
     refuse_existing(target)
-    rundir.write_text(target, experiment_text(name, source))
+    files.write_text(target, experiment_text(name, source))
     console.print(f"wrote {target}: run it with  {command(f'experiment={name}')}", soft_wrap=True)
     return 0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlbench import rundir, summary
+from dlbench import files, rundir, summary
 from dlbench.engine.logging import console
 from dlbench.errors import ArgumentParser
 
@@ -28,6 +28,6 @@ def report_command(args: list[str]) -> int:
     else:
         title = parsed.paths[0].name if len(parsed.paths) == 1 else f"{len(parsed.paths)} folders"
         page = report.sweep_report(title, folders)
-    rundir.write_text(out, page)
+    files.write_text(out, page)
     console.print(f"wrote {out}  ({len(page) / 1e6:.1f} MB, self-contained: open it in a browser)")
     return 0

@@ -27,7 +27,7 @@ from typing import Any
 
 from dlbench import plugins
 from dlbench.errors import DlbenchError
-from dlbench.rundir import load_yaml, read_yaml
+from dlbench.files import load_yaml, read_yaml
 
 # The parts of a run a saved KEY=VALUE may set (the run's config schema, less what chooses code
 # or places: plugins, resume, sweep, hydra)
@@ -71,7 +71,7 @@ def check_saved_overrides(overrides: Any, source: str) -> list[str]:
     from hydra.core.override_parser.types import OverrideType
     from hydra.errors import HydraException
 
-    from dlbench.preflight import groups
+    from dlbench.compose import groups
 
     if overrides is None:
         return []

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from rich.text import Text
 
-from dlbench import launch, preflight, rundir, summary, terminal
+from dlbench import compose, files, launch, preflight, rundir, summary, terminal
 from dlbench.commands.runs import check_saved_overrides, override_value, resume_overrides
 from dlbench.config_store import new_run_id
 from dlbench.engine import cluster
@@ -67,7 +67,7 @@ def train_command(argv: list[str]) -> int:
         if args.cfg:  # print the config composed for the checks (Hydra would compose it again)
             return print_config(overrides, args)
         if args.shell_completion:  # Hydra completes groups, options and keys: it needs the code's nodes
-            preflight.store_config_nodes(preflight.file_options())
+            compose.store_config_nodes(compose.file_options())
         else:
             mode = "multirun" if args.multirun else "run" if one_run else "print"
             checked, folder, hydra_node = preflight.check_command(
@@ -126,7 +126,7 @@ def run_checked(
         if args.multirun:
             raise DlbenchError("a sweep (-m) does not run under torchrun; give its jobs trainer.devices=N")
         overrides = join_process_group(
-            overrides, checked[0] if checked else preflight.compose_config(overrides)
+            overrides, checked[0] if checked else compose.compose_config(overrides)
         )
     elif one_run and checked and ((trainer := checked[0].trainer).devices > 1 or trainer.nodes > 1):
         from dlbench.engine import distributed
@@ -154,7 +154,7 @@ def run_checked(
 
 def print_config(overrides: list[str], args) -> int:
     """--cfg job|hydra|all [--package P] [--resolve], as Hydra prints it."""
-    cfg = preflight.compose_with_hydra(overrides, "the command line", args.config_name or "config")
+    cfg = compose.compose_with_hydra(overrides, "the command line", args.config_name or "config")
     if args.cfg == "job":
         with open_dict(cfg):
             del cfg["hydra"]
@@ -193,7 +193,7 @@ def sweep_resume_overrides(overrides: list[str]) -> list[str]:
     if not Path(target).is_dir():
         raise DlbenchError(f"sweep.resume={target}: no such sweep directory")
     for saved_file in sorted(Path(target).glob("*/.hydra/overrides.yaml")):  # data, not trusted
-        check_saved_overrides(rundir.read_yaml(saved_file), str(saved_file))
+        check_saved_overrides(files.read_yaml(saved_file), str(saved_file))
     return [*overrides, f"hydra.sweep.dir={target}"]
 
 
@@ -213,7 +213,7 @@ def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
 def sweep_preset(overrides: list[str]) -> str | None:
     """The experiment named on the command line, if it is a sweep (it sets hydra.sweeper.params)."""
     name = override_value(overrides, "experiment")
-    path = preflight.CONFIG_DIR / "experiment" / f"{name}.yaml"
+    path = compose.CONFIG_DIR / "experiment" / f"{name}.yaml"
     if name is None or not path.is_file():
         return None
     node = yaml.safe_load(path.read_text()) or {}

@@ -1,20 +1,21 @@
-"""What a dataset constructor returns, how splits are carved, and the loaders over them."""
+"""What a dataset constructor returns (DataSource), and the DataModule that carves its splits
+(splits.py) and makes their loaders (loaders.py)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from dlbench.config import DataConfig
+from dlbench.data.loaders import EpochSampler, TensorLoader
+from dlbench.data.splits import carve, check_labels, labels_of
 from dlbench.data.transforms import Augment, Augmented, mixing
 from dlbench.engine import distributed
 from dlbench.errors import DlbenchError
@@ -116,134 +117,6 @@ class AsTensors(Dataset):
 
 def _as_float32(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.is_floating_point() else t
-
-
-def labels_of(dataset: Dataset) -> torch.Tensor | None:
-    """The integer class labels of a dataset, where they can be read without loading samples."""
-    if isinstance(dataset, Subset):
-        labels = labels_of(dataset.dataset)
-        return None if labels is None else labels[torch.as_tensor(dataset.indices)]
-    if isinstance(dataset, TensorDataset) and len(dataset.tensors) > 1:
-        labels = dataset.tensors[1]
-    else:
-        labels = getattr(dataset, "targets", None)
-    if labels is None:
-        return None
-    labels = torch.as_tensor(labels)
-    return labels if not labels.is_floating_point() and labels.dim() == 1 else None
-
-
-def check_labels(dataset: Dataset | None, num_classes: int | None, where: str) -> None:
-    """Refuse class labels outside 0..num_classes-1 now, before any step (or CUDA kernel) meets them."""
-    labels = labels_of(dataset) if dataset is not None and num_classes else None
-    if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DlbenchError(
-            f"{where} split has labels outside 0..{num_classes - 1} "
-            f"(found {int(labels.min())}..{int(labels.max())})"
-        )
-
-
-def subset(dataset: Dataset, indices: list[int]) -> Dataset:
-    """Select samples; a TensorDataset stays a TensorDataset so it can be batched by slicing."""
-    if isinstance(dataset, TensorDataset):
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return TensorDataset(*(t[idx] for t in dataset.tensors))
-    return Subset(dataset, indices)
-
-
-def carve(dataset: Dataset, fraction: float, seed: int, classification: bool, ordered: bool = False):
-    """Split off `fraction` of a dataset (stratified by class where it can be; the last
-    samples when the data is ordered in time): (rest, part)."""
-    n = len(dataset)
-    if fraction <= 0:
-        return dataset, None
-    n_part = max(1, round(n * fraction))
-    if n_part >= n:
-        raise DlbenchError(f"Cannot carve {fraction:.0%} of a split of {n} samples and keep any")
-    if ordered:
-        return subset(dataset, list(range(n - n_part))), subset(dataset, list(range(n - n_part, n)))
-    labels = labels_of(dataset) if classification else None
-    part = stratified_sample(labels, n_part, seed) if labels is not None else None
-    if part is None:  # no labels, or a class too small to stratify: a plain random split
-        part = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_part].tolist()
-    chosen = set(part)
-    return subset(dataset, [i for i in range(n) if i not in chosen]), subset(dataset, sorted(part))
-
-
-def stratified_sample(labels: torch.Tensor, n_part: int, seed: int) -> list[int] | None:
-    """`n_part` indices with each class in its share of the data (largest remainders get the
-    extra ones), each class shuffled by `seed`; None when some class has fewer than 2 samples."""
-    counts = torch.unique(labels, return_counts=True)[1]  # per class, classes in ascending order
-    if (counts < 2).any():
-        return None
-    exact = counts.double() * n_part / len(labels)
-    take = exact.floor().long()
-    extra = n_part - int(take.sum())
-    take[torch.argsort(exact - take, descending=True)[:extra]] += 1
-    generator = torch.Generator().manual_seed(seed)
-    part = []
-    by_class = torch.argsort(labels, stable=True).split(counts.tolist())  # each class's indices, in order
-    for members, k in zip(by_class, take.tolist(), strict=True):
-        part += members[torch.randperm(len(members), generator=generator)[:k]].tolist()
-    return part
-
-
-class EpochSampler(DistributedSampler):
-    """torch's DistributedSampler: this process's share of a permutation drawn from (seed, epoch),
-    so a resumed run sees exactly the batches the uninterrupted run would have seen, and N
-    processes together see the batches one process would. `skip` starts part-way through the
-    epoch (a checkpoint written mid-epoch)."""
-
-    def __init__(self, dataset: Dataset, seed: int, epoch: int = 0, skip: int = 0):
-        super().__init__(dataset, num_replicas=distributed.world_size(), rank=distributed.rank(), seed=seed)
-        self.set_epoch(epoch)
-        self.skip = skip
-
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(super().__iter__(), self.skip, None)
-
-    def order(self) -> torch.Tensor:
-        """The epoch's indices as one tensor: in one process, the same permutation as iterating
-        (DistributedSampler's `randperm` of seed + epoch), without making a Python int of each."""
-        if self.num_replicas > 1 or not self.shuffle:
-            return torch.as_tensor(list(self), dtype=torch.long)
-        generator = torch.Generator()
-        generator.manual_seed(self.seed + self.epoch)
-        return torch.randperm(len(self.dataset), generator=generator)[self.skip :]
-
-    def __len__(self) -> int:
-        return max(0, self.num_samples - self.skip)
-
-
-class TensorLoader:
-    """Batches sliced from tensors already in memory: no per-sample indexing, no collate.
-
-    `sampler` (an iterable of indices) picks and orders the samples; None takes them all in order.
-    """
-
-    def __init__(self, dataset: TensorDataset, batch_size: int, sampler: Any = None, augment=None):
-        self.tensors = dataset.tensors
-        self.batch_size, self.sampler, self.augment = batch_size, sampler, augment
-        self.n = len(dataset) if sampler is None else len(sampler)
-
-    def __iter__(self) -> Iterator[list[torch.Tensor]]:
-        order = None
-        if self.sampler is not None:
-            indices = self.sampler.order() if hasattr(self.sampler, "order") else list(self.sampler)
-            order = torch.as_tensor(indices, dtype=torch.long).to(self.tensors[0].device)
-        for start in range(0, self.n, self.batch_size):
-            if order is None:
-                batch = [t[start : start + self.batch_size] for t in self.tensors]
-            else:
-                idx = order[start : start + self.batch_size]
-                batch = [t[idx] for t in self.tensors]
-            if self.augment is not None:
-                index = None if order is None else idx
-                batch[0] = self.augment(batch[0], index, getattr(self.sampler, "epoch", 0))
-            yield batch
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
 
 
 class DataModule:

@@ -23,12 +23,12 @@ from torchvision import datasets as tv
 from torchvision.transforms import v2
 
 from dlbench.data.base import DataSource
+from dlbench.data.class_folders import ClassFolders
 from dlbench.data.download import extract, fetch
 from dlbench.data.folders import describe, first_fit, has_class_folders, has_images, is_image
-from dlbench.data.image_folders import ClassFolders
+from dlbench.data.image_folder import drop_bad_images
 from dlbench.data.images import open_image
 from dlbench.data.transforms import Augmented, normalization
-from dlbench.data.vision import drop_bad_images
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 

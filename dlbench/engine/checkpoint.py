@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import yaml
 
-from dlbench import rundir
+from dlbench import files
 from dlbench.errors import DlbenchError
 
 
@@ -19,7 +19,7 @@ def save(state: dict[str, Any], path: Path) -> None:
 
     A crash or a full disk during the write leaves the previous checkpoint as it was.
     """
-    rundir.write_bytes(path, lambda f: torch.save(state, f))
+    files.write_bytes(path, lambda f: torch.save(state, f))
 
 
 def find(path: str | Path) -> Path:
@@ -87,7 +87,7 @@ def shape_problem(state: dict[str, Any]) -> str | None:
     if not isinstance(state["task"], dict) or not all(isinstance(k, str) for k in state["task"]):
         return "'task' is not a set of named weights"
     try:
-        config = rundir.load_yaml(state["config"]) if isinstance(state["config"], str) else None
+        config = files.load_yaml(state["config"]) if isinstance(state["config"], str) else None
     except yaml.YAMLError:
         config = None
     if not isinstance(config, dict):

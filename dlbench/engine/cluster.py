@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlbench import rundir
+from dlbench import files
 from dlbench.engine.signals import STOP_SIGNALS
 from dlbench.errors import DlbenchError
 
@@ -126,7 +126,7 @@ def hand_on(signum: int, handler: Callable | int | None, run_dir: Path) -> None:
         handler(signum, None)  # requeues, then exits (SystemExit)
     except Exception as err:  # submitit's "Job not requeued because: ..."
         reason = str(err).strip().rstrip(".").removeprefix("Job not requeued because: ")
-        rundir.write_text(
+        files.write_text(
             run_dir / "error.txt",
             f"stopped by {signal.Signals(signum).name} and not requeued: {reason} "
             "(hydra.launcher.max_num_timeout); checkpoints/last.pt is saved, finish it with sweep.resume\n",

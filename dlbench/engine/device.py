@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -63,24 +62,36 @@ def fastest_threads(step, most: int, trials: int = 3) -> tuple[int, dict[int, fl
     return best, seconds
 
 
-def choose_threads(setting: Any, make_step: Callable[[], Callable[[], None]] | None) -> None:
-    """The CPU thread count: trainer.threads=N, or auto: time a training step (`make_step()`
-    gives one) at one thread and at one per core, and keep the faster. Without `make_step`
-    (a deterministic run, several processes, data read from files), or when a step takes over
-    half a second, the measurement would cost more than it could save: one per core stays."""
+def choose_threads(settings: Any, task: Any, loader: Any, device: torch.device) -> None:
+    """The CPU thread count: trainer.threads=N, or auto: time a training step of a copy of the
+    task at one thread and at one per core, and keep the faster. Where the measurement would
+    cost more than it could save (a deterministic run, several processes, data read from files
+    by a DataLoader, or a step over half a second), one thread per core stays."""
+    import copy
     import logging
     import time
 
+    from dlbench.engine import distributed
+
     log = logging.getLogger("dlbench")
-    if setting != "auto":
-        torch.set_num_threads(int(setting))
+    if settings.threads != "auto":
+        torch.set_num_threads(int(settings.threads))
         return
     most = torch.get_num_threads()
-    if most == 1 or make_step is None:
+    timed = not (
+        settings.deterministic
+        or distributed.world_size() > 1
+        or isinstance(loader, torch.utils.data.DataLoader)
+    )
+    if most == 1 or not timed:
         log.debug(f"CPU threads: {most}")
         return
     rng = torch.get_rng_state()
-    step = make_step()
+    batch, probe = to_device(next(iter(loader)), device), copy.deepcopy(task).train()
+
+    def step() -> None:
+        probe.training_step(batch, lambda name, loss: loss.backward())
+
     started = time.perf_counter()
     step()
     if time.perf_counter() - started > 0.5:

@@ -39,7 +39,7 @@ class RunInfo:
 
 
 def create(name: str) -> Any:
-    """The backend of that name (config.LOGGER_BACKENDS; the names were checked by config.validate)."""
+    """The backend of that name (config.LOGGER_BACKENDS; validation.check_backends checked it)."""
     return {"tensorboard": TensorBoard, "csv": Csv, "mlflow": MLflow, "wandb": WandB}[name]()
 
 
@@ -124,7 +124,7 @@ class MLflow:
     def start(self, run: RunInfo) -> None:
         import mlflow
 
-        from dlbench import rundir
+        from dlbench import files
 
         uri = (
             run.options["mlflow"].get("tracking_uri")
@@ -146,7 +146,7 @@ class MLflow:
             tags["dlbench.sweep"] = run.group
         created = self.client.create_run(experiment_id, run_name=run.folder.name, tags=tags)
         self.run_id = created.info.run_id
-        rundir.write_text(id_file, self.run_id + "\n")
+        files.write_text(id_file, self.run_id + "\n")
         params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in run.settings.items()]
         for i in range(0, len(params), 100):  # (MLflow takes at most 100 params a call)
             self.client.log_batch(self.run_id, params=params[i : i + 100])
@@ -186,7 +186,7 @@ class WandB:
 
         import wandb
 
-        from dlbench import rundir
+        from dlbench import files
 
         id_file = run.folder / self.ID_FILE
         resumed = run.resumed_step is not None and id_file.is_file()
@@ -200,7 +200,7 @@ class WandB:
             config=run.settings, settings=settings,
         )  # fmt: skip
         if not resumed:
-            rundir.write_text(id_file, run_id + "\n")
+            files.write_text(id_file, run_id + "\n")
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         self.run.log(dict(values), step=step)

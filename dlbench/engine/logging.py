@@ -208,7 +208,7 @@ class RunLogger:
     @contextmanager
     def writing(self, backend: Any = None) -> Iterator[None]:
         """Turn a failed write (TensorBoard's, metrics.csv's) into one message naming the folder."""
-        from dlbench.rundir import file_error
+        from dlbench.files import file_error
 
         try:
             yield

@@ -40,3 +40,21 @@ class StopSignals:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def agreed(self, step: int, every: int, device: Any) -> bool:
+        """Whether to stop now: a stop signal arrived, in this process or, under torchrun, in
+        any (they stop at the same step; agreeing costs a collective, so only every `every`
+        steps)."""
+        from dlbench.engine import distributed
+
+        if distributed.world_size() == 1:
+            return self.received is not None
+        if step % every:
+            return False
+        import torch
+
+        flag = torch.tensor(float(self.received or 0), device=device)
+        (total,) = distributed.sum_across([flag])
+        if total > 0 and self.received is None:
+            self.received = int(signal.SIGTERM)
+        return bool(total > 0)

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from submitit.core.utils import FailedJobError, UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
-from dlbench import rundir
+from dlbench import files
 from dlbench.engine import cluster  # noqa: F401  (registers the preset's signal-delay resolver)
 
 log = logging.getLogger("dlbench")
@@ -132,9 +132,9 @@ def result(job: SlurmJob, overrides: list[str], where: Path) -> JobReturn:
         reason = f"failed: {lines[-1].strip() if lines else err}"
     (where / ".hydra").mkdir(parents=True, exist_ok=True)
     if not (where / ".hydra" / "overrides.yaml").is_file():  # it never started
-        rundir.write_text(where / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))
+        files.write_text(where / ".hydra" / "overrides.yaml", yaml.safe_dump(overrides))
     if not (where / "error.txt").is_file():
-        rundir.write_text(
+        files.write_text(
             where / "error.txt", f"Slurm job {job.job_id} {reason}; its log: {job.paths.stderr}\n"
         )
     return JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=None)

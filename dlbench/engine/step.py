@@ -40,6 +40,14 @@ class Update:
     last: bool = True  # the optimizer steps after this micro-batch's backward
     size: int = 1  # micro-batches in this group (trainer.accumulate, fewer at an epoch's end)
 
+    @classmethod
+    def of(cls, index: int, batches: int, accumulate: int) -> Update:
+        """Where micro-batch `index` (of the epoch's `batches`) stands in its accumulation group:
+        groups of trainer.accumulate, the last one of an epoch possibly shorter."""
+        start = index - index % accumulate
+        size = min(accumulate, batches - start)
+        return cls(first=index == start, last=index == start + size - 1, size=size)
+
 
 class Stepper:
     """The gradient scalers, the NaN/Inf check, clipping and the step of each optimizer."""

@@ -9,24 +9,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import signal
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from dlbench.config import TrainerConfig
-from dlbench.engine import checkpoint, distributed
+from dlbench.engine import checkpoint, distributed, training_state
 from dlbench.engine.averaging import WeightAverage
-from dlbench.engine.device import rng_state, set_rng_state, to_device
+from dlbench.engine.device import to_device
 from dlbench.engine.logging import RunLogger, format_metrics
 from dlbench.engine.means import BatchMeans, RunningMeans
 from dlbench.engine.optim import Optimization
 from dlbench.engine.profiling import StepProfiler
 from dlbench.engine.signals import StopSignals
 from dlbench.engine.step import Stepper, Update
+from dlbench.engine.training_state import TrainState
 from dlbench.errors import DlbenchError, Preempted, did_you_mean
 
 if TYPE_CHECKING:  # (types only: the engine sits below the data and the tasks)
@@ -34,19 +33,6 @@ if TYPE_CHECKING:  # (types only: the engine sits below the data and the tasks)
     from dlbench.tasks.base import Task
 
 log = logging.getLogger("dlbench")
-
-
-@dataclass
-class TrainState:
-    """Where training stands; saved in every checkpoint."""
-
-    epoch: int = 0  # epochs completed
-    step: int = 0  # training steps (batches) completed
-    best: float | None = None  # best value of the monitored metric so far
-    bad_epochs: int = 0  # epochs since it last improved (early stopping)
-    metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's metrics
-    epoch_step: int = 0  # batches done in the current epoch (a checkpoint written mid-epoch)
-    swa_lr: bool = False  # the schedule gave way to trainer.swa_lr (SWA's SWALR)
 
 
 class Trainer:
@@ -149,14 +135,6 @@ class Trainer:
         total = self.cfg.epochs * steps_per_epoch
         return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
 
-    def group_of(self, index: int, batches: int) -> Update:
-        """Where micro-batch `index` (of the epoch's `batches`) stands in its accumulation group:
-        groups of trainer.accumulate, the last one of an epoch possibly shorter."""
-        k = self.cfg.accumulate
-        start = index - index % k
-        size = min(k, batches - start)
-        return Update(first=index == start, last=index == start + size - 1, size=size)
-
     def fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]) -> dict[str, float]:
         """Train until `epochs` (or `max_steps`, or early stopping); validate each epoch."""
         cfg = self.cfg
@@ -178,20 +156,8 @@ class Trainer:
         """A labelled range of a training step while trainer.profile records, else nothing."""
         return self.profiler.phase(name) if self.profiler is not None else contextlib.nullcontext()
 
-    def _stop_requested(self) -> bool:
-        """A stop signal arrived (in any process: they stop at the same step)."""
-        if distributed.world_size() == 1:
-            return self.stop.received is not None
-        if self.state.step % self.cfg.log_every_n_steps:  # agreeing costs a collective: not every step
-            return False
-        flag = torch.tensor(float(self.stop.received or 0), device=self.device)
-        (total,) = distributed.sum_across([flag])
-        if total > 0 and self.stop.received is None:
-            self.stop.received = int(signal.SIGTERM)
-        return bool(total > 0)
-
     def _stop_if_requested(self, task: Task, optimizations: dict[str, Optimization]) -> None:
-        if self._stop_requested():
+        if self.stop.agreed(self.state.step, self.cfg.log_every_n_steps, self.device):
             self.save(task, optimizations, "last.pt")
             raise Preempted(self.stop.received, self.state.step)
 
@@ -293,7 +259,7 @@ class Trainer:
         with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}", batches_left) as advance:
             profiling = self.profiler is not None and self.profiler.active
             for batch in self.profiler.batches_of(loader) if profiling else loader:
-                self.steps.update = self.group_of(self.state.epoch_step, batches)
+                self.steps.update = Update.of(self.state.epoch_step, batches, self.cfg.accumulate)
                 with self.phase("data"):
                     batch = to_device(batch, self.device, self.cfg.channels_last)
                     if data.mix is not None:  # mixup/cutmix, on the device (data/transforms.mixing)
@@ -375,26 +341,11 @@ class Trainer:
 
     # ---- checkpoints ----------------------------------------------------------------------
     def save(self, task: Task, optimizations: dict[str, Optimization], name: str) -> None:
-        """Write checkpoints/<name> (only rank 0 writes)."""
+        """Write checkpoints/<name> (only rank 0 writes): what training_state.capture holds."""
         if not self.cfg.checkpoint or not distributed.is_main():
             return
         self.log.flush()  # the TensorBoard events up to this checkpoint survive a SIGKILL
-        with self.evaluated_weights(task):  # what eval, predict, export and load_model take
-            used = task.state_dict()
-        averaged = {}
-        if self.average is not None:  # the trained weights too, and the average's own state
-            averaged = {"trained": task.state_dict(), "average": self.average.state_dict()}
-        state = {
-            "task": used,
-            **averaged,
-            "optimizers": {k: o.optimizer.state_dict() for k, o in optimizations.items()},
-            "schedulers": {k: o.scheduler.state_dict() for k, o in optimizations.items() if o.scheduler},
-            "scalers": {k: s.state_dict() for k, s in self.steps.scalers.items()},
-            "lookahead": {k: o.lookahead.state_dict() for k, o in optimizations.items() if o.lookahead},
-            "trainer": asdict(self.state),
-            "rng": rng_state(),
-            **self.extra,
-        }
+        state = {**training_state.capture(self, task, optimizations), **self.extra}
         checkpoint.save(state, self.run_dir / "checkpoints" / name)
 
     def save_periodic(self, task: Task, optimizations: dict[str, Optimization]) -> None:
@@ -408,32 +359,7 @@ class Trainer:
 
     def restore(self, state: dict[str, Any], task: Task, optimizations: dict[str, Optimization]) -> None:
         """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG."""
-        missing = [k for k in ("trainer", "optimizers", "rng") if k not in state]
-        if missing:
-            raise DlbenchError(
-                f"The checkpoint holds no {', '.join(missing)} state: it can be evaluated, not resumed"
-            )
-        try:
-            task.load_state_dict(state.get("trained", state["task"]))  # (the average's: see save)
-            if self.average is not None:
-                self.average.load_state_dict(state["average"])
-            if state["trainer"].get("swa_lr"):  # (before the optimizer's state, which SWALR changes)
-                self.start_swa_lr(optimizations)
-            for name, opt in optimizations.items():
-                opt.optimizer.load_state_dict(state["optimizers"][name])
-                if opt.scheduler is not None and name in state["schedulers"]:
-                    opt.scheduler.load_state_dict(state["schedulers"][name])
-                if opt.lookahead is not None and name in state.get("lookahead", {}):
-                    opt.lookahead.load_state_dict(state["lookahead"][name])
-        except Exception as err:  # a checkpoint is data: one that does not fit is the file's fault
-            raise DlbenchError(f"The checkpoint does not fit this run's model or optimizer: {err}") from err
-        try:
-            for name, scaler_state in state.get("scalers", {}).items():
-                self.steps.scaler(name).load_state_dict(scaler_state)
-            self.state = TrainState(**state["trainer"])
-            set_rng_state(state["rng"])
-        except Exception as err:
-            raise DlbenchError(f"The checkpoint's training state cannot be restored: {err}") from err
+        training_state.restore(self, state, task, optimizations)
 
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:

@@ -1,0 +1,72 @@
+"""The training split's order and in-memory batching: EpochSampler (a permutation drawn from
+(seed, epoch), shared over the processes) and TensorLoader (batches sliced from tensors)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, DistributedSampler, TensorDataset
+
+from dlbench.engine import distributed
+
+
+class EpochSampler(DistributedSampler):
+    """torch's DistributedSampler: this process's share of a permutation drawn from (seed, epoch),
+    so a resumed run sees exactly the batches the uninterrupted run would have seen, and N
+    processes together see the batches one process would. `skip` starts part-way through the
+    epoch (a checkpoint written mid-epoch)."""
+
+    def __init__(self, dataset: Dataset, seed: int, epoch: int = 0, skip: int = 0):
+        super().__init__(dataset, num_replicas=distributed.world_size(), rank=distributed.rank(), seed=seed)
+        self.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def order(self) -> torch.Tensor:
+        """The epoch's indices as one tensor: in one process, the same permutation as iterating
+        (DistributedSampler's `randperm` of seed + epoch), without making a Python int of each."""
+        if self.num_replicas > 1 or not self.shuffle:
+            return torch.as_tensor(list(self), dtype=torch.long)
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        return torch.randperm(len(self.dataset), generator=generator)[self.skip :]
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip)
+
+
+class TensorLoader:
+    """Batches sliced from tensors already in memory: no per-sample indexing, no collate.
+
+    `sampler` (an iterable of indices) picks and orders the samples; None takes them all in order.
+    """
+
+    def __init__(self, dataset: TensorDataset, batch_size: int, sampler: Any = None, augment=None):
+        self.tensors = dataset.tensors
+        self.batch_size, self.sampler, self.augment = batch_size, sampler, augment
+        self.n = len(dataset) if sampler is None else len(sampler)
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        order = None
+        if self.sampler is not None:
+            indices = self.sampler.order() if hasattr(self.sampler, "order") else list(self.sampler)
+            order = torch.as_tensor(indices, dtype=torch.long).to(self.tensors[0].device)
+        for start in range(0, self.n, self.batch_size):
+            if order is None:
+                batch = [t[start : start + self.batch_size] for t in self.tensors]
+            else:
+                idx = order[start : start + self.batch_size]
+                batch = [t[idx] for t in self.tensors]
+            if self.augment is not None:
+                index = None if order is None else idx
+                batch[0] = self.augment(batch[0], index, getattr(self.sampler, "epoch", 0))
+            yield batch
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)

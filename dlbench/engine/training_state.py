@@ -1,0 +1,83 @@
+"""What a checkpoint holds of a run in training, and putting it back on resume: where training
+stands (`TrainState`), the weights (the evaluated ones, and with an average the trained ones
+too), every optimizer, scheduler, gradient scaler and lookahead, and the RNG streams.
+`Trainer.save` writes it (with the run's config, engine/checkpoint.py); `Trainer.restore`
+reads it back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dlbench.engine.device import rng_state, set_rng_state
+from dlbench.engine.optim import Optimization
+from dlbench.errors import DlbenchError
+
+if TYPE_CHECKING:  # (types only: the trainer imports this module; the tasks sit above the engine)
+    from dlbench.engine.trainer import Trainer
+    from dlbench.tasks.base import Task
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # training steps (batches) completed
+    best: float | None = None  # best value of the monitored metric so far
+    bad_epochs: int = 0  # epochs since it last improved (early stopping)
+    metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's metrics
+    epoch_step: int = 0  # batches done in the current epoch (a checkpoint written mid-epoch)
+    swa_lr: bool = False  # the schedule gave way to trainer.swa_lr (SWA's SWALR)
+
+
+def capture(trainer: Trainer, task: Task, optimizations: dict[str, Optimization]) -> dict[str, Any]:
+    """The training state of a checkpoint (the run's config is added by the trainer)."""
+    with trainer.evaluated_weights(task):  # what eval, predict, export and load_model take
+        used = task.state_dict()
+    averaged = {}
+    if trainer.average is not None:  # the trained weights too, and the average's own state
+        averaged = {"trained": task.state_dict(), "average": trainer.average.state_dict()}
+    return {
+        "task": used,
+        **averaged,
+        "optimizers": {k: o.optimizer.state_dict() for k, o in optimizations.items()},
+        "schedulers": {k: o.scheduler.state_dict() for k, o in optimizations.items() if o.scheduler},
+        "scalers": {k: s.state_dict() for k, s in trainer.steps.scalers.items()},
+        "lookahead": {k: o.lookahead.state_dict() for k, o in optimizations.items() if o.lookahead},
+        "trainer": asdict(trainer.state),
+        "rng": rng_state(),
+    }
+
+
+def restore(
+    trainer: Trainer, state: dict[str, Any], task: Task, optimizations: dict[str, Optimization]
+) -> None:
+    """Put a checkpoint's training state back: weights, optimizers, schedulers, scalers,
+    counters, RNG. A checkpoint is data: one that does not fit is refused in one message."""
+    missing = [k for k in ("trainer", "optimizers", "rng") if k not in state]
+    if missing:
+        raise DlbenchError(
+            f"The checkpoint holds no {', '.join(missing)} state: it can be evaluated, not resumed"
+        )
+    try:
+        task.load_state_dict(state.get("trained", state["task"]))  # (the average's: see capture)
+        if trainer.average is not None:
+            trainer.average.load_state_dict(state["average"])
+        if state["trainer"].get("swa_lr"):  # (before the optimizer's state, which SWALR changes)
+            trainer.start_swa_lr(optimizations)
+        for name, opt in optimizations.items():
+            opt.optimizer.load_state_dict(state["optimizers"][name])
+            if opt.scheduler is not None and name in state["schedulers"]:
+                opt.scheduler.load_state_dict(state["schedulers"][name])
+            if opt.lookahead is not None and name in state.get("lookahead", {}):
+                opt.lookahead.load_state_dict(state["lookahead"][name])
+    except Exception as err:  # a checkpoint is data: one that does not fit is the file's fault
+        raise DlbenchError(f"The checkpoint does not fit this run's model or optimizer: {err}") from err
+    try:
+        for name, scaler_state in state.get("scalers", {}).items():
+            trainer.steps.scaler(name).load_state_dict(scaler_state)
+        trainer.state = TrainState(**state["trainer"])
+        set_rng_state(state["rng"])
+    except Exception as err:
+        raise DlbenchError(f"The checkpoint's training state cannot be restored: {err}") from err
