@@ -199,3 +199,43 @@ def test_figures_take_at_most_their_budget_of_the_run_but_the_last_are_always_dr
     assert confusion_steps("0") == ([84], [84])
     with pytest.raises(DlbenchError, match=r"logger.figures_budget=2.0: must be in \[0, 1\]"):
         run(tmp_path / "bad", "logger.figures_budget=2")
+
+
+def test_the_next_figures_are_drawn_only_if_their_cost_fits_the_budget(tmp_path):
+    """Issue 29: the figures' budget counts the drawing about to happen (the last one's cost, a
+    0.2 s guess before the first), so a run of a few short epochs does not draw the first one."""
+    import time
+
+    from dlbench.engine.logging import RunLogger
+
+    logger = RunLogger(tmp_path, "none", figures_budget=0.1)
+    assert not logger.figures_due()  # 0.2 s of figures in a run just started: over 10%
+    logger.started = time.perf_counter() - 10  # 10 s in: a 1 s budget
+    assert logger.figures_due()
+    logger.drew_figures(0.5)
+    assert logger.figures_due()  # 0.5 s drawn, 0.5 s more: within 1 s
+    logger.drew_figures(0.5)
+    assert not logger.figures_due()  # 1 s drawn: the next would pass it
+    assert RunLogger(tmp_path, "none", figures_budget=1).figures_due()  # 1: every evaluation's
+
+
+def test_train_metrics_are_measured_only_in_the_epochs_that_report_them(tmp_path, monkeypatch):
+    """Issue 29: an epoch that reports nothing (trainer.val_every_n_epochs) updates no train/
+    metric; the epochs that report measure their own batches alone, as when every epoch reports."""
+    from dlbench.tasks.metrics import ConfusionMatrix
+
+    updates: dict[int, int] = {}
+    update = ConfusionMatrix.update
+
+    def counted(self, preds, target):
+        updates[id(self)] = updates.get(id(self), 0) + 1
+        return update(self, preds, target)
+
+    monkeypatch.setattr(ConfusionMatrix, "update", counted)
+    every = run(tmp_path / "every", "trainer.epochs=5", "trainer.val_every_n_epochs=1")
+    every_updates, updates = max(updates.values()), {}  # (the train split's: the most batches)
+    some = run(tmp_path / "some", "trainer.epochs=5", "trainer.val_every_n_epochs=3")  # epochs 3 and 5
+    assert max(updates.values()) * 5 == every_updates * 2
+    measured = sorted(k for k in every if not k.startswith("time/"))
+    assert "train/acc" in measured and sorted(k for k in some if not k.startswith("time/")) == measured
+    assert {k: some[k] for k in measured} == {k: every[k] for k in measured}

@@ -174,12 +174,22 @@ class RunLogger:
         self.folder = run_dir
         self.figures_budget = figures_budget  # logger.figures_budget
         self.figure_seconds = 0.0  # spent drawing figures
+        self.figure_cost = 0.2  # what an evaluation's figures take to draw: the last's, first a guess
         self.started = time.perf_counter()
 
     def figures_due(self) -> bool:
-        """Whether an evaluation's figures fit logger.figures_budget: the figures drawn so far
-        took less than that share of the time since the run started."""
-        return self.figure_seconds < self.figures_budget * (time.perf_counter() - self.started)
+        """Whether an evaluation's figures fit logger.figures_budget: with the next drawing's
+        cost (the last one's) counted, the figures take at most that share of the time since the
+        run started (so a run of a few short epochs skips the first epoch's)."""
+        if self.figures_budget >= 1:  # all of the run's time: every evaluation's figures
+            return True
+        elapsed = time.perf_counter() - self.started
+        return self.figure_seconds + self.figure_cost <= self.figures_budget * elapsed
+
+    def drew_figures(self, seconds: float) -> None:
+        """An evaluation's figures took `seconds` to draw and log."""
+        self.figure_seconds += seconds
+        self.figure_cost = seconds
 
     def open(self, backends: list[str], run: RunInfo) -> None:
         """Start each of logger.backends (engine/loggers.py) once every part of the run is built."""

@@ -10,24 +10,32 @@ from dlbench.engine import distributed
 
 
 class BatchMeans:
-    """Sample-weighted means of a step's outputs over an epoch, summed on the device so the
-    loop never waits for it; read (one sync) at the end."""
+    """Sample-weighted means of a step's outputs over an epoch, kept on the device so the loop
+    never waits for them: each step only keeps its values; they are summed and read (one sync)
+    at the end."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
+        self.values: dict[str, list[torch.Tensor]] = {}
+        self.sizes: dict[str, list[int]] = {}
         self.count = 0
 
     def add(self, values: dict[str, torch.Tensor], n: int) -> None:
         for key, value in values.items():
-            self.sums[key] = self.sums.get(key, 0) + value.detach().float() * n
+            if key not in self.values:
+                self.values[key], self.sizes[key] = [], []
+            self.values[key].append(value.detach())
+            self.sizes[key].append(n)
         self.count += n
 
     def result(self, prefix: str) -> dict[str, float]:
         """The means over every process (sums and counts added up across them)."""
-        keys = list(self.sums)
-        *sums, count = distributed.sum_across(
-            [*(self.sums[k] for k in keys), torch.tensor(float(self.count))]
-        )
+        keys = list(self.values)
+        sums = [
+            torch.stack(self.values[k]).float()
+            @ torch.tensor(self.sizes[k], dtype=torch.float32).to(self.values[k][0].device)
+            for k in keys
+        ]
+        *sums, count = distributed.sum_across([*sums, torch.tensor(float(self.count))])
         return {f"{prefix}/{k}": float(v) / max(float(count), 1.0) for k, v in zip(keys, sums, strict=True)}
 
 

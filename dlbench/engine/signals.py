@@ -41,17 +41,17 @@ class StopSignals:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def agreed(self, step: int, every: int, device: Any) -> bool:
+    def agreed(self, step: int, every: int, device: Any, processes: int = 1) -> bool:
         """Whether to stop now: a stop signal arrived, in this process or, under torchrun, in
-        any (they stop at the same step; agreeing costs a collective, so only every `every`
-        steps)."""
-        from dlbench.engine import distributed
-
-        if distributed.world_size() == 1:
+        any of the `processes` (they stop at the same step; agreeing costs a collective, so
+        only every `every` steps)."""
+        if processes == 1:
             return self.received is not None
         if step % every:
             return False
         import torch
+
+        from dlbench.engine import distributed
 
         flag = torch.tensor(float(self.received or 0), device=device)
         (total,) = distributed.sum_across([flag])

@@ -29,10 +29,11 @@ from dlbench.errors import DlbenchError
 
 log = logging.getLogger("dlbench")
 
+NOTHING = contextlib.nullcontext()  # (reusable: one for every step that needs no context)
 DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Update:
     """Where the current micro-batch stands in its accumulation group."""
 
@@ -44,9 +45,14 @@ class Update:
     def of(cls, index: int, batches: int, accumulate: int) -> Update:
         """Where micro-batch `index` (of the epoch's `batches`) stands in its accumulation group:
         groups of trainer.accumulate, the last one of an epoch possibly shorter."""
+        if accumulate == 1:  # every micro-batch is a whole step (one object for all of them)
+            return WHOLE
         start = index - index % accumulate
         size = min(accumulate, batches - start)
         return cls(first=index == start, last=index == start + size - 1, size=size)
+
+
+WHOLE = Update()  # a micro-batch that is a whole step: first and last of its group of one
 
 
 class Stepper:
@@ -62,8 +68,9 @@ class Stepper:
         self.skipped_steps = 0  # steps left out for a NaN/Inf (trainer.nonfinite=skip)
         self.update = Update()
         self.losses: list[torch.Tensor] = []  # the group's losses so far (for the NaN/Inf check)
+        self.found, self.one = torch.zeros(1, device=device), torch.ones((), device=device)  # (NaN/Inf)
         # a labelled range while trainer.profile records (engine/profiling.py), else nothing
-        self.phase: Callable[[str], contextlib.AbstractContextManager] = lambda name: contextlib.nullcontext()
+        self.phase: Callable[[str], contextlib.AbstractContextManager] = lambda name: NOTHING
 
     def scaler(self, name: str) -> torch.amp.GradScaler:
         """fp16 needs a gradient scaler (one per optimizer); bf16 and fp32 do not."""
@@ -112,7 +119,7 @@ class Stepper:
     def outside_autocast(self) -> contextlib.AbstractContextManager:
         """Backward runs outside the forward's autocast (there is none in float32: nothing to leave)."""
         if self.dtype is None:
-            return contextlib.nullcontext()
+            return NOTHING
         return torch.autocast(device_type=self.device.type, enabled=False)
 
     def nonfinite(
@@ -124,14 +131,17 @@ class Stepper:
         params = [p for p in params_of(optimizer) if p.grad is not None]
         sums = [v.float().sum() for v in losses]
         loss = sums[0] if len(sums) == 1 else torch.stack(sums).sum()
-        # one norm per gradient (a fused kernel), then one read for the loss and all of them
-        norms = torch._foreach_norm([p.grad for p in params]) if params else []
-        if bool(torch.isfinite(torch.stack([loss, *norms])).all()):
+        # one fused pass over the loss and every gradient (the kernel fp16's gradient scaler
+        # uses to find an overflow; its factor 1 leaves them as they are), then one read
+        grads = [p.grad._values() if p.grad.is_sparse else p.grad for p in params]
+        self.found.zero_()
+        torch._amp_foreach_non_finite_check_and_unscale_([loss, *grads], self.found, self.one)
+        if not self.found.item():
             return False
         if not torch.isfinite(loss):
             what = f"the loss is {float(loss)}"
         else:
-            bad = next(p for p, norm in zip(params, norms, strict=True) if not torch.isfinite(norm))
+            bad = next(p for p in params if not torch.isfinite(p.grad).all())
             value = float(bad.grad[~torch.isfinite(bad.grad)][0])
             what = f"the gradient of {self.param_names.get(bad, 'a parameter')} holds {value}"
         if self.cfg.nonfinite == "skip":

@@ -24,7 +24,7 @@ from dlbench.engine.means import BatchMeans, RunningMeans
 from dlbench.engine.optim import Optimization
 from dlbench.engine.profiling import StepProfiler
 from dlbench.engine.signals import StopSignals
-from dlbench.engine.step import Stepper, Update
+from dlbench.engine.step import NOTHING, Stepper, Update
 from dlbench.engine.training_state import TrainState
 from dlbench.errors import DlbenchError, Preempted, did_you_mean
 
@@ -54,6 +54,7 @@ class Trainer:
         self.steps = Stepper(cfg, device, run_dir, logger)  # one optimizer update (engine/step.py)
         self.dtype = self.steps.dtype
         self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
+        self.processes = distributed.world_size()  # (torchrun's)
         self.average: WeightAverage | None = None  # trainer.ema or trainer.swa_start (engine/averaging.py)
         self.profiler: StepProfiler | None = None  # trainer.profile (engine/profiling.py)
         self.stop = stop or StopSignals()  # a SIGTERM/SIGUSR1/SIGUSR2 (preemption) received
@@ -91,15 +92,15 @@ class Trainer:
                 )
             self.ddp = distributed.wrap(task.model, self.device)
 
-    @contextlib.contextmanager
-    def data_parallel(self, task: Task):
+    def data_parallel(self, task: Task) -> contextlib.AbstractContextManager:
         """During a training step the task's model is the DDP wrapper, which averages the
         gradients across processes (once per optimizer step: not on the micro-batches that
         only accumulate); outside it (evaluation, checkpoints) it is the model itself."""
-        if self.ddp is None:
-            yield
-            return
-        synced = contextlib.nullcontext() if self.steps.update.last else self.ddp.no_sync()
+        return NOTHING if self.ddp is None else self._wrapped_in_ddp(task)
+
+    @contextlib.contextmanager
+    def _wrapped_in_ddp(self, task: Task):
+        synced = NOTHING if self.steps.update.last else self.ddp.no_sync()
         with task.networks_replaced({"model": self.ddp}), synced:
             yield
 
@@ -115,7 +116,7 @@ class Trainer:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
-            return contextlib.nullcontext()
+            return NOTHING
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     # ---- one step -------------------------------------------------------------------------
@@ -147,6 +148,7 @@ class Trainer:
             self.steps.phase = self.phase
         try:
             with self.stop.caught():
+                self.monitor = monitor
                 return self._fit(task, data, optimizations, monitor)
         finally:
             if self.profiler is not None:
@@ -154,10 +156,10 @@ class Trainer:
 
     def phase(self, name: str) -> contextlib.AbstractContextManager:
         """A labelled range of a training step while trainer.profile records, else nothing."""
-        return self.profiler.phase(name) if self.profiler is not None else contextlib.nullcontext()
+        return self.profiler.phase(name) if self.profiler is not None else NOTHING
 
     def _stop_if_requested(self, task: Task, optimizations: dict[str, Optimization]) -> None:
-        if self.stop.agreed(self.state.step, self.cfg.log_every_n_steps, self.device):
+        if self.stop.agreed(self.state.step, self.cfg.log_every_n_steps, self.device, self.processes):
             self.save(task, optimizations, "last.pt")
             raise Preempted(self.stop.received, self.state.step)
 
@@ -231,6 +233,15 @@ class Trainer:
         self.save(task, optimizations, "last.pt")
         self.save(task, optimizations, "best.pt")
 
+    def reports(self, epoch: int, steps: int) -> bool:
+        """Whether epoch `epoch` (from 0), of `steps` optimizer steps, ends in the epoch-end work
+        (validation, logs, checkpoints), as far as is known before it runs: every
+        trainer.val_every_n_epochs, the last epoch, and the one that reaches trainer.max_steps
+        (a task that converges ends its epoch unannounced: the minimizer, with no metrics)."""
+        cfg = self.cfg
+        ends = cfg.max_steps is not None and self.state.step + steps >= cfg.max_steps
+        return ends or epoch + 1 == cfg.epochs or (epoch + 1) % cfg.val_every_n_epochs == 0
+
     def _done(self) -> bool:
         return self.cfg.max_steps is not None and self.state.step >= self.cfg.max_steps
 
@@ -250,6 +261,10 @@ class Trainer:
             task.train()
         skipped_before, step_before = self.steps.skipped_steps, self.state.step
         loader = data.loader("train", epoch=epoch, seed=self.cfg.seed, skip=self.state.epoch_step)
+        # train/ metrics are measured in the epochs that report them or feed the monitor (a
+        # scheduler reads it every epoch): elsewhere, their updates would only be thrown away
+        read = self.monitor.startswith("train/") and self.monitor != "train/loss"
+        task.track_train_metrics = read or self.reports(epoch, self.optimizer_steps(len(loader)))
         means = BatchMeans()
         started = time.perf_counter()
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
@@ -306,7 +321,8 @@ class Trainer:
                     "The run is not learning: lower optimizer.lr or set trainer.grad_clip"
                 )
         metrics["time/train_samples_per_s"] = means.count / (time.perf_counter() - started)
-        metrics.update(_prefixed("train", task.compute_metrics("train")))
+        if task.track_train_metrics:
+            metrics.update(_prefixed("train", task.compute_metrics("train")))
         metrics.update(_learning_rates(optimizations))
         return metrics
 
@@ -336,7 +352,7 @@ class Trainer:
             started = time.perf_counter()
             for tag, figure in task.figures(split).items():
                 self.log.figure(tag, figure, self.state.step)
-            self.log.figure_seconds += time.perf_counter() - started
+            self.log.drew_figures(time.perf_counter() - started)
         return metrics
 
     # ---- checkpoints ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from torch import nn
 from dlbench.data.info import DataInfo
 from dlbench.engine.optim import Optimization, build_optimization
 from dlbench.errors import DlbenchError
+from dlbench.tasks.metrics import UNTRACKED
 
 Optimize = Callable[[str, torch.Tensor], None]
 SPLITS = ("train", "val", "test")
@@ -47,6 +48,7 @@ class Task(nn.Module):
     trained_runs: tuple[str, ...] = ()
     soft_targets = False  # whether training_step takes soft labels (dataset.mixup/cutmix batches)
     monitor = ("val/loss", "min")  # the metric (and its better direction) trainer.monitor=null means
+    track_train_metrics = True  # off in the epochs whose train/ metrics nobody reads (the trainer's)
 
     def __init__(self, model: nn.Module, loss: nn.Module | None):
         super().__init__()
@@ -94,7 +96,11 @@ class Task(nn.Module):
         raise NotImplementedError
 
     def metrics(self, split: str) -> Any:
-        """The metrics of a split: `update`, `compute`, `reset` (tasks/metrics.py, or torchmetrics)."""
+        """The metrics of a split: `update`, `compute`, `reset` (tasks/metrics.py, or torchmetrics).
+        In an epoch that does not report, the train split's updates go nowhere (the trainer
+        sets `track_train_metrics`)."""
+        if split == "train" and not self.track_train_metrics:
+            return UNTRACKED
         return getattr(self, f"{split}_metrics")
 
     def compute_metrics(self, split: str) -> dict[str, float]:

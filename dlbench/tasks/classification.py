@@ -119,10 +119,11 @@ class Classification(Task):
         output = self.model(x)
         loss = self.compute_loss(output, y)
         optimize("model", loss)
-        # mixed labels (dataset.mixup/cutmix): train/acc counts their argmax, the larger share
-        self.metrics("train").update(
-            self.predict(output.detach()), y.argmax(1) if y.is_floating_point() else y
-        )
+        if self.track_train_metrics:  # (an epoch that reports train/acc: the trainer says)
+            # mixed labels (dataset.mixup/cutmix): train/acc counts their argmax, the larger share
+            self.metrics("train").update(
+                self.predict(output.detach()), y.argmax(1) if y.is_floating_point() else y
+            )
         return {"loss": loss.detach()}
 
     def evaluate_images(self, x: torch.Tensor) -> torch.Tensor:

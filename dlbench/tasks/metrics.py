@@ -119,3 +119,17 @@ class RegressionSums:
 
     def reset(self) -> None:
         self.sums = None
+
+
+class Untracked:
+    """The train split's metrics in an epoch whose train/ metrics nobody reads (it neither
+    reports nor feeds the monitor): updates cost nothing (Task.metrics)."""
+
+    def update(self, *args, **kwargs) -> None:
+        pass
+
+    def __getitem__(self, name: str) -> Untracked:  # a collection's member (seq2seq's)
+        return self
+
+
+UNTRACKED = Untracked()
