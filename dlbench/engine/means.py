@@ -28,15 +28,16 @@ class BatchMeans:
         self.count += n
 
     def result(self, prefix: str) -> dict[str, float]:
-        """The means over every process (sums and counts added up across them)."""
+        """The means over every process (sums and counts added up across them). Each key's
+        values are read in one go and summed in double precision."""
         keys = list(self.values)
-        sums = [
-            torch.stack(self.values[k]).float()
-            @ torch.tensor(self.sizes[k], dtype=torch.float32).to(self.values[k][0].device)
-            for k in keys
-        ]
-        *sums, count = distributed.sum_across([*sums, torch.tensor(float(self.count))])
-        return {f"{prefix}/{k}": float(v) / max(float(count), 1.0) for k, v in zip(keys, sums, strict=True)}
+        read = {k: torch.stack(self.values[k]).float().tolist() for k in keys}
+        sums = [sum(v * n for v, n in zip(read[k], self.sizes[k], strict=True)) for k in keys]
+        count = float(self.count)
+        if distributed.world_size() > 1:
+            *totals, total = distributed.sum_across([torch.tensor(v) for v in [*sums, count]])
+            sums, count = [float(t) for t in totals], float(total)
+        return {f"{prefix}/{k}": v / max(count, 1.0) for k, v in zip(keys, sums, strict=True)}
 
 
 class RunningMeans:

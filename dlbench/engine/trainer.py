@@ -264,7 +264,9 @@ class Trainer:
         # train/ metrics are measured in the epochs that report them or feed the monitor (a
         # scheduler reads it every epoch): elsewhere, their updates would only be thrown away
         read = self.monitor.startswith("train/") and self.monitor != "train/loss"
-        task.track_train_metrics = read or self.reports(epoch, self.optimizer_steps(len(loader)))
+        tracked = read or self.reports(epoch, self.optimizer_steps(len(loader)))
+        if task.track_train_metrics != tracked:  # (setting a module's attribute costs more than reading it)
+            task.track_train_metrics = tracked
         means = BatchMeans()
         started = time.perf_counter()
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
