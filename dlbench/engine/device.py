@@ -120,6 +120,8 @@ def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> 
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch
     if isinstance(batch, (list, tuple)):
+        if not channels_last and all(isinstance(b, torch.Tensor) and b.device == device for b in batch):
+            return batch  # (slices of data kept on the device: nothing to move, nothing to copy)
         return type(batch)(to_device(b, device, channels_last) for b in batch)
     if isinstance(batch, dict):
         return {k: to_device(v, device, channels_last) for k, v in batch.items()}
