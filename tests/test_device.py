@@ -148,3 +148,15 @@ def test_a_batch_too_large_for_the_devices_memory_is_one_message(cli):
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Out of memory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_non_finite_step_is_caught_on_the_device_before_its_update(tmp_path):
+    """The NaN/Inf guard (one fused pass over the loss and the gradients, then one read) on
+    the device: a learning rate that blows the weights up stops the run at the first step whose
+    loss or gradient is not finite, before its update, with one message."""
+    from dlbench.errors import DlbenchError
+
+    overrides = ["experiment=digits_mlp", "optimizer=sgd", "optimizer.lr=1e38", "trainer.epochs=1"]
+    with pytest.raises(DlbenchError, match=r"step \d+ \(epoch 1\): the (loss is|gradient of \S+ holds) "):
+        run(tmp_path, *overrides)
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()  # no checkpoint holds the blow-up
