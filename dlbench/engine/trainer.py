@@ -139,17 +139,16 @@ class Trainer:
     def fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]) -> dict[str, float]:
         """Train until `epochs` (or `max_steps`, or early stopping); validate each epoch."""
         cfg = self.cfg
-        monitor, self.monitor_mode = cfg.monitor, cfg.monitor_mode
-        if not data.size("val") and monitor.startswith("val/"):
-            monitor, self.monitor_mode = "train/loss", "min"
-            log.info(f"no validation split: monitoring {monitor} instead of {cfg.monitor}")
+        self.monitor, self.monitor_mode = cfg.monitor, cfg.monitor_mode
+        if not data.size("val") and self.monitor.startswith("val/"):
+            self.monitor, self.monitor_mode = "train/loss", "min"
+            log.info(f"no validation split: monitoring {self.monitor} instead of {cfg.monitor}")
         if cfg.profile and distributed.is_main():
             self.profiler = StepProfiler(cfg.profile, self.run_dir, self.device)
             self.steps.phase = self.phase
         try:
             with self.stop.caught():
-                self.monitor = monitor
-                return self._fit(task, data, optimizations, monitor)
+                return self._fit(task, data, optimizations)
         finally:
             if self.profiler is not None:
                 self.profiler.stop()
@@ -163,8 +162,8 @@ class Trainer:
             self.save(task, optimizations, "last.pt")
             raise Preempted(self.stop.received, self.state.step)
 
-    def _fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization], monitor: str):
-        cfg = self.cfg
+    def _fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]):
+        cfg, monitor = self.cfg, self.monitor
         self._stop_if_requested(task, optimizations)  # a signal while the run was built
         while self.state.epoch < cfg.epochs and not self._done():
             epoch = self.state.epoch
@@ -176,7 +175,7 @@ class Trainer:
                 self.average.after_epoch(task.model, epoch + 1)
             # Epoch-end work (validation, logging, checkpoints, early stopping) runs every
             # val_every_n_epochs and at the end, so 10,000 full-batch epochs stay cheap.
-            last = epoch + 1 == cfg.epochs or self._done() or task.should_stop()
+            last = self._ends(epoch) or task.should_stop()
             report = last or (epoch + 1) % cfg.val_every_n_epochs == 0
             if report and data.size("val"):
                 metrics.update(self.evaluate(task, data, "val", figures=last or self.log.figures_due()))
@@ -238,12 +237,16 @@ class Trainer:
         (validation, logs, checkpoints), as far as is known before it runs: every
         trainer.val_every_n_epochs, the last epoch, and the one that reaches trainer.max_steps
         (a task that converges ends its epoch unannounced: the minimizer, with no metrics)."""
-        cfg = self.cfg
-        ends = cfg.max_steps is not None and self.state.step + steps >= cfg.max_steps
-        return ends or epoch + 1 == cfg.epochs or (epoch + 1) % cfg.val_every_n_epochs == 0
+        return self._ends(epoch, steps) or (epoch + 1) % self.cfg.val_every_n_epochs == 0
 
-    def _done(self) -> bool:
-        return self.cfg.max_steps is not None and self.state.step >= self.cfg.max_steps
+    def _ends(self, epoch: int, steps: int = 0) -> bool:
+        """Whether epoch `epoch` is the run's last: trainer.epochs, or trainer.max_steps reached
+        once its `steps` more optimizer steps are made (0: after it, as they were counted)."""
+        return epoch + 1 == self.cfg.epochs or self._done(steps)
+
+    def _done(self, steps: int = 0) -> bool:
+        """trainer.max_steps is reached (once `steps` more optimizer steps are made)."""
+        return self.cfg.max_steps is not None and self.state.step + steps >= self.cfg.max_steps
 
     def _track_best(self, value: float | None) -> bool:
         if value is None or math.isnan(value):
