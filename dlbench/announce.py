@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 import yaml
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dlbench.data.base import DataModule
@@ -68,18 +67,17 @@ def run_info(
     run_dir: Path,
     composed: str,
     overrides: list[str],
-    hydra_cfg: DictConfig | None,
+    sweep_job: bool,
     resume_state: dict[str, Any] | None,
 ) -> RunInfo:
     """What the logger backends are told of the run (engine/loggers.py): its config, its name
     (an MLflow experiment, a W&B project), the sweep it is a job of, where it resumes."""
-    sweep = hydra_cfg is not None and hydra_cfg.get("mode") == RunMode.MULTIRUN
     return RunInfo(
         folder=run_dir,
         config=composed,
         overrides=overrides,
         experiment=str(cfg.name),
-        group=run_dir.parent.name if sweep else None,
+        group=run_dir.parent.name if sweep_job else None,
         resumed_step=resume_state["trainer"]["step"] if resume_state else None,
         settings=flat_settings(OmegaConf.to_container(cfg, resolve=True)),
         options={"mlflow": dict(cfg.logger.mlflow), "wandb": dict(cfg.logger.wandb)},

@@ -53,9 +53,7 @@ def train(
             if lock is not None:
                 # a sweep's job folder, or a torchrun process's, was checked by the command that made
                 # it (its sweep; the launching process): there the job's own records may be
-                checked = distributed.world_size() > 1 or (
-                    hydra_cfg is not None and hydra_cfg.get("mode") == RunMode.MULTIRUN
-                )
+                checked = distributed.world_size() > 1 or sweep_job(hydra_cfg)
                 rundir.check_new_run(run_dir, cfg.resume, records=() if checked else rundir.RECORDS)
             with held_file_logs(run_dir, keep_on_failure=not cfg.resume) as release:
 
@@ -67,6 +65,11 @@ def train(
         finally:
             if lock is not None:
                 lock.release(wrote=bool(committed))
+
+
+def sweep_job(hydra_cfg: DictConfig | None) -> bool:
+    """Whether the run is a job of a sweep (Hydra's multirun)."""
+    return hydra_cfg is not None and hydra_cfg.get("mode") == RunMode.MULTIRUN
 
 
 def _train(
@@ -82,11 +85,7 @@ def _train(
     composed = OmegaConf.to_yaml(cfg)  # as composed, before the data fills in what it knows
     # a sweep's job says one line when it ends (its log, tables and curves are in its folder),
     # unless trainer.progress asks for more
-    quiet_job = (
-        hydra_cfg is not None
-        and hydra_cfg.get("mode") == RunMode.MULTIRUN
-        and cfg.trainer.progress in ("auto", "none")
-    )
+    quiet_job = sweep_job(hydra_cfg) and cfg.trainer.progress in ("auto", "none")
     progress = setup_console(cfg.trainer.progress if main and not quiet_job else "none")
     device = resolve_device(str(cfg.device.type))
     if device.type == "cuda" and distributed.world_size() > 1:
@@ -141,9 +140,8 @@ def _train(
         rundir.remove_stale_temporaries(run_dir)  # (of its own killed writes)
         hydra_text = OmegaConf.to_yaml({"hydra": hydra_cfg}) if hydra_cfg is not None else None
         rundir.record_run(run_dir, composed, yaml.safe_dump(overrides), hydra_text)
-        logger.open(
-            list(cfg.logger.backends), run_info(cfg, run_dir, composed, overrides, hydra_cfg, resume_state)
-        )
+        told = run_info(cfg, run_dir, composed, overrides, sweep_job(hydra_cfg), resume_state)
+        logger.open(list(cfg.logger.backends), told)
         if cfg.trainer.log_activations and resume_state is None:
             for name, module in activations_of(task.model).items():
                 logger.figure(f"activations/{name}", activation_figure(module, name), 0)
