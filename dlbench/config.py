@@ -206,10 +206,10 @@ def schema_hints(schema: type) -> dict[str, Any]:
 def data_config(node: DictConfig | dict) -> DataConfig:
     """The common dataset keys of a dataset node, with defaults for the ones it leaves out."""
     names = {f.name for f in dataclasses.fields(DataConfig)}
-    return DataConfig(**{k: v for k, v in _plain(node).items() if k in names})
+    return DataConfig(**{k: v for k, v in plain_dict(node).items() if k in names})
 
 
-def _plain(node: Any) -> dict:
+def plain_dict(node: Any) -> dict:
     """A node as a dict, resolved where it can be: a value that still points at metadata the
     data fills in later (e.g. `${dataset.num_classes}`) stays as its interpolation string."""
     if not isinstance(node, DictConfig):

@@ -30,7 +30,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from dlbench.errors import DlbenchError, as_user_error, unknown_name
-from dlbench.torch_components import _torch_losses, _torch_optimizers, _torch_schedulers
+from dlbench.torch_components import register_losses, register_optimizers, register_schedulers
 from dlbench.typecheck import accepts_var_kwargs, parameter_hints
 from dlbench.values import check_values
 
@@ -262,10 +262,10 @@ def family(package: str) -> list[str]:
 MODELS = Registry("model", modules=family("dlbench.models"), facts=MODEL_FACTS)
 DATASETS = Registry("dataset", modules=family("dlbench.data"))
 TASKS = Registry("task", modules=family("dlbench.tasks"), supplied=["model", "loss", "data"])
-LOSSES = Registry("loss", from_torch=_torch_losses)
-OPTIMIZERS = Registry("optimizer", supplied=["params"], from_torch=_torch_optimizers)
+LOSSES = Registry("loss", from_torch=register_losses)
+OPTIMIZERS = Registry("optimizer", supplied=["params"], from_torch=register_optimizers)
 SCHEDULERS = Registry(
-    "scheduler", modules=["dlbench.engine.optim"], supplied=["optimizer"], from_torch=_torch_schedulers
+    "scheduler", modules=["dlbench.engine.optim"], supplied=["optimizer"], from_torch=register_schedulers
 )
 
 REGISTRIES: dict[str, Registry] = {

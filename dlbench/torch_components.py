@@ -29,13 +29,13 @@ def _register_torch(
 
 # torch's own optimizers (sgd, adam, adamw, rmsprop, ...), schedulers (step_lr, one_cycle_lr, ...)
 # and losses (cross_entropy, mse, bce_with_logits, ...), registered from torch itself.
-def _torch_optimizers(registry: Registry) -> None:
+def register_optimizers(registry: Registry) -> None:
     import torch
 
     _register_torch(registry, torch.optim, torch.optim.Optimizer, str.lower)
 
 
-def _torch_schedulers(registry: Registry) -> None:
+def register_schedulers(registry: Registry) -> None:
     import torch
 
     # Schedulers that take Python callables or other schedulers cannot come from a config file.
@@ -44,7 +44,7 @@ def _torch_schedulers(registry: Registry) -> None:
     _register_torch(registry, schedulers, schedulers.LRScheduler, snake_case, skip)
 
 
-def _torch_losses(registry: Registry) -> None:
+def register_losses(registry: Registry) -> None:
     import torch
 
     naming = lambda n: snake_case(n.removesuffix("Loss"))  # noqa: E731

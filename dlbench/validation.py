@@ -24,8 +24,8 @@ from dlbench.config import (
     OptimizerConfig,
     RunConfig,
     SchedulerConfig,
-    _plain,
     data_config,
+    plain_dict,
     schema_hints,
 )
 from dlbench.errors import DlbenchError, unknown_name
@@ -152,7 +152,7 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     if not 0 <= cfg.logger.figures_budget <= 1:
         raise DlbenchError(f"logger.figures_budget={cfg.logger.figures_budget}: must be in [0, 1]")
 
-    dataset = _plain(cfg.dataset)
+    dataset = plain_dict(cfg.dataset)
     common = schema_hints(DataConfig)
     check_values({k: v for k, v in dataset.items() if k in common}, common, "dataset")
     data = data_config(dataset)
@@ -184,11 +184,11 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     for key in ("mixup", "cutmix"):
         if not 0 <= getattr(data, key) < math.inf:
             raise DlbenchError(f"dataset.{key}={getattr(data, key)}: an alpha of 0 (off) or more, e.g. 0.2")
-    MODELS.check(_plain(cfg.model), "model")
+    MODELS.check(plain_dict(cfg.model), "model")
     if cfg.task.get("name") != "auto":  # auto: chosen when the data is built (build.task_name)
-        TASKS.check(_plain(cfg.task), "task")
-    OPTIMIZERS.check(_plain(cfg.optimizer), "optimizer", reserved=schema_hints(OptimizerConfig))
+        TASKS.check(plain_dict(cfg.task), "task")
+    OPTIMIZERS.check(plain_dict(cfg.optimizer), "optimizer", reserved=schema_hints(OptimizerConfig))
     if cfg.loss.get("name") != "auto":
-        LOSSES.check(_plain(cfg.loss), "loss")
+        LOSSES.check(plain_dict(cfg.loss), "loss")
     if cfg.scheduler.get("name") != "none":
-        SCHEDULERS.check(_plain(cfg.scheduler), "scheduler", reserved=schema_hints(SchedulerConfig))
+        SCHEDULERS.check(plain_dict(cfg.scheduler), "scheduler", reserved=schema_hints(SchedulerConfig))
