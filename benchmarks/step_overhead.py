@@ -12,6 +12,7 @@ figures) and checkpoint writes, which the plain loop does not do.
 
     python benchmarks/step_overhead.py [--rounds 2] [--only iris_mlp,digits_mlp] [--quick]
     python benchmarks/step_overhead.py --sweeps    # time to a grid's first job; per-job cost
+    python benchmarks/step_overhead.py --progress rich    # with a terminal's progress bar
 
 Targets (issue 29): <= 1.10x on iris_mlp, mlp_regression, name2lang_gru; <= 1.05x on
 lenet5_mnist and digits_mlp.
@@ -43,6 +44,21 @@ from dlbench.engine.trainer import Trainer  # noqa: E402
 from dlbench.training import train  # noqa: E402
 
 QUIET = ["trainer.progress=none", "device=cpu", "trainer.threads=1"]
+
+
+@contextlib.contextmanager
+def on_a_terminal():
+    """dlbench's console made a terminal's (120 columns) that writes nowhere: what a user's
+    `trainer.progress=rich` bar costs, drawn as on a screen."""
+    from dlbench import terminal
+    from dlbench.engine import logging as run_logging
+
+    kept = run_logging.console
+    run_logging.console = terminal.InertConsole(file=io.StringIO(), force_terminal=True, width=120)
+    try:
+        yield
+    finally:
+        run_logging.console = kept
 
 
 def workloads(root: Path, quick: bool) -> dict[str, list[str]]:
@@ -101,7 +117,7 @@ def plain_side(cfg) -> float:
     return plain_loop(model, batches, cfg.trainer.epochs, optimizer, loss_fn)
 
 
-def dlbench_side(overrides: list[str], folder: Path) -> tuple[float, float]:
+def dlbench_side(overrides: list[str], folder: Path, progress: str = "none") -> tuple[float, float]:
     """dlbench's Trainer.fit on the same run, timed from inside this process: the whole fit,
     and the part of it spent in evaluations (validation and its figures) and checkpoint
     writes, which the plain loop does not do."""
@@ -128,8 +144,10 @@ def dlbench_side(overrides: list[str], folder: Path) -> tuple[float, float]:
 
     Trainer.fit, Trainer.evaluate, Trainer.save = timed_fit, timed(evaluate), timed(save)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # dlbench's own tables
-            train(compose.compose_config(overrides), folder)
+        screen = on_a_terminal() if progress == "rich" else contextlib.nullcontext()
+        with contextlib.redirect_stdout(io.StringIO()), screen:  # dlbench's own tables
+            shown = [o for o in overrides if not o.startswith("trainer.progress=")]
+            train(compose.compose_config([*shown, f"trainer.progress={progress}"]), folder)
     finally:
         Trainer.fit, Trainer.evaluate, Trainer.save = fit, evaluate, save
     return took[0], took[0] - took[1]
@@ -205,6 +223,8 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated workload names")
     parser.add_argument("--quick", action="store_true", help="1,000 epochs, 2,000 images: a smoke run")
     parser.add_argument("--sweeps", action="store_true", help="only the sweeps' start and per-job times")
+    shown = "dlbench's progress display: none, or a terminal's rich bar (drawn to nowhere)"
+    parser.add_argument("--progress", choices=["none", "rich"], default="none", help=shown)
     args = parser.parse_args()
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="dlbench-steps-"))
@@ -221,13 +241,14 @@ def main() -> None:
         for r in range(args.rounds):
             torch.manual_seed(cfg.trainer.seed)
             plain.append(plain_side(cfg))
-            whole, training = dlbench_side(overrides, root / "runs" / f"{name}-{r}")
+            whole, training = dlbench_side(overrides, root / "runs" / f"{name}-{r}", args.progress)
             ours.append(whole)
             steps.append(training)
             print(json.dumps({"workload": name, "round": r, "plain_s": plain[-1], "dlbench_s": whole,
                               "dlbench_less_evaluations_and_checkpoints_s": training}))  # fmt: skip
         results[name] = (min(plain), min(ours), min(steps))
-    print(f"\none thread, best of {args.rounds} interleaved rounds, training time (dlbench: Trainer.fit;")
+    print(f"\none thread, best of {args.rounds} interleaved rounds, trainer.progress={args.progress}, "
+          "training time (dlbench: Trainer.fit;")  # fmt: skip
     print("'less eval+ckpt': without its validations, their figures and its checkpoint writes)")
     head = ("workload", "plain loop s", "dlbench s", "ratio", "less eval+ckpt s", "ratio")
     print("{:<18} {:>12} {:>10} {:>6} {:>17} {:>6}".format(*head))

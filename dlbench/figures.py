@@ -72,7 +72,9 @@ def confusion_figure(matrix: torch.Tensor, names: list[str], normalize: bool, ti
                 value = float(values[i, j])
                 text = f"{value:.2f}" if normalize else f"{int(value)}"
                 color = "white" if value > 0.6 * high else "black"
-                ax.text(j, i, text, ha="center", va="center", fontsize=max(5, font - 2), color=color)
+                # (inside the image: left out of the layout, which would measure each one)
+                size = max(5, font - 2)
+                ax.text(j, i, text, ha="center", va="center", fontsize=size, color=color, in_layout=False)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return fig
 

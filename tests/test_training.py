@@ -241,6 +241,55 @@ def test_train_metrics_are_measured_only_in_the_epochs_that_report_them(tmp_path
     assert {k: some[k] for k in measured} == {k: every[k] for k in measured}
 
 
+def test_an_epochs_means_are_read_only_where_someone_reads_them(tmp_path, monkeypatch):
+    """Issue 29: the means of an epoch's step outputs are read (a device sync, and work on 10,000
+    one-step epochs) in the epochs that report, and in every epoch when a plateau scheduler
+    reads a train/ monitor after each one."""
+    from dlbench.engine.means import BatchMeans
+
+    read: list[str] = []
+    result = BatchMeans.result
+
+    def counted(self, prefix):
+        read.append(prefix)
+        return result(self, prefix)
+
+    monkeypatch.setattr(BatchMeans, "result", counted)
+    five = ["trainer.epochs=5", "trainer.val_every_n_epochs=3", "dataset.test_fraction=0"]
+    run(tmp_path / "reports", *five)  # epochs 3 and 5 report
+    assert read.count("train") == 2 and read.count("val") == 2
+    read.clear()
+    plateau = ["scheduler=reduce_lr_on_plateau", "trainer.monitor=train/loss", "trainer.monitor_mode=min"]
+    metrics = run(tmp_path / "plateau", *five, *plateau)
+    assert read.count("train") == 5 and read.count("val") == 2
+    assert metrics["train/loss"] > 0
+
+
+def test_a_terminals_progress_bar_is_one_bar_for_the_whole_fit(tmp_path, monkeypatch):
+    """Issue 29: on a terminal, the progress bar is one rich bar started once for the fit and
+    redrawn at most every 0.1 s. A bar started and redrawn every epoch cost ~3.5 ms an epoch:
+    1,000 iris epochs took 9.5 s on a terminal against 5.8 s without a bar."""
+    import io
+
+    from rich.progress import Progress
+
+    from dlbench import terminal
+    from dlbench.engine import logging as run_logging
+
+    started: list[Progress] = []
+    start = Progress.start
+    monkeypatch.setattr(Progress, "start", lambda self: (started.append(self), start(self))[-1])
+    screen = io.StringIO()
+    shown = terminal.InertConsole(file=screen, force_terminal=True, width=150)
+    monkeypatch.setattr(run_logging, "console", shown)
+    overrides = ["logger=none", "trainer.progress=rich", "trainer.epochs=5", "trainer.log_every_n_steps=1"]
+    cfg = compose.compose_config(overrides)
+    metrics = train(cfg, tmp_path)
+    assert len(started) == 1 and not started[0].live.is_started  # one bar, taken off at the end
+    assert "epoch 1/5" in screen.getvalue() and "samples/s" in screen.getvalue()
+    assert metrics["test/acc"] > 0
+
+
 def test_dlbench_trains_the_same_weights_as_the_notes_plain_loop(tmp_path):
     """Issue 29: what makes tiny steps cheap (train metrics only when reported, the fused NaN/Inf
     guard, the epoch means, the in-memory batches) changes no arithmetic: iris_mlp's weights after

@@ -49,6 +49,7 @@ class TensorLoader:
 
     def __init__(self, dataset: TensorDataset, batch_size: int, sampler: Any = None, augment=None):
         self.tensors = dataset.tensors
+        self.device = self.tensors[0].device  # where its batches are made
         self.batch_size, self.sampler, self.augment = batch_size, sampler, augment
         self.n = len(dataset) if sampler is None else len(sampler)
 

@@ -4,6 +4,8 @@ running loss)."""
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from dlbench.engine import distributed
@@ -18,6 +20,7 @@ class BatchMeans:
         self.values: dict[str, list[torch.Tensor]] = {}
         self.sizes: dict[str, list[int]] = {}
         self.count = 0
+        self.started = time.perf_counter()  # (for samples/s)
 
     def add(self, values: dict[str, torch.Tensor], n: int) -> None:
         for key, value in values.items():

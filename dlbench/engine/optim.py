@@ -62,6 +62,17 @@ class Optimization:
     interval: str = "epoch"  # epoch | step
     lookahead: Lookahead | None = None
 
+    @property
+    def acts_after_step(self) -> bool:
+        """Whether `after_step` does anything: a step-interval scheduler or lookahead."""
+        return (self.scheduler is not None and self.interval == "step") or self.lookahead is not None
+
+    @property
+    def reads_monitor(self) -> bool:
+        """Whether its scheduler reads trainer.monitor after every epoch (ReduceLROnPlateau)."""
+        plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        return plateau and self.interval == "epoch"
+
     def after_step(self, step: int) -> None:
         """After each training step: a step-interval scheduler, then the lookahead."""
         self.step_scheduler("step")

@@ -24,7 +24,7 @@ from dlbench.engine.means import BatchMeans, RunningMeans
 from dlbench.engine.optim import Optimization
 from dlbench.engine.profiling import StepProfiler
 from dlbench.engine.signals import StopSignals
-from dlbench.engine.step import NOTHING, Stepper, Update
+from dlbench.engine.step import NOTHING, WHOLE, Stepper, Update
 from dlbench.engine.training_state import TrainState
 from dlbench.errors import DlbenchError, Preempted, did_you_mean
 
@@ -143,6 +143,8 @@ class Trainer:
         if not data.size("val") and self.monitor.startswith("val/"):
             self.monitor, self.monitor_mode = "train/loss", "min"
             log.info(f"no validation split: monitoring {self.monitor} instead of {cfg.monitor}")
+        # a scheduler that reads the monitor after every epoch (ReduceLROnPlateau)
+        self.plateau = any(o.reads_monitor for o in optimizations.values())
         if cfg.profile and distributed.is_main():
             self.profiler = StepProfiler(cfg.profile, self.run_dir, self.device)
             self.steps.phase = self.phase
@@ -150,6 +152,7 @@ class Trainer:
             with self.stop.caught():
                 return self._fit(task, data, optimizations)
         finally:
+            self.log.end_progress()
             if self.profiler is not None:
                 self.profiler.stop()
 
@@ -170,13 +173,15 @@ class Trainer:
             start = time.perf_counter()
             if self.average is not None and self.average.swa_scheduler(epoch) and not self.state.swa_lr:
                 self.start_swa_lr(optimizations)
-            metrics = self.train_epoch(task, data, optimizations, epoch)
+            means = self.train_epoch(task, data, optimizations, epoch)
             if self.average is not None:
                 self.average.after_epoch(task.model, epoch + 1)
             # Epoch-end work (validation, logging, checkpoints, early stopping) runs every
             # val_every_n_epochs and at the end, so 10,000 full-batch epochs stay cheap.
             last = self._ends(epoch) or task.should_stop()
             report = last or (epoch + 1) % cfg.val_every_n_epochs == 0
+            # the epoch's train/ figures are read (a device sync) only where someone reads them
+            metrics = self.train_metrics(task, means, optimizations) if report or self.plateau else {}
             if report and data.size("val"):
                 metrics.update(self.evaluate(task, data, "val", figures=last or self.log.figures_due()))
             metrics["time/epoch_s"] = time.perf_counter() - start
@@ -259,73 +264,99 @@ class Trainer:
             self.state.bad_epochs += 1
         return better
 
-    def train_epoch(self, task: Task, data: DataModule, optimizations: dict[str, Optimization], epoch: int):
+    def train_epoch(
+        self, task: Task, data: DataModule, optimizations: dict[str, Optimization], epoch: int
+    ) -> BatchMeans:
+        """One pass over the training split: the task's step on each batch (the optimizer steps
+        it asks for), and the work of a step (logs, checkpoints, the stop signals). Returns the
+        means of the step outputs, read by `train_metrics` only if the epoch reports."""
         if not task.training:  # (after an evaluation; setting every module again costs 0.15 ms an epoch)
             task.train()
-        skipped_before, step_before = self.steps.skipped_steps, self.state.step
-        loader = data.loader("train", epoch=epoch, seed=self.cfg.seed, skip=self.state.epoch_step)
+        cfg, state = self.cfg, self.state
+        skipped_before, step_before = self.steps.skipped_steps, state.step
+        loader = data.loader("train", epoch=epoch, seed=cfg.seed, skip=state.epoch_step)
         # train/ metrics are measured in the epochs that report them or feed the monitor (a
         # scheduler reads it every epoch): elsewhere, their updates would only be thrown away
-        read = self.monitor.startswith("train/") and self.monitor != "train/loss"
+        read = self.plateau and self.monitor.startswith("train/")
         tracked = read or self.reports(epoch, self.optimizer_steps(len(loader)))
         if task.track_train_metrics != tracked:  # (setting a module's attribute costs more than reading it)
             task.track_train_metrics = tracked
         means = BatchMeans()
-        started = time.perf_counter()
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
-        batches = len(loader) + self.state.epoch_step  # the epoch's, the skipped ones (a resume) too
-        steps_left = self.total_steps(self.optimizer_steps(batches)) - self.state.step
-        batches_left = steps_left * self.cfg.accumulate  # (for the plain progress's time left)
-        with self.log.progress(len(loader), f"epoch {epoch + 1}/{self.cfg.epochs}", batches_left) as advance:
+        batches = len(loader) + state.epoch_step  # the epoch's, the skipped ones (a resume) too
+        steps_left = self.total_steps(self.optimizer_steps(batches)) - state.step
+        # What most steps need, found once an epoch: whether batches must move to the device
+        # (an in-memory split already there does not), whether the step runs inside a context
+        # (autocast, DDP, the profiler's ranges), which optimizers act after a step (a
+        # per-step scheduler, lookahead), whether every micro-batch is a whole step.
+        move = cfg.channels_last or getattr(loader, "device", None) != self.device or data.mix is not None
+        bare = self.dtype is None and self.ddp is None and self.profiler is None
+        after_step = [opt for opt in optimizations.values() if opt.acts_after_step]
+        whole = cfg.accumulate == 1
+        self.steps.update = WHOLE
+        title = f"epoch {epoch + 1}/{cfg.epochs}"
+        with self.log.progress(len(loader), title, steps_left * cfg.accumulate) as advance:
             profiling = self.profiler is not None and self.profiler.active
             for batch in self.profiler.batches_of(loader) if profiling else loader:
-                self.steps.update = Update.of(self.state.epoch_step, batches, self.cfg.accumulate)
-                with self.phase("data"):
-                    batch = to_device(batch, self.device, self.cfg.channels_last)
-                    if data.mix is not None:  # mixup/cutmix, on the device (data/transforms.mixing)
-                        batch = data.mix(batch)
-                with self.autocast(), self.data_parallel(task), self.phase("step"):
+                if not whole:
+                    self.steps.update = Update.of(state.epoch_step, batches, cfg.accumulate)
+                if move:
+                    with self.phase("data"):
+                        batch = to_device(batch, self.device, cfg.channels_last)
+                        if data.mix is not None:  # mixup/cutmix, on the device (data/transforms.mixing)
+                            batch = data.mix(batch)
+                if bare:
                     out = task.training_step(batch, optimize)
-                if self.profiler is not None:
-                    self.profiler.step()
+                else:
+                    with self.autocast(), self.data_parallel(task), self.phase("step"):
+                        out = task.training_step(batch, optimize)
+                    if self.profiler is not None:
+                        self.profiler.step()
                 samples = _batch_size(batch)
                 means.add(out, samples)
-                self.state.epoch_step += 1
+                state.epoch_step += 1
                 if not self.steps.update.last:  # a micro-batch that only accumulates its gradient
                     self.running.add(out, None)
                     advance(samples)
                     continue
-                self.state.step += 1  # steps count optimizer steps (as do schedulers, logs, checkpoints)
-                if (window := self.running.add(out, self.state.step)) is not None:
+                state.step += 1  # steps count optimizer steps (as do schedulers, logs, checkpoints)
+                if (window := self.running.add(out, state.step)) is not None:
                     self.log_running_means(window, epoch)
-                for opt in optimizations.values():
-                    opt.after_step(self.state.step)
+                for opt in after_step:
+                    opt.after_step(state.step)
                 if self.average is not None:
                     self.average.after_step(task.model)
-                if self.state.step % self.cfg.log_every_n_steps == 0:
+                if state.step % cfg.log_every_n_steps == 0:
                     step_values = {f"train/{k}_step": float(v) for k, v in out.items()}
                     step_values.update(_learning_rates(optimizations))
-                    self.log.scalars(step_values, self.state.step)
+                    self.log.scalars(step_values, state.step)
                     advance(samples, loss=step_values.get("train/loss_step", 0.0))
                 else:
                     advance(samples)
-                every = self.cfg.checkpoint_every_n_steps
-                if every and self.state.step % every == 0:
+                if cfg.checkpoint_every_n_steps and state.step % cfg.checkpoint_every_n_steps == 0:
                     self.save_periodic(task, optimizations)
                 self._stop_if_requested(task, optimizations)  # (only between optimizer steps)
                 if self._done():
                     break
-        metrics = means.result("train")  # reading the sums waits for the device: the time is real
         if self.steps.skipped_steps:
-            metrics["train/skipped_steps"] = float(self.steps.skipped_steps)
-            skipped, steps = self.steps.skipped_steps - skipped_before, self.state.step - step_before
-            if steps and skipped > self.cfg.max_skipped_fraction * steps:
+            skipped, steps = self.steps.skipped_steps - skipped_before, state.step - step_before
+            if steps and skipped > cfg.max_skipped_fraction * steps:
                 raise DlbenchError(
                     f"epoch {epoch + 1}: {skipped} of its {steps} steps had a NaN/Inf loss or gradient and "
-                    f"were skipped, more than trainer.max_skipped_fraction={self.cfg.max_skipped_fraction}. "
+                    f"were skipped, more than trainer.max_skipped_fraction={cfg.max_skipped_fraction}. "
                     "The run is not learning: lower optimizer.lr or set trainer.grad_clip"
                 )
-        metrics["time/train_samples_per_s"] = means.count / (time.perf_counter() - started)
+        return means
+
+    def train_metrics(
+        self, task: Task, means: BatchMeans, optimizations: dict[str, Optimization]
+    ) -> dict[str, float]:
+        """An epoch's train/ figures: the means of its step outputs (reading them waits for the
+        device), the task's train metrics where it measured them, the learning rates."""
+        metrics = means.result("train")
+        if self.steps.skipped_steps:
+            metrics["train/skipped_steps"] = float(self.steps.skipped_steps)
+        metrics["time/train_samples_per_s"] = means.count / (time.perf_counter() - means.started)
         if task.track_train_metrics:
             metrics.update(_prefixed("train", task.compute_metrics("train")))
         metrics.update(_learning_rates(optimizations))
@@ -343,7 +374,6 @@ class Trainer:
         """Average the task's evaluation step over a split, plus the split's metrics; and with
         `figures`, its figures in TensorBoard."""
         means = BatchMeans()
-        started = time.perf_counter()
         with self.evaluated_weights(task):
             task.eval()
             for batch in data.loader(split):
@@ -351,7 +381,7 @@ class Trainer:
                 with self.autocast():
                     means.add(task.evaluation_step(batch, split), _batch_size(batch))
         metrics = {**means.result(split), **_prefixed(split, task.compute_metrics(split))}
-        metrics[f"time/{split}_samples_per_s"] = means.count / (time.perf_counter() - started)
+        metrics[f"time/{split}_samples_per_s"] = means.count / (time.perf_counter() - means.started)
         drawn = self.log.active or distributed.world_size() > 1  # (by every process)
         if figures and drawn:
             started = time.perf_counter()

@@ -37,18 +37,33 @@ class ConfusionMatrix:
     """Counts of (target, prediction) pairs: accuracy, balanced accuracy, macro F1, and each
     class's precision, recall and F1."""
 
+    FOLD_EVERY = 256  # batches kept before they are counted
+
     def __init__(self, num_classes: int):
         self.num_classes = num_classes
         self.counts: torch.Tensor | None = None
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # batches not counted yet
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """Keep the batch; batches are counted together, one bincount for up to FOLD_EVERY of
+        them, so a step costs a list append instead of eight small operations."""
+        self.pending.append((target, preds))
+        if len(self.pending) >= self.FOLD_EVERY:
+            self._count()
+
+    def _count(self) -> None:
+        if not self.pending:
+            return
         n = self.num_classes
-        pairs = target.reshape(-1).long() * n + preds.reshape(-1).long()
-        counts = torch.bincount(pairs, minlength=n * n).reshape(n, n)
+        target = torch.cat([t.reshape(-1) for t, _ in self.pending]).long()
+        preds = torch.cat([p.reshape(-1) for _, p in self.pending]).long()
+        self.pending = []
+        counts = torch.bincount(target * n + preds, minlength=n * n).reshape(n, n)
         self.counts = counts if self.counts is None else self.counts + counts
 
     def matrix(self) -> torch.Tensor:
         """Rows are the true classes, columns the predicted ones (every process's samples)."""
+        self._count()
         if self.counts is None:
             return torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
         return _summed(self.counts)
@@ -60,7 +75,7 @@ class ConfusionMatrix:
         return scores(self.matrix(), averages)
 
     def reset(self) -> None:
-        self.counts = None
+        self.counts, self.pending = None, []
 
 
 def per_class(matrix: torch.Tensor) -> dict[str, torch.Tensor]:
