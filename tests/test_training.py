@@ -290,6 +290,20 @@ def test_a_terminals_progress_bar_is_one_bar_for_the_whole_fit(tmp_path, monkeyp
     assert metrics["test/acc"] > 0
 
 
+def test_an_epochs_checkpoints_are_serialised_once(tmp_path, monkeypatch):
+    """Issue 29: an epoch that improves writes last.pt and best.pt from one capture and one
+    torch.save: best.pt is a copy of last.pt's bytes, in a file of its own."""
+    saved = []
+    save = torch.save
+    monkeypatch.setattr(torch, "save", lambda state, f, **kw: (saved.append(1), save(state, f, **kw))[-1])
+    run(tmp_path, "trainer.epochs=3", "trainer.monitor=val/loss", "trainer.monitor_mode=min")
+    folder = tmp_path / "checkpoints"
+    last, best = folder / "last.pt", folder / "best.pt"
+    assert len(saved) == 3  # one an epoch, whether or not it improved
+    assert last.read_bytes() == best.read_bytes()  # (the val loss falls in each of these epochs)
+    assert last.stat().st_ino != best.stat().st_ino
+
+
 def test_dlbench_trains_the_same_weights_as_the_notes_plain_loop(tmp_path):
     """Issue 29: what makes tiny steps cheap (train metrics only when reported, the fused NaN/Inf
     guard, the epoch means, the in-memory batches) changes no arithmetic: iris_mlp's weights after

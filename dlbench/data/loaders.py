@@ -35,7 +35,8 @@ class EpochSampler(DistributedSampler):
             return torch.as_tensor(list(self), dtype=torch.long)
         generator = torch.Generator()
         generator.manual_seed(self.seed + self.epoch)
-        return torch.randperm(len(self.dataset), generator=generator)[self.skip :]
+        order = torch.randperm(len(self.dataset), generator=generator)
+        return order[self.skip :] if self.skip else order
 
     def __len__(self) -> int:
         return max(0, self.num_samples - self.skip)
@@ -56,8 +57,10 @@ class TensorLoader:
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         order = None
         if self.sampler is not None:
-            indices = self.sampler.order() if hasattr(self.sampler, "order") else list(self.sampler)
-            order = torch.as_tensor(indices, dtype=torch.long).to(self.tensors[0].device)
+            if hasattr(self.sampler, "order"):  # (a tensor already)
+                order = self.sampler.order().to(self.device)
+            else:
+                order = torch.as_tensor(list(self.sampler), dtype=torch.long, device=self.device)
         for start in range(0, self.n, self.batch_size):
             if order is None:
                 batch = [t[start : start + self.batch_size] for t in self.tensors]

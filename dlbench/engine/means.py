@@ -26,7 +26,7 @@ class BatchMeans:
         for key, value in values.items():
             if key not in self.values:
                 self.values[key], self.sizes[key] = [], []
-            self.values[key].append(value.detach())
+            self.values[key].append(value.detach() if value.requires_grad else value)
             self.sizes[key].append(n)
         self.count += n
 

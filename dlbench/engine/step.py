@@ -69,6 +69,7 @@ class Stepper:
         self.update = Update()
         self.losses: list[torch.Tensor] = []  # the group's losses so far (for the NaN/Inf check)
         self.found, self.one = torch.zeros(1, device=device), torch.ones((), device=device)  # (NaN/Inf)
+        self.loss_copy = torch.zeros((), device=device)  # what the NaN/Inf check reads of a loss
         # a labelled range while trainer.profile records (engine/profiling.py), else nothing
         self.phase: Callable[[str], contextlib.AbstractContextManager] = lambda name: NOTHING
 
@@ -128,19 +129,25 @@ class Stepper:
         """Whether this step's loss or a gradient is NaN or Inf (one scalar read per step). With
         trainer.nonfinite=stop that is an error naming the step and the value; with skip, the
         step is left out. fp16's gradient scaler does its own skipping of overflowed steps."""
-        params = [p for p in params_of(optimizer) if p.grad is not None]
-        sums = [v.float().sum() for v in losses]
-        loss = sums[0] if len(sums) == 1 else torch.stack(sums).sum()
-        # one fused pass over the loss and every gradient (the kernel fp16's gradient scaler
-        # uses to find an overflow; its factor 1 leaves them as they are), then one read
-        grads = [p.grad._values() if p.grad.is_sparse else p.grad for p in params]
+        # One fused pass over the group's losses and every gradient (the kernel fp16's gradient
+        # scaler uses to find an overflow; its factor 1 leaves them as they are), then one read.
+        # The losses are copied first (the kernel writes back what it checks), into a tensor
+        # kept for it: on tiny steps, a new tensor costs more than the check.
+        loss = self.loss_copy.copy_(losses[0]) if len(losses) == 1 else torch.stack(losses)
+        grads = [
+            g._values() if g.is_sparse else g
+            for group in optimizer.param_groups
+            for p in group["params"]
+            if (g := p.grad) is not None
+        ]
         self.found.zero_()
         torch._amp_foreach_non_finite_check_and_unscale_([loss, *grads], self.found, self.one)
         if not self.found.item():
             return False
-        if not torch.isfinite(loss):
-            what = f"the loss is {float(loss)}"
+        if not torch.isfinite(loss).all():
+            what = f"the loss is {float(loss.reshape(-1)[~torch.isfinite(loss.reshape(-1))][0])}"
         else:
+            params = [p for p in params_of(optimizer) if p.grad is not None]
             bad = next(p for p in params if not torch.isfinite(p.grad).all())
             value = float(bad.grad[~torch.isfinite(bad.grad)][0])
             what = f"the gradient of {self.param_names.get(bad, 'a parameter')} holds {value}"

@@ -201,9 +201,7 @@ class Trainer:
             improved = self._track_best(metrics.get(monitor))
             self.log.scalars(metrics, self.state.step)
             log.info(f"epoch {epoch + 1}/{cfg.epochs}  step {self.state.step}  {format_metrics(metrics)}")
-            self.save(task, optimizations, "last.pt")
-            if improved:
-                self.save(task, optimizations, "best.pt")
+            self.save(task, optimizations, "last.pt", *(["best.pt"] if improved else []))
             if task.should_stop():
                 log.info(f"the task converged after epoch {epoch + 1}")
                 break
@@ -234,8 +232,7 @@ class Trainer:
         if data.size("val"):
             self.state.metrics.update(self.evaluate(task, data, "val"))
             self.log.scalars(self.state.metrics, self.state.step)
-        self.save(task, optimizations, "last.pt")
-        self.save(task, optimizations, "best.pt")
+        self.save(task, optimizations, "last.pt", "best.pt")
 
     def reports(self, epoch: int, steps: int) -> bool:
         """Whether epoch `epoch` (from 0), of `steps` optimizer steps, ends in the epoch-end work
@@ -391,20 +388,21 @@ class Trainer:
         return metrics
 
     # ---- checkpoints ----------------------------------------------------------------------
-    def save(self, task: Task, optimizations: dict[str, Optimization], name: str) -> None:
-        """Write checkpoints/<name> (only rank 0 writes): what training_state.capture holds."""
+    def save(self, task: Task, optimizations: dict[str, Optimization], *names: str) -> None:
+        """Write checkpoints/<name> for each name (only rank 0 writes): what
+        training_state.capture holds, captured and serialised once."""
         if not self.cfg.checkpoint or not distributed.is_main():
             return
         self.log.flush()  # the TensorBoard events up to this checkpoint survive a SIGKILL
         state = {**training_state.capture(self, task, optimizations), **self.extra}
-        checkpoint.save(state, self.run_dir / "checkpoints" / name)
+        checkpoint.save(state, *(self.run_dir / "checkpoints" / name for name in names))
 
     def save_periodic(self, task: Task, optimizations: dict[str, Optimization]) -> None:
         """Every checkpoint_every_n_steps: last.pt, and step-N.pt of which the newest keep_last_k stay."""
-        self.save(task, optimizations, "last.pt")
-        if not self.cfg.keep_last_k or not self.cfg.checkpoint or not distributed.is_main():
+        numbered = [f"step-{self.state.step:09d}.pt"] if self.cfg.keep_last_k else []
+        self.save(task, optimizations, "last.pt", *numbered)
+        if not numbered or not self.cfg.checkpoint or not distributed.is_main():
             return
-        self.save(task, optimizations, f"step-{self.state.step:09d}.pt")
         for old in sorted((self.run_dir / "checkpoints").glob("step-*.pt"))[: -self.cfg.keep_last_k]:
             old.unlink()
 
