@@ -13,6 +13,8 @@ from torch.utils.data import Dataset, DistributedSampler, TensorDataset
 
 from dlbench.engine import distributed
 
+ORDER = torch.Generator()  # draws each epoch's order, seeded anew each time (one, not one an epoch)
+
 
 class EpochSampler(DistributedSampler):
     """torch's DistributedSampler: this process's share of a permutation drawn from (seed, epoch),
@@ -33,9 +35,7 @@ class EpochSampler(DistributedSampler):
         (DistributedSampler's `randperm` of seed + epoch), without making a Python int of each."""
         if self.num_replicas > 1 or not self.shuffle:
             return torch.as_tensor(list(self), dtype=torch.long)
-        generator = torch.Generator()
-        generator.manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.dataset), generator=generator)
+        order = torch.randperm(len(self.dataset), generator=ORDER.manual_seed(self.seed + self.epoch))
         return order[self.skip :] if self.skip else order
 
     def __len__(self) -> int:
@@ -65,7 +65,7 @@ class TensorLoader:
             if order is None:
                 batch = [t[start : start + self.batch_size] for t in self.tensors]
             else:
-                idx = order[start : start + self.batch_size]
+                idx = order if self.batch_size >= self.n else order[start : start + self.batch_size]
                 batch = [t[idx] for t in self.tensors]
             if self.augment is not None:
                 index = None if order is None else idx

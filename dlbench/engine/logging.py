@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ terminal.protect(log)  # every log line inert: no control character from the dat
 # dlbench's consoles: text is data, never markup (terminal.py)
 console = terminal.console()
 err_console = terminal.console(stderr=True)
+NO_PROGRESS = nullcontext(lambda samples, loss=None: None)  # trainer.progress=none's advance(): nothing
 
 
 def new_table(
@@ -244,13 +245,19 @@ class RunLogger:
             with self.writing(backend):
                 backend.finish(self.run.settings, metrics, checkpoint)
 
-    @contextmanager
-    def progress(self, total: int, description: str, run_steps_left: int) -> Iterator[Any]:
+    def progress(self, total: int, description: str, run_steps_left: int) -> AbstractContextManager:
         """A context giving `advance(samples, loss=None)`, called once per training step (with the
         loss on the steps that log it). On a terminal: a rich bar with the epoch, its steps,
         samples/s, the loss and the epoch's time left, redrawn at most every 0.1 s (rich's own
         rate, here without its drawing thread). In plain mode (a pipe, a log file): one line per
-        logged step with the same figures and the whole run's time left."""
+        logged step with the same figures and the whole run's time left. With
+        trainer.progress=none, one context that does nothing serves every epoch."""
+        if self.progress_mode == "none":
+            return NO_PROGRESS
+        return self._progress(total, description, run_steps_left)
+
+    @contextmanager
+    def _progress(self, total: int, description: str, run_steps_left: int) -> Iterator[Any]:
         started, seen, step = time.perf_counter(), 0, 0
         bar = self.bar() if self.progress_mode == "rich" else None
         task = bar.task_ids[0] if bar is not None else None
