@@ -268,7 +268,8 @@ def test_an_epochs_means_are_read_only_where_someone_reads_them(tmp_path, monkey
 def test_a_terminals_progress_bar_is_one_bar_for_the_whole_fit(tmp_path, monkeypatch):
     """Issue 29: on a terminal, the progress bar is one rich bar started once for the fit and
     redrawn at most every 0.1 s. A bar started and redrawn every epoch cost ~3.5 ms an epoch:
-    1,000 iris epochs took 9.5 s on a terminal against 5.8 s without a bar."""
+    `dlbench experiment=iris_mlp trainer.epochs=1000` took 9.5 s on a terminal against 5.8 s
+    without a bar (now 5.4 s against 5.1 s)."""
     import io
 
     from rich.progress import Progress
