@@ -14,7 +14,10 @@ Each step is timed, and a step that fails is recorded with its error while the n
    (CIFAR-shaped); the first epoch (cuDNN autotuning, compiling) is reported apart from the
    steady ones;
 4. memory: the peak memory allocated on the GPU while training ResNet-18 at batch 512, dlbench
-   against the plain loop (no figure without a GPU: "not measured: no GPU").
+   against the plain loop (no figure without a GPU: "not measured: no GPU");
+5. tiny steps (issue 29): step_overhead.py's iris_mlp, mlp_regression and name2lang_gru
+   (1,000 epochs), dlbench against the plain loop on this device; on a GPU also with CUDA
+   graphs (`trainer.compile_mode=reduce-overhead`).
 
 It writes gpu_report.json and gpu_report.md in --out. Targets (issue 26): every CUDA test
 passes; dlbench >= 0.95x the plain loop's images/s at steady state and >= 1.2x Lightning's; peak
@@ -118,6 +121,12 @@ def markdown(data: dict) -> str:
     memory = data.get("memory")
     if memory:
         lines += ["", f"Memory (ResNet-18, batch 512): {memory}"]
+    for variant, rows in data.get("tiny_steps", {}).items():
+        lines += ["", f"Tiny steps, dlbench {variant} (1,000 epochs, seconds of training):", ""]
+        lines += ["| workload | plain loop | dlbench | ratio | less eval+ckpt |", "|---|---|---|---|---|"]
+        for name, row in rows.items():
+            lines.append(f"| {name} | {row['plain_s']} | {row['dlbench_s']} | {row['dlbench/plain']} | "
+                         f"{row['less eval+ckpt/plain']} |")  # fmt: skip
     for step in data["steps"]:
         if not step["ok"]:
             lines += ["", f"## {step['step']} failed", "", "```", step["error"], "```"]
@@ -331,6 +340,36 @@ def memory(root: Path, device: torch.device, report: Report) -> None:
     }
 
 
+def tiny_row(plain: float, ours: float, less: float) -> dict[str, float]:
+    """One workload's seconds (plain loop, dlbench's fit, the fit less evaluations and
+    checkpoints) and dlbench's ratios to the plain loop."""
+    return {
+        "plain_s": round(plain, 3),
+        "dlbench_s": round(ours, 3),
+        "dlbench/plain": round(ours / plain, 3),
+        "less eval+ckpt/plain": round(less / plain, 3),
+    }
+
+
+def tiny_steps(root: Path, device: torch.device, quick: bool, report: Report) -> None:
+    """Issue 29 on this device: the tiny-step workloads of benchmarks/step_overhead.py (1,000
+    epochs), dlbench's fit against the plain loop; on a GPU also with dlbench's model in CUDA
+    graphs (`trainer.compile=true trainer.compile_mode=reduce-overhead`; the two with fixed
+    shapes: a GRU over names of every length would compile once per length)."""
+    import step_overhead
+
+    variants = {"eager": (None, ["iris_mlp", "mlp_regression", "name2lang_gru"])}
+    if device.type == "cuda":
+        variants["cuda graphs"] = ("reduce-overhead", ["iris_mlp", "mlp_regression"])
+    figures = {}
+    for label, (mode, only) in variants.items():
+        results = step_overhead.compare(
+            root / label.replace(" ", "_"), only, True, 1 if quick else 2, device.type, compile_mode=mode
+        )
+        figures[label] = {name: tiny_row(*seconds) for name, seconds in results.items()}
+    report.figures["tiny_steps"] = figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the folder for gpu_report.{json,md}")
@@ -354,6 +393,8 @@ def main() -> int:
     speed(root, device, args.quick, precision, report)
     with report.step("memory"):
         memory(root, device, report)
+    with report.step("tiny steps"):
+        tiny_steps(root / "tiny", device, args.quick, report)
     report.write()
     print((args.out / "gpu_report.md").read_text())
     return 0 if all(step["ok"] for step in report.steps) else 1

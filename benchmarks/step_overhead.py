@@ -13,6 +13,7 @@ figures) and checkpoint writes, which the plain loop does not do.
     python benchmarks/step_overhead.py [--rounds 2] [--only iris_mlp,digits_mlp] [--quick]
     python benchmarks/step_overhead.py --sweeps    # time to a grid's first job; per-job cost
     python benchmarks/step_overhead.py --progress rich    # with a terminal's progress bar
+    python benchmarks/step_overhead.py --device cuda [--compile-mode reduce-overhead]   # on a GPU
 
 Targets (issue 29): <= 1.10x on iris_mlp, mlp_regression, name2lang_gru; <= 1.05x on
 lenet5_mnist and digits_mlp.
@@ -79,8 +80,9 @@ def workloads(root: Path, quick: bool) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-def plain_loop(model, batches, epochs: int, optimizer, loss_fn) -> float:
-    """The notes' loop; `batches(epoch)` yields an epoch's (x, y). Returns its wall time."""
+def plain_loop(model, batches, epochs: int, optimizer, loss_fn, device: torch.device) -> float:
+    """The notes' loop; `batches(epoch)` yields an epoch's (x, y). Returns its wall time (on a
+    GPU, up to the end of its last kernel)."""
     model.train()
     start = time.perf_counter()
     for epoch in range(epochs):
@@ -89,23 +91,27 @@ def plain_loop(model, batches, epochs: int, optimizer, loss_fn) -> float:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
 def plain_side(cfg) -> float:
-    """The plain loop on the run's own model, data and optimizer settings."""
+    """The plain loop on the run's own model, data and optimizer settings, on its device (the
+    data held there, as dlbench holds it)."""
+    device = torch.device(cfg.device.type)
     data = build_data(cfg)
     task = build_task(cfg, data.info, data)
-    model, dataset, size = task.model, data.splits["train"], cfg.dataset.batch_size
+    model, dataset, size = task.model.to(device), data.splits["train"], cfg.dataset.batch_size
     if hasattr(dataset, "tensors"):  # in memory: a slice of the shuffled order per step
-        x, y = dataset.tensors
+        x, y = (t.to(device) for t in dataset.tensors)
         size = size or len(x)  # (null: the full batch)
 
         def batches(epoch):
-            order = torch.randperm(len(x))
+            order = torch.randperm(len(x), device=device)
             return ((x[order[i : i + size]], y[order[i : i + size]]) for i in range(0, len(x), size))
     else:  # the names: dlbench's own collated batches, shuffled
-        made = list(data.loader("train"))
+        made = [[t.to(device) for t in batch] for batch in data.loader("train")]
 
         def batches(epoch):
             return (made[i] for i in torch.randperm(len(made)).tolist())
@@ -114,7 +120,7 @@ def plain_side(cfg) -> float:
     optimizer = kind(model.parameters(), lr=cfg.optimizer.lr)
     classify = cfg.task.name == "classification"
     loss_fn = F.cross_entropy if classify else lambda out, y: F.mse_loss(out, y.view_as(out))
-    return plain_loop(model, batches, cfg.trainer.epochs, optimizer, loss_fn)
+    return plain_loop(model, batches, cfg.trainer.epochs, optimizer, loss_fn, device)
 
 
 def dlbench_side(overrides: list[str], folder: Path, progress: str = "none") -> tuple[float, float]:
@@ -151,6 +157,41 @@ def dlbench_side(overrides: list[str], folder: Path, progress: str = "none") -> 
     finally:
         Trainer.fit, Trainer.evaluate, Trainer.save = fit, evaluate, save
     return took[0], took[0] - took[1]
+
+
+def compare(
+    root: Path,
+    only: list[str] | None,
+    quick: bool,
+    rounds: int,
+    device: str = "cpu",
+    progress: str = "none",
+    compile_mode: str | None = None,
+) -> dict[str, tuple[float, float, float]]:
+    """Each workload (or those in `only`) trained by the plain loop and by dlbench in interleaved
+    rounds; for each, the best round's seconds: plain, dlbench, dlbench less eval+ckpt.
+    `compile_mode`: dlbench's model through torch.compile in that mode (the plain loop stays
+    eager, as the notes'), e.g. reduce-overhead, CUDA graphs."""
+    chosen = workloads(root, quick)
+    settings = [*(o for o in QUIET if not o.startswith("device=")), f"device={device}"]
+    compiled = ["trainer.compile=true", f"trainer.compile_mode={compile_mode}"] if compile_mode else []
+    results = {}
+    for name, overrides in chosen.items():
+        if only and name not in only:
+            continue
+        overrides = [*overrides, *settings]
+        cfg = compose.compose_config(overrides)
+        plain, ours, steps = [], [], []
+        for r in range(rounds):
+            torch.manual_seed(cfg.trainer.seed)
+            plain.append(plain_side(cfg))
+            whole, training = dlbench_side([*overrides, *compiled], root / "runs" / f"{name}-{r}", progress)
+            ours.append(whole)
+            steps.append(training)
+            print(json.dumps({"workload": name, "round": r, "plain_s": plain[-1], "dlbench_s": whole,
+                              "dlbench_less_evaluations_and_checkpoints_s": training}))  # fmt: skip
+        results[name] = (min(plain), min(ours), min(steps))
+    return results
 
 
 LRS = "optimizer.lr=0.1,0.05,0.02,0.01,0.005,0.002,0.001,0.0005,0.0002,0.0001"  # 10 values
@@ -225,30 +266,19 @@ def main() -> None:
     parser.add_argument("--sweeps", action="store_true", help="only the sweeps' start and per-job times")
     shown = "dlbench's progress display: none, or a terminal's rich bar (drawn to nowhere)"
     parser.add_argument("--progress", choices=["none", "rich"], default="none", help=shown)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--compile-mode", help="dlbench's model through torch.compile, e.g. reduce-overhead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="dlbench-steps-"))
     if args.sweeps:
         return sweeps(root)
-    chosen = workloads(root, args.quick)
-    if args.only:
-        chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
-    results = {}
-    for name, overrides in chosen.items():
-        overrides = [*overrides, *QUIET]
-        cfg = compose.compose_config(overrides)
-        plain, ours, steps = [], [], []
-        for r in range(args.rounds):
-            torch.manual_seed(cfg.trainer.seed)
-            plain.append(plain_side(cfg))
-            whole, training = dlbench_side(overrides, root / "runs" / f"{name}-{r}", args.progress)
-            ours.append(whole)
-            steps.append(training)
-            print(json.dumps({"workload": name, "round": r, "plain_s": plain[-1], "dlbench_s": whole,
-                              "dlbench_less_evaluations_and_checkpoints_s": training}))  # fmt: skip
-        results[name] = (min(plain), min(ours), min(steps))
-    print(f"\none thread, best of {args.rounds} interleaved rounds, trainer.progress={args.progress}, "
-          "training time (dlbench: Trainer.fit;")  # fmt: skip
+    only = args.only.split(",") if args.only else None
+    options = {"device": args.device, "progress": args.progress, "compile_mode": args.compile_mode}
+    results = compare(root, only, args.quick, args.rounds, **options)
+    compiled = f", dlbench's model compiled ({args.compile_mode})" if args.compile_mode else ""
+    print(f"\n{args.device}, one thread, best of {args.rounds} interleaved rounds, "
+          f"trainer.progress={args.progress}{compiled}, training time (dlbench: Trainer.fit;")  # fmt: skip
     print("'less eval+ckpt': without its validations, their figures and its checkpoint writes)")
     head = ("workload", "plain loop s", "dlbench s", "ratio", "less eval+ckpt s", "ratio")
     print("{:<18} {:>12} {:>10} {:>6} {:>17} {:>6}".format(*head))

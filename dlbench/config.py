@@ -47,6 +47,9 @@ class TrainerConfig:
     patience: int | None = None  # early stopping: epochs without improvement
     deterministic: bool = False  # torch.use_deterministic_algorithms
     compile: bool = False  # torch.compile the model(s) (off by default: slower on the CPU, warm-up)
+    # torch.compile's mode: default | reduce-overhead (CUDA graphs: one launch for a whole
+    # forward, for small models whose steps wait on kernel launches) | max-autotune
+    compile_mode: str = "default"
     cudnn_benchmark: bool = True  # let cuDNN time its algorithms for each input shape (CUDA)
     channels_last: bool = False
     progress: str = "auto"  # auto (rich on a terminal, plain lines otherwise) | rich | plain | none
@@ -190,6 +193,7 @@ CHOICES = {
     "trainer.grad_clip_mode": ("norm", "value"),
     "logger.wandb.mode": ("offline", "online"),
     "trainer.progress": ("auto", "rich", "plain", "none"),
+    "trainer.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "scheduler.interval": ("epoch", "step"),
     "dataset.validate_on": ("val", "test", "train"),
 }

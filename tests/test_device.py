@@ -77,11 +77,19 @@ def test_every_family_trains_in_each_precision(tmp_path, data_root, name, precis
         assert state["scalers"], state.keys()
 
 
-@pytest.mark.parametrize("option", ["trainer.channels_last=true", "trainer.compile=true"])
-def test_channels_last_and_compile(tmp_path, data_root, option):
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["trainer.channels_last=true"],
+        ["trainer.compile=true"],
+        # CUDA graphs (issue 29: launch-bound small models); on the CPU, inductor alone
+        ["trainer.compile=true", "trainer.compile_mode=reduce-overhead"],
+    ],
+)
+def test_channels_last_and_compile(tmp_path, data_root, options):
     # (on the CPU, the MLP: compiling a ResNet or LeNet-5 there takes most of a minute)
     model = family("resnet" if DEVICE == "cuda" else "mlp", data_root)
-    metrics = run(tmp_path, *model, option, "trainer.max_steps=2")
+    metrics = run(tmp_path, *model, *options, "trainer.max_steps=2")
     assert metrics["train/loss"] == metrics["train/loss"]
 
 

@@ -23,7 +23,8 @@ def test_the_gpu_check_runs_every_step_on_the_cpu(tmp_path):
     assert done.returncode == 0 and not failed, done.stdout[-3000:] + done.stderr[-3000:]
     steps = [step["step"] for step in report["steps"]]
     assert steps == [
-        "environment", "CUDA tests", "data", "speed: lenet5", "speed: resnet18", "speed: airbench", "memory"
+        "environment", "CUDA tests", "data", "speed: lenet5", "speed: resnet18", "speed: airbench", "memory",
+        "tiny steps",
     ]  # fmt: skip
     tests = report["cuda_tests"]
     assert len(tests) == 2 and set(tests.values()) == {"passed"}, tests  # (--quick: two of them)
@@ -31,5 +32,8 @@ def test_the_gpu_check_runs_every_step_on_the_cpu(tmp_path):
         assert set(sides) == {"dlbench", "plain loop", "lightning"}, model
         assert all(side["images_per_s"] > 0 for side in sides.values())
     assert report["memory"] == "not measured: no GPU"
+    tiny = report["tiny_steps"]  # (CUDA graphs only on a GPU)
+    assert list(tiny) == ["eager"] and set(tiny["eager"]) == {"iris_mlp", "mlp_regression", "name2lang_gru"}
+    assert all(row["dlbench/plain"] > 0 for row in tiny["eager"].values())
     text = (tmp_path / "gpu_report.md").read_text()
     assert "| lenet5 | dlbench |" in text and "CUDA tests: " in text

@@ -100,6 +100,18 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     assert result.returncode == 2 and "choose one of: norm|value" in result.stderr
 
 
+def test_compile_mode_is_torch_compiles_and_an_unknown_one_is_refused(cli, tmp_path, monkeypatch):
+    """Issue 29: trainer.compile_mode=reduce-overhead (CUDA graphs, for launch-bound models on a
+    GPU) reaches torch.compile; a mode torch does not have is one message."""
+    modes = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **options: modes.append(options["mode"]))
+    options = ["trainer.compile=true", "trainer.compile_mode=reduce-overhead", "trainer.max_steps=1"]
+    train(compose.compose_config([*LINEAR, *options]), tmp_path / "run")
+    assert modes == ["reduce-overhead"]
+    result = cli("trainer.compile_mode=reduce_overhead")
+    assert result.returncode == 2 and "reduce-overhead" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_the_ema_is_what_evaluation_and_checkpoints_take_and_the_trained_weights_stay(tmp_path):
     overrides = [*LINEAR, "trainer.ema=0.5", "optimizer=sgd", "trainer.max_steps=2"]
     periodic = ["trainer.checkpoint_every_n_steps=1", "trainer.keep_last_k=2"]

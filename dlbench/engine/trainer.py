@@ -69,7 +69,7 @@ class Trainer:
             if self.cfg.channels_last:
                 net.to(memory_format=torch.channels_last)
             if self.cfg.compile:
-                net.compile()
+                net.compile(mode=self.cfg.compile_mode)
         several = {
             "accumulate": self.cfg.accumulate > 1,
             "ema": self.cfg.ema,
