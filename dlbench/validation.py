@@ -144,6 +144,10 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         raise DlbenchError(f"trainer.swa_start={t.swa_start}: an epoch from 1 to trainer.epochs={t.epochs}")
     if t.swa_lr is not None and (t.swa_start is None or not 0 < t.swa_lr < math.inf):
         raise DlbenchError(f"trainer.swa_lr={t.swa_lr}: a positive lr, with trainer.swa_start set")
+    if t.compile_mode != "default" and not t.compile:
+        raise DlbenchError(
+            f"trainer.compile_mode={t.compile_mode}: the model is compiled only with trainer.compile=true"
+        )
     if str(t.threads) != "auto" and not (isinstance(t.threads, int) and t.threads >= 1):
         raise DlbenchError(f"trainer.threads={t.threads}: auto, or a number of threads (1 or more)")
     if not 0 <= t.max_skipped_fraction <= 1:

@@ -108,8 +108,10 @@ def test_compile_mode_is_torch_compiles_and_an_unknown_one_is_refused(cli, tmp_p
     options = ["trainer.compile=true", "trainer.compile_mode=reduce-overhead", "trainer.max_steps=1"]
     train(compose.compose_config([*LINEAR, *options]), tmp_path / "run")
     assert modes == ["reduce-overhead"]
-    result = cli("trainer.compile_mode=reduce_overhead")
+    result = cli("trainer.compile=true", "trainer.compile_mode=reduce_overhead")
     assert result.returncode == 2 and "reduce-overhead" in result.stderr and "Traceback" not in result.stderr
+    result = cli("trainer.compile_mode=reduce-overhead")  # (without trainer.compile: nothing to compile)
+    assert result.returncode == 2 and "only with trainer.compile=true" in result.stderr
 
 
 def test_the_ema_is_what_evaluation_and_checkpoints_take_and_the_trained_weights_stay(tmp_path):
