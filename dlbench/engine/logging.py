@@ -264,24 +264,25 @@ class RunLogger:
         if bar is not None:  # (the bar's task starts again; rich's reset would also redraw it)
             bar.update(task, total=total, completed=0, description=description, info="", rate="")
             bar.tasks[0].finished_time = None
+            if self.redraw_due():  # (after an evaluation, the new epoch is shown at once)
+                self.redraw(bar)
         info = ""
+
+        def rate() -> str:
+            elapsed = time.perf_counter() - started
+            return f"{seen / elapsed:,.0f} samples/s" if elapsed > 0 else ""
 
         def advance(samples: int, loss: float | None = None) -> None:
             nonlocal seen, step, info
             seen, step = seen + samples, step + 1
-            if loss is None and bar is None:
-                return
-            now = time.perf_counter()
-            elapsed = now - started
-            rate = f"{seen / elapsed:,.0f} samples/s" if elapsed > 0 else ""
             if bar is not None:
                 info = f"loss {loss:.4g}" if loss is not None else info
-                if now - self.bar_shown >= 0.1:  # (a redraw costs more than a tiny step)
-                    bar.update(task, completed=step, rate=rate, info=info, refresh=True)
-                    self.bar_shown = now
-            elif self.progress_mode == "plain":
-                left = elapsed / step * max(0, run_steps_left - step)
-                log.info(f"{description}  step {step}/{total}  loss {loss:.4g}  {rate}  ETA {_clock(left)}")
+                if self.redraw_due():
+                    bar.update(task, completed=step, rate=rate(), info=info)
+                    self.redraw(bar)
+            elif loss is not None and self.progress_mode == "plain":
+                left = (time.perf_counter() - started) / step * max(0, run_steps_left - step)
+                log.info(f"{description}  step {step}/{total}  loss {loss:.4g}  {rate()}  ETA {_clock(left)}")
 
         yield advance
 
@@ -305,6 +306,15 @@ class RunLogger:
             self.live_bar.add_task("", total=1, info="", rate="")
             self.live_bar.start()
         return self.live_bar
+
+    def redraw_due(self) -> bool:
+        """Whether the bar was last drawn 0.1 s ago or more: it is drawn at most ten times a
+        second, rich's own rate (its drawing thread is off: a redraw costs more than a tiny step)."""
+        return time.perf_counter() - self.bar_shown >= 0.1
+
+    def redraw(self, bar: Any) -> None:
+        bar.refresh()
+        self.bar_shown = time.perf_counter()
 
     def end_progress(self) -> None:
         """Take the training's progress bar off the terminal (at the end of fit)."""
