@@ -287,7 +287,7 @@ def test_a_terminals_progress_bar_is_one_bar_for_the_whole_fit(tmp_path, monkeyp
     cfg = compose.compose_config(overrides)
     metrics = train(cfg, tmp_path)
     assert len(started) == 1 and not started[0].live.is_started  # one bar, taken off at the end
-    assert "epoch 1/5" in screen.getvalue() and "samples/s" in screen.getvalue()
+    assert "epoch 1/5" in screen.getvalue()  # (drawn at the first epoch's start; later ones when due)
     assert metrics["test/acc"] > 0
 
 
