@@ -72,7 +72,6 @@ class Stepper:
         self.loss_copy = torch.zeros((), device=device)  # what the NaN/Inf check reads of a loss
         # a labelled range while trainer.profile records (engine/profiling.py), else nothing
         self.phase: Callable[[str], contextlib.AbstractContextManager] = lambda name: NOTHING
-        self.profiling = False  # (trainer.profile: the phases are labelled)
 
     def scaler(self, name: str) -> torch.amp.GradScaler:
         """fp16 needs a gradient scaler (one per optimizer); bf16 and fp32 do not."""
@@ -88,12 +87,8 @@ class Stepper:
         optimizer, scaler = optimization.optimizer, self.scaler(name)
         if self.update.first:  # (a GAN's generator loss also left gradients in the discriminator)
             optimizer.zero_grad(set_to_none=True)
-        part = loss / self.cfg.accumulate if self.cfg.accumulate > 1 else loss
-        if self.dtype is None and not self.profiling:  # (float32, no profile: nothing to enter)
-            part.backward()
-        else:
-            with self.outside_autocast(), self.phase("backward"):
-                scaler.scale(part).backward()
+        with self.outside_autocast(), self.phase("backward"):
+            scaler.scale(loss / self.cfg.accumulate if self.cfg.accumulate > 1 else loss).backward()
         self.losses.append(loss.detach())
         if not self.update.last:
             return
@@ -112,9 +107,6 @@ class Stepper:
             return  # skip: the weights and the optimizer's state stay as they were
         if self.cfg.log_grad_norms and step % self.cfg.log_every_n_steps == 0:
             self.log_grad_norms(optimizer, scaler.get_scale() if scaler.is_enabled() else 1.0, step)
-        if self.cfg.grad_clip is None and not scaler.is_enabled() and not self.profiling:
-            optimizer.step()  # (no clipping, no fp16 scaler, no profile: the optimizer's step alone)
-            return
         with self.phase("optimizer"):
             if self.cfg.grad_clip is not None:
                 scaler.unscale_(optimizer)

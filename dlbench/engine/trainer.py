@@ -147,7 +147,7 @@ class Trainer:
         self.plateau = any(o.reads_monitor for o in optimizations.values())
         if cfg.profile and distributed.is_main():
             self.profiler = StepProfiler(cfg.profile, self.run_dir, self.device)
-            self.steps.phase, self.steps.profiling = self.phase, True
+            self.steps.phase = self.phase
         try:
             with self.stop.caught():
                 return self._fit(task, data, optimizations)
@@ -282,12 +282,8 @@ class Trainer:
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
         batches = len(loader) + state.epoch_step  # the epoch's, the skipped ones (a resume) too
         steps_left = self.total_steps(self.optimizer_steps(batches)) - state.step
-        # What most steps need, found once an epoch: whether batches must move to the device
-        # (an in-memory split already there does not), whether the step runs inside a context
-        # (autocast, DDP, the profiler's ranges), which optimizers act after a step (a
-        # per-step scheduler, lookahead), whether every micro-batch is a whole step.
-        move = cfg.channels_last or getattr(loader, "device", None) != self.device or data.mix is not None
-        bare = self.dtype is None and self.ddp is None and self.profiler is None
+        # found once an epoch: which optimizers act after a step (a per-step scheduler,
+        # lookahead), whether every micro-batch is a whole step
         after_step = [opt for opt in optimizations.values() if opt.acts_after_step]
         whole = cfg.accumulate == 1
         self.steps.update = WHOLE
@@ -297,18 +293,14 @@ class Trainer:
             for batch in self.profiler.batches_of(loader) if profiling else loader:
                 if not whole:
                     self.steps.update = Update.of(state.epoch_step, batches, cfg.accumulate)
-                if move:
-                    with self.phase("data"):
-                        batch = to_device(batch, self.device, cfg.channels_last)
-                        if data.mix is not None:  # mixup/cutmix, on the device (data/transforms.mixing)
-                            batch = data.mix(batch)
-                if bare:
+                with self.phase("data"):
+                    batch = to_device(batch, self.device, cfg.channels_last)
+                    if data.mix is not None:  # mixup/cutmix, on the device (data/transforms.mixing)
+                        batch = data.mix(batch)
+                with self.autocast(), self.data_parallel(task), self.phase("step"):
                     out = task.training_step(batch, optimize)
-                else:
-                    with self.autocast(), self.data_parallel(task), self.phase("step"):
-                        out = task.training_step(batch, optimize)
-                    if self.profiler is not None:
-                        self.profiler.step()
+                if self.profiler is not None:
+                    self.profiler.step()
                 samples = _batch_size(batch)
                 means.add(out, samples)
                 state.epoch_step += 1
