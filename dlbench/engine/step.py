@@ -140,10 +140,11 @@ class Stepper:
             for p in group["params"]
             if (g := p.grad) is not None
         ]
-        self.found.zero_()
+        # `found` stays zero between checks (it is reset only after one that found something)
         torch._amp_foreach_non_finite_check_and_unscale_([loss, *grads], self.found, self.one)
         if not self.found.item():
             return False
+        self.found.zero_()
         if not torch.isfinite(loss).all():
             what = f"the loss is {float(loss.reshape(-1)[~torch.isfinite(loss.reshape(-1))][0])}"
         else:

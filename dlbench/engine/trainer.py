@@ -409,7 +409,7 @@ def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
 
 def _batch_size(batch: Any) -> int:
     first = batch[0] if isinstance(batch, (list, tuple)) else next(iter(batch.values()))
-    return len(first)
+    return first.shape[0] if isinstance(first, torch.Tensor) else len(first)  # (a tensor's len() costs more)
 
 
 def _learning_rates(optimizations: dict[str, Optimization]) -> dict[str, float]:
