@@ -15,6 +15,7 @@ import urllib.request
 from collections import defaultdict
 
 import pytest
+import torch
 
 from dlbench import compose
 from dlbench.api import Run
@@ -193,3 +194,46 @@ def test_a_backend_that_is_not_installed_or_not_known_is_one_message(cli, monkey
     )
     result = cli("logger.backends=[csv,csv]")
     assert result.returncode == 2 and "logger.backends names csv twice" in result.stderr
+
+
+def test_a_steps_values_are_read_and_written_at_the_epochs_end_as_one_event_at_their_own_time(tmp_path):
+    """Issue 29: a logged step's values stay tensors in the loop (reading one waits for the
+    device; a write costs more than a tiny step); at the epoch's end each step reaches
+    TensorBoard as one event holding all its values, stamped with the time it was logged."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    from dlbench.engine.logging import RunLogger
+
+    written = []  # what a backend is given
+
+    class Recorder:
+        def scalars(self, *given):
+            written.append(given)
+
+        def flush(self):
+            pass
+
+    logger = RunLogger(tmp_path, "none", 0.1)
+    logger.backends = [Recorder()]
+    before = time.time()
+    logger.step_scalars({"train/loss_step": torch.tensor(0.25), "train/lr": 0.1}, 10)
+    assert written == []  # not read, not written inside the epoch
+    time.sleep(0.05)
+    logger.flush()  # (what a checkpoint does; the epoch's end does the same)
+    [(values, step, wall_time)] = written
+    assert values == {"train/loss_step": 0.25, "train/lr": 0.1} and all(
+        type(v) is float for v in values.values()
+    )
+    assert step == 10 and before <= wall_time < before + 0.05
+
+    train(compose.compose_config([*QUIET, "trainer.log_every_n_steps=5"]), tmp_path / "run")
+    events = [
+        event
+        for path in sorted((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
+        for event in EventFileLoader(str(path)).Load()
+    ]
+    steps = [e for e in events if any(v.tag == "train/loss_step" for v in e.summary.value)]
+    assert [e.step for e in steps] == list(range(5, 5 * len(steps) + 1, 5)) and len(steps) >= 8
+    assert all({v.tag for v in e.summary.value} == {"train/loss_step", "train/lr"} for e in steps)
+    stamps = [e.wall_time for e in steps]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # each its own time

@@ -210,6 +210,6 @@ class LossRecorder(RunLogger):
         super().__init__(folder, progress, figures_budget)
         self.losses: dict[int, float] = {}
 
-    def scalars(self, values: dict[str, float], step: int) -> None:
+    def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
         if "train/loss_step" in values:
             self.losses[step] = values["train/loss_step"]

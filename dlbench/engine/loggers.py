@@ -3,7 +3,8 @@ any combination. Each backend is one small class with the same methods, which Ru
 with the same values for every one of them:
 
     start(run)                      once every part is built: the composed config, the settings
-    scalars(values, step)           every logging step and every evaluation
+    scalars(values, step, wall_time)    every logging step and every evaluation (wall_time: when
+                                    the values were measured, time.time(); None: now)
     figure(tag, figure, step)       a matplotlib figure (confusion matrix, samples, ...)
     finish(settings, metrics, checkpoint)   the final metrics, and the checkpoint as an artifact
     flush(), close()
@@ -59,9 +60,13 @@ class TensorBoard:
             block = "\n".join("    " + line for line in text.splitlines())  # Markdown: verbatim
             self.writer.add_text(tag, block, purge or 0)
 
-    def scalars(self, values: dict[str, float], step: int) -> None:
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
+    def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
+        """One event holding every value (add_scalar writes one event per value: on tiny steps
+        each costs more than the step)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        summary = Summary(value=[Summary.Value(tag=t, simple_value=float(v)) for t, v in values.items()])
+        self.writer._get_file_writer().add_summary(summary, step, wall_time)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
         self.writer.add_figure(tag, figure, step, close=False)  # (not pyplot's: figures.new_figure)
@@ -96,7 +101,7 @@ class Csv:
         self.writer = csv.writer(self.file)
         self.writer.writerows([["step", "metric", "value"], *kept])
 
-    def scalars(self, values: dict[str, float], step: int) -> None:
+    def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
         self.writer.writerows([step, tag, repr(float(value))] for tag, value in values.items())
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
@@ -152,10 +157,10 @@ class MLflow:
             self.client.log_batch(self.run_id, params=params[i : i + 100])
         self.client.log_text(self.run_id, run.config, "config.yaml")
 
-    def scalars(self, values: dict[str, float], step: int) -> None:
+    def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        now = int((wall_time or time.time()) * 1000)
         metrics = [Metric(tag, float(value), now, step) for tag, value in values.items()]
         self.client.log_batch(self.run_id, metrics=metrics)
 
@@ -202,7 +207,7 @@ class WandB:
         if not resumed:
             files.write_text(id_file, run_id + "\n")
 
-    def scalars(self, values: dict[str, float], step: int) -> None:
+    def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
         self.run.log(dict(values), step=step)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:

@@ -26,7 +26,7 @@ terminal.protect(log)  # every log line inert: no control character from the dat
 # dlbench's consoles: text is data, never markup (terminal.py)
 console = terminal.console()
 err_console = terminal.console(stderr=True)
-NO_PROGRESS = nullcontext(lambda samples, loss=None: None)  # trainer.progress=none's advance(): nothing
+NO_PROGRESS = nullcontext(lambda samples, shown=None: None)  # trainer.progress=none's advance(): nothing
 
 
 def new_table(
@@ -179,6 +179,7 @@ class RunLogger:
         self.figure_seconds = 0.0  # spent drawing figures
         self.figure_cost = 0.2  # what an evaluation's figures take to draw: the last's, first a guess
         self.started = time.perf_counter()
+        self.pending: list[tuple[dict[str, Any], int, float]] = []  # step_scalars not yet written
 
     def figures_due(self) -> bool:
         """Whether an evaluation's figures fit logger.figures_budget: with the next drawing's
@@ -228,10 +229,25 @@ class RunLogger:
         except OSError as err:
             raise file_error(err, getattr(backend, "folder", self.folder)) from err
 
-    def scalars(self, values: dict[str, float], step: int) -> None:
+    def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
         for backend in self.backends:
             with self.writing(backend):
-                backend.scalars(values, step)
+                backend.scalars(values, step, wall_time)
+
+    def step_scalars(self, values: dict[str, Any], step: int) -> None:
+        """A training step's values (tensors on the device, or floats), kept and written with
+        the epoch's others by `write_step_scalars` (or sooner, every 10 s): reading a tensor waits
+        for the device, and a write costs more than a tiny step, so neither happens every step."""
+        now = time.time()
+        self.pending.append((values, step, now))
+        if len(self.pending) >= 1000 or now - self.pending[0][2] >= 10:  # (a long epoch: seen as it goes)
+            self.write_step_scalars()
+
+    def write_step_scalars(self) -> None:
+        """Write the kept step values (at the end of each epoch, and before a flush or close)."""
+        pending, self.pending = self.pending, []
+        for values, step, wall_time in pending:
+            self.scalars({tag: float(value) for tag, value in values.items()}, step, wall_time)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
         for backend in self.backends:
@@ -246,8 +262,9 @@ class RunLogger:
                 backend.finish(self.run.settings, metrics, checkpoint)
 
     def progress(self, total: int, description: str, run_steps_left: int) -> AbstractContextManager:
-        """A context giving `advance(samples, loss=None)`, called once per training step (with the
-        loss on the steps that log it). On a terminal: a rich bar with the epoch, its steps,
+        """A context giving `advance(samples, shown=None)`, called once per training step (with
+        `shown`, (name, value) of the step's first value, the loss, on the steps that log it; the
+        value may be a tensor, read only when drawn). On a terminal: a rich bar with the epoch, its steps,
         samples/s, the loss and the epoch's time left, redrawn at most every 0.1 s (rich's own
         rate, here without its drawing thread). In plain mode (a pipe, a log file): one line per
         logged step with the same figures and the whole run's time left. With
@@ -266,23 +283,25 @@ class RunLogger:
             bar.tasks[0].finished_time = None
             if self.redraw_due():  # (after an evaluation, the new epoch is shown at once)
                 self.redraw(bar)
-        info = ""
+        last: tuple[str, Any] | None = None  # the last logged step's (name, value)
 
         def rate() -> str:
             elapsed = time.perf_counter() - started
             return f"{seen / elapsed:,.0f} samples/s" if elapsed > 0 else ""
 
-        def advance(samples: int, loss: float | None = None) -> None:
-            nonlocal seen, step, info
+        def advance(samples: int, shown: tuple[str, Any] | None = None) -> None:
+            nonlocal seen, step, last
             seen, step = seen + samples, step + 1
             if bar is not None:
-                info = f"loss {loss:.4g}" if loss is not None else info
+                last = shown or last
                 if self.redraw_due():
+                    info = f"{last[0]} {float(last[1]):.4g}" if last is not None else ""
                     bar.update(task, completed=step, rate=rate(), info=info)
                     self.redraw(bar)
-            elif loss is not None and self.progress_mode == "plain":
+            elif shown is not None and self.progress_mode == "plain":
                 left = (time.perf_counter() - started) / step * max(0, run_steps_left - step)
-                log.info(f"{description}  step {step}/{total}  loss {loss:.4g}  {rate()}  ETA {_clock(left)}")
+                value = f"{shown[0]} {float(shown[1]):.4g}"
+                log.info(f"{description}  step {step}/{total}  {value}  {rate()}  ETA {_clock(left)}")
 
         yield advance
 
@@ -324,15 +343,19 @@ class RunLogger:
 
     def flush(self) -> None:
         """Put what was written so far on disk (with each checkpoint: a killed run keeps it)."""
+        self.write_step_scalars()
         for backend in self.backends:
             with self.writing(backend):
                 backend.flush()
 
     def close(self) -> None:
-        backends, self.backends = self.backends, []
-        for backend in backends:
-            with self.writing(backend):
-                backend.close()
+        try:
+            self.write_step_scalars()
+        finally:
+            backends, self.backends = self.backends, []
+            for backend in backends:
+                with self.writing(backend):
+                    backend.close()
 
 
 def _clock(seconds: float) -> str:

@@ -315,11 +315,11 @@ class Trainer:
                     opt.after_step(state.step)
                 if self.average is not None:
                     self.average.after_step(task.model)
-                if state.step % cfg.log_every_n_steps == 0:
-                    step_values = {f"train/{k}_step": float(v) for k, v in out.items()}
+                if state.step % cfg.log_every_n_steps == 0:  # (tensors: read at the epoch's end)
+                    step_values = {f"train/{k}_step": v for k, v in out.items()}
                     step_values.update(_learning_rates(optimizations))
-                    self.log.scalars(step_values, state.step)
-                    advance(samples, loss=step_values.get("train/loss_step", 0.0))
+                    self.log.step_scalars(step_values, state.step)
+                    advance(samples, shown=next(iter(out.items()), ("loss", 0.0)))  # (the task's first value)
                 else:
                     advance(samples)
                 if cfg.checkpoint_every_n_steps and state.step % cfg.checkpoint_every_n_steps == 0:
@@ -327,6 +327,7 @@ class Trainer:
                 self._stop_if_requested(task, optimizations)  # (only between optimizer steps)
                 if self._done():
                     break
+        self.log.write_step_scalars()
         if self.steps.skipped_steps:
             skipped, steps = self.steps.skipped_steps - skipped_before, state.step - step_before
             if steps and skipped > cfg.max_skipped_fraction * steps:
