@@ -96,7 +96,7 @@ def test_airbench_preset_trains_on_a_small_cifar_subset(tmp_path, data_root):
     assert state["schedulers"]["model"]["last_epoch"] == 12  # the triangle steps every batch
 
 
-def test_the_step_overhead_benchmark_runs_and_prints_both_ratios():
+def test_the_step_overhead_benchmark_runs_and_prints_its_three_ratios():
     """benchmarks/step_overhead.py (issue 29) is a command users and sessions run for figures:
     a change that breaks it (an import, a renamed function) fails here, on its smallest
     workload, not on the day of a measurement."""
@@ -109,6 +109,7 @@ def test_the_step_overhead_benchmark_runs_and_prints_both_ratios():
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     row = done.stdout.strip().splitlines()[-1].split()
-    assert row[0] == "linear_regression" and len(row) == 6, done.stdout[-500:]
-    plain, ours, ratio, training, training_ratio = map(float, row[1:])
-    assert 0 < plain and 0 < training <= ours and 0 < training_ratio <= ratio  # (as printed: rounded)
+    assert row[0] == "linear_regression" and len(row) == 8, done.stdout[-500:]
+    plain, ours, ratio, training, training_ratio, loop, loop_ratio = map(float, row[1:])
+    assert 0 < plain and 0 < loop <= training <= ours  # (as printed: rounded)
+    assert 0 < loop_ratio <= training_ratio <= ratio

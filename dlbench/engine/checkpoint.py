@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,15 @@ from dlbench.errors import DlbenchError
 
 
 def save(state: dict[str, Any], path: Path, *copies: Path) -> None:
-    """Write to a temporary file beside `path`, fsync it, then rename it over `path`; then the
-    same bytes to each of `copies` the same way (best.pt, step-N.pt: one serialisation for all).
+    """Write to a temporary file beside `path`, fsync it, then rename it over `path`; then make
+    each of `copies` (best.pt, step-N.pt) the same file, a hard link renamed over it (one
+    serialisation and one write for all; a copy where the file system has no links).
 
     A crash or a full disk during the write leaves the previous checkpoint as it was.
     """
     files.write_bytes(path, lambda f: torch.save(state, f))
     for copy in copies:
-        with path.open("rb") as written:
-            files.write_bytes(copy, lambda f: shutil.copyfileobj(written, f))
+        files.same_file_as(copy, path)
 
 
 def find(path: str | Path) -> Path:
