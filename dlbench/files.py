@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -65,21 +63,6 @@ class _WriteErrors:
 
     def flush(self) -> None:
         self.f.flush()
-
-
-def same_file_as(copy: Path, path: Path) -> None:
-    """Make `copy` name the file `path` names (a hard link: no bytes copied or synced again),
-    replacing what `copy` named in one rename. `path` is only ever replaced, never changed in
-    place (write_bytes), so `copy` keeps these bytes after `path` is written anew. Where the
-    file system has no hard links, the bytes are copied (write_bytes)."""
-    tmp = copy.parent / f".{copy.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        os.link(path, tmp)
-        os.replace(tmp, copy)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        with path.open("rb") as written:
-            write_bytes(copy, lambda f: shutil.copyfileobj(written, f))
 
 
 def write_text(path: Path, text: str) -> None:

@@ -168,34 +168,6 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(monkeypatch, tmp_path)
     assert torch.equal(checkpoint.load(path)["task"]["w"], torch.ones(3))
 
 
-def test_best_pt_is_last_pt_linked_and_keeps_its_bytes_when_last_pt_is_written_anew(monkeypatch, tmp_path):
-    """Issue 29: best.pt is last.pt's file (a hard link: one write for both), and stays the best
-    epoch's when the next last.pt replaces its name; without hard links, a copy."""
-    folder = tmp_path / "checkpoints"
-
-    def weights(name):
-        return checkpoint.load(folder / name)["task"]["w"]
-
-    checkpoint.save(
-        {"task": {"w": torch.ones(3)}, "config": "name: a"}, folder / "last.pt", folder / "best.pt"
-    )
-    assert (folder / "best.pt").samefile(folder / "last.pt")
-    checkpoint.save({"task": {"w": torch.zeros(3)}, "config": "name: a"}, folder / "last.pt")
-    assert torch.equal(weights("best.pt"), torch.ones(3)) and torch.equal(weights("last.pt"), torch.zeros(3))
-
-    def no_links(*args):
-        raise OSError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(checkpoint.files.os, "link", no_links)
-    checkpoint.save(
-        {"task": {"w": torch.full((3,), 2.0)}, "config": "name: a"}, folder / "last.pt", folder / "best.pt"
-    )
-    assert not (folder / "best.pt").samefile(folder / "last.pt") and torch.equal(
-        weights("best.pt"), torch.full((3,), 2.0)
-    )
-    assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "last.pt"]  # no stray temporary file
-
-
 def poison(monkeypatch, step: int, where: str, value: float):
     """Make step `step`'s loss (or the gradient of the first layer) NaN or Inf."""
     compute_loss = Classification.compute_loss

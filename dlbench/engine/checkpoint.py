@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -15,15 +16,15 @@ from dlbench.errors import DlbenchError
 
 
 def save(state: dict[str, Any], path: Path, *copies: Path) -> None:
-    """Write to a temporary file beside `path`, fsync it, then rename it over `path`; then make
-    each of `copies` (best.pt, step-N.pt) the same file, a hard link renamed over it (one
-    serialisation and one write for all; a copy where the file system has no links).
+    """Write to a temporary file beside `path`, fsync it, then rename it over `path`; then the
+    same bytes to each of `copies` the same way (best.pt, step-N.pt: one serialisation for all).
 
     A crash or a full disk during the write leaves the previous checkpoint as it was.
     """
     files.write_bytes(path, lambda f: torch.save(state, f))
     for copy in copies:
-        files.same_file_as(copy, path)
+        with path.open("rb") as written:
+            files.write_bytes(copy, lambda f: shutil.copyfileobj(written, f))
 
 
 def find(path: str | Path) -> Path:

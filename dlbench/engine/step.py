@@ -171,12 +171,12 @@ class Stepper:
 
     def log_grad_norms(self, optimizer: torch.optim.Optimizer, scale: float, step: int) -> None:
         """The L2 norm of each weight's gradient (before clipping), one curve per layer."""
-        norms = {
-            f"grad_norm/{self.param_names.get(p, 'param')}": float(p.grad.detach().norm()) / scale
+        norms = {  # (tensors, read with the epoch's other step values)
+            f"grad_norm/{self.param_names.get(p, 'param')}": p.grad.detach().norm() / scale
             for p in params_of(optimizer)
             if p.grad is not None and p.dim() > 1
         }
-        self.log.scalars(norms, step)
+        self.log.step_scalars(norms, step)
 
 
 def params_of(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:

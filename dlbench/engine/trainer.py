@@ -357,7 +357,7 @@ class Trainer:
         in TensorBoard as train/running_<name>."""
         for name, value in window.items():
             log.info(f"[{epoch + 1}, {self.state.epoch_step:5d}] {name}: {value:.3f}")
-        self.log.scalars({f"train/running_{k}": v for k, v in window.items()}, self.state.step)
+        self.log.step_scalars({f"train/running_{k}": v for k, v in window.items()}, self.state.step)
 
     @torch.no_grad()
     def evaluate(self, task: Task, data: DataModule, split: str, figures: bool = True) -> dict[str, float]:
