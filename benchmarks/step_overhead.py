@@ -14,6 +14,7 @@ NaN guard); and that less its checkpoint writes (the loop alone).
 
     python benchmarks/step_overhead.py [--rounds 2] [--only iris_mlp,digits_mlp] [--quick]
     python benchmarks/step_overhead.py --sweeps    # time to a grid's first job; per-job cost
+    python benchmarks/step_overhead.py --alternate --rounds 40    # the loops alone, alternating
     python benchmarks/step_overhead.py --progress rich    # with a terminal's progress bar
     python benchmarks/step_overhead.py --device cuda [--compile-mode reduce-overhead]   # on a GPU
 
@@ -29,6 +30,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -98,13 +100,10 @@ def plain_loop(model, batches, epochs: int, optimizer, loss_fn, device: torch.de
     return time.perf_counter() - start
 
 
-def plain_side(cfg) -> float:
-    """The plain loop on the run's own model, data and optimizer settings, on its device (the
-    data held there, as dlbench holds it)."""
-    device = torch.device(cfg.device.type)
-    data = build_data(cfg)
-    task = build_task(cfg, data.info, data)
-    model, dataset, size = task.model.to(device), data.splits["train"], cfg.dataset.batch_size
+def plain_parts(cfg, model, data, device: torch.device):
+    """The plain loop's `batches(epoch)` over the run's data (held on its device, as dlbench
+    holds it) and its loss function."""
+    dataset, size = data.splits["train"], cfg.dataset.batch_size
     if hasattr(dataset, "tensors"):  # in memory: a slice of the shuffled order per step
         x, y = (t.to(device) for t in dataset.tensors)
         size = size or len(x)  # (null: the full batch)
@@ -118,11 +117,68 @@ def plain_side(cfg) -> float:
         def batches(epoch):
             return (made[i] for i in torch.randperm(len(made)).tolist())
 
-    kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[cfg.optimizer.name]
-    optimizer = kind(model.parameters(), lr=cfg.optimizer.lr)
     classify = cfg.task.name == "classification"
     loss_fn = F.cross_entropy if classify else lambda out, y: F.mse_loss(out, y.view_as(out))
+    return batches, loss_fn
+
+
+def plain_side(cfg) -> float:
+    """The plain loop on the run's own model, data and optimizer settings, on its device."""
+    device = torch.device(cfg.device.type)
+    data = build_data(cfg)
+    model = build_task(cfg, data.info, data).model.to(device)
+    batches, loss_fn = plain_parts(cfg, model, data, device)
+    kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[cfg.optimizer.name]
+    optimizer = kind(model.parameters(), lr=cfg.optimizer.lr)
     return plain_loop(model, batches, cfg.trainer.epochs, optimizer, loss_fn, device)
+
+
+def alternating(overrides: list[str], folder: Path, rounds: int, epochs: int) -> tuple[float, float, float]:
+    """In one process, on the model, data and optimizer dlbench builds for the run: `rounds`
+    pairs of `epochs` plain-loop epochs then `epochs` of dlbench's `Trainer.train_epoch` (its
+    loop with its defaults: logging, the NaN guard, train/ metrics in the epochs that report
+    them; not the epoch-end work). Each pair sees the same conditions, so the median of the
+    paired ratios holds still where the best rounds of whole fits do not. Returns the plain
+    loop's and dlbench's median microseconds a step, and the median ratio."""
+    cfg = compose.compose_config(overrides)
+    timed = {"plain": [], "dlbench": []}
+
+    def instead_of_the_epochs(self, task, data, optimizations):  # (Trainer._fit's place)
+        device = torch.device(cfg.device.type)
+        model, optimizer = task.model, optimizations["model"].optimizer
+        batches, loss_fn = plain_parts(cfg, model, data, device)
+        for r in range(rounds):
+            timed["plain"].append(plain_loop(model, batches, epochs, optimizer, loss_fn, device))
+            start = time.perf_counter()
+            for epoch in range(r * epochs, (r + 1) * epochs):
+                self.train_epoch(task, data, optimizations, epoch)
+                self.state.epoch_step = 0
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            timed["dlbench"].append(time.perf_counter() - start)
+        return {}
+
+    kept = Trainer._fit
+    Trainer._fit = instead_of_the_epochs
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            train(compose.compose_config([*overrides, "trainer.epochs=1000000"]), folder)
+    finally:
+        Trainer._fit = kept
+    steps = epochs * len(build_data(cfg).loader("train"))
+    plain, ours = (statistics.median(timed[side]) / steps * 1e6 for side in ("plain", "dlbench"))
+    ratio = statistics.median(d / p for p, d in zip(timed["plain"], timed["dlbench"], strict=True))
+    return plain, ours, ratio
+
+
+ALTERNATE_EPOCHS = {
+    "iris_mlp": 25,
+    "mlp_regression": 50,
+    "linear_regression": 50,
+    "name2lang_gru": 1,
+    "lenet5_mnist": 1,
+    "digits_mlp": 3,
+}  # fmt: skip  (a round: ~0.02-0.5 s a side)
 
 
 def dlbench_side(overrides: list[str], folder: Path, progress: str = "none") -> tuple[float, float, float]:
@@ -264,12 +320,32 @@ def sweeps(root: Path) -> None:
     print(json.dumps({"per_job_s": {"dlbench": round(dlbench_job, 2), "bare hydra app": round(bare_job, 2)}}))
 
 
+def alternate_all(root: Path, only: list[str] | None, quick: bool, rounds: int, device: str) -> None:
+    settings = [*(o for o in QUIET if not o.startswith("device=")), f"device={device}"]
+    print(f"{device}, one thread, {rounds} alternating rounds in one process: the plain loop's epochs, then")
+    print(
+        "dlbench's Trainer.train_epoch (its loop and defaults, not the epoch-end work), same model and data"
+    )
+    head = ("workload", "epochs a round", "plain us/step", "dlbench us/step", "median ratio")
+    print("{:<18} {:>14} {:>13} {:>15} {:>12}".format(*head))
+    for name, overrides in workloads(root, quick).items():
+        if only and name not in only:
+            continue
+        epochs = ALTERNATE_EPOCHS[name]
+        plain, ours, ratio = alternating([*overrides, *settings], root / "alternate" / name, rounds, epochs)
+        print(f"{name:<18} {epochs:>14} {plain:>13.1f} {ours:>15.1f} {ratio:>12.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", help="comma-separated workload names")
     parser.add_argument("--quick", action="store_true", help="1,000 epochs, 2,000 images: a smoke run")
     parser.add_argument("--sweeps", action="store_true", help="only the sweeps' start and per-job times")
+    alternate = (
+        "dlbench's train_epoch and the plain loop alternating in one process (median of paired rounds)"
+    )
+    parser.add_argument("--alternate", action="store_true", help=alternate)
     shown = "dlbench's progress display: none, or a terminal's rich bar (drawn to nowhere)"
     parser.add_argument("--progress", choices=["none", "rich"], default="none", help=shown)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -280,6 +356,8 @@ def main() -> None:
     if args.sweeps:
         return sweeps(root)
     only = args.only.split(",") if args.only else None
+    if args.alternate:
+        return alternate_all(root, only, args.quick, args.rounds, args.device)
     options = {"device": args.device, "progress": args.progress, "compile_mode": args.compile_mode}
     results = compare(root, only, args.quick, args.rounds, **options)
     compiled = f", dlbench's model compiled ({args.compile_mode})" if args.compile_mode else ""

@@ -113,3 +113,10 @@ def test_the_step_overhead_benchmark_runs_and_prints_its_three_ratios():
     plain, ours, ratio, training, training_ratio, loop, loop_ratio = map(float, row[1:])
     assert 0 < plain and 0 < loop <= training <= ours  # (as printed: rounded)
     assert 0 < loop_ratio <= training_ratio <= ratio
+
+    command = [*command[:2], "--alternate", "--rounds", "2", "--quick", "--only", "iris_mlp"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    name, epochs, plain, ours, ratio = done.stdout.strip().splitlines()[-1].split()
+    assert (name, epochs) == ("iris_mlp", "25")  # (the median of paired ratios, near the medians' ratio)
+    assert float(ratio) == pytest.approx(float(ours) / float(plain), rel=0.5)
