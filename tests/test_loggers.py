@@ -196,6 +196,23 @@ def test_a_backend_that_is_not_installed_or_not_known_is_one_message(cli, monkey
     assert result.returncode == 2 and "logger.backends names csv twice" in result.stderr
 
 
+def test_a_tracking_server_that_does_not_answer_is_one_message_at_once(cli, tmp_path):
+    """MLflow's own retries (7, with exponential back-off) took ~4 minutes to say that
+    logger.mlflow.tracking_uri names a server that is down, printing urllib3's retry lines;
+    the first request is now tried once, so it is one message in seconds and the run keeps
+    nothing but its log."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.perf_counter()
+    uri = f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}"
+    result = cli("logger.backends=[mlflow]", uri, *QUIET[:2])
+    assert result.returncode == 2 and time.perf_counter() - started < 120, result.stderr[-2000:]
+    assert "error: logger mlflow could not start" in result.stderr and "Retrying" not in result.stderr
+    run_dir = next((tmp_path / "outputs" / "digits_mlp").iterdir())
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.json").exists()
+
+
 def test_a_steps_values_are_read_and_written_at_the_epochs_end_as_one_event_at_their_own_time(tmp_path):
     """Issue 29: a logged step's values stay tensors in the loop (reading one waits for the
     device; a write costs more than a tiny step); at the epoch's end each step reaches

@@ -16,10 +16,13 @@ imported only by a run that names them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,7 +141,8 @@ class MLflow:
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.client = mlflow.MlflowClient(tracking_uri=uri)
-        experiment = self.client.get_experiment_by_name(run.experiment)
+        with tried_once():  # (a server that does not answer: one message now, not in four minutes)
+            experiment = self.client.get_experiment_by_name(run.experiment)
         experiment_id = (
             experiment.experiment_id if experiment else self.client.create_experiment(run.experiment)
         )
@@ -228,6 +232,22 @@ class WandB:
 
     def close(self) -> None:
         self.run.finish()
+
+
+@contextlib.contextmanager
+def tried_once() -> Iterator[None]:
+    """MLflow's HTTP requests made inside are tried once, with a 10 s timeout, unless the user
+    set MLFLOW_HTTP_REQUEST_MAX_RETRIES or MLFLOW_HTTP_REQUEST_TIMEOUT: MLflow's own defaults
+    (7 retries, exponential back-off) report a tracking server that is down after ~4 minutes.
+    Later requests (a run's values) keep MLflow's retries."""
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    set_here = {name: value for name, value in quick.items() if name not in os.environ}
+    os.environ.update(set_here)
+    try:
+        yield
+    finally:
+        for name in set_here:
+            os.environ.pop(name, None)
 
 
 def after_existing_event_files(folder: Path) -> None:
