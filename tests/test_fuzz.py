@@ -371,7 +371,7 @@ def test_a_checkpoints_contents_are_data(capsys, request, place, key, value):
     import dlbench as api
 
     folder, run, marker = place
-    count(request, "checkpoint contents (load_model, predict, resume)")
+    count(request, "checkpoint contents (load_model, predict, resume, export)")
     state = checkpoint.load(run)
     state[key] = value
     edited = folder / "edited.pt"
@@ -383,4 +383,9 @@ def test_a_checkpoints_contents_are_data(capsys, request, place, key, value):
     no_canary(marker)
     assert_inert(*dlbench(capsys, "predict", str(edited), "x.png"))
     assert_inert(*dlbench(capsys, "--cfg", "job", f"resume={edited}"))
+    exported = folder / "exported" / "model.pt"
+    code, out, err = dlbench(capsys, "export", str(edited), "--out", str(exported))
+    assert_inert(code, out, err)
+    assert exported.is_file() == (code == 0) and (exported.parent / "model.yaml").is_file() == (code == 0)
+    shutil.rmtree(exported.parent, ignore_errors=True)  # (refused: nothing was written)
     no_canary(marker)
