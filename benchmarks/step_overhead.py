@@ -14,7 +14,7 @@ NaN guard); and that less its checkpoint writes (the loop alone).
 
     python benchmarks/step_overhead.py [--rounds 2] [--only iris_mlp,digits_mlp] [--quick]
     python benchmarks/step_overhead.py --sweeps    # time to a grid's first job; per-job cost
-    python benchmarks/step_overhead.py --alternate --rounds 40    # the loops alone, alternating
+    python benchmarks/step_overhead.py --alternate --rounds 40 [--parts]   # the loops, alternating
     python benchmarks/step_overhead.py --progress rich    # with a terminal's progress bar
     python benchmarks/step_overhead.py --device cuda [--compile-mode reduce-overhead]   # on a GPU
 
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -133,29 +134,60 @@ def plain_side(cfg) -> float:
     return plain_loop(model, batches, cfg.trainer.epochs, optimizer, loss_fn, device)
 
 
-def alternating(overrides: list[str], folder: Path, rounds: int, epochs: int) -> tuple[float, float, float]:
+PARTS = ("nan guard", "step logging", "train metrics")  # what --parts switches off, one at a time
+
+
+@contextlib.contextmanager
+def without(part: str | None, trainer: Trainer):
+    """dlbench's loop with one of its default parts switched off (None: none), to measure
+    what that part costs by difference."""
+    if part is None:
+        yield
+    elif part == "nan guard":
+        kept, trainer.steps.cfg.nonfinite = trainer.steps.cfg.nonfinite, "off"
+        try:
+            yield
+        finally:
+            trainer.steps.cfg.nonfinite = kept
+    elif part == "step logging":  # (the values of every trainer.log_every_n_steps-th step)
+        with mock.patch.object(trainer.log, "step_scalars", lambda values, step: None):
+            yield
+    elif part == "train metrics":  # (measured in the epochs that report them)
+        with mock.patch.object(trainer, "reports", lambda epoch, steps: False):
+            yield
+
+
+def alternating(
+    overrides: list[str], folder: Path, rounds: int, epochs: int, parts: tuple[str, ...] = ()
+) -> dict[str, tuple[float, float]]:
     """In one process, on the model, data and optimizer dlbench builds for the run: `rounds`
-    pairs of `epochs` plain-loop epochs then `epochs` of dlbench's `Trainer.train_epoch` (its
+    rounds of `epochs` plain-loop epochs then `epochs` of dlbench's `Trainer.train_epoch` (its
     loop with its defaults: logging, the NaN guard, train/ metrics in the epochs that report
-    them; not the epoch-end work). Each pair sees the same conditions, so the median of the
-    paired ratios holds still where the best rounds of whole fits do not. Returns the plain
-    loop's and dlbench's median microseconds a step, and the median ratio."""
+    them; not the epoch-end work), then as many with each of `parts` switched off. Each round
+    sees the same conditions, so the median of the paired ratios holds still where the best
+    rounds of whole fits do not. Returns, for the plain loop, dlbench and dlbench without each
+    part: the median microseconds a step and the median ratio to the plain loop's round."""
     cfg = compose.compose_config(overrides)
-    timed = {"plain": [], "dlbench": []}
+    arms = ["plain", "dlbench", *(f"dlbench without {part}" for part in parts)]
+    timed = {arm: [] for arm in arms}
 
     def instead_of_the_epochs(self, task, data, optimizations):  # (Trainer._fit's place)
         device = torch.device(cfg.device.type)
         model, optimizer = task.model, optimizations["model"].optimizer
         batches, loss_fn = plain_parts(cfg, model, data, device)
-        for r in range(rounds):
+        done = 0  # epochs trained so far (train_epoch reports and measures as that epoch would)
+        for _ in range(rounds):
             timed["plain"].append(plain_loop(model, batches, epochs, optimizer, loss_fn, device))
-            start = time.perf_counter()
-            for epoch in range(r * epochs, (r + 1) * epochs):
-                self.train_epoch(task, data, optimizations, epoch)
-                self.state.epoch_step = 0
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            timed["dlbench"].append(time.perf_counter() - start)
+            for arm, part in zip(arms[1:], [None, *parts], strict=True):
+                with without(part, self):
+                    start = time.perf_counter()
+                    for epoch in range(done, done + epochs):
+                        self.train_epoch(task, data, optimizations, epoch)
+                        self.state.epoch_step = 0
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    timed[arm].append(time.perf_counter() - start)
+                done += epochs
         return {}
 
     kept = Trainer._fit
@@ -166,9 +198,13 @@ def alternating(overrides: list[str], folder: Path, rounds: int, epochs: int) ->
     finally:
         Trainer._fit = kept
     steps = epochs * len(build_data(cfg).loader("train"))
-    plain, ours = (statistics.median(timed[side]) / steps * 1e6 for side in ("plain", "dlbench"))
-    ratio = statistics.median(d / p for p, d in zip(timed["plain"], timed["dlbench"], strict=True))
-    return plain, ours, ratio
+    return {
+        arm: (
+            statistics.median(times) / steps * 1e6,
+            statistics.median(t / p for p, t in zip(timed["plain"], times, strict=True)),
+        )
+        for arm, times in timed.items()
+    }
 
 
 ALTERNATE_EPOCHS = {
@@ -320,20 +356,19 @@ def sweeps(root: Path) -> None:
     print(json.dumps({"per_job_s": {"dlbench": round(dlbench_job, 2), "bare hydra app": round(bare_job, 2)}}))
 
 
-def alternate_all(root: Path, only: list[str] | None, quick: bool, rounds: int, device: str) -> None:
+def alternate_all(root: Path, only: list[str] | None, quick: bool, rounds: int, device: str, parts) -> None:
     settings = [*(o for o in QUIET if not o.startswith("device=")), f"device={device}"]
     print(f"{device}, one thread, {rounds} alternating rounds in one process: the plain loop's epochs, then")
-    print(
-        "dlbench's Trainer.train_epoch (its loop and defaults, not the epoch-end work), same model and data"
-    )
-    head = ("workload", "epochs a round", "plain us/step", "dlbench us/step", "median ratio")
-    print("{:<18} {:>14} {:>13} {:>15} {:>12}".format(*head))
+    print("dlbench's Trainer.train_epoch (its loop and defaults, not the epoch-end work); same model, data")
+    head = ("workload", "epochs a round", "", "us/step", "median ratio")
+    print("{:<18} {:>14} {:<32} {:>9} {:>12}".format(*head))
     for name, overrides in workloads(root, quick).items():
         if only and name not in only:
             continue
         epochs = ALTERNATE_EPOCHS[name]
-        plain, ours, ratio = alternating([*overrides, *settings], root / "alternate" / name, rounds, epochs)
-        print(f"{name:<18} {epochs:>14} {plain:>13.1f} {ours:>15.1f} {ratio:>12.3f}")
+        arms = alternating([*overrides, *settings], root / "alternate" / name, rounds, epochs, parts)
+        for arm, (per_step, ratio) in arms.items():
+            print(f"{name:<18} {epochs:>14} {arm:<32} {per_step:>9.1f} {ratio:>12.3f}")
 
 
 def main() -> None:
@@ -346,6 +381,9 @@ def main() -> None:
         "dlbench's train_epoch and the plain loop alternating in one process (median of paired rounds)"
     )
     parser.add_argument("--alternate", action="store_true", help=alternate)
+    parser.add_argument(
+        "--parts", action="store_true", help=f"with --alternate: also without each of {PARTS}"
+    )
     shown = "dlbench's progress display: none, or a terminal's rich bar (drawn to nowhere)"
     parser.add_argument("--progress", choices=["none", "rich"], default="none", help=shown)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -357,7 +395,7 @@ def main() -> None:
         return sweeps(root)
     only = args.only.split(",") if args.only else None
     if args.alternate:
-        return alternate_all(root, only, args.quick, args.rounds, args.device)
+        return alternate_all(root, only, args.quick, args.rounds, args.device, PARTS if args.parts else ())
     options = {"device": args.device, "progress": args.progress, "compile_mode": args.compile_mode}
     results = compare(root, only, args.quick, args.rounds, **options)
     compiled = f", dlbench's model compiled ({args.compile_mode})" if args.compile_mode else ""

@@ -114,9 +114,15 @@ def test_the_step_overhead_benchmark_runs_and_prints_its_three_ratios():
     assert 0 < plain and 0 < loop <= training <= ours  # (as printed: rounded)
     assert 0 < loop_ratio <= training_ratio <= ratio
 
-    command = [*command[:2], "--alternate", "--rounds", "2", "--quick", "--only", "iris_mlp"]
+    command = [*command[:2], "--alternate", "--parts", "--rounds", "2", "--quick", "--only", "iris_mlp"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    name, epochs, plain, ours, ratio = done.stdout.strip().splitlines()[-1].split()
-    assert (name, epochs) == ("iris_mlp", "25")  # (the median of paired ratios, near the medians' ratio)
-    assert float(ratio) == pytest.approx(float(ours) / float(plain), rel=0.5)
+    rows = {}  # arm: (us a step, median ratio to the plain loop's round)
+    for line in done.stdout.splitlines()[-5:]:
+        name, epochs, *arm, per_step, ratio = line.split()
+        assert (name, epochs) == ("iris_mlp", "25"), done.stdout[-2000:]
+        rows[" ".join(arm)] = float(per_step), float(ratio)
+    parts = ["dlbench without nan guard", "dlbench without step logging", "dlbench without train metrics"]
+    assert list(rows) == ["plain", "dlbench", *parts] and rows["plain"][1] == 1.0
+    # (a median of paired ratios, near the ratio of the medians)
+    assert rows["dlbench"][1] == pytest.approx(rows["dlbench"][0] / rows["plain"][0], rel=0.5)
