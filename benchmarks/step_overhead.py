@@ -101,7 +101,7 @@ def plain_loop(model, batches, epochs: int, optimizer, loss_fn, device: torch.de
     return time.perf_counter() - start
 
 
-def plain_parts(cfg, model, data, device: torch.device):
+def plain_parts(cfg, data, device: torch.device):
     """The plain loop's `batches(epoch)` over the run's data (held on its device, as dlbench
     holds it) and its loss function."""
     dataset, size = data.splits["train"], cfg.dataset.batch_size
@@ -128,7 +128,7 @@ def plain_side(cfg) -> float:
     device = torch.device(cfg.device.type)
     data = build_data(cfg)
     model = build_task(cfg, data.info, data).model.to(device)
-    batches, loss_fn = plain_parts(cfg, model, data, device)
+    batches, loss_fn = plain_parts(cfg, data, device)
     kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[cfg.optimizer.name]
     optimizer = kind(model.parameters(), lr=cfg.optimizer.lr)
     return plain_loop(model, batches, cfg.trainer.epochs, optimizer, loss_fn, device)
@@ -169,12 +169,13 @@ def alternating(
     part: the median microseconds a step and the median ratio to the plain loop's round."""
     cfg = compose.compose_config(overrides)
     arms = ["plain", "dlbench", *(f"dlbench without {part}" for part in parts)]
-    timed = {arm: [] for arm in arms}
+    timed, steps = {arm: [] for arm in arms}, []
 
     def instead_of_the_epochs(self, task, data, optimizations):  # (Trainer._fit's place)
         device = torch.device(cfg.device.type)
         model, optimizer = task.model, optimizations["model"].optimizer
-        batches, loss_fn = plain_parts(cfg, model, data, device)
+        batches, loss_fn = plain_parts(cfg, data, device)
+        steps.append(epochs * len(data.loader("train")))  # (a round's, for the time a step)
         done = 0  # epochs trained so far (train_epoch reports and measures as that epoch would)
         for _ in range(rounds):
             timed["plain"].append(plain_loop(model, batches, epochs, optimizer, loss_fn, device))
@@ -197,16 +198,16 @@ def alternating(
             train(compose.compose_config([*overrides, "trainer.epochs=1000000"]), folder)
     finally:
         Trainer._fit = kept
-    steps = epochs * len(build_data(cfg).loader("train"))
     return {
         arm: (
-            statistics.median(times) / steps * 1e6,
+            statistics.median(times) / steps[0] * 1e6,
             statistics.median(t / p for p, t in zip(timed["plain"], times, strict=True)),
         )
         for arm, times in timed.items()
     }
 
 
+# epochs a round of --alternate takes, for each workload (a round: ~0.02-0.5 s a side)
 ALTERNATE_EPOCHS = {
     "iris_mlp": 25,
     "mlp_regression": 50,
@@ -214,7 +215,7 @@ ALTERNATE_EPOCHS = {
     "name2lang_gru": 1,
     "lenet5_mnist": 1,
     "digits_mlp": 3,
-}  # fmt: skip  (a round: ~0.02-0.5 s a side)
+}
 
 
 def dlbench_side(overrides: list[str], folder: Path, progress: str = "none") -> tuple[float, float, float]:
@@ -249,8 +250,7 @@ def dlbench_side(overrides: list[str], folder: Path, progress: str = "none") -> 
             train(compose.compose_config([*shown, f"trainer.progress={progress}"]), folder)
     finally:
         Trainer.fit, Trainer.evaluate, Trainer.save = fit, evaluate, save
-    whole, evaluations, checkpoints = took[:3]
-    return whole, evaluations, checkpoints
+    return tuple(took)
 
 
 def compare(
@@ -261,7 +261,7 @@ def compare(
     device: str = "cpu",
     progress: str = "none",
     compile_mode: str | None = None,
-) -> dict[str, tuple[float, float, float]]:
+) -> dict[str, tuple[float, float, float, float]]:
     """Each workload (or those in `only`) trained by the plain loop and by dlbench in interleaved
     rounds; for each, the best round's seconds: plain, dlbench's whole fit, its training part
     (less evaluations), and that less checkpoint writes.
