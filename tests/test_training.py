@@ -341,3 +341,24 @@ def test_dlbench_trains_the_same_weights_as_the_notes_plain_loop(tmp_path):
     plain = {f"model.{k}": v for k, v in model.state_dict().items()}
     assert trained.keys() == plain.keys()
     assert all(torch.equal(trained[k], plain[k]) for k in plain), "the weights differ"
+
+
+def test_the_steps_zero_grad_sets_the_gradients_to_none_and_keeps_an_optimizers_own():
+    """engine/step.zero_grad: torch's zero_grad(set_to_none=True) without its profiler range; an
+    optimizer class with a zero_grad of its own still has it called."""
+    from dlbench.engine.step import zero_grad
+
+    class Counting(torch.optim.SGD):
+        calls = 0
+
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            Counting.calls += 1
+            super().zero_grad(set_to_none)
+
+    model = torch.nn.Linear(3, 2)
+    for optimizer in (torch.optim.SGD(model.parameters(), lr=0.1), Counting(model.parameters(), lr=0.1)):
+        model(torch.ones(4, 3)).sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
+        zero_grad(optimizer)
+        assert all(p.grad is None for p in model.parameters())
+    assert Counting.calls == 1

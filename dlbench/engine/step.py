@@ -86,7 +86,7 @@ class Stepper:
         `step` and `epoch` number the optimizer step this group makes (messages and logs)."""
         optimizer, scaler = optimization.optimizer, self.scaler(name)
         if self.update.first:  # (a GAN's generator loss also left gradients in the discriminator)
-            optimizer.zero_grad(set_to_none=True)
+            zero_grad(optimizer)
         with self.outside_autocast(), self.phase("backward"):
             scaler.scale(loss / self.cfg.accumulate if self.cfg.accumulate > 1 else loss).backward()
         self.losses.append(loss.detach())
@@ -177,6 +177,18 @@ class Stepper:
             if p.grad is not None and p.dim() > 1
         }
         self.log.step_scalars(norms, step)
+
+
+def zero_grad(optimizer: torch.optim.Optimizer) -> None:
+    """optimizer.zero_grad(set_to_none=True): each of its parameters' gradient set to None.
+    torch's method does just that inside a profiler range that costs ~7 us a call on the CPU,
+    a twentieth of a tiny step (iris_mlp's); an optimizer class with its own zero_grad keeps it."""
+    if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
+        optimizer.zero_grad(set_to_none=True)
+        return
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
 
 
 def params_of(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
