@@ -41,6 +41,14 @@ def test_tensor_loader_shuffles_by_seed_and_epoch():
     # resuming after one batch of the epoch: the remaining batches, in the same order
     resumed = TensorLoader(data, batch_size=4, sampler=EpochSampler(data, seed=3, epoch=0, skip=4))
     assert len(resumed) == 2 and torch.equal(torch.cat([b[1] for b in resumed]), order0[4:])
+    # gathered some batches at a time (CHUNK), then sliced: each batch holds the samples its
+    # indices name, whatever the chunk
+    for chunk in (1, 2, 32):
+        loader = TensorLoader(data, batch_size=4, sampler=EpochSampler(data, seed=5, epoch=2))
+        loader.CHUNK = chunk
+        order = loader.sampler.order()
+        for i, (x, y) in enumerate(loader):
+            assert torch.equal(y, order[4 * i : 4 * i + 4]) and torch.equal(x, order[4 * i : 4 * i + 4].float())
     # the loader takes the order as one tensor: the same permutation the sampler iterates
     for seed, epoch, skip in ((3, 0, 0), (777, 5, 4), (1, 9, 9)):
         sampler = EpochSampler(data, seed=seed, epoch=epoch, skip=skip)
