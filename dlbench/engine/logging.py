@@ -6,8 +6,8 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,10 @@ terminal.protect(log)  # every log line inert: no control character from the dat
 # dlbench's consoles: text is data, never markup (terminal.py)
 console = terminal.console()
 err_console = terminal.console(stderr=True)
-NO_PROGRESS = nullcontext(lambda samples, shown=None: None)  # trainer.progress=none's advance(): nothing
+
+
+def no_progress(samples: int, shown: tuple[str, Any] | None = None) -> None:
+    """trainer.progress=none's advance(): nothing."""
 
 
 def new_table(
@@ -261,20 +264,16 @@ class RunLogger:
             with self.writing(backend):
                 backend.finish(self.run.settings, metrics, checkpoint)
 
-    def progress(self, total: int, description: str, run_steps_left: int) -> AbstractContextManager:
-        """A context giving `advance(samples, shown=None)`, called once per training step (with
+    def progress(self, total: int, description: str, run_steps_left: int) -> Callable[..., None]:
+        """An epoch's `advance(samples, shown=None)`, called once per training step (with
         `shown`, (name, value) of the step's first value, the loss, on the steps that log it; the
         value may be a tensor, read only when drawn). On a terminal: a rich bar with the epoch, its steps,
         samples/s, the loss and the epoch's time left, redrawn at most every 0.1 s (rich's own
         rate, here without its drawing thread). In plain mode (a pipe, a log file): one line per
         logged step with the same figures and the whole run's time left. With
-        trainer.progress=none, one context that does nothing serves every epoch."""
+        trainer.progress=none, one function that does nothing serves every epoch."""
         if self.progress_mode == "none":
-            return NO_PROGRESS
-        return self._progress(total, description, run_steps_left)
-
-    @contextmanager
-    def _progress(self, total: int, description: str, run_steps_left: int) -> Iterator[Any]:
+            return no_progress
         started, seen, step = time.perf_counter(), 0, 0
         bar = self.bar() if self.progress_mode == "rich" else None
         task = bar.task_ids[0] if bar is not None else None
@@ -303,7 +302,7 @@ class RunLogger:
                 value = f"{shown[0]} {float(shown[1]):.4g}"
                 log.info(f"{description}  step {step}/{total}  {value}  {rate()}  ETA {_clock(left)}")
 
-        yield advance
+        return advance
 
     def bar(self) -> Any:
         """The rich progress bar of the training, started at its first epoch and shown until

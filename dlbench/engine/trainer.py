@@ -293,48 +293,48 @@ class Trainer:
         plain = getattr(loader, "device", None) == self.device and not cfg.channels_last and data.mix is None
         bare = self.dtype is None and self.ddp is None and self.profiler is None
         title = f"epoch {epoch + 1}/{cfg.epochs}"
-        with self.log.progress(len(loader), title, steps_left * cfg.accumulate) as advance:
-            profiling = self.profiler is not None and self.profiler.active
-            for batch in self.profiler.batches_of(loader) if profiling else loader:
-                if not whole:
-                    self.steps.update = Update.of(state.epoch_step, batches, cfg.accumulate)
-                if bare:
-                    if not plain:
-                        batch = self.prepared(batch, data)
+        advance = self.log.progress(len(loader), title, steps_left * cfg.accumulate)
+        profiling = self.profiler is not None and self.profiler.active
+        for batch in self.profiler.batches_of(loader) if profiling else loader:
+            if not whole:
+                self.steps.update = Update.of(state.epoch_step, batches, cfg.accumulate)
+            if bare:
+                if not plain:
+                    batch = self.prepared(batch, data)
+                out = task.training_step(batch, optimize)
+            else:
+                with self.phase("data"):
+                    batch = self.prepared(batch, data)
+                with self.autocast(), self.data_parallel(task), self.phase("step"):
                     out = task.training_step(batch, optimize)
-                else:
-                    with self.phase("data"):
-                        batch = self.prepared(batch, data)
-                    with self.autocast(), self.data_parallel(task), self.phase("step"):
-                        out = task.training_step(batch, optimize)
-                    if self.profiler is not None:
-                        self.profiler.step()
-                samples = _batch_size(batch)
-                means.add(out, samples)
-                state.epoch_step += 1
-                if not self.steps.update.last:  # a micro-batch that only accumulates its gradient
-                    self.running.add(out, None)
-                    advance(samples)
-                    continue
-                state.step += 1  # steps count optimizer steps (as do schedulers, logs, checkpoints)
-                if (window := self.running.add(out, state.step)) is not None:
-                    self.log_running_means(window, epoch)
-                for opt in after_step:
-                    opt.after_step(state.step)
-                if self.average is not None:
-                    self.average.after_step(task.model)
-                if state.step % cfg.log_every_n_steps == 0:  # (tensors: read at the epoch's end)
-                    step_values = {f"train/{k}_step": v for k, v in out.items()}
-                    step_values.update(_learning_rates(optimizations))
-                    self.log.step_scalars(step_values, state.step)
-                    advance(samples, shown=next(iter(out.items()), ("loss", 0.0)))  # (the task's first value)
-                else:
-                    advance(samples)
-                if cfg.checkpoint_every_n_steps and state.step % cfg.checkpoint_every_n_steps == 0:
-                    self.save_periodic(task, optimizations)
-                self._stop_if_requested(task, optimizations)  # (only between optimizer steps)
-                if self._done():
-                    break
+                if self.profiler is not None:
+                    self.profiler.step()
+            samples = _batch_size(batch)
+            means.add(out, samples)
+            state.epoch_step += 1
+            if not self.steps.update.last:  # a micro-batch that only accumulates its gradient
+                self.running.add(out, None)
+                advance(samples)
+                continue
+            state.step += 1  # steps count optimizer steps (as do schedulers, logs, checkpoints)
+            if (window := self.running.add(out, state.step)) is not None:
+                self.log_running_means(window, epoch)
+            for opt in after_step:
+                opt.after_step(state.step)
+            if self.average is not None:
+                self.average.after_step(task.model)
+            if state.step % cfg.log_every_n_steps == 0:  # (tensors: read at the epoch's end)
+                step_values = {f"train/{k}_step": v for k, v in out.items()}
+                step_values.update(_learning_rates(optimizations))
+                self.log.step_scalars(step_values, state.step)
+                advance(samples, shown=next(iter(out.items()), ("loss", 0.0)))  # (the task's first value)
+            else:
+                advance(samples)
+            if cfg.checkpoint_every_n_steps and state.step % cfg.checkpoint_every_n_steps == 0:
+                self.save_periodic(task, optimizations)
+            self._stop_if_requested(task, optimizations)  # (only between optimizer steps)
+            if self._done():
+                break
         self.log.write_step_scalars()
         if self.steps.skipped_steps:
             skipped, steps = self.steps.skipped_steps - skipped_before, state.step - step_before
