@@ -68,13 +68,15 @@ class TensorLoader:
             order = self.sampler.order().to(self.device)
         else:
             order = torch.as_tensor(list(self.sampler), dtype=torch.long, device=self.device)
-        size = self.batch_size
-        for first in range(0, self.n, size * self.CHUNK):
-            chunk = order[first : first + size * self.CHUNK]
+        size, chunks = self.batch_size, self.batch_size * self.CHUNK
+        for first in range(0, self.n, chunks):
+            chunk = order if self.n <= chunks else order[first : first + chunks]
             gathered = [t[chunk] for t in self.tensors]
+            if len(chunk) <= size:  # one batch (a full batch): the gather is the batch
+                yield self._batch(gathered, chunk)
+                continue
             for start in range(0, len(chunk), size):
-                batch = [g[start : start + size] for g in gathered]
-                yield self._batch(batch, chunk[start : start + size])
+                yield self._batch([g[start : start + size] for g in gathered], chunk[start : start + size])
 
     def _batch(self, batch: list[torch.Tensor], index: torch.Tensor | None) -> list[torch.Tensor]:
         """The batch, its images augmented where configured (`index`: its samples' indices)."""
