@@ -13,11 +13,13 @@ from dlbench.errors import DlbenchError
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; an unavailable device is an error, not a fallback."""
+    """'auto' picks cuda, then mps, then cpu; an unavailable device is an error, not a fallback.
+    A GPU is named with its index (`cuda` is cuda:0, the current one), as its tensors' device is:
+    a batch already on it then compares equal and is not moved again."""
     kind = name.split(":")[0]
     if kind == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -29,6 +31,8 @@ def resolve_device(name: str) -> torch.device:
         raise DlbenchError(
             f"device={name}: Apple MPS is not available on this machine (use device=cpu or auto)"
         )
+    if name == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
 
