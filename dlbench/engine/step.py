@@ -72,6 +72,7 @@ class Stepper:
         self.loss_copy = torch.zeros((), device=device)  # what the NaN/Inf check reads of a loss
         # a labelled range while trainer.profile records (engine/profiling.py), else nothing
         self.phase: Callable[[str], contextlib.AbstractContextManager] = lambda name: NOTHING
+        self.profiling = False  # (the trainer sets both; without it, a step enters no range)
 
     def scaler(self, name: str) -> torch.amp.GradScaler:
         """fp16 needs a gradient scaler (one per optimizer); bf16 and fp32 do not."""
@@ -84,11 +85,16 @@ class Stepper:
     ) -> None:
         """(zero_grad), backward; on a group's last micro-batch also (check), (clip), step.
         `step` and `epoch` number the optimizer step this group makes (messages and logs)."""
-        optimizer, scaler = optimization.optimizer, self.scaler(name)
+        optimizer = optimization.optimizer
+        scaler = self.scaler(name) if self.dtype is torch.float16 else None  # (fp16's alone)
         if self.update.first:  # (a GAN's generator loss also left gradients in the discriminator)
             zero_grad(optimizer)
-        with self.outside_autocast(), self.phase("backward"):
-            scaler.scale(loss / self.cfg.accumulate if self.cfg.accumulate > 1 else loss).backward()
+        share = loss / self.cfg.accumulate if self.cfg.accumulate > 1 else loss  # (of the group's mean)
+        if self.dtype is None and not self.profiling:  # float32: no autocast to leave, no range to label
+            share.backward()
+        else:
+            with self.outside_autocast(), self.phase("backward"):
+                (share if scaler is None else scaler.scale(share)).backward()
         self.losses.append(loss.detach())
         if not self.update.last:
             return
@@ -97,25 +103,28 @@ class Stepper:
             for p in params_of(optimizer):
                 if p.grad is not None:
                     p.grad.mul_(self.cfg.accumulate / self.update.size)
-        if (
-            self.cfg.nonfinite != "off"
-            and not scaler.is_enabled()
-            and self.nonfinite(optimizer, losses, step, epoch)
-        ):
+        if self.cfg.nonfinite != "off" and scaler is None and self.nonfinite(optimizer, losses, step, epoch):
             optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
             return  # skip: the weights and the optimizer's state stay as they were
         if self.cfg.log_grad_norms and step % self.cfg.log_every_n_steps == 0:
-            self.log_grad_norms(optimizer, scaler.get_scale() if scaler.is_enabled() else 1.0, step)
+            self.log_grad_norms(optimizer, 1.0 if scaler is None else scaler.get_scale(), step)
+        if self.cfg.grad_clip is None and scaler is None and not self.profiling:
+            optimizer.step()
+            return
         with self.phase("optimizer"):
             if self.cfg.grad_clip is not None:
-                scaler.unscale_(optimizer)
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
                 if self.cfg.grad_clip_mode == "value":
                     torch.nn.utils.clip_grad_value_(params_of(optimizer), self.cfg.grad_clip)
                 else:
                     torch.nn.utils.clip_grad_norm_(params_of(optimizer), self.cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)
+                scaler.update()
 
     def outside_autocast(self) -> contextlib.AbstractContextManager:
         """Backward runs outside the forward's autocast (there is none in float32: nothing to leave)."""

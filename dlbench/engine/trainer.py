@@ -147,7 +147,7 @@ class Trainer:
         self.plateau = any(o.reads_monitor for o in optimizations.values())
         if cfg.profile and distributed.is_main():
             self.profiler = StepProfiler(cfg.profile, self.run_dir, self.device)
-            self.steps.phase = self.phase
+            self.steps.phase, self.steps.profiling = self.phase, True
         try:
             with self.stop.caught():
                 return self._fit(task, data, optimizations)
