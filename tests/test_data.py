@@ -53,3 +53,20 @@ def test_tensor_loader_shuffles_by_seed_and_epoch():
     for seed, epoch, skip in ((3, 0, 0), (777, 5, 4), (1, 9, 9)):
         sampler = EpochSampler(data, seed=seed, epoch=epoch, skip=skip)
         assert sampler.order().tolist() == list(sampler)
+
+
+def test_the_in_memory_training_loader_is_reused_and_gives_each_epochs_own_batches():
+    """DataModule.train_tensors: one loader for every epoch, moved to each (seed, epoch, skip);
+    its batches are those a loader made for that epoch alone gives."""
+    from dlbench import compose
+    from dlbench.build import build_data
+
+    data = build_data(compose.compose_config(["experiment=iris_mlp", "trainer.progress=none"]))
+    dataset, size = data.splits["train"], data.batch_size("train")
+    first = data.loader("train", epoch=0, seed=1)
+    for seed, epoch, skip in ((1, 0, 0), (1, 7, 0), (2, 7, 1), (1, 3, 2), (1, 0, 0)):
+        loader = data.loader("train", epoch=epoch, seed=seed, skip=skip)
+        alone = TensorLoader(dataset, size, EpochSampler(dataset, seed, epoch, skip * size))
+        assert loader is first and len(loader) == len(alone) == 3 - skip
+        for reused, made in zip(loader, alone, strict=True):
+            assert all(torch.equal(a, b) for a, b in zip(reused, made, strict=True)), (seed, epoch, skip)

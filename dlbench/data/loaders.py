@@ -57,11 +57,16 @@ class TensorLoader:
         self.tensors = dataset.tensors
         self.device = self.tensors[0].device  # where its batches are made
         self.batch_size, self.sampler, self.augment = batch_size, sampler, augment
-        self.n = len(dataset) if sampler is None else len(sampler)
+
+    @property
+    def n(self) -> int:
+        """The samples of an epoch (the sampler's: its epoch and skip may change between them)."""
+        return len(self.tensors[0]) if self.sampler is None else len(self.sampler)
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        n = self.n
         if self.sampler is None:  # in order: slices of the tensors themselves
-            for start in range(0, self.n, self.batch_size):
+            for start in range(0, n, self.batch_size):
                 yield self._batch([t[start : start + self.batch_size] for t in self.tensors], None)
             return
         if hasattr(self.sampler, "order"):  # (a tensor already)
@@ -69,8 +74,8 @@ class TensorLoader:
         else:
             order = torch.as_tensor(list(self.sampler), dtype=torch.long, device=self.device)
         size, chunks = self.batch_size, self.batch_size * self.CHUNK
-        for first in range(0, self.n, chunks):
-            chunk = order if self.n <= chunks else order[first : first + chunks]
+        for first in range(0, n, chunks):
+            chunk = order if n <= chunks else order[first : first + chunks]
             gathered = [t[chunk] for t in self.tensors]
             if len(chunk) <= size:  # one batch (a full batch): the gather is the batch
                 yield self._batch(gathered, chunk)
