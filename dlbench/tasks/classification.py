@@ -57,6 +57,7 @@ class Classification(Task):
             )
         self.num_classes = data.num_classes
         self.class_names = data.class_names or [str(i) for i in range(self.num_classes)]
+        self.one_hot = isinstance(loss, REGRESSION_LOSSES)  # seed 001's MSELoss: one-hot targets
         for split in SPLITS:  # accuracy; on val and test also balanced accuracy and macro F1
             setattr(self, f"{split}_metrics", ConfusionMatrix(self.num_classes))
         self.confusion_matrix = confusion_matrix
@@ -103,7 +104,7 @@ class Classification(Task):
     # The three methods a variant (binary) changes: loss on the model's output, and predictions.
     def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         soft = y.is_floating_point()  # a mixed batch's class probabilities
-        if isinstance(self.loss, REGRESSION_LOSSES) and not soft:  # seed 001's MSELoss: a one-hot target
+        if self.one_hot and not soft:
             y = nn.functional.one_hot(y, self.num_classes).to(output.dtype)
         return self.loss(output, y.to(output.dtype) if soft else y)
 

@@ -33,7 +33,8 @@ class Regression(Task):
         output = self.model(x)
         loss = self.loss(output, y)
         optimize("model", loss)
-        self._update("train", output, y)
+        if self.track_train_metrics:  # (an epoch that reports train/ metrics: the trainer says)
+            self._update("train", output, y)
         return {"loss": loss.detach()}
 
     def evaluation_step(self, batch: Any, split: str) -> dict[str, torch.Tensor]:
