@@ -48,7 +48,8 @@ def test_tensor_loader_shuffles_by_seed_and_epoch():
         loader.CHUNK = chunk
         order = loader.sampler.order()
         for i, (x, y) in enumerate(loader):
-            assert torch.equal(y, order[4 * i : 4 * i + 4]) and torch.equal(x, order[4 * i : 4 * i + 4].float())
+            picked = order[4 * i : 4 * i + 4]
+            assert torch.equal(y, picked) and torch.equal(x, picked.float())
     # the loader takes the order as one tensor: the same permutation the sampler iterates
     for seed, epoch, skip in ((3, 0, 0), (777, 5, 4), (1, 9, 9)):
         sampler = EpochSampler(data, seed=seed, epoch=epoch, skip=skip)

@@ -272,15 +272,16 @@ class Trainer:
         cfg, state = self.cfg, self.state
         skipped_before, step_before = self.steps.skipped_steps, state.step
         loader = data.loader("train", epoch=epoch, seed=cfg.seed, skip=state.epoch_step)
+        left = len(loader)  # the epoch's batches still to train (all but a resume's skipped ones)
         # train/ metrics are measured in the epochs that report them or feed the monitor (a
         # scheduler reads it every epoch): elsewhere, their updates would only be thrown away
         read = self.plateau and self.monitor.startswith("train/")
-        tracked = read or self.reports(epoch, self.optimizer_steps(len(loader)))
+        tracked = read or self.reports(epoch, self.optimizer_steps(left))
         if task.track_train_metrics != tracked:  # (setting a module's attribute costs more than reading it)
             task.track_train_metrics = tracked
         means = BatchMeans()
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
-        batches = len(loader) + state.epoch_step  # the epoch's, the skipped ones (a resume) too
+        batches = left + state.epoch_step  # the epoch's, the skipped ones (a resume) too
         steps_left = self.total_steps(self.optimizer_steps(batches)) - state.step
         # found once an epoch: which optimizers act after a step (a per-step scheduler,
         # lookahead), whether every micro-batch is a whole step
@@ -293,7 +294,7 @@ class Trainer:
         plain = getattr(loader, "device", None) == self.device and not cfg.channels_last and data.mix is None
         bare = self.dtype is None and self.ddp is None and self.profiler is None
         title = f"epoch {epoch + 1}/{cfg.epochs}"
-        advance = self.log.progress(len(loader), title, steps_left * cfg.accumulate)
+        advance = self.log.progress(left, title, steps_left * cfg.accumulate)
         profiling = self.profiler is not None and self.profiler.active
         for batch in self.profiler.batches_of(loader) if profiling else loader:
             if not whole:
