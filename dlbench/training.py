@@ -24,7 +24,7 @@ from dlbench import files, resume, rundir
 from dlbench.announce import describe_run, print_results, run_info
 from dlbench.build import build_data, build_task
 from dlbench.engine import checkpoint, cluster, distributed
-from dlbench.engine.device import choose_threads, resolve_device, seed_everything, set_threads
+from dlbench.engine.device import choose_threads, indexed, resolve_device, seed_everything, set_threads
 from dlbench.engine.logging import RunLogger, held_file_logs, setup_console
 from dlbench.engine.signals import StopSignals
 from dlbench.engine.trainer import Trainer
@@ -90,6 +90,7 @@ def _train(
     device = resolve_device(str(cfg.device.type))
     if device.type == "cuda" and distributed.world_size() > 1:
         device = torch.device("cuda", distributed.local_rank())
+    device = indexed(device)
     resume_state, resumed_settings = None, []
     if cfg.resume:  # what this command changes is applied or refused before any work (resume.py)
         resume_state = checkpoint.load(cfg.resume)

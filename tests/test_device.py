@@ -105,17 +105,15 @@ def test_data_is_held_on_the_device_and_auto_chooses_it(data_root):
 
 
 def test_a_gpu_is_named_with_its_index_as_its_tensors_device_is(monkeypatch):
-    """`device=cuda` and `auto` resolve to cuda:N, the device a tensor on the GPU reports, so a
-    batch already there compares equal and is neither moved nor copied (on the CPU: CUDA's
-    answers stand in for a GPU's)."""
-    from dlbench.engine.device import resolve_device
+    """A run's `cuda` becomes cuda:N, the device a tensor on the GPU reports, so a batch already
+    there compares equal and is neither moved nor copied (on the CPU: CUDA's answer stands in
+    for a GPU's); other devices stay as they are."""
+    from dlbench.engine.device import indexed
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
-    for name in ("cuda", "auto"):
-        assert resolve_device(name) == torch.device("cuda", 1), name
-    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    assert indexed(torch.device("cuda")) == torch.device("cuda", 1)
+    for device in ("cuda:0", "cpu", "mps"):
+        assert indexed(torch.device(device)) == torch.device(device)
 
 
 def test_exact_resume_after_a_sigkill(tmp_path):

@@ -13,13 +13,11 @@ from dlbench.errors import DlbenchError
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; an unavailable device is an error, not a fallback.
-    A GPU is named with its index (`cuda` is cuda:0, the current one), as its tensors' device is:
-    a batch already on it then compares equal and is not moved again."""
+    """'auto' picks cuda, then mps, then cpu; an unavailable device is an error, not a fallback."""
     kind = name.split(":")[0]
     if kind == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
+            return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -31,9 +29,16 @@ def resolve_device(name: str) -> torch.device:
         raise DlbenchError(
             f"device={name}: Apple MPS is not available on this machine (use device=cpu or auto)"
         )
-    if name == "cuda":
-        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
+
+
+def indexed(device: torch.device) -> torch.device:
+    """A GPU named with its index (`cuda` is the current one), as its tensors' device is: a batch
+    already on it then compares equal and is not moved again. (Asking for the index starts CUDA,
+    so a run asks once it knows its GPU, not while it only picks one.)"""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def set_threads(processes: int = 1) -> None:

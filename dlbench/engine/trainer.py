@@ -291,7 +291,7 @@ class Trainer:
         # A batch sliced from tensors on the device (data/loaders.TensorLoader), trained in
         # float32 by one process without the profiler, needs neither a move nor a context around
         # its step: on tiny steps, each would cost a few percent of the step.
-        plain = getattr(loader, "device", None) == self.device and not cfg.channels_last and data.mix is None
+        ready = getattr(loader, "device", None) == self.device and not cfg.channels_last and data.mix is None
         bare = self.dtype is None and self.ddp is None and self.profiler is None
         title = f"epoch {epoch + 1}/{cfg.epochs}"
         advance = self.log.progress(left, title, steps_left * cfg.accumulate)
@@ -300,7 +300,7 @@ class Trainer:
             if not whole:
                 self.steps.update = Update.of(state.epoch_step, batches, cfg.accumulate)
             if bare:
-                if not plain:
+                if not ready:
                     batch = self.prepared(batch, data)
                 out = task.training_step(batch, optimize)
             else:
