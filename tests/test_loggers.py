@@ -254,3 +254,22 @@ def test_a_steps_values_are_read_and_written_at_the_epochs_end_as_one_event_at_t
     assert all({v.tag for v in e.summary.value} == {"train/loss_step", "train/lr"} for e in steps)
     stamps = [e.wall_time for e in steps]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)  # each its own time
+
+
+def test_the_progress_bar_shows_a_tasks_value_names_as_text(tmp_path, monkeypatch):
+    """A task names its step values (a plugin's too): on a terminal's bar the name is text, not
+    rich markup, and a control character in it is shown, not sent."""
+    import io
+
+    from dlbench import terminal
+    from dlbench.engine import logging as run_logging
+
+    screen = io.StringIO()
+    shown = terminal.InertConsole(file=screen, force_terminal=True, width=150)
+    monkeypatch.setattr(run_logging, "console", shown)
+    logger = run_logging.RunLogger(tmp_path, "rich", figures_budget=0.1)
+    advance = logger.progress(3, "epoch 1/1", 3)
+    logger.bar_shown = 0.0  # (a redraw is due, as 0.1 s after the last)
+    advance(4, shown=("[bold]loss[/bold]\x1b[31m", torch.tensor(0.5)))
+    logger.end_progress()
+    assert "[bold]loss[/bold]\\x1b[31m 0.5" in screen.getvalue()

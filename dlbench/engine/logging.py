@@ -294,7 +294,9 @@ class RunLogger:
             if bar is not None:
                 last = shown or last
                 if self.redraw_due():
-                    info = f"{last[0]} {float(last[1]):.4g}" if last is not None else ""
+                    # (escapes shown before rich sizes the column: shown after, they would push
+                    # the value out of it)
+                    info = terminal.inert(f"{last[0]} {float(last[1]):.4g}") if last is not None else ""
                     bar.update(task, completed=step, rate=rate(), info=info)
                     self.redraw(bar)
             elif shown is not None and self.progress_mode == "plain":
@@ -311,13 +313,13 @@ class RunLogger:
         if self.live_bar is None:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            columns = [
-                TextColumn("{task.description}"),
+            columns = [  # (text, not markup: a task names its values, `[bold]loss` shows as written)
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TextColumn("{task.fields[info]}"),
-                TextColumn("ETA"),
+                TextColumn("{task.fields[rate]}", markup=False),
+                TextColumn("{task.fields[info]}", markup=False),
+                TextColumn("ETA", markup=False),
                 TimeRemainingColumn(),
             ]
             self.live_bar = Progress(*columns, console=console, transient=True, auto_refresh=False)
