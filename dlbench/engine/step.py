@@ -109,9 +109,6 @@ class Stepper:
             return  # skip: the weights and the optimizer's state stay as they were
         if self.cfg.log_grad_norms and step % self.cfg.log_every_n_steps == 0:
             self.log_grad_norms(optimizer, 1.0 if scaler is None else scaler.get_scale(), step)
-        if self.cfg.grad_clip is None and scaler is None and not self.profiling:
-            optimizer.step()
-            return
         with self.phase("optimizer"):
             if self.cfg.grad_clip is not None:
                 if scaler is not None:

@@ -288,10 +288,11 @@ class Trainer:
         after_step = [opt for opt in optimizations.values() if opt.acts_after_step]
         whole = cfg.accumulate == 1
         self.steps.update = WHOLE
-        # A batch sliced from tensors on the device (data/loaders.TensorLoader), trained in
-        # float32 by one process without the profiler, needs neither a move nor a context around
-        # its step: on tiny steps, each would cost a few percent of the step.
-        ready = getattr(loader, "device", None) == self.device and not cfg.channels_last and data.mix is None
+        # A batch sliced from tensors on the device (data/loaders.TensorLoader) needs no move (but
+        # the profiler times its "data" phase), and a float32 step by one process without the
+        # profiler no context around it: on tiny steps, each would cost a few percent of the step.
+        on_device = getattr(loader, "device", None) == self.device and not cfg.channels_last
+        ready = on_device and data.mix is None and self.profiler is None
         bare = self.dtype is None and self.ddp is None and self.profiler is None
         title = f"epoch {epoch + 1}/{cfg.epochs}"
         advance = self.log.progress(left, title, steps_left * cfg.accumulate)
@@ -299,13 +300,14 @@ class Trainer:
         for batch in self.profiler.batches_of(loader) if profiling else loader:
             if not whole:
                 self.steps.update = Update.of(state.epoch_step, batches, cfg.accumulate)
+            if not ready:
+                with self.phase("data"):
+                    batch = to_device(batch, self.device, cfg.channels_last)
+                    if data.mix is not None:  # mixup/cutmix, on the device (data/transforms.mixing)
+                        batch = data.mix(batch)
             if bare:
-                if not ready:
-                    batch = self.prepared(batch, data)
                 out = task.training_step(batch, optimize)
             else:
-                with self.phase("data"):
-                    batch = self.prepared(batch, data)
                 with self.autocast(), self.data_parallel(task), self.phase("step"):
                     out = task.training_step(batch, optimize)
                 if self.profiler is not None:
@@ -346,12 +348,6 @@ class Trainer:
                     "The run is not learning: lower optimizer.lr or set trainer.grad_clip"
                 )
         return means
-
-    def prepared(self, batch: Any, data: DataModule) -> Any:
-        """A training batch on the device (channels_last where configured), mixed where
-        dataset.mixup/cutmix asks (on the device: data/transforms.mixing)."""
-        batch = to_device(batch, self.device, self.cfg.channels_last)
-        return batch if data.mix is None else data.mix(batch)
 
     def train_metrics(
         self, task: Task, means: BatchMeans, optimizations: dict[str, Optimization]
