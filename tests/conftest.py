@@ -8,6 +8,7 @@ import http.server
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -44,6 +45,30 @@ def shell(command: str, cwd: Path, timeout: int = 300, program: str = "bash") ->
         text=True,
         timeout=timeout,
     )
+
+
+KILL_ITSELF = """
+import os, signal, sys
+from dlbench.engine.trainer import Trainer
+optimize, at = Trainer.optimize, int(sys.argv[1])
+def killing(self, optimizations, name, loss):
+    if self.state.step + 1 == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    optimize(self, optimizations, name, loss)
+Trainer.optimize = killing
+sys.argv = ["dlbench", *sys.argv[2:]]
+from dlbench.cli import entrypoint
+entrypoint()
+"""
+
+
+def killed_before_step(step: int, args: list[str], cwd: Path) -> None:
+    """`dlbench *args` in a process that SIGKILLs itself as step `step` begins: no handler runs,
+    nothing is flushed. (Killing it from outside once last.pt appears raced the run: a tiny
+    preset's epoch takes ~60 ms, so the kill could land after the end-of-epoch checkpoint.)"""
+    command = [sys.executable, "-c", KILL_ITSELF, str(step), *args]
+    process = subprocess.run(command, cwd=cwd, env=user_env(), capture_output=True, text=True, timeout=300)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
 
 
 # What only a process of its own can do: sweeps (Hydra's launchers, joblib), torchrun, plugins

@@ -16,15 +16,11 @@ scaler). DLBENCH_TEST_DEVICE=cuda|cpu chooses.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import user_env
+from conftest import killed_before_step
 from formats import write_mnist
 
 from dlbench import compose
@@ -121,16 +117,7 @@ def test_exact_resume_after_a_sigkill(tmp_path):
     args += ["trainer.threads=1"]  # (on the CPU: both processes sum in the same order)
     args += ["trainer.checkpoint_every_n_steps=20"]
     train(compose.compose_config(args), tmp_path / "whole")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dlbench", *args, "hydra.run.dir=killed"],
-        cwd=tmp_path, env=user_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    last = tmp_path / "killed" / "checkpoints" / "last.pt"
-    while not last.exists() and process.poll() is None:
-        time.sleep(0.02)
-    process.kill()
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    killed_before_step(30, [*args, "hydra.run.dir=killed"], tmp_path)  # resumes from step 20
     train(compose.compose_config([*args, f"resume={tmp_path / 'killed'}"]), tmp_path / "killed")
     whole, resumed = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "killed")
     for name, tensor in whole["task"].items():
