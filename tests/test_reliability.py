@@ -1,6 +1,7 @@
 """Issue 9: exact resume, stop signals, atomic checkpoints, NaN/Inf, bad data, concurrency."""
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -157,13 +158,16 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(monkeypatch, tmp_path)
     path = tmp_path / "checkpoints" / "last.pt"
     checkpoint.save({"task": {"w": torch.ones(3)}, "config": "name: a"}, path)
 
-    def disk_full(state, f):
-        f.write(b"partial bytes")
+    real_fsync = os.fsync
+
+    def disk_full(fd):  # the data did not fit: what a full disk reports at the latest
+        os.write(fd, b"partial bytes")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(DlbenchError, match="No space left on device writing .*last.pt"):
         checkpoint.save({"task": {"w": torch.zeros(3)}, "config": "name: b"}, path)
+    monkeypatch.setattr(os, "fsync", real_fsync)
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]  # no stray temporary file
     assert torch.equal(checkpoint.load(path)["task"]["w"], torch.ones(3))
 
