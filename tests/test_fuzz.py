@@ -389,3 +389,62 @@ def test_a_checkpoints_contents_are_data(capsys, request, place, key, value):
     assert exported.is_file() == (code == 0) and (exported.parent / "model.yaml").is_file() == (code == 0)
     shutil.rmtree(exported.parent, ignore_errors=True)  # (refused: nothing was written)
     no_canary(marker)
+
+
+# ---- what a tracking server answers -------------------------------------------------------------
+
+
+class FailingTracker:
+    """A tracker (MLflow, W&B) whose every call fails with `text`: a server's answer, any text."""
+
+    tracker, name = True, "mlflow"
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def scalars(self, *args) -> None:
+        raise RuntimeError(self.text)
+
+    flush = close = scalars
+
+
+class Kept:
+    """A backend of the run's own files (TensorBoard, metrics.csv): keeps what it is given."""
+
+    def __init__(self):
+        self.steps = []
+
+    def scalars(self, values, step, wall_time=None) -> None:
+        self.steps.append(step)
+
+    def flush(self) -> None:
+        pass
+
+    close = flush
+
+
+@settings(max_examples=30 * SCALE, **FUZZ)
+@given(text=hostile_text)
+def test_a_tracker_that_fails_is_one_warning_as_text_and_the_run_goes_on(request, text):
+    import logging
+
+    from dlbench.engine.logging import RunLogger, log
+
+    count(request, "a tracking server's errors (MLflow, W&B)")
+    records = []  # (a handler of the test's own: a CLI run before it may have set propagate off)
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    log.addHandler(handler)
+    try:
+        logger = RunLogger(Path("unused"), "none", 0.1)
+        tracker, kept = FailingTracker(text), Kept()
+        logger.backends = [tracker, kept]
+        for step in (1, 2):
+            logger.scalars({"train/loss": 0.5}, step)
+        assert kept.steps == [1, 2] and logger.backends == [kept]  # every value kept; the tracker let go
+        logger.flush()
+        logger.close()
+    finally:
+        log.removeHandler(handler)
+    warned = [r.getMessage() for r in records if "logger mlflow failed" in r.getMessage()]
+    assert len(warned) == 1 and not controls(warned[0]) and "Traceback" not in warned[0]

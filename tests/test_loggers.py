@@ -213,6 +213,42 @@ def test_a_tracking_server_that_does_not_answer_is_one_message_at_once(cli, tmp_
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.json").exists()
 
 
+def test_a_tracking_server_that_goes_away_mid_run_lets_the_run_go_on(cli, tmp_path, monkeypatch):
+    """A tracker that fails once the run has started (here MLflow's client raising what it
+    raises when its server is gone, after its retries; the text is the server's, so it may say
+    anything) costs the run that tracker alone: one warning, printed as text, and the run
+    trains to the end with its own files complete."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    log_batch, sent = mlflow.MlflowClient.log_batch, []
+
+    def gone_after_two(self, run_id, metrics=(), **kwargs):
+        if metrics:
+            if len(sent) == 2:
+                raise MlflowException("API request to http://lab:5000 failed: [bold]Max retries\x1b[2J\nmore")
+            sent.append(metrics)
+        return log_batch(self, run_id, metrics=metrics, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", gone_after_two)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [*QUIET, "trainer.epochs=3", "logger.backends=[csv,mlflow]", f"logger.mlflow.tracking_uri={uri}"]
+    result = cli(*args, "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = result.stdout + result.stderr
+    said = " ".join(printed.split())
+    assert said.count("logger mlflow failed") == 1 and "the run goes on without it" in said, said[-2000:]
+    assert "[bold]Max retries" in said and "\x1b" not in printed  # (shown as text)
+    rows = list(csv.reader((tmp_path / "run" / "metrics.csv").open()))
+    assert {r[0] for r in rows if r[1] == "val/acc"} == {"21", "42", "63"}  # every epoch's
+    assert "test/acc" in json.loads((tmp_path / "run" / "metrics.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run_id = (tmp_path / "run" / ".mlflow_run_id").read_text().strip()
+    logged = {m.step for m in client.get_metric_history(run_id, "train/loss_step")}
+    kept = {int(r[0]) for r in rows if r[1] == "train/loss_step"}
+    assert logged and logged < kept and max(kept) == 60  # what it had before it failed, no more
+
+
 def test_a_steps_values_are_read_and_written_at_the_epochs_end_as_one_event_at_their_own_time(tmp_path):
     """Issue 29: a logged step's values stay tensors in the loop (reading one waits for the
     device; a write costs more than a tiny step); at the epoch's end each step reaches

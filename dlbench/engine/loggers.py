@@ -128,6 +128,7 @@ class MLflow:
     its path. A resumed run continues its MLflow run (its id is kept in <run>/.mlflow_run_id)."""
 
     ID_FILE = ".mlflow_run_id"
+    tracker = True  # a failure once started lets it go, not the run (RunLogger.let_go)
 
     def start(self, run: RunInfo) -> None:
         import mlflow
@@ -189,6 +190,7 @@ class WandB:
     a sweep's jobs share a group (the sweep's folder), and a resumed run continues its W&B run."""
 
     ID_FILE = ".wandb_run_id"
+    tracker = True  # a failure once started lets it go, not the run (RunLogger.let_go)
 
     def start(self, run: RunInfo) -> None:
         import os

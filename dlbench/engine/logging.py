@@ -204,8 +204,9 @@ class RunLogger:
 
         for name in backends:
             backend = create(name)
+            backend.name = name
             try:
-                with self.writing(backend):
+                with self.writing(backend, starting=True):
                     backend.start(run)
             except DlbenchError:
                 raise
@@ -223,17 +224,38 @@ class RunLogger:
         return bool(self.backends)
 
     @contextmanager
-    def writing(self, backend: Any = None) -> Iterator[None]:
-        """Turn a failed write (TensorBoard's, metrics.csv's) into one message naming the folder."""
+    def writing(self, backend: Any = None, starting: bool = False) -> Iterator[None]:
+        """Turn a failed write (TensorBoard's, metrics.csv's) into one message naming the folder.
+        A tracker (MLflow, W&B) that fails once it has started is let go instead (`let_go`)."""
         from dlbench.files import file_error
 
         try:
             yield
-        except OSError as err:
-            raise file_error(err, getattr(backend, "folder", self.folder)) from err
+        except Exception as err:
+            if getattr(backend, "tracker", False) and not starting:
+                self.let_go(backend, err)
+            elif isinstance(err, OSError):
+                raise file_error(err, getattr(backend, "folder", self.folder)) from err
+            else:
+                raise
+
+    def let_go(self, backend: Any, err: Exception) -> None:
+        """A tracker that failed mid-run (a tracking server gone, after MLflow's own retries):
+        one warning, and the run goes on without it. Its values so far stay where it sent them;
+        the rest are in the run's own files (TensorBoard, metrics.csv, metrics.json). The run's
+        files are another matter: a failed write there stops the run (`writing`)."""
+        if backend in self.backends:
+            self.backends.remove(backend)
+        if not getattr(backend, "failed", False):  # (one warning)
+            backend.failed = True
+            log.warning(
+                f"logger {backend.name} failed ({first_line(err)}); the run goes on without it, and "
+                "what it misses from here on stays in the run folder (train.log, metrics.json, "
+                "and TensorBoard or metrics.csv where they log)"
+            )
 
     def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
-        for backend in self.backends:
+        for backend in tuple(self.backends):  # (a tracker that fails is let go meanwhile)
             with self.writing(backend):
                 backend.scalars(values, step, wall_time)
 
@@ -253,14 +275,14 @@ class RunLogger:
             self.scalars({tag: float(value) for tag, value in values.items()}, step, wall_time)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
-        for backend in self.backends:
+        for backend in tuple(self.backends):  # (a tracker that fails is let go meanwhile)
             with self.writing(backend):
                 backend.figure(tag, figure, step)
 
     def finish(self, metrics: dict[str, float], checkpoint: Path | None) -> None:
         """The run's settings (as open() was given them) beside its final metrics (TensorBoard's
         HParams tab, W&B's summary), and its checkpoint where the backend keeps artifacts (MLflow)."""
-        for backend in self.backends:
+        for backend in tuple(self.backends):  # (a tracker that fails is let go meanwhile)
             with self.writing(backend):
                 backend.finish(self.run.settings, metrics, checkpoint)
 
@@ -345,7 +367,7 @@ class RunLogger:
     def flush(self) -> None:
         """Put what was written so far on disk (with each checkpoint: a killed run keeps it)."""
         self.write_step_scalars()
-        for backend in self.backends:
+        for backend in tuple(self.backends):  # (a tracker that fails is let go meanwhile)
             with self.writing(backend):
                 backend.flush()
 
