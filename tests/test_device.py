@@ -117,7 +117,8 @@ def test_exact_resume_after_a_sigkill(tmp_path):
     args += ["trainer.threads=1"]  # (on the CPU: both processes sum in the same order)
     args += ["trainer.checkpoint_every_n_steps=20"]
     train(compose.compose_config(args), tmp_path / "whole")
-    killed_before_step(30, [*args, "hydra.run.dir=killed"], tmp_path)  # resumes from step 20
+    killed_before_step(30, [*args, "hydra.run.dir=killed"], tmp_path)
+    assert checkpoint.load(tmp_path / "killed")["trainer"]["step"] == 20  # (a periodic checkpoint)
     train(compose.compose_config([*args, f"resume={tmp_path / 'killed'}"]), tmp_path / "killed")
     whole, resumed = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "killed")
     for name, tensor in whole["task"].items():

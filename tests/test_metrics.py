@@ -15,10 +15,13 @@ from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 from dlbench.tasks.metrics import ConfusionMatrix, RegressionSums
 
 
-@pytest.mark.parametrize("classes", [2, 5, 12])
-def test_classification_metrics_equal_torchmetrics(classes, monkeypatch):
+@pytest.mark.parametrize(("classes", "given"), [(2, "scores"), (5, "predictions"), (12, "both")])
+def test_classification_metrics_equal_torchmetrics(classes, given, monkeypatch):
+    """The matrix is given a batch's class scores (it takes their argmax, for many batches at
+    once) or its predictions, or some of each."""
     g = torch.Generator().manual_seed(classes)
-    monkeypatch.setattr(ConfusionMatrix, "KEEP_AT_MOST", 120)  # counted after one or two batches
+    if given == "scores":  # (counted after two batches, then one; else all three at once)
+        monkeypatch.setattr(ConfusionMatrix, "KEEP_AT_MOST", 120)
     ours = ConfusionMatrix(classes)
     theirs = {
         "acc": MulticlassAccuracy(classes, average="micro"),
@@ -31,13 +34,14 @@ def test_classification_metrics_equal_torchmetrics(classes, monkeypatch):
         "f1": MulticlassF1Score(classes, average=None),
     }
     matrix = MulticlassConfusionMatrix(classes)
-    for _ in range(3):  # several batches; the last class never appears in targets or predictions
+    for i in range(3):  # several batches; the last class never appears in targets or predictions
         target = torch.randint(classes - 1, (50,), generator=g)
         preds = torch.where(
             torch.rand(50, generator=g) < 0.6, target, torch.randint(classes - 1, (50,), generator=g)
         )
         logits = torch.randn(50, classes, generator=g) + 10 * torch.nn.functional.one_hot(preds, classes)
-        ours.update(logits, target)  # (the model's output: ConfusionMatrix takes its argmax)
+        scores = given == "scores" or (given == "both" and i != 1)
+        ours.update(logits if scores else preds, target)
         for metric in [*theirs.values(), *per_class.values(), matrix]:
             metric.update(preds, target)
     values = ours.compute()

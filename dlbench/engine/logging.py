@@ -241,17 +241,18 @@ class RunLogger:
 
     def let_go(self, backend: Any, err: Exception) -> None:
         """A tracker that failed mid-run (a tracking server gone, after MLflow's own retries):
-        one warning, and the run goes on without it. Its values so far stay where it sent them;
-        the rest are in the run's own files (TensorBoard, metrics.csv, metrics.json). The run's
-        files are another matter: a failed write there stops the run (`writing`)."""
+        one warning, and the run goes on without it (not closed: closing would wait on the
+        same server, so an MLflow run stays marked running). Its values so far stay where it
+        sent them. The run's own files are another matter: a failed write there stops the run
+        (`writing`)."""
         if backend in self.backends:
             self.backends.remove(backend)
         if not getattr(backend, "failed", False):  # (one warning)
             backend.failed = True
             log.warning(
-                f"logger {backend.name} failed ({first_line(err)}); the run goes on without it, and "
-                "what it misses from here on stays in the run folder (train.log, metrics.json, "
-                "and TensorBoard or metrics.csv where they log)"
+                f"logger {backend.name} failed ({first_line(err)}) and is left out from here on; the "
+                "run folder keeps the rest (train.log, metrics.json, and TensorBoard or metrics.csv "
+                "where they log)"
             )
 
     def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:

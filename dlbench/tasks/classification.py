@@ -59,7 +59,10 @@ class Classification(Task):
         self.class_names = data.class_names or [str(i) for i in range(self.num_classes)]
         self.one_hot = isinstance(loss, REGRESSION_LOSSES)  # seed 001's MSELoss: one-hot targets
         for split in SPLITS:  # accuracy; on val and test also balanced accuracy and macro F1
-            setattr(self, f"{split}_metrics", ConfusionMatrix(self.num_classes, self.predict))
+            setattr(self, f"{split}_metrics", ConfusionMatrix(self.num_classes))
+        # the confusion matrix is given the class scores themselves when the predictions are their
+        # argmax (it takes it for many batches at once), else the predictions (binary's sign)
+        self.counts_scores = type(self).predict is Classification.predict
         self.confusion_matrix = confusion_matrix
         self.confusion_normalize = confusion_normalize
         self.decision_regions = decision_regions
@@ -115,6 +118,10 @@ class Classification(Task):
     def probabilities(self, output: torch.Tensor) -> torch.Tensor:
         return output.float().softmax(dim=1)
 
+    def counted(self, output: torch.Tensor) -> torch.Tensor:
+        """What the confusion matrix is given of a batch's output: the scores, or the predictions."""
+        return output if self.counts_scores else self.predict(output)
+
     def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
         x, y = batch
         output = self.model(x)
@@ -122,7 +129,9 @@ class Classification(Task):
         optimize("model", loss)
         if self.track_train_metrics:  # (an epoch that reports train/acc: the trainer says)
             # mixed labels (dataset.mixup/cutmix): train/acc counts their argmax, the larger share
-            self.metrics("train").update(output.detach(), y.argmax(1) if y.is_floating_point() else y)
+            self.metrics("train").update(
+                self.counted(output.detach()), y.argmax(1) if y.is_floating_point() else y
+            )
         return {"loss": loss.detach()}
 
     def evaluate_images(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,7 +152,7 @@ class Classification(Task):
     def evaluation_step(self, batch: Any, split: str) -> dict[str, torch.Tensor]:
         x, y = batch
         output = self.evaluate_images(x)
-        self.metrics(split).update(output, y)
+        self.metrics(split).update(self.counted(output), y)
         if self.decision_regions and x.dim() == 2:
             self.seen.setdefault(split, []).append((x.detach(), y.detach()))
         return {"loss": self.compute_loss(output, y)}

@@ -11,8 +11,6 @@ which need FID and BLEU, still use torchmetrics.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 
@@ -37,25 +35,28 @@ def _value(t: torch.Tensor) -> float:
 
 class ConfusionMatrix:
     """Counts of (target, prediction) pairs: accuracy, balanced accuracy, macro F1, and each
-    class's precision, recall and F1. It is given the model's outputs and makes the predictions
-    itself (`predict`: the task's, argmax by default) for many batches at once."""
+    class's precision, recall and F1. A batch is given as its predictions (integers) or as the
+    model's class scores (floats, one per class), whose argmax is the prediction."""
 
     FOLD_EVERY = 256  # batches kept before they are counted
-    KEEP_AT_MOST = 2**22  # output values kept before they are counted (16 MB in float32)
+    KEEP_AT_MOST = 2**22  # values kept before they are counted (16 MB of float32 scores)
 
-    def __init__(self, num_classes: int, predict: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    def __init__(self, num_classes: int):
         self.num_classes = num_classes
-        self.predict = predict or (lambda output: output.argmax(dim=1))
         self.counts: torch.Tensor | None = None
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # batches not counted yet
-        self.kept = 0  # output values in `pending`
+        self.kept = 0  # values in `pending`
 
-    def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
-        """Keep the batch (detached outputs); batches are predicted and counted together, one
-        argmax and one bincount for up to FOLD_EVERY of them, so a step costs a list append
-        instead of an argmax and eight small operations (the argmax: ~4% of a digits_mlp step)."""
-        self.pending.append((target, output))
-        self.kept += output.numel()
+    def update(self, values: torch.Tensor, target: torch.Tensor) -> None:
+        """Keep the batch; batches are counted together, one bincount for up to FOLD_EVERY of
+        them, so a step costs a list append instead of eight small operations. Scores on the
+        CPU are kept as they are and their argmax taken for all of them at once (a small argmax
+        costs ~4% of a digits_mlp step); on a GPU at once (a launch; a CUDA-graphed model
+        writes its next output over this one)."""
+        if values.is_floating_point() and not values.is_cpu:
+            values = values.argmax(dim=1)
+        self.pending.append((target, values))
+        self.kept += values.numel()
         if len(self.pending) >= self.FOLD_EVERY or self.kept >= self.KEEP_AT_MOST:
             self._count()
 
@@ -64,9 +65,13 @@ class ConfusionMatrix:
             return
         n = self.num_classes
         target = torch.cat([t.reshape(-1) for t, _ in self.pending]).long()
-        preds = self.predict(torch.cat([o for _, o in self.pending])).reshape(-1).long()
+        values = [v for _, v in self.pending]
+        if all(v.is_floating_point() for v in values):  # scores: one argmax for every batch
+            preds = torch.cat(values).argmax(dim=1)
+        else:
+            preds = torch.cat([v.argmax(dim=1) if v.is_floating_point() else v.reshape(-1) for v in values])
         self.pending, self.kept = [], 0
-        counts = torch.bincount(target * n + preds, minlength=n * n).reshape(n, n)
+        counts = torch.bincount(target * n + preds.long(), minlength=n * n).reshape(n, n)
         self.counts = counts if self.counts is None else self.counts + counts
 
     def matrix(self) -> torch.Tensor:
