@@ -70,3 +70,13 @@ def test_regression_metrics_equal_torchmetrics(outputs):
     assert values["mse"] == pytest.approx(float(mse.compute()), rel=1e-5)
     assert values["mae"] == pytest.approx(float(mae.compute()), rel=1e-5)
     assert values["r2"] == pytest.approx(float(r2.compute()), rel=1e-5)
+
+
+def test_scores_off_the_cpu_are_predicted_at_once():
+    """On a GPU the matrix takes a batch's argmax when it is given (a CUDA-graphed model writes
+    its next output over the last one); the meta device stands in for one here."""
+    ours = ConfusionMatrix(3)
+    ours.update(torch.empty(4, 3, device="meta"), torch.empty(4, dtype=torch.long, device="meta"))
+    ours.update(torch.randn(4, 3), torch.zeros(4, dtype=torch.long))  # (on the CPU: kept as scores)
+    (_, kept_off), (_, kept_on) = ours.pending
+    assert not kept_off.is_floating_point() and kept_off.shape == (4,) and kept_on.is_floating_point()
