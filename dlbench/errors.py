@@ -57,9 +57,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def first_line(err: BaseException) -> str:
-    """An error in one line for a message of ours: its type and the first line of its text."""
+    """An error in one line for a message of ours: its type and the first line of its text, any
+    control character in it shown (`\\t`), not sent: the text is often someone else's (a
+    tracking server's answer, a library's), and the line must stay one line of text."""
+    from dlbench.terminal import inert
+
     text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
+    return inert(f"{type(err).__name__}: {text[0] if text else ''}")
 
 
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
