@@ -245,18 +245,16 @@ class RunLogger:
         same server, so an MLflow run stays marked running). Its values so far stay where it
         sent them. The run's own files are another matter: a failed write there stops the run
         (`writing`)."""
-        if backend in self.backends:
-            self.backends.remove(backend)
-        if not getattr(backend, "failed", False):  # (one warning)
-            backend.failed = True
-            log.warning(
-                f"logger {backend.name} failed ({first_line(err)}) and is left out from here on; the "
-                "run folder keeps the rest (train.log, metrics.json, and TensorBoard or metrics.csv "
-                "where they log)"
-            )
+        if backend in self.backends:  # (not in them while they are closed: `close`)
+            self.backends.remove(backend)  # (each loop over them goes over a copy)
+        log.warning(
+            f"logger {backend.name} failed ({first_line(err)}) and is left out from here on; the "
+            "run folder keeps the rest (train.log, metrics.json, and TensorBoard or metrics.csv "
+            "where they log)"
+        )
 
     def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
-        for backend in tuple(self.backends):  # (a tracker that fails is let go meanwhile)
+        for backend in tuple(self.backends):
             with self.writing(backend):
                 backend.scalars(values, step, wall_time)
 
@@ -276,14 +274,14 @@ class RunLogger:
             self.scalars({tag: float(value) for tag, value in values.items()}, step, wall_time)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
-        for backend in tuple(self.backends):  # (a tracker that fails is let go meanwhile)
+        for backend in tuple(self.backends):
             with self.writing(backend):
                 backend.figure(tag, figure, step)
 
     def finish(self, metrics: dict[str, float], checkpoint: Path | None) -> None:
         """The run's settings (as open() was given them) beside its final metrics (TensorBoard's
         HParams tab, W&B's summary), and its checkpoint where the backend keeps artifacts (MLflow)."""
-        for backend in tuple(self.backends):  # (a tracker that fails is let go meanwhile)
+        for backend in tuple(self.backends):
             with self.writing(backend):
                 backend.finish(self.run.settings, metrics, checkpoint)
 
@@ -368,7 +366,7 @@ class RunLogger:
     def flush(self) -> None:
         """Put what was written so far on disk (with each checkpoint: a killed run keeps it)."""
         self.write_step_scalars()
-        for backend in tuple(self.backends):  # (a tracker that fails is let go meanwhile)
+        for backend in tuple(self.backends):
             with self.writing(backend):
                 backend.flush()
 
