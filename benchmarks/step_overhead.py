@@ -221,8 +221,8 @@ ALTERNATE_EPOCHS = {
 def dlbench_side(overrides: list[str], folder: Path, progress: str = "none") -> tuple[float, float, float]:
     """dlbench's Trainer.fit on the same run, timed from inside this process: the whole fit, the
     part of it spent in evaluations (validation and its figures), which the plain loop does not
-    do, and the part spent writing checkpoints."""
-    fit, evaluate, save = Trainer.fit, Trainer.evaluate, Trainer.save
+    do, and the part spent on checkpoints (writing them, keeping a best epoch's state)."""
+    fit, evaluate, save, keep = Trainer.fit, Trainer.evaluate, Trainer.save, Trainer.keep_best
     took, spent = [], {"evaluate": 0.0, "save": 0.0}
 
     def timed(method, part):
@@ -242,14 +242,15 @@ def dlbench_side(overrides: list[str], folder: Path, progress: str = "none") -> 
         finally:  # (before the test split's evaluation, after fit)
             took.extend([time.perf_counter() - start, spent["evaluate"], spent["save"]])
 
-    Trainer.fit, Trainer.evaluate, Trainer.save = timed_fit, timed(evaluate, "evaluate"), timed(save, "save")
+    Trainer.fit, Trainer.evaluate = timed_fit, timed(evaluate, "evaluate")
+    Trainer.save, Trainer.keep_best = timed(save, "save"), timed(keep, "save")
     try:
         screen = on_a_terminal() if progress == "rich" else contextlib.nullcontext()
         with contextlib.redirect_stdout(io.StringIO()), screen:  # dlbench's own tables
             shown = [o for o in overrides if not o.startswith("trainer.progress=")]
             train(compose.compose_config([*shown, f"trainer.progress={progress}"]), folder)
     finally:
-        Trainer.fit, Trainer.evaluate, Trainer.save = fit, evaluate, save
+        Trainer.fit, Trainer.evaluate, Trainer.save, Trainer.keep_best = fit, evaluate, save, keep
     return tuple(took)
 
 

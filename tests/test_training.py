@@ -297,12 +297,39 @@ def test_an_epochs_checkpoints_are_serialised_once(tmp_path, monkeypatch):
     saved = []
     save = torch.save
     monkeypatch.setattr(torch, "save", lambda state, f, **kw: (saved.append(1), save(state, f, **kw))[-1])
-    run(tmp_path, "trainer.epochs=3", "trainer.monitor=val/loss", "trainer.monitor_mode=min")
+    run(tmp_path, "trainer.epochs=3", "trainer.monitor=val/loss", "trainer.checkpoint_budget=1")
     folder = tmp_path / "checkpoints"
     last, best = folder / "last.pt", folder / "best.pt"
     assert len(saved) == 3  # one an epoch, whether or not it improved
     assert last.read_bytes() == best.read_bytes()  # (the val loss falls in each of these epochs)
     assert last.stat().st_ino != best.stat().st_ino
+
+
+def test_checkpoints_keep_to_their_budget_and_best_pt_still_holds_the_best_epoch(tmp_path, monkeypatch):
+    """Issue 29: trainer.checkpoint_budget. At 0, last.pt is written after the first epoch and
+    the last only; the best epoch (the fifth of six here) is kept in memory and written as
+    best.pt before the last last.pt. Both files hold what every epoch's checkpoints (1) leave."""
+    written = []  # for each checkpoint.save: the epoch its state is of, the files
+    save = checkpoint.save
+
+    def recorded(state, *paths):
+        written.append((state["trainer"]["epoch"], [path.name for path in paths]))
+        save(state, *paths)
+
+    monkeypatch.setattr(checkpoint, "save", recorded)
+    for budget in ("0", "1"):
+        run(tmp_path / budget, "trainer.epochs=6", "optimizer.lr=0.01", f"trainer.checkpoint_budget={budget}")
+    every_epoch = [(e, ["last.pt", "best.pt"]) for e in range(1, 6)] + [(6, ["last.pt"])]
+    assert written == [(1, ["last.pt", "best.pt"]), (5, ["best.pt"]), (6, ["last.pt"]), *every_epoch]
+    for name in ("last.pt", "best.pt"):
+        kept, each = (checkpoint.load(tmp_path / budget / "checkpoints" / name) for budget in ("0", "1"))
+        assert kept["trainer"]["epoch"] == each["trainer"]["epoch"] == {"last.pt": 6, "best.pt": 5}[name]
+        assert kept["trainer"]["best"] == each["trainer"]["best"]
+        for part in ("task", "optimizers"):
+            torch.testing.assert_close(kept[part], each[part], rtol=0, atol=0)
+        assert torch.equal(kept["rng"]["torch"], each["rng"]["torch"])
+    with pytest.raises(DlbenchError, match=r"trainer.checkpoint_budget=-0.1: must be in \[0, 1\]"):
+        run(tmp_path / "bad", "trainer.checkpoint_budget=-0.1")
 
 
 def test_dlbench_trains_the_same_weights_as_the_notes_plain_loop(tmp_path):

@@ -59,6 +59,10 @@ class Trainer:
         self.profiler: StepProfiler | None = None  # trainer.profile (engine/profiling.py)
         self.stop = stop or StopSignals()  # a SIGTERM/SIGUSR1/SIGUSR2 (preemption) received
         self.running = RunningMeans(cfg.running_loss_every)  # seed 003's running loss, across epochs
+        self.started = time.perf_counter()  # (the fit's start: trainer.checkpoint_budget's share)
+        self.checkpoint_seconds = 0.0  # spent writing checkpoints (and keeping a best epoch's)
+        self.checkpoint_cost = 0.0  # what the last checkpoint took to write
+        self.best_kept: dict[str, Any] | None = None  # a best epoch's state, not written yet
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, task: Task) -> None:
@@ -145,6 +149,7 @@ class Trainer:
             log.info(f"no validation split: monitoring {self.monitor} instead of {cfg.monitor}")
         # a scheduler that reads the monitor after every epoch (ReduceLROnPlateau)
         self.plateau = any(o.reads_monitor for o in optimizations.values())
+        self.started = time.perf_counter()
         if cfg.profile and distributed.is_main():
             self.profiler = StepProfiler(cfg.profile, self.run_dir, self.device)
             self.steps.phase, self.steps.profiling = self.phase, True
@@ -201,12 +206,9 @@ class Trainer:
             improved = self._track_best(metrics.get(monitor))
             self.log.scalars(metrics, self.state.step)
             log.info(f"epoch {epoch + 1}/{cfg.epochs}  step {self.state.step}  {format_metrics(metrics)}")
-            self.save(task, optimizations, "last.pt", *(["best.pt"] if improved else []))
-            if task.should_stop():
-                log.info(f"the task converged after epoch {epoch + 1}")
-                break
-            if cfg.patience is not None and self.state.bad_epochs >= cfg.patience:
-                log.info(f"early stopping: {monitor} has not improved for {cfg.patience} evaluations")
+            stopping = self._stops_early(task, epoch)
+            self.save_epoch(task, optimizations, improved, final=last or stopping)
+            if stopping:
                 break
         if self.average is not None and self.average.kind == "swa" and not self.average.finished:
             self.finish_swa(task, data, optimizations)
@@ -249,6 +251,17 @@ class Trainer:
     def _done(self, steps: int = 0) -> bool:
         """trainer.max_steps is reached (once `steps` more optimizer steps are made)."""
         return self.cfg.max_steps is not None and self.state.step + steps >= self.cfg.max_steps
+
+    def _stops_early(self, task: Task, epoch: int) -> bool:
+        """Whether the run ends after epoch `epoch` before trainer.epochs: the task converged,
+        or trainer.patience evaluations without improvement (early stopping)."""
+        if task.should_stop():
+            log.info(f"the task converged after epoch {epoch + 1}")
+            return True
+        if self.cfg.patience is not None and self.state.bad_epochs >= self.cfg.patience:
+            log.info(f"early stopping: {self.monitor} has not improved for {self.cfg.patience} evaluations")
+            return True
+        return False
 
     def _track_best(self, value: float | None) -> bool:
         if value is None or math.isnan(value):
@@ -392,14 +405,49 @@ class Trainer:
         return metrics
 
     # ---- checkpoints ----------------------------------------------------------------------
+    def save_epoch(
+        self, task: Task, optimizations: dict[str, Optimization], improved: bool, final: bool
+    ) -> None:
+        """An epoch's checkpoints: last.pt, and best.pt if the epoch improved the monitor, when
+        they fit trainer.checkpoint_budget or the run ends (`final`); else an improving epoch's
+        state is kept in memory, and `save` writes it as best.pt with the next last.pt."""
+        if final or self.checkpoint_due():
+            self.save(task, optimizations, "last.pt", *(["best.pt"] if improved else []))
+        elif improved and self.cfg.checkpoint and distributed.is_main():
+            self.keep_best(task, optimizations)
+
+    def checkpoint_due(self) -> bool:
+        """Whether an epoch's checkpoint fits trainer.checkpoint_budget: with its cost (the last
+        one's) counted, checkpoints take at most that share of the time since the fit started
+        (the first epoch's, costed at nothing yet, always does)."""
+        if self.cfg.checkpoint_budget >= 1:
+            return True
+        elapsed = time.perf_counter() - self.started
+        return self.checkpoint_seconds + self.checkpoint_cost <= self.cfg.checkpoint_budget * elapsed
+
+    def keep_best(self, task: Task, optimizations: dict[str, Optimization]) -> None:
+        """Keep a copy of the training state (on the CPU) to write as best.pt later."""
+        started = time.perf_counter()
+        self.best_kept = training_state.copied(self.checkpoint_state(task, optimizations))
+        self.checkpoint_seconds += time.perf_counter() - started
+
+    def checkpoint_state(self, task: Task, optimizations: dict[str, Optimization]) -> dict[str, Any]:
+        """What a checkpoint holds: the training state (engine/training_state.py), the config."""
+        return {**training_state.capture(self, task, optimizations), **self.extra}
+
     def save(self, task: Task, optimizations: dict[str, Optimization], *names: str) -> None:
-        """Write checkpoints/<name> for each name (only rank 0 writes): what
-        training_state.capture holds, captured and serialised once."""
+        """Write checkpoints/<name> for each name (only rank 0 writes), captured and serialised
+        once; a best epoch's kept state first, as best.pt (last.pt holds its best value)."""
         if not self.cfg.checkpoint or not distributed.is_main():
             return
+        started, folder = time.perf_counter(), self.run_dir / "checkpoints"
+        if self.best_kept is not None and "best.pt" not in names:
+            checkpoint.save(self.best_kept, folder / "best.pt")
+        self.best_kept = None
         self.log.flush()  # the TensorBoard events up to this checkpoint survive a SIGKILL
-        state = {**training_state.capture(self, task, optimizations), **self.extra}
-        checkpoint.save(state, *(self.run_dir / "checkpoints" / name for name in names))
+        checkpoint.save(self.checkpoint_state(task, optimizations), *(folder / name for name in names))
+        self.checkpoint_cost = time.perf_counter() - started
+        self.checkpoint_seconds += self.checkpoint_cost
 
     def save_periodic(self, task: Task, optimizations: dict[str, Optimization]) -> None:
         """Every checkpoint_every_n_steps: last.pt, and step-N.pt of which the newest keep_last_k stay."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from dlbench.engine.device import rng_state, set_rng_state
 from dlbench.engine.optim import Optimization
 from dlbench.errors import DlbenchError
@@ -48,6 +50,27 @@ def capture(trainer: Trainer, task: Task, optimizations: dict[str, Optimization]
         "trainer": asdict(trainer.state),
         "rng": rng_state(),
     }
+
+
+def copied(state: dict[str, Any]) -> dict[str, Any]:
+    """A captured state, kept in memory while training goes on (a best epoch's, until it is
+    written: engine/trainer.py's `keep_best`): the weights and the optimizers' states copied to
+    the CPU (training changes them in place); the counters and RNG states `capture` made afresh
+    are kept as they are (the RNG's are 600 numbers, slow to copy one by one)."""
+    return {key: value if key in ("trainer", "rng") else _copied(value) for key, value in state.items()}
+
+
+CPU = torch.device("cpu")  # (a device object: `.to("cpu")` parses its string on every call)
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(CPU, copy=True)
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(item) for item in value)
+    return value
 
 
 def restore(
