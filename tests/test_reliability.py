@@ -208,6 +208,29 @@ def test_a_non_finite_step_stops_the_run_and_saves_nothing_poisoned(monkeypatch,
         assert all(torch.isfinite(t).all() for t in state["task"].values() if t.is_floating_point())
 
 
+def test_a_run_that_fails_writes_the_best_epoch_it_kept_in_memory(monkeypatch, tmp_path):
+    """trainer.checkpoint_budget=0 writes last.pt after the first epoch only, until the last; the
+    best epoch (the fifth of six) is kept in memory. A NaN in the sixth still leaves it as best.pt."""
+    poison(monkeypatch, 110, "loss", float("nan"))  # epoch 6 (21 steps an epoch)
+    overrides = [
+        "trainer.progress=none",
+        "trainer.epochs=6",
+        "optimizer.lr=0.01",
+        "trainer.checkpoint_budget=0",
+    ]
+    with pytest.raises(DlbenchError) as raised:
+        train(compose.compose_config(overrides), tmp_path / "run")
+    assert str(raised.value).startswith("step 110 (epoch 6): the loss is nan. Stopped before the update")
+    assert "checkpoints/last.pt and checkpoints/best.pt were written before it. Lower optimizer.lr" in str(
+        raised.value
+    )
+    epochs = {
+        n: checkpoint.load(tmp_path / "run" / "checkpoints" / n)["trainer"]["epoch"]
+        for n in ("last.pt", "best.pt")
+    }
+    assert epochs == {"last.pt": 1, "best.pt": 5}
+
+
 def test_skip_leaves_the_non_finite_step_out(monkeypatch, tmp_path):
     poison(monkeypatch, 5, "loss", float("inf"))
     metrics = train(

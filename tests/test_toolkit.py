@@ -81,10 +81,10 @@ def test_accumulation_and_averages_are_refused_for_a_task_with_several_networks(
 
 
 @pytest.mark.parametrize("mode", ["norm", "value"])
-def test_gradients_are_clipped_by_their_norm_or_by_each_value(tmp_path, mode):
+def test_gradients_are_clipped_by_their_norm_or_by_each_value(mode):
     weight = torch.nn.Parameter(torch.zeros(4))
     optimization = Optimization(torch.optim.SGD([weight], lr=1.0))
-    stepper = Stepper(TrainerConfig(grad_clip=0.5, grad_clip_mode=mode), torch.device("cpu"), tmp_path, None)
+    stepper = Stepper(TrainerConfig(grad_clip=0.5, grad_clip_mode=mode), torch.device("cpu"), None)
     loss = (weight * torch.tensor([3.0, -4.0, 0.1, 0.0])).sum()  # its gradient: these numbers
     stepper.optimize(optimization, "model", loss, step=1, epoch=1)
     gradient = torch.tensor([3.0, -4.0, 0.1, 0.0])

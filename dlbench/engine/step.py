@@ -18,7 +18,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -31,6 +30,13 @@ log = logging.getLogger("dlbench")
 
 NOTHING = contextlib.nullcontext()  # (reusable: one for every step that needs no context)
 DTYPES = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+
+
+class NonFinite(DlbenchError):
+    """A NaN/Inf loss or gradient stopped the run (trainer.nonfinite=stop); the trainer adds
+    which checkpoints it leaves (`Trainer.fit`)."""
+
+    ADVICE = "Lower optimizer.lr, set trainer.grad_clip, or skip such steps with trainer.nonfinite=skip"
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,8 @@ WHOLE = Update()  # a micro-batch that is a whole step: first and last of its gr
 class Stepper:
     """The gradient scalers, the NaN/Inf check, clipping and the step of each optimizer."""
 
-    def __init__(self, cfg: TrainerConfig, device: torch.device, run_dir: Path, logger: RunLogger):
-        self.cfg, self.device, self.run_dir, self.log = cfg, device, run_dir, logger
+    def __init__(self, cfg: TrainerConfig, device: torch.device, logger: RunLogger):
+        self.cfg, self.device, self.log = cfg, device, logger
         self.dtype = resolve_precision(str(cfg.precision), device)
         if self.dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise DlbenchError("trainer.precision=bf16: this GPU does not support bfloat16 (use 16)")
@@ -161,19 +167,8 @@ class Stepper:
         if self.cfg.nonfinite == "skip":
             log.warning(f"step {step}: {what}; step skipped (trainer.nonfinite=skip)")
             return True
-        saved = [
-            f"checkpoints/{n}" for n in ("last.pt", "best.pt") if (self.run_dir / "checkpoints" / n).is_file()
-        ]
-        kept = (
-            f"{' and '.join(saved)} {'are' if len(saved) > 1 else 'is'} from the last good evaluation"
-            if saved
-            else "no checkpoint had been written yet"
-        )
-        raise DlbenchError(
-            f"step {step} (epoch {epoch}): {what}. Stopped before the update, so no checkpoint "
-            f"holds it; {kept}. "
-            "Lower optimizer.lr, set trainer.grad_clip, or skip such steps with trainer.nonfinite=skip"
-        )
+        where = f"step {step} (epoch {epoch})"
+        raise NonFinite(f"{where}: {what}. Stopped before the update, so no checkpoint holds it")
 
     def log_grad_norms(self, optimizer: torch.optim.Optimizer, scale: float, step: int) -> None:
         """The L2 norm of each weight's gradient (before clipping), one curve per layer."""

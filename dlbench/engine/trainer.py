@@ -24,7 +24,7 @@ from dlbench.engine.means import BatchMeans, RunningMeans
 from dlbench.engine.optim import Optimization
 from dlbench.engine.profiling import StepProfiler
 from dlbench.engine.signals import StopSignals
-from dlbench.engine.step import NOTHING, WHOLE, Stepper, Update
+from dlbench.engine.step import NOTHING, WHOLE, NonFinite, Stepper, Update
 from dlbench.engine.training_state import TrainState
 from dlbench.errors import DlbenchError, Preempted, did_you_mean
 
@@ -51,7 +51,7 @@ class Trainer:
         self.log = logger
         self.extra = checkpoint_extra or {}  # config and overrides, saved in each checkpoint
         self.state = TrainState()
-        self.steps = Stepper(cfg, device, run_dir, logger)  # one optimizer update (engine/step.py)
+        self.steps = Stepper(cfg, device, logger)  # one optimizer update (engine/step.py)
         self.dtype = self.steps.dtype
         self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
         self.processes = distributed.world_size()  # (torchrun's)
@@ -156,6 +156,11 @@ class Trainer:
         try:
             with self.stop.caught():
                 return self._fit(task, data, optimizations)
+        except BaseException as err:
+            self.save_kept_best()  # a run that fails, or is interrupted, keeps its best epoch
+            if isinstance(err, NonFinite):
+                raise DlbenchError(f"{err}; {self.checkpoints_left()}. {NonFinite.ADVICE}") from None
+            raise
         finally:
             self.log.end_progress()
             if self.profiler is not None:
@@ -430,6 +435,22 @@ class Trainer:
         started = time.perf_counter()
         self.best_kept = training_state.copied(self.checkpoint_state(task, optimizations))
         self.checkpoint_seconds += time.perf_counter() - started
+
+    def save_kept_best(self) -> None:
+        """Write a kept best epoch's state as best.pt, where the run stops without a checkpoint (an
+        error, Ctrl-C); a failure to write it is left out of the error the run stops with."""
+        if self.best_kept is not None:
+            with contextlib.suppress(Exception):
+                checkpoint.save(self.best_kept, self.run_dir / "checkpoints" / "best.pt")
+            self.best_kept = None
+
+    def checkpoints_left(self) -> str:
+        """The checkpoints a stopped run leaves, for its message."""
+        folder = self.run_dir / "checkpoints"
+        saved = [f"checkpoints/{n}" for n in ("last.pt", "best.pt") if (folder / n).is_file()]
+        if not saved:
+            return "no checkpoint had been written yet"
+        return f"{' and '.join(saved)} {'were' if len(saved) > 1 else 'was'} written before it"
 
     def checkpoint_state(self, task: Task, optimizations: dict[str, Optimization]) -> dict[str, Any]:
         """What a checkpoint holds: the training state (engine/training_state.py), the config."""
