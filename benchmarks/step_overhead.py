@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import os
@@ -218,12 +219,34 @@ ALTERNATE_EPOCHS = {
 }
 
 
-def dlbench_side(overrides: list[str], folder: Path, progress: str = "none") -> tuple[float, float, float]:
+@contextlib.contextmanager
+def collections_timed(spent: dict[str, float]):
+    """Adds to spent["gc"] the seconds Python's garbage collector runs inside (gc.callbacks)."""
+    started = []
+
+    def callback(phase, info):
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            spent["gc"] += time.perf_counter() - started.pop()
+
+    gc.callbacks.append(callback)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(callback)
+
+
+def dlbench_side(
+    overrides: list[str], folder: Path, progress: str = "none"
+) -> tuple[float, float, float, float]:
     """dlbench's Trainer.fit on the same run, timed from inside this process: the whole fit, the
     part of it spent in evaluations (validation and its figures), which the plain loop does not
-    do, and the part spent on checkpoints (writing them, keeping a best epoch's state)."""
+    do, the part spent on checkpoints (writing them, keeping a best epoch's state), and the part
+    spent in Python's garbage collections (the run freezes the objects it starts with out of
+    them: dlbench/training.py's `built_objects_frozen`)."""
     fit, evaluate, save, keep = Trainer.fit, Trainer.evaluate, Trainer.save, Trainer.keep_best
-    took, spent = [], {"evaluate": 0.0, "save": 0.0}
+    took, spent = [], {"evaluate": 0.0, "save": 0.0, "gc": 0.0}
 
     def timed(method, part):
         def run(self, *args, **kwargs):
@@ -238,9 +261,10 @@ def dlbench_side(overrides: list[str], folder: Path, progress: str = "none") -> 
     def timed_fit(self, *args, **kwargs):
         start = time.perf_counter()
         try:
-            return fit(self, *args, **kwargs)
+            with collections_timed(spent):
+                return fit(self, *args, **kwargs)
         finally:  # (before the test split's evaluation, after fit)
-            took.extend([time.perf_counter() - start, spent["evaluate"], spent["save"]])
+            took.extend([time.perf_counter() - start, spent["evaluate"], spent["save"], spent["gc"]])
 
     Trainer.fit, Trainer.evaluate = timed_fit, timed(evaluate, "evaluate")
     Trainer.save, Trainer.keep_best = timed(save, "save"), timed(keep, "save")
@@ -281,14 +305,15 @@ def compare(
         for r in range(rounds):
             torch.manual_seed(cfg.trainer.seed)
             plain.append(plain_side(cfg))
-            whole, evaluations, checkpoints = dlbench_side(
+            whole, evaluations, checkpoints, collections = dlbench_side(
                 [*overrides, *compiled], root / "runs" / f"{name}-{r}", progress
             )
             ours.append(whole)
             training.append(whole - evaluations)
             steps.append(whole - evaluations - checkpoints)
             print(json.dumps({"workload": name, "round": r, "plain_s": plain[-1], "dlbench_fit_s": whole,
-                              "evaluations_s": evaluations, "checkpoints_s": checkpoints}))  # fmt: skip
+                              "evaluations_s": evaluations, "checkpoints_s": checkpoints,
+                              "gc_s": collections}))  # fmt: skip
         results[name] = (min(plain), min(ours), min(training), min(steps))
     return results
 

@@ -9,10 +9,12 @@ launch.py starts it for the command line, a sweep's job, a torchrun process and
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -150,11 +152,12 @@ def _train(
 
     try:
         fit_started = time.perf_counter()
-        # 5. fit: epochs of training steps, each evaluation logged and checkpointed
-        metrics = trainer.fit(task, data, optimizations)
-        # 6. test, once, with the final weights
-        if data.size("test"):
-            metrics.update(trainer.evaluate(task, data, "test"))
+        with built_objects_frozen():
+            # 5. fit: epochs of training steps, each evaluation logged and checkpointed
+            metrics = trainer.fit(task, data, optimizations)
+            # 6. test, once, with the final weights
+            if data.size("test"):
+                metrics.update(trainer.evaluate(task, data, "test"))
         # 7. the final metrics: training and testing alone (the data loaded, the model built)
         metrics["time/fit_and_test_s"] = time.perf_counter() - fit_started
         metrics["time/total_s"] = time.perf_counter() - started
@@ -168,6 +171,19 @@ def _train(
         files.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         print_results(metrics, run_dir, overrides, trainer, task, quiet_job)
     return metrics
+
+
+@contextlib.contextmanager
+def built_objects_frozen() -> Iterator[None]:
+    """While the run trains, the objects that exist when it starts (the imported modules, the
+    config, the model, the data: ~250,000 of them) are left out of Python's full garbage
+    collections (`gc.freeze`): one such pass over them took ~130 ms of an iris_mlp fit, 2% of
+    it. They are put back after, so garbage among them is still collected (a sweep's next job)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def monitor_of(settings: DictConfig, task: Task, validate_on: str = "val") -> tuple[str, str]:

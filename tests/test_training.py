@@ -332,6 +332,23 @@ def test_checkpoints_keep_to_their_budget_and_best_pt_still_holds_the_best_epoch
         run(tmp_path / "bad", "trainer.checkpoint_budget=-0.1")
 
 
+def test_the_objects_a_run_starts_with_are_out_of_full_collections_while_it_trains(tmp_path, monkeypatch):
+    """Issue 29: a full garbage collection over the ~250,000 objects of the built run took
+    ~150 ms of an iris_mlp fit; frozen (gc.freeze), ~13 ms. They are unfrozen after the run."""
+    import gc
+
+    from dlbench.engine.trainer import Trainer
+
+    frozen = []
+    fit = Trainer.fit
+    monkeypatch.setattr(
+        Trainer, "fit", lambda self, *args: (frozen.append(gc.get_freeze_count()), fit(self, *args))[1]
+    )
+    before = gc.get_freeze_count()
+    run(tmp_path, "trainer.epochs=1")
+    assert frozen[0] > 100_000 and gc.get_freeze_count() == before
+
+
 def test_dlbench_trains_the_same_weights_as_the_notes_plain_loop(tmp_path):
     """Issue 29: what makes tiny steps cheap (train metrics only when reported, the fused NaN/Inf
     guard, the epoch means, the in-memory batches) changes no arithmetic: iris_mlp's weights after
