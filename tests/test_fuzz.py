@@ -64,6 +64,7 @@ keys = st.one_of(
             "resume",
             "sweep.resume",
             "trainer.epochs",
+            "trainer.checkpoint_budget",
             "optimizer.lr",
             "model.hidden",
             "dataset.root",
