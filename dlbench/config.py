@@ -56,7 +56,7 @@ class TrainerConfig:
     checkpoint: bool = True  # write checkpoints/last.pt and best.pt
     # The share of a run's time that its epoch-end checkpoints may take (each ~1-3 ms for a small
     # model, more than a short epoch's training). An epoch's last.pt is written while those so
-    # far took at most this share; the first epoch's, the last one's and a stop's always. A
+    # far took at most this share; the run's first, the last epoch's and a stop's always. A
     # best epoch not written is kept in memory and written as best.pt with the next last.pt.
     # Long epochs get every epoch's; 1: every epoch's, whatever it costs.
     checkpoint_budget: float = 0.05

@@ -210,7 +210,9 @@ def test_a_non_finite_step_stops_the_run_and_saves_nothing_poisoned(monkeypatch,
 
 def test_a_run_that_fails_writes_the_best_epoch_it_kept_in_memory(monkeypatch, tmp_path):
     """trainer.checkpoint_budget=0 writes last.pt after the first epoch only, until the last; the
-    best epoch (the fifth of six) is kept in memory. A NaN in the sixth still leaves it as best.pt."""
+    best epoch (the fifth of six) is kept in memory. A NaN in the sixth writes it as best.pt and
+    as last.pt (from last.pt's older best value, a resume would write a worse epoch over it);
+    the resumed run ends with the same best.pt."""
     poison(monkeypatch, 110, "loss", float("nan"))  # epoch 6 (21 steps an epoch)
     overrides = [
         "trainer.progress=none",
@@ -224,11 +226,14 @@ def test_a_run_that_fails_writes_the_best_epoch_it_kept_in_memory(monkeypatch, t
     assert "checkpoints/last.pt and checkpoints/best.pt were written before it. Lower optimizer.lr" in str(
         raised.value
     )
-    epochs = {
-        n: checkpoint.load(tmp_path / "run" / "checkpoints" / n)["trainer"]["epoch"]
-        for n in ("last.pt", "best.pt")
-    }
-    assert epochs == {"last.pt": 1, "best.pt": 5}
+    folder = tmp_path / "run" / "checkpoints"
+    epoch = lambda name: checkpoint.load(folder / name)["trainer"]["epoch"]  # noqa: E731
+    assert (epoch("last.pt"), epoch("best.pt")) == (5, 5)
+    best = checkpoint.load(folder / "best.pt")["task"]
+    monkeypatch.undo()
+    train(compose.compose_config([*overrides, f"resume={tmp_path / 'run'}"]), tmp_path / "run")
+    assert (epoch("last.pt"), epoch("best.pt")) == (6, 5)
+    torch.testing.assert_close(checkpoint.load(folder / "best.pt")["task"], best, rtol=0, atol=0)
 
 
 def test_skip_leaves_the_non_finite_step_out(monkeypatch, tmp_path):

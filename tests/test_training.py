@@ -344,9 +344,34 @@ def test_the_objects_a_run_starts_with_are_out_of_full_collections_while_it_trai
     monkeypatch.setattr(
         Trainer, "fit", lambda self, *args: (frozen.append(gc.get_freeze_count()), fit(self, *args))[1]
     )
-    before = gc.get_freeze_count()
-    run(tmp_path, "trainer.epochs=1")
-    assert frozen[0] > 100_000 and gc.get_freeze_count() == before
+    run(tmp_path / "a", "trainer.epochs=1")
+    assert frozen[0] > 100_000 and gc.get_freeze_count() == 0
+    gc.freeze()  # a program that froze its own objects before calling dlbench keeps its freeze
+    try:
+        unfrozen = []
+        monkeypatch.setattr(gc, "unfreeze", lambda: unfrozen.append(1))
+        run(tmp_path / "b", "trainer.epochs=1")
+        assert not unfrozen and gc.get_freeze_count() > 100_000
+    finally:
+        monkeypatch.undo()
+        gc.unfreeze()
+
+
+def test_a_kept_state_is_a_copy_of_the_same_types_on_the_cpu():
+    """training_state.copied (a best epoch kept in memory): a state_dict stays an OrderedDict
+    with its module versions (_metadata), a namedtuple stays one, and nothing is shared."""
+    import collections
+
+    from dlbench.engine.training_state import copied
+
+    weights = torch.nn.BatchNorm1d(3).state_dict()
+    Pair = collections.namedtuple("Pair", "tensor number")
+    state = {"task": weights, "optimizers": {"model": [Pair(torch.ones(2), 3)]}, "trainer": {}, "rng": {}}
+    kept = copied(state)
+    assert type(kept["task"]) is type(weights) and kept["task"]._metadata == weights._metadata
+    assert kept["optimizers"]["model"][0].number == 3 and isinstance(kept["optimizers"]["model"][0], Pair)
+    kept["task"]["weight"] += 1
+    assert torch.equal(weights["weight"], torch.ones(3))
 
 
 def test_dlbench_trains_the_same_weights_as_the_notes_plain_loop(tmp_path):

@@ -26,7 +26,7 @@ from dlbench.engine.profiling import StepProfiler
 from dlbench.engine.signals import StopSignals
 from dlbench.engine.step import NOTHING, WHOLE, NonFinite, Stepper, Update
 from dlbench.engine.training_state import TrainState
-from dlbench.errors import DlbenchError, Preempted, did_you_mean
+from dlbench.errors import DlbenchError, Preempted, did_you_mean, first_line
 
 if TYPE_CHECKING:  # (types only: the engine sits below the data and the tasks)
     from dlbench.data.base import DataModule
@@ -424,7 +424,7 @@ class Trainer:
     def checkpoint_due(self) -> bool:
         """Whether an epoch's checkpoint fits trainer.checkpoint_budget: with its cost (the last
         one's) counted, checkpoints take at most that share of the time since the fit started
-        (the first epoch's, costed at nothing yet, always does)."""
+        (the run's first, costed at nothing yet, always does)."""
         if self.cfg.checkpoint_budget >= 1:
             return True
         elapsed = time.perf_counter() - self.started
@@ -437,12 +437,18 @@ class Trainer:
         self.checkpoint_seconds += time.perf_counter() - started
 
     def save_kept_best(self) -> None:
-        """Write a kept best epoch's state as best.pt, where the run stops without a checkpoint (an
-        error, Ctrl-C); a failure to write it is left out of the error the run stops with."""
-        if self.best_kept is not None:
-            with contextlib.suppress(Exception):
-                checkpoint.save(self.best_kept, self.run_dir / "checkpoints" / "best.pt")
-            self.best_kept = None
+        """Where the run stops without a checkpoint (an error, a NaN, Ctrl-C), write a kept best
+        epoch's state as best.pt and as last.pt: it is newer than last.pt, and a resume from an
+        older last.pt, whose best value is older, would write a worse epoch over this best.pt.
+        A failure to write them is a warning beside the error the run stops with."""
+        if self.best_kept is None:
+            return
+        kept, self.best_kept = self.best_kept, None
+        folder = self.run_dir / "checkpoints"
+        try:
+            checkpoint.save(kept, folder / "best.pt", folder / "last.pt")
+        except Exception as err:
+            log.warning(f"the best epoch ({kept['trainer']['epoch']}) was not written: {first_line(err)}")
 
     def checkpoints_left(self) -> str:
         """The checkpoints a stopped run leaves, for its message."""

@@ -6,6 +6,7 @@ reads it back."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,10 +67,14 @@ CPU = torch.device("cpu")  # (a device object: `.to("cpu")` parses its string on
 def _copied(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().to(CPU, copy=True)
-    if isinstance(value, dict):
-        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, dict):  # (of its type, with its attributes: a state_dict's _metadata)
+        result = value.copy() if type(value) is dict else copy.copy(value)
+        for key, item in value.items():
+            result[key] = _copied(item)
+        return result
     if isinstance(value, (list, tuple)):
-        return type(value)(_copied(item) for item in value)
+        items = [_copied(item) for item in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # (a namedtuple)
     return value
 
 
