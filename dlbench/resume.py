@@ -44,6 +44,7 @@ RESUMABLE = (
     "trainer.val_every_n_epochs",
     "trainer.progress",
     "trainer.checkpoint",
+    "trainer.checkpoint_budget",
     "trainer.checkpoint_every_n_steps",
     "trainer.keep_last_k",
     "trainer.log_grad_norms",
