@@ -219,6 +219,7 @@ def test_a_run_that_fails_writes_the_best_epoch_it_kept_in_memory(monkeypatch, t
         "trainer.epochs=6",
         "optimizer.lr=0.01",
         "trainer.checkpoint_budget=0",
+        "trainer.threads=1",  # (the same arithmetic in the run and its resume)
     ]
     with pytest.raises(DlbenchError) as raised:
         train(compose.compose_config(overrides), tmp_path / "run")

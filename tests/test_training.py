@@ -317,8 +317,9 @@ def test_checkpoints_keep_to_their_budget_and_best_pt_still_holds_the_best_epoch
         save(state, *paths)
 
     monkeypatch.setattr(checkpoint, "save", recorded)
+    overrides = ["trainer.epochs=6", "optimizer.lr=0.01", "trainer.threads=1"]  # (one arithmetic for both)
     for budget in ("0", "1"):
-        run(tmp_path / budget, "trainer.epochs=6", "optimizer.lr=0.01", f"trainer.checkpoint_budget={budget}")
+        run(tmp_path / budget, *overrides, f"trainer.checkpoint_budget={budget}")
     every_epoch = [(e, ["last.pt", "best.pt"]) for e in range(1, 6)] + [(6, ["last.pt"])]
     assert written == [(1, ["last.pt", "best.pt"]), (5, ["best.pt"]), (6, ["last.pt"]), *every_epoch]
     for name in ("last.pt", "best.pt"):
