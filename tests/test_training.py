@@ -210,7 +210,7 @@ def test_the_next_figures_are_drawn_only_if_their_cost_fits_the_budget(tmp_path)
 
     logger = RunLogger(tmp_path, "none", figures_budget=0.1)
     assert not logger.figures_due()  # 0.2 s of figures in a run just started: over 10%
-    logger.started = time.perf_counter() - 10  # 10 s in: a 1 s budget
+    logger.figures.started = time.perf_counter() - 10  # 10 s in: a 1 s budget
     assert logger.figures_due()
     logger.drew_figures(0.5)
     assert logger.figures_due()  # 0.5 s drawn, 0.5 s more: within 1 s

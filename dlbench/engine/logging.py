@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlbench import terminal
+from dlbench.engine.budget import TimeBudget
 from dlbench.errors import DlbenchError, first_line
 
 if TYPE_CHECKING:  # (a type only: the backends are imported when a run opens them)
@@ -176,27 +177,20 @@ class RunLogger:
         self.backends: list[Any] = []  # logger.backends, started by open()
         self.run: RunInfo | None = None  # what open() was told of the run
         self.folder = run_dir
-        self.figures_budget = figures_budget  # logger.figures_budget
         self.live_bar: Any = None  # the training's rich progress bar, while it is shown
         self.bar_shown = 0.0  # when it was last redrawn
-        self.figure_seconds = 0.0  # spent drawing figures
-        self.figure_cost = 0.2  # what an evaluation's figures take to draw: the last's, first a guess
-        self.started = time.perf_counter()
+        # logger.figures_budget: an evaluation's figures cost ~0.2 s to draw (the first guess)
+        self.figures = TimeBudget(figures_budget, first_cost=0.2)
         self.pending: list[tuple[dict[str, Any], int, float]] = []  # step_scalars not yet written
 
     def figures_due(self) -> bool:
-        """Whether an evaluation's figures fit logger.figures_budget: with the next drawing's
-        cost (the last one's) counted, the figures take at most that share of the time since the
-        run started (so a run of a few short epochs skips the first epoch's)."""
-        if self.figures_budget >= 1:  # all of the run's time: every evaluation's figures
-            return True
-        elapsed = time.perf_counter() - self.started
-        return self.figure_seconds + self.figure_cost <= self.figures_budget * elapsed
+        """Whether an evaluation's figures fit logger.figures_budget (engine/budget.py; a run of
+        a few short epochs skips the first epoch's)."""
+        return self.figures.due()
 
     def drew_figures(self, seconds: float) -> None:
         """An evaluation's figures took `seconds` to draw and log."""
-        self.figure_seconds += seconds
-        self.figure_cost = seconds
+        self.figures.took(seconds)
 
     def open(self, backends: list[str], run: RunInfo) -> None:
         """Start each of logger.backends (engine/loggers.py) once every part of the run is built."""

@@ -18,6 +18,7 @@ import torch
 from dlbench.config import TrainerConfig
 from dlbench.engine import checkpoint, distributed, training_state
 from dlbench.engine.averaging import WeightAverage
+from dlbench.engine.budget import TimeBudget
 from dlbench.engine.device import to_device
 from dlbench.engine.logging import RunLogger, format_metrics
 from dlbench.engine.means import BatchMeans, RunningMeans
@@ -59,9 +60,8 @@ class Trainer:
         self.profiler: StepProfiler | None = None  # trainer.profile (engine/profiling.py)
         self.stop = stop or StopSignals()  # a SIGTERM/SIGUSR1/SIGUSR2 (preemption) received
         self.running = RunningMeans(cfg.running_loss_every)  # seed 003's running loss, across epochs
-        self.started = time.perf_counter()  # (the fit's start: trainer.checkpoint_budget's share)
-        self.checkpoint_seconds = 0.0  # spent writing checkpoints (and keeping a best epoch's)
-        self.checkpoint_cost = 0.0  # what the last checkpoint took to write
+        # trainer.checkpoint_budget (engine/budget.py); restarted with the fit
+        self.checkpoints = TimeBudget(cfg.checkpoint_budget)
         self.best_kept: dict[str, Any] | None = None  # a best epoch's state, not written yet
 
     # ---- set-up -------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class Trainer:
             log.info(f"no validation split: monitoring {self.monitor} instead of {cfg.monitor}")
         # a scheduler that reads the monitor after every epoch (ReduceLROnPlateau)
         self.plateau = any(o.reads_monitor for o in optimizations.values())
-        self.started = time.perf_counter()
+        self.checkpoints.started = time.perf_counter()
         if cfg.profile and distributed.is_main():
             self.profiler = StepProfiler(cfg.profile, self.run_dir, self.device)
             self.steps.phase, self.steps.profiling = self.phase, True
@@ -414,27 +414,21 @@ class Trainer:
         self, task: Task, optimizations: dict[str, Optimization], improved: bool, final: bool
     ) -> None:
         """An epoch's checkpoints: last.pt, and best.pt if the epoch improved the monitor, when
-        they fit trainer.checkpoint_budget or the run ends (`final`); else an improving epoch's
-        state is kept in memory, and `save` writes it as best.pt with the next last.pt."""
-        if final or self.checkpoint_due():
+        they fit trainer.checkpoint_budget (the run's first, costed at nothing yet, always does)
+        or the run ends (`final`); else an improving epoch's state is kept in memory, and `save`
+        writes it as best.pt with the next last.pt."""
+        if final or self.checkpoints.due():
             self.save(task, optimizations, "last.pt", *(["best.pt"] if improved else []))
         elif improved and self.cfg.checkpoint and distributed.is_main():
             self.keep_best(task, optimizations)
-
-    def checkpoint_due(self) -> bool:
-        """Whether an epoch's checkpoint fits trainer.checkpoint_budget: with its cost (the last
-        one's) counted, checkpoints take at most that share of the time since the fit started
-        (the run's first, costed at nothing yet, always does)."""
-        if self.cfg.checkpoint_budget >= 1:
-            return True
-        elapsed = time.perf_counter() - self.started
-        return self.checkpoint_seconds + self.checkpoint_cost <= self.cfg.checkpoint_budget * elapsed
 
     def keep_best(self, task: Task, optimizations: dict[str, Optimization]) -> None:
         """Keep a copy of the training state (on the CPU) to write as best.pt later."""
         started = time.perf_counter()
         self.best_kept = training_state.copied(self.checkpoint_state(task, optimizations))
-        self.checkpoint_seconds += time.perf_counter() - started
+        self.checkpoints.spent += (
+            time.perf_counter() - started
+        )  # (counted; the next write costed as the last)
 
     def save_kept_best(self) -> None:
         """Where the run stops without a checkpoint (an error, a NaN, Ctrl-C), write a kept best
@@ -473,8 +467,7 @@ class Trainer:
         self.best_kept = None
         self.log.flush()  # the TensorBoard events up to this checkpoint survive a SIGKILL
         checkpoint.save(self.checkpoint_state(task, optimizations), *(folder / name for name in names))
-        self.checkpoint_cost = time.perf_counter() - started
-        self.checkpoint_seconds += self.checkpoint_cost
+        self.checkpoints.took(time.perf_counter() - started)
 
     def save_periodic(self, task: Task, optimizations: dict[str, Optimization]) -> None:
         """Every checkpoint_every_n_steps: last.pt, and step-N.pt of which the newest keep_last_k stay."""

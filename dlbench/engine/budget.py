@@ -1,0 +1,28 @@
+"""A share of a run's time that optional work may take: an evaluation's figures
+(logger.figures_budget), an epoch's checkpoints (trainer.checkpoint_budget).
+
+The next piece is due while the pieces so far, and it (counted as costly as the last one), take
+at most `share` of the time since the budget started. Long epochs get every piece; short ones
+get one every so often; 1 means every piece, whatever it costs."""
+
+from __future__ import annotations
+
+import time
+
+
+class TimeBudget:
+    def __init__(self, share: float, first_cost: float = 0.0):
+        self.share = share
+        self.cost = first_cost  # what the next piece is counted as: the last one's, first a guess
+        self.spent = 0.0  # seconds the pieces so far took
+        self.started = time.perf_counter()
+
+    def due(self) -> bool:
+        if self.share >= 1:
+            return True
+        return self.spent + self.cost <= self.share * (time.perf_counter() - self.started)
+
+    def took(self, seconds: float) -> None:
+        """A piece took `seconds`: it is counted, and the next is costed as it."""
+        self.spent += seconds
+        self.cost = seconds
