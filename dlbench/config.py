@@ -54,11 +54,12 @@ class TrainerConfig:
     channels_last: bool = False
     progress: str = "auto"  # auto (rich on a terminal, plain lines otherwise) | rich | plain | none
     checkpoint: bool = True  # write checkpoints/last.pt and best.pt
-    # The share of a run's time that its epoch-end checkpoints may take (each ~1-3 ms for a small
-    # model, more than a short epoch's training). An epoch's last.pt is written while those so
-    # far took at most this share; the run's first, the last epoch's and a stop's always. A
-    # best epoch not written is kept in memory and written as best.pt with the next last.pt.
-    # Long epochs get every epoch's; 1: every epoch's, whatever it costs.
+    # The share of a run's time that its epoch-end checkpoints may take (each ~2-5 ms for a small
+    # model, half of a short epoch's training). An epoch's last.pt is written while those so
+    # far took at most this share (the first costed at 5 ms until one is measured); the last
+    # epoch's and a stop's always. A best epoch not written is kept in memory and written as
+    # best.pt with the next last.pt. Long epochs get every epoch's; 1: every epoch's, whatever
+    # it costs; 0: the run's end's only.
     checkpoint_budget: float = 0.05
     checkpoint_every_n_steps: int | None = None  # also write last.pt every N steps (mid-epoch)
     keep_last_k: int = 0  # with checkpoint_every_n_steps: keep the newest K step-N.pt as well

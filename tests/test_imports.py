@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).parent.parent / "dlbench"
 
 # lowest first: a module may import its own layer and those below (docs/design.md draws them)
 LAYERS = [
-    ["errors", "terminal", "typecheck", "paramdocs"],
+    ["errors", "terminal", "typecheck", "paramdocs", "checksums"],
     [
         "rundir",
         "files",

@@ -309,3 +309,41 @@ def test_the_progress_bar_shows_a_tasks_value_names_as_text(tmp_path, monkeypatc
     advance(4, shown=("[bold]loss[/bold]\x1b[31m", torch.tensor(0.5)))
     logger.end_progress()
     assert "[bold]loss[/bold]\\x1b[31m 0.5" in screen.getvalue()
+
+
+def test_event_checksums_in_c_are_tensorboards_and_a_runs_events_pass_its_own_check(tmp_path):
+    """dlbench/checksums.py: the C checksum is tensorboard's pure-Python masked CRC32C on any
+    bytes, and a run's event file (scalars, texts, a confusion matrix's PNG), written with it,
+    holds records whose checksums tensorboard's own function accepts."""
+    import struct
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+    from tensorboard.summary.writer import record_writer
+
+    from dlbench.checksums import masked_crc32c
+
+    python_crc = pywrap_tensorflow.crc32c  # (tensorboard's, byte by byte)
+
+    def tensorboards(data: bytes) -> int:
+        crc = python_crc(data) & 0xFFFFFFFF
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=300))
+    def same(data):
+        assert masked_crc32c(data) == tensorboards(data)
+
+    same()
+    train(compose.compose_config([*QUIET, "trainer.epochs=1"]), tmp_path)
+    assert record_writer.masked_crc32c is masked_crc32c  # (this machine has the C implementation)
+    (events,) = (tmp_path / "tb").glob("events.out.tfevents.*")
+    data, records = events.read_bytes(), 0
+    while data:
+        header, (header_crc,) = data[:8], struct.unpack("<I", data[8:12])
+        (length,) = struct.unpack("<Q", header)
+        body, (body_crc,) = data[12 : 12 + length], struct.unpack("<I", data[12 + length : 16 + length])
+        assert (header_crc, body_crc) == (tensorboards(header), tensorboards(body))
+        data, records = data[16 + length :], records + 1
+    assert records > 5  # (the file version, texts, scalars, figures)

@@ -209,8 +209,8 @@ def test_a_non_finite_step_stops_the_run_and_saves_nothing_poisoned(monkeypatch,
 
 
 def test_a_run_that_fails_writes_the_best_epoch_it_kept_in_memory(monkeypatch, tmp_path):
-    """trainer.checkpoint_budget=0 writes last.pt after the first epoch only, until the last; the
-    best epoch (the fifth of six) is kept in memory. A NaN in the sixth writes it as best.pt and
+    """trainer.checkpoint_budget=0 writes no checkpoint until the last epoch; the best epoch (the
+    fifth of six) is kept in memory. A NaN in the sixth writes it as best.pt and
     as last.pt (from last.pt's older best value, a resume would write a worse epoch over it);
     the resumed run ends with the same best.pt."""
     poison(monkeypatch, 110, "loss", float("nan"))  # epoch 6 (21 steps an epoch)

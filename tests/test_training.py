@@ -306,9 +306,9 @@ def test_an_epochs_checkpoints_are_serialised_once(tmp_path, monkeypatch):
 
 
 def test_checkpoints_keep_to_their_budget_and_best_pt_still_holds_the_best_epoch(tmp_path, monkeypatch):
-    """Issue 29: trainer.checkpoint_budget. At 0, last.pt is written after the first epoch and
-    the last only; the best epoch (the fifth of six here) is kept in memory and written as
-    best.pt before the last last.pt. Both files hold what every epoch's checkpoints (1) leave."""
+    """Issue 29: trainer.checkpoint_budget. At 0, last.pt is written after the last epoch only;
+    the best epoch (the fifth of six here) is kept in memory and written as best.pt before it.
+    Both files hold what every epoch's checkpoints (1) leave."""
     written = []  # for each checkpoint.save: the epoch its state is of, the files
     save = checkpoint.save
 
@@ -321,7 +321,7 @@ def test_checkpoints_keep_to_their_budget_and_best_pt_still_holds_the_best_epoch
     for budget in ("0", "1"):
         run(tmp_path / budget, *overrides, f"trainer.checkpoint_budget={budget}")
     every_epoch = [(e, ["last.pt", "best.pt"]) for e in range(1, 6)] + [(6, ["last.pt"])]
-    assert written == [(1, ["last.pt", "best.pt"]), (5, ["best.pt"]), (6, ["last.pt"]), *every_epoch]
+    assert written == [(5, ["best.pt"]), (6, ["last.pt"]), *every_epoch]
     for name in ("last.pt", "best.pt"):
         kept, each = (checkpoint.load(tmp_path / budget / "checkpoints" / name) for budget in ("0", "1"))
         assert kept["trainer"]["epoch"] == each["trainer"]["epoch"] == {"last.pt": 6, "best.pt": 5}[name]
@@ -432,3 +432,69 @@ def test_the_steps_zero_grad_sets_the_gradients_to_none_and_keeps_an_optimizers_
         zero_grad(optimizer)
         assert all(p.grad is None for p in model.parameters())
     assert Counting.calls == 1
+
+
+def test_the_steps_optimizer_step_leaves_out_only_torchs_profiler_range(monkeypatch):
+    """engine/step.optimizer_step: the same update as optimizer.step(), without the profiler
+    range torch's wrapper opens (where nothing else needs the wrapper); the optimizer's step
+    hooks, every optimizer's hooks, an LR scheduler's count of the steps and a recording
+    profiler still get theirs."""
+    import warnings
+
+    from torch.optim import optimizer as torch_optimizer
+
+    from dlbench.engine.step import optimizer_step
+
+    ranges = []
+    record_function = torch.autograd.profiler.record_function
+
+    def counted(name, *args):
+        ranges.append(name)
+        return record_function(name, *args)
+
+    monkeypatch.setattr(torch.autograd.profiler, "record_function", counted)
+
+    def model_and_optimizer(kind):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        model(torch.randn(8, 3)).pow(2).sum().backward()
+        return model, kind(model.parameters(), lr=0.1)
+
+    for kind in (torch.optim.SGD, torch.optim.Adam):  # the same arithmetic, bit for bit
+        ours, theirs = model_and_optimizer(kind), model_and_optimizer(kind)
+        optimizer_step(ours[1])
+        assert ranges == []  # (nothing registered: the step itself)
+        theirs[1].step()
+        assert ranges == [f"Optimizer.step#{kind.__name__}.step"]
+        pairs = zip(ours[0].parameters(), theirs[0].parameters(), strict=True)
+        assert all(torch.equal(a, b) for a, b in pairs)
+        ranges.clear()
+
+    calls = []
+    model, optimizer = model_and_optimizer(torch.optim.SGD)
+    registers = [
+        optimizer.register_step_pre_hook,
+        optimizer.register_step_post_hook,
+        torch_optimizer.register_optimizer_step_pre_hook,
+        torch_optimizer.register_optimizer_step_post_hook,
+    ]
+    for register in registers:  # each alone
+        handle = register(lambda *a, name=register.__name__: calls.append(name))
+        try:
+            optimizer_step(optimizer)
+        finally:
+            handle.remove()
+    assert calls == [register.__name__ for register in registers]
+
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ("Detected call of lr_scheduler.step() before optimizer.step()")
+        optimizer_step(optimizer)
+        scheduler.step()
+
+    ranges.clear()
+    model, optimizer = model_and_optimizer(torch.optim.SGD)
+    optimizer_step(optimizer, profiling=True)  # (trainer.profile's recording)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
+        optimizer_step(optimizer)  # (a profiler of the user's own)
+    assert ranges == ["Optimizer.step#SGD.step"] * 2

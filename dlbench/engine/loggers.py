@@ -53,6 +53,9 @@ class TensorBoard:
     def start(self, run: RunInfo) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        from dlbench.checksums import use_c_checksums
+
+        use_c_checksums()  # (each event's checksums in C, not in tensorboard's pure Python)
         folder = self.folder = run.folder / "tb"
         if run.resumed_step is not None:
             after_existing_event_files(folder)
