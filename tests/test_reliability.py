@@ -224,7 +224,7 @@ def test_a_run_that_fails_writes_the_best_epoch_it_kept_in_memory(monkeypatch, t
     with pytest.raises(DlbenchError) as raised:
         train(compose.compose_config(overrides), tmp_path / "run")
     assert str(raised.value).startswith("step 110 (epoch 6): the loss is nan. Stopped before the update")
-    assert "checkpoints/last.pt and checkpoints/best.pt were written before it. Lower optimizer.lr" in str(
+    assert "; checkpoints/last.pt and checkpoints/best.pt now hold epoch 5, the best before it. Lower" in str(
         raised.value
     )
     folder = tmp_path / "run" / "checkpoints"

@@ -439,11 +439,12 @@ def test_the_steps_optimizer_step_leaves_out_only_torchs_profiler_range(monkeypa
     range torch's wrapper opens (where nothing else needs the wrapper); the optimizer's step
     hooks, every optimizer's hooks, an LR scheduler's count of the steps and a recording
     profiler still get theirs."""
+    import functools
     import warnings
 
     from torch.optim import optimizer as torch_optimizer
 
-    from dlbench.engine.step import optimizer_step
+    from dlbench.engine.step import TORCH_STEP_WRAPPER, optimizer_step
 
     ranges = []
     record_function = torch.autograd.profiler.record_function
@@ -485,6 +486,40 @@ def test_the_steps_optimizer_step_leaves_out_only_torchs_profiler_range(monkeypa
         finally:
             handle.remove()
     assert calls == [register.__name__ for register in registers]
+
+    class Marked(torch.optim.SGD):  # a step marked so that torch does not wrap it
+        def step(self, closure=None):
+            calls.append("marked")
+            return super().step(closure)
+
+    Marked.step.hooked = True
+
+    def decorated(step):  # a decorator that copies the attributes of torch's wrapper
+        @functools.wraps(step)
+        def run(self, *args, **kwargs):
+            calls.append("decorated")
+            return step(self, *args, **kwargs)
+
+        return run
+
+    class Decorated(torch.optim.SGD):
+        step = decorated(torch.optim.SGD.step)  # (SGD's step is torch's wrapper by now)
+
+    calls.clear()
+    for kind in (Marked, Decorated):
+        optimizer_step(model_and_optimizer(kind)[1])
+    assert calls == ["marked", "decorated"]
+    # what the wrapper does, pinned: a torch that adds to it fails here, not silently
+    known = {
+        "cast", "Optimizer", "isinstance", "tuple", "len", "__class__", "__name__", "torch", "autograd",
+        "profiler", "record_function", "chain", "values", "RuntimeError", "_optimizer_step_code",
+        "_global_optimizer_pre_hooks", "_optimizer_step_pre_hooks", "_optimizer_step_post_hooks",
+        "_global_optimizer_post_hooks",
+    }  # fmt: skip
+    new = set(TORCH_STEP_WRAPPER.co_names) - known
+    assert not new, (
+        f"torch's optimizer step wrapper changed ({new}): check what engine/step.optimizer_step skips"
+    )
 
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
     with warnings.catch_warnings():

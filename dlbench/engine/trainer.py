@@ -160,9 +160,9 @@ class Trainer:
             with self.stop.caught():
                 return self._fit(task, data, optimizations)
         except BaseException as err:
-            self.save_kept_best()  # a run that fails, or is interrupted, keeps its best epoch
+            kept = self.save_kept_best()  # a run that fails, or is interrupted, keeps its best epoch
             if isinstance(err, NonFinite):
-                raise DlbenchError(f"{err}; {self.checkpoints_left()}. {NonFinite.ADVICE}") from None
+                raise DlbenchError(f"{err}; {self.checkpoints_left(kept)}. {NonFinite.ADVICE}") from None
             raise
         finally:
             self.log.end_progress()
@@ -433,22 +433,28 @@ class Trainer:
             time.perf_counter() - started
         )  # (counted; the next write costed as the last)
 
-    def save_kept_best(self) -> None:
+    def save_kept_best(self) -> int | None:
         """Where the run stops without a checkpoint (an error, a NaN, Ctrl-C), write a kept best
         epoch's state as best.pt and as last.pt: it is newer than last.pt, and a resume from an
         older last.pt, whose best value is older, would write a worse epoch over this best.pt.
-        A failure to write them is a warning beside the error the run stops with."""
+        Returns that epoch, if it was written. A failure to write them is a warning beside the
+        error the run stops with."""
         if self.best_kept is None:
-            return
+            return None
         kept, self.best_kept = self.best_kept, None
         folder = self.run_dir / "checkpoints"
         try:
             checkpoint.save(kept, folder / "best.pt", folder / "last.pt")
         except Exception as err:
             log.warning(f"the best epoch ({kept['trainer']['epoch']}) was not written: {first_line(err)}")
+            return None
+        return kept["trainer"]["epoch"]
 
-    def checkpoints_left(self) -> str:
-        """The checkpoints a stopped run leaves, for its message."""
+    def checkpoints_left(self, kept: int | None = None) -> str:
+        """The checkpoints a stopped run leaves, for its message (`kept`: the best epoch that
+        save_kept_best has just written as both)."""
+        if kept is not None:
+            return f"checkpoints/last.pt and checkpoints/best.pt now hold epoch {kept}, the best before it"
         folder = self.run_dir / "checkpoints"
         saved = [f"checkpoints/{n}" for n in ("last.pt", "best.pt") if (folder / n).is_file()]
         if not saved:
