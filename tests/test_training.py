@@ -533,3 +533,40 @@ def test_the_steps_optimizer_step_leaves_out_only_torchs_profiler_range(monkeypa
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
         optimizer_step(optimizer)  # (a profiler of the user's own)
     assert ranges == ["Optimizer.step#SGD.step"] * 2
+
+
+def test_a_terminals_log_lines_wait_for_the_bars_redraw_in_order_and_as_text(tmp_path, monkeypatch):
+    """Issue 29: under a live progress bar, each printed line makes rich draw the bar again
+    (~0.6 ms); an INFO line waits for the bar's next redraw (at most 0.1 s) or its end and is
+    printed with the others held; a warning comes at once, after the lines held before it.
+    Every line is text: a control character in it is shown, not sent."""
+    import io
+    import logging
+
+    from dlbench import terminal
+    from dlbench.engine import logging as run_logging
+    from dlbench.engine.logging import RunLogger, setup_console
+
+    screen = io.StringIO()
+    shown_on = terminal.InertConsole(file=screen, force_terminal=True, width=150)
+    monkeypatch.setattr(run_logging, "console", shown_on)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))  # (put back as they were)
+    setup_console("rich")
+    log = logging.getLogger("dlbench")
+    logger = RunLogger(tmp_path, "rich", 1.0)
+    advance = logger.progress(10, "epoch 1/2", 10)  # (the bar starts)
+    log.info("first line \x07[bold]")
+    assert "first line" not in screen.getvalue()  # held
+    log.warning("a warning")
+    assert "a warning" in screen.getvalue()  # at once, after the line held before it
+    log.info("second line")
+    logger.bar_shown = 0.0  # (a redraw is due)
+    advance(1, ("loss", 0.5))
+    log.info("third line")
+    assert "third line" not in screen.getvalue()
+    logger.end_progress()
+    shown = screen.getvalue()
+    at = [shown.index(text) for text in ("first line", "WARNING", "a warning", "second line", "third line")]
+    assert at == sorted(at)
+    assert "first line \\x07[bold]" in shown and "\x07" not in shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -68,12 +69,7 @@ def setup_console(mode: str = "auto") -> str:
         if getattr(handler, "_dlbench_console", False):
             root.removeHandler(handler)
     if mode == "rich":
-        from rich.highlighter import NullHighlighter
-        from rich.logging import RichHandler
-
-        handler: logging.Handler = RichHandler(
-            console=console, show_path=False, markup=False, highlighter=NullHighlighter(), keywords=[]
-        )
+        handler: logging.Handler = TerminalLines(console)
     else:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -82,6 +78,52 @@ def setup_console(mode: str = "auto") -> str:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     return mode
+
+
+class TerminalLines(logging.Handler):
+    """dlbench's log lines on a terminal: `[time] message`, warnings and errors named, as text.
+
+    While the progress bar is shown (`hold`), a line below WARNING waits for the bar's next
+    redraw (at most 0.1 s) and is printed with the others held since. Each print under a live
+    bar makes rich draw the bar again (~0.6 ms); one line a short epoch (the default MLP's
+    8 ms) cost more than a tenth of its training. (rich's own RichHandler lays each line out as
+    a table: ~0.6 ms a line, ~0.05 ms here.)"""
+
+    STYLES = {logging.WARNING: "yellow", logging.ERROR: "bold red", logging.CRITICAL: "bold red"}
+
+    def __init__(self, shown_on: Any) -> None:
+        super().__init__()
+        self.console = shown_on
+        self.holding = False
+        self.held: list[Text] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            when = time.strftime("[%X]", time.localtime(record.created))
+            level = () if record.levelno < logging.WARNING else ((record.levelname, self.style(record)), " ")
+            line = Text.assemble((when, "dim"), " ", *level, record.getMessage())
+        except Exception:  # (a message that cannot be formatted: logging's own report)  # noqa: BLE001
+            self.handleError(record)
+            return
+        self.held.append(line)
+        if not self.holding or record.levelno >= logging.WARNING:
+            self.print_held()
+
+    def style(self, record: logging.LogRecord) -> str:
+        return self.STYLES.get(record.levelno, "bold red")
+
+    def print_held(self) -> bool:
+        """Print the lines held (one print); whether there were any."""
+        with self.lock or contextlib.nullcontext():  # (a line may come from another thread)
+            lines, self.held = self.held, []
+        if lines:
+            self.console.print(Text("\n").join(lines))
+        return bool(lines)
+
+
+def terminal_lines() -> TerminalLines | None:
+    """The terminal's log handler (trainer.progress=rich), if dlbench set it up."""
+    return next((h for h in logging.getLogger().handlers if isinstance(h, TerminalLines)), None)
 
 
 class _Held(logging.Filter):
@@ -178,6 +220,7 @@ class RunLogger:
         self.run: RunInfo | None = None  # what open() was told of the run
         self.folder = run_dir
         self.live_bar: Any = None  # the training's rich progress bar, while it is shown
+        self.lines: TerminalLines | None = None  # the terminal's log lines, held while it is
         self.bar_shown = 0.0  # when it was last redrawn
         # logger.figures_budget: an evaluation's figures cost ~0.2 s to draw (the first guess)
         self.figures = TimeBudget(figures_budget, first_cost=0.2)
@@ -340,6 +383,9 @@ class RunLogger:
             self.live_bar = Progress(*columns, console=console, transient=True, auto_refresh=False)
             self.live_bar.add_task("", total=1, info="", rate="")
             self.live_bar.start()
+            self.lines = terminal_lines()
+            if self.lines is not None:  # (the log lines wait for the bar's redraws)
+                self.lines.holding = True
         return self.live_bar
 
     def redraw_due(self) -> bool:
@@ -348,14 +394,22 @@ class RunLogger:
         return time.perf_counter() - self.bar_shown >= 0.1
 
     def redraw(self, bar: Any) -> None:
-        bar.refresh()
+        """Draw the bar again, with the log lines held since the last redraw above it (printing
+        them under the live bar draws it)."""
+        if self.lines is None or not self.lines.print_held():
+            bar.refresh()
         self.bar_shown = time.perf_counter()
 
     def end_progress(self) -> None:
-        """Take the training's progress bar off the terminal (at the end of fit)."""
+        """Take the training's progress bar off the terminal (at the end of fit), then print
+        the log lines it held."""
         if self.live_bar is not None:
             self.live_bar.stop()
             self.live_bar = None
+        if self.lines is not None:
+            self.lines.holding = False
+            self.lines.print_held()
+            self.lines = None
 
     def flush(self) -> None:
         """Put what was written so far on disk (with each checkpoint: a killed run keeps it)."""
