@@ -83,11 +83,11 @@ def setup_console(mode: str = "auto") -> str:
 class TerminalLines(logging.Handler):
     """dlbench's log lines on a terminal: `[time] message`, warnings and errors named, as text.
 
-    While the progress bar is shown (`hold`), a line below WARNING waits for the bar's next
+    While the progress bar is shown (`holding`), a line below WARNING waits for the bar's next
     redraw (at most 0.1 s) and is printed with the others held since. Each print under a live
     bar makes rich draw the bar again (~0.6 ms); one line a short epoch (the default MLP's
     8 ms) cost more than a tenth of its training. (rich's own RichHandler lays each line out as
-    a table: ~0.6 ms a line, ~0.05 ms here.)"""
+    a table: ~0.6 ms a line, ~0.2 ms here.)"""
 
     STYLES = {logging.WARNING: "yellow", logging.ERROR: "bold red", logging.CRITICAL: "bold red"}
 
@@ -100,17 +100,16 @@ class TerminalLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             when = time.strftime("[%X]", time.localtime(record.created))
-            level = () if record.levelno < logging.WARNING else ((record.levelname, self.style(record)), " ")
-            line = Text.assemble((when, "dim"), " ", *level, record.getMessage())
+            style = self.STYLES.get(record.levelno, "bold red")
+            level = () if record.levelno < logging.WARNING else ((record.levelname, style), " ")
+            # (shown before rich makes a Text of it: rich would drop a CR and expand a tab)
+            line = Text.assemble((when, "dim"), " ", *level, terminal.inert(record.getMessage(), keep="\n"))
         except Exception:  # (a message that cannot be formatted: logging's own report)  # noqa: BLE001
             self.handleError(record)
             return
         self.held.append(line)
         if not self.holding or record.levelno >= logging.WARNING:
             self.print_held()
-
-    def style(self, record: logging.LogRecord) -> str:
-        return self.STYLES.get(record.levelno, "bold red")
 
     def print_held(self) -> bool:
         """Print the lines held (one print); whether there were any."""
