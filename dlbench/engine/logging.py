@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
@@ -81,48 +80,29 @@ def setup_console(mode: str = "auto") -> str:
 
 
 class TerminalLines(logging.Handler):
-    """dlbench's log lines on a terminal: `[time] message`, warnings and errors named, as text.
-
-    While the progress bar is shown (`holding`), a line below WARNING waits for the bar's next
-    redraw (at most 0.1 s) and is printed with the others held since. Each print under a live
-    bar makes rich draw the bar again (~0.6 ms); one line a short epoch (the default MLP's
-    8 ms) cost more than a tenth of its training. (rich's own RichHandler lays each line out as
-    a table: ~0.6 ms a line, ~0.2 ms here.)"""
+    """dlbench's log lines on a terminal: `[time] message`, warnings and errors named, an
+    exception's traceback below, as text (a control character shown, not sent). rich's own
+    RichHandler lays each line out as a table: 0.6 ms a line, and 1.2 ms under the progress
+    bar (which a print draws again); here ~0.2 and ~0.8 ms. One line an epoch of the default
+    MLP's 8 ms cost it a seventh of its training."""
 
     STYLES = {logging.WARNING: "yellow", logging.ERROR: "bold red", logging.CRITICAL: "bold red"}
 
     def __init__(self, shown_on: Any) -> None:
         super().__init__()
         self.console = shown_on
-        self.holding = False
-        self.held: list[Text] = []
+        self.setFormatter(logging.Formatter("%(message)s"))  # (and the traceback, if any)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             when = time.strftime("[%X]", time.localtime(record.created))
             style = self.STYLES.get(record.levelno, "bold red")
             level = () if record.levelno < logging.WARNING else ((record.levelname, style), " ")
-            # (shown before rich makes a Text of it: rich would drop a CR and expand a tab)
-            line = Text.assemble((when, "dim"), " ", *level, terminal.inert(record.getMessage(), keep="\n"))
-        except Exception:  # (a message that cannot be formatted: logging's own report)  # noqa: BLE001
+            # (shown before rich makes a Text of it: rich would drop a carriage return)
+            message = terminal.inert(self.format(record), keep="\n\t")
+            self.console.print(Text.assemble((when, "dim"), " ", *level, message))
+        except Exception:  # (a message that cannot be formatted, a terminal gone: logging's report)  # noqa: BLE001
             self.handleError(record)
-            return
-        self.held.append(line)
-        if not self.holding or record.levelno >= logging.WARNING:
-            self.print_held()
-
-    def print_held(self) -> bool:
-        """Print the lines held (one print); whether there were any."""
-        with self.lock or contextlib.nullcontext():  # (a line may come from another thread)
-            lines, self.held = self.held, []
-        if lines:
-            self.console.print(Text("\n").join(lines))
-        return bool(lines)
-
-
-def terminal_lines() -> TerminalLines | None:
-    """The terminal's log handler (trainer.progress=rich), if dlbench set it up."""
-    return next((h for h in logging.getLogger().handlers if isinstance(h, TerminalLines)), None)
 
 
 class _Held(logging.Filter):
@@ -219,7 +199,6 @@ class RunLogger:
         self.run: RunInfo | None = None  # what open() was told of the run
         self.folder = run_dir
         self.live_bar: Any = None  # the training's rich progress bar, while it is shown
-        self.lines: TerminalLines | None = None  # the terminal's log lines, held while it is
         self.bar_shown = 0.0  # when it was last redrawn
         # logger.figures_budget: an evaluation's figures cost ~0.2 s to draw (the first guess)
         self.figures = TimeBudget(figures_budget, first_cost=0.2)
@@ -382,9 +361,6 @@ class RunLogger:
             self.live_bar = Progress(*columns, console=console, transient=True, auto_refresh=False)
             self.live_bar.add_task("", total=1, info="", rate="")
             self.live_bar.start()
-            self.lines = terminal_lines()
-            if self.lines is not None:  # (the log lines wait for the bar's redraws)
-                self.lines.holding = True
         return self.live_bar
 
     def redraw_due(self) -> bool:
@@ -393,22 +369,14 @@ class RunLogger:
         return time.perf_counter() - self.bar_shown >= 0.1
 
     def redraw(self, bar: Any) -> None:
-        """Draw the bar again, with the log lines held since the last redraw above it (printing
-        them under the live bar draws it)."""
-        if self.lines is None or not self.lines.print_held():
-            bar.refresh()
+        bar.refresh()
         self.bar_shown = time.perf_counter()
 
     def end_progress(self) -> None:
-        """Take the training's progress bar off the terminal (at the end of fit), then print
-        the log lines it held."""
+        """Take the training's progress bar off the terminal (at the end of fit)."""
         if self.live_bar is not None:
             self.live_bar.stop()
             self.live_bar = None
-        if self.lines is not None:
-            self.lines.holding = False
-            self.lines.print_held()
-            self.lines = None
 
     def flush(self) -> None:
         """Put what was written so far on disk (with each checkpoint: a killed run keeps it)."""
