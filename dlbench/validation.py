@@ -150,13 +150,15 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         )
     if str(t.threads) != "auto" and not (isinstance(t.threads, int) and t.threads >= 1):
         raise DlbenchError(f"trainer.threads={t.threads}: auto, or a number of threads (1 or more)")
-    if not 0 <= t.max_skipped_fraction <= 1:
-        raise DlbenchError(f"trainer.max_skipped_fraction={t.max_skipped_fraction}: must be in [0, 1]")
-    if not 0 <= t.checkpoint_budget <= 1:
-        raise DlbenchError(f"trainer.checkpoint_budget={t.checkpoint_budget}: must be in [0, 1]")
     check_backends(list(cfg.logger.backends))
-    if not 0 <= cfg.logger.figures_budget <= 1:
-        raise DlbenchError(f"logger.figures_budget={cfg.logger.figures_budget}: must be in [0, 1]")
+    shares = {  # (of a run's steps or time)
+        "trainer.max_skipped_fraction": t.max_skipped_fraction,
+        "trainer.checkpoint_budget": t.checkpoint_budget,
+        "logger.figures_budget": cfg.logger.figures_budget,
+    }
+    for key, share in shares.items():
+        if not 0 <= share <= 1:
+            raise DlbenchError(f"{key}={share}: must be in [0, 1]")
 
     dataset = plain_dict(cfg.dataset)
     common = schema_hints(DataConfig)

@@ -429,9 +429,8 @@ class Trainer:
         """Keep a copy of the training state (on the CPU) to write as best.pt later."""
         started = time.perf_counter()
         self.best_kept = training_state.copied(self.checkpoint_state(task, optimizations))
-        self.checkpoints.spent += (
-            time.perf_counter() - started
-        )  # (counted; the next write costed as the last)
+        copying = time.perf_counter() - started
+        self.checkpoints.spent += copying  # (counted; the next write is still costed as the last)
 
     def save_kept_best(self) -> int | None:
         """Where the run stops without a checkpoint (an error, a NaN, Ctrl-C), write a kept best
