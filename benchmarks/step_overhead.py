@@ -286,10 +286,11 @@ def compare(
     device: str = "cpu",
     progress: str = "none",
     compile_mode: str | None = None,
-) -> dict[str, tuple[float, float, float, float]]:
+) -> dict[str, tuple[float, float, float, float, float]]:
     """Each workload (or those in `only`) trained by the plain loop and by dlbench in interleaved
     rounds; for each, the best round's seconds: plain, dlbench's whole fit, its training part
-    (less evaluations), and that less checkpoint writes.
+    (less evaluations), that less checkpoint writes, and the median over the rounds of each
+    round's training part to its plain loop (paired: a drift of the machine's speed moves both).
     `compile_mode`: dlbench's model through torch.compile in that mode (the plain loop stays
     eager, as the notes'), e.g. reduce-overhead, CUDA graphs."""
     chosen = workloads(root, quick)
@@ -314,7 +315,8 @@ def compare(
             print(json.dumps({"workload": name, "round": r, "plain_s": plain[-1], "dlbench_fit_s": whole,
                               "evaluations_s": evaluations, "checkpoints_s": checkpoints,
                               "gc_s": collections}))  # fmt: skip
-        results[name] = (min(plain), min(ours), min(training), min(steps))
+        paired = statistics.median(t / p for t, p in zip(training, plain, strict=True))
+        results[name] = (min(plain), min(ours), min(training), min(steps), paired)
     return results
 
 
@@ -427,12 +429,13 @@ def main() -> None:
     compiled = f", dlbench's model compiled ({args.compile_mode})" if args.compile_mode else ""
     print(f"\n{args.device}, one thread, best of {args.rounds} interleaved rounds, "
           f"trainer.progress={args.progress}{compiled}. dlbench: its whole Trainer.fit; its training part "
-          "(the fit less its evaluations: validation, figures); that less its checkpoint writes")  # fmt: skip
-    head = ("workload", "plain s", "fit s", "ratio", "training s", "ratio", "less ckpt s", "ratio")
-    print("{:<18} {:>8} {:>8} {:>6} {:>10} {:>6} {:>11} {:>6}".format(*head))
-    for name, (plain, ours, training, steps) in results.items():
-        row = (name, plain, ours, ours / plain, training, training / plain, steps, steps / plain)
-        print("{:<18} {:>8.3f} {:>8.3f} {:>6.2f} {:>10.3f} {:>6.2f} {:>11.3f} {:>6.2f}".format(*row))
+          "(the fit less its evaluations: validation, figures); that less its checkpoint writes; "
+          "paired: the median of each round's training part to its plain loop")  # fmt: skip
+    head = ("workload", "plain s", "fit s", "ratio", "training s", "ratio", "less ckpt s", "ratio", "paired")
+    print("{:<18} {:>8} {:>8} {:>6} {:>10} {:>6} {:>11} {:>6} {:>6}".format(*head))
+    for name, (plain, ours, training, steps, paired) in results.items():
+        row = (name, plain, ours, ours / plain, training, training / plain, steps, steps / plain, paired)
+        print("{:<18} {:>8.3f} {:>8.3f} {:>6.2f} {:>10.3f} {:>6.2f} {:>11.3f} {:>6.2f} {:>6.2f}".format(*row))
 
 
 if __name__ == "__main__":

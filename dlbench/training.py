@@ -30,6 +30,7 @@ from dlbench.engine.device import choose_threads, indexed, resolve_device, seed_
 from dlbench.engine.logging import RunLogger, held_file_logs, setup_console
 from dlbench.engine.signals import StopSignals
 from dlbench.engine.trainer import Trainer
+from dlbench.errors import Preempted
 from dlbench.figures import activation_figure, activations_of
 from dlbench.summary import HIGHER_IS_BETTER
 from dlbench.tasks.base import Task
@@ -150,6 +151,7 @@ def _train(
                 logger.figure(f"activations/{name}", activation_figure(module, name), 0)
     log.info(describe_run(cfg, data, device, run_dir))
 
+    outcome = "failed"  # (how the trackers mark their run: MLflow's status, W&B's exit code)
     try:
         fit_started = time.perf_counter()
         with built_objects_frozen():
@@ -165,8 +167,12 @@ def _train(
         figures = {k: v for k, v in metrics.items() if "/" in k and not k.startswith("time/")}
         saved = run_dir / "checkpoints" / "last.pt" if cfg.logger.mlflow.log_checkpoint else None
         logger.finish(figures, saved)
+        outcome = "finished"
+    except (KeyboardInterrupt, Preempted):
+        outcome = "killed"
+        raise
     finally:
-        logger.close()
+        logger.close(outcome)
     if main:
         files.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         print_results(metrics, run_dir, overrides, trainer, task, quiet_job)

@@ -20,7 +20,7 @@ import torch
 from dlbench import compose
 from dlbench.api import Run
 from dlbench.engine.trainer import Trainer
-from dlbench.errors import Preempted
+from dlbench.errors import DlbenchError, Preempted
 from dlbench.training import train
 
 QUIET = ["trainer.progress=none", "trainer.threads=1", "trainer.epochs=2"]
@@ -103,6 +103,11 @@ def check_every_backend(tmp_path, uri: str, port: int, monkeypatch) -> None:
     monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
     with pytest.raises(Preempted):
         train(compose.compose_config(overrides), folder)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (stopped,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert stopped.info.status == "KILLED"  # (a stopped run is not marked FINISHED; the resume runs it again)
+    (offline,) = (folder / "wandb").glob("offline-run-*")
+    assert [r["exit"]["exit_code"] for r in wandb_records(offline) if "exit" in r] == [1]
     monkeypatch.setattr(Trainer, "optimize", optimize)
     metrics = train(compose.compose_config([*overrides, f"resume={folder}"]), folder)
     scalars = tensorboard(folder)
@@ -147,6 +152,37 @@ def check_every_backend(tmp_path, uri: str, port: int, monkeypatch) -> None:
     with urllib.request.urlopen(f"{base}/api/2.0/mlflow/metrics/get-history?{query}", timeout=10) as answer:
         served = {m["step"]: m["value"] for m in json.load(answer)["metrics"]}
     same({"val/loss": served}, {"val/loss": scalars["val/loss"]}, "the MLflow server")
+
+
+def test_a_run_stopped_by_an_error_is_marked_failed_in_mlflow_and_its_resume_running_again(
+    tmp_path, monkeypatch
+):
+    """A NaN stops the run: its MLflow run is FAILED, not FINISHED; the resume continues that
+    MLflow run (RUNNING while it trains) and marks it FINISHED."""
+    import mlflow
+    from test_reliability import poison
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = [*QUIET, "logger.backends=[mlflow]", f"logger.mlflow.tracking_uri={uri}"]
+    poison(monkeypatch, 30, "loss", float("nan"))  # (in the second epoch: epoch 1 is saved)
+    with pytest.raises(DlbenchError, match="the loss is nan"):
+        train(compose.compose_config(overrides), tmp_path / "run")
+    monkeypatch.undo()
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (failed,) = client.search_runs(experiments)
+    assert failed.info.status == "FAILED"
+    statuses = []
+    fit = Trainer.fit
+    monkeypatch.setattr(
+        Trainer,
+        "fit",
+        lambda self, *a: (statuses.append(client.get_run(failed.info.run_id).info.status), fit(self, *a))[1],
+    )
+    train(compose.compose_config([*overrides, f"resume={tmp_path / 'run'}"]), tmp_path / "run")
+    (finished,) = client.search_runs(experiments)
+    assert statuses == ["RUNNING"] and finished.info.status == "FINISHED"
+    assert finished.info.run_id == failed.info.run_id
 
 
 def test_a_sweeps_jobs_share_an_experiment_and_its_resume_continues_their_runs(cli, tmp_path):

@@ -109,10 +109,11 @@ def test_the_step_overhead_benchmark_runs_and_prints_its_three_ratios():
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     row = done.stdout.strip().splitlines()[-1].split()
-    assert row[0] == "linear_regression" and len(row) == 8, done.stdout[-500:]
-    plain, ours, ratio, training, training_ratio, loop, loop_ratio = map(float, row[1:])
+    assert row[0] == "linear_regression" and len(row) == 9, done.stdout[-500:]
+    plain, ours, ratio, training, training_ratio, loop, loop_ratio, paired = map(float, row[1:])
     assert 0 < plain and 0 < loop <= training <= ours  # (as printed: rounded)
     assert 0 < loop_ratio <= training_ratio <= ratio
+    assert paired == pytest.approx(training_ratio, abs=0.01)  # (one round: its only pair)
 
     command = [*command[:2], "--alternate", "--parts", "--rounds", "2", "--quick", "--only", "iris_mlp"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -330,3 +330,35 @@ def test_under_ddp_only_a_groups_last_micro_batch_synchronises_gradients(tmp_pat
         assert task.model is model
     assert trainer.ddp.unsynced == 4  # batches 0, 1, 3, 4; 2, 5 and 6 end their groups
     assert Update.of(6, 7, trainer.cfg.accumulate) == Update(first=True, last=True, size=1)
+
+
+@pytest.mark.parametrize("terminal_shown", [True, False])
+def test_lr_find_shows_the_bar_on_a_terminal_and_no_line_per_step_elsewhere(
+    tmp_path, monkeypatch, terminal_shown
+):
+    """trainer.progress=auto (the default) is resolved before lr-find's trainer gets it: a
+    terminal shows the sweep's progress bar (it had been given 'auto' and showed nothing); a
+    pipe gets no line for each of the sweep's steps, every one of which is logged."""
+    import io
+    import logging
+
+    from dlbench import terminal
+    from dlbench.commands.lr_find import sweep
+    from dlbench.engine import logging as run_logging
+
+    screen = io.StringIO()
+    monkeypatch.setattr(
+        run_logging, "console", terminal.InertConsole(file=screen, force_terminal=terminal_shown, width=120)
+    )
+    monkeypatch.setattr(logging.getLogger(), "handlers", list(logging.getLogger().handlers))
+    monkeypatch.setattr(run_logging.RunLogger, "redraw_due", lambda self: True)  # (each step drawn)
+    printed = io.StringIO()
+    monkeypatch.setattr("sys.stdout", printed)  # (plain mode's lines)
+    cfg = compose.compose_config(["experiment=logistic_regression_iris", "trainer.progress=auto"])
+    lrs, losses = sweep(cfg, 20, 1e-3, 1.0, tmp_path / "out")
+    assert len(lrs) == len(losses) == 20
+    if terminal_shown:
+        assert " samples/s" in screen.getvalue(), screen.getvalue()[-500:]  # (the bar's rate)
+    else:
+        shown = printed.getvalue() + screen.getvalue()
+        assert "step 1/1" not in shown and shown.count("\n") <= 2, shown[-500:]  # (the one epoch line)

@@ -101,7 +101,9 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
     from dlbench.engine.logging import setup_console
     from dlbench.engine.trainer import Trainer
 
-    setup_console(cfg.trainer.progress)
+    # the mode in effect (auto: a bar on a terminal); in plain mode no line per step: lr-find
+    # logs every one of its steps, and a line each would be hundreds of lines
+    shown = setup_console(cfg.trainer.progress)
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     data = build_data(cfg)
     device = resolve_device(str(cfg.device.type))
@@ -112,7 +114,7 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
     settings.monitor, settings.monitor_mode, settings.patience = "train/loss", "min", None
     settings.ema = settings.swa_start = settings.swa_lr = None
     settings.profile = 0
-    recorder = LossRecorder(out, settings.progress, cfg.logger.figures_budget)
+    recorder = LossRecorder(out, "rich" if shown == "rich" else "none", cfg.logger.figures_budget)
     trainer = Trainer(settings, device, out, recorder)
     trainer.setup(task)
     steps_per_epoch = trainer.optimizer_steps(len(data.loader("train")))  # (trainer.accumulate)

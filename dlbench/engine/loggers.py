@@ -89,7 +89,7 @@ class TensorBoard:
     def flush(self) -> None:
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, outcome: str = "finished") -> None:
         self.writer.close()
 
 
@@ -119,7 +119,7 @@ class Csv:
     def flush(self) -> None:
         self.file.flush()
 
-    def close(self) -> None:
+    def close(self, outcome: str = "finished") -> None:
         self.file.close()
 
 
@@ -153,6 +153,7 @@ class MLflow:
         id_file = run.folder / self.ID_FILE
         if run.resumed_step is not None and id_file.is_file():
             self.run_id = id_file.read_text().strip()
+            self.client.update_run(self.run_id, status="RUNNING")  # (it was KILLED, or FAILED)
             return
         tags = {"dlbench.run_dir": str(run.folder.absolute()), "dlbench.overrides": " ".join(run.overrides)}
         if run.group:
@@ -182,8 +183,10 @@ class MLflow:
     def flush(self) -> None:
         """(each call is written when it is made)"""
 
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id)
+    def close(self, outcome: str = "finished") -> None:
+        """The MLflow run's status: FINISHED, FAILED (an error stopped the run), or KILLED (Ctrl-C,
+        a signal: a run that saved its checkpoint to be resumed)."""
+        self.client.set_terminated(self.run_id, status=outcome.upper())
 
 
 class WandB:
@@ -235,8 +238,9 @@ class WandB:
     def flush(self) -> None:
         """(wandb writes in its own process)"""
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, outcome: str = "finished") -> None:
+        """W&B marks a run that exits with a non-zero code as failed (crashed, killed)."""
+        self.run.finish(exit_code=0 if outcome == "finished" else 1)
 
 
 @contextlib.contextmanager

@@ -385,14 +385,16 @@ class RunLogger:
             with self.writing(backend):
                 backend.flush()
 
-    def close(self) -> None:
+    def close(self, outcome: str = "finished") -> None:
+        """Close every backend; `outcome` (finished, failed: an error stopped the run, killed:
+        Ctrl-C or a signal) is what a tracker marks its run with."""
         try:
             self.write_step_scalars()
         finally:
             backends, self.backends = self.backends, []
             for backend in backends:
                 with self.writing(backend):
-                    backend.close()
+                    backend.close(outcome)
 
 
 def _clock(seconds: float) -> str:

@@ -426,9 +426,11 @@ class Trainer:
             self.keep_best(task, optimizations)
 
     def keep_best(self, task: Task, optimizations: dict[str, Optimization]) -> None:
-        """Keep a copy of the training state (on the CPU) to write as best.pt later."""
+        """Keep a copy of the training state (on the CPU) to write as best.pt later (the config
+        beside it does not change while the run trains: it is not copied)."""
         started = time.perf_counter()
-        self.best_kept = training_state.copied(self.checkpoint_state(task, optimizations))
+        state = training_state.capture(self, task, optimizations)
+        self.best_kept = {**training_state.copied(state), **self.extra}
         copying = time.perf_counter() - started
         self.checkpoints.spent += copying  # (counted; the next write is still costed as the last)
 

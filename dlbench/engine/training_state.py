@@ -7,7 +7,7 @@ reads it back."""
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -33,6 +33,11 @@ class TrainState:
     epoch_step: int = 0  # batches done in the current epoch (a checkpoint written mid-epoch)
     swa_lr: bool = False  # the schedule gave way to trainer.swa_lr (SWA's SWALR)
 
+    def saved(self) -> dict[str, Any]:
+        """As a checkpoint holds it: a dict of its fields (dataclasses.asdict's result, without
+        its deep copy of each value: ~30 us of every checkpoint)."""
+        return {**vars(self), "metrics": dict(self.metrics)}
+
 
 def capture(trainer: Trainer, task: Task, optimizations: dict[str, Optimization]) -> dict[str, Any]:
     """The training state of a checkpoint (the run's config is added by the trainer)."""
@@ -48,7 +53,7 @@ def capture(trainer: Trainer, task: Task, optimizations: dict[str, Optimization]
         "schedulers": {k: o.scheduler.state_dict() for k, o in optimizations.items() if o.scheduler},
         "scalers": {k: s.state_dict() for k, s in trainer.steps.scalers.items()},
         "lookahead": {k: o.lookahead.state_dict() for k, o in optimizations.items() if o.lookahead},
-        "trainer": asdict(trainer.state),
+        "trainer": trainer.state.saved(),
         "rng": rng_state(),
     }
 

@@ -64,7 +64,7 @@ class ConfusionMatrix:
         if not self.pending:
             return
         n = self.num_classes
-        target = torch.cat([t.reshape(-1) for t, _ in self.pending]).long()
+        target = torch.cat([t if t.dim() == 1 else t.reshape(-1) for t, _ in self.pending]).long()
         values = [v for _, v in self.pending]
         if all(v.is_floating_point() for v in values):  # scores: one argmax for every batch
             preds = torch.cat(values).argmax(dim=1)
