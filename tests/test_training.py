@@ -568,3 +568,43 @@ def test_a_terminals_log_lines_are_one_line_of_text_each_in_order_under_the_bar(
     at = [shown.index(text) for text in ("first line", "WARNING", "a warning", "ERROR", "a failure")]
     at += [shown.index(text) for text in ("Traceback", "ValueError: what went wrong", "last line")]
     assert at == sorted(at)
+
+
+def test_the_bar_is_laid_out_once_per_redraw_and_shows_as_richs_own(monkeypatch):
+    """Issue 29: a line printed under the terminal's progress bar shows the lines the bar's last
+    redraw drew, rather than laying its table out again (~0.55 ms a line): the screen is byte for
+    byte the one rich's own Progress draws, and the table is laid out once per redraw."""
+    import io
+
+    import rich.table
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from dlbench import terminal
+    from dlbench.engine.logging import drawn_once
+
+    def screen(kind: type) -> tuple[str, int]:
+        out = io.StringIO()
+        shown_on = terminal.InertConsole(file=out, force_terminal=True, width=90)
+        laid_out, render = [], rich.table.Table.__rich_console__
+        monkeypatch.setattr(
+            rich.table.Table, "__rich_console__", lambda *a: (laid_out.append(1), render(*a))[1]
+        )
+        columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn()]
+        bar = kind(*columns, console=shown_on, transient=True, auto_refresh=False)
+        task = bar.add_task("epoch 1/2", total=10)
+        bar.start()
+        for step in range(1, 4):
+            bar.update(task, completed=step)
+            bar.refresh()
+            for line in range(3):
+                shown_on.print(f"line {line} after step {step}")
+        bar.stop()
+        monkeypatch.undo()
+        return out.getvalue(), len(laid_out)
+
+    ours, laid_out = screen(drawn_once(Progress))
+    richs, laid_out_by_rich = screen(Progress)
+    assert ours == richs and "line 2 after step 3" in ours
+    assert (
+        laid_out <= 5 and laid_out_by_rich >= laid_out + 9
+    )  # (start, 3 redraws, stop; rich's: and 9 prints)

@@ -358,7 +358,9 @@ class RunLogger:
                 TextColumn("ETA", markup=False),
                 TimeRemainingColumn(),
             ]
-            self.live_bar = Progress(*columns, console=console, transient=True, auto_refresh=False)
+            self.live_bar = drawn_once(Progress)(
+                *columns, console=console, transient=True, auto_refresh=False
+            )
             self.live_bar.add_task("", total=1, info="", rate="")
             self.live_bar.start()
         return self.live_bar
@@ -395,6 +397,24 @@ class RunLogger:
             for backend in backends:
                 with self.writing(backend):
                     backend.close(outcome)
+
+
+def drawn_once(progress: type) -> type:
+    """rich's Progress (given: rich is imported only where a bar is shown) whose table is laid out
+    once per redraw. rich draws its bar again under every line printed while it is shown, and
+    laid the table out again each time (~0.55 ms a log line under the bar); here each redraw
+    keeps the lines it drew (their Segments), which a print shows again as they are."""
+    from rich.segment import Segments
+
+    class DrawnOnce(progress):
+        def get_renderable(self) -> Any:
+            table = super().get_renderable()
+            live = getattr(self, "live", None)  # (None while Progress.__init__ makes its Live)
+            if live is None:
+                return table
+            return Segments(list(live.console.render(table, live.console.options)))
+
+    return DrawnOnce
 
 
 def _clock(seconds: float) -> str:
