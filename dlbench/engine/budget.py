@@ -22,7 +22,13 @@ class TimeBudget:
             return True
         return self.spent + self.cost <= self.share * (time.perf_counter() - self.started)
 
-    def took(self, seconds: float) -> None:
-        """A piece took `seconds`: it is counted, and the next is costed as it."""
+    def restart(self) -> None:
+        """The budget's time counts from now (a fit starts: building the run is not its time)."""
+        self.started = time.perf_counter()
+
+    def took(self, seconds: float, costs_the_next: bool = True) -> None:
+        """A piece took `seconds`: it is counted, and the next is costed as it (unless
+        `costs_the_next` is false: work that goes with the pieces but is not one of them)."""
         self.spent += seconds
-        self.cost = seconds
+        if costs_the_next:
+            self.cost = seconds

@@ -152,7 +152,7 @@ class Trainer:
             log.info(f"no validation split: monitoring {self.monitor} instead of {cfg.monitor}")
         # a scheduler that reads the monitor after every epoch (ReduceLROnPlateau)
         self.plateau = any(o.reads_monitor for o in optimizations.values())
-        self.checkpoints.started = time.perf_counter()
+        self.checkpoints.restart()
         if cfg.profile and distributed.is_main():
             self.profiler = StepProfiler(cfg.profile, self.run_dir, self.device)
             self.steps.phase, self.steps.profiling = self.phase, True
@@ -431,8 +431,8 @@ class Trainer:
         started = time.perf_counter()
         state = training_state.capture(self, task, optimizations)
         self.best_kept = {**training_state.copied(state), **self.extra}
-        copying = time.perf_counter() - started
-        self.checkpoints.spent += copying  # (counted; the next write is still costed as the last)
+        # (counted; the next write is still costed as the last one)
+        self.checkpoints.took(time.perf_counter() - started, costs_the_next=False)
 
     def save_kept_best(self) -> int | None:
         """Where the run stops without a checkpoint (an error, a NaN, Ctrl-C), write a kept best
