@@ -139,20 +139,21 @@ def _train(
             log.info(cluster.requeue_message(trainer.state.step))
     if device.type == "cpu":  # trainer.threads=auto: a few timed steps of a copy of the task decide
         choose_threads(cfg.trainer, task, data.loader("train"), device)
-    if main:  # every part is built: only now does the run write in its folder
-        commit()  # the log lines so far reach train.log now
-        rundir.remove_stale_temporaries(run_dir)  # (of its own killed writes)
-        hydra_text = OmegaConf.to_yaml({"hydra": hydra_cfg}) if hydra_cfg is not None else None
-        rundir.record_run(run_dir, composed, yaml.safe_dump(overrides), hydra_text)
-        told = run_info(cfg, run_dir, composed, overrides, sweep_job(hydra_cfg), resume_state)
-        logger.open(list(cfg.logger.backends), told)
-        if cfg.trainer.log_activations and resume_state is None:
-            for name, module in activations_of(task.model).items():
-                logger.figure(f"activations/{name}", activation_figure(module, name), 0)
-    log.info(describe_run(cfg, data, device, run_dir))
-
-    outcome = "failed"  # (how the trackers mark their run: MLflow's status, W&B's exit code)
+    # how the trackers mark their run (MLflow's status, W&B's exit code): any exception but a
+    # stop that saved a checkpoint (Ctrl-C, a signal) fails it, SystemExit too
+    outcome = "failed"
     try:
+        if main:  # every part is built: only now does the run write in its folder
+            commit()  # the log lines so far reach train.log now
+            rundir.remove_stale_temporaries(run_dir)  # (of its own killed writes)
+            hydra_text = OmegaConf.to_yaml({"hydra": hydra_cfg}) if hydra_cfg is not None else None
+            rundir.record_run(run_dir, composed, yaml.safe_dump(overrides), hydra_text)
+            told = run_info(cfg, run_dir, composed, overrides, sweep_job(hydra_cfg), resume_state)
+            logger.open(list(cfg.logger.backends), told)
+            if cfg.trainer.log_activations and resume_state is None:
+                for name, module in activations_of(task.model).items():
+                    logger.figure(f"activations/{name}", activation_figure(module, name), 0)
+        log.info(describe_run(cfg, data, device, run_dir))
         fit_started = time.perf_counter()
         with built_objects_frozen():
             # 5. fit: epochs of training steps, each evaluation logged and checkpointed

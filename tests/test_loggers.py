@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,12 +163,13 @@ def test_a_run_stopped_by_an_error_is_marked_failed_in_mlflow_and_its_resume_run
     import mlflow
     from test_reliability import poison
 
+    monkeypatch.chdir(tmp_path)  # (MLflow keeps a sqlite store's artifacts in ./mlruns)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [*QUIET, "logger.backends=[mlflow]", f"logger.mlflow.tracking_uri={uri}"]
-    poison(monkeypatch, 30, "loss", float("nan"))  # (in the second epoch: epoch 1 is saved)
-    with pytest.raises(DlbenchError, match="the loss is nan"):
-        train(compose.compose_config(overrides), tmp_path / "run")
-    monkeypatch.undo()
+    with monkeypatch.context() as poisoned:
+        poison(poisoned, 30, "loss", float("nan"))  # (in the second epoch: epoch 1 is saved)
+        with pytest.raises(DlbenchError, match="the loss is nan"):
+            train(compose.compose_config(overrides), tmp_path / "run")
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
     (failed,) = client.search_runs(experiments)
@@ -183,6 +185,72 @@ def test_a_run_stopped_by_an_error_is_marked_failed_in_mlflow_and_its_resume_run
     (finished,) = client.search_runs(experiments)
     assert statuses == ["RUNNING"] and finished.info.status == "FINISHED"
     assert finished.info.run_id == failed.info.run_id
+
+
+def test_a_resume_in_another_store_lets_mlflow_go_and_one_refused_at_start_marks_it_failed(
+    tmp_path, monkeypatch, caplog
+):
+    """A resume whose MLflow store does not hold the run's id trains on without MLflow (one
+    warning, as when the server goes away); a resume stopped while its loggers start (W&B here)
+    closes those already started: the MLflow run it had set RUNNING is FAILED, not left running."""
+    import mlflow
+
+    from dlbench.engine.loggers import WandB
+
+    monkeypatch.chdir(tmp_path)  # (MLflow keeps a sqlite store's artifacts in ./mlruns)
+    first, other = (f"sqlite:///{tmp_path / name}" for name in ("a.db", "b.db"))
+    run = [*QUIET, "trainer.epochs=1", "logger.backends=[mlflow]"]
+    train(compose.compose_config([*run, f"logger.mlflow.tracking_uri={first}"]), tmp_path / "run")
+    resumed = [*run, f"resume={tmp_path / 'run'}"]
+    with caplog.at_level("WARNING"):
+        train(
+            compose.compose_config([*resumed, "trainer.epochs=2", f"logger.mlflow.tracking_uri={other}"]),
+            tmp_path / "run",
+        )
+    assert "logger mlflow failed" in caplog.text and "is left out from here on" in caplog.text
+
+    def refused(self, run):
+        raise RuntimeError("no W&B today")
+
+    monkeypatch.setattr(WandB, "start", refused)
+    both = ["trainer.epochs=3", "logger.backends=[mlflow,wandb]", f"logger.mlflow.tracking_uri={first}"]
+    with pytest.raises(DlbenchError, match="logger wandb could not start"):
+        train(compose.compose_config([*resumed, *both]), tmp_path / "run")
+    client = mlflow.MlflowClient(tracking_uri=first)
+    (kept,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert kept.info.status == "FAILED"
+
+
+def test_every_logger_is_closed_and_a_failure_to_close_does_not_hide_the_runs_own_stop(caplog):
+    """RunLogger.close closes every backend whatever the others do: a run stopped by Ctrl-C
+    whose metrics.csv cannot be closed still marks its MLflow run KILLED and stops as Ctrl-C
+    (the failure a warning); a run that ended well raises the failure once all are closed."""
+    from dlbench.engine.logging import RunLogger
+
+    class Full:  # (the run folder's disk is full)
+        name = "csv"
+
+        def close(self, outcome):
+            raise OSError(28, "No space left on device")
+
+    class Tracker:
+        name, tracker, outcomes = "mlflow", True, []
+
+        def close(self, outcome):
+            self.outcomes.append(outcome)
+
+    for outcome in ("killed", "finished"):
+        logger = RunLogger(Path("unused"), "none", 0.1)
+        logger.backends = [Full(), Tracker()]
+        if outcome == "killed":
+            with caplog.at_level("WARNING"):
+                logger.close(outcome)
+            assert "a logger failed too" in caplog.text and "No space left on device" in caplog.text
+        else:
+            with pytest.raises(DlbenchError, match="No space left on device"):
+                logger.close(outcome)
+        assert logger.backends == []
+    assert Tracker.outcomes == ["killed", "finished"]
 
 
 def test_a_sweeps_jobs_share_an_experiment_and_its_resume_continues_their_runs(cli, tmp_path):

@@ -153,7 +153,12 @@ class MLflow:
         id_file = run.folder / self.ID_FILE
         if run.resumed_step is not None and id_file.is_file():
             self.run_id = id_file.read_text().strip()
-            self.client.update_run(self.run_id, status="RUNNING")  # (it was KILLED, or FAILED)
+            from mlflow.exceptions import MlflowException
+
+            try:  # (it was KILLED, or FAILED)
+                self.client.update_run(self.run_id, status="RUNNING")
+            except MlflowException:  # (a store that does not hold it: its first value lets it go)
+                pass
             return
         tags = {"dlbench.run_dir": str(run.folder.absolute()), "dlbench.overrides": " ".join(run.overrides)}
         if run.group:

@@ -388,33 +388,53 @@ class RunLogger:
                 backend.flush()
 
     def close(self, outcome: str = "finished") -> None:
-        """Close every backend; `outcome` (finished, failed: an error stopped the run, killed:
-        Ctrl-C or a signal) is what a tracker marks its run with."""
+        """Close every backend, each whatever the others do; `outcome` (finished, failed: an
+        error stopped the run, killed: Ctrl-C or a signal) is what a tracker marks its run with.
+        A failure is raised once all are closed; where the run already stopped on its own error
+        (`outcome` is not finished), it is a warning beside that error, which it does not hide."""
+        failures, ended_well = [], outcome == "finished"
         try:
             self.write_step_scalars()
-        finally:
-            backends, self.backends = self.backends, []
-            for backend in backends:
+        except Exception as err:
+            failures.append(err)
+            outcome = "failed" if outcome == "finished" else outcome  # (the values did not reach them)
+        backends, self.backends = self.backends, []
+        for backend in backends:
+            try:
                 with self.writing(backend):
                     backend.close(outcome)
+            except Exception as err:
+                failures.append(err)
+        if failures and ended_well:
+            raise failures[0]
+        for err in failures:
+            log.warning(f"while the run stopped, a logger failed too: {first_line(err)}")
 
 
 def drawn_once(progress: type) -> type:
     """rich's Progress (given: rich is imported only where a bar is shown) whose table is laid out
     once per redraw. rich draws its bar again under every line printed while it is shown, and
-    laid the table out again each time (~0.55 ms a log line under the bar); here each redraw
-    keeps the lines it drew (their Segments), which a print shows again as they are."""
-    from rich.segment import Segments
+    laid the table out again each time (~0.55 ms a log line under the bar); here the lines of a
+    redraw's table are kept, and shown again as they are while the console's options (its width)
+    stay the same."""
 
     class DrawnOnce(progress):
         def get_renderable(self) -> Any:
-            table = super().get_renderable()
-            live = getattr(self, "live", None)  # (None while Progress.__init__ makes its Live)
-            if live is None:
-                return table
-            return Segments(list(live.console.render(table, live.console.options)))
+            return LaidOutOnce(super().get_renderable())
 
     return DrawnOnce
+
+
+class LaidOutOnce:
+    """A renderable laid out once for each set of console options it is shown with."""
+
+    def __init__(self, renderable: Any) -> None:
+        self.renderable, self.options, self.lines = renderable, None, []
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        if options != self.options:
+            self.lines, self.options = list(console.render(self.renderable, options)), options
+        yield from self.lines
 
 
 def _clock(seconds: float) -> str:
