@@ -397,7 +397,8 @@ class RunLogger:
             self.write_step_scalars()
         except Exception as err:
             failures.append(err)
-            outcome = "failed" if outcome == "finished" else outcome  # (the values did not reach them)
+            if ended_well:  # (its last values did not reach the trackers)
+                outcome = "failed"
         backends, self.backends = self.backends, []
         for backend in backends:
             try:
