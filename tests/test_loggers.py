@@ -224,7 +224,8 @@ def test_a_resume_in_another_store_lets_mlflow_go_and_one_refused_at_start_marks
 def test_every_logger_is_closed_and_a_failure_to_close_does_not_hide_the_runs_own_stop(caplog):
     """RunLogger.close closes every backend whatever the others do: a run stopped by Ctrl-C
     whose metrics.csv cannot be closed still marks its MLflow run KILLED and stops as Ctrl-C
-    (the failure a warning); a run that ended well raises the failure once all are closed."""
+    (the failure a warning); a run that ended well raises the failure once all are closed; a
+    Ctrl-C while one closes closes the rest (marked killed) before it is raised."""
     from dlbench.engine.logging import RunLogger
 
     class Full:  # (the run folder's disk is full)
@@ -251,6 +252,18 @@ def test_every_logger_is_closed_and_a_failure_to_close_does_not_hide_the_runs_ow
                 logger.close(outcome)
         assert logger.backends == []
     assert Tracker.outcomes == ["killed", "finished"]
+
+    class Interrupted:  # (Ctrl-C while a backend closes: the others are still closed)
+        name = "wandb"
+
+        def close(self, outcome):
+            raise KeyboardInterrupt
+
+    logger = RunLogger(Path("unused"), "none", 0.1)
+    logger.backends = [Interrupted(), Full(), Tracker()]
+    with pytest.raises(KeyboardInterrupt):
+        logger.close("finished")
+    assert Tracker.outcomes[-1] == "killed" and logger.backends == []
 
 
 def test_a_sweeps_jobs_share_an_experiment_and_its_resume_continues_their_runs(cli, tmp_path):

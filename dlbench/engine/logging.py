@@ -388,28 +388,40 @@ class RunLogger:
                 backend.flush()
 
     def close(self, outcome: str = "finished") -> None:
-        """Close every backend, each whatever the others do; `outcome` (finished, failed: an
-        error stopped the run, killed: Ctrl-C or a signal) is what a tracker marks its run with.
-        A failure is raised once all are closed; where the run already stopped on its own error
-        (`outcome` is not finished), it is a warning beside that error, which it does not hide."""
-        failures, ended_well = [], outcome == "finished"
+        """Close every backend, each whatever the others do (Ctrl-C included: it is raised once
+        all are closed, which mark their run killed); `outcome` (finished, failed: an error
+        stopped the run, killed: Ctrl-C or a signal) is what a tracker marks its run with. A
+        failure is raised once all are closed (any other one a warning); where the run already
+        stopped on its own error (`outcome` is not finished), each is a warning beside that
+        error, which it does not hide."""
+        failures: list[BaseException] = []
+        ended_well = outcome == "finished"
+        backends = self.backends
         try:
             self.write_step_scalars()
-        except Exception as err:
+        except BaseException as err:
             failures.append(err)
-            if ended_well:  # (its last values did not reach the trackers)
+            if isinstance(err, KeyboardInterrupt):
+                outcome = "killed"
+            elif ended_well:  # (its last values did not reach the trackers)
                 outcome = "failed"
-        backends, self.backends = self.backends, []
+        self.backends = []
         for backend in backends:
             try:
                 with self.writing(backend):
                     backend.close(outcome)
-            except Exception as err:
+            except BaseException as err:
                 failures.append(err)
-        if failures and ended_well:
-            raise failures[0]
+                if isinstance(err, KeyboardInterrupt):
+                    outcome = "killed"
+        stop = next((err for err in failures if not isinstance(err, Exception)), None)
+        if stop is None and failures and ended_well:
+            stop = failures[0]
         for err in failures:
-            log.warning(f"while the run stopped, a logger failed too: {first_line(err)}")
+            if err is not stop:
+                log.warning(f"while the run stopped, a logger failed too: {first_line(err)}")
+        if stop is not None:
+            raise stop
 
 
 def drawn_once(progress: type) -> type:
