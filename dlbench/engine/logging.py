@@ -83,8 +83,9 @@ class TerminalLines(logging.Handler):
     """dlbench's log lines on a terminal: `[time] message`, warnings and errors named, an
     exception's traceback below, as text (a control character shown, not sent). rich's own
     RichHandler lays each line out as a table: 0.6 ms a line, and 1.2 ms under the progress
-    bar (which a print draws again); here ~0.2 and ~0.8 ms. One line an epoch of the default
-    MLP's 8 ms cost it a seventh of its training."""
+    bar (which a print draws again); here ~0.2 ms, and ~0.4 under the bar, whose lines are
+    kept from its last redraw (`drawn_once`). One line an epoch of the default MLP's 8 ms cost
+    it a seventh of its training."""
 
     STYLES = {logging.WARNING: "yellow", logging.ERROR: "bold red", logging.CRITICAL: "bold red"}
 
