@@ -47,6 +47,7 @@ from formats import write_mnist, write_names  # noqa: E402
 
 from dlbench import compose  # noqa: E402
 from dlbench.build import build_data, build_task  # noqa: E402
+from dlbench.engine.optim import build_optimizer  # noqa: E402
 from dlbench.engine.trainer import Trainer  # noqa: E402
 from dlbench.training import train  # noqa: E402
 
@@ -124,14 +125,20 @@ def plain_parts(cfg, data, device: torch.device):
     return batches, loss_fn
 
 
-def plain_side(cfg) -> float:
-    """The plain loop on the run's own model, data and optimizer settings, on its device."""
+def plain_side(cfg, notes_optimizer: bool = False) -> float:
+    """The plain loop on the run's own model, data and optimizer settings, on its device: the
+    optimizer as dlbench builds it (torch's fused kernel where it has one: engine/optim.py's
+    build_optimizer), so the ratio is dlbench's own work; with `notes_optimizer`, torch's
+    default implementation, as the notes' loops build it."""
     device = torch.device(cfg.device.type)
     data = build_data(cfg)
     model = build_task(cfg, data.info, data).model.to(device)
     batches, loss_fn = plain_parts(cfg, data, device)
-    kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[cfg.optimizer.name]
-    optimizer = kind(model.parameters(), lr=cfg.optimizer.lr)
+    if notes_optimizer:
+        kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[cfg.optimizer.name]
+        optimizer = kind(model.parameters(), lr=cfg.optimizer.lr)
+    else:
+        optimizer = build_optimizer(cfg.optimizer, list(model.parameters()))
     return plain_loop(model, batches, cfg.trainer.epochs, optimizer, loss_fn, device)
 
 
@@ -286,13 +293,15 @@ def compare(
     device: str = "cpu",
     progress: str = "none",
     compile_mode: str | None = None,
+    notes_optimizer: bool = False,
 ) -> dict[str, tuple[float, float, float, float, float]]:
     """Each workload (or those in `only`) trained by the plain loop and by dlbench in interleaved
     rounds; for each, the best round's seconds: plain, dlbench's whole fit, its training part
     (less evaluations), that less checkpoint writes, and the median over the rounds of each
     round's training part to its plain loop (paired: a drift of the machine's speed moves both).
     `compile_mode`: dlbench's model through torch.compile in that mode (the plain loop stays
-    eager, as the notes'), e.g. reduce-overhead, CUDA graphs."""
+    eager, as the notes'), e.g. reduce-overhead, CUDA graphs. `notes_optimizer`: the plain loop
+    builds torch's default optimizer (dlbench's may be fused), not dlbench's."""
     chosen = workloads(root, quick)
     settings = [*(o for o in QUIET if not o.startswith("device=")), f"device={device}"]
     compiled = ["trainer.compile=true", f"trainer.compile_mode={compile_mode}"] if compile_mode else []
@@ -305,7 +314,7 @@ def compare(
         plain, ours, training, steps = [], [], [], []
         for r in range(rounds):
             torch.manual_seed(cfg.trainer.seed)
-            plain.append(plain_side(cfg))
+            plain.append(plain_side(cfg, notes_optimizer))
             whole, evaluations, checkpoints, collections = dlbench_side(
                 [*overrides, *compiled], root / "runs" / f"{name}-{r}", progress
             )
@@ -416,6 +425,8 @@ def main() -> None:
     parser.add_argument("--progress", choices=["none", "rich"], default="none", help=shown)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--compile-mode", help="dlbench's model through torch.compile, e.g. reduce-overhead")
+    notes = "the plain loop builds torch's default optimizer, as the notes do (dlbench's may be fused)"
+    parser.add_argument("--notes-optimizer", action="store_true", help=notes)
     args = parser.parse_args()
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="dlbench-steps-"))
@@ -424,11 +435,14 @@ def main() -> None:
     only = args.only.split(",") if args.only else None
     if args.alternate:
         return alternate_all(root, only, args.quick, args.rounds, args.device, PARTS if args.parts else ())
-    options = {"device": args.device, "progress": args.progress, "compile_mode": args.compile_mode}
+    options = {"device": args.device, "progress": args.progress, "compile_mode": args.compile_mode,
+               "notes_optimizer": args.notes_optimizer}  # fmt: skip
     results = compare(root, only, args.quick, args.rounds, **options)
     compiled = f", dlbench's model compiled ({args.compile_mode})" if args.compile_mode else ""
     print(f"\n{args.device}, one thread, best of {args.rounds} interleaved rounds, "
-          f"trainer.progress={args.progress}{compiled}. dlbench: its whole Trainer.fit; its training part "
+          f"trainer.progress={args.progress}{compiled}, the plain loop's optimizer "
+          f"{'torch default' if args.notes_optimizer else 'as dlbench builds it'}. "
+          "dlbench: its whole Trainer.fit; its training part "
           "(the fit less its evaluations: validation, figures); that less its checkpoint writes; "
           "paired: the median of each round's training part to its plain loop")  # fmt: skip
     head = ("workload", "plain s", "fit s", "ratio", "training s", "ratio", "less ckpt s", "ratio", "paired")

@@ -56,14 +56,21 @@ class ArgumentParser(argparse.ArgumentParser):
         raise DlbenchError(f"{message}\n{self.usage_line}" if self.usage_line else message)
 
 
+FIRST_LINE_AT_MOST = 500  # characters of someone else's error text that a message of ours shows
+
+
 def first_line(err: BaseException) -> str:
     """An error in one line for a message of ours: its type and the first line of its text, any
-    control character in it shown (`\\t`), not sent: the text is often someone else's (a
-    tracking server's answer, a library's), and the line must stay one line of text."""
+    control character in it shown (`\\t`), not sent, and cut after FIRST_LINE_AT_MOST
+    characters: the text is often someone else's (a tracking server's answer, a library's, a
+    run folder's file quoted back), and the line must stay one line of text."""
     from dlbench.terminal import inert
 
     text = str(err).strip().splitlines()
-    return inert(f"{type(err).__name__}: {text[0] if text else ''}")
+    line = text[0] if text else ""
+    if len(line) > FIRST_LINE_AT_MOST:
+        line = f"{line[:FIRST_LINE_AT_MOST]}... ({len(line) - FIRST_LINE_AT_MOST:,} more characters)"
+    return inert(f"{type(err).__name__}: {line}")
 
 
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:

@@ -12,7 +12,7 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
-from dlbench.tasks.metrics import ConfusionMatrix, RegressionSums
+from dlbench.tasks.metrics import Accuracy, ConfusionMatrix, Predictions, RegressionSums
 
 
 @pytest.mark.parametrize(("classes", "given"), [(2, "scores"), (5, "predictions"), (12, "both")])
@@ -21,8 +21,8 @@ def test_classification_metrics_equal_torchmetrics(classes, given, monkeypatch):
     once) or its predictions, or some of each."""
     g = torch.Generator().manual_seed(classes)
     if given == "scores":  # (counted after two batches, then one; else all three at once)
-        monkeypatch.setattr(ConfusionMatrix, "KEEP_AT_MOST", 120)
-    ours = ConfusionMatrix(classes)
+        monkeypatch.setattr(Predictions, "KEEP_AT_MOST", 120)
+    ours, accuracy = ConfusionMatrix(classes), Accuracy(classes)  # (the train split's: acc alone)
     theirs = {
         "acc": MulticlassAccuracy(classes, average="micro"),
         "balanced_acc": MulticlassRecall(classes, average="macro"),
@@ -42,9 +42,11 @@ def test_classification_metrics_equal_torchmetrics(classes, given, monkeypatch):
         logits = torch.randn(50, classes, generator=g) + 10 * torch.nn.functional.one_hot(preds, classes)
         scores = given == "scores" or (given == "both" and i != 1)
         ours.update(logits if scores else preds, target)
+        accuracy.update(logits if scores else preds, target)
         for metric in [*theirs.values(), *per_class.values(), matrix]:
             metric.update(preds, target)
     values = ours.compute()
+    assert accuracy.compute() == {"acc": values["acc"]}
     for name, metric in theirs.items():
         assert values[name] == pytest.approx(float(metric.compute()), abs=1e-6), name
     for name, metric in per_class.items():
@@ -80,3 +82,15 @@ def test_scores_off_the_cpu_are_predicted_at_once():
     ours.update(torch.randn(4, 3), torch.zeros(4, dtype=torch.long))  # (on the CPU: kept as scores)
     (_, kept_off), (_, kept_on) = ours.pending
     assert not kept_off.is_floating_point() and kept_off.shape == (4,) and kept_on.is_floating_point()
+
+
+def test_the_counted_prediction_is_argmax_ties_and_nan_included():
+    """The matrix predicts with max's indices (half argmax's time on the CPU): the same index,
+    the first of tied scores and a NaN's, as argmax gives."""
+    from dlbench.tasks.metrics import _argmax
+
+    nan, inf = float("nan"), float("inf")
+    rows = torch.tensor([[1.0, 3.0, 3.0, 0.0], [nan, 1.0, nan, 2.0], [0.0] * 4, [-inf, -inf, -1.0, inf]])
+    rounded = torch.randn(500, 7, generator=torch.Generator().manual_seed(0)).round()  # (many ties)
+    for scores in (rows, rounded):
+        assert torch.equal(_argmax(scores), scores.argmax(dim=1))

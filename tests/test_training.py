@@ -222,16 +222,16 @@ def test_the_next_figures_are_drawn_only_if_their_cost_fits_the_budget(tmp_path)
 def test_train_metrics_are_measured_only_in_the_epochs_that_report_them(tmp_path, monkeypatch):
     """Issue 29: an epoch that reports nothing (trainer.val_every_n_epochs) updates no train/
     metric; the epochs that report measure their own batches alone, as when every epoch reports."""
-    from dlbench.tasks.metrics import ConfusionMatrix
+    from dlbench.tasks.metrics import Predictions
 
     updates: dict[int, int] = {}
-    update = ConfusionMatrix.update
+    update = Predictions.update
 
     def counted(self, preds, target):
         updates[id(self)] = updates.get(id(self), 0) + 1
         return update(self, preds, target)
 
-    monkeypatch.setattr(ConfusionMatrix, "update", counted)
+    monkeypatch.setattr(Predictions, "update", counted)
     every = run(tmp_path / "every", "trainer.epochs=5", "trainer.val_every_n_epochs=1")
     every_updates, updates = max(updates.values()), {}  # (the train split's: the most batches)
     some = run(tmp_path / "some", "trainer.epochs=5", "trainer.val_every_n_epochs=3")  # epochs 3 and 5
@@ -610,3 +610,39 @@ def test_the_bar_is_laid_out_once_per_redraw_and_shows_as_richs_own(monkeypatch)
     assert ours == richs and "line 2 after step 3" in ours
     # (start, 3 redraws, the new width, stop; rich's: each of the 9 prints too)
     assert laid_out <= 6 and laid_out_by_rich >= laid_out + 8, (laid_out, laid_out_by_rich)
+
+
+def test_adam_is_fused_where_torch_has_the_kernel_and_the_config_chooses_no_implementation():
+    """engine/optim.build_optimizer: Adam and AdamW on the CPU get torch's fused kernel (one
+    call for every parameter); `+optimizer.fused=false`, an `optimizer.foreach`, a parameter the
+    kernel refuses at its first step (complex, on the meta device), SGD (whose fused kernel
+    refuses sparse gradients) and RMSprop (none) keep torch's default. Fused Adam trains as the
+    default does, its floats added in another order."""
+    from dlbench.engine.optim import build_optimizer
+
+    def built(*overrides, param=None):
+        cfg = compose.compose_config([*FAST, *overrides])
+        groups = [{"params": [param if param is not None else torch.nn.Parameter(torch.ones(3))]}]
+        return build_optimizer(cfg.optimizer, groups).defaults
+
+    assert built("optimizer=adam")["fused"] is True and built("optimizer=adamw")["fused"] is True
+    assert not built("optimizer=adam", "+optimizer.fused=false")["fused"]
+    assert built("optimizer=adam", "+optimizer.foreach=true")["fused"] is None
+    assert built("optimizer=sgd")["fused"] is None and "fused" not in built("optimizer=rmsprop")
+    for param in (torch.ones(3, dtype=torch.complex64), torch.ones(3, device="meta")):
+        assert built("optimizer=adam", param=torch.nn.Parameter(param))["fused"] is None
+
+    def trained(fused):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01, fused=fused)
+        x, y = torch.randn(64, 8), torch.randn(64, 1)
+        for _ in range(50):
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return loss.item(), torch.cat([p.flatten() for p in model.parameters()])
+
+    (fused_loss, fused), (loss, default) = trained(True), trained(None)
+    assert fused_loss == pytest.approx(loss, rel=1e-3) and torch.allclose(fused, default, atol=1e-4)

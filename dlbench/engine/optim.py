@@ -127,6 +127,32 @@ def param_groups(module: torch.nn.Module, norm_lr_scale: float, lr: float, weigh
     return [{"params": [p for p in trainable if id(p) not in in_norm]}, {"params": norm_params, **scaled}]
 
 
+FUSED = (torch.optim.Adam, torch.optim.AdamW)  # built with torch's fused kernel (build_optimizer)
+
+
+def build_optimizer(optimizer_cfg: Mapping[str, Any], params: list) -> torch.optim.Optimizer:
+    """The torch optimizer over `params` (parameters, or groups of them). Adam and AdamW are
+    built with torch's fused kernel where the config chooses neither `fused` nor `foreach` and
+    every parameter is a float tensor on the CPU or a GPU: one call updates every parameter,
+    where torch's default on a CPU makes a few small operations per parameter (digits_mlp's
+    Adam epochs ~25% faster on a CPU). The same arithmetic, its floating-point operations in
+    another order: the weights differ from the default's in their last bits, and drift apart
+    from there as any two orders do. (Not SGD or Adagrad, which torch also fuses: their fused
+    kernels refuse the sparse gradients the plain ones take, and only at the first step.)
+    `+optimizer.fused=false` builds torch's default."""
+    fn = OPTIMIZERS.get(optimizer_cfg["name"])
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    fusable = all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
+    if fn in FUSED and fusable and not {"fused", "foreach"} & set(optimizer_cfg):
+        try:
+            return OPTIMIZERS.build(
+                optimizer_cfg, "optimizer", skip=list(EXTRA_KEYS), params=params, fused=True
+            )
+        except DlbenchError:
+            pass  # (a setting the fused kernel does not take, `differentiable`: torch's default)
+    return OPTIMIZERS.build(optimizer_cfg, "optimizer", skip=list(EXTRA_KEYS), params=params)
+
+
 def build_optimization(
     params: Iterable[torch.nn.Parameter] | torch.nn.Module,
     optimizer_cfg: Mapping[str, Any],
@@ -148,7 +174,7 @@ def build_optimization(
             params = param_groups(module, scale, lr, decay)
         else:
             params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = OPTIMIZERS.build(optimizer_cfg, "optimizer", skip=list(EXTRA_KEYS), params=params)
+    optimizer = build_optimizer(optimizer_cfg, list(params))
     lookahead = None
     if optimizer_cfg.get("lookahead_every"):
         if module is None:

@@ -13,8 +13,8 @@ from dlbench.engine.logging import new_table
 from dlbench.errors import DlbenchError
 from dlbench.figures import confusion_figure, decision_regions_figure
 from dlbench.registry import TASKS
-from dlbench.tasks.base import SPLITS, Optimize, PredictOptions, Rows, Task
-from dlbench.tasks.metrics import ConfusionMatrix, per_class, scores
+from dlbench.tasks.base import Optimize, PredictOptions, Rows, Task
+from dlbench.tasks.metrics import Accuracy, ConfusionMatrix, per_class, scores
 
 TTA = ("none", "flip", "flip_translate")
 # Losses that compare vectors: a class label becomes a one-hot vector for them (seed 001's MSELoss).
@@ -58,7 +58,8 @@ class Classification(Task):
         self.num_classes = data.num_classes
         self.class_names = data.class_names or [str(i) for i in range(self.num_classes)]
         self.one_hot = isinstance(loss, REGRESSION_LOSSES)  # seed 001's MSELoss: one-hot targets
-        for split in SPLITS:  # accuracy; on val and test also balanced accuracy and macro F1
+        self.train_metrics = Accuracy(self.num_classes)  # train/acc
+        for split in ("val", "test"):  # accuracy, balanced accuracy and macro F1, the matrix's figure
             setattr(self, f"{split}_metrics", ConfusionMatrix(self.num_classes))
         # the confusion matrix is given the class scores themselves when the predictions are their
         # argmax (it takes it for many batches at once), else the predictions (binary's sign)
@@ -159,8 +160,12 @@ class Classification(Task):
 
     def compute_metrics(self, split: str) -> dict[str, float]:
         counts = self.metrics(split)
+        if split == "train":  # accuracy alone
+            values = counts.compute()
+            counts.reset()
+            return values
         matrix = counts.matrix()  # summed over the processes once, for every figure below
-        values = scores(matrix, averages=split != "train")
+        values = scores(matrix)
         if split == "test":  # for the report
             self.per_class_result = {k: v.cpu() for k, v in per_class(matrix).items()}
         if self.confusion_matrix and split in ("val", "test"):  # for figures(split)
