@@ -4,7 +4,8 @@ Each workload is trained by dlbench (the preset, its defaults: checkpoints, Tens
 guard, progress off) and by a plain PyTorch loop written here: randperm, slice, forward, loss,
 zero_grad, backward, step, nothing else (for the names, one name per step over the batches
 dlbench's loader makes, in a shuffled order). Same model (built by dlbench, fresh weights per
-side), data, batch size, optimizer and number of steps; one thread; the rounds interleave the
+side), data, batch size, optimizer (as dlbench builds it: Adam fused; with --notes-optimizer,
+torch's default, as the notes build it) and number of steps; one thread; the rounds interleave the
 two sides, and each side's best round counts. dlbench's time is its `Trainer.fit` (training
 and the epoch-end work the preset asks for: validation, logging, checkpoints), not its
 start-up nor the test. Three columns: the whole fit; its training part, the fit less its
@@ -16,6 +17,7 @@ NaN guard); and that less its checkpoint writes (the loop alone).
     python benchmarks/step_overhead.py --sweeps    # time to a grid's first job; per-job cost
     python benchmarks/step_overhead.py --alternate --rounds 40 [--parts]   # the loops, alternating
     python benchmarks/step_overhead.py --progress rich    # with a terminal's progress bar
+    python benchmarks/step_overhead.py --notes-optimizer --only digits_mlp   # against the notes' Adam
     python benchmarks/step_overhead.py --device cuda [--compile-mode reduce-overhead]   # on a GPU
 
 Targets (issue 29): <= 1.10x on iris_mlp, mlp_regression, name2lang_gru; <= 1.05x on

@@ -106,8 +106,9 @@ def test_the_step_overhead_benchmark_runs_and_prints_its_three_ratios():
 
     script = Path(__file__).parent.parent / "benchmarks" / "step_overhead.py"
     command = [sys.executable, str(script), "--rounds", "1", "--quick", "--only", "linear_regression"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*command, "--notes-optimizer"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "the plain loop's optimizer torch default" in done.stdout  # (the default run: gpu_check's test)
     row = done.stdout.strip().splitlines()[-1].split()
     assert row[0] == "linear_regression" and len(row) == 9, done.stdout[-500:]
     plain, ours, ratio, training, training_ratio, loop, loop_ratio, paired = map(float, row[1:])

@@ -646,3 +646,52 @@ def test_adam_is_fused_where_torch_has_the_kernel_and_the_config_chooses_no_impl
 
     (fused_loss, fused), (loss, default) = trained(True), trained(None)
     assert fused_loss == pytest.approx(loss, rel=1e-3) and torch.allclose(fused, default, atol=1e-4)
+
+
+def test_a_resumed_optimizer_state_is_stepped_as_this_run_steps_it(tmp_path):
+    """engine/optim.load_optimizer_state: an fp16 run saved before Adam was fused (its groups
+    say fused None) resumes, its steps unfused, fp16's scaler unscaling for them; and Adam's
+    state saved in one memory layout steps right in the other (a resume that changes
+    trainer.channels_last), where torch's fused CPU kernel would pair the wrong numbers."""
+    from dlbench.engine.optim import build_optimizer, load_optimizer_state
+
+    fp16 = ["trainer.precision=16", "trainer.epochs=1", "dataset.test_fraction=0"]
+    run(tmp_path / "old", *fp16)
+    saved = tmp_path / "old" / "checkpoints" / "last.pt"
+    state = torch.load(saved, weights_only=True)
+    assert all(group["fused"] for group in state["optimizers"]["model"]["param_groups"])
+    for group in state["optimizers"]["model"]["param_groups"]:
+        group["fused"] = None  # (as a checkpoint written before)
+    torch.save(state, saved)
+    run(tmp_path / "old", *fp16, "trainer.epochs=2", f"resume={tmp_path / 'old'}")
+    resumed = torch.load(saved, weights_only=True)
+    assert resumed["trainer"]["epoch"] == 2
+    assert all(group["fused"] is None for group in resumed["optimizers"]["model"]["param_groups"])
+
+    import copy
+
+    cfg = compose.compose_config([*FAST, "optimizer=adam", "optimizer.lr=0.1"])
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3)
+    x = torch.randn(4, 3, 8, 8)
+
+    def stepped(module, optimizer, times):
+        for _ in range(times):
+            optimizer.zero_grad()
+            module(x.contiguous(memory_format=torch.channels_last)).square().mean().backward()
+            optimizer.step()
+
+    before = build_optimizer(cfg.optimizer, list(conv.parameters()))  # (fused, contiguous)
+    stepped(conv, before, 3)
+    results = []
+    for fused in (True, None):  # (the groups' own `fused` says which implementation steps)
+        twin = torch.nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
+        twin.load_state_dict(conv.state_dict())
+        saved = copy.deepcopy(before.state_dict())  # (as read from a checkpoint: tensors of its own)
+        for group in saved["param_groups"]:
+            group["fused"] = fused
+        after = torch.optim.Adam(twin.parameters(), lr=0.1, fused=True)
+        load_optimizer_state(after, saved)
+        stepped(twin, after, 3)
+        results.append(twin.weight.detach().clone())
+    torch.testing.assert_close(results[0], results[1], atol=1e-6, rtol=0)

@@ -153,6 +153,27 @@ def build_optimizer(optimizer_cfg: Mapping[str, Any], params: list) -> torch.opt
     return OPTIMIZERS.build(optimizer_cfg, "optimizer", skip=list(EXTRA_KEYS), params=params)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load a checkpoint's optimizer state into `optimizer`, made to fit how this run steps it.
+    Each state tensor shaped like its parameter takes the parameter's memory layout: torch's
+    fused CPU kernel reads both in memory order as if they had one, so after a resume that
+    changes `trainer.channels_last` it would pair the wrong numbers, without an error. And
+    the groups' own `fused` (the saved one: a checkpoint written before dlbench fused Adam
+    says None) decides whether the step does fp16's unscaling itself, which torch had set
+    from the implementation this optimizer was built with."""
+    optimizer.load_state_dict(saved)
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_strided(
+                        param.shape, param.stride(), dtype=value.dtype, device=value.device
+                    ).copy_(value)
+    if isinstance(optimizer, FUSED):  # (torch's flag for GradScaler: the fused step unscales)
+        optimizer._step_supports_amp_scaling = all(group.get("fused") for group in optimizer.param_groups)
+
+
 def build_optimization(
     params: Iterable[torch.nn.Parameter] | torch.nn.Module,
     optimizer_cfg: Mapping[str, Any],

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from dlbench.engine.device import rng_state, set_rng_state
-from dlbench.engine.optim import Optimization
+from dlbench.engine.optim import Optimization, load_optimizer_state
 from dlbench.errors import DlbenchError
 
 if TYPE_CHECKING:  # (types only: the trainer imports this module; the tasks sit above the engine)
@@ -100,7 +100,7 @@ def restore(
         if state["trainer"].get("swa_lr"):  # (before the optimizer's state, which SWALR changes)
             trainer.start_swa_lr(optimizations)
         for name, opt in optimizations.items():
-            opt.optimizer.load_state_dict(state["optimizers"][name])
+            load_optimizer_state(opt.optimizer, state["optimizers"][name])  # (made to fit this run)
             if opt.scheduler is not None and name in state["schedulers"]:
                 opt.scheduler.load_state_dict(state["schedulers"][name])
             if opt.lookahead is not None and name in state.get("lookahead", {}):

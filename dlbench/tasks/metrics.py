@@ -110,8 +110,8 @@ class ConfusionMatrix(Predictions):
 
 class Accuracy(Predictions):
     """The correct predictions and the samples, and so accuracy alone: what the train split
-    reports (an epoch's end counts them in half a confusion matrix's time: on digits_mlp's
-    10 ms epochs, a few percent of the run)."""
+    reports, counted at an epoch's end in about half a confusion matrix's time (digits_mlp's
+    train/ figures: ~0.45 -> ~0.37 ms an epoch in the run)."""
 
     def __init__(self, num_classes: int):
         super().__init__(num_classes)
@@ -127,7 +127,7 @@ class Accuracy(Predictions):
             return {"acc": 0.0}
         counted = torch.stack([self.counts, self.counts.new_tensor(self.samples)])
         correct, total = _summed(counted).tolist()
-        return {"acc": _value(torch.tensor(correct / total))}  # (in float32, as `scores`)
+        return {"acc": _value(torch.tensor(correct / total if total else 0.0))}  # (float32, as `scores`)
 
     def reset(self) -> None:
         super().reset()
