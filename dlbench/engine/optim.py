@@ -165,11 +165,9 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
     for group in optimizer.param_groups:
         for param in group["params"]:
             state = optimizer.state.get(param, {})
-            for key, value in state.items():
+            for key, value in list(state.items()):
                 if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
-                    state[key] = torch.empty_strided(
-                        param.shape, param.stride(), dtype=value.dtype, device=value.device
-                    ).copy_(value)
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)  # (its layout)
     if isinstance(optimizer, FUSED):  # (torch's flag for GradScaler: the fused step unscales)
         optimizer._step_supports_amp_scaling = all(group.get("fused") for group in optimizer.param_groups)
 
