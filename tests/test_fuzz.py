@@ -392,6 +392,53 @@ def test_a_checkpoints_contents_are_data(capsys, request, place, key, value):
     no_canary(marker)
 
 
+optimizer_states = st.one_of(
+    json_values,
+    st.builds(  # a tensor of any small shape and dtype
+        lambda shape, dtype: torch.zeros(shape, dtype=dtype),
+        st.lists(st.integers(0, 130), max_size=3),
+        st.sampled_from([torch.float32, torch.float16, torch.int64, torch.bool, torch.complex64]),
+    ),
+)
+
+
+@settings(max_examples=15 * SCALE, **FUZZ)
+@given(
+    index=st.integers(0, 3),  # which of the MLP's four parameters
+    key=st.sampled_from(["exp_avg", "exp_avg_sq", "step", "max_exp_avg_sq", "momentum_buffer"]),
+    value=optimizer_states,
+    fused=st.sampled_from([True, None, "yes", [1]]),
+)
+@example(index=0, key="exp_avg", value=torch.zeros(4), fused=True)  # (fused: read past its end)
+def test_a_checkpoints_optimizer_state_is_data_when_a_run_resumes_from_it(
+    capsys, request, place, index, key, value, fused
+):
+    """A resume steps (fused) Adam from a checkpoint's optimizer state: any state, whatever its
+    shapes, types or flags, trains or is refused in one message (the fused kernel checks no
+    size: a short state tensor would be read and written past its end)."""
+    folder, run, marker = place
+    count(request, "a checkpoint's optimizer state (resume)")
+    state = checkpoint.load(run)
+    state["optimizers"]["model"]["state"][index][key] = value
+    for group in state["optimizers"]["model"]["param_groups"]:
+        group["fused"] = fused
+    edited = folder / "edited-optimizer.pt"
+    torch.save(state, edited)
+    resumed = folder / "resumed"
+    try:
+        code, out, err = dlbench(
+            capsys, *QUIET, f"resume={edited}", "trainer.epochs=2", f"hydra.run.dir={resumed}"
+        )
+        assert_inert(code, out, err)
+        assert (
+            code == 2
+            or torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["trainer"]["epoch"] == 2
+        )
+    finally:
+        shutil.rmtree(resumed, ignore_errors=True)
+    no_canary(marker)
+
+
 # ---- what a tracking server answers -------------------------------------------------------------
 
 

@@ -650,9 +650,11 @@ def test_adam_is_fused_where_torch_has_the_kernel_and_the_config_chooses_no_impl
 
 def test_a_resumed_optimizer_state_is_stepped_as_this_run_steps_it(tmp_path):
     """engine/optim.load_optimizer_state: an fp16 run saved before Adam was fused (its groups
-    say fused None) resumes, its steps unfused, fp16's scaler unscaling for them; and Adam's
-    state saved in one memory layout steps right in the other (a resume that changes
-    trainer.channels_last), where torch's fused CPU kernel would pair the wrong numbers."""
+    say fused None) resumes, its steps unfused, fp16's scaler unscaling for them; a state that
+    is not Adam's (a short exp_avg, which the fused kernel would read past its end) is refused,
+    the checkpoint unchanged; and Adam's state saved in one memory layout steps right in the
+    other (a resume that changes trainer.channels_last), where torch's fused CPU kernel would
+    pair the wrong numbers."""
     from dlbench.engine.optim import build_optimizer, load_optimizer_state
 
     fp16 = ["trainer.precision=16", "trainer.epochs=1", "dataset.test_fraction=0"]
@@ -667,6 +669,12 @@ def test_a_resumed_optimizer_state_is_stepped_as_this_run_steps_it(tmp_path):
     resumed = torch.load(saved, weights_only=True)
     assert resumed["trainer"]["epoch"] == 2
     assert all(group["fused"] is None for group in resumed["optimizers"]["model"]["param_groups"])
+    resumed["optimizers"]["model"]["state"][0]["exp_avg"] = torch.zeros(4)  # (a hostile file's)
+    torch.save(resumed, saved)
+    written = saved.read_bytes()
+    with pytest.raises(DlbenchError, match="does not fit.*exp_avg is \\(4,\\)"):
+        run(tmp_path / "old", *fp16, "trainer.epochs=3", f"resume={tmp_path / 'old'}")
+    assert saved.read_bytes() == written
 
     import copy
 
