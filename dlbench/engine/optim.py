@@ -163,7 +163,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
     fp16's unscaling itself, which torch had set from the implementation this optimizer was
     built with."""
     optimizer.load_state_dict(saved)
-    if isinstance(optimizer, FUSED):
+    if type(optimizer) in FUSED:  # (not a plugin's subclass: its state may differ)
         check_adam_state(optimizer)
     for group in optimizer.param_groups:
         for param in group["params"]:
@@ -171,7 +171,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
             for key, value in list(state.items()):
                 if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
                     state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)  # (its layout)
-    if isinstance(optimizer, FUSED):  # (torch's flag for GradScaler: the fused step unscales)
+    if type(optimizer) in FUSED:  # (torch's flag for GradScaler: the fused step unscales)
         optimizer._step_supports_amp_scaling = all(group.get("fused") for group in optimizer.param_groups)
 
 
@@ -190,10 +190,9 @@ def check_adam_state(optimizer: torch.optim.Optimizer) -> None:
             state = optimizer.state.get(param)
             if not state:
                 continue
-            if set(state) != {"step", *kept}:
-                raise ValueError(
-                    f"Adam's state of a parameter holds {sorted(state)}, not {sorted({'step', *kept})}"
-                )
+            expected = ", ".join(sorted({"step", *kept}))
+            if set(state) != {"step", *kept}:  # (its names are not shown: they are the file's)
+                raise ValueError(f"Adam's state of a parameter holds other entries than {expected}")
             step = state["step"]
             if not (isinstance(step, (int, float)) or (torch.is_tensor(step) and step.numel() == 1)):
                 raise ValueError(f"Adam's step count is not one number: {type(step).__name__}")
