@@ -430,10 +430,10 @@ def test_a_checkpoints_optimizer_state_is_data_when_a_run_resumes_from_it(
             capsys, *QUIET, f"resume={edited}", "trainer.epochs=2", f"hydra.run.dir={resumed}"
         )
         assert_inert(code, out, err)
-        assert (
-            code == 2
-            or torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["trainer"]["epoch"] == 2
-        )
+        if code == 2:  # refused: nothing written
+            assert not resumed.exists() or not any(resumed.rglob("*.pt"))
+        else:
+            assert torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["trainer"]["epoch"] == 2
     finally:
         shutil.rmtree(resumed, ignore_errors=True)
     no_canary(marker)

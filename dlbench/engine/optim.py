@@ -135,9 +135,9 @@ def build_optimizer(optimizer_cfg: Mapping[str, Any], params: list) -> torch.opt
     built with torch's fused kernel where the config chooses neither `fused` nor `foreach` and
     every parameter is a float tensor on the CPU or a GPU: one call updates every parameter,
     where torch's default on a CPU makes a few small operations per parameter (digits_mlp's
-    Adam epochs take ~25% less time on a CPU). The same arithmetic, its floating-point operations in
-    another order: the weights differ from the default's in their last bits, and drift apart
-    from there as any two orders do. (Not SGD or Adagrad, which torch also fuses: their fused
+    Adam epochs take ~25% less time on a CPU). The same arithmetic, its floating-point
+    operations in another order: the weights differ from the default's in their last bits, and
+    drift apart from there as any two orders do. (Not SGD or Adagrad, which torch also fuses: their fused
     kernels refuse the sparse gradients the plain ones take, and only at the first step.)
     `+optimizer.fused=false` builds torch's default."""
     fn = OPTIMIZERS.get(optimizer_cfg["name"])
@@ -165,14 +165,14 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
     optimizer.load_state_dict(saved)
     if type(optimizer) in FUSED:  # (not a plugin's subclass: its state may differ)
         check_adam_state(optimizer)
+        # (torch's flag for GradScaler: the fused step unscales)
+        optimizer._step_supports_amp_scaling = all(group.get("fused") for group in optimizer.param_groups)
     for group in optimizer.param_groups:
         for param in group["params"]:
             state = optimizer.state.get(param, {})
             for key, value in list(state.items()):
                 if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
                     state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)  # (its layout)
-    if type(optimizer) in FUSED:  # (torch's flag for GradScaler: the fused step unscales)
-        optimizer._step_supports_amp_scaling = all(group.get("fused") for group in optimizer.param_groups)
 
 
 def check_adam_state(optimizer: torch.optim.Optimizer) -> None:
@@ -186,13 +186,15 @@ def check_adam_state(optimizer: torch.optim.Optimizer) -> None:
         if group.get("fused") and (group.get("foreach") or group.get("differentiable")):
             raise ValueError("a fused Adam group that is also foreach or differentiable")
         kept = {"exp_avg", "exp_avg_sq", *(["max_exp_avg_sq"] if group.get("amsgrad") else [])}
+        names = {"step", *kept}
         for param in group["params"]:
             state = optimizer.state.get(param)
             if not state:
                 continue
-            expected = ", ".join(sorted({"step", *kept}))
-            if set(state) != {"step", *kept}:  # (its names are not shown: they are the file's)
-                raise ValueError(f"Adam's state of a parameter holds other entries than {expected}")
+            if set(state) != names:  # (its names are not shown: they are the file's)
+                raise ValueError(
+                    f"Adam's state of a parameter holds other entries than {', '.join(sorted(names))}"
+                )
             step = state["step"]
             if not (isinstance(step, (int, float)) or (torch.is_tensor(step) and step.numel() == 1)):
                 raise ValueError(f"Adam's step count is not one number: {type(step).__name__}")

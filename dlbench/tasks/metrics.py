@@ -104,8 +104,8 @@ class ConfusionMatrix(Predictions):
     def per_class(self) -> dict[str, torch.Tensor]:
         return per_class(self.matrix())
 
-    def compute(self, averages: bool = True) -> dict[str, float]:
-        return scores(self.matrix(), averages)
+    def compute(self) -> dict[str, float]:
+        return scores(self.matrix())
 
 
 class Accuracy(Predictions):
@@ -143,15 +143,14 @@ def per_class(matrix: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"precision": precision, "recall": recall, "f1": _divide(2 * tp, 2 * tp + fp + fn)}
 
 
-def scores(matrix: torch.Tensor, averages: bool = True) -> dict[str, float]:
-    """acc (micro), and with `averages` balanced_acc (macro recall) and f1_macro."""
+def scores(matrix: torch.Tensor) -> dict[str, float]:
+    """acc (micro), balanced_acc (macro recall) and f1_macro."""
     m = matrix.double()
     values = {"acc": _value(_divide(m.diag().sum(), m.sum()))}
-    if averages:
-        seen = (m.sum(0) + m.sum(1)) > 0  # in the targets or predicted
-        classes = per_class(m)
-        for name, key in (("balanced_acc", "recall"), ("f1_macro", "f1")):
-            values[name] = _value(classes[key][seen].mean()) if seen.any() else 0.0
+    seen = (m.sum(0) + m.sum(1)) > 0  # in the targets or predicted
+    classes = per_class(m)
+    for name, key in (("balanced_acc", "recall"), ("f1_macro", "f1")):
+        values[name] = _value(classes[key][seen].mean()) if seen.any() else 0.0
     return values
 
 
