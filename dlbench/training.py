@@ -107,6 +107,7 @@ def _train(
     built = time.perf_counter()
     data = build_data(cfg)
     data.place(device)
+    distributed.check_evaluated_splits({split: data.size(split) for split in ("val", "test")})
     log.debug(f"data built and placed in {time.perf_counter() - built:.2f} s")  # hydra.verbose=dlbench
     # 2. model, loss and the task that owns them (what one training and one evaluation step mean)
     task = build_task(cfg, data.info, data)  # the same initial weights in every process

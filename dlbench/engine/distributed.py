@@ -102,6 +102,20 @@ def per_process(batch_size: int | None, name: str) -> int | None:
     return batch_size // n
 
 
+def check_evaluated_splits(sizes: dict[str, int]) -> None:
+    """Each of N processes evaluates every N-th sample of a split (data/base.py's loader), and
+    they add up their sums once it is done: a split of fewer samples than processes would leave
+    one with nothing to add while the others wait for it, for ever. Refused before the run."""
+    n = world_size()
+    for split, size in sizes.items():
+        if 0 < size < n:
+            raise DlbenchError(
+                f"trainer.devices: the {split} split has {size} sample{'s' if size > 1 else ''}, fewer than "
+                f"the {n} processes that share it (one would wait for ever for another with none): give it "
+                f"at least {n} (dataset.val_fraction, dataset.test_fraction) or train on fewer devices"
+            )
+
+
 def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """The model inside DistributedDataParallel (a no-op with one process)."""
     if world_size() == 1:
