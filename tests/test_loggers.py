@@ -442,14 +442,12 @@ def test_an_epoch_reaches_richs_bar_only_when_the_bar_is_redrawn(tmp_path, monke
         run_logging, "console", terminal.InertConsole(file=screen, force_terminal=True, width=150)
     )
     logger = run_logging.RunLogger(tmp_path, "rich", figures_budget=0.1)
-    updates = []
+    updates, bar = [], logger.bar()  # (the fit's one bar, started at its first epoch)
+    update = bar.update
+    monkeypatch.setattr(bar, "update", lambda *a, **k: (updates.append(k), update(*a, **k))[-1])
     for epoch in (1, 2, 3):
         logger.bar_shown = time.perf_counter()  # (just redrawn: the next redraw is not due)
         advance = logger.progress(4, f"epoch {epoch}/9", 4)
-        if epoch == 1:
-            bar = logger.live_bar
-            update = bar.update
-            monkeypatch.setattr(bar, "update", lambda *a, **k: (updates.append(k), update(*a, **k))[-1])
         advance(8)
         advance(8)
     assert updates == []  # three epochs, none drawn: rich's task untouched
