@@ -428,6 +428,37 @@ def test_the_progress_bar_shows_a_tasks_value_names_as_text(tmp_path, monkeypatc
     assert "[bold]loss[/bold]\\x1b[31m 0.5" in screen.getvalue()
 
 
+def test_step_values_are_written_in_bursts_with_the_next_evaluation_in_step_order(tmp_path, monkeypatch):
+    """Issue 29: a logged step's values are kept until something is logged at a later step (an
+    evaluation's values or figures), not written at each epoch's end: one-step epochs woke
+    TensorBoard's writer thread for every step. Every step still reaches TensorBoard, and every
+    write goes in step order (a tracker such as W&B drops a step older than one it has)."""
+    from dlbench.engine import loggers
+
+    trained, writes = [0], []
+    optimize = Trainer.optimize
+    monkeypatch.setattr(
+        Trainer, "optimize", lambda *a: (trained.__setitem__(0, trained[0] + 1), optimize(*a))[1]
+    )
+    for method in ("scalars", "figure"):
+        kept = getattr(loggers.TensorBoard, method)
+
+        def recorded(self, values, step, *rest, _kept=kept, _method=method):
+            writes.append(
+                (_method, step, trained[0], "train/loss_step" in values if _method == "scalars" else False)
+            )
+            return _kept(self, values, step, *rest)
+
+        monkeypatch.setattr(loggers.TensorBoard, method, recorded)
+    overrides = ["experiment=linear_regression", "trainer.epochs=20", "trainer.val_every_n_epochs=5"]
+    train(compose.compose_config([*overrides, "trainer.progress=none"]), tmp_path / "run")
+    steps = [step for _, step, _, _ in writes]
+    assert steps == sorted(steps)  # (the figures' and the evaluations' too)
+    logged = [(step, trained_then) for method, step, trained_then, is_step in writes if is_step]
+    assert [step for step, _ in logged] == list(range(1, 21))  # every step, once
+    assert {trained_then for _, trained_then in logged} == {5, 10, 15, 20}  # with each evaluation
+
+
 def test_an_epoch_reaches_richs_bar_only_when_the_bar_is_redrawn(tmp_path, monkeypatch):
     """Issue 29: rich's task is updated when the bar is redrawn (at most every 0.1 s), not at
     each epoch's start: 10,000 one-step epochs (mlp_regression) paid ~9 us each for it. An epoch

@@ -130,6 +130,7 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
     optimization.scheduler = torch.optim.lr_scheduler.ExponentialLR(optimization.optimizer, growth)
     optimization.interval = "step"
     trainer.fit(task, data, optimizations)
+    recorder.write_step_scalars()  # (the steps' losses not yet written)
     taken = sorted(recorder.losses)  # step s trained at min_lr * growth^(s - 1)
     return [min_lr * growth ** (s - 1) for s in taken], [recorder.losses[s] for s in taken]
 
@@ -212,6 +213,6 @@ class LossRecorder(RunLogger):
         super().__init__(folder, progress, figures_budget)
         self.losses: dict[int, float] = {}
 
-    def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
+    def write(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
         if "train/loss_step" in values:
             self.losses[step] = values["train/loss_step"]

@@ -270,26 +270,36 @@ class RunLogger:
         )
 
     def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
+        """An evaluation's values (an epoch's, the test's), after the step values kept so far."""
+        self.write_step_scalars()
+        self.write(values, step, wall_time)
+
+    def write(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
+        """Values to every backend, as they are."""
         for backend in tuple(self.backends):
             with self.writing(backend):
                 backend.scalars(values, step, wall_time)
 
     def step_scalars(self, values: dict[str, Any], step: int) -> None:
         """A training step's values (tensors on the device, or floats), kept and written with
-        the epoch's others by `write_step_scalars` (or sooner, every 10 s): reading a tensor waits
-        for the device, and a write costs more than a tiny step, so neither happens every step."""
+        whatever is logged next at a later step (an evaluation's values or figures: a tracker such
+        as W&B drops a step older than one it has), a checkpoint's flush or the close, or sooner
+        once 10 s or 1,000 steps are kept: reading a tensor waits for the device, and a write costs more
+        than a tiny step. (Written at each epoch's end, linear_regression's one-step epochs paid
+        ~110 us each for it, twice its step: TensorBoard's writer thread woken for each event.)"""
         now = time.time()
         self.pending.append((values, step, now))
-        if len(self.pending) >= 1000 or now - self.pending[0][2] >= 10:  # (a long epoch: seen as it goes)
+        if len(self.pending) >= 1000 or now - self.pending[0][2] >= 10:  # (long epochs: seen as they go)
             self.write_step_scalars()
 
     def write_step_scalars(self) -> None:
-        """Write the kept step values (at the end of each epoch, and before a flush or close)."""
+        """Write the kept step values, each with the time it was measured."""
         pending, self.pending = self.pending, []
         for values, step, wall_time in pending:
-            self.scalars({tag: float(value) for tag, value in values.items()}, step, wall_time)
+            self.write({tag: float(value) for tag, value in values.items()}, step, wall_time)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
+        self.write_step_scalars()
         for backend in tuple(self.backends):
             with self.writing(backend):
                 backend.figure(tag, figure, step)
@@ -297,6 +307,7 @@ class RunLogger:
     def finish(self, metrics: dict[str, float], checkpoint: Path | None) -> None:
         """The run's settings (as open() was given them) beside its final metrics (TensorBoard's
         HParams tab, W&B's summary), and its checkpoint where the backend keeps artifacts (MLflow)."""
+        self.write_step_scalars()
         for backend in tuple(self.backends):
             with self.writing(backend):
                 backend.finish(self.run.settings, metrics, checkpoint)

@@ -359,7 +359,6 @@ class Trainer:
             self._stop_if_requested(task, optimizations)  # (only between optimizer steps)
             if self._done():
                 break
-        self.log.write_step_scalars()
         if self.steps.skipped_steps:
             skipped, steps = self.steps.skipped_steps - skipped_before, state.step - step_before
             if steps and skipped > cfg.max_skipped_fraction * steps:
