@@ -107,7 +107,8 @@ def _train(
     built = time.perf_counter()
     data = build_data(cfg)
     data.place(device)
-    distributed.check_evaluated_splits({split: data.size(split) for split in ("val", "test")})
+    # the splits evaluated: the test split, and the one validated on (dataset.validate_on)
+    distributed.check_evaluated_splits({"test": data.size("test"), data.validate_on: data.size("val")})
     log.debug(f"data built and placed in {time.perf_counter() - built:.2f} s")  # hydra.verbose=dlbench
     # 2. model, loss and the task that owns them (what one training and one evaluation step mean)
     task = build_task(cfg, data.info, data)  # the same initial weights in every process

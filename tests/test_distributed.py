@@ -31,13 +31,24 @@ def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(cl
         assert two[key] == pytest.approx(reference[key], abs=0.006), key
 
 
-def test_an_evaluated_split_smaller_than_the_processes_is_refused_before_training(cli, tmp_path):
-    """Two processes share the val split's samples; with one sample, the process given none
+@pytest.mark.parametrize(
+    "small, split",
+    [
+        ("dataset.val_fraction=0.0006", "val"),
+        ("dataset.validate_on=test dataset.test_fraction=0.0006", "test"),
+    ],
+)
+def test_an_evaluated_split_smaller_than_the_processes_is_refused_before_training(
+    cli, tmp_path, small, split
+):
+    """Two processes share an evaluated split's samples; with one sample, the process given none
     would leave the other waiting in the sum of their metrics for ever (a hang, found by a
-    reread). The run is refused at once, in one line, before a checkpoint or a log is written."""
-    result = cli("trainer.devices=2", "dataset.val_fraction=0.0006", "trainer.epochs=1", timeout=120)
+    reread). The run is refused at once, in one line naming the split as the user knows it
+    (validating on the test split, the test split), before a checkpoint or a log is written."""
+    result = cli("trainer.devices=2", *small.split(), "trainer.epochs=1", timeout=120)
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "the val split has 1 sample, fewer than the 2 processes" in result.stderr
+    assert f"the {split} split has 1 sample, fewer than the 2 processes" in result.stderr
+    assert f"dataset.{split}_fraction" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     written = [p.relative_to(tmp_path).parts[-1] for p in tmp_path.glob("outputs/**/*") if p.is_file()]
     assert written == ["error.txt"]  # the failed run's record, and nothing else

@@ -459,6 +459,37 @@ def test_step_values_are_written_in_bursts_with_the_next_evaluation_in_step_orde
     assert {trained_then for _, trained_then in logged} == {5, 10, 15, 20}  # with each evaluation
 
 
+def test_an_evaluations_figures_are_charged_their_own_time_not_the_kept_step_values(tmp_path, monkeypatch):
+    """logger.figures_budget counts the time figures take to draw and log: the step values kept
+    until then are written before it starts (a slow tracker writing 900 of them was charged to
+    the figures, and an MLflow run drew them at 2 evaluations of 20; a reviewer's finding)."""
+    from dlbench.engine import loggers
+    from dlbench.engine.logging import RunLogger
+
+    charged, step_writes = [], []  # (start, end) of each figures' charge and each step write
+    scalars = loggers.TensorBoard.scalars
+
+    def timed_steps(self, values, *rest):
+        started = time.perf_counter()
+        try:
+            return scalars(self, values, *rest)
+        finally:
+            if "train/loss_step" in values:
+                step_writes.append((started, time.perf_counter()))
+
+    def charge(self, seconds, _drew=RunLogger.drew_figures):
+        charged.append((time.perf_counter() - seconds, time.perf_counter()))
+        return _drew(self, seconds)
+
+    monkeypatch.setattr(loggers.TensorBoard, "scalars", timed_steps)
+    monkeypatch.setattr(RunLogger, "drew_figures", charge)
+    overrides = ["trainer.epochs=1", "trainer.log_every_n_steps=1", "trainer.progress=none"]
+    train(compose.compose_config(overrides), tmp_path / "run")
+    assert charged and step_writes
+    inside = [w for w in step_writes for c in charged if c[0] <= w[0] and w[1] <= c[1]]
+    assert inside == []  # no step value was written while the figures' time ran
+
+
 def test_an_epoch_reaches_richs_bar_only_when_the_bar_is_redrawn(tmp_path, monkeypatch):
     """Issue 29: rich's task is updated when the bar is redrawn (at most every 0.1 s), not at
     each epoch's start: 10,000 one-step epochs (mlp_regression) paid ~9 us each for it. An epoch
@@ -484,9 +515,12 @@ def test_an_epoch_reaches_richs_bar_only_when_the_bar_is_redrawn(tmp_path, monke
     assert updates == []  # three epochs, none drawn: rich's task untouched
     logger.bar_shown = 0.0  # (due)
     advance(8, shown=("loss", torch.tensor(0.25)))
+    logger.bar_shown = 0.0
+    logger.progress(4, "epoch 4/9", 4)  # (drawn at its start: no sample seen, no rate yet)
     logger.end_progress()
-    assert [u.get("description") for u in updates] == ["epoch 3/9", None]
+    assert [u.get("description") for u in updates] == ["epoch 3/9", None, "epoch 4/9", None]
     assert updates[1]["completed"] == 3 and updates[1]["info"] == "loss 0.25"
+    assert updates[1]["rate"].endswith("samples/s") and updates[3]["rate"] == ""
     assert "epoch 3/9" in screen.getvalue() and "epoch 2/9" not in screen.getvalue()
 
 

@@ -105,14 +105,17 @@ def per_process(batch_size: int | None, name: str) -> int | None:
 def check_evaluated_splits(sizes: dict[str, int]) -> None:
     """Each of N processes evaluates every N-th sample of a split (data/base.py's loader), and
     they add up their sums once it is done: a split of fewer samples than processes would leave
-    one with nothing to add while the others wait for it, for ever. Refused before the run."""
+    one with nothing to add while the others wait for it, for ever. Refused before the run.
+    `sizes`: each split the run evaluates (by the name the user knows it by) and its samples."""
     n = world_size()
+    carved_by = {"val": "dataset.val_fraction", "test": "dataset.test_fraction"}  # (the train split: none)
     for split, size in sizes.items():
         if 0 < size < n:
+            where = f" ({carved_by[split]}, where the data has none of its own)" if split in carved_by else ""
             raise DlbenchError(
                 f"trainer.devices: the {split} split has {size} sample{'s' if size > 1 else ''}, fewer than "
                 f"the {n} processes that share it (one would wait for ever for another with none): give it "
-                f"at least {n} (dataset.val_fraction, dataset.test_fraction) or train on fewer devices"
+                f"at least {n}{where} or train on fewer devices"
             )
 
 

@@ -286,8 +286,10 @@ class RunLogger:
         as W&B drops a step older than one it has), a checkpoint's flush or the close, or sooner
         once 10 s or 1,000 steps are kept: reading a tensor waits for the device, and a write costs more
         than a tiny step. (Written at each epoch's end, linear_regression's one-step epochs paid
-        ~110 us each for it, twice its step: TensorBoard's writer thread woken for each event.)"""
+        ~110 us each for it, twice its step: TensorBoard's writer thread woken for each event.)
+        A tensor is kept detached: its graph is not kept with it."""
         now = time.time()
+        values = {k: v.detach() if getattr(v, "requires_grad", False) else v for k, v in values.items()}
         self.pending.append((values, step, now))
         if len(self.pending) >= 1000 or now - self.pending[0][2] >= 10:  # (long epochs: seen as they go)
             self.write_step_scalars()
@@ -343,7 +345,7 @@ class RunLogger:
                 drawn = True
             # (escapes shown before rich sizes the column: shown after, they would push the value out)
             info = terminal.inert(f"{last[0]} {float(last[1]):.4g}") if last is not None else ""
-            bar.update(task, completed=step, rate=rate(), info=info)
+            bar.update(task, completed=step, rate=rate() if seen else "", info=info)
             self.redraw(bar)
 
         if bar is not None and self.redraw_due():  # (after an evaluation, the new epoch is shown at once)

@@ -173,7 +173,7 @@ class Stepper:
 
     def log_grad_norms(self, optimizer: torch.optim.Optimizer, scale: float, step: int) -> None:
         """The L2 norm of each weight's gradient (before clipping), one curve per layer."""
-        norms = {  # (tensors, read with the epoch's other step values)
+        norms = {  # (tensors, read with the other step values when they are written)
             f"grad_norm/{self.param_names.get(p, 'param')}": p.grad.detach().norm() / scale
             for p in params_of(optimizer)
             if p.grad is not None and p.dim() > 1

@@ -347,7 +347,7 @@ class Trainer:
                 opt.after_step(state.step)
             if self.average is not None:
                 self.average.after_step(task.model)
-            if state.step % cfg.log_every_n_steps == 0:  # (tensors: read at the epoch's end)
+            if state.step % cfg.log_every_n_steps == 0:  # (tensors: read when next written)
                 step_values = {f"train/{k}_step": v for k, v in out.items()}
                 step_values.update(_learning_rates(optimizations))
                 self.log.step_scalars(step_values, state.step)
@@ -405,6 +405,7 @@ class Trainer:
         metrics[f"time/{split}_samples_per_s"] = means.count / (time.perf_counter() - means.started)
         drawn = self.log.active or distributed.world_size() > 1  # (by every process)
         if figures and drawn:
+            self.log.write_step_scalars()  # (before the figures' time is counted: not their cost)
             started = time.perf_counter()
             for tag, figure in task.figures(split).items():
                 self.log.figure(tag, figure, self.state.step)
