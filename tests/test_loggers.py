@@ -459,14 +459,15 @@ def test_step_values_are_written_in_bursts_with_the_next_evaluation_in_step_orde
     assert {trained_then for _, trained_then in logged} == {5, 10, 15, 20}  # with each evaluation
 
 
-def test_an_evaluations_figures_are_charged_their_own_time_not_the_kept_step_values(tmp_path, monkeypatch):
-    """logger.figures_budget counts the time figures take to draw and log: the step values kept
-    until then are written before it starts (a slow tracker writing 900 of them was charged to
-    the figures, and an MLflow run drew them at 2 evaluations of 20; a reviewer's finding)."""
+def test_figures_and_checkpoints_are_charged_their_own_time_not_the_kept_step_values(tmp_path, monkeypatch):
+    """logger.figures_budget and trainer.checkpoint_budget count the time figures and checkpoints
+    take: the step values kept until then are written before that time starts (a slow tracker
+    writing 900 of them was charged to the figures, and an MLflow run drew them at 2 evaluations
+    of 20; a reviewer's finding)."""
     from dlbench.engine import loggers
-    from dlbench.engine.logging import RunLogger
+    from dlbench.engine.budget import TimeBudget
 
-    charged, step_writes = [], []  # (start, end) of each figures' charge and each step write
+    charged, step_writes = [], []  # (start, end) of each budget's charge and each step write
     scalars = loggers.TensorBoard.scalars
 
     def timed_steps(self, values, *rest):
@@ -477,17 +478,17 @@ def test_an_evaluations_figures_are_charged_their_own_time_not_the_kept_step_val
             if "train/loss_step" in values:
                 step_writes.append((started, time.perf_counter()))
 
-    def charge(self, seconds, _drew=RunLogger.drew_figures):
+    def charge(self, seconds, *rest, _took=TimeBudget.took):
         charged.append((time.perf_counter() - seconds, time.perf_counter()))
-        return _drew(self, seconds)
+        return _took(self, seconds, *rest)
 
     monkeypatch.setattr(loggers.TensorBoard, "scalars", timed_steps)
-    monkeypatch.setattr(RunLogger, "drew_figures", charge)
-    overrides = ["trainer.epochs=1", "trainer.log_every_n_steps=1", "trainer.progress=none"]
-    train(compose.compose_config(overrides), tmp_path / "run")
-    assert charged and step_writes
+    monkeypatch.setattr(TimeBudget, "took", charge)
+    overrides = ["trainer.epochs=1", "trainer.log_every_n_steps=1", "trainer.checkpoint_every_n_steps=5"]
+    train(compose.compose_config([*overrides, "trainer.progress=none"]), tmp_path / "run")
+    assert len(charged) >= 5 and len(step_writes) >= 20  # (4 periodic checkpoints, the last, figures)
     inside = [w for w in step_writes for c in charged if c[0] <= w[0] and w[1] <= c[1]]
-    assert inside == []  # no step value was written while the figures' time ran
+    assert inside == []  # no step value was written while a budget's time ran
 
 
 def test_an_epoch_reaches_richs_bar_only_when_the_bar_is_redrawn(tmp_path, monkeypatch):

@@ -471,6 +471,7 @@ class Trainer:
         once; a best epoch's kept state first, as best.pt (last.pt holds its best value)."""
         if not self.cfg.checkpoint or not distributed.is_main():
             return
+        self.log.write_step_scalars()  # (before the checkpoint's time is counted: not its cost)
         started, folder = time.perf_counter(), self.run_dir / "checkpoints"
         if self.best_kept is not None and "best.pt" not in names:
             checkpoint.save(self.best_kept, folder / "best.pt")
