@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except StopRequested as stop:
         name = signal.Signals(stop.signum).name
-        print_error(f"stopped by {name} while no run was in progress: nothing was left half written")
+        if os.environ.get("RANK", "0") == "0":  # (torchrun's other processes: the first one speaks)
+            print_error(f"stopped by {name} while no run was in progress: nothing was left half written")
         return 128 + stop.signum
     except Exception as err:
         user_error = errors.as_user_error(err)
@@ -166,6 +167,9 @@ def entrypoint() -> None:
         status = main()
     except SystemExit as stop:  # a run's exit status (75: stopped by a signal, with last.pt)
         status = stop.code
+    for stop_signal in STOP_SIGNALS:  # the command is over: a signal now (torchrun ending the other
+        signal.signal(stop_signal, signal.SIG_DFL)  # workers of a failed run) ends it as by default,
+    # rather than raise StopRequested inside an atexit callback (a traceback, "Exception ignored")
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if "torch" in sys.modules and isinstance(status, int) and not others:
         exit_without_teardown(status)

@@ -366,10 +366,11 @@ def test_a_tracking_server_that_goes_away_mid_run_lets_the_run_go_on(cli, tmp_pa
     assert logged and logged < kept and max(kept) == 60  # what it had before it failed, no more
 
 
-def test_a_steps_values_are_read_and_written_at_the_epochs_end_as_one_event_at_their_own_time(tmp_path):
+def test_a_steps_values_are_read_and_written_later_as_one_event_at_their_own_time(tmp_path):
     """Issue 29: a logged step's values stay tensors in the loop (reading one waits for the
-    device; a write costs more than a tiny step); at the epoch's end each step reaches
-    TensorBoard as one event holding all its values, stamped with the time it was logged."""
+    device; a write costs more than a tiny step); when they are written (with the next
+    evaluation, a checkpoint's flush, the close), each step reaches TensorBoard as one event
+    holding all its values, stamped with the time it was logged."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
     from dlbench.engine.logging import RunLogger
@@ -389,7 +390,7 @@ def test_a_steps_values_are_read_and_written_at_the_epochs_end_as_one_event_at_t
     logger.step_scalars({"train/loss_step": torch.tensor(0.25), "train/lr": 0.1}, 10)
     assert written == []  # not read, not written inside the epoch
     time.sleep(0.05)
-    logger.flush()  # (what a checkpoint does; the epoch's end does the same)
+    logger.flush()  # (what a checkpoint does; an evaluation's values do the same)
     [(values, step, wall_time)] = written
     assert values == {"train/loss_step": 0.25, "train/lr": 0.1} and all(
         type(v) is float for v in values.values()
@@ -432,7 +433,8 @@ def test_step_values_are_written_in_bursts_with_the_next_evaluation_in_step_orde
     """Issue 29: a logged step's values are kept until something is logged at a later step (an
     evaluation's values or figures), not written at each epoch's end: one-step epochs woke
     TensorBoard's writer thread for every step. Every step still reaches TensorBoard, and every
-    write goes in step order (a tracker such as W&B drops a step older than one it has)."""
+    write goes in step order (a tracker such as W&B drops a step older than one it has); the
+    time their writing takes is no epoch's time/epoch_s."""
     from dlbench.engine import loggers
 
     trained, writes = [0], []
@@ -440,21 +442,21 @@ def test_step_values_are_written_in_bursts_with_the_next_evaluation_in_step_orde
     monkeypatch.setattr(
         Trainer, "optimize", lambda *a: (trained.__setitem__(0, trained[0] + 1), optimize(*a))[1]
     )
-    for method in ("scalars", "figure"):
-        kept = getattr(loggers.TensorBoard, method)
+    scalars = loggers.TensorBoard.scalars
 
-        def recorded(self, values, step, *rest, _kept=kept, _method=method):
-            writes.append(
-                (_method, step, trained[0], "train/loss_step" in values if _method == "scalars" else False)
-            )
-            return _kept(self, values, step, *rest)
+    def recorded(self, values, step, *rest):
+        writes.append((step, trained[0], "train/loss_step" in values))
+        if "train/loss_step" in values:
+            time.sleep(0.05)  # (a slow tracker: not an epoch's time)
+        return scalars(self, values, step, *rest)
 
-        monkeypatch.setattr(loggers.TensorBoard, method, recorded)
+    monkeypatch.setattr(loggers.TensorBoard, "scalars", recorded)
     overrides = ["experiment=linear_regression", "trainer.epochs=20", "trainer.val_every_n_epochs=5"]
-    train(compose.compose_config([*overrides, "trainer.progress=none"]), tmp_path / "run")
-    steps = [step for _, step, _, _ in writes]
-    assert steps == sorted(steps)  # (the figures' and the evaluations' too)
-    logged = [(step, trained_then) for method, step, trained_then, is_step in writes if is_step]
+    metrics = train(compose.compose_config([*overrides, "trainer.progress=none"]), tmp_path / "run")
+    assert metrics["time/epoch_s"] < 0.2  # (its evaluation wrote 5 steps' values: 0.25 s)
+    steps = [step for step, _, _ in writes]
+    assert steps == sorted(steps)  # (the evaluations' too; with figures: the test below)
+    logged = [(step, trained_then) for step, trained_then, is_step in writes if is_step]
     assert [step for step, _ in logged] == list(range(1, 21))  # every step, once
     assert {trained_then for _, trained_then in logged} == {5, 10, 15, 20}  # with each evaluation
 
@@ -470,13 +472,20 @@ def test_figures_and_checkpoints_are_charged_their_own_time_not_the_kept_step_va
     charged, step_writes = [], []  # (start, end) of each budget's charge and each step write
     scalars = loggers.TensorBoard.scalars
 
-    def timed_steps(self, values, *rest):
+    def timed_steps(self, values, step, *rest):
         started = time.perf_counter()
         try:
-            return scalars(self, values, *rest)
+            return scalars(self, values, step, *rest)
         finally:
+            order.append(step)
             if "train/loss_step" in values:
                 step_writes.append((started, time.perf_counter()))
+
+    figure, order = loggers.TensorBoard.figure, []
+
+    def ordered_figure(self, tag, drawn, step):
+        order.append(step)
+        return figure(self, tag, drawn, step)
 
     def charge(self, seconds, *rest, _took=TimeBudget.took):
         charged.append((time.perf_counter() - seconds, time.perf_counter()))
@@ -484,11 +493,13 @@ def test_figures_and_checkpoints_are_charged_their_own_time_not_the_kept_step_va
 
     monkeypatch.setattr(loggers.TensorBoard, "scalars", timed_steps)
     monkeypatch.setattr(TimeBudget, "took", charge)
+    monkeypatch.setattr(loggers.TensorBoard, "figure", ordered_figure)
     overrides = ["trainer.epochs=1", "trainer.log_every_n_steps=1", "trainer.checkpoint_every_n_steps=5"]
     train(compose.compose_config([*overrides, "trainer.progress=none"]), tmp_path / "run")
     assert len(charged) >= 5 and len(step_writes) >= 20  # (4 periodic checkpoints, the last, figures)
     inside = [w for w in step_writes for c in charged if c[0] <= w[0] and w[1] <= c[1]]
     assert inside == []  # no step value was written while a budget's time ran
+    assert order == sorted(order) and len(order) > len(step_writes)  # (figures too: in step order)
 
 
 def test_an_epoch_reaches_richs_bar_only_when_the_bar_is_redrawn(tmp_path, monkeypatch):

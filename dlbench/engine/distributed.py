@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import secrets
+import signal
 import time
 from datetime import timedelta
 
@@ -112,10 +113,18 @@ def check_evaluated_splits(sizes: dict[str, int]) -> None:
     for split, size in sizes.items():
         if 0 < size < n:
             where = f" ({carved_by[split]}, where the data has none of its own)" if split in carved_by else ""
+            # Every process finds it (the same data): they meet, then the first says it and the
+            # others wait for torchrun to stop them (SIGTERM, as by default: no run to save), so
+            # no race loses the message to a SIGTERM.
+            dist.barrier()
+            if rank() > 0:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                time.sleep(60)
+                raise SystemExit(2)
             raise DlbenchError(
                 f"trainer.devices: the {split} split has {size} sample{'s' if size > 1 else ''}, fewer than "
                 f"the {n} processes that share it (one would wait for ever for another with none): give it "
-                f"at least {n}{where} or train on fewer devices"
+                f"at least {n}{where} or train with fewer processes (trainer.devices x trainer.nodes)"
             )
 
 
@@ -131,7 +140,8 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 def launch(devices: int, argv: list[str], nodes: int, timeout_s: float) -> int:
     """Run this same command under torchrun with `devices` processes on this machine, which is
     one of `nodes` machines (each runs this command; engine/rendezvous.py says where they meet).
-    The exit status is the processes' (their own messages say what went wrong)."""
+    The exit status is the processes' (their own messages say what went wrong): the highest of
+    those that failed on their own."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
@@ -149,7 +159,10 @@ def launch(devices: int, argv: list[str], nodes: int, timeout_s: float) -> int:
         try:
             run(args)
         except ChildFailedError as err:
-            return max((failure.exitcode for failure in err.failures.values()), default=1) or 1
+            # a process torchrun stopped (SIGTERM) because another failed says less than the other
+            statuses = [failure.exitcode for failure in err.failures.values()]
+            stopped = (128 + signal.SIGTERM, -signal.SIGTERM)
+            return max([s for s in statuses if s not in stopped] or statuses, default=1) or 1
         except RendezvousError as err:
             if meeting.met:  # the store went away mid-run: the processes have said what happened
                 return 2

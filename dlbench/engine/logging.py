@@ -204,6 +204,7 @@ class RunLogger:
         # logger.figures_budget: an evaluation's figures cost ~0.2 s to draw (the first guess)
         self.figures = TimeBudget(figures_budget, first_cost=0.2)
         self.pending: list[tuple[dict[str, Any], int, float]] = []  # step_scalars not yet written
+        self.step_writes_s = 0.0  # seconds spent writing them (not an epoch's: time/epoch_s)
 
     def figures_due(self) -> bool:
         """Whether an evaluation's figures fit logger.figures_budget (engine/budget.py; a run of
@@ -284,9 +285,11 @@ class RunLogger:
         """A training step's values (tensors on the device, or floats), kept and written with
         whatever is logged next at a later step (an evaluation's values or figures: a tracker such
         as W&B drops a step older than one it has), a checkpoint's flush or the close, or sooner
-        once 10 s or 1,000 steps are kept: reading a tensor waits for the device, and a write costs more
-        than a tiny step. (Written at each epoch's end, linear_regression's one-step epochs paid
-        ~110 us each for it, twice its step: TensorBoard's writer thread woken for each event.)
+        once 10 s have passed or 1,000 entries are kept (a logged step's values, its gradient norms,
+        a running mean: one entry each): reading a tensor waits for the device, and a write costs
+        more than a tiny step. (Written at each epoch's end, linear_regression's one-step epochs
+        paid ~110 us each for it, nearly doubling them: TensorBoard's writer thread woken for each
+        event.)
         A tensor is kept detached: its graph is not kept with it."""
         now = time.time()
         values = {k: v.detach() if getattr(v, "requires_grad", False) else v for k, v in values.items()}
@@ -296,9 +299,14 @@ class RunLogger:
 
     def write_step_scalars(self) -> None:
         """Write the kept step values, each with the time it was measured."""
-        pending, self.pending = self.pending, []
-        for values, step, wall_time in pending:
-            self.write({tag: float(value) for tag, value in values.items()}, step, wall_time)
+        if not self.pending:
+            return
+        started, (pending, self.pending) = time.perf_counter(), (self.pending, [])
+        try:
+            for values, step, wall_time in pending:
+                self.write({tag: float(value) for tag, value in values.items()}, step, wall_time)
+        finally:
+            self.step_writes_s += time.perf_counter() - started
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
         self.write_step_scalars()

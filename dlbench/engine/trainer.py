@@ -183,7 +183,7 @@ class Trainer:
         self._stop_if_requested(task, optimizations)  # a signal while the run was built
         while self.state.epoch < cfg.epochs and not self._done():
             epoch = self.state.epoch
-            start = time.perf_counter()
+            start, written = time.perf_counter(), self.log.step_writes_s
             if self.average is not None and self.average.swa_scheduler(epoch) and not self.state.swa_lr:
                 self.start_swa_lr(optimizations)
             means = self.train_epoch(task, data, optimizations, epoch)
@@ -197,7 +197,8 @@ class Trainer:
             metrics = self.train_metrics(task, means, optimizations) if report or self.plateau else {}
             if report and data.size("val"):
                 metrics.update(self.evaluate(task, data, "val", figures=last or self.log.figures_due()))
-            metrics["time/epoch_s"] = time.perf_counter() - start
+            # (less the writing of kept step values, which may be earlier epochs')
+            metrics["time/epoch_s"] = time.perf_counter() - start - (self.log.step_writes_s - written)
             for opt in optimizations.values():
                 opt.step_scheduler("epoch", metrics.get(monitor))
             self.state.epoch = epoch + 1
