@@ -279,3 +279,25 @@ def test_a_users_yaml_for_their_component_starts_from_its_code_and_a_bad_one_is_
         and f"{bad}, line 3: not YAML" in result.stderr
         and "from line 2" in result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    "value, said", [("1.5", "as a float"), ("loss.repeat(3)", "as a tensor of shape [3]")]
+)
+def test_a_task_whose_step_returns_a_value_that_is_not_a_number_is_told_so(cli, tmp_path, value, said):
+    """A task of one's own returns its step's values by name, each a 0-d tensor; a float or a
+    vector is named in one line (it was an AttributeError or a TypeError deep in the sums)."""
+    (tmp_path / "my_task.py").write_text(
+        "from dlbench import TASKS\nfrom dlbench.tasks.classification import Classification\n\n\n"
+        "@TASKS.register('with_extra')\n"
+        "class WithExtra(Classification):\n"
+        "    def training_step(self, batch, optimize):\n"
+        "        values = super().training_step(batch, optimize)\n"
+        "        loss = values['loss']\n"
+        f"        return {{**values, 'extra': {value}}}\n"
+    )
+    result = cli("plugins=[my_task]", "task=with_extra", "trainer.epochs=1", *QUIET, "hydra.run.dir=run")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"WithExtra.training_step returned 'extra' {said}: each value" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "Traceback" not in (tmp_path / "run" / "error.txt").read_text()

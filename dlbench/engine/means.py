@@ -5,26 +5,36 @@ running loss)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import torch
 
 from dlbench.engine import distributed
+from dlbench.errors import DlbenchError
 
 
 class BatchMeans:
     """Sample-weighted means of a step's outputs over an epoch, kept on the device so the loop
     never waits for them: each step only keeps its values; they are summed and read (one sync)
-    at the end."""
+    at the end. `source` names the step that returns them (in a message about a value that is
+    not a number)."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: str) -> None:
+        self.source = source
         self.values: dict[str, list[torch.Tensor]] = {}
         self.sizes: dict[str, list[int]] = {}
         self.count = 0
         self.started = time.perf_counter()  # (for samples/s)
 
     def add(self, values: dict[str, torch.Tensor], n: int) -> None:
+        if not self.values and not isinstance(values, Mapping):
+            raise DlbenchError(
+                f"{self.source} returned a {type(values).__name__}: a step returns its values by "
+                "name, e.g. {'loss': loss.detach()}"
+            )
         for key, value in values.items():
-            if key not in self.values:
+            if key not in self.values:  # (a key's first value is checked: not every step's)
+                check_step_value(key, value, self.source)
                 self.values[key], self.sizes[key] = [], []
             self.values[key].append(value.detach() if value.requires_grad else value)
             self.sizes[key].append(n)
@@ -41,6 +51,18 @@ class BatchMeans:
             *totals, total = distributed.sum_across([torch.tensor(v) for v in [*sums, count]])
             sums, count = [float(t) for t in totals], float(total)
         return {f"{prefix}/{k}": v / max(count, 1.0) for k, v in zip(keys, sums, strict=True)}
+
+
+def check_step_value(key: object, value: object, source: str) -> None:
+    """A step's values are numbers, each a 0-d tensor: a task of one's own (a plugin) that
+    returns anything else is told so in one line, not deep in the sums."""
+    if not (isinstance(value, torch.Tensor) and value.dim() == 0):
+        tensor = isinstance(value, torch.Tensor)
+        what = f"a tensor of shape {list(value.shape)}" if tensor else f"a {type(value).__name__}"
+        raise DlbenchError(
+            f"{source} returned {key!r} as {what}: each value a step returns is a number as a 0-d "
+            "tensor (e.g. loss.detach(), or .mean() of a batch's values)"
+        )
 
 
 class RunningMeans:

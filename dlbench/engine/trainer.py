@@ -301,7 +301,7 @@ class Trainer:
         tracked = read or self.reports(epoch, self.optimizer_steps(left))
         if task.track_train_metrics != tracked:  # (setting a module's attribute costs more than reading it)
             task.track_train_metrics = tracked
-        means = BatchMeans()
+        means = BatchMeans(f"{type(task).__name__}.training_step")
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
         batches = left + state.epoch_step  # the epoch's, the skipped ones (a resume) too
         steps_left = self.total_steps(self.optimizer_steps(batches)) - state.step
@@ -395,7 +395,7 @@ class Trainer:
     def evaluate(self, task: Task, data: DataModule, split: str, figures: bool = True) -> dict[str, float]:
         """Average the task's evaluation step over a split, plus the split's metrics; and with
         `figures`, its figures in TensorBoard."""
-        means = BatchMeans()
+        means = BatchMeans(f"{type(task).__name__}.evaluation_step")
         with self.evaluated_weights(task):
             task.eval()
             for batch in data.loader(split):
