@@ -56,6 +56,17 @@ class ArgumentParser(argparse.ArgumentParser):
         raise DlbenchError(f"{message}\n{self.usage_line}" if self.usage_line else message)
 
 
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a count: --top-k, --num, --steps)."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return number
+
+
 FIRST_LINE_AT_MOST = 500  # characters of someone else's error text that a message of ours shows
 
 

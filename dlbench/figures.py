@@ -115,7 +115,7 @@ def decision_regions_figure(
         linewidths=1.5,
     )
     for i, name in enumerate(names):
-        ax.scatter([], [], color=colors[i], label=str(name))
+        ax.scatter([], [], color=colors[i], label=as_label(name))
     ax.legend(loc="upper right", fontsize=8)
     extra = " (other features at their mean)" if x.shape[1] > 2 else ""
     ax.set_xlabel("feature 0")

@@ -88,6 +88,13 @@ def test_what_cannot_be_exported_is_refused_with_the_reason(cli, tmp_path, train
     ]:
         result = cli("export", str(run), "--out", out, *extra)
         assert result.returncode == 2 and message in result.stderr, (out, result.stderr)
+    # an opset torch's exporter cannot convert to: it wrote its own (18) and the message said 7
+    result = cli("export", str(trained), "--out", "m.onnx", "--opset", "7")
+    assert result.returncode == 2, result.stderr
+    assert "--opset 7: torch's ONNX exporter wrote opset 18 instead" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    result = cli("export", str(trained), "--out", "m.onnx", "--opset", "-1")
+    assert result.returncode == 2 and "'-1' is not a whole number of at least 1" in result.stderr
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # (as if not installed)
     result = cli("export", str(trained), "--out", "m.onnx")
     assert result.returncode == 2 and "--format onnx needs onnxruntime: pip install 'dlbench[export]'" in (

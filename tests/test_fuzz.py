@@ -392,6 +392,87 @@ def test_a_checkpoints_contents_are_data(capsys, request, place, key, value):
     no_canary(marker)
 
 
+@settings(max_examples=40 * SCALE, **FUZZ)
+@given(
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.one_of(st.none(), st.floats(0, 1)),
+)
+def test_a_checkpoints_bytes_are_data(capsys, request, place, edits, cut):
+    """A checkpoint damaged anywhere in its pickle (a torn copy, a flipped bit): one message, not
+    a KeyError or a UnicodeDecodeError from inside torch's reader (a review flipped bytes 400
+    times: a third escaped as 'unexpected error')."""
+    import zipfile
+
+    folder, run, marker = place
+    count(request, "a checkpoint's bytes (eval, predict, resume, export)")
+    with zipfile.ZipFile(run / "checkpoints" / "last.pt") as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    name = next(n for n in members if n.endswith("/data.pkl"))
+    pickled = bytearray(members[name])
+    for where, value in edits:
+        pickled[int(where * len(pickled))] = value
+    members[name] = bytes(pickled[: int(cut * len(pickled))] if cut is not None else pickled)
+    damaged = folder / "damaged.pt"
+    with zipfile.ZipFile(damaged, "w", zipfile.ZIP_STORED) as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+    assert_inert(*dlbench(capsys, "predict", str(damaged), "x.png"))
+    exported = folder / "exported" / "model.pt"
+    code, out, err = dlbench(capsys, "export", str(damaged), "--out", str(exported))
+    assert_inert(code, out, err)
+    shutil.rmtree(exported.parent, ignore_errors=True)
+    no_canary(marker)
+
+
+@settings(max_examples=30 * SCALE, **FUZZ)
+@given(
+    class_names=st.one_of(st.none(), st.lists(hostile_text, max_size=12)),
+    normalization=st.one_of(
+        st.none(), st.lists(st.lists(st.floats(allow_nan=False), max_size=3), max_size=3), json_values
+    ),
+    num_classes=st.one_of(st.none(), st.integers(-1, 12)),
+)
+def test_a_checkpoints_data_facts_are_data(capsys, request, place, class_names, normalization, num_classes):
+    """The data facts a checkpoint keeps (what predict and export read instead of the data set)
+    agree with each other: ten class names for ten classes, a mean and a std per channel (a
+    review's `class_names: ['a']` and `normalization: [[0.5]]` crashed predict)."""
+    from PIL import Image
+
+    folder, run, marker = place
+    count(request, "a checkpoint's data facts (predict, export)")
+    Image.new("L", (8, 8)).save(folder / "digit.png")
+    state = checkpoint.load(run)
+    state["data"] = {**state["data"], "class_names": class_names, "normalization": normalization}
+    if num_classes is not None:
+        state["data"]["num_classes"] = num_classes
+    edited = folder / "facts.pt"
+    torch.save(state, edited)
+    assert_inert(*dlbench(capsys, "predict", str(edited), str(folder / "digit.png"), "--top-k", "12"))
+    no_canary(marker)
+
+
+@settings(max_examples=20 * SCALE, **FUZZ)
+@given(names=st.lists(hostile_text, min_size=2, max_size=4))
+@example(names=["$\\foo$", "plain"])  # (a CSV's label the review found)
+def test_every_figure_draws_any_class_name_as_text(request, names):
+    """Class names and run names reach matplotlib as text: a `$` in a CSV's label stopped the
+    decision-regions figure (matplotlib read it as a formula: an 'unexpected error')."""
+    import io
+
+    from dlbench import figures
+
+    count(request, "class names in figures")
+    n = len(names)
+    x, y = torch.randn(4 * n, 2), torch.arange(4 * n) % n
+    drawn = [
+        figures.confusion_figure(torch.eye(n), names, True, "val split"),
+        figures.decision_regions_figure(lambda t: (t[:, 0] > 0).long(), x, y, names, "val split", steps=20),
+        figures.curves_figure([(name, [0, 1], [1.0, 0.5]) for name in names], names[0], "epoch", names[1]),
+    ]
+    for figure in drawn:
+        figure.savefig(io.BytesIO(), format="png")
+
+
 optimizer_states = st.one_of(
     json_values,
     st.builds(  # a tensor of any small shape and dtype

@@ -268,6 +268,8 @@ def test_class_names_labels_and_inputs_are_printed_as_text(capsys, tmp_path):
     code, out, err = dlbench(capsys, "predict", str(folder), "[/x]", "Kim\x1b[2J", "--top-k", "2")
     assert code == 0, err
     assert "[/x]" in out and inert("Kim\x1b[2J") in out and not controls(out + err)
+    code, out, err = dlbench(capsys, "predict", str(folder), "Kim", "--top-k", "-1")  # (was a RuntimeError)
+    assert code == 2 and "argument --top-k: '-1' is not a whole number of at least 1" in err
 
     rows = ["x,y,label", *[f"{i % 3}.{i},{i % 2},{HOSTILE[i % 3]}" for i in range(60)]]
     (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")

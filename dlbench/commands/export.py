@@ -18,6 +18,8 @@ decoder's loop) are refused for onnx and pt2: their weights export as state_dict
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from dlbench import files
 from dlbench.commands.runs import require_plugins, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.engine.logging import console
-from dlbench.errors import ArgumentParser, DlbenchError, first_line
+from dlbench.errors import ArgumentParser, DlbenchError, at_least_one, first_line
 
 USAGE = "usage: dlbench export <run dir or checkpoint> --out FILE [--format F] [--opset N] [plugins=[a,b]]"
 SUFFIXES = {
@@ -56,7 +58,7 @@ def export_command(args: list[str]) -> int:
     parser.add_argument("named", nargs="*")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--format", choices=FORMATS)
-    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--opset", type=at_least_one, default=18)
     parsed = parser.parse_args(args)
     _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
     require_plugins(parsed.run, [*saved, *parsed.named], ["export", parsed.run, "--out", parsed.out])
@@ -122,20 +124,29 @@ def write_onnx(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:
     inputs, names = example_inputs(model, info, "onnx")
     dynamic = tuple({0: torch.export.Dim("batch")} for _ in inputs)
     try:
-        program = torch.onnx.export(
-            model, inputs, dynamo=True, dynamic_shapes=dynamic, input_names=names,
-            output_names=["output"], opset_version=opset, verbose=False,
-        )  # fmt: skip
+        with converters_quiet():  # (an opset they cannot reach: dlbench's one message below)
+            program = torch.onnx.export(
+                model, inputs, dynamo=True, dynamic_shapes=dynamic, input_names=names,
+                output_names=["output"], opset_version=opset, verbose=False,
+            )  # fmt: skip
     except Exception as err:
         raise DlbenchError(f"ONNX cannot express this model: {first_line(err)}") from err
     via_file(out, program.save)
     try:
-        onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+        written = onnx.load(str(out))
+        onnx.checker.check_model(written, full_check=True)
         session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})[0]
     except Exception as err:
         out.unlink(missing_ok=True)
         raise DlbenchError(f"the ONNX file did not check out, so it was not kept: {first_line(err)}") from err
+    version = next((o.version for o in written.opset_import if o.domain in ("", "ai.onnx")), None)
+    if version != opset:  # (torch's exporter falls back to its own opset where it cannot convert)
+        out.unlink(missing_ok=True)
+        raise DlbenchError(
+            f"--opset {opset}: torch's ONNX exporter wrote opset {version} instead, so the file was "
+            "not kept; leave --opset out for 18"
+        )
     with torch.no_grad():
         want = model(*inputs).float().numpy()
     gap = float(np.abs(got - want).max())
@@ -145,6 +156,22 @@ def write_onnx(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:
             f"onnxruntime's output differs from PyTorch's by {gap:.2g} (> {TOLERANCE}); not kept"
         )
     return f", opset {opset}, onnxruntime within {gap:.1g} of PyTorch"
+
+
+@contextlib.contextmanager
+def converters_quiet():
+    """torch's ONNX exporter and onnxscript's version converter log their fallbacks, with a
+    traceback, when an opset other than their own is asked for: the opset written is checked
+    after (write_onnx), which says it in one line."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def write_pt2(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:

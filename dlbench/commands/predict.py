@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dlbench.commands.runs import require_plugins, saved_overrides
 from dlbench.engine.logging import console, new_table
-from dlbench.errors import ArgumentParser
+from dlbench.errors import ArgumentParser, at_least_one
 
 USAGE = (
     "usage: dlbench predict <run dir or checkpoint> [INPUT...] [--top-k K] [--num N] [--out PATH] "
@@ -21,8 +21,8 @@ def predict_command(args: list[str]) -> int:
     parser = ArgumentParser(prog="dlbench predict", usage_line=USAGE)
     parser.add_argument("run")
     parser.add_argument("inputs", nargs="*")
-    parser.add_argument("--top-k", type=int, default=3)
-    parser.add_argument("--num", type=int, default=64)  # GAN samples
+    parser.add_argument("--top-k", type=at_least_one, default=3)
+    parser.add_argument("--num", type=at_least_one, default=64)  # GAN samples
     parser.add_argument("--out")  # where generated images go
     parsed = parser.parse_args(args)
     named = [i for i in parsed.inputs if i.startswith(("plugins=", "+plugins="))]

@@ -56,6 +56,15 @@ class DataInfo:
                 isinstance(v, (int, float)) or numbers(v) for v in value if not isinstance(v, bool)
             )
 
+        def mean_and_std(value) -> bool:  # [[means], [stds]], each of 1 or a value per channel
+            channels = self.input_shape[0] if isinstance(self.input_shape, list) and self.input_shape else 1
+            return (
+                isinstance(value, list)
+                and len(value) == 2
+                and all(isinstance(v, list) and numbers(v) and len(v) in (1, channels) for v in value)
+                and all(not isinstance(s, list) and s != 0 for s in value[1])
+            )
+
         checks = {
             "name": isinstance(self.name, str),
             "input_shape": isinstance(self.input_shape, list)
@@ -63,8 +72,9 @@ class DataInfo:
             and all(sizes(s, 1) for s in self.input_shape),
             "num_outputs": sizes(self.num_outputs, 0),
             "num_classes": self.num_classes is None or sizes(self.num_classes, 0),
-            "class_names": self.class_names is None or texts(self.class_names),
-            "normalization": self.normalization is None or numbers(self.normalization),
+            "class_names": self.class_names is None
+            or (texts(self.class_names) and len(self.class_names) == self.num_classes),
+            "normalization": self.normalization is None or mean_and_std(self.normalization),
             "vocab_size": self.vocab_size is None or sizes(self.vocab_size, 0),
             "target_vocab_size": self.target_vocab_size is None or sizes(self.target_vocab_size, 0),
             "vocab": self.vocab is None

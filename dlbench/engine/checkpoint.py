@@ -59,8 +59,8 @@ def load(path: str | Path) -> dict[str, Any]:
             f"Refused to load {path}: it holds objects other than tensors and plain values, "
             "which could run code. dlbench only loads checkpoints with weights_only=True."
         ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise DlbenchError(f"Could not read checkpoint {path}: {err}") from err
+    except Exception as err:  # a file cut short or damaged: torch's reader may fail in any way
+        raise DlbenchError(f"Could not read checkpoint {path}: {type(err).__name__}: {err}") from err
     if not isinstance(state, dict) or "task" not in state or "config" not in state:
         raise DlbenchError(f"{path} is not a dlbench checkpoint (no task weights or config in it)")
     problem = shape_problem(state)

@@ -95,14 +95,13 @@ class Classification(Task):
             raise DlbenchError(f"predict takes image files or names; this run's data is {info.name}")
         with torch.no_grad():
             probs = self.probabilities(self.model(batch))
-        names = list(info.class_names or range(probs.shape[1]))
+        names = list(info.class_names or [])  # (a model of more outputs than names: the index)
         k = min(options.top_k, probs.shape[1])
         rows = []
         for text, p in zip(inputs, probs, strict=True):
             values, indices = p.topk(k)
-            rows.append(
-                [text, *[f"{names[i]} ({float(v):.1%})" for v, i in zip(values, indices, strict=True)]]
-            )
+            shown = [names[i] if i < len(names) else i for i in indices.tolist()]
+            rows.append([text, *[f"{name} ({float(v):.1%})" for name, v in zip(shown, values, strict=True)]])
         return ["input", *[f"#{i + 1}" for i in range(k)]], rows
 
     # The three methods a variant (binary) changes: loss on the model's output, and predictions.
