@@ -28,8 +28,8 @@ class Preempted(Exception):
 
     EXIT_STATUS = 75
 
-    def __init__(self, signum: int, step: int):
-        self.signum, self.step = signum, step
+    def __init__(self, signum: int, step: int, saved: bool = True):
+        self.signum, self.step, self.saved = signum, step, saved  # saved: False with trainer.checkpoint=false
         super().__init__(f"stopped by signal {signum} after step {step}")
 
 

@@ -198,7 +198,12 @@ def stopped(stop: Preempted, run_dir: Path) -> None:
     from dlbench.engine import distributed
 
     name = signal.Signals(stop.signum).name
-    if distributed.is_main():
+    if distributed.is_main() and not stop.saved:
+        print_error(
+            f"stopped by {name} after step {stop.step}; trainer.checkpoint=false: nothing was saved to "
+            "continue from"
+        )
+    elif distributed.is_main():
         then = (
             "submitit requeues the job (up to hydra.launcher.max_num_timeout times for time limits)"
             if cluster.in_job()

@@ -110,6 +110,20 @@ def default_of(key: str) -> Any:
     return field.default
 
 
+def follow_monitor(trainer: Any, saved: dict) -> None:
+    """An unset trainer.monitor (or monitor_mode) in a resumed run's config means the saved
+    run's, the metric that chose its best.pt: filled in before the configs are compared, so a
+    setting that follows it (reduce_lr_on_plateau's `mode: ${trainer.monitor_mode}`) resolves
+    as it did in the saved run. (A saved value that is not a metric's name or min/max is left
+    out: the comparison then refuses it.)"""
+    kept = saved.get("trainer") if isinstance(saved, dict) else None
+    kept = kept if isinstance(kept, dict) else {}
+    if trainer.monitor is None and isinstance(kept.get("monitor"), str):
+        trainer.monitor = kept["monitor"]
+    if trainer.monitor_mode is None and kept.get("monitor_mode") in ("min", "max"):
+        trainer.monitor_mode = kept["monitor_mode"]
+
+
 def check(saved: dict, new: dict) -> list[str]:
     """Refuse what a resume cannot change (one DlbenchError naming every such key, its saved
     and its new value, and why); return the optimizer settings to apply to the restored

@@ -98,6 +98,7 @@ def _train(
     if cfg.resume:  # what this command changes is applied or refused before any work (resume.py)
         resume_state = checkpoint.load(cfg.resume)
         saved = files.load_yaml(resume_state["config"])  # (checked when loaded)
+        resume.follow_monitor(cfg.trainer, saved)
         resumed_settings = resume.check(saved, OmegaConf.to_container(cfg, resolve=True))
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     torch.backends.cudnn.benchmark = cfg.trainer.cudnn_benchmark and not cfg.trainer.deterministic

@@ -68,6 +68,8 @@ def test_two_job_multirun_with_summary(cli, tmp_path):
 
 def test_resume_equals_the_uninterrupted_run(cli, tmp_path):
     common = ["model.dropout=0.2", "trainer.seed=3"]  # dropout: the RNG state must resume too
+    # a scheduler whose mode follows trainer.monitor_mode, filled in by the run (it was refused)
+    common += ["scheduler=reduce_lr_on_plateau", "scheduler.patience=0", "scheduler.factor=0.9"]
     full = cli(*common, "trainer.epochs=4", "hydra.run.dir=full")
     assert full.returncode == 0, full.stderr
     part = cli(*common, "trainer.epochs=2", "hydra.run.dir=part")

@@ -72,6 +72,16 @@ def stop_at_step(monkeypatch, step: int, signum: int) -> None:
     monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
 
 
+def test_a_stop_signal_with_checkpoints_off_says_nothing_was_saved(cli, monkeypatch, tmp_path):
+    """trainer.checkpoint=false: a SIGTERM stops the run (exit 75), and the message does not
+    claim a last.pt nor print a resume command that would fail (a review found both)."""
+    stop_at_step(monkeypatch, 3, signal.SIGTERM)
+    result = cli("trainer.checkpoint=false", "trainer.epochs=2", "trainer.progress=none", "hydra.run.dir=run")
+    assert result.returncode == Preempted.EXIT_STATUS, result.stderr
+    assert "stopped by SIGTERM after step 3; trainer.checkpoint=false: nothing was saved" in result.stderr
+    assert "resume=" not in result.stderr and not (tmp_path / "run" / "checkpoints").exists()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR2])
 def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
     monkeypatch, tmp_path, signum

@@ -176,7 +176,7 @@ class Trainer:
     def _stop_if_requested(self, task: Task, optimizations: dict[str, Optimization]) -> None:
         if self.stop.agreed(self.state.step, self.cfg.log_every_n_steps, self.device, self.processes):
             self.save(task, optimizations, "last.pt")
-            raise Preempted(self.stop.received, self.state.step)
+            raise Preempted(self.stop.received, self.state.step, saved=bool(self.cfg.checkpoint))
 
     def _fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]):
         cfg, monitor = self.cfg, self.monitor
