@@ -207,7 +207,7 @@ def stopped(stop: Preempted, run_dir: Path) -> None:
         then = (
             "submitit requeues the job (up to hydra.launcher.max_num_timeout times for time limits)"
             if cluster.in_job()
-            else f"Continue with: {terminal.command(f'resume={run_dir}')}"
+            else f"Continue with: {terminal.command(terminal.override('resume', run_dir))}"
         )
         print_error(f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. {then}")
     try:

@@ -11,14 +11,13 @@ import copy
 import fnmatch
 import itertools
 import os
-import shlex
 from pathlib import Path
 
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from dlbench import rundir, safety
+from dlbench import rundir, safety, terminal
 from dlbench.compose import compose_with_hydra, groups, parse
 from dlbench.errors import DlbenchError
 from dlbench.validation import check_name, validate
@@ -220,9 +219,10 @@ def check_output_folder(cfg: DictConfig, mode: str) -> Path | None:
     if mode == "multirun" and not cfg.sweep.resume and not requeued and folder.is_dir():
         jobs = [d for d in folder.iterdir() if d.is_dir() and rundir.holds_run(d)]
         if jobs:
+            finish = terminal.shell_word(terminal.override("sweep.resume", folder))
             raise DlbenchError(
                 f"{folder} already holds a sweep ({len(jobs)} jobs with results), and dlbench never "
-                f"writes over one. Finish it with: dlbench -m ... {shlex.quote(f'sweep.resume={folder}')}  "
+                f"writes over one. Finish it with: dlbench -m ... {finish}  "
                 "(or leave out hydra.sweep.dir for a new folder)"
             )
     return folder

@@ -45,9 +45,10 @@ def check_new_run(folder: Path, resume: str | None, records: tuple[str, ...] = R
         if folder.resolve() == in_run:
             return
     if holds_run(folder):
+        resume = terminal.command(terminal.override("resume", folder))
         raise FolderInUse(
             f"{folder} already holds a run (checkpoints, metrics or TensorBoard events), and dlbench "
-            f"never writes over one. Continue it with: {terminal.command(f'resume={folder}')}  "
+            f"never writes over one. Continue it with: {resume}  "
             "(or start a new run elsewhere: leave out hydra.run.dir, or give it a new folder)"
         )
     if found := [name for name in records if (folder / name).exists()]:

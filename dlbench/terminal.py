@@ -23,6 +23,7 @@ with "no matches found"), so what is printed is what runs.
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import sys
 import unicodedata
@@ -110,8 +111,42 @@ def fit(table, width: int) -> int:
 
 def command(*words: object) -> str:
     """`dlbench WORDS...` as it is pasted into a shell: each word quoted where bash or zsh would
-    read it otherwise (brackets, spaces, `*`, `$`, quotes)."""
-    return shlex.join(["dlbench", *map(str, words)])
+    read it otherwise (brackets, spaces, `*`, `$`, quotes). A word with a control character (a
+    tab in a folder's name) is written in bash's and zsh's $'...' quotes, its control characters
+    as escapes the shell turns back into them: printed inert, pasted as it was."""
+    return " ".join(map(shell_word, ["dlbench", *map(str, words)]))
+
+
+def shell_word(word: str) -> str:
+    if inert(word) == word:
+        return shlex.quote(word)
+    escaped = (_escape(c) if inert(c) != c else "\\" + c if c in "\\'" else c for c in word)
+    return "$'" + "".join(escaped) + "'"
+
+
+def _escape(char: str) -> str:
+    """A control character as $'...' writes it: its UTF-8 bytes, each as \\xHH (the shell
+    writes the bytes whatever its locale; its \\uHHHH needs a UTF-8 one)."""
+    return "".join(f"\\x{byte:02x}" for byte in char.encode())
+
+
+def override(key: str, value: object) -> str:
+    """`key=value` as Hydra reads it back to `value`: as it is where Hydra's grammar reads it so
+    (a plain path), else in quotes (a comma would make a sweep, a quote or a space a syntax
+    error, `true` a bool), with `${` escaped (OmegaConf would read an interpolation)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Quote, QuotedString
+
+    text = str(value)
+    if "${" not in text and "\\" not in text:
+        try:
+            if OverridesParser.create().parse_override(f"{key}={text}").value() == text:
+                return f"{key}={text}"
+        except Exception:  # (Hydra's grammar does not read it as it is)
+            pass
+    literal = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)  # (OmegaConf's escapes)
+    quoted = QuotedString(literal, Quote.single).with_quotes()
+    return f"{key}={quoted}"
 
 
 def console(stderr: bool = False) -> InertConsole:

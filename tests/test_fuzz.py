@@ -473,6 +473,34 @@ def test_every_figure_draws_any_class_name_as_text(request, names):
         figure.savefig(io.BytesIO(), format="png")
 
 
+@settings(max_examples=25 * SCALE, **FUZZ)
+@given(name=folder_names)
+@example(name="a,b 'c' ${name}\t\\")
+def test_a_printed_resume_command_pastes_back_to_its_folder(request, name):
+    """`Continue with: dlbench resume=...` is pasted into bash or zsh, then read by Hydra and
+    OmegaConf: whatever the folder's name (a comma, a quote, `${`, a tab), the run it names is
+    that folder, and the printed line holds no control character."""
+    import subprocess
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from dlbench import terminal
+
+    count(request, "printed commands (resume=, sweep.resume=)")
+    folder = f"/tmp/runs/{name}"
+    printed = terminal.command(terminal.override("resume", folder))
+    assert not controls(printed)
+    for program in ("bash", "zsh"):
+        line = f"printf '%s\\0' {printed.removeprefix('dlbench ')}"
+        bare = {"PATH": os.environ["PATH"]}  # (no locale: the shell's escapes must not need one)
+        pasted = subprocess.run([program, "-c", line], capture_output=True, env=bare)  # (bytes: a \r stays)
+        words = pasted.stdout.decode().split("\0")[:-1]
+        assert len(words) == 1, (program, printed, pasted.stderr)
+        value = OverridesParser.create().parse_override(words[0]).value()
+        assert OmegaConf.create({"resume": value}).resume == folder, (program, printed)
+
+
 optimizer_states = st.one_of(
     json_values,
     st.builds(  # a tensor of any small shape and dtype

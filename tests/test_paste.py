@@ -190,10 +190,11 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
     again = shell("dlbench new model my_net", tmp_path)
     assert again.returncode == 2 and "exists" in again.stderr  # nothing is written over
     quiet = "trainer.epochs=1 trainer.progress=none"
-    for number, hint in enumerate(hints):
-        result = shell(f"{hint} {quiet} hydra.run.dir='run {number}'", tmp_path, program="zsh")
+    folders = ["run 0", "run,1"]  # (a comma: Hydra reads a list unless the value is quoted)
+    for folder, hint in zip(folders, hints, strict=True):
+        result = shell(f"{hint} {quiet} hydra.run.dir=\"'{folder}'\"", tmp_path, program="zsh")
         assert result.returncode == 0, (hint, result.stderr[-2000:])
-        assert (tmp_path / f"run {number}" / "metrics.json").is_file()
+        assert (tmp_path / folder / "metrics.json").is_file()
     again = shell(f"dlbench {quiet} hydra.run.dir='run 0'", tmp_path)  # a folder that holds a run
     hint = re.search(r"Continue it with: (dlbench .*?)  \(", again.stderr).group(1)
     assert hint == "dlbench 'resume=run 0'"  # (a path with a space, quoted)
@@ -202,6 +203,11 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
     assert hint == "dlbench 'resume=run 0' 'plugins=[my_net]'", refused.stderr
     resumed = shell(f"{hint} trainer.epochs=2", tmp_path, program="zsh")
     assert resumed.returncode == 0 and "resumed at epoch 1" in (tmp_path / "run 0" / "train.log").read_text()
+    again = shell(f"dlbench experiment=mine {quiet} hydra.run.dir=\"'run,1'\"", tmp_path)
+    hint = re.search(r"Continue it with: (dlbench .*?)  \(", again.stderr).group(1)
+    resumed = shell(f"{hint} trainer.epochs=2", tmp_path, program="zsh")  # (it was Hydra's sweep error)
+    assert resumed.returncode == 0, (hint, resumed.stderr[-2000:])
+    assert "resumed at epoch 1" in (tmp_path / "run,1" / "train.log").read_text()
 
 
 def test_board_names_a_run_by_its_filled_name_and_overrides_and_says_what_it_skips(tmp_path):

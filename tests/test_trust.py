@@ -380,7 +380,8 @@ def test_these_user_mistakes_exit_2_with_one_message(capsys, run, tmp_path, monk
     state["overrides"] = ["name=../../..", *QUIET]
     torch.save(state, tmp_path / "model.pt")
     code, out, err = dlbench(capsys, "resume=model.pt", "trainer.epochs=2")
-    assert code == 2 and "name='../../..'" in err and not (tmp_path / "outputs").exists(), err
+    assert code == 2 and "the saved run names name=../../..:" in err, err
+    assert not (tmp_path / "outputs").exists()
 
 
 def caught_sigterm(pid: int) -> bool:
@@ -480,6 +481,8 @@ def test_a_saved_run_chooses_no_data_folder_outside_and_unpacking_follows_no_lin
         "+dataset.archive=/tmp/evil",  # unpacked into the data folder
         "+dataset.path=/home/you/secrets.csv",  # read, and its columns printed
         "+task.judge=/tmp/other.pt",
+        "logger.mlflow.tracking_uri=sqlite:////tmp/chosen/x.db",  # no place key: not a plain name
+        "logger.mlflow.tracking_uri=http://203.0.113.9:5000",  # (the checkpoint would be uploaded)
     ):
         saved.write_text(yaml.safe_dump(["dataset=mnist", place]))
         code, out, err = dlbench(capsys, "eval", str(run))
@@ -541,10 +544,13 @@ def test_more_odd_inputs_exit_2(capsys, run, tmp_path, monkeypatch):
     for override in ("model.hidden=[-1]", "trainer.epochs=${hydra.job.num}"):
         code, out, err = dlbench(capsys, override, *QUIET[:1], f"hydra.run.dir={tmp_path / 'new'}")
         assert code == 2 and "unexpected" not in err, err
-    saved.write_text(yaml.safe_dump(["trainer.monitor='\x1b]0;t\x07\u202eevil'"]))
+    hostile = "trainer.monitor='\x1b]0;t\x07\u202eevil'"
     for flags in (["--help"], ["--info", "config"]):  # Hydra prints these itself
-        code, out, err = dlbench(capsys, f"resume={run}", *flags)
+        code, out, err = dlbench(capsys, hostile, *flags)
         assert code == 0 and "\u202e" not in out + err and not controls(out + err), err
+    saved.write_text(yaml.safe_dump([hostile]))  # saved, it is not a plain name: given again, or refused
+    code, out, err = dlbench(capsys, f"resume={run}", "--help")
+    assert code == 2 and "give it again: $'trainer.monitor=" in err and not controls(out + err), err
     shutil.copytree(run, tmp_path / "shared")
     evil = tmp_path / "shared" / "configs" / "experiment"  # a shared run folder with a preset in it
     evil.mkdir(parents=True)

@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dlbench import plugins
+from dlbench import plugins, terminal
 from dlbench.errors import DlbenchError
 from dlbench.files import load_yaml, read_yaml
 
@@ -171,23 +171,43 @@ def root_of(override: str) -> str:
 # dataset.archive, dataset.url, task.judge, ...): dlbench reads, downloads or unpacks there
 PLACE_KEYS = ("root", "path", "file", "archive", "judge", "url", "dir", "folder", "weights")
 PLACE_SUFFIXES = tuple(f"_{key}" for key in PLACE_KEYS)
+# what a saved text value may be to be used again: a plain name (`relu`, `bf16`, `cuda:1`,
+# `val/acc`); a path that starts at / or ~, climbs (..), an address (http://, sqlite:///), text
+# with spaces or quotes is not, whatever its key's name (logger.mlflow.tracking_uri)
+PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-/:]*")
+
+
+def plain(value: Any) -> bool:
+    """Whether a saved value may be used again as it is: numbers, booleans, null, plain names,
+    a reference to another key, and lists or dicts of them."""
+    if isinstance(value, dict):
+        return all(plain(v) for v in value.values())
+    if isinstance(value, list):
+        return all(plain(v) for v in value)
+    if isinstance(value, str):
+        named = PLAIN.fullmatch(value) and not any(part in value for part in ("..", "//", ":/"))
+        return bool(named or REFERENCE.fullmatch(value))
+    return True
 
 
 def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:
     """The saved overrides, less those the new ones replace (and resume/run-dir ones), then the
     new. A saved run chooses no place: a setting that names a file, a folder or an address
-    (PLACE_KEYS) must be given again on the command line, or it is refused."""
+    (PLACE_KEYS), or a value that is not a plain name (`plain`), must be given again on the
+    command line, or it is refused."""
     keys = {key_of(o) for o in overrides}
     kept = [o for o in saved if key_of(o) not in keys and not o.startswith(("resume=", "hydra.run.dir="))]
     for o in kept:
         setting = key_of(o).rsplit(".", 1)[-1]
-        if (setting in PLACE_KEYS or setting.endswith(PLACE_SUFFIXES)) and (
-            value := parsed_value(o)
-        ) is not None:
+        value = parsed_value(o)
+        place = setting in PLACE_KEYS or setting.endswith(PLACE_SUFFIXES)
+        if value is not None and (place or not plain(value)):
+            again = terminal.shell_word(terminal.override(key_of(o), value) if isinstance(value, str) else o)
             raise DlbenchError(
                 f"the saved run names {key_of(o)}={value}: dlbench takes no file, folder or address from "
-                "a saved run (it would read, download or unpack there; a link in a shared folder can lead "
-                f"anywhere). If you trust it, give it again: {key_of(o)}={value}"
+                "a saved run, and of its text only plain names (it would read, download, unpack or send "
+                f"there; a link in a shared folder can lead anywhere). If you trust it, give it again: "
+                f"{again}"
             )
     return [*kept, *overrides]
 
@@ -200,9 +220,18 @@ def parsed_value(override: str):
 
 
 def override_value(overrides: list[str], key: str) -> str | None:
-    """The value `key=VALUE` sets on the command line; None when absent or null."""
-    value = next((o.split("=", 1)[1] for o in overrides if o.startswith(f"{key}=")), None)
-    return None if value in ("null", "None", "") else value
+    """The value `key=VALUE` sets on the command line, as Hydra reads it (a quoted path without
+    its quotes); None when absent or null."""
+    found = next((o for o in overrides if o.startswith(f"{key}=")), None)
+    if found is None:
+        return None
+    try:
+        value = parsed_value(found)
+    except Exception:  # (Hydra refuses it later, in its own words)
+        value = found.split("=", 1)[1]
+    if not isinstance(value, str):  # (a sweep's list, a number: as written)
+        value = None if value is None else found.split("=", 1)[1]
+    return None if value in (None, "null", "None", "") else value
 
 
 def resume_overrides(overrides: list[str]) -> list[str]:
@@ -213,8 +242,8 @@ def resume_overrides(overrides: list[str]) -> list[str]:
         return overrides
     ckpt, run_dir, saved = saved_overrides(target)
     new = [o for o in overrides if not o.startswith("resume=")]
-    out = merge_overrides(saved, new) + [f"resume={ckpt}"]
-    require_plugins(target, out, [f"resume={target}"])
+    out = merge_overrides(saved, new) + [terminal.override("resume", ckpt)]
+    require_plugins(target, out, [terminal.override("resume", target)])
     if run_dir is not None and not any(o.startswith("hydra.run.dir=") for o in overrides):
-        out.append(f"hydra.run.dir={run_dir}")
+        out.append(terminal.override("hydra.run.dir", run_dir))
     return out

@@ -194,7 +194,7 @@ def sweep_resume_overrides(overrides: list[str]) -> list[str]:
         raise DlbenchError(f"sweep.resume={target}: no such sweep directory")
     for saved_file in sorted(Path(target).glob("*/.hydra/overrides.yaml")):  # data, not trusted
         check_saved_overrides(files.read_yaml(saved_file), str(saved_file))
-    return [*overrides, f"hydra.sweep.dir={target}"]
+    return [*overrides, terminal.override("hydra.sweep.dir", target)]
 
 
 def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:

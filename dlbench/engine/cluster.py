@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlbench import files
+from dlbench import files, terminal
 from dlbench.engine.signals import STOP_SIGNALS
 from dlbench.errors import DlbenchError
 
@@ -148,9 +148,9 @@ def torchrun_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[s
     nodes = int(os.environ.get("SLURM_JOB_NUM_NODES") or 1)
     if nodes != cfg.trainer.nodes:
         raise DlbenchError(f"trainer.nodes={cfg.trainer.nodes}, but this Slurm job has {nodes} node(s)")
-    argv = [*overrides, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+    argv = [*overrides, terminal.override("hydra.run.dir", run_dir), "hydra.output_subdir=null"]
     if cfg.resume:
-        argv.append(f"resume={cfg.resume}")
+        argv.append(terminal.override("resume", cfg.resume))
     received: list[tuple[int, float]] = []  # (signal, when)
     previous = {
         sig: signal.signal(sig, lambda signum, frame: received.append((signum, time.time())))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from submitit.core.utils import FailedJobError, UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
-from dlbench import files
+from dlbench import files, terminal
 from dlbench.engine import cluster  # noqa: F401  (registers the preset's signal-delay resolver)
 
 log = logging.getLogger("dlbench")
@@ -74,7 +73,7 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[JobR
         arrays = sorted({job.job_id.split("_")[0] for job in jobs})
         log.warning(
             f"cancelled Slurm job {', '.join(arrays)} (the sweep's jobs); finish the sweep "
-            f"with the same command and {shlex.quote(f'sweep.resume={sweep_dir}')}"
+            f"with the same command and {terminal.shell_word(terminal.override('sweep.resume', sweep_dir))}"
         )
         raise
     return [returns[idx] for idx in sorted(returns)]
