@@ -30,6 +30,12 @@ def test_max_steps_stops_mid_epoch(tmp_path):
     run(tmp_path, "trainer.max_steps=5", "trainer.epochs=10")
     state = checkpoint.load(tmp_path)
     assert state["trainer"]["step"] == 5 and state["trainer"]["epoch"] == 1
+    # that epoch was ended at step 5 (evaluated, its scheduler stepped): a larger max_steps cannot
+    # continue it as if it had not been (a review's resume skipped the rest of the epoch)
+    saved = (tmp_path / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(DlbenchError, match="max_steps=8: this run stopped at trainer.max_steps, step 5"):
+        run(tmp_path, "trainer.max_steps=8", "trainer.epochs=10", f"resume={tmp_path}")
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == saved
 
 
 def test_grad_clip_and_scheduler(tmp_path):
@@ -44,10 +50,17 @@ def test_one_cycle_gets_its_length_from_the_trainer(tmp_path):
     assert metrics["train/lr"] < 0.001  # annealed to the end of the cycle
 
 
-def test_early_stopping(tmp_path):
-    run(tmp_path, "trainer.patience=1", "trainer.epochs=50", "optimizer.lr=5.0", "optimizer=sgd")
+def test_early_stopping(tmp_path, caplog):
+    settings = ["trainer.epochs=50", "optimizer.lr=5.0", "optimizer=sgd", f"resume={tmp_path}"]
+    run(tmp_path, "trainer.patience=1", *settings[:-1])
     state = checkpoint.load(tmp_path)
     assert state["trainer"]["epoch"] < 50
+    saved = (tmp_path / "checkpoints" / "last.pt").read_bytes()
+    run(tmp_path, "trainer.patience=1", *settings)  # a resume of a run that stopped early: it is over
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == saved
+    assert "early stopping ended this run" in caplog.text
+    run(tmp_path, "trainer.patience=3", *settings)  # more patience: it goes on
+    assert checkpoint.load(tmp_path)["trainer"]["epoch"] > state["trainer"]["epoch"]
 
 
 def test_linear_regression_recovers_weights(tmp_path):

@@ -181,7 +181,10 @@ class Trainer:
     def _fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]):
         cfg, monitor = self.cfg, self.monitor
         self._stop_if_requested(task, optimizations)  # a signal while the run was built
-        while self.state.epoch < cfg.epochs and not self._done():
+        if self._patience_spent():  # (a resumed run that stopped early: it is over, as at its last epoch)
+            log.info(f"early stopping ended this run: {monitor} had not improved for {cfg.patience} "
+                     "evaluations (a larger trainer.patience goes on)")  # fmt: skip
+        while self.state.epoch < cfg.epochs and not self._done() and not self._patience_spent():
             epoch = self.state.epoch
             start, written = time.perf_counter(), self.log.step_writes_s
             if self.average is not None and self.average.swa_scheduler(epoch) and not self.state.swa_lr:
@@ -261,13 +264,17 @@ class Trainer:
         """trainer.max_steps is reached (once `steps` more optimizer steps are made)."""
         return self.cfg.max_steps is not None and self.state.step + steps >= self.cfg.max_steps
 
+    def _patience_spent(self) -> bool:
+        """trainer.patience evaluations without improvement (a resumed run may have spent it)."""
+        return self.cfg.patience is not None and self.state.bad_epochs >= self.cfg.patience
+
     def _stops_early(self, task: Task, epoch: int) -> bool:
         """Whether the run ends after epoch `epoch` before trainer.epochs: the task converged,
         or trainer.patience evaluations without improvement (early stopping)."""
         if task.should_stop():
             log.info(f"the task converged after epoch {epoch + 1}")
             return True
-        if self.cfg.patience is not None and self.state.bad_epochs >= self.cfg.patience:
+        if self._patience_spent():
             log.info(f"early stopping: {self.monitor} has not improved for {self.cfg.patience} evaluations")
             return True
         return False
@@ -359,6 +366,7 @@ class Trainer:
                 self.save_periodic(task, optimizations)
             self._stop_if_requested(task, optimizations)  # (only between optimizer steps)
             if self._done():
+                state.cut_by_max_steps = state.epoch_step < batches
                 break
         if self.steps.skipped_steps:
             skipped, steps = self.steps.skipped_steps - skipped_before, state.step - step_before
@@ -493,6 +501,13 @@ class Trainer:
     def restore(self, state: dict[str, Any], task: Task, optimizations: dict[str, Optimization]) -> None:
         """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG."""
         training_state.restore(self, state, task, optimizations)
+        if self.state.cut_by_max_steps and not self._done():
+            raise DlbenchError(
+                f"trainer.max_steps={self.cfg.max_steps}: this run stopped at trainer.max_steps, step "
+                f"{self.state.step}, before the end of epoch {self.state.epoch}, and ended that epoch "
+                "there (its evaluation, scheduler step and checkpoint): it cannot go on as if it had "
+                "not. Start a new run with the larger trainer.max_steps"
+            )
 
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:

@@ -32,6 +32,7 @@ class TrainState:
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's metrics
     epoch_step: int = 0  # batches done in the current epoch (a checkpoint written mid-epoch)
     swa_lr: bool = False  # the schedule gave way to trainer.swa_lr (SWA's SWALR)
+    cut_by_max_steps: bool = False  # the last epoch ended before its last batch, at trainer.max_steps
 
     def saved(self) -> dict[str, Any]:
         """As a checkpoint holds it: a dict of its fields (dataclasses.asdict's result, without
