@@ -114,6 +114,12 @@ def job(
             if (run_dir / "checkpoints" / "last.pt").is_file():
                 with open_dict(cfg):
                     cfg.resume = str(run_dir / "checkpoints" / "last.pt")
+            elif rundir.holds_run(run_dir):  # stopped before its first checkpoint: it runs again
+                aside = rundir.set_aside(run_dir)
+                console.print(
+                    f"job {run_dir.name}: no checkpoint to resume from, it runs again (its unfinished "
+                    f"attempt's files are in {aside})"
+                )
         plugins.load_entry_points()  # in a sweep's worker process too (joblib, Slurm)
         plugins.load(list(cfg.plugins), "the run's config")
         if multirun:

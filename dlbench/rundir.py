@@ -32,6 +32,22 @@ def holds_run(folder: Path) -> bool:
     )
 
 
+def set_aside(folder: Path) -> Path:
+    """A sweep job's unfinished attempt (stopped before its first checkpoint: nothing to resume
+    from): what it wrote (TensorBoard events, train.log, ...) moved, as it is, into
+    <job>/unfinished-N/, so the job runs again from its start in its own folder and the
+    attempt's files are kept. Returns that folder."""
+    n = 1
+    while (folder / f"unfinished-{n}").exists():
+        n += 1
+    aside = folder / f"unfinished-{n}"
+    aside.mkdir()
+    for entry in folder.iterdir():
+        if entry.name not in (".hydra", LOCK) and not entry.name.startswith("unfinished-"):
+            entry.rename(aside / entry.name)  # (a link is moved as a link)
+    return aside
+
+
 RECORDS = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")  # what a run records
 
 

@@ -184,6 +184,19 @@ def test_fail_fast_then_resume_the_sweep(cli, tmp_path):
     result = cli(*args, "hydra.sweep.dir=sweep", env={"SUBMITIT_EXECUTOR": "slurm"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "sweep" / "1" / "train.log").read_text().count("resumed at epoch 1") == 2
+    # a job killed before its first checkpoint (its TensorBoard events and log written): it runs
+    # again from its start, its unfinished attempt's files kept aside (it was refused, and the
+    # 'resume=' it printed failed)
+    job = tmp_path / "sweep" / "1"
+    (job / "metrics.json").unlink()
+    for saved in (job / "checkpoints").glob("*.pt"):
+        saved.unlink()
+    result = cli(*args, "sweep.resume=sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "job 1: no checkpoint to resume from, it runs again" in result.stdout
+    assert (job / "metrics.json").is_file() and "resumed" not in (job / "train.log").read_text()
+    aside = job / "unfinished-1"
+    assert list((aside / "tb").glob("events.*")) and (aside / "train.log").is_file()
 
 
 def test_joblib_runs_jobs_side_by_side(cli, tmp_path):
