@@ -86,16 +86,18 @@ def test_a_stop_signal_with_checkpoints_off_says_nothing_was_saved(cli, monkeypa
 def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
     monkeypatch, tmp_path, signum
 ):
-    overrides = ["trainer.epochs=2", "trainer.progress=none"]
+    # (a running loss of 5 steps: its window is open at the stop; logger.backends=[csv]: every
+    # value logged can be compared)
+    overrides = ["trainer.epochs=2", "trainer.progress=none", "trainer.running_loss_every=5", "logger=csv"]
     reference = train(compose.compose_config(overrides), tmp_path / "whole")
 
     calls = []
     previous = signal.signal(signum, lambda s, f: calls.append(s))  # stands in for submitit's handler
     try:
-        stop_at_step(monkeypatch, 7, signum)  # an epoch of the digits has 21 steps
+        stop_at_step(monkeypatch, 28, signum)  # an epoch of the digits has 21 steps
         with pytest.raises(Preempted) as stop:
             train(compose.compose_config(overrides), tmp_path / "cut")
-        assert stop.value.step == 7 and calls == []  # the trainer's handler took the signal...
+        assert stop.value.step == 28 and calls == []  # the trainer's handler took the signal...
         assert signal.getsignal(signum) is not None and signal.getsignal(signum).__name__ == "<lambda>"
         with pytest.raises(SystemExit) as exit_:
             launch.stopped(stop.value, tmp_path / "cut")  # ... and hands it on afterwards
@@ -103,7 +105,7 @@ def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
     finally:
         signal.signal(signum, previous)
     saved = checkpoint.load(tmp_path / "cut")
-    assert (saved["trainer"]["step"], saved["trainer"]["epoch"], saved["trainer"]["epoch_step"]) == (7, 0, 7)
+    assert (saved["trainer"]["step"], saved["trainer"]["epoch"], saved["trainer"]["epoch_step"]) == (28, 1, 7)
 
     monkeypatch.undo()
     resumed = train(compose.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
@@ -112,6 +114,14 @@ def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
     for name, value in whole["task"].items():
         assert torch.equal(cut["task"][name], value), name
     assert resumed["test/loss"] == reference["test/loss"]
+    # the stopped epoch's figures are the whole epoch's (they were the 14 batches after the resume:
+    # trainer.monitor=train/loss, its best.pt and a plateau schedule read them), and the running
+    # loss's window goes on over the resume
+    figures = [k for k in reference if not k.startswith("time/")]
+    assert {k: resumed[k] for k in figures} == {k: reference[k] for k in figures}
+    logged = [(tmp_path / run / "metrics.csv").read_text().splitlines() for run in ("whole", "cut")]
+    values = [{line for line in lines if "time/" not in line} for lines in logged]
+    assert values[0] == values[1] and any("train/running_loss" in line for line in values[0])
 
 
 def test_periodic_checkpoints_keep_the_newest_k(tmp_path):

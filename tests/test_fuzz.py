@@ -501,6 +501,66 @@ def test_a_printed_resume_command_pastes_back_to_its_folder(request, name):
         assert OmegaConf.create({"resume": value}).resume == folder, (program, printed)
 
 
+so_far_values = st.one_of(
+    json_values,
+    st.fixed_dictionaries(  # what Trainer.so_far saves, each part of any shape
+        {},
+        optional={
+            "running": st.fixed_dictionaries({"sums": json_values, "count": json_values}),
+            "epoch": st.fixed_dictionaries(
+                {
+                    "means": st.fixed_dictionaries(
+                        {"values": json_values, "sizes": json_values, "count": json_values}
+                    ),
+                    "metrics": st.one_of(
+                        json_values,
+                        st.fixed_dictionaries(
+                            {
+                                "counts": st.one_of(st.none(), st.builds(torch.ones, st.integers(0, 12))),
+                                "samples": json_values,
+                            }
+                        ),
+                    ),
+                }
+            ),
+        },
+    ),
+)
+
+
+@settings(max_examples=60 * SCALE, **FUZZ)
+@given(so_far=so_far_values)
+@example(so_far={"epoch": {"means": {"values": {"loss": [0.5]}, "sizes": {"loss": [2]}, "count": 2},
+                           "metrics": {"counts": torch.ones(3), "samples": 2}}})  # fmt: skip
+def test_a_checkpoints_sums_so_far_are_data(request, so_far):
+    """A checkpoint written in the middle of an epoch keeps the epoch's sums so far (and the
+    running loss's window): read back, they are the shape dlbench saves or one message, and what
+    is carried sums without an error."""
+    from dlbench.engine.means import BatchMeans, RunningMeans
+    from dlbench.engine.training_state import checked_so_far
+    from dlbench.tasks.metrics import Accuracy
+
+    count(request, "a checkpoint's sums so far (resume)")
+    try:
+        carried = checked_so_far(so_far)
+    except DlbenchError:
+        return
+    means, running, accuracy = BatchMeans("step"), RunningMeans(5), Accuracy(10)
+    try:
+        if "running" in carried:
+            running.carry(carried["running"], torch.device("cpu"))
+        if "epoch" in carried:
+            means.carry(carried["epoch"]["means"])
+            if carried["epoch"]["metrics"] is not None:
+                accuracy.carry(carried["epoch"]["metrics"], torch.device("cpu"))
+    except (ValueError, KeyError, TypeError):  # (Trainer.carry: one DlbenchError)
+        return
+    means.add({"loss": torch.tensor(0.5)}, 2)
+    running.add({"loss": torch.tensor(0.5)}, 5)
+    accuracy.update(torch.tensor([1, 2]), torch.tensor([1, 3]))
+    means.result("train"), accuracy.compute()
+
+
 optimizer_states = st.one_of(
     json_values,
     st.builds(  # a tensor of any small shape and dtype

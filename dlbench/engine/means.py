@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -25,6 +26,7 @@ class BatchMeans:
         self.sizes: dict[str, list[int]] = {}
         self.count = 0
         self.started = time.perf_counter()  # (for samples/s)
+        self.carried: dict[str, Any] = {"values": {}, "sizes": {}, "count": 0}  # before a resume (`carry`)
 
     def add(self, values: dict[str, torch.Tensor], n: int) -> None:
         if not self.values and not isinstance(values, Mapping):
@@ -43,14 +45,31 @@ class BatchMeans:
     def result(self, prefix: str) -> dict[str, float]:
         """The means over every process (sums and counts added up across them). Each key's
         values are read in one go and summed in double precision."""
-        keys = list(self.values)
-        read = {k: torch.stack(self.values[k]).float().tolist() for k in keys}
-        sums = [sum(v * n for v, n in zip(read[k], self.sizes[k], strict=True)) for k in keys]
-        count = float(self.count)
+        read, sizes = self.read()
+        keys = list(read)
+        sums = [sum(v * n for v, n in zip(read[k], sizes[k], strict=True)) for k in keys]
+        count = float(self.count + self.carried["count"])
         if distributed.world_size() > 1:
             *totals, total = distributed.sum_across([torch.tensor(v) for v in [*sums, count]])
             sums, count = [float(t) for t in totals], float(total)
         return {f"{prefix}/{k}": v / max(count, 1.0) for k, v in zip(keys, sums, strict=True)}
+
+    def read(self) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+        """Each key's values, read (one wait for the device), and their sizes: those carried
+        over a resume first."""
+        values, sizes = self.carried["values"], self.carried["sizes"]
+        read = {k: values.get(k, []) + torch.stack(v).float().tolist() for k, v in self.values.items()}
+        return read, {k: sizes.get(k, []) + self.sizes[k] for k in self.values}
+
+    def saved(self) -> dict[str, Any]:
+        """The epoch's values so far, as a checkpoint in the middle of the epoch keeps them
+        (`carry`: the resumed epoch's means are then the whole epoch's, summed in the same order)."""
+        values, sizes = self.read()
+        return {"values": values, "sizes": sizes, "count": self.count + self.carried["count"]}
+
+    def carry(self, saved: dict[str, Any]) -> None:
+        """Start from what `saved` holds (the epoch before a resume)."""
+        self.carried = saved
 
 
 def check_step_value(key: object, value: object, source: str) -> None:
@@ -89,3 +108,12 @@ class RunningMeans:
         window = {key: float(total) / self.count for key, total in self.sums.items()}
         self.sums, self.count = {}, 0
         return window
+
+    def saved(self) -> dict[str, Any]:
+        """The open window, read (a checkpoint keeps it: a window goes on over a resume)."""
+        return {"sums": {key: float(total) for key, total in self.sums.items()}, "count": self.count}
+
+    def carry(self, saved: dict[str, Any], device: torch.device) -> None:
+        sums = saved["sums"].items()
+        self.sums = {k: torch.tensor(total, dtype=torch.float32, device=device) for k, total in sums}
+        self.count = saved["count"]

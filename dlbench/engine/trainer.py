@@ -66,6 +66,8 @@ class Trainer:
         # checkpoint is costed as a small model's on a local disk, until one is measured
         self.checkpoints = TimeBudget(cfg.checkpoint_budget, first_cost=FIRST_CHECKPOINT_S)
         self.best_kept: dict[str, Any] | None = None  # a best epoch's state, not written yet
+        self.epoch_means: BatchMeans | None = None  # the epoch in training's (for a checkpoint)
+        self.carried: dict[str, Any] = {}  # a resumed epoch's step values so far (`carry`)
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, task: Task) -> None:
@@ -308,7 +310,9 @@ class Trainer:
         tracked = read or self.reports(epoch, self.optimizer_steps(left))
         if task.track_train_metrics != tracked:  # (setting a module's attribute costs more than reading it)
             task.track_train_metrics = tracked
-        means = BatchMeans(f"{type(task).__name__}.training_step")
+        means = self.epoch_means = BatchMeans(f"{type(task).__name__}.training_step")
+        if self.carried:  # a resume in the middle of this epoch: its step values so far
+            means.carry(self.carried.pop("means"))
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
         batches = left + state.epoch_step  # the epoch's, the skipped ones (a resume) too
         steps_left = self.total_steps(self.optimizer_steps(batches)) - state.step
@@ -471,6 +475,38 @@ class Trainer:
             return "no checkpoint had been written yet"
         return f"{' and '.join(saved)} {'were' if len(saved) > 1 else 'was'} written before it"
 
+    def so_far(self, task: Task) -> dict[str, Any]:
+        """What a checkpoint keeps of the sums in progress: in the middle of an epoch, its step
+        values and its train metrics so far; the running loss's open window. A resumed run then
+        reports the whole epoch, summed in the same order (`carry`), not the batches after the
+        resume (which trainer.monitor=train/loss, its best.pt and a plateau schedule would read).
+        With several processes, each holds its own sums and rank 0 alone writes: none are kept."""
+        if self.processes > 1:
+            return {}
+        kept: dict[str, Any] = {}
+        if self.state.epoch_step and self.epoch_means is not None:
+            metrics = getattr(task, "train_metrics", None) if task.track_train_metrics else None
+            saved = metrics.saved() if hasattr(metrics, "saved") else None  # (a plugin's own: none)
+            kept["epoch"] = {"means": self.epoch_means.saved(), "metrics": saved}
+        if self.running.count:
+            kept["running"] = self.running.saved()
+        return kept
+
+    def carry(self, task: Task, so_far: dict[str, Any]) -> None:
+        """Start from the sums a resumed checkpoint kept (`so_far`): the running loss's window and
+        the train metrics now (a checkpoint that does not fit is refused before the run writes
+        anything), the epoch's step values when it starts again (`train_epoch`)."""
+        try:
+            if "running" in so_far:
+                self.running.carry(so_far["running"], self.device)
+            if (epoch := so_far.get("epoch")) and self.state.epoch_step:
+                metrics = getattr(task, "train_metrics", None)
+                if epoch["metrics"] is not None and hasattr(metrics, "carry"):
+                    metrics.carry(epoch["metrics"], self.device)
+                self.carried = {"means": epoch["means"]}
+        except Exception as err:  # a checkpoint is data
+            raise DlbenchError(f"The checkpoint's sums so far do not fit this run: {err}") from err
+
     def checkpoint_state(self, task: Task, optimizations: dict[str, Optimization]) -> dict[str, Any]:
         """What a checkpoint holds: the training state (engine/training_state.py), the config."""
         return {**training_state.capture(self, task, optimizations), **self.extra}
@@ -501,6 +537,7 @@ class Trainer:
     def restore(self, state: dict[str, Any], task: Task, optimizations: dict[str, Optimization]) -> None:
         """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG."""
         training_state.restore(self, state, task, optimizations)
+        self.carry(task, training_state.checked_so_far(state.get("so_far") or {}))
         if self.state.cut_by_max_steps and not self._done():
             raise DlbenchError(
                 f"trainer.max_steps={self.cfg.max_steps}: this run stopped at trainer.max_steps, step "

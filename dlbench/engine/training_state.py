@@ -56,7 +56,44 @@ def capture(trainer: Trainer, task: Task, optimizations: dict[str, Optimization]
         "lookahead": {k: o.lookahead.state_dict() for k, o in optimizations.items() if o.lookahead},
         "trainer": trainer.state.saved(),
         "rng": rng_state(),
+        "so_far": trainer.so_far(task),  # (sums in progress: the epoch's, the running loss's window)
     }
+
+
+def checked_so_far(so_far: Any) -> dict[str, Any]:
+    """A checkpoint's sums in progress (Trainer.so_far), if they have its shape: numbers by name,
+    a list of step values and one of sizes per key, of one length (a checkpoint is data)."""
+
+    def numbers(value: Any, kind: type | tuple[type, ...] = (int, float)) -> bool:
+        return isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+
+    def named(value: Any, fits) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, str) and fits(v) for k, v in value.items())
+
+    fine = isinstance(so_far, dict) and set(so_far) <= {"epoch", "running"}
+    if fine and "running" in so_far:
+        running = so_far["running"]
+        fine = (
+            isinstance(running, dict)
+            and named(running.get("sums"), lambda v: isinstance(v, (int, float)))
+            and isinstance(running.get("count"), int)
+            and running["count"] >= 0
+        )
+    if fine and "epoch" in so_far:
+        epoch = so_far["epoch"]
+        means = epoch.get("means") if isinstance(epoch, dict) else None
+        fine = (
+            isinstance(means, dict)
+            and named(means.get("values"), numbers)
+            and named(means.get("sizes"), lambda v: numbers(v, int))
+            and means["values"].keys() == means["sizes"].keys()
+            and all(len(v) == len(means["sizes"][k]) for k, v in means["values"].items())
+            and isinstance(means.get("count"), int)
+            and (epoch.get("metrics") is None or isinstance(epoch["metrics"], dict))
+        )
+    if not fine:
+        raise DlbenchError("The checkpoint's sums of the epoch so far are not what dlbench saves")
+    return so_far
 
 
 def copied(state: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,8 @@ which need FID and BLEU, still use torchmetrics.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -85,6 +87,21 @@ class Predictions:
     def reset(self) -> None:
         self.counts, self.pending, self.kept = None, [], 0
 
+    def saved(self) -> dict[str, Any]:
+        """The counts so far (a checkpoint in the middle of an epoch keeps them: `carry`)."""
+        self._fold()
+        return {"counts": None if self.counts is None else self.counts.cpu()}
+
+    def carry(self, saved: dict[str, Any], device: torch.device) -> None:
+        counts = saved["counts"]
+        if counts is not None and not (isinstance(counts, torch.Tensor) and counts.shape == self.shape()):
+            raise ValueError(f"counts of shape {getattr(counts, 'shape', None)}, not {self.shape()}")
+        self.counts = None if counts is None else counts.long().to(device)
+
+    def shape(self) -> tuple[int, ...]:
+        """The shape of `counts`."""
+        return (self.num_classes, self.num_classes)
+
 
 class ConfusionMatrix(Predictions):
     """Counts of (target, prediction) pairs: accuracy, balanced accuracy, macro F1, and each
@@ -132,6 +149,18 @@ class Accuracy(Predictions):
     def reset(self) -> None:
         super().reset()
         self.samples = 0
+
+    def saved(self) -> dict[str, Any]:
+        return {**super().saved(), "samples": self.samples}
+
+    def carry(self, saved: dict[str, Any], device: torch.device) -> None:
+        super().carry(saved, device)
+        if not isinstance(saved["samples"], int) or saved["samples"] < 0:
+            raise ValueError(f"samples {saved['samples']!r}")
+        self.samples = saved["samples"]
+
+    def shape(self) -> tuple[int, ...]:
+        return ()
 
 
 def per_class(matrix: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -189,6 +218,15 @@ class RegressionSums:
 
     def reset(self) -> None:
         self.sums = None
+
+    def saved(self) -> dict[str, Any]:
+        return {"sums": None if self.sums is None else self.sums.cpu()}
+
+    def carry(self, saved: dict[str, Any], device: torch.device) -> None:
+        sums = saved["sums"]
+        if sums is not None and not (isinstance(sums, torch.Tensor) and sums.dim() == 2 and len(sums) == 5):
+            raise ValueError(f"sums of shape {getattr(sums, 'shape', None)}")
+        self.sums = None if sums is None else sums.double().to(device)
 
 
 class Untracked:
