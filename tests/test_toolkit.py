@@ -5,6 +5,7 @@ import signal
 
 import pytest
 import torch
+from conftest import read_metrics
 
 from dlbench import compose
 from dlbench.config import TrainerConfig
@@ -161,6 +162,26 @@ def test_a_resumed_run_with_an_average_ends_as_the_whole_run(monkeypatch, tmp_pa
     for part in ("task", "trained"):
         for name, value in whole[part].items():
             assert torch.equal(cut[part][name], value), f"{part}.{name}"
+
+
+def test_a_finished_swa_run_given_more_epochs_ends_as_the_longer_run(tmp_path):
+    """A review's resume of a finished SWA run with more epochs validated them on the old average
+    and never recomputed BatchNorm's statistics (test/loss 0.179 against 0.138)."""
+    overrides = [*LINEAR, "trainer.deterministic=true", "trainer.swa_start=2", "trainer.swa_lr=0.05"]
+    overrides += ["model=mlp", "model.norm=batch"]
+    train(compose.compose_config([*overrides, "trainer.epochs=4"]), tmp_path / "whole")
+    train(compose.compose_config([*overrides, "trainer.epochs=3"]), tmp_path / "short")
+    longer = [*overrides, "trainer.epochs=4", f"resume={tmp_path / 'short'}"]
+    metrics = train(compose.compose_config(longer), tmp_path / "short")
+    figures = {k: v for k, v in read_metrics(tmp_path / "whole").items() if not k.startswith("time/")}
+    assert {k: metrics[k] for k in figures} == figures
+    for name in ("last.pt", "best.pt"):
+        whole, extended = (
+            checkpoint.load(tmp_path / run / "checkpoints" / name) for run in ("whole", "short")
+        )
+        for part in ("task", "trained"):
+            for key, value in whole[part].items():
+                assert torch.equal(extended[part][key], value), f"{name} {part}.{key}"
 
 
 def test_swa_averages_the_epochs_from_its_start_and_recomputes_batchnorm(tmp_path):

@@ -538,6 +538,8 @@ class Trainer:
         """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG."""
         training_state.restore(self, state, task, optimizations)
         self.carry(task, training_state.checked_so_far(state.get("so_far") or {}))
+        if self.average is not None and self.average.finished and not self._ends(self.state.epoch - 1):
+            self.average.finished = False  # a finished SWA run given more epochs: finished again at their end
         if self.state.cut_by_max_steps and not self._done():
             raise DlbenchError(
                 f"trainer.max_steps={self.cfg.max_steps}: this run stopped at trainer.max_steps, step "
