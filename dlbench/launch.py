@@ -97,6 +97,8 @@ def job(
     from dlbench.training import train
 
     stop_file = Path(hydra_cfg.sweep.dir) / ".stop" if multirun else None
+    if multirun:  # the job's own overrides (sweep.resume, sweep.fail_fast: the sweep's, not recorded)
+        overrides = [o for o in overrides if not o.startswith("sweep.")]
     try:
         if multirun:
             record_job(run_dir, overrides)
@@ -134,7 +136,7 @@ def job(
         else:
             metrics = train(cfg, run_dir, overrides, hydra_cfg)
     except Preempted as stop:
-        stopped(stop, run_dir)
+        stopped(stop, run_dir, Path(hydra_cfg.sweep.dir) if multirun else None)
         return None  # submitit did not requeue the job: error.txt says why
     except cluster.NotRequeued:  # the job's torchrun processes stopped; error.txt says why
         return None
@@ -197,10 +199,11 @@ def failed(
         raise SystemExit(2 if known else 1) from None
 
 
-def stopped(stop: Preempted, run_dir: Path) -> None:
-    """After a stop signal and its checkpoint: say how to continue, hand the signal on to the
-    handler that was there before (submitit's: requeue the Slurm job), else exit with 75.
-    Returns only when submitit would not requeue the job (recorded in error.txt)."""
+def stopped(stop: Preempted, run_dir: Path, sweep_dir: Path | None = None) -> None:
+    """After a stop signal and its checkpoint: say how to continue (a sweep's job: the sweep,
+    with sweep.resume), hand the signal on to the handler that was there before (submitit's:
+    requeue the Slurm job), else exit with 75. Returns only when submitit would not requeue the
+    job (recorded in error.txt)."""
     from dlbench.engine import distributed
 
     name = signal.Signals(stop.signum).name
@@ -210,11 +213,13 @@ def stopped(stop: Preempted, run_dir: Path) -> None:
             "continue from"
         )
     elif distributed.is_main():
-        then = (
-            "submitit requeues the job (up to hydra.launcher.max_num_timeout times for time limits)"
-            if cluster.in_job()
-            else f"Continue with: {terminal.command(terminal.override('resume', run_dir))}"
-        )
+        if cluster.in_job():
+            then = "submitit requeues the job (up to hydra.launcher.max_num_timeout times for time limits)"
+        elif sweep_dir is not None:
+            finish = terminal.shell_word(terminal.override("sweep.resume", sweep_dir))
+            then = f"Finish the sweep with the same command and {finish}"
+        else:
+            then = f"Continue with: {terminal.command(terminal.override('resume', run_dir))}"
         print_error(f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. {then}")
     try:
         cluster.hand_on(stop.signum, signal.getsignal(stop.signum), run_dir)

@@ -222,3 +222,43 @@ def test_a_sweep_preset_without_dash_m_says_so(cli):
     assert result.returncode == 0, result.stderr
     assert "experiment=optimizers is a sweep; this runs one job" in result.stderr
     assert "is a sweep" not in cli("experiment=digits_mlp", "--cfg", "job").stderr
+
+
+STOPS_ITSELF = """
+import signal, sys
+from dlbench.engine.trainer import Trainer
+optimize, calls = Trainer.optimize, []
+def stopping(self, optimizations, name, loss):
+    optimize(self, optimizations, name, loss)
+    calls.append(1)
+    if len(calls) == 3:  # (a cluster's SIGTERM during the first job)
+        signal.raise_signal(signal.SIGTERM)
+Trainer.optimize = stopping
+sys.argv = ["dlbench", *sys.argv[1:]]
+from dlbench.cli import entrypoint
+entrypoint()
+"""
+
+
+def test_a_stopped_sweep_says_how_to_finish_it_and_its_jobs_keep_their_overrides(cli, tmp_path):
+    """A stop signal in a sweep's job points at the sweep (it printed `resume=<sweep>/0`, which
+    finishes that job alone), and `sweep.resume` is not recorded as a job's own override (it was
+    in the summary, in compare and in the job's overrides.yaml)."""
+    import subprocess
+    import sys
+
+    from conftest import user_env
+
+    args = ["-m", "optimizer.lr=0.01,0.001", "trainer.epochs=1", "trainer.progress=none"]
+    command = [sys.executable, "-c", STOPS_ITSELF, *args, "hydra.sweep.dir=sweep"]
+    stopped = subprocess.run(command, cwd=tmp_path, env=user_env(), capture_output=True, text=True)
+    assert stopped.returncode == 75, stopped.stderr[-2000:]
+    assert "Finish the sweep with the same command and sweep.resume=sweep" in stopped.stderr
+    result = cli(*args, "sweep.resume=sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for job in ("0", "1"):
+        recorded = (tmp_path / "sweep" / job / ".hydra" / "overrides.yaml").read_text()
+        assert "optimizer.lr=" in recorded and "sweep." not in recorded, recorded
+    rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))
+    assert [r["overrides"].split()[0] for r in rows] == ["optimizer.lr=0.01", "optimizer.lr=0.001"]
+    assert not any("sweep." in r["overrides"] for r in rows)
