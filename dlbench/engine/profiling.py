@@ -39,6 +39,7 @@ class StepProfiler:
             on_trace_ready=self.write,
         )
         self.report: str | None = None  # what is printed at the end of the run
+        self.seen = 0  # training batches since the start
         self.profiler.start()
 
     @property
@@ -61,10 +62,12 @@ class StepProfiler:
     def step(self) -> None:
         """After each training batch; the profiler stops once its batches are recorded."""
         if self.active:
+            self.seen += 1
             self.profiler.step()
 
     def stop(self) -> None:
-        """At the end of training (also when it had fewer batches than asked for)."""
+        """At the end of the epoch it started in, if that comes first (the epoch-end work,
+        validation and checkpoints, would be counted in the next batch's step), and of training."""
         if self.active:
             profiler, self.profiler = self.profiler, None
             profiler.stop()
@@ -82,8 +85,10 @@ class StepProfiler:
         (self.folder / "phases.txt").write_text(
             "".join(f"{name}\t{share:.4f}\n" for name, share in shares.items())
         )
+        recorded = min(self.batches, self.seen - SKIPPED - WARMUP)
+        cut = f" (the epoch ended before trainer.profile={self.batches})" if recorded < self.batches else ""
         self.report = (
-            f"Profile of {self.batches} training batches (trainer.profile), in {self.folder}:\n"
+            f"Profile of {recorded} training batches{cut}, in {self.folder}:\n"
             f"  a step's time: {phases}\n{ops}"
         )
 

@@ -372,6 +372,8 @@ class Trainer:
             if self._done():
                 state.cut_by_max_steps = state.epoch_step < batches
                 break
+        if self.profiler is not None:  # (one epoch's batches: not its epoch-end work)
+            self.profiler.stop()
         if self.steps.skipped_steps:
             skipped, steps = self.steps.skipped_steps - skipped_before, state.step - step_before
             if steps and skipped > cfg.max_skipped_fraction * steps:
