@@ -187,6 +187,9 @@ def test_a_finished_swa_run_given_more_epochs_ends_as_the_longer_run(tmp_path):
         for part in ("task", "trained"):
             for key, value in whole[part].items():
                 assert torch.equal(extended[part][key], value), f"{name} {part}.{key}"
+    saved = (tmp_path / "short" / "checkpoints" / "last.pt").read_bytes()
+    train(compose.compose_config(longer), tmp_path / "short")  # at its end: nothing more (no update_bn)
+    assert (tmp_path / "short" / "checkpoints" / "last.pt").read_bytes() == saved
 
 
 def test_swa_averages_the_epochs_from_its_start_and_recomputes_batchnorm(tmp_path):

@@ -186,7 +186,7 @@ class Trainer:
         if self._patience_spent():  # (a resumed run that stopped early: it is over, as at its last epoch)
             log.info(f"early stopping ended this run: {monitor} had not improved for {cfg.patience} "
                      "evaluations (a larger trainer.patience goes on)")  # fmt: skip
-        while self.state.epoch < cfg.epochs and not self._done() and not self._patience_spent():
+        while self._goes_on():
             epoch = self.state.epoch
             start, written = time.perf_counter(), self.log.step_writes_s
             if self.average is not None and self.average.swa_scheduler(epoch) and not self.state.swa_lr:
@@ -265,6 +265,11 @@ class Trainer:
     def _done(self, steps: int = 0) -> bool:
         """trainer.max_steps is reached (once `steps` more optimizer steps are made)."""
         return self.cfg.max_steps is not None and self.state.step + steps >= self.cfg.max_steps
+
+    def _goes_on(self) -> bool:
+        """Whether training has epochs left: trainer.epochs, trainer.max_steps and trainer.patience
+        are not reached (a resumed run may have reached them)."""
+        return self.state.epoch < self.cfg.epochs and not self._done() and not self._patience_spent()
 
     def _patience_spent(self) -> bool:
         """trainer.patience evaluations without improvement (a resumed run may have spent it)."""
@@ -540,7 +545,7 @@ class Trainer:
         """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG."""
         training_state.restore(self, state, task, optimizations)
         self.carry(task, training_state.checked_so_far(state.get("so_far") or {}))
-        if self.average is not None and self.average.finished and not self._ends(self.state.epoch - 1):
+        if self.average is not None and self.average.finished and self._goes_on():
             self.average.finished = False  # a finished SWA run given more epochs: finished again at their end
         if self.state.cut_by_max_steps and not self._done():
             raise DlbenchError(
