@@ -108,6 +108,21 @@ def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
     assert (saved["trainer"]["step"], saved["trainer"]["epoch"], saved["trainer"]["epoch_step"]) == (28, 1, 7)
 
     monkeypatch.undo()
+    # stopped again while the resumed run is built (a requeued job preempted once more): its
+    # last.pt keeps the sums it was given
+    from dlbench import training
+
+    build_data = training.build_data
+
+    def build_data_and_get_stopped(cfg):
+        signal.raise_signal(signum)
+        return build_data(cfg)
+
+    monkeypatch.setattr(training, "build_data", build_data_and_get_stopped)
+    with pytest.raises(Preempted):
+        train(compose.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
+    assert checkpoint.load(tmp_path / "cut")["so_far"]["epoch"] == saved["so_far"]["epoch"]
+    monkeypatch.undo()
     resumed = train(compose.compose_config([*overrides, f"resume={tmp_path / 'cut'}"]), tmp_path / "cut")
     whole, cut = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "cut")
     assert cut["trainer"]["step"] == whole["trainer"]["step"] == 42

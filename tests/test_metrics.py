@@ -94,3 +94,23 @@ def test_the_counted_prediction_is_argmax_ties_and_nan_included():
     rounded = torch.randn(500, 7, generator=torch.Generator().manual_seed(0)).round()  # (many ties)
     for scores in (rows, rounded):
         assert torch.equal(_argmax(scores), scores.argmax(dim=1))
+
+
+def test_an_epochs_step_values_carried_over_a_resume_give_its_means_in_the_same_order():
+    """Trainer.so_far / carry: a checkpoint in the middle of an epoch keeps its step values; the
+    resumed epoch's means are the whole epoch's, also when no step comes after the resume (a
+    checkpoint at the epoch's last step: the values were dropped)."""
+    from dlbench.engine.means import BatchMeans
+
+    values = [torch.tensor(v) for v in (0.1, 0.7, 0.2, 0.3)]
+    whole = BatchMeans("step")
+    for value in values:
+        whole.add({"loss": value}, 3)
+    for cut in (2, 4):
+        first, resumed = BatchMeans("step"), BatchMeans("step")
+        for value in values[:cut]:
+            first.add({"loss": value}, 3)
+        resumed.carry(first.saved())
+        for value in values[cut:]:
+            resumed.add({"loss": value}, 3)
+        assert resumed.result("train") == whole.result("train"), cut

@@ -58,8 +58,10 @@ class BatchMeans:
         """Each key's values, read (one wait for the device), and their sizes: those carried
         over a resume first."""
         values, sizes = self.carried["values"], self.carried["sizes"]
-        read = {k: values.get(k, []) + torch.stack(v).float().tolist() for k, v in self.values.items()}
-        return read, {k: sizes.get(k, []) + self.sizes[k] for k in self.values}
+        now = {k: torch.stack(v).float().tolist() for k, v in self.values.items()}
+        keys = [*values, *(k for k in now if k not in values)]  # (after a resume, maybe no step more)
+        read = {k: values.get(k, []) + now.get(k, []) for k in keys}
+        return read, {k: sizes.get(k, []) + self.sizes.get(k, []) for k in keys}
 
     def saved(self) -> dict[str, Any]:
         """The epoch's values so far, as a checkpoint in the middle of the epoch keeps them

@@ -317,7 +317,10 @@ class Trainer:
             task.track_train_metrics = tracked
         means = self.epoch_means = BatchMeans(f"{type(task).__name__}.training_step")
         if self.carried:  # a resume in the middle of this epoch: its step values so far
-            means.carry(self.carried.pop("means"))
+            carried, self.carried = self.carried, {}
+            means.carry(carried["means"])
+            if not tracked and hasattr(carried["metrics"], "reset"):  # (a resume that changed which
+                carried["metrics"].reset()  # epochs report: none of this one's are read)
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
         batches = left + state.epoch_step  # the epoch's, the skipped ones (a resume) too
         steps_left = self.total_steps(self.optimizer_steps(batches)) - state.step
@@ -491,10 +494,13 @@ class Trainer:
         if self.processes > 1:
             return {}
         kept: dict[str, Any] = {}
-        if self.state.epoch_step and self.epoch_means is not None:
+        # (before the resumed epoch starts again, a stop signal while the run is built: its sums
+        # are still the carried ones)
+        means = self.epoch_means.saved() if self.epoch_means is not None else self.carried.get("means")
+        if self.state.epoch_step and means is not None:
             metrics = getattr(task, "train_metrics", None) if task.track_train_metrics else None
             saved = metrics.saved() if hasattr(metrics, "saved") else None  # (a plugin's own: none)
-            kept["epoch"] = {"means": self.epoch_means.saved(), "metrics": saved}
+            kept["epoch"] = {"means": means, "metrics": saved}
         if self.running.count:
             kept["running"] = self.running.saved()
         return kept
@@ -503,6 +509,8 @@ class Trainer:
         """Start from the sums a resumed checkpoint kept (`so_far`): the running loss's window and
         the train metrics now (a checkpoint that does not fit is refused before the run writes
         anything), the epoch's step values when it starts again (`train_epoch`)."""
+        if self.processes > 1:  # (none are saved then: a file that holds some was made elsewhere)
+            return
         try:
             if "running" in so_far:
                 self.running.carry(so_far["running"], self.device)
@@ -510,7 +518,7 @@ class Trainer:
                 metrics = getattr(task, "train_metrics", None)
                 if epoch["metrics"] is not None and hasattr(metrics, "carry"):
                     metrics.carry(epoch["metrics"], self.device)
-                self.carried = {"means": epoch["means"]}
+                self.carried = {"means": epoch["means"], "metrics": metrics}
         except Exception as err:  # a checkpoint is data
             raise DlbenchError(f"The checkpoint's sums so far do not fit this run: {err}") from err
 
