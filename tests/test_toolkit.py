@@ -275,10 +275,11 @@ def test_the_profiler_writes_a_trace_the_top_operators_and_each_phase_share(cli,
     assert all(float(v) > 0 for v in shares.values()), shares
     assert "Profile of 4 training batches" in result.stdout and "a step's time: data" in result.stdout
     assert "gpuGetDeviceCount" not in result.stderr  # (kineto's false alarm on a machine with no GPU)
-    # more batches than the epoch has (21): those of the epoch are recorded, not its epoch-end
-    # work (a review's last profiled step held the validation and the test: 97.6% of the time)
-    result = cli("trainer.profile=25", "trainer.progress=none", "hydra.run.dir=cut", process=True)
-    assert "Profile of 18 training batches (the epoch ended before trainer.profile=25)" in result.stdout
+    # more batches than the run has (21): those it has are recorded, not the run's last validation
+    # and test (a review's last profiled step held them: 97.6% of the time)
+    cut = ["trainer.epochs=1", "trainer.profile=25", "trainer.progress=none", "hydra.run.dir=cut"]
+    result = cli(*cut, process=True)
+    assert "Profile of 18 training batches (the run ended before trainer.profile=25)" in result.stdout
     trace = json.loads((tmp_path / "cut" / "profile" / "trace.json").read_text())
     steps = [e["dur"] for e in trace["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")]
     assert max(steps) < sum(steps) - max(steps), steps  # (no step holds the end of the run)

@@ -66,11 +66,16 @@ class StepProfiler:
             self.profiler.step()
 
     def stop(self) -> None:
-        """At the end of the epoch it started in, if that comes first (the epoch-end work,
-        validation and checkpoints, would be counted in the next batch's step), and of training."""
+        """After the last epoch's batches (the run's last validation and test are no training
+        batch's), also when the run had fewer batches than asked for."""
         if self.active:
             profiler, self.profiler = self.profiler, None
             profiler.stop()
+            if self.seen <= SKIPPED + WARMUP:
+                self.report = (
+                    f"trainer.profile={self.batches}: the run had {self.seen} training batches, and the "
+                    f"profiler records after the first {SKIPPED + WARMUP}: nothing was recorded"
+                )
 
     def write(self, profiler: Any) -> None:
         self.profiler = None  # (recorded: the rest of the run goes unprofiled)
@@ -86,7 +91,7 @@ class StepProfiler:
             "".join(f"{name}\t{share:.4f}\n" for name, share in shares.items())
         )
         recorded = min(self.batches, self.seen - SKIPPED - WARMUP)
-        cut = f" (the epoch ended before trainer.profile={self.batches})" if recorded < self.batches else ""
+        cut = f" (the run ended before trainer.profile={self.batches})" if recorded < self.batches else ""
         self.report = (
             f"Profile of {recorded} training batches{cut}, in {self.folder}:\n"
             f"  a step's time: {phases}\n{ops}"

@@ -380,7 +380,7 @@ class Trainer:
             if self._done():
                 state.cut_by_max_steps = state.epoch_step < batches
                 break
-        if self.profiler is not None:  # (one epoch's batches: not its epoch-end work)
+        if self.profiler is not None and self._ends(epoch):  # (not the run's last validation and test)
             self.profiler.stop()
         if self.steps.skipped_steps:
             skipped, steps = self.steps.skipped_steps - skipped_before, state.step - step_before
