@@ -476,6 +476,7 @@ def test_every_figure_draws_any_class_name_as_text(request, names):
 @settings(max_examples=25 * SCALE, **FUZZ)
 @given(name=folder_names)
 @example(name="a,b 'c' ${name}\t\\")
+@example(name="null")
 def test_a_printed_resume_command_pastes_back_to_its_folder(request, name):
     """`Continue with: dlbench resume=...` is pasted into bash or zsh, then read by Hydra and
     OmegaConf: whatever the folder's name (a comma, a quote, `${`, a tab), the run it names is
@@ -486,6 +487,7 @@ def test_a_printed_resume_command_pastes_back_to_its_folder(request, name):
     from omegaconf import OmegaConf
 
     from dlbench import terminal
+    from dlbench.commands.runs import override_value
 
     count(request, "printed commands (resume=, sweep.resume=)")
     folder = f"/tmp/runs/{name}"
@@ -499,6 +501,7 @@ def test_a_printed_resume_command_pastes_back_to_its_folder(request, name):
         assert len(words) == 1, (program, printed, pasted.stderr)
         value = OverridesParser.create().parse_override(words[0]).value()
         assert OmegaConf.create({"resume": value}).resume == folder, (program, printed)
+        assert override_value(words, "resume") == folder, (program, printed)  # (dlbench's own reading)
 
 
 so_far_values = st.one_of(

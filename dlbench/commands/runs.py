@@ -220,18 +220,24 @@ def parsed_value(override: str):
 
 
 def override_value(overrides: list[str], key: str) -> str | None:
-    """The value `key=VALUE` sets on the command line, as Hydra reads it (a quoted path without
-    its quotes); None when absent or null."""
+    """The value `key=VALUE` sets on the command line, as the run's config will hold it: read by
+    Hydra (a quoted path without its quotes), then by OmegaConf (`\\${` is a literal `${`, as
+    `terminal.override` writes it); None when absent, null or empty."""
+    from omegaconf import OmegaConf
+
     found = next((o for o in overrides if o.startswith(f"{key}=")), None)
     if found is None:
         return None
+    written = found.split("=", 1)[1]
     try:
         value = parsed_value(found)
+        if isinstance(value, str):
+            value = OmegaConf.create({"value": value}).value
     except Exception:  # (Hydra refuses it later, in its own words)
-        value = found.split("=", 1)[1]
-    if not isinstance(value, str):  # (a sweep's list, a number: as written)
-        value = None if value is None else found.split("=", 1)[1]
-    return None if value in (None, "null", "None", "") else value
+        value = written
+    if value is not None and not isinstance(value, str):  # (a sweep's list, a number: as written)
+        value = written
+    return value or None
 
 
 def resume_overrides(overrides: list[str]) -> list[str]:
