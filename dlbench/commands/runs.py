@@ -172,9 +172,10 @@ def root_of(override: str) -> str:
 PLACE_KEYS = ("root", "path", "file", "archive", "judge", "url", "dir", "folder", "weights")
 PLACE_SUFFIXES = tuple(f"_{key}" for key in PLACE_KEYS)
 # what a saved text value may be to be used again: a plain name (`relu`, `bf16`, `cuda:1`,
-# `val/acc`); a path that starts at / or ~, climbs (..), an address (http://, sqlite:///), text
-# with spaces or quotes is not, whatever its key's name (logger.mlflow.tracking_uri)
-PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+\-/:]*")
+# `val/acc`, `résumé`, `exp@2`, `my run`): letters, digits and these marks, from a letter, digit
+# or _; a path that starts at / or ~, climbs (..), an address (http://, sqlite:///), text with
+# quotes or control characters is not, whatever its key's name (logger.mlflow.tracking_uri)
+PLAIN_MARKS = frozenset("_.+-/:,@=% ")
 
 
 def plain(value: Any) -> bool:
@@ -185,7 +186,11 @@ def plain(value: Any) -> bool:
     if isinstance(value, list):
         return all(plain(v) for v in value)
     if isinstance(value, str):
-        named = PLAIN.fullmatch(value) and not any(part in value for part in ("..", "//", ":/"))
+        named = value == "" or (
+            (value[0].isalnum() or value[0] == "_")
+            and all(c.isalnum() or c in PLAIN_MARKS for c in value)
+            and not any(part in value for part in ("..", "//", ":/"))
+        )
         return bool(named or REFERENCE.fullmatch(value))
     return True
 
