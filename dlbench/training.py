@@ -34,7 +34,7 @@ from dlbench.errors import Preempted
 from dlbench.figures import activation_figure, activations_of
 from dlbench.summary import HIGHER_IS_BETTER
 from dlbench.tasks.base import Task
-from dlbench.validation import validate
+from dlbench.validation import idle_settings, validate
 
 log = logging.getLogger("dlbench")
 
@@ -157,6 +157,8 @@ def _train(
                 for name, module in activations_of(task.model).items():
                     logger.figure(f"activations/{name}", activation_figure(module, name), 0)
         log.info(describe_run(cfg, data, device, run_dir))
+        for idle in idle_settings(cfg.trainer):
+            log.warning(idle)
         fit_started = time.perf_counter()
         with built_objects_frozen():
             # 5. fit: epochs of training steps, each evaluation logged and checkpointed

@@ -148,16 +148,6 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         raise DlbenchError(
             f"trainer.compile_mode={t.compile_mode}: the model is compiled only with trainer.compile=true"
         )
-    if t.grad_clip_mode != "norm" and t.grad_clip is None:
-        raise DlbenchError(
-            f"trainer.grad_clip_mode={t.grad_clip_mode}: the gradients are clipped only with "
-            "trainer.grad_clip set"
-        )
-    if t.keep_last_k and not t.checkpoint_every_n_steps:
-        raise DlbenchError(
-            f"trainer.keep_last_k={t.keep_last_k}: step-N.pt files are written only with "
-            "trainer.checkpoint_every_n_steps set"
-        )
     if str(t.threads) != "auto" and not (isinstance(t.threads, int) and t.threads >= 1):
         raise DlbenchError(f"trainer.threads={t.threads}: auto, or a number of threads (1 or more)")
     check_backends(list(cfg.logger.backends))
@@ -210,3 +200,16 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         LOSSES.check(plain_dict(cfg.loss), "loss")
     if cfg.scheduler.get("name") != "none":
         SCHEDULERS.check(plain_dict(cfg.scheduler), "scheduler", reserved=schema_hints(SchedulerConfig))
+
+
+def idle_settings(t: DictConfig) -> list[str]:
+    """Settings that do nothing without another, said when the run starts (not refused: a
+    sweep's grid may hold trainer.grad_clip=null beside trainer.grad_clip_mode=value)."""
+    idle = []
+    if t.grad_clip_mode != "norm" and t.grad_clip is None:
+        idle.append(f"trainer.grad_clip_mode={t.grad_clip_mode} does nothing: trainer.grad_clip is not set")
+    if t.keep_last_k and not t.checkpoint_every_n_steps:
+        idle.append(
+            f"trainer.keep_last_k={t.keep_last_k} does nothing: trainer.checkpoint_every_n_steps is not set"
+        )
+    return idle
