@@ -61,11 +61,15 @@ def check_new_run(folder: Path, resume: str | None, records: tuple[str, ...] = R
         if folder.resolve() == in_run:
             return
     if holds_run(folder):
-        resume = terminal.command(terminal.override("resume", folder))
+        elsewhere = "start a new run elsewhere: leave out hydra.run.dir, or give it a new folder"
+        if any((folder / "checkpoints").glob("*.pt")):
+            resume = terminal.command(terminal.override("resume", folder))
+            then = f"Continue it with: {resume}  (or {elsewhere})"
+        else:  # (trainer.checkpoint=false, or stopped before its first checkpoint)
+            then = f"It holds no checkpoint to continue from: {elsewhere}"
         raise FolderInUse(
             f"{folder} already holds a run (checkpoints, metrics or TensorBoard events), and dlbench "
-            f"never writes over one. Continue it with: {resume}  "
-            "(or start a new run elsewhere: leave out hydra.run.dir, or give it a new folder)"
+            f"never writes over one. {then}"
         )
     if found := [name for name in records if (folder / name).exists()]:
         raise FolderInUse(

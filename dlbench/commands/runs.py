@@ -207,7 +207,8 @@ def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:
         value = parsed_value(o)
         place = setting in PLACE_KEYS or setting.endswith(PLACE_SUFFIXES)
         if value is not None and (place or not plain(value)):
-            again = terminal.shell_word(terminal.override(key_of(o), value) if isinstance(value, str) else o)
+            written = o.split("=", 1)[0]  # (with its +: a key the config does not have is added)
+            again = terminal.shell_word(terminal.override(written, value) if isinstance(value, str) else o)
             raise DlbenchError(
                 f"the saved run names {key_of(o)}={value}: dlbench takes no file, folder or address from "
                 "a saved run, and of its text only plain names (it would read, download, unpack or send "
