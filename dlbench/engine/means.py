@@ -26,7 +26,7 @@ class BatchMeans:
         self.sizes: dict[str, list[int]] = {}
         self.count = 0
         self.started = time.perf_counter()  # (for samples/s)
-        self.carried: dict[str, Any] = {"values": {}, "sizes": {}, "count": 0}  # before a resume (`carry`)
+        self.carried: dict[str, Any] | None = None  # the values before a resume (`carry`)
 
     def add(self, values: dict[str, torch.Tensor], n: int) -> None:
         if not self.values and not isinstance(values, Mapping):
@@ -48,7 +48,7 @@ class BatchMeans:
         read, sizes = self.read()
         keys = list(read)
         sums = [sum(v * n for v, n in zip(read[k], sizes[k], strict=True)) for k in keys]
-        count = float(self.count + self.carried["count"])
+        count = float(self.count + (self.carried["count"] if self.carried else 0))
         if distributed.world_size() > 1:
             *totals, total = distributed.sum_across([torch.tensor(v) for v in [*sums, count]])
             sums, count = [float(t) for t in totals], float(total)
@@ -57,8 +57,10 @@ class BatchMeans:
     def read(self) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
         """Each key's values, read (one wait for the device), and their sizes: those carried
         over a resume first."""
-        values, sizes = self.carried["values"], self.carried["sizes"]
         now = {k: torch.stack(v).float().tolist() for k, v in self.values.items()}
+        if not self.carried:
+            return now, self.sizes
+        values, sizes = self.carried["values"], self.carried["sizes"]
         keys = [*values, *(k for k in now if k not in values)]  # (after a resume, maybe no step more)
         read = {k: values.get(k, []) + now.get(k, []) for k in keys}
         return read, {k: sizes.get(k, []) + self.sizes.get(k, []) for k in keys}
@@ -67,7 +69,8 @@ class BatchMeans:
         """The epoch's values so far, as a checkpoint in the middle of the epoch keeps them
         (`carry`: the resumed epoch's means are then the whole epoch's, summed in the same order)."""
         values, sizes = self.read()
-        return {"values": values, "sizes": sizes, "count": self.count + self.carried["count"]}
+        count = self.count + (self.carried["count"] if self.carried else 0)
+        return {"values": values, "sizes": {k: list(v) for k, v in sizes.items()}, "count": count}
 
     def carry(self, saved: dict[str, Any]) -> None:
         """Start from what `saved` holds (the epoch before a resume)."""
