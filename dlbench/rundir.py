@@ -62,7 +62,7 @@ def check_new_run(folder: Path, resume: str | None, records: tuple[str, ...] = R
             return
     if holds_run(folder):
         elsewhere = "start a new run elsewhere: leave out hydra.run.dir, or give it a new folder"
-        if any((folder / "checkpoints").glob("*.pt")):
+        if (folder / "checkpoints" / "last.pt").is_file():  # (what resume=FOLDER reads)
             resume = terminal.command(terminal.override("resume", folder))
             then = f"Continue it with: {resume}  (or {elsewhere})"
         else:  # (trainer.checkpoint=false, or stopped before its first checkpoint)

@@ -80,6 +80,8 @@ def test_a_stop_signal_with_checkpoints_off_says_nothing_was_saved(cli, monkeypa
     assert result.returncode == Preempted.EXIT_STATUS, result.stderr
     assert "stopped by SIGTERM after step 3; trainer.checkpoint=false: nothing was saved" in result.stderr
     assert "resume=" not in result.stderr and not (tmp_path / "run" / "checkpoints").exists()
+    (tmp_path / "run" / "checkpoints").mkdir()
+    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"")  # (resume=FOLDER reads last.pt)
     again = cli("trainer.checkpoint=false", "trainer.epochs=2", "trainer.progress=none", "hydra.run.dir=run")
     assert again.returncode == 2 and "It holds no checkpoint to continue from" in again.stderr
 

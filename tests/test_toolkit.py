@@ -285,6 +285,10 @@ def test_the_profiler_writes_a_trace_the_top_operators_and_each_phase_share(cli,
     trace = json.loads((tmp_path / "cut" / "profile" / "trace.json").read_text())
     steps = [e["dur"] for e in trace["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")]
     assert max(steps) < sum(steps) - max(steps), steps  # (no step holds the end of the run)
+    few = ["experiment=logistic_regression_iris", "trainer.epochs=3", "trainer.profile=2"]
+    result = cli(*few, "trainer.progress=none", "hydra.run.dir=few")  # 3 batches: skipped or warm-up
+    assert "the run had 3 training batches" in result.stdout and "nothing was recorded" in result.stdout
+    assert not (tmp_path / "few" / "profile").exists()
 
 
 def test_lr_find_suggests_an_lr_inside_the_known_good_range_and_its_command_trains(cli, tmp_path):

@@ -483,6 +483,7 @@ def test_a_saved_run_chooses_no_data_folder_outside_and_unpacking_follows_no_lin
         "+task.judge=/tmp/other.pt",
         "logger.mlflow.tracking_uri=sqlite:////tmp/chosen/x.db",  # no place key: not a plain name
         "logger.mlflow.tracking_uri=http://203.0.113.9:5000",  # (the checkpoint would be uploaded)
+        "logger.mlflow.tracking_uri=file:%2Ftmp%2Fevil",  # (MLflow decodes it to /tmp/evil)
     ):
         saved.write_text(yaml.safe_dump(["dataset=mnist", place]))
         code, out, err = dlbench(capsys, "eval", str(run))

@@ -169,13 +169,13 @@ def root_of(override: str) -> str:
 
 # settings that name a file, a folder or an address (dataset.root, dataset.path, dataset.file,
 # dataset.archive, dataset.url, task.judge, ...): dlbench reads, downloads or unpacks there
-PLACE_KEYS = ("root", "path", "file", "archive", "judge", "url", "dir", "folder", "weights")
+PLACE_KEYS = ("root", "path", "file", "archive", "judge", "url", "uri", "dir", "folder", "weights")
 PLACE_SUFFIXES = tuple(f"_{key}" for key in PLACE_KEYS)
 # what a saved text value may be to be used again: a plain name (`relu`, `bf16`, `cuda:1`,
 # `val/acc`, `résumé`, `exp@2`, `my run`): letters, digits and these marks, from a letter, digit
 # or _; a path that starts at / or ~, climbs (..), an address (http://, sqlite:///), text with
-# quotes or control characters is not, whatever its key's name (logger.mlflow.tracking_uri)
-PLAIN_MARKS = frozenset("_.+-/:,@=% ")
+# quotes, % escapes (file:%2Ftmp) or control characters is not, whatever its key's name
+PLAIN_MARKS = frozenset("_.+-/:,@= ")
 
 
 def plain(value: Any) -> bool:

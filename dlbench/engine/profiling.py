@@ -71,14 +71,21 @@ class StepProfiler:
         if self.active:
             profiler, self.profiler = self.profiler, None
             profiler.stop()
-            if self.seen <= SKIPPED + WARMUP:
-                self.report = (
-                    f"trainer.profile={self.batches}: the run had {self.seen} training batches, and the "
-                    f"profiler records after the first {SKIPPED + WARMUP}: nothing was recorded"
-                )
+            if self.report is None:  # (torch wrote nothing: stopped before recording)
+                self.report = self.nothing_recorded()
+
+    def nothing_recorded(self) -> str:
+        return (
+            f"trainer.profile={self.batches}: the run had {self.seen} training batches, and the "
+            f"profiler records after the first {SKIPPED + WARMUP}: nothing was recorded"
+        )
 
     def write(self, profiler: Any) -> None:
         self.profiler = None  # (recorded: the rest of the run goes unprofiled)
+        recorded = min(self.batches, self.seen - SKIPPED - WARMUP)
+        if recorded < 1:  # (stopped as recording began: no batch in it)
+            self.report = self.nothing_recorded()
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         profiler.export_chrome_trace(str(self.folder / "trace.json"))
         averages = profiler.key_averages()
@@ -90,7 +97,6 @@ class StepProfiler:
         (self.folder / "phases.txt").write_text(
             "".join(f"{name}\t{share:.4f}\n" for name, share in shares.items())
         )
-        recorded = min(self.batches, self.seen - SKIPPED - WARMUP)
         cut = f" (the run ended before trainer.profile={self.batches})" if recorded < self.batches else ""
         self.report = (
             f"Profile of {recorded} training batches{cut}, in {self.folder}:\n"

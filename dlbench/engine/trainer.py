@@ -315,7 +315,7 @@ class Trainer:
         tracked = read or self.reports(epoch, self.optimizer_steps(left))
         if task.track_train_metrics != tracked:  # (setting a module's attribute costs more than reading it)
             task.track_train_metrics = tracked
-        means = self.epoch_means = BatchMeans(task.training_step.__qualname__)
+        means = self.epoch_means = BatchMeans(f"{type(task).__name__}.training_step")
         if self.carried:  # a resume in the middle of this epoch: its step values so far
             carried, self.carried = self.carried, {}
             means.carry(carried["means"])
@@ -417,7 +417,7 @@ class Trainer:
     def evaluate(self, task: Task, data: DataModule, split: str, figures: bool = True) -> dict[str, float]:
         """Average the task's evaluation step over a split, plus the split's metrics; and with
         `figures`, its figures in TensorBoard."""
-        means = BatchMeans(task.evaluation_step.__qualname__)
+        means = BatchMeans(f"{type(task).__name__}.evaluation_step")
         with self.evaluated_weights(task):
             task.eval()
             for batch in data.loader(split):
