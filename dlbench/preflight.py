@@ -192,6 +192,12 @@ def check_output_folder(cfg: DictConfig, mode: str) -> Path | None:
     key = {"run": "hydra.run.dir", "multirun": "hydra.sweep.dir"}.get(mode)
     if key is None:
         return None
+    written = str(cfg.hydra._get_node(key.split(".")[1])._get_node("dir")._value())  # (as written)
+    if "\\${" in written:  # a literal ${ in the path: Hydra's log file name would read it again
+        raise DlbenchError(
+            f"{key}={written}: a folder whose path holds '${{' cannot hold a run (Hydra reads it as an "
+            "interpolation in its log file's name): rename it, or give another folder"
+        )
     try:
         value = str(OmegaConf.select(cfg, key))
     except OmegaConfBaseException:

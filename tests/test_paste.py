@@ -26,6 +26,8 @@ from pathlib import Path
 import pytest
 from conftest import shell, user_env
 
+from dlbench.terminal import override
+
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = "2026-01-01_12-00-00_ab12cd"  # what a user pastes for <run>, <sweep>
@@ -249,6 +251,11 @@ def test_a_run_refused_before_it_begins_leaves_nothing_and_an_offline_download_s
     result = cli("device=mps", "hydra.run.dir=mine")  # (no Apple GPU on Linux)
     assert result.returncode == 2 and "not available" in result.stderr
     assert (tmp_path / "mine" / "error.txt").is_file() and not (tmp_path / "outputs").exists()
+    # a folder with ${ in its path, as dlbench writes it for Hydra: refused in one line (Hydra's log
+    # file name read it again as an interpolation: 'unexpected error')
+    result = cli(override("hydra.run.dir", "runs/c${d}"), "trainer.epochs=1")
+    assert result.returncode == 2 and "a folder whose path holds '${' cannot hold a run" in result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_tables_keep_every_name_and_value_whole_at_40_80_and_200_columns_and_in_a_pipe():
