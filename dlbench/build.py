@@ -20,7 +20,7 @@ from dlbench.config import data_config
 from dlbench.data.base import DataModule, as_source
 from dlbench.data.info import DataInfo
 from dlbench.engine import checkpoint
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, first_line
 from dlbench.registry import DATASETS, LOSSES, MODELS, TASKS
 from dlbench.tasks.base import Task
 
@@ -92,7 +92,10 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
     knew (saved as `data`), so no data set is read. The plugins it was trained with must have
     been named by the user (plugins.py)."""
     plugins.check_saved(state.get("plugins"), run, ["predict", run])
-    cfg = OmegaConf.create(state["config"])
+    try:
+        cfg = OmegaConf.create(state["config"])
+    except OmegaConfBaseException as err:  # (an interpolation OmegaConf cannot read: `${\`)
+        raise DlbenchError(f"{run}: the checkpoint's config is no config: {first_line(err)}") from None
     safety.check_saved_config(cfg, f"{run}: the checkpoint's config")
     try:  # what a checkpoint holds is data: one that cannot rebuild a model is the file's fault
         info = DataInfo.from_dict(state.get("data"))

@@ -368,6 +368,7 @@ def test_lr_find_takes_any_option_and_override_as_data(capsys, request, place, o
         st.builds(lambda k, v: {"model.1.weight": v, k: torch.zeros(2)}, hostile_text, json_values),
     ),
 )
+@example(key="config", value="name: ${\\\nmodel: {name: mlp}\n")  # (OmegaConf's grammar refuses it)
 def test_a_checkpoints_contents_are_data(capsys, request, place, key, value):
     import dlbench as api
 
