@@ -21,11 +21,12 @@ from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from dlbench import errors, files, plugins, rundir, summary, terminal
 from dlbench.engine import cluster
 from dlbench.engine.logging import console, print_error
-from dlbench.errors import DlbenchError, FolderInUse, Preempted
+from dlbench.errors import DlbenchError, FolderInUse, Preempted, first_line
 
 
 def run_once(
@@ -39,7 +40,10 @@ def run_once(
 
     from hydra.core.utils import configure_log
 
-    run_dir = Path(str(OmegaConf.select(hydra_node, "hydra.run.dir"))).absolute()
+    try:
+        run_dir = Path(str(OmegaConf.select(hydra_node, "hydra.run.dir"))).absolute()
+    except OmegaConfBaseException as err:  # (an interpolation the checks left to the job: it names no key)
+        raise DlbenchError(f"hydra.run.dir: {first_line(err)}") from None
     made = rundir.new_folders(run_dir)  # (left as found on a refusal)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open_dict(hydra_node):

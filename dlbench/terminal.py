@@ -118,6 +118,7 @@ def command(*words: object) -> str:
 
 
 def shell_word(word: str) -> str:
+    """One word as bash and zsh read it back (`command`)."""
     if inert(word) == word:
         return shlex.quote(word)
     escaped = (_escape(c) if inert(c) != c else "\\" + c if c in "\\'" else c for c in word)

@@ -405,7 +405,7 @@ def test_a_checkpoints_bytes_are_data(capsys, request, place, edits, cut):
     import zipfile
 
     folder, run, marker = place
-    count(request, "a checkpoint's bytes (eval, predict, resume, export)")
+    count(request, "a checkpoint's bytes (predict, export)")
     with zipfile.ZipFile(run / "checkpoints" / "last.pt") as archive:
         members = {info.filename: archive.read(info) for info in archive.infolist()}
     name = next(n for n in members if n.endswith("/data.pkl"))

@@ -256,6 +256,9 @@ def test_a_run_refused_before_it_begins_leaves_nothing_and_an_offline_download_s
     result = cli(override("hydra.run.dir", "runs/c${d}"), "trainer.epochs=1")
     assert result.returncode == 2 and "a folder whose path holds '${' cannot hold a run" in result.stderr
     assert not (tmp_path / "runs").exists()
+    result = cli("hydra.run.dir=runs/${nothing}", "trainer.epochs=1")  # (it was 'unexpected error')
+    assert result.returncode == 2 and "hydra.run.dir: InterpolationKeyError" in result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_tables_keep_every_name_and_value_whole_at_40_80_and_200_columns_and_in_a_pipe():
