@@ -57,7 +57,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def at_least_one(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (a count: --top-k, --num, --steps)."""
+    """An argparse type: a whole number of at least 1 (a count: --top-k, --num, --opset)."""
     try:
         number = int(text)
     except ValueError:

@@ -211,20 +211,18 @@ def stopped(stop: Preempted, run_dir: Path, sweep_dir: Path | None = None) -> No
     from dlbench.engine import distributed
 
     name = signal.Signals(stop.signum).name
-    if distributed.is_main() and not stop.saved:
-        print_error(
-            f"stopped by {name} after step {stop.step}; trainer.checkpoint=false: nothing was saved to "
-            "continue from"
-        )
-    elif distributed.is_main():
-        if cluster.in_job():
+    if distributed.is_main():
+        if not stop.saved:
+            then = "trainer.checkpoint=false: nothing was saved to continue from"
+        elif cluster.in_job():
             then = "submitit requeues the job (up to hydra.launcher.max_num_timeout times for time limits)"
         elif sweep_dir is not None:
             finish = terminal.shell_word(terminal.override("sweep.resume", sweep_dir))
             then = f"Finish the sweep with the same command and {finish}"
         else:
             then = f"Continue with: {terminal.command(terminal.override('resume', run_dir))}"
-        print_error(f"stopped by {name} after step {stop.step}; checkpoints/last.pt is saved. {then}")
+        written = "; checkpoints/last.pt is saved." if stop.saved else ";"
+        print_error(f"stopped by {name} after step {stop.step}{written} {then}")
     try:
         cluster.hand_on(stop.signum, signal.getsignal(stop.signum), run_dir)
     except cluster.NotRequeued:

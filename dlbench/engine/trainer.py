@@ -494,13 +494,14 @@ class Trainer:
         if self.processes > 1:
             return {}
         kept: dict[str, Any] = {}
-        # (before the resumed epoch starts again, a stop signal while the run is built: its sums
-        # are still the carried ones)
-        means = self.epoch_means.saved() if self.epoch_means is not None else self.carried.get("means")
-        if self.state.epoch_step and means is not None:
-            metrics = getattr(task, "train_metrics", None) if task.track_train_metrics else None
-            saved = metrics.saved() if hasattr(metrics, "saved") else None  # (a plugin's own: none)
-            kept["epoch"] = {"means": means, "metrics": saved}
+        if self.state.epoch_step:  # (at an epoch's end, e.g. a kept best epoch: nothing to read)
+            # (before the resumed epoch starts again, a stop signal while the run is built: its
+            # sums are still the carried ones)
+            means = self.epoch_means.saved() if self.epoch_means is not None else self.carried.get("means")
+            if means is not None:
+                metrics = getattr(task, "train_metrics", None) if task.track_train_metrics else None
+                saved = metrics.saved() if hasattr(metrics, "saved") else None  # (a plugin's own: none)
+                kept["epoch"] = {"means": means, "metrics": saved}
         if self.running.count:
             kept["running"] = self.running.saved()
         return kept
