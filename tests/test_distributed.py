@@ -86,6 +86,28 @@ def test_a_stop_signal_with_checkpoints_off_says_nothing_was_saved(cli, monkeypa
     assert again.returncode == 2 and "It holds no checkpoint to continue from" in again.stderr
 
 
+def test_a_resume_that_makes_a_stopped_epoch_report_says_its_train_metrics_are_partial(
+    monkeypatch, tmp_path, caplog
+):
+    """An epoch stopped mid-way in a run that was not to report it kept no train metrics (none
+    were measured); a resume that now reports it (val_every_n_epochs 2 -> 1) says that its
+    train/acc counts only the batches after the resume. A resume that changes nothing does not."""
+    overrides = ["trainer.epochs=2", "trainer.progress=none", "trainer.val_every_n_epochs=2"]
+    for folder in ("a", "b"):
+        stop_at_step(monkeypatch, 10, signal.SIGTERM)  # (epoch 1 of 2: 21 steps)
+        with pytest.raises(Preempted):
+            train(compose.compose_config(overrides), tmp_path / folder)
+        monkeypatch.undo()
+        assert checkpoint.load(tmp_path / folder)["so_far"]["epoch"]["metrics"] is None
+    said = "epoch 1's train/ metrics count only its batches after the resume"
+    caplog.clear()
+    train(compose.compose_config([*overrides, f"resume={tmp_path / 'a'}"]), tmp_path / "a")
+    assert said not in caplog.text
+    changed = [*overrides[:-1], "trainer.val_every_n_epochs=1", f"resume={tmp_path / 'b'}"]
+    train(compose.compose_config(changed), tmp_path / "b")
+    assert said in caplog.text
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR2])
 def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
     monkeypatch, tmp_path, signum

@@ -321,6 +321,12 @@ class Trainer:
             means.carry(carried["means"])
             if not tracked and hasattr(carried["metrics"], "reset"):  # (a resume that changed which
                 carried["metrics"].reset()  # epochs report: none of this one's are read)
+            elif tracked and not carried["whole"]:
+                log.warning(
+                    f"epoch {epoch + 1}'s train/ metrics count only its batches after the resume: "
+                    "its checkpoint was written in an epoch that was not to report them (the resume "
+                    "changed trainer.epochs or trainer.val_every_n_epochs); its train/ loss is whole"
+                )
         optimize = lambda name, loss: self.optimize(optimizations, name, loss)  # noqa: E731
         batches = left + state.epoch_step  # the epoch's, the skipped ones (a resume) too
         steps_left = self.total_steps(self.optimizer_steps(batches)) - state.step
@@ -519,7 +525,9 @@ class Trainer:
                 metrics = getattr(task, "train_metrics", None)
                 if epoch["metrics"] is not None and hasattr(metrics, "carry"):
                     metrics.carry(epoch["metrics"], self.device)
-                self.carried = {"means": epoch["means"], "metrics": metrics}
+                # (whole: the epoch's train metrics so far were kept, or there are none to keep)
+                whole = epoch["metrics"] is not None or getattr(metrics, "carry", None) is None
+                self.carried = {"means": epoch["means"], "metrics": metrics, "whole": whole}
         except Exception as err:  # a checkpoint is data
             raise DlbenchError(f"The checkpoint's sums so far do not fit this run: {err}") from err
 
