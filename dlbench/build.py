@@ -72,6 +72,12 @@ def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None, 
             f"dataset.mixup and dataset.cutmix give soft class labels, which task={name} does not take "
             "(a classification task does)"
         )
+    if data is not None and data.mix is not None and not task_cls.takes_soft_labels(loss):
+        raise DlbenchError(
+            f"dataset.mixup and dataset.cutmix give soft class labels, which loss={cfg.loss.name} does "
+            "not take (loss=cross_entropy does; a loss of your own that does says so with a "
+            "`soft_targets = True` attribute)"
+        )
     node = {**OmegaConf.to_container(cfg.task, resolve=True), "name": name}
     for key in task_cls.trained_runs:  # a GAN's judge: a classifier run, loaded here
         if isinstance(node.get(key), str):

@@ -126,6 +126,10 @@ def _train(
         "data": data.info.to_dict(),  # what the data knew: predict, eval and export need no data set
         "plugins": list(cfg.plugins),
     }
+    if not data.size("val") and cfg.trainer.monitor.startswith("val/"):  # (saved above: what was asked)
+        log.info(f"no validation split: monitoring train/loss instead of {cfg.trainer.monitor}")
+        with open_dict(cfg):  # (before the optimizers: a plateau schedule's mode follows it)
+            cfg.trainer.monitor, cfg.trainer.monitor_mode = "train/loss", "min"
     trainer = Trainer(OmegaConf.to_object(cfg.trainer), device, run_dir, logger, saved_with, stop)
     trainer.setup(task)
     # 4. optimizers and their schedulers (a GAN has one per network)

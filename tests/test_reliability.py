@@ -194,9 +194,16 @@ def poison(monkeypatch, step: int, where: str, value: float):
     monkeypatch.setattr(Classification, "compute_loss", poisoned)
 
 
-@pytest.mark.parametrize(("where", "value"), [("loss", float("nan")), ("grad", float("inf"))])
-def test_a_non_finite_step_stops_the_run_and_saves_nothing_poisoned(monkeypatch, tmp_path, where, value):
-    overrides = ["trainer.progress=none", "trainer.epochs=3"]
+@pytest.mark.parametrize(
+    ("where", "value", "precision"),
+    [("loss", float("nan"), "32"), ("grad", float("inf"), "32"), ("loss", float("nan"), "16")],
+)
+def test_a_non_finite_step_stops_the_run_and_saves_nothing_poisoned(
+    monkeypatch, tmp_path, where, value, precision
+):
+    """Under fp16 too, a NaN loss stops the run (the gradient scaler only skips the steps whose
+    scaled gradients overflow: a run whose loss is NaN went on to its end, exit 0)."""
+    overrides = ["trainer.progress=none", "trainer.epochs=3", f"trainer.precision={precision}"]
     poison(monkeypatch, 25, where, value)  # epoch 2 (21 steps an epoch)
     with pytest.raises(
         DlbenchError, match=r"step 25 \(epoch 2\): the (loss is nan|gradient of model\.\S+ holds inf)"

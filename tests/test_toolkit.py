@@ -173,9 +173,11 @@ def test_a_resumed_run_with_an_average_ends_as_the_whole_run(monkeypatch, tmp_pa
 
 def test_a_finished_swa_run_given_more_epochs_ends_as_the_longer_run(tmp_path):
     """A review's resume of a finished SWA run with more epochs validated them on the old average
-    and never recomputed BatchNorm's statistics (test/loss 0.179 against 0.138)."""
+    and never recomputed BatchNorm's statistics (test/loss 0.179 against 0.138); and with dropout,
+    the first run's update_bn pass drew from the random stream the longer run had not (its
+    checkpoint's RNG state then differed: weights up to 0.03 apart)."""
     overrides = [*LINEAR, "trainer.deterministic=true", "trainer.swa_start=2", "trainer.swa_lr=0.05"]
-    overrides += ["model=mlp", "model.norm=batch"]
+    overrides += ["model=mlp", "model.norm=batch", "model.dropout=0.3"]
     train(compose.compose_config([*overrides, "trainer.epochs=4"]), tmp_path / "whole")
     train(compose.compose_config([*overrides, "trainer.epochs=3"]), tmp_path / "short")
     longer = [*overrides, "trainer.epochs=4", f"resume={tmp_path / 'short'}"]
@@ -257,6 +259,8 @@ def test_mixing_is_refused_where_there_is_nothing_to_mix(cli):
     )
     result = cli("dataset.cutmix=-1")
     assert result.returncode == 2 and "dataset.cutmix=-1: an alpha of 0 (off) or more" in result.stderr
+    result = cli("dataset.mixup=0.2", "loss=nll")  # (it stopped at the first step: RuntimeError)
+    assert result.returncode == 2 and "which loss=nll does not take (loss=cross_entropy does" in result.stderr
 
 
 def test_the_profiler_writes_a_trace_the_top_operators_and_each_phase_share(cli, tmp_path):
@@ -405,3 +409,81 @@ def test_lr_find_shows_the_bar_on_a_terminal_and_no_line_per_step_elsewhere(
     else:
         shown = printed.getvalue() + screen.getvalue()
         assert "step 1/1" not in shown and shown.count("\n") <= 2, shown[-500:]  # (the one epoch line)
+
+
+def test_schedules_count_every_epoch_the_run_trains_and_log_the_rate_each_step_used(tmp_path):
+    """A review: with trainer.max_steps=30 (21 steps an epoch) a cosine schedule per epoch was
+    built for 1 epoch, so the second trained at lr 0; a per-step schedule's logged train/lr was
+    the next step's; a plateau schedule per step never stepped (now refused)."""
+    from dlbench.engine.optim import build_optimization
+
+    model = torch.nn.Linear(2, 2)
+    adam = {"name": "adam", "lr": 0.1}
+    cosine = build_optimization(model, adam, {"name": "cosine_annealing_lr"}, 30, 21).scheduler
+    assert cosine.T_max == 2
+    with pytest.raises(DlbenchError, match="scheduler.interval=step: reduce_lr_on_plateau reads"):
+        build_optimization(model, adam, {"name": "reduce_lr_on_plateau", "interval": "step"}, 30, 21)
+
+    overrides = [*LINEAR[:-1], "logger=csv", "trainer.epochs=1", "trainer.log_every_n_steps=1"]
+    overrides += ["scheduler=one_cycle_lr", "optimizer=sgd", "optimizer.lr=0.1", "scheduler.interval=step"]
+    metrics = train(compose.compose_config(overrides), tmp_path / "run")
+    logged = read_step_values(tmp_path / "run", "train/lr")  # (step 21's twice: its own, the epoch's)
+    reference = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.1, total_steps=21)
+    used = []
+    for _ in range(21):
+        used.append(reference.param_groups[0]["lr"])
+        reference.step()
+        schedule.step()
+    assert sorted(logged) == list(range(1, 22))
+    for step, values in logged.items():
+        assert values == pytest.approx([used[step - 1]] * len(values), rel=1e-9), step
+    assert len(logged[21]) == 2 and metrics["train/lr"] == pytest.approx(used[-1], rel=1e-9)
+
+
+def read_step_values(run, key: str) -> dict[int, list[float]]:
+    """The values of `key` a run logged at each step, from its CSV log (logger=csv)."""
+    import csv
+
+    values: dict[int, list[float]] = {}
+    for row in csv.DictReader((run / "metrics.csv").open()):
+        if row["metric"] == key:
+            values.setdefault(int(row["step"]), []).append(float(row["value"]))
+    return values
+
+
+def test_a_plateau_schedule_follows_the_monitor_a_run_without_validation_falls_back_to(tmp_path):
+    """dataset.val_fraction=0 with trainer.monitor=val/acc: the run monitors train/loss (min), and
+    its plateau schedule now does too (it kept mode max: each better, lower loss was 'worse',
+    the rate halved every epoch)."""
+    overrides = [*LINEAR, "trainer.epochs=4", "dataset.val_fraction=0", "trainer.monitor=val/acc"]
+    overrides += ["scheduler=reduce_lr_on_plateau", "scheduler.patience=0", "optimizer.lr=0.01"]
+    metrics = train(compose.compose_config(overrides), tmp_path / "run")
+    saved = checkpoint.load(tmp_path / "run")
+    assert saved["schedulers"]["model"]["mode"] == "min" and metrics["train/lr"] == 0.01
+    assert saved["trainer"]["best"] == metrics["train/loss"]  # (it fell every epoch)
+
+
+def test_an_accumulated_steps_logged_loss_is_the_mean_of_its_group(tmp_path, monkeypatch):
+    """train/loss_step under trainer.accumulate=4 is the mean of the group's four micro-batch
+    losses (what the step's gradient is of), not its last one's (a review)."""
+    from dlbench.tasks.classification import Classification
+
+    losses: list[float] = []
+    compute_loss = Classification.compute_loss
+
+    def recorded(self, output, y):
+        loss = compute_loss(self, output, y)
+        if self.training:
+            losses.append(float(loss.detach()))
+        return loss
+
+    monkeypatch.setattr(Classification, "compute_loss", recorded)
+    overrides = [*LINEAR[:-1], "logger=csv", "trainer.epochs=1", "trainer.log_every_n_steps=1"]
+    overrides += ["dataset.batch_size=16", "trainer.accumulate=4"]  # 81 batches: 20 groups of 4, 1 of 1
+    train(compose.compose_config(overrides), tmp_path / "run")
+    logged = read_step_values(tmp_path / "run", "train/loss_step")
+    groups = [losses[i : i + 4] for i in range(0, 81, 4)]
+    assert len(logged) == len(groups) == 21
+    for step, group in enumerate(groups, start=1):
+        assert logged[step] == pytest.approx([sum(group) / len(group)], rel=1e-5), step

@@ -64,9 +64,12 @@ class WeightAverage:
     @torch.no_grad()
     def finish(self, batches: Any, device: torch.device) -> None:
         """SWA, after the last epoch: BatchNorm's running statistics for the averaged weights,
-        from one pass over the training data; from now on the average is the model."""
+        from one pass over the training data; from now on the average is the model. The pass
+        leaves the random streams as they were (dropout draws in it): a resume with more epochs
+        goes on as the longer run did, which made no such pass."""
         if self.kind == "swa" and int(self.averaged.n_averaged) > 0:
-            update_bn(batches, self.averaged.module, device=device)
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                update_bn(batches, self.averaged.module, device=device)
             self.finished = True
 
     def state_dict(self) -> dict[str, Any]:

@@ -70,8 +70,7 @@ class Optimization:
     @property
     def reads_monitor(self) -> bool:
         """Whether its scheduler reads trainer.monitor after every epoch (ReduceLROnPlateau)."""
-        plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-        return plateau and self.interval == "epoch"
+        return isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
     def after_step(self, step: int) -> None:
         """After each training step: a step-interval scheduler, then the lookahead."""
@@ -241,10 +240,16 @@ def build_optimization(
     if name in (None, "none"):
         return Optimization(optimizer, lookahead=lookahead)
     interval = scheduler_cfg.get("interval", "epoch")
-    length = total_steps if interval == "step" else max(1, total_steps // max(1, steps_per_epoch))
+    # in epochs: every epoch the run trains, the last one too if trainer.max_steps ends it early
+    length = total_steps if interval == "step" else max(1, -(-total_steps // max(1, steps_per_epoch)))
     accepted = inspect.signature(SCHEDULERS.get(name)).parameters
     filled = {
         k: length for k in ("total_steps", "T_max", "total_iters") if k in accepted and k not in scheduler_cfg
     }
     scheduler = SCHEDULERS.build(scheduler_cfg, "scheduler", skip=["interval"], optimizer=optimizer, **filled)
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and interval != "epoch":
+        raise DlbenchError(
+            f"scheduler.interval={interval}: {name} reads trainer.monitor, measured once an epoch "
+            "(its evaluation): it steps every epoch (leave out scheduler.interval)"
+        )
     return Optimization(optimizer, scheduler, interval, lookahead)

@@ -110,7 +110,7 @@ class Stepper:
             for p in params_of(optimizer):
                 if p.grad is not None:
                     p.grad.mul_(self.cfg.accumulate / self.update.size)
-        if self.cfg.nonfinite != "off" and scaler is None and self.nonfinite(optimizer, losses, step, epoch):
+        if self.cfg.nonfinite != "off" and self.nonfinite(optimizer, losses, step, epoch, scaler is None):
             optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
             return  # skip: the weights and the optimizer's state stay as they were
@@ -137,11 +137,17 @@ class Stepper:
         return torch.autocast(device_type=self.device.type, enabled=False)
 
     def nonfinite(
-        self, optimizer: torch.optim.Optimizer, losses: list[torch.Tensor], step: int, epoch: int
+        self,
+        optimizer: torch.optim.Optimizer,
+        losses: list[torch.Tensor],
+        step: int,
+        epoch: int,
+        gradients: bool = True,
     ) -> bool:
         """Whether this step's loss or a gradient is NaN or Inf (one scalar read per step). With
         trainer.nonfinite=stop that is an error naming the step and the value; with skip, the
-        step is left out. fp16's gradient scaler does its own skipping of overflowed steps."""
+        step is left out. Under fp16 (`gradients` false) the loss alone: the gradient scaler
+        skips the steps whose scaled gradients overflow, and lowers its scale, as it should."""
         # One fused pass over the group's losses and every gradient (the kernel fp16's gradient
         # scaler uses to find an overflow; its factor 1 leaves them as they are), then one read.
         # The losses are copied first (the kernel writes back what it checks), into a tensor
@@ -151,7 +157,7 @@ class Stepper:
             g._values() if g.is_sparse else g
             for group in optimizer.param_groups
             for p in group["params"]
-            if (g := p.grad) is not None
+            if (g := p.grad) is not None and gradients
         ]
         # `found` stays zero between checks (it is reset only after one that found something)
         torch._amp_foreach_non_finite_check_and_unscale_([loss, *grads], self.found, self.one)

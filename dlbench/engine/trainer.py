@@ -68,6 +68,7 @@ class Trainer:
         self.best_kept: dict[str, Any] | None = None  # a best epoch's state, not written yet
         self.epoch_means: BatchMeans | None = None  # the epoch in training's (for a checkpoint)
         self.carried: dict[str, Any] = {}  # a resumed epoch's step values so far (`carry`)
+        self.last_rates: dict[str, float] | None = None  # of a per-step schedule's epoch's last step
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, task: Task) -> None:
@@ -149,9 +150,6 @@ class Trainer:
         """Train until `epochs` (or `max_steps`, or early stopping); validate each epoch."""
         cfg = self.cfg
         self.monitor, self.monitor_mode = cfg.monitor, cfg.monitor_mode
-        if not data.size("val") and self.monitor.startswith("val/"):
-            self.monitor, self.monitor_mode = "train/loss", "min"
-            log.info(f"no validation split: monitoring {self.monitor} instead of {cfg.monitor}")
         # a scheduler that reads the monitor after every epoch (ReduceLROnPlateau)
         self.plateau = any(o.reads_monitor for o in optimizations.values())
         self.checkpoints.restart()
@@ -334,6 +332,8 @@ class Trainer:
         # lookahead), whether every micro-batch is a whole step
         after_step = [opt for opt in optimizations.values() if opt.acts_after_step]
         whole = cfg.accumulate == 1
+        group: list[dict[str, torch.Tensor]] = []  # an accumulation group's step values before its last
+        self.last_rates = None
         self.steps.update = WHOLE
         # A batch sliced from tensors on the device (data/loaders.TensorLoader) needs no move (but
         # the profiler times its "data" phase), and a float32 step by one process without the
@@ -364,22 +364,30 @@ class Trainer:
             state.epoch_step += 1
             if not self.steps.update.last:  # a micro-batch that only accumulates its gradient
                 self.running.add(out, None)
+                group.append(out)
                 advance(samples)
                 continue
             state.step += 1  # steps count optimizer steps (as do schedulers, logs, checkpoints)
             if (window := self.running.add(out, state.step)) is not None:
                 self.log_running_means(window, epoch)
-            for opt in after_step:
-                opt.after_step(state.step)
-            if self.average is not None:
-                self.average.after_step(task.model)
             if state.step % cfg.log_every_n_steps == 0:  # (tensors: read when next written)
-                step_values = {f"train/{k}_step": v for k, v in out.items()}
+                # the step's values (a group's: the mean of its micro-batches') and the learning
+                # rates it used, before a per-step schedule moves them
+                step = {k: torch.stack([o[k] for o in (*group, out)]).mean() for k in out} if group else out
+                step_values = {f"train/{k}_step": v for k, v in step.items()}
                 step_values.update(_learning_rates(optimizations))
                 self.log.step_scalars(step_values, state.step)
-                advance(samples, shown=next(iter(out.items()), ("loss", 0.0)))  # (the task's first value)
+                advance(samples, shown=next(iter(step.items()), ("loss", 0.0)))  # (the task's first value)
             else:
                 advance(samples)
+            group.clear()
+            if after_step:
+                if state.epoch_step == batches or self._done():  # (train/lr: the epoch's last step's)
+                    self.last_rates = _learning_rates(optimizations)
+                for opt in after_step:
+                    opt.after_step(state.step)
+            if self.average is not None:
+                self.average.after_step(task.model)
             if cfg.checkpoint_every_n_steps and state.step % cfg.checkpoint_every_n_steps == 0:
                 self.save_periodic(task, optimizations)
             self._stop_if_requested(task, optimizations)  # (only between optimizer steps)
@@ -409,7 +417,7 @@ class Trainer:
         metrics["time/train_samples_per_s"] = means.count / (time.perf_counter() - means.started)
         if task.track_train_metrics:
             metrics.update(_prefixed("train", task.compute_metrics("train")))
-        metrics.update(_learning_rates(optimizations))
+        metrics.update(self.last_rates or _learning_rates(optimizations))  # (the rates it trained at)
         return metrics
 
     def log_running_means(self, window: dict[str, float], epoch: int) -> None:

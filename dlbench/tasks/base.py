@@ -87,6 +87,11 @@ class Task(nn.Module):
             )
         }
 
+    @staticmethod
+    def takes_soft_labels(loss: Any) -> bool:
+        """Whether `loss` takes a mixed batch's soft labels (asked where `soft_targets`)."""
+        return True
+
     def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
         """Forward, loss, `optimize(name, loss)`; return the values to average over the epoch."""
         raise NotImplementedError

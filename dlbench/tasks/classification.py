@@ -19,6 +19,8 @@ from dlbench.tasks.metrics import Accuracy, ConfusionMatrix, per_class, scores
 TTA = ("none", "flip", "flip_translate")
 # Losses that compare vectors: a class label becomes a one-hot vector for them (seed 001's MSELoss).
 REGRESSION_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss)
+# the losses that take class probabilities as targets (a mixed batch's labels: dataset.mixup)
+SOFT_LOSSES = (nn.CrossEntropyLoss, nn.BCEWithLogitsLoss, nn.BCELoss, *REGRESSION_LOSSES)
 
 if TYPE_CHECKING:  # (a type only)
     from dlbench.data.base import DataModule
@@ -74,6 +76,12 @@ class Classification(Task):
 
     def check(self, data: DataInfo, loss: nn.Module) -> None:
         """What this task needs of its data and loss beyond a classifier's (a variant's checks)."""
+
+    @staticmethod
+    def takes_soft_labels(loss: nn.Module) -> bool:
+        """Whether `loss` takes a mixed batch's class probabilities (a loss of one's own says so
+        with a `soft_targets = True` attribute)."""
+        return isinstance(loss, SOFT_LOSSES) or getattr(loss, "soft_targets", False) is True
 
     @staticmethod
     def output_size(data: DataModule) -> int:
