@@ -97,7 +97,7 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
     """Rebuild a run's task from its checkpoint alone: its config, and the facts its data set
     knew (saved as `data`), so no data set is read. The plugins it was trained with must have
     been named by the user (plugins.py)."""
-    plugins.check_saved(state.get("plugins"), run, ["predict", run])
+    plugins.check_saved(state.get("plugins"), run, None)  # (commands check first, with their words)
     try:
         cfg = OmegaConf.create(state["config"])
     except OmegaConfBaseException as err:  # (an interpolation OmegaConf cannot read: `${\`)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -135,20 +136,30 @@ def named_in_user_configs() -> list[str]:
     return names
 
 
-def check_saved(needed: list[str] | None, run: str, command: list[str] | str) -> None:
+def plugin_name(name: object) -> bool:
+    """Whether a saved plugin name is a module's dotted name or a .py file's path: letters, digits,
+    `_ . - / ~` (a name that is not would read as something else in the command printed for it)."""
+    return isinstance(name, str) and re.fullmatch(r"[\w.\-/~]+", name) is not None
+
+
+def check_saved(needed: list[str] | None, run: str, command: list[str] | str | None) -> None:
     """A saved run's plugins must be among those the user named (imported now): dlbench does
     not import code because a checkpoint or a run folder names it. `command` is how the user
-    names them: the words of a command line after `dlbench` (plugins=[...] is added) or a
-    Python call ending in `plugins=`."""
-    if needed is not None and not (isinstance(needed, list) and all(isinstance(n, str) for n in needed)):
-        raise DlbenchError(f"{run}: its list of plugins is not a list of module names")
+    names them: the words the user gave after `dlbench` (their own `plugins=` word is replaced
+    by one naming theirs and the missing ones), a Python call ending in `plugins=`, or None (a
+    run named inside a config: the word to add)."""
+    if needed is not None and not (isinstance(needed, list) and all(map(plugin_name, needed))):
+        raise DlbenchError(f"{run}: its list of plugins is not a list of module names or .py files")
     missing = [name for name in needed or [] if name not in _imported]
     if missing:
-        how = (
-            f"{command}[{', '.join(map(repr, missing))}])"
-            if isinstance(command, str)
-            else terminal.command(*command, f"plugins=[{','.join(missing)}]")
-        )
+        if isinstance(command, str):
+            how = f"{command}[{', '.join(map(repr, missing))}])"
+        else:
+            words = [w for w in command or [] if not w.lstrip("+").startswith("plugins=")]
+            named = named_in([w for w in command or [] if w not in words])
+            word = f"plugins=[{','.join(dict.fromkeys([*named, *missing]))}]"
+            add = f"add {terminal.shell_word(word)}"  # (a run named inside a config: the word alone)
+            how = terminal.command(*words, word) if command is not None else add
         raise DlbenchError(
             f"{run} was trained with the plugins {', '.join(missing)}, and dlbench imports no code a "
             f"saved run names. If you trust them, name them yourself: {how}"

@@ -142,7 +142,7 @@ def check_command(
             cfg = compose_with_hydra(combination, source, config_name)
         check_name(cfg)  # (it names the run's folder)
         if not configs:
-            folder = check_output_folder(cfg, mode)
+            folder = check_output_folder(cfg, mode, overrides)
             hydra_node = cfg.copy()  # the whole config: hydra.run.dir names ${name}
         if "hydra" in cfg:
             cfg = cfg.copy()
@@ -186,7 +186,7 @@ def check_resolves(cfg: DictConfig, source: str) -> None:
             raise DlbenchError(f"{source}: {key}: {str(err).splitlines()[0]}") from err
 
 
-def check_output_folder(cfg: DictConfig, mode: str) -> Path | None:
+def check_output_folder(cfg: DictConfig, mode: str, overrides: list[str] = ()) -> Path | None:
     """The folder a run or a sweep will write: one that can be made here, not one that holds
     another run, and for a new sweep, not one that holds another sweep."""
     key = {"run": "hydra.run.dir", "multirun": "hydra.sweep.dir"}.get(mode)
@@ -225,10 +225,9 @@ def check_output_folder(cfg: DictConfig, mode: str) -> Path | None:
     if mode == "multirun" and not cfg.sweep.resume and not requeued and folder.is_dir():
         jobs = [d for d in folder.iterdir() if d.is_dir() and rundir.holds_run(d)]
         if jobs:
-            finish = terminal.shell_word(terminal.override("sweep.resume", folder))
+            finish = terminal.command("-m", *overrides, terminal.override("sweep.resume", folder))
             raise DlbenchError(
                 f"{folder} already holds a sweep ({len(jobs)} jobs with results), and dlbench never "
-                f"writes over one. Finish it with: dlbench -m ... {finish}  "
-                "(or leave out hydra.sweep.dir for a new folder)"
+                f"writes over one. Finish it with: {finish}  (or leave out hydra.sweep.dir for a new folder)"
             )
     return folder

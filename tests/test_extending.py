@@ -15,6 +15,8 @@ import yaml
 from conftest import shell, user_env
 from PIL import Image
 
+from dlbench.errors import DlbenchError
+
 QUIET = ["trainer.progress=none"]
 
 MODELS_PY = '''
@@ -205,13 +207,18 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
         ["eval", str(tmp_path / "run")],
         ["predict", str(tmp_path / "run"), "x.png"],
         [f"resume={tmp_path / 'run'}", "trainer.epochs=2"],
+        ["eval", str(tmp_path / "run"), "plugins=[my_data]"],  # (one named: the hint names both)
     ):
         result = dlbench(elsewhere, *command)
         assert result.returncode == 2, result.stderr
-        assert "was trained with the plugins my_models, my_data" in result.stderr
+        assert "was trained with the plugins my_models" in result.stderr
         hints.append(result.stderr.split("name them yourself: ", 1)[1].strip())
         assert not (elsewhere / "imported_my_models.txt").exists()  # nothing was imported
+    # each hint is the user's own command (inputs and overrides kept), the plugins added
     assert hints[0] == f"dlbench eval {tmp_path / 'run'} 'plugins=[my_models,my_data]'"
+    assert hints[1] == f"dlbench predict {tmp_path / 'run'} x.png 'plugins=[my_models,my_data]'"
+    assert hints[2] == f"dlbench resume={tmp_path / 'run'} trainer.epochs=2 'plugins=[my_models,my_data]'"
+    assert hints[3] == f"dlbench eval {tmp_path / 'run'} 'plugins=[my_data,my_models]'"
     assert "test/acc" in ok(shell(hints[0], elsewhere))  # the hint, pasted into a shell, runs
 
     missing = dlbench(project, "plugins=[my_modelz]", "trainer.epochs=1")
@@ -301,3 +308,16 @@ def test_a_task_whose_step_returns_a_value_that_is_not_a_number_is_told_so(cli, 
     assert f"WithExtra.training_step returned 'extra' {said}: each value" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert "Traceback" not in (tmp_path / "run" / "error.txt").read_text()
+
+
+def test_a_saved_runs_plugin_names_are_names_and_a_run_named_in_a_config_gets_the_word_to_add():
+    """A run named inside a config (a GAN's task.judge) is told the word to add, not a predict
+    command; a saved name that is not a module's or a .py file's (it would read as something
+    else in the printed command) is refused."""
+    from dlbench import plugins
+
+    with pytest.raises(DlbenchError, match=r"name them yourself: add 'plugins=\[my_judge_net\]'$"):
+        plugins.check_saved(["my_judge_net"], "runs/judge", None)
+    for hostile in (["a],x=[b"], ["a,b"], ["a b"], [""], [3]):
+        with pytest.raises(DlbenchError, match="is not a list of module names or .py files"):
+            plugins.check_saved(hostile, "runs/judge", None)

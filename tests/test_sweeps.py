@@ -220,8 +220,32 @@ def test_optuna_search_of_three_trials(cli, tmp_path):
 def test_a_sweep_preset_without_dash_m_says_so(cli):
     result = cli("experiment=optimizers", "--cfg", "job")
     assert result.returncode == 0, result.stderr
-    assert "experiment=optimizers is a sweep; this runs one job" in result.stderr
+    assert (
+        "experiment=optimizers is a sweep; this runs one job. Run all: dlbench -m experiment=optimizers\n"
+        in (result.stderr)
+    )
     assert "is a sweep" not in cli("experiment=digits_mlp", "--cfg", "job").stderr
+
+
+def test_a_sweep_folder_that_holds_a_sweep_prints_the_command_that_finishes_it(tmp_path):
+    """The hint is the user's own command with sweep.resume added (it was `dlbench -m ...`, which
+    fails when pasted); pasted, it runs only the job not done."""
+    import re
+
+    from conftest import shell
+
+    command = "dlbench -m 'trainer.epochs=1,2' trainer.progress=none 'hydra.sweep.dir=my sweep'"
+    assert shell(command, tmp_path).returncode == 0
+    (tmp_path / "my sweep" / "1" / "metrics.json").unlink()  # (job 1 not finished)
+    again = shell(command, tmp_path)
+    assert again.returncode == 2
+    hint = re.search(r"Finish it with: (dlbench .*?)  \(", again.stderr).group(1)
+    assert hint == "dlbench -m trainer.epochs=1,2 trainer.progress=none 'hydra.sweep.dir=my sweep' " + (
+        "'sweep.resume=my sweep'"
+    )
+    finished = shell(hint, tmp_path)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert (tmp_path / "my sweep" / "1" / "metrics.json").is_file()
 
 
 STOPS_ITSELF = """

@@ -61,7 +61,7 @@ def export_command(args: list[str]) -> int:
     parser.add_argument("--opset", type=at_least_one, default=18)
     parsed = parser.parse_args(args)
     _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
-    require_plugins(parsed.run, [*saved, *parsed.named], ["export", parsed.run, "--out", parsed.out])
+    require_plugins(parsed.run, [*saved, *parsed.named], ["export", *args])
     out, spec_file = parsed.out, parsed.out.with_suffix(".yaml")
     kind = parsed.format or SUFFIXES.get(out.suffix)
     if kind is None or SUFFIXES.get(out.suffix) != kind:

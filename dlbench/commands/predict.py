@@ -27,7 +27,7 @@ def predict_command(args: list[str]) -> int:
     parsed = parser.parse_args(args)
     named = [i for i in parsed.inputs if i.startswith(("plugins=", "+plugins="))]
     _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
-    require_plugins(parsed.run, [*saved, *named], ["predict", parsed.run])
+    require_plugins(parsed.run, [*saved, *named], ["predict", *args])
     inputs = [i for i in parsed.inputs if i not in named]
     task, _, info = task_from_checkpoint(checkpoint.load(parsed.run), parsed.run)
     header, rows = task.predict_table(inputs, info, PredictOptions(parsed.top_k, parsed.num, parsed.out))

@@ -150,7 +150,8 @@ def saved_plugins(ckpt: Path, run_dir: Path | None) -> list[str]:
 
 
 def require_plugins(target: str, overrides: list[str], command: list[str]) -> None:
-    """Import the plugins the user names for a saved run, and check they are all it needs."""
+    """Import the plugins the user names for a saved run, and check they are all it needs
+    (`command`: the words the user gave after `dlbench`, for the one to give instead)."""
     from dlbench.engine import checkpoint
 
     ckpt = checkpoint.find(target)
@@ -255,7 +256,7 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     ckpt, run_dir, saved = saved_overrides(target)
     new = [o for o in overrides if not o.startswith("resume=")]
     out = merge_overrides(saved, new) + [terminal.override("resume", ckpt)]
-    require_plugins(target, out, [terminal.override("resume", target)])
+    require_plugins(target, out, overrides)  # (the command the user gave, theirs to give again)
     if run_dir is not None and not any(o.startswith("hydra.run.dir=") for o in overrides):
         out.append(terminal.override("hydra.run.dir", run_dir))
     return out

@@ -61,9 +61,8 @@ def train_command(argv: list[str]) -> int:
         one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
         checked, folder, hydra_node = [], None, None  # the composed configs, the folder written, hydra
         if not args.multirun and (sweep := sweep_preset(overrides)):
-            err_console.print(
-                f"note: experiment={sweep} is a sweep; this runs one job. Run all of them: dlbench -m ..."
-            )
+            every = terminal.command("-m", *overrides)  # (the user's words: the same command, swept)
+            err_console.print(f"note: experiment={sweep} is a sweep; this runs one job. Run all: {every}")
         if args.cfg:  # print the config composed for the checks (Hydra would compose it again)
             return print_config(overrides, args)
         if args.shell_completion:  # Hydra completes groups, options and keys: it needs the code's nodes
