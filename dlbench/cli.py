@@ -84,6 +84,16 @@ def print_help() -> None:
         console.print(f"  {group:<{width}} {', '.join(options)}", soft_wrap=True)
 
 
+OWN_HELP = ("train", "lr-find")  # (their --help: Hydra's and argparse's)
+
+
+def subcommand_usage(name: str) -> str:
+    """`dlbench NAME --help`: its lines of the usage, and where the docs say more."""
+    lines = [line for line in USAGE.splitlines() if line.startswith(f"  dlbench {name} ")]
+    examples = [line for line in EXAMPLES.splitlines() if line.startswith(f"  dlbench {name} ")]
+    return "\n".join(["Usage", *lines, *(["Examples", *examples] if examples else [])])
+
+
 def command(name: str) -> Callable[[list[str]], int]:
     """A subcommand's function, imported when it is used."""
     import importlib
@@ -116,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] in (["-h"], ["--help"]):
             print_help()
+            return 0
+        if argv[:1] == ["--version"]:
+            from importlib.metadata import version
+
+            console.print(f"dlbench {version('dlbench')} (Hydra {version('hydra-core')})")
+            return 0
+        if argv and argv[0] in COMMANDS and argv[0] not in OWN_HELP and {"-h", "--help"} & set(argv[1:]):
+            console.print(subcommand_usage(argv[0]), soft_wrap=True)
             return 0
         if argv and argv[0] in COMMANDS:
             return command(argv[0])(argv[1:])

@@ -109,6 +109,21 @@ def test_help_lists_groups_subcommands_and_examples(cli):
     assert "dlbench list" in out and "dlbench -m" in out and "resume=" in out
 
 
+def test_every_help_flag_and_each_subcommands_help_answers(cli):
+    """A review: `--hydra-help` printed nothing, a bare `--info` was an argparse error, `--version`
+    said Hydra's, and `dlbench X --help` was an error (exit 2) for ten subcommands."""
+    from dlbench.cli import COMMANDS, OWN_HELP
+
+    for name in sorted(set(COMMANDS) - set(OWN_HELP)):
+        result = cli(name, "--help")
+        assert result.returncode == 0 and f"  dlbench {name} " in result.stdout, (name, result.stderr)
+    assert cli("--version").stdout.startswith("dlbench ")
+    hydra_help = cli("--hydra-help")
+    assert hydra_help.returncode == 0 and "--hydra-help : Hydra's help" in hydra_help.stdout
+    info = cli("--info")
+    assert info.returncode == 0 and "Installed Hydra Plugins" in info.stdout and "\\x09" not in info.stdout
+
+
 def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
     cases = {
         ("model=mlpp",): "Unknown model option 'mlpp'. Did you mean: mlp, gan_mlp?",

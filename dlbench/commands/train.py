@@ -133,12 +133,16 @@ def run_checked(
         return distributed.launch(trainer.devices, argv, trainer.nodes, trainer.dist_timeout_s)
     # dlbench writes a run's .hydra/ itself, once the run is built (training.record_run)
     overrides = [*overrides, "hydra.output_subdir=null"]
-    sys.argv = ["dlbench", *hydra_flags(argv, args.overrides), *overrides]
+    # (the overrides first: a flag that takes an optional value, --info, last takes none of them)
+    sys.argv = ["dlbench", *overrides, *hydra_flags(argv, args.overrides)]
     try:
         if args.help or args.hydra_help or args.info:  # Hydra prints these itself: as text, here too
-            with contextlib.redirect_stdout(io.StringIO()) as printed:
-                hydra_entry()
-            terminal.write(printed.getvalue())
+            printed = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(printed):
+                    hydra_entry()  # (--hydra-help ends in sys.exit(0))
+            finally:
+                terminal.write(printed.getvalue().expandtabs(4))  # (Hydra indents --info with tabs)
         else:
             hydra_entry()
     finally:
