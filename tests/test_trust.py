@@ -489,6 +489,12 @@ def test_a_saved_run_chooses_no_data_folder_outside_and_unpacking_follows_no_lin
         code, out, err = dlbench(capsys, "eval", str(run))
         assert code == 2 and "dlbench takes no file, folder or address from a saved run" in err, err
         assert f"give it again: {place.replace(chr(39), '')}" in err, err  # (a + kept: Hydra needs it)
+    # a place inside a value (a review's dict made MLflow write the checkpoint in a folder it chose)
+    for place in ("logger.mlflow={tracking_uri: evil_store, log_checkpoint: true}", "+model.x=[{data_dir: d}]"):
+        saved.write_text(yaml.safe_dump(["dataset=mnist", place]))
+        code, out, err = dlbench(capsys, "eval", str(run))
+        assert code == 2 and "dlbench takes no file, folder or address from a saved run" in err, err
+        assert f"give it again: '{place}'" in err, err
     # a name dlbench takes is used again (a review's name=exp@2 was refused), as is a metric's
     saved.write_text(yaml.safe_dump(["name='exp@2,v=3'", "trainer.monitor=val/acc", *QUIET]))
     code, out, err = dlbench(capsys, "eval", str(run))

@@ -196,6 +196,17 @@ def plain(value: Any) -> bool:
     return True
 
 
+def names_place(key: str, value: Any) -> bool:
+    """Whether `key=value` sets a file, folder or address (PLACE_KEYS): its key's last part is a
+    place's, or a key inside its value is (`logger.mlflow={tracking_uri: x}` sets one too)."""
+    if isinstance(value, dict):
+        return any(names_place(f"{key}.{k}", v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(names_place(key, v) for v in value)
+    setting = key.rsplit(".", 1)[-1]
+    return value is not None and (setting in PLACE_KEYS or setting.endswith(PLACE_SUFFIXES))
+
+
 def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:
     """The saved overrides, less those the new ones replace (and resume/run-dir ones), then the
     new. A saved run chooses no place: a setting that names a file, a folder or an address
@@ -204,10 +215,8 @@ def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:
     keys = {key_of(o) for o in overrides}
     kept = [o for o in saved if key_of(o) not in keys and not o.startswith(("resume=", "hydra.run.dir="))]
     for o in kept:
-        setting = key_of(o).rsplit(".", 1)[-1]
         value = parsed_value(o)
-        place = setting in PLACE_KEYS or setting.endswith(PLACE_SUFFIXES)
-        if value is not None and (place or not plain(value)):
+        if value is not None and (names_place(key_of(o), value) or not plain(value)):
             written = o.split("=", 1)[0]  # (with its +: a key the config does not have is added)
             again = terminal.shell_word(terminal.override(written, value) if isinstance(value, str) else o)
             raise DlbenchError(
