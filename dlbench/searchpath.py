@@ -35,13 +35,14 @@ SHIPPED = shipped_tree()
 
 def user_config_dirs() -> list[Path]:
     """The user's config folders, first found first: DLBENCH_CONFIG_PATH (where --config-dir
-    goes too), then ./configs."""
+    goes too), then ./configs, unless the current folder is a run's or a sweep's."""
     from dlbench.rundir import holds_run
 
     dirs = [Path(p).expanduser() for p in os.environ.get(ENV, "").split(os.pathsep) if p]
     here = Path(".")
-    if Path("configs").is_dir() and not ((here / ".hydra").is_dir() or holds_run(here)):
-        dirs.append(Path("configs"))  # (a run folder is someone's results, not your project)
+    results = (here / ".hydra").is_dir() or (here / "multirun.yaml").is_file() or holds_run(here)
+    if Path("configs").is_dir() and not results:
+        dirs.append(Path("configs"))  # (a run's or a sweep's folder is someone's results, not your project)
     out: list[Path] = []
     for folder in dirs:
         folder = folder.resolve()

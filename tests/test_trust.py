@@ -142,6 +142,24 @@ def test_a_saved_experiment_is_one_of_the_users_presets_never_a_path(capsys, run
     assert code == 0 and "name: mine" in out, err
 
 
+def test_a_sweep_folders_configs_are_not_read_as_the_users(capsys, run, planted, tmp_path, monkeypatch):
+    """A review: in a sweep's folder (someone's results), its configs/ held a preset naming a
+    plugin, and a job's saved experiment= chose it: `dlbench eval 0` imported the plugin."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    shutil.move(run, sweep / "0")
+    (sweep / "configs" / "experiment").mkdir(parents=True)
+    preset = "# @package _global_\ndefaults:\n  - digits_mlp\nplugins: [planted]\n"
+    (sweep / "configs" / "experiment" / "pwn.yaml").write_text(preset)
+    shutil.copy(tmp_path / "planted.py", sweep / "planted.py")
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["experiment=pwn", *QUIET]))
+    monkeypatch.chdir(sweep)
+    code, out, err = dlbench(capsys, "eval", "0")
+    assert code == 2 and "experiment" in err and "pwn" in err, err
+    assert not planted.exists()
+
+
 def test_a_checkpoints_config_is_data_for_load_model(run, planted, tmp_path):
     import dlbench
 
@@ -490,7 +508,8 @@ def test_a_saved_run_chooses_no_data_folder_outside_and_unpacking_follows_no_lin
         assert code == 2 and "dlbench takes no file, folder or address from a saved run" in err, err
         assert f"give it again: {place.replace(chr(39), '')}" in err, err  # (a + kept: Hydra needs it)
     # a place inside a value (a review's dict made MLflow write the checkpoint in a folder it chose)
-    for place in ("logger.mlflow={tracking_uri: evil_store, log_checkpoint: true}", "+model.x=[{data_dir: d}]"):
+    dicts = ("logger.mlflow={tracking_uri: evil_store, log_checkpoint: true}", "+model.x=[{data_dir: d}]")
+    for place in dicts:
         saved.write_text(yaml.safe_dump(["dataset=mnist", place]))
         code, out, err = dlbench(capsys, "eval", str(run))
         assert code == 2 and "dlbench takes no file, folder or address from a saved run" in err, err
@@ -516,9 +535,16 @@ def test_a_resume_that_fails_late_or_on_odd_state_still_changes_nothing(capsys, 
     )  # a killed write's: removed by a run, not a refusal
     leftover.write_bytes(b"half")
     state = checkpoint.load(run)
-    for damage in ("step", "scalers"):
+    import copy
+
+    # (an optimizer's settings of the wrong kind failed at the first step: after the run wrote)
+    settings = [("lr", "x"), ("betas", None), ("eps", [1e-8]), ("maximize", "yes"), ("betas", (0.9,))]
+    for damage in ("step", "scalers", *settings):
         edited = {**state, "trainer": {**state["trainer"], "step": 2**70}} if damage == "step" else state
         edited = {**edited, "scalers": [1, 2]} if damage == "scalers" else edited
+        if isinstance(damage, tuple):
+            edited = copy.deepcopy(state)
+            edited["optimizers"]["model"]["param_groups"][0][damage[0]] = damage[1]
         torch.save(edited, run / "checkpoints" / "last.pt")
         before = digest(run)
         code, out, err = dlbench(capsys, f"resume={run}", "trainer.epochs=2")

@@ -138,8 +138,11 @@ def restore(
         if state["trainer"].get("swa_lr"):  # (before the optimizer's state, which SWALR changes)
             trainer.start_swa_lr(optimizations)
         for name, opt in optimizations.items():
-            load_optimizer_state(opt.optimizer, state["optimizers"][name])  # (made to fit this run)
+            saved, built = state["optimizers"][name], opt.optimizer.state_dict()
+            settings_fit("its optimizer's settings", built["param_groups"], saved["param_groups"])
+            load_optimizer_state(opt.optimizer, saved)  # (made to fit this run)
             if opt.scheduler is not None and name in state["schedulers"]:
+                settings_fit("its scheduler's state", opt.scheduler.state_dict(), state["schedulers"][name])
                 opt.scheduler.load_state_dict(state["schedulers"][name])
             if opt.lookahead is not None and name in state.get("lookahead", {}):
                 opt.lookahead.load_state_dict(state["lookahead"][name])
@@ -152,3 +155,28 @@ def restore(
         set_rng_state(state["rng"])
     except Exception as err:
         raise DlbenchError(f"The checkpoint's training state cannot be restored: {err}") from err
+
+
+def settings_fit(what: str, built: Any, saved: Any) -> None:
+    """A checkpoint's settings (an optimizer's groups, a scheduler's state) are of the kinds the
+    run's own are, value by value: numbers where it has numbers, flags where flags, text where
+    text, lists as long (a key only one of them has is left to torch: another torch version's);
+    else a ValueError (the resume says the checkpoint does not fit). Torch loads them as they
+    are, and a learning rate of "x" would fail at the first step, after the run had started."""
+    if isinstance(built, dict) and isinstance(saved, dict):
+        for key in built.keys() & saved.keys():
+            if key != "params":
+                settings_fit(what, built[key], saved[key])
+    elif isinstance(built, (list, tuple)) and isinstance(saved, (list, tuple)) and len(built) == len(saved):
+        for b, v in zip(built, saved, strict=True):
+            settings_fit(what, b, v)
+    elif kind(built) != kind(saved) or isinstance(built, (list, tuple, dict)):  # (lists of other lengths)
+        raise ValueError(f"{what} are not of the kinds this run's are (numbers, flags, text)")
+
+
+def kind(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return "flag"
+    if isinstance(value, (int, float)):
+        return "number"
+    return type(value).__name__
