@@ -43,12 +43,19 @@ def _visible(char: str) -> str:
 
 
 def inert(text: str, keep: str = "") -> str:
-    """`text` with every control character (but those in `keep`) shown as an escape: `\\x1b`."""
+    """`text` with every character that is not printable text (but those in `keep`) shown as an
+    escape: controls (`\\x1b`), bidi overrides, lone surrogates (a file name's bytes that are not
+    UTF-8: `\\udcff`), unassigned and private code points, line separators. Spaces of every
+    kind and the other format characters (a joiner inside a word) stay."""
     if text.isprintable() and not BIDI.intersection(text):
         return text
-    return "".join(
-        _visible(c) if c not in keep and (unicodedata.category(c) == "Cc" or c in BIDI) else c for c in text
-    )
+    return "".join(_visible(c) if c not in keep and not _text(c) else c for c in text)
+
+
+def _text(char: str) -> bool:
+    """Whether a character is printed as it is: printable, a space, or a format character that
+    is not a bidi control (`inert`)."""
+    return char not in BIDI and (char.isprintable() or unicodedata.category(char) in ("Zs", "Cf"))
 
 
 class InertConsole(Console):

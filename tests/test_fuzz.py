@@ -305,6 +305,7 @@ def names_run(tmp_path_factory):
             "\x1b]0;t\x07": ["Kim", "Park"] * 4,
             "\u202eA": ["Ng"] * 8,
             "$x^{": ["Li"] * 8,
+            "bad\udcff\udc9b31m": ["Wu"] * 8,  # (a file name's bytes that are not UTF-8)
         },
     )
     folder = root / "run"
@@ -455,6 +456,7 @@ def test_a_checkpoints_data_facts_are_data(capsys, request, place, class_names, 
 @settings(max_examples=20 * SCALE, **FUZZ)
 @given(names=st.lists(hostile_text, min_size=2, max_size=4))
 @example(names=["$\\foo$", "plain"])  # (a CSV's label the review found)
+@example(names=["bad\udcff", "\udc9b31mRED"])  # (class folders named in bytes that are not UTF-8)
 def test_every_figure_draws_any_class_name_as_text(request, names):
     """Class names and run names reach matplotlib as text: a `$` in a CSV's label stopped the
     decision-regions figure (matplotlib read it as a formula: an 'unexpected error')."""
