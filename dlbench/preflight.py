@@ -181,9 +181,13 @@ def check_resolves(cfg: DictConfig, source: str) -> None:
         try:
             OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
         except OmegaConfBaseException as err:
-            if "hydra" in str(err).lower():
+            if "HydraConfig was not set" in str(err):  # (${hydra:...}: Hydra's resolver, set in the job)
                 continue
-            raise DlbenchError(f"{source}: {key}: {str(err).splitlines()[0]}") from err
+            hint = ""
+            if "'hydra." in str(err):  # (a job's config holds no hydra node)
+                hint = ": a setting reads Hydra's with ${hydra:...} (${hydra:runtime.output_dir})"
+            where = getattr(err, "full_key", None) or key
+            raise DlbenchError(f"{source}: {where}: {str(err).splitlines()[0]}{hint}") from err
 
 
 def check_output_folder(cfg: DictConfig, mode: str, overrides: list[str] = ()) -> Path | None:

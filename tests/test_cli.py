@@ -133,6 +133,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("trainer.epochs=many",): "trainer.epochs",
         ("resume=nowhere",): "No checkpoint at nowhere",
         ("hydra.verbose=3",): "hydra.verbose=3: true, false, a logger's name, or a list of names",
+        ("trainer.monitor=${hydra.run.dir}",): "trainer.monitor: Interpolation key 'hydra.run.dir' not found",
         (
             "task.tta=flip",
         ): "with task=auto (task classification, chosen by the data). Name it to set its keys: "

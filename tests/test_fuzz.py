@@ -45,6 +45,7 @@ PIECES = [
     "\x1b", "\x1b]0;title\x07", "\x1b[2J", "\x1b[1A", "\r", "\b", "\x07", "\x00", "\x9b", "\u202e",
     "\t", "\n",
     "${", "}", "${oc.env:HOME}", "${oc.create:{_target_:os.system}}", "${oc.decode:x}", "${hydra:job.name}",
+    "${hydra.run.dir}",
     "_target_", "_args_", "planted", "planted.py", "plugins", "experiment", "hydra.", "hydra/launcher",
     "@", "@_global_", "=", ",", "..", "/", "~", "+", "++", "'", '"', " ", ":", "\\",
     "$", "$x^{",
