@@ -169,6 +169,17 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
             f"Cannot set '{full_key}' with {parent}={choices.get(parent)} ({parent} {name}, chosen by "
             f"the data). Name it to set its keys: {parent}={name} {full_key}=..."
         )
+    given = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") == full_key), None)
+    if (
+        key in valid and given is not None and "=" in given
+    ):  # its constructor takes it; its YAML has no such key
+        from dlbench import terminal
+
+        add = terminal.shell_word("+" + given.lstrip("+~"))
+        return DlbenchError(
+            f"'{full_key}' is not in {parent}={choices.get(parent)}'s config, though its constructor takes "
+            f"it: add it with a +, {add}"
+        )
     where = f"under {parent}" if parent else "at the top level"
     hint = f"\nValid keys {where}: {', '.join(sorted(valid))}" if valid else ""
     return DlbenchError(f"Unknown key '{full_key}'.{did_you_mean(key, valid)}{hint}")
