@@ -170,9 +170,7 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
             f"the data). Name it to set its keys: {parent}={name} {full_key}=..."
         )
     given = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") == full_key), None)
-    if (
-        key in valid and given is not None and "=" in given
-    ):  # its constructor takes it; its YAML has no such key
+    if key in valid and given is not None and "=" in given:  # its constructor's key, not in its YAML
         from dlbench import terminal
 
         add = terminal.shell_word("+" + given.lstrip("+~"))

@@ -133,6 +133,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("trainer.epochs=many",): "trainer.epochs",
         ("resume=nowhere",): "No checkpoint at nowhere",
         ("hydra.verbose=3",): "hydra.verbose=3: true, false, a logger's name, or a list of names",
+        ("optimizer.eps=1e-7",): "'optimizer.eps' is not in optimizer=adam's config, though its constructor "
+        "takes it: add it with a +, +optimizer.eps=1e-7",
         ("trainer.monitor=${hydra.run.dir}",): "trainer.monitor: Interpolation key 'hydra.run.dir' not found",
         (
             "task.tta=flip",
