@@ -92,10 +92,10 @@ class InertConsole(Console):
 
 
 def fit(table, width: int) -> int:
-    """The width to print `table` at: no name or value (a cell of a column that does not wrap)
-    is ever cut. Columns marked `gives_way` (a description) share what the terminal's width
-    leaves them (8 characters at least, cut with an ellipsis); where even that does not fit, the
-    table is printed wider than the terminal, which wraps its lines."""
+    """The width to print `table` at: no name or value (a cell of a column that does not wrap,
+    the title, the caption) is ever cut. Columns marked `gives_way` (a description) share what
+    the terminal's width leaves them (8 characters at least, cut with an ellipsis); where even
+    that does not fit, the table is printed wider than the terminal, which wraps its lines."""
     from rich.cells import cell_len
     from rich.text import Text
 
@@ -113,6 +113,9 @@ def fit(table, width: int) -> int:
     for column in giving:
         column.max_width = min(widest(column), max(8, left // len(giving)))
     needed = sum(c.min_width for c in whole) + sum(c.max_width for c in giving) + 3 * len(table.columns) + 1
+    for note in (table.title, table.caption):  # (whole on their lines too: a path in a title)
+        if note:
+            needed = max(needed, *map(cell_len, inert(str(note)).splitlines() or [""]))
     return max(width, needed)
 
 

@@ -264,7 +264,8 @@ def test_a_run_refused_before_it_begins_leaves_nothing_and_an_offline_download_s
 def test_tables_keep_every_name_and_value_whole_at_40_80_and_200_columns_and_in_a_pipe():
     """list (experiments, a component's keys), the final metrics and a sweep's summary (also
     what compare prints): at any terminal width, and off a terminal, every cell of a column
-    that is not free text appears whole; a description gives way instead."""
+    that is not free text, and each line of the title, appears whole; a description gives way
+    instead."""
     import io
 
     from dlbench import summary
@@ -282,7 +283,9 @@ def test_tables_keep_every_name_and_value_whole_at_40_80_and_200_columns_and_in_
     builders = [
         experiments_table,
         lambda: component_table(MODELS, "resnet"),
-        lambda: metrics_table(metrics),
+        lambda: metrics_table(
+            metrics, title=f"Test metrics of outputs/flowers/{'2026-12-06_09-46-10_' * 3}/last.pt"
+        ),
         lambda: summary.table(rows, "Sweep summary (3 jobs)"),
     ]
     for width, terminal in ((40, True), (80, True), (200, True), (100_000, False)):
@@ -295,6 +298,8 @@ def test_tables_keep_every_name_and_value_whole_at_40_80_and_200_columns_and_in_
                     continue
                 for cell in column.cells:
                     assert str(getattr(cell, "plain", cell)) in text, (width, column.header, cell)
+            for line in table.title.plain.splitlines():  # (a path in a title was split: a review)
+                assert line in text, (width, line)
             if width == 80 and build is experiments_table:  # a list reads at 80 columns
                 assert max(map(len, text.splitlines())) <= 80
 

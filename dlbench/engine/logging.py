@@ -39,7 +39,11 @@ def new_table(
     """A table whose cells are never split over lines, and whose names and values are never cut
     (terminal.fit, when it is printed): only the columns in `gives_way` (free text, such as a
     description) are shortened, with an ellipsis, to fit the terminal."""
-    table = Table(title=title, **options)
+
+    def whole(text: Any) -> Any:  # a title or caption never split over lines (terminal.fit)
+        return Text(text, no_wrap=True, overflow="ignore") if isinstance(text, str) else text
+
+    table = Table(title=whole(title), caption=whole(options.pop("caption", None)), **options)
     for column in columns:
         table.add_column(
             column, justify="right" if column in right else "left", no_wrap=True, overflow="ellipsis"
