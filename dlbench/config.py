@@ -44,7 +44,7 @@ class TrainerConfig:
     val_every_n_epochs: int = 1  # validate, log and checkpoint every N epochs (and at the end)
     monitor: str | None = None  # metric that decides best.pt and early stopping (null: the task's)
     monitor_mode: str | None = None  # min | max (null: max for accuracy-like names, else min)
-    patience: int | None = None  # early stopping: epochs without improvement
+    patience: int | None = None  # early stopping: evaluations without improvement
     deterministic: bool = False  # torch.use_deterministic_algorithms
     compile: bool = False  # torch.compile the model(s) (off by default: slower on the CPU, warm-up)
     # torch.compile's mode: default | reduce-overhead (CUDA graphs: one launch for a whole

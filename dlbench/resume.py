@@ -176,7 +176,9 @@ def reason(key: str) -> str:
     root, _, setting = key.partition(".")
     if key in ("trainer.monitor", "trainer.monitor_mode"):
         return "best.pt was chosen by the saved metric"
-    if key in ("trainer.seed", "trainer.precision", "trainer.devices", "trainer.nodes"):
+    if key == "trainer.precision":
+        return "the steps so far were taken in it (and fp16's gradient scaler with them)"
+    if key in ("trainer.seed", "trainer.devices", "trainer.nodes"):
         return "the data's order and the steps so far depend on it"
     return {
         "model": "the weights were made for it",

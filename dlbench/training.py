@@ -4,8 +4,9 @@
 
 `train()` holds the run's folder while it runs (its lock, its held log, stop signals);
 launch.py starts it for the command line, a sweep's job, a torchrun process and
-`dlbench.train()`. One training step is `Task.training_step` calling `Trainer.optimize`
-(engine/trainer.py): zero_grad, forward, loss, backward, step."""
+`dlbench.train()`. One training step is `Task.training_step`: forward and loss in the task,
+then `Trainer.optimize` (engine/trainer.py), whose `Stepper` (engine/step.py) does zero_grad,
+backward, the NaN check, clipping and the optimizer's step."""
 
 from __future__ import annotations
 
@@ -117,8 +118,8 @@ def _train(
         cfg.trainer.monitor, cfg.trainer.monitor_mode = monitor_of(cfg.trainer, task, data.validate_on)
     if distributed.rank() > 0:  # ... but each process its own dropout masks and augmentations
         seed_everything(cfg.trainer.seed + distributed.rank(), cfg.trainer.deterministic)
-    # 3. the trainer: device, precision, the loop, logs and checkpoints (engine/trainer.py). One
-    #    step is Task.training_step calling Trainer.optimize: zero_grad, forward, loss, backward, step
+    # 3. the trainer: device, the loop, logs and checkpoints (engine/trainer.py). One step is
+    #    Task.training_step (forward, loss) calling Trainer.optimize (engine/step.py: the update)
     logger = RunLogger(run_dir, progress, cfg.logger.figures_budget)  # TensorBoard opens once all is built
     saved_with = {
         "config": OmegaConf.to_yaml(cfg, resolve=True),

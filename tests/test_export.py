@@ -1,7 +1,9 @@
 """Issue 28: a trained model leaves dlbench as a state_dict, safetensors, ONNX or torch.export
 program, each read back by its own library and compared with PyTorch on the test split."""
 
+import shlex
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,23 +39,38 @@ def test_each_format_reads_back_in_its_own_library_and_matches_pytorch(cli, trai
     x = first_test_batch()
     with torch.no_grad():
         want = model(x)
-    for name in ("m.pt", "m2.safetensors", "m3.onnx", "m4.pt2"):
-        result = cli("export", str(trained), "--out", name)
-        assert result.returncode == 0, result.stderr
-        assert (tmp_path / name).with_suffix(".yaml").is_file()
-    state = torch.load(tmp_path / "m.pt", weights_only=True)
+    # the export block of docs/configuration.md, pasted in order in one folder (its examples once
+    # wrote model.yaml four times: the second export was refused)
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    commands = [
+        shlex.split(line, comments=True) for line in doc.splitlines() if line.startswith("dlbench export")
+    ]
+    assert [c[c.index("--out") + 1] for c in commands] == [
+        "model.pt",
+        "weights.safetensors",
+        "net.onnx",
+        "program.pt2",
+    ]
+    for words in commands:
+        result = cli(*[str(trained) if w == "outputs/digits_mlp/<run>" else w for w in words[1:]])
+        assert result.returncode == 0, (words, result.stderr)
+        assert (tmp_path / words[words.index("--out") + 1]).with_suffix(".yaml").is_file()
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-    assert (tmp_path / "m2.safetensors").read_bytes()[:2] not in (b"PK", b"\x80\x02")  # no zip, no pickle
-    weights = load_file(tmp_path / "m2.safetensors")
+    assert (tmp_path / "weights.safetensors").read_bytes()[:2] not in (
+        b"PK",
+        b"\x80\x02",
+    )  # no zip, no pickle
+    weights = load_file(tmp_path / "weights.safetensors")
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
-    assert torch.equal(dlbench.load_model(tmp_path / "m2.safetensors")(x), want)
-    onnx.checker.check_model(onnx.load(str(tmp_path / "m3.onnx")), full_check=True)
-    session = onnxruntime.InferenceSession(str(tmp_path / "m3.onnx"), providers=["CPUExecutionProvider"])
+    assert torch.equal(dlbench.load_model(tmp_path / "weights.safetensors")(x), want)
+    onnx.checker.check_model(onnx.load(str(tmp_path / "net.onnx")), full_check=True)
+    session = onnxruntime.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
     ((batch_axis, *_),) = [i.shape for i in session.get_inputs()]
     assert isinstance(batch_axis, str)  # a dynamic batch axis: the test batch is not the export's 2
     (got,) = session.run(None, {"input": x.numpy()})
     assert float((torch.from_numpy(got) - want).abs().max()) < 1e-4
-    program = torch.export.load(tmp_path / "m4.pt2")
+    program = torch.export.load(tmp_path / "program.pt2")
     assert float((program.module()(x) - want).abs().max()) < 1e-4
 
 

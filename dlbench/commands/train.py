@@ -131,7 +131,7 @@ def run_checked(
         from dlbench.engine import distributed
 
         return distributed.launch(trainer.devices, argv, trainer.nodes, trainer.dist_timeout_s)
-    # dlbench writes a run's .hydra/ itself, once the run is built (training.record_run)
+    # dlbench writes a run's .hydra/ itself, once the run is built (rundir.record_run)
     overrides = [*overrides, "hydra.output_subdir=null"]
     # (the overrides first: a flag that takes an optional value, --info, last takes none of them)
     sys.argv = ["dlbench", *overrides, *hydra_flags(argv, args.overrides)]

@@ -1,7 +1,8 @@
 """The trainer: the epoch/step loop and everything that is the same for every task.
 
-Device placement, precision, gradient clipping, validation, early stopping, checkpoints,
-resume and logging live here; what a step *means* lives in the task.
+Device placement, validation, early stopping, checkpoints, resume and logging live here; the
+update of a step (precision, the NaN check, gradient clipping, the optimizer's step) in
+engine/step.py; what a step *means* lives in the task.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ class Trainer:
         return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
 
     def fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]) -> dict[str, float]:
-        """Train until `epochs` (or `max_steps`, or early stopping); validate each epoch."""
+        """Train until `epochs` (or `max_steps`, or early stopping); validate every
+        `val_every_n_epochs` and at the end."""
         cfg = self.cfg
         self.monitor, self.monitor_mode = cfg.monitor, cfg.monitor_mode
         # a scheduler that reads the monitor after every epoch (ReduceLROnPlateau)
