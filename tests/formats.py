@@ -17,7 +17,8 @@ MNIST_NAMES = {
 }
 
 
-def _idx_images(images: np.ndarray) -> bytes:
+def idx_images(images: np.ndarray) -> bytes:
+    """An idx file of N x height x width images (MNIST's train-images-idx3-ubyte format)."""
     n, h, w = images.shape
     return struct.pack(">IIII", 2051, n, h, w) + images.astype(np.uint8).tobytes()
 
@@ -44,7 +45,7 @@ def write_mnist(
     raw.mkdir(parents=True, exist_ok=True)
     for split, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
         images, labels = mnist_arrays(n, seed)
-        for name, payload in zip(MNIST_NAMES[split], (_idx_images(images), _idx_labels(labels)), strict=True):
+        for name, payload in zip(MNIST_NAMES[split], (idx_images(images), _idx_labels(labels)), strict=True):
             if gz:
                 (raw / f"{name}.gz").write_bytes(gzip.compress(payload))
             else:

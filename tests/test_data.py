@@ -1,10 +1,13 @@
+import pytest
 import torch
 
 from dlbench.config import DataConfig
 from dlbench.data.base import DataModule
 from dlbench.data.loaders import EpochSampler, TensorLoader
+from dlbench.data.series import csv_series
 from dlbench.data.splits import labels_of
-from dlbench.data.tabular import digits, iris
+from dlbench.data.tabular import csv_table, digits, iris
+from dlbench.errors import DlbenchError
 
 
 def test_digits_splits_are_stratified_disjoint_and_fixed_by_seed():
@@ -25,6 +28,25 @@ def test_iris_feature_and_class_subsets():
     x, y = source.train.tensors
     assert x.shape == (100, 2) and set(y.tolist()) == {0, 1}
     assert source.class_names == ["setosa", "versicolor"]
+
+
+def test_iris_classes_given_twice_are_refused():
+    """[0, 0] trained one class under two names (accuracy 0, exit 0)."""
+    for classes in ([0, 0], [2, 1, 2]):
+        with pytest.raises(DlbenchError, match=rf"dataset.classes=.*: class {classes[0]} is given twice"):
+            iris(classes=classes)
+
+
+@pytest.mark.parametrize("read", [csv_table, csv_series])
+@pytest.mark.parametrize("damage", ["a huge field", "a quote left open"])
+def test_a_csv_field_over_the_csv_limit_is_one_message_naming_its_line(tmp_path, read, damage):
+    """A field over 128 KiB (csv's limit) was '_csv.Error: field larger than field limit'."""
+    table = tmp_path / "table.csv"
+    rows = "".join(f"{i},{i % 2}\n" for i in range(6))
+    broken = "1" * 200_000 + ",0\n" if damage == "a huge field" else '"7,1\n' + "8,0\n" * 40_000
+    table.write_text("x,y\n" + rows + broken)
+    with pytest.raises(DlbenchError, match=rf"{table} line 8 cannot be read as CSV \(field larger than"):
+        read(path=str(table))
 
 
 def test_tensor_loader_shuffles_by_seed_and_epoch():

@@ -1,8 +1,9 @@
 """The image data sets on tiny files in their official formats; download from 127.0.0.1."""
 
+import numpy as np
 import pytest
 import torch
-from formats import draw_digit_png, tar_gz, write_cifar, write_image_folder, write_mnist
+from formats import draw_digit_png, idx_images, tar_gz, write_cifar, write_image_folder, write_mnist
 
 from dlbench.config import DataConfig
 from dlbench.data.base import DataModule
@@ -59,6 +60,66 @@ def test_a_cifar_batch_that_would_run_code_is_refused(tmp_path):
     (folder / "test_batch").write_bytes(pickle.dumps({"data": Payload()}))
     with pytest.raises(DlbenchError, match="not a valid CIFAR batch"):
         DATASETS.get("cifar10")(root=str(tmp_path), download=False)
+
+
+IMAGES = np.zeros((4, 3072), dtype=np.uint8)  # four 3x32x32 images, as a batch holds them
+NOT_A_BATCH = {  # what the batch holds: what the message says about it
+    "a list": ([IMAGES, [0] * 4], "it holds a list, not a dict"),
+    "rows of 100": (
+        {"data": IMAGES[:, :100], "labels": [0] * 4},
+        "its 'data' is a uint8 array of 4 x 100, not a uint8 array of N x 3072",
+    ),
+    "floats": ({"data": IMAGES / 255, "labels": [0] * 4}, "its 'data' is a float64 array of 4 x 3072, not"),
+    "no labels": ({"data": IMAGES}, r"its 'labels' is missing \(its keys: \['data'\]\), not a list"),
+    "text labels": ({"data": IMAGES, "labels": ["cat"] * 4}, "its 'labels' list holds 'cat', not a class"),
+    "label 10": (
+        {"data": IMAGES, "labels": [0, 1, 2, 10]},
+        "its 'labels' list holds 10, not a class number 0..9",
+    ),
+    "3 labels": ({"data": IMAGES, "labels": [0] * 3}, "it has 4 images but 3 labels"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_A_BATCH)
+def test_a_cifar_batch_that_is_not_what_cifar_ships_is_one_message_naming_it(tmp_path, case):
+    """A batch must be a dict whose `data` is a uint8 array of N x 3072 and whose `labels` a list
+    of N class numbers: anything else is named, with its file, when it is read (it was a
+    ValueError, KeyError, AttributeError or AssertionError)."""
+    import pickle
+
+    batch, problem = NOT_A_BATCH[case]
+    folder = write_cifar(tmp_path, per_batch=4)
+    (folder / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DlbenchError, match=rf"data_batch_3 is not a CIFAR batch file: {problem}"):
+        DATASETS.get("cifar10")(root=str(tmp_path), download=False)
+
+
+@pytest.mark.parametrize(
+    "split, size, expected",
+    [
+        pytest.param(
+            "t10k",
+            20,
+            "train-images-idx3-ubyte holds images of 28x28 but t10k-images-idx3-ubyte "
+            "holds images of 20x20: the training and test images must be the same size",
+            id="test 20x20",
+        ),
+        pytest.param(
+            "t10k", 0, "t10k-images-idx3-ubyte holds images of 0x0: they have no pixels", id="test 0x0"
+        ),
+        pytest.param(
+            "train", 0, "train-images-idx3-ubyte holds images of 0x0: they have no pixels", id="train 0x0"
+        ),
+    ],
+)
+def test_mnist_images_of_another_size_or_none_are_refused_when_read(tmp_path, split, size, expected):
+    """Test images of another size than the training images (or of no pixels) are refused when
+    the files are read: they crashed the test step, after training (mat1 and mat2 shapes...)."""
+    raw = write_mnist(tmp_path)
+    n = 60 if split == "train" else 20
+    (raw / f"{split}-images-idx3-ubyte").write_bytes(idx_images(np.zeros((n, size, size), np.uint8)))
+    with pytest.raises(DlbenchError, match=expected):
+        DATASETS.get("mnist")(root=str(tmp_path), download=False)
 
 
 def test_mnist_download_from_a_local_server(tmp_path, http_server):

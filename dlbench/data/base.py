@@ -1,11 +1,14 @@
 """What a dataset constructor returns (DataSource), and the DataModule that carves its splits
-(splits.py) and makes their loaders (loaders.py)."""
+(splits.py) and makes their loaders (loaders.py); and what the CSV readers share (is_number,
+csv_rows)."""
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -268,3 +271,24 @@ def is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def csv_rows(file: Path, name: str) -> list[list[str]]:
+    """The rows of a CSV file (CSV tables and series), or one message naming the file and the
+    line it cannot read: text that is not UTF-8, or a field over csv's limit of 128 KiB, which
+    no table of numbers has (a quote left open, or a damaged file). `name`: the data set's."""
+    rows, line = [], 1  # line: where the row being read starts
+    try:
+        with file.open(newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            for row in reader:
+                rows.append(row)
+                line = reader.line_num + 1
+    except UnicodeDecodeError as err:
+        raise DlbenchError(f"{name}: {file} is not UTF-8 text ({err})") from err
+    except csv.Error as err:
+        raise DlbenchError(
+            f'{name}: {file} line {line} cannot be read as CSV ({err}). Look there for a quote (") '
+            "left open or a damaged part, and fix or remove that line"
+        ) from err
+    return rows

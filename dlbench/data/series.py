@@ -7,14 +7,13 @@ standard deviation of the training part only.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 import torch
 from torch.utils.data import TensorDataset
 
-from dlbench.data.base import DataSource, is_number
+from dlbench.data.base import DataSource, csv_rows, is_number
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 
@@ -70,8 +69,7 @@ def csv_series(
     file = Path(path).expanduser()
     if not file.is_file():
         raise DlbenchError(f"csv_series: no such file {file} (set dataset.path)")
-    with file.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    rows = csv_rows(file, "csv_series")
     if not rows:
         raise DlbenchError(f"csv_series: {file} is empty")
     header = rows[0]

@@ -5,7 +5,6 @@ importing scikit-learn (a second of start-up) for the default run."""
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from dlbench.data.base import DataSource, is_number
+from dlbench.data.base import DataSource, csv_rows, is_number
 from dlbench.errors import DlbenchError, did_you_mean
 from dlbench.registry import DATASETS
 
@@ -62,6 +61,11 @@ def iris(
     if classes is not None:
         if len(classes) < 2 or not all(0 <= c < len(names) for c in classes):
             raise DlbenchError(f"dataset.classes={classes}: choose two or more of 0..{len(names) - 1}")
+        if repeated := [c for i, c in enumerate(classes) if c in classes[:i]]:
+            raise DlbenchError(
+                f"dataset.classes={classes}: class {repeated[0]} is given twice; choose two or more "
+                f"different classes of 0..{len(names) - 1}"
+            )
         keep = torch.isin(y, torch.tensor(classes))
         x, y = x[keep], torch.tensor([classes.index(int(c)) for c in y[keep]])
         names = [names[c] for c in classes]
@@ -88,11 +92,7 @@ def csv_table(
     file = Path(path).expanduser()
     if not file.is_file():
         raise DlbenchError(f"csv: no such file {file} (set dataset.path)")
-    try:
-        with file.open(newline="", encoding="utf-8") as f:
-            rows = [row for row in csv.reader(f) if any(cell.strip() for cell in row)]
-    except UnicodeDecodeError as err:
-        raise DlbenchError(f"csv: {file} is not UTF-8 text ({err})") from err
+    rows = [row for row in csv_rows(file, "csv") if any(cell.strip() for cell in row)]
     if target_type not in ("auto", "class", "value"):
         raise DlbenchError(f"dataset.target_type={target_type}: choose auto, class or value")
     if header is None:

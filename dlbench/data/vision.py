@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import pickle
+import reprlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def _mnist_family(name: str, source: str, root: str, download: bool, url: str | 
                 fetch(mirror.rstrip("/") + "/" + file, folder, md5 if url is None else None)
     if folder is None or not _has_files(MNIST_FILES)(folder):
         raise _missing(name, base, below, MNIST_FILES)
-    splits = []
+    splits, sizes = [], {}
     for p in ("train", "t10k"):
         images, labels = folder / f"{p}-images-idx3-ubyte", folder / f"{p}-labels-idx1-ubyte"
         check_idx(name, images, dims=3)
@@ -98,9 +99,21 @@ def _mnist_family(name: str, source: str, root: str, download: bool, url: str | 
             splits.append((read_idx(images), read_idx(labels)))
         except Exception as err:
             raise DlbenchError(f"{name}: the files in {folder} are not valid idx files ({err})") from err
+        sizes[images.name] = "x".join(map(str, splits[-1][0].shape[1:]))  # height x width
+        if 0 in splits[-1][0].shape[1:]:
+            raise DlbenchError(
+                f"{name}: {images} holds images of {sizes[images.name]}: they have no pixels. "
+                "Replace it with the official file (its images are 28x28)"
+            )
     for images, labels in splits:
         if len(images) != len(labels):
             raise DlbenchError(f"{name}: {folder} has {len(images)} images but {len(labels)} labels")
+    if len(set(sizes.values())) > 1:  # a model trained on one size cannot test on another
+        found = " but ".join(f"{file} holds images of {size}" for file, size in sizes.items())
+        raise DlbenchError(
+            f"{name}: in {folder}, {found}: the training and test images must be the same size "
+            "(the official files' are 28x28)"
+        )
     return [(images.unsqueeze(1), labels.long()) for images, labels in splits], list(MNIST_CLASSES[source])
 
 
@@ -145,12 +158,57 @@ class _CifarUnpickler(pickle.Unpickler):
 
 
 def _read_batch(path: Path) -> dict:
+    """A CIFAR file's dict (a batch, or the meta file of class names), its keys as text."""
     try:
         with path.open("rb") as f:
             batch = _CifarUnpickler(f, encoding="latin1").load()
     except Exception as err:
         raise DlbenchError(f"{path} is not a valid CIFAR batch file ({err})") from err
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if not isinstance(batch, dict):
+        raise DlbenchError(
+            f"{path} is not a CIFAR batch file: it holds a {type(batch).__name__}, not a dict. "
+            "Replace it with the file from the official archive"
+        )
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+
+
+def _what(batch: dict, key: str) -> str:
+    """What a batch holds under `key`, in words, for a message."""
+    if key not in batch:
+        return f"missing (its keys: {reprlib.repr(list(batch))})"
+    value = batch[key]
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of {' x '.join(map(str, value.shape))}"
+    return f"a {type(value).__name__}"
+
+
+def _is_class(label, classes: int) -> bool:
+    """Whether a label is a whole number 0..classes-1 (an int or a numpy integer, not a bool)."""
+    return isinstance(label, (int, np.integer)) and not isinstance(label, bool) and 0 <= label < classes
+
+
+def _batch_arrays(path: Path, label_key: str, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR batch's images (N x 3 x 32 x 32) and labels (N), read from what the batch must
+    be: a dict whose `data` is a uint8 array of N rows of 3072 bytes (a 32x32 image's red,
+    green and blue planes) and whose `label_key` is a list of N labels 0..classes-1. Anything
+    else is one message naming the file and what is wrong."""
+    batch = _read_batch(path)
+    data, labels = batch.get("data"), batch.get(label_key)
+    if not (
+        isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
+    ):
+        problem = f"its 'data' is {_what(batch, 'data')}, not a uint8 array of N x 3072 (N images of 3x32x32)"
+    elif not isinstance(labels, list):
+        problem = f"its '{label_key}' is {_what(batch, label_key)}, not a list of N labels"
+    elif len(labels) != len(data):
+        problem = f"it has {len(data)} images but {len(labels)} labels"
+    elif bad := [label for label in labels if not _is_class(label, classes)]:
+        problem = f"its '{label_key}' list holds {reprlib.repr(bad[0])}, not a class number 0..{classes - 1}"
+    else:
+        return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+    raise DlbenchError(
+        f"{path} is not a CIFAR batch file: {problem}. Replace it with the file from the official archive"
+    )
 
 
 def _cifar(name: str, hundred: bool, root: str, download: bool, url: str | None):
@@ -171,16 +229,19 @@ def _cifar(name: str, hundred: bool, root: str, download: bool, url: str | None)
     folder = first_fit(base, below, _has_files(files))
     if folder is None:
         raise _missing(name, base, below, files)
-    label_key = "fine_labels" if hundred else "labels"
+    names_key, label_key = ("fine_label_names", "fine_labels") if hundred else ("label_names", "labels")
+    names = _read_batch(folder / meta_file).get(names_key)
+    if not isinstance(names, list) or not names:
+        raise DlbenchError(
+            f"{folder / meta_file} has no list of class names under '{names_key}'. "
+            "Replace it with the file from the official archive"
+        )
 
     def load(paths: list[str]):
-        batches = [_read_batch(folder / p) for p in paths]
-        x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
-        y = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
-        return torch.from_numpy(x.reshape(-1, 3, 32, 32)), torch.from_numpy(y)
+        batches = [_batch_arrays(folder / p, label_key, len(names)) for p in paths]
+        x, y = (np.concatenate(arrays) for arrays in zip(*batches, strict=True))
+        return torch.from_numpy(x), torch.from_numpy(y)
 
-    meta = _read_batch(folder / meta_file)
-    names = meta["fine_label_names" if hundred else "label_names"]
     return [load(train_files), load(["test" if hundred else "test_batch"])], [str(n) for n in names]
 
 
