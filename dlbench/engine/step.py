@@ -73,7 +73,7 @@ class Stepper:
         self.scalers: dict[str, torch.amp.GradScaler] = {}
         self.param_names: dict[torch.nn.Parameter, str] = {}  # for messages and grad_norm/<name>
         self.skipped_steps = 0  # steps left out for a NaN/Inf (trainer.nonfinite=skip)
-        self.update = Update()
+        self.update = WHOLE
         self.losses: list[torch.Tensor] = []  # the group's losses so far (for the NaN/Inf check)
         self.found, self.one = torch.zeros(1, device=device), torch.ones((), device=device)  # (NaN/Inf)
         self.loss_copy = torch.zeros((), device=device)  # what the NaN/Inf check reads of a loss
