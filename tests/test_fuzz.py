@@ -178,6 +178,69 @@ def test_saved_overrides_run_no_code_and_change_nothing(capsys, request, place, 
         saved_file.write_text(original)
 
 
+nested_values = st.recursive(
+    st.none() | st.integers() | st.sampled_from(["evil_store", "x", "/tmp/x", "http://h", "1"]),
+    lambda inner: (
+        st.lists(inner, max_size=2)
+        | st.dictionaries(
+            st.sampled_from(["tracking_uri", "root", "a", "save_dir", "b.path", "name"]), inner, max_size=3
+        )
+    ),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=200 * SCALE, **FUZZ)
+@given(
+    key=st.sampled_from(
+        ["logger.mlflow", "logger.wandb", "model.extra", "dataset.augment", "trainer", "x.y"]
+    ),
+    value=nested_values,
+)
+@example(key="logger.mlflow", value={"tracking_uri": "evil_store", "log_checkpoint": True})
+def test_a_saved_override_that_is_used_again_sets_no_place(request, key, value):
+    """Whatever a saved override's value holds (dicts, lists, dotted keys), one that a resume or
+    eval uses again sets no key whose name is a place's (PLACE_KEYS) to anything but null: read
+    back as OmegaConf sets it, every key it sets is looked at (a review's dict set tracking_uri)."""
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from dlbench.commands.runs import PLACE_KEYS, PLACE_SUFFIXES, merge_overrides
+    from dlbench.terminal import override
+
+    count(request, "saved overrides' places (dicts, lists)")
+    def hydra_text(v) -> str:  # the value as a saved override writes it
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k}: {hydra_text(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, list):
+            return "[" + ", ".join(map(hydra_text, v)) + "]"
+        return "null" if v is None else override("v", v).split("=", 1)[1]
+
+    saved = f"{key}={hydra_text(value)}"
+    try:
+        kept = merge_overrides([saved], [])
+    except (DlbenchError, HydraException):  # (refused: given again, or not an override at all)
+        return
+    from dlbench.commands.runs import parsed_value
+
+    cfg = OmegaConf.create()
+    OmegaConf.update(cfg, key, parsed_value(kept[0]), merge=True)
+
+    def places(node, path=""):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from places(v, f"{path}.{k}")
+        elif isinstance(node, list):
+            for v in node:
+                yield from places(v, path)
+        elif node is not None:
+            last = path.rsplit(".", 1)[-1]
+            if last in PLACE_KEYS or last.endswith(PLACE_SUFFIXES):
+                yield path
+
+    assert not list(places(OmegaConf.to_container(cfg))), saved
+
+
 # ---- what compare, summary and board read: metrics, names, overrides, errors ----------------------
 
 
