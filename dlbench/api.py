@@ -128,6 +128,13 @@ def load_model(run: str | Path, plugins: list[str] | None = None) -> torch.nn.Mo
     from dlbench.build import task_from_checkpoint
     from dlbench.engine import checkpoint
 
+    if plugins is not None and not (
+        isinstance(plugins, (list, tuple)) and all(isinstance(p, str) for p in plugins)
+    ):  # (a string's letters are no modules: 'my_net' is not [m, y, _, ...])
+        like = f" (plugins=[{plugins!r}])" if isinstance(plugins, str) else ""
+        raise DlbenchError(
+            f"load_model(plugins=...) takes a list of module names or .py files{like}, not {plugins!r}"
+        )
     plugin_loader.load_entry_points()
     plugin_loader.load(list(plugins or []), "load_model(plugins=...)")
     path = Path(run).expanduser()
@@ -148,6 +155,21 @@ def _is_checkpoint(path: Path) -> bool:
         return False
 
 
+# what the .yaml `dlbench export` writes holds: each key, and the type of its value
+SPEC = {"model": dict, "data": dict, "plugins": list, "from": str, "format": str}
+
+
+def exported_spec(spec: object) -> bool:
+    """Whether `spec` is what `dlbench export` writes: its keys (model and data, at least) and
+    their types, and a model node with a name."""
+    return (
+        isinstance(spec, dict)
+        and {"model", "data"} <= spec.keys()
+        and all(key in SPEC and isinstance(value, SPEC[key]) for key, value in spec.items())
+        and isinstance(spec["model"].get("name"), str)
+    )
+
+
 def load_exported(path: Path) -> torch.nn.Module:
     """A model `dlbench export` wrote: model.pt (a plain state_dict) or model.safetensors,
     beside model.yaml."""
@@ -155,10 +177,11 @@ def load_exported(path: Path) -> torch.nn.Module:
     from dlbench.files import read_yaml
     from dlbench.registry import MODELS
 
-    spec = read_yaml(path.with_suffix(".yaml")) or {}
-    if not isinstance(spec, dict) or "model" not in spec or "data" not in spec:
+    spec = read_yaml(path.with_suffix(".yaml"))
+    if not exported_spec(spec):
         raise DlbenchError(
-            f"{path.with_suffix('.yaml')} is not a file dlbench export wrote (no model or data)"
+            f"{path.with_suffix('.yaml')} is not a file dlbench export wrote: that holds model (a config "
+            "node with a name), data (the data facts), and plugins (a list), from and format (text)"
         )
     plugin_loader.check_saved(spec.get("plugins"), str(path), f"dlbench.load_model({str(path)!r}, plugins=")
     model = MODELS.build(spec["model"], "model", facts=DataInfo.from_dict(spec["data"]))

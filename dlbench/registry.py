@@ -210,12 +210,13 @@ class Registry:
             return fn(**kwargs, **supplied)
         except DlbenchError:
             raise
-        except (TypeError, ValueError, RuntimeError) as err:
+        except (TypeError, ValueError, RuntimeError, ArithmeticError, LookupError) as err:
             if isinstance(known := as_user_error(err), DlbenchError):  # out of memory
                 raise known from err
             if origin_of(fn) != "torch" and not raised_in_torch(err):
                 raise
-            raise DlbenchError(f"{where} ({self.kind} '{node['name']}'): {err}") from err
+            said = err.args[0] if isinstance(err, KeyError) and err.args else err  # (not its repr)
+            raise DlbenchError(f"{where} ({self.kind} '{node['name']}'): {said}") from err
 
 
 def raised_in_torch(err: BaseException) -> bool:

@@ -1,9 +1,8 @@
-"""torch's own optimizers, schedulers and losses, registered under snake_case names when a
-registry first needs them (`Registry(from_torch=...)`)."""
+"""torch's own optimizers, schedulers and losses that dlbench can drive (allow-lists), registered
+under snake_case names when a registry first needs them (`Registry(from_torch=...)`)."""
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,34 +17,51 @@ def snake_case(name: str) -> str:
 
 
 def _register_torch(
-    registry: Registry, module: Any, base: type, naming: Callable[[str], str], skip=()
+    registry: Registry, module: Any, names: tuple[str, ...], naming: Callable[[str], str]
 ) -> None:
-    for attr in dir(module):
-        obj = getattr(module, attr)
-        if inspect.isclass(obj) and issubclass(obj, base) and obj is not base:
-            if not attr.startswith("_") and attr not in skip:
-                registry.add(naming(attr), obj)
+    for attr in names:
+        if (obj := getattr(module, attr, None)) is not None:  # (one a newer torch added: not in an older)
+            registry.add(naming(attr), obj)
 
 
-# torch's own optimizers (sgd, adam, adamw, rmsprop, ...), schedulers (step_lr, one_cycle_lr, ...)
-# and losses (cross_entropy, mse, bce_with_logits, ...), registered from torch itself.
+# Allow-lists: the torch components that dlbench's loop can drive, from a config. A class torch
+# adds is offered once it is added here, not before.
+#
+# Optimizers whose step takes the dense gradients of one backward pass. Not LBFGS (its step
+# re-evaluates the model through a closure, which a training step does not give) nor SparseAdam
+# (it takes only sparse gradients, which no model of dlbench's makes).
+OPTIMIZERS = (
+    "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax",
+    "Muon", "NAdam", "RAdam", "RMSprop", "Rprop", "SGD",
+)  # fmt: skip
+# Schedulers built from numbers. Not LambdaLR, MultiplicativeLR (a Python function),
+# ChainedScheduler, SequentialLR (other schedulers): none can come from a config file.
+SCHEDULERS = (
+    "ConstantLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "CyclicLR", "ExponentialLR",
+    "LinearLR", "MultiStepLR", "OneCycleLR", "PolynomialLR", "ReduceLROnPlateau", "StepLR",
+)  # fmt: skip
+# The losses a task of dlbench's computes (each task names those it takes: `Task.losses` in
+# dlbench/tasks/). Not the others: each takes inputs no task gives it (a triplet, sequence
+# lengths, a variance, pairs of inputs, multi-label targets).
+LOSSES = (
+    "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "L1Loss", "MSELoss",
+    "MultiMarginLoss", "NLLLoss", "SmoothL1Loss",
+)  # fmt: skip
+
+
 def register_optimizers(registry: Registry) -> None:
     import torch
 
-    _register_torch(registry, torch.optim, torch.optim.Optimizer, str.lower)
+    _register_torch(registry, torch.optim, OPTIMIZERS, str.lower)
 
 
 def register_schedulers(registry: Registry) -> None:
     import torch
 
-    # Schedulers that take Python callables or other schedulers cannot come from a config file.
-    skip = ("LambdaLR", "MultiplicativeLR", "ChainedScheduler", "SequentialLR")
-    schedulers = torch.optim.lr_scheduler
-    _register_torch(registry, schedulers, schedulers.LRScheduler, snake_case, skip)
+    _register_torch(registry, torch.optim.lr_scheduler, SCHEDULERS, snake_case)
 
 
 def register_losses(registry: Registry) -> None:
     import torch
 
-    naming = lambda n: snake_case(n.removesuffix("Loss"))  # noqa: E731
-    _register_torch(registry, torch.nn.modules.loss, torch.nn.modules.loss._Loss, naming, skip=("NLLLoss2d",))
+    _register_torch(registry, torch.nn, LOSSES, lambda n: snake_case(n.removesuffix("Loss")))

@@ -198,6 +198,8 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     OPTIMIZERS.check(plain_dict(cfg.optimizer), "optimizer", reserved=schema_hints(OptimizerConfig))
     if cfg.loss.get("name") != "auto":
         LOSSES.check(plain_dict(cfg.loss), "loss")
+        if cfg.task.get("name") != "auto":  # (task=auto: chosen when the data is built)
+            TASKS.get(str(cfg.task.name)).check_loss(str(cfg.loss.name), str(cfg.task.name))
     if cfg.scheduler.get("name") != "none":
         SCHEDULERS.check(plain_dict(cfg.scheduler), "scheduler", reserved=schema_hints(SchedulerConfig))
 

@@ -118,3 +118,32 @@ def test_what_cannot_be_exported_is_refused_with_the_reason(cli, tmp_path, train
         result.stderr
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s2s"]  # nothing written by a refusal
+
+
+def test_load_model_reads_only_what_export_writes_and_takes_plugins_as_a_list(tmp_path):
+    """A review: an exported .yaml whose data was `x` or whose model was null raised an
+    AttributeError or a TypeError; plugins='my_net' was imported letter by letter ('m')."""
+    import yaml
+
+    import dlbench
+    from dlbench.errors import DlbenchError
+    from dlbench.registry import MODELS
+
+    node = {"name": "mlp", "hidden": [4]}
+    model = MODELS.build({**node, "input_shape": [3], "num_outputs": 2}, "model")
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    spec = {"model": node, "data": {"name": "tiny", "input_shape": [3], "num_outputs": 2}, "plugins": []}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(spec))
+    x = torch.rand(2, 3)
+    assert torch.equal(dlbench.load_model(tmp_path / "m.pt")(x), model.eval()(x))
+    for edit in ({"data": "x"}, {"model": None}, {"model": {"hidden": [4]}}, {"plugins": "p"}, {"note": 1}):
+        (tmp_path / "m.yaml").write_text(yaml.safe_dump({**spec, **edit}))
+        with pytest.raises(DlbenchError, match="m.yaml is not a file dlbench export wrote: that holds model"):
+            dlbench.load_model(tmp_path / "m.pt")
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({**spec, "data": {"name": "tiny"}}))
+    with pytest.raises(DlbenchError, match="data facts are not a data set's: not a mapping with name, input"):
+        dlbench.load_model(tmp_path / "m.pt")
+    with pytest.raises(
+        DlbenchError, match=r"takes a list of module names or \.py files \(plugins=\['my_net'\]\)"
+    ):
+        dlbench.load_model(tmp_path / "m.pt", plugins="my_net")

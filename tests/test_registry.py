@@ -19,6 +19,60 @@ def test_torch_components_are_registered_from_torch():
     assert "lambda_lr" not in SCHEDULERS
 
 
+def test_every_optimizer_offered_steps_as_a_training_step_does():
+    """A review: `dlbench list` offered lbfgs (its step needs a closure) and sparseadam (sparse
+    gradients only), and each failed at the first step with a traceback. Offered: an allow-list
+    of those that step after one backward pass."""
+    assert "lbfgs" not in OPTIMIZERS and "sparseadam" not in OPTIMIZERS
+    for name in OPTIMIZERS.names():
+        model = torch.nn.Linear(3, 2, bias=False)  # (muon takes 2-D parameters only)
+        optimizer = OPTIMIZERS.build({"name": name, "lr": 0.01}, "optimizer", params=list(model.parameters()))
+        before = model.weight.detach().clone()
+        model(torch.ones(4, 3)).square().mean().backward()
+        optimizer.step()
+        assert not torch.equal(model.weight, before), name
+
+
+def test_each_task_computes_the_losses_it_takes_and_refuses_the_others_before_anything_is_built(
+    cli, tmp_path
+):
+    """A review: loss=bce, kl_div, ctc, triplet_margin, ... on the default classification task
+    failed inside the first step (a traceback, exit 1). Each task lists the losses it takes;
+    dlbench offers torch's that some task takes."""
+    from dlbench.data.info import DataInfo
+    from dlbench.registry import TASKS
+
+    data = DataInfo(name="tiny", input_shape=[4], num_outputs=3, num_classes=3)
+    binary = DataInfo(name="tiny", input_shape=[4], num_outputs=1, num_classes=2)
+    cases = [
+        ("classification", data, 3, torch.tensor([0, 1, 2, 1])),
+        ("regression", data, 3, torch.rand(4, 3)),
+    ]
+    cases += [("binary_classification", binary, 1, torch.tensor([0, 1, 1, 0]))]
+    offered = set()
+    for task, info, outputs, y in cases:
+        task_cls = TASKS.get(task)
+        for loss in task_cls.losses:
+            offered.add(loss)
+            built = TASKS.build(
+                {"name": task},
+                "task",
+                model=torch.nn.Linear(4, outputs),
+                loss=LOSSES.build({"name": loss}, "loss"),
+                data=info,
+            )
+            values = built.training_step((torch.rand(4, 4), y), lambda name, value: value.backward())
+            assert torch.isfinite(values["loss"]), (task, loss)
+    assert offered | set(TASKS.get("seq2seq").losses) == set(LOSSES.names())  # (none offered for nothing)
+
+    result = cli("loss=bce")
+    assert result.returncode == 2 and not (tmp_path / "outputs").exists(), result.stderr
+    taken = "cross_entropy|nll|multi_margin|mse|l1|smooth_l1|huber"
+    assert f"error: task=classification takes loss={taken} (or a loss of your own" in result.stderr
+    result = cli("loss=ctc")
+    assert result.returncode == 2 and "Unknown loss option 'ctc'" in result.stderr
+
+
 def test_snake_case():
     assert snake_case("CrossEntropy") == "cross_entropy"
     assert snake_case("BCEWithLogits") == "bce_with_logits"

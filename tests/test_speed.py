@@ -17,7 +17,7 @@ def test_whitening_init_decorrelates_the_image_patches():
     torch.manual_seed(0)
     mixing = torch.randn(12, 12)  # correlated patches
     images = (torch.randn(4000, 12) @ mixing).reshape(4000, 3, 2, 2)
-    net = airbench([3, 2, 2], 10)
+    net = airbench([3, 32, 32], 10, widths=[8, 8, 8])  # (whitened: 2x2 patches of any image)
     net.init_from_data(images, eps=1e-8)
     out = net.whiten(images)[:, :12].flatten(1) - net.whiten.bias[:12]  # one output per patch
     covariance = out.T @ out / len(out)

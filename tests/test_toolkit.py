@@ -251,6 +251,20 @@ def test_mixup_and_cutmix_train_on_soft_labels_and_leave_evaluation_alone(tmp_pa
     assert seen[0] == torch.float32 and seen[-1] == torch.int64 and 0 <= metrics["train/acc"] <= 1
 
 
+def test_an_alpha_given_as_an_integer_mixes_as_the_same_float():
+    """A review: dataset.mixup=1 (an integer) failed at the first step: torch draws Beta(alpha,
+    alpha) from a tensor of alpha's dtype, and none from an integer one."""
+    from dlbench.data.transforms import mixing
+
+    x, y = torch.rand(8, 1, 8, 8), torch.arange(8) % 4
+    for mixup, cutmix in ((1, 0), (0, 1)):
+        torch.manual_seed(0)
+        _, soft = mixing(mixup, cutmix, 4, [1, 8, 8], "tiny")((x, y))
+        torch.manual_seed(0)
+        _, same = mixing(float(mixup), float(cutmix), 4, [1, 8, 8], "tiny")((x, y))
+        assert torch.equal(soft, same)
+
+
 def test_mixing_is_refused_where_there_is_nothing_to_mix(cli):
     result = cli("dataset=iris", "dataset.mixup=0.2")
     assert (
@@ -439,6 +453,25 @@ def test_schedules_count_every_epoch_the_run_trains_and_log_the_rate_each_step_u
     for step, values in logged.items():
         assert values == pytest.approx([used[step - 1]] * len(values), rel=1e-9), step
     assert len(logged[21]) == 2 and metrics["train/lr"] == pytest.approx(used[-1], rel=1e-9)
+
+
+def test_a_schedule_that_cannot_step_through_the_run_is_refused_when_it_is_built():
+    """A review: scheduler=step_lr scheduler.step_size=0 was built, then divided by zero at the
+    first step (exit 1); a one_cycle_lr shorter than the run failed at its end. A throwaway copy
+    is stepped as the run's first and last steps will step it."""
+    from dlbench.engine.optim import build_optimization
+
+    model = torch.nn.Linear(2, 2)
+    sgd = {"name": "sgd", "lr": 0.1}
+    with pytest.raises(DlbenchError, match="scheduler=step_lr .* fails at a step of this run: ZeroDivision"):
+        build_optimization(model, sgd, {"name": "step_lr", "step_size": 0}, 30, 10)
+    short = {"name": "one_cycle_lr", "max_lr": 0.1, "total_steps": 20, "interval": "step"}
+    with pytest.raises(
+        DlbenchError, match="Tried to step 30 times. The specified number of total steps is 20"
+    ):
+        build_optimization(model, sgd, short, 30, 10)
+    fine = build_optimization(model, sgd, {**short, "total_steps": 30}, 30, 10)
+    assert fine.scheduler.last_epoch == 0 and fine.lr == pytest.approx(0.1 / 25)  # (its copy stepped)
 
 
 def read_step_values(run, key: str) -> dict[int, list[float]]:

@@ -166,6 +166,11 @@ def test_wrong_input_is_a_clear_error():
         build([64], name="resnet")
     with pytest.raises(DlbenchError, match="cannot take inputs of shape"):
         build([1, 28, 28], name="vgg", stem="imagenet")  # five 2x2 pools of 28 pixels: 0
+    # (a review: airbench on digits' 8x8 failed inside the first forward pass, with a traceback)
+    with pytest.raises(DlbenchError, match=r"model=airbench cannot take inputs of shape \[1, 8, 8\].*25x25"):
+        build([1, 8, 8], name="airbench", widths=[8, 8, 8])
+    with pytest.raises(DlbenchError, match="model=airbench needs images"):
+        build([64], name="airbench")
     with pytest.raises(DlbenchError, match="choose one of 18, 34, 50, 101, 152"):
         build(CIFAR, name="resnet", depth=20)
     with pytest.raises(DlbenchError, match="6n\\+4"):

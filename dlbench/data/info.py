@@ -38,8 +38,13 @@ class DataInfo:
         have written, so each is checked to be what a data set could know."""
         from dlbench.errors import DlbenchError
 
-        known = {f.name for f in dataclasses.fields(cls)}
-        info = cls(**{k: v for k, v in values.items() if k in known})
+        fields = dataclasses.fields(cls)
+        needed = [f.name for f in fields if f.default is dataclasses.MISSING]
+        if not isinstance(values, dict) or not set(needed) <= values.keys():
+            raise DlbenchError(
+                f"the saved data facts are not a data set's: not a mapping with {', '.join(needed)}"
+            )
+        info = cls(**{f.name: values[f.name] for f in fields if f.name in values})
         if problem := info.problem():
             raise DlbenchError(f"the saved data facts are not a data set's: {problem}")
         return info

@@ -234,6 +234,9 @@ def mixing(mixup: float, cutmix: float, num_classes: int | None, input_shape: li
         raise DlbenchError(f"{what} mixes images; dataset '{name}' gives inputs of shape {input_shape}")
     from torchvision.transforms import v2  # (only for a run that mixes)
 
+    # (an alpha given as an integer, dataset.mixup=1, as a float: torch samples Beta(alpha, alpha)
+    # from a tensor of alpha's dtype, and draws from no integer one)
+    mixup, cutmix = float(mixup), float(cutmix)
     chosen = [v2.MixUp(alpha=mixup, num_classes=num_classes)] if mixup else []
     chosen += [v2.CutMix(alpha=cutmix, num_classes=num_classes)] if cutmix else []
     transform = chosen[0] if len(chosen) == 1 else v2.RandomChoice(chosen)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +14,7 @@ import torch
 
 from dlbench.config import OptimizerConfig
 from dlbench.errors import DlbenchError
-from dlbench.registry import OPTIMIZERS, SCHEDULERS
+from dlbench.registry import OPTIMIZERS, SCHEDULERS, raised_in_torch
 
 # Keys of the optimizer node that dlbench consumes (the rest go to the torch optimizer), and
 # their defaults: config.OptimizerConfig
@@ -247,9 +249,31 @@ def build_optimization(
         k: length for k in ("total_steps", "T_max", "total_iters") if k in accepted and k not in scheduler_cfg
     }
     scheduler = SCHEDULERS.build(scheduler_cfg, "scheduler", skip=["interval"], optimizer=optimizer, **filled)
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and interval != "epoch":
-        raise DlbenchError(
-            f"scheduler.interval={interval}: {name} reads trainer.monitor, measured once an epoch "
-            "(its evaluation): it steps every epoch (leave out scheduler.interval)"
-        )
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        if interval != "epoch":
+            raise DlbenchError(
+                f"scheduler.interval={interval}: {name} reads trainer.monitor, measured once an epoch "
+                "(its evaluation): it steps every epoch (leave out scheduler.interval)"
+            )
+    elif isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
+        check_steps(scheduler, length, f"scheduler={name} (it steps every {interval}, {length} in all)")
     return Optimization(optimizer, scheduler, interval, lookahead)
+
+
+def check_steps(scheduler: torch.optim.lr_scheduler.LRScheduler, length: int, where: str) -> None:
+    """Step a throwaway copy of a new scheduler as the run's first and last steps will: arguments
+    torch takes but cannot step with (step_lr's step_size=0, a one_cycle_lr total_steps shorter
+    than the run) are refused now, not in the middle of the run."""
+    params = {id(p): p for group in scheduler.optimizer.param_groups for p in group["params"]}
+    trial = copy.deepcopy(scheduler, params)  # (its own optimizer, over the same parameters)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (torch's: a scheduler stepped before its optimizer)
+            trial.step()
+            if length > 1:
+                trial.last_epoch = length - 1
+                trial.step()
+    except (ArithmeticError, LookupError, TypeError, ValueError, RuntimeError) as err:
+        if not raised_in_torch(err):  # (a plugin's scheduler: its own bug)
+            raise
+        raise DlbenchError(f"{where} fails at a step of this run: {type(err).__name__}: {err}") from err

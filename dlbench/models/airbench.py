@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dlbench.models.layers import check_fits, image_shape
 from dlbench.registry import MODELS
 
 
@@ -74,7 +75,7 @@ def airbench(
     scale: float = 1 / 9,  # 1/9
 ) -> nn.Module:
     """airbench94's net: 2x2 whitening conv, three conv groups, max-pool, linear x 1/9."""
-    channels = input_shape[0]
+    channels = image_shape(input_shape, "airbench")[0]
     whiten_width = 2 * channels * 2 * 2
     net = AirbenchNet()
     net.add_module("whiten", nn.Conv2d(channels, whiten_width, kernel_size=2, bias=True))
@@ -89,4 +90,7 @@ def airbench(
     net.add_module("scale", Scale(scale))
     nn.init.zeros_(net.whiten.bias)
     net.whiten.weight.requires_grad_(False)  # fixed by init_from_data
-    return net
+    # (2x2 whitening, three 2x2 pools and a 3x3 one: 25 pixels make one)
+    return check_fits(
+        net, input_shape, "airbench", "It takes images of 25x25 pixels or more (CIFAR's 32x32)."
+    )

@@ -117,16 +117,20 @@ def init_cnn(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def check_fits(model: nn.Module, input_shape: list[int], name: str) -> nn.Module:
+def check_fits(
+    model: nn.Module,
+    input_shape: list[int],
+    name: str,
+    hint: str = "Use a larger image (dataset.image_size=[32, 32]) or model.stem=cifar.",
+) -> nn.Module:
     """Run one zero image through the model, so a too-small input fails here, with a clear
-    message, rather than deep inside the first training step."""
+    message (and `hint`), rather than deep inside the first training step."""
     training = model.training
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(1, *input_shape))
     except RuntimeError as err:
         raise DlbenchError(
-            f"model={name} cannot take inputs of shape {list(input_shape)} ({err}). Use a larger image "
-            "(dataset.image_size=[32, 32]) or model.stem=cifar."
+            f"model={name} cannot take inputs of shape {list(input_shape)} ({err}). {hint}"
         ) from err
     return model.train(training)

@@ -19,6 +19,7 @@ from torch import nn
 from dlbench.data.info import DataInfo
 from dlbench.engine.optim import Optimization, build_optimization
 from dlbench.errors import DlbenchError
+from dlbench.registry import LOSSES
 from dlbench.tasks.metrics import UNTRACKED
 
 Optimize = Callable[[str, torch.Tensor], None]
@@ -43,6 +44,9 @@ class PredictOptions:
 
 class Task(nn.Module):
     default_loss: str | None = "mse"  # the loss a `loss=auto` config gets (None: the task's own)
+    # The losses (by name) a config may give it: those computed on its model's output and its
+    # targets. Empty: its default_loss alone. A loss of one's own (a plugin's) is the user's.
+    losses: tuple[str, ...] = ()
     # parameters that name another trained run (a GAN's judge): build.py loads each as a
     # classifier function before the task is built
     trained_runs: tuple[str, ...] = ()
@@ -54,6 +58,21 @@ class Task(nn.Module):
         super().__init__()
         self.model = model
         self.loss = loss
+
+    @classmethod
+    def check_loss(cls, loss: str, task: str) -> None:
+        """Refuse `loss=NAME` (as `task=TASK`) where NAME is one of dlbench's or torch's losses
+        that this task does not list: each takes its own inputs (a triplet, class indices, one
+        logit), so another would fail at the first step."""
+        taken = cls.losses or tuple(filter(None, [cls.default_loss]))
+        if not taken:
+            raise DlbenchError(f"task={task} minimises its own objective: leave out loss={loss}")
+        if loss in taken or LOSSES.origin(loss) not in ("dlbench", "torch"):
+            return
+        raise DlbenchError(
+            f"task={task} takes loss={'|'.join(taken)} (or a loss of your own, from a plugin), "
+            f"not loss={loss}"
+        )
 
     @staticmethod
     def output_size(data: DataModule) -> int:

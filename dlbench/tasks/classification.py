@@ -31,6 +31,8 @@ class Classification(Task):
     """Multi-class classification: the model gives one logit per class."""
 
     default_loss = "cross_entropy"
+    # class indices as targets, or one-hot vectors (the regression losses: seed 001's MSELoss)
+    losses = ("cross_entropy", "nll", "multi_margin", "mse", "l1", "smooth_l1", "huber")
     soft_targets = True  # a mixed batch's labels: class probabilities (cross-entropy takes them)
 
     def __init__(
@@ -223,6 +225,7 @@ class BinaryClassification(Classification):
     """Two classes, one logit per sample: BCE with logits, or BCE on a sigmoid (`loss=bce`)."""
 
     default_loss = "bce_with_logits"
+    losses = ("bce_with_logits", "bce")
 
     def check(self, data: DataInfo, loss: nn.Module) -> None:
         if self.num_classes != 2:
@@ -230,8 +233,6 @@ class BinaryClassification(Classification):
                 f"task=binary_classification needs 2 classes; dataset '{data.name}' has "
                 f"{self.num_classes} (use task=classification)"
             )
-        if not isinstance(loss, (nn.BCEWithLogitsLoss, nn.BCELoss)):
-            raise DlbenchError("task=binary_classification takes loss=bce_with_logits or loss=bce")
 
     @staticmethod
     def output_size(data: DataModule) -> int:

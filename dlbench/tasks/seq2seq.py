@@ -36,6 +36,7 @@ class Seq2SeqTask(Task):
     """Translate source token sequences into target token sequences."""
 
     default_loss = "cross_entropy"
+    losses = ("cross_entropy", "nll", "multi_margin")  # (each target token: a class index)
 
     def __init__(
         self,
