@@ -59,12 +59,12 @@ def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None, 
     Without `judge`, a GAN's judge (another run) is not loaded: using a trained run needs none."""
     name = task_name(cfg, info.num_classes)
     task_cls = TASKS.get(name)
+    if cfg.loss.name != "auto":  # (validation checked it unless task=auto: chosen here)
+        task_cls.check_loss(str(cfg.loss.name), name)
     model = MODELS.build(cfg.model, "model", facts=info)
     if data is not None and callable(getattr(model, "init_from_data", None)):
         model.init_from_data(first_images(data, 5000))
     loss = None
-    if task_cls.default_loss is None and cfg.loss.name != "auto":
-        raise DlbenchError(f"task={name} minimises its own objective: leave out loss={cfg.loss.name}")
     if task_cls.default_loss is not None:
         loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
     if data is not None and data.mix is not None and not task_cls.soft_targets:

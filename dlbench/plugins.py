@@ -111,14 +111,13 @@ def named_in(overrides: list[str]) -> list[str]:
     for override in parsed:
         key = override.key_or_group.lstrip("+~")
         if key == "plugins" and not override.is_delete():
-            value = override.value()
-            names += [str(v) for v in (value if isinstance(value, list) else [value])]
+            names += listed(override.value(), f"'{override.input_line}'")
         elif key == "experiment" and isinstance(override.value(), str):
             for folder in user_config_dirs():
                 path = folder / "experiment" / f"{override.value()}.yaml"
                 if path.is_file():
                     node = read_user_yaml(path)
-                    names += [str(v) for v in (node.get("plugins") if isinstance(node, dict) else None) or []]
+                    names += listed(node.get("plugins") if isinstance(node, dict) else None, str(path))
                     break
     return names
 
@@ -131,9 +130,20 @@ def named_in_user_configs() -> list[str]:
     for folder in user_config_dirs():
         for path in sorted((folder / "experiment").glob("*.yaml")):
             node = read_user_yaml(path)
-            found = (node.get("plugins") if isinstance(node, dict) else None) or []
-            names += [str(v) for v in found if str(v) not in names]
+            found = listed(node.get("plugins") if isinstance(node, dict) else None, str(path))
+            names += [name for name in found if name not in names]
     return names
+
+
+def listed(value: object, where: str) -> list[str]:
+    """A config's `plugins`: a list of module names or .py files (None: none). A string is
+    refused, not read as the list of its letters."""
+    if value is None:
+        return []
+    if not (isinstance(value, list) and all(isinstance(name, str) for name in value)):
+        like = f" ([{value}])" if isinstance(value, str) else ""
+        raise DlbenchError(f"{where}: plugins takes a list of module names or .py files{like}, not {value!r}")
+    return value
 
 
 def plugin_name(name: object) -> bool:

@@ -321,3 +321,16 @@ def test_a_saved_runs_plugin_names_are_names_and_a_run_named_in_a_config_gets_th
     for hostile in (["a],x=[b"], ["a,b"], ["a b"], [""], [3]):
         with pytest.raises(DlbenchError, match="is not a list of module names or .py files"):
             plugins.check_saved(hostile, "runs/judge", None)
+
+
+def test_plugins_given_as_one_string_are_refused_not_imported_letter_by_letter(cli, tmp_path):
+    """A review: a preset's `plugins: my_net` (a string) tried each letter as a module ('m');
+    on the command line `plugins=my_net` imported it, then the config refused the string."""
+    (tmp_path / "my_net.py").write_text("from pathlib import Path\nPath('imported.txt').write_text('')\n")
+    (tmp_path / "configs" / "experiment").mkdir(parents=True)
+    (tmp_path / "configs" / "experiment" / "mine.yaml").write_text("# @package _global_\nplugins: my_net\n")
+    said = "plugins takes a list of module names or .py files ([my_net]), not 'my_net'"
+    for args in (["experiment=mine"], ["list", "models"], ["plugins=my_net"]):
+        result = cli(*args)
+        assert result.returncode == 2 and said in result.stderr, result.stderr
+    assert not (tmp_path / "imported.txt").exists()

@@ -209,6 +209,7 @@ def test_a_saved_override_that_is_used_again_sets_no_place(request, key, value):
     from dlbench.terminal import override
 
     count(request, "saved overrides' places (dicts, lists)")
+
     def hydra_text(v) -> str:  # the value as a saved override writes it
         if isinstance(v, dict):
             return "{" + ", ".join(f"{k}: {hydra_text(x)}" for k, x in v.items()) + "}"
