@@ -148,8 +148,9 @@ def listed(value: object, where: str) -> list[str]:
 
 def plugin_name(name: object) -> bool:
     """Whether a saved plugin name is a module's dotted name or a .py file's path: letters, digits,
-    `_ . - / ~` (a name that is not would read as something else in the command printed for it)."""
-    return isinstance(name, str) and re.fullmatch(r"[\w.\-/~]+", name) is not None
+    `_ . - / ~` and spaces (a name that is not would read as something else in the command
+    printed for it: `,` `[` `]` `=` quotes)."""
+    return isinstance(name, str) and re.fullmatch(r"[\w.\-/~ ]+", name) is not None and name.strip() == name
 
 
 def check_saved(needed: list[str] | None, run: str, command: list[str] | str | None) -> None:
@@ -167,7 +168,8 @@ def check_saved(needed: list[str] | None, run: str, command: list[str] | str | N
         else:
             words = [w for w in command or [] if not w.lstrip("+").startswith("plugins=")]
             named = named_in([w for w in command or [] if w not in words])
-            word = f"plugins=[{','.join(dict.fromkeys([*named, *missing]))}]"
+            items = (terminal.override("x", n).split("=", 1)[1] for n in dict.fromkeys([*named, *missing]))
+            word = f"plugins=[{','.join(items)}]"  # (each name as Hydra reads it back: ~/x.py quoted)
             add = f"add {terminal.shell_word(word)}"  # (a run named inside a config: the word alone)
             how = terminal.command(*words, word) if command is not None else add
         raise DlbenchError(

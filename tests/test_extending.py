@@ -318,7 +318,16 @@ def test_a_saved_runs_plugin_names_are_names_and_a_run_named_in_a_config_gets_th
 
     with pytest.raises(DlbenchError, match=r"name them yourself: add 'plugins=\[my_judge_net\]'$"):
         plugins.check_saved(["my_judge_net"], "runs/judge", None)
-    for hostile in (["a],x=[b"], ["a,b"], ["a b"], [""], [3]):
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    names = ["my dir/x.py", "~/p/x.py", "mod.sub"]  # (a name Hydra reads only in quotes: ~)
+    with pytest.raises(DlbenchError) as refused:
+        plugins.check_saved(names, "runs/r", ["eval", "runs/r"])
+    word = shlex.split(str(refused.value).split("name them yourself: ", 1)[1])[-1]
+    assert OverridesParser.create().parse_override(word).value() == names
+    for hostile in (["a],x=[b"], ["a,b"], ["a=b"], [" a"], [""], [3]):
         with pytest.raises(DlbenchError, match="is not a list of module names or .py files"):
             plugins.check_saved(hostile, "runs/judge", None)
 

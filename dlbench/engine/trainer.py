@@ -375,7 +375,9 @@ class Trainer:
             if state.step % cfg.log_every_n_steps == 0:  # (tensors: read when next written)
                 # the step's values (a group's: the mean of its micro-batches') and the learning
                 # rates it used, before a per-step schedule moves them
-                step = {k: torch.stack([o[k] for o in (*group, out)]).mean() for k in out} if group else out
+                step = out
+                if group:
+                    step = {k: torch.stack([o[k] for o in (*group, out)]).float().mean() for k in out}
                 step_values = {f"train/{k}_step": v for k, v in step.items()}
                 step_values.update(_learning_rates(optimizations))
                 self.log.step_scalars(step_values, state.step)
