@@ -252,16 +252,17 @@ def test_a_job_at_its_time_limit_is_requeued_then_a_preemption_past_max_num_time
        and the requeued job says "resumed at step N (requeue 1)". To be still training when
        the warning comes, the job's first run is held to 10% of a CPU once it trains (a cgroup
        quota: as if its model were ten times larger), until the warning comes; meanwhile this
-       test runs the uninterrupted reference (300 epochs of ~0.02 s at full speed: at 10% of a
-       CPU, one takes ~0.2 s, so the job outlasts the warning's 45 s). Where the machine has no
-       CPU quota, the run is long enough by itself (3,000 epochs).
+       test runs the uninterrupted reference (1,000 epochs of ~0.006 s at full speed: at 10% of
+       a CPU, one takes ~0.06-0.09 s, so the job outlasts the warning's 45 s; at 300 epochs, as
+       the epoch got faster, a job reached its end before the warning in a CI run). Where the
+       machine has no CPU quota, the run is long enough by itself (3,000 epochs).
     2. `scancel --signal=USR2` (what Slurm sends before a preemption) while the requeued job
        trains: max_num_timeout=1 is used up (submitit counts a signal in a short job as a
        time-out), so the job is not requeued; the summary says why.
     3. The same command with sweep.resume= (and a longer limit) finishes it from last.pt.
     """
     quota = CpuQuota.create(f"dlbench-test-{os.getpid()}", 0.1)
-    overrides = [*TRAIN, f"trainer.epochs={300 if quota else 3000}"]
+    overrides = [*TRAIN, f"trainer.epochs={1000 if quota else 3000}"]
     args = ["-m", *SLURM, "hydra.launcher.max_num_timeout=1", *overrides]
     sweep, run_dir = tmp_path / "sweep", tmp_path / "sweep" / "0"
     process = dlbench(
