@@ -39,7 +39,7 @@ BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u
 
 def _visible(char: str) -> str:
     code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def inert(text: str, keep: str = "") -> str:
@@ -137,8 +137,9 @@ def shell_word(word: str) -> str:
 
 def _escape(char: str) -> str:
     """A control character as $'...' writes it: its UTF-8 bytes, each as \\xHH (the shell
-    writes the bytes whatever its locale; its \\uHHHH needs a UTF-8 one)."""
-    return "".join(f"\\x{byte:02x}" for byte in char.encode())
+    writes the bytes whatever its locale; its \\uHHHH needs a UTF-8 one). A file name's byte that
+    is not UTF-8 (a lone surrogate) is that byte again."""
+    return "".join(f"\\x{byte:02x}" for byte in char.encode("utf-8", "surrogateescape"))
 
 
 def override(key: str, value: object) -> str:

@@ -193,11 +193,20 @@ nested_values = st.recursive(
 @settings(max_examples=200 * SCALE, **FUZZ)
 @given(
     key=st.sampled_from(
-        ["logger.mlflow", "logger.wandb", "model.extra", "dataset.augment", "trainer", "x.y"]
+        [
+            "logger.mlflow",
+            "logger.wandb",
+            "model.extra",
+            "dataset.augment",
+            "dataset.root",
+            "task.judge",
+            "x.y",
+        ]
     ),
     value=nested_values,
 )
 @example(key="logger.mlflow", value={"tracking_uri": "evil_store", "log_checkpoint": True})
+@example(key="dataset.root", value={"train": "data/train"})  # (a place key holding a dict: a review)
 def test_a_saved_override_that_is_used_again_sets_no_place(request, key, value):
     """Whatever a saved override's value holds (dicts, lists, dotted keys), one that a resume or
     eval uses again sets no key whose name is a place's (PLACE_KEYS) to anything but null: read
@@ -228,16 +237,15 @@ def test_a_saved_override_that_is_used_again_sets_no_place(request, key, value):
     OmegaConf.update(cfg, key, parsed_value(kept[0]), merge=True)
 
     def places(node, path=""):
-        if isinstance(node, dict):
+        last = path.rsplit(".", 1)[-1]
+        if node is not None and (last in PLACE_KEYS or last.endswith(PLACE_SUFFIXES)):
+            yield path  # (a place key set to anything: a name, a list, a dict of folders)
+        elif isinstance(node, dict):
             for k, v in node.items():
                 yield from places(v, f"{path}.{k}")
         elif isinstance(node, list):
             for v in node:
                 yield from places(v, path)
-        elif node is not None:
-            last = path.rsplit(".", 1)[-1]
-            if last in PLACE_KEYS or last.endswith(PLACE_SUFFIXES):
-                yield path
 
     assert not list(places(OmegaConf.to_container(cfg))), saved
 
@@ -545,6 +553,7 @@ def test_every_figure_draws_any_class_name_as_text(request, names):
 @given(name=folder_names)
 @example(name="a,b 'c' ${name}\t\\")
 @example(name="null")
+@example(name="bad\udcff\udc9b")  # (a folder named in bytes that are not UTF-8: printed, it crashed)
 def test_a_printed_resume_command_pastes_back_to_its_folder(request, name):
     """`Continue with: dlbench resume=...` is pasted into bash or zsh, then read by Hydra and
     OmegaConf: whatever the folder's name (a comma, a quote, `${`, a tab), the run it names is
@@ -565,7 +574,7 @@ def test_a_printed_resume_command_pastes_back_to_its_folder(request, name):
         line = f"printf '%s\\0' {printed.removeprefix('dlbench ')}"
         bare = {"PATH": os.environ["PATH"]}  # (no locale: the shell's escapes must not need one)
         pasted = subprocess.run([program, "-c", line], capture_output=True, env=bare)  # (bytes: a \r stays)
-        words = pasted.stdout.decode().split("\0")[:-1]
+        words = pasted.stdout.decode("utf-8", "surrogateescape").split("\0")[:-1]  # (as Python reads argv)
         assert len(words) == 1, (program, printed, pasted.stderr)
         value = OverridesParser.create().parse_override(words[0]).value()
         assert OmegaConf.create({"resume": value}).resume == folder, (program, printed)

@@ -199,12 +199,14 @@ def plain(value: Any) -> bool:
 def names_place(key: str, value: Any) -> bool:
     """Whether `key=value` sets a file, folder or address (PLACE_KEYS): its key's last part is a
     place's, or a key inside its value is (`logger.mlflow={tracking_uri: x}` sets one too)."""
+    setting = key.rsplit(".", 1)[-1]
+    if value is not None and (setting in PLACE_KEYS or setting.endswith(PLACE_SUFFIXES)):
+        return True  # (whatever it holds: dataset.root={train: data/train} names folders too)
     if isinstance(value, dict):
         return any(names_place(f"{key}.{k}", v) for k, v in value.items())
     if isinstance(value, list):
         return any(names_place(key, v) for v in value)
-    setting = key.rsplit(".", 1)[-1]
-    return value is not None and (setting in PLACE_KEYS or setting.endswith(PLACE_SUFFIXES))
+    return False
 
 
 def merge_overrides(saved: list[str], overrides: list[str]) -> list[str]:
