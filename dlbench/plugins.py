@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
-import re
 import sys
 from pathlib import Path
 
@@ -147,10 +146,27 @@ def listed(value: object, where: str) -> list[str]:
 
 
 def plugin_name(name: object) -> bool:
-    """Whether a saved plugin name is a module's dotted name or a .py file's path: letters, digits,
-    `_ . - / ~` and spaces (a name that is not would read as something else in the command
-    printed for it: `,` `[` `]` `=` quotes)."""
-    return isinstance(name, str) and re.fullmatch(r"[\w.\-/~ ]+", name) is not None and name.strip() == name
+    """Whether a saved plugin name can be named again: a module's dotted name or a .py file's
+    path that the printed `plugins=[...]` word (`check_saved`) reads back as itself, whatever
+    its characters (`a+b/net.py`, `~/x.py`, a space); not one that would read as something else
+    there (`a],x=[b`, `a,b`), nor an empty or padded one."""
+    if not isinstance(name, str) or not name or name.strip() != name:
+        return False
+    try:
+        return _read_back([name]) == [name]
+    except Exception:  # (Hydra's grammar does not read it back at all)
+        return False
+
+
+def _plugins_word(names: list[str]) -> str:
+    """`plugins=[a,b]`, each name as Hydra reads it back (`~/x.py` in quotes)."""
+    return f"plugins=[{','.join(terminal.override('x', n).split('=', 1)[1] for n in names)}]"
+
+
+def _read_back(names: list[str]) -> list[str]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_override(_plugins_word(names)).value()
 
 
 def check_saved(needed: list[str] | None, run: str, command: list[str] | str | None) -> None:
@@ -168,8 +184,7 @@ def check_saved(needed: list[str] | None, run: str, command: list[str] | str | N
         else:
             words = [w for w in command or [] if not w.lstrip("+").startswith("plugins=")]
             named = named_in([w for w in command or [] if w not in words])
-            items = (terminal.override("x", n).split("=", 1)[1] for n in dict.fromkeys([*named, *missing]))
-            word = f"plugins=[{','.join(items)}]"  # (each name as Hydra reads it back: ~/x.py quoted)
+            word = _plugins_word(list(dict.fromkeys([*named, *missing])))
             add = f"add {terminal.shell_word(word)}"  # (a run named inside a config: the word alone)
             how = terminal.command(*words, word) if command is not None else add
         raise DlbenchError(

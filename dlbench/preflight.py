@@ -120,10 +120,15 @@ def check(
 
 
 def check_command(
-    overrides: list[str], source: str = "the command line", config_name: str = "config", mode: str = "run"
+    overrides: list[str],
+    source: str = "the command line",
+    config_name: str = "config",
+    mode: str = "run",
+    said: list[str] | None = None,
 ) -> tuple[list[DictConfig], Path | None, DictConfig | None]:
     """`check`, the folder the command will write (its run or sweep folder), and the first
-    config as composed, `hydra` node included (a run is started from it).
+    config as composed, `hydra` node included (a run is started from it). `said`: the user's
+    own words (flags too), for a command a message prints (the overrides, if not given).
 
     A sweep's combinations that differ only in the values of swept keys are composed once:
     the others are that config with their values set as Hydra sets an override's value
@@ -142,7 +147,7 @@ def check_command(
             cfg = compose_with_hydra(combination, source, config_name)
         check_name(cfg)  # (it names the run's folder)
         if not configs:
-            folder = check_output_folder(cfg, mode, overrides)
+            folder = check_output_folder(cfg, mode, overrides if said is None else said)
             hydra_node = cfg.copy()  # the whole config: hydra.run.dir names ${name}
         if "hydra" in cfg:
             cfg = cfg.copy()
@@ -190,7 +195,7 @@ def check_resolves(cfg: DictConfig, source: str) -> None:
             raise DlbenchError(f"{source}: {where}: {str(err).splitlines()[0]}{hint}") from err
 
 
-def check_output_folder(cfg: DictConfig, mode: str, overrides: list[str] = ()) -> Path | None:
+def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Path | None:
     """The folder a run or a sweep will write: one that can be made here, not one that holds
     another run, and for a new sweep, not one that holds another sweep."""
     key = {"run": "hydra.run.dir", "multirun": "hydra.sweep.dir"}.get(mode)
@@ -229,7 +234,7 @@ def check_output_folder(cfg: DictConfig, mode: str, overrides: list[str] = ()) -
     if mode == "multirun" and not cfg.sweep.resume and not requeued and folder.is_dir():
         jobs = [d for d in folder.iterdir() if d.is_dir() and rundir.holds_run(d)]
         if jobs:
-            finish = terminal.command("-m", *overrides, terminal.override("sweep.resume", folder))
+            finish = terminal.command("-m", *said, terminal.override("sweep.resume", folder))
             raise DlbenchError(
                 f"{folder} already holds a sweep ({len(jobs)} jobs with results), and dlbench never "
                 f"writes over one. Finish it with: {finish}  (or leave out hydra.sweep.dir for a new folder)"

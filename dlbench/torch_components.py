@@ -45,7 +45,7 @@ SCHEDULERS = (
 # lengths, a variance, pairs of inputs, multi-label targets).
 LOSSES = (
     "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "L1Loss", "MSELoss",
-    "MultiMarginLoss", "NLLLoss", "SmoothL1Loss",
+    "MultiMarginLoss", "NLLLoss", "PoissonNLLLoss", "SmoothL1Loss",
 )  # fmt: skip
 
 

@@ -196,3 +196,31 @@ def test_the_default_run_imports_neither_torchvision_nor_torchmetrics(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=tmp_path)
     assert "HEAVY []" in out.stdout, out.stdout[-1000:] + out.stderr[-1000:]
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_a_users_own_loss_and_task_are_theirs_under_the_loss_allow_lists():
+    """A review: a plugin's soft-target loss was refused under mixup (only torch's were taken),
+    and a plugin task inheriting Classification's list refused its own default loss."""
+    import torch
+
+    from dlbench.tasks.classification import Classification
+
+    class SoftCrossEntropy(torch.nn.Module):  # (timm's SoftTargetCrossEntropy, in a user's module)
+        def forward(self, x, target):
+            return (-target * x.log_softmax(-1)).sum(-1).mean()
+
+    class IndicesOnly(SoftCrossEntropy):
+        soft_targets = False
+
+    assert Classification.takes_soft_labels(SoftCrossEntropy())
+    assert not Classification.takes_soft_labels(IndicesOnly())
+    assert not Classification.takes_soft_labels(torch.nn.NLLLoss())
+    assert Classification.takes_soft_labels(torch.nn.CrossEntropyLoss())
+
+    class MultiLabel(Classification):  # (a plugin's task: its module is not dlbench's)
+        default_loss = "bce_with_logits"
+
+    MultiLabel.check_loss("bce_with_logits", "multi_label")
+    MultiLabel.check_loss("poisson_nll", "multi_label")  # (a task of one's own takes any loss)
+    with pytest.raises(DlbenchError, match="task=classification takes loss=cross_entropy"):
+        Classification.check_loss("bce_with_logits", "classification")

@@ -234,14 +234,19 @@ def test_a_sweep_folder_that_holds_a_sweep_prints_the_command_that_finishes_it(t
 
     from conftest import shell
 
-    command = "dlbench -m 'trainer.epochs=1,2' trainer.progress=none 'hydra.sweep.dir=my sweep'"
+    (tmp_path / "cfg").mkdir()  # (the user's config folder: the hint gives it back too)
+    command = (
+        "dlbench -m --config-dir cfg 'trainer.epochs=1,2' trainer.progress=none 'hydra.sweep.dir=my sweep'"
+    )
     assert shell(command, tmp_path).returncode == 0
     (tmp_path / "my sweep" / "1" / "metrics.json").unlink()  # (job 1 not finished)
     again = shell(command, tmp_path)
     assert again.returncode == 2
     hint = re.search(r"Finish it with: (dlbench .*?)  \(", again.stderr).group(1)
-    assert hint == "dlbench -m trainer.epochs=1,2 trainer.progress=none 'hydra.sweep.dir=my sweep' " + (
-        "'sweep.resume=my sweep'"
+    assert (
+        hint
+        == "dlbench -m --config-dir cfg trainer.epochs=1,2 trainer.progress=none 'hydra.sweep.dir=my sweep' "
+        + ("'sweep.resume=my sweep'")
     )
     finished = shell(hint, tmp_path)
     assert finished.returncode == 0, finished.stderr[-2000:]

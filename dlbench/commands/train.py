@@ -58,10 +58,13 @@ def train_command(argv: list[str]) -> int:
     lock, started = None, False
     try:
         overrides = sweep_resume_overrides(resume_overrides(list(args.overrides)))
+        # the user's own words, as a printed hint gives them back (their config folder and name too)
+        said = [*(["--config-dir", args.config_dir] if args.config_dir else [])]
+        said += [*(["--config-name", args.config_name] if args.config_name else []), *args.overrides]
         one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
         checked, folder, hydra_node = [], None, None  # the composed configs, the folder written, hydra
         if not args.multirun and (sweep := sweep_preset(overrides)):
-            every = terminal.command("-m", *overrides)  # (the user's words: the same command, swept)
+            every = terminal.command("-m", *said)  # (the same command, swept)
             err_console.print(f"note: experiment={sweep} is a sweep; this runs one job. Run all: {every}")
         if args.cfg:  # print the config composed for the checks (Hydra would compose it again)
             return print_config(overrides, args)
@@ -70,7 +73,7 @@ def train_command(argv: list[str]) -> int:
         else:
             mode = "multirun" if args.multirun else "run" if one_run else "print"
             checked, folder, hydra_node = preflight.check_command(
-                overrides, config_name=args.config_name or "config", mode=mode
+                overrides, config_name=args.config_name or "config", mode=mode, said=said
             )
             cluster.check(overrides, hydra_node)  # Slurm launcher settings that cannot work
             if hydra_node is not None:

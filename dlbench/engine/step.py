@@ -153,12 +153,16 @@ class Stepper:
         # The losses are copied first (the kernel writes back what it checks), into a tensor
         # kept for it: on tiny steps, a new tensor costs more than the check.
         loss = self.loss_copy.copy_(losses[0]) if len(losses) == 1 else torch.stack(losses)
-        grads = [
-            g._values() if g.is_sparse else g
-            for group in optimizer.param_groups
-            for p in group["params"]
-            if (g := p.grad) is not None and gradients
-        ]
+        grads = (
+            [
+                g._values() if g.is_sparse else g
+                for group in optimizer.param_groups
+                for p in group["params"]
+                if (g := p.grad) is not None
+            ]
+            if gradients
+            else []
+        )
         # `found` stays zero between checks (it is reset only after one that found something)
         torch._amp_foreach_non_finite_check_and_unscale_([loss, *grads], self.found, self.one)
         if not self.found.item():

@@ -81,9 +81,11 @@ class Classification(Task):
 
     @staticmethod
     def takes_soft_labels(loss: nn.Module) -> bool:
-        """Whether `loss` takes a mixed batch's class probabilities (a loss of one's own says so
-        with a `soft_targets = True` attribute)."""
-        return isinstance(loss, SOFT_LOSSES) or getattr(loss, "soft_targets", False) is True
+        """Whether `loss` takes a mixed batch's class probabilities: torch's that do; a loss of
+        one's own (a plugin's, e.g. a soft-target cross-entropy) unless it says `soft_targets = False`."""
+        if hasattr(loss, "soft_targets"):
+            return loss.soft_targets is True
+        return isinstance(loss, SOFT_LOSSES) or not type(loss).__module__.startswith(("torch.", "dlbench."))
 
     @staticmethod
     def output_size(data: DataModule) -> int:

@@ -18,7 +18,7 @@ class Regression(Task):
     """Predict real-valued targets; metrics MSE, MAE and R²."""
 
     default_loss = "mse"
-    losses = ("mse", "l1", "smooth_l1", "huber")
+    losses = ("mse", "l1", "smooth_l1", "huber", "poisson_nll")
 
     def __init__(self, model: nn.Module, loss: nn.Module, data: DataInfo):
         super().__init__(model, loss)
