@@ -149,6 +149,8 @@ def check_command(
         if not configs:
             folder = check_output_folder(cfg, mode, overrides if said is None else said)
             hydra_node = cfg.copy()  # the whole config: hydra.run.dir names ${name}
+        if mode == "multirun":
+            check_job_folder_name(hydra_node, combination)
         if "hydra" in cfg:
             cfg = cfg.copy()
             with open_dict(cfg):
@@ -158,6 +160,25 @@ def check_command(
         validate(cfg, components=mode != "print")
         configs.append(cfg)
     return configs, folder, hydra_node
+
+
+def check_job_folder_name(hydra_node: DictConfig, combination: list[str]) -> None:
+    """A sweep whose job folders are named by their overrides (the lesson sweeps:
+    hydra.sweep.subdir=${hydra.job.override_dirname}) needs each name to be one folder: a `/`
+    in a value (trainer.monitor=val/acc) made two, and the summary, which reads the sweep's
+    folders, found no job (a sweep whose jobs all failed said so nowhere, exit 0)."""
+    subdir = str(hydra_node.hydra.sweep._get_node("subdir")._value())  # as written
+    if "override_dirname" not in subdir:
+        return
+    excluded = set(hydra_node.hydra.job.config.override_dirname.exclude_keys or [])
+    for override in combination:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key not in excluded and "/" in override:
+            raise DlbenchError(
+                f"{override}: this sweep names each job's folder by its overrides "
+                f"(hydra.sweep.subdir={subdir}), and a / would make it two folders. Give the value "
+                "without a /, or name the folders by number: 'hydra.sweep.subdir=${hydra.job.num}'"
+            )
 
 
 def with_values(

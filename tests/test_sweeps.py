@@ -291,3 +291,13 @@ def test_a_stopped_sweep_says_how_to_finish_it_and_its_jobs_keep_their_overrides
     rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))
     assert [r["overrides"].split()[0] for r in rows] == ["optimizer.lr=0.01", "optimizer.lr=0.001"]
     assert not any("sweep." in r["overrides"] for r in rows)
+
+
+def test_a_lesson_sweep_refuses_a_value_that_would_split_its_job_folders(cli, tmp_path):
+    """The lesson sweeps name each job's folder by its overrides: a / in a value (the docs' own
+    trainer.monitor=val/acc) made two folders, the summary found no job, and a sweep whose jobs
+    all failed exited 0 (a review). Refused before anything runs, with the way out."""
+    result = cli("-m", "experiment=optimizers", "trainer.monitor=val/acc", "hydra.sweep.dir=s")
+    assert result.returncode == 2, result.stderr
+    assert "trainer.monitor=val/acc: this sweep names each job's folder by its overrides" in result.stderr
+    assert "'hydra.sweep.subdir=${hydra.job.num}'" in result.stderr and not (tmp_path / "s").exists()
