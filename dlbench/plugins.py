@@ -186,7 +186,9 @@ def check_saved(needed: list[str] | None, run: str, command: list[str] | str | N
             named = named_in([w for w in command or [] if w not in words])
             word = _plugins_word(list(dict.fromkeys([*named, *missing])))
             add = f"add {terminal.shell_word(word)}"  # (a run named inside a config: the word alone)
-            how = terminal.command(*words, word) if command is not None else add
+            # (before the first option: argparse takes no more positional words after one)
+            at = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
+            how = terminal.command(*words[:at], word, *words[at:]) if command is not None else add
         raise DlbenchError(
             f"{run} was trained with the plugins {', '.join(missing)}, and dlbench imports no code a "
             f"saved run names. If you trust them, name them yourself: {how}"

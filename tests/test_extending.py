@@ -205,7 +205,7 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
     hints = []
     for command in (
         ["eval", str(tmp_path / "run")],
-        ["predict", str(tmp_path / "run"), "x.png"],
+        ["predict", str(tmp_path / "run"), "x.png", "--top-k", "2"],  # (before its option: argparse)
         [f"resume={tmp_path / 'run'}", "trainer.epochs=2"],
         ["eval", str(tmp_path / "run"), "plugins=[my_data]"],  # (one named: the hint names both)
     ):
@@ -216,7 +216,7 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
         assert not (elsewhere / "imported_my_models.txt").exists()  # nothing was imported
     # each hint is the user's own command (inputs and overrides kept), the plugins added
     assert hints[0] == f"dlbench eval {tmp_path / 'run'} 'plugins=[my_models,my_data]'"
-    assert hints[1] == f"dlbench predict {tmp_path / 'run'} x.png 'plugins=[my_models,my_data]'"
+    assert hints[1] == f"dlbench predict {tmp_path / 'run'} x.png 'plugins=[my_models,my_data]' --top-k 2"
     assert hints[2] == f"dlbench resume={tmp_path / 'run'} trainer.epochs=2 'plugins=[my_models,my_data]'"
     assert hints[3] == f"dlbench eval {tmp_path / 'run'} 'plugins=[my_data,my_models]'"
     assert "test/acc" in ok(shell(hints[0], elsewhere))  # the hint, pasted into a shell, runs
