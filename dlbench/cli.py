@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] in (["-h"], ["--help"]):
             print_help()
             return 0
-        if argv[:1] == ["--version"]:
+        if "--version" in argv and (not argv or argv[0] not in COMMANDS):  # (where Hydra's would answer)
             from importlib.metadata import version
 
             console.print(f"dlbench {version('dlbench')} (Hydra {version('hydra-core')})")

@@ -80,7 +80,14 @@ def check_new_run(folder: Path, resume: str | None, records: tuple[str, ...] = R
 
 
 def check_writable(folder: Path, setting: str) -> None:
-    """Refuse a folder that cannot be made or written: a path through a file, a read-only place."""
+    """Refuse a folder that cannot be made or written: a path through a file, a read-only place,
+    or one that starts at ~ (Hydra does not expand it: the run went to a folder named ~ here)."""
+    if str(folder).startswith("~"):
+        raise DlbenchError(
+            f"{setting}={folder}: Hydra does not expand ~ (it would make a folder named ~ here): "
+            "write the path from / or from the current folder, or let the shell expand it: "
+            f"{setting}=$HOME{str(folder)[1:]}"
+        )
     existing = folder.expanduser().absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

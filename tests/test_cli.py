@@ -117,7 +117,9 @@ def test_every_help_flag_and_each_subcommands_help_answers(cli):
     for name in sorted(set(COMMANDS) - set(OWN_HELP)):
         result = cli(name, "--help")
         assert result.returncode == 0 and f"  dlbench {name} " in result.stdout, (name, result.stderr)
-    assert cli("--version").stdout.startswith("dlbench ")
+    assert cli("--version").stdout.startswith("dlbench ") and cli(
+        "model=linear", "--version"
+    ).stdout.startswith("dlbench ")
     hydra_help = cli("--hydra-help")
     assert hydra_help.returncode == 0 and "--hydra-help : Hydra's help" in hydra_help.stdout
     info = cli("--info")
@@ -135,6 +137,10 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("hydra.verbose=3",): "hydra.verbose=3: true, false, a logger's name, or a list of names",
         ("optimizer.eps=1e-7",): "'optimizer.eps' is not in optimizer=adam's config, though its constructor "
         "takes it: add it with a +, +optimizer.eps=1e-7",
+        ("hydra.run.dir='~/hx'",): "hydra.run.dir=~/hx: Hydra does not expand ~",
+        ("experiment=/tmp/x",): "Unknown experiment option",
+        ("sweep.resume=somewhere", "trainer.epochs=1"): "sweep.resume finishes a sweep: run it with -m, "
+        "dlbench -m sweep.resume=somewhere trainer.epochs=1",
         ("trainer.monitor=${hydra.run.dir}",): "trainer.monitor: Interpolation key 'hydra.run.dir' not found",
         (
             "task.tta=flip",

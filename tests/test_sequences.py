@@ -248,6 +248,11 @@ def test_csv_series_errors_are_one_message(tmp_path):
     )
     with pytest.raises(DlbenchError, match="no column 'cost'"):
         build_data(cfg)
+    cfg = compose(
+        "experiment=rnn_timeseries", "dataset=csv_series", f"dataset.path={path}", "dataset.column=-5"
+    )
+    with pytest.raises(DlbenchError, match="dataset.column=-5: a column's index counts from 0"):
+        build_data(cfg)  # (it was an IndexError)
 
 
 def test_forecast_resume_equals_the_uninterrupted_run(tmp_path, caplog):

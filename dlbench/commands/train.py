@@ -40,6 +40,10 @@ def train_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.multirun and args.cfg:
         raise DlbenchError("--cfg prints the config of one run: leave out -m")
+    if not args.multirun and override_value(args.overrides, "sweep.resume") is not None:
+        raise DlbenchError(  # (without -m it started a new run, silently)
+            f"sweep.resume finishes a sweep: run it with -m, {terminal.command('-m', *argv)}"
+        )
     if args.experimental_rerun:
         raise DlbenchError(
             "--experimental-rerun is not supported: it unpickles a file (which can run code). "
@@ -217,13 +221,17 @@ def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
 
 
 def sweep_preset(overrides: list[str]) -> str | None:
-    """The experiment named on the command line, if it is a sweep (it sets hydra.sweeper.params)."""
+    """The experiment named on the command line, if it is one of the shipped lesson sweeps (it
+    sets hydra.sweeper.params). Any other name, a path above all, is not read here: composing
+    the command says what is wrong with it."""
     name = override_value(overrides, "experiment")
-    path = compose.CONFIG_DIR / "experiment" / f"{name}.yaml"
-    if name is None or not path.is_file():
+    if name is None or not all(c.isalnum() or c in "_-" for c in name):
         return None
-    node = yaml.safe_load(path.read_text()) or {}
-    return name if (node.get("hydra") or {}).get("sweeper", {}).get("params") else None
+    path = compose.CONFIG_DIR / "experiment" / f"{name}.yaml"
+    node = yaml.safe_load(path.read_text()) if path.is_file() else None
+    hydra_node = node.get("hydra") if isinstance(node, dict) else None
+    sweeper = hydra_node.get("sweeper") if isinstance(hydra_node, dict) else None
+    return name if isinstance(sweeper, dict) and sweeper.get("params") else None
 
 
 @hydra.main(config_path=str(SHIPPED), config_name="config", version_base="1.3")

@@ -80,6 +80,8 @@ def csv_series(
         index = header.index(column)
     else:
         index = int(column)
+        if index < 0:
+            raise DlbenchError(f"dataset.column={column}: a column's index counts from 0 (or give its name)")
     values = []
     for number, row in enumerate(rows[1:] if has_header else rows, 2 if has_header else 1):
         if index >= len(row) or not is_number(row[index]):
