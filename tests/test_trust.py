@@ -687,3 +687,17 @@ def test_an_override_with_no_key_is_a_user_error(capsys):
     for odd in ("+=planted", "=x", "+@pkg=x"):
         code, out, err = dlbench(capsys, odd)
         assert code == 2 and f"'{odd}' names no key" in err, (odd, err)
+
+
+def test_a_checkpoints_schedule_that_cannot_step_is_refused_before_the_run_writes(capsys, tmp_path):
+    """A crafted last.pt whose step_lr has step_size 0 (a number, of the right kind) failed at the
+    epoch's end with an unexpected ZeroDivisionError, after the run had rewritten its folder."""
+    run = tmp_path / "run"
+    assert dlbench_cli.main([*QUIET, "scheduler=step_lr", f"hydra.run.dir={run}"]) == 0
+    state = checkpoint.load(run)
+    state["schedulers"]["model"]["step_size"] = 0
+    torch.save(state, run / "checkpoints" / "last.pt")
+    before = digest(run)
+    code, out, err = dlbench(capsys, f"resume={run}", "trainer.epochs=3", "scheduler=step_lr")
+    assert code == 2 and "does not fit" in err and "ZeroDivisionError" in err, err
+    assert digest(run) == before

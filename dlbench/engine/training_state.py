@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from dlbench.engine.device import rng_state, set_rng_state
-from dlbench.engine.optim import Optimization, load_optimizer_state
+from dlbench.engine.optim import Optimization, check_steps, load_optimizer_state
 from dlbench.errors import DlbenchError
 
 if TYPE_CHECKING:  # (types only: the trainer imports this module; the tasks sit above the engine)
@@ -144,6 +144,8 @@ def restore(
             if opt.scheduler is not None and name in state["schedulers"]:
                 settings_fit("its scheduler's state", opt.scheduler.state_dict(), state["schedulers"][name])
                 opt.scheduler.load_state_dict(state["schedulers"][name])
+                if not opt.reads_monitor:  # (numbers of the right kind that cannot step: step_size 0)
+                    check_steps(opt.scheduler, 1, "its scheduler's state")
             if opt.lookahead is not None and name in state.get("lookahead", {}):
                 opt.lookahead.load_state_dict(state["lookahead"][name])
     except Exception as err:  # a checkpoint is data: one that does not fit is the file's fault
