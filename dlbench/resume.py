@@ -134,6 +134,9 @@ def check(saved: dict, new: dict) -> list[str]:
     applied, refused = [], {}
     for key, values in found.items():
         root, _, setting = key.partition(".")
+        if key == "trainer.checkpoint" and values[1] is False:  # (a later resume would inherit it)
+            refused[key] = (*values, "its last.pt must go on holding the weights behind metrics.json")
+            continue
         if any(fnmatch.fnmatchcase(key, pattern) for pattern in RESUMABLE):
             if key in RUN_LENGTH and (why := length_bound(saved)):
                 refused[key] = (*values, why)
