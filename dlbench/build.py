@@ -82,7 +82,9 @@ def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None, 
     for key in task_cls.trained_runs:  # a GAN's judge: a classifier run, loaded here
         if isinstance(node.get(key), str):
             node[key] = load_judge(node[key], info, key) if judge else None
-    return TASKS.build(node, "task", model=model, loss=loss, data=info)
+    task = TASKS.build(node, "task", model=model, loss=loss, data=info)
+    task.check_loss_settings()
+    return task
 
 
 def first_images(data: DataModule, n: int) -> torch.Tensor:

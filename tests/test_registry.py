@@ -224,3 +224,17 @@ def test_a_users_own_loss_and_task_are_theirs_under_the_loss_allow_lists():
     MultiLabel.check_loss("poisson_nll", "multi_label")  # (a task of one's own takes any loss)
     with pytest.raises(DlbenchError, match="task=classification takes loss=cross_entropy"):
         Classification.check_loss("bce_with_logits", "classification")
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        (["loss=cross_entropy", "loss.label_smoothing=2"], "label_smoothing must be between 0.0 and 1.0"),
+        (["loss=cross_entropy", "+loss.reduction=none"], "the loss gives one value per sample"),
+        (["experiment=mlp_regression", "loss=huber", "+loss.delta=0"], "does not support non-positive"),
+    ],
+)
+def test_loss_settings_torch_takes_but_cannot_compute_with_are_refused_before_the_run(cli, settings, said):
+    """They failed at the first step (unexpected error, exit 1), after the run folder was made."""
+    result = cli(*settings, "trainer.epochs=1", "hydra.run.dir=r")
+    assert result.returncode == 2 and said in result.stderr, result.stderr

@@ -18,8 +18,8 @@ from torch import nn
 
 from dlbench.data.info import DataInfo
 from dlbench.engine.optim import Optimization, build_optimization
-from dlbench.errors import DlbenchError
-from dlbench.registry import LOSSES
+from dlbench.errors import DlbenchError, first_line
+from dlbench.registry import LOSSES, raised_in_torch
 from dlbench.tasks.metrics import UNTRACKED
 
 Optimize = Callable[[str, torch.Tensor], None]
@@ -76,6 +76,37 @@ class Task(nn.Module):
             f"task={task} takes loss={'|'.join(taken)} (or a loss of your own, from a plugin), "
             f"not loss={loss}"
         )
+
+    def trial_batch(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """A model output and targets of this task's shapes, two samples (`check_loss_settings`);
+        None: the task has no such simple pair."""
+        return None
+
+    def loss_of(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The task's loss of an output and its targets (a classifier's makes one-hot targets)."""
+        return self.loss(output, y)
+
+    def check_loss_settings(self) -> None:
+        """The loss, as configured, gives one number on a trial batch: a setting torch takes when
+        it builds the loss but not when it computes it (`loss.label_smoothing=2`, huber's
+        `delta=0`, `reduction=none`) is one message before the run, not a failure at its first
+        step."""
+        batch = self.trial_batch()
+        if batch is None or self.loss is None:
+            return
+        try:
+            with torch.no_grad():
+                value = self.loss_of(*batch)
+        except (ValueError, RuntimeError, TypeError) as err:
+            if not raised_in_torch(err):  # (a plugin's loss: its own bug, with its traceback)
+                raise
+            name = type(self.loss).__name__
+            raise DlbenchError(f"the loss's settings ({name}): {first_line(err)}") from err
+        if not isinstance(value, torch.Tensor) or value.dim() != 0:
+            raise DlbenchError(
+                "the loss gives one value per sample (loss.reduction=none?): a training step needs one "
+                "number (reduction mean or sum)"
+            )
 
     @staticmethod
     def output_size(data: DataModule) -> int:

@@ -116,6 +116,12 @@ class Classification(Task):
             rows.append([text, *[f"{name} ({float(v):.1%})" for name, v in zip(shown, values, strict=True)]])
         return ["input", *[f"#{i + 1}" for i in range(k)]], rows
 
+    def trial_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(2, self.num_classes), torch.tensor([0, 1])
+
+    def loss_of(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.compute_loss(output, y)
+
     # The three methods a variant (binary) changes: loss on the model's output, and predictions.
     def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         soft = y.is_floating_point()  # a mixed batch's class probabilities
@@ -239,6 +245,9 @@ class BinaryClassification(Classification):
     @staticmethod
     def output_size(data: DataModule) -> int:
         return 1
+
+    def trial_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(2, 1), torch.tensor([0, 1])
 
     def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         y = y[:, 1] if y.is_floating_point() and y.dim() == 2 else y  # mixed: the chance of class 1
