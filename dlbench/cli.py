@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
             console.print(f"dlbench {version('dlbench')} (Hydra {version('hydra-core')})")
             return 0
-        if argv and argv[0] in COMMANDS and argv[0] not in OWN_HELP and {"-h", "--help"} & set(argv[1:]):
+        if argv and argv[0] in COMMANDS and argv[0] != "train" and {"-h", "--help"} & set(argv[1:]):
+            if argv[0] in OWN_HELP:  # (wherever --help is: its own help)
+                return command(argv[0])(["--help"])
             console.print(subcommand_usage(argv[0]), soft_wrap=True)
             return 0
         if argv and argv[0] in COMMANDS:

@@ -120,8 +120,13 @@ def test_every_help_flag_and_each_subcommands_help_answers(cli):
     assert cli("--version").stdout.startswith("dlbench ") and cli(
         "model=linear", "--version"
     ).stdout.startswith("dlbench ")
-    hydra_help = cli("--hydra-help")
-    assert hydra_help.returncode == 0 and "--hydra-help : Hydra's help" in hydra_help.stdout
+    for extra in ([], ["model=linear"]):  # (with an override it was an unexpected error)
+        hydra_help = cli("--hydra-help", *extra)
+        assert hydra_help.returncode == 0 and "--hydra-help : Hydra's help" in hydra_help.stdout
+    completion = cli("--shell-completion")  # (bare, it was a traceback)
+    assert completion.returncode == 2 and "--shell-completion takes install=bash" in completion.stderr
+    lr_find = cli("lr-find", "trainer.threads=1", "--help")  # (its own help, wherever --help is)
+    assert lr_find.returncode == 0 and "usage: dlbench lr-find" in lr_find.stdout
     info = cli("--info")
     assert info.returncode == 0 and "Installed Hydra Plugins" in info.stdout and "\\x09" not in info.stdout
 

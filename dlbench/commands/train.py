@@ -40,6 +40,11 @@ def train_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.multirun and args.cfg:
         raise DlbenchError("--cfg prints the config of one run: leave out -m")
+    named = {o.split("=", 1)[0] for o in args.overrides}
+    if args.shell_completion and not named & {"install", "uninstall", "query"}:
+        raise DlbenchError(
+            '--shell-completion takes install=bash (dlbench\'s own: eval "$(dlbench completion bash)")'
+        )
     if not args.multirun and override_value(args.overrides, "sweep.resume") is not None:
         raise DlbenchError(  # (without -m it started a new run, silently)
             f"sweep.resume finishes a sweep: run it with -m, {terminal.command('-m', *argv)}"
@@ -142,6 +147,8 @@ def run_checked(
     overrides = [*overrides, "hydra.output_subdir=null"]
     # (the overrides first: a flag that takes an optional value, --info, last takes none of them)
     sys.argv = ["dlbench", *overrides, *hydra_flags(argv, args.overrides)]
+    if args.hydra_help:  # Hydra's own help, which no config changes (with overrides, Hydra failed)
+        sys.argv = ["dlbench", "--hydra-help"]
     try:
         if args.help or args.hydra_help or args.info:  # Hydra prints these itself: as text, here too
             printed = io.StringIO()
