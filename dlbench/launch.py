@@ -103,9 +103,18 @@ def job(
     stop_file = Path(hydra_cfg.sweep.dir) / ".stop" if multirun else None
     if multirun:  # the job's own overrides (sweep.resume, sweep.fail_fast: the sweep's, not recorded)
         overrides = [o for o in overrides if not o.startswith("sweep.")]
-    try:
-        if multirun:
+        # A sweep.resume with other overrides than the sweep's is the command's error: said once,
+        # in the sweep's folder (the command exits 2 with it), never in a job's, which may hold
+        # a finished run; the other jobs are left as they are.
+        refused = Path(hydra_cfg.sweep.dir) / REFUSED
+        if refused.exists():
+            return None
+        try:
             record_job(run_dir, overrides)
+        except DlbenchError as err:
+            files.write_text(refused, f"{err}\n")
+            return None
+    try:
         if stop_file is not None and stop_file.exists():  # sweep.fail_fast: an earlier job failed
             files.write_text(run_dir / "error.txt", f"skipped: {stop_file.read_text().strip()}\n")
             return None
@@ -151,6 +160,9 @@ def job(
             files.write_text(stop_file, f"job {run_dir.name} failed and sweep.fail_fast is set\n")
         return None
     return metrics
+
+
+REFUSED = ".refused"  # in a sweep's folder: why this command ran none of its jobs (record_job)
 
 
 def record_job(run_dir: Path, overrides: list[str]) -> None:

@@ -301,3 +301,16 @@ def test_a_lesson_sweep_refuses_a_value_that_would_split_its_job_folders(cli, tm
     assert result.returncode == 2, result.stderr
     assert "trainer.monitor=val/acc: this sweep names each job's folder by its overrides" in result.stderr
     assert "'hydra.sweep.subdir=${hydra.job.num}'" in result.stderr and not (tmp_path / "s").exists()
+
+
+def test_a_sweep_resume_with_other_overrides_is_refused_and_writes_in_no_job(cli, tmp_path):
+    """A review: every job was refused, yet error.txt went into the finished jobs' folders and the
+    command exited 0. Now the command exits 2 with the reason, and no job folder is written."""
+    sweep = ["-m", "trainer.seed=1,2", "trainer.epochs=1", "trainer.progress=none", "hydra.sweep.dir=s"]
+    assert cli(*sweep, "trainer.checkpoint_budget=1").returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "s").glob("[01]/**/*") if p.is_file()}
+    result = cli(*sweep, "sweep.resume=s")
+    assert result.returncode == 2, result.stderr
+    assert "sweep.resume finishes a sweep with the command that started it" in result.stderr
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "s").glob("[01]/**/*") if p.is_file()}
+    assert after == before and not (tmp_path / "s" / ".refused").exists()

@@ -162,6 +162,10 @@ def run_checked(
     finally:
         if "dlbench.engine.distributed" in sys.modules:  # a run imported it (and torch)
             sys.modules["dlbench.engine.distributed"].close()
+    if sweep_dir is not None and (refused := sweep_dir / launch.REFUSED).is_file():
+        why = refused.read_text().strip()
+        refused.unlink()
+        raise DlbenchError(why)
     failed = summary.failed_jobs(sweep_dir) if sweep_dir is not None and sweep_dir.is_dir() else []
     if failed:
         err_console.print(Text.assemble((f"{len(failed)} job(s) failed", "red"), ": ", ", ".join(failed)))
