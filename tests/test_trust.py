@@ -702,3 +702,17 @@ def test_a_checkpoints_schedule_that_cannot_step_is_refused_before_the_run_write
     code, out, err = dlbench(capsys, f"resume={run}", "trainer.epochs=3", "scheduler=step_lr")
     assert code == 2 and "does not fit" in err and "ZeroDivisionError" in err, err
     assert digest(run) == before
+
+
+def test_a_resume_cannot_make_a_run_shorter_and_leaves_its_record(capsys, run):
+    """A review: resume=RUN trainer.epochs=1 on a longer finished run exited 0 and rewrote its
+    .hydra/config.yaml and metrics.json to say so, its last.pt still the longer run's."""
+    done = checkpoint.load(run)["trainer"]
+    before = digest(run)
+    for shorter, said in (
+        ([f"trainer.epochs={done['epoch'] - 1}"], f"the run has trained {done['epoch']} epochs"),
+        ([f"trainer.max_steps={done['step'] - 1}"], f"the run has trained {done['step']} steps"),
+    ):
+        code, out, err = dlbench(capsys, f"resume={run}", *shorter)
+        assert code == 2 and said in err and "cannot make a run shorter" in err, err
+        assert digest(run) == before

@@ -94,7 +94,9 @@ class Task(nn.Module):
         batch = self.trial_batch()
         if batch is None or self.loss is None:
             return
+        was_training = self.training
         try:
+            self.train(False)  # (not a training step: nothing counts it as one)
             with torch.no_grad():
                 value = self.loss_of(*batch)
         except (ValueError, RuntimeError, TypeError) as err:
@@ -102,6 +104,8 @@ class Task(nn.Module):
                 raise
             name = type(self.loss).__name__
             raise DlbenchError(f"the loss's settings ({name}): {first_line(err)}") from err
+        finally:
+            self.train(was_training)
         if not isinstance(value, torch.Tensor) or value.dim() != 0:
             raise DlbenchError(
                 "the loss gives one value per sample (loss.reduction=none?): a training step needs one "
