@@ -214,19 +214,3 @@ def apply(optimizations: dict, fresh: dict[str, list[dict]], settings: list[str]
         for group, built in zip(opt.optimizer.param_groups, fresh[name], strict=True):
             for setting in settings:
                 group[setting] = built[setting]
-
-
-def shorter(state: Any, trainer: Any) -> None:
-    """A resume cannot make a run shorter than it has trained: trainer.epochs below the epochs
-    done, or trainer.max_steps below the steps done, is refused (it rewrote the run's record to
-    say so, its last.pt and metrics.json still the longer run's)."""
-    if state.epoch > trainer.epochs:
-        raise DlbenchError(
-            f"trainer.epochs={trainer.epochs}: the run has trained {state.epoch} epochs; a resume goes on, "
-            "it cannot make a run shorter (start a new run, or give more epochs)"
-        )
-    if trainer.max_steps and state.step > trainer.max_steps:
-        raise DlbenchError(
-            f"trainer.max_steps={trainer.max_steps}: the run has trained {state.step} steps; a resume goes "
-            "on, it cannot make a run shorter (start a new run, or give more steps)"
-        )

@@ -141,7 +141,6 @@ def _train(
     if resume_state is not None:  # weights, optimizers, counters, RNG; then this command's settings
         built_groups = resume.fresh_groups(optimizations)
         trainer.restore(resume_state, task, optimizations)
-        resume.shorter(trainer.state, cfg.trainer)  # (before anything is written: the record stays)
         resume.apply(optimizations, built_groups, resumed_settings)
         log.info(f"resumed at epoch {trainer.state.epoch}, step {trainer.state.step} from {cfg.resume}")
         if cluster.requeue_count():  # a Slurm job requeued after a preemption or its time limit

@@ -576,6 +576,19 @@ class Trainer:
         self.carry(task, training_state.checked_so_far(state.get("so_far") or {}))
         if self.average is not None and self.average.finished and self._goes_on():
             self.average.finished = False  # a finished SWA run given more epochs: finished again at their end
+        # A resume goes on; it cannot make a run shorter than it has trained (that rewrote the
+        # run's record to say so, its last.pt and metrics.json still the longer run's).
+        done, cfg = self.state, self.cfg
+        if done.epoch > cfg.epochs:
+            raise DlbenchError(
+                f"trainer.epochs={cfg.epochs}: the run has trained {done.epoch} epochs; a resume goes on, "
+                "it cannot make a run shorter (start a new run, or give more epochs)"
+            )
+        if cfg.max_steps and done.step > cfg.max_steps:
+            raise DlbenchError(
+                f"trainer.max_steps={cfg.max_steps}: the run has trained {done.step} steps; a resume goes "
+                "on, it cannot make a run shorter (start a new run, or give more steps)"
+            )
         if self.state.cut_by_max_steps and not self._done():
             raise DlbenchError(
                 f"trainer.max_steps={self.cfg.max_steps}: this run stopped at trainer.max_steps, step "
