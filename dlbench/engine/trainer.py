@@ -385,8 +385,9 @@ class Trainer:
             else:
                 advance(samples)
             group.clear()
+            done = self._done()  # (trainer.max_steps reached: this step is the run's last)
             if after_step:
-                if state.epoch_step == batches or self._done():  # (train/lr: the epoch's last step's)
+                if state.epoch_step == batches or done:  # (train/lr: the epoch's last step's)
                     self.last_rates = _learning_rates(optimizations)
                 for opt in after_step:
                     opt.after_step(state.step)
@@ -395,7 +396,7 @@ class Trainer:
             if cfg.checkpoint_every_n_steps and state.step % cfg.checkpoint_every_n_steps == 0:
                 self.save_periodic(task, optimizations)
             self._stop_if_requested(task, optimizations)  # (only between optimizer steps)
-            if self._done():
+            if done:
                 state.cut_by_max_steps = state.epoch_step < batches
                 break
         if self.profiler is not None and self._ends(epoch):  # (not the run's last validation and test)
