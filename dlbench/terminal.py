@@ -99,11 +99,12 @@ def fit(table, width: int) -> int:
     from rich.cells import cell_len
     from rich.text import Text
 
-    def widest(column) -> int:  # as shown: control characters as their escapes
-        return max(
-            max(map(cell_len, inert(c.plain if isinstance(c, Text) else str(c)).splitlines() or [""]))
-            for c in [column.header, *column.cells]
-        )
+    def shown(text) -> int:  # its widest line as shown: control characters as their escapes
+        plain = text.plain if isinstance(text, Text) else str(text)
+        return max(map(cell_len, inert(plain).splitlines() or [""]))
+
+    def widest(column) -> int:
+        return max(shown(c) for c in [column.header, *column.cells])
 
     whole = [c for c in table.columns if c.no_wrap and not getattr(c, "gives_way", False)]
     for column in whole:
@@ -115,7 +116,7 @@ def fit(table, width: int) -> int:
     needed = sum(c.min_width for c in whole) + sum(c.max_width for c in giving) + 3 * len(table.columns) + 1
     for note in (table.title, table.caption):  # (whole on their lines too: a path in a title)
         if note:
-            needed = max(needed, *map(cell_len, inert(str(note)).splitlines() or [""]))
+            needed = max(needed, shown(note))
     return max(width, needed)
 
 
