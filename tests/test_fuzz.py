@@ -659,6 +659,8 @@ optimizer_states = st.one_of(
     fused=st.sampled_from([True, None, "yes", [1]]),
 )
 @example(index=0, key="exp_avg", value=torch.zeros(4), fused=True)  # (fused: read past its end)
+@example(index=0, key="step", value=torch.tensor(False), fused=None)  # (a generated case: it was a crash)
+@example(index=1, key="step", value=torch.tensor(-3.0), fused=True)  # (bias correction 1 - 0.9**-2 < 0)
 def test_a_checkpoints_optimizer_state_is_data_when_a_run_resumes_from_it(
     capsys, request, place, index, key, value, fused
 ):

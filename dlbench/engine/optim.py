@@ -196,15 +196,26 @@ def check_adam_state(optimizer: torch.optim.Optimizer) -> None:
                 raise ValueError(
                     f"Adam's state of a parameter holds other entries than {', '.join(sorted(names))}"
                 )
-            step = state["step"]
-            if not (isinstance(step, (int, float)) or (torch.is_tensor(step) and step.numel() == 1)):
-                raise ValueError(f"Adam's step count is not one number: {type(step).__name__}")
+            if not whole_count(state["step"]):
+                raise ValueError(f"Adam's step count is not a whole number of steps: {state['step']!r:.60}")
             for key in kept:
-                if not torch.is_tensor(state[key]) or state[key].shape != param.shape:
-                    shape = (
-                        tuple(state[key].shape) if torch.is_tensor(state[key]) else type(state[key]).__name__
-                    )
+                value = state[key]
+                if not torch.is_tensor(value) or not value.is_floating_point() or value.shape != param.shape:
+                    tensor = torch.is_tensor(value)
+                    shape = f"{tuple(value.shape)} {value.dtype}" if tensor else type(value).__name__
                     raise ValueError(f"Adam's {key} is {shape}, its parameter {tuple(param.shape)}")
+
+
+def whole_count(step: Any) -> bool:
+    """Whether an optimizer's saved step count is one: a whole number from 0 to 2**53 (a Python
+    number or a one-number tensor of a real dtype; not a bool, NaN, negative or a list)."""
+    if torch.is_tensor(step):
+        if step.numel() != 1 or step.dtype == torch.bool or step.is_complex():
+            return False
+        step = step.item()
+    if isinstance(step, bool) or not isinstance(step, (int, float)):
+        return False
+    return 0 <= step < 2**53 and step == int(step)
 
 
 def build_optimization(
