@@ -115,6 +115,7 @@ def train(*overrides: str | list[str]) -> Run:
         metrics = launch.run_once(checked[0], hydra_node, task_overrides, raise_errors=True) or {}
         return Run(Path(str(hydra_node.hydra.run.dir)).absolute(), dict(metrics))
     finally:
+        plugin_loader.end_only_named()  # (a resume's limit on plugins ends with it)
         if before is None:
             os.environ.pop("DLBENCH_RUN_ID", None)
         else:

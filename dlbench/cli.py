@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print_error(f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {type(err).__name__}: {err}")
         return 1
+    finally:
+        if (loader := sys.modules.get("dlbench.plugins")) is not None:  # (imported only where used)
+            loader.end_only_named()  # a saved run's limit on plugins ends with its command
 
 
 def stop_outside_a_run(signum: int, frame) -> None:

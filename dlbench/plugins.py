@@ -8,8 +8,11 @@ A plugin is a module the user names, imported before anything is built:
 - the modules installed packages declare under the entry-point group `dlbench.plugins`.
 
 Trust stays with the user: a checkpoint or a run folder records the plugins its run needed, but
-dlbench never imports a module because a saved run names it. `eval`, `predict` and `resume`
-check that the run's plugins are among those the user named, and say which are missing.
+dlbench never imports a module because a saved run names it or chooses it. `eval`, `predict`,
+`export` and `resume` import the plugins the user's own words name, check that the run's are
+among them (and say which are missing), then import nothing more until the command ends
+(`only_named`): whatever config a saved run's settings choose (an experiment preset in
+./configs, any group's file) and whatever it names, no other module is imported.
 """
 
 from __future__ import annotations
@@ -26,10 +29,19 @@ from dlbench.errors import DlbenchError
 ENTRY_POINT_GROUP = "dlbench.plugins"
 _imported: dict[str, str] = {}  # plugin as named -> where it was named
 _entry_points_loaded = False
+_saved_run: tuple[str, list[str] | str | None] | None = None  # (only_named) the run, the user's words
 
 
 def load(names: list[str], where: str) -> None:
-    """Import each plugin (once); a module that cannot be imported is one message naming it."""
+    """Import each plugin (once); a module that cannot be imported is one message naming it.
+    While a command uses a saved run (`only_named`), one not imported yet is refused."""
+    if _saved_run is not None and (chosen := [n for n in names if n not in _imported]):
+        run, command = _saved_run
+        raise DlbenchError(
+            f"{run}: its saved settings choose a config that names the plugins {', '.join(chosen)}, and "
+            f"dlbench imports no code a saved run names or chooses. If you trust them, name them "
+            f"yourself: {_name_them(chosen, command)}"
+        )
     for name in names:
         if name in _imported:
             continue
@@ -69,6 +81,22 @@ def _import(name: str) -> None:
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # module names are found in the current directory
     importlib.import_module(name)
+
+
+def only_named(run: str, command: list[str] | str | None) -> None:
+    """From now until the command ends (`end_only_named`), import no plugin but those imported
+    already: the user's own words have named theirs (commands/runs.py's `require_plugins`), and
+    the rest of the command reads a saved run (`run`), whose settings may choose a config that
+    names others. `command`: the user's words, for the command to give instead."""
+    global _saved_run
+    _saved_run = (run, command)
+
+
+def end_only_named() -> None:
+    """The command that used a saved run has ended (cli.main, dlbench.train): the next one may
+    import the plugins its own config names."""
+    global _saved_run
+    _saved_run = None
 
 
 def load_entry_points() -> None:
@@ -179,17 +207,24 @@ def check_saved(needed: list[str] | None, run: str, command: list[str] | str | N
         raise DlbenchError(f"{run}: its list of plugins is not a list of module names or .py files")
     missing = [name for name in needed or [] if name not in _imported]
     if missing:
-        if isinstance(command, str):
-            how = f"{command}[{', '.join(map(repr, missing))}])"
-        else:
-            words = [w for w in command or [] if not w.lstrip("+").startswith("plugins=")]
-            named = named_in([w for w in command or [] if w not in words])
-            word = _plugins_word(list(dict.fromkeys([*named, *missing])))
-            add = f"add {terminal.shell_word(word)}"  # (a run named inside a config: the word alone)
-            # (before the first option: argparse takes no more positional words after one)
-            at = next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
-            how = terminal.command(*words[:at], word, *words[at:]) if command is not None else add
         raise DlbenchError(
             f"{run} was trained with the plugins {', '.join(missing)}, and dlbench imports no code a "
-            f"saved run names. If you trust them, name them yourself: {how}"
+            f"saved run names. If you trust them, name them yourself: {_name_them(missing, command)}"
         )
+
+
+def _name_them(missing: list[str], command: list[str] | str | None) -> str:
+    """How the user names the `missing` plugins: their own command (`check_saved`'s `command`)
+    with one plugins= word naming theirs and the missing ones, or the Python call's end."""
+    if isinstance(command, str):
+        return f"{command}[{', '.join(map(repr, missing))}])"
+    words = [w for w in command or [] if not w.lstrip("+").startswith("plugins=")]
+    named = named_in([w for w in command or [] if w not in words])
+    word = _plugins_word(list(dict.fromkeys([*named, *missing])))
+    if command is None:  # (a run named inside a config: the word alone)
+        return f"add {terminal.shell_word(word)}"
+    # (argparse takes no more positional words after an option that follows some: before the
+    # first such option; last where the options come first, `--config-dir DIR resume=RUN`)
+    at = len(words) if words[:1] and words[0].startswith("-") else None
+    at = at or next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
+    return terminal.command(*words[:at], word, *words[at:])

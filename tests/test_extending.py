@@ -162,13 +162,17 @@ def test_a_users_project_trains_sweeps_resumes_evaluates_predicts_and_exports(pr
     )
     assert "Sweep summary (2 jobs)" in ok(sweep)
 
-    ok(dlbench(project, f"resume={run}", "trainer.epochs=3", *QUIET))
+    # a run's plugins are named again by the user's own words: its saved experiment= is not theirs
+    refused = dlbench(project, "eval", str(run))
+    assert refused.returncode == 2 and "was trained with the plugins my_models, my_data" in refused.stderr
+    named = "plugins=[my_models,my_data]"
+    ok(dlbench(project, f"resume={run}", "experiment=flowers", "trainer.epochs=3", *QUIET))  # (its preset)
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["trainer"]["epoch"] == 3
-    assert "test/acc" in ok(dlbench(project, "eval", str(run)))  # finds the plugins in ./configs
-    predicted = ok(dlbench(project, "predict", str(run), "bright.png", "--top-k", "1"))
+    assert "test/acc" in ok(dlbench(project, "eval", str(run), named))
+    predicted = ok(dlbench(project, "predict", str(run), "bright.png", named, "--top-k", "1"))
     assert "bright" in predicted.split("bright.png", 1)[1]
 
-    ok(dlbench(project, "export", str(run), "--out", "model.pt"))
+    ok(dlbench(project, "export", str(run), named, "--out", "model.pt"))
     assert set(torch.load(project / "model.pt", weights_only=True)) == {
         "1.weight",
         "1.bias",
@@ -208,6 +212,7 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
         ["predict", str(tmp_path / "run"), "x.png", "--top-k", "2"],  # (before its option: argparse)
         [f"resume={tmp_path / 'run'}", "trainer.epochs=2"],
         ["eval", str(tmp_path / "run"), "plugins=[my_data]"],  # (one named: the hint names both)
+        ["--config-dir", str(elsewhere), f"resume={tmp_path / 'run'}"],  # (options first: kept so)
     ):
         result = dlbench(elsewhere, *command)
         assert result.returncode == 2, result.stderr
@@ -219,6 +224,9 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
     assert hints[1] == f"dlbench predict {tmp_path / 'run'} x.png 'plugins=[my_models,my_data]' --top-k 2"
     assert hints[2] == f"dlbench resume={tmp_path / 'run'} trainer.epochs=2 'plugins=[my_models,my_data]'"
     assert hints[3] == f"dlbench eval {tmp_path / 'run'} 'plugins=[my_data,my_models]'"
+    named = "'plugins=[my_models,my_data]'"
+    assert hints[4] == f"dlbench --config-dir {elsewhere} resume={tmp_path / 'run'} {named}"
+    assert "name: my_flowers" in ok(shell(f"{hints[4]} --cfg job", elsewhere))  # (argparse takes it)
     assert "test/acc" in ok(shell(hints[0], elsewhere))  # the hint, pasted into a shell, runs
 
     missing = dlbench(project, "plugins=[my_modelz]", "trainer.epochs=1")

@@ -178,6 +178,55 @@ def test_saved_overrides_run_no_code_and_change_nothing(capsys, request, place, 
         saved_file.write_text(original)
 
 
+GROUPS = ("experiment", "model", "dataset", "optimizer", "scheduler", "loss", "logger")
+
+
+@pytest.fixture(scope="module")
+def results_folder(place, tmp_path_factory):
+    """A folder that holds someone's run beside a configs/ folder whose files name the canary
+    plugin (not itself a run's or a sweep's folder: its configs/ is read as the user's)."""
+    folder, run, marker = place
+    results = tmp_path_factory.mktemp("results")
+    shutil.copytree(run, results / "run")
+    shutil.copy(folder / "planted.py", results / "planted.py")
+    for group in GROUPS:
+        (results / "configs" / group).mkdir(parents=True)
+        (results / "configs" / group / "pwn.yaml").write_text("# @package _global_\nplugins: [planted]\n")
+        (results / "configs" / group / "file.yaml").write_text(
+            f"# @package _global_\nplugins: [{folder / 'planted.py'}]\n"
+        )
+    (results / "configs" / "experiment" / "chain.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: pwn\n  - override /loss: file\n"
+    )
+    return results, results / "run", marker
+
+
+pwn_options = st.sampled_from(["pwn", "file", "chain"])
+choices = st.builds(lambda group, option: f"{group}={option}", st.sampled_from(GROUPS), pwn_options)
+
+
+@settings(max_examples=30 * SCALE, **FUZZ)
+@given(saved=st.tuples(st.lists(choices, min_size=1, max_size=3), st.lists(overrides, max_size=2)))
+def test_no_config_a_saved_run_chooses_imports_code(capsys, request, results_folder, monkeypatch, saved):
+    """Whatever configs a saved run's overrides choose in the folder that holds it (any group,
+    a preset's defaults, a plugin by module or by file), a command that uses the run imports
+    no plugin the user's own words do not name."""
+    folder, run, marker = results_folder
+    monkeypatch.chdir(folder)
+    count(request, "configs a saved run chooses")
+    saved_file = run / ".hydra" / "overrides.yaml"
+    original = saved_file.read_text()
+    saved_file.write_text(yaml.safe_dump([*saved[0], *saved[1]]))
+    try:
+        before = digest(run)
+        for command in (["--cfg", "job", f"resume={run}"], ["eval", str(run)]):
+            assert_inert(*dlbench(capsys, *command))
+            no_canary(marker)
+            assert digest(run) == before
+    finally:
+        saved_file.write_text(original)
+
+
 nested_values = st.recursive(
     st.none() | st.integers() | st.sampled_from(["evil_store", "x", "/tmp/x", "http://h", "1"]),
     lambda inner: (

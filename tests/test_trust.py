@@ -23,7 +23,7 @@ from conftest import user_env
 from formats import write_image_folder, write_names
 
 from dlbench import cli as dlbench_cli
-from dlbench import compose
+from dlbench import compose, plugins
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.terminal import inert
@@ -163,6 +163,37 @@ def test_a_sweep_folders_configs_are_not_read_as_the_users(capsys, run, planted,
     code, out, err = dlbench(capsys, "eval", "0")
     assert code == 2 and "experiment" in err and "pwn" in err, err
     assert not planted.exists()
+
+
+def test_no_config_a_saved_run_chooses_makes_dlbench_import_code(capsys, run, planted, tmp_path, monkeypatch):
+    """A review: in a folder that holds someone's runs (not itself a run's or a sweep's), its
+    configs/ named a plugin in a preset, and a run's saved experiment= chose it: eval, resume
+    imported it. Now a command that uses a saved run imports only what the user's words name,
+    whatever group's file the saved settings choose and whatever it names."""
+    for group in ("experiment", "model", "optimizer"):
+        (tmp_path / "configs" / group).mkdir(parents=True)
+        (tmp_path / "configs" / group / "pwn.yaml").write_text("# @package _global_\nplugins: [planted]\n")
+    saved = run / ".hydra" / "overrides.yaml"
+    for override in ("experiment=pwn", "model=pwn", "optimizer=pwn"):
+        saved.write_text(yaml.safe_dump([override, *QUIET]))
+        before = digest(run)
+        for command in (
+            [f"resume={run}", "trainer.epochs=2"],
+            ["--cfg", "job", f"resume={run}"],
+            ["eval", str(run)],
+            ["predict", str(run), "x.png"],
+            ["export", str(run), "--out", "model.pt"],
+        ):
+            code, out, err = dlbench(capsys, *command)
+            assert code in (0, 2) and not planted.exists(), (override, command, err)
+            if command[0] in ("eval", "--cfg") or command[0].startswith("resume="):
+                assert code == 2 and "choose a config that names the plugins planted" in err, err
+                assert "name them yourself: dlbench " in err and "'plugins=[planted]'" in err, err
+        assert digest(run) == before  # (export read the checkpoint's own config: model.pt, no plugin)
+    # the user's own words choose the same preset: theirs, imported (and forgotten after the test)
+    monkeypatch.setattr(plugins, "_imported", dict(plugins._imported))
+    code, out, err = dlbench(capsys, "--cfg", "job", f"resume={run}", "experiment=pwn")
+    assert code == 0 and planted.exists(), err
 
 
 def test_a_checkpoints_config_is_data_for_load_model(run, planted, tmp_path):

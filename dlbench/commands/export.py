@@ -60,8 +60,8 @@ def export_command(args: list[str]) -> int:
     parser.add_argument("--format", choices=FORMATS)
     parser.add_argument("--opset", type=at_least_one, default=18)
     parsed = parser.parse_args(args)
-    _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
-    require_plugins(parsed.run, [*saved, *parsed.named], ["export", *args])
+    saved_overrides(parsed.run)  # (read as data, as every command that takes a run does)
+    require_plugins(parsed.run, parsed.named, ["export", *args])
     out, spec_file = parsed.out, parsed.out.with_suffix(".yaml")
     kind = parsed.format or SUFFIXES.get(out.suffix)
     if kind is None or SUFFIXES.get(out.suffix) != kind:

@@ -26,8 +26,8 @@ def predict_command(args: list[str]) -> int:
     parser.add_argument("--out")  # where generated images go
     parsed = parser.parse_args(args)
     named = [i for i in parsed.inputs if i.startswith(("plugins=", "+plugins="))]
-    _, _, saved = saved_overrides(parsed.run)  # its experiment= may be one of the user's presets
-    require_plugins(parsed.run, [*saved, *named], ["predict", *args])
+    saved_overrides(parsed.run)  # (read as data, as every command that takes a run does)
+    require_plugins(parsed.run, named, ["predict", *args])
     inputs = [i for i in parsed.inputs if i not in named]
     task, _, info = task_from_checkpoint(checkpoint.load(parsed.run), parsed.run)
     header, rows = task.predict_table(inputs, info, PredictOptions(parsed.top_k, parsed.num, parsed.out))

@@ -149,15 +149,19 @@ def saved_plugins(ckpt: Path, run_dir: Path | None) -> list[str]:
     return [p for p in found if isinstance(p, str)] if isinstance(found, list) else []
 
 
-def require_plugins(target: str, overrides: list[str], command: list[str]) -> None:
-    """Import the plugins the user names for a saved run, and check they are all it needs
-    (`command`: the words the user gave after `dlbench`, for the one to give instead)."""
+def require_plugins(target: str, words: list[str], command: list[str]) -> None:
+    """Import the plugins the user's own words name (`words`: their overrides: plugins=[...],
+    an experiment= preset of theirs), check they are all the saved run needs, and import no
+    other until the command ends: the run's saved settings choose configs too, and what those
+    name is not the user's (`command`: the words the user gave after `dlbench`, for the one to
+    give instead)."""
     from dlbench.engine import checkpoint
 
     ckpt = checkpoint.find(target)
     plugins.load_entry_points()
-    plugins.load(plugins.named_in(overrides), "the command line")
+    plugins.load(plugins.named_in(words), "the command line")
     plugins.check_saved(saved_plugins(ckpt, run_folder_of(ckpt)), target, command)
+    plugins.only_named(target, command)
 
 
 def key_of(override: str) -> str:
@@ -258,16 +262,17 @@ def override_value(overrides: list[str], key: str) -> str | None:
     return value or None
 
 
-def resume_overrides(overrides: list[str]) -> list[str]:
+def resume_overrides(overrides: list[str], said: list[str] | None = None) -> list[str]:
     """`resume=RUN` re-uses the run's own overrides (the command line's win) and its directory;
-    the plugins it was trained with must be named on the command line (or in the user's configs)."""
+    the plugins it was trained with must be named by the user's own words (`require_plugins`;
+    `said`: the words the user gave, options included, for the command to give instead)."""
     target = override_value(overrides, "resume")
     if target is None:
         return overrides
     ckpt, run_dir, saved = saved_overrides(target)
     new = [o for o in overrides if not o.startswith("resume=")]
     out = merge_overrides(saved, new) + [terminal.override("resume", ckpt)]
-    require_plugins(target, out, overrides)  # (the command the user gave, theirs to give again)
+    require_plugins(target, new, overrides if said is None else said)
     if run_dir is not None and not any(o.startswith("hydra.run.dir=") for o in overrides):
         out.append(terminal.override("hydra.run.dir", run_dir))
     return out

@@ -66,10 +66,10 @@ def train_command(argv: list[str]) -> int:
         os.environ["DLBENCH_RUN_ID"] = new_run_id()
     lock, started = None, False
     try:
-        overrides = sweep_resume_overrides(resume_overrides(list(args.overrides)))
         # the user's own words, as a printed hint gives them back (their config folder and name too)
         said = [*(["--config-dir", args.config_dir] if args.config_dir else [])]
         said += [*(["--config-name", args.config_name] if args.config_name else []), *args.overrides]
+        overrides = sweep_resume_overrides(resume_overrides(list(args.overrides), said))
         one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
         checked, folder, hydra_node = [], None, None  # the composed configs, the folder written, hydra
         if not args.multirun and (sweep := sweep_preset(overrides)):
