@@ -124,11 +124,14 @@ class Stepper:
                     torch.nn.utils.clip_grad_value_(params_of(optimizer), self.cfg.grad_clip)
                 else:
                     torch.nn.utils.clip_grad_norm_(params_of(optimizer), self.cfg.grad_clip)
-            if scaler is None:
-                optimizer_step(optimizer, self.profiling)
-            else:
-                scaler.step(optimizer)
-                scaler.update()
+            try:
+                if scaler is None:
+                    optimizer_step(optimizer, self.profiling)
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
+            except (RuntimeError, ValueError, TypeError) as err:
+                raise step_failed(optimizer, err, f"step {step} (epoch {epoch})") from err
 
     def outside_autocast(self) -> contextlib.AbstractContextManager:
         """Backward runs outside the forward's autocast (there is none in float32: nothing to leave)."""
@@ -189,6 +192,21 @@ class Stepper:
             if p.grad is not None and p.dim() > 1
         }
         self.log.step_scalars(norms, step)
+
+
+def step_failed(optimizer: torch.optim.Optimizer, err: Exception, where: str) -> Exception:
+    """What a failed optimizer step is: memory that ran out (errors.as_user_error), or settings
+    torch took when it built the optimizer but cannot step with (`+optimizer.differentiable=true`
+    in a loop that steps under no_grad) or a state a checkpoint gave it: one message naming
+    them (the run stops as after any error: its checkpoints are those written before)."""
+    from dlbench.errors import as_user_error, first_line
+
+    if isinstance(known := as_user_error(err), DlbenchError):
+        return known
+    return DlbenchError(
+        f"{where}: {type(optimizer).__name__} could not update the weights with its settings "
+        f"(optimizer.*): {first_line(err)}"
+    )
 
 
 def zero_grad(optimizer: torch.optim.Optimizer) -> None:
