@@ -102,6 +102,7 @@ def train(*overrides: str | list[str]) -> Run:
 
     before = os.environ.get("DLBENCH_RUN_ID")
     os.environ["DLBENCH_RUN_ID"] = new_run_id()  # the checks and the run name the same folder
+    plugin_loader.end_only_named()  # (a limit left by a helper called on its own is not this call's)
     try:
         overrides = resume_overrides(words(overrides))
         checked, _, hydra_node = preflight.check_command(overrides, "dlbench.train()", mode="run")

@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     # a log line that cannot be written (a full disk) is dropped without a traceback; the
     # run's next checkpoint or TensorBoard write stops it with one message
     logging.raiseExceptions = False
+    end_only_named()
     try:
         if argv[:1] in (["-h"], ["--help"]):
             print_help()
@@ -159,8 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         print_error(f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {type(err).__name__}: {err}")
         return 1
     finally:
-        if (loader := sys.modules.get("dlbench.plugins")) is not None:  # (imported only where used)
-            loader.end_only_named()  # a saved run's limit on plugins ends with its command
+        end_only_named()
+
+
+def end_only_named() -> None:
+    """A saved run's limit on plugins (plugins.only_named) is its command's alone."""
+    if (loader := sys.modules.get("dlbench.plugins")) is not None:  # (imported only where used)
+        loader.end_only_named()
 
 
 def stop_outside_a_run(signum: int, frame) -> None:

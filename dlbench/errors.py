@@ -55,6 +55,11 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         raise DlbenchError(f"{message}\n{self.usage_line}" if self.usage_line else message)
 
+    def parse_args(self, args=None, namespace=None):
+        """Positional words may follow options too (`export --out m.pt RUN 'plugins=[x]'`): a
+        command dlbench prints for the user to paste adds its words at the end."""
+        return self.parse_intermixed_args(args, namespace)
+
 
 def at_least_one(text: str) -> int:
     """An argparse type: a whole number of at least 1 (a count: --top-k, --num, --opset)."""

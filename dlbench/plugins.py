@@ -38,9 +38,10 @@ def load(names: list[str], where: str) -> None:
     if _saved_run is not None and (chosen := [n for n in names if n not in _imported]):
         run, command = _saved_run
         raise DlbenchError(
-            f"{run}: its saved settings choose a config that names the plugins {', '.join(chosen)}, and "
-            f"dlbench imports no code a saved run names or chooses. If you trust them, name them "
-            f"yourself: {_name_them(chosen, command)}"
+            f"{run}: a config this command reads names the plugins {', '.join(chosen)}, which your own "
+            f"words do not name (the run's saved settings choose configs too), and dlbench imports no "
+            f"code a saved run names or chooses. If you trust them, name them yourself: "
+            f"{_name_them(chosen, command)}"
         )
     for name in names:
         if name in _imported:
@@ -93,8 +94,8 @@ def only_named(run: str, command: list[str] | str | None) -> None:
 
 
 def end_only_named() -> None:
-    """The command that used a saved run has ended (cli.main, dlbench.train): the next one may
-    import the plugins its own config names."""
+    """No command is using a saved run (called as cli.main and dlbench.train start and end):
+    this one may import the plugins its own config names."""
     global _saved_run
     _saved_run = None
 
@@ -223,8 +224,4 @@ def _name_them(missing: list[str], command: list[str] | str | None) -> str:
     word = _plugins_word(list(dict.fromkeys([*named, *missing])))
     if command is None:  # (a run named inside a config: the word alone)
         return f"add {terminal.shell_word(word)}"
-    # (argparse takes no more positional words after an option that follows some: before the
-    # first such option; last where the options come first, `--config-dir DIR resume=RUN`)
-    at = len(words) if words[:1] and words[0].startswith("-") else None
-    at = at or next((i for i, w in enumerate(words) if w.startswith("-")), len(words))
-    return terminal.command(*words[:at], word, *words[at:])
+    return terminal.command(*words, word)  # (last: every command takes words after its options)

@@ -91,6 +91,16 @@ def in_process(args: tuple[str, ...], cwd: Path, env: dict | None) -> bool:
     return not any(a.lstrip("+~").startswith(flag) for a in args for flag in NEEDS_A_PROCESS)
 
 
+@pytest.fixture(autouse=True)
+def no_saved_run_limit():
+    """A test that calls a saved-run helper on its own (resume_overrides) leaves no limit on
+    plugins (plugins.only_named) to the next test in its process."""
+    yield
+    from dlbench import plugins
+
+    plugins.end_only_named()
+
+
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch):
     """Run `dlbench ARGS...` in a directory, as a user would; returns the finished process.

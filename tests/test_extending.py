@@ -212,7 +212,8 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
         ["predict", str(tmp_path / "run"), "x.png", "--top-k", "2"],  # (before its option: argparse)
         [f"resume={tmp_path / 'run'}", "trainer.epochs=2"],
         ["eval", str(tmp_path / "run"), "plugins=[my_data]"],  # (one named: the hint names both)
-        ["--config-dir", str(elsewhere), f"resume={tmp_path / 'run'}"],  # (options first: kept so)
+        ["--cfg", "job", "--config-dir", str(elsewhere), f"resume={tmp_path / 'run'}"],  # (flags kept)
+        ["export", "--out", "m.pt", str(tmp_path / "run")],  # (an option before the run)
     ):
         result = dlbench(elsewhere, *command)
         assert result.returncode == 2, result.stderr
@@ -221,12 +222,15 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
         assert not (elsewhere / "imported_my_models.txt").exists()  # nothing was imported
     # each hint is the user's own command (inputs and overrides kept), the plugins added
     assert hints[0] == f"dlbench eval {tmp_path / 'run'} 'plugins=[my_models,my_data]'"
-    assert hints[1] == f"dlbench predict {tmp_path / 'run'} x.png 'plugins=[my_models,my_data]' --top-k 2"
+    assert hints[1] == f"dlbench predict {tmp_path / 'run'} x.png --top-k 2 'plugins=[my_models,my_data]'"
     assert hints[2] == f"dlbench resume={tmp_path / 'run'} trainer.epochs=2 'plugins=[my_models,my_data]'"
     assert hints[3] == f"dlbench eval {tmp_path / 'run'} 'plugins=[my_data,my_models]'"
     named = "'plugins=[my_models,my_data]'"
-    assert hints[4] == f"dlbench --config-dir {elsewhere} resume={tmp_path / 'run'} {named}"
-    assert "name: my_flowers" in ok(shell(f"{hints[4]} --cfg job", elsewhere))  # (argparse takes it)
+    assert hints[4] == f"dlbench --cfg job --config-dir {elsewhere} resume={tmp_path / 'run'} {named}"
+    assert hints[5] == f"dlbench export --out m.pt {tmp_path / 'run'} {named}"
+    assert "name: my_flowers" in ok(shell(hints[4], elsewhere))  # pasted, each runs (argparse takes them)
+    ok(shell(hints[5], elsewhere))
+    assert (elsewhere / "m.pt").is_file()
     assert "test/acc" in ok(shell(hints[0], elsewhere))  # the hint, pasted into a shell, runs
 
     missing = dlbench(project, "plugins=[my_modelz]", "trainer.epochs=1")

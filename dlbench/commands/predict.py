@@ -25,7 +25,7 @@ def predict_command(args: list[str]) -> int:
     parser.add_argument("--num", type=at_least_one, default=64)  # GAN samples
     parser.add_argument("--out")  # where generated images go
     parsed = parser.parse_args(args)
-    named = [i for i in parsed.inputs if i.startswith(("plugins=", "+plugins="))]
+    named = [i for i in parsed.inputs if i.lstrip("+").startswith("plugins=")]
     saved_overrides(parsed.run)  # (read as data, as every command that takes a run does)
     require_plugins(parsed.run, named, ["predict", *args])
     inputs = [i for i in parsed.inputs if i not in named]

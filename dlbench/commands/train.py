@@ -37,7 +37,7 @@ def train_command(argv: list[str]) -> int:
 
     parser = get_args_parser()
     parser.error = usage_error  # one message, printed as text (not argparse's raw print)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # (overrides after a flag too: a printed hint adds words last)
     if args.multirun and args.cfg:
         raise DlbenchError("--cfg prints the config of one run: leave out -m")
     named = {o.split("=", 1)[0] for o in args.overrides}
@@ -69,7 +69,7 @@ def train_command(argv: list[str]) -> int:
         # the user's own words, as a printed hint gives them back (their config folder and name too)
         said = [*(["--config-dir", args.config_dir] if args.config_dir else [])]
         said += [*(["--config-name", args.config_name] if args.config_name else []), *args.overrides]
-        overrides = sweep_resume_overrides(resume_overrides(list(args.overrides), said))
+        overrides = sweep_resume_overrides(resume_overrides(list(args.overrides), argv))
         one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
         checked, folder, hydra_node = [], None, None  # the composed configs, the folder written, hydra
         if not args.multirun and (sweep := sweep_preset(overrides)):

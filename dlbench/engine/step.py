@@ -204,8 +204,8 @@ def step_failed(optimizer: torch.optim.Optimizer, err: Exception, where: str) ->
     if isinstance(known := as_user_error(err), DlbenchError):
         return known
     return DlbenchError(
-        f"{where}: {type(optimizer).__name__} could not update the weights with its settings "
-        f"(optimizer.*): {first_line(err)}"
+        f"{where}: {type(optimizer).__name__}'s step failed (its settings, optimizer.*, or the state a "
+        f"checkpoint gave it): {first_line(err)}"
     )
 
 
