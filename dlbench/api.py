@@ -104,7 +104,8 @@ def train(*overrides: str | list[str]) -> Run:
     os.environ["DLBENCH_RUN_ID"] = new_run_id()  # the checks and the run name the same folder
     plugin_loader.end_only_named()  # (a limit left by a helper called on its own is not this call's)
     try:
-        overrides = resume_overrides(words(overrides))
+        given = words(overrides)
+        overrides = resume_overrides(given, plugin_loader.Call("dlbench.train", given))
         checked, _, hydra_node = preflight.check_command(overrides, "dlbench.train()", mode="run")
         if len(checked) > 1:
             raise DlbenchError(

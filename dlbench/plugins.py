@@ -21,6 +21,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from dlbench import terminal
@@ -29,7 +30,7 @@ from dlbench.errors import DlbenchError
 ENTRY_POINT_GROUP = "dlbench.plugins"
 _imported: dict[str, str] = {}  # plugin as named -> where it was named
 _entry_points_loaded = False
-_saved_run: tuple[str, list[str] | str | None] | None = None  # (only_named) the run, the user's words
+_saved_run: tuple[str, list[str] | str | Call | None] | None = None  # (only_named) the run, the user's words
 
 
 def load(names: list[str], where: str) -> None:
@@ -84,7 +85,7 @@ def _import(name: str) -> None:
     importlib.import_module(name)
 
 
-def only_named(run: str, command: list[str] | str | None) -> None:
+def only_named(run: str, command: list[str] | str | Call | None) -> None:
     """From now until the command ends (`end_only_named`), import no plugin but those imported
     already: the user's own words have named theirs (commands/runs.py's `require_plugins`), and
     the rest of the command reads a saved run (`run`), whose settings may choose a config that
@@ -198,7 +199,7 @@ def _read_back(names: list[str]) -> list[str]:
     return OverridesParser.create().parse_override(_plugins_word(names)).value()
 
 
-def check_saved(needed: list[str] | None, run: str, command: list[str] | str | None) -> None:
+def check_saved(needed: list[str] | None, run: str, command: list[str] | str | Call | None) -> None:
     """A saved run's plugins must be among those the user named (imported now): dlbench does
     not import code because a checkpoint or a run folder names it. `command` is how the user
     names them: the words the user gave after `dlbench` (their own `plugins=` word is replaced
@@ -214,14 +215,27 @@ def check_saved(needed: list[str] | None, run: str, command: list[str] | str | N
         )
 
 
-def _name_them(missing: list[str], command: list[str] | str | None) -> str:
+@dataclass(frozen=True)
+class Call:
+    """A Python call the user made with the words of a command line (`dlbench.train("resume=r")`),
+    for the call to make instead."""
+
+    function: str
+    words: list[str]
+
+
+def _name_them(missing: list[str], command: list[str] | str | Call | None) -> str:
     """How the user names the `missing` plugins: their own command (`check_saved`'s `command`)
-    with one plugins= word naming theirs and the missing ones, or the Python call's end."""
+    or Python call with one plugins= word naming theirs and the missing ones, or the end of a
+    Python call that takes a list."""
     if isinstance(command, str):
         return f"{command}[{', '.join(map(repr, missing))}])"
-    words = [w for w in command or [] if not w.lstrip("+").startswith("plugins=")]
-    named = named_in([w for w in command or [] if w not in words])
+    given = command.words if isinstance(command, Call) else command or []
+    words = [w for w in given if not w.lstrip("+").startswith("plugins=")]
+    named = named_in([w for w in given if w not in words])
     word = _plugins_word(list(dict.fromkeys([*named, *missing])))
+    if isinstance(command, Call):
+        return f"{command.function}({', '.join(map(repr, [*words, word]))})"
     if command is None:  # (a run named inside a config: the word alone)
         return f"add {terminal.shell_word(word)}"
     return terminal.command(*words, word)  # (last: every command takes words after its options)

@@ -232,6 +232,19 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
     ok(shell(hints[5], elsewhere))
     assert (elsewhere / "m.pt").is_file()
     assert "test/acc" in ok(shell(hints[0], elsewhere))  # the hint, pasted into a shell, runs
+    # from Python: the call to make instead, run as printed
+    call = textwrap.dedent(f"""
+        import dlbench, re
+        try:
+            dlbench.train("resume={tmp_path / "run"}", "trainer.epochs=2 trainer.progress=none")
+        except dlbench.DlbenchError as err:
+            hint = str(err).split("name them yourself: ", 1)[1]
+        acc = eval(hint).metrics["test/acc"]
+        print("HINT", hint, "ACC", acc)
+    """)
+    hint, acc = ok(dlbench(elsewhere, python=call)).rsplit("HINT ", 1)[1].strip().split(" ACC ")
+    words = f"'resume={tmp_path / 'run'}', 'trainer.epochs=2', 'trainer.progress=none'"
+    assert hint == f"dlbench.train({words}, 'plugins=[my_models,my_data]')" and float(acc) >= 0
 
     missing = dlbench(project, "plugins=[my_modelz]", "trainer.epochs=1")
     assert missing.returncode == 2

@@ -149,7 +149,7 @@ def saved_plugins(ckpt: Path, run_dir: Path | None) -> list[str]:
     return [p for p in found if isinstance(p, str)] if isinstance(found, list) else []
 
 
-def require_plugins(target: str, words: list[str], command: list[str]) -> None:
+def require_plugins(target: str, words: list[str], command: list[str] | plugins.Call) -> None:
     """Import the plugins the user's own words name (`words`: their overrides: plugins=[...],
     an experiment= preset of theirs), check they are all the saved run needs, and import no
     other until the command ends: the run's saved settings choose configs too, and what those
@@ -262,7 +262,7 @@ def override_value(overrides: list[str], key: str) -> str | None:
     return value or None
 
 
-def resume_overrides(overrides: list[str], said: list[str] | None = None) -> list[str]:
+def resume_overrides(overrides: list[str], said: list[str] | plugins.Call | None = None) -> list[str]:
     """`resume=RUN` re-uses the run's own overrides (the command line's win) and its directory;
     the plugins it was trained with must be named by the user's own words (`require_plugins`;
     `said`: the words the user gave, options included, for the command to give instead)."""
