@@ -102,10 +102,17 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_NoAliases)  # noqa: S506 (a safe loader)
 
 
+def plain_file(path: Path) -> bool:
+    """Whether a run folder's file is a regular file there, read as such: not a FIFO (its read
+    would never end), not a link, nor in a linked folder (`.hydra/config.yaml` linked to
+    /proc/self/environ put the environment's secrets into a report meant to be mailed)."""
+    return path.is_file() and not path.is_symlink() and not path.parent.is_symlink()
+
+
 def read_yaml(path: Path) -> Any:
     """A YAML file of a run folder (load_yaml); one that cannot be read is one DlbenchError."""
-    if not path.is_file():  # (a FIFO would never end)
-        raise DlbenchError(f"{path} is not a regular file")
+    if not plain_file(path):
+        raise DlbenchError(f"{path} is not a regular file (a link is not followed)")
     if path.stat().st_size > MAX_YAML:
         raise DlbenchError(f"{path} is {path.stat().st_size:,} bytes: more than a run's YAML ({MAX_YAML:,})")
     try:

@@ -80,9 +80,18 @@ def _import(name: str) -> None:
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
         return
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # module names are found in the current directory
-    importlib.import_module(name)
+    # A module name is found in the current folder, for its import alone: left on sys.path, the
+    # folder's other modules would be found by whatever imports next (Hydra's plugin scan
+    # imports every ./hydra_plugins/*.py), though nobody named them.
+    here = str(Path.cwd())
+    added = "" not in sys.path and here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        importlib.import_module(name)
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
 
 
 def only_named(run: str, command: list[str] | str | Call | None) -> None:

@@ -17,7 +17,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from dlbench import logged, summary
+from dlbench import files, logged, summary
 from dlbench.terminal import inert
 
 POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -55,6 +55,10 @@ def text(value: Any) -> str:
 def number(value: Any) -> str:
     """A metric as a table shows it: 4 significant digits, large values whole (29,647/s)."""
     if not summary.is_number(value):
+        return text(value)
+    try:
+        value = float(value)
+    except OverflowError:  # (a whole number too large for a float: someone's metrics.json)
         return text(value)
     return f"{value:,.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:.4g}"
 
@@ -143,7 +147,7 @@ def pictures_grid(pictures: dict[str, tuple[int, bytes]]) -> list[str]:
 
 def config_section(folder: Path) -> list[str]:
     path = folder / ".hydra" / "config.yaml"
-    if not path.is_file() or path.stat().st_size > (1 << 20):
+    if not files.plain_file(path) or path.stat().st_size > (1 << 20):
         return []
     config = path.read_text(errors="replace")
     return [

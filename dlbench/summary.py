@@ -23,7 +23,7 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
     which dlbench's atomic writes never leave but another tool or a full disk might)."""
     path = run_dir / "metrics.json"
     try:
-        readable = path.is_file() and path.stat().st_size < 2**24  # (not a FIFO, not gigabytes)
+        readable = files.plain_file(path) and path.stat().st_size < 2**24  # (not a FIFO, link, gigabytes)
         metrics = json.loads(path.read_text()) if readable else None
     except (OSError, ValueError, RecursionError):
         return None
@@ -44,7 +44,7 @@ def job_row(job_dir: Path) -> dict[str, Any]:
     if (metrics := read_metrics(job_dir)) is not None:
         row["status"] = "ok"
         row.update({k: v for k, v in metrics.items() if "/" in k})  # metric names: never job, status
-    elif error_file.is_file():
+    elif files.plain_file(error_file):
         with error_file.open(errors="replace") as f:
             lines = f.read(4096).strip().splitlines()  # its first line is shown
         row["status"] = "failed: " + (lines[0] if lines else "")

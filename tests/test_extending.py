@@ -231,7 +231,12 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
     assert "name: my_flowers" in ok(shell(hints[4], elsewhere))  # pasted, each runs (argparse takes them)
     ok(shell(hints[5], elsewhere))
     assert (elsewhere / "m.pt").is_file()
-    assert "test/acc" in ok(shell(hints[0], elsewhere))  # the hint, pasted into a shell, runs
+    # the hint, pasted into a shell, runs; it imports the plugins it names, and no other module of
+    # the folder (a review: naming one left the folder on sys.path, and Hydra's plugin scan
+    # imported a ./hydra_plugins/*.py that nobody named)
+    (elsewhere / "hydra_plugins").mkdir()
+    (elsewhere / "hydra_plugins" / "left_here.py").write_text(f"open({str(elsewhere / 'RAN')!r}, 'w')\n")
+    assert "test/acc" in ok(shell(hints[0], elsewhere)) and not (elsewhere / "RAN").exists()
     # from Python: the call to make instead, run as printed
     call = textwrap.dedent(f"""
         import dlbench, re

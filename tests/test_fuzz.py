@@ -318,6 +318,7 @@ def test_a_saved_override_that_is_used_again_sets_no_place(request, key, value):
         unique_by=lambda job: job[0],
     )
 )
+@example(jobs=[("a", {"val/acc": 10**400}, 10**400, "x")])  # (a review: report's float() overflowed)
 def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request, tmp_path_factory, jobs):
     from tensorboard.compat.proto.summary_pb2 import Summary
     from torch.utils.tensorboard import SummaryWriter

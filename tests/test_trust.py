@@ -686,6 +686,22 @@ def test_more_of_a_shared_folder_is_refused_before_anything_is_written(capsys, t
     assert "\\udcff" in (tmp_path / "table.csv").read_text()
 
 
+def test_a_report_and_compare_read_no_file_through_a_link(capsys, run, tmp_path):
+    """A review: a shared run's .hydra/config.yaml linked to /proc/self/environ put the
+    environment's secrets into the report's page, a page meant to be mailed."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-123: 1\n")
+    (run / ".hydra" / "config.yaml").unlink()
+    (run / ".hydra" / "config.yaml").symlink_to(secret)
+    (run / "error.txt").symlink_to(secret)
+    (run / "metrics.json").unlink()
+    (run / "metrics.json").symlink_to(secret)
+    code, out, err = dlbench(capsys, "report", str(run), "--out", str(tmp_path / "r.html"))
+    assert code == 0 and "SECRET" not in (tmp_path / "r.html").read_text(), err
+    code, out, err = dlbench(capsys, "compare", str(run))
+    assert "SECRET" not in out + err
+
+
 def test_no_output_file_is_written_through_a_link_and_no_archive_replaces_a_file(tmp_path):
     import tarfile
 

@@ -149,6 +149,10 @@ def launch(devices: int, argv: list[str], nodes: int, timeout_s: float) -> int:
     from dlbench.engine import rendezvous
 
     os.environ.setdefault("OMP_NUM_THREADS", str(threads(devices)))
+    # `-m dlbench` would put the current folder first on each process's sys.path, and Hydra's
+    # plugin scan imports every ./hydra_plugins/*.py found there (a shared run folder's): its
+    # processes find only installed modules, and the plugins the user names (plugins.py)
+    os.environ["PYTHONSAFEPATH"] = "1"
     # The processes speak, in dlbench's messages: not torchrun's agent, nor c10d's C++ warnings
     # (a peer's address without a DNS name; a store gone with a lost machine).
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
