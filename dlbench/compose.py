@@ -5,6 +5,7 @@ and their options, the choices checked against them, and Hydra's errors made one
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import yaml
 from hydra import compose, initialize_config_dir
@@ -19,7 +20,7 @@ from dlbench.config_store import store_config_nodes
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 from dlbench.searchpath import SHIPPED as CONFIG_DIR
-from dlbench.searchpath import config_dirs, user_file_behind
+from dlbench.searchpath import choice_path, config_dirs, found_here, user_file_behind
 
 COMPONENTS = {
     "model": MODELS,
@@ -98,12 +99,40 @@ def compose_with_hydra(overrides: list[str], source: str, config_name: str = "co
     line names (or the user's experiment presets it chooses) are imported first, so their
     components are options like any other."""
     plugins.load_entry_points()
+    # (the primary config and the choices named, before Hydra reads them: a primary config's
+    # searchpath is imported, a preset's plugins are)
+    check_found_here([config_name, *filter(None, map(choice_path, overrides))])
     plugins.load(plugins.named_in(overrides), "the command line")
     cfg = _compose(overrides, source, config_name)
+    check_found_here(f"{group}/{option}" for group, option in cfg.hydra.runtime.choices.items() if option)
     if unloaded := [p for p in cfg.plugins if p not in plugins.imported()]:  # named in the user's configs
         plugins.load(unloaded, "your config files")
         cfg = _compose(overrides, source, config_name)
     return cfg
+
+
+def check_found_here(paths: Iterable[str]) -> None:
+    """A command that uses a saved run reads no config file of ./configs (found without the user
+    naming it: a folder of someone's results may hold one) unless the user's own words choose a
+    config there: a file there can set what a saved run may not (hydra.*, plugins), and the
+    run's saved settings choose among them. An allow-list: whatever group or file, dlbench's
+    own configs, the folders the user names, and code's nodes are read; ./configs is not."""
+    if (saved := plugins.saved_run()) is None or saved[2]:
+        return
+    run, command, _ = saved
+    for path in paths:
+        if (file := found_here(path)) is not None:
+            group, _, option = path.rpartition("/")
+            how = (
+                f"If it is yours, choose it yourself: {plugins.with_word(command, f'{group}={option}')}"
+                if group
+                else "Run the command from another folder"
+            )
+            raise DlbenchError(
+                f"{run}: this command would read {file}, and a command that uses a saved run reads "
+                f"./configs only where your own words choose a config there (the run's saved settings "
+                f"choose configs too). {how}"
+            )
 
 
 def _compose(overrides: list[str], source: str, config_name: str) -> DictConfig:

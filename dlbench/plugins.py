@@ -30,14 +30,15 @@ from dlbench.errors import DlbenchError
 ENTRY_POINT_GROUP = "dlbench.plugins"
 _imported: dict[str, str] = {}  # plugin as named -> where it was named
 _entry_points_loaded = False
-_saved_run: tuple[str, list[str] | str | Call | None] | None = None  # (only_named) the run, the user's words
+# (only_named) the saved run, the user's words, and whether these choose a config in ./configs
+_saved_run: tuple[str, list[str] | str | Call | None, bool] | None = None
 
 
 def load(names: list[str], where: str) -> None:
     """Import each plugin (once); a module that cannot be imported is one message naming it.
     While a command uses a saved run (`only_named`), one not imported yet is refused."""
     if _saved_run is not None and (chosen := [n for n in names if n not in _imported]):
-        run, command = _saved_run
+        run, command, _ = _saved_run
         raise DlbenchError(
             f"{run}: a config this command reads names the plugins {', '.join(chosen)}, which your own "
             f"words do not name (the run's saved settings choose configs too), and dlbench imports no "
@@ -94,13 +95,28 @@ def _import(name: str) -> None:
             sys.path.remove(here)
 
 
-def only_named(run: str, command: list[str] | str | Call | None) -> None:
+def only_named(run: str, command: list[str] | str | Call | None, chose_here: bool = False) -> None:
     """From now until the command ends (`end_only_named`), import no plugin but those imported
     already: the user's own words have named theirs (commands/runs.py's `require_plugins`), and
     the rest of the command reads a saved run (`run`), whose settings may choose a config that
-    names others. `command`: the user's words, for the command to give instead."""
+    names others. `command`: the user's words, for the command to give instead; `chose_here`:
+    whether they choose a config of ./configs (compose.py's `check_found_here` reads it)."""
     global _saved_run
-    _saved_run = (run, command)
+    _saved_run = (run, command, chose_here)
+
+
+def saved_run() -> tuple[str, list[str] | str | Call | None, bool] | None:
+    """The saved run the command uses (`only_named`), or None."""
+    return _saved_run
+
+
+def with_word(command: list[str] | str | Call | None, word: str) -> str:
+    """The user's command (or Python call) with `word` added last."""
+    if isinstance(command, Call):
+        return f"{command.function}({', '.join(map(repr, [*command.words, word]))})"
+    if isinstance(command, list):
+        return terminal.command(*command, word)
+    return f"add {terminal.shell_word(word)}"
 
 
 def end_only_named() -> None:

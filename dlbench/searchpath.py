@@ -51,6 +51,32 @@ def user_config_dirs() -> list[Path]:
     return out
 
 
+def found_here(path: str) -> Path | None:
+    """The file of config `path` ("experiment/flowers", "config") that Hydra reads from
+    ./configs, the folder found without the user naming it (DLBENCH_CONFIG_PATH and
+    --config-dir are named), if it is there, no folder searched before it holds one, and it is
+    not a copy of dlbench's own file of that name."""
+    here = Path("configs").resolve()
+    for folder in user_config_dirs():
+        if (file := folder / f"{path}.yaml").is_file():
+            shipped = SHIPPED / f"{path}.yaml"  # (a copy of dlbench's own: a source checkout's configs/)
+            same = shipped.is_file() and shipped.read_bytes() == file.read_bytes()
+            return file if folder == here and not same else None
+    return None
+
+
+def choice_path(override: str) -> str | None:
+    """The config an override chooses (`model=mine`: "model/mine"), or None (a key's value)."""
+    import re
+
+    key, _, value = override.partition("=")
+    group = key.lstrip("+~")
+    name = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
+    if "." in group or not re.fullmatch(name, value) or not re.fullmatch(f"{name}(/{name})*", group):
+        return None
+    return f"{group}/{value}"
+
+
 def config_dirs() -> list[Path]:
     """Every config folder, in the order a config name is looked up."""
     return [*user_config_dirs(), SHIPPED]

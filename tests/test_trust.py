@@ -142,8 +142,10 @@ def test_a_saved_experiment_is_one_of_the_users_presets_never_a_path(capsys, run
         code, out, err = dlbench(capsys, *command)
         assert code == 2 and "the experiment is chosen by its name, never by a path" in err, err
     assert not planted.exists()
-    saved.write_text(yaml.safe_dump(["experiment=mine", *QUIET]))  # the user's own preset: fine
+    saved.write_text(yaml.safe_dump(["experiment=mine", *QUIET]))  # a preset of ./configs: chosen again
     code, out, err = dlbench(capsys, "--cfg", "job", f"resume={run}")
+    assert code == 2 and f"choose it yourself: dlbench --cfg job resume={run} experiment=mine" in err, err
+    code, out, err = dlbench(capsys, "--cfg", "job", f"resume={run}", "experiment=mine")
     assert code == 0 and "name: mine" in out, err
 
 
@@ -166,15 +168,23 @@ def test_a_sweep_folders_configs_are_not_read_as_the_users(capsys, run, planted,
 
 
 def test_no_config_a_saved_run_chooses_makes_dlbench_import_code(capsys, run, planted, tmp_path, monkeypatch):
-    """A review: in a folder that holds someone's runs (not itself a run's or a sweep's), its
+    """Two reviews: in a folder that holds someone's runs (not itself a run's or a sweep's), its
     configs/ named a plugin in a preset, and a run's saved experiment= chose it: eval, resume
-    imported it. Now a command that uses a saved run imports only what the user's words name,
-    whatever group's file the saved settings choose and whatever it names."""
+    imported it; a preset so chosen set hydra.job_logging (a handler that wrote a shell line into
+    ~/.bashrc) or hydra.job.env_set. Now a command that uses a saved run reads ./configs only
+    where the user's own words choose a config there, and imports only the plugins they name,
+    whatever group's file the saved settings choose and whatever it holds."""
     for group in ("experiment", "model", "optimizer"):
         (tmp_path / "configs" / group).mkdir(parents=True)
         (tmp_path / "configs" / group / "pwn.yaml").write_text("# @package _global_\nplugins: [planted]\n")
+    written = tmp_path / "written.txt"
+    (tmp_path / "configs" / "experiment" / "logs.yaml").write_text(
+        "# @package _global_\nhydra:\n  job_logging:\n    handlers:\n      x:\n        class: "
+        f"logging.FileHandler\n        filename: {written}\n    root:\n      handlers: [x]\n"
+    )
+    (tmp_path / "configs" / "experiment" / "mine.yaml").write_text("# @package _global_\nname: mine\n")
     saved = run / ".hydra" / "overrides.yaml"
-    for override in ("experiment=pwn", "model=pwn", "optimizer=pwn"):
+    for override in ("experiment=pwn", "model=pwn", "optimizer=pwn", "experiment=logs"):
         saved.write_text(yaml.safe_dump([override, *QUIET]))
         before = digest(run)
         for command in (
@@ -185,17 +195,35 @@ def test_no_config_a_saved_run_chooses_makes_dlbench_import_code(capsys, run, pl
             ["export", str(run), "--out", "model.pt"],
         ):
             code, out, err = dlbench(capsys, *command)
-            assert code in (0, 2) and not planted.exists(), (override, command, err)
+            assert code in (0, 2) and not planted.exists() and not written.exists(), (override, command, err)
             if command[0] in ("eval", "--cfg") or command[0].startswith("resume="):
                 said = " ".join(err.split())
-                assert code == 2 and "a config this command reads names the plugins planted" in said, err
-                hint = said.split("name them yourself: ", 1)[1]  # (the user's command, the word added)
-                assert hint == f"dlbench {' '.join(command)} 'plugins=[planted]'", err
+                file = tmp_path / "configs" / override.replace("=", "/")
+                assert code == 2 and f"this command would read {file}.yaml" in said, err
+                hint = said.split("choose it yourself: ", 1)[1]  # (the user's command, the choice added)
+                assert hint == f"dlbench {' '.join(command)} {override}", err
         assert digest(run) == before  # (export read the checkpoint's own config: model.pt, no plugin)
-    # the user's own words choose the same preset: theirs, imported (and forgotten after the test)
+    # where the user's words choose a config there, a saved choice's plugins are still not theirs
+    saved.write_text(yaml.safe_dump(["model=pwn", *QUIET]))
+    code, out, err = dlbench(capsys, "--cfg", "job", f"resume={run}", "experiment=mine")
+    said = " ".join(err.split())
+    assert code == 2 and "a config this command reads names the plugins planted" in said, err
+    assert said.endswith(f"dlbench --cfg job resume={run} experiment=mine 'plugins=[planted]'"), err
+    # the user's own words choose the preset: theirs, imported (and forgotten after the test)
     monkeypatch.setattr(plugins, "_imported", dict(plugins._imported))
     code, out, err = dlbench(capsys, "--cfg", "job", f"resume={run}", "experiment=pwn")
     assert code == 0 and planted.exists(), err
+
+
+def test_a_primary_config_in_configs_is_not_read_for_a_saved_run(capsys, run, planted, tmp_path):
+    """A review: ./configs/config.yaml replaced the shipped one for every command, and its
+    hydra.searchpath entry `pkg://planted` was imported while `eval` composed the run's config."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "config.yaml").write_text("hydra:\n  searchpath: [pkg://planted]\n")
+    for command in (["eval", str(run)], ["--cfg", "job", f"resume={run}"]):
+        code, out, err = dlbench(capsys, *command)
+        assert code == 2 and "configs/config.yaml" in err and "another folder" in err, err
+        assert not planted.exists()
 
 
 def test_a_checkpoints_config_is_data_for_load_model(run, planted, tmp_path):

@@ -156,12 +156,14 @@ def require_plugins(target: str, words: list[str], command: list[str] | plugins.
     name is not the user's (`command`: the words the user gave after `dlbench`, for the one to
     give instead)."""
     from dlbench.engine import checkpoint
+    from dlbench.searchpath import choice_path, found_here
 
     ckpt = checkpoint.find(target)
     plugins.load_entry_points()
     plugins.load(plugins.named_in(words), "the command line")
     plugins.check_saved(saved_plugins(ckpt, run_folder_of(ckpt)), target, command)
-    plugins.only_named(target, command)
+    chose_here = any((path := choice_path(o)) and found_here(path) for o in words)  # (configs/model/x.yaml)
+    plugins.only_named(target, command, chose_here)
 
 
 def key_of(override: str) -> str:
