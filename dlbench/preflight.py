@@ -17,7 +17,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from dlbench import rundir, safety, terminal
+from dlbench import rundir, safety, searchpath, terminal
 from dlbench.compose import compose_with_hydra, groups, parse
 from dlbench.errors import DlbenchError
 from dlbench.validation import check_name, validate
@@ -238,7 +238,9 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
     rundir.check_writable(folder, key)
     if mode == "run":
         launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # a torchrun process: its launcher checked
-        rundir.check_new_run(folder, cfg.resume, records=() if launched else rundir.RECORDS)
+        rundir.check_new_run(
+            folder, cfg.resume, () if launched else rundir.RECORDS, searchpath.chosen_here(folder)
+        )
     if mode == "multirun":
         subdir = str(cfg.hydra.sweep._get_node("subdir")._value())  # as written: ${hydra.job.num} is fine
         if "${" not in subdir and (

@@ -51,27 +51,13 @@ def set_aside(folder: Path) -> Path:
 RECORDS = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")  # what a run records
 
 
-def chosen_here(folder: Path) -> list[str]:
-    """A run's saved choices of a config in ./configs (`experiment=mine`): a resume reads
-    ./configs only where the user's own words choose a config there (compose.check_found_here),
-    so the command printed to continue the run gives them."""
-    from dlbench import files
-    from dlbench.errors import DlbenchError
-    from dlbench.searchpath import choice_path, found_here
-
-    try:
-        saved = files.read_yaml(folder / ".hydra" / "overrides.yaml")
-    except DlbenchError:
-        return []
-    if not isinstance(saved, list):
-        return []
-    return [o for o in saved if isinstance(o, str) and (path := choice_path(o)) and found_here(path)]
-
-
-def check_new_run(folder: Path, resume: str | None, records: tuple[str, ...] = RECORDS) -> None:
+def check_new_run(
+    folder: Path, resume: str | None, records: tuple[str, ...] = RECORDS, again: tuple[str, ...] = ()
+) -> None:
     """Refuse to start in a folder that holds another run, or files named as those a run
     records (`records`) that dlbench did not write there; resuming that same run is fine. (A
-    sweep's job folder is Hydra's, checked with its sweep: there only results count.)"""
+    sweep's job folder is Hydra's, checked with its sweep: there only results count.) `again`:
+    the words the command printed to continue the run gives (searchpath.chosen_here)."""
     if resume is not None:
         resumed = Path(resume).expanduser().resolve()  # a run folder, or a checkpoint in one
         in_run = resumed.parent.parent if resumed.parent.name == "checkpoints" else resumed
@@ -80,7 +66,7 @@ def check_new_run(folder: Path, resume: str | None, records: tuple[str, ...] = R
     if holds_run(folder):
         elsewhere = "start a new run elsewhere: leave out hydra.run.dir, or give it a new folder"
         if (folder / "checkpoints" / "last.pt").is_file():  # (what resume=FOLDER reads)
-            resume = terminal.command(terminal.override("resume", folder), *chosen_here(folder))
+            resume = terminal.command(terminal.override("resume", folder), *again)
             then = f"Continue it with: {resume}  (or {elsewhere})"
         else:  # (trainer.checkpoint=false, or stopped before its first checkpoint)
             then = f"It holds no checkpoint to continue from: {elsewhere}"

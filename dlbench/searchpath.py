@@ -77,6 +77,22 @@ def choice_path(override: str) -> str | None:
     return f"{group}/{value}"
 
 
+def chosen_here(folder: Path) -> tuple[str, ...]:
+    """A run folder's saved choices of a config in ./configs (`experiment=mine`): a resume reads
+    ./configs only where the user's own words choose a config there (compose.check_found_here),
+    so the command printed to continue the run gives them (rundir.check_new_run)."""
+    from dlbench import files
+    from dlbench.errors import DlbenchError
+
+    try:
+        saved = files.read_yaml(folder / ".hydra" / "overrides.yaml")
+    except DlbenchError:  # (none, or not readable: the resume says what is wrong)
+        return ()
+    if not isinstance(saved, list):
+        return ()
+    return tuple(o for o in saved if isinstance(o, str) and (path := choice_path(o)) and found_here(path))
+
+
 def config_dirs() -> list[Path]:
     """Every config folder, in the order a config name is looked up."""
     return [*user_config_dirs(), SHIPPED]

@@ -23,7 +23,7 @@ import yaml
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlbench import files, resume, rundir
+from dlbench import files, resume, rundir, searchpath
 from dlbench.announce import describe_run, print_results, run_info
 from dlbench.build import build_data, build_task
 from dlbench.engine import checkpoint, cluster, distributed
@@ -58,7 +58,9 @@ def train(
                 # a sweep's job folder, or a torchrun process's, was checked by the command that made
                 # it (its sweep; the launching process): there the job's own records may be
                 checked = distributed.world_size() > 1 or sweep_job(hydra_cfg)
-                rundir.check_new_run(run_dir, cfg.resume, records=() if checked else rundir.RECORDS)
+                rundir.check_new_run(
+                    run_dir, cfg.resume, () if checked else rundir.RECORDS, searchpath.chosen_here(run_dir)
+                )
             with held_file_logs(run_dir, keep_on_failure=not cfg.resume) as release:
 
                 def commit() -> None:  # every part is built: the run writes in its folder from now
