@@ -163,10 +163,14 @@ def test_a_users_project_trains_sweeps_resumes_evaluates_predicts_and_exports(pr
     assert "Sweep summary (2 jobs)" in ok(sweep)
 
     # a run's plugins are named again by the user's own words: its saved experiment= is not theirs
-    refused = dlbench(project, "eval", str(run), "plugins=[my_models,my_data]")  # (the first hint's)
+    refused = dlbench(project, "eval", str(run), "plugins=[my_models,my_data]")
     assert refused.returncode == 2 and f"{run}: this command would read" in refused.stderr
     hint = refused.stderr.split("choose it yourself: ")[1].split()
     assert hint == ["dlbench", "eval", str(run), "'plugins=[my_models,my_data]'", "experiment=flowers"]
+    refused = dlbench(project, "eval", str(run))  # (both words at once: its preset, its plugins)
+    hint = refused.stderr.split("name them yourself: ")[1].split()
+    assert hint == ["dlbench", "eval", str(run), "experiment=flowers", "'plugins=[my_models,my_data]'"]
+    assert "test/acc" in ok(shell(" ".join(hint), project))  # pasted, it runs
     named = "plugins=[my_models,my_data]"
     ok(dlbench(project, f"resume={run}", "experiment=flowers", "trainer.epochs=3", *QUIET))  # (its preset)
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["trainer"]["epoch"] == 3

@@ -149,19 +149,29 @@ def saved_plugins(ckpt: Path, run_dir: Path | None) -> list[str]:
     return [p for p in found if isinstance(p, str)] if isinstance(found, list) else []
 
 
-def require_plugins(target: str, words: list[str], command: list[str] | plugins.Call) -> None:
+def require_plugins(
+    target: str, words: list[str], command: list[str] | plugins.Call, composes: bool = False
+) -> None:
     """Import the plugins the user's own words name (`words`: their overrides: plugins=[...],
     an experiment= preset of theirs), check they are all the saved run needs, and import no
     other until the command ends: the run's saved settings choose configs too, and what those
     name is not the user's (`command`: the words the user gave after `dlbench`, for the one to
-    give instead)."""
+    give instead; `composes`: the command composes the run's config again, eval and resume)."""
     from dlbench.engine import checkpoint
-    from dlbench.searchpath import choice_path, found_here
+    from dlbench.searchpath import choice_path, chosen_here, found_here
 
     ckpt = checkpoint.find(target)
     plugins.load_entry_points()
     plugins.load(plugins.named_in(words), "the command line")
-    plugins.check_saved(saved_plugins(ckpt, run_folder_of(ckpt)), target, command)
+    # (the command to give instead also chooses again the run's configs of ./configs, which a
+    # command that composes its config needs: one paste, not two)
+    again = [o for o in chosen_here(run_folder_of(ckpt) or ckpt.parent) if o not in words] if composes else []
+    instead = (
+        plugins.Call(command.function, [*command.words, *again])
+        if isinstance(command, plugins.Call)
+        else [*command, *again]
+    )
+    plugins.check_saved(saved_plugins(ckpt, run_folder_of(ckpt)), target, instead)
     chose_here = any((path := choice_path(o)) and found_here(path) for o in words)  # (configs/model/x.yaml)
     plugins.only_named(target, command, chose_here)
 
@@ -274,7 +284,7 @@ def resume_overrides(overrides: list[str], said: list[str] | plugins.Call | None
     ckpt, run_dir, saved = saved_overrides(target)
     new = [o for o in overrides if not o.startswith("resume=")]
     out = merge_overrides(saved, new) + [terminal.override("resume", ckpt)]
-    require_plugins(target, new, overrides if said is None else said)
+    require_plugins(target, new, overrides if said is None else said, composes=True)
     if run_dir is not None and not any(o.startswith("hydra.run.dir=") for o in overrides):
         out.append(terminal.override("hydra.run.dir", run_dir))
     return out
