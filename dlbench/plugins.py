@@ -111,7 +111,8 @@ def saved_run() -> tuple[str, list[str] | str | Call | None, bool] | None:
 
 
 def with_word(command: list[str] | str | Call | None, word: str) -> str:
-    """The user's command (or Python call) with `word` added last."""
+    """The user's command (or Python call) with `word` added last (every command takes words
+    after its options); None: a run named inside a config, the word alone."""
     if isinstance(command, Call):
         return f"{command.function}({', '.join(map(repr, [*command.words, word]))})"
     if isinstance(command, list):
@@ -259,8 +260,6 @@ def _name_them(missing: list[str], command: list[str] | str | Call | None) -> st
     words = [w for w in given if not w.lstrip("+").startswith("plugins=")]
     named = named_in([w for w in given if w not in words])
     word = _plugins_word(list(dict.fromkeys([*named, *missing])))
-    if isinstance(command, Call):
-        return f"{command.function}({', '.join(map(repr, [*words, word]))})"
     if command is None:  # (a run named inside a config: the word alone)
-        return f"add {terminal.shell_word(word)}"
-    return terminal.command(*words, word)  # (last: every command takes words after its options)
+        return with_word(None, word)
+    return with_word(Call(command.function, words) if isinstance(command, Call) else words, word)

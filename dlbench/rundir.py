@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from dlbench import terminal
@@ -52,12 +53,16 @@ RECORDS = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")  
 
 
 def check_new_run(
-    folder: Path, resume: str | None, records: tuple[str, ...] = RECORDS, again: tuple[str, ...] = ()
+    folder: Path,
+    resume: str | None,
+    records: tuple[str, ...] = RECORDS,
+    again: Callable[[Path], tuple[str, ...]] = lambda folder: (),
 ) -> None:
     """Refuse to start in a folder that holds another run, or files named as those a run
     records (`records`) that dlbench did not write there; resuming that same run is fine. (A
     sweep's job folder is Hydra's, checked with its sweep: there only results count.) `again`:
-    the words the command printed to continue the run gives (searchpath.chosen_here)."""
+    the words the command printed to continue the run gives, read from the folder only when
+    it holds a run (searchpath.chosen_here)."""
     if resume is not None:
         resumed = Path(resume).expanduser().resolve()  # a run folder, or a checkpoint in one
         in_run = resumed.parent.parent if resumed.parent.name == "checkpoints" else resumed
@@ -66,7 +71,7 @@ def check_new_run(
     if holds_run(folder):
         elsewhere = "start a new run elsewhere: leave out hydra.run.dir, or give it a new folder"
         if (folder / "checkpoints" / "last.pt").is_file():  # (what resume=FOLDER reads)
-            resume = terminal.command(terminal.override("resume", folder), *again)
+            resume = terminal.command(terminal.override("resume", folder), *again(folder))
             then = f"Continue it with: {resume}  (or {elsewhere})"
         else:  # (trainer.checkpoint=false, or stopped before its first checkpoint)
             then = f"It holds no checkpoint to continue from: {elsewhere}"

@@ -88,9 +88,12 @@ def chosen_here(folder: Path) -> tuple[str, ...]:
         saved = files.read_yaml(folder / ".hydra" / "overrides.yaml")
     except DlbenchError:  # (none, or not readable: the resume says what is wrong)
         return ()
-    if not isinstance(saved, list):
-        return ()
-    return tuple(o for o in saved if isinstance(o, str) and (path := choice_path(o)) and found_here(path))
+    return tuple(choices_here(saved)) if isinstance(saved, list) else ()
+
+
+def choices_here(overrides: list) -> list[str]:
+    """The overrides that choose a config of ./configs (`model=mine`: configs/model/mine.yaml)."""
+    return [o for o in overrides if isinstance(o, str) and (path := choice_path(o)) and found_here(path)]
 
 
 def config_dirs() -> list[Path]:

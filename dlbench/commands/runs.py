@@ -158,7 +158,7 @@ def require_plugins(
     name is not the user's (`command`: the words the user gave after `dlbench`, for the one to
     give instead; `composes`: the command composes the run's config again, eval and resume)."""
     from dlbench.engine import checkpoint
-    from dlbench.searchpath import choice_path, chosen_here, found_here
+    from dlbench.searchpath import choices_here, chosen_here
 
     ckpt = checkpoint.find(target)
     plugins.load_entry_points()
@@ -172,8 +172,7 @@ def require_plugins(
         else [*command, *again]
     )
     plugins.check_saved(saved_plugins(ckpt, run_folder_of(ckpt)), target, instead)
-    chose_here = any((path := choice_path(o)) and found_here(path) for o in words)  # (configs/model/x.yaml)
-    plugins.only_named(target, command, chose_here)
+    plugins.only_named(target, command, chose_here=bool(choices_here(words)))
 
 
 def key_of(override: str) -> str:
