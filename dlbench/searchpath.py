@@ -38,7 +38,7 @@ def user_config_dirs() -> list[Path]:
     goes too), then ./configs, unless the current folder is a run's or a sweep's."""
     from dlbench.rundir import holds_run
 
-    dirs = [Path(p).expanduser() for p in os.environ.get(ENV, "").split(os.pathsep) if p]
+    dirs = named_dirs()
     here = Path(".")
     results = (here / ".hydra").is_dir() or (here / "multirun.yaml").is_file() or holds_run(here)
     if Path("configs").is_dir() and not results:
@@ -51,12 +51,19 @@ def user_config_dirs() -> list[Path]:
     return out
 
 
+def named_dirs() -> list[Path]:
+    """The config folders the user names: DLBENCH_CONFIG_PATH, where --config-dir goes too."""
+    return [Path(p).expanduser() for p in os.environ.get(ENV, "").split(os.pathsep) if p]
+
+
 def found_here(path: str) -> Path | None:
     """The file of config `path` ("experiment/flowers", "config") that Hydra reads from
     ./configs, the folder found without the user naming it (DLBENCH_CONFIG_PATH and
-    --config-dir are named), if it is there, no folder searched before it holds one, and it is
-    not a copy of dlbench's own file of that name."""
+    --config-dir are named, ./configs too when they name it), if it is there, no folder
+    searched before it holds one, and it is not a copy of dlbench's own file of that name."""
     here = Path("configs").resolve()
+    if here in (folder.resolve() for folder in named_dirs()):  # (`--config-dir configs`: named)
+        return None
     for folder in user_config_dirs():
         if (file := folder / f"{path}.yaml").is_file():
             shipped = SHIPPED / f"{path}.yaml"  # (a copy of dlbench's own: a source checkout's configs/)

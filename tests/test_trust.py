@@ -132,7 +132,9 @@ def test_a_saved_run_cannot_make_dlbench_import_code(capsys, run, planted, tmp_p
         assert not planted.exists() and not (tmp_path / "outputs").exists()
 
 
-def test_a_saved_experiment_is_one_of_the_users_presets_never_a_path(capsys, run, planted, tmp_path):
+def test_a_saved_experiment_is_one_of_the_users_presets_never_a_path(
+    capsys, run, planted, tmp_path, monkeypatch
+):
     code, out, err = dlbench(capsys, "new", "experiment", "mine")  # ./configs exists now
     assert code == 0, err
     (run / ".hydra" / "x.yaml").write_text("# @package _global_\nplugins: [planted]\n")
@@ -147,6 +149,11 @@ def test_a_saved_experiment_is_one_of_the_users_presets_never_a_path(capsys, run
     assert code == 2 and f"choose it yourself: dlbench --cfg job resume={run} experiment=mine" in err, err
     code, out, err = dlbench(capsys, "--cfg", "job", f"resume={run}", "experiment=mine")
     assert code == 0 and "name: mine" in out, err
+    code, out, err = dlbench(capsys, "--cfg", "job", "--config-dir", "configs", f"resume={run}")
+    assert code == 0 and "name: mine" in out, err  # (naming the folder makes its configs the user's)
+    monkeypatch.setenv("DLBENCH_CONFIG_PATH", "configs")
+    code, out, err = dlbench(capsys, "eval", str(run))
+    assert code == 0 and "test/acc" in out, err
 
 
 def test_a_sweep_folders_configs_are_not_read_as_the_users(capsys, run, planted, tmp_path, monkeypatch):
