@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from rich.table import Table
 from rich.text import Text
 
-from dlbench import files
+from dlbench import files, terminal
 from dlbench.engine.logging import console, new_table, print_error
 from dlbench.errors import DlbenchError, did_you_mean
 
@@ -183,5 +183,13 @@ class SweepSummary(Callback):
         except DlbenchError:
             result = None
         if isinstance(result, dict) and isinstance(result.get("best_params") or {}, dict):
-            params = " ".join(f"{k}={v}" for k, v in (result.get("best_params") or {}).items())
-            console.print(Text.assemble(("Best trial", "bold"), f": {result.get('best_value')}  {params}"))
+            console.print(Text.assemble(("Best trial", "bold"), f": {result.get('best_value')}"))
+            console.print(f"Train it with: {best_trial_command(config, result.get('best_params') or {})}")
+
+
+def best_trial_command(config: DictConfig, params: dict[str, Any]) -> str:
+    """The command that trains an Optuna search's best trial alone: the sweep's own words (less
+    the keys searched) with the best values (as the sweeper wrote them: Hydra's override text)."""
+    searched = {str(key) for key in params}
+    words = [w for w in config.hydra.overrides.task if w.split("=", 1)[0].lstrip("+~") not in searched]
+    return terminal.command(*words, *(f"{key}={value}" for key, value in params.items()))

@@ -1,6 +1,7 @@
 """Sweeps: the lesson presets, compare, fail-fast and resumed sweeps, joblib and Optuna."""
 
 import csv
+import subprocess
 
 import pytest
 from formats import write_mnist
@@ -215,6 +216,10 @@ def test_optuna_search_of_three_trials(cli, tmp_path):
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1", "2"]
     assert "Best trial" in result.stdout
     assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
+    pasted = result.stdout.split("Train it with: ", 1)[1].splitlines()[0]  # the best trial alone
+    assert pasted.startswith("dlbench experiment=mlp_mnist hparams_search=mlp_mnist"), pasted
+    done = subprocess.run(["bash", "-c", pasted], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and "test/acc" in done.stdout, done.stderr[-2000:]
 
 
 def test_a_sweep_preset_without_dash_m_says_so(cli):
