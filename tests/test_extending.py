@@ -178,7 +178,8 @@ def test_a_users_project_trains_sweeps_resumes_evaluates_predicts_and_exports(pr
     predicted = ok(dlbench(project, "predict", str(run), "bright.png", named, "--top-k", "1"))
     assert "bright" in predicted.split("bright.png", 1)[1]
 
-    ok(dlbench(project, "export", str(run), named, "--out", "model.pt"))
+    exported = ok(dlbench(project, "export", str(run), named, "--out", "model.pt"))
+    assert "load with dlbench.load_model('model.pt', plugins=['my_models'])" in exported
     assert set(torch.load(project / "model.pt", weights_only=True)) == {
         "1.weight",
         "1.bias",
@@ -187,7 +188,7 @@ def test_a_users_project_trains_sweeps_resumes_evaluates_predicts_and_exports(pr
     }
     check = textwrap.dedent(f"""
         import dlbench, torch
-        a = dlbench.load_model("model.pt", plugins=["my_models"])
+        a = {exported.split("load with ", 1)[1].strip()}  # (as export prints it)
         b = dlbench.load_model("{run}", plugins=["my_models", "my_data"])
         x = torch.rand(2, 3, 12, 12)
         assert not a.training and torch.equal(a(x), b(x)), "the exported model is the run's best"

@@ -87,21 +87,20 @@ def export_command(args: list[str]) -> int:
         "format": kind,
     }
     note = WRITERS[kind](model, info, out, parsed.opset)
-    header = f"# dlbench export ({kind}): {LOADERS[kind].format(out=str(out))}\n"
-    files.write_text(spec_file, header + yaml.safe_dump(spec))
-    console.print(
-        f"wrote {out} ({kind}{note}) and {spec_file}; load with {LOADERS[kind].format(out=str(out))}",
-        soft_wrap=True,
-    )
+    load = loader(kind, out, spec["plugins"])
+    files.write_text(spec_file, f"# dlbench export ({kind}): {load}\n" + yaml.safe_dump(spec))
+    console.print(f"wrote {out} ({kind}{note}) and {spec_file}; load with {load}", soft_wrap=True)
     return 0
 
 
-LOADERS = {
-    "state_dict": "dlbench.load_model({out!r})",
-    "safetensors": "dlbench.load_model({out!r})",
-    "onnx": "onnxruntime.InferenceSession({out!r})",
-    "pt2": "torch.export.load({out!r}).module()",
-}
+def loader(kind: str, out: Path, plugins: list[str]) -> str:
+    """The Python line that loads an export (with the plugins its model needs named: a model
+    file imports none by itself)."""
+    if kind == "onnx":
+        return f"onnxruntime.InferenceSession({str(out)!r})"
+    if kind == "pt2":
+        return f"torch.export.load({str(out)!r}).module()"
+    return f"dlbench.load_model({str(out)!r}{f', plugins={plugins!r}' if plugins else ''})"
 
 
 def write_state_dict(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:
