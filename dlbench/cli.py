@@ -140,6 +140,19 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if argv and argv[0] in COMMANDS:
             return command(argv[0])(argv[1:])
+        if argv[:1] == ["help"]:
+            print_help()
+            return 0
+        if argv and argv[0].isidentifier():  # a word that is neither a command nor KEY=VALUE
+            from dlbench.compose import groups
+
+            if (options := groups().get(argv[0])) is not None:
+                raise DlbenchError(f"'{argv[0]}' is a config group: choose an option, {argv[0]}=OPTION\n"
+                                   f"Its options: {', '.join(options)}")  # fmt: skip
+            raise DlbenchError(
+                f"'{argv[0]}' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION)."
+                f"{errors.did_you_mean(argv[0], COMMANDS)}\nCommands: {', '.join(COMMANDS)} (dlbench --help)"
+            )
         return command("train")(argv)
     except KeyboardInterrupt:
         print_error("interrupted")

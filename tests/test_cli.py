@@ -107,6 +107,7 @@ def test_help_lists_groups_subcommands_and_examples(cli):
     for word in ("model", "dataset", "optimizer", "scheduler", "loss", "device", "trainer", "logger"):
         assert word in out
     assert "dlbench list" in out and "dlbench -m" in out and "resume=" in out
+    assert cli("help").stdout == out
 
 
 def test_every_help_flag_and_each_subcommands_help_answers(cli):
@@ -151,6 +152,10 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
             "task.tta=flip",
         ): "with task=auto (task classification, chosen by the data). Name it to set its keys: "
         "task=classification task.tta=",
+        # (a word alone was Hydra's "missing EQUAL at '<EOF>'")
+        ("lsit",): "'lsit' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION). Did you mean: list?",
+        ("device", "trainer.epochs=1"): "'device' is a config group: choose an option, device=OPTION\n"
+        "Its options: auto, cpu, cuda, mps",
     }
     for args, message in cases.items():
         result = cli(*args)
