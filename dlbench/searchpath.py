@@ -36,19 +36,24 @@ SHIPPED = shipped_tree()
 def user_config_dirs() -> list[Path]:
     """The user's config folders, first found first: DLBENCH_CONFIG_PATH (where --config-dir
     goes too), then ./configs, unless the current folder is a run's or a sweep's."""
-    from dlbench.rundir import holds_run
-
     dirs = named_dirs()
-    here = Path(".")
-    results = (here / ".hydra").is_dir() or (here / "multirun.yaml").is_file() or holds_run(here)
-    if Path("configs").is_dir() and not results:
-        dirs.append(Path("configs"))  # (a run's or a sweep's folder is someone's results, not your project)
+    if Path("configs").is_dir() and not results_here():
+        dirs.append(Path("configs"))
     out: list[Path] = []
     for folder in dirs:
         folder = folder.resolve()
         if folder not in out and folder != SHIPPED.resolve():
             out.append(folder)
     return out
+
+
+def results_here() -> bool:
+    """Whether the current folder is a run's or a sweep's: someone's results, not a project, so
+    its ./configs is not read."""
+    from dlbench.rundir import holds_run
+
+    here = Path(".")
+    return (here / ".hydra").is_dir() or (here / "multirun.yaml").is_file() or holds_run(here)
 
 
 def named_dirs() -> list[Path]:

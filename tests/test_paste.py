@@ -210,6 +210,10 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
     resumed = shell(f"{hint} trainer.epochs=2", tmp_path, program="zsh")  # (it was Hydra's sweep error)
     assert resumed.returncode == 0, (hint, resumed.stderr[-2000:])
     assert "resumed at epoch 1" in (tmp_path / "run,1" / "train.log").read_text()
+    # in a run's folder, whose configs/ dlbench does not read, its hint would fail: refused
+    inside = shell("dlbench new experiment other", tmp_path / "run 0")
+    assert inside.returncode == 2 and "make your preset in your project's folder" in inside.stderr
+    assert not (tmp_path / "run 0" / "configs").exists()
 
 
 def test_board_names_a_run_by_its_filled_name_and_overrides_and_says_what_it_skips(tmp_path):

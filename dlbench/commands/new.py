@@ -14,6 +14,7 @@ from pathlib import Path
 from dlbench import files
 from dlbench.engine.logging import console
 from dlbench.errors import DlbenchError, unknown_name
+from dlbench.searchpath import results_here
 from dlbench.terminal import command
 
 USAGE = "usage: dlbench new experiment NAME [--from PRESET] | dlbench new model NAME"
@@ -85,6 +86,11 @@ def new_command(args: list[str]) -> int:
     elif rest:
         raise DlbenchError(USAGE)
     target = Path("configs") / "experiment" / f"{name}.yaml"
+    if results_here():  # (dlbench would not read it there)
+        raise DlbenchError(
+            "This folder holds a run's or a sweep's results, whose configs/ dlbench does not read as "
+            "yours: make your preset in your project's folder (where you run dlbench)"
+        )
     refuse_existing(target)
     files.write_text(target, experiment_text(name, source))
     console.print(f"wrote {target}: run it with  {command(f'experiment={name}')}", soft_wrap=True)
