@@ -183,7 +183,9 @@ class SweepSummary(Callback):
         except DlbenchError:
             result = None
         if isinstance(result, dict) and isinstance(result.get("best_params") or {}, dict):
-            console.print(Text.assemble(("Best trial", "bold"), f": {result.get('best_value')}"))
+            console.print(
+                Text.assemble(("Best trial", "bold"), terminal.inert(f": {result.get('best_value')}"))
+            )
             console.print(f"Train it with: {best_trial_command(config, result.get('best_params') or {})}")
 
 

@@ -10,8 +10,9 @@ string where it is printed (and missing the next one), the rule is kept in two p
   overrides) as a visible escape such as `\\x1b`, whatever renderable carries it (a string, a
   Text, a table cell, a log record). dlbench's own styles are given as styles
   (`Text.assemble(("error:", "bold red"), ...)`, `style=`), never as markup in a string.
-- `SafeLogRecords`: a filter on dlbench's logger that makes each log line inert the same way,
-  for the plain console lines and `train.log`.
+- `protect_logs`: every log record the process makes, from any logger (dlbench's, Hydra's,
+  Optuna's), is made inert the same way (logging's record factory), for the console lines,
+  `train.log` and Hydra's own lines.
 
 `write(text)` prints text that is not a rich renderable (YAML, a shell script) the same way.
 
@@ -183,17 +184,32 @@ def write(text: str, stderr: bool = False) -> None:
     stream.flush()
 
 
-class SafeLogRecords(logging.Filter):
-    """Makes each record's message inert before any handler writes it (line breaks and tabs
-    kept: a traceback stays readable)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
+def inert_record(record: logging.LogRecord) -> logging.LogRecord:
+    """A log record whose message, traceback and stack are inert (line breaks and tabs kept: a
+    traceback stays readable)."""
+    try:
         message = record.getMessage()
-        if not message.isprintable():
-            record.msg, record.args = inert(message, keep="\n\t"), None
-        return True
+    except Exception:  # (arguments that do not fit the message: logging reports it as it writes)
+        return record
+    if not message.isprintable():
+        record.msg, record.args = inert(message, keep="\n\t"), None
+    if record.exc_info and not record.exc_text:  # (the text a formatter would write, made once)
+        record.exc_text = inert(logging.Formatter().formatException(record.exc_info), keep="\n\t")
+    if record.stack_info:
+        record.stack_info = inert(record.stack_info, keep="\n\t")
+    return record
 
 
-def protect(logger: logging.Logger) -> None:
-    if not any(isinstance(f, SafeLogRecords) for f in logger.filters):
-        logger.addFilter(SafeLogRecords())
+def protect_logs() -> None:
+    """Every log record this process makes, whatever logger makes it (dlbench's, Hydra's
+    launchers, Optuna's, a plugin's), is inert from its making, before any handler (the
+    console, train.log, Hydra's own) writes it: logging's record factory."""
+    made = logging.getLogRecordFactory()
+    if getattr(made, "inert", False):
+        return
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        return inert_record(made(*args, **kwargs))
+
+    factory.inert = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

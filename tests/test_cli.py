@@ -199,6 +199,16 @@ def test_a_failing_sweep_job_is_recorded_and_the_sweep_goes_on(cli, tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_hydras_own_lines_show_a_value_as_text(cli, tmp_path):
+    """A review: Hydra's launcher printed `#0 : trainer.monitor='<ESC>]0;title<BEL>'` raw (the
+    inert filter sat on dlbench's logger alone): a terminal's title was set by a value."""
+    monitor = "trainer.monitor='\x1b]0;title\x07\x1b[31m'"
+    result = cli("-m", "trainer.max_steps=1", "logger=none", monitor, "hydra.sweep.dir=sweep")
+    shown = result.stdout + result.stderr
+    assert result.returncode == 1 and "#0 : trainer.max_steps=1 logger=none" in shown, shown
+    assert "\x1b" not in shown and "\\x1b]0;title\\x07" in shown
+
+
 def test_bash_completion_completes_commands_groups_options_and_keys(tmp_path):
     import os
     import subprocess
@@ -212,6 +222,9 @@ def test_bash_completion_completes_commands_groups_options_and_keys(tmp_path):
     (tmp_path / "completion.bash").write_text(script.stdout)
     (tmp_path / "dlbench").write_text(f'#!/bin/sh\nexec {sys.executable} -m dlbench "$@"\n')
     (tmp_path / "dlbench").chmod(0o755)
+    (tmp_path / "configs" / "model").mkdir(parents=True)  # a cloned course's configs/: outside data
+    for name in ("res_mine", "res\x1b]0;title\x07x"):  # (the second was printed, ESC and all)
+        (tmp_path / "configs" / "model" / f"{name}.yaml").write_text("name: mlp\n")
     probe = """
 source completion.bash
 for line in "dlbench li" "dlbench list mo" "dlbench model=res" "dlbench model=resnet model.dep" \
@@ -226,10 +239,10 @@ done
     expected = {
         "dlbench li": "list",
         "dlbench list mo": "models",
-        "dlbench model=res": "model=resnet",
+        "dlbench model=res": "model=res_mine model=resnet",
         "dlbench model=resnet model.dep": "model.depth=",
         "dlbench trainer.epo": "trainer.epochs=",
     }
     for line, completion in expected.items():
-        assert f"{line} -> {completion}" in out, out
+        assert f"{line} -> {completion}\n" in out, out
     assert Path(tmp_path / "completion.bash").read_text().startswith("# dlbench's bash completion")

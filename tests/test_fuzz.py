@@ -829,3 +829,53 @@ def test_a_terminals_log_lines_print_any_message_as_text(request, text):
     visible = terminal.inert(text, keep="\n\t").rstrip()
     if "\t" not in visible:  # (rich shows a tab as spaces)
         assert shown.count(visible) >= 2 if visible else shown.count("\n") >= 2
+
+
+@settings(max_examples=30 * SCALE, **FUZZ)
+@given(text=hostile_text, name=st.sampled_from(["dlbench", "hydra.core", "optuna", "a_plugin", ""]))
+def test_any_loggers_lines_are_text_whoever_writes_them(request, text, name):
+    """A review: Hydra's launcher lines (`#0 : trainer.monitor=<ESC>...`, a sweep's folder name)
+    and Optuna's were printed raw; the filter sat on dlbench's logger alone. Every record the
+    process makes is inert from its making (terminal.protect_logs): its message, its arguments,
+    its traceback, written by any handler."""
+    import io
+    import logging
+
+    import dlbench.engine.logging  # noqa: F401  (what installs it, as every command imports it)
+
+    count(request, "any logger's lines (Hydra's, Optuna's, a plugin's)")
+    screen = io.StringIO()
+    handler = logging.StreamHandler(screen)
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        logger.warning(text)
+        logger.warning("%s : %s", text, [text])
+        try:
+            raise ValueError(text)
+        except ValueError:
+            logger.exception("failed: %s", text)
+    finally:
+        logger.removeHandler(handler)
+    shown = screen.getvalue()
+    assert not controls(shown.replace("\n", "").replace("\t", "")), repr(shown)
+    assert "ValueError" in shown and "Traceback" in shown  # (the traceback is kept, as text)
+
+
+@settings(max_examples=30 * SCALE, **FUZZ)
+@given(text=hostile_text)
+def test_a_tables_title_shows_every_character_of_a_name(request, text):
+    """A review: a table's title (eval's `Test metrics of <run>`) lost the BEL, BS and CR of a
+    folder's name (rich's Text drops them): shown, like every other control, as an escape."""
+    import io
+
+    from dlbench import terminal
+    from dlbench.engine.logging import new_table
+
+    count(request, "a table's title")
+    screen = io.StringIO()
+    table = new_table(f"Test metrics of {text}", "metric", "value")
+    table.add_row("test/acc", "0.5")
+    terminal.InertConsole(file=screen, width=100_000, color_system=None).print(table)
+    shown = screen.getvalue()
+    assert not controls(shown) and terminal.inert(f"Test metrics of {text}").split("\n")[0] in shown

@@ -150,7 +150,15 @@ def run_checked(
     if args.hydra_help:  # Hydra's own help, which no config changes (with overrides, Hydra failed)
         sys.argv = ["dlbench", "--hydra-help"]
     try:
-        if args.help or args.hydra_help or args.info:  # Hydra prints these itself: as text, here too
+        if args.shell_completion and "query" in {o.split("=", 1)[0] for o in args.overrides}:
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                hydra_entry()
+            # a candidate is a name from the config folders (a file's): one with a control in it
+            # is left out, not sent to the terminal nor typed into the command line
+            candidates = printed.getvalue().rstrip("\n").split(" ")
+            print(" ".join(c for c in candidates if terminal.inert(c) == c))
+        elif args.help or args.hydra_help or args.info:  # Hydra prints these itself: as text, here too
             printed = io.StringIO()
             try:
                 with contextlib.redirect_stdout(printed):

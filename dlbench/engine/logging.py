@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # (a type only: the backends are imported when a run opens th
     from dlbench.engine.loggers import RunInfo
 
 log = logging.getLogger("dlbench")
-terminal.protect(log)  # every log line inert: no control character from the data reaches a terminal
+terminal.protect_logs()  # every log line inert: no control character from the data reaches a terminal
 
 # dlbench's consoles: text is data, never markup (terminal.py)
 console = terminal.console()
@@ -41,7 +41,8 @@ def new_table(
     description) are shortened, with an ellipsis, to fit the terminal."""
 
     def whole(text: Any) -> Any:  # a title or caption never split over lines (terminal.fit)
-        return Text(text, no_wrap=True, overflow="ignore") if isinstance(text, str) else text
+        # (inert first: rich's Text drops BEL, BS, CR, VT, FF, so a name would be shown changed)
+        return Text(terminal.inert(text), no_wrap=True, overflow="ignore") if isinstance(text, str) else text
 
     table = Table(title=whole(title), caption=whole(options.pop("caption", None)), **options)
     for column in columns:
