@@ -60,14 +60,24 @@ def load(names: list[str], where: str) -> None:
                 ) from err
             raise DlbenchError(
                 f"plugin '{name}' ({where}) cannot be found: run dlbench from the folder that holds "
-                f"{name.replace('.', '/')}.py, or name the file by its path: "
-                f"{terminal.command(f'plugins=[path/to/{name}.py]')}"
+                f"{name.replace('.', '/')}.py, or name the file by its path in plugins=[...]"
+                + "".join(f"; this folder has {terminal.shell_word(found)}" for found in _files_named(name))
             ) from err
         except Exception as err:  # the user's module failed while it was imported
             raise DlbenchError(
                 f"plugin '{name}' ({where}) failed when imported: {type(err).__name__}: {err}"
             ) from err
         _imported[name] = where
+
+
+def _files_named(name: str) -> list[str]:
+    """The plugin word for each file a module name may mean under the current folder, two
+    folders deep at most (`plugins=[src/my_models.py]`), for a hint."""
+    stem = name.rsplit(".", 1)[-1]
+    found = sorted(
+        str(path) for pattern in (f"{stem}.py", f"*/{stem}.py", f"*/*/{stem}.py") for path in Path().glob(pattern)
+    )
+    return [f"plugins=[{path}]" for path in found[:3]]
 
 
 def _import(name: str) -> None:

@@ -261,6 +261,10 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
     missing = dlbench(project, "plugins=[my_modelz]", "trainer.epochs=1")
     assert missing.returncode == 2
     assert "plugin 'my_modelz' (the command line) cannot be found" in missing.stderr
+    above = dlbench(tmp_path, "plugins=[my_models]", "model=tiny_net", "--cfg", "job")  # (one folder up)
+    hint = above.stderr.split("this folder has ", 1)[1].split()[0]  # (a word, no placeholder)
+    assert above.returncode == 2 and hint == "'plugins=[elsewhere/my_models.py]'", above.stderr
+    assert "name: tiny_net" in ok(dlbench(tmp_path, "model=tiny_net", "--cfg", "job", eval(hint)))
 
 
 def test_the_csv_data_set_and_the_python_api(project, monkeypatch):
