@@ -1,6 +1,7 @@
 """Sequences: names (char-RNN), sentence pairs (seq2seq) and time series, on tiny real files."""
 
 import csv
+import shutil
 
 import pytest
 import torch
@@ -51,6 +52,15 @@ def test_names_download_from_a_local_server(tmp_path, http_server):
     cfg = compose("dataset=names", f"dataset.root={root}", f"dataset.url={url}/data.zip", "model=rnn")
     build_data(cfg)
     assert (root / "data" / "names" / "Korean.txt").is_file()
+    # offline: the message's advice, followed (the archive put in place was not unpacked)
+    offline, unreachable = tmp_path / "offline", "dataset.url=http://127.0.0.1:9/data.zip"
+    with pytest.raises(DlbenchError, match=f"put it in {offline} as data.zip") as refused:
+        build_data(compose("dataset=names", f"dataset.root={offline}", unreachable, "model=rnn"))
+    assert "run again with dataset.download=false" in str(refused.value)
+    offline.mkdir()
+    shutil.copy(served / "data.zip", offline / "data.zip")
+    cfg = compose("dataset=names", f"dataset.root={offline}", unreachable, "dataset.download=false", "model=rnn")
+    assert build_data(cfg).size("train") > 0 and (offline / "data" / "names" / "Korean.txt").is_file()
 
 
 def test_missing_names_folder_is_one_message(tmp_path):

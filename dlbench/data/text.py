@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from dlbench.data.base import DataSource
-from dlbench.data.download import fetch
+from dlbench.data.download import extract, fetch
 from dlbench.data.folders import check_distinct, describe
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
@@ -70,6 +70,10 @@ def find(root: str, name: str, download: bool, url: str, fits: Callable[[Path], 
         return None
 
     found = look()
+    archive = base / url.rstrip("/").rsplit("/", 1)[-1]  # (the file a download writes)
+    if found is None and not download and archive.is_file():  # the archive, kept offline
+        extract(archive, base)
+        found = look()
     if found is None and download:
         fetch(url, base)
         found = look()
