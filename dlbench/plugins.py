@@ -74,9 +74,8 @@ def _files_named(name: str) -> list[str]:
     """The plugin word for each file a module name may mean under the current folder, two
     folders deep at most (`plugins=[src/my_models.py]`), for a hint."""
     stem = name.rsplit(".", 1)[-1]
-    found = sorted(
-        str(path) for pattern in (f"{stem}.py", f"*/{stem}.py", f"*/*/{stem}.py") for path in Path().glob(pattern)
-    )
+    patterns = (f"{stem}.py", f"*/{stem}.py", f"*/*/{stem}.py")
+    found = sorted(str(path) for pattern in patterns for path in Path().glob(pattern))
     return [f"plugins=[{path}]" for path in found[:3]]
 
 

@@ -59,7 +59,8 @@ def test_names_download_from_a_local_server(tmp_path, http_server):
     assert "run again with dataset.download=false" in str(refused.value)
     offline.mkdir()
     shutil.copy(served / "data.zip", offline / "data.zip")
-    cfg = compose("dataset=names", f"dataset.root={offline}", unreachable, "dataset.download=false", "model=rnn")
+    offline_cfg = [f"dataset.root={offline}", unreachable, "dataset.download=false"]
+    cfg = compose("dataset=names", *offline_cfg, "model=rnn")
     assert build_data(cfg).size("train") > 0 and (offline / "data" / "names" / "Korean.txt").is_file()
 
 
