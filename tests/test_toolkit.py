@@ -314,11 +314,13 @@ def test_lr_find_suggests_an_lr_inside_the_known_good_range_and_its_command_trai
 
     # logistic regression on two iris classes, full batch, SGD: the notes train it at 0.1; a
     # rate of 0.01-1 converges in 100 epochs, 1e-4 barely moves and 10 overshoots
-    result = cli("lr-find", "experiment=logistic_regression_iris", "trainer.progress=none")
+    iris = ["experiment=logistic_regression_iris", "optimizer.lr=0.5"]  # (an lr given: replaced)
+    result = cli("lr-find", *iris, "trainer.progress=none")
     assert result.returncode == 0, result.stderr
     line = result.stdout.splitlines()[-1].strip()
     words = shlex.split(line)
     assert words[:2] == ["dlbench", "experiment=logistic_regression_iris"], line
+    assert [w for w in words if w.startswith("optimizer.lr=")] == [words[-1]]  # (the user's replaced)
     suggested = float(words[-1].removeprefix("optimizer.lr="))
     assert 0.01 <= suggested <= 1.0, suggested
     (folder,) = (tmp_path / "outputs" / "lr_find").iterdir()

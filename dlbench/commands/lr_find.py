@@ -87,7 +87,8 @@ def lr_find_command(args: list[str]) -> int:
         f"Suggested lr: {suggested:.3g} (where the smoothed loss falls fastest). Train with it:",
         soft_wrap=True,
     )
-    console.print("  " + command(*overrides, f"optimizer.lr={suggested:.3g}"), soft_wrap=True)
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "optimizer.lr"]  # (replaced)
+    console.print("  " + command(*kept, f"optimizer.lr={suggested:.3g}"), soft_wrap=True)
     return 0
 
 
