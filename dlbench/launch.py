@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dlbench import errors, files, plugins, rundir, summary, terminal
 from dlbench.engine import cluster
-from dlbench.engine.logging import console, print_error
+from dlbench.engine.logging import FILES_ONLY, console, print_error
 from dlbench.errors import DlbenchError, FolderInUse, Preempted, first_line
 
 
@@ -202,7 +202,7 @@ def failed(
         raise SystemExit(2) from None
     details = "" if known else "\n" + "".join(traceback.format_exception(err))
     if not known and record:  # (a run that failed to resume keeps its log as it was)
-        logging.getLogger("dlbench").error(f"unexpected error: {message}{details}")
+        logging.getLogger("dlbench").error(f"unexpected error: {message}{details}", extra=FILES_ONLY)
     if record and not isinstance(err, FolderInUse) and run_dir.is_dir():  # (another machine's rank: none)
         try:
             files.write_text(run_dir / "error.txt", message + "\n" + details)
@@ -210,7 +210,10 @@ def failed(
             pass  # the folder cannot be written (a full disk): the message below says why
     if raise_errors:
         raise err
-    print_error(message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {message}")
+    kept = f"; {run_dir / 'error.txt'} keeps it" if record and (run_dir / "error.txt").is_file() else ""
+    print_error(
+        message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback{kept}): {message}"
+    )
     if not multirun:
         raise SystemExit(2 if known else 1) from None
 

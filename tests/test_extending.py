@@ -298,6 +298,7 @@ def test_a_bug_in_a_constructor_is_a_bug_with_its_traceback_not_a_user_error(tmp
     result = dlbench(tmp_path, "plugins=[buggy]", "model=buggy", *QUIET, "hydra.run.dir=run")
     assert result.returncode == 1, result.stderr  # a bug, not the user's config
     assert "unexpected error" in result.stderr and "ValueError" in result.stderr
+    assert "run/error.txt keeps it" in result.stderr and "Traceback" not in result.stdout + result.stderr
     error = (tmp_path / "run" / "error.txt").read_text()
     assert "Traceback" in error and "buggy.py" in error and "int('not a number')" in error
     wrong = dlbench(tmp_path, "plugins=[buggy]", "model=buggy", "+model.depth=3", *QUIET)

@@ -321,3 +321,28 @@ def test_a_preset_cut_short_says_so_beside_its_figures(cli):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "note: iris_mlp trained 2 of its 10,000 epochs" in " ".join(result.stdout.split())
     assert "threads" not in result.stdout  # (how many CPU threads: a debug line, not the user's concern)
+
+
+def test_extendings_project_trains_and_its_run_commands_and_python_run_as_pasted(tmp_path):
+    """docs/extending.md's own files (my_models.py, my_data.py, the flowers preset) train; its
+    commands on a trained run and its Python block run with `<run>` filled in. (A review: its
+    my_data.py was a sketch, `...` bodies, that failed once trained; the Python block used
+    torch without importing it.)"""
+    from PIL import Image
+
+    write_extending_examples(tmp_path)
+    trained = shell("dlbench experiment=flowers trainer.progress=none", tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    (run,) = (tmp_path / "outputs" / "flowers").iterdir()
+    Image.new("RGB", (12, 12), (200, 200, 200)).save(tmp_path / "photo.png")
+    extending = [text for doc, text in blocks("bash") if doc == "extending.md"]
+    (on_run,) = [text for text in extending if "dlbench eval outputs/flowers/<run>" in text]
+    lines = [line.split("  #")[0] for line in on_run.splitlines()]
+    pasted = shell(" && ".join(lines).replace("<run>", run.name) + " && ls model.yaml", tmp_path)
+    assert pasted.returncode == 0 and "test/acc" in pasted.stdout, pasted.stderr[-2000:]
+    (python,) = [text for doc, text in blocks("python") if doc == "extending.md" and "dlbench.train(" in text]
+    done = subprocess.run(
+        [sys.executable, "-c", python.replace("<run>", run.name) + "\nprint('ran', sorted(state))"],
+        cwd=tmp_path, env=user_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0 and "ran ['1.bias', '1.weight'" in done.stdout, done.stderr[-2000:]

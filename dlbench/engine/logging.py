@@ -61,6 +61,13 @@ def print_error(message: str) -> None:
     )
 
 
+FILES_ONLY = {"files_only": True}  # a log record's `extra` that the console leaves out (a traceback)
+
+
+def not_files_only(record: logging.LogRecord) -> bool:
+    return not getattr(record, "files_only", False)
+
+
 def setup_console(mode: str = "auto") -> str:
     """Send dlbench's log lines to the console; returns the progress mode in effect.
 
@@ -78,6 +85,7 @@ def setup_console(mode: str = "auto") -> str:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
     handler._dlbench_console = True  # type: ignore[attr-defined]
+    handler.addFilter(not_files_only)  # (train.log keeps a bug's traceback; the error line says so)
     handler.setLevel(logging.WARNING if mode == "none" else logging.INFO)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
