@@ -163,7 +163,7 @@ def test_a_run_stopped_by_an_error_is_marked_failed_in_mlflow_and_its_resume_run
     import mlflow
     from test_reliability import poison
 
-    monkeypatch.chdir(tmp_path)  # (MLflow keeps a sqlite store's artifacts in ./mlruns)
+    monkeypatch.chdir(tmp_path)  # (the runs and their outputs/ in tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [*QUIET, "logger.backends=[mlflow]", f"logger.mlflow.tracking_uri={uri}"]
     with monkeypatch.context() as poisoned:
@@ -197,7 +197,7 @@ def test_a_resume_in_another_store_lets_mlflow_go_and_one_refused_at_start_marks
 
     from dlbench.engine.loggers import WandB
 
-    monkeypatch.chdir(tmp_path)  # (MLflow keeps a sqlite store's artifacts in ./mlruns)
+    monkeypatch.chdir(tmp_path)  # (the runs and their outputs/ in tmp_path)
     first, other = (f"sqlite:///{tmp_path / name}" for name in ("a.db", "b.db"))
     run = [*QUIET, "trainer.epochs=1", "logger.backends=[mlflow]"]
     train(compose.compose_config([*run, f"logger.mlflow.tracking_uri={first}"]), tmp_path / "run")
@@ -285,6 +285,8 @@ def test_a_sweeps_jobs_share_an_experiment_and_its_resume_continues_their_runs(c
     (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
     runs = client.search_runs([experiment.experiment_id])
     assert experiment.name == "digits_mlp" and len(runs) == 2  # one per job, none duplicated
+    # the artifacts beside the store, not in ./mlruns of the folder the sweep was started in
+    assert not (tmp_path / "mlruns").exists() and list((tmp_path / "mlartifacts").rglob("config.yaml"))
     assert {r.data.tags["dlbench.run_dir"] for r in runs} == set(map(str, jobs))
     assert {r.data.tags["dlbench.sweep"] for r in runs} == {"sweep"} and {r.info.status for r in runs} == {
         "FINISHED"

@@ -142,13 +142,18 @@ class MLflow:
             run.options["mlflow"].get("tracking_uri")
             or f"sqlite:///{(Path('outputs') / 'mlflow.db').absolute()}"
         )
+        artifacts = None  # (a server's own; MLflow puts a SQLite store's in ./mlruns, wherever you are)
         if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            store = Path(uri.removeprefix("sqlite:///"))
+            store.parent.mkdir(parents=True, exist_ok=True)
+            artifacts = (store.parent / "mlartifacts").absolute().as_uri()  # beside its database
         self.client = mlflow.MlflowClient(tracking_uri=uri)
         with tried_once():  # (a server that does not answer: one message now, not in four minutes)
             experiment = self.client.get_experiment_by_name(run.experiment)
         experiment_id = (
-            experiment.experiment_id if experiment else self.client.create_experiment(run.experiment)
+            experiment.experiment_id
+            if experiment
+            else self.client.create_experiment(run.experiment, artifact_location=artifacts)
         )
         id_file = run.folder / self.ID_FILE
         if run.resumed_step is not None and id_file.is_file():
