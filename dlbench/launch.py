@@ -190,7 +190,7 @@ def failed(
     2 (a user error) or 1 (a bug); with `raise_errors` the error is raised instead."""
     lost = None
     if "dlbench.engine.distributed" in sys.modules:  # a peer of a distributed run died: each survivor says it
-        lost = sys.modules["dlbench.engine.distributed"].lost_peer(err, timeout_s)
+        lost = sys.modules["dlbench.engine.distributed"].lost_peer(err, timeout_s, run_dir)
     err = errors.as_user_error(lost or err)
     known = isinstance(err, DlbenchError)
     if not known and os.environ.get("DLBENCH_DEBUG"):

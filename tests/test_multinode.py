@@ -135,6 +135,8 @@ def test_a_machine_lost_mid_run_ends_the_other_with_one_message(machines, tmp_pa
     assert nodes[0].returncode == 2, out[-3000:]
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "lost contact with the other processes of this run" in errors[0], out[-3000:]
+    (run,) = (p.parent for p in tmp_path.glob("outputs/*/*/train.log"))  # (named, to be pasted)
+    assert errors[0].endswith(f"continue with the same command and resume={run} on every machine"), errors
     # a killed process closes its connections (at once); a frozen one is waited for (the timeout)
     assert ("Timed out" in out) == (how == "frozen"), out[-3000:]
     assert "Traceback" not in out

@@ -19,10 +19,12 @@ import secrets
 import signal
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from dlbench import terminal
 from dlbench.errors import DlbenchError
 
 
@@ -65,7 +67,7 @@ def agree_run_id() -> str:
     return name[0]
 
 
-def lost_peer(err: Exception, timeout_s: float) -> DlbenchError | None:
+def lost_peer(err: Exception, timeout_s: float, run_dir: Path) -> DlbenchError | None:
     """A collective that failed because another process of the run died or stopped answering
     (a machine went down), as one message; None for any other error."""
     if world_size() == 1 or not isinstance(err, RuntimeError):  # torch's DistError is one too
@@ -77,7 +79,8 @@ def lost_peer(err: Exception, timeout_s: float) -> DlbenchError | None:
         f"lost contact with the other processes of this run (this is rank {rank()} of {world_size()}): "
         f"{text.split('. ')[0].strip()}. A process or machine stopped, or did not answer within "
         f"trainer.dist_timeout_s={timeout_s:g} s. checkpoints/last.pt holds the last checkpoint: continue "
-        "with the same command and resume=<run dir> on every machine"
+        f"with the same command and {terminal.shell_word(terminal.override('resume', run_dir))} on every "
+        "machine"
     )
 
 
