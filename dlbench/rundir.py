@@ -109,13 +109,21 @@ def check_writable(folder: Path, setting: str) -> None:
 
 def check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
     """A file a command is told to write (`--out report.html`): one of `suffixes`, in a folder
-    that exists (it is written over if it exists)."""
+    that exists (it is written over if it exists, unless the folder holds a run's or a sweep's
+    results: what they wrote there stays)."""
     if path.suffix not in suffixes:
         raise DlbenchError(
             f"{flag} {path}: name a {' or '.join(suffixes)} file (it is written over if it exists)"
         )
     if not path.parent.is_dir():
         raise DlbenchError(f"{path}: no such folder {path.parent} (make it first, or write elsewhere)")
+    folder = path.parent
+    results = holds_run(folder) or (folder / ".hydra").is_dir() or (folder / "multirun.yaml").is_file()
+    if results and os.path.lexists(path):  # (a run's metrics.csv, a sweep's summary.csv)
+        raise DlbenchError(
+            f"{flag} {path}: {folder} holds a run's or a sweep's results, and dlbench never writes over "
+            "a file there: name a new file"
+        )
 
 
 # What dlbench (and Hydra) write in a run's folder and in a sweep's, as files (False) or folders

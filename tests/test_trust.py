@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -268,6 +269,36 @@ def test_a_failed_resume_leaves_every_file_as_it_was(capsys, run):
     )  # it resumes
     assert code == 0, err
     assert checkpoint.load(run)["trainer"]["epoch"] == 2
+
+
+def test_a_resume_from_a_checkpoint_behind_last_pt_never_writes_over_the_run(capsys, run):
+    """A review: resume=RUN/checkpoints/best.pt (an earlier epoch) trained on in the run's own
+    folder and wrote its shorter run over last.pt and metrics.json."""
+    epoch_1 = (run / "checkpoints" / "last.pt").read_bytes()
+    code, out, err = dlbench(capsys, f"resume={run}", "trainer.epochs=2")
+    assert code == 0, err
+    (run / "checkpoints" / "best.pt").write_bytes(epoch_1)  # (as if epoch 1 had been the best)
+    before = digest(run)
+    best = run / "checkpoints" / "best.pt"
+    code, out, err = dlbench(capsys, f"resume={best}", "trainer.epochs=3")
+    said = " ".join(err.split())
+    assert code == 2 and "the run's checkpoints/last.pt is further on" in said, err
+    assert digest(run) == before
+    hint = said.rsplit("in a new folder: add ", 1)[1]  # the word that trains on from it elsewhere
+    code, out, err = dlbench(capsys, f"resume={best}", "trainer.epochs=3", *shlex.split(hint))
+    assert code == 0 and digest(run) == before, err
+    assert checkpoint.load(Path(f"{run}-from-best"))["trainer"]["epoch"] == 3
+
+
+def test_compare_never_writes_over_a_runs_own_file(capsys, run):
+    """A review: `compare RUN --csv RUN/metrics.csv` wrote its table over the run's own log
+    (logger=csv's step,metric,value rows)."""
+    (run / "metrics.csv").write_text("step,metric,value\n1,train/loss,0.5\n")
+    before = digest(run)
+    code, out, err = dlbench(capsys, "compare", str(run), "--csv", str(run / "metrics.csv"))
+    assert code == 2 and "never writes over a file there" in err and digest(run) == before, err
+    code, out, err = dlbench(capsys, "compare", str(run), "--csv", str(run / "table.csv"))
+    assert code == 0 and (run / "table.csv").is_file(), err  # (a new file there is fine)
 
 
 def test_a_resume_applies_the_optimizer_settings_it_is_given(capsys, run):

@@ -285,5 +285,23 @@ def resume_overrides(overrides: list[str], said: list[str] | plugins.Call | None
     out = merge_overrides(saved, new) + [terminal.override("resume", ckpt)]
     require_plugins(target, new, overrides if said is None else said, composes=True)
     if run_dir is not None and not any(o.startswith("hydra.run.dir=") for o in overrides):
+        check_not_behind(ckpt, run_dir)
         out.append(terminal.override("hydra.run.dir", run_dir))
     return out
+
+
+def check_not_behind(ckpt: Path, run_dir: Path) -> None:
+    """A resume in the run's own folder continues it from its last.pt; another of its
+    checkpoints (best.pt, step-N.pt) that is not the same is behind it, and training on from
+    it there would write over last.pt and metrics.json with a shorter run."""
+    import filecmp
+
+    last = run_dir / "checkpoints" / "last.pt"
+    if ckpt.name == "last.pt" or not last.is_file() or filecmp.cmp(ckpt, last, shallow=False):
+        return
+    elsewhere = terminal.shell_word(terminal.override("hydra.run.dir", f"{run_dir}-from-{ckpt.stem}"))
+    raise DlbenchError(
+        f"resume={ckpt}: the run's checkpoints/last.pt is further on, and a resume in the run's folder "
+        f"would write over it (and metrics.json) from an earlier point. Continue the run with "
+        f"resume={run_dir}, or train on from {ckpt.name} in a new folder: add {elsewhere}"
+    )
