@@ -102,6 +102,8 @@ def test_what_cannot_be_exported_is_refused_with_the_reason(cli, tmp_path, train
         ("s.pt2", [], "Export its weights with --format state_dict or safetensors"),
         ("s.onnx", ["--format", "pt2"], "--out s.onnx: name a .pt2 file"),
         ("s.bin", [], "--out s.bin: name a .pt or .pth or .safetensors or .onnx or .pt2 file"),
+        ("", [], "--out .: name a .pt or .pth"),  # (a folder, or no name: it was an unexpected error)
+        (".", [], "--out .: name a .pt or .pth"),
     ]:
         result = cli("export", str(run), "--out", out, *extra)
         assert result.returncode == 2 and message in result.stderr, (out, result.stderr)

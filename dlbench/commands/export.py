@@ -62,11 +62,12 @@ def export_command(args: list[str]) -> int:
     parsed = parser.parse_args(args)
     saved_overrides(parsed.run)  # (read as data, as every command that takes a run does)
     require_plugins(parsed.run, parsed.named, ["export", *args])
-    out, spec_file = parsed.out, parsed.out.with_suffix(".yaml")
+    out = parsed.out
     kind = parsed.format or SUFFIXES.get(out.suffix)
-    if kind is None or SUFFIXES.get(out.suffix) != kind:
+    if kind is None or SUFFIXES.get(out.suffix) != kind:  # (a folder, `.` or '', has no suffix)
         wanted = [s for s, k in SUFFIXES.items() if k == kind] if kind else list(SUFFIXES)
         raise DlbenchError(f"--out {out}: name a {' or '.join(wanted)} file (its .yaml is written beside it)")
+    spec_file = out.with_suffix(".yaml")
     for path in (out, spec_file):
         if os.path.lexists(path):  # (a link, even one to nothing, is not followed)
             raise DlbenchError(f"{path} exists; dlbench export never writes over a file")
