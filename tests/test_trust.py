@@ -301,6 +301,12 @@ def test_compare_never_writes_over_a_runs_own_file(capsys, run):
     assert code == 0 and (run / "table.csv").is_file(), err  # (a new file there is fine)
 
 
+def test_board_on_an_address_it_cannot_take_is_one_message(capsys, run):
+    """A review: werkzeug printed a bare 'Cannot assign requested address' and exited 1."""
+    code, out, err = dlbench(capsys, "board", str(run.parent), "--host", "8.8.8.8", "--port", "6006")
+    assert code == 2 and "TensorBoard could not start on --host 8.8.8.8 --port 6006: Cannot assign" in err
+
+
 def test_a_resume_applies_the_optimizer_settings_it_is_given(capsys, run):
     args = ["trainer.epochs=2", "optimizer.lr=0.5", "optimizer.weight_decay=0.3"]
     code, out, err = dlbench(capsys, f"resume={run}", *args)

@@ -4,10 +4,13 @@ its folder (".../2026-11-24_08-30-12_ab12cd/tb"). Ctrl-C stops it."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import time
 from pathlib import Path
 
+from dlbench import terminal
 from dlbench.engine.logging import console
 from dlbench.errors import ArgumentParser, DlbenchError
 from dlbench.files import read_yaml
@@ -34,10 +37,16 @@ def board_command(args: list[str]) -> int:
     board = program.TensorBoard()
     spec = ",".join(f"{name}:{path}" for name, path in runs.items())
     board.configure(argv=[None, "--logdir_spec", spec, "--port", str(parsed.port), "--host", parsed.host])
+    said = io.StringIO()  # (werkzeug prints why it cannot serve, then exits: sys.exit(1))
     try:
-        url = board.launch()
-    except Exception as err:  # the port is taken, the host unknown: TensorBoard's own message
-        raise DlbenchError(f"TensorBoard could not start: {err}") from err
+        with contextlib.redirect_stderr(said):
+            url = board.launch()
+    except (Exception, SystemExit) as err:  # the port is taken, the host unknown: TensorBoard's own message
+        why = " ".join(said.getvalue().split()) or str(err)
+        raise DlbenchError(
+            f"TensorBoard could not start on --host {parsed.host} --port {parsed.port}: {why}"
+        ) from None
+    terminal.write(said.getvalue(), stderr=True)
     console.print(
         f"TensorBoard: {url}  ({len(runs)} runs under {parsed.folder}; Ctrl-C stops it)", soft_wrap=True
     )
