@@ -159,7 +159,18 @@ def check_command(
         check_resolves(cfg, source)
         validate(cfg, components=mode != "print")
         configs.append(cfg)
+    if not configs:  # (Hydra's own error named an internal config it then looked for)
+        empty = [o.input_line for o in parsed if o.is_sweep_override() and no_values(o)]
+        raise DlbenchError(f"{' '.join(empty) or 'this sweep'}: no values, so the sweep has no jobs")
     return configs, folder, hydra_node
+
+
+def no_values(override) -> bool:
+    """A swept override that gives no values (`range(5,1)`)."""
+    try:
+        return not list(override.sweep_string_iterator())
+    except Exception:  # (an interval: a sweeper's, not a list of values)
+        return False
 
 
 def check_job_folder_name(hydra_node: DictConfig, combination: list[str]) -> None:

@@ -152,6 +152,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
             "task.tta=flip",
         ): "with task=auto (task classification, chosen by the data). Name it to set its keys: "
         "task=classification task.tta=",
+        ("-m", "trainer.seed=range(5,1)"): "trainer.seed=range(5,1): no values, so the sweep has no jobs",
         # (a word alone was Hydra's "missing EQUAL at '<EOF>'")
         ("lsit",): "'lsit' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION). Did you mean: list?",
         ("device", "trainer.epochs=1"): "'device' is a config group: choose an option, device=OPTION\n"
