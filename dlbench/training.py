@@ -27,7 +27,14 @@ from dlbench import files, resume, rundir, searchpath
 from dlbench.announce import describe_run, print_results, run_info
 from dlbench.build import build_data, build_task
 from dlbench.engine import checkpoint, cluster, distributed
-from dlbench.engine.device import choose_threads, indexed, resolve_device, seed_everything, set_threads
+from dlbench.engine.device import (
+    choose_threads,
+    indexed,
+    resolve_device,
+    seed_everything,
+    set_threads,
+    trial_step,
+)
 from dlbench.engine.logging import RunLogger, held_file_logs, setup_console
 from dlbench.engine.signals import StopSignals
 from dlbench.engine.trainer import Trainer
@@ -147,8 +154,14 @@ def _train(
         log.info(f"resumed at epoch {trainer.state.epoch}, step {trainer.state.step} from {cfg.resume}")
         if cluster.requeue_count():  # a Slurm job requeued after a preemption or its time limit
             log.info(cluster.requeue_message(trainer.state.step))
-    if device.type == "cpu":  # trainer.threads=auto: a few timed steps of a copy of the task decide
-        choose_threads(cfg.trainer, task, data.loader("train"), device)
+    # a model, task and data that do not fit together: one message now, before the run writes
+    # (with several processes each has the same parts: the single process's check covers them)
+    parts = f"model={cfg.model.name}, task={type(task).__name__} and dataset={cfg.dataset.name}"
+    step = None
+    if distributed.world_size() == 1:
+        step = trial_step(task, data.loader("train"), device, parts, cfg.trainer.channels_last)
+    if device.type == "cpu":  # trainer.threads=auto: that step, timed, decides
+        choose_threads(cfg.trainer, step, data.loader("train"))
     # how the trackers mark their run (MLflow's status, W&B's exit code): any exception but a
     # stop that saved a checkpoint (Ctrl-C, a signal) fails it, SystemExit too
     outcome = "failed"

@@ -153,6 +153,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "with task=auto (task classification, chosen by the data). Name it to set its keys: "
         "task=classification task.tta=",
         ("-m", "trainer.seed=range(5,1)"): "trainer.seed=range(5,1): no values, so the sweep has no jobs",
+        # (a step's own error, 'unexpected error' after the run's folder was written)
+        ("model=gan_mlp", "trainer.epochs=1"): "model=gan_mlp, task=Classification and dataset=digits do "
+        "not fit together: a training step on a batch of the data fails (RuntimeError: mat1 and mat2",
         # (a word alone was Hydra's "missing EQUAL at '<EOF>'")
         ("lsit",): "'lsit' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION). Did you mean: list?",
         ("device", "trainer.epochs=1"): "'device' is a config group: choose an option, device=OPTION\n"

@@ -174,9 +174,10 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(monkeypatch, tmp_path)
 
 def poison(monkeypatch, step: int, where: str, value: float):
     """Make step `step`'s loss (or the gradient of the first layer) NaN or Inf. (Steps are counted
-    by the task's loss calls in training mode: trainer.threads=auto's timed trial steps, taken
-    on a machine with more cores than pytest's workers, would be counted too, so it is skipped.)"""
+    by the task's loss calls in training mode: the trial step a run takes on a copy of its task
+    before it starts, and trainer.threads=auto's timed ones, would be counted too: skipped.)"""
     monkeypatch.setattr(training, "choose_threads", lambda *args, **kwargs: None)
+    monkeypatch.setattr(training, "trial_step", lambda *args, **kwargs: None)
     compute_loss = Classification.compute_loss
     steps = {"n": 0}
 

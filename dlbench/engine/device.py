@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -71,12 +72,50 @@ def fastest_threads(step, most: int, trials: int = 3) -> tuple[int, dict[int, fl
     return best, seconds
 
 
-def choose_threads(settings: Any, task: Any, loader: Any, device: torch.device) -> None:
-    """The CPU thread count: trainer.threads=N, or auto: time a training step of a copy of the
-    task at one thread and at one per core, and keep the faster. Where the measurement would
-    cost more than it could save (a deterministic run, several processes, data read from files
-    by a DataLoader, or a step over half a second), one thread per core stays."""
+def trial_step(
+    task: Any, loader: Any, device: torch.device, parts: str, channels_last: bool
+) -> Callable[[], None]:
+    """One training step of a copy of the task on a batch of the training data, before the run
+    writes anything: a model, a task and data that do not fit together (a shape, an input the
+    model does not take, a size the data does not give) stop here with one message, not at the
+    run's first step after its folder was written. Returns the step, to time it again
+    (`choose_threads`). The random generators are put back as they were."""
     import copy
+
+    from dlbench.errors import as_user_error, first_line
+
+    drawn = rng_state()
+    try:
+        if isinstance(loader, torch.utils.data.DataLoader):  # (files read by workers: two samples, here)
+            samples = [loader.dataset[i] for i in range(min(2, len(loader.dataset)))]
+            batch = loader.collate_fn(samples)
+        else:
+            batch = next(iter(loader))
+        batch, probe = to_device(batch, device, channels_last), copy.deepcopy(task).train()
+
+        def step() -> None:
+            probe.training_step(batch, lambda name, loss: loss.backward())
+
+        step()
+    except Exception as err:
+        if isinstance(known := as_user_error(err), DlbenchError):
+            raise known from err
+        raise DlbenchError(
+            f"{parts} do not fit together: a training step on a batch of the data fails "
+            f"({first_line(err)}). Choose a model for this data (dlbench list models; dlbench show "
+            "model=NAME with the same dataset= lists its layers for it)"
+        ) from err
+    finally:
+        set_rng_state(drawn)
+    return step
+
+
+def choose_threads(settings: Any, step: Callable[[], None] | None, loader: Any) -> None:
+    """The CPU thread count: trainer.threads=N, or auto: time `step` (a training step of a copy
+    of the task: `trial_step`) at one thread and at one per core, and keep the faster. Where
+    the measurement would cost more than it could save (a deterministic run, several
+    processes, data read from files by a DataLoader, or a step over half a second), one thread
+    per core stays."""
     import logging
     import time
 
@@ -87,7 +126,7 @@ def choose_threads(settings: Any, task: Any, loader: Any, device: torch.device) 
         torch.set_num_threads(int(settings.threads))
         return
     most = torch.get_num_threads()
-    timed = not (
+    timed = step is not None and not (
         settings.deterministic
         or distributed.world_size() > 1
         or isinstance(loader, torch.utils.data.DataLoader)
@@ -95,20 +134,15 @@ def choose_threads(settings: Any, task: Any, loader: Any, device: torch.device) 
     if most == 1 or not timed:
         log.debug(f"CPU threads: {most}")
         return
-    rng = torch.get_rng_state()
-    batch, probe = to_device(next(iter(loader)), device), copy.deepcopy(task).train()
-
-    def step() -> None:
-        probe.training_step(batch, lambda name, loss: loss.backward())
-
+    drawn = rng_state()
     started = time.perf_counter()
     step()
     if time.perf_counter() - started > 0.5:
-        torch.set_rng_state(rng)
+        set_rng_state(drawn)
         log.debug(f"CPU threads: {most}")
         return
     best, seconds = fastest_threads(step, most)
-    torch.set_rng_state(rng)
+    set_rng_state(drawn)
     timings = ", ".join(f"{s * 1000:.1f} ms on {n} thread{'s' * (n > 1)}" for n, s in seconds.items())
     log.debug(f"CPU threads: {best}, the faster: one training step took {timings}")
 
