@@ -74,37 +74,44 @@ def fastest_threads(step, most: int, trials: int = 3) -> tuple[int, dict[int, fl
 
 def trial_step(
     task: Any, loader: Any, device: torch.device, parts: str, channels_last: bool
-) -> Callable[[], None]:
+) -> Callable[[], None] | None:
     """One training step of a copy of the task on a batch of the training data, before the run
     writes anything: a model, a task and data that do not fit together (a shape, an input the
     model does not take, a size the data does not give) stop here with one message, not at the
     run's first step after its folder was written. Returns the step, to time it again
-    (`choose_threads`). The random generators are put back as they were."""
+    (`choose_threads`), or None for data that streams (no batch to take without its workers).
+    The random generators are put back as they were."""
     import copy
 
     from dlbench.errors import as_user_error, first_line
 
-    drawn = rng_state()
+    if isinstance(loader, torch.utils.data.DataLoader) and isinstance(
+        loader.dataset, torch.utils.data.IterableDataset
+    ):
+        return None  # (no sample to take without starting its workers)
+    drawn = rng_state()  # (augmentations draw too)
     try:
-        if isinstance(loader, torch.utils.data.DataLoader):  # (files read by workers: two samples, here)
-            samples = [loader.dataset[i] for i in range(min(2, len(loader.dataset)))]
-            batch = loader.collate_fn(samples)
+        if isinstance(loader, torch.utils.data.DataLoader):  # (files read by workers: a batch read here)
+            count = min(2, loader.batch_size or 2, len(loader.dataset))
+            batch = loader.collate_fn([loader.dataset[i] for i in range(count)])
         else:
             batch = next(iter(loader))
+        # (an error reading the data above is the data's own message, as in the run)
         batch, probe = to_device(batch, device, channels_last), copy.deepcopy(task).train()
 
         def step() -> None:
             probe.training_step(batch, lambda name, loss: loss.backward())
 
-        step()
-    except Exception as err:
-        if isinstance(known := as_user_error(err), DlbenchError):
-            raise known from err
-        raise DlbenchError(
-            f"{parts} do not fit together: a training step on a batch of the data fails "
-            f"({first_line(err)}). Choose a model for this data (dlbench list models; dlbench show "
-            "model=NAME with the same dataset= lists its layers for it)"
-        ) from err
+        try:
+            step()
+        except Exception as err:
+            if isinstance(known := as_user_error(err), DlbenchError):
+                raise known from err
+            raise DlbenchError(
+                f"{parts} do not fit together: a training step on a batch of the data fails "
+                f"({first_line(err)}). Choose a model for this data (dlbench list models; dlbench show "
+                "model=NAME with the same dataset= lists its layers for it)"
+            ) from err
     finally:
         set_rng_state(drawn)
     return step
