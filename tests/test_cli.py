@@ -100,6 +100,14 @@ def test_list(cli):
         assert word in everything
     bad = cli("list", "modles")
     assert bad.returncode == 2 and "Did you mean: models" in bad.stderr
+    typos = [
+        (["models", "resnett"], "model 'resnett'. Did you mean: resnet"),
+        (["experiments", "iris_mpl"], "experiment 'iris_mpl'. Did you mean: iris_mlp"),
+    ]
+    for args, said in typos:
+        typo = cli("list", *args)  # (a name that matches nothing: it was an empty table, exit 0)
+        assert typo.returncode == 2 and f"Unknown {said}" in typo.stderr, typo.stderr
+    assert cli("list", "models", "res*").returncode == 0
 
 
 def test_help_lists_groups_subcommands_and_examples(cli):

@@ -38,6 +38,8 @@ def list_command(args: list[str]) -> int:
             continue
         registry = REGISTRIES[kind]
         names = registry.names(pattern)
+        if not names and not any(c in pattern for c in "*?["):  # a name, not a pattern: a typo
+            raise unknown_name(registry.kind, pattern, registry.names("*"))
         if len(names) == 1 and names[0] == pattern:
             console.print(component_table(registry, pattern))
             continue
@@ -74,11 +76,14 @@ def component_table(registry, name: str) -> Table:
 def experiments_table(pattern: str = "*") -> Table:
     import fnmatch
 
+    found = experiments()
     rows = [
         (name, shown_folder(path), description)
-        for name, (path, description) in experiments().items()
+        for name, (path, description) in found.items()
         if fnmatch.fnmatch(name, pattern)
     ]
+    if not rows and not any(c in pattern for c in "*?["):  # a name, not a pattern: a typo
+        raise unknown_name("experiment", pattern, found)
     return listing_table("experiments", rows)
 
 
