@@ -301,6 +301,16 @@ def test_compare_never_writes_over_a_runs_own_file(capsys, run):
     assert code == 0 and (run / "table.csv").is_file(), err  # (a new file there is fine)
 
 
+def test_eval_measures_the_runs_own_model_and_task(capsys, run):
+    """A review: `eval RUN task=regression` (or seq2seq, minimize) was an unexpected error."""
+    before = digest(run)
+    for override in ("task=regression", "task=seq2seq", "model.hidden=[3]", "+model.x=1"):
+        code, out, err = dlbench(capsys, "eval", str(run), override)
+        assert code == 2 and f"{override} would change them" in err, (override, err)
+    code, out, err = dlbench(capsys, "eval", str(run), "dataset.batch_size=7")  # (what it may change)
+    assert code == 0 and "test/acc" in out and digest(run) == before, err
+
+
 def test_board_on_an_address_it_cannot_take_is_one_message(capsys, run):
     """A review: werkzeug printed a bare 'Cannot assign requested address' and exited 1."""
     code, out, err = dlbench(capsys, "board", str(run.parent), "--host", "8.8.8.8", "--port", "6006")

@@ -6,6 +6,8 @@ and the data and task are built with training.py's builders, so eval measures wh
 
 from __future__ import annotations
 
+import re
+
 from omegaconf import OmegaConf
 
 from dlbench import preflight
@@ -24,6 +26,12 @@ def eval_command(args: list[str]) -> int:
     from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
     from dlbench.engine.trainer import Trainer
 
+    changed = [a for a in args[1:] if re.split(r"[.=/@]", a.lstrip("+~"), maxsplit=1)[0] in ("model", "task")]
+    if changed:  # (a task of another kind read the outputs as something else: a crash, or a wrong figure)
+        raise DlbenchError(
+            f"eval measures the run's own model and task, which its weights were trained for: "
+            f"{' '.join(changed)} would change them. Leave it out (another data set, dataset=..., is fine)"
+        )
     ckpt, run_dir, saved = saved_overrides(args[0])
     run_dir = run_dir or ckpt.parent  # a checkpoint file on its own
     overrides = merge_overrides(saved, args[1:])
