@@ -161,6 +161,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "with task=auto (task classification, chosen by the data). Name it to set its keys: "
         "task=classification task.tta=",
         ("-m", "trainer.seed=range(5,1)"): "trainer.seed=range(5,1): no values, so the sweep has no jobs",
+        ("scheduler=step_lr", "scheduler.gamma=-1", "scheduler.step_size=1"): "scheduler=step_lr (it "
+        "steps every epoch, 10 in all), at its first step, set the learning rate to -0.001: it must be a "
+        "number from 0",
         # (a step's own error, 'unexpected error' after the run's folder was written)
         ("model=gan_mlp", "trainer.epochs=1"): "model=gan_mlp, task=Classification and dataset=digits do "
         "not fit together: a training step on a batch of the data fails (RuntimeError: mat1 and mat2",

@@ -525,3 +525,17 @@ def test_an_accumulated_steps_logged_loss_is_the_mean_of_its_group(tmp_path, mon
     assert len(logged) == len(groups) == 21
     for step, group in enumerate(groups, start=1):
         assert logged[step] == pytest.approx([sum(group) / len(group)], rel=1e-5), step
+
+
+def test_a_schedule_that_makes_the_lr_negative_mid_run_stops_the_run():
+    """A review: step_lr's gamma=-1 trained uphill without a word (torch checks only the lr an
+    optimizer is made with). The first and last steps are tried before the run; every step of
+    the run checks what the schedule set."""
+    from dlbench.engine.optim import Optimization
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 if step < 2 else -1.0)
+    opt = Optimization(optimizer, schedule, "step")
+    opt.after_step(1)  # (step 1: 0.1)
+    with pytest.raises(DlbenchError, match="the schedule set the learning rate to -0.1: it must be a number"):
+        opt.after_step(2)

@@ -92,6 +92,19 @@ class Optimization:
                 self.scheduler.step(monitor_value)
         else:
             self.scheduler.step()
+        check_lr(self.optimizer, "the schedule")
+
+
+def check_lr(optimizer: torch.optim.Optimizer, where: str) -> None:
+    """A learning rate is a number from 0: a schedule that makes it negative or not a number
+    (step_lr's gamma=-1, one_cycle_lr's max_lr=-1) would train uphill, or not at all, without a
+    word (torch checks only the lr an optimizer is made with)."""
+    for group in optimizer.param_groups:
+        if not float(group["lr"]) >= 0:
+            raise DlbenchError(
+                f"{where} set the learning rate to {float(group['lr']):g}: it must be a number from 0 "
+                "(check the scheduler's settings, scheduler.*)"
+            )
 
 
 def triangle(
@@ -280,10 +293,13 @@ def check_steps(scheduler: torch.optim.lr_scheduler.LRScheduler, length: int, wh
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (torch's: a scheduler stepped before its optimizer)
+            check_lr(trial.optimizer, f"{where}, made,")
             trial.step()
+            check_lr(trial.optimizer, f"{where}, at its first step,")
             if length > 1:
                 trial.last_epoch = length - 1
                 trial.step()
+                check_lr(trial.optimizer, f"{where}, at its last step,")
     except (ArithmeticError, LookupError, TypeError, ValueError, RuntimeError) as err:
         if not raised_in_torch(err):  # (a plugin's scheduler: its own bug)
             raise
