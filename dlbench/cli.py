@@ -158,10 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print_error("interrupted")
         return 130
     except StopRequested as stop:
-        name = signal.Signals(stop.signum).name
-        if os.environ.get("RANK", "0") == "0":  # (torchrun's other processes: the first one speaks)
-            print_error(f"stopped by {name} while no run was in progress: nothing was left half written")
-        return 128 + stop.signum
+        return stopped_outside_a_run(stop)
     except Exception as err:
         user_error = errors.as_user_error(err)
         if isinstance(user_error, DlbenchError):
@@ -174,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         end_only_named()
+
+
+def stopped_outside_a_run(stop: StopRequested) -> int:
+    """A stop signal while no run was being built or trained: said, and its exit status."""
+    name = signal.Signals(stop.signum).name
+    if os.environ.get("RANK", "0") == "0":  # (torchrun's other processes: the first one speaks)
+        print_error(f"stopped by {name} while no run was in progress: nothing was left half written")
+    return 128 + stop.signum
 
 
 def end_only_named() -> None:
@@ -209,6 +214,8 @@ def entrypoint() -> None:
         status = main()
     except SystemExit as stop:  # a run's exit status (75: stopped by a signal, with last.pt)
         status = stop.code
+    except StopRequested as stop:  # (a signal in main's first lines, before its own `try`)
+        status = stopped_outside_a_run(stop)
     for stop_signal in STOP_SIGNALS:  # the command is over: a signal now (torchrun ending the other
         signal.signal(stop_signal, signal.SIG_DFL)  # workers of a failed run) ends it as by default,
     # rather than raise StopRequested inside an atexit callback (a traceback, "Exception ignored")
