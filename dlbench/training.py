@@ -162,6 +162,7 @@ def _train(
         step = trial_step(task, data.loader("train"), device, parts, cfg.trainer.channels_last)
     if device.type == "cpu":  # trainer.threads=auto: that step, timed, decides
         choose_threads(cfg.trainer, step, data.loader("train"))
+    del step  # (its copy of the task and its batch: not held while the run trains)
     # how the trackers mark their run (MLflow's status, W&B's exit code): any exception but a
     # stop that saved a checkpoint (Ctrl-C, a signal) fails it, SystemExit too
     outcome = "failed"
