@@ -299,6 +299,10 @@ def test_compare_never_writes_over_a_runs_own_file(capsys, run):
     assert code == 2 and "never writes over a file there" in err and digest(run) == before, err
     code, out, err = dlbench(capsys, "compare", str(run), "--csv", str(run / "table.csv"))
     assert code == 0 and (run / "table.csv").is_file(), err  # (a new file there is fine)
+    code, out, err = dlbench(capsys, "compare", str(run), "--metrics", "test/accc")  # (an empty column)
+    assert code == 2 and "no run has the metric 'test/accc'. Did you mean: test/acc" in err, err
+    code, out, err = dlbench(capsys, "compare", str(run), "--metrics", "time/epoch_s,test/acc")
+    assert code == 0 and "time/epoch_s" in out, err
 
 
 def test_eval_measures_the_runs_own_model_and_task(capsys, run):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dlbench import files, rundir, summary
 from dlbench.engine.logging import console
-from dlbench.errors import ArgumentParser, DlbenchError
+from dlbench.errors import ArgumentParser, DlbenchError, did_you_mean
 
 
 def compare_command(args: list[str]) -> int:
@@ -45,6 +45,12 @@ def compare_command(args: list[str]) -> int:
     if parsed.sort:
         rows = summary.sort_rows(rows, parsed.sort, parsed.ascending)
     metrics = parsed.metrics.split(",") if parsed.metrics else None
+    known = {key for row in rows for key in row if "/" in key}  # (time/ and train/lr too)
+    if missing := [m for m in metrics or [] if m not in known]:  # (a typo was an empty column)
+        raise DlbenchError(
+            f"--metrics: no run has the metric '{missing[0]}'.{did_you_mean(missing[0], known)}\n"
+            f"Their metrics: {', '.join(summary.metric_columns(rows))} (and time/...)"
+        )
     if metrics is None and parsed.sort:
         metrics = [parsed.sort, *[m for m in summary.HEADLINE if m != parsed.sort]][:4]
         metrics = [m for m in metrics if any(m in r for r in rows)]
