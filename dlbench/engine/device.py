@@ -83,6 +83,8 @@ def trial_step(
     The random generators are put back as they were."""
     import copy
 
+    import torch._dynamo
+
     from dlbench.errors import as_user_error, first_line
 
     if isinstance(loader, torch.utils.data.DataLoader) and isinstance(
@@ -103,7 +105,8 @@ def trial_step(
             probe.training_step(batch, lambda name, loss: loss.backward())
 
         try:
-            step()
+            with torch._dynamo.config.patch(disable=True):  # (trainer.compile: eager, not compiled again)
+                step()
         except Exception as err:
             if isinstance(known := as_user_error(err), DlbenchError):
                 raise known from err
