@@ -33,6 +33,12 @@ def holds_run(folder: Path) -> bool:
     )
 
 
+def holds_results(folder: Path) -> bool:
+    """Whether a folder is a run's or a sweep's: someone's results (its record, .hydra/ or
+    multirun.yaml, or what a run writes), not a project."""
+    return (folder / ".hydra").is_dir() or (folder / "multirun.yaml").is_file() or holds_run(folder)
+
+
 def set_aside(folder: Path) -> Path:
     """A sweep job's unfinished attempt (stopped before its first checkpoint: nothing to resume
     from): what it wrote (TensorBoard events, train.log, ...) moved, as it is, into
@@ -118,8 +124,7 @@ def check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
     if not path.parent.is_dir():
         raise DlbenchError(f"{path}: no such folder {path.parent} (make it first, or write elsewhere)")
     folder = path.parent
-    results = holds_run(folder) or (folder / ".hydra").is_dir() or (folder / "multirun.yaml").is_file()
-    if results and os.path.lexists(path):  # (a run's metrics.csv, a sweep's summary.csv)
+    if holds_results(folder) and os.path.lexists(path):  # (a run's metrics.csv, a sweep's summary.csv)
         raise DlbenchError(
             f"{flag} {path}: {folder} holds a run's or a sweep's results, and dlbench never writes over "
             "a file there: name a new file"

@@ -50,10 +50,9 @@ def user_config_dirs() -> list[Path]:
 def results_here() -> bool:
     """Whether the current folder is a run's or a sweep's: someone's results, not a project, so
     its ./configs is not read."""
-    from dlbench.rundir import holds_run
+    from dlbench.rundir import holds_results
 
-    here = Path(".")
-    return (here / ".hydra").is_dir() or (here / "multirun.yaml").is_file() or holds_run(here)
+    return holds_results(Path("."))
 
 
 def named_dirs() -> list[Path]:

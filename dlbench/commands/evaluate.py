@@ -6,12 +6,10 @@ and the data and task are built with training.py's builders, so eval measures wh
 
 from __future__ import annotations
 
-import re
-
 from omegaconf import OmegaConf
 
 from dlbench import preflight
-from dlbench.commands.runs import merge_overrides, require_plugins, saved_overrides
+from dlbench.commands.runs import merge_overrides, require_plugins, root_of, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 
@@ -26,7 +24,7 @@ def eval_command(args: list[str]) -> int:
     from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
     from dlbench.engine.trainer import Trainer
 
-    changed = [a for a in args[1:] if re.split(r"[.=/@]", a.lstrip("+~"), maxsplit=1)[0] in ("model", "task")]
+    changed = [a for a in args[1:] if root_of(a) in ("model", "task")]
     if changed:  # (a task of another kind read the outputs as something else: a crash, or a wrong figure)
         raise DlbenchError(
             f"eval measures the run's own model and task, which its weights were trained for: "

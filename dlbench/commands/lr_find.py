@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 from dlbench import preflight, rundir
+from dlbench.commands.runs import key_of
 from dlbench.engine.logging import RunLogger
 from dlbench.errors import ArgumentParser, DlbenchError
 from dlbench.terminal import command
@@ -87,7 +88,7 @@ def lr_find_command(args: list[str]) -> int:
         f"Suggested lr: {suggested:.3g} (where the smoothed loss falls fastest). Train with it:",
         soft_wrap=True,
     )
-    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "optimizer.lr"]  # (replaced)
+    kept = [o for o in overrides if key_of(o) != "optimizer.lr"]  # (replaced)
     console.print("  " + command(*kept, f"optimizer.lr={suggested:.3g}"), soft_wrap=True)
     return 0
 
