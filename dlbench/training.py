@@ -187,6 +187,7 @@ def _train(
             # 6. test, once, with the final weights
             if data.size("test"):
                 metrics.update(trainer.evaluate(task, data, "test"))
+            trainer.finish_writes()  # the last checkpoint, written while the test ran
         # 7. the final metrics: training and testing alone (the data loaded, the model built)
         metrics["time/fit_and_test_s"] = time.perf_counter() - fit_started
         metrics["time/total_s"] = time.perf_counter() - started
@@ -199,6 +200,7 @@ def _train(
         outcome = "killed"
         raise
     finally:
+        trainer.finish_writes(failing=outcome != "finished")  # (a stop after fit: its last.pt lands)
         logger.close(outcome)
     if main:
         files.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")

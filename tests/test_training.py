@@ -1,13 +1,16 @@
 """The trainer in-process on tiny real data: precision, clipping, max steps, early stopping."""
 
+import errno
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from dlbench import compose
+from dlbench import compose, files
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.training import train
@@ -318,18 +321,76 @@ def test_an_epochs_checkpoints_are_serialised_once(tmp_path, monkeypatch):
     assert last.stat().st_ino != best.stat().st_ino
 
 
+def test_a_checkpoint_written_while_training_goes_on_holds_its_saves_state(tmp_path, monkeypatch):
+    """checkpoint.Writer (a run's checkpoints): `save` returns before the files land, and they
+    hold the state as it was at the save, not as training changed it since; a save waits for
+    the one before it; a write that fails is raised once, by the next wait, the previous file
+    whole."""
+    landed = threading.Event()
+    write = checkpoint.write
+
+    def held_back(data, *paths):  # (the disk is slow: the files land once the test says so)
+        landed.wait(timeout=30)
+        write(data, *paths)
+
+    monkeypatch.setattr(checkpoint, "write", held_back)
+    folder, weights = tmp_path / "checkpoints", torch.ones(3)
+    writes = checkpoint.Writer()
+    writes.save({"task": {"w": weights}, "config": "name: a"}, folder / "last.pt", folder / "best.pt")
+    weights.add_(1)  # the next steps change the weights in place while the file is written
+    assert not (folder / "last.pt").exists()
+    landed.set()
+    writes.save({"task": {"w": weights}, "config": "name: a"}, folder / "last.pt")
+    weights.add_(1)
+    writes.wait()
+    assert checkpoint.load(folder / "best.pt")["task"]["w"].tolist() == [1, 1, 1]
+    assert checkpoint.load(folder / "last.pt")["task"]["w"].tolist() == [2, 2, 2]
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    writes.save({"task": {"w": weights}, "config": "name: a"}, folder / "last.pt")  # (fails in its thread)
+    with pytest.raises(DlbenchError, match="No space left on device writing .*last.pt"):
+        writes.wait()
+    writes.wait()  # (raised once)
+    assert checkpoint.load(folder / "last.pt")["task"]["w"].tolist() == [2, 2, 2]
+    assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_a_run_reports_after_its_last_checkpoint_has_landed(tmp_path, monkeypatch):
+    """The last epoch's checkpoint is written while the test split is evaluated; metrics.json,
+    whose test figures are last.pt's weights', is written once last.pt holds them."""
+    write, write_text = checkpoint.write, files.write_text
+    seen = []
+
+    def slow(data, *paths):
+        time.sleep(0.3)
+        write(data, *paths)
+
+    def recorded(path, text):
+        if path.name == "metrics.json":
+            seen.append(checkpoint.load(path.parent)["trainer"]["epoch"])
+        write_text(path, text)
+
+    monkeypatch.setattr(checkpoint, "write", slow)
+    monkeypatch.setattr(files, "write_text", recorded)
+    run(tmp_path, "trainer.epochs=2", "trainer.checkpoint_budget=0")
+    assert seen == [2]
+
+
 def test_checkpoints_keep_to_their_budget_and_best_pt_still_holds_the_best_epoch(tmp_path, monkeypatch):
     """Issue 29: trainer.checkpoint_budget. At 0, last.pt is written after the last epoch only;
     the best epoch (the fifth of six here) is kept in memory and written as best.pt before it.
     Both files hold what every epoch's checkpoints (1) leave."""
-    written = []  # for each checkpoint.save: the epoch its state is of, the files
-    save = checkpoint.save
+    written = []  # for each checkpoint the run writes: the epoch its state is of, the files
+    save = checkpoint.Writer.save
 
-    def recorded(state, *paths):
+    def recorded(self, state, *paths):
         written.append((state["trainer"]["epoch"], [path.name for path in paths]))
-        save(state, *paths)
+        save(self, state, *paths)
 
-    monkeypatch.setattr(checkpoint, "save", recorded)
+    monkeypatch.setattr(checkpoint.Writer, "save", recorded)
     overrides = ["trainer.epochs=6", "optimizer.lr=0.01", "trainer.threads=1"]  # (one arithmetic for both)
     for budget in ("0", "1"):
         run(tmp_path / budget, *overrides, f"trainer.checkpoint_budget={budget}")

@@ -67,6 +67,7 @@ class Trainer:
         # checkpoint is costed as a small model's on a local disk, until one is measured
         self.checkpoints = TimeBudget(cfg.checkpoint_budget, first_cost=FIRST_CHECKPOINT_S)
         self.best_kept: dict[str, Any] | None = None  # a best epoch's state, not written yet
+        self.writes = checkpoint.Writer()  # checkpoint files written while training goes on
         self.epoch_means: BatchMeans | None = None  # the epoch in training's (for a checkpoint)
         self.carried: dict[str, Any] = {}  # a resumed epoch's step values so far (`carry`)
         self.last_rates: dict[str, float] | None = None  # of a per-step schedule's epoch's last step
@@ -162,6 +163,7 @@ class Trainer:
             with self.stop.caught():
                 return self._fit(task, data, optimizations)
         except BaseException as err:
+            self.finish_writes(failing=True)  # (the checkpoint in flight lands before the kept best)
             kept = self.save_kept_best()  # a run that fails, or is interrupted, keeps its best epoch
             if isinstance(err, NonFinite):
                 raise DlbenchError(f"{err}; {self.checkpoints_left(kept)}. {NonFinite.ADVICE}") from None
@@ -556,11 +558,21 @@ class Trainer:
         self.log.write_step_scalars()  # (before the checkpoint's time is counted: not its cost)
         started, folder = time.perf_counter(), self.run_dir / "checkpoints"
         if self.best_kept is not None and "best.pt" not in names:
-            checkpoint.save(self.best_kept, folder / "best.pt")
+            self.writes.save(self.best_kept, folder / "best.pt")
         self.best_kept = None
         self.log.flush()  # the TensorBoard events up to this checkpoint survive a SIGKILL
-        checkpoint.save(self.checkpoint_state(task, optimizations), *(folder / name for name in names))
-        self.checkpoints.took(time.perf_counter() - started)
+        self.writes.save(self.checkpoint_state(task, optimizations), *(folder / name for name in names))
+        self.checkpoints.took(time.perf_counter() - started)  # (its files are written while training goes on)
+
+    def finish_writes(self, failing: bool = False) -> None:
+        """Wait for the checkpoint files in flight (checkpoint.Writer) and raise a failed write's
+        error; where the run stops with an error already (`failing`), that one is a warning."""
+        try:
+            self.writes.wait()
+        except Exception as err:
+            if not failing:
+                raise
+            log.warning(f"a checkpoint was not written: {first_line(err)}")
 
     def save_periodic(self, task: Task, optimizations: dict[str, Optimization]) -> None:
         """Every checkpoint_every_n_steps: last.pt, and step-N.pt of which the newest keep_last_k stay."""
@@ -568,7 +580,8 @@ class Trainer:
         self.save(task, optimizations, "last.pt", *numbered)
         if not numbered or not self.cfg.checkpoint or not distributed.is_main():
             return
-        for old in sorted((self.run_dir / "checkpoints").glob("step-*.pt"))[: -self.cfg.keep_last_k]:
+        folder = self.run_dir / "checkpoints"  # (the new one counts, its file written or in flight)
+        for old in sorted({*folder.glob("step-*.pt"), folder / numbered[0]})[: -self.cfg.keep_last_k]:
             old.unlink()
 
     def restore(self, state: dict[str, Any], task: Task, optimizations: dict[str, Optimization]) -> None:
