@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from dlbench import errors, preflight
 from dlbench import plugins as plugin_loader
-from dlbench import preflight
 from dlbench.errors import DlbenchError
 
 
@@ -191,6 +191,7 @@ def load_exported(path: Path) -> torch.nn.Module:
     from dlbench.engine.checkpoint import check_declared_sizes
 
     check_declared_sizes(path)
+    state = {}
     try:
         if path.suffix == ".safetensors":  # (read without pickle)
             from safetensors.torch import load_file
@@ -200,7 +201,7 @@ def load_exported(path: Path) -> torch.nn.Module:
             state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as err:
-        raise DlbenchError(
-            f"{path} does not fit the model {path.with_suffix('.yaml')} describes: {err}"
+        raise errors.does_not_fit(
+            f"{path} does not fit the model {path.with_suffix('.yaml')} describes", err, state
         ) from err
     return model.eval()

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import TensorDataset
 
-from dlbench import files, plugins, safety
+from dlbench import errors, files, plugins, safety
 from dlbench.config import data_config
 from dlbench.data.base import DataModule, as_source
 from dlbench.data.info import DataInfo
@@ -115,7 +115,9 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
     try:
         task.load_state_dict(state["task"])
     except RuntimeError as err:
-        raise DlbenchError(f"The checkpoint's weights do not fit its own model: {err}") from err
+        raise errors.does_not_fit(
+            "The checkpoint's weights do not fit its own model", err, state["task"]
+        ) from err
     return task.eval(), cfg, info
 
 

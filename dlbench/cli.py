@@ -147,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
             from dlbench.compose import groups
 
             if (options := groups().get(argv[0])) is not None:
-                raise DlbenchError(f"'{argv[0]}' is a config group: choose an option, {argv[0]}=OPTION\n"
+                raise DlbenchError(f"'{argv[0]}' is a config group: choose an option, {argv[0]}=OPTION",
                                    f"Its options: {', '.join(options)}")  # fmt: skip
             raise DlbenchError(
                 f"'{argv[0]}' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION)."
-                f"{errors.did_you_mean(argv[0], COMMANDS)}\nCommands: {', '.join(COMMANDS)} (dlbench --help)"
+                f"{errors.did_you_mean(argv[0], COMMANDS)}",
+                f"Commands: {', '.join(COMMANDS)} (dlbench --help)",
             )
         return command("train")(argv)
     except KeyboardInterrupt:
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         user_error = errors.as_user_error(err)
         if isinstance(user_error, DlbenchError):
-            print_error(str(user_error))
+            print_error(*user_error.lines)
             return 2
         # a bug, not a user error: say so, keep the traceback for DLBENCH_DEBUG
         if os.environ.get("DLBENCH_DEBUG"):

@@ -15,7 +15,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from dlbench import plugins, safety
+from dlbench import errors, plugins, safety
 from dlbench.config_store import store_config_nodes
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
@@ -60,7 +60,7 @@ def parse(overrides: list[str]) -> list[Override]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
-        raise DlbenchError(f"Cannot read the command line: {err}") from err
+        raise DlbenchError(*errors.lines_of(f"Cannot read the command line: {err}", overrides)) from err
     for o in parsed:
         if not o.key_or_group.split("@")[0].strip():  # `+=x`: Hydra would fail on an assertion
             raise DlbenchError(f"'{o.input_line}' names no key: write KEY=VALUE or GROUP=OPTION")
@@ -168,7 +168,7 @@ def _explain(err: Exception, overrides: list[str]) -> DlbenchError:
     match = re.search(r"Could not override '([^']+)'", str(err))
     if match:
         return _unknown_key(match.group(1), overrides)
-    return DlbenchError(str(err).strip())
+    return DlbenchError(*errors.lines_of(str(err).strip(), overrides))
 
 
 def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
@@ -180,7 +180,7 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             base = compose("config", overrides=choices_only, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:  # a config file of the choices is wrong
-        return DlbenchError(str(err).strip())
+        return DlbenchError(*errors.lines_of(str(err).strip(), overrides))
     choices = base.hydra.runtime.choices
     with open_dict(base):
         del base["hydra"]
@@ -208,5 +208,5 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
             f"it: add it with a +, {add}"
         )
     where = f"under {parent}" if parent else "at the top level"
-    hint = f"\nValid keys {where}: {', '.join(sorted(valid))}" if valid else ""
-    return DlbenchError(f"Unknown key '{full_key}'.{did_you_mean(key, valid)}{hint}")
+    hint = [f"Valid keys {where}: {', '.join(sorted(valid))}"] if valid else []
+    return DlbenchError(f"Unknown key '{full_key}'.{did_you_mean(key, valid)}", *hint)

@@ -10,8 +10,18 @@ from collections.abc import Iterable
 class DlbenchError(Exception):
     """A problem with the user's config, data, files or device.
 
-    The CLI prints its message (no traceback) and exits with status 2.
+    The CLI prints its message (no traceback) and exits with status 2. A message of several
+    lines is given as several arguments, one a line: the line breaks are dlbench's, and a line
+    break inside a line (in a value it quotes: a saved override, a file name, a checkpoint's
+    key) is printed as `\\x0a`, so no value can print a line of its own (a fake command).
     """
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        return tuple(str(line) for line in self.args) or ("",)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
 
 
 class FolderInUse(DlbenchError):
@@ -53,7 +63,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.usage_line = usage_line
 
     def error(self, message: str):
-        raise DlbenchError(f"{message}\n{self.usage_line}" if self.usage_line else message)
+        raise DlbenchError(message, self.usage_line) if self.usage_line else DlbenchError(message)
 
     def parse_args(self, args=None, namespace=None):
         """Positional words may follow options too (`export --out m.pt RUN 'plugins=[x]'`): a
@@ -95,12 +105,42 @@ def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
+def lines_of(text: str, given: Iterable[str]) -> tuple[str, ...]:
+    """Another library's message (Hydra's), which quotes what it was `given`, as a DlbenchError's
+    lines: its line breaks are its own where nothing given holds one; else it is one line (its
+    breaks printed as escapes: which are the library's cannot be told)."""
+    if any(not str(value).isprintable() for value in given):
+        return (text,)
+    return tuple(text.splitlines()) or ("",)
+
+
+def does_not_fit(what: str, err: BaseException, state: object) -> DlbenchError:
+    """'`what`: torch's error', for a state (a checkpoint's) that does not load: torch's lines
+    (a missing key, a size mismatch) each a line of the message where every text in `state`
+    is printable (`lines_of`: a key name could hold a line break)."""
+    first, *rest = lines_of(str(err), texts_in(state))
+    return DlbenchError(f"{what}: {first}", *(f"  {line.strip()}" for line in rest))
+
+
+def texts_in(value: object) -> Iterable[str]:
+    """Every text in a structure of dicts, lists and tuples (its keys too)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from texts_in(key)
+            yield from texts_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from texts_in(item)
+
+
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> DlbenchError:
     """An error for a name that is not one of `choices`, with suggestions and the full list."""
     choices = sorted(set(choices))
     return DlbenchError(
-        f"Unknown {kind} '{name}'.{did_you_mean(name, choices)}\n"
-        f"Available: {', '.join(choices) if choices else '(none)'}"
+        f"Unknown {kind} '{name}'.{did_you_mean(name, choices)}",
+        f"Available: {', '.join(choices) if choices else '(none)'}",
     )
 
 

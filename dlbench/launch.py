@@ -202,7 +202,7 @@ def failed(
         raise SystemExit(2) from None
     details = "" if known else "\n" + "".join(traceback.format_exception(err))
     if not known and record:  # (a run that failed to resume keeps its log as it was)
-        logging.getLogger("dlbench").error(f"unexpected error: {message}{details}", extra=FILES_ONLY)
+        logging.getLogger("dlbench").error(f"unexpected error: {message}", exc_info=err, extra=FILES_ONLY)
     if record and not isinstance(err, FolderInUse) and run_dir.is_dir():  # (another machine's rank: none)
         try:
             files.write_text(run_dir / "error.txt", message + "\n" + details)
@@ -211,9 +211,10 @@ def failed(
     if raise_errors:
         raise err
     kept = f"; {run_dir / 'error.txt'} keeps it" if record and (run_dir / "error.txt").is_file() else ""
-    print_error(
-        message if known else f"unexpected error (set DLBENCH_DEBUG=1 for the traceback{kept}): {message}"
-    )
+    if known:
+        print_error(*err.lines)
+    else:
+        print_error(f"unexpected error (set DLBENCH_DEBUG=1 for the traceback{kept}): {message}")
     if not multirun:
         raise SystemExit(2 if known else 1) from None
 

@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlbench import terminal
+from dlbench import errors, terminal
 from dlbench.errors import DlbenchError
 
 ENTRY_POINT_GROUP = "dlbench.plugins"
@@ -170,7 +170,7 @@ def named_in(overrides: list[str]) -> list[str]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
-        raise DlbenchError(f"Cannot read the command line: {err}") from err
+        raise DlbenchError(*errors.lines_of(f"Cannot read the command line: {err}", overrides)) from err
     names: list[str] = []
     for override in parsed:
         key = override.key_or_group.lstrip("+~")

@@ -153,7 +153,9 @@ def check(saved: dict, new: dict) -> list[str]:
         lines = [f"  {key}: {short(old)} -> {short(now)} ({why})" for key, (old, now, why) in refused.items()]
         raise DlbenchError(
             "resume cannot change these settings of the run it continues (the checkpoint's value -> "
-            "this command's):\n" + "\n".join(lines) + "\nResume without them, or start a new run with them."
+            "this command's):",
+            *lines,
+            "Resume without them, or start a new run with them.",
         )
     return applied
 

@@ -80,7 +80,7 @@ def input_spec(cfg: DictConfig, overrides: list[str]) -> tuple[DataInfo, str]:
         data = build_data(cfg)
     except DlbenchError as err:
         raise DlbenchError(
-            f"{err}\n(or give the input: model.input_shape=[C,H,W] model.num_outputs=N)"
+            *err.lines, "(or give the input: model.input_shape=[C,H,W] model.num_outputs=N)"
         ) from err
     return data.info, f"dataset {cfg.dataset.name}"
 

@@ -185,14 +185,16 @@ def write(text: str, stderr: bool = False) -> None:
 
 
 def inert_record(record: logging.LogRecord) -> logging.LogRecord:
-    """A log record whose message, traceback and stack are inert (line breaks and tabs kept: a
-    traceback stays readable)."""
+    """A log record whose message, traceback and stack are inert. A message is one line: a line
+    break in it (a value it quotes) is shown as `\\x0a`, as in an error (errors.DlbenchError), so
+    no value makes a log line of its own; a traceback and a stack keep theirs (and tabs), to
+    stay readable."""
     try:
         message = record.getMessage()
     except Exception:  # (arguments that do not fit the message: logging reports it as it writes)
         return record
     if not message.isprintable():
-        record.msg, record.args = inert(message, keep="\n\t"), None
+        record.msg, record.args = inert(message, keep="\t"), None
     if record.exc_info and not record.exc_text:  # (the text a formatter would write, made once)
         record.exc_text = inert(logging.Formatter().formatException(record.exc_info), keep="\n\t")
     if record.stack_info:

@@ -200,8 +200,10 @@ def _train(
         outcome = "killed"
         raise
     finally:
-        trainer.finish_writes(failing=outcome != "finished")  # (a stop after fit: its last.pt lands)
-        logger.close(outcome)
+        try:
+            trainer.finish_writes(failing=outcome != "finished")  # (a stop after fit: its last.pt lands)
+        finally:
+            logger.close(outcome)
     if main:
         files.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         print_results(metrics, run_dir, overrides, trainer, task, quiet_job)

@@ -48,8 +48,8 @@ def check_known_keys(cfg: DictConfig) -> None:
                     (f"{where}.{key}", f"under {where}") if where else (str(key), "at the top level")
                 )
                 raise DlbenchError(
-                    f"Unknown key '{full}': nothing reads it.{did_you_mean(str(key), known)}\n"
-                    f"Valid keys {place}: {', '.join(sorted(known))}"
+                    f"Unknown key '{full}': nothing reads it.{did_you_mean(str(key), known)}",
+                    f"Valid keys {place}: {', '.join(sorted(known))}",
                 )
 
 

@@ -17,8 +17,8 @@ def check_values(node: Mapping[str, Any], hints: Mapping[str, Any], where: str, 
     for key, value in node.items():
         if key not in hints:
             raise DlbenchError(
-                f"Unknown key '{where}.{key}'{owner}.{did_you_mean(key, hints)}\n"
-                f"Valid keys: {', '.join(sorted(hints))}"
+                f"Unknown key '{where}.{key}'{owner}.{did_you_mean(key, hints)}",
+                f"Valid keys: {', '.join(sorted(hints))}",
             )
         if not _is_interpolation(value) and not matches(value, hints[key]):
             raise DlbenchError(f"{where}.{key}: expected {describe(hints[key])}, got {value!r}")

@@ -38,12 +38,14 @@ FUZZ = {
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 }
 
+FAKE = "\nerror: FAKE"  # a line break and a line as dlbench prints one: never a line of its own
+
 # pieces hostile text is made of: markup (rich's, HTML's), terminal escapes, interpolations, calls,
 # paths, Hydra syntax
 PIECES = [
     "[", "]", "[/x]", "[bold]", "[link=https://example.com]", ":smile:",
     "\x1b", "\x1b]0;title\x07", "\x1b[2J", "\x1b[1A", "\r", "\b", "\x07", "\x00", "\x9b", "\u202e",
-    "\t", "\n",
+    "\t", "\n", FAKE,
     "${", "}", "${oc.env:HOME}", "${oc.create:{_target_:os.system}}", "${oc.decode:x}", "${hydra:job.name}",
     "${hydra.run.dir}",
     "_target_", "_args_", "planted", "planted.py", "plugins", "experiment", "hydra.", "hydra/launcher",
@@ -130,6 +132,7 @@ def assert_inert(code: int, out: str, err: str, allowed=(0, 2)) -> None:
     assert code in allowed, (code, err[-3000:])
     assert "Traceback" not in out + err and "unexpected error" not in err, err[-3000:]
     assert not controls(out + err), repr((out + err)[-2000:])
+    assert FAKE not in out + err, repr((out + err)[-2000:])  # (printed as \x0aerror: FAKE)
 
 
 @pytest.fixture(scope="module")
@@ -461,6 +464,28 @@ def test_command_line_overrides_call_nothing_and_print_text(capsys, request, pla
     for args in (["--cfg", "job", *given_overrides], ["--cfg", "job", *given_overrides, payload]):
         assert_inert(*dlbench(capsys, *args))
         no_canary(marker)
+
+
+@settings(max_examples=20 * SCALE, **FUZZ)
+@given(before=hostile_text, after=hostile_text)
+def test_an_errors_lines_are_dlbenchs_whatever_the_values_it_quotes(capsys, request, place, before, after):
+    """An error's line breaks are dlbench's own (or Hydra's, where what it read holds none): a
+    value it quotes that holds a line break and a line as dlbench prints one shows them as
+    escapes, on its own line (a name, a metric, a key, an override Hydra cannot read)."""
+    folder, run, marker = place
+    count(request, "values an error quotes")
+    value = before + FAKE + after
+    assert_inert(*dlbench(capsys, "list", "models", value))  # (a pattern, "[" in it: may match none)
+    for args in (
+        ["compare", str(run), "--metrics", value],
+        [f"model={value}"],
+        [f"trainer.monitr={value}"],
+        [f"{value}=1"],
+        ["show", f"model='{value}'"],
+    ):
+        code, out, err = dlbench(capsys, *args)
+        assert code == 2 and "error: " in err, (args, err[-2000:])
+        assert_inert(code, out, err)
 
 
 @settings(max_examples=15 * SCALE, **FUZZ)

@@ -172,6 +172,50 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(monkeypatch, tmp_path)
     assert torch.equal(checkpoint.load(path)["task"]["w"], torch.ones(3))
 
 
+def full_disk_for(monkeypatch, fails) -> None:
+    """Checkpoint writes whose files `fails(path)` picks find the disk full (in the writer's thread)."""
+    from dlbench import files
+
+    write = checkpoint.write
+
+    def written(data, *paths):
+        for path in paths:
+            if fails(path):
+                raise files.file_error(OSError(errno.ENOSPC, "No space left on device"), path)
+        write(data, *paths)
+
+    monkeypatch.setattr(checkpoint, "write", written)
+
+
+def test_a_stop_signal_whose_checkpoint_fails_is_that_error_not_a_stop(monkeypatch, tmp_path):
+    """A stop signal's last.pt is written by the checkpoint thread; the run waits for it before it
+    says "last.pt is saved" (exit 75: Slurm requeues the job). A write that failed is the run's
+    error (exit 2), as when it was written in the loop."""
+    optimize, sent = Trainer.optimize, []
+
+    def signalled(self, *args, **kwargs):
+        optimize(self, *args, **kwargs)
+        if self.state.step == 5 and not sent:
+            sent.append(signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # (noted by the run's handler: it stops after the step)
+
+    monkeypatch.setattr(Trainer, "optimize", signalled)
+    full_disk_for(monkeypatch, lambda path: bool(sent))
+    with pytest.raises(DlbenchError, match="No space left on device writing .*last.pt"):
+        train(compose.compose_config([*QUIET, "trainer.epochs=2"]), tmp_path / "run")
+    assert sent and not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_keep_last_k_removes_an_older_step_checkpoint_only_once_the_new_one_has_landed(monkeypatch, tmp_path):
+    full_disk_for(monkeypatch, lambda path: path.name == "step-000000010.pt")
+    periodic = ["trainer.checkpoint_every_n_steps=5", "trainer.keep_last_k=1", "trainer.epochs=1"]
+    with pytest.raises(DlbenchError, match="No space left on device writing .*step-000000010.pt"):
+        train(compose.compose_config([*QUIET, *periodic]), tmp_path / "run")
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step-*.pt"))
+    assert kept == ["step-000000005.pt"]  # (it was removed as step 10's write began)
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "step-000000005.pt")["trainer"]["step"] == 5
+
+
 def poison(monkeypatch, step: int, where: str, value: float):
     """Make step `step`'s loss (or the gradient of the first layer) NaN or Inf. (Steps are counted
     by the task's loss calls in training mode: the trial step a run takes on a copy of its task

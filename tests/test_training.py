@@ -3,6 +3,7 @@
 import errno
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -356,6 +357,26 @@ def test_a_checkpoint_written_while_training_goes_on_holds_its_saves_state(tmp_p
     writes.wait()  # (raised once)
     assert checkpoint.load(folder / "last.pt")["task"]["w"].tolist() == [2, 2, 2]
     assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_a_checkpoint_wait_ctrl_c_cut_short_waits_again_the_next_time(tmp_path, monkeypatch, request):
+    """Ctrl-C during a wait for the checkpoint in flight stops the wait; the next wait (the run's
+    end) waits for it still (Thread.join, cut short once, returned at once the next time while
+    the thread was still writing: the run ended before its last.pt)."""
+    landed = threading.Event()
+    write = checkpoint.write
+    monkeypatch.setattr(checkpoint, "write", lambda data, *paths: (landed.wait(30), write(data, *paths)))
+    writes = checkpoint.Writer()
+    writes.save({"task": {"w": torch.ones(3)}, "config": "name: a"}, tmp_path / "last.pt")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (Ctrl-C's KeyboardInterrupt)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    main = threading.main_thread().ident  # (Ctrl-C, as the main thread waits)
+    threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        writes.wait()
+    threading.Timer(0.3, landed.set).start()
+    writes.wait()
+    assert checkpoint.load(tmp_path / "last.pt")["task"]["w"].tolist() == [1, 1, 1]
 
 
 def test_a_run_reports_after_its_last_checkpoint_has_landed(tmp_path, monkeypatch):

@@ -48,8 +48,8 @@ def compare_command(args: list[str]) -> int:
     known = {key for row in rows for key in row if "/" in key}  # (time/ and train/lr too)
     if missing := [m for m in metrics or [] if m not in known]:  # (a typo was an empty column)
         raise DlbenchError(
-            f"--metrics: no run has the metric '{missing[0]}'.{did_you_mean(missing[0], known)}\n"
-            f"Their metrics: {', '.join(summary.metric_columns(rows))} (and time/...)"
+            f"--metrics: no run has the metric '{missing[0]}'.{did_you_mean(missing[0], known)}",
+            f"Their metrics: {', '.join(summary.metric_columns(rows))} (and time/...)",
         )
     if metrics is None and parsed.sort:
         metrics = [parsed.sort, *[m for m in summary.HEADLINE if m != parsed.sort]][:4]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from dlbench import preflight
+from dlbench import errors, preflight
 from dlbench.commands.runs import merge_overrides, require_plugins, root_of, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
@@ -40,10 +40,11 @@ def eval_command(args: list[str]) -> int:
     if not data.size("test"):
         raise DlbenchError(f"dataset '{cfg.dataset.name}' has no test split here (dataset.test_fraction=0?)")
     task = build_task(cfg, data.info)
+    state = checkpoint.load(ckpt)["task"]
     try:
-        task.load_state_dict(checkpoint.load(ckpt)["task"])
+        task.load_state_dict(state)
     except RuntimeError as err:
-        raise DlbenchError(f"{ckpt} does not fit the model this config builds: {err}") from err
+        raise errors.does_not_fit(f"{ckpt} does not fit the model this config builds", err, state) from err
     trainer = Trainer(
         OmegaConf.to_object(cfg.trainer),  # a TrainerConfig, as training.py gives it
         resolve_device(str(cfg.device.type)),

@@ -6,6 +6,7 @@ import io
 import pickle
 import threading
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,26 +53,33 @@ class Writer:
     file, as it does during `save`."""
 
     def __init__(self) -> None:
-        self.thread: threading.Thread | None = None
+        self.landed: threading.Event | None = None  # set when the write in flight has ended
         self.error: BaseException | None = None
 
-    def save(self, state: dict[str, Any], *paths: Path) -> None:
+    def save(self, state: dict[str, Any], *paths: Path, then: Callable[[], None] | None = None) -> None:
+        """`then`: work that needs the files in place (removing older ones), done after them."""
         self.wait()
-        data = serialised(state)
+        data, landed = serialised(state), threading.Event()
 
         def run() -> None:
             try:
                 write(data, *paths)
+                if then is not None:
+                    then()
             except BaseException as err:  # (raised by `wait`, in the run's thread)
                 self.error = err
+            finally:
+                landed.set()
 
-        self.thread = threading.Thread(target=run, name="dlbench-checkpoint")
-        self.thread.start()
+        self.landed = landed
+        threading.Thread(target=run, name="dlbench-checkpoint").start()
 
     def wait(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
+        """(An Event, not Thread.join: a join that Ctrl-C interrupted returns at once the next
+        time, the thread still writing, in CPython 3.11.)"""
+        if self.landed is not None:
+            self.landed.wait()
+            self.landed = None
         if self.error is not None:
             error, self.error = self.error, None
             raise error

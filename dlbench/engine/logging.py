@@ -53,12 +53,12 @@ def new_table(
     return table
 
 
-def print_error(message: str) -> None:
-    """One error line on stderr, soft-wrapped: no line break of its own, so a path or value is
-    never split. The message is text ("dlbench[slurm]" prints as written)."""
-    err_console.print(
-        Text.assemble(("error:", "bold red"), " ", terminal.inert(message, keep="\n")), soft_wrap=True
-    )
+def print_error(*lines: str) -> None:
+    """An error on stderr: its lines (a DlbenchError's `lines`), each soft-wrapped (no line
+    break of its own, so a path or value is never split) and text ("dlbench[slurm]" prints as
+    written); a line break or other control inside a line is shown as an escape (`\\x0a`)."""
+    text = "\n".join(terminal.inert(line) for line in lines)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", text), soft_wrap=True)
 
 
 FILES_ONLY = {"files_only": True}  # a log record's `extra` that the console leaves out (a traceback)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +181,7 @@ class Trainer:
     def _stop_if_requested(self, task: Task, optimizations: dict[str, Optimization]) -> None:
         if self.stop.agreed(self.state.step, self.cfg.log_every_n_steps, self.device, self.processes):
             self.save(task, optimizations, "last.pt")
+            self.finish_writes()  # (a stop says last.pt is saved: a failed write is the run's error)
             raise Preempted(self.stop.received, self.state.step, saved=bool(self.cfg.checkpoint))
 
     def _fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]):
@@ -216,8 +218,8 @@ class Trainer:
             if monitor not in metrics:
                 raise DlbenchError(
                     f"trainer.monitor={monitor}: this run reports no such metric, so it cannot choose "
-                    f"best.pt or stop early.{did_you_mean(monitor, metrics)}\n"
-                    f"Its metrics: {', '.join(k for k in metrics if not k.startswith('time/'))}"
+                    f"best.pt or stop early.{did_you_mean(monitor, metrics)}",
+                    f"Its metrics: {', '.join(k for k in metrics if not k.startswith('time/'))}",
                 )
             improved = self._track_best(metrics.get(monitor))
             self.log.scalars(metrics, self.state.step)
@@ -550,7 +552,13 @@ class Trainer:
         """What a checkpoint holds: the training state (engine/training_state.py), the config."""
         return {**training_state.capture(self, task, optimizations), **self.extra}
 
-    def save(self, task: Task, optimizations: dict[str, Optimization], *names: str) -> None:
+    def save(
+        self,
+        task: Task,
+        optimizations: dict[str, Optimization],
+        *names: str,
+        then: Callable[[], None] | None = None,
+    ) -> None:
         """Write checkpoints/<name> for each name (only rank 0 writes), captured and serialised
         once; a best epoch's kept state first, as best.pt (last.pt holds its best value)."""
         if not self.cfg.checkpoint or not distributed.is_main():
@@ -561,7 +569,9 @@ class Trainer:
             self.writes.save(self.best_kept, folder / "best.pt")
         self.best_kept = None
         self.log.flush()  # the TensorBoard events up to this checkpoint survive a SIGKILL
-        self.writes.save(self.checkpoint_state(task, optimizations), *(folder / name for name in names))
+        self.writes.save(
+            self.checkpoint_state(task, optimizations), *(folder / name for name in names), then=then
+        )
         self.checkpoints.took(time.perf_counter() - started)  # (its files are written while training goes on)
 
     def finish_writes(self, failing: bool = False) -> None:
@@ -575,14 +585,16 @@ class Trainer:
             log.warning(f"a checkpoint was not written: {first_line(err)}")
 
     def save_periodic(self, task: Task, optimizations: dict[str, Optimization]) -> None:
-        """Every checkpoint_every_n_steps: last.pt, and step-N.pt of which the newest keep_last_k stay."""
+        """Every checkpoint_every_n_steps: last.pt, and step-N.pt of which the newest keep_last_k
+        stay (the older ones removed once the new one has landed: a failed write leaves them)."""
         numbered = [f"step-{self.state.step:09d}.pt"] if self.cfg.keep_last_k else []
-        self.save(task, optimizations, "last.pt", *numbered)
-        if not numbered or not self.cfg.checkpoint or not distributed.is_main():
-            return
-        folder = self.run_dir / "checkpoints"  # (the new one counts, its file written or in flight)
-        for old in sorted({*folder.glob("step-*.pt"), folder / numbered[0]})[: -self.cfg.keep_last_k]:
-            old.unlink()
+        folder, keep = self.run_dir / "checkpoints", self.cfg.keep_last_k
+
+        def prune() -> None:
+            for old in sorted(folder.glob("step-*.pt"))[:-keep]:
+                old.unlink()
+
+        self.save(task, optimizations, "last.pt", *numbered, then=prune if numbered else None)
 
     def restore(self, state: dict[str, Any], task: Task, optimizations: dict[str, Optimization]) -> None:
         """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG."""

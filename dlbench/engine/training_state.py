@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from dlbench import errors
 from dlbench.engine.device import rng_state, set_rng_state
 from dlbench.engine.optim import Optimization, check_steps, load_optimizer_state
 from dlbench.errors import DlbenchError
@@ -149,7 +150,9 @@ def restore(
             if opt.lookahead is not None and name in state.get("lookahead", {}):
                 opt.lookahead.load_state_dict(state["lookahead"][name])
     except Exception as err:  # a checkpoint is data: one that does not fit is the file's fault
-        raise DlbenchError(f"The checkpoint does not fit this run's model or optimizer: {err}") from err
+        raise errors.does_not_fit(
+            "The checkpoint does not fit this run's model or optimizer", err, state
+        ) from err
     try:
         for name, scaler_state in state.get("scalers", {}).items():
             trainer.steps.scaler(name).load_state_dict(scaler_state)
