@@ -407,9 +407,9 @@ def test_checkpoints_keep_to_their_budget_and_best_pt_still_holds_the_best_epoch
     written = []  # for each checkpoint the run writes: the epoch its state is of, the files
     save = checkpoint.Writer.save
 
-    def recorded(self, state, *paths):
+    def recorded(self, state, *paths, **options):
         written.append((state["trainer"]["epoch"], [path.name for path in paths]))
-        save(self, state, *paths)
+        save(self, state, *paths, **options)
 
     monkeypatch.setattr(checkpoint.Writer, "save", recorded)
     overrides = ["trainer.epochs=6", "optimizer.lr=0.01", "trainer.threads=1"]  # (one arithmetic for both)
