@@ -137,6 +137,8 @@ def test_a_run_trained_on_the_device_is_used_on_the_cpu(cli, tmp_path):
     Image.new("L", (28, 28), 255).save(tmp_path / "digit.png")
     predicted = cli("predict", "run", "digit.png", "--top-k", "2")
     assert predicted.returncode == 0 and "digit.png" in predicted.stdout, predicted.stderr[-2000:]
+    ignored = cli("predict", "run", "digit.png", "--num", "5")  # (a GAN's option: it was ignored)
+    assert ignored.returncode == 2 and "--num does nothing for this run (Classification)" in ignored.stderr
     exported = cli("export", "run", "--out", "model.pt")
     assert exported.returncode == 0, exported.stderr[-2000:]
     import dlbench

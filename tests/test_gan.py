@@ -13,7 +13,7 @@ from dlbench.build import build_data
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
 from dlbench.registry import MODELS
-from dlbench.tasks.gan import d_loss, g_loss
+from dlbench.tasks.gan import GANTask, d_loss, g_loss
 from dlbench.tasks.image_to_image import ImagePool
 from dlbench.training import train
 
@@ -151,7 +151,7 @@ def tensorboard_tags(run_dir):
     return set(events.Tags()["images"]), set(events.Tags()["scalars"])
 
 
-def test_cgan_logs_losses_and_a_grid_per_class_and_predicts_a_png(cli, tmp_path, root):
+def test_cgan_logs_losses_and_a_grid_per_class_and_predicts_a_png(cli, tmp_path, root, monkeypatch):
     cfg = [*QUIET, *preset("cgan_mnist", root), "trainer.epochs=2", "trainer.log_every_n_steps=1"]
     train(compose.compose_config(cfg), tmp_path / "run")
     images, scalars = tensorboard_tags(tmp_path / "run")
@@ -161,6 +161,17 @@ def test_cgan_logs_losses_and_a_grid_per_class_and_predicts_a_png(cli, tmp_path,
     assert result.returncode == 0, result.stderr
     with Image.open(tmp_path / "grid.png") as grid:  # 10 per row (one per class), 2 rows of 28 px
         assert grid.size == (10 * 28 + 11 * 2, 2 * 28 + 3 * 2)
+    ignored = cli("predict", "run", "--top-k", "2")  # (a classifier's option: it was ignored)
+    said = " ".join(ignored.stderr.split())
+    assert ignored.returncode == 2
+    assert "--top-k does nothing for this run (GANTask): it takes --num, --out" in said
+
+    def too_many(self, n=None, labels=None):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(GANTask, "generate", too_many)
+    huge = cli("predict", "run", "--num", "100000000", "--out", "huge.png")
+    assert huge.returncode == 2 and "drawing 100000000 samples at once: give a smaller --num" in huge.stderr
     assert cli("report", "run", "--out", "gan.html").returncode == 0  # the samples, in the report
     shown, console = open_page(tmp_path / "gan.html")
     pictures = {alt: width for alt, width, _ in shown["images"]}

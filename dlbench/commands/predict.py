@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dlbench.commands.runs import require_plugins, saved_overrides
 from dlbench.engine.logging import console, new_table
-from dlbench.errors import ArgumentParser, at_least_one
+from dlbench.errors import ArgumentParser, DlbenchError, at_least_one
 
 USAGE = (
     "usage: dlbench predict <run dir or checkpoint> [INPUT...] [--top-k K] [--num N] [--out PATH] "
@@ -16,13 +16,13 @@ USAGE = (
 def predict_command(args: list[str]) -> int:
     from dlbench.build import task_from_checkpoint
     from dlbench.engine import checkpoint
-    from dlbench.tasks.base import PredictOptions
+    from dlbench.tasks.base import PredictOptions, Task
 
     parser = ArgumentParser(prog="dlbench predict", usage_line=USAGE)
     parser.add_argument("run")
     parser.add_argument("inputs", nargs="*")
-    parser.add_argument("--top-k", type=at_least_one, default=3)
-    parser.add_argument("--num", type=at_least_one, default=64)  # GAN samples
+    parser.add_argument("--top-k", type=at_least_one)  # a classifier's classes shown (3)
+    parser.add_argument("--num", type=at_least_one)  # GAN samples (64)
     parser.add_argument("--out")  # where generated images go
     parsed = parser.parse_args(args)
     named = [i for i in parsed.inputs if i.lstrip("+").startswith("plugins=")]
@@ -30,7 +30,12 @@ def predict_command(args: list[str]) -> int:
     require_plugins(parsed.run, named, ["predict", *args])
     inputs = [i for i in parsed.inputs if i not in named]
     task, _, info = task_from_checkpoint(checkpoint.load(parsed.run), parsed.run)
-    header, rows = task.predict_table(inputs, info, PredictOptions(parsed.top_k, parsed.num, parsed.out))
+    given = {k: v for k, v in vars(parsed).items() if k in ("top_k", "num", "out") and v is not None}
+    unused = [f"--{name.replace('_', '-')}" for name in given if name not in task.PREDICT_OPTIONS]
+    if unused and type(task).predict_table is not Task.predict_table:  # (else: it predicts nothing)
+        takes = ", ".join(f"--{name.replace('_', '-')}" for name in task.PREDICT_OPTIONS) or "no option"
+        raise DlbenchError(f"{unused[0]} does nothing for this run ({type(task).__name__}): it takes {takes}")
+    header, rows = task.predict_table(inputs, info, PredictOptions(**given))
     table = new_table("Predictions", *header)
     for row in rows:
         table.add_row(*row)

@@ -182,6 +182,8 @@ class Task(nn.Module):
         """True when the task has converged (checked after each epoch)."""
         return False
 
+    PREDICT_OPTIONS: tuple[str, ...] = ()  # the PredictOptions its predict_table reads
+
     def predict_table(self, inputs: list[str], info: DataInfo, options: PredictOptions) -> Rows:
         """What the trained model says about `inputs` (`dlbench predict RUN INPUT...`), as a
         table: a header and one row per input (or per file written). A task that can predict

@@ -91,6 +91,8 @@ class Classification(Task):
     def output_size(data: DataModule) -> int:
         return data.num_classes
 
+    PREDICT_OPTIONS = ("top_k",)
+
     def predict_table(self, inputs: list[str], info: DataInfo, options: PredictOptions) -> Rows:
         """The top-k classes of each image file or name, with their probabilities (the
         SEOULTECH tutorial's predict(): seed 002)."""

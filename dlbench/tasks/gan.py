@@ -22,7 +22,7 @@ from torchvision.utils import make_grid
 
 from dlbench.data.info import DataInfo
 from dlbench.engine.optim import Optimization, build_optimization
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, as_user_error
 from dlbench.figures import new_figure
 from dlbench.registry import TASKS
 from dlbench.tasks.base import Optimize, PredictOptions, Rows, Task
@@ -170,6 +170,8 @@ class GANTask(AdversarialTask):
         self.monitor = ("val/judge_score", "max") if self.judge is not None else ("val/loss_g", "min")
         self.last_samples: torch.Tensor | None = None
 
+    PREDICT_OPTIONS = ("num", "out")
+
     def predict_table(self, inputs: list[str], info: DataInfo, options: PredictOptions) -> Rows:
         """A PNG grid of `options.num` samples from fresh noise (conditional: classes in turn)."""
         from torchvision.utils import save_image
@@ -183,8 +185,13 @@ class GANTask(AdversarialTask):
             raise DlbenchError(f"--out {path}: name an image file ({', '.join(IMAGE_SUFFIXES)})")
         refuse_existing(path)
         labels = torch.arange(num) % max(1, self.num_classes)
-        with torch.no_grad():
-            images = self.generate(num, labels)
+        try:
+            with torch.no_grad():
+                images = self.generate(num, labels)
+        except (MemoryError, RuntimeError) as err:
+            if not isinstance(as_user_error(err), DlbenchError):
+                raise
+            raise DlbenchError(f"Out of memory drawing {num} samples at once: give a smaller --num") from None
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(to_unit(images), path, nrow=self.num_classes or int(num**0.5))
         return ["file", "what"], [[str(path), f"{num} samples"]]

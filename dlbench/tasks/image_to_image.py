@@ -81,6 +81,8 @@ class ImageToImage(AdversarialTask):
         self.l1[split].reset()
         return {"l1": value}
 
+    PREDICT_OPTIONS = ("out",)
+
     def predict_table(self, inputs: list[str], info: DataInfo, options: PredictOptions) -> Rows:
         """Each image file through the generator (A -> B), written as <out>/<name>.png."""
         from torchvision.transforms import v2
