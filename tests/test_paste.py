@@ -199,6 +199,12 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
     assert preset.startswith("# @package _global_\n# dlbench experiment=mine") and "name: mine" in preset
     again = shell("dlbench new model my_net", tmp_path)
     assert again.returncode == 2 and "exists" in again.stderr  # nothing is written over
+    shadow = shell("dlbench new experiment iris_mlp", tmp_path)  # (the digits template under a preset's name)
+    start = shadow.stderr.split("under a name of your own: ", 1)[1].strip()
+    assert shadow.returncode == 2 and start == "dlbench new experiment my_iris_mlp --from iris_mlp"
+    assert not (tmp_path / "configs" / "experiment" / "iris_mlp.yaml").exists()
+    assert shell(start, tmp_path).returncode == 0
+    assert "name: my_iris_mlp" in (tmp_path / "configs" / "experiment" / "my_iris_mlp.yaml").read_text()
     quiet = "trainer.epochs=1 trainer.progress=none"
     folders = ["run 0", "run,1"]  # (a comma: Hydra reads a list unless the value is quoted)
     for folder, hint in zip(folders, hints, strict=True):

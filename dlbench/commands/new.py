@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from dlbench import files
+from dlbench.commands.listing import experiments
 from dlbench.engine.logging import console
 from dlbench.errors import DlbenchError, unknown_name
 from dlbench.searchpath import results_here
@@ -92,6 +93,12 @@ def new_command(args: list[str]) -> int:
             "yours: make your preset in your project's folder (where you run dlbench)"
         )
     refuse_existing(target)
+    if source is None and (found := experiments().get(name)) is not None:  # (it would be used in its place)
+        start = command("new", "experiment", f"my_{name}", "--from", name)
+        raise DlbenchError(
+            f"experiment={name} exists ({found[0]}): this template under its name would be used in its "
+            f"place here. Start from it under a name of your own: {start}"
+        )
     files.write_text(target, experiment_text(name, source))
     console.print(f"wrote {target}: run it with  {command(f'experiment={name}')}", soft_wrap=True)
     return 0
@@ -126,7 +133,6 @@ def refuse_existing(path: Path) -> None:
 
 def experiment_text(name: str, source: str | None) -> str:
     """A preset's text under a new name, its header saying how to run it."""
-    from dlbench.commands.listing import experiments
 
     header = [
         "# @package _global_",
