@@ -108,6 +108,9 @@ def test_list(cli):
         typo = cli("list", *args)  # (a name that matches nothing: it was an empty table, exit 0)
         assert typo.returncode == 2 and f"Unknown {said}" in typo.stderr, typo.stderr
     assert cli("list", "models", "res*").returncode == 0
+    for kind in ("models", "experiments"):  # (a pattern that matches none: it was an empty table)
+        none = cli("list", kind, "zz*")
+        assert none.returncode == 2 and f"No {kind[:-1]} matches 'zz*'" in none.stderr, none.stderr
 
 
 def test_help_lists_groups_subcommands_and_examples(cli):

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from dlbench import compose, plugins
 from dlbench.engine.logging import console, new_table
-from dlbench.errors import unknown_name
+from dlbench.errors import DlbenchError, unknown_name
 from dlbench.searchpath import SHIPPED, preset_file
 
 KINDS = ("models", "datasets", "tasks", "losses", "optimizers", "schedulers", "experiments")
@@ -38,8 +38,8 @@ def list_command(args: list[str]) -> int:
             continue
         registry = REGISTRIES[kind]
         names = registry.names(pattern)
-        if not names and not any(c in pattern for c in "*?["):  # a name, not a pattern: a typo
-            raise unknown_name(registry.kind, pattern, registry.names("*"))
+        if not names:  # (it was an empty table, exit 0)
+            raise no_match(registry.kind, pattern, registry.names("*"))
         if len(names) == 1 and names[0] == pattern:
             console.print(component_table(registry, pattern))
             continue
@@ -82,9 +82,16 @@ def experiments_table(pattern: str = "*") -> Table:
         for name, (path, description) in found.items()
         if fnmatch.fnmatch(name, pattern)
     ]
-    if not rows and not any(c in pattern for c in "*?["):  # a name, not a pattern: a typo
-        raise unknown_name("experiment", pattern, found)
+    if not rows:
+        raise no_match("experiment", pattern, found)
     return listing_table("experiments", rows)
+
+
+def no_match(kind: str, pattern: str, names) -> DlbenchError:
+    """A name that is not one (a typo: the closest), or a pattern (*, ?, [...]) that matches none."""
+    if not any(c in pattern for c in "*?["):
+        return unknown_name(kind, pattern, names)
+    return DlbenchError(f"No {kind} matches '{pattern}'", f"Available: {', '.join(sorted(names))}")
 
 
 def listing_table(title: str, rows: list[tuple[str, str, str]]) -> Table:
