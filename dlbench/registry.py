@@ -202,6 +202,19 @@ class Registry:
         for key in self.facts & set(inspect.signature(fn).parameters):
             if kwargs.get(key) is None and facts is not None:
                 kwargs[key] = getattr(facts, key)
+        parameters = inspect.signature(fn).parameters
+        lacking = sorted(  # facts it must have that the data has not (a seq2seq model on digits)
+            key
+            for key in self.facts & set(parameters)
+            if kwargs.get(key) is None and parameters[key].default is inspect.Parameter.empty
+        )
+        if lacking and facts is not None:
+            data = getattr(facts, "name", None)
+            raise DlbenchError(
+                f"{where}={node['name']} needs the data's {' and '.join(lacking)}, which "
+                f"{f'dataset={data}' if data else 'this data'} does not have: it is made for another "
+                f"kind of data (dlbench list {self.kind}s {node['name']} shows what it takes)"
+            )
         try:
             inspect.signature(fn).bind(**kwargs, **supplied)
         except TypeError as err:

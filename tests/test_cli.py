@@ -170,6 +170,11 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (a step's own error, 'unexpected error' after the run's folder was written)
         ("model=gan_mlp", "trainer.epochs=1"): "model=gan_mlp, task=Classification and dataset=digits do "
         "not fit together: a training step on a batch of the data fails (RuntimeError: mat1 and mat2",
+        # (torch's "empty(): argument 'size' ... NoneType": a fact the data does not give)
+        ("model=cgan", "dataset=sine"): "model=cgan needs the data's num_classes, which dataset=sine does "
+        "not have: it is made for another kind of data (dlbench list models cgan shows what it takes)",
+        ("show", "model=seq2seq"): "model=seq2seq needs the data's target_vocab_size and vocab_size, which "
+        "dataset=digits does not have",
         # (a word alone was Hydra's "missing EQUAL at '<EOF>'")
         ("lsit",): "'lsit' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION). Did you mean: list?",
         ("device", "trainer.epochs=1"): "'device' is a config group: choose an option, device=OPTION\n"
