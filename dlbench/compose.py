@@ -15,7 +15,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from dlbench import errors, plugins, safety
+from dlbench import errors, plugins, safety, terminal
 from dlbench.config_store import store_config_nodes
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
@@ -198,10 +198,8 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
             f"Cannot set '{full_key}' with {parent}={choices.get(parent)} ({parent} {name}, chosen by "
             f"the data). Name it to set its keys: {parent}={name} {full_key}=..."
         )
-    given = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") == full_key), None)
+    given = next((o for o in overrides if terminal.key_of(o) == full_key), None)
     if key in valid and given is not None and "=" in given:  # its constructor's key, not in its YAML
-        from dlbench import terminal
-
         add = terminal.shell_word("+" + given.lstrip("+~"))
         return DlbenchError(
             f"'{full_key}' is not in {parent}={choices.get(parent)}'s config, though its constructor takes "

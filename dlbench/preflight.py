@@ -183,7 +183,7 @@ def check_job_folder_name(hydra_node: DictConfig, combination: list[str]) -> Non
         return
     excluded = set(hydra_node.hydra.job.config.override_dirname.exclude_keys or [])
     for override in combination:
-        key = override.split("=", 1)[0].lstrip("+~")
+        key = terminal.key_of(override)
         if key not in excluded and "/" in override:
             raise DlbenchError(
                 f"{override}: this sweep names each job's folder by its overrides "

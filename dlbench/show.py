@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from dlbench import compose, preflight
+from dlbench import compose, preflight, terminal
 from dlbench.config import data_config
 from dlbench.data.info import DataInfo
 from dlbench.engine.logging import console, new_table
@@ -59,7 +59,7 @@ def input_spec(cfg: DictConfig, overrides: list[str]) -> tuple[DataInfo, str]:
     """
     from dlbench.data.vision import known_shape
 
-    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    keys = {terminal.key_of(o) for o in overrides}
     outputs = cfg.model.get("num_outputs")
 
     def info(shape: list[int], classes: int) -> DataInfo:

@@ -144,6 +144,16 @@ def _escape(char: str) -> str:
     return "".join(f"\\x{byte:02x}" for byte in char.encode("utf-8", "surrogateescape"))
 
 
+def key_of(override: str) -> str:
+    """An override's key as the config names it (`+model.x=1`: model.x)."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def root_of(override: str) -> str:
+    """The config group or top-level key an override sets (`model.hidden=[8]`: model)."""
+    return key_of(override).split(".")[0].split("@")[0]
+
+
 def override(key: str, value: object) -> str:
     """`key=value` as Hydra reads it back to `value`: as it is where Hydra's grammar reads it so
     (a plain path), else in quotes (a comma would make a sweep, a quote or a space a syntax

@@ -9,9 +9,10 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from dlbench import errors, preflight
-from dlbench.commands.runs import merge_overrides, require_plugins, root_of, saved_overrides
+from dlbench.commands.runs import merge_overrides, require_plugins, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
+from dlbench.terminal import root_of
 
 
 def eval_command(args: list[str]) -> int:

@@ -17,10 +17,9 @@ import math
 from pathlib import Path
 
 from dlbench import preflight, rundir
-from dlbench.commands.runs import key_of
 from dlbench.engine.logging import RunLogger
 from dlbench.errors import ArgumentParser, DlbenchError
-from dlbench.terminal import command
+from dlbench.terminal import command, key_of
 
 SMOOTHING = 0.9  # the loss's moving average (fastai and Lightning take 0.98 over 100 steps, which lags)
 DIVERGED = 4.0  # the curve ends where the smoothed loss passes this many times its minimum

@@ -28,6 +28,7 @@ from typing import Any
 from dlbench import plugins, terminal
 from dlbench.errors import DlbenchError
 from dlbench.files import load_yaml, read_yaml
+from dlbench.terminal import key_of, root_of
 
 # The parts of a run a saved KEY=VALUE may set (the run's config schema, less what chooses code
 # or places: plugins, resume, sweep, hydra)
@@ -173,14 +174,6 @@ def require_plugins(
     )
     plugins.check_saved(saved_plugins(ckpt, run_folder_of(ckpt)), target, instead)
     plugins.only_named(target, command, chose_here=bool(choices_here(words)))
-
-
-def key_of(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def root_of(override: str) -> str:
-    return key_of(override).split(".")[0].split("@")[0]
 
 
 # settings that name a file, a folder or an address (dataset.root, dataset.path, dataset.file,
