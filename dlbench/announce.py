@@ -96,9 +96,9 @@ def print_results(
     if trainer.average is not None and trainer.average.in_use():
         console.print(f"val/ and test/ measured {trainer.average.describe()}", soft_wrap=True)
     if (text := task.report()) is not None:
-        console.print(text)
+        console.print_lines(text) if isinstance(text, str) else console.print(text)
     if trainer.profiler is not None and trainer.profiler.report:
-        console.print(trainer.profiler.report, soft_wrap=True)
+        console.print_lines(trainer.profiler.report, soft_wrap=True)
     if note := shortened_preset(overrides):
         console.print(note, soft_wrap=True)
     console.print(f"Run directory: {run_dir}")

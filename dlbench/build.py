@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import TensorDataset
@@ -100,8 +101,14 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
     knew (saved as `data`), so no data set is read. The plugins it was trained with must have
     been named by the user (plugins.py)."""
     plugins.check_saved(state.get("plugins"), run, None)  # (commands check first, with their words)
-    try:
-        cfg = OmegaConf.create(state["config"])
+    try:  # (read as someone else's YAML: no aliases, a size limit; then OmegaConf's)
+        config = files.load_yaml(state["config"]) if isinstance(state["config"], str) else None
+        if not isinstance(config, dict):
+            raise DlbenchError(f"{run}: the checkpoint's config is no config: not a mapping of settings")
+        cfg = OmegaConf.create(config)
+    except yaml.YAMLError as err:  # (a key twice)
+        said = files.yaml_problem(err)
+        raise DlbenchError(f"{run}: the checkpoint's config is no config: {said}") from None
     except OmegaConfBaseException as err:  # (an interpolation OmegaConf cannot read: `${\`)
         raise DlbenchError(f"{run}: the checkpoint's config is no config: {first_line(err)}") from None
     safety.check_saved_config(cfg, f"{run}: the checkpoint's config")
@@ -131,7 +138,7 @@ def load_judge(run: str, info: DataInfo, key: str = "judge"):
             raise DlbenchError("it is not a classifier run: its config names a judge of its own")
         task, cfg, judge_info = task_from_checkpoint(state, run)
     except DlbenchError as err:
-        raise DlbenchError(f"task.{key}={run}: {err}") from err
+        raise DlbenchError(f"task.{key}={run}: {err.lines[0]}", *err.lines[1:]) from err
     if not hasattr(task, "probabilities"):
         raise DlbenchError(f"task.{key}={run} is not a classifier (task={cfg.task.name})")
     shape, normalization = list(judge_info.input_shape), judge_info.normalization

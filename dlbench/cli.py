@@ -76,7 +76,7 @@ def print_help() -> None:
     console.print(Text.assemble(("dlbench", "bold"), ": config-driven deep-learning training\n"))
     for heading, body in (("Usage", USAGE), ("Examples", EXAMPLES), ("Common overrides", COMMON)):
         console.print(Text(heading, style="bold"))
-        console.print(body, soft_wrap=True)
+        console.print_lines(body, soft_wrap=True)
     console.print(Text.assemble(("Config groups", "bold"), " (choose one option with GROUP=OPTION)"))
     groups = compose.groups()
     width = max(map(len, groups)) + 1
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in COMMANDS and argv[0] != "train" and {"-h", "--help"} & set(argv[1:]):
             if argv[0] in OWN_HELP:  # (wherever --help is: its own help)
                 return command(argv[0])(["--help"])
-            console.print(subcommand_usage(argv[0]), soft_wrap=True)
+            console.print_lines(subcommand_usage(argv[0]), soft_wrap=True)
             return 0
         if argv and argv[0] in COMMANDS:
             return command(argv[0])(argv[1:])
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         # a bug, not a user error: say so, keep the traceback for DLBENCH_DEBUG
         if os.environ.get("DLBENCH_DEBUG"):
             traceback.print_exc()
-        print_error(f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {type(err).__name__}: {err}")
+        print_error(f"unexpected error (set DLBENCH_DEBUG=1 for the traceback): {errors.first_line(err)}")
         return 1
     finally:
         end_only_named()

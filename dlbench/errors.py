@@ -111,7 +111,7 @@ def lines_of(text: str, given: Iterable[str]) -> tuple[str, ...]:
     breaks printed as escapes: which are the library's cannot be told)."""
     if any(not str(value).isprintable() for value in given):
         return (text,)
-    return tuple(text.splitlines()) or ("",)
+    return tuple(line.expandtabs(4) for line in text.splitlines()) or ("",)
 
 
 def does_not_fit(what: str, err: BaseException, state: object) -> DlbenchError:

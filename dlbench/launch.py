@@ -202,7 +202,8 @@ def failed(
         raise SystemExit(2) from None
     details = "" if known else "\n" + "".join(traceback.format_exception(err))
     if not known and record:  # (a run that failed to resume keeps its log as it was)
-        logging.getLogger("dlbench").error(f"unexpected error: {message}", exc_info=err, extra=FILES_ONLY)
+        said = f"unexpected error: {first_line(err)}"  # (its traceback, all its lines, follows)
+        logging.getLogger("dlbench").error(said, exc_info=err, extra=FILES_ONLY)
     if record and not isinstance(err, FolderInUse) and run_dir.is_dir():  # (another machine's rank: none)
         try:
             files.write_text(run_dir / "error.txt", message + "\n" + details)
@@ -214,7 +215,7 @@ def failed(
     if known:
         print_error(*err.lines)
     else:
-        print_error(f"unexpected error (set DLBENCH_DEBUG=1 for the traceback{kept}): {message}")
+        print_error(f"unexpected error (set DLBENCH_DEBUG=1 for the traceback{kept}): {first_line(err)}")
     if not multirun:
         raise SystemExit(2 if known else 1) from None
 

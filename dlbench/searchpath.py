@@ -160,6 +160,7 @@ def read_user_yaml(path: Path) -> Any:
     after it, or text that is not YAML."""
     import yaml
 
+    from dlbench import files
     from dlbench.errors import DlbenchError
 
     try:
@@ -174,12 +175,7 @@ def read_user_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        mark, start = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        what = getattr(err, "problem", None) or str(err).splitlines()[0]
-        if start is not None and getattr(err, "context", None):  # "while parsing a flow sequence"
-            what = f"{err.context} (from line {start.line + 1}): {what}"
-        raise DlbenchError(f"{path}{where}: not YAML that can be read: {what}") from None
+        raise DlbenchError(f"{path}: not YAML that can be read: {files.yaml_problem(err)}") from None
 
 
 def user_file_behind(error: BaseException) -> str | None:

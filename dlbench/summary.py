@@ -82,7 +82,8 @@ def table(
     columns = metrics or ([c for c in HEADLINE if c in available] or available)[:max_metrics]
     shared, own = varying_overrides(rows)
     names = ("job", "overrides", "status", *columns)
-    out = new_table(title + (f"\nshared: {' '.join(shared)}" if shared else ""), *names, right=tuple(columns))
+    lines = (title, f"shared: {' '.join(shared)}") if shared else title
+    out = new_table(lines, *names, right=tuple(columns))
     for row, varying in zip(rows, own, strict=True):
         status = "failed" if row["status"].startswith("failed") else row["status"]
         out.add_row(row["job"], varying, status, *[_fmt(row.get(c, "")) for c in columns])

@@ -61,7 +61,9 @@ def _text(char: str) -> bool:
 
 class InertConsole(Console):
     """A rich Console for text that is data: no markup, no emoji codes, no highlighting, and
-    control characters shown, not sent (a line break stays a line break). Tables are `fit`."""
+    control characters shown, not sent, a line break in a string too (`\\x0a`: a value, a path
+    cannot print a line of its own). dlbench's own text of several lines (help, a report) is
+    printed with `print_lines`. Tables are `fit`."""
 
     def __init__(self, **options) -> None:
         super().__init__(markup=False, emoji=False, highlight=False, **options)
@@ -80,9 +82,13 @@ class InertConsole(Console):
             return
         super().print(*objects, **options)
 
+    def print_lines(self, text: str, **options) -> None:
+        """dlbench's own text of several lines, each printed as a line."""
+        self.print(*text.split("\n"), sep="\n", **options)
+
     def render_str(self, text: str, **options):
         # before rich makes a Text of it: rich drops some controls (BEL, CR) silently; shown here
-        return super().render_str(inert(text, keep="\n"), **options)
+        return super().render_str(inert(text), **options)
 
     def render(self, renderable, options=None) -> Iterable[Segment]:
         for segment in super().render(renderable, options):
@@ -203,8 +209,9 @@ def inert_record(record: logging.LogRecord) -> logging.LogRecord:
         message = record.getMessage()
     except Exception:  # (arguments that do not fit the message: logging reports it as it writes)
         return record
-    if not message.isprintable():
-        record.msg, record.args = inert(message, keep="\t"), None
+    if not message.isprintable():  # (Hydra's --info prints a config in one record: its lines kept)
+        own_lines = record.name == "hydra" or record.name.startswith("hydra.")
+        record.msg, record.args = inert(message, keep="\n\t" if own_lines else "\t"), None
     if record.exc_info and not record.exc_text:  # (the text a formatter would write, made once)
         record.exc_text = inert(logging.Formatter().formatException(record.exc_info), keep="\n\t")
     if record.stack_info:

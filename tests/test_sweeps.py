@@ -24,7 +24,7 @@ def test_lesson_sweep_names_jobs_by_overrides_and_compare_sorts_and_plots_them(c
         rows = list(csv.DictReader(f))
     accs = [float(r["test/acc"]) for r in rows]
     assert accs == sorted(accs, reverse=True) and len(rows) == 5  # best first
-    assert "shared: experiment=optimizers trainer.epochs=2" in result.stdout
+    assert "\nshared: experiment=optimizers trainer.epochs=2" in result.stdout  # (a line of the title)
     result = cli("compare", "sweep", "--sort", "test/acc", "--ascending", "--md", "table.md")
     assert (tmp_path / "table.md").read_text().startswith("| job | overrides | status |")
     result = cli("compare", "sweep", "--sort", "test/acuracy")

@@ -423,6 +423,27 @@ def test_class_names_labels_and_inputs_are_printed_as_text(capsys, tmp_path):
     assert all(inert(label) in out for label in HOSTILE[:3]) and not controls(out + err)
 
 
+def test_a_line_break_in_a_value_never_starts_a_line_dlbench_prints(capsys, run, tmp_path):
+    """A folder, a file name or a metric name that holds a line break and a line as dlbench
+    prints one: shown on its own line as \\x0a in the run's lines, the files it says it wrote,
+    a comparison, and train.log (they printed the break: a fake `error:` line)."""
+    fake = "q\nerror: FAKE"
+    folder = tmp_path / fake
+    code, out, err = dlbench(capsys, *QUIET, f"hydra.run.dir='{folder}'")
+    assert code == 0, err
+    code, more, err_more = dlbench(capsys, "export", str(folder), "--out", str(tmp_path / f"{fake}.pt"))
+    assert code == 0, err_more
+    (run / "metrics.json").write_text(json.dumps({"test/acc": 0.5, f"test/{fake}": 1.0}))
+    code, compared, err_compare = dlbench(
+        capsys, "compare", str(run), str(folder), "--csv", str(tmp_path / f"{fake}.csv")
+    )
+    assert code == 0, err_compare
+    printed = out + err + more + err_more + compared + err_compare
+    assert "Run directory:" in out and inert(str(folder)) in out and "wrote" in more
+    assert not [line for line in printed.splitlines() if line.startswith("error: FAKE")], printed
+    assert "\nerror: FAKE" not in (folder / "train.log").read_text()
+
+
 def test_dlbenchs_own_text_is_printed_as_written(capsys, tmp_path, monkeypatch):
     code, out, err = dlbench(capsys, "--help")
     assert code == 0 and "dlbench 'plugins=[my_models]' model=tiny_net" in out
@@ -456,7 +477,7 @@ def test_yaml_whose_aliases_would_expand_is_refused(capsys, run, tmp_path):
     (run / ".hydra" / "overrides.yaml").write_text(laughs)
     for command in (["eval", str(run)], [f"resume={run}"]):
         code, out, err = dlbench(capsys, *command)
-        assert code == 2 and "overrides.yaml is not readable YAML (an alias at line 2" in err, err
+        assert code == 2 and "overrides.yaml is not readable YAML: an alias at line 2" in err, err
     code, out, err = dlbench(capsys, "compare", str(run))
     assert code == 0 and "(unreadable overrides.yaml)" in out, err
 

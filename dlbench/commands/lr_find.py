@@ -41,7 +41,7 @@ def lr_find_command(args: list[str]) -> int:
     if args[:1] in (["-h"], ["--help"]):
         from dlbench.engine.logging import console
 
-        console.print(USAGE + "\n\n" + __doc__.split("\n\n", 1)[1], soft_wrap=True)
+        console.print_lines(USAGE + "\n\n" + __doc__.split("\n\n", 1)[1], soft_wrap=True)
         return 0
     options, overrides = parser().parse_known_args(args)
     if bad := [a for a in overrides if a.startswith("-")]:

@@ -34,14 +34,21 @@ def no_progress(samples: int, shown: tuple[str, Any] | None = None) -> None:
 
 
 def new_table(
-    title: str, *columns: str, right: tuple[str, ...] = (), gives_way: tuple[str, ...] = (), **options: Any
+    title: str | tuple[str, ...],
+    *columns: str,
+    right: tuple[str, ...] = (),
+    gives_way: tuple[str, ...] = (),
+    **options: Any,
 ) -> Table:
     """A table whose cells are never split over lines, and whose names and values are never cut
     (terminal.fit, when it is printed): only the columns in `gives_way` (free text, such as a
-    description) are shortened, with an ellipsis, to fit the terminal."""
+    description) are shortened, with an ellipsis, to fit the terminal. A title of several lines
+    is given as a tuple of them (a line break inside one is shown as an escape)."""
 
     def whole(text: Any) -> Any:  # a title or caption never split over lines (terminal.fit)
         # (inert first: rich's Text drops BEL, BS, CR, VT, FF, so a name would be shown changed)
+        if isinstance(text, tuple):
+            return Text("\n".join(map(terminal.inert, text)), no_wrap=True, overflow="ignore")
         return Text(terminal.inert(text), no_wrap=True, overflow="ignore") if isinstance(text, str) else text
 
     table = Table(title=whole(title), caption=whole(options.pop("caption", None)), **options)

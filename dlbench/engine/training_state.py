@@ -150,9 +150,9 @@ def restore(
             if opt.lookahead is not None and name in state.get("lookahead", {}):
                 opt.lookahead.load_state_dict(state["lookahead"][name])
     except Exception as err:  # a checkpoint is data: one that does not fit is the file's fault
-        raise errors.does_not_fit(
-            "The checkpoint does not fit this run's model or optimizer", err, state
-        ) from err
+        quoted = [state.get(k) for k in ("task", "trained", "optimizers")]  # (the keys torch names)
+        what = "The checkpoint does not fit this run's model or optimizer"
+        raise errors.does_not_fit(what, err, quoted) from err
     try:
         for name, scaler_state in state.get("scalers", {}).items():
             trainer.steps.scaler(name).load_state_dict(scaler_state)
