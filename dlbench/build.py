@@ -107,8 +107,8 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
             raise DlbenchError(f"{run}: the checkpoint's config is no config: not a mapping of settings")
         cfg = OmegaConf.create(config)
     except yaml.YAMLError as err:  # (a key twice)
-        said = files.yaml_problem(err)
-        raise DlbenchError(f"{run}: the checkpoint's config is no config: {said}") from None
+        line, what = files.yaml_problem(err)
+        raise DlbenchError(f"{run}: the checkpoint's config is no config: line {line}: {what}") from None
     except OmegaConfBaseException as err:  # (an interpolation OmegaConf cannot read: `${\`)
         raise DlbenchError(f"{run}: the checkpoint's config is no config: {first_line(err)}") from None
     safety.check_saved_config(cfg, f"{run}: the checkpoint's config")
@@ -117,7 +117,7 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
         task = build_task(cfg, info, judge=False)  # (a file a checkpoint names is never read)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError, OmegaConfBaseException) as err:
         raise DlbenchError(
-            f"{run}: the checkpoint's config and data facts rebuild no model ({type(err).__name__}: {err})"
+            f"{run}: the checkpoint's config and data facts rebuild no model ({first_line(err)})"
         ) from err
     try:
         task.load_state_dict(state["task"])

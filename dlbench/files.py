@@ -118,17 +118,17 @@ def read_yaml(path: Path) -> Any:
     try:
         return load_yaml(path.read_text())
     except yaml.YAMLError as err:
-        raise DlbenchError(f"{path} is not readable YAML: {yaml_problem(err)}") from err
+        line, what = yaml_problem(err)
+        raise DlbenchError(f"{path} is not readable YAML: {f'line {line}: ' if line else ''}{what}") from err
     except (UnicodeDecodeError, OSError) as err:
         raise DlbenchError(f"{path} is not readable YAML ({err})") from err
 
 
-def yaml_problem(err: yaml.YAMLError) -> str:
-    """What is wrong with a YAML text and where, in one line (PyYAML's message spans several
-    and quotes the text)."""
+def yaml_problem(err: yaml.YAMLError) -> tuple[int | None, str]:
+    """The line of a YAML text where reading it failed, and why, in one line (PyYAML's message
+    spans several and quotes the text)."""
     mark, start = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
-    where = f"line {mark.line + 1}: " if mark is not None else ""
     what = getattr(err, "problem", None) or (str(err).splitlines() or [""])[0]
     if start is not None and getattr(err, "context", None):  # "while parsing a flow sequence"
         what = f"{err.context} (from line {start.line + 1}): {what}"
-    return where + what
+    return (mark.line + 1 if mark is not None else None), what

@@ -175,7 +175,9 @@ def read_user_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise DlbenchError(f"{path}: not YAML that can be read: {files.yaml_problem(err)}") from None
+        line, what = files.yaml_problem(err)
+        where = f", line {line}" if line else ""
+        raise DlbenchError(f"{path}{where}: not YAML that can be read: {what}") from None
 
 
 def user_file_behind(error: BaseException) -> str | None:

@@ -102,6 +102,16 @@ def no_saved_run_limit():
     plugins.end_only_named()
 
 
+@pytest.fixture(autouse=True)
+def no_hydra_config_left():
+    """Hydra's own flags (--info, --help) run in this process leave its HydraConfig set, which
+    the next test's `${hydra:...}` would then resolve (in a command of its own it is not set)."""
+    yield
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
+
+
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch):
     """Run `dlbench ARGS...` in a directory, as a user would; returns the finished process.
