@@ -21,6 +21,11 @@ def tour() -> list[str]:
     return [line.split("  #", 1)[0].strip() for line in block.strip().splitlines()]
 
 
+def more() -> list[str]:
+    """The commands of the README's "More:" list."""
+    return re.findall(r"`(dlbench [^`]+)`", README.split("- **More:**", 1)[1].split("\n- **", 1)[0])
+
+
 def test_the_readme_fits_on_a_screen_and_its_quickstart_is_what_ci_runs():
     assert len(README.splitlines()) <= 150
     quickstart = (
@@ -44,6 +49,17 @@ def test_every_command_of_the_tour_runs(tmp_path):
     assert (tmp_path / "configs" / "experiment" / "mine.yaml").is_file() and (
         tmp_path / "my_net.py"
     ).is_file()
+    # the "More:" list, on a run of the tour (RUN), each command as written
+    from PIL import Image
+
+    Image.new("L", (28, 28), 255).save(tmp_path / "image.png")
+    run = sorted((tmp_path / "outputs" / "digits_linear").iterdir())[0].relative_to(tmp_path)
+    commands = more()
+    assert len(commands) >= 6 and any(" RUN " in c for c in commands)
+    for command in commands:
+        result = shell(re.sub(r"\bRUN\b", str(run), command), tmp_path)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    assert {"report.html", "model.onnx"} <= {p.name for p in tmp_path.iterdir()}
 
 
 def board_shows_runs_by_name(folder: Path) -> None:
