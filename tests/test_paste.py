@@ -8,8 +8,9 @@
   `--help` run, `show`'s model config is checked; the plugins and the preset that
   docs/extending.md shows are written from its own code blocks. A command on a finished run
   (eval, predict, export, compare, report, board on `<run>`) is not run here: the README's tour runs
-  eval, compare, report and board on a real run, and its "More:" commands (tests/test_readme.py), tests/test_export.py
-  configuration.md's export block; a documented predict line is checked as shell words only.
+  eval, compare, report and board on a real run, and its "More:" commands (tests/test_readme.py),
+  tests/test_export.py configuration.md's export block; a documented predict line is checked as
+  shell words only.
 - Every `$ dlbench ...` followed by `error: ...` in the docs prints that error.
 - What dlbench prints for the user to paste (`new`, the plugins a saved run needs) runs.
 """
