@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlbench import errors, terminal
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, first_line
 
 ENTRY_POINT_GROUP = "dlbench.plugins"
 _imported: dict[str, str] = {}  # plugin as named -> where it was named
@@ -64,9 +64,7 @@ def load(names: list[str], where: str) -> None:
                 + "".join(f"; this folder has {terminal.shell_word(found)}" for found in _files_named(name))
             ) from err
         except Exception as err:  # the user's module failed while it was imported
-            raise DlbenchError(
-                f"plugin '{name}' ({where}) failed when imported: {type(err).__name__}: {err}"
-            ) from err
+            raise DlbenchError(f"plugin '{name}' ({where}) failed when imported: {first_line(err)}") from err
         _imported[name] = where
 
 
@@ -149,7 +147,7 @@ def load_entry_points() -> None:
             package = entry.dist.name if entry.dist else "an installed package"
             raise DlbenchError(
                 f"the plugin '{entry.name}' ({entry.value}) that {package} installs failed when "
-                f"imported: {type(err).__name__}: {err}"
+                f"imported: {first_line(err)}"
             ) from err
         _imported[entry.value] = f"installed by the entry point {entry.name}"
     _entry_points_loaded = True

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, first_line
 
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
 
@@ -31,7 +31,7 @@ def open_image(path: str | Path, mode: str = "RGB") -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DlbenchError(f"{path} is refused: {err}") from err
     except Exception as err:  # PIL raises many types for a broken file
-        raise DlbenchError(f"{path} is not a readable image ({type(err).__name__}: {err})") from err
+        raise DlbenchError(f"{path} is not a readable image ({first_line(err)})") from err
 
 
 def to_8bit(image: Image.Image) -> Image.Image:
@@ -53,7 +53,7 @@ def check_image(path: str | Path) -> str | None:
                 image.draft(image.mode, (64, 64))
                 image.load()
     except Exception as err:  # PIL raises many types for a broken file
-        return f"{type(err).__name__}: {err}"
+        return first_line(err)
     return None
 
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from dlbench import files
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, first_line
 
 
 def save(state: dict[str, Any], path: Path, *copies: Path) -> None:
@@ -114,7 +114,7 @@ def load(path: str | Path) -> dict[str, Any]:
             "which could run code. dlbench only loads checkpoints with weights_only=True."
         ) from err
     except Exception as err:  # a file cut short or damaged: torch's reader may fail in any way
-        raise DlbenchError(f"Could not read checkpoint {path}: {type(err).__name__}: {err}") from err
+        raise DlbenchError(f"Could not read checkpoint {path}: {first_line(err)}") from err
     if not isinstance(state, dict) or "task" not in state or "config" not in state:
         raise DlbenchError(f"{path} is not a dlbench checkpoint (no task weights or config in it)")
     problem = shape_problem(state)

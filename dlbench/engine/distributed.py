@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from dlbench import terminal
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, first_line
 
 
 def rank() -> int:
@@ -175,7 +175,7 @@ def launch(devices: int, argv: list[str], nodes: int, timeout_s: float) -> int:
                 return 2
             raise DlbenchError(
                 f"trainer.nodes={nodes}: the machines did not all meet at {args.rdzv_endpoint} within "
-                f"trainer.dist_timeout_s={timeout_s:g} s ({type(err).__name__}: {err}). Start the same "
+                f"trainer.dist_timeout_s={timeout_s:g} s ({first_line(err)}). Start the same "
                 "command on every machine, with the same rendezvous endpoint"
             ) from None
     return 0

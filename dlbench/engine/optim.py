@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from dlbench.config import OptimizerConfig
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, first_line
 from dlbench.registry import OPTIMIZERS, SCHEDULERS, raised_in_torch
 
 # Keys of the optimizer node that dlbench consumes (the rest go to the torch optimizer), and
@@ -303,4 +303,4 @@ def check_steps(scheduler: torch.optim.lr_scheduler.LRScheduler, length: int, wh
     except (ArithmeticError, LookupError, TypeError, ValueError, RuntimeError) as err:
         if not raised_in_torch(err):  # (a plugin's scheduler: its own bug)
             raise
-        raise DlbenchError(f"{where} fails at a step of this run: {type(err).__name__}: {err}") from err
+        raise DlbenchError(f"{where} fails at a step of this run: {first_line(err)}") from err

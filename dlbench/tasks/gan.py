@@ -22,7 +22,7 @@ from torchvision.utils import make_grid
 
 from dlbench.data.info import DataInfo
 from dlbench.engine.optim import Optimization, build_optimization
-from dlbench.errors import DlbenchError, as_user_error
+from dlbench.errors import DlbenchError, as_user_error, first_line
 from dlbench.figures import new_figure
 from dlbench.registry import TASKS
 from dlbench.tasks.base import Optimize, PredictOptions, Rows, Task
@@ -284,5 +284,5 @@ def frechet_inception_distance() -> nn.Module:
         raise DlbenchError(
             "task.fid=true needs torchmetrics' FID: pip install 'dlbench[fid]' (torch-fidelity), and the "
             "FID Inception weights (weights-inception-2015-12-05-6726825d.pth) in torch's hub cache, "
-            f"which is fetched on first use where there is a network ({type(err).__name__}: {err})"
+            f"which is fetched on first use where there is a network ({first_line(err)})"
         ) from err
