@@ -201,9 +201,12 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
     again = shell("dlbench new model my_net", tmp_path)
     assert again.returncode == 2 and "exists" in again.stderr  # nothing is written over
     shadow = shell("dlbench new experiment iris_mlp", tmp_path)  # (the digits template under a preset's name)
-    start = shadow.stderr.split("under a name of your own: ", 1)[1].strip()
+    start = shadow.stderr.split("Choose a name of your own: ", 1)[1].strip()
     assert shadow.returncode == 2 and start == "dlbench new experiment my_iris_mlp --from iris_mlp"
-    assert not (tmp_path / "configs" / "experiment" / "iris_mlp.yaml").exists()
+    other = shell("dlbench new experiment digits_mlp --from iris_mlp", tmp_path)  # (the default's name)
+    assert other.returncode == 2 and "dlbench new experiment my_digits_mlp --from iris_mlp" in other.stderr
+    made = {p.name for p in (tmp_path / "configs" / "experiment").iterdir()}
+    assert not {"iris_mlp.yaml", "digits_mlp.yaml"} & made
     assert shell(start, tmp_path).returncode == 0
     assert "name: my_iris_mlp" in (tmp_path / "configs" / "experiment" / "my_iris_mlp.yaml").read_text()
     quiet = "trainer.epochs=1 trainer.progress=none"

@@ -93,11 +93,11 @@ def new_command(args: list[str]) -> int:
             "yours: make your preset in your project's folder (where you run dlbench)"
         )
     refuse_existing(target)
-    if source is None and (found := experiments().get(name)) is not None:  # (it would be used in its place)
-        start = command("new", "experiment", f"my_{name}", "--from", name)
+    if (found := experiments().get(name)) is not None:  # (the new file would be used in its place)
+        start = command("new", "experiment", f"my_{name}", "--from", source or name)
         raise DlbenchError(
-            f"experiment={name} exists ({found[0]}): this template under its name would be used in its "
-            f"place here. Start from it under a name of your own: {start}"
+            f"experiment={name} exists ({found[0]}): a preset under its name would be used in its "
+            f"place here. Choose a name of your own: {start}"
         )
     files.write_text(target, experiment_text(name, source))
     console.print(f"wrote {target}: run it with  {command(f'experiment={name}')}", soft_wrap=True)
