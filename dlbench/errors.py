@@ -20,8 +20,9 @@ class DlbenchError(Exception):
     def lines(self) -> tuple[str, ...]:
         return tuple(str(line) for line in self.args) or ("",)
 
-    def __str__(self) -> str:
-        return "\n".join(self.lines)
+    def __str__(self) -> str:  # (a line break inside a line as the escape it prints as: the text
+        # keeps which breaks are lines, e.g. from a DataLoader worker, where torch passes it on)
+        return "\n".join(line.replace("\n", "\\x0a") for line in self.lines)
 
 
 class FolderInUse(DlbenchError):
@@ -152,9 +153,9 @@ def as_user_error(err: BaseException) -> BaseException:
     that cannot be read or written, memory that runs out, or a DlbenchError raised in a
     DataLoader worker (which torch re-raises with the worker's traceback in its message)."""
     if isinstance(err, DlbenchError):
-        text = str(err)
+        text = "\n".join(err.lines)  # (torch's text, as it made it: one argument)
         if "DataLoader worker" in text and "DlbenchError: " in text:
-            return type(err)(text.rsplit("DlbenchError: ", 1)[1].strip())
+            return type(err)(*text.rsplit("DlbenchError: ", 1)[1].strip().split("\n"))  # (its lines: __str__)
         return err
     if isinstance(err, MemoryError) or (
         isinstance(err, RuntimeError) and any(s in str(err) for s in OUT_OF_MEMORY)

@@ -444,6 +444,25 @@ def test_a_line_break_in_a_value_never_starts_a_line_dlbench_prints(capsys, run,
     assert "\nerror: FAKE" not in (folder / "train.log").read_text()
 
 
+def test_an_error_raised_in_a_data_loader_worker_keeps_its_lines_and_only_them():
+    """torch passes a worker's error on as text: its lines are dlbench's, a line break inside
+    one (a file's name) stays an escape (DlbenchError.__str__)."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from dlbench.errors import DlbenchError, as_user_error
+
+    class Unreadable(Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int):
+            raise DlbenchError("q\nerror: FAKE is not a readable image", "Its folder: x")
+
+    with pytest.raises(DlbenchError) as raised:
+        next(iter(DataLoader(Unreadable(), num_workers=1)))
+    assert as_user_error(raised.value).lines == ("q\\x0aerror: FAKE is not a readable image", "Its folder: x")
+
+
 def test_dlbenchs_own_text_is_printed_as_written(capsys, tmp_path, monkeypatch):
     code, out, err = dlbench(capsys, "--help")
     assert code == 0 and "dlbench 'plugins=[my_models]' model=tiny_net" in out
