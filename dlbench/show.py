@@ -20,8 +20,9 @@ from dlbench import compose, preflight, terminal
 from dlbench.config import data_config
 from dlbench.data.info import DataInfo
 from dlbench.engine.logging import console, new_table
+from dlbench.engine.optim import EXTRA_KEYS
 from dlbench.engine.step import DTYPES
-from dlbench.errors import ArgumentParser, DlbenchError
+from dlbench.errors import ArgumentParser, DlbenchError, first_line
 from dlbench.registry import MODELS, OPTIMIZERS
 from dlbench.validation import validate
 
@@ -161,7 +162,8 @@ def training_memory(
 
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = OPTIMIZERS.build(optimizer, "optimizer", params=params)
+    # (the keys dlbench reads itself, such as norm_lr_scale, are not the optimizer's)
+    opt = OPTIMIZERS.build(optimizer, "optimizer", params=params, skip=list(EXTRA_KEYS))
     dtype = DTYPES.get(str(precision))  # auto: estimated as float32
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
@@ -214,7 +216,14 @@ def show_command(args: list[str]) -> int:
     input_shape = facts.input_shape
     if getattr(model, "latent_dim", 0):  # a GAN: its generator, from noise
         input_shape, source = [model.latent_dim], f"noise for the generator; images {source}"
-    summary = summarize(model, input_shape, batch, cfg.optimizer, cfg.trainer.precision, parsed.depth, tokens)
+    try:
+        summary = summarize(
+            model, input_shape, batch, cfg.optimizer, cfg.trainer.precision, parsed.depth, tokens
+        )
+    except (RuntimeError, TypeError, ValueError, IndexError) as err:  # (a seq2seq model on images)
+        given = f"{'token ids' if tokens else 'numbers'} of shape {list(input_shape)}"
+        parts = f"model={cfg.model.name} cannot take dataset={cfg.dataset.name}'s inputs"
+        raise DlbenchError(f"{parts} ({given}): {first_line(err)}") from err
     print_summary(cfg, summary, input_shape, source, batch)
     return 0
 

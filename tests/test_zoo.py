@@ -227,6 +227,17 @@ def test_show_bad_input_is_one_message(cli):
     result = cli("show", "model=resnet", "model.attention=sqeeze")
     assert result.returncode == 2
     assert "model.attention" in result.stderr and "Traceback" not in result.stderr
+    # (show fed numbers to an embedding: an unexpected error, exit 1)
+    result = cli("show", "model=seq2seq", "model.vocab_size=10", "model.target_vocab_size=12")
+    assert result.returncode == 2
+    assert "model=seq2seq cannot take dataset=digits's inputs (numbers" in result.stderr
+
+
+def test_show_builds_the_optimizer_with_dlbenchs_own_keys_aside(cli):
+    """airbench's optimizer.norm_lr_scale is dlbench's (its parameter groups), not SGD's: show
+    failed with "Unknown key 'optimizer.norm_lr_scale' for optimizer 'sgd'"."""
+    result = cli("show", "experiment=airbench_cifar10", "dataset.download=false", "--depth", "1")
+    assert result.returncode == 0 and "optimizer state (sgd)" in result.stdout, result.stderr
 
 
 def test_list_models_describes_every_family(cli):
