@@ -96,7 +96,7 @@ def print_results(
     if trainer.average is not None and trainer.average.in_use():
         console.print(f"val/ and test/ measured {trainer.average.describe()}", soft_wrap=True)
     if (text := task.report()) is not None:
-        console.print_lines(text) if isinstance(text, str) else console.print(text)
+        console.print_lines(text)
     if trainer.profiler is not None and trainer.profiler.report:
         console.print_lines(trainer.profiler.report, soft_wrap=True)
     if note := shortened_preset(overrides):

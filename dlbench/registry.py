@@ -199,10 +199,11 @@ class Registry:
         self.check(node, where, reserved={k: Any for k in skip})
         fn = self.get(node["name"])
         kwargs = {k: v for k, v in node.items() if k != "name" and k not in set(skip)}
-        for key in self.facts & set(inspect.signature(fn).parameters):
+        signature = inspect.signature(fn)
+        parameters = signature.parameters
+        for key in self.facts & set(parameters):
             if kwargs.get(key) is None and facts is not None:
                 kwargs[key] = getattr(facts, key)
-        parameters = inspect.signature(fn).parameters
         lacking = sorted(  # facts it must have that the data has not (a seq2seq model on digits)
             key
             for key in self.facts & set(parameters)
@@ -216,7 +217,7 @@ class Registry:
                 f"kind of data (dlbench list {self.kind}s {node['name']} shows what it takes)"
             )
         try:
-            inspect.signature(fn).bind(**kwargs, **supplied)
+            signature.bind(**kwargs, **supplied)
         except TypeError as err:
             raise DlbenchError(f"{where} ({self.kind} '{node['name']}'): {err}") from err
         try:

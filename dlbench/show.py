@@ -20,10 +20,10 @@ from dlbench import compose, preflight, terminal
 from dlbench.config import data_config
 from dlbench.data.info import DataInfo
 from dlbench.engine.logging import console, new_table
-from dlbench.engine.optim import EXTRA_KEYS
+from dlbench.engine.optim import build_optimizer
 from dlbench.engine.step import DTYPES
 from dlbench.errors import ArgumentParser, DlbenchError, first_line
-from dlbench.registry import MODELS, OPTIMIZERS
+from dlbench.registry import MODELS
 from dlbench.validation import validate
 
 
@@ -162,8 +162,7 @@ def training_memory(
 
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    # (the keys dlbench reads itself, such as norm_lr_scale, are not the optimizer's)
-    opt = OPTIMIZERS.build(optimizer, "optimizer", params=params, skip=list(EXTRA_KEYS))
+    opt = build_optimizer(optimizer, params)  # (as the run builds it: norm_lr_scale is dlbench's)
     dtype = DTYPES.get(str(precision))  # auto: estimated as float32
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):

@@ -29,6 +29,7 @@ import shlex
 import sys
 import unicodedata
 from collections.abc import Iterable
+from typing import Any
 
 from rich.console import Console
 from rich.segment import Segment
@@ -82,8 +83,12 @@ class InertConsole(Console):
             return
         super().print(*objects, **options)
 
-    def print_lines(self, text: str, **options) -> None:
-        """dlbench's own text of several lines, each printed as a line."""
+    def print_lines(self, text: Any, **options) -> None:
+        """dlbench's own text of several lines, each printed as a line (a renderable, such as a
+        task's report table, as it is)."""
+        if not isinstance(text, str):
+            self.print(text, **options)
+            return
         self.print(*text.split("\n"), sep="\n", **options)
 
     def render_str(self, text: str, **options):

@@ -56,5 +56,5 @@ def eval_command(args: list[str]) -> int:
     metrics = trainer.evaluate(task, data, "test")
     console.print(metrics_table(metrics, title=f"Test metrics of {ckpt}"))
     if (report := task.report()) is not None:
-        console.print_lines(report) if isinstance(report, str) else console.print(report)
+        console.print_lines(report)
     return 0

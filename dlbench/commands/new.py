@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 
 from dlbench import files
-from dlbench.commands.listing import experiments
 from dlbench.engine.logging import console
 from dlbench.errors import DlbenchError, unknown_name
 from dlbench.searchpath import results_here
@@ -93,13 +92,16 @@ def new_command(args: list[str]) -> int:
             "yours: make your preset in your project's folder (where you run dlbench)"
         )
     refuse_existing(target)
-    if (found := experiments().get(name)) is not None:  # (the new file would be used in its place)
+    from dlbench.commands.listing import experiments  # (Hydra's config search: not for `new model`)
+
+    presets = experiments()
+    if (found := presets.get(name)) is not None:  # (the new file would be used in its place)
         start = command("new", "experiment", f"my_{name}", "--from", source or name)
         raise DlbenchError(
             f"experiment={name} exists ({found[0]}): a preset under its name would be used in its "
             f"place here. Choose a name of your own: {start}"
         )
-    files.write_text(target, experiment_text(name, source))
+    files.write_text(target, experiment_text(name, source, presets))
     console.print(f"wrote {target}: run it with  {command(f'experiment={name}')}", soft_wrap=True)
     return 0
 
@@ -131,8 +133,9 @@ def refuse_existing(path: Path) -> None:
         raise DlbenchError(f"{path} exists; dlbench new never writes over a file (choose another name)")
 
 
-def experiment_text(name: str, source: str | None) -> str:
-    """A preset's text under a new name, its header saying how to run it."""
+def experiment_text(name: str, source: str | None, presets: dict[str, tuple[Path, str]]) -> str:
+    """A preset's text under a new name (`presets`: listing.experiments()), its header saying
+    how to run it."""
 
     header = [
         "# @package _global_",
@@ -156,7 +159,6 @@ def experiment_text(name: str, source: str | None) -> str:
                 "",
             ]
         )
-    presets = experiments()
     if source not in presets:
         raise unknown_name("experiment", source, presets)
     path, _ = presets[source]
