@@ -31,6 +31,7 @@ USAGE = """\
   dlbench board [DIR] [--port N]         TensorBoard on the runs under DIR (outputs), named by overrides
   dlbench completion bash                shell completion: eval "$(dlbench completion bash)"
   dlbench --help | --hydra-help | --cfg job [OVERRIDES...]
+  RUN: a run's folder (its checkpoints/last.pt), outputs/NAME (its newest run), or a .pt file
 """
 
 EXAMPLES = """\
@@ -39,17 +40,17 @@ EXAMPLES = """\
   dlbench experiment=lenet5_mnist trainer.epochs=15
   dlbench -m optimizer.lr=0.1,0.01 model=mlp,linear
   dlbench -m experiment=optimizers                 a lesson sweep (also lr_schedulers, norms, ...)
-  dlbench compare outputs/multirun/<sweep> --sort test/acc
-  dlbench resume=outputs/digits_mlp/2026-01-01_12-00-00_ab12cd trainer.epochs=20
+  dlbench compare outputs/multirun/* --sort test/acc   every sweep's jobs, best first
+  dlbench resume=outputs/digits_mlp trainer.epochs=20   the newest digits_mlp run, on to epoch 20
   dlbench lr-find experiment=digits_mlp            suggest an lr (a loss-against-lr plot too)
   dlbench list models
   dlbench list models resnet                       its keys: defaults, types, meaning
   dlbench 'plugins=[my_models]' model=tiny_net     your own model (docs/extending.md)
   dlbench show experiment=resnet_cifar10
   dlbench show model=resnet model.depth=50 model.stem=imagenet model.num_outputs=1000
-  dlbench eval outputs/cnn_mnist/<run> dataset=fashion_mnist
-  dlbench predict outputs/cnn_mnist/<run> my_digit.png --top-k 3
-  dlbench predict outputs/name2lang_rnn/<run> Choi Jane Daniel Chow Tanaka --top-k 5
+  dlbench eval outputs/cnn_mnist dataset=fashion_mnist   the newest cnn_mnist run, on other data
+  dlbench predict outputs/cnn_mnist my_digit.png --top-k 3
+  dlbench predict outputs/name2lang_rnn Choi Jane Daniel Chow Tanaka --top-k 5
   dlbench --cfg job model=linear                   print the composed config, train nothing
   dlbench board                                    TensorBoard on ./outputs, runs named by their overrides
 """

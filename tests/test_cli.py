@@ -151,6 +151,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("optimizer.lr=fast",): "optimizer.lr: expected float",
         ("trainer.epochs=many",): "trainer.epochs",
         ("resume=nowhere",): "No checkpoint at nowhere",
+        ("eval", "."): "No run in .: give a run directory, a folder of runs such as outputs/NAME",
         ("hydra.verbose=3",): "hydra.verbose=3: true, false, a logger's name, or a list of names",
         ("optimizer.eps=1e-7",): "'optimizer.eps' is not in optimizer=adam's config, though its constructor "
         "takes it: add it with a +, +optimizer.eps=1e-7",

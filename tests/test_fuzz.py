@@ -661,6 +661,40 @@ def test_a_printed_resume_command_pastes_back_to_its_folder(request, name):
         assert override_value(words, "resume") == folder, (program, printed)  # (dlbench's own reading)
 
 
+@settings(max_examples=25 * SCALE, **FUZZ)
+@given(names=st.lists(folder_names, min_size=1, max_size=3, unique=True), newest=st.booleans())
+@example(names=["run", "x\nerror: FAKE"], newest=False)
+def test_a_folder_of_runs_means_its_newest_whatever_its_folders_names(capsys, request, place, names, newest):
+    """`resume=outputs/NAME` (and eval, predict, export: one rule, checkpoint.find) takes the
+    folder's newest run, whatever the names of the folders in it: the real run (the first name)
+    when its last.pt is the newest, else a folder whose last.pt is not a checkpoint, refused in
+    one message. Either way nothing in the folder changes and what is printed is text."""
+    import tempfile
+
+    folder, run, marker = place
+    count(request, "a folder of runs (outputs/NAME)")
+    runs = Path(tempfile.mkdtemp(dir=folder))
+    try:
+        for number, name in enumerate(names):
+            if number == 0:
+                shutil.copytree(run, runs / name)
+            else:
+                (runs / name / "checkpoints").mkdir(parents=True)
+                (runs / name / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+            written = 2_000_000_000 + (number if newest is False else -number)  # (seconds)
+            os.utime(runs / name / "checkpoints" / "last.pt", (written, written))
+        before = digest(runs)
+        code, out, err = dlbench(capsys, "--cfg", "job", f"resume={runs}")
+        assert_inert(code, out, err)
+        no_canary(marker)
+        assert digest(runs) == before
+        chosen = names[0] if newest or len(names) == 1 else names[-1]
+        assert code == (0 if chosen == names[0] else 2), err[-2000:]
+        assert "holds runs; the newest is" in err and ("is not a checkpoint" in err) == (code == 2), err
+    finally:
+        shutil.rmtree(runs)
+
+
 so_far_values = st.one_of(
     json_values,
     st.fixed_dictionaries(  # what Trainer.so_far saves, each part of any shape

@@ -335,7 +335,8 @@ def test_a_preset_cut_short_says_so_beside_its_figures(cli):
 
 def test_extendings_project_trains_and_its_run_commands_and_python_run_as_pasted(tmp_path):
     """docs/extending.md's own files (my_models.py, my_data.py, the flowers preset) train; its
-    commands on a trained run and its Python block run with `<run>` filled in. (A review: its
+    commands on a trained run run as written (outputs/flowers: its newest run), its Python block
+    with `<run>` filled in. (A review: its
     my_data.py was a sketch, `...` bodies, that failed once trained; the Python block used
     torch without importing it.)"""
     from PIL import Image
@@ -346,13 +347,54 @@ def test_extendings_project_trains_and_its_run_commands_and_python_run_as_pasted
     (run,) = (tmp_path / "outputs" / "flowers").iterdir()
     Image.new("RGB", (12, 12), (200, 200, 200)).save(tmp_path / "photo.png")
     extending = [text for doc, text in blocks("bash") if doc == "extending.md"]
-    (on_run,) = [text for text in extending if "dlbench eval outputs/flowers/<run>" in text]
+    (on_run,) = [text for text in extending if "dlbench eval outputs/flowers " in text]
     lines = [line.split("  #")[0] for line in on_run.splitlines()]
-    pasted = shell(" && ".join(lines).replace("<run>", run.name) + " && ls model.yaml", tmp_path)
+    pasted = shell(" && ".join(lines) + " && ls model.yaml", tmp_path)
     assert pasted.returncode == 0 and "test/acc" in pasted.stdout, pasted.stderr[-2000:]
+    assert f"note: outputs/flowers holds runs; the newest is outputs/flowers/{run.name}" in pasted.stderr
     (python,) = [text for doc, text in blocks("python") if doc == "extending.md" and "dlbench.train(" in text]
     done = subprocess.run(
         [sys.executable, "-c", python.replace("<run>", run.name) + "\nprint('ran', sorted(state))"],
         cwd=tmp_path, env=user_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0 and "ran ['1.bias', '1.weight'" in done.stdout, done.stderr[-2000:]
+
+
+TRAIN_RUNS = """
+from dlbench import cli
+quick = ["trainer.epochs=1", "trainer.progress=none"]
+for args in ([], ["experiment=cnn_mnist"], ["experiment=name2lang_rnn"], ["-m", "optimizer.lr=0.1,0.01"]):
+    assert cli.main([*args, *quick]) == 0, args
+"""
+
+
+def test_helps_examples_on_runs_run_as_printed(tmp_path):
+    """`dlbench --help`'s examples that act on saved runs (compare, resume, eval, predict) run
+    exactly as printed, once the runs they name exist: outputs/NAME means its newest run, so
+    they hold no placeholder to fill in (they held `<run>`, which bash reads as a redirection).
+    The data the presets download is written where they look (./data), as files a download
+    leaves; the runs are trained for one epoch first."""
+    import torch
+    from formats import write_mnist, write_names
+    from PIL import Image
+
+    from dlbench.cli import EXAMPLES
+
+    write_mnist(tmp_path / "data")
+    write_mnist(tmp_path / "data", folder="FashionMNIST")
+    write_names(tmp_path / "data")
+    Image.new("L", (28, 28), 255).save(tmp_path / "my_digit.png")
+    trained = subprocess.run(  # (in one process: the examples below are what is timed as pasted)
+        [sys.executable, "-c", TRAIN_RUNS], cwd=tmp_path, env=user_env(), capture_output=True, text=True
+    )
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    printed = [re.split(r"\s{2,}", line.strip())[0] for line in EXAMPLES.splitlines()]
+    on_runs = [line for line in printed if "outputs/" in line]
+    assert len(on_runs) == 5 and not any("<" in line for line in printed)
+    for line in on_runs:
+        result = shell(line, tmp_path)
+        assert result.returncode == 0, f"{line}\n{result.stdout[-1000:]}\n{result.stderr[-2000:]}"
+        if "multirun" not in line:
+            assert "holds runs; the newest is outputs/" in result.stderr, line
+    (run,) = (tmp_path / "outputs" / "digits_mlp").iterdir()  # resumed in its own folder, to epoch 20
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["trainer"]["epoch"] == 20

@@ -54,9 +54,13 @@ def saved_overrides(target: str) -> tuple[Path, Path | None, list[str]]:
     """A run's checkpoint, its directory and the overrides it was started with, as the
     allow-list keeps them (less plugins, resume and sweep settings)."""
     from dlbench.engine import checkpoint
+    from dlbench.engine.logging import err_console
 
     ckpt = checkpoint.find(target)
     run_dir = run_folder_of(ckpt)
+    given = Path(target).expanduser()
+    if given.is_dir() and not checkpoint.is_run(given):  # a folder of runs: say which one it means
+        err_console.print(f"note: {given} holds runs; the newest is {run_dir}", soft_wrap=True)
     saved_file = run_dir / ".hydra" / "overrides.yaml" if run_dir else None
     if saved_file is not None and saved_file.is_file():
         saved = check_saved_overrides(read_yaml(saved_file), str(saved_file))

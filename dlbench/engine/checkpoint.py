@@ -89,13 +89,39 @@ def find(path: str | Path) -> Path:
     """The checkpoint a path means, one rule for every command (resume, eval, predict, export,
     `dlbench.load_model`, a GAN's judge): a run folder means its checkpoints/last.pt, the
     weights its metrics.json's test figures were measured with and a resume continues from; a
-    file means itself (name RUN/checkpoints/best.pt to use the best epoch's weights)."""
+    folder of runs (outputs/NAME) means its newest run's (`newest_run`), so a command written
+    for "the run I just trained" pastes as it is; a file means itself (name
+    RUN/checkpoints/best.pt to use the best epoch's weights)."""
     path = Path(path).expanduser()
+    if path.is_dir() and not is_run(path):
+        newest = newest_run(path)
+        if newest is None:
+            raise DlbenchError(
+                f"No run in {path}: give a run directory, a folder of runs such as outputs/NAME, "
+                "or a .pt file"
+            )
+        path = newest
     if path.is_dir():
         path = path / "checkpoints" / "last.pt"
     if not path.is_file():
         raise DlbenchError(f"No checkpoint at {path} (give a run directory or a .pt file)")
     return path
+
+
+def is_run(folder: Path) -> bool:
+    """A run's folder (its config or its checkpoints), even one with no checkpoint in it."""
+    return (folder / ".hydra").is_dir() or (folder / "checkpoints").is_dir()
+
+
+def newest_run(folder: Path) -> Path | None:
+    """Of the runs directly in `folder`, the one whose checkpoints/last.pt was written last (a
+    resumed run counts from its resume), or None if none has one."""
+    runs = [
+        (last.stat().st_mtime_ns, run)
+        for run in folder.iterdir()
+        if (last := run / "checkpoints" / "last.pt").is_file()
+    ]
+    return max(runs)[1] if runs else None
 
 
 def load(path: str | Path) -> dict[str, Any]:
