@@ -5,7 +5,7 @@ run = dlbench.train("experiment=lenet5_mnist trainer.epochs=2")  # or several st
 run.metrics["test/acc"], run.folder             # the final metrics; the run's folder
 steps, losses = run.curve("train/loss")         # any logged curve, as plain lists (to plot)
 model = run.load_model()                        # the trained nn.Module, in eval mode
-model = dlbench.load_model("outputs/lenet5_mnist/<run>")   # the same from a folder
+model = dlbench.load_model("outputs/lenet5_mnist")   # the same from a folder (its newest run)
 """
 
 from __future__ import annotations

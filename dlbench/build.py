@@ -9,6 +9,8 @@ the task that owns them), from a config or from a checkpoint alone.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 import yaml
@@ -16,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import TensorDataset
 
-from dlbench import errors, files, plugins, safety
+from dlbench import errors, files, plugins, safety, terminal
 from dlbench.config import data_config
 from dlbench.data.base import DataModule, as_source
 from dlbench.data.info import DataInfo
@@ -131,6 +133,13 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
 def load_judge(run: str, info: DataInfo, key: str = "judge"):
     """A trained dlbench classifier as a function: images in [-1, 1] -> class probabilities
     (a GAN task's judge, `task.judge=<run dir>`: a parameter named in its `trained_runs`)."""
+    folder = Path(run).expanduser()
+    if folder.is_dir() and not checkpoint.is_run(folder) and (newest := checkpoint.newest_run(folder)):
+        named = terminal.shell_word(terminal.override(f"task.{key}", newest))
+        raise DlbenchError(
+            f"task.{key}={run} holds runs: name the one that judges, so that this run records which "
+            f"(the one checkpointed last: {named})"
+        )
     try:
         state = checkpoint.load(run)
         task_node = (files.load_yaml(state["config"]) or {}).get("task")

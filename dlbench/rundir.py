@@ -235,6 +235,22 @@ class RunLock:
         self.fd = None
 
 
+def in_use(folder: Path) -> bool:
+    """Whether a dlbench run holds the folder's lock now (RunLock: a run still training). The
+    lock file is only read, never made."""
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 OWN_FILES = {
     ".": ("metrics.json", "error.txt"),
     ".hydra": ("config.yaml", "overrides.yaml", "hydra.yaml"),

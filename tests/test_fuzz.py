@@ -690,7 +690,8 @@ def test_a_folder_of_runs_means_its_newest_whatever_its_folders_names(capsys, re
         assert digest(runs) == before
         chosen = names[0] if newest or len(names) == 1 else names[-1]
         assert code == (0 if chosen == names[0] else 2), err[-2000:]
-        assert "holds runs; the newest is" in err and ("is not a checkpoint" in err) == (code == 2), err
+        assert "holds runs: using the one checkpointed last" in err, err
+        assert ("is not a checkpoint" in err) == (code == 2), err
     finally:
         shutil.rmtree(runs)
 

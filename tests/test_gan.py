@@ -197,6 +197,9 @@ def test_judge_scores_generated_digits(tmp_path, root):
     data = [f"dataset.root={root}", "dataset.download=false", "dataset.normalize=half"]
     judge_cfg = compose.compose_config([*QUIET, "experiment=cnn_mnist", *data, "trainer.epochs=1"])
     train(judge_cfg, tmp_path / "judge")
+    runs = compose.compose_config([*QUIET, *preset("cgan_mnist", root), f"task.judge={tmp_path}"])
+    with pytest.raises(DlbenchError, match=r"holds runs: name the one that judges.*task\.judge=/.*/judge\)"):
+        train(runs, tmp_path / "gan")  # (a folder of runs: the run would not record which judged)
     cfg = compose.compose_config([*QUIET, *preset("cgan_mnist", root), "trainer.epochs=1",
                                     f"task.judge={tmp_path / 'judge'}", "task.judge_samples=50"])  # fmt: skip
     metrics = train(cfg, tmp_path / "gan")

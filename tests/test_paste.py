@@ -351,7 +351,7 @@ def test_extendings_project_trains_and_its_run_commands_and_python_run_as_pasted
     lines = [line.split("  #")[0] for line in on_run.splitlines()]
     pasted = shell(" && ".join(lines) + " && ls model.yaml", tmp_path)
     assert pasted.returncode == 0 and "test/acc" in pasted.stdout, pasted.stderr[-2000:]
-    assert f"note: outputs/flowers holds runs; the newest is outputs/flowers/{run.name}" in pasted.stderr
+    assert f"holds runs: using the one checkpointed last, outputs/flowers/{run.name}" in pasted.stderr
     (python,) = [text for doc, text in blocks("python") if doc == "extending.md" and "dlbench.train(" in text]
     done = subprocess.run(
         [sys.executable, "-c", python.replace("<run>", run.name) + "\nprint('ran', sorted(state))"],
@@ -395,6 +395,6 @@ def test_helps_examples_on_runs_run_as_printed(tmp_path):
         result = shell(line, tmp_path)
         assert result.returncode == 0, f"{line}\n{result.stdout[-1000:]}\n{result.stderr[-2000:]}"
         if "multirun" not in line:
-            assert "holds runs; the newest is outputs/" in result.stderr, line
+            assert "holds runs: using the one checkpointed last, outputs/" in result.stderr, line
     (run,) = (tmp_path / "outputs" / "digits_mlp").iterdir()  # resumed in its own folder, to epoch 20
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["trainer"]["epoch"] == 20

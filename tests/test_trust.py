@@ -893,3 +893,32 @@ def test_a_resume_cannot_make_a_run_shorter_and_leaves_its_record(capsys, run):
         code, out, err = dlbench(capsys, f"resume={run}", *shorter)
         assert code == 2 and said in err and "cannot make a run shorter" in err, err
         assert digest(run) == before
+
+
+def test_a_folder_of_runs_means_the_one_checkpointed_last_and_a_sweep_is_refused(capsys, trained, tmp_path):
+    """`eval outputs/NAME` (checkpoint.find, the rule of every command on a run): the run whose
+    last.pt was written last, whatever the names sort as, named on stderr, and said to be
+    training while a run holds its lock; a sweep's folder is refused, naming a job (its jobs
+    are not one run's attempts). Nothing in the folders changes."""
+    from dlbench import rundir
+
+    runs = tmp_path / "outputs" / "digits_mlp"
+    for name, written in (("old", 1_000_000_000), ("new", 2_000_000_000)):  # ("old" sorts last)
+        shutil.copytree(trained, runs / name)
+        os.utime(runs / name / "checkpoints" / "last.pt", (written, written))
+    sweep = tmp_path / "sweep"
+    shutil.copytree(trained, sweep / "0")
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    before = digest(tmp_path)
+    code, out, err = dlbench(capsys, "eval", str(runs))
+    assert code == 0 and "test/acc" in out, err
+    assert f"holds runs: using the one checkpointed last, {runs / 'new'}\n" in err
+    lock = rundir.RunLock(runs / "new").acquire()
+    try:
+        code, out, err = dlbench(capsys, "eval", str(runs))
+    finally:
+        lock.release(wrote=False)
+    assert code == 0 and f"{runs / 'new'} (still training: its checkpoint so far)" in " ".join(err.split())
+    code, out, err = dlbench(capsys, "eval", str(sweep))
+    assert code == 2 and f"error: {sweep} is a sweep: name one of its jobs ({sweep / '0'}, ...)" in err
+    assert digest(tmp_path) == before

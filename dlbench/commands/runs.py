@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dlbench import plugins, terminal
+from dlbench import plugins, rundir, terminal
 from dlbench.errors import DlbenchError
 from dlbench.files import load_yaml, read_yaml
 from dlbench.terminal import key_of, root_of
@@ -60,7 +60,8 @@ def saved_overrides(target: str) -> tuple[Path, Path | None, list[str]]:
     run_dir = run_folder_of(ckpt)
     given = Path(target).expanduser()
     if given.is_dir() and not checkpoint.is_run(given):  # a folder of runs: say which one it means
-        err_console.print(f"note: {given} holds runs; the newest is {run_dir}", soft_wrap=True)
+        training = " (still training: its checkpoint so far)" if rundir.in_use(run_dir) else ""
+        err_console.print(f"note: {given} holds runs: using the one checkpointed last, {run_dir}{training}")
     saved_file = run_dir / ".hydra" / "overrides.yaml" if run_dir else None
     if saved_file is not None and saved_file.is_file():
         saved = check_saved_overrides(read_yaml(saved_file), str(saved_file))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import pickle
 import threading
 import zipfile
@@ -89,11 +91,15 @@ def find(path: str | Path) -> Path:
     """The checkpoint a path means, one rule for every command (resume, eval, predict, export,
     `dlbench.load_model`, a GAN's judge): a run folder means its checkpoints/last.pt, the
     weights its metrics.json's test figures were measured with and a resume continues from; a
-    folder of runs (outputs/NAME) means its newest run's (`newest_run`), so a command written
-    for "the run I just trained" pastes as it is; a file means itself (name
-    RUN/checkpoints/best.pt to use the best epoch's weights)."""
+    folder of runs (outputs/NAME) means the last.pt written last in it (`newest_run`), so a
+    command written for "the run I just trained" pastes as it is; a file means itself (name
+    RUN/checkpoints/best.pt to use the best epoch's weights). A sweep's folder is refused: its
+    jobs are not one run's attempts."""
     path = Path(path).expanduser()
     if path.is_dir() and not is_run(path):
+        if (path / "multirun.yaml").is_file():
+            jobs = sorted(run.name for run in path.iterdir() if is_run(run))[:1]
+            raise DlbenchError(f"{path} is a sweep: name one of its jobs ({path / (jobs or ['0'])[0]}, ...)")
         newest = newest_run(path)
         if newest is None:
             raise DlbenchError(
@@ -104,7 +110,10 @@ def find(path: str | Path) -> Path:
     if path.is_dir():
         path = path / "checkpoints" / "last.pt"
     if not path.is_file():
-        raise DlbenchError(f"No checkpoint at {path} (give a run directory or a .pt file)")
+        raise DlbenchError(
+            f"No checkpoint at {path} (give a run directory, a folder of runs such as outputs/NAME, "
+            "or a .pt file)"
+        )
     return path
 
 
@@ -115,13 +124,16 @@ def is_run(folder: Path) -> bool:
 
 def newest_run(folder: Path) -> Path | None:
     """Of the runs directly in `folder`, the one whose checkpoints/last.pt was written last (a
-    resumed run counts from its resume), or None if none has one."""
-    runs = [
-        (last.stat().st_mtime_ns, run)
-        for run in folder.iterdir()
-        if (last := run / "checkpoints" / "last.pt").is_file()
-    ]
-    return max(runs)[1] if runs else None
+    resumed run counts from its resume; one still training, from its latest checkpoint), or
+    None if none has one. What cannot be read (a folder locked to others, a broken link) is
+    passed over."""
+    written = []
+    for run in folder.iterdir():
+        last = run / "checkpoints" / "last.pt"
+        with contextlib.suppress(OSError):
+            if os.path.isfile(last):
+                written.append((last.stat().st_mtime_ns, run.name, run))
+    return max(written)[2] if written else None
 
 
 def load(path: str | Path) -> dict[str, Any]:
