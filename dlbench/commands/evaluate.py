@@ -34,7 +34,7 @@ def eval_command(args: list[str]) -> int:
     ckpt, run_dir, saved = saved_overrides(args[0])
     run_dir = run_dir or ckpt.parent  # a checkpoint file on its own
     overrides = merge_overrides(saved, args[1:])
-    require_plugins(args[0], args[1:], ["eval", *args], composes=True)
+    require_plugins(args[0], ckpt, args[1:], ["eval", *args], composes=True)
     cfg = preflight.check(overrides, source=f"the run {run_dir}", mode="show")[0]
     setup_console("plain")
     data = build_data(cfg)

@@ -60,8 +60,8 @@ def export_command(args: list[str]) -> int:
     parser.add_argument("--format", choices=FORMATS)
     parser.add_argument("--opset", type=at_least_one, default=18)
     parsed = parser.parse_args(args)
-    saved_overrides(parsed.run)  # (read as data, as every command that takes a run does)
-    require_plugins(parsed.run, parsed.named, ["export", *args])
+    ckpt = saved_overrides(parsed.run)[0]  # (read as data, as every command that takes a run does)
+    require_plugins(parsed.run, ckpt, parsed.named, ["export", *args])
     out = parsed.out
     kind = parsed.format or SUFFIXES.get(out.suffix)
     if kind is None or SUFFIXES.get(out.suffix) != kind:  # (a folder, `.` or '', has no suffix)
@@ -76,15 +76,14 @@ def export_command(args: list[str]) -> int:
             __import__(package)
         except ImportError:
             raise DlbenchError(f"--format {kind} needs {package}: pip install 'dlbench[export]'") from None
-    source = Path(parsed.run)
-    state = checkpoint.load(source)
+    state = checkpoint.load(ckpt)
     task, cfg, info = task_from_checkpoint(state, parsed.run)
     model = task.model.eval()
     spec = {
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "data": info.to_dict(),
         "plugins": model_plugins(cfg.model.name, state.get("plugins") or []),
-        "from": str(checkpoint.find(source)),
+        "from": str(ckpt),
         "format": kind,
     }
     note = WRITERS[kind](model, info, out, parsed.opset)

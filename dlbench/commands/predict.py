@@ -26,10 +26,10 @@ def predict_command(args: list[str]) -> int:
     parser.add_argument("--out")  # where generated images go
     parsed = parser.parse_args(args)
     named = [i for i in parsed.inputs if i.lstrip("+").startswith("plugins=")]
-    saved_overrides(parsed.run)  # (read as data, as every command that takes a run does)
-    require_plugins(parsed.run, named, ["predict", *args])
+    ckpt = saved_overrides(parsed.run)[0]  # (read as data, as every command that takes a run does)
+    require_plugins(parsed.run, ckpt, named, ["predict", *args])
     inputs = [i for i in parsed.inputs if i not in named]
-    task, _, info = task_from_checkpoint(checkpoint.load(parsed.run), parsed.run)
+    task, _, info = task_from_checkpoint(checkpoint.load(ckpt), parsed.run)
     given = {k: v for k, v in vars(parsed).items() if k in ("top_k", "num", "out") and v is not None}
     unused = [f"--{name.replace('_', '-')}" for name in given if name not in task.PREDICT_OPTIONS]
     if unused and type(task).predict_table is not Task.predict_table:  # (else: it predicts nothing)

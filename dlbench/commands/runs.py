@@ -156,17 +156,16 @@ def saved_plugins(ckpt: Path, run_dir: Path | None) -> list[str]:
 
 
 def require_plugins(
-    target: str, words: list[str], command: list[str] | plugins.Call, composes: bool = False
+    target: str, ckpt: Path, words: list[str], command: list[str] | plugins.Call, composes: bool = False
 ) -> None:
     """Import the plugins the user's own words name (`words`: their overrides: plugins=[...],
     an experiment= preset of theirs), check they are all the saved run needs, and import no
     other until the command ends: the run's saved settings choose configs too, and what those
     name is not the user's (`command`: the words the user gave after `dlbench`, for the one to
-    give instead; `composes`: the command composes the run's config again, eval and resume)."""
-    from dlbench.engine import checkpoint
+    give instead; `composes`: the command composes the run's config again, eval and resume;
+    `ckpt`: the checkpoint `target` means, found once by `saved_overrides`)."""
     from dlbench.searchpath import choices_here, chosen_here
 
-    ckpt = checkpoint.find(target)
     plugins.load_entry_points()
     plugins.load(plugins.named_in(words), "the command line")
     # (the command to give instead also chooses again the run's configs of ./configs, which a
@@ -281,7 +280,7 @@ def resume_overrides(overrides: list[str], said: list[str] | plugins.Call | None
     ckpt, run_dir, saved = saved_overrides(target)
     new = [o for o in overrides if not o.startswith("resume=")]
     out = merge_overrides(saved, new) + [terminal.override("resume", ckpt)]
-    require_plugins(target, new, overrides if said is None else said, composes=True)
+    require_plugins(target, ckpt, new, overrides if said is None else said, composes=True)
     if run_dir is not None and not any(o.startswith("hydra.run.dir=") for o in overrides):
         check_not_behind(ckpt, run_dir)
         out.append(terminal.override("hydra.run.dir", run_dir))
