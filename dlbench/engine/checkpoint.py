@@ -98,8 +98,8 @@ def find(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if path.is_dir() and not is_run(path):
         if (path / "multirun.yaml").is_file():
-            jobs = sorted(run.name for run in path.iterdir() if is_run(run))[:1]
-            raise DlbenchError(f"{path} is a sweep: name one of its jobs ({path / (jobs or ['0'])[0]}, ...)")
+            job = min((run.name for run in path.iterdir() if is_run(run)), default="0")
+            raise DlbenchError(f"{path} is a sweep: name one of its jobs ({path / job}, ...)")
         newest = newest_run(path)
         if newest is None:
             raise DlbenchError(
