@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from dlbench import errors, terminal
 from dlbench.errors import DlbenchError, first_line
 
 ENTRY_POINT_GROUP = "dlbench.plugins"
+MODULE = re.compile(r"[^\W\d]\w*(\.[^\W\d]\w*)*")  # what a plugin named as a module may be: my_pkg.models
 _imported: dict[str, str] = {}  # plugin as named -> where it was named
 _entry_points_loaded = False
 # (only_named) the saved run, the user's words, and whether these choose a config in ./configs
@@ -48,6 +50,11 @@ def load(names: list[str], where: str) -> None:
     for name in names:
         if name in _imported:
             continue
+        if not name.endswith(".py") and not MODULE.fullmatch(name):
+            raise DlbenchError(
+                f"plugin '{name}' ({where}) is neither a module's name (my_models, my_pkg.models) nor a "
+                ".py file (path/to/my_models.py)"
+            )
         try:
             _import(name)
         except DlbenchError:

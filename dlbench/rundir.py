@@ -115,14 +115,16 @@ def check_writable(folder: Path, setting: str) -> None:
 
 def check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
     """A file a command is told to write (`--out report.html`): one of `suffixes`, in a folder
-    that exists (it is written over if it exists, unless the folder holds a run's or a sweep's
-    results: what they wrote there stays)."""
+    that exists, and a file if anything is there (it is written over, unless the folder holds a
+    run's or a sweep's results: what they wrote there stays). Checked before anything is written."""
     if path.suffix not in suffixes:
         raise DlbenchError(
             f"{flag} {path}: name a {' or '.join(suffixes)} file (it is written over if it exists)"
         )
     if not path.parent.is_dir():
         raise DlbenchError(f"{path}: no such folder {path.parent} (make it first, or write elsewhere)")
+    if os.path.lexists(path) and not os.path.isfile(path):  # (a folder, a FIFO, a broken link)
+        raise DlbenchError(f"{flag} {path}: it is there and is not a file: name a file")
     folder = path.parent
     if holds_results(folder) and os.path.lexists(path):  # (a run's metrics.csv, a sweep's summary.csv)
         raise DlbenchError(

@@ -22,7 +22,7 @@ from dlbench.data.info import DataInfo
 from dlbench.engine.logging import console, new_table
 from dlbench.engine.optim import build_optimizer
 from dlbench.engine.step import DTYPES
-from dlbench.errors import ArgumentParser, DlbenchError, first_line
+from dlbench.errors import ArgumentParser, DlbenchError, at_least_one, first_line
 from dlbench.registry import MODELS
 from dlbench.validation import validate
 
@@ -201,7 +201,7 @@ def size_text(n: float) -> str:
 def show_command(args: list[str]) -> int:
     """dlbench show [OVERRIDES...] [--depth N]: the model the config builds, layer by layer."""
     parser = ArgumentParser(prog="dlbench show", usage_line="usage: dlbench show [OVERRIDES...] [--depth N]")
-    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--depth", type=at_least_one, default=2)
     parsed, overrides = parser.parse_known_args(args)
     if bad := [o for o in overrides if "=" not in o]:
         raise DlbenchError(f"dlbench show takes overrides KEY=VALUE, not {' '.join(bad)}")

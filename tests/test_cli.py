@@ -152,6 +152,14 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("trainer.epochs=many",): "trainer.epochs",
         ("resume=nowhere",): "No checkpoint at nowhere",
         ("eval", "."): "No run in .: give a run directory, a folder of runs such as outputs/NAME",
+        # (a plugin word that is no module's name nor a .py file: Path.glob's own error, a bug)
+        ("plugins=[/tmp]", "trainer.epochs=1"): "plugin '/tmp' (the command line) is neither a module's name",
+        ("show", "--depth", "0"): "argument --depth: '0' is not a whole number of at least 1",  # (was exit 0)
+        ("compare", "nowhere", "--md", "d.md"): "--md d.md: it is there and is not a file",  # (a folder)
+        # (joblib's own ValueError: a traceback Hydra printed)
+        ("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "hydra.sweep.dir=sw"): (
+            "error: hydra/launcher=joblib could not start the sweep's jobs: ValueError: n_jobs == 0"
+        ),
         ("hydra.verbose=3",): "hydra.verbose=3: true, false, a logger's name, or a list of names",
         ("optimizer.eps=1e-7",): "'optimizer.eps' is not in optimizer=adam's config, though its constructor "
         "takes it: add it with a +, +optimizer.eps=1e-7",
@@ -181,6 +189,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("device", "trainer.epochs=1"): "'device' is a config group: choose an option, device=OPTION\n"
         "Its options: auto, cpu, cuda, mps",
     }
+    (tmp_path / "d.md").mkdir()
     for args, message in cases.items():
         result = cli(*args)
         assert result.returncode == 2, (args, result.stderr)

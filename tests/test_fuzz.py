@@ -495,6 +495,7 @@ def test_an_errors_lines_are_dlbenchs_whatever_the_values_it_quotes(capsys, requ
     ),
     given_overrides=st.lists(overrides.filter(lambda o: "plugins" not in o), max_size=2),
 )
+@example(options=[("--min-lr", "1e-320")], given_overrides=[])  # (1e-320 to 10: trained at lr inf)
 def test_lr_find_takes_any_option_and_override_as_data(capsys, request, place, options, given_overrides):
     folder, run, marker = place
     count(request, "lr-find options and overrides")

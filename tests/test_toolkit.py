@@ -344,12 +344,36 @@ def test_lr_find_refuses_bad_options_and_writes_nothing(cli, tmp_path):
     for args, message in [
         (["--steps", "5"], "--steps=5: the sweep needs at least 20 steps"),
         (["--min-lr", "1", "--max-lr", "0.1"], "need 0 < min < max"),
+        (["--max-lr", "1e308"], "and max/min a number (not an overflow)"),  # (it trained at lr inf)
         (["--stpes", "50"], "lr-find: unknown option --stpes"),
         (["model=mlpp"], "Unknown model option 'mlpp'"),
     ]:
         result = cli("lr-find", *args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
     assert not (tmp_path / "outputs").exists()
+
+
+def test_lr_find_stopped_by_sigterm_says_so_and_exits_as_the_signal_did(tmp_path):
+    """SIGTERM (a cluster's time limit) during lr-find's sweep: one line and 128 + 15, as for
+    a command the signal stopped (it was 'unexpected error: Preempted', a bug's message)."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import user_env
+
+    args = [sys.executable, "-m", "dlbench", "lr-find", "--steps", "10000000", "trainer.progress=none"]
+    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    process = subprocess.Popen(args, cwd=tmp_path, env=user_env(), **piped)
+    deadline = time.monotonic() + 120
+    while not any((tmp_path / "outputs" / "lr_find").glob("*/tb")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # (the sweep trains)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "error: stopped by SIGTERM after step " in err and "of 10000000: no lr is suggested" in err, err
+    assert "Traceback" not in out + err and "unexpected" not in err
 
 
 def test_lr_find_refuses_an_out_folder_it_cannot_use_before_training(cli, tmp_path):

@@ -14,11 +14,12 @@ that could be resumed or compared, and no run is touched.
 from __future__ import annotations
 
 import math
+import signal
 from pathlib import Path
 
 from dlbench import preflight, rundir
-from dlbench.engine.logging import RunLogger
-from dlbench.errors import ArgumentParser, DlbenchError
+from dlbench.engine.logging import RunLogger, print_error
+from dlbench.errors import ArgumentParser, DlbenchError, Preempted
 from dlbench.terminal import command, key_of
 
 SMOOTHING = 0.9  # the loss's moving average (fastai and Lightning take 0.98 over 100 steps, which lags)
@@ -50,8 +51,12 @@ def lr_find_command(args: list[str]) -> int:
         )
     if options.steps < 20:
         raise DlbenchError(f"--steps={options.steps}: the sweep needs at least 20 steps")
-    if not 0 < options.min_lr < options.max_lr < math.inf:
-        raise DlbenchError(f"--min-lr={options.min_lr} --max-lr={options.max_lr}: need 0 < min < max")
+    low, high = options.min_lr, options.max_lr
+    if not (0 < low < high < math.inf and math.isfinite(high / low)):  # (1e-320 to 1e308: an overflow)
+        raise DlbenchError(
+            f"--min-lr={options.min_lr} --max-lr={options.max_lr}: need 0 < min < max, and max/min a number "
+            "(not an overflow)"
+        )
     cfg = preflight.check(overrides, mode="show")[0]  # (a sweep's combinations: the first one)
     from dlbench.config_store import new_run_id
 
@@ -70,6 +75,11 @@ def lr_find_command(args: list[str]) -> int:
         raise
     try:
         lrs, losses = sweep(cfg, options.steps, options.min_lr, options.max_lr, out)
+    except Preempted as stop:  # SIGTERM (a cluster's time limit), SIGUSR1/2: the sweep cut short
+        rundir.remove_empty(made)
+        name = signal.Signals(stop.signum).name
+        print_error(f"stopped by {name} after step {stop.step} of {options.steps}: no lr is suggested")
+        return 128 + stop.signum
     except BaseException:
         rundir.remove_empty(made)  # (a run refused as it is built leaves no folder)
         raise

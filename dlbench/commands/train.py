@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from rich.text import Text
 
-from dlbench import compose, files, launch, preflight, rundir, summary, terminal
+from dlbench import compose, errors, files, launch, preflight, rundir, summary, terminal
 from dlbench.commands.runs import check_saved_overrides, override_value, resume_overrides
 from dlbench.config_store import new_run_id
 from dlbench.engine import cluster
@@ -165,6 +165,9 @@ def run_checked(
                     hydra_entry()  # (--hydra-help ends in sys.exit(0))
             finally:
                 terminal.write(printed.getvalue().expandtabs(4))  # (Hydra indents --info with tabs)
+        elif args.multirun:
+            with launcher_errors(override_value(overrides, "hydra/launcher") or "basic"):
+                hydra_entry()
         else:
             hydra_entry()
     finally:
@@ -179,6 +182,28 @@ def run_checked(
         err_console.print(Text.assemble((f"{len(failed)} job(s) failed", "red"), ": ", ", ".join(failed)))
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def launcher_errors(launcher: str):
+    """A sweep's launcher that cannot start its jobs (joblib's n_jobs=0, an sbatch that reaches
+    no cluster) raises in Hydra, which prints that as a traceback: with HYDRA_FULL_ERROR it
+    raises it instead, and it is one message here. (A job's own error never gets here:
+    launch.job records it in the job's folder and the sweep goes on.)"""
+    kept = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    except DlbenchError:
+        raise
+    except Exception as err:
+        why = errors.first_line(err)
+        raise DlbenchError(f"hydra/launcher={launcher} could not start the sweep's jobs: {why}") from err
+    finally:
+        if kept is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = kept
 
 
 def print_config(overrides: list[str], args) -> int:
