@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ from dlbench import errors, terminal
 from dlbench.errors import DlbenchError, first_line
 
 ENTRY_POINT_GROUP = "dlbench.plugins"
-MODULE = re.compile(r"[^\W\d]\w*(\.[^\W\d]\w*)*")  # what a plugin named as a module may be: my_pkg.models
 _imported: dict[str, str] = {}  # plugin as named -> where it was named
 _entry_points_loaded = False
 # (only_named) the saved run, the user's words, and whether these choose a config in ./configs
@@ -50,7 +48,7 @@ def load(names: list[str], where: str) -> None:
     for name in names:
         if name in _imported:
             continue
-        if not name.endswith(".py") and not MODULE.fullmatch(name):
+        if not name.endswith(".py") and not all(part.isidentifier() for part in name.split(".")):
             raise DlbenchError(
                 f"plugin '{name}' ({where}) is neither a module's name (my_models, my_pkg.models) nor a "
                 ".py file (path/to/my_models.py)"
@@ -81,7 +79,7 @@ def _files_named(name: str) -> list[str]:
     stem = name.rsplit(".", 1)[-1]
     patterns = (f"{stem}.py", f"*/{stem}.py", f"*/*/{stem}.py")
     found = sorted(str(path) for pattern in patterns for path in Path().glob(pattern))
-    return [f"plugins=[{path}]" for path in found[:3]]
+    return [_plugins_word([path]) for path in found[:3]]
 
 
 def _import(name: str) -> None:

@@ -136,6 +136,13 @@ def check_command(
     again (0.3 s a combination; a 1,000-job grid starts in seconds, not minutes)."""
     check_plugins(overrides)
     parsed = parse(overrides)
+    if mode in ("run", "show") and (several := [o.input_line for o in parsed if o.is_sweep_override()]):
+        # (Hydra's own run refuses it as ambiguous; composing the first value was a silent choice)
+        every = f"; to run each, sweep: {terminal.command('-m', *said)}" if said is not None else ""
+        raise DlbenchError(
+            f"{several[0]} gives several values, and this command takes one (a list is [a,b], a text "
+            f"with a comma 'a,b'){every}"
+        )
     swept = {o.get_key_element() for o in parsed if o.is_sweep_override() and not is_group(o)}
     configs, folder, hydra_node, composed = [], None, None, {}
     for combination in combinations(parsed):

@@ -99,8 +99,8 @@ def check_writable(folder: Path, setting: str) -> None:
     if str(folder).startswith("~"):
         raise DlbenchError(
             f"{setting}={folder}: Hydra does not expand ~ (it would make a folder named ~ here): "
-            "write the path from / or from the current folder, or let the shell expand it: "
-            f"{setting}=$HOME{str(folder)[1:]}"
+            "write the path from / or from the current folder: "
+            f"{terminal.shell_word(terminal.override(setting, folder.expanduser()))}"
         )
     existing = folder.expanduser().absolute()
     while not existing.exists() and existing != existing.parent:

@@ -163,7 +163,13 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("hydra.verbose=3",): "hydra.verbose=3: true, false, a logger's name, or a list of names",
         ("optimizer.eps=1e-7",): "'optimizer.eps' is not in optimizer=adam's config, though its constructor "
         "takes it: add it with a +, +optimizer.eps=1e-7",
-        ("hydra.run.dir='~/hx'",): "hydra.run.dir=~/hx: Hydra does not expand ~",
+        ("hydra.run.dir='~/hx'",): "hydra.run.dir=~/hx: Hydra does not expand ~ (it would make a folder "
+        f"named ~ here): write the path from / or from the current folder: hydra.run.dir={Path.home()}/hx",
+        # (a sweep's values without -m: the first was trained, silently)
+        ("optimizer.lr=0.1,0.01", "trainer.epochs=1"): "optimizer.lr=0.1,0.01 gives several values, and this "
+        "command takes one (a list is [a,b], a text with a comma 'a,b'); to run each, sweep: dlbench -m "
+        "optimizer.lr=0.1,0.01 trainer.epochs=1",
+        ("lr-find", "optimizer=adam,sgd"): "optimizer=adam,sgd gives several values, and this command takes",
         ("experiment=/tmp/x",): "Unknown experiment option",
         ("sweep.resume=somewhere", "trainer.epochs=1"): "sweep.resume finishes a sweep: run it with -m, "
         "dlbench -m sweep.resume=somewhere trainer.epochs=1",

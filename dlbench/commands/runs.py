@@ -300,5 +300,6 @@ def check_not_behind(ckpt: Path, run_dir: Path) -> None:
     raise DlbenchError(
         f"resume={ckpt}: the run's checkpoints/last.pt is further on, and a resume in the run's folder "
         f"would write over it (and metrics.json) from an earlier point. Continue the run with "
-        f"resume={run_dir}, or train on from {ckpt.name} in a new folder: add {elsewhere}"
+        f"{terminal.shell_word(terminal.override('resume', run_dir))}, or train on from {ckpt.name} in a "
+        f"new folder: add {elsewhere}"
     )

@@ -45,6 +45,8 @@ def train_command(argv: list[str]) -> int:
         raise DlbenchError(
             '--shell-completion takes install=bash (dlbench\'s own: eval "$(dlbench completion bash)")'
         )
+    if args.cfg and override_value(args.overrides, "sweep.resume") is not None:  # (-m and --cfg: refused)
+        raise DlbenchError("sweep.resume finishes a sweep (-m); --cfg prints one run's config: leave one out")
     if not args.multirun and override_value(args.overrides, "sweep.resume") is not None:
         raise DlbenchError(  # (without -m it started a new run, silently)
             f"sweep.resume finishes a sweep: run it with -m, {terminal.command('-m', *argv)}"
@@ -52,7 +54,7 @@ def train_command(argv: list[str]) -> int:
     if args.experimental_rerun:
         raise DlbenchError(
             "--experimental-rerun is not supported: it unpickles a file (which can run code). "
-            "To run a job again, use resume=<run dir> or sweep.resume=<sweep dir>"
+            "To run a job again, use resume=RUN_DIR or sweep.resume=SWEEP_DIR"
         )
     if args.config_path:
         raise DlbenchError(

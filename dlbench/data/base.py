@@ -168,7 +168,7 @@ class DataModule:
         if self.in_memory == "true" and not isinstance(train, TensorDataset):
             raise DlbenchError(
                 f"dataset.in_memory=true: '{cfg.name}' is read from files sample by sample "
-                "(use in_memory=auto or false)"
+                "(use dataset.in_memory=auto or false)"
             )
         self.batch_augment = None
         if self.in_memory != "false" and isinstance(train, TensorDataset) and augment.batchable():

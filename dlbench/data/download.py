@@ -35,7 +35,7 @@ def fetch(url: str, folder: Path, md5: str | None = None) -> None:
         raise DlbenchError(
             f"Could not download {url} into {folder}: {err}. Without a network: fetch that file on a "
             f"machine that has one, put it in {folder} as {name} (dlbench unpacks it there), and run "
-            "again with dataset.download=false (and dataset.root=<the folder> if it is elsewhere). "
+            "again with dataset.download=false (and dataset.root=FOLDER if it is elsewhere). "
             "docs/data.md lists the files and the layout each data set reads."
         ) from err
     extract(folder / name, folder)

@@ -121,7 +121,8 @@ def check_fits(
     model: nn.Module,
     input_shape: list[int],
     name: str,
-    hint: str = "Use a larger image (dataset.image_size=[32, 32]) or model.stem=cifar.",
+    hint: str = "It needs larger images: 'dataset.image_size=[32,32]' resizes an image data set's "
+    "(dlbench list datasets NAME shows whether it has the key).",
 ) -> nn.Module:
     """Run one zero image through the model, so a too-small input fails here, with a clear
     message (and `hint`), rather than deep inside the first training step."""
