@@ -136,7 +136,8 @@ def check_command(
     again (0.3 s a combination; a 1,000-job grid starts in seconds, not minutes)."""
     check_plugins(overrides)
     parsed = parse(overrides)
-    if mode in ("run", "show") and (several := [o.input_line for o in parsed if o.is_sweep_override()]):
+    one = mode == "show" or (mode == "run" and said is not None)  # (a command that takes one config)
+    if one and (several := [o.input_line for o in parsed if o.is_sweep_override()]):
         # (Hydra's own run refuses it as ambiguous; composing the first value was a silent choice)
         every = f"; to run each, sweep: {terminal.command('-m', *said)}" if said is not None else ""
         raise DlbenchError(

@@ -205,7 +205,7 @@ def show_command(args: list[str]) -> int:
     parsed, overrides = parser.parse_known_args(args)
     if bad := [o for o in overrides if "=" not in o]:
         raise DlbenchError(f"dlbench show takes overrides KEY=VALUE, not {' '.join(bad)}")
-    preflight.check(overrides)
+    preflight.check(overrides, mode="show")
     cfg = compose.compose_config(overrides)
     validate(cfg)
     facts, source = input_spec(cfg, overrides)

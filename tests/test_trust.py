@@ -634,7 +634,8 @@ def test_links_fifos_and_odd_entries_in_a_shared_folder_are_refused(capsys, trai
         before = entries(run)
         code, out, err = dlbench(capsys, f"resume={run}", "trainer.epochs=2")
         assert code == 2 and f"{run / name} is " in err and "never through what someone left" in err, err
-        assert entries(run) == before and victim.read_text() == "precious\n"
+        # (once, in a full run, train.log differed here, which case's unknown: the case is named now)
+        assert entries(run) == before and victim.read_text() == "precious\n", (name, err[-2000:])
         assert not elsewhere.exists() or not any(elsewhere.iterdir())
         assert dlbench(capsys, "compare", str(run))[0] == 0  # no file read through a FIFO (or a hang)
 
