@@ -212,3 +212,22 @@ def test_a_launcher_whose_plugin_is_missing_names_the_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", no_hydra_plugins_package)
     with pytest.raises(DlbenchError, match=r"pip install 'dlbench\[slurm\]'"):
         preflight.check(["hydra/launcher=slurm"])
+
+
+def test_sigterm_to_a_two_process_run_stops_it_as_one_run_stops(tmp_path):
+    """SIGTERM to the command of a run with trainer.devices=2 (a cluster's time limit): torchrun's
+    agent gets it too; its processes save last.pt and say how to continue, and the command exits
+    75 (it was "unexpected error: SignalException", exit 1)."""
+    import time
+
+    args = [sys.executable, "-m", "dlbench", "trainer.devices=2", "trainer.epochs=500"]
+    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    process = subprocess.Popen([*args, "trainer.progress=none"], cwd=tmp_path, env=user_env(), **piped)
+    deadline = time.monotonic() + 180
+    while not list(tmp_path.glob("outputs/*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == Preempted.EXIT_STATUS, err[-3000:]
+    assert "stopped by SIGTERM after step" in err and "Continue with: dlbench resume=" in err, err[-3000:]
+    assert "unexpected" not in err and "Traceback" not in err, err[-3000:]

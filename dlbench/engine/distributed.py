@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from dlbench import terminal
-from dlbench.errors import DlbenchError, first_line
+from dlbench.errors import DlbenchError, Preempted, first_line
 
 
 def rank() -> int:
@@ -145,6 +145,7 @@ def launch(devices: int, argv: list[str], nodes: int, timeout_s: float) -> int:
     one of `nodes` machines (each runs this command; engine/rendezvous.py says where they meet).
     The exit status is the processes' (their own messages say what went wrong): the highest of
     those that failed on their own."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
@@ -165,6 +166,11 @@ def launch(devices: int, argv: list[str], nodes: int, timeout_s: float) -> int:
     with MeetingWatch() as meeting:
         try:
             run(args)
+        except SignalException as err:  # the signal reached torchrun's agent too (the group's
+            # processes got it as well, and said what they did: a stop signal saves last.pt)
+            from dlbench.engine.signals import STOP_SIGNALS
+
+            return Preempted.EXIT_STATUS if err.sigval in STOP_SIGNALS else 128 + err.sigval
         except ChildFailedError as err:
             # a process torchrun stopped (SIGTERM) because another failed says less than the other
             statuses = [failure.exitcode for failure in err.failures.values()]
