@@ -23,7 +23,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from dlbench import errors, files, plugins, rundir, summary, terminal
+from dlbench import errors, files, plugins, rundir, searchpath, summary, terminal
 from dlbench.engine import cluster
 from dlbench.engine.logging import FILES_ONLY, console, print_error
 from dlbench.errors import DlbenchError, FolderInUse, Preempted, first_line
@@ -237,7 +237,8 @@ def stopped(stop: Preempted, run_dir: Path, sweep_dir: Path | None = None) -> No
             finish = terminal.shell_word(terminal.override("sweep.resume", sweep_dir))
             then = f"Finish the sweep with the same command and {finish}"
         else:
-            then = f"Continue with: {terminal.command(terminal.override('resume', run_dir))}"
+            words = searchpath.continue_words(run_dir)
+            then = f"Continue with: {terminal.command(terminal.override('resume', run_dir), *words)}"
         written = "; checkpoints/last.pt is saved." if stop.saved else ";"
         print_error(f"stopped by {name} after step {stop.step}{written} {then}")
     try:

@@ -79,7 +79,7 @@ def _files_named(name: str) -> list[str]:
     stem = name.rsplit(".", 1)[-1]
     patterns = (f"{stem}.py", f"*/{stem}.py", f"*/*/{stem}.py")
     found = sorted(str(path) for pattern in patterns for path in Path().glob(pattern))
-    return [_plugins_word([path]) for path in found[:3]]
+    return [plugins_word([path]) for path in found[:3]]
 
 
 def _import(name: str) -> None:
@@ -226,7 +226,7 @@ def plugin_name(name: object) -> bool:
         return False
 
 
-def _plugins_word(names: list[str]) -> str:
+def plugins_word(names: list[str]) -> str:
     """`plugins=[a,b]`, each name as Hydra reads it back (`~/x.py` in quotes)."""
     return f"plugins=[{','.join(terminal.override('x', n).split('=', 1)[1] for n in names)}]"
 
@@ -234,7 +234,7 @@ def _plugins_word(names: list[str]) -> str:
 def _read_back(names: list[str]) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    return OverridesParser.create().parse_override(_plugins_word(names)).value()
+    return OverridesParser.create().parse_override(plugins_word(names)).value()
 
 
 def check_saved(needed: list[str] | None, run: str, command: list[str] | str | Call | None) -> None:
@@ -271,7 +271,7 @@ def _name_them(missing: list[str], command: list[str] | str | Call | None) -> st
     given = command.words if isinstance(command, Call) else command or []
     words = [w for w in given if not w.lstrip("+").startswith("plugins=")]
     named = named_in([w for w in given if w not in words])
-    word = _plugins_word(list(dict.fromkeys([*named, *missing])))
+    word = plugins_word(list(dict.fromkeys([*named, *missing])))
     if command is None:  # (a run named inside a config: the word alone)
         return with_word(None, word)
     return with_word(Call(command.function, words) if isinstance(command, Call) else words, word)

@@ -257,7 +257,8 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
     rundir.check_writable(folder, key)
     if mode == "run":
         launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # a torchrun process: its launcher checked
-        rundir.check_new_run(folder, cfg.resume, () if launched else rundir.RECORDS, searchpath.chosen_here)
+        records = () if launched else rundir.RECORDS
+        rundir.check_new_run(folder, cfg.resume, records, searchpath.continue_words)
     if mode == "multirun":
         subdir = str(cfg.hydra.sweep._get_node("subdir")._value())  # as written: ${hydra.job.num} is fine
         if "${" not in subdir and (

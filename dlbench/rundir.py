@@ -68,7 +68,7 @@ def check_new_run(
     records (`records`) that dlbench did not write there; resuming that same run is fine. (A
     sweep's job folder is Hydra's, checked with its sweep: there only results count.) `again`:
     the words the command printed to continue the run gives, read from the folder only when
-    it holds a run (searchpath.chosen_here)."""
+    it holds a run (searchpath.continue_words)."""
     if resume is not None:
         resumed = Path(resume).expanduser().resolve()  # a run folder, or a checkpoint in one
         in_run = resumed.parent.parent if resumed.parent.name == "checkpoints" else resumed

@@ -66,7 +66,7 @@ def train(
                 # it (its sweep; the launching process): there the job's own records may be
                 checked = distributed.world_size() > 1 or sweep_job(hydra_cfg)
                 rundir.check_new_run(
-                    run_dir, cfg.resume, () if checked else rundir.RECORDS, searchpath.chosen_here
+                    run_dir, cfg.resume, () if checked else rundir.RECORDS, searchpath.continue_words
                 )
             with held_file_logs(run_dir, keep_on_failure=not cfg.resume) as release:
 

@@ -231,3 +231,44 @@ def test_sigterm_to_a_two_process_run_stops_it_as_one_run_stops(tmp_path):
     assert process.returncode == Preempted.EXIT_STATUS, err[-3000:]
     assert "stopped by SIGTERM after step" in err and "Continue with: dlbench resume=" in err, err[-3000:]
     assert "unexpected" not in err and "Traceback" not in err, err[-3000:]
+
+
+STOP_NET = """
+import math
+import torch.nn as nn
+from dlbench.registry import MODELS
+
+@MODELS.register("stop_net")
+def stop_net(input_shape, num_outputs, hidden: int = 8):
+    layers = [nn.Linear(math.prod(input_shape), hidden), nn.ReLU(), nn.Linear(hidden, num_outputs)]
+    return nn.Sequential(nn.Flatten(), *layers)
+"""
+
+
+def test_a_stopped_runs_continue_command_gives_its_config_folder_and_plugins_and_pastes(tmp_path):
+    """The `Continue with:` a stop signal prints names what a resume reads only from the user's
+    own words: the --config-dir the run's preset is in, the plugins it was trained with (it
+    printed resume= alone, and the pasted command was refused, naming what to add)."""
+    import time
+
+    from conftest import shell
+
+    (tmp_path / "stop_net.py").write_text(STOP_NET)
+    (tmp_path / "my cfg" / "experiment").mkdir(parents=True)
+    (tmp_path / "my cfg" / "experiment" / "stopper.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: stop_net\nname: stopper\n"
+    )
+    words = ["--config-dir", "my cfg", "experiment=stopper", "plugins=[stop_net]", "trainer.epochs=1000"]
+    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    args = [sys.executable, "-m", "dlbench", *words, "dataset.batch_size=4", "trainer.progress=none"]
+    process = subprocess.Popen(args, cwd=tmp_path, env=user_env(), **piped)
+    deadline = time.monotonic() + 180
+    while not list(tmp_path.glob("outputs/*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=180)
+    assert process.returncode == Preempted.EXIT_STATUS, err[-3000:]
+    printed = err.split("Continue with: ", 1)[1].strip()
+    assert f"--config-dir '{tmp_path}/my cfg'" in printed and "'plugins=[stop_net]'" in printed, printed
+    pasted = shell(f"{printed} --cfg job", tmp_path)  # (the resume's config, composed and checked)
+    assert pasted.returncode == 0 and "name: stopper" in pasted.stdout, pasted.stderr[-3000:]
