@@ -151,6 +151,14 @@ def job(
     except Preempted as stop:
         stopped(stop, run_dir, Path(hydra_cfg.sweep.dir) if multirun else None)
         return None  # submitit did not requeue the job: error.txt says why
+    except KeyboardInterrupt:  # Ctrl-C: a run with a checkpoint says how to go on from it
+        from dlbench.engine import distributed
+
+        if multirun or not (run_dir / "checkpoints" / "last.pt").is_file() or not distributed.is_main():
+            raise
+        go_on = terminal.command(terminal.override("resume", run_dir), *searchpath.continue_words(run_dir))
+        print_error(f"interrupted; checkpoints/last.pt is the run's latest. Continue with: {go_on}")
+        raise SystemExit(130) from None
     except cluster.NotRequeued:  # the job's torchrun processes stopped; error.txt says why
         return None
     except Exception as err:

@@ -272,3 +272,25 @@ def test_a_stopped_runs_continue_command_gives_its_config_folder_and_plugins_and
     assert f"--config-dir '{tmp_path}/my cfg'" in printed and "'plugins=[stop_net]'" in printed, printed
     pasted = shell(f"{printed} --cfg job", tmp_path)  # (the resume's config, composed and checked)
     assert pasted.returncode == 0 and "name: stopper" in pasted.stdout, pasted.stderr[-3000:]
+
+
+def test_ctrl_c_on_a_run_with_a_checkpoint_says_how_to_go_on(tmp_path):
+    """Ctrl-C (SIGINT) once a run has a checkpoint: exit 130 and the command that continues it
+    from last.pt (it said "interrupted" alone), which pastes."""
+    import time
+
+    from conftest import shell
+
+    args = [sys.executable, "-m", "dlbench", "trainer.epochs=1000", "dataset.batch_size=4"]
+    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    process = subprocess.Popen([*args, "trainer.progress=none"], cwd=tmp_path, env=user_env(), **piped)
+    deadline = time.monotonic() + 180
+    while not list(tmp_path.glob("outputs/*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=180)
+    assert process.returncode == 130, err[-3000:]
+    assert "error: interrupted; checkpoints/last.pt is the run's latest. Continue with: dlbench " in err
+    printed = err.split("Continue with: ", 1)[1].strip()
+    pasted = shell(f"{printed} --cfg job", tmp_path)
+    assert pasted.returncode == 0 and "/checkpoints/last.pt\n" in pasted.stdout, pasted.stderr[-3000:]
