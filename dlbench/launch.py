@@ -149,14 +149,14 @@ def job(
         else:
             metrics = train(cfg, run_dir, overrides, hydra_cfg)
     except Preempted as stop:
-        stopped(stop, run_dir, Path(hydra_cfg.sweep.dir) if multirun else None)
+        stopped(stop, run_dir, cfg, Path(hydra_cfg.sweep.dir) if multirun else None)
         return None  # submitit did not requeue the job: error.txt says why
     except KeyboardInterrupt:  # Ctrl-C: a run with a checkpoint says how to go on from it
         from dlbench.engine import distributed
 
         if multirun or not (run_dir / "checkpoints" / "last.pt").is_file() or not distributed.is_main():
             raise
-        go_on = terminal.command(terminal.override("resume", run_dir), *searchpath.continue_words(run_dir))
+        go_on = resume_command(run_dir, cfg)
         print_error(f"interrupted; checkpoints/last.pt is the run's latest. Continue with: {go_on}")
         raise SystemExit(130) from None
     except cluster.NotRequeued:  # the job's torchrun processes stopped; error.txt says why
@@ -228,7 +228,15 @@ def failed(
         raise SystemExit(2 if known else 1) from None
 
 
-def stopped(stop: Preempted, run_dir: Path, sweep_dir: Path | None = None) -> None:
+def resume_command(run_dir: Path, cfg: DictConfig) -> str:
+    """The command that continues the run this command trained in `run_dir`: resume=, the words
+    a resume reads only from the user (searchpath.continue_words), and the plugins this run was
+    started with (the user's own words, from the config in memory)."""
+    named = [plugins.plugins_word(list(cfg.plugins))] if cfg.plugins else []
+    return terminal.command(terminal.override("resume", run_dir), *searchpath.continue_words(run_dir), *named)
+
+
+def stopped(stop: Preempted, run_dir: Path, cfg: DictConfig, sweep_dir: Path | None = None) -> None:
     """After a stop signal and its checkpoint: say how to continue (a sweep's job: the sweep,
     with sweep.resume), hand the signal on to the handler that was there before (submitit's:
     requeue the Slurm job), else exit with 75. Returns only when submitit would not requeue the
@@ -245,8 +253,7 @@ def stopped(stop: Preempted, run_dir: Path, sweep_dir: Path | None = None) -> No
             finish = terminal.shell_word(terminal.override("sweep.resume", sweep_dir))
             then = f"Finish the sweep with the same command and {finish}"
         else:
-            words = searchpath.continue_words(run_dir)
-            then = f"Continue with: {terminal.command(terminal.override('resume', run_dir), *words)}"
+            then = f"Continue with: {resume_command(run_dir, cfg)}"
         written = "; checkpoints/last.pt is saved." if stop.saved else ";"
         print_error(f"stopped by {name} after step {stop.step}{written} {then}")
     try:

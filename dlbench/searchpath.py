@@ -103,22 +103,13 @@ def chosen_here(folder: Path) -> tuple[str, ...]:
 
 
 def continue_words(folder: Path) -> tuple[str, ...]:
-    """What the command printed to continue the run in `folder` gives besides resume=: the
-    config folders this command named (--config-dir), the run's choices of ./configs, and the
-    plugins it was trained with, which a resume reads only where the user's own words name
-    them (rundir.check_new_run, launch.stopped). A plugin name that would not read back as
-    itself is left out: the resume then says what to add."""
-    from dlbench import files, plugins
-    from dlbench.errors import DlbenchError
-
+    """What a command printed to continue the run in `folder` gives besides resume=: the
+    config folders this command named (--config-dir) and the run's choices of ./configs, which
+    a resume reads only where the user's own words name them (rundir.check_new_run,
+    launch.resume_command). Its plugins are not read from the folder: a folder may be someone
+    else's, and the resume then asks the user to name them."""
     named = [word for path in named_dirs() for word in ("--config-dir", str(path))]
-    try:
-        config = files.read_yaml(folder / ".hydra" / "config.yaml")
-    except DlbenchError:
-        config = None
-    used = config.get("plugins") if isinstance(config, dict) else None
-    used = [name for name in used if plugins.plugin_name(name)] if isinstance(used, list) else []
-    return (*named, *chosen_here(folder), *([plugins.plugins_word(used)] if used else []))
+    return (*named, *chosen_here(folder))
 
 
 def choices_here(overrides: list) -> list[str]:

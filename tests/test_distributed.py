@@ -79,6 +79,22 @@ def stop_at_step(monkeypatch, step: int, signum: int) -> None:
     monkeypatch.setattr(Trainer, "optimize", optimize_and_signal)
 
 
+def signal_once_checkpointed(args: list[str], folder, signum: int) -> tuple[int, str]:
+    """`dlbench ARGS` in its own process in `folder`, sent `signum` once a run's last.pt exists
+    (a cluster's stop signal, a user's Ctrl-C): its exit status and what it printed on stderr."""
+    import time
+
+    command = [sys.executable, "-m", "dlbench", *args, "trainer.progress=none"]
+    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    process = subprocess.Popen(command, cwd=folder, env=user_env(), **piped)
+    deadline = time.monotonic() + 180
+    while not list(folder.glob("outputs/*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=180)
+    return process.returncode, err
+
+
 def test_a_stop_signal_with_checkpoints_off_says_nothing_was_saved(cli, monkeypatch, tmp_path):
     """trainer.checkpoint=false: a SIGTERM stops the run (exit 75), and the message does not
     claim a last.pt nor print a resume command that would fail (a review found both)."""
@@ -133,7 +149,7 @@ def test_a_stop_signal_checkpoints_mid_epoch_and_the_resumed_run_ends_identical(
         assert stop.value.step == 28 and calls == []  # the trainer's handler took the signal...
         assert signal.getsignal(signum) is not None and signal.getsignal(signum).__name__ == "<lambda>"
         with pytest.raises(SystemExit) as exit_:
-            launch.stopped(stop.value, tmp_path / "cut")  # ... and hands it on afterwards
+            launch.stopped(stop.value, tmp_path / "cut", compose.compose_config(overrides))  # ... hands it on
         assert exit_.value.code == Preempted.EXIT_STATUS and calls == [signum]
     finally:
         signal.signal(signum, previous)
@@ -218,17 +234,9 @@ def test_sigterm_to_a_two_process_run_stops_it_as_one_run_stops(tmp_path):
     """SIGTERM to the command of a run with trainer.devices=2 (a cluster's time limit): torchrun's
     agent gets it too; its processes save last.pt and say how to continue, and the command exits
     75 (it was "unexpected error: SignalException", exit 1)."""
-    import time
-
-    args = [sys.executable, "-m", "dlbench", "trainer.devices=2", "trainer.epochs=500"]
-    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    process = subprocess.Popen([*args, "trainer.progress=none"], cwd=tmp_path, env=user_env(), **piped)
-    deadline = time.monotonic() + 180
-    while not list(tmp_path.glob("outputs/*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=180)
-    assert process.returncode == Preempted.EXIT_STATUS, err[-3000:]
+    args = ["trainer.devices=2", "trainer.epochs=500"]
+    code, err = signal_once_checkpointed(args, tmp_path, signal.SIGTERM)
+    assert code == Preempted.EXIT_STATUS, err[-3000:]
     assert "stopped by SIGTERM after step" in err and "Continue with: dlbench resume=" in err, err[-3000:]
     assert "unexpected" not in err and "Traceback" not in err, err[-3000:]
 
@@ -249,7 +257,6 @@ def test_a_stopped_runs_continue_command_gives_its_config_folder_and_plugins_and
     """The `Continue with:` a stop signal prints names what a resume reads only from the user's
     own words: the --config-dir the run's preset is in, the plugins it was trained with (it
     printed resume= alone, and the pasted command was refused, naming what to add)."""
-    import time
 
     from conftest import shell
 
@@ -259,15 +266,8 @@ def test_a_stopped_runs_continue_command_gives_its_config_folder_and_plugins_and
         "# @package _global_\ndefaults:\n  - override /model: stop_net\nname: stopper\n"
     )
     words = ["--config-dir", "my cfg", "experiment=stopper", "plugins=[stop_net]", "trainer.epochs=1000"]
-    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    args = [sys.executable, "-m", "dlbench", *words, "dataset.batch_size=4", "trainer.progress=none"]
-    process = subprocess.Popen(args, cwd=tmp_path, env=user_env(), **piped)
-    deadline = time.monotonic() + 180
-    while not list(tmp_path.glob("outputs/*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=180)
-    assert process.returncode == Preempted.EXIT_STATUS, err[-3000:]
+    code, err = signal_once_checkpointed([*words, "dataset.batch_size=4"], tmp_path, signal.SIGTERM)
+    assert code == Preempted.EXIT_STATUS, err[-3000:]
     printed = err.split("Continue with: ", 1)[1].strip()
     assert f"--config-dir '{tmp_path}/my cfg'" in printed and "'plugins=[stop_net]'" in printed, printed
     pasted = shell(f"{printed} --cfg job", tmp_path)  # (the resume's config, composed and checked)
@@ -277,19 +277,12 @@ def test_a_stopped_runs_continue_command_gives_its_config_folder_and_plugins_and
 def test_ctrl_c_on_a_run_with_a_checkpoint_says_how_to_go_on(tmp_path):
     """Ctrl-C (SIGINT) once a run has a checkpoint: exit 130 and the command that continues it
     from last.pt (it said "interrupted" alone), which pastes."""
-    import time
 
     from conftest import shell
 
-    args = [sys.executable, "-m", "dlbench", "trainer.epochs=1000", "dataset.batch_size=4"]
-    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    process = subprocess.Popen([*args, "trainer.progress=none"], cwd=tmp_path, env=user_env(), **piped)
-    deadline = time.monotonic() + 180
-    while not list(tmp_path.glob("outputs/*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=180)
-    assert process.returncode == 130, err[-3000:]
+    args = ["trainer.epochs=1000", "dataset.batch_size=4"]
+    code, err = signal_once_checkpointed(args, tmp_path, signal.SIGINT)
+    assert code == 130, err[-3000:]
     assert "error: interrupted; checkpoints/last.pt is the run's latest. Continue with: dlbench " in err
     printed = err.split("Continue with: ", 1)[1].strip()
     pasted = shell(f"{printed} --cfg job", tmp_path)

@@ -217,9 +217,10 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
         assert (tmp_path / folder / "metrics.json").is_file()
     again = shell(f"dlbench {quiet} hydra.run.dir='run 0'", tmp_path)  # a folder that holds a run
     hint = re.search(r"Continue it with: (dlbench .*?)  \(", again.stderr).group(1)
-    # (a path with a space, quoted; the plugin run 0 was trained with: it printed resume= alone,
-    # whose paste was refused, naming the plugin to add)
-    assert hint == "dlbench 'resume=run 0' 'plugins=[my_net]'"
+    assert hint == "dlbench 'resume=run 0'"  # (a path with a space, quoted)
+    refused = shell(hint, tmp_path, program="zsh")  # run 0 needs my_net: the next hint names it
+    hint = refused.stderr.split("name them yourself: ", 1)[1].strip()
+    assert hint == "dlbench 'resume=run 0' 'plugins=[my_net]'", refused.stderr
     resumed = shell(f"{hint} trainer.epochs=2", tmp_path, program="zsh")
     assert resumed.returncode == 0 and "resumed at epoch 1" in (tmp_path / "run 0" / "train.log").read_text()
     again = shell(f"dlbench experiment=mine {quiet} hydra.run.dir=\"'run,1'\"", tmp_path)

@@ -167,10 +167,8 @@ def launch(devices: int, argv: list[str], nodes: int, timeout_s: float) -> int:
         try:
             run(args)
         except SignalException as err:  # the signal reached torchrun's agent too (the group's
-            # processes got it as well, and said what they did: a stop signal saves last.pt)
-            from dlbench.engine.signals import STOP_SIGNALS
-
-            return Preempted.EXIT_STATUS if err.sigval in STOP_SIGNALS else 128 + err.sigval
+            # processes got it as well, and said what they did: SIGTERM saves last.pt)
+            return Preempted.EXIT_STATUS if err.sigval == signal.SIGTERM else 128 + err.sigval
         except ChildFailedError as err:
             # a process torchrun stopped (SIGTERM) because another failed says less than the other
             statuses = [failure.exitcode for failure in err.failures.values()]
