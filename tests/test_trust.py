@@ -923,3 +923,18 @@ def test_a_folder_of_runs_means_the_one_checkpointed_last_and_a_sweep_is_refused
     code, out, err = dlbench(capsys, "eval", str(sweep))
     assert code == 2 and f"error: {sweep} is a sweep: name one of its jobs ({sweep / '0'}, ...)" in err
     assert digest(tmp_path) == before
+
+
+def test_predict_refuses_an_input_that_is_not_a_file(trained, tmp_path):
+    """A FIFO given as an image was waited on for ever (PIL's read of it never ends); a folder
+    was PIL's IsADirectoryError. Both are one message now (the process is given a time limit:
+    the old code would hang here)."""
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "folder.png").mkdir()
+    for name in ("pipe.png", "folder.png"):
+        result = subprocess.run(
+            [sys.executable, "-m", "dlbench", "predict", str(trained), name],
+            cwd=tmp_path, env=user_env(), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert f"error: {name} is not a file (a folder, a FIFO, a device)" in result.stderr

@@ -20,6 +20,8 @@ SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
 
 def open_image(path: str | Path, mode: str = "RGB") -> Image.Image:
     """An image file decoded into `mode` ("RGB" or "L"), or a DlbenchError naming the file."""
+    if os.path.exists(path) and not os.path.isfile(path):  # (a FIFO would be waited on for ever)
+        raise DlbenchError(f"{path} is not a file (a folder, a FIFO, a device): name an image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
