@@ -167,8 +167,8 @@ def run_checked(
                     hydra_entry()  # (--hydra-help ends in sys.exit(0))
             finally:
                 terminal.write(printed.getvalue().expandtabs(4))  # (Hydra indents --info with tabs)
-        elif args.multirun:
-            with launcher_errors(override_value(overrides, "hydra/launcher") or "basic"):
+        elif args.multirun and (plugin := override_value(overrides, "hydra/launcher")) not in (None, "basic"):
+            with launcher_errors(plugin):  # (the basic launcher's jobs run here: their errors are ours)
                 hydra_entry()
         else:
             hydra_entry()
@@ -188,9 +188,9 @@ def run_checked(
 
 @contextlib.contextmanager
 def launcher_errors(launcher: str):
-    """A sweep's launcher that cannot start its jobs (joblib's n_jobs=0, an sbatch that reaches
-    no cluster) raises in Hydra, which prints that as a traceback: with HYDRA_FULL_ERROR it
-    raises it instead, and it is one message here. (A job's own error never gets here:
+    """A sweep's launcher plugin that cannot start its jobs (joblib's n_jobs=0, an sbatch that
+    reaches no cluster) raises in Hydra, which prints that as a traceback: with HYDRA_FULL_ERROR
+    it raises it instead, and it is one message here. (A job's own error never gets here:
     launch.job records it in the job's folder and the sweep goes on.)"""
     kept = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
