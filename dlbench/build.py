@@ -134,7 +134,7 @@ def load_judge(run: str, info: DataInfo, key: str = "judge"):
     """A trained dlbench classifier as a function: images in [-1, 1] -> class probabilities
     (a GAN task's judge, `task.judge=<run dir>`: a parameter named in its `trained_runs`)."""
     folder = Path(run).expanduser()
-    if folder.is_dir() and not checkpoint.is_run(folder) and (newest := checkpoint.newest_run(folder)):
+    if checkpoint.holds_runs(folder) and (newest := checkpoint.newest_run(folder)):
         named = terminal.shell_word(terminal.override(f"task.{key}", newest))
         raise DlbenchError(
             f"task.{key}={run} holds runs: name the one that judges, so that this run records which "

@@ -54,8 +54,7 @@ def lr_find_command(args: list[str]) -> int:
     low, high = options.min_lr, options.max_lr
     if not (0 < low < high < math.inf and math.isfinite(high / low)):  # (1e-320 to 1e308: an overflow)
         raise DlbenchError(
-            f"--min-lr={options.min_lr} --max-lr={options.max_lr}: need 0 < min < max, and max/min a number "
-            "(not an overflow)"
+            f"--min-lr={low} --max-lr={high}: need 0 < min < max, and max/min a number (not an overflow)"
         )
     cfg = preflight.check(overrides, mode="show")[0]  # (a sweep's combinations: the first one)
     from dlbench.config_store import new_run_id

@@ -59,7 +59,7 @@ def saved_overrides(target: str) -> tuple[Path, Path | None, list[str]]:
     ckpt = checkpoint.find(target)
     run_dir = run_folder_of(ckpt)
     given = Path(target).expanduser()
-    if given.is_dir() and not checkpoint.is_run(given):  # a folder of runs: say which one it means
+    if checkpoint.holds_runs(given):  # say which of its runs it means
         training = " (still training: its checkpoint so far)" if rundir.in_use(run_dir) else ""
         err_console.print(f"note: {given} holds runs: using the one checkpointed last, {run_dir}{training}")
     saved_file = run_dir / ".hydra" / "overrides.yaml" if run_dir else None

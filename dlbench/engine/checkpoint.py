@@ -96,7 +96,7 @@ def find(path: str | Path) -> Path:
     RUN/checkpoints/best.pt to use the best epoch's weights). A sweep's folder is refused: its
     jobs are not one run's attempts."""
     path = Path(path).expanduser()
-    if path.is_dir() and not is_run(path):
+    if holds_runs(path):
         if (path / "multirun.yaml").is_file():
             job = min((run.name for run in path.iterdir() if is_run(run)), default="0")
             raise DlbenchError(f"{path} is a sweep: name one of its jobs ({path / job}, ...)")
@@ -120,6 +120,12 @@ def find(path: str | Path) -> Path:
 def is_run(folder: Path) -> bool:
     """A run's folder (its config or its checkpoints), even one with no checkpoint in it."""
     return (folder / ".hydra").is_dir() or (folder / "checkpoints").is_dir()
+
+
+def holds_runs(path: Path) -> bool:
+    """A folder that is not a run's own (outputs/NAME, a sweep's): what `find` reads as a folder
+    of runs, and what the commands name the chosen run for."""
+    return path.is_dir() and not is_run(path)
 
 
 def newest_run(folder: Path) -> Path | None:
