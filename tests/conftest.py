@@ -47,6 +47,23 @@ def shell(command: str, cwd: Path, timeout: int = 300, program: str = "bash") ->
     )
 
 
+def signal_when(args: list[str], folder: Path, ready: str, signum: int, settle_s: float = 0.0):
+    """`dlbench ARGS` in its own process in `folder`, sent `signum` (a cluster's stop signal, a
+    user's Ctrl-C) once a file matching `ready` (a glob in `folder`) exists and `settle_s` more
+    seconds have passed: its exit status, stdout and stderr."""
+    import time
+
+    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    process = subprocess.Popen([sys.executable, "-m", "dlbench", *args], cwd=folder, env=user_env(), **piped)
+    deadline = time.monotonic() + 180
+    while not any(folder.glob(ready)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(settle_s)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=180)
+    return process.returncode, out, err
+
+
 KILL_ITSELF = """
 import os, signal, sys
 from dlbench.engine.trainer import Trainer

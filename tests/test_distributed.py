@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 from clusters import assert_like_one_process
-from conftest import only_run_dir, read_metrics, user_env
+from conftest import only_run_dir, read_metrics, signal_when, user_env
 
 from dlbench import compose, launch, preflight
 from dlbench.engine import checkpoint
@@ -80,19 +80,10 @@ def stop_at_step(monkeypatch, step: int, signum: int) -> None:
 
 
 def signal_once_checkpointed(args: list[str], folder, signum: int) -> tuple[int, str]:
-    """`dlbench ARGS` in its own process in `folder`, sent `signum` once a run's last.pt exists
-    (a cluster's stop signal, a user's Ctrl-C): its exit status and what it printed on stderr."""
-    import time
-
-    command = [sys.executable, "-m", "dlbench", *args, "trainer.progress=none"]
-    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    process = subprocess.Popen(command, cwd=folder, env=user_env(), **piped)
-    deadline = time.monotonic() + 180
-    while not list(folder.glob("outputs/*/*/checkpoints/last.pt")) and time.monotonic() < deadline:
-        time.sleep(0.3)
-    process.send_signal(signum)
-    _, err = process.communicate(timeout=180)
-    return process.returncode, err
+    """A run sent `signum` once its last.pt exists: its exit status and stderr."""
+    checkpointed = "outputs/*/*/checkpoints/last.pt"
+    code, _, err = signal_when([*args, "trainer.progress=none"], folder, checkpointed, signum)
+    return code, err
 
 
 def test_a_stop_signal_with_checkpoints_off_says_nothing_was_saved(cli, monkeypatch, tmp_path):
