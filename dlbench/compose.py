@@ -188,7 +188,8 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
     valid = set(node.keys()) if isinstance(node, DictConfig) else set()
     if parent in COMPONENTS and isinstance(node, DictConfig) and node.get("name") in COMPONENTS[parent]:
         valid |= set(COMPONENTS[parent].config_node(node["name"]))  # what its constructor takes
-    valid.discard("name")
+    if parent:  # (a component's name is its group's choice; the run's own name is a key)
+        valid.discard("name")
     chosen_by_data = (
         isinstance(node, DictConfig) and "name" in node and OmegaConf.is_interpolation(node, "name")
     )
@@ -207,4 +208,5 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
         )
     where = f"under {parent}" if parent else "at the top level"
     hint = [f"Valid keys {where}: {', '.join(sorted(valid))}"] if valid else []
-    return DlbenchError(f"Unknown key '{full_key}'.{did_you_mean(key, valid)}", *hint)
+    closest = did_you_mean(key, valid, prefix=parent and parent + ".")
+    return DlbenchError(f"Unknown key '{full_key}'.{closest}", *hint)

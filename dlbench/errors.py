@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class DlbenchError(Exception):
@@ -83,6 +85,14 @@ def at_least_one(text: str) -> int:
     return number
 
 
+def output_path(text: str) -> Path:
+    """An argparse type: a file or folder a command writes (`--out`, `--csv`). `~` is the home
+    folder, as bash reads it where it expands it (it does not in `--out=~/x.csv`)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name")
+    return Path(os.path.expanduser(text))
+
+
 FIRST_LINE_AT_MOST = 500  # characters of someone else's error text that a message of ours shows
 
 
@@ -100,10 +110,11 @@ def first_line(err: BaseException) -> str:
     return inert(f"{type(err).__name__}: {line}")
 
 
-def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
-    """Return ' Did you mean: a, b?' for the closest choices, or '' when none is close."""
+def did_you_mean(name: str, choices: Iterable[str], n: int = 3, prefix: str = "") -> str:
+    """Return ' Did you mean: a, b?' for the closest choices, or '' when none is close. A key's
+    are named whole, as they are typed (`prefix`: its node, `trainer.`)."""
     close = difflib.get_close_matches(str(name), sorted(set(choices)), n=n, cutoff=0.5)
-    return f" Did you mean: {', '.join(close)}?" if close else ""
+    return f" Did you mean: {', '.join(prefix + c for c in close)}?" if close else ""
 
 
 def lines_of(text: str, given: Iterable[str]) -> tuple[str, ...]:

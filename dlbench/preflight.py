@@ -275,9 +275,16 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
     if mode == "multirun" and not cfg.sweep.resume and not requeued and folder.is_dir():
         jobs = [d for d in folder.iterdir() if d.is_dir() and rundir.holds_run(d)]
         if jobs:
-            finish = terminal.command("-m", *said, terminal.override("sweep.resume", folder))
+            finish = finish_sweep_command(said, folder)
             raise DlbenchError(
                 f"{folder} already holds a sweep ({len(jobs)} jobs with results), and dlbench never "
                 f"writes over one. Finish it with: {finish}  (or leave out hydra.sweep.dir for a new folder)"
             )
     return folder
+
+
+def finish_sweep_command(said: list[str], sweep_dir: Path) -> str:
+    """The user's sweep command (`said`: their words) with sweep.resume=sweep_dir: it runs the
+    jobs of that sweep that have not finished, and skips the others."""
+    words = [w for w in said if not w.lstrip("+").startswith("sweep.resume=")]
+    return terminal.command("-m", *words, terminal.override("sweep.resume", sweep_dir))

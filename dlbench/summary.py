@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -14,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlbench import files, terminal
-from dlbench.engine.logging import console, new_table, print_error
+from dlbench.engine.logging import console, err_console, new_table, print_error
 from dlbench.errors import DlbenchError, did_you_mean
 
 
@@ -101,16 +102,35 @@ def rows_of(folders: list[tuple[str, Path]]) -> list[dict[str, Any]]:
 
 
 def run_folders(paths: list[Path]) -> list[tuple[str, Path]]:
-    """(name, folder) of each run directory given and of every job of each sweep directory."""
+    """(name, folder) of each run directory given and of every job of each sweep directory; a
+    folder of sweeps (outputs/multirun) means the sweep run last in it."""
     found = []
     for path in paths:
+        if path.is_dir() and not (path / ".hydra").is_dir() and not job_dirs(path):
+            if (sweep := newest_sweep(path)) is not None:
+                err_console.print(f"note: {path} holds sweeps: using the one run last, {sweep}")
+                path = sweep
         if (path / ".hydra").is_dir():
             found.append((str(path), path))
         elif path.is_dir() and (jobs := job_dirs(path)):
             found += [(f"{path.name}/{d.name}" if len(paths) > 1 else d.name, d) for d in jobs]
         else:
-            raise DlbenchError(f"{path} is neither a run directory nor a sweep directory (no .hydra/ in it)")
+            raise DlbenchError(
+                f"{path} is not a run's folder, a sweep's, nor a folder of sweeps (no .hydra/ in it or its"
+                " folders)"
+            )
     return found
+
+
+def newest_sweep(folder: Path) -> Path | None:
+    """Of the sweeps directly in `folder`, the one whose multirun.yaml was written last (at its
+    start, or at its sweep.resume), or None if none has jobs. What cannot be read is passed over."""
+    written = []
+    for sweep in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if files.plain_file(sweep / "multirun.yaml") and job_dirs(sweep):
+                written.append(((sweep / "multirun.yaml").stat().st_mtime_ns, sweep.name, sweep))
+    return max(written)[2] if written else None
 
 
 def varying_overrides(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:

@@ -47,8 +47,9 @@ def check_known_keys(cfg: DictConfig) -> None:
                 full, place = (
                     (f"{where}.{key}", f"under {where}") if where else (str(key), "at the top level")
                 )
+                closest = did_you_mean(str(key), known, prefix=where and where + ".")
                 raise DlbenchError(
-                    f"Unknown key '{full}': nothing reads it.{did_you_mean(str(key), known)}",
+                    f"Unknown key '{full}': nothing reads it.{closest}",
                     f"Valid keys {place}: {', '.join(sorted(known))}",
                 )
 

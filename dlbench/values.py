@@ -17,7 +17,7 @@ def check_values(node: Mapping[str, Any], hints: Mapping[str, Any], where: str, 
     for key, value in node.items():
         if key not in hints:
             raise DlbenchError(
-                f"Unknown key '{where}.{key}'{owner}.{did_you_mean(key, hints)}",
+                f"Unknown key '{where}.{key}'{owner}.{did_you_mean(key, hints, prefix=where + '.')}",
                 f"Valid keys: {', '.join(sorted(hints))}",
             )
         if not _is_interpolation(value) and not matches(value, hints[key]):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from conftest import only_run_dir, read_metrics
+from conftest import only_run_dir, read_metrics, shell
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dlbench.engine import checkpoint
@@ -146,8 +146,8 @@ def test_every_help_flag_and_each_subcommands_help_answers(cli):
 def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
     cases = {
         ("model=mlpp",): "Unknown model option 'mlpp'. Did you mean: mlp, gan_mlp?",
-        ("trainer.epocs=3",): "Unknown key 'trainer.epocs'. Did you mean: epochs",
-        ("model.hiden=[3]",): "Did you mean: hidden?",
+        ("trainer.epocs=3",): "Unknown key 'trainer.epocs'. Did you mean: trainer.epochs",
+        ("model.hiden=[3]",): "Did you mean: model.hidden?",
         ("optimizer.lr=fast",): "optimizer.lr: expected float",
         ("trainer.epochs=many",): "trainer.epochs",
         ("resume=nowhere",): "No checkpoint at nowhere",
@@ -194,6 +194,12 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("lsit",): "'lsit' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION). Did you mean: list?",
         ("device", "trainer.epochs=1"): "'device' is a config group: choose an option, device=OPTION\n"
         "Its options: auto, cpu, cuda, mps",
+        ("nme=x",): "Unknown key 'nme'. Did you mean: name",  # (the run's name was left out)
+        # (TensorBoard served every interface; an impossible port was its own error)
+        ("board", "--host", ""): "--host '': name the host to serve on (localhost; 0.0.0.0 for every",
+        ("board", "--port", "70000"): "--port 70000: a port is 0 to 65535",
+        # (Hydra's lexer error)
+        ("eval", "outputs", "--top-k"): "dlbench eval takes no option --top-k: only overrides",
     }
     (tmp_path / "d.md").mkdir()
     for args, message in cases.items():
@@ -237,6 +243,14 @@ def test_a_failing_sweep_job_is_recorded_and_the_sweep_goes_on(cli, tmp_path):
     assert rows[1]["status"] == "ok" and float(rows[1]["test/acc"]) > 0
     assert (tmp_path / "sweep" / "0" / "error.txt").is_file()
     assert "Traceback" not in result.stdout + result.stderr
+    # the command that runs the failed job again, pasted: it skips the job that finished
+    again = result.stderr.split("(the jobs that finished are skipped): ", 1)[1].strip()
+    assert again == (
+        "dlbench -m device=cuda,cpu trainer.epochs=1 logger=none hydra.sweep.dir=sweep sweep.resume=sweep"
+    )
+    pasted = shell(again, tmp_path)
+    assert pasted.returncode == 1 and "job 1: finished before, skipped (sweep.resume)" in pasted.stdout
+    assert "1 job(s) failed: 0" in pasted.stderr and "Traceback" not in pasted.stderr
 
 
 def test_hydras_own_lines_show_a_value_as_text(cli, tmp_path):

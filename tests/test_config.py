@@ -32,12 +32,12 @@ def test_unknown_group_option_suggests_the_closest():
 
 
 def test_unknown_trainer_key_suggests_the_closest():
-    with pytest.raises(DlbenchError, match=r"Unknown key 'trainer.epocs'\. Did you mean: epochs\b"):
+    with pytest.raises(DlbenchError, match=r"Unknown key 'trainer.epocs'\. Did you mean: trainer.epochs\b"):
         check("trainer.epocs=5")
 
 
 def test_unknown_model_key_suggests_the_closest():
-    with pytest.raises(DlbenchError, match=r"Unknown key 'model.hiden'\. Did you mean: hidden\?"):
+    with pytest.raises(DlbenchError, match=r"Unknown key 'model.hiden'\. Did you mean: model.hidden\?"):
         check("model.hiden=[64]")
 
 
@@ -97,7 +97,8 @@ def test_target_is_refused():
 
 
 def test_augmentation_keys_are_checked():
-    with pytest.raises(DlbenchError, match=r"Unknown key 'dataset.augment.hflp'\. Did you mean: hflip"):
+    hint = r"Unknown key 'dataset.augment.hflp'\. Did you mean: dataset.augment.hflip"
+    with pytest.raises(DlbenchError, match=hint):
         check("dataset=image_folder", "dataset.augment={hflp: 0.5}")
     with pytest.raises(DlbenchError, match="dataset.augment.rotation: expected float"):
         check("dataset=image_folder", "dataset.augment.rotation=lots")
@@ -144,7 +145,7 @@ def test_a_registered_component_needs_no_yaml_and_its_keys_are_checked():
 
     cfg = compose.compose_config(["model=test_only_tiny", "model.width=8"])
     assert cfg.model.width == 8 and cfg.model.input_shape is None
-    with pytest.raises(DlbenchError, match=r"Unknown key 'model.widht'.*Did you mean: width"):
+    with pytest.raises(DlbenchError, match=r"Unknown key 'model.widht'.*Did you mean: model.width"):
         check("model=test_only_tiny", "+model.widht=8")
     with pytest.raises(DlbenchError, match=r"model.width: expected int, got 'wide'"):
         check("model=test_only_tiny", "model.width=wide")

@@ -104,8 +104,10 @@ def test_what_cannot_be_exported_is_refused_with_the_reason(cli, tmp_path, train
         ("s.pt2", [], "Export its weights with --format state_dict or safetensors"),
         ("s.onnx", ["--format", "pt2"], "--out s.onnx: name a .pt2 file"),
         ("s.bin", [], "--out s.bin: name a .pt or .pth or .safetensors or .onnx or .pt2 file"),
-        ("", [], "--out .: name a .pt or .pth"),  # (a folder, or no name: it was an unexpected error)
-        (".", [], "--out .: name a .pt or .pth"),
+        ("", [], "argument --out: an empty name"),  # (no name: it was an unexpected error)
+        (".", [], "--out .: name a .pt or .pth"),  # (a folder)
+        ("s.pt", ["--opset", "12"], "--opset is ONNX's operator set: it does nothing for --format"),
+        ("new/s.pt", [], "new/s.pt: no such folder new (make it first, or write elsewhere)"),  # (was made)
     ]:
         result = cli("export", str(run), "--out", out, *extra)
         assert result.returncode == 2 and message in result.stderr, (out, result.stderr)

@@ -97,7 +97,7 @@ def test_build_checks_keys_and_types():
     params = [torch.nn.Parameter(torch.zeros(2))]
     opt = OPTIMIZERS.build({"name": "sgd", "lr": 0.5, "momentum": 0.9}, "optimizer", params=params)
     assert opt.defaults["lr"] == 0.5 and opt.defaults["momentum"] == 0.9
-    with pytest.raises(DlbenchError, match=r"Did you mean: momentum\?"):
+    with pytest.raises(DlbenchError, match=r"Did you mean: optimizer.momentum\?"):
         OPTIMIZERS.build({"name": "sgd", "lr": 0.5, "momentun": 0.9}, "optimizer", params=params)
     with pytest.raises(DlbenchError, match=r"optimizer.lr: expected float"):
         OPTIMIZERS.build({"name": "sgd", "lr": "fast"}, "optimizer", params=params)

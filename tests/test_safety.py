@@ -374,7 +374,7 @@ def test_an_unknown_monitor_and_unknown_added_keys_are_refused(capsys, tmp_path)
         train(compose.compose_config([*QUIET, "trainer.monitor=val/accuracy"]), tmp_path / "a")
     assert not (tmp_path / "a" / "checkpoints" / "best.pt").exists()
     for override, expected in [
-        ("+trainer.epocs=5", "Unknown key 'trainer.epocs': nothing reads it. Did you mean: epochs"),
+        ("+trainer.epocs=5", "Unknown key 'trainer.epocs': nothing reads it. Did you mean: trainer.epochs"),
         ("+foo=bar", "Unknown key 'foo': nothing reads it."),
         ("foo=bar", "Unknown key 'foo'."),
     ]:

@@ -1,6 +1,7 @@
 """Sweeps: the lesson presets, compare, fail-fast and resumed sweeps, joblib and Optuna."""
 
 import csv
+import os
 import subprocess
 
 import pytest
@@ -29,6 +30,27 @@ def test_lesson_sweep_names_jobs_by_overrides_and_compare_sorts_and_plots_them(c
     assert (tmp_path / "table.md").read_text().startswith("| job | overrides | status |")
     result = cli("compare", "sweep", "--sort", "test/acuracy")
     assert result.returncode == 2 and "Did you mean: test/acc" in result.stderr
+    (tmp_path / "sweeps" / "older" / "0" / ".hydra").mkdir(parents=True)  # (a sweep run before)
+    (tmp_path / "sweeps" / "older" / "multirun.yaml").write_text("{}\n")
+    os.utime(tmp_path / "sweeps" / "older" / "multirun.yaml", (1, 1))
+    (tmp_path / "sweep").rename(tmp_path / "sweeps" / "sweep")
+    result = cli("compare", "sweeps")  # a folder of sweeps (outputs/multirun): the one run last
+    assert result.returncode == 0 and "note: sweeps holds sweeps: using the one run last, sweeps/sweep" in (
+        result.stderr
+    )
+    assert "5 runs" in result.stdout, result.stdout
+    (tmp_path / "sweeps" / "sweep").rename(tmp_path / "sweep")
+    for args, message in [  # (each was accepted and did nothing)
+        (["--x", "step"], "--x is an option of the figure --plot METRIC draws: add --plot"),
+        (["--metrics", ""], "--metrics names no metric: give them as --metrics val/acc,val/loss"),
+        (["--csv", ""], "argument --csv: an empty name"),
+    ]:
+        result = cli("compare", "sweep", *args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    result = cli("compare", "sweep", "--csv=~/table.csv")  # (bash leaves this ~ to the program)
+    assert result.returncode == 0 and (tmp_path / "home" / "table.csv").is_file(), result.stderr
     compare_plots_each_jobs_curve_labelled_by_what_differs(cli, tmp_path, monkeypatch)
     reports_of_the_sweep_and_of_a_job_open_in_a_browser(cli, tmp_path, rows)
 
@@ -222,7 +244,7 @@ def test_optuna_search_of_three_trials(cli, tmp_path):
     assert done.returncode == 0 and "test/acc" in done.stdout, done.stderr[-2000:]
 
 
-def test_a_sweep_preset_without_dash_m_says_so(cli):
+def test_a_sweep_preset_without_dash_m_says_so(cli, tmp_path):
     result = cli("experiment=optimizers", "--cfg", "job")
     assert result.returncode == 0, result.stderr
     assert (
@@ -230,6 +252,14 @@ def test_a_sweep_preset_without_dash_m_says_so(cli):
         in (result.stderr)
     )
     assert "is a sweep" not in cli("experiment=digits_mlp", "--cfg", "job").stderr
+    # one of the user's own (./configs): `new` says to run it with -m, and so does the note
+    made = cli("new", "experiment", "my_sweep", "--from", "optimizers")
+    assert "run it with  dlbench -m experiment=my_sweep\n" in made.stdout, made.stdout
+    header = (tmp_path / "configs" / "experiment" / "my_sweep.yaml").read_text().splitlines()[1]
+    assert header == "# dlbench -m experiment=my_sweep"
+    note = "note: experiment=my_sweep is a sweep; this runs one job. Run all: dlbench -m experiment=my_sweep "
+    one = cli("experiment=my_sweep", "trainer.epochs=1", "trainer.progress=none", "hydra.run.dir=one")
+    assert one.returncode == 0 and f"{note}trainer.epochs=1 " in one.stderr, one.stderr[-2000:]
 
 
 def test_a_sweep_folder_that_holds_a_sweep_prints_the_command_that_finishes_it(tmp_path):
@@ -319,3 +349,28 @@ def test_a_sweep_resume_with_other_overrides_is_refused_and_writes_in_no_job(cli
     assert "sweep.resume finishes a sweep with the command that started it" in result.stderr
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "s").glob("[01]/**/*") if p.is_file()}
     assert after == before and not (tmp_path / "s" / ".refused").exists()
+
+
+def test_ctrl_c_on_a_sweep_prints_the_command_that_finishes_it_and_it_pastes(tmp_path):
+    """Ctrl-C on a local sweep said "interrupted" alone: now exit 130 and the sweep's command with
+    sweep.resume=, which pasted resumes the interrupted job from its checkpoint and runs the rest."""
+    import signal
+
+    from conftest import shell, signal_when
+
+    args = [
+        "-m",
+        "optimizer.lr=0.001,0.01",
+        "trainer.epochs=20",
+        "dataset.batch_size=4",
+        "hydra.sweep.dir=sweep",
+    ]
+    code, _, err = signal_when(args, tmp_path, "sweep/0/checkpoints/last.pt", signal.SIGINT, settle_s=0.2)
+    assert code == 130, err[-3000:]
+    printed = err.split("interrupted. Finish the sweep with: ", 1)[1].strip()
+    assert printed == f"dlbench {' '.join(args)} sweep.resume=sweep", printed
+    assert not (tmp_path / "sweep" / "1").exists() and "Traceback" not in err
+    pasted = shell(printed, tmp_path)
+    assert pasted.returncode == 0, pasted.stderr[-3000:]
+    assert "resumed at epoch" in (tmp_path / "sweep" / "0" / "train.log").read_text()
+    assert all((tmp_path / "sweep" / job / "metrics.json").is_file() for job in "01")

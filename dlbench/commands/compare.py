@@ -9,14 +9,14 @@ from pathlib import Path
 
 from dlbench import files, rundir, summary
 from dlbench.engine.logging import console
-from dlbench.errors import ArgumentParser, DlbenchError, did_you_mean
+from dlbench.errors import ArgumentParser, DlbenchError, did_you_mean, output_path
 
 
 def compare_command(args: list[str]) -> int:
     """dlbench compare DIR... [--sort METRIC] [--ascending] [--metrics A,B] [--csv F] [--md F]
     [--plot METRIC [--x epoch|step] [--out F.png|.svg]]"""
     usage = (
-        "usage: dlbench compare <sweep dir or run dirs...> [--sort METRIC] [--ascending] "
+        "usage: dlbench compare RUN_OR_SWEEP... [--sort METRIC] [--ascending] "
         "[--metrics A,B] [--csv FILE] [--md FILE] [--plot METRIC [--x epoch|step] [--out FILE.png|.svg]]"
     )
     parser = ArgumentParser(prog="dlbench compare", usage_line=usage)
@@ -24,14 +24,17 @@ def compare_command(args: list[str]) -> int:
     parser.add_argument("--sort")
     parser.add_argument("--ascending", action="store_true", default=None)
     parser.add_argument("--metrics")
-    parser.add_argument("--csv", type=Path)
-    parser.add_argument("--md", type=Path)
+    parser.add_argument("--csv", type=output_path)
+    parser.add_argument("--md", type=output_path)
     parser.add_argument("--plot")
-    parser.add_argument("--x", choices=("epoch", "step"), default="epoch")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--x", choices=("epoch", "step"))
+    parser.add_argument("--out", type=output_path)
     parsed = parser.parse_args(args)
-    if parsed.out is not None and parsed.plot is None:
-        raise DlbenchError("--out names the figure --plot METRIC draws: add --plot")
+    for flag in ("--out", "--x"):  # (options of the figure: without one, a silent no-op)
+        if getattr(parsed, flag[2:]) is not None and parsed.plot is None:
+            raise DlbenchError(f"{flag} is an option of the figure --plot METRIC draws: add --plot")
+    if parsed.metrics is not None and not parsed.metrics.strip(","):
+        raise DlbenchError("--metrics names no metric: give them as --metrics val/acc,val/loss")
     plot_file = parsed.out or Path(f"{str(parsed.plot).replace('/', '_')}.png")
     if parsed.plot is not None:
         rundir.check_output_file(plot_file, "--out", (".png", ".svg"))
@@ -41,10 +44,10 @@ def compare_command(args: list[str]) -> int:
     folders = summary.run_folders(parsed.paths)
     rows = summary.rows_of(folders)
     if parsed.plot is not None:  # (labelled before the rows are sorted: they pair with the folders)
-        curves = curves_of(folders, rows, parsed.plot, parsed.x)
+        curves = curves_of(folders, rows, parsed.plot, parsed.x or "epoch")
     if parsed.sort:
         rows = summary.sort_rows(rows, parsed.sort, parsed.ascending)
-    metrics = parsed.metrics.split(",") if parsed.metrics else None
+    metrics = [m for m in parsed.metrics.split(",") if m] if parsed.metrics else None
     known = {key for row in rows for key in row if "/" in key}  # (time/ and train/lr too)
     if missing := [m for m in metrics or [] if m not in known]:  # (a typo was an empty column)
         raise DlbenchError(
@@ -60,7 +63,7 @@ def compare_command(args: list[str]) -> int:
             summary.write(rows, path)
             console.print(f"wrote {path}")
     if parsed.plot is not None:
-        plot(curves, parsed.plot, parsed.x, plot_file)
+        plot(curves, parsed.plot, parsed.x or "epoch", plot_file)
         console.print(f"wrote {plot_file}")
     return 0
 

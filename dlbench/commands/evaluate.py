@@ -16,10 +16,11 @@ from dlbench.terminal import root_of
 
 
 def eval_command(args: list[str]) -> int:
+    usage = "usage: dlbench eval RUN [OVERRIDES...]  (RUN: a run's folder or checkpoint; dataset=...)"
     if not args or args[0].startswith("-"):
-        raise DlbenchError(
-            "usage: dlbench eval <run dir or checkpoint> [overrides, e.g. dataset=fashion_mnist]"
-        )
+        raise DlbenchError(usage)
+    if flags := [a for a in args[1:] if a.startswith("-")]:  # (Hydra's lexer would quote its grammar)
+        raise DlbenchError(f"dlbench eval takes no option {flags[0]}: only overrides", usage)
     from dlbench.build import build_data, build_task
     from dlbench.engine.device import resolve_device
     from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console

@@ -28,13 +28,16 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from dlbench import files
+from dlbench import files, rundir
 from dlbench.commands.runs import require_plugins, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.engine.logging import console
-from dlbench.errors import ArgumentParser, DlbenchError, at_least_one, first_line
+from dlbench.errors import ArgumentParser, DlbenchError, at_least_one, first_line, output_path
 
-USAGE = "usage: dlbench export <run dir or checkpoint> --out FILE [--format F] [--opset N] [plugins=[a,b]]"
+USAGE = (
+    "usage: dlbench export RUN --out FILE [--format F] [--opset N] [plugins=[a,b]]  (RUN: a run's folder "
+    "or checkpoint)"
+)
 SUFFIXES = {
     ".pt": "state_dict",
     ".pth": "state_dict",
@@ -56,9 +59,9 @@ def export_command(args: list[str]) -> int:
     parser = ArgumentParser(prog="dlbench export", usage_line=USAGE)
     parser.add_argument("run")
     parser.add_argument("named", nargs="*")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=output_path, required=True)
     parser.add_argument("--format", choices=FORMATS)
-    parser.add_argument("--opset", type=at_least_one, default=18)
+    parser.add_argument("--opset", type=at_least_one)  # (ONNX only: 18)
     parsed = parser.parse_args(args)
     ckpt = saved_overrides(parsed.run)[0]  # (read as data, as every command that takes a run does)
     require_plugins(parsed.run, ckpt, parsed.named, ["export", *args])
@@ -67,6 +70,9 @@ def export_command(args: list[str]) -> int:
     if kind is None or SUFFIXES.get(out.suffix) != kind:  # (a folder, `.` or '', has no suffix)
         wanted = [s for s, k in SUFFIXES.items() if k == kind] if kind else list(SUFFIXES)
         raise DlbenchError(f"--out {out}: name a {' or '.join(wanted)} file (its .yaml is written beside it)")
+    if parsed.opset is not None and kind != "onnx":
+        raise DlbenchError(f"--opset is ONNX's operator set: it does nothing for --format {kind}")
+    rundir.check_output_file(out, "--out", (out.suffix,))  # (in a folder that exists)
     spec_file = out.with_suffix(".yaml")
     for path in (out, spec_file):
         if os.path.lexists(path):  # (a link, even one to nothing, is not followed)
@@ -86,7 +92,7 @@ def export_command(args: list[str]) -> int:
         "from": str(ckpt),
         "format": kind,
     }
-    note = WRITERS[kind](model, info, out, parsed.opset)
+    note = WRITERS[kind](model, info, out, parsed.opset or 18)
     load = loader(kind, out, spec["plugins"])
     files.write_text(spec_file, f"# dlbench export ({kind}): {load}\n" + yaml.safe_dump(spec))
     console.print(f"wrote {out} ({kind}{note}) and {spec_file}; load with {load}", soft_wrap=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dlbench import preflight, rundir
 from dlbench.engine.logging import RunLogger, print_error
-from dlbench.errors import ArgumentParser, DlbenchError, Preempted
+from dlbench.errors import ArgumentParser, DlbenchError, Preempted, output_path
 from dlbench.terminal import command, key_of
 
 SMOOTHING = 0.9  # the loss's moving average (fastai and Lightning take 0.98 over 100 steps, which lags)
@@ -34,7 +34,8 @@ def parser() -> ArgumentParser:
     p.add_argument("--steps", type=int, default=200, help="training steps of the sweep (default 200)")
     p.add_argument("--min-lr", type=float, default=1e-7, help="the first step's lr (default 1e-7)")
     p.add_argument("--max-lr", type=float, default=10.0, help="the last step's lr (default 10)")
-    p.add_argument("--out", help="folder for lr_find.png, .csv and tb/ (default outputs/lr_find/<time>)")
+    folder = "folder for lr_find.png, .csv and tb/ (default outputs/lr_find/<time>)"
+    p.add_argument("--out", type=output_path, help=folder)
     return p
 
 

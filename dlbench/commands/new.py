@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+import yaml
+
 from dlbench import files
 from dlbench.engine.logging import console
 from dlbench.errors import DlbenchError, unknown_name
@@ -101,8 +103,10 @@ def new_command(args: list[str]) -> int:
             f"experiment={name} exists ({found[0]}): a preset under its name would be used in its "
             f"place here. Choose a name of your own: {start}"
         )
-    files.write_text(target, experiment_text(name, source, presets))
-    console.print(f"wrote {target}: run it with  {command(f'experiment={name}')}", soft_wrap=True)
+    text = experiment_text(name, source, presets)
+    files.write_text(target, text)
+    run = command(*(["-m"] if sweeps(text) else []), f"experiment={name}")
+    console.print(f"wrote {target}: run it with  {run}", soft_wrap=True)
     return 0
 
 
@@ -163,5 +167,18 @@ def experiment_text(name: str, source: str | None, presets: dict[str, tuple[Path
         raise unknown_name("experiment", source, presets)
     path, _ = presets[source]
     lines = [ln for ln in path.read_text().splitlines() if not ln.startswith("# @package")]
+    if sweeps(path.read_text()):  # (its jobs are run with -m)
+        header[1:] = [f"# dlbench -m experiment={name}"]
     text = "\n".join([*header, f"# copied from experiment={source} ({path})", *lines]) + "\n"
     return re.sub(r"(?m)^name: .*$", f"name: {name}", text, count=1)
+
+
+def sweeps(text: str) -> bool:
+    """A preset's text sets hydra.sweeper.params: it is a sweep, run with -m."""
+    try:
+        node = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    hydra_node = node.get("hydra") if isinstance(node, dict) else None
+    sweeper = hydra_node.get("sweeper") if isinstance(hydra_node, dict) else None
+    return isinstance(sweeper, dict) and bool(sweeper.get("params"))

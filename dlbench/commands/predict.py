@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dlbench.commands.runs import require_plugins, saved_overrides
 from dlbench.engine.logging import console, new_table
-from dlbench.errors import ArgumentParser, DlbenchError, at_least_one
+from dlbench.errors import ArgumentParser, DlbenchError, at_least_one, output_path
 
 USAGE = (
-    "usage: dlbench predict <run dir or checkpoint> [INPUT...] [--top-k K] [--num N] [--out PATH] "
+    "usage: dlbench predict RUN [INPUT...] [--top-k K] [--num N] [--out PATH] "
     "[plugins=[a,b]] (image files, names or sentences, as the run was trained on; nothing for a GAN)"
 )
 
@@ -23,7 +23,7 @@ def predict_command(args: list[str]) -> int:
     parser.add_argument("inputs", nargs="*")
     parser.add_argument("--top-k", type=at_least_one)  # a classifier's classes shown (3)
     parser.add_argument("--num", type=at_least_one)  # GAN samples (64)
-    parser.add_argument("--out")  # where generated images go
+    parser.add_argument("--out", type=output_path)  # where generated images go
     parsed = parser.parse_args(args)
     named = [i for i in parsed.inputs if i.lstrip("+").startswith("plugins=")]
     ckpt = saved_overrides(parsed.run)[0]  # (read as data, as every command that takes a run does)

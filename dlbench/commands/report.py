@@ -8,14 +8,14 @@ from pathlib import Path
 
 from dlbench import files, rundir, summary
 from dlbench.engine.logging import console
-from dlbench.errors import ArgumentParser
+from dlbench.errors import ArgumentParser, output_path
 
 
 def report_command(args: list[str]) -> int:
-    usage = "usage: dlbench report <run dir | sweep dir...> [--out FILE.html]"
+    usage = "usage: dlbench report RUN_OR_SWEEP... [--out FILE.html]  (folders of runs or of sweeps)"
     parser = ArgumentParser(prog="dlbench report", usage_line=usage)
     parser.add_argument("paths", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("report.html"))
+    parser.add_argument("--out", type=output_path, default=Path("report.html"))
     parsed = parser.parse_args(args)
     out = parsed.out
     rundir.check_output_file(out, "--out", (".html",))

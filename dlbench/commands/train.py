@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import hydra
-import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -26,7 +25,7 @@ from dlbench import compose, errors, files, launch, preflight, rundir, summary, 
 from dlbench.commands.runs import check_saved_overrides, override_value, resume_overrides
 from dlbench.config_store import new_run_id
 from dlbench.engine import cluster
-from dlbench.engine.logging import err_console
+from dlbench.engine.logging import err_console, print_error
 from dlbench.errors import DlbenchError
 from dlbench.searchpath import ENV as CONFIG_PATH_ENV
 from dlbench.searchpath import SHIPPED, add_config_dir
@@ -74,11 +73,8 @@ def train_command(argv: list[str]) -> int:
         overrides = sweep_resume_overrides(resume_overrides(list(args.overrides), argv))
         one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
         checked, folder, hydra_node = [], None, None  # the composed configs, the folder written, hydra
-        if not args.multirun and (sweep := sweep_preset(overrides)):
-            every = terminal.command("-m", *said)  # (the same command, swept)
-            err_console.print(f"note: experiment={sweep} is a sweep; this runs one job. Run all: {every}")
         if args.cfg:  # print the config composed for the checks (Hydra would compose it again)
-            return print_config(overrides, args)
+            return print_config(overrides, args, said)
         if args.shell_completion:  # Hydra completes groups, options and keys: it needs the code's nodes
             compose.store_config_nodes(compose.file_options())
         else:
@@ -89,6 +85,8 @@ def train_command(argv: list[str]) -> int:
             cluster.check(overrides, hydra_node)  # Slurm launcher settings that cannot work
             if hydra_node is not None:
                 launch.verbose_loggers(hydra_node.hydra.verbose)
+                if one_run:
+                    note_a_sweep(hydra_node, overrides, said)
         if args.multirun and folder is not None:  # one sweep at a time in a sweep folder
             lock = rundir.RunLock(folder, sweep=True).acquire()
             if override_value(overrides, "sweep.resume") is not None:  # a fail-fast stop of the last attempt
@@ -100,7 +98,8 @@ def train_command(argv: list[str]) -> int:
         if args.multirun and sweeper == "basic":  # the same grid, its jobs composed once, not twice
             overrides = [*overrides, "hydra/sweeper=checked"]  # (hydra_plugins/dlbench_sweeper.py)
         started = True
-        return run_checked(argv, args, overrides, checked, one_run, folder if args.multirun else None)
+        sweep_dir = folder if args.multirun else None
+        return run_checked(argv, args, overrides, checked, one_run, sweep_dir, said)
     finally:
         if lock is not None:
             lock.release(wrote=started)
@@ -132,6 +131,7 @@ def run_checked(
     checked: list[DictConfig],
     one_run: bool,
     sweep_dir: Path | None,
+    said: list[str],
 ) -> int:
     """Start what the checked command line asks for: torchrun, or Hydra (a run or a sweep, whose
     folder says which jobs failed: exit status 1)."""
@@ -172,6 +172,11 @@ def run_checked(
                 hydra_entry()
         else:
             hydra_entry()
+    except KeyboardInterrupt:  # Ctrl-C on a sweep (a job's checkpoint is kept): how to finish it
+        if sweep_dir is None or not sweep_dir.is_dir():
+            raise
+        print_error(f"interrupted. Finish the sweep with: {preflight.finish_sweep_command(said, sweep_dir)}")
+        raise SystemExit(130) from None
     finally:
         if "dlbench.engine.distributed" in sys.modules:  # a run imported it (and torch)
             sys.modules["dlbench.engine.distributed"].close()
@@ -182,6 +187,8 @@ def run_checked(
     failed = summary.failed_jobs(sweep_dir) if sweep_dir is not None and sweep_dir.is_dir() else []
     if failed:
         err_console.print(Text.assemble((f"{len(failed)} job(s) failed", "red"), ": ", ", ".join(failed)))
+        again = preflight.finish_sweep_command(said, sweep_dir)
+        err_console.print(f"Once fixed, run them again (the jobs that finished are skipped): {again}")
         return 1
     return 0
 
@@ -208,9 +215,10 @@ def launcher_errors(launcher: str):
             os.environ["HYDRA_FULL_ERROR"] = kept
 
 
-def print_config(overrides: list[str], args) -> int:
+def print_config(overrides: list[str], args, said: list[str]) -> int:
     """--cfg job|hydra|all [--package P] [--resolve], as Hydra prints it."""
     cfg = compose.compose_with_hydra(overrides, "the command line", args.config_name or "config")
+    note_a_sweep(cfg, overrides, said)
     if args.cfg == "job":
         with open_dict(cfg):
             del cfg["hydra"]
@@ -266,18 +274,14 @@ def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
     return [*overrides, "hydra.output_subdir=null", "hydra.job_logging.root.handlers=[]"]
 
 
-def sweep_preset(overrides: list[str]) -> str | None:
-    """The experiment named on the command line, if it is one of the shipped lesson sweeps (it
-    sets hydra.sweeper.params). Any other name, a path above all, is not read here: composing
-    the command says what is wrong with it."""
-    name = override_value(overrides, "experiment")
-    if name is None or not all(c.isalnum() or c in "_-" for c in name):
-        return None
-    path = compose.CONFIG_DIR / "experiment" / f"{name}.yaml"
-    node = yaml.safe_load(path.read_text()) if path.is_file() else None
-    hydra_node = node.get("hydra") if isinstance(node, dict) else None
-    sweeper = hydra_node.get("sweeper") if isinstance(hydra_node, dict) else None
-    return name if isinstance(sweeper, dict) and sweeper.get("params") else None
+def note_a_sweep(cfg: DictConfig, overrides: list[str], said: list[str]) -> None:
+    """A config that sets hydra.sweeper.params (a lesson's sweep preset, or one of ./configs or
+    --config-dir) runs one job without -m: say so, with the command that runs them all."""
+    if OmegaConf.select(cfg, "hydra.sweeper.params"):
+        name = override_value(overrides, "experiment")
+        what = f"experiment={name}" if name is not None else "this config"
+        every = terminal.command("-m", *said)  # (the same command, swept)
+        err_console.print(f"note: {what} is a sweep; this runs one job. Run all: {every}")
 
 
 @hydra.main(config_path=str(SHIPPED), config_name="config", version_base="1.3")

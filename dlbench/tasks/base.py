@@ -25,7 +25,9 @@ from dlbench.tasks.metrics import UNTRACKED
 Optimize = Callable[[str, torch.Tensor], None]
 SPLITS = ("train", "val", "test")
 
-if TYPE_CHECKING:  # (a type only)
+if TYPE_CHECKING:  # (types only)
+    from pathlib import Path
+
     from dlbench.data.base import DataModule
 
 
@@ -39,7 +41,7 @@ class PredictOptions:
 
     top_k: int = 3
     num: int = 64
-    out: str | None = None
+    out: Path | None = None
 
 
 class Task(nn.Module):
