@@ -285,6 +285,7 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
 
 def finish_sweep_command(said: list[str], sweep_dir: Path) -> str:
     """The user's sweep command (`said`: their words) with sweep.resume=sweep_dir: it runs the
-    jobs of that sweep that have not finished, and skips the others."""
-    words = [w for w in said if not w.lstrip("+").startswith("sweep.resume=")]
+    jobs of that sweep that have not finished, and skips the others. (sweep.resume sets the
+    sweep's folder: a hydra.sweep.dir of theirs, `${now:...}` say, would name another.)"""
+    words = [w for w in said if terminal.key_of(w) not in ("sweep.resume", "hydra.sweep.dir")]
     return terminal.command("-m", *words, terminal.override("sweep.resume", sweep_dir))

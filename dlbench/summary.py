@@ -101,15 +101,24 @@ def rows_of(folders: list[tuple[str, Path]]) -> list[dict[str, Any]]:
     return [{**job_row(folder), "job": name} for name, folder in folders]
 
 
-def run_folders(paths: list[Path]) -> list[tuple[str, Path]]:
-    """(name, folder) of each run directory given and of every job of each sweep directory; a
-    folder of sweeps (outputs/multirun) means the sweep run last in it."""
+def chosen(paths: list[Path]) -> list[Path]:
+    """The folders given, a folder of sweeps (outputs/multirun) replaced by the sweep run last
+    in it, which a note names."""
     found = []
     for path in paths:
         if path.is_dir() and not (path / ".hydra").is_dir() and not job_dirs(path):
             if (sweep := newest_sweep(path)) is not None:
                 err_console.print(f"note: {path} holds sweeps: using the one run last, {sweep}")
                 path = sweep
+        found.append(path)
+    return found
+
+
+def run_folders(paths: list[Path]) -> list[tuple[str, Path]]:
+    """(name, folder) of each run directory given and of every job of each sweep directory (a
+    folder of sweeps: its newest, `chosen`)."""
+    found = []
+    for path in chosen(paths):
         if (path / ".hydra").is_dir():
             found.append((str(path), path))
         elif path.is_dir() and (jobs := job_dirs(path)):

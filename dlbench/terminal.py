@@ -64,7 +64,8 @@ class InertConsole(Console):
     """A rich Console for text that is data: no markup, no emoji codes, no highlighting, and
     control characters shown, not sent, a line break in a string too (`\\x0a`: a value, a path
     cannot print a line of its own). dlbench's own text of several lines (help, a report) is
-    printed with `print_lines`. Tables are `fit`."""
+    printed with `print_lines`. Tables are `fit`. A line is never broken by rich (soft wrap):
+    the terminal wraps it for the eye, and a copy of it is the line, a command pasted whole."""
 
     def __init__(self, **options) -> None:
         super().__init__(markup=False, emoji=False, highlight=False, **options)
@@ -81,6 +82,7 @@ class InertConsole(Console):
             finally:
                 self._width = detected
             return
+        options.setdefault("soft_wrap", True)
         super().print(*objects, **options)
 
     def print_lines(self, text: Any, **options) -> None:

@@ -398,3 +398,34 @@ def test_helps_examples_on_runs_run_as_printed(tmp_path):
             assert "holds runs: using the one checkpointed last, outputs/" in result.stderr, line
     (run,) = (tmp_path / "outputs" / "digits_mlp").iterdir()  # resumed in its own folder, to epoch 20
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["trainer"]["epoch"] == 20
+
+
+def test_a_command_printed_on_a_narrow_terminal_is_one_line_and_pastes(tmp_path):
+    """On a terminal, rich broke a long line at its width: the `Run all:` command (and the sweep
+    hints, the notes) came out as three lines, and a paste of the first ran `dlbench -m` alone.
+    Every line dlbench prints is now soft-wrapped (the terminal wraps it for the eye)."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    args = ["experiment=optimizers", "trainer.epochs=1", "trainer.progress=none", "--cfg", "job"]
+    env = user_env(COLUMNS="50", TERM="xterm")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlbench", *args], cwd=tmp_path, env=env, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    printed = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # (the process has closed the terminal)
+            break
+        if not chunk:
+            break
+        printed += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0
+    lines = printed.decode().replace("\r\n", "\n").splitlines()
+    note = next(line for line in lines if "is a sweep" in line)
+    command = note.split("Run all: ", 1)[1]
+    assert command == "dlbench -m " + " ".join(args[:3]), lines[:5]  # (whole: the sweep's pastes run it)

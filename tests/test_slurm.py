@@ -12,6 +12,7 @@ import contextlib
 import csv
 import json
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -154,14 +155,17 @@ def test_a_sweep_runs_its_jobs_on_slurm_records_a_failing_one_and_sweep_resume_f
     process.send_signal(signal.SIGINT)
     out = finish(process, timeout=60)
     assert process.returncode == 130, out[-3000:]
-    assert f"finish the sweep with the same command and sweep.resume={sweep}" in out
+    assert "cancelled Slurm job " in out and out.count("Finish the sweep with: ") == 1  # (said once)
+    printed = out.split("interrupted. Finish the sweep with: ", 1)[1].splitlines()[0]
+    expected = [*args, "hydra.launcher.array_parallelism=1", f"sweep.resume={sweep}"]
+    assert shlex.split(printed) == ["dlbench", *expected], printed  # (its own folder: sweep.resume's)
     assert out.count("job states come from squeue (this cluster has no accounting storage)") == 1
     wait_for(lambda: (sweep / "1" / "checkpoints" / "last.pt").is_file(), 30, "job 1's checkpoint")
     assert not (sweep / "1" / "metrics.json").exists() and not (sweep / "2" / "metrics.json").exists()
     script = next(sweep.glob(".submitit/*/*_submission.sh")).read_text()
     assert "#SBATCH --array=0-2%1" in script and "#SBATCH --cpus-per-task=1" in script
 
-    out = finish(dlbench(*args, f"sweep.resume={sweep}", cwd=tmp_path, env=slurm))
+    out = finish(dlbench(*shlex.split(printed)[1:], cwd=tmp_path, env=slurm))  # (the command, pasted)
     assert "Sweep summary (3 jobs)" in out and "sacct" not in out, out[-3000:]
     assert "#0 : finished before, skipped (sweep.resume)" in out  # not submitted again
     assert "resumed at epoch" in (sweep / "1" / "train.log").read_text()

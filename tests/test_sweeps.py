@@ -279,10 +279,8 @@ def test_a_sweep_folder_that_holds_a_sweep_prints_the_command_that_finishes_it(t
     assert again.returncode == 2
     hint = re.search(r"Finish it with: (dlbench .*?)  \(", again.stderr).group(1)
     assert (
-        hint
-        == "dlbench -m --config-dir cfg trainer.epochs=1,2 trainer.progress=none 'hydra.sweep.dir=my sweep' "
-        + ("'sweep.resume=my sweep'")
-    )
+        hint == "dlbench -m --config-dir cfg trainer.epochs=1,2 trainer.progress=none 'sweep.resume=my sweep'"
+    )  # (sweep.resume names the folder)
     finished = shell(hint, tmp_path)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert (tmp_path / "my sweep" / "1" / "metrics.json").is_file()
@@ -368,9 +366,24 @@ def test_ctrl_c_on_a_sweep_prints_the_command_that_finishes_it_and_it_pastes(tmp
     code, _, err = signal_when(args, tmp_path, "sweep/0/checkpoints/last.pt", signal.SIGINT, settle_s=0.2)
     assert code == 130, err[-3000:]
     printed = err.split("interrupted. Finish the sweep with: ", 1)[1].strip()
-    assert printed == f"dlbench {' '.join(args)} sweep.resume=sweep", printed
+    assert printed == f"dlbench {' '.join(args[:-1])} sweep.resume=sweep", printed  # (it names the folder)
     assert not (tmp_path / "sweep" / "1").exists() and "Traceback" not in err
     pasted = shell(printed, tmp_path)
     assert pasted.returncode == 0, pasted.stderr[-3000:]
     assert "resumed at epoch" in (tmp_path / "sweep" / "0" / "train.log").read_text()
     assert all((tmp_path / "sweep" / job / "metrics.json").is_file() for job in "01")
+
+
+def test_an_optuna_search_whose_every_trial_fails_lists_them_without_a_traceback(cli, tmp_path):
+    """Optuna's study raised "No trials are completed yet." through Hydra, which printed its
+    traceback (exit 1): now the failed trials are listed with the command that runs them again."""
+    args = ["-m", "hparams_search=mlp_mnist", "dataset=digits", "model.input_shape=null", "optimizer=sgd"]
+    args += ["optimizer.weight_decay=1e300", "hydra.sweeper.n_trials=2", "trainer.epochs=1"]
+    args += ["hydra.sweep.dir=s"]
+    result = cli(*args)  # (a weight decay that fails each trial's first steps, whatever the lr)
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
+    assert "error: hydra/sweeper=optuna stopped the sweep: ValueError: No trials are completed yet." in (
+        result.stderr
+    )
+    assert "job(s) failed: 0" in result.stderr and " sweep.resume=s\n" in result.stderr
+    assert (tmp_path / "s" / "0" / "error.txt").read_text().startswith("step ")  # (the trial's own error)

@@ -26,7 +26,9 @@ def board_command(args: list[str]) -> int:
     parser.add_argument("--host", default="localhost")
     parsed = parser.parse_args(args)
     if not parsed.host.strip():  # (TensorBoard would serve every network interface)
-        raise DlbenchError("--host '': name the host to serve on (localhost; 0.0.0.0 for every interface)")
+        raise DlbenchError(
+            f"--host {parsed.host!r}: name the host to serve on (localhost; 0.0.0.0 for every interface)"
+        )
     if not 0 <= parsed.port <= 65535:
         raise DlbenchError(f"--port {parsed.port}: a port is 0 to 65535 (0: any free one)")
     runs, skipped = named_runs(parsed.folder)

@@ -31,6 +31,8 @@ def predict_command(args: list[str]) -> int:
     inputs = [i for i in parsed.inputs if i not in named]
     task, _, info = task_from_checkpoint(checkpoint.load(ckpt), parsed.run)
     given = {k: v for k, v in vars(parsed).items() if k in ("top_k", "num", "out") and v is not None}
+    if "out" in given:  # (a task reads it as text)
+        given["out"] = str(given["out"])
     unused = [f"--{name.replace('_', '-')}" for name in given if name not in task.PREDICT_OPTIONS]
     if unused and type(task).predict_table is not Task.predict_table:  # (else: it predicts nothing)
         takes = ", ".join(f"--{name.replace('_', '-')}" for name in task.PREDICT_OPTIONS) or "no option"

@@ -19,14 +19,15 @@ def report_command(args: list[str]) -> int:
     parsed = parser.parse_args(args)
     out = parsed.out
     rundir.check_output_file(out, "--out", (".html",))
-    folders = summary.run_folders(parsed.paths)
+    paths = summary.chosen(parsed.paths)  # (a folder of sweeps: its newest, whose name titles the page)
+    folders = summary.run_folders(paths)
 
     from dlbench import report
 
-    if len(parsed.paths) == 1 and (parsed.paths[0] / ".hydra").is_dir():
-        page = report.run_report(parsed.paths[0])
+    if len(paths) == 1 and (paths[0] / ".hydra").is_dir():
+        page = report.run_report(paths[0])
     else:
-        title = parsed.paths[0].name if len(parsed.paths) == 1 else f"{len(parsed.paths)} folders"
+        title = paths[0].name if len(paths) == 1 else f"{len(paths)} folders"
         page = report.sweep_report(title, folders)
     files.write_text(out, page)
     console.print(f"wrote {out}  ({len(page) / 1e6:.1f} MB, self-contained: open it in a browser)")

@@ -61,7 +61,8 @@ def saved_overrides(target: str) -> tuple[Path, Path | None, list[str]]:
     given = Path(target).expanduser()
     if checkpoint.holds_runs(given):  # say which of its runs it means
         training = " (still training: its checkpoint so far)" if rundir.in_use(run_dir) else ""
-        err_console.print(f"note: {given} holds runs: using the one checkpointed last, {run_dir}{training}")
+        note = f"note: {given} holds runs: using the one checkpointed last, {run_dir}{training}"
+        err_console.print(note)
     saved_file = run_dir / ".hydra" / "overrides.yaml" if run_dir else None
     if saved_file is not None and saved_file.is_file():
         saved = check_saved_overrides(read_yaml(saved_file), str(saved_file))
@@ -255,7 +256,7 @@ def override_value(overrides: list[str], key: str) -> str | None:
     `terminal.override` writes it); None when absent, null or empty."""
     from omegaconf import OmegaConf
 
-    found = next((o for o in overrides if o.startswith(f"{key}=")), None)
+    found = next((o for o in overrides if "=" in o and o.lstrip("+").split("=", 1)[0] == key), None)
     if found is None:
         return None
     written = found.split("=", 1)[1]

@@ -99,7 +99,7 @@ def train_command(argv: list[str]) -> int:
             overrides = [*overrides, "hydra/sweeper=checked"]  # (hydra_plugins/dlbench_sweeper.py)
         started = True
         sweep_dir = folder if args.multirun else None
-        return run_checked(argv, args, overrides, checked, one_run, sweep_dir, said)
+        return run_checked(argv, args, overrides, checked, one_run, sweep_dir, said, sweeper)
     finally:
         if lock is not None:
             lock.release(wrote=started)
@@ -132,6 +132,7 @@ def run_checked(
     one_run: bool,
     sweep_dir: Path | None,
     said: list[str],
+    sweeper: str | None = None,
 ) -> int:
     """Start what the checked command line asks for: torchrun, or Hydra (a run or a sweep, whose
     folder says which jobs failed: exit status 1)."""
@@ -167,8 +168,10 @@ def run_checked(
                     hydra_entry()  # (--hydra-help ends in sys.exit(0))
             finally:
                 terminal.write(printed.getvalue().expandtabs(4))  # (Hydra indents --info with tabs)
-        elif args.multirun and (plugin := override_value(overrides, "hydra/launcher")) not in (None, "basic"):
-            with launcher_errors(plugin):  # (the basic launcher's jobs run here: their errors are ours)
+        elif args.multirun and (plugin := sweep_plugin(overrides, sweeper)) is not None:
+            with plugin_errors(
+                plugin, sweep_dir
+            ):  # (the basic launcher's jobs run here: their errors are ours)
                 hydra_entry()
         else:
             hydra_entry()
@@ -193,12 +196,21 @@ def run_checked(
     return 0
 
 
+def sweep_plugin(overrides: list[str], sweeper: str | None) -> str | None:
+    """The plugin a sweep runs in, if not dlbench's own code: a launcher (joblib, slurm) or a
+    sweeper (Optuna), as the override that chooses it."""
+    if (launcher := override_value(overrides, "hydra/launcher")) not in (None, "basic"):
+        return f"hydra/launcher={launcher}"
+    return f"hydra/sweeper={sweeper}" if sweeper not in (None, "basic") else None
+
+
 @contextlib.contextmanager
-def launcher_errors(launcher: str):
-    """A sweep's launcher plugin that cannot start its jobs (joblib's n_jobs=0, an sbatch that
-    reaches no cluster) raises in Hydra, which prints that as a traceback: with HYDRA_FULL_ERROR
-    it raises it instead, and it is one message here. (A job's own error never gets here:
-    launch.job records it in the job's folder and the sweep goes on.)"""
+def plugin_errors(plugin: str, sweep_dir: Path | None):
+    """A sweep's plugin that fails (joblib's n_jobs=0, an sbatch that reaches no cluster,
+    Optuna's study when every trial failed) raises in Hydra, which prints that as a traceback:
+    with HYDRA_FULL_ERROR it raises it instead, and it is one message here. Where jobs failed
+    before it, their failures are the news: the command goes on to list them (and how to run
+    them again). (A job's own error never gets here: launch.job records it in its folder.)"""
     kept = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -207,7 +219,10 @@ def launcher_errors(launcher: str):
         raise
     except Exception as err:
         why = errors.first_line(err)
-        raise DlbenchError(f"hydra/launcher={launcher} could not start the sweep's jobs: {why}") from err
+        if sweep_dir is not None and sweep_dir.is_dir() and summary.failed_jobs(sweep_dir):
+            print_error(f"{plugin} stopped the sweep: {why}")
+            return
+        raise DlbenchError(f"{plugin} could not start the sweep's jobs: {why}") from err
     finally:
         if kept is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

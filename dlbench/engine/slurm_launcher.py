@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from submitit.core.utils import FailedJobError, UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
-from dlbench import files, terminal
+from dlbench import files
 from dlbench.engine import cluster  # noqa: F401  (registers the preset's signal-delay resolver)
 
 log = logging.getLogger("dlbench")
@@ -71,11 +71,8 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[JobR
         for job in jobs:
             job.cancel(check=False)
         arrays = sorted({job.job_id.split("_")[0] for job in jobs})
-        log.warning(
-            f"cancelled Slurm job {', '.join(arrays)} (the sweep's jobs); finish the sweep "
-            f"with the same command and {terminal.shell_word(terminal.override('sweep.resume', sweep_dir))}"
-        )
-        raise
+        log.warning(f"cancelled Slurm job {', '.join(arrays)} (the sweep's jobs)")
+        raise  # (the command prints how to finish the sweep: commands/train.py's run_checked)
     return [returns[idx] for idx in sorted(returns)]
 
 

@@ -25,9 +25,7 @@ from dlbench.tasks.metrics import UNTRACKED
 Optimize = Callable[[str, torch.Tensor], None]
 SPLITS = ("train", "val", "test")
 
-if TYPE_CHECKING:  # (types only)
-    from pathlib import Path
-
+if TYPE_CHECKING:  # (a type only)
     from dlbench.data.base import DataModule
 
 
@@ -41,7 +39,7 @@ class PredictOptions:
 
     top_k: int = 3
     num: int = 64
-    out: Path | None = None
+    out: str | None = None
 
 
 class Task(nn.Module):
