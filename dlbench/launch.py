@@ -249,9 +249,8 @@ def stopped(stop: Preempted, run_dir: Path, cfg: DictConfig, sweep_dir: Path | N
             then = "trainer.checkpoint=false: nothing was saved to continue from"
         elif cluster.in_job():
             then = "submitit requeues the job (up to hydra.launcher.max_num_timeout times for time limits)"
-        elif sweep_dir is not None:
-            finish = terminal.shell_word(terminal.override("sweep.resume", sweep_dir))
-            then = f"Finish the sweep with the same command and {finish}"
+        elif sweep_dir is not None:  # (the command prints how to finish it: its words are there)
+            then = f"The sweep stops here (its folder: {sweep_dir})"
         else:
             then = f"Continue with: {resume_command(run_dir, cfg)}"
         written = "; checkpoints/last.pt is saved." if stop.saved else ";"

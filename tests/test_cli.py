@@ -251,6 +251,12 @@ def test_a_failing_sweep_job_is_recorded_and_the_sweep_goes_on(cli, tmp_path):
     pasted = shell(again, tmp_path)
     assert pasted.returncode == 1 and "job 1: finished before, skipped (sweep.resume)" in pasted.stdout
     assert "1 job(s) failed: 0" in pasted.stderr and "Traceback" not in pasted.stderr
+    # a folder named by the time: Hydra read ${now:...} again, wrote the next instant's folder
+    # (the checked one left empty) and the command exited 0 with its failed job unsaid
+    timed = cli("-m", "device=cuda,cpu", "trainer.epochs=1", "logger=none", "hydra.sweep.dir=t_${now:%f}")
+    assert timed.returncode == 1 and "1 job(s) failed: 0" in timed.stderr, timed.stderr[-2000:]
+    (folder,) = tmp_path.glob("t_*")
+    assert (folder / "summary.csv").is_file() and f"sweep.resume={folder.name}\n" in timed.stderr
 
 
 def test_hydras_own_lines_show_a_value_as_text(cli, tmp_path):

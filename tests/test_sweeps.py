@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shlex
 import subprocess
 
 import pytest
@@ -315,8 +316,9 @@ def test_a_stopped_sweep_says_how_to_finish_it_and_its_jobs_keep_their_overrides
     command = [sys.executable, "-c", STOPS_ITSELF, *args, "hydra.sweep.dir=sweep"]
     stopped = subprocess.run(command, cwd=tmp_path, env=user_env(), capture_output=True, text=True)
     assert stopped.returncode == 75, stopped.stderr[-2000:]
-    assert "Finish the sweep with the same command and sweep.resume=sweep" in stopped.stderr
-    result = cli(*args, "sweep.resume=sweep")
+    printed = stopped.stderr.split("Finish the sweep with: ", 1)[1].strip()
+    assert printed == f"dlbench {' '.join(args)} sweep.resume=sweep", stopped.stderr[-2000:]
+    result = cli(*shlex.split(printed)[1:])  # (the command, pasted)
     assert result.returncode == 0, result.stderr[-2000:]
     for job in ("0", "1"):
         recorded = (tmp_path / "sweep" / job / ".hydra" / "overrides.yaml").read_text()

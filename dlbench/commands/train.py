@@ -26,7 +26,7 @@ from dlbench.commands.runs import check_saved_overrides, override_value, resume_
 from dlbench.config_store import new_run_id
 from dlbench.engine import cluster
 from dlbench.engine.logging import err_console, print_error
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, Preempted
 from dlbench.searchpath import ENV as CONFIG_PATH_ENV
 from dlbench.searchpath import SHIPPED, add_config_dir
 
@@ -89,6 +89,10 @@ def train_command(argv: list[str]) -> int:
                     note_a_sweep(hydra_node, overrides, said)
         if args.multirun and folder is not None:  # one sweep at a time in a sweep folder
             lock = rundir.RunLock(folder, sweep=True).acquire()
+            # the folder checked and locked is the one Hydra writes: a `${now:...}` in it, read
+            # again when Hydra composes, could name the next second's
+            overrides = [o for o in overrides if terminal.key_of(o) != "hydra.sweep.dir"]
+            overrides.append(terminal.override("hydra.sweep.dir", folder))
             if override_value(overrides, "sweep.resume") is not None:  # a fail-fast stop of the last attempt
                 (folder / ".stop").unlink(missing_ok=True)
         if one_run and checked and hydra_node is not None and not distributed_run(checked[0]):
@@ -180,6 +184,10 @@ def run_checked(
             raise
         print_error(f"interrupted. Finish the sweep with: {preflight.finish_sweep_command(said, sweep_dir)}")
         raise SystemExit(130) from None
+    except SystemExit as stop:  # a stop signal in a job (launch.stopped): how to finish the sweep
+        if stop.code == Preempted.EXIT_STATUS and sweep_dir is not None and sweep_dir.is_dir():
+            err_console.print(f"Finish the sweep with: {preflight.finish_sweep_command(said, sweep_dir)}")
+        raise
     finally:
         if "dlbench.engine.distributed" in sys.modules:  # a run imported it (and torch)
             sys.modules["dlbench.engine.distributed"].close()
