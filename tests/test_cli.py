@@ -200,6 +200,13 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("board", "--port", "70000"): "--port 70000: a port is 0 to 65535",
         # (Hydra's lexer error)
         ("eval", "outputs", "--top-k"): "dlbench eval takes no option --top-k: only overrides",
+        # (written, with a hint that failed: Hydra reads null, nan as values)
+        ("new", "experiment", "null"): "'null' cannot be a name: the command line reads it as a value",
+        ("new", "model", "nan"): "'nan' cannot be a name: the command line reads it as a value",
+        # (ignored, and given back in the hint it printed, which failed)
+        ("lr-find", "resume=nope"): "resume=nope: lr-find starts a new model and writes into --out",
+        ("-sc", "query=bash"): "--shell-completion query= is the shell's own call",  # (Hydra's KeyError)
+        ("resume=", "trainer.epochs=1"): "resume= names nothing",  # (`resume=$RUN`, unset: a new run)
     }
     (tmp_path / "d.md").mkdir()
     for args, message in cases.items():

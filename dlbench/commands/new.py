@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from dlbench import files
+from dlbench.commands.runs import parsed_value
 from dlbench.engine.logging import console
 from dlbench.errors import DlbenchError, unknown_name
 from dlbench.searchpath import results_here
@@ -71,6 +72,8 @@ def new_command(args: list[str]) -> int:
     kind, name, rest = args[0], args[1], args[2:]
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise DlbenchError(f"{name!r} cannot be a name: use letters, digits and _ (a Python identifier)")
+    if not isinstance(parsed_value(f"{kind}={name}"), str):  # (null, true, nan, inf: the hint would fail)
+        raise DlbenchError(f"'{name}' cannot be a name: the command line reads it as a value, not a name")
     if kind == "model":
         if rest:
             raise DlbenchError(USAGE)

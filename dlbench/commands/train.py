@@ -40,9 +40,17 @@ def train_command(argv: list[str]) -> int:
     if args.multirun and args.cfg:
         raise DlbenchError("--cfg prints the config of one run: leave out -m")
     named = {o.split("=", 1)[0] for o in args.overrides}
+    if args.shell_completion and "query" in named and "COMP_LINE" not in os.environ:  # (Hydra's KeyError)
+        raise DlbenchError(
+            "--shell-completion query= is the shell's own call while it completes (dlbench completion bash)"
+        )
     if args.shell_completion and not named & {"install", "uninstall", "query"}:
         raise DlbenchError(
             '--shell-completion takes install=bash (dlbench\'s own: eval "$(dlbench completion bash)")'
+        )
+    if any(terminal.key_of(o) in ("resume", "sweep.resume") and o.endswith("=") for o in args.overrides):
+        raise DlbenchError(  # (`resume=$RUN` with RUN unset: it trained a new run, silently)
+            "resume= names nothing: give the run's folder or checkpoint (resume=outputs/NAME)"
         )
     if args.cfg and override_value(args.overrides, "sweep.resume") is not None:  # (-m and --cfg: refused)
         raise DlbenchError("sweep.resume finishes a sweep (-m); --cfg prints one run's config: leave one out")
