@@ -22,7 +22,7 @@ USAGE = """\
   dlbench show [OVERRIDES...] [--depth N]  the model: layers, output shapes, params, MACs, memory
   dlbench compare DIR... [--sort METRIC] [--csv F] [--md F] [--plot METRIC]  runs side by side
   dlbench report RUN|SWEEP [--out report.html]  one self-contained HTML page: metrics, curves, pictures
-  dlbench lr-find [OVERRIDES...] [--steps N] [--min-lr X] [--max-lr X]  the learning-rate range test
+  dlbench lr-find [OVERRIDES...] [--steps N] [--min-lr X] [--max-lr X] [--out DIR]  the lr range test
   dlbench eval RUN [OVERRIDES...]        a saved model's metrics on the test split
   dlbench predict RUN INPUT... [--top-k K]  classify images or names, or translate, with a saved model
   dlbench predict RUN [IMAGE...] [--num N] [--out PATH]  GAN samples, or translated images

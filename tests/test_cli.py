@@ -290,12 +290,13 @@ def test_bash_completion_completes_commands_groups_options_and_keys(tmp_path):
     (tmp_path / "dlbench").write_text(f'#!/bin/sh\nexec {sys.executable} -m dlbench "$@"\n')
     (tmp_path / "dlbench").chmod(0o755)
     (tmp_path / "configs" / "model").mkdir(parents=True)  # a cloned course's configs/: outside data
+    (tmp_path / "outputs").mkdir()
     for name in ("res_mine", "res\x1b]0;title\x07x"):  # (the second was printed, ESC and all)
         (tmp_path / "configs" / "model" / f"{name}.yaml").write_text("name: mlp\n")
     probe = """
 source completion.bash
 for line in "dlbench li" "dlbench list mo" "dlbench model=res" "dlbench model=resnet model.dep" \
-        "dlbench trainer.epo"; do
+        "dlbench trainer.epo" "dlbench lr-find trainer.epo" "dlbench report outp"; do
     COMP_LINE="$line"; read -ra COMP_WORDS <<< "$line"
     COMP_CWORD=$((${#COMP_WORDS[@]}-1)); COMP_POINT=${#line}
     _dlbench; echo "$line -> ${COMPREPLY[*]}"
@@ -309,6 +310,8 @@ done
         "dlbench model=res": "model=res_mine model=resnet",
         "dlbench model=resnet model.dep": "model.depth=",
         "dlbench trainer.epo": "trainer.epochs=",
+        "dlbench lr-find trainer.epo": "trainer.epochs=",  # (none: its overrides were not completed)
+        "dlbench report outp": "outputs",  # (files: none)
     }
     for line, completion in expected.items():
         assert f"{line} -> {completion}\n" in out, out

@@ -30,12 +30,12 @@ _dlbench() {
         completion)
             COMPREPLY=($(compgen -W "bash" -- "$cur"))
             return ;;
-        eval|predict|compare|export|board)
+        eval|predict|compare|export|board|report)
             [[ "$cur" != *=* ]] && COMPREPLY=($(compgen -f -- "$cur"))
             return ;;
     esac
     local line="$COMP_LINE"
-    if [[ "$first" == "train" || "$first" == "show" ]]; then
+    if [[ "$first" == "train" || "$first" == "show" || "$first" == "lr-find" ]]; then
         line="${line/ $first / }"
     fi
     local choices
