@@ -60,7 +60,8 @@ def parse(overrides: list[str]) -> list[Override]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
-        raise DlbenchError(*errors.lines_of(f"Cannot read the command line: {err}", overrides)) from err
+        why = errors.lines_of(f"Cannot read the command line: {err}", overrides)
+        raise DlbenchError(*why, *terminal.quoted_instead(overrides)) from err
     for o in parsed:
         if not o.key_or_group.split("@")[0].strip():  # `+=x`: Hydra would fail on an assertion
             raise DlbenchError(f"'{o.input_line}' names no key: write KEY=VALUE or GROUP=OPTION")

@@ -186,6 +186,29 @@ def override(key: str, value: object) -> str:
     return f"{key}={quoted}"
 
 
+def quoted_instead(overrides: list[str]) -> list[str]:
+    """The first override Hydra's grammar cannot read (`name=abc_ü`: unquoted, a value is ASCII
+    words) as a message's line giving it quoted, to paste in its place, where that reads."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for word in overrides:
+        try:
+            parser.parse_override(word)
+            continue
+        except Exception:  # (this one: quoted, does it read?)
+            key, equals, value = word.partition("=")
+            if not equals or not key or value[:1] in ("'", '"'):
+                return []
+            quoted = override(key, value)
+            try:
+                parser.parse_override(quoted)
+            except Exception:
+                return []
+            return [f"In quotes, {word} reads as text: {shell_word(quoted)}"]
+    return []
+
+
 def console(stderr: bool = False) -> InertConsole:
     """On a terminal, rich's own width; anywhere else (a pipe, a file, CI) no width at all, so a
     table cell, a path or a value is never broken across lines. In Jupyter too: rich would

@@ -429,3 +429,13 @@ def test_a_command_printed_on_a_narrow_terminal_is_one_line_and_pastes(tmp_path)
     note = next(line for line in lines if "is a sweep" in line)
     command = note.split("Run all: ", 1)[1]
     assert command == "dlbench -m " + " ".join(args[:3]), lines[:5]  # (whole: the sweep's pastes run it)
+
+
+def test_a_value_hydra_cannot_read_unquoted_gets_the_word_quoted_and_it_pastes(tmp_path):
+    """`name=abc_ü` was Hydra's lexer error alone (unquoted, a value is ASCII words): the message
+    now gives the word in quotes, which pasted in its place reads as the text typed."""
+    refused = shell("dlbench name=abc_ü --cfg job", tmp_path)
+    assert refused.returncode == 2 and "LexerNoViableAltException" in refused.stderr
+    word = refused.stderr.split("In quotes, name=abc_ü reads as text: ", 1)[1].strip()
+    pasted = shell(f"dlbench {word} --cfg job", tmp_path)
+    assert pasted.returncode == 0 and "name: abc_ü\n" in pasted.stdout, pasted.stderr[-2000:]
