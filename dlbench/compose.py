@@ -13,7 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigKeyError, ConfigTypeError, OmegaConfBaseException, ValidationError
 
 from dlbench import errors, plugins, safety, terminal
 from dlbench.config_store import store_config_nodes
@@ -163,6 +163,12 @@ def _explain(err: Exception, overrides: list[str]) -> DlbenchError:
         cause = cause.__cause__
     if isinstance(cause, ConfigKeyError) and getattr(cause, "full_key", None):
         return _unknown_key(str(cause.full_key), overrides)
+    if isinstance(cause, ConfigTypeError) and "does not support deletion" in str(cause.msg):
+        key = str(getattr(cause, "full_key", "") or "the key")
+        return DlbenchError(  # (Hydra's "Error merging override ~trainer.epochs" said no more)
+            f"~{key}: a run reads every key of {key.rpartition('.')[0] or 'its config'}, so none is deleted: "
+            f"set it instead ({key}=VALUE)"
+        )
     if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
         detail = str(cause.msg).splitlines()[0]
         return DlbenchError(f"{cause.full_key}: {detail}")

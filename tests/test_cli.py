@@ -207,6 +207,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("lr-find", "resume=nope"): "resume=nope: lr-find starts a new model and writes into --out",
         ("-sc", "query=bash"): "--shell-completion query= is the shell's own call",  # (Hydra's KeyError)
         ("resume=", "trainer.epochs=1"): "resume= names nothing",  # (`resume=$RUN`, unset: a new run)
+        # (Hydra's "Error merging override ~trainer.epochs", alone)
+        ("~trainer.epochs",): "~trainer.epochs: a run reads every key of trainer, so none is deleted: set it "
+        "instead (trainer.epochs=VALUE)",
     }
     (tmp_path / "d.md").mkdir()
     for args, message in cases.items():
