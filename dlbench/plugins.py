@@ -53,6 +53,8 @@ def load(names: list[str], where: str) -> None:
                 f"plugin '{name}' ({where}) is neither a module's name (my_models, my_pkg.models) nor a "
                 ".py file (path/to/my_models.py)"
             )
+        if not name.endswith(".py") and Path(name).is_file():  # (readme.md: read as module readme.md)
+            raise DlbenchError(f"plugin '{name}' ({where}) is a file but not Python's: name a .py file")
         try:
             _import(name)
         except DlbenchError:

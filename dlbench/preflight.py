@@ -283,6 +283,15 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
     return folder
 
 
+def refuse_run_settings(overrides: list[str], does: str) -> None:
+    """The settings of a run's folder and start (resume=, sweep.resume=, hydra.*) for a command
+    that starts no run (show, lr-find: `does` says what it does): refused, not ignored."""
+    for word in overrides:
+        key = terminal.key_of(word)
+        if key in ("resume", "sweep.resume") or key.startswith("hydra."):
+            raise DlbenchError(f"{word}: {does}; it takes no {key.split('.')[0]} settings (a run's)")
+
+
 def finish_sweep_command(said: list[str], sweep_dir: Path) -> str:
     """The user's sweep command (`said`: their words) with sweep.resume=sweep_dir: it runs the
     jobs of that sweep that have not finished, and skips the others. (sweep.resume sets the

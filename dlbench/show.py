@@ -205,6 +205,7 @@ def show_command(args: list[str]) -> int:
     parsed, overrides = parser.parse_known_args(args)
     if bad := [o for o in overrides if "=" not in o]:
         raise DlbenchError(f"dlbench show takes overrides KEY=VALUE, not {' '.join(bad)}")
+    preflight.refuse_run_settings(overrides, "show draws the model a config builds, and writes nothing")
     preflight.check(overrides, mode="show")
     cfg = compose.compose_config(overrides)
     validate(cfg)

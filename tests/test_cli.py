@@ -205,6 +205,13 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("new", "model", "nan"): "'nan' cannot be a name: the command line reads it as a value",
         # (ignored, and given back in the hint it printed, which failed)
         ("lr-find", "resume=nope"): "resume=nope: lr-find starts a new model and writes into --out",
+        (
+            "show",
+            "hydra.run.dir=x",
+        ): "hydra.run.dir=x: show draws the model a config builds, and writes nothing",
+        ("list", "models", "resnet", "extra"): "takes two words at most: 'extra' is a third",  # (ignored)
+        # (it said "run dlbench from the folder that holds notes/md.py")
+        ("plugins=[notes.md]", "trainer.epochs=1"): "plugin 'notes.md' (the command line) is a file but not",
         ("-sc", "query=bash"): "--shell-completion query= is the shell's own call",  # (Hydra's KeyError)
         ("resume=", "trainer.epochs=1"): "resume= names nothing",  # (`resume=$RUN`, unset: a new run)
         # (Hydra's "Error merging override ~trainer.epochs", alone)
@@ -212,6 +219,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         "instead (trainer.epochs=VALUE)",
     }
     (tmp_path / "d.md").mkdir()
+    (tmp_path / "notes.md").write_text("# not Python\n")
     for args, message in cases.items():
         result = cli(*args)
         assert result.returncode == 2, (args, result.stderr)

@@ -28,6 +28,8 @@ def list_command(args: list[str]) -> int:
     plugins.load_entry_points()
     plugins.load(plugins.named_in(named), "the command line")
     plugins.load(plugins.named_in_user_configs(), "your experiment presets")
+    if len(args) > 2:  # (ignored, silently)
+        raise DlbenchError(f"dlbench list [KIND] [PATTERN] takes two words at most: {args[2]!r} is a third")
     wanted = args[:1] or list(KINDS)
     pattern = args[1] if len(args) > 1 else "*"
     for kind in wanted:

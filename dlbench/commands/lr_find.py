@@ -17,7 +17,7 @@ import math
 import signal
 from pathlib import Path
 
-from dlbench import preflight, rundir, terminal
+from dlbench import preflight, rundir
 from dlbench.engine.logging import RunLogger, print_error
 from dlbench.errors import ArgumentParser, DlbenchError, Preempted, output_path
 from dlbench.terminal import command, key_of
@@ -52,13 +52,8 @@ def lr_find_command(args: list[str]) -> int:
         )
     if options.steps < 20:
         raise DlbenchError(f"--steps={options.steps}: the sweep needs at least 20 steps")
-    for word in overrides:  # (read by nothing here, and given back in the hint it prints)
-        key = terminal.key_of(word)
-        if key in ("resume", "sweep.resume") or key.startswith("hydra."):
-            raise DlbenchError(
-                f"{word}: lr-find starts a new model and writes into --out; it takes no {key.split('.')[0]}"
-                " settings (give them to the run that follows)"
-            )
+    # (read by nothing here, and given back in the hint it prints)
+    preflight.refuse_run_settings(overrides, "lr-find starts a new model and writes into --out")
     low, high = options.min_lr, options.max_lr
     if not (0 < low < high < math.inf and math.isfinite(high / low)):  # (1e-320 to 1e308: an overflow)
         raise DlbenchError(
