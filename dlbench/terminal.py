@@ -187,8 +187,9 @@ def override(key: str, value: object) -> str:
 
 
 def quoted_instead(overrides: list[str]) -> list[str]:
-    """The first override Hydra's grammar cannot read (`name=abc_ü`: unquoted, a value is ASCII
-    words) as a message's line giving it quoted, to paste in its place, where that reads."""
+    """The first override Hydra's grammar cannot read, if it is for want of quotes (`name=abc_ü`:
+    unquoted, a value is ASCII words; not `[1,` half a list), as a message's line giving it
+    quoted, to paste in its place."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -198,7 +199,7 @@ def quoted_instead(overrides: list[str]) -> list[str]:
             continue
         except Exception:  # (this one: quoted, does it read?)
             key, equals, value = word.partition("=")
-            if not equals or not key or value[:1] in ("'", '"'):
+            if not equals or not key or value.isascii() or value[:1] in ("'", '"'):
                 return []
             quoted = override(key, value)
             try:

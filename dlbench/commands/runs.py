@@ -61,8 +61,7 @@ def saved_overrides(target: str) -> tuple[Path, Path | None, list[str]]:
     given = Path(target).expanduser()
     if checkpoint.holds_runs(given):  # say which of its runs it means
         training = " (still training: its checkpoint so far)" if rundir.in_use(run_dir) else ""
-        note = f"note: {given} holds runs: using the one checkpointed last, {run_dir}{training}"
-        err_console.print(note)
+        err_console.print(f"note: {given} holds runs: using the one checkpointed last, {run_dir}{training}")
     saved_file = run_dir / ".hydra" / "overrides.yaml" if run_dir else None
     if saved_file is not None and saved_file.is_file():
         saved = check_saved_overrides(read_yaml(saved_file), str(saved_file))

@@ -181,9 +181,8 @@ def run_checked(
             finally:
                 terminal.write(printed.getvalue().expandtabs(4))  # (Hydra indents --info with tabs)
         elif args.multirun and (plugin := sweep_plugin(overrides, sweeper)) is not None:
-            with plugin_errors(
-                plugin, sweep_dir
-            ):  # (the basic launcher's jobs run here: their errors are ours)
+            # (not the basic launcher's: its jobs run here, and their errors are dlbench's own)
+            with plugin_errors(plugin, sweep_dir):
                 hydra_entry()
         else:
             hydra_entry()
