@@ -168,7 +168,8 @@ def _train(
     parts = f"model={cfg.model.name}, task={type(task).__name__} and dataset={cfg.dataset.name}"
     step = None
     if distributed.world_size() == 1:
-        step = trial_step(task, data.loader("train"), device, parts, cfg.trainer.channels_last)
+        optimizers = {name: o.optimizer for name, o in optimizations.items()}
+        step = trial_step(task, data.loader("train"), device, parts, cfg.trainer.channels_last, optimizers)
     if device.type == "cpu":  # trainer.threads=auto: that step, timed, decides
         choose_threads(cfg.trainer, step, data.loader("train"))
     del step  # (its copy of the task and its batch: not held while the run trains)

@@ -214,6 +214,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("plugins=[notes.md]", "trainer.epochs=1"): "plugin 'notes.md' (the command line) is a file but not",
         ("-sc", "query=bash"): "--shell-completion query= is the shell's own call",  # (Hydra's KeyError)
         ("resume=", "trainer.epochs=1"): "resume= names nothing",  # (`resume=$RUN`, unset: a new run)
+        # (after the run's folder was written: the trial step took no optimizer step)
+        ("optimizer=sgd", "optimizer.weight_decay=1e300", "scheduler=step_lr", "trainer.epochs=1"): "a trial "
+        "step before the run: SGD's step failed (its settings, optimizer.*, or the state a checkpoint",
         # (Hydra's "Error merging override ~trainer.epochs", alone)
         ("~trainer.epochs",): "~trainer.epochs: a run reads every key of trainer, so none is deleted: set it "
         "instead (trainer.epochs=VALUE)",

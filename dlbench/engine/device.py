@@ -73,14 +73,20 @@ def fastest_threads(step, most: int, trials: int = 3) -> tuple[int, dict[int, fl
 
 
 def trial_step(
-    task: Any, loader: Any, device: torch.device, parts: str, channels_last: bool
+    task: Any,
+    loader: Any,
+    device: torch.device,
+    parts: str,
+    channels_last: bool,
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
 ) -> Callable[[], None] | None:
-    """One training step of a copy of the task on a batch of the training data, before the run
-    writes anything: a model, a task and data that do not fit together (a shape, an input the
-    model does not take, a size the data does not give) stop here with one message, not at the
-    run's first step after its folder was written. Returns the step, to time it again
-    (`choose_threads`), or None for data that streams (no batch to take without its workers).
-    The random generators are put back as they were."""
+    """One training step of a copy of the task (and of its `optimizers`, by name) on a batch of
+    the training data, before the run writes anything: a model, a task and data that do not
+    fit together (a shape, an input the model does not take, a size the data does not give),
+    or an optimizer setting torch cannot step with (SGD's weight_decay=1e300), stop here with
+    one message, not at the run's first step after its folder was written. Returns the step,
+    to time it again (`choose_threads`), or None for data that streams (no batch to take
+    without its workers). The random generators are put back as they were."""
     import copy
 
     import torch._dynamo
@@ -99,10 +105,23 @@ def trial_step(
         else:
             batch = next(iter(loader))
         # (an error reading the data above is the data's own message, as in the run)
-        batch, probe = to_device(batch, device, channels_last), copy.deepcopy(task).train()
+        batch = to_device(batch, device, channels_last)
+        probe, stepped = copy.deepcopy((task, optimizers or {}))  # (together: the copies' weights)
+        probe.train()
+
+        def optimize(name: str, loss: torch.Tensor) -> None:
+            loss.backward()
+            if (optimizer := stepped.get(name)) is not None:
+                try:  # (its class's step: a scheduler wraps the instance's, around the optimizer copied)
+                    type(optimizer).step(optimizer)
+                except Exception as err:
+                    from dlbench.engine.step import step_failed
+
+                    raise step_failed(optimizer, err, "a trial step before the run") from err
+                optimizer.zero_grad(set_to_none=True)
 
         def step() -> None:
-            probe.training_step(batch, lambda name, loss: loss.backward())
+            probe.training_step(batch, optimize)
 
         try:
             with torch._dynamo.config.patch(disable=True):  # (trainer.compile: eager, not compiled again)
