@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +134,16 @@ def yaml_problem(err: yaml.YAMLError) -> tuple[int | None, str]:
     if start is not None and getattr(err, "context", None):  # "while parsing a flow sequence"
         what = f"{err.context} (from line {start.line + 1}): {what}"
     return (mark.line + 1 if mark is not None else None), what
+
+
+def newest_holding(folder: Path, name: str, counts: Callable[[Path], bool]) -> Path | None:
+    """Of the folders directly in `folder`, the one whose file `name` (a path inside each) was
+    written last, of those where `counts(that file)`; None if none. What cannot be read (a
+    folder locked to others, a broken link) is passed over."""
+    written = []
+    for entry in folder.iterdir():
+        marker = entry / name
+        with contextlib.suppress(OSError):
+            if counts(marker):
+                written.append((marker.stat().st_mtime_ns, entry.name, entry))
+    return max(written)[2] if written else None

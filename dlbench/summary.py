@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -93,7 +92,7 @@ def table(
 
 def collect(paths: list[Path]) -> list[dict[str, Any]]:
     """Rows for run directories, and for every job of each sweep directory given."""
-    return rows_of(run_folders(paths))
+    return rows_of(run_folders(chosen(paths)))
 
 
 def rows_of(folders: list[tuple[str, Path]]) -> list[dict[str, Any]]:
@@ -115,10 +114,10 @@ def chosen(paths: list[Path]) -> list[Path]:
 
 
 def run_folders(paths: list[Path]) -> list[tuple[str, Path]]:
-    """(name, folder) of each run directory given and of every job of each sweep directory (a
-    folder of sweeps: its newest, `chosen`)."""
+    """(name, folder) of each run directory given and of every job of each sweep directory
+    (`chosen` replaces a folder of sweeps by its newest first)."""
     found = []
-    for path in chosen(paths):
+    for path in paths:
         if (path / ".hydra").is_dir():
             found.append((str(path), path))
         elif path.is_dir() and (jobs := job_dirs(path)):
@@ -134,12 +133,9 @@ def run_folders(paths: list[Path]) -> list[tuple[str, Path]]:
 def newest_sweep(folder: Path) -> Path | None:
     """Of the sweeps directly in `folder`, the one whose multirun.yaml was written last (at its
     start, or at its sweep.resume), or None if none has jobs. What cannot be read is passed over."""
-    written = []
-    for sweep in folder.iterdir():
-        with contextlib.suppress(OSError):
-            if files.plain_file(sweep / "multirun.yaml") and job_dirs(sweep):
-                written.append(((sweep / "multirun.yaml").stat().st_mtime_ns, sweep.name, sweep))
-    return max(written)[2] if written else None
+    return files.newest_holding(
+        folder, "multirun.yaml", lambda f: files.plain_file(f) and bool(job_dirs(f.parent))
+    )
 
 
 def varying_overrides(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:

@@ -41,7 +41,7 @@ def compare_command(args: list[str]) -> int:
     for path, flag in ((parsed.csv, "--csv"), (parsed.md, "--md")):
         if path is not None:
             rundir.check_output_file(path, flag, (f".{flag[2:]}",))
-    folders = summary.run_folders(parsed.paths)
+    folders = summary.run_folders(summary.chosen(parsed.paths))
     rows = summary.rows_of(folders)
     if parsed.plot is not None:  # (labelled before the rows are sorted: they pair with the folders)
         curves = curves_of(folders, rows, parsed.plot, parsed.x or "epoch")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import pickle
@@ -133,13 +132,7 @@ def newest_run(folder: Path) -> Path | None:
     resumed run counts from its resume; one still training, from its latest checkpoint), or
     None if none has one. What cannot be read (a folder locked to others, a broken link) is
     passed over."""
-    written = []
-    for run in folder.iterdir():
-        last = run / "checkpoints" / "last.pt"
-        with contextlib.suppress(OSError):
-            if os.path.isfile(last):
-                written.append((last.stat().st_mtime_ns, run.name, run))
-    return max(written)[2] if written else None
+    return files.newest_holding(folder, "checkpoints/last.pt", os.path.isfile)
 
 
 def load(path: str | Path) -> dict[str, Any]:
