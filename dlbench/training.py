@@ -55,38 +55,36 @@ def train(
     The run holds `run_dir`'s lock for its life, never starts in a folder that holds another
     run, and writes nothing there until every part is built (a resume that fails leaves the
     folder as it was)."""
-    # the log lines bound for the folder's train.log are held from here (any thread's): a run
-    # refused before it begins (its config, the lock, another run's results there) adds none
-    with held_file_logs(run_dir, keep_on_failure=not cfg.resume) as release:
-        begun = False
-        try:
+    # the log lines bound for the folder's train.log are held from here (any thread's)
+    with held_file_logs(run_dir, keep_on_failure=not cfg.resume) as release, contextlib.ExitStack() as held:
+        lock, committed = None, []
+        try:  # a run refused before it begins (its config, the lock, another run's results there)
             validate(cfg)
-            with StopSignals().caught() as stop:  # a preemption while the run is built stops it too
-                lock, committed = None, []
-                if distributed.is_main():  # the process that writes (the only one, unless under torchrun)
-                    lock = rundir.RunLock(run_dir).acquire()
-                try:
-                    if lock is not None:
-                        # a sweep's job folder, or a torchrun process's, was checked by the command that
-                        # made it (its sweep; the launching process): there the job's own records may be
-                        checked = distributed.world_size() > 1 or sweep_job(hydra_cfg)
-                        rundir.check_new_run(
-                            run_dir, cfg.resume, () if checked else rundir.RECORDS, searchpath.continue_words
-                        )
-                    begun = True
-
-                    def commit() -> None:  # every part is built: the run writes in its folder from now
-                        committed.append(True)
-                        release()
-
-                    return _train(cfg, run_dir, list(overrides or []), hydra_cfg, stop, commit)
-                finally:
-                    if lock is not None:
-                        lock.release(wrote=bool(committed))
+            # (a preemption while the run is built stops it too)
+            stop = held.enter_context(StopSignals().caught())
+            if distributed.is_main():  # the process that writes (the only one, unless under torchrun)
+                lock = rundir.RunLock(run_dir).acquire()
+                # a sweep's job folder, or a torchrun process's, was checked by the command that made
+                # it (its sweep; the launching process): there the job's own records may be
+                checked = distributed.world_size() > 1 or sweep_job(hydra_cfg)
+                rundir.check_new_run(
+                    run_dir, cfg.resume, () if checked else rundir.RECORDS, searchpath.continue_words
+                )
         except BaseException:
-            if not begun:
-                release(write=False)
+            release(write=False)  # adds nothing to the folder's log
+            if lock is not None:
+                lock.release(wrote=False)
             raise
+
+        def commit() -> None:  # every part is built: the run writes in its folder from now
+            committed.append(True)
+            release()
+
+        try:
+            return _train(cfg, run_dir, list(overrides or []), hydra_cfg, stop, commit)
+        finally:
+            if lock is not None:
+                lock.release(wrote=bool(committed))
 
 
 def sweep_job(hydra_cfg: DictConfig | None) -> bool:
