@@ -699,6 +699,36 @@ def test_a_folder_of_runs_means_its_newest_whatever_its_folders_names(capsys, re
         shutil.rmtree(runs)
 
 
+@settings(max_examples=20 * SCALE, **FUZZ)
+@given(names=st.lists(folder_names, min_size=1, max_size=3, unique=True))
+@example(names=["sweep", "x\nerror: FAKE"])
+def test_a_folder_of_sweeps_means_its_newest_whatever_its_folders_names(capsys, request, place, names):
+    """`compare outputs/multirun` takes the sweep run last (its multirun.yaml written last),
+    whatever the names of the folders: the note names it as text, nothing in the folder changes."""
+    import tempfile
+
+    from dlbench.terminal import inert
+
+    folder, run, marker = place
+    count(request, "a folder of sweeps (compare outputs/multirun)")
+    sweeps = Path(tempfile.mkdtemp(dir=folder))
+    try:
+        for number, name in enumerate(names):
+            shutil.copytree(run, sweeps / name / "0")  # (a sweep of one job)
+            (sweeps / name / "multirun.yaml").write_text("{}\n")
+            written = 2_000_000_000 + number  # (seconds: the last name is the newest)
+            os.utime(sweeps / name / "multirun.yaml", (written, written))
+        before = digest(sweeps)
+        code, out, err = dlbench(capsys, "compare", str(sweeps))
+        assert_inert(code, out, err)
+        no_canary(marker)
+        assert digest(sweeps) == before
+        assert code == 0 and "1 runs" in out, err[-2000:]
+        assert inert(f"holds sweeps: using the one run last, {sweeps / names[-1]}") in err, err  # (as text)
+    finally:
+        shutil.rmtree(sweeps)
+
+
 so_far_values = st.one_of(
     json_values,
     st.fixed_dictionaries(  # what Trainer.so_far saves, each part of any shape
