@@ -70,9 +70,16 @@ def load(names: list[str], where: str) -> None:
                 f"{name.replace('.', '/')}.py, or name the file by its path in plugins=[...]"
                 + "".join(f"; this folder has {terminal.shell_word(found)}" for found in _files_named(name))
             ) from err
-        except Exception as err:  # the user's module failed while it was imported
-            raise DlbenchError(f"plugin '{name}' ({where}) failed when imported: {first_line(err)}") from err
+        except (Exception, SystemExit) as err:  # the user's module failed (or exited) while imported
+            raise DlbenchError(f"plugin '{name}' ({where}) failed when imported: {_why(err)}") from err
         _imported[name] = where
+
+
+def _why(err: BaseException) -> str:
+    """What a plugin's failed import says (an exit called in it, e.g. sys.exit(3), says so)."""
+    if isinstance(err, SystemExit):
+        return f"it called sys.exit({err.code!r})"
+    return first_line(err)
 
 
 def _files_named(name: str) -> list[str]:
@@ -103,10 +110,15 @@ def _import(name: str) -> None:
     if added:
         sys.path.insert(0, here)
     try:
-        importlib.import_module(name)
+        module = importlib.import_module(name)
     finally:
         if added and here in sys.path:
             sys.path.remove(here)
+    if getattr(module, "__file__", None) is None:  # (a folder without __init__.py: nothing of it runs)
+        raise DlbenchError(
+            f"plugin '{name}' is a folder with no __init__.py: name one of its modules "
+            f"({name}.my_models) or a .py file in it"
+        )
 
 
 def only_named(run: str, command: list[str] | str | Call | None, chose_here: bool = False) -> None:
@@ -150,11 +162,11 @@ def load_entry_points() -> None:
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             entry.load()
-        except Exception as err:
+        except (Exception, SystemExit) as err:
             package = entry.dist.name if entry.dist else "an installed package"
             raise DlbenchError(
                 f"the plugin '{entry.name}' ({entry.value}) that {package} installs failed when "
-                f"imported: {first_line(err)}"
+                f"imported: {_why(err)}"
             ) from err
         _imported[entry.value] = f"installed by the entry point {entry.name}"
     _entry_points_loaded = True

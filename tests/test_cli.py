@@ -212,6 +212,10 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("list", "models", "resnet", "extra"): "takes two words at most: 'extra' is a third",  # (ignored)
         # (it said "run dlbench from the folder that holds notes/md.py")
         ("plugins=[notes.md]", "trainer.epochs=1"): "plugin 'notes.md' (the command line) is a file but not",
+        # (exit 3 and no word; a folder without __init__.py imported as nothing, silently)
+        ("plugins=[quits]", "trainer.epochs=1"): "plugin 'quits' (the command line) failed when imported: it "
+        "called sys.exit(3)",
+        ("plugins=[empty]", "trainer.epochs=1"): "plugin 'empty' is a folder with no __init__.py",
         ("-sc", "query=bash"): "--shell-completion query= is the shell's own call",  # (Hydra's KeyError)
         ("resume=", "trainer.epochs=1"): "resume= names nothing",  # (`resume=$RUN`, unset: a new run)
         # (after the run's folder was written: the trial step took no optimizer step)
@@ -223,6 +227,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
     }
     (tmp_path / "d.md").mkdir()
     (tmp_path / "notes.md").write_text("# not Python\n")
+    (tmp_path / "quits.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "empty").mkdir()
     for args, message in cases.items():
         result = cli(*args)
         assert result.returncode == 2, (args, result.stderr)

@@ -496,6 +496,7 @@ def test_an_errors_lines_are_dlbenchs_whatever_the_values_it_quotes(capsys, requ
     given_overrides=st.lists(overrides.filter(lambda o: "plugins" not in o), max_size=2),
 )
 @example(options=[("--min-lr", "1e-320")], given_overrides=[])  # (1e-320 to 10: trained at lr inf)
+@example(options=[("--min-lr", "1"), ("--max-lr", "100")], given_overrides=[])  # (no lr to suggest)
 def test_lr_find_takes_any_option_and_override_as_data(capsys, request, place, options, given_overrides):
     folder, run, marker = place
     count(request, "lr-find options and overrides")
@@ -508,7 +509,7 @@ def test_lr_find_takes_any_option_and_override_as_data(capsys, request, place, o
     assert_inert(code, out, err, allowed=(0, 1, 2))
     no_canary(marker)
     if code == 1:  # (a range over which the loss did not fall: its curve is written, no lr suggested)
-        assert "No lr to suggest: the loss did not fall over the range" in out, out[-2000:]
+        assert "error: no lr to suggest: the loss did not fall over the range" in err, err[-2000:]
     if code == 2:  # refused: nothing written
         assert (set(found.iterdir()) if found.is_dir() else set()) == before
 

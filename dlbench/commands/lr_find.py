@@ -93,7 +93,7 @@ def lr_find_command(args: list[str]) -> int:
 
     console.print(f"The loss against the lr over {len(losses)} steps: {out / 'lr_find.png'}", soft_wrap=True)
     if suggested is None:
-        console.print("No lr to suggest: the loss did not fall over the range (widen --min-lr/--max-lr)")
+        print_error("no lr to suggest: the loss did not fall over the range (widen --min-lr/--max-lr)")
         return 1
     console.print(
         f"Suggested lr: {suggested:.3g} (where the smoothed loss falls fastest). Train with it:",
