@@ -8,6 +8,9 @@ bytes, which is what TensorBoard's `add_figure` writes.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -31,7 +34,8 @@ def read(folder: Path) -> tuple[Curves, dict[str, tuple[int, bytes]]]:
     # every scalar; one picture a tag, which TensorBoard's reservoir keeps as the last one logged
     guidance = {"scalars": 0, "images": 1, "tensors": 1, "histograms": 1}
     try:
-        events = EventAccumulator(str(tb), size_guidance=guidance).Reload()
+        with quiet_tensorboard():
+            events = EventAccumulator(str(tb), size_guidance=guidance).Reload()
     except Exception:  # (a truncated or foreign file: tensorboard's own DataLossError, ...)  # noqa: BLE001
         return {}, {}
     tags = events.Tags()
@@ -45,6 +49,20 @@ def read(folder: Path) -> tuple[Curves, dict[str, tuple[int, bytes]]]:
         if last.encoded_image_string.startswith(PNG) and len(last.encoded_image_string) <= MAX_PICTURE:
             pictures[tag] = (last.step, last.encoded_image_string)
     return curves, pictures
+
+
+@contextmanager
+def quiet_tensorboard() -> Iterator[None]:
+    """TensorBoard's reader says nothing: a resumed run's events start again at its checkpoint's
+    step (engine/loggers.py's purge_step), and the reader dropping the stopped attempt's later
+    ones, as it should, is a warning on stderr ("Detected out of order event.step ... Purging")."""
+    reader = logging.getLogger("tensorboard")
+    level = reader.level
+    reader.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        reader.setLevel(level)
 
 
 def curves(folder: Path) -> Curves:

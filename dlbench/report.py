@@ -196,7 +196,8 @@ def sweep_report(title: str, folders: list[tuple[str, Path]]) -> str:
         ],
         3,
     )
-    scalars = {name: logged.curves(folder) for name, folder in folders}
+    read = {name: logged.read(folder) for name, folder in folders}  # (curves and pictures: read once)
+    scalars = {name: curves for name, (curves, _) in read.items()}
     x = "epoch" if any("time/epoch_s" in s for s in scalars.values()) else "step"
     if x == "epoch":
         scalars = {name: logged.in_epochs(folder, scalars[name]) or scalars[name] for name, folder in folders}
@@ -228,5 +229,5 @@ def sweep_report(title: str, folders: list[tuple[str, Path]]) -> str:
     best = next((f for (n, f) in folders if order and n == order[0]["job"]), None)
     if best is not None and order[0]["status"] == "ok":
         heading = f"Best job: {order[0]['job']} ({label_of[id(order[0])] or 'no own overrides'})"
-        body += [f"<h2>{text(heading)}</h2>", *pictures_grid(logged.read(best)[1]), *config_section(best)]
+        body += [f"<h2>{text(heading)}</h2>", *pictures_grid(read[order[0]["job"]][1]), *config_section(best)]
     return page(f"dlbench report: {title}", body)

@@ -1,6 +1,7 @@
 """Issue 9: exact resume, stop signals, atomic checkpoints, NaN/Inf, bad data, concurrency."""
 
 import errno
+import logging
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from conftest import killed_before_step
 from formats import write_image_folder, write_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dlbench import compose, training
+from dlbench import compose, logged, training
 from dlbench.engine import checkpoint
 from dlbench.engine.trainer import Trainer
 from dlbench.errors import DlbenchError, Preempted
@@ -325,7 +326,7 @@ def test_labels_outside_the_classes_are_refused_at_set_up(tmp_path):
         train(compose.compose_config(overrides), tmp_path / "run")
 
 
-def test_after_a_crash_and_a_resume_tensorboard_steps_stay_strictly_increasing(monkeypatch, tmp_path):
+def test_after_a_crash_and_a_resume_tensorboard_steps_stay_strictly_increasing(monkeypatch, tmp_path, caplog):
     # (two runs started in the same second: tests/test_cli.py)
     overrides = ["trainer.progress=none", "trainer.epochs=2", "trainer.log_every_n_steps=1"]
     poison(monkeypatch, 30, "loss", float("nan"))  # crashes at step 30; last.pt is from step 21
@@ -337,6 +338,12 @@ def test_after_a_crash_and_a_resume_tensorboard_steps_stay_strictly_increasing(m
     events.Reload()
     steps = [e.step for e in events.Scalars("train/loss_step")]
     assert steps == list(range(1, 43))  # every step once, in order: 22..29 of the crash were dropped
+    # read back as report and compare read it: the same steps, and TensorBoard's reader says
+    # nothing of the steps it dropped (its "Purging expired events" warning was on their stderr)
+    caplog.clear()  # (the read above warned)
+    assert logged.curves(tmp_path / "run")["train/loss_step"][0] == steps
+    warned = [r for r in caplog.records if r.name.startswith("tensorboard") and r.levelno >= logging.WARNING]
+    assert not [r.getMessage() for r in warned]
 
 
 def test_sigkill_after_a_periodic_checkpoint_then_resume_ends_as_if_never_killed(tmp_path):
