@@ -223,9 +223,21 @@ def test_fail_fast_then_resume_the_sweep(cli, tmp_path):
     assert list((aside / "tb").glob("events.*")) and (aside / "train.log").is_file()
 
 
-def test_joblib_runs_jobs_side_by_side(cli, tmp_path):
-    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    result = cli("-m", *launcher, "model=mlp,linear", "trainer.epochs=1", "hydra.sweep.dir=sweep")
+def test_joblib_runs_jobs_side_by_side_and_a_stop_signal_says_how_to_finish_them(cli, tmp_path):
+    """SIGTERM to the command while joblib's workers ran the jobs said "stopped by SIGTERM while no
+    run was in progress: nothing was left half written" (exit 143), and no way to finish the sweep."""
+    import signal
+
+    from conftest import signal_when
+
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=mlp,linear", "trainer.epochs=20"]
+    args += ["dataset.batch_size=4", "trainer.progress=none", "hydra.sweep.dir=sweep"]
+    code, _, err = signal_when(args, tmp_path, "sweep/*/checkpoints/last.pt", signal.SIGTERM, settle_s=0.2)
+    assert code == 75 and "Traceback" not in err, err[-3000:]
+    printed = err.split("error: stopped by SIGTERM. Finish the sweep with: ", 1)[1].strip()
+    assert printed == f"dlbench {' '.join(args[:-1])} sweep.resume=sweep", printed
+    assert not any((tmp_path / "sweep" / j / "metrics.json").is_file() for j in ("0", "1"))
+    result = cli(*shlex.split(printed)[1:])  # (pasted)
     assert result.returncode == 0, result.stderr[-2000:]
     assert all((tmp_path / "sweep" / j / "metrics.json").is_file() for j in ("0", "1"))
 

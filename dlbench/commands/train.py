@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from dlbench.commands.runs import check_saved_overrides, override_value, resume_
 from dlbench.config_store import new_run_id
 from dlbench.engine import cluster
 from dlbench.engine.logging import err_console, print_error
-from dlbench.errors import DlbenchError, Preempted
+from dlbench.errors import DlbenchError, Preempted, StopRequested
 from dlbench.searchpath import ENV as CONFIG_PATH_ENV
 from dlbench.searchpath import SHIPPED, add_config_dir
 
@@ -191,6 +192,12 @@ def run_checked(
             raise
         print_error(f"interrupted. Finish the sweep with: {preflight.finish_sweep_command(said, sweep_dir)}")
         raise SystemExit(130) from None
+    except StopRequested as stop:  # a stop signal to this process while a plugin ran the jobs (joblib's)
+        if sweep_dir is None or not sweep_dir.is_dir():
+            raise
+        finish = preflight.finish_sweep_command(said, sweep_dir)
+        print_error(f"stopped by {signal.Signals(stop.signum).name}. Finish the sweep with: {finish}")
+        raise SystemExit(Preempted.EXIT_STATUS) from None
     except SystemExit as stop:  # a stop signal in a job (launch.stopped): how to finish the sweep
         if stop.code == Preempted.EXIT_STATUS and sweep_dir is not None and sweep_dir.is_dir():
             err_console.print(f"Finish the sweep with: {preflight.finish_sweep_command(said, sweep_dir)}")

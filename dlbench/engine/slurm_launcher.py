@@ -35,6 +35,7 @@ from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
 from dlbench import files
 from dlbench.engine import cluster  # noqa: F401  (registers the preset's signal-delay resolver)
+from dlbench.errors import StopRequested
 
 log = logging.getLogger("dlbench")
 
@@ -67,7 +68,7 @@ def launch(launcher: Any, job_overrides: Any, initial_job_idx: int) -> list[JobR
     try:
         for job, call in zip(jobs, calls, strict=True):
             returns[call[2]] = result(job, call[0], folders[call[2]])
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRequested):  # Ctrl-C, or a stop signal to this process
         for job in jobs:
             job.cancel(check=False)
         arrays = sorted({job.job_id.split("_")[0] for job in jobs})
