@@ -73,10 +73,22 @@ def parse(overrides: list[str]) -> list[Override]:
     return parsed
 
 
+DELETABLE_GROUPS = ("experiment", "hparams_search")  # (chosen by nobody unless named: null)
+
+
 def check_group_choices(overrides: list[str]) -> None:
+    """Each group's choice is one of its options; a group a run needs is not deleted (`~model`
+    failed on the run's name, `~scheduler` asked for a scheduler's name, `~trainer` trained
+    with the schema's defaults rather than trainer/default.yaml's)."""
     options = groups()
     for o in parse(overrides):
         group = o.key_or_group.lstrip("+~")
+        if group in options and o.is_delete() and group not in DELETABLE_GROUPS:
+            instead = f"; {group}=none leaves it out" if "none" in options[group] else ""
+            raise DlbenchError(
+                f"'{o.input_line}': a run needs its {group}, so it is not deleted: choose one instead "
+                f"({group}=OPTION; `dlbench list` shows them){instead}"
+            )
         if group in options and not o.is_delete():
             value = o.value()
             if value is not None and str(value) not in options[group]:

@@ -224,6 +224,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (Hydra's "Error merging override ~trainer.epochs", alone)
         ("~trainer.epochs",): "~trainer.epochs: a run reads every key of trainer, so none is deleted: set it "
         "instead (trainer.epochs=VALUE)",
+        # (it blamed the run's name, ${model.name}; ~scheduler asked for a scheduler's name)
+        ("~model",): "'~model': a run needs its model, so it is not deleted: choose one instead (model=",
+        ("~scheduler",): "(scheduler=OPTION; `dlbench list` shows them); scheduler=none leaves it out",
     }
     (tmp_path / "d.md").mkdir()
     (tmp_path / "notes.md").write_text("# not Python\n")
