@@ -262,6 +262,18 @@ def stopped(stop: Preempted, run_dir: Path, cfg: DictConfig, sweep_dir: Path | N
     raise SystemExit(Preempted.EXIT_STATUS)
 
 
+def check_joblib(cfg: DictConfig | None) -> None:
+    """Hydra's joblib launcher runs its jobs in loky's processes whatever `backend` says: another
+    backend (threading, multiprocessing) would be ignored, silently."""
+    if cfg is None or "Joblib" not in str(OmegaConf.select(cfg, "hydra.launcher._target_")):
+        return
+    if (backend := OmegaConf.select(cfg, "hydra.launcher.backend")) not in (None, "loky"):
+        raise DlbenchError(
+            f"hydra.launcher.backend={backend}: Hydra's joblib launcher runs the jobs in loky's processes "
+            "whatever this says (leave it out)"
+        )
+
+
 def share_machine(cfg: DictConfig, hydra_cfg) -> None:
     """Jobs running side by side (Hydra's joblib launcher): each takes its share of the CPU
     cores, and with several GPUs each job its own (job number modulo the GPU count)."""
@@ -272,8 +284,8 @@ def share_machine(cfg: DictConfig, hydra_cfg) -> None:
         if "Joblib" in str(hydra_cfg.launcher.get("_target_"))
         else 1
     )
-    if n_jobs == -1:
-        n_jobs = os.cpu_count() or 1
+    if n_jobs < 0:  # (joblib's count from the cores: -1 all of them, -2 all but one, ...)
+        n_jobs = max(1, (os.cpu_count() or 1) + 1 + n_jobs)
     if n_jobs > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
         if str(cfg.device.type) == "cuda" and torch.cuda.device_count() > 1:

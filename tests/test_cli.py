@@ -160,6 +160,10 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "hydra.sweep.dir=sw"): (
             "error: hydra/launcher=joblib could not start the sweep's jobs: ValueError: n_jobs == 0"
         ),
+        # (ignored: the jobs ran in loky's processes)
+        ("-m", "hydra/launcher=joblib", "hydra.launcher.backend=threading", "trainer.seed=1,2"): (
+            "hydra.launcher.backend=threading: Hydra's joblib launcher runs the jobs in loky's processes"
+        ),
         ("hydra.verbose=3",): "hydra.verbose=3: true, false, a logger's name, or a list of names",
         ("optimizer.eps=1e-7",): "'optimizer.eps' is not in optimizer=adam's config, though its constructor "
         "takes it: add it with a +, +optimizer.eps=1e-7",

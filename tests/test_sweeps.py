@@ -401,3 +401,25 @@ def test_an_optuna_search_whose_every_trial_fails_lists_them_without_a_traceback
     )
     assert "job(s) failed: 0" in result.stderr and " sweep.resume=s\n" in result.stderr
     assert "SGD's step failed" in (tmp_path / "s" / "0" / "error.txt").read_text()  # (the trial's own error)
+
+
+def test_joblib_jobs_side_by_side_share_the_cores_as_joblib_counts_its_workers(monkeypatch):
+    """n_jobs=-2 is joblib's "every core but one": each job took every core (only -1 was read)."""
+    import os
+
+    import torch
+    from omegaconf import OmegaConf
+
+    from dlbench.launch import share_machine
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    cfg = OmegaConf.create({"device": {"type": "cpu"}})
+    kept = torch.get_num_threads()
+    try:
+        for n_jobs, threads in ((-1, 1), (-5, 2), (2, 4), (-8, 8)):  # (-8: 1 job, left as it was)
+            torch.set_num_threads(8)
+            launcher = {"_target_": "hydra_plugins.hydra_joblib_launcher.JoblibLauncher", "n_jobs": n_jobs}
+            share_machine(cfg, OmegaConf.create({"launcher": launcher, "job": {"num": 0}}))
+            assert torch.get_num_threads() == threads, n_jobs
+    finally:
+        torch.set_num_threads(kept)

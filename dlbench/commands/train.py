@@ -92,6 +92,7 @@ def train_command(argv: list[str]) -> int:
                 overrides, config_name=args.config_name or "config", mode=mode, said=said
             )
             cluster.check(overrides, hydra_node)  # Slurm launcher settings that cannot work
+            launch.check_joblib(hydra_node)  # and joblib's
             if hydra_node is not None:
                 launch.verbose_loggers(hydra_node.hydra.verbose)
                 if one_run:
