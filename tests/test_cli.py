@@ -243,6 +243,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         assert "Traceback" not in result.stderr + result.stdout
         # nothing started (checked after each: this test once failed, intermittently, unexplained)
         assert not (tmp_path / "outputs").exists(), (args, sorted(map(str, tmp_path.rglob("*"))))
+    assert not (tmp_path / "sw").exists()  # (joblib's n_jobs=0 left the sweep's folder, multirun.yaml in it)
 
 
 def test_two_runs_started_together_get_their_own_directories(cli, tmp_path):

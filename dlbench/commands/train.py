@@ -74,7 +74,7 @@ def train_command(argv: list[str]) -> int:
         add_config_dir(args.config_dir)  # searched before the shipped tree, here and in every job
     if not saved_env["DLBENCH_RUN_ID"]:  # the checks and Hydra name the same folder
         os.environ["DLBENCH_RUN_ID"] = new_run_id()
-    lock, started = None, False
+    lock, started, made = None, False, []
     try:
         # the user's own words, as a printed hint gives them back (their config folder and name too)
         said = [*(["--config-dir", args.config_dir] if args.config_dir else [])]
@@ -98,6 +98,7 @@ def train_command(argv: list[str]) -> int:
                 if one_run:
                     note_a_sweep(hydra_node, overrides, said)
         if args.multirun and folder is not None:  # one sweep at a time in a sweep folder
+            made = rundir.new_folders(folder)  # (a launcher that starts no job leaves none of them)
             lock = rundir.RunLock(folder, sweep=True).acquire()
             # the folder checked and locked is the one Hydra writes: a `${now:...}` in it, read
             # again when Hydra composes, could name the next second's
@@ -117,6 +118,7 @@ def train_command(argv: list[str]) -> int:
     finally:
         if lock is not None:
             lock.release(wrote=started)
+        rundir.remove_empty(made)
         for key, value in saved_env.items():  # as they were: the next command in this process starts clean
             if value is None:
                 os.environ.pop(key, None)
@@ -245,6 +247,9 @@ def plugin_errors(plugin: str, sweep_dir: Path | None):
         if sweep_dir is not None and sweep_dir.is_dir() and summary.failed_jobs(sweep_dir):
             print_error(f"{plugin} stopped the sweep: {why}")
             return
+        if sweep_dir is not None and sweep_dir.is_dir():  # (what Hydra wrote of a sweep that never began)
+            if {p.name for p in sweep_dir.iterdir()} <= {"multirun.yaml", rundir.LOCK}:
+                (sweep_dir / "multirun.yaml").unlink(missing_ok=True)
         raise DlbenchError(f"{plugin} could not start the sweep's jobs: {why}") from err
     finally:
         if kept is None:
