@@ -175,6 +175,9 @@ def documented_errors() -> list[tuple[str, list[str]]]:
         pattern = r"^\$ (dlbench .*?)\n(?:\s+.*\n)*?(error: .*(?:\n(?!\$ ).+)*)"
         for command, error in re.findall(pattern, text, re.M):
             found.append((command, error.splitlines()))
+    for doc in DOCS:  # and in the prose: `dlbench ...` → `error: ...` (the README's said an older text)
+        for command, error in re.findall(r"`(dlbench [^`]*)`\s*→\s*`(error: [^`]*)`", doc.read_text()):
+            found.append((command, [error]))
     return found
 
 
