@@ -11,6 +11,7 @@ model = dlbench.load_model("outputs/lenet5_mnist")   # the same from a folder (i
 from __future__ import annotations
 
 import os
+import pickle
 import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ class Run(Mapping):
         """A run folder trained before (its metrics.json)."""
         from dlbench.summary import read_metrics
 
-        path = Path(folder).expanduser().absolute()
+        path = Path(a_path(folder, "Run.open")).expanduser().absolute()
         metrics = read_metrics(path)
         if metrics is None:
             raise DlbenchError(f"{folder} holds no finished run (no readable metrics.json)")
@@ -140,13 +141,20 @@ def load_model(run: str | Path, plugins: list[str] | None = None) -> torch.nn.Mo
         )
     plugin_loader.load_entry_points()
     plugin_loader.load(list(plugins or []), "load_model(plugins=...)")
-    path = Path(run).expanduser()
+    path = Path(a_path(run, "load_model")).expanduser()
     if path.is_file() and path.with_suffix(".yaml").is_file() and not _is_checkpoint(path):
         return load_exported(path)
     state = checkpoint.load(path)
     plugin_loader.check_saved(state.get("plugins"), str(run), f"dlbench.load_model({str(run)!r}, plugins=")
     task, _, _ = task_from_checkpoint(state, str(run))
     return task.model.eval()
+
+
+def a_path(value: object, function: str) -> str | Path:
+    """A folder or file named as text or a Path (None, 5 or bytes were pathlib's TypeError)."""
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise DlbenchError(f"dlbench.{function}() takes a folder or file as a str or Path, not {value!r}")
+    return value
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -187,11 +195,10 @@ def load_exported(path: Path) -> torch.nn.Module:
             "node with a name), data (the data facts), and plugins (a list), from and format (text)"
         )
     plugin_loader.check_saved(spec.get("plugins"), str(path), f"dlbench.load_model({str(path)!r}, plugins=")
-    model = MODELS.build(spec["model"], "model", facts=DataInfo.from_dict(spec["data"]))
-    from dlbench.engine.checkpoint import check_declared_sizes
+    from dlbench.build import built_to_fit
+    from dlbench.engine.checkpoint import check_declared_sizes, refused
 
     check_declared_sizes(path)
-    state = {}
     try:
         if path.suffix == ".safetensors":  # (read without pickle)
             from safetensors.torch import load_file
@@ -199,9 +206,16 @@ def load_exported(path: Path) -> torch.nn.Module:
             state = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except Exception as err:
-        raise errors.does_not_fit(
-            f"{path} does not fit the model {path.with_suffix('.yaml')} describes", err, state
-        ) from err
+    except pickle.UnpicklingError as err:
+        raise refused(path) from err
+    except Exception as err:  # (a file cut short or damaged)
+        raise DlbenchError(f"Could not read {path}: {errors.first_line(err)}") from err
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise DlbenchError(f"{path} holds no model weights (a state_dict: names and tensors)")
+    facts = DataInfo.from_dict(spec["data"])
+    what = f"{path} does not fit the model {path.with_suffix('.yaml')} describes"
+    try:
+        model = built_to_fit(lambda _: MODELS.build(spec["model"], "model", facts=facts), state, what)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as err:  # (the .yaml is data)
+        raise DlbenchError(f"{what}: {errors.first_line(err)}") from err
     return model.eval()

@@ -9,6 +9,8 @@ the task that owns them), from a config or from a checkpoint alone.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,6 +25,7 @@ from dlbench.config import data_config
 from dlbench.data.base import DataModule, as_source
 from dlbench.data.info import DataInfo
 from dlbench.engine import checkpoint
+from dlbench.engine.device import rng_state, set_rng_state
 from dlbench.errors import DlbenchError, first_line
 from dlbench.registry import DATASETS, LOSSES, MODELS, TASKS
 from dlbench.tasks.base import Task
@@ -56,10 +59,13 @@ def task_name(cfg: DictConfig, num_classes: int | None) -> str:
     return name
 
 
-def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None, judge: bool = True) -> Task:
+def build_task(
+    cfg: DictConfig, info: DataInfo, data: DataModule | None = None, judge: bool = True, trial: bool = True
+) -> Task:
     """Model (sized from the data's facts), loss, then the task that owns them. With `data`,
     a model that initialises itself from data (airbench's whitening) sees the first inputs.
-    Without `judge`, a GAN's judge (another run) is not loaded: using a trained run needs none."""
+    Without `judge`, a GAN's judge (another run) is not loaded: using a trained run needs none.
+    Without `trial`, the loss is not tried on a batch (`built_to_fit`'s build on "meta")."""
     name = task_name(cfg, info.num_classes)
     task_cls = TASKS.get(name)
     if cfg.loss.name != "auto":  # (validation checked it unless task=auto: chosen here)
@@ -86,8 +92,46 @@ def build_task(cfg: DictConfig, info: DataInfo, data: DataModule | None = None, 
         if isinstance(node.get(key), str):
             node[key] = load_judge(node[key], info, key) if judge else None
     task = TASKS.build(node, "task", model=model, loss=loss, data=info)
-    task.check_loss_settings()
+    if trial:
+        task.check_loss_settings()
     return task
+
+
+def built_to_fit(build: Callable[[bool], torch.nn.Module], weights: dict, what: str) -> torch.nn.Module:
+    """What `build` builds from a saved run's config (a checkpoint's, an export's .yaml), its saved
+    `weights` loaded, once `fits_unbuilt` has found they fit."""
+    fits_unbuilt(build, weights, what)
+    model = build(True)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise errors.does_not_fit(what, err, weights) from err
+    return model
+
+
+def fits_unbuilt(build: Callable[[bool], torch.nn.Module], weights: dict, what: str) -> None:
+    """Whether a saved run's `weights` fit what `build` builds from its config, found before
+    that takes any memory: built on the "meta" device, which holds shapes and no data, a config
+    that declares more than the weights hold (someone's `model.hidden=[100000000000]`: 25 TB) is
+    refused as any that does not fit them. (`build(False)`: the build on "meta", which tries
+    nothing on a batch; one that fails there is built as it is, and checked after.)"""
+    drawn = rng_state()  # (a build draws its initial weights: a resume's draws stay as they were)
+    try:
+        with torch.device("meta"):
+            shaped = build(False)
+    except Exception:  # noqa: BLE001  (the build for real says what is wrong, if anything is)
+        return
+    finally:
+        set_rng_state(drawn)
+    # (a copy: torch notes `assign` in the dict's own _metadata, and a later load of the same
+    # dict, a resume's, would then put its tensors in place of the run's, which its optimizer holds)
+    shapes = type(weights)(weights)
+    if hasattr(weights, "_metadata"):
+        shapes._metadata = copy.deepcopy(weights._metadata)
+    try:
+        shaped.load_state_dict(shapes, assign=True)  # (assigned to "meta": nothing is copied)
+    except RuntimeError as err:
+        raise errors.does_not_fit(what, err, weights) from err
 
 
 def first_images(data: DataModule, n: int) -> torch.Tensor:
@@ -116,16 +160,14 @@ def task_from_checkpoint(state: dict, run: str = "the run") -> tuple[Task, DictC
     safety.check_saved_config(cfg, f"{run}: the checkpoint's config")
     try:  # what a checkpoint holds is data: one that cannot rebuild a model is the file's fault
         info = DataInfo.from_dict(state.get("data"))
-        task = build_task(cfg, info, judge=False)  # (a file a checkpoint names is never read)
+        task = built_to_fit(  # (a file a checkpoint names is never read: no judge)
+            lambda trial: build_task(cfg, info, judge=False, trial=trial),
+            state["task"],
+            "The checkpoint's weights do not fit its own model",
+        )
     except (TypeError, ValueError, KeyError, AttributeError, IndexError, OmegaConfBaseException) as err:
         raise DlbenchError(
             f"{run}: the checkpoint's config and data facts rebuild no model ({first_line(err)})"
-        ) from err
-    try:
-        task.load_state_dict(state["task"])
-    except RuntimeError as err:
-        raise errors.does_not_fit(
-            "The checkpoint's weights do not fit its own model", err, state["task"]
         ) from err
     return task.eval(), cfg, info
 

@@ -73,21 +73,29 @@ def parse(overrides: list[str]) -> list[Override]:
     return parsed
 
 
-DELETABLE_GROUPS = ("experiment", "hparams_search")  # (chosen by nobody unless named: null)
+UNCHOSEN_GROUPS = ("experiment", "hparams_search")  # (null: chosen only where named)
 
 
 def check_group_choices(overrides: list[str]) -> None:
-    """Each group's choice is one of its options; a group a run needs is not deleted (`~model`
-    failed on the run's name, `~scheduler` asked for a scheduler's name, `~trainer` trained
-    with the schema's defaults rather than trainer/default.yaml's)."""
+    """Each group's choice is one of its options, and no setting is deleted: a run records
+    `~model.hidden` among its overrides, and eval, resume and export refuse it there (a saved run
+    holds single values). (`~model` failed on the run's name, `~scheduler` asked for a
+    scheduler's name, `~trainer` was taken silently.)"""
     options = groups()
     for o in parse(overrides):
         group = o.key_or_group.lstrip("+~")
-        if group in options and o.is_delete() and group not in DELETABLE_GROUPS:
+        if group in options and o.is_delete():
+            if group in UNCHOSEN_GROUPS:
+                raise DlbenchError(f"'{o.input_line}': no {group} is chosen unless named: leave it out")
             instead = f"; {group}=none leaves it out" if "none" in options[group] else ""
             raise DlbenchError(
                 f"'{o.input_line}': a run needs its {group}, so it is not deleted: choose one instead "
                 f"({group}=OPTION; `dlbench list` shows them){instead}"
+            )
+        if o.is_delete() and not group.startswith("hydra."):
+            raise DlbenchError(  # (a run records its settings, which eval and resume read back)
+                f"'{o.input_line}': a run records each setting as a value, and a deletion is none: set "
+                f"it instead ({group}=VALUE)"
             )
         if group in options and not o.is_delete():
             value = o.value()

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlbench import files, resume, rundir, searchpath
 from dlbench.announce import describe_run, print_results, run_info
-from dlbench.build import build_data, build_task
+from dlbench.build import build_data, build_task, fits_unbuilt
 from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import (
     choose_threads,
@@ -129,6 +129,12 @@ def _train(
     distributed.check_evaluated_splits({"test": data.size("test"), data.validate_on: data.size("val")})
     log.debug(f"data built and placed in {time.perf_counter() - built:.2f} s")  # hydra.verbose=dlbench
     # 2. model, loss and the task that owns them (what one training and one evaluation step mean)
+    if resume_state is not None:  # (its weights fit the model its settings build: found on "meta")
+        fits_unbuilt(
+            lambda trial: build_task(cfg, data.info, judge=False, trial=trial),
+            resume_state.get("trained", resume_state["task"]),
+            f"{cfg.resume}: the checkpoint does not fit the model this run's settings build",
+        )
     task = build_task(cfg, data.info, data)  # the same initial weights in every process
     with open_dict(cfg):  # trainer.monitor=null: the task's own metric
         cfg.trainer.monitor, cfg.trainer.monitor_mode = monitor_of(cfg.trainer, task, data.validate_on)

@@ -226,11 +226,14 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("optimizer=sgd", "optimizer.weight_decay=1e300", "scheduler=step_lr", "trainer.epochs=1"): "a trial "
         "step before the run: SGD's step failed (its settings, optimizer.*, or the state a checkpoint",
         # (Hydra's "Error merging override ~trainer.epochs", alone)
-        ("~trainer.epochs",): "~trainer.epochs: a run reads every key of trainer, so none is deleted: set it "
-        "instead (trainer.epochs=VALUE)",
+        ("~trainer.epochs",): "'~trainer.epochs': a run records each setting as a value, and a deletion is "
+        "none: set it instead (trainer.epochs=VALUE)",
         # (it blamed the run's name, ${model.name}; ~scheduler asked for a scheduler's name)
         ("~model",): "'~model': a run needs its model, so it is not deleted: choose one instead (model=",
         ("~scheduler",): "(scheduler=OPTION; `dlbench list` shows them); scheduler=none leaves it out",
+        ("~hparams_search",): "'~hparams_search': no hparams_search is chosen unless named: leave it out",
+        # (trained, recorded, then refused by eval and resume as an override dlbench never saves)
+        ("~model.hidden",): "'~model.hidden': a run records each setting as a value, and a deletion is none",
     }
     (tmp_path / "d.md").mkdir()
     (tmp_path / "notes.md").write_text("# not Python\n")

@@ -100,6 +100,73 @@ def planted(tmp_path, monkeypatch) -> Path:
 # ---- 1, 2. a saved run names no code and no file -------------------------------------------------
 
 
+def test_a_saved_run_that_declares_a_model_larger_than_its_weights_is_refused_before_it_is_built(
+    capsys, run, tmp_path
+):
+    """Someone's run whose settings declare `model.hidden=[100000000000]` (25 TB of weights)
+    beside weights of 128 units: eval, resume, predict, export and load_model built that model
+    first and stopped on its allocation ("out of memory"), or took the few GB of one that fits.
+    Now each finds it on the "meta" device, which takes no memory, and says it does not fit."""
+    from dlbench import load_model
+
+    huge = "model.hidden=[100000000000]"
+    saved = run / ".hydra" / "overrides.yaml"
+    saved.write_text(yaml.safe_dump([*QUIET, huge]))
+    state = checkpoint.load(run)
+    config = yaml.safe_load(state["config"])
+    config["model"]["hidden"] = [100000000000]
+    state["config"] = yaml.safe_dump(config)
+    torch.save(state, run / "checkpoints" / "last.pt")
+    exported = tmp_path / "export"
+    exported.mkdir()
+    torch.save({k.removeprefix("model."): v for k, v in state["task"].items()}, exported / "m.pt")
+    spec = {"model": config["model"], "data": state["data"], "plugins": [], "from": str(run), "format": "pt"}
+    (exported / "m.yaml").write_text(yaml.safe_dump(spec))
+    before = digest(run)
+    for command in (
+        ["eval", str(run)],
+        [f"resume={run}", "trainer.epochs=2", huge],
+        ["predict", str(run), "digit.png"],
+        ["export", str(run), "--out", str(tmp_path / "model.pt")],
+    ):
+        code, out, err = dlbench(capsys, *command)
+        assert code == 2 and "not fit" in err and "memory" not in err, (command, err)
+        assert "[100000000000,64]" in err.replace(" ", ""), err  # (torch's size mismatch, named)
+    for path in (run, exported / "m.pt"):
+        with pytest.raises(DlbenchError, match="not fit") as refused:
+            load_model(path)
+        assert "memory" not in str(refused.value)
+    assert digest(run) == before and not (tmp_path / "model.pt").exists()
+
+
+class Planted:
+    """A pickle that runs code when loaded (os.system through __reduce__)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+def test_an_exported_model_that_holds_a_pickle_is_refused_and_the_api_takes_paths_only(run, tmp_path):
+    """load_model on an export whose .pt holds a pickle said it "does not fit" the model, with
+    torch's advice to load it with weights_only=False; load_model(None) and Run.open(5) were
+    pathlib's TypeError."""
+    from dlbench import Run, load_model
+
+    assert dlbench_cli.main(["export", str(run), "--out", str(tmp_path / "m.pt")]) == 0
+    marker = tmp_path / "PWNED"
+    torch.save({"w": Planted(marker)}, tmp_path / "m.pt")
+    with pytest.raises(DlbenchError, match="Refused to load .*could run code") as refused:
+        load_model(tmp_path / "m.pt")
+    assert "weights_only=False" not in str(refused.value) and not marker.exists()
+    for value in (None, 5, b"/tmp", ""):
+        for function in (load_model, Run.open):
+            with pytest.raises(DlbenchError, match="takes a folder or file as a str or Path"):
+                function(value)
+
+
 def test_a_saved_run_cannot_make_dlbench_import_code(capsys, run, planted, tmp_path):
     saved = run / ".hydra" / "overrides.yaml"
     loose = tmp_path / "loose.pt"

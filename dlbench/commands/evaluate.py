@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from dlbench import errors, preflight
+from dlbench import preflight
 from dlbench.commands.runs import merge_overrides, require_plugins, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
@@ -21,7 +21,7 @@ def eval_command(args: list[str]) -> int:
         raise DlbenchError(usage)
     if flags := [a for a in args[1:] if a.startswith("-")]:  # (Hydra's lexer would quote its grammar)
         raise DlbenchError(f"dlbench eval takes no option {flags[0]}: only overrides", usage)
-    from dlbench.build import build_data, build_task
+    from dlbench.build import build_data, build_task, built_to_fit
     from dlbench.engine.device import resolve_device
     from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
     from dlbench.engine.trainer import Trainer
@@ -41,12 +41,11 @@ def eval_command(args: list[str]) -> int:
     data = build_data(cfg)
     if not data.size("test"):
         raise DlbenchError(f"dataset '{cfg.dataset.name}' has no test split here (dataset.test_fraction=0?)")
-    task = build_task(cfg, data.info)
-    state = checkpoint.load(ckpt)["task"]
-    try:
-        task.load_state_dict(state)
-    except RuntimeError as err:
-        raise errors.does_not_fit(f"{ckpt} does not fit the model this config builds", err, state) from err
+    task = built_to_fit(  # (a saved run's config: built on "meta" first, to fit its weights)
+        lambda trial: build_task(cfg, data.info, judge=trial, trial=trial),
+        checkpoint.load(ckpt)["task"],
+        f"{ckpt} does not fit the model this config builds",
+    )
     trainer = Trainer(
         OmegaConf.to_object(cfg.trainer),  # a TrainerConfig, as training.py gives it
         resolve_device(str(cfg.device.type)),

@@ -135,6 +135,14 @@ def newest_run(folder: Path) -> Path | None:
     return files.newest_holding(folder, "checkpoints/last.pt", os.path.isfile)
 
 
+def refused(path: Path) -> DlbenchError:
+    """A file torch's weights_only reader refused (a pickle of other objects: it could run code)."""
+    return DlbenchError(
+        f"Refused to load {path}: it holds objects other than tensors and plain values, "
+        "which could run code. dlbench only loads checkpoints with weights_only=True."
+    )
+
+
 def load(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint of tensors and plain values; refuse anything that would run code."""
     path = find(path)
@@ -146,10 +154,7 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise DlbenchError(
-            f"Refused to load {path}: it holds objects other than tensors and plain values, "
-            "which could run code. dlbench only loads checkpoints with weights_only=True."
-        ) from err
+        raise refused(path) from err
     except Exception as err:  # a file cut short or damaged: torch's reader may fail in any way
         raise DlbenchError(f"Could not read checkpoint {path}: {first_line(err)}") from err
     if not isinstance(state, dict) or "task" not in state or "config" not in state:
