@@ -21,6 +21,9 @@ import yaml
 
 from dlbench.errors import DlbenchError
 
+UMASK = os.umask(0o022)  # the process's file-mode mask, read (and put back at once)
+os.umask(UMASK)
+
 
 def write_bytes(path: Path, write) -> None:
     """Write a file whole or not at all: `write(f)` fills a temporary file beside `path`, which
@@ -28,7 +31,10 @@ def write_bytes(path: Path, write) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~UMASK)  # (mkstemp's is 0600: the file gets what open() would give it)
     except OSError as err:
+        if err.filename is not None and Path(err.filename).name.startswith(f".{path.name}."):
+            err.filename = str(path)  # (the file asked for, not its temporary)
         raise file_error(err, path) from err
     try:
         with os.fdopen(fd, "wb") as f:

@@ -155,6 +155,20 @@ def test_sigterm_from_outside_exits_75_with_a_checkpoint_to_resume(tmp_path):
     assert checkpoint.load(tmp_path / "run")["trainer"]["step"] >= 1
 
 
+def test_a_written_file_has_the_mode_open_gives_and_a_failed_one_is_named_as_asked(tmp_path):
+    """Checkpoints, exports and logs were 0600 (mkstemp's mode, kept by the rename), which a lab's
+    shared folder or another tool's user cannot read; a folder that cannot hold the file was
+    named by the temporary beside it (`Cannot write /proc/.x.onnx.griwzg0h.tmp`)."""
+    from dlbench import files
+
+    mask = os.umask(0o022)  # (read, and put back)
+    os.umask(mask)
+    files.write_text(tmp_path / "b.txt", "x")
+    assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+    with pytest.raises(DlbenchError, match=r"^Cannot write /proc/x\.onnx: "):
+        files.write_text(type(tmp_path)("/proc/x.onnx"), "x")
+
+
 def test_a_failed_checkpoint_write_keeps_the_previous_one(monkeypatch, tmp_path):
     path = tmp_path / "checkpoints" / "last.pt"
     checkpoint.save({"task": {"w": torch.ones(3)}, "config": "name: a"}, path)

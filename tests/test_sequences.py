@@ -99,6 +99,9 @@ def test_name2lang_trains_and_predicts_from_the_command_line(cli, tmp_path):
     rows = [line for line in result.stdout.splitlines() if "Choi" in line or "Smith" in line]
     assert "Korean" in rows[0].split("│")[2] and "English" in rows[1].split("│")[2]
     assert "%" in rows[0]
+    for unread in ("", "   ", "日本"):  # (all padding: it answered "Korean (34.8%)")
+        result = cli("predict", "run", "Choi", unread)
+        assert result.returncode == 2 and f"{unread!r} has no letter the model reads" in result.stderr
 
 
 # ---- sentence pairs --------------------------------------------------------------------------

@@ -97,11 +97,16 @@ class Classification(Task):
         """The top-k classes of each image file or name, with their probabilities (the
         SEOULTECH tutorial's predict(): seed 002)."""
         from dlbench.data.images import image_input
-        from dlbench.data.text import encode_names
+        from dlbench.data.text import encode_names, to_ascii
 
         if not inputs:
             raise DlbenchError("usage: dlbench predict RUN INPUT... (image files or names)")
         if "input" in (info.vocab or {}):  # names: letters -> ids
+            if unread := [name for name in inputs if not any(c.isalpha() for c in to_ascii(name))]:
+                raise DlbenchError(  # (encoded as padding alone, it got a confident answer)
+                    f"{unread[0]!r} has no letter the model reads (a-z and A-Z, accents folded away: "
+                    "'Ślusàrski' is read as Slusarski)"
+                )
             batch = encode_names(inputs)
         elif len(info.input_shape) == 3:
             batch = torch.stack([image_input(f, list(info.input_shape), info.normalization) for f in inputs])
