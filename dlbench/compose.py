@@ -236,4 +236,12 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
     where = f"under {parent}" if parent else "at the top level"
     hint = [f"Valid keys {where}: {', '.join(sorted(valid))}"] if valid else []
     closest = did_you_mean(key, valid, prefix=parent and parent + ".")
+    # the same key in another part (trainer.validate_on: dataset.validate_on), named first
+    elsewhere = [
+        f"{top}.{key}"
+        for top, node in base.items()
+        if top != parent and isinstance(node, DictConfig) and key in node and key != "name"
+    ]
+    if elsewhere:
+        closest = f" Did you mean: {', '.join(elsewhere)}?"
     return DlbenchError(f"Unknown key '{full_key}'.{closest}", *hint)
