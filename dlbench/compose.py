@@ -97,7 +97,7 @@ def check_group_choices(overrides: list[str]) -> None:
                 f"'{o.input_line}': a run records each setting as a value, and a deletion is none: set "
                 f"it instead ({group}=VALUE)"
             )
-        if group in options and not o.is_delete():
+        if group in options and not o.is_delete() and not o.is_sweep_override():  # (a sweep's: each)
             value = o.value()
             if value is not None and str(value) not in options[group]:
                 raise unknown_name(f"{group} option", str(value), options[group])

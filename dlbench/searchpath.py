@@ -126,6 +126,11 @@ def add_config_dir(folder: str) -> None:
     """`--config-dir DIR`: search DIR first (for this process and the ones it starts)."""
     from dlbench.errors import DlbenchError
 
+    if not folder or os.pathsep in folder:  # (the folders travel in DLBENCH_CONFIG_PATH, split on it)
+        raise DlbenchError(
+            f"--config-dir {folder!r}: name one folder, whose name holds no {os.pathsep!r} (rename it, or "
+            "link it under another name)"
+        )
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise DlbenchError(f"--config-dir {folder}: no such folder")
@@ -208,7 +213,8 @@ def user_file_behind(error: BaseException) -> str | None:
             except OSError:  # (read_user_yaml says why, if it is the file)
                 text = ""
             bad = bad_header(text)
-            quoted = bad is not None and re.match(HEADER, bad[1]).group(1).strip() in str(error)
+            named = re.match(HEADER, bad[1]).group(1).strip() if bad is not None else ""
+            quoted = bool(named) and named in str(error)  # (a bare `# @package` names nothing)
             if name == str(path) or (buffer and buffer == text) or quoted:
                 try:
                     read_user_yaml(path)

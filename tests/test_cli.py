@@ -224,6 +224,13 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         "called sys.exit(3)",
         ("plugins=[empty]", "trainer.epochs=1"): "plugin 'empty' is a folder with no __init__.py",
         ("-sc", "query=bash"): "--shell-completion query= is the shell's own call",  # (Hydra's KeyError)
+        # (Hydra's traceback; an 'unexpected error' of OmegaConf's; an internal object; a folder split in two)
+        ("-sc", "install=ksh"): "--shell-completion install=ksh: the shells are bash, zsh and fish",
+        ("--cfg", "job", "--package", "["): "--package [: list index out of range",
+        ("--cfg", "job", "model=mlp,linear"): "model=mlp,linear gives several values, and --cfg prints",
+        ("--config-dir", "a:b"): "--config-dir 'a:b': name one folder, whose name holds no ':'",
+        ("--config-dir=",): "--config-dir '': name one folder",  # (the current folder, silently)
+        ("new", "experiment", "_x"): "'_x': a preset's name cannot start with _",  # (its hint failed)
         ("resume=", "trainer.epochs=1"): "resume= names nothing",  # (`resume=$RUN`, unset: a new run)
         # (after the run's folder was written: the trial step took no optimizer step)
         ("optimizer=sgd", "optimizer.weight_decay=1e300", "scheduler=step_lr", "trainer.epochs=1"): "a trial "

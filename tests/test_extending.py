@@ -4,6 +4,7 @@ subprocesses from that folder; the plugins a saved run names are never imported 
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -146,7 +147,7 @@ def test_a_users_project_trains_sweeps_resumes_evaluates_predicts_and_exports(pr
     run = runs(project, "flowers")[0]
     assert json.loads((run / "metrics.json").read_text())["test/acc"] >= 0.5
 
-    listing = ok(dlbench(project, "list", "models", "tiny*"))
+    listing = ok(dlbench(project, "list", "models", "tiny*", "plugins=[my_models]"))  # (a preset's: named)
     assert "tiny_net" in listing and "my_models" in listing and "A tiny MLP of my own." in listing
     assert re.search(r"flowers\s+│ configs\s+│", ok(dlbench(project, "list", "experiments", "flow*")))
     assert "model.width" in ok(dlbench(project, "list", "models", "tiny_net", "plugins=[my_models]"))
@@ -328,6 +329,24 @@ def test_a_users_yaml_for_their_component_starts_from_its_code_and_a_bad_one_is_
         and f"{bad}, line 3: not YAML" in result.stderr
         and "from line 2" in result.stderr
     )
+    # a bare header in a file nobody chose was blamed for every other error ('' is in any text)
+    bad.write_text("# @package\nname: x\n")
+    result = dlbench(tmp_path, "trainer.epochz=1", "--cfg", "job")
+    assert result.returncode == 2 and "Unknown key 'trainer.epochz'" in result.stderr, result.stderr
+
+
+def test_list_imports_no_plugin_a_preset_names_and_says_how_to_list_them(tmp_path):
+    """`dlbench list` imported every plugin the presets of ./configs name, chosen by no word of
+    the user's (a folder of someone's results may hold one), and failed if one was missing."""
+    (tmp_path / "my_models.py").write_text(MODELS_PY + f"\nopen({str(tmp_path / 'IMPORTED')!r}, 'w')\n")
+    (tmp_path / "configs" / "experiment").mkdir(parents=True)
+    preset = "# @package _global_\nplugins: [my_models]\nmodel:\n  name: tiny_net\n"
+    (tmp_path / "configs" / "experiment" / "mine.yaml").write_text(preset)
+    listed = ok(dlbench(tmp_path, "list", "models"))
+    assert "tiny_net" not in listed and not (tmp_path / "IMPORTED").exists()
+    hint = re.search(r"note: your presets name plugins, not imported here\. With them: (dlbench .*)", listed)
+    assert hint and hint[1] == "dlbench list models 'plugins=[my_models]'", listed
+    assert "tiny_net" in ok(dlbench(tmp_path, *shlex.split(hint[1])[1:]))  # (pasted)
 
 
 @pytest.mark.parametrize(

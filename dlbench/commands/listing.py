@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from dlbench import compose, plugins
+from dlbench import compose, plugins, terminal
 from dlbench.engine.logging import console, new_table
 from dlbench.errors import DlbenchError, unknown_name
 from dlbench.searchpath import SHIPPED, preset_file
@@ -26,8 +26,8 @@ def list_command(args: list[str]) -> int:
     named = [a for a in args if a.startswith(("plugins=", "+plugins="))]
     args = [a for a in args if a not in named]
     plugins.load_entry_points()
-    plugins.load(plugins.named_in(named), "the command line")
-    plugins.load(plugins.named_in_user_configs(), "your experiment presets")
+    plugins.load(plugins.named_in(named), "the command line")  # (a preset's: only when your words name them)
+    unnamed = unnamed_plugins(args)
     if len(args) > 2:  # (ignored, silently)
         raise DlbenchError(f"dlbench list [KIND] [PATTERN] takes two words at most: {args[2]!r} is a third")
     wanted = args[:1] or list(KINDS)
@@ -41,7 +41,7 @@ def list_command(args: list[str]) -> int:
         registry = REGISTRIES[kind]
         names = registry.names(pattern)
         if not names:  # (it was an empty table, exit 0)
-            raise no_match(registry.kind, pattern, registry.names("*"))
+            raise DlbenchError(*no_match(registry.kind, pattern, registry.names("*")).lines, *unnamed)
         if len(names) == 1 and names[0] == pattern:
             console.print(component_table(registry, pattern))
             continue
@@ -49,7 +49,20 @@ def list_command(args: list[str]) -> int:
         table = listing_table(kind, rows)
         console.print(table)
     console.print("(seed 000-004: the lecture notes a setting comes from; docs/presets.md names each course)")
+    for line in unnamed:
+        console.print(line)
     return 0
+
+
+def unnamed_plugins(args: list[str]) -> list[str]:
+    """The plugins your presets name that this command does not import (a preset's are imported
+    when your words choose it, docs/extending.md): a note with the command that lists their
+    components too, or nothing."""
+    unnamed = [p for p in plugins.named_in_user_configs() if p not in plugins.imported()]
+    if not unnamed:
+        return []
+    again = terminal.command("list", *args, f"plugins=[{','.join(unnamed)}]")
+    return [f"note: your presets name plugins, not imported here. With them: {again}"]
 
 
 def component_table(registry, name: str) -> Table:

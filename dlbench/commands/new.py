@@ -90,6 +90,8 @@ def new_command(args: list[str]) -> int:
         source = rest[1]
     elif rest:
         raise DlbenchError(USAGE)
+    if name.startswith("_"):  # (a file named _x is a shared part that presets include, not a preset)
+        raise DlbenchError(f"'{name}': a preset's name cannot start with _ (such files are shared parts)")
     target = Path("configs") / "experiment" / f"{name}.yaml"
     if results_here():  # (dlbench would not read it there)
         raise DlbenchError(

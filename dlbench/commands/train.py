@@ -49,6 +49,10 @@ def train_command(argv: list[str]) -> int:
         raise DlbenchError(
             '--shell-completion takes install=bash (dlbench\'s own: eval "$(dlbench completion bash)")'
         )
+    if args.shell_completion and (
+        odd := [o for o in args.overrides if o.split("=", 1)[1:] not in (["bash"], ["zsh"], ["fish"])]
+    ):  # (Hydra's traceback: "No completion plugin for 'None' found")
+        raise DlbenchError(f"--shell-completion {odd[0]}: the shells are bash, zsh and fish (install=bash)")
     if any(terminal.key_of(o) in ("resume", "sweep.resume") and o.endswith("=") for o in args.overrides):
         raise DlbenchError(  # (`resume=$RUN` with RUN unset: it trained a new run, silently)
             "resume= names nothing: give the run's folder or checkpoint (resume=outputs/NAME)"
@@ -70,7 +74,7 @@ def train_command(argv: list[str]) -> int:
             "(or a configs/ folder in the current directory)"
         )
     saved_env = {key: os.environ.get(key) for key in (CONFIG_PATH_ENV, "DLBENCH_RUN_ID")}
-    if args.config_dir:
+    if args.config_dir is not None:  # (--config-dir= too: refused, not taken as no folder)
         add_config_dir(args.config_dir)  # searched before the shipped tree, here and in every job
     if not saved_env["DLBENCH_RUN_ID"]:  # the checks and Hydra name the same folder
         os.environ["DLBENCH_RUN_ID"] = new_run_id()
@@ -173,10 +177,8 @@ def run_checked(
             printed = io.StringIO()
             with contextlib.redirect_stdout(printed):
                 hydra_entry()
-            # a candidate is a name from the config folders (a file's): one with a control in it
-            # is left out, not sent to the terminal nor typed into the command line
             candidates = printed.getvalue().rstrip("\n").split(" ")
-            print(" ".join(c for c in candidates if terminal.inert(c) == c))
+            print(" ".join(filter(offered, candidates)))
         elif args.help or args.hydra_help or args.info:  # Hydra prints these itself: as text, here too
             printed = io.StringIO()
             try:
@@ -221,6 +223,13 @@ def run_checked(
     return 0
 
 
+def offered(candidate: str) -> bool:
+    """A completion candidate shown: a name from the config folders (a file's) with a control
+    in it is left out, not sent to the terminal nor typed into the command line; and a shared
+    part (`model=_mlp`, a file named _x) is no option."""
+    return terminal.inert(candidate) == candidate and not candidate.partition("=")[2].startswith("_")
+
+
 def sweep_plugin(overrides: list[str], sweeper: str | None) -> str | None:
     """The plugin a sweep runs in, if not dlbench's own code: a launcher (joblib, slurm) or a
     sweeper (Optuna), as the override that chooses it."""
@@ -260,6 +269,10 @@ def plugin_errors(plugin: str, sweep_dir: Path | None):
 
 def print_config(overrides: list[str], args, said: list[str]) -> int:
     """--cfg job|hydra|all [--package P] [--resolve], as Hydra prints it."""
+    if several := [o.input_line for o in compose.parse(overrides) if o.is_sweep_override()]:
+        raise DlbenchError(  # (it said "Unknown model option 'ChoiceSweep(tags=set(), ...)'")
+            f"{several[0]} gives several values, and --cfg prints the config of one run: give one"
+        )
     cfg = compose.compose_with_hydra(overrides, "the command line", args.config_name or "config")
     note_a_sweep(cfg, overrides, said)
     if args.cfg == "job":
@@ -267,7 +280,10 @@ def print_config(overrides: list[str], args, said: list[str]) -> int:
             del cfg["hydra"]
     elif args.cfg == "hydra":
         cfg = OmegaConf.create({"hydra": cfg.hydra})
-    node = OmegaConf.select(cfg, args.package) if args.package else cfg
+    try:  # (a key OmegaConf cannot read, `[`, or a value that does not resolve)
+        node = OmegaConf.select(cfg, args.package) if args.package else cfg
+    except OmegaConfBaseException as err:
+        raise DlbenchError(f"--package {args.package}: {str(err).splitlines()[0]}") from err
     if node is None:
         raise DlbenchError(f"--package {args.package}: no such key in the config")
     try:
