@@ -91,7 +91,9 @@ def check_config(cfg: DictConfig, source: str = "the config") -> None:
         where = f"{path}.{key}" if path else str(key)
         if key in CALL_KEYS and (key, value) not in trusted:
             raise refused(where, value, source)
-        if isinstance(value, str) and (
+        # an interpolation that could build a node (or name a key that calls); text is text: a
+        # folder named x_target_y (hydra.runtime.cwd) refused every run started in it
+        if isinstance(value, str) and "${" in value and (
             any(k in value for k in CALL_KEYS) or any(r in value for r in RESOLVERS_THAT_BUILD_NODES)
         ):
             raise refused(where, value, source)

@@ -618,3 +618,14 @@ def test_a_damaged_checkpoint_is_one_message_and_changes_nothing(cli, run, damag
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert digest(run) == before and not (run / "train.log").exists()
+
+
+def test_text_that_holds_a_call_key_is_text(cli, tmp_path):
+    """A folder named x_target_y refused every run started in it (hydra.runtime.cwd holds the
+    word): only an interpolation, which could build a node, is read for one."""
+    folder = tmp_path / "x_target_y"
+    folder.mkdir()
+    result = cli("--cfg", "job", "name=my_args_run", cwd=folder)
+    assert result.returncode == 0 and "name: my_args_run" in result.stdout, result.stderr
+    refused = cli("--cfg", "job", "+model.x={_target_:os.system}", cwd=folder)
+    assert refused.returncode == 2 and "model.x._target_: os.system' is refused" in refused.stderr
