@@ -167,3 +167,25 @@ def test_imagenet_standard_layout_and_the_devkit(tmp_path):
         build("imagenet", root=str(flat))
     with pytest.raises(DlbenchError, match=r"imagenet: .*nothing does not exist; expected .*train/<wnid>"):
         build("imagenet", root=str(tmp_path / "nothing"))
+
+
+def test_a_damaged_archive_and_a_fifo_in_the_data_are_named(tmp_path):
+    """A .gz damaged inside was zlib's 'unexpected error'; a damaged data.zip was passed over (the
+    data "not found" beside it); a FIFO named like a language's file hung the run, and its stop
+    signal with it."""
+    import os
+
+    gz = write_mnist(tmp_path / "gz", folder="files", gz=True)
+    packed = bytearray((gz / "train-images-idx3-ubyte.gz").read_bytes())
+    packed[30:60] = bytes(b ^ 0xFF for b in packed[30:60])
+    (gz / "train-images-idx3-ubyte.gz").write_bytes(bytes(packed))
+    with pytest.raises(DlbenchError, match=r"idx3-ubyte\.gz is not an archive that can be extracted"):
+        build("mnist", root=str(gz), download=False)
+    (tmp_path / "offline").mkdir()
+    (tmp_path / "offline" / "data.zip").write_bytes(b"PK\x03\x04" + bytes(60))  # (the names' archive)
+    with pytest.raises(DlbenchError, match=r"data\.zip is not an archive .*not a tar, zip or \.gz archive"):
+        build("names", root=str(tmp_path / "offline"), download=False)
+    folder = write_names(tmp_path / "data")
+    os.mkfifo(folder / "Fifo.txt")
+    with pytest.raises(DlbenchError, match=r"names: .*Fifo\.txt is not a file \(a folder, a FIFO"):
+        build("names", root=str(folder), download=False)

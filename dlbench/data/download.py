@@ -11,6 +11,7 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from dlbench import rundir
@@ -54,8 +55,10 @@ def extract(archive: Path, folder: Path) -> None:
         elif archive.suffix == ".gz":
             with gzip.open(archive) as src, open(unpacked / archive.stem, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+        else:  # (a damaged zip is none of them: it was left as it was, and the data "not found")
+            raise OSError("not a tar, zip or .gz archive")
         move_into(unpacked, folder)
-    except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise DlbenchError(f"{archive} is not an archive that can be extracted ({err})") from err
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)

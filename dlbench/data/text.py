@@ -99,6 +99,8 @@ def names(root: str = "data", download: bool = True, url: str = TUTORIAL_DATA) -
     files = check_distinct(sorted(folder.glob("*.txt")), "names")
     texts, labels = [], []
     for label, file in enumerate(files):
+        if not file.is_file():  # (a FIFO was waited on for ever, a stop signal with it)
+            raise DlbenchError(f"names: {file} is not a file (a folder, a FIFO, a device)")
         try:
             lines = file.read_text(encoding="utf-8").split("\n")
         except UnicodeDecodeError as err:
