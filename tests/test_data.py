@@ -93,3 +93,11 @@ def test_the_in_memory_training_loader_is_reused_and_gives_each_epochs_own_batch
         assert loader is first and len(loader) == len(alone) == 3 - skip
         for reused, made in zip(loader, alone, strict=True):
             assert all(torch.equal(a, b) for a, b in zip(reused, made, strict=True)), (seed, epoch, skip)
+
+
+def test_an_empty_csv_with_a_header_is_one_message(tmp_path):
+    """dataset.header=true on an empty file read its first row: an IndexError ('unexpected error')."""
+    (tmp_path / "e.csv").write_text("\n\n")
+    for header in (True, None):
+        with pytest.raises(DlbenchError, match=r"csv: .*e\.csv has no rows"):
+            csv_table(path=str(tmp_path / "e.csv"), header=header)

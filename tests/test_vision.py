@@ -94,6 +94,19 @@ def test_a_cifar_batch_that_is_not_what_cifar_ships_is_one_message_naming_it(tmp
         DATASETS.get("cifar10")(root=str(tmp_path), download=False)
 
 
+def test_a_cifar_batch_pickled_with_protocol_5_reads_as_the_same_batch(tmp_path):
+    """A batch saved again with pickle's protocol 5 (an array's bytes through numpy's
+    _frombuffer) was refused as if it could run code."""
+    import pickle
+
+    folder = write_cifar(tmp_path, per_batch=4)
+    before = DATASETS.get("cifar10")(root=str(tmp_path), download=False)
+    batch = pickle.loads((folder / "data_batch_1").read_bytes(), encoding="latin1")
+    (folder / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=5))
+    after = DATASETS.get("cifar10")(root=str(tmp_path), download=False)
+    assert torch.equal(before.train.tensors[0], after.train.tensors[0])
+
+
 @pytest.mark.parametrize(
     "split, size, expected",
     [

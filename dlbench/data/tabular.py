@@ -95,9 +95,11 @@ def csv_table(
     rows = [row for row in csv_rows(file, "csv") if any(cell.strip() for cell in row)]
     if target_type not in ("auto", "class", "value"):
         raise DlbenchError(f"dataset.target_type={target_type}: choose auto, class or value")
+    if not rows:  # (with dataset.header=true: rows[0] was an IndexError)
+        raise DlbenchError(f"csv: {file} has no rows; a data set needs more")
     if header is None:
-        header = bool(rows) and any(not is_number(cell) for cell in rows[0])
-    names = [c.strip() for c in rows[0]] if header else [str(i) for i in range(len(rows[0]) if rows else 0)]
+        header = any(not is_number(cell) for cell in rows[0])
+    names = [c.strip() for c in rows[0]] if header else [str(i) for i in range(len(rows[0]))]
     body = rows[1:] if header else rows
     if len(body) < 2:
         raise DlbenchError(f"csv: {file} has {len(body)} data row(s); a data set needs more")
