@@ -93,8 +93,10 @@ def check_config(cfg: DictConfig, source: str = "the config") -> None:
             raise refused(where, value, source)
         # an interpolation that could build a node (or name a key that calls); text is text: a
         # folder named x_target_y (hydra.runtime.cwd) refused every run started in it
-        if isinstance(value, str) and "${" in value and (
-            any(k in value for k in CALL_KEYS) or any(r in value for r in RESOLVERS_THAT_BUILD_NODES)
+        if (
+            isinstance(value, str)
+            and "${" in value
+            and (any(k in value for k in CALL_KEYS) or any(r in value for r in RESOLVERS_THAT_BUILD_NODES))
         ):
             raise refused(where, value, source)
         if path.startswith(LOGGING_NODES):

@@ -189,3 +189,20 @@ def test_a_damaged_archive_and_a_fifo_in_the_data_are_named(tmp_path):
     os.mkfifo(folder / "Fifo.txt")
     with pytest.raises(DlbenchError, match=r"names: .*Fifo\.txt is not a file \(a folder, a FIFO"):
         build("names", root=str(folder), download=False)
+
+
+def test_an_image_size_below_one_and_a_pair_one_pixel_wide_are_named(tmp_path):
+    """dataset.image_size=[0,8] was torch's resize error, and a 1-pixel-wide file among pix2pix's
+    pairs a reshape error, each an 'unexpected error' at the first batch."""
+    from PIL import Image
+
+    write_image_folder(tmp_path / "images", per_class=4)
+    with pytest.raises(
+        DlbenchError, match=r"image_folder: dataset.image_size=\[0, 8\]: give \[height, width\]"
+    ):
+        build("image_folder", root=str(tmp_path / "images"), image_size=[0, 8])
+    facades = write_paired(tmp_path)
+    Image.new("RGB", (1, 1)).save(facades / "train" / "9.png")
+    source = build("paired_images", root=str(facades), download=False, image_size=[16, 16])
+    with pytest.raises(DlbenchError, match=r"9\.png is 1 pixel wide: a pair is A and B side by side"):
+        [source.train[i] for i in range(len(source.train))]

@@ -12,7 +12,7 @@ import torch
 
 from dlbench.data.base import DataSource
 from dlbench.data.folders import describe, has_class_folders, only_subfolder
-from dlbench.data.images import bad_images, open_image
+from dlbench.data.images import bad_images, checked_size, open_image
 from dlbench.data.transforms import normalization
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
@@ -44,6 +44,7 @@ def image_folder(
     With check_images=false a bad file stops the run, named, when a batch meets it."""
     from torchvision.transforms import v2
 
+    image_size = checked_size("image_folder", image_size)
     base, split_folders = image_root(Path(root).expanduser(), "image_folder")
     channels = 1 if grayscale else 3
     stats = normalization("image_folder", normalize, channels)

@@ -18,6 +18,15 @@ from dlbench.errors import DlbenchError, first_line
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
 
 
+def checked_size(name: str, image_size: Any) -> list[int]:
+    """dataset.image_size: [height, width], each at least 1 (0 was torch's resize error, at the
+    first batch)."""
+    size = list(image_size)
+    if len(size) != 2 or not all(isinstance(n, int) and n >= 1 for n in size):
+        raise DlbenchError(f"{name}: dataset.image_size={size}: give [height, width], each at least 1")
+    return size
+
+
 def open_image(path: str | Path, mode: str = "RGB") -> Image.Image:
     """An image file decoded into `mode` ("RGB" or "L"), or a DlbenchError naming the file."""
     if os.path.exists(path) and not os.path.isfile(path):  # (a FIFO would be waited on for ever)

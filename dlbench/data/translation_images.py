@@ -16,7 +16,7 @@ from torchvision.transforms import v2
 from dlbench.data.base import DataSource
 from dlbench.data.download import extract, fetch
 from dlbench.data.folders import check_distinct, describe, first_fit
-from dlbench.data.images import open_image
+from dlbench.data.images import checked_size, open_image
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 
@@ -80,6 +80,8 @@ class PairedImages(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = read_image(self.files[i])
         half = image.shape[-1] // 2
+        if half == 0:  # (torch's "shape '[3, 256, 256]' is invalid for input of size 0")
+            raise DlbenchError(f"{self.files[i]} is 1 pixel wide: a pair is A and B side by side")
         a, b = (
             v2.functional.resize(x, self.size, antialias=True) for x in (image[..., :half], image[..., half:])
         )
@@ -125,6 +127,7 @@ def paired_images(
     turns label maps into photos)."""
     if direction not in ("AtoB", "BtoA"):
         raise DlbenchError(f"dataset.direction={direction}: choose AtoB or BtoA")
+    image_size = checked_size(archive, image_size)
     folder = locate(root, archive, download, url, "train")
     splits = {s: image_files(folder / s) for s in ("train", "val", "test")}
     if not splits["train"]:
@@ -146,6 +149,7 @@ def unpaired_images(
 ) -> DataSource:
     """CycleGAN data: root/<archive>/{trainA,trainB,testA,testB}/ images of two domains (or
     root/trainA/ ... when root is the archive's folder)."""
+    image_size = checked_size(archive, image_size)
     folder = locate(root, archive, download, url, "trainA")
     files = {s: image_files(folder / s) for s in ("trainA", "trainB", "testA", "testB")}
     for split in ("trainA", "trainB"):
