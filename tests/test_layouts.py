@@ -78,6 +78,12 @@ def test_mnist_from_raw_its_parents_or_the_downloaded_gz_files(tmp_path):
     gz = write_mnist(tmp_path / "gz", folder="files", gz=True)  # the four .gz files, as served
     assert len(build("mnist", root=str(gz), download=False).train) == 60
     assert (gz / "train-images-idx3-ubyte").is_file()  # unpacked beside them
+    for file in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # two unpacked, two not (refused)
+        (gz / file).unlink()
+    assert len(build("mnist", root=str(gz), download=False).test) == 20
+    none = write_mnist(tmp_path / "none", n_test=0)
+    with pytest.raises(DlbenchError, match=r"mnist: .*t10k-images-idx3-ubyte holds no images"):
+        build("mnist", root=str(none), download=False)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("digits go here")
     with pytest.raises(DlbenchError, match=r"empty/MNIST/raw\. Expected .*; .*/empty holds readme.txt"):

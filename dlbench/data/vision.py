@@ -74,10 +74,16 @@ def _has_files(files: list[str]) -> Callable[[Path], bool]:
 def _mnist_family(name: str, source: str, root: str, download: bool, url: str | None):
     base = Path(root).expanduser()
     below = ["", "raw", f"{source}/raw"]  # the files, or torchvision's <root>/MNIST/raw/
-    gzipped = [f + ".gz" for f in MNIST_FILES]  # the files as served, not yet unpacked
-    if (packed := first_fit(base, below, _has_files(gzipped))) and not _has_files(MNIST_FILES)(packed):
-        for file in gzipped:
-            extract(packed / file, packed)
+
+    def unpackable(folder: Path) -> bool:  # each file there, unpacked or as served (.gz), one not unpacked
+        there = [(folder / f).is_file() for f in MNIST_FILES]
+        served = [(folder / f"{f}.gz").is_file() for f in MNIST_FILES]
+        return not all(there) and all(t or s for t, s in zip(there, served, strict=True))
+
+    if packed := first_fit(base, below, unpackable):  # (with some unpacked already: those are kept)
+        for file in MNIST_FILES:
+            if not (packed / file).is_file():
+                extract(packed / f"{file}.gz", packed)
     folder = first_fit(base, below, _has_files(MNIST_FILES))
     if folder is None and download:
         from torchvision import datasets as tv
@@ -100,6 +106,8 @@ def _mnist_family(name: str, source: str, root: str, download: bool, url: str | 
         except Exception as err:
             raise DlbenchError(f"{name}: the files in {folder} are not valid idx files ({err})") from err
         sizes[images.name] = "x".join(map(str, splits[-1][0].shape[1:]))  # height x width
+        if len(splits[-1][0]) == 0:  # (a test split of none: trained, and tested on nothing)
+            raise DlbenchError(f"{name}: {images} holds no images. Replace it with the official file")
         if 0 in splits[-1][0].shape[1:]:
             raise DlbenchError(
                 f"{name}: {images} holds images of {sizes[images.name]}: they have no pixels. "
@@ -123,6 +131,8 @@ def check_idx(name: str, path: Path, dims: int) -> None:
     with path.open("rb") as f:
         header = f.read(4 + 4 * dims)
     size = path.stat().st_size
+    if header[:4] == bytes([0, 0, 8, dims]) and len(header) < 4 + 4 * dims:
+        raise DlbenchError(f"{name}: {path} is cut short in its header: a download cut short?")
     if len(header) < 4 + 4 * dims or header[:4] != bytes([0, 0, 8, dims]):
         raise DlbenchError(
             f"{name}: {path} is not an idx file of unsigned bytes with {dims} dimension(s) "
