@@ -241,11 +241,16 @@ def test_board_names_a_run_by_its_filled_name_and_overrides_and_says_what_it_ski
     from dlbench.commands.board import named_runs
 
     for folder, overrides in (
-        ("2026-01-01_12-00-00_ab12cd", ["model=linear", "optimizer.lr=0.1"]),
-        ("2026-01-01_13-00-00_cd34ef", [f"resume={tmp_path}/x/checkpoints/last.pt", "trainer.epochs=9"]),
-        ("with,comma", []),
+        ("digits_linear/2026-01-01_12-00-00_ab12cd", ["model=linear", "optimizer.lr=0.1"]),
+        (
+            "digits_linear/2026-01-01_13-00-00_cd34ef",
+            [f"resume={tmp_path}/x/checkpoints/last.pt", "trainer.epochs=9"],
+        ),
+        ("digits_linear/with,comma", []),
+        ("multirun/a/0", ["optimizer.lr=0.1"]),  # (two sweeps of one grid: one hid the other)
+        ("multirun/b/0", ["optimizer.lr=0.1"]),
     ):
-        run = tmp_path / "outputs" / "digits_linear" / folder
+        run = tmp_path / "outputs" / folder
         (run / ".hydra").mkdir(parents=True)
         (run / "tb").mkdir()
         (run / "tb" / "events.out.tfevents.1.host").write_bytes(b"")
@@ -259,6 +264,8 @@ def test_board_names_a_run_by_its_filled_name_and_overrides_and_says_what_it_ski
     named, skipped = named_runs(tmp_path / "outputs")
     assert sorted(named) == [
         "digits_linear model=linear optimizer.lr=0.1 [ab12cd]",
+        "digits_linear optimizer.lr=0.1 [0]",
+        "digits_linear optimizer.lr=0.1 [multirun/b/0]",
         "digits_linear trainer.epochs=9 (resumed) [cd34ef]",
     ]
     assert skipped == [tmp_path / "outputs" / "digits_linear" / "with,comma"]

@@ -31,6 +31,8 @@ def board_command(args: list[str]) -> int:
         )
     if not 0 <= parsed.port <= 65535:
         raise DlbenchError(f"--port {parsed.port}: a port is 0 to 65535 (0: any free one)")
+    if parsed.folder.expanduser().exists() and not parsed.folder.expanduser().is_dir():
+        raise DlbenchError(f"{parsed.folder} is not a folder: name the folder of your runs (outputs)")
     runs, skipped = named_runs(parsed.folder)
     for run in skipped:
         console.print(
@@ -75,10 +77,17 @@ def named_runs(folder: Path) -> tuple[dict[str, Path], list[Path]]:
         if "," in str(tb):
             skipped.append(run)
             continue
-        name = f"{experiment_of(run)} {overrides_of(run)}".strip()
-        name = f"{name} [{run.name[-6:] if len(run.name) > 12 else run.name}]"  # its tag or job number
-        names[inert(name).replace(",", ";").replace(":", "=")] = run / "tb"  # the spec's separators
+        said = f"{experiment_of(run)} {overrides_of(run)}".strip()
+        name = spec_name(f"{said} [{run.name[-6:] if len(run.name) > 12 else run.name}]")  # its tag or job
+        if name in names:  # (two sweeps' job 0 of one grid: the second hid the first)
+            name = spec_name(f"{said} [{run.relative_to(folder.expanduser())}]")
+        names[name] = run / "tb"
     return names, skipped
+
+
+def spec_name(name: str) -> str:
+    """A run's name as TensorBoard's --logdir_spec takes it (its separators replaced)."""
+    return inert(name).replace(",", ";").replace(":", "=")
 
 
 def experiment_of(run: Path) -> str:
