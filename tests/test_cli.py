@@ -205,7 +205,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (TensorBoard served every interface; an impossible port was its own error)
         ("board", "--host", ""): "--host '': name the host to serve on (localhost; 0.0.0.0 for every",
         ("board", "--port", "70000"): "--port 70000: a port is 0 to 65535",
-        ("board", "notes.md"): "notes.md is not a folder: name the folder of your runs",  # (no runs "under" it)
+        ("board", "notes.md"): "notes.md is not a folder: name the folder of your runs",  # (no runs "under")
         # (Hydra's lexer error)
         ("eval", "outputs", "--top-k"): "dlbench eval takes no option --top-k: only overrides",
         # (written, with a hint that failed: Hydra reads null, nan as values)
