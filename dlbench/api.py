@@ -151,8 +151,11 @@ def load_model(run: str | Path, plugins: list[str] | None = None) -> torch.nn.Mo
 
 
 def a_path(value: object, function: str) -> str | Path:
-    """A folder or file named as text or a Path (None, 5 or bytes were pathlib's TypeError)."""
-    if not isinstance(value, (str, Path)) or not str(value):
+    """A folder or file named as text or a path-like object (None, 5 or bytes were pathlib's
+    TypeError)."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
         raise DlbenchError(f"dlbench.{function}() takes a folder or file as a str or Path, not {value!r}")
     return value
 

@@ -92,7 +92,7 @@ def check_group_choices(overrides: list[str]) -> None:
                 f"'{o.input_line}': a run needs its {group}, so it is not deleted: choose one instead "
                 f"({group}=OPTION; `dlbench list` shows them){instead}"
             )
-        if o.is_delete() and not group.startswith("hydra."):
+        if o.is_delete() and not group.startswith(("hydra.", "hydra/")):
             raise DlbenchError(  # (a run records its settings, which eval and resume read back)
                 f"'{o.input_line}': a run records each setting as a value, and a deletion is none: set "
                 f"it instead ({group}=VALUE)"
@@ -236,12 +236,14 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
     where = f"under {parent}" if parent else "at the top level"
     hint = [f"Valid keys {where}: {', '.join(sorted(valid))}"] if valid else []
     closest = did_you_mean(key, valid, prefix=parent and parent + ".")
-    # the same key in another part (trainer.validate_on: dataset.validate_on), named first
+    # the same key in another part (trainer.validate_on: dataset.validate_on), or at the top
+    # (trainer.resume: resume), named first
     elsewhere = [
         f"{top}.{key}"
         for top, node in base.items()
         if top != parent and isinstance(node, DictConfig) and key in node and key != "name"
-    ]
+    ] + ([key] if parent and key in base and not isinstance(base[key], DictConfig) else [])
     if elsewhere:
-        closest = f" Did you mean: {', '.join(elsewhere)}?"
+        near = closest.removeprefix(" Did you mean: ").removesuffix("?")
+        closest = f" Did you mean: {', '.join([*elsewhere, *filter(None, near.split(', '))][:4])}?"
     return DlbenchError(f"Unknown key '{full_key}'.{closest}", *hint)

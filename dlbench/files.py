@@ -31,12 +31,11 @@ def write_bytes(path: Path, write) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~UMASK)  # (mkstemp's is 0600: the file gets what open() would give it)
     except OSError as err:
-        if err.filename is not None and Path(err.filename).name.startswith(f".{path.name}."):
-            err.filename = str(path)  # (the file asked for, not its temporary)
         raise file_error(err, path) from err
     try:
+        with contextlib.suppress(OSError):  # (mkstemp's is 0600: the mode open() would give; a file
+            os.fchmod(fd, 0o666 & ~UMASK)  # system that keeps its own modes refuses it)
         with os.fdopen(fd, "wb") as f:
             recorder = _WriteErrors(f)
             try:
@@ -84,7 +83,10 @@ def file_error(err: OSError, path: Path) -> DlbenchError:
         return DlbenchError(f"No space left on device writing {path}")
     if err.errno == errno.EFBIG:
         return DlbenchError(f"File too large (the file-size limit) writing {path}")
-    return DlbenchError(f"Cannot write {err.filename or path}: {err.strerror or err}")
+    named = err.filename
+    if named is None or Path(named).name.startswith(f".{path.name}."):  # (not write_bytes' temporary)
+        named = path
+    return DlbenchError(f"Cannot write {named}: {err.strerror or err}")
 
 
 class _NoAliases(yaml.SafeLoader):

@@ -205,7 +205,8 @@ def named_in(overrides: list[str]) -> list[str]:
 
 
 def named_in_user_configs() -> list[str]:
-    """Every plugin the user's own experiment presets name (what `dlbench list` shows)."""
+    """Every plugin the user's own experiment presets name (`dlbench list` says which it has not
+    imported, and how to list them)."""
     from dlbench.searchpath import read_user_yaml, user_config_dirs
 
     names: list[str] = []

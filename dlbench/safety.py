@@ -34,6 +34,7 @@ from dlbench.searchpath import SHIPPED
 
 CALL_KEYS = ("_target_", "_args_", "_partial_", "_call_")
 RESOLVERS_THAT_BUILD_NODES = ("oc.create", "oc.decode")
+SWEPT = "hydra.sweeper.params"  # its values are overrides, read again in each job
 LOGGING_NODES = ("hydra.job_logging", "hydra.hydra_logging")
 LOGGING_CLASSES = {
     "logging.StreamHandler",
@@ -91,14 +92,21 @@ def check_config(cfg: DictConfig, source: str = "the config") -> None:
         where = f"{path}.{key}" if path else str(key)
         if key in CALL_KEYS and (key, value) not in trusted:
             raise refused(where, value, source)
-        # an interpolation that could build a node (or name a key that calls); text is text: a
-        # folder named x_target_y (hydra.runtime.cwd) refused every run started in it
+        # an interpolation that could build a node, or a sweep's value (an override's text, which
+        # becomes a node in each job); other text is text: a folder named x_target_y
+        # (hydra.runtime.cwd) refused every run started in it
+        read = "${" in str(value) or path.startswith(SWEPT)
         if (
             isinstance(value, str)
-            and "${" in value
+            and read
             and (any(k in value for k in CALL_KEYS) or any(r in value for r in RESOLVERS_THAT_BUILD_NODES))
         ):
             raise refused(where, value, source)
+        if path == SWEPT and str(key).lstrip("+~").startswith("hydra"):  # (Hydra's own, per job)
+            raise DlbenchError(
+                f"{source}: '{where}' is refused: a sweep varies the run's settings, not Hydra's "
+                "(its logging config would be built from it in each job)"
+            )
         if path.startswith(LOGGING_NODES):
             if key == "()" or (key == "class" and value not in LOGGING_CLASSES):
                 raise DlbenchError(

@@ -202,6 +202,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (a key of another part: no hint, or the closest keys of the part it was given in)
         ("trainer.validate_on=x",): "Unknown key 'trainer.validate_on'. Did you mean: dataset.validate_on?",
         ("epochs=3",): "Unknown key 'epochs'. Did you mean: trainer.epochs?",
+        ("trainer.resume=x",): "Unknown key 'trainer.resume'. Did you mean: sweep.resume, resume?",
+        ("dataset.seed=1",): "Unknown key 'dataset.seed'. Did you mean: trainer.seed, dataset.split_seed?",
         # (TensorBoard served every interface; an impossible port was its own error)
         ("board", "--host", ""): "--host '': name the host to serve on (localhost; 0.0.0.0 for every",
         ("board", "--port", "70000"): "--port 70000: a port is 0 to 65535",

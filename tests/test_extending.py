@@ -347,6 +347,9 @@ def test_list_imports_no_plugin_a_preset_names_and_says_how_to_list_them(tmp_pat
     hint = re.search(r"note: your presets name plugins, not imported here\. With them: (dlbench .*)", listed)
     assert hint and hint[1] == "dlbench list models 'plugins=[my_models]'", listed
     assert "tiny_net" in ok(dlbench(tmp_path, *shlex.split(hint[1])[1:]))  # (pasted)
+    (tmp_path / "mine.py").write_text("")  # (a plugin of the user's own words: kept in the hint)
+    listed = ok(dlbench(tmp_path, "list", "models", "plugins=[mine]"))
+    assert "With them: dlbench list models 'plugins=[mine,my_models]'" in listed, listed
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,9 @@ def test_a_written_file_has_the_mode_open_gives_and_a_failed_one_is_named_as_ask
     os.umask(mask)
     files.write_text(tmp_path / "b.txt", "x")
     assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+    (tmp_path / "isdir").mkdir()  # (the rename's error named the temporary)
+    with pytest.raises(DlbenchError, match=rf"^Cannot write {tmp_path / 'isdir'}: Is a directory"):
+        files.write_text(tmp_path / "isdir", "x")
     with pytest.raises(DlbenchError, match=r"^Cannot write /proc/x\.onnx: "):
         files.write_text(type(tmp_path)("/proc/x.onnx"), "x")
 

@@ -147,6 +147,19 @@ def test_a_user_config_folder_cannot_name_an_object_either(capsys, tmp_path):
     assert "hydra.callbacks.x._target_: pathlib.Path.touch' is refused" in err and not marker.exists()
     code, err = run_main(capsys, "--config-dir", str(tmp_path / "myconfigs"), "experiment=logs", *QUIET)
     assert code == 2 and "hydra.job_logging.formatters.simple.(): os.system' is refused" in err, err
+    # a sweep's values are overrides, which become nodes in each job (a review: once text alone
+    # was read only in an interpolation, this one reached job 0)
+    swept = "# @package _global_\nhydra:\n  sweeper:\n    params:\n"
+    (folder / "sw.yaml").write_text(swept + "      +model.x: '{_target_:builtins.print,_args_:[PWNED]}'\n")
+    (folder / "sl.yaml").write_text(swept + "      hydra.job_logging.handlers.console.class: builtins.dict\n")
+    for preset, said in (
+        ("sw", "'hydra.sweeper.params.+model.x: {_target_"),
+        ("sl", "a sweep varies the run's"),
+    ):
+        code, err = run_main(
+            capsys, "--config-dir", str(tmp_path / "myconfigs"), "-m", f"experiment={preset}"
+        )
+        assert code == 2 and said in err, err
 
 
 class WritesAFile:

@@ -166,6 +166,12 @@ def test_an_exported_model_that_holds_a_pickle_is_refused_and_the_api_takes_path
             with pytest.raises(DlbenchError, match="takes a folder or file as a str or Path"):
                 function(value)
 
+    class Place:  # (a path-like object of another library's: read as its path)
+        def __fspath__(self) -> str:
+            return str(run)
+
+    assert Run.open(Place()).folder == run.absolute() and load_model(Place()) is not None
+
 
 def test_a_saved_run_cannot_make_dlbench_import_code(capsys, run, planted, tmp_path):
     saved = run / ".hydra" / "overrides.yaml"

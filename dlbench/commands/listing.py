@@ -27,7 +27,7 @@ def list_command(args: list[str]) -> int:
     args = [a for a in args if a not in named]
     plugins.load_entry_points()
     plugins.load(plugins.named_in(named), "the command line")  # (a preset's: only when your words name them)
-    unnamed = unnamed_plugins(args)
+    unnamed = unnamed_plugins(args, plugins.named_in(named))
     if len(args) > 2:  # (ignored, silently)
         raise DlbenchError(f"dlbench list [KIND] [PATTERN] takes two words at most: {args[2]!r} is a third")
     wanted = args[:1] or list(KINDS)
@@ -54,14 +54,15 @@ def list_command(args: list[str]) -> int:
     return 0
 
 
-def unnamed_plugins(args: list[str]) -> list[str]:
+def unnamed_plugins(args: list[str], yours: list[str]) -> list[str]:
     """The plugins your presets name that this command does not import (a preset's are imported
     when your words choose it, docs/extending.md): a note with the command that lists their
-    components too, or nothing."""
+    components too (`yours`: the plugins it names already), or nothing."""
     unnamed = [p for p in plugins.named_in_user_configs() if p not in plugins.imported()]
+    unnamed = [p for p in unnamed if plugins.plugin_name(p)]  # (one that reads back as itself)
     if not unnamed:
         return []
-    again = terminal.command("list", *args, f"plugins=[{','.join(unnamed)}]")
+    again = terminal.command("list", *args, f"plugins=[{','.join([*yours, *unnamed])}]")
     return [f"note: your presets name plugins, not imported here. With them: {again}"]
 
 

@@ -27,7 +27,7 @@ from dlbench.data.class_folders import ClassFolders
 from dlbench.data.download import extract, fetch
 from dlbench.data.folders import describe, first_fit, has_class_folders, has_images, is_image
 from dlbench.data.image_folder import drop_bad_images
-from dlbench.data.images import open_image
+from dlbench.data.images import checked_size, open_image
 from dlbench.data.transforms import Augmented, normalization
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
@@ -95,6 +95,7 @@ def caltech101(
     no splits: train, val and test are carved, stratified by class (dataset.test_fraction,
     dataset.val_fraction). Images are resized and centre-cropped to image_size; add random
     flips with dataset.augment.hflip=0.5."""
+    image_size = checked_size("caltech101", image_size)
     base = Path(root).expanduser()
     folder = find_caltech(base)
     if folder is None and download:
@@ -202,6 +203,7 @@ def imagenet(
     LOC_synset_mapping.txt when present, else they are the wnids. val/ is the test split (its
     labels are public; ImageNet's test labels are not): evaluate on it each epoch with
     dataset.validate_on=test. dlbench does not download ImageNet (it needs a registration)."""
+    image_size = checked_size("imagenet", image_size)
     base = Path(root).expanduser()
     folder = first_fit(base, ["", "imagenet"], lambda f: (f / "train").is_dir())
     if folder is None:
