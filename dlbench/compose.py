@@ -20,7 +20,7 @@ from dlbench.config_store import store_config_nodes
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 from dlbench.searchpath import SHIPPED as CONFIG_DIR
-from dlbench.searchpath import choice_path, config_dirs, found_here, user_file_behind
+from dlbench.searchpath import choice_path, config_dirs, found_here, user_config_dirs, user_file_behind
 
 COMPONENTS = {
     "model": MODELS,
@@ -173,8 +173,22 @@ def _compose(overrides: list[str], source: str, config_name: str) -> DictConfig:
         raise DlbenchError(
             f"{source}: hydra.job.env_copy names {err.args[0]}, which is not set in this environment"
         ) from err
-    safety.check_config(cfg, source)
+    safety.check_config(cfg, with_files(cfg, source, config_name))
     return cfg
+
+
+def with_files(cfg: DictConfig, source: str, config_name: str) -> str:
+    """`source` and the user's config files the composition read, for a refusal of what came
+    from one of them (a preset's hydra.callbacks was blamed on "the command line")."""
+    paths = [
+        config_name,
+        *(f"{group}/{option}" for group, option in cfg.hydra.runtime.choices.items() if option),
+    ]
+    files = []
+    for path in paths:
+        found = (folder / f"{path}.yaml" for folder in user_config_dirs())
+        files += [str(file) for file in found if file.is_file()][:1]  # (the first found is read)
+    return f"{source} or {', '.join(files)}" if files else source
 
 
 def _explain(err: Exception, overrides: list[str]) -> DlbenchError:

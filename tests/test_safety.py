@@ -145,6 +145,7 @@ def test_a_user_config_folder_cannot_name_an_object_either(capsys, tmp_path):
     code, err = run_main(capsys, "--config-dir", str(tmp_path / "myconfigs"), "experiment=evil", *QUIET)
     assert code == 2, err
     assert "hydra.callbacks.x._target_: pathlib.Path.touch' is refused" in err and not marker.exists()
+    assert f"error: the command line or {folder / 'evil.yaml'}: 'hydra" in err  # (the command line alone)
     code, err = run_main(capsys, "--config-dir", str(tmp_path / "myconfigs"), "experiment=logs", *QUIET)
     assert code == 2 and "hydra.job_logging.formatters.simple.(): os.system' is refused" in err, err
     # a sweep's values are overrides, which become nodes in each job (a review: once text alone
