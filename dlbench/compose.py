@@ -173,6 +173,11 @@ def _compose(overrides: list[str], source: str, config_name: str) -> DictConfig:
         raise DlbenchError(
             f"{source}: hydra.job.env_copy names {err.args[0]}, which is not set in this environment"
         ) from err
+    except RecursionError:  # (it said "The input is nested too deeply to be read")
+        raise DlbenchError(
+            f"{source}: the config files it chooses include each other in a circle: a file's defaults "
+            f"list leads back to it ({', '.join(map(str, user_config_dirs())) or 'your config folders'})"
+        ) from None
     safety.check_config(cfg, with_files(cfg, source, config_name))
     return cfg
 

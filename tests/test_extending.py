@@ -333,6 +333,10 @@ def test_a_users_yaml_for_their_component_starts_from_its_code_and_a_bad_one_is_
     bad.write_text("# @package\nname: x\n")
     result = dlbench(tmp_path, "trainer.epochz=1", "--cfg", "job")
     assert result.returncode == 2 and "Unknown key 'trainer.epochz'" in result.stderr, result.stderr
+    for a, b in (("a", "b"), ("b", "a")):  # (it said "The input is nested too deeply to be read")
+        (bad.parent / f"{a}.yaml").write_text(f"# @package _global_\ndefaults:\n  - /experiment/{b}\n")
+    result = dlbench(tmp_path, "experiment=a", "--cfg", "job")
+    assert result.returncode == 2 and "include each other in a circle" in result.stderr, result.stderr
 
 
 def test_list_imports_no_plugin_a_preset_names_and_says_how_to_list_them(tmp_path):
