@@ -101,3 +101,13 @@ def test_an_empty_csv_with_a_header_is_one_message(tmp_path):
     for header in (True, None):
         with pytest.raises(DlbenchError, match=r"csv: .*e\.csv has no rows"):
             csv_table(path=str(tmp_path / "e.csv"), header=header)
+
+
+def test_a_csv_target_of_numbers_with_one_that_is_not_finite_is_named(tmp_path):
+    """A column of numbers with a nan became a classification of 4 classes ('nan' one of them)."""
+    (tmp_path / "n.csv").write_text("a,b,y\n1,2,nan\n2,3,1.5\n3,4,0.5\n4,5,0.1\n")
+    for target_type in ("auto", "value"):
+        with pytest.raises(DlbenchError, match=r"n\.csv line 2, target y: 'nan' is not a finite number"):
+            csv_table(path=str(tmp_path / "n.csv"), target_type=target_type)
+    (tmp_path / "t.csv").write_text("a,y\n1,cat\n2,nan\n3,dog\n")  # (text: classes, nan one of them)
+    assert csv_table(path=str(tmp_path / "t.csv")).num_classes == 3

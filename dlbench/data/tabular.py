@@ -124,7 +124,7 @@ def csv_table(
     )
     if y_col in x_cols or not x_cols:
         raise DlbenchError(f"csv: the features must be columns other than the target ({names[y_col]})")
-    x_rows, targets = [], []
+    x_rows, targets, lines = [], [], []
     for number, row in enumerate(body, 2 if header else 1):
         if len(row) != len(names):
             raise DlbenchError(
@@ -139,7 +139,15 @@ def csv_table(
             values.append(value)
         x_rows.append(values)
         targets.append(row[y_col].strip())
+        lines.append(number)
     x = torch.tensor(x_rows, dtype=torch.float32)
+    odd = [
+        (n, t) for n, t in zip(lines, targets, strict=True) if is_number(t) and not math.isfinite(float(t))
+    ]
+    if odd and (target_type == "value" or all(is_number(t) for t in targets)):  # (nan: read as a class)
+        raise DlbenchError(
+            f"csv: {file} line {odd[0][0]}, target {names[y_col]}: {odd[0][1]!r} is not a finite number"
+        )
     numeric = all(is_number(t) and math.isfinite(float(t)) for t in targets)
     whole = numeric and all(float(t).is_integer() for t in targets)
     if target_type == "value" or (target_type == "auto" and numeric and not whole):
