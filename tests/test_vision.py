@@ -192,3 +192,14 @@ def test_predict_prepares_a_user_png_like_the_seed(tmp_path):
     x = load_image(png, [1, 28, 28], None)
     assert x.shape == (1, 28, 28)
     assert float(x[0, 0, 0]) < 0.1 and float(x.max()) > 0.9  # white paper became a black background
+
+
+def test_a_cifar_meta_file_of_another_number_of_classes_is_refused(tmp_path):
+    """A batches.meta of 5,000 names made a model of 5,000 outputs (CIFAR-10 has 10 classes)."""
+    import pickle
+
+    folder = write_cifar(tmp_path, per_batch=4)
+    meta = {"label_names": [f"class{i}" for i in range(5000)], "num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    with pytest.raises(DlbenchError, match=r"batches\.meta has no list of 10 class names under 'label_names'"):
+        DATASETS.get("cifar10")(root=str(tmp_path), download=False)

@@ -243,9 +243,10 @@ def _cifar(name: str, hundred: bool, root: str, download: bool, url: str | None)
         raise _missing(name, base, below, files)
     names_key, label_key = ("fine_label_names", "fine_labels") if hundred else ("label_names", "labels")
     names = _read_batch(folder / meta_file).get(names_key)
-    if not isinstance(names, list) or not names:
+    classes = 100 if hundred else 10  # (a meta file of 5,000 names made a model of 5,000 outputs)
+    if not isinstance(names, list) or len(names) != classes:
         raise DlbenchError(
-            f"{folder / meta_file} has no list of class names under '{names_key}'. "
+            f"{folder / meta_file} has no list of {classes} class names under '{names_key}'. "
             "Replace it with the file from the official archive"
         )
 
