@@ -201,5 +201,5 @@ def test_a_cifar_meta_file_of_another_number_of_classes_is_refused(tmp_path):
     folder = write_cifar(tmp_path, per_batch=4)
     meta = {"label_names": [f"class{i}" for i in range(5000)], "num_vis": 3072}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    with pytest.raises(DlbenchError, match=r"batches\.meta has no list of 10 class names under 'label_names'"):
+    with pytest.raises(DlbenchError, match=r"batches\.meta has no list of 10 class names under"):
         DATASETS.get("cifar10")(root=str(tmp_path), download=False)
