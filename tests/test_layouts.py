@@ -212,3 +212,12 @@ def test_an_image_size_below_one_and_a_pair_one_pixel_wide_are_named(tmp_path):
     source = build("paired_images", root=str(facades), download=False, image_size=[16, 16])
     with pytest.raises(DlbenchError, match=r"9\.png is 1 pixel wide: a pair is A and B side by side"):
         [source.train[i] for i in range(len(source.train))]
+
+
+def test_a_line_too_long_to_be_a_name_is_named(tmp_path):
+    """Every name is padded to the longest: a line of 200,000 letters made the data N x 200,000 ids
+    and a step that did not end in minutes."""
+    folder = write_names(tmp_path / "data")
+    (folder / "Long.txt").write_text("Smith\n" + "a" * 200_000 + "\n")
+    with pytest.raises(DlbenchError, match=r"names: .*Long\.txt line 2 is 200,000 characters long: a name"):
+        build("names", root=str(folder), download=False)

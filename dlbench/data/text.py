@@ -90,6 +90,9 @@ def _language_files(folder: Path) -> bool:
     return folder.is_dir() and any(folder.glob("*.txt"))
 
 
+MAX_NAME = 100  # letters: a line of 200,000 made every name as long (N x 200,000 ids in memory)
+
+
 @DATASETS.register("names")
 def names(root: str = "data", download: bool = True, url: str = TUTORIAL_DATA) -> DataSource:
     """Surnames in 18 languages (the char-RNN tutorial's names/<Language>.txt), folded to ASCII
@@ -105,7 +108,12 @@ def names(root: str = "data", download: bool = True, url: str = TUTORIAL_DATA) -
             lines = file.read_text(encoding="utf-8").split("\n")
         except UnicodeDecodeError as err:
             raise DlbenchError(f"names: {file} is not UTF-8 text ({err})") from err
-        for line in lines:
+        for number, line in enumerate(lines, 1):
+            if len(to_ascii(line.strip())) > MAX_NAME:  # (every name is padded to the longest one)
+                raise DlbenchError(
+                    f"names: {file} line {number} is {len(line.strip()):,} characters long: a name has at "
+                    f"most {MAX_NAME} letters"
+                )
             if to_ascii(line.strip()):
                 texts.append(line.strip())
                 labels.append(label)
