@@ -232,8 +232,9 @@ def resume_command(run_dir: Path, cfg: DictConfig) -> str:
     """The command that continues the run this command trained in `run_dir`: resume=, the words
     a resume reads only from the user (searchpath.continue_words), and the plugins this run was
     started with (the user's own words, from the config in memory)."""
-    named = [plugins.plugins_word(list(cfg.plugins))] if cfg.plugins else []
-    return terminal.command(terminal.override("resume", run_dir), *searchpath.continue_words(run_dir), *named)
+    return terminal.command(
+        terminal.override("resume", run_dir), *searchpath.continue_words(run_dir, cfg.plugins)
+    )
 
 
 def stopped(stop: Preempted, run_dir: Path, cfg: DictConfig, sweep_dir: Path | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fnmatch
+import functools
 import itertools
 import os
 from pathlib import Path
@@ -192,7 +193,8 @@ def check_job_folder_name(hydra_node: DictConfig, combination: list[str]) -> Non
     excluded = set(hydra_node.hydra.job.config.override_dirname.exclude_keys or [])
     for override in combination:
         key = terminal.key_of(override)
-        if key not in excluded and "/" in override:
+        hydras = key.lstrip("+~").startswith(("hydra.", "hydra/"))  # (Hydra leaves its own out of the name)
+        if key not in excluded and not hydras and "/" in override:
             raise DlbenchError(
                 f"{override}: this sweep names each job's folder by its overrides "
                 f"(hydra.sweep.subdir={subdir}), and a / would make it two folders. Give the value "
@@ -258,7 +260,8 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
     if mode == "run":
         launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # a torchrun process: its launcher checked
         records = () if launched else rundir.RECORDS
-        rundir.check_new_run(folder, cfg.resume, records, searchpath.continue_words)
+        again = functools.partial(searchpath.continue_words, plugins=cfg.plugins)
+        rundir.check_new_run(folder, cfg.resume, records, again)
     if mode == "multirun":
         subdir = str(cfg.hydra.sweep._get_node("subdir")._value())  # as written: ${hydra.job.num} is fine
         if "${" not in subdir and (

@@ -102,14 +102,16 @@ def chosen_here(folder: Path) -> tuple[str, ...]:
     return tuple(choices_here(saved)) if isinstance(saved, list) else ()
 
 
-def continue_words(folder: Path) -> tuple[str, ...]:
+def continue_words(folder: Path, plugins: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
     """What a command printed to continue the run in `folder` gives besides resume=: the
-    config folders this command named (--config-dir) and the run's choices of ./configs, which
-    a resume reads only where the user's own words name them (rundir.check_new_run,
-    launch.resume_command). Its plugins are not read from the folder: a folder may be someone
-    else's, and the resume then asks the user to name them."""
+    config folders this command named (--config-dir), the run's choices of ./configs, and the
+    `plugins` this command was given, which a resume reads only where the user's own words name
+    them (rundir.check_new_run, launch.resume_command). Plugins are not read from the folder: a
+    folder may be someone else's, and the resume then asks the user to name them."""
+    from dlbench.plugins import plugins_word
+
     named = [word for path in named_dirs() for word in ("--config-dir", str(path))]
-    return (*named, *chosen_here(folder))
+    return (*named, *chosen_here(folder), *([plugins_word(list(plugins))] if plugins else []))
 
 
 def choices_here(overrides: list) -> list[str]:

@@ -199,8 +199,8 @@ def quoted_instead(overrides: list[str]) -> list[str]:
             continue
         except Exception:  # (this one: quoted, does it read?)
             key, equals, value = word.partition("=")
-            if not equals or not key or value.isascii() or value[:1] in ("'", '"'):
-                return []
+            if not equals or not key or value.isascii() or value[:1] in ("'", '"', "[", "{"):
+                return []  # (a list's or a dict's items would need quotes of their own)
             quoted = override(key, value)
             try:
                 parser.parse_override(quoted)

@@ -68,7 +68,10 @@ def train(
                 # it (its sweep; the launching process): there the job's own records may be
                 checked = distributed.world_size() > 1 or sweep_job(hydra_cfg)
                 rundir.check_new_run(
-                    run_dir, cfg.resume, () if checked else rundir.RECORDS, searchpath.continue_words
+                    run_dir,
+                    cfg.resume,
+                    () if checked else rundir.RECORDS,
+                    lambda folder: searchpath.continue_words(folder, cfg.plugins),
                 )
         except BaseException:
             release(write=False)  # adds nothing to the folder's log

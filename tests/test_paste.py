@@ -226,6 +226,8 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
     assert hint == "dlbench 'resume=run 0' 'plugins=[my_net]'", refused.stderr
     resumed = shell(f"{hint} trainer.epochs=2", tmp_path, program="zsh")
     assert resumed.returncode == 0 and "resumed at epoch 1" in (tmp_path / "run 0" / "train.log").read_text()
+    again = shell(f"{hints[0]} {quiet} hydra.run.dir='run 0'", tmp_path)  # (the plugins typed: given back)
+    assert "Continue it with: dlbench 'resume=run 0' 'plugins=[my_net]'  (" in again.stderr, again.stderr
     again = shell(f"dlbench experiment=mine {quiet} hydra.run.dir=\"'run,1'\"", tmp_path)
     hint = re.search(r"Continue it with: (dlbench .*?)  \(", again.stderr).group(1)
     resumed = shell(f"{hint} trainer.epochs=2", tmp_path, program="zsh")  # (it was Hydra's sweep error)

@@ -423,3 +423,16 @@ def test_joblib_jobs_side_by_side_share_the_cores_as_joblib_counts_its_workers(m
             assert torch.get_num_threads() == threads, n_jobs
     finally:
         torch.set_num_threads(kept)
+
+
+def test_a_lesson_sweeps_job_folder_names_leave_hydras_own_settings_out(tmp_path, monkeypatch):
+    """Its "Run all:" hint gave back the user's hydra.run.dir, whose / the check of the job folders'
+    names refused, though Hydra leaves its own settings out of those names."""
+    from dlbench import preflight
+    from dlbench.errors import DlbenchError
+
+    monkeypatch.chdir(tmp_path)
+    words = ["experiment=optimizers", "trainer.epochs=1", "hydra.run.dir=my runs/c d"]
+    preflight.check_command(words, mode="multirun", said=["-m", *words])  # (it raised)
+    with pytest.raises(DlbenchError, match="a / would make it two folders"):
+        preflight.check_command([*words, "trainer.monitor=val/acc"], mode="multirun", said=["-m", *words])

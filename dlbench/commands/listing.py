@@ -62,7 +62,7 @@ def unnamed_plugins(args: list[str], yours: list[str]) -> list[str]:
     unnamed = [p for p in unnamed if plugins.plugin_name(p)]  # (one that reads back as itself)
     if not unnamed:
         return []
-    again = terminal.command("list", *args, f"plugins=[{','.join([*yours, *unnamed])}]")
+    again = terminal.command("list", *args, plugins.plugins_word([*yours, *unnamed]))
     return [f"note: your presets name plugins, not imported here. With them: {again}"]
 
 
