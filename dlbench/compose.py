@@ -191,8 +191,11 @@ def with_files(cfg: DictConfig, source: str, config_name: str) -> str:
     ]
     files = []
     for path in paths:
-        found = (folder / f"{path}.yaml" for folder in user_config_dirs())
-        files += [str(file) for file in found if file.is_file()][:1]  # (the first found is read)
+        found = [folder / f"{path}.yaml" for folder in user_config_dirs()]
+        read = next((file for file in found if file.is_file()), None)  # (the first found is read)
+        shipped = CONFIG_DIR / f"{path}.yaml"  # (a copy of dlbench's own: a source checkout's configs/)
+        if read is not None and not (shipped.is_file() and shipped.read_bytes() == read.read_bytes()):
+            files.append(str(read))
     return f"{source} or {', '.join(files)}" if files else source
 
 

@@ -233,7 +233,7 @@ def resume_command(run_dir: Path, cfg: DictConfig) -> str:
     a resume reads only from the user (searchpath.continue_words), and the plugins this run was
     started with (the user's own words, from the config in memory)."""
     return terminal.command(
-        terminal.override("resume", run_dir), *searchpath.continue_words(run_dir, cfg.plugins)
+        terminal.override("resume", run_dir), *searchpath.continue_words(run_dir, plugins.words(cfg.plugins))
     )
 
 

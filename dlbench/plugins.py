@@ -247,6 +247,11 @@ def plugins_word(names: list[str]) -> str:
     return f"plugins=[{','.join(terminal.override('x', n).split('=', 1)[1] for n in names)}]"
 
 
+def words(names: list[str]) -> tuple[str, ...]:
+    """The command-line word that names these plugins, if any (a printed command's)."""
+    return (plugins_word(list(names)),) if names else ()
+
+
 def _read_back(names: list[str]) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 

@@ -102,16 +102,15 @@ def chosen_here(folder: Path) -> tuple[str, ...]:
     return tuple(choices_here(saved)) if isinstance(saved, list) else ()
 
 
-def continue_words(folder: Path, plugins: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
+def continue_words(folder: Path, plugins: tuple[str, ...] = ()) -> tuple[str, ...]:
     """What a command printed to continue the run in `folder` gives besides resume=: the
     config folders this command named (--config-dir), the run's choices of ./configs, and the
-    `plugins` this command was given, which a resume reads only where the user's own words name
-    them (rundir.check_new_run, launch.resume_command). Plugins are not read from the folder: a
-    folder may be someone else's, and the resume then asks the user to name them."""
-    from dlbench.plugins import plugins_word
-
+    words of the plugins this command was given (`plugins`: plugins.words), which a resume reads
+    only where the user's own words name them (rundir.check_new_run, launch.resume_command).
+    Plugins are not read from the folder: a folder may be someone else's, and the resume then
+    asks the user to name them."""
     named = [word for path in named_dirs() for word in ("--config-dir", str(path))]
-    return (*named, *chosen_here(folder), *([plugins_word(list(plugins))] if plugins else []))
+    return (*named, *chosen_here(folder), *plugins)
 
 
 def choices_here(overrides: list) -> list[str]:

@@ -23,7 +23,7 @@ import yaml
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlbench import files, resume, rundir, searchpath
+from dlbench import files, plugins, resume, rundir, searchpath
 from dlbench.announce import describe_run, print_results, run_info
 from dlbench.build import build_data, build_task, fits_unbuilt
 from dlbench.engine import checkpoint, cluster, distributed
@@ -71,7 +71,7 @@ def train(
                     run_dir,
                     cfg.resume,
                     () if checked else rundir.RECORDS,
-                    lambda folder: searchpath.continue_words(folder, cfg.plugins),
+                    lambda folder: searchpath.continue_words(folder, plugins.words(cfg.plugins)),
                 )
         except BaseException:
             release(write=False)  # adds nothing to the folder's log
