@@ -257,7 +257,6 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
         )
     where = f"under {parent}" if parent else "at the top level"
     hint = [f"Valid keys {where}: {', '.join(sorted(valid))}"] if valid else []
-    closest = did_you_mean(key, valid, prefix=parent and parent + ".")
     # the same key in another part (trainer.validate_on: dataset.validate_on), or at the top
     # (trainer.resume: resume), named first
     elsewhere = [
@@ -265,7 +264,5 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
         for top, node in base.items()
         if top != parent and isinstance(node, DictConfig) and key in node and key != "name"
     ] + ([key] if parent and key in base and not isinstance(base[key], DictConfig) else [])
-    if elsewhere:
-        near = closest.removeprefix(" Did you mean: ").removesuffix("?")
-        closest = f" Did you mean: {', '.join([*elsewhere, *filter(None, near.split(', '))][:4])}?"
+    closest = did_you_mean(key, valid, prefix=parent and parent + ".", first=elsewhere)
     return DlbenchError(f"Unknown key '{full_key}'.{closest}", *hint)

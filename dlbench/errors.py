@@ -110,11 +110,15 @@ def first_line(err: BaseException) -> str:
     return inert(f"{type(err).__name__}: {line}")
 
 
-def did_you_mean(name: str, choices: Iterable[str], n: int = 3, prefix: str = "") -> str:
-    """Return ' Did you mean: a, b?' for the closest choices, or '' when none is close. A key's
-    are named whole, as they are typed (`prefix`: its node, `trainer.`)."""
+def did_you_mean(
+    name: str, choices: Iterable[str], n: int = 3, prefix: str = "", first: Iterable[str] = ()
+) -> str:
+    """Return ' Did you mean: a, b?' for the closest choices (after `first`, named as they are),
+    or '' when there are none. A key's are named whole, as they are typed (`prefix`: its node,
+    `trainer.`)."""
     close = difflib.get_close_matches(str(name), sorted(set(choices)), n=n, cutoff=0.5)
-    return f" Did you mean: {', '.join(prefix + c for c in close)}?" if close else ""
+    named = [*first, *(prefix + c for c in close)]
+    return f" Did you mean: {', '.join(named[:4])}?" if named else ""
 
 
 def lines_of(text: str, given: Iterable[str]) -> tuple[str, ...]:

@@ -31,6 +31,8 @@ from dlbench.errors import DlbenchError, Preempted, StopRequested
 from dlbench.searchpath import ENV as CONFIG_PATH_ENV
 from dlbench.searchpath import SHIPPED, add_config_dir
 
+SHELLS = ("bash", "zsh", "fish")  # (Hydra's completion plugins)
+
 
 def train_command(argv: list[str]) -> int:
     from hydra._internal.utils import get_args_parser
@@ -49,9 +51,9 @@ def train_command(argv: list[str]) -> int:
         raise DlbenchError(
             '--shell-completion takes install=bash (dlbench\'s own: eval "$(dlbench completion bash)")'
         )
-    if args.shell_completion and (
-        odd := [o for o in args.overrides if o.split("=", 1)[1:] not in (["bash"], ["zsh"], ["fish"])]
-    ):  # (Hydra's traceback: "No completion plugin for 'None' found")
+    actions = [o for o in args.overrides if o.split("=", 1)[0] in ("install", "uninstall", "query")]
+    if args.shell_completion and (odd := [o for o in actions if o.split("=", 1)[1] not in SHELLS]):
+        # (Hydra's traceback: "No completion plugin for 'None' found")
         raise DlbenchError(f"--shell-completion {odd[0]}: the shells are bash, zsh and fish (install=bash)")
     if any(terminal.key_of(o) in ("resume", "sweep.resume") and o.endswith("=") for o in args.overrides):
         raise DlbenchError(  # (`resume=$RUN` with RUN unset: it trained a new run, silently)
