@@ -10,11 +10,9 @@ the task that owns them), from a config or from a checkpoint alone.
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -116,15 +114,11 @@ def fits_unbuilt(build: Callable[[bool], torch.nn.Module], weights: dict, what: 
     that declares more than the weights hold (someone's `model.hidden=[100000000000]`: 25 TB) is
     refused as any that does not fit them. (`build(False)`: the build on "meta", which tries
     nothing on a batch; one that fails there is built as it is, and checked after.)"""
-    kept = random.getstate(), np.random.get_state()  # (a build draws: a resume's draws stay as they were)
     try:
-        with torch.random.fork_rng(devices=[]), torch.device("meta"):  # (the CPU's; CUDA's left unread)
+        with torch.device("meta"):  # (its initial weights are drawn from no generator)
             shaped = build(False)
     except Exception:  # noqa: BLE001  (the build for real says what is wrong, if anything is)
         return
-    finally:
-        random.setstate(kept[0])
-        np.random.set_state(kept[1])
     # (a copy: torch notes `assign` in the dict's own _metadata, and a later load of the same
     # dict, a resume's, would then put its tensors in place of the run's, which its optimizer holds)
     shapes = type(weights)(weights)

@@ -20,7 +20,14 @@ from dlbench.config_store import store_config_nodes
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 from dlbench.searchpath import SHIPPED as CONFIG_DIR
-from dlbench.searchpath import choice_path, config_dirs, found_here, user_config_dirs, user_file_behind
+from dlbench.searchpath import (
+    choice_path,
+    config_dirs,
+    found_here,
+    user_config_dirs,
+    user_file,
+    user_file_behind,
+)
 
 COMPONENTS = {
     "model": MODELS,
@@ -60,8 +67,7 @@ def parse(overrides: list[str]) -> list[Override]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
-        why = errors.lines_of(f"Cannot read the command line: {err}", overrides)
-        raise DlbenchError(*why, *terminal.quoted_instead(overrides)) from err
+        raise errors.unreadable(err, overrides) from err
     for o in parsed:
         if not o.key_or_group.split("@")[0].strip():  # `+=x`: Hydra would fail on an assertion
             raise DlbenchError(f"'{o.input_line}' names no key: write KEY=VALUE or GROUP=OPTION")
@@ -189,13 +195,7 @@ def with_files(cfg: DictConfig, source: str, config_name: str) -> str:
         config_name,
         *(f"{group}/{option}" for group, option in cfg.hydra.runtime.choices.items() if option),
     ]
-    files = []
-    for path in paths:
-        found = [folder / f"{path}.yaml" for folder in user_config_dirs()]
-        read = next((file for file in found if file.is_file()), None)  # (the first found is read)
-        shipped = CONFIG_DIR / f"{path}.yaml"  # (a copy of dlbench's own: a source checkout's configs/)
-        if read is not None and not (shipped.is_file() and shipped.read_bytes() == read.read_bytes()):
-            files.append(str(read))
+    files = [str(file) for path in paths if (file := user_file(path)) is not None]
     return f"{source} or {', '.join(files)}" if files else source
 
 

@@ -121,6 +121,17 @@ def did_you_mean(
     return f" Did you mean: {', '.join(named[:4])}?" if named else ""
 
 
+def unreadable(err: Exception, overrides: Iterable[str]) -> DlbenchError:
+    """A command line Hydra's grammar cannot read: its message (`lines_of`), and the word
+    that would read quoted, quoted (terminal.quoted_instead)."""
+    from dlbench.terminal import quoted_instead
+
+    overrides = list(overrides)
+    return DlbenchError(
+        *lines_of(f"Cannot read the command line: {err}", overrides), *quoted_instead(overrides)
+    )
+
+
 def lines_of(text: str, given: Iterable[str]) -> tuple[str, ...]:
     """Another library's message (Hydra's), which quotes what it was `given`, as a DlbenchError's
     lines: its line breaks are its own where nothing given holds one; else it is one line (its

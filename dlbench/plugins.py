@@ -187,8 +187,7 @@ def named_in(overrides: list[str]) -> list[str]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
-        why = errors.lines_of(f"Cannot read the command line: {err}", overrides)
-        raise DlbenchError(*why, *terminal.quoted_instead(overrides)) from err
+        raise errors.unreadable(err, overrides) from err
     names: list[str] = []
     for override in parsed:
         key = override.key_or_group.lstrip("+~")

@@ -68,11 +68,18 @@ def found_here(path: str) -> Path | None:
     here = Path("configs").resolve()
     if here in (folder.resolve() for folder in named_dirs()):  # (`--config-dir configs`: named)
         return None
+    file = user_file(path)
+    return file if file == here / f"{path}.yaml" else None
+
+
+def user_file(path: str) -> Path | None:
+    """The user's file Hydra reads for config `path`: the first of their folders' that has one,
+    unless it is a copy of dlbench's own file of that name (a source checkout's configs/)."""
     for folder in user_config_dirs():
         if (file := folder / f"{path}.yaml").is_file():
-            shipped = SHIPPED / f"{path}.yaml"  # (a copy of dlbench's own: a source checkout's configs/)
+            shipped = SHIPPED / f"{path}.yaml"
             same = shipped.is_file() and shipped.read_bytes() == file.read_bytes()
-            return file if folder == here and not same else None
+            return None if same else file
     return None
 
 

@@ -26,8 +26,9 @@ def list_command(args: list[str]) -> int:
     named = [a for a in args if a.startswith(("plugins=", "+plugins="))]
     args = [a for a in args if a not in named]
     plugins.load_entry_points()
-    plugins.load(plugins.named_in(named), "the command line")  # (a preset's: only when your words name them)
-    unnamed = unnamed_plugins(args, plugins.named_in(named))
+    yours = plugins.named_in(named)
+    plugins.load(yours, "the command line")  # (a preset's: only when your words name them)
+    unnamed = unnamed_plugins(args, yours)
     if len(args) > 2:  # (ignored, silently)
         raise DlbenchError(f"dlbench list [KIND] [PATTERN] takes two words at most: {args[2]!r} is a third")
     wanted = args[:1] or list(KINDS)
