@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             console.print_lines(subcommand_usage(argv[0]), soft_wrap=True)
             return 0
         if argv and argv[0] in COMMANDS:
+            if argv[0] != "train":
+                refuse_config_dir(argv[0], argv[1:])
             return command(argv[0])(argv[1:])
         if argv[:1] == ["help"]:
             print_help()
@@ -173,6 +175,31 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         end_only_named()
+
+
+READ_CONFIGS = ("eval", "predict", "export", "list", "show", "lr-find", "new")  # (compose or read presets)
+
+
+def refuse_config_dir(name: str, args: list[str]) -> None:
+    """--config-dir is training's flag (Hydra's); the other commands read the config folders of
+    DLBENCH_CONFIG_PATH and ./configs. Said, with the command that names the folder that way."""
+    from dlbench import terminal
+    from dlbench.searchpath import ENV
+
+    for i, arg in enumerate(args):
+        flag, equals, folder = arg.partition("=")
+        if flag not in ("--config-dir", "-cd"):
+            continue
+        if name not in READ_CONFIGS:
+            raise DlbenchError(f"dlbench {name} reads no config folder: leave out {flag}")
+        if not equals:
+            folder = args[i + 1] if i + 1 < len(args) else "DIR"
+        rest = [a for j, a in enumerate(args) if j != i and (equals or j != i + 1)]
+        folders = os.pathsep.join(f for f in (folder, os.environ.get(ENV)) if f)  # (yours first)
+        raise DlbenchError(
+            f"dlbench {name} takes no {flag}: it reads the config folders of {ENV} (and ./configs). "
+            f"Name yours there: {ENV}={terminal.shell_word(folders)} {terminal.command(name, *rest)}"
+        )
 
 
 def stopped_outside_a_run(stop: StopRequested) -> int:

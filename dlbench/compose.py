@@ -128,7 +128,7 @@ def compose_with_hydra(overrides: list[str], source: str, config_name: str = "co
     plugins.load_entry_points()
     # (the primary config and the choices named, before Hydra reads them: a primary config's
     # searchpath is imported, a preset's plugins are)
-    check_found_here([config_name, *filter(None, map(choice_path, overrides))])
+    check_found_here(chosen_configs(overrides, config_name))
     plugins.load(plugins.named_in(overrides), "the command line")
     cfg = _compose(overrides, source, config_name)
     check_found_here(f"{group}/{option}" for group, option in cfg.hydra.runtime.choices.items() if option)
@@ -136,6 +136,11 @@ def compose_with_hydra(overrides: list[str], source: str, config_name: str = "co
         plugins.load(unloaded, "your config files")
         cfg = _compose(overrides, source, config_name)
     return cfg
+
+
+def chosen_configs(overrides: list[str], config_name: str) -> list[str]:
+    """The configs a command line names: its primary config and the options it chooses."""
+    return [config_name, *filter(None, map(choice_path, overrides))]
 
 
 def check_found_here(paths: Iterable[str]) -> None:
@@ -169,7 +174,8 @@ def _compose(overrides: list[str], source: str, config_name: str) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as err:
-        if problem := user_file_behind(err):  # a file of the user's that Hydra cannot read
+        # a file of the user's that Hydra cannot read
+        if problem := user_file_behind(err, chosen_configs(overrides, config_name)):
             raise DlbenchError(problem) from err
         if not isinstance(err, ValueError):
             raise _explain(err, overrides) from err

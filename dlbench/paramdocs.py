@@ -8,7 +8,9 @@ comment lines just above it) in the signature, as dlbench's own code writes them
         layers: list[int] | None = None,
     )
 
-`dlbench list models resnet` prints them beside each key's default and type.
+`dlbench list models resnet` prints them beside each key's default and type; `field_docs` reads
+a config dataclass's fields the same way (`dlbench list datasets digits`: the keys every dataset
+has).
 """
 
 from __future__ import annotations
@@ -62,3 +64,21 @@ def _is_parameter(tok: tokenize.TokenInfo) -> bool:
     rest = tok.line[tok.end[1] :].lstrip()
     before = tok.line[: tok.start[1]].rstrip()
     return bool(re.match(r"[:=,)]", rest)) and (before.endswith(("(", ",")) or not before)
+
+
+def field_docs(schema: type) -> dict[str, str]:
+    """A dataclass's fields' comments: the comment lines just above each field, and the one
+    beside it."""
+    import ast
+
+    lines = textwrap.dedent(inspect.getsource(schema)).splitlines()
+    docs: dict[str, str] = {}
+    for node in ast.parse("\n".join(lines)).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            above, row = [], node.lineno - 2  # (the line above the field's, 0-based)
+            while row >= 0 and lines[row].strip().startswith("#"):
+                above.insert(0, lines[row].strip().lstrip("#").strip())
+                row -= 1
+            _, hash_, beside = lines[node.end_lineno - 1][node.end_col_offset :].partition("#")
+            docs[node.target.id] = " ".join([*above, beside.strip()] if hash_ else above)
+    return docs

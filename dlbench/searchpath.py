@@ -12,6 +12,7 @@ same files.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def bad_header(text: str) -> tuple[int, str] | None:
         if not line.startswith("#"):
             break
         header = re.match(HEADER, line)
-        if header and not re.fullmatch(r"\s*[\w.]+\s*", header.group(1)):
+        if header and not re.fullmatch(r"\s*\w+(\.\w+)*\s*", header.group(1)):  # (not `..`)
             return number, line
     return None
 
@@ -203,15 +204,53 @@ def read_user_yaml(path: Path) -> Any:
         raise DlbenchError(f"{path}{where}: not YAML that can be read: {what}") from None
 
 
-def user_file_behind(error: BaseException) -> str | None:
-    """When Hydra fails on a file of the user's: that file's own message (read_user_yaml), so
-    the user learns which file and which line; None when the error is not one of theirs. The
-    file is the one a YAML error names (or whose text it holds), or the one whose bad
-    `# @package` line Hydra quotes."""
+def layout_problem(file: Path, path: str, node: Any) -> str | None:
+    """What is wrong with the layout of a user's config file that reads as YAML (`path`: the
+    config it is, experiment/mine): settings that are not KEY: VALUE lines, or a preset whose
+    keys would land under `experiment.` (without its `# @package _global_` line)."""
+    if node is not None and not isinstance(node, dict):
+        return f"{file}: holds a {type(node).__name__}, where a config file holds settings (KEY: VALUE lines)"
+    if path.split("/")[0] == "experiment" and package(file.read_text()) != "_global_":
+        return (
+            f"{file}: a preset's keys are the run's own (trainer.epochs, model, ...): its first line is "
+            "'# @package _global_', as every preset's is (Hydra reads the header only above any other line)"
+        )
+    return None
+
+
+def package(text: str) -> str | None:
+    """A config file's `# @package` as Hydra reads it: from the `# @...` lines at its top (blank
+    lines between them skipped), not after another line, a comment too."""
+    import re
+
+    for line in text.splitlines():
+        if line.strip() and not re.match(r"\s*#\s*@", line):
+            break
+        if header := re.match(HEADER, line.strip()):
+            return header.group(1).strip()
+    return None
+
+
+def user_file_behind(error: BaseException, chosen: Iterable[str] = ()) -> str | None:
+    """When Hydra fails on a file of the user's: that file's own message (read_user_yaml,
+    layout_problem), so the user learns which file and which line; None when the error is not
+    one of theirs. The file is the config Hydra names ("In 'experiment/mine'") or one of the
+    configs the command `chosen` (experiment/mine: Hydra may name the code's node it merged in
+    the file's package), the one a YAML error names (or whose text it holds), or the one whose
+    bad `# @package` line Hydra quotes."""
     import re
 
     from dlbench.errors import DlbenchError
 
+    named_config = re.match(r"In '([^']+)'", str(error))  # (Hydra names the config it was reading)
+    for path in [*(named_config.groups() if named_config else ()), *chosen]:
+        if (file := user_file(path)) is not None:
+            try:
+                node = read_user_yaml(file)
+            except DlbenchError as problem:
+                return str(problem)
+            if (problem := layout_problem(file, path, node)) is not None:
+                return problem
     mark = getattr(error, "problem_mark", None)
     name, buffer = getattr(mark, "name", None), str(getattr(mark, "buffer", "") or "").rstrip("\0")
     for folder in user_config_dirs():

@@ -39,7 +39,7 @@ def job_row(job_dir: Path) -> dict[str, Any]:
         overrides = ["(unreadable overrides.yaml)"]
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         overrides = ["(unreadable overrides.yaml)"]
-    row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(map(str, overrides))}
+    row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(overrides), "words": overrides}
     error_file = job_dir / "error.txt"
     if (metrics := read_metrics(job_dir)) is not None:
         row["status"] = "ok"
@@ -140,7 +140,7 @@ def newest_sweep(folder: Path) -> Path | None:
 
 def varying_overrides(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """What every job shares, and each job's own overrides (what differs): a label for each."""
-    split = [r["overrides"].split(" ") for r in rows]  # (joined with spaces: job_row)
+    split = [r["words"] for r in rows]  # (one a word: a plugin's path may hold a space)
     shared = set.intersection(*map(set, split)) if len(rows) > 1 else set()
     return sorted(shared), [" ".join(o for o in own if o not in shared) for own in split]
 

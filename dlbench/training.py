@@ -201,9 +201,9 @@ def _train(
         with built_objects_frozen():
             # 5. fit: epochs of training steps, each evaluation logged and checkpointed
             metrics = trainer.fit(task, data, optimizations)
-            # 6. test, once, with the final weights
+            # 6. test, once, with the final weights (measured already where it is the val split)
             if data.size("test"):
-                metrics.update(trainer.evaluate(task, data, "test"))
+                metrics.update(trainer.tested or trainer.evaluate(task, data, "test"))
             trainer.finish_writes()  # the last checkpoint, written while the test ran
         # 7. the final metrics: training and testing alone (the data loaded, the model built)
         metrics["time/fit_and_test_s"] = time.perf_counter() - fit_started

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -108,6 +109,12 @@ def test_list(cli):
         typo = cli("list", *args)  # (a name that matches nothing: it was an empty table, exit 0)
         assert typo.returncode == 2 and f"Unknown {said}" in typo.stderr, typo.stderr
     assert cli("list", "models", "res*").returncode == 0
+    # (digits has no keys of its own: it printed an empty table, and no batch_size anywhere)
+    digits = cli("list", "datasets", "digits")
+    own = digits.stdout.split("keys every")[0]
+    assert "It has no keys of its own" in own and "┃ key" not in own
+    assert re.search(r"dataset\.eval_batch_size\s+│ 512 ", digits.stdout), digits.stdout  # (digits.yaml's)
+    assert "null: the whole split in one batch" in digits.stdout
     for kind in ("models", "experiments"):  # (a pattern that matches none: it was an empty table)
         none = cli("list", kind, "zz*")
         assert none.returncode == 2 and f"No {kind[:-1]} matches 'zz*'" in none.stderr, none.stderr
@@ -231,6 +238,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("-sc", "install=ksh"): "--shell-completion install=ksh: the shells are bash, zsh and fish",
         ("--cfg", "job", "--package", "["): "--package [: list index out of range",
         ("--cfg", "job", "model=mlp,linear"): "model=mlp,linear gives several values, and --cfg prints",
+        ("--cfg", "job", "+trainer.epochz=1"): "Unknown key 'trainer.epochz': nothing reads it",  # (exit 0)
         ("--config-dir", "a:b"): "--config-dir 'a:b': name one folder, whose name holds no ':'",
         ("--config-dir=",): "--config-dir '': name one folder",  # (the current folder, silently)
         ("new", "experiment", "_x"): "'_x': a preset's name cannot start with _",  # (its hint failed)

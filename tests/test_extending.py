@@ -337,6 +337,21 @@ def test_a_users_yaml_for_their_component_starts_from_its_code_and_a_bad_one_is_
         (bad.parent / f"{a}.yaml").write_text(f"# @package _global_\ndefaults:\n  - /experiment/{b}\n")
     result = dlbench(tmp_path, "experiment=a", "--cfg", "job")
     assert result.returncode == 2 and "include each other in a circle" in result.stderr, result.stderr
+    # (Hydra's "Key 'experiment' not in 'RunConfig'", the file not named)
+    layouts = {
+        "": "a preset's keys are the run's own",  # empty
+        "# mine\n# @package _global_\nname: x\n": "its first line is '# @package _global_'",  # ignored
+        "# @package _global_\n- a\n- b\n": "holds a list, where a config file holds settings",
+    }
+    for text, said in layouts.items():
+        bad.write_text(text)
+        result = dlbench(tmp_path, "experiment=bad", "--cfg", "job")
+        assert result.returncode == 2 and f"error: {bad}: " in result.stderr, (text, result.stderr)
+        assert said in result.stderr, (text, result.stderr)
+    (tmp_path / "configs" / "model").mkdir()
+    (tmp_path / "configs" / "model" / "up.yaml").write_text("# @package ..\nname: mlp\n")
+    result = dlbench(tmp_path, "model=up", "--cfg", "job")  # (Hydra's "Key '' not in 'RunConfig'")
+    assert "up.yaml, line 1: '# @package' takes one name" in result.stderr, result.stderr
 
 
 def test_list_imports_no_plugin_a_preset_names_and_says_how_to_list_them(tmp_path):

@@ -66,6 +66,28 @@ def test_validating_on_the_test_split_never_chooses_best_pt_by_it(tmp_path):
     assert "monitor: val/acc" in checkpoint.load(tmp_path / "b")["config"]
 
 
+def test_validating_on_the_test_split_reads_it_once_at_the_end(tmp_path, monkeypatch):
+    """The last epoch's validation on the test split was followed by the test, the same pass
+    again (ImageNet's 50,000 images twice). Now the test takes that pass's figures: the same
+    numbers, the per-class report, the test/ figures; with SWA, whose end changes the weights
+    after it, the test is its own pass."""
+    from dlbench.engine.trainer import Trainer
+
+    passes = []
+    evaluate = Trainer.evaluate
+    counted = lambda self, *a, **k: passes.append(a[2]) or evaluate(self, *a, **k)  # noqa: E731
+    monkeypatch.setattr(Trainer, "evaluate", counted)
+    run = ["dataset.validate_on=test", "trainer.epochs=2", "logger.figures_budget=1"]
+    metrics = train(compose(*run), tmp_path / "a")
+    assert passes == ["val", "test"]
+    assert metrics["val/acc"] == metrics["test/acc"] and metrics["test/loss"] == metrics["val/loss"]
+    assert "time/val_samples_per_s" in metrics and "time/test_samples_per_s" in metrics
+    assert "test/confusion_matrix" in events(tmp_path / "a").Tags()["images"]
+    passes.clear()
+    metrics = train(compose(*run, "trainer.swa_start=1"), tmp_path / "b")
+    assert passes == ["val", "val", "val", "test"] and metrics["test/acc"] == metrics["val/acc"], passes
+
+
 def test_validate_on_a_split_that_is_not_there_is_one_message():
     with pytest.raises(DlbenchError, match="validate_on=test: 'iris' has no test split here"):
         build_data(compose("dataset=iris", "dataset.validate_on=test", "dataset.test_fraction=0"))

@@ -451,3 +451,19 @@ def test_a_value_hydra_cannot_read_unquoted_gets_the_word_quoted_and_it_pastes(t
     word = refused.stderr.split("In quotes, name=abc_ü reads as text: ", 1)[1].strip()
     pasted = shell(f"dlbench {word} --cfg job", tmp_path)
     assert pasted.returncode == 0 and "name: abc_ü\n" in pasted.stdout, pasted.stderr[-2000:]
+
+
+def test_a_config_dir_given_to_another_command_gets_the_command_that_names_it_and_it_pastes(tmp_path):
+    """`--config-dir` is training's flag; `list`, `eval`, ... said "Unknown list kind" or their
+    usage. They now give the command with the folder in DLBENCH_CONFIG_PATH, which lists it."""
+    (tmp_path / "my confs" / "experiment").mkdir(parents=True)
+    preset = "# @package _global_\ntrainer:\n  epochs: 1\n"
+    (tmp_path / "my confs" / "experiment" / "mine.yaml").write_text(preset)
+    refused = shell("dlbench list experiments --config-dir 'my confs'", tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "mine" not in refused.stdout
+    printed = refused.stderr.split("Name yours there: ", 1)[1].strip()
+    pasted = shell(printed, tmp_path)
+    assert pasted.returncode == 0 and "mine" in pasted.stdout, (printed, pasted.stderr)
+    board = shell("dlbench board -cd x", tmp_path)
+    assert board.returncode == 2 and "dlbench board reads no config folder" in board.stderr

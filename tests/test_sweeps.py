@@ -436,3 +436,16 @@ def test_a_lesson_sweeps_job_folder_names_leave_hydras_own_settings_out(tmp_path
     preflight.check_command(words, mode="multirun", said=["-m", *words])  # (it raised)
     with pytest.raises(DlbenchError, match="a / would make it two folders"):
         preflight.check_command([*words, "trainer.monitor=val/acc"], mode="multirun", said=["-m", *words])
+
+
+def test_what_jobs_share_keeps_each_override_whole(tmp_path):
+    """A plugin's path with a space was two words of the `shared:` line (the overrides were
+    split on spaces)."""
+    from dlbench import summary
+
+    for job, seed in (("0", 0), ("1", 1)):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        words = f"- plugins=[my dir/net.py]\n- trainer.seed={seed}\n"
+        (tmp_path / job / ".hydra" / "overrides.yaml").write_text(words)
+    shared, own = summary.varying_overrides(summary.collect([tmp_path]))
+    assert shared == ["plugins=[my dir/net.py]"] and own == ["trainer.seed=0", "trainer.seed=1"]

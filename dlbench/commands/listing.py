@@ -44,7 +44,13 @@ def list_command(args: list[str]) -> int:
         if not names:  # (it was an empty table, exit 0)
             raise DlbenchError(*no_match(registry.kind, pattern, registry.names("*")).lines, *unnamed)
         if len(names) == 1 and names[0] == pattern:
-            console.print(component_table(registry, pattern))
+            table = component_table(registry, pattern)
+            if table.row_count:
+                console.print(table)
+            else:  # (an empty table)
+                console.print(table.title, "It has no keys of its own.", soft_wrap=True)
+            if kind == "datasets":
+                console.print(shared_table(pattern))
             continue
         rows = [(name, registry.origin(name), registry.description(name)) for name in names]
         table = listing_table(kind, rows)
@@ -87,6 +93,35 @@ def component_table(registry, name: str) -> Table:
     )
     for row in rows:
         table.add_row(*row)
+    return table
+
+
+def shared_table(name: str) -> Table:
+    """The keys every dataset has (config.DataConfig), with the values dataset=NAME gives them."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from dlbench.config import DataConfig, schema_hints
+    from dlbench.paramdocs import field_docs
+    from dlbench.typecheck import describe
+
+    try:
+        values = OmegaConf.to_container(compose.compose_config([f"dataset={name}"]).dataset, resolve=False)
+    except DlbenchError:  # (a plugin's dataset with no config file: the code's defaults)
+        values = dataclasses.asdict(DataConfig())
+    hints, docs = schema_hints(DataConfig), field_docs(DataConfig)
+    table = new_table(
+        f"keys every dataset has, as dataset={name} sets them",
+        *("key", "value", "type", "meaning"),
+        gives_way=("meaning",),
+        title_justify="left",
+    )
+    for key in hints:
+        if key != "name":
+            value = values.get(key)
+            shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+            table.add_row(f"dataset.{key}", shown, describe(hints[key]), docs.get(key, ""))
     return table
 
 

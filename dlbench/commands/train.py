@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from rich.text import Text
 
-from dlbench import compose, errors, files, launch, preflight, rundir, summary, terminal
+from dlbench import compose, errors, files, launch, preflight, rundir, summary, terminal, validation
 from dlbench.commands.runs import check_saved_overrides, override_value, resume_overrides
 from dlbench.config_store import new_run_id
 from dlbench.engine import cluster
@@ -276,6 +276,10 @@ def print_config(overrides: list[str], args, said: list[str]) -> int:
             f"{several[0]} gives several values, and --cfg prints the config of one run: give one"
         )
     cfg = compose.compose_with_hydra(overrides, "the command line", args.config_name or "config")
+    job = cfg.copy()
+    with open_dict(job):
+        del job["hydra"]
+    validation.validate(job, components=False)  # (what a run refuses is refused here: +trainer.epochz=1)
     note_a_sweep(cfg, overrides, said)
     if args.cfg == "job":
         with open_dict(cfg):

@@ -72,6 +72,7 @@ class Trainer:
         self.epoch_means: BatchMeans | None = None  # the epoch in training's (for a checkpoint)
         self.carried: dict[str, Any] = {}  # a resumed epoch's step values so far (`carry`)
         self.last_rates: dict[str, float] | None = None  # of a per-step schedule's epoch's last step
+        self.tested: dict[str, float] | None = None  # the test split's figures, measured in `validate`
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, task: Task) -> None:
@@ -205,7 +206,7 @@ class Trainer:
             # the epoch's train/ figures are read (a device sync) only where someone reads them
             metrics = self.train_metrics(task, means, optimizations) if report or self.plateau else {}
             if report and data.size("val"):
-                metrics.update(self.evaluate(task, data, "val", figures=last or self.log.figures_due()))
+                metrics.update(self.validate(task, data, last))
             # (less the writing of kept step values, which may be earlier epochs')
             metrics["time/epoch_s"] = time.perf_counter() - start - (self.log.step_writes_s - written)
             for opt in optimizations.values():
@@ -437,6 +438,17 @@ class Trainer:
         self.log.step_scalars({f"train/running_{k}": v for k, v in window.items()}, self.state.step)
 
     @torch.no_grad()
+    def validate(self, task: Task, data: DataModule, last: bool) -> dict[str, float]:
+        """An epoch's val/ figures. Where val/ is the test split (dataset.validate_on=test), the
+        last epoch's pass is the test, whose figures the run's test then takes (`tested`): the
+        weights it measures are the ones tested, as nothing after it changes them but SWA's end
+        (ImageNet's 50,000 images read once, not twice; that epoch draws test/ figures, not val/)."""
+        swa = self.average is not None and self.average.kind == "swa"
+        if last and data.validate_on == "test" and not swa:
+            self.tested = self.evaluate(task, data, "test")
+            return {key.replace("test", "val", 1): value for key, value in self.tested.items()}
+        return self.evaluate(task, data, "val", figures=last or self.log.figures_due())
+
     def evaluate(self, task: Task, data: DataModule, split: str, figures: bool = True) -> dict[str, float]:
         """Average the task's evaluation step over a split, plus the split's metrics; and with
         `figures`, its figures in TensorBoard."""
