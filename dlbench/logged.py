@@ -2,7 +2,8 @@
 or the epoch) and its last picture of each figure (a confusion matrix, a grid of samples).
 
 Run folders may come from someone else: only regular files are read (a FIFO named like an
-event file would never end), and a picture is kept only if it is a PNG of at most MAX_PICTURE
+event file would never end), not links nor in a linked tb/ (another run's curves, or a file
+elsewhere, in a report meant to be mailed), and a picture is kept only if it is a PNG of at most MAX_PICTURE
 bytes, which is what TensorBoard's `add_figure` writes.
 """
 
@@ -12,6 +13,8 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from dlbench import files
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_PICTURE = 1 << 23  # 8 MiB: a 700x700 confusion matrix is ~40 kB
@@ -29,7 +32,9 @@ def read(folder: Path) -> tuple[Curves, dict[str, tuple[int, bytes]]]:
 
     use_c_checksums()  # (the records' checksums checked in C, not in tensorboard's pure Python)
     tb = folder / "tb"
-    if not tb.is_dir() or not all(p.is_file() for p in tb.iterdir() if "tfevents" in p.name):
+    if not tb.is_dir() or tb.is_symlink():  # (the events of the run itself: a link leads elsewhere)
+        return {}, {}
+    if not all(files.plain_file(p) for p in tb.iterdir() if "tfevents" in p.name):
         return {}, {}
     # every scalar; one picture a tag, which TensorBoard's reservoir keeps as the last one logged
     guidance = {"scalars": 0, "images": 1, "tensors": 1, "histograms": 1}

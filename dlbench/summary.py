@@ -59,7 +59,8 @@ def failed_jobs(sweep_dir: Path) -> list[str]:
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
+    # (a sweep's jobs are its own folders: a link to another run is not one of them)
+    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.is_symlink() and (p / ".hydra").is_dir()]
     return sorted(dirs, key=lambda p: (len(p.name), p.name))
 
 
@@ -220,4 +221,5 @@ def best_trial_command(config: DictConfig, params: dict[str, Any]) -> str:
     the keys searched) with the best values (as the sweeper wrote them: Hydra's override text)."""
     searched = {str(key) for key in params}
     words = [w for w in config.hydra.overrides.task if terminal.key_of(w) not in searched]
-    return terminal.command(*words, *(f"{key}={value}" for key, value in params.items()))
+    best = [terminal.override(k, v) if isinstance(v, str) else f"{k}={v}" for k, v in params.items()]
+    return terminal.command(*words, *best)  # (a text in quotes where Hydra would read it otherwise: a,b)

@@ -120,6 +120,8 @@ def test_caltech101_in_every_layout_users_have(tmp_path):
         assert source.class_names == list(CALTECH_CLASSES), root  # no BACKGROUND_Google
         assert len(source.train) == 30 and source.val is None and source.test is None
     assert source.train[0][0].shape == (3, 16, 16)
+    with pytest.raises(DlbenchError, match=r"caltech101: dataset.image_size=\[0, 16\]: give \[height"):
+        build("caltech101", root=str(tmp_path), download=False, image_size=[0, 16])  # (torch's, at batch 1)
     data = DataModule(source, DataConfig(name="caltech101", test_fraction=0.2, val_fraction=0.125))
     assert (data.size("train"), data.size("val"), data.size("test")) == (21, 3, 6)
     assert sorted(data.splits["test"][i][1] for i in range(6)) == [0, 0, 1, 1, 2, 2]  # stratified
@@ -157,6 +159,8 @@ def test_imagenet_standard_layout_and_the_devkit(tmp_path):
     )  # the same random crop for the same (seed, epoch, index)
     source.train.epoch = 1
     assert not torch.equal(source.train[0][0], x)  # another epoch, another crop
+    with pytest.raises(DlbenchError, match=r"imagenet: dataset.image_size=\[16\]: give \[height"):
+        build("imagenet", root=str(base), image_size=[16])
 
     flat = write_imagenet(tmp_path / "flat", flat_val=True)  # flat val/ and the devkit archive
     source = build("imagenet", root=str(flat), image_size=[16, 16])

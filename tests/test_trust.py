@@ -887,7 +887,7 @@ def test_more_of_a_shared_folder_is_refused_before_anything_is_written(capsys, t
     assert "\\udcff" in (tmp_path / "table.csv").read_text()
 
 
-def test_a_report_and_compare_read_no_file_through_a_link(capsys, run, tmp_path):
+def test_a_report_and_compare_read_no_file_through_a_link(capsys, run, trained, tmp_path):
     """A review: a shared run's .hydra/config.yaml linked to /proc/self/environ put the
     environment's secrets into the report's page, a page meant to be mailed."""
     secret = tmp_path / "secret.txt"
@@ -901,6 +901,19 @@ def test_a_report_and_compare_read_no_file_through_a_link(capsys, run, tmp_path)
     assert code == 0 and "SECRET" not in (tmp_path / "r.html").read_text(), err
     code, out, err = dlbench(capsys, "compare", str(run))
     assert "SECRET" not in out + err
+    # (a review: tb/ linked to another run's put its curves and pictures in the page; a sweep's
+    # job folder linked to another run put that run's config in it)
+    private = Path(shutil.copytree(trained, tmp_path / "private"))
+    (private / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.00123456\n")
+    shutil.rmtree(run / "tb")
+    (run / "tb").symlink_to(private / "tb", target_is_directory=True)
+    code, out, err = dlbench(capsys, "report", str(run), "--out", str(tmp_path / "t.html"))
+    assert code == 0 and "<img" not in (tmp_path / "t.html").read_text(), err
+    sweep = tmp_path / "sweep"
+    shutil.copytree(trained, sweep / "0")
+    (sweep / "1").symlink_to(private, target_is_directory=True)
+    code, out, err = dlbench(capsys, "compare", str(sweep))
+    assert code == 0 and "0.00123456" not in out + err and "│ 0 " in out, out + err
 
 
 def test_no_output_file_is_written_through_a_link_and_no_archive_replaces_a_file(tmp_path):
