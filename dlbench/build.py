@@ -96,6 +96,26 @@ def build_task(
     return task
 
 
+def check_batch_norm_batches(task: Task, data: DataModule, batch_size: int | None) -> None:
+    """A model with BatchNorm cannot train on a batch of one sample (one value a channel has no
+    variance: torch's error at that batch, an epoch in). Refused before the run, with batch
+    sizes that leave no batch of one (the training split's last batch is what is left over)."""
+    samples = data.size("train")
+    size = batch_size or samples
+    if samples < 2 or (size > 1 and samples % size != 1):
+        return
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in task.modules()):
+        return
+    fits = [b for b in range(2, min(samples, size + 64) + 1) if samples % b != 1]
+    closest = sorted(fits, key=lambda b: abs(b - size))[:2]
+    left = "every batch is one sample" if size == 1 else f"its {samples} samples leave a last batch of one"
+    raise DlbenchError(
+        f"dataset.batch_size={batch_size}: {left}, and the model's BatchNorm cannot train on one sample "
+        f"(a batch statistic of one value). Choose a batch size that leaves none, or two or more, over: "
+        f"{' or '.join(f'dataset.batch_size={b}' for b in sorted(closest))}"
+    )
+
+
 def built_to_fit(build: Callable[[bool], torch.nn.Module], weights: dict, what: str) -> torch.nn.Module:
     """What `build` builds from a saved run's config (a checkpoint's, an export's .yaml), its saved
     `weights` loaded, once `fits_unbuilt` has found they fit."""

@@ -11,7 +11,8 @@ as a whole, `hydra.*` included, before Hydra starts:
 - no string may build such a key through a resolver (`${oc.create:...}`, `${oc.decode:...}`);
 - logging configs (`hydra.job_logging`, `hydra.hydra_logging`) may name only standard handler
   and formatter classes, never a `()` factory;
-- `hydra.job.env_set` may not set variables that make a process load code (LD_PRELOAD, PYTHON*);
+- `hydra.job.env_set` sets only the variables of an allow-list (threads, GPUs, diagnostics: none
+  makes a process load code, as LD_PRELOAD, PYTHON* or CXX would);
 - the Optuna sweeper's `custom_search_space` (a function it would import) must stay unset.
 
 Overrides read back from a checkpoint or a run folder pass an allow-list first
@@ -46,6 +47,17 @@ LOGGING_CLASSES = {
     "logging.handlers.WatchedFileHandler",
 }
 LOGGING_TEXT_KEYS = ("filename", "format", "datefmt", "level")
+# What hydra.job.env_set may set: an allow-list of variables that tune a run (threads, GPUs,
+# NCCL's and torch's diagnostics), none of which makes a program load code; any other name
+# (LD_PRELOAD, PYTHONSTARTUP, CXX: TorchInductor runs that compiler, ...) is set in the shell.
+ENV_SET = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES", "CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG", "PYTORCH_CUDA_ALLOC_CONF",
+    "NCCL_DEBUG", "NCCL_DEBUG_SUBSYS", "NCCL_SOCKET_IFNAME", "NCCL_IB_DISABLE", "NCCL_P2P_DISABLE",
+    "TORCH_NCCL_BLOCKING_WAIT", "TORCH_NCCL_ASYNC_ERROR_HANDLING", "TORCH_DISTRIBUTED_DEBUG",
+    "TORCH_CPP_LOG_LEVEL", "TORCH_SHOW_CPP_STACKTRACES", "TOKENIZERS_PARALLELISM", "HYDRA_FULL_ERROR",
+)  # fmt: skip
+# hydra.job.env_copy copies the user's own environment into a job (Slurm's): what it may not copy
 CODE_LOADING_ENV = re.compile(r"^(LD_|DYLD_|PYTHON|BASH_ENV$|ENV$|PATH$|PERL5|NODE_OPTIONS$|RUBYOPT$)")
 SHIPPED_CONFIGS = SHIPPED
 
@@ -119,9 +131,12 @@ def check_config(cfg: DictConfig, source: str = "the config") -> None:
                     f"{', '.join(LOGGING_TEXT_KEYS)} may be interpolated (a node built elsewhere "
                     "escapes these checks)"
                 )
-        if path in ("hydra.job.env_set", "hydra.job.env_copy") and CODE_LOADING_ENV.match(
-            str(value if path.endswith("env_copy") else key)
-        ):
+        if path == "hydra.job.env_set" and key not in ENV_SET:
+            raise DlbenchError(
+                f"{source}: '{where}' is refused: hydra.job.env_set sets only variables that make no "
+                f"program load code ({', '.join(ENV_SET)}); set {key} in your shell"
+            )
+        if path == "hydra.job.env_copy" and CODE_LOADING_ENV.match(str(value)):
             raise DlbenchError(
                 f"{source}: '{where}' is refused: it would set a variable that makes programs load code"
             )

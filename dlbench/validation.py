@@ -173,6 +173,8 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         raise DlbenchError(
             f"dataset.num_workers={data.num_workers}: must be 0 (load in this process) or more"
         )
+    if not 0 <= data.split_seed < 2**32:  # (torch's generator keeps 32 bits: 2**32 drew seed 0's split)
+        raise DlbenchError(f"dataset.split_seed={data.split_seed}: must be from 0 to 2**32-1")
     for key in ("val_fraction", "test_fraction"):
         if not 0 <= getattr(data, key) < 1:
             raise DlbenchError(f"dataset.{key}={getattr(data, key)}: must be in [0, 1)")

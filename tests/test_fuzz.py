@@ -307,6 +307,25 @@ def test_a_saved_override_that_is_used_again_sets_no_place(request, key, value):
     assert not list(places(OmegaConf.to_container(cfg))), saved
 
 
+@settings(max_examples=200 * SCALE, **FUZZ)
+@given(name=st.one_of(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,24}", fullmatch=True), hostile_text))
+@example(name="CXX")  # (TorchInductor runs it: a review, past a list of the names known to load code)
+def test_hydra_job_env_set_sets_only_the_variables_of_its_allow_list(request, name):
+    """Whatever its name, a variable hydra.job.env_set sets is refused unless it is on the
+    allow-list (safety.ENV_SET), from a config file or the command line alike."""
+    from omegaconf import OmegaConf
+
+    from dlbench import safety
+
+    count(request, "hydra.job.env_set names")
+    cfg = OmegaConf.create({"hydra": {"job": {"env_set": {name: "x"}}}})
+    if name in safety.ENV_SET:
+        safety.check_config(cfg)
+    else:
+        with pytest.raises(DlbenchError, match="is refused"):  # (by this rule, or another: _target_)
+            safety.check_config(cfg)
+
+
 # ---- what compare, summary and board read: metrics, names, overrides, errors ----------------------
 
 

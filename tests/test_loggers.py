@@ -268,12 +268,15 @@ def test_every_logger_is_closed_and_a_failure_to_close_does_not_hide_the_runs_ow
 
 def test_a_sweeps_jobs_share_an_experiment_and_its_resume_continues_their_runs(cli, tmp_path):
     """A real sweep: one MLflow experiment and one W&B group for its jobs; finished in a second
-    go with sweep.resume, a job that had not finished continues its MLflow and W&B runs."""
+    go with sweep.resume, a job that had not finished continues its MLflow and W&B runs. Its
+    jobs run at once (joblib), on a store that is new: each made its tables, and all but one
+    failed ("table _alembic_tmp_experiments already exists"), until the sweep made it first."""
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep = ["-m", "optimizer.lr=0.01,0.001", *QUIET[:2], "trainer.epochs=1", "hydra.sweep.dir=sweep",
-             "logger.backends=[tensorboard,mlflow,wandb]", f"logger.mlflow.tracking_uri={uri}"]  # fmt: skip
+             "logger.backends=[tensorboard,mlflow,wandb]", f"logger.mlflow.tracking_uri={uri}",
+             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]  # fmt: skip
     assert cli(*sweep).returncode == 0
     jobs = sorted(p.parent for p in (tmp_path / "sweep").glob("*/.hydra"))
     (jobs[1] / "metrics.json").unlink()  # as if it had been stopped after its last checkpoint
@@ -325,11 +328,13 @@ def test_a_tracking_server_that_does_not_answer_is_one_message_at_once(cli, tmp_
         port = s.getsockname()[1]
     started = time.perf_counter()
     uri = f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}"
-    result = cli("logger.backends=[mlflow]", uri, *QUIET[:2])
+    result = cli("logger.backends=[tensorboard,mlflow]", uri, *QUIET[:2])
     assert result.returncode == 2 and time.perf_counter() - started < 120, result.stderr[-2000:]
     assert "error: logger mlflow could not start" in result.stderr and "Retrying" not in result.stderr
     run_dir = next((tmp_path / "outputs" / "digits_mlp").iterdir())
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.json").exists()
+    # (TensorBoard had started first: the events of a run that never trained, in `board`)
+    assert not (run_dir / "tb").exists()
 
 
 def test_a_tracking_server_that_goes_away_mid_run_lets_the_run_go_on(cli, tmp_path, monkeypatch):

@@ -79,6 +79,7 @@ def run(trained, tmp_path) -> Path:
         "+model.extra={_target_:os.system,_args_:['touch MARKER']}",
         "hydra.job_logging.handlers.file.class=subprocess.Popen",
         "+hydra.job.env_set.LD_PRELOAD=/tmp/evil.so",
+        "+hydra.job.env_set.CXX=/tmp/evil.sh",  # (TorchInductor runs it, with trainer.compile=true)
         "+model.extra='${oc.decode:${oc.env:EVIL}}'",
     ],
 )
@@ -514,8 +515,8 @@ def test_hydra_flags_and_sweeps_cannot_smuggle_code_past_the_checks(capsys, tmp_
     assert code == 2 and "--experimental-rerun is not supported" in err and not marker.exists()
 
     # a logging handler built by interpolation from a node the logging checks do not see
-    env = ["+hydra.job.env_set.class=zipfile.ZipFile", f"+hydra.job.env_set.file={tmp_path / 'x.zip'}"]
-    code, err = run_main(capsys, *env, "+hydra.job_logging.handlers.pwn=${hydra.job.env_set}", *QUIET)
+    env = ["+dataset.extra.class=zipfile.ZipFile", f"+dataset.extra.file={tmp_path / 'x.zip'}"]
+    code, err = run_main(capsys, *env, "+hydra.job_logging.handlers.pwn=${dataset.extra}", *QUIET)
     assert code == 2 and "only filename, format, datefmt, level may be interpolated" in err
     assert not (tmp_path / "x.zip").exists()
 

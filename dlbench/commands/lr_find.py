@@ -109,7 +109,7 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
     import torch
     from omegaconf import OmegaConf
 
-    from dlbench.build import build_data, build_task
+    from dlbench.build import build_data, build_task, check_batch_norm_batches
     from dlbench.engine.device import resolve_device, seed_everything
     from dlbench.engine.logging import setup_console
     from dlbench.engine.trainer import Trainer
@@ -122,6 +122,7 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
     device = resolve_device(str(cfg.device.type))
     data.place(device)
     task = build_task(cfg, data.info, data)
+    check_batch_norm_batches(task, data, cfg.dataset.batch_size)
     settings = OmegaConf.to_object(cfg.trainer)  # the one trainer: every step's loss, nothing kept
     settings.checkpoint, settings.log_every_n_steps, settings.nonfinite = False, 1, "off"
     settings.monitor, settings.monitor_mode, settings.patience = "train/loss", "min", None

@@ -118,6 +118,10 @@ def train_command(argv: list[str]) -> int:
         sweeper = hydra_node.hydra.runtime.choices.get("hydra/sweeper") if hydra_node is not None else None
         if args.multirun and sweeper == "basic":  # the same grid, its jobs composed once, not twice
             overrides = [*overrides, "hydra/sweeper=checked"]  # (hydra_plugins/dlbench_sweeper.py)
+        if args.multirun and any("mlflow" in cfg.logger.backends for cfg in checked):
+            from dlbench.engine.loggers import prepare_stores
+
+            prepare_stores(checked)  # (jobs that start at once would each make a new store's tables)
         started = True
         sweep_dir = folder if args.multirun else None
         return run_checked(argv, args, overrides, checked, one_run, sweep_dir, said, sweeper)

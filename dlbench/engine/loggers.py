@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import logging
 import os
 import secrets
 import time
@@ -133,28 +134,38 @@ class MLflow:
     ID_FILE = ".mlflow_run_id"
     tracker = True  # a failure once started lets it go, not the run (RunLogger.let_go)
 
-    def start(self, run: RunInfo) -> None:
+    @staticmethod
+    def store(options: dict[str, Any]) -> str:
+        """The tracking URI of logger.mlflow.* (`options`)."""
+        return options.get("tracking_uri") or f"sqlite:///{(Path('outputs') / 'mlflow.db').absolute()}"
+
+    @staticmethod
+    def experiment(uri: str, name: str) -> tuple[Any, str]:
+        """A client of the store, and the id of its experiment `name`, made if it is new (with a
+        SQLite store: the store too, its artifacts beside its database)."""
         import mlflow
 
-        from dlbench import files
-
-        uri = (
-            run.options["mlflow"].get("tracking_uri")
-            or f"sqlite:///{(Path('outputs') / 'mlflow.db').absolute()}"
-        )
+        # (dlbench says what fails, in one line: MLflow's own log printed a new store's INFO
+        # lines, and a store gone mid-run as two tracebacks before that line)
+        logging.getLogger("mlflow").setLevel(logging.CRITICAL)
         artifacts = None  # (a server's own; MLflow puts a SQLite store's in ./mlruns, wherever you are)
         if uri.startswith("sqlite:///"):
             store = Path(uri.removeprefix("sqlite:///"))
             store.parent.mkdir(parents=True, exist_ok=True)
             artifacts = (store.parent / "mlartifacts").absolute().as_uri()  # beside its database
-        self.client = mlflow.MlflowClient(tracking_uri=uri)
+        client = mlflow.MlflowClient(tracking_uri=uri)
         with tried_once():  # (a server that does not answer: one message now, not in four minutes)
-            experiment = self.client.get_experiment_by_name(run.experiment)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment
-            else self.client.create_experiment(run.experiment, artifact_location=artifacts)
-        )
+            experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return client, experiment.experiment_id
+        return client, client.create_experiment(name, artifact_location=artifacts)
+
+    def start(self, run: RunInfo) -> None:
+        import mlflow
+
+        from dlbench import files
+
+        self.client, experiment_id = self.experiment(self.store(run.options["mlflow"]), run.experiment)
         id_file = run.folder / self.ID_FILE
         if run.resumed_step is not None and id_file.is_file():
             self.run_id = id_file.read_text().strip()
@@ -197,6 +208,28 @@ class MLflow:
         """The MLflow run's status: FINISHED, FAILED (an error stopped the run), or KILLED (Ctrl-C,
         a signal: a run that saved its checkpoint to be resumed)."""
         self.client.set_terminated(self.run_id, status=outcome.upper())
+
+
+def prepare_stores(configs: list[Any]) -> None:
+    """Before a sweep's jobs start: each SQLite MLflow store they log to, made with their
+    experiments, once (jobs that ran at once each made its tables: all but one failed, "table
+    _alembic_tmp_experiments already exists"). A server makes its own, one request at a time."""
+    from dlbench.errors import DlbenchError, first_line
+
+    made = set()
+    for cfg in configs:
+        if "mlflow" not in cfg.logger.backends:
+            continue
+        uri = MLflow.store(dict(cfg.logger.mlflow))
+        if uri.startswith("sqlite:///") and (uri, str(cfg.name)) not in made:
+            try:
+                MLflow.experiment(uri, str(cfg.name))
+            except Exception as err:  # (as when a run starts it)
+                raise DlbenchError(
+                    f"logger mlflow could not start ({first_line(err)}); check logger.mlflow.* or "
+                    "leave mlflow out of logger.backends"
+                ) from err
+            made.add((uri, str(cfg.name)))
 
 
 class WandB:

@@ -236,11 +236,15 @@ class RunLogger:
         self.figures.took(seconds)
 
     def open(self, backends: list[str], run: RunInfo) -> None:
-        """Start each of logger.backends (engine/loggers.py) once every part of the run is built."""
+        """Start each of logger.backends (engine/loggers.py) once every part of the run is built:
+        the trackers (MLflow, W&B) first, so one that cannot start (a wrong address, Ctrl-C
+        while it connects) stops the run before TensorBoard's files make its folder a run's."""
         from dlbench.engine.loggers import create
 
-        for name in backends:
-            backend = create(name)
+        created = [create(name) for name in backends]
+        for name, backend in sorted(
+            zip(backends, created, strict=True), key=lambda pair: not getattr(pair[1], "tracker", False)
+        ):
             backend.name = name
             try:
                 with self.writing(backend, starting=True):
@@ -253,6 +257,7 @@ class RunLogger:
                     f"check logger.{name}.* or leave {name} out of logger.backends"
                 ) from err
             self.backends.append(backend)
+        self.backends.sort(key=created.index)  # (in the order given)
         self.run = run
 
     @property
