@@ -24,6 +24,7 @@ from dlbench.searchpath import (
     choice_path,
     config_dirs,
     found_here,
+    read_user_yaml,
     user_config_dirs,
     user_file,
     user_file_behind,
@@ -132,7 +133,8 @@ def compose_with_hydra(overrides: list[str], source: str, config_name: str = "co
     plugins.load(plugins.named_in(overrides), "the command line")
     cfg = _compose(overrides, source, config_name)
     check_found_here(f"{group}/{option}" for group, option in cfg.hydra.runtime.choices.items() if option)
-    if unloaded := [p for p in cfg.plugins if p not in plugins.imported()]:  # named in the user's configs
+    named = cfg.get("plugins") or []  # (a config.yaml of the user's, not dlbench's, may have none)
+    if unloaded := [p for p in named if p not in plugins.imported()]:  # named in the user's configs
         plugins.load(unloaded, "your config files")
         cfg = _compose(overrides, source, config_name)
     return cfg
@@ -170,6 +172,7 @@ def check_found_here(paths: Iterable[str]) -> None:
 def _compose(overrides: list[str], source: str, config_name: str) -> DictConfig:
     store_config_nodes(file_options())  # every registered component is an option: model=tiny_net
     check_group_choices(overrides)
+    check_searchpath(overrides, config_name, source)
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
@@ -192,6 +195,26 @@ def _compose(overrides: list[str], source: str, config_name: str) -> DictConfig:
         ) from None
     safety.check_config(cfg, with_files(cfg, source, config_name))
     return cfg
+
+
+def check_searchpath(overrides: list[str], config_name: str, source: str) -> None:
+    """`hydra.searchpath` (the command line's, or the primary config file's, which Hydra reads
+    before anything is composed) names folders only: `pkg://MODULE` made Hydra import MODULE, a
+    config folder's config.yaml running code before any check. An allow-list of schemes: a
+    path, file:// and structured:// (the code's nodes)."""
+    given = [(source, o.value()) for o in parse(overrides) if o.get_key_element() == "hydra.searchpath"]
+    if (file := user_file(config_name)) is not None:
+        primary = read_user_yaml(file)
+        hydra_node = primary.get("hydra") if isinstance(primary, dict) else None
+        given.append((str(file), hydra_node.get("searchpath") if isinstance(hydra_node, dict) else None))
+    for where, listed in given:
+        for value in listed if isinstance(listed, list) else [listed]:
+            scheme, found, _ = str(value).partition("://")
+            if value is not None and found and scheme not in ("file", "structured"):
+                raise DlbenchError(
+                    f"{where}: hydra.searchpath {value} is refused: Hydra would import the module "
+                    "it names to find it. Name config folders with --config-dir DIR or DLBENCH_CONFIG_PATH"
+                )
 
 
 def with_files(cfg: DictConfig, source: str, config_name: str) -> str:

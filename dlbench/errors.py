@@ -195,3 +195,18 @@ def as_user_error(err: BaseException) -> BaseException:
     if isinstance(err, OSError) and err.filename is not None:
         return DlbenchError(f"{err.filename}: {err.strerror or err}")
     return err
+
+
+def environ_number(name: str, default: int) -> int:
+    """A whole number a launcher puts in the environment (torchrun's WORLD_SIZE, Slurm's
+    SLURM_RESTART_COUNT): one message where it is not one (it was "unexpected error", exit 1)."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise DlbenchError(
+            f"{name}={value!r} in the environment is not a whole number: torchrun and Slurm set it; "
+            "unset it to run on your own"
+        ) from None

@@ -374,3 +374,19 @@ done
     for line, completion in expected.items():
         assert f"{line} -> {completion}\n" in out, out
     assert Path(tmp_path / "completion.bash").read_text().startswith("# dlbench's bash completion")
+
+
+def test_a_launchers_environment_that_is_not_its_own_is_one_message(cli, tmp_path, monkeypatch):
+    """WORLD_SIZE=abc was "unexpected error" (exit 1); DLBENCH_RUN_ID=../../x put the run's folder
+    outside outputs/ (it names the run's folder, as name= does, which is checked)."""
+    cases = {
+        "WORLD_SIZE": ("abc", "WORLD_SIZE='abc' in the environment is not a whole number"),
+        "LOCAL_WORLD_SIZE": ("x", "LOCAL_WORLD_SIZE='x' in the environment is not a whole number"),
+        "DLBENCH_RUN_ID": ("../../escaped", "DLBENCH_RUN_ID='../../escaped': one folder name"),
+    }
+    for name, (value, said) in cases.items():
+        monkeypatch.setenv(name, value)
+        result = cli("trainer.epochs=1", "trainer.progress=none")
+        monkeypatch.delenv(name)
+        assert result.returncode == 2 and said in result.stderr, (name, result.stderr)
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "escaped").exists()

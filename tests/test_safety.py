@@ -132,7 +132,7 @@ def test_a_sweep_folders_jobs_are_data(capsys, run, tmp_path):
     assert "0/.hydra/overrides.yaml: the saved override" in err and not marker.exists()
 
 
-def test_a_user_config_folder_cannot_name_an_object_either(capsys, tmp_path):
+def test_a_user_config_folder_cannot_name_an_object_either(capsys, tmp_path, monkeypatch):
     marker = tmp_path / "PWNED"
     folder = tmp_path / "myconfigs" / "experiment"
     folder.mkdir(parents=True)
@@ -162,6 +162,18 @@ def test_a_user_config_folder_cannot_name_an_object_either(capsys, tmp_path):
             capsys, "--config-dir", str(tmp_path / "myconfigs"), "-m", f"experiment={preset}"
         )
         assert code == 2 and said in err, err
+    # (a primary config's hydra.searchpath, which Hydra reads before anything is composed:
+    # pkg://MODULE imported MODULE, before any check)
+    (tmp_path / "plantedpkg").mkdir()
+    (tmp_path / "plantedpkg" / "__init__.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "myconfigs" / "config.yaml").write_text("hydra:\n  searchpath: [pkg://plantedpkg]\n")
+    code, err = run_main(capsys, "--config-dir", str(tmp_path / "myconfigs"), "--cfg", "job")
+    assert code == 2 and "config.yaml: hydra.searchpath pkg://plantedpkg is refused" in err, err
+    (tmp_path / "myconfigs" / "config.yaml").unlink()
+    code, err = run_main(capsys, "hydra.searchpath=[pkg://plantedpkg]", *QUIET)
+    assert code == 2 and "the command line: hydra.searchpath pkg://plantedpkg is refused" in err, err
+    assert not marker.exists()
 
 
 class WritesAFile:

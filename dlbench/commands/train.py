@@ -80,6 +80,10 @@ def train_command(argv: list[str]) -> int:
         add_config_dir(args.config_dir)  # searched before the shipped tree, here and in every job
     if not saved_env["DLBENCH_RUN_ID"]:  # the checks and Hydra name the same folder
         os.environ["DLBENCH_RUN_ID"] = new_run_id()
+    elif not validation.RUN_NAME.fullmatch(given := saved_env["DLBENCH_RUN_ID"]) or set(given) == {"."}:
+        raise DlbenchError(  # (it names the run's folder under outputs/NAME: ../../x put it elsewhere)
+            f"DLBENCH_RUN_ID={given!r}: one folder name (letters, digits, . _ - + = , @), or leave it unset"
+        )
     lock, started, made = None, False, []
     try:
         # the user's own words, as a printed hint gives them back (their config folder and name too)
@@ -142,7 +146,7 @@ def usage_error(message: str):
 
 def in_torchrun_group() -> bool:
     """A process torchrun started for a run of several (read without importing torch)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return errors.environ_number("WORLD_SIZE", 1) > 1
 
 
 def distributed_run(cfg: DictConfig) -> bool:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlbench import files, terminal
 from dlbench.engine.signals import STOP_SIGNALS
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, environ_number
 
 SLURM_CHECK_S = 30  # slurmctld checks time limits every 30 s: the warning may come this much early
 MIN_WORK_S = 10  # a job must be able to start before the warning can come
@@ -80,7 +80,7 @@ def in_job() -> bool:
 
 def requeue_count() -> int:
     """How many times Slurm has requeued this job (0 outside Slurm)."""
-    return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    return environ_number("SLURM_RESTART_COUNT", 0)
 
 
 def requeue_note() -> str:
@@ -145,7 +145,7 @@ def torchrun_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[s
     from dlbench.engine import distributed
     from dlbench.errors import Preempted
 
-    nodes = int(os.environ.get("SLURM_JOB_NUM_NODES") or 1)
+    nodes = environ_number("SLURM_JOB_NUM_NODES", 1)
     if nodes != cfg.trainer.nodes:
         raise DlbenchError(f"trainer.nodes={cfg.trainer.nodes}, but this Slurm job has {nodes} node(s)")
     argv = [*overrides, terminal.override("hydra.run.dir", run_dir), "hydra.output_subdir=null"]

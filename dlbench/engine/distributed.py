@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from dlbench import terminal
-from dlbench.errors import DlbenchError, Preempted, first_line
+from dlbench.errors import DlbenchError, Preempted, environ_number, first_line
 
 
 def rank() -> int:
@@ -42,11 +42,11 @@ def is_main() -> bool:
 
 def local_world_size() -> int:
     """The processes of this run on this machine (torchrun's LOCAL_WORLD_SIZE)."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+    return environ_number("LOCAL_WORLD_SIZE", world_size())
 
 
 def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
+    return environ_number("LOCAL_RANK", 0)
 
 
 def init(use_cuda: bool, timeout_s: float) -> None:
