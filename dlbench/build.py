@@ -96,23 +96,44 @@ def build_task(
     return task
 
 
-def check_batch_norm_batches(task: Task, data: DataModule, batch_size: int | None) -> None:
-    """A model with BatchNorm cannot train on a batch of one sample (one value a channel has no
-    variance: torch's error at that batch, an epoch in). Refused before the run, with batch
-    sizes that leave no batch of one (the training split's last batch is what is left over)."""
-    samples = data.size("train")
-    size = batch_size or samples
+def check_batch_norm_batches(
+    task: Task, data: DataModule, batch_size: int | None, processes: int = 1
+) -> None:
+    """A BatchNorm layer cannot train on one value a channel (no variance: torch's error at that
+    batch, an epoch in). Where a process's training data leaves a last batch of one sample (or
+    every batch is one), a forward pass of two samples on a copy of the model finds the layers
+    that would see one value a channel from it (a convolution's map of one pixel, a BatchNorm1d
+    after a Linear; not a map of 4x4), and the run is refused before it starts, with batch sizes
+    that fit. Inputs other than one tensor of info.input_shape (names, sentences) are not tried."""
+    samples = -(-data.size("train") // processes)  # (a process's share: the sampler's)
+    size = (batch_size or data.size("train")) // processes
     if samples < 2 or (size > 1 and samples % size != 1):
         return
-    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in task.modules()):
+    layers = [m for m in task.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    shape = data.info.input_shape
+    if not layers or not isinstance(shape, list):
+        return
+    per_sample: list[int] = []
+    hooks = [m.register_forward_pre_hook(lambda m, x: per_sample.append(x[0][0].numel() // x[0].shape[1]))
+             for m in layers]  # fmt: skip
+    try:
+        with torch.no_grad():
+            copy.deepcopy(task.model).cpu().train()(torch.zeros(2, *shape))
+    except Exception:  # (an input it does not take: the trial step says so)
+        return
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if 1 not in per_sample:
         return
     fits = [b for b in range(2, min(samples, size + 64) + 1) if samples % b != 1]
-    closest = sorted(fits, key=lambda b: abs(b - size))[:2]
+    closest = sorted(b * processes for b in sorted(fits, key=lambda b: abs(b - size))[:2])
     left = "every batch is one sample" if size == 1 else f"its {samples} samples leave a last batch of one"
+    left += " on each process" if processes > 1 else ""
     raise DlbenchError(
-        f"dataset.batch_size={batch_size}: {left}, and the model's BatchNorm cannot train on one sample "
-        f"(a batch statistic of one value). Choose a batch size that leaves none, or two or more, over: "
-        f"{' or '.join(f'dataset.batch_size={b}' for b in sorted(closest))}"
+        f"dataset.batch_size={batch_size}: {left}, and a BatchNorm "
+        "layer of the model cannot train on one value a channel. Choose a batch size that leaves none, or "
+        f"two or more, over: {' or '.join(f'dataset.batch_size={b}' for b in closest)}"
     )
 
 

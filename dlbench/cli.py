@@ -182,23 +182,30 @@ READ_CONFIGS = ("eval", "predict", "export", "list", "show", "lr-find", "new")  
 
 def refuse_config_dir(name: str, args: list[str]) -> None:
     """--config-dir is training's flag (Hydra's); the other commands read the config folders of
-    DLBENCH_CONFIG_PATH and ./configs. Said, with the command that names the folder that way."""
+    DLBENCH_CONFIG_PATH and ./configs. Said, with the command that names the folder that way
+    where it pastes (a folder given, whose name holds no os.pathsep). Words after `--`, or an
+    option's value (`new ... --from -cd`), are not flags."""
     from dlbench import terminal
     from dlbench.searchpath import ENV
 
     for i, arg in enumerate(args):
+        if arg == "--":
+            return
         flag, equals, folder = arg.partition("=")
-        if flag not in ("--config-dir", "-cd"):
+        after_option = i > 0 and args[i - 1].startswith("-") and "=" not in args[i - 1]
+        if flag not in ("--config-dir", "-cd") or after_option:
             continue
         if name not in READ_CONFIGS:
             raise DlbenchError(f"dlbench {name} reads no config folder: leave out {flag}")
         if not equals:
-            folder = args[i + 1] if i + 1 < len(args) else "DIR"
+            folder = args[i + 1] if i + 1 < len(args) else ""
+        said = f"dlbench {name} takes no {flag}: it reads the config folders of {ENV} (and ./configs)"
+        if not folder or os.pathsep in folder:
+            raise DlbenchError(f"{said}: set {ENV} to your config folder before the command")
         rest = [a for j, a in enumerate(args) if j != i and (equals or j != i + 1)]
         folders = os.pathsep.join(f for f in (folder, os.environ.get(ENV)) if f)  # (yours first)
         raise DlbenchError(
-            f"dlbench {name} takes no {flag}: it reads the config folders of {ENV} (and ./configs). "
-            f"Name yours there: {ENV}={terminal.shell_word(folders)} {terminal.command(name, *rest)}"
+            f"{said}. Name yours there: {ENV}={terminal.shell_word(folders)} {terminal.command(name, *rest)}"
         )
 
 

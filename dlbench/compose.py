@@ -200,8 +200,8 @@ def _compose(overrides: list[str], source: str, config_name: str) -> DictConfig:
 def check_searchpath(overrides: list[str], config_name: str, source: str) -> None:
     """`hydra.searchpath` (the command line's, or the primary config file's, which Hydra reads
     before anything is composed) names folders only: `pkg://MODULE` made Hydra import MODULE, a
-    config folder's config.yaml running code before any check. An allow-list of schemes: a
-    path, file:// and structured:// (the code's nodes)."""
+    config folder's config.yaml running code before any check (structured://MODULE too). An
+    allow-list: a folder's path, or file://, with no interpolation (Hydra resolves one)."""
     given = [(source, o.value()) for o in parse(overrides) if o.get_key_element() == "hydra.searchpath"]
     if (file := user_file(config_name)) is not None:
         primary = read_user_yaml(file)
@@ -210,10 +210,11 @@ def check_searchpath(overrides: list[str], config_name: str, source: str) -> Non
     for where, listed in given:
         for value in listed if isinstance(listed, list) else [listed]:
             scheme, found, _ = str(value).partition("://")
-            if value is not None and found and scheme not in ("file", "structured"):
+            if value is not None and ((found and scheme != "file") or "${" in str(value)):
                 raise DlbenchError(
-                    f"{where}: hydra.searchpath {value} is refused: Hydra would import the module "
-                    "it names to find it. Name config folders with --config-dir DIR or DLBENCH_CONFIG_PATH"
+                    f"{where}: hydra.searchpath {value} is refused: it names folders only (a path or "
+                    "file://PATH, no ${...}; Hydra imports the module of pkg:// or structured://). "
+                    "Name config folders with --config-dir DIR or DLBENCH_CONFIG_PATH"
                 )
 
 

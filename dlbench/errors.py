@@ -190,6 +190,11 @@ def as_user_error(err: BaseException) -> BaseException:
         return DlbenchError(
             f"Out of memory: {first[:300]}. Make the model smaller, or lower dataset.batch_size"
         )
+    if isinstance(err, ValueError) and "Expected more than 1 value per channel when training" in str(err):
+        return DlbenchError(  # (a batch the check before the run could not foresee: build.py's)
+            f"A BatchNorm layer got one value a channel ({first_line(err)}): a batch of one sample. "
+            "Choose a dataset.batch_size that leaves no last batch of one"
+        )
     if isinstance(err, RecursionError):  # a file or a value nested thousands deep
         return DlbenchError(f"The input is nested too deeply to be read ({err})")
     if isinstance(err, OSError) and err.filename is not None:

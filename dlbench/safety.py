@@ -140,6 +140,12 @@ def check_config(cfg: DictConfig, source: str = "the config") -> None:
             raise DlbenchError(
                 f"{source}: '{where}' is refused: it would set a variable that makes programs load code"
             )
+    job = OmegaConf.select(cfg, "hydra.job", default=None)
+    if isinstance(job, DictConfig) and OmegaConf.is_interpolation(job, "env_set"):  # (its names unseen)
+        raise DlbenchError(
+            f"{source}: 'hydra.job.env_set: {job._get_node('env_set')._value()}' is refused: name its "
+            "variables themselves (hydra.job.env_set.NAME=VALUE), from the allow-list"
+        )
     for name in OmegaConf.select(cfg, "hydra.job.env_copy", default=None) or []:
         if name not in os.environ:
             raise DlbenchError(

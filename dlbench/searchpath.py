@@ -220,15 +220,16 @@ def layout_problem(file: Path, path: str, node: Any) -> str | None:
 
 def package(text: str) -> str | None:
     """A config file's `# @package` as Hydra reads it: from the `# @...` lines at its top (blank
-    lines between them skipped), not after another line, a comment too."""
+    lines between them skipped), not after another line, a comment too; the last one counts."""
     import re
 
+    found = None
     for line in text.splitlines():
         if line.strip() and not re.match(r"\s*#\s*@", line):
             break
         if header := re.match(HEADER, line.strip()):
-            return header.group(1).strip()
-    return None
+            found = header.group(1).strip()
+    return found
 
 
 def user_file_behind(error: BaseException, chosen: Iterable[str] = ()) -> str | None:

@@ -174,8 +174,8 @@ def _train(
     # (with several processes each has the same parts: the single process's check covers them)
     parts = f"model={cfg.model.name}, task={type(task).__name__} and dataset={cfg.dataset.name}"
     step = None
+    check_batch_norm_batches(task, data, cfg.dataset.batch_size, distributed.world_size())
     if distributed.world_size() == 1:
-        check_batch_norm_batches(task, data, cfg.dataset.batch_size)
         optimizers = {name: o.optimizer for name, o in optimizations.items()}
         step = trial_step(task, data.loader("train"), device, parts, cfg.trainer.channels_last, optimizers)
     if device.type == "cpu":  # trainer.threads=auto: that step, timed, decides

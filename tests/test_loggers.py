@@ -301,6 +301,20 @@ def test_a_sweeps_jobs_share_an_experiment_and_its_resume_continues_their_runs(c
         assert (run["project"], run["run_group"], run["display_name"]) == ("digits_mlp", "sweep", job.name)
 
 
+def test_a_sweeps_store_named_by_hydras_own_settings_is_made_by_its_jobs():
+    """(a review) `tracking_uri=sqlite:///${hydra:sweep.dir}/m.db` is known in each job only: the
+    store made before the jobs start was an "unexpected error" there (HydraConfig was not set)."""
+    from omegaconf import OmegaConf
+
+    from dlbench.engine.loggers import prepare_stores
+
+    cfg = compose.compose_config(
+        ["logger.backends=[mlflow]", "logger.mlflow.tracking_uri=sqlite:///${hydra:sweep.dir}/m.db"]
+    )
+    prepare_stores([cfg])  # (nothing to make, and no error)
+    assert OmegaConf.is_interpolation(cfg.logger.mlflow, "tracking_uri")
+
+
 def test_a_backend_that_is_not_installed_or_not_known_is_one_message(cli, monkeypatch):
     import importlib.util
 

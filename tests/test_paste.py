@@ -467,3 +467,8 @@ def test_a_config_dir_given_to_another_command_gets_the_command_that_names_it_an
     assert pasted.returncode == 0 and "mine" in pasted.stdout, (printed, pasted.stderr)
     board = shell("dlbench board -cd x", tmp_path)
     assert board.returncode == 2 and "dlbench board reads no config folder" in board.stderr
+    # (a review: an option's value, or no folder, gave a command that did not paste)
+    new = shell("dlbench new experiment x --from -cd", tmp_path)
+    assert new.returncode == 2 and "takes no -cd" not in new.stderr and "Unknown experiment" in new.stderr
+    bare = shell("dlbench list -cd", tmp_path)
+    assert "set DLBENCH_CONFIG_PATH to your config folder" in bare.stderr and "Name yours" not in bare.stderr

@@ -171,8 +171,15 @@ def test_a_user_config_folder_cannot_name_an_object_either(capsys, tmp_path, mon
     code, err = run_main(capsys, "--config-dir", str(tmp_path / "myconfigs"), "--cfg", "job")
     assert code == 2 and "config.yaml: hydra.searchpath pkg://plantedpkg is refused" in err, err
     (tmp_path / "myconfigs" / "config.yaml").unlink()
-    code, err = run_main(capsys, "hydra.searchpath=[pkg://plantedpkg]", *QUIET)
-    assert code == 2 and "the command line: hydra.searchpath pkg://plantedpkg is refused" in err, err
+    # (a review: structured:// imports its module too; an interpolation is resolved by Hydra)
+    for listed in ("[pkg://plantedpkg]", "[structured://plantedpkg]", "['${oc.env:SP}']"):
+        monkeypatch.setenv("SP", "pkg://plantedpkg")
+        code, err = run_main(capsys, f"hydra.searchpath={listed}", *QUIET)
+        assert code == 2 and "the command line: hydra.searchpath" in err and "is refused" in err, err
+    # (a review: env_set made an interpolation of a node whose names the allow-list never saw)
+    via = ["+dataset.extra.LD_PRELOAD=/tmp/evil.so", "hydra.job.env_set=${dataset.extra}"]
+    code, err = run_main(capsys, *via, *QUIET)
+    assert code == 2 and "'hydra.job.env_set: ${dataset.extra}' is refused" in err, err
     assert not marker.exists()
 
 

@@ -798,3 +798,24 @@ def test_a_resumed_optimizer_state_is_stepped_as_this_run_steps_it(tmp_path):
         stepped(twin, after, 3)
         results.append(twin.weight.detach().clone())
     torch.testing.assert_close(results[0], results[1], atol=1e-6, rtol=0)
+
+
+def test_batch_norm_is_refused_a_batch_of_one_only_where_it_would_see_one_value_a_channel():
+    """A last batch of one sample: torch's error an epoch in (exit 1) where a BatchNorm layer sees
+    one value a channel (a 1x1 map, a BatchNorm1d); a map of 4x4 trains on it, and is not refused."""
+    import dataclasses
+
+    from dlbench.build import build_data, build_task, check_batch_norm_batches
+
+    cfg = compose.compose_config(["model=resnet", "trainer.progress=none"])
+    data = build_data(cfg)
+    task = build_task(cfg, data.info, data)
+    with pytest.raises(
+        DlbenchError, match="dataset.batch_size=431: its 1294 samples leave a last batch of one"
+    ):
+        check_batch_norm_batches(task, data, 431)  # (8x8 digits: ResNet's last maps are 1x1)
+    check_batch_norm_batches(task, data, 430)  # (a last batch of 4)
+    with pytest.raises(DlbenchError, match="its 647 samples leave a last batch of one on each process"):
+        check_batch_norm_batches(task, data, 4, processes=2)  # (two per process: 647 = 323 x 2 + 1)
+    data.info = dataclasses.replace(data.info, input_shape=[1, 32, 32])  # (its last maps: 4x4)
+    check_batch_norm_batches(task, data, 431)

@@ -98,18 +98,13 @@ def component_table(registry, name: str) -> Table:
 
 def shared_table(name: str) -> Table:
     """The keys every dataset has (config.DataConfig), with the values dataset=NAME gives them."""
-    import dataclasses
-
     from omegaconf import OmegaConf
 
     from dlbench.config import DataConfig, schema_hints
     from dlbench.paramdocs import field_docs
     from dlbench.typecheck import describe
 
-    try:
-        values = OmegaConf.to_container(compose.compose_config([f"dataset={name}"]).dataset, resolve=False)
-    except DlbenchError:  # (a plugin's dataset with no config file: the code's defaults)
-        values = dataclasses.asdict(DataConfig())
+    values = OmegaConf.to_container(compose.compose_config([f"dataset={name}"]).dataset, resolve=False)
     hints, docs = schema_hints(DataConfig), field_docs(DataConfig)
     table = new_table(
         f"keys every dataset has, as dataset={name} sets them",

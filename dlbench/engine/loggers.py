@@ -214,13 +214,17 @@ def prepare_stores(configs: list[Any]) -> None:
     """Before a sweep's jobs start: each SQLite MLflow store they log to, made with their
     experiments, once (jobs that ran at once each made its tables: all but one failed, "table
     _alembic_tmp_experiments already exists"). A server makes its own, one request at a time."""
+    from omegaconf import OmegaConf
+
     from dlbench.errors import DlbenchError, first_line
 
     made = set()
     for cfg in configs:
-        if "mlflow" not in cfg.logger.backends:
-            continue
-        uri = MLflow.store(dict(cfg.logger.mlflow))
+        if "mlflow" not in cfg.logger.backends or OmegaConf.is_interpolation(
+            cfg.logger.mlflow, "tracking_uri"
+        ):
+            continue  # (${hydra:sweep.dir}/m.db: known in each job, which makes it then)
+        uri = MLflow.store({"tracking_uri": cfg.logger.mlflow.tracking_uri})
         if uri.startswith("sqlite:///") and (uri, str(cfg.name)) not in made:
             try:
                 MLflow.experiment(uri, str(cfg.name))

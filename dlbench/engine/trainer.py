@@ -437,7 +437,6 @@ class Trainer:
             log.info(f"[{epoch + 1}, {self.state.epoch_step:5d}] {name}: {value:.3f}")
         self.log.step_scalars({f"train/running_{k}": v for k, v in window.items()}, self.state.step)
 
-    @torch.no_grad()
     def validate(self, task: Task, data: DataModule, last: bool) -> dict[str, float]:
         """An epoch's val/ figures. Where val/ is the test split (dataset.validate_on=test), the
         last epoch's pass is the test, whose figures the run's test then takes (`tested`): the
@@ -449,6 +448,7 @@ class Trainer:
             return {key.replace("test", "val", 1): value for key, value in self.tested.items()}
         return self.evaluate(task, data, "val", figures=last or self.log.figures_due())
 
+    @torch.no_grad()
     def evaluate(self, task: Task, data: DataModule, split: str, figures: bool = True) -> dict[str, float]:
         """Average the task's evaluation step over a split, plus the split's metrics; and with
         `figures`, its figures in TensorBoard."""
