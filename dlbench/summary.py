@@ -221,5 +221,4 @@ def best_trial_command(config: DictConfig, params: dict[str, Any]) -> str:
     the keys searched) with the best values (as the sweeper wrote them: Hydra's override text)."""
     searched = {str(key) for key in params}
     words = [w for w in config.hydra.overrides.task if terminal.key_of(w) not in searched]
-    best = [terminal.override(k, v) if isinstance(v, str) else f"{k}={v}" for k, v in params.items()]
-    return terminal.command(*words, *best)  # (a text in quotes where Hydra would read it otherwise: a,b)
+    return terminal.command(*words, *(f"{key}={value}" for key, value in params.items()))

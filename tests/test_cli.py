@@ -244,7 +244,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("dataset.split_seed=-5",): "dataset.split_seed=-5: must be from 0 to 2**32-1",
         # (torch's "Expected more than 1 value per channel when training", exit 1, in epoch 1)
         ("dataset.batch_size=431", "model.norm=batch"): "dataset.batch_size=431: its 1294 samples leave a "
-        "last batch of one, and the model's BatchNorm cannot train on one sample",
+        "last batch of one, and a BatchNorm layer of the model cannot train on one value a channel",
         ("--config-dir", "a:b"): "--config-dir 'a:b': name one folder, whose name holds no ':'",
         ("--config-dir=",): "--config-dir '': name one folder",  # (the current folder, silently)
         ("new", "experiment", "_x"): "'_x': a preset's name cannot start with _",  # (its hint failed)

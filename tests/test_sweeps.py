@@ -257,23 +257,6 @@ def test_optuna_search_of_three_trials(cli, tmp_path):
     assert done.returncode == 0 and "test/acc" in done.stdout, done.stderr[-2000:]
 
 
-def test_the_best_trials_command_gives_back_each_value_as_it_was():
-    """A categorical value with a comma or a space was written bare: pasted, a sweep of two
-    values (or Hydra's syntax error)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
-    from dlbench.summary import best_trial_command
-
-    config = OmegaConf.create({"hydra": {"overrides": {"task": ["experiment=mlp_mnist"]}}})
-    params = {"model.activation": "a,b c", "optimizer.lr": 0.01, "model.norm": "true", "trainer.ema": True}
-    words = shlex.split(best_trial_command(config, params))[1:]
-    parsed = OverridesParser.create().parse_overrides(words)
-    assert {o.key_or_group: o.value() for o in parsed[1:]} == params and not any(
-        o.is_sweep_override() for o in parsed
-    )
-
-
 def test_a_sweep_preset_without_dash_m_says_so(cli, tmp_path):
     result = cli("experiment=optimizers", "--cfg", "job")
     assert result.returncode == 0, result.stderr
