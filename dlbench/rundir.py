@@ -122,7 +122,8 @@ def check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
             f"{flag} {path}: name a {' or '.join(suffixes)} file (it is written over if it exists)"
         )
     if not path.parent.is_dir():
-        raise DlbenchError(f"{path}: no such folder {path.parent} (make it first, or write elsewhere)")
+        what = "is a file, not a folder" if path.parent.exists() else "is no folder here"
+        raise DlbenchError(f"{path}: {path.parent} {what} (make the folder first, or write elsewhere)")
     if os.path.lexists(path) and not os.path.isfile(path):  # (a folder, a FIFO, a broken link)
         raise DlbenchError(f"{flag} {path}: it is there and is not a file: name a file")
     folder = path.parent

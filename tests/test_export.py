@@ -99,6 +99,7 @@ def test_what_cannot_be_exported_is_refused_with_the_reason(cli, tmp_path, train
         f"hydra.run.dir={run}",
     ]
     assert cli(*args).returncode == 0
+    (tmp_path / "afile").write_text("")
     for out, extra, message in [
         ("s.onnx", [], "takes a model whose input is a float tensor of a fixed shape; this one reads"),
         ("s.pt2", [], "Export its weights with --format state_dict or safetensors"),
@@ -107,7 +108,8 @@ def test_what_cannot_be_exported_is_refused_with_the_reason(cli, tmp_path, train
         ("", [], "argument --out: an empty name"),  # (no name: it was an unexpected error)
         (".", [], "--out .: name a .pt or .pth"),  # (a folder)
         ("s.pt", ["--opset", "12"], "--opset is ONNX's operator set: it does nothing for --format"),
-        ("new/s.pt", [], "new/s.pt: no such folder new (make it first, or write elsewhere)"),  # (was made)
+        ("new/s.pt", [], "new/s.pt: new is no folder here (make the folder first, or write elsewhere)"),
+        ("afile/s.pt", [], "afile/s.pt: afile is a file, not a folder"),  # (it said "no such folder")
     ]:
         result = cli("export", str(run), "--out", out, *extra)
         assert result.returncode == 2 and message in result.stderr, (out, result.stderr)
@@ -123,7 +125,7 @@ def test_what_cannot_be_exported_is_refused_with_the_reason(cli, tmp_path, train
     assert result.returncode == 2 and "--format onnx needs onnxruntime: pip install 'dlbench[export]'" in (
         result.stderr
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s2s"]  # nothing written by a refusal
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "s2s"]  # nothing written by a refusal
 
 
 def test_load_model_reads_only_what_export_writes_and_takes_plugins_as_a_list(tmp_path):

@@ -434,7 +434,7 @@ def test_user_errors_exit_2_with_a_message_naming_the_problem(capsys, run, tmp_p
         (["dataset.num_workers=-1"], "dataset.num_workers=-1: must be 0"),
         (["trainer.seed=18446744073709551617"], "trainer.seed=18446744073709551617: must be below 2**32"),
         (["optimizer.lr=inf"], "optimizer.lr=inf: must be a finite number"),
-        (["compare", str(run), "--csv", str(tmp_path / "missing" / "s.csv")], "no such folder"),
+        (["compare", str(run), "--csv", str(tmp_path / "missing" / "s.csv")], "missing is no folder here"),
     ]
     for args, expected in cases:
         if args[0] != "compare":

@@ -743,20 +743,27 @@ def test_a_saved_run_chooses_no_data_folder_outside_and_unpacking_follows_no_lin
         "logger.mlflow.tracking_uri=sqlite:////tmp/chosen/x.db",  # no place key: not a plain name
         "logger.mlflow.tracking_uri=http://203.0.113.9:5000",  # (the checkpoint would be uploaded)
         "logger.mlflow.tracking_uri=file:%2Ftmp%2Fevil",  # (MLflow decodes it to /tmp/evil)
+        "logger.wandb.mode=online",  # (a resume uploaded the run, with the key of whoever resumed it)
     ):
         saved.write_text(yaml.safe_dump(["dataset=mnist", place]))
         code, out, err = dlbench(capsys, "eval", str(run))
         assert code == 2 and "dlbench takes no file, folder or address from a saved run" in err, err
         assert f"give it again: {place.replace(chr(39), '')}" in err, err  # (a + kept: Hydra needs it)
     # a place inside a value (a review's dict made MLflow write the checkpoint in a folder it chose)
-    dicts = ("logger.mlflow={tracking_uri: evil_store, log_checkpoint: true}", "+model.x=[{data_dir: d}]")
+    dicts = (
+        "logger.mlflow={tracking_uri: evil_store, log_checkpoint: true}",
+        "+model.x=[{data_dir: d}]",
+        "logger.wandb={mode: online, project: p}",
+    )
     for place in dicts:
         saved.write_text(yaml.safe_dump(["dataset=mnist", place]))
         code, out, err = dlbench(capsys, "eval", str(run))
         assert code == 2 and "dlbench takes no file, folder or address from a saved run" in err, err
         assert f"give it again: '{place}'" in err, err
     # a name dlbench takes is used again (a review's name=exp@2 was refused), as is a metric's
-    saved.write_text(yaml.safe_dump(["name='exp@2,v=3'", "trainer.monitor=val/acc", *QUIET]))
+    saved.write_text(
+        yaml.safe_dump(["name='exp@2,v=3'", "trainer.monitor=val/acc", "logger.wandb.mode=offline", *QUIET])
+    )
     code, out, err = dlbench(capsys, "eval", str(run))
     assert code == 0, err
     victim = tmp_path / "victim.txt"

@@ -208,12 +208,20 @@ def plain(value: Any) -> bool:
     return True
 
 
+# settings whose other values send the run over the network (W&B's online mode: a saved run
+# chose to upload itself, with the key of whoever resumed it)
+LOCAL_ONLY = {"logger.wandb.mode": ("offline", "disabled")}
+
+
 def names_place(key: str, value: Any) -> bool:
     """Whether `key=value` sets a file, folder or address (PLACE_KEYS): its key's last part is a
-    place's, or a key inside its value is (`logger.mlflow={tracking_uri: x}` sets one too)."""
+    place's, or a key inside its value is (`logger.mlflow={tracking_uri: x}` sets one too); or
+    sends the run elsewhere (LOCAL_ONLY)."""
     setting = key.rsplit(".", 1)[-1]
     if value is not None and (setting in PLACE_KEYS or setting.endswith(PLACE_SUFFIXES)):
         return True  # (whatever it holds: dataset.root={train: data/train} names folders too)
+    if key.lstrip("+") in LOCAL_ONLY and value not in LOCAL_ONLY[key.lstrip("+")]:
+        return True
     if isinstance(value, dict):
         return any(names_place(f"{key}.{k}", v) for k, v in value.items())
     if isinstance(value, list):
