@@ -819,3 +819,23 @@ def test_batch_norm_is_refused_a_batch_of_one_only_where_it_would_see_one_value_
         check_batch_norm_batches(task, data, 4, processes=2)  # (two per process: 647 = 323 x 2 + 1)
     data.info = dataclasses.replace(data.info, input_shape=[1, 32, 32])  # (its last maps: 4x4)
     check_batch_norm_batches(task, data, 431)
+
+
+def test_every_evaluation_runs_without_gradients(tmp_path, monkeypatch):
+    """(A method put between `evaluate` and its @torch.no_grad took it away: every validation
+    and test kept its graph, and seq2seq's figures failed.) Each evaluation step, and the figures
+    drawn after it, run with gradients off."""
+    from dlbench.tasks.classification import Classification
+
+    seen = []
+    step, figures = Classification.evaluation_step, Classification.figures
+    monkeypatch.setattr(
+        Classification,
+        "evaluation_step",
+        lambda self, *a: seen.append(torch.is_grad_enabled()) or step(self, *a),
+    )
+    monkeypatch.setattr(
+        Classification, "figures", lambda self, *a: seen.append(torch.is_grad_enabled()) or figures(self, *a)
+    )
+    train(compose.compose_config(["trainer.epochs=1", "trainer.progress=none"]), tmp_path / "run")
+    assert seen and not any(seen), seen
