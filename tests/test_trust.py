@@ -1032,3 +1032,15 @@ def test_predict_refuses_an_input_that_is_not_a_file(trained, tmp_path):
         )  # fmt: skip
         assert result.returncode == 2, result.stderr[-2000:]
         assert f"error: {name} is not a file (a folder, a FIFO, a device)" in result.stderr
+
+
+def test_a_run_folders_checkpoint_that_is_a_link_is_refused_by_name(capsys, run, tmp_path):
+    """(A hunter's) a run's checkpoints/last.pt linked elsewhere: resume= went on from the link's
+    target, as another run's, and refused the folder with "Continue it with: dlbench resume=RUN",
+    the command just given."""
+    elsewhere = tmp_path / "elsewhere.pt"
+    (run / "checkpoints" / "last.pt").rename(elsewhere)
+    (run / "checkpoints" / "last.pt").symlink_to(elsewhere)
+    for command in ([f"resume={run}", "trainer.epochs=2"], ["eval", str(run)]):
+        code, out, err = dlbench(capsys, *command)
+        assert code == 2 and "checkpoints/last.pt is a link" in err and "Continue it with" not in err, err

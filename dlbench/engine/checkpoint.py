@@ -108,6 +108,11 @@ def find(path: str | Path) -> Path:
         path = newest
     if path.is_dir():
         path = path / "checkpoints" / "last.pt"
+        if path.is_symlink():  # (dlbench writes no link there: a resume went on from elsewhere, or looped)
+            raise DlbenchError(
+                f"{path} is a link ({os.readlink(path)}): a run folder's checkpoint is a file of its own. "
+                "Name the checkpoint file itself, or copy it into the run's folder"
+            )
     if not path.is_file():
         raise DlbenchError(
             f"No checkpoint at {path} (give a run directory, a folder of runs such as outputs/NAME, "
