@@ -60,6 +60,12 @@ def lr_find_command(args: list[str]) -> int:
             f"--min-lr={low} --max-lr={high}: need 0 < min < max, and max/min a number (not an overflow)"
         )
     cfg = preflight.check(overrides, mode="show")[0]  # (a sweep's combinations: the first one)
+    if cfg.task.name == "minimize":  # (it said trainer.monitor=train/loss reports nothing)
+        kept = [o for o in overrides if key_of(o) != "optimizer.lr"]
+        raise DlbenchError(
+            "lr-find sweeps a training loss, and task=minimize has none (it minimises f itself, logged as "
+            f"train/f): compare learning rates with a sweep, {command('-m', *kept, 'optimizer.lr=0.1,0.01')}"
+        )
     from dlbench.config_store import new_run_id
 
     out = Path(options.out) if options.out else Path("outputs") / "lr_find" / new_run_id()
