@@ -75,16 +75,16 @@ def build_task(
     loss = None
     if task_cls.default_loss is not None:
         loss = LOSSES.build({"name": task_cls.default_loss} if cfg.loss.name == "auto" else cfg.loss, "loss")
+    # (the settings given, named: "dataset.mixup and dataset.cutmix" when only cutmix was set)
+    mixing = " and ".join(f"dataset.{k}={cfg.dataset[k]}" for k in ("mixup", "cutmix") if cfg.dataset.get(k))
     if data is not None and data.mix is not None and not task_cls.soft_targets:
         raise DlbenchError(
-            f"dataset.mixup and dataset.cutmix give soft class labels, which task={name} does not take "
-            "(a classification task does)"
+            f"{mixing} gives soft class labels, which task={name} does not take (a classification task does)"
         )
     if data is not None and data.mix is not None and not task_cls.takes_soft_labels(loss):
         raise DlbenchError(
-            f"dataset.mixup and dataset.cutmix give soft class labels, which loss={cfg.loss.name} does "
-            "not take (loss=cross_entropy does; a loss of your own that does says so with a "
-            "`soft_targets = True` attribute)"
+            f"{mixing} gives soft class labels, which loss={cfg.loss.name} does not take (loss=cross_entropy "
+            "does; a loss of your own that does says so with a `soft_targets = True` attribute)"
         )
     node = {**OmegaConf.to_container(cfg.task, resolve=True), "name": name}
     for key in task_cls.trained_runs:  # a GAN's judge: a classifier run, loaded here

@@ -222,6 +222,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("new", "model", "nan"): "'nan' cannot be a name: the command line reads it as a value",
         # (ignored, and given back in the hint it printed, which failed)
         ("lr-find", "resume=nope"): "resume=nope: lr-find starts a new model and writes into --out",
+        # (it named dataset.mixup too, which was not set)
+        ("dataset.cutmix=0.5", "loss=nll"): "dataset.cutmix=0.5 gives soft class labels, which loss=nll",
         # (it said "trainer.monitor=train/loss: this run reports no such metric", which no one set)
         ("lr-find", "experiment=gd_polynomial"): "lr-find sweeps a training loss, and task=minimize has none "
         "(it minimises f itself, logged as train/f): compare learning rates with a sweep, dlbench -m "
