@@ -222,8 +222,6 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("new", "model", "nan"): "'nan' cannot be a name: the command line reads it as a value",
         # (ignored, and given back in the hint it printed, which failed)
         ("lr-find", "resume=nope"): "resume=nope: lr-find starts a new model and writes into --out",
-        # (it named dataset.mixup too, which was not set)
-        ("dataset.cutmix=0.5", "loss=nll"): "dataset.cutmix=0.5 gives soft class labels, which loss=nll",
         # (it said "trainer.monitor=train/loss: this run reports no such metric", which no one set)
         ("lr-find", "experiment=gd_polynomial"): "lr-find sweeps a training loss, and task=minimize has none "
         "(it minimises f itself, logged as train/f): compare learning rates with a sweep, dlbench -m "
@@ -396,3 +394,11 @@ def test_a_launchers_environment_that_is_not_its_own_is_one_message(cli, tmp_pat
         monkeypatch.delenv(name)
         assert result.returncode == 2 and said in result.stderr, (name, result.stderr)
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_a_mixing_setting_a_loss_cannot_take_is_named_as_given(cli):
+    """(It named dataset.mixup and dataset.cutmix, when only cutmix was set.)"""
+    result = cli("dataset.cutmix=0.5", "loss=nll", "trainer.epochs=1", "trainer.progress=none")
+    assert result.returncode == 2 and "error: dataset.cutmix=0.5 gives soft class labels, which loss=nll" in (
+        result.stderr
+    ), result.stderr
