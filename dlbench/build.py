@@ -137,6 +137,20 @@ def check_batch_norm_batches(
     )
 
 
+def check_cpu_half_precision(task: Task, device: torch.device, precision: str) -> None:
+    """torch's CPU LSTM has no float16 kernel (oneDNN: "could not create a primitive descriptor",
+    at the first step); GRU and RNN have, and bfloat16 LSTM too."""
+    if (
+        device.type == "cpu"
+        and str(precision) == "16"
+        and any(isinstance(m, torch.nn.LSTM) for m in task.modules())
+    ):
+        raise DlbenchError(
+            "trainer.precision=16 on the CPU: torch's CPU LSTM takes no float16 (it fails at the first "
+            "step); use trainer.precision=bf16, or 32"
+        )
+
+
 def built_to_fit(build: Callable[[bool], torch.nn.Module], weights: dict, what: str) -> torch.nn.Module:
     """What `build` builds from a saved run's config (a checkpoint's, an export's .yaml), its saved
     `weights` loaded, once `fits_unbuilt` has found they fit."""

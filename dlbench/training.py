@@ -25,7 +25,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dlbench import files, plugins, resume, rundir, searchpath
 from dlbench.announce import describe_run, print_results, run_info
-from dlbench.build import build_data, build_task, check_batch_norm_batches, fits_unbuilt
+from dlbench.build import (
+    build_data,
+    build_task,
+    check_batch_norm_batches,
+    check_cpu_half_precision,
+    fits_unbuilt,
+)
 from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import (
     choose_threads,
@@ -175,6 +181,7 @@ def _train(
     parts = f"model={cfg.model.name}, task={type(task).__name__} and dataset={cfg.dataset.name}"
     step = None
     check_batch_norm_batches(task, data, cfg.dataset.batch_size, distributed.world_size())
+    check_cpu_half_precision(task, device, cfg.trainer.precision)
     if distributed.world_size() == 1:
         optimizers = {name: o.optimizer for name, o in optimizations.items()}
         step = trial_step(task, data.loader("train"), device, parts, cfg.trainer.channels_last, optimizers)

@@ -222,6 +222,15 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("new", "model", "nan"): "'nan' cannot be a name: the command line reads it as a value",
         # (ignored, and given back in the hint it printed, which failed)
         ("lr-find", "resume=nope"): "resume=nope: lr-find starts a new model and writes into --out",
+        # (exit 1: oneDNN's "could not create a primitive descriptor"; random.choice's IndexError;
+        # a series of NaN, stopped as a NaN loss)
+        (
+            "experiment=lstm_timeseries",
+            "trainer.max_steps=2",
+            "trainer.precision=16",
+        ): "trainer.precision=16 on the CPU: torch's CPU LSTM takes no float16",
+        ("experiment=seq2seq", "dataset.alphabet=", "dataset.n_pairs=50"): "dataset.alphabet is empty",
+        ("experiment=rnn_timeseries", "dataset.period=0"): "dataset.period=0: a positive number of steps",
         # (it said "trainer.monitor=train/loss: this run reports no such metric", which no one set)
         ("lr-find", "experiment=gd_polynomial"): "lr-find sweeps a training loss, and task=minimize has none "
         "(it minimises f itself, logged as train/f): compare learning rates with a sweep, dlbench -m "

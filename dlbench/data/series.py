@@ -53,6 +53,8 @@ def sine(
     length: int = 1000, period: float = 50.0, noise: float = 0.1, window: int = 20, seed: int = 0
 ) -> DataSource:
     """sin(2πt/period) + noise·N(0, 1) for t = 0..length-1 (generated)."""
+    if not 0 < period < math.inf:  # (0: a series of NaN, stopped as a NaN loss at step 1)
+        raise DlbenchError(f"dataset.period={period}: a positive number of steps")
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(length, dtype=torch.float64)
     series = torch.sin(2 * math.pi * t / period) + noise * torch.randn(

@@ -245,6 +245,8 @@ def reverse_sequences(
     last input). Character tokens."""
     if not 1 <= min_length <= max_length:
         raise DlbenchError(f"dataset.min_length={min_length}, max_length={max_length}: need 1 <= min <= max")
+    if not alphabet:  # (random.choice's IndexError, exit 1)
+        raise DlbenchError("dataset.alphabet is empty: give the letters the strings are made of")
     rng = random.Random(seed)
     pairs = []
     for _ in range(n_pairs):
