@@ -114,24 +114,17 @@ def check_writable(folder: Path, setting: str) -> None:
 
 
 def check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
-    """A file a command is told to write (`--out report.html`): one of `suffixes`, in a folder
-    that exists, and a file if anything is there (it is written over, unless the folder holds a
-    run's or a sweep's results: what they wrote there stays). Checked before anything is written."""
+    """A file a command writes (`--out report.html`, or its default name): one of `suffixes`, in
+    a folder that exists, and a new name: nothing already there is written over (a user's own
+    report.html or val_acc.png in the folder they ran `report` or `compare --plot` in was
+    replaced). Checked before anything is written."""
     if path.suffix not in suffixes:
-        raise DlbenchError(
-            f"{flag} {path}: name a {' or '.join(suffixes)} file (it is written over if it exists)"
-        )
+        raise DlbenchError(f"{flag} {path}: name a {' or '.join(suffixes)} file")
     if not path.parent.is_dir():
         what = "is a file, not a folder" if path.parent.exists() else "is no folder here"
         raise DlbenchError(f"{path}: {path.parent} {what} (make the folder first, or write elsewhere)")
-    if os.path.lexists(path) and not os.path.isfile(path):  # (a folder, a FIFO, a broken link)
-        raise DlbenchError(f"{flag} {path}: it is there and is not a file: name a file")
-    folder = path.parent
-    if holds_results(folder) and os.path.lexists(path):  # (a run's metrics.csv, a sweep's summary.csv)
-        raise DlbenchError(
-            f"{flag} {path}: {folder} holds a run's or a sweep's results, and dlbench never writes over "
-            "a file there: name a new file"
-        )
+    if os.path.lexists(path):  # (a file, a folder, a FIFO, a link: a run's metrics.csv too)
+        raise DlbenchError(f"{path} exists, and dlbench never writes over it: name a new file with {flag}")
 
 
 # What dlbench (and Hydra) write in a run's folder and in a sweep's, as files (False) or folders

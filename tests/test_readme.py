@@ -58,7 +58,7 @@ def test_every_command_of_the_tour_runs(tmp_path):
     for command in commands:
         result = shell(re.sub(r"\bRUN\b", str(run), command), tmp_path)
         assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
-    assert {"report.html", "model.onnx"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"report.html", "run.html", "model.onnx"} <= {p.name for p in tmp_path.iterdir()}
 
 
 def board_shows_runs_by_name(folder: Path) -> None:

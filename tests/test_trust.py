@@ -369,9 +369,15 @@ def test_compare_never_writes_over_a_runs_own_file(capsys, run):
     (run / "metrics.csv").write_text("step,metric,value\n1,train/loss,0.5\n")
     before = digest(run)
     code, out, err = dlbench(capsys, "compare", str(run), "--csv", str(run / "metrics.csv"))
-    assert code == 2 and "never writes over a file there" in err and digest(run) == before, err
+    assert (
+        code == 2 and "metrics.csv exists, and dlbench never writes over it" in err and digest(run) == before
+    ), err
     code, out, err = dlbench(capsys, "compare", str(run), "--csv", str(run / "table.csv"))
     assert code == 0 and (run / "table.csv").is_file(), err  # (a new file there is fine)
+    mine = run.parent / "val_acc.png"  # (a file of the user's under the name --plot gives its figure)
+    mine.write_text("mine\n")
+    code, out, err = dlbench(capsys, "compare", str(run), "--plot", "val/acc", "--out", str(mine))
+    assert code == 2 and "val_acc.png exists" in err and mine.read_text() == "mine\n", err
     code, out, err = dlbench(capsys, "compare", str(run), "--metrics", "test/accc")  # (an empty column)
     assert code == 2 and "no run has the metric 'test/accc'. Did you mean: test/acc" in err, err
     code, out, err = dlbench(capsys, "compare", str(run), "--metrics", "time/epoch_s,test/acc")
