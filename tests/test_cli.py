@@ -162,7 +162,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (a plugin word that is no module's name nor a .py file: Path.glob's own error, a bug)
         ("plugins=[/tmp]", "trainer.epochs=1"): "plugin '/tmp' (the command line) is neither a module's name",
         ("show", "--depth", "0"): "argument --depth: '0' is not a whole number of at least 1",  # (was exit 0)
-        ("compare", "nowhere", "--md", "d.md"): "--md d.md: it is there and is not a file",  # (a folder)
+        ("compare", "nowhere", "--md", "d.md"): "d.md exists, and dlbench never writes over it",  # (a folder)
         # (joblib's own ValueError: a traceback Hydra printed)
         ("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0", "hydra.sweep.dir=sw"): (
             "error: hydra/launcher=joblib could not start the sweep's jobs: ValueError: n_jobs == 0"
