@@ -80,9 +80,13 @@ def input_spec(cfg: DictConfig, overrides: list[str]) -> tuple[DataInfo, str]:
     try:
         data = build_data(cfg)
     except DlbenchError as err:
-        raise DlbenchError(
-            *err.lines, "(or give the input: model.input_shape=[C,H,W] model.num_outputs=N)"
-        ) from err
+        # (what the model takes: a hint of keys it does not have did not work, pasted)
+        takes = MODELS.config_node(cfg.model.name) if cfg.model.name in MODELS.names("*") else {}
+        given = [k for k in ("input_shape=[C,H,W]", "num_outputs=N") if k.split("=")[0] in takes]
+        if given and "vocab_size" not in takes:  # (token ids: sized by the data's vocabulary)
+            keys = " ".join(f"model.{k}" for k in given)
+            raise DlbenchError(*err.lines, f"(or give the input: {keys})") from err
+        raise
     return data.info, f"dataset {cfg.dataset.name}"
 
 

@@ -411,3 +411,16 @@ def test_a_mixing_setting_a_loss_cannot_take_is_named_as_given(cli):
     assert result.returncode == 2 and "error: dataset.cutmix=0.5 gives soft class labels, which loss=nll" in (
         result.stderr
     ), result.stderr
+
+
+def test_shows_hint_for_data_it_cannot_read_gives_only_keys_the_model_takes(cli):
+    """`show` of a preset whose data is not here hinted `model.input_shape=[C,H,W]
+    model.num_outputs=N`: pix2pix takes no num_outputs (pasted: "Unknown key"), and a model of
+    token ids is sized by the data's vocabulary (pasted: torch's one_hot error)."""
+    offline = ["dataset.root=nowhere", "dataset.download=false"]
+    pix2pix = cli("show", "experiment=pix2pix_facades", *offline)
+    assert pix2pix.returncode == 2 and pix2pix.stderr.rstrip().endswith(
+        "(or give the input: model.input_shape=[C,H,W])"
+    ), pix2pix.stderr
+    names = cli("show", "experiment=name2lang_rnn", *offline)
+    assert names.returncode == 2 and "or give the input" not in names.stderr, names.stderr
