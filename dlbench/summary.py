@@ -16,6 +16,7 @@ from rich.text import Text
 from dlbench import files, terminal
 from dlbench.engine.logging import console, err_console, new_table, print_error
 from dlbench.errors import DlbenchError, did_you_mean
+from dlbench.rundir import SWEEP_FILES
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
@@ -119,6 +120,8 @@ def run_folders(paths: list[Path]) -> list[tuple[str, Path]]:
     (`chosen` replaces a folder of sweeps by its newest first)."""
     found = []
     for path in paths:
+        if len(paths) > 1 and path.name in SWEEP_FILES and path.is_file():
+            continue  # (SWEEP/* names the sweep's own files beside its jobs: multirun.yaml, summary.csv)
         if (path / ".hydra").is_dir():
             found.append((str(path), path))
         elif path.is_dir() and (jobs := job_dirs(path)):

@@ -27,6 +27,10 @@ def test_lesson_sweep_names_jobs_by_overrides_and_compare_sorts_and_plots_them(c
     accs = [float(r["test/acc"]) for r in rows]
     assert accs == sorted(accs, reverse=True) and len(rows) == 5  # best first
     assert "\nshared: experiment=optimizers trainer.epochs=2" in result.stdout  # (a line of the title)
+    globbed = cli("compare", *sorted(str(p) for p in (tmp_path / "sweep").iterdir()))  # (sweep/*)
+    assert globbed.returncode == 0 and globbed.stdout.count(" ok ") == 5, (
+        globbed.stderr
+    )  # (its files passed over)
     result = cli("compare", "sweep", "--sort", "test/acc", "--ascending", "--md", "table.md")
     assert (tmp_path / "table.md").read_text().startswith("| job | overrides | status |")
     result = cli("compare", "sweep", "--sort", "test/acuracy")
