@@ -1050,3 +1050,14 @@ def test_a_run_folders_checkpoint_that_is_a_link_is_refused_by_name(capsys, run,
     for command in ([f"resume={run}", "trainer.epochs=2"], ["eval", str(run)]):
         code, out, err = dlbench(capsys, *command)
         assert code == 2 and "checkpoints/last.pt is a link" in err and "Continue it with" not in err, err
+
+
+def test_eval_measures_the_data_its_checkpoint_was_trained_with(capsys, run):
+    """(A hunter's) a run folder's overrides.yaml edited to another split measured the model on
+    other images (its own training ones among them), exit 0 and no word."""
+    saved = run / ".hydra" / "overrides.yaml"
+    saved.write_text(saved.read_text() + "- dataset.split_seed=7\n- dataset.test_fraction=0.9\n")
+    code, out, err = dlbench(capsys, "eval", str(run))
+    assert code == 2 and "(dataset.split_seed: 0 -> 7, dataset.test_fraction: 0.2 -> 0.9" in err, err
+    code, out, err = dlbench(capsys, "eval", str(run), "dataset.split_seed=7", "dataset.test_fraction=0.9")
+    assert code == 0 and "test/acc" in out, err  # (asked for on the command line: measured)

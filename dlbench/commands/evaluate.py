@@ -37,13 +37,15 @@ def eval_command(args: list[str]) -> int:
     overrides = merge_overrides(saved, args[1:])
     require_plugins(args[0], ckpt, args[1:], ["eval", *args], composes=True)
     cfg = preflight.check(overrides, source=f"the run {run_dir}", mode="show")[0]
+    state = checkpoint.load(ckpt)
+    check_same_data(cfg, state, args[1:], ckpt)
     setup_console("plain")
     data = build_data(cfg)
     if not data.size("test"):
         raise DlbenchError(f"dataset '{cfg.dataset.name}' has no test split here (dataset.test_fraction=0?)")
     task = built_to_fit(  # (a saved run's config: built on "meta" first, to fit its weights)
         lambda trial: build_task(cfg, data.info, judge=trial, trial=trial),
-        checkpoint.load(ckpt)["task"],
+        state["task"],
         f"{ckpt} does not fit the model this config builds",
     )
     trainer = Trainer(
@@ -58,3 +60,36 @@ def eval_command(args: list[str]) -> int:
     if (report := task.report()) is not None:
         console.print_lines(report)
     return 0
+
+
+def check_same_data(cfg, state: dict, given: list[str], ckpt) -> None:
+    """The data settings eval composes from the run's saved overrides are the ones its checkpoint
+    was trained with, but for those the command line changes (a run folder's overrides.yaml is
+    data: one edited to another split_seed measured the model on its own training images)."""
+    from dlbench import files, resume
+
+    if any(root_of(a) == "dataset" and "." not in a.split("=", 1)[0] for a in given):
+        return  # (dataset=OTHER: another data set, asked for)
+    saved = files.load_yaml(state["config"]).get("dataset")
+    now = OmegaConf.to_container(cfg.dataset, resolve=False)
+    if not isinstance(saved, dict):
+        return
+    changed = {a.split("=", 1)[0].lstrip("+~") for a in given}
+    differ = {
+        k: v
+        for k, v in resume.changes({"dataset": saved}, {"dataset": now}).items()
+        if resume.ABSENT not in v and k not in changed and k.split(".")[1] not in NOT_MEASURED
+        and "${" not in str(v[1])  # (as composed: resolved later, from the data)
+    }  # fmt: skip
+    if differ:
+        said = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differ.items())
+        raise DlbenchError(
+            f"{ckpt} was trained on other data than the run's saved overrides compose ({said}, the "
+            "checkpoint's first): its .hydra/overrides.yaml was edited, or dlbench's defaults changed "
+            "since. Give the settings you mean on the command line"
+        )
+
+
+# dataset settings that do not change what eval measures: how it is read, and training's own
+NOT_MEASURED = ("batch_size", "eval_batch_size", "num_workers", "in_memory", "download", "augment")
+NOT_MEASURED += ("mixup", "cutmix")
