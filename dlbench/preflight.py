@@ -18,8 +18,9 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from dlbench import errors, plugins, rundir, safety, searchpath, terminal
+from dlbench import plugins, rundir, safety, searchpath, terminal
 from dlbench.compose import compose_with_hydra, groups, parse
+from dlbench.engine import cluster
 from dlbench.errors import DlbenchError
 from dlbench.validation import check_name, validate
 
@@ -258,8 +259,8 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
     folder = Path(value)
     rundir.check_writable(folder, key)
     if mode == "run":
-        launched = errors.environ_number("WORLD_SIZE", 1) > 1  # a torchrun process: its launcher checked
-        records = () if launched else rundir.RECORDS
+        # (a torchrun process: its launcher checked)
+        records = () if cluster.in_torchrun_group() else rundir.RECORDS
         again = functools.partial(searchpath.continue_words, plugins=plugins.words(cfg.plugins))
         rundir.check_new_run(folder, cfg.resume, records, again)
     if mode == "multirun":

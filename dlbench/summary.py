@@ -144,7 +144,7 @@ def newest_sweep(folder: Path) -> Path | None:
 
 def varying_overrides(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """What every job shares, and each job's own overrides (what differs): a label for each."""
-    split = [r.get("words") or r["overrides"].split() for r in rows]  # (job_row's: a path may hold a space)
+    split = [r["words"] for r in rows]  # (job_row's, one an override: a plugin's path may hold a space)
     shared = set.intersection(*map(set, split)) if len(rows) > 1 else set()
     return sorted(shared), [" ".join(o for o in own if o not in shared) for own in split]
 

@@ -58,6 +58,11 @@ def check_known_keys(cfg: DictConfig) -> None:
 RUN_NAME = re.compile(r"[\w.+=,@-]{1,200}")
 
 
+def one_folder_name(name: object) -> bool:
+    """Whether `name` is one folder's name: RUN_NAME's letters, not . or .. (a run's name, its id)."""
+    return isinstance(name, str) and bool(RUN_NAME.fullmatch(name)) and set(name) != {"."}
+
+
 def check_name(cfg: DictConfig) -> None:
     """`name` (outputs/<name>/...) must resolve, without Hydra's runtime, to one folder name:
     letters, digits and . _ - + = , @ (not . or ..), so no run lands outside outputs/."""
@@ -69,7 +74,7 @@ def check_name(cfg: DictConfig) -> None:
             f"name={raw}: {str(err).splitlines()[0]}. A run's name is its folder's: it must be known "
             "before the run starts (use ${model.name}-like keys of the config, not Hydra's runtime)"
         ) from None
-    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or set(name) == {"."}:
+    if not one_folder_name(name):
         raise DlbenchError(
             f"name={name!r}: a run's name is one folder name under outputs/: letters, digits, . _ - + = , @"
         )

@@ -310,6 +310,7 @@ def test_tables_keep_every_name_and_value_whole_at_40_80_and_200_columns_and_in_
 
     rows = [
         {"job": str(n), "overrides": f"optimizer={o} optimizer.lr={lr} model=mlp", "status": "ok",
+         "words": [f"optimizer={o}", f"optimizer.lr={lr}", "model=mlp"],
          "test/acc": 0.912345 + n, "test/loss": 0.25 * n, "val/acc": 0.9, "val/loss": 1e-5}
         for n, (o, lr) in enumerate([("sgd", 0.1), ("adam", 0.001), ("rmsprop", 0.01)])
     ]  # fmt: skip

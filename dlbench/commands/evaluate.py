@@ -12,7 +12,7 @@ from dlbench import preflight
 from dlbench.commands.runs import merge_overrides, require_plugins, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
-from dlbench.terminal import root_of
+from dlbench.terminal import key_of, root_of
 
 
 def eval_command(args: list[str]) -> int:
@@ -68,13 +68,13 @@ def check_same_data(cfg, state: dict, given: list[str], ckpt) -> None:
     data: one edited to another split_seed measured the model on its own training images)."""
     from dlbench import files, resume
 
-    if any(root_of(a) == "dataset" and "." not in a.split("=", 1)[0] for a in given):
+    if any(key_of(a) == "dataset" for a in given):
         return  # (dataset=OTHER: another data set, asked for)
     saved = files.load_yaml(state["config"]).get("dataset")
     now = OmegaConf.to_container(cfg.dataset, resolve=False)
     if not isinstance(saved, dict):
         return
-    changed = {a.split("=", 1)[0].lstrip("+~") for a in given}
+    changed = set(map(key_of, given))
     differ = {
         k: v
         for k, v in resume.changes({"dataset": saved}, {"dataset": now}).items()

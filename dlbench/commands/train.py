@@ -80,7 +80,7 @@ def train_command(argv: list[str]) -> int:
         add_config_dir(args.config_dir)  # searched before the shipped tree, here and in every job
     if not saved_env["DLBENCH_RUN_ID"]:  # the checks and Hydra name the same folder
         os.environ["DLBENCH_RUN_ID"] = new_run_id()
-    elif not validation.RUN_NAME.fullmatch(given := saved_env["DLBENCH_RUN_ID"]) or set(given) == {"."}:
+    elif not validation.one_folder_name(given := saved_env["DLBENCH_RUN_ID"]):
         raise DlbenchError(  # (it names the run's folder under outputs/NAME: ../../x put it elsewhere)
             f"DLBENCH_RUN_ID={given!r}: one folder name (letters, digits, . _ - + = , @), or leave it unset"
         )
@@ -144,14 +144,9 @@ def usage_error(message: str):
     raise DlbenchError(f"{message} (dlbench --help lists the commands and flags)")
 
 
-def in_torchrun_group() -> bool:
-    """A process torchrun started for a run of several (read without importing torch)."""
-    return errors.environ_number("WORLD_SIZE", 1) > 1
-
-
 def distributed_run(cfg: DictConfig) -> bool:
     """A process of a torchrun group, or a run that starts one: Hydra starts those."""
-    return in_torchrun_group() or cfg.trainer.devices > 1 or cfg.trainer.nodes > 1
+    return cluster.in_torchrun_group() or cfg.trainer.devices > 1 or cfg.trainer.nodes > 1
 
 
 def run_checked(
@@ -166,7 +161,7 @@ def run_checked(
 ) -> int:
     """Start what the checked command line asks for: torchrun, or Hydra (a run or a sweep, whose
     folder says which jobs failed: exit status 1)."""
-    if in_torchrun_group():
+    if cluster.in_torchrun_group():
         if args.multirun:
             raise DlbenchError("a sweep (-m) does not run under torchrun; give its jobs trainer.devices=N")
         overrides = join_process_group(

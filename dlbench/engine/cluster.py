@@ -29,6 +29,11 @@ SLURM_CHECK_S = 30  # slurmctld checks time limits every 30 s: the warning may c
 MIN_WORK_S = 10  # a job must be able to start before the warning can come
 
 
+def in_torchrun_group() -> bool:
+    """A process torchrun started for a run of several (read without importing torch)."""
+    return environ_number("WORLD_SIZE", 1) > 1
+
+
 # ---- the warning signal ----------------------------------------------------------------------
 def auto_signal_delay(timeout_min: int) -> int:
     """The preset's lead time of the warning signal: 15 s per minute of the limit, at most 120 s.

@@ -210,13 +210,22 @@ class MLflow:
         self.client.set_terminated(self.run_id, status=outcome.upper())
 
 
+def not_started(name: str, err: Exception) -> Exception:
+    """A backend that could not start (a tracking server that does not answer, a bad URI): the
+    setting's fault, one message."""
+    from dlbench.errors import DlbenchError, first_line
+
+    return DlbenchError(
+        f"logger {name} could not start ({first_line(err)}); check logger.{name}.* or leave {name} out "
+        "of logger.backends"
+    )
+
+
 def prepare_stores(configs: list[Any]) -> None:
     """Before a sweep's jobs start: each SQLite MLflow store they log to, made with their
     experiments, once (jobs that ran at once each made its tables: all but one failed, "table
     _alembic_tmp_experiments already exists"). A server makes its own, one request at a time."""
     from omegaconf import OmegaConf
-
-    from dlbench.errors import DlbenchError, first_line
 
     made = set()
     for cfg in configs:
@@ -229,10 +238,7 @@ def prepare_stores(configs: list[Any]) -> None:
             try:
                 MLflow.experiment(uri, str(cfg.name))
             except Exception as err:  # (as when a run starts it)
-                raise DlbenchError(
-                    f"logger mlflow could not start ({first_line(err)}); check logger.mlflow.* or "
-                    "leave mlflow out of logger.backends"
-                ) from err
+                raise not_started("mlflow", err) from err
             made.add((uri, str(cfg.name)))
 
 

@@ -239,7 +239,7 @@ class RunLogger:
         """Start each of logger.backends (engine/loggers.py) once every part of the run is built:
         the trackers (MLflow, W&B) first, so one that cannot start (a wrong address, Ctrl-C
         while it connects) stops the run before TensorBoard's files make its folder a run's."""
-        from dlbench.engine.loggers import create
+        from dlbench.engine.loggers import create, not_started
 
         created = [create(name) for name in backends]
         for name, backend in sorted(
@@ -252,10 +252,7 @@ class RunLogger:
             except DlbenchError:
                 raise
             except Exception as err:  # a tracking server that does not answer, a bad URI: the setting's fault
-                raise DlbenchError(
-                    f"logger {name} could not start ({first_line(err)}); "
-                    f"check logger.{name}.* or leave {name} out of logger.backends"
-                ) from err
+                raise not_started(name, err) from err
             self.backends.append(backend)
         self.backends.sort(key=created.index)  # (in the order given)
         self.run = run
