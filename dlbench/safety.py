@@ -12,7 +12,8 @@ as a whole, `hydra.*` included, before Hydra starts:
 - logging configs (`hydra.job_logging`, `hydra.hydra_logging`) may name only standard handler
   and formatter classes, never a `()` factory;
 - `hydra.job.env_set` sets only the variables of an allow-list (threads, GPUs, diagnostics: none
-  makes a process load code, as LD_PRELOAD, PYTHON* or CXX would);
+  makes a process load code, as LD_PRELOAD, PYTHON* or CXX would), and `hydra.job.env_copy`
+  copies only those (Hydra writes the copies into env_set, saved in the run folder);
 - the Optuna sweeper's `custom_search_space` (a function it would import) must stay unset.
 
 Overrides read back from a checkpoint or a run folder pass an allow-list first
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,8 +57,6 @@ ENV_SET = (
     "TORCH_NCCL_BLOCKING_WAIT", "TORCH_NCCL_ASYNC_ERROR_HANDLING", "TORCH_DISTRIBUTED_DEBUG",
     "TORCH_CPP_LOG_LEVEL", "TORCH_SHOW_CPP_STACKTRACES", "TOKENIZERS_PARALLELISM", "HYDRA_FULL_ERROR",
 )  # fmt: skip
-# hydra.job.env_copy copies the user's own environment into a job (Slurm's): what it may not copy
-CODE_LOADING_ENV = re.compile(r"^(LD_|DYLD_|PYTHON|BASH_ENV$|ENV$|PATH$|PERL5|NODE_OPTIONS$|RUBYOPT$)")
 SHIPPED_CONFIGS = SHIPPED
 
 
@@ -100,6 +98,19 @@ def check_config(cfg: DictConfig, source: str = "the config") -> None:
     """Refuse a composed config (the `hydra` node included) that would import or call an
     object that did not come with dlbench or an installed Hydra plugin."""
     trusted = trusted_calls()
+    # (first: Hydra copies each into hydra.job.env_set, which is saved in the run folder's
+    # .hydra/hydra.yaml; a config from someone else would write your API keys into a folder you share)
+    copied = OmegaConf.select(cfg, "hydra.job.env_copy", default=None)
+    for name in OmegaConf.to_container(copied, resolve=False) if isinstance(copied, ListConfig) else []:
+        if name not in ENV_SET:  # (an interpolation too: its name unseen)
+            raise DlbenchError(
+                f"{source}: 'hydra.job.env_copy: {name}' is refused: it copies into hydra.job.env_set, "
+                f"which sets only {', '.join(ENV_SET)}"
+            )
+        if name not in os.environ:
+            raise DlbenchError(
+                f"{source}: hydra.job.env_copy names {name}, which is not set in this environment"
+            )
     for path, key, value in _items(cfg, ""):
         where = f"{path}.{key}" if path else str(key)
         if key in CALL_KEYS and (key, value) not in trusted:
@@ -136,21 +147,12 @@ def check_config(cfg: DictConfig, source: str = "the config") -> None:
                 f"{source}: '{where}' is refused: hydra.job.env_set sets only variables that make no "
                 f"program load code ({', '.join(ENV_SET)}); set {key} in your shell"
             )
-        if path == "hydra.job.env_copy" and CODE_LOADING_ENV.match(str(value)):
-            raise DlbenchError(
-                f"{source}: '{where}' is refused: it would set a variable that makes programs load code"
-            )
     job = OmegaConf.select(cfg, "hydra.job", default=None)
     if isinstance(job, DictConfig) and OmegaConf.is_interpolation(job, "env_set"):  # (its names unseen)
         raise DlbenchError(
             f"{source}: 'hydra.job.env_set: {job._get_node('env_set')._value()}' is refused: name its "
             "variables themselves (hydra.job.env_set.NAME=VALUE), from the allow-list"
         )
-    for name in OmegaConf.select(cfg, "hydra.job.env_copy", default=None) or []:
-        if name not in os.environ:
-            raise DlbenchError(
-                f"{source}: hydra.job.env_copy names {name}, which is not set in this environment"
-            )
     search_space = OmegaConf.select(cfg, "hydra.sweeper.custom_search_space", default=None)
     if search_space is not None:
         raise refused("hydra.sweeper.custom_search_space", search_space, source)

@@ -310,20 +310,31 @@ def test_a_saved_override_that_is_used_again_sets_no_place(request, key, value):
 @settings(max_examples=200 * SCALE, **FUZZ)
 @given(name=st.one_of(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,24}", fullmatch=True), hostile_text))
 @example(name="CXX")  # (TorchInductor runs it: a review, past a list of the names known to load code)
-def test_hydra_job_env_set_sets_only_the_variables_of_its_allow_list(request, name):
-    """Whatever its name, a variable hydra.job.env_set sets is refused unless it is on the
-    allow-list (safety.ENV_SET), from a config file or the command line alike."""
+@example(name="AWS_SECRET_ACCESS_KEY")  # (env_copy wrote it into the run folder's .hydra/hydra.yaml)
+def test_hydra_job_env_set_and_env_copy_take_only_the_variables_of_their_allow_list(
+    request, monkeypatch, name
+):
+    """Whatever its name, a variable hydra.job.env_set sets, or hydra.job.env_copy copies (into
+    env_set, saved in the run folder), is refused unless it is on the allow-list (safety.ENV_SET),
+    from a config file or the command line alike; set or not in the environment."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     from dlbench import safety
 
-    count(request, "hydra.job.env_set names")
-    cfg = OmegaConf.create({"hydra": {"job": {"env_set": {name: "x"}}}})
-    if name in safety.ENV_SET:
-        safety.check_config(cfg)
-    else:
-        with pytest.raises(DlbenchError, match="is refused"):  # (by this rule, or another: _target_)
+    count(request, "hydra.job.env_set and env_copy names")
+    if "\0" not in name and "=" not in name and name:
+        monkeypatch.setenv(name, "x")  # (env_copy's other refusal: a variable that is not set)
+    for job in ({"env_set": {name: "x"}}, {"env_copy": [name]}):
+        try:
+            cfg = OmegaConf.create({"hydra": {"job": job}})
+        except OmegaConfBaseException:  # (a broken interpolation as a value: no config can hold it)
+            continue
+        if name in safety.ENV_SET:
             safety.check_config(cfg)
+        else:
+            with pytest.raises(DlbenchError, match="is refused"):  # (by this rule, or another: _target_)
+                safety.check_config(cfg)
 
 
 # ---- what compare, summary and board read: metrics, names, overrides, errors ----------------------
