@@ -24,20 +24,25 @@ def weights(run) -> dict[str, torch.Tensor]:
     return {k: v for k, v in checkpoint.load(run)["task"].items() if k.startswith("model.")}
 
 
-def test_k_batches_of_b_accumulated_train_as_one_batch_of_k_times_b(tmp_path):
+@pytest.mark.parametrize("small", [16, 24])
+def test_k_batches_of_b_accumulated_train_as_one_batch_of_k_times_b(tmp_path, small):
     # the digits' 1294 training images: 81 batches of 16 (the last of 14) in 21 groups of 4,
-    # the last group one batch of 14; and 21 batches of 64, the last of 14
-    one = train(compose.compose_config([*LINEAR, "dataset.batch_size=64"]), tmp_path / "one")
+    # the last group one batch of 14, against 21 batches of 64 (the last of 14); and 54 batches
+    # of 24 in 14 groups, the last of two batches, of 24 and 22 samples (weighted by their
+    # samples: a mean of the two batches' means was 1.5e-3 off), against 14 batches of 96
+    one = train(compose.compose_config([*LINEAR, f"dataset.batch_size={small * 4}"]), tmp_path / "one")
     acc = train(
-        compose.compose_config([*LINEAR, "dataset.batch_size=16", "trainer.accumulate=4"]), tmp_path / "acc"
+        compose.compose_config([*LINEAR, f"dataset.batch_size={small}", "trainer.accumulate=4"]),
+        tmp_path / "acc",
     )
-    assert checkpoint.load(tmp_path / "acc")["trainer"]["step"] == 42  # optimizer steps, 21 an epoch
-    big, small = weights(tmp_path / "one"), weights(tmp_path / "acc")
+    steps = checkpoint.load(tmp_path / "acc")["trainer"]["step"]
+    assert steps == checkpoint.load(tmp_path / "one")["trainer"]["step"] == {16: 42, 24: 28}[small]
+    big, small_batches = weights(tmp_path / "one"), weights(tmp_path / "acc")
     for name, value in big.items():
-        assert (small[name] - value).abs().max() < 1e-6, name
+        assert (small_batches[name] - value).abs().max() < 1e-6, name
     assert acc["test/loss"] == pytest.approx(one["test/loss"], abs=1e-5)
     # the same batches without accumulation train differently: the test can tell them apart
-    plain = train(compose.compose_config([*LINEAR, "dataset.batch_size=16"]), tmp_path / "plain")
+    plain = train(compose.compose_config([*LINEAR, f"dataset.batch_size={small}"]), tmp_path / "plain")
     assert plain["test/loss"] != pytest.approx(one["test/loss"], abs=1e-3)
 
 
@@ -404,12 +409,13 @@ def test_under_ddp_only_a_groups_last_micro_batch_synchronises_gradients(tmp_pat
     trainer = Trainer(TrainerConfig(accumulate=3), torch.device("cpu"), tmp_path, logger=None)
     trainer.ddp = Wrapper(model)
     for index in range(7):  # an epoch of 7 batches: groups of 3, 3 and 1
-        trainer.steps.update = Update.of(index, 7, trainer.cfg.accumulate)
+        trainer.steps.update = Update.of(index, 7, trainer.cfg.accumulate, 4, trainer.steps.update)
         with trainer.data_parallel(task):
             assert task.model is trainer.ddp
         assert task.model is model
     assert trainer.ddp.unsynced == 4  # batches 0, 1, 3, 4; 2, 5 and 6 end their groups
-    assert Update.of(6, 7, trainer.cfg.accumulate) == Update(first=True, last=True, size=1)
+    last = Update.of(6, 7, trainer.cfg.accumulate, 2, trainer.steps.update)
+    assert (last.first, last.last, last.size, last.grouped, last.nominal) == (True, True, 1, 2, 6)
 
 
 @pytest.mark.parametrize("terminal_shown", [True, False])
@@ -517,8 +523,9 @@ def test_a_plateau_schedule_follows_the_monitor_a_run_without_validation_falls_b
 
 
 def test_an_accumulated_steps_logged_loss_is_the_mean_of_its_group(tmp_path, monkeypatch):
-    """train/loss_step under trainer.accumulate=4 is the mean of the group's four micro-batch
-    losses (what the step's gradient is of), not its last one's (a review)."""
+    """train/loss_step under trainer.accumulate=4 is the mean over the group's samples of its
+    micro-batch losses (what the step's gradient is of), not its last one's (a review); an
+    epoch's last group, whose last batch is shorter, weighs each by its samples."""
     from dlbench.tasks.classification import Classification
 
     losses: list[float] = []
@@ -532,14 +539,18 @@ def test_an_accumulated_steps_logged_loss_is_the_mean_of_its_group(tmp_path, mon
 
     monkeypatch.setattr(Classification, "compute_loss", recorded)
     overrides = [*LINEAR[:-1], "logger=csv", "trainer.epochs=1", "trainer.log_every_n_steps=1"]
-    overrides += ["dataset.batch_size=16", "trainer.accumulate=4"]  # 81 batches: 20 groups of 4, 1 of 1
+    # 54 batches of 24, the last of 22: 13 groups of 4, 1 of 2
+    overrides += ["dataset.batch_size=24", "trainer.accumulate=4"]
     train(compose.compose_config(overrides), tmp_path / "run")
     del losses[0]  # (the trial step on a copy of the task, before the run: training.trial_step)
     logged = read_step_values(tmp_path / "run", "train/loss_step")
-    groups = [losses[i : i + 4] for i in range(0, 81, 4)]
-    assert len(logged) == len(groups) == 21
+    sizes = [24] * 53 + [22]
+    groups = [list(zip(losses[i : i + 4], sizes[i : i + 4], strict=True)) for i in range(0, 54, 4)]
+    assert len(logged) == len(groups) == 14
     for step, group in enumerate(groups, start=1):
-        assert logged[step] == pytest.approx([sum(group) / len(group)], rel=1e-5), step
+        mean = sum(loss * n for loss, n in group) / sum(n for _, n in group)
+        assert logged[step] == pytest.approx([mean], rel=1e-5), step
+    assert logged[14] != pytest.approx([sum(loss for loss, _ in group) / 2], rel=1e-5)
 
 
 def test_a_schedule_that_makes_the_lr_negative_mid_run_stops_the_run():

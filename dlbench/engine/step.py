@@ -7,9 +7,10 @@
 
 With `trainer.accumulate=K` the gradients of K micro-batches add up before one step, so K
 batches of B train as one batch of K*B would (the loss of each is a mean over its B samples;
-divided by K, they sum to the mean over K*B). The trainer says which micro-batch is the
-last of its group (`Update.last`) and how many the group holds (a last, partial group at
-the end of an epoch holds fewer: its gradient is rescaled to their mean).
+each is weighted by its share of the group's samples, B/(K*B) = 1/K, so they sum to the mean
+over K*B). The trainer says where a micro-batch stands in its group (`Update`): an epoch's last
+group may hold fewer micro-batches and its last one fewer samples, so the gradient is rescaled,
+at the group's end, to the mean over the samples the group held.
 """
 
 from __future__ import annotations
@@ -47,16 +48,23 @@ class Update:
     first: bool = True  # the gradients are zeroed before this micro-batch's backward
     last: bool = True  # the optimizer steps after this micro-batch's backward
     size: int = 1  # micro-batches in this group (trainer.accumulate, fewer at an epoch's end)
+    share: float = 1.0  # this micro-batch's weight in the group's mean: its samples / `nominal`
+    grouped: int = 0  # samples in the group so far, this micro-batch's included
+    nominal: int = 0  # trainer.accumulate times the samples of the group's first micro-batch
 
     @classmethod
-    def of(cls, index: int, batches: int, accumulate: int) -> Update:
-        """Where micro-batch `index` (of the epoch's `batches`) stands in its accumulation group:
-        groups of trainer.accumulate, the last one of an epoch possibly shorter."""
+    def of(cls, index: int, batches: int, accumulate: int, samples: int, before: Update) -> Update:
+        """Where micro-batch `index` (of the epoch's `batches`), of `samples` samples, stands in
+        its accumulation group (`before`: the previous micro-batch's): groups of
+        trainer.accumulate, the last one of an epoch possibly shorter."""
         if accumulate == 1:  # every micro-batch is a whole step (one object for all of them)
             return WHOLE
         start = index - index % accumulate
         size = min(accumulate, batches - start)
-        return cls(first=index == start, last=index == start + size - 1, size=size)
+        first = index == start
+        nominal = samples * accumulate if first else before.nominal  # (every batch but an epoch's last has B)
+        grouped = samples if first else before.grouped + samples
+        return cls(first, index == start + size - 1, size, samples / nominal, grouped, nominal)
 
 
 WHOLE = Update()  # a micro-batch that is a whole step: first and last of its group of one
@@ -96,7 +104,7 @@ class Stepper:
         scaler = self.scaler(name) if self.dtype is torch.float16 else None  # (fp16's alone)
         if self.update.first:  # (a GAN's generator loss also left gradients in the discriminator)
             zero_grad(optimizer)
-        share = loss / self.cfg.accumulate if self.cfg.accumulate > 1 else loss  # (of the group's mean)
+        share = loss * self.update.share if self.cfg.accumulate > 1 else loss  # (of the group's mean)
         if self.dtype is None and not self.profiling:  # float32: no autocast to leave, no range to label
             share.backward()
         else:
@@ -106,10 +114,10 @@ class Stepper:
         if not self.update.last:
             return
         losses, self.losses = self.losses, []
-        if self.update.size != self.cfg.accumulate:  # a partial group: the mean of its micro-batches
+        if self.update.grouped != self.update.nominal:  # fewer samples than K*B: the mean over them
             for p in params_of(optimizer):
                 if p.grad is not None:
-                    p.grad.mul_(self.cfg.accumulate / self.update.size)
+                    p.grad.mul_(self.update.nominal / self.update.grouped)
         if self.cfg.nonfinite != "off" and self.nonfinite(optimizer, losses, step, epoch, scaler is None):
             optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1

@@ -339,7 +339,7 @@ class Trainer:
         # lookahead), whether every micro-batch is a whole step
         after_step = [opt for opt in optimizations.values() if opt.acts_after_step]
         whole = cfg.accumulate == 1
-        group: list[dict[str, torch.Tensor]] = []  # an accumulation group's step values before its last
+        group: list[tuple[dict[str, torch.Tensor], int]] = []  # step values, samples: a group before its last
         self.last_rates = None
         self.steps.update = WHOLE
         # A batch sliced from tensors on the device (data/loaders.TensorLoader) needs no move (but
@@ -353,7 +353,8 @@ class Trainer:
         profiling = self.profiler is not None and self.profiler.active
         for batch in self.profiler.batches_of(loader) if profiling else loader:
             if not whole:
-                self.steps.update = Update.of(state.epoch_step, batches, cfg.accumulate)
+                where = state.epoch_step, batches, cfg.accumulate, _batch_size(batch), self.steps.update
+                self.steps.update = Update.of(*where)
             if not ready:
                 with self.phase("data"):
                     batch = to_device(batch, self.device, cfg.channels_last)
@@ -371,18 +372,20 @@ class Trainer:
             state.epoch_step += 1
             if not self.steps.update.last:  # a micro-batch that only accumulates its gradient
                 self.running.add(out, None)
-                group.append(out)
+                group.append((out, samples))
                 advance(samples)
                 continue
             state.step += 1  # steps count optimizer steps (as do schedulers, logs, checkpoints)
             if (window := self.running.add(out, state.step)) is not None:
                 self.log_running_means(window, epoch)
             if state.step % cfg.log_every_n_steps == 0:  # (tensors: read when next written)
-                # the step's values (a group's: the mean of its micro-batches') and the learning
-                # rates it used, before a per-step schedule moves them
+                # the step's values (a group's: the mean over its micro-batches' samples) and the
+                # learning rates it used, before a per-step schedule moves them
                 step = out
                 if group:
-                    step = {k: torch.stack([o[k] for o in (*group, out)]).float().mean() for k in out}
+                    parts = [*group, (out, samples)]
+                    total = sum(n for _, n in parts)
+                    step = {k: sum(o[k].float() * (n / total) for o, n in parts) for k in out}
                 step_values = {f"train/{k}_step": v for k, v in step.items()}
                 step_values.update(_learning_rates(optimizations))
                 self.log.step_scalars(step_values, state.step)
