@@ -1,8 +1,9 @@
 """An average of the model's weights, used in place of the trained weights once it exists:
 
 - `trainer.ema=DECAY`: an exponential moving average of the weights and buffers, updated after
-  every optimizer step (timm's ModelEmaV3, Lightning's and MMEngine's EMA). Evaluation,
-  best.pt and everything that reads a checkpoint use it from the first step on.
+  every optimizer step (timm's ModelEmaV3, Lightning's and MMEngine's EMA), starting from the
+  weights after the first step (AveragedModel's first update copies them). Evaluation, best.pt
+  and everything that reads a checkpoint use it from the first step on.
 - `trainer.swa_start=EPOCH`: stochastic weight averaging (Izmailov et al., 2018): an equal
   average of the weights at the end of each epoch from EPOCH on, trained at a constant
   `trainer.swa_lr` if set; at the end BatchNorm's statistics are recomputed for the average
