@@ -839,3 +839,16 @@ def test_every_evaluation_runs_without_gradients(tmp_path, monkeypatch):
     )
     train(compose.compose_config(["trainer.epochs=1", "trainer.progress=none"]), tmp_path / "run")
     assert seen and not any(seen), seen
+
+
+def test_trainer_epochs_0_tests_and_saves_the_untrained_model(tmp_path):
+    """trainer.epochs=0 measures the untrained model (what a lecture compares against) and saves
+    it: it left no checkpoint, so eval and export said "No checkpoint"; a resume trains it on."""
+    from dlbench.engine import checkpoint
+
+    untrained = run(tmp_path, "model=linear", "trainer.epochs=0")
+    saved = checkpoint.load(tmp_path)
+    assert (saved["trainer"]["epoch"], saved["trainer"]["step"]) == (0, 0)
+    assert untrained["test/acc"] < 0.5
+    trained = run(tmp_path, "model=linear", "trainer.epochs=1", f"resume={tmp_path}")
+    assert checkpoint.load(tmp_path)["trainer"]["epoch"] == 1 and trained["test/acc"] > untrained["test/acc"]

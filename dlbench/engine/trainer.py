@@ -231,6 +231,8 @@ class Trainer:
                 break
         if self.average is not None and self.average.kind == "swa" and not self.average.finished:
             self.finish_swa(task, data, optimizations)
+        if cfg.epochs == 0 and self.state.step == 0:  # the untrained model, for eval, export, a resume
+            self.save(task, optimizations, "last.pt")
         return dict(self.state.metrics)
 
     def start_swa_lr(self, optimizations: dict[str, Optimization]) -> None:
