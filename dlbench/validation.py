@@ -197,6 +197,7 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     DATASETS.check(dataset, "dataset", reserved=schema_hints(DataConfig))
     if data.augment:
         check_values(data.augment, schema_hints(AugmentConfig), "dataset.augment")
+        check_augment(data.augment)
     for key in ("mixup", "cutmix"):
         if not 0 <= getattr(data, key) < math.inf:
             raise DlbenchError(f"dataset.{key}={getattr(data, key)}: an alpha of 0 (off) or more, e.g. 0.2")
@@ -210,6 +211,19 @@ def _validate(cfg: DictConfig, components: bool) -> None:
             TASKS.get(str(cfg.task.name)).check_loss(str(cfg.loss.name), str(cfg.task.name))
     if cfg.scheduler.get("name") != "none":
         SCHEDULERS.check(plain_dict(cfg.scheduler), "scheduler", reserved=schema_hints(SchedulerConfig))
+
+
+def check_augment(augment: dict) -> None:
+    """dataset.augment's numbers in their ranges: the flips' probabilities in [0, 1], the other
+    sizes and strengths 0 (off) or more (hflip=1.5 flipped every image, a negative crop_padding
+    cropped nothing, without a word)."""
+    for key, value in augment.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        high = 1 if key in ("hflip", "vflip") else math.inf
+        if not 0 <= value <= high:
+            within = "a probability in [0, 1]" if high == 1 else "0 (off) or more"
+            raise DlbenchError(f"dataset.augment.{key}={value}: must be {within}")
 
 
 def idle_settings(t: DictConfig) -> list[str]:

@@ -231,6 +231,16 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "trainer.precision=16 on the CPU: torch's CPU LSTM takes no float16",
         ("experiment=seq2seq", "dataset.alphabet=", "dataset.n_pairs=50"): "dataset.alphabet is empty",
         ("experiment=rnn_timeseries", "dataset.period=0"): "dataset.period=0: a positive number of steps",
+        # (the same noise as its absolute value; every image flipped; no crop: each without a word)
+        ("experiment=linear_regression_noisy", "dataset.noise=-1"): "dataset.noise=-1: a standard deviation",
+        (
+            "experiment=resnet_cifar10",
+            "dataset.augment.hflip=1.5",
+        ): "hflip=1.5: must be a probability in [0, 1]",
+        (
+            "experiment=resnet_cifar10",
+            "dataset.augment.crop_padding=-2",
+        ): "crop_padding=-2: must be 0 (off) or",
         # (it said "trainer.monitor=train/loss: this run reports no such metric", which no one set)
         ("lr-find", "experiment=gd_polynomial"): "lr-find sweeps a training loss, and task=minimize has none "
         "(it minimises f itself, logged as train/f): compare learning rates with a sweep, dlbench -m "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,6 +263,13 @@ class DataModule:
     def size(self, split: str) -> int:
         dataset = self.splits[split]
         return 0 if dataset is None else len(dataset)
+
+
+def check_noise(noise: float) -> None:
+    """A generated data set's `noise`: the standard deviation of the Gaussian noise it adds (a
+    negative one drew the same noise as its absolute value, without a word)."""
+    if not 0 <= noise < math.inf:
+        raise DlbenchError(f"dataset.noise={noise}: a standard deviation, 0 (none) or more")
 
 
 def is_number(text: str) -> bool:
