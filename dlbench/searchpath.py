@@ -12,7 +12,7 @@ same files.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,14 +164,25 @@ def preset_file(name: str) -> Path | None:
 HEADER = r"#\s*@package\b(.*)$"
 
 
-def bad_header(text: str) -> tuple[int, str] | None:
-    """The `# @package` line of a config file's leading comments that Hydra would reject (more
-    than a name after it), with its number."""
+def header_lines(text: str) -> Iterator[tuple[int, str]]:
+    """A config file's header as Hydra reads it, numbered: its `# @...` lines at the top (blank
+    lines between them skipped), up to any other line, a plain comment too."""
     import re
 
     for number, line in enumerate(text.splitlines(), 1):
-        if not line.startswith("#"):
-            break
+        if not line.strip():
+            continue
+        if not re.match(r"\s*#\s*@", line):
+            return
+        yield number, line.strip()
+
+
+def bad_header(text: str) -> tuple[int, str] | None:
+    """The `# @package` line of a config file's header that Hydra would reject (more than a
+    name after it), with its number."""
+    import re
+
+    for number, line in header_lines(text):
         header = re.match(HEADER, line)
         if header and not re.fullmatch(r"\s*\w+(\.\w+)*\s*", header.group(1)):  # (not `..`)
             return number, line
@@ -219,15 +230,13 @@ def layout_problem(file: Path, path: str, node: Any) -> str | None:
 
 
 def package(text: str) -> str | None:
-    """A config file's `# @package` as Hydra reads it: from the `# @...` lines at its top (blank
-    lines between them skipped), not after another line, a comment too; the last one counts."""
+    """A config file's `# @package` as Hydra reads it from its header (`header_lines`): the last
+    one counts."""
     import re
 
     found = None
-    for line in text.splitlines():
-        if line.strip() and not re.match(r"\s*#\s*@", line):
-            break
-        if header := re.match(HEADER, line.strip()):
+    for _, line in header_lines(text):
+        if header := re.match(HEADER, line):
             found = header.group(1).strip()
     return found
 

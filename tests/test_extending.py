@@ -341,6 +341,8 @@ def test_a_users_yaml_for_their_component_starts_from_its_code_and_a_bad_one_is_
     layouts = {
         "": "a preset's keys are the run's own",  # empty
         "# mine\n# @package _global_\nname: x\n": "its first line is '# @package _global_'",  # ignored
+        # (a bad header below a plain comment, which Hydra never reads, was refused as a bad header)
+        "# mine\n# @package _global_ x\nname: x\n": "its first line is '# @package _global_'",
         "# @package _global_\n- a\n- b\n": "holds a list, where a config file holds settings",
     }
     for text, said in layouts.items():
