@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 import yaml
 from hydra import compose, initialize_config_dir
@@ -216,6 +217,9 @@ def check_searchpath(overrides: list[str], config_name: str, source: str) -> Non
                     "file://PATH, no ${...}; Hydra imports the module of pkg:// or structured://). "
                     "Name config folders with --config-dir DIR or DLBENCH_CONFIG_PATH"
                 )
+            folder = str(value).removeprefix("file://")
+            if value is not None and not Path(folder).is_dir():  # (Hydra's own warning, and on it went)
+                raise DlbenchError(f"{where}: hydra.searchpath {value}: there is no folder {folder}")
 
 
 def with_files(cfg: DictConfig, source: str, config_name: str) -> str:

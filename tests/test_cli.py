@@ -270,6 +270,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         "last batch of one, and a BatchNorm layer of the model cannot train on one value a channel",
         ("--config-dir", "a:b"): "--config-dir 'a:b': name one folder, whose name holds no ':'",
         ("--config-dir=",): "--config-dir '': name one folder",  # (the current folder, silently)
+        # (Hydra's raw UserWarning, and the run went on without the folder's configs)
+        ("hydra.searchpath=[nope/configs]", "trainer.epochs=1"): "hydra.searchpath nope/configs: there is no",
         ("new", "experiment", "_x"): "'_x': a preset's name cannot start with _",  # (its hint failed)
         ("resume=", "trainer.epochs=1"): "resume= names nothing",  # (`resume=$RUN`, unset: a new run)
         # (after the run's folder was written: the trial step took no optimizer step)
