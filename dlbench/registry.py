@@ -40,8 +40,9 @@ class Registry:
 
     `supplied` names the constructor arguments that dlbench passes itself (the parameters of an
     optimizer, the model of a task); they cannot be set from a config. `facts` names the
-    arguments filled from the data (a model's `input_shape`, `num_outputs`, ...) unless the
-    config sets them. `group` is the config group whose options these are (`model=resnet`).
+    arguments filled from the data (a model's `input_shape`, `num_outputs`, ...), or from the
+    run (a schedule's length), unless the config sets them. `group` is the config group whose
+    options these are (`model=resnet`).
     """
 
     def __init__(
@@ -279,8 +280,14 @@ DATASETS = Registry("dataset", modules=family("dlbench.data"))
 TASKS = Registry("task", modules=family("dlbench.tasks"), supplied=["model", "loss", "data"])
 LOSSES = Registry("loss", from_torch=register_losses)
 OPTIMIZERS = Registry("optimizer", supplied=["params"], from_torch=register_optimizers)
+# a schedule's length: null in its config node, filled in from the run's (engine/optim.py)
+SCHEDULE_LENGTHS = ("total_steps", "T_max", "total_iters")
 SCHEDULERS = Registry(
-    "scheduler", modules=["dlbench.engine.optim"], supplied=["optimizer"], from_torch=register_schedulers
+    "scheduler",
+    modules=["dlbench.engine.optim"],
+    supplied=["optimizer"],
+    facts=SCHEDULE_LENGTHS,  # (torch's own default, polynomial_lr's total_iters=5, ended every run at 5)
+    from_torch=register_schedulers,
 )
 
 REGISTRIES: dict[str, Registry] = {

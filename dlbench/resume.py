@@ -66,7 +66,6 @@ RESUMABLE = (
 )
 OPTIMIZER_SETTINGS = ("lr", "weight_decay", "betas", "eps")  # no per-weight state depends on them
 SGD_SETTINGS = ("momentum", "dampening", "nesterov")  # SGD makes its momentum buffer when it needs one
-LENGTH_KEYS = ("total_steps", "T_max", "total_iters")  # a scheduler's length, filled from the run's
 RUN_LENGTH = ("trainer.epochs", "trainer.max_steps")
 
 
@@ -162,7 +161,7 @@ def check(saved: dict, new: dict) -> list[str]:
 
 def length_bound(saved: dict) -> str | None:
     """Why the run's length cannot change: a scheduler or the lookahead was built for it."""
-    from dlbench.registry import SCHEDULERS
+    from dlbench.registry import SCHEDULE_LENGTHS, SCHEDULERS
 
     scheduler = saved.get("scheduler") or {}
     name = scheduler.get("name", "none")
@@ -170,7 +169,7 @@ def length_bound(saved: dict) -> str | None:
         import inspect
 
         accepted = inspect.signature(SCHEDULERS.get(name)).parameters
-        if any(key in accepted and key not in scheduler for key in LENGTH_KEYS):
+        if any(key in accepted and scheduler.get(key) is None for key in SCHEDULE_LENGTHS):
             return f"scheduler={name} was built for the run's length"
     if (saved.get("optimizer") or {}).get("lookahead_every"):
         return "the lookahead's decay was built for the run's length"

@@ -460,6 +460,14 @@ def test_schedules_count_every_epoch_the_run_trains_and_log_the_rate_each_step_u
     adam = {"name": "adam", "lr": 0.1}
     cosine = build_optimization(model, adam, {"name": "cosine_annealing_lr"}, 30, 21).scheduler
     assert cosine.T_max == 2
+    # (torch's own default, total_iters=5, was written into the config: 8 epochs ended at lr 0
+    # from the sixth, without a word); a length the config sets is kept
+    for name in ("polynomial_lr", "linear_lr", "constant_lr"):
+        composed = compose.compose_config([f"scheduler={name}", "trainer.epochs=8"]).scheduler
+        built = build_optimization(model, adam, composed, 8 * 21, 21).scheduler
+        assert built.total_iters == 8, name
+    told = build_optimization(model, adam, {"name": "polynomial_lr", "total_iters": 3}, 8 * 21, 21)
+    assert told.scheduler.total_iters == 3
     with pytest.raises(DlbenchError, match="scheduler.interval=step: reduce_lr_on_plateau reads"):
         build_optimization(model, adam, {"name": "reduce_lr_on_plateau", "interval": "step"}, 30, 21)
 
@@ -565,3 +573,11 @@ def test_a_schedule_that_makes_the_lr_negative_mid_run_stops_the_run():
     opt.after_step(1)  # (step 1: 0.1)
     with pytest.raises(DlbenchError, match="the schedule set the learning rate to -0.1: it must be a number"):
         opt.after_step(2)
+    # a step the trial before the run did not take fails in torch: one message (it was "unexpected
+    # error": polynomial_lr's power=-1 at the total_iters the config set, shorter than the run)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    schedule = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=2, power=-1.0)
+    opt = Optimization(optimizer, schedule, "epoch")
+    opt.step_scheduler("epoch")
+    with pytest.raises(DlbenchError, match="the schedule failed at its step 2 .it steps every epoch.: Zero"):
+        opt.step_scheduler("epoch")

@@ -85,7 +85,8 @@ def component_table(registry, name: str) -> Table:
     for key, default in registry.config_node(name).items():
         if key == "name":
             continue
-        meaning = "from the data" if key in registry.facts else docs.get(key, "")
+        filled = "from the run's length" if registry.kind == "scheduler" else "from the data"
+        meaning = filled if key in registry.facts else docs.get(key, "")
         shown = "(required)" if default == "???" else "null" if default is None else str(default)
         rows.append((f"{registry.group}.{key}", shown, describe(hints.get(key)), meaning))
     table = new_table(

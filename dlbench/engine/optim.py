@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
 from dlbench.config import OptimizerConfig
 from dlbench.errors import DlbenchError, first_line
-from dlbench.registry import OPTIMIZERS, SCHEDULERS, raised_in_torch
+from dlbench.registry import OPTIMIZERS, SCHEDULE_LENGTHS, SCHEDULERS, raised_in_torch
 
 # Keys of the optimizer node that dlbench consumes (the rest go to the torch optimizer), and
 # their defaults: config.OptimizerConfig
@@ -87,11 +87,20 @@ class Optimization:
     def step_scheduler(self, interval: str, monitor_value: float | None = None) -> None:
         if self.scheduler is None or interval != self.interval:
             return
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            if monitor_value is not None:
-                self.scheduler.step(monitor_value)
-        else:
-            self.scheduler.step()
+        try:
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                if monitor_value is not None:
+                    self.scheduler.step(monitor_value)
+            else:
+                self.scheduler.step()
+        except (ArithmeticError, LookupError, TypeError, ValueError, RuntimeError) as err:
+            if not raised_in_torch(err):  # (a plugin's scheduler: its own bug)
+                raise
+            # (a step check_steps did not try: polynomial_lr's power=-1 at a total_iters it set)
+            raise DlbenchError(
+                f"the schedule failed at its step {self.scheduler.last_epoch} (it steps every "
+                f"{self.interval}): {first_line(err)} (check the scheduler's settings, scheduler.*)"
+            ) from err
         check_lr(self.optimizer, "the schedule")
 
 
@@ -241,8 +250,8 @@ def build_optimization(
     """Build an optimizer over `params` (a module's, or a list) and its scheduler.
 
     Schedulers that need the length of training (`total_steps` of OneCycleLR, `T_max`,
-    `total_iters`) get it from the trainer when the config leaves it out, counted in the
-    scheduler's interval (epochs or steps).
+    `total_iters`) get it from the trainer when the config leaves it out or null, counted in
+    the scheduler's interval (epochs or steps).
     """
     module = params if isinstance(params, torch.nn.Module) else None
     if module is not None:
@@ -268,11 +277,10 @@ def build_optimization(
     interval = scheduler_cfg.get("interval", "epoch")
     # in epochs: every epoch the run trains, the last one too if trainer.max_steps ends it early
     length = total_steps if interval == "step" else max(1, -(-total_steps // max(1, steps_per_epoch)))
-    accepted = inspect.signature(SCHEDULERS.get(name)).parameters
-    filled = {
-        k: length for k in ("total_steps", "T_max", "total_iters") if k in accepted and k not in scheduler_cfg
-    }
-    scheduler = SCHEDULERS.build(scheduler_cfg, "scheduler", skip=["interval"], optimizer=optimizer, **filled)
+    lengths = SimpleNamespace(**dict.fromkeys(SCHEDULE_LENGTHS, length))  # (each one left null)
+    scheduler = SCHEDULERS.build(
+        scheduler_cfg, "scheduler", skip=["interval"], facts=lengths, optimizer=optimizer
+    )
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         if interval != "epoch":
             raise DlbenchError(
