@@ -231,6 +231,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "trainer.precision=16 on the CPU: torch's CPU LSTM takes no float16",
         ("experiment=seq2seq", "dataset.alphabet=", "dataset.n_pairs=50"): "dataset.alphabet is empty",
         ("experiment=rnn_timeseries", "dataset.period=0"): "dataset.period=0: a positive number of steps",
+        # (torch's "negative dimension", exit 1; "only 0 sentence pairs left after filtering")
+        ("experiment=linear_regression", "dataset.n_samples=-5"): "dataset.n_samples=-5: must be at least 1",
+        ("experiment=seq2seq", "dataset.n_pairs=-5"): "dataset.n_pairs=-5: must be at least 1",
         # (the same noise as its absolute value; every image flipped; no crop: each without a word)
         ("experiment=linear_regression_noisy", "dataset.noise=-1"): "dataset.noise=-1: a standard deviation",
         (

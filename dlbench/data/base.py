@@ -265,6 +265,13 @@ class DataModule:
         return 0 if dataset is None else len(dataset)
 
 
+def check_count(key: str, value: int) -> None:
+    """A generated data set's count of samples (pairs, steps): at least 1 (a negative one was
+    torch's "negative dimension", an unexpected error)."""
+    if value < 1:
+        raise DlbenchError(f"dataset.{key}={value}: must be at least 1")
+
+
 def check_noise(noise: float) -> None:
     """A generated data set's `noise`: the standard deviation of the Gaussian noise it adds (a
     negative one drew the same noise as its absolute value, without a word)."""

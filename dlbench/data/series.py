@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
-from dlbench.data.base import DataSource, check_noise, csv_rows, is_number
+from dlbench.data.base import DataSource, check_count, check_noise, csv_rows, is_number
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 
@@ -55,6 +55,7 @@ def sine(
     """sin(2πt/period) + noise·N(0, 1) for t = 0..length-1 (generated)."""
     if not 0 < period < math.inf:  # (0: a series of NaN, stopped as a NaN loss at step 1)
         raise DlbenchError(f"dataset.period={period}: a positive number of steps")
+    check_count("length", length)
     check_noise(noise)
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(length, dtype=torch.float64)

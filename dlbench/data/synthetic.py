@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from dlbench.data.base import DataSource, check_noise
+from dlbench.data.base import DataSource, check_count, check_noise
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
 
@@ -21,6 +21,7 @@ def synthetic_linear(
     seed: int = 0,
 ) -> DataSource:
     """y = X·weights + bias + noise·N(0, 1), with X ~ x_scale·N(0, 1) or x_scale·U(0, 1)."""
+    check_count("n_samples", n_samples)
     check_noise(noise)
     if x_dist not in ("normal", "uniform"):
         raise DlbenchError(f"dataset.x_dist={x_dist}: choose normal or uniform")
@@ -45,6 +46,7 @@ def synthetic_quadratic(
 ) -> DataSource:
     """y = a·x² + b·x + c + noise·N(0, 1), with x ~ N(0, 1). With test_samples, the test split is
     drawn afresh after the training points (which stay the same), instead of carved from them."""
+    check_count("n_samples", n_samples)
     check_noise(noise)
     if test_samples < 0:
         raise DlbenchError(f"dataset.test_samples={test_samples}: must be 0 (carve) or more")

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from dlbench.data.base import DataSource
+from dlbench.data.base import DataSource, check_count
 from dlbench.data.download import extract, fetch
 from dlbench.data.folders import check_distinct, describe
 from dlbench.errors import DlbenchError
@@ -245,6 +245,7 @@ def reverse_sequences(
     last input). Character tokens."""
     if not 1 <= min_length <= max_length:
         raise DlbenchError(f"dataset.min_length={min_length}, max_length={max_length}: need 1 <= min <= max")
+    check_count("n_pairs", n_pairs)  # (it blamed the filtering, of which there is none)
     if not alphabet:  # (random.choice's IndexError, exit 1)
         raise DlbenchError("dataset.alphabet is empty: give the letters the strings are made of")
     rng = random.Random(seed)
