@@ -203,7 +203,7 @@ def _train(
                 for name, module in activations_of(task.model).items():
                     logger.figure(f"activations/{name}", activation_figure(module, name), 0)
         log.info(describe_run(cfg, data, device, run_dir))
-        for idle in idle_settings(cfg.trainer):
+        for idle in idle_settings(cfg, overrides):
             log.warning(idle)
         fit_started = time.perf_counter()
         with built_objects_frozen():

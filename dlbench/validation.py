@@ -14,6 +14,7 @@ import re
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dlbench import terminal
 from dlbench.config import (
     CHOICES,
     LOGGER_BACKENDS,
@@ -226,14 +227,28 @@ def check_augment(augment: dict) -> None:
             raise DlbenchError(f"dataset.augment.{key}={value}: must be {within}")
 
 
-def idle_settings(t: DictConfig) -> list[str]:
+def idle_settings(cfg: DictConfig, given: list[str]) -> list[str]:
     """Settings that do nothing without another, said when the run starts (not refused: a
-    sweep's grid may hold trainer.grad_clip=null beside trainer.grad_clip_mode=value)."""
-    idle = []
+    sweep's grid may hold trainer.grad_clip=null beside trainer.grad_clip_mode=value). `given`:
+    the run's overrides (a preset's own defaults are not the user's to hear about)."""
+    t, idle = cfg.trainer, []
     if t.grad_clip_mode != "norm" and t.grad_clip is None:
         idle.append(f"trainer.grad_clip_mode={t.grad_clip_mode} does nothing: trainer.grad_clip is not set")
     if t.keep_last_k and not t.checkpoint_every_n_steps:
         idle.append(
             f"trainer.keep_last_k={t.keep_last_k} does nothing: trainer.checkpoint_every_n_steps is not set"
+        )
+    evaluations = -(-t.epochs // t.val_every_n_epochs)  # (every val_every_n_epochs, and the last)
+    if t.patience is not None and evaluations <= t.patience + 1:
+        idle.append(
+            f"trainer.patience={t.patience} does nothing: the run evaluates {evaluations} time(s) "
+            f"(trainer.epochs={t.epochs}, trainer.val_every_n_epochs={t.val_every_n_epochs}), and early "
+            f"stopping ends it only after {t.patience} evaluations that do not improve on the first"
+        )
+    validate_on = cfg.dataset.get("validate_on", "val")
+    if validate_on != "val" and "dataset.val_fraction" in {terminal.key_of(o) for o in given}:
+        idle.append(
+            f"dataset.val_fraction={cfg.dataset.val_fraction} does nothing: dataset.validate_on="
+            f"{validate_on} validates on the {validate_on} split (dataset.validate_on=val carves one)"
         )
     return idle
