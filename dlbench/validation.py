@@ -203,6 +203,12 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         if not 0 <= getattr(data, key) < math.inf:
             raise DlbenchError(f"dataset.{key}={getattr(data, key)}: an alpha of 0 (off) or more, e.g. 0.2")
     MODELS.check(plain_dict(cfg.model), "model")
+    dropout = cfg.model.get("dropout")
+    if isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and not 0 <= dropout < 1:
+        # (every model of dlbench's takes it as a probability: 1 zeroed every unit, so nothing
+        # trained; a negative one was no dropout; each without a word)
+        if MODELS.origin(str(cfg.model.name)) == "dlbench":
+            raise DlbenchError(f"model.dropout={dropout}: a probability in [0, 1) (0: none)")
     if cfg.task.get("name") != "auto":  # auto: chosen when the data is built (build.task_name)
         TASKS.check(plain_dict(cfg.task), "task")
     OPTIMIZERS.check(plain_dict(cfg.optimizer), "optimizer", reserved=schema_hints(OptimizerConfig))

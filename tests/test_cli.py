@@ -231,6 +231,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "trainer.precision=16 on the CPU: torch's CPU LSTM takes no float16",
         ("experiment=seq2seq", "dataset.alphabet=", "dataset.n_pairs=50"): "dataset.alphabet is empty",
         ("experiment=rnn_timeseries", "dataset.period=0"): "dataset.period=0: a positive number of steps",
+        # (every unit dropped, nothing trained; a layer of nothing, torch's raw warning: exit 0)
+        ("model.dropout=1.0",): "model.dropout=1.0: a probability in [0, 1)",
+        ("model.hidden=[0]",): "model.hidden=[0]: each layer's size is at least 1",
         # (torch's "negative dimension", exit 1; "only 0 sentence pairs left after filtering")
         ("experiment=linear_regression", "dataset.n_samples=-5"): "dataset.n_samples=-5: must be at least 1",
         ("experiment=seq2seq", "dataset.n_pairs=-5"): "dataset.n_pairs=-5: must be at least 1",

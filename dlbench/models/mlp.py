@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from dlbench.errors import DlbenchError
 from dlbench.models import layers
 from dlbench.registry import MODELS
 
@@ -28,6 +29,8 @@ def mlp(
     init: str = "default",
 ) -> nn.Module:
     """Multi-layer perceptron: [Linear, norm, activation, dropout] per hidden size, then Linear."""
+    if any(size < 1 for size in hidden):  # (0: a layer of nothing, torch's warning; -3: its error)
+        raise DlbenchError(f"model.hidden={list(hidden)}: each layer's size is at least 1")
     modules: list[nn.Module] = [nn.Flatten()]
     width = layers.flat_size(input_shape)
     for size in hidden:
