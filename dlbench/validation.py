@@ -212,6 +212,9 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     if cfg.task.get("name") != "auto":  # auto: chosen when the data is built (build.task_name)
         TASKS.check(plain_dict(cfg.task), "task")
     OPTIMIZERS.check(plain_dict(cfg.optimizer), "optimizer", reserved=schema_hints(OptimizerConfig))
+    every = cfg.optimizer.get("lookahead_every") or 0  # (-1 looked ahead at every step)
+    if not isinstance(every, bool) and isinstance(every, int) and every < 0:
+        raise DlbenchError(f"optimizer.lookahead_every={every}: every N steps, N from 1 (0: none)")
     if cfg.loss.get("name") != "auto":
         LOSSES.check(plain_dict(cfg.loss), "loss")
         if cfg.task.get("name") != "auto":  # (task=auto: chosen when the data is built)

@@ -231,6 +231,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "trainer.precision=16 on the CPU: torch's CPU LSTM takes no float16",
         ("experiment=seq2seq", "dataset.alphabet=", "dataset.n_pairs=50"): "dataset.alphabet is empty",
         ("experiment=rnn_timeseries", "dataset.period=0"): "dataset.period=0: a positive number of steps",
+        # (a lookahead at every step; an lr that never reached its peak: exit 0)
+        ("+optimizer.lookahead_every=-1",): "optimizer.lookahead_every=-1: every N steps, N from 1",
+        ("scheduler=triangle", "scheduler.peak=1.5"): "scheduler.peak=1.5: the fraction of the steps",
         # (every unit dropped, nothing trained; a layer of nothing, torch's raw warning: exit 0)
         ("model.dropout=1.0",): "model.dropout=1.0: a probability in [0, 1)",
         ("model.hidden=[0]",): "model.hidden=[0]: each layer's size is at least 1",

@@ -125,6 +125,8 @@ def triangle(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """airbench's triangular schedule: the lr factor rises linearly from `start` to 1 over the
     first `peak` fraction of the steps, then falls linearly to `end` at the last step."""
+    if not 0 <= peak <= 1:  # (1.5: the lr never reached its peak; -0.5: it only fell)
+        raise DlbenchError(f"scheduler.peak={peak}: the fraction of the steps where the lr peaks, in [0, 1]")
     up = int(total_steps * peak)
 
     def factor(step: int) -> float:
