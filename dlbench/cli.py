@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.raiseExceptions = False
     end_only_named()
     try:
+        if argv[:1] == ["help"] and argv[1:2] and argv[1] in COMMANDS:  # `help list`: as `list --help`
+            argv = [argv[1], "--help"]
         if argv[:1] in (["-h"], ["--help"]):
             print_help()
             return 0
@@ -152,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             if (options := groups().get(argv[0])) is not None:
                 raise DlbenchError(f"'{argv[0]}' is a config group: choose an option, {argv[0]}=OPTION",
                                    f"Its options: {', '.join(options)}")  # fmt: skip
+            closest = " Did you mean: dlbench --version?" if argv[0] == "version" else None
             raise DlbenchError(
                 f"'{argv[0]}' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION)."
-                f"{errors.did_you_mean(argv[0], COMMANDS)}",
+                f"{closest or errors.did_you_mean(argv[0], COMMANDS)}",
                 f"Commands: {', '.join(COMMANDS)} (dlbench --help)",
             )
         return command("train")(argv)

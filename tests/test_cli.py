@@ -126,6 +126,10 @@ def test_help_lists_groups_subcommands_and_examples(cli):
         assert word in out
     assert "dlbench list" in out and "dlbench -m" in out and "resume=" in out
     assert cli("help").stdout == out
+    # (`help list` printed the whole help; `version` suggested `train`)
+    assert cli("help", "eval").stdout == cli("eval", "--help").stdout
+    version = cli("version")
+    assert version.returncode == 2 and "Did you mean: dlbench --version?" in version.stderr
 
 
 def test_every_help_flag_and_each_subcommands_help_answers(cli):
