@@ -254,6 +254,8 @@ def idle_settings(cfg: DictConfig, given: list[str]) -> list[str]:
             f"(trainer.epochs={t.epochs}, trainer.val_every_n_epochs={t.val_every_n_epochs}), and early "
             f"stopping ends it only after {t.patience} evaluations that do not improve on the first"
         )
+    if cfg.optimizer.get("lr") == 0:  # (the run trained for nothing: the same figures each epoch)
+        idle.append("optimizer.lr=0: no step moves the weights, and the run measures its untrained model")
     validate_on = cfg.dataset.get("validate_on", "val")
     if validate_on != "val" and "dataset.val_fraction" in {terminal.key_of(o) for o in given}:
         idle.append(

@@ -107,7 +107,7 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     # a setting that does nothing without another is said, not ignored (nor refused: a sweep's grid
     # may hold trainer.grad_clip=null beside grad_clip_mode=value)
     # (early stopping that cannot act, a val split asked of a run validated on train: a helper's)
-    idle = ["trainer.patience=1", "dataset.validate_on=train", "dataset.val_fraction=0.3"]
+    idle = ["trainer.patience=1", "dataset.validate_on=train", "dataset.val_fraction=0.3", "optimizer.lr=0"]
     result = cli("trainer.grad_clip_mode=value", "trainer.keep_last_k=3", "trainer.epochs=1", *idle)
     assert result.returncode == 0, result.stderr
     said = result.stdout + result.stderr
@@ -115,6 +115,7 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     assert "trainer.keep_last_k=3 does nothing: trainer.checkpoint_every_n_steps is not set" in said
     assert "trainer.patience=1 does nothing: the run evaluates 1 time(s)" in said
     assert "dataset.val_fraction=0.3 does nothing: dataset.validate_on=train validates on the train" in said
+    assert "optimizer.lr=0: no step moves the weights" in said
     result = cli("trainer.patience=1", "trainer.epochs=3")  # (it can act: nothing said)
     assert result.returncode == 0 and "does nothing" not in result.stdout + result.stderr
 
