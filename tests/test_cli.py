@@ -244,6 +244,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (torch's "negative dimension", exit 1; "only 0 sentence pairs left after filtering")
         ("experiment=linear_regression", "dataset.n_samples=-5"): "dataset.n_samples=-5: must be at least 1",
         ("experiment=seq2seq", "dataset.n_pairs=-5"): "dataset.n_pairs=-5: must be at least 1",
+        ("experiment=iris_mlp", "dataset.features=[0,0]"): "dataset.features=[0, 0]: names a feature twice",
+        ("experiment=linear_regression", "dataset.weights=[]"): "dataset.weights is empty",
         # (the same noise as its absolute value; every image flipped; no crop: each without a word)
         ("experiment=linear_regression_noisy", "dataset.noise=-1"): "dataset.noise=-1: a standard deviation",
         (

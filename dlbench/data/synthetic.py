@@ -23,6 +23,8 @@ def synthetic_linear(
     """y = X·weights + bias + noise·N(0, 1), with X ~ x_scale·N(0, 1) or x_scale·U(0, 1)."""
     check_count("n_samples", n_samples)
     check_noise(noise)
+    if not weights:  # (a linear model of no inputs trained, and "learned weight []")
+        raise DlbenchError("dataset.weights is empty: give one true weight per input, e.g. [1.0, 2.0]")
     if x_dist not in ("normal", "uniform"):
         raise DlbenchError(f"dataset.x_dist={x_dist}: choose normal or uniform")
     g = torch.Generator().manual_seed(seed)

@@ -57,6 +57,8 @@ def iris(
     if features is not None:
         if not features or not all(0 <= f < x.shape[1] for f in features):
             raise DlbenchError(f"dataset.features={features}: iris has features 0..{x.shape[1] - 1}")
+        if len(set(features)) < len(features):  # ([0, 0]: one measurement fed twice, without a word)
+            raise DlbenchError(f"dataset.features={features}: names a feature twice")
         x = x[:, features]
     if classes is not None:
         if len(classes) < 2 or not all(0 <= c < len(names) for c in classes):
