@@ -126,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.raiseExceptions = False
     end_only_named()
     try:
-        if argv[:1] == ["help"] and argv[1:2] and argv[1] in COMMANDS:  # `help list`: as `list --help`
+        if argv[:1] == ["help"] and argv[1:2]:  # `help list`: as `list --help`
+            if argv[1] not in COMMANDS:
+                raise DlbenchError(
+                    f"dlbench help {argv[1]}: '{argv[1]}' is not a command."
+                    f"{errors.did_you_mean(argv[1], COMMANDS)}",
+                    f"Commands: {', '.join(COMMANDS)} (dlbench --help)",
+                )
             argv = [argv[1], "--help"]
         if argv[:1] in (["-h"], ["--help"]):
             print_help()

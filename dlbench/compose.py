@@ -219,7 +219,8 @@ def check_searchpath(overrides: list[str], config_name: str, source: str) -> Non
                 )
             folder = str(value).removeprefix("file://")
             if value is not None and not Path(folder).is_dir():  # (Hydra's own warning, and on it went)
-                raise DlbenchError(f"{where}: hydra.searchpath {value}: there is no folder {folder}")
+                missing = "is not a folder" if Path(folder).exists() else "does not exist"
+                raise DlbenchError(f"{where}: hydra.searchpath {value}: {folder} {missing}")
 
 
 def with_files(cfg: DictConfig, source: str, config_name: str) -> str:

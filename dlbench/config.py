@@ -150,6 +150,11 @@ class AugmentConfig:
     crop_reflect: bool = False  # crop_padding pads by reflection instead of zeros
 
 
+# a schedule's length: null in its config node, filled in from the run's (engine/optim.py), unless
+# the config sets one (a warm-up's: linear_lr, constant_lr)
+SCHEDULE_LENGTHS = ("total_steps", "T_max", "total_iters")
+
+
 @dataclass
 class SchedulerConfig:
     """Keys of the scheduler node that dlbench consumes itself."""

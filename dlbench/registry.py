@@ -29,6 +29,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from dlbench.config import SCHEDULE_LENGTHS
 from dlbench.errors import DlbenchError, as_user_error, unknown_name
 from dlbench.torch_components import register_losses, register_optimizers, register_schedulers
 from dlbench.typecheck import accepts_var_kwargs, parameter_hints
@@ -280,8 +281,6 @@ DATASETS = Registry("dataset", modules=family("dlbench.data"))
 TASKS = Registry("task", modules=family("dlbench.tasks"), supplied=["model", "loss", "data"])
 LOSSES = Registry("loss", from_torch=register_losses)
 OPTIMIZERS = Registry("optimizer", supplied=["params"], from_torch=register_optimizers)
-# a schedule's length: null in its config node, filled in from the run's (engine/optim.py)
-SCHEDULE_LENGTHS = ("total_steps", "T_max", "total_iters")
 SCHEDULERS = Registry(
     "scheduler",
     modules=["dlbench.engine.optim"],

@@ -23,7 +23,7 @@ import dataclasses
 import fnmatch
 from typing import Any
 
-from dlbench.config import STRUCTURED
+from dlbench.config import SCHEDULE_LENGTHS, STRUCTURED
 from dlbench.errors import DlbenchError
 
 # settings that change nothing the steps so far were taken with (patterns of flattened keys)
@@ -93,6 +93,9 @@ def changes(saved: dict, new: dict) -> dict[str, tuple[Any, Any]]:
         before, after = old.get(key, default_of(key)), now.get(key, ABSENT)
         if key in ("trainer.monitor", "trainer.monitor_mode") and after is None:
             continue
+        root, _, setting = key.partition(".")
+        if root == "scheduler" and setting in SCHEDULE_LENGTHS and after in (None, ABSENT):
+            continue  # (left to the run: the checkpoint's schedule holds the length it was built with)
         if before != after:
             out[key] = (before, after)
     return dict(sorted(out.items()))
@@ -161,7 +164,7 @@ def check(saved: dict, new: dict) -> list[str]:
 
 def length_bound(saved: dict) -> str | None:
     """Why the run's length cannot change: a scheduler or the lookahead was built for it."""
-    from dlbench.registry import SCHEDULE_LENGTHS, SCHEDULERS
+    from dlbench.registry import SCHEDULERS
 
     scheduler = saved.get("scheduler") or {}
     name = scheduler.get("name", "none")

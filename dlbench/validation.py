@@ -252,9 +252,11 @@ def idle_settings(cfg: DictConfig, given: list[str]) -> list[str]:
         idle.append(
             f"trainer.patience={t.patience} does nothing: the run evaluates {evaluations} time(s) "
             f"(trainer.epochs={t.epochs}, trainer.val_every_n_epochs={t.val_every_n_epochs}), and early "
-            f"stopping ends it only after {t.patience} evaluations that do not improve on the first"
+            f"stopping ends it only after {t.patience} evaluations that do not improve on the best"
         )
-    if cfg.optimizer.get("lr") == 0:  # (the run trained for nothing: the same figures each epoch)
+    # (the run trained for nothing: the same figures each epoch; a schedule may set its own lr,
+    # as one_cycle_lr's max_lr does)
+    if cfg.optimizer.get("lr") == 0 and cfg.scheduler.get("name", "none") == "none":
         idle.append("optimizer.lr=0: no step moves the weights, and the run measures its untrained model")
     validate_on = cfg.dataset.get("validate_on", "val")
     if validate_on != "val" and "dataset.val_fraction" in {terminal.key_of(o) for o in given}:

@@ -128,6 +128,8 @@ def test_help_lists_groups_subcommands_and_examples(cli):
     assert cli("help").stdout == out
     # (`help list` printed the whole help; `version` suggested `train`)
     assert cli("help", "eval").stdout == cli("eval", "--help").stdout
+    nope = cli("help", "lst")  # (the whole help, exit 0)
+    assert nope.returncode == 2 and "'lst' is not a command. Did you mean: list?" in nope.stderr
     version = cli("version")
     assert version.returncode == 2 and "Did you mean: dlbench --version?" in version.stderr
 
@@ -286,7 +288,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("--config-dir", "a:b"): "--config-dir 'a:b': name one folder, whose name holds no ':'",
         ("--config-dir=",): "--config-dir '': name one folder",  # (the current folder, silently)
         # (Hydra's raw UserWarning, and the run went on without the folder's configs)
-        ("hydra.searchpath=[nope/configs]", "trainer.epochs=1"): "hydra.searchpath nope/configs: there is no",
+        ("hydra.searchpath=[nope/configs]", "trainer.epochs=1"): "nope/configs does not exist",
         ("new", "experiment", "_x"): "'_x': a preset's name cannot start with _",  # (its hint failed)
         ("resume=", "trainer.epochs=1"): "resume= names nothing",  # (`resume=$RUN`, unset: a new run)
         # (after the run's folder was written: the trial step took no optimizer step)

@@ -118,6 +118,9 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     assert "optimizer.lr=0: no step moves the weights" in said
     result = cli("trainer.patience=1", "trainer.epochs=3")  # (it can act: nothing said)
     assert result.returncode == 0 and "does nothing" not in result.stdout + result.stderr
+    # (one_cycle_lr sets its own lr, from max_lr: not a run that trains for nothing)
+    result = cli("optimizer.lr=0", "scheduler=one_cycle_lr", "scheduler.max_lr=0.01", "trainer.epochs=1")
+    assert result.returncode == 0 and "no step moves" not in result.stdout + result.stderr
 
 
 def test_compile_mode_is_torch_compiles_and_an_unknown_one_is_refused(cli, tmp_path, monkeypatch):
@@ -467,14 +470,22 @@ def test_schedules_count_every_epoch_the_run_trains_and_log_the_rate_each_step_u
     adam = {"name": "adam", "lr": 0.1}
     cosine = build_optimization(model, adam, {"name": "cosine_annealing_lr"}, 30, 21).scheduler
     assert cosine.T_max == 2
-    # (torch's own default, total_iters=5, was written into the config: 8 epochs ended at lr 0
-    # from the sixth, without a word); a length the config sets is kept
-    for name in ("polynomial_lr", "linear_lr", "constant_lr"):
+    # (torch's own default, total_iters=5, was written into the config: 8 epochs of polynomial_lr
+    # ended at lr 0 from the sixth, without a word); a warm-up keeps its own length, as does a
+    # length the config sets
+    for name, length in (("polynomial_lr", 8), ("linear_lr", 5), ("constant_lr", 5)):
         composed = compose.compose_config([f"scheduler={name}", "trainer.epochs=8"]).scheduler
         built = build_optimization(model, adam, composed, 8 * 21, 21).scheduler
-        assert built.total_iters == 8, name
+        assert built.total_iters == length, name
     told = build_optimization(model, adam, {"name": "polynomial_lr", "total_iters": 3}, 8 * 21, 21)
     assert told.scheduler.total_iters == 3
+    # a run saved with torch's 5 in its config (before) resumes: its schedule's state holds its length
+    from dlbench import resume
+
+    saved = {"scheduler": {"name": "polynomial_lr", "total_iters": 5}, "trainer": {"epochs": 3}}
+    assert resume.check(saved, {**saved, "scheduler": {"name": "polynomial_lr", "total_iters": None}}) == []
+    with pytest.raises(DlbenchError, match="scheduler.total_iters: 5 -> 3"):
+        resume.check(saved, {**saved, "scheduler": {"name": "polynomial_lr", "total_iters": 3}})
     with pytest.raises(DlbenchError, match="scheduler.interval=step: reduce_lr_on_plateau reads"):
         build_optimization(model, adam, {"name": "reduce_lr_on_plateau", "interval": "step"}, 30, 21)
 

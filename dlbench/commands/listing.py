@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
 from rich.table import Table
 
 from dlbench import compose, plugins, terminal
@@ -82,11 +83,16 @@ def component_table(registry, name: str) -> Table:
     hints, docs = parameter_hints(fn), parameter_docs(fn)
     title = f"{registry.kind} {name} ({registry.origin(name)}): {registry.description(name)}"
     rows = []
-    for key, default in registry.config_node(name).items():
+    node = registry.config_node(name)
+    shipped = SHIPPED / registry.group / f"{name}.yaml"
+    if shipped.is_file():  # (its shipped option's own values: linear_lr's warm-up of 5 epochs)
+        own = yaml.safe_load(shipped.read_text()) or {}
+        node.update({k: v for k, v in own.items() if k in node})
+    for key, default in node.items():
         if key == "name":
             continue
         filled = "from the run's length" if registry.kind == "scheduler" else "from the data"
-        meaning = filled if key in registry.facts else docs.get(key, "")
+        meaning = filled if key in registry.facts and default is None else docs.get(key, "")
         shown = "(required)" if default == "???" else "null" if default is None else str(default)
         rows.append((f"{registry.group}.{key}", shown, describe(hints.get(key)), meaning))
     table = new_table(

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from dlbench.config import OptimizerConfig
+from dlbench.config import SCHEDULE_LENGTHS, OptimizerConfig
 from dlbench.errors import DlbenchError, first_line
-from dlbench.registry import OPTIMIZERS, SCHEDULE_LENGTHS, SCHEDULERS, raised_in_torch
+from dlbench.registry import OPTIMIZERS, SCHEDULERS, raised_in_torch
 
 # Keys of the optimizer node that dlbench consumes (the rest go to the torch optimizer), and
 # their defaults: config.OptimizerConfig
