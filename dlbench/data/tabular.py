@@ -76,6 +76,22 @@ def iris(
     return DataSource(TensorDataset(x, y), num_classes=len(names), class_names=names)
 
 
+def check_targets(file: Path, column: str, cells: list[tuple[int, str]], target_type: str) -> None:
+    """A target column's cells, by line: none empty, and numbers with a few text cells among
+    them (NA, a typo) are a missing value, not a class of their own (an empty target or an NA
+    among values to regress made every value a class, exit 0), unless dataset.target_type=class."""
+    if blank := next((number for number, cell in cells if not cell), None):
+        raise DlbenchError(f"csv: {file} line {blank}, target {column}: the cell is empty")
+    texts = [(number, cell) for number, cell in cells if not is_number(cell)]
+    if target_type != "class" and texts and len(texts) < len(cells) / 2:
+        number, cell = texts[0]
+        raise DlbenchError(
+            f"csv: {file} line {number}, target {column}: {cell!r} is not a number, where "
+            f"{len(cells) - len(texts)} of the column's {len(cells)} cells are: a missing value? "
+            "(dataset.target_type=class reads every cell as a class's name)"
+        )
+
+
 @DATASETS.register("csv")
 def csv_table(
     path: str = "data.csv",
@@ -143,6 +159,7 @@ def csv_table(
         targets.append(row[y_col].strip())
         lines.append(number)
     x = torch.tensor(x_rows, dtype=torch.float32)
+    check_targets(file, names[y_col], list(zip(lines, targets, strict=True)), target_type)
     odd = [
         (n, t) for n, t in zip(lines, targets, strict=True) if is_number(t) and not math.isfinite(float(t))
     ]
