@@ -118,7 +118,7 @@ def test_a_csv_target_with_an_empty_or_text_cell_among_numbers_is_named(tmp_path
     (exit 0, test/acc 0); an empty class name became a class. dataset.target_type=class still
     reads text among numbers as classes, and a column of text stays classes."""
     rows = "".join(f"{i},{i * 0.5 + 0.25}\n" for i in range(8))
-    for cell, said in (("", "line 10, target y: the cell is empty"), ("NA", "line 10, target y: 'NA' is not")):
+    for cell, said in (("", "line 10, target y: the cell is empty"), ("NA", "line 10, target y: 'NA' is")):
         (tmp_path / "m.csv").write_text(f"a,y\n{rows}9,{cell}\n")
         with pytest.raises(DlbenchError, match=said):
             csv_table(path=str(tmp_path / "m.csv"))
