@@ -110,7 +110,7 @@ def job(
         if refused.exists():
             return None
         try:
-            record_job(run_dir, overrides)
+            record_job(run_dir, overrides, resuming=bool(cfg.sweep.resume) or cluster.in_job())
         except DlbenchError as err:
             files.write_text(refused, f"{err}\n")
             return None
@@ -173,15 +173,22 @@ def job(
 REFUSED = ".refused"  # in a sweep's folder: why this command ran none of its jobs (record_job)
 
 
-def record_job(run_dir: Path, overrides: list[str]) -> None:
+def record_job(run_dir: Path, overrides: list[str], resuming: bool) -> None:
     """A sweep job's overrides in its folder (so the summary lists it even if it fails early).
-    `sweep.resume` must run each job with the overrides it was started with (`sweep.*` aside)."""
+    `sweep.resume` (or Slurm's requeue: `resuming`) must run each job with the overrides it was
+    started with (`sweep.*` aside); a new sweep's job finds no other job in its folder."""
     saved_file = run_dir / ".hydra" / "overrides.yaml"
     if not saved_file.is_file():
         files.write_text(saved_file, yaml.safe_dump(overrides))
         return
     saved = files.read_yaml(saved_file) or []
     job = [o for o in saved if not o.startswith("sweep.")]  # sweep.resume, sweep.fail_fast: not the job's
+    if job != [o for o in overrides if not o.startswith("sweep.")] and not resuming:
+        raise DlbenchError(  # (it said "sweep.resume finishes a sweep ...", which no one had typed)
+            f"job folder {run_dir.name} already holds another job of this sweep "
+            f"({' '.join(saved) or 'no overrides'}): hydra.sweep.subdir gives two jobs one folder; make "
+            "it differ for each job (its default, ${hydra.job.num})"
+        )
     if job != [o for o in overrides if not o.startswith("sweep.")]:
         raise DlbenchError(
             f"job {run_dir.name} of this sweep ran with {' '.join(saved) or 'no overrides'}, not "

@@ -265,11 +265,10 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
         rundir.check_new_run(folder, cfg.resume, records, again)
     if mode == "multirun":
         subdir = str(cfg.hydra.sweep._get_node("subdir")._value())  # as written: ${hydra.job.num} is fine
-        if "${" not in subdir and (
-            subdir.strip() in ("", ".") or ".." in Path(subdir).parts or Path(subdir).is_absolute()
-        ):
+        if "${" not in subdir:  # (one name: every job in one folder, the second refused mid-sweep)
             raise DlbenchError(
-                f"hydra.sweep.subdir={subdir}: each job needs its own folder inside the sweep's"
+                f"hydra.sweep.subdir={subdir}: each job needs its own folder inside the sweep's: make it "
+                "differ for each job (its default, ${hydra.job.num})"
             )
         if rundir.holds_run(folder):
             raise DlbenchError(
@@ -280,9 +279,10 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
         jobs = [d for d in folder.iterdir() if d.is_dir() and rundir.holds_run(d)]
         if jobs:
             finish = finish_sweep_command(said, folder)
-            raise DlbenchError(
+            raise DlbenchError(  # (the command given may be another sweep's: then the hint is not it)
                 f"{folder} already holds a sweep ({len(jobs)} jobs with results), and dlbench never "
-                f"writes over one. Finish it with: {finish}  (or leave out hydra.sweep.dir for a new folder)"
+                "writes over one: give this sweep another hydra.sweep.dir, or leave it out for a new "
+                f"folder. If this command started that sweep, finish it with: {finish}"
             )
     return folder
 

@@ -294,7 +294,8 @@ def test_a_sweep_folder_that_holds_a_sweep_prints_the_command_that_finishes_it(t
     (tmp_path / "my sweep" / "1" / "metrics.json").unlink()  # (job 1 not finished)
     again = shell(command, tmp_path)
     assert again.returncode == 2
-    hint = re.search(r"Finish it with: (dlbench .*?)  \(", again.stderr).group(1)
+    hint = re.search(r"If this command started that sweep, finish it with: (dlbench .*)$", again.stderr)
+    hint = hint.group(1)
     assert (
         hint == "dlbench -m --config-dir cfg trainer.epochs=1,2 trainer.progress=none 'sweep.resume=my sweep'"
     )  # (sweep.resume names the folder)
