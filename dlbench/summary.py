@@ -180,9 +180,15 @@ def write(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
         files.write_text(path, text.getvalue())
         return
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    lines = ["| " + " | ".join(map(_cell, columns)) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in columns) + " |" for r in rows]
     files.write_text(path, "\n".join(lines) + "\n")
+
+
+def _cell(value: Any) -> str:
+    """A Markdown table's cell: `|` and `\\` escaped (an override's value held a `|`: the row
+    gained a column), a line break or a tab shown as an escape (`terminal.inert`)."""
+    return terminal.inert(_fmt(value)).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def _fmt(value: Any) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from html.parser import HTMLParser
@@ -395,6 +396,11 @@ def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request,
             assert_only_our_markup((sweep / "r.html").read_text())
     summary.SweepSummary().on_multirun_end(yaml_config(sweep))
     assert_inert(0, *capsys.readouterr())
+    if (table := sweep / "summary.md").is_file():  # (a `|` in an override's value added a column)
+        lines = table.read_text().splitlines()
+        cells = {len(re.split(r"(?<!\\)(?:\\\\)*\|", line)) for line in lines}  # (a `|` not escaped)
+        assert len(cells) == 1, table.read_text()
+        assert not any(controls(line) for line in lines), table.read_text()
     for name in board.named_runs(sweep)[0]:
         assert not controls(name) and "," not in name and ":" not in name
     shutil.rmtree(sweep)
