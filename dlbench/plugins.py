@@ -85,10 +85,36 @@ def _why(err: BaseException) -> str:
 def _files_named(name: str) -> list[str]:
     """The plugin word for each file a module name may mean under the current folder, two
     folders deep at most (`plugins=[src/my_models.py]`), for a hint."""
+    return [plugins_word([path]) for path in _paths_named(name)[:3]]
+
+
+def _paths_named(name: str) -> list[str]:
     stem = name.rsplit(".", 1)[-1]
     patterns = (f"{stem}.py", f"*/{stem}.py", f"*/*/{stem}.py")
-    found = sorted(str(path) for pattern in patterns for path in Path().glob(pattern))
-    return [plugins_word([path]) for path in found[:3]]
+    return sorted(str(path) for pattern in patterns for path in Path().glob(pattern))
+
+
+def _stem(name: str) -> str:
+    """A plugin's module name: a file's stem (src/my_models.py: my_models), or the name itself."""
+    return Path(name).stem if name.endswith(".py") else name
+
+
+def _imported_as(name: str) -> bool:
+    """Whether a saved run's plugin `name` is among those imported now: by its name, or (a name
+    with no package) by a file or module of that name named from another folder (the run saved
+    `my_model`; plugins=[nw/my_model.py] from the folder above: the hints went round in a loop)."""
+    if name in _imported:
+        return True
+    return "." not in _stem(name) and any(_stem(n) == _stem(name) for n in _imported)
+
+
+def _from_here(name: str) -> str:
+    """How the current folder names a saved run's plugin: as saved where it imports from here,
+    else by the one file of its name found under this folder."""
+    if name.endswith(".py") or "." in name or Path(f"{name}.py").is_file() or Path(name).is_dir():
+        return name
+    found = _paths_named(name)
+    return found[0] if len(found) == 1 else name
 
 
 def _import(name: str) -> None:
@@ -265,11 +291,12 @@ def check_saved(needed: list[str] | None, run: str, command: list[str] | str | C
     run named inside a config: the word to add)."""
     if needed is not None and not (isinstance(needed, list) and all(map(plugin_name, needed))):
         raise DlbenchError(f"{run}: its list of plugins is not a list of module names or .py files")
-    missing = [name for name in needed or [] if name not in _imported]
+    missing = [name for name in needed or [] if not _imported_as(name)]
     if missing:
+        named = _name_them([_from_here(name) for name in missing], command)
         raise DlbenchError(
             f"{run} was trained with the plugins {', '.join(missing)}, and dlbench imports no code a "
-            f"saved run names. If you trust them, name them yourself: {_name_them(missing, command)}"
+            f"saved run names. If you trust them, name them yourself: {named}"
         )
 
 

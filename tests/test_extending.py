@@ -238,6 +238,13 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
     assert hints[5] == f"dlbench export --out m.pt {tmp_path / 'run'} {named}"
     assert "name: my_flowers" in ok(shell(hints[4], elsewhere))  # pasted, each runs (argparse takes them)
     ok(shell(hints[5], elsewhere))
+    # from the folder above the plugins: the hint names them by their paths, which count for the
+    # saved module names (it named my_models, not found from there, then asked for it again)
+    above = dlbench(tmp_path, "eval", str(tmp_path / "run"))
+    hint = above.stderr.split("name them yourself: ", 1)[1].strip()
+    paths = "'plugins=[elsewhere/my_models.py,elsewhere/my_data.py]'"
+    assert hint == f"dlbench eval {tmp_path / 'run'} {paths}", above.stderr
+    ok(shell(hint, tmp_path))
     assert (elsewhere / "m.pt").is_file()
     # the hint, pasted into a shell, runs; it imports the plugins it names, and no other module of
     # the folder (a review: naming one left the folder on sys.path, and Hydra's plugin scan
