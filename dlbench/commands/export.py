@@ -28,7 +28,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from dlbench import files, rundir
+from dlbench import files, rundir, terminal
 from dlbench.commands.runs import require_plugins, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.engine.logging import console
@@ -63,6 +63,12 @@ def export_command(args: list[str]) -> int:
     parser.add_argument("--format", choices=FORMATS)
     parser.add_argument("--opset", type=at_least_one)  # (ONNX only: 18)
     parsed = parser.parse_args(args)
+    for word in parsed.named:  # (model.hidden=3, device=cuda: ignored, the export written all the same)
+        if terminal.key_of(word) != "plugins":
+            raise DlbenchError(
+                f"{word}: export writes the model its checkpoint holds, as it holds it; it takes no "
+                "settings but plugins=[...]"
+            )
     ckpt = saved_overrides(parsed.run)[0]  # (read as data, as every command that takes a run does)
     require_plugins(parsed.run, ckpt, parsed.named, ["export", *args])
     out = parsed.out
