@@ -453,3 +453,13 @@ def test_shows_hint_for_data_it_cannot_read_gives_only_keys_the_model_takes(cli)
     ), pix2pix.stderr
     names = cli("show", "experiment=name2lang_rnn", *offline)
     assert names.returncode == 2 and "or give the input" not in names.stderr, names.stderr
+
+
+def test_eval_of_a_run_that_held_out_no_test_split_says_where_its_figures_are(cli, tmp_path):
+    """iris_mlp trains on all of iris (the notes' protocol): eval said "(dataset.test_fraction=0?)",
+    a guess, not what to do (a helper's)."""
+    trained = cli("experiment=iris_mlp", "trainer.epochs=1", "trainer.progress=none", "hydra.run.dir=r")
+    assert trained.returncode == 0 and (tmp_path / "r" / "metrics.json").is_file()
+    result = cli("eval", "r")
+    assert result.returncode == 2 and "has no test split here: the run held none out" in result.stderr
+    assert "its figures are in its metrics.json" in result.stderr

@@ -41,8 +41,13 @@ def eval_command(args: list[str]) -> int:
     check_same_data(cfg, state, args[1:], ckpt)
     setup_console("plain")
     data = build_data(cfg)
-    if not data.size("test"):
-        raise DlbenchError(f"dataset '{cfg.dataset.name}' has no test split here (dataset.test_fraction=0?)")
+    if not data.size("test"):  # (iris_mlp trains on all of iris, as its notes do)
+        raise DlbenchError(
+            f"dataset '{cfg.dataset.name}' has no test split here: the run held none out "
+            f"(dataset.test_fraction={cfg.dataset.test_fraction}); its figures are in its metrics.json. "
+            "A test_fraction given here (dataset.test_fraction=0.2) carves one from samples it may "
+            "have trained on"
+        )
     task = built_to_fit(  # (a saved run's config: built on "meta" first, to fit its weights)
         lambda trial: build_task(cfg, data.info, judge=trial, trial=trial),
         state["task"],
