@@ -463,3 +463,9 @@ def test_eval_of_a_run_that_held_out_no_test_split_says_where_its_figures_are(cl
     result = cli("eval", "r")
     assert result.returncode == 2 and "has no test split here: the run held none out" in result.stderr
     assert "its figures are in its metrics.json" in result.stderr
+    # (another data set of another shape: torch's "size mismatch for model.1.weight", 4 lines)
+    assert cli("trainer.epochs=1", "trainer.progress=none", "hydra.run.dir=d").returncode == 0
+    other = cli("eval", "d", "dataset=iris")
+    assert other.returncode == 2, other.stderr
+    said = "model was built for data of another shape than dataset=iris's: input_shape [1, 8, 8] there, [4]"
+    assert said in other.stderr, other.stderr

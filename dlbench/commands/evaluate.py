@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from dlbench import preflight
+from dlbench import preflight, terminal
 from dlbench.commands.runs import merge_overrides, require_plugins, saved_overrides
 from dlbench.engine import checkpoint
 from dlbench.errors import DlbenchError
@@ -48,11 +48,14 @@ def eval_command(args: list[str]) -> int:
             "A test_fraction given here (dataset.test_fraction=0.2) carves one from samples it may "
             "have trained on"
         )
-    task = built_to_fit(  # (a saved run's config: built on "meta" first, to fit its weights)
-        lambda trial: build_task(cfg, data.info, judge=trial, trial=trial),
-        state["task"],
-        f"{ckpt} does not fit the model this config builds",
-    )
+    try:
+        task = built_to_fit(  # (a saved run's config: built on "meta" first, to fit its weights)
+            lambda trial: build_task(cfg, data.info, judge=trial, trial=trial),
+            state["task"],
+            f"{ckpt} does not fit the model this config builds",
+        )
+    except DlbenchError as err:  # (another data set: say which of its facts differ)
+        raise other_shape(state.get("data"), data.info.to_dict(), cfg.dataset.name, ckpt) or err from err
     trainer = Trainer(
         OmegaConf.to_object(cfg.trainer),  # a TrainerConfig, as training.py gives it
         resolve_device(str(cfg.device.type)),
@@ -65,6 +68,23 @@ def eval_command(args: list[str]) -> int:
     if (report := task.report()) is not None:
         console.print_lines(report)
     return 0
+
+
+def other_shape(saved: object, now: dict, dataset: str, ckpt) -> DlbenchError | None:
+    """Where the weights do not fit the model built for this data: the data's facts that differ
+    from those the model was built for (its inputs, classes, outputs, vocabularies), if any
+    (torch's load_state_dict said "size mismatch for model.1.weight: copying a param with shape
+    torch.Size([128, 64])..." over four lines)."""
+    from dlbench.registry import MODEL_FACTS
+
+    saved = saved if isinstance(saved, dict) else {}
+    differ = [k for k in MODEL_FACTS if saved.get(k) is not None and k in now and saved[k] != now[k]]
+    if not differ:
+        return None
+    return DlbenchError(
+        f"{ckpt}'s model was built for data of another shape than dataset={dataset}'s: "
+        + ", ".join(f"{k} {terminal.inert(str(saved[k]))} there, {now[k]} here" for k in differ)
+    )
 
 
 def check_same_data(cfg, state: dict, given: list[str], ckpt) -> None:
