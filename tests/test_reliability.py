@@ -339,7 +339,7 @@ def test_labels_outside_the_classes_are_refused_at_set_up(tmp_path):
     raw[8 + 5] = 12  # the sixth label: class 12 of 10
     labels.write_bytes(bytes(raw))
     overrides = ["dataset=mnist", f"dataset.root={tmp_path}", "dataset.download=false"]
-    with pytest.raises(DlbenchError, match=r"mnist: labels outside 0\.\.9"):
+    with pytest.raises(DlbenchError, match=r"mnist: the train split's labels hold 12, outside 0\.\.9"):
         train(compose.compose_config(overrides), tmp_path / "run")
 
 

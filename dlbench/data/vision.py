@@ -261,9 +261,14 @@ def _cifar(name: str, hundred: bool, root: str, download: bool, url: str | None)
 def _vision_source(name, splits, class_names, image_size, normalize) -> DataSource:
     (x_train, y_train), (x_test, y_test) = splits
     stats = normalization(name, normalize, x_train.shape[1])
-    for labels in (y_train, y_test):
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
-            raise DlbenchError(f"{name}: labels outside 0..{len(class_names) - 1} in the files")
+    for split, labels in (("train", y_train), ("test", y_test)):
+        outside = labels[(labels < 0) | (labels >= len(class_names))]
+        if len(outside):  # (which file, and the value: it said "labels outside 0..9 in the files")
+            raise DlbenchError(
+                f"{name}: the {split} split's labels hold {int(outside[0])}, outside "
+                f"0..{len(class_names) - 1}: its label file is damaged or another data set's (replace "
+                "it with the file from the official archive)"
+            )
     return DataSource(
         train=TensorDataset(preprocess(x_train, image_size, stats), y_train),
         test=TensorDataset(preprocess(x_test, image_size, stats), y_test),
