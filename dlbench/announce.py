@@ -22,7 +22,7 @@ from dlbench.tasks.base import Task
 def shortened_preset(overrides: list[str]) -> str | None:
     """`experiment=X trainer.epochs=N` where preset X trains for more epochs: a note beside the
     figures, which are not the ones the preset reports (docs/presets.md)."""
-    from dlbench.searchpath import preset_file
+    from dlbench.searchpath import SHIPPED, preset_file
 
     given = dict(o.split("=", 1) for o in overrides if "=" in o)
     name, epochs = given.get("experiment"), given.get("trainer.epochs")
@@ -36,10 +36,10 @@ def shortened_preset(overrides: list[str]) -> str | None:
     full = ((node or {}).get("trainer") or {}).get("epochs") if isinstance(node, dict) else None
     if not isinstance(full, int) or int(epochs) >= full:
         return None
-    return (
-        f"note: {name} trained {epochs} of its {full:,} epochs (trainer.epochs={epochs}); the figures "
-        f"its preset reports (docs/presets.md) come from all {full:,}"
-    )
+    note = f"note: {name} trained {epochs} of its {full:,} epochs (trainer.epochs={epochs})"
+    if not path.resolve().is_relative_to(SHIPPED.resolve()):  # (a user's own preset: no figures there)
+        return note
+    return f"{note}; the figures its preset reports (docs/presets.md) come from all {full:,}"
 
 
 def headline(metrics: dict[str, float]) -> str:

@@ -436,3 +436,20 @@ def test_plugins_given_as_one_string_are_refused_not_imported_letter_by_letter(c
         result = cli(*args)
         assert result.returncode == 2 and said in result.stderr, result.stderr
     assert not (tmp_path / "imported.txt").exists()
+
+
+def test_a_shortened_user_preset_is_noted_without_the_shipped_presets_figures(tmp_path, monkeypatch):
+    """`new experiment mine`, trained for fewer epochs than it sets, pointed to docs/presets.md's
+    figures, which list none of the user's presets (a helper's)."""
+    from dlbench.announce import shortened_preset
+
+    (tmp_path / "configs" / "experiment").mkdir(parents=True)
+    (tmp_path / "configs" / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ntrainer:\n  epochs: 20\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert (
+        shortened_preset(["experiment=mine", "trainer.epochs=2"])
+        == "note: mine trained 2 of its 20 epochs (trainer.epochs=2)"
+    )
+    assert "docs/presets.md" in shortened_preset(["experiment=iris_mlp", "trainer.epochs=2"])
