@@ -57,6 +57,12 @@ def test_each_format_reads_back_in_its_own_library_and_matches_pytorch(cli, trai
         result = cli(*words[1:])
         assert result.returncode == 0, (words, result.stderr)
         assert (tmp_path / words[words.index("--out") + 1]).with_suffix(".yaml").is_file()
+    # (a second format under the first's name: its .yaml is the first's; the refusal names a file)
+    again = cli("export", "outputs/digits_mlp", "--out", "model.safetensors")
+    assert again.returncode == 2 and "model.yaml exists" in again.stderr, again.stderr
+    named = again.stderr.split("beside it: ")[1].split(")")[0].split()
+    assert named == ["--out", "model_safetensors.safetensors"]
+    assert cli("export", "outputs/digits_mlp", *named).returncode == 0
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert (tmp_path / "weights.safetensors").read_bytes()[:2] not in (

@@ -82,7 +82,10 @@ def export_command(args: list[str]) -> int:
     spec_file = out.with_suffix(".yaml")
     for path in (out, spec_file):
         if os.path.lexists(path):  # (a link, even one to nothing, is not followed)
-            raise DlbenchError(f"{path} exists; dlbench export never writes over a file")
+            raise DlbenchError(  # (model.pt, then model.onnx: the second's model.yaml is the first's)
+                f"{path} exists; dlbench export never writes over a file: name a new file with --out "
+                f"(each export has its .yaml beside it: --out {out.with_stem(out.stem + '_' + kind)})"
+            )
     for package in EXTRAS.get(kind, []):
         try:
             __import__(package)
