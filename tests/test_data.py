@@ -115,14 +115,17 @@ def test_a_csv_target_of_numbers_with_one_that_is_not_finite_is_named(tmp_path):
 
 def test_a_csv_target_with_an_empty_or_text_cell_among_numbers_is_named(tmp_path):
     """A helper's: one empty target, or an NA, among values to regress made every value a class
-    (exit 0, test/acc 0); an empty class name became a class. dataset.target_type=class still
-    reads text among numbers as classes, and a column of text stays classes."""
+    (exit 0, test/acc 0); an empty class name became a class. Whole numbers with a word among them
+    stay classes (as dataset.target_type=class reads any column), and a column of text too."""
     rows = "".join(f"{i},{i * 0.5 + 0.25}\n" for i in range(8))
     for cell, said in (("", "line 10, target y: the cell is empty"), ("NA", "line 10, target y: 'NA' is")):
         (tmp_path / "m.csv").write_text(f"a,y\n{rows}9,{cell}\n")
         with pytest.raises(DlbenchError, match=said):
             csv_table(path=str(tmp_path / "m.csv"))
-    (tmp_path / "c.csv").write_text("a,y\n1,0\n2,1\n3,0\n4,other\n")
+    (tmp_path / "c.csv").write_text("a,y\n1,0\n2,1\n3,0\n4,other\n")  # (whole numbers and a word: classes)
     assert csv_table(path=str(tmp_path / "c.csv"), target_type="class").num_classes == 3
+    assert csv_table(path=str(tmp_path / "c.csv")).num_classes == 3
+    with pytest.raises(DlbenchError, match="line 5, target y: 'other' is not a number"):
+        csv_table(path=str(tmp_path / "c.csv"), target_type="value")
     (tmp_path / "t.csv").write_text("a,y\n1,cat\n2,3\n3,dog\n")  # (text, one number among it: classes)
     assert csv_table(path=str(tmp_path / "t.csv")).num_classes == 3

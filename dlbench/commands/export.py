@@ -64,10 +64,10 @@ def export_command(args: list[str]) -> int:
     parser.add_argument("--opset", type=at_least_one)  # (ONNX only: 18)
     parsed = parser.parse_args(args)
     for word in parsed.named:  # (model.hidden=3, device=cuda: ignored, the export written all the same)
-        if terminal.key_of(word) != "plugins":
+        if terminal.key_of(word) not in ("plugins", "experiment"):  # (a preset of yours names its plugins)
             raise DlbenchError(
                 f"{word}: export writes the model its checkpoint holds, as it holds it; it takes no "
-                "settings but plugins=[...]"
+                "settings but plugins=[...] (or experiment=PRESET, for the plugins your preset names)"
             )
     ckpt = saved_overrides(parsed.run)[0]  # (read as data, as every command that takes a run does)
     require_plugins(parsed.run, ckpt, parsed.named, ["export", *args])
@@ -84,7 +84,8 @@ def export_command(args: list[str]) -> int:
         if os.path.lexists(path):  # (a link, even one to nothing, is not followed)
             raise DlbenchError(  # (model.pt, then model.onnx: the second's model.yaml is the first's)
                 f"{path} exists; dlbench export never writes over a file: name a new file with --out "
-                f"(each export has its .yaml beside it: --out {out.with_stem(out.stem + '_' + kind)})"
+                "(each export has its .yaml beside it: --out "
+                f"{terminal.shell_word(str(out.with_stem(out.stem + '_' + kind)))})"
             )
     for package in EXTRAS.get(kind, []):
         try:

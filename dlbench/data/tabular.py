@@ -77,18 +77,21 @@ def iris(
 
 
 def check_targets(file: Path, column: str, cells: list[tuple[int, str]], target_type: str) -> None:
-    """A target column's cells, by line: none empty, and numbers with a few text cells among
-    them (NA, a typo) are a missing value, not a class of their own (an empty target or an NA
-    among values to regress made every value a class, exit 0), unless dataset.target_type=class."""
+    """A target column's cells, by line: none empty, and among numbers that are not all whole (or
+    values to regress, dataset.target_type=value) no text cell, a missing value (NA) that made
+    every value a class of its own (exit 0, test/acc 0). Whole numbers with a word or two among
+    them stay classes (0, 1, 2, other)."""
     if blank := next((number for number, cell in cells if not cell), None):
         raise DlbenchError(f"csv: {file} line {blank}, target {column}: the cell is empty")
+    numbers = [float(cell) for _, cell in cells if is_number(cell)]
     texts = [(number, cell) for number, cell in cells if not is_number(cell)]
-    if target_type != "class" and texts and len(texts) < len(cells) / 2:
+    values = target_type == "value" or not all(n.is_integer() for n in numbers if math.isfinite(n))
+    if target_type != "class" and texts and numbers and values:
         number, cell = texts[0]
         raise DlbenchError(
             f"csv: {file} line {number}, target {column}: {cell!r} is not a number, where "
-            f"{len(cells) - len(texts)} of the column's {len(cells)} cells are: a missing value? "
-            "(dataset.target_type=class reads every cell as a class's name)"
+            f"{len(numbers)} of the column's {len(cells)} cells are values: a missing value? (remove "
+            "its row: a value to regress is a number)"
         )
 
 
