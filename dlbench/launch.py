@@ -185,9 +185,10 @@ def record_job(run_dir: Path, overrides: list[str], resuming: bool) -> None:
     job = [o for o in saved if not o.startswith("sweep.")]  # sweep.resume, sweep.fail_fast: not the job's
     if job != [o for o in overrides if not o.startswith("sweep.")] and not resuming:
         raise DlbenchError(  # (it said "sweep.resume finishes a sweep ...", which no one had typed)
-            f"job folder {run_dir.name} already holds another job of this sweep "
-            f"({' '.join(saved) or 'no overrides'}): hydra.sweep.subdir gives two jobs one folder; make "
-            "it differ for each job (its default, ${hydra.job.num})"
+            f"job folder {run_dir.name} already holds another job ({' '.join(saved) or 'no overrides'}): "
+            "one of an earlier sweep in this folder (give this one another hydra.sweep.dir), or "
+            "hydra.sweep.subdir gives two jobs one folder (its default differs for each: "
+            "'hydra.sweep.subdir=${hydra.job.num}')"
         )
     if job != [o for o in overrides if not o.startswith("sweep.")]:
         raise DlbenchError(

@@ -268,7 +268,7 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
         if "${" not in subdir:  # (one name: every job in one folder, the second refused mid-sweep)
             raise DlbenchError(
                 f"hydra.sweep.subdir={subdir}: each job needs its own folder inside the sweep's: make it "
-                "differ for each job (its default, ${hydra.job.num})"
+                "differ for each job (its default: 'hydra.sweep.subdir=${hydra.job.num}')"
             )
         if rundir.holds_run(folder):
             raise DlbenchError(

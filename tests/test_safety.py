@@ -616,7 +616,7 @@ def test_outputs_never_land_on_a_run_or_an_existing_file(capsys, run, tmp_path):
     assert code == 2 and "hydra.sweep.subdir=x: each job needs its own folder" in err and not same.exists()
     # (the same for both, known only in the jobs: found when job 1 starts)
     code, err = run_main(capsys, "-m", *shared, "hydra.sweep.subdir=${trainer.seed}")
-    assert code == 2 and "job folder 0 already holds another job of this sweep (trainer.epochs=1 " in err, err
+    assert code == 2 and "job folder 0 already holds another job (trainer.epochs=1 " in err, err
     code, err = run_main(capsys, "-m", "trainer.epochs=1,2", f"hydra.sweep.dir={run}")
     assert code == 2 and "holds a run, not a sweep" in err
     assert digest(run) == before
