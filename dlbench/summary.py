@@ -185,10 +185,14 @@ def write(rows: list[dict[str, Any]], path: Path) -> None:
     files.write_text(path, "\n".join(lines) + "\n")
 
 
+MARKDOWN = set("\\`*_[]<>|&~")  # what starts Markdown's inline syntax (and a table's `|`)
+
+
 def _cell(value: Any) -> str:
-    """A Markdown table's cell: `|` and `\\` escaped (an override's value held a `|`: the row
-    gained a column), a line break or a tab shown as an escape (`terminal.inert`)."""
-    return terminal.inert(_fmt(value)).replace("\\", "\\\\").replace("|", "\\|")
+    """A Markdown table's cell, shown as it is: its Markdown characters escaped (an override's
+    `|` gave its row another column; `data/*/x*.csv` rendered in italics, `<none>` as HTML), a
+    line break or a tab shown as an escape (`terminal.inert`)."""
+    return "".join(f"\\{c}" if c in MARKDOWN else c for c in terminal.inert(_fmt(value)))
 
 
 def _fmt(value: Any) -> str:

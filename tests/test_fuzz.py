@@ -401,6 +401,10 @@ def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request,
         cells = {len(re.split(r"(?<!\\)(?:\\\\)*\|", line)) for line in lines}  # (a `|` not escaped)
         assert len(cells) == 1, table.read_text()
         assert not any(controls(line) for line in lines), table.read_text()
+        from markdown_it import MarkdownIt  # (rich's own dependency) renders it: text, no markup
+
+        html = MarkdownIt("commonmark").enable("table").render(table.read_text())
+        assert set(re.findall(r"<([a-z]+)", html)) <= {"table", "thead", "tbody", "tr", "th", "td"}, html
     for name in board.named_runs(sweep)[0]:
         assert not controls(name) and "," not in name and ":" not in name
     shutil.rmtree(sweep)
