@@ -89,9 +89,12 @@ def _files_named(name: str) -> list[str]:
 
 
 def _paths_named(name: str) -> list[str]:
+    """The files a module name may mean under the current folder, two folders deep at most, none
+    in a hidden folder (.cache, .git)."""
     stem = name.rsplit(".", 1)[-1]
     patterns = (f"{stem}.py", f"*/{stem}.py", f"*/*/{stem}.py")
-    return sorted(str(path) for pattern in patterns for path in Path().glob(pattern))
+    found = (path for pattern in patterns for path in Path().glob(pattern))
+    return sorted(str(path) for path in found if not any(p.startswith(".") for p in path.parts[:-1]))
 
 
 def _stem(name: str) -> str:
@@ -108,12 +111,25 @@ def _imported_as(name: str) -> bool:
     return "." not in _stem(name) and any(_stem(n) == _stem(name) for n in _imported)
 
 
-def _from_here(name: str) -> str:
-    """How the current folder names a saved run's plugin: as saved where it imports from here,
-    else by the one file of its name found under this folder."""
-    if name.endswith(".py") or "." in name or Path(f"{name}.py").is_file() or Path(name).is_dir():
+def _from_here(name: str, run: str) -> str:
+    """How the current folder names a saved run's plugin, for the hint: as saved where that finds
+    it from here (a module Python finds, ./name.py, a saved file that is here), else by the one
+    file of its name under this folder, outside the run's own folder (a file planted in a shared
+    run is not offered) and hidden ones; else as saved."""
+    if Path(name).is_file():
         return name
-    found = _paths_named(name)
+    stem = _stem(name)
+    if not name.endswith(".py"):
+        try:  # (a name with no package: finding it imports nothing)
+            if "." in name or Path(f"{name}.py").is_file() or Path(name).is_dir():
+                return name
+            if importlib.util.find_spec(name) is not None:
+                return name
+        except (ImportError, ValueError):
+            return name
+    folder = Path(run).expanduser().resolve()
+    folder = folder.parent.parent if folder.is_file() and folder.parent.name == "checkpoints" else folder
+    found = [p for p in _paths_named(stem) if not Path(p).resolve().is_relative_to(folder)]
     return found[0] if len(found) == 1 else name
 
 
@@ -293,7 +309,7 @@ def check_saved(needed: list[str] | None, run: str, command: list[str] | str | C
         raise DlbenchError(f"{run}: its list of plugins is not a list of module names or .py files")
     missing = [name for name in needed or [] if not _imported_as(name)]
     if missing:
-        named = _name_them([_from_here(name) for name in missing], command)
+        named = _name_them([_from_here(name, run) for name in missing], command)
         raise DlbenchError(
             f"{run} was trained with the plugins {', '.join(missing)}, and dlbench imports no code a "
             f"saved run names. If you trust them, name them yourself: {named}"

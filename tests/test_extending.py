@@ -5,6 +5,7 @@ subprocesses from that folder; the plugins a saved run names are never imported 
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -239,12 +240,18 @@ def test_a_saved_run_cannot_make_dlbench_import_its_plugins(project, tmp_path):
     assert "name: my_flowers" in ok(shell(hints[4], elsewhere))  # pasted, each runs (argparse takes them)
     ok(shell(hints[5], elsewhere))
     # from the folder above the plugins: the hint names them by their paths, which count for the
-    # saved module names (it named my_models, not found from there, then asked for it again)
+    # saved module names (it named my_models, not found from there, then asked for it again);
+    # never a file inside the run's own folder or a hidden one (a shared run could plant them)
+    (tmp_path / "run" / "my_models.py").write_text("raise SystemExit('planted')\n")
+    (tmp_path / ".cache" / "x").mkdir(parents=True)
+    (tmp_path / ".cache" / "x" / "my_data.py").write_text("raise SystemExit('planted')\n")
     above = dlbench(tmp_path, "eval", str(tmp_path / "run"))
     hint = above.stderr.split("name them yourself: ", 1)[1].strip()
     paths = "'plugins=[elsewhere/my_models.py,elsewhere/my_data.py]'"
     assert hint == f"dlbench eval {tmp_path / 'run'} {paths}", above.stderr
     ok(shell(hint, tmp_path))
+    (tmp_path / "run" / "my_models.py").unlink()
+    shutil.rmtree(tmp_path / ".cache")
     assert (elsewhere / "m.pt").is_file()
     # the hint, pasted into a shell, runs; it imports the plugins it names, and no other module of
     # the folder (a review: naming one left the folder on sys.path, and Hydra's plugin scan
