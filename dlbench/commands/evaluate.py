@@ -41,13 +41,8 @@ def eval_command(args: list[str]) -> int:
     check_same_data(cfg, state, args[1:], ckpt)
     setup_console("plain")
     data = build_data(cfg)
-    if not data.size("test"):  # (iris_mlp trains on all of iris, as its notes do)
-        raise DlbenchError(
-            f"dataset '{cfg.dataset.name}' has no test split here: the run held none out "
-            f"(dataset.test_fraction={cfg.dataset.test_fraction}); its figures are in its metrics.json. "
-            "A test_fraction given here (dataset.test_fraction=0.2) carves one from samples it may "
-            "have trained on"
-        )
+    if not data.size("test"):
+        raise no_test_split(cfg, args[1:])
     try:
         task = built_to_fit(  # (a saved run's config: built on "meta" first, to fit its weights)
             lambda trial: build_task(cfg, data.info, judge=trial, trial=trial),
@@ -55,7 +50,7 @@ def eval_command(args: list[str]) -> int:
             f"{ckpt} does not fit the model this config builds",
         )
     except DlbenchError as err:  # (another data set: say which of its facts differ)
-        raise other_shape(state.get("data"), data.info.to_dict(), cfg.dataset.name, ckpt) or err from err
+        raise other_shape(cfg, state, data.info, ckpt) or err from err
     trainer = Trainer(
         OmegaConf.to_object(cfg.trainer),  # a TrainerConfig, as training.py gives it
         resolve_device(str(cfg.device.type)),
@@ -70,20 +65,42 @@ def eval_command(args: list[str]) -> int:
     return 0
 
 
-def other_shape(saved: object, now: dict, dataset: str, ckpt) -> DlbenchError | None:
-    """Where the weights do not fit the model built for this data: the data's facts that differ
-    from those the model was built for (its inputs, classes, outputs, vocabularies), if any
-    (torch's load_state_dict said "size mismatch for model.1.weight: copying a param with shape
-    torch.Size([128, 64])..." over four lines)."""
+def no_test_split(cfg, given: list[str]) -> DlbenchError:
+    """Why there is no test split to measure: the command's own dataset.test_fraction, or a run
+    that held none out (iris_mlp trains on all of iris, as its notes do: it said
+    "(dataset.test_fraction=0?)", a guess)."""
+    fraction = f"dataset.test_fraction={cfg.dataset.test_fraction}"
+    if "dataset.test_fraction" in {key_of(o) for o in given}:
+        return DlbenchError(f"dataset '{cfg.dataset.name}' has no test split here: {fraction} leaves none")
+    return DlbenchError(
+        f"dataset '{cfg.dataset.name}' has no test split here: the run held none out ({fraction}); its "
+        "figures are in its metrics.json (a test_fraction given here carves one from samples it may "
+        "have trained on)"
+    )
+
+
+def other_shape(cfg, state: dict, info, ckpt) -> DlbenchError | None:
+    """Where the weights do not fit the model built for this data but fit the one built for the
+    data the run trained on: the data's facts that differ (its inputs, classes, outputs,
+    vocabularies), in place of torch's four lines of "size mismatch for model.1.weight"."""
+    from dlbench.build import build_task, fits_unbuilt
+    from dlbench.data.info import DataInfo
     from dlbench.registry import MODEL_FACTS
 
-    saved = saved if isinstance(saved, dict) else {}
-    differ = [k for k in MODEL_FACTS if saved.get(k) is not None and k in now and saved[k] != now[k]]
+    try:
+        saved = DataInfo.from_dict(state.get("data"))
+        fits_unbuilt(lambda trial: build_task(cfg, saved, judge=trial, trial=trial), state["task"], "")
+    except Exception:  # noqa: BLE001  (not the data: the weights fit no model this config builds)
+        return None
+    before, now = saved.to_dict(), info.to_dict()
+    # (the facts the model takes and its config leaves to the data: a num_outputs=6 of its own is its own)
+    left = [k for k in MODEL_FACTS if k in cfg.model and cfg.model[k] is None]
+    differ = [k for k in left if before.get(k) != now.get(k)]
     if not differ:
         return None
     return DlbenchError(
-        f"{ckpt}'s model was built for data of another shape than dataset={dataset}'s: "
-        + ", ".join(f"{k} {terminal.inert(str(saved[k]))} there, {now[k]} here" for k in differ)
+        f"{ckpt}'s model was built for data of another shape than dataset={cfg.dataset.name}'s: "
+        + ", ".join(f"{k} {terminal.inert(str(before[k]))} there, {now[k]} here" for k in differ)
     )
 
 
