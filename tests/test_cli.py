@@ -237,6 +237,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "trainer.precision=16 on the CPU: torch's CPU LSTM takes no float16",
         ("experiment=seq2seq", "dataset.alphabet=", "dataset.n_pairs=50"): "dataset.alphabet is empty",
         ("experiment=rnn_timeseries", "dataset.period=0"): "dataset.period=0: a positive number of steps",
+        # (the rows unsorted, without a word; --plot '' named --out)
+        ("compare", "outputs", "--sort", ""): "--sort names no metric: give one, e.g. --sort val/acc",
+        ("compare", "outputs", "--plot", ""): "--plot names no metric: give one, e.g. --plot val/acc",
         # (a lookahead at every step; an lr that never reached its peak: exit 0)
         ("+optimizer.lookahead_every=-1",): "optimizer.lookahead_every=-1: every N steps, N from 1",
         ("scheduler=triangle", "scheduler.peak=1.5"): "scheduler.peak=1.5: the fraction of the steps",

@@ -35,6 +35,9 @@ def compare_command(args: list[str]) -> int:
             raise DlbenchError(f"{flag} is an option of the figure --plot METRIC draws: add --plot")
     if parsed.metrics is not None and not parsed.metrics.strip(","):
         raise DlbenchError("--metrics names no metric: give them as --metrics val/acc,val/loss")
+    for flag in ("--sort", "--plot"):  # (--sort '': the rows unsorted, without a word)
+        if getattr(parsed, flag[2:]) is not None and not getattr(parsed, flag[2:]).strip():
+            raise DlbenchError(f"{flag} names no metric: give one, e.g. {flag} val/acc")
     plot_file = parsed.out or Path(f"{str(parsed.plot).replace('/', '_')}.png")
     if parsed.plot is not None:
         rundir.check_output_file(plot_file, "--out", (".png", ".svg"))
