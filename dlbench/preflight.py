@@ -167,12 +167,32 @@ def check_command(
                 del cfg["hydra"]
         composed.setdefault(rest, cfg)
         check_resolves(cfg, source)
-        validate(cfg, components=mode != "print")
+        try:
+            validate(cfg, components=mode != "print")
+        except DlbenchError as err:
+            raise with_preset_hint(err, combination) from err
         configs.append(cfg)
     if not configs:  # (Hydra's own error named an internal config it then looked for)
         empty = [o.input_line for o in parsed if o.is_sweep_override() and no_values(o)]
         raise DlbenchError(f"{' '.join(empty) or 'this sweep'}: no values, so the sweep has no jobs")
     return configs, folder, hydra_node
+
+
+def with_preset_hint(err: DlbenchError, words: tuple[str, ...] | list[str]) -> DlbenchError:
+    """An unknown key of a part the command line swapped under a preset that sets keys for its
+    own (`experiment=iris_mlp dataset=digits`: the preset's dataset.features), said so."""
+    import re
+
+    chosen = {terminal.key_of(w): w.split("=", 1)[1] for w in words if "=" in w}
+    unknown = re.match(r"Unknown key '((\w+)\.[^']*)'", err.lines[0])
+    key, group = unknown.groups() if unknown else (None, None)
+    if group not in chosen or key in chosen or "experiment" not in chosen:  # (a key of theirs: theirs)
+        return err
+    return DlbenchError(
+        *err.lines,
+        f"(experiment={chosen['experiment']} sets {group} keys for its own {group}, which "
+        f"{group}={chosen[group]} does not take: choose a preset made for it, or leave out experiment=)",
+    )
 
 
 def no_values(override) -> bool:

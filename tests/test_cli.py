@@ -237,6 +237,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "trainer.precision=16 on the CPU: torch's CPU LSTM takes no float16",
         ("experiment=seq2seq", "dataset.alphabet=", "dataset.n_pairs=50"): "dataset.alphabet is empty",
         ("experiment=rnn_timeseries", "dataset.period=0"): "dataset.period=0: a positive number of steps",
+        # (the preset's own dataset.features, with no word of where it came from)
+        ("experiment=iris_mlp", "dataset=digits"): "(experiment=iris_mlp sets dataset keys for its own",
         # (the rows unsorted, without a word; --plot '' named --out)
         ("compare", "outputs", "--sort", ""): "--sort names no metric: give one, e.g. --sort val/acc",
         ("compare", "outputs", "--plot", ""): "--plot names no metric: give one, e.g. --plot val/acc",
