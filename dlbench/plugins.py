@@ -127,8 +127,10 @@ def _from_here(name: str, run: str) -> str:
                 return name
         except (ImportError, ValueError):
             return name
+    from dlbench.rundir import run_folder_of
+
     folder = Path(run).expanduser().resolve()
-    folder = folder.parent.parent if folder.is_file() and folder.parent.name == "checkpoints" else folder
+    folder = (run_folder_of(folder) or folder) if folder.is_file() else folder
     found = [p for p in _paths_named(stem) if not Path(p).resolve().is_relative_to(folder)]
     return found[0] if len(found) == 1 else name
 

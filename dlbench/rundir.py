@@ -113,6 +113,12 @@ def check_writable(folder: Path, setting: str) -> None:
         raise DlbenchError(f"{setting}={folder}: cannot write in {existing} ({err.strerror})") from err
 
 
+def run_folder_of(ckpt: Path) -> Path | None:
+    """The run folder a checkpoint belongs to (<run>/checkpoints/<name>.pt), or None for a
+    checkpoint file on its own (resuming it starts a new run folder)."""
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
+
+
 def check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
     """A file a command writes (`--out report.html`, or its default name): one of `suffixes`, in
     a folder that exists, and a new name: nothing already there is written over (a user's own

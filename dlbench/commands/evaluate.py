@@ -43,14 +43,16 @@ def eval_command(args: list[str]) -> int:
     data = build_data(cfg)
     if not data.size("test"):
         raise no_test_split(cfg, args[1:])
-    try:
-        task = built_to_fit(  # (a saved run's config: built on "meta" first, to fit its weights)
-            lambda trial: build_task(cfg, data.info, judge=trial, trial=trial),
-            state["task"],
-            f"{ckpt} does not fit the model this config builds",
+
+    def built_for(info):  # (the task this config builds for data of these facts)
+        return lambda trial: build_task(cfg, info, judge=trial, trial=trial)
+
+    try:  # (a saved run's config: built on "meta" first, to fit its weights)
+        task = built_to_fit(
+            built_for(data.info), state["task"], f"{ckpt} does not fit the model this config builds"
         )
     except DlbenchError as err:  # (another data set: say which of its facts differ)
-        raise other_shape(cfg, state, data.info, ckpt) or err from err
+        raise other_shape(cfg, state, data.info, built_for, ckpt) or err from err
     trainer = Trainer(
         OmegaConf.to_object(cfg.trainer),  # a TrainerConfig, as training.py gives it
         resolve_device(str(cfg.device.type)),
@@ -79,17 +81,18 @@ def no_test_split(cfg, given: list[str]) -> DlbenchError:
     )
 
 
-def other_shape(cfg, state: dict, info, ckpt) -> DlbenchError | None:
+def other_shape(cfg, state: dict, info, built_for, ckpt) -> DlbenchError | None:
     """Where the weights do not fit the model built for this data but fit the one built for the
-    data the run trained on: the data's facts that differ (its inputs, classes, outputs,
-    vocabularies), in place of torch's four lines of "size mismatch for model.1.weight"."""
-    from dlbench.build import build_task, fits_unbuilt
+    data the run trained on (`built_for`: the build for data of given facts): the data's facts
+    that differ (its inputs, classes, outputs, vocabularies), in place of torch's four lines of
+    "size mismatch for model.1.weight"."""
+    from dlbench.build import fits_unbuilt
     from dlbench.data.info import DataInfo
     from dlbench.registry import MODEL_FACTS
 
     try:
         saved = DataInfo.from_dict(state.get("data"))
-        fits_unbuilt(lambda trial: build_task(cfg, saved, judge=trial, trial=trial), state["task"], "")
+        fits_unbuilt(built_for(saved), state["task"], "")
     except Exception:  # noqa: BLE001  (not the data: the weights fit no model this config builds)
         return None
     before, now = saved.to_dict(), info.to_dict()

@@ -57,7 +57,7 @@ def saved_overrides(target: str) -> tuple[Path, Path | None, list[str]]:
     from dlbench.engine.logging import err_console
 
     ckpt = checkpoint.find(target)
-    run_dir = run_folder_of(ckpt)
+    run_dir = rundir.run_folder_of(ckpt)
     given = Path(target).expanduser()
     if checkpoint.holds_runs(given):  # say which of its runs it means
         training = " (still training: its checkpoint so far)" if rundir.in_use(run_dir) else ""
@@ -137,12 +137,6 @@ def refused(source: str, override: str, why: str) -> DlbenchError:
     )
 
 
-def run_folder_of(ckpt: Path) -> Path | None:
-    """The run folder a checkpoint belongs to (<run>/checkpoints/<name>.pt), or None for a
-    checkpoint file on its own (resuming it starts a new run folder)."""
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
-
-
 def saved_plugins(ckpt: Path, run_dir: Path | None) -> list[str]:
     """The plugins a run was trained with (its composed config's `plugins`)."""
     config_file = run_dir / ".hydra" / "config.yaml" if run_dir else None
@@ -170,13 +164,14 @@ def require_plugins(
     plugins.load(plugins.named_in(words), "the command line")
     # (the command to give instead also chooses again the run's configs of ./configs, which a
     # command that composes its config needs: one paste, not two)
-    again = [o for o in chosen_here(run_folder_of(ckpt) or ckpt.parent) if o not in words] if composes else []
+    run_dir = rundir.run_folder_of(ckpt)
+    again = [o for o in chosen_here(run_dir or ckpt.parent) if o not in words] if composes else []
     instead = (
         plugins.Call(command.function, [*command.words, *again])
         if isinstance(command, plugins.Call)
         else [*command, *again]
     )
-    plugins.check_saved(saved_plugins(ckpt, run_folder_of(ckpt)), target, instead)
+    plugins.check_saved(saved_plugins(ckpt, run_dir), target, instead)
     plugins.only_named(target, command, chose_here=bool(choices_here(words)))
 
 

@@ -77,10 +77,11 @@ def iris(
 
 
 def check_targets(file: Path, column: str, cells: list[tuple[int, str]], target_type: str) -> None:
-    """A target column's cells, by line: none empty, and among numbers that are not all whole (or
+    """A target column's cells, by line: none empty; among numbers that are not all whole (or
     values to regress, dataset.target_type=value) no text cell, a missing value (NA) that made
-    every value a class of its own (exit 0, test/acc 0). Whole numbers with a word or two among
-    them stay classes (0, 1, 2, other)."""
+    every value a class of its own (exit 0, test/acc 0); and in a column of numbers (or of values)
+    each finite (a nan was read as a class). Whole numbers with a word or two among them stay
+    classes (0, 1, 2, other)."""
     if blank := next((number for number, cell in cells if not cell), None):
         raise DlbenchError(f"csv: {file} line {blank}, target {column}: the cell is empty")
     numbers = [float(cell) for _, cell in cells if is_number(cell)]
@@ -92,6 +93,11 @@ def check_targets(file: Path, column: str, cells: list[tuple[int, str]], target_
             f"csv: {file} line {number}, target {column}: {cell!r} is not a number, where "
             f"{len(numbers)} of the column's {len(cells)} cells are values: a missing value? (remove "
             "its row: a value to regress is a number)"
+        )
+    odd = [(number, cell) for number, cell in cells if is_number(cell) and not math.isfinite(float(cell))]
+    if odd and (target_type == "value" or not texts):
+        raise DlbenchError(
+            f"csv: {file} line {odd[0][0]}, target {column}: {odd[0][1]!r} is not a finite number"
         )
 
 
@@ -163,13 +169,6 @@ def csv_table(
         lines.append(number)
     x = torch.tensor(x_rows, dtype=torch.float32)
     check_targets(file, names[y_col], list(zip(lines, targets, strict=True)), target_type)
-    odd = [
-        (n, t) for n, t in zip(lines, targets, strict=True) if is_number(t) and not math.isfinite(float(t))
-    ]
-    if odd and (target_type == "value" or all(is_number(t) for t in targets)):  # (nan: read as a class)
-        raise DlbenchError(
-            f"csv: {file} line {odd[0][0]}, target {names[y_col]}: {odd[0][1]!r} is not a finite number"
-        )
     numeric = all(is_number(t) and math.isfinite(float(t)) for t in targets)
     whole = numeric and all(float(t).is_integer() for t in targets)
     if target_type == "value" or (target_type == "auto" and numeric and not whole):
