@@ -116,9 +116,18 @@ def did_you_mean(
     """Return ' Did you mean: a, b?' for the closest choices (after `first`, named as they are),
     or '' when there are none. A key's are named whole, as they are typed (`prefix`: its node,
     `trainer.`)."""
-    close = difflib.get_close_matches(str(name), sorted(set(choices)), n=n, cutoff=0.5)
-    named = [*first, *(prefix + c for c in close)]
+    named = [*first, *(prefix + c for c in closest(str(name), sorted(set(map(str, choices))), n))]
     return f" Did you mean: {', '.join(named[:4])}?" if named else ""
+
+
+def closest(name: str, choices: list[str], n: int) -> list[str]:
+    """The `n` choices closest to `name`: those it begins (`cosine`: cosine_annealing_lr) or
+    is part of (`plateau`: reduce_lr_on_plateau), any case, else difflib's closest spellings
+    (`lenet5_mnsit`: lenet5_mnist). (difflib alone offered `none` for `cosine`.)"""
+    folded = name.lower()
+    begun = [c for c in choices if len(folded) >= 2 and c.lower().startswith(folded)]
+    holding = [c for c in choices if len(folded) >= 3 and folded in c.lower() and c not in begun]
+    return (begun + holding or difflib.get_close_matches(name, choices, n=n, cutoff=0.5))[:n]
 
 
 def unreadable(err: Exception, overrides: Iterable[str]) -> DlbenchError:

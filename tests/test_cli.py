@@ -161,6 +161,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("model=mlpp",): "Unknown model option 'mlpp'. Did you mean: mlp, gan_mlp?",
         ("trainer.epocs=3",): "Unknown key 'trainer.epocs'. Did you mean: trainer.epochs",
         ("model.hiden=[3]",): "Did you mean: model.hidden?",
+        # (a name that begins an option's: difflib alone offered `none`)
+        ("scheduler=cosine",): "Did you mean: cosine_annealing_lr, cosine_annealing_warm_restarts?",
         ("optimizer.lr=fast",): "optimizer.lr: expected float",
         ("trainer.epochs=many",): "trainer.epochs",
         ("resume=nowhere",): "No checkpoint at nowhere",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dlbench import compose, preflight
+from dlbench import compose, errors, preflight
 from dlbench.errors import DlbenchError
 
 
@@ -29,6 +29,14 @@ def test_overrides_and_group_swaps():
 def test_unknown_group_option_suggests_the_closest():
     with pytest.raises(DlbenchError, match=r"Unknown model option 'mlpp'\. Did you mean: mlp, gan_mlp\?"):
         check("model=mlpp")
+
+
+def test_a_name_that_begins_or_is_part_of_a_choice_suggests_it_before_close_spellings():
+    choices = ["constant_lr", "cosine_annealing_lr", "none", "reduce_lr_on_plateau", "step_lr"]
+    assert errors.closest("cosine", choices, 3) == ["cosine_annealing_lr"]  # (difflib: none)
+    assert errors.closest("Plateau", choices, 3) == ["reduce_lr_on_plateau"]
+    assert errors.closest("stpe_lr", choices, 3)[0] == "step_lr"  # (a typo: difflib's)
+    assert errors.closest("zzz", choices, 3) == []
 
 
 def test_unknown_trainer_key_suggests_the_closest():
