@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 
 from dlbench.config import SCHEDULE_LENGTHS
 from dlbench.errors import DlbenchError, as_user_error, unknown_name
-from dlbench.torch_components import register_losses, register_optimizers, register_schedulers
+from dlbench.torch_components import check_meaning, register_losses, register_optimizers, register_schedulers
 from dlbench.typecheck import accepts_var_kwargs, parameter_hints
 from dlbench.values import check_values
 
@@ -181,6 +181,7 @@ class Registry:
             and not (k in self.facts and v is None)
         }
         check_values(known, hints, where, f" for {self.kind} '{node['name']}'")
+        check_meaning(fn, known, where)
 
     def build(
         self,
@@ -218,6 +219,10 @@ class Registry:
                 f"{f'dataset={data}' if data else 'this data'} does not have: it is made for another "
                 f"kind of data (dlbench list {self.kind}s {node['name']} shows what it takes)"
             )
+        for key, value in kwargs.items():  # (Hydra reads `0` as an int: OneCycleLR refused pct_start=0)
+            default = parameters[key].default if key in parameters else None
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                kwargs[key] = float(value)
         try:
             signature.bind(**kwargs, **supplied)
         except TypeError as err:

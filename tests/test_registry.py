@@ -1,11 +1,14 @@
+import math
 import sys
 
 import pytest
 import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from dlbench.errors import DlbenchError
 from dlbench.registry import LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, Registry
-from dlbench.torch_components import snake_case
+from dlbench.torch_components import MEANINGS, snake_case
 
 
 def test_torch_components_are_registered_from_torch():
@@ -238,3 +241,88 @@ def test_loss_settings_torch_takes_but_cannot_compute_with_are_refused_before_th
     """They failed at the first step (unexpected error, exit 1), after the run folder was made."""
     result = cli(*settings, "trainer.epochs=1", "hydra.run.dir=r")
     assert result.returncode == 2 and said in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        (
+            ["scheduler=step_lr", "scheduler.step_size=-1"],
+            "StepLR's step_size must be a whole number of at least 1",
+        ),
+        (["scheduler=step_lr", "scheduler.gamma=-1"], "StepLR's gamma must be above 0"),
+        (["optimizer=sgd", "optimizer.momentum=1.5"], "SGD's momentum must be in [0, 1)"),
+        (
+            ["scheduler=reduce_lr_on_plateau", "scheduler.patience=-1"],
+            "patience must be a whole number of at least 0",
+        ),
+        (
+            ["scheduler=multi_step_lr", "scheduler.milestones=[2,-1]"],
+            "each of MultiStepLR's milestones must be",
+        ),
+    ],
+)
+def test_torch_settings_out_of_their_meaning_are_refused_before_the_run(cli, tmp_path, settings, said):
+    """Each trained to the end, exit 0: the lr grew (step_size=-1), turned negative (gamma=-1),
+    the steps diverged (momentum=1.5), the lr was cut every epoch (patience=-1)."""
+    result = cli(*settings, "trainer.epochs=1", "hydra.run.dir=r")
+    assert result.returncode == 2 and said in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+
+
+def test_a_whole_number_given_for_a_setting_torch_takes_as_a_float_is_passed_as_one():
+    """OneCycleLR refuses an int pct_start, and Hydra reads `pct_start=0` as one."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
+    node = {"name": "one_cycle_lr", "max_lr": 0.1, "total_steps": 10, "pct_start": 0}
+    scheduler = SCHEDULERS.build(node, "scheduler", optimizer=optimizer)
+    assert scheduler._schedule_phases[0]["end_step"] == -1  # (no warm-up: pct_start 0)
+
+
+# the schedulers of MEANINGS, with what each needs besides (its length: 12 steps)
+# (and periods short enough that 12 steps reach them)
+NEEDS = {
+    "step_lr": {"step_size": 2},
+    "multi_step_lr": {"milestones": [2, 5]},
+    "cyclic_lr": {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 3},
+    "one_cycle_lr": {"max_lr": 0.1},
+    "cosine_annealing_warm_restarts": {"T_0": 5},
+}
+MEANT = [
+    (name, key)
+    for name in SCHEDULERS.names()
+    if SCHEDULERS.origin(name) == "torch"
+    for key in MEANINGS.get(SCHEDULERS.get(name).__name__, {})
+]
+number = st.one_of(st.integers(-5, 30), st.floats(-3, 3))
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(meant=st.sampled_from(MEANT), value=st.one_of(number, st.lists(number, min_size=1, max_size=3)))
+@example(meant=("step_lr", "gamma"), value=-1)  # (negative lrs, exit 0)
+@example(meant=("cyclic_lr", "max_momentum"), value=1.5)  # (a momentum that diverges)
+def test_a_torch_scheduler_setting_is_refused_outside_its_meaning_and_steps_sanely_inside_it(meant, value):
+    """Generated: any number (or list) for a scheduler's setting whose meaning has a range is
+    refused in one message where it is out of that range; one accepted steps 12 times with
+    every lr finite and not negative, and the momentum it cycles in [0, 1)."""
+    name, key = meant
+    meaning = MEANINGS[SCHEDULERS.get(name).__name__][key]
+    lengths = {k: 12 for k in ("T_max", "total_iters", "total_steps") if k in SCHEDULERS.config_node(name)}
+    node = {"name": name, **lengths, **NEEDS.get(name, {}), key: value}
+    numbers = value if isinstance(value, list) else [value]
+    try:
+        SCHEDULERS.check(node, "scheduler")
+    except DlbenchError as err:
+        assert f"scheduler.{key}" in str(err) and "\n" not in str(err)
+        return
+    assert all(meaning.holds(n) for n in numbers), f"{name}.{key}={value} was accepted"
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1, momentum=0.9)
+    try:
+        scheduler = SCHEDULERS.build(node, "scheduler", optimizer=optimizer)
+    except DlbenchError:  # (torch's own check of a value's kind or length, milestones=1: one message)
+        return
+    for _ in range(12):
+        optimizer.step()
+        scheduler.step(*([1.0] if name == "reduce_lr_on_plateau" else []))  # (a plateau: no gain)
+        group = optimizer.param_groups[0]
+        assert math.isfinite(group["lr"]) and group["lr"] >= 0, (node, group["lr"])
+        assert 0 <= group["momentum"] < 1, (node, group["momentum"])
