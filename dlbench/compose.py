@@ -5,8 +5,9 @@ and their options, the choices checked against them, and Hydra's errors made one
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 from hydra import compose, initialize_config_dir
@@ -109,6 +110,32 @@ def check_group_choices(overrides: list[str]) -> None:
             value = o.value()
             if value is not None and str(value) not in options[group]:
                 raise unknown_name(f"{group} option", str(value), options[group])
+
+
+def key_named(name: str) -> str | None:
+    """The setting a bare word names (a flag of another tool's: `epochs`, `lr`, `device`): a
+    config group, a key as written (`trainer.epochs`), or the default config's key of that last
+    name (`epochs`: trainer.epochs); else None."""
+    name = errors.SYNONYMS.get(name.lower(), name)
+    if name in groups():
+        return name
+    try:
+        cfg = compose_config([])
+    except DlbenchError:  # (a user's config folder that does not compose: no hint)
+        return None
+    if "." in name:
+        return name if OmegaConf.select(cfg, name, default=_NONE) is not _NONE else None
+
+    def keys(node: Any, path: str) -> Iterator[str]:
+        for key, value in node.items_ex(resolve=False):
+            yield f"{path}{key}"
+            if isinstance(value, DictConfig):
+                yield from keys(value, f"{path}{key}.")
+
+    return next((key for key in keys(cfg, "") if key.rsplit(".", 1)[-1] == name), None)
+
+
+_NONE = object()
 
 
 def compose_config(
@@ -300,4 +327,18 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
         if top != parent and isinstance(node, DictConfig) and key in node and key != "name"
     ] + ([key] if parent and key in base and not isinstance(base[key], DictConfig) else [])
     closest = did_you_mean(key, valid, prefix=parent and parent + ".", first=elsewhere)
-    return DlbenchError(f"Unknown key '{full_key}'.{closest}", *hint)
+    others = taken_by_others(parent, key, node.get("name") if isinstance(node, DictConfig) else None)
+    return DlbenchError(f"Unknown key '{full_key}'.{closest}", *hint, *others)
+
+
+def taken_by_others(group: str, key: str, chosen: object) -> list[str]:
+    """A line naming the other options of `group` whose constructors take `key` (`momentum`
+    under optimizer=adam: sgd's, rmsprop's), where there are; else none."""
+    registry = COMPONENTS.get(group)
+    if registry is None:
+        return []
+    taking = [n for n in registry.names() if n != chosen and key in registry.config_node(n)]
+    if not taking:
+        return []
+    shown = ", ".join(f"{group}={n}" for n in taking[:4]) + (", ..." if len(taking) > 4 else "")
+    return [f"({key} is a setting of {shown}, not of {group}={chosen})"]

@@ -120,14 +120,22 @@ def did_you_mean(
     return f" Did you mean: {', '.join(named[:4])}?" if named else ""
 
 
+# Words users bring from other tools, for dlbench's word (`device=gpu` was offered cpu)
+SYNONYMS = {
+    "gpu": "cuda", "learning_rate": "lr", "wd": "weight_decay", "tb": "tensorboard",
+    "ce": "cross_entropy", "bn": "batch", "he": "kaiming", "layers": "hidden",
+}  # fmt: skip
+
+
 def closest(name: str, choices: list[str], n: int) -> list[str]:
     """The `n` choices closest to `name`: those it begins (`cosine`: cosine_annealing_lr) or
     is part of (`plateau`: reduce_lr_on_plateau), any case, else difflib's closest spellings
-    (`lenet5_mnsit`: lenet5_mnist). (difflib alone offered `none` for `cosine`.)"""
-    folded = name.lower()
+    (`lenet5_mnsit`: lenet5_mnist). A word of another tool's is read as dlbench's (SYNONYMS:
+    `gpu`, cuda). (difflib alone offered `none` for `cosine`.)"""
+    folded = SYNONYMS.get(name.lower(), name.lower())
     begun = [c for c in choices if len(folded) >= 2 and c.lower().startswith(folded)]
     holding = [c for c in choices if len(folded) >= 3 and folded in c.lower() and c not in begun]
-    return (begun + holding or difflib.get_close_matches(name, choices, n=n, cutoff=0.5))[:n]
+    return (begun + holding or difflib.get_close_matches(folded, choices, n=n, cutoff=0.5))[:n]
 
 
 def unreadable(err: Exception, overrides: Iterable[str]) -> DlbenchError:

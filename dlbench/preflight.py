@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from dlbench import plugins, rundir, safety, searchpath, terminal
-from dlbench.compose import compose_with_hydra, groups, parse
+from dlbench.compose import compose_config, compose_with_hydra, groups, parse
 from dlbench.engine import cluster
 from dlbench.errors import DlbenchError
 from dlbench.validation import check_name, validate
@@ -121,6 +121,22 @@ def check(
     return check_command(overrides, source, config_name, mode)[0]
 
 
+def as_a_list(swept: Override, rest: list[str]):
+    """For `model.hidden=64,32` (a key that holds a list, in the config the `rest` of the
+    command composes, given as several values): a function that puts `model.hidden=[64,32]` in
+    its place in a command's words; else None."""
+    key, text = swept.get_key_element(), swept.input_line.split("=", 1)[1]
+    if is_group(swept) or "(" in text:  # (a group's options; range(...), choice(...): a sweep)
+        return None
+    try:
+        held = OmegaConf.select(compose_config(rest), key)
+    except DlbenchError:
+        return None
+    if not OmegaConf.is_list(held):
+        return None
+    return lambda words: [f"{key}=[{text}]" if word == swept.input_line else word for word in words]
+
+
 def check_command(
     overrides: list[str],
     source: str = "the command line",
@@ -139,12 +155,15 @@ def check_command(
     check_plugins(overrides)
     parsed = parse(overrides)
     one = mode == "show" or (mode == "run" and said is not None)  # (a command that takes one config)
-    if one and (several := [o.input_line for o in parsed if o.is_sweep_override()]):
+    if one and (several := [o for o in parsed if o.is_sweep_override()]):
         # (Hydra's own run refuses it as ambiguous; composing the first value was a silent choice)
         every = f"; to run each, sweep: {terminal.command('-m', *said)}" if said is not None else ""
+        rest = [o.input_line for o in parsed if not o.is_sweep_override()]
+        if said is not None and (listed := as_a_list(several[0], rest)) is not None:
+            every = f"; {several[0].get_key_element()} takes a list: {terminal.command(*listed(said))}"
         raise DlbenchError(
-            f"{several[0]} gives several values, and this command takes one (a list is [a,b], a text "
-            f"with a comma 'a,b'){every}"
+            f"{several[0].input_line} gives several values, and this command takes one (a list is [a,b], "
+            f"a text with a comma 'a,b'){every}"
         )
     swept = {o.get_key_element() for o in parsed if o.is_sweep_override() and not is_group(o)}
     configs, folder, hydra_node, composed = [], None, None, {}
@@ -170,12 +189,35 @@ def check_command(
         try:
             validate(cfg, components=mode != "print")
         except DlbenchError as err:
-            raise with_preset_hint(err, combination) from err
+            raise with_other_options_hint(with_preset_hint(err, combination), combination, cfg) from err
         configs.append(cfg)
     if not configs:  # (Hydra's own error named an internal config it then looked for)
         empty = [o.input_line for o in parsed if o.is_sweep_override() and no_values(o)]
         raise DlbenchError(f"{' '.join(empty) or 'this sweep'}: no values, so the sweep has no jobs")
     return configs, folder, hydra_node
+
+
+def with_other_options_hint(err: DlbenchError, words: tuple[str, ...] | list[str], cfg: DictConfig):
+    """Where the command line set `GROUP.name` (as `--cfg job` prints it), that `GROUP=NAME`
+    swaps the whole part; else, an unknown key of a part that another option of its group takes
+    (a plugin's `optimizer.momentum` under adam: sgd's), said with those options."""
+    import re
+
+    from dlbench.compose import taken_by_others
+
+    named = [w for w in words if terminal.key_of(w).endswith(".name") and terminal.key_of(w)[:-5] in groups()]
+    if named:
+        part, name = terminal.key_of(named[0])[:-5], named[0].split("=", 1)[1]
+        swap = f"({named[0]} renames the {part} and keeps its settings; {part}={name} swaps the whole {part})"
+        return DlbenchError(*err.lines, swap)
+    unknown = re.match(r"Unknown key '(\w+)\.(\w+)'", err.lines[0])
+    if unknown is None or "experiment" in {
+        terminal.key_of(w) for w in words
+    }:  # (a preset's: with_preset_hint)
+        return err
+    group, key = unknown.groups()
+    others = taken_by_others(group, key, OmegaConf.select(cfg, f"{group}.name", default=None))
+    return DlbenchError(*err.lines, *others) if others else err
 
 
 def with_preset_hint(err: DlbenchError, words: tuple[str, ...] | list[str]) -> DlbenchError:

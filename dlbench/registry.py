@@ -221,7 +221,7 @@ class Registry:
             )
         for key, value in kwargs.items():  # (Hydra reads `0` as an int: OneCycleLR refused pct_start=0)
             default = parameters[key].default if key in parameters else None
-            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            if isinstance(default, float) and type(value) is int and origin_of(fn) == "torch":
                 kwargs[key] = float(value)
         try:
             signature.bind(**kwargs, **supplied)

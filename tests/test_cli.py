@@ -3,6 +3,8 @@
 import csv
 import json
 import re
+import shlex
+import shutil
 from pathlib import Path
 
 import torch
@@ -163,6 +165,13 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("model.hiden=[3]",): "Did you mean: model.hidden?",
         # (a name that begins an option's: difflib alone offered `none`)
         ("scheduler=cosine",): "Did you mean: cosine_annealing_lr, cosine_annealing_warm_restarts?",
+        ("device=gpu",): "Did you mean: cuda?",  # (another tool's word: cpu was offered)
+        (
+            "optimizer.momentum=0.9",
+        ): "(momentum is a setting of optimizer=muon, optimizer=rmsprop, optimizer=sgd",
+        (
+            "optimizer.name=sgd",
+        ): "(optimizer.name=sgd renames the optimizer and keeps its settings; optimizer=sgd",
         ("optimizer.lr=fast",): "optimizer.lr: expected float",
         ("trainer.epochs=many",): "trainer.epochs",
         ("resume=nowhere",): "No checkpoint at nowhere",
@@ -198,9 +207,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "with task=auto (task classification, chosen by the data). Name it to set its keys: "
         "task=classification task.tta=",
         ("-m", "trainer.seed=range(5,1)"): "trainer.seed=range(5,1): no values, so the sweep has no jobs",
-        ("scheduler=step_lr", "scheduler.gamma=-1", "scheduler.step_size=1"): "scheduler=step_lr (it "
-        "steps every epoch, 10 in all), at its first step, set the learning rate to -0.001: it must be a "
-        "number from 0",
+        # (a negative lr: at the schedule's first step, after the run's folder was made, before MEANINGS)
+        ("scheduler=step_lr", "scheduler.gamma=-1", "scheduler.step_size=1"): "scheduler.gamma=-1: StepLR's "
+        "gamma must be above 0",
         # (a step's own error, 'unexpected error' after the run's folder was written)
         ("model=gan_mlp", "trainer.epochs=1"): "model=gan_mlp, task=Classification and dataset=digits do "
         "not fit together: a training step on a batch of the data fails (RuntimeError: mat1 and mat2",
@@ -476,3 +485,22 @@ def test_eval_of_a_run_that_held_out_no_test_split_says_where_its_figures_are(cl
     assert other.returncode == 2, other.stderr
     said = "model was built for data of another shape than dataset=iris's: input_shape [1, 8, 8] there, [4]"
     assert said in other.stderr, other.stderr
+
+
+def test_the_commands_a_mistyped_command_line_is_answered_with_run_as_pasted(cli, tmp_path):
+    """Flags as other tools take settings (`--epochs 2`: argparse's "unrecognized arguments"
+    alone), and several values for a key that holds a list (`model.hidden=16,8`: its hint
+    offered a sweep of single numbers, which fails): each answered with the command meant."""
+    for words, start in [
+        (["--epochs", "1", "--lr=0.05"], "Settings are KEY=VALUE words, without dashes: "),
+        (["model.hidden=16,8", "trainer.epochs=1"], "model.hidden takes a list: "),
+    ]:
+        refused = cli(*words, "hydra.run.dir=r")
+        assert refused.returncode == 2 and start in refused.stderr, refused.stderr
+        printed = refused.stderr.split(start, 1)[1].splitlines()[0]
+        assert not (tmp_path / "r").exists()
+        ran = cli(*shlex.split(printed)[1:])  # (pasted)
+        assert ran.returncode == 0, ran.stderr
+        saved = (tmp_path / "r" / ".hydra" / "overrides.yaml").read_text()
+        assert ("optimizer.lr=0.05" in saved) if "--lr=0.05" in words else ("model.hidden=[16,8]" in saved)
+        shutil.rmtree(tmp_path / "r")

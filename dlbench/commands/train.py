@@ -38,7 +38,7 @@ def train_command(argv: list[str]) -> int:
     from hydra._internal.utils import get_args_parser
 
     parser = get_args_parser()
-    parser.error = usage_error  # one message, printed as text (not argparse's raw print)
+    parser.error = lambda message: usage_error(message, argv)  # one message, as text (not argparse's)
     args = parser.parse_intermixed_args(argv)  # (overrides after a flag too: a printed hint adds words last)
     if args.multirun and args.cfg:
         raise DlbenchError("--cfg prints the config of one run: leave out -m")
@@ -140,8 +140,31 @@ def train_command(argv: list[str]) -> int:
                 os.environ[key] = value
 
 
-def usage_error(message: str):
-    raise DlbenchError(f"{message} (dlbench --help lists the commands and flags)")
+def usage_error(message: str, argv: list[str]):
+    """argparse's message; for flags that are no flags of dlbench's (`--epochs 3`, as other
+    tools take settings), the command with the settings they would be: `dlbench trainer.epochs=3`."""
+    said = f"{message} (dlbench --help lists the commands and flags)"
+    unknown = (
+        set(message.split(":", 1)[1].split()) if message.startswith("unrecognized arguments:") else set()
+    )
+    words, settings, i = [], [], 0
+    while i < len(argv):
+        word, i = argv[i], i + 1
+        name, _, value = word[2:].partition("=")
+        key = compose.key_named(name.replace("-", "_")) if word.startswith("--") and word in unknown else None
+        if key is None:
+            words.append(word)
+            continue
+        if not value and i < len(argv) and "=" not in argv[i] and not argv[i].startswith("-"):
+            value, i = argv[i], i + 1  # (`--epochs 3`)
+        settings.append(f"{key}={value or 'VALUE'}")
+        words.append(settings[-1])
+    if not settings:
+        raise DlbenchError(said)
+    whole = (
+        terminal.command(*words) if all(not s.endswith("=VALUE") for s in settings) else " ".join(settings)
+    )
+    raise DlbenchError(said, f"Settings are KEY=VALUE words, without dashes: {whole}")
 
 
 def distributed_run(cfg: DictConfig) -> bool:
