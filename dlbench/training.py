@@ -44,7 +44,7 @@ from dlbench.engine.device import (
 from dlbench.engine.logging import RunLogger, held_file_logs, setup_console
 from dlbench.engine.signals import StopSignals
 from dlbench.engine.trainer import Trainer
-from dlbench.errors import Preempted
+from dlbench.errors import DlbenchError, Preempted, did_you_mean
 from dlbench.figures import activation_figure, activations_of
 from dlbench.summary import HIGHER_IS_BETTER
 from dlbench.tasks.base import Task
@@ -178,13 +178,17 @@ def _train(
             log.info(cluster.requeue_message(trainer.state.step))
     # a model, task and data that do not fit together: one message now, before the run writes
     # (with several processes each has the same parts: the single process's check covers them)
-    parts = f"model={cfg.model.name}, task={type(task).__name__} and dataset={cfg.dataset.name}"
+    parts = parts_of(cfg, task)
     step = None
     check_batch_norm_batches(task, data, cfg.dataset.batch_size, distributed.world_size())
     check_cpu_half_precision(task, device, cfg.trainer.precision)
     if distributed.world_size() == 1:
         optimizers = {name: o.optimizer for name, o in optimizations.items()}
-        step = trial_step(task, data.loader("train"), device, parts, cfg.trainer.channels_last, optimizers)
+        reported: set[str] = set()  # (the val/ metrics an evaluation of the trial's copy reports)
+        step = trial_step(
+            task, data.loader("train"), device, parts, cfg.trainer.channels_last, optimizers, reported
+        )
+        check_monitor(cfg.trainer.monitor, reported, bool(data.size("val")))
     if device.type == "cpu":  # trainer.threads=auto: that step, timed, decides
         choose_threads(cfg.trainer, step, data.loader("train"))
     del step  # (its copy of the task and its batch: not held while the run trains)
@@ -250,6 +254,28 @@ def built_objects_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def parts_of(cfg: DictConfig, task: Task) -> str:
+    """The parts a trial step tries together, as its message names them."""
+    return f"model={cfg.model.name}, task={type(task).__name__} and dataset={cfg.dataset.name}"
+
+
+def check_monitor(monitor: str, reported: set[str], validated: bool) -> None:
+    """A trainer.monitor no evaluation of the run can report, refused before the run writes
+    anything (Trainer.fit refused it at the first evaluation, an epoch in): a val/ name the trial
+    evaluation did not report (`reported`: none where it could not run), or a name of no part
+    of the run's figures (train/, val/, time/)."""
+    if not reported:
+        return
+    missing = monitor.startswith("val/") and validated and monitor not in reported
+    if missing or not monitor.startswith(("train/", "val/", "time/")):
+        raise DlbenchError(
+            f"trainer.monitor={monitor}: this run reports no such metric, so it cannot choose best.pt "
+            f"or stop early.{did_you_mean(monitor, reported)}",
+            f"Its val/ metrics: {', '.join(sorted(reported))}; its train/ metrics are its training "
+            "step's (train/loss) and its learning rate (train/lr)",
+        )
 
 
 def monitor_of(settings: DictConfig, task: Task, validate_on: str = "val") -> tuple[str, str]:

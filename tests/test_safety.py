@@ -404,9 +404,14 @@ def cli_main_stdout(capsys, *args: str) -> tuple[int, str]:
 
 
 def test_an_unknown_monitor_and_unknown_added_keys_are_refused(capsys, tmp_path):
+    """The monitor before the run writes anything (a trial evaluation of the trial step's copy
+    names the val/ metrics): it was refused after the first epoch had trained."""
     with pytest.raises(DlbenchError, match=r"trainer.monitor=val/accuracy: .*Did you mean: .*val/acc"):
         train(compose.compose_config([*QUIET, "trainer.monitor=val/accuracy"]), tmp_path / "a")
-    assert not (tmp_path / "a" / "checkpoints" / "best.pt").exists()
+    assert not any((tmp_path / "a").rglob("*"))  # (no train.log, no events: no epoch trained)
+    code, err = run_main(capsys, "lr-find", "trainer.monitor=val_acc", "--out", str(tmp_path / "l"))
+    assert code == 2 and "trainer.monitor=val_acc: this run reports no such metric" in err, err
+    assert "Did you mean: val/acc" in err and not (tmp_path / "l").exists()  # (lr-find printed it, exit 0)
     for override, expected in [
         ("+trainer.epocs=5", "Unknown key 'trainer.epocs': nothing reads it. Did you mean: trainer.epochs"),
         ("+foo=bar", "Unknown key 'foo': nothing reads it."),

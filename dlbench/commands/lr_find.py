@@ -116,9 +116,10 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
     from omegaconf import OmegaConf
 
     from dlbench.build import build_data, build_task, check_batch_norm_batches
-    from dlbench.engine.device import resolve_device, seed_everything
+    from dlbench.engine.device import resolve_device, seed_everything, trial_step
     from dlbench.engine.logging import setup_console
     from dlbench.engine.trainer import Trainer
+    from dlbench.training import check_monitor, parts_of
 
     # the mode in effect (auto: a bar on a terminal); in plain mode no line per step: lr-find
     # logs every one of its steps, and a line each would be hundreds of lines
@@ -129,6 +130,12 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
     data.place(device)
     task = build_task(cfg, data.info, data)
     check_batch_norm_batches(task, data, cfg.dataset.batch_size)
+    reported: set[str] = set()  # (the command it prints trains with trainer.monitor: checked now)
+    trial_step(
+        task, data.loader("train"), device, parts_of(cfg, task), cfg.trainer.channels_last, None, reported
+    )
+    if cfg.trainer.monitor is not None:
+        check_monitor(cfg.trainer.monitor, reported, bool(data.size("val")))
     settings = OmegaConf.to_object(cfg.trainer)  # the one trainer: every step's loss, nothing kept
     settings.checkpoint, settings.log_every_n_steps, settings.nonfinite = False, 1, "off"
     settings.monitor, settings.monitor_mode, settings.patience = "train/loss", "min", None

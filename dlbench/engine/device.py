@@ -79,6 +79,7 @@ def trial_step(
     parts: str,
     channels_last: bool,
     optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    reported: set[str] | None = None,
 ) -> Callable[[], None] | None:
     """One training step of a copy of the task (and of its `optimizers`, by name) on a batch of
     the training data, before the run writes anything: a model, a task and data that do not
@@ -86,7 +87,8 @@ def trial_step(
     or an optimizer setting torch cannot step with (SGD's weight_decay=1e300), stop here with
     one message, not at the run's first step after its folder was written. Returns the step,
     to time it again (`choose_threads`), or None for data that streams (no batch to take
-    without its workers). The random generators are put back as they were."""
+    without its workers). The random generators are put back as they were. `reported`, if
+    given, gets the val/ metrics an evaluation of the copy reports (`evaluated_names`)."""
     import copy
 
     import torch._dynamo
@@ -134,9 +136,25 @@ def trial_step(
                 f"({first_line(err)}). Choose a model for this data (dlbench list models; dlbench show "
                 "model=NAME with the same dataset= lists its layers for it)"
             ) from err
+        if reported is not None:
+            reported.update(evaluated_names(probe, batch))
     finally:
         set_rng_state(drawn)
     return step
+
+
+def evaluated_names(task: Any, batch: Any) -> set[str]:
+    """The val/ metrics an evaluation of `task` reports (its evaluation step's outputs, its
+    metrics), from one evaluation step on `batch`; none where it fails (the run's own evaluation
+    says why). The task is changed (its metrics, what it keeps for figures): give it a copy."""
+    try:
+        with torch.no_grad():
+            task.eval()
+            outputs = task.evaluation_step(batch, "val")
+            computed = task.compute_metrics("val")
+    except Exception:
+        return set()
+    return {f"val/{name}" for name in [*outputs, *computed]}
 
 
 def choose_threads(settings: Any, step: Callable[[], None] | None, loader: Any) -> None:
