@@ -45,6 +45,7 @@ EXAMPLES = """\
   dlbench lr-find experiment=digits_mlp            suggest an lr (a loss-against-lr plot too)
   dlbench list models
   dlbench list models resnet                       its keys: defaults, types, meaning
+  dlbench list experiments mnist                   the presets with mnist in their name
   dlbench 'plugins=[my_models]' model=tiny_net     your own model (docs/extending.md)
   dlbench show experiment=resnet_cifar10
   dlbench show model=resnet model.depth=50 model.stem=imagenet model.num_outputs=1000

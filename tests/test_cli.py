@@ -111,6 +111,9 @@ def test_list(cli):
         typo = cli("list", *args)  # (a name that matches nothing: it was an empty table, exit 0)
         assert typo.returncode == 2 and f"Unknown {said}" in typo.stderr, typo.stderr
     assert cli("list", "models", "res*").returncode == 0
+    part = cli("list", "experiments", "mnist")  # (a word that names none: those it is part of)
+    assert part.returncode == 0 and "cnn_mnist" in part.stdout and "lenet5_mnist" in part.stdout, part.stderr
+    assert "iris_mlp" not in part.stdout
     # (digits has no keys of its own: it printed an empty table, and no batch_size anywhere)
     digits = cli("list", "datasets", "digits")
     own = digits.stdout.split("keys every")[0]

@@ -2,7 +2,8 @@
 comes from (dlbench, torch, the user's plugin, the user's config folder).
 
 `dlbench list models resnet` (one name) prints that component's config keys: default, type and
-what each means (the comments in its signature, paramdocs.py).
+what each means (the comments in its signature, paramdocs.py). A word that names none lists
+those it is part of (`dlbench list experiments mnist`: as `'*mnist*'`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def list_command(args: list[str]) -> int:
             console.print(experiments_table(pattern))
             continue
         registry = REGISTRIES[kind]
-        names = registry.names(pattern)
+        names = registry.names(within(pattern, registry.names("*")))
         if not names:  # (it was an empty table, exit 0)
             raise DlbenchError(*no_match(registry.kind, pattern, registry.names("*")).lines, *unnamed)
         if len(names) == 1 and names[0] == pattern:
@@ -134,11 +135,19 @@ def experiments_table(pattern: str = "*") -> Table:
     rows = [
         (name, shown_folder(path), description)
         for name, (path, description) in found.items()
-        if fnmatch.fnmatch(name, pattern)
+        if fnmatch.fnmatch(name, within(pattern, found))
     ]
     if not rows:
         raise no_match("experiment", pattern, found)
     return listing_table("experiments", rows)
+
+
+def within(pattern: str, names) -> str:
+    """A word that is no name and no pattern is part of the names wanted (`list experiments
+    mnist`: *mnist*, where it was refused as an unknown experiment)."""
+    if pattern in names or any(c in pattern for c in "*?["):
+        return pattern
+    return f"*{pattern}*"
 
 
 def no_match(kind: str, pattern: str, names) -> DlbenchError:
