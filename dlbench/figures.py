@@ -34,15 +34,30 @@ def as_label(name: Any) -> str:
 
 def curves_figure(curves: list[tuple[str, list[float], list[float]]], metric: str, x_label: str, title: str):
     """Several runs' curves of one metric on one axis, each labelled (the lecture's optimizers,
-    schedules and normalisations side by side)."""
-    figure, ax = new_figure(figsize=(7, 4.5), layout="constrained")
-    for label, xs, ys in curves:
-        ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=as_label(label) or "(run)")
+    schedules and normalisations side by side). The labels (a job's overrides) go below the
+    axis, each wrapped to at most three lines, and the figure grows to hold them: a long one
+    (a resumed run's `resume=PATH`) inside the axis squeezed the plot to a strip."""
+    labels = [legend_label(label) for label, _, _ in curves]
+    below = 0.2 * sum(label.count("\n") + 1 for label in labels) if len(curves) > 1 else 0
+    figure, ax = new_figure(figsize=(7, 4.5 + below), layout="constrained")
+    for (_, xs, ys), label in zip(curves, labels, strict=True):
+        ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=label)
     ax.set(xlabel=x_label, ylabel=as_label(metric), title=as_label(title))
     ax.grid(alpha=0.3)
     if len(curves) > 1:
-        ax.legend(fontsize="small")
+        figure.legend(loc="outside lower center", fontsize="small")
     return figure
+
+
+def legend_label(label: str, width: int = 60, lines: int = 3) -> str:
+    """A curve's label in the legend: wrapped at `width` characters, cut after `lines` lines
+    (as_label line by line: a `\\$` split over two lines would start mathtext)."""
+    import textwrap
+
+    wrapped = textwrap.wrap(inert(str(label)), width) or ["(run)"]
+    if len(wrapped) > lines:
+        wrapped = [*wrapped[: lines - 1], wrapped[lines - 1][: width - 1] + "…"]
+    return "\n".join(line.replace("$", r"\$") for line in wrapped)
 
 
 def confusion_figure(matrix: torch.Tensor, names: list[str], normalize: bool, title: str) -> Any:

@@ -454,3 +454,23 @@ def test_what_jobs_share_keeps_each_override_whole(tmp_path):
         (tmp_path / job / ".hydra" / "overrides.yaml").write_text(words)
     shared, own = summary.varying_overrides(summary.collect([tmp_path]))
     assert shared == ["plugins=[my dir/net.py]"] and own == ["trainer.seed=0", "trainer.seed=1"]
+
+
+def test_a_long_curve_label_is_wrapped_below_the_axis_and_the_plot_keeps_its_size():
+    """A review: a resumed run's label (its `resume=PATH` override) in the legend squeezed the
+    curves of `report` and `compare --plot` into a strip, with matplotlib's raw warning."""
+    import warnings
+
+    from dlbench.figures import curves_figure
+    from dlbench.report import png
+
+    long = "resume=outputs/digits_linear/2026-12-07_09-23-31_908445/checkpoints/last.pt " * 4
+    curves = [(long, [1, 2, 3], [1.0, 0.5, 0.3]), ("experiment=iris_mlp", [1, 2, 3], [0.9, 0.6, 0.2])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (constrained_layout's "axes sizes collapsed to zero")
+        figure = curves_figure(curves, "val/loss", "epoch", "val/loss")
+        png(figure)
+    (axis,) = figure.axes
+    assert axis.get_position().width > 0.7 and axis.get_position().height > 0.4
+    (legend,) = figure.legends
+    assert [len(t.get_text().splitlines()) for t in legend.get_texts()] == [3, 1]
