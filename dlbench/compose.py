@@ -115,16 +115,14 @@ def check_group_choices(overrides: list[str]) -> None:
 def key_named(name: str) -> str | None:
     """The setting a bare word names (a flag of another tool's: `epochs`, `lr`, `device`): a
     config group, a key as written (`trainer.epochs`), or the default config's key of that last
-    name (`epochs`: trainer.epochs); else None."""
-    name = errors.SYNONYMS.get(name.lower(), name)
-    if name in groups():
-        return name
+    name (`epochs`: trainer.epochs), the word as given, then in lower case, then as dlbench's
+    (SYNONYMS: `learning_rate`, lr); else None."""
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):  # (`..`, `x[0]`: no key's name)
+        return None
     try:
         cfg = compose_config([])
     except DlbenchError:  # (a user's config folder that does not compose: no hint)
         return None
-    if "." in name:
-        return name if OmegaConf.select(cfg, name, default=_NONE) is not _NONE else None
 
     def keys(node: Any, path: str) -> Iterator[str]:
         for key, value in node.items_ex(resolve=False):
@@ -132,7 +130,13 @@ def key_named(name: str) -> str | None:
             if isinstance(value, DictConfig):
                 yield from keys(value, f"{path}{key}.")
 
-    return next((key for key in keys(cfg, "") if key.rsplit(".", 1)[-1] == name), None)
+    known = list(keys(cfg, ""))
+    for word in dict.fromkeys([name, name.lower(), errors.SYNONYMS.get(name.lower(), name)]):
+        if word in groups() or word in known:
+            return word
+        if (key := next((k for k in known if k.rsplit(".", 1)[-1] == word), None)) is not None:
+            return key
+    return None
 
 
 _NONE = object()
@@ -327,7 +331,9 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
         if top != parent and isinstance(node, DictConfig) and key in node and key != "name"
     ] + ([key] if parent and key in base and not isinstance(base[key], DictConfig) else [])
     closest = did_you_mean(key, valid, prefix=parent and parent + ".", first=elsewhere)
-    others = taken_by_others(parent, key, node.get("name") if isinstance(node, DictConfig) else None)
+    preset = any(terminal.key_of(o) == "experiment" for o in overrides)  # (its keys: with_preset_hint)
+    chosen = node.get("name") if isinstance(node, DictConfig) else None
+    others = [] if preset else taken_by_others(parent, key, chosen)
     return DlbenchError(f"Unknown key '{full_key}'.{closest}", *hint, *others)
 
 

@@ -123,7 +123,7 @@ def did_you_mean(
 # Words users bring from other tools, for dlbench's word (`device=gpu` was offered cpu)
 SYNONYMS = {
     "gpu": "cuda", "learning_rate": "lr", "wd": "weight_decay", "tb": "tensorboard",
-    "ce": "cross_entropy", "bn": "batch", "he": "kaiming", "layers": "hidden",
+    "ce": "cross_entropy", "bn": "batch", "he": "kaiming",
 }  # fmt: skip
 
 
@@ -135,7 +135,9 @@ def closest(name: str, choices: list[str], n: int) -> list[str]:
     folded = SYNONYMS.get(name.lower(), name.lower())
     begun = [c for c in choices if len(folded) >= 2 and c.lower().startswith(folded)]
     holding = [c for c in choices if len(folded) >= 3 and folded in c.lower() and c not in begun]
-    return (begun + holding or difflib.get_close_matches(folded, choices, n=n, cutoff=0.5))[:n]
+    cased = {c.lower(): c for c in choices}  # (difflib on the folded names: `T0` finds T_0)
+    spelled = [cased[c] for c in difflib.get_close_matches(folded, list(cased), n=n, cutoff=0.5)]
+    return (begun + holding or spelled)[:n]
 
 
 def unreadable(err: Exception, overrides: Iterable[str]) -> DlbenchError:

@@ -12,6 +12,7 @@ import fnmatch
 import functools
 import itertools
 import os
+import re
 from pathlib import Path
 
 from hydra.core.override_parser.types import Override
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from dlbench import plugins, rundir, safety, searchpath, terminal
-from dlbench.compose import compose_config, compose_with_hydra, groups, parse
+from dlbench.compose import compose_config, compose_with_hydra, groups, parse, taken_by_others
 from dlbench.engine import cluster
 from dlbench.errors import DlbenchError
 from dlbench.validation import check_name, validate
@@ -121,20 +122,21 @@ def check(
     return check_command(overrides, source, config_name, mode)[0]
 
 
-def as_a_list(swept: Override, rest: list[str]):
-    """For `model.hidden=64,32` (a key that holds a list, in the config the `rest` of the
-    command composes, given as several values): a function that puts `model.hidden=[64,32]` in
-    its place in a command's words; else None."""
+def as_a_list(swept: Override, rest: list[str], config_name: str) -> tuple[str, str] | None:
+    """For `model.hidden=64,32` (several values for a key that holds a list in the config the
+    `rest` of the command composes): the word for the one list, `model.hidden=[64,32]`, and the
+    sweep's of lists of one, `model.hidden=[64],[32]`; else None (a group's options, a sweep of
+    lists, `range(...)`)."""
     key, text = swept.get_key_element(), swept.input_line.split("=", 1)[1]
-    if is_group(swept) or "(" in text:  # (a group's options; range(...), choice(...): a sweep)
+    if is_group(swept) or any(c in text for c in "([{'\""):
         return None
     try:
-        held = OmegaConf.select(compose_config(rest), key)
+        held = OmegaConf.select(compose_config(rest, config_name=config_name), key)
     except DlbenchError:
         return None
     if not OmegaConf.is_list(held):
         return None
-    return lambda words: [f"{key}=[{text}]" if word == swept.input_line else word for word in words]
+    return f"{key}=[{text}]", f"{key}={','.join(f'[{value}]' for value in text.split(','))}"
 
 
 def check_command(
@@ -159,8 +161,12 @@ def check_command(
         # (Hydra's own run refuses it as ambiguous; composing the first value was a silent choice)
         every = f"; to run each, sweep: {terminal.command('-m', *said)}" if said is not None else ""
         rest = [o.input_line for o in parsed if not o.is_sweep_override()]
-        if said is not None and (listed := as_a_list(several[0], rest)) is not None:
-            every = f"; {several[0].get_key_element()} takes a list: {terminal.command(*listed(said))}"
+        if said is not None and (listed := as_a_list(several[0], rest, config_name)) is not None:
+            one, each = ([w if w != several[0].input_line else word for w in said] for word in listed)
+            every = (
+                f"; {several[0].get_key_element()} takes a list: {terminal.command(*one)}; to run each "
+                f"as a list of one, sweep: {terminal.command('-m', *each)}"
+            )
         raise DlbenchError(
             f"{several[0].input_line} gives several values, and this command takes one (a list is [a,b], "
             f"a text with a comma 'a,b'){every}"
@@ -198,22 +204,21 @@ def check_command(
 
 
 def with_other_options_hint(err: DlbenchError, words: tuple[str, ...] | list[str], cfg: DictConfig):
-    """Where the command line set `GROUP.name` (as `--cfg job` prints it), that `GROUP=NAME`
-    swaps the whole part; else, an unknown key of a part that another option of its group takes
-    (a plugin's `optimizer.momentum` under adam: sgd's), said with those options."""
-    import re
-
-    from dlbench.compose import taken_by_others
-
-    named = [w for w in words if terminal.key_of(w).endswith(".name") and terminal.key_of(w)[:-5] in groups()]
-    if named:
-        part, name = terminal.key_of(named[0])[:-5], named[0].split("=", 1)[1]
-        swap = f"({named[0]} renames the {part} and keeps its settings; {part}={name} swaps the whole {part})"
-        return DlbenchError(*err.lines, swap)
+    """Where the command line set `GROUP.name=OPTION` (as `--cfg job` prints it) and the part's
+    settings were refused, that `GROUP=OPTION` swaps the whole part; else, an unknown key of a
+    part that another option of its group takes (a plugin's `optimizer.momentum` under adam:
+    sgd's), said with those options."""
+    chosen = {terminal.key_of(w): w.split("=", 1)[1] for w in words if "=" in w}
+    for part in (p for p in groups() if chosen.get(f"{p}.name") in groups()[p]):
+        if err.lines[0].startswith(f"Unknown key '{part}."):
+            name = chosen[f"{part}.name"]
+            return DlbenchError(
+                *err.lines,
+                f"({part}.name={name} renames the {part} and keeps its settings; {part}={name} swaps "
+                f"the whole {part})",
+            )
     unknown = re.match(r"Unknown key '(\w+)\.(\w+)'", err.lines[0])
-    if unknown is None or "experiment" in {
-        terminal.key_of(w) for w in words
-    }:  # (a preset's: with_preset_hint)
+    if unknown is None or "experiment" in chosen:  # (a preset's keys: with_preset_hint)
         return err
     group, key = unknown.groups()
     others = taken_by_others(group, key, OmegaConf.select(cfg, f"{group}.name", default=None))
@@ -223,8 +228,6 @@ def with_other_options_hint(err: DlbenchError, words: tuple[str, ...] | list[str
 def with_preset_hint(err: DlbenchError, words: tuple[str, ...] | list[str]) -> DlbenchError:
     """An unknown key of a part the command line swapped under a preset that sets keys for its
     own (`experiment=iris_mlp dataset=digits`: the preset's dataset.features), said so."""
-    import re
-
     chosen = {terminal.key_of(w): w.split("=", 1)[1] for w in words if "=" in w}
     unknown = re.match(r"Unknown key '((\w+)\.[^']*)'", err.lines[0])
     key, group = unknown.groups() if unknown else (None, None)

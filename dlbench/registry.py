@@ -181,7 +181,8 @@ class Registry:
             and not (k in self.facts and v is None)
         }
         check_values(known, hints, where, f" for {self.kind} '{node['name']}'")
-        check_meaning(fn, known, where)
+        if origin_of(fn) == "torch":
+            check_meaning(fn, known, where)
 
     def build(
         self,
@@ -222,7 +223,7 @@ class Registry:
         for key, value in kwargs.items():  # (Hydra reads `0` as an int: OneCycleLR refused pct_start=0)
             default = parameters[key].default if key in parameters else None
             if isinstance(default, float) and type(value) is int and origin_of(fn) == "torch":
-                kwargs[key] = float(value)
+                kwargs[key] = float(value) if abs(value) < 2**1023 else value  # (10**400: torch's message)
         try:
             signature.bind(**kwargs, **supplied)
         except TypeError as err:

@@ -101,11 +101,13 @@ MOMENTUM = Range(0, 1, "[)")  # 1: the velocity never decays; above: the steps g
 # StepLR's step_size=-1 or gamma=-1 made the lr grow or turn negative, SGD's momentum=1.5 diverged,
 # ReduceLROnPlateau's patience=-1 cut the lr every epoch, each without a word. By class, then
 # keyword; a list (milestones, a lr by parameter group) is checked number by number. Settings
-# torch checks (Adam's betas, LinearLR's factors, OneCycleLR's pct_start) are left to its message.
+# torch checks (Adam's betas, LinearLR's factors, OneCycleLR's pct_start) are left to its
+# message, but where a value it takes fails later: ConstantLR's factor 0 (it divides by it at
+# total_iters), ReduceLROnPlateau's factor 0 or below (the first cut goes to min_lr).
 MEANINGS: dict[str, dict[str, Range]] = {
     "SGD": {"momentum": MOMENTUM, "dampening": Range(0, 1)},
     "RMSprop": {"momentum": MOMENTUM, "alpha": Range(0, 1, "[)")},  # (1: every step divides by eps)
-    "Adadelta": {"rho": Range(0, 1, "[)"), "eps": Range(0, ends="()")},  # (eps 0: nothing moves)
+    "Adadelta": {"eps": Range(0, ends="()")},  # (eps 0: nothing moves)
     "ASGD": {"lambd": RATE, "alpha": RATE},
     "Rprop": {"step_sizes": RATE},
     "Muon": {"momentum": MOMENTUM, "eps": Range(0, ends="()"), "ns_steps": Range(1, 99, whole=True)},
@@ -122,17 +124,17 @@ MEANINGS: dict[str, dict[str, Range]] = {
         "max_lr": RATE,
         "step_size_up": COUNT,
         "step_size_down": Range(0, whole=True),
-        "gamma": Range(0, 1, "(]"),
+        "gamma": Range(0, 1, "(]"),  # (read in exp_range mode: above 1, the cycles grow without end)
         "base_momentum": MOMENTUM,
         "max_momentum": MOMENTUM,
-    },  # fmt: skip
+    },
     "OneCycleLR": {
-        "max_lr": Range(0, ends="()"),
+        "max_lr": RATE,
         "div_factor": Range(0, ends="()"),
         "final_div_factor": Range(0, ends="()"),
         "base_momentum": MOMENTUM,
         "max_momentum": MOMENTUM,
-    },  # fmt: skip
+    },
     "ReduceLROnPlateau": {
         "factor": Range(0, 1, "()"),
         "patience": Range(0, whole=True),
@@ -140,16 +142,17 @@ MEANINGS: dict[str, dict[str, Range]] = {
         "cooldown": Range(0, whole=True),
         "min_lr": RATE,
         "eps": Range(0),
-    },  # fmt: skip
+    },
 }
 
 
 def check_meaning(fn: Callable[..., Any], values: dict[str, Any], where: str) -> None:
-    """Refuse a value of a torch class's setting outside the range of its meaning (MEANINGS),
-    in one message that says the range. Values still to resolve, and nulls, are left."""
+    """Refuse a value of a setting of torch's class `fn` outside the range of its meaning
+    (MEANINGS), in one message that says the range. Values still to resolve, and nulls, are
+    left; a list's numbers are checked one by one (a list of lists is torch's to refuse)."""
     from dlbench.errors import DlbenchError
 
-    meanings = MEANINGS.get(fn.__name__, {}) if getattr(fn, "__module__", "").startswith("torch.") else {}
+    meanings = MEANINGS.get(fn.__name__, {})
     for key, value in values.items():
         if (meaning := meanings.get(key)) is None:
             continue

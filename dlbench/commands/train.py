@@ -155,8 +155,16 @@ def usage_error(message: str, argv: list[str]):
         if key is None:
             words.append(word)
             continue
-        if not value and i < len(argv) and "=" not in argv[i] and not argv[i].startswith("-"):
-            value, i = argv[i], i + 1  # (`--epochs 3`)
+        if (
+            not value
+            and i < len(argv)
+            and "=" not in argv[i]
+            and (not argv[i].startswith("-") or number(argv[i]))
+        ):
+            value, i = argv[i], i + 1  # (`--epochs 3`, `--lr -0.1`)
+        options = compose.groups().get(key, [])
+        if value and value not in options and errors.SYNONYMS.get(value.lower()) in options:
+            value = errors.SYNONYMS[value.lower()]  # (`--device gpu`: device=cuda)
         settings.append(f"{key}={value or 'VALUE'}")
         words.append(settings[-1])
     if not settings:
@@ -165,6 +173,14 @@ def usage_error(message: str, argv: list[str]):
         terminal.command(*words) if all(not s.endswith("=VALUE") for s in settings) else " ".join(settings)
     )
     raise DlbenchError(said, f"Settings are KEY=VALUE words, without dashes: {whole}")
+
+
+def number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def distributed_run(cfg: DictConfig) -> bool:
