@@ -86,7 +86,33 @@ def print_help() -> None:
         console.print(f"  {group:<{width}} {', '.join(options)}", soft_wrap=True)
 
 
-OWN_HELP = ("train", "lr-find")  # (their --help: Hydra's and argparse's)
+OWN_HELP = ("train", "lr-find")  # (their --help: dlbench's own, as `dlbench --help`, and argparse's)
+
+
+def without_spaced_equals(words: list[str]) -> list[str] | None:
+    """The command line with `trainer.epochs = 3`, `trainer.epochs= 3` or `model =mlp` written
+    as one word each, if it holds any; else None."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        word, following = words[i], words[i + 1] if i + 1 < len(words) else None
+        if word == "=" and out and following is not None:
+            out[-1], i = f"{out[-1]}={following}", i + 2
+        elif word.startswith("=") and out and "=" not in out[-1] and not out[-1].startswith("-"):
+            out[-1], i = out[-1] + word, i + 1
+        elif (
+            word.endswith("=")
+            and word.count("=") == 1
+            and following
+            and not following.startswith("-")
+            and ("=" not in following)
+        ):
+            out.append(word + following)
+            i += 2
+        else:
+            out.append(word)
+            i += 1
+    return out if out != words else None
 
 
 def subcommand_usage(name: str) -> str:
@@ -143,11 +169,21 @@ def main(argv: list[str] | None = None) -> int:
 
             console.print(f"dlbench {version('dlbench')} (Hydra {version('hydra-core')})")
             return 0
+        if argv[:1] == ["train"] and {"-h", "--help"} & set(argv[1:]):  # (Hydra's listed internal configs)
+            print_help()
+            return 0
         if argv and argv[0] in COMMANDS and argv[0] != "train" and {"-h", "--help"} & set(argv[1:]):
             if argv[0] in OWN_HELP:  # (wherever --help is: its own help)
                 return command(argv[0])(["--help"])
             console.print_lines(subcommand_usage(argv[0]), soft_wrap=True)
             return 0
+        train = argv[:1] == ["train"] or not argv or argv[0] not in COMMANDS  # (overrides follow)
+        if train and (joined := without_spaced_equals(argv)) is not None:  # (Hydra's grammar error)
+            from dlbench import terminal
+
+            raise DlbenchError(
+                f"A setting is one word, KEY=VALUE, without spaces around the =: {terminal.command(*joined)}"
+            )
         if argv and argv[0] in COMMANDS:
             if argv[0] != "train":
                 refuse_config_dir(argv[0], argv[1:])

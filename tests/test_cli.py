@@ -155,6 +155,9 @@ def test_every_help_flag_and_each_subcommands_help_answers(cli):
         assert hydra_help.returncode == 0 and "--hydra-help : Hydra's help" in hydra_help.stdout
     completion = cli("--shell-completion")  # (bare, it was a traceback)
     assert completion.returncode == 2 and "--shell-completion takes install=bash" in completion.stderr
+    for words in (["train", "--help"], ["help", "train"]):  # (Hydra's, which listed _mlp, _adam, ...)
+        train_help = cli(*words)
+        assert train_help.returncode == 0 and train_help.stdout == cli("--help").stdout
     lr_find = cli("lr-find", "trainer.threads=1", "--help")  # (its own help, wherever --help is)
     assert lr_find.returncode == 0 and "usage: dlbench lr-find" in lr_find.stdout
     info = cli("--info")
@@ -169,6 +172,12 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (a name that begins an option's: difflib alone offered `none`)
         ("scheduler=cosine",): "Did you mean: cosine_annealing_lr, cosine_annealing_warm_restarts?",
         ("device=gpu",): "Did you mean: cuda?",  # (another tool's word: cpu was offered)
+        (
+            "trainer.epochs",
+            "=",
+            "3",
+        ): "without spaces around the =: dlbench trainer.epochs=3",  # (Hydra's grammar)
+        ("model=", "linear"): "without spaces around the =: dlbench model=linear",
         # (a review: the int-to-float pass for torch's classes raised OverflowError, exit 1)
         ("experiment=iris_mlp", f"optimizer.lr={'9' * 400}"): "a trial step before the run: SGD's step",
         ("scheduler=cosine_annealing_warm_restarts", "scheduler.T0=5"): "Did you mean: scheduler.T_0?",
@@ -516,3 +525,12 @@ def test_the_commands_a_mistyped_command_line_is_answered_with_run_as_pasted(cli
         shutil.rmtree(tmp_path / "r")
     sweep = refused.stderr.split("to run each as a list of one, sweep: ", 1)[1].strip()
     assert shlex.split(sweep)[1:] == ["-m", "model.hidden=[16],[8]", "trainer.epochs=1", "hydra.run.dir=r"]
+
+
+def test_a_run_named_without_its_outputs_folder_or_mistyped_gets_the_path_meant(cli, tmp_path):
+    run = tmp_path / "outputs" / "digits_mlp" / "2026-12-07_10-00-00" / "checkpoints"
+    run.mkdir(parents=True)
+    (run / "last.pt").write_bytes(b"")
+    for path in ("digits_mlp", "outputs/digits_mlpp"):
+        result = cli("eval", path)
+        assert result.returncode == 2 and "Did you mean: outputs/digits_mlp?" in result.stderr, result.stderr

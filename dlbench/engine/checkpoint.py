@@ -94,7 +94,7 @@ def find(path: str | Path) -> Path:
     command written for "the run I just trained" pastes as it is; a file means itself (name
     RUN/checkpoints/best.pt to use the best epoch's weights). A sweep's folder is refused: its
     jobs are not one run's attempts."""
-    path = Path(path).expanduser()
+    path = given = Path(path).expanduser()
     if holds_runs(path):
         if (path / "multirun.yaml").is_file():
             job = min((run.name for run in path.iterdir() if is_run(run)), default="0")
@@ -116,9 +116,26 @@ def find(path: str | Path) -> Path:
     if not path.is_file():
         raise DlbenchError(
             f"No checkpoint at {path} (give a run directory, a folder of runs such as outputs/NAME, "
-            "or a .pt file)"
+            f"or a .pt file).{nearby(given) if not given.exists() else ''}"
         )
     return path
+
+
+def nearby(path: Path) -> str:
+    """' Did you mean: outputs/digits_mlp?' for a path that is not there: the same name under
+    ./outputs (where runs are written), else the closest names beside it."""
+    from dlbench.errors import did_you_mean
+
+    if (Path("outputs") / path).exists() and not path.is_absolute():
+        return f" Did you mean: {Path('outputs') / path}?"
+    folder = path.parent
+    if not folder.is_dir():
+        return ""
+    try:
+        names = [entry.name for entry in folder.iterdir()]
+    except OSError:
+        return ""
+    return did_you_mean(path.name, names, prefix="" if str(folder) == "." else f"{folder}/")
 
 
 def is_run(folder: Path) -> bool:
