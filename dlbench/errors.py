@@ -66,6 +66,10 @@ class ArgumentParser(argparse.ArgumentParser):
         self.usage_line = usage_line
 
     def error(self, message: str):
+        if message.startswith("unrecognized arguments:"):  # (`--srt`: Did you mean: --sort?)
+            flag = next((w for w in message.split(":", 1)[1].split() if w.startswith("--")), "")
+            options = [o for o in self._option_string_actions if o.startswith("--")]
+            message += f".{hint}" if flag and (hint := did_you_mean(flag.split("=")[0], options)) else ""
         raise DlbenchError(message, self.usage_line) if self.usage_line else DlbenchError(message)
 
     def parse_args(self, args=None, namespace=None):

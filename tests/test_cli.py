@@ -172,6 +172,10 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (a name that begins an option's: difflib alone offered `none`)
         ("scheduler=cosine",): "Did you mean: cosine_annealing_lr, cosine_annealing_warm_restarts?",
         ("device=gpu",): "Did you mean: cuda?",  # (another tool's word: cpu was offered)
+        ("compare", "nowhere", "--srt", "x"): "unrecognized arguments: --srt x. Did you mean: --sort",
+        ("new", "experment", "x"): "dlbench new experment: it makes an experiment or a model. Did you mean",
+        # (a mistyped folder, where report.html exists: the file was named, not the folder)
+        ("report", "outputs/multirn"): "outputs/multirn is not a run's folder, a sweep's",
         (
             "trainer.epochs",
             "=",
@@ -338,6 +342,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
     (tmp_path / "d.md").mkdir()
     (tmp_path / "notes.md").write_text("# not Python\n")
     (tmp_path / "quits.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "report.html").write_text("mine")
     (tmp_path / "empty").mkdir()
     for args, message in cases.items():
         result = cli(*args)

@@ -16,7 +16,7 @@ import yaml
 from dlbench import files
 from dlbench.commands.runs import parsed_value
 from dlbench.engine.logging import console
-from dlbench.errors import DlbenchError, unknown_name
+from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.searchpath import results_here
 from dlbench.terminal import command
 
@@ -67,7 +67,10 @@ def {name}(
 
 
 def new_command(args: list[str]) -> int:
-    if len(args) < 2 or args[0] not in ("experiment", "model"):
+    if args and args[0] not in ("experiment", "model"):  # (`new experment x`: the usage alone)
+        closest = did_you_mean(args[0], ["experiment", "model"])
+        raise DlbenchError(f"dlbench new {args[0]}: it makes an experiment or a model.{closest}", USAGE)
+    if len(args) < 2:
         raise DlbenchError(USAGE)
     kind, name, rest = args[0], args[1], args[2:]
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):

@@ -18,9 +18,9 @@ def report_command(args: list[str]) -> int:
     parser.add_argument("--out", type=output_path, default=Path("report.html"))
     parsed = parser.parse_args(args)
     out = parsed.out
-    rundir.check_output_file(out, "--out", (".html",))
     paths = summary.chosen(parsed.paths)  # (a folder of sweeps: its newest, whose name titles the page)
-    folders = summary.run_folders(paths)
+    folders = summary.run_folders(paths)  # (a mistyped folder first: it was refused as report.html exists)
+    rundir.check_output_file(out, "--out", (".html",))
 
     from dlbench import report
 
