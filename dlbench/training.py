@@ -209,6 +209,8 @@ def _train(
         log.info(describe_run(cfg, data, device, run_dir))
         for idle in idle_settings(cfg, overrides):
             log.warning(idle)
+        if (note := short_average(cfg.trainer.ema, trainer.total_steps(steps_per_epoch))) is not None:
+            log.warning(note)
         fit_started = time.perf_counter()
         with built_objects_frozen():
             # 5. fit: epochs of training steps, each evaluation logged and checkpointed
@@ -254,6 +256,21 @@ def built_objects_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def short_average(decay: float | None, steps: int) -> str | None:
+    """A note where trainer.ema's average would still be mostly the weights after its first
+    step when the run ends (0.999 over the default run's 210 steps: 81%; its test/acc fell from
+    0.94 to 0.59), with a decay that suits the run."""
+    if decay is None or steps < 1 or decay**steps <= 0.5:
+        return None
+    return (
+        f"trainer.ema={decay}: an average over ~{1 / (1 - decay):.0f} steps, and this run takes {steps}, so "
+        f"{decay**steps:.0%} of the average it evaluates and saves is the weights after its first step "
+        f"(a decay for this run: trainer.ema={1 - 10 / steps:.3g})"
+        if steps > 10
+        else f"trainer.ema={decay}: this run takes {steps} steps, too few to average"
+    )
 
 
 def parts_of(cfg: DictConfig, task: Task) -> str:
