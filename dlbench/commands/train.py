@@ -262,7 +262,11 @@ def run_checked(
     if failed:
         err_console.print(Text.assemble((f"{len(failed)} job(s) failed", "red"), ": ", ", ".join(failed)))
         again = preflight.finish_sweep_command(said, sweep_dir)
-        err_console.print(f"Once fixed, run them again (the jobs that finished are skipped): {again}")
+        err_console.print(  # (sweep.resume runs the command that started the sweep: its values stay)
+            "A job refused for a value of this command (its error names it) is refused again: give it "
+            "another value in a new sweep. Other failures (data, disk, memory, a plugin's code)"
+        )
+        err_console.print(f"once fixed, run them again (the jobs that finished are skipped): {again}")
         return 1
     return 0
 
