@@ -124,7 +124,7 @@ def check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
     a folder that exists, and a new name: nothing already there is written over (a user's own
     report.html or val_acc.png in the folder they ran `report` or `compare --plot` in was
     replaced). Checked before anything is written."""
-    if path.suffix not in suffixes:
+    if path.suffix.lower() not in suffixes:  # (report.HTML as report.html)
         raise DlbenchError(f"{flag} {path}: name a {' or '.join(suffixes)} file")
     if not path.parent.is_dir():
         what = "is a file, not a folder" if path.parent.exists() else "is no folder here"

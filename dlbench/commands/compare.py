@@ -99,5 +99,5 @@ def plot(curves_and_shared: tuple, metric: str, x: str, out: Path) -> None:
     title = f"{metric}" + (f"  ({' '.join(shared)})" if shared else "")
     figure = curves_figure(curves, metric, x, title)
     picture = io.BytesIO()
-    figure.savefig(picture, format=out.suffix[1:], dpi=120)
+    figure.savefig(picture, format=out.suffix[1:].lower(), dpi=120)
     files.write_bytes(out, lambda f: f.write(picture.getvalue()))

@@ -72,13 +72,14 @@ def export_command(args: list[str]) -> int:
     ckpt = saved_overrides(parsed.run)[0]  # (read as data, as every command that takes a run does)
     require_plugins(parsed.run, ckpt, parsed.named, ["export", *args])
     out = parsed.out
-    kind = parsed.format or SUFFIXES.get(out.suffix)
-    if kind is None or SUFFIXES.get(out.suffix) != kind:  # (a folder, `.` or '', has no suffix)
+    suffix = out.suffix.lower()  # (model.ONNX as model.onnx)
+    kind = parsed.format or SUFFIXES.get(suffix)
+    if kind is None or SUFFIXES.get(suffix) != kind:  # (a folder, `.` or '', has no suffix)
         wanted = [s for s, k in SUFFIXES.items() if k == kind] if kind else list(SUFFIXES)
         raise DlbenchError(f"--out {out}: name a {' or '.join(wanted)} file (its .yaml is written beside it)")
     if parsed.opset is not None and kind != "onnx":
         raise DlbenchError(f"--opset is ONNX's operator set: it does nothing for --format {kind}")
-    rundir.check_output_file(out, "--out", (out.suffix,))  # (in a folder that exists)
+    rundir.check_output_file(out, "--out", (suffix,))  # (in a folder that exists)
     spec_file = out.with_suffix(".yaml")
     for path in (out, spec_file):
         if os.path.lexists(path):  # (a link, even one to nothing, is not followed)
