@@ -927,6 +927,12 @@ def test_a_report_and_compare_read_no_file_through_a_link(capsys, run, trained, 
     (sweep / "1").symlink_to(private, target_is_directory=True)
     code, out, err = dlbench(capsys, "compare", str(sweep))
     assert code == 0 and "0.00123456" not in out + err and "│ 0 " in out, out + err
+    for events in (private / "tb").glob("*tfevents*"):  # (unreadable: it said "Available: (none)")
+        events.write_bytes(b"\x00garbage")
+    code, out, err = dlbench(
+        capsys, "compare", str(private), "--plot", "val/acc", "--out", str(tmp_path / "p.png")
+    )
+    assert code == 2 and f"No curve could be read from {private / 'tb'}" in err, err
 
 
 def test_no_output_file_is_written_through_a_link_and_no_archive_replaces_a_file(tmp_path):

@@ -78,16 +78,23 @@ def curves_of(folders: list[tuple[str, Path]], rows: list[dict], metric: str, x:
     from dlbench.errors import unknown_name
 
     shared, labels = summary.varying_overrides(rows)
-    curves, seen = [], set()
+    curves, seen, unread = [], set(), []
     for (name, folder), label in zip(folders, labels, strict=True):
         scalars = logged.curves(folder)  # (none for a job that failed before its first log)
         seen |= set(scalars)
+        unread += [] if scalars else [folder / "tb"]
         if x == "epoch":
             scalars = logged.in_epochs(folder, scalars) or scalars
         if metric in scalars:
             curves.append((label or name, *scalars[metric]))
     if not curves:
-        raise unknown_name("metric to plot", metric, sorted(seen))
+        refused = unknown_name("metric to plot", metric, sorted(seen))
+        if not unread:
+            raise refused
+        named = ", ".join(map(str, unread[:3])) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
+        raise DlbenchError(  # (a corrupt events file said only "Available: (none)")
+            *refused.lines, f"No curve could be read from {named}: no TensorBoard events there, or unreadable"
+        )
     return curves, shared
 
 
