@@ -43,8 +43,8 @@ from dlbench.engine.device import (
 )
 from dlbench.engine.logging import RunLogger, held_file_logs, setup_console
 from dlbench.engine.signals import StopSignals
-from dlbench.engine.trainer import Trainer
-from dlbench.errors import DlbenchError, Preempted, did_you_mean
+from dlbench.engine.trainer import Trainer, unreported_monitor
+from dlbench.errors import Preempted
 from dlbench.figures import activation_figure, activations_of
 from dlbench.summary import HIGHER_IS_BETTER
 from dlbench.tasks.base import Task
@@ -280,22 +280,23 @@ def parts_of(cfg: DictConfig, task: Task) -> str:
 
 def check_monitor(monitor: str, reported: set[str], validated: bool) -> None:
     """A trainer.monitor no evaluation of the run can report, refused before the run writes
-    anything (Trainer.fit refused it at the first evaluation, an epoch in): a val/ name the trial
-    evaluation did not report (`reported`: none where it could not run), or a name of no part
-    of the run's figures (train/, val/, time/)."""
+    anything where a trial step ran (Trainer._fit refuses the others at the first evaluation, an
+    epoch in): a val/ name the trial evaluation did not report (`reported`: none where it could
+    not run), or a name of no part of the run's figures (train/, val/, time/)."""
     if not reported:
         return
     missing = monitor.startswith("val/") and validated and monitor not in reported
     if missing or not monitor.startswith(("train/", "val/", "time/")):
-        raise DlbenchError(
-            f"trainer.monitor={monitor}: this run reports no such metric, so it cannot choose best.pt "
-            f"or stop early.{did_you_mean(monitor, reported)}",
-            f"Its val/ metrics: {', '.join(sorted(reported))}; its train/ metrics are its training "
-            "step's (train/loss) and its learning rate (train/lr)",
+        names = sorted(reported)
+        raise unreported_monitor(
+            monitor,
+            names,
+            f"Its val/ metrics: {', '.join(names)}; its train/ metrics are its training step's "
+            "(train/loss) and its learning rate (train/lr)",
         )
 
 
-def monitor_of(settings: DictConfig, task: Task, validate_on: str = "val") -> tuple[str, str]:
+def monitor_of(settings: DictConfig, task: Task, validate_on: str) -> tuple[str, str]:
     """The metric that decides best.pt and early stopping, and whether higher is better. When
     val/ is the test split (dataset.validate_on=test), the task's own val/ metric would choose
     best.pt by the test set: the training loss decides, unless trainer.monitor is set."""

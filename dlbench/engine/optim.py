@@ -88,7 +88,7 @@ class Optimization:
         if self.scheduler is None or interval != self.interval:
             return
         try:
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if self.reads_monitor:
                 if monitor_value is not None:
                     self.scheduler.step(monitor_value)
             else:

@@ -40,6 +40,15 @@ log = logging.getLogger("dlbench")
 FIRST_CHECKPOINT_S = 0.005  # (measured: 3-5 ms for the default MLP's last.pt and best.pt)
 
 
+def unreported_monitor(monitor: str, names: list[str], listed: str) -> DlbenchError:
+    """trainer.monitor names no metric of the run's (`names`, listed as `listed` says)."""
+    return DlbenchError(
+        f"trainer.monitor={monitor}: this run reports no such metric, so it cannot choose best.pt or "
+        f"stop early.{did_you_mean(monitor, names)}",
+        listed,
+    )
+
+
 class Trainer:
     def __init__(
         self,
@@ -76,7 +85,10 @@ class Trainer:
 
     # ---- set-up -------------------------------------------------------------------------
     def setup(self, task: Task) -> None:
-        """Move the task to the device; channels_last and torch.compile where configured."""
+        """Make the task ready to train: on the device (channels_last and torch.compile where
+        configured), its parameters named for the gradient logs, the weight average of
+        trainer.ema or trainer.swa_start built, DDP around it with several processes; and
+        refuse what its networks cannot take (accumulation or an average with several)."""
         task.to(self.device)
         self.steps.param_names = {p: name for name, p in task.named_parameters()}
         for net in task.networks().values():
@@ -202,7 +214,7 @@ class Trainer:
             # Epoch-end work (validation, logging, checkpoints, early stopping) runs every
             # val_every_n_epochs and at the end, so 10,000 full-batch epochs stay cheap.
             last = self._ends(epoch) or task.should_stop()
-            report = last or (epoch + 1) % cfg.val_every_n_epochs == 0
+            report = last or self.reports(epoch, 0)
             # the epoch's train/ figures are read (a device sync) only where someone reads them
             metrics = self.train_metrics(task, means, optimizations) if report or self.plateau else {}
             if report and data.size("val"):
@@ -216,12 +228,9 @@ class Trainer:
             self.state.metrics = metrics
             if not report:
                 continue
-            if monitor not in metrics:
-                raise DlbenchError(
-                    f"trainer.monitor={monitor}: this run reports no such metric, so it cannot choose "
-                    f"best.pt or stop early.{did_you_mean(monitor, metrics)}",
-                    f"Its metrics: {', '.join(k for k in metrics if not k.startswith('time/'))}",
-                )
+            if monitor not in metrics:  # (training.check_monitor's, before the run, where it can tell)
+                shown = [k for k in metrics if not k.startswith("time/")]
+                raise unreported_monitor(monitor, shown, f"Its metrics: {', '.join(shown)}")
             improved = self._track_best(metrics.get(monitor))
             self.log.scalars(metrics, self.state.step)
             log.info(f"epoch {epoch + 1}/{cfg.epochs}  step {self.state.step}  {format_metrics(metrics)}")
@@ -309,7 +318,8 @@ class Trainer:
     ) -> BatchMeans:
         """One pass over the training split: the task's step on each batch (the optimizer steps
         it asks for), and the work of a step (logs, checkpoints, the stop signals). Returns the
-        means of the step outputs, read by `train_metrics` only if the epoch reports."""
+        means of the step outputs, read by `train_metrics` only if the epoch reports (or a
+        plateau schedule reads the monitor every epoch)."""
         if not task.training:  # (after an evaluation; setting every module again costs 0.15 ms an epoch)
             task.train()
         cfg, state = self.cfg, self.state

@@ -27,9 +27,9 @@ class TrainState:
     """Where training stands; saved in every checkpoint."""
 
     epoch: int = 0  # epochs completed
-    step: int = 0  # training steps (batches) completed
+    step: int = 0  # optimizer steps completed (one per accumulation group of trainer.accumulate batches)
     best: float | None = None  # best value of the monitored metric so far
-    bad_epochs: int = 0  # epochs since it last improved (early stopping)
+    bad_epochs: int = 0  # evaluations since the monitor last improved (early stopping, trainer.patience)
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's metrics
     epoch_step: int = 0  # batches done in the current epoch (a checkpoint written mid-epoch)
     swa_lr: bool = False  # the schedule gave way to trainer.swa_lr (SWA's SWALR)
@@ -133,7 +133,8 @@ def restore(
             f"The checkpoint holds no {', '.join(missing)} state: it can be evaluated, not resumed"
         )
     try:
-        task.load_state_dict(state.get("trained", state["task"]))  # (the average's: see capture)
+        # (with an average, "trained" holds the weights as trained and "task" the average: capture)
+        task.load_state_dict(state.get("trained", state["task"]))
         if trainer.average is not None:
             trainer.average.load_state_dict(state["average"])
         if state["trainer"].get("swa_lr"):  # (before the optimizer's state, which SWALR changes)
