@@ -263,8 +263,9 @@ def test_mixup_and_cutmix_train_on_soft_labels_and_leave_evaluation_alone(tmp_pa
         lambda s, b, sp: seen.append(b[1].dtype) or evaluation_step(s, b, sp),
     )
     metrics = train(compose.compose_config(["dataset.mixup=0.4", "trainer.epochs=1", *QUIET]), tmp_path / "r")
-    trial, first = seen[0], seen[1]  # (the trial step on a copy of the task, before the run: a batch as read)
-    assert trial == torch.int64 and first == torch.float32 and seen[-1] == torch.int64
+    # (the trial step on a copy of the task before the run, and its trial evaluation: a batch as read)
+    trial, evaluated, first = seen[:3]
+    assert trial == evaluated == torch.int64 and first == torch.float32 and seen[-1] == torch.int64
     assert 0 <= metrics["train/acc"] <= 1
 
 
