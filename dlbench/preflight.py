@@ -111,15 +111,20 @@ def check_plugins(overrides: list[str]) -> None:
 
 
 def check(
-    overrides: list[str], source: str = "the command line", config_name: str = "config", mode: str = "run"
+    overrides: list[str],
+    source: str = "the command line",
+    config_name: str = "config",
+    mode: str = "run",
+    own: list[str] | None = None,
 ) -> list[DictConfig]:
     """Compose and validate every combination the command line asks for; return the configs.
 
     `mode` is what the command will do: `run` (one run: its folder must be one dlbench can
     write), `multirun` (a sweep: its folder must not hold another sweep or a run), `show`
     (nothing is written) or `print` (`--cfg`, `--help`: components' keys are not type-checked,
-    which would import them and torch)."""
-    return check_command(overrides, source, config_name, mode)[0]
+    which would import them and torch). `own`: the user's own words, where the overrides hold a
+    saved run's too (eval's), for the messages to tell them apart."""
+    return check_command(overrides, source, config_name, mode, own=own)[0]
 
 
 def as_a_list(swept: Override, rest: list[str], config_name: str) -> tuple[str, str] | None:
@@ -145,6 +150,7 @@ def check_command(
     config_name: str = "config",
     mode: str = "run",
     said: list[str] | None = None,
+    own: list[str] | None = None,
 ) -> tuple[list[DictConfig], Path | None, DictConfig | None]:
     """`check`, the folder the command will write (its run or sweep folder), and the first
     config as composed, `hydra` node included (a run is started from it). `said`: the user's
@@ -176,10 +182,14 @@ def check_command(
     for combination in combinations(parsed):
         values = [c for c in combination if c.split("=", 1)[0] in swept]
         rest = tuple(c for c in combination if c.split("=", 1)[0] not in swept)
-        if rest in composed:
-            cfg = with_values(composed[rest], values, combination, source, config_name)
-        else:
-            cfg = compose_with_hydra(combination, source, config_name)
+        mine = own if own is not None else said if said is not None else overrides  # (the user's words)
+        try:
+            if rest in composed:
+                cfg = with_values(composed[rest], values, combination, source, config_name)
+            else:
+                cfg = compose_with_hydra(combination, source, config_name)
+        except DlbenchError as err:
+            raise with_preset_hint(err, combination, mine) from err
         check_name(cfg)  # (it names the run's folder)
         if not configs:
             folder = check_output_folder(cfg, mode, overrides if said is None else said)
@@ -195,7 +205,7 @@ def check_command(
         try:
             validate(cfg, components=mode != "print")
         except DlbenchError as err:
-            raise with_other_options_hint(with_preset_hint(err, combination), combination, cfg) from err
+            raise with_other_options_hint(with_preset_hint(err, combination, mine), combination, cfg) from err
         configs.append(cfg)
     if not configs:  # (Hydra's own error named an internal config it then looked for)
         empty = [o.input_line for o in parsed if o.is_sweep_override() and no_values(o)]
@@ -225,14 +235,33 @@ def with_other_options_hint(err: DlbenchError, words: tuple[str, ...] | list[str
     return DlbenchError(*err.lines, *others) if others else err
 
 
-def with_preset_hint(err: DlbenchError, words: tuple[str, ...] | list[str]) -> DlbenchError:
-    """An unknown key of a part the command line swapped under a preset that sets keys for its
-    own (`experiment=iris_mlp dataset=digits`: the preset's dataset.features), said so."""
+def with_preset_hint(err: DlbenchError, words: tuple[str, ...] | list[str], mine: list[str]) -> DlbenchError:
+    """An unknown key that is not the user's own (`mine`: their words): a setting a saved run was
+    trained with (a resume's, eval's), or one a preset sets for its own part where the command
+    swapped that part (`experiment=iris_mlp dataset=digits`: the preset's dataset.features),
+    said so, with the way out that exists (a preset named by a saved run cannot be left out)."""
     chosen = {terminal.key_of(w): w.split("=", 1)[1] for w in words if "=" in w}
+    typed = {terminal.key_of(w) for w in mine}
     unknown = re.match(r"Unknown key '((\w+)\.[^']*)'", err.lines[0])
     key, group = unknown.groups() if unknown else (None, None)
-    if group not in chosen or key in chosen or "experiment" not in chosen:  # (a key of theirs: theirs)
+    if key is None or key in typed:
         return err
+    if key in chosen:  # (the run's own setting)
+        part = f"{group}={chosen[group]}" if group in chosen else f"this {group}"
+        return DlbenchError(
+            *err.lines,
+            f"({key}={chosen[key]} is a setting the run was trained with, which {part} does not take: a "
+            "run keeps its own settings)",
+        )
+    if group not in chosen or "experiment" not in chosen:
+        return err
+    if "experiment" not in typed:
+        return DlbenchError(
+            *err.lines,
+            f"(the run was trained with experiment={chosen['experiment']}, which sets {group} keys for its "
+            f"own {group}, which {group}={chosen[group]} does not take: a run keeps its own settings; "
+            f"train a new run for {group}={chosen[group]})",
+        )
     return DlbenchError(
         *err.lines,
         f"(experiment={chosen['experiment']} sets {group} keys for its own {group}, which "

@@ -539,3 +539,21 @@ def test_a_run_named_without_its_outputs_folder_or_mistyped_gets_the_path_meant(
     for path in ("digits_mlp", "outputs/digits_mlpp"):
         result = cli("eval", path)
         assert result.returncode == 2 and "Did you mean: outputs/digits_mlp?" in result.stderr, result.stderr
+
+
+def test_a_saved_runs_own_settings_that_a_new_part_does_not_take_are_said_to_be_the_runs(cli, tmp_path):
+    """A review: eval or resume of a preset's run with another part was told to "leave out
+    experiment=", which only the saved run named (and `~experiment` was then refused); a key
+    the run was trained with was named with no word of where it came from."""
+    assert cli("experiment=digits_mlp", "trainer.epochs=1", "hydra.run.dir=cls").returncode == 0
+    resumed = cli("resume=cls", "model=linear", "trainer.epochs=2", "hydra.run.dir=again")
+    assert resumed.returncode == 2 and "(the run was trained with experiment=digits_mlp" in resumed.stderr
+    assert "leave out experiment=" not in resumed.stderr and not (tmp_path / "again").exists()
+    trained = cli("dataset=synthetic_linear", "dataset.n_samples=64", "trainer.epochs=1", "hydra.run.dir=lin")
+    assert trained.returncode == 0, trained.stderr
+    evaluated = cli("eval", "lin", "dataset=digits")
+    assert evaluated.returncode == 2, evaluated.stderr
+    assert (
+        "(dataset.n_samples=64 is a setting the run was trained with, which dataset=digits"
+        in evaluated.stderr
+    )

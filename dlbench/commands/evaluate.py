@@ -36,7 +36,7 @@ def eval_command(args: list[str]) -> int:
     run_dir = run_dir or ckpt.parent  # a checkpoint file on its own
     overrides = merge_overrides(saved, args[1:])
     require_plugins(args[0], ckpt, args[1:], ["eval", *args], composes=True)
-    cfg = preflight.check(overrides, source=f"the run {run_dir}", mode="show")[0]
+    cfg = preflight.check(overrides, source=f"the run {run_dir}", mode="show", own=args[1:])[0]
     state = checkpoint.load(ckpt)
     check_same_data(cfg, state, args[1:], ckpt)
     setup_console("plain")
