@@ -1,6 +1,7 @@
 """Issue 28: a trained model leaves dlbench as a state_dict, safetensors, ONNX or torch.export
 program, each read back by its own library and compared with PyTorch on the test split."""
 
+import re
 import shlex
 import shutil
 import sys
@@ -80,6 +81,17 @@ def test_each_format_reads_back_in_its_own_library_and_matches_pytorch(cli, trai
     assert float((torch.from_numpy(got) - want).abs().max()) < 1e-4
     program = torch.export.load(tmp_path / "program.pt2")
     assert float((program.module()(x) - want).abs().max()) < 1e-4
+    # (a review: load_model said an .onnx or .pt2 export, or its .yaml, "could run code"; predict
+    # called a .pt2 "corrupted")
+    for name, said in [
+        ("net.onnx", "is a --format onnx export, which onnxruntime.InferenceSession(...) reads"),
+        ("program.pt2", "is a --format pt2 export, which torch.export.load(...) reads"),
+        ("net.yaml", "describes an export: name the model file beside it"),
+    ]:
+        with pytest.raises(dlbench.DlbenchError, match=re.escape(said)):
+            dlbench.load_model(tmp_path / name)
+    predicted = cli("predict", "program.pt2", "x.png")
+    assert predicted.returncode == 2 and "torch.export.load reads it" in predicted.stderr, predicted.stderr
 
 
 def test_a_gans_export_is_its_generator(cli, tmp_path):

@@ -172,7 +172,10 @@ def load(path: str | Path) -> dict[str, Any]:
         raise DlbenchError(
             f"{path} is not a checkpoint (not a PyTorch file: give a run directory or a .pt file)"
         )
-    check_declared_sizes(path)
+    if not any(name.endswith("data.pkl") for name in check_declared_sizes(path)):  # (torch.save writes one)
+        pt2 = path.suffix.lower() == ".pt2"
+        made = " (dlbench export --format pt2's: torch.export.load reads it)" if pt2 else ""
+        raise DlbenchError(f"{path} is not a checkpoint: an archive torch.save did not write{made}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -187,13 +190,14 @@ def load(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def check_declared_sizes(path: Path) -> None:
+def check_declared_sizes(path: Path) -> list[str]:
     """Refuse, before reading a byte of it, an archive whose members declare more contents
     than the file holds: torch.save stores its members uncompressed, so a checkpoint's
     contents fit in its file; a compressed member could inflate a few megabytes into
-    gigabytes of memory (a zip bomb). (A file in torch's legacy format is not an archive.)"""
+    gigabytes of memory (a zip bomb). (A file in torch's legacy format is not an archive.)
+    Returns the names of its members."""
     if not zipfile.is_zipfile(path):
-        return
+        return []
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
@@ -207,6 +211,7 @@ def check_declared_sizes(path: Path) -> None:
             + (f" ({compressed[0]} is compressed)" if compressed else "")
             + ". torch.save writes checkpoints uncompressed: this file was made by something else."
         )
+    return [m.filename for m in members]
 
 
 def shape_problem(state: dict[str, Any]) -> str | None:
