@@ -202,7 +202,7 @@ def load_exported(path: Path) -> torch.nn.Module:
     readers = {"onnx": "onnxruntime.InferenceSession", "pt2": "torch.export.load"}
     if path.suffix.lower() == ".yaml":
         raise DlbenchError(f"{path} describes an export: name the model file beside it")
-    if (kind := spec["format"]) in readers:
+    if (kind := spec.get("format")) in readers:  # (a hand-written spec may leave it out)
         raise DlbenchError(
             f"{path} is a --format {kind} export, which {readers[kind]}(...) reads; load_model rebuilds "
             "the model of a run, a checkpoint, or a .pt or .safetensors export"
