@@ -213,6 +213,8 @@ def test_seq2seq_attention_trains_and_translates_from_the_command_line(cli, tmp_
     result = cli("predict", "run", "abcdef", "xyz")
     assert result.returncode == 0, result.stderr
     assert "abcdef" in result.stdout and "output" in result.stdout
+    unknown = cli("predict", "run", "ÉÉÉ")  # (every character unknown: it was translated, exit 0)
+    assert unknown.returncode == 2 and "predict: 'ÉÉÉ' has no token this run knows" in unknown.stderr
 
 
 # ---- time series -----------------------------------------------------------------------------

@@ -123,13 +123,19 @@ class Seq2SeqTask(Task):
 
     def predict_table(self, inputs: list[str], info: DataInfo, options: PredictOptions) -> Rows:
         """Each sentence, prepared like the run's source side, greedily decoded."""
-        from dlbench.data.text import encode_source, pad
+        from dlbench.data.text import SPECIALS, UNK_ID, encode_source, pad
 
         if not inputs:
             raise DlbenchError("usage: dlbench predict RUN SENTENCE...")
         ids = [encode_source(s, info) for s in inputs]
-        if not all(ids):
-            raise DlbenchError("predict: an input has no tokens this run knows")
+        for text, tokens in zip(inputs, ids, strict=True):  # (all unknown: it was translated, exit 0)
+            if all(token == UNK_ID for token in tokens):
+                chars = info.vocab["source"][len(SPECIALS) :] if info.tokens == "char" else []
+                known = "".join(chars[:40]) + ("..." if len(chars) > 40 else "")
+                raise DlbenchError(
+                    f"predict: {text!r} has no token this run knows"
+                    + (f" (its characters: {known})" if known else " (no word of its vocabulary)")
+                )
         joiner = "" if info.tokens == "char" else " "
         decoded = self.translate(pad(ids))
         return ["input", "output"], [
