@@ -212,7 +212,7 @@ def load_exported(path: Path) -> torch.nn.Module:
 
     check_declared_sizes(path)
     try:
-        if path.suffix == ".safetensors":  # (read without pickle)
+        if path.suffix.lower() == ".safetensors":  # (read without pickle)
             from safetensors.torch import load_file
 
             state = load_file(path)

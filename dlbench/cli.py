@@ -96,9 +96,10 @@ def without_spaced_equals(words: list[str]) -> list[str] | None:
     i = 0
     while i < len(words):
         word, following = words[i], words[i + 1] if i + 1 < len(words) else None
-        if word == "=" and out and following is not None:
+        key_before = bool(out) and "=" not in out[-1] and not out[-1].startswith("-")  # (a KEY alone)
+        if word == "=" and key_before and following is not None and "=" not in following:
             out[-1], i = f"{out[-1]}={following}", i + 2
-        elif word.startswith("=") and out and "=" not in out[-1] and not out[-1].startswith("-"):
+        elif word.startswith("=") and word != "=" and key_before:
             out[-1], i = out[-1] + word, i + 1
         elif (
             word.endswith("=")
@@ -177,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 return command(argv[0])(["--help"])
             console.print_lines(subcommand_usage(argv[0]), soft_wrap=True)
             return 0
-        train = argv[:1] == ["train"] or not argv or argv[0] not in COMMANDS  # (overrides follow)
-        if train and (joined := without_spaced_equals(argv)) is not None:  # (Hydra's grammar error)
+        overriding = not argv or argv[0] not in COMMANDS or argv[0] in ("train", "lr-find", "eval", "show")
+        if overriding and (joined := without_spaced_equals(argv)) is not None:  # (Hydra's grammar error)
             from dlbench import terminal
 
             raise DlbenchError(

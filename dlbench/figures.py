@@ -44,8 +44,8 @@ def curves_figure(curves: list[tuple[str, list[float], list[float]]], metric: st
         ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=label)
     ax.set(xlabel=x_label, ylabel=as_label(metric), title=as_label(title))
     ax.grid(alpha=0.3)
-    if len(curves) > 1:
-        figure.legend(loc="outside lower center", fontsize="small")
+    if len(curves) > 1:  # (named: a label that starts with _ is one matplotlib leaves out otherwise)
+        figure.legend(ax.get_lines(), labels, loc="outside lower center", fontsize="small")
     return figure
 
 
@@ -57,7 +57,7 @@ def legend_label(label: str, width: int = 60, lines: int = 3) -> str:
     wrapped = textwrap.wrap(inert(str(label)), width) or ["(run)"]
     if len(wrapped) > lines:
         wrapped = [*wrapped[: lines - 1], wrapped[lines - 1][: width - 1] + "…"]
-    return "\n".join(line.replace("$", r"\$") for line in wrapped)
+    return "\n".join(map(as_label, wrapped))
 
 
 def confusion_figure(matrix: torch.Tensor, names: list[str], normalize: bool, title: str) -> Any:

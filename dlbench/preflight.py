@@ -189,7 +189,7 @@ def check_command(
             else:
                 cfg = compose_with_hydra(combination, source, config_name)
         except DlbenchError as err:
-            raise with_preset_hint(err, combination, mine) from err
+            raise with_preset_hint(err, combination, mine, saved=own is not None) from err
         check_name(cfg)  # (it names the run's folder)
         if not configs:
             folder = check_output_folder(cfg, mode, overrides if said is None else said)
@@ -205,7 +205,9 @@ def check_command(
         try:
             validate(cfg, components=mode != "print")
         except DlbenchError as err:
-            raise with_other_options_hint(with_preset_hint(err, combination, mine), combination, cfg) from err
+            raise with_other_options_hint(
+                with_preset_hint(err, combination, mine, saved=own is not None), combination, cfg
+            ) from err
         configs.append(cfg)
     if not configs:  # (Hydra's own error named an internal config it then looked for)
         empty = [o.input_line for o in parsed if o.is_sweep_override() and no_values(o)]
@@ -235,12 +237,16 @@ def with_other_options_hint(err: DlbenchError, words: tuple[str, ...] | list[str
     return DlbenchError(*err.lines, *others) if others else err
 
 
-def with_preset_hint(err: DlbenchError, words: tuple[str, ...] | list[str], mine: list[str]) -> DlbenchError:
+def with_preset_hint(
+    err: DlbenchError, words: tuple[str, ...] | list[str], mine: list[str], saved: bool = False
+) -> DlbenchError:
     """An unknown key that is not the user's own (`mine`: their words): a setting a saved run was
-    trained with (a resume's, eval's), or one a preset sets for its own part where the command
-    swapped that part (`experiment=iris_mlp dataset=digits`: the preset's dataset.features),
-    said so, with the way out that exists (a preset named by a saved run cannot be left out)."""
+    trained with (a resume's, eval's: `saved`, or `resume=` among the words), or one a preset
+    sets for its own part where the command swapped that part (`experiment=iris_mlp
+    dataset=digits`: the preset's dataset.features), said so, with the way out that exists (a
+    preset a saved run names cannot be left out)."""
     chosen = {terminal.key_of(w): w.split("=", 1)[1] for w in words if "=" in w}
+    saved = saved or "resume" in chosen
     typed = {terminal.key_of(w) for w in mine}
     unknown = re.match(r"Unknown key '((\w+)\.[^']*)'", err.lines[0])
     key, group = unknown.groups() if unknown else (None, None)
@@ -255,7 +261,7 @@ def with_preset_hint(err: DlbenchError, words: tuple[str, ...] | list[str], mine
         )
     if group not in chosen or "experiment" not in chosen:
         return err
-    if "experiment" not in typed:
+    if "experiment" not in typed or saved:
         return DlbenchError(
             *err.lines,
             f"(the run was trained with experiment={chosen['experiment']}, which sets {group} keys for its "

@@ -43,7 +43,7 @@ from dlbench.engine.device import (
 )
 from dlbench.engine.logging import RunLogger, held_file_logs, setup_console
 from dlbench.engine.signals import StopSignals
-from dlbench.engine.trainer import Trainer, unreported_monitor
+from dlbench.engine.trainer import Trainer, lr_tags, unreported_monitor
 from dlbench.errors import Preempted
 from dlbench.figures import activation_figure, activations_of
 from dlbench.summary import HIGHER_IS_BETTER
@@ -188,7 +188,7 @@ def _train(
         step = trial_step(
             task, data.loader("train"), device, parts, cfg.trainer.channels_last, optimizers, reported
         )
-        check_monitor(cfg.trainer.monitor, reported, bool(data.size("val")))
+        check_monitor(cfg.trainer.monitor, reported | set(lr_tags(list(optimizers))), bool(data.size("val")))
     if device.type == "cpu":  # trainer.threads=auto: that step, timed, decides
         choose_threads(cfg.trainer, step, data.loader("train"))
     del step  # (its copy of the task and its batch: not held while the run trains)
@@ -281,18 +281,18 @@ def parts_of(cfg: DictConfig, task: Task) -> str:
 def check_monitor(monitor: str, reported: set[str], validated: bool) -> None:
     """A trainer.monitor no evaluation of the run can report, refused before the run writes
     anything where a trial step ran (Trainer._fit refuses the others at the first evaluation, an
-    epoch in): a val/ name the trial evaluation did not report (`reported`: none where it could
-    not run), or a name of no part of the run's figures (train/, val/, time/)."""
-    if not reported:
-        return
-    missing = monitor.startswith("val/") and validated and monitor not in reported
+    epoch in): a val/ name the trial evaluation did not report (`reported`: the trial step's
+    train/ values, its learning rates and the val/ metrics; no val/ one where it could not
+    evaluate), or a name of no part of the run's figures (train/, val/, time/)."""
+    evaluated = sorted(n for n in reported if n.startswith("val/"))
+    missing = monitor.startswith("val/") and validated and evaluated and monitor not in reported
     if missing or not monitor.startswith(("train/", "val/", "time/")):
-        names = sorted(reported)
+        trained = sorted(n for n in reported if n.startswith("train/"))
         raise unreported_monitor(
             monitor,
-            names,
-            f"Its val/ metrics: {', '.join(names)}; its train/ metrics are its training step's "
-            "(train/loss) and its learning rate (train/lr)",
+            [*evaluated, *trained],
+            f"Its val/ metrics: {', '.join(evaluated) or '(none)'}; its train/ ones include "
+            f"{', '.join(trained)} (and the train/ metrics of the task's own)",
         )
 
 

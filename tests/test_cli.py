@@ -173,7 +173,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("scheduler=cosine",): "Did you mean: cosine_annealing_lr, cosine_annealing_warm_restarts?",
         ("device=gpu",): "Did you mean: cuda?",  # (another tool's word: cpu was offered)
         ("compare", "nowhere", "--srt", "x"): "unrecognized arguments: --srt x. Did you mean: --sort",
-        ("new", "experment", "x"): "dlbench new experment: it makes an experiment or a model. Did you mean",
+        ("new", "experment", "x"): "dlbench new 'experment': it makes an experiment or a model. Did you mean",
         # (a mistyped folder, where report.html exists: the file was named, not the folder)
         ("report", "outputs/multirn"): "outputs/multirn is not a run's folder, a sweep's",
         (
@@ -182,6 +182,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
             "3",
         ): "without spaces around the =: dlbench trainer.epochs=3",  # (Hydra's grammar)
         ("model=", "linear"): "without spaces around the =: dlbench model=linear",
+        ("show", "trainer.epochs", "=", "3"): "without spaces around the =: dlbench show trainer.epochs=3",
+        ("trainer.epochs=1", "=", "name=x"): "'=' names no key",  # (not glued into one word)
         # (a review: the int-to-float pass for torch's classes raised OverflowError, exit 1)
         ("experiment=iris_mlp", f"optimizer.lr={'9' * 400}"): "a trial step before the run: SGD's step",
         ("scheduler=cosine_annealing_warm_restarts", "scheduler.T0=5"): "Did you mean: scheduler.T_0?",

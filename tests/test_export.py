@@ -149,6 +149,10 @@ def test_what_cannot_be_exported_is_refused_with_the_reason(cli, tmp_path, train
     (tmp_path / "upper").mkdir()  # (a suffix in capitals: it was refused as no format's)
     result = cli("export", str(trained), "--out", str(tmp_path / "upper" / "M.PT"))
     assert result.returncode == 0 and (tmp_path / "upper" / "M.PT").is_file(), result.stderr
+    assert cli("export", str(trained), "--out", str(tmp_path / "upper" / "W.SafeTensors")).returncode == 0
+    import dlbench
+
+    assert dlbench.load_model(tmp_path / "upper" / "W.SafeTensors") is not None  # (read as safetensors)
 
 
 def test_load_model_reads_only_what_export_writes_and_takes_plugins_as_a_list(tmp_path):

@@ -95,6 +95,10 @@ def curves_of(folders: list[tuple[str, Path]], rows: list[dict], metric: str, x:
         raise DlbenchError(  # (a corrupt events file said only "Available: (none)")
             *refused.lines, f"No curve could be read from {named}: no TensorBoard events there, or unreadable"
         )
+    if unread:  # (left out of the figure without a word)
+        from dlbench.engine.logging import err_console
+
+        err_console.print(f"note: no curve read from {', '.join(map(str, unread))}: left out of the figure")
     return curves, shared
 
 

@@ -209,7 +209,7 @@ def write_pt2(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:
             f"torch.export's program differs from PyTorch's output by {gap:.2g} (> {TOLERANCE})"
         )
     via_file(out, lambda path: torch.export.save(program, path))
-    return f", within {gap:.1g} of PyTorch"
+    return f", within {gap:.1g} of PyTorch" if gap else ", as PyTorch's output"
 
 
 WRITERS = {

@@ -147,7 +147,9 @@ def within(pattern: str, names) -> str:
     mnist`: *mnist*, where it was refused as an unknown experiment)."""
     if pattern in names or any(c in pattern for c in "*?["):
         return pattern
-    return f"*{pattern}*"
+    if pattern.lower() in names:  # (MLP: mlp)
+        return pattern.lower()
+    return f"*{pattern.lower()}*"
 
 
 def no_match(kind: str, pattern: str, names) -> DlbenchError:

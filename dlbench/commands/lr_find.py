@@ -134,8 +134,8 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
     trial_step(
         task, data.loader("train"), device, parts_of(cfg, task), cfg.trainer.channels_last, None, reported
     )
-    if cfg.trainer.monitor is not None:
-        check_monitor(cfg.trainer.monitor, reported, bool(data.size("val")))
+    if cfg.trainer.monitor is not None:  # (lr-find's one optimizer is the model's)
+        check_monitor(cfg.trainer.monitor, reported | {"train/lr"}, bool(data.size("val")))
     settings = OmegaConf.to_object(cfg.trainer)  # the one trainer: every step's loss, nothing kept
     settings.checkpoint, settings.log_every_n_steps, settings.nonfinite = False, 1, "off"
     settings.monitor, settings.monitor_mode, settings.patience = "train/loss", "min", None

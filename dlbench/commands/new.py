@@ -69,7 +69,7 @@ def {name}(
 def new_command(args: list[str]) -> int:
     if args and args[0] not in ("experiment", "model"):  # (`new experment x`: the usage alone)
         closest = did_you_mean(args[0], ["experiment", "model"])
-        raise DlbenchError(f"dlbench new {args[0]}: it makes an experiment or a model.{closest}", USAGE)
+        raise DlbenchError(f"dlbench new {args[0]!r}: it makes an experiment or a model.{closest}", USAGE)
     if len(args) < 2:
         raise DlbenchError(USAGE)
     kind, name, rest = args[0], args[1], args[2:]

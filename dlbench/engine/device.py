@@ -88,7 +88,8 @@ def trial_step(
     one message, not at the run's first step after its folder was written. Returns the step,
     to time it again (`choose_threads`), or None for data that streams (no batch to take
     without its workers). The random generators are put back as they were. `reported`, if
-    given, gets the val/ metrics an evaluation of the copy reports (`evaluated_names`)."""
+    given, gets the names of the train/ values the step gives and of the val/ metrics an
+    evaluation of the copy reports (`evaluated_names`)."""
     import copy
 
     import torch._dynamo
@@ -122,8 +123,10 @@ def trial_step(
                     raise step_failed(optimizer, err, "a trial step before the run") from err
                 optimizer.zero_grad(set_to_none=True)
 
+        outputs: list[str] = []  # (the step's values: an epoch's train/ means)
+
         def step() -> None:
-            probe.training_step(batch, optimize)
+            outputs[:] = probe.training_step(batch, optimize) or {}
 
         try:
             with torch._dynamo.config.patch(disable=True):  # (trainer.compile: eager, not compiled again)
@@ -137,7 +140,8 @@ def trial_step(
                 "model=NAME with the same dataset= lists its layers for it)"
             ) from err
         if reported is not None:
-            reported.update(evaluated_names(probe, batch))
+            reported.update([f"train/{name}" for name in outputs], evaluated_names(probe, batch))
+            probe.train()  # (as trained: choose_threads times this step again)
     finally:
         set_rng_state(drawn)
     return step
@@ -145,12 +149,13 @@ def trial_step(
 
 def evaluated_names(task: Any, batch: Any) -> set[str]:
     """The val/ metrics an evaluation of `task` reports (its evaluation step's outputs, its
-    metrics), from one evaluation step on `batch`; none where it fails (the run's own evaluation
-    says why). The task is changed (its metrics, what it keeps for figures): give it a copy."""
+    metrics), from two evaluation steps on `batch` (R² takes two samples; a batch may be one);
+    none where it fails (the run's own evaluation says why). The task is changed (its metrics,
+    what it keeps for figures): give it a copy."""
     try:
         with torch.no_grad():
             task.eval()
-            outputs = task.evaluation_step(batch, "val")
+            outputs = {**task.evaluation_step(batch, "val"), **task.evaluation_step(batch, "val")}
             computed = task.compute_metrics("val")
     except Exception:
         return set()

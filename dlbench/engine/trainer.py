@@ -661,6 +661,9 @@ def _batch_size(batch: Any) -> int:
 
 
 def _learning_rates(optimizations: dict[str, Optimization]) -> dict[str, float]:
-    if list(optimizations) == ["model"]:
-        return {"train/lr": optimizations["model"].lr}
-    return {f"train/lr_{name}": opt.lr for name, opt in optimizations.items()}
+    return dict(zip(lr_tags(list(optimizations)), (o.lr for o in optimizations.values()), strict=True))
+
+
+def lr_tags(names: list[str]) -> list[str]:
+    """The tags of the learning rates of optimizers `names`: train/lr for a task's one model."""
+    return ["train/lr"] if names == ["model"] else [f"train/lr_{name}" for name in names]
