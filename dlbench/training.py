@@ -159,9 +159,11 @@ def _train(
         "plugins": list(cfg.plugins),
     }
     if not data.size("val") and cfg.trainer.monitor.startswith("val/"):  # (saved above: what was asked)
-        log.info(f"no validation split: monitoring train/loss instead of {cfg.trainer.monitor}")
+        # (the task's own where it is a train/ one: task=minimize reports train/f, no train/loss)
+        instead = task.monitor if task.monitor[0].startswith("train/") else ("train/loss", "min")
+        log.info(f"no validation split: monitoring {instead[0]} instead of {cfg.trainer.monitor}")
         with open_dict(cfg):  # (before the optimizers: a plateau schedule's mode follows it)
-            cfg.trainer.monitor, cfg.trainer.monitor_mode = "train/loss", "min"
+            cfg.trainer.monitor, cfg.trainer.monitor_mode = instead
     trainer = Trainer(OmegaConf.to_object(cfg.trainer), device, run_dir, logger, saved_with, stop)
     trainer.setup(task)
     # 4. optimizers and their schedulers (a GAN has one per network)

@@ -418,6 +418,12 @@ def test_an_unknown_monitor_and_unknown_added_keys_are_refused(capsys, tmp_path)
         compose.compose_config([*one, "trainer.monitor=val/r2", "trainer.epochs=1"]), tmp_path / "c"
     )
     assert "val/r2" in metrics
+    # (no val split: a val/ monitor falls back to the task's own train/ one, task=minimize's train/f:
+    # train/loss, which it does not report, stopped the run)
+    cfg = compose.compose_config(
+        [*QUIET, "experiment=gd_polynomial", "trainer.monitor=val/f", "trainer.epochs=3"]
+    )
+    assert "train/f" in train(cfg, tmp_path / "d")
     for override, expected in [
         ("+trainer.epocs=5", "Unknown key 'trainer.epocs': nothing reads it. Did you mean: trainer.epochs"),
         ("+foo=bar", "Unknown key 'foo': nothing reads it."),
