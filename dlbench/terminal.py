@@ -188,8 +188,8 @@ def override(key: str, value: object) -> str:
 
 def quoted_instead(overrides: list[str]) -> list[str]:
     """The first override Hydra's grammar cannot read, if it is for want of quotes (`name=abc_ü`:
-    unquoted, a value is ASCII words; not `[1,` half a list), as a message's line giving it
-    quoted, to paste in its place."""
+    unquoted, a value is ASCII words; `name=a=b`; not `[1,` half a list), as a message's line
+    giving it quoted, to paste in its place."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -199,7 +199,8 @@ def quoted_instead(overrides: list[str]) -> list[str]:
             continue
         except Exception:  # (this one: quoted, does it read?)
             key, equals, value = word.partition("=")
-            if not equals or not key or value.isascii() or value[:1] in ("'", '"', "[", "{"):
+            plain = value.isascii() and "=" not in value  # (name=a=b: the second = wants quotes too)
+            if not equals or not key or plain or value[:1] in ("'", '"', "[", "{"):
                 return []  # (a list's or a dict's items would need quotes of their own)
             quoted = override(key, value)
             try:
