@@ -198,17 +198,16 @@ def load_exported(path: Path) -> torch.nn.Module:
             "node with a name), data (the data facts), and plugins (a list), from and format (text)"
         )
     plugin_loader.check_saved(spec.get("plugins"), str(path), f"dlbench.load_model({str(path)!r}, plugins=")
-    # (torch.load of these said they "could run code")
-    readers = {"onnx": "onnxruntime.InferenceSession", "pt2": "torch.export.load"}
+    from dlbench.build import built_to_fit
+    from dlbench.engine.checkpoint import EXPORT_READERS, check_declared_sizes, refused
+
     if path.suffix.lower() == ".yaml":
         raise DlbenchError(f"{path} describes an export: name the model file beside it")
-    if (kind := spec.get("format")) in readers:  # (a hand-written spec may leave it out)
+    if (kind := spec.get("format")) in EXPORT_READERS:  # (torch.load said they "could run code")
         raise DlbenchError(
-            f"{path} is a --format {kind} export, which {readers[kind]}(...) reads; load_model rebuilds "
-            "the model of a run, a checkpoint, or a .pt or .safetensors export"
+            f"{path} is a --format {kind} export, which {EXPORT_READERS[kind]}(...) reads; load_model "
+            "rebuilds the model of a run, a checkpoint, or a .pt or .safetensors export"
         )
-    from dlbench.build import built_to_fit
-    from dlbench.engine.checkpoint import check_declared_sizes, refused
 
     check_declared_sizes(path)
     try:

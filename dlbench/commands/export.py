@@ -114,10 +114,8 @@ def export_command(args: list[str]) -> int:
 def loader(kind: str, out: Path, plugins: list[str]) -> str:
     """The Python line that loads an export (with the plugins its model needs named: a model
     file imports none by itself)."""
-    if kind == "onnx":
-        return f"onnxruntime.InferenceSession({str(out)!r})"
-    if kind == "pt2":
-        return f"torch.export.load({str(out)!r}).module()"
+    if kind in checkpoint.EXPORT_READERS:
+        return f"{checkpoint.EXPORT_READERS[kind]}({str(out)!r})" + (".module()" if kind == "pt2" else "")
     return f"dlbench.load_model({str(out)!r}{f', plugins={plugins!r}' if plugins else ''})"
 
 

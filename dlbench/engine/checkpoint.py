@@ -165,6 +165,10 @@ def refused(path: Path) -> DlbenchError:
     )
 
 
+# what reads the exports that are no checkpoint (`dlbench export --format onnx|pt2`)
+EXPORT_READERS = {"onnx": "onnxruntime.InferenceSession", "pt2": "torch.export.load"}
+
+
 def load(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint of tensors and plain values; refuse anything that would run code."""
     path = find(path)
@@ -174,7 +178,7 @@ def load(path: str | Path) -> dict[str, Any]:
         )
     if not any(name.endswith("data.pkl") for name in check_declared_sizes(path)):  # (torch.save writes one)
         pt2 = path.suffix.lower() == ".pt2"
-        made = " (dlbench export --format pt2's: torch.export.load reads it)" if pt2 else ""
+        made = f" (dlbench export --format pt2's: {EXPORT_READERS['pt2']} reads it)" if pt2 else ""
         raise DlbenchError(f"{path} is not a checkpoint: an archive torch.save did not write{made}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
