@@ -159,7 +159,7 @@ def usage_error(message: str, argv: list[str]):
             not value
             and i < len(argv)
             and "=" not in argv[i]
-            and (not argv[i].startswith("-") or number(argv[i]))
+            and (not argv[i].startswith("-") or argv[i][1:].replace(".", "", 1).isdigit())
         ):
             value, i = argv[i], i + 1  # (`--epochs 3`, `--lr -0.1`)
         options = compose.groups().get(key, [])
@@ -173,14 +173,6 @@ def usage_error(message: str, argv: list[str]):
         terminal.command(*words) if all(not s.endswith("=VALUE") for s in settings) else " ".join(settings)
     )
     raise DlbenchError(said, f"Settings are KEY=VALUE words, without dashes: {whole}")
-
-
-def number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
 
 
 def distributed_run(cfg: DictConfig) -> bool:
