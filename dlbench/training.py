@@ -186,7 +186,7 @@ def _train(
     check_cpu_half_precision(task, device, cfg.trainer.precision)
     if distributed.world_size() == 1:
         optimizers = {name: o.optimizer for name, o in optimizations.items()}
-        reported: set[str] = set()  # (the val/ metrics an evaluation of the trial's copy reports)
+        reported: set[str] = set()  # (what the trial copy reports: its train/ values, val/ metrics)
         step = trial_step(
             task, data.loader("train"), device, parts, cfg.trainer.channels_last, optimizers, reported
         )
