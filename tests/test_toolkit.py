@@ -264,8 +264,8 @@ def test_mixup_and_cutmix_train_on_soft_labels_and_leave_evaluation_alone(tmp_pa
     )
     metrics = train(compose.compose_config(["dataset.mixup=0.4", "trainer.epochs=1", *QUIET]), tmp_path / "r")
     # (the trial step on a copy of the task before the run, and its trial evaluation: a batch as read)
-    trial, evaluated, first = seen[:3]
-    assert trial == evaluated == torch.int64 and first == torch.float32 and seen[-1] == torch.int64
+    first = seen.index(torch.float32)  # (the run's first step: mixed)
+    assert first >= 2 and set(seen[:first]) == {torch.int64} and seen[-1] == torch.int64
     assert 0 <= metrics["train/acc"] <= 1
 
 
