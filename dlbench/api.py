@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from dlbench import errors, preflight
+from dlbench import errors, preflight, summary
 from dlbench import plugins as plugin_loader
 from dlbench.errors import DlbenchError
+from dlbench.terminal import inert
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,12 @@ class Run(Mapping):
         return len(self.metrics)
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items() if k.startswith("test/"))
-        return f"Run({str(self.folder)!r}{', ' + shown if shown else ''})"
+        shown = ", ".join(  # (a metrics.json is data: text, null, a key with a control character)
+            f"{inert(k)}={v:.4g}" if summary.is_number(v) else f"{inert(k)}={inert(repr(v))}"
+            for k, v in self.metrics.items()
+            if str(k).startswith("test/")
+        )
+        return f"Run({inert(repr(str(self.folder)))}{', ' + shown if shown else ''})"
 
     def curves(self) -> dict[str, tuple[list[int], list[float]]]:
         """Every scalar the run logged to TensorBoard: tag -> (steps, values), plain lists."""
@@ -87,21 +92,39 @@ def words(overrides: tuple[str | list[str], ...]) -> list[str]:
             except ValueError as err:
                 raise DlbenchError(f"cannot split {item!r} into overrides: {err}") from None
         elif isinstance(item, (list, tuple)) and all(isinstance(word, str) for word in item):
+            for word in item:  # (one item holding several overrides: the grammar's error quoted it whole)
+                try:
+                    split = shlex.split(word) if word.count("=") > 1 and " " in word else [word]
+                except ValueError:  # (a quote of its own: one value)
+                    split = [word]
+                if len(split) > 1 and all("=" in part for part in split):
+                    raise DlbenchError(
+                        f"{word!r} holds several overrides, and a list's item is one: give them as "
+                        f"items of their own, {split!r}, or as one string, which is split"
+                    )
             out += list(item)
         else:
             raise DlbenchError(f"dlbench.train() takes strings or lists of strings, not {item!r}")
     return out
 
 
-def train(*overrides: str | list[str]) -> Run:
+def train(*overrides: str | list[str], **named: object) -> Run:
     """Train one run, as `dlbench OVERRIDES...` does: the same checks, the same run setup
     (launch.run_once: folder, log file, environment), the same files. Returns the Run; every
-    error is raised as one DlbenchError (its message is what the command line prints)."""
+    error is raised as one DlbenchError (its message is what the command line prints). The
+    process's settings a run changes (torch's threads and deterministic algorithms, the
+    environment hydra.job.env_set sets) are as they were after it: the next call, and the
+    notebook's own torch code, start from them."""
     from dlbench import launch
     from dlbench.commands.runs import resume_overrides
     from dlbench.config_store import new_run_id
 
-    before = os.environ.get("DLBENCH_RUN_ID")
+    if named:  # (keyword arguments: Python's own TypeError)
+        text = " ".join(f"{key}={value}" for key, value in named.items())
+        raise DlbenchError(f"dlbench.train() takes overrides as text: dlbench.train({text!r})")
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    environment = dict(os.environ)
     os.environ["DLBENCH_RUN_ID"] = new_run_id()  # the checks and the run name the same folder
     plugin_loader.end_only_named()  # (a limit left by a helper called on its own is not this call's)
     try:
@@ -119,10 +142,10 @@ def train(*overrides: str | list[str]) -> Run:
         return Run(Path(str(hydra_node.hydra.run.dir)).absolute(), dict(metrics))
     finally:
         plugin_loader.end_only_named()  # (a resume's limit on plugins ends with it)
-        if before is None:
-            os.environ.pop("DLBENCH_RUN_ID", None)
-        else:
-            os.environ["DLBENCH_RUN_ID"] = before
+        os.environ.clear()
+        os.environ.update(environment)  # (DLBENCH_RUN_ID, env_set's variables: as they were)
+        torch.set_num_threads(threads)  # (trainer.threads=1 kept later runs' auto at one)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def load_model(run: str | Path, plugins: list[str] | None = None) -> torch.nn.Module:
@@ -153,6 +176,8 @@ def load_model(run: str | Path, plugins: list[str] | None = None) -> torch.nn.Mo
 def a_path(value: object, function: str) -> str | Path:
     """A folder or file named as text or a path-like object (None, 5 or bytes were pathlib's
     TypeError)."""
+    if isinstance(value, Run):  # (what train() returned)
+        value = value.folder
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     if not isinstance(value, str) or not value:

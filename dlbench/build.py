@@ -70,6 +70,11 @@ def build_task(
     if cfg.loss.name != "auto":  # (validation checked it unless task=auto: chosen here)
         task_cls.check_loss(str(cfg.loss.name), name)
     model = MODELS.build(cfg.model, "model", facts=info)
+    if not isinstance(model, torch.nn.Module):  # (a function that forgot its `return`: None)
+        raise DlbenchError(
+            f"model={cfg.model.name} ({MODELS.origin(str(cfg.model.name))}) gave {type(model).__name__}, "
+            "not a torch.nn.Module: its function must return the network"
+        )
     if data is not None and callable(getattr(model, "init_from_data", None)):
         model.init_from_data(first_images(data, 5000))
     loss = None

@@ -86,6 +86,8 @@ class Registry:
     def add(self, name: str, fn: Callable[..., Any]) -> None:
         shipped = self._indexed().get(name)
         taken = self._entries.get(name)
+        if taken is not None and same_definition(taken, fn):  # (a notebook's cell run again: the new one)
+            taken = None
         if (taken is not None and taken is not fn) or (
             taken is None and shipped is not None and shipped["module"] != getattr(fn, "__module__", None)
         ):
@@ -239,6 +241,13 @@ class Registry:
                 raise
             said = err.args[0] if isinstance(err, KeyError) and err.args else err  # (not its repr)
             raise DlbenchError(f"{where} ({self.kind} '{node['name']}'): {said}") from err
+
+
+def same_definition(old: Callable, new: Callable) -> bool:
+    """Whether `new` is `old` defined again where it was (its module and name: a notebook cell
+    or a module reloaded), not another component taking its name."""
+    where = ("__module__", "__qualname__")
+    return all(getattr(old, a, None) == getattr(new, a, None) is not None for a in where)
 
 
 def raised_in_torch(err: BaseException) -> bool:

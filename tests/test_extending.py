@@ -460,3 +460,67 @@ def test_a_shortened_user_preset_is_noted_without_the_shipped_presets_figures(tm
         == "note: mine trained 2 of its 20 epochs (trainer.epochs=2)"
     )
     assert "docs/presets.md" in shortened_preset(["experiment=iris_mlp", "trainer.epochs=2"])
+
+
+def test_the_python_api_in_a_notebook_redefines_a_component_and_leaves_the_process_as_it_found_it(
+    tmp_path, monkeypatch
+):
+    """A review of the API as a notebook uses it: a cell that registers a model, run again after
+    a fix, was refused ("registered twice: by __main__ and by __main__") and the old one kept
+    training; load_model refused the Run train() returned; trainer.threads=1 kept every later
+    run (and the notebook's torch) at one thread; a model function without its `return`, one
+    list item holding several overrides, keyword arguments and a Dataset with text labels were
+    raw TypeErrors or misleading; Run's repr failed on a text metric."""
+    import dlbench
+    from dlbench import DATASETS, MODELS
+    from dlbench.api import Run
+
+    monkeypatch.chdir(tmp_path)
+    quiet = "dataset=digits trainer.epochs=1 trainer.progress=none"
+
+    def cell(width: int):  # (the same definition, run again: its module and name)
+        def cell_net(input_shape: list[int], num_outputs: int) -> torch.nn.Module:
+            return torch.nn.Sequential(
+                torch.nn.Flatten(), torch.nn.Linear(64, width), torch.nn.Linear(width, num_outputs)
+            )
+
+        MODELS.register("api_cell_net")(cell_net)
+
+    cell(5)
+    cell(7)  # (the fix: replaces the first)
+    torch.set_num_threads(2)
+    run = dlbench.train(f"model=api_cell_net {quiet} trainer.threads=1")
+    assert torch.get_num_threads() == 2  # (as the notebook had it)
+    assert dlbench.load_model(run)[1].out_features == 7  # (a Run is its folder)
+
+    @MODELS.register("api_forgot_return")
+    def forgot(input_shape: list[int], num_outputs: int):
+        torch.nn.Linear(64, num_outputs)
+
+    class TextLabels(torch.utils.data.Dataset):
+        def __len__(self):
+            return 50
+
+        def __getitem__(self, index):
+            return torch.randn(4), "cat"
+
+    DATASETS.register("api_text_labels")(TextLabels)
+    for call, said in [
+        (lambda: dlbench.train(f"model=api_forgot_return {quiet}"), "gave NoneType, not a torch.nn.Module"),
+        (
+            lambda: dlbench.train(["model=linear trainer.epochs=1"]),
+            "holds several overrides, and a list's item is one",
+        ),
+        (
+            lambda: dlbench.train(experiment="digits_mlp"),
+            "takes overrides as text: dlbench.train('experiment=digits_mlp')",
+        ),
+        (
+            lambda: dlbench.train("model=linear dataset=api_text_labels trainer.epochs=1"),
+            "sample 0 of TextLabels is tuple",
+        ),
+    ]:
+        with pytest.raises(DlbenchError, match=re.escape(said)):
+            call()
+    shown = repr(Run(tmp_path, {"test/acc": "n/a", "test/\x1b[31mx": 0.5}))
+    assert "test/acc='n/a'" in shown and "\x1b" not in shown

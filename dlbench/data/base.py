@@ -22,7 +22,7 @@ from dlbench.data.loaders import EpochSampler, TensorLoader
 from dlbench.data.splits import carve, check_labels, labels_of
 from dlbench.data.transforms import Augment, Augmented, mixing
 from dlbench.engine import distributed
-from dlbench.errors import DlbenchError
+from dlbench.errors import DlbenchError, first_line
 
 log = logging.getLogger("dlbench")
 
@@ -107,15 +107,23 @@ class AsTensors(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        x, y, *rest = self.dataset[index]
-        if isinstance(x, PIL.Image.Image):
-            from torchvision.transforms import v2
+        sample = self.dataset[index]  # (an error of the user's own __getitem__ is theirs, as it is)
+        try:
+            x, y, *rest = sample
+            if isinstance(x, PIL.Image.Image):
+                from torchvision.transforms import v2
 
-            x = v2.functional.to_dtype(v2.functional.to_image(x), torch.float32, scale=True)
-        elif not isinstance(x, torch.Tensor):
-            x = _as_float32(torch.as_tensor(np.asarray(x)))
-        if not isinstance(y, (int, torch.Tensor)):  # a float or an array: a regression target
-            y = _as_float32(torch.as_tensor(np.asarray(y)))
+                x = v2.functional.to_dtype(v2.functional.to_image(x), torch.float32, scale=True)
+            elif not isinstance(x, torch.Tensor):
+                x = _as_float32(torch.as_tensor(np.asarray(x)))
+            if not isinstance(y, (int, torch.Tensor)):  # a float or an array: a regression target
+                y = _as_float32(torch.as_tensor(np.asarray(y)))
+        except (TypeError, ValueError) as err:  # (a label "cat", a dict: numpy's or torch's TypeError)
+            raise DlbenchError(
+                f"sample {index} of {type(self.dataset).__name__} is {type(sample).__name__} "
+                f"({first_line(err)}): a dataset's sample is (input, target), the input numbers (a "
+                "tensor, an array, a PIL image), the target a class number or numbers to regress"
+            ) from err
         return (x, y, *rest)
 
 
