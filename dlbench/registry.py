@@ -244,10 +244,12 @@ class Registry:
 
 
 def same_definition(old: Callable, new: Callable) -> bool:
-    """Whether `new` is `old` defined again where it was (its module and name: a notebook cell
-    or a module reloaded), not another component taking its name."""
+    """Whether `new` is `old` defined again where it was: a notebook's (or script's) cell run
+    again, `__main__`'s function or class of the same name; not another module's component
+    taking its name (two plugins' are refused)."""
     where = ("__module__", "__qualname__")
-    return all(getattr(old, a, None) == getattr(new, a, None) is not None for a in where)
+    same = all(getattr(old, a, None) == getattr(new, a, None) is not None for a in where)
+    return same and getattr(new, "__module__", None) == "__main__"
 
 
 def raised_in_torch(err: BaseException) -> bool:

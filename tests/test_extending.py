@@ -484,6 +484,7 @@ def test_the_python_api_in_a_notebook_redefines_a_component_and_leaves_the_proce
                 torch.nn.Flatten(), torch.nn.Linear(64, width), torch.nn.Linear(width, num_outputs)
             )
 
+        cell_net.__module__ = "__main__"  # (a notebook's cell)
         MODELS.register("api_cell_net")(cell_net)
 
     cell(5)
