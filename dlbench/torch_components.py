@@ -146,6 +146,12 @@ MEANINGS: dict[str, dict[str, Range]] = {
 }
 
 
+def torch_optimizer() -> type:
+    import torch
+
+    return torch.optim.Optimizer
+
+
 def check_meaning(fn: Callable[..., Any], values: dict[str, Any], where: str) -> None:
     """Refuse a value of a setting of torch's class `fn` outside the range of its meaning
     (MEANINGS), in one message that says the range. Values still to resolve, and nulls, are
@@ -153,6 +159,8 @@ def check_meaning(fn: Callable[..., Any], values: dict[str, Any], where: str) ->
     from dlbench.errors import DlbenchError
 
     meanings = MEANINGS.get(fn.__name__, {})
+    if isinstance(fn, type) and issubclass(fn, torch_optimizer()):  # (every optimizer's: -1 failed at build)
+        meanings = {"lr": RATE, "weight_decay": RATE, **meanings}
     for key, value in values.items():
         if (meaning := meanings.get(key)) is None:
             continue

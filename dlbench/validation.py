@@ -141,6 +141,14 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         raise DlbenchError(
             f"trainer.seed={t.seed}: must be below 2**32 (numpy's generators take no larger seed)"
         )
+    if t.monitor is not None and not str(t.monitor).startswith(("train/", "val/", "time/")):
+        # (no run reports another name: a sweep's jobs each failed at their build, after job 1)
+        meant = re.sub(r"^test/", "val/", re.sub(r"^(train|val|time|test)_", r"\1/", str(t.monitor)))
+        meant = meant if meant.startswith(("train/", "val/", "time/")) else f"val/{meant}"
+        raise DlbenchError(
+            f"trainer.monitor={t.monitor}: a run reports metrics named train/NAME, val/NAME or time/NAME "
+            f"(the test split is measured once, after training). Did you mean: {meant}?"
+        )
     if t.grad_clip is not None and not 0 < t.grad_clip < math.inf:
         raise DlbenchError(f"trainer.grad_clip={t.grad_clip}: must be a positive number (or null for none)")
     if t.ema is not None and not 0 < t.ema < 1:

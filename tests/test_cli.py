@@ -172,6 +172,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (a name that begins an option's: difflib alone offered `none`)
         ("scheduler=cosine",): "Did you mean: cosine_annealing_lr, cosine_annealing_warm_restarts?",
         ("device=gpu",): "Did you mean: cuda?",  # (another tool's word: cpu was offered)
+        # (a name no run reports: each job of a sweep failed at its build, after job 1 had trained)
+        ("-m", "trainer.monitor=val/acc,val_loss", "hydra.sweep.dir=sm"): "val_loss: a run reports metrics named",
+        ("-m", "optimizer.lr=0.1,-1", "hydra.sweep.dir=sl"): "optimizer.lr=-1: Adam's lr must be at least 0",
         ("compare", "nowhere", "--srt", "x"): "unrecognized arguments: --srt x. Did you mean: --sort",
         ("new", "experment", "x"): "dlbench new 'experment': it makes an experiment or a model. Did you mean",
         # (a mistyped folder, where report.html exists: the file was named, not the folder)
@@ -407,7 +410,7 @@ def test_a_failing_sweep_job_is_recorded_and_the_sweep_goes_on(cli, tmp_path):
 def test_hydras_own_lines_show_a_value_as_text(cli, tmp_path):
     """A review: Hydra's launcher printed `#0 : trainer.monitor='<ESC>]0;title<BEL>'` raw (the
     inert filter sat on dlbench's logger alone): a terminal's title was set by a value."""
-    monitor = "trainer.monitor='\x1b]0;title\x07\x1b[31m'"
+    monitor = "trainer.monitor='val/\x1b]0;title\x07\x1b[31m'"  # (val/: a name no job reports)
     result = cli("-m", "trainer.max_steps=1", "logger=none", monitor, "hydra.sweep.dir=sweep")
     shown = result.stdout + result.stderr
     assert result.returncode == 1 and "#0 : trainer.max_steps=1 logger=none" in shown, shown

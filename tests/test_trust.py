@@ -836,7 +836,7 @@ def test_more_odd_inputs_exit_2(capsys, run, tmp_path, monkeypatch):
     for override in ("model.hidden=[-1]", "trainer.epochs=${hydra.job.num}"):
         code, out, err = dlbench(capsys, override, *QUIET[:1], f"hydra.run.dir={tmp_path / 'new'}")
         assert code == 2 and "unexpected" not in err, err
-    hostile = "trainer.monitor='\x1b]0;t\x07\u202eevil'"
+    hostile = "trainer.monitor='val/\x1b]0;t\x07\u202eevil'"
     for flags in (["--help"], ["--info", "config"]):  # Hydra prints these itself
         code, out, err = dlbench(capsys, hostile, *flags)
         assert code == 0 and "\u202e" not in out + err and not controls(out + err), err
