@@ -173,7 +173,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("scheduler=cosine",): "Did you mean: cosine_annealing_lr, cosine_annealing_warm_restarts?",
         ("device=gpu",): "Did you mean: cuda?",  # (another tool's word: cpu was offered)
         # (a name no run reports: each job of a sweep failed at its build, after job 1 had trained)
-        ("-m", "trainer.monitor=val/acc,val_loss", "hydra.sweep.dir=sm"): "val_loss: a run reports metrics named",
+        ("-m", "trainer.monitor=val/acc,val_loss", "hydra.sweep.dir=sm"): "val_loss: a run reports metrics",
         ("-m", "optimizer.lr=0.1,-1", "hydra.sweep.dir=sl"): "optimizer.lr=-1: Adam's lr must be at least 0",
         ("compare", "nowhere", "--srt", "x"): "unrecognized arguments: --srt x. Did you mean: --sort",
         ("new", "experment", "x"): "dlbench new 'experment': it makes an experiment or a model. Did you mean",
