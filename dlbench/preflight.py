@@ -144,6 +144,21 @@ def as_a_list(swept: Override, rest: list[str], config_name: str) -> tuple[str, 
     return f"{key}=[{text}]", f"{key}={','.join(f'[{value}]' for value in text.split(','))}"
 
 
+INTERVAL = (
+    "interval() is a range that a sampling sweeper draws from (-m with hydra/sweeper=optuna, as the "
+    "hparams_search= presets set it); a grid takes values (KEY=a,b,c, or range(...))"
+)
+
+
+def intervals(overrides: list[str]) -> list[str]:
+    """The overrides that sweep an interval() (a sampling sweeper's, not a grid's)."""
+    return [
+        o.input_line
+        for o in parse(overrides)
+        if o.is_sweep_override() and o.value_type.name == "INTERVAL_SWEEP"
+    ]
+
+
 def check_command(
     overrides: list[str],
     source: str = "the command line",
@@ -166,6 +181,8 @@ def check_command(
     if one and (several := [o for o in parsed if o.is_sweep_override()]):
         # (Hydra's own run refuses it as ambiguous; composing the first value was a silent choice)
         every = f"; to run each, sweep: {terminal.command('-m', *said)}" if said is not None else ""
+        if several[0].value_type.name == "INTERVAL_SWEEP":
+            every = f"; {INTERVAL}"
         rest = [o.input_line for o in parsed if not o.is_sweep_override()]
         if said is not None and (listed := as_a_list(several[0], rest, config_name)) is not None:
             one, each = ([w if w != several[0].input_line else word for w in said] for word in listed)

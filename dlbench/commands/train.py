@@ -120,6 +120,8 @@ def train_command(argv: list[str]) -> int:
             launch.run_once(checked[0], hydra_node, list(hydra_node.hydra.overrides.task))
             return 0
         sweeper = hydra_node.hydra.runtime.choices.get("hydra/sweeper") if hydra_node is not None else None
+        if args.multirun and sweeper == "basic" and (ranged := preflight.intervals(overrides)):
+            raise DlbenchError(f"{ranged[0]}: {preflight.INTERVAL}")  # (it was BasicSweeper's traceback)
         if args.multirun and sweeper == "basic":  # the same grid, its jobs composed once, not twice
             overrides = [*overrides, "hydra/sweeper=checked"]  # (hydra_plugins/dlbench_sweeper.py)
         if args.multirun and any("mlflow" in cfg.logger.backends for cfg in checked):
