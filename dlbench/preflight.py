@@ -222,6 +222,7 @@ def check_command(
         try:
             validate(cfg, components=mode != "print")
         except DlbenchError as err:
+            err = with_list_hint(err, parsed)
             raise with_other_options_hint(
                 with_preset_hint(err, combination, mine, saved=own is not None), combination, cfg
             ) from err
@@ -230,6 +231,24 @@ def check_command(
         empty = [o.input_line for o in parsed if o.is_sweep_override() and no_values(o)]
         raise DlbenchError(f"{' '.join(empty) or 'this sweep'}: no values, so the sweep has no jobs")
     return configs, folder, hydra_node
+
+
+def with_list_hint(err: DlbenchError, parsed: list[Override]) -> DlbenchError:
+    """A sweep of single values for a key that holds a list (`-m model.hidden=8,16`: "expected
+    list of int, got 8"), said with the sweep of lists and the one list it may mean."""
+    refused = re.match(r"(\S+): expected list", err.lines[0])
+    swept = [
+        o for o in parsed if refused and o.is_sweep_override() and o.get_key_element() == refused.group(1)
+    ]
+    text = swept[0].input_line.split("=", 1)[1] if swept else "("
+    if any(c in text for c in "([{'\""):
+        return err
+    key, each = refused.group(1), ",".join(f"[{value}]" for value in text.split(","))
+    return DlbenchError(
+        *err.lines,
+        f"({key} takes a list: {terminal.shell_word(f'{key}={each}')} sweeps lists of one; "
+        f"{terminal.shell_word(f'{key}=[{text}]')} is one run's)",
+    )
 
 
 def with_other_options_hint(err: DlbenchError, words: tuple[str, ...] | list[str], cfg: DictConfig):
