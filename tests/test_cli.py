@@ -172,7 +172,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (a name that begins an option's: difflib alone offered `none`)
         ("scheduler=cosine",): "Did you mean: cosine_annealing_lr, cosine_annealing_warm_restarts?",
         ("device=gpu",): "Did you mean: cuda?",  # (another tool's word: cpu was offered)
-        ("-m", "model.hidden=8,16"): "(model.hidden takes a list: 'model.hidden=[8],[16]' sweeps lists of one",
+        ("-m", "model.hidden=8,16"): "(model.hidden takes a list: 'model.hidden=[8],[16]' sweeps lists",
         ("-m", "optimizer.lr=interval(0.001,0.1)"): "interval() is a range that a sampling sweeper draws",
         # (a name no run reports: each job of a sweep failed at its build, after job 1 had trained)
         ("-m", "trainer.monitor=val/acc,val_loss", "hydra.sweep.dir=sm"): "val_loss: a run reports metrics",
