@@ -144,6 +144,18 @@ def as_a_list(swept: Override, rest: list[str], config_name: str) -> tuple[str, 
     return f"{key}=[{text}]", f"{key}={','.join(f'[{value}]' for value in text.split(','))}"
 
 
+def explicit_globs(overrides: list[str]) -> list[str]:
+    """A glob(...) over a group's options written as the options it chooses (`glob_options`:
+    the offered ones, as checked). Hydra expands a glob from its ConfigStore, which holds the
+    hidden `_x` parts too: `optimizer=glob(*)` ran 27 jobs, each optimizer twice, 13 unchecked."""
+    out = []
+    for word, override in zip(overrides, parse(overrides), strict=True):
+        if override.is_sweep_override() and override.value_type.name == "GLOB_CHOICE_SWEEP":
+            word = f"{word.split('=', 1)[0]}={','.join(glob_options(override))}"
+        out.append(word)
+    return out
+
+
 INTERVAL = (
     "interval() is a range that a sampling sweeper draws from (-m with hydra/sweeper=optuna, as the "
     "hparams_search= presets set it); a grid takes values (KEY=a,b,c, or range(...))"

@@ -122,6 +122,8 @@ def train_command(argv: list[str]) -> int:
         sweeper = hydra_node.hydra.runtime.choices.get("hydra/sweeper") if hydra_node is not None else None
         if args.multirun and sweeper == "basic" and (ranged := preflight.intervals(overrides)):
             raise DlbenchError(f"{ranged[0]}: {preflight.INTERVAL}")  # (it was BasicSweeper's traceback)
+        if args.multirun:  # (the options checked: Hydra's expansion takes hidden parts too)
+            overrides = preflight.explicit_globs(overrides)
         if args.multirun and sweeper == "basic":  # the same grid, its jobs composed once, not twice
             overrides = [*overrides, "hydra/sweeper=checked"]  # (hydra_plugins/dlbench_sweeper.py)
         if args.multirun and any("mlflow" in cfg.logger.backends for cfg in checked):
