@@ -116,6 +116,18 @@ def without_spaced_equals(words: list[str]) -> list[str] | None:
     return out if out != words else None
 
 
+def without_spaced_commas(words: list[str]) -> list[str] | None:
+    """The command line with `optimizer.lr=0.1, 0.01` (a sweep's values, a space after a comma)
+    written as one word, if it holds any; else None."""
+    out: list[str] = []
+    for word in words:
+        if out and out[-1].endswith(",") and "=" in out[-1] and "=" not in word and not word.startswith("-"):
+            out[-1] += word
+        else:
+            out.append(word)
+    return out if out != words else None
+
+
 def subcommand_usage(name: str) -> str:
     """`dlbench NAME --help`: its lines of the usage, and where the docs say more."""
     lines = [line for line in USAGE.splitlines() if line.startswith(f"  dlbench {name} ")]
@@ -184,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
 
             raise DlbenchError(
                 f"A setting is one word, KEY=VALUE, without spaces around the =: {terminal.command(*joined)}"
+            )
+        if overriding and (joined := without_spaced_commas(argv)) is not None:
+            from dlbench import terminal
+
+            raise DlbenchError(
+                f"A sweep's values are one word, KEY=a,b,c, without spaces after the commas: "
+                f"{terminal.command(*joined)}"
             )
         if argv and argv[0] in COMMANDS:
             if argv[0] != "train":
