@@ -187,7 +187,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
             "3",
         ): "without spaces around the =: dlbench trainer.epochs=3",  # (Hydra's grammar)
         ("model=", "linear"): "without spaces around the =: dlbench model=linear",
-        ("-m", "optimizer.lr=0.1,", "0.01"): "without spaces after the commas: dlbench -m optimizer.lr=0.1,0.01",
+        ("-m", "optimizer.lr=0.1,", "0.01"): "after the commas: dlbench -m optimizer.lr=0.1,0.01",
         ("show", "trainer.epochs", "=", "3"): "without spaces around the =: dlbench show trainer.epochs=3",
         ("trainer.epochs=1", "=", "name=x"): "'=' names no key",  # (not glued into one word)
         # (a review: the int-to-float pass for torch's classes raised OverflowError, exit 1)
