@@ -409,8 +409,8 @@ def test_an_unknown_monitor_and_unknown_added_keys_are_refused(capsys, tmp_path)
     with pytest.raises(DlbenchError, match=r"trainer.monitor=val/accuracy: .*Did you mean: .*val/acc"):
         train(compose.compose_config([*QUIET, "trainer.monitor=val/accuracy"]), tmp_path / "a")
     assert not any((tmp_path / "a").rglob("*"))  # (no train.log, no events: no epoch trained)
-    code, err = run_main(capsys, "lr-find", "trainer.monitor=val_acc", "--out", str(tmp_path / "l"))
-    assert code == 2 and "trainer.monitor=val_acc: this run reports no such metric" in err, err
+    code, err = run_main(capsys, "lr-find", "trainer.monitor=val/accuracy", "--out", str(tmp_path / "l"))
+    assert code == 2 and "trainer.monitor=val/accuracy: this run reports no such metric" in err, err
     assert "Did you mean: val/acc" in err and not (tmp_path / "l").exists()  # (lr-find printed it, exit 0)
     # (a review: R² takes two samples, and a trial batch of one left val/r2 out: a false refusal)
     one = [*QUIET, "experiment=mlp_regression", "dataset.val_fraction=0.2", "dataset.batch_size=1"]
