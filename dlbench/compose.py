@@ -139,9 +139,6 @@ def key_named(name: str) -> str | None:
     return None
 
 
-_NONE = object()
-
-
 def compose_config(
     overrides: list[str], source: str = "the command line", config_name: str = "config"
 ) -> DictConfig:
