@@ -133,13 +133,19 @@ def as_a_list(swept: Override, rest: list[str], config_name: str) -> tuple[str, 
     sweep's of lists of one, `model.hidden=[64],[32]`; else None (a group's options, a sweep of
     lists, `range(...)`)."""
     key, text = swept.get_key_element(), swept.input_line.split("=", 1)[1]
-    if is_group(swept) or any(c in text for c in "([{'\""):
+    if is_group(swept) or (words := as_lists(key, text)) is None:
         return None
     try:
         held = OmegaConf.select(compose_config(rest, config_name=config_name), key)
     except DlbenchError:
         return None
-    if not OmegaConf.is_list(held):
+    return words if OmegaConf.is_list(held) else None
+
+
+def as_lists(key: str, text: str) -> tuple[str, str] | None:
+    """Values `a,b` of a key as the one list, `key=[a,b]`, and as a sweep of lists of one,
+    `key=[a],[b]`; None for values that are no plain ones (lists, range(...), quoted text)."""
+    if any(c in text for c in "([{'\""):
         return None
     return f"{key}=[{text}]", f"{key}={','.join(f'[{value}]' for value in text.split(','))}"
 
@@ -208,10 +214,10 @@ def check_command(
         )
     swept = {o.get_key_element() for o in parsed if o.is_sweep_override() and not is_group(o)}
     configs, folder, hydra_node, composed = [], None, None, {}
+    mine = own if own is not None else said if said is not None else overrides  # (the user's words)
     for combination in combinations(parsed):
         values = [c for c in combination if c.split("=", 1)[0] in swept]
         rest = tuple(c for c in combination if c.split("=", 1)[0] not in swept)
-        mine = own if own is not None else said if said is not None else overrides  # (the user's words)
         try:
             if rest in composed:
                 cfg = with_values(composed[rest], values, combination, source, config_name)
@@ -249,18 +255,12 @@ def with_list_hint(err: DlbenchError, parsed: list[Override]) -> DlbenchError:
     """A sweep of single values for a key that holds a list (`-m model.hidden=8,16`: "expected
     list of int, got 8"), said with the sweep of lists and the one list it may mean."""
     refused = re.match(r"(\S+): expected list", err.lines[0])
-    swept = [
-        o for o in parsed if refused and o.is_sweep_override() and o.get_key_element() == refused.group(1)
-    ]
-    text = swept[0].input_line.split("=", 1)[1] if swept else "("
-    if any(c in text for c in "([{'\""):
+    key = refused.group(1) if refused else None
+    swept = [o for o in parsed if o.is_sweep_override() and o.get_key_element() == key]
+    if not swept or (words := as_lists(key, swept[0].input_line.split("=", 1)[1])) is None:
         return err
-    key, each = refused.group(1), ",".join(f"[{value}]" for value in text.split(","))
-    return DlbenchError(
-        *err.lines,
-        f"({key} takes a list: {terminal.shell_word(f'{key}={each}')} sweeps lists of one; "
-        f"{terminal.shell_word(f'{key}=[{text}]')} is one run's)",
-    )
+    one, each = map(terminal.shell_word, words)
+    return DlbenchError(*err.lines, f"({key} takes a list: {each} sweeps lists of one; {one} is one run's)")
 
 
 def with_other_options_hint(err: DlbenchError, words: tuple[str, ...] | list[str], cfg: DictConfig):

@@ -146,20 +146,16 @@ MEANINGS: dict[str, dict[str, Range]] = {
 }
 
 
-def torch_optimizer() -> type:
-    import torch
-
-    return torch.optim.Optimizer
-
-
 def check_meaning(fn: Callable[..., Any], values: dict[str, Any], where: str) -> None:
     """Refuse a value of a setting of torch's class `fn` outside the range of its meaning
     (MEANINGS), in one message that says the range. Values still to resolve, and nulls, are
     left; a list's numbers are checked one by one (a list of lists is torch's to refuse)."""
+    import torch  # (imported by then: `fn` is torch's)
+
     from dlbench.errors import DlbenchError
 
     meanings = MEANINGS.get(fn.__name__, {})
-    if isinstance(fn, type) and issubclass(fn, torch_optimizer()):  # (every optimizer's: -1 failed at build)
+    if isinstance(fn, type) and issubclass(fn, torch.optim.Optimizer):  # (every optimizer's lr, decay)
         meanings = {"lr": RATE, "weight_decay": RATE, **meanings}
     for key, value in values.items():
         if (meaning := meanings.get(key)) is None:

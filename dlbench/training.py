@@ -48,7 +48,7 @@ from dlbench.errors import Preempted
 from dlbench.figures import activation_figure, activations_of
 from dlbench.summary import HIGHER_IS_BETTER
 from dlbench.tasks.base import Task
-from dlbench.validation import idle_settings, validate
+from dlbench.validation import METRIC_PREFIXES, idle_settings, validate
 
 log = logging.getLogger("dlbench")
 
@@ -288,7 +288,7 @@ def check_monitor(monitor: str, reported: set[str], validated: bool) -> None:
     evaluate), or a name of no part of the run's figures (train/, val/, time/)."""
     evaluated = sorted(n for n in reported if n.startswith("val/"))
     missing = monitor.startswith("val/") and validated and evaluated and monitor not in reported
-    if missing or not monitor.startswith(("train/", "val/", "time/")):
+    if missing or not monitor.startswith(METRIC_PREFIXES):  # (a saved run's, followed after validation)
         trained = sorted(n for n in reported if n.startswith("train/"))
         raise unreported_monitor(
             monitor,

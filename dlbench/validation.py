@@ -33,6 +33,8 @@ from dlbench.errors import DlbenchError, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 from dlbench.values import check_values
 
+METRIC_PREFIXES = ("train/", "val/", "time/")  # (what a run's figures are named: Trainer._fit's)
+
 
 def check_known_keys(cfg: DictConfig) -> None:
     """Refuse keys that no part of dlbench reads, added with `+` (`+trainer.epocs=5`, `+foo=1`):
@@ -141,10 +143,10 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         raise DlbenchError(
             f"trainer.seed={t.seed}: must be below 2**32 (numpy's generators take no larger seed)"
         )
-    if t.monitor is not None and not str(t.monitor).startswith(("train/", "val/", "time/")):
+    if t.monitor is not None and not str(t.monitor).startswith(METRIC_PREFIXES):
         # (no run reports another name: a sweep's jobs each failed at their build, after job 1)
         meant = re.sub(r"^test/", "val/", re.sub(r"^(train|val|time|test)_", r"\1/", str(t.monitor)))
-        meant = meant if meant.startswith(("train/", "val/", "time/")) else f"val/{meant}"
+        meant = meant if meant.startswith(METRIC_PREFIXES) else f"val/{meant}"
         raise DlbenchError(
             f"trainer.monitor={t.monitor}: a run reports metrics named train/NAME, val/NAME or time/NAME "
             f"(the test split is measured once, after training). Did you mean: {meant}?"
