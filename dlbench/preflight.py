@@ -212,6 +212,10 @@ def check_command(
             f"{several[0].input_line} gives several values, and this command takes one (a list is [a,b], "
             f"a text with a comma 'a,b'){every}"
         )
+    preset = preset_sweep(parsed, source, config_name) if mode == "multirun" else []
+    if preset:
+        overrides = [*preset, *overrides]
+        parsed = parse(overrides)
     swept = {o.get_key_element() for o in parsed if o.is_sweep_override() and not is_group(o)}
     configs, folder, hydra_node, composed = [], None, None, {}
     mine = own if own is not None else said if said is not None else overrides  # (the user's words)
@@ -224,7 +228,8 @@ def check_command(
             else:
                 cfg = compose_with_hydra(combination, source, config_name)
         except DlbenchError as err:
-            raise with_preset_hint(err, combination, mine, saved=own is not None) from err
+            err = with_preset_hint(err, combination, mine, saved=own is not None)
+            raise with_swept_by_config(err, combination, preset) from err
         check_name(cfg)  # (it names the run's folder)
         if not configs:
             folder = check_output_folder(cfg, mode, overrides if said is None else said)
@@ -240,15 +245,45 @@ def check_command(
         try:
             validate(cfg, components=mode != "print")
         except DlbenchError as err:
-            err = with_list_hint(err, parsed)
-            raise with_other_options_hint(
-                with_preset_hint(err, combination, mine, saved=own is not None), combination, cfg
-            ) from err
+            err = with_preset_hint(with_list_hint(err, parsed), combination, mine, saved=own is not None)
+            err = with_other_options_hint(err, combination, cfg)
+            raise with_swept_by_config(err, combination, preset) from err
         configs.append(cfg)
     if not configs:  # (Hydra's own error named an internal config it then looked for)
         empty = [o.input_line for o in parsed if o.is_sweep_override() and no_values(o)]
         raise DlbenchError(f"{' '.join(empty) or 'this sweep'}: no values, so the sweep has no jobs")
     return configs, folder, hydra_node
+
+
+def preset_sweep(parsed: list[Override], source: str, config_name: str) -> list[str]:
+    """What a sweep's config sweeps besides the command line (`hydra.sweeper.params`: a lesson
+    preset's, `dlbench -m experiment=optimizers`), as overrides, less the keys the command line
+    sets: Hydra's sweeper runs each job with both, a key on the command line in place of the
+    config's. Read from the config the command's choices compose (its first job's choices; if
+    it does not compose, the checks that follow say why), so those jobs are checked too."""
+    first = combinations(parsed)[0] if parsed else []
+    chosen = [
+        word for word, o in zip(first, parse(first), strict=True) if is_group(o) or o.is_hydra_override()
+    ]
+    try:
+        params = OmegaConf.select(compose_with_hydra(chosen, source, config_name), "hydra.sweeper.params")
+    except DlbenchError:
+        return []
+    given = {o.get_key_element() for o in parsed}
+    words = [f"{key}={value}" for key, value in (params or {}).items()]
+    return [word for word, o in zip(words, parse(words), strict=True) if o.get_key_element() not in given]
+
+
+def with_swept_by_config(err: DlbenchError, combination: list[str], preset: list[str]) -> DlbenchError:
+    """A job refused for a value the config's own sweep gave it (`preset_sweep`), said so."""
+    keys = {terminal.key_of(word) for word in preset}
+    if not (given := [word for word in combination if terminal.key_of(word) in keys]):
+        return err
+    return DlbenchError(
+        *err.lines,
+        f"(in the job with {' '.join(given)}: the config sweeps {'; '.join(preset)} (its "
+        "hydra.sweeper.params); a key set on the command line replaces the config's values)",
+    )
 
 
 def with_list_hint(err: DlbenchError, parsed: list[Override]) -> DlbenchError:

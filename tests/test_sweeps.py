@@ -355,6 +355,33 @@ def test_a_lesson_sweep_refuses_a_value_that_would_split_its_job_folders(cli, tm
     assert "'hydra.sweep.subdir=${hydra.job.num}'" in result.stderr and not (tmp_path / "s").exists()
 
 
+def test_a_sweep_configs_own_values_are_checked_with_the_command_lines_before_job_1(cli, tmp_path):
+    """A preset's hydra.sweeper.params join the command line's overrides in every job, as
+    Hydra's sweeper joins them: `optimizer.betas` is Adam's, not SGD's (experiment=optimizers'
+    first job). It was Hydra's raw error from the launched job 0, with multirun.yaml left; now
+    one message before anything is written. A key on the command line replaces the config's
+    values, and an Optuna search's choice() values are checked as a grid's are."""
+    from dlbench import preflight
+
+    result = cli("-m", "experiment=optimizers", "optimizer.betas=[0.9,0.99]", "hydra.sweep.dir=s")
+    assert result.returncode == 2, result.stderr
+    assert (
+        "Unknown key 'optimizer.betas'" in result.stderr and "in the job with optimizer=sgd:" in result.stderr
+    )
+    assert "Traceback" not in result.stderr and not (tmp_path / "s").exists()
+    names = [
+        (c.optimizer.name, c.optimizer.get("momentum"))
+        for c in preflight.check(["experiment=optimizers"], mode="multirun")
+    ]
+    assert names == [("sgd", 0.0), ("sgd", 0.9), ("adam", None), ("adamw", None), ("rmsprop", 0.0)]
+    mine = ["experiment=optimizers", "optimizer=adam,adamw", "optimizer.betas=[0.9,0.99]"]
+    assert [c.optimizer.name for c in preflight.check(mine, mode="multirun")] == ["adam", "adamw"]
+    searched = preflight.check(["hparams_search=mlp_mnist"], mode="multirun")
+    assert {(tuple(c.model.hidden), c.dataset.batch_size) for c in searched} == {
+        (h, b) for h in [(64,), (128,), (256,), (256, 128)] for b in (32, 64, 128)
+    }
+
+
 def test_a_sweep_resume_with_other_overrides_is_refused_and_writes_in_no_job(cli, tmp_path):
     """A review: every job was refused, yet error.txt went into the finished jobs' folders and the
     command exited 0. Now the command exits 2 with the reason, and no job folder is written."""
