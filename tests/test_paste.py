@@ -141,9 +141,11 @@ for args in json.loads(sys.argv[1]):
         elif args[:1] == ["lr-find"]:  # its overrides (it is run by tests/test_toolkit.py)
             preflight.check_command([a for a in args[1:] if "=" in a and a[:1] != "-"], mode="print")
             code = 0
-        else:  # a run, a sweep (each of its jobs), the model `show` builds (it is tested on its own)
+        else:  # a run, a sweep (each of its jobs, with a preset's own swept values), the model
+            # `show` builds (it is tested on its own)
             overrides = [a for a in args if a not in ("-m", "--multirun", "show")]
-            preflight.check_command(overrides, mode="print")
+            swept = "-m" in args or "--multirun" in args
+            preflight.check_command(overrides, mode="multirun" if swept else "print")
             code = 0
         if code:
             failed.append((args, f"exit {{code}}"))
