@@ -250,8 +250,11 @@ def check_command(
             raise with_swept_by_config(err, combination, preset) from err
         configs.append(cfg)
     if not configs:  # (Hydra's own error named an internal config it then looked for)
-        empty = [o.input_line for o in parsed if o.is_sweep_override() and no_values(o)]
-        raise DlbenchError(f"{' '.join(empty) or 'this sweep'}: no values, so the sweep has no jobs")
+        empty = [o for o in parsed if o.is_sweep_override() and no_values(o)]
+        said = " ".join(o.input_line for o in empty) or "this sweep"
+        globs = [o.get_key_element().lstrip("+~") for o in empty if o.value_type.name == "GLOB_CHOICE_SWEEP"]
+        offered = f" ({globs[0]}'s options: {', '.join(groups().get(globs[0], []))})" if globs else ""
+        raise DlbenchError(f"{said}: no values, so the sweep has no jobs{offered}")
     return configs, folder, hydra_node
 
 
@@ -261,7 +264,7 @@ def preset_sweep(parsed: list[Override], source: str, config_name: str) -> list[
     sets: Hydra's sweeper runs each job with both, a key on the command line in place of the
     config's. Read from the config the command's choices compose (its first job's choices; if
     it does not compose, the checks that follow say why), so those jobs are checked too."""
-    first = combinations(parsed)[0] if parsed else []
+    first = next(iter(combinations(parsed)), [])  # (none: a sweep of no values, said below)
     chosen = [
         word for word, o in zip(first, parse(first), strict=True) if is_group(o) or o.is_hydra_override()
     ]
@@ -359,7 +362,9 @@ def with_preset_hint(
 
 
 def no_values(override) -> bool:
-    """A swept override that gives no values (`range(5,1)`)."""
+    """A swept override that gives no values (`range(5,1)`, a glob that matches no option)."""
+    if override.value_type.name == "GLOB_CHOICE_SWEEP":
+        return not glob_options(override)
     try:
         return not list(override.sweep_string_iterator())
     except Exception:  # (an interval: a sweeper's, not a list of values)

@@ -234,6 +234,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "with task=auto (task classification, chosen by the data). Name it to set its keys: "
         "task=classification task.tta=",
         ("-m", "trainer.seed=range(5,1)"): "trainer.seed=range(5,1): no values, so the sweep has no jobs",
+        # (unnamed, "this sweep"; then an IndexError while a preset's own swept values were read)
+        ("-m", "optimizer=glob(nope*)"): "optimizer=glob(nope*): no values, so the sweep has no jobs "
+        "(optimizer's options: adadelta, adafactor,",
         # (a negative lr: at the schedule's first step, after the run's folder was made, before MEANINGS)
         ("scheduler=step_lr", "scheduler.gamma=-1", "scheduler.step_size=1"): "scheduler.gamma=-1: StepLR's "
         "gamma must be above 0",

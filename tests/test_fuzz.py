@@ -506,6 +506,53 @@ def test_command_line_overrides_call_nothing_and_print_text(capsys, request, pla
         no_canary(marker)
 
 
+swept_values = st.one_of(
+    values,
+    st.sampled_from(
+        [
+            "glob(nope*)",
+            "glob(*)",
+            "glob(ad*,exclude=adam)",
+            "range(5,1)",
+            "range(2)",
+            "1,2",
+            "sgd,adam",
+            "optimizers",
+            "norms",
+            "interval(0,1)",
+            "choice(1,2)",
+            "[8],[16]",
+            "8,16",
+        ]
+    ),  # fmt: skip
+)
+
+
+@settings(max_examples=30 * SCALE, **FUZZ)
+@given(
+    words=st.lists(
+        st.builds(lambda k, v: f"{k}={v}", keys, swept_values) | overrides, min_size=1, max_size=3
+    ).filter(lambda words: not any("plugins" in w for w in words))
+)
+@example(words=["optimizer=glob(nope*)"])
+@example(words=["experiment=optimizers", "optimizer.betas=[0.9,0.99]"])
+def test_a_sweeps_every_job_is_checked_in_one_message_whatever_it_sweeps(request, place, words):
+    """What `dlbench -m WORDS` checks before Hydra starts (every job, with a preset's own swept
+    values: preflight.preset_sweep): the configs, or one DlbenchError; nothing run, nothing
+    written. (An empty sweep was an IndexError once the preset's values were read.)"""
+    from dlbench import preflight
+
+    folder, run, marker = place
+    count(request, "a sweep's command line")
+    before = sorted(p.name for p in folder.iterdir())
+    try:
+        assert preflight.check(words, mode="multirun")
+    except DlbenchError as err:
+        assert str(err).strip()
+    no_canary(marker)
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
 @settings(max_examples=20 * SCALE, **FUZZ)
 @given(before=hostile_text, after=hostile_text)
 def test_an_errors_lines_are_dlbenchs_whatever_the_values_it_quotes(capsys, request, place, before, after):
