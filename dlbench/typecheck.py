@@ -24,7 +24,7 @@ def describe(hint: Any) -> str:
         parts = [describe(a) for a in args if a is not type(None)]
         text = " or ".join(parts)
         return text + " (or null)" if type(None) in args else text
-    if origin in (list, tuple, collections.abc.Sequence):
+    if origin in (list, tuple, collections.abc.Sequence, collections.abc.Iterable):
         inner = [a for a in args if a is not Ellipsis]
         return "list of " + describe(inner[0]) if inner else "list"
     if origin in (dict, collections.abc.Mapping):
@@ -76,6 +76,13 @@ def matches(value: Any, hint: Any) -> bool:
     return True  # objects supplied by code (a module, an optimizer): not a config value
 
 
+# the names a hint written as text may use without its module importing them at run time
+TYPING_NAMES = {
+    **{name: getattr(typing, name) for name in typing.__all__},
+    **{name: getattr(collections.abc, name) for name in collections.abc.__all__},
+}
+
+
 def parameter_hints(fn: Any) -> dict[str, Any]:
     """The keyword parameters of a callable (a class means its __init__) with their hints.
 
@@ -84,8 +91,11 @@ def parameter_hints(fn: Any) -> dict[str, Any]:
     target = fn.__init__ if inspect.isclass(fn) else fn
     try:
         hints = typing.get_type_hints(target)
-    except Exception:
-        hints = {}
+    except Exception:  # (a name its module imports for type checkers alone: MultiStepLR's Iterable)
+        try:
+            hints = typing.get_type_hints(target, localns=TYPING_NAMES)
+        except Exception:
+            hints = {}
     out: dict[str, Any] = {}
     for name, p in inspect.signature(fn).parameters.items():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

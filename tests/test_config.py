@@ -56,6 +56,10 @@ def test_wrong_types():
         check("optimizer.lr=fast")
     with pytest.raises(DlbenchError, match="dataset.batch_size"):
         check("dataset.batch_size=big")
+    # (a hint torch's module names for type checkers alone: MultiStepLR's Iterable[int] was not
+    # read, and milestones=[2,x] trained, 'x' never reached)
+    with pytest.raises(DlbenchError, match=r"scheduler.milestones: expected list of int, got \[2, 'x'\]"):
+        check("scheduler=multi_step_lr", "scheduler.milestones=[2,x]")
 
 
 def test_impossible_settings():
