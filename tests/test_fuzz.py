@@ -405,7 +405,7 @@ def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request,
 
         html = MarkdownIt("commonmark").enable("table").render(table.read_text())
         assert set(re.findall(r"<([a-z]+)", html)) <= {"table", "thead", "tbody", "tr", "th", "td"}, html
-    for name in board.named_runs(sweep)[0]:
+    for name in board.named_runs(sweep):
         assert not controls(name) and "," not in name and ":" not in name
     shutil.rmtree(sweep)
 

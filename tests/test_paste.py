@@ -241,7 +241,7 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
     assert not (tmp_path / "run 0" / "configs").exists()
 
 
-def test_board_names_a_run_by_its_filled_name_and_overrides_and_says_what_it_skips(tmp_path):
+def test_board_names_a_run_by_its_filled_name_and_overrides(tmp_path):
     from dlbench.commands.board import named_runs
 
     for folder, overrides in (
@@ -253,6 +253,10 @@ def test_board_names_a_run_by_its_filled_name_and_overrides_and_says_what_it_ski
         ("digits_linear/with,comma", []),
         ("multirun/a/0", ["optimizer.lr=0.1"]),  # (two sweeps of one grid: one hid the other)
         ("multirun/b/0", ["optimizer.lr=0.1"]),
+        (
+            "multirun/c/optimizer=adam,trainer.epochs=2",
+            ["optimizer=adam", "trainer.epochs=2"],
+        ),  # (a lesson's)
     ):
         run = tmp_path / "outputs" / folder
         (run / ".hydra").mkdir(parents=True)
@@ -265,14 +269,15 @@ def test_board_names_a_run_by_its_filled_name_and_overrides_and_says_what_it_ski
         }
         (run / ".hydra" / "config.yaml").write_text(json.dumps(config))
         (run / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides))
-    named, skipped = named_runs(tmp_path / "outputs")
+    named = named_runs(tmp_path / "outputs")
     assert sorted(named) == [
+        "digits_linear [with;comma]",  # (TensorBoard's separators replaced: test_trust.py)
         "digits_linear model=linear optimizer.lr=0.1 [ab12cd]",
         "digits_linear optimizer.lr=0.1 [0]",
         "digits_linear optimizer.lr=0.1 [multirun/b/0]",
+        "digits_linear optimizer=adam trainer.epochs=2",
         "digits_linear trainer.epochs=9 (resumed) [cd34ef]",
     ]
-    assert skipped == [tmp_path / "outputs" / "digits_linear" / "with,comma"]
 
 
 def test_a_run_refused_before_it_begins_leaves_nothing_and_an_offline_download_says_what_next(cli, tmp_path):

@@ -955,16 +955,26 @@ def test_no_output_file_is_written_through_a_link_and_no_archive_replaces_a_file
     assert (data / "my_models.py").read_text() == "print('mine')\n"
 
 
-def test_board_names_only_runs_it_can_name(tmp_path, trained):
-    from dlbench.commands.board import named_runs
+def test_board_gives_tensorboard_each_runs_own_folder_whatever_its_name(tmp_path, trained):
+    """A comma in a run's path split TensorBoard's list of runs (`x,leak:elsewhere` read as a
+    second entry, a run named leak at ./elsewhere): such runs were skipped, and so was every
+    job of a lesson sweep with an override (its folder `optimizer=adam,trainer.epochs=2`). Now
+    given through a link whose path has no comma; TensorBoard's own reading of the list names
+    exactly the runs' folders. A tb folder that is a link (to elsewhere) is not a run's."""
+    from tensorboard.backend.event_processing.data_ingester import _parse_event_files_spec
 
-    shutil.copytree(trained, tmp_path / "runs" / "ok")
-    shutil.copytree(trained, tmp_path / "runs" / "x,leak:elsewhere")  # read as a second spec entry
-    (tmp_path / "runs" / "linked").mkdir()
-    (tmp_path / "runs" / "linked" / "tb").symlink_to(trained / "tb", target_is_directory=True)
-    named, skipped = named_runs(tmp_path / "runs")
-    assert list(named.values()) == [tmp_path / "runs" / "ok" / "tb"]
-    assert skipped == [tmp_path / "runs" / "x,leak:elsewhere"]  # and `board` says so
+    from dlbench.commands.board import named_runs, without_commas
+
+    runs = tmp_path / "runs"
+    shutil.copytree(trained, runs / "ok")
+    shutil.copytree(trained, runs / "x,leak:elsewhere")
+    (runs / "linked").mkdir()
+    (runs / "linked" / "tb").symlink_to(trained / "tb", target_is_directory=True)
+    named = named_runs(runs)
+    assert sorted(named.values()) == [runs / "ok" / "tb", runs / "x,leak:elsewhere" / "tb"]
+    (tmp_path / "links").mkdir()
+    spec = ",".join(f"{name}:{path}" for name, path in without_commas(named, tmp_path / "links").items())
+    assert _parse_event_files_spec(spec) == {str(path.resolve()): name for name, path in named.items()}
 
 
 def test_an_override_with_no_key_is_a_user_error(capsys):

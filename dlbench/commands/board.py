@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,13 +34,15 @@ def board_command(args: list[str]) -> int:
         raise DlbenchError(f"--port {parsed.port}: a port is 0 to 65535 (0: any free one)")
     if parsed.folder.expanduser().exists() and not parsed.folder.expanduser().is_dir():
         raise DlbenchError(f"{parsed.folder} is not a folder: name the folder of your runs (outputs)")
-    runs, skipped = named_runs(parsed.folder)
-    for run in skipped:
-        console.print(
-            f"skipped {run}: TensorBoard cannot take a folder whose path has a comma", soft_wrap=True
-        )
+    runs = named_runs(parsed.folder)
     if not runs:
         raise DlbenchError(f"no runs with TensorBoard events under {parsed.folder} (train one: dlbench)")
+    with tempfile.TemporaryDirectory(prefix="dlbench-board-") as links:
+        return serve(without_commas(runs, Path(links)), parsed)
+
+
+def serve(runs: dict[str, Path], parsed) -> int:
+    """TensorBoard on `runs` (by name) until Ctrl-C."""
     from tensorboard import program
 
     board = program.TensorBoard()
@@ -65,24 +68,42 @@ def board_command(args: list[str]) -> int:
         return 0
 
 
-def named_runs(folder: Path) -> tuple[dict[str, Path], list[Path]]:
-    """Every run folder under `folder` with TensorBoard events, by a readable name; and the
-    runs TensorBoard cannot be given (a comma in the path splits its list of runs)."""
+def without_commas(runs: dict[str, Path], links: Path) -> dict[str, Path]:
+    """TensorBoard splits --logdir_spec at its commas, and a lesson sweep's job folder has some
+    (`optimizer=adam,trainer.epochs=2`): such a run is given as a link in `links`, whose path
+    has none; TensorBoard reads the folder it leads to (it resolves every path it is given)."""
+    given = {}
+    for number, (name, path) in enumerate(runs.items()):
+        if "," in str(path):
+            link = links / str(number)
+            link.symlink_to(path.resolve(), target_is_directory=True)
+            path = link
+        given[name] = path
+    return given
+
+
+def named_runs(folder: Path) -> dict[str, Path]:
+    """Every run folder under `folder` with TensorBoard events (its tb folder), by a readable name."""
     names: dict[str, Path] = {}
-    skipped: list[Path] = []
     for tb in sorted(folder.expanduser().glob("**/tb")):
         run = tb.parent
         if tb.is_symlink() or not any(tb.glob("events.*")) or not utf8(str(run)):
             continue  # (a link leads elsewhere; a path that is not UTF-8 cannot be named to it)
-        if "," in str(tb):
-            skipped.append(run)
-            continue
         said = f"{experiment_of(run)} {overrides_of(run)}".strip()
-        name = spec_name(f"{said} [{run.name[-6:] if len(run.name) > 12 else run.name}]")  # its tag or job
+        name = spec_name(f"{said} {tag}" if (tag := folder_tag(run.name)) else said)
         if name in names:  # (two sweeps' job 0 of one grid: the second hid the first)
             name = spec_name(f"{said} [{run.relative_to(folder.expanduser())}]")
         names[name] = run / "tb"
-    return names, skipped
+    return names
+
+
+def folder_tag(name: str) -> str:
+    """What a run's folder name adds to its name and overrides: a run's id (`[ab12cd]` of
+    2026-11-24_08-30-12_ab12cd), a sweep job's number (`[0]`); nothing for a folder named by the
+    overrides already shown (a lesson sweep's job, `optimizer=adam,trainer.epochs=2`)."""
+    if stamped := re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_(\w+)", name):
+        return f"[{stamped.group(1)}]"
+    return f"[{name}]" if len(name) <= 12 and "=" not in name else ""
 
 
 def spec_name(name: str) -> str:
