@@ -71,6 +71,9 @@ def test_impossible_settings():
         check("dataset.val_fraction=1.5")
     with pytest.raises(DlbenchError, match="device.type=tpu"):
         check("device.type=tpu")
+    # (kept in the run's config, and the task's loss built without it: label smoothing not applied)
+    with pytest.raises(DlbenchError, match=r"loss.label_smoothing=0.5: loss=auto .* takes no settings"):
+        check("+loss.label_smoothing=0.5")
 
 
 def test_every_sweep_combination_is_checked():
