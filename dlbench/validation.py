@@ -277,8 +277,14 @@ def idle_settings(cfg: DictConfig, given: list[str]) -> list[str]:
     # as one_cycle_lr's max_lr does)
     if cfg.optimizer.get("lr") == 0 and cfg.scheduler.get("name", "none") == "none":
         idle.append("optimizer.lr=0: no step moves the weights, and the run measures its untrained model")
+    said = {terminal.key_of(o) for o in given}
+    if "optimizer.lr" in said and "max_lr" in cfg.scheduler:  # (OneCycleLR, CyclicLR: lr from their own)
+        idle.append(
+            f"optimizer.lr={cfg.optimizer.lr} does nothing: scheduler={cfg.scheduler.name} sets the lr "
+            "itself (from scheduler.max_lr)"
+        )
     validate_on = cfg.dataset.get("validate_on", "val")
-    if validate_on != "val" and "dataset.val_fraction" in {terminal.key_of(o) for o in given}:
+    if validate_on != "val" and "dataset.val_fraction" in said:
         idle.append(
             f"dataset.val_fraction={cfg.dataset.val_fraction} does nothing: dataset.validate_on="
             f"{validate_on} validates on the {validate_on} split (dataset.validate_on=val carves one)"

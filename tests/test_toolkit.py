@@ -121,6 +121,9 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     # (one_cycle_lr sets its own lr, from max_lr: not a run that trains for nothing)
     result = cli("optimizer.lr=0", "scheduler=one_cycle_lr", "scheduler.max_lr=0.01", "trainer.epochs=1")
     assert result.returncode == 0 and "no step moves" not in result.stdout + result.stderr
+    # (which is what it does with any optimizer.lr: said, as lr-find's command now sets max_lr)
+    said = "optimizer.lr=0 does nothing: scheduler=one_cycle_lr sets the lr itself (from scheduler.max_lr)"
+    assert said in result.stdout + result.stderr
 
 
 def test_compile_mode_is_torch_compiles_and_an_unknown_one_is_refused(cli, tmp_path, monkeypatch):
@@ -354,6 +357,22 @@ def test_lr_find_suggests_an_lr_inside_the_known_good_range_and_its_command_trai
     import json
 
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train/loss"] < 0.2
+
+
+def test_lr_find_under_a_schedule_that_sets_its_own_peak_suggests_that_peak(cli, tmp_path):
+    """one_cycle_lr takes its lr from scheduler.max_lr and ignores optimizer.lr: the printed
+    command set optimizer.lr, and the run it trained was the one without it (a review)."""
+    import shlex
+
+    result = cli(
+        "lr-find", "--steps", "40", "scheduler=one_cycle_lr", "scheduler.max_lr=0.01", "trainer.progress=none"
+    )
+    assert result.returncode == 0, result.stderr
+    words = shlex.split(result.stdout.splitlines()[-1])
+    assert words[:2] == ["dlbench", "scheduler=one_cycle_lr"] and words[-1].startswith("scheduler.max_lr=")
+    assert sum(w.startswith("scheduler.max_lr=") for w in words) == 1 and "optimizer.lr" not in result.stdout
+    shown = cli(*words[1:], "--cfg", "job")
+    assert f"max_lr: {words[-1].split('=')[1]}" in shown.stdout, shown.stdout[-2000:]
 
 
 def test_lr_find_refuses_bad_options_and_writes_nothing(cli, tmp_path):

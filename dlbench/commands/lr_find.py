@@ -101,12 +101,15 @@ def lr_find_command(args: list[str]) -> int:
     if suggested is None:
         print_error("no lr to suggest: the loss did not fall over the range (widen --min-lr/--max-lr)")
         return 1
+    # (a schedule that sets its own peak lr, one_cycle_lr's and cyclic_lr's max_lr, ignores optimizer.lr)
+    key = "scheduler.max_lr" if "max_lr" in cfg.scheduler else "optimizer.lr"
     console.print(
-        f"Suggested lr: {suggested:.3g} (where the smoothed loss falls fastest). Train with it:",
+        f"Suggested lr: {suggested:.3g} (where the smoothed loss falls fastest). Train with it"
+        f"{f' as the schedule peak, {key}' if key != 'optimizer.lr' else ''}:",
         soft_wrap=True,
     )
-    kept = [o for o in overrides if key_of(o) != "optimizer.lr"]  # (replaced)
-    console.print("  " + command(*kept, f"optimizer.lr={suggested:.3g}"), soft_wrap=True)
+    kept = [o for o in overrides if key_of(o) != key]  # (replaced)
+    console.print("  " + command(*kept, f"{key}={suggested:.3g}"), soft_wrap=True)
     return 0
 
 
