@@ -132,16 +132,18 @@ SYNONYMS = {
 
 
 def closest(name: str, choices: list[str], n: int) -> list[str]:
-    """The `n` choices closest to `name`: those it begins (`cosine`: cosine_annealing_lr) or
-    is part of (`plateau`: reduce_lr_on_plateau), any case, else difflib's closest spellings
-    (`lenet5_mnsit`: lenet5_mnist). A word of another tool's is read as dlbench's (SYNONYMS:
-    `gpu`, cuda). (difflib alone offered `none` for `cosine`.)"""
+    """The `n` choices closest to `name`: those it begins (`cosine`: cosine_annealing_lr), any
+    case; then close spellings (`lenet5_mnsit`: lenet5_mnist; `irs`: iris); then those it is
+    part of (`plateau`: reduce_lr_on_plateau; `irs` is part of translation_pairs, after iris);
+    then rougher spellings. A word of another tool's is read as dlbench's (SYNONYMS: `gpu`,
+    cuda). (difflib alone offered `none` for `cosine`.)"""
     folded = SYNONYMS.get(name.lower(), name.lower())
     begun = [c for c in choices if len(folded) >= 2 and c.lower().startswith(folded)]
-    holding = [c for c in choices if len(folded) >= 3 and folded in c.lower() and c not in begun]
+    holding = [c for c in choices if len(folded) >= 3 and folded in c.lower()]
     cased = {c.lower(): c for c in choices}  # (difflib on the folded names: `T0` finds T_0)
     spelled = [cased[c] for c in difflib.get_close_matches(folded, list(cased), n=n, cutoff=0.5)]
-    return (begun + holding or spelled)[:n]
+    close = [c for c in spelled if difflib.SequenceMatcher(None, folded, c.lower()).ratio() >= 0.75]
+    return list(dict.fromkeys(begun + close + holding + (spelled if not begun + holding else [])))[:n]
 
 
 def unreadable(err: Exception, overrides: Iterable[str]) -> DlbenchError:

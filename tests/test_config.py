@@ -31,12 +31,14 @@ def test_unknown_group_option_suggests_the_closest():
         check("model=mlpp")
 
 
-def test_a_name_that_begins_or_is_part_of_a_choice_suggests_it_before_close_spellings():
+def test_a_name_that_begins_a_choice_then_a_close_spelling_then_one_it_is_part_of_is_suggested():
     choices = ["constant_lr", "cosine_annealing_lr", "none", "reduce_lr_on_plateau", "step_lr"]
     assert errors.closest("cosine", choices, 3) == ["cosine_annealing_lr"]  # (difflib: none)
     assert errors.closest("Plateau", choices, 3) == ["reduce_lr_on_plateau"]
     assert errors.closest("stpe_lr", choices, 3)[0] == "step_lr"  # (a typo: difflib's)
     assert errors.closest("zzz", choices, 3) == []
+    # (a close spelling before a name it is part of: `irs` offered translation_pairs alone)
+    assert errors.closest("irs", ["digits", "iris", "translation_pairs"], 3) == ["iris", "translation_pairs"]
 
 
 def test_unknown_trainer_key_suggests_the_closest():
