@@ -182,7 +182,8 @@ def record_job(run_dir: Path, overrides: list[str], resuming: bool) -> None:
         files.write_text(saved_file, yaml.safe_dump(overrides))
         return
     saved = files.read_yaml(saved_file) or []
-    job = [o for o in saved if not o.startswith("sweep.")]  # sweep.resume, sweep.fail_fast: not the job's
+    # (sweep.resume, sweep.fail_fast: not the job's; resume=: the job was resumed on its own, in place)
+    job = [o for o in saved if not o.startswith(("sweep.", "resume="))]
     if job != [o for o in overrides if not o.startswith("sweep.")] and not resuming:
         raise DlbenchError(  # (it said "sweep.resume finishes a sweep ...", which no one had typed)
             f"job folder {run_dir.name} already holds another job ({' '.join(saved) or 'no overrides'}): "

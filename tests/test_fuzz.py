@@ -553,6 +553,39 @@ def test_a_sweeps_every_job_is_checked_in_one_message_whatever_it_sweeps(request
     assert sorted(p.name for p in folder.iterdir()) == before
 
 
+@settings(max_examples=25 * SCALE, **FUZZ)
+@given(task=st.lists(st.builds(lambda k, v: f"{k}={v}", keys, swept_values) | overrides, max_size=4))
+@example(task=["model.hidden=[8],[16]", "plugins=[planted]", "trainer.epochs=1"])
+def test_a_sweeps_saved_words_reach_a_printed_command_only_as_the_allow_list_keeps_them(
+    capsys, request, place, task
+):
+    """`dlbench sweep.resume=DIR` without -m prints the command that finishes the sweep, with
+    the words its multirun.yaml says started it (data: the folder may be someone else's, and
+    the command is pasted): only where every value they give is one a saved run may set, and
+    never a plugin (code the user names); printed as text, exit 2, nothing written."""
+    from dlbench.commands.runs import SAVED_ROOTS
+    from dlbench.commands.train import started_sweep
+    from dlbench.compose import groups
+
+    folder, run, marker = place
+    count(request, "a sweep's multirun.yaml (the command that finishes it)")
+    sweep = folder / "saved_sweep"
+    sweep.mkdir(exist_ok=True)
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": task}}}))
+    before = digest(sweep)
+    code, out, err = dlbench(capsys, f"sweep.resume={sweep}")
+    assert code == 2 and "run it with -m, dlbench -m " in err, err[-2000:]
+    assert_inert(code, out, err)
+    for word in started_sweep(sweep):
+        assert word in task and not word.startswith(("plugins", "+plugins", "hydra", "~"))
+        key = word.split("=", 1)[0].lstrip("+")
+        assert re.fullmatch(r"[A-Za-z]\w*(\.[A-Za-z]\w*)*", key) and (
+            key in groups() or key.split(".")[0] in SAVED_ROOTS
+        )
+    assert digest(sweep) == before
+    no_canary(marker)
+
+
 @settings(max_examples=20 * SCALE, **FUZZ)
 @given(before=hostile_text, after=hostile_text)
 def test_an_errors_lines_are_dlbenchs_whatever_the_values_it_quotes(capsys, request, place, before, after):

@@ -382,6 +382,38 @@ def test_a_sweep_configs_own_values_are_checked_with_the_command_lines_before_jo
     }
 
 
+def test_a_sweep_with_a_job_resumed_alone_is_finished_by_the_command_printed_without_dash_m(cli, tmp_path):
+    """`dlbench sweep.resume=DIR` (no -m) printed `dlbench -m sweep.resume=DIR`, which ran the
+    jobs without the sweep's overrides and was refused; and a job resumed on its own, in place
+    (with the resume= command dlbench prints for it), recorded resume= among its overrides, so
+    the sweep's own command was refused for good (a review). The sweep's words come from its
+    multirun.yaml, as the allow-list of a saved run's keeps them (plugins are the user's)."""
+    import re
+
+    import yaml
+    from conftest import shell
+
+    started = (
+        "dlbench -m 'model.hidden=[8],[16]' trainer.max_steps=2 trainer.progress=none hydra.sweep.dir=sw"
+    )
+    assert shell(started, tmp_path).returncode == 0
+    (tmp_path / "sw" / "1" / "metrics.json").unlink()  # (job 1 not finished)
+    assert cli("resume=sw/0", "trainer.progress=none").returncode == 0  # (job 0 resumed alone)
+    saved = yaml.safe_load((tmp_path / "sw" / "multirun.yaml").read_text())
+    saved["hydra"]["overrides"]["task"].append("plugins=[planted]")
+    (tmp_path / "sw" / "multirun.yaml").write_text(yaml.safe_dump(saved))
+    hint = cli("sweep.resume=sw")
+    assert hint.returncode == 2, hint.stderr
+    command = re.search(r"run it with -m, (dlbench .*)$", hint.stderr).group(1)
+    assert (
+        command
+        == "dlbench -m 'model.hidden=[8],[16]' trainer.max_steps=2 trainer.progress=none sweep.resume=sw"
+    )
+    finished = shell(command, tmp_path)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert (tmp_path / "sw" / "1" / "metrics.json").is_file()
+
+
 def test_a_sweep_resume_with_other_overrides_is_refused_and_writes_in_no_job(cli, tmp_path):
     """A review: every job was refused, yet error.txt went into the finished jobs' folders and the
     command exited 0. Now the command exits 2 with the reason, and no job folder is written."""

@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from rich.text import Text
 
 from dlbench import compose, errors, files, launch, preflight, rundir, summary, terminal, validation
-from dlbench.commands.runs import check_saved_overrides, override_value, resume_overrides
+from dlbench.commands.runs import IGNORED_ROOTS, check_saved_overrides, override_value, resume_overrides
 from dlbench.config_store import new_run_id
 from dlbench.engine import cluster
 from dlbench.engine.logging import err_console, print_error
@@ -61,9 +61,11 @@ def train_command(argv: list[str]) -> int:
         )
     if args.cfg and override_value(args.overrides, "sweep.resume") is not None:  # (-m and --cfg: refused)
         raise DlbenchError("sweep.resume finishes a sweep (-m); --cfg prints one run's config: leave one out")
-    if not args.multirun and override_value(args.overrides, "sweep.resume") is not None:
+    if not args.multirun and (target := override_value(args.overrides, "sweep.resume")) is not None:
+        typed = {terminal.key_of(o) for o in args.overrides}  # (the sweep's own words, then the user's)
+        words = [w for w in started_sweep(Path(target)) if terminal.key_of(w) not in typed]
         raise DlbenchError(  # (without -m it started a new run, silently)
-            f"sweep.resume finishes a sweep: run it with -m, {terminal.command('-m', *argv)}"
+            f"sweep.resume finishes a sweep: run it with -m, {terminal.command('-m', *words, *argv)}"
         )
     if args.experimental_rerun:
         raise DlbenchError(
@@ -367,6 +369,37 @@ def sweep_resume_overrides(overrides: list[str]) -> list[str]:
     for saved_file in sorted(Path(target).glob("*/.hydra/overrides.yaml")):  # data, not trusted
         check_saved_overrides(files.read_yaml(saved_file), str(saved_file))
     return [*overrides, terminal.override("hydra.sweep.dir", target)]
+
+
+def started_sweep(sweep_dir: Path) -> list[str]:
+    """The overrides that started the sweep in `sweep_dir` (its multirun.yaml's), for a command
+    that finishes it, where every value they give passes the allow-list of a saved run's
+    overrides (the folder is data, and a printed command is pasted); else none. Plugins are
+    left out, as a saved run's are: naming code to import is the user's own word."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        saved = files.read_yaml(sweep_dir / "multirun.yaml")
+    except DlbenchError:
+        return []
+    words = saved
+    for key in ("hydra", "overrides", "task"):  # (plain data: nothing in it is resolved)
+        words = words.get(key) if isinstance(words, dict) else None
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        return []
+    try:
+        each = [
+            f"{o.get_key_element()}={value}"
+            for o in OverridesParser.create().parse_overrides(list(words))
+            for value in (
+                o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()]
+            )
+        ]
+        check_saved_overrides(each, str(sweep_dir / "multirun.yaml"))
+    except (HydraException, DlbenchError):
+        return []
+    return [w for w in words if terminal.root_of(w) not in IGNORED_ROOTS]  # (plugins: the user's to name)
 
 
 def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
