@@ -269,6 +269,14 @@ def test_a_sweep_preset_without_dash_m_says_so(cli, tmp_path):
         in (result.stderr)
     )
     assert "is a sweep" not in cli("experiment=digits_mlp", "--cfg", "job").stderr
+    # (an Optuna search's best trial, trained from the command its summary prints: it was
+    # "experiment=digits_mlp is a sweep", with a command that searched again)
+    searched = cli("experiment=digits_mlp", "hparams_search=mlp_mnist", "--cfg", "job").stderr
+    assert (
+        "note: hparams_search=mlp_mnist is a search (-m runs it); this trains one run with its settings"
+        in searched
+    )
+    assert "experiment=digits_mlp is a sweep" not in searched
     # one of the user's own (./configs): `new` says to run it with -m, and so does the note
     made = cli("new", "experiment", "my_sweep", "--from", "optimizers")
     assert "run it with  dlbench -m experiment=my_sweep\n" in made.stdout, made.stdout

@@ -418,11 +418,19 @@ def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
 def note_a_sweep(cfg: DictConfig, overrides: list[str], said: list[str]) -> None:
     """A config that sets hydra.sweeper.params (a lesson's sweep preset, or one of ./configs or
     --config-dir) runs one job without -m: say so, with the command that runs them all."""
-    if OmegaConf.select(cfg, "hydra.sweeper.params"):
-        name = override_value(overrides, "experiment")
-        what = f"experiment={name}" if name is not None else "this config"
-        every = terminal.command("-m", *said)  # (the same command, swept)
-        err_console.print(f"note: {what} is a sweep; this runs one job. Run all: {every}")
+    if not OmegaConf.select(cfg, "hydra.sweeper.params"):
+        return
+    if (
+        search := override_value(overrides, "hparams_search")
+    ) is not None:  # (Optuna's: a search, not a grid)
+        err_console.print(
+            f"note: hparams_search={search} is a search (-m runs it); this trains one run with its settings"
+        )
+        return
+    name = override_value(overrides, "experiment")
+    what = f"experiment={name}" if name is not None else "this config"
+    every = terminal.command("-m", *said)  # (the same command, swept)
+    err_console.print(f"note: {what} is a sweep; this runs one job. Run all: {every}")
 
 
 @hydra.main(config_path=str(SHIPPED), config_name="config", version_base="1.3")
