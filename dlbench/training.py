@@ -175,7 +175,13 @@ def _train(
         built_groups = resume.fresh_groups(optimizations)
         trainer.restore(resume_state, task, optimizations)
         resume.apply(optimizations, built_groups, resumed_settings)
-        log.info(f"resumed at epoch {trainer.state.epoch}, step {trainer.state.step} from {cfg.resume}")
+        state = trainer.state  # (epochs completed; mid-epoch, the epoch it goes on in, as progress counts it)
+        at = (
+            f"in epoch {state.epoch + 1} after {state.epoch_step} batches"
+            if state.epoch_step
+            else f"at epoch {state.epoch}"
+        )
+        log.info(f"resumed {at}, step {state.step} from {cfg.resume}")
         if cluster.requeue_count():  # a Slurm job requeued after a preemption or its time limit
             log.info(cluster.requeue_message(trainer.state.step))
     # a model, task and data that do not fit together: one message now, before the run writes

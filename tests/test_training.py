@@ -67,6 +67,22 @@ def test_early_stopping(tmp_path, caplog):
     assert checkpoint.load(tmp_path)["trainer"]["epoch"] > state["trainer"]["epoch"]
 
 
+def test_a_run_ended_by_max_steps_resumed_with_more_epochs_says_it_trains_no_more(tmp_path, caplog):
+    """It re-ran the test and exited 0 without a word (a review): max_steps is still reached."""
+    run(tmp_path, "trainer.epochs=2", "trainer.max_steps=3")
+    saved = (tmp_path / "checkpoints" / "last.pt").read_bytes()
+    run(tmp_path, "trainer.epochs=5", "trainer.max_steps=3", f"resume={tmp_path}")
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == saved
+    said = "trainer.max_steps=3 ended this run at step 3: more epochs train nothing more (a new run goes on)"
+    assert said in caplog.text and "resumed at epoch 1, step 3" in caplog.text  # (that epoch ended there)
+    # a checkpoint written mid-epoch: the epoch it goes on in, as progress counts it (it said epoch 0)
+    run(tmp_path / "a", "trainer.epochs=1", "trainer.checkpoint_every_n_steps=2", "trainer.keep_last_k=3")
+    oldest = sorted((tmp_path / "a" / "checkpoints").glob("step-*.pt"))[0]  # (the epoch's last ones are kept)
+    run(tmp_path / "b", "trainer.epochs=1", f"resume={oldest}")
+    step = int(oldest.stem.split("-")[1])
+    assert f"resumed in epoch 1 after {step} batches, step {step}" in caplog.text
+
+
 def test_linear_regression_recovers_weights(tmp_path):
     metrics = run(
         tmp_path,
