@@ -99,6 +99,17 @@ def test_gradients_are_clipped_by_their_norm_or_by_each_value(mode):
     assert stepper.losses == []  # (the group's losses are let go after its step)
 
 
+def test_progress_counts_an_accumulated_epochs_batches_up_to_max_steps(cli):
+    """The plain progress line said `step 30/54` of micro-batches, and 54 for an epoch that
+    max_steps ends after 21 (a review): it says batches, and the epoch's own."""
+    run = ["trainer.accumulate=3", "dataset.batch_size=24", "trainer.epochs=2", "trainer.max_steps=25"]
+    result = cli(*run, "trainer.progress=plain", "trainer.log_every_n_steps=5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if "  batch " in line]
+    assert any(line.startswith("epoch 1/2  batch 15/54  loss ") for line in lines), lines
+    assert any(line.startswith("epoch 2/2  batch 21/21  loss ") for line in lines), lines  # (18 + 7 steps)
+
+
 def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     result = cli("trainer.accumulate=0")
     assert result.returncode == 2 and "trainer.accumulate=0: must be at least 1" in result.stderr

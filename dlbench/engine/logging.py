@@ -391,7 +391,8 @@ class RunLogger:
             elif shown is not None and self.progress_mode == "plain":
                 left = (time.perf_counter() - started) / step * max(0, run_steps_left - step)
                 value = f"{shown[0]} {float(shown[1]):.4g}"
-                log.info(f"{description}  step {step}/{total}  {value}  {rate()}  ETA {_clock(left)}")
+                # (batches: with trainer.accumulate, several make an optimizer step)
+                log.info(f"{description}  batch {step}/{total}  {value}  {rate()}  ETA {_clock(left)}")
 
         return advance
 

@@ -365,7 +365,10 @@ class Trainer:
         ready = on_device and data.mix is None and self.profiler is None
         bare = self.dtype is None and self.ddp is None and self.profiler is None
         title = f"epoch {epoch + 1}/{cfg.epochs}"
-        advance = self.log.progress(left, title, steps_left * cfg.accumulate)
+        # (its batches: trainer.max_steps may end it before its last; the run's batches left)
+        advance = self.log.progress(
+            min(left, steps_left * cfg.accumulate), title, steps_left * cfg.accumulate
+        )
         profiling = self.profiler is not None and self.profiler.active
         for batch in self.profiler.batches_of(loader) if profiling else loader:
             if not whole:
