@@ -159,8 +159,8 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         raise DlbenchError("trainer.ema and trainer.swa_start average the weights two ways: choose one")
     if t.swa_start is not None and not 1 <= t.swa_start <= max(1, t.epochs):
         raise DlbenchError(f"trainer.swa_start={t.swa_start}: an epoch from 1 to trainer.epochs={t.epochs}")
-    if t.swa_lr is not None and (t.swa_start is None or not 0 < t.swa_lr < math.inf):
-        raise DlbenchError(f"trainer.swa_lr={t.swa_lr}: a positive lr, with trainer.swa_start set")
+    if t.swa_lr is not None and not 0 < t.swa_lr < math.inf:
+        raise DlbenchError(f"trainer.swa_lr={t.swa_lr}: SWA's learning rate, a positive number")
     if t.compile_mode != "default" and not t.compile:
         raise DlbenchError(
             f"trainer.compile_mode={t.compile_mode}: the model is compiled only with trainer.compile=true"
@@ -262,6 +262,10 @@ def idle_settings(cfg: DictConfig, given: list[str]) -> list[str]:
     t, idle = cfg.trainer, []
     if t.grad_clip_mode != "norm" and t.grad_clip is None:
         idle.append(f"trainer.grad_clip_mode={t.grad_clip_mode} does nothing: trainer.grad_clip is not set")
+    if t.swa_lr is not None and t.swa_start is None:  # (refused, it read as if the value were wrong)
+        idle.append(
+            f"trainer.swa_lr={t.swa_lr} does nothing: trainer.swa_start (the epoch SWA starts at) is not set"
+        )
     if t.keep_last_k and not t.checkpoint_every_n_steps:
         idle.append(
             f"trainer.keep_last_k={t.keep_last_k} does nothing: trainer.checkpoint_every_n_steps is not set"

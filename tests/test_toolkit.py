@@ -119,6 +119,7 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     # may hold trainer.grad_clip=null beside grad_clip_mode=value)
     # (early stopping that cannot act, a val split asked of a run validated on train: a helper's)
     idle = ["trainer.patience=1", "dataset.validate_on=train", "dataset.val_fraction=0.3", "optimizer.lr=0"]
+    idle.append("trainer.swa_lr=0.1")  # (it was refused as if 0.1 were wrong)
     result = cli("trainer.grad_clip_mode=value", "trainer.keep_last_k=3", "trainer.epochs=1", *idle)
     assert result.returncode == 0, result.stderr
     said = result.stdout + result.stderr
@@ -127,6 +128,7 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     assert "trainer.patience=1 does nothing: the run evaluates 1 time(s)" in said
     assert "dataset.val_fraction=0.3 does nothing: dataset.validate_on=train validates on the train" in said
     assert "optimizer.lr=0: no step moves the weights" in said
+    assert "trainer.swa_lr=0.1 does nothing: trainer.swa_start (the epoch SWA starts at) is not set" in said
     result = cli("trainer.patience=1", "trainer.epochs=3")  # (it can act: nothing said)
     assert result.returncode == 0 and "does nothing" not in result.stdout + result.stderr
     # (one_cycle_lr sets its own lr, from max_lr: not a run that trains for nothing)
@@ -245,7 +247,7 @@ def test_averaging_settings_refuse_impossible_values(cli):
         (["trainer.ema=1.5"], "trainer.ema=1.5: the decay must be in (0, 1)"),
         (["trainer.ema=0.9", "trainer.swa_start=1"], "average the weights two ways: choose one"),
         (["trainer.swa_start=20", "trainer.epochs=5"], "trainer.swa_start=20: an epoch from 1 to"),
-        (["trainer.swa_lr=0.1"], "with trainer.swa_start set"),
+        (["trainer.swa_lr=-1", "trainer.swa_start=1"], "trainer.swa_lr=-1.0: SWA's learning rate, a positive"),
     ]:
         result = cli(*args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
