@@ -30,6 +30,25 @@ def test_iris_feature_and_class_subsets():
     assert source.class_names == ["setosa", "versicolor"]
 
 
+def test_iris_is_standardized_with_its_train_splits_statistics_which_the_run_records():
+    """dataset.standardize=true scaled by all 150 flowers, test ones too, and recorded nothing
+    (an export's reader could not scale a flower): the train split's mean and std now, its
+    data's normalization."""
+    from dlbench import compose
+    from dlbench.build import build_data
+
+    data = build_data(compose.compose_config(["dataset=iris", "dataset.standardize=true"]))
+    raw = iris()
+    split = {name: torch.stack([x for x, _ in data.splits[name]]) for name in ("train", "test")}
+    assert torch.allclose(split["train"].mean(0), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(split["train"].std(0), torch.ones(4), atol=1e-5)
+    assert not torch.allclose(split["test"].mean(0), torch.zeros(4), atol=1e-3)  # (not its own statistics)
+    mean, std = (torch.tensor(v) for v in data.info.normalization)
+    restored = split["test"] * std + mean  # (the raw measurements, from the recorded normalization)
+    everything = raw.train.tensors[0]
+    assert all(any(torch.allclose(row, r, atol=1e-5) for r in everything) for row in restored)
+
+
 def test_iris_classes_given_twice_are_refused():
     """[0, 0] trained one class under two names (accuracy 0, exit 0)."""
     for classes in ([0, 0], [2, 1, 2]):

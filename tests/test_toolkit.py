@@ -247,7 +247,10 @@ def test_averaging_settings_refuse_impossible_values(cli):
         (["trainer.ema=1.5"], "trainer.ema=1.5: the decay must be in (0, 1)"),
         (["trainer.ema=0.9", "trainer.swa_start=1"], "average the weights two ways: choose one"),
         (["trainer.swa_start=20", "trainer.epochs=5"], "trainer.swa_start=20: an epoch from 1 to"),
-        (["trainer.swa_lr=-1", "trainer.swa_start=1"], "trainer.swa_lr=-1.0: SWA's learning rate, a positive"),
+        (
+            ["trainer.swa_lr=-1", "trainer.swa_start=1"],
+            "trainer.swa_lr=-1.0: SWA's learning rate, a positive",
+        ),
     ]:
         result = cli(*args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)

@@ -168,7 +168,8 @@ class DataModule:
             val = train  # before augmentation: the training samples as they are
         x, y = train[0][:2]
         self.input_shape = list(torch.as_tensor(x).shape)
-        self.normalization = source.normalization
+        # (learned from the train split by `encode`, a table's standardisation: the data's own)
+        self.normalization = self.meta.pop("normalization", None) or source.normalization
         self.truth = source.truth
         # Data in memory is batched by slicing and augmented a whole batch at a time; other
         # data (image folders), or augmentations with no batch version, go sample by sample.

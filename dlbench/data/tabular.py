@@ -71,9 +71,30 @@ def iris(
         keep = torch.isin(y, torch.tensor(classes))
         x, y = x[keep], torch.tensor([classes.index(int(c)) for c in y[keep]])
         names = [names[c] for c in classes]
-    if standardize:
-        x = (x - x.mean(0)) / x.std(0)
-    return DataSource(TensorDataset(x, y), num_classes=len(names), class_names=names)
+    encode = standardized if standardize else None  # (after the splits are carved: the train split's)
+    return DataSource(TensorDataset(x, y), num_classes=len(names), class_names=names, encode=encode)
+
+
+def standardized(train, val, test):
+    """DataSource.encode: every split's features scaled by the train split's mean and standard
+    deviation, per feature (val and test are not looked at: they were scaled with all 150
+    flowers' before), which the run records as its data's normalization (export writes it)."""
+
+    def tensors(split):
+        xs, ys = zip(*(split[i] for i in range(len(split))), strict=True)
+        return torch.stack(xs), torch.stack(ys)
+
+    x = tensors(train)[0]
+    mean, std = x.mean(0), x.std(0)
+    std[std == 0] = 1.0  # (a feature constant in the train split: centred, not divided by 0)
+
+    def scaled(split):
+        if split is None:
+            return None
+        x, y = tensors(split)
+        return TensorDataset((x - mean) / std, y)
+
+    return tuple(map(scaled, (train, val, test))), {"normalization": [mean.tolist(), std.tolist()]}
 
 
 def check_targets(file: Path, column: str, cells: list[tuple[int, str]], target_type: str) -> None:
