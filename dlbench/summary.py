@@ -231,7 +231,12 @@ class SweepSummary(Callback):
 
 def best_trial_command(config: DictConfig, params: dict[str, Any]) -> str:
     """The command that trains an Optuna search's best trial alone: the sweep's own words (less
-    the keys searched) with the best values (as the sweeper wrote them: Hydra's override text)."""
+    the keys searched, and the sweep's settings: a resumed search's sweep.resume) with the best
+    values (as the sweeper wrote them: Hydra's override text)."""
     searched = {str(key) for key in params}
-    words = [w for w in config.hydra.overrides.task if terminal.key_of(w) not in searched]
+    words = [
+        w
+        for w in config.hydra.overrides.task
+        if terminal.key_of(w) not in searched and terminal.root_of(w) != "sweep"
+    ]
     return terminal.command(*words, *(f"{key}={value}" for key, value in params.items()))

@@ -259,6 +259,15 @@ def test_optuna_search_of_three_trials(cli, tmp_path):
     assert pasted.startswith("dlbench experiment=mlp_mnist hparams_search=mlp_mnist"), pasted
     done = subprocess.run(["bash", "-c", pasted], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0 and "test/acc" in done.stdout, done.stderr[-2000:]
+    # (a resumed search's words hold sweep.resume: pasted, the command was refused as a sweep's)
+    from omegaconf import OmegaConf
+
+    from dlbench.summary import best_trial_command
+
+    resumed = OmegaConf.create(
+        {"hydra": {"overrides": {"task": [*search[:2], "sweep.resume=sweep", "x.y=1"]}}}
+    )
+    assert best_trial_command(resumed, {"x.y": 2}) == f"dlbench {' '.join(search[:2])} x.y=2"
 
 
 def test_a_sweep_preset_without_dash_m_says_so(cli, tmp_path):
