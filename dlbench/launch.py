@@ -182,16 +182,17 @@ def record_job(run_dir: Path, overrides: list[str], resuming: bool) -> None:
         files.write_text(saved_file, yaml.safe_dump(overrides))
         return
     saved = files.read_yaml(saved_file) or []
-    # (sweep.resume, sweep.fail_fast: not the job's; resume=: the job was resumed on its own, in place)
-    job = [o for o in saved if not o.startswith(("sweep.", "resume="))]
-    if job != [o for o in overrides if not o.startswith("sweep.")] and not resuming:
+    # (sweep.resume, sweep.fail_fast: not the job's; resume=: the job was resumed on its own, in
+    # place; in any order: the same words compose the same config, retyped or pasted)
+    job = sorted(o for o in saved if not o.startswith(("sweep.", "resume=")))
+    if job != sorted(o for o in overrides if not o.startswith("sweep.")) and not resuming:
         raise DlbenchError(  # (it said "sweep.resume finishes a sweep ...", which no one had typed)
             f"job folder {run_dir.name} already holds another job ({' '.join(saved) or 'no overrides'}): "
             "one of an earlier sweep in this folder (give this one another hydra.sweep.dir), or "
             "hydra.sweep.subdir gives two jobs one folder (its default differs for each: "
             "'hydra.sweep.subdir=${hydra.job.num}')"
         )
-    if job != [o for o in overrides if not o.startswith("sweep.")]:
+    if job != sorted(o for o in overrides if not o.startswith("sweep.")):
         raise DlbenchError(
             f"job {run_dir.name} of this sweep ran with {' '.join(saved) or 'no overrides'}, not "
             f"{' '.join(overrides)}: sweep.resume finishes a sweep with the command that started it"

@@ -404,7 +404,8 @@ def test_a_sweep_with_a_job_resumed_alone_is_finished_by_the_command_printed_wit
     jobs without the sweep's overrides and was refused; and a job resumed on its own, in place
     (with the resume= command dlbench prints for it), recorded resume= among its overrides, so
     the sweep's own command was refused for good (a review). The sweep's words come from its
-    multirun.yaml, as the allow-list of a saved run's keeps them (plugins are the user's)."""
+    multirun.yaml, as the allow-list of a saved run's keeps them (plugins are the user's); they
+    may be given in any order."""
     import re
 
     import yaml
@@ -426,7 +427,9 @@ def test_a_sweep_with_a_job_resumed_alone_is_finished_by_the_command_printed_wit
         command
         == "dlbench -m 'model.hidden=[8],[16]' trainer.max_steps=2 trainer.progress=none sweep.resume=sw"
     )
-    finished = shell(command, tmp_path)
+    # (its words in another order, as a student retypes it: the same jobs; it was refused)
+    retyped = "dlbench -m trainer.progress=none trainer.max_steps=2 'model.hidden=[8],[16]' sweep.resume=sw"
+    finished = shell(retyped, tmp_path)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert (tmp_path / "sw" / "1" / "metrics.json").is_file()
 
