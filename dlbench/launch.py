@@ -106,7 +106,7 @@ def job(
         # A sweep.resume with other overrides than the sweep's is the command's error: said once,
         # in the sweep's folder (the command exits 2 with it), never in a job's, which may hold
         # a finished run; the other jobs are left as they are.
-        refused = Path(hydra_cfg.sweep.dir) / REFUSED
+        refused = Path(hydra_cfg.sweep.dir) / rundir.REFUSED
         if refused.exists():
             return None
         try:
@@ -168,9 +168,6 @@ def job(
             files.write_text(stop_file, f"job {run_dir.name} failed and sweep.fail_fast is set\n")
         return None
     return metrics
-
-
-REFUSED = ".refused"  # in a sweep's folder: why this command ran none of its jobs (record_job)
 
 
 def record_job(run_dir: Path, overrides: list[str], resuming: bool) -> None:

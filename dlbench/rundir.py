@@ -136,7 +136,16 @@ def check_output_file(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
 # What dlbench (and Hydra) write in a run's folder and in a sweep's, as files (False) or folders
 RUN_ENTRIES = {LOCK: False, "train.log": False, "metrics.json": False, "error.txt": False}
 RUN_ENTRIES |= {".hydra": True, "checkpoints": True, "tb": True}
-SWEEP_FILES = (LOCK, ".stop", "multirun.yaml", "summary.csv", "summary.md", "optimization_results.yaml")
+REFUSED = ".refused"  # in a sweep's folder: why this command ran none of its jobs (launch.record_job)
+SWEEP_FILES = (
+    LOCK,
+    ".stop",
+    REFUSED,
+    "multirun.yaml",
+    "summary.csv",
+    "summary.md",
+    "optimization_results.yaml",
+)
 
 
 def check_own_entries(folder: Path, sweep: bool = False) -> None:

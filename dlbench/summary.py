@@ -16,7 +16,7 @@ from rich.text import Text
 from dlbench import files, terminal
 from dlbench.engine.logging import console, err_console, new_table, print_error
 from dlbench.errors import DlbenchError, did_you_mean
-from dlbench.rundir import SWEEP_FILES
+from dlbench.rundir import REFUSED, SWEEP_FILES
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
@@ -204,7 +204,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir():
+        if not sweep_dir.is_dir() or (sweep_dir / REFUSED).is_file():  # (a refused sweep.resume: as it was)
             return
         rows = [job_row(d) for d in job_dirs(sweep_dir)]
         try:

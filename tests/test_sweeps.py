@@ -436,15 +436,21 @@ def test_a_sweep_with_a_job_resumed_alone_is_finished_by_the_command_printed_wit
 
 def test_a_sweep_resume_with_other_overrides_is_refused_and_writes_in_no_job(cli, tmp_path):
     """A review: every job was refused, yet error.txt went into the finished jobs' folders and the
-    command exited 0. Now the command exits 2 with the reason, and no job folder is written."""
+    command exited 0. Now the command exits 2 with the reason, and no job folder is written; nor
+    the sweep's files (it printed the summary, and its multirun.yaml became the refused
+    command's, which `compare outputs/multirun` then took for the newest sweep)."""
     sweep = ["-m", "trainer.seed=1,2", "trainer.epochs=1", "trainer.progress=none", "hydra.sweep.dir=s"]
     assert cli(*sweep, "trainer.checkpoint_budget=1").returncode == 0
-    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "s").glob("[01]/**/*") if p.is_file()}
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "s").rglob("*") if p.is_file()}
     result = cli(*sweep, "sweep.resume=s")
     assert result.returncode == 2, result.stderr
     assert "sweep.resume finishes a sweep with the command that started it" in result.stderr
+    assert "Sweep summary" not in result.stdout
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "s").glob("[01]/**/*") if p.is_file()}
-    assert after == before and not (tmp_path / "s" / ".refused").exists()
+    assert after == {p: when for p, (when, _) in before.items() if p.parent.name != "s"}
+    assert {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()} == {
+        p: data for p, (_, data) in before.items()
+    }
 
 
 def test_ctrl_c_on_a_sweep_prints_the_command_that_finishes_it_and_it_pastes(tmp_path):

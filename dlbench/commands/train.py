@@ -214,6 +214,9 @@ def run_checked(
     sys.argv = ["dlbench", *overrides, *hydra_flags(argv, args.overrides)]
     if args.hydra_help:  # Hydra's own help, which no config changes (with overrides, Hydra failed)
         sys.argv = ["dlbench", "--hydra-help"]
+    # a sweep.resume's folder's multirun.yaml, written again by Hydra, is put back if it is refused
+    written = sweep_dir / "multirun.yaml" if sweep_dir is not None else None
+    started_with = written.read_bytes() if written is not None and written.is_file() else None
     try:
         if args.shell_completion and "query" in {o.split("=", 1)[0] for o in args.overrides}:
             printed = io.StringIO()
@@ -252,9 +255,11 @@ def run_checked(
     finally:
         if "dlbench.engine.distributed" in sys.modules:  # a run imported it (and torch)
             sys.modules["dlbench.engine.distributed"].close()
-    if sweep_dir is not None and (refused := sweep_dir / launch.REFUSED).is_file():
+    if sweep_dir is not None and (refused := sweep_dir / rundir.REFUSED).is_file():
         why = refused.read_text().strip()
         refused.unlink()
+        if started_with is not None:  # (Hydra wrote the refused command's over the sweep's)
+            files.write_bytes(sweep_dir / "multirun.yaml", lambda f: f.write(started_with))
         raise DlbenchError(why)
     failed = summary.failed_jobs(sweep_dir) if sweep_dir is not None and sweep_dir.is_dir() else []
     if failed:
