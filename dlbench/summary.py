@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +62,24 @@ def failed_jobs(sweep_dir: Path) -> list[str]:
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
+    """A sweep's jobs, in the order Hydra launched them (a lesson's folders are named by their
+    overrides: by name, `optimizer=sgd_momentum`, job 1, came last); by name where a folder
+    does not say (0, 1, ..., 10 as numbers)."""
     # (a sweep's jobs are its own folders: a link to another run is not one of them)
     dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.is_symlink() and (p / ".hydra").is_dir()]
-    return sorted(dirs, key=lambda p: (len(p.name), p.name))
+    return sorted(dirs, key=lambda p: (job_number(p), len(p.name), p.name))
+
+
+def job_number(job: Path) -> float:
+    """A sweep job's number, hydra.job.num in its .hydra/hydra.yaml (read as text: the file is
+    data, and a sweep's thousand jobs are read quickly); else infinity."""
+    try:
+        with (job / ".hydra" / "hydra.yaml").open(errors="replace") as f:
+            text = f.read(1 << 16)
+    except OSError:
+        return math.inf
+    found = re.search(r"^  job:\n(?:    .*\n)*?    num: (\d{1,9})$", text, re.M)
+    return int(found.group(1)) if found else math.inf
 
 
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:

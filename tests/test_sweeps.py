@@ -528,6 +528,22 @@ def test_a_lesson_sweeps_job_folder_names_leave_hydras_own_settings_out(tmp_path
         preflight.check_command([*words, "trainer.monitor=val/acc"], mode="multirun", said=["-m", *words])
 
 
+def test_a_sweeps_jobs_are_listed_in_the_order_hydra_launched_them(tmp_path):
+    """A lesson's job folders are named by their overrides: sorted by name, experiment=optimizers'
+    job 1 (sgd_momentum) came last and activations' sigmoid fourth (a review). Numbered folders
+    by number; a folder whose hydra.yaml says nothing after the others."""
+    from dlbench.summary import job_dirs
+
+    launched = ["optimizer=sgd", "optimizer=sgd_momentum", "optimizer=adam", "optimizer=adamw"]
+    for number, name in enumerate(launched):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        hydra = f"hydra:\n  job:\n    name: train\n    override_dirname: {name}\n    num: {number}\n"
+        hydra += "  launcher:\n    num: 99\n"  # (another node's num)
+        (tmp_path / name / ".hydra" / "hydra.yaml").write_text(hydra)
+    (tmp_path / "odd" / ".hydra").mkdir(parents=True)  # (no hydra.yaml)
+    assert [p.name for p in job_dirs(tmp_path)] == [*launched, "odd"]
+
+
 def test_what_jobs_share_keeps_each_override_whole(tmp_path):
     """A plugin's path with a space was two words of the `shared:` line (the overrides were
     split on spaces)."""
