@@ -94,6 +94,16 @@ def compare_plots_each_jobs_curve_labelled_by_what_differs(cli, tmp_path, monkey
     )
     result = cli("compare", "sweep", "--plot", "val/acc", "--out", "acc.jpg")
     assert result.returncode == 2 and "--out acc.jpg: name a .png or .svg file" in result.stderr
+    # two sweeps of one grid: each label was there twice, the sweeps not told apart (a review)
+    import shutil
+
+    shutil.copytree(tmp_path / "sweep", tmp_path / "again")
+    drawn.clear()
+    assert cli("compare", "sweep", "again", "--plot", "val/acc", "--out", "both.png").returncode == 0
+    labels = [label for label, _, _ in drawn[0][0]]
+    assert len(set(labels)) == len(labels) == 10 and all(
+        label.startswith(("sweep/", "again/")) for label in labels
+    )
 
 
 def reports_of_the_sweep_and_of_a_job_open_in_a_browser(cli, tmp_path, rows):

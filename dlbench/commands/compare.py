@@ -78,15 +78,20 @@ def curves_of(folders: list[tuple[str, Path]], rows: list[dict], metric: str, x:
     from dlbench.errors import unknown_name
 
     shared, labels = summary.varying_overrides(rows)
+    # (runs of two sweeps with the same overrides: told apart by their names, as the table does)
+    labels = [
+        label if label and labels.count(label) == 1 else name
+        for (name, _), label in zip(folders, labels, strict=True)
+    ]
     curves, seen, unread = [], set(), []
-    for (name, folder), label in zip(folders, labels, strict=True):
+    for (_, folder), label in zip(folders, labels, strict=True):
         scalars = logged.curves(folder)  # (none for a job that failed before its first log)
         seen |= set(scalars)
         unread += [] if scalars else [folder / "tb"]
         if x == "epoch":
             scalars = logged.in_epochs(folder, scalars) or scalars
         if metric in scalars:
-            curves.append((label or name, *scalars[metric]))
+            curves.append((label, *scalars[metric]))
     if not curves:
         refused = unknown_name("metric to plot", metric, sorted(seen))
         if not unread:
