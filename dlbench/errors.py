@@ -22,9 +22,14 @@ class DlbenchError(Exception):
     def lines(self) -> tuple[str, ...]:
         return tuple(str(line) for line in self.args) or ("",)
 
-    def __str__(self) -> str:  # (a line break inside a line as the escape it prints as: the text
-        # keeps which breaks are lines, e.g. from a DataLoader worker, where torch passes it on)
-        return "\n".join(line.replace("\n", "\\x0a") for line in self.lines)
+    def __str__(self) -> str:
+        """Its lines, each inert (terminal.inert): a line break inside a line, an escape, as the
+        escapes it prints as. The text keeps which breaks are lines (a DataLoader worker's error,
+        which torch passes on), and a traceback of the Python API (`dlbench.load_model` of a
+        checkpoint naming a model `\x1b[31m...`) sends no control to the terminal."""
+        from dlbench.terminal import inert
+
+        return "\n".join(inert(line) for line in self.lines)
 
 
 class FolderInUse(DlbenchError):

@@ -54,12 +54,9 @@ def text(value: Any) -> str:
 
 def number(value: Any) -> str:
     """A metric as a table shows it: 4 significant digits, large values whole (29,647/s)."""
-    if not summary.is_number(value):
+    if not summary.is_number(value):  # (text, NaN, a whole number too large for a float)
         return text(value)
-    try:
-        value = float(value)
-    except OverflowError:  # (a whole number too large for a float: someone's metrics.json)
-        return text(value)
+    value = float(value)
     return f"{value:,.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:.4g}"
 
 

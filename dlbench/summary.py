@@ -183,8 +183,14 @@ def sort_rows(rows: list[dict[str, Any]], metric: str, ascending: bool | None = 
 
 
 def is_number(value: Any) -> bool:
-    """A value a job can be ranked by (a metrics.json may hold text, null or a list, or NaN)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    """A value a job can be ranked by and shown as a number (a metrics.json may hold text, null
+    or a list, NaN, or a whole number too large for a float: `{:.4g}` of it raised)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return float(value) == float(value)
+    except OverflowError:
+        return False
 
 
 def write(rows: list[dict[str, Any]], path: Path) -> None:

@@ -586,6 +586,18 @@ def test_a_sweeps_saved_words_reach_a_printed_command_only_as_the_allow_list_kee
     no_canary(marker)
 
 
+@settings(max_examples=40 * SCALE, **FUZZ)
+@given(metrics=st.dictionaries(hostile_text, json_values | st.integers(min_value=10**300), max_size=4))
+@example(metrics={"test/loss": 10**400})  # (`{:.4g}` of it raised OverflowError)
+def test_a_runs_repr_shows_any_metrics_as_text(request, metrics):
+    """dlbench.Run's repr (what a notebook shows) of whatever a metrics.json holds."""
+    from dlbench.api import Run
+
+    count(request, "a run's metrics (dlbench.Run's repr)")
+    shown = repr(Run(Path("run"), metrics))
+    assert shown.startswith("Run('") and not controls(shown), shown
+
+
 @settings(max_examples=20 * SCALE, **FUZZ)
 @given(before=hostile_text, after=hostile_text)
 def test_an_errors_lines_are_dlbenchs_whatever_the_values_it_quotes(capsys, request, place, before, after):

@@ -321,6 +321,13 @@ def test_a_checkpoints_config_is_data_for_load_model(run, planted, tmp_path):
     with pytest.raises(DlbenchError, match="was trained with the plugins planted, and dlbench imports no"):
         dlbench.load_model(tmp_path / "planted.pt")
     assert not planted.exists()
+    # (the error's text, which Python's traceback prints, held the name's escape as it was)
+    state = checkpoint.load(run)
+    state["config"] = state["config"].replace("name: mlp", 'name: "\\e[31mevil[bold red]x[/]"')
+    torch.save(state, tmp_path / "named.pt")
+    with pytest.raises(DlbenchError, match=r"\\x1b\[31mevil\[bold red\]x\[/\]") as refused:
+        dlbench.load_model(tmp_path / "named.pt")
+    assert not controls(str(refused.value))
 
 
 # ---- 3, 4. a resume is checked whole before it writes; what it is given is applied or refused ---
