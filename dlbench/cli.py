@@ -218,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise DlbenchError(f"'{argv[0]}' is a config group: choose an option, {argv[0]}=OPTION",
                                    f"Its options: {', '.join(options)}")  # fmt: skip
             closest = " Did you mean: dlbench --version?" if argv[0] == "version" else None
+            if closest is None and len(argv) > 1 and "=" not in argv[1] and not argv[1].startswith("-"):
+                from dlbench import terminal
+                from dlbench.compose import key_named  # (`dlbench resume outputs/x`: a setting and its value)
+
+                if (key := key_named(argv[0])) is not None:
+                    closest = f" Did you mean: {terminal.command(f'{key}={argv[1]}', *argv[2:])}?"
             raise DlbenchError(
                 f"'{argv[0]}' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION)."
                 f"{closest or errors.did_you_mean(argv[0], COMMANDS)}",

@@ -250,6 +250,13 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         "dataset=digits does not have",
         # (a word alone was Hydra's "missing EQUAL at '<EOF>'")
         ("lsit",): "'lsit' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION). Did you mean: list?",
+        # (a setting and its value as two words: no hint)
+        (
+            "resume",
+            "outputs/x",
+        ): "'resume' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION). Did you "
+        "mean: dlbench resume=outputs/x?",
+        ("epochs", "3"): "Did you mean: dlbench trainer.epochs=3?",
         ("device", "trainer.epochs=1"): "'device' is a config group: choose an option, device=OPTION\n"
         "Its options: auto, cpu, cuda, mps",
         ("nme=x",): "Unknown key 'nme'. Did you mean: name",  # (the run's name was left out)
