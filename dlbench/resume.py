@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 from typing import Any
 
 from dlbench.config import SCHEDULE_LENGTHS, STRUCTURED
@@ -198,7 +199,11 @@ def reason(key: str) -> str:
 
 
 def short(value: Any) -> str:
-    text = repr(value)
+    """A setting's value as a config writes it (null, true, [1, 2]; text quoted), cut to 60."""
+    if value is ABSENT or isinstance(value, str):
+        text = value if value is ABSENT else repr(value)
+    else:
+        text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
