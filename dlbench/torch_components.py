@@ -135,6 +135,9 @@ MEANINGS: dict[str, dict[str, Range]] = {
         "base_momentum": MOMENTUM,
         "max_momentum": MOMENTUM,
     },
+    # (a negative smoothing is read as none, without a word; above 1 torch refuses it)
+    "CrossEntropyLoss": {"label_smoothing": Range(0, 1)},
+    "HuberLoss": {"delta": Range(0, ends="()")},
     "ReduceLROnPlateau": {
         "factor": Range(0, 1, "()"),
         "patience": Range(0, whole=True),

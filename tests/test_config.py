@@ -76,6 +76,11 @@ def test_impossible_settings():
     # (kept in the run's config, and the task's loss built without it: label smoothing not applied)
     with pytest.raises(DlbenchError, match=r"loss.label_smoothing=0.5: loss=auto .* takes no settings"):
         check("+loss.label_smoothing=0.5")
+    # (torch reads a negative smoothing as none, without a word)
+    with pytest.raises(
+        DlbenchError, match=r"label_smoothing=-0.1: CrossEntropyLoss's label_smoothing must be in"
+    ):
+        check("loss=cross_entropy", "loss.label_smoothing=-0.1")
 
 
 def test_every_sweep_combination_is_checked():
