@@ -219,6 +219,8 @@ def _train(
             log.warning(idle)
         if (note := short_average(cfg.trainer.ema, trainer.total_steps(steps_per_epoch))) is not None:
             log.warning(note)
+        if (note := swa_out_of_reach(cfg.trainer, steps_per_epoch)) is not None:
+            log.warning(note)
         fit_started = time.perf_counter()
         with built_objects_frozen():
             # 5. fit: epochs of training steps, each evaluation logged and checkpointed
@@ -278,6 +280,18 @@ def short_average(decay: float | None, steps: int) -> str | None:
         f"(a decay for this run: trainer.ema={1 - 10 / steps:.3g})"
         if steps > 10
         else f"trainer.ema={decay}: this run takes {steps} steps, too few to average"
+    )
+
+
+def swa_out_of_reach(t: DictConfig, steps_per_epoch: int) -> str | None:
+    """A note where trainer.max_steps ends the run before trainer.swa_start's epoch (SWA was
+    announced, and the run's end said "nothing averaged")."""
+    if t.swa_start is None or t.max_steps is None or (t.swa_start - 1) * steps_per_epoch < t.max_steps:
+        return None
+    last = -(-t.max_steps // steps_per_epoch)
+    return (
+        f"trainer.swa_start={t.swa_start} does nothing: trainer.max_steps={t.max_steps} ends the run in "
+        f"epoch {last} ({steps_per_epoch} steps an epoch)"
     )
 
 

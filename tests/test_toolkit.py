@@ -242,6 +242,21 @@ def test_swa_averages_the_epochs_from_its_start_and_recomputes_batchnorm(tmp_pat
     assert means and all(not torch.equal(final["task"][k], final["trained"][k]) for k in means)
 
 
+def test_an_swa_start_that_max_steps_never_reaches_is_said_when_the_run_starts():
+    """SWA was announced, and only the run's end said "nothing averaged" (a review)."""
+    from omegaconf import OmegaConf
+
+    from dlbench.training import swa_out_of_reach
+
+    def said(**settings):
+        return swa_out_of_reach(OmegaConf.create({"swa_start": 3, "max_steps": None, **settings}), 21)
+
+    assert said(max_steps=30) == (
+        "trainer.swa_start=3 does nothing: trainer.max_steps=30 ends the run in epoch 2 (21 steps an epoch)"
+    )
+    assert said(max_steps=43) is None and said() is None and said(swa_start=None, max_steps=1) is None
+
+
 def test_averaging_settings_refuse_impossible_values(cli):
     for args, message in [
         (["trainer.ema=1.5"], "trainer.ema=1.5: the decay must be in (0, 1)"),
