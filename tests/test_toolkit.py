@@ -406,6 +406,20 @@ def test_lr_find_under_a_schedule_that_sets_its_own_peak_suggests_that_peak(cli,
     assert f"max_lr: {words[-1].split('=')[1]}" in shown.stdout, shown.stdout[-2000:]
 
 
+def test_lr_find_without_a_suggestion_says_which_way_to_move_the_range(cli):
+    """It said "widen --min-lr/--max-lr" for a range already too wide to read (a review)."""
+    for args, said in [
+        (["--min-lr", "1", "--max-lr", "100"], "(a lower --min-lr and a --max-lr below "),
+        (["--min-lr", "1e-9", "--max-lr", "1e-8"], "(a higher --max-lr: the loss hardly moved)"),
+        (["--max-lr", "1e6"], "; more --steps: 2 a decade of lr now)"),  # (20 steps over 13 decades)
+    ]:
+        result = cli("lr-find", "--steps", "20", *args, "trainer.progress=none")
+        assert result.returncode == 1 and "no lr to suggest" in result.stderr and said in result.stderr, (
+            args,
+            result.stderr[-1000:],
+        )
+
+
 def test_lr_find_refuses_bad_options_and_writes_nothing(cli, tmp_path):
     for args, message in [
         (["--steps", "5"], "--steps=5: the sweep needs at least 20 steps"),

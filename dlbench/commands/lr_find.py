@@ -99,7 +99,9 @@ def lr_find_command(args: list[str]) -> int:
 
     console.print(f"The loss against the lr over {len(losses)} steps: {out / 'lr_find.png'}", soft_wrap=True)
     if suggested is None:
-        print_error("no lr to suggest: the loss did not fall over the range (widen --min-lr/--max-lr)")
+        print_error(
+            f"no lr to suggest: the loss did not fall over the range ({retry(options, lrs, smoothed)})"
+        )
         return 1
     # (a schedule that sets its own peak lr, one_cycle_lr's and cyclic_lr's max_lr, ignores optimizer.lr)
     key = "scheduler.max_lr" if "max_lr" in cfg.scheduler else "optimizer.lr"
@@ -179,6 +181,24 @@ def smooth(losses: list[float]) -> list[float]:
         smoothed.append(value)
         lowest = min(lowest, value)
     return smoothed
+
+
+def retry(options, lrs: list[float], smoothed: list[float]) -> str:
+    """What to try where no lr was suggested (`suggest`): a range that ends below where the loss
+    diverged, one that starts lower where it rose, one that ends higher where it hardly moved;
+    and more steps where each decade of lr had few (`--max-lr 1e6`: 5 a decade, too fast to read)."""
+    per_decade = options.steps / math.log10(options.max_lr / options.min_lr)
+    if len(smoothed) < len(lrs):  # (`smooth` stops where the loss diverged)
+        at = lrs[len(smoothed)]
+        lower = "a lower --min-lr and " if at < 10 * options.min_lr else ""  # (it diverged from the start)
+        tries = [f"{lower}a --max-lr below {at:.3g}, where the loss diverged"]
+    elif smoothed and smoothed[-1] > 1.05 * smoothed[0]:
+        tries = ["a lower --min-lr: the loss rose over the range"]
+    else:
+        tries = ["a higher --max-lr: the loss hardly moved"]
+    if per_decade < 10:
+        tries.append(f"more --steps: {per_decade:.0f} a decade of lr now")
+    return "; ".join(tries)
 
 
 def suggest(lrs: list[float], smoothed: list[float]) -> float | None:
