@@ -466,9 +466,9 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
     if mode == "multirun" and not cfg.sweep.resume and not requeued and folder.is_dir():
         jobs = [d for d in folder.iterdir() if d.is_dir() and rundir.holds_run(d)]
         if jobs:
-            finish = finish_sweep_command(said, folder)
+            finish, held = finish_sweep_command(said, folder), terminal.counted(len(jobs), "job")
             raise DlbenchError(  # (the command given may be another sweep's: then the hint is not it)
-                f"{folder} already holds a sweep ({len(jobs)} jobs with results), and dlbench never "
+                f"{folder} already holds a sweep ({held} with results), and dlbench never "
                 "writes over one: give this sweep another hydra.sweep.dir, or leave it out for a new "
                 f"folder. If this command started that sweep, finish it with: {finish}"
             )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dlbench import files, logged, summary
-from dlbench.terminal import inert
+from dlbench.terminal import counted, inert
 
 POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -215,7 +215,7 @@ def sweep_report(title: str, folders: list[tuple[str, Path]]) -> str:
         ]
         figures.append(image(png(curves_figure(curves, tag, x, tag)), tag, shown=False))
     body = [
-        f"<h1>{text(title)}: {len(rows)} jobs</h1>",
+        f"<h1>{text(title)}: {counted(len(rows), 'job')}</h1>",
         f'<div class="path">{text(", ".join(sorted({str(folder.parent) for _, folder in folders})))}</div>',
         f"<p>Every job: <code>{text(' '.join(shared) or '(nothing shared)')}</code></p>",
         f"<h2>Jobs{text(f', best {key} first') if key else ''}</h2>",

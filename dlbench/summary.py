@@ -235,7 +235,7 @@ class SweepSummary(Callback):
             write(rows, sweep_dir / "summary.md")
         except DlbenchError as err:  # (the table is printed all the same)
             print_error(*err.lines)
-        console.print(table(rows, f"Sweep summary ({len(rows)} jobs)"))
+        console.print(table(rows, f"Sweep summary ({terminal.counted(len(rows), 'job')})"))
         console.print(f"Sweep directory: {sweep_dir}  (summary.csv, summary.md: every metric)")
         for row in rows:
             if row["status"].startswith("failed"):

@@ -264,3 +264,8 @@ def protect_logs() -> None:
 
     factory.inert = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+def counted(number: int, thing: str) -> str:
+    """`1 run`, `2 runs`: a number of things, said as English says it."""
+    return f"{number} {thing}{'' if number == 1 else 's'}"

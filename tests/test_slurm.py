@@ -185,7 +185,7 @@ def test_a_job_cancelled_by_hand_is_recorded_as_failed(slurm, tmp_path):
     process = dlbench(*args, f"hydra.sweep.dir={sweep}", "+hydra.sweep.mode=750", cwd=tmp_path, env=slurm)
     subprocess.run(["scancel", slurm_job_id(sweep)], env={**os.environ, **slurm}, check=True)
     out = finish(process, timeout=120)
-    assert process.returncode == 1 and "Sweep summary (1 jobs)" in out, out[-3000:]
+    assert process.returncode == 1 and "Sweep summary (1 job)" in out, out[-3000:]
     error = (sweep / "0" / "error.txt").read_text()
     assert error.startswith(f"Slurm job {slurm_job_id(sweep)} ended without a result (CANCELLED)"), error
     assert "trainer.epochs=1" in (sweep / "0" / ".hydra" / "overrides.yaml").read_text()
@@ -306,7 +306,7 @@ def test_a_job_at_its_time_limit_is_requeued_then_a_preemption_past_max_num_time
     out = finish(
         dlbench(*args, "hydra.launcher.timeout_min=5", f"sweep.resume={sweep}", cwd=tmp_path, env=slurm)
     )
-    assert "Sweep summary (1 jobs)" in out and "failed" not in out, out[-3000:]
+    assert "Sweep summary (1 job)" in out and "failed" not in out, out[-3000:]
     assert_same_run(run_dir, tmp_path / "reference")
 
 

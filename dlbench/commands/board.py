@@ -59,7 +59,8 @@ def serve(runs: dict[str, Path], parsed) -> int:
         ) from None
     terminal.write(said.getvalue(), stderr=True)
     console.print(
-        f"TensorBoard: {url}  ({len(runs)} runs under {parsed.folder}; Ctrl-C stops it)", soft_wrap=True
+        f"TensorBoard: {url}  ({terminal.counted(len(runs), 'run')} under {parsed.folder}; Ctrl-C stops it)",
+        soft_wrap=True,
     )
     try:
         while True:

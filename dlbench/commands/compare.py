@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from dlbench import files, rundir, summary
+from dlbench import files, rundir, summary, terminal
 from dlbench.engine.logging import console
 from dlbench.errors import ArgumentParser, DlbenchError, did_you_mean, output_path
 
@@ -60,7 +60,7 @@ def compare_command(args: list[str]) -> int:
     if metrics is None and parsed.sort:
         metrics = [parsed.sort, *[m for m in summary.HEADLINE if m != parsed.sort]][:4]
         metrics = [m for m in metrics if any(m in r for r in rows)]
-    console.print(summary.table(rows, f"{len(rows)} runs", metrics=metrics))
+    console.print(summary.table(rows, terminal.counted(len(rows), "run"), metrics=metrics))
     for path in (parsed.csv, parsed.md):
         if path is not None:
             summary.write(rows, path)
