@@ -856,7 +856,7 @@ def test_a_folder_of_sweeps_means_its_newest_whatever_its_folders_names(capsys, 
         assert_inert(code, out, err)
         no_canary(marker)
         assert digest(sweeps) == before
-        assert code == 0 and "1 runs" in out, err[-2000:]
+        assert code == 0 and "1 run" in out, err[-2000:]
         assert inert(f"holds sweeps: using the one run last, {sweeps / names[-1]}") in err, err  # (as text)
     finally:
         shutil.rmtree(sweeps)
