@@ -133,6 +133,7 @@ def did_you_mean(
 SYNONYMS = {
     "gpu": "cuda", "learning_rate": "lr", "wd": "weight_decay", "tb": "tensorboard",
     "ce": "cross_entropy", "bn": "batch", "he": "kaiming",
+    "fp16": "16", "float16": "16", "half": "16", "fp32": "32", "float32": "32", "bfloat16": "bf16",
 }  # fmt: skip
 
 

@@ -29,7 +29,7 @@ from dlbench.config import (
     plain_dict,
     schema_hints,
 )
-from dlbench.errors import DlbenchError, unknown_name
+from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 from dlbench.values import check_values
 
@@ -116,7 +116,8 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and str(value) not in allowed:
-            raise DlbenchError(f"{key}={value} is not allowed; choose one of: {'|'.join(allowed)}")
+            meant = did_you_mean(str(value), list(allowed), prefix=f"{key}=")  # (fp16: 16)
+            raise DlbenchError(f"{key}={value} is not allowed; choose one of: {'|'.join(allowed)}.{meant}")
     device = str(cfg.device.type)
     if device.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
         raise DlbenchError(f"device.type={device} is not allowed; choose one of: auto|cpu|cuda|mps")
