@@ -143,7 +143,11 @@ def command(*words: object) -> str:
 
 
 def shell_word(word: str) -> str:
-    """One word as bash and zsh read it back (`command`)."""
+    """One word as bash and zsh read it back (`command`). A word with a single quote and nothing
+    double quotes change (`$`, a backquote, `\\`, `!`) is in double quotes: `"name=\\"it's\\""`,
+    not shlex's `'name="it'"'"'s"'`."""
+    if inert(word) == word and "'" in word and not set(word) & set("$`\\!"):
+        return '"' + word.replace('"', '\\"') + '"'
     if inert(word) == word:
         return shlex.quote(word)
     escaped = (_escape(c) if inert(c) != c else "\\" + c if c in "\\'" else c for c in word)
@@ -182,7 +186,8 @@ def override(key: str, value: object) -> str:
         except Exception:  # (Hydra's grammar does not read it as it is)
             pass
     literal = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)  # (OmegaConf's escapes)
-    quoted = QuotedString(literal, Quote.single).with_quotes()
+    quote = Quote.double if "'" in text and '"' not in text else Quote.single  # (it's: "it's")
+    quoted = QuotedString(literal, quote).with_quotes()
     return f"{key}={quoted}"
 
 
@@ -199,7 +204,8 @@ def quoted_instead(overrides: list[str]) -> list[str]:
             continue
         except Exception:  # (this one: quoted, does it read?)
             key, equals, value = word.partition("=")
-            plain = value.isascii() and "=" not in value  # (name=a=b: the second = wants quotes too)
+            # (name=a=b: the second = wants quotes too; name=it's, its quote)
+            plain = value.isascii() and not set(value) & set("='\"")
             if not equals or not key or plain or value[:1] in ("'", '"', "[", "{"):
                 return []  # (a list's or a dict's items would need quotes of their own)
             quoted = override(key, value)

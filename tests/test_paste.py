@@ -454,10 +454,11 @@ def test_a_command_printed_on_a_narrow_terminal_is_one_line_and_pastes(tmp_path)
 def test_a_value_hydra_cannot_read_unquoted_gets_the_word_quoted_and_it_pastes(tmp_path):
     """`name=abc_ü` was Hydra's lexer error alone (unquoted, a value is ASCII words): the message
     now gives the word in quotes, which pasted in its place reads as the text typed."""
-    for typed, value in [("abc_ü", "abc_ü"), ("a=b", "a=b")]:  # (a=b: a second = wants quotes too)
+    # (a=b: a second = wants quotes too; it's: its quote, in double quotes, which read as typed)
+    for typed, value in [("abc_ü", "abc_ü"), ("a=b", "a=b"), ('"it\'s"', "it's")]:
         refused = shell(f"dlbench name={typed} --cfg job", tmp_path)
         assert refused.returncode == 2 and "Cannot read the command line" in refused.stderr
-        word = refused.stderr.split(f"In quotes, name={typed} reads as text: ", 1)[1].strip()
+        word = refused.stderr.split(f"In quotes, name={value} reads as text: ", 1)[1].strip()
         pasted = shell(f"dlbench {word} --cfg job", tmp_path)
         assert pasted.returncode == 0 and f"name: {value}\n" in pasted.stdout, pasted.stderr[-2000:]
 
