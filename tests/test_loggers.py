@@ -126,6 +126,8 @@ def check_every_backend(tmp_path, uri: str, port: int, monkeypatch) -> None:
     (run,) = client.search_runs([experiment.experiment_id])  # one run, continued by the resume
     assert run.info.run_name == "run" and run.data.tags["dlbench.run_dir"] == str(folder)
     assert run.data.params["optimizer.lr"] == "0.001" and run.info.status == "FINISHED"
+    # (nulls were left out, lists were Python's text: as the command line writes them)
+    assert run.data.params["trainer.ema"] == "null" and run.data.params["model.hidden"] == "[128]"
     history = {
         tag: {m.step: m.value for m in client.get_metric_history(run.info.run_id, tag)} for tag in scalars
     }

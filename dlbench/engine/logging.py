@@ -167,17 +167,24 @@ def held_file_logs(folder: Path, keep_on_failure: bool = True) -> Iterator[Any]:
 
 
 def flat_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """A run's settings as flat scalars for TensorBoard's HParams tab (`model.hidden`: "[128]")."""
+    """A run's settings as flat scalars for TensorBoard's HParams tab, MLflow's params and W&B's
+    config, written as the command line writes them (`model.hidden`: "[128,64]"; an unset
+    `trainer.ema`: "null", so a sweep's job without it can be picked out too)."""
     flat: dict[str, Any] = {}
+
+    def written(value: Any) -> str:
+        if isinstance(value, list):
+            return f"[{','.join(map(written, value))}]"
+        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
     def walk(node: dict[str, Any], prefix: str) -> None:
         for key, value in node.items():
-            if isinstance(value, dict):
+            if isinstance(value, dict) and value:
                 walk(value, f"{prefix}{key}.")
             elif isinstance(value, (int, float, str, bool)):
                 flat[f"{prefix}{key}"] = value
-            elif isinstance(value, list) and len(value) <= 20:  # not a vocabulary
-                flat[f"{prefix}{key}"] = str(value)
+            elif value is None or (isinstance(value, list) and len(value) <= 20):  # (not a vocabulary)
+                flat[f"{prefix}{key}"] = written(value)
 
     walk(config, "")
     return flat
