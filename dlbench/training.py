@@ -232,7 +232,9 @@ def _train(
         # 7. the final metrics: training and testing alone (the data loaded, the model built)
         metrics["time/fit_and_test_s"] = time.perf_counter() - fit_started
         metrics["time/total_s"] = time.perf_counter() - started
-        logger.scalars({k: v for k, v in metrics.items() if k.startswith("test/")}, trainer.state.step)
+        # (the test's and the run's own figures, which no epoch logged: every backend has metrics.json's)
+        final = ("test/", "time/test_", "time/fit_and_test_s", "time/total_s")
+        logger.scalars({k: v for k, v in metrics.items() if k.startswith(final)}, trainer.state.step)
         figures = {k: v for k, v in metrics.items() if "/" in k and not k.startswith("time/")}
         saved = run_dir / "checkpoints" / "last.pt" if cfg.logger.mlflow.log_checkpoint else None
         logger.finish(figures, saved)

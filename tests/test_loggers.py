@@ -595,3 +595,11 @@ def test_event_checksums_in_c_are_tensorboards_and_a_runs_events_pass_its_own_ch
         assert (header_crc, body_crc) == (tensorboards(header), tensorboards(body))
         data, records = data[16 + length :], records + 1
     assert records > 5  # (the file version, texts, scalars, figures)
+
+
+def test_every_final_figure_of_metrics_json_reaches_the_backends(tmp_path):
+    """time/total_s, time/fit_and_test_s and the test's rate were in metrics.json alone."""
+    train(compose.compose_config([*QUIET, "trainer.epochs=1", "logger.backends=[tensorboard,csv]"]), tmp_path)
+    logged = {row[1] for row in csv.reader((tmp_path / "metrics.csv").open())}
+    final = set(json.loads((tmp_path / "metrics.json").read_text()))
+    assert final <= logged and final <= set(tensorboard(tmp_path)), final - logged
