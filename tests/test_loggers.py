@@ -598,8 +598,11 @@ def test_event_checksums_in_c_are_tensorboards_and_a_runs_events_pass_its_own_ch
 
 
 def test_every_final_figure_of_metrics_json_reaches_the_backends(tmp_path):
-    """time/total_s, time/fit_and_test_s and the test's rate were in metrics.json alone."""
-    train(compose.compose_config([*QUIET, "trainer.epochs=1", "logger.backends=[tensorboard,csv]"]), tmp_path)
-    logged = {row[1] for row in csv.reader((tmp_path / "metrics.csv").open())}
-    final = set(json.loads((tmp_path / "metrics.json").read_text()))
+    """time/total_s, time/fit_and_test_s and the test's rate were in metrics.json alone; and
+    each value is logged once a step (train/lr was twice where a logged step ended an epoch)."""
+    every = ["trainer.epochs=1", "trainer.log_every_n_steps=7", "logger.backends=[tensorboard,csv]"]
+    train(compose.compose_config([*QUIET, *every]), tmp_path)  # (21 steps: the last one logged)
+    rows = [(row[0], row[1]) for row in csv.reader((tmp_path / "metrics.csv").open())]
+    assert len(rows) == len(set(rows)) and ("21", "train/lr") in rows
+    logged, final = {metric for _, metric in rows}, set(json.loads((tmp_path / "metrics.json").read_text()))
     assert final <= logged and final <= set(tensorboard(tmp_path)), final - logged

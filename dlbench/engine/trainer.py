@@ -236,7 +236,10 @@ class Trainer:
                 shown = [k for k in metrics if not k.startswith("time/")]
                 raise unreported_monitor(monitor, shown, f"Its metrics: {', '.join(shown)}")
             improved = self._track_best(metrics.get(monitor))
-            self.log.scalars(metrics, self.state.step)
+            logged = metrics  # (a step's learning rates are logged with its values: not twice at one step)
+            if self.state.step % cfg.log_every_n_steps == 0:
+                logged = {k: v for k, v in metrics.items() if not k.startswith("train/lr")}
+            self.log.scalars(logged, self.state.step)
             log.info(f"epoch {epoch + 1}/{cfg.epochs}  step {self.state.step}  {format_metrics(metrics)}")
             stopping = self._stops_early(task, epoch)
             self.save_epoch(task, optimizations, improved, final=last or stopping)
