@@ -72,14 +72,18 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 def job_number(job: Path) -> float:
     """A sweep job's number, hydra.job.num in its .hydra/hydra.yaml (read as text: the file is
-    data, and a sweep's thousand jobs are read quickly); else infinity."""
+    data, and a sweep's thousand jobs are read quickly), else its folder's (Hydra names a job's
+    folder by its number unless told otherwise: a job that failed before its config was written
+    has only that); else infinity."""
     try:
         with (job / ".hydra" / "hydra.yaml").open(errors="replace") as f:
             text = f.read(1 << 16)
     except OSError:
-        return math.inf
+        text = ""
     found = re.search(r"^  job:\n(?:    .*\n)*?    num: (\d{1,9})$", text, re.M)
-    return int(found.group(1)) if found else math.inf
+    if found:
+        return int(found.group(1))
+    return int(job.name) if job.name.isdigit() and job.name.isascii() and len(job.name) < 10 else math.inf
 
 
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,8 @@ class Range:
 COUNT = Range(1, whole=True)
 RATE = Range(0)  # a learning rate (a bound of one: none is negative)
 MOMENTUM = Range(0, 1, "[)")  # 1: the velocity never decays; above: the steps grow without end
+# a setting torch divides an lr by: from the smallest normal float (below it, 1/x is inf, and so is the lr)
+DIVISOR = sys.float_info.min
 
 # What torch's settings mean, where torch itself does not refuse a value without that meaning:
 # StepLR's step_size=-1 or gamma=-1 made the lr grow or turn negative, SGD's momentum=1.5 diverged,
@@ -114,7 +117,7 @@ MEANINGS: dict[str, dict[str, Range]] = {
     "StepLR": {"step_size": COUNT, "gamma": Range(0, ends="()")},
     "MultiStepLR": {"milestones": COUNT, "gamma": Range(0, ends="()")},
     "ExponentialLR": {"gamma": Range(0, ends="()")},  # (above 1 the lr grows: allowed, as in StepLR)
-    "ConstantLR": {"factor": Range(0, 1, "(]"), "total_iters": COUNT},  # (factor 0: it divides by it)
+    "ConstantLR": {"factor": Range(DIVISOR, 1), "total_iters": COUNT},  # (factor 0: it divides by it)
     "LinearLR": {"total_iters": COUNT},
     "PolynomialLR": {"total_iters": COUNT, "power": RATE},
     "CosineAnnealingLR": {"T_max": COUNT, "eta_min": RATE},
@@ -130,8 +133,8 @@ MEANINGS: dict[str, dict[str, Range]] = {
     },
     "OneCycleLR": {
         "max_lr": RATE,
-        "div_factor": Range(0, ends="()"),
-        "final_div_factor": Range(0, ends="()"),
+        "div_factor": Range(DIVISOR),
+        "final_div_factor": Range(DIVISOR),
         "base_momentum": MOMENTUM,
         "max_momentum": MOMENTUM,
     },

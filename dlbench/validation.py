@@ -226,14 +226,13 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     every = cfg.optimizer.get("lookahead_every") or 0  # (-1 looked ahead at every step)
     if not isinstance(every, bool) and isinstance(every, int) and every < 0:
         raise DlbenchError(f"optimizer.lookahead_every={every}: every N steps, N from 1 (0: none)")
-    if cfg.loss.get("name") == "auto" and (given := [k for k in cfg.loss if k != "name"]):
+    if cfg.loss.get("name") == "auto" and (given := [str(k) for k in cfg.loss if k != "name"]):
         # (`+loss.label_smoothing=0.5`: kept in the run's config, and the task's loss built without it)
-        from dlbench.compose import taken_by_others
-
+        taking = [f"loss={n}" for n in LOSSES.names() if n != "auto" and given[0] in LOSSES.config_node(n)]
+        named = f" ({', '.join(taking[:4])})" if taking else ""
         raise DlbenchError(
-            f"loss.{given[0]}={cfg.loss[given[0]]}: loss=auto (the task's usual loss, "
-            "chosen by the data) takes no settings: choose the loss to set them",
-            *taken_by_others("loss", str(given[0]), "auto"),
+            f"loss.{given[0]}={cfg.loss[given[0]]}: loss=auto (the task's usual loss, chosen by the data) "
+            f"takes no settings: choose the loss to set them{named}"
         )
     if cfg.loss.get("name") != "auto":
         LOSSES.check(plain_dict(cfg.loss), "loss")

@@ -183,10 +183,17 @@ def test_a_run_stopped_by_an_error_is_marked_failed_in_mlflow_and_its_resume_run
         "fit",
         lambda self, *a: (statuses.append(client.get_run(failed.info.run_id).info.status), fit(self, *a))[1],
     )
-    train(compose.compose_config([*overrides, f"resume={tmp_path / 'run'}"]), tmp_path / "run")
+    resume = [f"resume={tmp_path / 'run'}", "trainer.epochs=3"]  # (and longer: a setting it changes)
+    train(compose.compose_config([*overrides, *resume]), tmp_path / "run")
     (finished,) = client.search_runs(experiments)
     assert statuses == ["RUNNING"] and finished.info.status == "FINISHED"
     assert finished.info.run_id == failed.info.run_id
+    # (its params and config.yaml said epochs 2, the first command's: MLflow keeps a param's first value)
+    assert (
+        finished.data.params["trainer.epochs"] == "2" and finished.data.tags["resumed.trainer.epochs"] == "3"
+    )
+    config = mlflow.artifacts.load_text(f"{finished.info.artifact_uri}/config.yaml")
+    assert "  epochs: 3\n" in config
 
 
 def test_a_resume_in_another_store_lets_mlflow_go_and_one_refused_at_start_marks_it_failed(

@@ -300,6 +300,8 @@ number = st.one_of(st.integers(-5, 30), st.floats(-3, 3))
 @given(meant=st.sampled_from(MEANT), value=st.one_of(number, st.lists(number, min_size=1, max_size=3)))
 @example(meant=("step_lr", "gamma"), value=-1)  # (negative lrs, exit 0)
 @example(meant=("cyclic_lr", "max_momentum"), value=1.5)  # (a momentum that diverges)
+@example(meant=("constant_lr", "factor"), value=2.2250738585e-313)  # (found: 1/factor is inf, so the lr)
+@example(meant=("one_cycle_lr", "div_factor"), value=5e-324)
 def test_a_torch_scheduler_setting_is_refused_outside_its_meaning_and_steps_sanely_inside_it(meant, value):
     """Generated: any number (or list) for a scheduler's setting whose meaning has a range is
     refused in one message where it is out of that range; one accepted steps 12 times with

@@ -551,7 +551,8 @@ def test_a_sweeps_jobs_are_listed_in_the_order_hydra_launched_them(tmp_path):
         hydra += "  launcher:\n    num: 99\n"  # (another node's num)
         (tmp_path / name / ".hydra" / "hydra.yaml").write_text(hydra)
     (tmp_path / "odd" / ".hydra").mkdir(parents=True)  # (no hydra.yaml)
-    assert [p.name for p in job_dirs(tmp_path)] == [*launched, "odd"]
+    (tmp_path / "2" / ".hydra").mkdir(parents=True)  # (a job that failed before its hydra.yaml: its folder's)
+    assert [p.name for p in job_dirs(tmp_path)] == [*launched[:2], "2", *launched[2:], "odd"]
 
 
 def test_what_jobs_share_keeps_each_override_whole(tmp_path):

@@ -161,7 +161,6 @@ class MLflow:
         return client, client.create_experiment(name, artifact_location=artifacts)
 
     def start(self, run: RunInfo) -> None:
-        import mlflow
 
         from dlbench import files
 
@@ -169,12 +168,7 @@ class MLflow:
         id_file = run.folder / self.ID_FILE
         if run.resumed_step is not None and id_file.is_file():
             self.run_id = id_file.read_text().strip()
-            from mlflow.exceptions import MlflowException
-
-            try:  # (it was KILLED, or FAILED)
-                self.client.update_run(self.run_id, status="RUNNING")
-            except MlflowException:  # (a store that does not hold it: its first value lets it go)
-                pass
+            self.resumed(run)
             return
         tags = {"dlbench.run_dir": str(run.folder.absolute()), "dlbench.overrides": " ".join(run.overrides)}
         if run.group:
@@ -182,9 +176,32 @@ class MLflow:
         created = self.client.create_run(experiment_id, run_name=run.folder.name, tags=tags)
         self.run_id = created.info.run_id
         files.write_text(id_file, self.run_id + "\n")
-        params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in run.settings.items()]
+        self.log_params(run.settings)
+        self.client.log_text(self.run_id, run.config, "config.yaml")
+
+    def log_params(self, settings: dict[str, Any]) -> None:
+        import mlflow
+
+        params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in settings.items()]
         for i in range(0, len(params), 100):  # (MLflow takes at most 100 params a call)
             self.client.log_batch(self.run_id, params=params[i : i + 100])
+
+    def resumed(self, run: RunInfo) -> None:
+        """The MLflow run a resume continues: RUNNING again (it was KILLED, or FAILED), with this
+        command's settings: a setting the resume changed (`trainer.epochs=4`) as a tag
+        `resumed.trainer.epochs` (MLflow keeps a param's first value), a new one as a param, and
+        its config.yaml again (they said the run's first settings)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.update_run(self.run_id, status="RUNNING")
+            logged = self.client.get_run(self.run_id).data.params
+        except MlflowException:  # (a store that does not hold it: its first value lets it go)
+            return
+        self.log_params({k: v for k, v in run.settings.items() if k not in logged})
+        for key, value in run.settings.items():
+            if key in logged and logged[key] != str(value)[:6000]:
+                self.client.set_tag(self.run_id, f"resumed.{key}", str(value)[:5000])
         self.client.log_text(self.run_id, run.config, "config.yaml")
 
     def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
