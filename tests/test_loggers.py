@@ -297,6 +297,7 @@ def test_a_sweeps_jobs_share_an_experiment_and_its_resume_continues_their_runs(c
     (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
     runs = client.search_runs([experiment.experiment_id])
     assert experiment.name == "digits_mlp" and len(runs) == 2  # one per job, none duplicated
+    assert sorted(r.info.run_name for r in runs) == ["sweep/0", "sweep/1"]  # (two sweeps' were 0, 1, 0, 1)
     # the artifacts beside the store, not in ./mlruns of the folder the sweep was started in
     assert not (tmp_path / "mlruns").exists() and list((tmp_path / "mlartifacts").rglob("config.yaml"))
     assert {r.data.tags["dlbench.run_dir"] for r in runs} == set(map(str, jobs))

@@ -173,7 +173,9 @@ class MLflow:
         tags = {"dlbench.run_dir": str(run.folder.absolute()), "dlbench.overrides": " ".join(run.overrides)}
         if run.group:
             tags["dlbench.sweep"] = run.group
-        created = self.client.create_run(experiment_id, run_name=run.folder.name, tags=tags)
+        # (a sweep's job by its sweep's folder too: every sweep of a preset shares one experiment)
+        name = f"{Path(run.group).name}/{run.folder.name}" if run.group else run.folder.name
+        created = self.client.create_run(experiment_id, run_name=name, tags=tags)
         self.run_id = created.info.run_id
         files.write_text(id_file, self.run_id + "\n")
         self.log_params(run.settings)
