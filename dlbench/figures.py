@@ -42,7 +42,12 @@ def curves_figure(curves: list[tuple[str, list[float], list[float]]], metric: st
     figure, ax = new_figure(figsize=(7, 4.5 + below), layout="constrained")
     for (_, xs, ys), label in zip(curves, labels, strict=True):
         ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=label)
-    ax.set(xlabel=x_label, ylabel=as_label(metric), title=as_label(title))
+    # (a title of many shared overrides wrapped, as the labels are: it ran off the figure)
+    ax.set(xlabel=x_label, ylabel=as_label(metric), title=legend_label(title, width=80, lines=4))
+    if x_label == "epoch":  # (whole epochs: ticks at 1.2, 1.4 said epochs that never were)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if len(curves) > 1:  # (named: a label that starts with _ is one matplotlib leaves out otherwise)
         figure.legend(ax.get_lines(), labels, loc="outside lower center", fontsize="small")

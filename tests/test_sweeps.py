@@ -580,9 +580,14 @@ def test_a_long_curve_label_is_wrapped_below_the_axis_and_the_plot_keeps_its_siz
     curves = [(long, [1, 2, 3], [1.0, 0.5, 0.3]), ("_a", [1, 2, 3], [0.9, 0.6, 0.2])]  # (_: left out)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (constrained_layout's "axes sizes collapsed to zero")
-        figure = curves_figure(curves, "val/loss", "epoch", "val/loss")
+        figure = curves_figure(
+            curves, "val/loss", "epoch", f"val/loss: {long}"
+        )  # (compare's: what is shared)
         png(figure)
     (axis,) = figure.axes
     assert axis.get_position().width > 0.7 and axis.get_position().height > 0.4
+    # the title wrapped too (it ran off the figure), and the epochs whole (ticks said 1.2, 1.4)
+    assert all(len(line) <= 80 for line in axis.get_title().splitlines()) and len(axis.get_title()) > 80
+    assert all(tick == int(tick) for tick in axis.get_xticks())
     (legend,) = figure.legends
     assert [len(t.get_text().splitlines()) for t in legend.get_texts()] == [3, 1]
