@@ -1,5 +1,6 @@
 """What a run folder logged to TensorBoard, read back: its scalars as curves (against the step,
-or the epoch) and its last picture of each figure (a confusion matrix, a grid of samples).
+or the epoch) and its last picture of each figure (a confusion matrix, a grid of samples); for a
+run logged without TensorBoard, its metrics.csv's curves.
 
 Run folders may come from someone else: only regular files are read (a FIFO named like an
 event file would never end), not links nor in a linked tb/ (another run's curves, or a file
@@ -18,6 +19,7 @@ from dlbench import files
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_PICTURE = 1 << 23  # 8 MiB: a 700x700 confusion matrix is ~40 kB
+MAX_CSV = 1 << 28  # 256 MiB: 10,000 epochs of 20 metrics are ~6 MB
 
 Curves = dict[str, tuple[list[float], list[float]]]
 
@@ -33,7 +35,7 @@ def read(folder: Path) -> tuple[Curves, dict[str, tuple[int, bytes]]]:
     use_c_checksums()  # (the records' checksums checked in C, not in tensorboard's pure Python)
     tb = folder / "tb"
     if not tb.is_dir() or tb.is_symlink():  # (the events of the run itself: a link leads elsewhere)
-        return {}, {}
+        return from_csv(folder), {}
     if not all(files.plain_file(p) for p in tb.iterdir() if "tfevents" in p.name):
         return {}, {}
     # every scalar; one picture a tag, which TensorBoard's reservoir keeps as the last one logged
@@ -54,6 +56,30 @@ def read(folder: Path) -> tuple[Curves, dict[str, tuple[int, bytes]]]:
         if last.encoded_image_string.startswith(PNG) and len(last.encoded_image_string) <= MAX_PICTURE:
             pictures[tag] = (last.step, last.encoded_image_string)
     return curves, pictures
+
+
+def from_csv(folder: Path) -> Curves:
+    """The curves of a run logged without TensorBoard (`logger.backends=[csv]`, `[mlflow]` with
+    csv): its metrics.csv's rows, `step,metric,value`; nothing where the file is not one dlbench
+    writes (a link, larger than MAX_CSV, a row that is not a step and a number)."""
+    import csv
+
+    path = folder / "metrics.csv"
+    if not files.plain_file(path) or path.stat().st_size > MAX_CSV:
+        return {}
+    curves: Curves = {}
+    try:
+        with path.open(newline="", errors="replace") as f:
+            for row in csv.reader(f):
+                if row == ["step", "metric", "value"]:
+                    continue
+                step, metric, value = row  # (a row of another shape: the file is not metrics.csv)
+                steps, values = curves.setdefault(metric, ([], []))
+                steps.append(int(step))
+                values.append(float(value))
+    except (ValueError, OSError, csv.Error):
+        return {}
+    return curves
 
 
 @contextmanager

@@ -598,6 +598,28 @@ def test_a_runs_repr_shows_any_metrics_as_text(request, metrics):
     assert shown.startswith("Run('") and not controls(shown), shown
 
 
+cells = st.one_of(hostile_text, st.integers().map(str), st.floats().map(str), st.just("step"))
+
+
+@settings(max_examples=40 * SCALE, **FUZZ)
+@given(rows=st.lists(st.lists(cells, max_size=4), max_size=6))
+@example(rows=[["step", "metric", "value"], ["3", "val/acc", "0.5"], ["4", "val/acc", "nan"]])
+def test_a_runs_metrics_csv_is_read_as_curves_or_not_at_all(request, tmp_path_factory, rows):
+    """A run logged without TensorBoard: compare --plot and report read its metrics.csv (data:
+    any rows), curves of whole steps and numbers, or none."""
+    import csv
+
+    from dlbench import logged
+
+    count(request, "a run's metrics.csv (curves without TensorBoard)")
+    folder = tmp_path_factory.mktemp("csv_run")
+    with open(folder / "metrics.csv", "w", newline="", errors="surrogateescape") as f:
+        csv.writer(f).writerows(rows)
+    for steps, values in logged.curves(folder).values():
+        assert all(type(s) is int for s in steps) and all(type(v) is float for v in values)
+        assert len(steps) == len(values)
+
+
 @settings(max_examples=20 * SCALE, **FUZZ)
 @given(before=hostile_text, after=hostile_text)
 def test_an_errors_lines_are_dlbenchs_whatever_the_values_it_quotes(capsys, request, place, before, after):

@@ -614,3 +614,10 @@ def test_every_final_figure_of_metrics_json_reaches_the_backends(tmp_path):
     assert len(rows) == len(set(rows)) and ("21", "train/lr") in rows
     logged, final = {metric for _, metric in rows}, set(json.loads((tmp_path / "metrics.json").read_text()))
     assert final <= logged and final <= set(tensorboard(tmp_path)), final - logged
+    # a run without TensorBoard: compare --plot and report read its metrics.csv (they had no curve)
+    from dlbench.logged import from_csv
+
+    points = {tag: dict(zip(*curve, strict=True)) for tag, curve in from_csv(tmp_path).items()}
+    same(points, tensorboard(tmp_path), "metrics.csv read back")
+    shutil.rmtree(tmp_path / "tb")
+    assert set(Run(tmp_path, {}).curves()) == set(points)
