@@ -142,6 +142,7 @@ def write_onnx(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:
         # (an opset they cannot reach: the message below; an RNN's weights "assigned during export")
         with converters_quiet(), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # (the file is checked against PyTorch below)
+            warnings.simplefilter("ignore", FutureWarning)  # (torch's own code: an LSTM's printed 10 lines)
             program = torch.onnx.export(
                 model, inputs, dynamo=True, dynamic_shapes=dynamic, input_names=names,
                 output_names=["output"], opset_version=opset, verbose=False,
@@ -197,6 +198,7 @@ def write_pt2(model: torch.nn.Module, info: Any, out: Path, opset: int) -> str:
     try:
         with warnings.catch_warnings():  # (an RNN's weights "assigned during export": checked below)
             warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
             program = torch.export.export(model, inputs, dynamic_shapes=dynamic)
     except Exception as err:
         raise DlbenchError(f"torch.export cannot capture this model: {first_line(err)}") from err
