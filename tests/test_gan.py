@@ -165,6 +165,9 @@ def test_cgan_logs_losses_and_a_grid_per_class_and_predicts_a_png(cli, tmp_path,
     said = " ".join(ignored.stderr.split())
     assert ignored.returncode == 2
     assert "--top-k does nothing for this run (GANTask): it takes --num, --out" in said
+    elsewhere = cli("predict", "run", "--out", "nodir/x.png")  # (it made nodir/: compare, export do not)
+    assert elsewhere.returncode == 2 and "nodir is no folder here" in elsewhere.stderr
+    assert not (tmp_path / "nodir").exists()
 
     def too_many(self, n=None, labels=None):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")

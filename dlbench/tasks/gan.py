@@ -78,9 +78,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def refuse_existing(path: Path) -> None:
-    """predict writes no file over another (nor through a link, even one to nothing)."""
+    """predict writes no file over another (nor through a link, even one to nothing), and into a
+    folder that exists (as compare, report and export do: `--out nodir/x.png` made nodir/)."""
     if os.path.lexists(path):
         raise DlbenchError(f"{path} exists; predict never writes over a file (choose another --out)")
+    if not path.parent.is_dir():
+        raise DlbenchError(
+            f"{path}: {path.parent} is no folder here (make the folder first, or write elsewhere)"
+        )
 
 
 class AdversarialTask(Task):
@@ -192,7 +197,6 @@ class GANTask(AdversarialTask):
             if not isinstance(as_user_error(err), DlbenchError):
                 raise
             raise DlbenchError(f"Out of memory drawing {num} samples at once: give a smaller --num") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
         save_image(to_unit(images), path, nrow=self.num_classes or int(num**0.5))
         return ["file", "what"], [[str(path), f"{num} samples"]]
 
