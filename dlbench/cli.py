@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 from dlbench.compose import key_named  # (`dlbench resume outputs/x`: a setting and its value)
 
                 if (key := key_named(argv[0])) is not None:
-                    closest = f" Did you mean: {terminal.command(f'{key}={argv[1]}', *argv[2:])}?"
+                    closest = f" Did you mean: {terminal.command(setting(key, argv[1]), *argv[2:])}?"
             raise DlbenchError(
                 f"'{argv[0]}' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION)."
                 f"{closest or errors.did_you_mean(argv[0], COMMANDS)}",
@@ -348,3 +348,18 @@ def exit_without_teardown(status: int) -> None:
         except (OSError, ValueError):  # a closed pipe (dlbench list | head)
             pass
     os._exit(status)
+
+
+def setting(key: str, value: str) -> str:
+    """`key=value` as typed where Hydra reads it as one value (`trainer.epochs=3`), else in
+    quotes, as text (`name "it's"`, `name a,b`: a quote, a sweep)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from dlbench import terminal
+
+    try:
+        if not OverridesParser.create().parse_override(f"{key}={value}").is_sweep_override():
+            return f"{key}={value}"
+    except Exception:  # noqa: BLE001 (Hydra's grammar cannot read it as it is)
+        pass
+    return terminal.override(key, value)

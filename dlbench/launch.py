@@ -181,19 +181,25 @@ def record_job(run_dir: Path, overrides: list[str], resuming: bool) -> None:
     saved = files.read_yaml(saved_file) or []
     # (sweep.resume, sweep.fail_fast: not the job's; resume=: the job was resumed on its own, in
     # place; in any order: the same words compose the same config, retyped or pasted)
-    job = sorted(o for o in saved if not o.startswith(("sweep.", "resume=")))
-    if job != sorted(o for o in overrides if not o.startswith("sweep.")) and not resuming:
+    job = in_order([o for o in saved if not o.startswith(("sweep.", "resume="))])
+    if job != in_order([o for o in overrides if not o.startswith("sweep.")]) and not resuming:
         raise DlbenchError(  # (it said "sweep.resume finishes a sweep ...", which no one had typed)
             f"job folder {run_dir.name} already holds another job ({' '.join(saved) or 'no overrides'}): "
             "one of an earlier sweep in this folder (give this one another hydra.sweep.dir), or "
             "hydra.sweep.subdir gives two jobs one folder (its default differs for each: "
             "'hydra.sweep.subdir=${hydra.job.num}')"
         )
-    if job != sorted(o for o in overrides if not o.startswith("sweep.")):
+    if job != in_order([o for o in overrides if not o.startswith("sweep.")]):
         raise DlbenchError(
             f"job {run_dir.name} of this sweep ran with {' '.join(saved) or 'no overrides'}, not "
             f"{' '.join(overrides)}: sweep.resume finishes a sweep with the command that started it"
         )
+
+
+def in_order(words: list[str]) -> list[str]:
+    """A job's overrides as compared: sorted, where each key is set once (any order composes the
+    same config); as given where one is set twice (the last one wins)."""
+    return sorted(words) if len({terminal.key_of(w) for w in words}) == len(words) else words
 
 
 def failed(

@@ -262,11 +262,11 @@ def preset_sweep(parsed: list[Override], source: str, config_name: str) -> list[
     """What a sweep's config sweeps besides the command line (`hydra.sweeper.params`: a lesson
     preset's, `dlbench -m experiment=optimizers`), as overrides, less the keys the command line
     sets: Hydra's sweeper runs each job with both, a key on the command line in place of the
-    config's. Read from the config the command's choices compose (its first job's choices; if
-    it does not compose, the checks that follow say why), so those jobs are checked too."""
-    first = next(iter(combinations(parsed)), [])  # (none: a sweep of no values, said below)
+    config's. Read from the config the command's choices compose as Hydra composes a sweep's
+    (without the swept ones: `experiment=a,b` gives neither preset's; if it does not compose,
+    the checks that follow say why), so those jobs are checked too."""
     chosen = [
-        word for word, o in zip(first, parse(first), strict=True) if is_group(o) or o.is_hydra_override()
+        o.input_line for o in parsed if not o.is_sweep_override() and (is_group(o) or o.is_hydra_override())
     ]
     try:
         params = OmegaConf.select(compose_with_hydra(chosen, source, config_name), "hydra.sweeper.params")

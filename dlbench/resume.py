@@ -203,7 +203,7 @@ def short(value: Any) -> str:
     if value is ABSENT or isinstance(value, str):
         text = value if value is ABSENT else repr(value)
     else:
-        text = json.dumps(value, default=str)
+        text = json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -65,9 +65,12 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     """A sweep's jobs, in the order Hydra launched them (a lesson's folders are named by their
     overrides: by name, `optimizer=sgd_momentum`, job 1, came last); by name where a folder
     does not say (0, 1, ..., 10 as numbers)."""
-    # (a sweep's jobs are its own folders: a link to another run is not one of them)
-    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.is_symlink() and (p / ".hydra").is_dir()]
-    return sorted(dirs, key=lambda p: (job_number(p), len(p.name), p.name))
+    return sorted(job_folders(sweep_dir), key=lambda p: (job_number(p), len(p.name), p.name))
+
+
+def job_folders(sweep_dir: Path) -> list[Path]:
+    """A sweep's jobs in no order: its own folders (a link to another run is not one of them)."""
+    return [p for p in sweep_dir.iterdir() if p.is_dir() and not p.is_symlink() and (p / ".hydra").is_dir()]
 
 
 def job_number(job: Path) -> float:
@@ -75,11 +78,13 @@ def job_number(job: Path) -> float:
     data, and a sweep's thousand jobs are read quickly), else its folder's (Hydra names a job's
     folder by its number unless told otherwise: a job that failed before its config was written
     has only that); else infinity."""
+    saved, text = job / ".hydra" / "hydra.yaml", ""
     try:
-        with (job / ".hydra" / "hydra.yaml").open(errors="replace") as f:
-            text = f.read(1 << 16)
+        if files.plain_file(saved):  # (not a link, nor a FIFO: its read would never end)
+            with saved.open(errors="replace") as f:
+                text = f.read(1 << 16)
     except OSError:
-        text = ""
+        pass
     found = re.search(r"^  job:\n(?:    .*\n)*?    num: (\d{1,9})$", text, re.M)
     if found:
         return int(found.group(1))
@@ -128,7 +133,7 @@ def chosen(paths: list[Path]) -> list[Path]:
     in it, which a note names."""
     found = []
     for path in paths:
-        if path.is_dir() and not (path / ".hydra").is_dir() and not job_dirs(path):
+        if path.is_dir() and not (path / ".hydra").is_dir() and not job_folders(path):
             if (sweep := newest_sweep(path)) is not None:
                 err_console.print(f"note: {path} holds sweeps: using the one run last, {sweep}")
                 path = sweep
@@ -159,7 +164,7 @@ def newest_sweep(folder: Path) -> Path | None:
     """Of the sweeps directly in `folder`, the one whose multirun.yaml was written last (at its
     start, or at its sweep.resume), or None if none has jobs. What cannot be read is passed over."""
     return files.newest_holding(
-        folder, "multirun.yaml", lambda f: files.plain_file(f) and bool(job_dirs(f.parent))
+        folder, "multirun.yaml", lambda f: files.plain_file(f) and bool(job_folders(f.parent))
     )
 
 

@@ -176,11 +176,8 @@ def _train(
         trainer.restore(resume_state, task, optimizations)
         resume.apply(optimizations, built_groups, resumed_settings)
         state = trainer.state  # (epochs completed; mid-epoch, the epoch it goes on in, as progress counts it)
-        at = (
-            f"in epoch {state.epoch + 1} after {state.epoch_step} batches"
-            if state.epoch_step
-            else f"at epoch {state.epoch}"
-        )
+        batches = f"{state.epoch_step} batch{'' if state.epoch_step == 1 else 'es'}"
+        at = f"in epoch {state.epoch + 1} after {batches}" if state.epoch_step else f"at epoch {state.epoch}"
         log.info(f"resumed {at}, step {state.step} from {cfg.resume}")
         if cluster.requeue_count():  # a Slurm job requeued after a preemption or its time limit
             log.info(cluster.requeue_message(trainer.state.step))

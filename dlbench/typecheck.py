@@ -93,7 +93,10 @@ def parameter_hints(fn: Any) -> dict[str, Any]:
         hints = typing.get_type_hints(target)
     except Exception:  # (a name its module imports for type checkers alone: MultiStepLR's Iterable)
         try:
-            hints = typing.get_type_hints(target, localns=TYPING_NAMES)
+            # (the module's own names first: only those it lacks are typing's)
+            hints = typing.get_type_hints(
+                target, globalns={**TYPING_NAMES, **getattr(target, "__globals__", {})}
+            )
         except Exception:
             hints = {}
     out: dict[str, Any] = {}

@@ -282,7 +282,10 @@ def idle_settings(cfg: DictConfig, given: list[str]) -> list[str]:
     if cfg.optimizer.get("lr") == 0 and cfg.scheduler.get("name", "none") == "none":
         idle.append("optimizer.lr=0: no step moves the weights, and the run measures its untrained model")
     said = {terminal.key_of(o) for o in given}
-    if "optimizer.lr" in said and "max_lr" in cfg.scheduler:  # (OneCycleLR, CyclicLR: lr from their own)
+    # (OneCycleLR, CyclicLR: the lr from their own max_lr, where it is set: one_cycle_lr's is
+    # ${optimizer.lr} unless given)
+    own = "max_lr" in cfg.scheduler and not OmegaConf.is_interpolation(cfg.scheduler, "max_lr")
+    if "optimizer.lr" in said and own:
         idle.append(
             f"optimizer.lr={cfg.optimizer.lr} does nothing: scheduler={cfg.scheduler.name} sets the lr "
             "itself (from scheduler.max_lr)"

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -47,6 +49,15 @@ def test_iris_is_standardized_with_its_train_splits_statistics_which_the_run_rec
     restored = split["test"] * std + mean  # (the raw measurements, from the recorded normalization)
     everything = raw.train.tensors[0]
     assert all(any(torch.allclose(row, r, atol=1e-5) for r in everything) for row in restored)
+    # (a train split of one flower has no spread: its std was nan, and so every scaled value)
+    from torch.utils.data import TensorDataset
+
+    from dlbench.data.tabular import standardized
+
+    one, empty = TensorDataset(everything[:1], torch.zeros(1)), TensorDataset(everything[:0], torch.zeros(0))
+    (train, _, test), facts = standardized(one, None, empty)
+    assert not torch.isnan(train.tensors[0]).any() and len(test) == 0
+    assert not any(map(math.isnan, facts["normalization"][1]))
 
 
 def test_iris_classes_given_twice_are_refused():

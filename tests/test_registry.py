@@ -232,9 +232,12 @@ def test_a_users_own_loss_and_task_are_theirs_under_the_loss_allow_lists():
 @pytest.mark.parametrize(
     ("settings", "said"),
     [
-        (["loss=cross_entropy", "loss.label_smoothing=2"], "label_smoothing must be between 0.0 and 1.0"),
+        (
+            ["loss=cross_entropy", "loss.label_smoothing=2"],
+            "CrossEntropyLoss's label_smoothing must be in [0, 1]",
+        ),
         (["loss=cross_entropy", "+loss.reduction=none"], "the loss gives one value per sample"),
-        (["experiment=mlp_regression", "loss=huber", "+loss.delta=0"], "does not support non-positive"),
+        (["experiment=mlp_regression", "loss=huber", "+loss.delta=0"], "HuberLoss's delta must be above 0"),
     ],
 )
 def test_loss_settings_torch_takes_but_cannot_compute_with_are_refused_before_the_run(cli, settings, said):

@@ -401,6 +401,8 @@ def test_a_sweep_configs_own_values_are_checked_with_the_command_lines_before_jo
         for c in preflight.check(["experiment=optimizers"], mode="multirun")
     ]
     assert names == [("sgd", 0.0), ("sgd", 0.9), ("adam", None), ("adamw", None), ("rmsprop", 0.0)]
+    # (presets swept: Hydra composes the sweep's config without them, and runs neither's own sweep)
+    assert len(preflight.check(["experiment=norms,linear_regression"], mode="multirun")) == 2
     mine = ["experiment=optimizers", "optimizer=adam,adamw", "optimizer.betas=[0.9,0.99]"]
     assert [c.optimizer.name for c in preflight.check(mine, mode="multirun")] == ["adam", "adamw"]
     searched = preflight.check(["hparams_search=mlp_mnist"], mode="multirun")
@@ -461,6 +463,10 @@ def test_a_sweep_resume_with_other_overrides_is_refused_and_writes_in_no_job(cli
     assert {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()} == {
         p: data for p, (_, data) in before.items()
     }
+    # (the reason a killed command left behind is not this command's: it was obeyed, every job skipped)
+    (tmp_path / "s" / ".refused").write_text("an old reason\n")
+    again = cli(*sweep, "trainer.checkpoint_budget=1", "sweep.resume=s")
+    assert again.returncode == 0 and "an old reason" not in again.stderr, again.stderr[-2000:]
 
 
 def test_ctrl_c_on_a_sweep_prints_the_command_that_finishes_it_and_it_pastes(tmp_path):
@@ -552,7 +558,14 @@ def test_a_sweeps_jobs_are_listed_in_the_order_hydra_launched_them(tmp_path):
         (tmp_path / name / ".hydra" / "hydra.yaml").write_text(hydra)
     (tmp_path / "odd" / ".hydra").mkdir(parents=True)  # (no hydra.yaml)
     (tmp_path / "2" / ".hydra").mkdir(parents=True)  # (a job that failed before its hydra.yaml: its folder's)
-    assert [p.name for p in job_dirs(tmp_path)] == [*launched[:2], "2", *launched[2:], "odd"]
+    (tmp_path / "7" / ".hydra").mkdir(parents=True)  # (a link is not read: a FIFO's read never ends)
+    (tmp_path / "7" / ".hydra" / "hydra.yaml").symlink_to(tmp_path / launched[0] / ".hydra" / "hydra.yaml")
+    assert [p.name for p in job_dirs(tmp_path)] == [*launched[:2], "2", *launched[2:], "7", "odd"]
+    # (sweep.resume compares a job's words in any order, but where a key is given twice, the last wins)
+    from dlbench.launch import in_order
+
+    assert in_order(["b=1", "a=2"]) == in_order(["a=2", "b=1"])
+    assert in_order(["a=1", "a=2"]) != in_order(["a=2", "a=1"])
 
 
 def test_what_jobs_share_keeps_each_override_whole(tmp_path):

@@ -137,6 +137,11 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     # (which is what it does with any optimizer.lr: said, as lr-find's command now sets max_lr)
     said = "optimizer.lr=0 does nothing: scheduler=one_cycle_lr sets the lr itself (from scheduler.max_lr)"
     assert said in result.stdout + result.stderr
+    # (unless max_lr is left as one_cycle_lr's config has it, ${optimizer.lr}: then the lr is its peak)
+    from dlbench.validation import idle_settings
+
+    words = ["scheduler=one_cycle_lr", "optimizer.lr=0.05"]
+    assert not [n for n in idle_settings(compose.compose_config(words), words) if "optimizer.lr" in n]
 
 
 def test_compile_mode_is_torch_compiles_and_an_unknown_one_is_refused(cli, tmp_path, monkeypatch):
@@ -418,6 +423,15 @@ def test_lr_find_without_a_suggestion_says_which_way_to_move_the_range(cli):
             args,
             result.stderr[-1000:],
         )
+    # (a loss that fell 75% at once, its fastest fall before the range: "hardly moved", a review)
+    import math
+    from types import SimpleNamespace
+
+    from dlbench.commands.lr_find import retry
+
+    fell = [2.3 * math.exp(-i) + 0.5 + 0.01 * i for i in range(40)]
+    range_ = SimpleNamespace(steps=40, min_lr=1e-3, max_lr=10)
+    assert retry(range_, [0.0] * 40, fell) == "a lower --min-lr: the loss fell at the range's start"
 
 
 def test_lr_find_refuses_bad_options_and_writes_nothing(cli, tmp_path):
@@ -557,7 +571,7 @@ def test_schedules_count_every_epoch_the_run_trains_and_log_the_rate_each_step_u
     overrides = [*LINEAR[:-1], "logger=csv", "trainer.epochs=1", "trainer.log_every_n_steps=1"]
     overrides += ["scheduler=one_cycle_lr", "optimizer=sgd", "optimizer.lr=0.1", "scheduler.interval=step"]
     metrics = train(compose.compose_config(overrides), tmp_path / "run")
-    logged = read_step_values(tmp_path / "run", "train/lr")  # (step 21's twice: its own, the epoch's)
+    logged = read_step_values(tmp_path / "run", "train/lr")  # (step 21's once: its own is the epoch's)
     reference = torch.optim.SGD(model.parameters(), lr=0.1)
     schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.1, total_steps=21)
     used = []
@@ -568,7 +582,7 @@ def test_schedules_count_every_epoch_the_run_trains_and_log_the_rate_each_step_u
     assert sorted(logged) == list(range(1, 22))
     for step, values in logged.items():
         assert values == pytest.approx([used[step - 1]] * len(values), rel=1e-9), step
-    assert len(logged[21]) == 2 and metrics["train/lr"] == pytest.approx(used[-1], rel=1e-9)
+    assert len(logged[21]) == 1 and metrics["train/lr"] == pytest.approx(used[-1], rel=1e-9)
 
 
 def test_a_schedule_that_cannot_step_through_the_run_is_refused_when_it_is_built():

@@ -185,14 +185,20 @@ def smooth(losses: list[float]) -> list[float]:
 
 def retry(options, lrs: list[float], smoothed: list[float]) -> str:
     """What to try where no lr was suggested (`suggest`): a range that ends below where the loss
-    diverged, one that starts lower where it rose, one that ends higher where it hardly moved;
-    and more steps where each decade of lr had few (`--max-lr 1e6`: 5 a decade, too fast to read)."""
+    diverged; one that starts lower where it fell at once (its fastest fall is before the range)
+    or rose; one that ends higher where it hardly moved; and more steps where each decade of lr
+    had few (`--max-lr 1e6`: 5 a decade, too fast to read)."""
     per_decade = options.steps / math.log10(options.max_lr / options.min_lr)
+    first = abs(smoothed[0]) if smoothed else 0.0
+    fell = bool(smoothed) and smoothed[0] - min(smoothed) >= 0.05 * first  # (then at once: no suggestion)
+    rose = bool(smoothed) and smoothed[-1] - smoothed[0] > 0.05 * first
     if len(smoothed) < len(lrs):  # (`smooth` stops where the loss diverged)
         at = lrs[len(smoothed)]
-        lower = "a lower --min-lr and " if at < 10 * options.min_lr else ""  # (it diverged from the start)
+        lower = "a lower --min-lr and " if at < 10 * options.min_lr or fell else ""
         tries = [f"{lower}a --max-lr below {at:.3g}, where the loss diverged"]
-    elif smoothed and smoothed[-1] > 1.05 * smoothed[0]:
+    elif fell:
+        tries = ["a lower --min-lr: the loss fell at the range's start"]
+    elif rose:
         tries = ["a lower --min-lr: the loss rose over the range"]
     else:
         tries = ["a higher --max-lr: the loss hardly moved"]

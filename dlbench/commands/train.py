@@ -118,6 +118,7 @@ def train_command(argv: list[str]) -> int:
             overrides.append(terminal.override("hydra.sweep.dir", folder))
             if override_value(overrides, "sweep.resume") is not None:  # a fail-fast stop of the last attempt
                 (folder / ".stop").unlink(missing_ok=True)
+            (folder / rundir.REFUSED).unlink(missing_ok=True)  # (one a stopped command left: not this one's)
         if one_run and checked and hydra_node is not None and not distributed_run(checked[0]):
             launch.run_once(checked[0], hydra_node, list(hydra_node.hydra.overrides.task))
             return 0

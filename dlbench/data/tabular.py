@@ -85,12 +85,12 @@ def standardized(train, val, test):
         return torch.stack(xs), torch.stack(ys)
 
     x = tensors(train)[0]
-    mean, std = x.mean(0), x.std(0)
+    mean, std = x.mean(0), torch.nan_to_num(x.std(0), nan=1.0)  # (one flower: no spread, nan)
     std[std == 0] = 1.0  # (a feature constant in the train split: centred, not divided by 0)
 
     def scaled(split):
-        if split is None:
-            return None
+        if split is None or len(split) == 0:
+            return split
         x, y = tensors(split)
         return TensorDataset((x - mean) / std, y)
 
