@@ -426,9 +426,8 @@ def note_a_sweep(cfg: DictConfig, overrides: list[str], said: list[str]) -> None
     --config-dir) runs one job without -m: say so, with the command that runs them all."""
     if not OmegaConf.select(cfg, "hydra.sweeper.params"):
         return
-    if (
-        search := override_value(overrides, "hparams_search")
-    ) is not None:  # (Optuna's: a search, not a grid)
+    search = override_value(overrides, "hparams_search")
+    if search is not None:  # (Optuna's: a search, not a grid)
         err_console.print(
             f"note: hparams_search={search} is a search (-m runs it); this trains one run with its settings"
         )

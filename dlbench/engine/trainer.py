@@ -201,12 +201,16 @@ class Trainer:
         cfg, monitor = self.cfg, self.monitor
         self._stop_if_requested(task, optimizations)  # a signal while the run was built
         if self._patience_spent():  # (a resumed run that stopped early: it is over, as at its last epoch)
-            log.warning(f"early stopping ended this run: {monitor} had not improved for {cfg.patience} "
-                     "evaluations (a larger trainer.patience goes on)")  # fmt: skip
+            log.warning(
+                f"early stopping ended this run: {monitor} had not improved for {cfg.patience} "
+                "evaluations (a larger trainer.patience goes on)"
+            )
         elif self._done() and self.state.epoch < cfg.epochs:  # (a resumed run given more epochs)
             more = "a new run" if self.state.cut_by_max_steps else "a larger trainer.max_steps"
-            log.warning(f"trainer.max_steps={cfg.max_steps} ended this run at step {self.state.step}: more "
-                     f"epochs train nothing more ({more} goes on)")  # fmt: skip
+            log.warning(
+                f"trainer.max_steps={cfg.max_steps} ended this run at step {self.state.step}: more "
+                f"epochs train nothing more ({more} goes on)"
+            )
         while self._goes_on():
             epoch = self.state.epoch
             start, written = time.perf_counter(), self.log.step_writes_s
