@@ -340,7 +340,7 @@ def taken_by_others(group: str, key: str, chosen: object) -> list[str]:
     registry = COMPONENTS.get(group)
     if registry is None:
         return []
-    taking = [n for n in registry.names() if n != chosen and key in registry.config_node(n)]
+    taking = registry.taking(key, but=chosen)
     if not taking:
         return []
     shown = ", ".join(f"{group}={n}" for n in taking[:4]) + (", ..." if len(taking) > 4 else "")

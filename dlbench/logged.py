@@ -64,6 +64,8 @@ def from_csv(folder: Path) -> Curves:
     writes (a link, larger than MAX_CSV, a row that is not a step and a number)."""
     import csv
 
+    from dlbench.engine.loggers import Csv
+
     path = folder / "metrics.csv"
     if not files.plain_file(path) or path.stat().st_size > MAX_CSV:
         return {}
@@ -71,7 +73,7 @@ def from_csv(folder: Path) -> Curves:
     try:
         with path.open(newline="", errors="replace") as f:
             for row in csv.reader(f):
-                if row == ["step", "metric", "value"]:
+                if row == Csv.HEADER:
                     continue
                 step, metric, value = row  # (a row of another shape: the file is not metrics.csv)
                 steps, values = curves.setdefault(metric, ([], []))

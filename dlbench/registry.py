@@ -141,6 +141,10 @@ class Registry:
             return self._indexed()[name]["origin"]
         return origin_of(self.get(name))
 
+    def taking(self, key: str, but: object = None) -> list[str]:
+        """The options whose constructors take `key` (`momentum`: sgd, rmsprop, ...), but `but`."""
+        return [n for n in self.names() if n != but and key in self.config_node(n)]
+
     def config_node(self, name: str) -> dict[str, Any]:
         """The config node a registered constructor implies: its name and every keyword it takes,
         with the default written in its signature. A parameter without a default is `???`

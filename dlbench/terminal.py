@@ -272,6 +272,6 @@ def protect_logs() -> None:
     logging.setLogRecordFactory(factory)
 
 
-def counted(number: int, thing: str) -> str:
-    """`1 run`, `2 runs`: a number of things, said as English says it."""
-    return f"{number} {thing}{'' if number == 1 else 's'}"
+def counted(number: int, thing: str, things: str | None = None) -> str:
+    """`1 run`, `2 runs` (`things`: a plural of another form, `batches`): as English says it."""
+    return f"{number} {thing if number == 1 else things or thing + 's'}"

@@ -23,7 +23,7 @@ import yaml
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlbench import files, plugins, resume, rundir, searchpath
+from dlbench import files, plugins, resume, rundir, searchpath, terminal
 from dlbench.announce import describe_run, print_results, run_info
 from dlbench.build import (
     build_data,
@@ -176,7 +176,7 @@ def _train(
         trainer.restore(resume_state, task, optimizations)
         resume.apply(optimizations, built_groups, resumed_settings)
         state = trainer.state  # (epochs completed; mid-epoch, the epoch it goes on in, as progress counts it)
-        batches = f"{state.epoch_step} batch{'' if state.epoch_step == 1 else 'es'}"
+        batches = terminal.counted(state.epoch_step, "batch", "batches")
         at = f"in epoch {state.epoch + 1} after {batches}" if state.epoch_step else f"at epoch {state.epoch}"
         log.info(f"resumed {at}, step {state.step} from {cfg.resume}")
         if cluster.requeue_count():  # a Slurm job requeued after a preemption or its time limit

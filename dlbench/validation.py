@@ -228,7 +228,7 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         raise DlbenchError(f"optimizer.lookahead_every={every}: every N steps, N from 1 (0: none)")
     if cfg.loss.get("name") == "auto" and (given := [str(k) for k in cfg.loss if k != "name"]):
         # (`+loss.label_smoothing=0.5`: kept in the run's config, and the task's loss built without it)
-        taking = [f"loss={n}" for n in LOSSES.names() if n != "auto" and given[0] in LOSSES.config_node(n)]
+        taking = [f"loss={n}" for n in LOSSES.taking(given[0], but="auto")]
         named = f" ({', '.join(taking[:4])})" if taking else ""
         raise DlbenchError(
             f"loss.{given[0]}={cfg.loss[given[0]]}: loss=auto (the task's usual loss, chosen by the data) "

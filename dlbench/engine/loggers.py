@@ -98,6 +98,8 @@ class Csv:
     """<run>/metrics.csv: one row per value logged (step, metric, value), appended as it comes;
     a resumed run drops the rows after the step it resumes from."""
 
+    HEADER = ["step", "metric", "value"]  # (logged.from_csv reads the file back)
+
     def start(self, run: RunInfo) -> None:
         self.folder, self.path = run.folder, run.folder / "metrics.csv"
         kept = []
@@ -106,7 +108,7 @@ class Csv:
                 kept = [r for r in csv.reader(f) if r[:1] != ["step"] and int(r[0]) <= run.resumed_step]
         self.file = self.path.open("w", newline="")
         self.writer = csv.writer(self.file)
-        self.writer.writerows([["step", "metric", "value"], *kept])
+        self.writer.writerows([self.HEADER, *kept])
 
     def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
         self.writer.writerows([step, tag, repr(float(value))] for tag, value in values.items())
