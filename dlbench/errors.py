@@ -120,12 +120,18 @@ def first_line(err: BaseException) -> str:
 
 
 def did_you_mean(
-    name: str, choices: Iterable[str], n: int = 3, prefix: str = "", first: Iterable[str] = ()
+    name: str,
+    choices: Iterable[str],
+    n: int = 3,
+    prefix: str = "",
+    first: Iterable[str] = (),
+    rough: bool = True,
 ) -> str:
     """Return ' Did you mean: a, b?' for the closest choices (after `first`, named as they are),
     or '' when there are none. A key's are named whole, as they are typed (`prefix`: its node,
-    `trainer.`)."""
-    named = [*first, *(prefix + c for c in closest(str(name), sorted(set(map(str, choices))), n))]
+    `trainer.`). `rough=False` leaves out rough spellings (`closest`)."""
+    found = closest(str(name), sorted(set(map(str, choices))), n, rough)
+    named = [*first, *(prefix + c for c in found)]
     return f" Did you mean: {', '.join(named[:4])}?" if named else ""
 
 
@@ -137,11 +143,12 @@ SYNONYMS = {
 }  # fmt: skip
 
 
-def closest(name: str, choices: list[str], n: int) -> list[str]:
+def closest(name: str, choices: list[str], n: int, rough: bool = True) -> list[str]:
     """The `n` choices closest to `name`: those it begins (`cosine`: cosine_annealing_lr), any
     case; then close spellings (`lenet5_mnsit`: lenet5_mnist; `irs`: iris); then those it is
     part of (`plateau`: reduce_lr_on_plateau; `irs` is part of translation_pairs, after iris);
-    then rougher spellings. A word of another tool's is read as dlbench's (SYNONYMS: `gpu`,
+    then rougher spellings, unless not `rough` (a dozen commands: `lesson` read as completion).
+    A word of another tool's is read as dlbench's (SYNONYMS: `gpu`,
     cuda). (difflib alone offered `none` for `cosine`.)"""
     folded = SYNONYMS.get(name.lower(), name.lower())
     begun = [c for c in choices if len(folded) >= 2 and c.lower().startswith(folded)]
@@ -149,7 +156,8 @@ def closest(name: str, choices: list[str], n: int) -> list[str]:
     cased = {c.lower(): c for c in choices}  # (difflib on the folded names: `T0` finds T_0)
     spelled = [cased[c] for c in difflib.get_close_matches(folded, list(cased), n=n, cutoff=0.5)]
     close = [c for c in spelled if difflib.SequenceMatcher(None, folded, c.lower()).ratio() >= 0.75]
-    return list(dict.fromkeys(begun + close + holding + (spelled if not begun + holding else [])))[:n]
+    rougher = spelled if rough and not begun + holding else []
+    return list(dict.fromkeys(begun + close + holding + rougher))[:n]
 
 
 def unreadable(err: Exception, overrides: Iterable[str]) -> DlbenchError:

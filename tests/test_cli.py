@@ -257,6 +257,11 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "'resume' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION). Did you "
         "mean: dlbench resume=outputs/x?",
         ("epochs", "3"): "Did you mean: dlbench trainer.epochs=3?",
+        # (an option alone: no hint, or a rough spelling of a command, `lesson`: completion)
+        ("iris_mlp", "trainer.epochs=1"): "Did you mean: dlbench experiment=iris_mlp trainer.epochs=1?",
+        ("experiments",): "Did you mean: dlbench list experiments?",
+        ("lesson",): "(KEY=VALUE, GROUP=OPTION).\nCommands: train,",
+        ("list", "model", "nope"): "Unknown model 'nope'.",  # (a group's name for its kind: Unknown list kind)
         ("name", "a,b"): "Did you mean: dlbench \"name='a,b'\"?",  # (as Hydra reads it back: not a sweep)
         ("trainer.precision=fp16",): "choose one of: 32|bf16|16|auto. Did you mean: trainer.precision=16?",
         ("device", "trainer.epochs=1"): "'device' is a config group: choose an option, device=OPTION\n"

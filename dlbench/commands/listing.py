@@ -20,6 +20,7 @@ from dlbench.errors import DlbenchError, unknown_name
 from dlbench.searchpath import SHIPPED, preset_file
 
 KINDS = ("models", "datasets", "tasks", "losses", "optimizers", "schedulers", "experiments")
+PLURAL = {"loss": "losses", **{kind[:-1]: kind for kind in KINDS if kind != "losses"}}  # (`list model`)
 
 
 def list_command(args: list[str]) -> int:
@@ -33,7 +34,7 @@ def list_command(args: list[str]) -> int:
     unnamed = unnamed_plugins(args, yours)
     if len(args) > 2:  # (ignored, silently)
         raise DlbenchError(f"dlbench list [KIND] [PATTERN] takes two words at most: {args[2]!r} is a third")
-    wanted = args[:1] or list(KINDS)
+    wanted = [PLURAL.get(args[0], args[0])] if args else list(KINDS)
     pattern = args[1] if len(args) > 1 else "*"
     for kind in wanted:
         if kind not in KINDS:
