@@ -260,6 +260,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (an option alone: no hint, or a rough spelling of a command, `lesson`: completion)
         ("iris_mlp", "trainer.epochs=1"): "Did you mean: dlbench experiment=iris_mlp trainer.epochs=1?",
         ("experiments",): "Did you mean: dlbench list experiments?",
+        # (hydra.sweep.dir won: sweep.resume's folder went unchecked)
+        ("-m", "sweep.resume=a", "hydra.sweep.dir=b"): "sweep.resume=a and hydra.sweep.dir=b name two folders",
         ("lesson",): "(KEY=VALUE, GROUP=OPTION).\nCommands: train,",
         ("list", "model", "nope"): "Unknown model 'nope'.",  # (a group's name for its kind: Unknown list kind)
         ("name", "a,b"): "Did you mean: dlbench \"name='a,b'\"?",  # (as Hydra reads it back: not a sweep)

@@ -453,6 +453,22 @@ def test_a_sweep_resume_with_other_overrides_is_refused_and_writes_in_no_job(cli
     command's, which `compare outputs/multirun` then took for the newest sweep)."""
     sweep = ["-m", "trainer.seed=1,2", "trainer.epochs=1", "trainer.progress=none", "hydra.sweep.dir=s"]
     assert cli(*sweep, "trainer.checkpoint_budget=1").returncode == 0
+    files = {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()}
+    # (refused before Hydra starts, with the command that finishes it, where multirun.yaml tells)
+    early = cli(*sweep, "sweep.resume=s")
+    assert early.returncode == 2 and "Launching" not in early.stderr, early.stderr
+    assert "sweep.resume=s finishes a sweep with the words that started it (trainer.seed=1,2 " in early.stderr
+    assert early.stderr.strip().endswith(
+        ": dlbench -m trainer.seed=1,2 trainer.epochs=1 trainer.progress=none trainer.checkpoint_budget=1 "
+        "hydra.sweep.dir=s sweep.resume=s"
+    )
+    assert {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()} == files
+    # (a multirun.yaml whose words do not pass the saved-run allow-list tells nothing: each job checks)
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "s" / "multirun.yaml").read_text())
+    saved["hydra"]["overrides"]["task"].append("name=${oc.env:HOME}")
+    (tmp_path / "s" / "multirun.yaml").write_text(yaml.safe_dump(saved))
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "s").rglob("*") if p.is_file()}
     result = cli(*sweep, "sweep.resume=s")
     assert result.returncode == 2, result.stderr

@@ -91,7 +91,8 @@ def train_command(argv: list[str]) -> int:
         # the user's own words, as a printed hint gives them back (their config folder and name too)
         said = [*(["--config-dir", args.config_dir] if args.config_dir else [])]
         said += [*(["--config-name", args.config_name] if args.config_name else []), *args.overrides]
-        overrides = sweep_resume_overrides(resume_overrides(list(args.overrides), argv))
+        flags = said[: len(said) - len(args.overrides)]
+        overrides = sweep_resume_overrides(resume_overrides(list(args.overrides), argv), flags)
         one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
         checked, folder, hydra_node = [], None, None  # the composed configs, the folder written, hydra
         if args.cfg:  # print the config composed for the checks (Hydra would compose it again)
@@ -365,16 +366,55 @@ def hydra_flags(argv: list[str], overrides: list[str]) -> list[str]:
     return flags
 
 
-def sweep_resume_overrides(overrides: list[str]) -> list[str]:
-    """`sweep.resume=DIR` runs the sweep again in DIR (the jobs keep their directories)."""
-    target = override_value(overrides, "sweep.resume")
-    if target is None or override_value(overrides, "hydra.sweep.dir") is not None:
+def sweep_resume_overrides(overrides: list[str], flags: list[str]) -> list[str]:
+    """`sweep.resume=DIR` runs the sweep again in DIR (the jobs keep their directories), with
+    the words that started it (a hint names them, and the command's `flags`: --config-dir)."""
+    target, sweep_dir = (
+        override_value(overrides, "sweep.resume"),
+        override_value(overrides, "hydra.sweep.dir"),
+    )
+    if target is None:
         return overrides
+    if sweep_dir is not None and Path(sweep_dir).absolute() != Path(target).absolute():
+        raise DlbenchError(  # (the jobs ran in hydra.sweep.dir, unchecked)
+            f"sweep.resume={target} and hydra.sweep.dir={sweep_dir} name two folders: give sweep.resume alone"
+        )
     if not Path(target).is_dir():
         raise DlbenchError(f"sweep.resume={target}: no such sweep directory")
     for saved_file in sorted(Path(target).glob("*/.hydra/overrides.yaml")):  # data, not trusted
         check_saved_overrides(files.read_yaml(saved_file), str(saved_file))
-    return [*overrides, terminal.override("hydra.sweep.dir", target)]
+    started = [w for w in started_sweep(Path(target)) if the_sweeps_own(w)]
+    given = [w for w in overrides if the_sweeps_own(w)]
+    if started and None not in (read := (as_read(started), as_read(given))) and read[0] != read[1]:
+        kept = [w for w in overrides if not the_sweeps_own(w)]  # (sweep.resume, plugins, hydra's)
+        instead = f"not {' '.join(given)}" if given else "which this command leaves out"
+        raise DlbenchError(  # (found by the first job, after Hydra had started)
+            f"sweep.resume={target} finishes a sweep with the words that started it ({' '.join(started)}), "
+            f"{instead}: {terminal.command('-m', *flags, *started, *kept)}"
+        )
+    return overrides if sweep_dir is not None else [*overrides, terminal.override("hydra.sweep.dir", target)]
+
+
+def the_sweeps_own(word: str) -> bool:
+    """Whether a word is one that made a sweep's jobs (not sweep.*, plugins, nor Hydra's own)."""
+    return terminal.root_of(word) not in IGNORED_ROOTS and terminal.root_of(word).split("/")[0] != "hydra"
+
+
+def as_read(words: list[str]) -> list[tuple] | None:
+    """Words as Hydra reads them (`[64, 32]` is `[64,32]`; a sweep its values), in any order
+    where each key is set once (launch.in_order); None where one cannot be read without a config
+    (`glob(...)`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser, read = OverridesParser.create(), []
+    try:
+        for o in map(parser.parse_override, words):
+            values = o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()]
+            read.append((o.type.name, o.get_key_element(), tuple(values)))
+    except HydraException:
+        return None
+    return sorted(read) if len({key for _, key, _ in read}) == len(read) else read
 
 
 def started_sweep(sweep_dir: Path) -> list[str]:
