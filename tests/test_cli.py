@@ -261,9 +261,9 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("iris_mlp", "trainer.epochs=1"): "Did you mean: dlbench experiment=iris_mlp trainer.epochs=1?",
         ("experiments",): "Did you mean: dlbench list experiments?",
         # (hydra.sweep.dir won: sweep.resume's folder went unchecked)
-        ("-m", "sweep.resume=a", "hydra.sweep.dir=b"): "sweep.resume=a and hydra.sweep.dir=b name two folders",
+        ("-m", "sweep.resume=a", "hydra.sweep.dir=b"): "sweep.resume=a and hydra.sweep.dir=b name two",
         ("lesson",): "(KEY=VALUE, GROUP=OPTION).\nCommands: train,",
-        ("list", "model", "nope"): "Unknown model 'nope'.",  # (a group's name for its kind: Unknown list kind)
+        ("list", "model", "nope"): "Unknown model 'nope'.",  # (a group's name: Unknown list kind)
         ("name", "a,b"): "Did you mean: dlbench \"name='a,b'\"?",  # (as Hydra reads it back: not a sweep)
         ("trainer.precision=fp16",): "choose one of: 32|bf16|16|auto. Did you mean: trainer.precision=16?",
         ("device", "trainer.epochs=1"): "'device' is a config group: choose an option, device=OPTION\n"

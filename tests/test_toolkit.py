@@ -1,6 +1,7 @@
 """Issue 27: the training toolkit as options of the one trainer: gradient accumulation,
 clipping by value, EMA and SWA of the weights, mixup/cutmix, the LR range test, the profiler."""
 
+import csv
 import signal
 
 import pytest
@@ -235,7 +236,14 @@ def test_a_finished_swa_run_given_more_epochs_ends_as_the_longer_run(tmp_path):
 def test_swa_averages_the_epochs_from_its_start_and_recomputes_batchnorm(tmp_path):
     overrides = [*LINEAR, "model=mlp", "model.norm=batch", "trainer.epochs=3", "trainer.swa_start=2"]
     periodic = ["trainer.checkpoint_every_n_steps=21", "trainer.keep_last_k=3"]  # each epoch's end
-    train(compose.compose_config([*overrides, *periodic]), tmp_path / "run")
+    metrics = train(compose.compose_config([*overrides, *periodic, "logger=csv"]), tmp_path / "run")
+    # (the average's val/ figures are logged at the last step, after the last epoch's; its train/
+    # and time/ figures were logged a second time there)
+    rows = list(csv.reader((tmp_path / "run" / "metrics.csv").open()))[1:]
+    logged = [(step, metric) for step, metric, _ in rows]
+    twice = sorted({m for s, m in logged if logged.count((s, m)) > 1})
+    assert twice == sorted(k for k in metrics if k.startswith(("val/", "time/val_"))), twice
+    assert float([v for s, m, v in rows if m == "val/loss"][-1]) == pytest.approx(metrics["val/loss"])
     saved = tmp_path / "run" / "checkpoints"
     epoch_2, epoch_3 = (checkpoint.load(saved / f"step-0000000{n}.pt")["trained"] for n in (42, 63))
     final = checkpoint.load(saved / "best.pt")

@@ -272,9 +272,10 @@ class Trainer:
         batches = (to_device(b, self.device, self.cfg.channels_last) for b in data.loader("train"))
         self.average.finish(batches, self.device)
         log.info(f"validated and saved from now on: {self.average.describe()}")
-        if data.size("val"):
-            self.state.metrics.update(self.evaluate(task, data, "val"))
-            self.log.scalars(self.state.metrics, self.state.step)
+        if data.size("val"):  # (the average's val/ figures; the epoch's train/ ones were logged)
+            averaged = self.evaluate(task, data, "val")
+            self.state.metrics.update(averaged)
+            self.log.scalars(averaged, self.state.step)
         self.save(task, optimizations, "last.pt", "best.pt")
 
     def reports(self, epoch: int, steps: int) -> bool:
