@@ -5,6 +5,7 @@ csv_rows)."""
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from dlbench.data.splits import carve, check_labels, labels_of
 from dlbench.data.transforms import Augment, Augmented, mixing
 from dlbench.engine import distributed
 from dlbench.errors import DlbenchError, first_line
+from dlbench.terminal import counted
 
 log = logging.getLogger("dlbench")
 
@@ -85,12 +87,21 @@ def as_source(built: Any, name: str) -> DataSource:
     target = torch.as_tensor(sample[1])
     if target.is_floating_point() or target.dim() > 0:
         return DataSource(train, val, test)  # regression
+    labels = labels_of(train)
+    if labels is None:  # read once: the splits are stratified by them, and they are checked
+        labels = train.targets = torch.tensor([int(train[i][1]) for i in range(len(train))])
     classes = getattr(splits[0], "classes", None)
     if classes is not None:
         return DataSource(train, val, test, num_classes=len(classes), class_names=[str(c) for c in classes])
-    labels = labels_of(train)
-    if labels is None:
-        labels = torch.tensor([int(train[i][1]) for i in range(len(train))])
+    top, present = int(labels.max()), set(labels.tolist())
+    if missing := top + 1 - len({label for label in present if label >= 0}):  # (labels 1..K: K+1 outputs)
+        first = list(itertools.islice((c for c in range(top + 1) if c not in present), 5))
+        log.warning(
+            f"dataset '{name}': its labels run to {top}, and {counted(missing, 'class', 'classes')} below "
+            f"that {'has' if missing == 1 else 'have'} no sample ({', '.join(map(str, first))}"
+            f"{', ...' if missing > len(first) else ''}): a model gets an output for each; classes are "
+            "numbered 0..N-1"
+        )
     return DataSource(train, val, test, num_classes=int(labels.max()) + 1)
 
 
@@ -118,6 +129,8 @@ class AsTensors(Dataset):
                 x = _as_float32(torch.as_tensor(np.asarray(x)))
             if not isinstance(y, (int, torch.Tensor)):  # a float or an array: a regression target
                 y = _as_float32(torch.as_tensor(np.asarray(y)))
+            if isinstance(y, torch.Tensor) and y.dim() == 0 and y.is_floating_point():  # [B, 1] batches
+                y = y.reshape(1)
         except (TypeError, ValueError) as err:  # (a label "cat", a dict: numpy's or torch's TypeError)
             raise DlbenchError(
                 f"sample {index} of {type(self.dataset).__name__} is {type(sample).__name__} "

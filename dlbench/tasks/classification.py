@@ -131,6 +131,11 @@ class Classification(Task):
 
     # The three methods a variant (binary) changes: loss on the model's output, and predictions.
     def compute_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if output.dim() > 1 and output.shape[1] != self.num_classes:  # (more trained: classes 10, 11, 12)
+            raise DlbenchError(
+                f"the model gives {output.shape[1]} outputs a sample for {self.num_classes} classes: a "
+                "classifier's last layer has one per class (model.num_outputs, which the data sets)"
+            )
         soft = y.is_floating_point()  # a mixed batch's class probabilities
         if self.one_hot and not soft:
             y = nn.functional.one_hot(y, self.num_classes).to(output.dtype)

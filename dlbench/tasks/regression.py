@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dlbench.data.info import DataInfo
+from dlbench.errors import DlbenchError
 from dlbench.registry import TASKS
 from dlbench.tasks.base import SPLITS, Optimize, Task
 from dlbench.tasks.metrics import RegressionSums
@@ -35,6 +36,11 @@ class Regression(Task):
     def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
         x, y = batch
         output = self.model(x)
+        if output.shape != y.shape:  # (a loss broadcasts [B, 1] against [B] to [B, B]: it trains, wrongly)
+            raise DlbenchError(
+                f"the model's output for a sample has shape {list(output.shape[1:])}, its target "
+                f"{list(y.shape[1:])}: a regression model gives one value per target (model.num_outputs)"
+            )
         loss = self.loss(output, y)
         optimize("model", loss)
         if self.track_train_metrics:  # (an epoch that reports train/ metrics: the trainer says)

@@ -1,0 +1,65 @@
+"""A user's own Dataset (data/base.py `as_source`) and what a task makes of its samples: each
+was a silent wrong result that a review of docs/extending.md found."""
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from dlbench.config import DataConfig
+from dlbench.data.base import DataModule, as_source
+from dlbench.data.splits import labels_of
+from dlbench.errors import DlbenchError
+from dlbench.tasks.classification import Classification
+from dlbench.tasks.regression import Regression
+
+
+class Labelled(Dataset):
+    """Samples with int labels and no `targets` list (a `classes` list where given)."""
+
+    def __init__(self, labels, classes=None):
+        self.labels = labels
+        if classes is not None:
+            self.classes = classes
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return torch.full((3,), float(i)), self.labels[i]
+
+
+def test_a_float_target_of_one_value_is_a_column_as_the_model_gives_it():
+    """A (N,) float target made [B] batches against the model's [B, 1]: MSE broadcast them to
+    [B, B] with torch's warning only, and a linear fit reached r2 0.05 on an exact line."""
+    x = torch.randn(20, 3)
+    source = as_source(TensorDataset(x, x.sum(1)), "line")
+    assert source.train[0][1].shape == (1,) and source.train[0][1].dtype == torch.float32
+    assert as_source(Labelled([0, 1] * 5), "two").train[0][1] == 0  # (a class stays a number)
+    task = Regression(nn.Linear(3, 2), nn.MSELoss(), DataModule(source, DataConfig()))
+    with pytest.raises(DlbenchError, match=r"output for a sample has shape \[2\], its target \[1\]"):
+        task.training_step((x[:4], x[:4].sum(1, keepdim=True)), lambda name, loss: None)
+
+
+def test_a_classifier_with_more_outputs_than_classes_is_refused():
+    """It trained, and predict named classes 10, 11 and 12 of a data set of ten."""
+    data = DataModule(as_source(Labelled([0, 1, 2] * 10), "three"), DataConfig())
+    task = Classification(nn.Linear(3, 5), nn.CrossEntropyLoss(), data)
+    with pytest.raises(DlbenchError, match="the model gives 5 outputs a sample for 3 classes"):
+        task.training_step((torch.zeros(4, 3), torch.tensor([0, 1, 2, 0])), lambda name, loss: None)
+
+
+def test_labels_without_a_targets_list_are_read_once_for_stratified_splits_and_checked(caplog):
+    """The docs promise splits stratified by labels read once: they were read to count the
+    classes only (a test split of 6 and 10 of 40/40), not at all with a `classes` list, whose
+    labels outside it then failed in the model's step as the model's fault."""
+    for seed in range(3):
+        data = DataModule(as_source(Labelled([0, 1] * 40), "f"), DataConfig(split_seed=seed))
+        assert torch.bincount(labels_of(data.splits["test"])).tolist() == [8, 8]
+    with pytest.raises(DlbenchError, match=r"train split has labels outside 0..1 \(found 0..2\)"):
+        DataModule(as_source(Labelled([0, 1, 2] * 10, classes=["a", "b"]), "short"), DataConfig())
+    with caplog.at_level(logging.WARNING, logger="dlbench"):
+        assert as_source(Labelled([1, 2, 3, 9] * 5), "gaps").num_classes == 10
+    assert "its labels run to 9, and 6 classes below that have no sample (0, 4, 5, 6, 7, ...)" in caplog.text
