@@ -5,6 +5,7 @@ names a run's folder."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import time
@@ -14,7 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigNode, ConfigStore
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlbench.config import DataConfig, RunConfig
+from dlbench.config import AugmentConfig, DataConfig, RunConfig
 from dlbench.registry import DATASETS, REGISTRIES
 
 
@@ -42,7 +43,9 @@ def store_config_nodes(files: Mapping[str, Iterable[str]]) -> None:
     found in the config folders), as the option `<group>/<name>` itself, so `model=tiny_net`
     needs no YAML file."""
     repo = ConfigStore.instance().repo
-    common = dict(vars(DataConfig()))  # the keys every dataset node has
+    # the keys every dataset node has; its augmentations each off, so `dataset.augment.hflip=0.5`
+    # sets one on any data (a null took none: `Unknown key`)
+    common = {**vars(DataConfig()), "augment": dataclasses.asdict(AugmentConfig())}
     for registry in REGISTRIES.values():
         folder = repo.setdefault(registry.group, {})
         with_files = set(files.get(registry.group, ()))

@@ -24,7 +24,7 @@ import fnmatch
 import json
 from typing import Any
 
-from dlbench.config import SCHEDULE_LENGTHS, STRUCTURED
+from dlbench.config import SCHEDULE_LENGTHS, STRUCTURED, AugmentConfig
 from dlbench.errors import DlbenchError
 
 # settings that change nothing the steps so far were taken with (patterns of flattened keys)
@@ -88,7 +88,7 @@ def changes(saved: dict, new: dict) -> dict[str, tuple[Any, Any]]:
     """Every key whose value differs, one config having it and the other not included (a key
     added with `+`, a null that became a dict): {key: (saved, new)}. An unset monitor in the
     new config means the task's own, which the saved one names."""
-    old, now = flatten(saved), flatten(new)
+    old, now = flatten(augments_whole(saved)), flatten(augments_whole(new))
     out = {}
     for key in old.keys() | now.keys():
         before, after = old.get(key, default_of(key)), now.get(key, ABSENT)
@@ -100,6 +100,16 @@ def changes(saved: dict, new: dict) -> dict[str, tuple[Any, Any]]:
         if before != after:
             out[key] = (before, after)
     return dict(sorted(out.items()))
+
+
+def augments_whole(config: dict) -> dict:
+    """A config whose dataset.augment names every augmentation (a run saved before each was in
+    every dataset's node had null, or those it set: the rest were off)."""
+    data = config.get("dataset")
+    if not isinstance(data, dict) or not isinstance(data.get("augment") or {}, dict):
+        return config
+    whole = {**dataclasses.asdict(AugmentConfig()), **(data.get("augment") or {})}
+    return {**config, "dataset": {**data, "augment": whole}}
 
 
 def default_of(key: str) -> Any:
