@@ -280,6 +280,13 @@ def _explain(err: Exception, overrides: list[str]) -> DlbenchError:
     match = re.search(r"Could not override '([^']+)'", str(err))
     if match:
         return _unknown_key(match.group(1), overrides)
+    # Hydra's own groups (hydra/launcher=nope): its message, options and search path, unhinted
+    missing = re.search(
+        r"Could not find '(hydra/[^'/]+)/([^']+)'\s+Available options in '\1':\n((?:\s+\S+\n?)*)", str(err)
+    )
+    if missing:
+        group, name, listed = missing.groups()
+        return errors.unknown_name(f"{group} option", name, listed.split())
     return DlbenchError(*errors.lines_of(str(err).strip(), overrides))
 
 

@@ -296,7 +296,12 @@ def swa_out_of_reach(t: DictConfig, steps_per_epoch: int) -> str | None:
 
 def parts_of(cfg: DictConfig, task: Task) -> str:
     """The parts a trial step tries together, as its message names them."""
-    return f"model={cfg.model.name}, task={type(task).__name__} and dataset={cfg.dataset.name}"
+    from dlbench.registry import TASKS
+
+    named = [name for name in TASKS.names() if TASKS.get(name) is type(task)]  # (task=auto's: pasted back)
+    return (
+        f"model={cfg.model.name}, task={named[0] if named else cfg.task.name} and dataset={cfg.dataset.name}"
+    )
 
 
 def check_monitor(monitor: str, reported: set[str], validated: bool) -> None:

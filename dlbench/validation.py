@@ -138,8 +138,10 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         ("running_loss_every", t.running_loss_every, 1),
         ("seed", t.seed, 0),
     ]:
-        if value is not None and value < low:
+        if value is not None and not value >= low:  # (not `< low`: nan passed)
             raise DlbenchError(f"trainer.{key}={value}: must be at least {low}")
+        if value is not None and value >= 2**63:  # (inf; epochs past int64 trained, with an ETA of 1e17 h)
+            raise DlbenchError(f"trainer.{key}={value}: must be below 2**63")
     if not t.seed < 2**32:
         raise DlbenchError(
             f"trainer.seed={t.seed}: must be below 2**32 (numpy's generators take no larger seed)"

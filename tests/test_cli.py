@@ -241,7 +241,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("scheduler=step_lr", "scheduler.gamma=-1", "scheduler.step_size=1"): "scheduler.gamma=-1: StepLR's "
         "gamma must be above 0",
         # (a step's own error, 'unexpected error' after the run's folder was written)
-        ("model=gan_mlp", "trainer.epochs=1"): "model=gan_mlp, task=Classification and dataset=digits do "
+        ("model=gan_mlp", "trainer.epochs=1"): "model=gan_mlp, task=classification and dataset=digits do "
         "not fit together: a training step on a batch of the data fails (RuntimeError: mat1 and mat2",
         # (torch's "empty(): argument 'size' ... NoneType": a fact the data does not give)
         ("model=cgan", "dataset=sine"): "model=cgan needs the data's num_classes, which dataset=sine does "
@@ -260,6 +260,21 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (an option alone: no hint, or a rough spelling of a command, `lesson`: completion)
         ("iris_mlp", "trainer.epochs=1"): "Did you mean: dlbench experiment=iris_mlp trainer.epochs=1?",
         ("experiments",): "Did you mean: dlbench list experiments?",
+        # (its outputs met the class numbers as values: torch's broadcast warning, then shapes)
+        (
+            "task=regression",
+            "trainer.max_steps=2",
+        ): "this task predicts numbers, and dataset 'digits'",
+        ("trainer.dist_timeout_s=nan",): "trainer.dist_timeout_s=nan: must be at least 1",  # (accepted)
+        (
+            "trainer.epochs=99999999999999999999999",
+        ): "trainer.epochs=99999999999999999999999: must be below 2**63",
+        # (Hydra's message with its config search path)
+        (
+            "hydra/launcher=jobilb",
+        ): "Unknown hydra/launcher option 'jobilb'. Did you mean: joblib?\nAvailable: basic",
+        # (KeyError: 'target_vocab_size', exit 1, after the run's folder was made)
+        ("task=seq2seq", "trainer.max_steps=2"): "task=seq2seq takes pairs of token sequences",
         # (hydra.sweep.dir won: sweep.resume's folder went unchecked)
         ("-m", "sweep.resume=a", "hydra.sweep.dir=b"): "sweep.resume=a and hydra.sweep.dir=b name two",
         ("lesson",): "(KEY=VALUE, GROUP=OPTION).\nCommands: train,",

@@ -159,3 +159,19 @@ def test_a_csv_target_with_an_empty_or_text_cell_among_numbers_is_named(tmp_path
         csv_table(path=str(tmp_path / "c.csv"), target_type="value")
     (tmp_path / "t.csv").write_text("a,y\n1,cat\n2,3\n3,dog\n")  # (text, one number among it: classes)
     assert csv_table(path=str(tmp_path / "t.csv")).num_classes == 3
+
+
+def test_a_csv_from_excel_with_blank_lines_and_labels_written_two_ways_reads_as_it_looks(tmp_path):
+    """A helper's: Excel's "CSV UTF-8" starts with a byte-order mark, which became part of the
+    first column's name (`Did you mean: \\ufeffkind?`, which no one can type); a line after blank
+    lines was named by its place among the rows, not the file's; 0 and 0.0 were two classes."""
+    (tmp_path / "x.csv").write_bytes(b"\xef\xbb\xbfkind,f1\r\na,1\r\nb,2\r\na,1.5\r\n")
+    assert csv_table(path=str(tmp_path / "x.csv"), target="kind").class_names == ["a", "b"]
+    (tmp_path / "b.csv").write_text("f1,kind\n1,a\n\n\n2,b\nx,a\n")
+    with pytest.raises(DlbenchError, match=r"b\.csv line 6, column f1: 'x'"):
+        csv_table(path=str(tmp_path / "b.csv"))
+    (tmp_path / "w.csv").write_text("f1,kind\n1,0\n2,0.0\n3,1\n4,1.0\n5,1e0\n")
+    assert csv_table(path=str(tmp_path / "w.csv")).class_names == ["0", "1"]
+    (tmp_path / "s.csv").write_text("a\n1\n\n2\nx\n")  # (a series: its lines as the file's)
+    with pytest.raises(DlbenchError, match=r"s\.csv line 3, column a: not a number"):
+        csv_series(path=str(tmp_path / "s.csv"), column="a", window=1)

@@ -316,16 +316,17 @@ def is_number(text: str) -> bool:
     return True
 
 
-def csv_rows(file: Path, name: str) -> list[list[str]]:
-    """The rows of a CSV file (CSV tables and series), or one message naming the file and the
-    line it cannot read: text that is not UTF-8, or a field over csv's limit of 128 KiB, which
-    no table of numbers has (a quote left open, or a damaged file). `name`: the data set's."""
+def csv_rows(file: Path, name: str) -> list[tuple[int, list[str]]]:
+    """The rows of a CSV file (CSV tables and series), each with the line it starts on, or one
+    message naming the file and the line it cannot read: text that is not UTF-8, or a field over
+    csv's limit of 128 KiB, which no table of numbers has (a quote left open, or a damaged
+    file). `name`: the data set's. A byte-order mark (Excel's "CSV UTF-8") is not text."""
     rows, line = [], 1  # line: where the row being read starts
     try:
-        with file.open(newline="", encoding="utf-8") as f:
+        with file.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             for row in reader:
-                rows.append(row)
+                rows.append((line, row))
                 line = reader.line_num + 1
     except UnicodeDecodeError as err:
         raise DlbenchError(f"{name}: {file} is not UTF-8 text ({err})") from err

@@ -76,7 +76,7 @@ def csv_series(
     rows = csv_rows(file, "csv_series")
     if not rows:
         raise DlbenchError(f"csv_series: {file} is empty")
-    header = rows[0]
+    header = rows[0][1]
     has_header = any(not is_number(cell) for cell in header if cell.strip())
     if isinstance(column, str) and not column.isdigit():
         if not has_header or column not in header:
@@ -87,7 +87,7 @@ def csv_series(
         if index < 0:
             raise DlbenchError(f"dataset.column={column}: a column's index counts from 0 (or give its name)")
     values = []
-    for number, row in enumerate(rows[1:] if has_header else rows, 2 if has_header else 1):
+    for number, row in rows[1:] if has_header else rows:
         if index >= len(row) or not is_number(row[index]):
             raise DlbenchError(f"csv_series: {file} line {number}, column {column}: not a number")
         if not math.isfinite(value := float(row[index])):

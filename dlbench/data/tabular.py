@@ -140,14 +140,14 @@ def csv_table(
     file = Path(path).expanduser()
     if not file.is_file():
         raise DlbenchError(f"csv: no such file {file} (set dataset.path)")
-    rows = [row for row in csv_rows(file, "csv") if any(cell.strip() for cell in row)]
+    rows = [(line, row) for line, row in csv_rows(file, "csv") if any(cell.strip() for cell in row)]
     if target_type not in ("auto", "class", "value"):
         raise DlbenchError(f"dataset.target_type={target_type}: choose auto, class or value")
     if not rows:  # (with dataset.header=true: rows[0] was an IndexError)
         raise DlbenchError(f"csv: {file} has no rows; a data set needs more")
     if header is None:
-        header = any(not is_number(cell) for cell in rows[0])
-    names = [c.strip() for c in rows[0]] if header else [str(i) for i in range(len(rows[0]))]
+        header = any(not is_number(cell) for cell in rows[0][1])
+    names = [c.strip() for c in rows[0][1]] if header else [str(i) for i in range(len(rows[0][1]))]
     body = rows[1:] if header else rows
     if len(body) < 2:
         raise DlbenchError(f"csv: {file} has {len(body)} data row(s); a data set needs more")
@@ -173,7 +173,7 @@ def csv_table(
     if y_col in x_cols or not x_cols:
         raise DlbenchError(f"csv: the features must be columns other than the target ({names[y_col]})")
     x_rows, targets, lines = [], [], []
-    for number, row in enumerate(body, 2 if header else 1):
+    for number, row in body:
         if len(row) != len(names):
             raise DlbenchError(
                 f"csv: {file} line {number} has {len(row)} columns, the first row {len(names)}"
@@ -198,6 +198,8 @@ def csv_table(
                 f"csv: target column {names[y_col]} holds text; it cannot be a value to regress"
             )
         return DataSource(TensorDataset(x, torch.tensor([[float(t)] for t in targets])))
+    if whole:  # (0 and 0.0 are one class, named 0)
+        targets = [str(int(float(t))) for t in targets]
     keys = sorted(set(targets), key=lambda t: (float(t), t) if numeric else (0, t))
     index = {k: i for i, k in enumerate(keys)}
     y = torch.tensor([index[t] for t in targets], dtype=torch.long)

@@ -23,6 +23,11 @@ class Regression(Task):
 
     def __init__(self, model: nn.Module, loss: nn.Module, data: DataInfo):
         super().__init__(model, loss)
+        if getattr(data, "num_classes", None):  # (its outputs met the class numbers as values)
+            raise DlbenchError(
+                f"this task predicts numbers, and dataset '{data.name}' has classes ({data.num_classes}): "
+                "use task=classification (task=auto chooses by the data)"
+            )
         self.truth = getattr(data, "truth", None)
         for split in SPLITS:
             setattr(self, f"{split}_metrics", RegressionSums())

@@ -69,6 +69,11 @@ class Seq2SeqTask(Task):
 
     @staticmethod
     def output_size(data: DataModule) -> int:
+        if "target_vocab_size" not in data.meta:  # (a KeyError, exit 1, after the run's folder was made)
+            raise DlbenchError(
+                f"task=seq2seq takes pairs of token sequences (dataset=translation_pairs, "
+                f"reverse_sequences), and dataset '{data.cfg.name}' gives none"
+            )
         return data.meta["target_vocab_size"]
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
