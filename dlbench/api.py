@@ -35,10 +35,17 @@ class Run(Mapping):
 
     @classmethod
     def open(cls, folder: str | Path) -> Run:
-        """A run folder trained before (its metrics.json)."""
+        """A run folder trained before (its metrics.json); a folder of runs (outputs/NAME) means
+        the run in it that finished last, as for `load_model` and every command."""
+        from dlbench import files
+        from dlbench.engine import checkpoint
         from dlbench.summary import read_metrics
 
         path = Path(a_path(folder, "Run.open")).expanduser().absolute()
+        if checkpoint.holds_runs(path) and not (path / "metrics.json").is_file():
+            if (path / "multirun.yaml").is_file():  # (its jobs are runs of their own: dlbench compare)
+                raise DlbenchError(f"{folder} is a sweep: open one of its jobs ({folder}/0, ...)")
+            path = files.newest_holding(path, "metrics.json", os.path.isfile) or path
         metrics = read_metrics(path)
         if metrics is None:
             raise DlbenchError(f"{folder} holds no finished run (no readable metrics.json)")

@@ -193,6 +193,23 @@ def test_pix2pix_triplets_and_translation(cli, tmp_path, root):
     assert result.returncode == 0, result.stderr
     with Image.open(tmp_path / "out" / photo.name) as out:
         assert out.size == (32, 32)
+    # (a second input of the same name was refused after the first's file was written; a missing
+    # one too; --out x.png made a folder x.png)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / photo.name).write_bytes(photo.read_bytes())
+    both = cli("predict", "run", str(photo), f"b/{photo.name}", "--out", "two")
+    assert both.returncode == 0 and sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
+        [photo.name, f"{photo.stem}-2.png"]
+    ), both.stderr
+    for words, said in (
+        ([str(photo), "nope.png"], "No such file: nope.png"),
+        ([str(photo)], "out/" + photo.name + " exists"),
+        ([str(photo), "--out", "x.png"], "--out x.png: name a folder for the translated images"),
+    ):
+        written = sorted(tmp_path.rglob("*"))
+        refused = cli("predict", "run", *words, *(["--out", "out"] if "--out" not in words else []))
+        assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+        assert sorted(tmp_path.rglob("*")) == written
 
 
 def test_judge_scores_generated_digits(tmp_path, root):

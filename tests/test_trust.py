@@ -171,6 +171,15 @@ def test_an_exported_model_that_holds_a_pickle_is_refused_and_the_api_takes_path
             return str(run)
 
     assert Run.open(Place()).folder == run.absolute() and load_model(Place()) is not None
+    # (a folder of runs, as every command and load_model take it: "holds no finished run")
+    runs = tmp_path / "outputs" / "name"
+    shutil.copytree(run, runs / "older")
+    newer = Path(shutil.copytree(run, runs / "newer"))
+    os.utime(runs / "older" / "metrics.json", (1, 1))
+    assert Run.open(runs).folder == newer.absolute()
+    (runs / "multirun.yaml").write_text("{}\n")
+    with pytest.raises(DlbenchError, match="name is a sweep: open one of its jobs"):
+        Run.open(runs)
 
 
 def test_a_saved_run_cannot_make_dlbench_import_code(capsys, run, planted, tmp_path):

@@ -88,3 +88,14 @@ def test_every_datas_augmentations_are_set_by_key_and_refused_where_samples_are_
     assert resume.changes({"dataset": {"augment": partial}}, {"dataset": {"augment": whole}}) == {}
     flipped = resume.changes({"dataset": {"augment": None}}, {"dataset": {"augment": {**off, "hflip": 0.5}}})
     assert flipped == {"dataset.augment.hflip": (0.0, 0.5)}
+
+
+def test_a_stream_is_refused_with_what_dlbench_needs_of_a_dataset():
+    """An IterableDataset was len()'s TypeError: 'unexpected error', exit 1."""
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            yield torch.zeros(3), 0
+
+    with pytest.raises(DlbenchError, match="Stream is an IterableDataset, a stream with no length"):
+        as_source(Stream(), "stream")

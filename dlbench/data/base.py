@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from dlbench.config import DataConfig
 from dlbench.data.loaders import EpochSampler, TensorLoader
@@ -75,6 +75,12 @@ def as_source(built: Any, name: str) -> DataSource:
         raise DlbenchError(
             f"dataset '{name}': its constructor returned {type(built).__name__}; return a torch Dataset, "
             "a (train, val, test) tuple of Datasets, or a DataSource"
+        )
+    if streams := [type(s).__name__ for s in splits if isinstance(s, IterableDataset)]:
+        raise DlbenchError(  # (len() of it: a TypeError, "unexpected error", exit 1)
+            f"dataset '{name}': {streams[0]} is an IterableDataset, a stream with no length or index: "
+            "dlbench splits, shuffles each epoch and resumes mid-epoch by index; give it __len__ "
+            "and __getitem__ (a map-style torch Dataset)"
         )
     train, val, test = (None if s is None else AsTensors(s) for s in splits)
     if len(train) == 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from dlbench.data.images import bad_images, checked_size, open_image
 from dlbench.data.transforms import normalization
 from dlbench.errors import DlbenchError
 from dlbench.registry import DATASETS
+from dlbench.terminal import counted
 
 log = logging.getLogger("dlbench")
 
@@ -109,9 +111,13 @@ def drop_bad_images(folder, policy: str, max_fraction: float):
         return folder
     first = min(bad)
     if policy == "fail":
+        share = math.ceil(len(bad) / len(folder.samples) * 100) / 100  # (the skip alone was over its limit)
+        over = len(bad) > max_fraction * len(folder.samples)
+        allowed = f" dataset.max_bad_fraction={share}" if over else ""
+        more = f" (and {counted(len(bad) - 1, 'other file')})" if len(bad) > 1 else ""
         raise DlbenchError(
-            f"image_folder: {first} is not a readable image ({bad[first]}). "
-            "Remove it, or leave such files out with dataset.bad_images=skip"
+            f"image_folder: {first} is not a readable image ({bad[first]}){more}. "
+            f"Remove it, or leave such files out with dataset.bad_images=skip{allowed}"
         )
     if len(bad) > max_fraction * len(folder.samples):
         raise DlbenchError(

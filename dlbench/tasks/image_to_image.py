@@ -17,6 +17,7 @@ from dlbench.errors import DlbenchError
 from dlbench.registry import TASKS
 from dlbench.tasks.base import Optimize, PredictOptions, Rows
 from dlbench.tasks.gan import (
+    IMAGE_SUFFIXES,
     AdversarialTask,
     d_loss,
     g_loss,
@@ -93,17 +94,24 @@ class ImageToImage(AdversarialTask):
         if not inputs:
             raise DlbenchError("usage: dlbench predict RUN IMAGE... [--out folder]")
         folder = Path(options.out or "translated")
+        if folder.suffix.lower() in IMAGE_SUFFIXES or (folder.exists() and not folder.is_dir()):
+            raise DlbenchError(  # (--out x.png made a folder x.png)
+                f"--out {folder}: name a folder for the translated images (one <input's name>.png each)"
+            )
+        # every input read and every name free before anything is written (a second input of the
+        # same name, or a missing one, stopped the command with the first's file written)
+        if missing := [file for file in inputs if not Path(file).is_file()]:
+            raise DlbenchError(f"No such file: {missing[0]}")
+        targets = output_files(folder, inputs)
+        for target in targets if folder.is_dir() else []:
+            refuse_existing(target)
         channels, height, width = info.input_shape
         folder.mkdir(parents=True, exist_ok=True)
         rows = []
-        for file in inputs:
-            if not Path(file).is_file():
-                raise DlbenchError(f"No such file: {file}")
+        for file, target in zip(inputs, targets, strict=True):
             x = v2.functional.resize(read_image(Path(file)), [height, width], antialias=True) * 2 - 1
             with torch.no_grad():
                 y = self.translate(x[None])
-            target = folder / f"{Path(file).stem}.png"
-            refuse_existing(target)
             save_image(to_unit(y), target)
             rows.append([file, str(target)])
         return ["input", "output"], rows
@@ -117,6 +125,19 @@ class ImageToImage(AdversarialTask):
             return {}
         images = torch.cat([torch.stack(r) for r in zip(*rows, strict=True)])  # one row per kind
         return {f"{split}/examples": grid_figure(images, len(rows), self.caption)}
+
+
+def output_files(folder: Path, inputs: list[str]) -> list[Path]:
+    """Where each input's translation goes: <folder>/<its name>.png, and <name>-2.png, -3, ...
+    for a name an input before it took (a/x.png and b/x.jpg)."""
+    taken: list[str] = []
+    for file in inputs:
+        stem, n, name = Path(file).stem, 1, f"{Path(file).stem}.png"
+        while name in taken:
+            n += 1
+            name = f"{stem}-{n}.png"
+        taken.append(name)
+    return [folder / name for name in taken]
 
 
 @TASKS.register("pix2pix")
