@@ -154,13 +154,13 @@ def without(part: str | None, trainer: Trainer):
     if part is None:
         yield
     elif part == "nan guard":
-        kept, trainer.steps.cfg.nonfinite = trainer.steps.cfg.nonfinite, "off"
+        kept, trainer.stepper.cfg.nonfinite = trainer.stepper.cfg.nonfinite, "off"
         try:
             yield
         finally:
-            trainer.steps.cfg.nonfinite = kept
+            trainer.stepper.cfg.nonfinite = kept
     elif part == "step logging":  # (the values of every trainer.log_every_n_steps-th step)
-        with mock.patch.object(trainer.log, "step_scalars", lambda values, step: None):
+        with mock.patch.object(trainer.logger, "step_scalars", lambda values, step: None):
             yield
     elif part == "train metrics":  # (measured in the epochs that report them)
         with mock.patch.object(trainer, "reports", lambda epoch, steps: False):

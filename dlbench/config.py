@@ -64,7 +64,8 @@ class TrainerConfig:
     checkpoint_every_n_steps: int | None = None  # also write last.pt every N steps (mid-epoch)
     keep_last_k: int = 0  # with checkpoint_every_n_steps: keep the newest K step-N.pt as well
     log_grad_norms: bool = False  # log each weight's gradient L2 norm (grad_norm/<name>) when logging
-    # print and log the mean training loss of every N mini-batches (seed 003 prints every 2000)
+    # print and log the mean training loss of every N optimizer steps (mini-batches, unless
+    # trainer.accumulate groups them; seed 003 prints every 2000)
     running_loss_every: int | None = None
     log_activations: bool = False  # draw the model's activation functions and their derivatives once
     nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (an error) | skip (the step) | off

@@ -506,12 +506,12 @@ def test_under_ddp_only_a_groups_last_micro_batch_synchronises_gradients(tmp_pat
     trainer = Trainer(TrainerConfig(accumulate=3), torch.device("cpu"), tmp_path, logger=None)
     trainer.ddp = Wrapper(model)
     for index in range(7):  # an epoch of 7 batches: groups of 3, 3 and 1
-        trainer.steps.update = Update.of(index, 7, trainer.cfg.accumulate, 4, trainer.steps.update)
+        trainer.stepper.update = Update.of(index, 7, trainer.cfg.accumulate, 4, trainer.stepper.update)
         with trainer.data_parallel(task):
             assert task.model is trainer.ddp
         assert task.model is model
     assert trainer.ddp.unsynced == 4  # batches 0, 1, 3, 4; 2, 5 and 6 end their groups
-    last = Update.of(6, 7, trainer.cfg.accumulate, 2, trainer.steps.update)
+    last = Update.of(6, 7, trainer.cfg.accumulate, 2, trainer.stepper.update)
     assert (last.first, last.last, last.size, last.grouped, last.nominal) == (True, True, 1, 2, 6)
 
 
@@ -698,3 +698,14 @@ def test_an_ema_too_slow_for_the_run_is_said_with_a_decay_that_suits_it():
     assert "81% of the average" in note and "trainer.ema=0.952" in note
     assert short_average(0.98, 210) is None and short_average(None, 210) is None
     assert "too few to average" in short_average(0.9, 3)
+
+
+def test_a_nan_monitor_is_an_evaluation_without_improvement_for_patience():
+    """With trainer.nonfinite=off a diverged run's val/loss is nan: it was no evaluation at all,
+    and trainer.patience never ran out."""
+    from types import SimpleNamespace
+
+    trainer = SimpleNamespace(state=SimpleNamespace(best=1.0, bad_epochs=0), monitor_mode="min")
+    assert not Trainer._track_best(trainer, float("nan")) and trainer.state.bad_epochs == 1
+    assert Trainer._track_best(trainer, 0.5) and trainer.state.bad_epochs == 0
+    assert not Trainer._track_best(trainer, None) and trainer.state.bad_epochs == 0

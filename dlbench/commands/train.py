@@ -1,4 +1,5 @@
-"""dlbench [OVERRIDES...] and dlbench -m ...: train one run, or a sweep of them, through Hydra.
+"""dlbench [OVERRIDES...] and dlbench -m ...: train one run (launch.run_once, as Hydra would), or a
+sweep of them through Hydra's launcher.
 
 Before Hydra starts, every combination the command line asks for is composed and checked
 (preflight.py), plugins are imported, and `resume=` / `sweep.resume=` read their saved runs

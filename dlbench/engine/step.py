@@ -1,7 +1,7 @@
 """One optimizer update, as a task asks for it with `optimize(name, loss)`:
 
     zero_grad (on the first micro-batch of a group)
-    backward (scaled for fp16, divided by trainer.accumulate)
+    backward (scaled for fp16; the loss weighted by its share of the group's samples)
     ... then, on the last micro-batch of a group:
     check for NaN/Inf -> log gradient norms -> clip -> optimizer step
 
@@ -74,7 +74,7 @@ class Stepper:
     """The gradient scalers, the NaN/Inf check, clipping and the step of each optimizer."""
 
     def __init__(self, cfg: TrainerConfig, device: torch.device, logger: RunLogger):
-        self.cfg, self.device, self.log = cfg, device, logger
+        self.cfg, self.device, self.logger = cfg, device, logger
         self.dtype = resolve_precision(str(cfg.precision), device)
         if self.dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise DlbenchError("trainer.precision=bf16: this GPU does not support bfloat16 (use 16)")
@@ -199,7 +199,7 @@ class Stepper:
             for p in params_of(optimizer)
             if p.grad is not None and p.dim() > 1
         }
-        self.log.step_scalars(norms, step)
+        self.logger.step_scalars(norms, step)
 
 
 def step_failed(optimizer: torch.optim.Optimizer, err: Exception, where: str) -> Exception:

@@ -62,11 +62,11 @@ class Trainer:
         self.cfg = cfg
         self.device = device
         self.run_dir = run_dir
-        self.log = logger
+        self.logger = logger
         self.extra = checkpoint_extra or {}  # config and overrides, saved in each checkpoint
         self.state = TrainState()
-        self.steps = Stepper(cfg, device, logger)  # one optimizer update (engine/step.py)
-        self.dtype = self.steps.dtype
+        self.stepper = Stepper(cfg, device, logger)  # one optimizer update (engine/step.py)
+        self.dtype = self.stepper.dtype
         self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
         self.processes = distributed.world_size()  # (torchrun's)
         self.average: WeightAverage | None = None  # trainer.ema or trainer.swa_start (engine/averaging.py)
@@ -78,9 +78,10 @@ class Trainer:
         self.checkpoints = TimeBudget(cfg.checkpoint_budget, first_cost=FIRST_CHECKPOINT_S)
         self.best_kept: dict[str, Any] | None = None  # a best epoch's state, not written yet
         self.writes = checkpoint.Writer()  # checkpoint files written while training goes on
-        self.epoch_means: BatchMeans | None = None  # the epoch in training's (for a checkpoint)
+        self.epoch_means: BatchMeans | None = None  # the epoch's means so far (a mid-epoch checkpoint's)
         self.carried: dict[str, Any] = {}  # a resumed epoch's step values so far (`carry`)
-        self.last_rates: dict[str, float] | None = None  # of a per-step schedule's epoch's last step
+        # the learning rates at the epoch's last step, read before a per-step schedule moves them
+        self.last_rates: dict[str, float] | None = None
         self.tested: dict[str, float] | None = None  # the test split's figures, measured in `validate`
 
     # ---- set-up -------------------------------------------------------------------------
@@ -90,7 +91,7 @@ class Trainer:
         trainer.ema or trainer.swa_start built, DDP around it with several processes; and
         refuse what its networks cannot take (accumulation or an average with several)."""
         task.to(self.device)
-        self.steps.param_names = {p: name for name, p in task.named_parameters()}
+        self.stepper.param_names = {p: name for name, p in task.named_parameters()}
         for net in task.networks().values():
             if self.cfg.channels_last:
                 net.to(memory_format=torch.channels_last)
@@ -126,7 +127,7 @@ class Trainer:
 
     @contextlib.contextmanager
     def _wrapped_in_ddp(self, task: Task):
-        synced = NOTHING if self.steps.update.last else self.ddp.no_sync()
+        synced = NOTHING if self.stepper.update.last else self.ddp.no_sync()
         with task.networks_replaced({"model": self.ddp}), synced:
             yield
 
@@ -151,7 +152,7 @@ class Trainer:
         end of an accumulation group (check), (clip), step (engine/step.py)."""
         if name not in optimizations:
             raise DlbenchError(f"the task asked to step optimizer '{name}', which it did not configure")
-        self.steps.optimize(optimizations[name], name, loss, self.state.step + 1, self.state.epoch + 1)
+        self.stepper.optimize(optimizations[name], name, loss, self.state.step + 1, self.state.epoch + 1)
 
     # ---- loops ----------------------------------------------------------------------------
     def optimizer_steps(self, batches: int) -> int:
@@ -172,7 +173,7 @@ class Trainer:
         self.checkpoints.restart()
         if cfg.profile and distributed.is_main():
             self.profiler = StepProfiler(cfg.profile, self.run_dir, self.device)
-            self.steps.phase, self.steps.profiling = self.phase, True
+            self.stepper.phase = self.phase
         try:
             with self.stop.caught():
                 return self._fit(task, data, optimizations)
@@ -183,7 +184,7 @@ class Trainer:
                 raise DlbenchError(f"{err}; {self.checkpoints_left(kept)}. {NonFinite.ADVICE}") from None
             raise
         finally:
-            self.log.end_progress()
+            self.logger.end_progress()
             if self.profiler is not None:
                 self.profiler.stop()
 
@@ -213,7 +214,7 @@ class Trainer:
             )
         while self._goes_on():
             epoch = self.state.epoch
-            start, written = time.perf_counter(), self.log.step_writes_s
+            start, written = time.perf_counter(), self.logger.step_writes_s
             if self.average is not None and self.average.swa_scheduler(epoch) and not self.state.swa_lr:
                 self.start_swa_lr(optimizations)
             means = self.train_epoch(task, data, optimizations, epoch)
@@ -228,7 +229,7 @@ class Trainer:
             if report and data.size("val"):
                 metrics.update(self.validate(task, data, last))
             # (less the writing of kept step values, which may be earlier epochs')
-            metrics["time/epoch_s"] = time.perf_counter() - start - (self.log.step_writes_s - written)
+            metrics["time/epoch_s"] = time.perf_counter() - start - (self.logger.step_writes_s - written)
             for opt in optimizations.values():
                 opt.step_scheduler("epoch", metrics.get(monitor))
             self.state.epoch = epoch + 1
@@ -243,7 +244,7 @@ class Trainer:
             logged = metrics  # (a step's learning rates are logged with its values: not twice at one step)
             if self.state.step % cfg.log_every_n_steps == 0:
                 logged = {k: v for k, v in metrics.items() if not k.startswith("train/lr")}
-            self.log.scalars(logged, self.state.step)
+            self.logger.scalars(logged, self.state.step)
             log.info(f"epoch {epoch + 1}/{cfg.epochs}  step {self.state.step}  {format_metrics(metrics)}")
             stopping = self._stops_early(task, epoch)
             self.save_epoch(task, optimizations, improved, final=last or stopping)
@@ -275,7 +276,7 @@ class Trainer:
         if data.size("val"):  # (the average's val/ figures; the epoch's train/ ones were logged)
             averaged = self.evaluate(task, data, "val")
             self.state.metrics.update(averaged)
-            self.log.scalars(averaged, self.state.step)
+            self.logger.scalars(averaged, self.state.step)
         self.save(task, optimizations, "last.pt", "best.pt")
 
     def reports(self, epoch: int, steps: int) -> bool:
@@ -315,7 +316,12 @@ class Trainer:
         return False
 
     def _track_best(self, value: float | None) -> bool:
-        if value is None or math.isnan(value):
+        """Whether `value` of the monitor is the best so far; a NaN one is no improvement (for
+        trainer.patience too: with trainer.nonfinite=off, a diverged run was never stopped)."""
+        if value is None:
+            return False
+        if math.isnan(value):
+            self.state.bad_epochs += 1
             return False
         best = self.state.best
         better = best is None or (value < best if self.monitor_mode == "min" else value > best)
@@ -335,7 +341,7 @@ class Trainer:
         if not task.training:  # (after an evaluation; setting every module again costs 0.15 ms an epoch)
             task.train()
         cfg, state = self.cfg, self.state
-        skipped_before, step_before = self.steps.skipped_steps, state.step
+        skipped_before, step_before = self.stepper.skipped_steps, state.step
         loader = data.loader("train", epoch=epoch, seed=cfg.seed, skip=state.epoch_step)
         left = len(loader)  # the epoch's batches still to train (all but a resume's skipped ones)
         # train/ metrics are measured in the epochs that report them or feed the monitor (a
@@ -365,7 +371,7 @@ class Trainer:
         whole = cfg.accumulate == 1
         group: list[tuple[dict[str, torch.Tensor], int]] = []  # step values, samples: a group before its last
         self.last_rates = None
-        self.steps.update = WHOLE
+        self.stepper.update = WHOLE
         # A batch sliced from tensors on the device (data/loaders.TensorLoader) needs no move (but
         # the profiler times its "data" phase), and a float32 step by one process without the
         # profiler no context around it: on tiny steps, each would cost a few percent of the step.
@@ -374,14 +380,15 @@ class Trainer:
         bare = self.dtype is None and self.ddp is None and self.profiler is None
         title = f"epoch {epoch + 1}/{cfg.epochs}"
         # (its batches: trainer.max_steps may end it before its last; the run's batches left)
-        advance = self.log.progress(
+        advance = self.logger.progress(
             min(left, steps_left * cfg.accumulate), title, steps_left * cfg.accumulate
         )
         profiling = self.profiler is not None and self.profiler.active
+        self.stepper.profiling = profiling  # (once its steps are recorded, a step enters no range)
         for batch in self.profiler.batches_of(loader) if profiling else loader:
             if not whole:
-                where = state.epoch_step, batches, cfg.accumulate, _batch_size(batch), self.steps.update
-                self.steps.update = Update.of(*where)
+                where = state.epoch_step, batches, cfg.accumulate, _batch_size(batch), self.stepper.update
+                self.stepper.update = Update.of(*where)
             if not ready:
                 with self.phase("data"):
                     batch = to_device(batch, self.device, cfg.channels_last)
@@ -397,7 +404,7 @@ class Trainer:
             samples = _batch_size(batch)
             means.add(out, samples)
             state.epoch_step += 1
-            if not self.steps.update.last:  # a micro-batch that only accumulates its gradient
+            if not self.stepper.update.last:  # a micro-batch that only accumulates its gradient
                 self.running.add(out, None)
                 group.append((out, samples))
                 advance(samples)
@@ -415,7 +422,7 @@ class Trainer:
                     step = {k: sum(o[k].float() * (n / total) for o, n in parts) for k in out}
                 step_values = {f"train/{k}_step": v for k, v in step.items()}
                 step_values.update(_learning_rates(optimizations))
-                self.log.step_scalars(step_values, state.step)
+                self.logger.step_scalars(step_values, state.step)
                 advance(samples, shown=next(iter(step.items()), ("loss", 0.0)))  # (the task's first value)
             else:
                 advance(samples)
@@ -436,8 +443,8 @@ class Trainer:
                 break
         if self.profiler is not None and self._ends(epoch):  # (not the run's last validation and test)
             self.profiler.stop()
-        if self.steps.skipped_steps:
-            skipped, steps = self.steps.skipped_steps - skipped_before, state.step - step_before
+        if self.stepper.skipped_steps:
+            skipped, steps = self.stepper.skipped_steps - skipped_before, state.step - step_before
             if steps and skipped > cfg.max_skipped_fraction * steps:
                 raise DlbenchError(
                     f"epoch {epoch + 1}: {skipped} of its {steps} steps had a NaN/Inf loss or gradient and "
@@ -452,8 +459,8 @@ class Trainer:
         """An epoch's train/ figures: the means of its step outputs (reading them waits for the
         device), the task's train metrics where it measured them, the learning rates."""
         metrics = means.result("train")
-        if self.steps.skipped_steps:
-            metrics["train/skipped_steps"] = float(self.steps.skipped_steps)
+        if self.stepper.skipped_steps:
+            metrics["train/skipped_steps"] = float(self.stepper.skipped_steps)
         metrics["time/train_samples_per_s"] = means.count / (time.perf_counter() - means.started)
         if task.track_train_metrics:
             metrics.update(_prefixed("train", task.compute_metrics("train")))
@@ -465,7 +472,7 @@ class Trainer:
         in TensorBoard as train/running_<name>."""
         for name, value in window.items():
             log.info(f"[{epoch + 1}, {self.state.epoch_step:5d}] {name}: {value:.3f}")
-        self.log.step_scalars({f"train/running_{k}": v for k, v in window.items()}, self.state.step)
+        self.logger.step_scalars({f"train/running_{k}": v for k, v in window.items()}, self.state.step)
 
     def validate(self, task: Task, data: DataModule, last: bool) -> dict[str, float]:
         """An epoch's val/ figures. Where val/ is the test split (dataset.validate_on=test), the
@@ -476,7 +483,7 @@ class Trainer:
         if last and data.validate_on == "test" and not swa:
             self.tested = self.evaluate(task, data, "test")
             return {key.replace("test", "val", 1): value for key, value in self.tested.items()}
-        return self.evaluate(task, data, "val", figures=last or self.log.figures_due())
+        return self.evaluate(task, data, "val", figures=last or self.logger.figures_due())
 
     @torch.no_grad()
     def evaluate(self, task: Task, data: DataModule, split: str, figures: bool = True) -> dict[str, float]:
@@ -491,13 +498,13 @@ class Trainer:
                     means.add(task.evaluation_step(batch, split), _batch_size(batch))
         metrics = {**means.result(split), **_prefixed(split, task.compute_metrics(split))}
         metrics[f"time/{split}_samples_per_s"] = means.count / (time.perf_counter() - means.started)
-        drawn = self.log.active or distributed.world_size() > 1  # (by every process)
+        drawn = self.logger.active or distributed.world_size() > 1  # (by every process)
         if figures and drawn:
-            self.log.write_step_scalars()  # (before the figures' time is counted: not their cost)
+            self.logger.write_step_scalars()  # (before the figures' time is counted: not their cost)
             started = time.perf_counter()
             for tag, figure in task.figures(split).items():
-                self.log.figure(tag, figure, self.state.step)
-            self.log.drew_figures(time.perf_counter() - started)
+                self.logger.figure(tag, figure, self.state.step)
+            self.logger.drew_figures(time.perf_counter() - started)
         return metrics
 
     # ---- checkpoints ----------------------------------------------------------------------
@@ -605,12 +612,12 @@ class Trainer:
         once; a best epoch's kept state first, as best.pt (last.pt holds its best value)."""
         if not self.cfg.checkpoint or not distributed.is_main():
             return
-        self.log.write_step_scalars()  # (before the checkpoint's time is counted: not its cost)
+        self.logger.write_step_scalars()  # (before the checkpoint's time is counted: not its cost)
         started, folder = time.perf_counter(), self.run_dir / "checkpoints"
         if self.best_kept is not None and "best.pt" not in names:
             self.writes.save(self.best_kept, folder / "best.pt")
         self.best_kept = None
-        self.log.flush()  # the TensorBoard events up to this checkpoint survive a SIGKILL
+        self.logger.flush()  # the TensorBoard events up to this checkpoint survive a SIGKILL
         self.writes.save(
             self.checkpoint_state(task, optimizations), *(folder / name for name in names), then=then
         )

@@ -53,7 +53,7 @@ def capture(trainer: Trainer, task: Task, optimizations: dict[str, Optimization]
         **averaged,
         "optimizers": {k: o.optimizer.state_dict() for k, o in optimizations.items()},
         "schedulers": {k: o.scheduler.state_dict() for k, o in optimizations.items() if o.scheduler},
-        "scalers": {k: s.state_dict() for k, s in trainer.steps.scalers.items()},
+        "scalers": {k: s.state_dict() for k, s in trainer.stepper.scalers.items()},
         "lookahead": {k: o.lookahead.state_dict() for k, o in optimizations.items() if o.lookahead},
         "trainer": trainer.state.saved(),
         "rng": rng_state(),
@@ -156,7 +156,7 @@ def restore(
         raise errors.does_not_fit(what, err, quoted) from err
     try:
         for name, scaler_state in state.get("scalers", {}).items():
-            trainer.steps.scaler(name).load_state_dict(scaler_state)
+            trainer.stepper.scaler(name).load_state_dict(scaler_state)
         trainer.state = TrainState(**state["trainer"])
         set_rng_state(state["rng"])
     except Exception as err:
