@@ -292,6 +292,15 @@ def idle_settings(cfg: DictConfig, given: list[str]) -> list[str]:
             f"optimizer.lr={cfg.optimizer.lr} does nothing: scheduler={cfg.scheduler.name} sets the lr "
             "itself (from scheduler.max_lr)"
         )
+    backends = list(cfg.logger.backends)
+    for backend in ("mlflow", "wandb"):  # (a project or a server given, and nothing logged there)
+        keys = sorted(k for k in said if k.startswith(f"logger.{backend}."))
+        if keys and backend not in backends:
+            listed = f"[{','.join(backends)}]"
+            idle.append(
+                f"{keys[0]}={OmegaConf.select(cfg, keys[0])} does nothing: logger.backends={listed} "
+                f"logs nothing to {backend} (logger={backend}, or add it to logger.backends)"
+            )
     validate_on = cfg.dataset.get("validate_on", "val")
     if validate_on != "val" and "dataset.val_fraction" in said:
         idle.append(

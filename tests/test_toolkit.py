@@ -121,6 +121,7 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     # (early stopping that cannot act, a val split asked of a run validated on train: a helper's)
     idle = ["trainer.patience=1", "dataset.validate_on=train", "dataset.val_fraction=0.3", "optimizer.lr=0"]
     idle.append("trainer.swa_lr=0.1")  # (it was refused as if 0.1 were wrong)
+    idle += ["logger.wandb.project=lab", "hydra/launcher=joblib"]  # (a helper's: silently idle)
     result = cli("trainer.grad_clip_mode=value", "trainer.keep_last_k=3", "trainer.epochs=1", *idle)
     assert result.returncode == 0, result.stderr
     said = result.stdout + result.stderr
@@ -130,6 +131,8 @@ def test_accumulate_and_clip_mode_refuse_impossible_values(cli):
     assert "dataset.val_fraction=0.3 does nothing: dataset.validate_on=train validates on the train" in said
     assert "optimizer.lr=0: no step moves the weights" in said
     assert "trainer.swa_lr=0.1 does nothing: trainer.swa_start (the epoch SWA starts at) is not set" in said
+    assert "logger.wandb.project=lab does nothing: logger.backends=[tensorboard] logs nothing" in said
+    assert "hydra/launcher=joblib launches a sweep's jobs (-m); this run trains here" in said
     result = cli("trainer.patience=1", "trainer.epochs=3")  # (it can act: nothing said)
     assert result.returncode == 0 and "does nothing" not in result.stdout + result.stderr
     # (one_cycle_lr sets its own lr, from max_lr: not a run that trains for nothing)

@@ -464,7 +464,13 @@ def join_process_group(overrides: list[str], cfg: DictConfig) -> list[str]:
 
 def note_a_sweep(cfg: DictConfig, overrides: list[str], said: list[str]) -> None:
     """A config that sets hydra.sweeper.params (a lesson's sweep preset, or one of ./configs or
-    --config-dir) runs one job without -m: say so, with the command that runs them all."""
+    --config-dir) runs one job without -m: say so, with the command that runs them all. A
+    launcher named without -m launches nothing: the run trains here."""
+    launcher = OmegaConf.select(cfg, "hydra.runtime.choices")["hydra/launcher"]
+    if any(terminal.key_of(o) == "hydra/launcher" for o in overrides) and launcher != "basic":
+        err_console.print(
+            f"note: hydra/launcher={launcher} launches a sweep's jobs (-m); this run trains here"
+        )
     if not OmegaConf.select(cfg, "hydra.sweeper.params"):
         return
     search = override_value(overrides, "hparams_search")
