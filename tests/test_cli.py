@@ -547,6 +547,9 @@ def test_eval_of_a_run_that_held_out_no_test_split_says_where_its_figures_are(cl
     assert other.returncode == 2, other.stderr
     said = "model was built for data of another shape than dataset=iris's: input_shape [1, 8, 8] there, [4]"
     assert said in other.stderr, other.stderr
+    # (another split of the same data: figures that looked like a test's, on trained samples)
+    carved = cli("eval", "d", "dataset.split_seed=1")
+    assert carved.returncode == 0 and "note: dataset.split_seed=1 carves another test split" in carved.stderr
 
 
 def test_the_commands_a_mistyped_command_line_is_answered_with_run_as_pasted(cli, tmp_path):

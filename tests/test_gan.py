@@ -161,6 +161,10 @@ def test_cgan_logs_losses_and_a_grid_per_class_and_predicts_a_png(cli, tmp_path,
     assert result.returncode == 0, result.stderr
     with Image.open(tmp_path / "grid.png") as grid:  # 10 per row (one per class), 2 rows of 28 px
         assert grid.size == (10 * 28 + 11 * 2, 2 * 28 + 3 * 2)
+    # (eval drew new noise each call: its losses differed in the fourth digit)
+    evaluated = [cli("eval", "run", *preset("cgan_mnist", root)) for _ in range(2)]
+    losses = [[line for line in e.stdout.splitlines() if "loss" in line] for e in evaluated]
+    assert losses[0] and losses[0] == losses[1], evaluated[0].stderr
     ignored = cli("predict", "run", "--top-k", "2")  # (a classifier's option: it was ignored)
     said = " ".join(ignored.stderr.split())
     assert ignored.returncode == 2

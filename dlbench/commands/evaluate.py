@@ -22,8 +22,8 @@ def eval_command(args: list[str]) -> int:
     if flags := [a for a in args[1:] if a.startswith("-")]:  # (Hydra's lexer would quote its grammar)
         raise DlbenchError(f"dlbench eval takes no option {flags[0]}: only overrides", usage)
     from dlbench.build import build_data, build_task, built_to_fit
-    from dlbench.engine.device import resolve_device
-    from dlbench.engine.logging import RunLogger, console, metrics_table, setup_console
+    from dlbench.engine.device import resolve_device, seed_everything
+    from dlbench.engine.logging import RunLogger, console, err_console, metrics_table, setup_console
     from dlbench.engine.trainer import Trainer
 
     changed = [a for a in args[1:] if root_of(a) in ("model", "task")]
@@ -40,6 +40,13 @@ def eval_command(args: list[str]) -> int:
     state = checkpoint.load(ckpt)
     check_same_data(cfg, state, args[1:], ckpt)
     setup_console("plain")
+    carved = [a for a in args[1:] if key_of(a) in ("dataset.split_seed", "dataset.test_fraction")]
+    if carved and not any(key_of(a) == "dataset" for a in args[1:]):  # (a figure that looked like a test's)
+        err_console.print(
+            f"note: {' '.join(carved)} carves another test split from the run's data: it may hold samples "
+            "the run trained on, and then its figures are no test of the model"
+        )
+    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)  # (a GAN's noise: one figure each call)
     data = build_data(cfg)
     if not data.size("test"):
         raise no_test_split(cfg, args[1:])
