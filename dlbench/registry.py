@@ -175,6 +175,13 @@ class Registry:
             raise DlbenchError(f"{where}: no 'name' given; choose one of: {', '.join(self.names())}")
         fn = self.get(str(node["name"]))
         hints = {k: v for k, v in parameter_hints(fn).items() if k not in self.supplied}
+        if taken := sorted(
+            set(hints) & set(reserved or {})
+        ):  # (dlbench's value went to the loader, its default to fn)
+            raise DlbenchError(
+                f"{self.kind} '{node['name']}' takes {', '.join(taken)}, which dlbench reads itself for "
+                f"every {self.kind} ({', '.join(f'{where}.{k}' for k in taken)}): rename that parameter"
+            )
         hints.update(reserved or {})
         for key, value in node.items():
             if value == "???":

@@ -99,3 +99,18 @@ def test_a_stream_is_refused_with_what_dlbench_needs_of_a_dataset():
 
     with pytest.raises(DlbenchError, match="Stream is an IterableDataset, a stream with no length"):
         as_source(Stream(), "stream")
+
+
+def test_a_datasets_parameter_that_dlbench_reads_for_every_dataset_is_refused(monkeypatch):
+    """`def data(batch_size=5)`: dataset.batch_size=9 went to the loader and 5 to the constructor,
+    and `dlbench list datasets` showed 5 where --cfg job showed 64."""
+    from dlbench.config import schema_hints
+    from dlbench.registry import DATASETS
+
+    def clash(batch_size: int = 5, n: int = 40):
+        return TensorDataset(torch.zeros(n, 3), torch.zeros(n, dtype=torch.long))
+
+    monkeypatch.setitem(DATASETS._entries, "clash", clash)
+    node = {"name": "clash", "batch_size": 9, "n": 40}
+    with pytest.raises(DlbenchError, match=r"dataset 'clash' takes batch_size, which dlbench reads itself"):
+        DATASETS.check(node, "dataset", reserved=schema_hints(DataConfig))
