@@ -18,7 +18,7 @@ from rich.text import Text
 from dlbench import files, terminal
 from dlbench.engine.logging import console, err_console, new_table, print_error
 from dlbench.errors import DlbenchError, did_you_mean
-from dlbench.rundir import REFUSED, SWEEP_FILES
+from dlbench.rundir import REFUSED, SWEEP_FILES, holds_run
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
@@ -133,7 +133,7 @@ def chosen(paths: list[Path]) -> list[Path]:
     in it, which a note names."""
     found = []
     for path in paths:
-        if path.is_dir() and not (path / ".hydra").is_dir() and not job_folders(path):
+        if path.is_dir() and not (path / ".hydra").is_dir() and not holds_run(path) and not job_folders(path):
             if (sweep := newest_sweep(path)) is not None:
                 err_console.print(f"note: {path} holds sweeps: using the one run last, {sweep}")
                 path = sweep
@@ -148,14 +148,14 @@ def run_folders(paths: list[Path]) -> list[tuple[str, Path]]:
     for path in paths:
         if len(paths) > 1 and path.name in SWEEP_FILES and path.is_file():
             continue  # (SWEEP/* names the sweep's own files beside its jobs: multirun.yaml, summary.csv)
-        if (path / ".hydra").is_dir():
+        if (path / ".hydra").is_dir() or holds_run(path):  # (a run copied without its .hydra/: its results)
             found.append((str(path), path))
         elif path.is_dir() and (jobs := job_dirs(path)):
             found += [(f"{path.name}/{d.name}" if len(paths) > 1 else d.name, d) for d in jobs]
         else:
             raise DlbenchError(
-                f"{path} is not a run's folder, a sweep's, nor a folder of sweeps (no .hydra/ in it or its"
-                " folders)"
+                f"{path} is not a run's folder, a sweep's, nor a folder of sweeps (no .hydra/, metrics.json, "
+                "checkpoints or tb/ in it or its folders)"
             )
     return found
 

@@ -398,6 +398,10 @@ def test_compare_never_writes_over_a_runs_own_file(capsys, run):
     assert code == 2 and "no run has the metric 'test/accc'. Did you mean: test/acc" in err, err
     code, out, err = dlbench(capsys, "compare", str(run), "--metrics", "time/epoch_s,test/acc")
     assert code == 0 and "time/epoch_s" in out, err
+    # (a run copied without its .hydra/: "not a run's folder", and the whole table refused)
+    shutil.rmtree(run / ".hydra")
+    code, out, err = dlbench(capsys, "compare", str(run), "--metrics", "test/acc")
+    assert code == 0 and "test/acc" in out, err
 
 
 def test_eval_measures_the_runs_own_model_and_task(capsys, run):
