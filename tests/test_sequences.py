@@ -99,6 +99,9 @@ def test_name2lang_trains_and_predicts_from_the_command_line(cli, tmp_path):
     rows = [line for line in result.stdout.splitlines() if "Choi" in line or "Smith" in line]
     assert "Korean" in rows[0].split("│")[2] and "English" in rows[1].split("│")[2]
     assert "%" in rows[0]
+    said = cli("predict", "run", "Ch3oi", "Ślusàrski")  # (the digit was left out, unsaid; accents fold)
+    assert said.returncode == 0 and "note: 'Ch3oi' is read as 'Choi': the model reads no '3'" in said.stderr
+    assert "Ślusàrski" not in said.stderr
     for unread in ("", "   ", "日本"):  # (all padding: it answered "Korean (34.8%)")
         result = cli("predict", "run", "Choi", unread)
         assert result.returncode == 2 and f"{unread!r} has no letter the model reads" in result.stderr
