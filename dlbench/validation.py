@@ -11,7 +11,7 @@ import dataclasses
 import math
 import re
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dlbench import terminal
@@ -30,7 +30,7 @@ from dlbench.config import (
     schema_hints,
 )
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
-from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
+from dlbench.registry import DATASETS, LOSSES, MODEL_FACTS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 from dlbench.values import check_values
 
 METRIC_PREFIXES = ("train/", "val/", "time/")  # (what a run's figures are named: Trainer._fit's)
@@ -216,6 +216,15 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         if not 0 <= getattr(data, key) < math.inf:
             raise DlbenchError(f"dataset.{key}={getattr(data, key)}: an alpha of 0 (off) or more, e.g. 0.2")
     MODELS.check(plain_dict(cfg.model), "model")
+    for fact in MODEL_FACTS:  # (given by hand: `show model.num_outputs=0` drew a Linear -> 0)
+        value = cfg.model.get(fact)
+        sizes = value if fact == "input_shape" and isinstance(value, (list, ListConfig)) else [value]
+        if value is not None and not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes
+        ):
+            raise DlbenchError(
+                f"model.{fact}={value}: {'sizes' if fact == 'input_shape' else 'a size'} of 1 or more"
+            )
     dropout = cfg.model.get("dropout")
     if isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and not 0 <= dropout < 1:
         # (every model of dlbench's takes it as a probability: 1 zeroed every unit, so nothing
