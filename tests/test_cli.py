@@ -551,6 +551,23 @@ def test_eval_of_a_run_that_held_out_no_test_split_says_where_its_figures_are(cl
     # (another split of the same data: figures that looked like a test's, on trained samples)
     carved = cli("eval", "d", "dataset.split_seed=1")
     assert carved.returncode == 0 and "note: dataset.split_seed=1 carves another test split" in carved.stderr
+    # (a table of other classes, of the same number: scored by their places, unsaid)
+    for name, kinds in (("a", "cat,dog"), ("b", "ant,bee")):
+        rows = "".join(f"{i},{i % 3},{kinds.split(',')[i % 2]}\n" for i in range(40))
+        (tmp_path / f"{name}.csv").write_text(f"x,z,kind\n{rows}")
+    table = [
+        "dataset=csv",
+        "dataset.path=a.csv",
+        "trainer.epochs=1",
+        "trainer.progress=none",
+        "hydra.run.dir=t",
+    ]
+    assert cli(*table).returncode == 0
+    other = cli("eval", "t", "dataset.path=b.csv")
+    assert (
+        other.returncode == 0
+        and "note: the run's classes (cat, dog) are not this data's (ant, bee)" in other.stderr
+    )
 
 
 def test_the_commands_a_mistyped_command_line_is_answered_with_run_as_pasted(cli, tmp_path):

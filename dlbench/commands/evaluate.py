@@ -50,6 +50,14 @@ def eval_command(args: list[str]) -> int:
     data = build_data(cfg)
     if not data.size("test"):
         raise no_test_split(cfg, args[1:])
+    trained_on = (state.get("data") or {}).get("class_names")
+    if isinstance(trained_on, list) and data.info.class_names and trained_on != data.info.class_names:
+        err_console.print(  # (another folder's classes were scored by their place in the list)
+            terminal.inert(
+                f"note: the run's classes ({listed(trained_on)}) are not this data's "
+                f"({listed(data.info.class_names)}): the model's class i is scored as the data's class i"
+            )
+        )
 
     def built_for(info):  # (the task this config builds for data of these facts)
         return lambda trial: build_task(cfg, info, judge=trial, trial=trial)
@@ -72,6 +80,11 @@ def eval_command(args: list[str]) -> int:
     if (report := task.report()) is not None:
         console.print_lines(report)
     return 0
+
+
+def listed(names: list) -> str:
+    """The first few of a list of names, for a line."""
+    return ", ".join(map(str, names[:6])) + (", ..." if len(names) > 6 else "")
 
 
 def no_test_split(cfg, given: list[str]) -> DlbenchError:
