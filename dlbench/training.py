@@ -173,7 +173,7 @@ def _train(
     )
     if resume_state is not None:  # weights, optimizers, counters, RNG; then this command's settings
         built_groups = resume.fresh_groups(optimizations)
-        trainer.restore(resume_state, task, optimizations)
+        trainer.restore(resume_state, task, optimizations, trainer.total_steps(steps_per_epoch))
         resume.apply(optimizations, built_groups, resumed_settings)
         state = trainer.state  # (epochs completed; mid-epoch, the epoch it goes on in, as progress counts it)
         batches = terminal.counted(state.epoch_step, "batch", "batches")

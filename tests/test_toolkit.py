@@ -712,3 +712,13 @@ def test_a_nan_monitor_is_an_evaluation_without_improvement_for_patience():
     assert not Trainer._track_best(trainer, float("nan")) and trainer.state.bad_epochs == 1
     assert Trainer._track_best(trainer, 0.5) and trainer.state.bad_epochs == 0
     assert not Trainer._track_best(trainer, None) and trainer.state.bad_epochs == 0
+
+
+def test_a_one_cycle_run_saved_at_its_last_step_resumes(cli, tmp_path):
+    """A helper's: OneCycleLR takes no step past its last, and the restored schedule's trial
+    step refused the checkpoint ("does not fit ... Tried to step 22 times"): a finished run, or
+    one killed during its last validation or test, could never be resumed."""
+    run = ["scheduler=one_cycle_lr", "model=linear", "trainer.epochs=1", "trainer.progress=none"]
+    assert cli(*run, "hydra.run.dir=r").returncode == 0
+    again = cli(*run, "resume=r")
+    assert again.returncode == 0 and "test/acc" in read_metrics(tmp_path / "r"), again.stderr

@@ -645,9 +645,16 @@ class Trainer:
 
         self.save(task, optimizations, "last.pt", *numbered, then=prune if numbered else None)
 
-    def restore(self, state: dict[str, Any], task: Task, optimizations: dict[str, Optimization]) -> None:
-        """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG."""
-        training_state.restore(self, state, task, optimizations)
+    def restore(
+        self,
+        state: dict[str, Any],
+        task: Task,
+        optimizations: dict[str, Optimization],
+        total_steps: int | None = None,
+    ) -> None:
+        """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG
+        (`total_steps`: the run's, training_state.restore)."""
+        training_state.restore(self, state, task, optimizations, total_steps)
         self.carry(task, training_state.checked_so_far(state.get("so_far") or {}))
         if self.average is not None and self.average.finished and self._goes_on():
             self.average.finished = False  # a finished SWA run given more epochs: finished again at their end

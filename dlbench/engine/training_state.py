@@ -123,10 +123,18 @@ def _copied(value: Any) -> Any:
 
 
 def restore(
-    trainer: Trainer, state: dict[str, Any], task: Task, optimizations: dict[str, Optimization]
+    trainer: Trainer,
+    state: dict[str, Any],
+    task: Task,
+    optimizations: dict[str, Optimization],
+    total_steps: int | None = None,
 ) -> None:
     """Put a checkpoint's training state back: weights, optimizers, schedulers, scalers,
-    counters, RNG. A checkpoint is data: one that does not fit is refused in one message."""
+    counters, RNG. A checkpoint is data: one that does not fit is refused in one message. A
+    restored schedule is stepped once in trial where the run has steps left (`total_steps`:
+    the run's; a one_cycle_lr saved at its last step takes none more, and goes on to its test)."""
+    saved_step = (state.get("trainer") or {}).get("step") if isinstance(state.get("trainer"), dict) else None
+    stepping = total_steps is None or not isinstance(saved_step, int) or saved_step < total_steps
     missing = [k for k in ("trainer", "optimizers", "rng") if k not in state]
     if missing:
         raise DlbenchError(
@@ -146,7 +154,7 @@ def restore(
             if opt.scheduler is not None and name in state["schedulers"]:
                 settings_fit("its scheduler's state", opt.scheduler.state_dict(), state["schedulers"][name])
                 opt.scheduler.load_state_dict(state["schedulers"][name])
-                if not opt.reads_monitor:  # (numbers of the right kind that cannot step: step_size 0)
+                if not opt.reads_monitor and stepping:  # (numbers of the right kind that cannot step)
                     check_steps(opt.scheduler, 1, "its scheduler's state")
             if opt.lookahead is not None and name in state.get("lookahead", {}):
                 opt.lookahead.load_state_dict(state["lookahead"][name])
