@@ -208,6 +208,13 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_other_files_are_not_che
         code, err = run_main(capsys, "eval", str(tmp_path / name))
         assert code == 2, err
         assert f"{tmp_path / name} is not a checkpoint" in err
+    # (a run's own last.pt cut short: "give a run directory or a .pt file", to one who had)
+    last = run / "checkpoints" / "last.pt"
+    shutil.copy(last, run / "checkpoints" / "best.pt")
+    last.write_bytes(b"PK\x03\x04 cut")
+    code, err = run_main(capsys, "eval", str(run))
+    assert code == 2 and "last.pt is not a checkpoint: cut short or damaged" in err, err
+    assert "its other checkpoints: best.pt" in err and "give a run directory" not in err, err
 
 
 # ---- 2. a run folder is never overwritten; one live run per folder -----------------------------

@@ -173,6 +173,10 @@ def load(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint of tensors and plain values; refuse anything that would run code."""
     path = find(path)
     if not zipfile.is_zipfile(path):
+        if path.parent.name == "checkpoints" and is_run(path.parent.parent):  # (a run's own, cut short)
+            others = sorted(p.name for p in path.parent.glob("*.pt") if p != path and zipfile.is_zipfile(p))
+            instead = f"; its other checkpoints: {', '.join(others)}" if others else ""
+            raise DlbenchError(f"{path} is not a checkpoint: cut short or damaged (no PyTorch file){instead}")
         raise DlbenchError(
             f"{path} is not a checkpoint (not a PyTorch file: give a run directory or a .pt file)"
         )
