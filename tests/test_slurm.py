@@ -174,7 +174,7 @@ def test_a_sweep_runs_its_jobs_on_slurm_records_a_failing_one_and_sweep_resume_f
         status = [row["status"] for row in csv.DictReader(f)]
     assert status[:2] == ["ok", "ok"] and status[2].startswith("failed: step"), status
     assert "the loss is nan" in (sweep / "2" / "error.txt").read_text()
-    assert "1 job(s) failed: 2" in out
+    assert "1 job failed: 2" in out
 
 
 def test_a_job_cancelled_by_hand_is_recorded_as_failed(slurm, tmp_path):

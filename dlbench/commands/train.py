@@ -266,13 +266,15 @@ def run_checked(
         raise DlbenchError(why)
     failed = summary.failed_jobs(sweep_dir) if sweep_dir is not None and sweep_dir.is_dir() else []
     if failed:
-        err_console.print(Text.assemble((f"{len(failed)} job(s) failed", "red"), ": ", ", ".join(failed)))
+        failed_jobs = terminal.counted(len(failed), "job") + " failed"
+        err_console.print(Text.assemble((failed_jobs, "red"), ": ", ", ".join(failed)))
         again = preflight.finish_sweep_command(said, sweep_dir)
         err_console.print(  # (sweep.resume runs the command that started the sweep: its values stay)
             "A job refused for a value of this command (its error names it) is refused again: give it "
-            "another value in a new sweep. Other failures (data, disk, memory, a plugin's code)"
+            "another value in a new sweep. Other failures (data, disk, memory, a plugin's code), once "
+            "fixed, run again with the jobs that finished skipped:"
         )
-        err_console.print(f"once fixed, run them again (the jobs that finished are skipped): {again}")
+        err_console.print(again)
         return 1
     return 0
 
