@@ -120,6 +120,12 @@ def test_list(cli):
     assert "It has no keys of its own" in own and "┃ key" not in own
     assert re.search(r"dataset\.eval_batch_size\s+│ 512 ", digits.stdout), digits.stdout  # (digits.yaml's)
     assert "null: the whole split in one batch" in digits.stdout
+    # (the run's own keys: documented nowhere but config.py; `list trainer` was an unknown kind)
+    ema = cli("list", "trainer", "ema")
+    assert ema.returncode == 0 and re.search(r"trainer\.ema\s+│ null\s+│ float \(or null\)", ema.stdout)
+    assert "trainer.epochs" not in ema.stdout
+    assert re.search(r"logger\.backends\s+│ \[tensorboard\]", cli("list", "logger").stdout)
+    assert re.search(r"dataset\.augment\.hflip\s+│ 0\.0 ", digits.stdout)  # (each, not one dict)
     for kind in ("models", "experiments"):  # (a pattern that matches none: it was an empty table)
         none = cli("list", kind, "zz*")
         assert none.returncode == 2 and f"No {kind[:-1]} matches 'zz*'" in none.stderr, none.stderr

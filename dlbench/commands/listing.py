@@ -20,6 +20,7 @@ from dlbench.errors import DlbenchError, unknown_name
 from dlbench.searchpath import SHIPPED, preset_file
 
 KINDS = ("models", "datasets", "tasks", "losses", "optimizers", "schedulers", "experiments")
+SETTINGS = ("trainer", "logger", "device", "sweep")  # the run's own keys (config.py): `dlbench list trainer`
 PLURAL = {"loss": "losses", **{kind[:-1]: kind for kind in KINDS if kind != "losses"}}  # (`list model`)
 
 
@@ -37,8 +38,11 @@ def list_command(args: list[str]) -> int:
     wanted = [PLURAL.get(args[0], args[0])] if args else list(KINDS)
     pattern = args[1] if len(args) > 1 else "*"
     for kind in wanted:
+        if kind in SETTINGS:
+            console.print(settings_table(kind, pattern))
+            continue
         if kind not in KINDS:
-            raise unknown_name("list kind", kind, KINDS)
+            raise unknown_name("list kind", kind, KINDS + SETTINGS)
         if kind == "experiments":
             console.print(experiments_table(pattern))
             continue
@@ -109,7 +113,7 @@ def shared_table(name: str) -> Table:
     """The keys every dataset has (config.DataConfig), with the values dataset=NAME gives them."""
     from omegaconf import OmegaConf
 
-    from dlbench.config import DataConfig, schema_hints
+    from dlbench.config import AugmentConfig, DataConfig, schema_hints
     from dlbench.paramdocs import field_docs
     from dlbench.typecheck import describe
 
@@ -122,11 +126,59 @@ def shared_table(name: str) -> Table:
         title_justify="left",
     )
     for key in hints:
-        if key != "name":
-            value = values.get(key)
-            shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-            table.add_row(f"dataset.{key}", shown, describe(hints[key]), docs.get(key, ""))
+        if key == "augment":  # (each augmentation, as dataset.augment.KEY sets it)
+            add_rows(table, AugmentConfig, values.get(key) or {}, "dataset.augment.", "*")
+        elif key != "name":
+            table.add_row(f"dataset.{key}", shown(values.get(key)), describe(hints[key]), docs.get(key, ""))
     return table
+
+
+def settings_table(group: str, pattern: str) -> Table:
+    """The keys of one of the run's own settings (trainer, logger, device, sweep: config.py),
+    with the values the default run gives them, their types and what each means; a pattern
+    picks keys (`dlbench list trainer ema`)."""
+    from omegaconf import OmegaConf
+
+    from dlbench.config import STRUCTURED
+
+    values = OmegaConf.to_container(compose.compose_config([])[group], resolve=False)
+    table = new_table(
+        f"{group} keys, as the default run sets them (dlbench {group}.KEY=VALUE)",
+        *("key", "value", "type", "meaning"),
+        gives_way=("meaning",),
+        title_justify="left",
+    )
+    add_rows(table, STRUCTURED[group], values, f"{group}.", pattern)
+    if not table.row_count:
+        raise DlbenchError(f"No {group} key matches '{pattern}' (dlbench list {group} shows them all)")
+    return table
+
+
+def add_rows(table: Table, schema: type, values: dict, prefix: str, pattern: str) -> None:
+    """A row for each field of a config dataclass whose key matches `pattern` (its nested
+    dataclasses' fields under their own prefix: logger.mlflow.tracking_uri)."""
+    import dataclasses
+    import fnmatch
+
+    from dlbench.config import schema_hints
+    from dlbench.paramdocs import field_docs
+    from dlbench.typecheck import describe
+
+    wanted = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+    docs = field_docs(schema)
+    for key, hint in schema_hints(schema).items():
+        value = values.get(key) if isinstance(values, dict) else None
+        if dataclasses.is_dataclass(hint):
+            add_rows(table, hint, value or {}, f"{prefix}{key}.", pattern)
+        elif fnmatch.fnmatch(f"{prefix}{key}", wanted):
+            table.add_row(f"{prefix}{key}", shown(value), describe(hint), docs.get(key, ""))
+
+
+def shown(value) -> str:
+    """A config value as the command line writes it (null, true, [tensorboard,csv])."""
+    if isinstance(value, list):
+        return f"[{','.join(map(shown, value))}]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def experiments_table(pattern: str = "*") -> Table:
