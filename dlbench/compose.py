@@ -19,7 +19,7 @@ from omegaconf.errors import ConfigKeyError, ConfigTypeError, OmegaConfBaseExcep
 
 from dlbench import errors, plugins, safety, terminal
 from dlbench.config_store import store_config_nodes
-from dlbench.errors import DlbenchError, did_you_mean, unknown_name
+from dlbench.errors import DlbenchError, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 from dlbench.searchpath import SHIPPED as CONFIG_DIR
 from dlbench.searchpath import (
@@ -326,7 +326,14 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
             f"it: add it with a +, {add}"
         )
     where = f"under {parent}" if parent else "at the top level"
-    hint = [f"Valid keys {where}: {', '.join(sorted(valid))}"] if valid else []
+    # (its constructor's keys its config leaves out are added with a +: `optimizer.fused=false` was
+    # offered as valid, then refused)
+    added = {k for k in valid if k not in node} if parent and isinstance(node, DictConfig) else set()
+    hint = (
+        [f"Valid keys {where}: {', '.join(('+' if k in added else '') + k for k in sorted(valid))}"]
+        if valid
+        else []
+    )
     # the same key in another part (trainer.validate_on: dataset.validate_on), or at the top
     # (trainer.resume: resume), named first
     elsewhere = [
@@ -334,7 +341,11 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
         for top, node in base.items()
         if top != parent and isinstance(node, DictConfig) and key in node and key != "name"
     ] + ([key] if parent and key in base and not isinstance(base[key], DictConfig) else [])
-    closest = did_you_mean(key, valid, prefix=parent and parent + ".", first=elsewhere)
+    meant = [
+        ("+" if k in added else "") + (parent and parent + ".") + k
+        for k in errors.closest(key, sorted(valid), 3)
+    ]
+    closest = f" Did you mean: {', '.join([*elsewhere, *meant][:4])}?" if elsewhere or meant else ""
     preset = any(terminal.key_of(o) == "experiment" for o in overrides)  # (its keys: with_preset_hint)
     chosen = node.get("name") if isinstance(node, DictConfig) else None
     others = [] if preset else taken_by_others(parent, key, chosen)

@@ -266,6 +266,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (an option alone: no hint, or a rough spelling of a command, `lesson`: completion)
         ("iris_mlp", "trainer.epochs=1"): "Did you mean: dlbench experiment=iris_mlp trainer.epochs=1?",
         ("experiments",): "Did you mean: dlbench list experiments?",
+        # (a key of torch's the preset's config leaves out: offered as valid, then refused without its +)
+        ("optimizer.fusd=false",): "Did you mean: +optimizer.fused?\nValid keys under optimizer: +amsgrad,",
         ("show", "model.num_outputs=0"): "model.num_outputs=0: a size of 1 or more",  # (a Linear -> 0, shown)
         # (its outputs met the class numbers as values: torch's broadcast warning, then shapes)
         (
