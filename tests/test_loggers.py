@@ -114,6 +114,17 @@ def check_every_backend(tmp_path, uri: str, port: int, monkeypatch) -> None:
     scalars = tensorboard(folder)
     assert {"train/loss", "val/acc", "test/acc"} <= set(scalars)
     assert set(scalars["train/loss_step"]) == {10, 20, 30, 40}  # (each step once, across the stop)
+    # (no event goes back in steps, file after file: the HParams summary at step 0 after the
+    # resume's made TensorBoard warn "out of order event.step" and purge the first's)
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    steps = [
+        e.step
+        for file in sorted((folder / "tb").glob("events.*"))
+        for e in EventFileLoader(str(file)).Load()
+        if e.summary.value
+    ]
+    assert steps == sorted(steps), steps
 
     rows = defaultdict(dict)
     with open(folder / "metrics.csv", newline="") as f:

@@ -62,6 +62,7 @@ class TensorBoard:
             after_existing_event_files(folder)
         purge = run.resumed_step + 1 if run.resumed_step is not None else None
         self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge)
+        self.last_step = purge or 0  # (the HParams summary's, `finish`)
         texts = {"config": run.config, "overrides": "\n".join(run.overrides) or "(none)"}
         for tag, text in texts.items():
             block = "\n".join("    " + line for line in text.splitlines())  # Markdown: verbatim
@@ -74,6 +75,7 @@ class TensorBoard:
 
         summary = Summary(value=[Summary.Value(tag=t, simple_value=float(v)) for t, v in values.items()])
         self.writer._get_file_writer().add_summary(summary, step, wall_time)
+        self.last_step = max(self.last_step, step)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
         self.writer.add_figure(tag, figure, step, close=False)  # (not pyplot's: figures.new_figure)
@@ -84,8 +86,8 @@ class TensorBoard:
 
         exp, ssi, sei = hparams_summary(settings, metrics)
         file_writer = self.writer._get_file_writer()
-        for summary in (exp, ssi, sei):
-            file_writer.add_summary(summary)
+        for summary in (exp, ssi, sei):  # (at the last step: at 0, a resume's purged the first's, warned)
+            file_writer.add_summary(summary, self.last_step)
 
     def flush(self) -> None:
         self.writer.flush()
