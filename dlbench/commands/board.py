@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dlbench import terminal
 from dlbench.engine.logging import console
-from dlbench.errors import ArgumentParser, DlbenchError
+from dlbench.errors import ArgumentParser, DlbenchError, StopRequested
 from dlbench.files import read_yaml
 from dlbench.terminal import inert
 
@@ -65,7 +65,7 @@ def serve(runs: dict[str, Path], parsed) -> int:
     try:
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRequested):  # (Ctrl-C, or SIGTERM: a server's ordinary end, unsaid)
         return 0
 
 
