@@ -123,6 +123,10 @@ class Registry:
             raise unknown_name(self.kind, name, self.names())
         return self._entries[name]
 
+    def name_of(self, fn: Callable[..., Any]) -> str | None:
+        """The name `fn` is registered under, of those imported so far (imports no module)."""
+        return next((name for name, entry in self._entries.items() if entry is fn), None)
+
     def __contains__(self, name: str) -> bool:
         return name in self._entries or name in self._indexed()
 

@@ -298,10 +298,8 @@ def parts_of(cfg: DictConfig, task: Task) -> str:
     """The parts a trial step tries together, as its message names them."""
     from dlbench.registry import TASKS
 
-    named = [name for name in TASKS.names() if TASKS.get(name) is type(task)]  # (task=auto's: pasted back)
-    return (
-        f"model={cfg.model.name}, task={named[0] if named else cfg.task.name} and dataset={cfg.dataset.name}"
-    )
+    named = TASKS.name_of(type(task)) or cfg.task.name  # (task=auto's, as it is pasted back)
+    return f"model={cfg.model.name}, task={named} and dataset={cfg.dataset.name}"
 
 
 def check_monitor(monitor: str, reported: set[str], validated: bool) -> None:

@@ -140,7 +140,9 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     ]:
         if value is not None and not value >= low:  # (not `< low`: nan passed)
             raise DlbenchError(f"trainer.{key}={value}: must be at least {low}")
-        if value is not None and value >= 2**63:  # (inf; epochs past int64 trained, with an ETA of 1e17 h)
+        if (
+            value is not None and value >= 2**63 and key != "seed"
+        ):  # (inf; epochs past int64: an ETA of 1e17 h)
             raise DlbenchError(f"trainer.{key}={value}: must be below 2**63")
     if not t.seed < 2**32:
         raise DlbenchError(

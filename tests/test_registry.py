@@ -46,10 +46,11 @@ def test_each_task_computes_the_losses_it_takes_and_refuses_the_others_before_an
     from dlbench.registry import TASKS
 
     data = DataInfo(name="tiny", input_shape=[4], num_outputs=3, num_classes=3)
+    values = DataInfo(name="tiny", input_shape=[4], num_outputs=3)
     binary = DataInfo(name="tiny", input_shape=[4], num_outputs=1, num_classes=2)
     cases = [
         ("classification", data, 3, torch.tensor([0, 1, 2, 1])),
-        ("regression", data, 3, torch.rand(4, 3)),
+        ("regression", values, 3, torch.rand(4, 3)),
     ]
     cases += [("binary_classification", binary, 1, torch.tensor([0, 1, 1, 0]))]
     offered = set()

@@ -827,7 +827,7 @@ def test_a_resume_that_fails_late_or_on_odd_state_still_changes_nothing(capsys, 
     for change, expected in [
         (["trainer.checkpoint=false"], "trainer.checkpoint: true -> false (its last.pt must go on holding"),
         (["+optimizer.amsgrad=true"], "optimizer.amsgrad: (not set) -> true"),
-        (["dataset.augment={noise_std:0.5}"], "dataset.augment.noise_std: (not set) -> 0.5"),
+        (["dataset.augment.noise_std=0.5"], "dataset.augment.noise_std: 0.0 -> 0.5"),
     ]:
         code, out, err = dlbench(capsys, f"resume={run}", *change)
         assert code == 2 and expected in err, err
