@@ -705,6 +705,21 @@ def test_a_checkpoints_contents_are_data(capsys, request, place, key, value):
     no_canary(marker)
 
 
+@settings(max_examples=10 * SCALE, **FUZZ)
+@given(names=st.one_of(json_values, st.lists(hostile_text, min_size=10, max_size=10)))
+def test_the_class_names_a_checkpoint_holds_are_data_to_eval(capsys, request, place, names):
+    """eval notes where a run's classes are not the data's: the run's are the checkpoint's, data
+    (any value, as text, or the checkpoint refused)."""
+    folder, run, marker = place
+    count(request, "a checkpoint's class names (eval's note)")
+    state = checkpoint.load(run)
+    state["data"] = {**state["data"], "class_names": names}
+    edited = folder / "named.pt"
+    torch.save(state, edited)
+    assert_inert(*dlbench(capsys, "eval", str(edited)))
+    no_canary(marker)
+
+
 @settings(max_examples=40 * SCALE, **FUZZ)
 @given(
     edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4),
