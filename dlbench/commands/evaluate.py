@@ -43,8 +43,10 @@ def eval_command(args: list[str]) -> int:
     carved = [a for a in args[1:] if key_of(a) in ("dataset.split_seed", "dataset.test_fraction")]
     if carved and not any(key_of(a) == "dataset" for a in args[1:]):  # (a figure that looked like a test's)
         err_console.print(
-            f"note: {' '.join(carved)} carves another test split from the run's data: it may hold samples "
-            "the run trained on, and then its figures are no test of the model"
+            terminal.inert(
+                f"note: {' '.join(carved)} carves another test split from the run's data: it may hold "
+                "samples the run trained on, and then its figures are no test of the model"
+            )
         )
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)  # (a GAN's noise: one figure each call)
     data = build_data(cfg)

@@ -471,7 +471,9 @@ def note_a_sweep(cfg: DictConfig, overrides: list[str], said: list[str]) -> None
     launcher = OmegaConf.select(cfg, "hydra.runtime.choices")["hydra/launcher"]
     if any(terminal.key_of(o) == "hydra/launcher" for o in overrides) and launcher != "basic":
         err_console.print(
-            f"note: hydra/launcher={launcher} launches a sweep's jobs (-m); this run trains here"
+            terminal.inert(
+                f"note: hydra/launcher={launcher} launches a sweep's jobs (-m); this run trains here"
+            )
         )
     if not OmegaConf.select(cfg, "hydra.sweeper.params"):
         return
