@@ -19,7 +19,7 @@ from omegaconf.errors import ConfigKeyError, ConfigTypeError, OmegaConfBaseExcep
 
 from dlbench import errors, plugins, safety, terminal
 from dlbench.config_store import store_config_nodes
-from dlbench.errors import DlbenchError, unknown_name
+from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 from dlbench.searchpath import SHIPPED as CONFIG_DIR
 from dlbench.searchpath import (
@@ -341,11 +341,7 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
         for top, node in base.items()
         if top != parent and isinstance(node, DictConfig) and key in node and key != "name"
     ] + ([key] if parent and key in base and not isinstance(base[key], DictConfig) else [])
-    meant = [
-        ("+" if k in added else "") + (parent and parent + ".") + k
-        for k in errors.closest(key, sorted(valid), 3)
-    ]
-    closest = f" Did you mean: {', '.join([*elsewhere, *meant][:4])}?" if elsewhere or meant else ""
+    closest = did_you_mean(key, valid, prefix=parent and parent + ".", first=elsewhere, added=added)
     preset = any(terminal.key_of(o) == "experiment" for o in overrides)  # (its keys: with_preset_hint)
     chosen = node.get("name") if isinstance(node, DictConfig) else None
     others = [] if preset else taken_by_others(parent, key, chosen)

@@ -22,9 +22,9 @@ PRECISIONS = ("32", "bf16", "16", "auto")
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
+    epochs: int = 10  # passes over the training split
     max_steps: int | None = None  # stop after this many optimizer steps, even mid-epoch
-    seed: int = 0
+    seed: int = 0  # the initial weights, the batch order, dropout and augmentations
     precision: str = "32"  # 32 | bf16 | 16 (16 uses a gradient scaler) | auto (bf16 on a GPU, else 32)
     grad_clip: float | None = None  # clip the gradients to this value (null: no clipping) ...
     grad_clip_mode: str = "norm"  # ... by their global L2 norm (norm) or each element (value)
@@ -40,7 +40,7 @@ class TrainerConfig:
     # profile N training batches after 3 (torch.profiler): <run>/profile/trace.json, ops.txt, phases.txt
     profile: int = 0
     swa_lr: float | None = None  # with swa_start: the constant lr SWA trains at (null: the schedule's)
-    log_every_n_steps: int = 10
+    log_every_n_steps: int = 10  # log a step's values (train/loss_step, train/lr) every N steps
     val_every_n_epochs: int = 1  # validate, log and checkpoint every N epochs (and at the end)
     monitor: str | None = None  # metric that decides best.pt and early stopping (null: the task's)
     monitor_mode: str | None = None  # min | max (null: max for accuracy-like names, else min)
@@ -51,7 +51,7 @@ class TrainerConfig:
     # forward, for small models whose steps wait on kernel launches) | max-autotune
     compile_mode: str = "default"
     cudnn_benchmark: bool = True  # let cuDNN time its algorithms for each input shape (CUDA)
-    channels_last: bool = False
+    channels_last: bool = False  # images in NHWC memory order (faster convolutions on a GPU)
     progress: str = "auto"  # auto (rich on a terminal, plain lines otherwise) | rich | plain | none
     checkpoint: bool = True  # write checkpoints/last.pt and best.pt
     # The share of a run's time that its epoch-end checkpoints may take (each ~2-5 ms for a small
@@ -123,7 +123,7 @@ class DataConfig:
     in_memory: Any = "auto"  # auto | true | false: batches sliced from tensors on the training device
     val_fraction: float = 0.1  # carved from train where the set has no val split
     test_fraction: float = 0.2  # carved from the data where the set has no test split
-    split_seed: int = 0
+    split_seed: int = 0  # which samples the carved val and test splits take
     # the split evaluated every epoch: val (shipped or carved) | test (nothing carved: the MNIST
     # notes' protocol) | train (the training data itself: seed 002's iris)
     validate_on: str = "val"

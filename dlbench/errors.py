@@ -126,12 +126,15 @@ def did_you_mean(
     prefix: str = "",
     first: Iterable[str] = (),
     rough: bool = True,
+    added: Iterable[str] = (),
 ) -> str:
     """Return ' Did you mean: a, b?' for the closest choices (after `first`, named as they are),
     or '' when there are none. A key's are named whole, as they are typed (`prefix`: its node,
-    `trainer.`). `rough=False` leaves out rough spellings (`closest`)."""
+    `trainer.`), with a + for those `added` (a key its node leaves out). `rough=False` leaves out
+    rough spellings (`closest`)."""
     found = closest(str(name), sorted(set(map(str, choices))), n, rough)
-    named = [*first, *(prefix + c for c in found)]
+    plus = set(added)
+    named = [*first, *(("+" if c in plus else "") + prefix + c for c in found)]
     return f" Did you mean: {', '.join(named[:4])}?" if named else ""
 
 

@@ -175,3 +175,10 @@ def test_a_csv_from_excel_with_blank_lines_and_labels_written_two_ways_reads_as_
     (tmp_path / "s.csv").write_text("a\n1\n\n2\nx\n")  # (a series: its lines as the file's)
     with pytest.raises(DlbenchError, match=r"s\.csv line 3, column a: not a number"):
         csv_series(path=str(tmp_path / "s.csv"), column="a", window=1)
+
+
+def test_csv_class_numbers_past_a_floats_precision_stay_apart(tmp_path):
+    """A review: 0 and 0.0 were made one class through float(), which also made 2**53 and
+    2**53 + 1 one class (an id column's)."""
+    (tmp_path / "ids.csv").write_text("f,id\n1,9007199254740992\n2,9007199254740993\n3,9007199254740992\n")
+    assert csv_table(path=str(tmp_path / "ids.csv")).class_names == ["9007199254740992", "9007199254740993"]

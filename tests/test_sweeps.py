@@ -439,6 +439,10 @@ def test_a_sweep_with_a_job_resumed_alone_is_finished_by_the_command_printed_wit
         command
         == "dlbench -m 'model.hidden=[8],[16]' trainer.max_steps=2 trainer.progress=none sweep.resume=sw"
     )
+    # (a sweep's word typed with another value: it was printed in place of the sweep's, and the
+    # command printed was refused when pasted)
+    other = cli("sweep.resume=sw", "trainer.max_steps=5")
+    assert re.search(r"run it with -m, (dlbench .*)$", other.stderr).group(1) == command, other.stderr
     # (its words in another order, as a student retypes it: the same jobs; it was refused)
     retyped = "dlbench -m trainer.progress=none trainer.max_steps=2 'model.hidden=[8],[16]' sweep.resume=sw"
     finished = shell(retyped, tmp_path)

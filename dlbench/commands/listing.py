@@ -62,7 +62,10 @@ def list_command(args: list[str]) -> int:
         rows = [(name, registry.origin(name), registry.description(name)) for name in names]
         table = listing_table(kind, rows)
         console.print(table)
-    console.print("(seed 000-004: the lecture notes a setting comes from; docs/presets.md names each course)")
+    if set(wanted) - set(SETTINGS):  # (components and presets name their notes)
+        console.print(
+            "(seed 000-004: the lecture notes a setting comes from; docs/presets.md names each course)"
+        )
     for line in unnamed:
         console.print(line)
     return 0

@@ -63,10 +63,12 @@ def train_command(argv: list[str]) -> int:
     if args.cfg and override_value(args.overrides, "sweep.resume") is not None:  # (-m and --cfg: refused)
         raise DlbenchError("sweep.resume finishes a sweep (-m); --cfg prints one run's config: leave one out")
     if not args.multirun and (target := override_value(args.overrides, "sweep.resume")) is not None:
-        typed = {terminal.key_of(o) for o in args.overrides}  # (the sweep's own words, then the user's)
-        words = [w for w in started_sweep(Path(target)) if terminal.key_of(w) not in typed]
+        # the sweep's own words, then the user's others (a sweep's word typed again, with another
+        # value, was printed in place of the sweep's: a command sweep.resume then refused)
+        kept = [a for a in argv if a not in args.overrides or not the_sweeps_own(a)]
         raise DlbenchError(  # (without -m it started a new run, silently)
-            f"sweep.resume finishes a sweep: run it with -m, {terminal.command('-m', *words, *argv)}"
+            f"sweep.resume finishes a sweep: run it with -m, "
+            f"{terminal.command('-m', *started_sweep(Path(target)), *kept)}"
         )
     if args.experimental_rerun:
         raise DlbenchError(

@@ -111,15 +111,15 @@ def drop_bad_images(folder, policy: str, max_fraction: float):
         return folder
     first = min(bad)
     if policy == "fail":
-        share = math.ceil(len(bad) / len(folder.samples) * 100) / 100  # (the skip alone was over its limit)
-        over = len(bad) > max_fraction * len(folder.samples)
+        share = math.ceil(len(bad) * 100 / len(folder.samples)) / 100  # (the skip alone was over its limit)
+        over = len(bad) / len(folder.samples) > max_fraction
         allowed = f" dataset.max_bad_fraction={share}" if over else ""
         more = f" (and {counted(len(bad) - 1, 'other file')})" if len(bad) > 1 else ""
         raise DlbenchError(
             f"image_folder: {first} is not a readable image ({bad[first]}){more}. "
             f"Remove it, or leave such files out with dataset.bad_images=skip{allowed}"
         )
-    if len(bad) > max_fraction * len(folder.samples):
+    if len(bad) / len(folder.samples) > max_fraction:  # (as the hint above computes it: 29 of 50 is 0.58)
         raise DlbenchError(
             f"image_folder: {len(bad)} of {len(folder.samples)} files in {folder.root} are not readable "
             f"images (more than dataset.max_bad_fraction={max_fraction}); the first: {first}"

@@ -6,6 +6,7 @@ importing scikit-learn (a second of start-up) for the default run."""
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -198,8 +199,8 @@ def csv_table(
                 f"csv: target column {names[y_col]} holds text; it cannot be a value to regress"
             )
         return DataSource(TensorDataset(x, torch.tensor([[float(t)] for t in targets])))
-    if whole:  # (0 and 0.0 are one class, named 0)
-        targets = [str(int(float(t))) for t in targets]
+    if whole:  # (0 and 0.0 are one class, named 0; exactly: 2**53 + 1 is not 2**53)
+        targets = [str(int(Decimal(t))) for t in targets]
     keys = sorted(set(targets), key=lambda t: (float(t), t) if numeric else (0, t))
     index = {k: i for i, k in enumerate(keys)}
     y = torch.tensor([index[t] for t in targets], dtype=torch.long)

@@ -145,7 +145,8 @@ class Classification(Task):
         if output.dim() > 1 and output.shape[1] != self.num_classes:  # (more trained: classes 10, 11, 12)
             raise DlbenchError(
                 f"the model gives {output.shape[1]} outputs a sample for {self.num_classes} classes: a "
-                "classifier's last layer has one per class (model.num_outputs, which the data sets)"
+                "classifier's last layer has one per class (model.num_outputs, which the data sets: "
+                "leave out a model.num_outputs of your own)"
             )
         soft = y.is_floating_point()  # a mixed batch's class probabilities
         if self.one_hot and not soft:

@@ -42,9 +42,11 @@ class Regression(Task):
         x, y = batch
         output = self.model(x)
         if output.shape != y.shape:  # (a loss broadcasts [B, 1] against [B] to [B, B]: it trains, wrongly)
+            column = "; a target of one number a sample is a column, [N, 1]" if y.dim() == 1 else ""
             raise DlbenchError(
                 f"the model's output for a sample has shape {list(output.shape[1:])}, its target "
-                f"{list(y.shape[1:])}: a regression model gives one value per target (model.num_outputs)"
+                f"{list(y.shape[1:])}: a regression model gives one value per target (model.num_outputs, "
+                f"which the data sets{column})"
             )
         loss = self.loss(output, y)
         optimize("model", loss)
