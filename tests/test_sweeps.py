@@ -525,7 +525,7 @@ def test_an_optuna_search_whose_every_trial_fails_lists_them_without_a_traceback
     assert "error: hydra/sweeper=optuna stopped the sweep: ValueError: No trials are completed yet." in (
         result.stderr
     )
-    assert "job failed: 0" in result.stderr and " sweep.resume=s\n" in result.stderr
+    assert "2 jobs failed: 0, 1" in result.stderr and " sweep.resume=s\n" in result.stderr
     assert "SGD's step failed" in (tmp_path / "s" / "0" / "error.txt").read_text()  # (the trial's own error)
 
 
