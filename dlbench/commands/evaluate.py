@@ -52,7 +52,8 @@ def eval_command(args: list[str]) -> int:
     data = build_data(cfg)
     if not data.size("test"):
         raise no_test_split(cfg, args[1:])
-    trained_on = (state.get("data") or {}).get("class_names")
+    facts = state.get("data")  # (a checkpoint's: data, of any shape)
+    trained_on = facts.get("class_names") if isinstance(facts, dict) else None
     if isinstance(trained_on, list) and data.info.class_names and trained_on != data.info.class_names:
         err_console.print(  # (another folder's classes were scored by their place in the list)
             terminal.inert(
