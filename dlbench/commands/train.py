@@ -65,10 +65,10 @@ def train_command(argv: list[str]) -> int:
     if not args.multirun and (target := override_value(args.overrides, "sweep.resume")) is not None:
         # the sweep's own words, then the user's others (a sweep's word typed again, with another
         # value, was printed in place of the sweep's: a command sweep.resume then refused)
-        kept = [a for a in argv if a not in args.overrides or not the_sweeps_own(a)]
+        started = started_sweep(Path(target))  # (none where its multirun.yaml tells none: the user's)
+        kept = [a for a in argv if not started or a not in args.overrides or not the_sweeps_own(a)]
         raise DlbenchError(  # (without -m it started a new run, silently)
-            f"sweep.resume finishes a sweep: run it with -m, "
-            f"{terminal.command('-m', *started_sweep(Path(target)), *kept)}"
+            f"sweep.resume finishes a sweep: run it with -m, {terminal.command('-m', *started, *kept)}"
         )
     if args.experimental_rerun:
         raise DlbenchError(
