@@ -272,6 +272,13 @@ def protect_logs() -> None:
     logging.setLogRecordFactory(factory)
 
 
+def written(value: object) -> str:
+    """A config value as the command line writes it: null, true, [128,64]."""
+    if isinstance(value, list):
+        return f"[{','.join(map(written, value))}]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def counted(number: int, thing: str, things: str | None = None) -> str:
     """`1 run`, `2 runs` (`things`: a plural of another form, `batches`): as English says it."""
     return f"{number} {thing if number == 1 else things or thing + 's'}"

@@ -168,12 +168,11 @@ def _train(
     trainer.setup(task)
     # 4. optimizers and their schedulers (a GAN has one per network)
     steps_per_epoch = trainer.optimizer_steps(len(data.loader("train")))  # (trainer.accumulate)
-    optimizations = task.configure_optimizers(
-        cfg.optimizer, cfg.scheduler, trainer.total_steps(steps_per_epoch), steps_per_epoch
-    )
+    total_steps = trainer.total_steps(steps_per_epoch)
+    optimizations = task.configure_optimizers(cfg.optimizer, cfg.scheduler, total_steps, steps_per_epoch)
     if resume_state is not None:  # weights, optimizers, counters, RNG; then this command's settings
         built_groups = resume.fresh_groups(optimizations)
-        trainer.restore(resume_state, task, optimizations, trainer.total_steps(steps_per_epoch))
+        trainer.restore(resume_state, task, optimizations, total_steps)
         resume.apply(optimizations, built_groups, resumed_settings)
         state = trainer.state  # (epochs completed; mid-epoch, the epoch it goes on in, as progress counts it)
         batches = terminal.counted(state.epoch_step, "batch", "batches")
@@ -214,7 +213,7 @@ def _train(
         log.info(describe_run(cfg, data, device, run_dir))
         for idle in idle_settings(cfg, overrides):
             log.warning(idle)
-        if (note := short_average(cfg.trainer.ema, trainer.total_steps(steps_per_epoch))) is not None:
+        if (note := short_average(cfg.trainer.ema, total_steps)) is not None:
             log.warning(note)
         if (note := swa_out_of_reach(cfg.trainer, steps_per_epoch)) is not None:
             log.warning(note)

@@ -140,9 +140,8 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     ]:
         if value is not None and not value >= low:  # (not `< low`: nan passed)
             raise DlbenchError(f"trainer.{key}={value}: must be at least {low}")
-        if (
-            value is not None and value >= 2**63 and key != "seed"
-        ):  # (inf; epochs past int64: an ETA of 1e17 h)
+        # (inf; epochs past int64 trained, with an ETA of 1e17 h; the seed has its own bound below)
+        if value is not None and key != "seed" and value >= 2**63:
             raise DlbenchError(f"trainer.{key}={value}: must be below 2**63")
     if not t.seed < 2**32:
         raise DlbenchError(
@@ -307,9 +306,9 @@ def idle_settings(cfg: DictConfig, given: list[str]) -> list[str]:
     for backend in ("mlflow", "wandb"):  # (a project or a server given, and nothing logged there)
         keys = sorted(k for k in said if k.startswith(f"logger.{backend}."))
         if keys and backend not in backends:
-            listed = f"[{','.join(backends)}]"
             idle.append(
-                f"{keys[0]}={OmegaConf.select(cfg, keys[0])} does nothing: logger.backends={listed} "
+                f"{keys[0]}={OmegaConf.select(cfg, keys[0])} does nothing: "
+                f"logger.backends={terminal.written(backends)} "
                 f"logs nothing to {backend} (logger={backend}, or add it to logger.backends)"
             )
     validate_on = cfg.dataset.get("validate_on", "val")

@@ -132,7 +132,9 @@ def shared_table(name: str) -> Table:
         if key == "augment":  # (each augmentation, as dataset.augment.KEY sets it)
             add_rows(table, AugmentConfig, values.get(key) or {}, "dataset.augment.", "*")
         elif key != "name":
-            table.add_row(f"dataset.{key}", shown(values.get(key)), describe(hints[key]), docs.get(key, ""))
+            table.add_row(
+                f"dataset.{key}", terminal.written(values.get(key)), describe(hints[key]), docs.get(key, "")
+            )
     return table
 
 
@@ -174,14 +176,7 @@ def add_rows(table: Table, schema: type, values: dict, prefix: str, pattern: str
         if dataclasses.is_dataclass(hint):
             add_rows(table, hint, value or {}, f"{prefix}{key}.", pattern)
         elif fnmatch.fnmatch(f"{prefix}{key}", wanted):
-            table.add_row(f"{prefix}{key}", shown(value), describe(hint), docs.get(key, ""))
-
-
-def shown(value) -> str:
-    """A config value as the command line writes it (null, true, [tensorboard,csv])."""
-    if isinstance(value, list):
-        return f"[{','.join(map(shown, value))}]"
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+            table.add_row(f"{prefix}{key}", terminal.written(value), describe(hint), docs.get(key, ""))
 
 
 def experiments_table(pattern: str = "*") -> Table:

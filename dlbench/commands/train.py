@@ -92,9 +92,9 @@ def train_command(argv: list[str]) -> int:
     lock, started, made = None, False, []
     try:
         # the user's own words, as a printed hint gives them back (their config folder and name too)
-        said = [*(["--config-dir", args.config_dir] if args.config_dir else [])]
-        said += [*(["--config-name", args.config_name] if args.config_name else []), *args.overrides]
-        flags = said[: len(said) - len(args.overrides)]
+        flags = [*(["--config-dir", args.config_dir] if args.config_dir else [])]
+        flags += ["--config-name", args.config_name] if args.config_name else []
+        said = [*flags, *args.overrides]
         overrides = sweep_resume_overrides(resume_overrides(list(args.overrides), argv), flags)
         one_run = not (args.multirun or args.cfg or args.help or args.hydra_help or args.info)
         checked, folder, hydra_node = [], None, None  # the composed configs, the folder written, hydra

@@ -193,12 +193,7 @@ class DataModule:
         # Data in memory is batched by slicing and augmented a whole batch at a time; other
         # data (image folders), or augmentations with no batch version, go sample by sample.
         augment = Augment(**(cfg.augment or {}))
-        if (asked := {k: v for k, v in (cfg.augment or {}).items() if v}) and len(self.input_shape) != 3:
-            raise DlbenchError(  # (a flip of a table's last dimension: IndexError after the folder was made)
-                f"{', '.join(f'dataset.augment.{k}={v}' for k, v in asked.items())}: augmentations of "
-                f"images, and '{cfg.name}' gives samples of shape {self.input_shape}, not images (channels, "
-                "height, width)"
-            )
+        augment.check_images(self.input_shape, cfg.name)
         self.in_memory = str(cfg.in_memory).lower()
         if self.in_memory == "true" and not isinstance(train, TensorDataset):
             raise DlbenchError(

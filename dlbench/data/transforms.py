@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import torch
@@ -69,6 +70,18 @@ class AddNoise(torch.nn.Module):
 class Augment(AugmentConfig):
     """`dataset.augment` (config.AugmentConfig, its keys), applied: to a whole batch where every
     augmentation asked for has a batch version, else to each sample."""
+
+    def check_images(self, input_shape: list[int], name: str) -> None:
+        """Refuse augmentations asked of samples that are not images (channels, height, width), as
+        `mixing` refuses a mix: a flip of a table's last dimension was an IndexError after the
+        run's folder was made."""
+        asked = {k: v for k, v in dataclasses.asdict(self).items() if v}
+        if asked and len(input_shape) != 3:
+            raise DlbenchError(
+                f"{', '.join(f'dataset.augment.{k}={v}' for k, v in asked.items())}: augmentations of "
+                f"images, and '{name}' gives samples of shape {input_shape}, not images (channels, "
+                "height, width)"
+            )
 
     def batchable(self) -> bool:
         """Whether every augmentation asked for has a whole-batch version (BatchAugment)."""

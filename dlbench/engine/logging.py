@@ -172,11 +172,6 @@ def flat_settings(config: dict[str, Any]) -> dict[str, Any]:
     `trainer.ema`: "null", so a sweep's job without it can be picked out too)."""
     flat: dict[str, Any] = {}
 
-    def written(value: Any) -> str:
-        if isinstance(value, list):
-            return f"[{','.join(map(written, value))}]"
-        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
     def walk(node: dict[str, Any], prefix: str) -> None:
         for key, value in node.items():
             if isinstance(value, dict) and value:
@@ -184,7 +179,7 @@ def flat_settings(config: dict[str, Any]) -> dict[str, Any]:
             elif isinstance(value, (int, float, str, bool)):
                 flat[f"{prefix}{key}"] = value
             elif value is None or (isinstance(value, list) and len(value) <= 20):  # (not a vocabulary)
-                flat[f"{prefix}{key}"] = written(value)
+                flat[f"{prefix}{key}"] = terminal.written(value)
 
     walk(config, "")
     return flat

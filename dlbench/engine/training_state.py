@@ -133,7 +133,8 @@ def restore(
     counters, RNG. A checkpoint is data: one that does not fit is refused in one message. A
     restored schedule is stepped once in trial where the run has steps left (`total_steps`:
     the run's; a one_cycle_lr saved at its last step takes none more, and goes on to its test)."""
-    saved_step = (state.get("trainer") or {}).get("step") if isinstance(state.get("trainer"), dict) else None
+    counters = state.get("trainer")  # (a checkpoint's: checked when restored, below)
+    saved_step = counters.get("step") if isinstance(counters, dict) else None
     stepping = total_steps is None or not isinstance(saved_step, int) or saved_step < total_steps
     missing = [k for k in ("trainer", "optimizers", "rng") if k not in state]
     if missing:
