@@ -32,6 +32,7 @@ from dlbench.build import (
     check_cpu_half_precision,
     fits_unbuilt,
 )
+from dlbench.data.base import DataModule
 from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import (
     choose_threads,
@@ -42,6 +43,7 @@ from dlbench.engine.device import (
     trial_step,
 )
 from dlbench.engine.logging import RunLogger, held_file_logs, setup_console
+from dlbench.engine.optim import Optimization
 from dlbench.engine.signals import StopSignals
 from dlbench.engine.trainer import Trainer, lr_tags, unreported_monitor
 from dlbench.errors import Preempted
@@ -180,22 +182,7 @@ def _train(
         log.info(f"resumed {at}, step {state.step} from {cfg.resume}")
         if cluster.requeue_count():  # a Slurm job requeued after a preemption or its time limit
             log.info(cluster.requeue_message(trainer.state.step))
-    # a model, task and data that do not fit together: one message now, before the run writes
-    # (with several processes each has the same parts: the single process's check covers them)
-    parts = parts_of(cfg, task)
-    step = None
-    check_batch_norm_batches(task, data, cfg.dataset.batch_size, distributed.world_size())
-    check_cpu_half_precision(task, device, cfg.trainer.precision)
-    if distributed.world_size() == 1:
-        optimizers = {name: o.optimizer for name, o in optimizations.items()}
-        reported: set[str] = set()  # (what the trial copy reports: its train/ values, val/ metrics)
-        step = trial_step(
-            task, data.loader("train"), device, parts, cfg.trainer.channels_last, optimizers, reported
-        )
-        check_monitor(cfg.trainer.monitor, reported | set(lr_tags(list(optimizers))), bool(data.size("val")))
-    if device.type == "cpu":  # trainer.threads=auto: that step, timed, decides
-        choose_threads(cfg.trainer, step, data.loader("train"))
-    del step  # (its copy of the task and its batch: not held while the run trains)
+    check_before_writing(cfg, task, data, device, optimizations)
     # how the trackers mark their run (MLflow's status, W&B's exit code): any exception but a
     # stop that saved a checkpoint (Ctrl-C, a signal) fails it, SystemExit too
     outcome = "failed"
@@ -247,6 +234,32 @@ def _train(
         files.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         print_results(metrics, run_dir, overrides, trainer, task, quiet_job)
     return metrics
+
+
+def check_before_writing(
+    cfg: DictConfig,
+    task: Task,
+    data: DataModule,
+    device: torch.device,
+    optimizations: dict[str, Optimization],
+) -> None:
+    """A model, task and data that do not fit together: one message now, before the run writes
+    (with several processes each has the same parts: the single process's check covers them).
+    One training step on a copy (engine/device.py's trial_step) finds most; on the CPU, trainer.threads=auto
+    times it to choose the threads."""
+    parts = parts_of(cfg, task)
+    step = None
+    check_batch_norm_batches(task, data, cfg.dataset.batch_size, distributed.world_size())
+    check_cpu_half_precision(task, device, cfg.trainer.precision)
+    if distributed.world_size() == 1:
+        optimizers = {name: o.optimizer for name, o in optimizations.items()}
+        reported: set[str] = set()  # (what the trial copy reports: its train/ values, val/ metrics)
+        step = trial_step(
+            task, data.loader("train"), device, parts, cfg.trainer.channels_last, optimizers, reported
+        )
+        check_monitor(cfg.trainer.monitor, reported | set(lr_tags(list(optimizers))), bool(data.size("val")))
+    if device.type == "cpu":
+        choose_threads(cfg.trainer, step, data.loader("train"))
 
 
 @contextlib.contextmanager

@@ -412,18 +412,8 @@ class Trainer:
             state.step += 1  # steps count optimizer steps (as do schedulers, logs, checkpoints)
             if (window := self.running.add(out, state.step)) is not None:
                 self.log_running_means(window, epoch)
-            if state.step % cfg.log_every_n_steps == 0:  # (tensors: read when next written)
-                # the step's values (a group's: the mean over its micro-batches' samples) and the
-                # learning rates it used, before a per-step schedule moves them
-                step = out
-                if group:
-                    parts = [*group, (out, samples)]
-                    total = sum(n for _, n in parts)
-                    step = {k: sum(o[k].float() * (n / total) for o, n in parts) for k in out}
-                step_values = {f"train/{k}_step": v for k, v in step.items()}
-                step_values.update(_learning_rates(optimizations))
-                self.logger.step_scalars(step_values, state.step)
-                advance(samples, shown=next(iter(step.items()), ("loss", 0.0)))  # (the task's first value)
+            if state.step % cfg.log_every_n_steps == 0:
+                self.log_step([*group, (out, samples)], optimizations, advance)
             else:
                 advance(samples)
             group.clear()
@@ -444,14 +434,38 @@ class Trainer:
         if self.profiler is not None and self._ends(epoch):  # (not the run's last validation and test)
             self.profiler.stop()
         if self.stepper.skipped_steps:
-            skipped, steps = self.stepper.skipped_steps - skipped_before, state.step - step_before
-            if steps and skipped > cfg.max_skipped_fraction * steps:
-                raise DlbenchError(
-                    f"epoch {epoch + 1}: {skipped} of its {steps} steps had a NaN/Inf loss or gradient and "
-                    f"were skipped, more than trainer.max_skipped_fraction={cfg.max_skipped_fraction}. "
-                    "The run is not learning: lower optimizer.lr or set trainer.grad_clip"
-                )
+            self.check_skipped(epoch, self.stepper.skipped_steps - skipped_before, state.step - step_before)
         return means
+
+    def log_step(
+        self,
+        parts: list[tuple[dict[str, torch.Tensor], int]],
+        optimizations: dict[str, Optimization],
+        advance: Callable[..., None],
+    ) -> None:
+        """A logged step's values (tensors: read when next written) and the learning rates it
+        used, before a per-step schedule moves them; `parts`: its micro-batches' step outputs and
+        samples (one, without trainer.accumulate), whose values are the mean over the samples."""
+        out, samples = parts[-1]
+        step = out
+        if len(parts) > 1:
+            total = sum(n for _, n in parts)
+            step = {k: sum(o[k].float() * (n / total) for o, n in parts) for k in out}
+        step_values = {f"train/{k}_step": v for k, v in step.items()}
+        step_values.update(_learning_rates(optimizations))
+        self.logger.step_scalars(step_values, self.state.step)
+        advance(samples, shown=next(iter(step.items()), ("loss", 0.0)))  # (the task's first value)
+
+    def check_skipped(self, epoch: int, skipped: int, steps: int) -> None:
+        """The NaN guard's limit: an epoch that skipped more than trainer.max_skipped_fraction of
+        its `steps` optimizer steps (a NaN/Inf loss or gradient) ends the run."""
+        limit = self.cfg.max_skipped_fraction
+        if steps and skipped > limit * steps:
+            raise DlbenchError(
+                f"epoch {epoch + 1}: {skipped} of its {steps} steps had a NaN/Inf loss or gradient and "
+                f"were skipped, more than trainer.max_skipped_fraction={limit}. "
+                "The run is not learning: lower optimizer.lr or set trainer.grad_clip"
+            )
 
     def train_metrics(
         self, task: Task, means: BatchMeans, optimizations: dict[str, Optimization]
