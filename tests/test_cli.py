@@ -284,6 +284,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ): "Unknown hydra/launcher option 'jobilb'. Did you mean: joblib?\nAvailable: basic",
         # (KeyError: 'target_vocab_size', exit 1, after the run's folder was made)
         ("task=seq2seq", "trainer.max_steps=2"): "task=seq2seq takes pairs of token sequences",
+        # (trained the scalar once a batch of digits: the data only set its steps an epoch, unsaid)
+        ("experiment=gd_polynomial", "dataset=iris"): "task=minimize minimises its own f(x) and reads no",
         # (hydra.sweep.dir won: sweep.resume's folder went unchecked)
         ("-m", "sweep.resume=a", "hydra.sweep.dir=b"): "sweep.resume=a and hydra.sweep.dir=b name two",
         ("lesson",): "(KEY=VALUE, GROUP=OPTION).\nCommands: train,",

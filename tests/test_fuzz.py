@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 from html.parser import HTMLParser
@@ -553,16 +554,30 @@ def test_a_sweeps_every_job_is_checked_in_one_message_whatever_it_sweeps(request
     assert sorted(p.name for p in folder.iterdir()) == before
 
 
+config_sources = st.lists(
+    st.fixed_dictionaries(
+        {"path": hostile_text | st.integers(), "provider": st.sampled_from(["dlbench-user", "main", 3])}
+    )
+    | hostile_text,
+    max_size=2,
+)
+
+
 @settings(max_examples=25 * SCALE, **FUZZ)
-@given(task=st.lists(st.builds(lambda k, v: f"{k}={v}", keys, swept_values) | overrides, max_size=4))
-@example(task=["model.hidden=[8],[16]", "plugins=[planted]", "trainer.epochs=1"])
+@given(
+    task=st.lists(st.builds(lambda k, v: f"{k}={v}", keys, swept_values) | overrides, max_size=4),
+    sources=config_sources,
+)
+@example(task=["model.hidden=[8],[16]", "plugins=[planted]", "trainer.epochs=1"], sources=[])
+@example(task=["trainer.epochs=1"], sources=[{"path": "my configs; rm -rf ~", "provider": "dlbench-user"}])
 def test_a_sweeps_saved_words_reach_a_printed_command_only_as_the_allow_list_keeps_them(
-    capsys, request, place, task
+    capsys, request, place, task, sources
 ):
     """`dlbench sweep.resume=DIR` without -m prints the command that finishes the sweep, with
     the words its multirun.yaml says started it (data: the folder may be someone else's, and
     the command is pasted): only where every value they give is one a saved run may set, and
-    never a plugin (code the user names); printed as text, exit 2, nothing written."""
+    never a plugin (code the user names); the sweep's config folders as --config-dir words
+    that a shell reads back as those paths; printed as text, exit 2, nothing written."""
     from dlbench.commands.runs import SAVED_ROOTS
     from dlbench.commands.train import started_sweep
     from dlbench.compose import groups
@@ -571,11 +586,17 @@ def test_a_sweeps_saved_words_reach_a_printed_command_only_as_the_allow_list_kee
     count(request, "a sweep's multirun.yaml (the command that finishes it)")
     sweep = folder / "saved_sweep"
     sweep.mkdir(exist_ok=True)
-    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": task}}}))
+    saved = {"hydra": {"overrides": {"task": task}, "runtime": {"config_sources": sources}}}
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(saved))
     before = digest(sweep)
     code, out, err = dlbench(capsys, f"sweep.resume={sweep}")
     assert code == 2 and "run it with -m, dlbench -m " in err, err[-2000:]
     assert_inert(code, out, err)
+    named = [s["path"] for s in sources if isinstance(s, dict) and s["provider"] == "dlbench-user"]
+    if all(isinstance(p, str) and p.isprintable() for p in named):  # (else printed in $'...' quotes)
+        printed = shlex.split(err.split("run it with -m, ", 1)[1])
+        folders = [printed[i + 1] for i, word in enumerate(printed) if word == "--config-dir"]
+        assert folders == [p for p in named if isinstance(p, str)], (folders, err)
     for word in started_sweep(sweep):
         assert word in task and not word.startswith(("plugins", "+plugins", "hydra", "~"))
         key = word.split("=", 1)[0].lstrip("+")

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import pathlib
+import shlex
 import shutil
 import signal
 import subprocess
@@ -130,6 +131,30 @@ def test_a_sweep_folders_jobs_are_data(capsys, run, tmp_path):
     code, err = run_main(capsys, "-m", *QUIET, f"sweep.resume={sweep}")
     assert code == 2, err
     assert "0/.hydra/overrides.yaml: the saved override" in err and not marker.exists()
+
+
+def test_a_sweeps_config_folder_is_named_in_the_command_that_finishes_it_never_searched(capsys, tmp_path):
+    """A sweep started with --config-dir DIR: sweep.resume without it was a sweep whose presets
+    were unknown (or shipped configs in place of the user's), and the commands it printed left
+    DIR out. The folder's multirun.yaml is data: DIR is printed for the user to paste, and
+    never searched unasked (a config folder can name plugins)."""
+    mine = tmp_path / "my configs"
+    (mine / "experiment").mkdir(parents=True)
+    (mine / "experiment" / "mine.yaml").write_text("# @package _global_\nplugins: [planted]\n")
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    source = {"path": str(mine), "schema": "dlbench-user", "provider": "dlbench-user"}
+    saved = {"hydra": {"overrides": {"task": ["experiment=mine"]}, "runtime": {"config_sources": [source]}}}
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(saved))
+    before = digest(sweep)
+    code, err = run_main(capsys, "-m", "experiment=mine", f"sweep.resume={sweep}")
+    assert code == 2 and f"also read the configs in {mine}, and this command does not: " in err, err
+    printed = err.split("this command does not: ", 1)[1].strip()
+    again = ["-m", "--config-dir", str(mine), "experiment=mine", f"sweep.resume={sweep}"]
+    assert shlex.split(printed) == ["dlbench", *again], printed
+    code, err = run_main(capsys, f"sweep.resume={sweep}")  # (without -m: the command with -m)
+    assert code == 2 and shlex.split(err.split("run it with -m, ", 1)[1]) == ["dlbench", *again], err
+    assert digest(sweep) == before and "Unknown" not in err
 
 
 def test_a_user_config_folder_cannot_name_an_object_either(capsys, tmp_path, monkeypatch):

@@ -23,7 +23,18 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from rich.text import Text
 
-from dlbench import compose, errors, files, launch, preflight, rundir, summary, terminal, validation
+from dlbench import (
+    compose,
+    errors,
+    files,
+    launch,
+    preflight,
+    rundir,
+    searchpath,
+    summary,
+    terminal,
+    validation,
+)
 from dlbench.commands.runs import IGNORED_ROOTS, check_saved_overrides, override_value, resume_overrides
 from dlbench.config_store import new_run_id
 from dlbench.engine import cluster
@@ -67,9 +78,8 @@ def train_command(argv: list[str]) -> int:
         # value, was printed in place of the sweep's: a command sweep.resume then refused)
         started = started_sweep(Path(target))  # (none where its multirun.yaml tells none: the user's)
         kept = [a for a in argv if not started or a not in args.overrides or not the_sweeps_own(a)]
-        raise DlbenchError(  # (without -m it started a new run, silently)
-            f"sweep.resume finishes a sweep: run it with -m, {terminal.command('-m', *started, *kept)}"
-        )
+        again = terminal.command("-m", *sweeps_config_dirs(Path(target), args.config_dir), *started, *kept)
+        raise DlbenchError(f"sweep.resume finishes a sweep: run it with -m, {again}")  # (it ran one job)
     if args.experimental_rerun:
         raise DlbenchError(
             "--experimental-rerun is not supported: it unpickles a file (which can run code). "
@@ -390,12 +400,19 @@ def sweep_resume_overrides(overrides: list[str], flags: list[str]) -> list[str]:
         check_saved_overrides(files.read_yaml(saved_file), str(saved_file))
     started = [w for w in started_sweep(Path(target)) if the_sweeps_own(w)]
     given = [w for w in overrides if the_sweeps_own(w)]
+    kept = [w for w in overrides if not the_sweeps_own(w)]  # (sweep.resume, plugins, hydra's)
+    folders = sweeps_config_dirs(Path(target))
     if started and None not in (read := (as_read(started), as_read(given))) and read[0] != read[1]:
-        kept = [w for w in overrides if not the_sweeps_own(w)]  # (sweep.resume, plugins, hydra's)
         instead = f"not {' '.join(given)}" if given else "which this command leaves out"
         raise DlbenchError(  # (found by the first job, after Hydra had started)
             f"sweep.resume={target} finishes a sweep with the words that started it ({' '.join(started)}), "
-            f"{instead}: {terminal.command('-m', *flags, *started, *kept)}"
+            f"{instead}: {terminal.command('-m', *flags, *folders, *started, *kept)}"
+        )
+    if folders:  # (its presets unknown, or a shipped config in place of the user's: other jobs)
+        named = ", ".join(folders[1::2])
+        raise DlbenchError(
+            f"sweep.resume={target} finishes a sweep that also read the configs in {named}, and "
+            f"this command does not: {terminal.command('-m', *flags, *folders, *given, *kept)}"
         )
     return overrides if sweep_dir is not None else [*overrides, terminal.override("hydra.sweep.dir", target)]
 
@@ -422,6 +439,37 @@ def as_read(words: list[str]) -> list[tuple] | None:
     return sorted(read) if len({key for _, key, _ in read}) == len(read) else read
 
 
+def sweeps_config_dirs(sweep_dir: Path, given: str | None = None) -> list[str]:
+    """`--config-dir DIR` for each config folder of the user's the sweep in `sweep_dir` searched
+    (its multirun.yaml's hydra.runtime.config_sources) that this command does not (`given`:
+    its --config-dir, where it is not searched yet): a command
+    printed to finish the sweep gives them, or its presets are unknown. The folder is data: each
+    is a path printed quoted, for the user to paste (never searched unasked: a config folder can
+    name plugins to import)."""
+    sources = sweep_saved(sweep_dir, "hydra", "runtime", "config_sources")
+    searched = {str(folder) for folder in searchpath.user_config_dirs()}
+    searched |= {str(Path(given).expanduser().resolve())} if given else set()
+    words: list[str] = []
+    for source in sources if isinstance(sources, list) else []:
+        if not isinstance(source, dict) or source.get("provider") != "dlbench-user":
+            continue
+        if isinstance(path := source.get("path"), str) and path not in searched:
+            words += ["--config-dir", path]
+    return words
+
+
+def sweep_saved(sweep_dir: Path, *keys: str) -> object:
+    """The value at `keys` in the sweep's multirun.yaml, as plain data (nothing in it is
+    resolved), or None."""
+    try:
+        value = files.read_yaml(sweep_dir / "multirun.yaml")
+    except DlbenchError:
+        return None
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
 def started_sweep(sweep_dir: Path) -> list[str]:
     """The overrides that started the sweep in `sweep_dir` (its multirun.yaml's), for a command
     that finishes it, where every value they give passes the allow-list of a saved run's
@@ -430,13 +478,7 @@ def started_sweep(sweep_dir: Path) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    try:
-        saved = files.read_yaml(sweep_dir / "multirun.yaml")
-    except DlbenchError:
-        return []
-    words = saved
-    for key in ("hydra", "overrides", "task"):  # (plain data: nothing in it is resolved)
-        words = words.get(key) if isinstance(words, dict) else None
+    words = sweep_saved(sweep_dir, "hydra", "overrides", "task")
     if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
         return []
     try:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dlbench.data.info import DataInfo
+from dlbench.errors import DlbenchError
 from dlbench.registry import TASKS
 from dlbench.tasks.base import Optimize, Task
 
@@ -32,6 +33,11 @@ class Minimize(Task):
         tolerance: float = 1e-6,
     ):
         super().__init__(model, loss)
+        if data.name != "none":  # (its batches would only set the steps an epoch, unsaid)
+            raise DlbenchError(
+                f"task=minimize minimises its own f(x) and reads no data (dataset={data.name}'s would "
+                "only set its steps an epoch): give dataset=none, as experiment=gd_polynomial does"
+            )
         self.coefficients = list(coefficients)  # highest power first: 0.1x³ - 0.8x² - 1.5x + 5.4
         self.tolerance = tolerance
         self.delta = float("inf")
