@@ -14,6 +14,7 @@ import contextlib
 import gc
 import json
 import logging
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -208,10 +209,13 @@ def _train(
         with built_objects_frozen():
             # 5. fit: epochs of training steps, each evaluation logged and checkpointed
             metrics = trainer.fit(task, data, optimizations)
-            # 6. test, once, with the final weights (measured already where it is the val split)
+            # 6. test, once, with the final weights (measured already where it is the val split);
+            #    a stop signal since the last step stops the run before its results (exit 75)
+            trainer.stop_if_signalled()
             if data.size("test"):
-                metrics.update(trainer.tested or trainer.evaluate(task, data, "test"))
+                metrics.update(trainer.tested or trainer.evaluate(task, data, "test", stoppable=True))
             trainer.finish_writes()  # the last checkpoint, written while the test ran
+            trainer.stop_if_signalled()
         # 7. the final metrics: training and testing alone (the data loaded, the model built)
         metrics["time/fit_and_test_s"] = time.perf_counter() - fit_started
         metrics["time/total_s"] = time.perf_counter() - started
@@ -233,6 +237,9 @@ def _train(
     if main:
         files.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         print_results(metrics, run_dir, overrides, trainer, task, quiet_job)
+        if stop.received:  # (once the test was done: the run finished, and says so)
+            name = signal.Signals(stop.received).name
+            log.warning(f"{name} came as the run ended: its results are complete, nothing stopped")
     return metrics
 
 

@@ -155,6 +155,35 @@ def test_sigterm_from_outside_exits_75_with_a_checkpoint_to_resume(tmp_path):
     assert checkpoint.load(tmp_path / "run")["trainer"]["step"] >= 1
 
 
+def test_a_stop_signal_after_the_last_step_stops_the_run_before_its_results(monkeypatch, tmp_path):
+    """A SIGTERM during the last epoch's validation, or during the test, was noted and then
+    forgotten: the run exited 0 with its results, as if no signal had come. It stops as one in
+    training does (Preempted: exit 75, last.pt), and the resume, which has no step left, tests."""
+    quick = [*QUIET, "trainer.epochs=1"]
+    whole = train(compose.compose_config(quick), tmp_path / "whole")
+    tested = {k: v for k, v in whole.items() if k.startswith("test/")}
+    for name, when in (("validate", True), ("evaluate", "test")):  # (the last validation; the test)
+        method, sent = getattr(Trainer, name), []
+
+        def signalled(self, task, data, arg, *args, method=method, when=when, sent=sent, **kwargs):
+            if arg == when and not sent:
+                sent.append(signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)
+            return method(self, task, data, arg, *args, **kwargs)
+
+        monkeypatch.setattr(Trainer, name, signalled)
+        with pytest.raises(Preempted) as stop:
+            train(compose.compose_config(quick), tmp_path / name)
+        monkeypatch.undo()
+        assert (stop.value.signum, stop.value.step, stop.value.saved) == (signal.SIGTERM, 21, True)
+        assert checkpoint.load(tmp_path / name)["trainer"]["epoch"] == 1
+        assert not (tmp_path / name / "metrics.json").exists()
+        resumed_losses = record_losses(monkeypatch)
+        resumed = train(compose.compose_config([*quick, f"resume={tmp_path / name}"]), tmp_path / name)
+        monkeypatch.undo()
+        assert resumed_losses == [] and {k: v for k, v in resumed.items() if k.startswith("test/")} == tested
+
+
 def test_a_written_file_has_the_mode_open_gives_and_a_failed_one_is_named_as_asked(tmp_path):
     """Checkpoints, exports and logs were 0600 (mkstemp's mode, kept by the rename), which a lab's
     shared folder or another tool's user cannot read; a folder that cannot hold the file was

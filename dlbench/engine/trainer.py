@@ -198,6 +198,14 @@ class Trainer:
             self.finish_writes()  # (a stop says last.pt is saved: a failed write is the run's error)
             raise Preempted(self.stop.received, self.state.step, saved=bool(self.cfg.checkpoint))
 
+    def stop_if_signalled(self) -> None:
+        """After the fit (last.pt holds the trained run): a stop signal that came during the last
+        epoch's evaluation and checkpoint, or the test, stops the run before it writes its results,
+        as one in training does (Preempted: exit 75); its resume only tests."""
+        if self.stop.agreed(self.state.step, 1, self.device, self.processes):
+            self.finish_writes()  # (the last epoch's last.pt, in flight: landed before it is named)
+            raise Preempted(self.stop.received, self.state.step, saved=bool(self.cfg.checkpoint))
+
     def _fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]):
         cfg, monitor = self.cfg, self.monitor
         self._stop_if_requested(task, optimizations)  # a signal while the run was built
@@ -500,13 +508,20 @@ class Trainer:
         return self.evaluate(task, data, "val", figures=last or self.logger.figures_due())
 
     @torch.no_grad()
-    def evaluate(self, task: Task, data: DataModule, split: str, figures: bool = True) -> dict[str, float]:
+    def evaluate(
+        self, task: Task, data: DataModule, split: str, figures: bool = True, stoppable: bool = False
+    ) -> dict[str, float]:
         """Average the task's evaluation step over a split, plus the split's metrics; and with
-        `figures`, its figures in TensorBoard."""
+        `figures`, its figures in TensorBoard. `stoppable` (the run's test): a stop signal ends it
+        at the next batch (`stop_if_signalled`; with several processes, which do not agree between
+        batches, once it is done)."""
         means = BatchMeans(f"{type(task).__name__}.evaluation_step")
+        stoppable = stoppable and self.processes == 1
         with self.evaluated_weights(task):
             task.eval()
             for batch in data.loader(split):
+                if stoppable:
+                    self.stop_if_signalled()
                 batch = to_device(batch, self.device, self.cfg.channels_last)
                 with self.autocast():
                     means.add(task.evaluation_step(batch, split), _batch_size(batch))
