@@ -109,7 +109,10 @@ def load_yaml(text: str) -> Any:
     (yaml.YAMLError)."""
     if len(text) > MAX_YAML:
         raise yaml.YAMLError(f"{len(text):,} characters: more than a run's YAML ({MAX_YAML:,})")
-    return yaml.load(text, Loader=_NoAliases)  # noqa: S506 (a safe loader)
+    try:
+        return yaml.load(text, Loader=_NoAliases)  # noqa: S506 (a safe loader)
+    except RecursionError:  # (PyYAML composes nested lists by recursion: `[[[...]]]` 3,000 deep)
+        raise yaml.YAMLError("nested too deeply for a run's YAML") from None
 
 
 def plain_file(path: Path) -> bool:

@@ -117,7 +117,8 @@ def in_epochs(folder: Path, logged: Curves) -> Curves | None:
         config = None
     trainer = (config.get("trainer") if isinstance(config, dict) else None) or {}
     every = trainer.get("val_every_n_epochs", 1) if isinstance(trainer, dict) else 1
-    if not epoch_ends or not isinstance(every, int) or every < 1 or epoch_ends[0] < 1:
+    # (a count a run can have: the folder is data, and 10**400 epochs made an epoch 0.0 steps)
+    if not epoch_ends or not isinstance(every, int) or not 1 <= every < 2**63 or epoch_ends[0] < 1:
         return None
     per_epoch = epoch_ends[0] / every
     return {tag: ([s / per_epoch for s in steps], values) for tag, (steps, values) in logged.items()}

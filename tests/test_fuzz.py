@@ -367,7 +367,9 @@ def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request,
         job = sweep / name
         (job / ".hydra").mkdir(parents=True)
         (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model.note={error}", name]))
-        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"name": error}))
+        # (an epoch's length for --plot and report's curves: 10**400 epochs made it 0.0 steps)
+        config = {"name": error, "trainer": {"val_every_n_epochs": acc}}
+        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
         (job / "tb").mkdir()
         (job / "tb" / "events.out.tfevents.1.x").write_bytes(b"")
         if isinstance(acc, list):  # some jobs failed: the first line of error.txt is shown
@@ -376,6 +378,7 @@ def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request,
             (job / "metrics.json").write_text(json.dumps({**metrics, "test/acc": acc}))
             with SummaryWriter(str(job / "tb")) as writer:  # a curve for --plot, labelled by the overrides
                 writer.add_scalar("test/acc", acc if isinstance(acc, float) and acc == acc else 0.0, 1)
+                writer.add_scalar("time/epoch_s", 0.5, 3)  # (an epoch's end: curves against epochs)
                 picture = TINY_PNG if isinstance(acc, float) else str(error).encode()  # (and not a PNG)
                 image = Summary.Image(height=1, width=1, colorspace=3, encoded_image_string=picture)
                 writer._get_file_writer().add_summary(

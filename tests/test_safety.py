@@ -696,13 +696,17 @@ def test_predict_never_writes_over_a_file(capsys, tmp_path, data_root):
     assert code == 2 and "name an image file" in err
 
 
-@pytest.mark.parametrize("damage", ["no trainer", "trainer.epoch is text", "config is a number"])
+@pytest.mark.parametrize(
+    "damage", ["no trainer", "trainer.epoch is text", "best is NaN", "config is a number"]
+)
 def test_a_damaged_checkpoint_is_one_message_and_changes_nothing(cli, run, damage):
     state = checkpoint.load(run)
     if damage == "no trainer":
         del state["trainer"]
     elif damage == "trainer.epoch is text":
         state["trainer"]["epoch"] = "x"
+    elif damage == "best is NaN":  # (resumed, exit 0: no epoch was better, best.pt never written again)
+        state["trainer"]["best"] = float("nan")
     else:
         state["config"] = "3"
     torch.save(state, run / "checkpoints" / "last.pt")

@@ -845,6 +845,12 @@ def test_more_odd_inputs_exit_2(capsys, run, tmp_path, monkeypatch):
         code, out, err = dlbench(capsys, *command)
         assert code in (0, 2) and "Traceback" not in err and "unexpected" not in err, err
     saved.write_text(yaml.safe_dump(QUIET))
+    config = run / ".hydra" / "config.yaml"
+    kept = config.read_text()
+    config.write_text("a: " + "[" * 3000 + "]" * 3000 + "\n")  # (board refused every run for it)
+    code, out, err = dlbench(capsys, "report", str(run), "--out", str(tmp_path / "r.html"))
+    assert code == 0 and (tmp_path / "r.html").is_file(), err
+    config.write_text(kept)
     state = checkpoint.load(run)
     for key, value, expected in [
         ("data", {**state["data"], "input_shape": [-3]}, "the saved data facts are not a data set's"),

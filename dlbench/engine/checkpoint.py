@@ -243,4 +243,6 @@ def shape_problem(state: dict[str, Any]) -> str | None:
             trainer.get("metrics", {}), dict
         ):
             return "its 'trainer' state has a best value or metrics of the wrong type"
+        if trainer.get("best") != trainer.get("best"):  # (no value is better than NaN: best.pt froze)
+            return "its 'trainer' state has a best value that is NaN (a run keeps none)"
     return None
