@@ -203,13 +203,14 @@ def is_number(value: Any) -> bool:
 
 
 def write(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write the rows as CSV (`.csv`) or a Markdown table (`.md`)."""
+    """Write the rows as CSV (`.csv`) or a Markdown table (`.md`), their text inert."""
     columns = ["job", "overrides", "status", *metric_columns(rows)]
-    if path.suffix == ".csv":
+    if path.suffix == ".csv":  # (its text inert too: a `cat` of it sends no escape to the terminal)
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        shown = lambda value: terminal.inert(value) if isinstance(value, str) else value  # noqa: E731
+        writer = csv.writer(text)
+        writer.writerow(map(shown, columns))
+        writer.writerows([shown(row.get(column, "")) for column in columns] for row in rows)
         files.write_text(path, text.getvalue())
         return
     lines = ["| " + " | ".join(map(_cell, columns)) + " |", "|" + "---|" * len(columns)]

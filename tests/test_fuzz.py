@@ -390,9 +390,12 @@ def test_what_compare_summary_and_board_read_is_printed_as_text(capsys, request,
         ["--ascending", "--sort", "x/y"],
         ["--plot", "test/acc", "--out", str(sweep / "acc.png")],
         ["--plot", error, "--out", str(sweep / "e.svg")],
+        ["--csv", str(sweep / "c.csv")],
     ):
         code, out, err = dlbench(capsys, "compare", str(sweep), *args)
         assert_inert(code, out, err)
+    if (table := sweep / "c.csv").is_file():  # (a `cat` of it: no escape reaches the terminal)
+        assert not controls(table.read_text().replace("\r\n", "")), table.read_text()
     for folder in (sweep, sweep / jobs[0][0]):  # the report: a page of text and PNGs only
         code, out, err = dlbench(capsys, "report", str(folder), "--out", str(sweep / "r.html"))
         assert_inert(code, out, err)
