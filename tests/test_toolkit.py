@@ -722,3 +722,38 @@ def test_a_one_cycle_run_saved_at_its_last_step_resumes(cli, tmp_path):
     assert cli(*run, "hydra.run.dir=r").returncode == 0
     again = cli(*run, "resume=r")
     assert again.returncode == 0 and "test/acc" in read_metrics(tmp_path / "r"), again.stderr
+
+
+def test_a_learning_rate_set_for_the_whole_optimizer_keeps_norm_lr_scale_and_the_ema_keeps_counts(
+    tmp_path, monkeypatch
+):
+    """optimizer.norm_lr_scale=64 gives normalisation layers 64 times the learning rate: SWA's
+    swa_lr and lr-find's sweep set one rate for every group (its command then trained those
+    layers at a rate the sweep never tried); the EMA averaged BatchNorm's num_batches_tracked
+    (8 after 12 steps). A review checked each against torch by hand."""
+    from dlbench.commands.lr_find import lr_find_command
+    from dlbench.engine.averaging import WeightAverage
+    from dlbench.engine.optim import param_groups
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3))
+    optimizer = torch.optim.SGD(param_groups(model, 64.0, 0.01, 0.0), lr=0.01)
+    swa = WeightAverage(model, TrainerConfig(swa_start=1, swa_lr=0.005)).new_swa_lr(optimizer)
+    swa.step()  # (one epoch: the annealing's end)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.005, 0.32])
+    ema = WeightAverage(model, TrainerConfig(ema=0.8))
+    for _ in range(3):
+        model(torch.randn(5, 4))
+        ema.after_step(model)
+    assert int(ema.module[1].num_batches_tracked) == int(model[1].num_batches_tracked) == 3
+
+    swept = []
+    after_step = Optimization.after_step
+
+    def recorded(self, step):
+        swept.append([g["lr"] for g in self.optimizer.param_groups])
+        after_step(self, step)
+
+    monkeypatch.setattr(Optimization, "after_step", recorded)
+    args = ["dataset=iris", "model=mlp", "model.norm=batch", "+optimizer.norm_lr_scale=64", "--steps", "20"]
+    assert lr_find_command([*args, "--out", str(tmp_path / "lr"), "trainer.progress=none"]) == 0
+    assert len(swept) == 20 and all(norm == pytest.approx(64 * lr) for lr, norm in swept), swept

@@ -123,6 +123,7 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
     from dlbench.build import build_data, build_task, check_batch_norm_batches
     from dlbench.engine.device import resolve_device, seed_everything, trial_step
     from dlbench.engine.logging import setup_console
+    from dlbench.engine.optim import lr_ratios
     from dlbench.engine.trainer import Trainer
     from dlbench.training import check_monitor, parts_of
 
@@ -157,8 +158,10 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
         raise DlbenchError(f"lr-find sweeps one optimizer; task={cfg.task.name} has {len(optimizations)}")
     optimization = optimizations["model"]
     growth = (max_lr / min_lr) ** (1 / (steps - 1))
-    for group in optimization.optimizer.param_groups:
-        group["lr"] = min_lr
+    # (every group from min_lr times its ratio: a normalisation layer's, optimizer.norm_lr_scale)
+    groups = optimization.optimizer.param_groups
+    for group, ratio in zip(groups, lr_ratios(optimization.optimizer), strict=True):
+        group["lr"] = min_lr * ratio
     optimization.scheduler = torch.optim.lr_scheduler.ExponentialLR(optimization.optimizer, growth)
     optimization.interval = "step"
     trainer.fit(task, data, optimizations)

@@ -21,6 +21,7 @@ import torch
 from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from dlbench.config import TrainerConfig
+from dlbench.engine.optim import lr_ratios
 
 
 class WeightAverage:
@@ -49,6 +50,10 @@ class WeightAverage:
     def after_step(self, model: torch.nn.Module) -> None:
         if self.kind == "ema":
             self.averaged.update_parameters(model)
+            # a count is not averaged (BatchNorm's num_batches_tracked came out 8 after 12 steps)
+            for kept, buffer in zip(self.averaged.module.buffers(), model.buffers(), strict=True):
+                if not buffer.is_floating_point():
+                    kept.copy_(buffer)
 
     def after_epoch(self, model: torch.nn.Module, epochs_done: int) -> None:
         if self.kind == "swa" and epochs_done >= self.cfg.swa_start:
@@ -59,8 +64,9 @@ class WeightAverage:
         return self.kind == "swa" and self.cfg.swa_lr is not None and epoch + 1 >= self.cfg.swa_start
 
     def new_swa_lr(self, optimizer: torch.optim.Optimizer) -> SWALR:
-        """The learning rate goes to trainer.swa_lr over one epoch (cosine), then stays."""
-        return SWALR(optimizer, swa_lr=self.cfg.swa_lr, anneal_epochs=1)
+        """The learning rate goes to trainer.swa_lr over one epoch (cosine), then stays (a
+        normalisation layer's, optimizer.norm_lr_scale times it)."""
+        return SWALR(optimizer, swa_lr=[self.cfg.swa_lr * r for r in lr_ratios(optimizer)], anneal_epochs=1)
 
     @torch.no_grad()
     def finish(self, batches: Any, device: torch.device) -> None:

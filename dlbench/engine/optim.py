@@ -152,6 +152,14 @@ def param_groups(module: torch.nn.Module, norm_lr_scale: float, lr: float, weigh
     return [{"params": [p for p in trainable if id(p) not in in_norm]}, {"params": norm_params, **scaled}]
 
 
+def lr_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Each parameter group's learning rate over the first group's, as built (a scheduler keeps
+    the built one as initial_lr): optimizer.norm_lr_scale's ratio, which a learning rate set
+    for the whole optimizer (SWA's swa_lr, lr-find's sweep) keeps too."""
+    built = [float(group.get("initial_lr", group["lr"])) for group in optimizer.param_groups]
+    return [lr / built[0] if built[0] > 0 else 1.0 for lr in built]
+
+
 FUSED = (torch.optim.Adam, torch.optim.AdamW)  # built with torch's fused kernel (build_optimizer)
 
 
