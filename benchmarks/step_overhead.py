@@ -71,12 +71,13 @@ def on_a_terminal():
         run_logging.console = kept
 
 
-def workloads(root: Path, quick: bool) -> dict[str, list[str]]:
-    """Each workload's overrides (the preset and its data, written into `root`)."""
+def workloads(root: Path, quick: bool, many: int | None = None) -> dict[str, list[str]]:
+    """Each workload's overrides (the preset and its data, written into `root`); `many`: the
+    epochs of the two many-epoch workloads (iris_mlp, mlp_regression), 1,000 or 10,000 unless said."""
     write_mnist(root / "mnist", n_train=2000 if quick else 12000, n_test=100)
     syllables = [f"{a}{b}{c}".title() for a in "bdfgk" for b in "aeiou" for c in "lmnrst"]  # 150 names
     write_names(root / "names", {f"lang{i}": syllables[i::8] * 3 for i in range(8)})  # 450 in 8 languages
-    many = 1000 if quick else 10000
+    many = many or (1000 if quick else 10000)
     return {
         "iris_mlp": ["experiment=iris_mlp", f"trainer.epochs={many}"],
         "mlp_regression": ["experiment=mlp_regression", f"trainer.epochs={many}"],
@@ -301,6 +302,7 @@ def compare(
     progress: str = "none",
     compile_mode: str | None = None,
     notes_optimizer: bool = False,
+    many: int | None = None,
 ) -> dict[str, tuple[float, float, float, float, float]]:
     """Each workload (or those in `only`) trained by the plain loop and by dlbench in interleaved
     rounds; for each, the best round's seconds: plain, dlbench's whole fit, its training part
@@ -308,8 +310,8 @@ def compare(
     round's training part to its plain loop (paired: a drift of the machine's speed moves both).
     `compile_mode`: dlbench's model through torch.compile in that mode (the plain loop stays
     eager, as the notes'), e.g. reduce-overhead, CUDA graphs. `notes_optimizer`: the plain loop
-    builds torch's default optimizer (dlbench's may be fused), not dlbench's."""
-    chosen = workloads(root, quick)
+    builds torch's default optimizer (dlbench's may be fused), not dlbench's. `many`: workloads'."""
+    chosen = workloads(root, quick, many)
     settings = [*(o for o in QUIET if not o.startswith("device=")), f"device={device}"]
     compiled = ["trainer.compile=true", f"trainer.compile_mode={compile_mode}"] if compile_mode else []
     results = {}
