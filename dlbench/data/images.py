@@ -77,17 +77,23 @@ def bad_images(paths: Iterable[str | Path]) -> dict[str, str]:
         return {path: problem for path, problem in zip(paths, problems, strict=True) if problem}
 
 
-def image_input(path: str | Path, shape: list[int], normalization: list | None) -> Any:
+# The data sets whose images are light on a dark ground (white digits, clothes on black): a
+# photo of a digit on white paper is inverted to match. No other data's images are.
+LIGHT_ON_DARK = ("mnist", "fashion_mnist", "digits")
+
+
+def image_input(path: str | Path, shape: list[int], normalization: list | None, light_on_dark: bool) -> Any:
     """An image file as the model's input, as seed 002's predict() prepares it: grayscale when
-    the model takes one channel, inverted when the background is white (MNIST digits are white
-    on black), resized to the model's input size, normalised like the training data."""
+    the model takes one channel, inverted when the model was trained on light-on-dark images
+    (`light_on_dark`: MNIST's digits are white on black) and the file's border is light,
+    resized to the model's input size, normalised like the training data."""
     import torch
     from torchvision.transforms import v2
 
     channels, height, width = shape
     image = open_image(path, "L" if channels == 1 else "RGB")
     x = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
-    if channels == 1:
+    if channels == 1 and light_on_dark:  # (any other grayscale data is taken as it is)
         border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)
         if border.mean() > 0.5:
             x = 1 - x

@@ -98,7 +98,7 @@ class Classification(Task):
     def predict_table(self, inputs: list[str], info: DataInfo, options: PredictOptions) -> Rows:
         """The top-k classes of each image file or name, with their probabilities (the
         SEOULTECH tutorial's predict(): seed 002)."""
-        from dlbench.data.images import image_input
+        from dlbench.data.images import LIGHT_ON_DARK, image_input
         from dlbench.data.text import encode_names, to_ascii
 
         if not inputs:
@@ -120,7 +120,9 @@ class Classification(Task):
                         )
                     )
         elif len(info.input_shape) == 3:
-            batch = torch.stack([image_input(f, list(info.input_shape), info.normalization) for f in inputs])
+            dark = info.name in LIGHT_ON_DARK  # (a photo of a digit on white paper: inverted)
+            shape = list(info.input_shape)
+            batch = torch.stack([image_input(f, shape, info.normalization, dark) for f in inputs])
         else:
             raise DlbenchError(f"predict takes image files or names; this run's data is {info.name}")
         with torch.no_grad():
