@@ -85,6 +85,8 @@ def test_paired_images_split_direction_and_shared_jitter(root):
     a, b = data.splits["test"][0]
     assert a.shape == b.shape == (3, 32, 32) and a.min() >= -1 and a.max() <= 1
     torch.testing.assert_close(b, -a, atol=0.02, rtol=0)  # B is A's negative: A is the left half
+    # the data facts (export's YAML) say what the images were made: x * 2 - 1 (they said null)
+    assert data.info.normalization == [[0.5] * 3, [0.5] * 3]
     a, b = data.splits["train"][0]  # jittered: the same crop and flip for both
     torch.testing.assert_close(b, -a, atol=0.05, rtol=0)
 
@@ -96,7 +98,7 @@ def test_unpaired_images_download_from_a_local_server(tmp_path, http_server):
                                     "dataset.archive=apple2orange", f"dataset.url={url}",
                                     "dataset.image_size=[32,32]"])  # fmt: skip
     data = build_data(cfg)
-    assert data.size("test") == 4
+    assert data.size("test") == 4 and data.info.normalization == [[0.5] * 3, [0.5] * 3]
     assert (tmp_path / "r" / "apple2orange" / "trainB").is_dir()
 
 

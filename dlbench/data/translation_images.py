@@ -91,6 +91,11 @@ class PairedImages(Dataset):
         return (a, b) if self.direction == "AtoB" else (b, a)
 
 
+# x * 2 - 1, the images' [0, 1] to the generators' [-1, 1] (tanh), as (mean, std) per channel: the
+# run's data facts say it (export writes it for a model used elsewhere)
+TO_PLUS_MINUS_ONE = ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+
+
 class UnpairedImages(Dataset):
     """Images of domain A and of domain B, no correspondence: item i is the i-th A image
     (cycling) and a random B image; random crop and flip when training (CycleGAN)."""
@@ -136,7 +141,7 @@ def paired_images(
             "image files (.jpg, .png), each A and B side by side"
         )
     made = {s: PairedImages(f, image_size, direction, s == "train") if f else None for s, f in splits.items()}
-    return DataSource(made["train"], made["val"], made["test"])
+    return DataSource(made["train"], made["val"], made["test"], normalization=TO_PLUS_MINUS_ONE)
 
 
 @DATASETS.register("unpaired_images")
@@ -161,4 +166,5 @@ def unpaired_images(
     test = None
     if files["testA"] and files["testB"]:
         test = UnpairedImages(files["testA"], files["testB"], image_size, train=False)
-    return DataSource(UnpairedImages(files["trainA"], files["trainB"], image_size, train=True), test=test)
+    train = UnpairedImages(files["trainA"], files["trainB"], image_size, train=True)
+    return DataSource(train, test=test, normalization=TO_PLUS_MINUS_ONE)
