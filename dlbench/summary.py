@@ -91,8 +91,10 @@ def job_number(job: Path) -> float:
     return int(job.name) if job.name.isdigit() and job.name.isascii() and len(job.name) < 10 else math.inf
 
 
-def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
-    keys = {k for row in rows for k in row if "/" in k and not k.startswith(("time/", "train/lr"))}
+def metric_columns(rows: list[dict[str, Any]], every: bool = False) -> list[str]:
+    """The jobs' metrics, test/ first: those a table shows (not time/ nor train/lr), or `every`
+    one (summary.csv and .md, compare --csv and --md)."""
+    keys = {k for row in rows for k in row if "/" in k and (every or not k.startswith(("time/", "train/lr")))}
     order = {"test": 0, "val": 1, "train": 2}
     return sorted(keys, key=lambda k: (order.get(k.split("/")[0], 3), k))
 
@@ -203,8 +205,8 @@ def is_number(value: Any) -> bool:
 
 
 def write(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write the rows as CSV (`.csv`) or a Markdown table (`.md`), their text inert."""
-    columns = ["job", "overrides", "status", *metric_columns(rows)]
+    """Write the rows, every metric, as CSV (`.csv`) or a Markdown table (`.md`), their text inert."""
+    columns = ["job", "overrides", "status", *metric_columns(rows, every=True)]
     if path.suffix == ".csv":  # (its text inert too: a `cat` of it sends no escape to the terminal)
         text = io.StringIO()
         shown = lambda value: terminal.inert(value) if isinstance(value, str) else value  # noqa: E731

@@ -66,6 +66,8 @@ def test_two_job_multirun_with_summary(cli, tmp_path):
     assert [r["overrides"] for r in rows] == ["model=mlp trainer.epochs=1", "model=linear trainer.epochs=1"]
     assert all(r["status"] == "ok" for r in rows)
     assert float(rows[1]["test/acc"]) == read_metrics(sweep / "1")["test/acc"]
+    # every metric, as it says: the timings and learning rate too (cpu_vs_gpu's samples/s were left out)
+    assert set(read_metrics(sweep / "1")) <= set(rows[1]) and "time/train_samples_per_s" in rows[1]
     assert "Sweep summary (2 jobs)" in result.stdout and (sweep / "summary.md").is_file()
 
 
