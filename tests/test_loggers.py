@@ -139,6 +139,8 @@ def check_every_backend(tmp_path, uri: str, port: int, monkeypatch) -> None:
     assert run.data.params["optimizer.lr"] == "0.001" and run.info.status == "FINISHED"
     # (nulls were left out, lists were Python's text: as the command line writes them)
     assert run.data.params["trainer.ema"] == "null" and run.data.params["model.hidden"] == "[128]"
+    # (bools were Python's True: a search for params.trainer.compile = 'false' found nothing)
+    assert run.data.params["trainer.compile"] == "false" and "resumed.trainer.compile" not in run.data.tags
     history = {
         tag: {m.step: m.value for m in client.get_metric_history(run.info.run_id, tag)} for tag in scalars
     }

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlbench import terminal
+
 
 @dataclass
 class RunInfo:
@@ -188,7 +190,7 @@ class MLflow:
     def log_params(self, settings: dict[str, Any]) -> None:
         import mlflow
 
-        params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in settings.items()]
+        params = [mlflow.entities.Param(k, param_text(v)) for k, v in settings.items()]
         for i in range(0, len(params), 100):  # (MLflow takes at most 100 params a call)
             self.client.log_batch(self.run_id, params=params[i : i + 100])
 
@@ -205,9 +207,9 @@ class MLflow:
         except MlflowException:  # (a store that does not hold it: its first value lets it go)
             return
         self.log_params({k: v for k, v in run.settings.items() if k not in logged})
-        for key, value in run.settings.items():
-            if key in logged and logged[key] != str(value)[:6000]:
-                self.client.set_tag(self.run_id, f"resumed.{key}", str(value)[:5000])
+        for key, value in run.settings.items():  # (a run logged before bools were `true`: `True`)
+            if key in logged and logged[key] not in (param_text(value), str(value)[:6000]):
+                self.client.set_tag(self.run_id, f"resumed.{key}", param_text(value)[:5000])
         self.client.log_text(self.run_id, run.config, "config.yaml")
 
     def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
@@ -231,6 +233,13 @@ class MLflow:
         """The MLflow run's status: FINISHED, FAILED (an error stopped the run), or KILLED (Ctrl-C,
         a signal: a run that saved its checkpoint to be resumed)."""
         self.client.set_terminated(self.run_id, status=outcome.upper())
+
+
+def param_text(value: Any) -> str:
+    """A setting as an MLflow param (text): as the command line writes it (`true`, not Python's
+    `True`, so `params.trainer.compile = 'false'` finds the runs that set it), at most 6,000
+    characters."""
+    return terminal.written(value)[:6000]
 
 
 def not_started(name: str, err: Exception) -> Exception:
