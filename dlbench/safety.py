@@ -65,7 +65,10 @@ def trusted_calls() -> frozenset[tuple[str, Any]]:
     """(key, value) pairs of every `_target_`-like key in dlbench's shipped config files and
     in the configs the installed Hydra plugins registered (launchers, sweepers, samplers)."""
     from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
 
+    Plugins.instance()  # (imports Hydra's plugins, which register their configs: cached before, a
+    # first call from load_model left out the basic launcher, and every later run was refused)
     pairs: set[tuple[str, Any]] = set()
     for path in SHIPPED_CONFIGS.rglob("*.yaml"):
         text = path.read_text()
