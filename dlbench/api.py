@@ -118,9 +118,11 @@ def words(overrides: tuple[str | list[str], ...]) -> list[str]:
 def train(*overrides: str | list[str], **named: object) -> Run:
     """Train one run, as `dlbench OVERRIDES...` does: the same checks, the same run setup
     (launch.run_once: folder, log file, environment), the same files. Returns the Run; every
-    error is raised as one DlbenchError (its message is what the command line prints). The
-    process's settings a run changes (torch's threads and deterministic algorithms, the
-    environment hydra.job.env_set sets) are as they were after it: the next call, and the
+    mistake in the input is raised as one DlbenchError (its message is what the command line
+    prints; a bug in a plugin's code, as its own exception), Ctrl-C as KeyboardInterrupt. The
+    process's settings a run changes (torch's threads, deterministic algorithms and cuDNN
+    autotuning, the random generators it seeds, the environment hydra.job.env_set sets, the
+    logging handlers Hydra's config replaces) are as they were after it: the next call, and the
     notebook's own torch code, start from them."""
     from dlbench import launch
     from dlbench.commands.runs import resume_overrides
@@ -129,8 +131,11 @@ def train(*overrides: str | list[str], **named: object) -> Run:
     if named:  # (keyword arguments: Python's own TypeError)
         text = " ".join(f"{key}={value}" for key, value in named.items())
         raise DlbenchError(f"dlbench.train() takes overrides as text: dlbench.train({text!r})")
+    from dlbench.engine.device import rng_state, set_rng_state
+
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark, generators = torch.backends.cudnn.benchmark, rng_state()
     environment = dict(os.environ)
     os.environ["DLBENCH_RUN_ID"] = new_run_id()  # the checks and the run name the same folder
     plugin_loader.end_only_named()  # (a limit left by a helper called on its own is not this call's)
@@ -153,6 +158,8 @@ def train(*overrides: str | list[str], **named: object) -> Run:
         os.environ.update(environment)  # (DLBENCH_RUN_ID, env_set's variables: as they were)
         torch.set_num_threads(threads)  # (trainer.threads=1 kept later runs' auto at one)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        set_rng_state(generators)  # (seeded by the run: the notebook's torch.rand drew the same each time)
 
 
 def load_model(run: str | Path, plugins: list[str] | None = None) -> torch.nn.Module:

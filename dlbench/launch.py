@@ -64,6 +64,8 @@ def run_once(
         for handler in [h for h in root.handlers if h not in before]:  # the run's log file
             root.removeHandler(handler)
             handler.close()
+        for handler in before:  # (Hydra's logging config took a notebook's own away)
+            root.addHandler(handler)
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
@@ -156,8 +158,10 @@ def job(
 
         if multirun or not (run_dir / "checkpoints" / "last.pt").is_file() or not distributed.is_main():
             raise
-        go_on = resume_command(run_dir, cfg)
+        go_on = resume_call(run_dir, cfg) if raise_errors else resume_command(run_dir, cfg)
         print_error(f"interrupted; checkpoints/last.pt is the run's latest. Continue with: {go_on}")
+        if raise_errors:  # dlbench.train(): the caller's KeyboardInterrupt (SystemExit left Python's)
+            raise
         raise SystemExit(130) from None
     except cluster.NotRequeued:  # the job's torchrun processes stopped; error.txt says why
         return None
@@ -248,6 +252,14 @@ def resume_command(run_dir: Path, cfg: DictConfig) -> str:
     return terminal.command(
         terminal.override("resume", run_dir), *searchpath.continue_words(run_dir, plugins.words(cfg.plugins))
     )
+
+
+def resume_call(run_dir: Path, cfg: DictConfig) -> str:
+    """resume_command as dlbench.train() takes it (the config folders are DLBENCH_CONFIG_PATH's
+    there, as they were for this call: no --config-dir)."""
+    own = [*searchpath.chosen_here(run_dir), *plugins.words(cfg.plugins)]
+    words = [terminal.override("resume", run_dir), *own]
+    return f"dlbench.train({', '.join(map(repr, words))})"
 
 
 def stopped(stop: Preempted, run_dir: Path, cfg: DictConfig, sweep_dir: Path | None = None) -> None:

@@ -466,7 +466,7 @@ def test_a_shortened_user_preset_is_noted_without_the_shipped_presets_figures(tm
 
 
 def test_the_python_api_in_a_notebook_redefines_a_component_and_leaves_the_process_as_it_found_it(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, capsys
 ):
     """A review of the API as a notebook uses it: a cell that registers a model, run again after
     a fix, was refused ("registered twice: by __main__ and by __main__") and the old one kept
@@ -477,6 +477,7 @@ def test_the_python_api_in_a_notebook_redefines_a_component_and_leaves_the_proce
     import dlbench
     from dlbench import DATASETS, MODELS
     from dlbench.api import Run
+    from dlbench.engine.trainer import Trainer
 
     monkeypatch.chdir(tmp_path)
     quiet = "dataset=digits trainer.epochs=1 trainer.progress=none"
@@ -493,9 +494,33 @@ def test_the_python_api_in_a_notebook_redefines_a_component_and_leaves_the_proce
     cell(5)
     cell(7)  # (the fix: replaces the first)
     torch.set_num_threads(2)
-    run = dlbench.train(f"model=api_cell_net {quiet} trainer.threads=1")
-    assert torch.get_num_threads() == 2  # (as the notebook had it)
+    import logging
+
+    own = logging.StreamHandler()  # (a notebook's logging.basicConfig: Hydra's config took it away)
+    logging.getLogger().addHandler(own)
+    generators = torch.get_rng_state()  # (seeded by the run: torch.rand drew the same after each)
+    try:
+        run = dlbench.train(f"model=api_cell_net {quiet} trainer.threads=1 trainer.cudnn_benchmark=true")
+        assert own in logging.getLogger().handlers and torch.equal(torch.get_rng_state(), generators)
+    finally:
+        logging.getLogger().removeHandler(own)
+    assert torch.get_num_threads() == 2 and not torch.backends.cudnn.benchmark  # (as the notebook had them)
     assert dlbench.load_model(run)[1].out_features == 7  # (a Run is its folder)
+    # Ctrl-C: the caller's KeyboardInterrupt (a SystemExit(130) left Python's except Exception and
+    # a notebook said "To exit: use 'exit'"), with the call that goes on
+    optimize = Trainer.optimize
+
+    def interrupted(self, optimizations, name, loss):
+        if self.state.step == 7:
+            raise KeyboardInterrupt
+        optimize(self, optimizations, name, loss)
+
+    monkeypatch.setattr(Trainer, "optimize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dlbench.train(f"{quiet} trainer.checkpoint_every_n_steps=5 hydra.run.dir=cut")
+    assert "Continue with: dlbench.train('resume=" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
 
     @MODELS.register("api_forgot_return")
     def forgot(input_shape: list[int], num_outputs: int):
