@@ -260,11 +260,9 @@ class Registry:
 
 def same_definition(old: Callable, new: Callable) -> bool:
     """Whether `new` is `old` defined again where it was: a notebook's (or script's) cell run
-    again, `__main__`'s function or class of the same name; not another module's component
-    taking its name (two plugins' are refused)."""
-    where = ("__module__", "__qualname__")
-    same = all(getattr(old, a, None) == getattr(new, a, None) is not None for a in where)
-    return same and getattr(new, "__module__", None) == "__main__"
+    again, `__main__`'s function or class (renamed, or a class in place of a function: the
+    session's own); not another module's component taking its name (two plugins' are refused)."""
+    return getattr(old, "__module__", None) == getattr(new, "__module__", None) == "__main__"
 
 
 def raised_in_torch(err: BaseException) -> bool:

@@ -492,6 +492,8 @@ def test_the_python_api_in_a_notebook_redefines_a_component_and_leaves_the_proce
         MODELS.register("api_cell_net")(cell_net)
 
     cell(5)
+    renamed = type("CellNet", (torch.nn.Sequential,), {"__module__": "__main__"})  # (the cell, renamed:
+    MODELS.register("api_cell_net")(renamed)  # "registered twice: by __main__ and by __main__")
     cell(7)  # (the fix: replaces the first)
     torch.set_num_threads(2)
     import logging
