@@ -46,6 +46,8 @@ class Run(Mapping):
             if (path / "multirun.yaml").is_file():  # (its jobs are runs of their own: dlbench compare)
                 raise DlbenchError(f"{folder} is a sweep: open one of its jobs ({folder}/0, ...)")
             path = files.newest_holding(path, "metrics.json", os.path.isfile) or path
+        if not path.is_dir():
+            raise DlbenchError(f"{folder}: no such folder")
         metrics = read_metrics(path)
         if metrics is None:
             raise DlbenchError(f"{folder} holds no finished run (no readable metrics.json)")
@@ -112,6 +114,11 @@ def words(overrides: tuple[str | list[str], ...]) -> list[str]:
             out += list(item)
         else:
             raise DlbenchError(f"dlbench.train() takes strings or lists of strings, not {item!r}")
+    if flags := [word for word in out if word.startswith("-")]:  # (Hydra's LexerNoViableAltException)
+        raise DlbenchError(
+            f"dlbench.train() takes overrides, not the command line's flags ({flags[0]}): a sweep is "
+            "the command line's (dlbench -m ...); a config folder of yours, os.environ['DLBENCH_CONFIG_PATH']"
+        )
     return out
 
 

@@ -546,6 +546,9 @@ def test_the_python_api_in_a_notebook_redefines_a_component_and_leaves_the_proce
             lambda: dlbench.train(experiment="digits_mlp"),
             "takes overrides as text: dlbench.train('experiment=digits_mlp')",
         ),
+        # (Hydra's "LexerNoViableAltException: -m"; "holds no finished run" for a mistyped path)
+        (lambda: dlbench.train("-m optimizer.lr=0.1,0.01"), "not the command line's flags (-m): a sweep"),
+        (lambda: Run.open(tmp_path / "nowhere"), "nowhere: no such folder"),
         (
             lambda: dlbench.train("model=linear dataset=api_text_labels trainer.epochs=1"),
             "sample 0 of TextLabels is tuple",
