@@ -139,6 +139,11 @@ def _train(
     data.place(device)
     # the splits evaluated: the test split, and the one validated on (dataset.validate_on)
     distributed.check_evaluated_splits({"test": data.size("test"), data.validate_on: data.size("val")})
+    if (processes := distributed.world_size()) > 1 and (extra := -data.size("train") % processes):
+        log.warning(  # (DistributedSampler's padding: the one-process run sees each sample once)
+            f"the training split's {data.size('train')} samples are not a multiple of the {processes} "
+            f"processes: each epoch repeats {terminal.counted(extra, 'sample')} to even out its last batch"
+        )
     log.debug(f"data built and placed in {time.perf_counter() - built:.2f} s")  # hydra.verbose=dlbench
     # 2. model, loss and the task that owns them (what one training and one evaluation step mean)
     if resume_state is not None:  # (its weights fit the model its settings build: found on "meta")

@@ -47,7 +47,24 @@ def assert_like_one_process(run_dir: Path, overrides: list[str], reference_dir: 
     weights, ref_weights = checkpoint.load(run_dir)["task"], checkpoint.load(reference_dir)["task"]
     for name, value in ref_weights.items():
         torch.testing.assert_close(weights[name], value, atol=1e-4, rtol=0)
+    # the logged steps' losses too (they were rank 0's share of each batch)
+    for tag in ("train/loss_step", "train/running_loss"):  # (the second: with trainer.running_loss_every)
+        steps, ref_steps = logged(run_dir, tag), logged(reference_dir, tag)
+        assert steps.keys() == ref_steps.keys() and (ref_steps or tag != "train/loss_step"), tag
+        for step, value in ref_steps.items():
+            assert steps[step] == pytest.approx(value, abs=1e-4), (tag, step, steps[step], value)
     return reference
+
+
+def logged(run_dir: Path, tag: str) -> dict[int, float]:
+    """A run's values of `tag` in TensorBoard, by step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    if tag not in events.Tags()["scalars"]:
+        return {}
+    return {event.step: event.value for event in events.Scalars(tag)}
 
 
 def epochs_logged(run_dir: Path) -> int:

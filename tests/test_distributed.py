@@ -20,6 +20,7 @@ def test_two_processes_train_the_same_model_as_one_with_the_same_global_batch(cl
     """dataset.batch_size is the global batch: 2 processes x 32 see the batches 1 x 64 sees, and
     DDP's averaged gradients are the one-process gradients up to float summation order."""
     overrides = ["trainer.epochs=2", "trainer.progress=plain", "dataset.batch_size=64"]
+    overrides.append("trainer.running_loss_every=7")  # (its windows, like the logged steps, were rank 0's)
     result = cli(*overrides, "trainer.devices=2", timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "x 2 processes" in result.stdout
@@ -225,9 +226,11 @@ def test_sigterm_to_a_two_process_run_stops_it_as_one_run_stops(tmp_path):
     """SIGTERM to the command of a run with trainer.devices=2 (a cluster's time limit): torchrun's
     agent gets it too; its processes save last.pt and say how to continue, and the command exits
     75 (it was "unexpected error: SignalException", exit 1)."""
-    args = ["trainer.devices=2", "trainer.epochs=500"]
+    args = ["trainer.devices=2", "trainer.epochs=500", "dataset.val_fraction=0.12"]  # (1,265 to train)
     code, err = signal_once_checkpointed(args, tmp_path, signal.SIGTERM)
     assert code == Preempted.EXIT_STATUS, err[-3000:]
+    (log,) = tmp_path.glob("outputs/digits_mlp/*/train.log")
+    assert "samples are not a multiple of the 2 processes: each epoch repeats 1 sample" in log.read_text()
     assert "stopped by SIGTERM after step" in err and "Continue with: dlbench resume=" in err, err[-3000:]
     assert "unexpected" not in err and "Traceback" not in err, err[-3000:]
 

@@ -94,6 +94,17 @@ def sum_across(values: list[torch.Tensor]) -> list[torch.Tensor]:
     return list(flat.unbind())
 
 
+def mean_across(values: dict[str, torch.Tensor], weight: float) -> dict[str, torch.Tensor]:
+    """Each value's mean over every process, weighted by each process's `weight` (its samples):
+    a step's values as one process of the whole batch would give them (one collective)."""
+    if world_size() == 1:
+        return values
+    keys = list(values)
+    weighted = [values[k].detach().float() * weight for k in keys]
+    *sums, total = sum_across([*weighted, torch.tensor(float(weight))])
+    return {key: value / total for key, value in zip(keys, sums, strict=True)}
+
+
 def per_process(batch_size: int | None, name: str) -> int | None:
     """`dataset.batch_size` is the global batch: each of the N processes takes batch_size / N."""
     n = world_size()

@@ -110,7 +110,11 @@ class RunningMeans:
         self.count += 1
         if step is None or step % self.every:
             return None
-        window = {key: float(total) / self.count for key, total in self.sums.items()}
+        sums, count = self.sums, self.count
+        if distributed.world_size() > 1:  # (every process's batches: one's alone, before)
+            *summed, total = distributed.sum_across([*sums.values(), torch.tensor(float(count))])
+            sums, count = dict(zip(sums, summed, strict=True)), float(total)
+        window = {key: float(total) / count for key, total in sums.items()}
         self.sums, self.count = {}, 0
         return window
 

@@ -453,12 +453,14 @@ class Trainer:
     ) -> None:
         """A logged step's values (tensors: read when next written) and the learning rates it
         used, before a per-step schedule moves them; `parts`: its micro-batches' step outputs and
-        samples (one, without trainer.accumulate), whose values are the mean over the samples."""
+        samples (one, without trainer.accumulate), whose values are the mean over the samples
+        (with several processes, over every process's)."""
         out, samples = parts[-1]
-        step = out
+        step, total = out, sum(n for _, n in parts)
         if len(parts) > 1:
-            total = sum(n for _, n in parts)
             step = {k: sum(o[k].float() * (n / total) for o, n in parts) for k in out}
+        if self.processes > 1:  # (rank 0's share of the batch alone: every process's, by its samples)
+            step = distributed.mean_across(step, total)
         step_values = {f"train/{k}_step": v for k, v in step.items()}
         step_values.update(_learning_rates(optimizations))
         self.logger.step_scalars(step_values, self.state.step)
