@@ -231,6 +231,12 @@ def test_sigterm_to_a_two_process_run_stops_it_as_one_run_stops(tmp_path):
     assert code == Preempted.EXIT_STATUS, err[-3000:]
     (log,) = tmp_path.glob("outputs/digits_mlp/*/train.log")
     assert "samples are not a multiple of the 2 processes: each epoch repeats 1 sample" in log.read_text()
+    # resumed in the middle of an epoch: its train/ figures count what follows, and it says so
+    # (one process keeps the sums so far; several do not, and it was silent)
+    go_on = [sys.executable, "-m", "dlbench", f"resume={log.parent}", "trainer.max_steps=45"]
+    resumed = subprocess.run(go_on, cwd=tmp_path, env=user_env(), capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "train/ figures count only its batches after the resume: with several processes" in log.read_text()
     assert "stopped by SIGTERM after step" in err and "Continue with: dlbench resume=" in err, err[-3000:]
     assert "unexpected" not in err and "Traceback" not in err, err[-3000:]
 

@@ -614,6 +614,11 @@ class Trainer:
         the train metrics now (a checkpoint that does not fit is refused before the run writes
         anything), the epoch's step values when it starts again (`train_epoch`)."""
         if self.processes > 1:  # (none are saved then: a file that holds some was made elsewhere)
+            if self.state.epoch_step:
+                log.warning(
+                    f"epoch {self.state.epoch + 1}'s train/ figures count only its batches after the "
+                    "resume: with several processes, its sums so far are not kept"
+                )
             return
         try:
             if "running" in so_far:
