@@ -257,8 +257,8 @@ def check_before_writing(
 ) -> None:
     """A model, task and data that do not fit together: one message now, before the run writes
     (with several processes each has the same parts: the single process's check covers them).
-    One training step on a copy (engine/device.py's trial_step) finds most; on the CPU, trainer.threads=auto
-    times it to choose the threads."""
+    One training step on a copy (engine/device.py's trial_step) finds most; on the CPU,
+    trainer.threads=auto times it to choose the threads."""
     parts = parts_of(cfg, task)
     step = None
     check_batch_norm_batches(task, data, cfg.dataset.batch_size, distributed.world_size())
