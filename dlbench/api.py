@@ -46,6 +46,8 @@ class Run(Mapping):
             if (path / "multirun.yaml").is_file():  # (its jobs are runs of their own: dlbench compare)
                 raise DlbenchError(f"{folder} is a sweep: open one of its jobs ({folder}/0, ...)")
             path = files.newest_holding(path, "metrics.json", os.path.isfile) or path
+        if path.is_file():
+            raise DlbenchError(f"{folder} is a file: open its run's folder")
         if not path.is_dir():
             raise DlbenchError(f"{folder}: no such folder")
         metrics = read_metrics(path)

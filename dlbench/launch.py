@@ -64,7 +64,9 @@ def run_once(
         for handler in [h for h in root.handlers if h not in before]:  # the run's log file
             root.removeHandler(handler)
             handler.close()
-        for handler in before:  # (Hydra's logging config took a notebook's own away)
+        for handler in before:  # (Hydra's logging config took a notebook's own away, and closed it)
+            if isinstance(handler, logging.FileHandler) and handler.stream is None:
+                handler.mode = "a"  # (a closed mode='w' file is never opened again: its lines were lost)
             root.addHandler(handler)
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)

@@ -142,7 +142,7 @@ def _train(
     if (processes := distributed.world_size()) > 1 and (extra := -data.size("train") % processes):
         log.warning(  # (DistributedSampler's padding: the one-process run sees each sample once)
             f"the training split's {data.size('train')} samples are not a multiple of the {processes} "
-            f"processes: each epoch repeats {terminal.counted(extra, 'sample')} to even out its last batch"
+            f"processes: each epoch repeats {terminal.counted(extra, 'sample')} to give each the same share"
         )
     log.debug(f"data built and placed in {time.perf_counter() - built:.2f} s")  # hydra.verbose=dlbench
     # 2. model, loss and the task that owns them (what one training and one evaluation step mean)
@@ -220,7 +220,6 @@ def _train(
             if data.size("test"):
                 metrics.update(trainer.tested or trainer.evaluate(task, data, "test", stoppable=True))
             trainer.finish_writes()  # the last checkpoint, written while the test ran
-            trainer.stop_if_signalled()
         # 7. the final metrics: training and testing alone (the data loaded, the model built)
         metrics["time/fit_and_test_s"] = time.perf_counter() - fit_started
         metrics["time/total_s"] = time.perf_counter() - started

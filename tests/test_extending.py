@@ -498,14 +498,21 @@ def test_the_python_api_in_a_notebook_redefines_a_component_and_leaves_the_proce
     torch.set_num_threads(2)
     import logging
 
-    own = logging.StreamHandler()  # (a notebook's logging.basicConfig: Hydra's config took it away)
+    # a notebook's logging.basicConfig(filename=..., filemode="w"): Hydra's config took it away and
+    # closed it (a closed mode-w file was never opened again)
+    own = logging.FileHandler(tmp_path / "notebook.log", mode="w")
     logging.getLogger().addHandler(own)
     generators = torch.get_rng_state()  # (seeded by the run: torch.rand drew the same after each)
     try:
+        logging.getLogger().warning("before")
         run = dlbench.train(f"model=api_cell_net {quiet} trainer.threads=1 trainer.cudnn_benchmark=true")
         assert own in logging.getLogger().handlers and torch.equal(torch.get_rng_state(), generators)
+        logging.getLogger().warning("after")
+        own.flush()
+        assert (tmp_path / "notebook.log").read_text().splitlines()[-2:] == ["before", "after"]
     finally:
         logging.getLogger().removeHandler(own)
+        own.close()
     assert torch.get_num_threads() == 2 and not torch.backends.cudnn.benchmark  # (as the notebook had them)
     assert dlbench.load_model(run)[1].out_features == 7  # (a Run is its folder)
     # Ctrl-C: the caller's KeyboardInterrupt (a SystemExit(130) left Python's except Exception and
@@ -549,6 +556,7 @@ def test_the_python_api_in_a_notebook_redefines_a_component_and_leaves_the_proce
         # (Hydra's "LexerNoViableAltException: -m"; "holds no finished run" for a mistyped path)
         (lambda: dlbench.train("-m optimizer.lr=0.1,0.01"), "not the command line's flags (-m): a sweep"),
         (lambda: Run.open(tmp_path / "nowhere"), "nowhere: no such folder"),
+        (lambda: Run.open(tmp_path / "notebook.log"), "notebook.log is a file: open its run's folder"),
         (
             lambda: dlbench.train("model=linear dataset=api_text_labels trainer.epochs=1"),
             "sample 0 of TextLabels is tuple",

@@ -155,7 +155,7 @@ def test_sigterm_from_outside_exits_75_with_a_checkpoint_to_resume(tmp_path):
     assert checkpoint.load(tmp_path / "run")["trainer"]["step"] >= 1
 
 
-def test_a_stop_signal_after_the_last_step_stops_the_run_before_its_results(monkeypatch, tmp_path):
+def test_a_stop_signal_after_the_last_step_stops_the_run_before_its_results(monkeypatch, tmp_path, caplog):
     """A SIGTERM during the last epoch's validation, or during the test, was noted and then
     forgotten: the run exited 0 with its results, as if no signal had come. It stops as one in
     training does (Preempted: exit 75, last.pt), and the resume, which has no step left, tests."""
@@ -182,6 +182,19 @@ def test_a_stop_signal_after_the_last_step_stops_the_run_before_its_results(monk
         resumed = train(compose.compose_config([*quick, f"resume={tmp_path / name}"]), tmp_path / name)
         monkeypatch.undo()
         assert resumed_losses == [] and {k: v for k, v in resumed.items() if k.startswith("test/")} == tested
+    # without checkpoints there is nothing to resume: the run finishes (it lost the trained run)
+    evaluate = Trainer.evaluate
+
+    def signalled_test(self, task, data, split, *args, **kwargs):
+        if split == "test":
+            signal.raise_signal(signal.SIGTERM)
+        return evaluate(self, task, data, split, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluate", signalled_test)
+    with caplog.at_level(logging.WARNING, logger="dlbench"):
+        kept = train(compose.compose_config([*quick, "trainer.checkpoint=false"]), tmp_path / "unsaved")
+    assert kept.keys() == whole.keys() and (tmp_path / "unsaved" / "metrics.json").is_file()
+    assert "SIGTERM came as the run ended: its results are complete" in caplog.text
 
 
 def test_a_written_file_has_the_mode_open_gives_and_a_failed_one_is_named_as_asked(tmp_path):

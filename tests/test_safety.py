@@ -155,6 +155,11 @@ def test_a_sweeps_config_folder_is_named_in_the_command_that_finishes_it_never_s
     code, err = run_main(capsys, f"sweep.resume={sweep}")  # (without -m: the command with -m)
     assert code == 2 and shlex.split(err.split("run it with -m, ", 1)[1]) == ["dlbench", *again], err
     assert digest(sweep) == before and "Unknown" not in err
+    # a folder moved away (a project renamed, a sweep copied off a cluster): not named, not required
+    source["path"] = str(tmp_path / "moved")
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(saved))
+    code, err = run_main(capsys, "-m", "experiment=mine", f"sweep.resume={sweep}")
+    assert code == 2 and "Unknown experiment option 'mine'" in err and "--config-dir" not in err, err
 
 
 def test_a_user_config_folder_cannot_name_an_object_either(capsys, tmp_path, monkeypatch):

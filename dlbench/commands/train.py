@@ -408,7 +408,8 @@ def sweep_resume_overrides(overrides: list[str], flags: list[str]) -> list[str]:
             f"sweep.resume={target} finishes a sweep with the words that started it ({' '.join(started)}), "
             f"{instead}: {terminal.command('-m', *flags, *folders, *started, *kept)}"
         )
-    if folders:  # (its presets unknown, or a shipped config in place of the user's: other jobs)
+    # (its presets unknown, or shipped ones in place of the user's; a folder of their own given: theirs)
+    if folders and "--config-dir" not in flags:
         named = ", ".join(folders[1::2])
         raise DlbenchError(
             f"sweep.resume={target} finishes a sweep that also read the configs in {named}, and "
@@ -442,7 +443,7 @@ def as_read(words: list[str]) -> list[tuple] | None:
 def sweeps_config_dirs(sweep_dir: Path, given: str | None = None) -> list[str]:
     """`--config-dir DIR` for each config folder of the user's the sweep in `sweep_dir` searched
     (its multirun.yaml's hydra.runtime.config_sources) that this command does not (`given`:
-    its --config-dir, where it is not searched yet): a command
+    its --config-dir, where it is not searched yet) and that are still there: a command
     printed to finish the sweep gives them, or its presets are unknown. The folder is data: each
     is a path printed quoted, for the user to paste (never searched unasked: a config folder can
     name plugins to import)."""
@@ -453,7 +454,8 @@ def sweeps_config_dirs(sweep_dir: Path, given: str | None = None) -> list[str]:
     for source in sources if isinstance(sources, list) else []:
         if not isinstance(source, dict) or source.get("provider") != "dlbench-user":
             continue
-        if isinstance(path := source.get("path"), str) and path not in searched:
+        path = source.get("path")
+        if isinstance(path, str) and path not in searched and Path(path).is_dir():  # (a folder moved: not it)
             words += ["--config-dir", path]
     return words
 

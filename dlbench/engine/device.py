@@ -229,7 +229,8 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # (a process that has not used CUDA has no CUDA state to keep: asking would start CUDA)
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
         "python": [version, list(internal), gauss],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
     }

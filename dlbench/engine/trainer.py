@@ -201,8 +201,9 @@ class Trainer:
     def stop_if_signalled(self) -> None:
         """After the fit (last.pt holds the trained run): a stop signal that came during the last
         epoch's evaluation and checkpoint, or the test, stops the run before it writes its results,
-        as one in training does (Preempted: exit 75); its resume only tests."""
-        if self.stop.agreed(self.state.step, 1, self.device, self.processes):
+        as one in training does (Preempted: exit 75); its resume only tests. Without checkpoints
+        (trainer.checkpoint=false) there is nothing to resume: the run finishes, and says so."""
+        if self.cfg.checkpoint and self.stop.agreed(self.state.step, 1, self.device, self.processes):
             self.finish_writes()  # (the last epoch's last.pt, in flight: landed before it is named)
             raise Preempted(self.stop.received, self.state.step, saved=bool(self.cfg.checkpoint))
 
@@ -614,7 +615,7 @@ class Trainer:
         the train metrics now (a checkpoint that does not fit is refused before the run writes
         anything), the epoch's step values when it starts again (`train_epoch`)."""
         if self.processes > 1:  # (none are saved then: a file that holds some was made elsewhere)
-            if self.state.epoch_step:
+            if self.state.epoch_step and self.reports(self.state.epoch, 0):  # (its train/ figures: read)
                 log.warning(
                     f"epoch {self.state.epoch + 1}'s train/ figures count only its batches after the "
                     "resume: with several processes, its sums so far are not kept"
