@@ -576,6 +576,8 @@ config_sources = st.lists(
 )
 @example(task=["model.hidden=[8],[16]", "plugins=[planted]", "trainer.epochs=1"], sources=[])
 @example(task=["trainer.epochs=1"], sources=[{"path": "my configs; rm -rf ~", "provider": "dlbench-user"}])
+@example(task=["trainer.epochs=1"], sources=[{"path": "/", "provider": "dlbench-user"}])  # (a folder there)
+@example(task=[], sources=[{"path": "x" * 5000, "provider": "dlbench-user"}])  # (too long a name to look at)
 def test_a_sweeps_saved_words_reach_a_printed_command_only_as_the_allow_list_keeps_them(
     capsys, request, place, task, sources
 ):
@@ -602,7 +604,7 @@ def test_a_sweeps_saved_words_reach_a_printed_command_only_as_the_allow_list_kee
     if all(isinstance(p, str) and p.isprintable() for p in named):  # (else printed in $'...' quotes)
         printed = shlex.split(err.split("run it with -m, ", 1)[1])
         folders = [printed[i + 1] for i, word in enumerate(printed) if word == "--config-dir"]
-        assert folders == [p for p in named if isinstance(p, str)], (folders, err)
+        assert folders == [p for p in named if isinstance(p, str) and os.path.isdir(p)], (folders, err)
     for word in started_sweep(sweep):
         assert word in task and not word.startswith(("plugins", "+plugins", "hydra", "~"))
         key = word.split("=", 1)[0].lstrip("+")

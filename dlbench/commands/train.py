@@ -455,7 +455,8 @@ def sweeps_config_dirs(sweep_dir: Path, given: str | None = None) -> list[str]:
         if not isinstance(source, dict) or source.get("provider") != "dlbench-user":
             continue
         path = source.get("path")
-        if isinstance(path, str) and path not in searched and Path(path).is_dir():  # (a folder moved: not it)
+        # (a folder moved away: not named; os.path.isdir is False for any path it cannot look at)
+        if isinstance(path, str) and path not in searched and os.path.isdir(path):
             words += ["--config-dir", path]
     return words
 
