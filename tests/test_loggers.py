@@ -141,6 +141,17 @@ def check_every_backend(tmp_path, uri: str, port: int, monkeypatch) -> None:
     assert run.data.params["trainer.ema"] == "null" and run.data.params["model.hidden"] == "[128]"
     # (bools were Python's True: a search for params.trainer.compile = 'false' found nothing)
     assert run.data.params["trainer.compile"] == "false" and "resumed.trainer.compile" not in run.data.tags
+    # a run logged before (Python's True) and resumed now: the same setting, no resumed.* tag
+    from dlbench.engine.loggers import MLflow, RunInfo
+
+    older = client.create_run(experiment.experiment_id).info.run_id
+    client.log_param(older, "trainer.compile", "True")
+    tracker = MLflow()
+    tracker.client, tracker.run_id = client, older
+    settings = {"trainer.compile": True, "trainer.epochs": 3}
+    tracker.resumed(RunInfo(folder, "name: x\n", [], "digits_mlp", settings=settings))
+    continued = client.get_run(older).data
+    assert "resumed.trainer.compile" not in continued.tags and continued.params["trainer.epochs"] == "3"
     history = {
         tag: {m.step: m.value for m in client.get_metric_history(run.info.run_id, tag)} for tag in scalars
     }
