@@ -233,7 +233,8 @@ def test_sigterm_to_a_two_process_run_stops_it_as_one_run_stops(tmp_path):
     assert "samples are not a multiple of the 2 processes: each epoch repeats 1 sample" in log.read_text()
     # resumed in the middle of an epoch: its train/ figures count what follows, and it says so
     # (one process keeps the sums so far; several do not, and it was silent)
-    go_on = [sys.executable, "-m", "dlbench", f"resume={log.parent}", "trainer.max_steps=45"]
+    stopped_at = checkpoint.load(log.parent)["trainer"]["step"]  # (where the signal landed: 40, 50, ...)
+    go_on = [sys.executable, "-m", "dlbench", f"resume={log.parent}", f"trainer.max_steps={stopped_at + 3}"]
     resumed = subprocess.run(go_on, cwd=tmp_path, env=user_env(), capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "train/ figures count only its batches after the resume: with several processes" in log.read_text()
