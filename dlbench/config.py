@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 # trainer.precision: float32 | bfloat16 autocast | float16 autocast (+ gradient scaler) | auto
 PRECISIONS = ("32", "bf16", "16", "auto")
+MAX_COUNT = 2**63  # a trainer count (epochs, steps, val_every_n_epochs, ...) is below it: torch's int64
 
 
 @dataclass

@@ -188,18 +188,19 @@ def record_job(run_dir: Path, overrides: list[str], resuming: bool) -> None:
     # (sweep.resume, sweep.fail_fast: not the job's; resume=: the job was resumed on its own, in
     # place; in any order: the same words compose the same config, retyped or pasted)
     job = in_order([o for o in saved if not o.startswith(("sweep.", "resume="))])
-    if job != in_order([o for o in overrides if not o.startswith("sweep.")]) and not resuming:
+    if job == in_order(overrides):  # (`overrides`: the job's own, sweep.* left out by `job`)
+        return
+    if not resuming:
         raise DlbenchError(  # (it said "sweep.resume finishes a sweep ...", which no one had typed)
             f"job folder {run_dir.name} already holds another job ({' '.join(saved) or 'no overrides'}): "
             "one of an earlier sweep in this folder (give this one another hydra.sweep.dir), or "
             "hydra.sweep.subdir gives two jobs one folder (its default differs for each: "
             "'hydra.sweep.subdir=${hydra.job.num}')"
         )
-    if job != in_order([o for o in overrides if not o.startswith("sweep.")]):
-        raise DlbenchError(
-            f"job {run_dir.name} of this sweep ran with {' '.join(saved) or 'no overrides'}, not "
-            f"{' '.join(overrides)}: sweep.resume finishes a sweep with the command that started it"
-        )
+    raise DlbenchError(
+        f"job {run_dir.name} of this sweep ran with {' '.join(saved) or 'no overrides'}, not "
+        f"{' '.join(overrides)}: sweep.resume finishes a sweep with the command that started it"
+    )
 
 
 def in_order(words: list[str]) -> list[str]:

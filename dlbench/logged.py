@@ -108,6 +108,7 @@ def in_epochs(folder: Path, logged: Curves) -> Curves | None:
     length: an epoch's steps are the step of the first evaluation's record (time/epoch_s) over
     the epochs it closed (the run's trainer.val_every_n_epochs)."""
     from dlbench import files
+    from dlbench.config import MAX_COUNT
     from dlbench.errors import DlbenchError
 
     epoch_ends = logged.get("time/epoch_s", ([], []))[0]
@@ -118,7 +119,7 @@ def in_epochs(folder: Path, logged: Curves) -> Curves | None:
     trainer = (config.get("trainer") if isinstance(config, dict) else None) or {}
     every = trainer.get("val_every_n_epochs", 1) if isinstance(trainer, dict) else 1
     # (a count a run can have: the folder is data, and 10**400 epochs made an epoch 0.0 steps)
-    if not epoch_ends or not isinstance(every, int) or not 1 <= every < 2**63 or epoch_ends[0] < 1:
+    if not epoch_ends or not isinstance(every, int) or not 1 <= every < MAX_COUNT or epoch_ends[0] < 1:
         return None
     per_epoch = epoch_ends[0] / every
     return {tag: ([s / per_epoch for s in steps], values) for tag, (steps, values) in logged.items()}

@@ -204,15 +204,19 @@ def is_number(value: Any) -> bool:
         return False
 
 
+def _inert(value: Any) -> Any:
+    """A CSV cell: text inert (`terminal.inert`), a number as it is."""
+    return terminal.inert(value) if isinstance(value, str) else value
+
+
 def write(rows: list[dict[str, Any]], path: Path) -> None:
     """Write the rows, every metric, as CSV (`.csv`) or a Markdown table (`.md`), their text inert."""
     columns = ["job", "overrides", "status", *metric_columns(rows, every=True)]
     if path.suffix == ".csv":  # (its text inert too: a `cat` of it sends no escape to the terminal)
         text = io.StringIO()
-        shown = lambda value: terminal.inert(value) if isinstance(value, str) else value  # noqa: E731
         writer = csv.writer(text)
-        writer.writerow(map(shown, columns))
-        writer.writerows([shown(row.get(column, "")) for column in columns] for row in rows)
+        writer.writerow(map(_inert, columns))
+        writer.writerows([_inert(row.get(column, "")) for column in columns] for row in rows)
         files.write_text(path, text.getvalue())
         return
     lines = ["| " + " | ".join(map(_cell, columns)) + " |", "|" + "---|" * len(columns)]

@@ -19,6 +19,7 @@ from dlbench.config import (
     CHOICES,
     LOGGER_BACKENDS,
     LOGGER_EXTRAS,
+    MAX_COUNT,
     STRUCTURED,
     AugmentConfig,
     DataConfig,
@@ -141,7 +142,7 @@ def _validate(cfg: DictConfig, components: bool) -> None:
         if value is not None and not value >= low:  # (not `< low`: nan passed)
             raise DlbenchError(f"trainer.{key}={value}: must be at least {low}")
         # (inf; epochs past int64 trained, with an ETA of 1e17 h; the seed has its own bound below)
-        if value is not None and key != "seed" and value >= 2**63:
+        if value is not None and key != "seed" and value >= MAX_COUNT:
             raise DlbenchError(f"trainer.{key}={value}: must be below 2**63")
     if not t.seed < 2**32:
         raise DlbenchError(

@@ -584,10 +584,10 @@ def test_a_sweeps_saved_words_reach_a_printed_command_only_as_the_allow_list_kee
     """`dlbench sweep.resume=DIR` without -m prints the command that finishes the sweep, with
     the words its multirun.yaml says started it (data: the folder may be someone else's, and
     the command is pasted): only where every value they give is one a saved run may set, and
-    never a plugin (code the user names); the sweep's config folders as --config-dir words
-    that a shell reads back as those paths; printed as text, exit 2, nothing written."""
+    never a plugin (code the user names); the sweep's config folders never in that command
+    (a config folder can name plugins), named beside it as text; exit 2, nothing written."""
     from dlbench.commands.runs import SAVED_ROOTS
-    from dlbench.commands.train import started_sweep
+    from dlbench.commands.train import started_sweep, sweep_saved
     from dlbench.compose import groups
 
     folder, run, marker = place
@@ -601,11 +601,11 @@ def test_a_sweeps_saved_words_reach_a_printed_command_only_as_the_allow_list_kee
     assert code == 2 and "run it with -m, dlbench -m " in err, err[-2000:]
     assert_inert(code, out, err)
     named = [s["path"] for s in sources if isinstance(s, dict) and s["provider"] == "dlbench-user"]
-    if all(isinstance(p, str) and p.isprintable() for p in named):  # (else printed in $'...' quotes)
-        printed = shlex.split(err.split("run it with -m, ", 1)[1])
-        folders = [printed[i + 1] for i, word in enumerate(printed) if word == "--config-dir"]
-        assert folders == [p for p in named if isinstance(p, str) and os.path.isdir(p)], (folders, err)
-    for word in started_sweep(sweep):
+    command = err.split("run it with -m, ", 1)[1].split("; the sweep also read the configs in ", 1)
+    assert "--config-dir" not in shlex.split(command[0]), err
+    there = [p for p in named if isinstance(p, str) and os.path.isdir(p)]
+    assert (len(command) == 2) == bool(there), err  # (each folder still there: named as text beside it)
+    for word in started_sweep(sweep_saved(sweep), sweep):
         assert word in task and not word.startswith(("plugins", "+plugins", "hydra", "~"))
         key = word.split("=", 1)[0].lstrip("+")
         assert re.fullmatch(r"[A-Za-z]\w*(\.[A-Za-z]\w*)*", key) and (

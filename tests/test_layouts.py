@@ -20,6 +20,7 @@ from formats import (
     write_paired,
     write_pairs,
     write_unpaired,
+    zip_folder,
 )
 
 from dlbench.config import DataConfig
@@ -199,6 +200,31 @@ def test_a_damaged_archive_and_a_fifo_in_the_data_are_named(tmp_path):
     os.mkfifo(folder / "Fifo.txt")
     with pytest.raises(DlbenchError, match=r"names: .*Fifo\.txt is not a file \(a folder, a FIFO"):
         build("names", root=str(folder), download=False)
+
+
+def test_a_download_cut_short_is_removed_and_an_encrypted_zip_is_named(tmp_path, http_server):
+    """A download cut short (or any file that is not the archive) stayed in the data folder, and
+    every later run refused it without downloading again; an encrypted zip was an 'unexpected
+    error' (RuntimeError, exit 1)."""
+    served, url = http_server
+    whole = zip_folder(write_names(tmp_path / "src" / "data"), tmp_path / "data.zip", "data").read_bytes()
+    (served / "data.zip").write_bytes(whole[:300])  # (what a connection dropped midway leaves)
+    root = tmp_path / "root"
+    cut = r"data\.zip is not an archive .*was cut short .*removed: run again"
+    with pytest.raises(DlbenchError, match=cut):
+        build("names", root=str(root), url=f"{url}/data.zip")
+    assert not root.exists()  # (the folder it made for the download: gone with it)
+    (served / "data.zip").write_bytes(whole)
+    source = build("names", root=str(root), url=f"{url}/data.zip")
+    assert source.class_names == ["English", "Korean", "Polish"]
+    locked = bytearray(whole)  # the encryption flag of the first member, local and central headers
+    locked[6] |= 1
+    locked[locked.find(b"PK\x01\x02") + 8] |= 1
+    (tmp_path / "offline").mkdir()
+    (tmp_path / "offline" / "data.zip").write_bytes(bytes(locked))
+    locked_message = r"data\.zip is not an archive .*encrypted.*Remove it and run again"
+    with pytest.raises(DlbenchError, match=locked_message):
+        build("names", root=str(tmp_path / "offline"), download=False)
 
 
 def test_an_image_size_below_one_and_a_pair_one_pixel_wide_are_named(tmp_path):

@@ -76,10 +76,14 @@ def train_command(argv: list[str]) -> int:
     if not args.multirun and (target := override_value(args.overrides, "sweep.resume")) is not None:
         # the sweep's own words, then the user's others (a sweep's word typed again, with another
         # value, was printed in place of the sweep's: a command sweep.resume then refused)
-        started = started_sweep(Path(target))  # (none where its multirun.yaml tells none: the user's)
+        saved = sweep_saved(Path(target))
+        started = started_sweep(saved, Path(target))  # (none where its multirun.yaml tells none: the user's)
         kept = [a for a in argv if not started or a not in args.overrides or not the_sweeps_own(a)]
-        again = terminal.command("-m", *sweeps_config_dirs(Path(target), args.config_dir), *started, *kept)
-        raise DlbenchError(f"sweep.resume finishes a sweep: run it with -m, {again}")  # (it ran one job)
+        again = terminal.command("-m", *started, *kept)
+        folders = sweeps_config_dirs(saved, args.config_dir)
+        raise DlbenchError(  # (it ran one job)
+            f"sweep.resume finishes a sweep: run it with -m, {again}{config_dirs_note(folders)}"
+        )
     if args.experimental_rerun:
         raise DlbenchError(
             "--experimental-rerun is not supported: it unpickles a file (which can run code). "
@@ -398,22 +402,22 @@ def sweep_resume_overrides(overrides: list[str], flags: list[str]) -> list[str]:
         raise DlbenchError(f"sweep.resume={target}: no such sweep directory")
     for saved_file in sorted(Path(target).glob("*/.hydra/overrides.yaml")):  # data, not trusted
         check_saved_overrides(files.read_yaml(saved_file), str(saved_file))
-    started = [w for w in started_sweep(Path(target)) if the_sweeps_own(w)]
+    saved = sweep_saved(Path(target))
+    started = [w for w in started_sweep(saved, Path(target)) if the_sweeps_own(w)]
     given = [w for w in overrides if the_sweeps_own(w)]
     kept = [w for w in overrides if not the_sweeps_own(w)]  # (sweep.resume, plugins, hydra's)
-    folders = sweeps_config_dirs(Path(target))
+    folders = sweeps_config_dirs(saved)
     if started and None not in (read := (as_read(started), as_read(given))) and read[0] != read[1]:
         instead = f"not {' '.join(given)}" if given else "which this command leaves out"
         raise DlbenchError(  # (found by the first job, after Hydra had started)
             f"sweep.resume={target} finishes a sweep with the words that started it ({' '.join(started)}), "
-            f"{instead}: {terminal.command('-m', *flags, *folders, *started, *kept)}"
+            f"{instead}: {terminal.command('-m', *flags, *started, *kept)}{config_dirs_note(folders)}"
         )
     # (its presets unknown, or shipped ones in place of the user's; a folder of their own given: theirs)
     if folders and "--config-dir" not in flags:
-        named = ", ".join(folders[1::2])
         raise DlbenchError(
-            f"sweep.resume={target} finishes a sweep that also read the configs in {named}, and "
-            f"this command does not: {terminal.command('-m', *flags, *folders, *given, *kept)}"
+            f"sweep.resume={target} finishes a sweep that read configs this command does not "
+            f"read{config_dirs_note(folders)}"
         )
     return overrides if sweep_dir is not None else [*overrides, terminal.override("hydra.sweep.dir", target)]
 
@@ -440,14 +444,13 @@ def as_read(words: list[str]) -> list[tuple] | None:
     return sorted(read) if len({key for _, key, _ in read}) == len(read) else read
 
 
-def sweeps_config_dirs(sweep_dir: Path, given: str | None = None) -> list[str]:
-    """`--config-dir DIR` for each config folder of the user's the sweep in `sweep_dir` searched
-    (its multirun.yaml's hydra.runtime.config_sources) that this command does not (`given`:
-    its --config-dir, where it is not searched yet) and that are still there: a command
-    printed to finish the sweep gives them, or its presets are unknown. The folder is data: each
-    is a path printed quoted, for the user to paste (never searched unasked: a config folder can
-    name plugins to import)."""
-    sources = sweep_saved(sweep_dir, "hydra", "runtime", "config_sources")
+def sweeps_config_dirs(saved: dict, given: str | None = None) -> list[str]:
+    """Each config folder of the user's a sweep searched (`saved`, its multirun.yaml:
+    hydra.runtime.config_sources) that this command does not (`given`: its --config-dir, where
+    it is not searched yet) and that is still there: its presets are unknown without it. The
+    folders are data (the sweep may be someone else's): named as text, never searched unasked
+    nor put in a printed command (a config folder can name plugins: code dlbench imports)."""
+    sources = saved_at(saved, "hydra", "runtime", "config_sources")
     searched = {str(folder) for folder in searchpath.user_config_dirs()}
     searched |= {str(Path(given).expanduser().resolve())} if given else set()
     words: list[str] = []
@@ -457,31 +460,49 @@ def sweeps_config_dirs(sweep_dir: Path, given: str | None = None) -> list[str]:
         path = source.get("path")
         # (a folder moved away: not named; os.path.isdir is False for any path it cannot look at)
         if isinstance(path, str) and path not in searched and os.path.isdir(path):
-            words += ["--config-dir", path]
+            words.append(path)
     return words
 
 
-def sweep_saved(sweep_dir: Path, *keys: str) -> object:
-    """The value at `keys` in the sweep's multirun.yaml, as plain data (nothing in it is
-    resolved), or None."""
+def config_dirs_note(folders: list[str]) -> str:
+    """What a command that finishes a sweep adds where the sweep read config folders this one
+    does not (`sweeps_config_dirs`): their names as data, and the user's choice to give them."""
+    if not folders:
+        return ""
+    named = ", ".join(map(terminal.shell_word, folders))
+    return (
+        f"; the sweep also read the configs in {named} (its multirun.yaml says): add --config-dir "
+        "with your own config folder (a config folder can name plugins, code dlbench imports: "
+        "dlbench does not put a folder a sweep names into a command for you)"
+    )
+
+
+def sweep_saved(sweep_dir: Path) -> dict:
+    """The sweep's multirun.yaml in `sweep_dir`, as plain data (nothing in it is resolved); {}
+    where there is none, or it cannot be read."""
     try:
-        value = files.read_yaml(sweep_dir / "multirun.yaml")
+        saved = files.read_yaml(sweep_dir / "multirun.yaml")
     except DlbenchError:
-        return None
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def saved_at(saved: object, *keys: str) -> object:
+    """The value at `keys` in saved YAML data, or None."""
     for key in keys:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
+        saved = saved.get(key) if isinstance(saved, dict) else None
+    return saved
 
 
-def started_sweep(sweep_dir: Path) -> list[str]:
-    """The overrides that started the sweep in `sweep_dir` (its multirun.yaml's), for a command
+def started_sweep(saved: dict, sweep_dir: Path) -> list[str]:
+    """The overrides that started the sweep in `sweep_dir` (`saved`: its multirun.yaml), for a command
     that finishes it, where every value they give passes the allow-list of a saved run's
     overrides (the folder is data, and a printed command is pasted); else none. Plugins are
     left out, as a saved run's are: naming code to import is the user's own word."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    words = sweep_saved(sweep_dir, "hydra", "overrides", "task")
+    words = saved_at(saved, "hydra", "overrides", "task")
     if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
         return []
     try:

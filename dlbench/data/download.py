@@ -39,7 +39,25 @@ def fetch(url: str, folder: Path, md5: str | None = None) -> None:
             "again with dataset.download=false (and dataset.root=FOLDER if it is elsewhere). "
             "docs/data.md lists the files and the layout each data set reads."
         ) from err
-    extract(folder / name, folder)
+    try:
+        extract(folder / name, folder)
+    except NotAnArchive as err:
+        if had_file:  # (not downloaded again: torchvision keeps a file that is there, unchecked)
+            raise
+        (folder / name).unlink(missing_ok=True)  # (a download cut short stayed, and every run refused)
+        rundir.remove_empty(made)
+        raise DlbenchError(
+            f"{err.problem}: the download from {url} was cut short or is not the archive; it was "
+            "removed: run again"
+        ) from None
+
+
+class NotAnArchive(DlbenchError):
+    """A file to unpack that is not an archive dlbench can extract (`problem`: which, and why)."""
+
+    def __init__(self, message: str, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 def extract(archive: Path, folder: Path) -> None:
@@ -58,8 +76,18 @@ def extract(archive: Path, folder: Path) -> None:
         else:  # (a damaged zip is none of them: it was left as it was, and the data "not found")
             raise OSError("not a tar, zip or .gz archive")
         move_into(unpacked, folder)
-    except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as err:
-        raise DlbenchError(f"{archive} is not an archive that can be extracted ({err})") from err
+    # (an encrypted zip member is a RuntimeError, an unknown compression NotImplementedError)
+    except (
+        OSError,
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        EOFError,
+        zlib.error,
+        RuntimeError,
+        NotImplementedError,
+    ) as err:
+        problem = f"{archive} is not an archive that can be extracted ({err})"
+        raise NotAnArchive(f"{problem}: a download cut short? Remove it and run again", problem) from err
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)
 

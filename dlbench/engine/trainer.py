@@ -167,7 +167,6 @@ class Trainer:
         """Train until `epochs` (or `max_steps`, or early stopping); validate every
         `val_every_n_epochs` and at the end."""
         cfg = self.cfg
-        self.monitor, self.monitor_mode = cfg.monitor, cfg.monitor_mode
         # a scheduler that reads the monitor after every epoch (ReduceLROnPlateau)
         self.plateau = any(o.reads_monitor for o in optimizations.values())
         self.checkpoints.restart()
@@ -205,10 +204,10 @@ class Trainer:
         (trainer.checkpoint=false) there is nothing to resume: the run finishes, and says so."""
         if self.cfg.checkpoint and self.stop.agreed(self.state.step, 1, self.device, self.processes):
             self.finish_writes()  # (the last epoch's last.pt, in flight: landed before it is named)
-            raise Preempted(self.stop.received, self.state.step, saved=bool(self.cfg.checkpoint))
+            raise Preempted(self.stop.received, self.state.step, saved=True)
 
     def _fit(self, task: Task, data: DataModule, optimizations: dict[str, Optimization]):
-        cfg, monitor = self.cfg, self.monitor
+        cfg, monitor = self.cfg, self.cfg.monitor
         self._stop_if_requested(task, optimizations)  # a signal while the run was built
         if self._patience_spent():  # (a resumed run that stopped early: it is over, as at its last epoch)
             log.warning(
@@ -320,7 +319,8 @@ class Trainer:
             log.info(f"the task converged after epoch {epoch + 1}")
             return True
         if self._patience_spent():
-            log.info(f"early stopping: {self.monitor} has not improved for {self.cfg.patience} evaluations")
+            cfg = self.cfg
+            log.info(f"early stopping: {cfg.monitor} has not improved for {cfg.patience} evaluations")
             return True
         return False
 
@@ -333,7 +333,7 @@ class Trainer:
             self.state.bad_epochs += 1
             return False
         best = self.state.best
-        better = best is None or (value < best if self.monitor_mode == "min" else value > best)
+        better = best is None or (value < best if self.cfg.monitor_mode == "min" else value > best)
         if better:
             self.state.best, self.state.bad_epochs = value, 0
         else:
@@ -355,7 +355,7 @@ class Trainer:
         left = len(loader)  # the epoch's batches still to train (all but a resume's skipped ones)
         # train/ metrics are measured in the epochs that report them or feed the monitor (a
         # scheduler reads it every epoch): elsewhere, their updates would only be thrown away
-        read = self.plateau and self.monitor.startswith("train/")
+        read = self.plateau and self.cfg.monitor.startswith("train/")
         tracked = read or self.reports(epoch, self.optimizer_steps(left))
         if task.track_train_metrics != tracked:  # (setting a module's attribute costs more than reading it)
             task.track_train_metrics = tracked
@@ -687,7 +687,7 @@ class Trainer:
         state: dict[str, Any],
         task: Task,
         optimizations: dict[str, Optimization],
-        total_steps: int | None = None,
+        total_steps: int,
     ) -> None:
         """Continue from a checkpoint: weights, optimizers, schedulers, scalers, counters, RNG
         (`total_steps`: the run's, training_state.restore)."""

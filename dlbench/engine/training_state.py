@@ -127,7 +127,7 @@ def restore(
     state: dict[str, Any],
     task: Task,
     optimizations: dict[str, Optimization],
-    total_steps: int | None = None,
+    total_steps: int,
 ) -> None:
     """Put a checkpoint's training state back: weights, optimizers, schedulers, scalers,
     counters, RNG. A checkpoint is data: one that does not fit is refused in one message. A
@@ -135,7 +135,7 @@ def restore(
     the run's; a one_cycle_lr saved at its last step takes none more, and goes on to its test)."""
     counters = state.get("trainer")  # (a checkpoint's: checked when restored, below)
     saved_step = counters.get("step") if isinstance(counters, dict) else None
-    stepping = total_steps is None or not isinstance(saved_step, int) or saved_step < total_steps
+    stepping = not isinstance(saved_step, int) or saved_step < total_steps
     missing = [k for k in ("trainer", "optimizers", "rng") if k not in state]
     if missing:
         raise DlbenchError(
