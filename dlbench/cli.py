@@ -217,13 +217,13 @@ def main(argv: list[str] | None = None) -> int:
             if (options := groups().get(argv[0])) is not None:
                 raise DlbenchError(f"'{argv[0]}' is a config group: choose an option, {argv[0]}=OPTION",
                                    f"Its options: {', '.join(options)}")  # fmt: skip
-            closest = " Did you mean: dlbench --version?" if argv[0] == "version" else bare_option(argv)
+            closest = " Did you mean: dlbench --version" if argv[0] == "version" else bare_option(argv)
             if closest is None and len(argv) > 1 and "=" not in argv[1] and not argv[1].startswith("-"):
                 from dlbench import terminal
                 from dlbench.compose import key_named  # (`dlbench resume outputs/x`: a setting and its value)
 
                 if (key := key_named(argv[0])) is not None:
-                    closest = f" Did you mean: {terminal.command(setting(key, argv[1]), *argv[2:])}?"
+                    closest = f" Did you mean: {terminal.command(setting(key, argv[1]), *argv[2:])}"
             raise DlbenchError(
                 f"'{argv[0]}' is not a command, nor a setting (KEY=VALUE, GROUP=OPTION)."
                 f"{closest or errors.did_you_mean(argv[0], COMMANDS, rough=False)}",
@@ -351,20 +351,21 @@ def exit_without_teardown(status: int) -> None:
 
 
 def bare_option(argv: list[str]) -> str | None:
-    """' Did you mean: ...?' for a bare word that names what a setting or a command would: an
-    option of a group (`dlbench iris_mlp`: experiment=iris_mlp), a kind to list (`dlbench
-    models`: dlbench list models). None for any other word."""
+    """' Did you mean: COMMAND' (no question mark: pasted, it was a glob) for a bare word that
+    names what a setting or a command would: an option of a group (`dlbench iris_mlp`:
+    experiment=iris_mlp), a kind to list (`dlbench models`: dlbench list models). None for any
+    other word."""
     from dlbench import terminal
     from dlbench.commands.listing import KINDS
     from dlbench.compose import groups
 
     word, rest = argv[0], argv[1:]
     if word in KINDS:
-        return f" Did you mean: {terminal.command('list', word)}?"
+        return f" Did you mean: {terminal.command('list', word)}"
     named = [
         terminal.command(f"{group}={word}", *rest) for group, options in groups().items() if word in options
     ]
-    return f" Did you mean: {', '.join(named)}?" if named else None
+    return f" Did you mean: {' or '.join(named)}" if named else None
 
 
 def setting(key: str, value: str) -> str:
@@ -374,8 +375,11 @@ def setting(key: str, value: str) -> str:
 
     from dlbench import terminal
 
-    try:
-        if not OverridesParser.create().parse_override(f"{key}={value}").is_sweep_override():
+    try:  # (`${` in it: text, escaped; as typed, the command read an interpolation in its place)
+        if (
+            "${" not in value
+            and not OverridesParser.create().parse_override(f"{key}={value}").is_sweep_override()
+        ):
             return f"{key}={value}"
     except Exception:  # noqa: BLE001 (Hydra's grammar cannot read it as it is)
         pass

@@ -445,6 +445,12 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
     if not value.strip():
         raise DlbenchError(f"{key} is empty: give a folder, or leave it out for a new one under outputs/")
     folder = Path(value)
+    if "${" in str(folder.absolute()):  # (the current folder's name: read again as an interpolation)
+        raise DlbenchError(
+            f"{key}: {terminal.shell_word(str(folder.absolute()))}: a folder whose path holds '${{' "
+            "cannot hold a run (Hydra reads it as an interpolation in its log file's name): run "
+            "from another folder, or give another folder"
+        )
     rundir.check_writable(folder, key)
     if mode == "run":
         # (a torchrun process: its launcher checked)

@@ -185,10 +185,16 @@ def override(key: str, value: object) -> str:
                 return f"{key}={text}"
         except Exception:  # (Hydra's grammar does not read it as it is)
             pass
-    literal = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)  # (OmegaConf's escapes)
+    literal = omegaconf_literal(text)
     quote = Quote.double if "'" in text and '"' not in text else Quote.single  # (it's: "it's")
     quoted = QuotedString(literal, quote).with_quotes()
     return f"{key}={quoted}"
+
+
+def omegaconf_literal(text: str) -> str:
+    """`text` as an OmegaConf string value that reads back as `text`: each `${` escaped (it
+    would be read as an interpolation), and the backslashes before it doubled."""
+    return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
 
 
 def quoted_instead(overrides: list[str]) -> list[str]:

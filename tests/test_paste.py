@@ -297,6 +297,12 @@ def test_a_run_refused_before_it_begins_leaves_nothing_and_an_offline_download_s
     result = cli(override("hydra.run.dir", "runs/c${d}"), "trainer.epochs=1")
     assert result.returncode == 2 and "a folder whose path holds '${' cannot hold a run" in result.stderr
     assert not (tmp_path / "runs").exists()
+    odd = tmp_path / "p${oc.env:HOME}"  # (a run's files went under $HOME, its log line an error)
+    odd.mkdir()
+    for sweep in ([], ["-m"]):  # (a sweep's job wrote its files in a folder elsewhere)
+        result = cli(*sweep, "trainer.epochs=1", cwd=odd)
+        assert result.returncode == 2 and "a folder whose path holds '${' cannot" in result.stderr
+        assert not any(odd.iterdir())
     result = cli("hydra.run.dir=runs/${nothing}", "trainer.epochs=1")  # (it was 'unexpected error')
     assert result.returncode == 2 and "hydra.run.dir: InterpolationKeyError" in result.stderr
     assert not (tmp_path / "runs").exists()
