@@ -196,9 +196,28 @@ def check_own_entries(folder: Path, sweep: bool = False) -> None:
         check(folder / name, folder_expected)
 
 
+HELD_LOCKS: set[int] = set()  # the lock files' descriptors this process holds (RunLock)
+
+
+def _let_go_in_child() -> None:
+    """In a forked process (a DataLoader's worker), close the lock descriptors it inherited: a
+    flock lasts while any copy is open, and the workers of a killed run held its folder, so an
+    immediate resume was refused ("in use by another dlbench run")."""
+    for fd in HELD_LOCKS:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_let_go_in_child)
+
+
 class RunLock:
-    """An exclusive lock on a run folder (or a sweep's), held from `acquire()` to `release()`.
-    The folder's own entries are checked first (check_own_entries)."""
+    """An exclusive lock on a run folder (or a sweep's), held from `acquire()` to `release()`
+    by this process alone (not its forked children). The folder's own entries are checked
+    first (check_own_entries)."""
 
     def __init__(self, folder: Path, sweep: bool = False):
         self.folder, self.sweep = folder, sweep
@@ -233,6 +252,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self.fd = fd
+        HELD_LOCKS.add(fd)
         return self
 
     def release(self, wrote: bool = True) -> None:
@@ -242,6 +262,7 @@ class RunLock:
             return
         if self.created or wrote:
             (self.folder / LOCK).unlink(missing_ok=True)
+        HELD_LOCKS.discard(self.fd)
         os.close(self.fd)
         self.fd = None
 

@@ -60,6 +60,10 @@ CASES = {
     # name: (overrides, step to stop at)
     "mid_epoch": (["trainer.epochs=2"], 7),
     "epoch_boundary": (["trainer.epochs=2"], 21),
+    # stopped at trainer.max_steps's step, mid-epoch: the resume ended without that epoch's end work
+    # (validation, best.pt, its figures); then, having run no batch, a per-step schedule's train/lr
+    # was the next step's
+    "max_steps_step": (["trainer.epochs=3", "trainer.max_steps=30", "scheduler=one_cycle_lr"], 30),
     "workers_augmented": (
         [
             "trainer.epochs=2",
@@ -100,6 +104,11 @@ def test_killed_and_resumed_runs_end_bitwise_equal_with_the_same_losses(
     for part in ("task", "optimizers", "schedulers", "scalers", "rng"):
         same(whole[part], cut[part], part)
     assert whole["trainer"]["step"] == cut["trainer"]["step"]
+    figures = [{k: v for k, v in run["trainer"].pop("metrics").items() if not k.startswith("time/")}
+               for run in (whole, cut)]  # fmt: skip
+    assert figures[0] == figures[1] and whole["trainer"] == cut["trainer"]  # (epoch, best, cut_by_max_steps)
+    same(checkpoint.load(tmp_path / "whole" / "checkpoints" / "best.pt")["task"],
+         checkpoint.load(tmp_path / "cut" / "checkpoints" / "best.pt")["task"], "best.pt")  # fmt: skip
 
 
 def test_a_stop_signal_while_the_run_is_built_stops_it_before_its_first_step(monkeypatch, tmp_path):

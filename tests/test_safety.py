@@ -686,6 +686,26 @@ def test_outputs_never_land_on_a_run_or_an_existing_file(capsys, run, tmp_path):
     assert code == 2 and "is in use by another dlbench run" in err
 
 
+def test_a_forked_child_does_not_hold_its_parents_run_lock(tmp_path):
+    """A run killed with DataLoader workers (forked) left them holding its folder's lock for
+    seconds: an immediate resume was refused, naming the killed process."""
+    lock = rundir.RunLock(tmp_path / "run").acquire()
+    child = os.fork()
+    if child == 0:  # (a worker: lives on after its parent)
+        time.sleep(30)
+        os._exit(0)
+    try:
+        os.close(lock.fd)  # the parent's copy gone, as when it is killed
+        rundir.HELD_LOCKS.discard(lock.fd)  # (held no more)
+        waited = time.monotonic()  # (the child lets go as it starts: a moment after the fork returns)
+        while rundir.in_use(tmp_path / "run") and time.monotonic() - waited < 10:
+            time.sleep(0.05)
+        assert not rundir.in_use(tmp_path / "run")
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+
+
 def test_predict_never_writes_over_a_file(capsys, tmp_path, data_root):
     overrides = ["experiment=gan_mnist", f"dataset.root={data_root}", "dataset.download=false", *QUIET]
     train(compose.compose_config(overrides), tmp_path / "gan")

@@ -77,6 +77,7 @@ NOT_A_BATCH = {  # what the batch holds: what the message says about it
         "its 'labels' list holds 10, not a class number 0..9",
     ),
     "3 labels": ({"data": IMAGES, "labels": [0] * 3}, "it has 4 images but 3 labels"),
+    "no images": ({"data": IMAGES[:0], "labels": []}, "it holds no images"),  # (a split of none: exit 0)
 }
 
 
@@ -89,7 +90,8 @@ def test_a_cifar_batch_that_is_not_what_cifar_ships_is_one_message_naming_it(tmp
 
     batch, problem = NOT_A_BATCH[case]
     folder = write_cifar(tmp_path, per_batch=4)
-    (folder / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
+    # (protocol 2, as CIFAR ships; an empty array's bytes need 3 or more)
+    (folder / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=4 if case == "no images" else 2))
     with pytest.raises(DlbenchError, match=rf"data_batch_3 is not a CIFAR batch file: {problem}"):
         DATASETS.get("cifar10")(root=str(tmp_path), download=False)
 
@@ -166,6 +168,12 @@ def test_image_folder_with_and_without_val(tmp_path):
     assert data.input_shape == [3, 8, 8] and data.size("val") == 3 and data.size("train") == 9
     gray = DATASETS.get("image_folder")(root=str(tmp_path / "imgs"), image_size=[8, 8], grayscale=True)
     assert gray.train[0][0].shape == (1, 8, 8)
+    from PIL import Image
+
+    Image.new("LAB", (8, 8)).save(tmp_path / "imgs" / "train" / "cat" / "lab.tif")  # (no gray of it in PIL)
+    assert len(DATASETS.get("image_folder")(root=str(tmp_path / "imgs"), image_size=[8, 8]).train) == 13
+    with pytest.raises(DlbenchError, match=r"lab\.tif is not a readable image .*conversion from LAB"):
+        DATASETS.get("image_folder")(root=str(tmp_path / "imgs"), image_size=[8, 8], grayscale=True)
     with pytest.raises(DlbenchError, match="none does not exist; expected .*train/<class>"):
         DATASETS.get("image_folder")(root=str(tmp_path / "none"))
 

@@ -74,7 +74,9 @@ def image_folder(
             images = ClassFolders(folder, transform=transform, loader=loader)
         except (FileNotFoundError, RuntimeError) as err:
             raise DlbenchError(f"image_folder: {folder}: {err}") from err
-        return drop_bad_images(images, bad_images, max_bad_fraction) if check_images else images
+        if not check_images:
+            return images
+        return drop_bad_images(images, bad_images, max_bad_fraction, "L" if grayscale else "RGB")
 
     train = load("train")
     val, test = (load("val"), load("test")) if split_folders else (None, None)
@@ -103,10 +105,10 @@ def image_root(base: Path, name: str) -> tuple[Path, bool]:
     )
 
 
-def drop_bad_images(folder, policy: str, max_fraction: float):
-    """Decode every image file of an ImageFolder; fail on a bad one, or leave them out (and
-    then every class must still have a file)."""
-    bad = bad_images(path for path, _ in folder.samples)
+def drop_bad_images(folder, policy: str, max_fraction: float, mode: str = "RGB"):
+    """Decode every image file of an ImageFolder (into `mode`, as its loader will); fail on a
+    bad one, or leave them out (and then every class must still have a file)."""
+    bad = bad_images((path for path, _ in folder.samples), mode)
     if not bad:
         return folder
     first = min(bad)

@@ -3,6 +3,7 @@ scaled to 8 bits (not clipped), decompression bombs refused, and one message nam
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Iterable
@@ -54,26 +55,29 @@ def to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
 
 
-def check_image(path: str | Path) -> str | None:
-    """None if the file decodes to the end, else what is wrong with it. JPEGs are decoded at a
-    reduced size (every byte is still read), which makes checking a large folder fast."""
+def check_image(path: str | Path, mode: str = "RGB") -> str | None:
+    """None if the file decodes to the end and into `mode` (as `open_image`: PIL cannot turn a
+    LAB image into "L"), else what is wrong with it. JPEGs are decoded at a reduced size (every
+    byte is still read), which makes checking a large folder fast."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.draft(image.mode, (64, 64))
                 image.load()
+                if image.mode != mode:
+                    to_8bit(image).convert(mode)
     except Exception as err:  # PIL raises many types for a broken file
         return first_line(err)
     return None
 
 
-def bad_images(paths: Iterable[str | Path]) -> dict[str, str]:
-    """The files among `paths` that do not decode, with the reason (decoded in threads: PIL
-    releases the GIL while it decodes)."""
+def bad_images(paths: Iterable[str | Path], mode: str = "RGB") -> dict[str, str]:
+    """The files among `paths` that do not decode into `mode`, with the reason (decoded in
+    threads: PIL releases the GIL while it decodes)."""
     paths = [str(p) for p in paths]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        problems = pool.map(check_image, paths, chunksize=64)
+        problems = pool.map(functools.partial(check_image, mode=mode), paths, chunksize=64)
         return {path: problem for path, problem in zip(paths, problems, strict=True) if problem}
 
 

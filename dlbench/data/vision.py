@@ -214,6 +214,8 @@ def _batch_arrays(path: Path, label_key: str, classes: int) -> tuple[np.ndarray,
         problem = f"its '{label_key}' is {_what(batch, label_key)}, not a list of N labels"
     elif len(labels) != len(data):
         problem = f"it has {len(data)} images but {len(labels)} labels"
+    elif len(data) == 0:  # (a test batch of none: trained, tested on nothing, exit 0)
+        problem = "it holds no images"
     elif bad := [label for label in labels if not _is_class(label, classes)]:
         problem = f"its '{label_key}' list holds {reprlib.repr(bad[0])}, not a class number 0..{classes - 1}"
     else:

@@ -82,6 +82,7 @@ class Trainer:
         self.carried: dict[str, Any] = {}  # a resumed epoch's step values so far (`carry`)
         # the learning rates at the epoch's last step, read before a per-step schedule moves them
         self.last_rates: dict[str, float] | None = None
+        self.resumed_rates: dict[str, float] | None = None  # a resumed epoch's last rates (`carry`)
         self.tested: dict[str, float] | None = None  # the test split's figures, measured in `validate`
 
     # ---- set-up -------------------------------------------------------------------------
@@ -214,7 +215,7 @@ class Trainer:
                 f"early stopping ended this run: {monitor} had not improved for {cfg.patience} "
                 "evaluations (a larger trainer.patience goes on)"
             )
-        elif self._done() and self.state.epoch < cfg.epochs:  # (a resumed run given more epochs)
+        elif self._done() and self.state.epoch < cfg.epochs and not self.state.epoch_step:  # (more epochs)
             more = "a new run" if self.state.cut_by_max_steps else "a larger trainer.max_steps"
             log.warning(
                 f"trainer.max_steps={cfg.max_steps} ended this run at step {self.state.step}: more "
@@ -306,7 +307,9 @@ class Trainer:
     def _goes_on(self) -> bool:
         """Whether training has epochs left: trainer.epochs, trainer.max_steps and trainer.patience
         are not reached (a resumed run may have reached them)."""
-        return self.state.epoch < self.cfg.epochs and not self._done() and not self._patience_spent()
+        # (stopped at trainer.max_steps's step, before its epoch's end work: that work is left)
+        left = not self._done() or self.state.epoch_step > 0
+        return self.state.epoch < self.cfg.epochs and left and not self._patience_spent()
 
     def _patience_spent(self) -> bool:
         """trainer.patience evaluations without improvement (a resumed run may have spent it)."""
@@ -379,7 +382,8 @@ class Trainer:
         after_step = [opt for opt in optimizations.values() if opt.acts_after_step]
         whole = cfg.accumulate == 1
         group: list[tuple[dict[str, torch.Tensor], int]] = []  # step values, samples: a group before its last
-        self.last_rates = None
+        # (a resume after the epoch's last step runs none: the rates it trained at, kept)
+        self.last_rates, self.resumed_rates = self.resumed_rates, None
         self.stepper.update = WHOLE
         # A batch sliced from tensors on the device (data/loaders.TensorLoader) needs no move (but
         # the profiler times its "data" phase), and a float32 step by one process without the
@@ -392,6 +396,8 @@ class Trainer:
         advance = self.logger.progress(
             min(left, steps_left * cfg.accumulate), title, steps_left * cfg.accumulate
         )
+        if steps_left <= 0:  # (a resume stopped at trainer.max_steps's step: its epoch's end work only)
+            state.cut_by_max_steps, loader = state.epoch_step < batches, ()
         profiling = self.profiler is not None and self.profiler.active
         self.stepper.profiling = profiling  # (once its steps are recorded, a step enters no range)
         for batch in self.profiler.batches_of(loader) if profiling else loader:
@@ -608,6 +614,8 @@ class Trainer:
                 kept["epoch"] = {"means": means, "metrics": saved}
         if self.running.count:
             kept["running"] = self.running.saved()
+        if self.state.epoch_step and self.last_rates:  # (its last step made: the rates it used)
+            kept["rates"] = {tag: float(rate) for tag, rate in self.last_rates.items()}
         return kept
 
     def carry(self, task: Task, so_far: dict[str, Any]) -> None:
@@ -624,6 +632,8 @@ class Trainer:
         try:
             if "running" in so_far:
                 self.running.carry(so_far["running"], self.device)
+            if "rates" in so_far and self.state.epoch_step:
+                self.resumed_rates = dict(so_far["rates"])
             if (epoch := so_far.get("epoch")) and self.state.epoch_step:
                 metrics = getattr(task, "train_metrics", None)
                 if epoch["metrics"] is not None and hasattr(metrics, "carry"):

@@ -71,7 +71,9 @@ def checked_so_far(so_far: Any) -> dict[str, Any]:
     def named(value: Any, fits) -> bool:
         return isinstance(value, dict) and all(isinstance(k, str) and fits(v) for k, v in value.items())
 
-    fine = isinstance(so_far, dict) and set(so_far) <= {"epoch", "running"}
+    fine = isinstance(so_far, dict) and set(so_far) <= {"epoch", "running", "rates"}
+    if fine and "rates" in so_far:  # (train/lr of the epoch's last step, made before the stop)
+        fine = named(so_far["rates"], lambda v: isinstance(v, float)) and bool(so_far["rates"])
     if fine and "running" in so_far:
         running = so_far["running"]
         fine = (
