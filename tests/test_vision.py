@@ -174,6 +174,13 @@ def test_image_folder_with_and_without_val(tmp_path):
     assert len(DATASETS.get("image_folder")(root=str(tmp_path / "imgs"), image_size=[8, 8]).train) == 13
     with pytest.raises(DlbenchError, match=r"lab\.tif is not a readable image .*conversion from LAB"):
         DATASETS.get("image_folder")(root=str(tmp_path / "imgs"), image_size=[8, 8], grayscale=True)
+    # hidden entries are no data: Jupyter's checkpoints folder was a class of no images (refused),
+    # macOS's ._x.png (not an image) a file that failed the check
+    (tmp_path / "imgs" / "train" / "cat" / "lab.tif").unlink()
+    (tmp_path / "imgs" / "train" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "imgs" / "train" / "dog" / "._1.png").write_bytes(b"\x00\x05\x16\x07")
+    source = DATASETS.get("image_folder")(root=str(tmp_path / "imgs"), image_size=[8, 8])
+    assert source.class_names == ["cat", "dog"] and len(source.train) == 12
     with pytest.raises(DlbenchError, match="none does not exist; expected .*train/<class>"):
         DATASETS.get("image_folder")(root=str(tmp_path / "none"))
 

@@ -21,7 +21,9 @@ class ClassFolders(tv.ImageFolder):
         super().__init__(str(root), **kwargs)
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-        classes = [c for c in super().find_classes(directory)[0] if c not in self.leave_out]
+        # (a hidden folder is no class: Jupyter's .ipynb_checkpoints/ was one, of no images)
+        found = super().find_classes(directory)[0]
+        classes = [c for c in found if c not in self.leave_out and not c.startswith(".")]
         return classes, {c: i for i, c in enumerate(classes)}
 
     def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):

@@ -75,12 +75,15 @@ def only_subfolder(folder: Path) -> str | None:
 def walk_files(folder: Path, what: str, seen_files: dict[str, Path] | None = None) -> list[Path]:
     """Every file below `folder`, sorted, following links to folders: each real folder and
     each real file once (a loop, or a file reached twice, is one DlbenchError naming both).
-    `seen_files` (real path -> path) carries on across several walks (the classes of a split)."""
+    `seen_files` (real path -> path) carries on across several walks (the classes of a split).
+    Hidden entries (`.ipynb_checkpoints/`, macOS's `._x.jpg`) are not data: passed over."""
     files: list[Path] = []
     seen_files = {} if seen_files is None else seen_files
 
     def walk(current: Path, ancestors: dict[str, Path]) -> None:
         for entry in sorted(os.scandir(current), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
             path = Path(entry.path)
             real = os.path.realpath(path)
             if entry.is_dir():  # (follows a link)
