@@ -66,7 +66,8 @@ def norm_2d(name: str, channels: int) -> nn.Module:
 
 
 def init_weights(module: nn.Module, name: str) -> None:
-    """Apply a named init to the weights of every Linear/Conv layer; biases start at zero."""
+    """Apply a named init to the weights of every Linear/Conv layer; biases keep PyTorch's own
+    init, as the notes' `nn.init.xavier_uniform_(self.fc1.weight)` leaves them (seed 002)."""
     if name not in INITS:
         raise unknown_name("init", name, INITS)
     if INITS[name] is None:
@@ -74,8 +75,6 @@ def init_weights(module: nn.Module, name: str) -> None:
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
             INITS[name](m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 def flat_size(shape: list[int]) -> int:
