@@ -1092,6 +1092,13 @@ def test_a_run_folders_checkpoint_that_is_a_link_is_refused_by_name(capsys, run,
     for command in ([f"resume={run}", "trainer.epochs=2"], ["eval", str(run)]):
         code, out, err = dlbench(capsys, *command)
         assert code == 2 and "checkpoints/last.pt is a link" in err and "Continue it with" not in err, err
+    (run / "checkpoints" / "last.pt").unlink()  # the checkpoints folder itself linked: read through it
+    elsewhere.rename(run / "checkpoints" / "last.pt")
+    (run / "checkpoints").rename(tmp_path / "kept")
+    (run / "checkpoints").symlink_to(tmp_path / "kept")
+    for command in ([f"resume={run}", "trainer.epochs=2"], ["eval", str(run)]):
+        code, out, err = dlbench(capsys, *command)
+        assert code == 2 and "checkpoints is a link" in err and "Continue it with" not in err, err
 
 
 def test_eval_measures_the_data_its_checkpoint_was_trained_with(capsys, run):

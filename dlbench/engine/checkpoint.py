@@ -108,9 +108,10 @@ def find(path: str | Path) -> Path:
         path = newest
     if path.is_dir():
         path = path / "checkpoints" / "last.pt"
-        if path.is_symlink():  # (dlbench writes no link there: a resume went on from elsewhere, or looped)
+        # (dlbench writes no link there: a resume went on from elsewhere, or looped)
+        if link := next((p for p in (path, path.parent) if p.is_symlink()), None):
             raise DlbenchError(
-                f"{path} is a link ({os.readlink(path)}): a run folder's checkpoint is a file of its own. "
+                f"{link} is a link ({os.readlink(link)}): a run folder's checkpoint is a file of its own. "
                 "Name the checkpoint file itself, or copy it into the run's folder"
             )
     if not path.is_file():
