@@ -20,7 +20,7 @@ from dlbench.errors import DlbenchError, first_line
 
 def save(state: dict[str, Any], path: Path, *copies: Path) -> None:
     """Serialise `state` once, in memory; then write its bytes to `path` and to each of `copies`
-    (best.pt, step-N.pt), each through a temporary file beside it, fsynced, then renamed over it.
+    (last.pt beside a kept best.pt), each through a temporary file beside it, fsynced, then renamed over it.
 
     A crash or a full disk during a write leaves the previous file as it was. (One write of
     the bytes in place of torch.save's many small ones, and no copy read back from disk:

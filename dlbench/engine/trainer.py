@@ -63,7 +63,7 @@ class Trainer:
         self.device = device
         self.run_dir = run_dir
         self.logger = logger
-        self.extra = checkpoint_extra or {}  # config and overrides, saved in each checkpoint
+        self.extra = checkpoint_extra or {}  # config, overrides, data facts, plugins: in each checkpoint
         self.state = TrainState()
         self.stepper = Stepper(cfg, device, logger)  # one optimizer update (engine/step.py)
         self.dtype = self.stepper.dtype

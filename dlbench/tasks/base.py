@@ -1,9 +1,10 @@
 """The task interface: what one training step and one evaluation step mean.
 
 A task owns its networks, loss(es) and metrics; the trainer owns the loop. The trainer calls
-`training_step(batch, optimize)` under autocast, and the task calls `optimize(name, loss)` once
-per optimizer it has (one for a classifier, two for a GAN). `optimize` is where the trainer does
-zero_grad, backward, gradient clipping and the optimizer step, so no task writes a loop.
+`training_step(batch, optimize)` (under autocast with trainer.precision=bf16 or 16), and the task
+calls `optimize(name, loss)` once per optimizer it has (one for a classifier, two for a GAN).
+`optimize` is the trainer's update (engine/step.py): zero_grad, backward, the NaN guard,
+gradient accumulation and clipping, the optimizer step, so no task writes a loop.
 """
 
 from __future__ import annotations

@@ -42,12 +42,12 @@ class Classification(Task):
         model: nn.Module,
         loss: nn.Module,
         data: DataInfo,
-        confusion_matrix: bool = True,  # logged after each evaluation of val and test
+        confusion_matrix: bool = True,  # drawn for val and test (as logger.figures_budget allows)
         # rows sum to 1: each true class's share of predictions (seed 002's name2lang plot)
         confusion_normalize: bool = False,
         tta: str = "none",  # test-time augmentation in val/test: none | flip | flip_translate (airbench's)
-        # inputs of 2 (or more) features: draw the class regions over the first two after each
-        # evaluation (seed 002's iris picture); other features at their mean
+        # inputs of 2 (or more) features: draw the class regions over the first two with the
+        # evaluations' figures (seed 002's iris picture); other features at their mean
         decision_regions: bool = False,
     ):
         super().__init__(model, loss)
