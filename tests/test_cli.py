@@ -277,6 +277,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
             "trainer.max_steps=2",
         ): "this task predicts numbers, and dataset 'digits'",
         ("trainer.dist_timeout_s=nan",): "trainer.dist_timeout_s=nan: must be at least 1",  # (accepted)
+        # (64 processes on a 2-core machine filled its memory; the CPU's cores: far fewer than 256)
+        ("trainer.devices=256", "dataset.batch_size=256", "device=cpu"): "trainer.devices=256: on the CPU",
         (
             "trainer.epochs=99999999999999999999999",
         ): "trainer.epochs=99999999999999999999999: must be below 2**63",

@@ -226,6 +226,7 @@ def run_checked(
     elif one_run and checked and ((trainer := checked[0].trainer).devices > 1 or trainer.nodes > 1):
         from dlbench.engine import distributed
 
+        distributed.check_processes(trainer.devices, str(checked[0].device.type))
         return distributed.launch(trainer.devices, argv, trainer.nodes, trainer.dist_timeout_s)
     # dlbench writes a run's .hydra/ itself, once the run is built (rundir.record_run)
     overrides = [*overrides, "hydra.output_subdir=null"]

@@ -151,6 +151,24 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
+def check_processes(devices: int, device: str) -> None:
+    """`devices` processes fit this machine: one GPU each, or on the CPU one core each (each
+    process holds a copy of the model and the data: 64 on a 2-core machine filled its 24 GiB)."""
+    kind = device.split(":")[0]
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda" and devices > (gpus := torch.cuda.device_count()):
+        raise DlbenchError(
+            f"trainer.devices={devices}: one process a GPU, and this machine has {gpus}: give at most {gpus}"
+        )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if kind == "cpu" and devices > cores:
+        raise DlbenchError(
+            f"trainer.devices={devices}: on the CPU, one process a core, and this machine gives this "
+            f"command {cores}: give at most {cores}"
+        )
+
+
 def launch(devices: int, argv: list[str], nodes: int, timeout_s: float) -> int:
     """Run this same command under torchrun with `devices` processes on this machine, which is
     one of `nodes` machines (each runs this command; engine/rendezvous.py says where they meet).
