@@ -708,7 +708,8 @@ def test_a_nan_monitor_is_an_evaluation_without_improvement_for_patience():
     and trainer.patience never ran out."""
     from types import SimpleNamespace
 
-    trainer = SimpleNamespace(state=SimpleNamespace(best=1.0, bad_epochs=0), monitor_mode="min")
+    state, cfg = SimpleNamespace(best=1.0, bad_epochs=0), SimpleNamespace(monitor_mode="min")
+    trainer = SimpleNamespace(state=state, cfg=cfg)
     assert not Trainer._track_best(trainer, float("nan")) and trainer.state.bad_epochs == 1
     assert Trainer._track_best(trainer, 0.5) and trainer.state.bad_epochs == 0
     assert not Trainer._track_best(trainer, None) and trainer.state.bad_epochs == 0
