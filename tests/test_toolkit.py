@@ -345,6 +345,18 @@ def test_mixing_is_refused_where_there_is_nothing_to_mix(cli):
     assert result.returncode == 2 and "which loss=nll does not take (loss=cross_entropy does" in result.stderr
 
 
+def test_loss_nll_is_the_negative_log_likelihood_of_the_outputs_softmax(tmp_path):
+    """loss=nll took the model's logits as log-probabilities: its loss fell without end (each
+    logit of the right class pushed up), exit 0. It is cross_entropy written as log_softmax +
+    NLLLoss: the same steps, the same weights."""
+    run = ["trainer.max_steps=4", "trainer.progress=none", "logger=none", "trainer.threads=1"]
+    for loss in ("cross_entropy", "nll"):
+        train(compose.compose_config([*run, f"loss={loss}"]), tmp_path / loss)
+    weights = [checkpoint.load(tmp_path / loss)["task"] for loss in ("cross_entropy", "nll")]
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, rtol=0, atol=1e-6)
+
+
 def test_the_profiler_writes_a_trace_the_top_operators_and_each_phase_share(cli, tmp_path):
     import json
 

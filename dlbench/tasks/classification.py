@@ -151,6 +151,8 @@ class Classification(Task):
                 "leave out a model.num_outputs of your own)"
             )
         soft = y.is_floating_point()  # a mixed batch's class probabilities
+        if isinstance(self.loss, nn.NLLLoss):  # (on the logits, it pushed them up without end)
+            output = nn.functional.log_softmax(output, dim=1)  # (a model's own log-probs: the same)
         if self.one_hot and not soft:
             y = nn.functional.one_hot(y, self.num_classes).to(output.dtype)
         return self.loss(output, y.to(output.dtype) if soft else y)

@@ -78,7 +78,10 @@ class Seq2SeqTask(Task):
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         real = target != PAD_ID
-        return self.loss(logits[real].float(), target[real])
+        logits = logits[real].float()
+        if isinstance(self.loss, nn.NLLLoss):  # (on the logits, it pushed them up without end)
+            logits = nn.functional.log_softmax(logits, dim=-1)
+        return self.loss(logits, target[real])
 
     def training_step(self, batch: Any, optimize: Optimize) -> dict[str, torch.Tensor]:
         source, target = trim(batch[0]), trim(batch[1])
