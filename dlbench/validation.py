@@ -34,6 +34,12 @@ from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODEL_FACTS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 from dlbench.values import check_values
 
+
+def _number(value: object) -> bool:
+    """An int or a float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 METRIC_PREFIXES = ("train/", "val/", "time/")  # (what a run's figures are named: Trainer._fit's)
 
 
@@ -239,6 +245,12 @@ def _validate(cfg: DictConfig, components: bool) -> None:
     every = cfg.optimizer.get("lookahead_every") or 0  # (-1 looked ahead at every step)
     if not isinstance(every, bool) and isinstance(every, int) and every < 0:
         raise DlbenchError(f"optimizer.lookahead_every={every}: every N steps, N from 1 (0: none)")
+    scale, decay = cfg.optimizer.get("norm_lr_scale"), cfg.optimizer.get("lookahead_decay")
+    # (0 was a ZeroDivisionError, exit 1; a negative one trained the norm layers uphill, unsaid)
+    if _number(scale) and not scale > 0:
+        raise DlbenchError(f"optimizer.norm_lr_scale={scale}: a factor above 0 (1: the same rate)")
+    if _number(decay) and not 0 <= decay < 1:  # (5 trained at chance, unsaid)
+        raise DlbenchError(f"optimizer.lookahead_decay={decay}: a decay in [0, 1)")
     if cfg.loss.get("name") == "auto" and (given := [str(k) for k in cfg.loss if k != "name"]):
         # (`+loss.label_smoothing=0.5`: kept in the run's config, and the task's loss built without it)
         taking = [f"loss={n}" for n in LOSSES.taking(given[0], but="auto")]

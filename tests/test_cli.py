@@ -277,6 +277,10 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
             "trainer.max_steps=2",
         ): "this task predicts numbers, and dataset 'digits'",
         ("trainer.dist_timeout_s=nan",): "trainer.dist_timeout_s=nan: must be at least 1",  # (accepted)
+        # (0: ZeroDivisionError, exit 1; -1 trained the norm layers uphill; a decay of 5 at chance)
+        ("+optimizer.norm_lr_scale=0",): "optimizer.norm_lr_scale=0: a factor above 0",
+        ("+optimizer.norm_lr_scale=-1",): "optimizer.norm_lr_scale=-1: a factor above 0",
+        ("+optimizer.lookahead_every=1", "+optimizer.lookahead_decay=5"): "lookahead_decay=5: a decay in",
         # (64 processes on a 2-core machine filled its memory; the CPU's cores: far fewer than 256)
         ("trainer.devices=256", "dataset.batch_size=256", "device=cpu"): "trainer.devices=256: on the CPU",
         (
