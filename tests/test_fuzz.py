@@ -605,6 +605,8 @@ def test_a_sweeps_saved_words_reach_a_printed_command_only_as_the_allow_list_kee
     assert "--config-dir" not in shlex.split(command[0]), err
     there = [p for p in named if isinstance(p, str) and os.path.isdir(p)]
     assert (len(command) == 2) == bool(there), err  # (each folder still there: named as text beside it)
+    if len(there) == 1 and there[0].isprintable():  # (else in $'...' quotes), read back as that path
+        assert shlex.split(command[1].split(" (its multirun.yaml says)", 1)[0]) == there, (err, there)
     for word in started_sweep(sweep_saved(sweep), sweep):
         assert word in task and not word.startswith(("plugins", "+plugins", "hydra", "~"))
         key = word.split("=", 1)[0].lstrip("+")

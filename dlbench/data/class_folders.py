@@ -24,6 +24,8 @@ class ClassFolders(tv.ImageFolder):
         # (a hidden folder is no class: Jupyter's .ipynb_checkpoints/ was one, of no images)
         found = super().find_classes(directory)[0]
         classes = [c for c in found if c not in self.leave_out and not c.startswith(".")]
+        if not classes:
+            raise FileNotFoundError(f"Found no class folder in {directory} (hidden folders are passed over)")
         return classes, {c: i for i, c in enumerate(classes)}
 
     def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):

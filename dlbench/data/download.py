@@ -74,13 +74,14 @@ def extract(archive: Path, folder: Path) -> None:
             with gzip.open(archive) as src, open(unpacked / archive.stem, "wb") as dst:
                 shutil.copyfileobj(src, dst)
         else:  # (a damaged zip is none of them: it was left as it was, and the data "not found")
-            raise OSError("not a tar, zip or .gz archive")
+            raise tarfile.ReadError("not a tar, zip or .gz archive")
         move_into(unpacked, folder)
-    # (an encrypted zip member is a RuntimeError, an unknown compression NotImplementedError)
+    # what the file holds (an encrypted zip member is a RuntimeError, an unknown compression
+    # NotImplementedError); not the disk's errors (full, not writable): those keep the file
     except (
-        OSError,
         tarfile.TarError,
         zipfile.BadZipFile,
+        gzip.BadGzipFile,
         EOFError,
         zlib.error,
         RuntimeError,
@@ -88,6 +89,8 @@ def extract(archive: Path, folder: Path) -> None:
     ) as err:
         problem = f"{archive} is not an archive that can be extracted ({err})"
         raise NotAnArchive(f"{problem}: a download cut short? Remove it and run again", problem) from err
+    except OSError as err:
+        raise DlbenchError(f"Could not unpack {archive} into {folder}: {err}") from err
     finally:
         shutil.rmtree(unpacked, ignore_errors=True)
 

@@ -157,15 +157,17 @@ def check_processes(devices: int, device: str) -> None:
     kind = device.split(":")[0]
     if kind == "auto":
         kind = "cuda" if torch.cuda.is_available() else "cpu"
-    if kind == "cuda" and devices > (gpus := torch.cuda.device_count()):
+    if kind == "cuda" and not (gpus := torch.cuda.device_count()):
+        raise DlbenchError(f"trainer.devices={devices}: no CUDA GPU here (device=cpu runs them on the CPU)")
+    if kind == "cuda" and devices > gpus:
         raise DlbenchError(
             f"trainer.devices={devices}: one process a GPU, and this machine has {gpus}: give at most {gpus}"
         )
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = os.cpu_count() or 1  # (the machine's: a job given fewer still runs, slower)
     if kind == "cpu" and devices > cores:
         raise DlbenchError(
-            f"trainer.devices={devices}: on the CPU, one process a core, and this machine gives this "
-            f"command {cores}: give at most {cores}"
+            f"trainer.devices={devices}: on the CPU, one process a core, and this machine has "
+            f"{cores}: give at most {cores}"
         )
 
 

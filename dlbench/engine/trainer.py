@@ -396,7 +396,7 @@ class Trainer:
         advance = self.logger.progress(
             min(left, steps_left * cfg.accumulate), title, steps_left * cfg.accumulate
         )
-        if steps_left <= 0:  # (a resume stopped at trainer.max_steps's step: its epoch's end work only)
+        if self._done():  # (a resume stopped at trainer.max_steps's step: its epoch's end work only)
             state.cut_by_max_steps, loader = state.epoch_step < batches, ()
         profiling = self.profiler is not None and self.profiler.active
         self.stepper.profiling = profiling  # (once its steps are recorded, a step enters no range)
@@ -597,7 +597,8 @@ class Trainer:
 
     def so_far(self, task: Task) -> dict[str, Any]:
         """What a checkpoint keeps of the sums in progress: in the middle of an epoch, its step
-        values and its train metrics so far; the running loss's open window. A resumed run then
+        values and its train metrics so far; the running loss's open window; after the epoch's last
+        step, the learning rates it used (train/lr: a per-step schedule has moved on). A resumed run then
         reports the whole epoch, summed in the same order (`carry`), not the batches after the
         resume (which trainer.monitor=train/loss, its best.pt and a plateau schedule would read).
         With several processes, each holds its own sums and rank 0 alone writes: none are kept."""
@@ -614,8 +615,9 @@ class Trainer:
                 kept["epoch"] = {"means": means, "metrics": saved}
         if self.running.count:
             kept["running"] = self.running.saved()
-        if self.state.epoch_step and self.last_rates:  # (its last step made: the rates it used)
-            kept["rates"] = {tag: float(rate) for tag, rate in self.last_rates.items()}
+        # (its last step made: the rates it used; a stop while a resumed run is built: the carried)
+        if self.state.epoch_step and (rates := self.last_rates or self.resumed_rates):
+            kept["rates"] = {tag: float(rate) for tag, rate in rates.items()}
         return kept
 
     def carry(self, task: Task, so_far: dict[str, Any]) -> None:
@@ -703,6 +705,8 @@ class Trainer:
         (`total_steps`: the run's, training_state.restore)."""
         training_state.restore(self, state, task, optimizations, total_steps)
         self.carry(task, training_state.checked_so_far(state.get("so_far") or {}))
+        if self.resumed_rates is not None and set(self.resumed_rates) != set(lr_tags(list(optimizations))):
+            raise DlbenchError("The checkpoint's learning rates so far do not fit this run's optimizers")
         if self.average is not None and self.average.finished and self._goes_on():
             self.average.finished = False  # a finished SWA run given more epochs: finished again at their end
         # A resume goes on; it cannot make a run shorter than it has trained (that rewrote the
