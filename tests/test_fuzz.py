@@ -936,6 +936,7 @@ so_far_values = st.one_of(
         {},
         optional={
             "running": st.fixed_dictionaries({"sums": json_values, "count": json_values}),
+            "rates": json_values | st.dictionaries(st.text(max_size=12), st.floats() | json_values),
             "epoch": st.fixed_dictionaries(
                 {
                     "means": st.fixed_dictionaries(
@@ -974,6 +975,8 @@ def test_a_checkpoints_sums_so_far_are_data(request, so_far):
         carried = checked_so_far(so_far)
     except DlbenchError:
         return
+    rates = carried.get("rates", {"train/lr": 0.1})  # (train/lr of the epoch's last step: floats by name)
+    assert rates and all(isinstance(k, str) and isinstance(v, float) for k, v in rates.items())
     means, running, accuracy = BatchMeans("step"), RunningMeans(5), Accuracy(10)
     try:
         if "running" in carried:
