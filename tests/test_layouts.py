@@ -35,6 +35,7 @@ def build(name, **kwargs):
 
 def test_names_from_the_folder_its_parent_or_the_archives_top_folder(tmp_path):
     folder = write_names(tmp_path / "data")  # tmp/data/names/<Language>.txt, as the zip unpacks
+    (folder / "._English.txt").write_bytes(b"\x00\x05\x16\x07\xff")  # (macOS's: no language, not UTF-8)
     for root in (folder, tmp_path / "data", tmp_path):
         source = build("names", root=str(root), download=False)
         assert source.class_names == ["English", "Korean", "Polish"], root

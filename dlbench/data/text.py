@@ -87,7 +87,13 @@ def find(root: str, name: str, download: bool, url: str, fits: Callable[[Path], 
 
 
 def _language_files(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.glob("*.txt"))
+    return folder.is_dir() and bool(language_files(folder))
+
+
+def language_files(folder: Path) -> list[Path]:
+    """The folder's <Language>.txt files, sorted; hidden ones (macOS's `._English.txt`) are no
+    language."""
+    return sorted(p for p in folder.glob("*.txt") if not p.name.startswith("."))
 
 
 MAX_NAME = 100  # letters: a line of 200,000 made every name as long (N x 200,000 ids in memory)
@@ -99,7 +105,7 @@ def names(root: str = "data", download: bool = True, url: str = TUTORIAL_DATA) -
     over the seed's 57 letters; the class is the file name. root is the folder of the .txt
     files, or a folder above it (names/, data/names/)."""
     folder = find(root, "names", download, url, _language_files, "<Language>.txt files")
-    files = check_distinct(sorted(folder.glob("*.txt")), "names")
+    files = check_distinct(language_files(folder), "names")
     texts, labels = [], []
     for label, file in enumerate(files):
         if not file.is_file():  # (a FIFO was waited on for ever, a stop signal with it)
