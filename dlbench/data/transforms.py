@@ -82,6 +82,12 @@ class Augment(AugmentConfig):
                 f"images, and '{name}' gives samples of shape {input_shape}, not images (channels, "
                 "height, width)"
             )
+        widest = max(input_shape[1:]) if asked else 0
+        if asked and self.cutout > widest:  # (1000 on 8x8 digits: every image blank, unsaid)
+            raise DlbenchError(
+                f"dataset.augment.cutout={self.cutout}: a square wider than '{name}''s images "
+                f"({input_shape[1]}x{input_shape[2]}) blanks most of each; give at most {widest}"
+            )
 
     def batchable(self) -> bool:
         """Whether every augmentation asked for has a whole-batch version (BatchAugment)."""
