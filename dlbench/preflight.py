@@ -432,12 +432,6 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
     key = {"run": "hydra.run.dir", "multirun": "hydra.sweep.dir"}.get(mode)
     if key is None:
         return None
-    written = str(cfg.hydra._get_node(key.split(".")[1])._get_node("dir")._value())  # (as written)
-    if "\\${" in written:  # a literal ${ in the path: Hydra's log file name would read it again
-        raise DlbenchError(
-            f"{key}={written}: a folder whose path holds '${{' cannot hold a run (Hydra reads it as an "
-            "interpolation in its log file's name): rename it, or give another folder"
-        )
     try:
         value = str(OmegaConf.select(cfg, key))
     except OmegaConfBaseException:
@@ -445,7 +439,9 @@ def check_output_folder(cfg: DictConfig, mode: str, said: list[str] = ()) -> Pat
     if not value.strip():
         raise DlbenchError(f"{key} is empty: give a folder, or leave it out for a new one under outputs/")
     folder = Path(value)
-    if "${" in str(folder.absolute()):  # (the current folder's name: read again as an interpolation)
+    # a literal ${ in the path (escaped in the value, or the current folder's name): Hydra's log
+    # file name would read it again as an interpolation
+    if "${" in str(folder.absolute()):
         raise DlbenchError(
             f"{key}: {terminal.shell_word(str(folder.absolute()))}: a folder whose path holds '${{' "
             "cannot hold a run (Hydra reads it as an interpolation in its log file's name): run "

@@ -234,7 +234,7 @@ def _validate(cfg: DictConfig, components: bool) -> None:
                 f"model.{fact}={value}: {'sizes' if fact == 'input_shape' else 'a size'} of 1 or more"
             )
     dropout = cfg.model.get("dropout")
-    if isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and not 0 <= dropout < 1:
+    if _number(dropout) and not 0 <= dropout < 1:
         # (every model of dlbench's takes it as a probability: 1 zeroed every unit, so nothing
         # trained; a negative one was no dropout; each without a word)
         if MODELS.origin(str(cfg.model.name)) == "dlbench":
