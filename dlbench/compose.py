@@ -4,6 +4,7 @@ and their options, the choices checked against them, and Hydra's errors made one
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, ConfigTypeError, OmegaConfBaseException, ValidationError
 
 from dlbench import errors, plugins, safety, terminal
+from dlbench.config import OptimizerConfig, SchedulerConfig
 from dlbench.config_store import store_config_nodes
 from dlbench.errors import DlbenchError, did_you_mean, unknown_name
 from dlbench.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TASKS
@@ -39,6 +41,12 @@ COMPONENTS = {
     "loss": LOSSES,
     "optimizer": OPTIMIZERS,
     "scheduler": SCHEDULERS,
+}
+# the keys dlbench reads itself in an optimizer's or a scheduler's node (config.py), beside its
+# constructor's
+OWN_KEYS = {
+    group: [f.name for f in dataclasses.fields(schema) if f.name != "name"]
+    for group, schema in (("optimizer", OptimizerConfig), ("scheduler", SchedulerConfig))
 }
 
 
@@ -307,6 +315,8 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
     valid = set(node.keys()) if isinstance(node, DictConfig) else set()
     if parent in COMPONENTS and isinstance(node, DictConfig) and node.get("name") in COMPONENTS[parent]:
         valid |= set(COMPONENTS[parent].config_node(node["name"]))  # what its constructor takes
+    own = set(OWN_KEYS.get(parent, ())) if isinstance(node, DictConfig) else set()
+    valid |= own  # (dlbench's keys of an optimizer or a scheduler: optimizer.norm_lr_scale)
     if parent:  # (a component's name is its group's choice; the run's own name is a key)
         valid.discard("name")
     chosen_by_data = (
@@ -321,8 +331,9 @@ def _unknown_key(full_key: str, overrides: list[str]) -> DlbenchError:
     given = next((o for o in overrides if terminal.key_of(o) == full_key), None)
     if key in valid and given is not None and "=" in given:  # its constructor's key, not in its YAML
         add = terminal.shell_word("+" + given.lstrip("+~"))
+        reader = "dlbench reads" if key in own else "its constructor takes"
         return DlbenchError(
-            f"'{full_key}' is not in {parent}={choices.get(parent)}'s config, though its constructor takes "
+            f"'{full_key}' is not in {parent}={choices.get(parent)}'s config, though {reader} "
             f"it: add it with a +, {add}"
         )
     where = f"under {parent}" if parent else "at the top level"

@@ -270,6 +270,11 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("experiments",): "Did you mean: dlbench list experiments\n",
         # (a key of torch's the preset's config leaves out: offered as valid, then refused without its +)
         ("optimizer.fusd=false",): "Did you mean: +optimizer.fused?\nValid keys under optimizer: +amsgrad,",
+        # (dlbench's own keys of an optimizer: "Unknown key", listed nowhere)
+        ("optimizer.norm_lr_scale=2",): "'optimizer.norm_lr_scale' is not in optimizer=adam's config, though "
+        "dlbench reads it: add it with a +, +optimizer.norm_lr_scale=2",
+        ("optimizer.lookahead_evry=2",): "Did you mean: +optimizer.lookahead_every, "
+        "+optimizer.lookahead_decay?",
         ("show", "model.num_outputs=0"): "model.num_outputs=0: a size of 1 or more",  # (a Linear -> 0, shown)
         # (its outputs met the class numbers as values: torch's broadcast warning, then shapes)
         (
