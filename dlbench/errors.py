@@ -169,9 +169,22 @@ def unreadable(err: Exception, overrides: Iterable[str]) -> DlbenchError:
     from dlbench.terminal import quoted_instead
 
     overrides = list(overrides)
-    return DlbenchError(
-        *lines_of(f"Cannot read the command line: {err}", overrides), *quoted_instead(overrides)
-    )
+    message = f"Cannot read the command line: {_pointed(str(err))}"
+    return DlbenchError(*lines_of(message, overrides), *quoted_instead(overrides))
+
+
+LEXER = "LexerNoViableAltException: "  # (ANTLR's: a character the grammar has no token for)
+
+
+def _pointed(text: str) -> str:
+    """Hydra's lexer error ('LexerNoViableAltException: name=a;b' over a caret under ';', which
+    the line's new start moved) as the character, then the word with the caret under it."""
+    first, _, rest = text.partition("\n")
+    caret, _, after = rest.partition("\n")
+    word, at = first.removeprefix(LEXER), caret.find("^") - len(LEXER)
+    if not first.startswith(LEXER) or caret.strip() != "^" or not 0 <= at < len(word):
+        return text
+    return f"Hydra's grammar takes no {word[at]!r} outside quotes:\n  {word}\n  {' ' * at}^\n{after}".rstrip()
 
 
 def lines_of(text: str, given: Iterable[str]) -> tuple[str, ...]:

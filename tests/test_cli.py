@@ -311,6 +311,8 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("device", "trainer.epochs=1"): "'device' is a config group: choose an option, device=OPTION\n"
         "Its options: auto, cpu, cuda, mps",
         ("nme=x",): "Unknown key 'nme'. Did you mean: name",  # (the run's name was left out)
+        # (ANTLR's "LexerNoViableAltException: name=a;b", its caret under the message's start)
+        ("name=a;b",): "Hydra's grammar takes no ';' outside quotes:\n  name=a;b\n        ^\n",
         # (a key of another part: no hint, or the closest keys of the part it was given in)
         ("trainer.validate_on=x",): "Unknown key 'trainer.validate_on'. Did you mean: dataset.validate_on?",
         ("epochs=3",): "Unknown key 'epochs'. Did you mean: trainer.epochs?",
