@@ -253,8 +253,10 @@ def inert_record(record: logging.LogRecord) -> logging.LogRecord:
         message = record.getMessage()
     except Exception:  # (arguments that do not fit the message: logging reports it as it writes)
         return record
-    if not message.isprintable():  # (Hydra's --info prints a config in one record: its lines kept)
-        own_lines = record.name == "hydra" or record.name.startswith("hydra.")
+    if not message.isprintable():
+        # (Hydra's --info prints a config in one record, as YAML, whose values' breaks are escapes:
+        # its lines kept; its launchers quote the overrides, whose breaks are not)
+        own_lines = record.name == "hydra._internal.hydra"
         record.msg, record.args = inert(message, keep="\n\t" if own_lines else "\t"), None
     if record.exc_info and not record.exc_text:  # (the text a formatter would write, made once)
         record.exc_text = inert(logging.Formatter().formatException(record.exc_info), keep="\n\t")

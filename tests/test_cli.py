@@ -462,9 +462,11 @@ def test_a_failing_sweep_job_is_recorded_and_the_sweep_goes_on(cli, tmp_path):
     assert again == (
         "dlbench -m device=cuda,cpu trainer.epochs=1 logger=none sweep.resume=sweep"  # (it names the folder)
     )
+    # (a folder planted in the sweep: its name forged a line of "N jobs failed: ..." of its own)
+    (tmp_path / "sweep" / "zz\nFAKE: planted" / ".hydra").mkdir(parents=True)
     pasted = shell(again, tmp_path)
     assert pasted.returncode == 1 and "job 1: finished before, skipped (sweep.resume)" in pasted.stdout
-    assert "1 job failed: 0" in pasted.stderr and "Traceback" not in pasted.stderr
+    assert "2 jobs failed: 0, zz\\x0aFAKE: planted\n" in pasted.stderr and "Traceback" not in pasted.stderr
     # a folder named by the time: Hydra read ${now:...} again, wrote the next instant's folder
     # (the checked one left empty) and the command exited 0 with its failed job unsaid
     timed = cli("-m", "device=cuda,cpu", "trainer.epochs=1", "logger=none", "hydra.sweep.dir=t_${now:%f}")

@@ -1128,8 +1128,12 @@ def test_a_terminals_log_lines_print_any_message_as_text(request, text):
         assert shown.count(visible) >= 2 if visible else shown.count("\n") >= 2
 
 
+LAUNCHER_LOG = "hydra._internal.core_plugins.basic_launcher"  # (its `#0 : OVERRIDES` lines)
+
+
 @settings(max_examples=30 * SCALE, **FUZZ)
-@given(text=hostile_text, name=st.sampled_from(["dlbench", "hydra.core", "optuna", "a_plugin", ""]))
+@given(text=hostile_text, name=st.sampled_from(["dlbench", "hydra.core", LAUNCHER_LOG, "optuna", ""]))
+@example(text="a\nFAKE: x", name=LAUNCHER_LOG)
 def test_any_loggers_lines_are_text_whoever_writes_them(request, text, name):
     """A review: Hydra's launcher lines (`#0 : trainer.monitor=<ESC>...`, a sweep's folder name)
     and Optuna's were printed raw; the filter sat on dlbench's logger alone. Every record the
@@ -1148,6 +1152,8 @@ def test_any_loggers_lines_are_text_whoever_writes_them(request, text, name):
     try:
         logger.warning(text)
         logger.warning("%s : %s", text, [text])
+        # (one line each: a line break in a value forged a line of its own, Hydra's launcher's `#0 : ...`)
+        assert screen.getvalue().count("\n") == 2, repr(screen.getvalue())
         try:
             raise ValueError(text)
         except ValueError:

@@ -284,7 +284,7 @@ def run_checked(
     failed = summary.failed_jobs(sweep_dir) if sweep_dir is not None and sweep_dir.is_dir() else []
     if failed:
         failed_jobs = terminal.counted(len(failed), "job") + " failed"
-        err_console.print(Text.assemble((failed_jobs, "red"), ": ", ", ".join(failed)))
+        err_console.print(Text.assemble((failed_jobs, "red"), ": ", terminal.inert(", ".join(failed))))
         again = preflight.finish_sweep_command(said, sweep_dir)
         err_console.print(  # (sweep.resume runs the command that started the sweep: its values stay)
             "A job refused for a value of this command (its error names it) is refused again: give it "
