@@ -46,7 +46,9 @@ LOGGING_CLASSES = {
     "logging.handlers.TimedRotatingFileHandler",
     "logging.handlers.WatchedFileHandler",
 }
-LOGGING_TEXT_KEYS = ("filename", "format", "datefmt", "level")
+LOGGING_TEXT_KEYS = ("filename", "level")  # (the keys of a logging config that may be interpolated)
+# a log line's own text, written before each message (to the terminal too): printable, as written
+LOGGING_FORMATS = ("format", "datefmt")
 # What hydra.job.env_set may set: an allow-list of variables that tune a run (threads, GPUs,
 # NCCL's and torch's diagnostics), none of which makes a program load code; any other name
 # (LD_PRELOAD, PYTHONSTARTUP, CXX: TorchInductor runs that compiler, ...) is set in the shell.
@@ -138,6 +140,13 @@ def check_config(cfg: DictConfig, source: str = "the config") -> None:
                 raise DlbenchError(
                     f"{source}: '{where}: {value}' is refused: a logging config may name only the "
                     f"standard handlers and formatters ({', '.join(sorted(LOGGING_CLASSES))})"
+                )
+            written = isinstance(value, str) and "${" not in value and value.isprintable()
+            if key in LOGGING_FORMATS and isinstance(value, str) and not written:
+                raise DlbenchError(
+                    f"{source}: '{where}' is refused: a log line's format is printable text as written "
+                    "(no control character or line break, no interpolation): it is written before "
+                    "every line, to the terminal too"
                 )
             if isinstance(value, str) and "${" in value and key not in LOGGING_TEXT_KEYS:
                 raise DlbenchError(

@@ -76,6 +76,7 @@ keys = st.one_of(
             "hydra.run.dir",
             "hydra.callbacks.x._target_",
             "hydra.job.env_set.PYTHONPATH",
+            "hydra.job_logging.formatters.simple.format",
             "model._target_",
             "+model.x",
             "++trainer.epochs",

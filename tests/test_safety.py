@@ -179,6 +179,13 @@ def test_a_user_config_folder_cannot_name_an_object_either(capsys, tmp_path, mon
     assert f"error: the command line or {folder / 'evil.yaml'}: 'hydra" in err  # (the command line alone)
     code, err = run_main(capsys, "--config-dir", str(tmp_path / "myconfigs"), "experiment=logs", *QUIET)
     assert code == 2 and "hydra.job_logging.formatters.simple.(): os.system' is refused" in err, err
+    # (a format's own text went to the terminal as written: a link around every line, a forged one)
+    (folder / "fmt.yaml").write_text(
+        "# @package _global_\nhydra:\n  job_logging:\n    formatters:\n      simple:\n        format: "
+        '"\\e]8;;http://x\\e\\\\%(message)s\\nFAKE: line"\n'
+    )
+    code, err = run_main(capsys, "--config-dir", str(tmp_path / "myconfigs"), "experiment=fmt", *QUIET)
+    assert code == 2 and "simple.format' is refused: a log line's format is printable text" in err, err
     # a sweep's values are overrides, which become nodes in each job (a review: once text alone
     # was read only in an interpolation, this one reached job 0)
     swept = "# @package _global_\nhydra:\n  sweeper:\n    params:\n"
