@@ -210,6 +210,8 @@ def _train(
             log.warning(note)
         if (note := swa_out_of_reach(cfg.trainer, steps_per_epoch)) is not None:
             log.warning(note)
+        if (note := warm_up_beyond_the_run(cfg.scheduler, total_steps, steps_per_epoch)) is not None:
+            log.warning(note)
         fit_started = time.perf_counter()
         with built_objects_frozen():
             # 5. fit: epochs of training steps, each evaluation logged and checkpointed
@@ -314,6 +316,23 @@ def swa_out_of_reach(t: DictConfig, steps_per_epoch: int) -> str | None:
     return (
         f"trainer.swa_start={t.swa_start} does nothing: trainer.max_steps={t.max_steps} ends the run in "
         f"epoch {last} ({steps_per_epoch} steps an epoch)"
+    )
+
+
+WARM_UPS = ("linear_lr", "constant_lr")  # (their total_iters is their own length, not the run's)
+
+
+def warm_up_beyond_the_run(s: DictConfig, total_steps: int, steps_per_epoch: int) -> str | None:
+    """A note where a warm-up's total_iters outlasts the run (linear_lr's 5 epochs in a run of 3):
+    its learning rate never reaches the factor it ends at, and the run said nothing."""
+    iters, interval = s.get("total_iters"), s.get("interval", "epoch")
+    length = total_steps if interval == "step" else -(-total_steps // max(1, steps_per_epoch))
+    if s.get("name") not in WARM_UPS or not isinstance(iters, int) or iters <= length:
+        return None
+    return (
+        f"scheduler={s.name}: its warm-up lasts scheduler.total_iters={iters} {interval}s and the run "
+        f"trains {length}, so it ends before the warm-up does (scheduler.total_iters=null spreads it over "
+        "the run)"
     )
 
 

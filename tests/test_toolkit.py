@@ -273,6 +273,25 @@ def test_an_swa_start_that_max_steps_never_reaches_is_said_when_the_run_starts()
     assert said(max_steps=43) is None and said() is None and said(swa_start=None, max_steps=1) is None
 
 
+def test_a_warm_up_longer_than_the_run_is_said_when_the_run_starts():
+    """scheduler=linear_lr's own 5 epochs in a run of 3: the rate never reached optimizer.lr, unsaid."""
+    from omegaconf import OmegaConf
+
+    from dlbench.training import warm_up_beyond_the_run
+
+    def said(total_steps=30, **settings):  # (10 steps an epoch)
+        node = OmegaConf.create({"name": "linear_lr", "interval": "epoch", "total_iters": 5, **settings})
+        return warm_up_beyond_the_run(node, total_steps, 10)
+
+    assert said() == (
+        "scheduler=linear_lr: its warm-up lasts scheduler.total_iters=5 epochs and the run trains 3, so it "
+        "ends before the warm-up does (scheduler.total_iters=null spreads it over the run)"
+    )
+    assert said(total_steps=50) is None and said(total_iters=None) is None and said(name="step_lr") is None
+    assert "total_iters=40 steps and the run trains 30" in said(interval="step", total_iters=40)
+    assert said(total_steps=21) is not None and said(total_steps=41) is None  # (a last, shorter epoch counts)
+
+
 def test_averaging_settings_refuse_impossible_values(cli):
     for args, message in [
         (["trainer.ema=1.5"], "trainer.ema=1.5: the decay must be in (0, 1)"),
