@@ -181,6 +181,14 @@ def test_image_folder_with_and_without_val(tmp_path):
     (tmp_path / "imgs" / "train" / "dog" / "._1.png").write_bytes(b"\x00\x05\x16\x07")
     source = DATASETS.get("image_folder")(root=str(tmp_path / "imgs"), image_size=[8, 8])
     assert source.class_names == ["cat", "dog"] and len(source.train) == 12
+    # (imagenet's flat val/ and a translation folder counted them: a devkit's count did not match)
+    from dlbench.data.folders import class_folders
+    from dlbench.data.translation_images import image_files
+
+    (tmp_path / "imgs" / "train" / "._x").mkdir()
+    (tmp_path / "imgs" / "train" / "._x" / "1.png").write_bytes(b"")
+    assert [p.name for p in class_folders(tmp_path / "imgs" / "train")] == ["cat", "dog"]
+    assert len(image_files(tmp_path / "imgs" / "train" / "dog")) == 6
     with pytest.raises(DlbenchError, match="none does not exist; expected .*train/<class>"):
         DATASETS.get("image_folder")(root=str(tmp_path / "none"))
 

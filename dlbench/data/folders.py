@@ -45,7 +45,8 @@ def describe(folder: Path, limit: int = 8) -> str:
 
 
 def is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+    """An image file that is data: not hidden (macOS's `._x.jpg` beside each image)."""
+    return not path.name.startswith(".") and path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def has_images(folder: Path) -> bool:
@@ -57,7 +58,7 @@ def class_folders(folder: Path) -> list[Path]:
     """The subfolders of `folder` that hold images directly: the classes of an ImageFolder."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and has_images(p))
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir() and has_images(p))
 
 
 def has_class_folders(folder: Path) -> bool:

@@ -26,10 +26,11 @@ EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def image_files(folder: Path) -> list[Path]:
-    """A folder's image files, each a different real file."""
+    """A folder's image files, each a different real file; hidden ones (`._x.jpg`) are no data."""
     if not folder.is_dir():
         return []
-    return check_distinct(sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS), str(folder))
+    found = [p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")]
+    return check_distinct(sorted(found), str(folder))
 
 
 def read_image(path: Path) -> torch.Tensor:
