@@ -489,6 +489,7 @@ def refuse_run_settings(overrides: list[str], does: str) -> None:
 def finish_sweep_command(said: list[str], sweep_dir: Path) -> str:
     """The user's sweep command (`said`: their words) with sweep.resume=sweep_dir: it runs the
     jobs of that sweep that have not finished, and skips the others. (sweep.resume sets the
-    sweep's folder: a hydra.sweep.dir of theirs, `${now:...}` say, would name another.)"""
+    sweep's folder: a hydra.sweep.dir of theirs, `${now:...}` say, would name another; from the
+    root, as a run's "Continue with": pasted in another folder, a relative one named nothing.)"""
     words = [w for w in said if terminal.key_of(w) not in ("sweep.resume", "hydra.sweep.dir")]
-    return terminal.command("-m", *words, terminal.override("sweep.resume", sweep_dir))
+    return terminal.command("-m", *words, terminal.override("sweep.resume", sweep_dir.absolute()))

@@ -249,7 +249,7 @@ def test_joblib_runs_jobs_side_by_side_and_a_stop_signal_says_how_to_finish_them
     code, _, err = signal_when(args, tmp_path, "sweep/*/checkpoints/last.pt", signal.SIGTERM, settle_s=0.2)
     assert code == 75 and "Traceback" not in err, err[-3000:]
     printed = err.split("error: stopped by SIGTERM. Finish the sweep with: ", 1)[1].strip()
-    assert printed == f"dlbench {' '.join(args[:-1])} sweep.resume=sweep", printed
+    assert printed == f"dlbench {' '.join(args[:-1])} sweep.resume={tmp_path / 'sweep'}", printed
     assert not any((tmp_path / "sweep" / j / "metrics.json").is_file() for j in ("0", "1"))
     result = cli(*shlex.split(printed)[1:])  # (pasted)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -324,7 +324,8 @@ def test_a_sweep_folder_that_holds_a_sweep_prints_the_command_that_finishes_it(t
     hint = re.search(r"If this command started that sweep, finish it with: (dlbench .*)$", again.stderr)
     hint = hint.group(1)
     assert (
-        hint == "dlbench -m --config-dir cfg trainer.epochs=1,2 trainer.progress=none 'sweep.resume=my sweep'"
+        hint == "dlbench -m --config-dir cfg trainer.epochs=1,2 trainer.progress=none "
+        f"'sweep.resume={tmp_path / 'my sweep'}'"
     )  # (sweep.resume names the folder)
     finished = shell(hint, tmp_path)
     assert finished.returncode == 0, finished.stderr[-2000:]
@@ -361,7 +362,7 @@ def test_a_stopped_sweep_says_how_to_finish_it_and_its_jobs_keep_their_overrides
     stopped = subprocess.run(command, cwd=tmp_path, env=user_env(), capture_output=True, text=True)
     assert stopped.returncode == 75, stopped.stderr[-2000:]
     printed = stopped.stderr.split("Finish the sweep with: ", 1)[1].strip()
-    assert printed == f"dlbench {' '.join(args)} sweep.resume=sweep", stopped.stderr[-2000:]
+    assert printed == f"dlbench {' '.join(args)} sweep.resume={tmp_path / 'sweep'}", stopped.stderr[-2000:]
     result = cli(*shlex.split(printed)[1:])  # (the command, pasted)
     assert result.returncode == 0, result.stderr[-2000:]
     for job in ("0", "1"):
@@ -506,7 +507,8 @@ def test_ctrl_c_on_a_sweep_prints_the_command_that_finishes_it_and_it_pastes(tmp
     code, _, err = signal_when(args, tmp_path, "sweep/0/checkpoints/last.pt", signal.SIGINT, settle_s=0.2)
     assert code == 130, err[-3000:]
     printed = err.split("interrupted. Finish the sweep with: ", 1)[1].strip()
-    assert printed == f"dlbench {' '.join(args[:-1])} sweep.resume=sweep", printed  # (it names the folder)
+    # (it names the folder, from the root: pasted in another folder, a relative one named nothing)
+    assert printed == f"dlbench {' '.join(args[:-1])} sweep.resume={tmp_path / 'sweep'}", printed
     assert not (tmp_path / "sweep" / "1").exists() and "Traceback" not in err
     pasted = shell(printed, tmp_path)
     assert pasted.returncode == 0, pasted.stderr[-3000:]
@@ -525,7 +527,7 @@ def test_an_optuna_search_whose_every_trial_fails_lists_them_without_a_traceback
     assert "error: hydra/sweeper=optuna stopped the sweep: ValueError: No trials are completed yet." in (
         result.stderr
     )
-    assert "2 jobs failed: 0, 1" in result.stderr and " sweep.resume=s\n" in result.stderr
+    assert "2 jobs failed: 0, 1" in result.stderr and f" sweep.resume={tmp_path / 's'}\n" in result.stderr
     assert "SGD's step failed" in (tmp_path / "s" / "0" / "error.txt").read_text()  # (the trial's own error)
 
 
