@@ -220,12 +220,14 @@ def test_a_run_stopped_by_an_error_is_marked_failed_in_mlflow_and_its_resume_run
     assert "  epochs: 3\n" in config
 
 
-def test_a_resume_in_another_store_lets_mlflow_go_and_one_refused_at_start_marks_it_failed(
+def test_a_resume_in_another_store_logs_to_a_new_mlflow_run_and_one_refused_at_start_marks_it_failed(
     tmp_path, monkeypatch, caplog
 ):
-    """A resume whose MLflow store does not hold the run's id trains on without MLflow (one
-    warning, as when the server goes away); a resume stopped while its loggers start (W&B here)
-    closes those already started: the MLflow run it had set RUNNING is FAILED, not left running."""
+    """A resume whose MLflow store does not hold the run's id (resumed from another folder: the
+    default store is the current folder's outputs/mlflow.db) says so as it starts and logs to a
+    new MLflow run there (it trained on without MLflow, the warning at its end); a resume stopped
+    while its loggers start (W&B here) closes those already started: the MLflow run it had set
+    RUNNING is FAILED, not left running."""
     import mlflow
 
     from dlbench.engine.loggers import WandB
@@ -234,13 +236,21 @@ def test_a_resume_in_another_store_lets_mlflow_go_and_one_refused_at_start_marks
     first, other = (f"sqlite:///{tmp_path / name}" for name in ("a.db", "b.db"))
     run = [*QUIET, "trainer.epochs=1", "logger.backends=[mlflow]"]
     train(compose.compose_config([*run, f"logger.mlflow.tracking_uri={first}"]), tmp_path / "run")
+    first_run_id = (tmp_path / "run" / ".mlflow_run_id").read_text()
     resumed = [*run, f"resume={tmp_path / 'run'}"]
     with caplog.at_level("WARNING"):
         train(
             compose.compose_config([*resumed, "trainer.epochs=2", f"logger.mlflow.tracking_uri={other}"]),
             tmp_path / "run",
         )
-    assert "logger mlflow failed" in caplog.text and "is left out from here on" in caplog.text
+    assert f"logger mlflow: {other} holds no MLflow run " in caplog.text
+    assert "logger mlflow failed" not in caplog.text
+    client = mlflow.MlflowClient(tracking_uri=other)
+    (new,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert new.info.status == "FINISHED" and new.data.tags["dlbench.resumed_at_step"] == "21"
+    assert [m.step for m in client.get_metric_history(new.info.run_id, "val/acc")] == [42]
+    assert (tmp_path / "run" / ".mlflow_run_id").read_text().strip() == new.info.run_id
+    (tmp_path / "run" / ".mlflow_run_id").write_text(first_run_id)  # (the next resume: the first store's)
 
     def refused(self, run):
         raise RuntimeError("no W&B today")

@@ -30,6 +30,8 @@ from typing import Any
 
 from dlbench import terminal
 
+log = logging.getLogger("dlbench")
+
 
 @dataclass
 class RunInfo:
@@ -167,23 +169,36 @@ class MLflow:
         return client, client.create_experiment(name, artifact_location=artifacts)
 
     def start(self, run: RunInfo) -> None:
-
-        from dlbench import files
-
-        self.client, experiment_id = self.experiment(self.store(run.options["mlflow"]), run.experiment)
+        uri = self.store(run.options["mlflow"])
+        self.client, experiment_id = self.experiment(uri, run.experiment)
         id_file = run.folder / self.ID_FILE
         if run.resumed_step is not None and id_file.is_file():
             self.run_id = id_file.read_text().strip()
-            self.resumed(run)
-            return
+            if self.resumed(run):
+                return
+            # (its store is another: the default one is outputs/mlflow.db under the folder the
+            # run started in; the resume's values went nowhere, the run saying so at its end)
+            log.warning(
+                f"logger mlflow: {uri} holds no MLflow run {self.run_id[:40]}, which this run logged to "
+                "(resume from the folder the run started in, or give its store: "
+                "logger.mlflow.tracking_uri=...): the resume logs to a new MLflow run there"
+            )
+        self.create(run, experiment_id)
+
+    def create(self, run: RunInfo, experiment_id: str) -> None:
+        """A new MLflow run for `run`, named after its folder, its id kept in the folder."""
+        from dlbench import files
+
         tags = {"dlbench.run_dir": str(run.folder.absolute()), "dlbench.overrides": " ".join(run.overrides)}
         if run.group:
             tags["dlbench.sweep"] = run.group
+        if run.resumed_step is not None:
+            tags["dlbench.resumed_at_step"] = str(run.resumed_step)
         # (a sweep's job by its sweep's folder too: every sweep of a preset shares one experiment)
         name = f"{Path(run.group).name}/{run.folder.name}" if run.group else run.folder.name
         created = self.client.create_run(experiment_id, run_name=name, tags=tags)
         self.run_id = created.info.run_id
-        files.write_text(id_file, self.run_id + "\n")
+        files.write_text(run.folder / self.ID_FILE, self.run_id + "\n")
         self.log_params(run.settings)
         self.client.log_text(self.run_id, run.config, "config.yaml")
 
@@ -194,23 +209,27 @@ class MLflow:
         for i in range(0, len(params), 100):  # (MLflow takes at most 100 params a call)
             self.client.log_batch(self.run_id, params=params[i : i + 100])
 
-    def resumed(self, run: RunInfo) -> None:
+    def resumed(self, run: RunInfo) -> bool:
         """The MLflow run a resume continues: RUNNING again (it was KILLED, or FAILED), with this
         command's settings: a setting the resume changed (`trainer.epochs=4`) as a tag
         `resumed.trainer.epochs` (MLflow keeps a param's first value), a new one as a param, and
-        its config.yaml again (they said the run's first settings)."""
+        its config.yaml again (they said the run's first settings). False where the store holds
+        no such run."""
         from mlflow.exceptions import MlflowException
 
         try:
-            self.client.update_run(self.run_id, status="RUNNING")
             logged = self.client.get_run(self.run_id).data.params
-        except MlflowException:  # (a store that does not hold it: its first value lets it go)
-            return
+        except MlflowException as err:
+            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # (or no run id)
+                return False
+            raise
+        self.client.update_run(self.run_id, status="RUNNING")
         self.log_params({k: v for k, v in run.settings.items() if k not in logged})
         for key, value in run.settings.items():  # (a run logged before bools were `true`: `True`)
             if key in logged and logged[key] not in (param_text(value), str(value)[:6000]):
                 self.client.set_tag(self.run_id, f"resumed.{key}", param_text(value)[:5000])
         self.client.log_text(self.run_id, run.config, "config.yaml")
+        return True
 
     def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
         from mlflow.entities import Metric
