@@ -453,6 +453,18 @@ def test_lr_find_under_a_schedule_that_sets_its_own_peak_suggests_that_peak(cli,
     assert f"max_lr: {words[-1].split('=')[1]}" in shown.stdout, shown.stdout[-2000:]
 
 
+def test_lr_finds_curve_ends_where_a_negative_loss_rises_not_where_it_still_falls():
+    """A loss below 0 (poisson_nll's) passed 4 times its lowest as it fell: the curve ended, the
+    plot stopped and a loss that starts below 0 got no suggestion. A constant added to a loss
+    moves neither its fall nor where it diverges."""
+    from dlbench.commands.lr_find import smooth
+
+    losses = [2.0 - 0.01 * i for i in range(100)] + [1.0 + 2.0**i for i in range(12)]  # (falls, explodes)
+    kept = len(smooth(losses))
+    assert 100 < kept < len(losses)
+    assert len(smooth([loss - 3 for loss in losses])) >= 100  # (all of its fall, which went below 0)
+
+
 def test_lr_find_without_a_suggestion_says_which_way_to_move_the_range(cli):
     """It said "widen --min-lr/--max-lr" for a range already too wide to read (a review)."""
     for args, said in [

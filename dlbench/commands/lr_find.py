@@ -23,7 +23,7 @@ from dlbench.errors import ArgumentParser, DlbenchError, Preempted, output_path
 from dlbench.terminal import command, key_of
 
 SMOOTHING = 0.9  # the loss's moving average (fastai and Lightning take 0.98 over 100 steps, which lags)
-DIVERGED = 4.0  # the curve ends where the smoothed loss passes this many times its minimum
+DIVERGED = 4.0  # the curve ends where the smoothed loss rises above its lowest by (this - 1) times its size
 
 
 USAGE = "usage: dlbench lr-find [OVERRIDES...] [--steps N] [--min-lr X] [--max-lr X] [--out DIR]"
@@ -172,14 +172,15 @@ def sweep(cfg, steps: int, min_lr: float, max_lr: float, out: Path) -> tuple[lis
 
 def smooth(losses: list[float]) -> list[float]:
     """The losses' moving average (bias-corrected), up to where the loss is no longer finite or
-    passes DIVERGED times its lowest so far."""
+    rises above its lowest so far by DIVERGED - 1 times that lowest's size: four times it, for a
+    loss above 0; a negative one's lowest (poisson_nll's) passed 4 times itself as it still fell."""
     smoothed, average, lowest = [], 0.0, math.inf
     for i, loss in enumerate(losses):
         if not math.isfinite(loss):
             break
         average = SMOOTHING * average + (1 - SMOOTHING) * loss
         value = average / (1 - SMOOTHING ** (i + 1))
-        if value > DIVERGED * lowest:
+        if value - lowest > (DIVERGED - 1) * abs(lowest):
             break
         smoothed.append(value)
         lowest = min(lowest, value)
