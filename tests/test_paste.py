@@ -205,6 +205,11 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
     assert preset.startswith("# @package _global_\n# dlbench experiment=mine") and "name: mine" in preset
     again = shell("dlbench new model my_net", tmp_path)
     assert again.returncode == 2 and "exists" in again.stderr  # nothing is written over
+    mine = shell("dlbench new experiment mine", tmp_path)  # (one of the user's own: no command was given)
+    assert mine.returncode == 2 and "(choose another name: dlbench new experiment my_mine --from mine)" in (
+        mine.stderr
+    )
+    assert shell("dlbench new experiment my_mine --from mine", tmp_path).returncode == 0
     shadow = shell("dlbench new experiment iris_mlp", tmp_path)  # (the digits template under a preset's name)
     start = shadow.stderr.split("Choose a name of your own: ", 1)[1].strip()
     assert shadow.returncode == 2 and start == "dlbench new experiment my_iris_mlp --from iris_mlp"

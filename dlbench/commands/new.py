@@ -101,12 +101,13 @@ def new_command(args: list[str]) -> int:
             "This folder holds a run's or a sweep's results, whose configs/ dlbench does not read as "
             "yours: make your preset in your project's folder (where you run dlbench)"
         )
-    refuse_existing(target)
+    # (under a name of their own, from the preset of that name, or their --from's)
+    start = command("new", "experiment", f"my_{name}", "--from", source or name)
+    refuse_existing(target, start)
     from dlbench.commands.listing import experiments  # (Hydra's config search: not for `new model`)
 
     presets = experiments()
     if (found := presets.get(name)) is not None:  # (the new file would be used in its place)
-        start = command("new", "experiment", f"my_{name}", "--from", source or name)
         raise DlbenchError(
             f"experiment={name} exists ({found[0]}): a preset under its name would be used in its "
             f"place here. Choose a name of your own: {start}"
@@ -140,9 +141,12 @@ def check_model_name(name: str) -> None:
         raise DlbenchError(f"model '{name}' exists already (dlbench list models): choose another name")
 
 
-def refuse_existing(path: Path) -> None:
+def refuse_existing(path: Path, instead: str | None = None) -> None:
+    """`instead`: the command that makes it under a name of the user's own."""
     if os.path.lexists(path):  # (a link, even one to nothing, is not followed)
-        raise DlbenchError(f"{path} exists; dlbench new never writes over a file (choose another name)")
+        other = f": {instead}" if instead else ""
+        said = f"{path} exists; dlbench new never writes over a file"
+        raise DlbenchError(f"{said} (choose another name{other})")
 
 
 def experiment_text(name: str, source: str | None, presets: dict[str, tuple[Path, str]]) -> str:
