@@ -128,6 +128,9 @@ class DataConfig:
     # the split evaluated every epoch: val (shipped or carved) | test (nothing carved: the MNIST
     # notes' protocol) | train (the training data itself: seed 002's iris)
     validate_on: str = "val"
+    # the training order: a new permutation every epoch | once, one drawn from the seed and kept
+    # every epoch (seed 002's name2lang: random.shuffle once, then the same order each epoch)
+    shuffle: str = "epoch"
     augment: dict[str, Any] | None = None  # image augmentations of the train split (data/transforms.py)
     # whole training batches mixed on the device, with soft labels (classification of images):
     mixup: float = 0.0  # mixup's Beta(alpha, alpha): blend two images and their labels (0: off)
@@ -210,6 +213,7 @@ CHOICES = {
     "trainer.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "scheduler.interval": ("epoch", "step"),
     "dataset.validate_on": ("val", "test", "train"),
+    "dataset.shuffle": ("epoch", "once"),
 }
 
 

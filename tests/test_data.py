@@ -125,6 +125,26 @@ def test_the_in_memory_training_loader_is_reused_and_gives_each_epochs_own_batch
             assert all(torch.equal(a, b) for a, b in zip(reused, made, strict=True)), (seed, epoch, skip)
 
 
+def test_shuffle_once_keeps_one_order_every_epoch_and_each_epochs_augmentations():
+    """Seed 002's name2lang shuffles its names once (random.shuffle) and takes them in that order
+    every epoch: dataset.shuffle=once, in memory and through a DataLoader; an augmentation is
+    still drawn anew each epoch."""
+    from dlbench import compose
+    from dlbench.build import build_data
+
+    def epochs(*overrides):
+        data = build_data(compose.compose_config(["trainer.progress=none", *overrides]))
+        batches = [list(data.loader("train", epoch=e, seed=1)) for e in (0, 1, 4)]  # (one loader, reused)
+        return [[torch.cat(parts) for parts in zip(*epoch, strict=True)] for epoch in batches]
+
+    for kept in (["dataset.augment.noise_std=0.1"], ["dataset.in_memory=false"]):
+        (x0, y0), (x1, y1), (_, y4) = epochs("dataset.shuffle=once", *kept)
+        assert torch.equal(y0, y1) and torch.equal(y0, y4), kept
+        assert not torch.equal(x0, x1) if kept[0].startswith("dataset.augment") else torch.equal(x0, x1)
+        (_, y0), (_, y1), _ = epochs(*kept)
+        assert not torch.equal(y0, y1), kept  # (the default: a new order every epoch)
+
+
 def test_an_empty_csv_with_a_header_is_one_message(tmp_path):
     """dataset.header=true on an empty file read its first row: an IndexError ('unexpected error')."""
     (tmp_path / "e.csv").write_text("\n\n")

@@ -217,16 +217,18 @@ class DataModule:
 
     def loader(self, split: str, epoch: int = 0, seed: int = 0, skip: int = 0):
         """A loader over this process's share of a split; the train split is shuffled by
-        (seed, epoch), and its first `skip` batches are left out (resuming mid-epoch)."""
+        (seed, epoch), or by the seed alone with dataset.shuffle=once, and its first `skip`
+        batches are left out (resuming mid-epoch)."""
         dataset = self.splits[split]
         if dataset is None:
             return None
         batch_size = self.batch_size(split)
         in_memory = isinstance(dataset, TensorDataset) and self.in_memory != "false"
+        order = epoch if self.cfg.shuffle == "epoch" else 0  # (the permutation's; augmentations' stay)
         if split == "train" and in_memory:
-            return self.train_tensors(dataset, batch_size, seed, epoch, skip)
+            return self.train_tensors(dataset, batch_size, seed, epoch, skip, order)
         if split == "train":
-            sampler = EpochSampler(dataset, seed, epoch, skip * batch_size)
+            sampler = EpochSampler(dataset, seed, order, skip * batch_size)
         elif distributed.world_size() > 1:  # evaluation: every sample once, over all processes
             sampler = range(distributed.rank(), len(dataset), distributed.world_size())
         else:
@@ -248,16 +250,19 @@ class DataModule:
             generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
         )
 
-    def train_tensors(self, dataset: TensorDataset, batch_size: int, seed: int, epoch: int, skip: int):
+    def train_tensors(
+        self, dataset: TensorDataset, batch_size: int, seed: int, epoch: int, skip: int, order: int
+    ):
         """The in-memory training split's loader: one for every epoch, its sampler set to the
-        epoch's (seed, epoch, skip). A loader and sampler made anew each epoch cost ~2.5 us, a few
-        percent of a tiny epoch (mlp_regression's one full-batch step)."""
+        epoch's (seed, `order`: the epoch whose permutation it takes, skip), its augmentations
+        the epoch's. A loader and sampler made anew each epoch cost ~2.5 us, a few percent of a
+        tiny epoch (mlp_regression's one full-batch step)."""
         loader = self.train_loader
         if loader is None or loader.tensors is not dataset.tensors or loader.batch_size != batch_size:
             loader = TensorLoader(dataset, batch_size, EpochSampler(dataset, seed), self.batch_augment)
             self.train_loader = loader
-        loader.sampler.seed, loader.sampler.skip = seed, skip * batch_size
-        loader.sampler.set_epoch(epoch)
+        loader.sampler.seed, loader.sampler.skip, loader.epoch = seed, skip * batch_size, epoch
+        loader.sampler.set_epoch(order)
         return loader
 
     def batch_size(self, split: str) -> int:

@@ -58,6 +58,7 @@ class TensorLoader:
         self.tensors = dataset.tensors
         self.device = self.tensors[0].device  # where its batches are made
         self.batch_size, self.sampler, self.augment = batch_size, sampler, augment
+        self.epoch = 0  # whose augmentations its batches get (its order is the sampler's)
 
     @property
     def n(self) -> int:
@@ -87,7 +88,7 @@ class TensorLoader:
     def _batch(self, batch: list[torch.Tensor], index: torch.Tensor | None) -> list[torch.Tensor]:
         """The batch, its images augmented where configured (`index`: its samples' indices)."""
         if self.augment is not None:
-            batch[0] = self.augment(batch[0], index, getattr(self.sampler, "epoch", 0))
+            batch[0] = self.augment(batch[0], index, self.epoch)
         return batch
 
     def __len__(self) -> int:
