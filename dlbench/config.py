@@ -203,6 +203,20 @@ class RunConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
+# a metric whose name holds one of these is better higher (val/acc, test/f1_macro); else lower
+HIGHER_IS_BETTER = ("acc", "f1", "r2", "bleu", "exact", "score", "confidence")
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a higher value of `metric` is better, by its name (its last part: val/acc)."""
+    return any(word in metric.split("/")[-1] for word in HIGHER_IS_BETTER)
+
+
+def monitor_mode(trainer: Any) -> str:
+    """trainer.monitor_mode, or, where it is null, the mode trainer.monitor's name gives."""
+    return trainer.monitor_mode or ("max" if higher_is_better(trainer.monitor) else "min")
+
+
 CHOICES = {
     "trainer.precision": PRECISIONS,
     "trainer.monitor_mode": ("min", "max"),

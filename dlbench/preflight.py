@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dlbench import plugins, rundir, safety, searchpath, terminal
 from dlbench.compose import compose_config, compose_with_hydra, groups, parse, taken_by_others
+from dlbench.config import monitor_mode
 from dlbench.engine import cluster
 from dlbench.errors import DlbenchError
 from dlbench.validation import check_name, validate
@@ -125,6 +126,24 @@ def check(
     which would import them and torch). `own`: the user's own words, where the overrides hold a
     saved run's too (eval's), for the messages to tell them apart."""
     return check_command(overrides, source, config_name, mode, own=own)[0]
+
+
+def check_search_direction(cfg: DictConfig) -> None:
+    """An Optuna search maximises or minimises its objective, the run's trainer.monitor: a
+    direction the monitor does not go (val/loss maximised, as a val/acc preset's
+    `direction: maximize` would with trainer.monitor=val/loss) chose the worst trial, unsaid."""
+    direction = OmegaConf.select(cfg, "hydra.sweeper.direction", default=None)
+    trainer = cfg.get("trainer")
+    if not isinstance(direction, str) or trainer is None or trainer.get("monitor") is None:
+        return
+    mode = monitor_mode(trainer)
+    wanted = {"max": "maximize", "min": "minimize"}[mode]
+    if direction != wanted:
+        said = f"trainer.monitor_mode={mode}" if trainer.get("monitor_mode") else f"{mode}imised, by its name"
+        raise DlbenchError(
+            f"hydra.sweeper.direction={direction} and trainer.monitor={trainer.monitor} ({said}) disagree: "
+            f"the search would choose its worst trial. Add hydra.sweeper.direction={wanted}"
+        )
 
 
 def as_a_list(swept: Override, rest: list[str], config_name: str) -> tuple[str, str] | None:
@@ -236,6 +255,7 @@ def check_command(
             hydra_node = cfg.copy()  # the whole config: hydra.run.dir names ${name}
         if mode == "multirun":
             check_job_folder_name(hydra_node, combination)
+            check_search_direction(cfg)
         if "hydra" in cfg:
             cfg = cfg.copy()
             with open_dict(cfg):

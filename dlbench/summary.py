@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dlbench import files, terminal
+from dlbench.config import higher_is_better
 from dlbench.engine.logging import console, err_console, new_table, print_error
 from dlbench.errors import DlbenchError, did_you_mean
 from dlbench.rundir import REFUSED, SWEEP_FILES, holds_run
@@ -177,16 +178,13 @@ def varying_overrides(rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]
     return sorted(shared), [" ".join(o for o in own if o not in shared) for own in split]
 
 
-HIGHER_IS_BETTER = ("acc", "f1", "r2", "bleu", "exact", "score", "confidence")
-
-
 def sort_rows(rows: list[dict[str, Any]], metric: str, ascending: bool | None = None) -> list[dict[str, Any]]:
     """Jobs by a metric, best first (highest for accuracy-like names, else lowest); jobs
     without it (or whose value is not a number) last."""
     if not any(metric in r for r in rows):
         raise DlbenchError(f"no job has the metric '{metric}'.{did_you_mean(metric, metric_columns(rows))}")
     if ascending is None:
-        ascending = not any(word in metric for word in HIGHER_IS_BETTER)
+        ascending = not higher_is_better(metric)
     have = sorted(
         (r for r in rows if is_number(r.get(metric))), key=lambda r: r[metric], reverse=not ascending
     )

@@ -33,6 +33,7 @@ from dlbench.build import (
     check_cpu_half_precision,
     fits_unbuilt,
 )
+from dlbench.config import monitor_mode
 from dlbench.data.base import DataModule
 from dlbench.engine import checkpoint, cluster, distributed
 from dlbench.engine.device import (
@@ -49,7 +50,6 @@ from dlbench.engine.signals import StopSignals
 from dlbench.engine.trainer import Trainer, lr_tags, unreported_monitor
 from dlbench.errors import Preempted
 from dlbench.figures import activation_figure, activations_of
-from dlbench.summary import HIGHER_IS_BETTER
 from dlbench.tasks.base import Task
 from dlbench.validation import METRIC_PREFIXES, idle_settings, validate
 
@@ -372,5 +372,4 @@ def monitor_of(settings: DictConfig, task: Task, validate_on: str) -> tuple[str,
             log.info(f"val/ is the test split: best.pt follows train/loss, not {monitor} (trainer.monitor)")
             return "train/loss", settings.monitor_mode or "min"
         return monitor, settings.monitor_mode or mode
-    higher = any(word in settings.monitor.split("/")[-1] for word in HIGHER_IS_BETTER)
-    return settings.monitor, settings.monitor_mode or ("max" if higher else "min")
+    return settings.monitor, monitor_mode(settings)

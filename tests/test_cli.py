@@ -311,6 +311,11 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         ("device", "trainer.epochs=1"): "'device' is a config group: choose an option, device=OPTION\n"
         "Its options: auto, cpu, cuda, mps",
         ("nme=x",): "Unknown key 'nme'. Did you mean: name",  # (the run's name was left out)
+        # (a val/acc preset's direction: maximize kept: the worst trial chosen, and best.pt by the
+        # highest loss, the preset's monitor_mode: max)
+        ("-m", "hparams_search=mlp_mnist", "trainer.monitor=val/loss"): "hydra.sweeper.direction=maximize "
+        "and trainer.monitor=val/loss (minimised, by its name) disagree: the search would choose its worst "
+        "trial. Add hydra.sweeper.direction=minimize",
         # (ANTLR's "LexerNoViableAltException: name=a;b", its caret under the message's start)
         ("name=a;b",): "Hydra's grammar takes no ';' outside quotes:\n  name=a;b\n        ^\n",
         # (a key of another part: no hint, or the closest keys of the part it was given in)
