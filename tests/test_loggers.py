@@ -264,6 +264,32 @@ def test_a_resume_in_another_store_logs_to_a_new_mlflow_run_and_one_refused_at_s
     assert kept.info.status == "FAILED"
 
 
+def test_a_resume_that_fails_as_its_loggers_start_keeps_metrics_csv_as_it_was(tmp_path, monkeypatch):
+    """A review: metrics.csv was opened for writing (emptied) as the resume's loggers started; a
+    full disk as TensorBoard started then stopped the resume, and the file was left empty: the
+    run's rows before it lost. Now it is rewritten whole or not at all."""
+    import errno
+
+    from dlbench.engine.loggers import TensorBoard
+
+    run = [*QUIET, "trainer.epochs=1", "logger.backends=[csv,tensorboard]"]
+    train(compose.compose_config(run), tmp_path / "run")
+    before = (tmp_path / "run" / "metrics.csv").read_bytes()
+
+    seen = []
+
+    def full(self, run):  # (what the disk holds then: a full one takes no buffered rows after it)
+        seen.append((tmp_path / "run" / "metrics.csv").read_bytes())
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "tb"))
+
+    monkeypatch.setattr(TensorBoard, "start", full)
+    with pytest.raises(DlbenchError, match="No space left on device"):
+        resumed = [*run, "trainer.epochs=2", f"resume={tmp_path / 'run'}"]
+        train(compose.compose_config(resumed), tmp_path / "run")
+    assert seen == [before] and (tmp_path / "run" / "metrics.csv").read_bytes() == before
+    assert b"val/acc" in before
+
+
 def test_every_logger_is_closed_and_a_failure_to_close_does_not_hide_the_runs_own_stop(caplog):
     """RunLogger.close closes every backend whatever the others do: a run stopped by Ctrl-C
     whose metrics.csv cannot be closed still marks its MLflow run KILLED and stops as Ctrl-C

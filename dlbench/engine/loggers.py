@@ -107,14 +107,22 @@ class Csv:
     HEADER = ["step", "metric", "value"]  # (logged.from_csv reads the file back)
 
     def start(self, run: RunInfo) -> None:
+        from dlbench import files
+
         self.folder, self.path = run.folder, run.folder / "metrics.csv"
-        kept = []
         if run.resumed_step is not None and self.path.is_file():
             with self.path.open(newline="") as f:
                 kept = [r for r in csv.reader(f) if r[:1] != ["step"] and int(r[0]) <= run.resumed_step]
+            # (whole or not at all: a resume that fails here, a full disk, left it empty)
+            text = io.StringIO()
+            csv.writer(text).writerows([self.HEADER, *kept])
+            files.write_text(self.path, text.getvalue())
+            self.file = self.path.open("a", newline="")
+            self.writer = csv.writer(self.file)
+            return
         self.file = self.path.open("w", newline="")
         self.writer = csv.writer(self.file)
-        self.writer.writerows([self.HEADER, *kept])
+        self.writer.writerow(self.HEADER)
 
     def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
         self.writer.writerows([step, tag, repr(float(value))] for tag, value in values.items())
