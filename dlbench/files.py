@@ -83,7 +83,7 @@ def file_error(err: OSError, path: Path) -> DlbenchError:
         return DlbenchError(f"No space left on device writing {path}")
     if err.errno == errno.EFBIG:
         return DlbenchError(f"File too large (the file-size limit) writing {path}")
-    named = err.filename
+    named = os.fsdecode(err.filename) if err.filename is not None else None  # (TensorBoard's: bytes)
     if named is None or Path(named).name.startswith(f".{path.name}."):  # (not write_bytes' temporary)
         named = path
     return DlbenchError(f"Cannot write {named}: {err.strerror or err}")

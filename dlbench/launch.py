@@ -11,6 +11,7 @@ torchrun process and `dlbench.train()`:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -63,7 +64,9 @@ def run_once(
     finally:  # as before the run (the next command in this process starts clean)
         for handler in [h for h in root.handlers if h not in before]:  # the run's log file
             root.removeHandler(handler)
-            handler.close()
+            # (its last lines on a full disk: the run's own error, already raised, says so)
+            with contextlib.suppress(OSError):
+                handler.close()
         for handler in before:  # (Hydra's logging config took a notebook's own away, and closed it)
             if isinstance(handler, logging.FileHandler) and handler.stream is None:
                 handler.mode = "a"  # (a closed mode='w' file is never opened again: its lines were lost)

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from dlbench import terminal
+from dlbench import files, terminal
 from dlbench.errors import DlbenchError, FolderInUse
 from dlbench.files import file_error, write_text
 
@@ -249,8 +249,12 @@ class RunLock:
         if not same:  # the holder released (and removed) it between our open and our lock: again
             os.close(fd)
             return self.acquire()
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as err:  # (a full disk: one message naming the file)
+            os.close(fd)
+            raise files.file_error(err, path) from err
         self.fd = fd
         HELD_LOCKS.add(fd)
         return self

@@ -117,6 +117,28 @@ def test_a_gans_export_is_its_generator(cli, tmp_path):
     assert images.shape == (5, 1, 8, 8) and torch.allclose(images, generator(noise), atol=1e-5)
 
 
+def test_an_export_whose_yaml_cannot_be_written_leaves_no_model_behind(cli, tmp_path, trained, monkeypatch):
+    """A review: a full disk after the model was written left m.pt without m.yaml, and the same
+    --out was then refused ("exists"): the model goes with its failed description."""
+    import errno
+
+    from dlbench import files
+
+    written = files.write_text
+
+    def full(path, text):
+        if path.suffix == ".yaml":
+            raise files.file_error(OSError(errno.ENOSPC, "No space left on device"), path)
+        written(path, text)
+
+    monkeypatch.setattr(files, "write_text", full)
+    result = cli("export", str(trained), "--out", "m.pt")
+    assert result.returncode == 2 and "No space left on device writing m.yaml" in result.stderr
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.yaml").exists()
+    monkeypatch.setattr(files, "write_text", written)
+    assert cli("export", str(trained), "--out", "m.pt").returncode == 0 and (tmp_path / "m.yaml").is_file()
+
+
 def test_what_cannot_be_exported_is_refused_with_the_reason(cli, tmp_path, trained, monkeypatch):
     run = tmp_path / "s2s"
     args = [

@@ -419,6 +419,23 @@ def test_a_full_disk_stops_the_run_with_one_message_and_keeps_the_last_checkpoin
     assert not list((run / "checkpoints").glob(".*.tmp"))
 
 
+def test_a_disk_full_as_a_run_starts_is_one_message(cli, small_disk, tmp_path):
+    """A review: the run's lock file could not take its process id (no file named), and train.log
+    then failed to close over the first message: 'unexpected error' twice, exit 1. A write error
+    of TensorBoard's names its file in bytes: a TypeError in place of the message."""
+    import errno
+
+    from dlbench import files
+
+    fill(small_disk, leave=0)
+    result = cli("trainer.epochs=1", "logger=none", f"hydra.run.dir={small_disk / 'run'}", process=True)
+    err = " ".join(result.stderr.split())
+    assert result.returncode == 2 and "No space left on device writing" in err, err
+    assert "unexpected error" not in err and "Traceback" not in err and err.count("error:") == 1
+    failed = files.file_error(OSError(errno.EIO, "Input/output error", b"/x/tb/events"), tmp_path / "tb")
+    assert str(failed) == "Cannot write /x/tb/events: Input/output error"
+
+
 # ---- 6. leftovers and torn files -----------------------------------------------------------------
 
 

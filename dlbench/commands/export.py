@@ -106,7 +106,11 @@ def export_command(args: list[str]) -> int:
     }
     note = WRITERS[kind](model, info, out, parsed.opset or 18)
     load = loader(kind, out, spec["plugins"])
-    files.write_text(spec_file, f"# dlbench export ({kind}): {load}\n" + yaml.safe_dump(spec))
+    try:
+        files.write_text(spec_file, f"# dlbench export ({kind}): {load}\n" + yaml.safe_dump(spec))
+    except DlbenchError:  # (a full disk: the model goes too, so the same --out works again)
+        out.unlink(missing_ok=True)
+        raise
     console.print(f"wrote {out} ({kind}{note}) and {spec_file}; load with {load}", soft_wrap=True)
     return 0
 

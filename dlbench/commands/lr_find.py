@@ -17,7 +17,7 @@ import math
 import signal
 from pathlib import Path
 
-from dlbench import preflight, rundir
+from dlbench import files, preflight, rundir
 from dlbench.engine.logging import RunLogger, print_error
 from dlbench.errors import ArgumentParser, DlbenchError, Preempted, output_path
 from dlbench.terminal import command, key_of
@@ -243,7 +243,7 @@ def write(out: Path, lrs: list[float], losses: list[float], smoothed: list[float
         f"{lr:.6g},{loss:.6g},{'' if s is None else f'{s:.6g}'}"
         for lr, loss, s in zip(lrs, losses, kept, strict=True)
     ]
-    (out / "lr_find.csv").write_text("lr,loss,smoothed_loss\n" + "\n".join(rows) + "\n")
+    files.write_text(out / "lr_find.csv", "lr,loss,smoothed_loss\n" + "\n".join(rows) + "\n")
     figure, ax = new_figure(figsize=(6, 4), layout="constrained")
     ax.plot(lrs, losses, color="0.8", linewidth=1, label="loss")
     ax.plot(lrs[: len(smoothed)], smoothed, linewidth=2, label="smoothed")

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
+from dlbench import files
+
 SKIPPED, WARMUP = 1, 2  # the first batch (lazy set-up, cold caches), then warm-up
 PHASES = ("data", "forward", "backward", "optimizer")
 
@@ -86,17 +88,22 @@ class StepProfiler:
         if recorded < 1:  # (stopped as recording began: no batch in it)
             self.report = self.nothing_recorded()
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        profiler.export_chrome_trace(str(self.folder / "trace.json"))
+        trace = self.folder / "trace.json"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            profiler.export_chrome_trace(str(trace))
+        except (OSError, RuntimeError) as err:  # (a full disk: torch's half-written file goes)
+            for left in (trace, trace.with_name("trace.json.tmp")):
+                left.unlink(missing_ok=True)
+            raise files.file_error(err if isinstance(err, OSError) else OSError(str(err)), trace) from err
         averages = profiler.key_averages()
         cuda = self.device.type == "cuda"
         ops = averages.table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=15)
-        (self.folder / "ops.txt").write_text(ops + "\n")
+        files.write_text(self.folder / "ops.txt", ops + "\n")
         shares = phase_shares(averages, cuda)
         phases = "  ".join(f"{name} {share:.0%}" for name, share in shares.items())
-        (self.folder / "phases.txt").write_text(
-            "".join(f"{name}\t{share:.4f}\n" for name, share in shares.items())
-        )
+        table = "".join(f"{name}\t{share:.4f}\n" for name, share in shares.items())
+        files.write_text(self.folder / "phases.txt", table)
         cut = f" (the run ended before trainer.profile={self.batches})" if recorded < self.batches else ""
         self.report = (
             f"Profile of {recorded} training batches{cut}, in {self.folder}:\n"
