@@ -235,7 +235,8 @@ def failed(
     if not known and record:  # (a run that failed to resume keeps its log as it was)
         said = f"unexpected error: {first_line(err)}"  # (its traceback, all its lines, follows)
         logging.getLogger("dlbench").error(said, exc_info=err, extra=FILES_ONLY)
-    if record and not isinstance(err, FolderInUse) and run_dir.is_dir():  # (another machine's rank: none)
+    # (rank 0's alone, as it writes the folder: another's "lost contact" took the place of the cause)
+    if record and distributed.is_main() and not isinstance(err, FolderInUse) and run_dir.is_dir():
         try:
             files.write_text(run_dir / "error.txt", message + "\n" + details)
         except DlbenchError:

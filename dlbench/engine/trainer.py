@@ -492,7 +492,8 @@ class Trainer:
         metrics = means.result("train")
         if self.stepper.skipped_steps:
             metrics["train/skipped_steps"] = float(self.stepper.skipped_steps)
-        metrics["time/train_samples_per_s"] = means.count / (time.perf_counter() - means.started)
+        seen = means.count * self.processes  # (every process's: the sampler gives each an equal share)
+        metrics["time/train_samples_per_s"] = seen / (time.perf_counter() - means.started)
         if task.track_train_metrics:
             metrics.update(_prefixed("train", task.compute_metrics("train")))
         metrics.update(self.last_rates or _learning_rates(optimizations))  # (the rates it trained at)
@@ -535,7 +536,8 @@ class Trainer:
                 with self.autocast():
                     means.add(task.evaluation_step(batch, split), _batch_size(batch))
         metrics = {**means.result(split), **_prefixed(split, task.compute_metrics(split))}
-        metrics[f"time/{split}_samples_per_s"] = means.count / (time.perf_counter() - means.started)
+        seen = means.count * self.processes  # (every process's: their shares differ by one at most)
+        metrics[f"time/{split}_samples_per_s"] = seen / (time.perf_counter() - means.started)
         drawn = self.logger.active or distributed.world_size() > 1  # (by every process)
         if figures and drawn:
             self.logger.write_step_scalars()  # (before the figures' time is counted: not their cost)
