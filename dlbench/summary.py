@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 from rich.text import Text
 
@@ -238,6 +238,15 @@ def _fmt(value: Any) -> str:
 
 class SweepSummary(Callback):
     """Hydra callback: after a multirun, print the summary and write summary.csv/.md."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A sampling sweeper's sweep (Optuna's) gets the multirun.yaml Hydra's basic sweeper
+        writes as it starts: the command that started it, which compare and report (the newest
+        sweep of a folder) and sweep.resume (its words) read. Without it, a search was passed
+        over for an older grid, and its sweep.resume hint lost every word."""
+        if config.hydra.sweeper.get("_target_", "").endswith("BasicSweeper"):
+            return  # (it writes its own)
+        files.write_text(Path(config.hydra.sweep.dir) / "multirun.yaml", OmegaConf.to_yaml(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

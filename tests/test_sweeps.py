@@ -529,6 +529,13 @@ def test_an_optuna_search_whose_every_trial_fails_lists_them_without_a_traceback
     )
     assert "2 jobs failed: 0, 1" in result.stderr and f" sweep.resume={tmp_path / 's'}\n" in result.stderr
     assert "SGD's step failed" in (tmp_path / "s" / "0" / "error.txt").read_text()  # (the trial's own error)
+    # (Optuna's sweeper writes no multirun.yaml: compare took an older grid for the newest sweep,
+    # and sweep.resume without -m printed `dlbench -m sweep.resume=s`, every word lost)
+    assert (tmp_path / "s" / "multirun.yaml").is_file()
+    hint = cli("sweep.resume=s")
+    assert hint.returncode == 2 and "run it with -m, dlbench -m hparams_search=mlp_mnist dataset=digits" in (
+        hint.stderr
+    ), hint.stderr
 
 
 def test_joblib_jobs_side_by_side_share_the_cores_as_joblib_counts_its_workers(monkeypatch):
