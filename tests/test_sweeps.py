@@ -468,6 +468,12 @@ def test_a_sweep_resume_with_other_overrides_is_refused_and_writes_in_no_job(cli
         "hydra.sweep.dir=s sweep.resume=s"
     )
     assert {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()} == files
+    # (Hydra's words were not compared: a new subdir ran every job again beside the finished ones)
+    other = "hydra.sweep.subdir=x${hydra.job.num}"
+    subdir = cli(*sweep, "trainer.checkpoint_budget=1", "sweep.resume=s", other)
+    said = "with the Hydra settings that chose its jobs and their folders as it started (none), not "
+    assert subdir.returncode == 2 and said + other in subdir.stderr, subdir.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()} == files
     # (a multirun.yaml whose words do not pass the saved-run allow-list tells nothing: each job checks)
     import yaml
 

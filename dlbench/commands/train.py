@@ -414,6 +414,7 @@ def sweep_resume_overrides(overrides: list[str], flags: list[str]) -> list[str]:
             f"sweep.resume={target} finishes a sweep with the words that started it ({' '.join(started)}), "
             f"{instead}: {terminal.command('-m', *flags, *started, *kept)}{config_dirs_note(folders)}"
         )
+    check_same_shape(saved, overrides, target)
     # (its presets unknown, or shipped ones in place of the user's; a folder of their own given: theirs)
     if folders and "--config-dir" not in flags:
         raise DlbenchError(
@@ -421,6 +422,31 @@ def sweep_resume_overrides(overrides: list[str], flags: list[str]) -> list[str]:
             f"read{config_dirs_note(folders)}"
         )
     return overrides if sweep_dir is not None else [*overrides, terminal.override("hydra.sweep.dir", target)]
+
+
+# Hydra's settings that choose a sweep's jobs (a search's trials: hydra.sweeper.*) and their
+# folders (hydra.sweep.subdir); the others (hydra.launcher.*: a longer time limit) may change
+SHAPING = ("hydra.sweep.subdir", "hydra.sweeper.")
+
+
+def check_same_shape(saved: dict, overrides: list[str], target: str) -> None:
+    """A sweep.resume whose hydra.sweep.subdir or hydra.sweeper.* words differ from the ones
+    that started the sweep (its multirun.yaml's) is refused: a new subdir ran every job again
+    beside the finished ones, a search without its n_trials ran the preset's 20."""
+    words = saved_at(saved, "hydra", "overrides", "hydra")
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        return
+
+    def shaping(given: list[str]) -> list[str]:
+        return [w for w in given if terminal.key_of(w).lstrip("+~").startswith(SHAPING)]
+
+    started, given = shaping(words), shaping(overrides)
+    if None not in (read := (as_read(started), as_read(given))) and read[0] != read[1]:
+        raise DlbenchError(
+            f"sweep.resume={target} finishes a sweep with the Hydra settings that chose its jobs and "
+            f"their folders as it started ({' '.join(started) or 'none'}), not "
+            f"{' '.join(given) or 'none'}: give the same (hydra.launcher.* may change)"
+        )
 
 
 def the_sweeps_own(word: str) -> bool:
