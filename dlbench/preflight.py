@@ -137,8 +137,8 @@ def check_search_direction(cfg: DictConfig) -> None:
     if not isinstance(direction, str) or trainer is None or trainer.get("monitor") is None:
         return
     mode = monitor_mode(trainer)
-    wanted = {"max": "maximize", "min": "minimize"}[mode]
-    if direction != wanted:
+    wanted = {"max": "maximize", "min": "minimize"}.get(mode)  # (another mode: validation refuses it)
+    if wanted is not None and direction != wanted:
         said = f"trainer.monitor_mode={mode}" if trainer.get("monitor_mode") else f"{mode}imised, by its name"
         raise DlbenchError(
             f"hydra.sweeper.direction={direction} and trainer.monitor={trainer.monitor} ({said}) disagree: "
