@@ -230,6 +230,7 @@ def failed(
     from dlbench.engine import distributed
 
     if known and not lost and not distributed.is_main():  # the same bad input everywhere: rank 0 says it
+        distributed.stopped_here(message, run_dir)  # (or one only it read: rank 0 says that too)
         raise SystemExit(2) from None
     details = "" if known else "\n" + "".join(traceback.format_exception(err))
     if not known and record:  # (a run that failed to resume keeps its log as it was)

@@ -62,6 +62,26 @@ def test_an_evaluated_split_smaller_than_the_processes_is_refused_before_trainin
     assert written == ["error.txt"]  # the failed run's record, and nothing else
 
 
+def test_an_error_of_one_process_alone_is_said_by_rank_0_in_place_of_lost_contact(tmp_path, monkeypatch):
+    """A review (a bad image that rank 1 alone read): rank 1 exited in silence (an error every
+    process has, rank 0 says), and rank 0 said only "lost contact": the cause was never shown.
+    Now rank 1 leaves its error in the run folder, and rank 0's message leads with it."""
+    from dlbench import launch
+    from dlbench.engine import distributed
+
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    bad = DlbenchError("image_folder: train/cat/7.png is not a readable image")
+    with pytest.raises(SystemExit) as stopped:
+        launch.failed(bad, tmp_path, multirun=False, record=True, timeout_s=10)
+    assert stopped.value.code == 2 and not (tmp_path / "error.txt").exists()  # (rank 0's to write)
+    monkeypatch.setattr(distributed, "rank", lambda: 0)
+    said = distributed.lost_peer(RuntimeError("[pair.cc:1] Connection closed by peer"), 10, tmp_path)
+    assert said.lines[0] == "rank 1 of 2 stopped: image_folder: train/cat/7.png is not a readable image"
+    assert said.lines[1].startswith("lost contact with the other processes of this run (this is rank 0 of 2)")
+    assert not list(tmp_path.iterdir())  # (read once, then gone)
+
+
 def test_a_sweep_job_cannot_ask_for_several_devices(cli, tmp_path):
     result = cli("-m", "trainer.devices=2", "trainer.epochs=1", "hydra.sweep.dir=sweep")
     assert result.returncode == 1

@@ -12,6 +12,7 @@ this machine one of M that meet through torchrun's c10d rendezvous (engine/rende
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -67,20 +68,40 @@ def agree_run_id() -> str:
     return name[0]
 
 
+STOPPED_RANK = ".rank-{}-error"  # a process's own error, beside rank 0's run folder (stopped_here)
+
+
+def stopped_here(message: str, run_dir: Path) -> None:
+    """A process other than rank 0 that stops with an error of its own (a file only it read)
+    leaves it for rank 0, which says it in place of "lost contact" (`lost_peer`). Where the folder
+    is not shared (another machine's), nothing is left."""
+    if run_dir.is_dir():
+        with contextlib.suppress(OSError):
+            (run_dir / STOPPED_RANK.format(rank())).write_text(message[:2000])
+
+
 def lost_peer(err: Exception, timeout_s: float, run_dir: Path) -> DlbenchError | None:
     """A collective that failed because another process of the run died or stopped answering
-    (a machine went down), as one message; None for any other error."""
+    (a machine went down), as one message, led by the errors that stopped the others where they
+    left them (`stopped_here`); None for any other error."""
     if world_size() == 1 or not isinstance(err, RuntimeError):  # torch's DistError is one too
         return None
     text = re.sub(r"^\[[^\]]*\]\s*", "", str(err).strip())  # gloo's "[.../pair.cc:545] "
     if not re.search(r"connection (reset|closed|refused)|broken pipe|timed out|timeout", text, re.I):
         return None
+    causes = []
+    for left in sorted(run_dir.glob(STOPPED_RANK.format("*"))) if is_main() and run_dir.is_dir() else []:
+        with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+            said = (left.read_text()[:2000].splitlines() or [""])[0]  # (its first line: data, from a file)
+            causes.append(f"rank {left.name.split('-')[1]} of {world_size()} stopped: {said}")
+            left.unlink()
     return DlbenchError(
+        *causes,
         f"lost contact with the other processes of this run (this is rank {rank()} of {world_size()}): "
         f"{text.split('. ')[0].strip()}. A process or machine stopped, or did not answer within "
         f"trainer.dist_timeout_s={timeout_s:g} s. checkpoints/last.pt holds the last checkpoint: continue "
         f"with the same command and {terminal.shell_word(terminal.override('resume', run_dir))} on every "
-        "machine"
+        "machine",
     )
 
 
