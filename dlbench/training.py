@@ -118,7 +118,7 @@ def _train(
     # a sweep's job says one line when it ends (its log, tables and curves are in its folder),
     # unless trainer.progress asks for more
     quiet_job = sweep_job(hydra_cfg) and cfg.trainer.progress in ("auto", "none")
-    progress = setup_console(cfg.trainer.progress if main and not quiet_job else "none")
+    progress = setup_console(cfg.trainer.progress if main and not quiet_job else "none", errors_only=not main)
     device = resolve_device(str(cfg.device.type))
     if device.type == "cuda" and distributed.world_size() > 1:
         device = torch.device("cuda", distributed.local_rank())

@@ -258,6 +258,8 @@ def test_sigterm_to_a_two_process_run_stops_it_as_one_run_stops(tmp_path):
     resumed = subprocess.run(go_on, cwd=tmp_path, env=user_env(), capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "train/ figures count only its batches after the resume: with several processes" in log.read_text()
+    said = resumed.stdout + resumed.stderr  # (once: each process said it, a review)
+    assert said.count("train/ figures count only its batches after the resume") == 1, said[-3000:]
     assert "stopped by SIGTERM after step" in err and "Continue with: dlbench resume=" in err, err[-3000:]
     assert "unexpected" not in err and "Traceback" not in err, err[-3000:]
 

@@ -75,10 +75,12 @@ def not_files_only(record: logging.LogRecord) -> bool:
     return not getattr(record, "files_only", False)
 
 
-def setup_console(mode: str = "auto") -> str:
+def setup_console(mode: str = "auto", errors_only: bool = False) -> str:
     """Send dlbench's log lines to the console; returns the progress mode in effect.
 
     'auto' means a rich display on a terminal and plain lines otherwise (CI, files, pipes).
+    `errors_only`: a process of a distributed run other than rank 0, whose warnings rank 0
+    gives too (each process runs the same steps on its share: each was said once per process).
     """
     if mode == "auto":
         mode = "rich" if console.is_terminal else "plain"
@@ -93,7 +95,7 @@ def setup_console(mode: str = "auto") -> str:
         handler.setFormatter(logging.Formatter("%(message)s"))
     handler._dlbench_console = True  # type: ignore[attr-defined]
     handler.addFilter(not_files_only)  # (train.log keeps a bug's traceback; the error line says so)
-    handler.setLevel(logging.WARNING if mode == "none" else logging.INFO)
+    handler.setLevel(logging.ERROR if errors_only else logging.WARNING if mode == "none" else logging.INFO)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     return mode
