@@ -255,7 +255,7 @@ def write(out: Path, lrs: list[float], losses: list[float], smoothed: list[float
         ax.set_ylim(low - 0.05 * (high - low), high + 0.3 * (high - low) + 1e-12)
     ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="Learning-rate range test")
     ax.legend()
-    figure.savefig(out / "lr_find.png", dpi=120)
+    files.write_bytes(out / "lr_find.png", lambda f: figure.savefig(f, format="png", dpi=120))
     writer = SummaryWriter(log_dir=str(out / "tb"))
     for step, (lr, loss) in enumerate(zip(lrs, losses, strict=True), start=1):
         writer.add_scalar("lr_find/lr", lr, step)
