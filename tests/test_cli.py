@@ -285,6 +285,7 @@ def test_user_errors_are_one_message_and_nonzero(cli, tmp_path):
         # (0: ZeroDivisionError, exit 1; -1 trained the norm layers uphill; a decay of 5 at chance)
         ("+optimizer.norm_lr_scale=0",): "optimizer.norm_lr_scale=0: a factor above 0",
         ("dataset.augment.cutout=1000",): "cutout=1000: a square wider than 'digits''s images (8x8)",
+        ("dataset.augment.crop_padding=100",): "crop_padding=100: a padding as wide as 'digits''s images",
         ("+optimizer.norm_lr_scale=-1",): "optimizer.norm_lr_scale=-1: a factor above 0",
         ("+optimizer.lookahead_every=1", "+optimizer.lookahead_decay=5"): "lookahead_decay=5: a decay in",
         # (64 processes on a 2-core machine filled its memory; the CPU's cores: far fewer than 256)

@@ -88,6 +88,13 @@ class Augment(AugmentConfig):
                 f"dataset.augment.cutout={self.cutout}: a square wider than '{name}''s images "
                 f"({input_shape[1]}x{input_shape[2]}) blanks most of each; give at most {widest}"
             )
+        narrowest = min(input_shape[1:]) if asked else 0
+        if asked and self.crop_padding >= narrowest:  # (100 on 8x8: most crops held no pixel of the image)
+            raise DlbenchError(
+                f"dataset.augment.crop_padding={self.crop_padding}: a padding as wide as '{name}''s "
+                f"images ({input_shape[1]}x{input_shape[2]}) makes crops of the padding alone; give at "
+                f"most {narrowest - 1}"
+            )
 
     def batchable(self) -> bool:
         """Whether every augmentation asked for has a whole-batch version (BatchAugment)."""
