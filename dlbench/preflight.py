@@ -133,9 +133,15 @@ def check_search_direction(cfg: DictConfig) -> None:
     direction the monitor does not go (val/loss maximised, as a val/acc preset's
     `direction: maximize` would with trainer.monitor=val/loss) chose the worst trial, unsaid."""
     direction = OmegaConf.select(cfg, "hydra.sweeper.direction", default=None)
+    direction = getattr(direction, "name", direction)  # (Optuna's default: Direction.minimize)
     trainer = cfg.get("trainer")
-    if not isinstance(direction, str) or trainer is None or trainer.get("monitor") is None:
+    if not isinstance(direction, str) or trainer is None:
         return
+    if trainer.get("monitor") is None:  # (the task's own, unknown before it is built)
+        raise DlbenchError(
+            f"hydra.sweeper.direction={direction}: name the metric the search {direction}s, "
+            "trainer.monitor=... (val/acc, val/loss): its direction follows it"
+        )
     mode = monitor_mode(trainer)
     wanted = {"max": "maximize", "min": "minimize"}.get(mode)  # (another mode: validation refuses it)
     if wanted is not None and direction != wanted:

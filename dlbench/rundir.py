@@ -319,6 +319,10 @@ def remove_stale_temporaries(folder: Path) -> int:
             for tmp in (folder / sub).glob(f".{name}.*.tmp"):
                 tmp.unlink(missing_ok=True)
                 removed += 1
+    # (an earlier attempt's process errors, left for its rank 0: not this run's to say)
+    for left in folder.glob(".rank-*-error"):
+        left.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 

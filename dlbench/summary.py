@@ -244,8 +244,8 @@ class SweepSummary(Callback):
         writes as it starts: the command that started it, which compare and report (the newest
         sweep of a folder) and sweep.resume (its words) read. Without it, a search was passed
         over for an older grid, and its sweep.resume hint lost every word."""
-        if config.hydra.sweeper.get("_target_", "").endswith("BasicSweeper"):
-            return  # (it writes its own)
+        if config.hydra.sweeper.get("_target_", "").endswith(("BasicSweeper", "CheckedSweeper")):
+            return  # (it writes its own; dlbench's CheckedSweeper is one)
         files.write_text(Path(config.hydra.sweep.dir) / "multirun.yaml", OmegaConf.to_yaml(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

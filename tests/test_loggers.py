@@ -243,13 +243,21 @@ def test_a_resume_in_another_store_logs_to_a_new_mlflow_run_and_one_refused_at_s
             compose.compose_config([*resumed, "trainer.epochs=2", f"logger.mlflow.tracking_uri={other}"]),
             tmp_path / "run",
         )
-    assert f"logger mlflow: {other} holds no MLflow run " in caplog.text
+    assert f"logger mlflow: {other} holds no active MLflow run " in caplog.text
     assert "logger mlflow failed" not in caplog.text
     client = mlflow.MlflowClient(tracking_uri=other)
     (new,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert new.info.status == "FINISHED" and new.data.tags["dlbench.resumed_at_step"] == "21"
     assert [m.step for m in client.get_metric_history(new.info.run_id, "val/acc")] == [42]
     assert (tmp_path / "run" / ".mlflow_run_id").read_text().strip() == new.info.run_id
+    # (a run deleted in its store: the resume stopped, "must be in the 'active' state")
+    client.delete_run(new.info.run_id)
+    with caplog.at_level("WARNING"):
+        train(
+            compose.compose_config([*resumed, "trainer.epochs=3", f"logger.mlflow.tracking_uri={other}"]),
+            tmp_path / "run",
+        )
+    assert caplog.text.count(f"logger mlflow: {other} holds no active MLflow run ") == 2
     (tmp_path / "run" / ".mlflow_run_id").write_text(first_run_id)  # (the next resume: the first store's)
 
     def refused(self, run):

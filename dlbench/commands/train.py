@@ -430,9 +430,10 @@ SHAPING = ("hydra.sweep.subdir", "hydra.sweeper.")
 
 
 def check_same_shape(saved: dict, overrides: list[str], target: str) -> None:
-    """A sweep.resume whose hydra.sweep.subdir or hydra.sweeper.* words differ from the ones
+    """A sweep.resume that gives a hydra.sweep.subdir or hydra.sweeper.* word other than the one
     that started the sweep (its multirun.yaml's) is refused: a new subdir ran every job again
-    beside the finished ones, a search without its n_trials ran the preset's 20."""
+    beside the finished ones. (One it leaves out is not: the commands dlbench prints hold the
+    sweep's own words alone, never Hydra's from a file.)"""
     words = saved_at(saved, "hydra", "overrides", "hydra")
     if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
         return
@@ -440,7 +441,9 @@ def check_same_shape(saved: dict, overrides: list[str], target: str) -> None:
     def shaping(given: list[str]) -> list[str]:
         return [w for w in given if terminal.key_of(w).lstrip("+~").startswith(SHAPING)]
 
-    started, given = shaping(words), shaping(overrides)
+    given = shaping(overrides)
+    named = {terminal.key_of(w).lstrip("+~") for w in given}
+    started = [w for w in shaping(words) if terminal.key_of(w).lstrip("+~") in named]
     if None not in (read := (as_read(started), as_read(given))) and read[0] != read[1]:
         raise DlbenchError(
             f"sweep.resume={target} finishes a sweep with the Hydra settings that chose its jobs and "
@@ -532,13 +535,17 @@ def started_sweep(saved: dict, sweep_dir: Path) -> list[str]:
     words = saved_at(saved, "hydra", "overrides", "task")
     if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
         return []
+
+    def values(o) -> list:
+        if o.value_type is not None and o.value_type.name == "INTERVAL_SWEEP":  # (a search's: its bounds)
+            return [o.value().start, o.value().end]
+        return list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+
     try:
         each = [
             f"{o.get_key_element()}={value}"
             for o in OverridesParser.create().parse_overrides(list(words))
-            for value in (
-                o.sweep_string_iterator() if o.is_sweep_override() else [o.get_value_element_as_str()]
-            )
+            for value in values(o)
         ]
         check_saved_overrides(each, str(sweep_dir / "multirun.yaml"))
     except (HydraException, DlbenchError):

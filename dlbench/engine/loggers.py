@@ -187,8 +187,8 @@ class MLflow:
             # (its store is another: the default one is outputs/mlflow.db under the folder the
             # run started in; the resume's values went nowhere, the run saying so at its end)
             log.warning(
-                f"logger mlflow: {uri} holds no MLflow run {self.run_id[:40]}, which this run logged to "
-                "(resume from the folder the run started in, or give its store: "
+                f"logger mlflow: {uri} holds no active MLflow run {self.run_id[:40]}, which this run logged "
+                "to (resume from the folder the run started in, or give its store: "
                 "logger.mlflow.tracking_uri=...): the resume logs to a new MLflow run there"
             )
         self.create(run, experiment_id)
@@ -226,7 +226,10 @@ class MLflow:
         from mlflow.exceptions import MlflowException
 
         try:
-            logged = self.client.get_run(self.run_id).data.params
+            run_now = self.client.get_run(self.run_id)
+            if run_now.info.lifecycle_stage != "active":  # (deleted in the store: taken as gone)
+                return False
+            logged = run_now.data.params
         except MlflowException as err:
             if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # (or no run id)
                 return False

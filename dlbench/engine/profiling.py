@@ -92,7 +92,9 @@ class StepProfiler:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             profiler.export_chrome_trace(str(trace))
-        except (OSError, RuntimeError) as err:  # (a full disk: torch's half-written file goes)
+            if not trace.is_file():  # (torch says nothing of a write that failed: a full disk)
+                raise OSError(f"torch wrote no {trace.name} (a full disk, or the file-size limit?)")
+        except (OSError, RuntimeError) as err:  # (its half-written file goes)
             for left in (trace, trace.with_name("trace.json.tmp")):
                 left.unlink(missing_ok=True)
             raise files.file_error(err if isinstance(err, OSError) else OSError(str(err)), trace) from err
