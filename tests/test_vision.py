@@ -160,6 +160,39 @@ def test_download_failure_is_one_message(tmp_path, http_server):
         DATASETS.get("cifar10")(root=str(tmp_path), download=True, url=f"{url}/missing.tar.gz")
 
 
+def test_an_image_is_read_upright_on_white_and_a_float_one_at_its_brightness(tmp_path):
+    """A review (predict on a digit): a drawing on transparent pixels (0, 0, 0, 0) was read
+    black on black, a phone's JPEG with EXIF orientation 6 sideways, a float TIFF in [0, 1]
+    black: each was classified as another digit, exit 0. Training on an image folder reads
+    files the same way."""
+    import numpy as np
+    from PIL import Image
+
+    from dlbench.data.images import open_image
+
+    drawn = np.full((20, 30), 255, np.uint8)
+    drawn[5:15, 10:14] = 0  # a black bar on white: what each file below shows
+    want = open_image(_saved(Image.fromarray(drawn), tmp_path / "plain.png"), "L")
+    rgba = np.zeros((20, 30, 4), np.uint8)  # transparent black...
+    rgba[5:15, 10:14] = [0, 0, 0, 255]  # ...around an opaque black bar
+    assert np.array_equal(
+        np.asarray(open_image(_saved(Image.fromarray(rgba), tmp_path / "t.png"), "L")), np.asarray(want)
+    )
+    exif = Image.Exif()
+    exif[0x0112] = 6  # (Orientation: the stored pixels are turned 90 degrees)
+    stored = Image.fromarray(drawn).transpose(Image.Transpose.ROTATE_90)
+    stored.save(tmp_path / "r.jpg", exif=exif, quality=100)
+    turned = np.asarray(open_image(tmp_path / "r.jpg", "L"), dtype=int)
+    assert turned.shape == (20, 30) and np.abs(turned - np.asarray(want, dtype=int)).max() < 40
+    floats = Image.fromarray(drawn.astype(np.float32) / 255.0, mode="F")
+    assert np.array_equal(np.asarray(open_image(_saved(floats, tmp_path / "f.tif"), "L")), np.asarray(want))
+
+
+def _saved(image, path):
+    image.save(path)
+    return path
+
+
 def test_image_folder_with_and_without_val(tmp_path):
     write_image_folder(tmp_path / "imgs")
     source = DATASETS.get("image_folder")(root=str(tmp_path / "imgs"), image_size=[8, 8])

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from dlbench.errors import DlbenchError, first_line
 
@@ -37,7 +37,7 @@ def open_image(path: str | Path, mode: str = "RGB") -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.load()
-                return to_8bit(image).convert(mode)
+                return on_white(ImageOps.exif_transpose(to_8bit(image))).convert(mode)
     except FileNotFoundError as err:
         raise DlbenchError(f"No such file: {path}") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -48,11 +48,26 @@ def open_image(path: str | Path, mode: str = "RGB") -> Image.Image:
 
 def to_8bit(image: Image.Image) -> Image.Image:
     """A 16-bit grayscale image (PNG) as 8-bit, its full range scaled (65535 -> 255); PIL's own
-    convert("L") would clip every value above 255 to white."""
-    if image.mode not in SIXTEEN_BIT:
+    convert("L") would clip every value above 255 to white. A float one (TIFF's "F") in [0, 1]
+    is scaled to 255 (convert("L") made it 0 or 1: black)."""
+    if image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        values = values * 255.0 if values.size and values.max() <= 1.0 else values
+    elif image.mode in SIXTEEN_BIT:
+        values = np.asarray(image, dtype=np.float64) / 257.0
+    else:
         return image
-    values = np.asarray(image, dtype=np.float64) / 257.0
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """An image with transparency laid on white (a drawing exported from a canvas: black
+    strokes on transparent pixels stored as (0, 0, 0, 0), which convert() alone made black on
+    black); an opaque one as it is."""
+    if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+        return image
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
 
 
 def check_image(path: str | Path, mode: str = "RGB") -> str | None:
