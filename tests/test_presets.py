@@ -137,6 +137,12 @@ def test_lenet5_then_eval_and_predict_from_the_command_line(cli, tmp_path, data_
     assert "test/acc" in evaluated.stdout
     assert f"{read_metrics(run_dir)['test/acc']:.6g}" in evaluated.stdout  # the same figure
     assert "Test split, per class" in evaluated.stdout
+    # (images prepared otherwise than the run's: its figures, unsaid; the run's own setting: no note)
+    prepared = cli("eval", "lenet", f"dataset.root={data_root}", "dataset.normalize=dataset")
+    said = "note: dataset.normalize=dataset: the model is measured on images prepared otherwise"
+    assert prepared.returncode == 0 and said in prepared.stderr, prepared.stderr
+    same = cli("eval", "lenet", f"dataset.root={data_root}", "dataset.normalize=none")
+    assert same.returncode == 0 and "prepared otherwise" not in same.stderr, same.stderr
 
     png = draw_digit_png(tmp_path / "digit.png")
     predicted = cli("predict", "lenet", str(png), "--top-k", "2")

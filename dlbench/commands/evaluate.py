@@ -40,6 +40,13 @@ def eval_command(args: list[str]) -> int:
     state = checkpoint.load(ckpt)
     check_same_data(cfg, state, args[1:], ckpt)
     setup_console("plain")
+    if preprocessing := prepared_otherwise(cfg, state, args[1:]):  # (0.5 in place of 1.0, unsaid)
+        err_console.print(
+            terminal.inert(
+                f"note: {' '.join(preprocessing)}: the model is measured on images prepared otherwise "
+                "than it trained on (the run's settings are in its .hydra/config.yaml)"
+            )
+        )
     carved = [a for a in args[1:] if key_of(a) in ("dataset.split_seed", "dataset.test_fraction")]
     if carved and not any(key_of(a) == "dataset" for a in args[1:]):  # (a figure that looked like a test's)
         err_console.print(
@@ -156,6 +163,23 @@ def check_same_data(cfg, state: dict, given: list[str], ckpt) -> None:
             "checkpoint's first): its .hydra/overrides.yaml was edited, or dlbench's defaults changed "
             "since. Give the settings you mean on the command line"
         )
+
+
+# dataset settings that change how eval's images are prepared from how the run's were
+PREPROCESSING = ("dataset.normalize", "dataset.image_size", "dataset.grayscale")
+
+
+def prepared_otherwise(cfg, state: dict, given: list[str]) -> list[str]:
+    """The words of the command line that prepare the images otherwise than the run did."""
+    from dlbench import files
+
+    if any(key_of(a) == "dataset" for a in given):
+        return []  # (another data set, asked for: its own preparation)
+    saved = files.load_yaml(state["config"]).get("dataset")
+    saved = saved if isinstance(saved, dict) else {}
+    now = OmegaConf.to_container(cfg.dataset, resolve=True)
+    keys = {a: key_of(a).split(".")[-1] for a in given if key_of(a) in PREPROCESSING}
+    return [a for a, key in keys.items() if saved.get(key) != now.get(key)]
 
 
 # dataset settings that do not change what eval measures: how it is read, and training's own
