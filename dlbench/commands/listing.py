@@ -232,6 +232,8 @@ def experiments() -> dict[str, tuple[Path, str]]:
     out = {}
     for name in compose.groups().get("experiment", []):
         path = preset_file(name)
+        if path is None:  # (a name Hydra lists whose file is none: a link to nothing)
+            continue
         lines = [ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("# ")]
         lines = [ln for ln in lines if not ln.startswith("@package")]
         out[name] = (path, lines[0] if lines else "")
