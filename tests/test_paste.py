@@ -210,6 +210,10 @@ def test_what_new_prints_runs_when_pasted(tmp_path):
         mine.stderr
     )
     assert shell("dlbench new experiment my_mine --from mine", tmp_path).returncode == 0
+    # (a preset's file that is a link to nothing: 'unexpected error: AttributeError', a review)
+    (tmp_path / "configs" / "experiment" / "ghost.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    ghost = shell("dlbench new experiment my_ghost --from ghost", tmp_path)
+    assert ghost.returncode == 2 and "Unknown experiment 'ghost'" in ghost.stderr, ghost.stderr
     shadow = shell("dlbench new experiment iris_mlp", tmp_path)  # (the digits template under a preset's name)
     start = shadow.stderr.split("Choose a name of your own: ", 1)[1].strip()
     assert shadow.returncode == 2 and start == "dlbench new experiment my_iris_mlp --from iris_mlp"
