@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from dlbench import files, terminal
+from dlbench import terminal
 from dlbench.errors import DlbenchError, FolderInUse
 from dlbench.files import file_error, write_text
 
@@ -54,6 +54,9 @@ def set_aside(folder: Path) -> Path:
             entry.rename(aside / entry.name)  # (a link is moved as a link)
     return aside
 
+
+# a process's own error, left in the run folder for rank 0 to say (engine/distributed.py)
+STOPPED_RANK = ".rank-{}-error"
 
 RECORDS = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")  # what a run records
 
@@ -254,7 +257,7 @@ class RunLock:
             os.write(fd, str(os.getpid()).encode())
         except OSError as err:  # (a full disk: one message naming the file)
             os.close(fd)
-            raise files.file_error(err, path) from err
+            raise file_error(err, path) from err
         self.fd = fd
         HELD_LOCKS.add(fd)
         return self
@@ -320,7 +323,7 @@ def remove_stale_temporaries(folder: Path) -> int:
                 tmp.unlink(missing_ok=True)
                 removed += 1
     # (an earlier attempt's process errors, left for its rank 0: not this run's to say)
-    for left in folder.glob(".rank-*-error"):
+    for left in folder.glob(STOPPED_RANK.format("*")):
         left.unlink(missing_ok=True)
         removed += 1
     return removed

@@ -141,14 +141,11 @@ def check_same_data(cfg, state: dict, given: list[str], ckpt) -> None:
     """The data settings eval composes from the run's saved overrides are the ones its checkpoint
     was trained with, but for those the command line changes (a run folder's overrides.yaml is
     data: one edited to another split_seed measured the model on its own training images)."""
-    from dlbench import files, resume
+    from dlbench import resume
 
-    if any(key_of(a) == "dataset" for a in given):
-        return  # (dataset=OTHER: another data set, asked for)
-    saved = files.load_yaml(state["config"]).get("dataset")
-    now = OmegaConf.to_container(cfg.dataset, resolve=False)
-    if not isinstance(saved, dict):
+    if (saved := saved_dataset(state, given)) is None:
         return
+    now = OmegaConf.to_container(cfg.dataset, resolve=False)
     changed = set(map(key_of, given))
     differ = {
         k: v
@@ -169,14 +166,21 @@ def check_same_data(cfg, state: dict, given: list[str], ckpt) -> None:
 PREPROCESSING = ("dataset.normalize", "dataset.image_size", "dataset.grayscale")
 
 
-def prepared_otherwise(cfg, state: dict, given: list[str]) -> list[str]:
-    """The words of the command line that prepare the images otherwise than the run did."""
+def saved_dataset(state: dict, given: list[str]) -> dict | None:
+    """The dataset node the checkpoint was trained with, unless the command line names another
+    data set (dataset=OTHER: asked for, with its own settings) or the checkpoint holds none."""
     from dlbench import files
 
     if any(key_of(a) == "dataset" for a in given):
-        return []  # (another data set, asked for: its own preparation)
+        return None
     saved = files.load_yaml(state["config"]).get("dataset")
-    saved = saved if isinstance(saved, dict) else {}
+    return saved if isinstance(saved, dict) else None
+
+
+def prepared_otherwise(cfg, state: dict, given: list[str]) -> list[str]:
+    """The words of the command line that prepare the images otherwise than the run did."""
+    if (saved := saved_dataset(state, given)) is None:
+        return []
     now = OmegaConf.to_container(cfg.dataset, resolve=True)
     keys = {a: key_of(a).split(".")[-1] for a in given if key_of(a) in PREPROCESSING}
     return [a for a, key in keys.items() if saved.get(key) != now.get(key)]

@@ -27,6 +27,7 @@ import torch.distributed as dist
 
 from dlbench import terminal
 from dlbench.errors import DlbenchError, Preempted, environ_number, first_line
+from dlbench.rundir import STOPPED_RANK
 
 
 def rank() -> int:
@@ -66,9 +67,6 @@ def agree_run_id() -> str:
     name = [time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3) if is_main() else None]
     dist.broadcast_object_list(name, src=0)
     return name[0]
-
-
-STOPPED_RANK = ".rank-{}-error"  # a process's own error, beside rank 0's run folder (stopped_here)
 
 
 def stopped_here(message: str, run_dir: Path) -> None:

@@ -229,7 +229,6 @@ class RunLogger:
         self.figures = TimeBudget(figures_budget, first_cost=0.2)
         self.pending: list[tuple[dict[str, Any], int, float]] = []  # step_scalars not yet written
         self.step_writes_s = 0.0  # seconds spent writing them (not an epoch's: time/epoch_s)
-        self.processes = 1  # the run's processes, whose samples a rate counts (the Trainer's)
 
     def figures_due(self) -> bool:
         """Whether an evaluation's figures fit logger.figures_budget (engine/budget.py; a run of
@@ -365,9 +364,13 @@ class RunLogger:
         last: tuple[str, Any] | None = None  # the last logged step's (name, value)
         drawn = False  # whether the bar shows this epoch yet
 
-        def rate() -> str:  # (every process's: each takes the same share of the batches)
+        from dlbench.engine import distributed  # (a run's: torch is loaded by then)
+
+        processes = distributed.world_size()  # (every process's samples: each takes the same share)
+
+        def rate() -> str:
             elapsed = time.perf_counter() - started
-            return f"{seen * self.processes / elapsed:,.0f} samples/s" if elapsed > 0 else ""
+            return f"{seen * processes / elapsed:,.0f} samples/s" if elapsed > 0 else ""
 
         def draw() -> None:
             """The bar with this epoch's figures, drawn. The epoch is given to rich only here: an

@@ -69,8 +69,6 @@ class Trainer:
         self.dtype = self.stepper.dtype
         self.ddp: torch.nn.Module | None = None  # the model inside DistributedDataParallel
         self.processes = distributed.world_size()  # (torchrun's)
-        if logger is not None:  # (its progress's samples/s: every process's)
-            logger.processes = self.processes
         self.average: WeightAverage | None = None  # trainer.ema or trainer.swa_start (engine/averaging.py)
         self.profiler: StepProfiler | None = None  # trainer.profile (engine/profiling.py)
         self.stop = stop or StopSignals()  # a SIGTERM/SIGUSR1/SIGUSR2 (preemption) received
